@@ -1,0 +1,77 @@
+/**
+ * Typed errors for every layer of Boson.
+ *
+ * Each error has a stable `code` (what went wrong, in SCREAMING_SNAKE) and a `kind` (the containerd-style class
+ * that decides how an edge translates it: HTTP status, Docker status, CLI exit code). Code elsewhere branches on
+ * `code` or `kind`, never on `message`. The catalogue below is the single list of codes; docs/api.md mirrors it
+ * and a test keeps the two in sync.
+ */
+
+/** The small set of error classes every edge knows how to translate. */
+export type ErrorKind =
+  | 'NotFound'
+  | 'AlreadyExists'
+  | 'InvalidArgument'
+  | 'FailedPrecondition'
+  | 'PermissionDenied'
+  | 'ResourceExhausted'
+  | 'Unavailable'
+  | 'DataLoss'
+  | 'Internal';
+
+/** Every stable error code, with its kind and the `boson` CLI exit status it maps to (sysexits.h values). */
+export const ERROR_CATALOGUE = {
+  USAGE: { kind: 'InvalidArgument', exit: 64, summary: 'a command line flag or argument is missing or malformed' },
+  INVALID_ARGUMENT: { kind: 'InvalidArgument', exit: 64, summary: 'a value given to Boson is not valid' },
+  IMAGE_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no local image has that reference' },
+  IMAGE_SOURCE_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'the path given to image import does not exist' },
+  IMAGE_INVALID: { kind: 'InvalidArgument', exit: 65, summary: 'an image layout, manifest or config is malformed or unsupported' },
+  IMAGE_CORRUPT: { kind: 'DataLoss', exit: 65, summary: 'an image blob does not match its digest or size, or is truncated' },
+  LAYER_UNSAFE: { kind: 'InvalidArgument', exit: 65, summary: 'a layer entry would escape the root filesystem or is not allowed' },
+  CONTAINER_USER_UNKNOWN: { kind: 'InvalidArgument', exit: 67, summary: 'the user or group asked for does not exist in the image' },
+  CONTAINER_NAME_IN_USE: { kind: 'AlreadyExists', exit: 68, summary: 'another container already has that name' },
+  CONTAINER_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no container has that id or name' },
+  CONTAINER_START_FAILED: { kind: 'FailedPrecondition', exit: 71, summary: 'the guest could not prepare the container (mounts, working directory)' },
+  COMMAND_NOT_FOUND: { kind: 'NotFound', exit: 127, summary: 'the container command does not exist in the image' },
+  COMMAND_NOT_EXECUTABLE: { kind: 'PermissionDenied', exit: 126, summary: 'the container command exists but cannot be executed' },
+  QEMU_MISSING: { kind: 'Unavailable', exit: 69, summary: 'qemu-system-x86_64 is not installed or not runnable' },
+  GUEST_KERNEL_MISSING: { kind: 'FailedPrecondition', exit: 72, summary: 'the guest kernel or its modules are not installed' },
+  GUEST_INIT_MISSING: { kind: 'FailedPrecondition', exit: 72, summary: 'boson-init has not been built (run the setup command)' },
+  GUEST_BOOT_TIMEOUT: { kind: 'Unavailable', exit: 75, summary: 'the micro-VM did not signal "booted" within the watchdog time, on every attempt' },
+  GUEST_CRASHED: { kind: 'Unavailable', exit: 74, summary: 'QEMU or the guest ended without reporting an exit status' },
+  GUEST_PROTOCOL: { kind: 'Internal', exit: 76, summary: 'the guest sent a malformed or unexpected frame' },
+  STATE_DIR_UNWRITABLE: { kind: 'PermissionDenied', exit: 73, summary: 'a Boson state or cache directory cannot be created or written' },
+  TOOL_FAILED: { kind: 'Internal', exit: 70, summary: 'a helper program Boson runs (mkfs, qemu-img) failed' },
+  INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
+} as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
+
+/** A stable error code from the catalogue. */
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** The one error type Boson throws on purpose; anything else reaching an edge is reported as INTERNAL. */
+export class BosonError extends Error {
+  readonly code: ErrorCode;
+  readonly kind: ErrorKind;
+  /** Structured facts for machine-readable output (--json, problem JSON); never parsed from the message. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'BosonError';
+    this.code = code;
+    this.kind = ERROR_CATALOGUE[code].kind;
+    this.details = options.details ?? {};
+  }
+}
+
+/** True when `err` is a BosonError, optionally with one of the given codes. */
+export function isBosonError(err: unknown, ...codes: ErrorCode[]): err is BosonError {
+  return err instanceof BosonError && (codes.length === 0 || codes.includes(err.code));
+}
+
+/** Returns `err` as a BosonError, wrapping anything unexpected as INTERNAL (keeping it as the cause). */
+export function toBosonError(err: unknown): BosonError {
+  if (err instanceof BosonError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new BosonError('INTERNAL', `internal error: ${message}`, { cause: err });
+}
