@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, rm, writeFile, readdir } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { resolveModules } from './modules.ts';
+import { writeCpio } from './cpio.ts';
+import { defaultKernelPath, kernelReleaseOf } from './bundle.ts';
+import { isBosonError } from '../common/index.ts';
+
+test('modules come out dependencies first, built-ins skipped, each once', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-mods-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(path.join(dir, 'modules.dep'), [
+    'kernel/a/virtio_ring.ko:',
+    'kernel/a/virtio.ko: kernel/a/virtio_ring.ko',
+    'kernel/a/virtio_blk.ko: kernel/a/virtio.ko kernel/a/virtio_ring.ko',
+    'kernel/fs/erofs.ko: kernel/lib/libcrc32c.ko',
+    'kernel/lib/libcrc32c.ko:',
+  ].join('\n'));
+  await writeFile(path.join(dir, 'modules.builtin'), 'kernel/fs/ext4/ext4.ko\n');
+  const mods = await resolveModules(dir, ['virtio_blk', 'ext4', 'erofs', 'virtio']);
+  assert.deepEqual(mods.map((m) => m.name), ['virtio_ring', 'virtio', 'virtio_blk', 'libcrc32c', 'erofs']);
+  await assert.rejects(resolveModules(dir, ['nope']), (e) => isBosonError(e, 'GUEST_KERNEL_MISSING'));
+});
+
+test('the real guest kernel provides every module Boson needs', async (t) => {
+  let kernel: string;
+  try {
+    kernel = await defaultKernelPath();
+  } catch {
+    t.skip('no guest kernel installed');
+    return;
+  }
+  const mods = await resolveModules(path.join('/lib/modules', kernelReleaseOf(kernel)), ['virtio_mmio', 'virtio_console', 'virtio_blk', 'overlay', 'erofs']);
+  const names = mods.map((m) => m.name);
+  assert.ok(names.indexOf('virtio') < names.indexOf('virtio_mmio'));
+  assert.ok(names.includes('virtio_console') && names.includes('overlay'));
+});
+
+test('cpio archives unpack with the system cpio to the same tree and bytes', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-cpio-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const archive = writeCpio([
+    { kind: 'dir', path: 'boson' },
+    { kind: 'file', path: 'init', data: Buffer.from('#!/bin/sh\n'), mode: 0o755 },
+    { kind: 'file', path: 'boson/modules', data: Buffer.from('/m/a.ko\n') },
+    { kind: 'file', path: 'odd', data: Buffer.alloc(5, 1) },
+  ]);
+  assert.equal(archive.length % 4, 0);
+  const out = path.join(dir, 'out');
+  await mkdir(out);
+  execFileSync('cpio', ['-idm', '--quiet'], { cwd: out, input: archive });
+  assert.deepEqual((await readdir(out)).sort(), ['boson', 'init', 'odd']);
+  assert.equal(execFileSync('cat', [path.join(out, 'boson/modules')]).toString(), '/m/a.ko\n');
+  assert.deepEqual(writeCpio([{ kind: 'file', path: 'x', data: Buffer.from('y') }]), writeCpio([{ kind: 'file', path: 'x', data: Buffer.from('y') }]));
+});

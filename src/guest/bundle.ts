@@ -1,0 +1,111 @@
+/**
+ * The guest boot bundle: which kernel a micro-VM boots, and the initramfs Boson assembles for it (boson-init as
+ * /init plus exactly the kernel modules it needs). The kernel is a setting (BOSON_GUEST_KERNEL); the default is the
+ * newest Debian cloud kernel in /boot. The initramfs is cached by the hash of everything that goes into it.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { BosonError } from '../common/index.ts';
+import { writeCpio, type CpioEntry } from './cpio.ts';
+import { GUEST_MODULES, resolveModules, type ModuleFile } from './modules.ts';
+
+/** Everything needed to boot a Boson guest. */
+export interface BootBundle {
+  kernelPath: string;
+  kernelRelease: string;
+  initramfsPath: string;
+  initPath: string;
+  modules: ModuleFile[];
+}
+
+/** Where to find the pieces; every field has a default from the environment. */
+export interface BundleOptions {
+  /** Directory holding the built boson-init and the cached initramfs images. */
+  guestDir: string;
+  /** Kernel image; default BOSON_GUEST_KERNEL or the newest /boot/vmlinuz-*-cloud-amd64. */
+  kernelPath?: string;
+  /** Modules tree; default BOSON_GUEST_MODULES or /lib/modules/<release>. */
+  modulesDir?: string;
+  /** Extra drivers beyond GUEST_MODULES. */
+  extraModules?: string[];
+}
+
+/** Compares kernel release strings the way humans sort versions (6.1.0-10 < 6.1.0-56). */
+function compareVersions(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true });
+}
+
+/** Finds the default guest kernel: BOSON_GUEST_KERNEL, else the newest cloud kernel, else the newest kernel in /boot. */
+export async function defaultKernelPath(env: NodeJS.ProcessEnv = process.env, bootDir = '/boot'): Promise<string> {
+  if (env.BOSON_GUEST_KERNEL) return path.resolve(env.BOSON_GUEST_KERNEL);
+  let names: string[] = [];
+  try {
+    names = (await readdir(bootDir)).filter((n) => n.startsWith('vmlinuz-'));
+  } catch {
+    // No /boot: reported below.
+  }
+  const cloud = names.filter((n) => n.endsWith('-cloud-amd64'));
+  const pick = (cloud.length > 0 ? cloud : names).sort(compareVersions).at(-1);
+  if (!pick) {
+    throw new BosonError('GUEST_KERNEL_MISSING', `no guest kernel in ${bootDir} (install linux-image-cloud-amd64 or set BOSON_GUEST_KERNEL)`);
+  }
+  return path.join(bootDir, pick);
+}
+
+/** The release a kernel file belongs to, from its name (vmlinuz-<release>). */
+export function kernelReleaseOf(kernelPath: string): string {
+  const base = path.basename(kernelPath);
+  return base.startsWith('vmlinuz-') ? base.slice('vmlinuz-'.length) : base;
+}
+
+async function mustExist(file: string, code: 'GUEST_KERNEL_MISSING' | 'GUEST_INIT_MISSING', what: string): Promise<void> {
+  try {
+    await stat(file);
+  } catch (cause) {
+    throw new BosonError(code, `${what} not found at ${file}`, { cause });
+  }
+}
+
+/**
+ * Returns the boot bundle, assembling and caching the initramfs if its inputs changed. Safe to call concurrently:
+ * the image is written under a temporary name and renamed into place.
+ */
+export async function prepareBootBundle(options: BundleOptions): Promise<BootBundle> {
+  const kernelPath = options.kernelPath ?? (await defaultKernelPath());
+  await mustExist(kernelPath, 'GUEST_KERNEL_MISSING', 'guest kernel');
+  const kernelRelease = kernelReleaseOf(kernelPath);
+  const modulesDir = options.modulesDir ?? process.env.BOSON_GUEST_MODULES ?? path.join('/lib/modules', kernelRelease);
+  const initPath = path.join(options.guestDir, 'boson-init');
+  await mustExist(initPath, 'GUEST_INIT_MISSING', 'boson-init (build it with: make -C guest/init)');
+
+  const modules = await resolveModules(modulesDir, [...GUEST_MODULES, ...(options.extraModules ?? [])]);
+  const init = await readFile(initPath);
+  const hash = createHash('sha256').update(init).update(kernelRelease);
+  const moduleData: Buffer[] = [];
+  for (const mod of modules) {
+    const data = await readFile(path.join(modulesDir, mod.relPath));
+    hash.update(mod.relPath).update(data);
+    moduleData.push(data);
+  }
+  const digest = hash.digest('hex').slice(0, 16);
+  const initramfsPath = path.join(options.guestDir, `initramfs-${kernelRelease}-${digest}.cpio`);
+  try {
+    await stat(initramfsPath);
+  } catch {
+    const entries: CpioEntry[] = [
+      { kind: 'file', path: 'init', data: init, mode: 0o755 },
+      { kind: 'dir', path: 'boson' },
+      { kind: 'dir', path: 'modules' },
+      ...['dev', 'proc', 'sys', 'newroot'].map((d): CpioEntry => ({ kind: 'dir', path: d })),
+    ];
+    modules.forEach((mod, i) => entries.push({ kind: 'file', path: `modules/${mod.name}.ko`, data: moduleData[i]! }));
+    const list = modules.map((m) => `/modules/${m.name}.ko\n`).join('');
+    entries.push({ kind: 'file', path: 'boson/modules', data: Buffer.from(list) });
+    await mkdir(options.guestDir, { recursive: true });
+    const tmp = `${initramfsPath}.tmp-${process.pid}`;
+    await writeFile(tmp, writeCpio(entries));
+    await rename(tmp, initramfsPath);
+  }
+  return { kernelPath, kernelRelease, initramfsPath, initPath, modules };
+}
