@@ -1,0 +1,78 @@
+/** `boson info`: what this host will boot micro-VMs with, and why (accelerator, kernel, initramfs, QEMU, paths). */
+import type { Command } from 'commander';
+import { bosonPaths, toBosonError } from '../../common/index.ts';
+import { prepareBootBundle, defaultKernelPath, kernelReleaseOf } from '../../guest/index.ts';
+import { findQemu, probeAccelerator, qemuVersion, hostTscKhz } from '../../vmm/index.ts';
+import { printJson } from '../output.ts';
+
+/** Adds `info` to the program. */
+export function registerInfo(program: Command): void {
+  program
+    .command('info')
+    .description('Show the accelerator, guest kernel, initramfs, QEMU and state directories')
+    .option('--json', 'print as JSON')
+    .action(async (flags: { json?: boolean }) => {
+      const info = await gatherInfo();
+      if (flags.json) printJson(info);
+      else printInfo(info);
+      if (info.problems.length > 0) process.exitCode = 1;
+    });
+}
+
+interface Info {
+  version: string;
+  accelerator: { name: string; reason: string; tscKhz: number | null };
+  guest: { kernel: string | null; kernelRelease: string | null; initramfs: string | null; init: string | null; modules: string[] };
+  qemu: { binary: string | null; version: string | null };
+  paths: ReturnType<typeof bosonPaths>;
+  problems: string[];
+}
+
+async function gatherInfo(): Promise<Info> {
+  const paths = bosonPaths();
+  const problems: string[] = [];
+  const accel = await probeAccelerator();
+  const info: Info = {
+    version: '0.1.0',
+    accelerator: { name: accel.accel, reason: accel.reason, tscKhz: (await hostTscKhz()) ?? null },
+    guest: { kernel: null, kernelRelease: null, initramfs: null, init: null, modules: [] },
+    qemu: { binary: null, version: null },
+    paths,
+    problems,
+  };
+  try {
+    info.qemu.binary = await findQemu();
+    info.qemu.version = await qemuVersion(info.qemu.binary);
+  } catch (err) {
+    problems.push(toBosonError(err).message);
+  }
+  try {
+    info.guest.kernel = await defaultKernelPath();
+    info.guest.kernelRelease = kernelReleaseOf(info.guest.kernel);
+    const bundle = await prepareBootBundle({ guestDir: paths.guestDir, kernelPath: info.guest.kernel });
+    info.guest.initramfs = bundle.initramfsPath;
+    info.guest.init = bundle.initPath;
+    info.guest.modules = bundle.modules.map((m) => m.name);
+  } catch (err) {
+    problems.push(toBosonError(err).message);
+  }
+  return info;
+}
+
+function printInfo(info: Info): void {
+  const lines = [
+    `Boson:          ${info.version}`,
+    `Accelerator:    ${info.accelerator.name} (${info.accelerator.reason})`,
+    `Host TSC:       ${info.accelerator.tscKhz ? `${info.accelerator.tscKhz} kHz` : 'unknown'}`,
+    `QEMU:           ${info.qemu.binary ?? 'missing'}${info.qemu.version ? ` (${info.qemu.version})` : ''}`,
+    `Guest kernel:   ${info.guest.kernel ?? 'missing'}${info.guest.kernelRelease ? ` (${info.guest.kernelRelease})` : ''}`,
+    `Guest init:     ${info.guest.init ?? 'missing'}`,
+    `Initramfs:      ${info.guest.initramfs ?? 'missing'}`,
+    `Guest modules:  ${info.guest.modules.join(' ') || '-'}`,
+    `State dir:      ${info.paths.stateDir}`,
+    `Run dir:        ${info.paths.runDir}`,
+    `Guest dir:      ${info.paths.guestDir}`,
+  ];
+  for (const p of info.problems) lines.push(`Problem:        ${p}`);
+  process.stdout.write(lines.join('\n') + '\n');
+}

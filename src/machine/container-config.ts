@@ -1,0 +1,128 @@
+/**
+ * Turning what a user asked for (flags) and what the image says (its config) into the one container
+ * configuration the guest runs, with Docker's precedence rules. Pure functions; validation errors are
+ * INVALID_ARGUMENT and name the offending value.
+ */
+import { BosonError } from '../common/index.ts';
+
+/** The parts of an image config that shape a container. */
+export interface ImageDefaults {
+  entrypoint: string[] | null;
+  cmd: string[] | null;
+  env: string[];
+  workingDir: string;
+  user: string;
+}
+
+/** What the user asked for; undefined means "not given, use the image's". */
+export interface ContainerRequest {
+  /** Arguments after the image reference. */
+  args: string[];
+  /** --entrypoint: "" clears the image's entrypoint. */
+  entrypoint?: string;
+  /** -e/--env values in order, then --env-file lines already expanded; "KEY" alone takes KEY from `hostEnv`. */
+  env: string[];
+  workdir?: string;
+  user?: string;
+  hostname?: string;
+}
+
+/** The resolved configuration of a container's process. */
+export interface ProcessConfig {
+  argv: string[];
+  env: string[];
+  cwd: string;
+  user: string;
+  hostname: string;
+}
+
+/** Default PATH, as Docker sets it when an image has none. */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+const ENV_KEY = /^[^=\0]+$/;
+
+/** Merges env lists: later entries replace earlier ones with the same key, order of first appearance kept. */
+export function mergeEnv(...lists: string[][]): string[] {
+  const map = new Map<string, string>();
+  for (const list of lists) {
+    for (const kv of list) {
+      const eq = kv.indexOf('=');
+      map.set(eq < 0 ? kv : kv.slice(0, eq), kv);
+    }
+  }
+  return [...map.values()];
+}
+
+/** Expands "-e KEY" (no '=') from the host environment, dropping it when the host has no such variable. */
+export function expandEnvArgs(values: string[], hostEnv: NodeJS.ProcessEnv): string[] {
+  const out: string[] = [];
+  for (const value of values) {
+    const eq = value.indexOf('=');
+    const key = eq < 0 ? value : value.slice(0, eq);
+    if (!ENV_KEY.test(key) || /\s/.test(key)) throw new BosonError('INVALID_ARGUMENT', `invalid environment variable: ${JSON.stringify(value)}`);
+    if (eq >= 0) out.push(value);
+    else if (hostEnv[key] !== undefined) out.push(`${key}=${hostEnv[key]}`);
+  }
+  return out;
+}
+
+/** Parses an --env-file's text: KEY=value or KEY lines, '#' comments and blank lines ignored (Docker's format). */
+export function parseEnvFile(text: string, hostEnv: NodeJS.ProcessEnv, fileName = 'env file'): string[] {
+  const values: string[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.replace(/^\s+/, '');
+    if (line === '' || line.startsWith('#')) return;
+    if (line.startsWith('=')) throw new BosonError('INVALID_ARGUMENT', `${fileName}:${i + 1}: variable name is empty`);
+    values.push(line);
+  });
+  return expandEnvArgs(values, hostEnv);
+}
+
+/** Resolves the process configuration with Docker's rules (an --entrypoint override also drops the image's Cmd). */
+export function resolveProcessConfig(image: ImageDefaults, req: ContainerRequest, hostEnv: NodeJS.ProcessEnv, defaultHostname: string): ProcessConfig {
+  let entrypoint = image.entrypoint ?? [];
+  let cmd = image.cmd ?? [];
+  if (req.entrypoint !== undefined) {
+    entrypoint = req.entrypoint === '' ? [] : [req.entrypoint];
+    cmd = [];
+  }
+  if (req.args.length > 0) cmd = req.args;
+  const argv = [...entrypoint, ...cmd];
+  if (argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'no command specified (the image has no Entrypoint or Cmd)');
+  const hostname = req.hostname ?? defaultHostname;
+  validateHostname(hostname);
+  const userEnv = expandEnvArgs(req.env, hostEnv);
+  const env = mergeEnv([`PATH=${DEFAULT_PATH}`], image.env, [`HOSTNAME=${hostname}`], userEnv);
+  const cwd = req.workdir ?? (image.workingDir || '/');
+  if (!cwd.startsWith('/')) throw new BosonError('INVALID_ARGUMENT', `working directory must be an absolute path: ${JSON.stringify(cwd)}`);
+  const user = req.user ?? (image.user || '0');
+  if (!/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/.test(user)) throw new BosonError('INVALID_ARGUMENT', `invalid user: ${JSON.stringify(user)}`);
+  return { argv, env, cwd, user, hostname };
+}
+
+/** Throws INVALID_ARGUMENT unless `name` is a valid RFC 1123 hostname of at most 63 characters. */
+export function validateHostname(name: string): void {
+  if (!/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(name)) {
+    throw new BosonError('INVALID_ARGUMENT', `invalid hostname: ${JSON.stringify(name)}`);
+  }
+}
+
+/** Parses a memory size ("512m", "1g", "268435456", "64MiB") into MiB; INVALID_ARGUMENT below 64 MiB or unparseable. */
+export function parseMemory(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(value.trim());
+  if (!m) throw new BosonError('INVALID_ARGUMENT', `invalid memory size: ${JSON.stringify(value)} (use e.g. 512m or 1g)`);
+  const unit = m[2]!.toLowerCase();
+  const factor = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit]!;
+  const mib = Math.floor((Number(m[1]) * factor) / 1024 ** 2);
+  if (mib < 64) throw new BosonError('INVALID_ARGUMENT', `memory ${value} is too small: a micro-VM needs at least 64m`);
+  return mib;
+}
+
+/** Parses --cpus (a positive number, fractions rounded up to whole vCPUs) bounded by `hostCpus`. */
+export function parseCpus(value: string, hostCpus: number): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new BosonError('INVALID_ARGUMENT', `invalid --cpus value: ${JSON.stringify(value)}`);
+  const vcpus = Math.ceil(n);
+  if (vcpus > hostCpus) throw new BosonError('INVALID_ARGUMENT', `--cpus ${value} is more than the ${hostCpus} CPUs of this host`);
+  return vcpus;
+}
