@@ -1,0 +1,283 @@
+/**
+ * Flattening image layers (uncompressed tar streams, lowest first) into a directory, as root, with OCI whiteouts.
+ *
+ * Safety: every path is resolved inside the root by hand (lstat per component). Entry names that are absolute or
+ * escape with ".." are refused (LAYER_UNSAFE). Symlinks met in parent components are followed inside the root
+ * (absolute targets are relative to the root); a link that would lead above the root is refused (LAYER_UNSAFE).
+ * The last component is never followed: an existing entry there is replaced. Hard link targets must be inside the
+ * root. Files are created with O_EXCL|O_NOFOLLOW. On an error the caller removes the half-built directory.
+ *
+ * Preserved: file data, mode (incl. setuid/sticky), uid/gid, mtime (directories' mtimes applied at the end),
+ * symlinks, hard links; character/block devices and fifos are created with mknod(1). Not preserved: extended
+ * attributes (PAX SCHILY.xattr.*, e.g. file capabilities) — node has no setxattr.
+ */
+import { execFile } from 'node:child_process';
+import { constants, type Stats } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import tar from 'tar-stream';
+import { BosonError } from '../common/index.ts';
+import type { ImageProgress } from './types.ts';
+
+const run = promisify(execFile);
+
+/** One layer to apply: a name for messages and a function opening its uncompressed tar stream. */
+export interface LayerInput {
+  name: string;
+  open(): Readable;
+}
+
+/** Counts of what flattening did. */
+export interface FlattenStats {
+  entries: number;
+  whiteouts: number;
+}
+
+const WH = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+const unsafe = (layer: string, name: string, why: string): BosonError =>
+  new BosonError('LAYER_UNSAFE', `layer ${layer}: entry "${name}" ${why}`, { details: { layer, entry: name } });
+
+/** Lexically cleans an entry name into components; LAYER_UNSAFE when absolute or escaping with "..". */
+function entryComponents(layer: string, name: string): string[] {
+  if (name.startsWith('/')) throw unsafe(layer, name, 'has an absolute path');
+  const out: string[] = [];
+  for (const c of name.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') {
+      if (out.length === 0) throw unsafe(layer, name, 'escapes the root with ".."');
+      out.pop();
+    } else out.push(c);
+  }
+  return out;
+}
+
+async function lstatOrNull(p: string): Promise<Stats | null> {
+  try {
+    return await fs.lstat(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+class Flattener {
+  private readonly dirTimes = new Map<string, Date>();
+  private readonly dirCache = new Map<string, string[]>();
+  private added = new Set<string>();
+  readonly stats: FlattenStats = { entries: 0, whiteouts: 0 };
+
+  constructor(private readonly root: string) {}
+
+  private abs(rel: string[] | string): string {
+    return path.join(this.root, ...(typeof rel === 'string' ? [rel] : rel));
+  }
+
+  /**
+   * Resolves directory components inside the root, following symlinks (inside the root only). Missing directories
+   * are created (0755, root) when `create`; otherwise null is returned for a missing one.
+   */
+  private async resolveDir(layer: string, name: string, comps: string[], create: boolean): Promise<string[] | null> {
+    const key = comps.join('/');
+    const cached = this.dirCache.get(key);
+    if (cached) return cached;
+    const out: string[] = [];
+    const queue = [...comps];
+    let hops = 0;
+    while (queue.length > 0) {
+      const c = queue.shift()!;
+      if (c === '' || c === '.') continue;
+      if (c === '..') {
+        if (out.length === 0) throw unsafe(layer, name, 'goes through a symlink that leads outside the root');
+        out.pop();
+        continue;
+      }
+      const p = this.abs([...out, c]);
+      const st = await lstatOrNull(p);
+      if (st === null) {
+        if (!create) return null;
+        await fs.mkdir(p, { mode: 0o755 });
+        out.push(c);
+      } else if (st.isSymbolicLink()) {
+        if (++hops > 40) throw unsafe(layer, name, 'goes through too many symlinks');
+        const target = await fs.readlink(p);
+        if (target.startsWith('/')) out.length = 0;
+        queue.unshift(...target.split('/'));
+      } else if (st.isDirectory()) {
+        out.push(c);
+      } else {
+        throw new BosonError('IMAGE_INVALID', `layer ${layer}: entry "${name}": "${[...out, c].join('/')}" is not a directory`);
+      }
+    }
+    this.dirCache.set(key, out);
+    return out;
+  }
+
+  private async remove(p: string): Promise<void> {
+    this.dirCache.clear();
+    await fs.rm(p, { recursive: true, force: true });
+  }
+
+  /** Removes everything under `rel` that this layer did not add (recursing into directories this layer added). */
+  private async opaque(rel: string[]): Promise<void> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.abs(rel));
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const child = [...rel, n];
+      if (!this.added.has(child.join('/'))) await this.remove(this.abs(child));
+      else if ((await fs.lstat(this.abs(child))).isDirectory()) await this.opaque(child);
+    }
+  }
+
+  async applyLayer(layer: LayerInput): Promise<void> {
+    this.added = new Set();
+    this.dirCache.clear();
+    const ex = tar.extract();
+    const done = pipeline(layer.open(), ex);
+    done.catch(() => undefined);
+    try {
+      for await (const entry of ex) {
+        try {
+          await this.applyEntry(layer.name, entry.header, entry);
+        } finally {
+          entry.resume();
+        }
+      }
+      await done;
+    } catch (err) {
+      ex.destroy();
+      if (err instanceof BosonError) throw err;
+      const e = err as NodeJS.ErrnoException;
+      if (e.code && ['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT'].includes(e.code)) {
+        throw new BosonError('STATE_DIR_UNWRITABLE', `layer ${layer.name}: cannot write the root filesystem: ${e.message}`, { cause: err });
+      }
+      if (e.syscall) throw new BosonError('IMAGE_INVALID', `layer ${layer.name}: cannot apply an entry: ${e.message}`, { cause: err });
+      throw new BosonError('IMAGE_CORRUPT', `layer ${layer.name} is not a readable tar stream: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private async applyEntry(layer: string, h: tar.Header, body: AsyncIterable<unknown>): Promise<void> {
+    const type: string = h.type ?? 'file';
+    const comps = entryComponents(layer, h.name);
+    this.stats.entries++;
+    if (comps.length === 0) {
+      if (type === 'directory') await this.setMeta(this.root, h, true);
+      return;
+    }
+    const base = comps.pop()!;
+    if (base.startsWith(WH)) {
+      this.stats.whiteouts++;
+      if (base === OPAQUE) {
+        const dir = (await this.resolveDir(layer, h.name, comps, true))!;
+        await this.opaque(dir);
+        return;
+      }
+      const victim = base.slice(WH.length);
+      if (victim === '' || victim === '.' || victim === '..') throw unsafe(layer, h.name, 'is a malformed whiteout');
+      const dir = await this.resolveDir(layer, h.name, comps, false);
+      if (dir === null) return;
+      const rel = [...dir, victim];
+      if (!this.added.has(rel.join('/'))) await this.remove(this.abs(rel));
+      return;
+    }
+    const dir = (await this.resolveDir(layer, h.name, comps, true))!;
+    const rel = [...dir, base];
+    const p = this.abs(rel);
+    const existing = await lstatOrNull(p);
+    if (type === 'directory') {
+      if (existing && !existing.isDirectory()) await this.remove(p);
+      if (!existing || !existing.isDirectory()) await fs.mkdir(p, { mode: 0o700 });
+      await this.setMeta(p, h, true);
+      this.added.add(rel.join('/'));
+      return;
+    }
+    if (existing) await this.remove(p);
+    switch (type) {
+      case 'file':
+      case 'contiguous-file': {
+        const fh = await fs.open(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        try {
+          for await (const chunk of body) await fh.write(chunk as Buffer);
+        } finally {
+          await fh.close();
+        }
+        break;
+      }
+      case 'symlink':
+        this.dirCache.clear();
+        await fs.symlink(h.linkname ?? '', p);
+        break;
+      case 'link': {
+        const tcomps = entryComponents(layer, h.linkname ?? '');
+        if (h.linkname?.startsWith('/') || tcomps.length === 0) throw unsafe(layer, h.name, `is a hard link to "${h.linkname}", outside the root`);
+        const tbase = tcomps.pop()!;
+        const tdir = await this.resolveDir(layer, h.name, tcomps, false);
+        const target = tdir === null ? null : this.abs([...tdir, tbase]);
+        const tst = target === null ? null : await lstatOrNull(target);
+        if (target === null || tst === null) throw new BosonError('IMAGE_INVALID', `layer ${layer}: hard link "${h.name}" points to missing "${h.linkname}"`);
+        if (tst.isDirectory()) throw unsafe(layer, h.name, 'is a hard link to a directory');
+        await fs.link(target, p);
+        this.added.add(rel.join('/'));
+        return; // a hard link shares the target's inode and metadata
+      }
+      case 'character-device':
+      case 'block-device':
+      case 'fifo': {
+        const kind = type === 'fifo' ? ['p'] : [type === 'character-device' ? 'c' : 'b', String(h.devmajor ?? 0), String(h.devminor ?? 0)];
+        try {
+          await run('mknod', ['-m', '0600', p, ...kind]);
+        } catch (err) {
+          throw new BosonError('TOOL_FAILED', `layer ${layer}: mknod ${h.name} failed: ${(err as Error).message}`, { cause: err });
+        }
+        break;
+      }
+      default:
+        return; // unknown entry types are skipped
+    }
+    await this.setMeta(p, h, false, type === 'symlink');
+    this.added.add(rel.join('/'));
+  }
+
+  private async setMeta(p: string, h: tar.Header, isDir: boolean, isLink = false): Promise<void> {
+    await fs.lchown(p, h.uid ?? 0, h.gid ?? 0);
+    if (!isLink) await fs.chmod(p, (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777);
+    const mtime = h.mtime ?? new Date(0);
+    if (isDir) this.dirTimes.set(p, mtime);
+    else await fs.lutimes(p, mtime, mtime);
+  }
+
+  /** Applies directory mtimes, deepest first (children change their parent's mtime). */
+  async finish(): Promise<void> {
+    const dirs = [...this.dirTimes.entries()].sort((a, b) => b[0].length - a[0].length);
+    for (const [p, t] of dirs) {
+      try {
+        await fs.lutimes(p, t, t);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+  }
+}
+
+/**
+ * Applies `layers` in order into `root` (an existing, normally empty directory). Throws LAYER_UNSAFE for an entry
+ * that would write outside `root`, IMAGE_CORRUPT for an unreadable tar stream. Leaves cleanup of `root` to the
+ * caller on error.
+ */
+export async function flattenLayers(layers: LayerInput[], root: string, opts: { onProgress?: ImageProgress } = {}): Promise<FlattenStats> {
+  const f = new Flattener(await fs.realpath(root));
+  for (const [i, layer] of layers.entries()) {
+    opts.onProgress?.({ phase: 'unpack', current: i + 1, total: layers.length, detail: layer.name });
+    await f.applyLayer(layer);
+  }
+  await f.finish();
+  return f.stats;
+}

@@ -1,0 +1,404 @@
+/**
+ * The local image store: <stateDir>/images/
+ *   blobs/sha256/<hex>   verified blobs (manifests, configs, layers)
+ *   index.json           images by id and references -> id (written atomically, under index.lock)
+ *   disks/<chain>.<fs>   flattened root filesystem disks, keyed by layer chain id and filesystem type
+ *   tmp/                 temporaries named <kind>-<pid>-<random>, swept when their process is gone
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BosonError, isBosonError } from '../common/index.ts';
+import { uncompressedLayer } from './compression.ts';
+import { ContentStore, copyVerified, digestHex, hashStream } from './content-store.ts';
+import { flattenLayers } from './flatten.ts';
+import { openImageSource, type ImageSource, type SourceImage } from './layout.ts';
+import { normaliseReference, referenceCandidates } from './reference.ts';
+import { defaultRootFsType, makeRootFs, type RootFsType } from './rootfs.ts';
+import { pidAlive, sweepStaleTemps, tempName } from './tempfiles.ts';
+import { isManifestType, layerCompression, type Descriptor, type ImageConfig, type ImageProgress, type ImageRecord, type RootDisk } from './types.ts';
+
+type StoredImage = Omit<ImageRecord, 'references'>;
+interface IndexFile {
+  version: 1;
+  images: Record<string, StoredImage>;
+  refs: Record<string, string>;
+}
+
+interface ConfigBlob {
+  architecture?: string;
+  os?: string;
+  created?: string;
+  config?: {
+    Entrypoint?: string[] | null;
+    Cmd?: string[] | null;
+    Env?: string[] | null;
+    WorkingDir?: string;
+    User?: string;
+    Volumes?: Record<string, unknown> | null;
+    Labels?: Record<string, string> | null;
+  } | null;
+  rootfs?: { type?: string; diff_ids?: unknown };
+}
+
+const strArr = (x: unknown): string[] | null => (Array.isArray(x) && x.every((s) => typeof s === 'string') ? (x as string[]) : null);
+
+/** The runtime config of a parsed config blob, with Docker's defaults for missing fields. */
+export function imageConfigOf(blob: ConfigBlob): ImageConfig {
+  const c = blob.config ?? {};
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(c.Labels ?? {})) if (typeof v === 'string') labels[k] = v;
+  return {
+    entrypoint: strArr(c.Entrypoint),
+    cmd: strArr(c.Cmd),
+    env: strArr(c.Env) ?? [],
+    workingDir: typeof c.WorkingDir === 'string' ? c.WorkingDir : '',
+    user: typeof c.User === 'string' ? c.User : '',
+    volumes: Object.keys(c.Volumes ?? {}).sort(),
+    labels,
+  };
+}
+
+/** The OCI chain id of a list of diff ids ("sha256:<hex>"); the empty chain is the sha256 of "". */
+export function chainId(diffIds: string[]): string {
+  let chain: string | null = null;
+  for (const d of diffIds) chain = chain === null ? d : `sha256:${createHash('sha256').update(`${chain} ${d}`).digest('hex')}`;
+  return chain ?? `sha256:${createHash('sha256').update('').digest('hex')}`;
+}
+
+/** Local image store under <stateDir>/images: import, list, resolve, and cached root filesystem disks. */
+export class ImageStore {
+  /** <stateDir>/images */
+  readonly dir: string;
+  private readonly content: ContentStore;
+  private readonly tmpDir: string;
+  private readonly disksDir: string;
+  private readonly indexPath: string;
+  private indexChain: Promise<void> = Promise.resolve();
+  private readonly building = new Map<string, Promise<RootDisk>>();
+
+  /** Keeps everything under <stateDir>/images; creates nothing until first used. */
+  constructor(stateDir: string) {
+    this.dir = path.join(path.resolve(stateDir), 'images');
+    this.content = new ContentStore(path.join(this.dir, 'blobs'));
+    this.tmpDir = path.join(this.dir, 'tmp');
+    this.disksDir = path.join(this.dir, 'disks');
+    this.indexPath = path.join(this.dir, 'index.json');
+  }
+
+  private async ensureDirs(): Promise<void> {
+    try {
+      for (const d of [path.join(this.content.root, 'sha256'), this.tmpDir, this.disksDir]) await fs.mkdir(d, { recursive: true });
+      await fs.access(this.dir, fs.constants.W_OK);
+    } catch (err) {
+      throw new BosonError('STATE_DIR_UNWRITABLE', `cannot create or write the image store ${this.dir}: ${(err as Error).message}`, { cause: err, details: { path: this.dir } });
+    }
+  }
+
+  /** Removes temporaries left by processes that are no longer alive (and a stale index lock). Returns their names. */
+  async sweepStale(): Promise<string[]> {
+    const removed = await sweepStaleTemps(this.tmpDir);
+    try {
+      const pid = Number((await fs.readFile(`${this.indexPath}.lock`, 'utf8')).trim());
+      if (Number.isInteger(pid) && pid > 0 && !pidAlive(pid)) {
+        await fs.rm(`${this.indexPath}.lock`, { force: true });
+        removed.push('index.json.lock');
+      }
+    } catch {
+      /* no lock */
+    }
+    return removed;
+  }
+
+  // ---- index -------------------------------------------------------------------------------------------------
+
+  private async readIndex(): Promise<IndexFile> {
+    let text: string;
+    try {
+      text = await fs.readFile(this.indexPath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, images: {}, refs: {} };
+      throw new BosonError('STATE_DIR_UNWRITABLE', `cannot read ${this.indexPath}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      return JSON.parse(text) as IndexFile;
+    } catch (err) {
+      throw new BosonError('IMAGE_CORRUPT', `the image index ${this.indexPath} is not valid JSON`, { cause: err });
+    }
+  }
+
+  /** Runs `fn` holding the index lock (in-process queue plus an O_EXCL lock file holding our pid). */
+  private async withIndexLock<T>(fn: (index: IndexFile) => Promise<T>): Promise<T> {
+    const prev = this.indexChain;
+    let release!: () => void;
+    this.indexChain = new Promise((r) => (release = r));
+    await prev;
+    const lock = `${this.indexPath}.lock`;
+    try {
+      for (let i = 0; ; i++) {
+        try {
+          await fs.writeFile(lock, String(process.pid), { flag: 'wx' });
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+          const pid = Number((await fs.readFile(lock, 'utf8').catch(() => '')).trim());
+          if (Number.isInteger(pid) && pid > 0 && !pidAlive(pid)) await fs.rm(lock, { force: true });
+          else if (i > 3000) throw new BosonError('STATE_DIR_UNWRITABLE', `image index is locked by process ${pid}`);
+          else await sleep(10);
+        }
+      }
+      try {
+        return await fn(await this.readIndex());
+      } finally {
+        await fs.rm(lock, { force: true });
+      }
+    } finally {
+      release();
+    }
+  }
+
+  private async writeIndex(index: IndexFile): Promise<void> {
+    const tmp = path.join(this.tmpDir, tempName('index', 'json'));
+    await fs.writeFile(tmp, JSON.stringify(index, null, 1));
+    await fs.rename(tmp, this.indexPath);
+  }
+
+  private static withRefs(index: IndexFile, img: StoredImage): ImageRecord {
+    const references = Object.entries(index.refs).filter(([, id]) => id === img.id).map(([r]) => r).sort();
+    return { ...img, references };
+  }
+
+  // ---- import ------------------------------------------------------------------------------------------------
+
+  /**
+   * Imports every image of an OCI image layout directory or a `docker save` tarball (OCI-in-tar or legacy
+   * manifest.json form; layers tar, tar+gzip, tar+zstd). Every blob is verified (size, sha256) and every layer's
+   * uncompressed sha256 checked against the config's diff_ids before anything enters the store; on any failure
+   * the store is unchanged. `tag` adds a name (only when the source holds one image). Returns the imported images.
+   */
+  async importPath(source: string, opts: { onProgress?: ImageProgress; tag?: string } = {}): Promise<ImageRecord[]> {
+    const extraRef = opts.tag === undefined ? undefined : normaliseReference(opts.tag);
+    await this.ensureDirs();
+    await this.sweepStale();
+    const work = path.join(this.tmpDir, tempName('import'));
+    await fs.mkdir(work);
+    try {
+      const src = await openImageSource(path.resolve(source), work, opts.onProgress);
+      if (extraRef !== undefined && src.images.length !== 1) {
+        throw new BosonError('INVALID_ARGUMENT', `${source} holds ${src.images.length} images; a tag can only be given for one`);
+      }
+      const staged = new Map<string, string>();
+      const records: { rec: StoredImage; refs: string[] }[] = [];
+      for (const img of src.images) {
+        const rec = await this.stageImage(src, img, source, work, staged, opts.onProgress);
+        const refs = new Set<string>();
+        for (const n of img.names) {
+          try {
+            refs.add(normaliseReference(n));
+          } catch {
+            /* a name we cannot parse is ignored; the image stays reachable by id */
+          }
+        }
+        if (extraRef !== undefined) refs.add(extraRef);
+        records.push({ rec, refs: [...refs] });
+      }
+      for (const [digest, file] of staged) {
+        if (await this.content.has(digest)) continue;
+        await this.content.adopt(file, digest);
+      }
+      return await this.withIndexLock(async (index) => {
+        for (const { rec, refs } of records) {
+          index.images[rec.id] = rec;
+          for (const r of refs) index.refs[r] = rec.id;
+        }
+        await this.writeIndex(index);
+        opts.onProgress?.({ phase: 'done', current: records.length, total: records.length });
+        return records.map(({ rec }) => ImageStore.withRefs(index, rec));
+      });
+    } finally {
+      await fs.rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /** Copies and verifies one image's blobs into `work`; returns its record (without references). */
+  private async stageImage(
+    src: ImageSource,
+    img: SourceImage,
+    source: string,
+    work: string,
+    staged: Map<string, string>,
+    onProgress?: ImageProgress,
+  ): Promise<StoredImage> {
+    const what = (kind: string): string => `image ${img.names[0] ?? img.manifest.digest} from ${source} (${kind})`;
+    const stage = async (d: { digest: string; size: number }, kind: string): Promise<string> => {
+      const have = staged.get(d.digest);
+      if (have) return have;
+      const file = path.join(work, `blob-${digestHex(d.digest)}`);
+      onProgress?.({ phase: 'copy', current: 0, total: d.size, detail: d.digest });
+      await copyVerified(src.openBlob(d.digest), file, d, what(kind), (n) => onProgress?.({ phase: 'copy', current: n, total: d.size, detail: d.digest }));
+      staged.set(d.digest, file);
+      return file;
+    };
+    const json = async <T>(file: string, kind: string): Promise<T> => {
+      try {
+        return JSON.parse(await fs.readFile(file, 'utf8')) as T;
+      } catch (err) {
+        throw new BosonError('IMAGE_INVALID', `${what(kind)}: not valid JSON`, { cause: err });
+      }
+    };
+    const manifest = await json<{ schemaVersion?: number; mediaType?: string; config?: Descriptor; layers?: Descriptor[] }>(
+      await stage(img.manifest, 'manifest'),
+      'manifest',
+    );
+    const mt = manifest.mediaType ?? img.manifest.mediaType;
+    if (manifest.schemaVersion !== 2 || !isManifestType(mt)) throw new BosonError('IMAGE_INVALID', `${what('manifest')}: unsupported manifest (media type "${mt}")`);
+    const cfgDesc = manifest.config;
+    if (!cfgDesc || typeof cfgDesc.digest !== 'string' || typeof cfgDesc.size !== 'number' || !Array.isArray(manifest.layers)) {
+      throw new BosonError('IMAGE_INVALID', `${what('manifest')}: missing config or layers`);
+    }
+    digestHex(cfgDesc.digest);
+    const config = await json<ConfigBlob>(await stage(cfgDesc, 'config'), 'config');
+    const diffIds = strArr(config.rootfs?.diff_ids);
+    if (config.rootfs?.type !== 'layers' || diffIds === null || diffIds.length !== manifest.layers.length) {
+      throw new BosonError('IMAGE_INVALID', `${what('config')}: rootfs.diff_ids does not list the ${manifest.layers.length} layers`);
+    }
+    const layers: StoredImage['layers'] = [];
+    for (const [i, l] of manifest.layers.entries()) {
+      if (!l || typeof l.digest !== 'string' || typeof l.size !== 'number' || typeof l.mediaType !== 'string') {
+        throw new BosonError('IMAGE_INVALID', `${what('manifest')}: layer ${i} has a malformed descriptor`);
+      }
+      if (layerCompression(l.mediaType) === null) {
+        throw new BosonError('IMAGE_INVALID', `${what('manifest')}: layer ${l.digest} has unsupported media type "${l.mediaType}"`, { details: { mediaType: l.mediaType } });
+      }
+      digestHex(l.digest);
+      const file = (await this.content.has(l.digest)) ? this.content.blobPath(l.digest) : await stage(l, `layer ${i + 1}`);
+      onProgress?.({ phase: 'verify', current: i + 1, total: manifest.layers.length, detail: l.digest });
+      let diff: string;
+      try {
+        diff = (await hashStream(uncompressedLayer(l.mediaType, createReadStream(file)))).digest;
+      } catch (err) {
+        if (isBosonError(err, 'TOOL_FAILED')) throw err;
+        throw new BosonError('IMAGE_CORRUPT', `${what(`layer ${i + 1}`)}: blob ${l.digest} cannot be decompressed: ${(err as Error).message}`, { cause: err, details: { digest: l.digest } });
+      }
+      if (diff !== diffIds[i]) {
+        throw new BosonError('IMAGE_CORRUPT', `${what(`layer ${i + 1}`)}: blob ${l.digest} uncompresses to ${diff}, but the config's diff_id is ${diffIds[i]}`, {
+          details: { digest: l.digest, diffId: diffIds[i], actual: diff },
+        });
+      }
+      layers.push({ digest: l.digest, size: l.size, mediaType: l.mediaType });
+    }
+    return {
+      id: cfgDesc.digest,
+      manifestDigest: img.manifest.digest,
+      config: imageConfigOf(config),
+      layers,
+      size: layers.reduce((s, l) => s + l.size, 0),
+      created: typeof config.created === 'string' ? config.created : null,
+      architecture: config.architecture ?? '',
+      os: config.os ?? '',
+    };
+  }
+
+  // ---- queries -----------------------------------------------------------------------------------------------
+
+  /** All images, each with its current references, sorted by first reference then id. */
+  async list(): Promise<ImageRecord[]> {
+    const index = await this.readIndex();
+    return Object.values(index.images)
+      .map((img) => ImageStore.withRefs(index, img))
+      .sort((a, b) => (a.references[0] ?? '\uffff').localeCompare(b.references[0] ?? '\uffff') || a.id.localeCompare(b.id));
+  }
+
+  /**
+   * Finds an image by name[:tag] (a name without registry tries "localhost/<name>" first, then Docker Hub's
+   * spelling), or by full or unique-prefix id ("sha256:abc…" or "abc…"). IMAGE_NOT_FOUND when nothing matches;
+   * INVALID_ARGUMENT when an id prefix matches several images.
+   */
+  async resolve(reference: string): Promise<ImageRecord> {
+    const index = await this.readIndex();
+    const ref = reference.trim();
+    const notFound = (): BosonError =>
+      new BosonError('IMAGE_NOT_FOUND', `no such image: ${reference}`, { details: { reference } });
+    const byId = (hex: string): ImageRecord | null => {
+      const ids = Object.keys(index.images).filter((id) => id.startsWith(`sha256:${hex}`));
+      if (ids.length > 1) {
+        throw new BosonError('INVALID_ARGUMENT', `image id prefix "${reference}" is ambiguous (${ids.length} images match)`, { details: { reference, matches: ids } });
+      }
+      return ids.length === 1 ? ImageStore.withRefs(index, index.images[ids[0]!]!) : null;
+    };
+    const idForm = /^sha256:([0-9a-f]{1,64})$/.exec(ref);
+    if (idForm) return byId(idForm[1]!) ?? (() => { throw notFound(); })();
+    let candidates: string[] = [];
+    try {
+      candidates = referenceCandidates(ref);
+    } catch (err) {
+      if (!/^[0-9a-f]{1,64}$/.test(ref)) throw err;
+    }
+    for (const c of candidates) {
+      const id = index.refs[c];
+      const img = id === undefined ? undefined : index.images[id];
+      if (img) return ImageStore.withRefs(index, img);
+    }
+    if (/^[0-9a-f]{1,64}$/.test(ref)) {
+      const img = byId(ref);
+      if (img) return img;
+    }
+    throw notFound();
+  }
+
+  // ---- root disks --------------------------------------------------------------------------------------------
+
+  /**
+   * The image's flattened root filesystem as a read-only disk, built once per (layer chain id, fstype) and cached
+   * under disks/. Concurrent callers share one build in-process; across processes each builds into a temporary
+   * name and renames it atomically. `fstype` defaults to BOSON_ROOTFS or erofs.
+   */
+  async rootDisk(image: ImageRecord, opts: { onProgress?: ImageProgress; fstype?: RootFsType } = {}): Promise<RootDisk> {
+    const fstype = opts.fstype ?? defaultRootFsType();
+    await this.ensureDirs();
+    await this.sweepStale();
+    const config = await this.content.readJson<ConfigBlob>(image.id);
+    const diffIds = strArr(config.rootfs?.diff_ids);
+    if (diffIds === null || diffIds.length !== image.layers.length) throw new BosonError('IMAGE_CORRUPT', `image ${image.id}: config diff_ids do not match its layers`);
+    const key = `${digestHex(chainId(diffIds))}.${fstype}`;
+    const final = path.join(this.disksDir, key);
+    try {
+      const st = await fs.stat(final);
+      return { path: final, fstype, sizeBytes: st.size };
+    } catch {
+      /* not built yet */
+    }
+    let p = this.building.get(key);
+    if (!p) {
+      p = this.buildDisk(image, fstype, final, opts.onProgress).finally(() => this.building.delete(key));
+      this.building.set(key, p);
+    }
+    return p;
+  }
+
+  private async buildDisk(image: ImageRecord, fstype: RootFsType, final: string, onProgress?: ImageProgress): Promise<RootDisk> {
+    for (const l of image.layers) {
+      if (!(await this.content.has(l.digest))) throw new BosonError('IMAGE_CORRUPT', `image ${image.id}: layer blob ${l.digest} is missing from the store`, { details: { digest: l.digest } });
+    }
+    const stage = path.join(this.tmpDir, tempName('stage'));
+    const out = path.join(this.tmpDir, tempName('disk', fstype));
+    await fs.mkdir(stage, { mode: 0o755 });
+    try {
+      await flattenLayers(
+        image.layers.map((l, i) => ({ name: `${i + 1}/${image.layers.length} ${l.digest}`, open: () => uncompressedLayer(l.mediaType, this.content.open(l.digest)) })),
+        stage,
+        { onProgress },
+      );
+      onProgress?.({ phase: 'mkfs', detail: fstype });
+      const sizeBytes = await makeRootFs(stage, out, fstype);
+      await fs.rename(out, final);
+      onProgress?.({ phase: 'done', detail: final });
+      return { path: final, fstype, sizeBytes };
+    } finally {
+      await fs.rm(stage, { recursive: true, force: true });
+      await fs.rm(out, { force: true });
+    }
+  }
+}
