@@ -1,0 +1,112 @@
+/**
+ * Shared pieces of the integration suites: a private Boson state directory with the demo image imported, running
+ * the real `bin/boson`, and leak checks (QEMU processes, files) scoped to one state directory.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, access } from 'node:fs/promises';
+import path from 'node:path';
+import { PACKAGE_ROOT } from '../src/common/index.ts';
+import { ImageStore } from '../src/image/index.ts';
+
+/** The demo image's OCI layout, built by the setup command. */
+export const BUSYBOX_LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
+/** The boson command under test. */
+export const BOSON = path.join(PACKAGE_ROOT, 'bin', 'boson');
+
+/** A private state directory for one suite. */
+export interface TestHost {
+  stateDir: string;
+  env: NodeJS.ProcessEnv;
+  /** Removes the state directory (after checking nothing is left running in it). */
+  cleanup(): Promise<void>;
+}
+
+/** Creates a state directory under /var/tmp with localhost/busybox:latest imported. */
+export async function makeTestHost(): Promise<TestHost> {
+  await access(path.join(BUSYBOX_LAYOUT, 'index.json')).catch(() => {
+    throw new Error(`demo image missing at ${BUSYBOX_LAYOUT}: run the setup command first`);
+  });
+  const stateDir = await mkdtemp('/var/tmp/boson-test-');
+  await new ImageStore(stateDir).importPath(BUSYBOX_LAYOUT);
+  const env: NodeJS.ProcessEnv = { ...process.env, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: path.join(stateDir, 'run'), BOSON_QUIET: '1' };
+  delete env.BOSON_DEBUG;
+  delete env.BOSON_TIMINGS;
+  return {
+    stateDir,
+    env,
+    cleanup: async () => {
+      for (const pid of await qemuPidsUsing(stateDir)) process.kill(pid, 'SIGKILL');
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** What a finished `boson` process produced. */
+export interface BosonResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Starts `bin/boson args` with the host's environment (plus `extraEnv`); the caller collects the output. */
+export function startBoson(host: TestHost, args: string[], extraEnv: NodeJS.ProcessEnv = {}): ChildProcess {
+  return spawn(BOSON, args, { env: { ...host.env, ...extraEnv }, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** Runs `bin/boson args` to completion, feeding `input` on stdin (then EOF). Fails the test after `timeoutMs`. */
+export function runBoson(host: TestHost, args: string[], options: { input?: Buffer | string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<BosonResult> {
+  const child = startBoson(host, args, options.env);
+  return collect(child, options.input, options.timeoutMs ?? 60_000, args);
+}
+
+/** Collects a started process's output until it exits. */
+export function collect(child: ChildProcess, input: Buffer | string | undefined, timeoutMs: number, what: string[] = []): Promise<BosonResult> {
+  const out: Buffer[] = [];
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => out.push(d));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdin!.on('error', () => undefined);
+  if (input !== undefined) child.stdin!.end(input);
+  else child.stdin!.end();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`boson ${what.join(' ')} did not finish in ${timeoutMs} ms; stderr: ${err}`));
+    }, timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(out), stderr: err });
+    });
+  });
+}
+
+/** PIDs of QEMU processes whose command line mentions `dir` (their disks live there). */
+export async function qemuPidsUsing(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmdline = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0');
+      if (cmdline[0]?.includes('qemu-system') && cmdline.some((a) => a.includes(dir))) pids.push(Number(name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+/** Waits until `predicate` is true, polling every 50 ms; throws after `timeoutMs`. */
+export async function waitFor(predicate: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await predicate()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Names of container directories left in a state directory. */
+export async function containerDirs(stateDir: string): Promise<string[]> {
+  return (await readdir(path.join(stateDir, 'containers')).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}$/.test(n));
+}
