@@ -1,0 +1,102 @@
+/* proto.h: the boson-init wire protocol (docs/guest-protocol.md): frame headers, SPEC records, exit status.
+ * Pure functions over bytes, no I/O, so they can be unit-tested on the host. */
+#ifndef BOSON_PROTO_H
+#define BOSON_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_VERSION 1
+#define FRAME_HDR 8
+#define FRAME_MAX (1u << 20) /* largest payload of one frame */
+
+/* Frame types: 0x01..0x7f guest→host, 0x81..0xff host→guest. */
+enum frame_type {
+	T_HELLO = 0x01,
+	T_STARTED = 0x02,
+	T_STDOUT = 0x03,
+	T_STDERR = 0x04,
+	T_EXIT = 0x05,
+	T_ERROR = 0x06,
+	T_LOG = 0x07,
+	T_SPEC = 0x81,
+	T_STDIN = 0x82,
+	T_STDIN_EOF = 0x83,
+	T_SIGNAL = 0x84,
+	T_RESIZE = 0x85,
+};
+
+/* ERROR reasons. */
+enum error_reason {
+	R_SPEC_INVALID = 1,
+	R_MOUNT_FAILED = 2,
+	R_USER_UNKNOWN = 3,
+	R_CWD_FAILED = 4,
+	R_NOT_FOUND = 5,
+	R_NOT_EXECUTABLE = 6,
+	R_INTERNAL = 7,
+};
+
+/* SPEC record tags. */
+enum spec_tag {
+	S_ARG = 1,
+	S_ENV = 2,
+	S_CWD = 3,
+	S_USER = 4,
+	S_HOSTNAME = 5,
+	S_TTY = 6,
+	S_STDIN = 7,
+	S_WINSIZE = 8,
+	S_ROOT_DISK = 9,
+	S_ROOT_FSTYPE = 10,
+	S_SCRATCH_DISK = 11,
+};
+
+struct frame_hdr {
+	uint8_t type;
+	uint16_t session;
+	uint32_t len;
+};
+
+/* A parsed SPEC. Every string is NUL-terminated and heap-allocated; argv and envp end with NULL.
+ * Absent fields hold the defaults of the protocol document (scratch_disk stays NULL: tmpfs). */
+struct spec {
+	char **argv;
+	size_t argc;
+	char **envp;
+	size_t envc;
+	char *cwd;
+	char *user;
+	char *hostname;
+	int tty;
+	int stdin_open;
+	uint16_t rows, cols;
+	char *root_disk;
+	char *root_fstype;
+	char *scratch_disk;
+};
+
+/* Big-endian stores and loads. */
+void put_u16(uint8_t *p, uint16_t v);
+void put_u32(uint8_t *p, uint32_t v);
+void put_u64(uint8_t *p, uint64_t v);
+uint16_t get_u16(const uint8_t *p);
+uint32_t get_u32(const uint8_t *p);
+
+/* Writes the 8-byte header of a frame to out. */
+void frame_hdr_encode(uint8_t *out, uint8_t type, uint16_t session, uint32_t len);
+
+/* Reads an 8-byte header. Returns 0, or -1 if the length exceeds FRAME_MAX (a protocol error). */
+int frame_hdr_decode(const uint8_t *in, struct frame_hdr *h);
+
+/* Parses a SPEC payload into s. Returns 0; or -1 with a message in err (s is then freed and zeroed).
+ * Unknown tags are skipped. Requires at least one ARG and a ROOT_DISK. */
+int spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t errlen);
+
+/* Frees everything spec_parse allocated and zeroes s. */
+void spec_free(struct spec *s);
+
+/* Maps a waitpid status to Docker's status (code, or 128+N for signal N) and stores N (or 0) in *signo. */
+int exit_status(int wstatus, uint32_t *signo);
+
+#endif

@@ -1,0 +1,288 @@
+/* test_init.c: host-side unit tests of boson-init's pure parts (frame and SPEC codec, user lookup, exit status).
+ * Prints one line per failed check and a summary; exits non-zero on any failure. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "proto.h"
+#include "user.h"
+
+static int failures, checks;
+
+#define CHECK(cond)                                                                                    \
+	do {                                                                                           \
+		checks++;                                                                              \
+		if (!(cond)) {                                                                         \
+			failures++;                                                                    \
+			printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                         \
+		}                                                                                      \
+	} while (0)
+
+/* A growable byte buffer for building SPEC payloads. */
+struct bytes {
+	uint8_t data[4096];
+	size_t len;
+};
+
+/* Appends one SPEC record. */
+static void rec(struct bytes *b, uint8_t tag, const void *v, uint32_t len)
+{
+	b->data[b->len] = tag;
+	put_u32(b->data + b->len + 1, len);
+	memcpy(b->data + b->len + 5, v, len);
+	b->len += 5 + len;
+}
+
+/* Appends a string record. */
+static void rec_str(struct bytes *b, uint8_t tag, const char *s)
+{
+	rec(b, tag, s, (uint32_t)strlen(s));
+}
+
+static void test_frame_header(void)
+{
+	uint8_t h[8];
+	frame_hdr_encode(h, T_EXIT, 0x0102, 0x00030405);
+	const uint8_t want[8] = {0x05, 0, 0x01, 0x02, 0x00, 0x03, 0x04, 0x05};
+	CHECK(memcmp(h, want, 8) == 0);
+	struct frame_hdr d;
+	CHECK(frame_hdr_decode(h, &d) == 0);
+	CHECK(d.type == T_EXIT && d.session == 0x0102 && d.len == 0x00030405);
+
+	frame_hdr_encode(h, T_STDIN, 0, FRAME_MAX);
+	CHECK(frame_hdr_decode(h, &d) == 0 && d.len == FRAME_MAX);
+	frame_hdr_encode(h, T_STDIN, 0, FRAME_MAX + 1);
+	CHECK(frame_hdr_decode(h, &d) == -1);
+
+	const uint8_t rsv[8] = {0x82, 0xff, 0, 0, 0, 0, 0, 7}; /* reserved byte is ignored */
+	CHECK(frame_hdr_decode(rsv, &d) == 0 && d.type == T_STDIN && d.session == 0 && d.len == 7);
+
+	uint8_t b[8];
+	put_u64(b, 0x0102030405060708ull);
+	CHECK(b[0] == 1 && b[7] == 8 && get_u32(b + 4) == 0x05060708 && get_u16(b + 2) == 0x0304);
+}
+
+static void test_spec_good(void)
+{
+	struct bytes b = {.len = 0};
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_ENV, "PATH=/bin");
+	rec_str(&b, S_ARG, "-c");
+	rec_str(&b, S_ARG, "echo hi");
+	rec_str(&b, S_ENV, "A=b c");
+	rec_str(&b, S_CWD, "/work/dir");
+	rec_str(&b, S_USER, "app:staff");
+	rec_str(&b, S_HOSTNAME, "box");
+	rec(&b, S_TTY, "\1", 1);
+	rec(&b, S_STDIN, "\1", 1);
+	rec(&b, S_WINSIZE, "\0\x32\0\xc8", 4);
+	rec_str(&b, S_ROOT_DISK, "boson-root");
+	rec_str(&b, S_ROOT_FSTYPE, "ext4");
+	rec_str(&b, S_SCRATCH_DISK, "boson-scratch");
+	struct spec s;
+	char err[256] = "";
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0);
+	CHECK(s.argc == 3 && strcmp(s.argv[0], "sh") == 0 && strcmp(s.argv[2], "echo hi") == 0 && !s.argv[3]);
+	CHECK(s.envc == 2 && strcmp(s.envp[1], "A=b c") == 0 && !s.envp[2]);
+	CHECK(strcmp(s.cwd, "/work/dir") == 0 && strcmp(s.user, "app:staff") == 0);
+	CHECK(strcmp(s.hostname, "box") == 0 && s.tty == 1 && s.stdin_open == 1);
+	CHECK(s.rows == 50 && s.cols == 200);
+	CHECK(strcmp(s.root_disk, "boson-root") == 0 && strcmp(s.root_fstype, "ext4") == 0);
+	CHECK(s.scratch_disk && strcmp(s.scratch_disk, "boson-scratch") == 0);
+	spec_free(&s);
+}
+
+static void test_spec_defaults_and_unknown(void)
+{
+	struct bytes b = {.len = 0};
+	rec(&b, 200, "future", 6); /* unknown tags are skipped */
+	rec_str(&b, S_ARG, "true");
+	rec(&b, 99, "", 0);
+	rec_str(&b, S_ROOT_DISK, "r");
+	struct spec s;
+	char err[256] = "";
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0);
+	CHECK(s.argc == 1 && strcmp(s.argv[0], "true") == 0);
+	CHECK(s.envc == 0 && s.envp && s.envp[0] == NULL);
+	CHECK(strcmp(s.cwd, "/") == 0 && strcmp(s.user, "0:0") == 0 && strcmp(s.hostname, "boson") == 0);
+	CHECK(strcmp(s.root_fstype, "erofs") == 0 && s.scratch_disk == NULL);
+	CHECK(s.tty == 0 && s.stdin_open == 0 && s.rows == 24 && s.cols == 80);
+	spec_free(&s);
+}
+
+static void test_spec_bad(void)
+{
+	struct spec s;
+	char err[256];
+	struct bytes b = {.len = 0};
+
+	rec_str(&b, S_ROOT_DISK, "r"); /* no ARG */
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "ARG"));
+	CHECK(s.argv == NULL && s.root_disk == NULL); /* freed and zeroed */
+
+	b.len = 0;
+	rec_str(&b, S_ARG, "x"); /* no ROOT_DISK */
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "ROOT_DISK"));
+
+	b.len = 0;
+	rec_str(&b, S_ARG, "x");
+	rec_str(&b, S_ROOT_DISK, "r");
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0);
+	spec_free(&s);
+	for (size_t cut = 1; cut < b.len; cut++) { /* every truncation is rejected */
+		if (cut == 6) /* "ARG x" alone is a complete record, rejected for missing ROOT_DISK */
+			continue;
+		CHECK(spec_parse(b.data, cut, &s, err, sizeof err) == -1);
+	}
+	CHECK(spec_parse(b.data, b.len - 1, &s, err, sizeof err) == -1 && strstr(err, "truncated"));
+	CHECK(spec_parse(b.data, 3, &s, err, sizeof err) == -1 && strstr(err, "truncated"));
+
+	b.len = 0;
+	rec(&b, S_ARG, "a\0b", 3); /* NUL inside a string */
+	rec_str(&b, S_ROOT_DISK, "r");
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == -1);
+
+	b.len = 0;
+	rec_str(&b, S_ARG, "x");
+	rec_str(&b, S_ROOT_DISK, "r");
+	rec(&b, S_TTY, "\1\1", 2); /* wrong size */
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == -1);
+
+	b.len = 0;
+	rec_str(&b, S_ARG, "x");
+	rec_str(&b, S_ROOT_DISK, "r");
+	rec_str(&b, S_CWD, "relative");
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == -1);
+
+	CHECK(spec_parse(b.data, 0, &s, err, sizeof err) == -1); /* empty payload */
+}
+
+/* Writes text to a new temporary file and returns its path (static storage per slot). */
+static const char *temp_file(int slot, const char *text)
+{
+	static char paths[2][64];
+	snprintf(paths[slot], sizeof paths[slot], "/tmp/boson-init-test-XXXXXX");
+	int fd = mkstemp(paths[slot]);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+		perror("temp file");
+		exit(2);
+	}
+	close(fd);
+	return paths[slot];
+}
+
+/* True if ids holds exactly the given supplementary groups (in any order). */
+static int has_groups(const struct user_ids *ids, size_t n, const uint32_t *want)
+{
+	if (ids->ngroups != n)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+		for (j = 0; j < ids->ngroups && ids->groups[j] != want[i]; j++)
+			;
+		if (j == ids->ngroups)
+			return 0;
+	}
+	return 1;
+}
+
+static void test_users(void)
+{
+	const char *pw = temp_file(0, "root:x:0:0:root:/root:/bin/sh\n"
+				      "# comment\n"
+				      "broken line\n"
+				      "daemon:x:1:1::/:/sbin/nologin\n"
+				      "app:x:1000:1001:App:/home/app:/bin/sh\n"
+				      "nogrp:x:1002:1002::/:/bin/sh");  /* no final newline */
+	const char *gr = temp_file(1, "root:x:0:root\n"
+				      "wheel:x:10:root,app\n"
+				      "staff:x:50:\n"
+				      "appgrp:x:1001:\n"
+				      "audio:x:29:bob, app\n"
+				      "video:x:44:bob\n");
+	struct user_ids ids;
+	char err[256];
+
+	CHECK(user_resolve("app", pw, gr, &ids, err, sizeof err) == 0);
+	CHECK(ids.uid == 1000 && ids.gid == 1001);
+	const uint32_t app_groups[] = {10, 29};
+	CHECK(has_groups(&ids, 2, app_groups));
+
+	CHECK(user_resolve("app:staff", pw, gr, &ids, err, sizeof err) == 0);
+	CHECK(ids.uid == 1000 && ids.gid == 50 && has_groups(&ids, 2, app_groups));
+
+	CHECK(user_resolve("1000:44", pw, gr, &ids, err, sizeof err) == 0); /* numeric with entry */
+	CHECK(ids.uid == 1000 && ids.gid == 44 && has_groups(&ids, 2, app_groups));
+
+	CHECK(user_resolve("1000", pw, gr, &ids, err, sizeof err) == 0);
+	CHECK(ids.uid == 1000 && ids.gid == 1001);
+
+	CHECK(user_resolve("4242", pw, gr, &ids, err, sizeof err) == 0); /* numeric uid without entry */
+	CHECK(ids.uid == 4242 && ids.gid == 0 && ids.ngroups == 0);
+	CHECK(user_resolve("4242:77", pw, gr, &ids, err, sizeof err) == 0);
+	CHECK(ids.uid == 4242 && ids.gid == 77 && ids.ngroups == 0);
+	CHECK(user_resolve("4242:staff", pw, gr, &ids, err, sizeof err) == 0);
+	CHECK(ids.uid == 4242 && ids.gid == 50);
+
+	CHECK(user_resolve("nogrp", pw, gr, &ids, err, sizeof err) == 0); /* last line without newline */
+	CHECK(ids.uid == 1002 && ids.gid == 1002 && ids.ngroups == 0);
+
+	CHECK(user_resolve(NULL, pw, gr, &ids, err, sizeof err) == 0); /* default: root */
+	const uint32_t root_groups[] = {0, 10};
+	CHECK(ids.uid == 0 && ids.gid == 0 && has_groups(&ids, 2, root_groups));
+	CHECK(user_resolve("0:0", pw, gr, &ids, err, sizeof err) == 0 && ids.uid == 0 && ids.gid == 0);
+
+	CHECK(user_resolve("nobody", pw, gr, &ids, err, sizeof err) == -1 && strstr(err, "nobody"));
+	CHECK(user_resolve("app:nogroup", pw, gr, &ids, err, sizeof err) == -1 && strstr(err, "nogroup"));
+	CHECK(user_resolve("4294967296", pw, gr, &ids, err, sizeof err) == -1); /* too big: a name, unknown */
+
+	/* Missing files: numbers still work, names do not. */
+	CHECK(user_resolve("5:6", "/nonexistent/passwd", "/nonexistent/group", &ids, err, sizeof err) == 0);
+	CHECK(ids.uid == 5 && ids.gid == 6 && ids.ngroups == 0);
+	CHECK(user_resolve("root", "/nonexistent/passwd", "/nonexistent/group", &ids, err, sizeof err) == -1);
+
+	unlink(pw);
+	unlink(gr);
+}
+
+/* Runs a child that ends as told and returns its wait status. */
+static int child_status(int code, int sig)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (sig) {
+			signal(sig, SIG_DFL);
+			raise(sig);
+		}
+		_exit(code);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	return st;
+}
+
+static void test_exit_status(void)
+{
+	uint32_t sig = 99;
+	CHECK(exit_status(child_status(0, 0), &sig) == 0 && sig == 0);
+	CHECK(exit_status(child_status(3, 0), &sig) == 3 && sig == 0);
+	CHECK(exit_status(child_status(255, 0), &sig) == 255 && sig == 0);
+	CHECK(exit_status(child_status(0, SIGKILL), &sig) == 137 && sig == 9);
+	CHECK(exit_status(child_status(0, SIGINT), &sig) == 130 && sig == 2);
+	CHECK(exit_status(child_status(0, SIGTERM), &sig) == 143 && sig == 15);
+}
+
+int main(void)
+{
+	test_frame_header();
+	test_spec_good();
+	test_spec_defaults_and_unknown();
+	test_spec_bad();
+	test_users();
+	test_exit_status();
+	printf("boson-init unit tests: %d checks, %d failed\n", checks, failures);
+	return failures ? 1 : 0;
+}
