@@ -167,7 +167,7 @@ async function legacyDockerSave(file: string, opts: { corruptLayer?: boolean; gz
   const config = Buffer.from(JSON.stringify({ ...CONFIG, rootfs: { type: 'layers', diff_ids: diffIds } }));
   const configHex = sha(config);
   const ids = tars.map((_, i) => sha(`layer-${i}`));
-  if (opts.corruptLayer) tars[1]![600] ^= 0xff;
+  if (opts.corruptLayer) tars[1]![600] = tars[1]![600]! ^ 0xff;
   const entries: TarEntrySpec[] = [];
   ids.forEach((id, i) => {
     entries.push({ name: `${id}/`, type: 'directory' }, { name: `${id}/VERSION`, content: '1.0' }, { name: `${id}/json`, content: '{}' });
@@ -259,7 +259,7 @@ test('corrupt, truncated and diff_id-mismatched blobs are IMAGE_CORRUPT and leav
     };
     const flipped = await mk('flipped');
     const buf = await fs.readFile(flipped.blob);
-    buf[20] ^= 0x55;
+    buf[20] = buf[20]! ^ 0x55;
     await fs.writeFile(flipped.blob, buf);
     await expectImportFails(path.join(dir, 's1'), flipped.dir, 'IMAGE_CORRUPT', flipped.layer);
 
