@@ -36,19 +36,19 @@ export async function makeTar(entries: TarEntrySpec[]): Promise<Buffer> {
     const body = type === 'file' ? Buffer.from(e.content ?? '') : undefined;
     await new Promise<void>((resolve, reject) => {
       const header = {
-          name: e.name,
-          type,
-          mode: e.mode ?? (type === 'directory' ? 0o755 : type === 'symlink' ? 0o777 : 0o644),
-          uid: e.uid ?? 0,
-          gid: e.gid ?? 0,
-          uname: '',
-          gname: '',
-          mtime: e.mtime ?? new Date(0),
-          size: body?.length ?? 0,
-          linkname: e.linkname,
-          devmajor: e.devmajor,
-          devminor: e.devminor,
-        };
+        name: e.name,
+        type,
+        mode: e.mode ?? (type === 'directory' ? 0o755 : type === 'symlink' ? 0o777 : 0o644),
+        uid: e.uid ?? 0,
+        gid: e.gid ?? 0,
+        uname: '',
+        gname: '',
+        mtime: e.mtime ?? new Date(0),
+        size: body?.length ?? 0,
+        linkname: e.linkname,
+        devmajor: e.devmajor,
+        devminor: e.devminor,
+      };
       const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
       if (body) pack.entry(header, body, cb);
       else pack.entry(header, cb);

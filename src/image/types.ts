@@ -49,6 +49,7 @@ export interface Descriptor {
   platform?: { architecture?: string; os?: string; variant?: string };
 }
 
+/** Media types the store reads and writes (OCI and Docker schema2). */
 export const MT = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
