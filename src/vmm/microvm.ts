@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
-import { BosonError } from '../common/index.ts';
+import { BosonError, isBosonError } from '../common/index.ts';
 import { buildQemuArgv, FIRST_DISK_FD } from './argv.ts';
 import { probeAccelerator, hostTscKhz, type AcceleratorChoice } from './accel.ts';
 import { findQemu } from './qemu-binary.ts';
@@ -144,9 +144,11 @@ export async function bootWithWatchdog<T>(config: MicroVmConfig, booted: (vm: Mi
     clearTimeout(timer);
     if (outcome.kind === 'booted') return { vm, value: outcome.value, attempts: attempt };
     await vm.kill();
-    if (outcome.kind === 'failed') throw outcome.error;
-    if (outcome.kind === 'exited') {
-      const why = vm.qemuStderr || vm.consoleTail() || `exit code ${outcome.exit.code ?? outcome.exit.signal}`;
+    // A closed control channel before boot means QEMU itself went away: report what QEMU said instead.
+    if (outcome.kind === 'failed' && !isBosonError(outcome.error, 'GUEST_CRASHED')) throw outcome.error;
+    if (outcome.kind !== 'timeout') {
+      const exit = await vm.exited;
+      const why = vm.qemuStderr || vm.consoleTail() || `exit code ${exit.code ?? exit.signal}`;
       throw new BosonError('GUEST_CRASHED', `micro-VM exited before booting: ${why}`, { details: { console: vm.consoleTail() } });
     }
     lastTail = vm.consoleTail();
