@@ -38,6 +38,7 @@
 #define STDIN_HIGH (4u << 20)     /* stop reading the port while this much stdin is pending */
 #define DEVICE_WAIT_MS 5000       /* how long to wait for the port and the disks */
 #define DRAIN_WAIT_MS 5000        /* how long to wait for output after killing everything */
+#define LINGER_MS 10000           /* how long to wait after EXIT for the host to close the port */
 
 static int port = -1;                     /* the boson.ctl port, or -1 before it is open */
 static uint8_t *rbuf;                     /* bytes read from the port: rbuf[rpos .. rlen) unconsumed */
@@ -54,6 +55,14 @@ static _Noreturn void power_off(void)
 	reboot(RB_AUTOBOOT);
 	for (;;)
 		pause();
+}
+
+/* Milliseconds on the monotonic clock. */
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Writes all n bytes to the port, looping over partial writes; powers off if the port is gone. */
@@ -112,6 +121,28 @@ static void send_exit(int status, uint32_t signo)
 	send_frame(T_EXIT, p, sizeof p);
 }
 
+/* After EXIT: waits until the host closes its end of the port, or LINGER_MS pass, discarding anything it sends.
+ * QEMU drops output still queued in the virtio ring when the VM powers off, and the guest cannot see when that
+ * ring is drained; the host closing the port after reading EXIT (which comes last) is the signal. */
+static void linger(void)
+{
+	long long deadline = now_ms() + LINGER_MS;
+	for (;;) {
+		long long left = deadline - now_ms();
+		if (left <= 0)
+			return;
+		struct pollfd pfd = {.fd = port, .events = POLLIN};
+		int r = poll(&pfd, 1, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0 || (pfd.revents & (POLLHUP | POLLERR)))
+			return;
+		ssize_t n = read(port, rbuf, FRAME_HDR + FRAME_MAX);
+		if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+			return;
+	}
+}
+
 /* Reports a start failure as ERROR(reason, message) + EXIT(status), then powers off. */
 static _Noreturn void fail(int reason, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static _Noreturn void fail(int reason, int status, const char *fmt, ...)
@@ -130,6 +161,7 @@ static _Noreturn void fail(int reason, int status, const char *fmt, ...)
 		msg[0] = (char)reason;
 		send_frame(T_ERROR, msg, (size_t)n + 1);
 		send_exit(status, 0);
+		linger();
 	}
 	power_off();
 }
@@ -196,14 +228,6 @@ static void load_modules(void)
 		close(fd);
 	}
 	fclose(f);
-}
-
-/* Milliseconds on the monotonic clock. */
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Reads a small sysfs file into buf without the trailing newline. Returns 0, or -1 if it cannot be read. */
@@ -924,6 +948,7 @@ static _Noreturn void finish(struct proc *p, int sfd)
 	if (p->master >= 0)
 		close(p->master);
 	unmount_all();
+	linger();
 	power_off();
 }
 
