@@ -42,6 +42,10 @@ export interface RunTimings {
   booted: number;
   guestBootMs: number;
   attempts: number;
+  /** When the guest reported the process's exit (set once it has). */
+  exited?: number;
+  /** When QEMU was gone (set once it is). */
+  stopped?: number;
 }
 
 /** Default memory of a micro-VM, in MiB. */
@@ -140,7 +144,7 @@ export class ContainerRunner {
         output,
       );
       const running = vm;
-      const exit = this.finish(record, session, running);
+      const exit = this.finish(record, session, running, timings, since);
       return {
         record, session, vm: running, timings, exit,
         stop: async (graceMs: number): Promise<void> => {
@@ -174,7 +178,7 @@ export class ContainerRunner {
     }
   }
 
-  private async finish(record: ContainerRecord, session: GuestSession, vm: MicroVm): Promise<ProcessExit> {
+  private async finish(record: ContainerRecord, session: GuestSession, vm: MicroVm, timings: RunTimings, since: () => number): Promise<ProcessExit> {
     let result: ProcessExit | undefined;
     let failure: unknown;
     try {
@@ -182,10 +186,11 @@ export class ContainerRunner {
     } catch (err) {
       failure = err;
     }
-    // After EXIT the guest powers itself off; give it a moment, then make sure.
-    const timer = setTimeout(() => void vm.kill(), 5000);
-    await vm.exited;
-    clearTimeout(timer);
+    timings.exited = since();
+    // boson-init sends EXIT after sync(): nothing is left to flush, so end QEMU now rather than wait for the
+    // guest's power-off (QMP quit, SIGKILL if QEMU does not go within a second).
+    await vm.shutdown(1000);
+    timings.stopped = since();
     await this.settle(record, result?.status ?? null, failure);
     if (failure !== undefined) throw failure;
     return result!;

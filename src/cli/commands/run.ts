@@ -104,11 +104,11 @@ async function runCommand(image: string, args: string[], flags: RunFlags): Promi
   }
   const running = container;
   if (interrupts > 0) running.session.signal(2);
-  if (process.env.BOSON_TIMINGS) process.stderr.write(`boson-timings ${JSON.stringify(running.timings)}\n`);
 
   const restoreTerminal = attachTerminal(running, tty, interactive);
   try {
     const exit = await running.exit;
+    if (process.env.BOSON_TIMINGS) process.stderr.write(`boson-timings ${JSON.stringify(running.timings)}\n`);
     return exit.status;
   } finally {
     restoreTerminal();

@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chooseAccelerator, gatherAccelFacts, type AccelFacts } from './accel.ts';
+import { buildQemuArgv } from './argv.ts';
+
+const base: AccelFacts = { override: undefined, kvmDeviceUsable: true, cpuFlags: new Set(['vmx', 'sse2']), kvmModules: ['kvm_intel'] };
+
+test('KVM is chosen only with a usable /dev/kvm, vmx/svm and a hardware KVM module', () => {
+  assert.equal(chooseAccelerator(base).accel, 'kvm');
+  assert.equal(chooseAccelerator({ ...base, cpuFlags: new Set(['svm']), kvmModules: ['kvm_amd'] }).accel, 'kvm');
+  assert.equal(chooseAccelerator({ ...base, kvmDeviceUsable: false }).accel, 'tcg');
+  const pvm = chooseAccelerator({ ...base, cpuFlags: new Set(['sse2']), kvmModules: ['kvm_pvm'] });
+  assert.equal(pvm.accel, 'tcg');
+  assert.match(pvm.reason, /no vmx\/svm/);
+  assert.equal(chooseAccelerator({ ...base, kvmModules: ['kvm_pvm'] }).accel, 'tcg');
+});
+
+test('BOSON_ACCEL forces either choice and says so', () => {
+  assert.deepEqual(chooseAccelerator({ ...base, override: 'tcg' }), { accel: 'tcg', reason: 'forced by BOSON_ACCEL=tcg' });
+  assert.equal(chooseAccelerator({ ...base, kvmDeviceUsable: false, override: 'kvm' }).accel, 'kvm');
+});
+
+test('the facts of this host are read without error', async () => {
+  const facts = await gatherAccelFacts({});
+  assert.ok(facts.cpuFlags.size > 0, 'cpu flags were read from /proc/cpuinfo');
+});
+
+test('argv: the TCG path pins the TSC frequency, the KVM path uses the host CPU; disks carry serials', () => {
+  const config = { kernel: '/k', initramfs: '/i', memoryMiB: 256, cpus: 2, disks: [{ serial: 'boson-root', path: '/r,odd', readOnly: true }, { serial: 'boson-scratch', fd: 9, readOnly: false }] };
+  const tcg = buildQemuArgv(config, 'tcg', 2600000, new Map([[1, 5]]));
+  assert.equal(tcg[tcg.indexOf('-accel') + 1], 'tcg');
+  assert.match(tcg[tcg.indexOf('-append') + 1]!, /tsc_early_khz=2600000/);
+  assert.ok(tcg.includes('if=none,id=disk0,file=/r,,odd,format=raw,cache=unsafe,readonly=on'), 'commas in paths are escaped');
+  assert.ok(tcg.includes('if=none,id=disk1,file=/proc/self/fd/5,format=raw,cache=writeback'));
+  assert.ok(tcg.includes('virtio-blk-device,drive=disk1,serial=boson-scratch'));
+  const kvm = buildQemuArgv(config, 'kvm', 2600000, new Map([[1, 5]]));
+  assert.equal(kvm[kvm.indexOf('-cpu') + 1], 'host');
+  assert.doesNotMatch(kvm[kvm.indexOf('-append') + 1]!, /tsc_early_khz/);
+});
