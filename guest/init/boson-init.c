@@ -65,15 +65,40 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Writes all n bytes to the port, looping over partial writes; powers off if the port is gone. */
+/* Waits until the port is ready for events (POLLIN or POLLOUT); powers off if the host has closed it. */
+static void port_wait(short events)
+{
+	struct pollfd pfd = {.fd = port, .events = events};
+	for (;;) {
+		if (poll(&pfd, 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			dprintf(2, "boson-init: poll port: %s\n", strerror(errno));
+			power_off();
+		}
+		if (pfd.revents & events)
+			return;
+		if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) {
+			dprintf(2, "boson-init: the host closed the port\n");
+			power_off();
+		}
+	}
+}
+
+/* Writes all n bytes to the port, looping over partial writes (the driver takes at most 32 KiB per write) and
+ * waiting while the host is not reading; powers off if the port is gone. */
 static void port_write(const void *p, size_t n)
 {
 	const uint8_t *b = p;
 	while (n > 0) {
 		ssize_t w = write(port, b, n);
 		if (w < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR)
 				continue;
+			if (errno == EAGAIN) {
+				port_wait(POLLOUT);
+				continue;
+			}
 			dprintf(2, "boson-init: port write: %s\n", strerror(errno));
 			power_off();
 		}
@@ -306,11 +331,14 @@ static void open_port(void)
 	put_u32(hello, PROTO_VERSION);
 	put_u64(hello + 4, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
 	send_frame(T_HELLO, hello, sizeof hello);
+	/* The HELLO write blocked until the host was connected. From now on the port is non-blocking: a blocking
+	 * write would wait forever for a host that has gone, where poll() reports the hang-up. */
+	fcntl(port, F_SETFL, fcntl(port, F_GETFL) | O_NONBLOCK);
 }
 
 /* ---------------------------------------------------------------- reading frames */
 
-/* Reads once from the port into rbuf; powers off when the host has closed it. */
+/* Reads what the port has into rbuf (nothing if it has nothing ready); powers off when the host has closed it. */
 static void port_fill(void)
 {
 	if (rpos > 0) {
@@ -365,6 +393,7 @@ static void read_spec(struct spec *spec)
 			}
 			consume_frame(&h);
 		}
+		port_wait(POLLIN);
 		port_fill();
 	}
 }
