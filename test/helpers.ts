@@ -3,6 +3,8 @@
  * the real `bin/boson`, and leak checks (QEMU processes, files) scoped to one state directory.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { mkdtemp, readdir, readFile, rm, access } from 'node:fs/promises';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
@@ -109,4 +111,31 @@ export async function waitFor(predicate: () => Promise<boolean> | boolean, timeo
 /** Names of container directories left in a state directory. */
 export async function containerDirs(stateDir: string): Promise<string[]> {
   return (await readdir(path.join(stateDir, 'containers')).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}$/.test(n));
+}
+
+/**
+ * Gives a suite one private host: created before its tests, checked for leaked QEMU processes and removed after.
+ * Returns a getter, since the host exists only once the suite starts.
+ */
+export function useTestHost(): () => TestHost {
+  let host: TestHost | undefined;
+  before(async () => {
+    host = await makeTestHost();
+  });
+  after(async () => {
+    if (!host) return;
+    assert.deepEqual(await qemuPidsUsing(host.stateDir), [], 'no QEMU left running');
+    await host.cleanup();
+  });
+  return () => host!;
+}
+
+/** Starts `boson args` and resolves once its stdout contains `marker`; the result promise is returned with it. */
+export async function startUntil(host: TestHost, args: string[], marker: string, timeoutMs = 30_000): Promise<{ child: ChildProcess; result: Promise<BosonResult> }> {
+  const child = startBoson(host, args);
+  const result = collect(child, undefined, 120_000, args);
+  let seen = '';
+  child.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
+  await waitFor(() => seen.includes(marker), timeoutMs, `"${marker}" from boson ${args.join(' ')}`);
+  return { child, result };
 }

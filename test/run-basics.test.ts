@@ -2,35 +2,28 @@
  * `boson run` end to end with real micro-VMs: output, exit codes, configuration, isolation from the host, and
  * the image's whiteouts. Every container here boots its own guest kernel under QEMU.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile, rm, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { makeTestHost, runBoson, qemuPidsUsing, containerDirs, type TestHost } from './helpers.ts';
+import { useTestHost, runBoson, containerDirs } from './helpers.ts';
 import { makeTar, writeOciLayout } from '../src/image/oci-writer.ts';
 
-let host: TestHost;
-before(async () => {
-  host = await makeTestHost();
-});
-after(async () => {
-  assert.deepEqual(await qemuPidsUsing(host.stateDir), [], 'no QEMU left running');
-  await host.cleanup();
-});
+const testHost = useTestHost();
 
 const text = (b: Buffer): string => b.toString('utf8');
 
 describe('boson run', () => {
   test('prints a command\'s output from inside the micro-VM', async () => {
-    const r = await runBoson(host, ['run', '--rm', 'busybox', 'echo', 'hello']);
+    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'echo', 'hello']);
     assert.equal(r.stderr, '');
     assert.equal(text(r.stdout), 'hello\n');
     assert.equal(r.code, 0);
   });
 
   test('runs under the guest kernel, not the host\'s', async () => {
-    const r = await runBoson(host, ['run', '--rm', 'busybox', 'sh', '-c', 'uname -r; cat /proc/cmdline']);
+    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'uname -r; cat /proc/cmdline']);
     const [release, cmdline] = text(r.stdout).split('\n');
     assert.equal(r.code, 0);
     assert.notEqual(release, os.release(), 'guest kernel differs from the host kernel');
@@ -45,16 +38,16 @@ describe('boson run', () => {
     ['a signal (SIGTERM → 143)', ['sh', '-c', 'kill -15 $$'], 143],
   ] as const) {
     test(`exit status is the container's: ${name}`, async () => {
-      const r = await runBoson(host, ['run', '--rm', 'busybox', ...args]);
+      const r = await runBoson(testHost(), ['run', '--rm', 'busybox', ...args]);
       assert.equal(r.code, status, r.stderr);
     });
   }
 
   test('a missing command exits 127 and a non-executable one 126, each with one error line', async () => {
-    const missing = await runBoson(host, ['run', '--rm', 'busybox', 'no-such-command']);
+    const missing = await runBoson(testHost(), ['run', '--rm', 'busybox', 'no-such-command']);
     assert.equal(missing.code, 127);
     assert.match(missing.stderr, /^boson: .*no-such-command.*\n$/);
-    const notExec = await runBoson(host, ['run', '--rm', 'busybox', '/etc/passwd']);
+    const notExec = await runBoson(testHost(), ['run', '--rm', 'busybox', '/etc/passwd']);
     assert.equal(notExec.code, 126);
     assert.match(notExec.stderr, /^boson: .*\/etc\/passwd.*\n$/);
   });
@@ -64,15 +57,15 @@ describe('boson run', () => {
     const envFile = path.join(dir, 'env');
     await writeFile(envFile, '# comment\nFROM_FILE=file value\nFROM_HOST\n');
     try {
-      const r = await runBoson(host, [
+      const r = await runBoson(testHost(), [
         'run', '--rm', '-e', 'A=1', '-e', 'B=two words', '--env-file', envFile, '-w', '/made/by/init', '-u', 'nobody',
         '--hostname', 'box1', 'busybox', 'sh', '-c', 'echo "$A|$B|$FROM_FILE|$FROM_HOST|$(pwd)|$(id -u):$(id -g)|$(hostname)|$HOSTNAME"',
       ], { env: { FROM_HOST: 'copied' } });
       assert.equal(r.code, 0, r.stderr);
       assert.equal(text(r.stdout), '1|two words|file value|copied|/made/by/init|65534:65534|box1|box1\n');
-      const numeric = await runBoson(host, ['run', '--rm', '-u', '1234:5678', 'busybox', 'sh', '-c', 'echo $(id -u):$(id -g)']);
+      const numeric = await runBoson(testHost(), ['run', '--rm', '-u', '1234:5678', 'busybox', 'sh', '-c', 'echo $(id -u):$(id -g)']);
       assert.equal(text(numeric.stdout), '1234:5678\n');
-      const entry = await runBoson(host, ['run', '--rm', '--entrypoint', 'echo', 'busybox', 'from', 'entrypoint']);
+      const entry = await runBoson(testHost(), ['run', '--rm', '--entrypoint', 'echo', 'busybox', 'from', 'entrypoint']);
       assert.equal(text(entry.stdout), 'from entrypoint\n');
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -80,7 +73,7 @@ describe('boson run', () => {
   });
 
   test('the image\'s default command and environment apply', async () => {
-    const r = await runBoson(host, ['run', '--rm', '-i', 'busybox'], { input: 'echo "$PATH"; echo $((6*7))\n' });
+    const r = await runBoson(testHost(), ['run', '--rm', '-i', 'busybox'], { input: 'echo "$PATH"; echo $((6*7))\n' });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(text(r.stdout), '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n42\n');
   });
@@ -91,7 +84,7 @@ describe('boson run', () => {
     try {
       // Userspace processes only (kernel threads have an empty cmdline): the guest's own init and the shell.
       const script = `for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep . ; echo ---; cat ${marker} 2>&1; true`;
-      const r = await runBoson(host, ['run', '--rm', 'busybox', 'sh', '-c', script]);
+      const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', script]);
       const [procs, files] = text(r.stdout).split('---\n');
       const cmdlines = procs!.trim().split('\n');
       assert.ok(cmdlines.length < 8, `only the container's processes are visible: ${cmdlines.join(' | ')}`);
@@ -103,11 +96,11 @@ describe('boson run', () => {
   });
 
   test('writes go to the writable layer; the container can write anywhere in its root', async () => {
-    const r = await runBoson(host, ['run', '--rm', 'busybox', 'sh', '-c', 'echo data > /etc/new && cat /etc/new && rm /bin/ls && ls 2>&1; mount | grep " / "']);
+    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'echo data > /etc/new && cat /etc/new && rm /bin/ls && ls 2>&1; mount | grep " / "']);
     const out = text(r.stdout);
     assert.match(out, /^data\n/);
     assert.match(out, /overlay/);
-    const again = await runBoson(host, ['run', '--rm', 'busybox', 'ls', '/bin/ls']);
+    const again = await runBoson(testHost(), ['run', '--rm', 'busybox', 'ls', '/bin/ls']);
     assert.equal(text(again.stdout), '/bin/ls\n', 'the next container gets the image unchanged');
   });
 
@@ -132,9 +125,9 @@ describe('boson run', () => {
         config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'], Env: ['PATH=/bin'] } },
         layers: [{ tar: busyboxTar }, { tar: base }, { tar: top }],
       }]);
-      const imp = await runBoson(host, ['image', 'import', '--tag', 'localhost/whiteouts:test', dir]);
+      const imp = await runBoson(testHost(), ['image', 'import', '--tag', 'localhost/whiteouts:test', dir]);
       assert.equal(imp.code, 0, imp.stderr);
-      const r = await runBoson(host, ['run', '--rm', 'localhost/whiteouts:test', 'sh', '-c', 'ls /data /opaque']);
+      const r = await runBoson(testHost(), ['run', '--rm', 'localhost/whiteouts:test', 'sh', '-c', 'ls /data /opaque']);
       assert.equal(text(r.stdout), '/data:\nkeep\n\n/opaque:\nnew\n');
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -142,13 +135,13 @@ describe('boson run', () => {
   });
 
   test('--name must be unique while the container exists; records of --rm runs vanish', async () => {
-    const first = await runBoson(host, ['run', '--name', 'unique1', 'busybox', 'true']);
+    const first = await runBoson(testHost(), ['run', '--name', 'unique1', 'busybox', 'true']);
     assert.equal(first.code, 0, first.stderr);
-    const second = await runBoson(host, ['run', '--rm', '--name', 'unique1', 'busybox', 'true']);
+    const second = await runBoson(testHost(), ['run', '--rm', '--name', 'unique1', 'busybox', 'true']);
     assert.equal(second.code, 68);
     assert.match(second.stderr, /already in use/);
-    const before = (await containerDirs(host.stateDir)).length;
-    await runBoson(host, ['run', '--rm', 'busybox', 'true']);
-    assert.equal((await containerDirs(host.stateDir)).length, before);
+    const before = (await containerDirs(testHost().stateDir)).length;
+    await runBoson(testHost(), ['run', '--rm', 'busybox', 'true']);
+    assert.equal((await containerDirs(testHost().stateDir)).length, before);
   });
 });

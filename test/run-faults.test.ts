@@ -7,32 +7,27 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { makeTestHost, runBoson, qemuPidsUsing, containerDirs, type TestHost } from './helpers.ts';
+import { useTestHost, runBoson, qemuPidsUsing, containerDirs } from './helpers.ts';
 import { makeTar, writeOciLayout } from '../src/image/oci-writer.ts';
 
-let host: TestHost;
+const testHost = useTestHost();
 let scratch: string;
 before(async () => {
-  host = await makeTestHost();
   scratch = await mkdtemp(path.join(os.tmpdir(), 'boson-faults-'));
 });
-after(async () => {
-  assert.deepEqual(await qemuPidsUsing(host.stateDir), [], 'no QEMU left running');
-  await host.cleanup();
-  await rm(scratch, { recursive: true, force: true });
-});
+after(() => rm(scratch, { recursive: true, force: true }));
 
 /** Asserts one error line on stderr, the exit status, and that nothing was left behind. */
 async function expectFault(args: string[], status: number, pattern: RegExp, env: NodeJS.ProcessEnv = {}): Promise<void> {
-  const r = await runBoson(host, args, { env, timeoutMs: 120_000 });
+  const r = await runBoson(testHost(), args, { env, timeoutMs: 120_000 });
   assert.equal(r.code, status, `exit status of boson ${args.join(' ')}: ${r.stderr}`);
   assert.equal(r.stdout.length, 0);
   const lines = r.stderr.trimEnd().split('\n');
   assert.match(lines[0]!, pattern);
   assert.match(lines[0]!, /^boson: /);
-  assert.deepEqual(await qemuPidsUsing(host.stateDir), []);
-  assert.deepEqual(await containerDirs(host.stateDir), []);
-  const tmp = await readdir(path.join(host.stateDir, 'images', 'tmp')).catch(() => []);
+  assert.deepEqual(await qemuPidsUsing(testHost().stateDir), []);
+  assert.deepEqual(await containerDirs(testHost().stateDir), []);
+  const tmp = await readdir(path.join(testHost().stateDir, 'images', 'tmp')).catch(() => []);
   assert.deepEqual(tmp, [], 'no temp files in the image store');
 }
 
@@ -55,15 +50,15 @@ describe('faults', () => {
     await expectFault(['run', '--rm', 'busybox', 'true'], 74, /exited before booting: .*qemu/i, { BOSON_GUEST_KERNEL: fake, BOSON_GUEST_MODULES: `/lib/modules/${os.release().includes('cloud') ? os.release() : (await readdir('/lib/modules')).find((d) => d.endsWith('cloud-amd64'))}` });
   });
   test('a guest that never boots: watchdog, retries, then a clear error', async () => {
-    const r = await runBoson(host, ['run', '--rm', 'busybox', 'true'], { env: { BOSON_BOOT_TIMEOUT_MS: '300' } });
+    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'true'], { env: { BOSON_BOOT_TIMEOUT_MS: '300' } });
     assert.equal(r.code, 75, r.stderr);
     assert.match(r.stderr, /retrying \(attempt 2\)/);
     assert.match(r.stderr, /did not boot within 300 ms in 3 attempts/);
-    assert.deepEqual(await qemuPidsUsing(host.stateDir), []);
-    assert.deepEqual(await containerDirs(host.stateDir), []);
+    assert.deepEqual(await qemuPidsUsing(testHost().stateDir), []);
+    assert.deepEqual(await containerDirs(testHost().stateDir), []);
   });
   test('an unwritable state directory', async () => {
-    const r = await runBoson(host, ['run', '--rm', 'busybox', 'true'], { env: { BOSON_STATE_DIR: '/proc/version/state' } });
+    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'true'], { env: { BOSON_STATE_DIR: '/proc/version/state' } });
     assert.equal(r.code, 73, r.stderr);
     assert.match(r.stderr, /^boson: .*\/proc\/version\/state/);
   });
@@ -75,9 +70,9 @@ describe('faults', () => {
     const bytes = await readFile(blob);
     bytes.writeUInt8(bytes.readUInt8(bytes.length - 10) ^ 0xff, bytes.length - 10);
     await writeFile(blob, bytes);
-    const before = await runBoson(host, ['images', '--json']);
+    const before = await runBoson(testHost(), ['images', '--json']);
     await expectFault(['image', 'import', dir], 65, /sha256|digest|corrupt/i);
-    const afterList = await runBoson(host, ['images', '--json']);
+    const afterList = await runBoson(testHost(), ['images', '--json']);
     assert.deepEqual(afterList.stdout.toString(), before.stdout.toString());
   });
 
@@ -89,14 +84,14 @@ describe('faults', () => {
       config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['true'] } },
       layers: [{ tar: await makeTar([{ name: 'evil', type: 'symlink', linkname: '../../../../../../../../tmp' }, { name: `evil/${target}`, content: 'pwned' }]) }],
     }]);
-    const imp = await runBoson(host, ['image', 'import', dir]);
+    const imp = await runBoson(testHost(), ['image', 'import', dir]);
     assert.equal(imp.code, 0, imp.stderr);
     await expectFault(['run', '--rm', 'localhost/escape:1'], 65, /escape|outside|unsafe/i);
     await assert.rejects(readFile(path.join('/tmp', target)), 'nothing was written through the link');
   });
 
   test('--memory and --cpus size the micro-VM', async () => {
-    const r = await runBoson(host, ['run', '--rm', '--memory', '512m', '--cpus', '2', 'busybox', 'sh', '-c', "nproc; grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2"]);
+    const r = await runBoson(testHost(), ['run', '--rm', '--memory', '512m', '--cpus', '2', 'busybox', 'sh', '-c', "nproc; grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2"]);
     assert.equal(r.code, 0, r.stderr);
     const [cpus, memKb] = r.stdout.toString().trim().split('\n').map(Number);
     assert.equal(cpus, 2);

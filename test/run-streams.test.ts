@@ -2,27 +2,20 @@
  * Streams and signals of `boson run` with real micro-VMs: stdin, large separated output, terminals, Ctrl-C, and
  * clean-up when `boson run` itself is killed.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { makeTestHost, runBoson, startBoson, collect, qemuPidsUsing, containerDirs, waitFor, BOSON, type TestHost } from './helpers.ts';
+import { useTestHost, runBoson, startUntil, qemuPidsUsing, containerDirs, waitFor, BOSON } from './helpers.ts';
 
-let host: TestHost;
-before(async () => {
-  host = await makeTestHost();
-});
-after(async () => {
-  assert.deepEqual(await qemuPidsUsing(host.stateDir), [], 'no QEMU left running');
-  await host.cleanup();
-});
+const testHost = useTestHost();
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 describe('boson run streams', () => {
   test('1 MiB of stdin round-trips byte for byte, and EOF reaches the container', async () => {
     const input = randomBytes(1024 * 1024);
-    const r = await runBoson(host, ['run', '--rm', '-i', 'busybox', 'sh', '-c', 'cat; echo done >&2'], { input });
+    const r = await runBoson(testHost(), ['run', '--rm', '-i', 'busybox', 'sh', '-c', 'cat; echo done >&2'], { input });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.length, input.length);
     assert.equal(sha256(r.stdout), sha256(input));
@@ -30,12 +23,12 @@ describe('boson run streams', () => {
   });
 
   test('without -i the container\'s stdin is empty', async () => {
-    const r = await runBoson(host, ['run', '--rm', 'busybox', 'sh', '-c', 'cat; echo eof'], { input: 'ignored\n' });
+    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'cat; echo eof'], { input: 'ignored\n' });
     assert.equal(r.stdout.toString(), 'eof\n');
   });
 
   test('10 MiB on stdout and 10 MiB on stderr arrive separately with no byte lost', async () => {
-    const r = await runBoson(host, ['run', '--rm', 'busybox', 'sh', '-c', 'head -c 10485760 /dev/zero & yes err | head -c 10485760 >&2; wait'], { timeoutMs: 120_000 });
+    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'head -c 10485760 /dev/zero & yes err | head -c 10485760 >&2; wait'], { timeoutMs: 120_000 });
     assert.equal(r.code, 0);
     assert.equal(r.stdout.length, 10 * 1024 * 1024);
     assert.ok(r.stdout.every((b) => b === 0), 'stdout holds only stdout\'s bytes');
@@ -44,14 +37,14 @@ describe('boson run streams', () => {
   });
 
   test('-t gives the process a real pty in the guest', async () => {
-    const r = await runBoson(host, ['run', '--rm', '-t', 'busybox', 'sh', '-c', 'tty; stty size; test -t 1 && echo is-a-tty']);
+    const r = await runBoson(testHost(), ['run', '--rm', '-t', 'busybox', 'sh', '-c', 'tty; stty size; test -t 1 && echo is-a-tty']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.toString().replace(/\r/g, ''), '/dev/pts/0\n24 80\nis-a-tty\n');
   });
 
   test('-it works from a terminal: an interactive shell with its exit status', async () => {
     // script(1) gives boson a real terminal, as a user's would be.
-    const child = spawn('script', ['-qec', `${BOSON} run --rm -it busybox sh`, '/dev/null'], { env: { ...host.env, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-qec', `${BOSON} run --rm -it busybox sh`, '/dev/null'], { env: { ...testHost().env, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     await waitFor(() => out.includes('#'), 60_000, 'the shell prompt');
@@ -62,51 +55,40 @@ describe('boson run streams', () => {
   });
 
   test('Ctrl-C reaches the container as SIGINT; a second one stops the VM', async () => {
-    const trap = startBoson(host, ['run', '--rm', 'busybox', 'sh', '-c', 'trap "echo got-sigint; exit 42" INT; echo ready; while :; do sleep 0.1; done']);
-    const trapped = collect(trap, undefined, 60_000);
-    let seen = '';
-    trap.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
-    await waitFor(() => seen.includes('ready'), 30_000, 'ready');
-    trap.kill('SIGINT');
-    const r1 = await trapped;
+    const trap = await startUntil(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'trap "echo got-sigint; exit 42" INT; echo ready; while :; do sleep 0.1; done'], 'ready');
+    trap.child.kill('SIGINT');
+    const r1 = await trap.result;
     assert.equal(r1.stdout.toString(), 'ready\ngot-sigint\n');
     assert.equal(r1.code, 42);
 
-    const stubborn = startBoson(host, ['run', '--rm', 'busybox', 'sh', '-c', 'trap "" INT; echo ready; sleep 600']);
-    const stopped = collect(stubborn, undefined, 60_000);
-    let seen2 = '';
-    stubborn.stdout!.on('data', (d: Buffer) => (seen2 += d.toString()));
-    await waitFor(() => seen2.includes('ready'), 30_000, 'ready');
-    stubborn.kill('SIGINT');
+    const stubborn = await startUntil(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'trap "" INT; echo ready; sleep 600'], 'ready');
+    stubborn.child.kill('SIGINT');
     await new Promise((r) => setTimeout(r, 300));
-    stubborn.kill('SIGINT');
-    const r2 = await stopped;
+    stubborn.child.kill('SIGINT');
+    const r2 = await stubborn.result;
     assert.equal(r2.code, 137);
   });
 
   test('kill -9 of boson run takes its micro-VM down and leaves nothing behind', async () => {
-    const child = startBoson(host, ['run', '--rm', 'busybox', 'sh', '-c', 'echo ready; sleep 600']);
-    let seen = '';
-    child.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
-    await waitFor(() => seen.includes('ready'), 30_000, 'ready');
-    assert.equal((await qemuPidsUsing(host.stateDir)).length, 1, 'one QEMU runs the container');
+    const { child } = await startUntil(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'echo ready; sleep 600'], 'ready');
+    assert.equal((await qemuPidsUsing(testHost().stateDir)).length, 1, 'one QEMU runs the container');
     child.kill('SIGKILL');
-    await waitFor(async () => (await qemuPidsUsing(host.stateDir)).length === 0, 5000, 'QEMU to die with its parent');
+    await waitFor(async () => (await qemuPidsUsing(testHost().stateDir)).length === 0, 5000, 'QEMU to die with its parent');
     // The next command repairs the record the killed process could not remove.
-    const next = await runBoson(host, ['run', '--rm', 'busybox', 'true']);
+    const next = await runBoson(testHost(), ['run', '--rm', 'busybox', 'true']);
     assert.equal(next.code, 0);
-    assert.deepEqual(await containerDirs(host.stateDir), []);
+    assert.deepEqual(await containerDirs(testHost().stateDir), []);
   });
 
   test('20 runs in a row: no hang, no leaked QEMU, file or container record', async () => {
     const fdsBefore = await countOpenFiles();
     for (let i = 0; i < 20; i++) {
-      const r = await runBoson(host, ['run', '--rm', 'busybox', 'echo', `run-${i}`], { timeoutMs: 60_000 });
+      const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'echo', `run-${i}`], { timeoutMs: 60_000 });
       assert.equal(r.stdout.toString(), `run-${i}\n`, r.stderr);
       assert.equal(r.code, 0);
     }
-    assert.deepEqual(await qemuPidsUsing(host.stateDir), []);
-    assert.deepEqual(await containerDirs(host.stateDir), []);
+    assert.deepEqual(await qemuPidsUsing(testHost().stateDir), []);
+    assert.deepEqual(await containerDirs(testHost().stateDir), []);
     assert.ok((await countOpenFiles()) <= fdsBefore + 5, 'this process did not accumulate descriptors');
   });
 });

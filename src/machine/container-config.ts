@@ -4,15 +4,10 @@
  * INVALID_ARGUMENT and name the offending value.
  */
 import { BosonError } from '../common/index.ts';
+import type { ImageConfig } from '../image/index.ts';
 
-/** The parts of an image config that shape a container. */
-export interface ImageDefaults {
-  entrypoint: string[] | null;
-  cmd: string[] | null;
-  env: string[];
-  workingDir: string;
-  user: string;
-}
+/** The parts of an image config that shape a container's process. */
+export type ImageDefaults = Pick<ImageConfig, 'entrypoint' | 'cmd' | 'env' | 'workingDir' | 'user'>;
 
 /** What the user asked for; undefined means "not given, use the image's". */
 export interface ContainerRequest {

@@ -1,0 +1,29 @@
+/** `boson info`: the accelerator and its reason, the guest kernel, initramfs and QEMU are all visible. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { access } from 'node:fs/promises';
+import { makeTestHost, runBoson } from './helpers.ts';
+import { probeAccelerator } from '../src/vmm/index.ts';
+
+test('boson info --json shows the accelerator with its reason, the guest bundle, QEMU and the paths', async (t) => {
+  const host = await makeTestHost();
+  t.after(() => host.cleanup());
+  const r = await runBoson(host, ['info', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const info = JSON.parse(r.stdout.toString());
+  const expected = await probeAccelerator();
+  assert.equal(info.accelerator.name, expected.accel);
+  assert.ok(info.accelerator.reason.length > 10);
+  assert.match(info.qemu.version, /^\d+\.\d+/);
+  assert.match(info.guest.kernelRelease, /^\d+\.\d+/);
+  await access(info.guest.initramfs);
+  await access(info.guest.kernel);
+  assert.ok(info.guest.modules.includes('virtio_console'));
+  assert.equal(info.paths.stateDir, host.stateDir);
+  assert.deepEqual(info.problems, []);
+
+  const human = await runBoson(host, ['info']);
+  assert.match(human.stdout.toString(), new RegExp(`Accelerator: +${expected.accel} \\(`));
+  const forced = await runBoson(host, ['info', '--json'], { env: { BOSON_ACCEL: 'kvm' } });
+  assert.equal(JSON.parse(forced.stdout.toString()).accelerator.name, 'kvm');
+});
