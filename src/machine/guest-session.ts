@@ -52,6 +52,8 @@ export class GuestSession {
     this.done = new Promise((resolve, reject) => (this.finish = { resolve, reject }));
     this.done.catch(() => undefined);
     channel.on('data', (chunk: Buffer) => this.onData(chunk));
+    // EOF from the guest end and a closed socket both mean the guest is gone.
+    channel.on('end', () => this.onClose());
     channel.on('close', () => this.onClose());
     channel.on('error', () => undefined);
   }
@@ -109,7 +111,12 @@ export class GuestSession {
       this.fail(err as Error);
       return;
     }
-    for (const frame of frames) this.onFrame(frame);
+    try {
+      for (const frame of frames) this.onFrame(frame);
+    } catch (err) {
+      // A malformed frame (e.g. too short for its type) ends the session with GUEST_PROTOCOL.
+      this.fail(err as Error);
+    }
   }
 
   private onFrame(frame: Frame): void {

@@ -103,7 +103,9 @@ async function runCommand(image: string, args: string[], flags: RunFlags): Promi
     status.clear();
   }
   const running = container;
-  if (interrupts > 0) running.session.signal(2);
+  // Ctrl-C pressed while the VM booted: one is a SIGINT for the process, two mean "stop".
+  if (interrupts === 1) running.session.signal(2);
+  else if (interrupts > 1) void running.stop(0);
 
   const restoreTerminal = attachTerminal(running, tty, interactive);
   try {
