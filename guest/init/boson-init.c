@@ -1,197 +1,32 @@
 /* boson-init: PID 1 of every Boson micro-VM. It loads the modules, talks to the host over the virtio-serial
- * port "boson.ctl", builds the container's overlay root, runs the container process and reports its output and
- * exit status, then powers the VM off. The wire format is docs/guest-protocol.md. PID 1 must never exit: every
- * path ends in power_off(). */
+ * port "boson.ctl" (port.c), builds the container's overlay root (root.c), runs the container process and
+ * forwards its I/O and signals (this file), reports its exit status, then powers the VM off. The wire format is
+ * docs/guest-protocol.md. PID 1 must never exit: every path ends in power_off(). */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
-#include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
-#include <grp.h>
 #include <termios.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "port.h"
 #include "proto.h"
+#include "root.h"
 #include "user.h"
 
-#define PORT_NAME "boson.ctl"
-#define MODULES_FILE "/boson/modules"
-#define LOWER_DIR "/boson/lower"
-#define SCRATCH_DIR "/boson/scratch"
-#define NEWROOT "/newroot"
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define CHUNK 65536               /* largest STDOUT/STDERR payload */
 #define STDIN_HIGH (4u << 20)     /* stop reading the port while this much stdin is pending */
-#define DEVICE_WAIT_MS 5000       /* how long to wait for the port and the disks */
 #define DRAIN_WAIT_MS 5000        /* how long to wait for output after killing everything */
-#define LINGER_MS 10000           /* how long to wait after EXIT for the host to close the port */
-
-static int port = -1;                     /* the boson.ctl port, or -1 before it is open */
-static uint8_t *rbuf;                     /* bytes read from the port: rbuf[rpos .. rlen) unconsumed */
-static size_t rpos, rlen;
-static uint8_t obuf[FRAME_HDR + CHUNK];   /* one outgoing frame */
-
-/* ---------------------------------------------------------------- power and logging */
-
-/* Syncs and powers the VM off; never returns. Falls back to a reboot, which QEMU -no-reboot turns into exit. */
-static _Noreturn void power_off(void)
-{
-	sync();
-	reboot(RB_POWER_OFF);
-	reboot(RB_AUTOBOOT);
-	for (;;)
-		pause();
-}
-
-/* Milliseconds on the monotonic clock. */
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits until the port is ready for events (POLLIN or POLLOUT); powers off if the host has closed it. */
-static void port_wait(short events)
-{
-	struct pollfd pfd = {.fd = port, .events = events};
-	for (;;) {
-		if (poll(&pfd, 1, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			dprintf(2, "boson-init: poll port: %s\n", strerror(errno));
-			power_off();
-		}
-		if (pfd.revents & events)
-			return;
-		if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) {
-			dprintf(2, "boson-init: the host closed the port\n");
-			power_off();
-		}
-	}
-}
-
-/* Writes all n bytes to the port, looping over partial writes (the driver takes at most 32 KiB per write) and
- * waiting while the host is not reading; powers off if the port is gone. */
-static void port_write(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n > 0) {
-		ssize_t w = write(port, b, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				port_wait(POLLOUT);
-				continue;
-			}
-			dprintf(2, "boson-init: port write: %s\n", strerror(errno));
-			power_off();
-		}
-		b += w;
-		n -= (size_t)w;
-	}
-}
-
-/* Sends the frame whose payload (n bytes) is already in obuf after the header space. */
-static void send_obuf(uint8_t type, size_t n)
-{
-	frame_hdr_encode(obuf, type, 0, (uint32_t)n);
-	port_write(obuf, FRAME_HDR + n);
-}
-
-/* Sends one frame of session 0 with a payload of at most CHUNK bytes. */
-static void send_frame(uint8_t type, const void *payload, size_t n)
-{
-	if (n > CHUNK)
-		n = CHUNK;
-	memcpy(obuf + FRAME_HDR, payload, n);
-	send_obuf(type, n);
-}
-
-/* Logs a diagnostic line on the console and, once the port is open, as a LOG frame. */
-static void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void log_msg(const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	dprintf(2, "boson-init: %s\n", msg);
-	if (port >= 0)
-		send_frame(T_LOG, msg, strlen(msg));
-}
-
-/* Sends EXIT(status, signo). */
-static void send_exit(int status, uint32_t signo)
-{
-	uint8_t p[8];
-	put_u32(p, (uint32_t)status);
-	put_u32(p + 4, signo);
-	send_frame(T_EXIT, p, sizeof p);
-}
-
-/* After EXIT: waits until the host closes its end of the port, or LINGER_MS pass, discarding anything it sends.
- * QEMU drops output still queued in the virtio ring when the VM powers off, and the guest cannot see when that
- * ring is drained; the host closing the port after reading EXIT (which comes last) is the signal. */
-static void linger(void)
-{
-	long long deadline = now_ms() + LINGER_MS;
-	for (;;) {
-		long long left = deadline - now_ms();
-		if (left <= 0)
-			return;
-		struct pollfd pfd = {.fd = port, .events = POLLIN};
-		int r = poll(&pfd, 1, (int)left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0 || (pfd.revents & (POLLHUP | POLLERR)))
-			return;
-		ssize_t n = read(port, rbuf, FRAME_HDR + FRAME_MAX);
-		if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
-			return;
-	}
-}
-
-/* Reports a start failure as ERROR(reason, message) + EXIT(status), then powers off. */
-static _Noreturn void fail(int reason, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static _Noreturn void fail(int reason, int status, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(msg + 1, sizeof msg - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n > sizeof msg - 2)
-		n = sizeof msg - 2;
-	dprintf(2, "boson-init: error %d: %s\n", reason, msg + 1);
-	if (port >= 0) {
-		msg[0] = (char)reason;
-		send_frame(T_ERROR, msg, (size_t)n + 1);
-		send_exit(status, 0);
-		linger();
-	}
-	power_off();
-}
-
-/* ---------------------------------------------------------------- early boot */
 
 /* Blocks SIGCHLD (read through the returned signalfd) and ignores the signals PID 1 could be sent. */
 static int setup_signals(void)
@@ -204,308 +39,6 @@ static int setup_signals(void)
 	for (size_t i = 0; i < sizeof ign / sizeof ign[0]; i++)
 		signal(ign[i], SIG_IGN);
 	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-}
-
-/* Mounts what init itself needs, ignoring "already mounted". */
-static void mount_early(void)
-{
-	mkdir("/proc", 0555);
-	mkdir("/sys", 0555);
-	mkdir("/dev", 0755);
-	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 && errno != EBUSY)
-		dprintf(2, "boson-init: mount /proc: %s\n", strerror(errno));
-	if (mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 && errno != EBUSY)
-		dprintf(2, "boson-init: mount /sys: %s\n", strerror(errno));
-	if (mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") < 0 && errno != EBUSY)
-		dprintf(2, "boson-init: mount /dev: %s\n", strerror(errno));
-}
-
-/* Makes sure fds 0, 1 and 2 are open (the console, else /dev/null), so no later fd lands on them. */
-static void ensure_stdio(void)
-{
-	for (int fd = 0; fd < 3; fd++) {
-		if (fcntl(fd, F_GETFD) >= 0)
-			continue;
-		if (open("/dev/console", O_RDWR | O_NOCTTY) < 0)
-			open("/dev/null", O_RDWR);
-	}
-}
-
-/* Loads every module listed in MODULES_FILE, in order. A missing file means no modules. */
-static void load_modules(void)
-{
-	FILE *f = fopen(MODULES_FILE, "re");
-	if (!f)
-		return;
-	char line[4096];
-	while (fgets(line, sizeof line, f)) {
-		char *path = line + strspn(line, " \t");
-		path[strcspn(path, "\r\n")] = 0;
-		if (!*path || *path == '#')
-			continue;
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			dprintf(2, "boson-init: module %s: %s\n", path, strerror(errno));
-			continue;
-		}
-		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
-			dprintf(2, "boson-init: finit_module %s: %s\n", path, strerror(errno));
-		close(fd);
-	}
-	fclose(f);
-}
-
-/* Reads a small sysfs file into buf without the trailing newline. Returns 0, or -1 if it cannot be read. */
-static int read_attr(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[n] = 0;
-	buf[strcspn(buf, "\n")] = 0;
-	return 0;
-}
-
-/* Looks for a device in /sys/<dir>/<prefix>* whose attribute file <attr> reads value; on success writes
- * "/dev/<entry>" to dev and returns 0 if that node exists. */
-static int find_device(const char *dir, const char *prefix, const char *attr, const char *value, char *dev,
-		       size_t devlen)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return -1;
-	int rc = -1;
-	struct dirent *e;
-	while (rc < 0 && (e = readdir(d))) {
-		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
-			continue;
-		char path[512], val[256];
-		snprintf(path, sizeof path, "%s/%s/%s", dir, e->d_name, attr);
-		if (read_attr(path, val, sizeof val) < 0 || strcmp(val, value) != 0)
-			continue;
-		snprintf(dev, devlen, "/dev/%s", e->d_name);
-		if (access(dev, F_OK) == 0)
-			rc = 0;
-	}
-	closedir(d);
-	return rc;
-}
-
-/* Polls find_device for up to DEVICE_WAIT_MS. */
-static int wait_device(const char *dir, const char *prefix, const char *attr, const char *value, char *dev,
-		       size_t devlen)
-{
-	long long deadline = now_ms() + DEVICE_WAIT_MS;
-	for (;;) {
-		if (find_device(dir, prefix, attr, value, dev, devlen) == 0)
-			return 0;
-		if (now_ms() >= deadline)
-			return -1;
-		usleep(5000);
-	}
-}
-
-/* Opens the boson.ctl port and sends HELLO; powers off if the port never appears. */
-static void open_port(void)
-{
-	char dev[300];
-	if (wait_device("/sys/class/virtio-ports", "vport", "name", PORT_NAME, dev, sizeof dev) < 0) {
-		dprintf(2, "boson-init: no virtio-serial port named %s\n", PORT_NAME);
-		power_off();
-	}
-	port = open(dev, O_RDWR | O_CLOEXEC | O_NOCTTY);
-	if (port < 0) {
-		dprintf(2, "boson-init: open %s: %s\n", dev, strerror(errno));
-		power_off();
-	}
-	rbuf = malloc(FRAME_HDR + FRAME_MAX);
-	if (!rbuf)
-		power_off();
-	struct timespec ts;
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	uint8_t hello[12];
-	put_u32(hello, PROTO_VERSION);
-	put_u64(hello + 4, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
-	send_frame(T_HELLO, hello, sizeof hello);
-	/* The HELLO write blocked until the host was connected. From now on the port is non-blocking: a blocking
-	 * write would wait forever for a host that has gone, where poll() reports the hang-up. */
-	fcntl(port, F_SETFL, fcntl(port, F_GETFL) | O_NONBLOCK);
-}
-
-/* ---------------------------------------------------------------- reading frames */
-
-/* Reads what the port has into rbuf (nothing if it has nothing ready); powers off when the host has closed it. */
-static void port_fill(void)
-{
-	if (rpos > 0) {
-		memmove(rbuf, rbuf + rpos, rlen - rpos);
-		rlen -= rpos;
-		rpos = 0;
-	}
-	ssize_t n;
-	do
-		n = read(port, rbuf + rlen, FRAME_HDR + FRAME_MAX - rlen);
-	while (n < 0 && errno == EINTR);
-	if (n < 0 && errno == EAGAIN)
-		return;
-	if (n <= 0) {
-		dprintf(2, "boson-init: port closed (%s)\n", n == 0 ? "EOF" : strerror(errno));
-		power_off();
-	}
-	rlen += (size_t)n;
-}
-
-/* If a complete frame is at the front of the unconsumed bytes, decodes its header into h and returns its
- * payload, else NULL. A frame longer than FRAME_MAX is fatal. */
-static const uint8_t *next_frame(struct frame_hdr *h)
-{
-	if (rlen - rpos < FRAME_HDR)
-		return NULL;
-	if (frame_hdr_decode(rbuf + rpos, h) < 0)
-		fail(R_INTERNAL, 125, "protocol error: frame of %u bytes from the host", h->len);
-	return rlen - rpos >= FRAME_HDR + h->len ? rbuf + rpos + FRAME_HDR : NULL;
-}
-
-/* Drops the frame with header h from the front of the unconsumed bytes. */
-static void consume_frame(const struct frame_hdr *h)
-{
-	rpos += FRAME_HDR + h->len;
-}
-
-/* Waits for the SPEC frame (ignoring anything else) and parses it; reports SPEC_INVALID on failure. */
-static void read_spec(struct spec *spec)
-{
-	for (;;) {
-		struct frame_hdr h;
-		const uint8_t *payload;
-		while ((payload = next_frame(&h))) {
-			if (h.type == T_SPEC && h.session == 0) {
-				char err[512];
-				int rc = spec_parse(payload, h.len, spec, err, sizeof err);
-				consume_frame(&h);
-				if (rc < 0)
-					fail(R_SPEC_INVALID, 125, "invalid SPEC: %s", err);
-				return;
-			}
-			consume_frame(&h);
-		}
-		port_wait(POLLIN);
-		port_fill();
-	}
-}
-
-/* ---------------------------------------------------------------- the container root */
-
-/* Creates path and its missing parents (like mkdir -p); returns 0 or -1 with errno. */
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[4096];
-	if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	for (char *p = buf + 1;; p++) {
-		if (*p != '/' && *p != 0)
-			continue;
-		char c = *p;
-		*p = 0;
-		if (mkdir(buf, mode) < 0 && errno != EEXIST)
-			return -1;
-		*p = c;
-		if (!c)
-			break;
-	}
-	struct stat st;
-	if (stat(path, &st) < 0)
-		return -1;
-	if (!S_ISDIR(st.st_mode)) {
-		errno = ENOTDIR;
-		return -1;
-	}
-	return 0;
-}
-
-/* Mounts fstype at target (created if needed) or reports MOUNT_FAILED. */
-static void must_mount(const char *src, const char *target, const char *fstype, unsigned long flags,
-		       const char *data)
-{
-	if (mkdir_p(target, 0755) < 0)
-		fail(R_MOUNT_FAILED, 125, "mkdir %s: %s", target, strerror(errno));
-	if (mount(src, target, fstype, flags, data) < 0)
-		fail(R_MOUNT_FAILED, 125, "mount %s (%s) on %s: %s", src, fstype, target, strerror(errno));
-}
-
-/* Finds the virtio-blk disk with the given serial and writes its /dev path to dev, or reports MOUNT_FAILED. */
-static void find_disk(const char *serial, char *dev, size_t len)
-{
-	if (wait_device("/sys/block", "vd", "serial", serial, dev, len) < 0)
-		fail(R_MOUNT_FAILED, 125, "no virtio-blk disk with serial \"%s\"", serial);
-}
-
-/* Creates a device node (or symlink when target is set) in the container's /dev, logging failures. */
-static void make_node(const char *name, mode_t mode, unsigned maj, unsigned min, const char *target)
-{
-	char path[256];
-	snprintf(path, sizeof path, NEWROOT "/dev/%s", name);
-	int rc = target ? symlink(target, path) : mknod(path, mode, makedev(maj, min));
-	if (rc < 0 && errno != EEXIST)
-		log_msg("create /dev/%s: %s", name, strerror(errno));
-}
-
-/* Builds the container's root at NEWROOT: image disk read-only + scratch (or tmpfs) in an overlay, with
- * proc, sys, dev, dev/pts, dev/shm and run mounted inside. Reports MOUNT_FAILED on failure. */
-static void prepare_root(const struct spec *spec)
-{
-	char dev[300];
-	find_disk(spec->root_disk, dev, sizeof dev);
-	must_mount(dev, LOWER_DIR, spec->root_fstype, MS_RDONLY, NULL);
-	if (spec->scratch_disk) {
-		find_disk(spec->scratch_disk, dev, sizeof dev);
-		must_mount(dev, SCRATCH_DIR, "ext4", 0, NULL);
-	} else {
-		must_mount("tmpfs", SCRATCH_DIR, "tmpfs", 0, "mode=0755");
-	}
-	if (mkdir_p(SCRATCH_DIR "/upper", 0755) < 0 || mkdir_p(SCRATCH_DIR "/work", 0755) < 0)
-		fail(R_MOUNT_FAILED, 125, "create overlay upper/work dirs: %s", strerror(errno));
-	must_mount("overlay", NEWROOT, "overlay", 0,
-		   "lowerdir=" LOWER_DIR ",upperdir=" SCRATCH_DIR "/upper,workdir=" SCRATCH_DIR "/work");
-
-	unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-	must_mount("proc", NEWROOT "/proc", "proc", safe, NULL);
-	must_mount("sysfs", NEWROOT "/sys", "sysfs", safe | MS_RDONLY, NULL);
-	must_mount("tmpfs", NEWROOT "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=0755,size=65536k");
-	must_mount("devpts", NEWROOT "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-		   "newinstance,ptmxmode=0666,mode=0620,gid=5");
-	must_mount("shm", NEWROOT "/dev/shm", "tmpfs", safe, "mode=1777,size=65536k");
-	must_mount("tmpfs", NEWROOT "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
-
-	make_node("null", S_IFCHR | 0666, 1, 3, NULL);
-	make_node("zero", S_IFCHR | 0666, 1, 5, NULL);
-	make_node("full", S_IFCHR | 0666, 1, 7, NULL);
-	make_node("random", S_IFCHR | 0666, 1, 8, NULL);
-	make_node("urandom", S_IFCHR | 0666, 1, 9, NULL);
-	make_node("tty", S_IFCHR | 0666, 5, 0, NULL);
-	make_node("console", S_IFCHR | 0620, 5, 1, NULL);
-	make_node("ptmx", 0, 0, 0, "pts/ptmx");
-	make_node("fd", 0, 0, 0, "/proc/self/fd");
-	make_node("stdin", 0, 0, 0, "/proc/self/fd/0");
-	make_node("stdout", 0, 0, 0, "/proc/self/fd/1");
-	make_node("stderr", 0, 0, 0, "/proc/self/fd/2");
-	make_node("core", 0, 0, 0, "/proc/kcore");
-}
-
-/* Unmounts the container root and the disks (lazily where busy). */
-static void unmount_all(void)
-{
-	umount2(NEWROOT, MNT_DETACH);
-	if (umount2(SCRATCH_DIR, 0) < 0)
-		umount2(SCRATCH_DIR, MNT_DETACH);
-	if (umount2(LOWER_DIR, 0) < 0)
-		umount2(LOWER_DIR, MNT_DETACH);
 }
 
 /* ---------------------------------------------------------------- starting the process */
@@ -759,9 +292,9 @@ static void on_sigchld(int sfd, struct proc *p)
  * nothing was ready, -1 at EOF (or EIO from a pty master whose slave is closed). */
 static int pump_output(int fd, uint8_t type)
 {
-	ssize_t n = read(fd, obuf + FRAME_HDR, CHUNK);
+	ssize_t n = read(fd, payload_buffer(), CHUNK);
 	if (n > 0) {
-		send_obuf(type, (size_t)n);
+		send_payload(type, (size_t)n);
 		return 1;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -905,7 +438,7 @@ static void event_loop(struct proc *p, int sfd)
 		int n = 0, i_port = -1, i_sig, i_out = -1, i_err = -1, i_in = -1;
 		if (p->in_len < STDIN_HIGH) {
 			i_port = n;
-			fds[n++] = (struct pollfd){.fd = port, .events = POLLIN};
+			fds[n++] = (struct pollfd){.fd = port_fd(), .events = POLLIN};
 		}
 		i_sig = n;
 		fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};

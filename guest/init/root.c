@@ -1,0 +1,233 @@
+/* root.c: early boot, device discovery and the container's root filesystem (see root.h). */
+#define _GNU_SOURCE
+#include "root.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "port.h"
+
+#define MODULES_FILE "/boson/modules"
+#define LOWER_DIR "/boson/lower"
+#define SCRATCH_DIR "/boson/scratch"
+#define DEVICE_WAIT_MS 5000 /* how long to wait for the port and the disks */
+
+/* Mounts what init itself needs, ignoring "already mounted". */
+void mount_early(void)
+{
+	mkdir("/proc", 0555);
+	mkdir("/sys", 0555);
+	mkdir("/dev", 0755);
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 && errno != EBUSY)
+		dprintf(2, "boson-init: mount /proc: %s\n", strerror(errno));
+	if (mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 && errno != EBUSY)
+		dprintf(2, "boson-init: mount /sys: %s\n", strerror(errno));
+	if (mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") < 0 && errno != EBUSY)
+		dprintf(2, "boson-init: mount /dev: %s\n", strerror(errno));
+}
+
+/* Makes sure fds 0, 1 and 2 are open (the console, else /dev/null), so no later fd lands on them. */
+void ensure_stdio(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0)
+			continue;
+		if (open("/dev/console", O_RDWR | O_NOCTTY) < 0)
+			open("/dev/null", O_RDWR);
+	}
+}
+
+/* Loads every module listed in MODULES_FILE, in order. A missing file means no modules. */
+void load_modules(void)
+{
+	FILE *f = fopen(MODULES_FILE, "re");
+	if (!f)
+		return;
+	char line[4096];
+	while (fgets(line, sizeof line, f)) {
+		char *path = line + strspn(line, " \t");
+		path[strcspn(path, "\r\n")] = 0;
+		if (!*path || *path == '#')
+			continue;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			dprintf(2, "boson-init: module %s: %s\n", path, strerror(errno));
+			continue;
+		}
+		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+			dprintf(2, "boson-init: finit_module %s: %s\n", path, strerror(errno));
+		close(fd);
+	}
+	fclose(f);
+}
+
+/* Reads a small sysfs file into buf without the trailing newline. Returns 0, or -1 if it cannot be read. */
+static int read_attr(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+	return 0;
+}
+
+/* Looks for a device in /sys/<dir>/<prefix>* whose attribute file <attr> reads value; on success writes
+ * "/dev/<entry>" to dev and returns 0 if that node exists. */
+static int find_device(const char *dir, const char *prefix, const char *attr, const char *value, char *dev,
+		       size_t devlen)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int rc = -1;
+	struct dirent *e;
+	while (rc < 0 && (e = readdir(d))) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		char path[512], val[256];
+		snprintf(path, sizeof path, "%s/%s/%s", dir, e->d_name, attr);
+		if (read_attr(path, val, sizeof val) < 0 || strcmp(val, value) != 0)
+			continue;
+		snprintf(dev, devlen, "/dev/%s", e->d_name);
+		if (access(dev, F_OK) == 0)
+			rc = 0;
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Polls find_device for up to DEVICE_WAIT_MS. */
+int wait_device(const char *dir, const char *prefix, const char *attr, const char *value, char *dev,
+		       size_t devlen)
+{
+	long long deadline = now_ms() + DEVICE_WAIT_MS;
+	for (;;) {
+		if (find_device(dir, prefix, attr, value, dev, devlen) == 0)
+			return 0;
+		if (now_ms() >= deadline)
+			return -1;
+		usleep(5000);
+	}
+}
+
+/* Creates path and its missing parents (like mkdir -p); returns 0 or -1 with errno. */
+int mkdir_p(const char *path, mode_t mode)
+{
+	char buf[4096];
+	if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p != 0)
+			continue;
+		char c = *p;
+		*p = 0;
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return -1;
+		*p = c;
+		if (!c)
+			break;
+	}
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	return 0;
+}
+
+/* Mounts fstype at target (created if needed) or reports MOUNT_FAILED. */
+static void must_mount(const char *src, const char *target, const char *fstype, unsigned long flags,
+		       const char *data)
+{
+	if (mkdir_p(target, 0755) < 0)
+		fail(R_MOUNT_FAILED, 125, "mkdir %s: %s", target, strerror(errno));
+	if (mount(src, target, fstype, flags, data) < 0)
+		fail(R_MOUNT_FAILED, 125, "mount %s (%s) on %s: %s", src, fstype, target, strerror(errno));
+}
+
+/* Finds the virtio-blk disk with the given serial and writes its /dev path to dev, or reports MOUNT_FAILED. */
+static void find_disk(const char *serial, char *dev, size_t len)
+{
+	if (wait_device("/sys/block", "vd", "serial", serial, dev, len) < 0)
+		fail(R_MOUNT_FAILED, 125, "no virtio-blk disk with serial \"%s\"", serial);
+}
+
+/* Creates a device node (or symlink when target is set) in the container's /dev, logging failures. */
+static void make_node(const char *name, mode_t mode, unsigned maj, unsigned min, const char *target)
+{
+	char path[256];
+	snprintf(path, sizeof path, NEWROOT "/dev/%s", name);
+	int rc = target ? symlink(target, path) : mknod(path, mode, makedev(maj, min));
+	if (rc < 0 && errno != EEXIST)
+		log_msg("create /dev/%s: %s", name, strerror(errno));
+}
+
+/* Builds the container's root at NEWROOT: image disk read-only + scratch (or tmpfs) in an overlay, with
+ * proc, sys, dev, dev/pts, dev/shm and run mounted inside. Reports MOUNT_FAILED on failure. */
+void prepare_root(const struct spec *spec)
+{
+	char dev[300];
+	find_disk(spec->root_disk, dev, sizeof dev);
+	must_mount(dev, LOWER_DIR, spec->root_fstype, MS_RDONLY, NULL);
+	if (spec->scratch_disk) {
+		find_disk(spec->scratch_disk, dev, sizeof dev);
+		must_mount(dev, SCRATCH_DIR, "ext4", 0, NULL);
+	} else {
+		must_mount("tmpfs", SCRATCH_DIR, "tmpfs", 0, "mode=0755");
+	}
+	if (mkdir_p(SCRATCH_DIR "/upper", 0755) < 0 || mkdir_p(SCRATCH_DIR "/work", 0755) < 0)
+		fail(R_MOUNT_FAILED, 125, "create overlay upper/work dirs: %s", strerror(errno));
+	must_mount("overlay", NEWROOT, "overlay", 0,
+		   "lowerdir=" LOWER_DIR ",upperdir=" SCRATCH_DIR "/upper,workdir=" SCRATCH_DIR "/work");
+
+	unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	must_mount("proc", NEWROOT "/proc", "proc", safe, NULL);
+	must_mount("sysfs", NEWROOT "/sys", "sysfs", safe | MS_RDONLY, NULL);
+	must_mount("tmpfs", NEWROOT "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=0755,size=65536k");
+	must_mount("devpts", NEWROOT "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+		   "newinstance,ptmxmode=0666,mode=0620,gid=5");
+	must_mount("shm", NEWROOT "/dev/shm", "tmpfs", safe, "mode=1777,size=65536k");
+	must_mount("tmpfs", NEWROOT "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+
+	make_node("null", S_IFCHR | 0666, 1, 3, NULL);
+	make_node("zero", S_IFCHR | 0666, 1, 5, NULL);
+	make_node("full", S_IFCHR | 0666, 1, 7, NULL);
+	make_node("random", S_IFCHR | 0666, 1, 8, NULL);
+	make_node("urandom", S_IFCHR | 0666, 1, 9, NULL);
+	make_node("tty", S_IFCHR | 0666, 5, 0, NULL);
+	make_node("console", S_IFCHR | 0620, 5, 1, NULL);
+	make_node("ptmx", 0, 0, 0, "pts/ptmx");
+	make_node("fd", 0, 0, 0, "/proc/self/fd");
+	make_node("stdin", 0, 0, 0, "/proc/self/fd/0");
+	make_node("stdout", 0, 0, 0, "/proc/self/fd/1");
+	make_node("stderr", 0, 0, 0, "/proc/self/fd/2");
+	make_node("core", 0, 0, 0, "/proc/kcore");
+}
+
+/* Unmounts the container root and the disks (lazily where busy). */
+void unmount_all(void)
+{
+	umount2(NEWROOT, MNT_DETACH);
+	if (umount2(SCRATCH_DIR, 0) < 0)
+		umount2(SCRATCH_DIR, MNT_DETACH);
+	if (umount2(LOWER_DIR, 0) < 0)
+		umount2(LOWER_DIR, MNT_DETACH);
+}
+

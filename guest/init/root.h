@@ -1,0 +1,35 @@
+/* root.h: early boot (mounts, modules, stdio), device discovery in sysfs, and the container's root filesystem. */
+#ifndef BOSON_ROOT_H
+#define BOSON_ROOT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "proto.h"
+
+#define NEWROOT "/newroot" /* the container's root, init stays outside it */
+
+/* Mounts /proc, /sys and /dev (devtmpfs) for init itself, ignoring "already mounted". */
+void mount_early(void);
+
+/* Makes sure fds 0, 1 and 2 are open (the console, else /dev/null), so no later fd lands on them. */
+void ensure_stdio(void);
+
+/* Loads every module listed in /boson/modules, in order. A missing file means no modules. */
+void load_modules(void);
+
+/* Waits up to 5 s for a device in /sys/<dir>/<prefix>* whose attribute file <attr> reads value and whose node
+ * /dev/<entry> exists; writes that path to dev. Returns 0, or -1 on timeout. */
+int wait_device(const char *dir, const char *prefix, const char *attr, const char *value, char *dev, size_t devlen);
+
+/* Creates path and its missing parents (like mkdir -p); returns 0 or -1 with errno. */
+int mkdir_p(const char *path, mode_t mode);
+
+/* Builds the container's root at NEWROOT: image disk read-only + scratch (or tmpfs) in an overlay, with
+ * proc, sys, dev, dev/pts, dev/shm and run mounted inside. Reports MOUNT_FAILED on failure. */
+void prepare_root(const struct spec *spec);
+
+/* Unmounts the container root and the disks (lazily where busy). */
+void unmount_all(void);
+
+#endif
