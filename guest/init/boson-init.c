@@ -516,10 +516,10 @@ static _Noreturn void finish(struct proc *p, int sfd)
 
 int main(void)
 {
-	int sfd = setup_signals();
 	umask(0);
 	mount_early();
-	ensure_stdio();
+	ensure_stdio(); /* first, so that no fd of init's lands on 0, 1 or 2 */
+	int sfd = setup_signals();
 	load_modules();
 	open_port();
 
