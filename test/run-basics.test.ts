@@ -134,6 +134,33 @@ describe('boson run', () => {
     }
   });
 
+  test('an image\'s Entrypoint, Cmd, Env, WorkingDir and User are honoured, and flags override them', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-cfg-'));
+    try {
+      const { readFile } = await import('node:fs/promises');
+      const { gunzipSync } = await import('node:zlib');
+      const layout = 'build/images/busybox-oci';
+      const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+      const manifest = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
+      const busyboxTar = gunzipSync(await readFile(path.join(layout, 'blobs/sha256', manifest.layers[0]!.digest.slice(7))));
+      await writeOciLayout(dir, [{
+        config: {
+          architecture: 'amd64', os: 'linux',
+          config: { Entrypoint: ['/bin/sh', '-c'], Cmd: ['echo "$(pwd) $(id -un) $GREETING"'], Env: ['PATH=/bin', 'GREETING=hi'], WorkingDir: '/srv', User: 'nobody' },
+        },
+        layers: [{ tar: busyboxTar }],
+      }]);
+      const imp = await runBoson(testHost(), ['image', 'import', '--tag', 'localhost/configured:1', dir]);
+      assert.equal(imp.code, 0, imp.stderr);
+      const plain = await runBoson(testHost(), ['run', '--rm', 'localhost/configured:1']);
+      assert.equal(text(plain.stdout), '/srv nobody hi\n', plain.stderr);
+      const overridden = await runBoson(testHost(), ['run', '--rm', '-u', 'root', '-w', '/tmp', '-e', 'GREETING=yo', 'localhost/configured:1', 'echo "$(pwd) $(id -un) $GREETING"']);
+      assert.equal(text(overridden.stdout), '/tmp root yo\n', overridden.stderr);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('--name must be unique while the container exists; records of --rm runs vanish', async () => {
     const first = await runBoson(testHost(), ['run', '--name', 'unique1', 'busybox', 'true']);
     assert.equal(first.code, 0, first.stderr);
