@@ -27,7 +27,7 @@ fi
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f node_modules/.boson-lock ] || [ "$(cat node_modules/.boson-lock)" != "$lock_hash" ]; then
   step "Installing npm packages"
-  npm ci --no-audit --no-fund
+  npm_config_build_from_source=true npm ci --no-audit --no-fund  # better-sqlite3 builds against the local Node
   echo "$lock_hash" > node_modules/.boson-lock
 fi
 
