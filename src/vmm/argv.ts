@@ -4,6 +4,7 @@
  * File descriptor layout of the QEMU process (set up by microvm.ts): 0 /dev/null, 1 serial console, 2 QEMU's own
  * stderr, 3 the guest control channel (virtio-serial port boson.ctl), 4 QMP, 5.. disks passed as open files.
  */
+import path from 'node:path';
 import type { MicroVmConfig } from './types.ts';
 
 /** The fd at which QEMU finds the control channel socket. */
@@ -12,6 +13,19 @@ export const CONTROL_FD = 3;
 export const QMP_FD = 4;
 /** The first fd used for disks passed as open files. */
 export const FIRST_DISK_FD = 5;
+
+/** Names of a detached VM's files inside its runtime directory. */
+export const RUNTIME_FILES = {
+  control: 'ctl.sock',
+  qmp: 'qmp.sock',
+  pid: 'qemu.pid',
+  console: 'console.log',
+  qemuLog: 'qemu.log',
+} as const;
+
+function escapeOpt(value: string): string {
+  return value.replace(/,/g, ',,');
+}
 
 /** Builds QEMU's argv (without the binary). `diskFds` maps the index of each fd-backed disk to its child fd. */
 export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKhz: number | undefined, diskFds: Map<number, number>): string[] {
@@ -28,13 +42,23 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
     '-kernel', config.kernel,
     '-initrd', config.initramfs,
     '-append', cmdline.join(' '),
-    '-serial', 'stdio',
-    '-device', 'virtio-serial-device',
-    '-chardev', `socket,id=ctl,fd=${CONTROL_FD}`,
-    '-device', 'virtserialport,chardev=ctl,name=boson.ctl',
-    '-chardev', `socket,id=qmp,fd=${QMP_FD}`,
-    '-mon', 'chardev=qmp,mode=control',
   ];
+  const rt = config.runtimeDir;
+  if (rt === undefined) {
+    argv.push('-serial', 'stdio', '-chardev', `socket,id=ctl,fd=${CONTROL_FD}`, '-chardev', `socket,id=qmp,fd=${QMP_FD}`);
+  } else {
+    const at = (name: string): string => escapeOpt(path.join(rt, name));
+    argv.push(
+      '-serial', `file:${path.join(rt, RUNTIME_FILES.console)}`,
+      '-chardev', `socket,id=ctl,path=${at(RUNTIME_FILES.control)},server=on,wait=off`,
+      '-chardev', `socket,id=qmp,path=${at(RUNTIME_FILES.qmp)},server=on,wait=off`,
+      '-pidfile', path.join(rt, RUNTIME_FILES.pid),
+    );
+  }
+  argv.push('-mon', 'chardev=qmp,mode=control', '-device', 'virtio-serial-device', '-device', 'virtserialport,chardev=ctl,name=boson.ctl');
+  if (config.logFile !== undefined) {
+    argv.push('-chardev', `file,id=log,path=${escapeOpt(config.logFile)},append=on`, '-device', 'virtserialport,chardev=log,name=boson.log');
+  }
   config.disks.forEach((disk, i) => {
     const childFd = diskFds.get(i);
     const file = childFd === undefined ? disk.path : `/proc/self/fd/${childFd}`;
@@ -43,6 +67,21 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
     if (disk.readOnly) drive.push('readonly=on');
     else drive.splice(drive.indexOf('cache=unsafe'), 1, 'cache=writeback');
     argv.push('-drive', drive.join(','), '-device', `virtio-blk-device,drive=disk${i},serial=${disk.serial}`);
+  });
+  (config.nics ?? []).forEach((nic, i) => {
+    if (nic.kind === 'tap') {
+      argv.push('-netdev', `tap,id=net${i},ifname=${nic.ifname},script=no,downscript=no`);
+    } else {
+      const fwd = nic.forwards.map((f) => `,hostfwd=${f.protocol}:${f.hostIp}:${f.hostPort}-:${f.guestPort}`).join('');
+      argv.push('-netdev', `user,id=net${i}${fwd}`);
+    }
+    argv.push('-device', `virtio-net-device,netdev=net${i},mac=${nic.mac}`);
+  });
+  (config.shares ?? []).forEach((share, i) => {
+    argv.push(
+      '-fsdev', `local,id=fs${i},path=${escapeOpt(share.path)},security_model=passthrough${share.readOnly ? ',readonly=on' : ''}`,
+      '-device', `virtio-9p-device,fsdev=fs${i},mount_tag=${share.tag}`,
+    );
   });
   return argv;
 }

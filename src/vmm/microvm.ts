@@ -1,20 +1,30 @@
 /**
- * Launching and supervising one QEMU microvm process.
+ * Launching and supervising one QEMU microvm process, in one of two modes.
  *
- * QEMU runs under `setpriv --pdeathsig KILL`, so it dies with the Boson process that started it, whatever way that
- * process ends (Ctrl-C, a crash, kill -9). Its control channel and QMP are socketpairs inherited as fds 3 and 4, and
- * disks may be inherited open files (an unlinked scratch disk): a dead run leaves no socket or file behind.
+ * **Attached** (no `runtimeDir`; `boson run`): QEMU runs under `setpriv --pdeathsig KILL`, so it dies with the
+ * Boson process that started it, whatever way that process ends (Ctrl-C, a crash, kill -9). Its control channel
+ * and QMP are socketpairs inherited as fds 3 and 4, and disks may be inherited open files (an unlinked scratch
+ * disk): a dead run leaves no socket or file behind.
+ *
+ * **Detached** (`runtimeDir` given; the daemon): QEMU runs in its own session with named control and QMP sockets,
+ * console and QEMU logs and a pid file in the runtime directory, so that it outlives the daemon, and a restarted
+ * daemon re-attaches to it with attachMicroVm().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { BosonError, isBosonError } from '../common/index.ts';
-import { buildQemuArgv, FIRST_DISK_FD } from './argv.ts';
-import { probeAccelerator, hostTscKhz, type AcceleratorChoice } from './accel.ts';
+import { buildQemuArgv, FIRST_DISK_FD, RUNTIME_FILES } from './argv.ts';
+import { probeAccelerator, hostTscKhz } from './accel.ts';
 import { findQemu } from './qemu-binary.ts';
 import { QmpClient } from './qmp.ts';
 import type { MicroVmConfig, VmExit } from './types.ts';
 
 const CONSOLE_KEEP = 64 * 1024;
+const EXIT_POLL_MS = 250;
 
 /** A running micro-VM. */
 export class MicroVm {
@@ -23,33 +33,62 @@ export class MicroVm {
   /** Resolves when the QEMU process has exited (never rejects). */
   readonly exited: Promise<VmExit>;
   readonly pid: number;
-  readonly accel: AcceleratorChoice;
+  /** The runtime directory of a detached VM. */
+  readonly runtimeDir: string | undefined;
   private readonly qmp: QmpClient;
   private consoleText = '';
   private stderrText = '';
   private exitInfo: VmExit | undefined;
+  private readonly killProcess: () => void;
 
-  /** @internal use launchMicroVm */
-  constructor(private readonly proc: ChildProcess, accel: AcceleratorChoice, debug: boolean) {
-    this.pid = proc.pid!;
-    this.accel = accel;
-    this.channel = proc.stdio[3] as Duplex;
-    this.qmp = new QmpClient(proc.stdio[4] as Duplex);
-    const keep = (text: string): string => (text.length > CONSOLE_KEEP ? text.slice(-CONSOLE_KEEP) : text);
-    proc.stdout!.on('data', (d: Buffer) => {
-      this.consoleText = keep(this.consoleText + d.toString('utf8'));
-      if (debug) process.stderr.write(d);
-    });
-    proc.stderr!.on('data', (d: Buffer) => {
-      this.stderrText = keep(this.stderrText + d.toString('utf8'));
-    });
+  /** @internal use launchMicroVm or attachMicroVm */
+  constructor(parts: { pid: number; channel: Duplex; qmp: Duplex; proc?: ChildProcess; runtimeDir?: string; debug: boolean }) {
+    this.pid = parts.pid;
+    this.runtimeDir = parts.runtimeDir;
+    this.channel = parts.channel;
+    this.qmp = new QmpClient(parts.qmp);
     // A closed peer must never crash Boson; the exit promise reports what happened.
-    for (const s of [this.channel, proc.stdio[4] as Duplex]) s.on('error', () => undefined);
-    this.exited = new Promise((resolve) => {
-      proc.once('exit', (code, signal) => {
-        this.exitInfo = { code, signal };
-        resolve(this.exitInfo);
+    for (const s of [this.channel, parts.qmp]) s.on('error', () => undefined);
+    const proc = parts.proc;
+    if (proc && parts.runtimeDir === undefined) {
+      const keep = (text: string): string => (text.length > CONSOLE_KEEP ? text.slice(-CONSOLE_KEEP) : text);
+      proc.stdout!.on('data', (d: Buffer) => {
+        this.consoleText = keep(this.consoleText + d.toString('utf8'));
+        if (parts.debug) process.stderr.write(d);
       });
+      proc.stderr!.on('data', (d: Buffer) => {
+        this.stderrText = keep(this.stderrText + d.toString('utf8'));
+      });
+    }
+    this.killProcess = () => {
+      if (proc) proc.kill('SIGKILL');
+      else {
+        try {
+          process.kill(this.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    };
+    this.exited = new Promise((resolve) => {
+      const done = (exit: VmExit): void => {
+        if (this.exitInfo) return;
+        this.exitInfo = exit;
+        parts.qmp.destroy();
+        resolve(exit);
+      };
+      if (proc) {
+        proc.once('exit', (code, signal) => done({ code, signal }));
+      } else {
+        // Not our child (re-attached after a daemon restart): watch the pid.
+        const timer = setInterval(() => {
+          if (!processAlive(this.pid, parts.runtimeDir)) {
+            clearInterval(timer);
+            done({ code: null, signal: null });
+          }
+        }, EXIT_POLL_MS);
+        timer.unref();
+      }
     });
   }
 
@@ -60,11 +99,14 @@ export class MicroVm {
 
   /** The last lines the guest kernel printed on its serial console. */
   consoleTail(lines = 12): string {
-    return this.consoleText.replace(/\r/g, '').trimEnd().split('\n').slice(-lines).join('\n');
+    let text = this.consoleText;
+    if (this.runtimeDir !== undefined) text = readTailSync(path.join(this.runtimeDir, RUNTIME_FILES.console));
+    return text.replace(/\r/g, '').trimEnd().split('\n').slice(-lines).join('\n');
   }
 
   /** What QEMU itself printed on stderr. */
   get qemuStderr(): string {
+    if (this.runtimeDir !== undefined) return readTailSync(path.join(this.runtimeDir, RUNTIME_FILES.qemuLog)).trim();
     return this.stderrText.trim();
   }
 
@@ -72,7 +114,7 @@ export class MicroVm {
   async shutdown(graceMs = 2000): Promise<VmExit> {
     if (this.hasExited) return this.exitInfo!;
     this.qmp.ready.then(() => this.qmp.execute('quit')).catch(() => undefined);
-    const timer = setTimeout(() => this.kill(), graceMs);
+    const timer = setTimeout(() => this.killProcess(), graceMs);
     const exit = await this.exited;
     clearTimeout(timer);
     return exit;
@@ -80,8 +122,14 @@ export class MicroVm {
 
   /** Kills QEMU at once (SIGKILL) and waits for it to be gone. */
   async kill(): Promise<VmExit> {
-    if (!this.hasExited) this.proc.kill('SIGKILL');
+    if (!this.hasExited) this.killProcess();
     return this.exited;
+  }
+
+  /** Closes this process's connections to the VM without stopping it (a detached VM keeps running). */
+  detach(): void {
+    this.channel.destroy();
+    this.qmp.close();
   }
 
   /** QEMU's view of the VM's run state (e.g. "running", "shutdown"). */
@@ -92,27 +140,133 @@ export class MicroVm {
   }
 }
 
+/** The last CONSOLE_KEEP bytes of a file, or "" if it cannot be read. */
+function readTailSync(file: string): string {
+  try {
+    const fd = openSync(file, 'r');
+    try {
+      const { size } = fstatSync(fd);
+      const buf = Buffer.alloc(Math.min(size, CONSOLE_KEEP));
+      readSync(fd, buf, 0, buf.length, size - buf.length);
+      return buf.toString('utf8');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
+}
+
+/** True if `pid` is alive and, when `runtimeDir` is given, is the QEMU of that directory (not a reused pid). */
+function processAlive(pid: number, runtimeDir: string | undefined): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (runtimeDir === undefined) return true;
+  try {
+    // Synchronous on purpose: a tiny /proc read inside a timer.
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(runtimeDir);
+  } catch {
+    return false;
+  }
+}
+
+async function connectUnix(socketPath: string, timeoutMs: number): Promise<net.Socket> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await new Promise<net.Socket>((resolve, reject) => {
+        const sock = net.connect(socketPath);
+        sock.once('connect', () => {
+          sock.off('error', reject);
+          resolve(sock);
+        });
+        sock.once('error', reject);
+      });
+    } catch (err) {
+      if (Date.now() > end) throw err;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}
+
 /** Starts QEMU for `config`. The VM runs until the guest powers off or shutdown()/kill() is called. */
 export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
   const qemu = await findQemu();
   const accel = await probeAccelerator();
   const tsc = accel.accel === 'tcg' ? await hostTscKhz() : undefined;
   const diskFds = new Map<number, number>();
-  const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'];
+  const extraFds: number[] = [];
   config.disks.forEach((disk, i) => {
     if (disk.fd !== undefined) {
       diskFds.set(i, FIRST_DISK_FD + diskFds.size);
-      stdio.push(disk.fd);
+      extraFds.push(disk.fd);
     }
   });
   const argv = buildQemuArgv(config, accel.accel, tsc, diskFds);
-  const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', qemu, ...argv], { stdio });
-  await new Promise<void>((resolve, reject) => {
+  const rt = config.runtimeDir;
+  if (rt === undefined) {
+    const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', qemu, ...argv], { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...extraFds] });
+    await spawned(proc);
+    return new MicroVm({ pid: proc.pid!, channel: proc.stdio[3] as Duplex, qmp: proc.stdio[4] as Duplex, proc, debug: config.debug ?? false });
+  }
+  if (extraFds.length > 0) throw new BosonError('INTERNAL', 'a detached micro-VM cannot take disks as file descriptors');
+  const logFd = openSync(path.join(rt, RUNTIME_FILES.qemuLog), 'a');
+  let proc: ChildProcess;
+  try {
+    proc = spawn(qemu, argv, { stdio: ['ignore', logFd, logFd], detached: true });
+    await spawned(proc);
+  } finally {
+    closeSync(logFd);
+  }
+  proc.unref();
+  try {
+    const [channel, qmp] = await Promise.all([
+      connectUnix(path.join(rt, RUNTIME_FILES.control), 10_000),
+      connectUnix(path.join(rt, RUNTIME_FILES.qmp), 10_000),
+    ]);
+    return new MicroVm({ pid: proc.pid!, channel, qmp, proc, runtimeDir: rt, debug: config.debug ?? false });
+  } catch (cause) {
+    proc.kill('SIGKILL');
+    const why = (await readFile(path.join(rt, RUNTIME_FILES.qemuLog), 'utf8').catch(() => '')).trim();
+    throw new BosonError('GUEST_CRASHED', `QEMU did not open its control socket: ${why || (cause as Error).message}`, { cause });
+  }
+}
+
+/**
+ * Re-attaches to a detached VM started earlier (by this or a previous daemon) from its runtime directory. Returns
+ * null when its QEMU is no longer running.
+ */
+export async function attachMicroVm(runtimeDir: string): Promise<MicroVm | null> {
+  let pid: number;
+  try {
+    pid = Number((await readFile(path.join(runtimeDir, RUNTIME_FILES.pid), 'utf8')).trim());
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid, runtimeDir)) return null;
+  try {
+    const [channel, qmp] = await Promise.all([
+      connectUnix(path.join(runtimeDir, RUNTIME_FILES.control), 2000),
+      connectUnix(path.join(runtimeDir, RUNTIME_FILES.qmp), 2000),
+    ]);
+    return new MicroVm({ pid, channel, qmp, runtimeDir, debug: false });
+  } catch {
+    // Alive but not answering on its sockets: the caller treats it as lost and may kill it by pid.
+    return null;
+  }
+}
+
+/** Resolves once `proc` has started; QEMU_MISSING if it could not be executed. */
+function spawned(proc: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     proc.once('spawn', resolve);
     proc.once('error', (cause) => reject(new BosonError('QEMU_MISSING', `cannot start QEMU: ${cause.message}`, { cause })));
   });
-  return new MicroVm(proc, accel, config.debug ?? false);
 }
+
 
 /** Options for bootWithWatchdog. */
 export interface WatchdogOptions {

@@ -67,6 +67,11 @@ export class QmpClient {
     });
   }
 
+  /** Closes the QMP connection (the VM keeps running). */
+  close(): void {
+    this.stream.destroy();
+  }
+
   /** Calls `handler` for every asynchronous QMP event. */
   onEvent(handler: (event: string, data: unknown) => void): void {
     this.eventHandlers.push(handler);

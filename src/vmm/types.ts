@@ -9,6 +9,18 @@ export interface DiskSpec {
   readOnly: boolean;
 }
 
+/** A network interface: a tap device on the host, or QEMU user-mode networking (rootless) with port forwards. */
+export type NicSpec =
+  | { kind: 'tap'; ifname: string; mac: string }
+  | { kind: 'user'; mac: string; forwards: Array<{ protocol: 'tcp' | 'udp'; hostIp: string; hostPort: number; guestPort: number }> };
+
+/** A host directory shared into the guest over virtio-9p, found there by its mount tag. */
+export interface ShareSpec {
+  tag: string;
+  path: string;
+  readOnly: boolean;
+}
+
 /** Everything needed to boot one micro-VM. */
 export interface MicroVmConfig {
   kernel: string;
@@ -16,6 +28,16 @@ export interface MicroVmConfig {
   memoryMiB: number;
   cpus: number;
   disks: DiskSpec[];
+  nics?: NicSpec[];
+  shares?: ShareSpec[];
+  /** A file QEMU appends the guest's `boson.log` port to (daemon-managed containers). */
+  logFile?: string;
+  /**
+   * Where the VM's runtime files live. Given: the VM is **detached** (own session, named control and QMP sockets,
+   * console and QEMU logs, pid file in this directory) and outlives the process that started it. Absent: the VM
+   * is **attached** (socketpairs, dies with its starter).
+   */
+  runtimeDir?: string;
   extraKernelArgs?: string[];
   /** Verbose kernel console, copied to stderr. */
   debug?: boolean;
