@@ -81,3 +81,47 @@ export function referenceCandidates(ref: string): string[] {
   const hub = p.path.includes('/') ? p : { ...p, path: `library/${p.path}` };
   return [format('localhost', p), format('docker.io', hub)];
 }
+
+/** Docker Hub's registry name in references, and the host that serves its API. */
+export const DOCKER_HUB = 'docker.io';
+const DOCKER_HUB_API = 'registry-1.docker.io';
+
+/** A reference as a registry sees it: where to connect, which repository, and which tag or digest. */
+export interface RemoteReference {
+  /** The registry as written in the canonical name ("docker.io", "127.0.0.1:5000"). */
+  registry: string;
+  /** host[:port] to connect to ("registry-1.docker.io" for Docker Hub). */
+  host: string;
+  /** Repository path inside the registry ("library/alpine"). */
+  repository: string;
+  tag: string | null;
+  digest: string | null;
+  /** Canonical name: "docker.io/library/alpine:latest", "127.0.0.1:5000/ns/app@sha256:…". */
+  canonical: string;
+  /** Canonical name without tag or digest: "docker.io/library/alpine". */
+  name: string;
+}
+
+/**
+ * Normalises a reference by Docker's rules for pulling: a name without a registry is on Docker Hub
+ * ("alpine" -> "docker.io/library/alpine:latest", "ns/app" -> "docker.io/ns/app:latest"); a missing tag is "latest"
+ * unless a digest is given. "index.docker.io" is spelled "docker.io". Throws INVALID_ARGUMENT when malformed.
+ */
+export function remoteReference(ref: string): RemoteReference {
+  const p = parseReference(ref);
+  let registry = p.domain ?? DOCKER_HUB;
+  if (registry === 'index.docker.io') registry = DOCKER_HUB;
+  const repository = registry === DOCKER_HUB && !p.path.includes('/') ? `library/${p.path}` : p.path;
+  const tag = p.tag ?? (p.digest === null ? 'latest' : null);
+  const name = `${registry}/${repository}`;
+  const canonical = `${name}${tag !== null ? `:${tag}` : ''}${p.digest !== null ? `@${p.digest}` : ''}`;
+  return { registry, host: registry === DOCKER_HUB ? DOCKER_HUB_API : registry, repository, tag, digest: p.digest, canonical, name };
+}
+
+/** The registry host a user names in `login`/`logout` ("docker.io" for Hub, its aliases folded), lowercased. */
+export function registryHostName(host: string): string {
+  let h = host.trim().replace(/^https?:\/\//, '').replace(/\/.*$/, '').toLowerCase();
+  if (h === 'index.docker.io' || h === 'registry-1.docker.io' || h === '') h = DOCKER_HUB;
+  if (!DOMAIN.test(h)) throw new BosonError('INVALID_ARGUMENT', `invalid registry host "${host}"`, { details: { host } });
+  return h;
+}

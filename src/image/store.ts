@@ -4,6 +4,7 @@
  *   index.json           images by id and references -> id (written atomically, under index.lock)
  *   disks/<chain>.<fs>   flattened root filesystem disks, keyed by layer chain id and filesystem type
  *   tmp/                 temporaries named <kind>-<pid>-<random>, swept when their process is gone
+ *   partial/<hex>.<pid>  blob downloads in progress (or interrupted: resumed by the next pull of that blob)
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -15,7 +16,9 @@ import { uncompressedLayer } from './compression.ts';
 import { ContentStore, copyVerified, digestHex, hashStream } from './content-store.ts';
 import { flattenLayers } from './flatten.ts';
 import { openImageSource, type ImageSource, type SourceImage } from './layout.ts';
-import { normaliseReference, referenceCandidates } from './reference.ts';
+import { ImageFetcher, parsePlatform, type FetchedImage } from './pull.ts';
+import { normaliseReference, parseReference, referenceCandidates, remoteReference } from './reference.ts';
+import { RegistryClient, type RegistryClientOptions } from './registry.ts';
 import { defaultRootFsType, makeRootFs, type RootFsType } from './rootfs.ts';
 import { pidAlive, sweepStaleTemps, tempName } from './tempfiles.ts';
 import { isManifestType, layerCompression, type Descriptor, type ImageConfig, type ImageProgress, type ImageRecord, type RootDisk } from './types.ts';
@@ -68,6 +71,39 @@ export function chainId(diffIds: string[]): string {
   return chain ?? `sha256:${createHash('sha256').update('').digest('hex')}`;
 }
 
+/** Options of ImageStore.pull. */
+export interface PullOptions {
+  /** "os/arch[/variant]" chosen from an image index; default linux/amd64. */
+  platform?: string;
+  onProgress?: ImageProgress;
+  /** Allow plain HTTP to this reference's registry (like listing it in BOSON_INSECURE_REGISTRIES). */
+  insecure?: boolean;
+  /** Build the root disk as part of the pull (default true). */
+  unpack?: boolean;
+  /** Registry client settings (CA file, credentials, retries). */
+  registry?: RegistryClientOptions;
+}
+
+/** What a pull did. */
+export interface PullResult {
+  image: ImageRecord;
+  /** The canonical reference pulled ("docker.io/library/alpine:latest"). */
+  reference: string;
+  /** Digest of the manifest or index the reference named. */
+  digest: string;
+  /** True when the image was already complete locally and nothing was downloaded. */
+  upToDate: boolean;
+}
+
+/** What prune (or rmi's clean-up) removed. */
+export interface PruneResult {
+  images: string[];
+  blobs: string[];
+  disks: string[];
+  partials: string[];
+  bytes: number;
+}
+
 /** Local image store under <stateDir>/images: import, list, resolve, and cached root filesystem disks. */
 export class ImageStore {
   /** <stateDir>/images */
@@ -76,6 +112,7 @@ export class ImageStore {
   private readonly tmpDir: string;
   private readonly disksDir: string;
   private readonly indexPath: string;
+  private readonly partialDir: string;
   private indexChain: Promise<void> = Promise.resolve();
   private readonly building = new Map<string, Promise<RootDisk>>();
 
@@ -86,6 +123,7 @@ export class ImageStore {
     this.tmpDir = path.join(this.dir, 'tmp');
     this.disksDir = path.join(this.dir, 'disks');
     this.indexPath = path.join(this.dir, 'index.json');
+    this.partialDir = path.join(this.dir, 'partial');
   }
 
   private async ensureDirs(): Promise<void> {
@@ -340,12 +378,228 @@ export class ImageStore {
       const id = index.refs[c];
       const img = id === undefined ? undefined : index.images[id];
       if (img) return ImageStore.withRefs(index, img);
+      // name@digest: an image pulled by that manifest or index digest (recorded in repoDigests).
+      const at = c.indexOf('@');
+      if (at >= 0) {
+        const byDigest = c.slice(0, at).replace(/:[^/:]+$/, '') + c.slice(at);
+        const hit = Object.values(index.images).find((i) => i.repoDigests?.includes(byDigest));
+        if (hit) return ImageStore.withRefs(index, hit);
+      }
     }
     if (/^[0-9a-f]{1,64}$/.test(ref)) {
       const img = byId(ref);
       if (img) return img;
     }
     throw notFound();
+  }
+
+  // ---- pull --------------------------------------------------------------------------------------------------
+
+  /**
+   * Pulls `reference` (Docker's normalisation: "alpine" is docker.io/library/alpine:latest) from its registry:
+   * manifest (an index picks `platform`, default linux/amd64), config and layers, every blob verified while it
+   * streams; then builds the root disk (unless `unpack: false`) and only then records the image in the index.
+   *
+   * On a bad-input error (corrupt or truncated blob, invalid or unsupported manifest, unknown platform, unsafe
+   * layer, auth failure) everything this pull added is removed: the store is as it was. When the registry becomes
+   * unreachable (REGISTRY_UNREACHABLE, REGISTRY_ERROR) or the process is killed, verified blobs and the partial
+   * download stay, and the next pull reuses them (Range request). Nothing is visible as an image until the end.
+   */
+  async pull(reference: string, opts: PullOptions = {}): Promise<PullResult> {
+    const ref = remoteReference(reference);
+    const platform = parsePlatform(opts.platform);
+    await this.ensureDirs();
+    await this.sweepStale();
+    const insecure = opts.insecure ? [...(opts.registry?.insecure ?? (process.env.BOSON_INSECURE_REGISTRIES ?? '').split(',')), ref.host] : opts.registry?.insecure;
+    const client = new RegistryClient(ref.host, ref.registry, { ...opts.registry, insecure });
+    const before = await this.readIndex();
+    const knownDiffIds = new Map<string, string>();
+    for (const img of Object.values(before.images)) for (const l of img.layers) if (l.diffId) knownDiffIds.set(l.digest, l.diffId);
+    const fetcher = new ImageFetcher(
+      { content: this.content, partialDir: this.partialDir, tmpDir: this.tmpDir, knownDiffId: (d) => knownDiffIds.get(d) },
+      client,
+      ref,
+      { platform, onProgress: opts.onProgress, attempts: opts.registry?.attempts, backoffMs: opts.registry?.backoffMs },
+    );
+    // While this marker lives, prune leaves unreferenced blobs and disks alone (ours are not in the index yet).
+    const marker = path.join(this.tmpDir, tempName('pulling'));
+    await fs.writeFile(marker, ref.canonical);
+    try {
+      const got = await fetcher.fetch();
+      const existed = before.images[got.configDigest] !== undefined;
+      const rec = this.recordOf(got, ref.name);
+      if (opts.unpack !== false) await this.rootDisk({ ...rec, references: [] }, { onProgress: opts.onProgress });
+      const image = await this.withIndexLock(async (index) => {
+        const prev = index.images[rec.id];
+        const merged: StoredImage = prev ? { ...prev, layers: rec.layers, repoDigests: [...new Set([...(prev.repoDigests ?? []), ...(rec.repoDigests ?? [])])].sort() } : rec;
+        if (rec.indexDigest) merged.indexDigest = rec.indexDigest;
+        index.images[rec.id] = merged;
+        if (ref.tag !== null) index.refs[`${ref.name}:${ref.tag}`] = rec.id;
+        await this.writeIndex(index);
+        return ImageStore.withRefs(index, merged);
+      });
+      opts.onProgress?.({ phase: 'pulled', detail: image.id });
+      return { image, reference: ref.canonical, digest: got.topDigest, upToDate: existed && got.added.length === 0 };
+    } catch (err) {
+      const kind = isBosonError(err) ? err.kind : 'Unavailable';
+      const resumable = kind === 'Unavailable' && !isBosonError(err, 'GUEST_CRASHED');
+      if (!resumable) {
+        for (const d of fetcher.added) await fs.rm(this.content.blobPath(d), { force: true });
+        await fetcher.removePartials();
+      }
+      throw err;
+    } finally {
+      client.close();
+      await fs.rm(marker, { force: true });
+    }
+  }
+
+  private recordOf(got: FetchedImage, name: string): StoredImage {
+    const config = got.configBlob as ConfigBlob;
+    return {
+      id: got.configDigest,
+      manifestDigest: got.manifestDigest,
+      config: imageConfigOf(config),
+      layers: got.layers,
+      size: got.layers.reduce((s, l) => s + l.size, 0),
+      created: typeof config.created === 'string' ? config.created : null,
+      architecture: config.architecture ?? '',
+      os: config.os ?? '',
+      repoDigests: [`${name}@${got.topDigest}`],
+      ...(got.indexDigest ? { indexDigest: got.indexDigest } : {}),
+    };
+  }
+
+  /**
+   * The local image for `reference`, pulling it first when there is none (like `docker run`). Ids and id prefixes
+   * are never pulled.
+   */
+  async resolveOrPull(reference: string, opts: PullOptions = {}): Promise<ImageRecord> {
+    try {
+      return await this.resolve(reference);
+    } catch (err) {
+      if (!isBosonError(err, 'IMAGE_NOT_FOUND') || /^sha256:/.test(reference.trim())) throw err;
+    }
+    return (await this.pull(reference, opts)).image;
+  }
+
+  // ---- names, removal, garbage collection -------------------------------------------------------------------
+
+  /** Adds the name `target` (normalised by the local rules) to the image `source` resolves to. */
+  async tag(source: string, target: string): Promise<ImageRecord> {
+    const p = parseReference(target);
+    if (p.digest !== null) throw new BosonError('INVALID_ARGUMENT', `cannot tag with a digest reference "${target}"`);
+    const name = normaliseReference(target);
+    const img = await this.resolve(source);
+    await this.ensureDirs();
+    return this.withIndexLock(async (index) => {
+      if (!index.images[img.id]) throw new BosonError('IMAGE_NOT_FOUND', `no such image: ${source}`, { details: { reference: source } });
+      index.refs[name] = img.id;
+      await this.writeIndex(index);
+      return ImageStore.withRefs(index, index.images[img.id]!);
+    });
+  }
+
+  /** The parsed config blob of an image (for `image inspect`). */
+  async configBlob(image: ImageRecord): Promise<unknown> {
+    return this.content.readJson(image.id);
+  }
+
+  /**
+   * Removes a name, or the image: a name (tag) is untagged, and the image goes when no name is left; an id removes
+   * the image with all its names. `inUse(id)` is asked before an image goes: IMAGE_IN_USE unless `force`. Blobs
+   * and the root disk no other image needs are deleted. Returns what was untagged and deleted.
+   */
+  async remove(reference: string, opts: { force?: boolean; inUse?: (imageId: string) => Promise<boolean> | boolean } = {}): Promise<{ untagged: string[]; deleted: string | null }> {
+    const img = await this.resolve(reference);
+    let names: string[] = [];
+    try {
+      names = referenceCandidates(reference.trim());
+    } catch {
+      /* an id */
+    }
+    const byName = img.references.find((r) => names.includes(r));
+    const untagged = byName !== undefined && img.references.length > 1 ? [byName] : img.references;
+    const deleting = untagged.length === img.references.length;
+    if (deleting && !opts.force && (await opts.inUse?.(img.id))) {
+      throw new BosonError('IMAGE_IN_USE', `image ${reference} (${img.id.slice(7, 19)}) is used by a container; remove the container first or use --force`, { details: { reference, id: img.id } });
+    }
+    await this.withIndexLock(async (index) => {
+      for (const r of untagged) delete index.refs[r];
+      if (deleting) delete index.images[img.id];
+      await this.writeIndex(index);
+    });
+    if (deleting) await this.collect({ dangling: false });
+    return { untagged, deleted: deleting ? img.id : null };
+  }
+
+  /**
+   * Garbage collection (`image prune`): removes images without names (when `dangling`, and not `inUse`), then
+   * every blob no image references (manifests, indexes, configs, layers), every root disk whose layer chain no
+   * image has, partial downloads of dead processes, and stale temporaries. Returns what went and the bytes freed.
+   */
+  async prune(opts: { inUse?: (imageId: string) => Promise<boolean> | boolean } = {}): Promise<PruneResult> {
+    return this.collect({ dangling: true, inUse: opts.inUse });
+  }
+
+  private async collect(opts: { dangling: boolean; inUse?: (imageId: string) => Promise<boolean> | boolean }): Promise<PruneResult> {
+    await this.ensureDirs();
+    await this.sweepStale();
+    const result: PruneResult = { images: [], blobs: [], disks: [], partials: [], bytes: 0 };
+    await this.withIndexLock(async (index) => {
+      if (opts.dangling) {
+        const named = new Set(Object.values(index.refs));
+        for (const id of Object.keys(index.images)) {
+          if (named.has(id) || (await opts.inUse?.(id))) continue;
+          delete index.images[id];
+          result.images.push(id);
+        }
+        if (result.images.length > 0) await this.writeIndex(index);
+      }
+      const pulling = (await fs.readdir(this.tmpDir).catch(() => [] as string[])).some((n) => {
+        const m = /^pulling-(\d+)-/.exec(n);
+        return m !== null && pidAlive(Number(m[1]));
+      });
+      if (pulling) return; // a pull is adding blobs that are not in the index yet
+      const keepBlobs = new Set<string>();
+      const keepDisks = new Set<string>();
+      for (const img of Object.values(index.images)) {
+        keepBlobs.add(img.id);
+        keepBlobs.add(img.manifestDigest);
+        if (img.indexDigest) keepBlobs.add(img.indexDigest);
+        for (const l of img.layers) keepBlobs.add(l.digest);
+        try {
+          const diffIds = strArr((await this.content.readJson<ConfigBlob>(img.id)).rootfs?.diff_ids);
+          if (diffIds) keepDisks.add(digestHex(chainId(diffIds)));
+        } catch {
+          /* a missing config: nothing to keep for it */
+        }
+      }
+      const blobDir = path.join(this.content.root, 'sha256');
+      for (const hex of await fs.readdir(blobDir).catch(() => [] as string[])) {
+        if (keepBlobs.has(`sha256:${hex}`)) continue;
+        const f = path.join(blobDir, hex);
+        result.bytes += (await fs.stat(f).catch(() => ({ size: 0 }))).size;
+        await fs.rm(f, { force: true });
+        result.blobs.push(`sha256:${hex}`);
+      }
+      for (const name of await fs.readdir(this.disksDir).catch(() => [] as string[])) {
+        if (keepDisks.has(name.split('.')[0]!)) continue;
+        const f = path.join(this.disksDir, name);
+        result.bytes += (await fs.stat(f).catch(() => ({ size: 0 }))).size;
+        await fs.rm(f, { force: true });
+        result.disks.push(name);
+      }
+      for (const name of await fs.readdir(this.partialDir).catch(() => [] as string[])) {
+        const m = /\.(\d+)$/.exec(name);
+        if (m && pidAlive(Number(m[1]))) continue;
+        const f = path.join(this.partialDir, name);
+        result.bytes += (await fs.stat(f).catch(() => ({ size: 0 }))).size;
+        await fs.rm(f, { force: true });
+        result.partials.push(name);
+      }
+    });
+    return result;
   }
 
   // ---- root disks --------------------------------------------------------------------------------------------

@@ -22,12 +22,16 @@ export interface ImageRecord {
   /** Normalised names pointing at this image, e.g. ["localhost/busybox:latest"]. */
   references: string[];
   config: ImageConfig;
-  layers: { digest: string; size: number; mediaType: string }[];
+  layers: { digest: string; size: number; mediaType: string; diffId?: string }[];
   /** Sum of layer sizes as stored (compressed when the layers are). */
   size: number;
   created: string | null;
   architecture: string;
   os: string;
+  /** "<registry>/<repository>@<digest>" of the manifest or index it was pulled by (pulled images only). */
+  repoDigests?: string[];
+  /** Digest of the image index the manifest was chosen from, when it came from one (stored as a blob). */
+  indexDigest?: string;
 }
 
 /** A flattened, read-only root filesystem disk image for the guest. */
