@@ -8,6 +8,7 @@ import { reportError } from './output.ts';
 import { registerRun } from './commands/run.ts';
 import { registerInfo } from './commands/info.ts';
 import { registerImageCommands } from './commands/images.ts';
+import { registerPullCommands } from './commands/pull.ts';
 
 const program = new Command('boson')
   .description('Run every container in its own micro-VM')
@@ -20,6 +21,7 @@ program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('er
 registerRun(program);
 registerInfo(program);
 registerImageCommands(program);
+registerPullCommands(program);
 
 try {
   await program.parseAsync(process.argv);

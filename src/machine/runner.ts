@@ -85,7 +85,7 @@ export class ContainerRunner {
     const since = (): number => Math.round(performance.now() - t0);
     await this.registry.init();
     await this.registry.sweep();
-    const image = await this.images.resolve(req.image);
+    const image = await this.images.resolveOrPull(req.image, { onStep: hooks.onStep });
     const id = newContainerId();
     const config = resolveProcessConfig(image.config, req, process.env, id.slice(0, 12));
     const record: ContainerRecord = {

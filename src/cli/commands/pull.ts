@@ -1,0 +1,178 @@
+/**
+ * `boson pull`, `boson login`, `boson logout`: images from OCI and Docker registries.
+ * Pull progress: one bar per layer on a terminal (cli-progress), plain lines otherwise, nothing but the reference
+ * with --quiet, and one JSON event per line with --json (Docker's pull-stream shape: status, id, progressDetail).
+ */
+import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { BosonError, bosonPaths } from '../../common/index.ts';
+import { CredentialStore, ImageStore, RegistryClient, registryHostName, type ImageProgress } from '../../image/index.ts';
+import { formatBytes } from '../output.ts';
+
+interface PullFlags {
+  platform?: string;
+  insecure?: boolean;
+  quiet?: boolean;
+  json?: boolean;
+}
+
+const short = (digest: string | undefined): string => (digest ?? '').replace(/^sha256:/, '').slice(0, 12);
+
+/** A progress renderer for one pull: bars on a terminal, plain lines, JSON lines, or nothing. */
+function pullProgress(flags: PullFlags): { onProgress: ImageProgress; stop(): void } {
+  if (flags.quiet) return { onProgress: () => undefined, stop: () => undefined };
+  if (flags.json) {
+    return {
+      onProgress: (e) => {
+        const status = { resolve: 'Resolving', download: 'Downloading', downloaded: 'Download complete', exists: 'Already exists', unpack: 'Extracting', mkfs: 'Building root disk', done: 'Root disk ready', pulled: 'Pulled' }[e.phase] ?? e.phase;
+        const id = e.phase === 'download' || e.phase === 'downloaded' || e.phase === 'exists' ? short(e.detail) : undefined;
+        process.stdout.write(JSON.stringify({ status, ...(id ? { id } : {}), ...(e.total !== undefined ? { progressDetail: { current: e.current ?? 0, total: e.total } } : {}), ...(id ? {} : { detail: e.detail }) }) + '\n');
+      },
+      stop: () => undefined,
+    };
+  }
+  const tty = Boolean(process.stderr.isTTY);
+  if (!tty) {
+    const started = new Set<string>();
+    return {
+      onProgress: (e) => {
+        const id = short(e.detail);
+        if (e.phase === 'resolve') process.stderr.write(`Pulling ${e.detail}\n`);
+        else if (e.phase === 'exists') process.stderr.write(`${id}: Already exists\n`);
+        else if (e.phase === 'download' && !started.has(id)) {
+          started.add(id);
+          process.stderr.write(`${id}: Downloading ${formatBytes(e.total ?? 0)}\n`);
+        } else if (e.phase === 'downloaded') process.stderr.write(`${id}: Pull complete\n`);
+        else if (e.phase === 'mkfs') process.stderr.write(`Building the ${e.detail} root disk\n`);
+      },
+      stop: () => undefined,
+    };
+  }
+  const multi = new cliProgress.MultiBar(
+    { format: ' {id} [{bar}] {value_h}/{total_h} {state}', hideCursor: true, clearOnComplete: false, stream: process.stderr, barsize: 30, formatValue: (v, _o, type) => (type === 'value' || type === 'total' ? formatBytes(v) : String(v)) },
+    cliProgress.Presets.shades_classic,
+  );
+  const bars = new Map<string, cliProgress.SingleBar>();
+  const bar = (digest: string, total: number): cliProgress.SingleBar => {
+    let b = bars.get(digest);
+    if (!b) {
+      b = multi.create(total, 0, { id: short(digest), state: 'Downloading', value_h: '0B', total_h: formatBytes(total) });
+      bars.set(digest, b);
+    }
+    return b;
+  };
+  let note: cliProgress.SingleBar | undefined;
+  return {
+    onProgress: (e) => {
+      if (e.phase === 'download' && e.detail) bar(e.detail, e.total ?? 0).update(e.current ?? 0, { state: 'Downloading', value_h: formatBytes(e.current ?? 0), total_h: formatBytes(e.total ?? 0) });
+      else if ((e.phase === 'downloaded' || e.phase === 'exists') && e.detail) {
+        bar(e.detail, e.total ?? 0).update(e.total ?? 0, { state: e.phase === 'exists' ? 'Already exists' : 'Pull complete', value_h: formatBytes(e.total ?? 0), total_h: formatBytes(e.total ?? 0) });
+      } else if (e.phase === 'unpack' || e.phase === 'mkfs') {
+        note ??= multi.create(1, 0, { id: 'root disk   ', state: '', value_h: '', total_h: '' });
+        note.update(0, { state: e.phase === 'unpack' ? `Extracting ${e.current}/${e.total}` : `mkfs.${e.detail}` });
+      } else if (e.phase === 'done') note?.update(1, { state: 'ready' });
+    },
+    stop: () => multi.stop(),
+  };
+}
+
+async function pullCommand(reference: string, flags: PullFlags): Promise<void> {
+  const store = new ImageStore(bosonPaths().stateDir);
+  const progress = pullProgress(flags);
+  let result;
+  try {
+    result = await store.pull(reference, { platform: flags.platform, insecure: flags.insecure, onProgress: progress.onProgress });
+  } finally {
+    progress.stop();
+  }
+  if (flags.json) process.stdout.write(JSON.stringify({ status: result.upToDate ? 'Image is up to date' : 'Downloaded newer image', reference: result.reference, digest: result.digest, image: result.image }) + '\n');
+  else if (flags.quiet) process.stdout.write(`${result.reference}\n`);
+  else {
+    process.stderr.write(`Digest: ${result.digest}\nStatus: ${result.upToDate ? 'Image is up to date for' : 'Downloaded newer image for'} ${result.reference}\n`);
+    process.stdout.write(`${result.reference}\n`);
+  }
+}
+
+/** Reads one line from the terminal; with `hidden`, typed characters are not echoed. */
+async function prompt(question: string, hidden: boolean): Promise<string> {
+  if (!process.stdin.isTTY) throw new BosonError('USAGE', 'no terminal to ask on: give --username and --password-stdin');
+  let muted = false;
+  const out = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (!muted) process.stderr.write(chunk);
+      cb();
+    },
+  });
+  const rl = createInterface({ input: process.stdin, output: out, terminal: true });
+  try {
+    const answer = new Promise<string>((resolve) => rl.question(question, resolve));
+    muted = hidden;
+    const line = await answer;
+    if (hidden) process.stderr.write('\n');
+    return line;
+  } finally {
+    rl.close();
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+async function loginCommand(host: string, flags: { username?: string; passwordStdin?: boolean; insecure?: boolean }): Promise<void> {
+  const name = registryHostName(host);
+  const username = flags.username ?? (await prompt('Username: ', false)).trim();
+  const password = flags.passwordStdin ? await readStdin() : await prompt('Password: ', true);
+  if (username === '' || password === '') throw new BosonError('USAGE', 'a user name and a password are required');
+  const apiHost = name === 'docker.io' ? 'registry-1.docker.io' : name;
+  const client = new RegistryClient(apiHost, name, {
+    credentials: async () => ({ username, password }),
+    ...(flags.insecure ? { insecure: [name] } : {}),
+  });
+  try {
+    await client.checkLogin(`login ${name}`);
+  } finally {
+    client.close();
+  }
+  const creds = new CredentialStore();
+  await creds.set(name, { username, password });
+  process.stdout.write(`Login Succeeded (credentials stored in ${creds.file})\n`);
+}
+
+async function logoutCommand(host: string): Promise<void> {
+  const name = registryHostName(host);
+  const removed = await new CredentialStore().remove(name);
+  process.stdout.write(removed ? `Removing login credentials for ${name}\n` : `Not logged in to ${name}\n`);
+}
+
+/** The pull action with its flags, shared by `pull` and `image pull`. */
+function definePull(cmd: Command): Command {
+  return cmd
+    .description('Pull an image from a registry (name, name:tag, host:port/ns/name:tag, name@sha256:…)')
+    .argument('<reference>', 'image reference; short names are on Docker Hub (alpine = docker.io/library/alpine:latest)')
+    .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform image', 'linux/amd64')
+    .option('--insecure', 'allow plain HTTP to this registry (also BOSON_INSECURE_REGISTRIES=host:port,...)')
+    .option('-q, --quiet', 'print only the reference')
+    .option('--json', 'print progress events and the result as JSON lines')
+    .action(pullCommand);
+}
+
+/** Adds `pull`, `image pull`, `login` and `logout`. */
+export function registerPullCommands(program: Command): void {
+  definePull(program.command('pull'));
+  const image = program.commands.find((c) => c.name() === 'image');
+  if (image) definePull(image.command('pull'));
+  program
+    .command('login')
+    .description('Log in to a registry; credentials are stored with mode 0600 in the Boson config directory')
+    .argument('[host]', 'registry host[:port]', 'docker.io')
+    .option('-u, --username <name>', 'user name (asked for when missing)')
+    .option('--password-stdin', 'read the password from standard input')
+    .option('--insecure', 'allow plain HTTP to this registry')
+    .action(loginCommand);
+  program.command('logout').description('Remove the stored credentials of a registry').argument('[host]', 'registry host[:port]', 'docker.io').action(logoutCommand);
+}
