@@ -43,11 +43,11 @@ export const ERROR_CATALOGUE = {
   STATE_DIR_UNWRITABLE: { kind: 'PermissionDenied', exit: 73, summary: 'a Boson state or cache directory cannot be created or written' },
   TOOL_FAILED: { kind: 'Internal', exit: 70, summary: 'a helper program Boson runs (mkfs, qemu-img) failed' },
   REGISTRY_AUTH_FAILED: { kind: 'PermissionDenied', exit: 77, summary: 'the registry refused the credentials, or needs credentials that were not given' },
-  REGISTRY_UNREACHABLE: { kind: 'Unavailable', exit: 79, summary: 'the registry cannot be reached (connection refused, DNS, TLS, timeouts), after retries' },
-  REGISTRY_ERROR: { kind: 'Unavailable', exit: 80, summary: 'the registry answered with an unexpected status (5xx after retries, 429, a missing blob)' },
-  MANIFEST_UNKNOWN: { kind: 'NotFound', exit: 81, summary: 'the registry has no such repository, tag or digest' },
-  PLATFORM_NOT_FOUND: { kind: 'NotFound', exit: 82, summary: 'the image index has no manifest for the requested platform' },
-  IMAGE_IN_USE: { kind: 'FailedPrecondition', exit: 83, summary: 'the image is used by a container (rmi without --force)' },
+  REGISTRY_UNREACHABLE: { kind: 'Unavailable', exit: 84, summary: 'the registry cannot be reached (connection refused, DNS, TLS, timeouts), after retries' },
+  REGISTRY_ERROR: { kind: 'Unavailable', exit: 85, summary: 'the registry answered with an unexpected status (5xx after retries, 429, a missing blob)' },
+  MANIFEST_UNKNOWN: { kind: 'NotFound', exit: 86, summary: 'the registry has no such repository, tag or digest' },
+  PLATFORM_NOT_FOUND: { kind: 'NotFound', exit: 87, summary: 'the image index has no manifest for the requested platform' },
+  IMAGE_IN_USE: { kind: 'FailedPrecondition', exit: 88, summary: 'the image is used by a container (rmi without --force)' },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
 
