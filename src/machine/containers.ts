@@ -1,13 +1,24 @@
 /**
- * The host's record of its containers: ids, unique names, configuration and last known state, kept as one JSON
- * file per container under <stateDir>/containers. Names are claimed atomically (exclusive create), so two runs
- * cannot take the same name. Records whose owning process died (kill -9 of `boson run`) are repaired by sweep().
+ * The host's record of its containers, in the machine database: ids, unique names, configuration and last known
+ * state. Names are unique by constraint, so two creates cannot take the same name. Records whose owning
+ * foreground process died (kill -9 of `boson run`) are repaired by sweep().
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile, open } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError } from '../common/index.ts';
 import type { ProcessConfig } from './container-config.ts';
+import { openMachineDb, type MachineDb } from './store/db.ts';
+
+/** Docker's restart policies. */
+export interface RestartPolicy {
+  name: 'no' | 'on-failure' | 'always' | 'unless-stopped';
+  /** For on-failure: how many restarts at most (0 = no limit). */
+  maximumRetryCount: number;
+}
+
+/** The states a container goes through. */
+export type ContainerState = 'created' | 'running' | 'restarting' | 'exited' | 'dead';
 
 /** What is known about one container. */
 export interface ContainerRecord {
@@ -16,16 +27,24 @@ export interface ContainerRecord {
   image: string;
   imageId: string;
   created: string;
-  config: ProcessConfig & { tty: boolean; openStdin: boolean };
+  config: ProcessConfig & { tty: boolean; openStdin: boolean; labels: Record<string, string> };
   resources: { memoryMiB: number; cpus: number };
   autoRemove: boolean;
-  state: 'created' | 'running' | 'exited';
-  /** pid of the Boson process that runs the VM, while running. */
+  restartPolicy: RestartPolicy;
+  restartCount: number;
+  /** True for containers the daemon runs (detached micro-VMs); false for a foreground `boson run`. */
+  managed: boolean;
+  state: ContainerState;
+  /** pid of the foreground Boson process that runs the VM (unmanaged containers), while running. */
   ownerPid: number | null;
+  /** pid of the QEMU process, while running. */
+  vmPid: number | null;
   exitCode: number | null;
   startedAt: string | null;
   finishedAt: string | null;
   error: string | null;
+  /** Set by an explicit stop, so that `unless-stopped` and `always` know not to restart after a daemon restart. */
+  stoppedByUser: boolean;
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -42,7 +61,8 @@ export function newContainerId(): string {
   return randomBytes(32).toString('hex');
 }
 
-function isAlive(pid: number): boolean {
+/** True if `pid` is a live process. */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -51,108 +71,134 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Container records on disk. */
+/** One entry of the event log. */
+export interface MachineEvent {
+  seq: number;
+  timeNano: bigint;
+  type: 'container' | 'image' | 'network' | 'volume';
+  action: string;
+  actorId: string;
+  attributes: Record<string, string>;
+}
+
+/** Container records in the machine database. */
 export class ContainerRegistry {
   private readonly dir: string;
-  private readonly namesDir: string;
+  private dbHandle: MachineDb | undefined;
 
-  constructor(stateDir: string) {
+  constructor(private readonly stateDir: string) {
     this.dir = path.join(stateDir, 'containers');
-    this.namesDir = path.join(this.dir, '.names');
   }
 
-  /** Creates the directories; STATE_DIR_UNWRITABLE if that is impossible. */
+  private get db(): MachineDb {
+    this.dbHandle ??= openMachineDb(this.stateDir);
+    return this.dbHandle;
+  }
+
+  /** Opens the database and creates the directories; STATE_DIR_UNWRITABLE if that is impossible. */
   async init(): Promise<void> {
     try {
-      await mkdir(this.namesDir, { recursive: true });
-      const probe = path.join(this.dir, `.probe-${process.pid}`);
-      await writeFile(probe, '');
-      await rm(probe);
+      await mkdir(this.dir, { recursive: true });
     } catch (cause) {
       throw new BosonError('STATE_DIR_UNWRITABLE', `cannot write container state in ${this.dir}: ${(cause as Error).message}`, { cause });
     }
+    void this.db;
   }
 
-  /** The directory holding a container's files. */
+  /** Closes the database. */
+  close(): void {
+    this.dbHandle?.close();
+    this.dbHandle = undefined;
+  }
+
+  /** The directory holding a container's files (writable layer, log). */
   containerDir(id: string): string {
     return path.join(this.dir, id);
   }
 
-  /** Claims `record.name` and stores the record; CONTAINER_NAME_IN_USE if the name is taken. */
+  /** Stores a new record; CONTAINER_NAME_IN_USE if the name is taken. */
   async create(record: ContainerRecord): Promise<void> {
     validateContainerName(record.name);
     try {
-      const handle = await open(path.join(this.namesDir, record.name), 'wx');
-      await handle.writeFile(record.id);
-      await handle.close();
+      this.db.prepare('INSERT INTO containers (id, name, state, created, record) VALUES (?, ?, ?, ?, ?)').run(record.id, record.name, record.state, record.created, JSON.stringify(record));
     } catch (cause) {
-      if ((cause as NodeJS.ErrnoException).code === 'EEXIST') {
-        const owner = (await readFile(path.join(this.namesDir, record.name), 'utf8').catch(() => '')).slice(0, 12);
-        throw new BosonError('CONTAINER_NAME_IN_USE', `the container name "${record.name}" is already in use by container ${owner || '(unknown)'}`);
+      if ((cause as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        const owner = this.db.prepare('SELECT id FROM containers WHERE name = ?').get(record.name) as { id: string } | undefined;
+        throw new BosonError('CONTAINER_NAME_IN_USE', `the container name "${record.name}" is already in use by container ${owner?.id.slice(0, 12) ?? '(unknown)'}`);
       }
       throw cause;
     }
     await mkdir(this.containerDir(record.id), { recursive: true });
-    await this.save(record);
   }
 
-  /** Writes `record` atomically. */
+  /** Writes `record` (which must exist). */
   async save(record: ContainerRecord): Promise<void> {
-    const file = path.join(this.containerDir(record.id), 'container.json');
-    const tmp = `${file}.tmp-${process.pid}`;
-    await writeFile(tmp, JSON.stringify(record, null, 2));
-    await rename(tmp, file);
+    this.db.prepare('UPDATE containers SET name = ?, state = ?, record = ? WHERE id = ?').run(record.name, record.state, JSON.stringify(record), record.id);
   }
 
-  /** Deletes a container's files and frees its name. */
+  /** Renames a container; CONTAINER_NAME_IN_USE if taken. */
+  async rename(record: ContainerRecord, newName: string): Promise<void> {
+    validateContainerName(newName);
+    const previous = record.name;
+    record.name = newName;
+    try {
+      await this.save(record);
+    } catch (cause) {
+      record.name = previous;
+      if ((cause as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new BosonError('CONTAINER_NAME_IN_USE', `the container name "${newName}" is already in use`);
+      throw cause;
+    }
+  }
+
+  /** Deletes a container's record and files. */
   async remove(record: ContainerRecord): Promise<void> {
+    this.db.prepare('DELETE FROM containers WHERE id = ?').run(record.id);
     await rm(this.containerDir(record.id), { recursive: true, force: true });
-    const owner = await readFile(path.join(this.namesDir, record.name), 'utf8').catch(() => undefined);
-    if (owner === record.id) await rm(path.join(this.namesDir, record.name), { force: true });
+  }
+
+  /** Finds a container by full id, unique id prefix, or name; CONTAINER_NOT_FOUND otherwise. */
+  get(ref: string): ContainerRecord {
+    const byName = this.db.prepare('SELECT record FROM containers WHERE name = ? OR id = ?').get(ref.replace(/^\//, ''), ref) as { record: string } | undefined;
+    if (byName) return JSON.parse(byName.record) as ContainerRecord;
+    if (/^[0-9a-f]{1,63}$/.test(ref)) {
+      const rows = this.db.prepare("SELECT record FROM containers WHERE id LIKE ? || '%' LIMIT 2").all(ref) as Array<{ record: string }>;
+      if (rows.length === 1) return JSON.parse(rows[0]!.record) as ContainerRecord;
+      if (rows.length > 1) throw new BosonError('INVALID_ARGUMENT', `container id prefix ${ref} is ambiguous`);
+    }
+    throw new BosonError('CONTAINER_NOT_FOUND', `no such container: ${ref}`);
   }
 
   /** Every container record, newest first. */
   async list(): Promise<ContainerRecord[]> {
-    let ids: string[] = [];
-    try {
-      ids = (await readdir(this.dir)).filter((n) => /^[0-9a-f]{64}$/.test(n));
-    } catch {
-      return [];
-    }
-    const records: ContainerRecord[] = [];
-    for (const id of ids) {
-      try {
-        records.push(JSON.parse(await readFile(path.join(this.dir, id, 'container.json'), 'utf8')) as ContainerRecord);
-      } catch {
-        // A directory without a complete record is a create that died half-way; sweep() removes it.
-      }
-    }
-    return records.sort((a, b) => b.created.localeCompare(a.created));
+    const rows = this.db.prepare('SELECT record FROM containers ORDER BY created DESC').all() as Array<{ record: string }>;
+    return rows.map((r) => JSON.parse(r.record) as ContainerRecord);
+  }
+
+  /** Appends an event to the event log and returns it. */
+  recordEvent(type: MachineEvent['type'], action: string, actorId: string, attributes: Record<string, string>): MachineEvent {
+    const timeNano = BigInt(Date.now()) * 1_000_000n;
+    const info = this.db.prepare('INSERT INTO events (time_ns, type, action, actor_id, attributes) VALUES (?, ?, ?, ?, ?)').run(timeNano, type, action, actorId, JSON.stringify(attributes));
+    this.db.prepare('DELETE FROM events WHERE seq < ?').run(Number(info.lastInsertRowid) - 10_000);
+    return { seq: Number(info.lastInsertRowid), timeNano, type, action, actorId, attributes };
+  }
+
+  /** Events with sequence numbers above `afterSeq` and times in [sinceNs, untilNs]. */
+  events(afterSeq: number, sinceNs?: bigint, untilNs?: bigint): MachineEvent[] {
+    const rows = this.db.prepare('SELECT * FROM events WHERE seq > ? AND time_ns >= ? AND time_ns <= ? ORDER BY seq').safeIntegers(true)
+      .all(afterSeq, sinceNs ?? 0n, untilNs ?? 9_223_372_036_854_775_807n) as Array<{ seq: bigint; time_ns: bigint; type: string; action: string; actor_id: string; attributes: string }>;
+    return rows.map((r) => ({ seq: Number(r.seq), timeNano: r.time_ns, type: r.type as MachineEvent['type'], action: r.action, actorId: r.actor_id, attributes: JSON.parse(r.attributes) as Record<string, string> }));
   }
 
   /**
-   * Repairs what a killed Boson process left: a running container whose owner is gone is marked exited (or
-   * removed, for --rm), and directories without a record are removed.
+   * Repairs what a killed foreground `boson run` left: a running unmanaged container whose owner is gone is marked
+   * exited (or removed, for --rm). Managed containers belong to the daemon, which recovers them itself.
    */
   async sweep(): Promise<void> {
-    const records = await this.list();
-    for (const r of records) {
-      if (r.state === 'running' && r.ownerPid !== null && !isAlive(r.ownerPid)) {
+    for (const r of await this.list()) {
+      if (!r.managed && r.state === 'running' && r.ownerPid !== null && !isAlive(r.ownerPid)) {
         if (r.autoRemove) await this.remove(r);
-        else await this.save({ ...r, state: 'exited', ownerPid: null, exitCode: 137, finishedAt: new Date().toISOString(), error: 'the boson process running this container was killed' });
+        else await this.save({ ...r, state: 'exited', ownerPid: null, vmPid: null, exitCode: 137, finishedAt: new Date().toISOString(), error: 'the boson process running this container was killed' });
       }
-    }
-    // A name or directory without a record is a create in progress, or one that died half-way: leave young ones.
-    const known = new Set(records.map((r) => r.id));
-    const old = async (file: string): Promise<boolean> => Date.now() - (await stat(file).then((s) => s.mtimeMs, () => Date.now())) > 60_000;
-    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-      const dir = path.join(this.dir, name);
-      if (/^[0-9a-f]{64}$/.test(name) && !known.has(name) && (await old(dir))) await rm(dir, { recursive: true, force: true });
-    }
-    for (const name of await readdir(this.namesDir).catch(() => [] as string[])) {
-      const file = path.join(this.namesDir, name);
-      const owner = await readFile(file, 'utf8').catch(() => '');
-      if (!known.has(owner) && (await old(file))) await rm(file, { force: true });
     }
   }
 }

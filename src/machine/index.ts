@@ -3,3 +3,12 @@ export { ContainerRunner, hostCpuCount, DEFAULT_MEMORY_MIB, type RunRequest, typ
 export { ContainerRegistry, validateContainerName, type ContainerRecord } from './containers.ts';
 export { parseMemory, parseCpus, parseEnvFile, expandEnvArgs, resolveProcessConfig, type ProcessConfig } from './container-config.ts';
 export type { ProcessExit, SessionOutput } from './guest-session.ts';
+export { MachineClient, StreamDemuxer, daemonSocketPath } from './api/client.ts';
+export { parseSignal, parseRestartPolicy, type CreateRequest, type ExecInstance, type ContainerStats, type WaitResult } from './service.ts';
+export type { DaemonOptions, RunningDaemon } from './daemon.ts';
+
+/** Starts the machine daemon (loaded on demand, so that other commands do not pay for the server's modules). */
+export async function startDaemon(options: import('./daemon.ts').DaemonOptions): Promise<import('./daemon.ts').RunningDaemon> {
+  const daemon = await import('./daemon.ts');
+  return daemon.startDaemon(options);
+}

@@ -90,10 +90,11 @@ export class ContainerRunner {
     const config = resolveProcessConfig(image.config, req, process.env, id.slice(0, 12));
     const record: ContainerRecord = {
       id, name: req.name ?? '', image: req.image, imageId: image.id, created: new Date().toISOString(),
-      config: { ...config, tty: req.tty, openStdin: req.interactive },
+      config: { ...config, tty: req.tty, openStdin: req.interactive, labels: {} },
       resources: { memoryMiB: req.memoryMiB ?? DEFAULT_MEMORY_MIB, cpus: req.cpus ?? 1 },
-      autoRemove: req.autoRemove, state: 'created', ownerPid: process.pid, exitCode: null, startedAt: null,
-      finishedAt: null, error: null,
+      autoRemove: req.autoRemove, restartPolicy: { name: 'no', maximumRetryCount: 0 }, restartCount: 0, managed: false,
+      state: 'created', ownerPid: process.pid, vmPid: null, exitCode: null, startedAt: null, finishedAt: null, error: null,
+      stoppedByUser: false,
     };
     await this.claim(record, req.name !== undefined);
 
@@ -133,6 +134,7 @@ export class ContainerRunner {
       scratch = undefined;
 
       record.state = 'running';
+      record.vmPid = vm.pid;
       record.startedAt = new Date().toISOString();
       await this.registry.save(record);
       session.start(
@@ -203,6 +205,7 @@ export class ContainerRunner {
     }
     record.state = 'exited';
     record.ownerPid = null;
+    record.vmPid = null;
     record.finishedAt = new Date().toISOString();
     record.exitCode = exitCode ?? (isBosonError(failure) ? exitCodeFor(failure) : 125);
     record.error = failure === undefined ? null : (failure as Error).message;

@@ -1,0 +1,117 @@
+/**
+ * Client of the machine daemon's REST API over its UNIX socket (node:http). Problem JSON answers become the same
+ * typed BosonErrors the daemon raised; a socket nobody answers on is DAEMON_UNAVAILABLE.
+ */
+import http, { type IncomingMessage } from 'node:http';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { BosonError, ERROR_CATALOGUE, type BosonPaths, type ErrorCode } from '../../common/index.ts';
+
+/** The daemon socket for `paths` (BOSON_HOST overrides, as unix:///path or a path). */
+export function daemonSocketPath(paths: BosonPaths, env: NodeJS.ProcessEnv = process.env): string {
+  const host = env.BOSON_HOST;
+  if (host) return host.replace(/^unix:\/\//, '');
+  return path.join(paths.runDir, 'boson.sock');
+}
+
+function errorFrom(status: number, text: string): BosonError {
+  try {
+    const body = JSON.parse(text) as { code?: string; detail?: string };
+    if (body.code && body.code in ERROR_CATALOGUE) return new BosonError(body.code as ErrorCode, body.detail ?? `daemon answered ${status}`);
+    return new BosonError('INTERNAL', body.detail ?? `daemon answered ${status}: ${text}`);
+  } catch {
+    return new BosonError('INTERNAL', `daemon answered ${status}: ${text.slice(0, 200)}`);
+  }
+}
+
+/** Talks to one daemon. */
+export class MachineClient {
+  constructor(readonly socketPath: string) {}
+
+  private unavailable(cause: unknown): BosonError {
+    return new BosonError('DAEMON_UNAVAILABLE', `cannot reach the Boson daemon at ${this.socketPath} (is \`boson up\` running?)`, { cause });
+  }
+
+  /** Sends a request; resolves with the raw response (status not checked). */
+  raw(method: string, urlPath: string, body?: unknown): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+      const req = http.request({ socketPath: this.socketPath, method, path: urlPath, headers: payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {} }, resolve);
+      req.on('error', (err) => reject(this.unavailable(err)));
+      req.end(payload);
+    });
+  }
+
+  /** Sends a request and returns its JSON answer (undefined for 204); typed error for 4xx/5xx. */
+  async request<T>(method: string, urlPath: string, body?: unknown): Promise<T> {
+    const res = await this.raw(method, urlPath, body);
+    const chunks: Buffer[] = [];
+    for await (const c of res) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    if ((res.statusCode ?? 500) >= 400) throw errorFrom(res.statusCode ?? 500, text);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** Streams an NDJSON answer, calling `onItem` per line, until the server ends it or `signal` aborts. */
+  async stream<T>(urlPath: string, onItem: (item: T) => void, signal?: AbortSignal): Promise<void> {
+    const res = await this.raw('GET', urlPath);
+    if ((res.statusCode ?? 500) >= 400) {
+      const chunks: Buffer[] = [];
+      for await (const c of res) chunks.push(c as Buffer);
+      throw errorFrom(res.statusCode ?? 500, Buffer.concat(chunks).toString('utf8'));
+    }
+    signal?.addEventListener('abort', () => res.destroy(), { once: true });
+    let buffered = '';
+    try {
+      for await (const chunk of res) {
+        buffered += (chunk as Buffer).toString('utf8');
+        let nl: number;
+        while ((nl = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          if (line) onItem(JSON.parse(line) as T);
+        }
+      }
+    } catch (err) {
+      if (!signal?.aborted) throw err;
+    }
+  }
+
+  /** Opens an upgraded raw stream (attach, exec start). */
+  upgrade(urlPath: string): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ socketPath: this.socketPath, method: 'POST', path: urlPath, headers: { Connection: 'Upgrade', Upgrade: 'tcp' } });
+      req.on('upgrade', (_res, socket, head) => {
+        if (head.length > 0) socket.unshift(head);
+        resolve(socket);
+      });
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => reject(errorFrom(res.statusCode ?? 500, Buffer.concat(chunks).toString('utf8'))));
+      });
+      req.on('error', (err) => reject(this.unavailable(err)));
+      req.end();
+    });
+  }
+}
+
+/** Splits Docker-framed stream bytes into stdout/stderr chunks; feed it data as it arrives. */
+export class StreamDemuxer {
+  private pending: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly onStdout: (d: Buffer) => void, private readonly onStderr: (d: Buffer) => void) {}
+
+  /** Consumes `chunk`, emitting every complete frame. */
+  push(chunk: Buffer): void {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    while (this.pending.length >= 8) {
+      const size = this.pending.readUInt32BE(4);
+      if (this.pending.length < 8 + size) break;
+      const data = this.pending.subarray(8, 8 + size);
+      if (this.pending[0] === 2) this.onStderr(data);
+      else this.onStdout(data);
+      this.pending = this.pending.subarray(8 + size);
+    }
+  }
+}

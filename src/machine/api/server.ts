@@ -1,0 +1,279 @@
+/**
+ * The machine daemon's REST API (fastify): containers, exec, logs, events, stats, /healthz, Prometheus /metrics
+ * and its own OpenAPI 3 document at /openapi.json. Errors leave as problem JSON (RFC 9457) with the catalogue's
+ * `code`, translated here and nowhere else. Attach and exec-start upgrade the connection (HTTP 101) to a raw
+ * stream: output in Docker's 8-byte frames (stream 1 stdout, 2 stderr) or raw with a TTY, stdin the other way,
+ * and a half-close from the client is stdin's EOF.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import { Type, type Static } from '@sinclair/typebox';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import client from 'prom-client';
+import { BosonError, ERROR_CATALOGUE, toBosonError, type ErrorKind } from '../../common/index.ts';
+import { parseRestartPolicy, type MachineService, type StreamSink } from '../service.ts';
+import type { ContainerRecord } from '../containers.ts';
+import type { LogLine } from '../logs.ts';
+
+/** HTTP status for each error kind. */
+export const STATUS_BY_KIND: Record<ErrorKind, number> = {
+  NotFound: 404, AlreadyExists: 409, InvalidArgument: 400, FailedPrecondition: 409, PermissionDenied: 403,
+  ResourceExhausted: 507, Unavailable: 503, DataLoss: 500, Internal: 500,
+};
+
+/** The problem JSON body for an error. */
+export function problemOf(err: unknown): { status: number; body: Record<string, unknown> } {
+  const e = toBosonError(err);
+  const status = STATUS_BY_KIND[e.kind];
+  return { status, body: { type: `urn:boson:error:${e.code}`, title: ERROR_CATALOGUE[e.code].summary, status, detail: e.message, code: e.code } };
+}
+
+const CreateBody = Type.Object({
+  image: Type.String({ minLength: 1 }),
+  name: Type.Optional(Type.String()),
+  cmd: Type.Optional(Type.Array(Type.String())),
+  entrypoint: Type.Optional(Type.String()),
+  env: Type.Optional(Type.Array(Type.String())),
+  workdir: Type.Optional(Type.String()),
+  user: Type.Optional(Type.String()),
+  hostname: Type.Optional(Type.String()),
+  tty: Type.Optional(Type.Boolean()),
+  openStdin: Type.Optional(Type.Boolean()),
+  memoryMiB: Type.Optional(Type.Integer({ minimum: 64 })),
+  cpus: Type.Optional(Type.Integer({ minimum: 1 })),
+  labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+  restart: Type.Optional(Type.String()),
+  autoRemove: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false });
+
+const ExecBody = Type.Object({
+  cmd: Type.Array(Type.String(), { minItems: 1 }),
+  env: Type.Optional(Type.Array(Type.String())),
+  workdir: Type.Optional(Type.String()),
+  user: Type.Optional(Type.String()),
+  tty: Type.Optional(Type.Boolean()),
+  stdin: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false });
+
+const RefParams = Type.Object({ ref: Type.String() });
+const IdParams = Type.Object({ id: Type.String() });
+
+/** The JSON shape of a container in API answers. */
+export function containerJson(r: ContainerRecord): Record<string, unknown> {
+  return { ...r };
+}
+
+/** Docker's stream frame: [stream, 0, 0, 0, size u32 BE] + data. */
+export function streamFrame(stream: 1 | 2, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt8(stream, 0);
+  head.writeUInt32BE(data.length, 4);
+  return Buffer.concat([head, data]);
+}
+
+function boolQuery(v: unknown): boolean {
+  return v === true || v === '1' || v === 'true';
+}
+
+function nsFromTime(v: unknown): bigint | undefined {
+  if (v === undefined || v === '') return undefined;
+  const s = String(v);
+  if (/^\d+(\.\d+)?$/.test(s)) return BigInt(Math.round(Number(s) * 1e9));
+  const ms = Date.parse(s);
+  if (Number.isNaN(ms)) throw new BosonError('INVALID_ARGUMENT', `invalid time: ${s}`);
+  return BigInt(ms) * 1_000_000n;
+}
+
+/** Builds the fastify app for `service`. */
+export async function buildApi(service: MachineService): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  await app.register(swagger, {
+    openapi: { openapi: '3.0.3', info: { title: 'Boson machine API', version: '1' }, tags: [{ name: 'containers' }, { name: 'exec' }, { name: 'system' }] },
+  });
+
+  app.setErrorHandler((err, _req, reply) => {
+    const e = err as { validation?: unknown; statusCode?: number; message: string };
+    const problem = e.validation !== undefined || (e.statusCode !== undefined && e.statusCode < 500 && !(err instanceof BosonError))
+      ? problemOf(new BosonError('INVALID_ARGUMENT', e.message))
+      : problemOf(err);
+    void reply.code(problem.status).type('application/problem+json').send(problem.body);
+  });
+
+  // Metrics: live VM count, boot and stop durations, failures.
+  const registry = new client.Registry();
+  const bootHist = new client.Histogram({ name: 'boson_vm_boot_seconds', help: 'Time to start a container (boot to process start)', buckets: [0.25, 0.5, 1, 2, 3, 5, 10, 30], registers: [registry] });
+  const stopHist = new client.Histogram({ name: 'boson_vm_stop_seconds', help: 'Time to stop a container', buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers: [registry] });
+  const failures = new client.Counter({ name: 'boson_vm_failures_total', help: 'Micro-VMs that failed to boot or start', registers: [registry] });
+  let failuresSeen = 0;
+  new client.Gauge({ name: 'boson_vms_running', help: 'Running micro-VMs', registers: [registry], collect() { this.set(service.liveIds().size); } });
+
+  app.get('/healthz', { schema: { tags: ['system'] } }, async () => ({ status: 'ok' }));
+  app.get('/metrics', { schema: { tags: ['system'], hide: true } }, async (_req, reply) => {
+    for (const v of service.metrics.boots.splice(0)) bootHist.observe(v / 1000);
+    for (const v of service.metrics.stops.splice(0)) stopHist.observe(v / 1000);
+    failures.inc(service.metrics.failures - failuresSeen);
+    failuresSeen = service.metrics.failures;
+    return reply.type(registry.contentType).send(await registry.metrics());
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get<{ Querystring: { all?: string } }>('/v1/containers', { schema: { tags: ['containers'], querystring: Type.Object({ all: Type.Optional(Type.String()) }) } }, async (req) =>
+    (await service.list(boolQuery(req.query.all))).map(containerJson));
+
+  app.post<{ Body: Static<typeof CreateBody> }>('/v1/containers', { schema: { tags: ['containers'], body: CreateBody } }, async (req, reply) => {
+    const b = req.body;
+    const record = await service.create({
+      image: b.image, name: b.name, args: b.cmd ?? [], entrypoint: b.entrypoint, env: b.env ?? [], workdir: b.workdir, user: b.user,
+      hostname: b.hostname, tty: b.tty ?? false, openStdin: b.openStdin ?? false, memoryMiB: b.memoryMiB, cpus: b.cpus, labels: b.labels,
+      restartPolicy: b.restart === undefined ? undefined : parseRestartPolicy(b.restart), autoRemove: b.autoRemove,
+    });
+    return reply.code(201).send({ id: record.id, name: record.name });
+  });
+
+  app.get<{ Params: Static<typeof RefParams> }>('/v1/containers/:ref', { schema: { tags: ['containers'], params: RefParams } }, async (req) => containerJson(service.inspect(req.params.ref)));
+
+  const action = (name: string, run: (ref: string, q: Record<string, string | undefined>) => Promise<unknown>): void => {
+    app.post<{ Params: Static<typeof RefParams>; Querystring: Record<string, string | undefined> }>(`/v1/containers/:ref/${name}`, { schema: { tags: ['containers'], params: RefParams } }, async (req, reply) => {
+      const result = await run(req.params.ref, req.query);
+      return result === undefined ? reply.code(204).send() : result;
+    });
+  };
+  const seconds = (v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new BosonError('INVALID_ARGUMENT', `invalid timeout: ${v}`);
+    return n;
+  };
+  action('start', (ref) => service.start(ref));
+  action('stop', (ref, q) => service.stop(ref, seconds(q.t)));
+  action('restart', (ref, q) => service.restart(ref, seconds(q.t)));
+  action('kill', (ref, q) => service.kill(ref, q.signal ?? 'KILL'));
+  action('rename', async (ref, q) => {
+    if (!q.name) throw new BosonError('INVALID_ARGUMENT', 'rename needs a name');
+    await service.rename(ref, q.name);
+  });
+  action('resize', async (ref, q) => service.resize(ref, Number(q.h ?? 24), Number(q.w ?? 80)));
+  action('wait', async (ref, q) => {
+    const condition = (q.condition ?? 'not-running') as 'not-running' | 'next-exit' | 'removed';
+    if (!['not-running', 'next-exit', 'removed'].includes(condition)) throw new BosonError('INVALID_ARGUMENT', `invalid wait condition: ${condition}`);
+    return service.wait(ref, condition);
+  });
+
+  app.delete<{ Params: Static<typeof RefParams>; Querystring: { force?: string } }>('/v1/containers/:ref', { schema: { tags: ['containers'], params: RefParams } }, async (req, reply) => {
+    await service.remove(req.params.ref, boolQuery(req.query.force));
+    return reply.code(204).send();
+  });
+
+  app.get<{ Params: Static<typeof RefParams> }>('/v1/containers/:ref/stats', { schema: { tags: ['containers'], params: RefParams } }, async (req) => service.stats(req.params.ref));
+
+  app.get<{ Params: Static<typeof RefParams>; Querystring: Record<string, string | undefined> }>('/v1/containers/:ref/logs', { schema: { tags: ['containers'], params: RefParams } }, async (req, reply) => {
+    const q = req.query;
+    const tail = q.tail === undefined || q.tail === 'all' ? undefined : Number(q.tail);
+    if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new BosonError('INVALID_ARGUMENT', `invalid --tail: ${q.tail}`);
+    const query = { stdout: q.stdout === undefined ? true : boolQuery(q.stdout), stderr: q.stderr === undefined ? true : boolQuery(q.stderr), sinceNs: nsFromTime(q.since), untilNs: nsFromTime(q.until), tail };
+    service.inspect(req.params.ref); // 404 before the stream starts
+    const abort = new AbortController();
+    req.raw.on('close', () => abort.abort());
+    reply.raw.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+    const write = (l: LogLine): void => {
+      reply.raw.write(JSON.stringify({ stream: l.stream, time: l.timeNs.toString(), data: l.data.toString('base64') }) + '\n');
+    };
+    await service.logs(req.params.ref, query, boolQuery(q.follow), write, abort.signal);
+    reply.raw.end();
+    return reply;
+  });
+
+  app.post<{ Params: Static<typeof RefParams>; Body: Static<typeof ExecBody> }>('/v1/containers/:ref/execs', { schema: { tags: ['exec'], params: RefParams, body: ExecBody } }, async (req, reply) => {
+    const b = req.body;
+    const exec = service.createExec(req.params.ref, { argv: b.cmd, env: b.env ?? [], cwd: b.workdir, user: b.user, tty: b.tty ?? false, stdin: b.stdin ?? false });
+    return reply.code(201).send({ id: exec.id });
+  });
+  app.get<{ Params: Static<typeof IdParams> }>('/v1/execs/:id', { schema: { tags: ['exec'], params: IdParams } }, async (req) => service.getExec(req.params.id));
+
+  app.get<{ Querystring: Record<string, string | undefined> }>('/v1/events', { schema: { tags: ['system'] } }, async (req, reply) => {
+    const since = nsFromTime(req.query.since);
+    const until = nsFromTime(req.query.until);
+    reply.raw.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+    const send = (e: { seq: number; timeNano: bigint; type: string; action: string; actorId: string; attributes: Record<string, string> }): void => {
+      reply.raw.write(JSON.stringify({ ...e, timeNano: e.timeNano.toString() }) + '\n');
+    };
+    let last = 0;
+    if (since !== undefined) for (const e of service.pastEvents(0, since, until)) {
+      send(e);
+      last = e.seq;
+    }
+    if (until !== undefined && until <= BigInt(Date.now()) * 1_000_000n) {
+      reply.raw.end();
+      return reply;
+    }
+    const onEvent = (e: { seq: number; timeNano: bigint; type: string; action: string; actorId: string; attributes: Record<string, string> }): void => {
+      if (e.seq > last && (until === undefined || e.timeNano <= until)) send(e);
+    };
+    service.events.on('event', onEvent);
+    await new Promise<void>((resolve) => req.raw.on('close', resolve));
+    service.events.off('event', onEvent);
+    return reply;
+  });
+
+  // Connection upgrades: attach and exec start.
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void handleUpgrade(service, req, socket, head);
+  });
+  return app;
+}
+
+async function handleUpgrade(service: MachineService, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  socket.on('error', () => undefined);
+  const url = new URL(req.url ?? '/', 'http://boson');
+  const fail = (err: unknown): void => {
+    const { status, body } = problemOf(err);
+    const text = JSON.stringify(body);
+    socket.end(`HTTP/1.1 ${status} Error\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+  };
+  const attachMatch = /^\/v1\/containers\/([^/]+)\/attach$/.exec(url.pathname);
+  const execMatch = /^\/v1\/execs\/([^/]+)\/start$/.exec(url.pathname);
+  try {
+    if (attachMatch) {
+      const record = service.inspect(decodeURIComponent(attachMatch[1]!));
+      if (record.state !== 'running') throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
+      const tty = record.config.tty;
+      upgraded(socket);
+      const abort = new AbortController();
+      socket.on('close', () => abort.abort());
+      const sink = sinkFor(socket, tty);
+      const session = await service.attach(record.id, sink, abort.signal);
+      if (head.length > 0) session.stdin(head);
+      socket.on('data', (d: Buffer) => session.stdin(d));
+      socket.on('end', () => session.closeStdin());
+      await session.done;
+      socket.end();
+    } else if (execMatch) {
+      const exec = service.getExec(decodeURIComponent(execMatch[1]!));
+      upgraded(socket);
+      const ctl = await service.startExec(exec.id, sinkFor(socket, exec.tty));
+      if (head.length > 0) ctl.stdin(head);
+      socket.on('data', (d: Buffer) => ctl.stdin(d));
+      socket.on('end', () => ctl.closeStdin());
+      await ctl.exit;
+      socket.end();
+    } else {
+      throw new BosonError('INVALID_ARGUMENT', `no upgrade at ${url.pathname}`);
+    }
+  } catch (err) {
+    if (socket.writable && !(socket as Duplex & { upgradedFlag?: boolean }).upgradedFlag) fail(err);
+    else socket.end();
+  }
+}
+
+function upgraded(socket: Duplex): void {
+  socket.write('HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
+  (socket as Duplex & { upgradedFlag?: boolean }).upgradedFlag = true;
+}
+
+function sinkFor(socket: Duplex, tty: boolean): StreamSink {
+  return {
+    stdout: (d) => void socket.write(tty ? d : streamFrame(1, d)),
+    stderr: (d) => void socket.write(tty ? d : streamFrame(2, d)),
+  };
+}

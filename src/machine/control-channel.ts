@@ -1,0 +1,121 @@
+/**
+ * The control channel of a daemon-managed micro-VM (port boson.ctl): HELLO, then frames sorted by session, so that
+ * the main process (session 0) and each exec session get their own stream of frames. Output of session 0 does not
+ * come here: with LOG_PORT it goes to the log file (logs.ts).
+ */
+import type { Duplex } from 'node:stream';
+import { BosonError } from '../common/index.ts';
+import { FrameDecoder, FrameType, decodeHello, encodeFrame, encodeChunked, encodeWinsize, PROTOCOL_VERSION, type Frame, type Hello } from '../guest/index.ts';
+
+/** Receives the frames of one session. */
+export type SessionHandler = (frame: Frame) => void;
+
+/** The host end of boson.ctl for a daemon-managed VM. */
+export class ControlChannel {
+  private readonly decoder = new FrameDecoder();
+  private readonly handlers = new Map<number, SessionHandler>();
+  private hello: Hello | undefined;
+  private helloWaiters: Array<{ resolve: (h: Hello) => void; reject: (e: Error) => void }> = [];
+  private closedFlag = false;
+  private readonly closeHandlers: Array<() => void> = [];
+
+  constructor(private readonly stream: Duplex) {
+    stream.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = this.decoder.push(chunk);
+      } catch (err) {
+        this.fail(err as Error);
+        return;
+      }
+      for (const frame of frames) this.dispatch(frame);
+    });
+    stream.on('error', () => undefined);
+    stream.on('close', () => this.fail(new BosonError('GUEST_CRASHED', 'the micro-VM closed its control channel')));
+  }
+
+  /** Resolves on HELLO (the booted signal); rejects if the channel closes first or speaks another version. */
+  waitForHello(): Promise<Hello> {
+    if (this.hello) return Promise.resolve(this.hello);
+    return new Promise((resolve, reject) => this.helloWaiters.push({ resolve, reject }));
+  }
+
+  /** Routes frames of `session` to `handler` (replacing any previous one). */
+  onSession(session: number, handler: SessionHandler): void {
+    this.handlers.set(session, handler);
+  }
+
+  /** Stops routing frames of `session`. */
+  offSession(session: number): void {
+    this.handlers.delete(session);
+  }
+
+  /** Calls `handler` once when the channel closes (QEMU gone or disconnected). */
+  onClose(handler: () => void): void {
+    if (this.closedFlag) handler();
+    else this.closeHandlers.push(handler);
+  }
+
+  /** True once the channel has closed. */
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  /** Sends one frame; false when the caller should wait for 'drain'. */
+  send(type: number, payload: Buffer = Buffer.alloc(0), session = 0): boolean {
+    if (this.closedFlag) return true;
+    return this.stream.write(encodeFrame(type, payload, session));
+  }
+
+  /** Sends stdin bytes to a session. */
+  sendStdin(data: Buffer, session = 0): boolean {
+    let ok = true;
+    if (this.closedFlag) return true;
+    for (const frame of encodeChunked(FrameType.STDIN, data, session)) ok = this.stream.write(frame);
+    return ok;
+  }
+
+  /** Sends a signal to a session's process. */
+  sendSignal(signo: number, session = 0): void {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(signo);
+    this.send(FrameType.SIGNAL, b, session);
+  }
+
+  /** Resizes a session's pty. */
+  sendResize(rows: number, cols: number, session = 0): void {
+    this.send(FrameType.RESIZE, encodeWinsize(rows, cols), session);
+  }
+
+  /** The stream, for waiting on 'drain'. */
+  get raw(): Duplex {
+    return this.stream;
+  }
+
+  /** Closes the host end (the VM keeps running). */
+  close(): void {
+    this.stream.destroy();
+  }
+
+  private dispatch(frame: Frame): void {
+    if (frame.type === FrameType.HELLO) {
+      try {
+        const hello = decodeHello(frame);
+        if (hello.version !== PROTOCOL_VERSION) throw new BosonError('GUEST_PROTOCOL', `guest speaks protocol ${hello.version}, host speaks ${PROTOCOL_VERSION} (rebuild boson-init)`);
+        this.hello = hello;
+        for (const w of this.helloWaiters.splice(0)) w.resolve(hello);
+      } catch (err) {
+        this.fail(err as Error);
+      }
+      return;
+    }
+    this.handlers.get(frame.session)?.(frame);
+  }
+
+  private fail(err: Error): void {
+    for (const w of this.helloWaiters.splice(0)) w.reject(err);
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    for (const h of this.closeHandlers.splice(0)) h();
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The machine daemon process: opens state, re-attaches to running micro-VMs, and serves the REST API on a UNIX
+ * socket (mode 0660) and optionally on TCP. Stopping it (SIGTERM, SIGINT) leaves every micro-VM running.
+ */
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { BosonError, type BosonPaths } from '../common/index.ts';
+import { MachineService } from './service.ts';
+import { buildApi } from './api/server.ts';
+import { MachineClient } from './api/client.ts';
+
+/** Where and how the daemon listens. */
+export interface DaemonOptions {
+  paths: BosonPaths;
+  socketPath: string;
+  /** host:port for an additional TCP listener (no authentication: bind it to loopback). */
+  tcp?: string;
+  pidFile?: string;
+}
+
+/** A running daemon. */
+export interface RunningDaemon {
+  service: MachineService;
+  /** Stops serving and detaches from the VMs (which keep running). */
+  close(): Promise<void>;
+}
+
+/** Starts the daemon; DAEMON_UNAVAILABLE-style conflicts if another daemon already answers on the socket. */
+export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
+  const { socketPath } = options;
+  await mkdir(path.dirname(socketPath), { recursive: true });
+  try {
+    await new MachineClient(socketPath).request('GET', '/healthz');
+    throw new BosonError('INVALID_ARGUMENT', `a Boson daemon is already running on ${socketPath}`);
+  } catch (err) {
+    if (err instanceof BosonError && err.code !== 'DAEMON_UNAVAILABLE') throw err;
+  }
+  await rm(socketPath, { force: true });
+  const service = new MachineService(options.paths);
+  await service.init();
+  const app = await buildApi(service);
+  await app.listen({ path: socketPath });
+  await chmod(socketPath, 0o660);
+  let tcpServer: net.Server | undefined;
+  if (options.tcp) {
+    const m = /^(.*):(\d+)$/.exec(options.tcp);
+    if (!m) throw new BosonError('INVALID_ARGUMENT', `invalid --tcp address: ${options.tcp} (use host:port)`);
+    tcpServer = net.createServer((conn) => {
+      const upstream = net.connect(socketPath);
+      conn.on('error', () => upstream.destroy());
+      upstream.on('error', () => conn.destroy());
+      conn.pipe(upstream).pipe(conn);
+    });
+    await new Promise<void>((resolve, reject) => {
+      tcpServer!.once('error', reject);
+      tcpServer!.listen(Number(m[2]), m[1], resolve);
+    });
+  }
+  if (options.pidFile) await writeFile(options.pidFile, `${process.pid}\n`);
+  return {
+    service,
+    close: async () => {
+      tcpServer?.close();
+      await app.close();
+      await service.close();
+      await rm(socketPath, { force: true });
+      if (options.pidFile) await rm(options.pidFile, { force: true });
+    },
+  };
+}

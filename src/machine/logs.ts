@@ -1,0 +1,151 @@
+/**
+ * A container's log file: the guest's `boson.log` port, appended to by QEMU itself, so it survives the daemon.
+ * It holds timestamped STDOUT/STDERR records plus STARTED, ERROR and EXIT (docs/guest-protocol.md, version 2).
+ * This module reads it: all records with Docker's filters (since, until, tail), follow mode, and the last exit.
+ */
+import { open, stat } from 'node:fs/promises';
+import { watch } from 'node:fs';
+import { FrameDecoder, FrameType, type Frame } from '../guest/index.ts';
+
+/** One output record. */
+export interface LogLine {
+  stream: 'stdout' | 'stderr';
+  timeNs: bigint;
+  data: Buffer;
+}
+
+/** A lifecycle record found in the log. */
+export interface LogLifecycle {
+  kind: 'started' | 'exit' | 'error';
+  timeNs: bigint;
+  status?: number;
+  signal?: number;
+  reason?: number;
+  message?: string;
+}
+
+/** Filters for reading logs, as `docker logs` has them. */
+export interface LogQuery {
+  stdout?: boolean;
+  stderr?: boolean;
+  sinceNs?: bigint;
+  untilNs?: bigint;
+  /** Only the last N output records (lines as the guest wrote them in chunks, split on newlines here). */
+  tail?: number;
+}
+
+/** Parses whole records from `frames`; output is split into lines so that tail and timestamps work per line. */
+function toRecords(frames: Frame[], lines: LogLine[], lifecycle: LogLifecycle[], partial: Map<string, { timeNs: bigint; data: Buffer }>): void {
+  for (const f of frames) {
+    if (f.payload.length < 8) continue;
+    const timeNs = f.payload.readBigUInt64BE(0);
+    const body = f.payload.subarray(8);
+    if (f.type === FrameType.STDOUT || f.type === FrameType.STDERR) {
+      const stream = f.type === FrameType.STDOUT ? 'stdout' : 'stderr';
+      let data = body;
+      const pending = partial.get(stream);
+      if (pending) data = Buffer.concat([pending.data, data]);
+      const start = pending?.timeNs ?? timeNs;
+      let off = 0;
+      for (let nl = data.indexOf(10, off); nl >= 0; nl = data.indexOf(10, off)) {
+        lines.push({ stream, timeNs: off === 0 ? start : timeNs, data: data.subarray(off, nl + 1) });
+        off = nl + 1;
+      }
+      if (off < data.length) partial.set(stream, { timeNs: off === 0 ? start : timeNs, data: data.subarray(off) });
+      else partial.delete(stream);
+    } else if (f.type === FrameType.EXIT && body.length >= 8) {
+      lifecycle.push({ kind: 'exit', timeNs, status: body.readInt32BE(0), signal: body.readUInt32BE(4) });
+    } else if (f.type === FrameType.STARTED) {
+      lifecycle.push({ kind: 'started', timeNs });
+    } else if (f.type === FrameType.ERROR && body.length >= 1) {
+      lifecycle.push({ kind: 'error', timeNs, reason: body.readUInt8(0), message: body.subarray(1).toString('utf8') });
+    }
+  }
+}
+
+/** Reads a log file from `offset`; returns its lines, lifecycle records and the offset after the last whole record. */
+export async function readLog(file: string, offset = 0): Promise<{ lines: LogLine[]; lifecycle: LogLifecycle[]; end: number }> {
+  const lines: LogLine[] = [];
+  const lifecycle: LogLifecycle[] = [];
+  let handle;
+  try {
+    handle = await open(file, 'r');
+  } catch {
+    return { lines, lifecycle, end: offset };
+  }
+  try {
+    const decoder = new FrameDecoder();
+    const partial = new Map<string, { timeNs: bigint; data: Buffer }>();
+    const buf = Buffer.alloc(1 << 20);
+    let pos = offset;
+    for (;;) {
+      const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) break;
+      pos += bytesRead;
+      toRecords(decoder.push(Buffer.from(buf.subarray(0, bytesRead))), lines, lifecycle, partial);
+    }
+    // A line without its newline yet (the process is still writing it) is still output.
+    for (const [stream, p] of partial) lines.push({ stream: stream as LogLine['stream'], timeNs: p.timeNs, data: p.data });
+    return { lines, lifecycle, end: pos - decoder.buffered };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Applies a LogQuery to lines. */
+export function filterLines(lines: LogLine[], q: LogQuery): LogLine[] {
+  let out = lines.filter((l) => (l.stream === 'stdout' ? q.stdout !== false : q.stderr !== false));
+  if (q.sinceNs !== undefined) out = out.filter((l) => l.timeNs >= q.sinceNs!);
+  if (q.untilNs !== undefined) out = out.filter((l) => l.timeNs <= q.untilNs!);
+  if (q.tail !== undefined && q.tail >= 0) out = q.tail === 0 ? [] : out.slice(-q.tail);
+  return out;
+}
+
+/** The last EXIT recorded in a log file, if any (how a container that died while no daemon ran ended). */
+export async function lastExit(file: string): Promise<LogLifecycle | undefined> {
+  const { lifecycle } = await readLog(file);
+  const lastStart = lifecycle.map((l) => l.kind).lastIndexOf('started');
+  const exits = lifecycle.filter((l, i) => l.kind === 'exit' && i > lastStart);
+  return exits.at(-1);
+}
+
+/**
+ * Follows a log file from `offset`, calling `onLine` for each new line as the guest writes it, until `signal`
+ * aborts. Uses fs.watch with a polling fallback (QEMU appends from another process).
+ */
+export async function followLog(file: string, offset: number, q: LogQuery, onLine: (line: LogLine) => void, onLifecycle: (l: LogLifecycle) => void, signal: AbortSignal): Promise<void> {
+  let pos = offset;
+  let busy = false;
+  let again = false;
+  const pump = async (): Promise<void> => {
+    if (busy) {
+      again = true;
+      return;
+    }
+    busy = true;
+    try {
+      do {
+        again = false;
+        const size = (await stat(file).catch(() => ({ size: pos }))).size;
+        if (size <= pos) continue;
+        const { lines, lifecycle, end } = await readLog(file, pos);
+        pos = end;
+        for (const l of filterLines(lines, { ...q, tail: undefined })) onLine(l);
+        for (const l of lifecycle) onLifecycle(l);
+      } while (again && !signal.aborted);
+    } finally {
+      busy = false;
+    }
+  };
+  let watcher: ReturnType<typeof watch> | undefined;
+  try {
+    watcher = watch(file, () => void pump());
+  } catch {
+    // No inotify for this file: polling alone.
+  }
+  const timer = setInterval(() => void pump(), 250);
+  await pump();
+  await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  clearInterval(timer);
+  watcher?.close();
+}
