@@ -465,6 +465,7 @@ export class ImageStore {
         await this.writeIndex(index);
         return ImageStore.withRefs(index, merged);
       });
+      await fs.rmdir(this.partialDir).catch(() => undefined);
       opts.onProgress?.({ phase: 'pulled', detail: image.id });
       return { image, reference: ref.canonical, digest: got.topDigest, upToDate: existed && got.added.length === 0 };
     } catch (err) {
@@ -473,6 +474,9 @@ export class ImageStore {
       if (!resumable) {
         for (const d of fetcher.added) await fs.rm(this.content.blobPath(d), { force: true });
         await fetcher.removePartials();
+      }
+      if (err instanceof BosonError && !err.message.includes(ref.canonical)) {
+        throw new BosonError(err.code, `pull ${ref.canonical}: ${err.message}`, { cause: err, details: { ...err.details, reference: ref.canonical } });
       }
       throw err;
     } finally {
