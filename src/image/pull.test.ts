@@ -172,7 +172,7 @@ test('a corrupt blob (same size, other bytes) is IMAGE_CORRUPT; nothing is kept'
   const { layer } = await freshRepo('corrupt', 2);
   const good = reg.blobs.get(layer)!;
   const bad = Buffer.from(good);
-  bad[bad.length >> 1] ^= 0xff;
+  bad[bad.length >> 1] = bad[bad.length >> 1]! ^ 0xff;
   reg.blobs.set(layer, bad);
   const err = await failsCleanly(`${reg.host}/corrupt:v1`, 'IMAGE_CORRUPT');
   assert.match(err.message, /does not match its digest/);
