@@ -52,6 +52,14 @@ export const ERROR_CATALOGUE = {
   MANIFEST_UNKNOWN: { kind: 'NotFound', exit: 86, summary: 'the registry has no such repository, tag or digest' },
   PLATFORM_NOT_FOUND: { kind: 'NotFound', exit: 87, summary: 'the image index has no manifest for the requested platform' },
   IMAGE_IN_USE: { kind: 'FailedPrecondition', exit: 88, summary: 'the image is used by a container (rmi without --force)' },
+  PORT_IN_USE: { kind: 'FailedPrecondition', exit: 89, summary: 'a host port asked to be published is already bound on the host' },
+  NETWORK_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no network has that id or name' },
+  NETWORK_NAME_IN_USE: { kind: 'AlreadyExists', exit: 90, summary: 'another network already has that name' },
+  NETWORK_IN_USE: { kind: 'FailedPrecondition', exit: 91, summary: 'the network still has containers connected, or is a predefined network (rm)' },
+  SUBNET_OVERLAP: { kind: 'FailedPrecondition', exit: 92, summary: "the network's subnet overlaps another network or a route of the host" },
+  ADDRESS_EXHAUSTED: { kind: 'ResourceExhausted', exit: 93, summary: "no free address is left in the network's subnet, or no free subnet for a new network" },
+  ALREADY_CONNECTED: { kind: 'AlreadyExists', exit: 94, summary: 'the container is already connected to that network' },
+  ROOTLESS_UNSUPPORTED: { kind: 'FailedPrecondition', exit: 95, summary: 'the operation needs a root daemon (rootless mode uses QEMU user-mode networking)' },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
 
