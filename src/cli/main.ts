@@ -8,6 +8,8 @@ import { reportError } from './output.ts';
 import { registerRun } from './commands/run.ts';
 import { registerInfo } from './commands/info.ts';
 import { registerImageCommands } from './commands/images.ts';
+import { registerUp } from './commands/up.ts';
+import { registerContainerCommands } from './commands/containers.ts';
 import { registerPullCommands } from './commands/pull.ts';
 
 const program = new Command('boson')
@@ -21,6 +23,8 @@ program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('er
 registerRun(program);
 registerInfo(program);
 registerImageCommands(program);
+registerUp(program);
+registerContainerCommands(program);
 registerPullCommands(program);
 
 try {

@@ -3,68 +3,52 @@
  * Ctrl-C is forwarded to the container as SIGINT (with -t the guest's terminal makes it from the ^C byte); a second
  * Ctrl-C stops the VM. The exit status is the container's.
  */
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { BosonError, bosonPaths } from '../../common/index.ts';
-import { ContainerRunner, hostCpuCount, parseCpus, parseEnvFile, parseMemory, type RunningContainer } from '../../machine/index.ts';
+import { ContainerRunner, MachineClient, daemonSocketPath, hostCpuCount, parseCpus, parseMemory, type RunningContainer } from '../../machine/index.ts';
+import { addContainerFlags, createBody, envFromFlags, type ContainerFlags } from '../container-flags.ts';
 import { StatusLine } from '../output.ts';
 
-interface RunFlags {
-  rm?: boolean;
-  name?: string;
-  env: string[];
-  envFile: string[];
-  workdir?: string;
-  user?: string;
-  entrypoint?: string;
-  interactive?: boolean;
-  tty?: boolean;
-  memory?: string;
-  cpus?: string;
-  hostname?: string;
+interface RunFlags extends ContainerFlags {
+  detach?: boolean;
 }
-
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 const FORWARDED_SIGNALS: Array<[NodeJS.Signals, number]> = [['SIGTERM', 15], ['SIGHUP', 1], ['SIGQUIT', 3], ['SIGUSR1', 10], ['SIGUSR2', 12]];
 
 /** Adds `run` to the program. */
 export function registerRun(program: Command): void {
-  program
+  const run = program
     .command('run')
     .description('Run a command in a new container, in its own micro-VM')
     .argument('<image>', 'image reference (e.g. busybox)')
     .argument('[command...]', 'command and arguments (default: the image\'s)')
-    .option('--rm', 'remove the container when it exits')
-    .option('--name <name>', 'name the container')
-    .option('-e, --env <KEY=value>', 'set an environment variable (repeatable; KEY alone copies it from this shell)', collect, [])
-    .option('--env-file <file>', 'read environment variables from a file (repeatable)', collect, [])
-    .option('-w, --workdir <dir>', 'working directory inside the container')
-    .option('-u, --user <user[:group]>', 'user to run as (name or uid, optional group)')
-    .option('--entrypoint <cmd>', 'override the image\'s entrypoint ("" clears it)')
-    .option('-i, --interactive', 'keep stdin open and forward it')
-    .option('-t, --tty', 'allocate a pseudo-terminal in the guest')
-    .option('-m, --memory <size>', 'memory of the micro-VM (e.g. 512m, 1g; default 256m)')
-    .option('--cpus <n>', 'vCPUs of the micro-VM (default 1)')
-    .option('-h, --hostname <name>', 'hostname inside the container')
-    .passThroughOptions()
-    .helpOption('--help', 'display help for command')
-    .action(async (image: string, command: string[], flags: RunFlags) => {
-      process.exit(await runCommand(image, command, flags));
-    });
+    .option('-d, --detach', 'run in the background under the daemon; prints the container id')
+    .passThroughOptions();
+  addContainerFlags(run).action(async (image: string, command: string[], flags: RunFlags) => {
+    if (flags.detach) {
+      await runDetached(image, command, flags);
+      return;
+    }
+    process.exit(await runCommand(image, command, flags));
+  });
+}
+
+/** `run -d`: create and start under the daemon, print the id. */
+async function runDetached(image: string, args: string[], flags: RunFlags): Promise<void> {
+  const client = new MachineClient(daemonSocketPath(bosonPaths()));
+  const created = await client.request<{ id: string }>('POST', '/v1/containers', await createBody(image, args, flags));
+  try {
+    await client.request('POST', `/v1/containers/${created.id}/start`);
+  } catch (err) {
+    if (flags.rm) await client.request('DELETE', `/v1/containers/${created.id}?force=1`).catch(() => undefined);
+    throw err;
+  }
+  process.stdout.write(`${created.id}\n`);
 }
 
 async function runCommand(image: string, args: string[], flags: RunFlags): Promise<number> {
-  const env = [...flags.env];
-  for (const file of flags.envFile) {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (cause) {
-      throw new BosonError('INVALID_ARGUMENT', `cannot read env file ${file}: ${(cause as Error).message}`, { cause });
-    }
-    env.push(...parseEnvFile(text, process.env, file));
-  }
+  if (flags.restart !== undefined) throw new BosonError('INVALID_ARGUMENT', '--restart applies to daemon-managed containers: add -d');
+  const env = await envFromFlags(flags);
   const memoryMiB = flags.memory === undefined ? undefined : parseMemory(flags.memory);
   const cpus = flags.cpus === undefined ? undefined : parseCpus(flags.cpus, hostCpuCount());
   const tty = Boolean(flags.tty);

@@ -1,0 +1,249 @@
+/**
+ * Container commands that talk to the machine daemon: create, start, stop, restart, kill, rm, wait, ps, inspect,
+ * logs, attach, exec, stats, events, rename.
+ */
+import type { Command } from 'commander';
+import { BosonError, bosonPaths } from '../../common/index.ts';
+import { MachineClient, StreamDemuxer, daemonSocketPath, parseSignal, type ContainerRecord, type ContainerStats } from '../../machine/index.ts';
+import { addContainerFlags, createBody, envFromFlags, type ContainerFlags } from '../container-flags.ts';
+import { formatBytes, printJson, printTable } from '../output.ts';
+
+function client(): MachineClient {
+  return new MachineClient(daemonSocketPath(bosonPaths()));
+}
+
+const enc = encodeURIComponent;
+
+/** Docker's human durations ("5 seconds", "About a minute", "3 hours"). */
+export function humanDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 1) return 'Less than a second';
+  if (s === 1) return '1 second';
+  if (s < 60) return `${s} seconds`;
+  const m = Math.round(s / 60);
+  if (m === 1) return 'About a minute';
+  if (m < 60) return `${m} minutes`;
+  const h = Math.round(s / 3600);
+  if (h === 1) return 'About an hour';
+  if (h < 48) return `${h} hours`;
+  if (h < 24 * 7 * 2) return `${Math.round(h / 24)} days`;
+  if (h < 24 * 30 * 2) return `${Math.round(h / 24 / 7)} weeks`;
+  if (h < 24 * 365 * 2) return `${Math.round(h / 24 / 30)} months`;
+  return `${Math.round(h / 24 / 365)} years`;
+}
+
+/** The STATUS column of `ps`, as Docker words it. */
+export function statusText(r: ContainerRecord, now = Date.now()): string {
+  const since = (iso: string | null): string => humanDuration(now - Date.parse(iso ?? new Date(now).toISOString()));
+  switch (r.state) {
+    case 'running':
+      return `Up ${since(r.startedAt)}`;
+    case 'restarting':
+      return `Restarting (${r.exitCode ?? 0}) ${since(r.finishedAt)} ago`;
+    case 'exited':
+      return `Exited (${r.exitCode ?? 0}) ${since(r.finishedAt)} ago`;
+    case 'created':
+      return 'Created';
+    default:
+      return r.state;
+  }
+}
+
+async function forEach(refs: string[], fn: (ref: string) => Promise<void>): Promise<void> {
+  let failed: unknown;
+  for (const ref of refs) {
+    try {
+      await fn(ref);
+    } catch (err) {
+      failed = err;
+      process.stderr.write(`boson: ${(err as Error).message}\n`);
+    }
+  }
+  if (failed !== undefined) process.exitCode = 1;
+}
+
+/** Pipes an upgraded stream to this terminal; resolves when the server closes it. */
+async function pump(stream: import('node:stream').Duplex, tty: boolean, stdin: boolean): Promise<void> {
+  const demux = new StreamDemuxer((d) => process.stdout.write(d), (d) => process.stderr.write(d));
+  stream.on('data', (d: Buffer) => (tty ? process.stdout.write(d) : demux.push(d)));
+  const raw = tty && stdin && process.stdin.isTTY;
+  if (raw) process.stdin.setRawMode(true);
+  if (stdin) {
+    process.stdin.on('data', (d: Buffer) => stream.write(d));
+    process.stdin.on('end', () => stream.end());
+  }
+  await new Promise<void>((resolve) => {
+    stream.on('close', resolve);
+    stream.on('end', resolve);
+    stream.on('error', () => resolve());
+  });
+  if (raw) process.stdin.setRawMode(false);
+  if (stdin) process.stdin.pause();
+}
+
+/** Adds the daemon-backed container commands to the program. */
+export function registerContainerCommands(program: Command): void {
+  addContainerFlags(program.command('create').description('Create a container (daemon-managed) without starting it')
+    .argument('<image>').argument('[command...]').passThroughOptions())
+    .action(async (image: string, command: string[], flags: ContainerFlags) => {
+      const created = await client().request<{ id: string }>('POST', '/v1/containers', await createBody(image, command, flags));
+      process.stdout.write(`${created.id}\n`);
+    });
+
+  program.command('start').description('Start containers').argument('<containers...>').option('-a, --attach', 'attach to its output and wait for it')
+    .action(async (refs: string[], flags: { attach?: boolean }) => {
+      if (flags.attach) {
+        if (refs.length !== 1) throw new BosonError('INVALID_ARGUMENT', 'start -a takes one container');
+        const c = client();
+        const record = await c.request<ContainerRecord>('GET', `/v1/containers/${enc(refs[0]!)}`);
+        await c.request('POST', `/v1/containers/${enc(record.id)}/start`);
+        const stream = await c.upgrade(`/v1/containers/${enc(record.id)}/attach`);
+        await pump(stream, record.config.tty, record.config.openStdin);
+        const result = await c.request<{ statusCode: number }>('POST', `/v1/containers/${enc(record.id)}/wait`);
+        process.exit(result.statusCode);
+      }
+      await forEach(refs, async (ref) => {
+        await client().request('POST', `/v1/containers/${enc(ref)}/start`);
+        process.stdout.write(`${ref}\n`);
+      });
+    });
+
+  for (const [name, description] of [['stop', 'Stop containers (SIGTERM, then kill after the timeout)'], ['restart', 'Restart containers']] as const) {
+    program.command(name).description(description).argument('<containers...>').option('-t, --time <seconds>', 'seconds to wait before killing', '10')
+      .action(async (refs: string[], flags: { time: string }) => {
+        await forEach(refs, async (ref) => {
+          await client().request('POST', `/v1/containers/${enc(ref)}/${name}?t=${enc(flags.time)}`);
+          process.stdout.write(`${ref}\n`);
+        });
+      });
+  }
+
+  program.command('kill').description('Send a signal to containers').argument('<containers...>').option('-s, --signal <signal>', 'signal to send', 'KILL')
+    .action(async (refs: string[], flags: { signal: string }) => {
+      parseSignal(flags.signal);
+      await forEach(refs, async (ref) => {
+        await client().request('POST', `/v1/containers/${enc(ref)}/kill?signal=${enc(flags.signal)}`);
+        process.stdout.write(`${ref}\n`);
+      });
+    });
+
+  program.command('rm').description('Remove containers').argument('<containers...>').option('-f, --force', 'kill and remove running containers')
+    .action(async (refs: string[], flags: { force?: boolean }) => {
+      await forEach(refs, async (ref) => {
+        await client().request('DELETE', `/v1/containers/${enc(ref)}${flags.force ? '?force=1' : ''}`);
+        process.stdout.write(`${ref}\n`);
+      });
+    });
+
+  program.command('wait').description('Wait for containers to stop; print their exit codes').argument('<containers...>')
+    .action(async (refs: string[]) => {
+      await forEach(refs, async (ref) => {
+        const r = await client().request<{ statusCode: number }>('POST', `/v1/containers/${enc(ref)}/wait`);
+        process.stdout.write(`${r.statusCode}\n`);
+      });
+    });
+
+  program.command('rename').description('Rename a container').argument('<container>').argument('<new-name>')
+    .action(async (ref: string, name: string) => {
+      await client().request('POST', `/v1/containers/${enc(ref)}/rename?name=${enc(name)}`);
+    });
+
+  program.command('ps').description('List containers').option('-a, --all', 'include stopped containers').option('-q, --quiet', 'only ids').option('--json', 'print as JSON')
+    .action(async (flags: { all?: boolean; quiet?: boolean; json?: boolean }) => {
+      const list = await client().request<ContainerRecord[]>('GET', `/v1/containers${flags.all ? '?all=1' : ''}`);
+      if (flags.json) printJson(list);
+      else if (flags.quiet) process.stdout.write(list.map((r) => `${r.id.slice(0, 12)}\n`).join(''));
+      else {
+        printTable(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES'], list.map((r) => {
+          const cmd = JSON.stringify(r.config.argv.join(' ')).slice(0, 22);
+          return [r.id.slice(0, 12), r.image, cmd, `${humanDuration(Date.now() - Date.parse(r.created))} ago`, statusText(r), r.name];
+        }));
+      }
+    });
+
+  program.command('inspect').description('Show containers as JSON').argument('<containers...>')
+    .action(async (refs: string[]) => {
+      const out: ContainerRecord[] = [];
+      await forEach(refs, async (ref) => {
+        out.push(await client().request<ContainerRecord>('GET', `/v1/containers/${enc(ref)}`));
+      });
+      printJson(out);
+    });
+
+  program.command('logs').description('Show a container\'s output').argument('<container>')
+    .option('-f, --follow', 'keep following the output').option('-n, --tail <n>', 'only the last n lines', 'all')
+    .option('--since <time>', 'only lines since (RFC 3339 or unix seconds)').option('--until <time>', 'only lines until').option('-t, --timestamps', 'show timestamps')
+    .action(async (ref: string, flags: { follow?: boolean; tail: string; since?: string; until?: string; timestamps?: boolean }) => {
+      const q = new URLSearchParams({ tail: flags.tail, ...(flags.follow ? { follow: '1' } : {}), ...(flags.since ? { since: flags.since } : {}), ...(flags.until ? { until: flags.until } : {}) });
+      const abort = new AbortController();
+      process.once('SIGINT', () => abort.abort());
+      await client().stream<{ stream: string; time: string; data: string }>(`/v1/containers/${enc(ref)}/logs?${q}`, (item) => {
+        let data = Buffer.from(item.data, 'base64');
+        if (flags.timestamps) {
+          const ns = BigInt(item.time);
+          const iso = new Date(Number(ns / 1_000_000n)).toISOString().replace(/\.\d+Z$/, `.${(ns % 1_000_000_000n).toString().padStart(9, '0')}Z`);
+          data = Buffer.concat([Buffer.from(`${iso} `), data]);
+        }
+        (item.stream === 'stderr' ? process.stderr : process.stdout).write(data);
+      }, abort.signal);
+    });
+
+  program.command('attach').description('Attach this terminal to a running container').argument('<container>').option('--no-stdin', 'do not forward stdin')
+    .action(async (ref: string, flags: { stdin: boolean }) => {
+      const c = client();
+      const record = await c.request<ContainerRecord>('GET', `/v1/containers/${enc(ref)}`);
+      const stream = await c.upgrade(`/v1/containers/${enc(record.id)}/attach`);
+      await pump(stream, record.config.tty, flags.stdin && record.config.openStdin);
+      const result = await c.request<{ statusCode: number }>('POST', `/v1/containers/${enc(record.id)}/wait`);
+      process.exit(result.statusCode);
+    });
+
+  const collect = (v: string, prev: string[]): string[] => [...prev, v];
+  program.command('exec').description('Run a further command in a running container').argument('<container>').argument('<command...>')
+    .option('-i, --interactive', 'forward stdin').option('-t, --tty', 'allocate a pty').option('-d, --detach', 'run in the background')
+    .option('-e, --env <KEY=value>', 'set an environment variable (repeatable)', collect, []).option('-w, --workdir <dir>', 'working directory')
+    .option('-u, --user <user[:group]>', 'user to run as').passThroughOptions().helpOption('--help', 'display help for command')
+    .action(async (ref: string, command: string[], flags: { interactive?: boolean; tty?: boolean; detach?: boolean; env: string[]; workdir?: string; user?: string }) => {
+      const c = client();
+      const env = await envFromFlags({ env: flags.env, envFile: [], label: [] });
+      const { id } = await c.request<{ id: string }>('POST', `/v1/containers/${enc(ref)}/execs`, {
+        cmd: command, env, workdir: flags.workdir, user: flags.user, tty: Boolean(flags.tty), stdin: Boolean(flags.interactive) && !flags.detach,
+      });
+      const stream = await c.upgrade(`/v1/execs/${id}/start`);
+      if (flags.detach) {
+        stream.destroy();
+        return;
+      }
+      await pump(stream, Boolean(flags.tty), Boolean(flags.interactive));
+      const result = await c.request<{ exitCode: number | null }>('GET', `/v1/execs/${id}`);
+      process.exit(result.exitCode ?? 126);
+    });
+
+  program.command('stats').description('Resource usage of running containers').argument('[containers...]')
+    .option('--no-stream', 'print once and exit (the default here)').option('--json', 'print as JSON')
+    .action(async (refs: string[], flags: { json?: boolean }) => {
+      const c = client();
+      const targets = refs.length > 0 ? refs : (await c.request<ContainerRecord[]>('GET', '/v1/containers')).map((r) => r.id);
+      const stats: ContainerStats[] = [];
+      for (const ref of targets) stats.push(await c.request<ContainerStats>('GET', `/v1/containers/${enc(ref)}/stats`));
+      if (flags.json) printJson(stats);
+      else printTable(['CONTAINER ID', 'NAME', 'CPU TIME', 'MEM USAGE / LIMIT', 'PIDS'], stats.map((s) => [
+        s.id.slice(0, 12), s.name, `${(s.cpuNs / 1e9).toFixed(2)}s`, `${formatBytes(s.memoryBytes)} / ${formatBytes(s.memoryLimitBytes)}`, String(s.pids),
+      ]));
+    });
+
+  program.command('events').description('Stream lifecycle events').option('--since <time>', 'start from this time').option('--until <time>', 'stop at this time').option('--json', 'one JSON object per line')
+    .action(async (flags: { since?: string; until?: string; json?: boolean }) => {
+      const q = new URLSearchParams({ ...(flags.since ? { since: flags.since } : {}), ...(flags.until ? { until: flags.until } : {}) });
+      const abort = new AbortController();
+      process.once('SIGINT', () => abort.abort());
+      await client().stream<{ timeNano: string; type: string; action: string; actorId: string; attributes: Record<string, string> }>(`/v1/events?${q}`, (e) => {
+        if (flags.json) process.stdout.write(JSON.stringify(e) + '\n');
+        else {
+          const t = new Date(Number(BigInt(e.timeNano) / 1_000_000n)).toISOString();
+          const attrs = Object.entries(e.attributes).map(([k, v]) => `${k}=${v}`).join(', ');
+          process.stdout.write(`${t} ${e.type} ${e.action} ${e.actorId} (${attrs})\n`);
+        }
+      }, abort.signal);
+    });
+}

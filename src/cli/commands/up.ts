@@ -1,0 +1,67 @@
+/** `boson up`: runs the machine daemon in the foreground, or in the background with --detach (and a pid file). */
+import { spawn } from 'node:child_process';
+import { mkdir, open } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { BosonError, bosonPaths } from '../../common/index.ts';
+import { MachineClient, daemonSocketPath, startDaemon } from '../../machine/index.ts';
+
+interface UpFlags {
+  detach?: boolean;
+  tcp?: string;
+  pidFile?: string;
+  logFile?: string;
+}
+
+/** Adds `up` to the program. */
+export function registerUp(program: Command): void {
+  program
+    .command('up')
+    .description('Run the Boson machine daemon (REST API on a UNIX socket; micro-VMs outlive it)')
+    .option('-d, --detach', 'run in the background; prints the pid')
+    .option('--tcp <host:port>', 'also listen on TCP (unauthenticated: use loopback)')
+    .option('--pid-file <path>', 'write the daemon pid here (default <run dir>/boson.pid)')
+    .option('--log-file <path>', 'with --detach: where the daemon writes its output (default <run dir>/boson.log)')
+    .action(async (flags: UpFlags) => {
+      const paths = bosonPaths();
+      const socketPath = daemonSocketPath(paths);
+      const pidFile = flags.pidFile ?? path.join(paths.runDir, 'boson.pid');
+      if (flags.detach) {
+        await detach(flags, socketPath, paths.runDir);
+        return;
+      }
+      const daemon = await startDaemon({ paths, socketPath, tcp: flags.tcp, pidFile });
+      process.stdout.write(`Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''} (pid ${process.pid})\n`);
+      const stop = (): void => {
+        void daemon.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+}
+
+async function detach(flags: UpFlags, socketPath: string, runDir: string): Promise<void> {
+  await mkdir(runDir, { recursive: true });
+  const logFile = flags.logFile ?? path.join(runDir, 'boson.log');
+  const log = await open(logFile, 'a');
+  const args = [process.argv[1]!, 'up', ...(flags.tcp ? ['--tcp', flags.tcp] : []), ...(flags.pidFile ? ['--pid-file', flags.pidFile] : [])];
+  const child = spawn(process.execPath, [...process.execArgv, ...args], { detached: true, stdio: ['ignore', log.fd, log.fd] });
+  child.unref();
+  await log.close();
+  const client = new MachineClient(socketPath);
+  const end = Date.now() + 15_000;
+  let exited: number | null = null;
+  child.once('exit', (code) => (exited = code ?? 1));
+  for (;;) {
+    try {
+      await client.request('GET', '/healthz');
+      process.stdout.write(`${child.pid}\n`);
+      process.exit(0);
+    } catch {
+      if (exited !== null || Date.now() > end) {
+        throw new BosonError('DAEMON_UNAVAILABLE', `the daemon did not start (exit ${exited ?? 'timeout'}); see ${logFile}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}

@@ -1,0 +1,84 @@
+/** The flags `boson run` and `boson create` share, and how they become a request. */
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { BosonError } from '../common/index.ts';
+import { hostCpuCount, parseCpus, parseEnvFile, parseMemory, parseRestartPolicy, expandEnvArgs } from '../machine/index.ts';
+
+/** Parsed container flags. */
+export interface ContainerFlags {
+  rm?: boolean;
+  name?: string;
+  env: string[];
+  envFile: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  interactive?: boolean;
+  tty?: boolean;
+  memory?: string;
+  cpus?: string;
+  hostname?: string;
+  restart?: string;
+  label: string[];
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** Adds the shared flags to a command. */
+export function addContainerFlags(cmd: Command): Command {
+  return cmd
+    .option('--rm', 'remove the container when it exits')
+    .option('--name <name>', 'name the container')
+    .option('-e, --env <KEY=value>', 'set an environment variable (repeatable; KEY alone copies it from this shell)', collect, [])
+    .option('--env-file <file>', 'read environment variables from a file (repeatable)', collect, [])
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <user[:group]>', 'user to run as (name or uid, optional group)')
+    .option('--entrypoint <cmd>', 'override the image\'s entrypoint ("" clears it)')
+    .option('-i, --interactive', 'keep stdin open and forward it')
+    .option('-t, --tty', 'allocate a pseudo-terminal in the guest')
+    .option('-m, --memory <size>', 'memory of the micro-VM (e.g. 512m, 1g; default 256m)')
+    .option('--cpus <n>', 'vCPUs of the micro-VM (default 1)')
+    .option('-h, --hostname <name>', 'hostname inside the container')
+    .option('--restart <policy>', 'restart policy: no, on-failure[:N], always, unless-stopped (daemon-managed containers)')
+    .option('-l, --label <key=value>', 'set a label (repeatable)', collect, [])
+    .helpOption('--help', 'display help for command');
+}
+
+/** Expands -e and --env-file into KEY=value entries (host lookups done here, on the client). */
+export async function envFromFlags(flags: ContainerFlags): Promise<string[]> {
+  const env = expandEnvArgs(flags.env, process.env);
+  for (const file of flags.envFile) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (cause) {
+      throw new BosonError('INVALID_ARGUMENT', `cannot read env file ${file}: ${(cause as Error).message}`, { cause });
+    }
+    env.push(...parseEnvFile(text, process.env, file));
+  }
+  return env;
+}
+
+/** Parses --label values into a map. */
+export function labelsFromFlags(values: string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    const key = eq < 0 ? v : v.slice(0, eq);
+    if (!key) throw new BosonError('INVALID_ARGUMENT', `invalid label: ${JSON.stringify(v)}`);
+    labels[key] = eq < 0 ? '' : v.slice(eq + 1);
+  }
+  return labels;
+}
+
+/** The daemon's create body for these flags. */
+export async function createBody(image: string, args: string[], flags: ContainerFlags): Promise<Record<string, unknown>> {
+  if (flags.restart !== undefined) parseRestartPolicy(flags.restart);
+  return {
+    image, cmd: args, env: await envFromFlags(flags), workdir: flags.workdir, user: flags.user, entrypoint: flags.entrypoint,
+    hostname: flags.hostname, name: flags.name, tty: Boolean(flags.tty), openStdin: Boolean(flags.interactive),
+    memoryMiB: flags.memory === undefined ? undefined : parseMemory(flags.memory),
+    cpus: flags.cpus === undefined ? undefined : parseCpus(flags.cpus, hostCpuCount()),
+    labels: labelsFromFlags(flags.label), restart: flags.restart, autoRemove: Boolean(flags.rm),
+  };
+}
