@@ -139,3 +139,72 @@ export async function startUntil(host: TestHost, args: string[], marker: string,
   await waitFor(() => seen.includes(marker), timeoutMs, `"${marker}" from boson ${args.join(' ')}`);
   return { child, result };
 }
+
+/** A `boson up` started by a test, with its own state and run directories. */
+export interface TestDaemon {
+  /** The daemon process (null once stopped or killed). */
+  pid(): number | null;
+  /** Starts (again) a daemon on the same directories; resolves when /healthz answers. */
+  start(): Promise<void>;
+  /** SIGTERM: the daemon detaches from its VMs, which keep running. */
+  stop(): Promise<void>;
+  /** SIGKILL, as a crash would. */
+  kill9(): Promise<void>;
+}
+
+/** A daemon on a test host's directories (started and stopped by the caller). */
+export function testDaemon(getHost: () => TestHost): TestDaemon {
+  let child: ChildProcess | null = null;
+  const daemon: TestDaemon = {
+    pid: () => child?.pid ?? null,
+    start: async () => {
+      const host = getHost();
+      const proc = spawn(BOSON, ['up'], { env: host.env, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = proc;
+      let out = '';
+      proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+      await waitFor(() => out.includes('listening') || proc.exitCode !== null, 30_000, 'the daemon to listen');
+      if (proc.exitCode !== null) throw new Error(`boson up exited ${proc.exitCode}: ${out}`);
+    },
+    stop: async () => {
+      const proc = child;
+      child = null;
+      if (!proc || proc.exitCode !== null) return;
+      const gone = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await gone;
+    },
+    kill9: async () => {
+      const proc = child;
+      child = null;
+      if (!proc || proc.exitCode !== null) return;
+      const gone = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGKILL');
+      await gone;
+    },
+  };
+  return daemon;
+}
+
+/**
+ * Gives a suite a private host with a running daemon. After the suite: the daemon stops, every micro-VM of the
+ * host is killed and counted (a test that leaves containers running fails the suite), and the host is removed.
+ */
+export function useDaemonHost(): { host: () => TestHost; daemon: TestDaemon } {
+  let host: TestHost | undefined;
+  const getHost = (): TestHost => host!;
+  const daemon = testDaemon(getHost);
+  before(async () => {
+    host = await makeTestHost();
+    await daemon.start();
+  });
+  after(async () => {
+    if (!host) return;
+    await daemon.stop();
+    const left = await qemuPidsUsing(host.stateDir);
+    await host.cleanup();
+    assert.deepEqual(left, [], 'the suite removed every container it ran');
+  });
+  return { host: getHost, daemon };
+}

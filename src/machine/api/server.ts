@@ -87,7 +87,8 @@ function nsFromTime(v: unknown): bigint | undefined {
 
 /** Builds the fastify app for `service`. */
 export async function buildApi(service: MachineService): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  // Unknown fields are refused (fastify's default would silently drop them).
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, ajv: { customOptions: { removeAdditional: false } } });
   await app.register(swagger, {
     openapi: { openapi: '3.0.3', info: { title: 'Boson machine API', version: '1' }, tags: [{ name: 'containers' }, { name: 'exec' }, { name: 'system' }] },
   });
