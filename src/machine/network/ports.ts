@@ -172,7 +172,6 @@ export async function holdPorts(bindings: PortBinding[]): Promise<HeldPort[]> {
   const held: HeldPort[] = [];
   try {
     for (const b of bindings) {
-      if (held.some((h) => h.binding.protocol === b.protocol && h.binding.hostPort === b.hostPort && b.hostPort !== 0)) throw inUse(b, b.hostPort);
       held.push(await holdPort(b));
     }
     return held;

@@ -1,0 +1,210 @@
+/**
+ * The embedded DNS server of one network, on its gateway address, port 53 (UDP). It answers A queries for the
+ * names of the containers on that network (container name, aliases, short id) and forwards every other query,
+ * unchanged, to the host's resolvers from /etc/resolv.conf. Because it runs on the host, a host resolver on
+ * 127.0.0.53 (systemd-resolved) works for containers too.
+ *
+ * The wire format is handled here (RFC 1035 §4): we only need a query's header and first question, and to build
+ * an answer of A records; forwarded packets are relayed as bytes with only the ID rewritten. A DNS library would
+ * be more code than this.
+ */
+import dgram from 'node:dgram';
+import { readFile } from 'node:fs/promises';
+import net from 'node:net';
+
+/** A resolver to forward to. */
+export interface Upstream {
+  host: string;
+  port: number;
+}
+
+/** The host's resolver settings (nameservers and search domains) from a resolv.conf file. */
+export async function readResolvConf(file = '/etc/resolv.conf'): Promise<{ nameservers: string[]; search: string[] }> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const nameservers: string[] = [];
+  let search: string[] = [];
+  for (const line of text.split('\n')) {
+    const [key, ...values] = line.trim().split(/\s+/);
+    if (key === 'nameserver' && values[0] && net.isIP(values[0]) === 4) nameservers.push(values[0]);
+    else if (key === 'search' || key === 'domain') search = values;
+  }
+  return { nameservers, search };
+}
+
+const TYPE_A = 1;
+const CLASS_IN = 1;
+const RCODE_SERVFAIL = 2;
+const RCODE_REFUSED = 5;
+
+/** The parts of a DNS query this server looks at. */
+export interface DnsQuery {
+  id: number;
+  flags: number;
+  /** Lower-case name without the trailing dot. */
+  name: string;
+  type: number;
+  klass: number;
+  /** The question section as received (to echo it in an answer). */
+  question: Buffer;
+}
+
+/** Parses a query's header and first question; undefined for anything that is not a plain query. */
+export function parseQuery(msg: Buffer): DnsQuery | undefined {
+  if (msg.length < 12) return undefined;
+  const flags = msg.readUInt16BE(2);
+  if (flags & 0x8000 || ((flags >> 11) & 0xf) !== 0 || msg.readUInt16BE(4) !== 1) return undefined;
+  const labels: string[] = [];
+  let off = 12;
+  for (;;) {
+    if (off >= msg.length) return undefined;
+    const len = msg[off]!;
+    if (len === 0) {
+      off++;
+      break;
+    }
+    if (len > 63 || off + 1 + len > msg.length) return undefined; // compression pointers do not occur in a query's question
+    labels.push(msg.toString('latin1', off + 1, off + 1 + len).toLowerCase());
+    off += 1 + len;
+  }
+  if (off + 4 > msg.length) return undefined;
+  return { id: msg.readUInt16BE(0), flags, name: labels.join('.'), type: msg.readUInt16BE(off), klass: msg.readUInt16BE(off + 2), question: msg.subarray(12, off + 4) };
+}
+
+/** Builds a response to `q` with the given A records (none: NODATA), or an error rcode. */
+export function buildResponse(q: DnsQuery, addresses: string[], rcode = 0, ttl = 600): Buffer {
+  const header = Buffer.alloc(12);
+  header.writeUInt16BE(q.id, 0);
+  // QR, opcode 0, AA when we answer with authority, RD copied, RA.
+  header.writeUInt16BE(0x8000 | (rcode === 0 ? 0x0400 : 0) | (q.flags & 0x0100) | 0x0080 | rcode, 2);
+  header.writeUInt16BE(1, 4);
+  header.writeUInt16BE(addresses.length, 6);
+  const answers = addresses.map((addr) => {
+    const rr = Buffer.alloc(16);
+    rr.writeUInt16BE(0xc00c, 0); // pointer to the question's name
+    rr.writeUInt16BE(TYPE_A, 2);
+    rr.writeUInt16BE(CLASS_IN, 4);
+    rr.writeUInt32BE(ttl, 6);
+    rr.writeUInt16BE(4, 10);
+    addr.split('.').forEach((octet, i) => rr.writeUInt8(Number(octet), 12 + i));
+    return rr;
+  });
+  return Buffer.concat([header, q.question, ...answers]);
+}
+
+interface Pending {
+  client: { address: string; port: number };
+  id: number;
+  query: Buffer;
+  next: number;
+  timer: NodeJS.Timeout;
+}
+
+/** Options of one network's DNS server. */
+export interface DnsServerOptions {
+  address: string;
+  port?: number;
+  /** Resolvers to forward to, tried in order; empty: names not on the network get REFUSED (internal networks). */
+  upstreams: Upstream[];
+  /** Per-upstream timeout before trying the next one. */
+  timeoutMs?: number;
+}
+
+/** A DNS server bound to one address. */
+export class DnsServer {
+  private readonly names = new Map<string, string[]>();
+  private readonly socket = dgram.createSocket({ type: 'udp4' });
+  private readonly upstreamSocket = dgram.createSocket({ type: 'udp4' });
+  private readonly pending = new Map<number, Pending>();
+  private nextId = Math.floor(Math.random() * 65536);
+  private upstreams: Upstream[];
+
+  constructor(private readonly options: DnsServerOptions) {
+    this.upstreams = options.upstreams;
+    this.socket.on('message', (msg, rinfo) => this.onQuery(msg, rinfo));
+    this.socket.on('error', () => undefined);
+    this.upstreamSocket.on('message', (msg, rinfo) => this.onUpstreamAnswer(msg, rinfo));
+    this.upstreamSocket.on('error', () => undefined);
+  }
+
+  /** Binds the server; resolves with the port (useful when 0 was asked). */
+  async start(): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.socket.once('error', reject);
+      this.socket.bind({ address: this.options.address, port: this.options.port ?? 53, exclusive: true }, () => {
+        this.socket.removeListener('error', reject);
+        resolve();
+      });
+    });
+    await new Promise<void>((resolve) => this.upstreamSocket.bind({ port: 0, exclusive: true }, resolve));
+    return this.socket.address().port;
+  }
+
+  /** Replaces the name table: lower-case name → addresses. */
+  setNames(names: Map<string, string[]>): void {
+    this.names.clear();
+    for (const [k, v] of names) this.names.set(k.toLowerCase(), v);
+  }
+
+  /** Replaces the upstream resolvers. */
+  setUpstreams(upstreams: Upstream[]): void {
+    this.upstreams = upstreams;
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.pending.clear();
+    await Promise.all([this.socket, this.upstreamSocket].map((s) => new Promise<void>((r) => s.close(() => r())).catch(() => undefined)));
+  }
+
+  private onQuery(msg: Buffer, client: dgram.RemoteInfo): void {
+    const q = parseQuery(msg);
+    if (!q) return;
+    const known = q.klass === CLASS_IN ? this.names.get(q.name) : undefined;
+    if (known) {
+      // A name of the network: its addresses for A, "no data" for every other type (AAAA), never forwarded.
+      this.socket.send(buildResponse(q, q.type === TYPE_A ? known : []), client.port, client.address);
+      return;
+    }
+    if (this.upstreams.length === 0) {
+      this.socket.send(buildResponse(q, [], RCODE_REFUSED), client.port, client.address);
+      return;
+    }
+    const id = this.allocateId();
+    const query = Buffer.from(msg);
+    query.writeUInt16BE(id, 0);
+    const pending: Pending = { client: { address: client.address, port: client.port }, id: q.id, query, next: 0, timer: setTimeout(() => undefined, 0) };
+    this.pending.set(id, pending);
+    this.forward(id, pending, q);
+  }
+
+  private forward(id: number, p: Pending, q: DnsQuery): void {
+    const upstream = this.upstreams[p.next++];
+    if (!upstream) {
+      this.pending.delete(id);
+      this.socket.send(buildResponse(q, [], RCODE_SERVFAIL), p.client.port, p.client.address);
+      return;
+    }
+    this.upstreamSocket.send(p.query, upstream.port, upstream.host);
+    p.timer = setTimeout(() => this.forward(id, p, q), this.options.timeoutMs ?? 2000);
+  }
+
+  private onUpstreamAnswer(msg: Buffer, from: dgram.RemoteInfo): void {
+    // Only answers from a resolver we asked (a spoofed packet would need our random port and a pending ID too).
+    if (msg.length < 12 || !this.upstreams.some((u) => u.host === from.address && u.port === from.port)) return;
+    const id = msg.readUInt16BE(0);
+    const p = this.pending.get(id);
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.pending.delete(id);
+    const answer = Buffer.from(msg);
+    answer.writeUInt16BE(p.id, 0);
+    this.socket.send(answer, p.client.port, p.client.address);
+  }
+
+  private allocateId(): number {
+    for (;;) {
+      this.nextId = (this.nextId + 1) & 0xffff;
+      if (!this.pending.has(this.nextId)) return this.nextId;
+    }
+  }
+}
