@@ -205,7 +205,19 @@ class Flattener {
       case 'contiguous-file': {
         const fh = await fs.open(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
         try {
-          for await (const chunk of body) await fh.write(chunk as Buffer);
+          // Batched writes: tar-stream yields small chunks, and one write per chunk dominated big layers.
+          let batch: Buffer[] = [];
+          let bytes = 0;
+          for await (const chunk of body) {
+            batch.push(chunk as Buffer);
+            bytes += (chunk as Buffer).length;
+            if (bytes >= 1 << 20) {
+              await fh.writev(batch);
+              batch = [];
+              bytes = 0;
+            }
+          }
+          if (batch.length > 0) await fh.writev(batch);
         } finally {
           await fh.close();
         }

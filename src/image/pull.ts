@@ -106,6 +106,13 @@ class DiffHasher {
   }
 }
 
+/** The layers of an image being fetched, each with a promise that resolves once that blob is stored and verified. */
+export interface LayerPlan {
+  diffIds: string[];
+  layers: { digest: string; mediaType: string }[];
+  ready: Promise<void>[];
+}
+
 /** What fetch() produced: the manifests and config, ready for the index. */
 export interface FetchedImage {
   topDigest: string;
@@ -138,7 +145,15 @@ export class ImageFetcher {
     private readonly ctx: FetchContext,
     private readonly client: RegistryClient,
     private readonly ref: RemoteReference,
-    private readonly opts: { platform: Platform; onProgress?: ImageProgress; attempts?: number; backoffMs?: number; concurrency?: number },
+    private readonly opts: {
+      platform: Platform;
+      onProgress?: ImageProgress;
+      attempts?: number;
+      backoffMs?: number;
+      concurrency?: number;
+      /** Called once the layers are known, with one promise per layer that settles when it is in the store. */
+      onPlan?: (plan: LayerPlan) => void;
+    },
   ) {}
 
   private get what(): string {
@@ -238,11 +253,25 @@ export class ImageFetcher {
     }
     // Layers, `concurrency` at a time.
     const results: string[] = new Array(layerDescs.length);
+    const deferred = layerDescs.map(() => {
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+      promise.catch(() => undefined);
+      return { promise, resolve, reject };
+    });
+    this.opts.onPlan?.({ diffIds: diffIds as string[], layers: layerDescs.map((l) => ({ digest: l.digest, mediaType: l.mediaType })), ready: deferred.map((d) => d.promise) });
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < layerDescs.length) {
         const i = next++;
-        results[i] = await this.layer(layerDescs[i]!, diffIds[i] as string, i, layerDescs.length);
+        try {
+          results[i] = await this.layer(layerDescs[i]!, diffIds[i] as string, i, layerDescs.length);
+          deferred[i]!.resolve();
+        } catch (err) {
+          for (const d of deferred) d.reject(err);
+          throw err;
+        }
       }
     };
     const workers = Array.from({ length: Math.min(this.opts.concurrency ?? 3, layerDescs.length) }, () => worker());

@@ -7,16 +7,17 @@
  *   partial/<hex>.<pid>  blob downloads in progress (or interrupted: resumed by the next pull of that blob)
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BosonError, isBosonError } from '../common/index.ts';
 import { uncompressedLayer } from './compression.ts';
 import { ContentStore, copyVerified, digestHex, hashStream } from './content-store.ts';
-import { flattenLayers } from './flatten.ts';
+import { flattenLayers, type LayerInput } from './flatten.ts';
 import { openImageSource, type ImageSource, type SourceImage } from './layout.ts';
-import { ImageFetcher, parsePlatform, type FetchedImage } from './pull.ts';
+import { ImageFetcher, parsePlatform, type FetchedImage, type LayerPlan } from './pull.ts';
 import { normaliseReference, parseReference, referenceCandidates, remoteReference } from './reference.ts';
 import { RegistryClient, type RegistryClientOptions } from './registry.ts';
 import { defaultRootFsType, makeRootFs, type RootFsType } from './rootfs.ts';
@@ -446,13 +447,28 @@ export class ImageStore {
       { content: this.content, partialDir: this.partialDir, tmpDir: this.tmpDir, knownDiffId: (d) => knownDiffIds.get(d) },
       client,
       ref,
-      { platform, onProgress: opts.onProgress, attempts: opts.registry?.attempts, backoffMs: opts.registry?.backoffMs },
+      {
+        platform,
+        onProgress: opts.onProgress,
+        attempts: opts.registry?.attempts,
+        backoffMs: opts.registry?.backoffMs,
+        // The root disk is built while the layers download: layer i is applied as soon as it is verified.
+        onPlan: opts.unpack === false ? undefined : (plan) => (disk = this.diskWhileFetching(plan, opts.onProgress)),
+      },
     );
+    let disk: Promise<RootDisk> | null = null;
     // While this marker lives, prune leaves unreferenced blobs and disks alone (ours are not in the index yet).
     const marker = path.join(this.tmpDir, tempName('pulling'));
     await fs.writeFile(marker, ref.canonical);
     try {
-      const got = await fetcher.fetch();
+      let got: FetchedImage;
+      try {
+        got = await fetcher.fetch();
+      } catch (err) {
+        await (disk as Promise<RootDisk> | null)?.catch(() => undefined);
+        throw err;
+      }
+      if (disk) await disk;
       const existed = before.images[got.configDigest] !== undefined;
       const rec = this.recordOf(got, ref.name);
       if (opts.unpack !== false) await this.rootDisk({ ...rec, references: [] }, { onProgress: opts.onProgress });
@@ -636,6 +652,37 @@ export class ImageStore {
   // ---- root disks --------------------------------------------------------------------------------------------
 
   /**
+   * Starts building the root disk of an image being pulled, applying each layer once it is verified in the store;
+   * null when the disk is already built or being built (pull then falls back to rootDisk()).
+   */
+  private diskWhileFetching(plan: LayerPlan, onProgress?: ImageProgress): Promise<RootDisk> | null {
+    const fstype = defaultRootFsType();
+    const key = `${digestHex(chainId(plan.diffIds))}.${fstype}`;
+    const final = path.join(this.disksDir, key);
+    if (existsSync(final) || this.building.has(key)) return null;
+    const n = plan.layers.length;
+    const inputs = plan.layers.map((l, i) => ({
+      name: `${i + 1}/${n} ${l.digest}`,
+      open: () => {
+        const out = new PassThrough();
+        plan.ready[i]!.then(
+          () => {
+            const s = uncompressedLayer(l.mediaType, this.content.open(l.digest));
+            s.on('error', (e) => out.destroy(e));
+            s.pipe(out);
+          },
+          (e: Error) => out.destroy(e),
+        );
+        return out;
+      },
+    }));
+    const p = this.flattenToDisk(inputs, fstype, final, onProgress).finally(() => this.building.delete(key));
+    p.catch(() => undefined);
+    this.building.set(key, p);
+    return p;
+  }
+
+  /**
    * The image's flattened root filesystem as a read-only disk, built once per (layer chain id, fstype) and cached
    * under disks/. Concurrent callers share one build in-process; across processes each builds into a temporary
    * name and renames it atomically. `fstype` defaults to BOSON_ROOTFS or erofs.
@@ -667,15 +714,20 @@ export class ImageStore {
     for (const l of image.layers) {
       if (!(await this.content.has(l.digest))) throw new BosonError('IMAGE_CORRUPT', `image ${image.id}: layer blob ${l.digest} is missing from the store`, { details: { digest: l.digest } });
     }
+    return this.flattenToDisk(
+      image.layers.map((l, i) => ({ name: `${i + 1}/${image.layers.length} ${l.digest}`, open: () => uncompressedLayer(l.mediaType, this.content.open(l.digest)) })),
+      fstype,
+      final,
+      onProgress,
+    );
+  }
+
+  private async flattenToDisk(layers: LayerInput[], fstype: RootFsType, final: string, onProgress?: ImageProgress): Promise<RootDisk> {
     const stage = path.join(this.tmpDir, tempName('stage'));
     const out = path.join(this.tmpDir, tempName('disk', fstype));
     await fs.mkdir(stage, { mode: 0o755 });
     try {
-      await flattenLayers(
-        image.layers.map((l, i) => ({ name: `${i + 1}/${image.layers.length} ${l.digest}`, open: () => uncompressedLayer(l.mediaType, this.content.open(l.digest)) })),
-        stage,
-        { onProgress },
-      );
+      await flattenLayers(layers, stage, { onProgress });
       onProgress?.({ phase: 'mkfs', detail: fstype });
       const sizeBytes = await makeRootFs(stage, out, fstype);
       await fs.rename(out, final);
