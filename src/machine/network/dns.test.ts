@@ -1,0 +1,92 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { DnsServer, buildResponse, parseQuery, readResolvConf } from './dns.ts';
+
+function query(id: number, name: string, type = 1): Buffer {
+  const labels = name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
+  const header = Buffer.alloc(12);
+  header.writeUInt16BE(id, 0);
+  header.writeUInt16BE(0x0100, 2); // RD
+  header.writeUInt16BE(1, 4);
+  const tail = Buffer.alloc(4);
+  tail.writeUInt16BE(type, 0);
+  tail.writeUInt16BE(1, 2);
+  return Buffer.concat([header, ...labels, Buffer.from([0]), tail]);
+}
+
+function ask(port: number, msg: Buffer): Promise<Buffer> {
+  const s = dgram.createSocket('udp4');
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      s.close();
+      reject(new Error('no answer'));
+    }, 3000);
+    s.on('message', (m) => {
+      clearTimeout(timer);
+      s.close();
+      resolve(m);
+    });
+    s.send(msg, port, '127.0.0.1');
+  });
+}
+
+function answers(msg: Buffer): { rcode: number; ids: number; addrs: string[] } {
+  const count = msg.readUInt16BE(6);
+  const q = parseQuery(Buffer.concat([msg.subarray(0, 2), Buffer.from([1, 0]), msg.subarray(4)]))!;
+  let off = 12 + q.question.length;
+  const addrs: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const rdlen = msg.readUInt16BE(off + 10);
+    addrs.push([...msg.subarray(off + 12, off + 12 + rdlen)].join('.'));
+    off += 12 + rdlen;
+  }
+  return { rcode: msg.readUInt16BE(2) & 0xf, ids: msg.readUInt16BE(0), addrs };
+}
+
+test('parseQuery reads the question; buildResponse answers with A records', () => {
+  const q = parseQuery(query(7, 'Web.Example'))!;
+  assert.equal(q.name, 'web.example');
+  assert.equal(q.type, 1);
+  const r = answers(buildResponse(q, ['10.1.0.2', '10.1.0.3']));
+  assert.deepEqual(r, { rcode: 0, ids: 7, addrs: ['10.1.0.2', '10.1.0.3'] });
+  assert.equal(parseQuery(Buffer.from([1, 2, 3])), undefined);
+});
+
+test('DNS server: answers names of the network, NODATA for their AAAA, forwards the rest, SERVFAIL when upstreams are silent', async () => {
+  // A fake upstream that answers everything with 192.0.2.1.
+  const upstream = dgram.createSocket('udp4');
+  await new Promise<void>((r) => upstream.bind(0, '127.0.0.1', r));
+  upstream.on('message', (m, rinfo) => upstream.send(buildResponse(parseQuery(m)!, ['192.0.2.1']), rinfo.port, rinfo.address));
+  const silent = dgram.createSocket('udp4');
+  await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r));
+  const server = new DnsServer({ address: '127.0.0.1', port: 0, upstreams: [{ host: '127.0.0.1', port: silent.address().port }, { host: '127.0.0.1', port: upstream.address().port }], timeoutMs: 200 });
+  const port = await server.start();
+  server.setNames(new Map([['Web', ['10.1.0.2']]]));
+  try {
+    assert.deepEqual(answers(await ask(port, query(1, 'web'))), { rcode: 0, ids: 1, addrs: ['10.1.0.2'] });
+    assert.deepEqual(answers(await ask(port, query(2, 'WEB', 28))), { rcode: 0, ids: 2, addrs: [] });
+    // forwarded (after the silent upstream times out), with the client's own ID restored
+    assert.deepEqual(answers(await ask(port, query(3, 'example.org'))), { rcode: 0, ids: 3, addrs: ['192.0.2.1'] });
+    server.setUpstreams([{ host: '127.0.0.1', port: silent.address().port }]);
+    assert.equal(answers(await ask(port, query(4, 'example.org'))).rcode, 2);
+    server.setUpstreams([]);
+    assert.equal(answers(await ask(port, query(5, 'example.org'))).rcode, 5);
+  } finally {
+    await server.close();
+    upstream.close();
+    silent.close();
+  }
+});
+
+test('readResolvConf: IPv4 nameservers and search domains', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-resolv-'));
+  const file = path.join(dir, 'resolv.conf');
+  await writeFile(file, '# comment\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 10.0.0.2\nsearch a.example b.example\noptions edns0\n');
+  assert.deepEqual(await readResolvConf(file), { nameservers: ['127.0.0.53', '10.0.0.2'], search: ['a.example', 'b.example'] });
+  assert.deepEqual(await readResolvConf(path.join(dir, 'missing')), { nameservers: [], search: [] });
+  await rm(dir, { recursive: true });
+});
