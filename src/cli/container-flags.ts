@@ -20,6 +20,7 @@ export interface ContainerFlags {
   hostname?: string;
   restart?: string;
   label: string[];
+  volume?: string[];
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -41,6 +42,7 @@ export function addContainerFlags(cmd: Command): Command {
     .option('-h, --hostname <name>', 'hostname inside the container')
     .option('--restart <policy>', 'restart policy: no, on-failure[:N], always, unless-stopped (daemon-managed containers)')
     .option('-l, --label <key=value>', 'set a label (repeatable)', collect, [])
+    .option('-v, --volume <spec>', 'mount a volume or host directory: name:/path[:ro], /host/path:/path[:ro], /path (repeatable)', collect, [])
     .helpOption('--help', 'display help for command');
 }
 
@@ -79,6 +81,6 @@ export async function createBody(image: string, args: string[], flags: Container
     hostname: flags.hostname, name: flags.name, tty: Boolean(flags.tty), openStdin: Boolean(flags.interactive),
     memoryMiB: flags.memory === undefined ? undefined : parseMemory(flags.memory),
     cpus: flags.cpus === undefined ? undefined : parseCpus(flags.cpus, hostCpuCount()),
-    labels: labelsFromFlags(flags.label), restart: flags.restart, autoRemove: Boolean(flags.rm),
+    labels: labelsFromFlags(flags.label), restart: flags.restart, autoRemove: Boolean(flags.rm), volumes: flags.volume ?? [],
   };
 }

@@ -9,7 +9,7 @@ import { registerRun } from './commands/run.ts';
 import { registerInfo } from './commands/info.ts';
 import { registerImageCommands } from './commands/images.ts';
 import { registerUp } from './commands/up.ts';
-import { registerContainerCommands } from './commands/containers.ts';
+import { registerContainerCommands, registerVolumeCommands } from './commands/containers.ts';
 import { registerPullCommands } from './commands/pull.ts';
 
 const program = new Command('boson')
@@ -25,6 +25,7 @@ registerInfo(program);
 registerImageCommands(program);
 registerUp(program);
 registerContainerCommands(program);
+registerVolumeCommands(program);
 registerPullCommands(program);
 
 try {

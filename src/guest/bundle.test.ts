@@ -4,7 +4,7 @@ import { mkdtemp, mkdir, rm, writeFile, readdir } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { resolveModules } from './modules.ts';
+import { GUEST_MODULES, OPTIONAL_GUEST_MODULES, resolveModules } from './modules.ts';
 import { writeCpio } from './cpio.ts';
 import { defaultKernelPath, kernelReleaseOf } from './bundle.ts';
 import { isBosonError } from '../common/index.ts';
@@ -25,6 +25,21 @@ test('modules come out dependencies first, built-ins skipped, each once', async 
   await assert.rejects(resolveModules(dir, ['nope']), (e) => isBosonError(e, 'GUEST_KERNEL_MISSING'));
 });
 
+test('optional modules are added when the kernel has them and all their dependencies, skipped otherwise', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-mods-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(path.join(dir, 'modules.dep'), [
+    'kernel/a/virtio.ko:',
+    'kernel/net/9p/9pnet.ko:',
+    'kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/a/virtio.ko',
+    'kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko',
+    'kernel/x/half.ko: kernel/x/gone.ko',
+  ].join('\n'));
+  const mods = await resolveModules(dir, ['virtio'], ['9pnet_virtio', '9p', 'absent', 'half']);
+  // 9p needs netfs, which this tree lacks: skipped whole, nothing of it added.
+  assert.deepEqual(mods.map((m) => m.name), ['virtio', '9pnet', '9pnet_virtio']);
+});
+
 test('the real guest kernel provides every module Boson needs', async (t) => {
   let kernel: string;
   try {
@@ -33,8 +48,9 @@ test('the real guest kernel provides every module Boson needs', async (t) => {
     t.skip('no guest kernel installed');
     return;
   }
-  const mods = await resolveModules(path.join('/lib/modules', kernelReleaseOf(kernel)), ['virtio_mmio', 'virtio_console', 'virtio_blk', 'overlay', 'erofs']);
+  const mods = await resolveModules(path.join('/lib/modules', kernelReleaseOf(kernel)), GUEST_MODULES, OPTIONAL_GUEST_MODULES);
   const names = mods.map((m) => m.name);
+  assert.ok(names.includes('virtio_net') && names.indexOf('net_failover') < names.indexOf('virtio_net'));
   assert.ok(names.indexOf('virtio') < names.indexOf('virtio_mmio'));
   assert.ok(names.includes('virtio_console') && names.includes('overlay'));
 });

@@ -8,7 +8,7 @@ import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promi
 import path from 'node:path';
 import { BosonError } from '../common/index.ts';
 import { writeCpio, type CpioEntry } from './cpio.ts';
-import { GUEST_MODULES, resolveModules, type ModuleFile } from './modules.ts';
+import { GUEST_MODULES, OPTIONAL_GUEST_MODULES, resolveModules, type ModuleFile } from './modules.ts';
 
 /** Everything needed to boot a Boson guest. */
 export interface BootBundle {
@@ -79,7 +79,7 @@ export async function prepareBootBundle(options: BundleOptions): Promise<BootBun
   const initPath = path.join(options.guestDir, 'boson-init');
   await mustExist(initPath, 'GUEST_INIT_MISSING', 'boson-init (build it with: make -C guest/init)');
 
-  const modules = await resolveModules(modulesDir, [...GUEST_MODULES, ...(options.extraModules ?? [])]);
+  const modules = await resolveModules(modulesDir, [...GUEST_MODULES, ...(options.extraModules ?? [])], OPTIONAL_GUEST_MODULES);
   const init = await readFile(initPath);
   const hash = createHash('sha256').update(init).update(kernelRelease);
   const moduleData: Buffer[] = [];

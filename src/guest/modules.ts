@@ -6,8 +6,17 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError } from '../common/index.ts';
 
-/** Drivers every Boson guest needs: virtio-mmio transport, the control port, disks, overlay root, erofs images. */
-export const GUEST_MODULES = ['virtio_mmio', 'virtio_console', 'virtio_blk', 'overlay', 'erofs'] as const;
+/**
+ * Drivers every Boson guest needs: virtio-mmio transport, the control and log ports, disks, overlay root, erofs
+ * images, the network card.
+ */
+export const GUEST_MODULES = ['virtio_mmio', 'virtio_console', 'virtio_blk', 'overlay', 'erofs', 'virtio_net'] as const;
+
+/**
+ * Drivers included when the kernel has them: virtio-9p shares (MOUNT records of kind 9p). Debian's cloud kernel is
+ * built without 9p (CONFIG_NET_9P unset); there a 9p mount fails in the guest with MOUNT_FAILED.
+ */
+export const OPTIONAL_GUEST_MODULES = ['9pnet_virtio', '9p'] as const;
 
 /** A module to load: its name and its path relative to the modules directory. */
 export interface ModuleFile {
@@ -22,9 +31,10 @@ function moduleName(relPath: string): string {
 /**
  * Returns the modules to load, dependencies first, for `wanted` in the modules tree `modulesDir`
  * (/lib/modules/<release>). Built-in drivers are skipped; a driver that is neither a module nor built in is a
- * GUEST_KERNEL_MISSING error.
+ * GUEST_KERNEL_MISSING error. Drivers in `optional` are added after them when the kernel has them (and all their
+ * dependencies), and skipped otherwise.
  */
-export async function resolveModules(modulesDir: string, wanted: readonly string[]): Promise<ModuleFile[]> {
+export async function resolveModules(modulesDir: string, wanted: readonly string[], optional: readonly string[] = []): Promise<ModuleFile[]> {
   let depText: string;
   let builtinText = '';
   try {
@@ -61,5 +71,16 @@ export async function resolveModules(modulesDir: string, wanted: readonly string
     ordered.push({ name, relPath: entry.relPath });
   };
   for (const name of wanted) visit(name.replace(/-/g, '_'), []);
+  const available = (name: string, trail: Set<string>): boolean => {
+    if (trail.has(name)) return true;
+    const entry = deps.get(name);
+    if (!entry) return builtin.has(name);
+    trail.add(name);
+    return entry.deps.every((dep) => available(dep, trail));
+  };
+  for (const raw of optional) {
+    const name = raw.replace(/-/g, '_');
+    if (available(name, new Set())) visit(name, []);
+  }
   return ordered;
 }

@@ -8,6 +8,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError } from '../common/index.ts';
 import type { ProcessConfig } from './container-config.ts';
+import type { MountSpec } from './volumes/index.ts';
 import { openMachineDb, type MachineDb } from './store/db.ts';
 
 /** Docker's restart policies. */
@@ -45,6 +46,8 @@ export interface ContainerRecord {
   error: string | null;
   /** Set by an explicit stop, so that `unless-stopped` and `always` know not to restart after a daemon restart. */
   stoppedByUser: boolean;
+  /** Volumes and bind mounts (anonymous volumes carry their generated names). */
+  mounts: MountSpec[];
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;

@@ -25,6 +25,9 @@ import { filterLines, followLog, lastExit, readLog, type LogLine, type LogQuery 
 import { randomContainerName } from './names.ts';
 import { createScratchDisk } from './scratch.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
+import { VolumeManager, parseVolumeSpec, type MountSpec } from './volumes/index.ts';
+import { checkHostCapacity } from './capacity.ts';
+import type { DiskSpec, ShareSpec } from '../vmm/index.ts';
 import { DEFAULT_MEMORY_MIB } from './runner.ts';
 
 /** A request to create a daemon-managed container. */
@@ -38,6 +41,8 @@ export interface CreateRequest extends ContainerRequest {
   labels?: Record<string, string>;
   restartPolicy?: RestartPolicy;
   autoRemove?: boolean;
+  /** `-v` specs: name:/dest[:ro], /host:/dest[:ro], /dest. */
+  volumes?: string[];
 }
 
 /** What a wait returns. */
@@ -118,6 +123,7 @@ export function parseRestartPolicy(value: string): RestartPolicy {
 export class MachineService {
   readonly registry: ContainerRegistry;
   readonly images: ImageStore;
+  readonly volumes: VolumeManager;
   /** Emits 'event' with a MachineEvent for every lifecycle change. */
   readonly events = new EventEmitter();
   private readonly live = new Map<string, Live>();
@@ -131,6 +137,7 @@ export class MachineService {
   constructor(private readonly paths: BosonPaths) {
     this.registry = new ContainerRegistry(paths.stateDir);
     this.images = new ImageStore(paths.stateDir);
+    this.volumes = new VolumeManager(paths.stateDir);
     this.events.setMaxListeners(0);
   }
 
@@ -161,6 +168,7 @@ export class MachineService {
     }
     this.live.clear();
     this.registry.close();
+    this.volumes.close();
   }
 
   private runtimeDir(id: string): string {
@@ -192,9 +200,10 @@ export class MachineService {
       resources: { memoryMiB: req.memoryMiB ?? DEFAULT_MEMORY_MIB, cpus: req.cpus ?? 1 },
       autoRemove: req.autoRemove ?? false, restartPolicy: req.restartPolicy ?? { name: 'no', maximumRetryCount: 0 }, restartCount: 0,
       managed: true, state: 'created', ownerPid: null, vmPid: null, exitCode: null, startedAt: null, finishedAt: null, error: null,
-      stoppedByUser: false,
+      stoppedByUser: false, mounts: [],
     };
     if (record.autoRemove && record.restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
+    record.mounts = await this.resolveMounts(req.volumes ?? [], image.config.volumes);
     for (let attempt = 0; ; attempt++) {
       try {
         await this.registry.create(record);
@@ -207,6 +216,28 @@ export class MachineService {
     await createScratchDisk(path.join(this.registry.containerDir(id), 'scratch.ext4'));
     this.emit(record, 'create');
     return record;
+  }
+
+  /** Parses `-v` specs and adds anonymous volumes for the image's VOLUMEs not covered; creates missing volumes. */
+  private async resolveMounts(specs: string[], imageVolumes: string[]): Promise<MountSpec[]> {
+    const mounts = specs.map(parseVolumeSpec);
+    const seen = new Set<string>();
+    for (const m of mounts) {
+      if (seen.has(m.destination)) throw new BosonError('INVALID_ARGUMENT', `duplicate mount point: ${m.destination}`);
+      seen.add(m.destination);
+    }
+    for (const dest of imageVolumes) {
+      if (!seen.has(dest)) mounts.push({ type: 'volume', name: '', destination: dest, readOnly: false, anonymous: true });
+    }
+    for (const m of mounts) {
+      if (m.type === 'volume') m.name = (await this.volumes.create(m.name, { anonymous: m.anonymous })).name;
+    }
+    return mounts;
+  }
+
+  /** Containers that refer to a volume. */
+  async volumeUsers(name: string): Promise<string[]> {
+    return (await this.registry.list()).filter((r) => (r.mounts ?? []).some((m) => m.type === 'volume' && m.name === name)).map((r) => r.id);
   }
 
   /** Every container (running only unless `all`). */
@@ -238,6 +269,8 @@ export class MachineService {
     await rm(runtimeDir, { recursive: true, force: true });
     await mkdir(runtimeDir, { recursive: true });
     const logFile = this.logFile(id);
+    await checkHostCapacity(record.resources.memoryMiB, this.paths.stateDir);
+    const { disks: extraDisks, shares, mounts } = await this.mountPlan(record);
     const accel = await probeAccelerator();
     let ctl!: ControlChannel;
     let vm: MicroVm;
@@ -248,8 +281,9 @@ export class MachineService {
           disks: [
             { serial: 'boson-root', path: rootDisk.path, readOnly: true },
             { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },
+            ...extraDisks,
           ],
-          runtimeDir, logFile,
+          shares, runtimeDir, logFile,
         },
         (booting) => {
           ctl = new ControlChannel(booting.channel);
@@ -278,7 +312,7 @@ export class MachineService {
     ctl.send(FrameType.SPEC, encodeSpec({
       argv: record.config.argv, env: record.config.env, cwd: record.config.cwd, user: record.config.user, hostname: record.config.hostname,
       tty: record.config.tty, stdin: record.config.openStdin, rootDisk: 'boson-root', rootFstype: rootDisk.fstype, scratchDisk: 'boson-scratch',
-      logPort: true, clockNs: BigInt(Date.now()) * 1_000_000n,
+      logPort: true, clockNs: BigInt(Date.now()) * 1_000_000n, mounts,
     }));
     try {
       await startup;
@@ -300,6 +334,29 @@ export class MachineService {
     this.metrics.boots.push(performance.now() - t0);
     this.emit(record, 'start');
     this.watch(id, live);
+  }
+
+  /** The disks, 9p shares and guest mount records for a container's mounts; VOLUME_IN_USE if a running container has one of its volumes. */
+  private async mountPlan(record: ContainerRecord): Promise<{ disks: DiskSpec[]; shares: ShareSpec[]; mounts: Array<{ kind: 'disk' | '9p'; source: string; target: string; fstype: string; readOnly: boolean }> }> {
+    const disks: DiskSpec[] = [];
+    const shares: ShareSpec[] = [];
+    const mounts: Array<{ kind: 'disk' | '9p'; source: string; target: string; fstype: string; readOnly: boolean }> = [];
+    const running = (await this.registry.list()).filter((r) => r.id !== record.id && this.live.has(r.id));
+    for (const [i, m] of (record.mounts ?? []).entries()) {
+      if (m.type === 'volume') {
+        const holder = running.find((r) => (r.mounts ?? []).some((o) => o.type === 'volume' && o.name === m.name));
+        if (holder) throw new BosonError('VOLUME_IN_USE', `volume ${m.name} is mounted by running container ${holder.name}; a volume disk can be used by one running micro-VM at a time`);
+        const serial = `boson-vol${i}`;
+        disks.push({ serial, path: this.volumes.diskPath(this.volumes.get(m.name).name), readOnly: m.readOnly });
+        mounts.push({ kind: 'disk', source: serial, target: m.destination, fstype: 'ext4', readOnly: m.readOnly });
+      } else {
+        await mkdir(m.source, { recursive: true });
+        const tag = `boson-bind${i}`;
+        shares.push({ tag, path: m.source, readOnly: m.readOnly });
+        mounts.push({ kind: '9p', source: tag, target: m.destination, fstype: '9p', readOnly: m.readOnly });
+      }
+    }
+    return { disks, shares, mounts };
   }
 
   /** Follows a live VM until its container exits. */
@@ -441,13 +498,13 @@ export class MachineService {
     this.emit(record, 'kill', { signal: String(signo) });
   }
 
-  /** Removes a container; a running one only with `force` (it is killed first). */
-  async remove(ref: string, force: boolean): Promise<void> {
+  /** Removes a container; a running one only with `force` (it is killed first); its anonymous volumes with `volumes`. */
+  async remove(ref: string, force: boolean, volumes = false): Promise<void> {
     const { id } = this.registry.get(ref);
-    await this.lock.run(id, () => this.removeLocked(id, force));
+    await this.lock.run(id, () => this.removeLocked(id, force, volumes));
   }
 
-  private async removeLocked(id: string, force: boolean): Promise<void> {
+  private async removeLocked(id: string, force: boolean, volumes = false): Promise<void> {
     let record: ContainerRecord;
     try {
       record = this.registry.get(id);
@@ -465,6 +522,11 @@ export class MachineService {
     }
     await this.registry.remove(record);
     await rm(this.runtimeDir(id), { recursive: true, force: true });
+    if (volumes || record.autoRemove) {
+      for (const m of record.mounts ?? []) {
+        if (m.type === 'volume' && m.anonymous) await this.volumes.remove(m.name, await this.volumeUsers(m.name)).catch(() => undefined);
+      }
+    }
     this.emit(record, 'destroy');
     this.wake(id, 'removed', { statusCode: record.exitCode ?? 0, error: null });
   }

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { BosonError, bosonPaths } from '../../common/index.ts';
 import { MachineClient, StreamDemuxer, daemonSocketPath, parseSignal, type ContainerRecord, type ContainerStats } from '../../machine/index.ts';
-import { addContainerFlags, createBody, envFromFlags, type ContainerFlags } from '../container-flags.ts';
+import { addContainerFlags, createBody, envFromFlags, labelsFromFlags, type ContainerFlags } from '../container-flags.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
 
 function client(): MachineClient {
@@ -81,6 +81,59 @@ async function pump(stream: import('node:stream').Duplex, tty: boolean, stdin: b
   if (stdin) process.stdin.pause();
 }
 
+/** A volume as the API returns it. */
+interface VolumeJson {
+  name: string;
+  created: string;
+  anonymous: boolean;
+  sizeBytes: number;
+  labels: Record<string, string>;
+  mountpoint: string;
+}
+
+/** Adds `volume create|ls|inspect|rm|prune`. */
+export function registerVolumeCommands(program: Command): void {
+  const volume = program.command('volume').description('Manage volumes (ext4 disks that outlive containers)');
+  const collect = (v: string, prev: string[]): string[] => [...prev, v];
+  volume.command('create').description('Create a volume').argument('[name]').option('-l, --label <key=value>', 'set a label', collect, []).option('--size <bytes>', 'disk size (e.g. 1g; default 16g, sparse)')
+    .action(async (name: string | undefined, flags: { label: string[]; size?: string }) => {
+      const sizeBytes = flags.size === undefined ? undefined : parseSize(flags.size);
+      const v = await client().request<VolumeJson>('POST', '/v1/volumes', { name, labels: labelsFromFlags(flags.label), sizeBytes });
+      process.stdout.write(`${v.name}\n`);
+    });
+  volume.command('ls').description('List volumes').option('-q, --quiet', 'only names').option('--json', 'print as JSON')
+    .action(async (flags: { quiet?: boolean; json?: boolean }) => {
+      const list = await client().request<VolumeJson[]>('GET', '/v1/volumes');
+      if (flags.json) printJson(list);
+      else if (flags.quiet) process.stdout.write(list.map((v) => `${v.name}\n`).join(''));
+      else printTable(['DRIVER', 'VOLUME NAME'], list.map((v) => ['local', v.name]));
+    });
+  volume.command('inspect').description('Show volumes as JSON').argument('<names...>')
+    .action(async (names: string[]) => {
+      const out: unknown[] = [];
+      await forEach(names, async (n) => void out.push(await client().request('GET', `/v1/volumes/${enc(n)}`)));
+      printJson(out);
+    });
+  volume.command('rm').description('Remove volumes').argument('<names...>')
+    .action(async (names: string[]) => {
+      await forEach(names, async (n) => {
+        await client().request('DELETE', `/v1/volumes/${enc(n)}`);
+        process.stdout.write(`${n}\n`);
+      });
+    });
+  volume.command('prune').description('Remove unused anonymous volumes (all unused with -a)').option('-a, --all', 'named volumes too').option('-f, --force', 'do not ask')
+    .action(async (flags: { all?: boolean }) => {
+      const r = await client().request<{ removed: string[] }>('POST', `/v1/volumes/prune${flags.all ? '?all=1' : ''}`);
+      process.stdout.write(r.removed.map((n) => `${n}\n`).join('') + `Deleted ${r.removed.length} volume(s)\n`);
+    });
+}
+
+function parseSize(value: string): number {
+  const m = /^(\d+)([kmgt]?)b?$/i.exec(value.trim());
+  if (!m) throw new BosonError('INVALID_ARGUMENT', `invalid size: ${value}`);
+  return Number(m[1]) * ({ '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 } as Record<string, number>)[m[2]!.toLowerCase()]!;
+}
+
 /** Adds the daemon-backed container commands to the program. */
 export function registerContainerCommands(program: Command): void {
   addContainerFlags(program.command('create').description('Create a container (daemon-managed) without starting it')
@@ -128,9 +181,11 @@ export function registerContainerCommands(program: Command): void {
     });
 
   program.command('rm').description('Remove containers').argument('<containers...>').option('-f, --force', 'kill and remove running containers')
-    .action(async (refs: string[], flags: { force?: boolean }) => {
+    .option('-v, --volumes', 'also remove their anonymous volumes')
+    .action(async (refs: string[], flags: { force?: boolean; volumes?: boolean }) => {
+      const q = new URLSearchParams({ ...(flags.force ? { force: '1' } : {}), ...(flags.volumes ? { v: '1' } : {}) });
       await forEach(refs, async (ref) => {
-        await client().request('DELETE', `/v1/containers/${enc(ref)}${flags.force ? '?force=1' : ''}`);
+        await client().request('DELETE', `/v1/containers/${enc(ref)}?${q}`);
         process.stdout.write(`${ref}\n`);
       });
     });

@@ -45,6 +45,7 @@ const CreateBody = Type.Object({
   labels: Type.Optional(Type.Record(Type.String(), Type.String())),
   restart: Type.Optional(Type.String()),
   autoRemove: Type.Optional(Type.Boolean()),
+  volumes: Type.Optional(Type.Array(Type.String())),
 }, { additionalProperties: false });
 
 const ExecBody = Type.Object({
@@ -90,7 +91,7 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
   // Unknown fields are refused (fastify's default would silently drop them).
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, ajv: { customOptions: { removeAdditional: false } } });
   await app.register(swagger, {
-    openapi: { openapi: '3.0.3', info: { title: 'Boson machine API', version: '1' }, tags: [{ name: 'containers' }, { name: 'exec' }, { name: 'system' }] },
+    openapi: { openapi: '3.0.3', info: { title: 'Boson machine API', version: '1' }, tags: [{ name: 'containers' }, { name: 'exec' }, { name: 'volumes' }, { name: 'system' }] },
   });
 
   app.setErrorHandler((err, _req, reply) => {
@@ -127,7 +128,7 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
     const record = await service.create({
       image: b.image, name: b.name, args: b.cmd ?? [], entrypoint: b.entrypoint, env: b.env ?? [], workdir: b.workdir, user: b.user,
       hostname: b.hostname, tty: b.tty ?? false, openStdin: b.openStdin ?? false, memoryMiB: b.memoryMiB, cpus: b.cpus, labels: b.labels,
-      restartPolicy: b.restart === undefined ? undefined : parseRestartPolicy(b.restart), autoRemove: b.autoRemove,
+      restartPolicy: b.restart === undefined ? undefined : parseRestartPolicy(b.restart), autoRemove: b.autoRemove, volumes: b.volumes,
     });
     return reply.code(201).send({ id: record.id, name: record.name });
   });
@@ -161,9 +162,32 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
     return service.wait(ref, condition);
   });
 
-  app.delete<{ Params: Static<typeof RefParams>; Querystring: { force?: string } }>('/v1/containers/:ref', { schema: { tags: ['containers'], params: RefParams } }, async (req, reply) => {
-    await service.remove(req.params.ref, boolQuery(req.query.force));
+  app.delete<{ Params: Static<typeof RefParams>; Querystring: { force?: string; v?: string } }>('/v1/containers/:ref', { schema: { tags: ['containers'], params: RefParams } }, async (req, reply) => {
+    await service.remove(req.params.ref, boolQuery(req.query.force), boolQuery(req.query.v));
     return reply.code(204).send();
+  });
+
+  const VolumeBody = Type.Object({ name: Type.Optional(Type.String()), labels: Type.Optional(Type.Record(Type.String(), Type.String())), sizeBytes: Type.Optional(Type.Integer({ minimum: 16 * 1024 * 1024 })) }, { additionalProperties: false });
+  const NameParams = Type.Object({ name: Type.String() });
+  app.get('/v1/volumes', { schema: { tags: ['volumes'] } }, async () => service.volumes.list());
+  app.post<{ Body: Static<typeof VolumeBody> }>('/v1/volumes', { schema: { tags: ['volumes'], body: VolumeBody } }, async (req, reply) =>
+    reply.code(201).send(await service.volumes.create(req.body.name ?? '', { labels: req.body.labels, sizeBytes: req.body.sizeBytes })));
+  app.get<{ Params: Static<typeof NameParams> }>('/v1/volumes/:name', { schema: { tags: ['volumes'], params: NameParams } }, async (req) => ({
+    ...service.volumes.get(req.params.name), usageBytes: await service.volumes.usage(req.params.name), usedBy: await service.volumeUsers(req.params.name),
+  }));
+  app.delete<{ Params: Static<typeof NameParams> }>('/v1/volumes/:name', { schema: { tags: ['volumes'], params: NameParams } }, async (req, reply) => {
+    await service.volumes.remove(req.params.name, await service.volumeUsers(req.params.name));
+    return reply.code(204).send();
+  });
+  app.post<{ Querystring: { all?: string } }>('/v1/volumes/prune', { schema: { tags: ['volumes'] } }, async (req) => {
+    const removed: string[] = [];
+    for (const v of service.volumes.list()) {
+      if (!v.anonymous && !boolQuery(req.query.all)) continue;
+      if ((await service.volumeUsers(v.name)).length > 0) continue;
+      await service.volumes.remove(v.name, []);
+      removed.push(v.name);
+    }
+    return { removed };
   });
 
   app.get<{ Params: Static<typeof RefParams> }>('/v1/containers/:ref/stats', { schema: { tags: ['containers'], params: RefParams } }, async (req) => service.stats(req.params.ref));

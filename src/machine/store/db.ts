@@ -28,6 +28,13 @@ export const MIGRATIONS: readonly string[] = [
      actor_id TEXT NOT NULL,
      attributes TEXT NOT NULL
    );`,
+  `CREATE TABLE volumes (
+     name TEXT PRIMARY KEY,
+     created TEXT NOT NULL,
+     anonymous INTEGER NOT NULL,
+     size_bytes INTEGER NOT NULL,
+     labels TEXT NOT NULL
+   );`,
 ];
 
 /** Opens (creating and migrating as needed) the machine database of `stateDir`; STATE_DIR_UNWRITABLE on failure. */
