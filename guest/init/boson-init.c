@@ -1,6 +1,7 @@
 /* boson-init: PID 1 of every Boson micro-VM. It loads the modules, talks to the host over the virtio-serial
- * port "boson.ctl" (port.c), builds the container's overlay root (root.c), runs the container process and
- * forwards its I/O and signals (this file), reports its exit status, then powers the VM off. The wire format is
+ * port "boson.ctl" (port.c), sets the clock and the network (net.c), builds the container's overlay root and
+ * volumes (root.c), runs the container process and the exec sessions and forwards their I/O and signals (this
+ * file), reports exit statuses, then powers the VM off. The wire format is
  * docs/guest-protocol.md. PID 1 must never exit: every path ends in power_off(). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +19,21 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "port.h"
 #include "proto.h"
+#include "net.h"
 #include "root.h"
 #include "user.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define STDIN_HIGH (4u << 20)     /* stop reading the port while this much stdin is pending */
 #define DRAIN_WAIT_MS 5000        /* how long to wait for output after killing everything */
+#define EXEC_DRAIN_MS 1000        /* how long an exited exec's output may stay open (background children) */
+#define RECONNECT_POLL_MS 100     /* how often to look for a host while none is connected */
+#define MAX_EXECS 64              /* live exec sessions at once */
 
 /* Blocks SIGCHLD (read through the returned signalfd) and ignores the signals PID 1 could be sent. */
 static int setup_signals(void)
@@ -43,14 +50,26 @@ static int setup_signals(void)
 
 /* ---------------------------------------------------------------- starting the process */
 
+/* ---------------------------------------------------------------- processes */
+
 /* What the child writes to the exec pipe when it fails: an ERROR reason and an errno. */
 struct start_error {
 	int reason;
 	int err;
 };
 
-/* The running container process and its I/O. */
+/* Why a process could not be started: an ERROR reason, the EXIT status to report, and a message. */
+struct start_failure {
+	int reason;
+	int status;
+	char msg[512];
+};
+
+/* A process of the container and its I/O: the main process (session 0) or an exec session. */
 struct proc {
+	uint16_t session;
+	int live;        /* exec slot in use: EXEC accepted, EXIT not yet sent */
+	int to_log;      /* output goes to the log port (main process with LOG_PORT) */
 	pid_t pid;
 	int tty;
 	int master;      /* pty master (tty), else -1 */
@@ -59,10 +78,30 @@ struct proc {
 	int err_fd;      /* stderr pipe read end; -1 at EOF or with a tty */
 	int exited;
 	int wstatus;
+	long long drain_deadline; /* exec: when to stop waiting for its output to reach EOF after it exited */
 	uint8_t *in_buf; /* pending stdin bytes: in_buf[in_off .. in_off+in_len) */
 	size_t in_off, in_len, in_cap;
 	int in_eof;      /* STDIN_EOF received: close in_fd once in_buf is empty */
 };
+
+static struct proc main_proc;
+static struct proc execs[MAX_EXECS];
+static int finishing; /* the main process has exited: no new exec sessions */
+static uint8_t iobuf[CHUNK];
+
+/* Formats a start failure and returns -1. */
+static int start_failed(struct start_failure *f, int reason, int status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int start_failed(struct start_failure *f, int reason, int status, const char *fmt, ...)
+{
+	f->reason = reason;
+	f->status = status;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+	va_end(ap);
+	return -1;
+}
 
 /* In the child: reports a failure through the exec pipe and exits. */
 static _Noreturn void child_fail(int pipe_fd, int reason, int err)
@@ -155,27 +194,39 @@ static void set_nonblock(int fd)
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
-/* Opens a new pty on the container's devpts: stores the master in p and returns the slave (O_NOCTTY).
- * Bind-mounts the slave over the container's /dev/console, as Docker does. Reports INTERNAL on failure. */
-static int open_pty(const struct spec *spec, struct proc *p)
+/* Closes *fd if open and marks it closed. */
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Opens a new pty on the container's devpts: stores the master in p and returns the slave (O_NOCTTY), or -1.
+ * For the main process, bind-mounts the slave over the container's /dev/console, as Docker does. */
+static int open_pty(const struct spec *spec, struct proc *p, struct start_failure *f)
 {
 	int m = open(NEWROOT "/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (m < 0)
-		fail(R_INTERNAL, 125, "open ptmx: %s", strerror(errno));
+		return start_failed(f, R_INTERNAL, 125, "open ptmx: %s", strerror(errno));
 	int unlock = 0;
 	unsigned num = 0;
-	if (ioctl(m, TIOCSPTLCK, &unlock) < 0 || ioctl(m, TIOCGPTN, &num) < 0)
-		fail(R_INTERNAL, 125, "unlock pty: %s", strerror(errno));
+	if (ioctl(m, TIOCSPTLCK, &unlock) < 0 || ioctl(m, TIOCGPTN, &num) < 0) {
+		close(m);
+		return start_failed(f, R_INTERNAL, 125, "unlock pty: %s", strerror(errno));
+	}
 	char path[64];
 	snprintf(path, sizeof path, NEWROOT "/dev/pts/%u", num);
 	int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (s < 0)
 		s = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
-	if (s < 0)
-		fail(R_INTERNAL, 125, "open pty slave: %s", strerror(errno));
+	if (s < 0) {
+		close(m);
+		return start_failed(f, R_INTERNAL, 125, "open pty slave: %s", strerror(errno));
+	}
 	struct winsize ws = {.ws_row = spec->rows, .ws_col = spec->cols};
 	ioctl(m, TIOCSWINSZ, &ws);
-	if (mount(path, NEWROOT "/dev/console", NULL, MS_BIND, NULL) < 0)
+	if (p->session == 0 && mount(path, NEWROOT "/dev/console", NULL, MS_BIND, NULL) < 0)
 		log_msg("bind %s on /dev/console: %s", path, strerror(errno));
 	set_nonblock(m);
 	p->master = p->in_fd = p->out_fd = m;
@@ -183,61 +234,86 @@ static int open_pty(const struct spec *spec, struct proc *p)
 	return s;
 }
 
-/* Creates a close-on-exec pipe or reports INTERNAL. */
-static void must_pipe(int fds[2])
+/* Releases everything a process holds (fds, stdin buffer), keeping its identity. */
+static void proc_release(struct proc *p)
 {
-	if (pipe2(fds, O_CLOEXEC) < 0)
-		fail(R_INTERNAL, 125, "pipe: %s", strerror(errno));
+	if (p->in_fd >= 0 && p->in_fd != p->master)
+		close(p->in_fd);
+	if (p->out_fd >= 0 && p->out_fd != p->master)
+		close(p->out_fd);
+	if (p->err_fd >= 0)
+		close(p->err_fd);
+	close_fd(&p->master);
+	p->in_fd = p->out_fd = p->err_fd = -1;
+	free(p->in_buf);
+	p->in_buf = NULL;
+	p->in_off = p->in_len = p->in_cap = 0;
 }
 
-/* Starts the container process; sends STARTED, or ERROR + EXIT and powers off. */
-static void start_process(const struct spec *spec, const struct user_ids *ids, struct proc *p)
+/* Starts a process of the container as spec says (for the main process or an exec session): sends nothing.
+ * Returns 0 with p->pid set, or -1 with f filled in (p then holds nothing). */
+static int start_process(const struct spec *spec, const struct user_ids *ids, struct proc *p,
+			 struct start_failure *f)
 {
-	int child_fds[3];
-	memset(p, 0, sizeof *p);
+	int child_fds[3] = {-1, -1, -1};
+	int close_after[3] = {-1, -1, -1}; /* the child's ends, closed in the parent after fork */
 	p->tty = spec->tty;
 	p->master = p->in_fd = p->out_fd = p->err_fd = -1;
 	if (spec->tty) {
-		int s = open_pty(spec, p);
-		child_fds[0] = child_fds[1] = child_fds[2] = s;
+		int s = open_pty(spec, p, f);
+		if (s < 0)
+			return -1;
+		child_fds[0] = child_fds[1] = child_fds[2] = close_after[0] = s;
 	} else {
-		int out[2], err[2];
-		must_pipe(out);
-		must_pipe(err);
+		int out[2], err[2], in[2] = {-1, -1};
+		if (pipe2(out, O_CLOEXEC) < 0)
+			return start_failed(f, R_INTERNAL, 125, "pipe: %s", strerror(errno));
+		if (pipe2(err, O_CLOEXEC) < 0) {
+			close(out[0]);
+			close(out[1]);
+			return start_failed(f, R_INTERNAL, 125, "pipe: %s", strerror(errno));
+		}
 		p->out_fd = out[0];
 		p->err_fd = err[0];
 		set_nonblock(out[0]);
 		set_nonblock(err[0]);
-		child_fds[1] = out[1];
-		child_fds[2] = err[1];
+		child_fds[1] = close_after[1] = out[1];
+		child_fds[2] = close_after[2] = err[1];
 		if (spec->stdin_open) {
-			int in[2];
-			must_pipe(in);
+			if (pipe2(in, O_CLOEXEC) < 0) {
+				start_failed(f, R_INTERNAL, 125, "pipe: %s", strerror(errno));
+				goto undo;
+			}
 			p->in_fd = in[1];
 			set_nonblock(in[1]);
-			child_fds[0] = in[0];
+			child_fds[0] = close_after[0] = in[0];
 		} else {
-			child_fds[0] = open(NEWROOT "/dev/null", O_RDONLY | O_CLOEXEC);
-			if (child_fds[0] < 0)
-				fail(R_INTERNAL, 125, "open /dev/null: %s", strerror(errno));
+			child_fds[0] = close_after[0] = open(NEWROOT "/dev/null", O_RDONLY | O_CLOEXEC);
+			if (child_fds[0] < 0) {
+				start_failed(f, R_INTERNAL, 125, "open /dev/null: %s", strerror(errno));
+				goto undo;
+			}
 		}
 	}
 	int errpipe[2];
-	must_pipe(errpipe);
+	if (pipe2(errpipe, O_CLOEXEC) < 0) {
+		start_failed(f, R_INTERNAL, 125, "pipe: %s", strerror(errno));
+		goto undo;
+	}
 	pid_t pid = fork();
-	if (pid < 0)
-		fail(R_INTERNAL, 125, "fork: %s", strerror(errno));
+	if (pid < 0) {
+		close(errpipe[0]);
+		close(errpipe[1]);
+		start_failed(f, R_INTERNAL, 125, "fork: %s", strerror(errno));
+		goto undo;
+	}
 	if (pid == 0) {
 		close(errpipe[0]);
 		child_exec(spec, ids, child_fds, errpipe[1]);
 	}
 	close(errpipe[1]);
-	close(child_fds[0]);
-	if (!spec->tty) {
-		close(child_fds[1]);
-		close(child_fds[2]);
-	}
-	p->pid = pid;
+	for (int i = 0; i < 3; i++)
+		close_fd(&close_after[i]);
 
 	struct start_error e;
 	ssize_t n;
@@ -247,54 +323,160 @@ static void start_process(const struct spec *spec, const struct user_ids *ids, s
 	close(errpipe[0]);
 	if (n == (ssize_t)sizeof e) {
 		waitpid(pid, NULL, 0);
+		proc_release(p);
 		switch (e.reason) {
 		case R_CWD_FAILED:
-			fail(e.reason, 125, "working directory \"%s\": %s", spec->cwd, strerror(e.err));
+			return start_failed(f, e.reason, 125, "working directory \"%s\": %s", spec->cwd, strerror(e.err));
 		case R_NOT_FOUND:
-			fail(e.reason, 127, "exec \"%s\": %s", spec->argv[0],
-			     strchr(spec->argv[0], '/') ? strerror(e.err) : "executable file not found in $PATH");
+			return start_failed(f, e.reason, 127, "exec \"%s\": %s", spec->argv[0],
+					    strchr(spec->argv[0], '/') ? strerror(e.err)
+								       : "executable file not found in $PATH");
 		case R_NOT_EXECUTABLE:
-			fail(e.reason, 126, "exec \"%s\": %s", spec->argv[0], strerror(e.err));
+			return start_failed(f, e.reason, 126, "exec \"%s\": %s", spec->argv[0], strerror(e.err));
 		default:
-			fail(R_INTERNAL, 125, "starting \"%s\": %s", spec->argv[0], strerror(e.err));
+			return start_failed(f, R_INTERNAL, 125, "starting \"%s\": %s", spec->argv[0], strerror(e.err));
 		}
 	}
-	uint8_t started[4];
-	put_u32(started, (uint32_t)pid);
-	send_frame(T_STARTED, started, sizeof started);
+	p->pid = pid;
+	return 0;
+undo:
+	for (int i = 0; i < 3; i++)
+		close_fd(&close_after[i]);
+	proc_release(p);
+	return -1;
 }
 
-/* ---------------------------------------------------------------- the event loop */
+/* Sends EXIT(status) for a process: the main one as a report (both ports), an exec on its session. */
+static void send_exit(struct proc *p)
+{
+	uint32_t signo;
+	int status = exit_status(p->wstatus, &signo);
+	uint8_t e[8];
+	put_u32(e, (uint32_t)status);
+	put_u32(e + 4, signo);
+	if (p->session == 0)
+		report(T_EXIT, e, sizeof e);
+	else
+		ctl_send(T_EXIT, p->session, e, sizeof e);
+}
 
-/* Reaps every exited child; records the container process's status. */
-static void reap(struct proc *p)
+/* The live exec session with this number, or NULL. */
+static struct proc *find_exec(uint16_t session)
+{
+	for (int i = 0; i < MAX_EXECS; i++)
+		if (execs[i].live && execs[i].session == session)
+			return &execs[i];
+	return NULL;
+}
+
+/* Handles an EXEC frame: starts the process (STARTED) or answers ERROR + EXIT on its session. */
+static void start_exec(uint16_t session, const uint8_t *payload, uint32_t len)
+{
+	if (session == 0) {
+		log_msg("ignoring an EXEC with session 0");
+		return;
+	}
+	if (finishing) {
+		reject_exec(session, "the container's main process has exited");
+		return;
+	}
+	if (find_exec(session)) {
+		reject_exec(session, "exec session number already in use");
+		return;
+	}
+	struct proc *p = NULL;
+	for (int i = 0; i < MAX_EXECS && !p; i++)
+		if (!execs[i].live)
+			p = &execs[i];
+	if (!p) {
+		reject_exec(session, "too many exec sessions");
+		return;
+	}
+	struct spec spec;
+	char err[512];
+	if (exec_spec_parse(payload, len, &spec, err, sizeof err) < 0) {
+		char msg[600];
+		snprintf(msg, sizeof msg, "invalid EXEC: %s", err);
+		reject_exec(session, msg);
+		return;
+	}
+	memset(p, 0, sizeof *p);
+	p->session = session;
+	struct start_failure f;
+	struct user_ids ids;
+	int rc;
+	if (user_resolve(spec.user, NEWROOT "/etc/passwd", NEWROOT "/etc/group", &ids, err, sizeof err) < 0)
+		rc = start_failed(&f, R_USER_UNKNOWN, 125, "%s", err);
+	else
+		rc = start_process(&spec, &ids, p, &f);
+	spec_free(&spec);
+	if (rc < 0) {
+		uint8_t buf[1 + sizeof f.msg];
+		buf[0] = (uint8_t)f.reason;
+		size_t n = strlen(f.msg);
+		memcpy(buf + 1, f.msg, n);
+		ctl_send(T_ERROR, session, buf, n + 1);
+		uint8_t e[8];
+		put_u32(e, (uint32_t)f.status);
+		put_u32(e + 4, 0);
+		ctl_send(T_EXIT, session, e, sizeof e);
+		return;
+	}
+	p->live = 1;
+	uint8_t started[4];
+	put_u32(started, (uint32_t)p->pid);
+	ctl_send(T_STARTED, session, started, sizeof started);
+}
+
+/* ---------------------------------------------------------------- I/O */
+
+/* Iterates p over the main process and every live exec session. */
+#define FOR_EACH_PROC(p)                                                                                      \
+	for (struct proc *p = &main_proc; p; p = p == &main_proc ? execs : p + 1 < execs + MAX_EXECS ? p + 1 : NULL) \
+		if (p == &main_proc || p->live)
+
+/* Reaps every exited child; records the status of the container's processes. */
+static void reap(void)
 {
 	int st;
 	pid_t pid;
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		if (pid == p->pid) {
-			p->exited = 1;
-			p->wstatus = st;
+		FOR_EACH_PROC(p)
+		{
+			if (p->pid == pid && !p->exited) {
+				p->exited = 1;
+				p->wstatus = st;
+				p->drain_deadline = now_ms() + EXEC_DRAIN_MS;
+			}
 		}
 	}
 }
 
 /* Drains the signalfd and reaps. */
-static void on_sigchld(int sfd, struct proc *p)
+static void on_sigchld(int sfd)
 {
 	struct signalfd_siginfo si[8];
 	while (read(sfd, si, sizeof si) > 0)
 		;
-	reap(p);
+	reap();
 }
 
-/* Reads once from an output fd and forwards it as a frame of the given type. Returns 1 if data moved, 0 if
- * nothing was ready, -1 at EOF (or EIO from a pty master whose slave is closed). */
-static int pump_output(int fd, uint8_t type)
+/* True when output of p may be read now (the log port always takes it; boson.ctl applies back-pressure). */
+static int may_read_output(const struct proc *p)
 {
-	ssize_t n = read(fd, payload_buffer(), CHUNK);
+	return p->to_log || ctl_accepts_output();
+}
+
+/* Reads once from an output fd of p and forwards it as a frame of the given type. Returns 1 if data moved, 0 if
+ * nothing was ready, -1 at EOF (or EIO from a pty master whose slave is closed). */
+static int pump_output(struct proc *p, int fd, uint8_t type)
+{
+	ssize_t n = read(fd, iobuf, sizeof iobuf);
 	if (n > 0) {
-		send_payload(type, (size_t)n);
+		if (p->to_log)
+			log_record(type, iobuf, (size_t)n);
+		else
+			ctl_send(type, p->session, iobuf, (size_t)n);
 		return 1;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -305,7 +487,7 @@ static int pump_output(int fd, uint8_t type)
 /* Services an output fd: forwards what is ready and closes it at EOF. */
 static void service_output(struct proc *p, int *fd, uint8_t type)
 {
-	if (pump_output(*fd, type) < 0) {
+	if (pump_output(p, *fd, type) < 0) {
 		if (*fd != p->master)
 			close(*fd);
 		*fd = -1;
@@ -327,7 +509,8 @@ static void queue_stdin(struct proc *p, const uint8_t *data, size_t n)
 	if (p->in_fd < 0 || n == 0)
 		return;
 	if (p->in_off + p->in_len + n > p->in_cap) {
-		memmove(p->in_buf, p->in_buf + p->in_off, p->in_len);
+		if (p->in_len)
+			memmove(p->in_buf, p->in_buf + p->in_off, p->in_len);
 		p->in_off = 0;
 		if (p->in_len + n > p->in_cap) {
 			size_t cap = (p->in_len + n) * 2;
@@ -365,10 +548,15 @@ static void flush_stdin(struct proc *p)
 		close_stdin(p);
 }
 
-/* Handles one frame from the host while the process runs. */
-static void handle_frame(struct proc *p, const struct frame_hdr *h, const uint8_t *payload)
+/* Handles one frame from the host. */
+static void handle_frame(const struct frame_hdr *h, const uint8_t *payload)
 {
-	if (h->session != 0)
+	if (h->type == T_EXEC) {
+		start_exec(h->session, payload, h->len);
+		return;
+	}
+	struct proc *p = h->session == 0 ? &main_proc : find_exec(h->session);
+	if (!p || p->exited)
 		return;
 	switch (h->type) {
 	case T_STDIN:
@@ -411,104 +599,208 @@ static void handle_frame(struct proc *p, const struct frame_hdr *h, const uint8_
 }
 
 /* Handles every complete frame already read from the port, then pushes stdin. */
-static void handle_frames(struct proc *p)
+static void handle_frames(void)
 {
 	struct frame_hdr h;
 	const uint8_t *payload;
 	while ((payload = next_frame(&h))) {
-		handle_frame(p, &h, payload);
+		handle_frame(&h, payload);
 		consume_frame(&h);
 	}
+	FOR_EACH_PROC(p)
 	flush_stdin(p);
 }
 
-/* Reads from the port and handles every complete frame. */
-static void service_port(struct proc *p)
+/* Pending stdin bytes of every process. */
+static size_t stdin_pending(void)
 {
-	port_fill();
-	handle_frames(p);
+	size_t n = 0;
+	FOR_EACH_PROC(p)
+	n += p->in_len;
+	return n;
 }
 
-/* Runs until the container process has exited: forwards I/O, frames and signals. */
-static void event_loop(struct proc *p, int sfd)
+/* Ends an exec session whose process has exited: forwards what output is ready, closes its fds, sends EXIT. */
+static void end_exec(struct proc *p)
 {
-	handle_frames(p); /* frames that arrived together with SPEC */
-	while (!p->exited) {
-		struct pollfd fds[5];
-		int n = 0, i_port = -1, i_sig, i_out = -1, i_err = -1, i_in = -1;
-		if (p->in_len < STDIN_HIGH) {
-			i_port = n;
-			fds[n++] = (struct pollfd){.fd = port_fd(), .events = POLLIN};
-		}
-		i_sig = n;
-		fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
-		if (p->out_fd >= 0) {
-			i_out = n;
-			fds[n++] = (struct pollfd){.fd = p->out_fd, .events = POLLIN};
-		}
-		if (p->err_fd >= 0) {
-			i_err = n;
-			fds[n++] = (struct pollfd){.fd = p->err_fd, .events = POLLIN};
-		}
-		if (p->in_fd >= 0 && p->in_len > 0) {
-			i_in = n;
-			fds[n++] = (struct pollfd){.fd = p->in_fd, .events = POLLOUT};
-		}
-		if (poll(fds, (nfds_t)n, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			fail(R_INTERNAL, 125, "poll: %s", strerror(errno));
-		}
-		if (i_sig >= 0 && fds[i_sig].revents)
-			on_sigchld(sfd, p);
-		if (i_out >= 0 && fds[i_out].revents)
-			service_output(p, &p->out_fd, T_STDOUT);
-		if (i_err >= 0 && fds[i_err].revents)
-			service_output(p, &p->err_fd, T_STDERR);
-		if (i_in >= 0 && fds[i_in].revents)
-			flush_stdin(p);
-		if (i_port >= 0 && fds[i_port].revents)
-			service_port(p);
+	while (p->out_fd >= 0 && pump_output(p, p->out_fd, T_STDOUT) > 0)
+		;
+	while (p->err_fd >= 0 && pump_output(p, p->err_fd, T_STDERR) > 0)
+		;
+	proc_release(p);
+	send_exit(p);
+	p->live = 0;
+}
+
+/* Ends the exec sessions that are done: exited, and output at EOF (or waited for long enough). */
+static void end_finished_execs(long long now)
+{
+	for (int i = 0; i < MAX_EXECS; i++) {
+		struct proc *p = &execs[i];
+		if (p->live && p->exited && ((p->out_fd < 0 && p->err_fd < 0) || now >= p->drain_deadline))
+			end_exec(p);
 	}
 }
 
-/* After the process exited: forwards the rest of its output, kills every other process, drains the output to
- * EOF, reaps, syncs, sends EXIT, unmounts and powers off. */
-static _Noreturn void finish(struct proc *p, int sfd)
+/* What a pollfd entry stands for. */
+enum slot_kind { SLOT_PORT, SLOT_SIGNAL, SLOT_OUT, SLOT_ERR, SLOT_IN };
+
+/* Polls the port, the signalfd and every process's fds once (at most timeout ms, -1 = no limit; shortened to
+ * look for a reconnecting host and for exec deadlines) and services what is ready. With finishing_now, reads
+ * output regardless of back-pressure, skips stdin and refuses EXECs. */
+static void poll_once(int sfd, int timeout, int finishing_now)
 {
-	while (p->out_fd >= 0 && pump_output(p->out_fd, T_STDOUT) > 0)
+	struct pollfd fds[2 + 3 * (1 + MAX_EXECS)];
+	struct slot {
+		enum slot_kind kind;
+		struct proc *p;
+	} slot[2 + 3 * (1 + MAX_EXECS)];
+	nfds_t n = 0;
+	short pev = port_events(!finishing_now && stdin_pending() < STDIN_HIGH);
+	if (ctl_connected()) {
+		slot[n].kind = SLOT_PORT;
+		fds[n++] = (struct pollfd){.fd = port_fd(), .events = pev};
+	} else if (timeout < 0 || timeout > RECONNECT_POLL_MS) {
+		timeout = RECONNECT_POLL_MS;
+	}
+	slot[n].kind = SLOT_SIGNAL;
+	fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+	FOR_EACH_PROC(p)
+	{
+		int readable = finishing_now || may_read_output(p);
+		if (p->out_fd >= 0 && readable) {
+			slot[n] = (struct slot){SLOT_OUT, p};
+			fds[n++] = (struct pollfd){.fd = p->out_fd, .events = POLLIN};
+		}
+		if (p->err_fd >= 0 && readable) {
+			slot[n] = (struct slot){SLOT_ERR, p};
+			fds[n++] = (struct pollfd){.fd = p->err_fd, .events = POLLIN};
+		}
+		if (!finishing_now && p->in_fd >= 0 && p->in_len > 0) {
+			slot[n] = (struct slot){SLOT_IN, p};
+			fds[n++] = (struct pollfd){.fd = p->in_fd, .events = POLLOUT};
+		}
+		if (p != &main_proc && p->exited) {
+			long long left = p->drain_deadline - now_ms();
+			if (left < 0)
+				left = 0;
+			if (timeout < 0 || left < timeout)
+				timeout = (int)left;
+		}
+	}
+	if (poll(fds, n, timeout) < 0) {
+		if (errno == EINTR)
+			return;
+		fail(R_INTERNAL, 125, "poll: %s", strerror(errno));
+	}
+	short port_revents = 0;
+	for (nfds_t i = 0; i < n; i++) {
+		if (!fds[i].revents)
+			continue;
+		struct proc *p = slot[i].p;
+		switch (slot[i].kind) {
+		case SLOT_PORT:
+			port_revents = fds[i].revents;
+			break;
+		case SLOT_SIGNAL:
+			on_sigchld(sfd);
+			break;
+		case SLOT_OUT:
+			if (p->out_fd >= 0)
+				service_output(p, &p->out_fd, T_STDOUT);
+			break;
+		case SLOT_ERR:
+			if (p->err_fd >= 0)
+				service_output(p, &p->err_fd, T_STDERR);
+			break;
+		case SLOT_IN:
+			flush_stdin(p);
+			break;
+		}
+	}
+	if (port_revents)
+		port_service(port_revents);
+	port_check_reconnect();
+	if (finishing_now) { /* frames while finishing: EXECs are refused, the rest is moot */
+		struct frame_hdr h;
+		const uint8_t *payload;
+		while ((payload = next_frame(&h))) {
+			if (h.type == T_EXEC && h.session != 0)
+				reject_exec(h.session, "the container's main process has exited");
+			consume_frame(&h);
+		}
+	} else {
+		handle_frames();
+		end_finished_execs(now_ms());
+	}
+}
+
+/* Runs until the main process has exited: forwards I/O, frames and signals, runs exec sessions. */
+static void event_loop(int sfd)
+{
+	handle_frames(); /* frames that arrived together with SPEC */
+	while (!main_proc.exited)
+		poll_once(sfd, -1, 0);
+}
+
+/* True while some process still has output open. */
+static int outputs_open(void)
+{
+	FOR_EACH_PROC(p)
+	{
+		if (p->out_fd >= 0 || p->err_fd >= 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* After the main process exited: forwards the rest of its output, kills every other process (exec sessions
+ * included), drains all output to EOF, reaps, sends the exec sessions' EXITs, unmounts the volumes, syncs, sends
+ * the main EXIT, and powers off once the host has it. */
+static _Noreturn void finish(int sfd, const struct spec *spec)
+{
+	struct proc *m = &main_proc;
+	finishing = 1;
+	while (m->out_fd >= 0 && pump_output(m, m->out_fd, T_STDOUT) > 0)
 		;
-	while (p->err_fd >= 0 && pump_output(p->err_fd, T_STDERR) > 0)
+	while (m->err_fd >= 0 && pump_output(m, m->err_fd, T_STDERR) > 0)
 		;
 	kill(-1, SIGKILL);
-	if (!p->tty)
-		close_stdin(p);
+	FOR_EACH_PROC(p)
+	{
+		if (!p->tty)
+			close_stdin(p);
+	}
 	long long deadline = now_ms() + DRAIN_WAIT_MS;
-	while (p->out_fd >= 0 || p->err_fd >= 0) {
+	while (outputs_open()) {
 		long long left = deadline - now_ms();
 		if (left <= 0) {
 			log_msg("output still open %d ms after the process exited; giving up on it", DRAIN_WAIT_MS);
 			break;
 		}
-		struct pollfd fds[3] = {{.fd = sfd, .events = POLLIN},
-					{.fd = p->out_fd, .events = POLLIN},
-					{.fd = p->err_fd, .events = POLLIN}};
-		if (poll(fds, 3, (int)left) < 0 && errno != EINTR)
-			break;
-		if (fds[0].revents)
-			on_sigchld(sfd, p);
-		if (p->out_fd >= 0 && fds[1].revents)
-			service_output(p, &p->out_fd, T_STDOUT);
-		if (p->err_fd >= 0 && fds[2].revents)
-			service_output(p, &p->err_fd, T_STDERR);
+		poll_once(sfd, (int)left, 1);
 	}
-	reap(p);
+	reap();
+	for (int i = 0; i < MAX_EXECS; i++) {
+		struct proc *p = &execs[i];
+		if (!p->live)
+			continue;
+		if (!p->exited) { /* killed above; wait a little for the kernel to finish it */
+			long long until = now_ms() + 1000;
+			while (!p->exited && now_ms() < until) {
+				usleep(1000);
+				reap();
+			}
+			if (!p->exited)
+				p->wstatus = SIGKILL; /* reported as killed */
+		}
+		end_exec(p);
+	}
+	unmount_volumes(spec);
 	sync();
-	uint32_t signo;
-	int status = exit_status(p->wstatus, &signo);
-	send_exit(status, signo);
-	if (p->master >= 0)
-		close(p->master);
+	send_exit(m);
+	ctl_drain();
+	proc_release(m);
 	unmount_all();
 	linger();
 	power_off();
@@ -525,6 +817,18 @@ int main(void)
 
 	struct spec spec;
 	read_spec(&spec);
+	if (spec.has_clock) {
+		struct timespec ts = {.tv_sec = (time_t)(spec.clock_ns / 1000000000ull),
+				      .tv_nsec = (long)(spec.clock_ns % 1000000000ull)};
+		if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+			log_msg("clock_settime: %s", strerror(errno));
+	}
+	if (spec.log_port) {
+		set_reconnectable();
+		if (open_log_port() < 0)
+			fail(R_INTERNAL, 125, "no virtio-serial port named boson.log");
+	}
+	setup_network(&spec);
 	prepare_root(&spec);
 	if (sethostname(spec.hostname, strlen(spec.hostname)) < 0)
 		log_msg("sethostname %s: %s", spec.hostname, strerror(errno));
@@ -535,8 +839,13 @@ int main(void)
 	if (sfd < 0)
 		fail(R_INTERNAL, 125, "signalfd: %s", strerror(errno));
 
-	struct proc p;
-	start_process(&spec, &ids, &p);
-	event_loop(&p, sfd);
-	finish(&p, sfd);
+	struct start_failure f;
+	main_proc.to_log = spec.log_port;
+	if (start_process(&spec, &ids, &main_proc, &f) < 0)
+		fail(f.reason, f.status, "%s", f.msg);
+	uint8_t started[4];
+	put_u32(started, (uint32_t)main_proc.pid);
+	report(T_STARTED, started, sizeof started);
+	event_loop(sfd);
+	finish(sfd, &spec);
 }

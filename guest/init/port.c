@@ -16,12 +16,23 @@
 #include "root.h"
 
 #define PORT_NAME "boson.ctl"
-#define LINGER_MS 10000 /* how long to wait after EXIT for the host to close the port */
+#define LOG_PORT_NAME "boson.log"
+#define LINGER_MS 10000          /* how long to wait after EXIT for the host to close the port */
+#define QUEUE_HIGH (256u << 10)  /* stop reading sources bound for boson.ctl while this much is queued */
+#define QUEUE_CAP (8u << 20)     /* with no host connected, drop output frames beyond this much queued */
+#define RECONNECT_POLL_MS 100    /* how often to look for a host while none is connected */
 
 static int port = -1;                     /* the boson.ctl port, or -1 before it is open */
+static int log_port = -1;                 /* the boson.log port, or -1 */
+static int reconnectable;                 /* LOG_PORT: a closed host side is not the end */
+static int connected = 1;                 /* a host is connected to boson.ctl */
 static uint8_t *rbuf;                     /* bytes read from the port: rbuf[rpos .. rlen) unconsumed */
 static size_t rpos, rlen;
-static uint8_t obuf[FRAME_HDR + CHUNK];   /* one outgoing frame */
+static uint8_t *queue;                    /* frames for boson.ctl: queue[qhead .. qtail) */
+static size_t qhead, qtail, qcap;
+static size_t head_left;                  /* bytes of the frame at qhead not yet written (0: at a boundary) */
+static unsigned long long dropped;        /* output bytes dropped while no host was connected */
+static uint8_t lbuf[FRAME_HDR + 8 + CHUNK + 16]; /* one log-port record */
 
 /* Syncs and powers the VM off; never returns. Falls back to a reboot, which QEMU -no-reboot turns into exit. */
 _Noreturn void power_off(void)
@@ -41,75 +52,243 @@ long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits until the port is ready for events (POLLIN or POLLOUT); powers off if the host has closed it. */
-void port_wait(short events)
-{
-	struct pollfd pfd = {.fd = port, .events = events};
-	for (;;) {
-		if (poll(&pfd, 1, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			dprintf(2, "boson-init: poll port: %s\n", strerror(errno));
-			power_off();
-		}
-		if (pfd.revents & events)
-			return;
-		if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) {
-			dprintf(2, "boson-init: the host closed the port\n");
-			power_off();
-		}
-	}
-}
-
-/* Writes all n bytes to the port, looping over partial writes (the driver takes at most 32 KiB per write) and
- * waiting while the host is not reading; powers off if the port is gone. */
-static void port_write(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n > 0) {
-		ssize_t w = write(port, b, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				port_wait(POLLOUT);
-				continue;
-			}
-			dprintf(2, "boson-init: port write: %s\n", strerror(errno));
-			power_off();
-		}
-		b += w;
-		n -= (size_t)w;
-	}
-}
-
-/* The payload part of the outgoing frame buffer. */
-uint8_t *payload_buffer(void)
-{
-	return obuf + FRAME_HDR;
-}
-
 /* The port's fd. */
 int port_fd(void)
 {
 	return port;
 }
 
-/* Sends the frame whose payload (n bytes) is already in obuf after the header space. */
-void send_payload(uint8_t type, size_t n)
+void set_reconnectable(void)
 {
-	frame_hdr_encode(obuf, type, 0, (uint32_t)n);
-	port_write(obuf, FRAME_HDR + n);
+	reconnectable = 1;
 }
 
-/* Sends one frame of session 0 with a payload of at most CHUNK bytes. */
-void send_frame(uint8_t type, const void *payload, size_t n)
+int ctl_connected(void)
 {
-	if (n > CHUNK)
-		n = CHUNK;
-	memcpy(obuf + FRAME_HDR, payload, n);
-	send_payload(type, n);
+	return connected;
 }
+
+/* ---------------------------------------------------------------- the boson.ctl queue */
+
+static size_t queued(void)
+{
+	return qtail - qhead;
+}
+
+int ctl_accepts_output(void)
+{
+	return !connected || queued() < QUEUE_HIGH;
+}
+
+/* Marks n bytes at the head of the queue as written, keeping track of frame boundaries. */
+static void queue_advance(size_t n)
+{
+	while (n > 0) {
+		if (head_left == 0)
+			head_left = FRAME_HDR + get_u32(queue + qhead + 4);
+		size_t take = n < head_left ? n : head_left;
+		qhead += take;
+		head_left -= take;
+		n -= take;
+	}
+	if (qhead == qtail) {
+		qhead = qtail = 0;
+		if (qcap > (1u << 20)) { /* give back what a burst took */
+			free(queue);
+			queue = NULL;
+			qcap = 0;
+		}
+	}
+}
+
+/* The host side of the port has closed: powers off, or (reconnectable) forgets the half-written frame (QEMU
+ * discarded what the old host did not read, so the next host must start at a frame boundary). */
+static void host_gone(const char *why)
+{
+	if (!reconnectable) {
+		dprintf(2, "boson-init: the host closed the port (%s)\n", why);
+		power_off();
+	}
+	if (!connected)
+		return;
+	dprintf(2, "boson-init: the host closed the port (%s); waiting for it to come back\n", why);
+	connected = 0;
+	if (head_left > 0)
+		queue_advance(head_left);
+}
+
+/* Writes queued frames until the port would block. */
+static void ctl_flush(void)
+{
+	while (connected && queued() > 0) {
+		ssize_t w = write(port, queue + qhead, queued());
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				host_gone(strerror(errno));
+			return;
+		}
+		queue_advance((size_t)w);
+	}
+}
+
+void ctl_send(uint8_t type, uint16_t session, const void *payload, size_t n)
+{
+	if (port < 0)
+		return;
+	if (!connected && (type == T_STDOUT || type == T_STDERR) && queued() + FRAME_HDR + n > QUEUE_CAP) {
+		dropped += n;
+		return;
+	}
+	size_t need = FRAME_HDR + n;
+	if (qtail + need > qcap) {
+		if (qhead > 0) {
+			memmove(queue, queue + qhead, queued());
+			qtail -= qhead;
+			qhead = 0;
+		}
+		if (qtail + need > qcap) {
+			size_t cap = (qtail + need) * 2;
+			if (cap < 65536)
+				cap = 65536;
+			uint8_t *nq = realloc(queue, cap);
+			if (!nq) {
+				dprintf(2, "boson-init: out of memory queueing a frame of %zu bytes; dropped\n", n);
+				return;
+			}
+			queue = nq;
+			qcap = cap;
+		}
+	}
+	frame_hdr_encode(queue + qtail, type, session, (uint32_t)n);
+	if (n)
+		memcpy(queue + qtail + FRAME_HDR, payload, n);
+	qtail += need;
+}
+
+void ctl_drain(void)
+{
+	while (connected && queued() > 0) {
+		ctl_flush();
+		if (!connected || queued() == 0)
+			return;
+		struct pollfd pfd = {.fd = port, .events = POLLOUT};
+		if (poll(&pfd, 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			dprintf(2, "boson-init: poll port: %s\n", strerror(errno));
+			power_off();
+		}
+		if (!(pfd.revents & POLLOUT) && (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)))
+			host_gone("hang-up");
+	}
+}
+
+short port_events(int want_input)
+{
+	if (!connected)
+		return 0;
+	return (short)((want_input ? POLLIN : 0) | (queued() > 0 ? POLLOUT : 0));
+}
+
+/* Reads once from the port into rbuf (nothing if it has nothing ready); notices a closed host side. */
+static void port_fill(void)
+{
+	if (rpos > 0) {
+		memmove(rbuf, rbuf + rpos, rlen - rpos);
+		rlen -= rpos;
+		rpos = 0;
+	}
+	if (rlen == FRAME_HDR + FRAME_MAX)
+		return; /* full: the caller consumes a frame first */
+	ssize_t n;
+	do
+		n = read(port, rbuf + rlen, FRAME_HDR + FRAME_MAX - rlen);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n <= 0) {
+		host_gone(n == 0 ? "EOF" : strerror(errno));
+		return;
+	}
+	rlen += (size_t)n;
+}
+
+void port_service(short revents)
+{
+	if (!connected)
+		return;
+	if (revents & POLLOUT)
+		ctl_flush();
+	if (revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))
+		port_fill();
+}
+
+void port_check_reconnect(void)
+{
+	if (connected)
+		return;
+	struct pollfd pfd = {.fd = port, .events = 0};
+	if (poll(&pfd, 1, 0) < 0 || (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)))
+		return;
+	connected = 1;
+	rpos = rlen = 0; /* the rest of a frame from the old host */
+	dprintf(2, "boson-init: a host connected to the port again\n");
+	if (dropped) {
+		log_msg("dropped %llu bytes of output while no host was connected", dropped);
+		dropped = 0;
+	}
+	ctl_flush();
+}
+
+/* ---------------------------------------------------------------- the boson.log port */
+
+int open_log_port(void)
+{
+	char dev[300];
+	if (wait_device("/sys/class/virtio-ports", "vport", "name", LOG_PORT_NAME, dev, sizeof dev) < 0) {
+		errno = ENODEV;
+		return -1;
+	}
+	log_port = open(dev, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+	return log_port < 0 ? -1 : 0;
+}
+
+void log_record(uint8_t type, const void *payload, size_t n)
+{
+	if (log_port < 0)
+		return;
+	if (n > sizeof lbuf - FRAME_HDR - 8)
+		n = sizeof lbuf - FRAME_HDR - 8;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	frame_hdr_encode(lbuf, type, 0, (uint32_t)(8 + n));
+	put_u64(lbuf + FRAME_HDR, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+	if (n)
+		memcpy(lbuf + FRAME_HDR + 8, payload, n);
+	const uint8_t *b = lbuf;
+	size_t left = FRAME_HDR + 8 + n;
+	while (left > 0) {
+		ssize_t w = write(log_port, b, left);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			dprintf(2, "boson-init: log port write: %s\n", strerror(errno));
+			return;
+		}
+		b += w;
+		left -= (size_t)w;
+	}
+}
+
+void report(uint8_t type, const void *payload, size_t n)
+{
+	log_record(type, payload, n);
+	ctl_send(type, 0, payload, n);
+}
+
+/* ---------------------------------------------------------------- diagnostics, failures, the end */
 
 /* Logs a diagnostic line on the console and, once the port is open, as a LOG frame. */
 void log_msg(const char *fmt, ...)
@@ -120,24 +299,32 @@ void log_msg(const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	dprintf(2, "boson-init: %s\n", msg);
-	if (port >= 0)
-		send_frame(T_LOG, msg, strlen(msg));
+	ctl_send(T_LOG, 0, msg, strlen(msg));
 }
 
-/* Sends EXIT(status, signo). */
-void send_exit(int status, uint32_t signo)
+void reject_exec(uint16_t session, const char *msg)
 {
-	uint8_t p[8];
-	put_u32(p, (uint32_t)status);
-	put_u32(p + 4, signo);
-	send_frame(T_EXIT, p, sizeof p);
+	uint8_t buf[512];
+	size_t n = strlen(msg);
+	if (n > sizeof buf - 1)
+		n = sizeof buf - 1;
+	buf[0] = R_INTERNAL;
+	memcpy(buf + 1, msg, n);
+	ctl_send(T_ERROR, session, buf, n + 1);
+	uint8_t e[8];
+	put_u32(e, 125);
+	put_u32(e + 4, 0);
+	ctl_send(T_EXIT, session, e, sizeof e);
 }
 
 /* After EXIT: waits until the host closes its end of the port, or LINGER_MS pass, discarding anything it sends.
  * QEMU drops output still queued in the virtio ring when the VM powers off, and the guest cannot see when that
- * ring is drained; the host closing the port after reading EXIT (which comes last) is the signal. */
+ * ring is drained; the host closing the port after reading EXIT (which comes last) is the signal. With no host
+ * connected (POLLHUP at once) there is nothing to wait for. */
 void linger(void)
 {
+	if (!connected)
+		return;
 	long long deadline = now_ms() + LINGER_MS;
 	for (;;) {
 		long long left = deadline - now_ms();
@@ -170,8 +357,12 @@ _Noreturn void fail(int reason, int status, const char *fmt, ...)
 	dprintf(2, "boson-init: error %d: %s\n", reason, msg + 1);
 	if (port >= 0) {
 		msg[0] = (char)reason;
-		send_frame(T_ERROR, msg, (size_t)n + 1);
-		send_exit(status, 0);
+		report(T_ERROR, msg, (size_t)n + 1);
+		uint8_t e[8];
+		put_u32(e, (uint32_t)status);
+		put_u32(e + 4, 0);
+		report(T_EXIT, e, sizeof e);
+		ctl_drain();
 		linger();
 	}
 	power_off();
@@ -198,31 +389,22 @@ void open_port(void)
 	uint8_t hello[12];
 	put_u32(hello, PROTO_VERSION);
 	put_u64(hello + 4, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
-	send_frame(T_HELLO, hello, sizeof hello);
+	uint8_t frame[FRAME_HDR + sizeof hello];
+	frame_hdr_encode(frame, T_HELLO, 0, sizeof hello);
+	memcpy(frame + FRAME_HDR, hello, sizeof hello);
+	for (size_t off = 0; off < sizeof frame;) {
+		ssize_t w = write(port, frame + off, sizeof frame - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			dprintf(2, "boson-init: write HELLO: %s\n", strerror(errno));
+			power_off();
+		}
+		off += (size_t)w;
+	}
 	/* The HELLO write blocked until the host was connected. From now on the port is non-blocking: a blocking
 	 * write would wait forever for a host that has gone, where poll() reports the hang-up. */
 	fcntl(port, F_SETFL, fcntl(port, F_GETFL) | O_NONBLOCK);
-}
-
-/* Reads what the port has into rbuf (nothing if it has nothing ready); powers off when the host has closed it. */
-void port_fill(void)
-{
-	if (rpos > 0) {
-		memmove(rbuf, rbuf + rpos, rlen - rpos);
-		rlen -= rpos;
-		rpos = 0;
-	}
-	ssize_t n;
-	do
-		n = read(port, rbuf + rlen, FRAME_HDR + FRAME_MAX - rlen);
-	while (n < 0 && errno == EINTR);
-	if (n < 0 && errno == EAGAIN)
-		return;
-	if (n <= 0) {
-		dprintf(2, "boson-init: port closed (%s)\n", n == 0 ? "EOF" : strerror(errno));
-		power_off();
-	}
-	rlen += (size_t)n;
 }
 
 /* If a complete frame is at the front of the unconsumed bytes, decodes its header into h and returns its
@@ -242,7 +424,8 @@ void consume_frame(const struct frame_hdr *h)
 	rpos += FRAME_HDR + h->len;
 }
 
-/* Waits for the SPEC frame (ignoring anything else) and parses it; reports SPEC_INVALID on failure. */
+/* Waits for the SPEC frame and parses it; reports SPEC_INVALID on failure. An EXEC before it is rejected (the
+ * main process has not started), anything else is ignored. */
 void read_spec(struct spec *spec)
 {
 	for (;;) {
@@ -257,10 +440,15 @@ void read_spec(struct spec *spec)
 					fail(R_SPEC_INVALID, 125, "invalid SPEC: %s", err);
 				return;
 			}
+			if (h.type == T_EXEC && h.session != 0)
+				reject_exec(h.session, "the container's main process has not started");
 			consume_frame(&h);
 		}
-		port_wait(POLLIN);
-		port_fill();
+		struct pollfd pfd = {.fd = port, .events = port_events(1)};
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR) {
+			dprintf(2, "boson-init: poll port: %s\n", strerror(errno));
+			power_off();
+		}
+		port_service(pfd.revents);
 	}
 }
-

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "proto.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,11 @@ uint16_t get_u16(const uint8_t *p)
 uint32_t get_u32(const uint8_t *p)
 {
 	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+uint64_t get_u64(const uint8_t *p)
+{
+	return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4);
 }
 
 void frame_hdr_encode(uint8_t *out, uint8_t type, uint16_t session, uint32_t len)
@@ -90,7 +97,171 @@ static int spec_error(struct spec *s, char *err, size_t errlen, const char *fmt,
 	return -1;
 }
 
+/* Formats a message into err and returns -1 (for the record parsers, which own nothing). */
+static int rec_error(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Parses a decimal number in [lo, hi] that spans the whole of str. Returns 0, or -1. */
+static int parse_int(const char *str, long lo, long hi, long *out)
+{
+	if (!*str || strlen(str) > 10)
+		return -1;
+	long v = 0;
+	for (const char *c = str; *c; c++) {
+		if (*c < '0' || *c > '9')
+			return -1;
+		v = v * 10 + (*c - '0');
+	}
+	if (v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int net_if_parse(const char *text, struct net_if *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof *out);
+	char buf[128];
+	if (strlen(text) >= sizeof buf)
+		return rec_error(err, errlen, "NET_IF \"%.40s...\" is too long", text);
+	strcpy(buf, text);
+	char *field[4];
+	size_t nf = 0;
+	for (char *p = buf;;) {
+		char *sp = strchr(p, ' ');
+		if (nf == 4)
+			return rec_error(err, errlen, "NET_IF \"%s\" has more than 4 fields", text);
+		field[nf++] = p;
+		if (!sp)
+			break;
+		*sp = 0;
+		p = sp + 1;
+	}
+	if (nf != 4)
+		return rec_error(err, errlen, "NET_IF \"%s\" must be \"MAC ADDRESS/PREFIX GATEWAY MTU\"", text);
+	const char *mac = field[0];
+	if (strlen(mac) != 17)
+		return rec_error(err, errlen, "NET_IF MAC \"%s\" is not aa:bb:cc:dd:ee:ff", mac);
+	for (int i = 0; i < 17; i++) {
+		int ok = i % 3 == 2 ? mac[i] == ':' : isxdigit((unsigned char)mac[i]);
+		if (!ok)
+			return rec_error(err, errlen, "NET_IF MAC \"%s\" is not aa:bb:cc:dd:ee:ff", mac);
+		out->mac[i] = (char)tolower((unsigned char)mac[i]);
+	}
+	char *slash = strchr(field[1], '/');
+	long prefix;
+	if (!slash || parse_int(slash + 1, 0, 32, &prefix) < 0)
+		return rec_error(err, errlen, "NET_IF address \"%s\" is not ADDRESS/PREFIX (prefix 0..32)", field[1]);
+	*slash = 0;
+	struct in_addr a;
+	if (inet_pton(AF_INET, field[1], &a) != 1)
+		return rec_error(err, errlen, "NET_IF address \"%s\" is not an IPv4 address", field[1]);
+	out->addr = a.s_addr;
+	out->prefix = (int)prefix;
+	if (strcmp(field[2], "-") != 0) {
+		if (inet_pton(AF_INET, field[2], &a) != 1)
+			return rec_error(err, errlen, "NET_IF gateway \"%s\" is neither - nor an IPv4 address", field[2]);
+		out->gateway = a.s_addr;
+		out->has_gateway = 1;
+	}
+	long mtu;
+	if (parse_int(field[3], 68, 65535, &mtu) < 0)
+		return rec_error(err, errlen, "NET_IF MTU \"%s\" is not a number in 68..65535", field[3]);
+	out->mtu = (int)mtu;
+	return 0;
+}
+
+void mount_spec_free(struct mount_spec *m)
+{
+	free(m->source);
+	free(m->target);
+	free(m->fstype);
+	memset(m, 0, sizeof *m);
+}
+
+int mount_spec_parse(const char *text, struct mount_spec *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof *out);
+	const char *field[5];
+	size_t flen[5], nf = 0;
+	for (const char *p = text;;) {
+		const char *tab = strchr(p, '\t');
+		if (nf == 5)
+			return rec_error(err, errlen, "MOUNT \"%s\" has more than 5 fields", text);
+		field[nf] = p;
+		flen[nf++] = tab ? (size_t)(tab - p) : strlen(p);
+		if (!tab)
+			break;
+		p = tab + 1;
+	}
+	if (nf != 5)
+		return rec_error(err, errlen, "MOUNT \"%s\" must be KIND, SOURCE, TARGET, FSTYPE, OPTIONS separated by tabs",
+				 text);
+	for (size_t i = 0; i < 5; i++)
+		if (flen[i] == 0)
+			return rec_error(err, errlen, "MOUNT \"%s\" has an empty field", text);
+	if (flen[0] == 4 && memcmp(field[0], "disk", 4) == 0)
+		out->kind = MOUNT_DISK;
+	else if (flen[0] == 2 && memcmp(field[0], "9p", 2) == 0)
+		out->kind = MOUNT_9P;
+	else
+		return rec_error(err, errlen, "MOUNT kind \"%.*s\" is neither disk nor 9p", (int)flen[0], field[0]);
+	if (flen[4] == 2 && memcmp(field[4], "ro", 2) == 0)
+		out->read_only = 1;
+	else if (!(flen[4] == 2 && memcmp(field[4], "rw", 2) == 0))
+		return rec_error(err, errlen, "MOUNT options \"%.*s\" are neither rw nor ro", (int)flen[4], field[4]);
+	const char *t = field[2];
+	size_t tl = flen[2];
+	if (t[0] != '/')
+		return rec_error(err, errlen, "MOUNT target \"%.*s\" is not absolute", (int)tl, t);
+	for (size_t i = 0; i < tl;) { /* no ".." component */
+		size_t j = i;
+		while (j < tl && t[j] != '/')
+			j++;
+		if (j - i == 2 && t[i] == '.' && t[i + 1] == '.')
+			return rec_error(err, errlen, "MOUNT target \"%.*s\" contains ..", (int)tl, t);
+		i = j + 1;
+	}
+	out->source = strndup(field[1], flen[1]);
+	out->target = strndup(field[2], flen[2]);
+	out->fstype = strndup(field[3], flen[3]);
+	if (!out->source || !out->target || !out->fstype) {
+		mount_spec_free(out);
+		return rec_error(err, errlen, "out of memory");
+	}
+	return 0;
+}
+
+/* Appends one element to a heap array of elements of size sz; returns a pointer to it (zeroed), or NULL. */
+static void *array_push(void **arr, size_t *n, size_t sz)
+{
+	uint8_t *na = realloc(*arr, (*n + 1) * sz);
+	if (!na)
+		return NULL;
+	*arr = na;
+	memset(na + *n * sz, 0, sz);
+	return na + (*n)++ * sz;
+}
+
+static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, size_t errlen, int is_exec);
+
 int spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t errlen)
+{
+	return parse_records(p, n, s, err, errlen, 0);
+}
+
+int exec_spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t errlen)
+{
+	return parse_records(p, n, s, err, errlen, 1);
+}
+
+static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, size_t errlen, int is_exec)
 {
 	memset(s, 0, sizeof *s);
 	s->rows = 24;
@@ -109,13 +280,22 @@ int spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t err
 		off += len;
 
 		char **slot = NULL;
+		if (is_exec && tag > S_WINSIZE)
+			continue; /* an EXEC takes only the process's records */
 		switch (tag) {
 		case S_ARG:
-		case S_ENV: {
+		case S_ENV:
+		case S_DNS:
+		case S_DNS_SEARCH:
+		case S_HOSTS: {
 			char *str = dup_value(v, len);
 			if (!str)
 				return spec_error(s, err, errlen, "record with tag %u holds a NUL byte", tag);
-			int rc = tag == S_ARG ? vec_push(&s->argv, &s->argc, str) : vec_push(&s->envp, &s->envc, str);
+			int rc = tag == S_ARG	       ? vec_push(&s->argv, &s->argc, str)
+				 : tag == S_ENV	       ? vec_push(&s->envp, &s->envc, str)
+				 : tag == S_DNS	       ? vec_push(&s->dns, &s->ndns, str)
+				 : tag == S_DNS_SEARCH ? vec_push(&s->dns_search, &s->ndns_search, str)
+						       : vec_push(&s->hosts, &s->nhosts, str);
 			if (rc < 0) {
 				free(str);
 				return spec_error(s, err, errlen, "out of memory");
@@ -128,11 +308,37 @@ int spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t err
 		case S_ROOT_DISK: slot = &s->root_disk; break;
 		case S_ROOT_FSTYPE: slot = &s->root_fstype; break;
 		case S_SCRATCH_DISK: slot = &s->scratch_disk; break;
+		case S_CLOCK:
+			if (len != 8)
+				return spec_error(s, err, errlen, "CLOCK must be 8 bytes, not %u", len);
+			s->has_clock = 1;
+			s->clock_ns = get_u64(v);
+			continue;
+		case S_NET_IF:
+		case S_MOUNT: {
+			char *str = dup_value(v, len);
+			if (!str)
+				return spec_error(s, err, errlen, "record with tag %u holds a NUL byte", tag);
+			char msg[256];
+			int rc;
+			if (tag == S_NET_IF) {
+				struct net_if *ifc = array_push((void **)&s->ifs, &s->nifs, sizeof *ifc);
+				rc = ifc ? net_if_parse(str, ifc, msg, sizeof msg) : rec_error(msg, sizeof msg, "out of memory");
+			} else {
+				struct mount_spec *m = array_push((void **)&s->mounts, &s->nmounts, sizeof *m);
+				rc = m ? mount_spec_parse(str, m, msg, sizeof msg) : rec_error(msg, sizeof msg, "out of memory");
+			}
+			free(str);
+			if (rc < 0)
+				return spec_error(s, err, errlen, "%s", msg);
+			continue;
+		}
 		case S_TTY:
 		case S_STDIN:
+		case S_LOG_PORT:
 			if (len != 1)
 				return spec_error(s, err, errlen, "record with tag %u must be 1 byte, not %u", tag, len);
-			*(tag == S_TTY ? &s->tty : &s->stdin_open) = v[0] != 0;
+			*(tag == S_TTY ? &s->tty : tag == S_STDIN ? &s->stdin_open : &s->log_port) = v[0] != 0;
 			continue;
 		case S_WINSIZE:
 			if (len != 4)
@@ -151,7 +357,7 @@ int spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t err
 	}
 	if (s->argc == 0)
 		return spec_error(s, err, errlen, "missing ARG: no command given");
-	if (!s->root_disk || !*s->root_disk)
+	if (!is_exec && (!s->root_disk || !*s->root_disk))
 		return spec_error(s, err, errlen, "missing ROOT_DISK");
 	if (s->cwd && s->cwd[0] != '/')
 		return spec_error(s, err, errlen, "CWD \"%s\" is not absolute", s->cwd);
@@ -184,6 +390,13 @@ void spec_free(struct spec *s)
 	free(s->root_disk);
 	free(s->root_fstype);
 	free(s->scratch_disk);
+	free(s->ifs);
+	vec_free(s->dns, s->ndns);
+	vec_free(s->dns_search, s->ndns_search);
+	vec_free(s->hosts, s->nhosts);
+	for (size_t i = 0; i < s->nmounts; i++)
+		mount_spec_free(&s->mounts[i]);
+	free(s->mounts);
 	memset(s, 0, sizeof *s);
 }
 

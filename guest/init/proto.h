@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define FRAME_HDR 8
 #define FRAME_MAX (1u << 20) /* largest payload of one frame */
 
@@ -24,6 +24,7 @@ enum frame_type {
 	T_STDIN_EOF = 0x83,
 	T_SIGNAL = 0x84,
 	T_RESIZE = 0x85,
+	T_EXEC = 0x86,
 };
 
 /* ERROR reasons. */
@@ -50,12 +51,40 @@ enum spec_tag {
 	S_ROOT_DISK = 9,
 	S_ROOT_FSTYPE = 10,
 	S_SCRATCH_DISK = 11,
+	S_CLOCK = 12,
+	S_NET_IF = 13,
+	S_DNS = 14,
+	S_DNS_SEARCH = 15,
+	S_HOSTS = 16,
+	S_MOUNT = 17,
+	S_LOG_PORT = 18,
 };
 
 struct frame_hdr {
 	uint8_t type;
 	uint16_t session;
 	uint32_t len;
+};
+
+/* One NET_IF record: "MAC ADDRESS/PREFIX GATEWAY MTU". Addresses are in network byte order. */
+struct net_if {
+	char mac[18];      /* lower case, "aa:bb:cc:dd:ee:ff" as in /sys/class/net/X/address */
+	uint32_t addr;
+	int prefix;        /* 0..32 */
+	uint32_t gateway;
+	int has_gateway;   /* 0 when GATEWAY was "-" */
+	int mtu;           /* 68..65535 */
+};
+
+enum mount_kind { MOUNT_DISK = 1, MOUNT_9P = 2 };
+
+/* One MOUNT record: "KIND\tSOURCE\tTARGET\tFSTYPE\tOPTIONS". */
+struct mount_spec {
+	int kind;          /* enum mount_kind */
+	char *source;      /* virtio-blk serial or 9p mount tag */
+	char *target;      /* absolute path inside the container */
+	char *fstype;
+	int read_only;
 };
 
 /* A parsed SPEC. Every string is NUL-terminated and heap-allocated; argv and envp end with NULL.
@@ -74,6 +103,19 @@ struct spec {
 	char *root_disk;
 	char *root_fstype;
 	char *scratch_disk;
+	int has_clock;
+	uint64_t clock_ns;
+	struct net_if *ifs;
+	size_t nifs;
+	char **dns;           /* NULL-terminated (or NULL when none), like the lists below */
+	size_t ndns;
+	char **dns_search;
+	size_t ndns_search;
+	char **hosts;
+	size_t nhosts;
+	struct mount_spec *mounts;
+	size_t nmounts;
+	int log_port;
 };
 
 /* Big-endian stores and loads. */
@@ -82,6 +124,7 @@ void put_u32(uint8_t *p, uint32_t v);
 void put_u64(uint8_t *p, uint64_t v);
 uint16_t get_u16(const uint8_t *p);
 uint32_t get_u32(const uint8_t *p);
+uint64_t get_u64(const uint8_t *p);
 
 /* Writes the 8-byte header of a frame to out. */
 void frame_hdr_encode(uint8_t *out, uint8_t type, uint16_t session, uint32_t len);
@@ -92,6 +135,20 @@ int frame_hdr_decode(const uint8_t *in, struct frame_hdr *h);
 /* Parses a SPEC payload into s. Returns 0; or -1 with a message in err (s is then freed and zeroed).
  * Unknown tags are skipped. Requires at least one ARG and a ROOT_DISK. */
 int spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t errlen);
+
+/* Parses an EXEC payload (ARG, ENV, CWD, USER, TTY, STDIN, WINSIZE; other tags are ignored) like spec_parse,
+ * but without requiring a ROOT_DISK. */
+int exec_spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t errlen);
+
+/* Parses the text of a NET_IF record. Returns 0, or -1 with a message in err. */
+int net_if_parse(const char *text, struct net_if *out, char *err, size_t errlen);
+
+/* Parses the text of a MOUNT record into out (heap strings, freed by mount_spec_free). Returns 0, or -1 with a
+ * message in err (out is then zeroed). */
+int mount_spec_parse(const char *text, struct mount_spec *out, char *err, size_t errlen);
+
+/* Frees what mount_spec_parse allocated. */
+void mount_spec_free(struct mount_spec *m);
 
 /* Frees everything spec_parse allocated and zeroes s. */
 void spec_free(struct spec *s);

@@ -179,6 +179,95 @@ static void make_node(const char *name, mode_t mode, unsigned maj, unsigned min,
 		log_msg("create /dev/%s: %s", name, strerror(errno));
 }
 
+/* Writes NEWROOT/<name> (a regular file, replacing whatever was there, a symlink included) with text. */
+static void write_etc_file(const char *name, const char *text)
+{
+	char path[256];
+	snprintf(path, sizeof path, NEWROOT "/%s", name);
+	if (mkdir_p(NEWROOT "/etc", 0755) < 0)
+		fail(R_INTERNAL, 125, "create /etc: %s", strerror(errno));
+	if (unlink(path) < 0 && errno != ENOENT)
+		fail(R_INTERNAL, 125, "replace /%s: %s", name, strerror(errno));
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	size_t n = strlen(text);
+	if (fd < 0 || write(fd, text, n) != (ssize_t)n)
+		fail(R_INTERNAL, 125, "write /%s: %s", name, strerror(errno));
+	close(fd);
+}
+
+/* Appends to a fixed buffer, failing when it is full. */
+static void append(char *buf, size_t size, size_t *len, const char *a, const char *b, const char *c)
+{
+	int n = snprintf(buf + *len, size - *len, "%s%s%s", a, b, c);
+	if (n < 0 || (size_t)n >= size - *len)
+		fail(R_SPEC_INVALID, 125, "DNS and HOSTS records exceed %zu bytes", size);
+	*len += (size_t)n;
+}
+
+/* Writes /etc/resolv.conf (DNS, DNS_SEARCH) and /etc/hosts (HOSTS) in the container when the SPEC has them. */
+static void write_etc_files(const struct spec *spec)
+{
+	static char buf[65536];
+	size_t len = 0;
+	if (spec->ndns || spec->ndns_search) {
+		for (size_t i = 0; i < spec->ndns; i++)
+			append(buf, sizeof buf, &len, "nameserver ", spec->dns[i], "\n");
+		if (spec->ndns_search) {
+			append(buf, sizeof buf, &len, "search", "", "");
+			for (size_t i = 0; i < spec->ndns_search; i++)
+				append(buf, sizeof buf, &len, " ", spec->dns_search[i], "");
+			append(buf, sizeof buf, &len, "\n", "", "");
+		}
+		write_etc_file("etc/resolv.conf", buf);
+	}
+	if (spec->nhosts) {
+		len = 0;
+		append(buf, sizeof buf, &len, "127.0.0.1\tlocalhost\n::1\tlocalhost\n", "", "");
+		for (size_t i = 0; i < spec->nhosts; i++)
+			append(buf, sizeof buf, &len, spec->hosts[i], "\n", "");
+		write_etc_file("etc/hosts", buf);
+	}
+}
+
+/* Mounts one volume (MOUNT record) into the container, or reports MOUNT_FAILED naming its target. */
+static void mount_volume(const struct mount_spec *m)
+{
+	char target[4096];
+	if (snprintf(target, sizeof target, NEWROOT "%s", m->target) >= (int)sizeof target)
+		fail(R_MOUNT_FAILED, 125, "volume %s: path too long", m->target);
+	if (mkdir_p(target, 0755) < 0)
+		fail(R_MOUNT_FAILED, 125, "volume %s: create the mount point: %s", m->target, strerror(errno));
+	unsigned long flags = m->read_only ? MS_RDONLY : 0;
+	if (m->kind == MOUNT_DISK) {
+		char dev[300];
+		if (wait_device("/sys/block", "vd", "serial", m->source, dev, sizeof dev) < 0)
+			fail(R_MOUNT_FAILED, 125, "volume %s: no virtio-blk disk with serial \"%s\"", m->target, m->source);
+		if (mount(dev, target, m->fstype, flags, NULL) < 0)
+			fail(R_MOUNT_FAILED, 125, "volume %s: mount %s (%s): %s", m->target, dev, m->fstype, strerror(errno));
+		return;
+	}
+	/* 9p: the mount tag names the virtio-9p device; give a late probe a moment. */
+	long long deadline = now_ms() + DEVICE_WAIT_MS;
+	while (mount(m->source, target, m->fstype, flags, "trans=virtio,version=9p2000.L,msize=524288") < 0) {
+		int e = errno;
+		if (e != ENOENT || now_ms() >= deadline)
+			fail(R_MOUNT_FAILED, 125, "volume %s: mount 9p share \"%s\": %s", m->target, m->source,
+			     e == ENODEV ? "the guest kernel has no 9p support" : strerror(e));
+		usleep(10000);
+	}
+}
+
+/* Unmounts the volumes (MOUNT records), last first, so that disks are clean before EXIT; lazily if busy. */
+void unmount_volumes(const struct spec *spec)
+{
+	for (size_t i = spec->nmounts; i-- > 0;) {
+		char target[4096];
+		snprintf(target, sizeof target, NEWROOT "%s", spec->mounts[i].target);
+		if (umount2(target, 0) < 0 && umount2(target, MNT_DETACH) < 0)
+			log_msg("unmount %s: %s", spec->mounts[i].target, strerror(errno));
+	}
+}
+
 /* Builds the container's root at NEWROOT: image disk read-only + scratch (or tmpfs) in an overlay, with
  * proc, sys, dev, dev/pts, dev/shm and run mounted inside. Reports MOUNT_FAILED on failure. */
 void prepare_root(const struct spec *spec)
@@ -196,6 +285,10 @@ void prepare_root(const struct spec *spec)
 		fail(R_MOUNT_FAILED, 125, "create overlay upper/work dirs: %s", strerror(errno));
 	must_mount("overlay", NEWROOT, "overlay", 0,
 		   "lowerdir=" LOWER_DIR ",upperdir=" SCRATCH_DIR "/upper,workdir=" SCRATCH_DIR "/work");
+
+	write_etc_files(spec);
+	for (size_t i = 0; i < spec->nmounts; i++)
+		mount_volume(&spec->mounts[i]);
 
 	unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 	must_mount("proc", NEWROOT "/proc", "proc", safe, NULL);

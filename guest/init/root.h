@@ -26,8 +26,12 @@ int wait_device(const char *dir, const char *prefix, const char *attr, const cha
 int mkdir_p(const char *path, mode_t mode);
 
 /* Builds the container's root at NEWROOT: image disk read-only + scratch (or tmpfs) in an overlay, with
- * proc, sys, dev, dev/pts, dev/shm and run mounted inside. Reports MOUNT_FAILED on failure. */
+ * /etc/resolv.conf and /etc/hosts written (DNS, DNS_SEARCH, HOSTS), the volumes mounted (MOUNT), then proc, sys, dev,
+ * dev/pts, dev/shm and run mounted inside. Reports MOUNT_FAILED on failure. */
 void prepare_root(const struct spec *spec);
+
+/* Unmounts the volumes (MOUNT records), last first; lazily where busy. */
+void unmount_volumes(const struct spec *spec);
 
 /* Unmounts the container root and the disks (lazily where busy). */
 void unmount_all(void);

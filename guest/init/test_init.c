@@ -1,5 +1,6 @@
 /* test_init.c: host-side unit tests of boson-init's pure parts (frame and SPEC codec, user lookup, exit status).
  * Prints one line per failed check and a summary; exits non-zero on any failure. */
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@ static int failures, checks;
 
 /* A growable byte buffer for building SPEC payloads. */
 struct bytes {
-	uint8_t data[4096];
+	uint8_t data[8192];
 	size_t len;
 };
 
@@ -160,6 +161,133 @@ static void test_spec_bad(void)
 	CHECK(spec_parse(b.data, 0, &s, err, sizeof err) == -1); /* empty payload */
 }
 
+static void test_spec_v2(void)
+{
+	struct bytes b = {.len = 0};
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_ROOT_DISK, "boson-root");
+	const uint8_t clock[8] = {0x17, 0x9e, 0x5e, 0x0a, 0x12, 0x34, 0x56, 0x78};
+	rec(&b, S_CLOCK, clock, 8);
+	rec_str(&b, S_NET_IF, "52:54:00:12:34:56 10.88.0.5/16 10.88.0.1 1500");
+	rec_str(&b, S_NET_IF, "52:54:00:AB:CD:EF 192.168.7.2/24 - 9000");
+	rec_str(&b, S_DNS, "10.88.0.1");
+	rec_str(&b, S_DNS, "1.1.1.1");
+	rec_str(&b, S_DNS_SEARCH, "example.com");
+	rec_str(&b, S_HOSTS, "10.88.0.5\tweb");
+	rec_str(&b, S_MOUNT, "disk\tvol-data\t/data\text4\trw");
+	rec_str(&b, S_MOUNT, "9p\tshare0\t/srv/share\t9p\tro");
+	rec(&b, S_LOG_PORT, "\1", 1);
+	struct spec s;
+	char err[256] = "";
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0);
+	CHECK(s.has_clock && s.clock_ns == 0x179e5e0a12345678ull);
+	CHECK(s.nifs == 2);
+	CHECK(strcmp(s.ifs[0].mac, "52:54:00:12:34:56") == 0 && s.ifs[0].prefix == 16 && s.ifs[0].mtu == 1500);
+	CHECK(s.ifs[0].addr == inet_addr("10.88.0.5") && s.ifs[0].has_gateway && s.ifs[0].gateway == inet_addr("10.88.0.1"));
+	CHECK(strcmp(s.ifs[1].mac, "52:54:00:ab:cd:ef") == 0 && !s.ifs[1].has_gateway && s.ifs[1].mtu == 9000);
+	CHECK(s.ndns == 2 && strcmp(s.dns[1], "1.1.1.1") == 0 && s.dns[2] == NULL);
+	CHECK(s.ndns_search == 1 && strcmp(s.dns_search[0], "example.com") == 0);
+	CHECK(s.nhosts == 1 && strcmp(s.hosts[0], "10.88.0.5\tweb") == 0);
+	CHECK(s.nmounts == 2);
+	CHECK(s.mounts[0].kind == MOUNT_DISK && strcmp(s.mounts[0].source, "vol-data") == 0);
+	CHECK(strcmp(s.mounts[0].target, "/data") == 0 && strcmp(s.mounts[0].fstype, "ext4") == 0 && !s.mounts[0].read_only);
+	CHECK(s.mounts[1].kind == MOUNT_9P && strcmp(s.mounts[1].source, "share0") == 0 && s.mounts[1].read_only);
+	CHECK(s.log_port == 1);
+	spec_free(&s);
+
+	/* without the version 2 records: nothing set */
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_ROOT_DISK, "r");
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0);
+	CHECK(!s.has_clock && s.nifs == 0 && s.ndns == 0 && s.dns == NULL && s.nmounts == 0 && !s.log_port);
+	spec_free(&s);
+
+	/* a bad NET_IF or MOUNT record makes the whole SPEC invalid, with the reason */
+	const char *bad[][2] = {
+		{"\x0d", "52:54:00:12:34:56 10.88.0.5/16 10.88.0.1"},          /* 3 fields */
+		{"\x0d", "52:54:00:12:34:56 10.88.0.5/16 10.88.0.1 1500 x"},   /* 5 fields */
+		{"\x0d", "52:54:00:12:34 10.88.0.5/16 - 1500"},                /* short MAC */
+		{"\x0d", "52-54-00-12-34-56 10.88.0.5/16 - 1500"},             /* separators */
+		{"\x0d", "52:54:00:12:34:5g 10.88.0.5/16 - 1500"},             /* not hex */
+		{"\x0d", "52:54:00:12:34:56 10.88.0.5 - 1500"},                /* no prefix */
+		{"\x0d", "52:54:00:12:34:56 10.88.0.5/33 - 1500"},             /* prefix too big */
+		{"\x0d", "52:54:00:12:34:56 10.88.0.5/ - 1500"},               /* empty prefix */
+		{"\x0d", "52:54:00:12:34:56 10.88.0.300/24 - 1500"},           /* bad address */
+		{"\x0d", "52:54:00:12:34:56 10.88.0.5/24 gw 1500"},            /* bad gateway */
+		{"\x0d", "52:54:00:12:34:56 10.88.0.5/24 - 67"},               /* MTU too small */
+		{"\x0d", "52:54:00:12:34:56 10.88.0.5/24 - 65536"},            /* MTU too big */
+		{"\x0d", "52:54:00:12:34:56 10.88.0.5/24 - 15x0"},             /* MTU not a number */
+		{"\x0d", "52:54:00:12:34:56  10.88.0.5/24 - 1500"},            /* double space */
+		{"\x0d", ""},
+		{"\x11", "disk\tvol\t/data\text4"},                            /* 4 fields */
+		{"\x11", "disk\tvol\t/data\text4\trw\tx"},                     /* 6 fields */
+		{"\x11", "nfs\tvol\t/data\tnfs\trw"},                          /* kind */
+		{"\x11", "disk\t\t/data\text4\trw"},                            /* empty source */
+		{"\x11", "disk\tvol\tdata\text4\trw"},                          /* relative target */
+		{"\x11", "disk\tvol\t/a/../etc\text4\trw"},                     /* .. in target */
+		{"\x11", "disk\tvol\t/..\text4\trw"},
+		{"\x11", "disk\tvol\t/data\t\trw"},                             /* empty fstype */
+		{"\x11", "disk\tvol\t/data\text4\trw,noexec"},                  /* options */
+		{"\x11", "disk vol /data ext4 rw"},                              /* spaces, not tabs */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		b.len = 0;
+		rec_str(&b, S_ARG, "sh");
+		rec_str(&b, S_ROOT_DISK, "r");
+		rec_str(&b, S_MOUNT, "disk\tok\t/ok\text4\tro"); /* a good record before the bad one is freed too */
+		rec_str(&b, (uint8_t)bad[i][0][0], bad[i][1]);
+		err[0] = 0;
+		int rc = spec_parse(b.data, b.len, &s, err, sizeof err);
+		CHECK(rc == -1);
+		CHECK(strstr(err, bad[i][0][0] == S_NET_IF ? "NET_IF" : "MOUNT") != NULL);
+		if (rc == -1)
+			CHECK(s.mounts == NULL && s.nmounts == 0);
+		else
+			spec_free(&s);
+	}
+	struct mount_spec m;
+	CHECK(mount_spec_parse("disk\tvol\t/a..b/..c\text4\tro", &m, err, sizeof err) == 0); /* only ".." itself */
+	CHECK(strcmp(m.target, "/a..b/..c") == 0 && m.read_only);
+	mount_spec_free(&m);
+	struct net_if nif;
+	CHECK(net_if_parse("aa:BB:cc:DD:ee:FF 0.0.0.0/0 - 68", &nif, err, sizeof err) == 0);
+	CHECK(strcmp(nif.mac, "aa:bb:cc:dd:ee:ff") == 0 && nif.prefix == 0 && nif.mtu == 68);
+
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_ROOT_DISK, "r");
+	rec(&b, S_CLOCK, clock, 4); /* wrong size */
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "CLOCK"));
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_ROOT_DISK, "r");
+	rec(&b, S_LOG_PORT, "\1\0", 2);
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == -1);
+}
+
+static void test_exec_spec(void)
+{
+	struct bytes b = {.len = 0};
+	rec_str(&b, S_ARG, "ls");
+	rec_str(&b, S_ARG, "-l");
+	rec_str(&b, S_ENV, "A=1");
+	rec_str(&b, S_USER, "app");
+	rec(&b, S_TTY, "\1", 1);
+	rec_str(&b, S_MOUNT, "garbage"); /* container records are ignored in an EXEC */
+	rec_str(&b, S_NET_IF, "garbage");
+	struct spec s;
+	char err[256] = "";
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == 0); /* no ROOT_DISK needed */
+	CHECK(s.argc == 2 && s.envc == 1 && strcmp(s.user, "app") == 0 && s.tty && strcmp(s.cwd, "/") == 0);
+	CHECK(s.nmounts == 0 && s.nifs == 0 && s.root_disk == NULL);
+	spec_free(&s);
+	b.len = 0;
+	rec_str(&b, S_ENV, "A=1");
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "ARG"));
+	CHECK(spec_parse(b.data, 0, &s, err, sizeof err) == -1);
+}
+
 /* Writes text to a new temporary file and returns its path (static storage per slot). */
 static const char *temp_file(int slot, const char *text)
 {
@@ -281,6 +409,8 @@ int main(void)
 	test_spec_good();
 	test_spec_defaults_and_unknown();
 	test_spec_bad();
+	test_spec_v2();
+	test_exec_spec();
 	test_users();
 	test_exit_status();
 	printf("boson-init unit tests: %d checks, %d failed\n", checks, failures);

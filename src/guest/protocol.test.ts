@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encodeFrame, FrameDecoder, FrameType, encodeSpec, decodeExit, MAX_PAYLOAD, HEADER_SIZE, encodeChunked } from './protocol.ts';
+import {
+  encodeFrame, FrameDecoder, FrameType, encodeSpec, encodeExec, decodeExit, decodeLogRecord, parseLogRecords, MAX_PAYLOAD, HEADER_SIZE,
+  PROTOCOL_VERSION, encodeChunked, type RunSpec,
+} from './protocol.ts';
 import { isBosonError } from '../common/index.ts';
 
 test('frames round-trip through the decoder when split at every byte boundary', () => {
@@ -50,4 +53,119 @@ test('spec records are tag, u32 length, bytes, in the documented order', () => {
 test('a spec without a command, or with a NUL in a string, is refused', () => {
   assert.throws(() => encodeSpec({ argv: [], env: [], rootDisk: 'r' }), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
   assert.throws(() => encodeSpec({ argv: ['a\0b'], env: [], rootDisk: 'r' }), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
+});
+
+/** Splits SPEC/EXEC records into [tag, value] pairs. */
+function records(buf: Buffer): Array<[number, Buffer]> {
+  const out: Array<[number, Buffer]> = [];
+  for (let off = 0; off < buf.length; ) {
+    const len = buf.readUInt32BE(off + 1);
+    out.push([buf.readUInt8(off), buf.subarray(off + 5, off + 5 + len)]);
+    off += 5 + len;
+  }
+  return out;
+}
+
+test('version 2: EXEC is 0x86 and HELLO carries version 2', () => {
+  assert.equal(PROTOCOL_VERSION, 2);
+  assert.equal(FrameType.EXEC, 0x86);
+});
+
+test('version 2 spec records: clock, interfaces, DNS, hosts, mounts, log port', () => {
+  const spec = encodeSpec({
+    argv: ['sh'], env: [], rootDisk: 'boson-root',
+    clockNs: 1_732_460_000_123_456_789n,
+    interfaces: [
+      { mac: '52:54:00:12:34:56', address: '10.88.0.5', prefixLen: 16, gateway: '10.88.0.1', mtu: 1500 },
+      { mac: '52:54:00:AB:CD:EF', address: '192.168.1.2', prefixLen: 24, mtu: 9000 },
+    ],
+    dns: ['10.88.0.1', '1.1.1.1'], dnsSearch: ['example.com'], hosts: ['10.88.0.5\tweb'],
+    mounts: [
+      { kind: 'disk', source: 'vol-data', target: '/data', fstype: 'ext4', readOnly: false },
+      { kind: '9p', source: 'share0', target: '/srv', fstype: '9p', readOnly: true },
+    ],
+    logPort: true,
+  });
+  const recs = records(spec);
+  assert.deepEqual(recs.map((r) => r[0]), [1, 9, 12, 13, 13, 14, 14, 15, 16, 17, 17, 18]);
+  const text = (i: number): string => recs[i]![1].toString('utf8');
+  assert.equal(recs[2]![1].readBigUInt64BE(0), 1_732_460_000_123_456_789n);
+  assert.equal(recs[2]![1].length, 8);
+  assert.equal(text(3), '52:54:00:12:34:56 10.88.0.5/16 10.88.0.1 1500');
+  assert.equal(text(4), '52:54:00:ab:cd:ef 192.168.1.2/24 - 9000');
+  assert.deepEqual([text(5), text(6), text(7), text(8)], ['10.88.0.1', '1.1.1.1', 'example.com', '10.88.0.5\tweb']);
+  assert.equal(text(9), 'disk\tvol-data\t/data\text4\trw');
+  assert.equal(text(10), '9p\tshare0\t/srv\t9p\tro');
+  assert.deepEqual([...recs[11]![1]], [1]);
+  // Without them, a version 1 spec comes out unchanged.
+  assert.deepEqual(records(encodeSpec({ argv: ['sh'], env: [], rootDisk: 'r', logPort: false })).map((r) => r[0]), [1, 9]);
+});
+
+test('malformed interfaces and mounts are refused before they reach the guest', () => {
+  const base: RunSpec = { argv: ['sh'], env: [], rootDisk: 'r' };
+  const iface = { mac: '52:54:00:12:34:56', address: '10.0.0.2', prefixLen: 24, mtu: 1500 };
+  const mount = { kind: 'disk' as const, source: 's', target: '/t', fstype: 'ext4', readOnly: false };
+  const bad: RunSpec[] = [
+    { ...base, interfaces: [{ ...iface, mac: '52:54:00:12:34' }] },
+    { ...base, interfaces: [{ ...iface, address: '10.0.0.256' }] },
+    { ...base, interfaces: [{ ...iface, prefixLen: 33 }] },
+    { ...base, interfaces: [{ ...iface, gateway: 'router' }] },
+    { ...base, interfaces: [{ ...iface, mtu: 10 }] },
+    { ...base, mounts: [{ ...mount, target: 'rel' }] },
+    { ...base, mounts: [{ ...mount, target: '/a/../b' }] },
+    { ...base, mounts: [{ ...mount, source: 'a\tb' }] },
+    { ...base, mounts: [{ ...mount, fstype: '' }] },
+    { ...base, mounts: [{ ...mount, kind: 'nfs' as 'disk' }] },
+    { ...base, dns: ['a\0b'] },
+  ];
+  for (const spec of bad) assert.throws(() => encodeSpec(spec), (e) => isBosonError(e, 'INVALID_ARGUMENT'), JSON.stringify(spec));
+});
+
+test('EXEC payloads carry only the process records', () => {
+  const exec = encodeExec({ argv: ['ls', '-l'], env: ['A=1'], cwd: '/tmp', user: 'app', tty: true, stdin: true, winsize: { rows: 50, cols: 200 } });
+  const recs = records(exec);
+  assert.deepEqual(recs.map((r) => r[0]), [1, 1, 2, 3, 4, 6, 7, 8]);
+  assert.equal(recs[4]![1].toString(), 'app');
+  assert.deepEqual([...recs[7]![1]], [0, 50, 0, 200]);
+  assert.deepEqual(records(encodeExec({ argv: ['true'], env: [] })).map((r) => r[0]), [1]);
+  assert.throws(() => encodeExec({ argv: [], env: [] }), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
+  const frame = encodeFrame(FrameType.EXEC, exec, 7);
+  const [decoded] = new FrameDecoder().push(frame);
+  assert.equal(decoded!.type, 0x86);
+  assert.equal(decoded!.session, 7);
+});
+
+/** A log-port record as boson-init writes it. */
+function logRecord(type: number, ts: bigint, data: Buffer): Buffer {
+  const payload = Buffer.alloc(8 + data.length);
+  payload.writeBigUInt64BE(ts, 0);
+  data.copy(payload, 8);
+  return encodeFrame(type, payload);
+}
+
+test('log records decode to type, timestamp and data; partial records are left for later', () => {
+  const exit = Buffer.alloc(8);
+  exit.writeInt32BE(3, 0);
+  const file = Buffer.concat([
+    logRecord(FrameType.STARTED, 1n, Buffer.from([0, 0, 0, 42])),
+    logRecord(FrameType.STDOUT, 2n, Buffer.from('hello\n')),
+    logRecord(FrameType.STDERR, 3n, Buffer.from('oops')),
+    logRecord(FrameType.EXIT, 18_000_000_000_000_000_000n, exit),
+  ]);
+  const all = parseLogRecords(file);
+  assert.equal(all.consumed, file.length);
+  assert.deepEqual(all.records.map((r) => [r.type, r.tsNs]), [[2, 1n], [3, 2n], [4, 3n], [5, 18_000_000_000_000_000_000n]]);
+  assert.equal(all.records[1]!.data.toString(), 'hello\n');
+  assert.equal(all.records[0]!.data.readUInt32BE(0), 42);
+  assert.deepEqual(decodeExit({ type: 5, session: 0, payload: all.records[3]!.data }), { status: 3, signal: 0 });
+  for (let cut = 0; cut < file.length; cut++) {
+    const part = parseLogRecords(file.subarray(0, cut));
+    const rest = parseLogRecords(file.subarray(part.consumed));
+    assert.equal(part.records.length + rest.records.length, 4, `cut at ${cut}`);
+    assert.equal(part.consumed + rest.consumed, file.length);
+  }
+  assert.throws(() => decodeLogRecord({ type: 3, session: 0, payload: Buffer.alloc(7) }), (e) => isBosonError(e, 'GUEST_PROTOCOL'));
+  const huge = Buffer.alloc(HEADER_SIZE);
+  huge.writeUInt32BE(MAX_PAYLOAD + 9, 4);
+  assert.throws(() => parseLogRecords(huge), (e) => isBosonError(e, 'GUEST_PROTOCOL'));
 });

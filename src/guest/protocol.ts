@@ -1,11 +1,12 @@
 /**
  * Host side of the boson-init wire protocol (docs/guest-protocol.md): frame encoding, an incremental frame
- * decoder, and the SPEC record encoder. Pure functions over bytes; no I/O.
+ * decoder, the SPEC and EXEC record encoders, and the decoder of log-port records. Pure functions over bytes; no
+ * I/O.
  */
 import { BosonError } from '../common/index.ts';
 
 /** Protocol version this host speaks. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** Largest payload either side may send in one frame. */
 export const MAX_PAYLOAD = 1024 * 1024;
 /** Size of the fixed frame header. */
@@ -25,6 +26,7 @@ export const FrameType = {
   STDIN_EOF: 0x83,
   SIGNAL: 0x84,
   RESIZE: 0x85,
+  EXEC: 0x86,
 } as const;
 
 /** Reasons in an ERROR frame. */
@@ -108,6 +110,30 @@ export class FrameDecoder {
   }
 }
 
+/** One network interface of the guest (NET_IF record). */
+export interface GuestInterface {
+  /** MAC address of the virtio-net device, aa:bb:cc:dd:ee:ff. */
+  mac: string;
+  /** IPv4 address. */
+  address: string;
+  /** Prefix length, 0..32. */
+  prefixLen: number;
+  /** Default gateway (only the first interface with one gets the default route). */
+  gateway?: string;
+  mtu: number;
+}
+
+/** One volume mounted into the container (MOUNT record). */
+export interface GuestMount {
+  /** `disk`: source is a virtio-blk serial; `9p`: source is a virtio-9p mount tag. */
+  kind: 'disk' | '9p';
+  source: string;
+  /** Absolute path inside the container; created if missing. */
+  target: string;
+  fstype: string;
+  readOnly: boolean;
+}
+
 /** What the guest needs to run the container's process. */
 export interface RunSpec {
   argv: string[];
@@ -121,39 +147,137 @@ export interface RunSpec {
   rootDisk: string;
   rootFstype?: string;
   scratchDisk?: string;
+  /** CLOCK_REALTIME on the host in ns; the guest sets its clock to it first. */
+  clockNs?: bigint;
+  interfaces?: GuestInterface[];
+  /** Nameservers for /etc/resolv.conf. */
+  dns?: string[];
+  /** Search domains for /etc/resolv.conf. */
+  dnsSearch?: string[];
+  /** Extra /etc/hosts lines, e.g. "10.88.0.5\tweb". */
+  hosts?: string[];
+  mounts?: GuestMount[];
+  /** Write the main process's output to the boson.log port (timestamped records) instead of boson.ctl. */
+  logPort?: boolean;
+}
+
+/** A further process in the running container (EXEC frame; the frame's session names it). */
+export interface ExecSpec {
+  argv: string[];
+  /** The whole environment (the caller merges the container's with the exec's). */
+  env: string[];
+  cwd?: string;
+  user?: string;
+  tty?: boolean;
+  stdin?: boolean;
+  winsize?: { rows: number; cols: number };
 }
 
 const SpecTag = {
   ARG: 1, ENV: 2, CWD: 3, USER: 4, HOSTNAME: 5, TTY: 6, STDIN: 7, WINSIZE: 8, ROOT_DISK: 9, ROOT_FSTYPE: 10,
-  SCRATCH_DISK: 11,
+  SCRATCH_DISK: 11, CLOCK: 12, NET_IF: 13, DNS: 14, DNS_SEARCH: 15, HOSTS: 16, MOUNT: 17, LOG_PORT: 18,
 } as const;
 
-/** Encodes a RunSpec as SPEC records; throws INVALID_ARGUMENT if argv is empty or a string holds a NUL. */
-export function encodeSpec(spec: RunSpec): Buffer {
-  if (spec.argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'no command given and the image has none');
-  const records: Buffer[] = [];
-  const add = (tag: number, value: Buffer): void => {
+/** Builds a sequence of SPEC records. */
+class RecordWriter {
+  private readonly records: Buffer[] = [];
+
+  add(tag: number, value: Buffer): void {
     const head = Buffer.allocUnsafe(5);
     head.writeUInt8(tag, 0);
     head.writeUInt32BE(value.length, 1);
-    records.push(head, value);
-  };
-  const addString = (tag: number, value: string): void => {
+    this.records.push(head, value);
+  }
+
+  /** Adds a UTF-8 string record; throws INVALID_ARGUMENT if it holds a NUL. */
+  addString(tag: number, value: string): void {
     if (value.includes('\0')) throw new BosonError('INVALID_ARGUMENT', `value contains a NUL byte: ${JSON.stringify(value)}`);
-    add(tag, Buffer.from(value, 'utf8'));
+    this.add(tag, Buffer.from(value, 'utf8'));
+  }
+
+  /** The process records shared by SPEC and EXEC. */
+  addProcess(p: ExecSpec): void {
+    for (const arg of p.argv) this.addString(SpecTag.ARG, arg);
+    for (const kv of p.env) this.addString(SpecTag.ENV, kv);
+    if (p.cwd !== undefined) this.addString(SpecTag.CWD, p.cwd);
+    if (p.user !== undefined) this.addString(SpecTag.USER, p.user);
+  }
+
+  addTerminal(p: ExecSpec): void {
+    if (p.tty) this.add(SpecTag.TTY, Buffer.from([1]));
+    if (p.stdin) this.add(SpecTag.STDIN, Buffer.from([1]));
+    if (p.winsize) this.add(SpecTag.WINSIZE, encodeWinsize(p.winsize.rows, p.winsize.cols));
+  }
+
+  done(): Buffer {
+    return Buffer.concat(this.records);
+  }
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+/** The NET_IF text of an interface; throws INVALID_ARGUMENT on a value the guest would refuse. */
+function netIfText(i: GuestInterface): string {
+  const bad = (what: string): never => {
+    throw new BosonError('INVALID_ARGUMENT', `network interface ${i.mac}: invalid ${what}`);
   };
-  for (const arg of spec.argv) addString(SpecTag.ARG, arg);
-  for (const kv of spec.env) addString(SpecTag.ENV, kv);
-  if (spec.cwd !== undefined) addString(SpecTag.CWD, spec.cwd);
-  if (spec.user !== undefined) addString(SpecTag.USER, spec.user);
-  if (spec.hostname !== undefined) addString(SpecTag.HOSTNAME, spec.hostname);
-  if (spec.tty) add(SpecTag.TTY, Buffer.from([1]));
-  if (spec.stdin) add(SpecTag.STDIN, Buffer.from([1]));
-  if (spec.winsize) add(SpecTag.WINSIZE, encodeWinsize(spec.winsize.rows, spec.winsize.cols));
-  addString(SpecTag.ROOT_DISK, spec.rootDisk);
-  if (spec.rootFstype !== undefined) addString(SpecTag.ROOT_FSTYPE, spec.rootFstype);
-  if (spec.scratchDisk !== undefined) addString(SpecTag.SCRATCH_DISK, spec.scratchDisk);
-  return Buffer.concat(records);
+  if (!MAC.test(i.mac)) bad(`MAC address ${JSON.stringify(i.mac)}`);
+  if (!IPV4.test(i.address)) bad(`IPv4 address ${JSON.stringify(i.address)}`);
+  if (!Number.isInteger(i.prefixLen) || i.prefixLen < 0 || i.prefixLen > 32) bad(`prefix length ${i.prefixLen}`);
+  if (i.gateway !== undefined && !IPV4.test(i.gateway)) bad(`gateway ${JSON.stringify(i.gateway)}`);
+  if (!Number.isInteger(i.mtu) || i.mtu < 68 || i.mtu > 65535) bad(`MTU ${i.mtu}`);
+  return `${i.mac.toLowerCase()} ${i.address}/${i.prefixLen} ${i.gateway ?? '-'} ${i.mtu}`;
+}
+
+/** The MOUNT text of a volume; throws INVALID_ARGUMENT on a value the guest would refuse. */
+function mountText(m: GuestMount): string {
+  const bad = (what: string): never => {
+    throw new BosonError('INVALID_ARGUMENT', `mount on ${JSON.stringify(m.target)}: ${what}`);
+  };
+  if (m.kind !== 'disk' && m.kind !== '9p') bad(`unknown kind ${JSON.stringify(m.kind)}`);
+  for (const [name, v] of [['source', m.source], ['target', m.target], ['fstype', m.fstype]] as const) {
+    if (v.length === 0 || /[\t\n\0]/.test(v)) bad(`${name} is empty or holds a tab, newline or NUL`);
+  }
+  if (!m.target.startsWith('/')) bad('target is not absolute');
+  if (m.target.split('/').includes('..')) bad('target contains ..');
+  return [m.kind, m.source, m.target, m.fstype, m.readOnly ? 'ro' : 'rw'].join('\t');
+}
+
+/**
+ * Encodes a RunSpec as SPEC records; throws INVALID_ARGUMENT if argv is empty, a string holds a NUL, or a network
+ * interface or mount is malformed.
+ */
+export function encodeSpec(spec: RunSpec): Buffer {
+  if (spec.argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'no command given and the image has none');
+  const w = new RecordWriter();
+  w.addProcess(spec);
+  if (spec.hostname !== undefined) w.addString(SpecTag.HOSTNAME, spec.hostname);
+  w.addTerminal(spec);
+  w.addString(SpecTag.ROOT_DISK, spec.rootDisk);
+  if (spec.rootFstype !== undefined) w.addString(SpecTag.ROOT_FSTYPE, spec.rootFstype);
+  if (spec.scratchDisk !== undefined) w.addString(SpecTag.SCRATCH_DISK, spec.scratchDisk);
+  if (spec.clockNs !== undefined) {
+    const b = Buffer.allocUnsafe(8);
+    b.writeBigUInt64BE(spec.clockNs);
+    w.add(SpecTag.CLOCK, b);
+  }
+  for (const i of spec.interfaces ?? []) w.addString(SpecTag.NET_IF, netIfText(i));
+  for (const d of spec.dns ?? []) w.addString(SpecTag.DNS, d);
+  for (const d of spec.dnsSearch ?? []) w.addString(SpecTag.DNS_SEARCH, d);
+  for (const h of spec.hosts ?? []) w.addString(SpecTag.HOSTS, h);
+  for (const m of spec.mounts ?? []) w.addString(SpecTag.MOUNT, mountText(m));
+  if (spec.logPort) w.add(SpecTag.LOG_PORT, Buffer.from([1]));
+  return w.done();
+}
+
+/** Encodes the payload of an EXEC frame; throws INVALID_ARGUMENT if argv is empty or a string holds a NUL. */
+export function encodeExec(spec: ExecSpec): Buffer {
+  if (spec.argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'exec needs a command');
+  const w = new RecordWriter();
+  w.addProcess(spec);
+  w.addTerminal(spec);
+  return w.done();
 }
 
 /** Encodes a window size (RESIZE payload, WINSIZE record), clamping to u16. */
@@ -211,4 +335,41 @@ export function decodeError(frame: Frame): GuestErrorReport {
 export function decodeStarted(frame: Frame): number {
   need(frame, 4, 'STARTED');
   return frame.payload.readUInt32BE(0);
+}
+
+/** One record of the log port: a STARTED, STDOUT, STDERR, ERROR or EXIT of the main process, timestamped. */
+export interface LogRecord {
+  type: number;
+  /** CLOCK_REALTIME in the guest when init wrote the record, in ns. */
+  tsNs: bigint;
+  /** The payload after the timestamp: the bytes of STDOUT/STDERR, or what STARTED/ERROR/EXIT carry on boson.ctl. */
+  data: Buffer;
+}
+
+/** Decodes a frame read from the log port; throws GUEST_PROTOCOL if it has no timestamp. */
+export function decodeLogRecord(frame: Frame): LogRecord {
+  need(frame, 8, 'log record');
+  return { type: frame.type, tsNs: frame.payload.readBigUInt64BE(0), data: frame.payload.subarray(8) };
+}
+
+/**
+ * Parses every whole log record at the start of `buf` (a log file or a piece of one that begins at a record).
+ * Returns them and how many bytes they took; the rest is an incomplete record (a file still being written).
+ * Throws GUEST_PROTOCOL on a record longer than MAX_PAYLOAD + 8 or without a timestamp (not a log file, or not
+ * at a record boundary).
+ */
+export function parseLogRecords(buf: Buffer): { records: LogRecord[]; consumed: number } {
+  const records: LogRecord[] = [];
+  let off = 0;
+  while (buf.length - off >= HEADER_SIZE) {
+    const length = buf.readUInt32BE(off + 4);
+    if (length > MAX_PAYLOAD + 8) {
+      throw new BosonError('GUEST_PROTOCOL', `log record at offset ${off} announces ${length} bytes`);
+    }
+    if (buf.length - off < HEADER_SIZE + length) break;
+    const payload = buf.subarray(off + HEADER_SIZE, off + HEADER_SIZE + length);
+    records.push(decodeLogRecord({ type: buf.readUInt8(off), session: buf.readUInt16BE(off + 2), payload }));
+    off += HEADER_SIZE + length;
+  }
+  return { records, consumed: off };
 }

@@ -1,0 +1,123 @@
+/* net.c: the guest's network (see net.h). */
+#define _GNU_SOURCE
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "port.h"
+
+#define IFACE_WAIT_MS 5000 /* how long to wait for a NIC to appear */
+
+/* Finds the interface whose /sys/class/net/X/address is mac; writes its name to name. Returns 0, or -1. */
+static int find_iface(const char *mac, char name[IFNAMSIZ])
+{
+	DIR *d = opendir("/sys/class/net");
+	if (!d)
+		return -1;
+	int rc = -1;
+	struct dirent *e;
+	while (rc < 0 && (e = readdir(d))) {
+		if (e->d_name[0] == '.' || strlen(e->d_name) >= IFNAMSIZ)
+			continue;
+		char path[300], addr[64] = "";
+		snprintf(path, sizeof path, "/sys/class/net/%s/address", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, addr, sizeof addr - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		addr[n] = 0;
+		addr[strcspn(addr, "\n")] = 0;
+		if (strcasecmp(addr, mac) == 0) {
+			memcpy(name, e->d_name, strlen(e->d_name) + 1); /* shorter than IFNAMSIZ, checked above */
+			rc = 0;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Fills a sockaddr (as struct sockaddr_in) with an IPv4 address in network byte order. */
+static void set_sin(struct sockaddr *sa, uint32_t addr)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = addr};
+	memcpy(sa, &sin, sizeof sin);
+}
+
+/* Sets IFF_UP on the interface. */
+static int iface_up(int sock, const char *name)
+{
+	struct ifreq ifr = {0};
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
+		return -1;
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	return ioctl(sock, SIOCSIFFLAGS, &ifr);
+}
+
+void setup_network(const struct spec *spec)
+{
+	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		fail(R_INTERNAL, 125, "network: socket: %s", strerror(errno));
+	if (iface_up(sock, "lo") < 0)
+		log_msg("network: bring lo up: %s", strerror(errno));
+	const struct net_if *gw_if = NULL;
+	char gw_name[IFNAMSIZ] = "";
+	for (size_t i = 0; i < spec->nifs; i++) {
+		const struct net_if *nif = &spec->ifs[i];
+		char name[IFNAMSIZ];
+		long long deadline = now_ms() + IFACE_WAIT_MS;
+		while (find_iface(nif->mac, name) < 0) {
+			if (now_ms() >= deadline)
+				fail(R_INTERNAL, 125, "network: no interface with MAC %s", nif->mac);
+			usleep(5000);
+		}
+		struct ifreq ifr = {0};
+		memcpy(ifr.ifr_name, name, IFNAMSIZ);
+		set_sin(&ifr.ifr_addr, nif->addr);
+		if (ioctl(sock, SIOCSIFADDR, &ifr) < 0)
+			fail(R_INTERNAL, 125, "network: set the address of %s: %s", name, strerror(errno));
+		uint32_t mask = nif->prefix == 0 ? 0 : htonl(~0u << (32 - nif->prefix));
+		set_sin(&ifr.ifr_netmask, mask);
+		if (ioctl(sock, SIOCSIFNETMASK, &ifr) < 0)
+			fail(R_INTERNAL, 125, "network: set the netmask of %s: %s", name, strerror(errno));
+		ifr.ifr_mtu = nif->mtu;
+		if (ioctl(sock, SIOCSIFMTU, &ifr) < 0)
+			fail(R_INTERNAL, 125, "network: set the MTU of %s to %d: %s", name, nif->mtu, strerror(errno));
+		if (iface_up(sock, name) < 0)
+			fail(R_INTERNAL, 125, "network: bring %s up: %s", name, strerror(errno));
+		if (nif->has_gateway && !gw_if) {
+			gw_if = nif;
+			memcpy(gw_name, name, IFNAMSIZ);
+		}
+	}
+	if (gw_if) {
+		struct rtentry rt;
+		memset(&rt, 0, sizeof rt);
+		set_sin(&rt.rt_dst, 0);
+		set_sin(&rt.rt_genmask, 0);
+		set_sin(&rt.rt_gateway, gw_if->gateway);
+		rt.rt_flags = RTF_UP | RTF_GATEWAY;
+		rt.rt_dev = gw_name;
+		if (ioctl(sock, SIOCADDRT, &rt) < 0 && errno != EEXIST) {
+			char gw[INET_ADDRSTRLEN];
+			inet_ntop(AF_INET, &gw_if->gateway, gw, sizeof gw);
+			fail(R_INTERNAL, 125, "network: default route via %s dev %s: %s", gw, gw_name, strerror(errno));
+		}
+	}
+	close(sock);
+}
