@@ -184,7 +184,7 @@ export class RegistryClient {
       } catch (err) {
         if (err instanceof BosonError) throw err;
         lastErr = err;
-        if (!isTransientNetworkError(err) && !(err as NodeJS.ErrnoException).code?.startsWith('ENOTFOUND')) break;
+        if (!isTransientNetworkError(err)) break; // e.g. ENOTFOUND, a TLS certificate error: retrying cannot help
       }
     }
     if (lastErr instanceof BosonError) throw lastErr;

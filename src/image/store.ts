@@ -519,7 +519,9 @@ export class ImageStore {
 
   /**
    * The local image for `reference`, pulling it first when there is none (like `docker run`). Ids and id prefixes
-   * are never pulled.
+   * are never pulled. When the pull finds no such image (MANIFEST_UNKNOWN) or no registry (REGISTRY_UNREACHABLE,
+   * e.g. offline), the error is IMAGE_NOT_FOUND naming both causes; other pull errors (auth, corruption, platform)
+   * keep their own codes.
    */
   async resolveOrPull(reference: string, opts: PullOptions = {}): Promise<ImageRecord> {
     try {
@@ -527,7 +529,15 @@ export class ImageStore {
     } catch (err) {
       if (!isBosonError(err, 'IMAGE_NOT_FOUND') || /^sha256:/.test(reference.trim())) throw err;
     }
-    return (await this.pull(reference, opts)).image;
+    try {
+      return (await this.pull(reference, opts)).image;
+    } catch (err) {
+      if (!isBosonError(err, 'MANIFEST_UNKNOWN', 'REGISTRY_UNREACHABLE')) throw err;
+      throw new BosonError('IMAGE_NOT_FOUND', `no such image: ${reference} (not found locally, and ${err.message})`, {
+        cause: err,
+        details: { reference, pullError: err.code },
+      });
+    }
   }
 
   // ---- names, removal, garbage collection -------------------------------------------------------------------
