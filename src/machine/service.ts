@@ -11,11 +11,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, rm, stat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isBosonError, toBosonError, type BosonPaths } from '../common/index.ts';
-import * as guest from '../guest/index.ts';
-import { encodeSpec, FrameType, decodeExit, decodeError, decodeStarted, prepareBootBundle, type Frame } from '../guest/index.ts';
-
-// TODO(protocol v2): import encodeExec directly once src/guest exports it.
-const encodeExec = (spec: Record<string, unknown>): Buffer => (guest as unknown as { encodeExec: (s: Record<string, unknown>) => Buffer }).encodeExec(spec);
+import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, prepareBootBundle, type Frame } from '../guest/index.ts';
 import { attachMicroVm, bootWithWatchdog, probeAccelerator, type MicroVm } from '../vmm/index.ts';
 import { ImageStore } from '../image/index.ts';
 import { resolveProcessConfig, type ContainerRequest } from './container-config.ts';

@@ -1,0 +1,140 @@
+/**
+ * The daemon's I/O with real micro-VMs: logs (filters, follow, across a daemon restart), exec (with and without a
+ * pty, exit codes), attach, volumes moving between containers, and recovery after `kill -9` of the daemon.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { useDaemonHost, runBoson, qemuPidsUsing, waitFor, BOSON } from './helpers.ts';
+
+const { host, daemon } = useDaemonHost();
+const boson = (...args: string[]): ReturnType<typeof runBoson> => runBoson(host(), args, { timeoutMs: 90_000 });
+const out = (r: { stdout: Buffer }): string => r.stdout.toString();
+
+async function state(ref: string): Promise<{ state: string; exitCode: number | null }> {
+  const r = await boson('inspect', ref);
+  return JSON.parse(r.stdout.toString())[0];
+}
+
+describe('daemon I/O', () => {
+  test('logs keep stdout and stderr apart, with --tail, --timestamps and --since', async () => {
+    const run = await boson('run', '-d', '--name', 'talker', 'busybox', 'sh', '-c', 'for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done');
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(out(await boson('wait', 'talker')).trim(), '0');
+    const logs = await boson('logs', 'talker');
+    assert.equal(out(logs), 'out1\nout2\nout3\nout4\nout5\n');
+    assert.equal(logs.stderr, 'err1\nerr2\nerr3\nerr4\nerr5\n');
+    const tail = await boson('logs', '--tail', '2', 'talker');
+    assert.deepEqual([out(tail), tail.stderr], ['out5\n', 'err5\n'], 'the last two lines of the log, one per stream');
+    const ts = await boson('logs', '-t', 'talker');
+    assert.match(out(ts), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z out1$/m);
+    const stamp = Date.parse(/^(\S+) out1$/m.exec(out(ts))![1]!);
+    assert.ok(Math.abs(stamp - Date.now()) < 120_000, 'the guest clock was set from the host');
+    const future = await boson('logs', '--since', String(Math.floor(Date.now() / 1000) + 3600), 'talker');
+    assert.equal(out(future), '');
+    assert.equal((await boson('rm', 'talker')).code, 0);
+  });
+
+  test('exec runs further processes: output, exit codes, env and workdir, a pty, and stdin', async () => {
+    assert.equal((await boson('run', '-d', '--name', 'box', '-e', 'FROM_RUN=1', 'busybox', 'sleep', '600')).code, 0);
+    const hello = await boson('exec', 'box', 'sh', '-c', 'echo "$FROM_RUN $EXTRA $(pwd)"; echo to-stderr >&2; exit 7');
+    assert.equal(hello.code, 7);
+    assert.equal(out(hello), '1  /\n');
+    assert.equal(hello.stderr, 'to-stderr\n');
+    const env = await boson('exec', '-e', 'EXTRA=2', '-w', '/tmp', '-u', 'nobody', 'box', 'sh', '-c', 'echo "$EXTRA $(pwd) $(id -u)"');
+    assert.equal(out(env), '2 /tmp 65534\n');
+    const tty = await boson('exec', '-t', 'box', 'tty');
+    assert.match(out(tty), /^\/dev\/pts\/\d+\r?\n$/);
+    const missing = await boson('exec', 'box', 'no-such-command');
+    assert.equal(missing.code, 127);
+    const input = await runBoson(host(), ['exec', '-i', 'box', 'sh', '-c', 'wc -c'], { input: 'x'.repeat(100_000) });
+    assert.equal(out(input).trim(), '100000');
+    const [a, b] = await Promise.all([boson('exec', 'box', 'sh', '-c', 'sleep 1; echo A'), boson('exec', 'box', 'sh', '-c', 'echo B; exit 3')]);
+    assert.deepEqual([out(a), a.code, out(b), b.code], ['A\n', 0, 'B\n', 3], 'two concurrent execs keep their own output and status');
+    assert.equal((await boson('rm', '-f', 'box')).code, 0);
+  });
+
+  test('attach forwards stdin and shows output; the exit status comes back', async () => {
+    assert.equal((await boson('run', '-d', '-i', '--name', 'cat', 'busybox', 'sh', '-c', 'read line; echo "got $line"; exit 4')).code, 0);
+    const attached = await runBoson(host(), ['attach', 'cat'], { input: 'hello\n' });
+    assert.equal(out(attached), 'got hello\n');
+    assert.equal(attached.code, 4);
+    assert.equal((await boson('rm', 'cat')).code, 0);
+  });
+
+  test('a named volume written by one container is read by the next; an in-use volume is refused', async () => {
+    assert.equal((await boson('volume', 'create', 'data')).stdout.toString(), 'data\n');
+    const w = await boson('run', '-d', '--name', 'writer', '-v', 'data:/data', 'busybox', 'sh', '-c', 'echo persisted > /data/file; sync');
+    assert.equal(w.code, 0, w.stderr);
+    assert.equal(out(await boson('wait', 'writer')).trim(), '0');
+    const r = await boson('run', '-d', '--name', 'reader', '-v', 'data:/data:ro', 'busybox', 'sh', '-c', 'cat /data/file; touch /data/x 2>&1 | grep -c Read-only');
+    assert.equal(r.code, 0, r.stderr);
+    await boson('wait', 'reader');
+    assert.equal(out(await boson('logs', 'reader')), 'persisted\n1\n');
+    const inUse = await boson('volume', 'rm', 'data');
+    assert.equal(inUse.code, 1);
+    assert.match(inUse.stderr, /in use/);
+    assert.equal((await boson('rm', 'writer', 'reader')).code, 0);
+    assert.equal((await boson('volume', 'rm', 'data')).code, 0);
+    assert.equal(out(await boson('volume', 'ls', '-q')), '');
+  });
+
+  test('a host directory is shared into the container, read-write or read-only', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-bind-'));
+    try {
+      await writeFile(path.join(dir, 'from-host'), 'host data\n');
+      const r = await boson('run', '-d', '--name', 'binder', '-v', `${dir}:/mnt/host`, 'busybox', 'sh', '-c', 'cat /mnt/host/from-host; echo guest data > /mnt/host/from-guest');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(out(await boson('wait', 'binder')).trim(), '0');
+      assert.equal(out(await boson('logs', 'binder')), 'host data\n');
+      assert.equal(await readFile(path.join(dir, 'from-guest'), 'utf8'), 'guest data\n');
+      assert.equal((await boson('rm', 'binder')).code, 0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('kill -9 of the daemon: 5 running containers keep running, are re-attached, and no log line is lost', async () => {
+    const names = ['r0', 'r1', 'r2', 'r3', 'r4'];
+    for (const n of names) {
+      const r = await boson('run', '-d', '--name', n, 'busybox', 'sh', '-c', 'i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); sleep 0.25; done; exit 5');
+      assert.equal(r.code, 0, r.stderr);
+    }
+    // A follower that starts before the crash.
+    const follower = spawn(BOSON, ['logs', '-f', 'r0'], { env: host().env });
+    const vmsBefore = await qemuPidsUsing(host().stateDir);
+    assert.equal(vmsBefore.length, 5);
+    await daemon.kill9();
+    await new Promise((r) => setTimeout(r, 1500));
+    follower.kill();
+    assert.deepEqual((await qemuPidsUsing(host().stateDir)).sort(), vmsBefore.sort(), 'the micro-VMs outlived the daemon');
+    await daemon.start();
+    for (const n of names) assert.equal((await state(n)).state, 'running', `${n} is running and re-attached`);
+    const waited = await boson('wait', 'r3');
+    assert.equal(out(waited).trim(), '5', 'the exit status arrives through the re-attached VM');
+    for (const n of names) {
+      await boson('wait', n);
+      const lines = out(await boson('logs', n)).trim().split('\n');
+      assert.equal(lines.length, 40, `${n}: every line, none lost across the restart`);
+      assert.equal(lines.at(-1), 'line39');
+    }
+    assert.equal((await boson('rm', ...names)).code, 0);
+  });
+
+  test('a container that ends while no daemon runs is reported with its exit status; a VM killed from outside is exit 137', async () => {
+    assert.equal((await boson('run', '-d', '--name', 'short', 'busybox', 'sh', '-c', 'sleep 2; exit 9')).code, 0);
+    assert.equal((await boson('run', '-d', '--name', 'victim', 'busybox', 'sleep', '600')).code, 0);
+    await daemon.stop();
+    await waitFor(async () => (await qemuPidsUsing(host().stateDir)).length === 1, 30_000, 'the short container to end while the daemon is down');
+    await daemon.start();
+    assert.deepEqual(await state('short'), { ...(await state('short')), state: 'exited', exitCode: 9 });
+    const [pid] = await qemuPidsUsing(host().stateDir);
+    process.kill(pid!, 'SIGKILL');
+    await waitFor(async () => (await state('victim')).state === 'exited', 10_000, 'the daemon to notice');
+    assert.equal((await state('victim')).exitCode, 137);
+    assert.equal((await boson('rm', 'short', 'victim')).code, 0);
+  });
+});
