@@ -208,9 +208,12 @@ describe('boson pull from real registries', () => {
     const untag = await runBoson(host(), ['rmi', 'mine:1']);
     ok(untag, 'rmi untag');
     assert.equal(untag.stdout.toString(), 'Untagged: localhost/mine:1\n');
-    const refused = await runBoson(host(), ['rmi', ref]);
+    // By id: the image with all its names (the htpasswd test pulled the same image under another name).
+    const [img] = JSON.parse((await runBoson(host(), ['image', 'inspect', ref])).stdout.toString()) as { id: string }[];
+    const refused = await runBoson(host(), ['rmi', img!.id]);
     assert.equal(refused.code, 88, refused.stderr);
-    const forced = await runBoson(host(), ['rmi', '--force', ref]);
+    assert.match(refused.stderr, /used by a container/);
+    const forced = await runBoson(host(), ['rmi', '--force', img!.id]);
     ok(forced, 'rmi --force');
     assert.match(forced.stdout.toString(), /Deleted: sha256:/);
     const prune = await runBoson(host(), ['image', 'prune', '--json']);
