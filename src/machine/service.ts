@@ -199,6 +199,12 @@ export class MachineService {
       stoppedByUser: false, mounts: [],
     };
     if (record.autoRemove && record.restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
+    if ((req.volumes ?? []).some((v) => v.startsWith('/') && v.includes(':'))) {
+      const bundle = await prepareBootBundle({ guestDir: this.paths.guestDir });
+      if (!bundle.modules.some((m) => m.name === '9p')) {
+        throw new BosonError('INVALID_ARGUMENT', `bind mounts need a guest kernel with 9p support, and ${bundle.kernelRelease} has none (CONFIG_NET_9P is unset in Debian's cloud kernel): use a volume (-v name:/path), or set BOSON_GUEST_KERNEL to a kernel with 9p`);
+      }
+    }
     record.mounts = await this.resolveMounts(req.volumes ?? [], image.config.volumes);
     for (let attempt = 0; ; attempt++) {
       try {
