@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough, Duplex } from 'node:stream';
 import { GuestSession } from './guest-session.ts';
-import { encodeFrame, FrameDecoder, FrameType } from '../guest/index.ts';
+import { encodeFrame, FrameDecoder, FrameType, PROTOCOL_VERSION } from '../guest/index.ts';
 import { isBosonError } from '../common/index.ts';
 
 /** A fake guest end: what the session writes, and a way to send it frames. */
@@ -18,8 +18,8 @@ const u32s = (...n: number[]): Buffer => Buffer.concat(n.map((v) => { const b = 
 test('HELLO, output on both streams and EXIT become a hello, bytes in order and the exit status', async () => {
   const { session, toHost, fromHost } = pair();
   const hello = session.waitForHello();
-  toHost.write(encodeFrame(FrameType.HELLO, Buffer.concat([u32s(1), Buffer.alloc(8)])));
-  assert.equal((await hello).version, 1);
+  toHost.write(encodeFrame(FrameType.HELLO, Buffer.concat([u32s(PROTOCOL_VERSION), Buffer.alloc(8)])));
+  assert.equal((await hello).version, PROTOCOL_VERSION);
   const out = new PassThrough();
   const err = new PassThrough();
   session.start({ argv: ['true'], env: [], rootDisk: 'r' }, { stdout: out, stderr: err });
