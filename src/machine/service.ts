@@ -167,8 +167,16 @@ export class MachineService {
     this.volumes.close();
   }
 
+  /**
+   * A VM's runtime directory. Short (16 hex digits of the id) because the UNIX sockets in it must have paths
+   * under 108 bytes; a run directory too long even for that is refused with a clear error.
+   */
   private runtimeDir(id: string): string {
-    return path.join(this.paths.runDir, 'vms', id);
+    const dir = path.join(this.paths.runDir, 'vms', id.slice(0, 16));
+    if (Buffer.byteLength(path.join(dir, 'ctl.sock')) >= 108) {
+      throw new BosonError('INVALID_ARGUMENT', `the run directory ${this.paths.runDir} is too long for UNIX socket paths (108 bytes at most): set BOSON_RUN_DIR to a shorter path`);
+    }
+    return dir;
   }
 
   private logFile(id: string): string {

@@ -23,6 +23,16 @@ export const RUNTIME_FILES = {
   qemuLog: 'qemu.log',
 } as const;
 
+/**
+ * TCG's translation-block cache in MiB. QEMU's default (1 GiB on 64-bit hosts) is filled lazily but a booted guest
+ * still touches well over 100 MiB of it, which counts against every micro-VM; a small cache costs a little
+ * retranslation instead. BOSON_TCG_TB_MIB overrides.
+ */
+export function tcgTbSizeMiB(env: NodeJS.ProcessEnv = process.env): number {
+  const n = Number(env.BOSON_TCG_TB_MIB);
+  return Number.isInteger(n) && n > 0 ? n : 32;
+}
+
 function escapeOpt(value: string): string {
   return value.replace(/,/g, ',,');
 }
@@ -34,7 +44,7 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
   cmdline.push(...(config.extraKernelArgs ?? []));
   const argv = [
     '-M', 'microvm,acpi=on,rtc=on',
-    '-accel', accel,
+    '-accel', accel === 'tcg' ? `tcg,tb-size=${tcgTbSizeMiB()}` : accel,
     '-cpu', accel === 'kvm' ? 'host' : 'max',
     '-m', `${config.memoryMiB}`,
     '-smp', `${config.cpus}`,
