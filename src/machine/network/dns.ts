@@ -136,6 +136,9 @@ export class DnsServer {
       });
     });
     await new Promise<void>((resolve) => this.upstreamSocket.bind({ port: 0, exclusive: true }, resolve));
+    // The daemon's own servers keep it alive; a DNS server alone must not.
+    this.socket.unref();
+    this.upstreamSocket.unref();
     return this.socket.address().port;
   }
 

@@ -31,12 +31,13 @@ export function renderRuleset(table: string, networks: FirewallNetwork[], ports:
     return `    ${dst}${p.protocol} dport ${p.hostPort} dnat to ${p.address}:${p.containerPort}`;
   });
   const post: string[] = [];
-  const forward: string[] = [];
+  const internal: string[] = [];
+  const isolation: string[] = [];
   for (const n of networks) {
     const br = q(n.bridge);
     if (n.internal) {
       // An internal network reaches nothing but itself.
-      forward.push(`    iifname ${br} oifname != ${br} drop`, `    oifname ${br} iifname != ${br} drop`);
+      internal.push(`    iifname ${br} oifname != ${br} drop`, `    oifname ${br} iifname != ${br} drop`);
       continue;
     }
     // Outbound NAT for the network's own traffic leaving through any other interface.
@@ -46,7 +47,7 @@ export function renderRuleset(table: string, networks: FirewallNetwork[], ports:
     post.push(`    oifname ${br} ip saddr 127.0.0.0/8 masquerade`, `    oifname ${br} ct status dnat ip saddr ${n.subnet} masquerade`);
     const others = networks.filter((o) => o.bridge !== n.bridge).map((o) => q(o.bridge));
     // Isolation: no forwarding from one Boson network into another.
-    if (others.length > 0) forward.push(`    iifname ${br} oifname { ${others.join(', ')} } drop`);
+    if (others.length > 0) isolation.push(`    iifname ${br} oifname { ${others.join(', ')} } drop`);
   }
   return [
     `table ip ${table}`,
@@ -69,7 +70,10 @@ export function renderRuleset(table: string, networks: FirewallNetwork[], ports:
     '  }',
     '  chain forward {',
     '    type filter hook forward priority filter; policy accept;',
-    ...forward,
+    ...internal,
+    // A published port is public: reachable from other hosts, and so also from other networks through the host.
+    '    ct status dnat accept',
+    ...isolation,
     '  }',
     '}',
     '',
