@@ -142,7 +142,8 @@ export class NetworkManager {
       await setSysctl('net/ipv4/ip_forward', '1');
       if (!this.s.networks.some((n) => n.builtin)) {
         const subnet = parseSubnet(this.opts.defaultSubnet ?? '10.88.0.0/16');
-        await this.checkHostRoutes(subnet, []);
+        // A bridge of ours left by an earlier state (removed by hand) is reused, so its route is no overlap.
+        await this.checkHostRoutes(subnet, [this.defaultBridge]);
         this.s.networks.push(this.newRecord(DEFAULT_NETWORK, this.defaultBridge, formatCidr(subnet), formatIPv4(subnet.base + 1), false, {}, true));
         await this.store.save(this.s);
       }
