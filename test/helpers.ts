@@ -9,6 +9,7 @@ import { mkdtemp, readdir, readFile, rm, access } from 'node:fs/promises';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
 import { ImageStore } from '../src/image/index.ts';
+import { NetworkManager } from '../src/machine/index.ts';
 
 /** The demo image's OCI layout, built by the setup command. */
 export const BUSYBOX_LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
@@ -30,7 +31,10 @@ export async function makeTestHost(): Promise<TestHost> {
   });
   const stateDir = await mkdtemp('/var/tmp/boson-test-');
   await new ImageStore(stateDir).importPath(BUSYBOX_LAYOUT);
-  const env: NodeJS.ProcessEnv = { ...process.env, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: path.join(stateDir, 'run'), BOSON_QUIET: '1' };
+  // Host-wide names and subnets of its own, so that suites running side by side (and a real daemon) never collide.
+  const octet = 130 + (process.pid % 110);
+  const net = { BOSON_NET_PREFIX: `bt${(process.pid % 0xffff).toString(16)}`, BOSON_NET_SUBNET: `10.${octet}.0.0/24`, BOSON_NET_POOL: `10.${octet}.128.0/17` };
+  const env: NodeJS.ProcessEnv = { ...process.env, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: path.join(stateDir, 'run'), BOSON_QUIET: '1', ...net };
   delete env.BOSON_DEBUG;
   delete env.BOSON_TIMINGS;
   return {
@@ -38,6 +42,8 @@ export async function makeTestHost(): Promise<TestHost> {
     env,
     cleanup: async () => {
       for (const pid of await qemuPidsUsing(stateDir)) process.kill(pid, 'SIGKILL');
+      // Bridges, taps and firewall rules that a daemon of this host left for its running containers.
+      await new NetworkManager({ stateDir, prefix: net.BOSON_NET_PREFIX, defaultSubnet: net.BOSON_NET_SUBNET, subnetPool: net.BOSON_NET_POOL }).teardown().catch(() => undefined);
       await rm(stateDir, { recursive: true, force: true });
     },
   };

@@ -21,6 +21,9 @@ export interface ContainerFlags {
   restart?: string;
   label: string[];
   volume?: string[];
+  publish?: string[];
+  publishAll?: boolean;
+  network?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -42,6 +45,9 @@ export function addContainerFlags(cmd: Command): Command {
     .option('-h, --hostname <name>', 'hostname inside the container')
     .option('--restart <policy>', 'restart policy: no, on-failure[:N], always, unless-stopped (daemon-managed containers)')
     .option('-l, --label <key=value>', 'set a label (repeatable)', collect, [])
+    .option('-p, --publish <spec>', 'publish a port: [ip:][hostPort:]containerPort[/udp] (repeatable)', collect, [])
+    .option('-P, --publish-all', 'publish every port the image exposes, on free host ports')
+    .option('--network <name>', 'network to join (default: the default bridge; "none" for no network)')
     .option('-v, --volume <spec>', 'mount a volume or host directory: name:/path[:ro], /host/path:/path[:ro], /path (repeatable)', collect, [])
     .helpOption('--help', 'display help for command');
 }
@@ -82,5 +88,6 @@ export async function createBody(image: string, args: string[], flags: Container
     memoryMiB: flags.memory === undefined ? undefined : parseMemory(flags.memory),
     cpus: flags.cpus === undefined ? undefined : parseCpus(flags.cpus, hostCpuCount()),
     labels: labelsFromFlags(flags.label), restart: flags.restart, autoRemove: Boolean(flags.rm), volumes: flags.volume ?? [],
+    ports: flags.publish ?? [], publishAll: Boolean(flags.publishAll), network: flags.network,
   };
 }

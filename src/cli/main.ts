@@ -9,7 +9,7 @@ import { registerRun } from './commands/run.ts';
 import { registerInfo } from './commands/info.ts';
 import { registerImageCommands } from './commands/images.ts';
 import { registerUp } from './commands/up.ts';
-import { registerContainerCommands, registerVolumeCommands } from './commands/containers.ts';
+import { registerContainerCommands, registerNetworkCommands, registerVolumeCommands } from './commands/containers.ts';
 import { registerPullCommands } from './commands/pull.ts';
 
 const program = new Command('boson')
@@ -26,6 +26,7 @@ registerImageCommands(program);
 registerUp(program);
 registerContainerCommands(program);
 registerVolumeCommands(program);
+registerNetworkCommands(program);
 registerPullCommands(program);
 
 try {

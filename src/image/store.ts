@@ -43,6 +43,7 @@ interface ConfigBlob {
     User?: string;
     Volumes?: Record<string, unknown> | null;
     Labels?: Record<string, string> | null;
+    ExposedPorts?: Record<string, unknown> | null;
   } | null;
   rootfs?: { type?: string; diff_ids?: unknown };
 }
@@ -62,6 +63,7 @@ export function imageConfigOf(blob: ConfigBlob): ImageConfig {
     user: typeof c.User === 'string' ? c.User : '',
     volumes: Object.keys(c.Volumes ?? {}).sort(),
     labels,
+    exposedPorts: Object.keys(c.ExposedPorts ?? {}).sort(),
   };
 }
 

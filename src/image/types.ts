@@ -11,6 +11,8 @@ export interface ImageConfig {
   user: string;
   volumes: string[];
   labels: Record<string, string>;
+  /** The image's ExposedPorts keys ("80/tcp"); absent in records stored before it was read. */
+  exposedPorts?: string[];
 }
 
 /** One image known to the store. `id` is the sha256 of the config blob (Docker's image ID). */

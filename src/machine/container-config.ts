@@ -13,8 +13,8 @@ export type ImageDefaults = Pick<ImageConfig, 'entrypoint' | 'cmd' | 'env' | 'wo
 export interface ContainerRequest {
   /** Arguments after the image reference. */
   args: string[];
-  /** --entrypoint: "" clears the image's entrypoint. */
-  entrypoint?: string;
+  /** --entrypoint: "" (or an empty array) clears the image's entrypoint; an array is Docker's exec form. */
+  entrypoint?: string | string[];
   /** -e/--env values in order, then --env-file lines already expanded; "KEY" alone takes KEY from `hostEnv`. */
   env: string[];
   workdir?: string;
@@ -78,7 +78,7 @@ export function resolveProcessConfig(image: ImageDefaults, req: ContainerRequest
   let entrypoint = image.entrypoint ?? [];
   let cmd = image.cmd ?? [];
   if (req.entrypoint !== undefined) {
-    entrypoint = req.entrypoint === '' ? [] : [req.entrypoint];
+    entrypoint = Array.isArray(req.entrypoint) ? req.entrypoint : req.entrypoint === '' ? [] : [req.entrypoint];
     cmd = [];
   }
   if (req.args.length > 0) cmd = req.args;

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { BosonError } from '../common/index.ts';
 import type { ProcessConfig } from './container-config.ts';
 import type { MountSpec } from './volumes/index.ts';
+import type { PortBinding } from './network/index.ts';
 import { openMachineDb, type MachineDb } from './store/db.ts';
 
 /** Docker's restart policies. */
@@ -48,6 +49,11 @@ export interface ContainerRecord {
   stoppedByUser: boolean;
   /** Volumes and bind mounts (anonymous volumes carry their generated names). */
   mounts: MountSpec[];
+  /** The network it joins ("none" for no network), and the ports it asked to publish (host port 0 = any). */
+  network: string;
+  ports: PortBinding[];
+  /** While running: its address and the host ports actually published. */
+  endpoint: { network: string; address: string; gateway: string; mac: string; ports: PortBinding[] } | null;
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;

@@ -17,7 +17,15 @@ export interface DaemonOptions {
   /** host:port for an additional TCP listener (no authentication: bind it to loopback). */
   tcp?: string;
   pidFile?: string;
+  /**
+   * Further API personalities served next to the REST API (the Docker Engine API): each is started with the
+   * service once it is ready, and closed before it.
+   */
+  personalities?: DaemonPersonality[];
 }
+
+/** Starts one more API on the daemon's service (plugged in by the command that starts the daemon). */
+export type DaemonPersonality = (service: MachineService) => Promise<{ close(): Promise<void> }>;
 
 /** A running daemon. */
 export interface RunningDaemon {
@@ -57,10 +65,22 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       tcpServer!.listen(Number(m[2]), m[1], resolve);
     });
   }
+  const personalities: Array<{ close(): Promise<void> }> = [];
+  try {
+    for (const start of options.personalities ?? []) personalities.push(await start(service));
+  } catch (err) {
+    for (const p of personalities) await p.close().catch(() => undefined);
+    tcpServer?.close();
+    await app.close();
+    await service.close();
+    await rm(socketPath, { force: true });
+    throw err;
+  }
   if (options.pidFile) await writeFile(options.pidFile, `${process.pid}\n`);
   return {
     service,
     close: async () => {
+      for (const p of personalities) await p.close().catch(() => undefined);
       tcpServer?.close();
       await app.close();
       await service.close();

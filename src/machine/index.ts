@@ -4,11 +4,15 @@ export { ContainerRegistry, validateContainerName, type ContainerRecord, type Re
 export { parseMemory, parseCpus, parseEnvFile, expandEnvArgs, resolveProcessConfig, type ProcessConfig } from './container-config.ts';
 export type { ProcessExit, SessionOutput } from './guest-session.ts';
 export { MachineClient, StreamDemuxer, daemonSocketPath } from './api/client.ts';
-export { parseSignal, parseRestartPolicy, type CreateRequest, type ExecInstance, type ContainerStats, type WaitResult } from './service.ts';
-export type { DaemonOptions, RunningDaemon } from './daemon.ts';
+export { parseSignal, parseRestartPolicy, type CreateRequest, type ExecInstance, type ContainerStats, type WaitResult, type WaitCondition, type StreamSink, type MachineService } from './service.ts';
+export type { ContainerState, MachineEvent } from './containers.ts';
+export type { LogLine } from './logs.ts';
+export type { VolumeRecord, MountSpec } from './volumes/index.ts';
+export type { DaemonOptions, RunningDaemon, DaemonPersonality } from './daemon.ts';
 
 /** Starts the machine daemon (loaded on demand, so that other commands do not pay for the server's modules). */
 export async function startDaemon(options: import('./daemon.ts').DaemonOptions): Promise<import('./daemon.ts').RunningDaemon> {
   const daemon = await import('./daemon.ts');
   return daemon.startDaemon(options);
 }
+export { NetworkManager, parsePortSpec, type PortBinding } from './network/index.ts';

@@ -94,7 +94,7 @@ export class ContainerRunner {
       resources: { memoryMiB: req.memoryMiB ?? DEFAULT_MEMORY_MIB, cpus: req.cpus ?? 1 },
       autoRemove: req.autoRemove, restartPolicy: { name: 'no', maximumRetryCount: 0 }, restartCount: 0, managed: false,
       state: 'created', ownerPid: process.pid, vmPid: null, exitCode: null, startedAt: null, finishedAt: null, error: null,
-      stoppedByUser: false, mounts: [],
+      stoppedByUser: false, mounts: [], network: 'none', ports: [], endpoint: null,
     };
     await this.claim(record, req.name !== undefined);
 

@@ -23,6 +23,7 @@ import { createScratchDisk } from './scratch.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import { VolumeManager, parseVolumeSpec, type MountSpec } from './volumes/index.ts';
 import { checkHostCapacity } from './capacity.ts';
+import { NetworkManager, DEFAULT_NETWORK, parsePortSpec, publishAllPorts, type Endpoint } from './network/index.ts';
 import type { DiskSpec, ShareSpec } from '../vmm/index.ts';
 import { DEFAULT_MEMORY_MIB } from './runner.ts';
 
@@ -39,6 +40,12 @@ export interface CreateRequest extends ContainerRequest {
   autoRemove?: boolean;
   /** `-v` specs: name:/dest[:ro], /host:/dest[:ro], /dest. */
   volumes?: string[];
+  /** Network name or id ("none": no network; default: the default bridge network). */
+  network?: string;
+  /** `-p` specs. */
+  ports?: string[];
+  /** `-P`: publish every port the image exposes, on free host ports. */
+  publishAll?: boolean;
 }
 
 /** What a wait returns. */
@@ -120,6 +127,7 @@ export class MachineService {
   readonly registry: ContainerRegistry;
   readonly images: ImageStore;
   readonly volumes: VolumeManager;
+  readonly networks: NetworkManager;
   /** Emits 'event' with a MachineEvent for every lifecycle change. */
   readonly events = new EventEmitter();
   private readonly live = new Map<string, Live>();
@@ -134,6 +142,13 @@ export class MachineService {
     this.registry = new ContainerRegistry(paths.stateDir);
     this.images = new ImageStore(paths.stateDir);
     this.volumes = new VolumeManager(paths.stateDir);
+    this.networks = new NetworkManager({
+      stateDir: paths.stateDir,
+      rootless: process.getuid?.() !== 0,
+      prefix: process.env.BOSON_NET_PREFIX,
+      defaultSubnet: process.env.BOSON_NET_SUBNET,
+      subnetPool: process.env.BOSON_NET_POOL,
+    });
     this.events.setMaxListeners(0);
   }
 
@@ -141,6 +156,7 @@ export class MachineService {
   async init(): Promise<void> {
     await this.registry.init();
     await mkdir(path.join(this.paths.runDir, 'vms'), { recursive: true });
+    await this.networks.init();
     for (const record of await this.registry.list()) {
       if (!record.managed || (record.state !== 'running' && record.state !== 'restarting')) continue;
       const vm = await attachMicroVm(this.runtimeDir(record.id));
@@ -152,6 +168,7 @@ export class MachineService {
         await this.exited(record.id, exit?.status ?? 137, exit ? null : 'the micro-VM ended while no daemon was running, without an exit status');
       }
     }
+    await this.networks.reconcile(this.liveIds());
   }
 
   /** Detaches from every VM, leaving them running (daemon shutdown). */
@@ -163,6 +180,7 @@ export class MachineService {
       live.vm.detach();
     }
     this.live.clear();
+    await this.networks.close();
     this.registry.close();
     this.volumes.close();
   }
@@ -204,7 +222,7 @@ export class MachineService {
       resources: { memoryMiB: req.memoryMiB ?? DEFAULT_MEMORY_MIB, cpus: req.cpus ?? 1 },
       autoRemove: req.autoRemove ?? false, restartPolicy: req.restartPolicy ?? { name: 'no', maximumRetryCount: 0 }, restartCount: 0,
       managed: true, state: 'created', ownerPid: null, vmPid: null, exitCode: null, startedAt: null, finishedAt: null, error: null,
-      stoppedByUser: false, mounts: [],
+      stoppedByUser: false, mounts: [], network: DEFAULT_NETWORK, ports: [], endpoint: null,
     };
     if (record.autoRemove && record.restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
     if ((req.volumes ?? []).some((v) => v.startsWith('/') && v.includes(':'))) {
@@ -214,6 +232,10 @@ export class MachineService {
       }
     }
     record.mounts = await this.resolveMounts(req.volumes ?? [], image.config.volumes);
+    record.network = req.network ?? DEFAULT_NETWORK;
+    if (record.network !== 'none') await this.networks.get(record.network);
+    record.ports = [...(req.ports ?? []).flatMap(parsePortSpec), ...(req.publishAll ? publishAllPorts(image.config.exposedPorts ?? []) : [])];
+    if (record.network === 'none' && record.ports.length > 0) throw new BosonError('INVALID_ARGUMENT', 'published ports need a network (not --network none)');
     for (let attempt = 0; ; attempt++) {
       try {
         await this.registry.create(record);
@@ -281,6 +303,7 @@ export class MachineService {
     const logFile = this.logFile(id);
     await checkHostCapacity(record.resources.memoryMiB, this.paths.stateDir);
     const { disks: extraDisks, shares, mounts } = await this.mountPlan(record);
+    const endpoint = await this.connectNetwork(record);
     const accel = await probeAccelerator();
     let ctl!: ControlChannel;
     let vm: MicroVm;
@@ -293,7 +316,7 @@ export class MachineService {
             { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },
             ...extraDisks,
           ],
-          shares, runtimeDir, logFile,
+          shares, runtimeDir, logFile, nics: endpoint ? [endpoint.nic] : [],
         },
         (booting) => {
           ctl = new ControlChannel(booting.channel);
@@ -304,7 +327,9 @@ export class MachineService {
       vm = boot.vm;
     } catch (err) {
       this.metrics.failures++;
+      if (endpoint) await this.networks.disconnect(id).catch(() => undefined);
       this.settle(record, 125, toBosonError(err).message);
+      await this.registry.save(record);
       throw err;
     }
     const live: Live = { vm, ctl, logFile, execs: new Map(), nextSession: 1, finished: false };
@@ -323,11 +348,16 @@ export class MachineService {
       argv: record.config.argv, env: record.config.env, cwd: record.config.cwd, user: record.config.user, hostname: record.config.hostname,
       tty: record.config.tty, stdin: record.config.openStdin, rootDisk: 'boson-root', rootFstype: rootDisk.fstype, scratchDisk: 'boson-scratch',
       logPort: true, clockNs: BigInt(Date.now()) * 1_000_000n, mounts,
+      ...(endpoint ? {
+        interfaces: [{ mac: endpoint.mac, address: endpoint.address, prefixLen: endpoint.prefixLen, gateway: endpoint.gateway, mtu: 1500 }],
+        dns: endpoint.dns, dnsSearch: endpoint.dnsSearch, hosts: endpoint.hosts,
+      } : {}),
     }));
     try {
       await startup;
     } catch (err) {
       await vm.shutdown(1000);
+      if (endpoint) await this.networks.disconnect(id).catch(() => undefined);
       const e = toBosonError(err);
       this.settle(record, e.code === 'COMMAND_NOT_FOUND' ? 127 : e.code === 'COMMAND_NOT_EXECUTABLE' ? 126 : 125, e.message);
       throw err;
@@ -339,6 +369,7 @@ export class MachineService {
     record.exitCode = null;
     record.error = null;
     record.stoppedByUser = false;
+    record.endpoint = endpoint ? { network: endpoint.network, address: endpoint.address, gateway: endpoint.gateway, mac: endpoint.mac, ports: endpoint.ports } : null;
     if (isRestart) record.restartCount++;
     await this.registry.save(record);
     this.metrics.boots.push(performance.now() - t0);
@@ -369,6 +400,15 @@ export class MachineService {
     return { disks, shares, mounts };
   }
 
+  /** Joins the container's network (tap, address, published ports, DNS name); null for --network none. */
+  private async connectNetwork(record: ContainerRecord): Promise<Endpoint | null> {
+    if ((record.network ?? 'none') === 'none') return null;
+    await this.networks.disconnect(record.id).catch(() => undefined);
+    return this.networks.connect({
+      containerId: record.id, containerName: record.name, aliases: [], network: record.network, ports: record.ports ?? [], hostname: record.config.hostname,
+    });
+  }
+
   /** Follows a live VM until its container exits. */
   private watch(id: string, live: Live): void {
     this.live.set(id, live);
@@ -394,6 +434,7 @@ export class MachineService {
   private async exited(id: string, status: number, error: string | null): Promise<void> {
     this.live.delete(id);
     if (this.closing) return;
+    await this.networks.disconnect(id).catch(() => undefined);
     let record: ContainerRecord;
     try {
       record = this.registry.get(id);
@@ -437,6 +478,7 @@ export class MachineService {
 
   private settle(record: ContainerRecord, status: number, error: string | null): void {
     record.state = 'exited';
+    record.endpoint = null;
     record.vmPid = null;
     record.exitCode = status;
     record.finishedAt = new Date().toISOString();
@@ -531,6 +573,7 @@ export class MachineService {
       await exited;
     }
     await this.registry.remove(record);
+    await this.networks.disconnect(id).catch(() => undefined);
     await rm(this.runtimeDir(id), { recursive: true, force: true });
     if (volumes || record.autoRemove) {
       for (const m of record.mounts ?? []) {

@@ -128,6 +128,37 @@ export function registerVolumeCommands(program: Command): void {
     });
 }
 
+/** Adds `network create|ls|inspect|rm`. */
+export function registerNetworkCommands(program: Command): void {
+  const network = program.command('network').description('Manage networks (bridges with their own subnets, isolated from each other)');
+  network.command('create').description('Create a network').argument('<name>').option('--subnet <cidr>', 'subnet (default: a free /24)').option('--gateway <ip>', 'gateway address')
+    .option('--internal', 'no access to the outside').option('-l, --label <key=value>', 'set a label', (v: string, p: string[]) => [...p, v], [] as string[])
+    .action(async (name: string, flags: { subnet?: string; gateway?: string; internal?: boolean; label: string[] }) => {
+      const n = await client().request<{ id: string }>('POST', '/v1/networks', { name, subnet: flags.subnet, gateway: flags.gateway, internal: flags.internal, labels: labelsFromFlags(flags.label) });
+      process.stdout.write(`${n.id}\n`);
+    });
+  network.command('ls').description('List networks').option('-q, --quiet', 'only ids').option('--json', 'print as JSON')
+    .action(async (flags: { quiet?: boolean; json?: boolean }) => {
+      const list = await client().request<Array<{ id: string; name: string; driver: string; subnet: string }>>('GET', '/v1/networks');
+      if (flags.json) printJson(list);
+      else if (flags.quiet) process.stdout.write(list.map((n) => `${n.id.slice(0, 12)}\n`).join(''));
+      else printTable(['NETWORK ID', 'NAME', 'DRIVER', 'SUBNET'], list.map((n) => [n.id.slice(0, 12), n.name, n.driver, n.subnet]));
+    });
+  network.command('inspect').description('Show networks as JSON').argument('<names...>')
+    .action(async (names: string[]) => {
+      const out: unknown[] = [];
+      await forEach(names, async (n) => void out.push(await client().request('GET', `/v1/networks/${enc(n)}`)));
+      printJson(out);
+    });
+  network.command('rm').description('Remove networks').argument('<names...>')
+    .action(async (names: string[]) => {
+      await forEach(names, async (n) => {
+        await client().request('DELETE', `/v1/networks/${enc(n)}`);
+        process.stdout.write(`${n}\n`);
+      });
+    });
+}
+
 function parseSize(value: string): number {
   const m = /^(\d+)([kmgt]?)b?$/i.exec(value.trim());
   if (!m) throw new BosonError('INVALID_ARGUMENT', `invalid size: ${value}`);

@@ -48,7 +48,9 @@ async function runDetached(image: string, args: string[], flags: RunFlags): Prom
 
 async function runCommand(image: string, args: string[], flags: RunFlags): Promise<number> {
   if (flags.restart !== undefined) throw new BosonError('INVALID_ARGUMENT', '--restart applies to daemon-managed containers: add -d');
-  if ((flags.volume ?? []).length > 0) throw new BosonError('INVALID_ARGUMENT', 'volumes (-v) are mounted by the daemon: run with -d (and boson up running), then boson logs/attach');
+  if ((flags.volume ?? []).length > 0 || (flags.publish ?? []).length > 0 || flags.publishAll || flags.network !== undefined) {
+    throw new BosonError('INVALID_ARGUMENT', 'volumes, networks and published ports are set up by the daemon: run with -d (with boson up running), then boson logs or attach');
+  }
   const env = await envFromFlags(flags);
   const memoryMiB = flags.memory === undefined ? undefined : parseMemory(flags.memory);
   const cpus = flags.cpus === undefined ? undefined : parseCpus(flags.cpus, hostCpuCount());

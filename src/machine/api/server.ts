@@ -46,6 +46,9 @@ const CreateBody = Type.Object({
   restart: Type.Optional(Type.String()),
   autoRemove: Type.Optional(Type.Boolean()),
   volumes: Type.Optional(Type.Array(Type.String())),
+  network: Type.Optional(Type.String()),
+  ports: Type.Optional(Type.Array(Type.String())),
+  publishAll: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
 
 const ExecBody = Type.Object({
@@ -91,7 +94,7 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
   // Unknown fields are refused (fastify's default would silently drop them).
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, ajv: { customOptions: { removeAdditional: false } } });
   await app.register(swagger, {
-    openapi: { openapi: '3.0.3', info: { title: 'Boson machine API', version: '1' }, tags: [{ name: 'containers' }, { name: 'exec' }, { name: 'volumes' }, { name: 'system' }] },
+    openapi: { openapi: '3.0.3', info: { title: 'Boson machine API', version: '1' }, tags: [{ name: 'containers' }, { name: 'exec' }, { name: 'volumes' }, { name: 'networks' }, { name: 'system' }] },
   });
 
   app.setErrorHandler((err, _req, reply) => {
@@ -129,6 +132,7 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
       image: b.image, name: b.name, args: b.cmd ?? [], entrypoint: b.entrypoint, env: b.env ?? [], workdir: b.workdir, user: b.user,
       hostname: b.hostname, tty: b.tty ?? false, openStdin: b.openStdin ?? false, memoryMiB: b.memoryMiB, cpus: b.cpus, labels: b.labels,
       restartPolicy: b.restart === undefined ? undefined : parseRestartPolicy(b.restart), autoRemove: b.autoRemove, volumes: b.volumes,
+      network: b.network, ports: b.ports, publishAll: b.publishAll,
     });
     return reply.code(201).send({ id: record.id, name: record.name });
   });
@@ -179,6 +183,21 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
     await service.volumes.remove(req.params.name, await service.volumeUsers(req.params.name));
     return reply.code(204).send();
   });
+  const NetworkBody = Type.Object({
+    name: Type.String({ minLength: 1 }), subnet: Type.Optional(Type.String()), gateway: Type.Optional(Type.String()),
+    internal: Type.Optional(Type.Boolean()), labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+  }, { additionalProperties: false });
+  app.get('/v1/networks', { schema: { tags: ['networks'] } }, async () => service.networks.list());
+  app.post<{ Body: Static<typeof NetworkBody> }>('/v1/networks', { schema: { tags: ['networks'], body: NetworkBody } }, async (req, reply) => {
+    const { name, ...opts } = req.body;
+    return reply.code(201).send(await service.networks.create(name, opts));
+  });
+  app.get<{ Params: Static<typeof NameParams> }>('/v1/networks/:name', { schema: { tags: ['networks'], params: NameParams } }, async (req) => service.networks.get(req.params.name));
+  app.delete<{ Params: Static<typeof NameParams> }>('/v1/networks/:name', { schema: { tags: ['networks'], params: NameParams } }, async (req, reply) => {
+    await service.networks.remove(req.params.name);
+    return reply.code(204).send();
+  });
+
   app.post<{ Querystring: { all?: string } }>('/v1/volumes/prune', { schema: { tags: ['volumes'] } }, async (req) => {
     const removed: string[] = [];
     for (const v of service.volumes.list()) {
