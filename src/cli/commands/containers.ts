@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { BosonError, bosonPaths } from '../../common/index.ts';
-import { MachineClient, StreamDemuxer, daemonSocketPath, parseSignal, type ContainerRecord, type ContainerStats } from '../../machine/index.ts';
+import { MachineClient, StreamDemuxer, daemonSocketPath, parseSignal, type ContainerRecord, type ContainerStats, type VolumeRecord } from '../../machine/index.ts';
 import { addContainerFlags, createBody, envFromFlags, labelsFromFlags, type ContainerFlags } from '../container-flags.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
 
@@ -81,16 +81,6 @@ async function pump(stream: import('node:stream').Duplex, tty: boolean, stdin: b
   if (stdin) process.stdin.pause();
 }
 
-/** A volume as the API returns it. */
-interface VolumeJson {
-  name: string;
-  created: string;
-  anonymous: boolean;
-  sizeBytes: number;
-  labels: Record<string, string>;
-  mountpoint: string;
-}
-
 /** Adds `volume create|ls|inspect|rm|prune`. */
 export function registerVolumeCommands(program: Command): void {
   const volume = program.command('volume').description('Manage volumes (ext4 disks that outlive containers)');
@@ -98,12 +88,12 @@ export function registerVolumeCommands(program: Command): void {
   volume.command('create').description('Create a volume').argument('[name]').option('-l, --label <key=value>', 'set a label', collect, []).option('--size <bytes>', 'disk size (e.g. 1g; default 16g, sparse)')
     .action(async (name: string | undefined, flags: { label: string[]; size?: string }) => {
       const sizeBytes = flags.size === undefined ? undefined : parseSize(flags.size);
-      const v = await client().request<VolumeJson>('POST', '/v1/volumes', { name, labels: labelsFromFlags(flags.label), sizeBytes });
+      const v = await client().request<VolumeRecord>('POST', '/v1/volumes', { name, labels: labelsFromFlags(flags.label), sizeBytes });
       process.stdout.write(`${v.name}\n`);
     });
   volume.command('ls').description('List volumes').option('-q, --quiet', 'only names').option('--json', 'print as JSON')
     .action(async (flags: { quiet?: boolean; json?: boolean }) => {
-      const list = await client().request<VolumeJson[]>('GET', '/v1/volumes');
+      const list = await client().request<VolumeRecord[]>('GET', '/v1/volumes');
       if (flags.json) printJson(list);
       else if (flags.quiet) process.stdout.write(list.map((v) => `${v.name}\n`).join(''));
       else printTable(['DRIVER', 'VOLUME NAME'], list.map((v) => ['local', v.name]));
