@@ -18,7 +18,7 @@ const ALLOWED: Record<string, string[]> = {
   image: ['common'],
   machine: ['common', 'guest', 'vmm', 'image'],
   controller: ['common'],
-  docker: ['common', 'machine', 'controller'],
+  docker: ['common', 'machine', 'controller', 'image'],
   cri: ['common', 'machine', 'controller'],
   cli: ['common', 'machine', 'controller', 'image', 'guest', 'vmm', 'docker', 'cri'],
 };

@@ -6,7 +6,7 @@ export type { ProcessExit, SessionOutput } from './guest-session.ts';
 export { MachineClient, StreamDemuxer, daemonSocketPath } from './api/client.ts';
 export { parseSignal, parseRestartPolicy, type CreateRequest, type ExecInstance, type ContainerStats, type WaitResult, type WaitCondition, type StreamSink, type MachineService } from './service.ts';
 export type { ContainerState, MachineEvent } from './containers.ts';
-export type { LogLine } from './logs.ts';
+export { readLog, type LogLine } from './logs.ts';
 export type { VolumeRecord, MountSpec } from './volumes/index.ts';
 export type { DaemonOptions, RunningDaemon, DaemonPersonality } from './daemon.ts';
 

@@ -9,6 +9,7 @@ import { MachineClient, daemonSocketPath, startDaemon } from '../../machine/inde
 interface UpFlags {
   detach?: boolean;
   tcp?: string;
+  dockerTcp?: string;
   pidFile?: string;
   logFile?: string;
 }
@@ -20,6 +21,7 @@ export function registerUp(program: Command): void {
     .description('Run the Boson machine daemon (REST API on a UNIX socket; micro-VMs outlive it)')
     .option('-d, --detach', 'run in the background; prints the pid')
     .option('--tcp <host:port>', 'also listen on TCP (unauthenticated: use loopback)')
+    .option('--docker-tcp <host:port>', 'also serve the Docker Engine API on TCP (unauthenticated: use loopback, e.g. 127.0.0.1:2375)')
     .option('--pid-file <path>', 'write the daemon pid here (default <run dir>/boson.pid)')
     .option('--log-file <path>', 'with --detach: where the daemon writes its output (default <run dir>/boson.log)')
     .action(async (flags: UpFlags) => {
@@ -30,8 +32,14 @@ export function registerUp(program: Command): void {
         await detach(flags, socketPath, paths.runDir);
         return;
       }
-      const daemon = await startDaemon({ paths, socketPath, tcp: flags.tcp, pidFile });
-      process.stdout.write(`Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''} (pid ${process.pid})\n`);
+      // Loaded here, so that other commands do not pay for the Docker API's modules.
+      const { dockerSocketPath, startDockerApi } = await import('../../docker/index.ts');
+      const dockerSocket = dockerSocketPath(paths);
+      const daemon = await startDaemon({
+        paths, socketPath, tcp: flags.tcp, pidFile,
+        personalities: [(service) => startDockerApi(service, { socketPath: dockerSocket, tcp: flags.dockerTcp, paths })],
+      });
+      process.stdout.write(`Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''} (pid ${process.pid})\n`);
       const stop = (): void => {
         void daemon.close().then(() => process.exit(0));
       };
@@ -44,7 +52,7 @@ async function detach(flags: UpFlags, socketPath: string, runDir: string): Promi
   await mkdir(runDir, { recursive: true });
   const logFile = flags.logFile ?? path.join(runDir, 'boson.log');
   const log = await open(logFile, 'a');
-  const args = [process.argv[1]!, 'up', ...(flags.tcp ? ['--tcp', flags.tcp] : []), ...(flags.pidFile ? ['--pid-file', flags.pidFile] : [])];
+  const args = [process.argv[1]!, 'up', ...(flags.tcp ? ['--tcp', flags.tcp] : []), ...(flags.dockerTcp ? ['--docker-tcp', flags.dockerTcp] : []), ...(flags.pidFile ? ['--pid-file', flags.pidFile] : [])];
   const child = spawn(process.execPath, [...process.execArgv, ...args], { detached: true, stdio: ['ignore', log.fd, log.fd] });
   child.unref();
   await log.close();

@@ -1,0 +1,187 @@
+/**
+ * HTTP plumbing of the Docker Engine API on node:http: API versions in the path, request bodies with a size
+ * limit, JSON answers with Docker's exact headers, and connection hijacking (HTTP 101 UPGRADED, `Upgrade: tcp`)
+ * for attach and exec start, whose request body may arrive with the head or in the first socket data.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { badRequest, DockerError, dockerErrorOf } from './errors.ts';
+
+/** The API version Boson speaks (what /_ping and /version advertise). */
+export const API_VERSION = '1.47';
+/** The oldest API version accepted (Docker 28's own minimum). */
+export const MIN_API_VERSION = '1.24';
+/** Largest JSON body accepted. */
+export const MAX_JSON_BODY = 4 * 1024 * 1024;
+
+/** Compares dotted versions numerically. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** Splits "/v1.47/containers/json" into the version and the bare path; refuses versions out of range with Docker's text. */
+export function splitVersion(pathname: string): { version: string; path: string } {
+  const m = /^\/v([0-9]+(?:\.[0-9]+)*)(\/.*)$/.exec(pathname);
+  if (!m) return { version: API_VERSION, path: pathname };
+  const version = m[1]!;
+  if (compareVersions(version, API_VERSION) > 0) throw badRequest(`client version ${version} is too new. Maximum supported API version is ${API_VERSION}`);
+  if (compareVersions(version, MIN_API_VERSION) < 0) throw badRequest(`client version ${version} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`);
+  return { version, path: m[2]! };
+}
+
+/** One request, as the handlers see it. */
+export interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** Path parameters matched by the route. */
+  params: string[];
+  query: URLSearchParams;
+  version: string;
+}
+
+/** Reads a request body (at most `limit` bytes: 413 beyond). */
+export async function readBody(req: IncomingMessage, limit = MAX_JSON_BODY): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      req.resume();
+      throw new DockerError(413, `request body is larger than ${limit} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Parses a JSON object body; an empty body is `{}`. Malformed JSON is 400, as Docker's decoder reports it. */
+export function parseJsonObject(raw: Buffer): Record<string, unknown> {
+  const text = raw.toString('utf8').trim();
+  if (text === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw badRequest(`invalid JSON: ${(err as Error).message}`);
+  }
+  if (value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw badRequest('invalid JSON: the body must be a JSON object');
+  return value as Record<string, unknown>;
+}
+
+/** Reads and parses a JSON object body. */
+export async function jsonBody(ctx: Ctx): Promise<Record<string, unknown>> {
+  return parseJsonObject(await readBody(ctx.req));
+}
+
+/** Sends a JSON answer. */
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const text = JSON.stringify(value);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Sends an empty answer (204, 304, 201). */
+export function sendEmpty(res: ServerResponse, status: number): void {
+  res.writeHead(status, { 'Content-Length': 0 });
+  res.end();
+}
+
+/** Sends Docker's error body for `err` (nothing more if the headers are gone already). */
+export function sendError(res: ServerResponse, err: unknown): void {
+  const { status, message } = dockerErrorOf(err);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, status, { message });
+}
+
+/** Writes an HTTP error answer onto a raw socket (an upgrade request that fails before it is upgraded). */
+export function socketError(socket: Duplex, err: unknown): void {
+  const { status, message } = dockerErrorOf(err);
+  const text = JSON.stringify({ message });
+  if (!socket.writable) return;
+  socket.end(`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : status === 409 ? 'Conflict' : status === 400 ? 'Bad Request' : 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+}
+
+/** Answers an upgrade with 101 UPGRADED and Docker's stream content type. */
+export function writeUpgraded(socket: Duplex, multiplexed: boolean): void {
+  socket.write(`HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.${multiplexed ? 'multiplexed' : 'raw'}-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`);
+}
+
+/**
+ * Reads the request body of an upgrade request: `Content-Length` bytes from `head` and then the socket. Resolves
+ * with the body and whatever followed it (already stdin); with no Content-Length the body is empty.
+ */
+export function readUpgradeBody(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<{ body: Buffer; rest: Buffer }> {
+  const length = Number(req.headers['content-length'] ?? 0);
+  if (!Number.isFinite(length) || length < 0) return Promise.reject(badRequest('invalid Content-Length'));
+  if (length > MAX_JSON_BODY) return Promise.reject(new DockerError(413, `request body is larger than ${MAX_JSON_BODY} bytes`));
+  if (head.length >= length) return Promise.resolve({ body: head.subarray(0, length), rest: head.subarray(length) });
+  return new Promise((resolve, reject) => {
+    let got = head;
+    const onData = (d: Buffer): void => {
+      got = Buffer.concat([got, d]);
+      if (got.length >= length) {
+        cleanup();
+        socket.pause();
+        resolve({ body: got.subarray(0, length), rest: got.subarray(length) });
+      }
+    };
+    const onEnd = (): void => {
+      cleanup();
+      reject(badRequest('the connection ended inside the request body'));
+    };
+    const cleanup = (): void => {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+    };
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('close', onEnd);
+    socket.resume();
+  });
+}
+
+/** Docker's 8-byte stream frame: [stream, 0, 0, 0, size u32 BE] + data. */
+export function streamFrame(stream: 0 | 1 | 2, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt8(stream, 0);
+  head.writeUInt32BE(data.length, 4);
+  return Buffer.concat([head, data]);
+}
+
+/** A query flag as Docker reads them ("1", "true", "True"). */
+export function flag(q: URLSearchParams, name: string, dflt = false): boolean {
+  const v = q.get(name);
+  if (v === null || v === '') return dflt;
+  return v === '1' || v.toLowerCase() === 'true';
+}
+
+/** Parses Docker's `filters` query parameter: {"key": ["v"]} or {"key": {"v": true}}. */
+export function parseFilters(q: URLSearchParams, allowed: string[]): Map<string, string[]> {
+  const raw = q.get('filters');
+  const out = new Map<string, string[]>();
+  if (!raw) return out;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw badRequest(`invalid filter: ${raw}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badRequest(`invalid filter: ${raw}`);
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    if (!allowed.includes(k)) throw badRequest(`invalid filter '${k}'`);
+    const values = Array.isArray(v) ? v.map(String) : typeof v === 'object' && v !== null ? Object.keys(v).filter((x) => (v as Record<string, unknown>)[x]) : [String(v)];
+    out.set(k, values);
+  }
+  return out;
+}

@@ -1,0 +1,73 @@
+/**
+ * Public surface of src/docker: the Docker Engine API personality of the machine daemon, served on
+ * `<run dir>/docker.sock` (and optionally on TCP) over the daemon's MachineService.
+ */
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { BosonError, type BosonPaths } from '../common/index.ts';
+import type { MachineService } from '../machine/index.ts';
+import { DockerApi, dockerSocketPath } from './server.ts';
+
+export { dockerSocketPath, DockerApi };
+export { API_VERSION, MIN_API_VERSION } from './http.ts';
+
+/** Where the Docker API listens. */
+export interface DockerApiOptions {
+  paths: BosonPaths;
+  socketPath: string;
+  /** host:port for a TCP listener (unauthenticated: loopback only, like Docker's 2375). */
+  tcp?: string;
+}
+
+async function listen(server: Server, how: { path: string } | { port: number; host: string }): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    if ('path' in how) server.listen(how.path, resolve);
+    else server.listen(how.port, how.host, resolve);
+  });
+}
+
+/** Starts the Docker API on `socketPath` (mode 0660) and optionally TCP; close() stops both. */
+export async function startDockerApi(service: MachineService, options: DockerApiOptions): Promise<{ close(): Promise<void> }> {
+  const api = new DockerApi(service, options.paths);
+  await mkdir(path.dirname(options.socketPath), { recursive: true });
+  // A socket file left by a daemon that died: nobody answers on it.
+  const alive = await new Promise<boolean>((resolve) => {
+    const c = net.connect(options.socketPath, () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.on('error', () => resolve(false));
+  });
+  if (alive) throw new BosonError('INVALID_ARGUMENT', `something already answers on ${options.socketPath}`);
+  await rm(options.socketPath, { force: true });
+  const servers: Server[] = [];
+  const unix = api.createServer();
+  await listen(unix, { path: options.socketPath });
+  servers.push(unix);
+  await chmod(options.socketPath, 0o660);
+  if (options.tcp) {
+    const m = /^(.*):(\d+)$/.exec(options.tcp);
+    if (!m) throw new BosonError('INVALID_ARGUMENT', `invalid --docker-tcp address: ${options.tcp} (use host:port)`);
+    const tcp = api.createServer();
+    try {
+      await listen(tcp, { port: Number(m[2]), host: m[1]!.replace(/^\[|\]$/g, '') });
+    } catch (err) {
+      unix.close();
+      throw new BosonError('INVALID_ARGUMENT', `cannot listen on tcp://${options.tcp}: ${(err as Error).message}`);
+    }
+    servers.push(tcp);
+  }
+  return {
+    close: async () => {
+      api.closeStreams();
+      for (const s of servers) {
+        s.closeAllConnections();
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+      }
+      await rm(options.socketPath, { force: true });
+    },
+  };
+}

@@ -1,0 +1,223 @@
+/**
+ * System answers of the Docker API: /version, /info, /system/df and the /events stream, from the machine service.
+ */
+import os from 'node:os';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { BosonPaths } from '../common/index.ts';
+import type { MachineEvent, MachineService } from '../machine/index.ts';
+import { hostCpuCount } from '../machine/index.ts';
+import { badRequest } from './errors.ts';
+import { API_VERSION, MIN_API_VERSION, parseFilters } from './http.ts';
+import { containerSummary } from './containers.ts';
+import { imageSummary } from './images.ts';
+
+type Obj = Record<string, unknown>;
+
+/** Boson's version as the Docker API reports it. */
+export const ENGINE_VERSION = '0.1.0-boson';
+
+const arch = (): string => ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[os.arch()] ?? os.arch();
+
+/** `GET /version`. */
+export function versionInfo(): Obj {
+  const details = {
+    ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, GitCommit: 'boson', GoVersion: `node${process.versions.node}`, Os: 'linux', Arch: arch(),
+    KernelVersion: os.release(), BuildTime: '', Experimental: 'false',
+  };
+  return {
+    Platform: { Name: 'Boson Engine (QEMU micro-VMs)' },
+    Components: [{ Name: 'Engine', Version: ENGINE_VERSION, Details: details }],
+    Version: ENGINE_VERSION,
+    ApiVersion: API_VERSION,
+    MinAPIVersion: MIN_API_VERSION,
+    GitCommit: 'boson',
+    GoVersion: `node${process.versions.node}`,
+    Os: 'linux',
+    Arch: arch(),
+    KernelVersion: os.release(),
+    BuildTime: '',
+  };
+}
+
+/** `GET /info`. */
+export async function systemInfo(service: MachineService, paths: BosonPaths): Promise<Obj> {
+  const records = await service.list(true);
+  const images = await service.images.list();
+  const count = (s: string): number => records.filter((r) => r.state === s).length;
+  return {
+    ID: 'boson',
+    Containers: records.length,
+    ContainersRunning: count('running') + count('restarting'),
+    ContainersPaused: 0,
+    ContainersStopped: records.length - count('running') - count('restarting'),
+    Images: images.length,
+    Driver: 'boson-microvm',
+    DriverStatus: [['Root disks', 'erofs/ext4 images, one per layer chain'], ['Writable layer', 'ext4 scratch disk per container']],
+    Plugins: { Volume: ['local'], Network: [], Authorization: null, Log: ['json-file'] },
+    MemoryLimit: true,
+    SwapLimit: false,
+    CpuCfsPeriod: false,
+    CpuCfsQuota: false,
+    CPUShares: false,
+    CPUSet: false,
+    PidsLimit: false,
+    IPv4Forwarding: false,
+    Debug: false,
+    NFd: 0,
+    OomKillDisable: false,
+    NGoroutines: 0,
+    SystemTime: new Date().toISOString(),
+    LoggingDriver: 'json-file',
+    CgroupDriver: 'none',
+    CgroupVersion: '',
+    NEventsListener: service.events.listenerCount('event'),
+    KernelVersion: os.release(),
+    OperatingSystem: 'Boson (every container in its own QEMU micro-VM)',
+    OSVersion: '',
+    OSType: 'linux',
+    Architecture: os.machine(),
+    IndexServerAddress: 'https://index.docker.io/v1/',
+    RegistryConfig: {
+      AllowNondistributableArtifactsCIDRs: null, AllowNondistributableArtifactsHostnames: null, InsecureRegistryCIDRs: ['127.0.0.0/8', '::1/128'],
+      IndexConfigs: { 'docker.io': { Name: 'docker.io', Mirrors: [], Secure: true, Official: true } }, Mirrors: null,
+    },
+    NCPU: hostCpuCount(),
+    MemTotal: os.totalmem(),
+    GenericResources: null,
+    DockerRootDir: paths.stateDir,
+    HttpProxy: '',
+    HttpsProxy: '',
+    NoProxy: '',
+    Name: os.hostname(),
+    Labels: [],
+    ExperimentalBuild: false,
+    ServerVersion: ENGINE_VERSION,
+    Runtimes: { boson: { path: 'qemu-system-x86_64' } },
+    DefaultRuntime: 'boson',
+    Swarm: { NodeID: '', NodeAddr: '', LocalNodeState: 'inactive', ControlAvailable: false, Error: '', RemoteManagers: null },
+    LiveRestoreEnabled: true,
+    Isolation: '',
+    InitBinary: 'boson-init',
+    ContainerdCommit: { ID: '' },
+    RuncCommit: { ID: '' },
+    InitCommit: { ID: '' },
+    SecurityOptions: ['name=microvm'],
+    Warnings: ['WARNING: Boson runs every container in its own micro-VM; container networking is not available through the Docker API yet'],
+  };
+}
+
+/** `GET /system/df`. */
+export async function diskUsage(service: MachineService): Promise<Obj> {
+  const records = await service.list(true);
+  const images = await service.images.list();
+  const volumes = service.volumes.list();
+  const volumeRows = [];
+  for (const v of volumes) {
+    const users = records.filter((r) => (r.mounts ?? []).some((m) => m.type === 'volume' && m.name === v.name)).length;
+    volumeRows.push({
+      Name: v.name, Driver: 'local', Mountpoint: v.mountpoint, CreatedAt: v.created, Labels: v.labels, Scope: 'local', Options: {},
+      UsageData: { Size: await service.volumes.usage(v.name), RefCount: users },
+    });
+  }
+  return {
+    LayersSize: images.reduce((s, i) => s + i.size, 0),
+    Images: images.map((i) => imageSummary(i, records.filter((r) => r.imageId === i.id).length)),
+    Containers: records.map((r) => ({ ...containerSummary(service, r), SizeRw: 0, SizeRootFs: images.find((i) => i.id === r.imageId)?.size ?? 0 })),
+    Volumes: volumeRows,
+    BuildCache: [],
+  };
+}
+
+/** One machine event in Docker's shape. */
+export function dockerEvent(e: MachineEvent): Obj {
+  const time = Number(e.timeNano / 1_000_000_000n);
+  const attrs = { ...e.attributes };
+  return {
+    status: e.action,
+    id: e.actorId,
+    from: attrs.image ?? '',
+    Type: e.type,
+    Action: e.action,
+    Actor: { ID: e.actorId, Attributes: attrs },
+    scope: 'local',
+    time,
+    timeNano: Number(e.timeNano),
+  };
+}
+
+function parseTime(v: string | null): bigint | undefined {
+  if (v === null || v === '') return undefined;
+  if (/^\d+(\.\d+)?$/.test(v)) {
+    const [s, frac = ''] = v.split('.');
+    return BigInt(s!) * 1_000_000_000n + BigInt((frac + '000000000').slice(0, 9));
+  }
+  const ms = Date.parse(v);
+  if (Number.isNaN(ms)) throw badRequest(`invalid time: ${v}`);
+  return BigInt(ms) * 1_000_000n;
+}
+
+/** Docker's time parameters (unix seconds with fraction, or RFC 3339) in nanoseconds. */
+export { parseTime };
+
+/** `GET /events`: past events in [since, until], then live ones until `until` or the client goes away. */
+export async function eventStream(service: MachineService, req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
+  const since = parseTime(q.get('since'));
+  const until = parseTime(q.get('until'));
+  const filters = parseFilters(q, ['type', 'event', 'container', 'image', 'label', 'volume', 'network', 'daemon', 'scope']);
+  const match = (e: MachineEvent): boolean => {
+    for (const [k, values] of filters) {
+      if (values.length === 0) continue;
+      const hit = values.some((v) => {
+        switch (k) {
+          case 'type': return e.type === v;
+          case 'event': return e.action === v;
+          case 'container': return e.type === 'container' && (e.actorId.startsWith(v) || e.attributes.name === v);
+          case 'image': return e.attributes.image === v;
+          case 'volume': return e.type === 'volume' && e.actorId === v;
+          case 'label': {
+            const eq = v.indexOf('=');
+            return eq < 0 ? v in e.attributes : e.attributes[v.slice(0, eq)] === v.slice(eq + 1);
+          }
+          case 'scope': return v === 'local';
+          default: return false;
+        }
+      });
+      if (!hit) return false;
+    }
+    return true;
+  };
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  res.flushHeaders();
+  const send = (e: MachineEvent): void => {
+    if (match(e)) res.write(JSON.stringify(dockerEvent(e)) + '\n');
+  };
+  let last = 0;
+  const live: MachineEvent[] = [];
+  let replaying = true;
+  const onEvent = (e: MachineEvent): void => {
+    if (until !== undefined && e.timeNano > until) return;
+    if (replaying) live.push(e);
+    else if (e.seq > last) send(e);
+  };
+  service.events.on('event', onEvent);
+  try {
+    if (since !== undefined) {
+      for (const e of service.pastEvents(0, since, until)) {
+        send(e);
+        last = e.seq;
+      }
+    }
+    replaying = false;
+    for (const e of live) if (e.seq > last) send(e);
+    const now = BigInt(Date.now()) * 1_000_000n;
+    if (until !== undefined && until <= now) return;
+    await new Promise<void>((resolve) => {
+      req.on('close', resolve);
+      res.on('close', resolve);
+      if (until !== undefined) setTimeout(resolve, Number((until - now) / 1_000_000n)).unref();
+    });
+  } finally {
+    service.events.off('event', onEvent);
+    res.end();
+  }
+}
