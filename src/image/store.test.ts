@@ -124,7 +124,7 @@ test('OCI layout with whiteouts: erofs and ext4 disks hold the flattened tree; c
     const [img] = await store.importPath(path.join(dir, 'layout'));
     assert.ok(img);
     assert.deepEqual(img.references, ['example.com/test/two:v1']);
-    assert.deepEqual(img.config, { entrypoint: null, cmd: ['sh'], env: ['A=1'], workingDir: '', user: '', volumes: ['/data'], labels: { l: 'v' } });
+    assert.deepEqual(img.config, { entrypoint: null, cmd: ['sh'], env: ['A=1'], workingDir: '', user: '', volumes: ['/data'], labels: { l: 'v' }, exposedPorts: [] });
     // Two store objects on one state dir stand in for two processes: they do not share in-process build state.
     const other = new ImageStore(state);
     const disks = await Promise.all([store.rootDisk(img, { fstype: 'ext4' }), store.rootDisk(img, { fstype: 'ext4' }), other.rootDisk(img, { fstype: 'ext4' }), other.rootDisk(img, { fstype: 'ext4' })]);
