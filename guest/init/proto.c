@@ -210,8 +210,10 @@ int mount_spec_parse(const char *text, struct mount_spec *out, char *err, size_t
 		out->kind = MOUNT_DISK;
 	else if (flen[0] == 2 && memcmp(field[0], "9p", 2) == 0)
 		out->kind = MOUNT_9P;
+	else if (flen[0] == 8 && memcmp(field[0], "virtiofs", 8) == 0)
+		out->kind = MOUNT_VIRTIOFS;
 	else
-		return rec_error(err, errlen, "MOUNT kind \"%.*s\" is neither disk nor 9p", (int)flen[0], field[0]);
+		return rec_error(err, errlen, "MOUNT kind \"%.*s\" is not disk, 9p or virtiofs", (int)flen[0], field[0]);
 	if (flen[4] == 2 && memcmp(field[4], "ro", 2) == 0)
 		out->read_only = 1;
 	else if (!(flen[4] == 2 && memcmp(field[4], "rw", 2) == 0))

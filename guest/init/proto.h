@@ -76,7 +76,7 @@ struct net_if {
 	int mtu;           /* 68..65535 */
 };
 
-enum mount_kind { MOUNT_DISK = 1, MOUNT_9P = 2 };
+enum mount_kind { MOUNT_DISK = 1, MOUNT_9P = 2, MOUNT_VIRTIOFS = 3 };
 
 /* One MOUNT record: "KIND\tSOURCE\tTARGET\tFSTYPE\tOPTIONS". */
 struct mount_spec {

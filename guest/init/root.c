@@ -246,13 +246,16 @@ static void mount_volume(const struct mount_spec *m)
 			fail(R_MOUNT_FAILED, 125, "volume %s: mount %s (%s): %s", m->target, dev, m->fstype, strerror(errno));
 		return;
 	}
-	/* 9p: the mount tag names the virtio-9p device; give a late probe a moment. */
+	/* 9p or virtiofs: the mount tag names the device; give a late probe a moment. */
+	int virtiofs = m->kind == MOUNT_VIRTIOFS;
+	const char *fstype = virtiofs ? "virtiofs" : m->fstype;
+	const char *options = virtiofs ? NULL : "trans=virtio,version=9p2000.L,msize=524288";
 	long long deadline = now_ms() + DEVICE_WAIT_MS;
-	while (mount(m->source, target, m->fstype, flags, "trans=virtio,version=9p2000.L,msize=524288") < 0) {
+	while (mount(m->source, target, fstype, flags, options) < 0) {
 		int e = errno;
 		if (e != ENOENT || now_ms() >= deadline)
-			fail(R_MOUNT_FAILED, 125, "volume %s: mount 9p share \"%s\": %s", m->target, m->source,
-			     e == ENODEV ? "the guest kernel has no 9p support" : strerror(e));
+			fail(R_MOUNT_FAILED, 125, "volume %s: mount %s share \"%s\": %s", m->target, fstype, m->source,
+			     e == ENODEV ? (virtiofs ? "the guest kernel has no virtiofs support" : "the guest kernel has no 9p support") : strerror(e));
 		usleep(10000);
 	}
 }

@@ -176,6 +176,7 @@ static void test_spec_v2(void)
 	rec_str(&b, S_HOSTS, "10.88.0.5\tweb");
 	rec_str(&b, S_MOUNT, "disk\tvol-data\t/data\text4\trw");
 	rec_str(&b, S_MOUNT, "9p\tshare0\t/srv/share\t9p\tro");
+	rec_str(&b, S_MOUNT, "virtiofs\tboson-bind2\t/host\tvirtiofs\trw");
 	rec(&b, S_LOG_PORT, "\1", 1);
 	struct spec s;
 	char err[256] = "";
@@ -188,7 +189,8 @@ static void test_spec_v2(void)
 	CHECK(s.ndns == 2 && strcmp(s.dns[1], "1.1.1.1") == 0 && s.dns[2] == NULL);
 	CHECK(s.ndns_search == 1 && strcmp(s.dns_search[0], "example.com") == 0);
 	CHECK(s.nhosts == 1 && strcmp(s.hosts[0], "10.88.0.5\tweb") == 0);
-	CHECK(s.nmounts == 2);
+	CHECK(s.nmounts == 3);
+	CHECK(s.mounts[2].kind == MOUNT_VIRTIOFS && strcmp(s.mounts[2].source, "boson-bind2") == 0 && !s.mounts[2].read_only);
 	CHECK(s.mounts[0].kind == MOUNT_DISK && strcmp(s.mounts[0].source, "vol-data") == 0);
 	CHECK(strcmp(s.mounts[0].target, "/data") == 0 && strcmp(s.mounts[0].fstype, "ext4") == 0 && !s.mounts[0].read_only);
 	CHECK(s.mounts[1].kind == MOUNT_9P && strcmp(s.mounts[1].source, "share0") == 0 && s.mounts[1].read_only);

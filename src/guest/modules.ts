@@ -13,10 +13,10 @@ import { BosonError } from '../common/index.ts';
 export const GUEST_MODULES = ['virtio_mmio', 'virtio_console', 'virtio_blk', 'overlay', 'erofs', 'virtio_net'] as const;
 
 /**
- * Drivers included when the kernel has them: virtio-9p shares (MOUNT records of kind 9p). Debian's cloud kernel is
+ * Drivers included when the kernel has them: virtio-9p and virtiofs shares (MOUNT records of kind 9p, virtiofs). Debian's cloud kernel is
  * built without 9p (CONFIG_NET_9P unset); there a 9p mount fails in the guest with MOUNT_FAILED.
  */
-export const OPTIONAL_GUEST_MODULES = ['9pnet_virtio', '9p'] as const;
+export const OPTIONAL_GUEST_MODULES = ['9pnet_virtio', '9p', 'virtiofs'] as const;
 
 /** A module to load: its name and its path relative to the modules directory. */
 export interface ModuleFile {

@@ -125,8 +125,8 @@ export interface GuestInterface {
 
 /** One volume mounted into the container (MOUNT record). */
 export interface GuestMount {
-  /** `disk`: source is a virtio-blk serial; `9p`: source is a virtio-9p mount tag. */
-  kind: 'disk' | '9p';
+  /** `disk`: source is a virtio-blk serial; `9p` / `virtiofs`: source is the share's mount tag. */
+  kind: 'disk' | '9p' | 'virtiofs';
   source: string;
   /** Absolute path inside the container; created if missing. */
   target: string;
@@ -235,7 +235,7 @@ function mountText(m: GuestMount): string {
   const bad = (what: string): never => {
     throw new BosonError('INVALID_ARGUMENT', `mount on ${JSON.stringify(m.target)}: ${what}`);
   };
-  if (m.kind !== 'disk' && m.kind !== '9p') bad(`unknown kind ${JSON.stringify(m.kind)}`);
+  if (m.kind !== 'disk' && m.kind !== '9p' && m.kind !== 'virtiofs') bad(`unknown kind ${JSON.stringify(m.kind)}`);
   for (const [name, v] of [['source', m.source], ['target', m.target], ['fstype', m.fstype]] as const) {
     if (v.length === 0 || /[\t\n\0]/.test(v)) bad(`${name} is empty or holds a tab, newline or NUL`);
   }

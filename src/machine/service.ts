@@ -225,12 +225,7 @@ export class MachineService {
       stoppedByUser: false, mounts: [], network: DEFAULT_NETWORK, ports: [], endpoint: null,
     };
     if (record.autoRemove && record.restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
-    if ((req.volumes ?? []).some((v) => v.startsWith('/') && v.includes(':'))) {
-      const bundle = await prepareBootBundle({ guestDir: this.paths.guestDir });
-      if (!bundle.modules.some((m) => m.name === '9p')) {
-        throw new BosonError('INVALID_ARGUMENT', `bind mounts need a guest kernel with 9p support, and ${bundle.kernelRelease} has none (CONFIG_NET_9P is unset in Debian's cloud kernel): use a volume (-v name:/path), or set BOSON_GUEST_KERNEL to a kernel with 9p`);
-      }
-    }
+    if ((req.volumes ?? []).some((v) => v.startsWith('/') && v.includes(':'))) await this.shareTransport();
     record.mounts = await this.resolveMounts(req.volumes ?? [], image.config.volumes);
     record.network = req.network ?? DEFAULT_NETWORK;
     if (record.network !== 'none') await this.networks.get(record.network);
@@ -265,6 +260,19 @@ export class MachineService {
       if (m.type === 'volume') m.name = (await this.volumes.create(m.name, { anonymous: m.anonymous })).name;
     }
     return mounts;
+  }
+
+  /**
+   * How host directories reach this host's guests: virtiofs when the guest kernel has it and virtiofsd is
+   * installed (QEMU's), else 9p when the kernel has that; INVALID_ARGUMENT naming what is missing otherwise.
+   */
+  private async shareTransport(): Promise<'virtiofs' | '9p'> {
+    const bundle = await prepareBootBundle({ guestDir: this.paths.guestDir });
+    const has = (name: string): boolean => bundle.modules.some((m) => m.name === name);
+    const virtiofsd = process.env.BOSON_VIRTIOFSD ?? '/usr/lib/qemu/virtiofsd';
+    if (has('virtiofs') && (await stat(virtiofsd).then(() => true, () => false))) return 'virtiofs';
+    if (has('9p')) return '9p';
+    throw new BosonError('INVALID_ARGUMENT', `bind mounts need a guest kernel with virtiofs (and ${virtiofsd}) or 9p, and ${bundle.kernelRelease} has neither: use a volume (-v name:/path), or set BOSON_GUEST_KERNEL to such a kernel`);
   }
 
   /** Containers that refer to a volume. */
@@ -378,10 +386,10 @@ export class MachineService {
   }
 
   /** The disks, 9p shares and guest mount records for a container's mounts; VOLUME_IN_USE if a running container has one of its volumes. */
-  private async mountPlan(record: ContainerRecord): Promise<{ disks: DiskSpec[]; shares: ShareSpec[]; mounts: Array<{ kind: 'disk' | '9p'; source: string; target: string; fstype: string; readOnly: boolean }> }> {
+  private async mountPlan(record: ContainerRecord): Promise<{ disks: DiskSpec[]; shares: ShareSpec[]; mounts: Array<{ kind: 'disk' | '9p' | 'virtiofs'; source: string; target: string; fstype: string; readOnly: boolean }> }> {
     const disks: DiskSpec[] = [];
     const shares: ShareSpec[] = [];
-    const mounts: Array<{ kind: 'disk' | '9p'; source: string; target: string; fstype: string; readOnly: boolean }> = [];
+    const mounts: Array<{ kind: 'disk' | '9p' | 'virtiofs'; source: string; target: string; fstype: string; readOnly: boolean }> = [];
     const running = (await this.registry.list()).filter((r) => r.id !== record.id && this.live.has(r.id));
     for (const [i, m] of (record.mounts ?? []).entries()) {
       if (m.type === 'volume') {
@@ -393,8 +401,9 @@ export class MachineService {
       } else {
         await mkdir(m.source, { recursive: true });
         const tag = `boson-bind${i}`;
-        shares.push({ tag, path: m.source, readOnly: m.readOnly });
-        mounts.push({ kind: '9p', source: tag, target: m.destination, fstype: '9p', readOnly: m.readOnly });
+        const transport = await this.shareTransport();
+        shares.push({ tag, path: m.source, readOnly: m.readOnly, transport });
+        mounts.push({ kind: transport, source: tag, target: m.destination, fstype: transport, readOnly: m.readOnly });
       }
     }
     return { disks, shares, mounts };

@@ -23,6 +23,11 @@ export const RUNTIME_FILES = {
   qemuLog: 'qemu.log',
 } as const;
 
+/** The vhost-user socket of virtiofs share `i` in a runtime directory. */
+export function virtiofsSocket(runtimeDir: string, i: number): string {
+  return path.join(runtimeDir, `vfs${i}.sock`);
+}
+
 /**
  * TCG's translation-block cache in MiB. QEMU's default (1 GiB on 64-bit hosts) is filled lazily but a booted guest
  * still touches well over 100 MiB of it, which counts against every micro-VM; a small cache costs a little
@@ -42,13 +47,17 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
   const cmdline = ['console=ttyS0', 'panic=-1', 'rdinit=/init', config.debug ? 'loglevel=7' : 'quiet', 'pci=off'];
   if (accel === 'tcg' && tscKhz) cmdline.push(`tsc_early_khz=${tscKhz}`);
   cmdline.push(...(config.extraKernelArgs ?? []));
+  // virtiofs needs guest memory that virtiofsd can map (a shared memfd) and the modern virtio-mmio transport
+  // (libvhost-user refuses legacy devices).
+  const virtiofs = (config.shares ?? []).some((sh) => sh.transport === 'virtiofs');
   const argv = [
-    '-M', 'microvm,acpi=on,rtc=on',
+    '-M', virtiofs ? 'microvm,acpi=on,rtc=on,memory-backend=mem' : 'microvm,acpi=on,rtc=on',
     '-accel', accel === 'tcg' ? `tcg,tb-size=${tcgTbSizeMiB()}` : accel,
     '-cpu', accel === 'kvm' ? 'host' : 'max',
     '-m', `${config.memoryMiB}`,
     '-smp', `${config.cpus}`,
     '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+    ...(virtiofs ? ['-object', `memory-backend-memfd,id=mem,size=${config.memoryMiB}M,share=on`, '-global', 'virtio-mmio.force-legacy=false'] : []),
     '-kernel', config.kernel,
     '-initrd', config.initramfs,
     '-append', cmdline.join(' '),
@@ -88,6 +97,11 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
     argv.push('-device', `virtio-net-device,netdev=net${i},mac=${nic.mac}`);
   });
   (config.shares ?? []).forEach((share, i) => {
+    if (share.transport === 'virtiofs') {
+      if (rt === undefined) throw new Error('virtiofs shares need a detached micro-VM (a runtime directory)');
+      argv.push('-chardev', `socket,id=vfs${i},path=${escapeOpt(virtiofsSocket(rt, i))}`, '-device', `vhost-user-fs-device,chardev=vfs${i},tag=${share.tag}`);
+      return;
+    }
     argv.push(
       '-fsdev', `local,id=fs${i},path=${escapeOpt(share.path)},security_model=passthrough${share.readOnly ? ',readonly=on' : ''}`,
       '-device', `virtio-9p-device,fsdev=fs${i},mount_tag=${share.tag}`,

@@ -11,13 +11,13 @@
  * daemon re-attaches to it with attachMicroVm().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { BosonError, isBosonError } from '../common/index.ts';
-import { buildQemuArgv, FIRST_DISK_FD, RUNTIME_FILES } from './argv.ts';
+import { buildQemuArgv, FIRST_DISK_FD, RUNTIME_FILES, virtiofsSocket } from './argv.ts';
 import { probeAccelerator, hostTscKhz } from './accel.ts';
 import { findQemu } from './qemu-binary.ts';
 import { QmpClient } from './qmp.ts';
@@ -215,9 +215,25 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
   if (extraFds.length > 0) throw new BosonError('INTERNAL', 'a detached micro-VM cannot take disks as file descriptors');
   const logFd = openSync(path.join(rt, RUNTIME_FILES.qemuLog), 'a');
   let proc: ChildProcess;
+  const daemons: ChildProcess[] = [];
   try {
+    // One virtiofsd per virtiofs share; each serves one QEMU and exits when that QEMU goes.
+    for (const [i, share] of (config.shares ?? []).entries()) {
+      if (share.transport !== 'virtiofs') continue;
+      const sock = virtiofsSocket(rt, i);
+      const d = spawn(process.env.BOSON_VIRTIOFSD ?? '/usr/lib/qemu/virtiofsd', [`--socket-path=${sock}`, '-o', `source=${share.path}`, '-o', 'cache=auto'], { stdio: ['ignore', logFd, logFd], detached: true });
+      await spawned(d).catch((cause: unknown) => {
+        throw new BosonError('TOOL_FAILED', `cannot start virtiofsd for ${share.path}: ${(cause as Error).message}`, { cause });
+      });
+      d.unref();
+      daemons.push(d);
+      await waitForFile(sock, 5000, `virtiofsd for ${share.path}`);
+    }
     proc = spawn(qemu, argv, { stdio: ['ignore', logFd, logFd], detached: true });
     await spawned(proc);
+  } catch (err) {
+    for (const d of daemons) d.kill('SIGKILL');
+    throw err;
   } finally {
     closeSync(logFd);
   }
@@ -256,6 +272,15 @@ export async function attachMicroVm(runtimeDir: string): Promise<MicroVm | null>
   } catch {
     // Alive but not answering on its sockets: the caller treats it as lost and may kill it by pid.
     return null;
+  }
+}
+
+/** Waits until `file` exists; TOOL_FAILED naming `what` after `timeoutMs`. */
+async function waitForFile(file: string, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!existsSync(file)) {
+    if (Date.now() > end) throw new BosonError('TOOL_FAILED', `${what} did not open its socket ${file}`);
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 

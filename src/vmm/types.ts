@@ -14,11 +14,15 @@ export type NicSpec =
   | { kind: 'tap'; ifname: string; mac: string }
   | { kind: 'user'; mac: string; forwards: Array<{ protocol: 'tcp' | 'udp'; hostIp: string; hostPort: number; guestPort: number }> };
 
-/** A host directory shared into the guest over virtio-9p, found there by its mount tag. */
+/**
+ * A host directory shared into the guest, found there by its mount tag: over virtiofs (a virtiofsd per share;
+ * detached VMs only) or virtio-9p (for guest kernels built with 9p).
+ */
 export interface ShareSpec {
   tag: string;
   path: string;
   readOnly: boolean;
+  transport: 'virtiofs' | '9p';
 }
 
 /** Everything needed to boot one micro-VM. */
