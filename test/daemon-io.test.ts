@@ -98,10 +98,12 @@ describe('daemon I/O', () => {
       assert.equal(out(await boson('wait', 'binder')).trim(), '0');
       assert.equal(out(await boson('logs', 'binder')), 'host data\n');
       assert.equal(await readFile(path.join(dir, 'from-guest'), 'utf8'), 'guest data\n');
-      const ro = await boson('run', '-d', '--name', 'reader', '-v', `${dir}:/mnt/host:ro`, 'busybox', 'sh', '-c', 'cat /mnt/host/from-guest; touch /mnt/host/nope 2>&1 | grep -c Read-only');
+      // Even a guest that remounts the share read-write cannot write: the host side is read-only too.
+      const ro = await boson('run', '-d', '--name', 'reader', '-v', `${dir}:/mnt/host:ro`, 'busybox', 'sh', '-c', 'cat /mnt/host/from-guest; touch /mnt/host/nope 2>&1 | grep -c Read-only; mount -o remount,rw /mnt/host; grep " /mnt/host " /proc/mounts | cut -d" " -f4 | cut -d, -f1; touch /mnt/host/nope2 2>/dev/null || echo refused');
       assert.equal(ro.code, 0, ro.stderr);
       await boson('wait', 'reader');
-      assert.equal(out(await boson('logs', 'reader')), 'guest data\n1\n', 'a read-only share refuses writes');
+      assert.equal(out(await boson('logs', 'reader')), 'guest data\n1\nrw\nrefused\n', 'a read-only share refuses writes, even remounted read-write in the guest');
+      await assert.rejects(readFile(path.join(dir, 'nope2')), 'nothing was written on the host');
       assert.equal((await boson('rm', 'binder', 'reader')).code, 0);
     } finally {
       await rm(dir, { recursive: true, force: true });

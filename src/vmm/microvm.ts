@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -221,7 +221,18 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
     for (const [i, share] of (config.shares ?? []).entries()) {
       if (share.transport !== 'virtiofs') continue;
       const sock = virtiofsSocket(rt, i);
-      const d = spawn(process.env.BOSON_VIRTIOFSD ?? '/usr/lib/qemu/virtiofsd', [`--socket-path=${sock}`, '-o', `source=${share.path}`, '-o', 'cache=auto'], { stdio: ['ignore', logFd, logFd], detached: true });
+      const virtiofsd = process.env.BOSON_VIRTIOFSD ?? '/usr/lib/qemu/virtiofsd';
+      let d: ChildProcess;
+      if (share.readOnly) {
+        // Read-only for real, not only by the guest's mount flag: virtiofsd runs in a private mount namespace over
+        // a read-only bind of the source, which exists only there and goes with it.
+        const view = path.join(rt, `vfs${i}.ro`);
+        await mkdir(view, { recursive: true });
+        const script = 'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && exec "$3" --socket-path="$4" -o source="$2" -o cache=auto';
+        d = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', share.path, view, virtiofsd, sock], { stdio: ['ignore', logFd, logFd], detached: true });
+      } else {
+        d = spawn(virtiofsd, [`--socket-path=${sock}`, '-o', `source=${share.path}`, '-o', 'cache=auto'], { stdio: ['ignore', logFd, logFd], detached: true });
+      }
       await spawned(d).catch((cause: unknown) => {
         throw new BosonError('TOOL_FAILED', `cannot start virtiofsd for ${share.path}: ${(cause as Error).message}`, { cause });
       });
