@@ -136,6 +136,8 @@ export async function pullStream(service: MachineService, res: ServerResponse, r
       default:
     }
   };
+  // Docker says "up to date" only when the name already pointed at the image.
+  const had = await service.images.resolve(ref.canonical).then(() => true, () => false);
   try {
     const result = await service.images.pull(reference, {
       platform: opts.platform || undefined,
@@ -144,14 +146,14 @@ export async function pullStream(service: MachineService, res: ServerResponse, r
     });
     for (const id of layers) write({ status: 'Pull complete', progressDetail: {}, id });
     write({ status: `Digest: ${result.digest}` });
-    write({ status: `Status: ${result.upToDate ? 'Image is up to date for' : 'Downloaded newer image for'} ${display}` });
+    write({ status: `Status: ${had && result.upToDate ? 'Image is up to date for' : 'Downloaded newer image for'} ${display}` });
     res.end();
   } catch (err) {
     if (!started) {
       const e = toBosonError(err);
       const why = e.message;
       if (e.code === 'MANIFEST_UNKNOWN') sendError(res, new DockerError(404, `manifest for ${display} not found: manifest unknown: ${why}`));
-      else if (e.code === 'REGISTRY_AUTH_FAILED') sendError(res, new DockerError(401, `pull access denied for ${familiarName(ref.name)}, repository does not exist or may require 'docker login': ${why}`));
+      else if (e.code === 'REGISTRY_AUTH_FAILED') sendError(res, new DockerError(404, `pull access denied for ${familiarName(ref.name)}, repository does not exist or may require 'docker login': ${why}`));
       else sendError(res, err);
       return;
     }

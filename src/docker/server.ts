@@ -66,8 +66,10 @@ export class DockerApi {
         await route.handler({ req, res, params, query: url.searchParams, version });
         return;
       }
+      const unsupported = unsupportedRoute(path);
+      if (unsupported) throw unsupported;
       if (this.routes.some((r) => r.re.test(path))) throw new DockerError(405, `method ${req.method} is not allowed on ${path}`);
-      throw unsupportedRoute(path) ?? new DockerError(404, 'page not found');
+      throw new DockerError(404, 'page not found');
     } catch (err) {
       sendError(res, err);
     }
