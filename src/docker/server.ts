@@ -52,6 +52,11 @@ export class DockerApi {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (process.env.BOSON_DOCKER_TRACE) {
+      const t0 = performance.now();
+      process.stderr.write(`${Date.now() % 100000} > ${req.method} ${req.url}\n`);
+      res.on('finish', () => process.stderr.write(`${Date.now() % 100000} < ${req.method} ${req.url} ${res.statusCode} ${(performance.now() - t0).toFixed(1)} ms\n`));
+    }
     res.on('error', () => undefined);
     req.on('error', () => undefined);
     try {
