@@ -57,16 +57,13 @@ describe('docker CLI against Boson', () => {
       [['pause', 'x'], /pausing containers is not supported by Boson/],
       [['commit', 'x'], /docker commit is not supported by Boson/],
       [['swarm', 'init'], /swarm mode is not supported by Boson/],
-      [['network', 'ls'], /networks through the Docker API is not supported by Boson yet/],
+      [['network', 'connect', 'bridge', 'x'], /connecting a container to another network is not supported by Boson/],
       [['save', 'busybox'], /not supported by Boson/],
     ] as Array<[string[], RegExp]>) {
       const r = await docker(args);
       assert.equal(r.code, 1, args.join(' '));
       assert.match(r.stderr, re, args.join(' '));
     }
-    const ports = await docker(['run', '--rm', '-p', '8080:80', 'busybox', 'true']);
-    assert.equal(ports.code, 125);
-    assert.match(ports.stderr, /publishing ports \(-p\) is not supported by Boson yet/);
     await mkdir(path.join(work, 'ctx'));
     await writeFile(path.join(work, 'ctx', 'Dockerfile'), 'FROM busybox\n');
     const legacyBuild = await docker(['build', '-q', path.join(work, 'ctx')], { env: { DOCKER_BUILDKIT: '0' } });
@@ -235,5 +232,24 @@ describe('docker CLI against Boson', () => {
     ok(events, 'events');
     assert.deepEqual(out(events).trim().split('\n').filter((a) => ['create', 'start', 'kill', 'die'].includes(a)), ['create', 'start', 'kill', 'die']);
     ok(await docker(['rm', 'sig']), 'rm');
+  });
+  test('-p publishes a port reached with a real HTTP request; docker port and ps show it; networks are listed, created and removed', async () => {
+    const port = 21000 + (process.pid % 20000);
+    const run = await docker(['run', '-d', '--name', 'dweb', '-p', `127.0.0.1:${port}:80`, 'busybox', 'sh', '-c', 'mkdir -p /www && echo docker-web > /www/index.html && exec httpd -f -p 80 -h /www']);
+    ok(run, 'run -d -p');
+    let body = '';
+    await waitFor(async () => {
+      body = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), () => '');
+      return body !== '';
+    }, 30_000, 'the published port');
+    assert.equal(body, 'docker-web\n');
+    assert.equal(out(await docker(['port', 'dweb'])).trim(), `80/tcp -> 127.0.0.1:${port}`);
+    assert.match(out(await docker(['ps', '--format', '{{.Ports}}', '--filter', 'name=dweb'])), new RegExp(`127\\.0\\.0\\.1:${port}->80/tcp`));
+    ok(await docker(['rm', '-f', 'dweb']), 'rm');
+    ok(await docker(['network', 'create', 'dnet']), 'network create');
+    assert.match(out(await docker(['network', 'ls'])), /dnet\s+bridge\s+local/);
+    const inspect = JSON.parse(out(await docker(['network', 'inspect', 'dnet'])));
+    assert.match(inspect[0].IPAM.Config[0].Subnet, /^\d+\.\d+\.\d+\.\d+\/\d+$/);
+    ok(await docker(['network', 'rm', 'dnet']), 'network rm');
   });
 });

@@ -5,7 +5,7 @@
  */
 import { parseRestartPolicy, validateContainerName, type ContainerRecord, type CreateRequest, type MachineService, type MountSpec } from '../machine/index.ts';
 import { isBosonError } from '../common/index.ts';
-import { badRequest, notSupported, notSupportedYet } from './errors.ts';
+import { badRequest, notSupported } from './errors.ts';
 import { familiarName, statusText, unixSeconds, withSha, ZERO_TIME } from './format.ts';
 
 type Obj = Record<string, unknown>;
@@ -58,14 +58,24 @@ export function createRequestOf(body: Obj, name: string | null, hostCpus: number
   let entrypoint: string | string[] | undefined;
   if (entrypointSlice !== undefined) entrypoint = entrypointSlice.every((s) => s === '') ? '' : entrypointSlice;
 
-  // Refused: what needs networking (being integrated) and what a micro-VM does not offer.
-  const portBindings = host.PortBindings;
-  if (isObj(portBindings) && Object.values(portBindings).some((v) => Array.isArray(v) && v.length > 0)) throw notSupportedYet('publishing ports (-p)');
-  if (host.PublishAllPorts === true) throw notSupportedYet('publishing ports (-P)');
+  // Networking: Docker's port bindings become -p specs; its network mode or endpoint names the network.
+  const ports: string[] = [];
+  if (isObj(host.PortBindings)) {
+    for (const [key, bindings] of Object.entries(host.PortBindings)) {
+      const [port, proto = 'tcp'] = key.split('/');
+      for (const b of Array.isArray(bindings) ? bindings : []) {
+        const hostIp = isObj(b) && typeof b.HostIp === 'string' ? b.HostIp : '';
+        const hostPort = isObj(b) && typeof b.HostPort === 'string' ? b.HostPort : '';
+        ports.push(`${hostIp ? `${hostIp}:` : ''}${hostIp || hostPort ? `${hostPort}:` : ''}${port}/${proto}`);
+      }
+    }
+  }
+  const publishAll = host.PublishAllPorts === true;
   const netMode = field<string>(host, 'NetworkMode', 'string', H) ?? '';
-  if (!['', 'default', 'none'].includes(netMode)) throw notSupportedYet(`network mode "${netMode}" (--network)`);
+  if (netMode === 'host' || netMode.startsWith('container:')) throw notSupported(`network mode "${netMode}"`, 'each micro-VM has its own network stack');
   const endpoints = isObj(body.NetworkingConfig) && isObj(body.NetworkingConfig.EndpointsConfig) ? Object.keys(body.NetworkingConfig.EndpointsConfig) : [];
-  if (endpoints.some((n) => !['default', 'none'].includes(n))) throw notSupportedYet(`connecting to network "${endpoints[0]}" (--network)`);
+  const chosen = endpoints[0] ?? netMode;
+  const network = chosen === '' || chosen === 'default' || chosen === 'bridge' ? undefined : chosen;
   if (host.Privileged === true) throw notSupported('--privileged', 'a micro-VM has no host devices or capabilities to grant');
   if (Array.isArray(host.VolumesFrom) && host.VolumesFrom.length > 0) throw notSupported('--volumes-from');
   if (Array.isArray(host.Devices) && host.Devices.length > 0) throw notSupported('--device', 'a micro-VM has no host devices');
@@ -142,6 +152,9 @@ export function createRequestOf(body: Obj, name: string | null, hostCpus: number
     restartPolicy,
     autoRemove,
     volumes,
+    network,
+    ports,
+    publishAll,
   };
 }
 
@@ -152,7 +165,27 @@ export function mountPoints(service: MachineService, r: ContainerRecord): Obj[] 
     : { Type: 'bind', Source: m.source, Destination: m.destination, Mode: m.readOnly ? 'ro' : '', RW: !m.readOnly, Propagation: 'rprivate' });
 }
 
-interface EndpointLike { network: string; address: string; gateway: string; mac: string }
+interface EndpointLike { network: string; address: string; gateway: string; mac: string; ports?: Array<{ hostIp: string; hostPort: number; containerPort: number; protocol: string }> }
+
+/** NetworkSettings.Ports: {"80/tcp": [{HostIp, HostPort}]} from the ports a running container published. */
+function portMap(ep: EndpointLike | null): Obj {
+  const map: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
+  for (const p of ep?.ports ?? []) (map[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIp || '0.0.0.0', HostPort: String(p.hostPort) });
+  return map;
+}
+
+/** HostConfig.PortBindings: the ports the container asked for ("" host port: any). */
+function requestedPorts(r: ContainerRecord): Obj {
+  const map: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
+  for (const p of r.ports ?? []) (map[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIp, HostPort: p.hostPort ? String(p.hostPort) : '' });
+  return map;
+}
+
+/** The `Ports` list of a container summary (docker ps). */
+export function portList(r: ContainerRecord): Obj[] {
+  const ep = (r as ContainerRecord & { endpoint?: EndpointLike | null }).endpoint ?? null;
+  return (ep?.ports ?? []).map((p) => ({ IP: p.hostIp || '0.0.0.0', PrivatePort: p.containerPort, PublicPort: p.hostPort, Type: p.protocol }));
+}
 
 /** NetworkSettings (empty while Boson's Docker API has no networking; filled from a record's endpoint when present). */
 function networkSettings(r: ContainerRecord, summary: boolean): Obj {
@@ -161,7 +194,7 @@ function networkSettings(r: ContainerRecord, summary: boolean): Obj {
   if (ep) networks[ep.network] = { IPAMConfig: null, Links: null, Aliases: null, MacAddress: ep.mac, NetworkID: ep.network, EndpointID: '', Gateway: ep.gateway, IPAddress: ep.address, IPPrefixLen: 0, IPv6Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, DriverOpts: null, DNSNames: null };
   if (summary) return { Networks: networks };
   return {
-    Bridge: '', SandboxID: '', SandboxKey: '', Ports: {}, HairpinMode: false, LinkLocalIPv6Address: '', LinkLocalIPv6PrefixLen: 0,
+    Bridge: '', SandboxID: '', SandboxKey: '', Ports: portMap(ep), HairpinMode: false, LinkLocalIPv6Address: '', LinkLocalIPv6PrefixLen: 0,
     SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, EndpointID: '', Gateway: ep?.gateway ?? '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0,
     IPAddress: ep?.address ?? '', IPPrefixLen: 0, IPv6Gateway: '', MacAddress: ep?.mac ?? '', Networks: networks,
   };
@@ -176,7 +209,7 @@ export function containerSummary(service: MachineService, r: ContainerRecord, no
     ImageID: withSha(r.imageId),
     Command: r.config.argv.join(' '),
     Created: unixSeconds(r.created),
-    Ports: [],
+    Ports: portList(r),
     Labels: r.config.labels ?? {},
     State: r.state,
     Status: statusText(r, now),
@@ -230,8 +263,8 @@ export async function containerInspect(service: MachineService, r: ContainerReco
       Binds: (r.mounts ?? []).filter((m) => m.type === 'bind' || !m.anonymous).map((m) => `${m.type === 'bind' ? m.source : m.name}:${m.destination}${m.readOnly ? ':ro' : ''}`),
       ContainerIDFile: '',
       LogConfig: { Type: 'json-file', Config: {} },
-      NetworkMode: 'none',
-      PortBindings: {},
+      NetworkMode: (r.network ?? 'none') === 'bridge' ? 'bridge' : r.network ?? 'none',
+      PortBindings: requestedPorts(r),
       RestartPolicy: { Name: r.restartPolicy.name, MaximumRetryCount: r.restartPolicy.maximumRetryCount },
       AutoRemove: r.autoRemove,
       VolumeDriver: '',

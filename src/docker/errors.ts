@@ -17,11 +17,6 @@ export function notSupported(what: string, why = 'every container is its own mic
   return new DockerError(501, `${what} is not supported by Boson (${why})`);
 }
 
-/** A feature that is not wired into the Docker API yet (HTTP 501). */
-export function notSupportedYet(what: string): DockerError {
-  return new DockerError(501, `${what} is not supported by Boson yet`);
-}
-
 /** 400 with a message. */
 export function badRequest(message: string): DockerError {
   return new DockerError(400, message);

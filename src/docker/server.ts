@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { isBosonError, type BosonPaths } from '../common/index.ts';
 import { hostCpuCount, parseMemory, parseSignal, type ContainerRecord, type MachineService, type WaitCondition } from '../machine/index.ts';
 import { CONTAINER_FILTERS, checkContainerName, containerInspect, containerSummary, createRequestOf, matchesFilters } from './containers.ts';
-import { badRequest, DockerError, notSupported, notSupportedYet } from './errors.ts';
+import { badRequest, DockerError, notSupported } from './errors.ts';
 import { familiarName, rfc3339Nano, withSha } from './format.ts';
 import { API_VERSION, flag, jsonBody, parseFilters, readUpgradeBody, parseJsonObject, sendEmpty, sendError, sendJson, socketError, splitVersion, writeUpgraded, type Ctx } from './http.ts';
 import { checkLogin, imageInspect, imageSummary, pullReference, pullStream, registryAuth } from './images.ts';
@@ -420,6 +420,38 @@ export class DockerApi {
       sendJson(res, 200, [...r.untagged.map((u) => ({ Untagged: familiarName(u) })), ...(r.deleted ? [{ Deleted: withSha(r.deleted) }] : [])]);
     });
 
+    // ---- networks -------------------------------------------------------------------------------------------
+    this.on('GET', '/networks', async ({ res }) => sendJson(res, 200, (await s.networks.list()).map(networkJson)));
+    this.on('GET', `/networks/${ID}`, async ({ res, params }) => sendJson(res, 200, networkJson(await s.networks.get(params[0]!))));
+    this.on('POST', '/networks/create', async (ctx) => {
+      const b = await jsonBody(ctx);
+      const name = typeof b.Name === 'string' ? b.Name : '';
+      if (!name) throw badRequest('network name is required');
+      const driver = typeof b.Driver === 'string' ? b.Driver : 'bridge';
+      if (driver !== '' && driver !== 'bridge') throw notSupported(`network driver "${driver}"`, 'Boson networks are bridges');
+      const ipam = b.IPAM as { Config?: Array<{ Subnet?: string; Gateway?: string }> } | undefined;
+      const cfg = ipam?.Config?.[0];
+      const n = await s.networks.create(name, { subnet: cfg?.Subnet || undefined, gateway: cfg?.Gateway || undefined, internal: b.Internal === true, labels: (b.Labels ?? {}) as Record<string, string> });
+      sendJson(ctx.res, 201, { Id: n.id, Warning: '' });
+    });
+    this.on('DELETE', `/networks/${ID}`, async ({ res, params }) => {
+      await s.networks.remove(params[0]!);
+      sendEmpty(res, 204);
+    });
+    this.on('POST', '/networks/prune', async ({ res }) => {
+      const deleted: string[] = [];
+      for (const n of await s.networks.list()) {
+        if (n.builtin) continue;
+        try {
+          await s.networks.remove(n.id);
+          deleted.push(n.name);
+        } catch (err) {
+          if (!isBosonError(err, 'NETWORK_IN_USE')) throw err;
+        }
+      }
+      sendJson(res, 200, { NetworksDeleted: deleted });
+    });
+
     // ---- volumes --------------------------------------------------------------------------------------------
     this.on('GET', '/volumes', async ({ res, query }) => {
       const filters = parseFilters(query, ['name', 'dangling', 'label', 'driver']);
@@ -624,6 +656,15 @@ function statsJson(record: ContainerRecord, cur: { stats: { cpuNs: number; memor
   };
 }
 
+/** Docker's network JSON for a Boson network. */
+function networkJson(n: { id: string; name: string; created: string; subnet: string; gateway: string; internal: boolean; labels: Record<string, string> }): Record<string, unknown> {
+  return {
+    Name: n.name, Id: n.id, Created: n.created, Scope: 'local', Driver: 'bridge', EnableIPv6: false,
+    IPAM: { Driver: 'default', Options: null, Config: [{ Subnet: n.subnet, Gateway: n.gateway }] },
+    Internal: n.internal, Attachable: false, Ingress: false, ConfigFrom: { Network: '' }, ConfigOnly: false, Containers: {}, Options: {}, Labels: n.labels,
+  };
+}
+
 /** Docker endpoints Boson knows it does not have: a clear 501 instead of "page not found". */
 function unsupportedRoute(path: string): DockerError | null {
   const rules: Array<[RegExp, () => DockerError]> = [
@@ -640,7 +681,7 @@ function unsupportedRoute(path: string): DockerError | null {
     [/^\/plugins(\/|$)/, () => notSupported('plugins')],
     [/^\/(session|grpc)$/, () => notSupported('BuildKit sessions')],
     [/^\/distribution\//, () => notSupported('distribution inspect')],
-    [/^\/networks(\/|$)/, () => notSupportedYet('networks through the Docker API')],
+    [/^\/networks\/[^/]+\/(connect|disconnect)$/, () => notSupported('connecting a container to another network', 'a running micro-VM would need a network card hot-plugged')],
   ];
   for (const [re, make] of rules) if (re.test(path)) return make();
   return null;
