@@ -590,7 +590,10 @@ export class MachineService {
       }
     }
     this.emit(record, 'destroy');
-    this.wake(id, 'removed', { statusCode: record.exitCode ?? 0, error: null });
+    // Everything kept for the container goes with it: its exec instances, and every waiter (each is answered).
+    for (const [execId, exec] of this.execs) if (exec.containerId === id) this.execs.delete(execId);
+    for (const w of this.waiters.get(id) ?? []) w.resolve({ statusCode: record.exitCode ?? 0, error: null });
+    this.waiters.delete(id);
   }
 
   /** Renames a container. */
