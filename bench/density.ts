@@ -14,7 +14,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
 import { ImageStore } from '../src/image/index.ts';
-import { MachineClient, StreamDemuxer } from '../src/machine/index.ts';
+import { MachineClient, NetworkManager, StreamDemuxer } from '../src/machine/index.ts';
 
 const args = process.argv.slice(2);
 const vms = Number(args[args.indexOf('--vms') + 1] ?? 50) || 50;
@@ -62,7 +62,9 @@ async function channelFloor(c: MachineClient, id: string, n: number): Promise<nu
 
 async function main(): Promise<void> {
   const dir = await mkdtemp('/var/tmp/boson-density-');
-  const env = { ...process.env, BOSON_STATE_DIR: path.join(dir, 'state'), BOSON_RUN_DIR: path.join(dir, 'run'), BOSON_QUIET: '1' };
+  // Its own network names and subnets, so that it never touches a real daemon's, and removes them at the end.
+  const net = { BOSON_NET_PREFIX: 'bbench', BOSON_NET_SUBNET: '10.252.0.0/24', BOSON_NET_POOL: '10.252.128.0/17' };
+  const env = { ...process.env, BOSON_STATE_DIR: path.join(dir, 'state'), BOSON_RUN_DIR: path.join(dir, 'run'), BOSON_QUIET: '1', ...net };
   await new ImageStore(env.BOSON_STATE_DIR).importPath(path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci'));
   const daemon = spawn(BOSON, ['up'], { env, stdio: 'ignore' });
   const c = new MachineClient(path.join(env.BOSON_RUN_DIR, 'boson.sock'));
@@ -130,6 +132,7 @@ async function main(): Promise<void> {
     } catch {
       // none left
     }
+    await new NetworkManager({ stateDir: env.BOSON_STATE_DIR, prefix: net.BOSON_NET_PREFIX, defaultSubnet: net.BOSON_NET_SUBNET, subnetPool: net.BOSON_NET_POOL }).teardown().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
 }
