@@ -36,6 +36,7 @@ describe('faults', () => {
   test('an unknown flag', () => expectFault(['run', '--no-such-flag', 'busybox'], 64, /unknown option '--no-such-flag'/));
   test('a bad user', () => expectFault(['run', '--rm', '-u', 'ghost', 'busybox', 'true'], 67, /ghost/));
   test('a bad memory size', () => expectFault(['run', '--rm', '-m', '1k', 'busybox', 'true'], 64, /too small/));
+  test('a bad disk size', () => expectFault(['run', '--rm', '--disk-size', 'huge', 'busybox', 'true'], 64, /invalid disk size/));
   test('a bad --cpus', () => expectFault(['run', '--rm', '--cpus', '99', 'busybox', 'true'], 64, /--cpus/));
   test('QEMU missing', () => expectFault(['run', '--rm', 'busybox', 'true'], 69, /QEMU not found/, { BOSON_QEMU: '/nonexistent/qemu-system-x86_64' }));
   test('boson-init not built', () => expectFault(['run', '--rm', 'busybox', 'true'], 72, /boson-init/, { BOSON_GUEST_DIR: scratch }));
@@ -90,10 +91,11 @@ describe('faults', () => {
     await assert.rejects(readFile(path.join('/tmp', target)), 'nothing was written through the link');
   });
 
-  test('--memory and --cpus size the micro-VM', async () => {
-    const r = await runBoson(testHost(), ['run', '--rm', '--memory', '512m', '--cpus', '2', 'busybox', 'sh', '-c', "nproc; grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2"]);
+  test('--memory, --cpus and --disk-size size the micro-VM', async () => {
+    const r = await runBoson(testHost(), ['run', '--rm', '--memory', '512m', '--cpus', '2', '--disk-size', '200m', 'busybox', 'sh', '-c', "nproc; grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2; df -m / | tail -1 | tr -s ' ' | cut -d' ' -f2"]);
     assert.equal(r.code, 0, r.stderr);
-    const [cpus, memKb] = r.stdout.toString().trim().split('\n').map(Number);
+    const [cpus, memKb, rootMb] = r.stdout.toString().trim().split('\n').map(Number);
+    assert.ok(rootMb! > 150 && rootMb! <= 200, `the writable root is the 200m disk (df says ${rootMb} MB)`);
     assert.equal(cpus, 2);
     assert.ok(memKb! > 400 * 1024 && memKb! <= 512 * 1024, `MemTotal ${memKb} kB`);
   });

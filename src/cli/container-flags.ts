@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { BosonError } from '../common/index.ts';
-import { hostCpuCount, parseCpus, parseEnvFile, parseMemory, parseRestartPolicy, expandEnvArgs } from '../machine/index.ts';
+import { hostCpuCount, parseCpus, parseEnvFile, parseMemory, parseRestartPolicy, parseSizeMiB, expandEnvArgs } from '../machine/index.ts';
 
 /** Parsed container flags. */
 export interface ContainerFlags {
@@ -24,6 +24,7 @@ export interface ContainerFlags {
   publish?: string[];
   publishAll?: boolean;
   network?: string;
+  diskSize?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -47,6 +48,7 @@ export function addContainerFlags(cmd: Command): Command {
     .option('-l, --label <key=value>', 'set a label (repeatable)', collect, [])
     .option('-p, --publish <spec>', 'publish a port: [ip:][hostPort:]containerPort[/udp] (repeatable)', collect, [])
     .option('-P, --publish-all', 'publish every port the image exposes, on free host ports')
+    .option('--disk-size <size>', 'size of the writable layer (sparse; e.g. 20g; default 8g)')
     .option('--network <name>', 'network to join (default: the default bridge; "none" for no network)')
     .option('-v, --volume <spec>', 'mount a volume or host directory: name:/path[:ro], /host/path:/path[:ro], /path (repeatable)', collect, [])
     .helpOption('--help', 'display help for command');
@@ -79,6 +81,11 @@ export function labelsFromFlags(values: string[]): Record<string, string> {
   return labels;
 }
 
+/** --disk-size in bytes (at least 64 MiB), or undefined for the default. */
+export function diskSizeBytes(flags: ContainerFlags): number | undefined {
+  return flags.diskSize === undefined ? undefined : parseSizeMiB(flags.diskSize, 'disk', 64) * 1024 * 1024;
+}
+
 /** The daemon's create body for these flags. */
 export async function createBody(image: string, args: string[], flags: ContainerFlags): Promise<Record<string, unknown>> {
   if (flags.restart !== undefined) parseRestartPolicy(flags.restart);
@@ -89,5 +96,6 @@ export async function createBody(image: string, args: string[], flags: Container
     cpus: flags.cpus === undefined ? undefined : parseCpus(flags.cpus, hostCpuCount()),
     labels: labelsFromFlags(flags.label), restart: flags.restart, autoRemove: Boolean(flags.rm), volumes: flags.volume ?? [],
     ports: flags.publish ?? [], publishAll: Boolean(flags.publishAll), network: flags.network,
+    diskSizeBytes: diskSizeBytes(flags),
   };
 }

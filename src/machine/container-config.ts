@@ -102,15 +102,20 @@ export function validateHostname(name: string): void {
   }
 }
 
-/** Parses a memory size ("512m", "1g", "268435456", "64MiB") into MiB; INVALID_ARGUMENT below 64 MiB or unparseable. */
-export function parseMemory(value: string): number {
+/** Parses a size ("512m", "1g", "268435456", "64MiB") into MiB; INVALID_ARGUMENT below `minMiB` or unparseable. */
+export function parseSizeMiB(value: string, what: string, minMiB: number): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(value.trim());
-  if (!m) throw new BosonError('INVALID_ARGUMENT', `invalid memory size: ${JSON.stringify(value)} (use e.g. 512m or 1g)`);
+  if (!m) throw new BosonError('INVALID_ARGUMENT', `invalid ${what} size: ${JSON.stringify(value)} (use e.g. 512m or 1g)`);
   const unit = m[2]!.toLowerCase();
   const factor = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit]!;
   const mib = Math.floor((Number(m[1]) * factor) / 1024 ** 2);
-  if (mib < 64) throw new BosonError('INVALID_ARGUMENT', `memory ${value} is too small: a micro-VM needs at least 64m`);
+  if (mib < minMiB) throw new BosonError('INVALID_ARGUMENT', `${what} ${value} is too small: at least ${minMiB}m`);
   return mib;
+}
+
+/** Parses a memory size into MiB; a micro-VM needs at least 64 MiB. */
+export function parseMemory(value: string): number {
+  return parseSizeMiB(value, 'memory', 64);
 }
 
 /** Parses --cpus (a positive number, fractions rounded up to whole vCPUs) bounded by `hostCpus`. */

@@ -1,7 +1,7 @@
 /** Public surface of src/machine: running containers in micro-VMs on this host. */
 export { ContainerRunner, hostCpuCount, DEFAULT_MEMORY_MIB, type RunRequest, type RunHooks, type RunningContainer, type RunTimings } from './runner.ts';
 export { ContainerRegistry, validateContainerName, type ContainerRecord, type RestartPolicy } from './containers.ts';
-export { parseMemory, parseCpus, parseEnvFile, expandEnvArgs, resolveProcessConfig, type ProcessConfig } from './container-config.ts';
+export { parseMemory, parseSizeMiB, parseCpus, parseEnvFile, expandEnvArgs, resolveProcessConfig, type ProcessConfig } from './container-config.ts';
 export type { ProcessExit, SessionOutput } from './guest-session.ts';
 export { MachineClient, StreamDemuxer, daemonSocketPath } from './api/client.ts';
 export { parseSignal, parseRestartPolicy, type CreateRequest, type ExecInstance, type ContainerStats, type WaitResult, type WaitCondition, type StreamSink, type MachineService } from './service.ts';

@@ -27,6 +27,8 @@ export interface RunRequest extends ContainerRequest {
   memoryMiB?: number;
   cpus?: number;
   winsize?: { rows: number; cols: number };
+  /** Size of the writable layer's disk in bytes (sparse; default 8 GiB). */
+  diskSizeBytes?: number;
 }
 
 /** Progress callbacks for long steps. */
@@ -107,10 +109,10 @@ export class ContainerRunner {
       const scratchPath = path.join(this.registry.containerDir(id), 'scratch.ext4');
       const disks: DiskSpec[] = [{ serial: 'boson-root', path: rootDisk.path, readOnly: true }];
       if (req.autoRemove) {
-        scratch = await createEphemeralScratchDisk(scratchPath);
+        scratch = await createEphemeralScratchDisk(scratchPath, req.diskSizeBytes);
         disks.push({ serial: 'boson-scratch', fd: scratch.fd, readOnly: false });
       } else {
-        await createScratchDisk(scratchPath);
+        await createScratchDisk(scratchPath, req.diskSizeBytes);
         disks.push({ serial: 'boson-scratch', path: scratchPath, readOnly: false });
       }
       const prepared = since();

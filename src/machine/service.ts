@@ -46,6 +46,8 @@ export interface CreateRequest extends ContainerRequest {
   ports?: string[];
   /** `-P`: publish every port the image exposes, on free host ports. */
   publishAll?: boolean;
+  /** Size of the writable layer's disk in bytes (sparse; default 8 GiB). */
+  diskSizeBytes?: number;
 }
 
 /** What a wait returns. */
@@ -240,7 +242,7 @@ export class MachineService {
         record.name = `${randomContainerName()}_${id.slice(0, 4 + attempt)}`;
       }
     }
-    await createScratchDisk(path.join(this.registry.containerDir(id), 'scratch.ext4'));
+    await createScratchDisk(path.join(this.registry.containerDir(id), 'scratch.ext4'), req.diskSizeBytes);
     this.emit(record, 'create');
     return record;
   }

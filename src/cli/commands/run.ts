@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { BosonError, bosonPaths } from '../../common/index.ts';
 import { ContainerRunner, MachineClient, daemonSocketPath, hostCpuCount, parseCpus, parseMemory, type RunningContainer } from '../../machine/index.ts';
-import { addContainerFlags, createBody, envFromFlags, type ContainerFlags } from '../container-flags.ts';
+import { addContainerFlags, createBody, diskSizeBytes, envFromFlags, type ContainerFlags } from '../container-flags.ts';
 import { StatusLine } from '../output.ts';
 
 interface RunFlags extends ContainerFlags {
@@ -77,7 +77,7 @@ async function runCommand(image: string, args: string[], flags: RunFlags): Promi
     container = await runner.run(
       {
         image, args, env, workdir: flags.workdir, user: flags.user, entrypoint: flags.entrypoint, hostname: flags.hostname,
-        name: flags.name, autoRemove: Boolean(flags.rm), tty, interactive, memoryMiB, cpus,
+        name: flags.name, autoRemove: Boolean(flags.rm), tty, interactive, memoryMiB, cpus, diskSizeBytes: diskSizeBytes(flags),
         winsize: tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined,
       },
       { stdout: process.stdout, stderr: process.stderr },

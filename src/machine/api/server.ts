@@ -49,6 +49,7 @@ const CreateBody = Type.Object({
   network: Type.Optional(Type.String()),
   ports: Type.Optional(Type.Array(Type.String())),
   publishAll: Type.Optional(Type.Boolean()),
+  diskSizeBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024 * 1024 })),
 }, { additionalProperties: false });
 
 const ExecBody = Type.Object({
@@ -132,7 +133,7 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
       image: b.image, name: b.name, args: b.cmd ?? [], entrypoint: b.entrypoint, env: b.env ?? [], workdir: b.workdir, user: b.user,
       hostname: b.hostname, tty: b.tty ?? false, openStdin: b.openStdin ?? false, memoryMiB: b.memoryMiB, cpus: b.cpus, labels: b.labels,
       restartPolicy: b.restart === undefined ? undefined : parseRestartPolicy(b.restart), autoRemove: b.autoRemove, volumes: b.volumes,
-      network: b.network, ports: b.ports, publishAll: b.publishAll,
+      network: b.network, ports: b.ports, publishAll: b.publishAll, diskSizeBytes: b.diskSizeBytes,
     });
     return reply.code(201).send({ id: record.id, name: record.name });
   });
