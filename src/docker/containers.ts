@@ -3,10 +3,10 @@
  * CreateRequest, and container records turned into `GET /containers/json` summaries and `GET
  * /containers/{id}/json` inspect documents. What Boson cannot honour is refused here, by name.
  */
-import { parseRestartPolicy, validateContainerName, type ContainerRecord, type CreateRequest, type MachineService, type MountSpec } from '../machine/index.ts';
+import { parseRestartPolicy, statusText, validateContainerName, type ContainerRecord, type CreateRequest, type MachineService, type MountSpec } from '../machine/index.ts';
 import { isBosonError } from '../common/index.ts';
 import { badRequest, notSupported } from './errors.ts';
-import { familiarName, statusText, unixSeconds, withSha, ZERO_TIME } from './format.ts';
+import { familiarName, unixSeconds, withSha, ZERO_TIME } from './format.ts';
 
 type Obj = Record<string, unknown>;
 

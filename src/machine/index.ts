@@ -16,3 +16,4 @@ export async function startDaemon(options: import('./daemon.ts').DaemonOptions):
   return daemon.startDaemon(options);
 }
 export { NetworkManager, parsePortSpec, type PortBinding } from './network/index.ts';
+export { humanDuration, statusText } from './status.ts';

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { BosonError, bosonPaths } from '../../common/index.ts';
-import { MachineClient, StreamDemuxer, daemonSocketPath, parseSignal, type ContainerRecord, type ContainerStats, type VolumeRecord } from '../../machine/index.ts';
+import { MachineClient, StreamDemuxer, daemonSocketPath, humanDuration, parseSignal, statusText, type ContainerRecord, type ContainerStats, type VolumeRecord } from '../../machine/index.ts';
 import { addContainerFlags, createBody, envFromFlags, labelsFromFlags, type ContainerFlags } from '../container-flags.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
 
@@ -13,41 +13,6 @@ function client(): MachineClient {
 }
 
 const enc = encodeURIComponent;
-
-/** Docker's human durations ("5 seconds", "About a minute", "3 hours"). */
-export function humanDuration(ms: number): string {
-  const s = Math.round(ms / 1000);
-  if (s < 1) return 'Less than a second';
-  if (s === 1) return '1 second';
-  if (s < 60) return `${s} seconds`;
-  const m = Math.round(s / 60);
-  if (m === 1) return 'About a minute';
-  if (m < 60) return `${m} minutes`;
-  const h = Math.round(s / 3600);
-  if (h === 1) return 'About an hour';
-  if (h < 48) return `${h} hours`;
-  if (h < 24 * 7 * 2) return `${Math.round(h / 24)} days`;
-  if (h < 24 * 30 * 2) return `${Math.round(h / 24 / 7)} weeks`;
-  if (h < 24 * 365 * 2) return `${Math.round(h / 24 / 30)} months`;
-  return `${Math.round(h / 24 / 365)} years`;
-}
-
-/** The STATUS column of `ps`, as Docker words it. */
-export function statusText(r: ContainerRecord, now = Date.now()): string {
-  const since = (iso: string | null): string => humanDuration(now - Date.parse(iso ?? new Date(now).toISOString()));
-  switch (r.state) {
-    case 'running':
-      return `Up ${since(r.startedAt)}`;
-    case 'restarting':
-      return `Restarting (${r.exitCode ?? 0}) ${since(r.finishedAt)} ago`;
-    case 'exited':
-      return `Exited (${r.exitCode ?? 0}) ${since(r.finishedAt)} ago`;
-    case 'created':
-      return 'Created';
-    default:
-      return r.state;
-  }
-}
 
 async function forEach(refs: string[], fn: (ref: string) => Promise<void>): Promise<void> {
   let failed: unknown;
