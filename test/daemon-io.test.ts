@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { useDaemonHost, runBoson, qemuPidsUsing, waitFor } from './helpers.ts';
+import { useDaemonHost, runBoson, qemuPidsUsing, waitFor, startBoson, collect } from './helpers.ts';
 
 const { host, daemon } = useDaemonHost();
 const boson = (...args: string[]): ReturnType<typeof runBoson> => runBoson(host(), args, { timeoutMs: 90_000 });
@@ -122,6 +122,10 @@ describe('daemon I/O', () => {
     assert.equal(vmsBefore.length, 5);
     const r0Log = path.join(host().stateDir, 'containers', (await state('r0') as unknown as { id: string }).id, 'container.log');
     const linesIn = async (): Promise<number> => (await readFile(r0Log, 'latin1')).split('line').length - 1;
+    // A `logs -f` that starts before the crash and follows across it.
+    const follower = startBoson(host(), ['logs', '-f', 'r1']);
+    const followed = collect(follower, undefined, 180_000, ['logs', '-f', 'r1']);
+    await waitFor(async () => (await readFile(r0Log, 'latin1')).includes('line3'), 10_000, 'some output');
     await daemon.kill9();
     const linesAtCrash = await linesIn();
     await new Promise((r) => setTimeout(r, 2000));
@@ -139,6 +143,12 @@ describe('daemon I/O', () => {
       const numbers = lines.slice(0, -1).map((l) => Number(l.replace('line', '')));
       assert.deepEqual(numbers, numbers.map((_, i) => i), `${n}: consecutive lines, none lost across the restart`);
     }
+    const f = await followed;
+    assert.equal(f.code, 0, f.stderr);
+    const fl = out(f).trim().split('\n');
+    assert.equal(fl.at(-1), 'done', 'logs -f followed r1 across the daemon restart to its end');
+    const fn = fl.slice(0, -1).map((l) => Number(l.replace('line', '')));
+    assert.deepEqual(fn, fn.map((_, i) => i), 'and showed every line once, in order');
     assert.equal((await boson('rm', ...names)).code, 0);
   });
 

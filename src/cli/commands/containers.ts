@@ -3,7 +3,7 @@
  * logs, attach, exec, stats, events, rename.
  */
 import type { Command } from 'commander';
-import { BosonError, bosonPaths } from '../../common/index.ts';
+import { BosonError, bosonPaths, isBosonError } from '../../common/index.ts';
 import { MachineClient, StreamDemuxer, daemonSocketPath, humanDuration, parseSignal, statusText, type ContainerRecord, type ContainerStats, type VolumeRecord } from '../../machine/index.ts';
 import { addContainerFlags, createBody, envFromFlags, labelsFromFlags, type ContainerFlags } from '../container-flags.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
@@ -215,18 +215,44 @@ export function registerContainerCommands(program: Command): void {
     .option('-f, --follow', 'keep following the output').option('-n, --tail <n>', 'only the last n lines', 'all')
     .option('--since <time>', 'only lines since (RFC 3339 or unix seconds)').option('--until <time>', 'only lines until').option('-t, --timestamps', 'show timestamps')
     .action(async (ref: string, flags: { follow?: boolean; tail: string; since?: string; until?: string; timestamps?: boolean }) => {
-      const q = new URLSearchParams({ tail: flags.tail, ...(flags.follow ? { follow: '1' } : {}), ...(flags.since ? { since: flags.since } : {}), ...(flags.until ? { until: flags.until } : {}) });
       const abort = new AbortController();
       process.once('SIGINT', () => abort.abort());
-      await client().stream<{ stream: string; time: string; data: string }>(`/v1/containers/${enc(ref)}/logs?${q}`, (item) => {
-        let data = Buffer.from(item.data, 'base64');
-        if (flags.timestamps) {
-          const ns = BigInt(item.time);
-          const iso = new Date(Number(ns / 1_000_000n)).toISOString().replace(/\.\d+Z$/, `.${(ns % 1_000_000_000n).toString().padStart(9, '0')}Z`);
-          data = Buffer.concat([Buffer.from(`${iso} `), data]);
+      // With -f, a daemon that restarts does not end the stream: reconnect and go on from the last line shown
+      // (lines are skipped by timestamp and by how many with that timestamp were shown, so none repeats).
+      let lastNs: bigint | undefined;
+      let shownAtLast = 0;
+      let giveUpAt = 0;
+      for (;;) {
+        const q = new URLSearchParams({
+          ...(lastNs === undefined ? { tail: flags.tail } : { sinceNs: lastNs.toString() }),
+          ...(flags.follow ? { follow: '1' } : {}), ...(flags.since && lastNs === undefined ? { since: flags.since } : {}), ...(flags.until ? { until: flags.until } : {}),
+        });
+        let skip = lastNs === undefined ? 0 : shownAtLast;
+        try {
+          await client().stream<{ stream: string; time: string; data: string }>(`/v1/containers/${enc(ref)}/logs?${q}`, (item) => {
+            const ns = BigInt(item.time);
+            giveUpAt = 0;
+            if (lastNs !== undefined && ns === lastNs && skip > 0) {
+              skip--;
+              return;
+            }
+            shownAtLast = ns === lastNs ? shownAtLast + 1 : 1;
+            lastNs = ns;
+            let data = Buffer.from(item.data, 'base64');
+            if (flags.timestamps) {
+              const iso = new Date(Number(ns / 1_000_000n)).toISOString().replace(/\.\d+Z$/, `.${(ns % 1_000_000_000n).toString().padStart(9, '0')}Z`);
+              data = Buffer.concat([Buffer.from(`${iso} `), data]);
+            }
+            (item.stream === 'stderr' ? process.stderr : process.stdout).write(data);
+          }, abort.signal);
+          return;
+        } catch (err) {
+          if (!flags.follow || abort.signal.aborted || !isBosonError(err, 'DAEMON_UNAVAILABLE')) throw err;
+          giveUpAt ||= Date.now() + 120_000;
+          if (Date.now() > giveUpAt) throw err;
+          await new Promise((r) => setTimeout(r, 250));
         }
-        (item.stream === 'stderr' ? process.stderr : process.stdout).write(data);
-      }, abort.signal);
+      }
     });
 
   program.command('attach').description('Attach this terminal to a running container').argument('<container>').option('--no-stdin', 'do not forward stdin')

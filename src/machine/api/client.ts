@@ -73,8 +73,11 @@ export class MachineClient {
         }
       }
     } catch (err) {
-      if (!signal?.aborted) throw err;
+      if (signal?.aborted) return;
+      // The answer broke off before its end: the daemon went away mid-stream.
+      throw new BosonError('DAEMON_UNAVAILABLE', `lost the connection to the Boson daemon at ${this.socketPath}`, { cause: err });
     }
+    if (!res.complete && !signal?.aborted) throw new BosonError('DAEMON_UNAVAILABLE', `lost the connection to the Boson daemon at ${this.socketPath}`);
   }
 
   /** Opens an upgraded raw stream (attach, exec start). */

@@ -216,7 +216,9 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
     const q = req.query;
     const tail = q.tail === undefined || q.tail === 'all' ? undefined : Number(q.tail);
     if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new BosonError('INVALID_ARGUMENT', `invalid --tail: ${q.tail}`);
-    const query = { stdout: q.stdout === undefined ? true : boolQuery(q.stdout), stderr: q.stderr === undefined ? true : boolQuery(q.stderr), sinceNs: nsFromTime(q.since), untilNs: nsFromTime(q.until), tail };
+    if (q.sinceNs !== undefined && !/^\d+$/.test(q.sinceNs)) throw new BosonError('INVALID_ARGUMENT', `invalid sinceNs: ${q.sinceNs}`);
+    const sinceNs = q.sinceNs !== undefined ? BigInt(q.sinceNs) : nsFromTime(q.since);
+    const query = { stdout: q.stdout === undefined ? true : boolQuery(q.stdout), stderr: q.stderr === undefined ? true : boolQuery(q.stderr), sinceNs, untilNs: nsFromTime(q.until), tail };
     service.inspect(req.params.ref); // 404 before the stream starts
     const abort = new AbortController();
     req.raw.on('close', () => abort.abort());
