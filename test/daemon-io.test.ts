@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { useDaemonHost, runBoson, qemuPidsUsing, waitFor, startBoson, collect } from './helpers.ts';
+import { writeOciLayout } from '../src/image/oci-writer.ts';
 
 const { host, daemon } = useDaemonHost();
 const boson = (...args: string[]): ReturnType<typeof runBoson> => runBoson(host(), args, { timeoutMs: 90_000 });
@@ -79,6 +80,31 @@ describe('daemon I/O', () => {
     assert.equal((await boson('rm', 'writer', 'reader')).code, 0);
     assert.equal((await boson('volume', 'rm', 'data')).code, 0);
     assert.equal(out(await boson('volume', 'ls', '-q')), '');
+  });
+
+  test('an image VOLUME gets an anonymous volume that rm -v removes', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-vol-img-'));
+    try {
+      const { gunzipSync } = await import('node:zlib');
+      const layout = 'build/images/busybox-oci';
+      const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+      const manifest = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
+      const busyboxTar = gunzipSync(await readFile(path.join(layout, 'blobs/sha256', manifest.layers[0]!.digest.slice(7))));
+      await writeOciLayout(dir, [{ config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'], Env: ['PATH=/bin'], Volumes: { '/data': {} } } }, layers: [{ tar: busyboxTar }] }]);
+      assert.equal((await runBoson(host(), ['image', 'import', '--tag', 'localhost/withvol:1', dir])).code, 0);
+      const r = await boson('run', '-d', '--name', 'anon', 'localhost/withvol:1', 'sh', '-c', 'mount | grep -c " /data "; echo kept > /data/f');
+      assert.equal(r.code, 0, r.stderr);
+      await boson('wait', 'anon');
+      assert.equal(out(await boson('logs', 'anon')), '1\n', '/data is its own disk');
+      const mounts = JSON.parse(out(await boson('inspect', 'anon')))[0].mounts;
+      assert.equal(mounts.length, 1);
+      assert.equal(mounts[0].anonymous, true);
+      assert.match(out(await boson('volume', 'ls', '-q')), new RegExp(`^${mounts[0].name}$`, 'm'));
+      assert.equal((await boson('rm', '-v', 'anon')).code, 0);
+      assert.doesNotMatch(out(await boson('volume', 'ls', '-q')), new RegExp(mounts[0].name), 'rm -v removed the anonymous volume');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test('a host directory is shared into the container over virtiofs, read-write or read-only', async () => {

@@ -89,6 +89,12 @@ describe('boson daemon', () => {
     assert.match(exec.stderr, /not running/);
     assert.equal((await boson('rm', 'taken')).code, 0);
 
+    const huge = await boson('run', '-d', '--name', 'huge', '-m', '4t', 'busybox', 'true');
+    assert.equal(huge.code, 83, huge.stderr);
+    assert.match(huge.stderr, /not enough memory on this host/);
+    assert.equal((await qemuPidsUsing(host().stateDir)).length, 0, 'no micro-VM was started');
+    assert.equal((await boson('rm', '-f', 'huge')).code, 0);
+
     const badPolicy = await boson('run', '-d', '--restart', 'sometimes', 'busybox', 'true');
     assert.equal(badPolicy.code, 64);
     const noDaemon = await runBoson(host(), ['ps'], { env: { BOSON_HOST: '/nonexistent/boson.sock' } });
