@@ -17,7 +17,8 @@ export class ControlChannel {
   private hello: Hello | undefined;
   private helloWaiters: Array<{ resolve: (h: Hello) => void; reject: (e: Error) => void }> = [];
   private closedFlag = false;
-  private readonly closeHandlers: Array<() => void> = [];
+  private closeReason: Error | undefined;
+  private readonly closeHandlers: Array<(reason: Error) => void> = [];
 
   constructor(private readonly stream: Duplex) {
     stream.on('data', (chunk: Buffer) => {
@@ -28,10 +29,18 @@ export class ControlChannel {
         this.fail(err as Error);
         return;
       }
-      for (const frame of frames) this.dispatch(frame);
+      try {
+        for (const frame of frames) this.dispatch(frame);
+      } catch (err) {
+        // A frame its handler could not decode (e.g. too short for its type).
+        this.fail(err as Error);
+      }
     });
     stream.on('error', () => undefined);
-    stream.on('close', () => this.fail(new BosonError('GUEST_CRASHED', 'the micro-VM closed its control channel')));
+    // EOF from the guest end and a closed socket both mean the guest is gone.
+    const gone = (): void => this.fail(new BosonError('GUEST_CRASHED', 'the micro-VM closed its control channel'));
+    stream.on('end', gone);
+    stream.on('close', gone);
   }
 
   /** Resolves on HELLO (the booted signal); rejects if the channel closes first or speaks another version. */
@@ -50,9 +59,9 @@ export class ControlChannel {
     this.handlers.delete(session);
   }
 
-  /** Calls `handler` once when the channel closes (QEMU gone or disconnected). */
-  onClose(handler: () => void): void {
-    if (this.closedFlag) handler();
+  /** Calls `handler` once when the channel closes (QEMU gone or disconnected, or a malformed frame), with why. */
+  onClose(handler: (reason: Error) => void): void {
+    if (this.closedFlag) handler(this.closeReason!);
     else this.closeHandlers.push(handler);
   }
 
@@ -116,6 +125,7 @@ export class ControlChannel {
     for (const w of this.helloWaiters.splice(0)) w.reject(err);
     if (this.closedFlag) return;
     this.closedFlag = true;
-    for (const h of this.closeHandlers.splice(0)) h();
+    this.closeReason = err;
+    for (const h of this.closeHandlers.splice(0)) h(err);
   }
 }

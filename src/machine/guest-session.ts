@@ -1,13 +1,12 @@
 /**
- * One conversation with boson-init over the control channel: wait for HELLO, send SPEC, stream output out and
- * input in, and end with the container's exit status (or a typed error if it could not start or the guest died).
+ * One foreground conversation with boson-init (`boson run`): wait for HELLO, send SPEC, stream the main process's
+ * output out and its input in, and end with its exit status (or a typed error if it could not start or the guest
+ * died). Built on the ControlChannel the daemon uses too; here the output arrives on the control channel itself.
  */
 import type { Duplex, Writable } from 'node:stream';
-import { BosonError, type ErrorCode } from '../common/index.ts';
-import {
-  FrameDecoder, FrameType, GuestErrorReason, PROTOCOL_VERSION, decodeError, decodeExit, decodeHello, decodeStarted,
-  encodeChunked, encodeFrame, encodeSpec, encodeWinsize, type Frame, type Hello, type RunSpec,
-} from '../guest/index.ts';
+import { BosonError, isBosonError, type ErrorCode } from '../common/index.ts';
+import { FrameType, GuestErrorReason, decodeError, decodeExit, decodeStarted, encodeSpec, type Frame, type Hello, type RunSpec } from '../guest/index.ts';
+import { ControlChannel } from './control-channel.ts';
 
 /** How the container's process ended. */
 export interface ProcessExit {
@@ -27,19 +26,23 @@ const REASON_CODES: Record<number, ErrorCode> = {
   [GuestErrorReason.INTERNAL]: 'INTERNAL',
 };
 
+/** The catalogue error for a guest ERROR frame. */
+export function guestError(frame: Frame): BosonError {
+  const { reason, message } = decodeError(frame);
+  return new BosonError(REASON_CODES[reason] ?? 'INTERNAL', message, { details: { guestReason: reason } });
+}
+
 /** Where the container's output goes. Writes apply back-pressure to the guest. */
 export interface SessionOutput {
   stdout: Writable;
   stderr: Writable;
 }
 
-/** The host end of a guest's control channel. */
+/** The host end of a foreground guest's control channel. */
 export class GuestSession {
-  private readonly decoder = new FrameDecoder();
-  private helloWaiter: { resolve: (h: Hello) => void; reject: (e: Error) => void } | undefined;
-  private hello: Hello | undefined;
+  private readonly ctl: ControlChannel;
   private output: SessionOutput | undefined;
-  private guestError: BosonError | undefined;
+  private startError: BosonError | undefined;
   private exitReport: ProcessExit | undefined;
   private finish!: { resolve: (e: ProcessExit) => void; reject: (e: Error) => void };
   /** Resolves with the process's exit, or rejects with a typed error (start failure, crash, protocol). */
@@ -48,53 +51,48 @@ export class GuestSession {
   pid: number | undefined;
   private stopped = false;
 
-  constructor(private readonly channel: Duplex) {
+  constructor(channel: Duplex) {
     this.done = new Promise((resolve, reject) => (this.finish = { resolve, reject }));
     this.done.catch(() => undefined);
-    channel.on('data', (chunk: Buffer) => this.onData(chunk));
-    // EOF from the guest end and a closed socket both mean the guest is gone.
-    channel.on('end', () => this.onClose());
-    channel.on('close', () => this.onClose());
-    channel.on('error', () => undefined);
+    this.ctl = new ControlChannel(channel);
+    this.ctl.onSession(0, (frame) => this.onFrame(frame));
+    this.ctl.onClose((reason) => this.onClose(reason));
   }
 
   /** Resolves when the guest has said HELLO (the "booted" signal). */
   waitForHello(): Promise<Hello> {
-    if (this.hello) return Promise.resolve(this.hello);
-    return new Promise((resolve, reject) => (this.helloWaiter = { resolve, reject }));
+    return this.ctl.waitForHello();
   }
 
   /** Sends the run specification and starts forwarding output to `output`. */
   start(spec: RunSpec, output: SessionOutput): void {
     this.output = output;
-    this.channel.write(encodeFrame(FrameType.SPEC, encodeSpec(spec)));
+    this.ctl.send(FrameType.SPEC, encodeSpec(spec));
   }
 
   /** Forwards stdin bytes; returns false when the caller should wait for 'drain' on the channel. */
   writeStdin(data: Buffer): boolean {
-    let ok = true;
-    for (const frame of encodeChunked(FrameType.STDIN, data)) ok = this.channel.write(frame);
-    return ok;
+    return this.ctl.sendStdin(data);
   }
 
   /** The channel, for waiting on 'drain'. */
   get stream(): Duplex {
-    return this.channel;
+    return this.ctl.raw;
   }
 
   /** Closes the process's stdin. */
   closeStdin(): void {
-    this.channel.write(encodeFrame(FrameType.STDIN_EOF));
+    this.ctl.send(FrameType.STDIN_EOF);
   }
 
   /** Sends signal number `signo` to the process. */
   signal(signo: number): void {
-    if (!this.exitReport) this.channel.write(encodeFrame(FrameType.SIGNAL, u32(signo)));
+    if (!this.exitReport) this.ctl.sendSignal(signo);
   }
 
   /** Resizes the process's pty. */
   resize(rows: number, cols: number): void {
-    this.channel.write(encodeFrame(FrameType.RESIZE, encodeWinsize(rows, cols)));
+    this.ctl.sendResize(rows, cols);
   }
 
   /** Marks the session as ended by the host (a forced stop): closing the channel then reports `exit` instead of a crash. */
@@ -103,34 +101,8 @@ export class GuestSession {
     this.exitReport ??= exit;
   }
 
-  private onData(chunk: Buffer): void {
-    let frames: Frame[];
-    try {
-      frames = this.decoder.push(chunk);
-    } catch (err) {
-      this.fail(err as Error);
-      return;
-    }
-    try {
-      for (const frame of frames) this.onFrame(frame);
-    } catch (err) {
-      // A malformed frame (e.g. too short for its type) ends the session with GUEST_PROTOCOL.
-      this.fail(err as Error);
-    }
-  }
-
   private onFrame(frame: Frame): void {
     switch (frame.type) {
-      case FrameType.HELLO: {
-        const hello = decodeHello(frame);
-        if (hello.version !== PROTOCOL_VERSION) {
-          this.fail(new BosonError('GUEST_PROTOCOL', `guest speaks protocol ${hello.version}, host speaks ${PROTOCOL_VERSION} (rebuild boson-init)`));
-          return;
-        }
-        this.hello = hello;
-        this.helloWaiter?.resolve(hello);
-        return;
-      }
       case FrameType.STARTED:
         this.pid = decodeStarted(frame);
         return;
@@ -138,19 +110,17 @@ export class GuestSession {
       case FrameType.STDERR: {
         const sink = frame.type === FrameType.STDOUT ? this.output?.stdout : this.output?.stderr;
         if (sink && !sink.write(frame.payload)) {
-          this.channel.pause();
-          sink.once('drain', () => this.channel.resume());
+          this.ctl.raw.pause();
+          sink.once('drain', () => this.ctl.raw.resume());
         }
         return;
       }
-      case FrameType.ERROR: {
-        const { reason, message } = decodeError(frame);
-        this.guestError = new BosonError(REASON_CODES[reason] ?? 'INTERNAL', message, { details: { guestReason: reason } });
+      case FrameType.ERROR:
+        this.startError = guestError(frame);
         return;
-      }
       case FrameType.EXIT:
         this.exitReport = decodeExit(frame);
-        if (this.guestError) this.finish.reject(this.guestError);
+        if (this.startError) this.finish.reject(this.startError);
         else this.finish.resolve(this.exitReport);
         return;
       case FrameType.LOG:
@@ -162,22 +132,8 @@ export class GuestSession {
     }
   }
 
-  private onClose(): void {
-    if (this.stopped && this.exitReport) {
-      this.finish.resolve(this.exitReport);
-      return;
-    }
-    if (!this.exitReport) this.fail(new BosonError('GUEST_CRASHED', 'the micro-VM ended without reporting an exit status'));
+  private onClose(reason: Error): void {
+    if (this.stopped && this.exitReport) this.finish.resolve(this.exitReport);
+    else if (!this.exitReport) this.finish.reject(isBosonError(reason, 'GUEST_PROTOCOL') ? reason : new BosonError('GUEST_CRASHED', 'the micro-VM ended without reporting an exit status'));
   }
-
-  private fail(err: Error): void {
-    this.helloWaiter?.reject(err);
-    this.finish.reject(err);
-  }
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(n, 0);
-  return b;
 }

@@ -17,6 +17,7 @@ import { ImageStore } from '../image/index.ts';
 import { resolveProcessConfig, type ContainerRequest } from './container-config.ts';
 import { ContainerRegistry, newContainerId, type ContainerRecord, type MachineEvent, type RestartPolicy } from './containers.ts';
 import { ControlChannel } from './control-channel.ts';
+import { guestError as guestErrorOf } from './guest-session.ts';
 import { filterLines, followLog, lastExit, readLog, type LogLine, type LogQuery } from './logs.ts';
 import { randomContainerName } from './names.ts';
 import { createScratchDisk } from './scratch.ts';
@@ -348,8 +349,7 @@ export class MachineService {
       ctl.onSession(0, (frame) => {
         if (frame.type === FrameType.STARTED) resolve();
         else if (frame.type === FrameType.ERROR) {
-          const e = decodeError(frame);
-          guestError = new BosonError(e.reason === 5 ? 'COMMAND_NOT_FOUND' : e.reason === 6 ? 'COMMAND_NOT_EXECUTABLE' : e.reason === 3 ? 'CONTAINER_USER_UNKNOWN' : 'CONTAINER_START_FAILED', e.message);
+          guestError = guestErrorOf(frame);
         } else if (frame.type === FrameType.EXIT) reject(guestError ?? new BosonError('CONTAINER_START_FAILED', `the container exited with ${decodeExit(frame).status} before it started`));
       });
       ctl.onClose(() => reject(new BosonError('GUEST_CRASHED', 'the micro-VM ended before the container started')));
@@ -742,12 +742,10 @@ export class MachineService {
           case FrameType.STDERR:
             sink.stderr(frame.payload);
             return;
-          case FrameType.ERROR: {
-            const e = decodeError(frame);
-            startError = new BosonError(e.reason === 5 ? 'COMMAND_NOT_FOUND' : e.reason === 6 ? 'COMMAND_NOT_EXECUTABLE' : e.reason === 3 ? 'CONTAINER_USER_UNKNOWN' : 'CONTAINER_START_FAILED', e.message);
-            sink.stderr(Buffer.from(`${e.message}\n`));
+          case FrameType.ERROR:
+            startError = guestErrorOf(frame);
+            sink.stderr(Buffer.from(`${startError.message}\n`));
             return;
-          }
           case FrameType.EXIT:
             done(decodeExit(frame).status);
             return;
