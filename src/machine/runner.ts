@@ -39,6 +39,8 @@ export interface RunHooks {
 
 /** Where the time of a run went, in milliseconds since the run began. */
 export interface RunTimings {
+  /** Process uptime when the run began (Node start-up and loading the CLI). */
+  startup: number;
   prepared: number;
   launched: number;
   booted: number;
@@ -104,17 +106,23 @@ export class ContainerRunner {
     let vm: MicroVm | undefined;
     try {
       hooks.onStep?.('preparing root disk');
-      const rootDisk = await this.images.rootDisk(image);
-      const bundle = await prepareBootBundle({ guestDir: this.paths.guestDir });
+      // The root disk, the boot bundle and the writable layer do not depend on each other: prepare them together.
       const scratchPath = path.join(this.registry.containerDir(id), 'scratch.ext4');
-      const disks: DiskSpec[] = [{ serial: 'boson-root', path: rootDisk.path, readOnly: true }];
-      if (req.autoRemove) {
-        scratch = await createEphemeralScratchDisk(scratchPath, req.diskSizeBytes);
-        disks.push({ serial: 'boson-scratch', fd: scratch.fd, readOnly: false });
-      } else {
-        await createScratchDisk(scratchPath, req.diskSizeBytes);
-        disks.push({ serial: 'boson-scratch', path: scratchPath, readOnly: false });
-      }
+      const makeScratch = req.autoRemove
+        ? createEphemeralScratchDisk(scratchPath, req.diskSizeBytes).then((handle) => (scratch = handle))
+        : createScratchDisk(scratchPath, req.diskSizeBytes);
+      const [rootDisk, bundle] = await Promise.all([
+        this.images.rootDisk(image),
+        prepareBootBundle({ guestDir: this.paths.guestDir }),
+        makeScratch,
+      ]).catch(async (err: unknown) => {
+        await makeScratch.catch(() => undefined);
+        throw err;
+      });
+      const disks: DiskSpec[] = [
+        { serial: 'boson-root', path: rootDisk.path, readOnly: true },
+        scratch ? { serial: 'boson-scratch', fd: scratch.fd, readOnly: false } : { serial: 'boson-scratch', path: scratchPath, readOnly: false },
+      ];
       const prepared = since();
       hooks.onStep?.('booting micro-VM');
       const accel = await probeAccelerator();
@@ -130,15 +138,8 @@ export class ContainerRunner {
         { timeoutMs: bootTimeoutMs(accel.accel), attempts: 3, onRetry: hooks.onRetry },
       );
       vm = boot.vm;
-      const timings: RunTimings = { prepared, launched, booted: since(), guestBootMs: Number(boot.value.boottimeNs / 1_000_000n), attempts: boot.attempts };
-      // The scratch file is now held open by QEMU; our copy of the descriptor is no longer needed.
-      await scratch?.close();
-      scratch = undefined;
-
-      record.state = 'running';
-      record.vmPid = vm.pid;
-      record.startedAt = new Date().toISOString();
-      await this.registry.save(record);
+      const timings: RunTimings = { startup: Math.round(t0), prepared, launched, booted: since(), guestBootMs: Number(boot.value.boottimeNs / 1_000_000n), attempts: boot.attempts };
+      // The guest waits for its SPEC: send it first, then do the bookkeeping.
       session.start(
         {
           argv: config.argv, env: config.env, cwd: config.cwd, user: config.user, hostname: config.hostname,
@@ -147,6 +148,13 @@ export class ContainerRunner {
         },
         output,
       );
+      // The scratch file is now held open by QEMU; our copy of the descriptor is no longer needed.
+      await scratch?.close();
+      scratch = undefined;
+      record.state = 'running';
+      record.vmPid = vm.pid;
+      record.startedAt = new Date().toISOString();
+      await this.registry.save(record);
       const running = vm;
       const exit = this.finish(record, session, running, timings, since);
       return {

@@ -97,7 +97,7 @@ async function runCommand(image: string, args: string[], flags: RunFlags): Promi
   const restoreTerminal = attachTerminal(running, tty, interactive);
   try {
     const exit = await running.exit;
-    if (process.env.BOSON_TIMINGS) process.stderr.write(`boson-timings ${JSON.stringify(running.timings)}\n`);
+    if (process.env.BOSON_TIMINGS) process.stderr.write(`boson-timings ${JSON.stringify({ ...running.timings, settled: Math.round(performance.now() - running.timings.startup) })}\n`);
     return exit.status;
   } finally {
     restoreTerminal();
