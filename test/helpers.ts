@@ -161,6 +161,15 @@ export interface TestDaemon {
 /** A daemon on a test host's directories (started and stopped by the caller). */
 export function testDaemon(getHost: () => TestHost): TestDaemon {
   let child: ChildProcess | null = null;
+  /** Ends the daemon process with `signal` and waits for it to be gone. */
+  const end = async (signal: NodeJS.Signals): Promise<void> => {
+    const proc = child;
+    child = null;
+    if (!proc || proc.exitCode !== null) return;
+    const gone = new Promise((r) => proc.once('exit', r));
+    proc.kill(signal);
+    await gone;
+  };
   const daemon: TestDaemon = {
     pid: () => child?.pid ?? null,
     start: async () => {
@@ -173,22 +182,8 @@ export function testDaemon(getHost: () => TestHost): TestDaemon {
       await waitFor(() => out.includes('listening') || proc.exitCode !== null, 30_000, 'the daemon to listen');
       if (proc.exitCode !== null) throw new Error(`boson up exited ${proc.exitCode}: ${out}`);
     },
-    stop: async () => {
-      const proc = child;
-      child = null;
-      if (!proc || proc.exitCode !== null) return;
-      const gone = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await gone;
-    },
-    kill9: async () => {
-      const proc = child;
-      child = null;
-      if (!proc || proc.exitCode !== null) return;
-      const gone = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGKILL');
-      await gone;
-    },
+    stop: () => end('SIGTERM'),
+    kill9: () => end('SIGKILL'),
   };
   return daemon;
 }

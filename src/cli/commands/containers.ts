@@ -46,6 +46,21 @@ async function pump(stream: import('node:stream').Duplex, tty: boolean, stdin: b
   if (stdin) process.stdin.pause();
 }
 
+/** Prints the JSON of each named resource under `base` (errors reported per name). */
+async function inspectEach(base: string, names: string[]): Promise<void> {
+  const out: unknown[] = [];
+  await forEach(names, async (n) => void out.push(await client().request('GET', `${base}/${enc(n)}`)));
+  printJson(out);
+}
+
+/** Deletes each named resource under `base`, printing the names removed (errors reported per name). */
+async function removeEach(base: string, names: string[]): Promise<void> {
+  await forEach(names, async (n) => {
+    await client().request('DELETE', `${base}/${enc(n)}`);
+    process.stdout.write(`${n}\n`);
+  });
+}
+
 /** Adds `volume create|ls|inspect|rm|prune`. */
 export function registerVolumeCommands(program: Command): void {
   const volume = program.command('volume').description('Manage volumes (ext4 disks that outlive containers)');
@@ -64,18 +79,9 @@ export function registerVolumeCommands(program: Command): void {
       else printTable(['DRIVER', 'VOLUME NAME'], list.map((v) => ['local', v.name]));
     });
   volume.command('inspect').description('Show volumes as JSON').argument('<names...>')
-    .action(async (names: string[]) => {
-      const out: unknown[] = [];
-      await forEach(names, async (n) => void out.push(await client().request('GET', `/v1/volumes/${enc(n)}`)));
-      printJson(out);
-    });
+    .action((names: string[]) => inspectEach('/v1/volumes', names));
   volume.command('rm').description('Remove volumes').argument('<names...>')
-    .action(async (names: string[]) => {
-      await forEach(names, async (n) => {
-        await client().request('DELETE', `/v1/volumes/${enc(n)}`);
-        process.stdout.write(`${n}\n`);
-      });
-    });
+    .action((names: string[]) => removeEach('/v1/volumes', names));
   volume.command('prune').description('Remove unused anonymous volumes (all unused with -a)').option('-a, --all', 'named volumes too').option('-f, --force', 'do not ask')
     .action(async (flags: { all?: boolean }) => {
       const r = await client().request<{ removed: string[] }>('POST', `/v1/volumes/prune${flags.all ? '?all=1' : ''}`);
@@ -100,18 +106,9 @@ export function registerNetworkCommands(program: Command): void {
       else printTable(['NETWORK ID', 'NAME', 'DRIVER', 'SUBNET'], list.map((n) => [n.id.slice(0, 12), n.name, n.driver, n.subnet]));
     });
   network.command('inspect').description('Show networks as JSON').argument('<names...>')
-    .action(async (names: string[]) => {
-      const out: unknown[] = [];
-      await forEach(names, async (n) => void out.push(await client().request('GET', `/v1/networks/${enc(n)}`)));
-      printJson(out);
-    });
+    .action((names: string[]) => inspectEach('/v1/networks', names));
   network.command('rm').description('Remove networks').argument('<names...>')
-    .action(async (names: string[]) => {
-      await forEach(names, async (n) => {
-        await client().request('DELETE', `/v1/networks/${enc(n)}`);
-        process.stdout.write(`${n}\n`);
-      });
-    });
+    .action((names: string[]) => removeEach('/v1/networks', names));
 }
 
 function parseSize(value: string): number {
