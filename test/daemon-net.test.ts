@@ -5,7 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useDaemonHost, runBoson, waitFor } from './helpers.ts';
+import { useDaemonHost, runBoson, waitFor, freePort } from './helpers.ts';
 
 const { host } = useDaemonHost();
 const boson = (...args: string[]): ReturnType<typeof runBoson> => runBoson(host(), args, { timeoutMs: 90_000 });
@@ -15,8 +15,9 @@ const HTTPD = 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html 
 const GET = (target: string): string[] => ['sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${target} 80 | tail -n 1`];
 
 describe('daemon networking', () => {
-  test('a published port answers a real HTTP request from the host; the guest got its address, route and DNS', async () => {
-    const port = 20000 + (process.pid % 20000);
+  test('a published port answers a real HTTP request from the host; the guest got its address, route and DNS', async (t) => {
+    const port = await freePort();
+    t.after(() => boson('rm', '-f', 'web', 'clash'));
     const run = await boson('run', '-d', '--name', 'web', '--hostname', 'webhost', '-p', `127.0.0.1:${port}:80`, 'busybox', 'sh', '-c', HTTPD);
     assert.equal(run.code, 0, run.stderr);
     let body = '';

@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { collect, useDaemonHost, waitFor, type BosonResult } from './helpers.ts';
+import { collect, freePort, useDaemonHost, waitFor, type BosonResult } from './helpers.ts';
 
 const { host } = useDaemonHost();
 let work: string;
@@ -234,7 +234,7 @@ describe('docker CLI against Boson', () => {
     ok(await docker(['rm', 'sig']), 'rm');
   });
   test('-p publishes a port reached with a real HTTP request; docker port and ps show it; networks are listed, created and removed', async () => {
-    const port = 21000 + (process.pid % 20000);
+    const port = await freePort();
     const run = await docker(['run', '-d', '--name', 'dweb', '-p', `127.0.0.1:${port}:80`, 'busybox', 'sh', '-c', 'mkdir -p /www && echo docker-web > /www/index.html && exec httpd -f -p 80 -h /www']);
     ok(run, 'run -d -p');
     let body = '';

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import { mkdtemp, readdir, readFile, rm, access } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
 import { ImageStore } from '../src/image/index.ts';
@@ -208,4 +209,16 @@ export function useDaemonHost(): { host: () => TestHost; daemon: TestDaemon } {
     assert.deepEqual(left, [], 'the suite removed every container it ran');
   });
   return { host: getHost, daemon };
+}
+
+/** A TCP port on 127.0.0.1 that is free right now (the kernel picks it), for publishing in a test. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
 }
