@@ -8,6 +8,12 @@ import { createGunzip } from 'node:zlib';
 import { BosonError } from '../common/index.ts';
 import { layerCompression } from './types.ts';
 
+/**
+ * Output chunk size of gunzip. Node's default (16 KiB) costs one thread-pool round trip per 16 KiB; with 256 KiB
+ * a 64 MB layer decompresses and flattens in about half the time.
+ */
+const GUNZIP_CHUNK = 256 * 1024;
+
 /** Returns the uncompressed tar stream of a layer blob; IMAGE_INVALID for a media type that is not a layer. */
 export function uncompressedLayer(mediaType: string, blob: Readable): Readable {
   const c = layerCompression(mediaType);
@@ -15,7 +21,7 @@ export function uncompressedLayer(mediaType: string, blob: Readable): Readable {
   if (c === 'none') return blob;
   const out = new PassThrough();
   if (c === 'gzip') {
-    pipeline(blob, createGunzip(), out).catch((err: Error) => out.destroy(err));
+    pipeline(blob, createGunzip({ chunkSize: GUNZIP_CHUNK }), out).catch((err: Error) => out.destroy(err));
     return out;
   }
   const child = spawn('zstd', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });

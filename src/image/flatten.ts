@@ -12,7 +12,7 @@
  * attributes (PAX SCHILY.xattr.*, e.g. file capabilities) — node has no setxattr.
  */
 import { execFile } from 'node:child_process';
-import { constants, type Stats } from 'node:fs';
+import fsSync, { constants, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -56,15 +56,35 @@ function entryComponents(layer: string, name: string): string[] {
   return out;
 }
 
-async function lstatOrNull(p: string): Promise<Stats | null> {
-  try {
-    return await fs.lstat(p);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+function lstatOrNull(p: string): Stats | null {
+  return fsSync.lstatSync(p, { throwIfNoEntry: false }) ?? null;
+}
+
+const isExists = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'EEXIST';
+
+/** Writes all of `chunks` at the file's current offset. */
+function writeAll(fd: number, chunks: Buffer[]): void {
+  let total = 0;
+  for (const c of chunks) total += c.length;
+  let done = fsSync.writevSync(fd, chunks);
+  if (done === total) return;
+  // A short write (rare for regular files): finish chunk by chunk.
+  for (const c of chunks) {
+    if (done >= c.length) {
+      done -= c.length;
+      continue;
+    }
+    let off = done;
+    done = 0;
+    while (off < c.length) off += fsSync.writeSync(fd, c, off);
   }
 }
 
+/**
+ * The flattener works with synchronous syscalls: each is a few microseconds, while an async fs call costs a
+ * thread-pool round trip, and a layer of many small files is all syscalls (open, write, fchown, fchmod, futimes,
+ * close). Entries are applied one after another anyway, and the event loop only waits for the tar stream.
+ */
 class Flattener {
   private readonly dirTimes = new Map<string, Date>();
   private readonly dirCache = new Map<string, string[]>();
@@ -81,7 +101,7 @@ class Flattener {
    * Resolves directory components inside the root, following symlinks (inside the root only). Missing directories
    * are created (0755, root) when `create`; otherwise null is returned for a missing one.
    */
-  private async resolveDir(layer: string, name: string, comps: string[], create: boolean): Promise<string[] | null> {
+  private resolveDir(layer: string, name: string, comps: string[], create: boolean): string[] | null {
     const key = comps.join('/');
     const cached = this.dirCache.get(key);
     if (cached) return cached;
@@ -97,14 +117,14 @@ class Flattener {
         continue;
       }
       const p = this.abs([...out, c]);
-      const st = await lstatOrNull(p);
+      const st = lstatOrNull(p);
       if (st === null) {
         if (!create) return null;
-        await fs.mkdir(p, { mode: 0o755 });
+        fsSync.mkdirSync(p, { mode: 0o755 });
         out.push(c);
       } else if (st.isSymbolicLink()) {
         if (++hops > 40) throw unsafe(layer, name, 'goes through too many symlinks');
-        const target = await fs.readlink(p);
+        const target = fsSync.readlinkSync(p);
         if (target.startsWith('/')) out.length = 0;
         queue.unshift(...target.split('/'));
       } else if (st.isDirectory()) {
@@ -117,23 +137,38 @@ class Flattener {
     return out;
   }
 
-  private async remove(p: string): Promise<void> {
+  /**
+   * Removes `p` (recursively). Only a removal can invalidate a cached directory resolution: a new entry is created
+   * where nothing was, and a resolution never passes through a missing path (it creates a directory there).
+   */
+  private remove(p: string): void {
     this.dirCache.clear();
-    await fs.rm(p, { recursive: true, force: true });
+    fsSync.rmSync(p, { recursive: true, force: true });
+  }
+
+  /** Runs `create` (which fails with EEXIST when something is at `p`); on EEXIST removes `p` and tries once more. */
+  private replace<T>(p: string, create: () => T): T {
+    try {
+      return create();
+    } catch (err) {
+      if (!isExists(err)) throw err;
+    }
+    this.remove(p);
+    return create();
   }
 
   /** Removes everything under `rel` that this layer did not add (recursing into directories this layer added). */
-  private async opaque(rel: string[]): Promise<void> {
+  private opaque(rel: string[]): void {
     let names: string[];
     try {
-      names = await fs.readdir(this.abs(rel));
+      names = fsSync.readdirSync(this.abs(rel));
     } catch {
       return;
     }
     for (const n of names) {
       const child = [...rel, n];
-      if (!this.added.has(child.join('/'))) await this.remove(this.abs(child));
-      else if ((await fs.lstat(this.abs(child))).isDirectory()) await this.opaque(child);
+      if (!this.added.has(child.join('/'))) this.remove(this.abs(child));
+      else if (fsSync.lstatSync(this.abs(child)).isDirectory()) this.opaque(child);
     }
   }
 
@@ -169,41 +204,47 @@ class Flattener {
     const comps = entryComponents(layer, h.name);
     this.stats.entries++;
     if (comps.length === 0) {
-      if (type === 'directory') await this.setMeta(this.root, h, true);
+      if (type === 'directory') this.setMeta(this.root, h, true);
       return;
     }
     const base = comps.pop()!;
     if (base.startsWith(WH)) {
       this.stats.whiteouts++;
       if (base === OPAQUE) {
-        const dir = (await this.resolveDir(layer, h.name, comps, true))!;
-        await this.opaque(dir);
+        const dir = this.resolveDir(layer, h.name, comps, true)!;
+        this.opaque(dir);
         return;
       }
       const victim = base.slice(WH.length);
       if (victim === '' || victim === '.' || victim === '..') throw unsafe(layer, h.name, 'is a malformed whiteout');
-      const dir = await this.resolveDir(layer, h.name, comps, false);
+      const dir = this.resolveDir(layer, h.name, comps, false);
       if (dir === null) return;
       const rel = [...dir, victim];
-      if (!this.added.has(rel.join('/'))) await this.remove(this.abs(rel));
+      if (!this.added.has(rel.join('/'))) this.remove(this.abs(rel));
       return;
     }
-    const dir = (await this.resolveDir(layer, h.name, comps, true))!;
+    const dir = this.resolveDir(layer, h.name, comps, true)!;
     const rel = [...dir, base];
     const p = this.abs(rel);
-    const existing = await lstatOrNull(p);
     if (type === 'directory') {
-      if (existing && !existing.isDirectory()) await this.remove(p);
-      if (!existing || !existing.isDirectory()) await fs.mkdir(p, { mode: 0o700 });
-      await this.setMeta(p, h, true);
+      try {
+        fsSync.mkdirSync(p, { mode: 0o700 });
+      } catch (err) {
+        if (!isExists(err)) throw err;
+        // An existing directory is kept (its contents stay); anything else there is replaced.
+        if (!fsSync.lstatSync(p).isDirectory()) {
+          this.remove(p);
+          fsSync.mkdirSync(p, { mode: 0o700 });
+        }
+      }
+      this.setMeta(p, h, true);
       this.added.add(rel.join('/'));
       return;
     }
-    if (existing) await this.remove(p);
     switch (type) {
       case 'file':
       case 'contiguous-file': {
-        const fh = await fs.open(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+        const fd = this.replace(p, () => fsSync.openSync(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
         try {
           // Batched writes: tar-stream yields small chunks, and one write per chunk dominated big layers.
           let batch: Buffer[] = [];
@@ -212,37 +253,43 @@ class Flattener {
             batch.push(chunk as Buffer);
             bytes += (chunk as Buffer).length;
             if (bytes >= 1 << 20) {
-              await fh.writev(batch);
+              writeAll(fd, batch);
               batch = [];
               bytes = 0;
             }
           }
-          if (batch.length > 0) await fh.writev(batch);
+          if (batch.length > 0) writeAll(fd, batch);
+          // Metadata through the descriptor: no path lookups. chown before chmod (chown clears setuid bits).
+          fsSync.fchownSync(fd, h.uid ?? 0, h.gid ?? 0);
+          fsSync.fchmodSync(fd, (h.mode ?? 0o644) & 0o7777);
+          const mtime = h.mtime ?? new Date(0);
+          fsSync.futimesSync(fd, mtime, mtime);
         } finally {
-          await fh.close();
+          fsSync.closeSync(fd);
         }
-        break;
+        this.added.add(rel.join('/'));
+        return;
       }
       case 'symlink':
-        this.dirCache.clear();
-        await fs.symlink(h.linkname ?? '', p);
+        this.replace(p, () => fsSync.symlinkSync(h.linkname ?? '', p));
         break;
       case 'link': {
         const tcomps = entryComponents(layer, h.linkname ?? '');
         if (h.linkname?.startsWith('/') || tcomps.length === 0) throw unsafe(layer, h.name, `is a hard link to "${h.linkname}", outside the root`);
         const tbase = tcomps.pop()!;
-        const tdir = await this.resolveDir(layer, h.name, tcomps, false);
+        const tdir = this.resolveDir(layer, h.name, tcomps, false);
         const target = tdir === null ? null : this.abs([...tdir, tbase]);
-        const tst = target === null ? null : await lstatOrNull(target);
+        const tst = target === null ? null : lstatOrNull(target);
         if (target === null || tst === null) throw new BosonError('IMAGE_INVALID', `layer ${layer}: hard link "${h.name}" points to missing "${h.linkname}"`);
         if (tst.isDirectory()) throw unsafe(layer, h.name, 'is a hard link to a directory');
-        await fs.link(target, p);
+        this.replace(p, () => fsSync.linkSync(target, p));
         this.added.add(rel.join('/'));
         return; // a hard link shares the target's inode and metadata
       }
       case 'character-device':
       case 'block-device':
       case 'fifo': {
+        if (lstatOrNull(p)) this.remove(p);
         const kind = type === 'fifo' ? ['p'] : [type === 'character-device' ? 'c' : 'b', String(h.devmajor ?? 0), String(h.devminor ?? 0)];
         try {
           await run('mknod', ['-m', '0600', p, ...kind]);
@@ -254,24 +301,24 @@ class Flattener {
       default:
         return; // unknown entry types are skipped
     }
-    await this.setMeta(p, h, false, type === 'symlink');
+    this.setMeta(p, h, false, type === 'symlink');
     this.added.add(rel.join('/'));
   }
 
-  private async setMeta(p: string, h: tar.Header, isDir: boolean, isLink = false): Promise<void> {
-    await fs.lchown(p, h.uid ?? 0, h.gid ?? 0);
-    if (!isLink) await fs.chmod(p, (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777);
+  private setMeta(p: string, h: tar.Header, isDir: boolean, isLink = false): void {
+    fsSync.lchownSync(p, h.uid ?? 0, h.gid ?? 0);
+    if (!isLink) fsSync.chmodSync(p, (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777);
     const mtime = h.mtime ?? new Date(0);
     if (isDir) this.dirTimes.set(p, mtime);
-    else await fs.lutimes(p, mtime, mtime);
+    else fsSync.lutimesSync(p, mtime, mtime);
   }
 
   /** Applies directory mtimes, deepest first (children change their parent's mtime). */
-  async finish(): Promise<void> {
+  finish(): void {
     const dirs = [...this.dirTimes.entries()].sort((a, b) => b[0].length - a[0].length);
     for (const [p, t] of dirs) {
       try {
-        await fs.lutimes(p, t, t);
+        fsSync.lutimesSync(p, t, t);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
@@ -290,6 +337,6 @@ export async function flattenLayers(layers: LayerInput[], root: string, opts: { 
     opts.onProgress?.({ phase: 'unpack', current: i + 1, total: layers.length, detail: layer.name });
     await f.applyLayer(layer);
   }
-  await f.finish();
+  f.finish();
   return f.stats;
 }

@@ -243,6 +243,52 @@ test('a config whose diff_ids do not match the layers is IMAGE_CORRUPT', async (
   assert.match(err.message, /diff_id/);
 });
 
+test('a wrong diff_id is IMAGE_CORRUPT both when the root disk pass checks it and when the fetch does (no disk)', async () => {
+  const good = await makeTar([{ name: 'ok', content: random(50_000, 20) }]);
+  const bad = await makeTar([{ name: 'y', content: random(50_000, 21) }]);
+  const files = reg.add('diffid2', [{ config: { architecture: 'amd64', os: 'linux' }, layers: [{ tar: good }, { tar: bad }], refName: 'v1' }]);
+  const diffIds = [files.images[0]!.diffIds[0]!, sha256Digest('not the second layer')];
+  reg.add('diffid2', [{ config: { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } }, layers: [{ tar: good }, { tar: bad }], refName: 'v2' }]);
+  // Built during the pull: the single decompression that flattens layer 2 is the one that finds the mismatch.
+  const err = await failsCleanly(`${reg.host}/diffid2:v2`, 'IMAGE_CORRUPT');
+  assert.match(err.message, /layer 2\/2 .*uncompresses to .*diff_id/);
+  // Without a root disk the fetch decompresses and checks by itself.
+  assert.match((await failsCleanly(`${reg.host}/diffid2:v2`, 'IMAGE_CORRUPT', { unpack: false })).message, /layer 2\/2 .*diff_id/);
+  // The right config still pulls (the blobs were not poisoned by the failures).
+  await store.pull(`${reg.host}/diffid2:v1`, { registry: fast });
+});
+
+test('a config that claims the layer chain of a root disk already built is still checked against its own layers', async () => {
+  // Same diff_ids as app:v1 (so its disk exists and is not rebuilt), other layer contents.
+  const fake = [await makeTar([{ name: 'a.txt', content: 'evil\n' }]), await makeTar([{ name: 'b.txt', content: 'evil\n' }])];
+  reg.add('samechain', [{ config: { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: image.images[0]!.diffIds } }, layers: fake.map((tar) => ({ tar })), refName: 'v1' }]);
+  assert.match((await failsCleanly(`${reg.host}/samechain:v1`, 'IMAGE_CORRUPT')).message, /diff_id/);
+});
+
+test('the staging tree goes back to the store\'s filesystem when its tmpfs fills up', async (t) => {
+  const small = await tempDir('boson-staging-');
+  if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small]).status !== 0) {
+    await fs.rm(small, { recursive: true, force: true });
+    t.skip('cannot mount a tmpfs here');
+    return;
+  }
+  const saved = process.env.BOSON_STAGING_DIR;
+  process.env.BOSON_STAGING_DIR = small;
+  try {
+    reg.add('bigtree', [{ config: { architecture: 'amd64', os: 'linux' }, layers: [{ tar: await makeTar([{ name: 'big.bin', content: random(600_000, 30) }]) }], refName: 'v1' }]);
+    const r = await store.pull(`${reg.host}/bigtree:v1`, { registry: fast });
+    const disk = await store.rootDisk(r.image);
+    assert.ok(disk.sizeBytes > 600_000);
+    assert.deepEqual(await fs.readdir(small), [], 'the half-built staging tree was removed');
+    assert.deepEqual(await fs.readdir(path.join(state, 'images', 'tmp')), [], 'and so was the second one');
+  } finally {
+    if (saved === undefined) delete process.env.BOSON_STAGING_DIR;
+    else process.env.BOSON_STAGING_DIR = saved;
+    spawnSync('umount', [small]);
+    await fs.rm(small, { recursive: true, force: true });
+  }
+});
+
 test('a manifest over 4 MiB is IMAGE_INVALID', async () => {
   const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociManifest, pad: 'x'.repeat(5 * 1024 * 1024) }));
   reg.manifests.set('huge:v1', { body, type: MT.ociManifest });

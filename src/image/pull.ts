@@ -3,8 +3,9 @@
  *
  * Order: top manifest (by tag or digest) → platform selection when it is an index → platform manifest → config →
  * layers, three at a time. Every blob is hashed and counted while it streams to disk and checked against its
- * descriptor before it is renamed into blobs/sha256/<hex>; a compressed layer is decompressed on the fly in the
- * same pass to check the config's diff_id. A download that breaks is resumed with a Range request from the bytes
+ * descriptor before it is renamed into blobs/sha256/<hex>. The config's diff_ids are checked in the one pass that
+ * decompresses each layer: the root disk's flattening when the disk is built during the pull (see onPlan), otherwise
+ * a decompression on the fly during the download. A download that breaks is resumed with a Range request from the bytes
  * on disk (a partial file <images>/partial/<hex>.<pid>, which a later pull claims when its process is gone).
  * Blobs already in the store are shared and not fetched again.
  */
@@ -106,10 +107,13 @@ class DiffHasher {
   }
 }
 
-/** The layers of an image being fetched, each with a promise that resolves once that blob is stored and verified. */
+/**
+ * The layers of an image being fetched, each with a promise that resolves once that blob is stored and verified
+ * (digest and size; its diff_id too, unless the plan's receiver took that over).
+ */
 export interface LayerPlan {
   diffIds: string[];
-  layers: { digest: string; mediaType: string }[];
+  layers: { digest: string; size: number; mediaType: string }[];
   ready: Promise<void>[];
 }
 
@@ -140,6 +144,8 @@ export interface FetchContext {
 export class ImageFetcher {
   readonly added: string[] = [];
   private readonly ownPartials = new Set<string>();
+  /** False when the onPlan receiver checks the diff_ids (see onPlan). */
+  private checkDiffIds = true;
 
   constructor(
     private readonly ctx: FetchContext,
@@ -151,8 +157,13 @@ export class ImageFetcher {
       attempts?: number;
       backoffMs?: number;
       concurrency?: number;
-      /** Called once the layers are known, with one promise per layer that settles when it is in the store. */
-      onPlan?: (plan: LayerPlan) => void;
+      /**
+       * Called once the layers are known, with one promise per layer that settles when it is in the store. Returning
+       * true takes over the diff_id checks: the receiver decompresses every layer anyway (to build the root disk)
+       * and checks each against `plan.diffIds` in that pass, so the fetch does not decompress them a second time.
+       * The receiver's failure must then fail the pull before anything is recorded.
+       */
+      onPlan?: (plan: LayerPlan) => boolean | void;
     },
   ) {}
 
@@ -260,7 +271,8 @@ export class ImageFetcher {
       promise.catch(() => undefined);
       return { promise, resolve, reject };
     });
-    this.opts.onPlan?.({ diffIds: diffIds as string[], layers: layerDescs.map((l) => ({ digest: l.digest, mediaType: l.mediaType })), ready: deferred.map((d) => d.promise) });
+    const plan = { diffIds: diffIds as string[], layers: layerDescs.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })), ready: deferred.map((d) => d.promise) };
+    if (this.opts.onPlan?.(plan) === true) this.checkDiffIds = false;
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < layerDescs.length) {
@@ -303,8 +315,8 @@ export class ImageFetcher {
     };
     if (await this.ctx.content.has(d.digest)) {
       const known = this.ctx.knownDiffId(d.digest);
-      if (known === undefined) checkDiff(await this.diffOfFile(d, this.ctx.content.blobPath(d.digest), label));
-      else checkDiff(known);
+      if (known !== undefined) checkDiff(known);
+      else if (this.checkDiffIds) checkDiff(await this.diffOfFile(d, this.ctx.content.blobPath(d.digest), label));
       p?.({ phase: 'exists', current: d.size, total: d.size, detail: d.digest });
       return diffId;
     }
@@ -385,7 +397,7 @@ export class ImageFetcher {
         }
         hash = createHash('sha256');
         if (start > 0) for await (const c of createReadStream(file, { end: start - 1 })) hash.update(c as Buffer);
-        else if (layerCompression(d.mediaType) !== 'none') diff = new DiffHasher(d.mediaType);
+        else if (this.checkDiffIds && layerCompression(d.mediaType) !== 'none') diff = new DiffHasher(d.mediaType);
         received = start;
         p?.({ phase: 'download', current: received, total: d.size, detail: d.digest });
         const h = hash;
@@ -432,6 +444,7 @@ export class ImageFetcher {
         await fs.rm(file, { force: true });
         throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label} does not match its digest (content is ${got})`, { details: { digest: d.digest, actual: got } });
       }
+      if (!this.checkDiffIds) return file;
       let diffId: string;
       try {
         diffId = diff ? await diff.finish() : layerCompression(d.mediaType) === 'none' ? got : await this.diffOfFile(d, file, label);

@@ -7,20 +7,22 @@
  *   partial/<hex>.<pid>  blob downloads in progress (or interrupted: resumed by the next pull of that blob)
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, rmSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BosonError, isBosonError } from '../common/index.ts';
 import { uncompressedLayer } from './compression.ts';
-import { ContentStore, copyVerified, digestHex, hashStream } from './content-store.ts';
+import { ContentStore, copyVerified, digestCheck, digestHex, hashStream } from './content-store.ts';
 import { flattenLayers, type LayerInput } from './flatten.ts';
 import { openImageSource, type ImageSource, type SourceImage } from './layout.ts';
 import { ImageFetcher, parsePlatform, type FetchedImage, type LayerPlan } from './pull.ts';
 import { normaliseReference, parseReference, referenceCandidates, remoteReference } from './reference.ts';
 import { RegistryClient, type RegistryClientOptions } from './registry.ts';
 import { defaultRootFsType, makeRootFs, type RootFsType } from './rootfs.ts';
+import { estimateTreeBytes, isNoSpace, stagingParent, sweepShmStaging } from './staging.ts';
 import { pidAlive, sweepStaleTemps, tempName } from './tempfiles.ts';
 import { isManifestType, layerCompression, type Descriptor, type ImageConfig, type ImageProgress, type ImageRecord, type RootDisk } from './types.ts';
 
@@ -163,6 +165,8 @@ export class ImageStore {
   /** Removes temporaries left by processes that are no longer alive (and a stale index lock). Returns their names. */
   async sweepStale(): Promise<string[]> {
     const removed = await sweepStaleTemps(this.tmpDir);
+    // Staging trees of dead processes in the shared tmpfs directory (any store's; not listed in the result).
+    await sweepShmStaging();
     try {
       const pid = Number((await fs.readFile(`${this.indexPath}.lock`, 'utf8')).trim());
       if (Number.isInteger(pid) && pid > 0 && !pidAlive(pid)) {
@@ -445,6 +449,7 @@ export class ImageStore {
     const before = await this.readIndex();
     const knownDiffIds = new Map<string, string>();
     for (const img of Object.values(before.images)) for (const l of img.layers) if (l.diffId) knownDiffIds.set(l.digest, l.diffId);
+    const what = `pull ${ref.canonical}`;
     const fetcher = new ImageFetcher(
       { content: this.content, partialDir: this.partialDir, tmpDir: this.tmpDir, knownDiffId: (d) => knownDiffIds.get(d) },
       client,
@@ -454,8 +459,9 @@ export class ImageStore {
         onProgress: opts.onProgress,
         attempts: opts.registry?.attempts,
         backoffMs: opts.registry?.backoffMs,
-        // The root disk is built while the layers download: layer i is applied as soon as it is verified.
-        onPlan: opts.unpack === false ? undefined : (plan) => (disk = this.diskWhileFetching(plan, opts.onProgress)),
+        // The root disk is built while the layers download: layer i is applied as soon as it is verified, and its
+        // diff_id is checked in that same decompression (the fetch then skips its own).
+        onPlan: opts.unpack === false ? undefined : (plan) => (disk = this.diskWhileFetching(plan, what, opts.onProgress)) !== null,
       },
     );
     let disk: Promise<RootDisk> | null = null;
@@ -664,10 +670,12 @@ export class ImageStore {
   // ---- root disks --------------------------------------------------------------------------------------------
 
   /**
-   * Starts building the root disk of an image being pulled, applying each layer once it is verified in the store;
-   * null when the disk is already built or being built (pull then falls back to rootDisk()).
+   * Starts building the root disk of an image being pulled, applying each layer once its blob is verified in the
+   * store, and checking the layer's diff_id while it is decompressed for that (IMAGE_CORRUPT at the end of a layer
+   * that does not match, so the disk is never finished); null when the disk is already built or being built (pull
+   * then falls back to rootDisk(), and the fetch checks the diff_ids itself).
    */
-  private diskWhileFetching(plan: LayerPlan, onProgress?: ImageProgress): Promise<RootDisk> | null {
+  private diskWhileFetching(plan: LayerPlan, what: string, onProgress?: ImageProgress): Promise<RootDisk> | null {
     const fstype = defaultRootFsType();
     const key = `${digestHex(chainId(plan.diffIds))}.${fstype}`;
     const final = path.join(this.disksDir, key);
@@ -679,16 +687,19 @@ export class ImageStore {
         const out = new PassThrough();
         plan.ready[i]!.then(
           () => {
-            const s = uncompressedLayer(l.mediaType, this.content.open(l.digest));
-            s.on('error', (e) => out.destroy(e));
-            s.pipe(out);
+            const label = `layer ${i + 1}/${n} ${l.digest}`;
+            const check = digestCheck(plan.diffIds[i]!, (got) =>
+              new BosonError('IMAGE_CORRUPT', `${what}: ${label} uncompresses to ${got}, but the config's diff_id is ${plan.diffIds[i]}`, {
+                details: { digest: l.digest, diffId: plan.diffIds[i], actual: got },
+              }));
+            pipeline(uncompressedLayer(l.mediaType, this.content.open(l.digest)), check, out).catch((e: Error) => out.destroy(e));
           },
           (e: Error) => out.destroy(e),
         );
         return out;
       },
     }));
-    const p = this.flattenToDisk(inputs, fstype, final, onProgress).finally(() => this.building.delete(key));
+    const p = this.flattenToDisk(inputs, fstype, final, estimateTreeBytes(plan.layers), onProgress).finally(() => this.building.delete(key));
     p.catch(() => undefined);
     this.building.set(key, p);
     return p;
@@ -730,23 +741,43 @@ export class ImageStore {
       image.layers.map((l, i) => ({ name: `${i + 1}/${image.layers.length} ${l.digest}`, open: () => uncompressedLayer(l.mediaType, this.content.open(l.digest)) })),
       fstype,
       final,
+      estimateTreeBytes(image.layers),
       onProgress,
     );
   }
 
-  private async flattenToDisk(layers: LayerInput[], fstype: RootFsType, final: string, onProgress?: ImageProgress): Promise<RootDisk> {
-    const stage = path.join(this.tmpDir, tempName('stage'));
+  /**
+   * Flattens `layers` into a staging tree (in a tmpfs when it has room, see staging.ts; built again in the store's
+   * tmp directory if the tmpfs fills up), packs it with mkfs into a temporary file and renames that to `final`.
+   */
+  private async flattenToDisk(layers: LayerInput[], fstype: RootFsType, final: string, estimate: number, onProgress?: ImageProgress): Promise<RootDisk> {
     const out = path.join(this.tmpDir, tempName('disk', fstype));
-    await fs.mkdir(stage, { mode: 0o755 });
+    let parent = await stagingParent(estimate);
     try {
-      await flattenLayers(layers, stage, { onProgress });
-      onProgress?.({ phase: 'mkfs', detail: fstype });
-      const sizeBytes = await makeRootFs(stage, out, fstype);
-      await fs.rename(out, final);
-      onProgress?.({ phase: 'done', detail: final });
-      return { path: final, fstype, sizeBytes };
+      for (;;) {
+        const stage = path.join(parent ?? this.tmpDir, tempName('stage'));
+        await fs.mkdir(stage, { mode: 0o755 });
+        try {
+          try {
+            await flattenLayers(layers, stage, { onProgress });
+          } catch (err) {
+            if (parent !== null && isNoSpace(err)) {
+              parent = null; // the staging filesystem is full: again, on the store's filesystem
+              continue;
+            }
+            throw err;
+          }
+          onProgress?.({ phase: 'mkfs', detail: fstype });
+          const sizeBytes = await makeRootFs(stage, out, fstype);
+          await fs.rename(out, final);
+          onProgress?.({ phase: 'done', detail: final });
+          return { path: final, fstype, sizeBytes };
+        } finally {
+          // Synchronous: Node's async recursive rm is several times slower on a tree of many small files.
+          rmSync(stage, { recursive: true, force: true });
+        }
+      }
     } finally {
-      await fs.rm(stage, { recursive: true, force: true });
       await fs.rm(out, { force: true });
     }
   }
