@@ -1,9 +1,11 @@
 /**
  * Density and overhead of daemon-managed micro-VMs (issue 4's benchmark), against a private daemon:
  *   - start N idle busybox micro-VMs; time to start them all;
- *   - host memory per micro-VM: PSS of each QEMU process (smaps_rollup), beside the guest's own use (its
- *     MemTotal - MemAvailable, read with exec);
- *   - `exec` round trip p50/p95 beside the boot-free floor: a byte written to a running `cat` exec's stdin and
+ *   - host memory per micro-VM: PSS of each QEMU process (smaps_rollup), split into the guest's RAM (the memfd
+ *     that backs it, QEMU's only shared memory) and the VMM's own memory (everything else: binary and libraries,
+ *     heap, TCG's translation cache, the kernel image QEMU keeps for fw_cfg), beside the guest's own use (its
+ *     MemTotal - MemAvailable, read with exec). VMM overhead = PSS - guest RAM, as Firecracker counts it;
+ * *   - `exec` round trip p50/p95 beside the boot-free floor: a byte written to a running `cat` exec's stdin and
  *     read back from its stdout, over the same virtio-serial channel;
  *   - time to stop them all.
  *
@@ -23,10 +25,14 @@ const BOSON = path.join(PACKAGE_ROOT, 'bin', 'boson');
 
 const pct = (v: number[], p: number): number => [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.ceil((p / 100) * v.length) - 1)]!;
 
-async function pssKb(pid: number): Promise<number> {
+/** PSS of a QEMU process in KiB: all of it, and the part that is guest RAM (shared memory). */
+async function pssKb(pid: number): Promise<{ total: number; guestRam: number }> {
   const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '');
-  return Number(/^Pss:\s+(\d+)/m.exec(text)?.[1] ?? 0);
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  return { total: field('Pss'), guestRam: field('Pss_Shmem') };
 }
+
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function execOnce(c: MachineClient, id: string, cmd: string[]): Promise<{ ms: number; out: string }> {
   const t0 = performance.now();
@@ -86,6 +92,8 @@ async function main(): Promise<void> {
     // Start two at a time (the machine has two cores).
     for (let i = 0; i < ids.length; i += 2) await Promise.all(ids.slice(i, i + 2).map((id) => c.request('POST', `/v1/containers/${id}/start`)));
     const startAllMs = performance.now() - t0;
+    // Let the guests settle: free page reporting hands back what boot freed within a few seconds.
+    await new Promise((r) => setTimeout(r, 5000));
     const records = await Promise.all(ids.map((id) => c.request<{ vmPid: number }>('GET', `/v1/containers/${id}`)));
     const pss = await Promise.all(records.map((r) => pssKb(r.vmPid)));
     const sample = ids.slice(0, Math.min(5, ids.length));
@@ -101,15 +109,18 @@ async function main(): Promise<void> {
     await Promise.all(ids.map((id) => c.request('POST', `/v1/containers/${id}/stop?t=0`)));
     const stopAllMs = performance.now() - t1;
     await Promise.all(ids.map((id) => c.request('DELETE', `/v1/containers/${id}?force=1`)));
-    const avgPssMiB = pss.reduce((a, b) => a + b, 0) / pss.length / 1024;
-    const avgGuestMiB = guestUsedKb.reduce((a, b) => a + b, 0) / guestUsedKb.length / 1024;
+    const pssMiB = mean(pss.map((p) => p.total)) / 1024;
+    const guestRamMiB = mean(pss.map((p) => p.guestRam)) / 1024;
+    const guestUsedMiB = mean(guestUsedKb) / 1024;
     const result = {
       vms,
       startAllMs: Math.round(startAllMs),
       stopAllMs: Math.round(stopAllMs),
-      qemuPssMiBPerVm: +avgPssMiB.toFixed(1),
-      guestUsedMiBPerVm: +avgGuestMiB.toFixed(1),
-      vmmOverheadMiBPerVm: +(avgPssMiB - avgGuestMiB).toFixed(1),
+      qemuPssMiBPerVm: +pssMiB.toFixed(1),
+      guestRamResidentMiBPerVm: +guestRamMiB.toFixed(1),
+      guestUsedMiBPerVm: +guestUsedMiB.toFixed(1),
+      vmmOverheadMiBPerVm: +(pssMiB - guestRamMiB).toFixed(1),
+      beyondGuestUseMiBPerVm: +(pssMiB - guestUsedMiB).toFixed(1),
       exec: { p50: +pct(execTimes, 50).toFixed(1), p95: +pct(execTimes, 95).toFixed(1) },
       channelFloor: { p50: +pct(floor, 50).toFixed(2), p95: +pct(floor, 95).toFixed(2) },
       execOverFloorP50: +(pct(execTimes, 50) / pct(floor, 50)).toFixed(2),
@@ -119,7 +130,8 @@ async function main(): Promise<void> {
     else {
       console.log(`${vms} idle busybox micro-VMs (128 MiB each)`);
       console.log(`start all: ${result.startAllMs} ms; stop all: ${result.stopAllMs} ms`);
-      console.log(`QEMU PSS per VM: ${result.qemuPssMiBPerVm} MiB; the guest's own use: ${result.guestUsedMiBPerVm} MiB; VMM overhead ≈ ${result.vmmOverheadMiBPerVm} MiB`);
+      console.log(`QEMU PSS per VM: ${result.qemuPssMiBPerVm} MiB = guest RAM resident ${result.guestRamResidentMiBPerVm} MiB + VMM overhead ${result.vmmOverheadMiBPerVm} MiB`);
+      console.log(`the guest's own use (MemTotal - MemAvailable): ${result.guestUsedMiBPerVm} MiB; host memory beyond it: ${result.beyondGuestUseMiBPerVm} MiB`);
       console.log(`exec round trip p50 ${result.exec.p50} ms, p95 ${result.exec.p95} ms; channel floor p50 ${result.channelFloor.p50} ms, p95 ${result.channelFloor.p95} ms; ratio ${result.execOverFloorP50}x`);
     }
   } finally {

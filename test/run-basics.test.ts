@@ -4,10 +4,10 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile, rm, mkdtemp } from 'node:fs/promises';
+import { writeFile, rm, mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { useTestHost, runBoson, containerDirs } from './helpers.ts';
+import { useTestHost, runBoson, containerDirs, startUntil, qemuPidsUsing, waitFor } from './helpers.ts';
 import { makeTar, writeOciLayout } from '../src/image/oci-writer.ts';
 
 const testHost = useTestHost();
@@ -20,6 +20,26 @@ describe('boson run', () => {
     assert.equal(r.stderr, '');
     assert.equal(text(r.stdout), 'hello\n');
     assert.equal(r.code, 0);
+  });
+
+  test('memory the guest frees goes back to the host (4 KiB guest RAM, free page reporting)', async () => {
+    const script = 'mkdir /t && mount -t tmpfs tmpfs /t && dd if=/dev/zero of=/t/x bs=1M count=160 2>/dev/null && echo filled && sleep 3 && rm /t/x && echo freed && sleep 60';
+    const { child, result } = await startUntil(testHost(), ['run', '--rm', '-m', '384m', 'busybox', 'sh', '-c', script], 'filled', 60_000);
+    try {
+      const [pid] = await qemuPidsUsing(testHost().stateDir);
+      assert.ok(pid, 'the micro-VM runs');
+      // Guest RAM is the only shared memory QEMU has.
+      const guestRamKb = async (): Promise<number> => Number(/^RssShmem:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
+      const filled = await guestRamKb();
+      assert.ok(filled > 160 * 1024, `the 160 MiB the guest wrote are resident on the host (${filled} KiB)`);
+      const smaps = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
+      assert.equal(Number(/^AnonHugePages:\s+(\d+)/m.exec(smaps)?.[1]) <= 32 * 1024, true, 'no huge pages beyond the translation cache');
+      let now = filled;
+      await waitFor(async () => (now = await guestRamKb()) < filled - 120 * 1024, 20_000, `guest RAM to shrink after the free (still ${now} KiB of ${filled})`);
+    } finally {
+      child.kill('SIGKILL');
+      await result;
+    }
   });
 
   test('runs under the guest kernel, not the host\'s', async () => {

@@ -26,6 +26,7 @@
 #include "proto.h"
 #include "net.h"
 #include "root.h"
+#include "settings.h"
 #include "user.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -813,6 +814,7 @@ int main(void)
 	ensure_stdio(); /* first, so that no fd of init's lands on 0, 1 or 2 */
 	int sfd = setup_signals();
 	load_modules();
+	apply_settings(SETTINGS_FILE, "");
 	open_port();
 
 	struct spec spec;

@@ -5,10 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "proto.h"
+#include "settings.h"
 #include "user.h"
 
 static int failures, checks;
@@ -405,6 +407,48 @@ static void test_exit_status(void)
 	CHECK(exit_status(child_status(0, SIGTERM), &sig) == 143 && sig == 15);
 }
 
+/* Reads a whole small file into buf ("" if missing). */
+static void slurp(const char *path, char *buf, size_t len)
+{
+	buf[0] = 0;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	size_t n = fread(buf, 1, len - 1, f);
+	buf[n] = 0;
+	fclose(f);
+}
+
+static void test_settings(void)
+{
+	char root[] = "/tmp/boson-settings-XXXXXX";
+	CHECK(mkdtemp(root) != NULL);
+	char p[512], list[512], got[64];
+	snprintf(p, sizeof p, "%s/sys", root);
+	mkdir(p, 0755);
+	snprintf(p, sizeof p, "%s/sys/knob", root);
+	fclose(fopen(p, "w"));
+	snprintf(p, sizeof p, "%s/etc", root);
+	mkdir(p, 0755);
+	snprintf(p, sizeof p, "%s/etc/passwd", root);
+	fclose(fopen(p, "w"));
+	snprintf(list, sizeof list, "%s/settings", root);
+	FILE *f = fopen(list, "w");
+	fprintf(f, "# a comment\n\n/sys/knob 3\n/etc/passwd x\n/sys/../etc/passwd y\n/sys/missing 1\n/sys/novalue\n");
+	fclose(f);
+	CHECK(apply_settings(list, root) == 4); /* /etc, "..", a missing file, no value */
+	snprintf(p, sizeof p, "%s/sys/knob", root);
+	slurp(p, got, sizeof got);
+	CHECK(strcmp(got, "3") == 0);
+	snprintf(p, sizeof p, "%s/etc/passwd", root);
+	slurp(p, got, sizeof got);
+	CHECK(strcmp(got, "") == 0); /* outside /sys and /proc/sys: untouched */
+	CHECK(apply_settings("/nonexistent/settings", root) == 0);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+	CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
 	test_frame_header();
@@ -415,6 +459,7 @@ int main(void)
 	test_exec_spec();
 	test_users();
 	test_exit_status();
+	test_settings();
 	printf("boson-init unit tests: %d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;
 }

@@ -59,6 +59,19 @@ export function kernelReleaseOf(kernelPath: string): string {
   return base.startsWith('vmlinuz-') ? base.slice('vmlinuz-'.length) : base;
 }
 
+/**
+ * Kernel tunables boson-init writes after loading the modules (the initramfs file boson/settings).
+ *
+ * Free page reporting (the balloon) reports free blocks of 2^page_reporting_order pages, and only while the zone
+ * keeps its low watermark plus 32 such blocks free. The kernel's default order (9, 2 MiB blocks) therefore needs
+ * 64 MiB free before it reports anything: a small micro-VM never gets there, and whatever its boot touched stays
+ * resident on the host. Order 3 (32 KiB blocks) needs 1 MiB. The virtio_balloon driver sets the order when it
+ * registers, so this is written after the module loads.
+ */
+export const GUEST_SETTINGS: Readonly<Record<string, string>> = {
+  '/sys/module/page_reporting/parameters/page_reporting_order': '3',
+};
+
 async function mustExist(file: string, code: 'GUEST_KERNEL_MISSING' | 'GUEST_INIT_MISSING', what: string): Promise<void> {
   try {
     await stat(file);
@@ -88,6 +101,8 @@ export async function prepareBootBundle(options: BundleOptions): Promise<BootBun
     hash.update(mod.relPath).update(data);
     moduleData.push(data);
   }
+  const settings = Object.entries(GUEST_SETTINGS).map(([file, value]) => `${file} ${value}\n`).join('');
+  hash.update(settings);
   const digest = hash.digest('hex').slice(0, 16);
   const initramfsPath = path.join(options.guestDir, `initramfs-${kernelRelease}-${digest}.cpio`);
   try {
@@ -102,6 +117,7 @@ export async function prepareBootBundle(options: BundleOptions): Promise<BootBun
     modules.forEach((mod, i) => entries.push({ kind: 'file', path: `modules/${mod.name}.ko`, data: moduleData[i]! }));
     const list = modules.map((m) => `/modules/${m.name}.ko\n`).join('');
     entries.push({ kind: 'file', path: 'boson/modules', data: Buffer.from(list) });
+    entries.push({ kind: 'file', path: 'boson/settings', data: Buffer.from(settings) });
     await mkdir(options.guestDir, { recursive: true });
     const tmp = `${initramfsPath}.tmp-${process.pid}`;
     await writeFile(tmp, writeCpio(entries));

@@ -8,9 +8,9 @@ import { BosonError } from '../common/index.ts';
 
 /**
  * Drivers every Boson guest needs: virtio-mmio transport, the control and log ports, disks, overlay root, erofs
- * images, the network card.
+ * images, the network card, and the balloon through which the guest gives freed memory back to the host.
  */
-export const GUEST_MODULES = ['virtio_mmio', 'virtio_console', 'virtio_blk', 'overlay', 'erofs', 'virtio_net'] as const;
+export const GUEST_MODULES = ['virtio_mmio', 'virtio_console', 'virtio_blk', 'overlay', 'erofs', 'virtio_net', 'virtio_balloon'] as const;
 
 /**
  * Drivers included when the kernel has them: virtio-9p and virtiofs shares (MOUNT records of kind 9p, virtiofs). Debian's cloud kernel is
