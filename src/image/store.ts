@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BosonError, isBosonError } from '../common/index.ts';
+import { BosonError, isBosonError, rootlessMode } from '../common/index.ts';
 import { uncompressedLayer } from './compression.ts';
 import { ContentStore, copyVerified, digestCheck, digestHex, hashStream } from './content-store.ts';
 import { flattenLayers, type LayerInput } from './flatten.ts';
@@ -24,6 +24,7 @@ import { RegistryClient, type RegistryClientOptions } from './registry.ts';
 import { defaultRootFsType, makeRootFs, type RootFsType } from './rootfs.ts';
 import { estimateTreeBytes, isNoSpace, stagingParent, sweepShmStaging } from './staging.ts';
 import { pidAlive, sweepStaleTemps, tempName } from './tempfiles.ts';
+import { flattenToDiskInUserNamespace } from './userns.ts';
 import { isManifestType, layerCompression, type Descriptor, type ImageConfig, type ImageProgress, type ImageRecord, type RootDisk } from './types.ts';
 
 type StoredImage = Omit<ImageRecord, 'references'>;
@@ -143,8 +144,12 @@ export class ImageStore {
   private indexChain: Promise<void> = Promise.resolve();
   private readonly building = new Map<string, Promise<RootDisk>>();
 
+  /** Rootless mode: root disks are built in a user namespace (userns.ts). Default: rootlessMode(). */
+  readonly rootless: boolean;
+
   /** Keeps everything under <stateDir>/images; creates nothing until first used. */
-  constructor(stateDir: string) {
+  constructor(stateDir: string, opts: { rootless?: boolean } = {}) {
+    this.rootless = opts.rootless ?? rootlessMode();
     this.dir = path.join(path.resolve(stateDir), 'images');
     this.content = new ContentStore(path.join(this.dir, 'blobs'));
     this.tmpDir = path.join(this.dir, 'tmp');
@@ -751,6 +756,7 @@ export class ImageStore {
    * tmp directory if the tmpfs fills up), packs it with mkfs into a temporary file and renames that to `final`.
    */
   private async flattenToDisk(layers: LayerInput[], fstype: RootFsType, final: string, estimate: number, onProgress?: ImageProgress): Promise<RootDisk> {
+    if (this.rootless) return flattenToDiskInUserNamespace(layers, fstype, final, this.tmpDir, estimate, onProgress);
     const out = path.join(this.tmpDir, tempName('disk', fstype));
     let parent = await stagingParent(estimate);
     try {

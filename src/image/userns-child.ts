@@ -1,0 +1,90 @@
+/**
+ * The root disk builder that runs inside a user namespace (see userns.ts): `node userns-child <spec JSON>`, started
+ * through unshare by a rootless image store. It flattens the layers the parent streams on stdin into the staging
+ * tree, packs it with mkfs, removes the tree, and reports on stdout (JSON lines). It is an entry point of its own
+ * (bundled as build/cli/userns-child.mjs), so it loads only the flattener and mkfs.
+ */
+import { rmSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import { BosonError, isBosonError } from '../common/index.ts';
+import { flattenLayers, type LayerInput } from './flatten.ts';
+import { makeRootFs } from './rootfs.ts';
+import { FRAME, type ChildMessage, type ChildSpec } from './userns.ts';
+
+const send = (m: ChildMessage): void => {
+  process.stdout.write(`${JSON.stringify(m)}\n`);
+};
+
+/** The first errno code in an error's cause chain (ENOSPC, EACCES...). */
+function errnoOf(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return e.code;
+  }
+  return undefined;
+}
+
+/** The error as the parent gets it; a device node the namespace may not create becomes ROOTLESS_UNSUPPORTED. */
+function report(err: unknown): ChildMessage {
+  if (isBosonError(err, 'TOOL_FAILED') && /: mknod /.test(err.message) && /not permitted/i.test(err.message)) {
+    return {
+      t: 'error', code: 'ROOTLESS_UNSUPPORTED', errno: 'EPERM', details: { ...err.details },
+      message: `${err.message.split(' failed:')[0]}: the image has a device node, which a rootless daemon cannot create (the kernel allows mknod only to the real root); run this image with a root daemon`,
+    };
+  }
+  if (isBosonError(err)) return { t: 'error', code: err.code, message: err.message, details: { ...err.details }, errno: errnoOf(err) };
+  return { t: 'error', code: 'INTERNAL', message: `root disk build: ${(err as Error).message ?? String(err)}`, errno: errnoOf(err) };
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.argv[2] ?? '{}') as ChildSpec;
+  let current: PassThrough | null = null;
+  // stdin: [type u8][length u32 BE][payload] frames, the data of the layer asked for last.
+  let buf: Buffer = Buffer.alloc(0);
+  process.stdin.on('data', (d: Buffer) => {
+    buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+    while (buf.length >= 5) {
+      const len = buf.readUInt32BE(1);
+      if (buf.length < 5 + len) break;
+      const type = buf[0];
+      const payload = buf.subarray(5, 5 + len);
+      buf = buf.subarray(5 + len);
+      if (type === FRAME.DATA) {
+        // Backpressure: stop reading stdin while the flattener has not taken what it got.
+        if (current && !current.write(Buffer.from(payload))) {
+          process.stdin.pause();
+          current.once('drain', () => process.stdin.resume());
+        }
+      } else if (type === FRAME.END) {
+        current?.end();
+        current = null;
+      } else if (type === FRAME.ABORT) {
+        current?.destroy(new BosonError('INTERNAL', `layer aborted by the parent: ${payload.toString()}`));
+        current = null;
+      }
+    }
+  });
+  process.stdin.on('end', () => current?.destroy(new BosonError('INTERNAL', 'the parent went away while sending a layer')));
+  const layers: LayerInput[] = spec.layers.map((name, i) => ({
+    name,
+    open: () => {
+      current = new PassThrough({ highWaterMark: 1 << 20 });
+      send({ t: 'open', i });
+      return current;
+    },
+  }));
+  let result: ChildMessage;
+  try {
+    await flattenLayers(layers, spec.stage, { onProgress: (e) => send({ t: 'progress', e }) });
+    send({ t: 'progress', e: { phase: 'mkfs', detail: spec.fstype } });
+    result = { t: 'done', size: await makeRootFs(spec.stage, spec.out, spec.fstype) };
+  } catch (err) {
+    result = report(err);
+  } finally {
+    // The tree's files belong to subordinate ids: only here can they be removed.
+    rmSync(spec.stage, { recursive: true, force: true });
+  }
+  send(result);
+  process.stdin.destroy();
+}
+
+await main();
