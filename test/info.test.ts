@@ -21,6 +21,7 @@ test('boson info --json shows the accelerator with its reason, the guest bundle,
   assert.ok(info.guest.modules.includes('virtio_console'));
   assert.equal(info.paths.stateDir, host.stateDir);
   assert.deepEqual(info.problems, []);
+  assert.equal(info.mode, process.geteuid?.() === 0 ? 'root' : 'rootless');
 
   const human = await runBoson(host, ['info']);
   assert.match(human.stdout.toString(), new RegExp(`Accelerator: +${expected.accel} \\(`));

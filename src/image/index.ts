@@ -10,4 +10,5 @@ export { parsePlatform, platformString, type Platform } from './pull.ts';
 export { normaliseReference, parseReference, referenceCandidates, remoteReference, registryHostName, type ParsedReference, type RemoteReference } from './reference.ts';
 export { flattenLayers, type LayerInput, type FlattenStats } from './flatten.ts';
 export { defaultRootFsType, type RootFsType } from './rootfs.ts';
+export { checkUserNamespaceSetup } from './userns.ts';
 export { writeBusyboxImageLayout } from './busybox.ts';

@@ -17,3 +17,4 @@ export async function startDaemon(options: import('./daemon.ts').DaemonOptions):
 }
 export { NetworkManager, parsePortSpec, type PortBinding } from './network/index.ts';
 export { humanDuration, statusText } from './status.ts';
+export { bootBundle } from './boot-bundle.ts';

@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 import { BosonError, isBosonError, type BosonPaths } from '../common/index.ts';
-import { prepareBootBundle, type Hello } from '../guest/index.ts';
+import type { Hello } from '../guest/index.ts';
+import { bootBundle } from './boot-bundle.ts';
 import { bootWithWatchdog, probeAccelerator, type MicroVm, type DiskSpec } from '../vmm/index.ts';
 import { ImageStore } from '../image/index.ts';
 import { resolveProcessConfig, type ContainerRequest } from './container-config.ts';
@@ -80,7 +81,7 @@ export class ContainerRunner {
 
   constructor(private readonly paths: BosonPaths) {
     this.registry = new ContainerRegistry(paths.stateDir);
-    this.images = new ImageStore(paths.stateDir);
+    this.images = new ImageStore(paths.stateDir, { rootless: paths.rootless });
   }
 
   /** Boots the container and starts its process; output goes to `output` from the first byte. */
@@ -113,7 +114,7 @@ export class ContainerRunner {
         : createScratchDisk(scratchPath, req.diskSizeBytes);
       const [rootDisk, bundle] = await Promise.all([
         this.images.rootDisk(image),
-        prepareBootBundle({ guestDir: this.paths.guestDir }),
+        bootBundle(this.paths),
         makeScratch,
       ]).catch(async (err: unknown) => {
         await makeScratch.catch(() => undefined);

@@ -11,7 +11,8 @@ import { EventEmitter } from 'node:events';
 import { mkdir, rm, stat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isBosonError, toBosonError, type BosonPaths } from '../common/index.ts';
-import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, prepareBootBundle, type Frame } from '../guest/index.ts';
+import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
+import { bootBundle } from './boot-bundle.ts';
 import { attachMicroVm, bootWithWatchdog, probeAccelerator, type MicroVm } from '../vmm/index.ts';
 import { ImageStore } from '../image/index.ts';
 import { resolveProcessConfig, type ContainerRequest } from './container-config.ts';
@@ -143,11 +144,11 @@ export class MachineService {
 
   constructor(private readonly paths: BosonPaths) {
     this.registry = new ContainerRegistry(paths.stateDir);
-    this.images = new ImageStore(paths.stateDir);
+    this.images = new ImageStore(paths.stateDir, { rootless: paths.rootless });
     this.volumes = new VolumeManager(paths.stateDir);
     this.networks = new NetworkManager({
       stateDir: paths.stateDir,
-      rootless: process.getuid?.() !== 0,
+      rootless: paths.rootless,
       prefix: process.env.BOSON_NET_PREFIX,
       defaultSubnet: process.env.BOSON_NET_SUBNET,
       subnetPool: process.env.BOSON_NET_POOL,
@@ -228,7 +229,11 @@ export class MachineService {
       stoppedByUser: false, mounts: [], network: DEFAULT_NETWORK, ports: [], endpoint: null,
     };
     if (record.autoRemove && record.restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
-    if ((req.volumes ?? []).some((v) => v.startsWith('/') && v.includes(':'))) await this.shareTransport();
+    if ((req.volumes ?? []).some((v) => v.startsWith('/') && v.includes(':'))) {
+      // virtiofsd (QEMU's C one) needs root for its sandbox, and a rootless one would show the user's files as root's.
+      if (this.paths.rootless) throw new BosonError('ROOTLESS_UNSUPPORTED', 'bind mounts (-v /host/path:/path) need a daemon running as root; in rootless mode use a volume (-v name:/path)');
+      await this.shareTransport();
+    }
     record.mounts = await this.resolveMounts(req.volumes ?? [], image.config.volumes);
     record.network = req.network ?? DEFAULT_NETWORK;
     if (record.network !== 'none') await this.networks.get(record.network);
@@ -270,7 +275,7 @@ export class MachineService {
    * installed (QEMU's), else 9p when the kernel has that; INVALID_ARGUMENT naming what is missing otherwise.
    */
   private async shareTransport(): Promise<'virtiofs' | '9p'> {
-    const bundle = await prepareBootBundle({ guestDir: this.paths.guestDir });
+    const bundle = await bootBundle(this.paths);
     const has = (name: string): boolean => bundle.modules.some((m) => m.name === name);
     const virtiofsd = process.env.BOSON_VIRTIOFSD ?? '/usr/lib/qemu/virtiofsd';
     if (has('virtiofs') && (await stat(virtiofsd).then(() => true, () => false))) return 'virtiofs';
@@ -307,7 +312,7 @@ export class MachineService {
     const t0 = performance.now();
     const image = await this.images.resolve(record.imageId);
     const rootDisk = await this.images.rootDisk(image);
-    const bundle = await prepareBootBundle({ guestDir: this.paths.guestDir });
+    const bundle = await bootBundle(this.paths);
     const runtimeDir = this.runtimeDir(id);
     await rm(runtimeDir, { recursive: true, force: true });
     await mkdir(runtimeDir, { recursive: true });

@@ -1,7 +1,9 @@
 /** `boson info`: what this host will boot micro-VMs with, and why (accelerator, kernel, initramfs, QEMU, paths). */
 import type { Command } from 'commander';
 import { bosonPaths, toBosonError } from '../../common/index.ts';
-import { prepareBootBundle, defaultKernelPath, kernelReleaseOf } from '../../guest/index.ts';
+import { defaultKernelPath, kernelReleaseOf } from '../../guest/index.ts';
+import { checkUserNamespaceSetup } from '../../image/index.ts';
+import { bootBundle } from '../../machine/index.ts';
 import { findQemu, probeAccelerator, qemuVersion, hostTscKhz } from '../../vmm/index.ts';
 import { printJson } from '../output.ts';
 
@@ -21,6 +23,8 @@ export function registerInfo(program: Command): void {
 
 interface Info {
   version: string;
+  /** "root", or "rootless" (not root: QEMU user-mode networking, root disks built in a user namespace). */
+  mode: 'root' | 'rootless';
   accelerator: { name: string; reason: string; tscKhz: number | null };
   guest: { kernel: string | null; kernelRelease: string | null; initramfs: string | null; init: string | null; modules: string[] };
   qemu: { binary: string | null; version: string | null };
@@ -34,6 +38,7 @@ async function gatherInfo(): Promise<Info> {
   const accel = await probeAccelerator();
   const info: Info = {
     version: '0.1.0',
+    mode: paths.rootless ? 'rootless' : 'root',
     accelerator: { name: accel.accel, reason: accel.reason, tscKhz: (await hostTscKhz()) ?? null },
     guest: { kernel: null, kernelRelease: null, initramfs: null, init: null, modules: [] },
     qemu: { binary: null, version: null },
@@ -49,12 +54,19 @@ async function gatherInfo(): Promise<Info> {
   try {
     info.guest.kernel = await defaultKernelPath();
     info.guest.kernelRelease = kernelReleaseOf(info.guest.kernel);
-    const bundle = await prepareBootBundle({ guestDir: paths.guestDir, kernelPath: info.guest.kernel });
+    const bundle = await bootBundle(paths);
     info.guest.initramfs = bundle.initramfsPath;
     info.guest.init = bundle.initPath;
     info.guest.modules = bundle.modules.map((m) => m.name);
   } catch (err) {
     problems.push(toBosonError(err).message);
+  }
+  if (paths.rootless) {
+    try {
+      await checkUserNamespaceSetup();
+    } catch (err) {
+      problems.push(toBosonError(err).message);
+    }
   }
   return info;
 }
@@ -62,6 +74,7 @@ async function gatherInfo(): Promise<Info> {
 function printInfo(info: Info): void {
   const lines = [
     `Boson:          ${info.version}`,
+    `Mode:           ${info.mode === 'rootless' ? `rootless (uid ${process.geteuid?.()}: QEMU user-mode networking, root disks built in a user namespace)` : 'root'}`,
     `Accelerator:    ${info.accelerator.name} (${info.accelerator.reason})`,
     `Host TSC:       ${info.accelerator.tscKhz ? `${info.accelerator.tscKhz} kHz` : 'unknown'}`,
     `QEMU:           ${info.qemu.binary ?? 'missing'}${info.qemu.version ? ` (${info.qemu.version})` : ''}`,

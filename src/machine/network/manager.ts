@@ -8,6 +8,7 @@
  * port forwards, and the guest uses QEMU's fixed addresses (10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3).
  */
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { BosonError } from '../../common/index.ts';
 import { DnsServer, readResolvConf, type Upstream } from './dns.ts';
 import { renderRemoval, renderRuleset, type FirewallNetwork, type FirewallPort } from './firewall.ts';
@@ -68,6 +69,12 @@ const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const USER_NET = { address: '10.0.2.15', prefixLen: 24, gateway: '10.0.2.2', dns: '10.0.2.3', subnet: '10.0.2.0/24' };
 /** Docker's fallback when the host has no usable resolver. */
 const FALLBACK_RESOLVERS = ['8.8.8.8', '8.8.4.4'];
+
+/** The lowest port an unprivileged process may bind (net.ipv4.ip_unprivileged_port_start, 1024 by default). */
+async function unprivilegedPortStart(): Promise<number> {
+  const n = Number((await readFile('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8').catch(() => '1024')).trim());
+  return Number.isInteger(n) && n >= 0 ? n : 1024;
+}
 
 /** The default network's name (Docker's). */
 export const DEFAULT_NETWORK = 'bridge';
@@ -291,6 +298,14 @@ export class NetworkManager {
   private async connectRootless(req: EndpointRequest, n: NetworkRecord, hostname: string): Promise<Endpoint> {
     if (this.s.endpoints.some((se) => se.endpoint.containerId === req.containerId)) {
       throw new BosonError('ROOTLESS_UNSUPPORTED', 'in rootless mode a container has exactly one network');
+    }
+    // An ordinary user may not bind low ports: say so, instead of the bind's EACCES looking like a port in use.
+    const lowest = (process.geteuid?.() ?? 0) === 0 ? 0 : await unprivilegedPortStart();
+    const low = req.ports.find((p) => p.hostPort !== 0 && p.hostPort < lowest);
+    if (low) {
+      throw new BosonError('ROOTLESS_UNSUPPORTED', `publishing host port ${low.hostPort} needs root: a rootless daemon can bind ports from ${lowest} up (net.ipv4.ip_unprivileged_port_start); publish on a higher host port, e.g. -p ${low.hostPort + 8000 <= 65535 ? low.hostPort + 8000 : 8080}:${low.containerPort}`, {
+        details: { hostPort: low.hostPort, unprivilegedPortStart: lowest },
+      });
     }
     // QEMU binds the host ports itself: check them (and turn 0 into a free port) by binding, then let go.
     const held = await holdPorts(req.ports);
