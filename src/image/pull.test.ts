@@ -168,6 +168,29 @@ test('a pulled image is in the index with its name, repo digest, layers and diff
   assert.equal(again.upToDate, true);
 });
 
+test('a cached pull: by tag the /v2/ probe and one manifest request, by digest no request at all; nothing is written', async () => {
+  const indexFile = path.join(state, 'images', 'index.json');
+  const before = await snapshot(state);
+  const mtime = (await fs.stat(indexFile)).mtimeMs;
+  reg.requests = [];
+  const byTag = await store.pull(`${reg.host}/app:v1`, { registry: fast });
+  assert.equal(byTag.upToDate, true);
+  assert.deepEqual(reg.requests.map((r) => `${r.method} ${r.url}`), ['GET /v2/', 'GET /v2/app/manifests/v1']);
+  // Pinned by digest and already here: the registry is not asked (here it is down).
+  reg.requests = [];
+  reg.hook = (_req, res) => (res.destroy(), true);
+  try {
+    const byDigest = await store.pull(`${reg.host}/app@${image.images[0]!.manifestDigest}`, { registry: fast });
+    assert.equal(byDigest.upToDate, true);
+    assert.equal(byDigest.image.id, byTag.image.id);
+  } finally {
+    reg.hook = null;
+  }
+  assert.deepEqual(reg.requests, []);
+  assert.deepEqual(await snapshot(state), before);
+  assert.equal((await fs.stat(indexFile)).mtimeMs, mtime, 'the index was not rewritten');
+});
+
 test('a corrupt blob (same size, other bytes) is IMAGE_CORRUPT; nothing is kept', async () => {
   const { layer } = await freshRepo('corrupt', 2);
   const good = reg.blobs.get(layer)!;

@@ -16,8 +16,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BosonError, isBosonError, rootlessMode } from '../common/index.ts';
 import { uncompressedLayer } from './compression.ts';
 import { ContentStore, copyVerified, digestCheck, digestHex, hashStream } from './content-store.ts';
-import { flattenLayers, type LayerInput } from './flatten.ts';
-import { openImageSource, type ImageSource, type SourceImage } from './layout.ts';
+// flatten.ts and layout.ts (tar-stream) are loaded when first needed: a pull of an image that is already here needs
+// neither, and the CLI starts faster without them.
+import type { LayerInput } from './flatten.ts';
+import type { ImageSource, SourceImage } from './layout.ts';
 import { ImageFetcher, parsePlatform, type FetchedImage, type LayerPlan } from './pull.ts';
 import { normaliseReference, parseReference, referenceCandidates, remoteReference } from './reference.ts';
 import { RegistryClient, type RegistryClientOptions } from './registry.ts';
@@ -257,6 +259,7 @@ export class ImageStore {
     const work = path.join(this.tmpDir, tempName('import'));
     await fs.mkdir(work);
     try {
+      const { openImageSource } = await import('./layout.ts');
       const src = await openImageSource(path.resolve(source), work, opts.onProgress);
       if (extraRef !== undefined && src.images.length !== 1) {
         throw new BosonError('INVALID_ARGUMENT', `${source} holds ${src.images.length} images; a tag can only be given for one`);
@@ -485,15 +488,25 @@ export class ImageStore {
       const existed = before.images[got.configDigest] !== undefined;
       const rec = this.recordOf(got, ref.name);
       if (opts.unpack !== false) await this.rootDisk({ ...rec, references: [] }, { onProgress: opts.onProgress });
-      const image = await this.withIndexLock(async (index) => {
+      const merge = (index: IndexFile): { merged: StoredImage; same: boolean } => {
         const prev = index.images[rec.id];
         const merged: StoredImage = prev ? { ...prev, layers: rec.layers, repoDigests: [...new Set([...(prev.repoDigests ?? []), ...(rec.repoDigests ?? [])])].sort() } : rec;
         if (rec.indexDigest) merged.indexDigest = rec.indexDigest;
-        index.images[rec.id] = merged;
-        if (ref.tag !== null) index.refs[`${ref.name}:${ref.tag}`] = rec.id;
-        await this.writeIndex(index);
-        return ImageStore.withRefs(index, merged);
-      });
+        const same = prev !== undefined && JSON.stringify(prev) === JSON.stringify(merged) && (ref.tag === null || index.refs[`${ref.name}:${ref.tag}`] === rec.id);
+        return { merged, same };
+      };
+      // An image pulled again that the index already records exactly (the usual cached pull): no lock, no write.
+      const current = await this.readIndex();
+      const unchanged = merge(current);
+      const image = unchanged.same
+        ? ImageStore.withRefs(current, unchanged.merged)
+        : await this.withIndexLock(async (index) => {
+            const { merged } = merge(index);
+            index.images[rec.id] = merged;
+            if (ref.tag !== null) index.refs[`${ref.name}:${ref.tag}`] = rec.id;
+            await this.writeIndex(index);
+            return ImageStore.withRefs(index, merged);
+          });
       await fs.rmdir(this.partialDir).catch(() => undefined);
       opts.onProgress?.({ phase: 'pulled', detail: image.id });
       return { image, reference: ref.canonical, digest: got.topDigest, upToDate: existed && got.added.length === 0 };
@@ -757,6 +770,7 @@ export class ImageStore {
    */
   private async flattenToDisk(layers: LayerInput[], fstype: RootFsType, final: string, estimate: number, onProgress?: ImageProgress): Promise<RootDisk> {
     if (this.rootless) return flattenToDiskInUserNamespace(layers, fstype, final, this.tmpDir, estimate, onProgress);
+    const { flattenLayers } = await import('./flatten.ts');
     const out = path.join(this.tmpDir, tempName('disk', fstype));
     let parent = await stagingParent(estimate);
     try {

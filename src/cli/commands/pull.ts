@@ -2,14 +2,14 @@
  * `boson pull`, `boson login`, `boson logout`: images from OCI and Docker registries.
  * Pull progress: one bar per layer on a terminal (cli-progress), plain lines otherwise, nothing but the reference
  * with --quiet, and one JSON event per line with --json (Docker's pull-stream shape: status, id, progressDetail).
+ * cli-progress and the table printer are loaded only when progress is shown, so a quiet or cached pull starts fast.
  */
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
-import cliProgress from 'cli-progress';
+import type cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { BosonError, bosonPaths } from '../../common/index.ts';
 import { CredentialStore, ImageStore, RegistryClient, registryHostName, type ImageProgress } from '../../image/index.ts';
-import { formatBytes } from '../output.ts';
 
 interface PullFlags {
   platform?: string;
@@ -21,7 +21,7 @@ interface PullFlags {
 const short = (digest: string | undefined): string => (digest ?? '').replace(/^sha256:/, '').slice(0, 12);
 
 /** A progress renderer for one pull: bars on a terminal, plain lines, JSON lines, or nothing. */
-function pullProgress(flags: PullFlags): { onProgress: ImageProgress; stop(): void } {
+async function pullProgress(flags: PullFlags): Promise<{ onProgress: ImageProgress; stop(): void }> {
   if (flags.quiet) return { onProgress: () => undefined, stop: () => undefined };
   if (flags.json) {
     return {
@@ -33,6 +33,7 @@ function pullProgress(flags: PullFlags): { onProgress: ImageProgress; stop(): vo
       stop: () => undefined,
     };
   }
+  const { formatBytes } = await import('../output.ts');
   const tty = Boolean(process.stderr.isTTY);
   if (!tty) {
     const started = new Set<string>();
@@ -50,6 +51,7 @@ function pullProgress(flags: PullFlags): { onProgress: ImageProgress; stop(): vo
       stop: () => undefined,
     };
   }
+  const { default: cliProgress } = await import('cli-progress');
   const multi = new cliProgress.MultiBar(
     { format: ' {id} [{bar}] {value_h}/{total_h} {state}', hideCursor: true, clearOnComplete: false, stream: process.stderr, barsize: 30, formatValue: (v, _o, type) => (type === 'value' || type === 'total' ? formatBytes(v) : String(v)) },
     cliProgress.Presets.shades_classic,
@@ -80,7 +82,7 @@ function pullProgress(flags: PullFlags): { onProgress: ImageProgress; stop(): vo
 
 async function pullCommand(reference: string, flags: PullFlags): Promise<void> {
   const store = new ImageStore(bosonPaths().stateDir);
-  const progress = pullProgress(flags);
+  const progress = await pullProgress(flags);
   let result;
   try {
     result = await store.pull(reference, { platform: flags.platform, insecure: flags.insecure, onProgress: progress.onProgress });
