@@ -10,10 +10,11 @@ step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 if [ "$(id -u)" != 0 ]; then echo "setup: run as root (it installs Debian packages and boots micro-VMs)" >&2; exit 77; fi
 
 # Debian packages: what Boson runs (QEMU, the guest kernel, mkfs tools, setpriv) and builds (musl for boson-init),
-# plus what the tests and benchmarks use as real peers (busybox-static for the demo image, runc, skopeo, umoci).
+# plus what the tests and benchmarks use as real peers (busybox-static for the demo image, runc, skopeo, umoci), and
+# uidmap (newuidmap/newgidmap), with which a rootless daemon builds root disks in a user namespace.
 packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static e2fsprogs erofs-utils musl-tools gcc make cpio
   util-linux kmod runc skopeo umoci procps docker-registry apache2-utils openssl zstd
-  iproute2 nftables)
+  iproute2 nftables uidmap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

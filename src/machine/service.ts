@@ -239,6 +239,7 @@ export class MachineService {
     if (record.network !== 'none') await this.networks.get(record.network);
     record.ports = [...(req.ports ?? []).flatMap(parsePortSpec), ...(req.publishAll ? publishAllPorts(image.config.exposedPorts ?? []) : [])];
     if (record.network === 'none' && record.ports.length > 0) throw new BosonError('INVALID_ARGUMENT', 'published ports need a network (not --network none)');
+    await this.networks.checkPublishable(record.ports);
     for (let attempt = 0; ; attempt++) {
       try {
         await this.registry.create(record);

@@ -295,18 +295,25 @@ export class NetworkManager {
     });
   }
 
+  /**
+   * Rootless mode: ROOTLESS_UNSUPPORTED for a host port below net.ipv4.ip_unprivileged_port_start, which an ordinary
+   * user may not bind (instead of the bind's EACCES looking like a port in use). Nothing to check for root.
+   */
+  async checkPublishable(ports: PortBinding[]): Promise<void> {
+    if (!this.rootless || (process.geteuid?.() ?? 0) === 0) return;
+    const lowest = await unprivilegedPortStart();
+    const low = ports.find((p) => p.hostPort !== 0 && p.hostPort < lowest);
+    if (!low) return;
+    throw new BosonError('ROOTLESS_UNSUPPORTED', `publishing host port ${low.hostPort} needs root: a rootless daemon can bind ports from ${lowest} up (net.ipv4.ip_unprivileged_port_start); publish on a higher host port, e.g. -p ${low.hostPort + 8000 <= 65535 ? low.hostPort + 8000 : 8080}:${low.containerPort}`, {
+      details: { hostPort: low.hostPort, unprivilegedPortStart: lowest },
+    });
+  }
+
   private async connectRootless(req: EndpointRequest, n: NetworkRecord, hostname: string): Promise<Endpoint> {
     if (this.s.endpoints.some((se) => se.endpoint.containerId === req.containerId)) {
       throw new BosonError('ROOTLESS_UNSUPPORTED', 'in rootless mode a container has exactly one network');
     }
-    // An ordinary user may not bind low ports: say so, instead of the bind's EACCES looking like a port in use.
-    const lowest = (process.geteuid?.() ?? 0) === 0 ? 0 : await unprivilegedPortStart();
-    const low = req.ports.find((p) => p.hostPort !== 0 && p.hostPort < lowest);
-    if (low) {
-      throw new BosonError('ROOTLESS_UNSUPPORTED', `publishing host port ${low.hostPort} needs root: a rootless daemon can bind ports from ${lowest} up (net.ipv4.ip_unprivileged_port_start); publish on a higher host port, e.g. -p ${low.hostPort + 8000 <= 65535 ? low.hostPort + 8000 : 8080}:${low.containerPort}`, {
-        details: { hostPort: low.hostPort, unprivilegedPortStart: lowest },
-      });
-    }
+    await this.checkPublishable(req.ports);
     // QEMU binds the host ports itself: check them (and turn 0 into a free port) by binding, then let go.
     const held = await holdPorts(req.ports);
     await Promise.all(held.map((h) => h.release()));

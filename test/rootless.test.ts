@@ -1,0 +1,256 @@
+/**
+ * Rootless mode end to end: the daemon and the CLI run as an ordinary user (a throwaway system user made for this
+ * suite, with its own subordinate ids), with no root anywhere on their path. The suite pulls an image whose files
+ * belong to several users from a loopback registry and imports the demo image (both root disks are built in a user
+ * namespace), runs a container with a published port and reaches it from the host with a real HTTP request, execs,
+ * reads logs, stops and removes it, and checks what rootless mode refuses (low host ports, user-defined networks,
+ * bind mounts, images with device nodes). Everything it made (daemon, QEMU, user, subuid/subgid lines, files) is
+ * removed afterwards, also when a test fails. It needs root to create the user: run as anyone else, it is skipped.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { PACKAGE_ROOT } from '../src/common/index.ts';
+import { makeTar, writeOciLayout } from '../src/image/oci-writer.ts';
+import { BOSON, BUSYBOX_LAYOUT, collect, freePort, qemuPidsUsing, waitFor, type BosonResult } from './helpers.ts';
+import { busyboxLayerTar, pushLayout, startRegistry, testConfig, type TestRegistry } from './registry-fixture.ts';
+
+const run = promisify(execFile);
+const IS_ROOT = process.geteuid?.() === 0;
+const SKIP = IS_ROOT ? false : 'needs root: it creates a throwaway system user to run the rootless daemon as';
+
+const user = `boson-rl-${process.pid}`;
+let uid = -1;
+let gid = -1;
+let base = '';
+let home = '';
+let stateDir = '';
+let runDir = '';
+let daemon: ChildProcess | null = null;
+let daemonLog = '';
+let registry: TestRegistry | null = null;
+let userCreated = false;
+
+/** Removes the lines of our user from /etc/subuid or /etc/subgid. */
+async function dropSubIds(file: string): Promise<void> {
+  const text = await fs.readFile(file, 'utf8').catch(() => null);
+  if (text === null) return;
+  const kept = text.split('\n').filter((l) => !l.startsWith(`${user}:`)).join('\n');
+  if (kept !== text) await fs.writeFile(file, kept);
+}
+
+/** PIDs of every process running as our user. */
+async function userPids(): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const status = await fs.readFile(`/proc/${name}/status`, 'utf8').catch(() => '');
+    const m = /^Uid:\s+(\d+)/m.exec(status);
+    if (m && Number(m[1]) === uid) pids.push(Number(name));
+  }
+  return pids;
+}
+
+/** The environment of the user's commands: nothing of root's but PATH. */
+function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH, HOME: home, USER: user, LOGNAME: user, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: runDir, BOSON_QUIET: '1', ...extra };
+}
+
+/** Starts `bin/boson args` as the user (setpriv: real and effective ids, the user's groups, nothing else). */
+function spawnAsUser(args: string[], env: NodeJS.ProcessEnv = userEnv()): ChildProcess {
+  return spawn('setpriv', ['--reuid', String(uid), '--regid', String(gid), '--init-groups', '--', BOSON, ...args], { env, cwd: home, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+function boson(args: string[], env?: NodeJS.ProcessEnv): Promise<BosonResult> {
+  return collect(spawnAsUser(args, env), undefined, 90_000, args);
+}
+
+const out = (r: BosonResult): string => r.stdout.toString();
+
+/** GET http://127.0.0.1:port/path from the host (node's client; a refused connection resolves to ''). */
+function get(port: number, p: string): Promise<string> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: p, timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve(body));
+      res.on('error', () => resolve(''));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(''));
+  });
+}
+
+async function stopDaemon(): Promise<void> {
+  const d = daemon;
+  daemon = null;
+  if (!d || d.exitCode !== null || d.signalCode !== null) return;
+  const gone = new Promise((r) => d.once('exit', r));
+  d.kill('SIGTERM');
+  await Promise.race([gone, new Promise((r) => setTimeout(r, 10_000))]);
+  if (d.exitCode === null && d.signalCode === null) d.kill('SIGKILL');
+}
+
+async function cleanUp(): Promise<void> {
+  await stopDaemon();
+  await registry?.stop().catch(() => undefined);
+  if (uid >= 0) {
+    // Everything the user still runs (QEMU, a builder in a user namespace), by pid; twice, for late children.
+    for (let round = 0; round < 2; round++) {
+      for (const pid of await userPids()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  if (userCreated) await run('userdel', [user]).catch(() => undefined);
+  await dropSubIds('/etc/subuid');
+  await dropSubIds('/etc/subgid');
+  if (base) await fs.rm(base, { recursive: true, force: true });
+  if (uid >= 0) {
+    for (const p of [`/dev/shm/boson-${uid}`, `/tmp/boson-${uid}`, `/tmp/tsx-${uid}`]) await fs.rm(p, { recursive: true, force: true });
+  }
+}
+
+describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }, () => {
+  before(async () => {
+    if (!IS_ROOT) return;
+    await fs.access(path.join(BUSYBOX_LAYOUT, 'index.json')).catch(() => {
+      throw new Error(`demo image missing at ${BUSYBOX_LAYOUT}: run the setup command first`);
+    });
+    // The user cannot write build/: bring the bundle (and its user-namespace child) up to date as root first.
+    await run(BOSON, ['--version'], { cwd: PACKAGE_ROOT });
+    base = await fs.mkdtemp('/var/tmp/boson-rl-');
+    await fs.chmod(base, 0o755);
+    home = path.join(base, 'home');
+    await run('useradd', ['--system', '--user-group', '--create-home', '--home-dir', home, '--shell', '/usr/sbin/nologin', user]);
+    userCreated = true;
+    uid = Number((await run('id', ['-u', user])).stdout.trim());
+    gid = Number((await run('id', ['-g', user])).stdout.trim());
+    // System users get no subordinate ids from useradd: a range of our own, above every range there is.
+    let end = 0;
+    for (const file of ['/etc/subuid', '/etc/subgid']) {
+      for (const line of (await fs.readFile(file, 'utf8').catch(() => '')).split('\n')) {
+        const [, s, c] = line.split(':');
+        if (s !== undefined && c !== undefined) end = Math.max(end, Number(s) + Number(c));
+      }
+    }
+    const start = Math.max(end, 2_000_000_000 + (process.pid % 4096) * 65536);
+    for (const file of ['/etc/subuid', '/etc/subgid']) await fs.appendFile(file, `${user}:${start}:65536\n`);
+    stateDir = path.join(home, 'state');
+    runDir = path.join(home, 'run');
+
+    // A registry image whose files belong to several users (and a setuid file, a fifo), and one with a device node.
+    registry = await startRegistry();
+    const busybox = await busyboxLayerTar();
+    const owners = await makeTar([
+      { name: 'srv/', type: 'directory', uid: 1000, gid: 1000, mode: 0o750 },
+      { name: 'srv/data.txt', content: 'owned by 1000\n', uid: 1000, gid: 1000, mode: 0o640 },
+      { name: 'srv/tool', content: '#!/bin/sh\n', uid: 1234, gid: 5678, mode: 0o4755 },
+      { name: 'srv/nobody/', type: 'directory', uid: 65534, gid: 65534 },
+      { name: 'srv/pipe', type: 'fifo', uid: 33, gid: 33, mode: 0o600 },
+    ]);
+    const device = await makeTar([{ name: 'srv/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 }]);
+    const layout = path.join(base, 'layout');
+    await writeOciLayout(layout, [
+      { config: testConfig(), layers: [{ tar: busybox }, { tar: owners }], refName: 'owners' },
+      { config: testConfig(), layers: [{ tar: busybox }, { tar: device }], refName: 'device' },
+    ]);
+    await pushLayout(layout, 'owners', `${registry.host}/rl/owners:1`);
+    await pushLayout(layout, 'device', `${registry.host}/rl/device:1`);
+
+    daemon = spawnAsUser(['up']);
+    daemon.stdout!.on('data', (d: Buffer) => (daemonLog += d.toString()));
+    daemon.stderr!.on('data', (d: Buffer) => (daemonLog += d.toString()));
+    const d = daemon;
+    await waitFor(() => daemonLog.includes('listening') || d.exitCode !== null, 30_000, 'the rootless daemon to listen');
+    assert.equal(d.exitCode, null, `boson up exited: ${daemonLog}`);
+  });
+
+  after(async () => {
+    if (!IS_ROOT) return;
+    const left = stateDir ? await qemuPidsUsing(stateDir) : [];
+    await cleanUp();
+    assert.equal(await fs.access(base).then(() => true, () => false), false, 'the temp dir is gone');
+    assert.deepEqual(left, [], 'the suite removed every container it ran');
+  });
+
+  test('boson info shows rootless mode and XDG directories; nothing is missing', async () => {
+    const r = await boson(['info', '--json'], { ...userEnv(), BOSON_STATE_DIR: undefined, BOSON_RUN_DIR: undefined, XDG_RUNTIME_DIR: path.join(home, 'xdg-run') });
+    assert.equal(r.code, 0, r.stderr + out(r));
+    const info = JSON.parse(out(r));
+    assert.equal(info.mode, 'rootless');
+    assert.equal(info.paths.rootless, true);
+    assert.equal(info.paths.stateDir, path.join(home, '.local', 'share', 'boson'));
+    assert.equal(info.paths.runDir, path.join(home, 'xdg-run', 'boson'));
+    assert.deepEqual(info.problems, []);
+  });
+
+  test('pull from a registry: the root disk keeps the image owners (built in a user namespace)', async () => {
+    const pulled = await boson(['pull', '-q', `${registry!.host}/rl/owners:1`]);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    const r = await boson(['run', '--rm', `${registry!.host}/rl/owners:1`, 'sh', '-c', 'ls -lnd /srv /srv/data.txt /srv/tool /srv/nobody /srv/pipe | awk "{print \\$1, \\$3, \\$4, \\$NF}"']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(out(r), [
+      'drwxr-x--- 1000 1000 /srv',
+      '-rw-r----- 1000 1000 /srv/data.txt',
+      'drwxr-xr-x 65534 65534 /srv/nobody',
+      'prw------- 33 33 /srv/pipe',
+      '-rwsr-xr-x 1234 5678 /srv/tool',
+      '',
+    ].join('\n'));
+    const dev = await boson(['pull', '-q', `${registry!.host}/rl/device:1`]);
+    assert.equal(dev.code, 95, dev.stderr);
+    assert.match(dev.stderr, /device node/);
+    // Nothing of the namespace's is left behind: its staging trees were removed from inside it.
+    assert.deepEqual(await fs.readdir(path.join(stateDir, 'images', 'tmp', 'userns')).catch(() => []), []);
+    assert.deepEqual(await fs.readdir(`/dev/shm/boson-${uid}/userns`).catch(() => []), []);
+  });
+
+  test('run -d with a published port, reached from the host; exec, logs, ps, stop, rm', async (t) => {
+    t.after(() => boson(['rm', '-f', 'web']));
+    assert.equal((await boson(['image', 'import', BUSYBOX_LAYOUT])).code, 0);
+    const port = await freePort();
+    const httpd = 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && echo serving && exec httpd -f -p 80 -h /www';
+    const started = await boson(['run', '-d', '--name', 'web', '--hostname', 'rlhost', '-p', `127.0.0.1:${port}:80`, 'busybox', 'sh', '-c', httpd]);
+    assert.equal(started.code, 0, started.stderr);
+    let body = '';
+    await waitFor(async () => (body = await get(port, '/')) !== '', 30_000, 'the published port');
+    assert.equal(body, 'hello from rlhost\n');
+
+    const qemu = await qemuPidsUsing(stateDir);
+    assert.equal(qemu.length, 1);
+    const status = await fs.readFile(`/proc/${qemu[0]}/status`, 'utf8');
+    assert.match(status, new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s`, 'm'), 'QEMU runs as the user');
+
+    const ex = await boson(['exec', 'web', 'sh', '-c', 'id -u; ip -4 addr show eth0 | grep -o "inet [0-9./]*"']);
+    assert.equal(ex.code, 0, ex.stderr);
+    assert.equal(out(ex), '0\ninet 10.0.2.15/24\n');
+    assert.equal(out(await boson(['logs', 'web'])), 'serving\n');
+    assert.match(out(await boson(['ps'])), /web/);
+
+    const low = await boson(['run', '-d', '-p', '80:80', 'busybox', 'true']);
+    assert.equal(low.code, 95, low.stderr);
+    assert.match(low.stderr, /port 80 needs root/);
+    const net = await boson(['network', 'create', 'front']);
+    assert.equal(net.code, 95, net.stderr);
+    const bind = await boson(['run', '-d', '-v', `${home}:/h`, 'busybox', 'true']);
+    assert.equal(bind.code, 95, bind.stderr);
+    assert.match(bind.stderr, /bind mounts/);
+    assert.equal(out(await boson(['ps', '-aq'])).trim().split('\n').length, 1, 'refused containers were not created');
+
+    assert.equal((await boson(['stop', '-t', '2', 'web'])).code, 0);
+    assert.equal(await get(port, '/'), '', 'the port is released with the VM');
+    assert.deepEqual(await qemuPidsUsing(stateDir), []);
+    assert.equal((await boson(['rm', 'web'])).code, 0);
+    assert.equal(out(await boson(['ps', '-aq'])), '');
+  });
+});
