@@ -97,7 +97,7 @@ export class RegistryClient {
   private readonly timeoutMs: number;
   private readonly creds: (host: string) => Promise<Credentials | null>;
   private challenge: Challenge | null = null;
-  private probed = false;
+  private probe: Promise<void> | null = null;
   private readonly tokens = new Map<string, { token: string; expires: number }>();
 
   constructor(
@@ -279,14 +279,18 @@ export class RegistryClient {
     }
   }
 
-  /** GET /v2/: checks that this is a v2 registry and learns its auth challenge. */
-  async ping(what: string): Promise<void> {
-    if (this.probed) return;
-    const res = await this.exchangeRetrying('GET', new URL('/v2/', this.baseUrl), {}, what);
-    res.body.resume();
-    if (res.status === 401) this.challenge = parseChallenge(res.headers['www-authenticate']);
-    else if (res.status !== 200) throw new BosonError('REGISTRY_ERROR', `${what}: ${this.host} is not a v2 registry (GET /v2/ answered ${res.status})`, { details: { status: res.status } });
-    this.probed = true;
+  /**
+   * GET /v2/: checks that this is a v2 registry and learns its auth challenge. Done once per client: later calls
+   * (also while the first is under way) share its outcome, so a caller may start it early to overlap it.
+   */
+  ping(what: string): Promise<void> {
+    this.probe ??= (async () => {
+      const res = await this.exchangeRetrying('GET', new URL('/v2/', this.baseUrl), {}, what);
+      res.body.resume();
+      if (res.status === 401) this.challenge = parseChallenge(res.headers['www-authenticate']);
+      else if (res.status !== 200) throw new BosonError('REGISTRY_ERROR', `${what}: ${this.host} is not a v2 registry (GET /v2/ answered ${res.status})`, { details: { status: res.status } });
+    })();
+    return this.probe;
   }
 
   /** Checks that the stored credentials are accepted (for `login`): /v2/ with auth. */

@@ -450,11 +450,20 @@ export class ImageStore {
       const inner = opts.onProgress;
       opts = { ...opts, onProgress: (e) => { step(e); inner?.(e); } };
     }
-    await this.ensureDirs();
-    await this.sweepStale();
     const insecure = opts.insecure ? [...(opts.registry?.insecure ?? (process.env.BOSON_INSECURE_REGISTRIES ?? '').split(',')), ref.host] : opts.registry?.insecure;
     const client = new RegistryClient(ref.host, ref.registry, { ...opts.registry, insecure });
-    const before = await this.readIndex();
+    // A tag always needs the registry: probe it while the store is prepared and read (the fetch meets the probe's
+    // outcome, error included). A digest may be answered from the store without any request: no probe.
+    if (ref.digest === null) client.ping(`pull ${ref.canonical}`).catch(() => undefined);
+    let before: IndexFile;
+    try {
+      await this.ensureDirs();
+      await this.sweepStale();
+      before = await this.readIndex();
+    } catch (err) {
+      client.close();
+      throw err;
+    }
     const knownDiffIds = new Map<string, string>();
     for (const img of Object.values(before.images)) for (const l of img.layers) if (l.diffId) knownDiffIds.set(l.digest, l.diffId);
     const what = `pull ${ref.canonical}`;
