@@ -57,7 +57,11 @@ async function userPids(): Promise<number[]> {
 
 /** The environment of the user's commands: nothing of root's but PATH. */
 function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH, HOME: home, USER: user, LOGNAME: user, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: runDir, BOSON_QUIET: '1', ...extra };
+  return {
+    PATH: process.env.PATH, HOME: home, USER: user, LOGNAME: user, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: runDir, BOSON_QUIET: '1',
+    ...(process.env.BOSON_NO_BUNDLE ? { BOSON_NO_BUNDLE: '1' } : {}),
+    ...extra,
+  };
 }
 
 /** Starts `bin/boson args` as the user (setpriv: real and effective ids, the user's groups, nothing else). */
@@ -220,7 +224,7 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
     assert.equal((await boson(['image', 'import', BUSYBOX_LAYOUT])).code, 0);
     const port = await freePort();
     const httpd = 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && echo serving && exec httpd -f -p 80 -h /www';
-    const started = await boson(['run', '-d', '--name', 'web', '--hostname', 'rlhost', '-p', `127.0.0.1:${port}:80`, 'busybox', 'sh', '-c', httpd]);
+    const started = await boson(['run', '-d', '--name', 'web', '--hostname', 'rlhost', '-p', `127.0.0.1:${port}:80`, '-v', 'rlvol:/data', 'busybox', 'sh', '-c', httpd]);
     assert.equal(started.code, 0, started.stderr);
     let body = '';
     await waitFor(async () => (body = await get(port, '/')) !== '', 30_000, 'the published port');
@@ -231,9 +235,9 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
     const status = await fs.readFile(`/proc/${qemu[0]}/status`, 'utf8');
     assert.match(status, new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s`, 'm'), 'QEMU runs as the user');
 
-    const ex = await boson(['exec', 'web', 'sh', '-c', 'id -u; ip -4 addr show eth0 | grep -o "inet [0-9./]*"']);
+    const ex = await boson(['exec', 'web', 'sh', '-c', 'id -u; ip -4 addr show eth0 | grep -o "inet [0-9./]*"; echo kept > /data/f && cat /data/f']);
     assert.equal(ex.code, 0, ex.stderr);
-    assert.equal(out(ex), '0\ninet 10.0.2.15/24\n');
+    assert.equal(out(ex), '0\ninet 10.0.2.15/24\nkept\n', 'the guest has QEMU user networking and a volume');
     assert.equal(out(await boson(['logs', 'web'])), 'serving\n');
     assert.match(out(await boson(['ps'])), /web/);
 
@@ -251,6 +255,7 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
     assert.equal(await get(port, '/'), '', 'the port is released with the VM');
     assert.deepEqual(await qemuPidsUsing(stateDir), []);
     assert.equal((await boson(['rm', 'web'])).code, 0);
+    assert.equal((await boson(['volume', 'rm', 'rlvol'])).code, 0);
     assert.equal(out(await boson(['ps', '-aq'])), '');
   });
 });
