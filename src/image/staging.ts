@@ -5,8 +5,9 @@
  * the development VM's ext4: 130–260 µs of system time per small file, against ~5 µs on tmpfs), so when a tmpfs has
  * room to spare (/dev/shm/boson-<uid>, a private 0700 directory) the tree is built there; otherwise in the store's
  * own tmp directory. "Room to spare": the estimated tree (4× the compressed layers, 1× for uncompressed ones) is at
- * most half of the tmpfs's free space and a quarter of the memory available. If the tmpfs fills up anyway (ENOSPC),
- * the caller builds again in the store's tmp directory.
+ * most half of the tmpfs's free space and a quarter of the memory available, to the host and to our memory cgroup
+ * (tmpfs pages are charged to the cgroup that writes them, so a daemon with a memory limit must not fill it). If
+ * the tmpfs fills up anyway (ENOSPC), the caller builds again in the store's tmp directory.
  *
  * BOSON_STAGING_DIR overrides the choice: `store` always uses the store's tmp directory; an absolute path uses that
  * (existing) directory, with the same ENOSPC fallback.
@@ -27,6 +28,30 @@ export const shmStagingDir = (): string => path.join(SHM, `boson-${process.getui
 /** Estimated size of the flattened tree of these layers (an over-estimate for typical images). */
 export function estimateTreeBytes(layers: { size: number; mediaType: string }[]): number {
   return layers.reduce((s, l) => s + l.size * (layerCompression(l.mediaType) === 'none' ? 1 : 4), 0);
+}
+
+/**
+ * Memory our cgroup may still use (limit minus usage; cgroup v2 or the v1 memory controller), or null when there is
+ * no limit or it cannot be read.
+ */
+export async function cgroupMemoryHeadroom(procCgroup = '/proc/self/cgroup', sysRoot = '/sys/fs/cgroup'): Promise<number | null> {
+  try {
+    const lines = (await fs.readFile(procCgroup, 'utf8')).split('\n');
+    const v1 = lines.map((l) => /^\d+:([^:]*):(.*)$/.exec(l)).find((m) => m !== null && m[1]!.split(',').includes('memory'));
+    const v2 = lines.map((l) => /^0::(.*)$/.exec(l)).find((m) => m !== null);
+    const [limitFile, usageFile] = v1
+      ? [path.join(sysRoot, 'memory', v1[2]!, 'memory.limit_in_bytes'), path.join(sysRoot, 'memory', v1[2]!, 'memory.usage_in_bytes')]
+      : v2
+        ? [path.join(sysRoot, v2[1]!, 'memory.max'), path.join(sysRoot, v2[1]!, 'memory.current')]
+        : [null, null];
+    if (limitFile === null || usageFile === null) return null;
+    const limit = (await fs.readFile(limitFile, 'utf8')).trim();
+    if (limit === 'max' || !/^\d+$/.test(limit) || Number(limit) >= 2 ** 60) return null;
+    const usage = Number((await fs.readFile(usageFile, 'utf8')).trim());
+    return Number.isFinite(usage) ? Math.max(0, Number(limit) - usage) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** True when `dir` is a real directory (not a link) owned by us that nobody else may enter. */
@@ -73,7 +98,8 @@ export async function stagingParent(estimate: number, env: NodeJS.ProcessEnv = p
   try {
     const sfs = await fs.statfs(dir);
     const free = sfs.bavail * sfs.bsize;
-    return estimate <= free / 2 && estimate <= os.freemem() / 4 ? dir : null;
+    const memory = Math.min(os.freemem(), (await cgroupMemoryHeadroom()) ?? Infinity);
+    return estimate <= free / 2 && estimate <= memory / 4 ? dir : null;
   } catch {
     return null;
   }
