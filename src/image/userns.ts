@@ -214,6 +214,7 @@ function runChild(spec: ChildSpec, layers: LayerInput[], onProgress?: ImageProgr
     try {
       if (!layer) throw new BosonError('INTERNAL', `the root disk builder asked for layer ${i} of ${layers.length}`);
       for await (const chunk of layer.open()) {
+        if (child.exitCode !== null || child.stdin.destroyed) return; // the build ended: stop reading the layer
         const buf = chunk as Buffer;
         // Frames of at most 1 MiB, so a huge chunk does not become one huge allocation.
         for (let off = 0; off < buf.length; off += 1 << 20) await write(frame(FRAME.DATA, buf.subarray(off, off + (1 << 20))));
