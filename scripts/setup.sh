@@ -11,8 +11,10 @@ if [ "$(id -u)" != 0 ]; then echo "setup: run as root (it installs Debian packag
 
 # Debian packages: what Boson runs (QEMU, the guest kernel, mkfs tools, setpriv) and builds (musl for boson-init),
 # plus what the tests and benchmarks use as real peers (busybox-static for the demo image, runc, skopeo, umoci), and
-# uidmap (newuidmap/newgidmap), with which a rootless daemon builds root disks in a user namespace.
+# uidmap (newuidmap/newgidmap), with which a rootless daemon builds root disks in a user namespace, and
+# linux-source-6.1 with what building it takes (Boson's own guest kernel; Debian's cloud kernel stays the fallback).
 packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static e2fsprogs erofs-utils musl-tools gcc make cpio
+  linux-source-6.1 bc bison flex libelf-dev lz4 xz-utils
   util-linux kmod runc skopeo umoci procps docker-registry apache2-utils openssl zstd
   iproute2 nftables uidmap)
 missing=()
@@ -35,6 +37,9 @@ fi
 
 step "Building boson-init"
 make -s -C guest/init
+
+step "Building the guest kernel"
+scripts/build-kernel.sh >/dev/null  # cached: a copy when nothing changed
 
 step "Building the demo image (localhost/busybox:latest)"
 npx tsx scripts/build-busybox-image.ts build/images/busybox-oci

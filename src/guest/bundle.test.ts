@@ -6,8 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { GUEST_MODULES, OPTIONAL_GUEST_MODULES, resolveModules } from './modules.ts';
 import { writeCpio } from './cpio.ts';
-import { defaultKernelPath, kernelReleaseOf } from './bundle.ts';
-import { isBosonError } from '../common/index.ts';
+import { defaultKernelPath, kernelReleaseOf, kernelUsesAcpi } from './bundle.ts';
+import { isBosonError, PACKAGE_ROOT } from '../common/index.ts';
+
 
 test('modules come out dependencies first, built-ins skipped, each once', async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-mods-'));
@@ -40,10 +41,48 @@ test('optional modules are added when the kernel has them and all their dependen
   assert.deepEqual(mods.map((m) => m.name), ['virtio', '9pnet', '9pnet_virtio']);
 });
 
-test('the real guest kernel provides every module Boson needs', async (t) => {
+test('the default kernel: BOSON_GUEST_KERNEL, else Boson\'s own, else the newest cloud kernel in /boot', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-kernels-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const boot = path.join(dir, 'boot');
+  const own = path.join(dir, 'own');
+  await mkdir(boot);
+  await mkdir(own);
+  for (const n of ['vmlinuz-6.1.0-9-cloud-amd64', 'vmlinuz-6.1.0-10-cloud-amd64', 'vmlinuz-6.2.0-1-amd64']) await writeFile(path.join(boot, n), '');
+  assert.equal(await defaultKernelPath({}, boot, own), path.join(boot, 'vmlinuz-6.1.0-10-cloud-amd64'), 'no own kernel built: the newest cloud kernel');
+  await writeFile(path.join(own, 'vmlinuz-6.1.192-boson'), '');
+  assert.equal(await defaultKernelPath({}, boot, own), path.join(own, 'vmlinuz-6.1.192-boson'));
+  assert.equal(await defaultKernelPath({ BOSON_GUEST_KERNEL: '/k/vmlinuz-x' }, boot, own), '/k/vmlinuz-x');
+  await assert.rejects(defaultKernelPath({}, path.join(dir, 'none'), path.join(dir, 'none')), (e) => isBosonError(e, 'GUEST_KERNEL_MISSING'));
+});
+
+test('ACPI or not is read from the kernel\'s config beside it; without a config, ACPI', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-kconfig-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(path.join(dir, 'config-9.9-a'), 'CONFIG_X=y\nCONFIG_ACPI=y\n');
+  await writeFile(path.join(dir, 'config-9.9-b'), 'CONFIG_X=y\n# CONFIG_ACPI is not set\n');
+  assert.equal(await kernelUsesAcpi(path.join(dir, 'vmlinuz-9.9-a')), true);
+  assert.equal(await kernelUsesAcpi(path.join(dir, 'vmlinuz-9.9-b')), false);
+  assert.equal(await kernelUsesAcpi(path.join(dir, 'vmlinuz-9.9-c')), true);
+});
+
+test('Boson\'s own kernel (scripts/build-kernel.sh) has every driver built in and no ACPI', async (t) => {
+  const ownDir = path.join(PACKAGE_ROOT, 'build', 'guest', 'kernel');
+  const kernel = (await readdir(ownDir).catch(() => [] as string[])).find((n) => n.startsWith('vmlinuz-'));
+  if (!kernel) {
+    t.skip('the kernel is not built (scripts/setup.sh builds it)');
+    return;
+  }
+  const release = kernelReleaseOf(kernel);
+  const mods = await resolveModules(path.join(ownDir, 'modules', release), GUEST_MODULES, OPTIONAL_GUEST_MODULES);
+  assert.deepEqual(mods, [], 'nothing to load: all built in, virtiofs and 9p included');
+  assert.equal(await kernelUsesAcpi(path.join(ownDir, kernel)), false);
+});
+
+test('Debian\'s cloud kernel provides every module Boson needs', async (t) => {
   let kernel: string;
   try {
-    kernel = await defaultKernelPath();
+    kernel = await defaultKernelPath({});
   } catch {
     t.skip('no guest kernel installed');
     return;

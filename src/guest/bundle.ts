@@ -1,7 +1,10 @@
 /**
  * The guest boot bundle: which kernel a micro-VM boots, and the initramfs Boson assembles for it (boson-init as
- * /init plus exactly the kernel modules it needs). The kernel is a setting (BOSON_GUEST_KERNEL); the default is the
- * newest Debian cloud kernel in /boot. The initramfs is cached by the hash of everything that goes into it.
+ * /init plus exactly the kernel modules it needs). The kernel is a setting (BOSON_GUEST_KERNEL); the default is
+ * Boson's own kernel (built by scripts/build-kernel.sh into <guest dir>/kernel, every driver built in), else the
+ * newest Debian cloud kernel in /boot. A kernel directory is laid out like /boot: vmlinuz-<release>,
+ * config-<release>, and for Boson's own a modules/<release> tree. The initramfs is cached by the hash of everything
+ * that goes into it.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
@@ -17,15 +20,19 @@ export interface BootBundle {
   initramfsPath: string;
   initPath: string;
   modules: ModuleFile[];
+  /** Whether the kernel finds its virtio-mmio devices through ACPI (else from the kernel command line). */
+  acpi: boolean;
 }
 
 /** Where to find the pieces; every field has a default from the environment. */
 export interface BundleOptions {
   /** Directory holding the built boson-init and the cached initramfs images. */
   guestDir: string;
-  /** Kernel image; default BOSON_GUEST_KERNEL or the newest /boot/vmlinuz-*-cloud-amd64. */
+  /** Kernel image; default BOSON_GUEST_KERNEL, Boson's own kernel, or the newest /boot/vmlinuz-*-cloud-amd64. */
   kernelPath?: string;
-  /** Modules tree; default BOSON_GUEST_MODULES or /lib/modules/<release>. */
+  /** Where Boson's own kernel is installed; default <guestDir>/kernel. */
+  ownKernelDir?: string;
+  /** Modules tree; default BOSON_GUEST_MODULES, <kernel dir>/modules/<release>, or /lib/modules/<release>. */
   modulesDir?: string;
   /** Extra drivers beyond GUEST_MODULES. */
   extraModules?: string[];
@@ -36,21 +43,46 @@ function compareVersions(a: string, b: string): number {
   return a.localeCompare(b, 'en', { numeric: true });
 }
 
-/** Finds the default guest kernel: BOSON_GUEST_KERNEL, else the newest cloud kernel, else the newest kernel in /boot. */
-export async function defaultKernelPath(env: NodeJS.ProcessEnv = process.env, bootDir = '/boot'): Promise<string> {
+/** The newest vmlinuz-* in `dir` (preferring names that end with `suffix`), or undefined. */
+async function newestKernelIn(dir: string, suffix = ''): Promise<string | undefined> {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith('vmlinuz-'));
+  const preferred = names.filter((n) => n.endsWith(suffix));
+  const pick = (preferred.length > 0 ? preferred : names).sort(compareVersions).at(-1);
+  return pick === undefined ? undefined : path.join(dir, pick);
+}
+
+/**
+ * Finds the default guest kernel: BOSON_GUEST_KERNEL, else Boson's own in `ownKernelDir` (when built), else the
+ * newest cloud kernel in /boot, else the newest kernel there.
+ */
+export async function defaultKernelPath(env: NodeJS.ProcessEnv = process.env, bootDir = '/boot', ownKernelDir?: string): Promise<string> {
   if (env.BOSON_GUEST_KERNEL) return path.resolve(env.BOSON_GUEST_KERNEL);
-  let names: string[] = [];
-  try {
-    names = (await readdir(bootDir)).filter((n) => n.startsWith('vmlinuz-'));
-  } catch {
-    // No /boot: reported below.
-  }
-  const cloud = names.filter((n) => n.endsWith('-cloud-amd64'));
-  const pick = (cloud.length > 0 ? cloud : names).sort(compareVersions).at(-1);
+  const own = ownKernelDir === undefined ? undefined : await newestKernelIn(ownKernelDir);
+  if (own) return own;
+  const pick = await newestKernelIn(bootDir, '-cloud-amd64');
   if (!pick) {
-    throw new BosonError('GUEST_KERNEL_MISSING', `no guest kernel in ${bootDir} (install linux-image-cloud-amd64 or set BOSON_GUEST_KERNEL)`);
+    throw new BosonError('GUEST_KERNEL_MISSING', `no guest kernel in ${bootDir} (run scripts/build-kernel.sh, install linux-image-cloud-amd64, or set BOSON_GUEST_KERNEL)`);
   }
-  return path.join(bootDir, pick);
+  return pick;
+}
+
+/** The modules tree of a kernel: <its dir>/modules/<release> when that exists (Boson's own), else /lib/modules/<release>. */
+async function defaultModulesDir(kernelPath: string, release: string): Promise<string> {
+  const beside = path.join(path.dirname(kernelPath), 'modules', release);
+  return (await stat(path.join(beside, 'modules.dep')).then(() => true, () => false)) ? beside : path.join('/lib/modules', release);
+}
+
+/**
+ * Whether a kernel finds virtio-mmio devices through ACPI: its config-<release> beside it says CONFIG_ACPI=y, or
+ * there is no config to read (the safe guess: every distribution kernel has ACPI). A kernel without ACPI gets
+ * QEMU's virtio_mmio.device= command-line entries instead.
+ */
+export async function kernelUsesAcpi(kernelPath: string, release = kernelReleaseOf(kernelPath)): Promise<boolean> {
+  for (const config of [path.join(path.dirname(kernelPath), `config-${release}`), path.join('/boot', `config-${release}`)]) {
+    const text = await readFile(config, 'utf8').catch(() => undefined);
+    if (text !== undefined) return /^CONFIG_ACPI=y$/m.test(text);
+  }
+  return true;
 }
 
 /** The release a kernel file belongs to, from its name (vmlinuz-<release>). */
@@ -85,10 +117,11 @@ async function mustExist(file: string, code: 'GUEST_KERNEL_MISSING' | 'GUEST_INI
  * the image is written under a temporary name and renamed into place.
  */
 export async function prepareBootBundle(options: BundleOptions): Promise<BootBundle> {
-  const kernelPath = options.kernelPath ?? (await defaultKernelPath());
+  const kernelPath = options.kernelPath ?? (await defaultKernelPath(process.env, '/boot', options.ownKernelDir ?? path.join(options.guestDir, 'kernel')));
   await mustExist(kernelPath, 'GUEST_KERNEL_MISSING', 'guest kernel');
   const kernelRelease = kernelReleaseOf(kernelPath);
-  const modulesDir = options.modulesDir ?? process.env.BOSON_GUEST_MODULES ?? path.join('/lib/modules', kernelRelease);
+  const modulesDir = options.modulesDir ?? process.env.BOSON_GUEST_MODULES ?? (await defaultModulesDir(kernelPath, kernelRelease));
+  const acpi = await kernelUsesAcpi(kernelPath, kernelRelease);
   const initPath = path.join(options.guestDir, 'boson-init');
   await mustExist(initPath, 'GUEST_INIT_MISSING', 'boson-init (build it with: make -C guest/init)');
 
@@ -123,5 +156,5 @@ export async function prepareBootBundle(options: BundleOptions): Promise<BootBun
     await writeFile(tmp, writeCpio(entries));
     await rename(tmp, initramfsPath);
   }
-  return { kernelPath, kernelRelease, initramfsPath, initPath, modules };
+  return { kernelPath, kernelRelease, initramfsPath, initPath, modules, acpi };
 }

@@ -44,7 +44,7 @@ export async function bootBundle(paths: BosonPaths): Promise<BootBundle> {
       await rm(init, { force: true });
       await symlink(target, init);
     }
-    bundle = await prepareBootBundle({ guestDir: dir });
+    bundle = await prepareBootBundle({ guestDir: dir, ownKernelDir: path.join(paths.guestDir, 'kernel') });
   }
   if (paths.rootless) await checkReadable(bundle.kernelPath);
   return bundle;

@@ -130,7 +130,7 @@ export class ContainerRunner {
       let session!: GuestSession;
       let launched = 0;
       const boot = await bootWithWatchdog(
-        { kernel: bundle.kernelPath, initramfs: bundle.initramfsPath, memoryMiB: record.resources.memoryMiB, cpus: record.resources.cpus, disks, debug: Boolean(process.env.BOSON_DEBUG) },
+        { kernel: bundle.kernelPath, initramfs: bundle.initramfsPath, acpi: bundle.acpi, memoryMiB: record.resources.memoryMiB, cpus: record.resources.cpus, disks, debug: Boolean(process.env.BOSON_DEBUG) },
         (bootingVm): Promise<Hello> => {
           launched = since();
           session = new GuestSession(bootingVm.channel);

@@ -327,7 +327,7 @@ export class MachineService {
     try {
       const boot = await bootWithWatchdog(
         {
-          kernel: bundle.kernelPath, initramfs: bundle.initramfsPath, memoryMiB: record.resources.memoryMiB, cpus: record.resources.cpus,
+          kernel: bundle.kernelPath, initramfs: bundle.initramfsPath, acpi: bundle.acpi, memoryMiB: record.resources.memoryMiB, cpus: record.resources.cpus,
           disks: [
             { serial: 'boson-root', path: rootDisk.path, readOnly: true },
             { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },

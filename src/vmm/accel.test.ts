@@ -28,7 +28,7 @@ test('the facts of this host are read without error', async () => {
 test('argv: the TCG path pins the TSC frequency, the KVM path uses the host CPU; disks carry serials', () => {
   const config = { kernel: '/k', initramfs: '/i', memoryMiB: 256, cpus: 2, disks: [{ serial: 'boson-root', path: '/r,odd', readOnly: true }, { serial: 'boson-scratch', fd: 9, readOnly: false }] };
   const tcg = buildQemuArgv(config, 'tcg', 2600000, new Map([[1, 5]]));
-  assert.equal(tcg[tcg.indexOf('-accel') + 1], 'tcg,tb-size=32', 'a small translation cache');
+  assert.equal(tcg[tcg.indexOf('-accel') + 1], 'tcg,tb-size=16', 'a small translation cache');
   assert.match(tcg[tcg.indexOf('-append') + 1]!, /tsc_early_khz=2600000/);
   assert.ok(tcg.includes('if=none,id=disk0,file=/r,,odd,format=raw,cache=unsafe,readonly=on'), 'commas in paths are escaped');
   assert.ok(tcg.includes('if=none,id=disk1,file=/proc/self/fd/5,format=raw,cache=writeback'));
@@ -37,6 +37,9 @@ test('argv: the TCG path pins the TSC frequency, the KVM path uses the host CPU;
   assert.match(tcg[tcg.indexOf('-M') + 1]!, /memory-backend=mem/);
   assert.ok(tcg.includes('virtio-balloon-device,free-page-reporting=on'), 'freed guest memory goes back to the host');
   assert.ok(!tcg.includes('virtio-mmio.force-legacy=false'), 'the legacy transport unless virtiofs needs the modern one');
+  assert.match(tcg[tcg.indexOf('-M') + 1]!, /acpi=on/, 'ACPI unless the kernel does without');
+  const noAcpi = buildQemuArgv({ ...config, acpi: false }, 'tcg', 2600000, new Map([[1, 5]]));
+  assert.match(noAcpi[noAcpi.indexOf('-M') + 1]!, /acpi=off/, 'a kernel without ACPI finds its devices on the command line');
   const kvm = buildQemuArgv(config, 'kvm', 2600000, new Map([[1, 5]]));
   assert.equal(kvm[kvm.indexOf('-cpu') + 1], 'host');
   assert.doesNotMatch(kvm[kvm.indexOf('-append') + 1]!, /tsc_early_khz/);

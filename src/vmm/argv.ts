@@ -31,11 +31,12 @@ export function virtiofsSocket(runtimeDir: string, i: number): string {
 /**
  * TCG's translation-block cache in MiB. QEMU's default (1 GiB on 64-bit hosts) is filled lazily but a booted guest
  * still touches well over 100 MiB of it, which counts against every micro-VM; a small cache costs a little
- * retranslation instead. BOSON_TCG_TB_MIB overrides.
+ * retranslation instead. With Boson's own kernel, 16 MiB boots as fast as 32 (8 MiB costs ~200 ms); Debian's much
+ * larger cloud kernel boots ~180 ms slower with 16 than with 32. BOSON_TCG_TB_MIB overrides.
  */
 export function tcgTbSizeMiB(env: NodeJS.ProcessEnv = process.env): number {
   const n = Number(env.BOSON_TCG_TB_MIB);
-  return Number.isInteger(n) && n > 0 ? n : 32;
+  return Number.isInteger(n) && n > 0 ? n : 16;
 }
 
 /**
@@ -68,7 +69,7 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
   // transport (libvhost-user refuses legacy devices).
   const virtiofs = (config.shares ?? []).some((sh) => sh.transport === 'virtiofs');
   const argv = [
-    '-M', 'microvm,acpi=on,rtc=on,memory-backend=mem',
+    '-M', `microvm,acpi=${config.acpi === false ? 'off' : 'on'},rtc=on,memory-backend=mem`,
     '-accel', accel === 'tcg' ? `tcg,tb-size=${tcgTbSizeMiB()}` : accel,
     '-cpu', accel === 'kvm' ? 'host' : 'max',
     '-m', `${config.memoryMiB}`,

@@ -43,6 +43,11 @@ export interface MicroVmConfig {
    */
   runtimeDir?: string;
   extraKernelArgs?: string[];
+  /**
+   * Whether the kernel finds its devices through ACPI (default true). Without, QEMU puts virtio_mmio.device=
+   * entries on the kernel command line and the machine skips its ACPI tables.
+   */
+  acpi?: boolean;
   /** Verbose kernel console, copied to stderr. */
   debug?: boolean;
 }

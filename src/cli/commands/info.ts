@@ -1,4 +1,5 @@
 /** `boson info`: what this host will boot micro-VMs with, and why (accelerator, kernel, initramfs, QEMU, paths). */
+import path from 'node:path';
 import type { Command } from 'commander';
 import { bosonPaths, toBosonError } from '../../common/index.ts';
 import { defaultKernelPath, kernelReleaseOf } from '../../guest/index.ts';
@@ -52,7 +53,7 @@ async function gatherInfo(): Promise<Info> {
     problems.push(toBosonError(err).message);
   }
   try {
-    info.guest.kernel = await defaultKernelPath();
+    info.guest.kernel = await defaultKernelPath(process.env, '/boot', path.join(paths.guestDir, 'kernel'));
     info.guest.kernelRelease = kernelReleaseOf(info.guest.kernel);
     const bundle = await bootBundle(paths);
     info.guest.initramfs = bundle.initramfsPath;
