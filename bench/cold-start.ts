@@ -27,9 +27,9 @@ function percentile(values: number[], p: number): number {
 }
 
 /** Raw QEMU to HELLO; returns ms, or null for a boot that hung past the timeout. */
-async function floorOnce(kernel: string, initramfs: string): Promise<number | null> {
+async function floorOnce(kernel: string, initramfs: string, acpi: boolean): Promise<number | null> {
   const t0 = performance.now();
-  const vm = await launchMicroVm({ kernel, initramfs, memoryMiB: 256, cpus: 1, disks: [] });
+  const vm = await launchMicroVm({ kernel, initramfs, acpi, memoryMiB: 256, cpus: 1, disks: [] });
   const decoder = new FrameDecoder();
   const hello = new Promise<number>((resolve) => {
     vm.channel.on('data', (chunk: Buffer) => {
@@ -96,7 +96,7 @@ async function main(): Promise<void> {
     let floorHangs = 0;
     let bosonRetries = 0;
     for (let i = 0; i < runs; i++) {
-      const f = await floorOnce(bundle.kernelPath, bundle.initramfsPath);
+      const f = await floorOnce(bundle.kernelPath, bundle.initramfsPath, bundle.acpi);
       if (f === null) floorHangs++;
       else floor.push(f);
       const b = await bosonOnce(env);

@@ -18,7 +18,8 @@ test('boson info --json shows the accelerator with its reason, the guest bundle,
   assert.match(info.guest.kernelRelease, /^\d+\.\d+/);
   await access(info.guest.initramfs);
   await access(info.guest.kernel);
-  assert.ok(info.guest.modules.includes('virtio_console'));
+  assert.ok(info.guest.drivers.includes('virtio_console'), 'the guest has the console driver, as a module or built in');
+  assert.equal(typeof info.guest.acpi, 'boolean');
   assert.equal(info.paths.stateDir, host.stateDir);
   assert.deepEqual(info.problems, []);
   assert.equal(info.mode, process.geteuid?.() === 0 ? 'root' : 'rootless');

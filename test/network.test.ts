@@ -67,7 +67,7 @@ async function boot(nic: NicSpec, script: string): Promise<Guest> {
   let session!: GuestSession;
   try {
     const { vm } = await bootWithWatchdog(
-      { kernel: bundle.kernelPath, initramfs: bundle.initramfsPath, memoryMiB: 192, cpus: 1, nics: [nic],
+      { kernel: bundle.kernelPath, initramfs: bundle.initramfsPath, acpi: bundle.acpi, memoryMiB: 192, cpus: 1, nics: [nic],
         disks: [{ serial: 'boson-root', path: rootDisk.path, readOnly: true }, { serial: 'boson-scratch', fd: scratch.fd, readOnly: false }] },
       (booting) => {
         session = new GuestSession(booting.channel);

@@ -34,11 +34,14 @@ static size_t head_left;                  /* bytes of the frame at qhead not yet
 static unsigned long long dropped;        /* output bytes dropped while no host was connected */
 static uint8_t lbuf[FRAME_HDR + 8 + CHUNK + 16]; /* one log-port record */
 
-/* Syncs and powers the VM off; never returns. Falls back to a reboot, which QEMU -no-reboot turns into exit. */
+/* Syncs and ends the VM; never returns. With ACPI the machine powers off; without (Boson's own kernel), a power
+ * off would only halt the CPU, so it resets instead, which QEMU's -no-reboot turns into exit (the host passes
+ * reboot=t so that the reset is an immediate triple fault). */
 _Noreturn void power_off(void)
 {
 	sync();
-	reboot(RB_POWER_OFF);
+	if (access("/sys/firmware/acpi", F_OK) == 0)
+		reboot(RB_POWER_OFF);
 	reboot(RB_AUTOBOOT);
 	for (;;)
 		pause();

@@ -11,7 +11,7 @@ import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promi
 import path from 'node:path';
 import { BosonError } from '../common/index.ts';
 import { writeCpio, type CpioEntry } from './cpio.ts';
-import { GUEST_MODULES, OPTIONAL_GUEST_MODULES, resolveModules, type ModuleFile } from './modules.ts';
+import { builtinDrivers, GUEST_MODULES, OPTIONAL_GUEST_MODULES, resolveModules, type ModuleFile } from './modules.ts';
 
 /** Everything needed to boot a Boson guest. */
 export interface BootBundle {
@@ -22,6 +22,8 @@ export interface BootBundle {
   modules: ModuleFile[];
   /** Whether the kernel finds its virtio-mmio devices through ACPI (else from the kernel command line). */
   acpi: boolean;
+  /** Every driver Boson asks for (GUEST_MODULES, the optional ones, extras) that the guest has, as a module or built in. */
+  drivers: string[];
 }
 
 /** Where to find the pieces; every field has a default from the environment. */
@@ -125,7 +127,10 @@ export async function prepareBootBundle(options: BundleOptions): Promise<BootBun
   const initPath = path.join(options.guestDir, 'boson-init');
   await mustExist(initPath, 'GUEST_INIT_MISSING', 'boson-init (build it with: make -C guest/init)');
 
-  const modules = await resolveModules(modulesDir, [...GUEST_MODULES, ...(options.extraModules ?? [])], OPTIONAL_GUEST_MODULES);
+  const wanted = [...GUEST_MODULES, ...(options.extraModules ?? [])];
+  const modules = await resolveModules(modulesDir, wanted, OPTIONAL_GUEST_MODULES);
+  const builtin = await builtinDrivers(modulesDir);
+  const drivers = [...new Set([...wanted, ...OPTIONAL_GUEST_MODULES].filter((d) => builtin.has(d) || modules.some((m) => m.name === d)))];
   const init = await readFile(initPath);
   const hash = createHash('sha256').update(init).update(kernelRelease);
   const moduleData: Buffer[] = [];
@@ -156,5 +161,5 @@ export async function prepareBootBundle(options: BundleOptions): Promise<BootBun
     await writeFile(tmp, writeCpio(entries));
     await rename(tmp, initramfsPath);
   }
-  return { kernelPath, kernelRelease, initramfsPath, initPath, modules, acpi };
+  return { kernelPath, kernelRelease, initramfsPath, initPath, modules, acpi, drivers };
 }

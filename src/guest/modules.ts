@@ -84,3 +84,9 @@ export async function resolveModules(modulesDir: string, wanted: readonly string
   }
   return ordered;
 }
+
+/** Names of the drivers built into the kernel whose modules tree is `modulesDir` (its modules.builtin; none if absent). */
+export async function builtinDrivers(modulesDir: string): Promise<Set<string>> {
+  const text = await readFile(path.join(modulesDir, 'modules.builtin'), 'utf8').catch(() => '');
+  return new Set(text.split('\n').filter(Boolean).map(moduleName));
+}

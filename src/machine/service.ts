@@ -277,7 +277,7 @@ export class MachineService {
    */
   private async shareTransport(): Promise<'virtiofs' | '9p'> {
     const bundle = await bootBundle(this.paths);
-    const has = (name: string): boolean => bundle.modules.some((m) => m.name === name);
+    const has = (name: string): boolean => bundle.drivers.includes(name);
     const virtiofsd = process.env.BOSON_VIRTIOFSD ?? '/usr/lib/qemu/virtiofsd';
     if (has('virtiofs') && (await stat(virtiofsd).then(() => true, () => false))) return 'virtiofs';
     if (has('9p')) return '9p';

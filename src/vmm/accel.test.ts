@@ -26,7 +26,7 @@ test('the facts of this host are read without error', async () => {
 });
 
 test('argv: the TCG path pins the TSC frequency, the KVM path uses the host CPU; disks carry serials', () => {
-  const config = { kernel: '/k', initramfs: '/i', memoryMiB: 256, cpus: 2, disks: [{ serial: 'boson-root', path: '/r,odd', readOnly: true }, { serial: 'boson-scratch', fd: 9, readOnly: false }] };
+  const config = { kernel: '/k', initramfs: '/i', acpi: true, memoryMiB: 256, cpus: 2, disks: [{ serial: 'boson-root', path: '/r,odd', readOnly: true }, { serial: 'boson-scratch', fd: 9, readOnly: false }] };
   const tcg = buildQemuArgv(config, 'tcg', 2600000, new Map([[1, 5]]));
   assert.equal(tcg[tcg.indexOf('-accel') + 1], 'tcg,tb-size=16', 'a small translation cache');
   assert.match(tcg[tcg.indexOf('-append') + 1]!, /tsc_early_khz=2600000/);

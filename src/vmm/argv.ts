@@ -64,12 +64,15 @@ function escapeOpt(value: string): string {
 export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKhz: number | undefined, diskFds: Map<number, number>): string[] {
   const cmdline = ['console=ttyS0', 'panic=-1', 'rdinit=/init', config.debug ? 'loglevel=7' : 'quiet', 'pci=off'];
   if (accel === 'tcg' && tscKhz) cmdline.push(`tsc_early_khz=${tscKhz}`);
+  // Without ACPI there is no power off: boson-init resets the machine, and a triple fault is the reset that needs
+  // no device (QEMU's -no-reboot then exits).
+  if (!config.acpi) cmdline.push('reboot=t');
   cmdline.push(...(config.extraKernelArgs ?? []));
   // Guest RAM is always a shared memfd (see GUEST_RAM_BACKEND). virtiofs also needs the modern virtio-mmio
   // transport (libvhost-user refuses legacy devices).
   const virtiofs = (config.shares ?? []).some((sh) => sh.transport === 'virtiofs');
   const argv = [
-    '-M', `microvm,acpi=${config.acpi === false ? 'off' : 'on'},rtc=on,memory-backend=mem`,
+    '-M', `microvm,acpi=${config.acpi ? 'on' : 'off'},rtc=on,memory-backend=mem`,
     '-accel', accel === 'tcg' ? `tcg,tb-size=${tcgTbSizeMiB()}` : accel,
     '-cpu', accel === 'kvm' ? 'host' : 'max',
     '-m', `${config.memoryMiB}`,

@@ -44,10 +44,10 @@ export interface MicroVmConfig {
   runtimeDir?: string;
   extraKernelArgs?: string[];
   /**
-   * Whether the kernel finds its devices through ACPI (default true). Without, QEMU puts virtio_mmio.device=
-   * entries on the kernel command line and the machine skips its ACPI tables.
+   * Whether the kernel finds its devices through ACPI (a boot bundle knows). Without, QEMU puts
+   * virtio_mmio.device= entries on the kernel command line and the machine has no ACPI tables.
    */
-  acpi?: boolean;
+  acpi: boolean;
   /** Verbose kernel console, copied to stderr. */
   debug?: boolean;
 }

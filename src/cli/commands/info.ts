@@ -27,7 +27,7 @@ interface Info {
   /** "root", or "rootless" (not root: QEMU user-mode networking, root disks built in a user namespace). */
   mode: 'root' | 'rootless';
   accelerator: { name: string; reason: string; tscKhz: number | null };
-  guest: { kernel: string | null; kernelRelease: string | null; initramfs: string | null; init: string | null; modules: string[] };
+  guest: { kernel: string | null; kernelRelease: string | null; initramfs: string | null; init: string | null; modules: string[]; drivers: string[]; acpi: boolean | null };
   qemu: { binary: string | null; version: string | null };
   paths: ReturnType<typeof bosonPaths>;
   problems: string[];
@@ -41,7 +41,7 @@ async function gatherInfo(): Promise<Info> {
     version: '0.1.0',
     mode: paths.rootless ? 'rootless' : 'root',
     accelerator: { name: accel.accel, reason: accel.reason, tscKhz: (await hostTscKhz()) ?? null },
-    guest: { kernel: null, kernelRelease: null, initramfs: null, init: null, modules: [] },
+    guest: { kernel: null, kernelRelease: null, initramfs: null, init: null, modules: [], drivers: [], acpi: null },
     qemu: { binary: null, version: null },
     paths,
     problems,
@@ -59,6 +59,8 @@ async function gatherInfo(): Promise<Info> {
     info.guest.initramfs = bundle.initramfsPath;
     info.guest.init = bundle.initPath;
     info.guest.modules = bundle.modules.map((m) => m.name);
+    info.guest.drivers = bundle.drivers;
+    info.guest.acpi = bundle.acpi;
   } catch (err) {
     problems.push(toBosonError(err).message);
   }
@@ -82,7 +84,9 @@ function printInfo(info: Info): void {
     `Guest kernel:   ${info.guest.kernel ?? 'missing'}${info.guest.kernelRelease ? ` (${info.guest.kernelRelease})` : ''}`,
     `Guest init:     ${info.guest.init ?? 'missing'}`,
     `Initramfs:      ${info.guest.initramfs ?? 'missing'}`,
-    `Guest modules:  ${info.guest.modules.join(' ') || '-'}`,
+    `Guest drivers:  ${info.guest.drivers.join(' ') || '-'}`,
+    `Guest modules:  ${info.guest.modules.join(' ') || '- (all built in)'}`,
+    `Guest devices:  ${info.guest.acpi === null ? '-' : info.guest.acpi ? 'found through ACPI' : 'on the kernel command line (no ACPI)'}`,
     `State dir:      ${info.paths.stateDir}`,
     `Run dir:        ${info.paths.runDir}`,
     `Guest dir:      ${info.paths.guestDir}`,
