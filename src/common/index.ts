@@ -1,3 +1,4 @@
-/** Public surface of src/common: errors, paths. Imports nothing else of Boson's. */
+/** Public surface of src/common: errors, paths, private directories. Imports nothing else of Boson's. */
 export * from './errors.ts';
 export * from './paths.ts';
+export * from './private-dir.ts';

@@ -5,7 +5,7 @@
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { BosonError, type BosonPaths } from '../common/index.ts';
+import { BosonError, ensurePrivateDir, type BosonPaths } from '../common/index.ts';
 import { MachineService } from './service.ts';
 import { buildApi } from './api/server.ts';
 import { MachineClient } from './api/client.ts';
@@ -37,7 +37,9 @@ export interface RunningDaemon {
 /** Starts the daemon; DAEMON_UNAVAILABLE-style conflicts if another daemon already answers on the socket. */
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const { socketPath } = options;
-  await mkdir(path.dirname(socketPath), { recursive: true });
+  // A rootless run directory may sit in a shared /tmp: it must be ours alone before a socket goes there.
+  if (options.paths.rootless) await ensurePrivateDir(path.dirname(socketPath));
+  else await mkdir(path.dirname(socketPath), { recursive: true });
   try {
     await new MachineClient(socketPath).request('GET', '/healthz');
     throw new BosonError('INVALID_ARGUMENT', `a Boson daemon is already running on ${socketPath}`);

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { BosonError, bosonPaths } from '../../common/index.ts';
+import { BosonError, bosonPaths, ensurePrivateDir } from '../../common/index.ts';
 import { MachineClient, daemonSocketPath, startDaemon } from '../../machine/index.ts';
 
 interface UpFlags {
@@ -29,7 +29,7 @@ export function registerUp(program: Command): void {
       const socketPath = daemonSocketPath(paths);
       const pidFile = flags.pidFile ?? path.join(paths.runDir, 'boson.pid');
       if (flags.detach) {
-        await detach(flags, socketPath, paths.runDir);
+        await detach(flags, socketPath, paths.runDir, paths.rootless);
         return;
       }
       // Loaded here, so that other commands do not pay for the Docker API's modules.
@@ -48,8 +48,9 @@ export function registerUp(program: Command): void {
     });
 }
 
-async function detach(flags: UpFlags, socketPath: string, runDir: string): Promise<void> {
-  await mkdir(runDir, { recursive: true });
+async function detach(flags: UpFlags, socketPath: string, runDir: string, rootless: boolean): Promise<void> {
+  if (rootless) await ensurePrivateDir(runDir);
+  else await mkdir(runDir, { recursive: true });
   const logFile = flags.logFile ?? path.join(runDir, 'boson.log');
   const log = await open(logFile, 'a');
   const args = [process.argv[1]!, 'up', ...(flags.tcp ? ['--tcp', flags.tcp] : []), ...(flags.dockerTcp ? ['--docker-tcp', flags.dockerTcp] : []), ...(flags.pidFile ? ['--pid-file', flags.pidFile] : [])];
