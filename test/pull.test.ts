@@ -85,7 +85,24 @@ describe('boson pull from real registries', () => {
         { name: 'home/app/mine.txt', content: 'mine\n', uid: 1000, gid: 1000, mode: 0o600 },
       ]) }],
     }]);
+    // 6. file capabilities: a copy of busybox named cat (busybox picks the applet from argv[0]) with
+    // cap_dac_read_search, cap_setuid and cap_net_bind_service (0x484: a byte >= 0x80 in the value), and a file only
+    // root may read
+    const caps = await layout('caps');
+    const capValue = Buffer.alloc(20);
+    capValue.writeUInt32LE(0x02000001, 0); // VFS_CAP_REVISION_2 | effective
+    capValue.writeUInt32LE((1 << 2) | (1 << 7) | (1 << 10), 4);
+    await writeOciLayout(caps, [{
+      config: testConfig(),
+      refName: 'v1',
+      layers: [{ tar: bb }, { tar: await makeTar([
+        { name: 'caps/', type: 'directory' },
+        { name: 'caps/cat', content: await fs.readFile('/bin/busybox'), mode: 0o755, pax: { 'SCHILY.xattr.security.capability': capValue, 'SCHILY.xattr.user.note': 'hello' } },
+        { name: 'caps/secret', content: 'only root\n', mode: 0o600 },
+      ]) }],
+    }]);
     await Promise.all([
+      pushLayout(caps, 'v1', `${plain.host}/test/caps:v1`),
       pushLayout(multi, 'v1', `${plain.host}/test/multi:v1`),
       pushLayout(index, 'v1', `${plain.host}/test/index:v1`, { all: true }),
       pushLayout(zstd, 'v1', `${plain.host}/test/zstd:v1`),
@@ -113,6 +130,14 @@ describe('boson pull from real registries', () => {
     ok(again, 'pull');
     assert.match(again.stderr, /Image is up to date/);
     assert.equal(again.stdout.toString(), `${ref}\n`);
+  });
+
+  test('file capabilities from a layer\'s xattrs work in the guest for a non-root user', async () => {
+    const ref = `${plain.host}/test/caps:v1`;
+    const r = await runBoson(host(), ['run', '--rm', '-u', '1000', ref, 'sh', '-c',
+      'grep -E "^Cap(Prm|Eff)" /proc/self/status; /caps/cat /proc/self/status | grep -E "^Cap(Prm|Eff)"; /caps/cat /caps/secret; cat /caps/secret 2>/dev/null || echo denied'], { timeoutMs: 120_000 });
+    ok(r, 'run');
+    assert.equal(r.stdout.toString(), 'CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapPrm:\t0000000000000484\nCapEff:\t0000000000000484\nonly root\ndenied\n');
   });
 
   test('a multi-platform index: linux/amd64 by default, --platform picks another, an unknown one is refused', async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -199,6 +200,107 @@ test('symlinks that stay inside the root are followed, never the host', async ()
     assert.equal(await fs.readFile(path.join(root, 'etc/second'), 'utf8'), 'inside too');
     assert.ok((await fs.lstat(path.join(root, 'etc/passwd'))).isFile());
     assert.equal(await exists('/nonexistent'), false);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** `p`'s extended attributes (its own, not a symlink target's): name -> hex value. */
+function xattrsOf(p: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const text = execFileSync('getfattr', ['-h', '--absolute-names', '-d', '-m', '-', '-e', 'hex', p], { encoding: 'utf8' });
+  for (const line of text.split('\n')) {
+    const m = /^([^#=][^=]*)=0x([0-9a-f]*)$/.exec(line);
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+/** security.capability v2 with the effective flag: permitted = `bits` (first 32 capabilities). */
+export function capability(bits: number): Buffer {
+  const b = Buffer.alloc(20);
+  b.writeUInt32LE(0x02000001, 0);
+  b.writeUInt32LE(bits, 4);
+  return b;
+}
+
+test('extended attributes: binary values byte for byte, LIBARCHIVE records, replaced files, overlay metadata skipped', async () => {
+  const dir = await tempDir();
+  try {
+    // cap_net_bind_service (10), cap_setuid (7), cap_setgid (6): 0x4c0, so the value has a byte 0xc0
+    const cap = capability((1 << 10) | (1 << 7) | (1 << 6));
+    const odd = 'odd name\nwith=\\ and é';
+    const progress: string[] = [];
+    const ls = await layers(
+      [
+        { name: 'x/', type: 'directory', pax: { 'SCHILY.xattr.user.dir': '1' } },
+        { name: 'bin/', type: 'directory' },
+        { name: 'bin/ping', content: 'ping', mode: 0o4755, uid: 3, gid: 4, pax: { 'SCHILY.xattr.security.capability': cap, 'SCHILY.xattr.user.boson': 'hello' } },
+        { name: 'lib', content: 'lib', pax: { 'LIBARCHIVE.xattr.user.lib%3Dx': Buffer.from([0x62, 0, 0xff, 0x80]).toString('base64') } },
+        { name: 'old', content: 'old', pax: { 'SCHILY.xattr.user.old': 'old' } },
+        { name: 'ov/', type: 'directory', pax: { 'SCHILY.xattr.trusted.overlay.opaque': 'y', 'SCHILY.xattr.trusted.boson': 't' } },
+        { name: odd, content: 'odd', pax: { 'SCHILY.xattr.user.odd': 'yes' } },
+        { name: 'sl', type: 'symlink', linkname: 'bin/ping', pax: { 'SCHILY.xattr.user.nope': '1', 'SCHILY.xattr.trusted.link': 'own' } },
+        { name: 'acl', content: 'a', pax: { 'SCHILY.xattr.system.posix_acl_access': Buffer.from([2, 0, 0, 0]) } },
+        { name: 'same', content: 'first', pax: { 'SCHILY.xattr.user.first': '1' } },
+        { name: 'same', content: 'second' },
+      ],
+      [
+        { name: 'old', content: 'new' },
+        { name: 'x/', type: 'directory', pax: { 'SCHILY.xattr.user.dir2': '2' } },
+      ],
+    );
+    const stats = await flattenLayers(ls, dir, { onProgress: (e) => e.phase === 'warning' && progress.push(e.detail ?? '') });
+    const hex = (s: string): string => Buffer.from(s).toString('hex');
+    assert.deepEqual(xattrsOf(path.join(dir, 'bin/ping')), { 'security.capability': cap.toString('hex'), 'user.boson': hex('hello') });
+    const ping = await fs.stat(path.join(dir, 'bin/ping'));
+    assert.equal(ping.mode & 0o7777, 0o4755, 'setuid kept');
+    assert.equal(ping.uid, 3);
+    assert.deepEqual(xattrsOf(path.join(dir, 'lib')), { 'user.lib\\075x': '6200ff80' }, 'getfattr prints "=" in a name as \\075');
+    assert.deepEqual(xattrsOf(path.join(dir, 'old')), {}, 'a file replaced by a later layer loses its attributes');
+    assert.deepEqual(xattrsOf(path.join(dir, 'same')), {}, 'a file replaced in the same layer loses its attributes');
+    assert.deepEqual(xattrsOf(path.join(dir, 'x')), { 'user.dir': hex('1'), 'user.dir2': hex('2') });
+    assert.deepEqual(xattrsOf(path.join(dir, 'ov')), { 'trusted.boson': hex('t') }, 'trusted.overlay.* is not copied');
+    assert.deepEqual(xattrsOf(path.join(dir, odd)), { 'user.odd': hex('yes') });
+    assert.deepEqual(xattrsOf(path.join(dir, 'sl')), { 'trusted.link': hex('own') }, 'set on the link itself');
+    assert.deepEqual(xattrsOf(path.join(dir, 'acl')), {});
+    assert.equal(stats.xattrs, 9);
+    assert.deepEqual(stats.warnings, progress);
+    assert.equal(progress.length, 3);
+    assert.match(progress.join('\n'), /layer L1: extended attribute trusted\.overlay\.opaque: skipped overlayfs metadata .* on 1 entry \(e\.g\. \/ov\)/);
+    assert.match(progress.join('\n'), /user\.nope: skipped \(user\.\* attributes exist only on files and directories\)/);
+    assert.match(progress.join('\n'), /system\.posix_acl_access: skipped/);
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('extended attributes the staging filesystem refuses (ramfs stores none) are warnings, not failures', async (t) => {
+  const dir = await tempDir();
+  try {
+    try {
+      execFileSync('mount', ['-t', 'ramfs', 'boson-test', dir], { stdio: 'ignore' });
+    } catch {
+      t.skip('cannot mount a ramfs (needs root)');
+      return;
+    }
+    try {
+      const stats = await flattenLayers(
+        await layers([
+          { name: 'a', content: 'a', pax: { 'SCHILY.xattr.user.a': '1', 'SCHILY.xattr.security.capability': capability(1 << 10) } },
+          { name: 'b', content: 'b', pax: { 'SCHILY.xattr.user.a': '2' } },
+        ]),
+        dir,
+      );
+      assert.equal(await fs.readFile(path.join(dir, 'b'), 'utf8'), 'b');
+      assert.equal(stats.xattrs, 0);
+      assert.deepEqual(stats.warnings.sort(), [
+        'layer L1: extended attribute security.capability: refused by the staging filesystem, on 1 entry (e.g. /a)',
+        'layer L1: extended attribute user.a: refused by the staging filesystem, on 2 entries (e.g. /a)',
+      ]);
+    } finally {
+      execFileSync('umount', [dir]);
+    }
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }

@@ -8,8 +8,16 @@
  * root. Files are created with O_EXCL|O_NOFOLLOW. On an error the caller removes the half-built directory.
  *
  * Preserved: file data, mode (incl. setuid/sticky), uid/gid, mtime (directories' mtimes applied at the end),
- * symlinks, hard links; character/block devices and fifos are created with mknod(1). Not preserved: extended
- * attributes (PAX SCHILY.xattr.*, e.g. file capabilities) — node has no setxattr.
+ * symlinks, hard links; character/block devices and fifos are created with mknod(1).
+ *
+ * Extended attributes (PAX SCHILY.xattr.* and LIBARCHIVE.xattr.*, e.g. file capabilities): read byte for byte by
+ * XattrTap (tar-xattrs.ts) in front of tar-stream, and set at the end of each layer by one setfattr (xattrs.ts),
+ * so after every chown/chmod of the layer (chown clears security.capability). An entry is remembered by path and
+ * inode: one that a later entry of the same layer replaced or removed gets nothing. A replaced file loses its old
+ * attributes (it is a new inode); a directory declared again keeps its attributes and gains the new ones (as in
+ * Docker). trusted.overlay.* and other namespaces than user/security/trusted are skipped (see xattrs.ts). What the
+ * staging filesystem refuses, or what is skipped, does not fail the build (as in containerd and Docker): each
+ * layer's such attributes are summed up in one `warning` progress event and in FlattenStats.warnings.
  */
 import { execFile } from 'node:child_process';
 import fsSync, { constants, type Stats } from 'node:fs';
@@ -20,7 +28,9 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import tar from 'tar-stream';
 import { BosonError } from '../common/index.ts';
+import { XattrTap, type Xattrs } from './tar-xattrs.ts';
 import type { ImageProgress } from './types.ts';
+import { applyXattrs, xattrVerdict, type XattrTarget, type XattrVerdict } from './xattrs.ts';
 
 const run = promisify(execFile);
 
@@ -34,7 +44,17 @@ export interface LayerInput {
 export interface FlattenStats {
   entries: number;
   whiteouts: number;
+  /** Extended attributes set. */
+  xattrs: number;
+  /** Extended attributes skipped or refused, one line per layer and kind (also sent as `warning` progress). */
+  warnings: string[];
 }
+
+const SKIPPED: Record<Exclude<XattrVerdict, 'apply'>, string> = {
+  'overlay-metadata': 'skipped overlayfs metadata (it would change the guest\'s overlay root)',
+  namespace: 'skipped (only the user, security and trusted namespaces are applied)',
+  'not-file-or-dir': 'skipped (user.* attributes exist only on files and directories)',
+};
 
 const WH = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -89,9 +109,16 @@ class Flattener {
   private readonly dirTimes = new Map<string, Date>();
   private readonly dirCache = new Map<string, string[]>();
   private added = new Set<string>();
-  readonly stats: FlattenStats = { entries: 0, whiteouts: 0 };
+  /** This layer's attributes to set, by entry path (relative), with the inode they belong to. */
+  private pendingXattrs = new Map<string, XattrTarget & { dev: number; ino: number }>();
+  /** This layer's attributes not set: "<name>: <why>" -> example paths and count. */
+  private notApplied = new Map<string, { count: number; example: string }>();
+  readonly stats: FlattenStats = { entries: 0, whiteouts: 0, xattrs: 0, warnings: [] };
 
-  constructor(private readonly root: string) {}
+  constructor(
+    private readonly root: string,
+    private readonly onProgress?: ImageProgress,
+  ) {}
 
   private abs(rel: string[] | string): string {
     return path.join(this.root, ...(typeof rel === 'string' ? [rel] : rel));
@@ -175,18 +202,22 @@ class Flattener {
   async applyLayer(layer: LayerInput): Promise<void> {
     this.added = new Set();
     this.dirCache.clear();
+    this.pendingXattrs = new Map();
+    this.notApplied = new Map();
+    const tap = new XattrTap();
     const ex = tar.extract();
-    const done = pipeline(layer.open(), ex);
+    const done = pipeline(layer.open(), tap, ex);
     done.catch(() => undefined);
     try {
       for await (const entry of ex) {
         try {
-          await this.applyEntry(layer.name, entry.header, entry);
+          await this.applyEntry(layer.name, entry.header, entry, tap.entryXattrs(layer.name, entry.header));
         } finally {
           entry.resume();
         }
       }
       await done;
+      await this.flushXattrs(layer.name);
     } catch (err) {
       ex.destroy();
       if (err instanceof BosonError) throw err;
@@ -199,12 +230,15 @@ class Flattener {
     }
   }
 
-  private async applyEntry(layer: string, h: tar.Header, body: AsyncIterable<unknown>): Promise<void> {
+  private async applyEntry(layer: string, h: tar.Header, body: AsyncIterable<unknown>, xattrs: Xattrs | null): Promise<void> {
     const type: string = h.type ?? 'file';
     const comps = entryComponents(layer, h.name);
     this.stats.entries++;
     if (comps.length === 0) {
-      if (type === 'directory') this.setMeta(this.root, h, true);
+      if (type === 'directory') {
+        this.setMeta(this.root, h, true);
+        this.noteXattrs(layer, h.name, [], xattrs);
+      }
       return;
     }
     const base = comps.pop()!;
@@ -239,6 +273,7 @@ class Flattener {
       }
       this.setMeta(p, h, true);
       this.added.add(rel.join('/'));
+      this.noteXattrs(layer, h.name, rel, xattrs);
       return;
     }
     switch (type) {
@@ -268,6 +303,7 @@ class Flattener {
           fsSync.closeSync(fd);
         }
         this.added.add(rel.join('/'));
+        this.noteXattrs(layer, h.name, rel, xattrs);
         return;
       }
       case 'symlink':
@@ -284,6 +320,7 @@ class Flattener {
         if (tst.isDirectory()) throw unsafe(layer, h.name, 'is a hard link to a directory');
         this.replace(p, () => fsSync.linkSync(target, p));
         this.added.add(rel.join('/'));
+        this.noteXattrs(layer, h.name, rel, xattrs); // on the shared inode, as Docker does
         return; // a hard link shares the target's inode and metadata
       }
       case 'character-device':
@@ -303,6 +340,55 @@ class Flattener {
     }
     this.setMeta(p, h, false, type === 'symlink');
     this.added.add(rel.join('/'));
+    this.noteXattrs(layer, h.name, rel, xattrs);
+  }
+
+  /**
+   * Remembers `xattrs` of the entry now at `rel`, for the end of the layer. A directory declared again adds to
+   * what it had; anything else replaces what was remembered for its path.
+   */
+  private noteXattrs(layer: string, entry: string, rel: string[], xattrs: Xattrs | null): void {
+    const key = rel.join('/');
+    const p = this.abs(rel);
+    const st = fsSync.lstatSync(p);
+    const prev = this.pendingXattrs.get(key);
+    const keep = prev !== undefined && st.isDirectory() && prev.ino === st.ino && prev.dev === st.dev;
+    if (!keep) this.pendingXattrs.delete(key);
+    if (xattrs === null) return;
+    const apply: Xattrs = keep ? prev.xattrs : new Map();
+    for (const [name, value] of xattrs) {
+      const verdict = xattrVerdict(layer, entry, name, value, st.isFile() || st.isDirectory());
+      if (verdict === 'apply') apply.set(name, value);
+      else this.notApply(`${name}: ${SKIPPED[verdict]}`, key);
+    }
+    if (apply.size > 0 && !keep) this.pendingXattrs.set(key, { path: p, xattrs: apply, dev: st.dev, ino: st.ino });
+  }
+
+  private notApply(what: string, rel: string): void {
+    const n = this.notApplied.get(what);
+    if (n) n.count++;
+    else this.notApplied.set(what, { count: 1, example: `/${rel}` });
+  }
+
+  /** Sets this layer's remembered attributes on the entries still there (same inode), with one setfattr. */
+  private async flushXattrs(layer: string): Promise<void> {
+    const targets: XattrTarget[] = [];
+    for (const t of this.pendingXattrs.values()) {
+      const st = lstatOrNull(t.path);
+      if (st !== null && st.ino === t.ino && st.dev === t.dev) targets.push(t);
+    }
+    this.pendingXattrs = new Map();
+    const refused = await applyXattrs(targets);
+    let set = 0;
+    for (const t of targets) set += t.xattrs.size;
+    this.stats.xattrs += set - refused.length;
+    for (const r of refused) this.notApply(`${r.name}: refused by the staging filesystem`, path.relative(this.root, r.path));
+    for (const [what, { count, example }] of this.notApplied) {
+      const line = `layer ${layer}: extended attribute ${what}, on ${count} ${count === 1 ? 'entry' : 'entries'} (e.g. ${example})`;
+      this.stats.warnings.push(line);
+      this.onProgress?.({ phase: 'warning', detail: line });
+    }
+    this.notApplied = new Map();
   }
 
   private setMeta(p: string, h: tar.Header, isDir: boolean, isLink = false): void {
@@ -328,11 +414,12 @@ class Flattener {
 
 /**
  * Applies `layers` in order into `root` (an existing, normally empty directory). Throws LAYER_UNSAFE for an entry
- * that would write outside `root`, IMAGE_CORRUPT for an unreadable tar stream. Leaves cleanup of `root` to the
- * caller on error.
+ * that would write outside `root`, IMAGE_CORRUPT for an unreadable tar stream, TOOL_FAILED when setfattr is
+ * missing and a layer has extended attributes. Extended attributes that are skipped or refused are reported as
+ * `warning` progress events (and in the result), not as errors. Leaves cleanup of `root` to the caller on error.
  */
 export async function flattenLayers(layers: LayerInput[], root: string, opts: { onProgress?: ImageProgress } = {}): Promise<FlattenStats> {
-  const f = new Flattener(await fs.realpath(root));
+  const f = new Flattener(await fs.realpath(root), opts.onProgress);
   for (const [i, layer] of layers.entries()) {
     opts.onProgress?.({ phase: 'unpack', current: i + 1, total: layers.length, detail: layer.name });
     await f.applyLayer(layer);

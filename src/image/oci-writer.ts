@@ -22,6 +22,23 @@ export interface TarEntrySpec {
   linkname?: string;
   devmajor?: number;
   devminor?: number;
+  /**
+   * PAX records written, raw, in a local extended header before the entry, e.g. `SCHILY.xattr.security.capability`
+   * with a binary value (tar-stream's own writer would encode values as UTF-8).
+   */
+  pax?: Record<string, Buffer | string>;
+}
+
+/** The data of a PAX extended header holding `records` ("<length> <key>=<value>\n", the length counting itself). */
+export function paxData(records: Record<string, Buffer | string>): Buffer {
+  const out: Buffer[] = [];
+  for (const [key, v] of Object.entries(records)) {
+    const body = Buffer.concat([Buffer.from(` ${key}=`), Buffer.from(v), Buffer.from('\n')]);
+    let len = body.length + String(body.length).length;
+    if (String(len).length !== String(body.length).length) len = body.length + String(len).length;
+    out.push(Buffer.from(String(len)), body);
+  }
+  return Buffer.concat(out);
 }
 
 /** A tar archive (ustar/pax via tar-stream) of `entries`, in order. */
@@ -50,13 +67,35 @@ export async function makeTar(entries: TarEntrySpec[]): Promise<Buffer> {
         devminor: e.devminor,
       };
       const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
+      // tar-stream writes no data for its 'pax-header' type: written as a file, its type byte is patched below.
+      if (e.pax) pack.entry({ name: PAX_MARK, type: 'file', mtime: header.mtime, mode: 0o644 }, paxData(e.pax));
       if (body) pack.entry(header, body, cb);
       else pack.entry(header, cb);
     });
   }
   pack.finalize();
   await collected;
-  return Buffer.concat(chunks);
+  return markPaxHeaders(Buffer.concat(chunks));
+}
+
+const PAX_MARK = 'boson-pax-header';
+
+/** Turns the entries named PAX_MARK into PAX extended headers (type 'x'), fixing their checksums. */
+function markPaxHeaders(t: Buffer): Buffer {
+  for (let off = 0; off + 512 <= t.length; ) {
+    const h = t.subarray(off, off + 512);
+    if (h.every((b) => b === 0)) break;
+    const size = parseInt(h.subarray(124, 136).toString('latin1'), 8);
+    if (h.subarray(0, 100).toString('latin1').replace(/\0+$/, '') === PAX_MARK) {
+      h[156] = 0x78;
+      h.fill(0x20, 148, 156);
+      let sum = 0;
+      for (const b of h) sum += b;
+      h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    }
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return t;
 }
 
 /** A layer for writeOciLayout: an uncompressed tar and how to store it. */

@@ -43,7 +43,10 @@ export interface RootDisk {
   sizeBytes: number;
 }
 
-/** Progress callback: phases 'extract', 'copy', 'verify', 'unpack', 'mkfs', 'done'. Never throws into the library. */
+/**
+ * Progress callback: phases 'extract', 'copy', 'verify', 'unpack', 'mkfs', 'done', and 'warning' (something the user
+ * should know that did not fail the operation, in `detail`). Never throws into the library.
+ */
 export type ImageProgress = (event: { phase: string; current?: number; total?: number; detail?: string }) => void;
 
 /** An OCI / Docker content descriptor. */
