@@ -133,6 +133,9 @@ export async function pullStream(service: MachineService, res: ServerResponse, r
       case 'mkfs':
         write({ status: `Building the micro-VM root disk (${e.detail ?? ''})`.replace(' ()', '') });
         return;
+      case 'warning':
+        write({ status: `Warning: ${e.detail ?? ''}` });
+        return;
       default:
     }
   };

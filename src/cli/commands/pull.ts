@@ -22,7 +22,9 @@ const short = (digest: string | undefined): string => (digest ?? '').replace(/^s
 
 /** A progress renderer for one pull: bars on a terminal, plain lines, JSON lines, or nothing. */
 async function pullProgress(flags: PullFlags): Promise<{ onProgress: ImageProgress; stop(): void }> {
-  if (flags.quiet) return { onProgress: () => undefined, stop: () => undefined };
+  // Warnings (e.g. extended attributes the staging filesystem refused) go to stderr even when quiet.
+  const warn = (e: Parameters<ImageProgress>[0]): boolean => e.phase === 'warning' && (process.stderr.write(`Warning: ${e.detail}\n`), true);
+  if (flags.quiet) return { onProgress: (e) => void warn(e), stop: () => undefined };
   if (flags.json) {
     return {
       onProgress: (e) => {
@@ -40,6 +42,7 @@ async function pullProgress(flags: PullFlags): Promise<{ onProgress: ImageProgre
     return {
       onProgress: (e) => {
         const id = short(e.detail);
+        if (warn(e)) return;
         if (e.phase === 'resolve') process.stderr.write(`Pulling ${e.detail}\n`);
         else if (e.phase === 'exists') process.stderr.write(`${id}: Already exists\n`);
         else if (e.phase === 'download' && !started.has(id)) {
@@ -66,9 +69,11 @@ async function pullProgress(flags: PullFlags): Promise<{ onProgress: ImageProgre
     return b;
   };
   let note: cliProgress.SingleBar | undefined;
+  const warnings: Array<Parameters<ImageProgress>[0]> = [];
   return {
     onProgress: (e) => {
-      if (e.phase === 'download' && e.detail) bar(e.detail, e.total ?? 0).update(e.current ?? 0, { state: 'Downloading', value_h: formatBytes(e.current ?? 0), total_h: formatBytes(e.total ?? 0) });
+      if (e.phase === 'warning') warnings.push(e); // printed below the bars, once they stop
+      else if (e.phase === 'download' && e.detail) bar(e.detail, e.total ?? 0).update(e.current ?? 0, { state: 'Downloading', value_h: formatBytes(e.current ?? 0), total_h: formatBytes(e.total ?? 0) });
       else if ((e.phase === 'downloaded' || e.phase === 'exists') && e.detail) {
         bar(e.detail, e.total ?? 0).update(e.total ?? 0, { state: e.phase === 'exists' ? 'Already exists' : 'Pull complete', value_h: formatBytes(e.total ?? 0), total_h: formatBytes(e.total ?? 0) });
       } else if (e.phase === 'unpack' || e.phase === 'mkfs') {
@@ -76,7 +81,10 @@ async function pullProgress(flags: PullFlags): Promise<{ onProgress: ImageProgre
         note.update(0, { state: e.phase === 'unpack' ? `Extracting ${e.current}/${e.total}` : `mkfs.${e.detail}` });
       } else if (e.phase === 'done') note?.update(1, { state: 'ready' });
     },
-    stop: () => multi.stop(),
+    stop: () => {
+      multi.stop();
+      for (const w of warnings) warn(w);
+    },
   };
 }
 
