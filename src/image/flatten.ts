@@ -331,7 +331,7 @@ class Flattener {
         try {
           await run('mknod', ['-m', '0600', p, ...kind]);
         } catch (err) {
-          throw new BosonError('TOOL_FAILED', `layer ${layer}: mknod ${h.name} failed: ${(err as Error).message}`, { cause: err });
+          throw new BosonError('TOOL_FAILED', `layer ${layer}: mknod ${h.name} failed: ${(err as Error).message}`, { cause: err, details: { tool: 'mknod', layer, entry: h.name, nodeType: type } });
         }
         break;
       }

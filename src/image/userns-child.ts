@@ -23,12 +23,16 @@ function errnoOf(err: unknown): string | undefined {
   return undefined;
 }
 
-/** The error as the parent gets it; a device node the namespace may not create becomes ROOTLESS_UNSUPPORTED. */
+/**
+ * The error as the parent gets it. A character or block device node can never be created in a user namespace (the
+ * kernel allows that mknod only to the real root), so its failure here becomes ROOTLESS_UNSUPPORTED.
+ */
 function report(err: unknown): ChildMessage {
-  if (isBosonError(err, 'TOOL_FAILED') && /: mknod /.test(err.message) && /not permitted/i.test(err.message)) {
+  const d = isBosonError(err, 'TOOL_FAILED') ? err.details : undefined;
+  if (d?.tool === 'mknod' && (d.nodeType === 'character-device' || d.nodeType === 'block-device')) {
     return {
-      t: 'error', code: 'ROOTLESS_UNSUPPORTED', errno: 'EPERM', details: { ...err.details },
-      message: `${err.message.split(' failed:')[0]}: the image has a device node, which a rootless daemon cannot create (the kernel allows mknod only to the real root); run this image with a root daemon`,
+      t: 'error', code: 'ROOTLESS_UNSUPPORTED', errno: 'EPERM', details: { ...d },
+      message: `layer ${String(d.layer)}: entry "${String(d.entry)}" is a device node, which a rootless daemon cannot create (the kernel allows mknod only to the real root); run this image with a root daemon`,
     };
   }
   if (isBosonError(err)) return { t: 'error', code: err.code, message: err.message, details: { ...err.details }, errno: errnoOf(err) };
