@@ -3,17 +3,18 @@
 # `make tinyconfig`), and installs it into build/guest/kernel the way /boot is laid out:
 #   vmlinuz-<release>, config-<release>, modules/<release>/modules.{dep,builtin} (no modules: all built in).
 # The build (~4 min on 2 cores) is cached in $BOSON_KERNEL_CACHE (default /var/cache/boson/kernel), keyed by the
-# source package's version, the config fragment and this script; later runs and fresh clones only copy it.
+# source package's version, the config fragment and RECIPE; later runs and fresh clones only copy it.
 set -euo pipefail
 root=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 fragment="$root/guest/kernel/boson-guest.config"
 tarball=/usr/src/linux-source-6.1.tar.xz
 out="$root/build/guest/kernel"
 cache_root=${BOSON_KERNEL_CACHE:-/var/cache/boson/kernel}
+RECIPE=1  # bump when a change below alters what is built (not for messages or comments)
 
 [ -f "$tarball" ] || { echo "build-kernel: $tarball is missing (apt-get install linux-source-6.1)" >&2; exit 1; }
 source_version=$(dpkg-query -W -f='${Version}' linux-source-6.1)
-key=$( { echo "$source_version"; cat "$fragment" "$0"; } | sha256sum | cut -c1-16)
+key=$( { echo "$source_version"; echo "$RECIPE"; cat "$fragment"; } | sha256sum | cut -c1-16)
 cache="$cache_root/$key"
 
 if [ ! -f "$cache/done" ]; then
@@ -30,7 +31,7 @@ if [ ! -f "$cache/done" ]; then
   if [ -n "$missing" ]; then echo "build-kernel: options dropped by olddefconfig:" >&2; echo "$missing" >&2; exit 1; fi
   jobs=$(nproc)
   if [ -t 2 ]; then
-    make -C "$src" -j"$jobs" bzImage 2>&1 | awk '/^  (CC|LD|AR)/ { n++; if (n % 50 == 0) { printf "\r   %d objects built", n > "/dev/stderr" } } /error|Error/ { print > "/dev/stderr" }'
+    make -C "$src" -j"$jobs" bzImage 2>&1 | awk '/^  (CC|LD|AR)/ { n++; if (n % 50 == 0) { printf "\r   %d objects built", n > "/dev/stderr" } } /error:|\*\*\*/ { print > "/dev/stderr" }'
     printf '\n' >&2
   else
     make -s -C "$src" -j"$jobs" bzImage >/dev/null

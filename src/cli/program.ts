@@ -1,0 +1,35 @@
+/**
+ * The commander program every entry point of the CLI shares (src/cli/main.ts for all commands, src/cli/light.ts
+ * for the few that must start fastest), and the one place where an error becomes a message and an exit status
+ * (see docs/api.md).
+ */
+import { Command, CommanderError } from 'commander';
+import { ERROR_CATALOGUE } from '../common/index.ts';
+
+/** A new `boson` program with Boson's description, version, output and error conventions. */
+export function createProgram(): Command {
+  const program = new Command('boson')
+    .description('Run every container in its own micro-VM')
+    .version('0.1.0')
+    .enablePositionalOptions()
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `boson: ${s}` : s) });
+  return program;
+}
+
+/** Registers commands with `register`, parses argv and runs; every failure ends the process with its exit status. */
+export async function runProgram(register: (program: Command) => Promise<void> | void): Promise<void> {
+  const program = createProgram();
+  try {
+    await register(program);
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version requests end with exit 0; every other commander error is a usage error it already printed.
+      const helpOrVersion = ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(err.code);
+      process.exit(helpOrVersion ? 0 : ERROR_CATALOGUE.USAGE.exit);
+    }
+    process.exit((await import('./output.ts')).reportError(err, process.argv.includes('--json')));
+  }
+}
