@@ -43,12 +43,13 @@ describe('boson run', () => {
   });
 
   test('runs under the guest kernel, not the host\'s', async () => {
-    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'uname -r; cat /proc/cmdline']);
-    const [release, cmdline] = text(r.stdout).split('\n');
+    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'uname -r; cat /proc/cmdline; grep -c "^Seccomp:" /proc/self/status']);
+    const [release, cmdline, seccomp] = text(r.stdout).split('\n');
     assert.equal(r.code, 0);
     assert.notEqual(release, os.release(), 'guest kernel differs from the host kernel');
     assert.match(release!, /^\d+\.\d+/);
     assert.match(cmdline!, /rdinit=\/init/, 'the kernel command line is the one Boson gave the micro-VM');
+    assert.equal(seccomp, '1', 'the guest kernel has seccomp, which sandboxed programs (sshd, systemd units) need');
   });
 
   for (const [name, args, status] of [
