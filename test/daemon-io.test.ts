@@ -165,7 +165,7 @@ describe('daemon I/O', () => {
     await daemon.start();
     for (const n of names) assert.equal((await state(n)).state, 'running', `${n} is running and re-attached`);
     const exec = await boson('exec', 'r2', 'true');
-    assert.equal(exec.code, 0, 'exec works through the re-attached control channel');
+    assert.equal(exec.code, 0, `exec works through the re-attached control channel (${exec.stderr.trim()}; r2: ${JSON.stringify(await state('r2'))})`);
     for (const n of names) assert.equal((await boson('exec', n, 'touch', '/tmp/stop')).code, 0);
     for (const n of names) {
       assert.equal(out(await boson('wait', n)).trim(), '5', `${n}: the exit status arrives through the re-attached VM`);

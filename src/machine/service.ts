@@ -443,7 +443,9 @@ export class MachineService {
     void live.vm.exited.then(async () => {
       if (live.finished) return;
       const exit = await lastExit(live.logFile);
-      finish(exit?.status ?? 137, exit ? null : 'the micro-VM was stopped from outside Boson');
+      // Without an EXIT in the log, QEMU was killed or crashed: what it printed last tells which.
+      const said = live.vm.qemuStderr.split('\n').at(-1)?.trim();
+      finish(exit?.status ?? 137, exit ? null : `the micro-VM ended without an exit status (stopped from outside Boson, or QEMU failed${said ? `: ${said}` : ''})`);
     });
   }
 
