@@ -36,6 +36,8 @@ export interface RunRequest extends ContainerRequest {
 export interface RunHooks {
   onStep?: (step: string) => void;
   onRetry?: (attempt: number, consoleTail: string) => void;
+  /** Something the user should know that did not stop the run (e.g. a pull skipped an extended attribute). */
+  onWarning?: (text: string) => void;
 }
 
 /** Where the time of a run went, in milliseconds since the run began. */
@@ -90,7 +92,12 @@ export class ContainerRunner {
     const since = (): number => Math.round(performance.now() - t0);
     await this.registry.init();
     await this.registry.sweep();
-    const image = await this.images.resolveOrPull(req.image, { onStep: hooks.onStep });
+    const image = await this.images.resolveOrPull(req.image, {
+      onStep: hooks.onStep,
+      onProgress: (e) => {
+        if (e.phase === 'warning' && e.detail) hooks.onWarning?.(e.detail);
+      },
+    });
     const id = newContainerId();
     const config = resolveProcessConfig(image.config, req, process.env, id.slice(0, 12));
     const record: ContainerRecord = {

@@ -84,6 +84,10 @@ async function runCommand(image: string, args: string[], flags: RunFlags): Promi
       {
         onStep: (step) => status.update(step),
         onRetry: (attempt) => process.stderr.write(`boson: micro-VM boot hung, retrying (attempt ${attempt})\n`),
+        onWarning: (text) => {
+          status.clear();
+          process.stderr.write(`Warning: ${text}\n`);
+        },
       },
     );
   } finally {
