@@ -4,10 +4,14 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
 import { useDaemonHost, runBoson, qemuPidsUsing, waitFor } from './helpers.ts';
 import { MachineClient } from '../src/machine/index.ts';
+import { writeOciLayout } from '../src/image/oci-writer.ts';
+import { busyboxLayerTar, pushLayout, startRegistry, testConfig } from './registry-fixture.ts';
 
 const { host } = useDaemonHost();
 const boson = (...args: string[]): ReturnType<typeof runBoson> => runBoson(host(), args, { timeoutMs: 90_000 });
@@ -152,6 +156,25 @@ describe('boson daemon', () => {
     await Promise.all(ids.map((id) => c.request('DELETE', `/v1/containers/${id}?force=1`)));
     assert.equal((await qemuPidsUsing(host().stateDir)).length, 0);
     assert.deepEqual(await c.request('GET', '/healthz'), { status: 'ok' });
+  });
+
+  test('run -d pulls an image that is not here, as docker run does', async () => {
+    const registry = await startRegistry();
+    const layout = await mkdtemp(path.join(os.tmpdir(), 'boson-pull-d-'));
+    try {
+      await writeOciLayout(layout, [{ config: testConfig(), refName: 'v1', layers: [{ tar: await busyboxLayerTar() }] }]);
+      const ref = `${registry.host}/test/pulled:v1`;
+      await pushLayout(layout, 'v1', ref);
+      const r = await boson('run', '-d', '--name', 'pulled', ref, 'echo', 'pulled and ran');
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(out(await boson('wait', 'pulled')), '0');
+      assert.equal(out(await boson('logs', 'pulled')), 'pulled and ran');
+      assert.equal((await boson('rm', 'pulled')).code, 0);
+      assert.match(out(await boson('images')), /test\/pulled/);
+    } finally {
+      await registry.stop();
+      await rm(layout, { recursive: true, force: true });
+    }
   });
 
   test('a second daemon on the same socket is refused', async () => {

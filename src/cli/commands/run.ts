@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { BosonError, bosonPaths } from '../../common/index.ts';
+import { ImageStore } from '../../image/index.ts';
 import { ContainerRunner, MachineClient, daemonSocketPath, hostCpuCount, parseCpus, parseMemory, type RunningContainer } from '../../machine/index.ts';
 import { addContainerFlags, createBody, diskSizeBytes, envFromFlags, type ContainerFlags } from '../container-flags.ts';
 import { StatusLine } from '../output.ts';
@@ -33,9 +34,26 @@ export function registerRun(program: Command): void {
   });
 }
 
-/** `run -d`: create and start under the daemon, print the id. */
+/**
+ * `run -d`: pull the image if it is not here (like `docker run`; in this process, since the daemon shares the
+ * store), then create and start under the daemon, and print the id.
+ */
 async function runDetached(image: string, args: string[], flags: RunFlags): Promise<void> {
-  const client = new MachineClient(daemonSocketPath(bosonPaths()));
+  const paths = bosonPaths();
+  const client = new MachineClient(daemonSocketPath(paths));
+  const status = new StatusLine();
+  try {
+    await new ImageStore(paths.stateDir, { rootless: paths.rootless }).resolveOrPull(image, {
+      onStep: (step) => status.update(step),
+      onProgress: (e) => {
+        if (e.phase !== 'warning' || !e.detail) return;
+        status.clear();
+        process.stderr.write(`Warning: ${e.detail}\n`);
+      },
+    });
+  } finally {
+    status.clear();
+  }
   const created = await client.request<{ id: string }>('POST', '/v1/containers', await createBody(image, args, flags));
   try {
     await client.request('POST', `/v1/containers/${created.id}/start`);
