@@ -38,6 +38,12 @@ export class StatusLine {
     if (this.shown) process.stderr.write('\r\x1b[2K');
     this.shown = false;
   }
+
+  /** Prints "Warning: text" on a line of its own (on a terminal too: the status line gives way). */
+  warn(text: string): void {
+    this.clear();
+    process.stderr.write(`Warning: ${text}\n`);
+  }
 }
 
 /** Formats a byte count as docker does (e.g. "4.3MB"). */

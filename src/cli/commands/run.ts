@@ -46,9 +46,7 @@ async function runDetached(image: string, args: string[], flags: RunFlags): Prom
     await new ImageStore(paths.stateDir, { rootless: paths.rootless }).resolveOrPull(image, {
       onStep: (step) => status.update(step),
       onProgress: (e) => {
-        if (e.phase !== 'warning' || !e.detail) return;
-        status.clear();
-        process.stderr.write(`Warning: ${e.detail}\n`);
+        if (e.phase === 'warning' && e.detail) status.warn(e.detail);
       },
     });
   } finally {
@@ -102,10 +100,7 @@ async function runCommand(image: string, args: string[], flags: RunFlags): Promi
       {
         onStep: (step) => status.update(step),
         onRetry: (attempt) => process.stderr.write(`boson: micro-VM boot hung, retrying (attempt ${attempt})\n`),
-        onWarning: (text) => {
-          status.clear();
-          process.stderr.write(`Warning: ${text}\n`);
-        },
+        onWarning: (text) => status.warn(text),
       },
     );
   } finally {
