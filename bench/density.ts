@@ -5,8 +5,9 @@
  *     that backs it, QEMU's only shared memory) and the VMM's own memory (everything else: binary and libraries,
  *     heap, TCG's translation cache, the kernel image QEMU keeps for fw_cfg), beside the guest's own use (its
  *     MemTotal - MemAvailable, read with exec). VMM overhead = PSS - guest RAM, as Firecracker counts it;
- * *   - `exec` round trip p50/p95 beside the boot-free floor: a byte written to a running `cat` exec's stdin and
- *     read back from its stdout, over the same virtio-serial channel;
+ *   - `exec true` round trip p50/p95 as `boson exec` makes it (one upgraded request, the status in-band), and as
+ *     the Docker API makes it (create, then start), beside the boot-free floor: a byte written to a running `cat`
+ *     exec's stdin and read back from its stdout, over the same virtio-serial channel;
  *   - time to stop them all.
  *
  *   npx tsx bench/density.ts [--vms N] [--json]
@@ -34,15 +35,27 @@ async function pssKb(pid: number): Promise<{ total: number; guestRam: number }> 
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
+/** One exec as `boson exec` makes it: a single upgraded request, the exit status at the end of its stream. */
 async function execOnce(c: MachineClient, id: string, cmd: string[]): Promise<{ ms: number; out: string }> {
+  const t0 = performance.now();
+  const stream = await c.upgrade(`/v1/containers/${id}/exec`, { cmd });
+  let out = '';
+  let exitCode: number | null = null;
+  const demux = new StreamDemuxer((d) => (out += d.toString()), () => undefined, (s) => (exitCode = s.exitCode));
+  stream.on('data', (d: Buffer) => demux.push(d));
+  await new Promise((r) => stream.on('close', r));
+  if (exitCode !== 0) throw new Error(`exec ${cmd.join(' ')} ended with ${exitCode}`);
+  return { ms: performance.now() - t0, out };
+}
+
+/** One exec the way the Docker API makes it: create, then start (two requests). */
+async function execTwoRequests(c: MachineClient, id: string, cmd: string[]): Promise<number> {
   const t0 = performance.now();
   const { id: execId } = await c.request<{ id: string }>('POST', `/v1/containers/${id}/execs`, { cmd });
   const stream = await c.upgrade(`/v1/execs/${execId}/start`);
-  let out = '';
-  const demux = new StreamDemuxer((d) => (out += d.toString()), () => undefined);
-  stream.on('data', (d: Buffer) => demux.push(d));
+  stream.on('data', () => undefined);
   await new Promise((r) => stream.on('close', r));
-  return { ms: performance.now() - t0, out };
+  return performance.now() - t0;
 }
 
 /** Round trips of one byte through a running `cat` exec: the channel's own latency, no process start. */
@@ -103,7 +116,11 @@ async function main(): Promise<void> {
       guestUsedKb.push(Number(out.trim()));
     }
     const execTimes: number[] = [];
-    for (let i = 0; i < 30; i++) execTimes.push((await execOnce(c, ids[i % sample.length]!, ['true'])).ms);
+    const twoRequestTimes: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      execTimes.push((await execOnce(c, ids[i % sample.length]!, ['true'])).ms);
+      twoRequestTimes.push(await execTwoRequests(c, ids[i % sample.length]!, ['true']));
+    }
     const floor = await channelFloor(c, ids[0]!, 30);
     const t1 = performance.now();
     await Promise.all(ids.map((id) => c.request('POST', `/v1/containers/${id}/stop?t=0`)));
@@ -122,6 +139,7 @@ async function main(): Promise<void> {
       vmmOverheadMiBPerVm: +(pssMiB - guestRamMiB).toFixed(1),
       beyondGuestUseMiBPerVm: +(pssMiB - guestUsedMiB).toFixed(1),
       exec: { p50: +pct(execTimes, 50).toFixed(1), p95: +pct(execTimes, 95).toFixed(1) },
+      execTwoRequests: { p50: +pct(twoRequestTimes, 50).toFixed(1), p95: +pct(twoRequestTimes, 95).toFixed(1) },
       channelFloor: { p50: +pct(floor, 50).toFixed(2), p95: +pct(floor, 95).toFixed(2) },
       execOverFloorP50: +(pct(execTimes, 50) / pct(floor, 50)).toFixed(2),
       goals: 'VMM overhead <= 20 MiB per micro-VM; stopping 50 < 5 s; exec within 1.5x of the floor',
@@ -133,6 +151,7 @@ async function main(): Promise<void> {
       console.log(`QEMU PSS per VM: ${result.qemuPssMiBPerVm} MiB = guest RAM resident ${result.guestRamResidentMiBPerVm} MiB + VMM overhead ${result.vmmOverheadMiBPerVm} MiB`);
       console.log(`the guest's own use (MemTotal - MemAvailable): ${result.guestUsedMiBPerVm} MiB; host memory beyond it: ${result.beyondGuestUseMiBPerVm} MiB`);
       console.log(`exec round trip p50 ${result.exec.p50} ms, p95 ${result.exec.p95} ms; channel floor p50 ${result.channelFloor.p50} ms, p95 ${result.channelFloor.p95} ms; ratio ${result.execOverFloorP50}x`);
+      console.log(`exec as the Docker API makes it (create + start): p50 ${result.execTwoRequests.p50} ms, p95 ${result.execTwoRequests.p95} ms`);
     }
   } finally {
     daemon.kill('SIGTERM');

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { useDaemonHost, runBoson, qemuPidsUsing, waitFor, startBoson, collect } from './helpers.ts';
 import { writeOciLayout } from '../src/image/oci-writer.ts';
+import { MachineClient, StreamDemuxer, type ExecStatus } from '../src/machine/index.ts';
 
 const { host, daemon } = useDaemonHost();
 const boson = (...args: string[]): ReturnType<typeof runBoson> => runBoson(host(), args, { timeoutMs: 90_000 });
@@ -60,6 +61,42 @@ describe('daemon I/O', () => {
     const [a, b] = await Promise.all([boson('exec', 'box', 'sh', '-c', 'sleep 1; echo A'), boson('exec', 'box', 'sh', '-c', 'echo B; exit 3')]);
     assert.deepEqual([out(a), a.code, out(b), b.code], ['A\n', 0, 'B\n', 3], 'two concurrent execs keep their own output and status');
     assert.equal((await boson('rm', '-f', 'box')).code, 0);
+  });
+
+  test('a one-request exec streams framed output and ends with its status; a bad spec is refused before the upgrade', async () => {
+    assert.equal((await boson('run', '-d', '--name', 'onereq', 'busybox', 'sleep', '600')).code, 0);
+    const c = new MachineClient(path.join(host().stateDir, 'run', 'boson.sock'));
+    const once = async (spec: Record<string, unknown>, input?: string): Promise<{ stdout: string; stderr: string; status: ExecStatus | undefined; afterStatus: number }> => {
+      const stream = await c.upgrade('/v1/containers/onereq/exec', spec);
+      let stdout = '';
+      let stderr = '';
+      let status: ExecStatus | undefined;
+      let afterStatus = 0;
+      const demux = new StreamDemuxer((d) => (status ? afterStatus++ : (stdout += d)), (d) => (status ? afterStatus++ : (stderr += d)), (st) => (status = st));
+      stream.on('data', (d: Buffer) => demux.push(d));
+      if (input !== undefined) stream.end(input);
+      await new Promise((r) => stream.on('close', r));
+      return { stdout, stderr, status, afterStatus };
+    };
+    const r = await once({ cmd: ['sh', '-c', 'echo out; echo err >&2; exit 3'] });
+    assert.deepEqual(r, { stdout: 'out\n', stderr: 'err\n', status: { exitCode: 3 }, afterStatus: 0 }, 'output, then the status frame last');
+    const tty = await once({ cmd: ['tty'], tty: true });
+    assert.match(tty.stdout, /^\/dev\/pts\/\d+\r?\n$/, 'pty output is framed too');
+    assert.deepEqual(tty.status, { exitCode: 0 });
+    const cat = await once({ cmd: ['cat'], stdin: true }, 'piped in');
+    assert.deepEqual([cat.stdout, cat.status], ['piped in', { exitCode: 0 }], 'stdin reaches the process; a half-close is its EOF');
+    assert.deepEqual((await once({ cmd: ['no-such-command'] })).status, { exitCode: 127 });
+    const refused = async (ref: string, spec: unknown, code: string): Promise<void> => {
+      await assert.rejects(c.upgrade(`/v1/containers/${ref}/exec`, spec), (e: Error & { code?: string }) => e.code === code, `${JSON.stringify(spec)} on ${ref}: ${code}`);
+    };
+    await refused('onereq', { cmd: [] }, 'INVALID_ARGUMENT');
+    await refused('onereq', { cmd: ['true'], bogus: 1 }, 'INVALID_ARGUMENT');
+    await refused('onereq', { cmd: 'true' }, 'INVALID_ARGUMENT');
+    await refused('no-such-container', { cmd: ['true'] }, 'CONTAINER_NOT_FOUND');
+    // exec -d still runs the process in the background (create + start, nothing streamed).
+    assert.equal((await boson('exec', '-d', 'onereq', 'sh', '-c', 'echo bg > /tmp/bg')).code, 0);
+    await waitFor(async () => out(await boson('exec', 'onereq', 'cat', '/tmp/bg')) === 'bg\n', 10_000, 'the detached exec to write its file');
+    assert.equal((await boson('rm', '-f', 'onereq')).code, 0);
   });
 
   test('attach forwards stdin and shows output; the exit status comes back', async () => {

@@ -1,4 +1,5 @@
-/** Public surface of src/common: errors, paths, private directories. Imports nothing else of Boson's. */
+/** Public surface of src/common: errors, paths, private directories, upgrade request bodies. Imports nothing else of Boson's. */
 export * from './errors.ts';
 export * from './paths.ts';
 export * from './private-dir.ts';
+export * from './upgrade-body.ts';

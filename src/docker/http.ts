@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { isBosonError, readUpgradeBody as readUpgradeBodyOf } from '../common/index.ts';
 import { badRequest, DockerError, dockerErrorOf } from './errors.ts';
 
 /** The API version Boson speaks (what /_ping and /version advertise). */
@@ -117,38 +118,16 @@ export function writeUpgraded(socket: Duplex, multiplexed: boolean): void {
 }
 
 /**
- * Reads the request body of an upgrade request: `Content-Length` bytes from `head` and then the socket. Resolves
- * with the body and whatever followed it (already stdin); with no Content-Length the body is empty.
+ * Reads the request body of an upgrade request (see common's readUpgradeBody), with Docker's statuses: 413 above
+ * MAX_JSON_BODY, 400 for a malformed Content-Length or a body cut short.
  */
-export function readUpgradeBody(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<{ body: Buffer; rest: Buffer }> {
-  const length = Number(req.headers['content-length'] ?? 0);
-  if (!Number.isFinite(length) || length < 0) return Promise.reject(badRequest('invalid Content-Length'));
-  if (length > MAX_JSON_BODY) return Promise.reject(new DockerError(413, `request body is larger than ${MAX_JSON_BODY} bytes`));
-  if (head.length >= length) return Promise.resolve({ body: head.subarray(0, length), rest: head.subarray(length) });
-  return new Promise((resolve, reject) => {
-    let got = head;
-    const onData = (d: Buffer): void => {
-      got = Buffer.concat([got, d]);
-      if (got.length >= length) {
-        cleanup();
-        socket.pause();
-        resolve({ body: got.subarray(0, length), rest: got.subarray(length) });
-      }
-    };
-    const onEnd = (): void => {
-      cleanup();
-      reject(badRequest('the connection ended inside the request body'));
-    };
-    const cleanup = (): void => {
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
-    };
-    socket.on('data', onData);
-    socket.on('end', onEnd);
-    socket.on('close', onEnd);
-    socket.resume();
-  });
+export async function readUpgradeBody(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<{ body: Buffer; rest: Buffer }> {
+  try {
+    return await readUpgradeBodyOf(req, socket, head, MAX_JSON_BODY);
+  } catch (err) {
+    if (!isBosonError(err, 'INVALID_ARGUMENT')) throw err;
+    throw err.details.tooLarge === true ? new DockerError(413, err.message) : badRequest(err.message);
+  }
 }
 
 /** Docker's 8-byte stream frame: [stream, 0, 0, 0, size u32 BE] + data. */

@@ -3,7 +3,8 @@ export { ContainerRunner, hostCpuCount, DEFAULT_MEMORY_MIB, type RunRequest, typ
 export { ContainerRegistry, validateContainerName, type ContainerRecord, type RestartPolicy } from './containers.ts';
 export { parseMemory, parseSizeMiB, parseCpus, parseEnvFile, expandEnvArgs, resolveProcessConfig, type ProcessConfig } from './container-config.ts';
 export type { ProcessExit, SessionOutput } from './guest-session.ts';
-export { MachineClient, StreamDemuxer, daemonSocketPath } from './api/client.ts';
+export { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError } from './api/client.ts';
+export type { ExecStatus } from './api/exec-stream.ts';
 export { parseSignal, parseRestartPolicy, type CreateRequest, type ExecInstance, type ContainerStats, type WaitResult, type WaitCondition, type StreamSink, type MachineService } from './service.ts';
 export type { ContainerState, MachineEvent } from './containers.ts';
 export { readLog, type LogLine } from './logs.ts';

@@ -705,6 +705,11 @@ export class MachineService {
     return exec;
   }
 
+  /** Drops a finished exec instance (a one-request exec, which nobody can look up afterwards). */
+  forgetExec(id: string): void {
+    this.execs.delete(id);
+  }
+
   /** Looks up an exec instance. */
   getExec(id: string): ExecInstance {
     const exec = this.execs.get(id);

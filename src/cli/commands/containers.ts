@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { BosonError, bosonPaths, isBosonError } from '../../common/index.ts';
-import { MachineClient, StreamDemuxer, daemonSocketPath, humanDuration, parseSignal, statusText, type ContainerRecord, type ContainerStats, type VolumeRecord } from '../../machine/index.ts';
+import { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError, humanDuration, parseSignal, statusText, type ContainerRecord, type ContainerStats, type ExecStatus, type VolumeRecord } from '../../machine/index.ts';
 import { addContainerFlags, createBody, envFromFlags, labelsFromFlags, type ContainerFlags } from '../container-flags.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
 
@@ -27,10 +27,13 @@ async function forEach(refs: string[], fn: (ref: string) => Promise<void>): Prom
   if (failed !== undefined) process.exitCode = 1;
 }
 
-/** Pipes an upgraded stream to this terminal; resolves when the server closes it. */
-async function pump(stream: import('node:stream').Duplex, tty: boolean, stdin: boolean): Promise<void> {
-  const demux = new StreamDemuxer((d) => process.stdout.write(d), (d) => process.stderr.write(d));
-  stream.on('data', (d: Buffer) => (tty ? process.stdout.write(d) : demux.push(d)));
+/**
+ * Pipes an upgraded stream to this terminal; resolves when the server closes it. Output is raw with a TTY unless
+ * `framed` (a one-request exec, whose status frame goes to `onStatus`).
+ */
+async function pump(stream: import('node:stream').Duplex, tty: boolean, stdin: boolean, framed = false, onStatus?: (s: ExecStatus) => void): Promise<void> {
+  const demux = new StreamDemuxer((d) => process.stdout.write(d), (d) => process.stderr.write(d), onStatus);
+  stream.on('data', (d: Buffer) => (tty && !framed ? process.stdout.write(d) : demux.push(d)));
   const raw = tty && stdin && process.stdin.isTTY;
   if (raw) process.stdin.setRawMode(true);
   if (stdin) {
@@ -270,17 +273,19 @@ export function registerContainerCommands(program: Command): void {
     .action(async (ref: string, command: string[], flags: { interactive?: boolean; tty?: boolean; detach?: boolean; env: string[]; workdir?: string; user?: string }) => {
       const c = client();
       const env = await envFromFlags({ env: flags.env, envFile: [], label: [] });
-      const { id } = await c.request<{ id: string }>('POST', `/v1/containers/${enc(ref)}/execs`, {
-        cmd: command, env, workdir: flags.workdir, user: flags.user, tty: Boolean(flags.tty), stdin: Boolean(flags.interactive) && !flags.detach,
-      });
-      const stream = await c.upgrade(`/v1/execs/${id}/start`);
+      const spec = { cmd: command, env, workdir: flags.workdir, user: flags.user, tty: Boolean(flags.tty), stdin: Boolean(flags.interactive) && !flags.detach };
       if (flags.detach) {
-        stream.destroy();
+        const { id } = await c.request<{ id: string }>('POST', `/v1/containers/${enc(ref)}/execs`, spec);
+        (await c.upgrade(`/v1/execs/${id}/start`)).destroy();
         return;
       }
-      await pump(stream, Boolean(flags.tty), Boolean(flags.interactive));
-      const result = await c.request<{ exitCode: number | null }>('GET', `/v1/execs/${id}`);
-      process.exit(result.exitCode ?? 126);
+      // One request: the exit status comes at the end of the stream.
+      const stream = await c.upgrade(`/v1/containers/${enc(ref)}/exec`, spec);
+      let status: ExecStatus | undefined;
+      await pump(stream, Boolean(flags.tty), Boolean(flags.interactive), true, (s) => (status = s));
+      if (!status) throw new BosonError('DAEMON_UNAVAILABLE', 'lost the connection to the Boson daemon before the exec ended');
+      if (status.exitCode === null) throw execStatusError(status);
+      process.exit(status.exitCode);
     });
 
   program.command('stats').description('Resource usage of running containers').argument('[containers...]')

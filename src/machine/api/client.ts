@@ -6,6 +6,7 @@ import http, { type IncomingMessage } from 'node:http';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { BosonError, ERROR_CATALOGUE, type BosonPaths, type ErrorCode } from '../../common/index.ts';
+import { EXEC_STATUS_STREAM, type ExecStatus } from './exec-stream.ts';
 
 /** The daemon socket for `paths` (BOSON_HOST overrides, as unix:///path or a path). */
 export function daemonSocketPath(paths: BosonPaths, env: NodeJS.ProcessEnv = process.env): string {
@@ -80,10 +81,13 @@ export class MachineClient {
     if (!res.complete && !signal?.aborted) throw new BosonError('DAEMON_UNAVAILABLE', `lost the connection to the Boson daemon at ${this.socketPath}`);
   }
 
-  /** Opens an upgraded raw stream (attach, exec start). */
-  upgrade(urlPath: string): Promise<Duplex> {
+  /** Opens an upgraded raw stream (attach, exec start, a one-request exec with `body` as its JSON spec). */
+  upgrade(urlPath: string, body?: unknown): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      const req = http.request({ socketPath: this.socketPath, method: 'POST', path: urlPath, headers: { Connection: 'Upgrade', Upgrade: 'tcp' } });
+      const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+      const headers: http.OutgoingHttpHeaders = { Connection: 'Upgrade', Upgrade: 'tcp' };
+      if (payload) Object.assign(headers, { 'Content-Type': 'application/json', 'Content-Length': payload.length });
+      const req = http.request({ socketPath: this.socketPath, method: 'POST', path: urlPath, headers });
       req.on('upgrade', (_res, socket, head) => {
         if (head.length > 0) socket.unshift(head);
         resolve(socket);
@@ -94,16 +98,29 @@ export class MachineClient {
         res.on('end', () => reject(errorFrom(res.statusCode ?? 500, Buffer.concat(chunks).toString('utf8'))));
       });
       req.on('error', (err) => reject(this.unavailable(err)));
-      req.end();
+      req.end(payload);
     });
   }
 }
 
-/** Splits Docker-framed stream bytes into stdout/stderr chunks; feed it data as it arrives. */
+/** The error an ExecStatus without an exit code carries, typed as the daemon raised it. */
+export function execStatusError(status: ExecStatus): BosonError {
+  const detail = status.error?.detail ?? 'the exec ended without an exit status';
+  return status.error && status.error.code in ERROR_CATALOGUE ? new BosonError(status.error.code as ErrorCode, detail) : new BosonError('INTERNAL', detail);
+}
+
+/**
+ * Splits Docker-framed stream bytes into stdout/stderr chunks (and a one-request exec's status frame, given
+ * `onStatus`); feed it data as it arrives.
+ */
 export class StreamDemuxer {
   private pending: Buffer = Buffer.alloc(0);
 
-  constructor(private readonly onStdout: (d: Buffer) => void, private readonly onStderr: (d: Buffer) => void) {}
+  constructor(
+    private readonly onStdout: (d: Buffer) => void,
+    private readonly onStderr: (d: Buffer) => void,
+    private readonly onStatus?: (status: ExecStatus) => void,
+  ) {}
 
   /** Consumes `chunk`, emitting every complete frame. */
   push(chunk: Buffer): void {
@@ -113,6 +130,7 @@ export class StreamDemuxer {
       if (this.pending.length < 8 + size) break;
       const data = this.pending.subarray(8, 8 + size);
       if (this.pending[0] === 2) this.onStderr(data);
+      else if (this.pending[0] === EXEC_STATUS_STREAM && this.onStatus) this.onStatus(JSON.parse(data.toString('utf8')) as ExecStatus);
       else this.onStdout(data);
       this.pending = this.pending.subarray(8 + size);
     }

@@ -3,18 +3,21 @@
  * and its own OpenAPI 3 document at /openapi.json. Errors leave as problem JSON (RFC 9457) with the catalogue's
  * `code`, translated here and nowhere else. Attach and exec-start upgrade the connection (HTTP 101) to a raw
  * stream: output in Docker's 8-byte frames (stream 1 stdout, 2 stderr) or raw with a TTY, stdin the other way,
- * and a half-close from the client is stdin's EOF.
+ * and a half-close from the client is stdin's EOF. `POST /v1/containers/{ref}/exec` does a whole exec in one
+ * upgrade (the spec as its JSON body): output always framed, then a status frame, then the server closes.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import client from 'prom-client';
-import { BosonError, ERROR_CATALOGUE, toBosonError, type ErrorKind } from '../../common/index.ts';
+import { BosonError, ERROR_CATALOGUE, readUpgradeBody, toBosonError, type ErrorKind } from '../../common/index.ts';
 import { parseRestartPolicy, type MachineService, type StreamSink } from '../service.ts';
 import type { ContainerRecord } from '../containers.ts';
 import type { LogLine } from '../logs.ts';
+import { EXEC_STATUS_STREAM, type ExecStatus } from './exec-stream.ts';
 
 /** HTTP status for each error kind. */
 export const STATUS_BY_KIND: Record<ErrorKind, number> = {
@@ -69,8 +72,13 @@ export function containerJson(r: ContainerRecord): Record<string, unknown> {
   return { ...r };
 }
 
-/** Docker's stream frame: [stream, 0, 0, 0, size u32 BE] + data. */
-export function streamFrame(stream: 1 | 2, data: Buffer): Buffer {
+/** The last frame of a one-request exec. */
+export function execStatusFrame(status: ExecStatus): Buffer {
+  return streamFrame(EXEC_STATUS_STREAM, Buffer.from(JSON.stringify(status)));
+}
+
+/** Docker's stream frame: [stream, 0, 0, 0, size u32 BE] + data (plus EXEC_STATUS_STREAM, Boson's own). */
+export function streamFrame(stream: 1 | 2 | typeof EXEC_STATUS_STREAM, data: Buffer): Buffer {
   const head = Buffer.alloc(8);
   head.writeUInt8(stream, 0);
   head.writeUInt32BE(data.length, 4);
@@ -280,6 +288,7 @@ async function handleUpgrade(service: MachineService, req: IncomingMessage, sock
   };
   const attachMatch = /^\/v1\/containers\/([^/]+)\/attach$/.exec(url.pathname);
   const execMatch = /^\/v1\/execs\/([^/]+)\/start$/.exec(url.pathname);
+  const execNowMatch = /^\/v1\/containers\/([^/]+)\/exec$/.exec(url.pathname);
   try {
     if (attachMatch) {
       const record = service.inspect(decodeURIComponent(attachMatch[1]!));
@@ -304,6 +313,29 @@ async function handleUpgrade(service: MachineService, req: IncomingMessage, sock
       socket.on('end', () => ctl.closeStdin());
       await ctl.exit;
       socket.end();
+    } else if (execNowMatch) {
+      // One request for a whole exec: create, start, stream, and the exit status in-band (see execStatusFrame).
+      socket.pause();
+      const { body, rest } = await readUpgradeBody(req, socket, head, EXEC_BODY_MAX);
+      const b = parseExecBody(body);
+      const exec = service.createExec(decodeURIComponent(execNowMatch[1]!), { argv: b.cmd, env: b.env ?? [], cwd: b.workdir, user: b.user, tty: b.tty ?? false, stdin: b.stdin ?? false });
+      upgraded(socket);
+      try {
+        const ctl = await service.startExec(exec.id, framedSink(socket));
+        if (exec.stdin) {
+          if (rest.length > 0) ctl.stdin(rest);
+          socket.on('data', (d: Buffer) => ctl.stdin(d));
+          socket.on('end', () => ctl.closeStdin());
+        } else socket.on('data', () => undefined);
+        socket.resume();
+        socket.end(execStatusFrame({ exitCode: await ctl.exit }));
+      } catch (err) {
+        // After the upgrade an error can only travel in-band.
+        const { body: problem } = problemOf(err);
+        socket.end(execStatusFrame({ exitCode: null, error: { code: problem.code as string, detail: problem.detail as string } }));
+      } finally {
+        service.forgetExec(exec.id);
+      }
     } else {
       throw new BosonError('INVALID_ARGUMENT', `no upgrade at ${url.pathname}`);
     }
@@ -316,6 +348,30 @@ async function handleUpgrade(service: MachineService, req: IncomingMessage, sock
 function upgraded(socket: Duplex): void {
   socket.write('HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
   (socket as Duplex & { upgradedFlag?: boolean }).upgradedFlag = true;
+}
+
+/** Output of a one-request exec: always in frames, with or without a TTY, so that its status frame can follow. */
+function framedSink(socket: Duplex): StreamSink {
+  return {
+    stdout: (d) => void socket.write(streamFrame(1, d)),
+    stderr: (d) => void socket.write(streamFrame(2, d)),
+  };
+}
+
+/** Largest JSON body of a one-request exec. */
+const EXEC_BODY_MAX = 1024 * 1024;
+
+/** A one-request exec's spec, checked against ExecBody; INVALID_ARGUMENT naming the first fault. */
+function parseExecBody(body: Buffer): Static<typeof ExecBody> {
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch (cause) {
+    throw new BosonError('INVALID_ARGUMENT', `invalid JSON in the exec request: ${(cause as Error).message}`, { cause });
+  }
+  const fault = Value.Errors(ExecBody, value).First();
+  if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid exec request: ${fault.path || 'body'} ${fault.message}`);
+  return value as Static<typeof ExecBody>;
 }
 
 function sinkFor(socket: Duplex, tty: boolean): StreamSink {
