@@ -202,7 +202,13 @@ describe('daemon I/O', () => {
     await daemon.start();
     for (const n of names) assert.equal((await state(n)).state, 'running', `${n} is running and re-attached`);
     const exec = await boson('exec', 'r2', 'true');
-    assert.equal(exec.code, 0, `exec works through the re-attached control channel (${exec.stderr.trim()}; r2: ${JSON.stringify(await state('r2'))})`);
+    if (exec.code !== 0) {
+      // Everything that tells why, before the suite's clean-up removes it: the record, the guest's console, QEMU's log.
+      const r2 = await state('r2') as unknown as { id: string };
+      const vmDir = path.join(host().stateDir, 'run', 'vms', r2.id.slice(0, 16));
+      const tail = async (f: string): Promise<string> => (await readFile(path.join(vmDir, f), 'utf8').catch((e: Error) => e.message)).split('\n').slice(-25).join('\n');
+      assert.fail(`exec through the re-attached control channel: ${exec.code} ${exec.stderr.trim()}\nr2: ${JSON.stringify(r2)}\nconsole:\n${await tail('console.log')}\nqemu.log:\n${await tail('qemu.log')}`);
+    }
     for (const n of names) assert.equal((await boson('exec', n, 'touch', '/tmp/stop')).code, 0);
     for (const n of names) {
       assert.equal(out(await boson('wait', n)).trim(), '5', `${n}: the exit status arrives through the re-attached VM`);
@@ -220,18 +226,23 @@ describe('daemon I/O', () => {
     assert.equal((await boson('rm', ...names)).code, 0);
   });
 
-  test('a container that ends while no daemon runs is reported with its exit status; a VM killed from outside is exit 137', async () => {
+  test('a container that ends while no daemon runs is reported with its exit status and its restart policy applied; a VM killed from outside is exit 137', async () => {
     assert.equal((await boson('run', '-d', '--name', 'short', 'busybox', 'sh', '-c', 'sleep 2; exit 9')).code, 0);
     assert.equal((await boson('run', '-d', '--name', 'victim', 'busybox', 'sleep', '600')).code, 0);
+    // Its restart policy is applied when the next daemon finds it ended: it runs again, once.
+    const marker = 'test -f /started && exit 0; touch /started; sleep 2; exit 9';
+    assert.equal((await boson('run', '-d', '--name', 'phoenix', '--restart', 'on-failure:1', 'busybox', 'sh', '-c', marker)).code, 0);
     await daemon.stop();
-    await waitFor(async () => (await qemuPidsUsing(host().stateDir)).length === 1, 30_000, 'the short container to end while the daemon is down');
+    await waitFor(async () => (await qemuPidsUsing(host().stateDir)).length === 1, 30_000, 'the short containers to end while the daemon is down');
     await daemon.start();
     assert.deepEqual(await state('short'), { ...(await state('short')), state: 'exited', exitCode: 9 });
+    await waitFor(async () => (await state('phoenix') as unknown as { restartCount: number }).restartCount === 1 && (await state('phoenix')).state === 'exited', 30_000, 'phoenix to be restarted by the new daemon and end');
+    assert.equal((await state('phoenix')).exitCode, 0, 'the restarted container ran again (its writable layer kept /started)');
     const [pid] = await qemuPidsUsing(host().stateDir);
     process.kill(pid!, 'SIGKILL');
     await waitFor(async () => (await state('victim')).state === 'exited', 10_000, 'the daemon to notice');
     assert.equal((await state('victim')).exitCode, 137);
-    assert.equal((await boson('rm', 'short', 'victim')).code, 0);
+    assert.equal((await boson('rm', 'short', 'victim', 'phoenix')).code, 0);
   });
 });
 

@@ -25,12 +25,12 @@ export interface TestHost {
   cleanup(): Promise<void>;
 }
 
-/** Creates a state directory under /var/tmp with localhost/busybox:latest imported. */
-export async function makeTestHost(): Promise<TestHost> {
+/** Creates a state directory under `parent` (/var/tmp) with localhost/busybox:latest imported. */
+export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
   await access(path.join(BUSYBOX_LAYOUT, 'index.json')).catch(() => {
     throw new Error(`demo image missing at ${BUSYBOX_LAYOUT}: run the setup command first`);
   });
-  const stateDir = await mkdtemp('/var/tmp/boson-test-');
+  const stateDir = await mkdtemp(path.join(parent, 'boson-test-'));
   await new ImageStore(stateDir).importPath(BUSYBOX_LAYOUT);
   // Host-wide names and subnets of its own, so that suites running side by side (and a real daemon) never collide.
   const octet = 130 + (process.pid % 110);

@@ -234,9 +234,9 @@ export async function containerInspect(service: MachineService, r: ContainerReco
     Path: argv[0] ?? '',
     Args: argv.slice(1),
     State: {
-      Status: r.state,
+      Status: running && r.pausedReason !== undefined ? 'paused' : r.state,
       Running: running,
-      Paused: false,
+      Paused: r.pausedReason !== undefined,
       Restarting: r.state === 'restarting',
       OOMKilled: false,
       Dead: r.state === 'dead',

@@ -55,6 +55,8 @@ export function dockerErrorOf(err: unknown): { status: number; message: string }
       return { status: 400, message: `failed to create task for container: ${dockerStartPhrase(e.message)}` };
     case 'USAGE':
       return { status: 400, message: e.message };
+    case 'CONTAINER_PAUSED_DISK_FULL':
+      return { status: 409, message: e.message }; // as Docker answers an exec into a paused container
     default:
       return { status: STATUS_BY_KIND[e.kind], message: e.message };
   }

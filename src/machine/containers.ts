@@ -54,6 +54,8 @@ export interface ContainerRecord {
   ports: PortBinding[];
   /** While running: its address and the host ports actually published. */
   endpoint: { network: string; address: string; gateway: string; mac: string; ports: PortBinding[] } | null;
+  /** Only in the daemon's answers, never stored: why the running VM is paused (the host's disk is full). */
+  pausedReason?: string;
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;

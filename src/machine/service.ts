@@ -25,6 +25,7 @@ import { createScratchDisk } from './scratch.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import { VolumeManager, parseVolumeSpec, type MountSpec } from './volumes/index.ts';
 import { checkHostCapacity } from './capacity.ts';
+import { DiskFullGuard } from './disk-full.ts';
 import { NetworkManager, DEFAULT_NETWORK, parsePortSpec, publishAllPorts, type Endpoint } from './network/index.ts';
 import type { DiskSpec, ShareSpec } from '../vmm/index.ts';
 import { DEFAULT_MEMORY_MIB } from './runner.ts';
@@ -139,6 +140,7 @@ export class MachineService {
   private readonly waiters = new Map<string, Array<{ condition: WaitCondition; resolve: (r: WaitResult) => void }>>();
   private readonly execs = new Map<string, ExecInstance>();
   private closing = false;
+  private readonly diskFull: DiskFullGuard;
   /** Observed durations, for /metrics. */
   readonly metrics = { boots: [] as number[], stops: [] as number[], failures: 0 };
 
@@ -154,6 +156,13 @@ export class MachineService {
       subnetPool: process.env.BOSON_NET_POOL,
     });
     this.events.setMaxListeners(0);
+    this.diskFull = new DiskFullGuard(paths.stateDir, (id, paused) => {
+      try {
+        this.emit(this.registry.get(id), paused ? 'pause' : 'unpause', paused ? { reason: 'host disk full' } : {});
+      } catch {
+        // The disk is full, so the event could not be stored (or the container is gone): the state still shows it.
+      }
+    });
   }
 
   /** Opens state and re-attaches to (or settles) every container that was running when the last daemon stopped. */
@@ -167,6 +176,8 @@ export class MachineService {
       if (vm) {
         const ctl = new ControlChannel(vm.channel);
         this.watch(record.id, { vm, ctl, logFile: this.logFile(record.id), execs: new Map(), nextSession: 1, finished: false });
+        // Paused on a full disk while no daemon ran: no event will say so.
+        if (await vm.pausedOnDiskError().catch(() => false)) this.diskFull.mark(record.id, vm);
       } else {
         const exit = await lastExit(this.logFile(record.id));
         await this.exited(record.id, exit?.status ?? 137, exit ? null : 'the micro-VM ended while no daemon was running, without an exit status');
@@ -178,6 +189,7 @@ export class MachineService {
   /** Detaches from every VM, leaving them running (daemon shutdown). */
   async close(): Promise<void> {
     this.closing = true;
+    this.diskFull.close();
     for (const live of this.live.values()) {
       live.finished = true;
       live.ctl.close();
@@ -291,13 +303,19 @@ export class MachineService {
 
   /** Every container (running only unless `all`). */
   async list(all: boolean): Promise<ContainerRecord[]> {
-    const records = await this.registry.list();
+    const records = (await this.registry.list()).map((r) => this.withPause(r));
     return all ? records : records.filter((r) => r.state === 'running' || r.state === 'restarting');
   }
 
   /** One container's record. */
   inspect(ref: string): ContainerRecord {
-    return this.registry.get(ref);
+    return this.withPause(this.registry.get(ref));
+  }
+
+  /** The record with `pausedReason` when its VM is paused on a full disk (a live condition, never stored). */
+  private withPause(record: ContainerRecord): ContainerRecord {
+    const reason = this.diskFull.reason(record.id);
+    return reason === undefined ? record : { ...record, pausedReason: reason };
   }
 
   /** Starts a created or exited container; a running one is left as it is. */
@@ -429,6 +447,7 @@ export class MachineService {
   /** Follows a live VM until its container exits. */
   private watch(id: string, live: Live): void {
     this.live.set(id, live);
+    this.diskFull.watch(id, live.vm);
     const finish = (status: number, error: string | null): void => {
       if (live.finished) return;
       live.finished = true;
@@ -452,6 +471,7 @@ export class MachineService {
   /** Records an exit (from whatever source), wakes waiters, and applies the restart policy. */
   private async exited(id: string, status: number, error: string | null): Promise<void> {
     this.live.delete(id);
+    this.diskFull.forget(id);
     if (this.closing) return;
     await this.networks.disconnect(id).catch(() => undefined);
     let record: ContainerRecord;
@@ -564,6 +584,8 @@ export class MachineService {
     if (signo === 9) {
       record.stoppedByUser = true;
       await this.registry.save(record);
+      // A paused guest cannot act on a signal: end its VM instead (exit 137, as SIGKILL would give).
+      if (this.diskFull.reason(record.id) !== undefined) void live.vm.kill();
     }
     live.ctl.sendSignal(signo);
     this.emit(record, 'kill', { signal: String(signo) });
@@ -696,6 +718,8 @@ export class MachineService {
   createExec(ref: string, spec: { argv: string[]; env: string[]; cwd?: string; user?: string; tty: boolean; stdin: boolean }): ExecInstance {
     const record = this.registry.get(ref);
     if (!this.live.has(record.id)) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
+    const paused = this.diskFull.reason(record.id);
+    if (paused !== undefined) throw new BosonError('CONTAINER_PAUSED_DISK_FULL', `container ${record.name} is paused: ${paused}; it resumes by itself once the disk has room`);
     if (spec.argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'no command given to exec');
     const exec: ExecInstance = {
       id: newContainerId(), containerId: record.id, argv: spec.argv, env: mergeEnvs(record.config.env, spec.env), cwd: spec.cwd, user: spec.user,

@@ -24,7 +24,7 @@ export function statusText(r: ContainerRecord, now = Date.now()): string {
   const since = (iso: string | null): string => humanDuration(now - Date.parse(iso ?? new Date(now).toISOString()));
   switch (r.state) {
     case 'running':
-      return `Up ${since(r.startedAt)}`;
+      return `Up ${since(r.startedAt)}${r.pausedReason === undefined ? '' : ' (Paused: host disk full)'}`;
     case 'restarting':
       return `Restarting (${r.exitCode ?? 0}) ${since(r.finishedAt)} ago`;
     case 'exited':

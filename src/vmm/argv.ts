@@ -105,7 +105,9 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
     const childFd = diskFds.get(i);
     const file = childFd === undefined ? disk.path : `/proc/self/fd/${childFd}`;
     if (file === undefined) throw new Error(`disk ${disk.serial} has neither a path nor an fd`);
-    const drive = [`if=none`, `id=disk${i}`, `file=${file.replace(/,/g, ',,')}`, `format=raw`, `cache=unsafe`];
+    // A write that finds the host's disk full pauses the VM with the write kept (MicroVm.onHostDiskFull), instead of
+    // failing it in the guest, where ext4 would drop the data or go read-only; other errors reach the guest.
+    const drive = [`if=none`, `id=disk${i}`, `file=${file.replace(/,/g, ',,')}`, `format=raw`, `cache=unsafe`, 'werror=enospc', 'rerror=report'];
     if (disk.readOnly) drive.push('readonly=on');
     else drive.splice(drive.indexOf('cache=unsafe'), 1, 'cache=writeback');
     argv.push('-drive', drive.join(','), '-device', `virtio-blk-device,drive=disk${i},serial=${disk.serial}`);

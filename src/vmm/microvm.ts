@@ -132,6 +132,29 @@ export class MicroVm {
     this.qmp.close();
   }
 
+  /**
+   * Calls `handler` each time QEMU pauses the VM because a disk write found the host's filesystem full. The VM
+   * keeps the write and waits (disks are opened with werror=enospc), so nothing the guest wrote is lost; resume()
+   * retries it once there is space.
+   */
+  onHostDiskFull(handler: () => void): void {
+    this.qmp.onEvent((event, data) => {
+      const d = (data ?? {}) as { nospace?: boolean; action?: string };
+      if (event === 'BLOCK_IO_ERROR' && d.nospace === true && d.action === 'stop') handler();
+    });
+  }
+
+  /** True if QEMU holds the VM paused on a disk error (a full host disk, see onHostDiskFull). */
+  async pausedOnDiskError(): Promise<boolean> {
+    return (await this.status()) === 'io-error';
+  }
+
+  /** Resumes a VM that QEMU paused on a disk error; the failed write is retried (and pauses it again if it fails again). */
+  async resume(): Promise<void> {
+    await this.qmp.ready;
+    await this.qmp.execute('cont');
+  }
+
   /** QEMU's view of the VM's run state (e.g. "running", "shutdown"). */
   async status(): Promise<string> {
     await this.qmp.ready;

@@ -1,0 +1,69 @@
+/**
+ * A full host disk under a running container (its sparse writable layer cannot grow): the micro-VM pauses with the
+ * write kept, the daemon says so (ps, inspect, a clear error for exec), and once there is room again it resumes by
+ * itself and the data the container wrote is intact. The state directory lives on a small tmpfs of its own.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, statfs } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { makeTestHost, qemuPidsUsing, runBoson, testDaemon, waitFor, type TestHost } from './helpers.ts';
+
+const run = promisify(execFile);
+let mnt: string | undefined;
+let host: TestHost | undefined;
+const daemon = testDaemon(() => host!);
+const boson = (...args: string[]): ReturnType<typeof runBoson> => runBoson(host!, args, { timeoutMs: 90_000 });
+
+before(async () => {
+  mnt = await mkdtemp('/var/tmp/boson-full-');
+  // Room for the image, the daemon's state and admission control's 512 MiB, but not for much more.
+  await run('mount', ['-t', 'tmpfs', '-o', 'size=640m,mode=0700', 'boson-full', mnt]);
+  host = await makeTestHost(mnt);
+  await daemon.start();
+});
+
+after(async () => {
+  await daemon.stop().catch(() => undefined);
+  const left = host ? await qemuPidsUsing(host.stateDir) : [];
+  await host?.cleanup();
+  if (mnt) {
+    await run('umount', [mnt]).catch(() => undefined);
+    await rm(mnt, { recursive: true, force: true });
+  }
+  assert.deepEqual(left, [], 'the suite removed every container it ran');
+});
+
+describe('a full host disk', () => {
+  test('pauses the micro-VM with its writes kept, is shown and refused clearly, and resumes once there is room', async () => {
+    // Waits for /go, then writes 24 MiB of random data, noting its checksum as written and as read back from disk.
+    const script = 'while [ ! -f /go ]; do sleep 0.1; done; dd if=/dev/urandom bs=1M count=24 2>/dev/null | tee /big | md5sum > /sum.written; sync; '
+      + 'echo 3 > /proc/sys/vm/drop_caches; md5sum < /big > /sum.read; echo written; sleep 600';
+    const r = await boson('run', '-d', '--name', 'writer', 'busybox', 'sh', '-c', script);
+    assert.equal(r.code, 0, r.stderr);
+    // Leave 8 MiB on the host disk, then let the container write three times that.
+    const fs = await statfs(mnt!);
+    const filler = path.join(mnt!, 'filler');
+    await run('fallocate', ['-l', String(fs.bavail * fs.bsize - 8 * 1024 * 1024), filler]);
+    assert.equal((await boson('exec', 'writer', 'touch', '/go')).code, 0);
+    const inspect = async (): Promise<{ state: string; pausedReason?: string }> => JSON.parse((await boson('inspect', 'writer')).stdout.toString())[0];
+    await waitFor(async () => (await inspect()).pausedReason !== undefined, 60_000, 'the micro-VM to pause on the full disk');
+    const paused = await inspect();
+    assert.equal(paused.state, 'running');
+    assert.match(paused.pausedReason!, /is full/);
+    assert.match((await boson('ps')).stdout.toString(), /Up .* \(Paused: host disk full\)/);
+    const exec = await boson('exec', 'writer', 'true');
+    assert.equal(exec.code, 97, 'exec into a paused micro-VM is refused at once, not left hanging');
+    assert.match(exec.stderr, /paused: the disk holding .* is full/);
+    assert.equal((await qemuPidsUsing(host!.stateDir)).length, 1, 'the micro-VM is still there');
+    await rm(filler);
+    await waitFor(async () => (await boson('logs', 'writer')).stdout.toString() === 'written\n', 90_000, 'the container to finish its writes once the disk has room');
+    assert.equal((await inspect()).pausedReason, undefined, 'resumed');
+    const sums = await boson('exec', 'writer', 'cat', '/sum.written', '/sum.read');
+    const [written, read] = sums.stdout.toString().trim().split('\n');
+    assert.ok(written && written === read, `every byte written before and after the pause is on the disk (${sums.stdout.toString()})`);
+    assert.equal((await boson('rm', '-f', 'writer')).code, 0);
+  });
+});
