@@ -43,13 +43,25 @@ describe('a full host disk', () => {
       + 'echo 3 > /proc/sys/vm/drop_caches; md5sum < /big > /sum.read; echo written; sleep 600';
     const r = await boson('run', '-d', '--name', 'writer', 'busybox', 'sh', '-c', script);
     assert.equal(r.code, 0, r.stderr);
+    const doomed = await boson('run', '-d', '--name', 'doomed', 'busybox', 'sh', '-c', 'while [ ! -f /go ]; do sleep 0.1; done; dd if=/dev/zero of=/big bs=1M count=24; sync; sleep 600');
+    assert.equal(doomed.code, 0, doomed.stderr);
     // Leave 8 MiB on the host disk, then let the container write three times that.
     const fs = await statfs(mnt!);
     const filler = path.join(mnt!, 'filler');
     await run('fallocate', ['-l', String(fs.bavail * fs.bsize - 8 * 1024 * 1024), filler]);
-    assert.equal((await boson('exec', 'writer', 'touch', '/go')).code, 0);
-    const inspect = async (): Promise<{ state: string; pausedReason?: string }> => JSON.parse((await boson('inspect', 'writer')).stdout.toString())[0];
-    await waitFor(async () => (await inspect()).pausedReason !== undefined, 60_000, 'the micro-VM to pause on the full disk');
+    for (const name of ['writer', 'doomed']) {
+      const go = await boson('exec', name, 'touch', '/go');
+      assert.equal(go.code, 0, go.stderr);
+    }
+    const inspect = async (name = 'writer'): Promise<{ state: string; exitCode: number | null; pausedReason?: string }> => JSON.parse((await boson('inspect', name)).stdout.toString())[0];
+    await waitFor(async () => (await inspect()).pausedReason !== undefined && (await inspect('doomed')).pausedReason !== undefined, 60_000, 'both micro-VMs to pause on the full disk');
+    // A paused guest cannot act on a signal: kill -s KILL ends its micro-VM.
+    assert.equal((await boson('kill', 'doomed')).code, 0);
+    await waitFor(async () => (await inspect('doomed')).state === 'exited', 20_000, 'the killed paused container to end');
+    assert.equal((await inspect('doomed')).exitCode, 137);
+    // A daemon that starts while the VM is paused finds it paused (no event tells it).
+    await daemon.kill9();
+    await daemon.start();
     const paused = await inspect();
     assert.equal(paused.state, 'running');
     assert.match(paused.pausedReason!, /is full/);
@@ -64,6 +76,14 @@ describe('a full host disk', () => {
     const sums = await boson('exec', 'writer', 'cat', '/sum.written', '/sum.read');
     const [written, read] = sums.stdout.toString().trim().split('\n');
     assert.ok(written && written === read, `every byte written before and after the pause is on the disk (${sums.stdout.toString()})`);
-    assert.equal((await boson('rm', '-f', 'writer')).code, 0);
+    assert.equal((await boson('rm', '-f', 'writer', 'doomed')).code, 0);
+  });
+
+  test('a full writable layer is the container\'s own ENOSPC: its write fails, the micro-VM keeps running', async () => {
+    const r = await boson('run', '-d', '--name', 'small', '--disk-size', '64m', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/fill bs=1M count=100 2>&1 | grep -o "No space left on device" | head -1; echo alive');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await boson('wait', 'small')).stdout.toString().trim(), '0');
+    assert.equal((await boson('logs', 'small')).stdout.toString(), 'No space left on device\nalive\n');
+    assert.equal((await boson('rm', 'small')).code, 0);
   });
 });

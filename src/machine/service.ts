@@ -452,20 +452,20 @@ export class MachineService {
       if (live.finished) return;
       live.finished = true;
       for (const [, e] of live.execs) e.done(137);
-      void live.vm.shutdown(1000).then(() => this.exited(id, status, error));
+      background(live.vm.shutdown(1000).then(() => this.exited(id, status, error)), `recording the exit of container ${id.slice(0, 12)}`);
     };
     let guestError: string | null = null;
     live.ctl.onSession(0, (frame) => {
       if (frame.type === FrameType.ERROR) guestError = decodeError(frame).message;
       if (frame.type === FrameType.EXIT) finish(decodeExit(frame).status, guestError);
     });
-    void live.vm.exited.then(async () => {
+    background(live.vm.exited.then(async () => {
       if (live.finished) return;
-      const exit = await lastExit(live.logFile);
+      const exit = await lastExit(live.logFile).catch(() => undefined);
       // Without an EXIT in the log, QEMU was killed or crashed: what it printed last tells which.
       const said = live.vm.qemuStderr.split('\n').at(-1)?.trim();
       finish(exit?.status ?? 137, exit ? null : `the micro-VM ended without an exit status (stopped from outside Boson, or QEMU failed${said ? `: ${said}` : ''})`);
-    });
+    }), `following the micro-VM of container ${id.slice(0, 12)}`);
   }
 
   /** Records an exit (from whatever source), wakes waiters, and applies the restart policy. */
@@ -820,6 +820,14 @@ export class MachineService {
   liveIds(): Set<string> {
     return new Set(this.live.keys());
   }
+}
+
+/**
+ * Runs work nobody awaits (a VM's exit, found by a watcher): a failure is printed on the daemon's stderr (its log
+ * under systemd) instead of ending the daemon as an unhandled rejection would.
+ */
+function background(work: Promise<unknown>, what: string): void {
+  work.catch((err: unknown) => process.stderr.write(`boson daemon: ${what}: ${toBosonError(err).message}\n`));
 }
 
 function mergeEnvs(base: string[], extra: string[]): string[] {

@@ -22,3 +22,9 @@ test('status lines follow the container state', () => {
   assert.equal(statusText({ ...base, state: 'restarting' }, now), 'Restarting (3) About a minute ago');
   assert.equal(statusText({ ...base, state: 'created' }, now), 'Created');
 });
+
+test('a running container paused on a full host disk says so', () => {
+  const now = Date.parse('2026-01-01T00:01:00Z');
+  const r = { state: 'running', startedAt: '2026-01-01T00:00:55Z', pausedReason: 'the disk holding /x is full' } as ContainerRecord;
+  assert.equal(statusText(r, now), 'Up 5 seconds (Paused: host disk full)');
+});
