@@ -21,8 +21,8 @@ test('on a full disk, changes to records are held, shown by every read, and writ
   const reg = new ContainerRegistry(dir);
   try {
     await reg.init();
-    const a = record('a');
-    const b = record('b');
+    const a = record('alpha');
+    const b = record('bravo');
     await reg.create(a);
     await reg.create(b);
     // SQLite's own "database or disk is full" (SQLITE_FULL), by capping the database at the pages it has.
@@ -31,13 +31,13 @@ test('on a full disk, changes to records are held, shown by every read, and writ
     db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
     const big = { ...a, state: 'exited' as const, exitCode: 3, error: 'x'.repeat(64 * 1024) };
     await reg.save(big);
-    await assert.rejects(reg.create({ ...record('c'), error: 'x'.repeat(64 * 1024) }), (e: Error & { code?: string }) => e.code === 'HOST_CAPACITY_EXCEEDED', 'a new record is refused clearly');
-    await reg.rename({ ...b }, 'b2');
-    assert.equal(reg.get('b2').id, b.id, 'a held-back rename is found by its new name');
+    await assert.rejects(reg.create({ ...record('charlie'), error: 'x'.repeat(64 * 1024) }), (e: Error & { code?: string }) => e.code === 'HOST_CAPACITY_EXCEEDED', 'a new record is refused clearly');
+    await reg.rename({ ...b }, 'bravo2');
+    assert.equal(reg.get('bravo2').id, b.id, 'a held-back rename is found by its new name');
     await reg.remove(b);
-    assert.equal(reg.get('a').exitCode, 3, 'the held-back change is what reads see');
-    assert.throws(() => reg.get('b2'), (e: Error & { code?: string }) => e.code === 'CONTAINER_NOT_FOUND', 'removed, although the database still has it');
-    assert.deepEqual((await reg.list()).map((r) => r.name), ['a']);
+    assert.equal(reg.get('alpha').exitCode, 3, 'the held-back change is what reads see');
+    assert.throws(() => reg.get('bravo2'), (e: Error & { code?: string }) => e.code === 'CONTAINER_NOT_FOUND', 'removed, although the database still has it');
+    assert.deepEqual((await reg.list()).map((r) => r.name), ['alpha']);
     const stored = (): ContainerRecord => JSON.parse((db.prepare('SELECT record FROM containers WHERE id = ?').get(a.id) as { record: string }).record) as ContainerRecord;
     assert.equal(stored().exitCode, null, 'not in the database yet');
     assert.equal(reg.recordEvent('container', 'die', a.id, { pad: 'x'.repeat(64 * 1024) }).seq, 0, 'an event the disk has no room for is still returned, unstored');
