@@ -138,6 +138,22 @@ test('networks, endpoints, ports, DNS, errors, persistence and reconcile', async
   await m.close();
 });
 
+test('disconnects fired together are done together: every tap, port and lease goes', async () => {
+  const m = make();
+  await m.init();
+  const ids = [20, 21, 22, 23, 24, 25].map(id);
+  const eps = await Promise.all(ids.map((c, i) => m.connect({ containerId: c, containerName: `n${i}`, aliases: [], network: 'bridge', ports: [{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 80, protocol: 'tcp' }] })));
+  const before = links().length;
+  await Promise.all(ids.map((c) => m.disconnect(c)));
+  assert.equal(links().length, before - ids.length, 'every tap removed');
+  for (const c of ids) assert.deepEqual(await m.endpoints(c), []);
+  assert.doesNotMatch(table(), new RegExp(eps.map((e) => `dport ${e.ports[0]!.hostPort} `).join('|')), 'no DNAT rule of theirs is left');
+  // Their addresses are free again: the same number of containers connects once more.
+  await Promise.all(ids.map((c, i) => m.connect({ containerId: c, containerName: `n${i}`, aliases: [], network: 'bridge', ports: [] })));
+  await Promise.all(ids.map((c) => m.disconnect(c)));
+  await m.close();
+});
+
 test('a crash mid-operation: stray Boson taps are removed by init, other links are not touched', async () => {
   const stray = `${prefix}t${'ab'.repeat(8)}`.slice(0, 15);
   execFileSync('ip', ['tuntap', 'add', 'dev', stray, 'mode', 'tap']);
