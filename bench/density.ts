@@ -117,9 +117,16 @@ async function main(): Promise<void> {
     }
     const execTimes: number[] = [];
     const twoRequestTimes: number[] = [];
-    for (let i = 0; i < 30; i++) {
-      execTimes.push((await execOnce(c, ids[i % sample.length]!, ['true'])).ms);
-      twoRequestTimes.push(await execTwoRequests(c, ids[i % sample.length]!, ['true']));
+    // Interleaved, each form first in turn: the first exec into an idle guest pays for waking it.
+    for (let i = 0; i < 60; i++) {
+      const id = ids[Math.floor(i / 2) % sample.length]!;
+      if (i % 2 === 0) {
+        execTimes.push((await execOnce(c, id, ['true'])).ms);
+        twoRequestTimes.push(await execTwoRequests(c, id, ['true']));
+      } else {
+        twoRequestTimes.push(await execTwoRequests(c, id, ['true']));
+        execTimes.push((await execOnce(c, id, ['true'])).ms);
+      }
     }
     const floor = await channelFloor(c, ids[0]!, 30);
     const t1 = performance.now();
