@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { makeTestHost, qemuPidsUsing, runBoson, testDaemon, waitFor, type TestHost } from './helpers.ts';
+import { collect, makeTestHost, qemuPidsUsing, runBoson, startBoson, testDaemon, waitFor, type TestHost } from './helpers.ts';
 
 const run = promisify(execFile);
 let mnt: string | undefined;
@@ -77,6 +77,23 @@ describe('a full host disk', () => {
     const [written, read] = sums.stdout.toString().trim().split('\n');
     assert.ok(written && written === read, `every byte written before and after the pause is on the disk (${sums.stdout.toString()})`);
     assert.equal((await boson('rm', '-f', 'writer', 'doomed')).code, 0);
+  });
+
+  test('a foreground boson run on a full host disk says it is paused, resumes once there is room, and loses nothing', async () => {
+    const fs = await statfs(mnt!);
+    const filler = path.join(mnt!, 'filler-fg');
+    await run('fallocate', ['-l', String(fs.bavail * fs.bsize - 24 * 1024 * 1024), filler]);
+    const child = startBoson(host!, ['run', '--rm', 'busybox', 'sh', '-c', 'dd if=/dev/urandom bs=1M count=48 2>/dev/null | tee /big | md5sum; sync; echo 3 > /proc/sys/vm/drop_caches; md5sum < /big']);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const done = collect(child, undefined, 120_000, ['run']);
+    await waitFor(() => /the micro-VM is paused: the disk holding .* is full/.test(stderr), 60_000, 'the run to say it is paused');
+    await rm(filler);
+    const r = await done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /the micro-VM resumed/);
+    const [written, read] = r.stdout.toString().trim().split('\n');
+    assert.ok(written && written === read, `the data written across the pause is intact (${r.stdout.toString()})`);
   });
 
   test('a full writable layer is the container\'s own ENOSPC: its write fails, the micro-VM keeps running', async () => {

@@ -10,6 +10,7 @@ import { BosonError, isBosonError, type BosonPaths } from '../common/index.ts';
 import type { Hello } from '../guest/index.ts';
 import { bootBundle } from './boot-bundle.ts';
 import { bootWithWatchdog, probeAccelerator, type MicroVm, type DiskSpec } from '../vmm/index.ts';
+import { DiskFullGuard } from './disk-full.ts';
 import { ImageStore } from '../image/index.ts';
 import { resolveProcessConfig, type ContainerRequest } from './container-config.ts';
 import { ContainerRegistry, newContainerId, type ContainerRecord } from './containers.ts';
@@ -146,6 +147,11 @@ export class ContainerRunner {
         { timeoutMs: bootTimeoutMs(accel.accel), attempts: 3, onRetry: hooks.onRetry },
       );
       vm = boot.vm;
+      // A full host disk pauses the VM (see DiskFullGuard): say so, and resume it once there is room.
+      const diskFull = new DiskFullGuard(this.paths.stateDir, (_id, paused) => hooks.onWarning?.(paused
+        ? `the micro-VM is paused: the disk holding ${this.paths.stateDir} is full; it resumes by itself once there is room`
+        : 'the micro-VM resumed: the disk has room again'));
+      diskFull.watch(id, vm);
       const timings: RunTimings = { startup: Math.round(t0), prepared, launched, booted: since(), guestBootMs: Number(boot.value.boottimeNs / 1_000_000n), attempts: boot.attempts };
       // The guest waits for its SPEC: send it first, then do the bookkeeping.
       session.start(
@@ -165,6 +171,7 @@ export class ContainerRunner {
       await this.registry.save(record);
       const running = vm;
       const exit = this.finish(record, session, running, timings, since);
+      void exit.finally(() => diskFull.close()).catch(() => undefined);
       return {
         record, session, vm: running, timings, exit,
         stop: async (graceMs: number): Promise<void> => {
