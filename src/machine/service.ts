@@ -160,7 +160,7 @@ export class MachineService {
       try {
         this.emit(this.registry.get(id), paused ? 'pause' : 'unpause', paused ? { reason: 'host disk full' } : {});
       } catch {
-        // The disk is full, so the event could not be stored (or the container is gone): the state still shows it.
+        // The container is gone meanwhile: nothing to tell.
       }
     });
   }

@@ -3,6 +3,7 @@
  * daemon and its client: output in Docker's 8-byte frames (stream 1 stdout, 2 stderr) with or without a TTY, then
  * one frame on EXEC_STATUS_STREAM whose payload is an ExecStatus as JSON, then the server closes.
  */
+import type { Duplex } from 'node:stream';
 
 /** The stream byte of the status frame. */
 export const EXEC_STATUS_STREAM = 0x80;
@@ -11,4 +12,18 @@ export const EXEC_STATUS_STREAM = 0x80;
 export interface ExecStatus {
   exitCode: number | null;
   error?: { code: string; detail: string };
+}
+
+/**
+ * Feeds an upgraded connection to a running exec's stdin: first `rest` (what came after the request body), then
+ * what the client sends, a half-close being stdin's EOF; an exec without stdin discards what the client sends.
+ * Then lets the connection flow (it may have been paused while its body was read).
+ */
+export function pipeExecStdin(socket: Duplex, ctl: { stdin(d: Buffer): void; closeStdin(): void }, open: boolean, rest: Buffer): void {
+  if (open) {
+    if (rest.length > 0) ctl.stdin(rest);
+    socket.on('data', (d: Buffer) => ctl.stdin(d));
+    socket.on('end', () => ctl.closeStdin());
+  } else socket.on('data', () => undefined);
+  socket.resume();
 }

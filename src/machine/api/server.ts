@@ -17,7 +17,7 @@ import { BosonError, ERROR_CATALOGUE, readUpgradeBody, toBosonError, type ErrorK
 import { parseRestartPolicy, type MachineService, type StreamSink } from '../service.ts';
 import type { ContainerRecord } from '../containers.ts';
 import type { LogLine } from '../logs.ts';
-import { EXEC_STATUS_STREAM, type ExecStatus } from './exec-stream.ts';
+import { EXEC_STATUS_STREAM, pipeExecStdin, type ExecStatus } from './exec-stream.ts';
 
 /** HTTP status for each error kind. */
 export const STATUS_BY_KIND: Record<ErrorKind, number> = {
@@ -322,12 +322,7 @@ async function handleUpgrade(service: MachineService, req: IncomingMessage, sock
       upgraded(socket);
       try {
         const ctl = await service.startExec(exec.id, framedSink(socket));
-        if (exec.stdin) {
-          if (rest.length > 0) ctl.stdin(rest);
-          socket.on('data', (d: Buffer) => ctl.stdin(d));
-          socket.on('end', () => ctl.closeStdin());
-        } else socket.on('data', () => undefined);
-        socket.resume();
+        pipeExecStdin(socket, ctl, exec.stdin, rest);
         socket.end(execStatusFrame({ exitCode: await ctl.exit }));
       } catch (err) {
         // After the upgrade an error can only travel in-band.
