@@ -73,6 +73,9 @@ try {
   if (asJson) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   else console.log(`${result.binary} --accel ${accel}: ${alive.length}/${vms} VMs alive, VMM overhead ${result.vmmOverheadMiBPerVm} MiB per VM (guest RAM resident ${result.guestRamResidentMiBPerVm} MiB); guest booted: ${result.guestBooted}`);
 } finally {
-  await Promise.all(started.map((vm) => vm.kill()));
+  // The detached QEMUs do not keep Node's event loop alive: poll (a referenced timer) until every one has gone.
+  const killed = Promise.all(started.map((vm) => vm.kill()));
+  while (!started.every((vm) => vm.hasExited)) await new Promise((r) => setTimeout(r, 50));
+  await killed;
   await rm(dir, { recursive: true, force: true });
 }
