@@ -7,7 +7,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { isBosonError, type BosonPaths } from '../common/index.ts';
-import { hostCpuCount, parseMemory, parseSignal, pipeExecStdin, type ContainerRecord, type MachineService, type WaitCondition } from '../machine/index.ts';
+import { hostCpuCount, parseMemory, parseSignal, pipeClientStdin, type ContainerRecord, type MachineService, type WaitCondition } from '../machine/index.ts';
 import { CONTAINER_FILTERS, checkContainerName, containerInspect, containerSummary, createRequestOf, matchesFilters } from './containers.ts';
 import { badRequest, DockerError, notSupported } from './errors.ts';
 import { familiarName, rfc3339Nano, withSha } from './format.ts';
@@ -577,7 +577,7 @@ export class DockerApi {
         upgraded = true;
         const ctl = await this.service.startExec(exec.id, frameSink((d) => void (socket.writable && socket.write(d)), exec.tty));
         this.trackExec(exec.id, ctl.resize, ctl.exit);
-        pipeExecStdin(socket, ctl, exec.stdin, rest);
+        pipeClientStdin(socket, ctl, exec.stdin, rest);
         await ctl.exit;
         socket.end();
       } else {

@@ -4,7 +4,7 @@ export { ContainerRegistry, validateContainerName, type ContainerRecord, type Re
 export { parseMemory, parseSizeMiB, parseCpus, parseEnvFile, expandEnvArgs, resolveProcessConfig, type ProcessConfig } from './container-config.ts';
 export type { ProcessExit, SessionOutput } from './guest-session.ts';
 export { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError } from './api/client.ts';
-export { pipeExecStdin, type ExecStatus } from './api/exec-stream.ts';
+export { pipeClientStdin, type ExecStatus } from './api/exec-stream.ts';
 export { parseSignal, parseRestartPolicy, type CreateRequest, type ExecInstance, type ContainerStats, type WaitResult, type WaitCondition, type StreamSink, type MachineService } from './service.ts';
 export type { ContainerState, MachineEvent } from './containers.ts';
 export { readLog, type LogLine } from './logs.ts';

@@ -15,11 +15,11 @@ export interface ExecStatus {
 }
 
 /**
- * Feeds an upgraded connection to a running exec's stdin: first `rest` (what came after the request body), then
- * what the client sends, a half-close being stdin's EOF; an exec without stdin discards what the client sends.
- * Then lets the connection flow (it may have been paused while its body was read).
+ * Feeds an upgraded connection to a process's stdin (an exec's, or an attached container's): first `rest` (what
+ * came after the request head or body), then what the client sends, a half-close being stdin's EOF; with `open`
+ * false what the client sends is discarded. Then lets the connection flow (it may have been paused meanwhile).
  */
-export function pipeExecStdin(socket: Duplex, ctl: { stdin(d: Buffer): void; closeStdin(): void }, open: boolean, rest: Buffer): void {
+export function pipeClientStdin(socket: Duplex, ctl: { stdin(d: Buffer): void; closeStdin(): void }, open: boolean, rest: Buffer): void {
   if (open) {
     if (rest.length > 0) ctl.stdin(rest);
     socket.on('data', (d: Buffer) => ctl.stdin(d));

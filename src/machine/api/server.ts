@@ -17,7 +17,7 @@ import { BosonError, ERROR_CATALOGUE, readUpgradeBody, toBosonError, type ErrorK
 import { parseRestartPolicy, type MachineService, type StreamSink } from '../service.ts';
 import type { ContainerRecord } from '../containers.ts';
 import type { LogLine } from '../logs.ts';
-import { EXEC_STATUS_STREAM, pipeExecStdin, type ExecStatus } from './exec-stream.ts';
+import { EXEC_STATUS_STREAM, pipeClientStdin, type ExecStatus } from './exec-stream.ts';
 
 /** HTTP status for each error kind. */
 export const STATUS_BY_KIND: Record<ErrorKind, number> = {
@@ -299,18 +299,14 @@ async function handleUpgrade(service: MachineService, req: IncomingMessage, sock
       socket.on('close', () => abort.abort());
       const sink = sinkFor(socket, tty);
       const session = await service.attach(record.id, sink, abort.signal);
-      if (head.length > 0) session.stdin(head);
-      socket.on('data', (d: Buffer) => session.stdin(d));
-      socket.on('end', () => session.closeStdin());
+      pipeClientStdin(socket, session, true, head);
       await session.done;
       socket.end();
     } else if (execMatch) {
       const exec = service.getExec(decodeURIComponent(execMatch[1]!));
       upgraded(socket);
       const ctl = await service.startExec(exec.id, sinkFor(socket, exec.tty));
-      if (head.length > 0) ctl.stdin(head);
-      socket.on('data', (d: Buffer) => ctl.stdin(d));
-      socket.on('end', () => ctl.closeStdin());
+      pipeClientStdin(socket, ctl, true, head);
       await ctl.exit;
       socket.end();
     } else if (execNowMatch) {
@@ -321,8 +317,9 @@ async function handleUpgrade(service: MachineService, req: IncomingMessage, sock
       const exec = service.createExec(decodeURIComponent(execNowMatch[1]!), { argv: b.cmd, env: b.env ?? [], cwd: b.workdir, user: b.user, tty: b.tty ?? false, stdin: b.stdin ?? false });
       upgraded(socket);
       try {
-        const ctl = await service.startExec(exec.id, framedSink(socket));
-        pipeExecStdin(socket, ctl, exec.stdin, rest);
+        // Output always in frames, with or without a TTY, so that the status frame can follow it.
+        const ctl = await service.startExec(exec.id, sinkFor(socket, false));
+        pipeClientStdin(socket, ctl, exec.stdin, rest);
         socket.end(execStatusFrame({ exitCode: await ctl.exit }));
       } catch (err) {
         // After the upgrade an error can only travel in-band.
@@ -343,14 +340,6 @@ async function handleUpgrade(service: MachineService, req: IncomingMessage, sock
 function upgraded(socket: Duplex): void {
   socket.write('HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n');
   (socket as Duplex & { upgradedFlag?: boolean }).upgradedFlag = true;
-}
-
-/** Output of a one-request exec: always in frames, with or without a TTY, so that its status frame can follow. */
-function framedSink(socket: Duplex): StreamSink {
-  return {
-    stdout: (d) => void socket.write(streamFrame(1, d)),
-    stderr: (d) => void socket.write(streamFrame(2, d)),
-  };
 }
 
 /** Largest JSON body of a one-request exec. */
