@@ -38,7 +38,7 @@ const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
 /** One exec as `boson exec` makes it: a single upgraded request, the exit status at the end of its stream. */
 async function execOnce(c: MachineClient, id: string, cmd: string[]): Promise<{ ms: number; out: string }> {
   const t0 = performance.now();
-  const stream = await c.upgrade(`/v1/containers/${id}/exec`, { cmd });
+  const stream = await c.upgrade(`/v1/containers/${id}/exec`, { argv: cmd });
   let out = '';
   let exitCode: number | null = null;
   const demux = new StreamDemuxer((d) => (out += d.toString()), () => undefined, (s) => (exitCode = s.exitCode));
@@ -51,7 +51,7 @@ async function execOnce(c: MachineClient, id: string, cmd: string[]): Promise<{ 
 /** One exec the way the Docker API makes it: create, then start (two requests). */
 async function execTwoRequests(c: MachineClient, id: string, cmd: string[]): Promise<number> {
   const t0 = performance.now();
-  const { id: execId } = await c.request<{ id: string }>('POST', `/v1/containers/${id}/execs`, { cmd });
+  const { id: execId } = await c.request<{ id: string }>('POST', `/v1/containers/${id}/execs`, { argv: cmd });
   const stream = await c.upgrade(`/v1/execs/${execId}/start`);
   stream.on('data', () => undefined);
   await new Promise((r) => stream.on('close', r));
@@ -60,7 +60,7 @@ async function execTwoRequests(c: MachineClient, id: string, cmd: string[]): Pro
 
 /** Round trips of one byte through a running `cat` exec: the channel's own latency, no process start. */
 async function channelFloor(c: MachineClient, id: string, n: number): Promise<number[]> {
-  const { id: execId } = await c.request<{ id: string }>('POST', `/v1/containers/${id}/execs`, { cmd: ['cat'], stdin: true });
+  const { id: execId } = await c.request<{ id: string }>('POST', `/v1/containers/${id}/execs`, { argv: ['cat'], stdin: true });
   const stream = await c.upgrade(`/v1/execs/${execId}/start`);
   const times: number[] = [];
   let waiting: (() => void) | undefined;
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
     const ids: string[] = [];
     const t0 = performance.now();
     for (let i = 0; i < vms; i++) {
-      const { id } = await c.request<{ id: string }>('POST', '/v1/containers', { image: 'busybox', cmd: ['sleep', '100000'], memoryMiB: 128 });
+      const { id } = await c.request<{ id: string }>('POST', '/v1/containers', { image: 'busybox', process: { args: ['sleep', '100000'] }, resources: { memoryMiB: 128 } });
       ids.push(id);
     }
     // Start two at a time (the machine has two cores).

@@ -49,7 +49,7 @@ try {
   const client = new MachineClient(path.join(runDir, 'boson.sock'));
   const viaRest = async (): Promise<number> => {
     const t0 = performance.now();
-    const { id } = await client.request<{ id: string }>('POST', '/v1/containers', { image: 'busybox', cmd: ['true'] });
+    const { id } = await client.request<{ id: string }>('POST', '/v1/containers', { image: 'busybox', process: { args: ['true'] } });
     const wait = client.request('POST', `/v1/containers/${id}/wait?condition=next-exit`);
     await client.request('POST', `/v1/containers/${id}/start`);
     await wait;
@@ -71,7 +71,7 @@ try {
   console.log(`cold start, median of ${rounds}: docker run --rm ${d.toFixed(0)} ms | boson run --rm ${b.toFixed(0)} ms | daemon REST create+start+wait+rm ${r.toFixed(0)} ms`);
   console.log(`docker vs boson run: ${(((d - b) / b) * 100).toFixed(1)} %   docker vs the same path through the REST API: ${(((d - r) / r) * 100).toFixed(1)} %`);
 
-  for (let i = 0; i < 50; i++) await client.request('POST', '/v1/containers', { image: 'busybox', cmd: ['true'], name: `bench${i}` });
+  for (let i = 0; i < 50; i++) await client.request('POST', '/v1/containers', { image: 'busybox', process: { args: ['true'] }, name: `bench${i}` });
   await get('/v1.47/containers/json?all=1');
   const api: number[] = [];
   const cli: number[] = [];

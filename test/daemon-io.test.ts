@@ -78,21 +78,21 @@ describe('daemon I/O', () => {
       await new Promise((r) => stream.on('close', r));
       return { stdout, stderr, status, afterStatus };
     };
-    const r = await once({ cmd: ['sh', '-c', 'echo out; echo err >&2; exit 3'] });
+    const r = await once({ argv: ['sh', '-c', 'echo out; echo err >&2; exit 3'] });
     assert.deepEqual(r, { stdout: 'out\n', stderr: 'err\n', status: { exitCode: 3 }, afterStatus: 0 }, 'output, then the status frame last');
-    const tty = await once({ cmd: ['tty'], tty: true });
+    const tty = await once({ argv: ['tty'], tty: true });
     assert.match(tty.stdout, /^\/dev\/pts\/\d+\r?\n$/, 'pty output is framed too');
     assert.deepEqual(tty.status, { exitCode: 0 });
-    const cat = await once({ cmd: ['cat'], stdin: true }, 'piped in');
+    const cat = await once({ argv: ['cat'], stdin: true }, 'piped in');
     assert.deepEqual([cat.stdout, cat.status], ['piped in', { exitCode: 0 }], 'stdin reaches the process; a half-close is its EOF');
-    assert.deepEqual((await once({ cmd: ['no-such-command'] })).status, { exitCode: 127 });
+    assert.deepEqual((await once({ argv: ['no-such-command'] })).status, { exitCode: 127 });
     const refused = async (ref: string, spec: unknown, code: string): Promise<void> => {
       await assert.rejects(c.upgrade(`/v1/containers/${ref}/exec`, spec), (e: Error & { code?: string }) => e.code === code, `${JSON.stringify(spec)} on ${ref}: ${code}`);
     };
-    await refused('onereq', { cmd: [] }, 'INVALID_ARGUMENT');
-    await refused('onereq', { cmd: ['true'], bogus: 1 }, 'INVALID_ARGUMENT');
-    await refused('onereq', { cmd: 'true' }, 'INVALID_ARGUMENT');
-    await refused('no-such-container', { cmd: ['true'] }, 'CONTAINER_NOT_FOUND');
+    await refused('onereq', { argv: [] }, 'INVALID_ARGUMENT');
+    await refused('onereq', { argv: ['true'], bogus: 1 }, 'INVALID_ARGUMENT');
+    await refused('onereq', { argv: 'true' }, 'INVALID_ARGUMENT');
+    await refused('no-such-container', { argv: ['true'] }, 'CONTAINER_NOT_FOUND');
     // exec -d still runs the process in the background (create + start, nothing streamed).
     assert.equal((await boson('exec', '-d', 'onereq', 'sh', '-c', 'echo bg > /tmp/bg')).code, 0);
     await waitFor(async () => out(await boson('exec', 'onereq', 'cat', '/tmp/bg')) === 'bg\n', 10_000, 'the detached exec to write its file');

@@ -134,7 +134,7 @@ describe('boson daemon', () => {
   test('50 lifecycle operations fired concurrently leave a consistent state and a healthy daemon', async () => {
     const c = api();
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push((await c.request<{ id: string }>('POST', '/v1/containers', { image: 'busybox', cmd: ['sleep', '600'], name: `burst${i}` })).id);
+    for (let i = 0; i < 5; i++) ids.push((await c.request<{ id: string }>('POST', '/v1/containers', { image: 'busybox', process: { args: ['sleep', '600'] }, name: `burst${i}` })).id);
     const ops: Array<Promise<unknown>> = [];
     for (let round = 0; round < 10; round++) {
       for (const id of ids) {

@@ -20,7 +20,9 @@ const ALLOWED: Record<string, string[]> = {
   controller: ['common'],
   docker: ['common', 'machine', 'controller', 'image'],
   cri: ['common', 'machine', 'controller'],
-  cli: ['common', 'machine', 'controller', 'image', 'guest', 'vmm', 'docker', 'cri'],
+  cli: ['common', 'machine', 'controller', 'image', 'guest', 'vmm', 'docker', 'cri', 'main'],
+  // The composition root: the one place that builds implementations.
+  main: ['common', 'guest', 'vmm', 'image', 'machine', 'docker', 'cri', 'controller'],
 };
 
 async function sourceFiles(dir: string): Promise<string[]> {

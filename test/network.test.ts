@@ -16,7 +16,8 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { prepareBootBundle } from '../src/guest/index.ts';
 import { ImageStore } from '../src/image/index.ts';
-import { GuestSession } from '../src/machine/guest-session.ts';
+import { ControlChannel } from '../src/machine/control-channel.ts';
+import { FrameType, encodeSpec, decodeExit } from '../src/guest/index.ts';
 import { NetworkManager, type Endpoint } from '../src/machine/network/index.ts';
 import { createEphemeralScratchDisk } from '../src/machine/scratch.ts';
 import { bootWithWatchdog, type MicroVm, type NicSpec } from '../src/vmm/index.ts';
@@ -64,26 +65,35 @@ async function boot(nic: NicSpec, script: string): Promise<Guest> {
   const scratch = await createEphemeralScratchDisk(path.join(host().stateDir, `scratch-${Math.random().toString(16).slice(2)}.ext4`));
   let out = '';
   const sink = new Writable({ write: (chunk: Buffer, _enc, cb) => ((out += chunk.toString()), cb()) });
-  let session!: GuestSession;
+  let session!: ControlChannel;
   try {
     const { vm } = await bootWithWatchdog(
       { kernel: bundle.kernelPath, initramfs: bundle.initramfsPath, acpi: bundle.acpi, memoryMiB: 192, cpus: 1, nics: [nic],
         disks: [{ serial: 'boson-root', path: rootDisk.path, readOnly: true }, { serial: 'boson-scratch', fd: scratch.fd, readOnly: false }] },
       (booting) => {
-        session = new GuestSession(booting.channel);
+        session = new ControlChannel(booting.channel);
         return session.waitForHello();
       },
       { timeoutMs: 20_000, attempts: 2 },
     );
     vms.push(vm);
-    session.start({ argv: ['/bin/sh', '-c', script], env: ['PATH=/bin:/sbin:/usr/bin:/usr/sbin'], rootDisk: 'boson-root', rootFstype: rootDisk.fstype, scratchDisk: 'boson-scratch' }, { stdout: sink, stderr: sink });
+    // The guest's output arrives on the control channel itself (no log port), session 0.
+    const done = new Promise<number>((resolve, reject) => {
+      session.onSession(0, (frame) => {
+        if (frame.type === FrameType.STDOUT || frame.type === FrameType.STDERR) sink.write(frame.payload);
+        if (frame.type === FrameType.EXIT) resolve(decodeExit(frame).status);
+      });
+      session.onClose(() => reject(new Error('the guest ended without an exit status')));
+    });
+    done.catch(() => undefined);
+    session.send(FrameType.SPEC, encodeSpec({ argv: ['/bin/sh', '-c', script], env: ['PATH=/bin:/sbin:/usr/bin:/usr/sbin'], rootDisk: 'boson-root', rootFstype: rootDisk.fstype, scratchDisk: 'boson-scratch' }));
     return {
       vm,
       output: () => out,
       until: (marker, timeoutMs = 30_000) => waitFor(() => out.includes(marker), timeoutMs, `"${marker}" from the guest; output so far:\n${out}`).catch((err: Error) => {
         throw new Error(`${err.message}\n${out}`);
       }),
-      done: session.done,
+      done,
     };
   } finally {
     await scratch.close();

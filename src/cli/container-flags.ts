@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { BosonError } from '../common/index.ts';
-import { hostCpuCount, parseCpus, parseEnvFile, parseMemory, parseRestartPolicy, parseSizeMiB, expandEnvArgs } from '../machine/index.ts';
+import { hostCpuCount, parseCpus, parseEnvFile, parseMemory, parsePortSpec, parseRestartPolicy, parseSizeMiB, parseVolumeSpec, expandEnvArgs, type ContainerSpec } from '../machine/index.ts';
 
 /** Parsed container flags. */
 export interface ContainerFlags {
@@ -86,16 +86,29 @@ export function diskSizeBytes(flags: ContainerFlags): number | undefined {
   return flags.diskSize === undefined ? undefined : parseSizeMiB(flags.diskSize, 'disk', 64) * 1024 * 1024;
 }
 
-/** The daemon's create body for these flags. */
-export async function createBody(image: string, args: string[], flags: ContainerFlags): Promise<Record<string, unknown>> {
-  if (flags.restart !== undefined) parseRestartPolicy(flags.restart);
+/**
+ * The port's ContainerSpec for these flags: CLI syntax (-v, -p, --restart, sizes) is parsed here, at the edge, and
+ * -e KEY is expanded from this shell's environment.
+ */
+export async function containerSpecOf(image: string, args: string[], flags: ContainerFlags): Promise<ContainerSpec> {
   return {
-    image, cmd: args, env: await envFromFlags(flags), workdir: flags.workdir, user: flags.user, entrypoint: flags.entrypoint,
-    hostname: flags.hostname, name: flags.name, tty: Boolean(flags.tty), openStdin: Boolean(flags.interactive),
-    memoryMiB: flags.memory === undefined ? undefined : parseMemory(flags.memory),
-    cpus: flags.cpus === undefined ? undefined : parseCpus(flags.cpus, hostCpuCount()),
-    labels: labelsFromFlags(flags.label), restart: flags.restart, autoRemove: Boolean(flags.rm), volumes: flags.volume ?? [],
-    ports: flags.publish ?? [], publishAll: Boolean(flags.publishAll), network: flags.network,
-    diskSizeBytes: diskSizeBytes(flags),
+    image,
+    name: flags.name,
+    process: {
+      args, entrypoint: flags.entrypoint === undefined ? undefined : flags.entrypoint === '' ? [] : [flags.entrypoint], env: await envFromFlags(flags),
+      cwd: flags.workdir, user: flags.user, hostname: flags.hostname, tty: Boolean(flags.tty), stdin: Boolean(flags.interactive),
+    },
+    resources: {
+      memoryMiB: flags.memory === undefined ? undefined : parseMemory(flags.memory),
+      cpus: flags.cpus === undefined ? undefined : parseCpus(flags.cpus, hostCpuCount()),
+      diskBytes: diskSizeBytes(flags),
+    },
+    labels: labelsFromFlags(flags.label),
+    restartPolicy: flags.restart === undefined ? undefined : parseRestartPolicy(flags.restart),
+    autoRemove: Boolean(flags.rm),
+    mounts: (flags.volume ?? []).map(parseVolumeSpec),
+    ports: (flags.publish ?? []).flatMap(parsePortSpec),
+    publishAll: Boolean(flags.publishAll),
+    network: flags.network,
   };
 }

@@ -1,9 +1,9 @@
 /**
- * Containers in Docker's shapes: the create body (Config + HostConfig) turned into one MachineService
+ * Containers in Docker's shapes: the create body (Config + HostConfig) turned into one MachineRuntime
  * CreateRequest, and container records turned into `GET /containers/json` summaries and `GET
  * /containers/{id}/json` inspect documents. What Boson cannot honour is refused here, by name.
  */
-import { parseRestartPolicy, statusText, validateContainerName, type ContainerRecord, type CreateRequest, type MachineService, type MountSpec } from '../machine/index.ts';
+import { parseRestartPolicy, parseVolumeSpec, statusText, validateContainerName, type ContainerRecord, type ContainerSpec, type MachineRuntime, type MountSpec, type PortBinding } from '../machine/index.ts';
 import { isBosonError } from '../common/index.ts';
 import { badRequest, notSupported } from './errors.ts';
 import { familiarName, unixSeconds, withSha, ZERO_TIME } from './format.ts';
@@ -47,26 +47,26 @@ export function checkContainerName(name: string): string {
   return bare;
 }
 
-/** Turns Docker's create body into a CreateRequest; refuses what Boson cannot do. */
-export function createRequestOf(body: Obj, name: string | null, hostCpus: number): CreateRequest {
+/** Turns Docker's create body into the port's ContainerSpec; refuses what Boson cannot do. */
+export function containerSpecOf(body: Obj, name: string | null, hostCpus: number): ContainerSpec {
   const image = field<string>(body, 'Image', 'string', 'container.Config');
   if (!image) throw badRequest('No image was specified: set Image');
   const host = isObj(body.HostConfig) ? body.HostConfig : {};
   const H = 'container.HostConfig';
 
   const entrypointSlice = strSlice(body, 'Entrypoint', 'container.Config');
-  let entrypoint: string | string[] | undefined;
-  if (entrypointSlice !== undefined) entrypoint = entrypointSlice.every((s) => s === '') ? '' : entrypointSlice;
+  let entrypoint: string[] | undefined;
+  if (entrypointSlice !== undefined) entrypoint = entrypointSlice.every((s) => s === '') ? [] : entrypointSlice;
 
-  // Networking: Docker's port bindings become -p specs; its network mode or endpoint names the network.
-  const ports: string[] = [];
+  // Networking: Docker's port bindings (a host port may be a range "8000-8010"); its network mode or endpoint
+  // names the network.
+  const ports: PortBinding[] = [];
   if (isObj(host.PortBindings)) {
     for (const [key, bindings] of Object.entries(host.PortBindings)) {
-      const [port, proto = 'tcp'] = key.split('/');
       for (const b of Array.isArray(bindings) ? bindings : []) {
         const hostIp = isObj(b) && typeof b.HostIp === 'string' ? b.HostIp : '';
         const hostPort = isObj(b) && typeof b.HostPort === 'string' ? b.HostPort : '';
-        ports.push(`${hostIp ? `${hostIp}:` : ''}${hostIp || hostPort ? `${hostPort}:` : ''}${port}/${proto}`);
+        ports.push(...portBindingsOf(key, hostIp, hostPort));
       }
     }
   }
@@ -82,27 +82,25 @@ export function createRequestOf(body: Obj, name: string | null, hostCpus: number
   if (typeof host.PidMode === 'string' && host.PidMode.startsWith('container:')) throw notSupported('--pid container:…');
   if (host.IpcMode === 'host' || host.PidMode === 'host' || host.UTSMode === 'host') throw notSupported('sharing the host\'s namespaces', 'each container has its own kernel');
 
-  const volumes: string[] = [...(strSlice(host, 'Binds', H) ?? [])];
+  // Binds are Docker's own string syntax (name:/dest[:ro]); Mounts are structured, and so is what Boson takes.
+  const mounts: MountSpec[] = (strSlice(host, 'Binds', H) ?? []).map(parseVolumeSpec);
   if (Array.isArray(host.Mounts)) {
     for (const m of host.Mounts) {
       if (!isObj(m)) throw badRequest('invalid mount: not an object');
       const target = typeof m.Target === 'string' ? m.Target : '';
       if (!target) throw badRequest('invalid mount config: Target must not be empty');
-      const ro = m.ReadOnly === true ? ':ro' : '';
+      const readOnly = m.ReadOnly === true;
       const source = typeof m.Source === 'string' ? m.Source : '';
-      if (m.Type === 'volume') volumes.push(source ? `${source}:${target}${ro}` : target);
+      if (m.Type === 'volume') mounts.push({ type: 'volume', name: source, destination: target, readOnly });
       else if (m.Type === 'bind') {
         if (!source.startsWith('/')) throw badRequest(`invalid mount config for type "bind": invalid mount path: '${source}' mount path must be absolute`);
-        volumes.push(`${source}:${target}${ro}`);
+        mounts.push({ type: 'bind', source, destination: target, readOnly });
       } else throw notSupported(`mount type "${String(m.Type)}"`, 'only volume and bind mounts exist in a Boson micro-VM');
     }
   }
   const declared = isObj(body.Volumes) ? Object.keys(body.Volumes) : [];
-  const targets = new Set(volumes.map((v) => {
-    const parts = v.split(':');
-    return parts.length === 1 ? parts[0] : parts[1];
-  }));
-  for (const dest of declared) if (!targets.has(dest)) volumes.push(dest);
+  const targets = new Set(mounts.map((m) => m.destination));
+  for (const dest of declared) if (!targets.has(dest)) mounts.push({ type: 'volume', name: '', destination: dest, readOnly: false });
 
   const memory = field<number>(host, 'Memory', 'number', H) ?? 0;
   let memoryMiB: number | undefined;
@@ -119,7 +117,7 @@ export function createRequestOf(body: Obj, name: string | null, hostCpus: number
     if (cpus > hostCpus) throw badRequest(`range of CPUs is from 0.01 to ${hostCpus}.00, as there are only ${hostCpus} CPUs available`);
   }
 
-  let restartPolicy: CreateRequest['restartPolicy'];
+  let restartPolicy: ContainerSpec['restartPolicy'];
   if (isObj(host.RestartPolicy)) {
     const rp = host.RestartPolicy;
     const rpName = typeof rp.Name === 'string' ? rp.Name : '';
@@ -138,28 +136,42 @@ export function createRequestOf(body: Obj, name: string | null, hostCpus: number
   return {
     image,
     name: name === null ? undefined : checkContainerName(name),
-    args: strSlice(body, 'Cmd', 'container.Config') ?? [],
-    entrypoint,
-    env: strSlice(body, 'Env', 'container.Config') ?? [],
-    workdir: workdir || undefined,
-    user: user || undefined,
-    hostname: hostname || undefined,
-    tty: field<boolean>(body, 'Tty', 'boolean', 'container.Config') ?? false,
-    openStdin: field<boolean>(body, 'OpenStdin', 'boolean', 'container.Config') ?? false,
-    memoryMiB,
-    cpus,
+    process: {
+      args: strSlice(body, 'Cmd', 'container.Config') ?? [],
+      entrypoint,
+      env: strSlice(body, 'Env', 'container.Config') ?? [],
+      cwd: workdir || undefined,
+      user: user || undefined,
+      hostname: hostname || undefined,
+      tty: field<boolean>(body, 'Tty', 'boolean', 'container.Config') ?? false,
+      stdin: field<boolean>(body, 'OpenStdin', 'boolean', 'container.Config') ?? false,
+    },
+    resources: { memoryMiB, cpus },
     labels: strMap(body, 'Labels', 'container.Config'),
     restartPolicy,
     autoRemove,
-    volumes,
+    mounts,
     network,
     ports,
     publishAll,
   };
 }
 
+/** The binding of one PortBindings entry: "80/tcp" with HostIp and HostPort ("" any port, or a range "8000-8010"). */
+function portBindingsOf(key: string, hostIp: string, hostPort: string): PortBinding[] {
+  const [portText = '', protocol = 'tcp'] = key.split('/');
+  if (protocol !== 'tcp' && protocol !== 'udp') throw badRequest(`invalid proto: ${protocol}`);
+  const containerPort = Number(portText);
+  if (!/^\d+$/.test(portText) || containerPort < 1 || containerPort > 65535) throw badRequest(`invalid containerPort: ${portText}`);
+  const m = /^(\d*)(?:-(\d+))?$/.exec(hostPort);
+  const low = m?.[1] ? Number(m[1]) : 0;
+  const high = m?.[2] === undefined ? undefined : Number(m[2]);
+  if (!m || low > 65535 || (high !== undefined && (high > 65535 || high < low || low === 0))) throw badRequest(`invalid hostPort: ${hostPort}`);
+  return [{ hostIp, hostPort: low, containerPort, protocol, ...(high === undefined ? {} : { hostPortEnd: high }) }];
+}
+
 /** Docker's MountPoint list of a record. */
-export function mountPoints(service: MachineService, r: ContainerRecord): Obj[] {
+export function mountPoints(service: MachineRuntime, r: ContainerRecord): Obj[] {
   return (r.mounts ?? []).map((m: MountSpec) => m.type === 'volume'
     ? { Type: 'volume', Name: m.name, Source: service.volumes.diskPath(m.name), Destination: m.destination, Driver: 'local', Mode: m.readOnly ? 'ro' : '', RW: !m.readOnly, Propagation: '' }
     : { Type: 'bind', Source: m.source, Destination: m.destination, Mode: m.readOnly ? 'ro' : '', RW: !m.readOnly, Propagation: 'rprivate' });
@@ -201,7 +213,7 @@ function networkSettings(r: ContainerRecord, summary: boolean): Obj {
 }
 
 /** A `GET /containers/json` entry. */
-export function containerSummary(service: MachineService, r: ContainerRecord, now = Date.now()): Obj {
+export function containerSummary(service: MachineRuntime, r: ContainerRecord, now = Date.now()): Obj {
   return {
     Id: r.id,
     Names: [`/${r.name}`],
@@ -220,7 +232,7 @@ export function containerSummary(service: MachineService, r: ContainerRecord, no
 }
 
 /** A `GET /containers/{id}/json` document. */
-export async function containerInspect(service: MachineService, r: ContainerRecord): Promise<Obj> {
+export async function containerInspect(service: MachineRuntime, r: ContainerRecord): Promise<Obj> {
   const image = await service.images.resolve(r.imageId).catch(() => null);
   const ep = image?.config.entrypoint ?? [];
   const argv = r.config.argv;

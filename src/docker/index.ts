@@ -1,13 +1,13 @@
 /**
  * Public surface of src/docker: the Docker Engine API personality of the machine daemon, served on
- * `<run dir>/docker.sock` (and optionally on TCP) over the daemon's MachineService.
+ * `<run dir>/docker.sock` (and optionally on TCP) over the daemon's MachineRuntime.
  */
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { BosonError, type BosonPaths } from '../common/index.ts';
-import type { MachineService } from '../machine/index.ts';
+import type { MachineRuntime } from '../machine/index.ts';
 import { DockerApi, dockerSocketPath } from './server.ts';
 
 export { dockerSocketPath, DockerApi };
@@ -30,7 +30,7 @@ async function listen(server: Server, how: { path: string } | { port: number; ho
 }
 
 /** Starts the Docker API on `socketPath` (mode 0660) and optionally TCP; close() stops both. */
-export async function startDockerApi(service: MachineService, options: DockerApiOptions): Promise<{ close(): Promise<void> }> {
+export async function startDockerApi(service: MachineRuntime, options: DockerApiOptions): Promise<{ close(): Promise<void> }> {
   const api = new DockerApi(service, options.paths);
   await mkdir(path.dirname(options.socketPath), { recursive: true });
   // A socket file left by a daemon that died: nobody answers on it.

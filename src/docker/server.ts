@@ -1,14 +1,14 @@
 /**
  * The Docker Engine API personality of the machine daemon: a node:http server whose every route maps onto
- * MachineService, its ImageStore and its VolumeManager. Routes are matched on the path without its `/vX.Y`
+ * MachineRuntime, its ImageStore and its VolumeManager. Routes are matched on the path without its `/vX.Y`
  * prefix; attach and exec start are hijacked connections (HTTP 101). What Boson cannot do answers 501 with
  * Docker's `{"message"}`.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { isBosonError, type BosonPaths } from '../common/index.ts';
-import { hostCpuCount, parseMemory, parseSignal, pipeClientStdin, type ContainerRecord, type MachineService, type WaitCondition } from '../machine/index.ts';
-import { CONTAINER_FILTERS, checkContainerName, containerInspect, containerSummary, createRequestOf, matchesFilters } from './containers.ts';
+import { hostCpuCount, localContext, parseMemory, parseSignal, pipeClientStdin, type ContainerRecord, type MachineRuntime, type WaitCondition } from '../machine/index.ts';
+import { CONTAINER_FILTERS, checkContainerName, containerInspect, containerSummary, containerSpecOf, matchesFilters } from './containers.ts';
 import { badRequest, DockerError, notSupported } from './errors.ts';
 import { familiarName, rfc3339Nano, withSha } from './format.ts';
 import { API_VERSION, flag, jsonBody, parseFilters, readUpgradeBody, parseJsonObject, sendEmpty, sendError, sendJson, socketError, splitVersion, writeUpgraded, type Ctx } from './http.ts';
@@ -17,6 +17,9 @@ import { frameSink, guestExec, runAttach, type AttachOptions } from './streams.t
 import { diskUsage, eventStream, parseTime, systemInfo, versionInfo } from './system.ts';
 import { archiveGet, archivePut, archiveStat } from './archive.ts';
 
+/** Calls on behalf of the Docker API's clients (no authentication on this personality yet). */
+const LOCAL = localContext('docker');
+
 type Handler = (ctx: Ctx) => Promise<void> | void;
 interface Route {
   method: string;
@@ -24,7 +27,7 @@ interface Route {
   handler: Handler;
 }
 
-/** The Docker API over one MachineService. */
+/** The Docker API over one MachineRuntime. */
 export class DockerApi {
   private readonly routes: Route[] = [];
   /** Resize functions of running execs, by exec id. */
@@ -32,7 +35,7 @@ export class DockerApi {
   /** Hijacked connections (not tracked by the HTTP server once upgraded). */
   private readonly hijacked = new Set<Duplex>();
 
-  constructor(private readonly service: MachineService, private readonly paths: BosonPaths) {
+  constructor(private readonly service: MachineRuntime, private readonly paths: BosonPaths) {
     this.defineRoutes();
   }
 
@@ -116,7 +119,7 @@ export class DockerApi {
     this.on('GET', '/containers/json', async ({ res, query }) => {
       const filters = parseFilters(query, CONTAINER_FILTERS);
       const all = flag(query, 'all') || filters.has('status') || filters.has('exited');
-      let records = await s.list(all);
+      let records = await s.records(all);
       if (filters.size > 0) {
         const ancestors = new Map<string, string | null>();
         for (const v of filters.get('ancestor') ?? []) ancestors.set(v, await s.images.resolve(v).then((i) => withSha(i.id), () => null));
@@ -133,29 +136,28 @@ export class DockerApi {
       const name = ctx.query.get('name');
       const platform = ctx.query.get('platform');
       if (platform && !/^linux(\/(amd64|x86_64))?$/.test(platform)) throw badRequest(`image platform ${platform} is not supported by Boson (linux/amd64 micro-VMs)`);
-      const request = createRequestOf(body, name || null, hostCpuCount());
-      const record = await s.create(request);
-      sendJson(ctx.res, 201, { Id: record.id, Warnings: [] });
+      const container = await s.create(LOCAL, containerSpecOf(body, name || null, hostCpuCount()));
+      sendJson(ctx.res, 201, { Id: container.id, Warnings: [] });
     });
 
     this.on('POST', '/containers/prune', async ({ res }) => {
       const deleted: string[] = [];
-      for (const r of await s.list(true)) {
+      for (const r of await s.records(true)) {
         if (r.state !== 'exited' && r.state !== 'created' && r.state !== 'dead') continue;
-        await s.remove(r.id, false).then(() => deleted.push(r.id), () => undefined);
+        await s.remove(LOCAL, r.id, { force: false }).then(() => deleted.push(r.id), () => undefined);
       }
       sendJson(res, 200, { ContainersDeleted: deleted, SpaceReclaimed: 0 });
     });
 
-    this.on('GET', `/containers/${ID}/json`, async ({ res, params }) => sendJson(res, 200, await containerInspect(s, s.inspect(params[0]!))));
+    this.on('GET', `/containers/${ID}/json`, async ({ res, params }) => sendJson(res, 200, await containerInspect(s, s.record(params[0]!))));
 
     this.on('POST', `/containers/${ID}/start`, async ({ res, params }) => {
-      const record = s.inspect(params[0]!);
+      const record = s.record(params[0]!);
       if (record.state === 'running') return sendEmpty(res, 304);
       try {
-        await s.start(record.id);
+        await s.start(LOCAL, record.id);
       } catch (err) {
-        if (record.autoRemove) await s.remove(record.id, true).catch(() => undefined);
+        if (record.autoRemove) await s.remove(LOCAL, record.id, { force: true }).catch(() => undefined);
         throw err;
       }
       sendEmpty(res, 204);
@@ -169,17 +171,17 @@ export class DockerApi {
       return n < 0 ? 365 * 24 * 3600 : n;
     };
     this.on('POST', `/containers/${ID}/stop`, async ({ res, params, query }) => {
-      const record = s.inspect(params[0]!);
+      const record = s.record(params[0]!);
       if (record.state !== 'running' && record.state !== 'restarting') return sendEmpty(res, 304);
-      await s.stop(record.id, timeout(query));
+      await s.stop(LOCAL, record.id, timeout(query));
       sendEmpty(res, 204);
     });
     this.on('POST', `/containers/${ID}/restart`, async ({ res, params, query }) => {
-      await s.restart(s.inspect(params[0]!).id, timeout(query));
+      await s.restart(LOCAL, s.record(params[0]!).id, timeout(query));
       sendEmpty(res, 204);
     });
     this.on('POST', `/containers/${ID}/kill`, async ({ res, params, query }) => {
-      const record = s.inspect(params[0]!);
+      const record = s.record(params[0]!);
       const signal = query.get('signal') || 'KILL';
       try {
         parseSignal(signal);
@@ -187,14 +189,14 @@ export class DockerApi {
         throw badRequest(`Invalid signal: ${signal}`);
       }
       if (!s.liveIds().has(record.id)) throw new DockerError(409, `Cannot kill container: ${params[0]}: container ${record.id} is not running`);
-      await s.kill(record.id, signal);
+      await s.kill(LOCAL, record.id, signal);
       sendEmpty(res, 204);
     });
     this.on('POST', `/containers/${ID}/wait`, async ({ req, res, params, query }) => {
-      const record = s.inspect(params[0]!);
+      const record = s.record(params[0]!);
       const condition = (query.get('condition') || 'not-running') as WaitCondition;
       if (!['not-running', 'next-exit', 'removed'].includes(condition)) throw badRequest(`invalid condition: "${condition}"`);
-      const result = s.wait(record.id, condition);
+      const result = s.wait(LOCAL, record.id, condition);
       // Headers go out now: the CLI waits for them before it starts the container.
       res.writeHead(200, { 'Content-Type': 'application/json' });
       res.flushHeaders();
@@ -205,18 +207,18 @@ export class DockerApi {
     this.on('POST', `/containers/${ID}/rename`, async ({ res, params, query }) => {
       const name = query.get('name');
       if (!name) throw badRequest('a new name is required');
-      await s.rename(s.inspect(params[0]!).id, checkContainerName(name));
+      await s.rename(LOCAL, s.record(params[0]!).id, checkContainerName(name));
       sendEmpty(res, 204);
     });
     this.on('POST', `/containers/${ID}/resize`, ({ res, params, query }) => {
       const { h, w } = dims(query);
-      s.resize(s.inspect(params[0]!).id, h, w);
+      s.resize(LOCAL, s.record(params[0]!).id, h, w);
       sendEmpty(res, 200);
     });
     this.on('DELETE', `/containers/${ID}`, async ({ res, params, query }) => {
-      const record = s.inspect(params[0]!);
+      const record = s.record(params[0]!);
       try {
-        await s.remove(record.id, flag(query, 'force'), flag(query, 'v'));
+        await s.remove(LOCAL, record.id, { force: flag(query, 'force'), volumes: flag(query, 'v') });
       } catch (err) {
         if (isBosonError(err, 'CONTAINER_RUNNING')) throw new DockerError(409, `cannot remove container "/${record.name}": container is running: stop the container before removing or force remove`);
         throw err;
@@ -225,7 +227,7 @@ export class DockerApi {
     });
 
     this.on('GET', `/containers/${ID}/logs`, async ({ req, res, params, query }) => {
-      const record = s.inspect(params[0]!);
+      const record = s.record(params[0]!);
       const stdout = flag(query, 'stdout');
       const stderr = flag(query, 'stderr');
       if (!stdout && !stderr) throw badRequest('Bad parameters: you must choose at least one stream');
@@ -240,7 +242,7 @@ export class DockerApi {
       const abort = new AbortController();
       res.on('close', () => abort.abort());
       const sink = frameSink((b) => void res.write(b), tty);
-      await s.logs(record.id, q, flag(query, 'follow'), (l) => {
+      await s.logs(LOCAL, record.id, q, flag(query, 'follow'), (l) => {
         const data = timestamps ? Buffer.concat([Buffer.from(`${rfc3339Nano(l.timeNs)} `), l.data]) : l.data;
         if (l.stream === 'stdout') sink.stdout(data);
         else sink.stderr(data);
@@ -250,10 +252,10 @@ export class DockerApi {
     });
 
     this.on('GET', `/containers/${ID}/stats`, async ({ req, res, params, query }) => {
-      const record = s.inspect(params[0]!);
+      const record = s.record(params[0]!);
       const stream = flag(query, 'stream', true);
       const oneShot = flag(query, 'one-shot');
-      const sample = async (): Promise<{ stats: Awaited<ReturnType<MachineService['stats']>>; system: number }> => ({ stats: await s.stats(record.id), system: await systemCpuNs() });
+      const sample = async (): Promise<{ stats: Awaited<ReturnType<MachineRuntime['stats']>>; system: number }> => ({ stats: await s.stats(LOCAL, record.id), system: await systemCpuNs() });
       const doc = (cur: Awaited<ReturnType<typeof sample>>, pre: Awaited<ReturnType<typeof sample>> | null): Record<string, unknown> => statsJson(record, cur, pre);
       if (!stream) {
         let pre: Awaited<ReturnType<typeof sample>> | null = null;
@@ -279,7 +281,7 @@ export class DockerApi {
     });
 
     this.on('GET', `/containers/${ID}/top`, async ({ res, params, query }) => {
-      const record = s.inspect(params[0]!);
+      const record = s.record(params[0]!);
       if (!s.liveIds().has(record.id)) throw new DockerError(409, `container ${record.id} is not running`);
       const psArgs = (query.get('ps_args') ?? '').trim();
       const argv = ['ps', ...(psArgs ? psArgs.split(/\s+/) : [])];
@@ -312,7 +314,7 @@ export class DockerApi {
 
     // Attach without a connection upgrade (SDKs): the stream is the response body.
     this.on('POST', `/containers/${ID}/attach`, async ({ req, res, params, query }) => {
-      const record = s.inspect(params[0]!);
+      const record = s.record(params[0]!);
       const opts = attachOptions(query);
       res.writeHead(200, { 'Content-Type': record.config.tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream' });
       res.flushHeaders();
@@ -326,13 +328,13 @@ export class DockerApi {
     // ---- exec -----------------------------------------------------------------------------------------------
     this.on('POST', `/containers/${ID}/exec`, async (ctx) => {
       const b = await jsonBody(ctx);
-      const record = s.inspect(ctx.params[0]!);
+      const record = s.record(ctx.params[0]!);
       const cmd = Array.isArray(b.Cmd) ? b.Cmd : typeof b.Cmd === 'string' ? [b.Cmd] : [];
       if (cmd.length === 0 || !cmd.every((c) => typeof c === 'string')) throw badRequest('No exec command specified');
       if (b.Privileged === true) throw notSupported('exec --privileged', 'a micro-VM has no host privileges to grant');
       if (!s.liveIds().has(record.id)) throw new DockerError(409, `container ${record.id} is not running`);
       const env = Array.isArray(b.Env) ? b.Env.filter((e): e is string => typeof e === 'string') : [];
-      const exec = s.createExec(record.id, {
+      const exec = s.newExec(record.id, {
         argv: cmd as string[], env, cwd: typeof b.WorkingDir === 'string' && b.WorkingDir ? b.WorkingDir : undefined,
         user: typeof b.User === 'string' && b.User ? b.User : undefined, tty: b.Tty === true, stdin: b.AttachStdin === true,
       });
@@ -357,14 +359,14 @@ export class DockerApi {
       const exec = s.getExec(ctx.params[0]!);
       if (exec.running || exec.exitCode !== null) throw new DockerError(409, `exec ${exec.id} has already run`);
       if (b.Detach === true) {
-        const ctl = await s.startExec(exec.id, { stdout: () => undefined, stderr: () => undefined });
+        const ctl = await s.startExec(LOCAL, exec.id, { stdout: () => undefined, stderr: () => undefined });
         this.trackExec(exec.id, ctl.resize, ctl.exit);
         return sendEmpty(ctx.res, 200);
       }
       const { res } = ctx;
       res.writeHead(200, { 'Content-Type': exec.tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream' });
       res.flushHeaders();
-      const ctl = await s.startExec(exec.id, frameSink((d) => void res.write(d), exec.tty));
+      const ctl = await s.startExec(LOCAL, exec.id, frameSink((d) => void res.write(d), exec.tty));
       this.trackExec(exec.id, ctl.resize, ctl.exit);
       if (exec.stdin) ctl.closeStdin();
       await ctl.exit;
@@ -385,7 +387,7 @@ export class DockerApi {
         return eq < 0 ? l in (i.config.labels ?? {}) : i.config.labels?.[l.slice(0, eq)] === l.slice(eq + 1);
       }));
       const counts = new Map<string, number>();
-      for (const r of await s.list(true)) counts.set(r.imageId, (counts.get(r.imageId) ?? 0) + 1);
+      for (const r of await s.records(true)) counts.set(r.imageId, (counts.get(r.imageId) ?? 0) + 1);
       sendJson(res, 200, images.map((i) => imageSummary(i, counts.get(i.id) ?? 0)));
     });
     this.on('POST', '/images/create', async ({ req, res, query }) => {
@@ -520,11 +522,11 @@ export class DockerApi {
   }
 
   private async imagesInUse(): Promise<Set<string>> {
-    return new Set((await this.service.list(true)).map((r) => r.imageId));
+    return new Set((await this.service.records(true)).map((r) => r.imageId));
   }
 
   private runningRecord(ref: string): ContainerRecord {
-    const record = this.service.inspect(ref);
+    const record = this.service.record(ref);
     if (!this.service.liveIds().has(record.id)) {
       throw new DockerError(409, `container ${record.name} is not running: Boson copies files through the container's running micro-VM, so start it first`);
     }
@@ -556,7 +558,7 @@ export class DockerApi {
       const attach = /^\/containers\/([^/]+)\/attach$/.exec(path);
       const execStart = /^\/exec\/([^/]+)\/start$/.exec(path);
       if (attach && req.method === 'POST') {
-        const record = this.service.inspect(decodeURIComponent(attach[1]!));
+        const record = this.service.record(decodeURIComponent(attach[1]!));
         const opts = attachOptions(url.searchParams);
         const { rest } = await readUpgradeBody(req, socket, head);
         writeUpgraded(socket, multiplexedType(record.config.tty));
@@ -575,7 +577,7 @@ export class DockerApi {
         const tty = exec.tty || b.Tty === true;
         writeUpgraded(socket, multiplexedType(tty));
         upgraded = true;
-        const ctl = await this.service.startExec(exec.id, frameSink((d) => void (socket.writable && socket.write(d)), exec.tty));
+        const ctl = await this.service.startExec(LOCAL, exec.id, frameSink((d) => void (socket.writable && socket.write(d)), exec.tty));
         this.trackExec(exec.id, ctl.resize, ctl.exit);
         pipeClientStdin(socket, ctl, exec.stdin, rest);
         await ctl.exit;

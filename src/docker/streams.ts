@@ -6,8 +6,11 @@
 import { openSync, closeSync, statSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { readLog, type ContainerRecord, type MachineEvent, type MachineService, type StreamSink } from '../machine/index.ts';
+import { localContext, readLog, type ContainerRecord, type MachineEvent, type MachineRuntime, type StreamSink } from '../machine/index.ts';
 import { streamFrame } from './http.ts';
+
+/** Calls on behalf of the Docker API's clients (no authentication on this personality yet). */
+const LOCAL = localContext('docker');
 
 /** Which streams an attach wants. */
 export interface AttachOptions {
@@ -33,7 +36,7 @@ export function frameSink(out: (b: Buffer) => void, tty: boolean, want: { stdout
 /**
  * Holds stdin for a container until its process runs (the `start` event), then passes it on in order; EOF too.
  */
-export function gatedStdin(service: MachineService, id: string, send: (d: Buffer) => void, eof: () => void): { write(d: Buffer): void; end(): void; dispose(): void } {
+export function gatedStdin(service: MachineRuntime, id: string, send: (d: Buffer) => void, eof: () => void): { write(d: Buffer): void; end(): void; dispose(): void } {
   const queue: Array<Buffer | null> = [];
   let open = service.liveIds().has(id);
   const flush = (): void => {
@@ -70,18 +73,18 @@ export function gatedStdin(service: MachineService, id: string, send: (d: Buffer
  * Attaches to a container (created or running): replays its log with `logs`, then follows its output with
  * `stream` until it exits or `signal` aborts; stdin from `input` when asked for and the container keeps it open.
  */
-export async function runAttach(service: MachineService, record: ContainerRecord, opts: AttachOptions, out: (b: Buffer) => void, input: Duplex | null, signal: AbortSignal): Promise<void> {
+export async function runAttach(service: MachineRuntime, record: ContainerRecord, opts: AttachOptions, out: (b: Buffer) => void, input: Duplex | null, signal: AbortSignal): Promise<void> {
   const tty = record.config.tty;
   const sink = frameSink(out, tty, opts);
   if (opts.logs) {
-    await service.logs(record.id, { stdout: opts.stdout, stderr: opts.stderr }, false, (l) => (l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data)), signal);
+    await service.logs(LOCAL, record.id, { stdout: opts.stdout, stderr: opts.stderr }, false, (l) => (l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data)), signal);
   }
   if (!opts.stream || signal.aborted) return;
   const stop = new AbortController();
   const output = followOutput(service, record.id, sink, signal).finally(() => stop.abort());
   signal.addEventListener('abort', () => stop.abort(), { once: true });
   // The service's attach gives stdin and resize; its own output follower is not used (ours ends at 'die').
-  const session = await service.attach(record.id, { stdout: () => undefined, stderr: () => undefined }, stop.signal);
+  const session = await service.attach(LOCAL, record.id, { stdout: () => undefined, stderr: () => undefined }, stop.signal);
   if (input && opts.stdin && record.config.openStdin) {
     const gate = gatedStdin(service, record.id, (d) => session.stdin(d), () => session.closeStdin());
     input.on('data', (d: Buffer) => gate.write(d));
@@ -102,7 +105,7 @@ export async function runAttach(service: MachineService, record: ContainerRecord
  * read through a descriptor held open, so that the last output is still read when `--rm` has removed the file;
  * at 'die' the micro-VM has ended, so the file is complete and the stream ends at once.
  */
-export function followOutput(service: MachineService, id: string, sink: StreamSink, signal: AbortSignal): Promise<void> {
+export function followOutput(service: MachineRuntime, id: string, sink: StreamSink, signal: AbortSignal): Promise<void> {
   const file = path.join(service.registry.containerDir(id), 'container.log');
   let fd: number | null = null;
   let pos = 0;
@@ -185,11 +188,11 @@ export interface GuestResult {
  * Runs `argv` as root in a running container's micro-VM to completion; stdout goes to `onStdout` when given
  * (otherwise it is collected), stdin comes from `stdin` when given.
  */
-export async function guestExec(service: MachineService, id: string, argv: string[], opts: { stdin?: AsyncIterable<Buffer>; onStdout?: (d: Buffer) => void } = {}): Promise<GuestResult> {
-  const exec = service.createExec(id, { argv, env: [], user: '0', cwd: '/', tty: false, stdin: opts.stdin !== undefined });
+export async function guestExec(service: MachineRuntime, id: string, argv: string[], opts: { stdin?: AsyncIterable<Buffer>; onStdout?: (d: Buffer) => void } = {}): Promise<GuestResult> {
+  const exec = service.newExec(id, { argv, env: [], user: '0', cwd: '/', tty: false, stdin: opts.stdin !== undefined });
   const out: Buffer[] = [];
   let err = '';
-  const ctl = await service.startExec(exec.id, {
+  const ctl = await service.startExec(LOCAL, exec.id, {
     stdout: (d) => (opts.onStdout ? opts.onStdout(d) : out.push(d)),
     stderr: (d) => {
       if (err.length < 65536) err += d.toString('utf8');

@@ -4,7 +4,7 @@
 import os from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BosonPaths } from '../common/index.ts';
-import type { MachineEvent, MachineService } from '../machine/index.ts';
+import type { MachineEvent, MachineRuntime } from '../machine/index.ts';
 import { hostCpuCount } from '../machine/index.ts';
 import { badRequest } from './errors.ts';
 import { API_VERSION, MIN_API_VERSION, parseFilters } from './http.ts';
@@ -40,8 +40,8 @@ export function versionInfo(): Obj {
 }
 
 /** `GET /info`. */
-export async function systemInfo(service: MachineService, paths: BosonPaths): Promise<Obj> {
-  const records = await service.list(true);
+export async function systemInfo(service: MachineRuntime, paths: BosonPaths): Promise<Obj> {
+  const records = await service.records(true);
   const images = await service.images.list();
   const count = (s: string): number => records.filter((r) => r.state === s).length;
   return {
@@ -107,8 +107,8 @@ export async function systemInfo(service: MachineService, paths: BosonPaths): Pr
 }
 
 /** `GET /system/df`. */
-export async function diskUsage(service: MachineService): Promise<Obj> {
-  const records = await service.list(true);
+export async function diskUsage(service: MachineRuntime): Promise<Obj> {
+  const records = await service.records(true);
   const images = await service.images.list();
   const volumes = service.volumes.list();
   const volumeRows = [];
@@ -160,7 +160,7 @@ function parseTime(v: string | null): bigint | undefined {
 export { parseTime };
 
 /** `GET /events`: past events in [since, until], then live ones until `until` or the client goes away. */
-export async function eventStream(service: MachineService, req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
+export async function eventStream(service: MachineRuntime, req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
   const since = parseTime(q.get('since'));
   const until = parseTime(q.get('until'));
   const filters = parseFilters(q, ['type', 'event', 'container', 'image', 'label', 'volume', 'network', 'daemon', 'scope']);

@@ -3,6 +3,7 @@
  * swapping itself to death or filling its disk.
  */
 import { readFile, statfs } from 'node:fs/promises';
+import os from 'node:os';
 import { BosonError } from '../common/index.ts';
 
 /** Memory kept free for the host itself, in MiB. */
@@ -27,4 +28,9 @@ export async function checkHostCapacity(memoryMiB: number, stateDir: string): Pr
   if (fs && fs.bavail * fs.bsize < MIN_FREE_DISK_BYTES) {
     throw new BosonError('HOST_CAPACITY_EXCEEDED', `the disk holding ${stateDir} is full (${Math.floor((fs.bavail * fs.bsize) / 1048576)} MiB free; at least ${MIN_FREE_DISK_BYTES / 1048576} MiB needed)`);
   }
+}
+
+/** Number of CPUs on this host (the upper bound for --cpus). */
+export function hostCpuCount(): number {
+  return os.availableParallelism();
 }

@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { resolveProcessConfig, parseMemory, parseCpus, parseEnvFile, mergeEnv, type ImageDefaults } from './container-config.ts';
+import { expandEnvArgs, resolveProcessConfig, parseMemory, parseCpus, parseEnvFile, mergeEnv, type ImageDefaults } from './container-config.ts';
 import { isBosonError } from '../common/index.ts';
 
 const image: ImageDefaults = { entrypoint: ['/entry'], cmd: ['default'], env: ['PATH=/bin', 'A=image'], workingDir: '/app', user: 'nobody' };
 
 test('image defaults apply when the user gives nothing', () => {
-  const c = resolveProcessConfig(image, { args: [], env: [] }, {}, 'abc');
+  const c = resolveProcessConfig(image, { args: [], env: [] }, 'abc');
   assert.deepEqual(c.argv, ['/entry', 'default']);
   assert.equal(c.cwd, '/app');
   assert.equal(c.user, 'nobody');
@@ -14,23 +14,23 @@ test('image defaults apply when the user gives nothing', () => {
 });
 
 test('arguments replace Cmd, --entrypoint replaces Entrypoint and drops Cmd', () => {
-  assert.deepEqual(resolveProcessConfig(image, { args: ['x'], env: [] }, {}, 'h').argv, ['/entry', 'x']);
-  assert.deepEqual(resolveProcessConfig(image, { args: [], entrypoint: 'sh', env: [] }, {}, 'h').argv, ['sh']);
-  assert.deepEqual(resolveProcessConfig(image, { args: ['ls'], entrypoint: '', env: [] }, {}, 'h').argv, ['ls']);
-  assert.throws(() => resolveProcessConfig({ ...image, entrypoint: null, cmd: null }, { args: [], env: [] }, {}, 'h'), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
+  assert.deepEqual(resolveProcessConfig(image, { args: ['x'], env: [] }, 'h').argv, ['/entry', 'x']);
+  assert.deepEqual(resolveProcessConfig(image, { args: [], entrypoint: ['sh'], env: [] }, 'h').argv, ['sh']);
+  assert.deepEqual(resolveProcessConfig(image, { args: ['ls'], entrypoint: [], env: [] }, 'h').argv, ['ls']);
+  assert.throws(() => resolveProcessConfig({ ...image, entrypoint: null, cmd: null }, { args: [], env: [] }, 'h'), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
 });
 
 test('user env overrides image env; KEY alone comes from the host or is dropped', () => {
-  const c = resolveProcessConfig(image, { args: [], env: ['A=user', 'FROMHOST', 'MISSING', 'B=x=y'] }, { FROMHOST: 'h v' }, 'h');
+  const c = resolveProcessConfig(image, { args: [], env: ['A=user', ...expandEnvArgs(['FROMHOST'], { FROMHOST: 'h v' }), 'MISSING', 'B=x=y'] }, 'h');
   assert.deepEqual(c.env, ['PATH=/bin', 'A=user', 'HOSTNAME=h', 'FROMHOST=h v', 'B=x=y']);
   assert.deepEqual(mergeEnv(['PATH=/a'], []), ['PATH=/a']);
 });
 
 test('bad workdir, user and hostname are refused', () => {
-  assert.throws(() => resolveProcessConfig(image, { args: [], env: [], workdir: 'rel' }, {}, 'h'), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
-  assert.throws(() => resolveProcessConfig(image, { args: [], env: [], user: 'a b' }, {}, 'h'), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
-  assert.throws(() => resolveProcessConfig(image, { args: [], env: [], hostname: '-bad' }, {}, 'h'), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
-  assert.throws(() => resolveProcessConfig(image, { args: [], env: ['=x'] }, {}, 'h'), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
+  assert.throws(() => resolveProcessConfig(image, { args: [], env: [], cwd: 'rel' }, 'h'), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
+  assert.throws(() => resolveProcessConfig(image, { args: [], env: [], user: 'a b' }, 'h'), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
+  assert.throws(() => resolveProcessConfig(image, { args: [], env: [], hostname: '-bad' }, 'h'), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
+  assert.throws(() => resolveProcessConfig(image, { args: [], env: ['=x'] }, 'h'), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
 });
 
 test('env files follow Docker: comments, blanks, host lookups', () => {

@@ -5,22 +5,10 @@
  */
 import { BosonError } from '../common/index.ts';
 import type { ImageConfig } from '../image/index.ts';
+import type { ProcessSpec } from './port/index.ts';
 
 /** The parts of an image config that shape a container's process. */
 export type ImageDefaults = Pick<ImageConfig, 'entrypoint' | 'cmd' | 'env' | 'workingDir' | 'user'>;
-
-/** What the user asked for; undefined means "not given, use the image's". */
-export interface ContainerRequest {
-  /** Arguments after the image reference. */
-  args: string[];
-  /** --entrypoint: "" (or an empty array) clears the image's entrypoint; an array is Docker's exec form. */
-  entrypoint?: string | string[];
-  /** -e/--env values in order, then --env-file lines already expanded; "KEY" alone takes KEY from `hostEnv`. */
-  env: string[];
-  workdir?: string;
-  user?: string;
-  hostname?: string;
-}
 
 /** The resolved configuration of a container's process. */
 export interface ProcessConfig {
@@ -73,24 +61,28 @@ export function parseEnvFile(text: string, hostEnv: NodeJS.ProcessEnv, fileName 
   return expandEnvArgs(values, hostEnv);
 }
 
-/** Resolves the process configuration with Docker's rules (an --entrypoint override also drops the image's Cmd). */
-export function resolveProcessConfig(image: ImageDefaults, req: ContainerRequest, hostEnv: NodeJS.ProcessEnv, defaultHostname: string): ProcessConfig {
+/**
+ * Resolves the process configuration with Docker's rules (an entrypoint given replaces the image's and drops its
+ * Cmd; args replace the Cmd). `proc.env` holds KEY=value entries; a bare KEY (not expanded by the caller) is dropped.
+ */
+export function resolveProcessConfig(image: ImageDefaults, proc: ProcessSpec, defaultHostname: string): ProcessConfig {
   let entrypoint = image.entrypoint ?? [];
   let cmd = image.cmd ?? [];
-  if (req.entrypoint !== undefined) {
-    entrypoint = Array.isArray(req.entrypoint) ? req.entrypoint : req.entrypoint === '' ? [] : [req.entrypoint];
+  if (proc.entrypoint !== undefined) {
+    entrypoint = proc.entrypoint.length === 1 && proc.entrypoint[0] === '' ? [] : proc.entrypoint;
     cmd = [];
   }
-  if (req.args.length > 0) cmd = req.args;
+  if (proc.args !== undefined && proc.args.length > 0) cmd = proc.args;
   const argv = [...entrypoint, ...cmd];
   if (argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'no command specified (the image has no Entrypoint or Cmd)');
-  const hostname = req.hostname ?? defaultHostname;
+  const hostname = proc.hostname || defaultHostname;
   validateHostname(hostname);
-  const userEnv = expandEnvArgs(req.env, hostEnv);
+  // A bare KEY was for the caller to expand from its own environment; what is left of it here has no value.
+  const userEnv = expandEnvArgs(proc.env ?? [], {});
   const env = mergeEnv([`PATH=${DEFAULT_PATH}`], image.env, [`HOSTNAME=${hostname}`], userEnv);
-  const cwd = req.workdir ?? (image.workingDir || '/');
+  const cwd = proc.cwd || image.workingDir || '/';
   if (!cwd.startsWith('/')) throw new BosonError('INVALID_ARGUMENT', `working directory must be an absolute path: ${JSON.stringify(cwd)}`);
-  const user = req.user ?? (image.user || '0');
+  const user = proc.user || image.user || '0';
   if (!/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/.test(user)) throw new BosonError('INVALID_ARGUMENT', `invalid user: ${JSON.stringify(user)}`);
   return { argv, env, cwd, user, hostname };
 }

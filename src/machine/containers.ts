@@ -1,7 +1,6 @@
 /**
  * The host's record of its containers, in the machine database: ids, unique names, configuration and last known
- * state. Names are unique by constraint, so two creates cannot take the same name. Records whose owning
- * foreground process died (kill -9 of `boson run`) are repaired by sweep().
+ * state. Names are unique by constraint, so two creates cannot take the same name.
  *
  * A full disk under the database does not stop a container's life: a change to an existing record (a stop, an
  * exit, a removal) that SQLite cannot write is kept in memory, shown by every read, and written as soon as the
@@ -12,19 +11,10 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError } from '../common/index.ts';
 import type { ProcessConfig } from './container-config.ts';
-import type { MountSpec } from './volumes/index.ts';
-import type { PortBinding } from './network/index.ts';
+import type { ContainerState, MountSpec, PortBinding, RestartPolicy } from './port/index.ts';
+
+export type { ContainerState, RestartPolicy };
 import { openMachineDb, type MachineDb } from './store/db.ts';
-
-/** Docker's restart policies. */
-export interface RestartPolicy {
-  name: 'no' | 'on-failure' | 'always' | 'unless-stopped';
-  /** For on-failure: how many restarts at most (0 = no limit). */
-  maximumRetryCount: number;
-}
-
-/** The states a container goes through. */
-export type ContainerState = 'created' | 'running' | 'restarting' | 'exited' | 'dead';
 
 /** What is known about one container. */
 export interface ContainerRecord {
@@ -38,10 +28,10 @@ export interface ContainerRecord {
   autoRemove: boolean;
   restartPolicy: RestartPolicy;
   restartCount: number;
-  /** True for containers the daemon runs (detached micro-VMs); false for a foreground `boson run`. */
+  /** True for containers a daemon supervises (detached micro-VMs); false for an embedded runtime's (`boson run` without a daemon). */
   managed: boolean;
   state: ContainerState;
-  /** pid of the foreground Boson process that runs the VM (unmanaged containers), while running. */
+  /** pid of the embedded runtime's process that supervises the VM (unmanaged containers). */
   ownerPid: number | null;
   /** pid of the QEMU process, while running. */
   vmPid: number | null;
@@ -281,18 +271,5 @@ export class ContainerRegistry {
     const rows = this.db.prepare('SELECT * FROM events WHERE seq > ? AND time_ns >= ? AND time_ns <= ? ORDER BY seq').safeIntegers(true)
       .all(afterSeq, sinceNs ?? 0n, untilNs ?? 9_223_372_036_854_775_807n) as Array<{ seq: bigint; time_ns: bigint; type: string; action: string; actor_id: string; attributes: string }>;
     return rows.map((r) => ({ seq: Number(r.seq), timeNano: r.time_ns, type: r.type as MachineEvent['type'], action: r.action, actorId: r.actor_id, attributes: JSON.parse(r.attributes) as Record<string, string> }));
-  }
-
-  /**
-   * Repairs what a killed foreground `boson run` left: a running unmanaged container whose owner is gone is marked
-   * exited (or removed, for --rm). Managed containers belong to the daemon, which recovers them itself.
-   */
-  async sweep(): Promise<void> {
-    for (const r of await this.list()) {
-      if (!r.managed && r.state === 'running' && r.ownerPid !== null && !isAlive(r.ownerPid)) {
-        if (r.autoRemove) await this.remove(r);
-        else await this.save({ ...r, state: 'exited', ownerPid: null, vmPid: null, exitCode: 137, finishedAt: new Date().toISOString(), error: 'the boson process running this container was killed' });
-      }
-    }
   }
 }

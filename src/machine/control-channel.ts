@@ -4,8 +4,8 @@
  * come here: with LOG_PORT it goes to the log file (logs.ts).
  */
 import type { Duplex } from 'node:stream';
-import { BosonError } from '../common/index.ts';
-import { FrameDecoder, FrameType, decodeHello, encodeFrame, encodeChunked, encodeWinsize, PROTOCOL_VERSION, type Frame, type Hello } from '../guest/index.ts';
+import { BosonError, type ErrorCode } from '../common/index.ts';
+import { FrameDecoder, FrameType, GuestErrorReason, decodeError, decodeHello, encodeFrame, encodeChunked, encodeWinsize, PROTOCOL_VERSION, type Frame, type Hello } from '../guest/index.ts';
 
 /** Receives the frames of one session. */
 export type SessionHandler = (frame: Frame) => void;
@@ -128,4 +128,20 @@ export class ControlChannel {
     this.closeReason = err;
     for (const h of this.closeHandlers.splice(0)) h(err);
   }
+}
+
+const REASON_CODES: Record<number, ErrorCode> = {
+  [GuestErrorReason.SPEC_INVALID]: 'GUEST_PROTOCOL',
+  [GuestErrorReason.MOUNT_FAILED]: 'CONTAINER_START_FAILED',
+  [GuestErrorReason.USER_UNKNOWN]: 'CONTAINER_USER_UNKNOWN',
+  [GuestErrorReason.CWD_FAILED]: 'CONTAINER_START_FAILED',
+  [GuestErrorReason.NOT_FOUND]: 'COMMAND_NOT_FOUND',
+  [GuestErrorReason.NOT_EXECUTABLE]: 'COMMAND_NOT_EXECUTABLE',
+  [GuestErrorReason.INTERNAL]: 'INTERNAL',
+};
+
+/** The catalogue error for a guest ERROR frame. */
+export function guestError(frame: Frame): BosonError {
+  const { reason, message } = decodeError(frame);
+  return new BosonError(REASON_CODES[reason] ?? 'INTERNAL', message, { details: { guestReason: reason } });
 }

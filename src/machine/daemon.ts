@@ -6,13 +6,15 @@ import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { BosonError, ensurePrivateDir, type BosonPaths } from '../common/index.ts';
-import { MachineService } from './service.ts';
+import type { MachineRuntime } from './runtime.ts';
 import { buildApi } from './api/server.ts';
 import { MachineClient } from './api/client.ts';
 
 /** Where and how the daemon listens. */
 export interface DaemonOptions {
   paths: BosonPaths;
+  /** The runtime to serve, built by the composition root (not yet initialised). */
+  runtime: MachineRuntime;
   socketPath: string;
   /** host:port for an additional TCP listener (no authentication: bind it to loopback). */
   tcp?: string;
@@ -25,11 +27,11 @@ export interface DaemonOptions {
 }
 
 /** Starts one more API on the daemon's service (plugged in by the command that starts the daemon). */
-export type DaemonPersonality = (service: MachineService) => Promise<{ close(): Promise<void> }>;
+export type DaemonPersonality = (service: MachineRuntime) => Promise<{ close(): Promise<void> }>;
 
 /** A running daemon. */
 export interface RunningDaemon {
-  service: MachineService;
+  service: MachineRuntime;
   /** Stops serving and detaches from the VMs (which keep running). */
   close(): Promise<void>;
 }
@@ -47,7 +49,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     if (err instanceof BosonError && err.code !== 'DAEMON_UNAVAILABLE') throw err;
   }
   await rm(socketPath, { force: true });
-  const service = new MachineService(options.paths);
+  const service = options.runtime;
   await service.init();
   const app = await buildApi(service);
   await app.listen({ path: socketPath });

@@ -6,13 +6,9 @@
 import { open, stat } from 'node:fs/promises';
 import { watch } from 'node:fs';
 import { FrameDecoder, FrameType, type Frame } from '../guest/index.ts';
+import type { LogLine, LogQuery } from './port/index.ts';
 
-/** One output record. */
-export interface LogLine {
-  stream: 'stdout' | 'stderr';
-  timeNs: bigint;
-  data: Buffer;
-}
+export type { LogLine, LogQuery };
 
 /** A lifecycle record found in the log. */
 export interface LogLifecycle {
@@ -22,16 +18,6 @@ export interface LogLifecycle {
   signal?: number;
   reason?: number;
   message?: string;
-}
-
-/** Filters for reading logs, as `docker logs` has them. */
-export interface LogQuery {
-  stdout?: boolean;
-  stderr?: boolean;
-  sinceNs?: bigint;
-  untilNs?: bigint;
-  /** Only the last N output records (lines as the guest wrote them in chunks, split on newlines here). */
-  tail?: number;
 }
 
 /** Parses whole records from `frames`; output is split into lines so that tail and timestamps work per line. */
@@ -111,9 +97,10 @@ export async function lastExit(file: string): Promise<LogLifecycle | undefined> 
 
 /**
  * Follows a log file from `offset`, calling `onLine` for each new line as the guest writes it, until `signal`
- * aborts. Uses fs.watch with a polling fallback (QEMU appends from another process).
+ * aborts, or until `drain` aborts: then what the file holds is read to its end first (abort `drain` once the writer,
+ * QEMU, is gone, and no byte is lost). Uses fs.watch with a polling fallback (QEMU appends from another process).
  */
-export async function followLog(file: string, offset: number, q: LogQuery, onLine: (line: LogLine) => void, onLifecycle: (l: LogLifecycle) => void, signal: AbortSignal): Promise<void> {
+export async function followLog(file: string, offset: number, q: LogQuery, onLine: (line: LogLine) => void, onLifecycle: (l: LogLifecycle) => void, signal: AbortSignal, drain?: AbortSignal): Promise<void> {
   let pos = offset;
   let busy = false;
   let again = false;
@@ -145,7 +132,16 @@ export async function followLog(file: string, offset: number, q: LogQuery, onLin
   }
   const timer = setInterval(() => void pump(), 250);
   await pump();
-  await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  const drainToEnd = async (): Promise<void> => {
+    while (busy) await new Promise((r) => setTimeout(r, 2));
+    await pump();
+  };
+  await new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener('abort', () => resolve(), { once: true });
+    if (drain?.aborted) void drainToEnd().finally(resolve);
+    else drain?.addEventListener('abort', () => void drainToEnd().finally(resolve), { once: true });
+  });
   clearInterval(timer);
   watcher?.close();
 }

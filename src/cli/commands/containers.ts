@@ -4,8 +4,8 @@
  */
 import type { Command } from 'commander';
 import { BosonError, bosonPaths, isBosonError } from '../../common/index.ts';
-import { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError, humanDuration, parseSignal, statusText, type ContainerRecord, type ContainerStats, type ExecStatus, type VolumeRecord } from '../../machine/index.ts';
-import { addContainerFlags, createBody, envFromFlags, labelsFromFlags, type ContainerFlags } from '../container-flags.ts';
+import { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError, humanDuration, parseSignal, statusText, type ContainerRecord, type ContainerStats, type ExecSpec, type ExecStatus, type VolumeRecord } from '../../machine/index.ts';
+import { addContainerFlags, containerSpecOf, envFromFlags, labelsFromFlags, type ContainerFlags } from '../container-flags.ts';
 import { formatBytes, printJson, printTable } from '../output.ts';
 
 function client(): MachineClient {
@@ -125,7 +125,7 @@ export function registerContainerCommands(program: Command): void {
   addContainerFlags(program.command('create').description('Create a container (daemon-managed) without starting it')
     .argument('<image>').argument('[command...]').passThroughOptions())
     .action(async (image: string, command: string[], flags: ContainerFlags) => {
-      const created = await client().request<{ id: string }>('POST', '/v1/containers', await createBody(image, command, flags));
+      const created = await client().request<{ id: string }>('POST', '/v1/containers', await containerSpecOf(image, command, flags));
       process.stdout.write(`${created.id}\n`);
     });
 
@@ -273,7 +273,7 @@ export function registerContainerCommands(program: Command): void {
     .action(async (ref: string, command: string[], flags: { interactive?: boolean; tty?: boolean; detach?: boolean; env: string[]; workdir?: string; user?: string }) => {
       const c = client();
       const env = await envFromFlags({ env: flags.env, envFile: [], label: [] });
-      const spec = { cmd: command, env, workdir: flags.workdir, user: flags.user, tty: Boolean(flags.tty), stdin: Boolean(flags.interactive) && !flags.detach };
+      const spec: ExecSpec = { argv: command, env, cwd: flags.workdir, user: flags.user, tty: Boolean(flags.tty), stdin: Boolean(flags.interactive) && !flags.detach };
       if (flags.detach) {
         const { id } = await c.request<{ id: string }>('POST', `/v1/containers/${enc(ref)}/execs`, spec);
         (await c.upgrade(`/v1/execs/${id}/start`)).destroy();

@@ -1,13 +1,17 @@
 /**
- * `boson run`: one container in its own micro-VM, in the foreground, with Docker's flags and exit status.
- * Ctrl-C is forwarded to the container as SIGINT (with -t the guest's terminal makes it from the ^C byte); a second
- * Ctrl-C stops the VM. The exit status is the container's.
+ * `boson run`: one container in its own micro-VM, in the foreground, with Docker's flags and exit status. It is a
+ * client of the one runtime: through the daemon when one answers (one upgraded request that streams the output and
+ * ends with the exit status), otherwise the same runtime embedded in this process. Either way the container is a
+ * container like any other: `boson ps`, `docker stop` and `docker kill` act on it, and `boson run` exits with its
+ * status. Ctrl-C is forwarded to the container as SIGINT (with -t the guest's terminal makes it from the ^C byte);
+ * a second Ctrl-C stops the micro-VM (137).
  */
 import type { Command } from 'commander';
+import type { Duplex } from 'node:stream';
 import { BosonError, bosonPaths } from '../../common/index.ts';
 import { ImageStore } from '../../image/index.ts';
-import { ContainerRunner, MachineClient, daemonSocketPath, hostCpuCount, parseCpus, parseMemory, type RunningContainer } from '../../machine/index.ts';
-import { addContainerFlags, createBody, diskSizeBytes, envFromFlags, type ContainerFlags } from '../container-flags.ts';
+import { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError, localContext, type ContainerSpec, type ExecStatus } from '../../machine/index.ts';
+import { addContainerFlags, containerSpecOf, type ContainerFlags } from '../container-flags.ts';
 import { StatusLine } from '../output.ts';
 
 interface RunFlags extends ContainerFlags {
@@ -26,21 +30,21 @@ export function registerRun(program: Command): void {
     .option('-d, --detach', 'run in the background under the daemon; prints the container id')
     .passThroughOptions();
   addContainerFlags(run).action(async (image: string, command: string[], flags: RunFlags) => {
+    const spec = await containerSpecOf(image, command, flags);
     if (flags.detach) {
-      await runDetached(image, command, flags);
+      await runDetached(spec);
       return;
     }
-    process.exit(await runCommand(image, command, flags));
+    process.exit(await runForeground(spec));
   });
 }
 
 /**
- * `run -d`: pull the image if it is not here (like `docker run`; in this process, since the daemon shares the
- * store), then create and start under the daemon, and print the id.
+ * Pulls the image if it is not here (as docker run does), with the status line and its warnings. In this process,
+ * since the daemon shares the store (image routes in the daemon's API are still to come).
  */
-async function runDetached(image: string, args: string[], flags: RunFlags): Promise<void> {
+async function pullIfMissing(image: string): Promise<void> {
   const paths = bosonPaths();
-  const client = new MachineClient(daemonSocketPath(paths));
   const status = new StatusLine();
   try {
     await new ImageStore(paths.stateDir, { rootless: paths.rootless }).resolveOrPull(image, {
@@ -52,92 +56,145 @@ async function runDetached(image: string, args: string[], flags: RunFlags): Prom
   } finally {
     status.clear();
   }
-  const created = await client.request<{ id: string }>('POST', '/v1/containers', await createBody(image, args, flags));
+}
+
+/** `run -d`: create and start under the daemon, and print the id. */
+async function runDetached(spec: ContainerSpec): Promise<void> {
+  const client = new MachineClient(daemonSocketPath(bosonPaths()));
+  await pullIfMissing(spec.image);
+  const created = await client.request<{ id: string }>('POST', '/v1/containers', spec);
   try {
     await client.request('POST', `/v1/containers/${created.id}/start`);
   } catch (err) {
-    if (flags.rm) await client.request('DELETE', `/v1/containers/${created.id}?force=1`).catch(() => undefined);
+    if (spec.autoRemove) await client.request('DELETE', `/v1/containers/${created.id}?force=1`).catch(() => undefined);
     throw err;
   }
   process.stdout.write(`${created.id}\n`);
 }
 
-async function runCommand(image: string, args: string[], flags: RunFlags): Promise<number> {
-  if (flags.restart !== undefined) throw new BosonError('INVALID_ARGUMENT', '--restart applies to daemon-managed containers: add -d');
-  if ((flags.volume ?? []).length > 0 || (flags.publish ?? []).length > 0 || flags.publishAll || flags.network !== undefined) {
-    throw new BosonError('INVALID_ARGUMENT', 'volumes, networks and published ports are set up by the daemon: run with -d (with boson up running), then boson logs or attach');
-  }
-  const env = await envFromFlags(flags);
-  const memoryMiB = flags.memory === undefined ? undefined : parseMemory(flags.memory);
-  const cpus = flags.cpus === undefined ? undefined : parseCpus(flags.cpus, hostCpuCount());
-  const tty = Boolean(flags.tty);
-  const interactive = Boolean(flags.interactive);
-  const stdinIsTerminal = Boolean(process.stdin.isTTY);
-  if (tty && interactive && !stdinIsTerminal) throw new BosonError('INVALID_ARGUMENT', 'the input device is not a TTY (drop -t, or run from a terminal)');
+/** What the terminal wiring needs of a running container, wherever its runtime is. */
+interface ForegroundRun {
+  stdin(data: Buffer): void;
+  closeStdin(): void;
+  resize(rows: number, cols: number): void;
+  /** Sends a signal to the container's process. */
+  signal(signo: number): void;
+  /** Stops the micro-VM at once (the second Ctrl-C). */
+  stop(): void;
+  /** The container's exit status. */
+  exit: Promise<number>;
+}
 
-  const status = new StatusLine();
-  const runner = new ContainerRunner(bosonPaths());
-  let container: RunningContainer | undefined;
+async function runForeground(spec: ContainerSpec): Promise<number> {
+  const tty = Boolean(spec.process?.tty);
+  const interactive = Boolean(spec.process?.stdin);
+  if (tty && interactive && !process.stdin.isTTY) throw new BosonError('INVALID_ARGUMENT', 'the input device is not a TTY (drop -t, or run from a terminal)');
+  const winsize = tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined;
+  // The container is removed by whoever runs it only once it has ended; it is never left half-made.
+  const client = new MachineClient(daemonSocketPath(bosonPaths()));
+  const viaDaemon = await client.request('GET', '/healthz').then(() => true, () => false);
+  let run: ForegroundRun | undefined;
   let interrupts = 0;
   // Signals arriving while the VM boots: remember them and act once the process exists.
   const onInterrupt = (): void => {
     interrupts++;
-    if (!container) return;
-    if (interrupts === 1) container.session.signal(2);
-    else void container.stop(0);
+    if (!run) return;
+    if (interrupts === 1) run.signal(2);
+    else run.stop();
   };
   process.on('SIGINT', onInterrupt);
-  for (const [sig, num] of FORWARDED_SIGNALS) process.on(sig, () => container?.session.signal(num));
-
-  try {
-    container = await runner.run(
-      {
-        image, args, env, workdir: flags.workdir, user: flags.user, entrypoint: flags.entrypoint, hostname: flags.hostname,
-        name: flags.name, autoRemove: Boolean(flags.rm), tty, interactive, memoryMiB, cpus, diskSizeBytes: diskSizeBytes(flags),
-        winsize: tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined,
-      },
-      { stdout: process.stdout, stderr: process.stderr },
-      {
-        onStep: (step) => status.update(step),
-        onRetry: (attempt) => process.stderr.write(`boson: micro-VM boot hung, retrying (attempt ${attempt})\n`),
-        onWarning: (text) => status.warn(text),
-      },
-    );
-  } finally {
-    status.clear();
-  }
-  const running = container;
+  for (const [sig, num] of FORWARDED_SIGNALS) process.on(sig, () => run?.signal(num));
+  await pullIfMissing(spec.image);
+  run = viaDaemon ? await runThroughDaemon(client, spec, winsize) : await runEmbedded(spec, winsize);
+  const started = run;
   // Ctrl-C pressed while the VM booted: one is a SIGINT for the process, two mean "stop".
-  if (interrupts === 1) running.session.signal(2);
-  else if (interrupts > 1) void running.stop(0);
-
-  const restoreTerminal = attachTerminal(running, tty, interactive);
+  if (interrupts === 1) started.signal(2);
+  else if (interrupts > 1) started.stop();
+  const restoreTerminal = attachTerminal(started, tty, interactive);
   try {
-    const exit = await running.exit;
-    if (process.env.BOSON_TIMINGS) process.stderr.write(`boson-timings ${JSON.stringify({ ...running.timings, settled: Math.round(performance.now() - running.timings.startup) })}\n`);
-    return exit.status;
+    return await started.exit;
   } finally {
     restoreTerminal();
     await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   }
 }
 
+/** Output to this process's stdout and stderr, waiting for them when they are slow. */
+function terminalSink(): { stdout(d: Buffer): void; stderr(d: Buffer): void } {
+  return { stdout: (d) => void process.stdout.write(d), stderr: (d) => void process.stderr.write(d) };
+}
+
+/** The whole run in one upgraded request to the daemon (POST /v1/run); resize and signals by the container's id. */
+async function runThroughDaemon(client: MachineClient, spec: ContainerSpec, winsize: { rows: number; cols: number } | undefined): Promise<ForegroundRun> {
+  const stream: Duplex = await client.upgrade('/v1/run', { spec, winsize });
+  let id: string | undefined;
+  const pending: Array<() => void> = [];
+  const byId = (fn: (id: string) => Promise<unknown>): void => {
+    const go = (): void => void fn(id!).catch(() => undefined);
+    if (id) go();
+    else pending.push(go);
+  };
+  let status: ExecStatus | undefined;
+  const sink = terminalSink();
+  const demux = new StreamDemuxer(sink.stdout, sink.stderr, (s) => (status = s), (created) => {
+    id = (JSON.parse(created.toString('utf8')) as { id: string }).id;
+    for (const go of pending.splice(0)) go();
+  });
+  stream.on('data', (d: Buffer) => demux.push(d));
+  const exit = new Promise<number>((resolve, reject) => {
+    const done = (): void => {
+      if (!status) reject(new BosonError('DAEMON_UNAVAILABLE', 'lost the connection to the Boson daemon before the container ended'));
+      else if (status.exitCode === null) reject(execStatusError(status));
+      else resolve(status.exitCode);
+    };
+    stream.on('close', done);
+    stream.on('error', () => undefined);
+  });
+  exit.catch(() => undefined);
+  return {
+    stdin: (d) => void stream.write(d),
+    closeStdin: () => stream.end(),
+    resize: (rows, cols) => byId((cid) => client.request('POST', `/v1/containers/${cid}/resize?h=${rows}&w=${cols}`)),
+    signal: (signo) => byId((cid) => client.request('POST', `/v1/containers/${cid}/kill?signal=${signo}`)),
+    stop: () => byId((cid) => client.request('POST', `/v1/containers/${cid}/stop?t=0`)),
+    exit,
+  };
+}
+
+/** No daemon: the same runtime, embedded in this process (its micro-VM dies with this process). */
+async function runEmbedded(spec: ContainerSpec, winsize: { rows: number; cols: number } | undefined): Promise<ForegroundRun> {
+  const { buildRuntime } = await import('../../main/index.ts');
+  const runtime = buildRuntime('embedded');
+  await runtime.init();
+  const ctx = localContext();
+  let session;
+  try {
+    session = await runtime.run(ctx, spec, terminalSink(), { winsize });
+  } catch (err) {
+    await runtime.close();
+    throw err;
+  }
+  const id = session.container.id;
+  return {
+    stdin: session.stdin,
+    closeStdin: session.closeStdin,
+    resize: session.resize,
+    signal: session.signal,
+    stop: () => void runtime.stop(ctx, id, 0).catch(() => undefined),
+    exit: session.exit.then((r) => r.statusCode).finally(() => runtime.close()),
+  };
+}
+
 /** Wires this process's stdin and terminal to the container; returns a function that undoes it. */
-function attachTerminal(container: RunningContainer, tty: boolean, interactive: boolean): () => void {
-  const { session } = container;
+function attachTerminal(run: ForegroundRun, tty: boolean, interactive: boolean): () => void {
   const raw = tty && interactive && process.stdin.isTTY;
   if (raw) process.stdin.setRawMode(true);
-  const onResize = (): void => session.resize(process.stdout.rows, process.stdout.columns);
+  const onResize = (): void => run.resize(process.stdout.rows, process.stdout.columns);
   if (tty && process.stdout.isTTY) process.stdout.on('resize', onResize);
   if (interactive) {
-    process.stdin.on('data', (chunk: Buffer) => {
-      if (!session.writeStdin(chunk)) {
-        process.stdin.pause();
-        session.stream.once('drain', () => process.stdin.resume());
-      }
-    });
-    process.stdin.on('end', () => session.closeStdin());
-    process.stdin.on('error', () => session.closeStdin());
+    process.stdin.on('data', (chunk: Buffer) => run.stdin(chunk));
+    process.stdin.on('end', () => run.closeStdin());
+    process.stdin.on('error', () => run.closeStdin());
   }
   return () => {
     if (raw) process.stdin.setRawMode(false);

@@ -4,7 +4,7 @@ import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BosonError, bosonPaths, ensurePrivateDir } from '../../common/index.ts';
-import { MachineClient, daemonSocketPath, startDaemon } from '../../machine/index.ts';
+import { MachineClient, daemonSocketPath } from '../../machine/index.ts';
 
 interface UpFlags {
   detach?: boolean;
@@ -32,13 +32,9 @@ export function registerUp(program: Command): void {
         await detach(flags, socketPath, paths.runDir, paths.rootless);
         return;
       }
-      // Loaded here, so that other commands do not pay for the Docker API's modules.
-      const { dockerSocketPath, startDockerApi } = await import('../../docker/index.ts');
-      const dockerSocket = dockerSocketPath(paths);
-      const daemon = await startDaemon({
-        paths, socketPath, tcp: flags.tcp, pidFile,
-        personalities: [(service) => startDockerApi(service, { socketPath: dockerSocket, tcp: flags.dockerTcp, paths })],
-      });
+      const { startHostDaemon } = await import('../../main/index.ts');
+      const daemon = await startHostDaemon({ tcp: flags.tcp, dockerTcp: flags.dockerTcp, pidFile });
+      const dockerSocket = daemon.dockerSocket;
       process.stdout.write(`Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''} (pid ${process.pid})\n`);
       const stop = (): void => {
         void daemon.close().then(() => process.exit(0));

@@ -6,7 +6,7 @@ import http, { type IncomingMessage } from 'node:http';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { BosonError, ERROR_CATALOGUE, type BosonPaths, type ErrorCode } from '../../common/index.ts';
-import { EXEC_STATUS_STREAM, type ExecStatus } from './exec-stream.ts';
+import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, type ExecStatus } from './exec-stream.ts';
 
 /** The daemon socket for `paths` (BOSON_HOST overrides, as unix:///path or a path). */
 export function daemonSocketPath(paths: BosonPaths, env: NodeJS.ProcessEnv = process.env): string {
@@ -110,8 +110,8 @@ export function execStatusError(status: ExecStatus): BosonError {
 }
 
 /**
- * Splits Docker-framed stream bytes into stdout/stderr chunks (and a one-request exec's status frame, given
- * `onStatus`); feed it data as it arrives.
+ * Splits Docker-framed stream bytes into stdout/stderr chunks (and a one-request exec's or run's status frame,
+ * given `onStatus`, and a run's created frame, given `onCreated`); feed it data as it arrives.
  */
 export class StreamDemuxer {
   private pending: Buffer = Buffer.alloc(0);
@@ -120,6 +120,7 @@ export class StreamDemuxer {
     private readonly onStdout: (d: Buffer) => void,
     private readonly onStderr: (d: Buffer) => void,
     private readonly onStatus?: (status: ExecStatus) => void,
+    private readonly onCreated?: (payload: Buffer) => void,
   ) {}
 
   /** Consumes `chunk`, emitting every complete frame. */
@@ -131,6 +132,7 @@ export class StreamDemuxer {
       const data = this.pending.subarray(8, 8 + size);
       if (this.pending[0] === 2) this.onStderr(data);
       else if (this.pending[0] === EXEC_STATUS_STREAM && this.onStatus) this.onStatus(JSON.parse(data.toString('utf8')) as ExecStatus);
+      else if (this.pending[0] === RUN_CREATED_STREAM && this.onCreated) this.onCreated(data);
       else this.onStdout(data);
       this.pending = this.pending.subarray(8 + size);
     }

@@ -8,6 +8,9 @@ import type { Duplex } from 'node:stream';
 /** The stream byte of the status frame. */
 export const EXEC_STATUS_STREAM = 0x80;
 
+/** The stream byte of a one-request run's first frame: the created container's {id, name} as JSON. */
+export const RUN_CREATED_STREAM = 0x81;
+
 /** How a one-request exec ended: the process's exit code, or (exitCode null) the error that kept it from running. */
 export interface ExecStatus {
   exitCode: number | null;

@@ -8,16 +8,15 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import client from 'prom-client';
 import { BosonError, ERROR_CATALOGUE, readUpgradeBody, toBosonError, type ErrorKind } from '../../common/index.ts';
-import { parseRestartPolicy, type MachineService, type StreamSink } from '../service.ts';
-import type { ContainerRecord } from '../containers.ts';
-import type { LogLine } from '../logs.ts';
-import { EXEC_STATUS_STREAM, pipeClientStdin, type ExecStatus } from './exec-stream.ts';
+import type { MachineRuntime } from '../runtime.ts';
+import { Container, ContainerSpec, ExecSpec, localContext, type LogLine, type RequestContext, type StreamSink } from '../port/index.ts';
+import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, pipeClientStdin, type ExecStatus } from './exec-stream.ts';
 
 /** HTTP status for each error kind. */
 export const STATUS_BY_KIND: Record<ErrorKind, number> = {
@@ -32,45 +31,8 @@ export function problemOf(err: unknown): { status: number; body: Record<string, 
   return { status, body: { type: `urn:boson:error:${e.code}`, title: ERROR_CATALOGUE[e.code].summary, status, detail: e.message, code: e.code } };
 }
 
-const CreateBody = Type.Object({
-  image: Type.String({ minLength: 1 }),
-  name: Type.Optional(Type.String()),
-  cmd: Type.Optional(Type.Array(Type.String())),
-  entrypoint: Type.Optional(Type.String()),
-  env: Type.Optional(Type.Array(Type.String())),
-  workdir: Type.Optional(Type.String()),
-  user: Type.Optional(Type.String()),
-  hostname: Type.Optional(Type.String()),
-  tty: Type.Optional(Type.Boolean()),
-  openStdin: Type.Optional(Type.Boolean()),
-  memoryMiB: Type.Optional(Type.Integer({ minimum: 64 })),
-  cpus: Type.Optional(Type.Integer({ minimum: 1 })),
-  labels: Type.Optional(Type.Record(Type.String(), Type.String())),
-  restart: Type.Optional(Type.String()),
-  autoRemove: Type.Optional(Type.Boolean()),
-  volumes: Type.Optional(Type.Array(Type.String())),
-  network: Type.Optional(Type.String()),
-  ports: Type.Optional(Type.Array(Type.String())),
-  publishAll: Type.Optional(Type.Boolean()),
-  diskSizeBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024 * 1024 })),
-}, { additionalProperties: false });
-
-const ExecBody = Type.Object({
-  cmd: Type.Array(Type.String(), { minItems: 1 }),
-  env: Type.Optional(Type.Array(Type.String())),
-  workdir: Type.Optional(Type.String()),
-  user: Type.Optional(Type.String()),
-  tty: Type.Optional(Type.Boolean()),
-  stdin: Type.Optional(Type.Boolean()),
-}, { additionalProperties: false });
-
 const RefParams = Type.Object({ ref: Type.String() });
 const IdParams = Type.Object({ id: Type.String() });
-
-/** The JSON shape of a container in API answers. */
-export function containerJson(r: ContainerRecord): Record<string, unknown> {
-  return { ...r };
-}
 
 /** The last frame of a one-request exec. */
 export function execStatusFrame(status: ExecStatus): Buffer {
@@ -78,7 +40,7 @@ export function execStatusFrame(status: ExecStatus): Buffer {
 }
 
 /** Docker's stream frame: [stream, 0, 0, 0, size u32 BE] + data (plus EXEC_STATUS_STREAM, Boson's own). */
-export function streamFrame(stream: 1 | 2 | typeof EXEC_STATUS_STREAM, data: Buffer): Buffer {
+export function streamFrame(stream: 1 | 2 | typeof EXEC_STATUS_STREAM | typeof RUN_CREATED_STREAM, data: Buffer): Buffer {
   const head = Buffer.alloc(8);
   head.writeUInt8(stream, 0);
   head.writeUInt32BE(data.length, 4);
@@ -99,7 +61,8 @@ function nsFromTime(v: unknown): bigint | undefined {
 }
 
 /** Builds the fastify app for `service`. */
-export async function buildApi(service: MachineService): Promise<FastifyInstance> {
+export async function buildApi(service: MachineRuntime): Promise<FastifyInstance> {
+  const ctx = (req: { id: string }): RequestContext => localContext(req.id);
   // Unknown fields are refused (fastify's default would silently drop them).
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, ajv: { customOptions: { removeAdditional: false } } });
   await app.register(swagger, {
@@ -132,25 +95,19 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  app.get<{ Querystring: { all?: string } }>('/v1/containers', { schema: { tags: ['containers'], querystring: Type.Object({ all: Type.Optional(Type.String()) }) } }, async (req) =>
-    (await service.list(boolQuery(req.query.all))).map(containerJson));
+  app.get<{ Querystring: { all?: string } }>('/v1/containers', {
+    schema: { tags: ['containers'], querystring: Type.Object({ all: Type.Optional(Type.String()) }), response: { 200: Type.Array(Container) } },
+  }, async (req) => service.list(ctx(req), { all: boolQuery(req.query.all) }));
 
-  app.post<{ Body: Static<typeof CreateBody> }>('/v1/containers', { schema: { tags: ['containers'], body: CreateBody } }, async (req, reply) => {
-    const b = req.body;
-    const record = await service.create({
-      image: b.image, name: b.name, args: b.cmd ?? [], entrypoint: b.entrypoint, env: b.env ?? [], workdir: b.workdir, user: b.user,
-      hostname: b.hostname, tty: b.tty ?? false, openStdin: b.openStdin ?? false, memoryMiB: b.memoryMiB, cpus: b.cpus, labels: b.labels,
-      restartPolicy: b.restart === undefined ? undefined : parseRestartPolicy(b.restart), autoRemove: b.autoRemove, volumes: b.volumes,
-      network: b.network, ports: b.ports, publishAll: b.publishAll, diskSizeBytes: b.diskSizeBytes,
-    });
-    return reply.code(201).send({ id: record.id, name: record.name });
-  });
+  app.post<{ Body: ContainerSpec }>('/v1/containers', { schema: { tags: ['containers'], body: ContainerSpec, response: { 201: Container } } }, async (req, reply) =>
+    reply.code(201).send(await service.create(ctx(req), req.body)));
 
-  app.get<{ Params: Static<typeof RefParams> }>('/v1/containers/:ref', { schema: { tags: ['containers'], params: RefParams } }, async (req) => containerJson(service.inspect(req.params.ref)));
+  app.get<{ Params: Static<typeof RefParams> }>('/v1/containers/:ref', { schema: { tags: ['containers'], params: RefParams, response: { 200: Container } } }, async (req) =>
+    service.inspect(ctx(req), req.params.ref));
 
-  const action = (name: string, run: (ref: string, q: Record<string, string | undefined>) => Promise<unknown>): void => {
+  const action = (name: string, run: (c: RequestContext, ref: string, q: Record<string, string | undefined>) => Promise<unknown>): void => {
     app.post<{ Params: Static<typeof RefParams>; Querystring: Record<string, string | undefined> }>(`/v1/containers/:ref/${name}`, { schema: { tags: ['containers'], params: RefParams } }, async (req, reply) => {
-      const result = await run(req.params.ref, req.query);
+      const result = await run(ctx(req), req.params.ref, req.query);
       return result === undefined ? reply.code(204).send() : result;
     });
   };
@@ -160,23 +117,23 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
     if (!Number.isFinite(n) || n < 0) throw new BosonError('INVALID_ARGUMENT', `invalid timeout: ${v}`);
     return n;
   };
-  action('start', (ref) => service.start(ref));
-  action('stop', (ref, q) => service.stop(ref, seconds(q.t)));
-  action('restart', (ref, q) => service.restart(ref, seconds(q.t)));
-  action('kill', (ref, q) => service.kill(ref, q.signal ?? 'KILL'));
-  action('rename', async (ref, q) => {
+  action('start', (c, ref) => service.start(c, ref));
+  action('stop', (c, ref, q) => service.stop(c, ref, seconds(q.t)));
+  action('restart', (c, ref, q) => service.restart(c, ref, seconds(q.t)));
+  action('kill', (c, ref, q) => service.kill(c, ref, q.signal ?? 'KILL'));
+  action('rename', async (c, ref, q) => {
     if (!q.name) throw new BosonError('INVALID_ARGUMENT', 'rename needs a name');
-    await service.rename(ref, q.name);
+    await service.rename(c, ref, q.name);
   });
-  action('resize', async (ref, q) => service.resize(ref, Number(q.h ?? 24), Number(q.w ?? 80)));
-  action('wait', async (ref, q) => {
+  action('resize', async (c, ref, q) => service.resize(c, ref, Number(q.h ?? 24), Number(q.w ?? 80)));
+  action('wait', async (c, ref, q) => {
     const condition = (q.condition ?? 'not-running') as 'not-running' | 'next-exit' | 'removed';
     if (!['not-running', 'next-exit', 'removed'].includes(condition)) throw new BosonError('INVALID_ARGUMENT', `invalid wait condition: ${condition}`);
-    return service.wait(ref, condition);
+    return service.wait(c, ref, condition);
   });
 
   app.delete<{ Params: Static<typeof RefParams>; Querystring: { force?: string; v?: string } }>('/v1/containers/:ref', { schema: { tags: ['containers'], params: RefParams } }, async (req, reply) => {
-    await service.remove(req.params.ref, boolQuery(req.query.force), boolQuery(req.query.v));
+    await service.remove(ctx(req), req.params.ref, { force: boolQuery(req.query.force), volumes: boolQuery(req.query.v) });
     return reply.code(204).send();
   });
 
@@ -218,7 +175,7 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
     return { removed };
   });
 
-  app.get<{ Params: Static<typeof RefParams> }>('/v1/containers/:ref/stats', { schema: { tags: ['containers'], params: RefParams } }, async (req) => service.stats(req.params.ref));
+  app.get<{ Params: Static<typeof RefParams> }>('/v1/containers/:ref/stats', { schema: { tags: ['containers'], params: RefParams } }, async (req) => service.stats(ctx(req), req.params.ref));
 
   app.get<{ Params: Static<typeof RefParams>; Querystring: Record<string, string | undefined> }>('/v1/containers/:ref/logs', { schema: { tags: ['containers'], params: RefParams } }, async (req, reply) => {
     const q = req.query;
@@ -227,24 +184,21 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
     if (q.sinceNs !== undefined && !/^\d+$/.test(q.sinceNs)) throw new BosonError('INVALID_ARGUMENT', `invalid sinceNs: ${q.sinceNs}`);
     const sinceNs = q.sinceNs !== undefined ? BigInt(q.sinceNs) : nsFromTime(q.since);
     const query = { stdout: q.stdout === undefined ? true : boolQuery(q.stdout), stderr: q.stderr === undefined ? true : boolQuery(q.stderr), sinceNs, untilNs: nsFromTime(q.until), tail };
-    service.inspect(req.params.ref); // 404 before the stream starts
+    service.record(req.params.ref); // 404 before the stream starts
     const abort = new AbortController();
     req.raw.on('close', () => abort.abort());
     reply.raw.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
     const write = (l: LogLine): void => {
       reply.raw.write(JSON.stringify({ stream: l.stream, time: l.timeNs.toString(), data: l.data.toString('base64') }) + '\n');
     };
-    await service.logs(req.params.ref, query, boolQuery(q.follow), write, abort.signal);
+    await service.logs(ctx(req), req.params.ref, query, boolQuery(q.follow), write, abort.signal);
     reply.raw.end();
     return reply;
   });
 
-  app.post<{ Params: Static<typeof RefParams>; Body: Static<typeof ExecBody> }>('/v1/containers/:ref/execs', { schema: { tags: ['exec'], params: RefParams, body: ExecBody } }, async (req, reply) => {
-    const b = req.body;
-    const exec = service.createExec(req.params.ref, { argv: b.cmd, env: b.env ?? [], cwd: b.workdir, user: b.user, tty: b.tty ?? false, stdin: b.stdin ?? false });
-    return reply.code(201).send({ id: exec.id });
-  });
-  app.get<{ Params: Static<typeof IdParams> }>('/v1/execs/:id', { schema: { tags: ['exec'], params: IdParams } }, async (req) => service.getExec(req.params.id));
+  app.post<{ Params: Static<typeof RefParams>; Body: ExecSpec }>('/v1/containers/:ref/execs', { schema: { tags: ['exec'], params: RefParams, body: ExecSpec } }, async (req, reply) =>
+    reply.code(201).send(await service.createExec(ctx(req), req.params.ref, req.body)));
+  app.get<{ Params: Static<typeof IdParams> }>('/v1/execs/:id', { schema: { tags: ['exec'], params: IdParams } }, async (req) => service.inspectExec(ctx(req), req.params.id));
 
   app.get<{ Querystring: Record<string, string | undefined> }>('/v1/events', { schema: { tags: ['system'] } }, async (req, reply) => {
     const since = nsFromTime(req.query.since);
@@ -278,8 +232,9 @@ export async function buildApi(service: MachineService): Promise<FastifyInstance
   return app;
 }
 
-async function handleUpgrade(service: MachineService, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+async function handleUpgrade(service: MachineRuntime, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
   socket.on('error', () => undefined);
+  const ctx = localContext();
   const url = new URL(req.url ?? '/', 'http://boson');
   const fail = (err: unknown): void => {
     const { status, body } = problemOf(err);
@@ -290,35 +245,36 @@ async function handleUpgrade(service: MachineService, req: IncomingMessage, sock
   const execMatch = /^\/v1\/execs\/([^/]+)\/start$/.exec(url.pathname);
   const execNowMatch = /^\/v1\/containers\/([^/]+)\/exec$/.exec(url.pathname);
   try {
-    if (attachMatch) {
-      const record = service.inspect(decodeURIComponent(attachMatch[1]!));
+    if (url.pathname === '/v1/run') {
+      await runUpgrade(service, ctx, req, socket, head);
+    } else if (attachMatch) {
+      const record = service.record(decodeURIComponent(attachMatch[1]!));
       if (record.state !== 'running') throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
       const tty = record.config.tty;
       upgraded(socket);
       const abort = new AbortController();
       socket.on('close', () => abort.abort());
       const sink = sinkFor(socket, tty);
-      const session = await service.attach(record.id, sink, abort.signal);
+      const session = await service.attach(ctx, record.id, sink, abort.signal);
       pipeClientStdin(socket, session, true, head);
       await session.done;
       socket.end();
     } else if (execMatch) {
       const exec = service.getExec(decodeURIComponent(execMatch[1]!));
       upgraded(socket);
-      const ctl = await service.startExec(exec.id, sinkFor(socket, exec.tty));
+      const ctl = await service.startExec(ctx, exec.id, sinkFor(socket, exec.tty));
       pipeClientStdin(socket, ctl, true, head);
       await ctl.exit;
       socket.end();
     } else if (execNowMatch) {
       // One request for a whole exec: create, start, stream, and the exit status in-band (see execStatusFrame).
       socket.pause();
-      const { body, rest } = await readUpgradeBody(req, socket, head, EXEC_BODY_MAX);
-      const b = parseExecBody(body);
-      const exec = service.createExec(decodeURIComponent(execNowMatch[1]!), { argv: b.cmd, env: b.env ?? [], cwd: b.workdir, user: b.user, tty: b.tty ?? false, stdin: b.stdin ?? false });
+      const { body, rest } = await readUpgradeBody(req, socket, head, UPGRADE_BODY_MAX);
+      const exec = service.newExec(decodeURIComponent(execNowMatch[1]!), parseUpgradeBody(ExecSpec, body, 'exec'));
       upgraded(socket);
       try {
         // Output always in frames, with or without a TTY, so that the status frame can follow it.
-        const ctl = await service.startExec(exec.id, sinkFor(socket, false));
+        const ctl = await service.startExec(ctx, exec.id, sinkFor(socket, false));
         pipeClientStdin(socket, ctl, exec.stdin, rest);
         socket.end(execStatusFrame({ exitCode: await ctl.exit }));
       } catch (err) {
@@ -342,20 +298,52 @@ function upgraded(socket: Duplex): void {
   (socket as Duplex & { upgradedFlag?: boolean }).upgradedFlag = true;
 }
 
-/** Largest JSON body of a one-request exec. */
-const EXEC_BODY_MAX = 1024 * 1024;
+/** Largest JSON body of a one-request exec or run. */
+const UPGRADE_BODY_MAX = 1024 * 1024;
 
-/** A one-request exec's spec, checked against ExecBody; INVALID_ARGUMENT naming the first fault. */
-function parseExecBody(body: Buffer): Static<typeof ExecBody> {
+/** An upgrade request's JSON body checked against `schema`; INVALID_ARGUMENT naming the first fault. */
+function parseUpgradeBody<T extends TSchema>(schema: T, body: Buffer, what: string): Static<T> {
   let value: unknown;
   try {
     value = JSON.parse(body.toString('utf8'));
   } catch (cause) {
-    throw new BosonError('INVALID_ARGUMENT', `invalid JSON in the exec request: ${(cause as Error).message}`, { cause });
+    throw new BosonError('INVALID_ARGUMENT', `invalid JSON in the ${what} request: ${(cause as Error).message}`, { cause });
   }
-  const fault = Value.Errors(ExecBody, value).First();
-  if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid exec request: ${fault.path || 'body'} ${fault.message}`);
-  return value as Static<typeof ExecBody>;
+  const fault = Value.Errors(schema, value).First();
+  if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid ${what} request: ${fault.path || 'body'} ${fault.message}`);
+  return value as Static<T>;
+}
+
+/** The body of a one-request run. */
+const RunBody = Type.Object({
+  spec: ContainerSpec,
+  winsize: Type.Optional(Type.Object({ rows: Type.Integer({ minimum: 1 }), cols: Type.Integer({ minimum: 1 }) })),
+}, { additionalProperties: false });
+
+/**
+ * `POST /v1/run` (upgraded): a whole foreground run in one request, {spec, winsize} as its JSON body. Frames:
+ * first RUN_CREATED_STREAM with the container's {id, name} (resize and signals go to the usual routes by id),
+ * then its output (always framed, also with a TTY), then the status frame; stdin flows the other way, a
+ * half-close being its EOF.
+ */
+async function runUpgrade(service: MachineRuntime, ctx: RequestContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  socket.pause();
+  const { body, rest } = await readUpgradeBody(req, socket, head, UPGRADE_BODY_MAX);
+  const parsed = parseUpgradeBody(RunBody, body, 'run');
+  upgraded(socket);
+  try {
+    const session = await service.run(ctx, parsed.spec, sinkFor(socket, false), {
+      winsize: parsed.winsize,
+      onCreated: (c) => void socket.write(streamFrame(RUN_CREATED_STREAM, Buffer.from(JSON.stringify({ id: c.id, name: c.name })))),
+    });
+    pipeClientStdin(socket, session, parsed.spec.process?.stdin ?? false, rest);
+    const result = await session.exit;
+    socket.end(execStatusFrame({ exitCode: result.statusCode }));
+  } catch (err) {
+    // After the upgrade an error can only travel in-band.
+    const { body: problem } = problemOf(err);
+    socket.end(execStatusFrame({ exitCode: null, error: { code: problem.code as string, detail: problem.detail as string } }));
+  }
 }
 
 function sinkFor(socket: Duplex, tty: boolean): StreamSink {

@@ -6,18 +6,13 @@
  * (PORT_IN_USE), how port 0 turns into a free port, and it keeps other programs on the host from taking the port
  * later (their traffic would silently go to the container instead).
  */
+import type { PortBinding } from '../port/index.ts';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { BosonError, isBosonError } from '../../common/index.ts';
 
 /** One published port. `hostPort` 0 means "any free port"; `hostPortEnd` (optional) means "any free port in hostPort..hostPortEnd". */
-export interface PortBinding {
-  hostIp: string;
-  hostPort: number;
-  containerPort: number;
-  protocol: 'tcp' | 'udp';
-  hostPortEnd?: number;
-}
+export type { PortBinding };
 
 function invalid(message: string): BosonError {
   return new BosonError('INVALID_ARGUMENT', message);

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError } from '../../common/index.ts';
+import type { MountSpec } from '../port/index.ts';
 import { createScratchDisk } from '../scratch.ts';
 import { openMachineDb, type MachineDb } from '../store/db.ts';
 
@@ -22,10 +23,8 @@ export interface VolumeRecord {
   mountpoint: string;
 }
 
-/** One mount of a container, parsed from `-v` or the image's VOLUME. */
-export type MountSpec =
-  | { type: 'volume'; name: string; destination: string; readOnly: boolean; anonymous: boolean }
-  | { type: 'bind'; source: string; destination: string; readOnly: boolean };
+/** One mount of a container (the port's type), parsed from `-v` or the image's VOLUME. */
+export type { MountSpec };
 
 /** Default size of a volume disk (sparse: only what is written takes space). */
 export const DEFAULT_VOLUME_BYTES = 16 * 1024 ** 3;

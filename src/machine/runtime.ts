@@ -1,9 +1,13 @@
 /**
- * The machine service: the daemon's container operations (create, start, stop, kill, restart, rm, wait, logs,
- * attach, exec, stats, rename, events) over daemon-managed micro-VMs that outlive the daemon.
+ * The one container runtime of a host: it implements the machine port's container calls (create, start, stop,
+ * kill, restart, rm, wait, logs, attach, exec, run, stats, rename) over micro-VMs, for the daemon and, when no
+ * daemon runs, embedded in the CLI process. There is one lifecycle; how a host runs it differs only by options:
+ *   - a daemon (`detached: true`) boots VMs that outlive it and re-attaches to them when it starts again;
+ *   - an embedded runtime (`detached: false`, `boson run` without a daemon) boots VMs bound to its process, which
+ *     die with it; the next runtime to open the state settles what a killed process left (sweep).
  *
- * State has one owner: the record in the machine database says what a container is; the live map holds what this
- * daemon process is connected to. Operations on one container are serialised (a per-container lock); different
+ * State has one owner: the record in the state store says what a container is; the live map holds what this
+ * process is connected to. Operations on one container are serialised (a per-container lock); different
  * containers proceed in parallel. Exits are observed from boson-init's EXIT frame, from QEMU's end, or (for a VM
  * that died while no daemon ran) from the EXIT record in the container's log file.
  */
@@ -14,62 +18,30 @@ import { BosonError, isBosonError, toBosonError, type BosonPaths } from '../comm
 import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
 import { bootBundle } from './boot-bundle.ts';
 import { attachMicroVm, bootWithWatchdog, probeAccelerator, type MicroVm } from '../vmm/index.ts';
-import { ImageStore } from '../image/index.ts';
-import { resolveProcessConfig, type ContainerRequest } from './container-config.ts';
-import { ContainerRegistry, newContainerId, type ContainerRecord, type MachineEvent, type RestartPolicy } from './containers.ts';
-import { ControlChannel } from './control-channel.ts';
-import { guestError as guestErrorOf } from './guest-session.ts';
-import { filterLines, followLog, lastExit, readLog, type LogLine, type LogQuery } from './logs.ts';
+import type { ImageStore } from '../image/index.ts';
+import { mergeEnv, resolveProcessConfig } from './container-config.ts';
+import { ContainerRegistry, isAlive, newContainerId, type ContainerRecord, type MachineEvent } from './containers.ts';
+import { ControlChannel, guestError as guestErrorOf } from './control-channel.ts';
+import { filterLines, followLog, lastExit, readLog } from './logs.ts';
 import { randomContainerName } from './names.ts';
 import { createScratchDisk } from './scratch.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
-import { VolumeManager, parseVolumeSpec, type MountSpec } from './volumes/index.ts';
+import type { VolumeManager } from './volumes/index.ts';
 import { checkHostCapacity } from './capacity.ts';
 import { DiskFullGuard } from './disk-full.ts';
-import { NetworkManager, DEFAULT_NETWORK, parsePortSpec, publishAllPorts, type Endpoint } from './network/index.ts';
+import { DEFAULT_NETWORK, publishAllPorts, type Endpoint, type NetworkManager } from './network/index.ts';
 import type { DiskSpec, ShareSpec } from '../vmm/index.ts';
-import { DEFAULT_MEMORY_MIB } from './runner.ts';
+import type {
+  Attachment, Container, ContainerSpec, ContainerStats, ExecInstance, ExecSession, ExecSpec, LogLine, LogQuery, MachineContainers, MountSpec, RequestContext,
+  RestartPolicy, RunOptions, RunSession, StreamSink, WaitCondition, WaitResult,
+} from './port/index.ts';
+import { containerView } from './view.ts';
 
-/** A request to create a daemon-managed container. */
-export interface CreateRequest extends ContainerRequest {
-  image: string;
-  name?: string;
-  tty: boolean;
-  openStdin: boolean;
-  memoryMiB?: number;
-  cpus?: number;
-  labels?: Record<string, string>;
-  restartPolicy?: RestartPolicy;
-  autoRemove?: boolean;
-  /** `-v` specs: name:/dest[:ro], /host:/dest[:ro], /dest. */
-  volumes?: string[];
-  /** Network name or id ("none": no network; default: the default bridge network). */
-  network?: string;
-  /** `-p` specs. */
-  ports?: string[];
-  /** `-P`: publish every port the image exposes, on free host ports. */
-  publishAll?: boolean;
-  /** Size of the writable layer's disk in bytes (sparse; default 8 GiB). */
-  diskSizeBytes?: number;
-}
-
-/** What a wait returns. */
-export interface WaitResult {
-  statusCode: number;
-  error: string | null;
-}
-
-/** Conditions of `wait`, as Docker names them. */
-export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
-
-/** Output of an attach or exec stream. */
-export interface StreamSink {
-  stdout(data: Buffer): void;
-  stderr(data: Buffer): void;
-}
+/** Default memory of a micro-VM, in MiB. */
+export const DEFAULT_MEMORY_MIB = 256;
 
 /** An exec instance: a further process in a running container. */
-export interface ExecInstance {
+export interface ExecRecord {
   id: string;
   containerId: string;
   argv: string[];
@@ -89,20 +61,9 @@ interface Live {
   vm: MicroVm;
   ctl: ControlChannel;
   logFile: string;
-  execs: Map<number, { exec: ExecInstance; sink?: StreamSink; done: (code: number) => void }>;
+  execs: Map<number, { exec: ExecRecord; sink?: StreamSink; done: (code: number) => void }>;
   nextSession: number;
   finished: boolean;
-}
-
-/** Resource usage of a running container, from its QEMU process. */
-export interface ContainerStats {
-  id: string;
-  name: string;
-  cpuNs: number;
-  memoryBytes: number;
-  memoryLimitBytes: number;
-  pids: number;
-  read: string;
 }
 
 const SIGNALS: Record<string, number> = {
@@ -127,36 +88,61 @@ export function parseRestartPolicy(value: string): RestartPolicy {
   return { name: m[1] as RestartPolicy['name'], maximumRetryCount: m[2] === undefined ? 0 : Number(m[2]) };
 }
 
-/** Daemon-side container operations. */
-export class MachineService {
+/** How a host runs its runtime (filled by the composition root from the configuration). */
+export interface RuntimeOptions {
+  paths: BosonPaths;
+  /** True for a daemon: VMs outlive this process and are re-attached at init. */
+  detached: boolean;
+  /** Boot watchdog per attempt, ms (default 15 s under TCG, 5 s under KVM). */
+  bootTimeoutMs?: number;
+  /** The virtiofsd binary for bind mounts. */
+  virtiofsd: string;
+  /** Guest console and init diagnostics on stderr. */
+  debug?: boolean;
+}
+
+/** What the runtime is built from (the composition root makes them). */
+export interface RuntimeParts {
+  registry: ContainerRegistry;
+  images: ImageStore;
+  volumes: VolumeManager;
+  /** The host's networks; null where containers get none (an embedded runtime). */
+  networks: NetworkManager | null;
+}
+
+/** The runtime's observed durations, for /metrics. */
+export interface RuntimeMetrics {
+  boots: number[];
+  stops: number[];
+  failures: number;
+}
+
+/** The container runtime of this host (see the module comment). */
+export class MachineRuntime implements MachineContainers {
   readonly registry: ContainerRegistry;
   readonly images: ImageStore;
   readonly volumes: VolumeManager;
-  readonly networks: NetworkManager;
+  private readonly nets: NetworkManager | null;
   /** Emits 'event' with a MachineEvent for every lifecycle change. */
   readonly events = new EventEmitter();
   private readonly live = new Map<string, Live>();
   private readonly lock = new KeyedMutex();
   private readonly waiters = new Map<string, Array<{ condition: WaitCondition; resolve: (r: WaitResult) => void }>>();
-  private readonly execs = new Map<string, ExecInstance>();
+  private readonly execs = new Map<string, ExecRecord>();
   private closing = false;
   private readonly diskFull: DiskFullGuard;
+  private readonly paths: BosonPaths;
   /** Observed durations, for /metrics. */
-  readonly metrics = { boots: [] as number[], stops: [] as number[], failures: 0 };
+  readonly metrics: RuntimeMetrics = { boots: [], stops: [], failures: 0 };
 
-  constructor(private readonly paths: BosonPaths) {
-    this.registry = new ContainerRegistry(paths.stateDir);
-    this.images = new ImageStore(paths.stateDir, { rootless: paths.rootless });
-    this.volumes = new VolumeManager(paths.stateDir);
-    this.networks = new NetworkManager({
-      stateDir: paths.stateDir,
-      rootless: paths.rootless,
-      prefix: process.env.BOSON_NET_PREFIX,
-      defaultSubnet: process.env.BOSON_NET_SUBNET,
-      subnetPool: process.env.BOSON_NET_POOL,
-    });
+  constructor(private readonly options: RuntimeOptions, parts: RuntimeParts) {
+    this.paths = options.paths;
+    this.registry = parts.registry;
+    this.images = parts.images;
+    this.volumes = parts.volumes;
+    this.nets = parts.networks;
     this.events.setMaxListeners(0);
-    this.diskFull = new DiskFullGuard(paths.stateDir, (id, paused) => {
+    this.diskFull = new DiskFullGuard(this.paths.stateDir, (id, paused) => {
       try {
         this.emit(this.registry.get(id), paused ? 'pause' : 'unpause', paused ? { reason: 'host disk full' } : {});
       } catch {
@@ -165,11 +151,22 @@ export class MachineService {
     });
   }
 
-  /** Opens state and re-attaches to (or settles) every container that was running when the last daemon stopped. */
+  /** The host's networks; ROOTLESS_UNSUPPORTED-style refusal where this runtime has none. */
+  get networks(): NetworkManager {
+    if (!this.nets) throw new BosonError('INVALID_ARGUMENT', 'networks, volumes and published ports are set up by the daemon: start it with boson up');
+    return this.nets;
+  }
+
+  /**
+   * Opens state and settles what earlier processes left: records of containers whose embedded host was killed;
+   * and, for a daemon, re-attaches to (or settles) every container that was running when the last daemon stopped.
+   */
   async init(): Promise<void> {
     await this.registry.init();
+    await this.sweep();
+    if (!this.options.detached) return;
     await mkdir(path.join(this.paths.runDir, 'vms'), { recursive: true });
-    await this.networks.init();
+    await this.nets?.init();
     for (const record of await this.registry.list()) {
       if (!record.managed || (record.state !== 'running' && record.state !== 'restarting')) continue;
       const vm = await attachMicroVm(this.runtimeDir(record.id));
@@ -183,7 +180,25 @@ export class MachineService {
         await this.exited(record.id, exit?.status ?? 137, exit ? null : 'the micro-VM ended while no daemon was running, without an exit status');
       }
     }
-    await this.networks.reconcile(this.liveIds());
+    await this.nets?.reconcile(this.liveIds());
+  }
+
+  /**
+   * Settles containers run by an embedded runtime whose process is gone (kill -9 of `boson run`): its VM died with
+   * it, so the container exited (137, or the status its log recorded); an auto-remove one is removed.
+   */
+  private async sweep(): Promise<void> {
+    for (const r of await this.registry.list()) {
+      if (r.managed || (r.state !== 'running' && r.state !== 'created') || r.ownerPid === null || r.ownerPid === process.pid || isAlive(r.ownerPid)) continue;
+      if (r.autoRemove) {
+        await this.registry.remove(r);
+        continue;
+      }
+      const exit = await lastExit(this.logFile(r.id)).catch(() => undefined);
+      this.settle(r, exit?.status ?? 137, exit ? null : 'the boson process running this container was killed');
+      r.ownerPid = null;
+      await this.registry.save(r);
+    }
   }
 
   /** Detaches from every VM, leaving them running (daemon shutdown). */
@@ -196,7 +211,7 @@ export class MachineService {
       live.vm.detach();
     }
     this.live.clear();
-    await this.networks.close();
+    await this.nets?.close();
     this.registry.close();
     this.volumes.close();
   }
@@ -227,58 +242,82 @@ export class MachineService {
     return this.registry.events(afterSeq, sinceNs, untilNs);
   }
 
-  /** Creates a container (not started). */
-  async create(req: CreateRequest): Promise<ContainerRecord> {
-    const image = await this.images.resolve(req.image);
+  /** Creates a container (not started): everything is checked before anything is made. */
+  async create(_ctx: RequestContext, spec: ContainerSpec): Promise<Container> {
+    return containerView(await this.createRecord(spec));
+  }
+
+  private async createRecord(spec: ContainerSpec): Promise<ContainerRecord> {
+    const image = await this.images.resolve(spec.image);
     const id = newContainerId();
-    const config = resolveProcessConfig(image.config, req, {}, id.slice(0, 12));
-    const record: ContainerRecord = {
-      id, name: req.name ?? randomContainerName(), image: req.image, imageId: image.id, created: new Date().toISOString(),
-      config: { ...config, tty: req.tty, openStdin: req.openStdin, labels: { ...image.config.labels, ...(req.labels ?? {}) } },
-      resources: { memoryMiB: req.memoryMiB ?? DEFAULT_MEMORY_MIB, cpus: req.cpus ?? 1 },
-      autoRemove: req.autoRemove ?? false, restartPolicy: req.restartPolicy ?? { name: 'no', maximumRetryCount: 0 }, restartCount: 0,
-      managed: true, state: 'created', ownerPid: null, vmPid: null, exitCode: null, startedAt: null, finishedAt: null, error: null,
-      stoppedByUser: false, mounts: [], network: DEFAULT_NETWORK, ports: [], endpoint: null,
-    };
-    if (record.autoRemove && record.restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
-    if ((req.volumes ?? []).some((v) => v.startsWith('/') && v.includes(':'))) {
+    const proc = spec.process ?? {};
+    const config = resolveProcessConfig(image.config, proc, id.slice(0, 12));
+    const restartPolicy = spec.restartPolicy ?? { name: 'no', maximumRetryCount: 0 };
+    const autoRemove = spec.autoRemove ?? false;
+    if (autoRemove && restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
+    if (spec.name !== undefined) validateName(spec.name);
+    const mounts = this.plannedMounts(spec.mounts ?? [], image.config.volumes);
+    if (mounts.some((m) => m.type === 'bind')) {
       // virtiofsd (QEMU's C one) needs root for its sandbox, and a rootless one would show the user's files as root's.
       if (this.paths.rootless) throw new BosonError('ROOTLESS_UNSUPPORTED', 'bind mounts (-v /host/path:/path) need a daemon running as root; in rootless mode use a volume (-v name:/path)');
+      if (!this.options.detached) throw new BosonError('INVALID_ARGUMENT', 'bind mounts are served by the daemon: start it with boson up (or use run -d)');
       await this.shareTransport();
     }
-    record.mounts = await this.resolveMounts(req.volumes ?? [], image.config.volumes);
-    record.network = req.network ?? DEFAULT_NETWORK;
-    if (record.network !== 'none') await this.networks.get(record.network);
-    record.ports = [...(req.ports ?? []).flatMap(parsePortSpec), ...(req.publishAll ? publishAllPorts(image.config.exposedPorts ?? []) : [])];
-    if (record.network === 'none' && record.ports.length > 0) throw new BosonError('INVALID_ARGUMENT', 'published ports need a network (not --network none)');
-    await this.networks.checkPublishable(record.ports);
+    if (mounts.some((m) => m.type === 'volume') && !this.options.detached) throw new BosonError('INVALID_ARGUMENT', 'volumes are served by the daemon: start it with boson up (or use run -d)');
+    const network = spec.network ?? (this.nets ? DEFAULT_NETWORK : 'none');
+    const ports = [...(spec.ports ?? []), ...(spec.publishAll ? publishAllPorts(image.config.exposedPorts ?? []) : [])];
+    if (network === 'none' && ports.length > 0) throw new BosonError('INVALID_ARGUMENT', 'published ports need a network (not --network none)');
+    if (network !== 'none') {
+      await this.networks.get(network);
+      await this.networks.checkPublishable(ports);
+    }
+    const record: ContainerRecord = {
+      id, name: spec.name ?? randomContainerName(), image: spec.image, imageId: image.id, created: new Date().toISOString(),
+      config: { ...config, tty: proc.tty ?? false, openStdin: proc.stdin ?? false, labels: { ...image.config.labels, ...(spec.labels ?? {}) } },
+      resources: { memoryMiB: spec.resources?.memoryMiB ?? DEFAULT_MEMORY_MIB, cpus: spec.resources?.cpus ?? 1 },
+      autoRemove, restartPolicy, restartCount: 0,
+      managed: this.options.detached, state: 'created', ownerPid: this.options.detached ? null : process.pid, vmPid: null, exitCode: null,
+      startedAt: null, finishedAt: null, error: null, stoppedByUser: false, mounts, network, ports, endpoint: null,
+    };
     for (let attempt = 0; ; attempt++) {
       try {
         await this.registry.create(record);
         break;
       } catch (err) {
-        if (req.name !== undefined || !isBosonError(err, 'CONTAINER_NAME_IN_USE') || attempt > 8) throw err;
+        if (spec.name !== undefined || !isBosonError(err, 'CONTAINER_NAME_IN_USE') || attempt > 8) throw err;
         record.name = `${randomContainerName()}_${id.slice(0, 4 + attempt)}`;
       }
     }
-    await createScratchDisk(path.join(this.registry.containerDir(id), 'scratch.ext4'), req.diskSizeBytes);
+    try {
+      for (const m of record.mounts) {
+        if (m.type === 'volume') m.name = (await this.volumes.create(m.name, { anonymous: m.anonymous ?? false })).name;
+      }
+      // A writable layer thrown away with its container needs no journal (it mounts faster, nothing must survive).
+      await createScratchDisk(path.join(this.registry.containerDir(id), 'scratch.ext4'), spec.resources?.diskBytes, !autoRemove);
+      await this.registry.save(record);
+    } catch (err) {
+      await this.registry.remove(record).catch(() => undefined);
+      throw err;
+    }
     this.emit(record, 'create');
     return record;
   }
 
-  /** Parses `-v` specs and adds anonymous volumes for the image's VOLUMEs not covered; creates missing volumes. */
-  private async resolveMounts(specs: string[], imageVolumes: string[]): Promise<MountSpec[]> {
-    const mounts = specs.map(parseVolumeSpec);
+  /** The mounts asked for, checked, plus anonymous volumes for the image's VOLUMEs not covered. */
+  private plannedMounts(asked: MountSpec[], imageVolumes: string[]): MountSpec[] {
+    const mounts: MountSpec[] = asked.map((m) => {
+      const destination = checkMountPath(m.destination, 'the container path');
+      if (m.type === 'bind') return { ...m, source: path.resolve(checkMountPath(m.source, 'a bind mount source')), destination };
+      if (m.name !== '' && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(m.name)) throw new BosonError('INVALID_ARGUMENT', `invalid volume name ${JSON.stringify(m.name)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+      return { ...m, destination, anonymous: m.name === '' };
+    });
     const seen = new Set<string>();
     for (const m of mounts) {
       if (seen.has(m.destination)) throw new BosonError('INVALID_ARGUMENT', `duplicate mount point: ${m.destination}`);
       seen.add(m.destination);
     }
     for (const dest of imageVolumes) {
-      if (!seen.has(dest)) mounts.push({ type: 'volume', name: '', destination: dest, readOnly: false, anonymous: true });
-    }
-    for (const m of mounts) {
-      if (m.type === 'volume') m.name = (await this.volumes.create(m.name, { anonymous: m.anonymous })).name;
+      if (!seen.has(path.posix.normalize(dest))) mounts.push({ type: 'volume', name: '', destination: path.posix.normalize(dest), readOnly: false, anonymous: true });
     }
     return mounts;
   }
@@ -290,7 +329,7 @@ export class MachineService {
   private async shareTransport(): Promise<'virtiofs' | '9p'> {
     const bundle = await bootBundle(this.paths);
     const has = (name: string): boolean => bundle.drivers.includes(name);
-    const virtiofsd = process.env.BOSON_VIRTIOFSD ?? '/usr/lib/qemu/virtiofsd';
+    const virtiofsd = this.options.virtiofsd;
     if (has('virtiofs') && (await stat(virtiofsd).then(() => true, () => false))) return 'virtiofs';
     if (has('9p')) return '9p';
     throw new BosonError('INVALID_ARGUMENT', `bind mounts need a guest kernel with virtiofs (and ${virtiofsd}) or 9p, and ${bundle.kernelRelease} has neither: use a volume (-v name:/path), or set BOSON_GUEST_KERNEL to such a kernel`);
@@ -301,15 +340,23 @@ export class MachineService {
     return (await this.registry.list()).filter((r) => (r.mounts ?? []).some((m) => m.type === 'volume' && m.name === name)).map((r) => r.id);
   }
 
-  /** Every container (running only unless `all`). */
-  async list(all: boolean): Promise<ContainerRecord[]> {
+  /** Every container record (running only unless `all`), newest first. */
+  async records(all: boolean): Promise<ContainerRecord[]> {
     const records = (await this.registry.list()).map((r) => this.withPause(r));
     return all ? records : records.filter((r) => r.state === 'running' || r.state === 'restarting');
   }
 
   /** One container's record. */
-  inspect(ref: string): ContainerRecord {
+  record(ref: string): ContainerRecord {
     return this.withPause(this.registry.get(ref));
+  }
+
+  async list(_ctx: RequestContext, options: { all?: boolean } = {}): Promise<Container[]> {
+    return (await this.records(options.all ?? false)).map(containerView);
+  }
+
+  async inspect(_ctx: RequestContext, ref: string): Promise<Container> {
+    return containerView(this.record(ref));
   }
 
   /** The record with `pausedReason` when its VM is paused on a full disk (a live condition, never stored). */
@@ -319,22 +366,23 @@ export class MachineService {
   }
 
   /** Starts a created or exited container; a running one is left as it is. */
-  async start(ref: string): Promise<void> {
+  async start(_ctx: RequestContext, ref: string): Promise<void> {
     const { id } = this.registry.get(ref);
     await this.lock.run(id, () => this.startLocked(id, false));
   }
 
-  private async startLocked(id: string, isRestart: boolean): Promise<void> {
+  private async startLocked(id: string, isRestart: boolean, winsize?: { rows: number; cols: number }): Promise<void> {
     const record = this.registry.get(id);
     if (record.state === 'running' && this.live.has(id)) return;
-    if (!record.managed) throw new BosonError('INVALID_ARGUMENT', `container ${record.name} was run in the foreground by boson run; it cannot be started by the daemon`);
+    this.checkOwned(record);
     const t0 = performance.now();
-    const image = await this.images.resolve(record.imageId);
-    const rootDisk = await this.images.rootDisk(image);
-    const bundle = await bootBundle(this.paths);
-    const runtimeDir = this.runtimeDir(id);
-    await rm(runtimeDir, { recursive: true, force: true });
-    await mkdir(runtimeDir, { recursive: true });
+    // The root disk, the boot bundle and the runtime directory do not depend on each other.
+    const runtimeDir = this.options.detached ? this.runtimeDir(id) : undefined;
+    const [rootDisk, bundle] = await Promise.all([
+      this.images.resolve(record.imageId).then((image) => this.images.rootDisk(image)),
+      bootBundle(this.paths),
+      runtimeDir ? rm(runtimeDir, { recursive: true, force: true }).then(() => mkdir(runtimeDir, { recursive: true })) : undefined,
+    ]);
     const logFile = this.logFile(id);
     await checkHostCapacity(record.resources.memoryMiB, this.paths.stateDir);
     const { disks: extraDisks, shares, mounts } = await this.mountPlan(record);
@@ -351,13 +399,13 @@ export class MachineService {
             { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },
             ...extraDisks,
           ],
-          shares, runtimeDir, logFile, nics: endpoint ? [endpoint.nic] : [],
+          shares, runtimeDir, logFile, nics: endpoint ? [endpoint.nic] : [], debug: this.options.debug,
         },
         (booting) => {
           ctl = new ControlChannel(booting.channel);
           return ctl.waitForHello();
         },
-        { timeoutMs: accel.accel === 'kvm' ? 5000 : 15000, attempts: 3 },
+        { timeoutMs: this.options.bootTimeoutMs ?? (accel.accel === 'kvm' ? 5000 : 15000), attempts: 3 },
       );
       vm = boot.vm;
     } catch (err) {
@@ -380,7 +428,7 @@ export class MachineService {
     });
     ctl.send(FrameType.SPEC, encodeSpec({
       argv: record.config.argv, env: record.config.env, cwd: record.config.cwd, user: record.config.user, hostname: record.config.hostname,
-      tty: record.config.tty, stdin: record.config.openStdin, rootDisk: 'boson-root', rootFstype: rootDisk.fstype, scratchDisk: 'boson-scratch',
+      tty: record.config.tty, stdin: record.config.openStdin, winsize, rootDisk: 'boson-root', rootFstype: rootDisk.fstype, scratchDisk: 'boson-scratch',
       logPort: true, clockNs: BigInt(Date.now()) * 1_000_000n, mounts,
       ...(endpoint ? {
         interfaces: [{ mac: endpoint.mac, address: endpoint.address, prefixLen: endpoint.prefixLen, gateway: endpoint.gateway, mtu: 1500 }],
@@ -397,6 +445,8 @@ export class MachineService {
       throw err;
     }
     record.state = 'running';
+    record.managed = this.options.detached;
+    record.ownerPid = this.options.detached ? null : process.pid;
     record.vmPid = vm.pid;
     record.startedAt = new Date().toISOString();
     record.finishedAt = null;
@@ -473,7 +523,7 @@ export class MachineService {
     this.live.delete(id);
     this.diskFull.forget(id);
     if (this.closing) return;
-    await this.networks.disconnect(id).catch(() => undefined);
+    await this.nets?.disconnect(id).catch(() => undefined);
     let record: ContainerRecord;
     try {
       record = this.registry.get(id);
@@ -538,7 +588,7 @@ export class MachineService {
   }
 
   /** Stops a container: SIGTERM, then after `timeoutSec` the VM is killed. */
-  async stop(ref: string, timeoutSec = 10): Promise<void> {
+  async stop(_ctx: RequestContext, ref: string, timeoutSec = 10): Promise<void> {
     const { id } = this.registry.get(ref);
     await this.lock.run(id, () => this.stopLocked(id, timeoutSec));
   }
@@ -566,7 +616,7 @@ export class MachineService {
   }
 
   /** Restarts a container (stop, then start). */
-  async restart(ref: string, timeoutSec = 10): Promise<void> {
+  async restart(_ctx: RequestContext, ref: string, timeoutSec = 10): Promise<void> {
     const { id } = this.registry.get(ref);
     await this.lock.run(id, async () => {
       await this.stopLocked(id, timeoutSec);
@@ -576,10 +626,11 @@ export class MachineService {
   }
 
   /** Sends a signal to a running container's process. */
-  async kill(ref: string, signal = 'KILL'): Promise<void> {
+  async kill(_ctx: RequestContext, ref: string, signal = 'KILL'): Promise<void> {
     const signo = parseSignal(signal);
     const record = this.registry.get(ref);
     const live = this.live.get(record.id);
+    if (!live) this.checkOwned(record);
     if (!live) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
     if (signo === 9) {
       record.stoppedByUser = true;
@@ -592,9 +643,9 @@ export class MachineService {
   }
 
   /** Removes a container; a running one only with `force` (it is killed first); its anonymous volumes with `volumes`. */
-  async remove(ref: string, force: boolean, volumes = false): Promise<void> {
+  async remove(_ctx: RequestContext, ref: string, options: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     const { id } = this.registry.get(ref);
-    await this.lock.run(id, () => this.removeLocked(id, force, volumes));
+    await this.lock.run(id, () => this.removeLocked(id, options.force ?? false, options.volumes ?? false));
   }
 
   private async removeLocked(id: string, force: boolean, volumes = false): Promise<void> {
@@ -614,7 +665,7 @@ export class MachineService {
       await exited;
     }
     await this.registry.remove(record);
-    await this.networks.disconnect(id).catch(() => undefined);
+    await this.nets?.disconnect(id).catch(() => undefined);
     await rm(this.runtimeDir(id), { recursive: true, force: true });
     if (volumes || record.autoRemove) {
       for (const m of record.mounts ?? []) {
@@ -629,7 +680,7 @@ export class MachineService {
   }
 
   /** Renames a container. */
-  async rename(ref: string, newName: string): Promise<void> {
+  async rename(_ctx: RequestContext, ref: string, newName: string): Promise<void> {
     const record = this.registry.get(ref);
     await this.lock.run(record.id, async () => {
       const current = this.registry.get(record.id);
@@ -640,7 +691,7 @@ export class MachineService {
   }
 
   /** Waits for a container by Docker's conditions. */
-  async wait(ref: string, condition: WaitCondition = 'not-running'): Promise<WaitResult> {
+  async wait(_ctx: RequestContext, ref: string, condition: WaitCondition = 'not-running'): Promise<WaitResult> {
     const record = this.registry.get(ref);
     if (condition === 'not-running' && record.state !== 'running' && record.state !== 'restarting') {
       return { statusCode: record.exitCode ?? 0, error: record.error };
@@ -657,7 +708,7 @@ export class MachineService {
   }
 
   /** Reads a container's logs (and follows them until `signal` aborts, when `follow`). */
-  async logs(ref: string, query: LogQuery, follow: boolean, onLine: (line: LogLine) => void, signal: AbortSignal): Promise<void> {
+  async logs(_ctx: RequestContext, ref: string, query: LogQuery, follow: boolean, onLine: (line: LogLine) => void, signal: AbortSignal): Promise<void> {
     const record = this.registry.get(ref);
     const file = this.logFile(record.id);
     const { lines, end } = await readLog(file);
@@ -667,12 +718,13 @@ export class MachineService {
     const relay = (): void => stopOnExit.abort();
     signal.addEventListener('abort', relay, { once: true });
     if (!this.live.has(record.id) && record.state !== 'restarting') return;
+    const ended = new AbortController();
     const onEvent = (e: MachineEvent): void => {
-      if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) setTimeout(() => stopOnExit.abort(), 300);
+      if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) ended.abort();
     };
     this.events.on('event', onEvent);
     try {
-      await followLog(file, end, query, onLine, () => undefined, stopOnExit.signal);
+      await followLog(file, end, query, onLine, () => undefined, stopOnExit.signal, ended.signal);
     } finally {
       this.events.off('event', onEvent);
       signal.removeEventListener('abort', relay);
@@ -683,17 +735,19 @@ export class MachineService {
    * Attaches to a running container: its output from now on goes to `sink` until it exits or `signal` aborts;
    * returns functions to feed stdin (when the container has it open) and to resize its pty.
    */
-  async attach(ref: string, sink: StreamSink, signal: AbortSignal): Promise<{ stdin: (data: Buffer) => void; closeStdin: () => void; resize: (rows: number, cols: number) => void; done: Promise<void> }> {
+  async attach(_ctx: RequestContext, ref: string, sink: StreamSink, signal: AbortSignal): Promise<Attachment> {
     const record = this.registry.get(ref);
     const file = this.logFile(record.id);
     const offset = (await stat(file).catch(() => ({ size: 0 }))).size;
     const stop = new AbortController();
     signal.addEventListener('abort', () => stop.abort(), { once: true });
+    // The die event comes once QEMU is gone, so the log is complete: read it to the end, then stop.
+    const ended = new AbortController();
     const onEvent = (e: MachineEvent): void => {
-      if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) setTimeout(() => stop.abort(), 300);
+      if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) ended.abort();
     };
     this.events.on('event', onEvent);
-    const done = followLog(file, offset, {}, (line) => (line.stream === 'stdout' ? sink.stdout(line.data) : sink.stderr(line.data)), () => undefined, stop.signal)
+    const done = followLog(file, offset, {}, (line) => (line.stream === 'stdout' ? sink.stdout(line.data) : sink.stderr(line.data)), () => undefined, stop.signal, ended.signal)
       .finally(() => this.events.off('event', onEvent));
     const ctl = (): ControlChannel | undefined => this.live.get(record.id)?.ctl;
     return {
@@ -708,22 +762,76 @@ export class MachineService {
     };
   }
 
+  /**
+   * create + attach + start + wait as one call: output reaches `sink` from the first byte, and `exit` resolves
+   * once the container has ended, its output has been delivered and (with autoRemove) it has been removed. A
+   * container that cannot start is settled as start does it (and removed with autoRemove) before this rejects.
+   */
+  async run(ctx: RequestContext, spec: ContainerSpec, sink: StreamSink, options: RunOptions = {}): Promise<RunSession> {
+    const record = await this.createRecord(spec);
+    options.onCreated?.(containerView(record));
+    const id = record.id;
+    const detach = new AbortController();
+    const attachment = await this.attach(ctx, id, sink, detach.signal);
+    const exited = this.waitFor(id, 'next-exit');
+    const removed = record.autoRemove ? this.waitFor(id, 'removed') : undefined;
+    try {
+      await this.lock.run(id, () => this.startLocked(id, false, options.winsize));
+    } catch (err) {
+      detach.abort();
+      if (record.autoRemove) await this.lock.run(id, () => this.removeLocked(id, true)).catch(() => undefined);
+      throw err;
+    }
+    const exit = exited.then(async (result) => {
+      await attachment.done;
+      if (removed) await removed;
+      return result;
+    });
+    const ctl = (): ControlChannel | undefined => this.live.get(id)?.ctl;
+    return {
+      container: containerView(this.record(id)),
+      stdin: attachment.stdin,
+      closeStdin: attachment.closeStdin,
+      resize: attachment.resize,
+      signal: (signo) => ctl()?.sendSignal(signo),
+      exit,
+    };
+  }
+
+  /** Refuses to act on a container that another live process (an embedded runtime: `boson run`) supervises. */
+  private checkOwned(record: ContainerRecord): void {
+    if (record.managed === this.options.detached) {
+      if (record.managed || record.ownerPid === null || record.ownerPid === process.pid || !isAlive(record.ownerPid)) return;
+    }
+    if (record.ownerPid !== null && record.ownerPid !== process.pid && isAlive(record.ownerPid)) {
+      throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is run in the foreground by boson run (pid ${record.ownerPid}) without a daemon; stop it there`);
+    }
+    if (record.managed && !this.options.detached) {
+      throw new BosonError('DAEMON_UNAVAILABLE', `container ${record.name} is managed by the daemon, and none is running: start it with boson up`);
+    }
+  }
+
   /** Resizes a running container's pty. */
-  resize(ref: string, rows: number, cols: number): void {
+  async resize(_ctx: RequestContext, ref: string, rows: number, cols: number): Promise<void> {
     const record = this.registry.get(ref);
     this.live.get(record.id)?.ctl.sendResize(rows, cols);
   }
 
   /** Creates an exec instance in a running container. */
-  createExec(ref: string, spec: { argv: string[]; env: string[]; cwd?: string; user?: string; tty: boolean; stdin: boolean }): ExecInstance {
+  async createExec(_ctx: RequestContext, ref: string, spec: ExecSpec): Promise<ExecInstance> {
+    return execView(this.newExec(ref, spec));
+  }
+
+  /** Creates an exec record (see createExec). */
+  newExec(ref: string, spec: ExecSpec): ExecRecord {
     const record = this.registry.get(ref);
     if (!this.live.has(record.id)) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
     const paused = this.diskFull.reason(record.id);
     if (paused !== undefined) throw new BosonError('CONTAINER_PAUSED_DISK_FULL', `container ${record.name} is paused: ${paused}; it resumes by itself once the disk has room`);
     if (spec.argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'no command given to exec');
-    const exec: ExecInstance = {
-      id: newContainerId(), containerId: record.id, argv: spec.argv, env: mergeEnvs(record.config.env, spec.env), cwd: spec.cwd, user: spec.user,
-      tty: spec.tty, stdin: spec.stdin, running: false, exitCode: null, pid: null, session: 0,
+    const exec: ExecRecord = {
+      id: newContainerId(), containerId: record.id, argv: spec.argv, env: mergeEnv(record.config.env, spec.env ?? []), cwd: spec.cwd, user: spec.user,
+      tty: spec.tty ?? false, stdin: spec.stdin ?? false, running: false, exitCode: null, pid: null, session: 0,
     };
     this.execs.set(exec.id, exec);
     return exec;
@@ -734,8 +842,12 @@ export class MachineService {
     this.execs.delete(id);
   }
 
+  async inspectExec(_ctx: RequestContext, id: string): Promise<ExecInstance> {
+    return execView(this.getExec(id));
+  }
+
   /** Looks up an exec instance. */
-  getExec(id: string): ExecInstance {
+  getExec(id: string): ExecRecord {
     const exec = this.execs.get(id);
     if (!exec) throw new BosonError('EXEC_NOT_FOUND', `no such exec instance: ${id}`);
     return exec;
@@ -745,7 +857,7 @@ export class MachineService {
    * Starts an exec instance; its output goes to `sink`. Resolves with stdin/resize controls once the process runs,
    * and `exit` with its exit code.
    */
-  async startExec(id: string, sink: StreamSink): Promise<{ stdin: (d: Buffer) => void; closeStdin: () => void; resize: (r: number, c: number) => void; signal: (n: number) => void; exit: Promise<number> }> {
+  async startExec(_ctx: RequestContext, id: string, sink: StreamSink): Promise<ExecSession> {
     const exec = this.getExec(id);
     if (exec.running || exec.exitCode !== null) throw new BosonError('INVALID_ARGUMENT', `exec ${id.slice(0, 12)} has already run`);
     const live = this.live.get(exec.containerId);
@@ -803,7 +915,7 @@ export class MachineService {
   }
 
   /** Resource usage of a running container, read from its QEMU process. */
-  async stats(ref: string): Promise<ContainerStats> {
+  async stats(_ctx: RequestContext, ref: string): Promise<ContainerStats> {
     const record = this.registry.get(ref);
     const live = this.live.get(record.id);
     const base = { id: record.id, name: record.name, memoryLimitBytes: record.resources.memoryMiB * 1024 * 1024, read: new Date().toISOString() };
@@ -822,6 +934,11 @@ export class MachineService {
   }
 }
 
+/** The API view of an exec record. */
+function execView(e: ExecRecord): ExecInstance {
+  return { id: e.id, containerId: e.containerId, argv: e.argv, env: e.env, cwd: e.cwd, user: e.user, tty: e.tty, stdin: e.stdin, running: e.running, exitCode: e.exitCode, pid: e.pid };
+}
+
 /**
  * Runs work nobody awaits (a VM's exit, found by a watcher): a failure is printed on the daemon's stderr (its log
  * under systemd) instead of ending the daemon as an unhandled rejection would.
@@ -830,11 +947,17 @@ function background(work: Promise<unknown>, what: string): void {
   work.catch((err: unknown) => process.stderr.write(`boson daemon: ${what}: ${toBosonError(err).message}\n`));
 }
 
-function mergeEnvs(base: string[], extra: string[]): string[] {
-  const map = new Map<string, string>();
-  for (const kv of [...base, ...extra]) {
-    const eq = kv.indexOf('=');
-    map.set(eq < 0 ? kv : kv.slice(0, eq), kv);
+/** Throws INVALID_ARGUMENT unless `name` is a valid container name. */
+function validateName(name: string): void {
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name) || name.length > 128) {
+    throw new BosonError('INVALID_ARGUMENT', `invalid container name ${JSON.stringify(name)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
   }
-  return [...map.values()];
+}
+
+/** An absolute path that is not '/', normalised; INVALID_ARGUMENT naming `what` otherwise. */
+function checkMountPath(p: string, what: string): string {
+  if (!p.startsWith('/')) throw new BosonError('INVALID_ARGUMENT', `invalid mount: ${what} must be an absolute path: ${JSON.stringify(p)}`);
+  const normal = path.posix.normalize(p);
+  if (normal === '/' && what === 'the container path') throw new BosonError('INVALID_ARGUMENT', 'invalid mount: cannot mount over /');
+  return normal;
 }

@@ -1,0 +1,101 @@
+/**
+ * The Machine interface: everything a Boson machine (one host) can be asked, over the port's types. One
+ * implementation runs containers on this host (src/machine/runtime.ts); the typed client of a daemon
+ * (src/machine/api/client.ts) answers the same calls over REST. The edges (CLI, REST, Docker, later CRI and the
+ * controller) hold a Machine and never its implementation.
+ */
+import type { Container, ContainerSpec, ContainerStats, ExecInstance, ExecSpec, RequestContext, WaitCondition, WaitResult } from './schemas.ts';
+
+/** Where output of a container or exec goes; a write returning false asks the writer to wait for `onDrain`. */
+export interface StreamSink {
+  stdout(data: Buffer): void;
+  stderr(data: Buffer): void;
+}
+
+/** Controls of a process whose streams are attached. */
+export interface ProcessControls {
+  stdin(data: Buffer): void;
+  closeStdin(): void;
+  resize(rows: number, cols: number): void;
+}
+
+/** An attached container: its output goes to the sink until `done`. */
+export interface Attachment extends ProcessControls {
+  /** Resolves when the output has ended (the container exited, was removed, or the attach was aborted). */
+  done: Promise<void>;
+}
+
+/** A started exec. */
+export interface ExecSession extends ProcessControls {
+  signal(signo: number): void;
+  /** The exec's exit code. */
+  exit: Promise<number>;
+}
+
+/** A container run in one call: created, attached from its first byte, started; `exit` once it has ended. */
+export interface RunSession extends ProcessControls {
+  container: Container;
+  /** Sends a signal (a number, or a name such as TERM) to the container's process. */
+  signal(signo: number): void;
+  /**
+   * Resolves when the container has exited and every byte of its output has reached the sink; with autoRemove,
+   * after it has been removed.
+   */
+  exit: Promise<WaitResult>;
+}
+
+/** Options of a run. */
+export interface RunOptions {
+  /** The pty's size from the start (with a TTY). */
+  winsize?: { rows: number; cols: number };
+  /** Called once the container exists, before it starts (and before any of its output reaches the sink). */
+  onCreated?: (container: Container) => void;
+}
+
+/** One output record of a container's log (a line, or the start of one still being written). */
+export interface LogLine {
+  stream: 'stdout' | 'stderr';
+  timeNs: bigint;
+  data: Buffer;
+}
+
+/** Which lines of a log, as `docker logs` has them. */
+export interface LogQuery {
+  stdout?: boolean;
+  stderr?: boolean;
+  sinceNs?: bigint;
+  untilNs?: bigint;
+  /** Only the last N lines. */
+  tail?: number;
+}
+
+/** The container half of a machine. */
+export interface MachineContainers {
+  /** Creates a container (not started); validates everything first, so bad input changes nothing. */
+  create(ctx: RequestContext, spec: ContainerSpec): Promise<Container>;
+  /** Starts a created or exited container; a running one is left as it is. */
+  start(ctx: RequestContext, ref: string): Promise<void>;
+  /** SIGTERM, then after `timeoutSec` the VM is killed. */
+  stop(ctx: RequestContext, ref: string, timeoutSec?: number): Promise<void>;
+  restart(ctx: RequestContext, ref: string, timeoutSec?: number): Promise<void>;
+  /** Sends a signal (name or number; default KILL) to the container's process. */
+  kill(ctx: RequestContext, ref: string, signal?: string): Promise<void>;
+  /** Removes a container; a running one only with `force`; its anonymous volumes with `volumes`. */
+  remove(ctx: RequestContext, ref: string, options?: { force?: boolean; volumes?: boolean }): Promise<void>;
+  rename(ctx: RequestContext, ref: string, newName: string): Promise<void>;
+  wait(ctx: RequestContext, ref: string, condition?: WaitCondition): Promise<WaitResult>;
+  /** Every container (running only unless `all`), newest first. */
+  list(ctx: RequestContext, options?: { all?: boolean }): Promise<Container[]>;
+  inspect(ctx: RequestContext, ref: string): Promise<Container>;
+  stats(ctx: RequestContext, ref: string): Promise<ContainerStats>;
+  /** Output from now on goes to `sink` until the container exits or `signal` aborts. */
+  attach(ctx: RequestContext, ref: string, sink: StreamSink, signal: AbortSignal): Promise<Attachment>;
+  resize(ctx: RequestContext, ref: string, rows: number, cols: number): Promise<void>;
+  /** Reads a container's log (and follows it until the container ends or `signal` aborts, when `follow`). */
+  logs(ctx: RequestContext, ref: string, query: LogQuery, follow: boolean, onLine: (line: LogLine) => void, signal: AbortSignal): Promise<void>;
+  /** create + attach + start + wait as one call (what `boson run` and `docker run` do). */
+  run(ctx: RequestContext, spec: ContainerSpec, sink: StreamSink, options?: RunOptions): Promise<RunSession>;
+  createExec(ctx: RequestContext, ref: string, spec: ExecSpec): Promise<ExecInstance>;
+  inspectExec(ctx: RequestContext, id: string): Promise<ExecInstance>;
+  startExec(ctx: RequestContext, id: string, sink: StreamSink): Promise<ExecSession>;
+}
