@@ -38,10 +38,11 @@ for p in "${docker_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || docker_missing+=("$p")
 done
 docker_units=(docker.service docker.socket containerd.service)
+docker_daemons() { pgrep -x dockerd; pgrep -x containerd; true; }  # their pids (pgrep takes 15 characters at most)
 if [ ${#docker_missing[@]} -gt 0 ]; then
   step "Installing the Docker clients (Docker's daemon stays off): ${docker_missing[*]}"
   # Daemons that already ran before this install are someone else's: they are reported, never killed.
-  daemons_before=" $(pgrep -x 'dockerd|containerd' | tr '\n' ' ' || true) "
+  daemons_before=" $(docker_daemons | tr '\n' ' ') "
   policy=/usr/sbin/policy-rc.d
   policy_saved=
   if [ -e "$policy" ]; then policy_saved=$(mktemp); cp -p "$policy" "$policy_saved"; fi
@@ -57,7 +58,7 @@ if [ ${#docker_missing[@]} -gt 0 ]; then
   restore_policy
   trap - EXIT INT TERM HUP
   # A daemon that started anyway (a package that ignores policy-rc.d) is ours: stop exactly those processes.
-  for pid in $(pgrep -x 'dockerd|containerd'); do
+  for pid in $(docker_daemons); do
     case "$daemons_before" in *" $pid "*) ;; *) echo "setup: stopping $(cat "/proc/$pid/comm" 2>/dev/null) (pid $pid), started by the install" >&2; kill "$pid" 2>/dev/null || true ;; esac
   done
 fi
@@ -73,7 +74,8 @@ if command -v systemctl >/dev/null 2>&1 && dpkg-query -W -f='${Status}' docker.i
     fi
   done
 fi
-if running=$(pgrep -x 'dockerd|containerd' | tr '\n' ' ') && [ -n "$running" ]; then
+running=$(docker_daemons | tr '\n' ' ')
+if [ -n "$running" ]; then
   echo "setup: warning: a Docker daemon runs here (pids $running); Boson's Docker API uses its own socket, but the docker CLI follows DOCKER_HOST" >&2
 fi
 
