@@ -75,7 +75,12 @@ export async function acquireDaemonLock(runDir: string): Promise<DaemonLock> {
     }
     if (!locked) {
       closeSync(fd);
-      const pid = readPid(file);
+      // The holder writes its pid just after it locks: give it a moment if we came in between.
+      let pid = readPid(file);
+      for (let i = 0; pid === null && i < 20; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        pid = readPid(file);
+      }
       throw new BosonError('DAEMON_ALREADY_RUNNING', `another Boson daemon${pid ? ` (pid ${pid})` : ''} already runs on ${runDir} (it holds ${file})`, { details: { pid, pidFile: file } });
     }
     const current = (() => {
