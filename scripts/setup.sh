@@ -28,6 +28,57 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# The Docker clients that the Docker suites drive Boson with, from Debian: docker.io (the docker CLI 20.10, API 1.41),
+# python3-docker (docker-py 5.0.3) and docker-compose (1.29). docker.io also carries Docker's own daemon, which must
+# never run here (it would take /var/run/docker.sock, bridges and iptables rules): they are installed with a
+# policy-rc.d that forbids starting services, and Docker's units are then disabled and masked where systemd exists.
+docker_packages=(docker.io python3-docker docker-compose)
+docker_missing=()
+for p in "${docker_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || docker_missing+=("$p")
+done
+docker_units=(docker.service docker.socket containerd.service)
+docker_daemons() { pgrep -x dockerd; pgrep -x containerd; true; }  # their pids (pgrep takes 15 characters at most)
+if [ ${#docker_missing[@]} -gt 0 ]; then
+  step "Installing the Docker clients (Docker's daemon stays off): ${docker_missing[*]}"
+  # Daemons that already ran before this install are someone else's: they are reported, never killed.
+  daemons_before=" $(docker_daemons | tr '\n' ' ') "
+  policy=/usr/sbin/policy-rc.d
+  policy_saved=
+  if [ -e "$policy" ]; then policy_saved=$(mktemp); cp -p "$policy" "$policy_saved"; fi
+  restore_policy() {
+    if [ -n "$policy_saved" ]; then mv -f "$policy_saved" "$policy"; else rm -f "$policy"; fi
+  }
+  trap restore_policy EXIT
+  trap 'exit 130' INT TERM HUP  # so that the EXIT trap runs on these too
+  printf '#!/bin/sh\n# Boson setup: no service may start while the Docker packages are installed.\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${docker_missing[@]}"
+  restore_policy
+  trap - EXIT INT TERM HUP
+  # A daemon that started anyway (a package that ignores policy-rc.d) is ours: stop exactly those processes.
+  for pid in $(docker_daemons); do
+    case "$daemons_before" in *" $pid "*) ;; *) echo "setup: stopping $(cat "/proc/$pid/comm" 2>/dev/null) (pid $pid), started by the install" >&2; kill "$pid" 2>/dev/null || true ;; esac
+  done
+fi
+# Docker's units are disabled and masked wherever systemd is installed (every run: a later upgrade of docker.io
+# must not enable them again). Without a running systemd (a container) systemctl works on the files (--root=/).
+if command -v systemctl >/dev/null 2>&1 && dpkg-query -W -f='${Status}' docker.io 2>/dev/null | grep -q 'install ok installed'; then
+  if [ -d /run/systemd/system ]; then systemd_root=(); systemctl stop "${docker_units[@]}" >/dev/null 2>&1 || true
+  else systemd_root=(--root=/); fi
+  for unit in "${docker_units[@]}"; do
+    if [ "$(systemctl "${systemd_root[@]}" is-enabled "$unit" 2>/dev/null)" != masked ]; then
+      systemctl "${systemd_root[@]}" disable "$unit" >/dev/null 2>&1 || true
+      systemctl "${systemd_root[@]}" mask "$unit" >/dev/null 2>&1 || echo "setup: warning: could not mask $unit" >&2
+    fi
+  done
+fi
+running=$(docker_daemons | tr '\n' ' ')
+if [ -n "$running" ]; then
+  echo "setup: warning: a Docker daemon runs here (pids $running); Boson's Docker API uses its own socket, but the docker CLI follows DOCKER_HOST" >&2
+fi
+
 # npm packages: reinstall only when the lock file changed.
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f node_modules/.boson-lock ] || [ "$(cat node_modules/.boson-lock)" != "$lock_hash" ]; then

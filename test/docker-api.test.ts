@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import Docker from 'dockerode';
-import { BUSYBOX_LAYOUT, collect, useDaemonHost, type BosonResult } from './helpers.ts';
+import { BUSYBOX_LAYOUT, collect, useDaemonHost, waitFor, type BosonResult } from './helpers.ts';
 import { pushLayout, startRegistry, type TestRegistry } from './registry-fixture.ts';
 
 const { host } = useDaemonHost();
@@ -170,7 +170,9 @@ describe('Docker API: SDKs and bad input', () => {
     assert.equal(unknownTag.code, 1);
     assert.match(unknownTag.stderr, /manifest for .*box:nope not found/);
     // run of an image that is not there yet: the CLI pulls it (create → 404 → pull → create)
-    await docker(['rmi', ref]);
+    const untag = await docker(['rmi', ref]);
+    assert.equal(untag.code, 0, untag.stderr);
+    assert.match(untag.stdout.toString(), new RegExp(`^Untagged: ${ref.replace(/[.]/g, '\\.')}\n`));
     const run = await docker(['run', '--rm', ref, 'echo', 'pulled-and-ran']);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout.toString(), 'pulled-and-ran\n');
@@ -186,7 +188,14 @@ describe('Docker API: SDKs and bad input', () => {
     const priv = await docker(['pull', `${basic.host}/private/box:v1`]);
     assert.equal(priv.code, 0, priv.stderr);
     // mid-pull disconnect: the daemon stays healthy and the image still arrives
-    await docker(['rmi', `${plain.host}/tools/box:v1`]).catch(() => undefined);
+    const rmi = await docker(['rmi', ref]);
+    assert.equal(rmi.code, 0, rmi.stderr);
+    const tagged = async (): Promise<boolean> => {
+      const images = await request('GET', '/images/json');
+      assert.equal(images.status, 200);
+      return (JSON.parse(images.body) as Array<{ RepoTags: string[] | null }>).some((i) => (i.RepoTags ?? []).includes(ref));
+    };
+    assert.equal(await tagged(), false, 'the image is gone before the pull');
     await new Promise<void>((resolve) => {
       const req = http.request({ socketPath: sock(), method: 'POST', path: `/images/create?fromImage=${plain.host}/tools/box&tag=v1` }, (res) => {
         res.once('data', () => {
@@ -198,7 +207,7 @@ describe('Docker API: SDKs and bad input', () => {
       req.end();
     });
     assert.equal((await request('GET', '/_ping')).status, 200);
-    const images = await request('GET', '/images/json');
-    assert.equal(images.status, 200);
+    await waitFor(tagged, 60_000, `${ref} to arrive after its client left`);
+    assert.equal((await docker(['image', 'inspect', '--format', '{{.Os}}', ref])).stdout.toString(), 'linux\n');
   });
 });

@@ -33,6 +33,7 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
   const stateDir = await mkdtemp(path.join(parent, 'boson-test-'));
   await new ImageStore(stateDir).importPath(BUSYBOX_LAYOUT);
   // Host-wide names and subnets of its own, so that suites running side by side (and a real daemon) never collide.
+  // 10.130-239.x belongs to these hosts; a real daemon uses 10.88-127.x; suites with fixed subnets use 10.240-255.x.
   const octet = 130 + (process.pid % 110);
   const net = { BOSON_NET_PREFIX: `bt${(process.pid % 0xffff).toString(16)}`, BOSON_NET_SUBNET: `10.${octet}.0.0/24`, BOSON_NET_POOL: `10.${octet}.128.0/17` };
   const env: NodeJS.ProcessEnv = { ...process.env, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: path.join(stateDir, 'run'), BOSON_QUIET: '1', ...net };
@@ -131,8 +132,10 @@ export function useTestHost(): () => TestHost {
   });
   after(async () => {
     if (!host) return;
-    assert.deepEqual(await qemuPidsUsing(host.stateDir), [], 'no QEMU left running');
+    // Counted first, asserted after the clean-up: a failing check must not leave the QEMUs and the directory behind.
+    const left = await qemuPidsUsing(host.stateDir);
     await host.cleanup();
+    assert.deepEqual(left, [], 'no QEMU left running');
   });
   return () => host!;
 }
@@ -211,7 +214,10 @@ export function useDaemonHost(): { host: () => TestHost; daemon: TestDaemon } {
   return { host: getHost, daemon };
 }
 
-/** A TCP port on 127.0.0.1 that is free right now (the kernel picks it), for publishing in a test. */
+/**
+ * A TCP port on 127.0.0.1 that is free right now (the kernel picks it). It is released before the caller binds it,
+ * so another process may take it in between: use withFreePort, which retries then.
+ */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
@@ -221,4 +227,16 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Runs `use(port)` with a port that was free a moment ago; when `taken(result)` says another process bound it in
+ * between (EADDRINUSE, PORT_IN_USE), runs it again with a fresh port, 5 times at most.
+ */
+export async function withFreePort<T>(use: (port: number) => Promise<T>, taken: (result: T) => boolean): Promise<{ port: number; result: T }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const result = await use(port);
+    if (!taken(result) || attempt === 5) return { port, result };
+  }
 }

@@ -5,7 +5,7 @@
  * forwards, and nothing left on the host afterwards.
  *
  * The daemon that hands addresses to boson-init is not there yet, so each container configures its own eth0 from
- * the Endpoint (it is root in its guest). Private names: prefix "bn" + random hex, subnets in 10.214.0.0/16.
+ * the Endpoint (it is root in its guest). Private names: prefix "bn" + random hex, subnets in 10.241.0.0/16.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -124,7 +124,7 @@ const cid = (n: number): string => `${prefix}${n.toString(16).padStart(4, '0')}`
 
 before(async () => {
   netDir = await mkdtemp(path.join(os.tmpdir(), 'boson-net-'));
-  net = new NetworkManager({ stateDir: netDir, prefix, defaultSubnet: '10.214.0.0/24', subnetPool: '10.214.16.0/20' });
+  net = new NetworkManager({ stateDir: netDir, prefix, defaultSubnet: '10.241.0.0/24', subnetPool: '10.241.16.0/20' });
   await net.init();
   rootless = new NetworkManager({ stateDir: path.join(netDir, 'rootless'), rootless: true });
   await rootless.init();
@@ -170,12 +170,12 @@ test('published ports, isolation between networks, DNS by container name, from r
   // From "another host": a network namespace whose only link is a veth pair to this host.
   sh('ip', ['netns', 'add', ns]);
   sh('ip', ['link', 'add', vethHost, 'type', 'veth', 'peer', 'name', vethPeer, 'netns', ns]);
-  sh('ip', ['addr', 'add', '10.214.99.1/30', 'dev', vethHost]);
+  sh('ip', ['addr', 'add', '10.241.99.1/30', 'dev', vethHost]);
   sh('ip', ['link', 'set', vethHost, 'up']);
-  sh('ip', ['-n', ns, 'addr', 'add', '10.214.99.2/30', 'dev', vethPeer]);
+  sh('ip', ['-n', ns, 'addr', 'add', '10.241.99.2/30', 'dev', vethPeer]);
   sh('ip', ['-n', ns, 'link', 'set', vethPeer, 'up']);
   const fetchScript = `fetch(process.argv[1], { signal: AbortSignal.timeout(5000) }).then((r) => r.text()).then((t) => process.stdout.write(t))`;
-  assert.equal(sh('ip', ['netns', 'exec', ns, process.execPath, '-e', fetchScript, `http://10.214.99.1:${hostPort}/`]).trim(), 'hello-from-web');
+  assert.equal(sh('ip', ['netns', 'exec', ns, process.execPath, '-e', fetchScript, `http://10.241.99.1:${hostPort}/`]).trim(), 'hello-from-web');
 
   // Same network: resolved by name (and alias) through the DNS server on the gateway, and reachable.
   // Other network: the container's address is unreachable, while its own network and published ports work.

@@ -22,7 +22,7 @@ import { sha256Digest } from '../src/image/content-store.ts';
 
 const run = promisify(execFile);
 
-/** A free TCP port on 127.0.0.1 (closed again; the caller binds it right away). */
+/** A free TCP port on 127.0.0.1 (closed again: another process may take it before the caller binds it). */
 export async function freePort(): Promise<number> {
   const srv = net.createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -118,8 +118,21 @@ async function startTokenServer(dir: string, service: string, issuer: string, us
   };
 }
 
-/** Starts docker-registry with `auth`; for token auth, also the token server (returned). */
+/**
+ * Starts docker-registry with `auth`; for token auth, also the token server (returned). Its port was free a moment
+ * before the registry binds it: when another process took it meanwhile, it starts again on another port.
+ */
 export async function startRegistry(auth: RegistryAuth = { kind: 'none' }): Promise<TestRegistry & { token?: TokenServer }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRegistryOnce(auth);
+    } catch (err) {
+      if (attempt === 5 || !/address already in use/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startRegistryOnce(auth: RegistryAuth): Promise<TestRegistry & { token?: TokenServer }> {
   const dir = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), 'boson-registry-')));
   const port = await freePort();
   let authYaml = '';

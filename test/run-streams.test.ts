@@ -61,9 +61,13 @@ describe('boson run streams', () => {
     assert.equal(r1.stdout.toString(), 'ready\ngot-sigint\n');
     assert.equal(r1.code, 42);
 
-    const stubborn = await startUntil(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'trap "" INT; echo ready; sleep 600'], 'ready');
+    // It shrugs SIGINT off but says so: the second Ctrl-C is sent only once the first has reached it (two sent
+    // back to back could merge into one signal, and a fixed pause assumed a fast guest).
+    const stubborn = await startUntil(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'trap "echo shrugged" INT; echo ready; while :; do sleep 0.1; done'], 'ready');
+    let said = '';
+    stubborn.child.stdout!.on('data', (d: Buffer) => (said += d.toString()));
     stubborn.child.kill('SIGINT');
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor(() => said.includes('shrugged'), 30_000, 'the first SIGINT to reach the container');
     stubborn.child.kill('SIGINT');
     const r2 = await stubborn.result;
     assert.equal(r2.code, 137);

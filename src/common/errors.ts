@@ -65,6 +65,7 @@ export const ERROR_CATALOGUE = {
   ROOTLESS_UNSUPPORTED: { kind: 'FailedPrecondition', exit: 95, summary: 'the operation needs a root daemon (rootless mode uses QEMU user-mode networking)' },
   ROOTLESS_SETUP_MISSING: { kind: 'FailedPrecondition', exit: 96, summary: 'a non-root daemon lacks host setup it needs (subordinate ids in /etc/subuid and /etc/subgid, newuidmap, a readable guest kernel)' },
   CONTAINER_PAUSED_DISK_FULL: { kind: 'ResourceExhausted', exit: 97, summary: "the container's micro-VM is paused because the host's disk is full; it resumes by itself once there is space" },
+  DAEMON_ALREADY_RUNNING: { kind: 'AlreadyExists', exit: 98, summary: 'another Boson daemon already runs on this run directory (it holds <run dir>/boson.pid)' },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
 

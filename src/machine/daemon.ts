@@ -9,6 +9,8 @@ import { BosonError, ensurePrivateDir, type BosonPaths } from '../common/index.t
 import type { MachineRuntime } from './runtime.ts';
 import { buildApi } from './api/server.ts';
 import { MachineClient } from './api/client.ts';
+import { acquireDaemonLock } from './daemon-lock.ts';
+import { killOrphanedVms } from './orphans.ts';
 
 /** Where and how the daemon listens. */
 export interface DaemonOptions {
@@ -42,15 +44,22 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   // A rootless run directory may sit in a shared /tmp: it must be ours alone before a socket goes there.
   if (options.paths.rootless) await ensurePrivateDir(path.dirname(socketPath));
   else await mkdir(path.dirname(socketPath), { recursive: true });
+  await mkdir(options.paths.runDir, { recursive: true });
+  const lock = await acquireDaemonLock(options.paths.runDir); // one daemon per run directory, before the socket is touched
   try {
     await new MachineClient(socketPath).request('GET', '/healthz');
     throw new BosonError('INVALID_ARGUMENT', `a Boson daemon is already running on ${socketPath}`);
   } catch (err) {
-    if (err instanceof BosonError && err.code !== 'DAEMON_UNAVAILABLE') throw err;
+    if (err instanceof BosonError && err.code !== 'DAEMON_UNAVAILABLE') {
+      lock.release();
+      throw err;
+    }
   }
   await rm(socketPath, { force: true });
   const service = options.runtime;
   await service.init();
+  const runningIds = (await service.registry.list()).filter((r) => r.state === 'running' || r.state === 'restarting').map((r) => r.id);
+  for (const o of await killOrphanedVms(options.paths.runDir, [...service.liveIds(), ...runningIds])) process.stderr.write(`boson: killed orphaned micro-VM ${o.dir} (QEMU pid ${o.pid}): no running container owns it\n`);
   const app = await buildApi(service);
   await app.listen({ path: socketPath });
   await chmod(socketPath, 0o660);
@@ -78,9 +87,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     await app.close();
     await service.close();
     await rm(socketPath, { force: true });
+    lock.release();
     throw err;
   }
-  if (options.pidFile) await writeFile(options.pidFile, `${process.pid}\n`);
+  if (options.pidFile && path.resolve(options.pidFile) !== lock.path) await writeFile(options.pidFile, `${process.pid}\n`);
   return {
     service,
     close: async () => {
@@ -88,8 +98,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       tcpServer?.close();
       await app.close();
       await service.close();
-      await rm(socketPath, { force: true });
-      if (options.pidFile) await rm(options.pidFile, { force: true });
+      if (lock.held()) await rm(socketPath, { force: true }); // only the lock holder's socket is ours to remove
+      if (options.pidFile && path.resolve(options.pidFile) !== lock.path) await rm(options.pidFile, { force: true });
+      lock.release();
     },
   };
 }

@@ -1,7 +1,7 @@
 /**
  * NetworkManager against the real host (root): bridges, taps, the nftables table, DNS on the gateway, persistence
  * across a restart, reconcile, leftovers after a crash, and typed errors that leave nothing behind. No micro-VMs
- * here (test/network.test.ts boots them). Private names: prefix "bu" + random hex, subnets in 10.213.0.0/16.
+ * here (test/network.test.ts boots them). Private names: prefix "bu" + random hex, subnets in 10.242.0.0/16.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +15,7 @@ import { NetworkManager } from './manager.ts';
 
 const prefix = `bu${Math.floor(Math.random() * 0xffff).toString(16).padStart(4, '0')}`;
 const stateDir = await mkdtemp(path.join(os.tmpdir(), 'boson-net-unit-'));
-const opts = { stateDir, prefix, defaultSubnet: '10.213.0.0/24', subnetPool: '10.213.16.0/20' };
+const opts = { stateDir, prefix, defaultSubnet: '10.242.0.0/24', subnetPool: '10.242.16.0/20' };
 const managers: NetworkManager[] = [];
 const make = (extra: object = {}): NetworkManager => {
   const m = new NetworkManager({ ...opts, ...extra });
@@ -47,10 +47,10 @@ test('init: default bridge, forwarding, NAT table; idempotent', async () => {
   await m.init();
   await m.init();
   assert.deepEqual(links(), [`${prefix}0`]);
-  assert.match(execFileSync('ip', ['-4', 'addr', 'show', 'dev', `${prefix}0`]).toString(), /inet 10\.213\.0\.1\/24/);
+  assert.match(execFileSync('ip', ['-4', 'addr', 'show', 'dev', `${prefix}0`]).toString(), /inet 10\.242\.0\.1\/24/);
   assert.equal((await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim(), '1');
   assert.equal((await readFile(`/proc/sys/net/ipv4/conf/${prefix}0/route_localnet`, 'utf8')).trim(), '1');
-  assert.match(table(), /ip saddr 10\.213\.0\.0\/24 oifname != "bu[0-9a-f]+0" masquerade/);
+  assert.match(table(), /ip saddr 10\.242\.0\.0\/24 oifname != "bu[0-9a-f]+0" masquerade/);
   const [bridge] = await m.list();
   assert.equal(bridge!.name, 'bridge');
   assert.ok(bridge!.builtin);
@@ -61,30 +61,30 @@ test('networks, endpoints, ports, DNS, errors, persistence and reconcile', async
   let m = make();
   await m.init();
   const a = await m.create('alpha', { labels: { team: 'x' } });
-  assert.equal(a.subnet, '10.213.16.0/24');
-  assert.equal(a.gateway, '10.213.16.1');
+  assert.equal(a.subnet, '10.242.16.0/24');
+  assert.equal(a.gateway, '10.242.16.1');
   assert.equal((await m.get(a.id.slice(0, 6))).name, 'alpha');
-  const b = await m.create('beta', { subnet: '10.213.40.0/24', gateway: '10.213.40.254', internal: true });
+  const b = await m.create('beta', { subnet: '10.242.40.0/24', gateway: '10.242.40.254', internal: true });
   const err = (code: string) => (e: unknown) => isBosonError(e) && e.code === code;
   await assert.rejects(m.create('alpha'), err('NETWORK_NAME_IN_USE'));
-  await assert.rejects(m.create('gamma', { subnet: '10.213.16.128/25' }), err('SUBNET_OVERLAP'));
-  await assert.rejects(m.create('gamma', { subnet: '10.213.0.0/16' }), err('SUBNET_OVERLAP'));
+  await assert.rejects(m.create('gamma', { subnet: '10.242.16.128/25' }), err('SUBNET_OVERLAP'));
+  await assert.rejects(m.create('gamma', { subnet: '10.242.0.0/16' }), err('SUBNET_OVERLAP'));
   await assert.rejects(m.create('bad name'), err('INVALID_ARGUMENT'));
-  await assert.rejects(m.create('gamma', { subnet: '10.213.50.0/24', gateway: '10.213.51.1' }), err('INVALID_ARGUMENT'));
+  await assert.rejects(m.create('gamma', { subnet: '10.242.50.0/24', gateway: '10.242.51.1' }), err('INVALID_ARGUMENT'));
   await assert.rejects(m.get('nope'), err('NETWORK_NOT_FOUND'));
   assert.deepEqual((await m.list()).map((n) => n.name), ['bridge', 'alpha', 'beta']);
 
   const e1 = await m.connect({ containerId: id(1), containerName: 'web', aliases: ['www'], network: 'alpha', ports: [{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 80, protocol: 'tcp' }] });
-  assert.equal(e1.address, '10.213.16.2');
+  assert.equal(e1.address, '10.242.16.2');
   assert.equal(e1.prefixLen, 24);
-  assert.deepEqual(e1.dns, ['10.213.16.1']);
-  assert.deepEqual(e1.hosts, [`10.213.16.2\t${id(1).slice(0, 12)}`]);
+  assert.deepEqual(e1.dns, ['10.242.16.1']);
+  assert.deepEqual(e1.hosts, [`10.242.16.2\t${id(1).slice(0, 12)}`]);
   assert.equal(e1.nic.kind, 'tap');
   const tap1 = e1.nic.kind === 'tap' ? e1.nic.ifname : '';
   assert.equal(masterOf(tap1), a.bridge);
   const hostPort = e1.ports[0]!.hostPort;
   assert.ok(hostPort > 0);
-  assert.match(table(), new RegExp(`ip daddr 127\\.0\\.0\\.1 tcp dport ${hostPort} dnat to 10\\.213\\.16\\.2:80`));
+  assert.match(table(), new RegExp(`ip daddr 127\\.0\\.0\\.1 tcp dport ${hostPort} dnat to 10\\.242\\.16\\.2:80`));
   await assert.rejects(m.connect({ containerId: id(1), containerName: 'web', aliases: [], network: a.id, ports: [] }), err('ALREADY_CONNECTED'));
 
   // A port in use is PORT_IN_USE, and the failed connect leaves no tap, lease or rule.
@@ -95,16 +95,16 @@ test('networks, endpoints, ports, DNS, errors, persistence and reconcile', async
 
   // The network's DNS server answers container names and aliases, case-insensitively.
   const e2 = await m.connect({ containerId: id(2), containerName: 'api', aliases: [], network: 'alpha', ports: [] });
-  assert.equal(e2.address, '10.213.16.3');
+  assert.equal(e2.address, '10.242.16.3');
   const resolver = new Resolver({ timeout: 2000, tries: 1 });
   resolver.setServers([a.gateway]);
-  assert.deepEqual(await resolver.resolve4('web'), ['10.213.16.2']);
-  assert.deepEqual(await resolver.resolve4('WWW'), ['10.213.16.2']);
-  assert.deepEqual(await resolver.resolve4('api'), ['10.213.16.3']);
-  assert.deepEqual(await resolver.resolve4(id(1).slice(0, 12)), ['10.213.16.2']);
+  assert.deepEqual(await resolver.resolve4('web'), ['10.242.16.2']);
+  assert.deepEqual(await resolver.resolve4('WWW'), ['10.242.16.2']);
+  assert.deepEqual(await resolver.resolve4('api'), ['10.242.16.3']);
+  assert.deepEqual(await resolver.resolve4(id(1).slice(0, 12)), ['10.242.16.2']);
   // internal network: connected, published ports ignored, names resolved; isolation rules present
   const e3 = await m.connect({ containerId: id(3), containerName: 'db', aliases: [], network: 'beta', ports: [{ hostIp: '0.0.0.0', hostPort: 0, containerPort: 5432, protocol: 'tcp' }] });
-  assert.equal(e3.address, '10.213.40.1');
+  assert.equal(e3.address, '10.242.40.1');
   assert.deepEqual(e3.ports, []);
   assert.match(table(), new RegExp(`iifname "${b.bridge}" oifname != "${b.bridge}" drop`));
   assert.match(table(), new RegExp(`iifname "${a.bridge}" oifname \\{ [^}]*"${b.bridge}"`));
@@ -121,12 +121,12 @@ test('networks, endpoints, ports, DNS, errors, persistence and reconcile', async
   await assert.rejects(m.connect({ containerId: id(4), containerName: 'x', aliases: [], network: 'alpha', ports: [{ hostIp: '127.0.0.1', hostPort, containerPort: 80, protocol: 'tcp' }] }), err('PORT_IN_USE'));
   // the next address continues after the last lease
   const e4 = await m.connect({ containerId: id(4), containerName: 'x', aliases: [], network: 'alpha', ports: [] });
-  assert.equal(e4.address, '10.213.16.4');
+  assert.equal(e4.address, '10.242.16.4');
 
   // Only containers 2 and 3 survived the restart: 1 and 4 lose taps, leases, rules and names.
   await m.reconcile(new Set([id(2), id(3)]));
   assert.ok(!links().includes(tap1));
-  assert.doesNotMatch(table(), /dnat to 10\.213\.16\.2/);
+  assert.doesNotMatch(table(), /dnat to 10\.242\.16\.2/);
   await assert.rejects(resolver.resolve4('web'), /ENOTFOUND|NXDOMAIN|REFUSED|SERVFAIL|ECONNREFUSED|ETIMEOUT/);
   assert.deepEqual(await m.endpoints(id(1)), []);
 
@@ -166,7 +166,7 @@ test('a crash mid-operation: stray Boson taps are removed by init, other links a
 test('address exhaustion is a typed error that leaks nothing', async () => {
   const m = make();
   await m.init();
-  await m.create('tiny', { subnet: '10.213.60.0/30' });
+  await m.create('tiny', { subnet: '10.242.60.0/30' });
   await m.connect({ containerId: id(10), containerName: 'one', aliases: [], network: 'tiny', ports: [] });
   const before = links().sort();
   await assert.rejects(m.connect({ containerId: id(11), containerName: 'two', aliases: [], network: 'tiny', ports: [] }), (e: unknown) => isBosonError(e, 'ADDRESS_EXHAUSTED'));
