@@ -123,10 +123,13 @@ export interface GuestInterface {
   mtu: number;
 }
 
+/** The KIND field of a MOUNT record (proto.h's enum mount_kind, in its order). */
+export const MOUNT_KINDS = ['disk', '9p', 'virtiofs'] as const;
+
 /** One volume mounted into the container (MOUNT record). */
 export interface GuestMount {
   /** `disk`: source is a virtio-blk serial; `9p` / `virtiofs`: source is the share's mount tag. */
-  kind: 'disk' | '9p' | 'virtiofs';
+  kind: (typeof MOUNT_KINDS)[number];
   source: string;
   /** Absolute path inside the container; created if missing. */
   target: string;
@@ -173,7 +176,8 @@ export interface ExecSpec {
   winsize?: { rows: number; cols: number };
 }
 
-const SpecTag = {
+/** Tags of SPEC and EXEC records. */
+export const SpecTag = {
   ARG: 1, ENV: 2, CWD: 3, USER: 4, HOSTNAME: 5, TTY: 6, STDIN: 7, WINSIZE: 8, ROOT_DISK: 9, ROOT_FSTYPE: 10,
   SCRATCH_DISK: 11, CLOCK: 12, NET_IF: 13, DNS: 14, DNS_SEARCH: 15, HOSTS: 16, MOUNT: 17, LOG_PORT: 18,
 } as const;
@@ -235,7 +239,7 @@ function mountText(m: GuestMount): string {
   const bad = (what: string): never => {
     throw new BosonError('INVALID_ARGUMENT', `mount on ${JSON.stringify(m.target)}: ${what}`);
   };
-  if (m.kind !== 'disk' && m.kind !== '9p' && m.kind !== 'virtiofs') bad(`unknown kind ${JSON.stringify(m.kind)}`);
+  if (!(MOUNT_KINDS as readonly string[]).includes(m.kind)) bad(`unknown kind ${JSON.stringify(m.kind)}`);
   for (const [name, v] of [['source', m.source], ['target', m.target], ['fstype', m.fstype]] as const) {
     if (v.length === 0 || /[\t\n\0]/.test(v)) bad(`${name} is empty or holds a tab, newline or NUL`);
   }
