@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Boson setup: installs what is missing (Debian packages, npm packages), builds boson-init and the demo image,
-# then runs the main job: a container in its own micro-VM printing its greeting. Idempotent and quick when nothing
-# changed. Run as root on Debian 12. Set BOSON_SETUP_NO_DEMO=1 to skip the demo run.
+# Boson setup: installs what is missing (Debian packages, npm packages), builds the CLI bundle, boson-init and the
+# demo image, then runs the main job: a container in its own micro-VM printing its greeting. Idempotent and quick
+# when nothing changed. Run as root on Debian 12. Set BOSON_SETUP_NO_DEMO=1 to skip the demo run.
 set -euo pipefail
 root=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 cd "$root"
@@ -86,6 +86,9 @@ if [ ! -f node_modules/.boson-lock ] || [ "$(cat node_modules/.boson-lock)" != "
   npm_config_build_from_source=true npm ci --no-audit --no-fund  # better-sqlite3 builds against the local Node
   echo "$lock_hash" > node_modules/.boson-lock
 fi
+
+step "Building the CLI bundle"
+scripts/build-cli.sh  # quick when the bundle is newer than every source; bin/boson would otherwise build it on first use
 
 step "Building boson-init"
 make -s -C guest/init

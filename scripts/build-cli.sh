@@ -1,0 +1,35 @@
+#!/bin/sh
+# Builds the bundle of the boson CLI in build/cli with esbuild, if it is missing or older than a file of src/ or
+# package-lock.json; otherwise does nothing (one find). scripts/setup.sh runs it; bin/boson runs it on first use, or
+# when the sources changed since. Exits non-zero if esbuild failed, leaving the previous bundle in place.
+#   boson.mjs (+ chunks)   the CLI; the daemon's modules are a separate chunk, loaded only by `boson up`
+#   light.mjs              one file with just pull, login and logout (the tightest start-up budget)
+#   userns-child.mjs       the root disk builder a rootless daemon runs in a user namespace (src/image/userns.ts)
+# The packages with native code or heavy plugins (better-sqlite3, fastify, ...) stay outside, in node_modules.
+set -eu
+root=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
+out="$root/build/cli"
+bundle="$out/boson.mjs"
+if [ -f "$bundle" ] && [ -f "$out/userns-child.mjs" ] && [ -f "$out/light.mjs" ] &&
+  [ -z "$(find "$root/src" "$root/package-lock.json" -newer "$bundle" -print -quit 2>/dev/null)" ]; then
+  exit 0
+fi
+if [ ! -x "$root/node_modules/.bin/esbuild" ]; then
+  echo "build-cli: node_modules/.bin/esbuild is missing: run scripts/setup.sh (or npm ci) first" >&2
+  exit 1
+fi
+mkdir -p "$root/build"
+tmp="$root/build/cli.tmp-$$"
+trap 'rm -rf "$tmp"' EXIT
+banner="--banner:js=import { createRequire as __bosonRequire } from 'node:module'; const require = __bosonRequire(import.meta.url);"
+"$root/node_modules/.bin/esbuild" "boson=$root/src/cli/main.ts" "userns-child=$root/src/image/userns-child.ts" \
+  --bundle --splitting --platform=node --format=esm --target=node20 \
+  --outdir="$tmp" --entry-names='[name]' --out-extension:.js=.mjs --log-level=error \
+  --external:better-sqlite3 --external:fastify --external:@fastify/swagger --external:prom-client "$banner"
+"$root/node_modules/.bin/esbuild" "$root/src/cli/light.ts" --bundle --platform=node --format=esm --target=node20 \
+  --outfile="$tmp/light.mjs" --log-level=error "$banner"
+# Swap in the new bundle whole: a command starting meanwhile sees the old one or the new one, never a mix.
+rm -rf "$out.old-$$"
+[ -d "$out" ] && mv "$out" "$out.old-$$"
+mv "$tmp" "$out"
+rm -rf "$out.old-$$"
