@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import { isBosonError, type BosonPaths } from '../common/index.ts';
 import { hostCpuCount, localContext, parseMemory, parseSignal, pipeClientStdin, type ContainerRecord, type MachineRuntime, type WaitCondition } from '../machine/index.ts';
 import { CONTAINER_FILTERS, checkContainerName, containerInspect, containerSummary, containerSpecOf, matchesFilters } from './containers.ts';
+import { normalizeDockerRepo } from './repo-name.ts';
 import { badRequest, DockerError, notSupported } from './errors.ts';
 import { familiarName, rfc3339Nano, withSha } from './format.ts';
 import { API_VERSION, flag, jsonBody, parseFilters, readUpgradeBody, parseJsonObject, sendEmpty, sendError, sendJson, socketError, splitVersion, writeUpgraded, type Ctx } from './http.ts';
@@ -410,7 +411,7 @@ export class DockerApi {
       const repo = query.get('repo');
       if (!repo) throw badRequest('repository name (repo) is required');
       const tag = query.get('tag') || 'latest';
-      await s.images.tag(params[0]!, `${repo}:${tag}`);
+      await s.images.tag(params[0]!, `${normalizeDockerRepo(repo)}:${tag}`);
       sendEmpty(res, 201);
     });
     this.on('POST', '/images/(.+)/push', () => {
