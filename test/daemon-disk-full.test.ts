@@ -80,15 +80,22 @@ describe('a full host disk', () => {
   });
 
   test('a foreground boson run on a full host disk says it is paused, resumes once there is room, and loses nothing', async () => {
-    const fs = await statfs(mnt!);
-    const filler = path.join(mnt!, 'filler-fg');
-    await run('fallocate', ['-l', String(fs.bavail * fs.bsize - 24 * 1024 * 1024), filler]);
-    const child = startBoson(host!, ['run', '--rm', 'busybox', 'sh', '-c', 'dd if=/dev/urandom bs=1M count=48 2>/dev/null | tee /big | md5sum; sync; echo 3 > /proc/sys/vm/drop_caches; md5sum < /big']);
+    // The run is admitted while the disk has room (admission control wants 512 MiB free), then the disk fills up
+    // under it: the container waits for /go, given once the filler leaves 24 MiB.
+    const child = startBoson(host!, ['run', '--rm', '--name', 'fgfull', 'busybox', 'sh', '-c', 'while [ ! -f /go ]; do sleep 0.1; done; dd if=/dev/urandom bs=1M count=48 2>/dev/null | tee /big | md5sum; sync; echo 3 > /proc/sys/vm/drop_caches; md5sum < /big']);
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const done = collect(child, undefined, 120_000, ['run']);
-    await waitFor(() => /the micro-VM is paused: the disk holding .* is full/.test(stderr), 60_000, 'the run to say it is paused');
-    await rm(filler);
+    const filler = path.join(mnt!, 'filler-fg');
+    try {
+      await waitFor(async () => /fgfull/.test((await boson('ps')).stdout.toString()), 60_000, 'the foreground run to be running');
+      const fs = await statfs(mnt!);
+      await run('fallocate', ['-l', String(fs.bavail * fs.bsize - 24 * 1024 * 1024), filler]);
+      assert.equal((await boson('exec', 'fgfull', 'touch', '/go')).code, 0);
+      await waitFor(() => /the micro-VM is paused: the disk holding .* is full/.test(stderr), 60_000, 'the run to say it is paused');
+    } finally {
+      await rm(filler, { force: true });
+    }
     const r = await done;
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /the micro-VM resumed/);

@@ -179,8 +179,8 @@ describe('boson daemon', () => {
 
   test('a second daemon on the same socket is refused', async () => {
     const second = await runBoson(host(), ['up'], { timeoutMs: 30_000 });
-    assert.equal(second.code, 64);
-    assert.match(second.stderr, /already running/);
+    assert.equal(second.code, 98, second.stderr);
+    assert.match(second.stderr, /another Boson daemon \(pid \d+\) already runs on/);
   });
 });
 

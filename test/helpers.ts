@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
-import { mkdtemp, readdir, readFile, rm, access } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, access, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
@@ -34,8 +34,8 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
   await new ImageStore(stateDir).importPath(BUSYBOX_LAYOUT);
   // Host-wide names and subnets of its own, so that suites running side by side (and a real daemon) never collide.
   // 10.130-239.x belongs to these hosts; a real daemon uses 10.88-127.x; suites with fixed subnets use 10.240-255.x.
-  const octet = 130 + (process.pid % 110);
-  const net = { BOSON_NET_PREFIX: `bt${(process.pid % 0xffff).toString(16)}`, BOSON_NET_SUBNET: `10.${octet}.0.0/24`, BOSON_NET_POOL: `10.${octet}.128.0/17` };
+  const octet = await claimOctet();
+  const net = { BOSON_NET_PREFIX: `bt${octet}`, BOSON_NET_SUBNET: `10.${octet}.0.0/24`, BOSON_NET_POOL: `10.${octet}.128.0/17` };
   const env: NodeJS.ProcessEnv = { ...process.env, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: path.join(stateDir, 'run'), BOSON_QUIET: '1', ...net };
   delete env.BOSON_DEBUG;
   delete env.BOSON_TIMINGS;
@@ -47,8 +47,47 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
       // Bridges, taps and firewall rules that a daemon of this host left for its running containers.
       await new NetworkManager({ stateDir, prefix: net.BOSON_NET_PREFIX, defaultSubnet: net.BOSON_NET_SUBNET, subnetPool: net.BOSON_NET_POOL }).teardown().catch(() => undefined);
       await rm(stateDir, { recursive: true, force: true });
+      await rm(path.join(OCTET_CLAIMS, String(octet)), { force: true });
     },
   };
+}
+
+/** Where test hosts claim their second octet (one file each, holding the claiming pid). */
+const OCTET_CLAIMS = '/run/boson-test-octets';
+
+/**
+ * Claims a second octet in 10.130-239 for one test host, exclusively across every test process on this machine
+ * (two suites, or two hosts of one suite, never share a subnet or a bridge prefix): the first free one from a
+ * pid-dependent start, taking over a claim whose process is gone.
+ */
+async function claimOctet(): Promise<number> {
+  await mkdir(OCTET_CLAIMS, { recursive: true });
+  for (let i = 0; i < 110; i++) {
+    const octet = 130 + ((process.pid + i) % 110);
+    const file = path.join(OCTET_CLAIMS, String(octet));
+    try {
+      await writeFile(file, `${process.pid}\n`, { flag: 'wx' });
+      return octet;
+    } catch {
+      const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+      let alive = false;
+      try {
+        process.kill(owner, 0);
+        alive = owner > 0;
+      } catch {
+        // gone: the claim is stale
+      }
+      if (alive) continue;
+      await rm(file, { force: true });
+      try {
+        await writeFile(file, `${process.pid}\n`, { flag: 'wx' });
+        return octet;
+      } catch {
+        // another process took it meanwhile
+      }
+    }
+  }
+  throw new Error('no free test subnet in 10.130-239.x');
 }
 
 /** What a finished `boson` process produced. */

@@ -69,3 +69,14 @@ export function reportError(err: unknown, json: boolean): number {
   if (e.code === 'INTERNAL' && process.env.BOSON_DEBUG) process.stderr.write(`${(e.cause as Error | undefined)?.stack ?? e.stack}\n`);
   return ERROR_CATALOGUE[e.code].exit;
 }
+
+/**
+ * Resolves once everything written to stdout and stderr has left this process: writes to a pipe can be queued,
+ * and process.exit() would drop them.
+ */
+export async function flushOutput(): Promise<void> {
+  const drained = async (stream: NodeJS.WriteStream): Promise<void> => {
+    while (stream.writableLength > 0) await new Promise((resolve) => stream.once('drain', resolve));
+  };
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+}

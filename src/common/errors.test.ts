@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ERROR_CATALOGUE, BosonError, toBosonError, isBosonError, PACKAGE_ROOT } from './index.ts';
+import { ERROR_CATALOGUE, KIND_TRANSLATION, BosonError, toBosonError, isBosonError, PACKAGE_ROOT } from './index.ts';
 
 test('docs/api.md lists every error code with the same kind and exit status, and nothing else', async () => {
   const doc = await readFile(path.join(PACKAGE_ROOT, 'docs', 'api.md'), 'utf8');
@@ -22,4 +22,11 @@ test('errors carry code and kind; unknown errors become INTERNAL with the cause 
   const wrapped = toBosonError(cause);
   assert.equal(wrapped.code, 'INTERNAL');
   assert.equal(wrapped.cause, cause);
+});
+
+test('docs/api.md shows the one kind-to-status table as KIND_TRANSLATION has it', async () => {
+  const doc = await readFile(path.join(PACKAGE_ROOT, 'docs', 'api.md'), 'utf8');
+  const rows: Record<string, { rest: number; docker: number; grpc: number }> = {};
+  for (const m of doc.matchAll(/^\| (\w+) \| (\d+) \| (\d+) \| (\d+) [A-Z_]+ \|$/gm)) rows[m[1]!] = { rest: Number(m[2]), docker: Number(m[3]), grpc: Number(m[4]) };
+  assert.deepEqual(rows, KIND_TRANSLATION);
 });

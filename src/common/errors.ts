@@ -19,6 +19,24 @@ export type ErrorKind =
   | 'DataLoss'
   | 'Internal';
 
+/**
+ * How each edge translates a kind: the REST status (problem JSON), the Docker Engine API status, and the gRPC status
+ * code (CRI and the controller's machine link). The one table; an edge may refine a code's wording, never its class.
+ * ResourceExhausted is 507 on REST (RFC 4918's Insufficient Storage, as a full host is) and 500 on Docker, whose
+ * clients know no other; gRPC codes are the numbers of google.rpc.Code.
+ */
+export const KIND_TRANSLATION = {
+  NotFound: { rest: 404, docker: 404, grpc: 5 },
+  AlreadyExists: { rest: 409, docker: 409, grpc: 6 },
+  InvalidArgument: { rest: 400, docker: 400, grpc: 3 },
+  FailedPrecondition: { rest: 409, docker: 409, grpc: 9 },
+  PermissionDenied: { rest: 403, docker: 403, grpc: 7 },
+  ResourceExhausted: { rest: 507, docker: 500, grpc: 8 },
+  Unavailable: { rest: 503, docker: 503, grpc: 14 },
+  DataLoss: { rest: 500, docker: 500, grpc: 15 },
+  Internal: { rest: 500, docker: 500, grpc: 13 },
+} as const satisfies Record<ErrorKind, { rest: number; docker: number; grpc: number }>;
+
 /** Every stable error code, with its kind and the `boson` CLI exit status it maps to (sysexits.h values). */
 export const ERROR_CATALOGUE = {
   USAGE: { kind: 'InvalidArgument', exit: 64, summary: 'a command line flag or argument is missing or malformed' },

@@ -3,7 +3,7 @@
  * the stock CLI and the SDKs branch on (404 makes `docker run` pull, 304 is "already started/stopped", 409 a
  * conflict). Boson's typed errors are translated here and nowhere else in src/docker.
  */
-import { toBosonError, type BosonError } from '../common/index.ts';
+import { KIND_TRANSLATION, toBosonError } from '../common/index.ts';
 
 /** An error with Docker's status and message. */
 export class DockerError extends Error {
@@ -22,10 +22,6 @@ export function badRequest(message: string): DockerError {
   return new DockerError(400, message);
 }
 
-const STATUS_BY_KIND: Record<BosonError['kind'], number> = {
-  NotFound: 404, AlreadyExists: 409, InvalidArgument: 400, FailedPrecondition: 409, PermissionDenied: 403,
-  ResourceExhausted: 500, Unavailable: 503, DataLoss: 500, Internal: 500,
-};
 
 /** Lowercases the libc phrases the CLI looks for in a start error (it maps them to exit 126/127). */
 function dockerStartPhrase(message: string): string {
@@ -58,6 +54,6 @@ export function dockerErrorOf(err: unknown): { status: number; message: string }
     case 'CONTAINER_PAUSED_DISK_FULL':
       return { status: 409, message: e.message }; // as Docker answers an exec into a paused container
     default:
-      return { status: STATUS_BY_KIND[e.kind], message: e.message };
+      return { status: KIND_TRANSLATION[e.kind].docker, message: e.message };
   }
 }

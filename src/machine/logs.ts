@@ -145,3 +145,39 @@ export async function followLog(file: string, offset: number, q: LogQuery, onLin
   clearInterval(timer);
   watcher?.close();
 }
+
+/** Size of the main process's EXIT record in a log: frame header, timestamp, status and signal. */
+const EXIT_RECORD_BYTES = 8 + 8 + 8;
+
+/** True when the log's last record is the main process's EXIT (the guest writes nothing to the log after it). */
+export async function logEndsWithExit(file: string): Promise<boolean> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size < EXIT_RECORD_BYTES) return false;
+    const tail = Buffer.alloc(EXIT_RECORD_BYTES);
+    await handle.read(tail, 0, EXIT_RECORD_BYTES, size - EXIT_RECORD_BYTES);
+    return tail[0] === FrameType.EXIT && tail.readUInt16BE(2) === 0 && tail.readUInt32BE(4) === 16;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Waits (up to `timeoutMs`) until QEMU has written the EXIT record to the log. boson-init writes the record on its
+ * log port, then EXIT on the control port; the control frame can reach the host while output records are still in
+ * the log port's queue inside QEMU, and quitting QEMU then would lose them.
+ */
+export async function waitForLogExit(file: string, timeoutMs: number): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await logEndsWithExit(file)) return true;
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

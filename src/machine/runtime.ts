@@ -22,7 +22,7 @@ import type { ImageStore } from '../image/index.ts';
 import { mergeEnv, resolveProcessConfig } from './container-config.ts';
 import { ContainerRegistry, isAlive, newContainerId, type ContainerRecord, type MachineEvent } from './containers.ts';
 import { ControlChannel, guestError as guestErrorOf } from './control-channel.ts';
-import { filterLines, followLog, lastExit, readLog } from './logs.ts';
+import { filterLines, followLog, lastExit, readLog, waitForLogExit } from './logs.ts';
 import { randomContainerName } from './names.ts';
 import { createScratchDisk } from './scratch.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
@@ -371,7 +371,7 @@ export class MachineRuntime implements MachineContainers {
     await this.lock.run(id, () => this.startLocked(id, false));
   }
 
-  private async startLocked(id: string, isRestart: boolean, winsize?: { rows: number; cols: number }): Promise<void> {
+  private async startLocked(id: string, isRestart: boolean, winsize?: { rows: number; cols: number }, onNotice?: (text: string) => void): Promise<void> {
     const record = this.registry.get(id);
     if (record.state === 'running' && this.live.has(id)) return;
     this.checkOwned(record);
@@ -405,7 +405,7 @@ export class MachineRuntime implements MachineContainers {
           ctl = new ControlChannel(booting.channel);
           return ctl.waitForHello();
         },
-        { timeoutMs: this.options.bootTimeoutMs ?? (accel.accel === 'kvm' ? 5000 : 15000), attempts: 3 },
+        { timeoutMs: this.options.bootTimeoutMs ?? (accel.accel === 'kvm' ? 5000 : 15000), attempts: 3, onRetry: (attempt) => onNotice?.(`micro-VM boot hung, retrying (attempt ${attempt})`) },
       );
       vm = boot.vm;
     } catch (err) {
@@ -498,16 +498,18 @@ export class MachineRuntime implements MachineContainers {
   private watch(id: string, live: Live): void {
     this.live.set(id, live);
     this.diskFull.watch(id, live.vm);
-    const finish = (status: number, error: string | null): void => {
+    const finish = (status: number, error: string | null, logged = false): void => {
       if (live.finished) return;
       live.finished = true;
       for (const [, e] of live.execs) e.done(137);
-      background(live.vm.shutdown(1000).then(() => this.exited(id, status, error)), `recording the exit of container ${id.slice(0, 12)}`);
+      // Output still queued in QEMU's log port must reach the file before QEMU goes (see waitForLogExit).
+      const flushed = logged ? waitForLogExit(live.logFile, 5000) : Promise.resolve(true);
+      background(flushed.then(() => live.vm.shutdown(1000)).then(() => this.exited(id, status, error)), `recording the exit of container ${id.slice(0, 12)}`);
     };
     let guestError: string | null = null;
     live.ctl.onSession(0, (frame) => {
       if (frame.type === FrameType.ERROR) guestError = decodeError(frame).message;
-      if (frame.type === FrameType.EXIT) finish(decodeExit(frame).status, guestError);
+      if (frame.type === FrameType.EXIT) finish(decodeExit(frame).status, guestError, true);
     });
     background(live.vm.exited.then(async () => {
       if (live.finished) return;
@@ -772,11 +774,18 @@ export class MachineRuntime implements MachineContainers {
     options.onCreated?.(containerView(record));
     const id = record.id;
     const detach = new AbortController();
+    const onEvent = (e: MachineEvent): void => {
+      if (e.actorId !== id) return;
+      if (e.action === 'pause') options.onNotice?.(`the micro-VM is paused: the disk holding ${this.paths.stateDir} is full; it resumes by itself once there is room`);
+      else if (e.action === 'unpause') options.onNotice?.('the micro-VM resumed: the disk has room again');
+    };
+    this.events.on('event', onEvent);
+    detach.signal.addEventListener('abort', () => this.events.off('event', onEvent), { once: true });
     const attachment = await this.attach(ctx, id, sink, detach.signal);
     const exited = this.waitFor(id, 'next-exit');
     const removed = record.autoRemove ? this.waitFor(id, 'removed') : undefined;
     try {
-      await this.lock.run(id, () => this.startLocked(id, false, options.winsize));
+      await this.lock.run(id, () => this.startLocked(id, false, options.winsize, options.onNotice));
     } catch (err) {
       detach.abort();
       if (record.autoRemove) await this.lock.run(id, () => this.removeLocked(id, true)).catch(() => undefined);
@@ -785,6 +794,7 @@ export class MachineRuntime implements MachineContainers {
     const exit = exited.then(async (result) => {
       await attachment.done;
       if (removed) await removed;
+      this.events.off('event', onEvent);
       return result;
     });
     const ctl = (): ControlChannel | undefined => this.live.get(id)?.ctl;

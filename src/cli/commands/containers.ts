@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { BosonError, bosonPaths, isBosonError } from '../../common/index.ts';
 import { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError, humanDuration, parseSignal, statusText, type ContainerRecord, type ContainerStats, type ExecSpec, type ExecStatus, type VolumeRecord } from '../../machine/index.ts';
 import { addContainerFlags, containerSpecOf, envFromFlags, labelsFromFlags, type ContainerFlags } from '../container-flags.ts';
-import { formatBytes, printJson, printTable } from '../output.ts';
+import { flushOutput, formatBytes, printJson, printTable } from '../output.ts';
 
 function client(): MachineClient {
   return new MachineClient(daemonSocketPath(bosonPaths()));
@@ -139,7 +139,8 @@ export function registerContainerCommands(program: Command): void {
         const stream = await c.upgrade(`/v1/containers/${enc(record.id)}/attach`);
         await pump(stream, record.config.tty, record.config.openStdin);
         const result = await c.request<{ statusCode: number }>('POST', `/v1/containers/${enc(record.id)}/wait`);
-        process.exit(result.statusCode);
+        await flushOutput();
+      process.exit(result.statusCode);
       }
       await forEach(refs, async (ref) => {
         await client().request('POST', `/v1/containers/${enc(ref)}/start`);
@@ -262,6 +263,7 @@ export function registerContainerCommands(program: Command): void {
       const stream = await c.upgrade(`/v1/containers/${enc(record.id)}/attach`);
       await pump(stream, record.config.tty, flags.stdin && record.config.openStdin);
       const result = await c.request<{ statusCode: number }>('POST', `/v1/containers/${enc(record.id)}/wait`);
+      await flushOutput();
       process.exit(result.statusCode);
     });
 
@@ -285,6 +287,7 @@ export function registerContainerCommands(program: Command): void {
       await pump(stream, Boolean(flags.tty), Boolean(flags.interactive), true, (s) => (status = s));
       if (!status) throw new BosonError('DAEMON_UNAVAILABLE', 'lost the connection to the Boson daemon before the exec ended');
       if (status.exitCode === null) throw execStatusError(status);
+      await flushOutput();
       process.exit(status.exitCode);
     });
 

@@ -12,7 +12,7 @@ import { BosonError, bosonPaths } from '../../common/index.ts';
 import { ImageStore } from '../../image/index.ts';
 import { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError, localContext, type ContainerSpec, type ExecStatus } from '../../machine/index.ts';
 import { addContainerFlags, containerSpecOf, type ContainerFlags } from '../container-flags.ts';
-import { StatusLine } from '../output.ts';
+import { StatusLine, flushOutput } from '../output.ts';
 
 interface RunFlags extends ContainerFlags {
   detach?: boolean;
@@ -115,7 +115,7 @@ async function runForeground(spec: ContainerSpec): Promise<number> {
     return await started.exit;
   } finally {
     restoreTerminal();
-    await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+    await flushOutput();
   }
 }
 
@@ -139,7 +139,7 @@ async function runThroughDaemon(client: MachineClient, spec: ContainerSpec, wins
   const demux = new StreamDemuxer(sink.stdout, sink.stderr, (s) => (status = s), (created) => {
     id = (JSON.parse(created.toString('utf8')) as { id: string }).id;
     for (const go of pending.splice(0)) go();
-  });
+  }, (notice) => new StatusLine().warn(notice));
   stream.on('data', (d: Buffer) => demux.push(d));
   const exit = new Promise<number>((resolve, reject) => {
     const done = (): void => {
@@ -169,7 +169,7 @@ async function runEmbedded(spec: ContainerSpec, winsize: { rows: number; cols: n
   const ctx = localContext();
   let session;
   try {
-    session = await runtime.run(ctx, spec, terminalSink(), { winsize });
+    session = await runtime.run(ctx, spec, terminalSink(), { winsize, onNotice: (notice) => new StatusLine().warn(notice) });
   } catch (err) {
     await runtime.close();
     throw err;

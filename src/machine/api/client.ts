@@ -6,7 +6,7 @@ import http, { type IncomingMessage } from 'node:http';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { BosonError, ERROR_CATALOGUE, type BosonPaths, type ErrorCode } from '../../common/index.ts';
-import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, type ExecStatus } from './exec-stream.ts';
+import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, type ExecStatus } from './exec-stream.ts';
 
 /** The daemon socket for `paths` (BOSON_HOST overrides, as unix:///path or a path). */
 export function daemonSocketPath(paths: BosonPaths, env: NodeJS.ProcessEnv = process.env): string {
@@ -111,7 +111,8 @@ export function execStatusError(status: ExecStatus): BosonError {
 
 /**
  * Splits Docker-framed stream bytes into stdout/stderr chunks (and a one-request exec's or run's status frame,
- * given `onStatus`, and a run's created frame, given `onCreated`); feed it data as it arrives.
+ * given `onStatus`; a run's created frame, given `onCreated`, and its notices, given `onNotice`); feed it data as
+ * it arrives.
  */
 export class StreamDemuxer {
   private pending: Buffer = Buffer.alloc(0);
@@ -121,6 +122,7 @@ export class StreamDemuxer {
     private readonly onStderr: (d: Buffer) => void,
     private readonly onStatus?: (status: ExecStatus) => void,
     private readonly onCreated?: (payload: Buffer) => void,
+    private readonly onNotice?: (text: string) => void,
   ) {}
 
   /** Consumes `chunk`, emitting every complete frame. */
@@ -133,6 +135,7 @@ export class StreamDemuxer {
       if (this.pending[0] === 2) this.onStderr(data);
       else if (this.pending[0] === EXEC_STATUS_STREAM && this.onStatus) this.onStatus(JSON.parse(data.toString('utf8')) as ExecStatus);
       else if (this.pending[0] === RUN_CREATED_STREAM && this.onCreated) this.onCreated(data);
+      else if (this.pending[0] === RUN_NOTICE_STREAM) this.onNotice?.(data.toString('utf8'));
       else this.onStdout(data);
       this.pending = this.pending.subarray(8 + size);
     }

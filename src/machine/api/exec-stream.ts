@@ -11,6 +11,9 @@ export const EXEC_STATUS_STREAM = 0x80;
 /** The stream byte of a one-request run's first frame: the created container's {id, name} as JSON. */
 export const RUN_CREATED_STREAM = 0x81;
 
+/** The stream byte of a run's notices: text for the user that does not end the run (its VM paused on a full disk). */
+export const RUN_NOTICE_STREAM = 0x82;
+
 /** How a one-request exec ended: the process's exit code, or (exitCode null) the error that kept it from running. */
 export interface ExecStatus {
   exitCode: number | null;

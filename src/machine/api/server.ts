@@ -13,21 +13,15 @@ import { Value } from '@sinclair/typebox/value';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import client from 'prom-client';
-import { BosonError, ERROR_CATALOGUE, readUpgradeBody, toBosonError, type ErrorKind } from '../../common/index.ts';
+import { BosonError, ERROR_CATALOGUE, KIND_TRANSLATION, readUpgradeBody, toBosonError } from '../../common/index.ts';
 import type { MachineRuntime } from '../runtime.ts';
 import { Container, ContainerSpec, ExecSpec, localContext, type LogLine, type RequestContext, type StreamSink } from '../port/index.ts';
-import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, pipeClientStdin, type ExecStatus } from './exec-stream.ts';
-
-/** HTTP status for each error kind. */
-export const STATUS_BY_KIND: Record<ErrorKind, number> = {
-  NotFound: 404, AlreadyExists: 409, InvalidArgument: 400, FailedPrecondition: 409, PermissionDenied: 403,
-  ResourceExhausted: 507, Unavailable: 503, DataLoss: 500, Internal: 500,
-};
+import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, pipeClientStdin, type ExecStatus } from './exec-stream.ts';
 
 /** The problem JSON body for an error. */
 export function problemOf(err: unknown): { status: number; body: Record<string, unknown> } {
   const e = toBosonError(err);
-  const status = STATUS_BY_KIND[e.kind];
+  const status = KIND_TRANSLATION[e.kind].rest;
   return { status, body: { type: `urn:boson:error:${e.code}`, title: ERROR_CATALOGUE[e.code].summary, status, detail: e.message, code: e.code } };
 }
 
@@ -40,7 +34,7 @@ export function execStatusFrame(status: ExecStatus): Buffer {
 }
 
 /** Docker's stream frame: [stream, 0, 0, 0, size u32 BE] + data (plus EXEC_STATUS_STREAM, Boson's own). */
-export function streamFrame(stream: 1 | 2 | typeof EXEC_STATUS_STREAM | typeof RUN_CREATED_STREAM, data: Buffer): Buffer {
+export function streamFrame(stream: 1 | 2 | typeof EXEC_STATUS_STREAM | typeof RUN_CREATED_STREAM | typeof RUN_NOTICE_STREAM, data: Buffer): Buffer {
   const head = Buffer.alloc(8);
   head.writeUInt8(stream, 0);
   head.writeUInt32BE(data.length, 4);
@@ -335,6 +329,7 @@ async function runUpgrade(service: MachineRuntime, ctx: RequestContext, req: Inc
     const session = await service.run(ctx, parsed.spec, sinkFor(socket, false), {
       winsize: parsed.winsize,
       onCreated: (c) => void socket.write(streamFrame(RUN_CREATED_STREAM, Buffer.from(JSON.stringify({ id: c.id, name: c.name })))),
+      onNotice: (text) => void socket.write(streamFrame(RUN_NOTICE_STREAM, Buffer.from(text))),
     });
     pipeClientStdin(socket, session, parsed.spec.process?.stdin ?? false, rest);
     const result = await session.exit;

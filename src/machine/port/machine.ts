@@ -50,6 +50,8 @@ export interface RunOptions {
   winsize?: { rows: number; cols: number };
   /** Called once the container exists, before it starts (and before any of its output reaches the sink). */
   onCreated?: (container: Container) => void;
+  /** Told what the user should know while it runs, that does not end it (its micro-VM paused on a full disk). */
+  onNotice?: (text: string) => void;
 }
 
 /** One output record of a container's log (a line, or the start of one still being written). */
