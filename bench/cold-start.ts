@@ -3,11 +3,16 @@
  * that machine noise hits all three alike:
  *   - floor: raw QEMU booting the same kernel and initramfs until boson-init's HELLO (no CLI, no disks, no process);
  *   - runc:  the same busybox root filesystem run by runc (a shared-kernel container).
- * Prints p50/p95 of each, the ratios, and boot failures out of N.
+ * Prints p50/p95 of each, the ratios, and boot failures out of N. Optional series, in the same loop:
+ *   - --daemon: the same `boson run` through a running daemon (one upgraded request; the container joins the
+ *     daemon's default network, as docker run's does) and with --network none;
+ *   - --baseline DIR: another checkout's bin/boson (e.g. a worktree of the commit before a change), on a state
+ *     directory of its own that its own CLI set up, so that a change is measured before and after in one run.
  *
- *   npx tsx bench/cold-start.ts [--runs N] [--json]
+ *   npx tsx bench/cold-start.ts [--runs N] [--json] [--daemon] [--baseline DIR]
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PACKAGE_ROOT, bosonPaths } from '../src/common/index.ts';
@@ -18,6 +23,8 @@ import { ImageStore } from '../src/image/index.ts';
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 20) || 20;
 const asJson = args.includes('--json');
+const withDaemon = args.includes('--daemon');
+const baselineDir = args.includes('--baseline') ? path.resolve(args[args.indexOf('--baseline') + 1] ?? '') : undefined;
 const BOOT_TIMEOUT_MS = 15_000;
 const layout = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
 
@@ -42,17 +49,17 @@ async function floorOnce(kernel: string, initramfs: string, acpi: boolean): Prom
   return result;
 }
 
-/** `boson run --rm busybox true`, wall time; also how many boot attempts it needed. */
-function bosonOnce(env: NodeJS.ProcessEnv): Promise<{ ms: number; attempts: number }> {
+/** `boson run --rm busybox true` (with `extra` flags), wall time; also how many boot attempts it needed. */
+function bosonOnce(env: NodeJS.ProcessEnv, bin = path.join(PACKAGE_ROOT, 'bin', 'boson'), extra: string[] = []): Promise<{ ms: number; attempts: number }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(path.join(PACKAGE_ROOT, 'bin', 'boson'), ['run', '--rm', 'busybox', 'true'], { env: { ...env, BOSON_TIMINGS: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(bin, ['run', '--rm', ...extra, 'busybox', 'true'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.on('close', (code) => {
       const ms = performance.now() - t0;
       if (code !== 0) return reject(new Error(`boson run failed (${code}): ${err}`));
-      const attempts = Number(/"attempts":(\d+)/.exec(err)?.[1] ?? 1);
+      const attempts = 1 + (err.match(/retrying \(attempt/g) ?? []).length;
       resolve({ ms, attempts });
     });
   });
@@ -90,6 +97,24 @@ async function main(): Promise<void> {
     const runcBundle = await makeRuncBundle(dir);
     const accel = await probeAccelerator();
     await bosonOnce(env); // warm-up: builds the root disk and caches
+    const extra = new Map<string, { run: () => Promise<{ ms: number; attempts: number }>; values: number[] }>();
+    let daemon: ReturnType<typeof spawn> | undefined;
+    if (withDaemon) {
+      const denv = { ...env, BOSON_STATE_DIR: path.join(dir, 'dstate'), BOSON_RUN_DIR: path.join(dir, 'drun') };
+      await new ImageStore(denv.BOSON_STATE_DIR).importPath(layout);
+      daemon = spawn(path.join(PACKAGE_ROOT, 'bin', 'boson'), ['up'], { env: denv, stdio: 'ignore' });
+      for (let i = 0; i < 100 && !existsSync(path.join(denv.BOSON_RUN_DIR, 'boson.sock')); i++) await new Promise((r) => setTimeout(r, 100));
+      await bosonOnce(denv);
+      extra.set('boson run, through the daemon', { run: () => bosonOnce(denv), values: [] });
+      extra.set('  the same, --network none', { run: () => bosonOnce(denv, undefined, ['--network', 'none']), values: [] });
+    }
+    if (baselineDir) {
+      const benv = { ...env, BOSON_STATE_DIR: path.join(dir, 'bstate'), BOSON_RUN_DIR: path.join(dir, 'brun') };
+      const bin = path.join(baselineDir, 'bin', 'boson');
+      execFileSync(bin, ['image', 'import', layout], { env: benv, stdio: 'ignore' });
+      await bosonOnce(benv, bin);
+      extra.set(`baseline: ${path.basename(baselineDir)}`, { run: () => bosonOnce(benv, bin), values: [] });
+    }
     const floor: number[] = [];
     const boson: number[] = [];
     const runc: number[] = [];
@@ -103,6 +128,7 @@ async function main(): Promise<void> {
       boson.push(b.ms);
       bosonRetries += b.attempts - 1;
       runc.push(runcOnce(runcBundle, i));
+      for (const series of extra.values()) series.values.push((await series.run()).ms);
       if (!asJson && process.stderr.isTTY) process.stderr.write(`\r${i + 1}/${runs}`);
     }
     if (!asJson && process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
@@ -119,8 +145,10 @@ async function main(): Promise<void> {
         bosonOverRuncP50: +(percentile(boson, 50) / percentile(runc, 50)).toFixed(1),
       },
       bootFailures: { floorHangs, bosonHungBootsRetried: bosonRetries, outOf: runs },
+      series: Object.fromEntries([...extra].map(([name, s]) => [name.trim(), { ...stat(s.values), overBoson: +(percentile(s.values, 50) / percentile(boson, 50)).toFixed(3) }])),
       goal: 'boson p50 within 1.25x of the floor; 0 hangs',
     };
+    daemon?.kill('SIGTERM');
     if (asJson) {
       process.stdout.write(JSON.stringify(result, null, 2) + '\n');
       return;
@@ -131,6 +159,7 @@ async function main(): Promise<void> {
     console.log(row('floor: QEMU to HELLO', result.floor));
     console.log(row('boson run --rm busybox true', result.boson));
     console.log(row('runc run (same rootfs)', result.runc));
+    for (const [name, series] of extra) console.log(`${row(name, stat(series.values))}   ${(percentile(series.values, 50) / percentile(boson, 50)).toFixed(3)}x boson's p50`);
     console.log(`boson / floor: p50 ${result.ratios.bosonOverFloorP50}x, p95 ${result.ratios.bosonOverFloorP95}x (goal ≤ 1.25x)`);
     console.log(`boson / runc:  p50 ${result.ratios.bosonOverRuncP50}x`);
     console.log(`boot failures: floor hung ${floorHangs}/${runs}; boson boots retried after a hang ${bosonRetries}/${runs}`);
