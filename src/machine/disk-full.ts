@@ -5,7 +5,7 @@
  * room again, so that a full disk costs the container time but none of its data.
  */
 import { statfs } from 'node:fs/promises';
-import type { MicroVm } from '../vmm/index.ts';
+import type { Vm } from '../vmm/index.ts';
 
 /** Free space on the state directory's disk at which paused VMs are resumed. */
 export const RESUME_FREE_BYTES = 64 * 1024 * 1024;
@@ -14,7 +14,7 @@ export const RESUME_POLL_MS = 1000;
 
 /** Tracks and resumes micro-VMs paused on a full host disk. */
 export class DiskFullGuard {
-  private readonly paused = new Map<string, { vm: MicroVm; since: string }>();
+  private readonly paused = new Map<string, { vm: Vm; since: string }>();
   private timer: NodeJS.Timeout | undefined;
   private checking = false;
 
@@ -25,12 +25,12 @@ export class DiskFullGuard {
   constructor(private readonly stateDir: string, private readonly onChange: (id: string, paused: boolean) => void) {}
 
   /** Follows `vm` (container `id`): every pause on a full disk is recorded. */
-  watch(id: string, vm: MicroVm): void {
+  watch(id: string, vm: Vm): void {
     vm.onHostDiskFull(() => this.mark(id, vm));
   }
 
   /** Records that container `id`'s VM is paused on a full disk (also for a VM found paused after a daemon restart). */
-  mark(id: string, vm: MicroVm): void {
+  mark(id: string, vm: Vm): void {
     if (this.paused.has(id)) return;
     this.paused.set(id, { vm, since: new Date().toISOString() });
     this.onChange(id, true);

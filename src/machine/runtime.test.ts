@@ -1,7 +1,9 @@
 /**
- * The runtime's lifecycle rules that need no micro-VM, on a real state directory (SQLite, the image store with the
- * demo image imported): bad input is refused with a typed error and changes nothing; names are claimed once; the
- * API view hides the bookkeeping; a killed embedded host's containers are settled by the next runtime.
+ * The runtime's lifecycle on a real state directory (SQLite, the image store with the demo image imported) and a
+ * fake VMM (src/machine/fake-vmm.ts: in-process guests that speak boson-init's protocol), so that every rule is
+ * checked in milliseconds: bad input changes nothing; names are claimed once; the API view hides the bookkeeping;
+ * runs, stops, kills, restart policies, boot hangs, crashes, execs and concurrent operations; a killed embedded
+ * host's containers are settled by the next runtime. The real-VM suites in test/ run the same paths on QEMU.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,18 +16,42 @@ import { ImageStore } from '../image/index.ts';
 import { ContainerRegistry } from './containers.ts';
 import { MachineRuntime } from './runtime.ts';
 import { VolumeManager } from './volumes/index.ts';
-import { localContext, type ContainerSpec } from './port/index.ts';
+import { localContext, type ContainerSpec, type StreamSink } from './port/index.ts';
+import { FakeVmm } from './fake-vmm.ts';
+import type { BootBundle } from '../guest/index.ts';
 
 const LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
 const ctx = localContext('test');
 let stateDir: string;
 
-function embedded(): MachineRuntime {
+const FAKE_BUNDLE: BootBundle = { kernelPath: '/fake/vmlinuz', kernelRelease: 'fake', initramfsPath: '/fake/initramfs', initPath: '/fake/init', modules: [], acpi: false, drivers: [] };
+
+/** A runtime over this suite's state directory and a fake VMM; `detached` as a daemon hosts it. */
+function runtimeOn(vmm: FakeVmm, detached: boolean, bootTimeoutMs?: number): MachineRuntime {
   const paths = { stateDir, runDir: path.join(stateDir, 'run'), guestDir: path.join(PACKAGE_ROOT, 'build', 'guest'), rootless: false };
   return new MachineRuntime(
-    { paths, detached: false, virtiofsd: '/usr/lib/qemu/virtiofsd' },
-    { registry: new ContainerRegistry(stateDir), images: new ImageStore(stateDir), volumes: new VolumeManager(stateDir), networks: null },
+    { paths, detached, virtiofsd: '/usr/lib/qemu/virtiofsd', bootTimeoutMs },
+    { registry: new ContainerRegistry(stateDir), images: new ImageStore(stateDir), volumes: new VolumeManager(stateDir), networks: null, vmm, bootBundle: async () => FAKE_BUNDLE },
   );
+}
+
+function embedded(): MachineRuntime {
+  return runtimeOn(new FakeVmm(), false);
+}
+
+/** A sink that collects what it is given. */
+function collector(): StreamSink & { out: () => string; err: () => string } {
+  let out = '';
+  let err = '';
+  return { stdout: (d) => void (out += d.toString()), stderr: (d) => void (err += d.toString()), out: () => out, err: () => err };
+}
+
+async function until(what: string, predicate: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 const spec = (extra: Partial<ContainerSpec> = {}): ContainerSpec => ({ image: 'busybox', process: { args: ['true'] }, ...extra });
@@ -114,5 +140,207 @@ test('the next runtime settles what a killed embedded host left: its container e
     await next.remove(ctx, 'kept');
   } finally {
     await next.close();
+  }
+});
+
+test('run: output from the first byte, the exit status, and --rm leaves nothing', async () => {
+  const vmm = new FakeVmm();
+  const rt = runtimeOn(vmm, false);
+  await rt.init();
+  try {
+    const sink = collector();
+    const session = await rt.run(ctx, spec({ autoRemove: true, process: { args: ['echo', 'hello', 'world'] } }), sink);
+    assert.deepEqual(await session.exit, { statusCode: 0, error: null });
+    assert.equal(sink.out(), 'hello world\n');
+    assert.deepEqual(await rt.list(ctx, { all: true }), []);
+    assert.equal(vmm.live, 0, 'the VM is gone');
+    const kept = await rt.run(ctx, spec({ name: 'three', process: { args: ['exit', '3'] } }), collector());
+    assert.equal((await kept.exit).statusCode, 3);
+    const after = await rt.inspect(ctx, 'three');
+    assert.equal(after.state, 'exited');
+    assert.equal(after.exitCode, 3);
+    await rt.remove(ctx, 'three');
+  } finally {
+    await rt.close();
+  }
+});
+
+test('a command that cannot start: the typed error, exit 127 recorded, and an --rm one removed', async () => {
+  const rt = runtimeOn(new FakeVmm(), false);
+  await rt.init();
+  try {
+    await assert.rejects(rt.run(ctx, spec({ name: 'missing', process: { args: ['nosuch'] } }), collector()), (e) => isBosonError(e, 'COMMAND_NOT_FOUND'));
+    const c = await rt.inspect(ctx, 'missing');
+    assert.equal(c.exitCode, 127);
+    assert.match(c.error ?? '', /executable file not found/);
+    await rt.remove(ctx, 'missing');
+    await assert.rejects(rt.run(ctx, spec({ autoRemove: true, process: { args: ['nosuch'] } }), collector()), (e) => isBosonError(e, 'COMMAND_NOT_FOUND'));
+    assert.deepEqual(await rt.list(ctx, { all: true }), []);
+  } finally {
+    await rt.close();
+  }
+});
+
+test('stop sends SIGTERM (143), kills after the timeout when it is ignored (137); kill takes a signal name', async () => {
+  const vmm = new FakeVmm();
+  const rt = runtimeOn(vmm, true);
+  await rt.init();
+  try {
+    const a = await rt.create(ctx, spec({ name: 'sleeper', process: { args: ['sleep'] } }));
+    await rt.start(ctx, a.id);
+    assert.equal((await rt.inspect(ctx, a.id)).state, 'running');
+    await rt.stop(ctx, a.id, 5);
+    assert.deepEqual(await rt.wait(ctx, a.id), { statusCode: 143, error: null });
+    const b = await rt.create(ctx, spec({ name: 'stubborn', process: { args: ['ignore-term'] } }));
+    await rt.start(ctx, b.id);
+    const t0 = Date.now();
+    await rt.stop(ctx, b.id, 0.2);
+    assert.ok(Date.now() - t0 >= 150, 'waited for the timeout');
+    assert.equal((await rt.wait(ctx, b.id)).statusCode, 137);
+    await rt.start(ctx, b.id);
+    await rt.kill(ctx, b.id, 'SIGHUP');
+    await until('the HUP to end it', async () => (await rt.inspect(ctx, b.id)).state === 'exited');
+    assert.equal((await rt.inspect(ctx, b.id)).exitCode, 129);
+    await assert.rejects(rt.kill(ctx, b.id, 'SIGNOPE'), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
+    await assert.rejects(rt.kill(ctx, b.id), (e) => isBosonError(e, 'CONTAINER_NOT_RUNNING'));
+    await rt.remove(ctx, a.id);
+    await rt.remove(ctx, b.id);
+    assert.equal(vmm.live, 0);
+  } finally {
+    await rt.close();
+  }
+});
+
+test('restart policies: on-failure:2 restarts twice then stays down; always restarts until stopped; a removal while running needs force', async () => {
+  const vmm = new FakeVmm();
+  const rt = runtimeOn(vmm, true);
+  await rt.init();
+  try {
+    const flaky = await rt.create(ctx, spec({ name: 'flaky', restartPolicy: { name: 'on-failure', maximumRetryCount: 2 }, process: { args: ['exit', '3'] } }));
+    await rt.start(ctx, flaky.id);
+    await until('two restarts and a final exit', async () => {
+      const c = await rt.inspect(ctx, flaky.id);
+      return c.restartCount === 2 && c.state === 'exited';
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const settled = await rt.inspect(ctx, flaky.id);
+    assert.equal(settled.restartCount, 2, 'no third restart');
+    assert.equal(settled.exitCode, 3);
+    const ok = await rt.create(ctx, spec({ name: 'fine', restartPolicy: { name: 'on-failure', maximumRetryCount: 0 }, process: { args: ['exit', '0'] } }));
+    await rt.start(ctx, ok.id);
+    await until('the clean exit', async () => (await rt.inspect(ctx, ok.id)).state === 'exited');
+    assert.equal((await rt.inspect(ctx, ok.id)).restartCount, 0, 'on-failure does not restart a clean exit');
+
+    const forever = await rt.create(ctx, spec({ name: 'forever', restartPolicy: { name: 'always', maximumRetryCount: 0 }, process: { args: ['exit', '0'] } }));
+    await rt.start(ctx, forever.id);
+    await until('two restarts', async () => (await rt.inspect(ctx, forever.id)).restartCount >= 2);
+    await rt.stop(ctx, forever.id, 1);
+    await until('it to stay stopped', async () => (await rt.inspect(ctx, forever.id)).state === 'exited');
+    const count = (await rt.inspect(ctx, forever.id)).restartCount;
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal((await rt.inspect(ctx, forever.id)).restartCount, count, 'a stopped container is not restarted');
+
+    const running = await rt.create(ctx, spec({ name: 'busy', process: { args: ['sleep'] } }));
+    await rt.start(ctx, running.id);
+    await assert.rejects(rt.remove(ctx, running.id), (e) => isBosonError(e, 'CONTAINER_RUNNING'));
+    await rt.remove(ctx, running.id, { force: true });
+    for (const c of await rt.list(ctx, { all: true })) await rt.remove(ctx, c.id, { force: true });
+    assert.equal(vmm.live, 0);
+  } finally {
+    await rt.close();
+  }
+});
+
+test('a boot that hangs is retried (with a notice), three hangs are GUEST_BOOT_TIMEOUT; a VM that dies is exit 137 with why', async () => {
+  const vmm = new FakeVmm();
+  const rt = runtimeOn(vmm, false, 50);
+  await rt.init();
+  try {
+    vmm.hangNext = 1;
+    const notices: string[] = [];
+    const s = await rt.run(ctx, spec({ autoRemove: true, process: { args: ['exit', '0'] } }), collector(), { onNotice: (n) => notices.push(n) });
+    assert.equal((await s.exit).statusCode, 0);
+    assert.deepEqual(notices, ['micro-VM boot hung, retrying (attempt 2)']);
+    vmm.hangNext = 3;
+    await assert.rejects(rt.run(ctx, spec({ autoRemove: true }), collector()), (e) => isBosonError(e, 'GUEST_BOOT_TIMEOUT'));
+    assert.equal(vmm.live, 0, 'every hung VM was killed');
+    const died = await rt.run(ctx, spec({ name: 'died', process: { args: ['die'] } }), collector());
+    assert.equal((await died.exit).statusCode, 137);
+    assert.match((await rt.inspect(ctx, 'died')).error ?? '', /without an exit status/);
+    await rt.remove(ctx, 'died');
+    assert.deepEqual(await rt.list(ctx, { all: true }), []);
+  } finally {
+    await rt.close();
+  }
+});
+
+test('exec in a running container: output and exit code on its own session; refused when not running', async () => {
+  const rt = runtimeOn(new FakeVmm(), true);
+  await rt.init();
+  try {
+    const c = await rt.create(ctx, spec({ process: { args: ['sleep'] } }));
+    await rt.start(ctx, c.id);
+    const exec = await rt.createExec(ctx, c.id, { argv: ['uname', '-r'], env: ['X=1'] });
+    assert.ok(exec.env.includes('X=1'));
+    const sink = collector();
+    const started = await rt.startExec(ctx, exec.id, sink);
+    assert.equal(await started.exit, 0);
+    assert.equal(sink.out(), 'exec uname -r\n');
+    assert.equal((await rt.inspectExec(ctx, exec.id)).exitCode, 0);
+    await rt.stop(ctx, c.id, 1);
+    await assert.rejects(rt.createExec(ctx, c.id, { argv: ['true'] }), (e) => isBosonError(e, 'CONTAINER_NOT_RUNNING'));
+    await rt.remove(ctx, c.id);
+  } finally {
+    await rt.close();
+  }
+});
+
+test('concurrent operations: one of ten creates wins a name; twenty runs at once each get their own output; start/stop races end consistent', async () => {
+  const vmm = new FakeVmm();
+  const rt = runtimeOn(vmm, true);
+  await rt.init();
+  try {
+    const results = await Promise.allSettled(Array.from({ length: 10 }, () => rt.create(ctx, spec({ name: 'contested' }))));
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+    assert.ok(results.filter((r) => r.status === 'rejected').every((r) => isBosonError((r as PromiseRejectedResult).reason, 'CONTAINER_NAME_IN_USE')));
+    await rt.remove(ctx, 'contested');
+
+    const runs = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const sink = collector();
+      const s = await rt.run(ctx, spec({ autoRemove: true, process: { args: ['echo', `run-${i}`] } }), sink);
+      return { status: (await s.exit).statusCode, out: sink.out(), i };
+    }));
+    for (const r of runs) assert.deepEqual([r.status, r.out], [0, `run-${r.i}\n`]);
+
+    const c = await rt.create(ctx, spec({ name: 'raced', process: { args: ['sleep'] } }));
+    await Promise.allSettled(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? rt.start(ctx, c.id) : rt.stop(ctx, c.id, 1))));
+    const state = (await rt.inspect(ctx, c.id)).state;
+    assert.ok(state === 'running' || state === 'exited', state);
+    assert.equal(vmm.live, state === 'running' ? 1 : 0, 'exactly the VMs the record says');
+    await rt.remove(ctx, c.id, { force: true });
+    assert.equal(vmm.live, 0);
+    assert.deepEqual(await rt.list(ctx, { all: true }), []);
+  } finally {
+    await rt.close();
+  }
+});
+
+test('a daemon restart re-attaches to running containers; one that ended meanwhile is settled from its log', async () => {
+  const vmm = new FakeVmm();
+  const first = runtimeOn(vmm, true);
+  await first.init();
+  const keep = await first.create(ctx, spec({ name: 'keeps', process: { args: ['sleep'] } }));
+  await first.start(ctx, keep.id);
+  await first.close();
+  assert.equal(vmm.live, 1, 'the VM outlives its daemon');
+  const second = runtimeOn(vmm, true);
+  await second.init();
+  try {
+    assert.equal((await second.inspect(ctx, keep.id)).state, 'running');
+    await second.stop(ctx, keep.id, 1);
+    assert.equal((await second.wait(ctx, keep.id)).statusCode, 143);
+    await second.remove(ctx, keep.id);
+  } finally {
+    await second.close();
   }
 });

@@ -16,8 +16,8 @@ import { mkdir, rm, stat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isBosonError, toBosonError, type BosonPaths } from '../common/index.ts';
 import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
-import { bootBundle } from './boot-bundle.ts';
-import { attachMicroVm, bootWithWatchdog, probeAccelerator, type MicroVm } from '../vmm/index.ts';
+import { bootWithWatchdog, type Vm, type Vmm } from '../vmm/index.ts';
+import type { BootBundle } from '../guest/index.ts';
 import type { ImageStore } from '../image/index.ts';
 import { mergeEnv, resolveProcessConfig } from './container-config.ts';
 import { ContainerRegistry, isAlive, newContainerId, type ContainerRecord, type MachineEvent } from './containers.ts';
@@ -58,7 +58,7 @@ export interface ExecRecord {
 
 /** One process's live connection to a running VM. */
 interface Live {
-  vm: MicroVm;
+  vm: Vm;
   ctl: ControlChannel;
   logFile: string;
   execs: Map<number, { exec: ExecRecord; sink?: StreamSink; done: (code: number) => void }>;
@@ -108,6 +108,10 @@ export interface RuntimeParts {
   volumes: VolumeManager;
   /** The host's networks; null where containers get none (an embedded runtime). */
   networks: NetworkManager | null;
+  /** The VMM driver (QEMU's; a fake in fast tests). */
+  vmm: Vmm;
+  /** The guest kernel and initramfs to boot (prepared and cached by the guest layer). */
+  bootBundle: () => Promise<BootBundle>;
 }
 
 /** The runtime's observed durations, for /metrics. */
@@ -132,6 +136,8 @@ export class MachineRuntime implements MachineContainers {
   private closing = false;
   private readonly diskFull: DiskFullGuard;
   private readonly paths: BosonPaths;
+  private readonly vmm: Vmm;
+  private readonly bootBundle: () => Promise<BootBundle>;
   /** Observed durations, for /metrics. */
   readonly metrics: RuntimeMetrics = { boots: [], stops: [], failures: 0 };
 
@@ -141,6 +147,8 @@ export class MachineRuntime implements MachineContainers {
     this.images = parts.images;
     this.volumes = parts.volumes;
     this.nets = parts.networks;
+    this.vmm = parts.vmm;
+    this.bootBundle = parts.bootBundle;
     this.events.setMaxListeners(0);
     this.diskFull = new DiskFullGuard(this.paths.stateDir, (id, paused) => {
       try {
@@ -169,7 +177,7 @@ export class MachineRuntime implements MachineContainers {
     await this.nets?.init();
     for (const record of await this.registry.list()) {
       if (!record.managed || (record.state !== 'running' && record.state !== 'restarting')) continue;
-      const vm = await attachMicroVm(this.runtimeDir(record.id));
+      const vm = await this.vmm.attach(this.runtimeDir(record.id));
       if (vm) {
         const ctl = new ControlChannel(vm.channel);
         this.watch(record.id, { vm, ctl, logFile: this.logFile(record.id), execs: new Map(), nextSession: 1, finished: false });
@@ -327,7 +335,7 @@ export class MachineRuntime implements MachineContainers {
    * installed (QEMU's), else 9p when the kernel has that; INVALID_ARGUMENT naming what is missing otherwise.
    */
   private async shareTransport(): Promise<'virtiofs' | '9p'> {
-    const bundle = await bootBundle(this.paths);
+    const bundle = await this.bootBundle();
     const has = (name: string): boolean => bundle.drivers.includes(name);
     const virtiofsd = this.options.virtiofsd;
     if (has('virtiofs') && (await stat(virtiofsd).then(() => true, () => false))) return 'virtiofs';
@@ -380,16 +388,16 @@ export class MachineRuntime implements MachineContainers {
     const runtimeDir = this.options.detached ? this.runtimeDir(id) : undefined;
     const [rootDisk, bundle] = await Promise.all([
       this.images.resolve(record.imageId).then((image) => this.images.rootDisk(image)),
-      bootBundle(this.paths),
+      this.bootBundle(),
       runtimeDir ? rm(runtimeDir, { recursive: true, force: true }).then(() => mkdir(runtimeDir, { recursive: true })) : undefined,
     ]);
     const logFile = this.logFile(id);
     await checkHostCapacity(record.resources.memoryMiB, this.paths.stateDir);
     const { disks: extraDisks, shares, mounts } = await this.mountPlan(record);
     const endpoint = await this.connectNetwork(record);
-    const accel = await probeAccelerator();
+    const accel = await this.vmm.accelerator();
     let ctl!: ControlChannel;
-    let vm: MicroVm;
+    let vm: Vm;
     try {
       const boot = await bootWithWatchdog(
         {
@@ -401,11 +409,12 @@ export class MachineRuntime implements MachineContainers {
           ],
           shares, runtimeDir, logFile, nics: endpoint ? [endpoint.nic] : [], debug: this.options.debug,
         },
-        (booting) => {
+        (booting: Vm) => {
           ctl = new ControlChannel(booting.channel);
           return ctl.waitForHello();
         },
-        { timeoutMs: this.options.bootTimeoutMs ?? (accel.accel === 'kvm' ? 5000 : 15000), attempts: 3, onRetry: (attempt) => onNotice?.(`micro-VM boot hung, retrying (attempt ${attempt})`) },
+        { timeoutMs: this.options.bootTimeoutMs ?? (accel === 'kvm' ? 5000 : 15000), attempts: 3, onRetry: (attempt) => onNotice?.(`micro-VM boot hung, retrying (attempt ${attempt})`) },
+        (config) => this.vmm.launch(config),
       );
       vm = boot.vm;
     } catch (err) {
@@ -442,6 +451,7 @@ export class MachineRuntime implements MachineContainers {
       if (endpoint) await this.networks.disconnect(id).catch(() => undefined);
       const e = toBosonError(err);
       this.settle(record, e.code === 'COMMAND_NOT_FOUND' ? 127 : e.code === 'COMMAND_NOT_EXECUTABLE' ? 126 : 125, e.message);
+      await this.registry.save(record);
       throw err;
     }
     record.state = 'running';

@@ -5,7 +5,8 @@
  */
 import path from 'node:path';
 import { ImageStore } from '../image/index.ts';
-import { ContainerRegistry, MachineRuntime, NetworkManager, VolumeManager, daemonSocketPath, startDaemon } from '../machine/index.ts';
+import { qemuVmm } from '../vmm/index.ts';
+import { ContainerRegistry, MachineRuntime, NetworkManager, VolumeManager, bootBundle, daemonSocketPath, startDaemon } from '../machine/index.ts';
 import { loadConfig, type HostConfig } from './config.ts';
 
 export { loadConfig, type HostConfig };
@@ -24,7 +25,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
     : null;
   return new MachineRuntime(
     { paths, detached: hosting === 'daemon', bootTimeoutMs: config.bootTimeoutMs, virtiofsd: config.virtiofsd, debug: config.debug },
-    { registry, images, volumes, networks },
+    { registry, images, volumes, networks, vmm: qemuVmm, bootBundle: () => bootBundle(paths) },
   );
 }
 

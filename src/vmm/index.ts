@@ -1,5 +1,5 @@
 /** Public surface of src/vmm: one typed way to boot, watch and stop a micro-VM. QEMU argv and QMP stay private. */
-export { launchMicroVm, attachMicroVm, bootWithWatchdog, MicroVm, type WatchdogOptions } from './microvm.ts';
+export { launchMicroVm, attachMicroVm, bootWithWatchdog, qemuVmm, MicroVm, type WatchdogOptions } from './microvm.ts';
 export { probeAccelerator, chooseAccelerator, hostTscKhz, type AcceleratorChoice, type AccelFacts } from './accel.ts';
 export { findQemu, qemuVersion } from './qemu-binary.ts';
-export type { MicroVmConfig, DiskSpec, NicSpec, ShareSpec, VmExit } from './types.ts';
+export type { MicroVmConfig, DiskSpec, NicSpec, ShareSpec, VmExit, Vm, Vmm } from './types.ts';

@@ -21,13 +21,13 @@ import { buildQemuArgv, FIRST_DISK_FD, RUNTIME_FILES, virtiofsSocket } from './a
 import { probeAccelerator, hostTscKhz } from './accel.ts';
 import { findQemu } from './qemu-binary.ts';
 import { QmpClient } from './qmp.ts';
-import type { MicroVmConfig, VmExit } from './types.ts';
+import type { MicroVmConfig, Vm, Vmm, VmExit } from './types.ts';
 
 const CONSOLE_KEEP = 64 * 1024;
 const EXIT_POLL_MS = 250;
 
 /** A running micro-VM. */
-export class MicroVm {
+export class MicroVm implements Vm {
   /** The byte stream to boson-init (virtio-serial port boson.ctl). */
   readonly channel: Duplex;
   /** Resolves when the QEMU process has exited (never rejects). */
@@ -343,11 +343,16 @@ export interface WatchdogOptions {
  * console lines. A QEMU that exits before booting is GUEST_CRASHED with its stderr (not retried: that is a
  * configuration fault, not a flaky boot).
  */
-export async function bootWithWatchdog<T>(config: MicroVmConfig, booted: (vm: MicroVm) => Promise<T>, options: WatchdogOptions): Promise<{ vm: MicroVm; value: T; attempts: number }> {
+export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
+  config: MicroVmConfig,
+  booted: (vm: V) => Promise<T>,
+  options: WatchdogOptions,
+  launch: (config: MicroVmConfig) => Promise<V> = launchMicroVm as unknown as (config: MicroVmConfig) => Promise<V>,
+): Promise<{ vm: V; value: T; attempts: number }> {
   let lastTail = '';
   for (let attempt = 1; attempt <= options.attempts; attempt++) {
     if (attempt > 1) options.onRetry?.(attempt, lastTail);
-    const vm = await launchMicroVm(config);
+    const vm = await launch(config);
     let timer: NodeJS.Timeout | undefined;
     const outcome = await Promise.race([
       booted(vm).then((value) => ({ kind: 'booted' as const, value }), (error: unknown) => ({ kind: 'failed' as const, error })),
@@ -372,3 +377,10 @@ export async function bootWithWatchdog<T>(config: MicroVmConfig, booted: (vm: Mi
     { details: { attempts: options.attempts, timeoutMs: options.timeoutMs, console: lastTail } },
   );
 }
+
+/** The QEMU microvm driver as a Vmm (what the composition root hands the runtime). */
+export const qemuVmm: Vmm = {
+  accelerator: async () => (await probeAccelerator()).accel,
+  launch: (config) => launchMicroVm(config),
+  attach: (runtimeDir) => attachMicroVm(runtimeDir),
+};

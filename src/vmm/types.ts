@@ -57,3 +57,39 @@ export interface VmExit {
   code: number | null;
   signal: NodeJS.Signals | null;
 }
+
+/** What Boson uses of a running micro-VM (MicroVm is the QEMU one; tests may use a fake behind the same shape). */
+export interface Vm {
+  readonly pid: number;
+  /** The byte stream to boson-init (virtio-serial port boson.ctl). */
+  readonly channel: import('node:stream').Duplex;
+  /** Resolves when the VM's process has exited (never rejects). */
+  readonly exited: Promise<VmExit>;
+  readonly hasExited: boolean;
+  /** What the VMM itself printed last (why it failed). */
+  readonly qemuStderr: string;
+  /** The last lines the guest kernel printed on its console. */
+  consoleTail(lines?: number): string;
+  /** Asks the VMM to quit (disks flushed); kills it after `graceMs`. */
+  shutdown(graceMs?: number): Promise<VmExit>;
+  /** Kills the VMM at once. */
+  kill(): Promise<VmExit>;
+  /** Closes this process's connections without stopping a detached VM. */
+  detach(): void;
+  /** Calls `handler` each time the VM pauses because a disk write found the host's filesystem full. */
+  onHostDiskFull(handler: () => void): void;
+  /** True when the VM is paused on a disk error now. */
+  pausedOnDiskError(): Promise<boolean>;
+  /** Resumes a paused VM. */
+  resume(): Promise<void>;
+}
+
+/** The VMM driver's one narrow input: launch a micro-VM, re-attach to a detached one, say which accelerator. */
+export interface Vmm {
+  /** The accelerator boots will use. */
+  accelerator(): Promise<'kvm' | 'tcg'>;
+  /** Starts one micro-VM (booting; see bootWithWatchdog for waiting until it is up). */
+  launch(config: MicroVmConfig): Promise<Vm>;
+  /** Re-attaches to a detached micro-VM started earlier; null when it is no longer running. */
+  attach(runtimeDir: string): Promise<Vm | null>;
+}
