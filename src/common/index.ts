@@ -3,3 +3,4 @@ export * from './errors.ts';
 export * from './paths.ts';
 export * from './private-dir.ts';
 export * from './upgrade-body.ts';
+export * from './log.ts';

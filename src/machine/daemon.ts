@@ -5,7 +5,7 @@
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { BosonError, ensurePrivateDir, type BosonPaths } from '../common/index.ts';
+import { BosonError, ensurePrivateDir, type BosonPaths, silentLogger, type Logger } from '../common/index.ts';
 import type { MachineRuntime } from './runtime.ts';
 import { buildApi } from './api/server.ts';
 import { MachineClient } from './api/client.ts';
@@ -17,6 +17,8 @@ export interface DaemonOptions {
   paths: BosonPaths;
   /** The runtime to serve, built by the composition root (not yet initialised). */
   runtime: MachineRuntime;
+  /** The daemon's structured log. */
+  log?: Logger;
   socketPath: string;
   /** host:port for an additional TCP listener (no authentication: bind it to loopback). */
   tcp?: string;
@@ -57,10 +59,12 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   }
   await rm(socketPath, { force: true });
   const service = options.runtime;
+  const log = options.log ?? silentLogger;
   await service.init();
   const runningIds = (await service.registry.list()).filter((r) => r.state === 'running' || r.state === 'restarting').map((r) => r.id);
-  for (const o of await killOrphanedVms(options.paths.runDir, [...service.liveIds(), ...runningIds])) process.stderr.write(`boson: killed orphaned micro-VM ${o.dir} (QEMU pid ${o.pid}): no running container owns it\n`);
-  const app = await buildApi(service);
+  for (const o of await killOrphanedVms(options.paths.runDir, [...service.liveIds(), ...runningIds])) log.warn({ vmDir: o.dir, qemuPid: o.pid }, 'killed an orphaned micro-VM: no running container owns it');
+  const app = await buildApi(service, log);
+  log.info({ socket: socketPath, tcp: options.tcp ?? null, running: service.liveIds().size }, 'daemon ready');
   await app.listen({ path: socketPath });
   await chmod(socketPath, 0o660);
   let tcpServer: net.Server | undefined;

@@ -14,7 +14,7 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, rm, stat, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { BosonError, isBosonError, toBosonError, type BosonPaths } from '../common/index.ts';
+import { BosonError, isBosonError, silentLogger, toBosonError, type BosonPaths, type Logger } from '../common/index.ts';
 import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
 import { bootWithWatchdog, type Vm, type Vmm } from '../vmm/index.ts';
 import type { BootBundle } from '../guest/index.ts';
@@ -99,6 +99,8 @@ export interface RuntimeOptions {
   virtiofsd: string;
   /** Guest console and init diagnostics on stderr. */
   debug?: boolean;
+  /** Where the runtime reports what nobody awaits (a watcher's failure); silent when absent. */
+  log?: Logger;
 }
 
 /** What the runtime is built from (the composition root makes them). */
@@ -136,6 +138,7 @@ export class MachineRuntime implements MachineContainers {
   private closing = false;
   private readonly diskFull: DiskFullGuard;
   private readonly paths: BosonPaths;
+  private readonly log: Logger;
   private readonly vmm: Vmm;
   private readonly bootBundle: () => Promise<BootBundle>;
   /** Observed durations, for /metrics. */
@@ -143,6 +146,7 @@ export class MachineRuntime implements MachineContainers {
 
   constructor(private readonly options: RuntimeOptions, parts: RuntimeParts) {
     this.paths = options.paths;
+    this.log = options.log ?? silentLogger;
     this.registry = parts.registry;
     this.images = parts.images;
     this.volumes = parts.volumes;
@@ -514,14 +518,14 @@ export class MachineRuntime implements MachineContainers {
       for (const [, e] of live.execs) e.done(137);
       // Output still queued in QEMU's log port must reach the file before QEMU goes (see waitForLogExit).
       const flushed = logged ? waitForLogExit(live.logFile, 5000) : Promise.resolve(true);
-      background(flushed.then(() => live.vm.shutdown(1000)).then(() => this.exited(id, status, error)), `recording the exit of container ${id.slice(0, 12)}`);
+      this.background(flushed.then(() => live.vm.shutdown(1000)).then(() => this.exited(id, status, error)), `recording the exit of container ${id.slice(0, 12)}`);
     };
     let guestError: string | null = null;
     live.ctl.onSession(0, (frame) => {
       if (frame.type === FrameType.ERROR) guestError = decodeError(frame).message;
       if (frame.type === FrameType.EXIT) finish(decodeExit(frame).status, guestError, true);
     });
-    background(live.vm.exited.then(async () => {
+    this.background(live.vm.exited.then(async () => {
       if (live.finished) return;
       const exit = await lastExit(live.logFile).catch(() => undefined);
       // Without an EXIT in the log, QEMU was killed or crashed: what it printed last tells which.
@@ -818,6 +822,17 @@ export class MachineRuntime implements MachineContainers {
     };
   }
 
+  /**
+   * Runs work nobody awaits (a VM's exit, found by a watcher): a failure is logged instead of ending the process
+   * as an unhandled rejection would.
+   */
+  private background(work: Promise<unknown>, what: string): void {
+    work.catch((err: unknown) => {
+      const e = toBosonError(err);
+      this.log.error({ code: e.code }, `${what}: ${e.message}`);
+    });
+  }
+
   /** Refuses to act on a container that another live process (an embedded runtime: `boson run`) supervises. */
   private checkOwned(record: ContainerRecord): void {
     if (record.managed === this.options.detached) {
@@ -959,13 +974,6 @@ function execView(e: ExecRecord): ExecInstance {
   return { id: e.id, containerId: e.containerId, argv: e.argv, env: e.env, cwd: e.cwd, user: e.user, tty: e.tty, stdin: e.stdin, running: e.running, exitCode: e.exitCode, pid: e.pid };
 }
 
-/**
- * Runs work nobody awaits (a VM's exit, found by a watcher): a failure is printed on the daemon's stderr (its log
- * under systemd) instead of ending the daemon as an unhandled rejection would.
- */
-function background(work: Promise<unknown>, what: string): void {
-  work.catch((err: unknown) => process.stderr.write(`boson daemon: ${what}: ${toBosonError(err).message}\n`));
-}
 
 /** Throws INVALID_ARGUMENT unless `name` is a valid container name. */
 function validateName(name: string): void {

@@ -8,6 +8,8 @@ import { ImageStore } from '../image/index.ts';
 import { qemuVmm } from '../vmm/index.ts';
 import { ContainerRegistry, MachineRuntime, NetworkManager, VolumeManager, bootBundle, daemonSocketPath, startDaemon } from '../machine/index.ts';
 import { loadConfig, type HostConfig } from './config.ts';
+import { makeLogger, plainLogger } from './logging.ts';
+import type { Logger } from '../common/index.ts';
 
 export { loadConfig, type HostConfig };
 
@@ -15,7 +17,7 @@ export { loadConfig, type HostConfig };
 export type RuntimeHosting = 'daemon' | 'embedded';
 
 /** Builds the runtime of this host for `hosting`, from `config` (default: read from the environment). */
-export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadConfig()): MachineRuntime {
+export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadConfig(), log: Logger = plainLogger()): MachineRuntime {
   const { paths } = config;
   const registry = new ContainerRegistry(paths.stateDir);
   const images = new ImageStore(paths.stateDir, { rootless: paths.rootless });
@@ -24,7 +26,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
     ? new NetworkManager({ stateDir: paths.stateDir, rootless: paths.rootless, prefix: config.netPrefix, defaultSubnet: config.netSubnet, subnetPool: config.netPool })
     : null;
   return new MachineRuntime(
-    { paths, detached: hosting === 'daemon', bootTimeoutMs: config.bootTimeoutMs, virtiofsd: config.virtiofsd, debug: config.debug },
+    { paths, detached: hosting === 'daemon', bootTimeoutMs: config.bootTimeoutMs, virtiofsd: config.virtiofsd, debug: config.debug, log },
     { registry, images, volumes, networks, vmm: qemuVmm, bootBundle: () => bootBundle(paths) },
   );
 }
@@ -46,8 +48,9 @@ export async function startHostDaemon(request: DaemonRequest, config: HostConfig
   // Loaded here, so that other commands do not pay for the server's modules.
   const { dockerSocketPath, startDockerApi } = await import('../docker/index.ts');
   const dockerSocket = dockerSocketPath(paths);
+  const log = makeLogger({ level: config.logLevel, file: config.logFile });
   const daemon = await startDaemon({
-    paths, runtime: buildRuntime('daemon', config), socketPath, tcp: request.tcp, pidFile: request.pidFile ?? path.join(paths.runDir, 'boson.pid'),
+    paths, runtime: buildRuntime('daemon', config, log.child({ component: 'runtime' })), log, socketPath, tcp: request.tcp, pidFile: request.pidFile ?? path.join(paths.runDir, 'boson.pid'),
     personalities: [(runtime) => startDockerApi(runtime, { socketPath: dockerSocket, tcp: request.dockerTcp, paths })],
   });
   return { socketPath, dockerSocket, close: () => daemon.close() };

@@ -13,7 +13,7 @@ import { Value } from '@sinclair/typebox/value';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import client from 'prom-client';
-import { BosonError, ERROR_CATALOGUE, KIND_TRANSLATION, readUpgradeBody, toBosonError } from '../../common/index.ts';
+import { BosonError, ERROR_CATALOGUE, KIND_TRANSLATION, readUpgradeBody, silentLogger, toBosonError, type Logger } from '../../common/index.ts';
 import type { MachineRuntime } from '../runtime.ts';
 import { Container, ContainerSpec, ExecSpec, localContext, type LogLine, type RequestContext, type StreamSink } from '../port/index.ts';
 import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, pipeClientStdin, type ExecStatus } from './exec-stream.ts';
@@ -55,7 +55,7 @@ function nsFromTime(v: unknown): bigint | undefined {
 }
 
 /** Builds the fastify app for `service`. */
-export async function buildApi(service: MachineRuntime): Promise<FastifyInstance> {
+export async function buildApi(service: MachineRuntime, log: Logger = silentLogger): Promise<FastifyInstance> {
   const ctx = (req: { id: string }): RequestContext => localContext(req.id);
   // Unknown fields are refused (fastify's default would silently drop them).
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, ajv: { customOptions: { removeAdditional: false } } });
@@ -63,11 +63,17 @@ export async function buildApi(service: MachineRuntime): Promise<FastifyInstance
     openapi: { openapi: '3.0.3', info: { title: 'Boson machine API', version: '1' }, tags: [{ name: 'containers' }, { name: 'exec' }, { name: 'volumes' }, { name: 'networks' }, { name: 'system' }] },
   });
 
-  app.setErrorHandler((err, _req, reply) => {
+  // One line per request at debug level, with the request id that the request context carries too.
+  app.addHook('onResponse', async (req, reply) => {
+    log.debug({ reqId: req.id, method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+
+  app.setErrorHandler((err, req, reply) => {
     const e = err as { validation?: unknown; statusCode?: number; message: string };
     const problem = e.validation !== undefined || (e.statusCode !== undefined && e.statusCode < 500 && !(err instanceof BosonError))
       ? problemOf(new BosonError('INVALID_ARGUMENT', e.message))
       : problemOf(err);
+    if (problem.status >= 500) log.error({ reqId: req.id, method: req.method, url: req.url, code: problem.body.code }, String(problem.body.detail));
     void reply.code(problem.status).type('application/problem+json').send(problem.body);
   });
 
