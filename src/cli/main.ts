@@ -18,13 +18,14 @@ const LIGHT: Record<string, () => Promise<(program: Command) => void>> = {
 };
 
 async function registerAll(program: Command): Promise<void> {
-  const [run, info, images, up, containers, pull] = await Promise.all([
+  const [run, info, images, up, containers, pull, tls] = await Promise.all([
     import('./commands/run.ts'),
     import('./commands/info.ts'),
     import('./commands/images.ts'),
     import('./commands/up.ts'),
     import('./commands/containers.ts'),
     import('./commands/pull.ts'),
+    import('./commands/tls.ts'),
   ]);
   run.registerRun(program);
   info.registerInfo(program);
@@ -34,6 +35,7 @@ async function registerAll(program: Command): Promise<void> {
   containers.registerVolumeCommands(program);
   containers.registerNetworkCommands(program);
   pull.registerPullCommands(program);
+  tls.registerTls(program);
 }
 
 await runProgram(async (program) => {

@@ -4,3 +4,4 @@ export * from './paths.ts';
 export * from './private-dir.ts';
 export * from './upgrade-body.ts';
 export * from './log.ts';
+export * from './tcp-endpoint.ts';

@@ -6,7 +6,7 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { BosonError, type BosonPaths } from '../common/index.ts';
+import { BosonError, serveTcpEndpoint, type BosonPaths, type ResolvedTcpEndpoint } from '../common/index.ts';
 import type { MachineRuntime } from '../machine/index.ts';
 import { DockerApi, dockerSocketPath } from './server.ts';
 
@@ -17,8 +17,8 @@ export { API_VERSION, MIN_API_VERSION } from './http.ts';
 export interface DockerApiOptions {
   paths: BosonPaths;
   socketPath: string;
-  /** host:port for a TCP listener (unauthenticated: loopback only, like Docker's 2375). */
-  tcp?: string;
+  /** A checked TCP endpoint (see resolveTcpEndpoint): TLS with client certificates, or plain on loopback. */
+  tcp?: ResolvedTcpEndpoint;
 }
 
 async function listen(server: Server, how: { path: string } | { port: number; host: string }): Promise<void> {
@@ -49,16 +49,12 @@ export async function startDockerApi(service: MachineRuntime, options: DockerApi
   servers.push(unix);
   await chmod(options.socketPath, 0o660);
   if (options.tcp) {
-    const m = /^(.*):(\d+)$/.exec(options.tcp);
-    if (!m) throw new BosonError('INVALID_ARGUMENT', `invalid --docker-tcp address: ${options.tcp} (use host:port)`);
-    const tcp = api.createServer();
     try {
-      await listen(tcp, { port: Number(m[2]), host: m[1]!.replace(/^\[|\]$/g, '') });
+      servers.push((await serveTcpEndpoint(options.tcp, unix)) as Server);
     } catch (err) {
       unix.close();
-      throw new BosonError('INVALID_ARGUMENT', `cannot listen on tcp://${options.tcp}: ${(err as Error).message}`);
+      throw err;
     }
-    servers.push(tcp);
   }
   return {
     close: async () => {

@@ -5,7 +5,7 @@
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { BosonError, ensurePrivateDir, type BosonPaths, silentLogger, type Logger } from '../common/index.ts';
+import { BosonError, ensurePrivateDir, type BosonPaths, serveTcpEndpoint, silentLogger, type Logger, type ResolvedTcpEndpoint } from '../common/index.ts';
 import type { MachineRuntime } from './runtime.ts';
 import { buildApi } from './api/server.ts';
 import { MachineClient } from './api/client.ts';
@@ -20,8 +20,8 @@ export interface DaemonOptions {
   /** The daemon's structured log. */
   log?: Logger;
   socketPath: string;
-  /** host:port for an additional TCP listener (no authentication: bind it to loopback). */
-  tcp?: string;
+  /** A TCP endpoint for the REST API, already checked (see resolveTcpEndpoint): TLS with client certificates, or plain on loopback. */
+  tcp?: ResolvedTcpEndpoint;
   pidFile?: string;
   /**
    * Further API personalities served next to the REST API (the Docker Engine API): each is started with the
@@ -64,23 +64,13 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const runningIds = (await service.registry.list()).filter((r) => r.state === 'running' || r.state === 'restarting').map((r) => r.id);
   for (const o of await killOrphanedVms(options.paths.runDir, [...service.liveIds(), ...runningIds])) log.warn({ vmDir: o.dir, qemuPid: o.pid }, 'killed an orphaned micro-VM: no running container owns it');
   const app = await buildApi(service, log);
-  log.info({ socket: socketPath, tcp: options.tcp ?? null, running: service.liveIds().size }, 'daemon ready');
+  log.info({ socket: socketPath, tcp: options.tcp ? `${options.tcp.host}:${options.tcp.port}` : null, tls: Boolean(options.tcp?.tls), running: service.liveIds().size }, 'daemon ready');
   await app.listen({ path: socketPath });
   await chmod(socketPath, 0o660);
   let tcpServer: net.Server | undefined;
   if (options.tcp) {
-    const m = /^(.*):(\d+)$/.exec(options.tcp);
-    if (!m) throw new BosonError('INVALID_ARGUMENT', `invalid --tcp address: ${options.tcp} (use host:port)`);
-    tcpServer = net.createServer((conn) => {
-      const upstream = net.connect(socketPath);
-      conn.on('error', () => upstream.destroy());
-      upstream.on('error', () => conn.destroy());
-      conn.pipe(upstream).pipe(conn);
-    });
-    await new Promise<void>((resolve, reject) => {
-      tcpServer!.once('error', reject);
-      tcpServer!.listen(Number(m[2]), m[1], resolve);
-    });
+    tcpServer = await serveTcpEndpoint(options.tcp, app.server);
+    if (!options.tcp.tls) log.warn({ tcp: `${options.tcp.host}:${options.tcp.port}` }, 'the REST API listens on TCP without TLS (--insecure-tcp): every local user can use it as this daemon\'s user');
   }
   const personalities: Array<{ close(): Promise<void> }> = [];
   try {

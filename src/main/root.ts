@@ -9,7 +9,7 @@ import { qemuVmm } from '../vmm/index.ts';
 import { ContainerRegistry, MachineRuntime, NetworkManager, VolumeManager, bootBundle, daemonSocketPath, startDaemon } from '../machine/index.ts';
 import { loadConfig, type HostConfig } from './config.ts';
 import { makeLogger, plainLogger } from './logging.ts';
-import type { Logger } from '../common/index.ts';
+import { resolveTcpEndpoint, type Logger, type TcpEndpointRequest } from '../common/index.ts';
 
 export { loadConfig, type HostConfig };
 
@@ -33,8 +33,8 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
 
 /** What `boson up` asks for. */
 export interface DaemonRequest {
-  tcp?: string;
-  dockerTcp?: string;
+  tcp?: TcpEndpointRequest;
+  dockerTcp?: TcpEndpointRequest;
   pidFile?: string;
 }
 
@@ -48,10 +48,13 @@ export async function startHostDaemon(request: DaemonRequest, config: HostConfig
   // Loaded here, so that other commands do not pay for the server's modules.
   const { dockerSocketPath, startDockerApi } = await import('../docker/index.ts');
   const dockerSocket = dockerSocketPath(paths);
+  // Unsafe or unreadable endpoints are refused before anything is opened or started.
+  const tcp = request.tcp ? await resolveTcpEndpoint(request.tcp, '--tcp') : undefined;
+  const dockerTcp = request.dockerTcp ? await resolveTcpEndpoint(request.dockerTcp, '--docker-tcp') : undefined;
   const log = makeLogger({ level: config.logLevel, file: config.logFile });
   const daemon = await startDaemon({
-    paths, runtime: buildRuntime('daemon', config, log.child({ component: 'runtime' })), log, socketPath, tcp: request.tcp, pidFile: request.pidFile ?? path.join(paths.runDir, 'boson.pid'),
-    personalities: [(runtime) => startDockerApi(runtime, { socketPath: dockerSocket, tcp: request.dockerTcp, paths })],
+    paths, runtime: buildRuntime('daemon', config, log.child({ component: 'runtime' })), log, socketPath, tcp, pidFile: request.pidFile ?? path.join(paths.runDir, 'boson.pid'),
+    personalities: [(runtime) => startDockerApi(runtime, { socketPath: dockerSocket, tcp: dockerTcp, paths })],
   });
   return { socketPath, dockerSocket, close: () => daemon.close() };
 }

@@ -3,13 +3,19 @@ import { spawn } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { BosonError, bosonPaths, ensurePrivateDir } from '../../common/index.ts';
+import { BosonError, bosonPaths, ensurePrivateDir, type TcpEndpointRequest } from '../../common/index.ts';
+import { bosonConfigDir } from '../../image/index.ts';
 import { MachineClient, daemonSocketPath } from '../../machine/index.ts';
 
 interface UpFlags {
   detach?: boolean;
   tcp?: string;
   dockerTcp?: string;
+  tlsverify?: boolean;
+  tlscacert?: string;
+  tlscert?: string;
+  tlskey?: string;
+  insecureTcp?: boolean;
   pidFile?: string;
   logFile?: string;
 }
@@ -20,20 +26,30 @@ export function registerUp(program: Command): void {
     .command('up')
     .description('Run the Boson machine daemon (REST API on a UNIX socket; micro-VMs outlive it)')
     .option('-d, --detach', 'run in the background; prints the pid')
-    .option('--tcp <host:port>', 'also listen on TCP (unauthenticated: use loopback)')
-    .option('--docker-tcp <host:port>', 'also serve the Docker Engine API on TCP (unauthenticated: use loopback, e.g. 127.0.0.1:2375)')
+    .option('--tcp <host:port>', 'also serve the REST API on TCP (with --tlsverify; or on loopback with --insecure-tcp)')
+    .option('--docker-tcp <host:port>', 'also serve the Docker Engine API on TCP (e.g. 0.0.0.0:2376 with --tlsverify)')
+    .option('--tlsverify', 'TCP endpoints use TLS and require a client certificate signed by the CA (boson tls init makes them)')
+    .option('--tlscacert <file>', 'CA that client certificates must be signed by (default <config dir>/tls/ca.pem)')
+    .option('--tlscert <file>', "the daemon's certificate (default <config dir>/tls/server-cert.pem)")
+    .option('--tlskey <file>', "the daemon's key (default <config dir>/tls/server-key.pem)")
+    .option('--insecure-tcp', 'allow TCP endpoints without TLS, on loopback only (every local user can then use the daemon)')
     .option('--pid-file <path>', 'write the daemon pid here (default <run dir>/boson.pid)')
     .option('--log-file <path>', 'with --detach: where the daemon writes its output (default <run dir>/boson.log)')
     .action(async (flags: UpFlags) => {
       const paths = bosonPaths();
       const socketPath = daemonSocketPath(paths);
       const pidFile = flags.pidFile ?? path.join(paths.runDir, 'boson.pid');
+      const tlsDir = path.join(bosonConfigDir(), 'tls');
       if (flags.detach) {
         await detach(flags, socketPath, paths.runDir, paths.rootless);
         return;
       }
       const { startHostDaemon } = await import('../../main/index.ts');
-      const daemon = await startHostDaemon({ tcp: flags.tcp, dockerTcp: flags.dockerTcp, pidFile });
+      const endpoint = (address: string | undefined): TcpEndpointRequest | undefined => address === undefined ? undefined : {
+        address, tlsVerify: Boolean(flags.tlsverify), insecure: Boolean(flags.insecureTcp),
+        tlsCaCert: flags.tlscacert ?? path.join(tlsDir, 'ca.pem'), tlsCert: flags.tlscert ?? path.join(tlsDir, 'server-cert.pem'), tlsKey: flags.tlskey ?? path.join(tlsDir, 'server-key.pem'),
+      };
+      const daemon = await startHostDaemon({ tcp: endpoint(flags.tcp), dockerTcp: endpoint(flags.dockerTcp), pidFile });
       const dockerSocket = daemon.dockerSocket;
       process.stdout.write(`Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''} (pid ${process.pid})\n`);
       const stop = (): void => {
@@ -49,7 +65,8 @@ async function detach(flags: UpFlags, socketPath: string, runDir: string, rootle
   else await mkdir(runDir, { recursive: true });
   const logFile = flags.logFile ?? path.join(runDir, 'boson.log');
   const log = await open(logFile, 'a');
-  const args = [process.argv[1]!, 'up', ...(flags.tcp ? ['--tcp', flags.tcp] : []), ...(flags.dockerTcp ? ['--docker-tcp', flags.dockerTcp] : []), ...(flags.pidFile ? ['--pid-file', flags.pidFile] : [])];
+  // The same command line, in the foreground: every flag (TCP, TLS, pid file) goes with it.
+  const args = [process.argv[1]!, ...process.argv.slice(2).filter((a) => a !== '-d' && a !== '--detach')];
   const child = spawn(process.execPath, [...process.execArgv, ...args], { detached: true, stdio: ['ignore', log.fd, log.fd] });
   child.unref();
   await log.close();

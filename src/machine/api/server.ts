@@ -13,7 +13,7 @@ import { Value } from '@sinclair/typebox/value';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import client from 'prom-client';
-import { BosonError, ERROR_CATALOGUE, KIND_TRANSLATION, readUpgradeBody, silentLogger, toBosonError, type Logger } from '../../common/index.ts';
+import { BosonError, ERROR_CATALOGUE, KIND_TRANSLATION, PRINCIPAL_HEADER, readUpgradeBody, silentLogger, toBosonError, type Logger } from '../../common/index.ts';
 import type { MachineRuntime } from '../runtime.ts';
 import { Container, ContainerSpec, ExecSpec, localContext, type LogLine, type RequestContext, type StreamSink } from '../port/index.ts';
 import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, pipeClientStdin, type ExecStatus } from './exec-stream.ts';
@@ -56,7 +56,11 @@ function nsFromTime(v: unknown): bigint | undefined {
 
 /** Builds the fastify app for `service`. */
 export async function buildApi(service: MachineRuntime, log: Logger = silentLogger): Promise<FastifyInstance> {
-  const ctx = (req: { id: string }): RequestContext => localContext(req.id);
+  // The principal a TCP endpoint authenticated (its client certificate's subject); on the UNIX socket, the local user.
+  const ctx = (req: { id: string; headers: Record<string, string | string[] | undefined> }): RequestContext => {
+    const principal = req.headers[PRINCIPAL_HEADER];
+    return typeof principal === 'string' ? { requestId: req.id, principal } : localContext(req.id);
+  };
   // Unknown fields are refused (fastify's default would silently drop them).
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, ajv: { customOptions: { removeAdditional: false } } });
   await app.register(swagger, {
