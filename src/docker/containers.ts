@@ -83,7 +83,7 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
   if (host.IpcMode === 'host' || host.PidMode === 'host' || host.UTSMode === 'host') throw notSupported('sharing the host\'s namespaces', 'each container has its own kernel');
 
   // Binds are Docker's own string syntax (name:/dest[:ro]); Mounts are structured, and so is what Boson takes.
-  const mounts: MountSpec[] = (strSlice(host, 'Binds', H) ?? []).map(parseVolumeSpec);
+  const mounts: MountSpec[] = (strSlice(host, 'Binds', H) ?? []).map((b) => asBadRequest(() => parseVolumeSpec(b)));
   if (Array.isArray(host.Mounts)) {
     for (const m of host.Mounts) {
       if (!isObj(m)) throw badRequest('invalid mount: not an object');
@@ -100,7 +100,10 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
   }
   const declared = isObj(body.Volumes) ? Object.keys(body.Volumes) : [];
   const targets = new Set(mounts.map((m) => m.destination));
-  for (const dest of declared) if (!targets.has(dest)) mounts.push({ type: 'volume', name: '', destination: dest, readOnly: false });
+  for (const dest of declared) {
+    if (!dest.startsWith('/')) throw badRequest(`invalid volume: the container path ${JSON.stringify(dest)} must be absolute`);
+    if (!targets.has(dest)) mounts.push({ type: 'volume', name: '', destination: dest, readOnly: false });
+  }
 
   const memory = field<number>(host, 'Memory', 'number', H) ?? 0;
   let memoryMiB: number | undefined;
@@ -124,7 +127,7 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
     const count = typeof rp.MaximumRetryCount === 'number' ? rp.MaximumRetryCount : 0;
     if (rpName !== '' && rpName !== 'no') {
       if (count > 0 && rpName !== 'on-failure') throw badRequest(`invalid restart policy: maximum retry count can only be used with 'on-failure'`);
-      restartPolicy = parseRestartPolicy(rpName === 'on-failure' && count > 0 ? `on-failure:${count}` : rpName);
+      restartPolicy = asBadRequest(() => parseRestartPolicy(rpName === 'on-failure' && count > 0 ? `on-failure:${count}` : rpName));
     }
   }
   const autoRemove = host.AutoRemove === true;
@@ -155,6 +158,16 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
     ports,
     publishAll,
   };
+}
+
+/** Runs a parser of src/machine; its INVALID_ARGUMENT becomes Docker's 400 with the same message. */
+function asBadRequest<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (isBosonError(err, 'INVALID_ARGUMENT')) throw badRequest(err.message);
+    throw err;
+  }
 }
 
 /** The binding of one PortBindings entry: "80/tcp" with HostIp and HostPort ("" any port, or a range "8000-8010"). */
