@@ -1,7 +1,8 @@
-/** Public surface of src/common: errors, paths, private directories, upgrade request bodies. Imports nothing else of Boson's. */
+/** Public surface of src/common: errors, paths, private directories, upgrade request bodies, stream frames, the logger interface, TCP endpoints. Imports nothing else of Boson's. */
 export * from './errors.ts';
 export * from './paths.ts';
 export * from './private-dir.ts';
 export * from './upgrade-body.ts';
 export * from './log.ts';
 export * from './tcp-endpoint.ts';
+export * from './stream-frame.ts';

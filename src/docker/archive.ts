@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path/posix';
-import type { ContainerRecord, MachineRuntime } from '../machine/index.ts';
+import type { Container, MachineContainers } from '../machine/index.ts';
 import { DockerError } from './errors.ts';
 import { guestExec } from './streams.ts';
 
@@ -28,14 +28,14 @@ export function goFileMode(unixMode: number): number {
   return mode;
 }
 
-function absolute(record: ContainerRecord, p: string): string {
+function absolute(record: Container, p: string): string {
   return path.resolve(record.config.cwd || '/', p);
 }
 
-const notFound = (p: string, record: ContainerRecord): DockerError => new DockerError(404, `Could not find the file ${p} in container ${record.name}`);
+const notFound = (p: string, record: Container): DockerError => new DockerError(404, `Could not find the file ${p} in container ${record.name}`);
 
 /** The base64 JSON of Docker's X-Docker-Container-Path-Stat header for a path in the container; 404 if absent. */
-export async function archiveStat(service: MachineRuntime, record: ContainerRecord, p: string): Promise<string> {
+export async function archiveStat(service: MachineContainers, record: Container, p: string): Promise<string> {
   const abs = absolute(record, p);
   const r = await guestExec(service, record.id, ['sh', '-c', `stat -c '%s %f %Y' "$1" 2>/dev/null || exit ${NOT_FOUND}; readlink "$1" || true`, 'sh', abs]);
   if (r.code === NOT_FOUND) throw notFound(p, record);
@@ -53,7 +53,7 @@ export async function archiveStat(service: MachineRuntime, record: ContainerReco
 }
 
 /** `GET /containers/{id}/archive`: a tar of the path (its base name at the top), with the stat header. */
-export async function archiveGet(service: MachineRuntime, record: ContainerRecord, p: string, res: ServerResponse): Promise<void> {
+export async function archiveGet(service: MachineContainers, record: Container, p: string, res: ServerResponse): Promise<void> {
   const stat = await archiveStat(service, record, p);
   const abs = absolute(record, p);
   const dir = path.dirname(abs);
@@ -69,7 +69,7 @@ export async function archiveGet(service: MachineRuntime, record: ContainerRecor
 }
 
 /** `PUT /containers/{id}/archive`: extracts the request's tar into the directory `p` (404 if it does not exist). */
-export async function archivePut(service: MachineRuntime, record: ContainerRecord, p: string, req: IncomingMessage, copyUidGid = false): Promise<void> {
+export async function archivePut(service: MachineContainers, record: Container, p: string, req: IncomingMessage, copyUidGid = false): Promise<void> {
   const abs = absolute(record, p);
   const tarFlags = copyUidGid ? 'xf' : 'xof';
   const r = await guestExec(service, record.id, ['sh', '-c', `[ -d "$1" ] || exit ${NOT_FOUND}; exec tar ${tarFlags} - -C "$1"`, 'sh', abs], { stdin: req as AsyncIterable<Buffer> });

@@ -1,9 +1,9 @@
 /**
- * Containers in Docker's shapes: the create body (Config + HostConfig) turned into one MachineRuntime
- * CreateRequest, and container records turned into `GET /containers/json` summaries and `GET
+ * Containers in Docker's shapes, as pure functions: the create body (Config + HostConfig) turned into the port's
+ * ContainerSpec, and the port's Container turned into `GET /containers/json` summaries and `GET
  * /containers/{id}/json` inspect documents. What Boson cannot honour is refused here, by name.
  */
-import { parseRestartPolicy, parseVolumeSpec, statusText, validateContainerName, type ContainerRecord, type ContainerSpec, type MachineRuntime, type MountSpec, type PortBinding } from '../machine/index.ts';
+import { parseRestartPolicy, parseVolumeSpec, statusText, validateContainerName, type Container, type ContainerRecord, type ContainerSpec, type MountSpec, type PortBinding } from '../machine/index.ts';
 import { isBosonError } from '../common/index.ts';
 import { badRequest, notSupported } from './errors.ts';
 import { familiarName, unixSeconds, withSha, ZERO_TIME } from './format.ts';
@@ -83,7 +83,7 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
   if (host.IpcMode === 'host' || host.PidMode === 'host' || host.UTSMode === 'host') throw notSupported('sharing the host\'s namespaces', 'each container has its own kernel');
 
   // Binds are Docker's own string syntax (name:/dest[:ro]); Mounts are structured, and so is what Boson takes.
-  const mounts: MountSpec[] = (strSlice(host, 'Binds', H) ?? []).map(parseVolumeSpec);
+  const mounts: MountSpec[] = (strSlice(host, 'Binds', H) ?? []).map((b) => asBadRequest(() => parseVolumeSpec(b)));
   if (Array.isArray(host.Mounts)) {
     for (const m of host.Mounts) {
       if (!isObj(m)) throw badRequest('invalid mount: not an object');
@@ -100,7 +100,10 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
   }
   const declared = isObj(body.Volumes) ? Object.keys(body.Volumes) : [];
   const targets = new Set(mounts.map((m) => m.destination));
-  for (const dest of declared) if (!targets.has(dest)) mounts.push({ type: 'volume', name: '', destination: dest, readOnly: false });
+  for (const dest of declared) {
+    if (!dest.startsWith('/')) throw badRequest(`invalid volume: the container path ${JSON.stringify(dest)} must be absolute`);
+    if (!targets.has(dest)) mounts.push({ type: 'volume', name: '', destination: dest, readOnly: false });
+  }
 
   const memory = field<number>(host, 'Memory', 'number', H) ?? 0;
   let memoryMiB: number | undefined;
@@ -124,7 +127,7 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
     const count = typeof rp.MaximumRetryCount === 'number' ? rp.MaximumRetryCount : 0;
     if (rpName !== '' && rpName !== 'no') {
       if (count > 0 && rpName !== 'on-failure') throw badRequest(`invalid restart policy: maximum retry count can only be used with 'on-failure'`);
-      restartPolicy = parseRestartPolicy(rpName === 'on-failure' && count > 0 ? `on-failure:${count}` : rpName);
+      restartPolicy = asBadRequest(() => parseRestartPolicy(rpName === 'on-failure' && count > 0 ? `on-failure:${count}` : rpName));
     }
   }
   const autoRemove = host.AutoRemove === true;
@@ -157,6 +160,16 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
   };
 }
 
+/** Runs a parser of src/machine; its INVALID_ARGUMENT becomes Docker's 400 with the same message. */
+function asBadRequest<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (isBosonError(err, 'INVALID_ARGUMENT')) throw badRequest(err.message);
+    throw err;
+  }
+}
+
 /** The binding of one PortBindings entry: "80/tcp" with HostIp and HostPort ("" any port, or a range "8000-8010"). */
 function portBindingsOf(key: string, hostIp: string, hostPort: string): PortBinding[] {
   const [portText = '', protocol = 'tcp'] = key.split('/');
@@ -170,38 +183,39 @@ function portBindingsOf(key: string, hostIp: string, hostPort: string): PortBind
   return [{ hostIp, hostPort: low, containerPort, protocol, ...(high === undefined ? {} : { hostPortEnd: high }) }];
 }
 
-/** Docker's MountPoint list of a record. */
-export function mountPoints(service: MachineRuntime, r: ContainerRecord): Obj[] {
+/** Where a named volume's data is on the host (Docker's Mountpoint / a mount's Source). */
+export type VolumePath = (name: string) => string;
+
+/** Docker's MountPoint list of a container. */
+export function mountPoints(r: Container, volumePath: VolumePath): Obj[] {
   return (r.mounts ?? []).map((m: MountSpec) => m.type === 'volume'
-    ? { Type: 'volume', Name: m.name, Source: service.volumes.diskPath(m.name), Destination: m.destination, Driver: 'local', Mode: m.readOnly ? 'ro' : '', RW: !m.readOnly, Propagation: '' }
+    ? { Type: 'volume', Name: m.name, Source: volumePath(m.name), Destination: m.destination, Driver: 'local', Mode: m.readOnly ? 'ro' : '', RW: !m.readOnly, Propagation: '' }
     : { Type: 'bind', Source: m.source, Destination: m.destination, Mode: m.readOnly ? 'ro' : '', RW: !m.readOnly, Propagation: 'rprivate' });
 }
 
-interface EndpointLike { network: string; address: string; gateway: string; mac: string; ports?: Array<{ hostIp: string; hostPort: number; containerPort: number; protocol: string }> }
-
 /** NetworkSettings.Ports: {"80/tcp": [{HostIp, HostPort}]} from the ports a running container published. */
-function portMap(ep: EndpointLike | null): Obj {
+function portMap(ep: Container['endpoint']): Obj {
   const map: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
   for (const p of ep?.ports ?? []) (map[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIp || '0.0.0.0', HostPort: String(p.hostPort) });
   return map;
 }
 
 /** HostConfig.PortBindings: the ports the container asked for ("" host port: any). */
-function requestedPorts(r: ContainerRecord): Obj {
+function requestedPorts(r: Container): Obj {
   const map: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
   for (const p of r.ports ?? []) (map[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIp, HostPort: p.hostPort ? String(p.hostPort) : '' });
   return map;
 }
 
 /** The `Ports` list of a container summary (docker ps). */
-export function portList(r: ContainerRecord): Obj[] {
-  const ep = (r as ContainerRecord & { endpoint?: EndpointLike | null }).endpoint ?? null;
+export function portList(r: Container): Obj[] {
+  const ep = r.endpoint ?? null;
   return (ep?.ports ?? []).map((p) => ({ IP: p.hostIp || '0.0.0.0', PrivatePort: p.containerPort, PublicPort: p.hostPort, Type: p.protocol }));
 }
 
 /** NetworkSettings (empty while Boson's Docker API has no networking; filled from a record's endpoint when present). */
-function networkSettings(r: ContainerRecord, summary: boolean): Obj {
-  const ep = (r as ContainerRecord & { endpoint?: EndpointLike | null }).endpoint ?? null;
+function networkSettings(r: Container, summary: boolean): Obj {
+  const ep = r.endpoint ?? null;
   const networks: Obj = {};
   if (ep) networks[ep.network] = { IPAMConfig: null, Links: null, Aliases: null, MacAddress: ep.mac, NetworkID: ep.network, EndpointID: '', Gateway: ep.gateway, IPAddress: ep.address, IPPrefixLen: 0, IPv6Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, DriverOpts: null, DNSNames: null };
   if (summary) return { Networks: networks };
@@ -212,8 +226,14 @@ function networkSettings(r: ContainerRecord, summary: boolean): Obj {
   };
 }
 
+/** The STATUS text of a container (src/machine's statusText reads only the state and its times). */
+function statusOf(r: Container, now: number): string {
+  const { state, startedAt, finishedAt, exitCode, pausedReason } = r;
+  return statusText({ state, startedAt, finishedAt, exitCode, pausedReason } as ContainerRecord, now);
+}
+
 /** A `GET /containers/json` entry. */
-export function containerSummary(service: MachineRuntime, r: ContainerRecord, now = Date.now()): Obj {
+export function containerSummary(r: Container, volumePath: VolumePath, now = Date.now()): Obj {
   return {
     Id: r.id,
     Names: [`/${r.name}`],
@@ -224,17 +244,19 @@ export function containerSummary(service: MachineRuntime, r: ContainerRecord, no
     Ports: portList(r),
     Labels: r.config.labels ?? {},
     State: r.state,
-    Status: statusText(r, now),
+    Status: statusOf(r, now),
     HostConfig: { NetworkMode: 'none' },
     NetworkSettings: networkSettings(r, true),
-    Mounts: mountPoints(service, r),
+    Mounts: mountPoints(r, volumePath),
   };
 }
 
-/** A `GET /containers/{id}/json` document. */
-export async function containerInspect(service: MachineRuntime, r: ContainerRecord): Promise<Obj> {
-  const image = await service.images.resolve(r.imageId).catch(() => null);
-  const ep = image?.config.entrypoint ?? [];
+/**
+ * A `GET /containers/{id}/json` document. `imageEntrypoint` (the image's, when it is still there) tells Docker's
+ * Entrypoint and Cmd apart in the container's argv.
+ */
+export function containerInspect(r: Container, imageEntrypoint: string[] | null, volumePath: VolumePath): Obj {
+  const ep = imageEntrypoint ?? [];
   const argv = r.config.argv;
   const split = ep.length > 0 && ep.length <= argv.length && ep.every((s, i) => argv[i] === s);
   const running = r.state === 'running';
@@ -299,7 +321,7 @@ export async function containerInspect(service: MachineRuntime, r: ContainerReco
       Mounts: [],
     },
     GraphDriver: { Name: 'boson-microvm', Data: null },
-    Mounts: mountPoints(service, r),
+    Mounts: mountPoints(r, volumePath),
     Config: {
       Hostname: r.config.hostname,
       Domainname: '',
@@ -327,7 +349,7 @@ export async function containerInspect(service: MachineRuntime, r: ContainerReco
 export const CONTAINER_FILTERS = ['status', 'name', 'id', 'label', 'ancestor', 'exited', 'volume'];
 
 /** Applies ps filters (each key: any value matches; all keys must match). */
-export function matchesFilters(r: ContainerRecord, filters: Map<string, string[]>, imageIdsOf: (ref: string) => string | null): boolean {
+export function matchesFilters(r: Container, filters: Map<string, string[]>, imageIdsOf: (ref: string) => string | null): boolean {
   for (const [key, values] of filters) {
     if (values.length === 0) continue;
     const ok = values.some((v) => {

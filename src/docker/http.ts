@@ -130,14 +130,6 @@ export async function readUpgradeBody(req: IncomingMessage, socket: Duplex, head
   }
 }
 
-/** Docker's 8-byte stream frame: [stream, 0, 0, 0, size u32 BE] + data. */
-export function streamFrame(stream: 0 | 1 | 2, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt8(stream, 0);
-  head.writeUInt32BE(data.length, 4);
-  return Buffer.concat([head, data]);
-}
-
 /** A query flag as Docker reads them ("1", "true", "True"). */
 export function flag(q: URLSearchParams, name: string, dflt = false): boolean {
   const v = q.get(name);

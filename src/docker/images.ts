@@ -5,7 +5,7 @@
 import type { ServerResponse } from 'node:http';
 import { toBosonError } from '../common/index.ts';
 import { remoteReference, registryHostName, RegistryClient, type ImageRecord, type ImageProgress } from '../image/index.ts';
-import type { MachineRuntime } from '../machine/index.ts';
+import type { DockerImages } from './machine-access.ts';
 import { badRequest, DockerError, dockerErrorOf } from './errors.ts';
 import { familiarName, unixSeconds, withSha } from './format.ts';
 import { sendError } from './http.ts';
@@ -89,7 +89,7 @@ function bar(current: number, total: number): string {
  * `docker run` reports "not found" properly); later ones are an `errorDetail` message in the stream. A client that
  * goes away does not stop the pull (the image lands in the store).
  */
-export async function pullStream(service: MachineRuntime, res: ServerResponse, reference: string, opts: { platform?: string; auth: { username: string; password: string } | null }): Promise<void> {
+export async function pullStream(images: Pick<DockerImages, 'resolve' | 'pull'>, res: ServerResponse, reference: string, opts: { platform?: string; auth: { username: string; password: string } | null }): Promise<void> {
   const ref = remoteReference(reference);
   const display = familiarName(ref.canonical);
   let started = false;
@@ -140,9 +140,9 @@ export async function pullStream(service: MachineRuntime, res: ServerResponse, r
     }
   };
   // Docker says "up to date" only when the name already pointed at the image.
-  const had = await service.images.resolve(ref.canonical).then(() => true, () => false);
+  const had = await images.resolve(ref.canonical).then(() => true, () => false);
   try {
-    const result = await service.images.pull(reference, {
+    const result = await images.pull(reference, {
       platform: opts.platform || undefined,
       onProgress,
       registry: opts.auth ? { credentials: async () => opts.auth } : undefined,

@@ -8,9 +8,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { BosonError, serveTcpEndpoint, type BosonPaths, type ResolvedTcpEndpoint } from '../common/index.ts';
 import type { MachineRuntime } from '../machine/index.ts';
+import { machineAccess } from './machine-access.ts';
 import { DockerApi, dockerSocketPath } from './server.ts';
 
-export { dockerSocketPath, DockerApi };
+export { dockerSocketPath, DockerApi, machineAccess };
 export { API_VERSION, MIN_API_VERSION } from './http.ts';
 
 /** Where the Docker API listens. */
@@ -31,7 +32,7 @@ async function listen(server: Server, how: { path: string } | { port: number; ho
 
 /** Starts the Docker API on `socketPath` (mode 0660) and optionally TCP; close() stops both. */
 export async function startDockerApi(service: MachineRuntime, options: DockerApiOptions): Promise<{ close(): Promise<void> }> {
-  const api = new DockerApi(service, options.paths);
+  const api = new DockerApi(machineAccess(service), options.paths);
   await mkdir(path.dirname(options.socketPath), { recursive: true });
   // A socket file left by a daemon that died: nobody answers on it.
   const alive = await new Promise<boolean>((resolve) => {

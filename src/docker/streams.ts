@@ -4,10 +4,12 @@
  * runs a command in a running micro-VM to completion (for `top` and `cp`).
  */
 import { openSync, closeSync, statSync, watch, type FSWatcher } from 'node:fs';
-import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { localContext, readLog, type ContainerRecord, type MachineEvent, type MachineRuntime, type StreamSink } from '../machine/index.ts';
-import { streamFrame } from './http.ts';
+import { frameSink } from '../common/index.ts';
+import { localContext, type Container, type MachineContainers, type MachineEvent, type StreamSink } from '../machine/index.ts';
+import type { DockerMachine, MachineExtras } from './machine-access.ts';
+
+export { frameSink };
 
 /** Calls on behalf of the Docker API's clients (no authentication on this personality yet). */
 const LOCAL = localContext('docker');
@@ -21,24 +23,12 @@ export interface AttachOptions {
   stream: boolean;
 }
 
-/** A sink that writes Docker frames (or raw bytes with a TTY) through `out`. */
-export function frameSink(out: (b: Buffer) => void, tty: boolean, want: { stdout: boolean; stderr: boolean } = { stdout: true, stderr: true }): StreamSink {
-  return {
-    stdout: (d) => {
-      if (want.stdout && d.length > 0) out(tty ? d : streamFrame(1, d));
-    },
-    stderr: (d) => {
-      if (want.stderr && d.length > 0) out(tty ? d : streamFrame(2, d));
-    },
-  };
-}
-
 /**
  * Holds stdin for a container until its process runs (the `start` event), then passes it on in order; EOF too.
  */
-export function gatedStdin(service: MachineRuntime, id: string, send: (d: Buffer) => void, eof: () => void): { write(d: Buffer): void; end(): void; dispose(): void } {
+export function gatedStdin(extras: MachineExtras, id: string, send: (d: Buffer) => void, eof: () => void): { write(d: Buffer): void; end(): void; dispose(): void } {
   const queue: Array<Buffer | null> = [];
-  let open = service.liveIds().has(id);
+  let open = extras.isLive(id);
   const flush = (): void => {
     for (const item of queue.splice(0)) {
       if (item === null) eof();
@@ -53,7 +43,7 @@ export function gatedStdin(service: MachineRuntime, id: string, send: (d: Buffer
       flush();
     });
   };
-  if (!open) service.events.on('event', onEvent);
+  const unsubscribe = open ? () => undefined : extras.onEvent(onEvent);
   return {
     write: (d) => {
       if (open) send(d);
@@ -63,9 +53,7 @@ export function gatedStdin(service: MachineRuntime, id: string, send: (d: Buffer
       if (open) eof();
       else queue.push(null);
     },
-    dispose: () => {
-      service.events.off('event', onEvent);
-    },
+    dispose: unsubscribe,
   };
 }
 
@@ -73,7 +61,8 @@ export function gatedStdin(service: MachineRuntime, id: string, send: (d: Buffer
  * Attaches to a container (created or running): replays its log with `logs`, then follows its output with
  * `stream` until it exits or `signal` aborts; stdin from `input` when asked for and the container keeps it open.
  */
-export async function runAttach(service: MachineRuntime, record: ContainerRecord, opts: AttachOptions, out: (b: Buffer) => void, input: Duplex | null, signal: AbortSignal): Promise<void> {
+export async function runAttach(machine: DockerMachine, record: Container, opts: AttachOptions, out: (b: Buffer) => void, input: Duplex | null, signal: AbortSignal): Promise<void> {
+  const { containers: service, extras } = machine;
   const tty = record.config.tty;
   const sink = frameSink(out, tty, opts);
   if (opts.logs) {
@@ -81,12 +70,12 @@ export async function runAttach(service: MachineRuntime, record: ContainerRecord
   }
   if (!opts.stream || signal.aborted) return;
   const stop = new AbortController();
-  const output = followOutput(service, record.id, sink, signal).finally(() => stop.abort());
+  const output = followOutput(extras, record.id, sink, signal).finally(() => stop.abort());
   signal.addEventListener('abort', () => stop.abort(), { once: true });
   // The service's attach gives stdin and resize; its own output follower is not used (ours ends at 'die').
   const session = await service.attach(LOCAL, record.id, { stdout: () => undefined, stderr: () => undefined }, stop.signal);
   if (input && opts.stdin && record.config.openStdin) {
-    const gate = gatedStdin(service, record.id, (d) => session.stdin(d), () => session.closeStdin());
+    const gate = gatedStdin(extras, record.id, (d) => session.stdin(d), () => session.closeStdin());
     input.on('data', (d: Buffer) => gate.write(d));
     input.on('end', () => gate.end());
     signal.addEventListener('abort', () => gate.dispose(), { once: true });
@@ -105,8 +94,8 @@ export async function runAttach(service: MachineRuntime, record: ContainerRecord
  * read through a descriptor held open, so that the last output is still read when `--rm` has removed the file;
  * at 'die' the micro-VM has ended, so the file is complete and the stream ends at once.
  */
-export function followOutput(service: MachineRuntime, id: string, sink: StreamSink, signal: AbortSignal): Promise<void> {
-  const file = path.join(service.registry.containerDir(id), 'container.log');
+export function followOutput(extras: MachineExtras, id: string, sink: StreamSink, signal: AbortSignal): Promise<void> {
+  const file = extras.logFile(id);
   let fd: number | null = null;
   let pos = 0;
   try {
@@ -130,7 +119,7 @@ export function followOutput(service: MachineRuntime, id: string, sink: StreamSi
     chain = chain.then(async () => {
       open();
       if (fd === null) return;
-      const { lines, end } = await readLog(`/proc/self/fd/${fd}`, pos);
+      const { lines, end } = await extras.readLog(`/proc/self/fd/${fd}`, pos);
       pos = end;
       for (const l of lines) (l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data));
     }).catch(() => undefined);
@@ -141,11 +130,12 @@ export function followOutput(service: MachineRuntime, id: string, sink: StreamSi
   return new Promise<void>((resolve) => {
     let done = false;
     const timer = setInterval(() => void pump(), 250);
+    let unsubscribe = (): void => undefined;
     const finish = (): void => {
       if (done) return;
       done = true;
       clearInterval(timer);
-      service.events.off('event', onEvent);
+      unsubscribe();
       void pump().then(() => {
         watcher?.close();
         if (fd !== null) closeSync(fd);
@@ -161,12 +151,12 @@ export function followOutput(service: MachineRuntime, id: string, sink: StreamSi
         finish();
       }
     };
-    service.events.on('event', onEvent);
+    unsubscribe = extras.onEvent(onEvent);
     signal.addEventListener('abort', () => {
       if (done) return;
       done = true;
       clearInterval(timer);
-      service.events.off('event', onEvent);
+      unsubscribe();
       watcher?.close();
       void chain.then(() => {
         if (fd !== null) closeSync(fd);
@@ -188,8 +178,8 @@ export interface GuestResult {
  * Runs `argv` as root in a running container's micro-VM to completion; stdout goes to `onStdout` when given
  * (otherwise it is collected), stdin comes from `stdin` when given.
  */
-export async function guestExec(service: MachineRuntime, id: string, argv: string[], opts: { stdin?: AsyncIterable<Buffer>; onStdout?: (d: Buffer) => void } = {}): Promise<GuestResult> {
-  const exec = service.newExec(id, { argv, env: [], user: '0', cwd: '/', tty: false, stdin: opts.stdin !== undefined });
+export async function guestExec(service: MachineContainers, id: string, argv: string[], opts: { stdin?: AsyncIterable<Buffer>; onStdout?: (d: Buffer) => void } = {}): Promise<GuestResult> {
+  const exec = await service.createExec(LOCAL, id, { argv, env: [], user: '0', cwd: '/', tty: false, stdin: opts.stdin !== undefined });
   const out: Buffer[] = [];
   let err = '';
   const ctl = await service.startExec(LOCAL, exec.id, {

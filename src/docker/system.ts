@@ -4,12 +4,14 @@
 import os from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BosonPaths } from '../common/index.ts';
-import type { MachineEvent, MachineRuntime } from '../machine/index.ts';
+import type { ImageRecord } from '../image/index.ts';
+import type { Container, MachineEvent, VolumeRecord } from '../machine/index.ts';
 import { hostCpuCount } from '../machine/index.ts';
 import { badRequest } from './errors.ts';
 import { API_VERSION, MIN_API_VERSION, parseFilters } from './http.ts';
-import { containerSummary } from './containers.ts';
+import { containerSummary, type VolumePath } from './containers.ts';
 import { imageSummary } from './images.ts';
+import type { MachineExtras } from './machine-access.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -39,10 +41,16 @@ export function versionInfo(): Obj {
   };
 }
 
+/** What `GET /info` counts. */
+export interface InfoInput {
+  containers: Container[];
+  imageCount: number;
+  eventListeners: number;
+  paths: BosonPaths;
+}
+
 /** `GET /info`. */
-export async function systemInfo(service: MachineRuntime, paths: BosonPaths): Promise<Obj> {
-  const records = await service.records(true);
-  const images = await service.images.list();
+export function systemInfo({ containers: records, imageCount, eventListeners, paths }: InfoInput): Obj {
   const count = (s: string): number => records.filter((r) => r.state === s).length;
   return {
     ID: 'boson',
@@ -50,7 +58,7 @@ export async function systemInfo(service: MachineRuntime, paths: BosonPaths): Pr
     ContainersRunning: count('running') + count('restarting'),
     ContainersPaused: 0,
     ContainersStopped: records.length - count('running') - count('restarting'),
-    Images: images.length,
+    Images: imageCount,
     Driver: 'boson-microvm',
     DriverStatus: [['Root disks', 'erofs/ext4 images, one per layer chain'], ['Writable layer', 'ext4 scratch disk per container']],
     Plugins: { Volume: ['local'], Network: [], Authorization: null, Log: ['json-file'] },
@@ -70,7 +78,7 @@ export async function systemInfo(service: MachineRuntime, paths: BosonPaths): Pr
     LoggingDriver: 'json-file',
     CgroupDriver: 'none',
     CgroupVersion: '',
-    NEventsListener: service.events.listenerCount('event'),
+    NEventsListener: eventListeners,
     KernelVersion: os.release(),
     OperatingSystem: 'Boson (every container in its own QEMU micro-VM)',
     OSVersion: '',
@@ -106,23 +114,28 @@ export async function systemInfo(service: MachineRuntime, paths: BosonPaths): Pr
   };
 }
 
+/** What `GET /system/df` reports on. */
+export interface DiskUsageInput {
+  containers: Container[];
+  images: ImageRecord[];
+  /** Each volume with the bytes it uses. */
+  volumes: Array<{ volume: VolumeRecord; size: number }>;
+  volumePath: VolumePath;
+}
+
 /** `GET /system/df`. */
-export async function diskUsage(service: MachineRuntime): Promise<Obj> {
-  const records = await service.records(true);
-  const images = await service.images.list();
-  const volumes = service.volumes.list();
-  const volumeRows = [];
-  for (const v of volumes) {
+export function diskUsage({ containers: records, images, volumes, volumePath }: DiskUsageInput): Obj {
+  const volumeRows = volumes.map(({ volume: v, size }) => {
     const users = records.filter((r) => (r.mounts ?? []).some((m) => m.type === 'volume' && m.name === v.name)).length;
-    volumeRows.push({
+    return {
       Name: v.name, Driver: 'local', Mountpoint: v.mountpoint, CreatedAt: v.created, Labels: v.labels, Scope: 'local', Options: {},
-      UsageData: { Size: await service.volumes.usage(v.name), RefCount: users },
-    });
-  }
+      UsageData: { Size: size, RefCount: users },
+    };
+  });
   return {
     LayersSize: images.reduce((s, i) => s + i.size, 0),
     Images: images.map((i) => imageSummary(i, records.filter((r) => r.imageId === i.id).length)),
-    Containers: records.map((r) => ({ ...containerSummary(service, r), SizeRw: 0, SizeRootFs: images.find((i) => i.id === r.imageId)?.size ?? 0 })),
+    Containers: records.map((r) => ({ ...containerSummary(r, volumePath), SizeRw: 0, SizeRootFs: images.find((i) => i.id === r.imageId)?.size ?? 0 })),
     Volumes: volumeRows,
     BuildCache: [],
   };
@@ -160,7 +173,7 @@ function parseTime(v: string | null): bigint | undefined {
 export { parseTime };
 
 /** `GET /events`: past events in [since, until], then live ones until `until` or the client goes away. */
-export async function eventStream(service: MachineRuntime, req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
+export async function eventStream(extras: Pick<MachineExtras, 'onEvent' | 'pastEvents'>, req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
   const since = parseTime(q.get('since'));
   const until = parseTime(q.get('until'));
   const filters = parseFilters(q, ['type', 'event', 'container', 'image', 'label', 'volume', 'network', 'daemon', 'scope']);
@@ -199,10 +212,10 @@ export async function eventStream(service: MachineRuntime, req: IncomingMessage,
     if (replaying) live.push(e);
     else if (e.seq > last) send(e);
   };
-  service.events.on('event', onEvent);
+  const unsubscribe = extras.onEvent(onEvent);
   try {
     if (since !== undefined) {
-      for (const e of service.pastEvents(0, since, until)) {
+      for (const e of extras.pastEvents(0, since, until)) {
         send(e);
         last = e.seq;
       }
@@ -217,7 +230,7 @@ export async function eventStream(service: MachineRuntime, req: IncomingMessage,
       if (until !== undefined) setTimeout(resolve, Number((until - now) / 1_000_000n)).unref();
     });
   } finally {
-    service.events.off('event', onEvent);
+    unsubscribe();
     res.end();
   }
 }

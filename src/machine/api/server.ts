@@ -13,7 +13,7 @@ import { Value } from '@sinclair/typebox/value';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import client from 'prom-client';
-import { BosonError, ERROR_CATALOGUE, KIND_TRANSLATION, PRINCIPAL_HEADER, readUpgradeBody, silentLogger, toBosonError, type Logger } from '../../common/index.ts';
+import { BosonError, ERROR_CATALOGUE, KIND_TRANSLATION, PRINCIPAL_HEADER, readUpgradeBody, streamFrame, silentLogger, toBosonError, type Logger } from '../../common/index.ts';
 import type { MachineRuntime } from '../runtime.ts';
 import { Container, ContainerSpec, ExecSpec, localContext, type LogLine, type RequestContext, type StreamSink } from '../port/index.ts';
 import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, pipeClientStdin, type ExecStatus } from './exec-stream.ts';
@@ -33,13 +33,8 @@ export function execStatusFrame(status: ExecStatus): Buffer {
   return streamFrame(EXEC_STATUS_STREAM, Buffer.from(JSON.stringify(status)));
 }
 
-/** Docker's stream frame: [stream, 0, 0, 0, size u32 BE] + data (plus EXEC_STATUS_STREAM, Boson's own). */
-export function streamFrame(stream: 1 | 2 | typeof EXEC_STATUS_STREAM | typeof RUN_CREATED_STREAM | typeof RUN_NOTICE_STREAM, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt8(stream, 0);
-  head.writeUInt32BE(data.length, 4);
-  return Buffer.concat([head, data]);
-}
+/** Docker's stream frame (one writer for every edge: src/common/stream-frame.ts). */
+export { streamFrame };
 
 function boolQuery(v: unknown): boolean {
   return v === true || v === '1' || v === 'true';

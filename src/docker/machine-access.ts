@@ -1,0 +1,80 @@
+/**
+ * What the Docker personality takes from a machine. Containers and execs go through the port (`MachineContainers`,
+ * every call with a RequestContext); the rest is not in the port yet (issue 10), so it is reached here, on the
+ * runtime, and nowhere else in src/docker. Each member of MachineExtras is one such reach-in, to become a port call:
+ *
+ * - `images`: the image store (list, resolve, pull, tag, remove, prune): the port has an Image schema but no calls.
+ * - `volumes`, `volumeUsers`: the volume manager and which containers use a volume (usage, disk paths).
+ * - `networks`: the network manager (list, get, create, remove).
+ * - `onEvent`, `eventListeners`, `pastEvents`: the runtime's event emitter and its event log.
+ * - `isLive`: whether this runtime holds the container's micro-VM now (stdin is held back until it does).
+ * - `logFile`, `readLog`: where a container's log is and how its records read, so that an attach can hold the file
+ *   open (its last output survives `--rm`, which the port's attach, reading by path, does not promise).
+ */
+import type { ImageStore } from '../image/index.ts';
+import {
+  readLog,
+  type LogLine,
+  type MachineContainers,
+  type MachineEvent,
+  type MachineRuntime,
+  type NetworkManager,
+  type VolumeManager,
+} from '../machine/index.ts';
+import path from 'node:path';
+
+/** The image store calls the Docker API makes. */
+export type DockerImages = Pick<ImageStore, 'list' | 'resolve' | 'pull' | 'tag' | 'remove' | 'prune'>;
+/** The volume calls the Docker API makes. */
+export type DockerVolumes = Pick<VolumeManager, 'list' | 'get' | 'create' | 'remove' | 'usage' | 'diskPath'>;
+/** The network calls the Docker API makes. */
+export type DockerNetworks = Pick<NetworkManager, 'list' | 'get' | 'create' | 'remove'>;
+
+/** Everything the Docker API needs that the port does not offer yet. */
+export interface MachineExtras {
+  readonly images: DockerImages;
+  readonly volumes: DockerVolumes;
+  readonly networks: DockerNetworks;
+  /** Ids of the containers that mount volume `name`. */
+  volumeUsers(name: string): Promise<string[]>;
+  /** Subscribes to the machine's events; returns the unsubscribe function. */
+  onEvent(listener: (e: MachineEvent) => void): () => void;
+  /** How many event subscribers there are (docker info's NEventsListener). */
+  eventListeners(): number;
+  /** Logged events after `afterSeq`, within [sinceNs, untilNs]. */
+  pastEvents(afterSeq: number, sinceNs?: bigint, untilNs?: bigint): MachineEvent[];
+  /** True while this runtime holds the container's running micro-VM. */
+  isLive(id: string): boolean;
+  /** The container's log file (the attach reads it through a descriptor held open). */
+  logFile(id: string): string;
+  /** The output records of a log file from byte `offset`, and where they end. */
+  readLog(file: string, offset: number): Promise<{ lines: LogLine[]; end: number }>;
+}
+
+/** The machine as the Docker API sees it: the port's container calls, and the extras. */
+export interface DockerMachine {
+  readonly containers: MachineContainers;
+  readonly extras: MachineExtras;
+}
+
+/** The Docker API's view of one runtime. The only place in src/docker that touches the runtime's members. */
+export function machineAccess(runtime: MachineRuntime): DockerMachine {
+  const extras: MachineExtras = {
+    images: runtime.images,
+    volumes: runtime.volumes,
+    get networks() {
+      return runtime.networks;
+    },
+    volumeUsers: (name) => runtime.volumeUsers(name),
+    onEvent: (listener) => {
+      runtime.events.on('event', listener);
+      return () => void runtime.events.off('event', listener);
+    },
+    eventListeners: () => runtime.events.listenerCount('event'),
+    pastEvents: (afterSeq, sinceNs, untilNs) => runtime.pastEvents(afterSeq, sinceNs, untilNs),
+    isLive: (id) => runtime.liveIds().has(id),
+    logFile: (id) => path.join(runtime.registry.containerDir(id), 'container.log'),
+    readLog: (file, offset) => readLog(file, offset),
+  };
+  return { containers: runtime, extras };
+}

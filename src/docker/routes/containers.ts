@@ -1,0 +1,198 @@
+/**
+ * Container lifecycle routes: list, create, inspect, start, stop, restart, kill, wait, rename, resize, remove and
+ * prune, each a call of the machine port with Docker's JSON translated by ../containers.ts.
+ */
+import { isBosonError } from '../../common/index.ts';
+import { hostCpuCount, localContext, parseSignal, type Container, type WaitCondition } from '../../machine/index.ts';
+import {
+  CONTAINER_FILTERS,
+  checkContainerName,
+  containerInspect,
+  containerSpecOf,
+  containerSummary,
+  matchesFilters,
+} from '../containers.ts';
+import { DockerError, badRequest } from '../errors.ts';
+import { withSha } from '../format.ts';
+import { flag, jsonBody, parseFilters, sendEmpty, sendJson, type Ctx } from '../http.ts';
+import type { MachineExtras } from '../machine-access.ts';
+import { ID, type RouteDeps, type Router } from '../router.ts';
+
+const LOCAL = localContext('docker');
+
+/** Registers the container lifecycle routes. */
+export function registerContainerRoutes(router: Router, deps: RouteDeps): void {
+  const { containers: m, extras } = deps.machine;
+  const volumePath = (name: string): string => extras.volumes.diskPath(name);
+  router.on('GET', '/containers/json', (ctx) => listContainers(deps, ctx));
+  router.on('POST', '/containers/create', (ctx) => createContainer(deps, ctx));
+  router.on('POST', '/containers/prune', async ({ res }) => {
+    const deleted: string[] = [];
+    for (const c of await m.list(LOCAL, { all: true })) {
+      if (c.state !== 'exited' && c.state !== 'created' && c.state !== 'dead') continue;
+      await m.remove(LOCAL, c.id, { force: false }).then(
+        () => deleted.push(c.id),
+        () => undefined,
+      );
+    }
+    sendJson(res, 200, { ContainersDeleted: deleted, SpaceReclaimed: 0 });
+  });
+  router.on('GET', `/containers/${ID}/json`, async ({ res, params }) => {
+    const c = await m.inspect(LOCAL, params[0]!);
+    sendJson(res, 200, containerInspect(c, await imageEntrypoint(extras, c), volumePath));
+  });
+  router.on('POST', `/containers/${ID}/start`, (ctx) => startContainer(deps, ctx));
+  router.on('POST', `/containers/${ID}/stop`, async ({ res, params, query }) => {
+    const c = await m.inspect(LOCAL, params[0]!);
+    if (c.state !== 'running' && c.state !== 'restarting') return sendEmpty(res, 304);
+    await m.stop(LOCAL, c.id, stopTimeout(query));
+    sendEmpty(res, 204);
+  });
+  router.on('POST', `/containers/${ID}/restart`, async ({ res, params, query }) => {
+    await m.restart(LOCAL, (await m.inspect(LOCAL, params[0]!)).id, stopTimeout(query));
+    sendEmpty(res, 204);
+  });
+  router.on('POST', `/containers/${ID}/kill`, (ctx) => killContainer(deps, ctx));
+  router.on('POST', `/containers/${ID}/wait`, (ctx) => waitContainer(deps, ctx));
+  router.on('POST', `/containers/${ID}/rename`, async ({ res, params, query }) => {
+    const name = query.get('name');
+    if (!name) throw badRequest('a new name is required');
+    await m.rename(LOCAL, (await m.inspect(LOCAL, params[0]!)).id, checkContainerName(name));
+    sendEmpty(res, 204);
+  });
+  router.on('POST', `/containers/${ID}/resize`, async ({ res, params, query }) => {
+    const { h, w } = terminalSize(query);
+    await m.resize(LOCAL, (await m.inspect(LOCAL, params[0]!)).id, h, w);
+    sendEmpty(res, 200);
+  });
+  router.on('DELETE', `/containers/${ID}`, (ctx) => removeContainer(deps, ctx));
+}
+
+/** `GET /containers/json` (docker ps). */
+async function listContainers({ machine: { containers: m, extras } }: RouteDeps, { res, query }: Ctx): Promise<void> {
+  const filters = parseFilters(query, CONTAINER_FILTERS);
+  const all = flag(query, 'all') || filters.has('status') || filters.has('exited');
+  let list = await m.list(LOCAL, { all });
+  if (filters.size > 0) {
+    const ancestors = new Map<string, string | null>();
+    for (const v of filters.get('ancestor') ?? []) {
+      ancestors.set(
+        v,
+        await extras.images.resolve(v).then(
+          (i) => withSha(i.id),
+          () => null,
+        ),
+      );
+    }
+    list = list.filter((c) => matchesFilters(c, filters, (ref) => ancestors.get(ref) ?? null));
+  }
+  const limit = Number(query.get('limit') ?? -1);
+  if (Number.isInteger(limit) && limit > 0) list = list.slice(0, limit);
+  const now = Date.now();
+  sendJson(
+    res,
+    200,
+    list.map((c) => containerSummary(c, (name) => extras.volumes.diskPath(name), now)),
+  );
+}
+
+/** `POST /containers/create`. */
+async function createContainer({ machine: { containers: m } }: RouteDeps, ctx: Ctx): Promise<void> {
+  const body = await jsonBody(ctx);
+  const name = ctx.query.get('name');
+  const platform = ctx.query.get('platform');
+  if (platform && !/^linux(\/(amd64|x86_64))?$/.test(platform)) {
+    throw badRequest(`image platform ${platform} is not supported by Boson (linux/amd64 micro-VMs)`);
+  }
+  const container = await m.create(LOCAL, containerSpecOf(body, name || null, hostCpuCount()));
+  sendJson(ctx.res, 201, { Id: container.id, Warnings: [] });
+}
+
+/** `POST /containers/{id}/start`: 304 when running; a container with AutoRemove that cannot start is removed. */
+async function startContainer({ machine: { containers: m } }: RouteDeps, { res, params }: Ctx): Promise<void> {
+  const c = await m.inspect(LOCAL, params[0]!);
+  if (c.state === 'running') return sendEmpty(res, 304);
+  try {
+    await m.start(LOCAL, c.id);
+  } catch (err) {
+    if (c.autoRemove) await m.remove(LOCAL, c.id, { force: true }).catch(() => undefined);
+    throw err;
+  }
+  sendEmpty(res, 204);
+}
+
+/** `POST /containers/{id}/kill`: Docker's 400 for an unknown signal and 409 for a container that is not running. */
+async function killContainer({ machine: { containers: m } }: RouteDeps, { res, params, query }: Ctx): Promise<void> {
+  const c = await m.inspect(LOCAL, params[0]!);
+  const signal = query.get('signal') || 'KILL';
+  try {
+    parseSignal(signal);
+  } catch {
+    throw badRequest(`Invalid signal: ${signal}`);
+  }
+  try {
+    await m.kill(LOCAL, c.id, signal);
+  } catch (err) {
+    if (isBosonError(err, 'CONTAINER_NOT_RUNNING'))
+      throw new DockerError(409, `Cannot kill container: ${params[0]}: container ${c.id} is not running`);
+    throw err;
+  }
+  sendEmpty(res, 204);
+}
+
+/** `POST /containers/{id}/wait`: the headers go out at once (the CLI waits for them before it starts the container). */
+async function waitContainer({ machine: { containers: m } }: RouteDeps, { req, res, params, query }: Ctx): Promise<void> {
+  const c = await m.inspect(LOCAL, params[0]!);
+  const condition = (query.get('condition') || 'not-running') as WaitCondition;
+  if (!['not-running', 'next-exit', 'removed'].includes(condition)) throw badRequest(`invalid condition: "${condition}"`);
+  const result = m.wait(LOCAL, c.id, condition);
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  res.flushHeaders();
+  const closed = new Promise<null>((resolve) => req.socket.once('close', () => resolve(null)));
+  const r = await Promise.race([result, closed]);
+  if (r) res.end(JSON.stringify({ StatusCode: r.statusCode, Error: null }) + '\n');
+}
+
+/** `DELETE /containers/{id}`. */
+async function removeContainer({ machine: { containers: m } }: RouteDeps, { res, params, query }: Ctx): Promise<void> {
+  const c = await m.inspect(LOCAL, params[0]!);
+  try {
+    await m.remove(LOCAL, c.id, { force: flag(query, 'force'), volumes: flag(query, 'v') });
+  } catch (err) {
+    if (isBosonError(err, 'CONTAINER_RUNNING')) {
+      throw new DockerError(
+        409,
+        `cannot remove container "/${c.name}": container is running: stop the container before removing or force remove`,
+      );
+    }
+    throw err;
+  }
+  sendEmpty(res, 204);
+}
+
+/** The image's Entrypoint, when the image is still in the store (inspect splits argv into Entrypoint and Cmd). */
+async function imageEntrypoint(extras: MachineExtras, c: Container): Promise<string[] | null> {
+  return extras.images.resolve(c.imageId).then(
+    (i) => i.config.entrypoint,
+    () => null,
+  );
+}
+
+/** The stop timeout of `t` (or `timeout`): none given is the machine's default; a negative one waits for ever. */
+export function stopTimeout(q: URLSearchParams): number | undefined {
+  const t = q.get('t') ?? q.get('timeout');
+  if (t === null || t === '') return undefined;
+  const n = Number(t);
+  if (!Number.isInteger(n)) throw badRequest(`invalid value for t: ${t}`);
+  return n < 0 ? 365 * 24 * 3600 : n;
+}
+
+/** A terminal size from `h` and `w`. */
+export function terminalSize(q: URLSearchParams): { h: number; w: number } {
+  const h = Number(q.get('h') ?? 0);
+  const w = Number(q.get('w') ?? 0);
+  if (!Number.isInteger(h) || !Number.isInteger(w) || h < 0 || w < 0 || h > 65535 || w > 65535) {
+    throw badRequest(`invalid terminal size: ${q.get('h')}x${q.get('w')}`);
+  }
+  return { h, w };
+}

@@ -1,0 +1,64 @@
+/** System routes: `/_ping`, `/version`, `/info`, `/system/df`, `/events` and `/auth`. */
+import { isBosonError } from '../../common/index.ts';
+import { localContext } from '../../machine/index.ts';
+import { DockerError, badRequest } from '../errors.ts';
+import { API_VERSION, jsonBody, sendJson, type Ctx } from '../http.ts';
+import { checkLogin } from '../images.ts';
+import type { Handler, RouteDeps, Router } from '../router.ts';
+import { diskUsage, eventStream, systemInfo, versionInfo } from '../system.ts';
+
+const LOCAL = localContext('docker');
+
+/** Registers the system routes. */
+export function registerSystemRoutes(router: Router, deps: RouteDeps): void {
+  const { containers, extras } = deps.machine;
+  router.on('GET', '/_ping', ping);
+  router.on('HEAD', '/_ping', ping);
+  router.on('GET', '/version', ({ res }) => sendJson(res, 200, versionInfo()));
+  router.on('GET', '/info', async ({ res }) => {
+    const [all, images] = await Promise.all([containers.list(LOCAL, { all: true }), extras.images.list()]);
+    sendJson(
+      res,
+      200,
+      systemInfo({ containers: all, imageCount: images.length, eventListeners: extras.eventListeners(), paths: deps.paths }),
+    );
+  });
+  router.on('GET', '/system/df', async ({ res }) => {
+    const [all, images] = await Promise.all([containers.list(LOCAL, { all: true }), extras.images.list()]);
+    const volumes = await Promise.all(
+      extras.volumes.list().map(async (volume) => ({ volume, size: await extras.volumes.usage(volume.name) })),
+    );
+    sendJson(res, 200, diskUsage({ containers: all, images, volumes, volumePath: (name) => extras.volumes.diskPath(name) }));
+  });
+  router.on('GET', '/events', ({ req, res, query }) => eventStream(extras, req, res, query));
+  router.on('POST', '/auth', login);
+}
+
+const ping: Handler = ({ req, res }) => {
+  res.writeHead(200, {
+    'Api-Version': API_VERSION,
+    Ostype: 'linux',
+    'Docker-Experimental': 'false',
+    Swarm: 'inactive',
+    'Cache-Control': 'no-cache, no-store, must-revalidate',
+    Pragma: 'no-cache',
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': req.method === 'HEAD' ? 0 : 2,
+  });
+  res.end(req.method === 'HEAD' ? undefined : 'OK');
+};
+
+/** `POST /auth`: checks credentials against the registry (no identity tokens). */
+async function login(ctx: Ctx): Promise<void> {
+  const b = await jsonBody(ctx);
+  const username = typeof b.username === 'string' ? b.username : '';
+  const password = typeof b.password === 'string' ? b.password : '';
+  if (!username || !password) throw badRequest('a user name and a password are required (identity tokens are not supported by Boson)');
+  try {
+    await checkLogin(typeof b.serveraddress === 'string' ? b.serveraddress : '', username, password);
+  } catch (err) {
+    if (isBosonError(err, 'REGISTRY_AUTH_FAILED')) throw new DockerError(401, `login attempt failed: ${err.message}`);
+    throw err;
+  }
+  sendJson(ctx.res, 200, { Status: 'Login Succeeded', IdentityToken: '' });
+}

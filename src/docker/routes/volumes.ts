@@ -1,0 +1,101 @@
+/** Volume routes: list, create, inspect, remove and prune ("local" ext4 disks), over the machine's volume manager. */
+import { parseMemory } from '../../machine/index.ts';
+import { DockerError, badRequest, notSupported } from '../errors.ts';
+import { jsonBody, parseFilters, sendEmpty, sendJson, type Ctx } from '../http.ts';
+import type { MachineExtras } from '../machine-access.ts';
+import type { RouteDeps, Router } from '../router.ts';
+import { labelMatches } from './images.ts';
+
+/** Registers the volume routes. */
+export function registerVolumeRoutes(router: Router, { machine: { extras } }: RouteDeps): void {
+  const { volumes } = extras;
+  router.on('GET', '/volumes', (ctx) => listVolumes(extras, ctx));
+  router.on('POST', '/volumes/create', async (ctx) => {
+    const { name, labels, sizeBytes } = volumeCreateOf(await jsonBody(ctx));
+    sendJson(ctx.res, 201, volumeJson(await volumes.create(name, { labels, sizeBytes })));
+  });
+  router.on('POST', '/volumes/prune', async ({ res, query }) => {
+    const filters = parseFilters(query, ['all', 'label']);
+    const all = ['true', '1'].includes(filters.get('all')?.[0] ?? '');
+    const deleted: string[] = [];
+    let bytes = 0;
+    for (const v of volumes.list()) {
+      if (!v.anonymous && !all) continue;
+      if ((await extras.volumeUsers(v.name)).length > 0) continue;
+      const size = await volumes.usage(v.name);
+      await volumes.remove(v.name, []);
+      deleted.push(v.name);
+      bytes += size;
+    }
+    sendJson(res, 200, { VolumesDeleted: deleted, SpaceReclaimed: bytes });
+  });
+  router.on('GET', '/volumes/([^/]+)', async ({ res, params }) => {
+    const v = volumes.get(params[0]!);
+    const usage = { Size: await volumes.usage(v.name), RefCount: (await extras.volumeUsers(v.name)).length };
+    sendJson(res, 200, { ...volumeJson(v), UsageData: usage });
+  });
+  router.on('DELETE', '/volumes/([^/]+)', async ({ res, params }) => {
+    const name = params[0]!;
+    volumes.get(name);
+    const users = await extras.volumeUsers(name);
+    if (users.length > 0) throw new DockerError(409, `remove ${name}: volume is in use - [${users.join(', ')}]`);
+    await volumes.remove(name, users);
+    sendEmpty(res, 204);
+  });
+}
+
+/** `GET /volumes`, with Docker's name, dangling, label and driver filters. */
+async function listVolumes(extras: MachineExtras, { res, query }: Ctx): Promise<void> {
+  const filters = parseFilters(query, ['name', 'dangling', 'label', 'driver']);
+  const names = filters.get('name') ?? [];
+  const dangling = filters.get('dangling')?.[0];
+  const labels = filters.get('label') ?? [];
+  const drivers = filters.get('driver') ?? [];
+  const out = [];
+  for (const v of extras.volumes.list()) {
+    if (names.length > 0 && !names.some((n) => v.name.includes(n))) continue;
+    if (dangling !== undefined && ((await extras.volumeUsers(v.name)).length === 0) !== (dangling === 'true' || dangling === '1')) continue;
+    if (!labels.every((l) => labelMatches(v.labels, l))) continue;
+    if (drivers.length > 0 && !drivers.includes('local')) continue;
+    out.push(volumeJson(v));
+  }
+  sendJson(res, 200, { Volumes: out, Warnings: null });
+}
+
+/** What `POST /volumes/create` asks for; only the "local" driver and its `size` option. */
+export function volumeCreateOf(b: Record<string, unknown>): { name: string; labels?: Record<string, string>; sizeBytes?: number } {
+  const driver = typeof b.Driver === 'string' ? b.Driver : '';
+  if (driver !== '' && driver !== 'local')
+    throw notSupported(`volume driver "${driver}"`, 'Boson volumes are ext4 disks of the "local" driver');
+  let sizeBytes: number | undefined;
+  const opts = b.DriverOpts && typeof b.DriverOpts === 'object' ? (b.DriverOpts as Record<string, unknown>) : {};
+  for (const [k, v] of Object.entries(opts)) {
+    if (k !== 'size') throw badRequest(`invalid option key: "${k}" (Boson volumes take only size)`);
+    try {
+      sizeBytes = parseMemory(String(v)) * 1024 * 1024;
+    } catch {
+      throw badRequest(`invalid size option: ${String(v)}`);
+    }
+  }
+  const labels = b.Labels && typeof b.Labels === 'object' ? (b.Labels as Record<string, string>) : undefined;
+  return { name: typeof b.Name === 'string' ? b.Name : '', labels, sizeBytes };
+}
+
+/** Docker's volume JSON. */
+export function volumeJson(v: {
+  name: string;
+  created: string;
+  labels: Record<string, string>;
+  mountpoint: string;
+  sizeBytes: number;
+}): Record<string, unknown> {
+  return {
+    CreatedAt: v.created,
+    Driver: 'local',
+    Labels: v.labels,
+    Mountpoint: v.mountpoint,
+    Name: v.name,
+    Options: { size: String(v.sizeBytes) },
+    Scope: 'local',
+  };
+}
