@@ -15,6 +15,7 @@ import os from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { BosonError } from './errors.ts';
+import { silentLogger, type Logger } from './log.ts';
 
 /** The header that carries the authenticated principal from a TCP endpoint to the API behind it. */
 export const PRINCIPAL_HEADER = 'x-boson-principal';
@@ -114,10 +115,10 @@ function principalOf(socket: net.Socket): string | undefined {
  * Listens on a checked TCP endpoint and hands every accepted request and upgrade to `target` (the API's own
  * server, which also serves its UNIX socket). Resolves with the listening server.
  */
-export async function serveTcpEndpoint(endpoint: ResolvedTcpEndpoint, target: http.Server, extraHosts: string[] = []): Promise<net.Server> {
+export async function serveTcpEndpoint(endpoint: ResolvedTcpEndpoint, target: http.Server, log: Logger = silentLogger, extraHosts: string[] = []): Promise<net.Server> {
   const allowed = allowedHosts(endpoint.host, extraHosts);
   const server = endpoint.tls
-    ? https.createServer({ ca: endpoint.tls.ca, cert: endpoint.tls.cert, key: endpoint.tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' })
+    ? https.createServer({ ca: endpoint.tls.ca, cert: endpoint.tls.cert, key: endpoint.tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', allowHalfOpen: true })
     : http.createServer();
   server.maxConnections = LIMITS.maxConnections;
   server.headersTimeout = LIMITS.headersTimeoutMs;
@@ -127,7 +128,9 @@ export async function serveTcpEndpoint(endpoint: ResolvedTcpEndpoint, target: ht
     delete req.headers[PRINCIPAL_HEADER];
     const principal = principalOf(req.socket);
     if (principal !== undefined) req.headers[PRINCIPAL_HEADER] = principal;
-    return refusal(req, allowed);
+    const refused = refusal(req, allowed);
+    if (refused) log.warn({ method: req.method, url: req.url, host: req.headers.host, principal: principal ?? null, status: refused.status }, `refused a TCP request: ${refused.message}`);
+    return refused;
   };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const refused = admit(req);

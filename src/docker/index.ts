@@ -6,7 +6,7 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { BosonError, serveTcpEndpoint, type BosonPaths, type ResolvedTcpEndpoint } from '../common/index.ts';
+import { BosonError, serveTcpEndpoint, type BosonPaths, type Logger, type ResolvedTcpEndpoint } from '../common/index.ts';
 import type { MachineRuntime } from '../machine/index.ts';
 import { machineAccess } from './machine-access.ts';
 import { DockerApi, dockerSocketPath } from './server.ts';
@@ -20,6 +20,8 @@ export interface DockerApiOptions {
   socketPath: string;
   /** A checked TCP endpoint (see resolveTcpEndpoint): TLS with client certificates, or plain on loopback. */
   tcp?: ResolvedTcpEndpoint;
+  /** The daemon's structured log. */
+  log?: Logger;
 }
 
 async function listen(server: Server, how: { path: string } | { port: number; host: string }): Promise<void> {
@@ -51,7 +53,7 @@ export async function startDockerApi(service: MachineRuntime, options: DockerApi
   await chmod(options.socketPath, 0o660);
   if (options.tcp) {
     try {
-      servers.push((await serveTcpEndpoint(options.tcp, unix)) as Server);
+      servers.push((await serveTcpEndpoint(options.tcp, unix, options.log)) as Server);
     } catch (err) {
       unix.close();
       throw err;

@@ -69,7 +69,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   await chmod(socketPath, 0o660);
   let tcpServer: net.Server | undefined;
   if (options.tcp) {
-    tcpServer = await serveTcpEndpoint(options.tcp, app.server);
+    tcpServer = await serveTcpEndpoint(options.tcp, app.server, log);
     if (!options.tcp.tls) log.warn({ tcp: `${options.tcp.host}:${options.tcp.port}` }, 'the REST API listens on TCP without TLS (--insecure-tcp): every local user can use it as this daemon\'s user');
   }
   const personalities: Array<{ close(): Promise<void> }> = [];

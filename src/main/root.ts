@@ -54,7 +54,7 @@ export async function startHostDaemon(request: DaemonRequest, config: HostConfig
   const log = makeLogger({ level: config.logLevel, file: config.logFile });
   const daemon = await startDaemon({
     paths, runtime: buildRuntime('daemon', config, log.child({ component: 'runtime' })), log, socketPath, tcp, pidFile: request.pidFile ?? path.join(paths.runDir, 'boson.pid'),
-    personalities: [(runtime) => startDockerApi(runtime, { socketPath: dockerSocket, tcp: dockerTcp, paths })],
+    personalities: [(runtime) => startDockerApi(runtime, { socketPath: dockerSocket, tcp: dockerTcp, paths, log: log.child({ component: 'docker' }) })],
   });
   return { socketPath, dockerSocket, close: () => daemon.close() };
 }
