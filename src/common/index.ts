@@ -1,5 +1,6 @@
-/** Public surface of src/common: errors, paths, private directories, upgrade request bodies. Imports nothing else of Boson's. */
+/** Public surface of src/common: errors, paths, private directories, upgrade request bodies, the state store contract. Imports nothing else of Boson's. */
 export * from './errors.ts';
 export * from './paths.ts';
 export * from './private-dir.ts';
 export * from './upgrade-body.ts';
+export * from './store.ts';
