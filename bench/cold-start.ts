@@ -13,7 +13,7 @@ import path from 'node:path';
 import { PACKAGE_ROOT, bosonPaths } from '../src/common/index.ts';
 import { prepareBootBundle, FrameDecoder, FrameType } from '../src/guest/index.ts';
 import { launchMicroVm, probeAccelerator } from '../src/vmm/index.ts';
-import { ImageStore } from '../src/image/index.ts';
+import { openImageStore } from '../src/main/index.ts';
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 20) || 20;
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   const dir = await mkdtemp('/var/tmp/boson-bench-');
   try {
     const env = { ...process.env, BOSON_STATE_DIR: path.join(dir, 'state'), BOSON_QUIET: '1' };
-    await new ImageStore(env.BOSON_STATE_DIR).importPath(layout);
+    await openImageStore(env.BOSON_STATE_DIR).importPath(layout);
     const bundle = await prepareBootBundle({ guestDir: bosonPaths().guestDir });
     const runcBundle = await makeRuncBundle(dir);
     const accel = await probeAccelerator();

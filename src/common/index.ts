@@ -4,3 +4,5 @@ export * from './paths.ts';
 export * from './private-dir.ts';
 export * from './upgrade-body.ts';
 export * from './store.ts';
+export { MemoryStateStore } from './store-memory.ts';
+export { planCommit, WatchHub, compactedRevision, type PlannedWrite, type ChangeSource } from './store-core.ts';

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PACKAGE_ROOT, isBosonError } from '../common/index.ts';
 import { ImageStore } from '../image/index.ts';
+import { openStateStore } from './store/sqlite.ts';
 import { ContainerRegistry } from './containers.ts';
 import { MachineRuntime } from './runtime.ts';
 import { VolumeManager } from './volumes/index.ts';
@@ -22,9 +23,10 @@ let stateDir: string;
 
 function embedded(): MachineRuntime {
   const paths = { stateDir, runDir: path.join(stateDir, 'run'), guestDir: path.join(PACKAGE_ROOT, 'build', 'guest'), rootless: false };
+  const store = openStateStore(stateDir);
   return new MachineRuntime(
     { paths, detached: false, virtiofsd: '/usr/lib/qemu/virtiofsd' },
-    { registry: new ContainerRegistry(stateDir), images: new ImageStore(stateDir), volumes: new VolumeManager(stateDir), networks: null },
+    { registry: new ContainerRegistry(store, stateDir), images: new ImageStore(store, stateDir), volumes: new VolumeManager(store, stateDir), networks: null, store },
   );
 }
 
@@ -33,7 +35,9 @@ const spec = (extra: Partial<ContainerSpec> = {}): ContainerSpec => ({ image: 'b
 before(async () => {
   await access(path.join(LAYOUT, 'index.json'));
   stateDir = await mkdtemp(path.join(os.tmpdir(), 'boson-runtime-'));
-  await new ImageStore(stateDir).importPath(LAYOUT);
+  const store = openStateStore(stateDir);
+  await new ImageStore(store, stateDir).importPath(LAYOUT);
+  store.close();
 });
 after(async () => {
   await rm(stateDir, { recursive: true, force: true });

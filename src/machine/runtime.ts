@@ -14,7 +14,7 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, rm, stat, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { BosonError, isBosonError, toBosonError, type BosonPaths } from '../common/index.ts';
+import { BosonError, isBosonError, toBosonError, type BosonPaths, type StateStore } from '../common/index.ts';
 import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
 import { bootBundle } from './boot-bundle.ts';
 import { attachMicroVm, bootWithWatchdog, probeAccelerator, type MicroVm } from '../vmm/index.ts';
@@ -108,6 +108,8 @@ export interface RuntimeParts {
   volumes: VolumeManager;
   /** The host's networks; null where containers get none (an embedded runtime). */
   networks: NetworkManager | null;
+  /** The state store the parts share, when the runtime owns it: closed by close(), after the parts. */
+  store?: StateStore;
 }
 
 /** The runtime's observed durations, for /metrics. */
@@ -123,6 +125,7 @@ export class MachineRuntime implements MachineContainers {
   readonly images: ImageStore;
   readonly volumes: VolumeManager;
   private readonly nets: NetworkManager | null;
+  private readonly store: StateStore | undefined;
   /** Emits 'event' with a MachineEvent for every lifecycle change. */
   readonly events = new EventEmitter();
   private readonly live = new Map<string, Live>();
@@ -141,6 +144,7 @@ export class MachineRuntime implements MachineContainers {
     this.images = parts.images;
     this.volumes = parts.volumes;
     this.nets = parts.networks;
+    this.store = parts.store;
     this.events.setMaxListeners(0);
     this.diskFull = new DiskFullGuard(this.paths.stateDir, (id, paused) => {
       try {
@@ -214,6 +218,7 @@ export class MachineRuntime implements MachineContainers {
     await this.nets?.close();
     this.registry.close();
     this.volumes.close();
+    this.store?.close();
   }
 
   /**

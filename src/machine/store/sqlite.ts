@@ -11,10 +11,9 @@
  * SQLite's "disk full" (SQLITE_FULL) is STORE_FULL; nothing of the failed commit is written.
  */
 import {
-  BosonError, CHANGE_LOG_SIZE, EVENT_LOG_SIZE,
+  BosonError, CHANGE_LOG_SIZE, EVENT_LOG_SIZE, planCommit, WatchHub,
   type EventQuery, type NewStoreEvent, type StateStore, type StoreChange, type StoredEvent, type StoredRecord, type StoreOp, type StoreWatch,
 } from '../../common/index.ts';
-import { planCommit, WatchHub } from './core.ts';
 import { openMachineDb, type MachineDb } from './db.ts';
 
 interface RecordRow {

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { MemoryStateStore } from '../../common/index.ts';
 import { storeConformance } from './conformance.ts';
 import { openMachineDb } from './db.ts';
-import { MemoryStateStore } from './memory.ts';
 import { openStateStore } from './sqlite.ts';
 
 storeConformance('memory', {

@@ -1,9 +1,12 @@
-/** The state store in memory: for tests, and the reference the SQLite store is checked against (conformance.ts). */
+/**
+ * The state store in memory: the reference implementation, and the store of unit tests in every layer (src/image's
+ * tests cannot reach the SQLite one in src/machine). It runs the same conformance suite as SQLite.
+ */
 import {
   CHANGE_LOG_SIZE, EVENT_LOG_SIZE,
   type EventQuery, type NewStoreEvent, type StateStore, type StoreChange, type StoredEvent, type StoredRecord, type StoreOp, type StoreWatch,
-} from '../../common/index.ts';
-import { planCommit, WatchHub } from './core.ts';
+} from './store.ts';
+import { planCommit, WatchHub } from './store-core.ts';
 
 const clone = <T>(v: T): T => structuredClone(v);
 

@@ -1,8 +1,9 @@
 /**
- * What the state store implementations share: checking a commit's expected revisions and turning its operations
+ * What the state store implementations share (memory here, SQLite in src/machine/store, etcd later): checking a commit's expected revisions and turning its operations
  * into changes (plan), and delivering changes to watches in revision order (WatchHub).
  */
-import { BosonError, CHANGE_LOG_SIZE, StoreConflictError, type StoreChange, type StoreOp, type StoredRecord, type StoreWatch } from '../../common/index.ts';
+import { BosonError } from './errors.ts';
+import { CHANGE_LOG_SIZE, StoreConflictError, type StoreChange, type StoreOp, type StoredRecord, type StoreWatch } from './store.ts';
 
 /** One write a commit makes: the change, and the record as it is after it (undefined for a delete). */
 export interface PlannedWrite {
