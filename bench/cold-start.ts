@@ -18,7 +18,7 @@ import path from 'node:path';
 import { PACKAGE_ROOT, bosonPaths } from '../src/common/index.ts';
 import { prepareBootBundle, FrameDecoder, FrameType } from '../src/guest/index.ts';
 import { launchMicroVm, probeAccelerator } from '../src/vmm/index.ts';
-import { ImageStore } from '../src/image/index.ts';
+import { openImageStore } from '../src/main/index.ts';
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 20) || 20;
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const dir = await mkdtemp('/var/tmp/boson-bench-');
   try {
     const env = { ...process.env, BOSON_STATE_DIR: path.join(dir, 'state'), BOSON_QUIET: '1' };
-    await new ImageStore(env.BOSON_STATE_DIR).importPath(layout);
+    await openImageStore(env.BOSON_STATE_DIR).importPath(layout);
     const bundle = await prepareBootBundle({ guestDir: bosonPaths().guestDir });
     const runcBundle = await makeRuncBundle(dir);
     const accel = await probeAccelerator();
@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     let daemon: ReturnType<typeof spawn> | undefined;
     if (withDaemon) {
       const denv = { ...env, BOSON_STATE_DIR: path.join(dir, 'dstate'), BOSON_RUN_DIR: path.join(dir, 'drun') };
-      await new ImageStore(denv.BOSON_STATE_DIR).importPath(layout);
+      await openImageStore(denv.BOSON_STATE_DIR).importPath(layout);
       daemon = spawn(path.join(PACKAGE_ROOT, 'bin', 'boson'), ['up'], { env: denv, stdio: 'ignore' });
       for (let i = 0; i < 100 && !existsSync(path.join(denv.BOSON_RUN_DIR, 'boson.sock')); i++) await new Promise((r) => setTimeout(r, 100));
       await bosonOnce(denv);

@@ -15,8 +15,8 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { PACKAGE_ROOT } from '../src/common/index.ts';
-import { ImageStore } from '../src/image/index.ts';
+import { MemoryStateStore, PACKAGE_ROOT } from '../src/common/index.ts';
+import { openImageStore } from '../src/main/index.ts';
 import { MachineClient, NetworkManager, StreamDemuxer } from '../src/machine/index.ts';
 
 const args = process.argv.slice(2);
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
   // Its own network names and subnets, so that it never touches a real daemon's, and removes them at the end.
   const net = { BOSON_NET_PREFIX: 'bbench', BOSON_NET_SUBNET: '10.252.0.0/24', BOSON_NET_POOL: '10.252.128.0/17' };
   const env = { ...process.env, BOSON_STATE_DIR: path.join(dir, 'state'), BOSON_RUN_DIR: path.join(dir, 'run'), BOSON_QUIET: '1', ...net };
-  await new ImageStore(env.BOSON_STATE_DIR).importPath(path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci'));
+  await openImageStore(env.BOSON_STATE_DIR).importPath(path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci'));
   const daemon = spawn(BOSON, ['up'], { env, stdio: 'ignore' });
   const c = new MachineClient(path.join(env.BOSON_RUN_DIR, 'boson.sock'));
   for (let i = 0; i < 100; i++) {
@@ -170,7 +170,7 @@ async function main(): Promise<void> {
     } catch {
       // none left
     }
-    await new NetworkManager({ stateDir: env.BOSON_STATE_DIR, prefix: net.BOSON_NET_PREFIX, defaultSubnet: net.BOSON_NET_SUBNET, subnetPool: net.BOSON_NET_POOL }).teardown().catch(() => undefined);
+    await new NetworkManager(new MemoryStateStore(), { stateDir: env.BOSON_STATE_DIR, prefix: net.BOSON_NET_PREFIX, defaultSubnet: net.BOSON_NET_SUBNET, subnetPool: net.BOSON_NET_POOL }).teardown().catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
 }

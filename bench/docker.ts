@@ -12,13 +12,13 @@ import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
-import { ImageStore } from '../src/image/index.ts';
+import { openImageStore } from '../src/main/index.ts';
 import { MachineClient } from '../src/machine/index.ts';
 
 const rounds = Number(process.argv[2] ?? 5);
 const BOSON = path.join(PACKAGE_ROOT, 'bin', 'boson');
 const stateDir = await mkdtemp('/var/tmp/boson-bench-docker-');
-await new ImageStore(stateDir).importPath(path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci'));
+await openImageStore(stateDir).importPath(path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci'));
 const runDir = path.join(stateDir, 'run');
 const env = { ...process.env, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: runDir, BOSON_QUIET: '1', DOCKER_HOST: `unix://${runDir}/docker.sock`, DOCKER_CONFIG: path.join(stateDir, 'docker-config') };
 

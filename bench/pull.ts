@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
-import { ImageStore } from '../src/image/index.ts';
+import { openImageStore } from '../src/main/index.ts';
 import { makeTar, writeOciLayout } from '../src/image/oci-writer.ts';
 import { busyboxLayerTar, pushLayout, startRegistry, testConfig } from '../test/registry-fixture.ts';
 
@@ -53,7 +53,7 @@ try {
     const state = path.join(work, `state-${i}`);
     let t = performance.now();
     const phases: Record<string, number> = {};
-    const store = new ImageStore(state);
+    const store = openImageStore(state);
     const r = await store.pull(ref, {
       onProgress: (e) => {
         if (e.phase === 'downloaded' || e.phase === 'mkfs' || e.phase === 'done') phases[e.phase] = performance.now() - t;
@@ -80,12 +80,12 @@ try {
 
   // Cached: pull again into a warm store.
   const state = path.join(work, 'state-warm');
-  const store = new ImageStore(state);
+  const store = openImageStore(state);
   await store.pull(ref);
   const lib: number[] = [];
   for (let i = 0; i < 10; i++) {
     const t = performance.now();
-    const r = await new ImageStore(state).pull(ref);
+    const r = await openImageStore(state).pull(ref);
     lib.push(performance.now() - t);
     if (!r.upToDate) throw new Error('second pull was not up to date');
   }

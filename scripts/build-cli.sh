@@ -27,7 +27,7 @@ banner="--banner:js=import { createRequire as __bosonRequire } from 'node:module
   --outdir="$tmp" --entry-names='[name]' --out-extension:.js=.mjs --log-level=error \
   --external:better-sqlite3 --external:fastify --external:@fastify/swagger --external:prom-client "$banner"
 "$root/node_modules/.bin/esbuild" "$root/src/cli/light.ts" --bundle --platform=node --format=esm --target=node20 \
-  --outfile="$tmp/light.mjs" --log-level=error "$banner"
+  --outfile="$tmp/light.mjs" --log-level=error --external:better-sqlite3 "$banner"
 # Swap in the new bundle whole: a command starting meanwhile sees the old one or the new one, never a mix.
 rm -rf "$out.old-$$"
 [ -d "$out" ] && mv "$out" "$out.old-$$"

@@ -8,9 +8,9 @@ import { after, before } from 'node:test';
 import { mkdir, mkdtemp, readdir, readFile, rm, access, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { PACKAGE_ROOT } from '../src/common/index.ts';
-import { ImageStore } from '../src/image/index.ts';
+import { MemoryStateStore, PACKAGE_ROOT } from '../src/common/index.ts';
 import { NetworkManager } from '../src/machine/index.ts';
+import { openImageStore } from '../src/main/index.ts';
 
 /** The demo image's OCI layout, built by the setup command. */
 export const BUSYBOX_LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
@@ -31,7 +31,7 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
     throw new Error(`demo image missing at ${BUSYBOX_LAYOUT}: run the setup command first`);
   });
   const stateDir = await mkdtemp(path.join(parent, 'boson-test-'));
-  await new ImageStore(stateDir).importPath(BUSYBOX_LAYOUT);
+  await openImageStore(stateDir).importPath(BUSYBOX_LAYOUT);
   // Host-wide names and subnets of its own, so that suites running side by side (and a real daemon) never collide.
   // 10.130-239.x belongs to these hosts; a real daemon uses 10.88-127.x; suites with fixed subnets use 10.240-255.x.
   const octet = await claimOctet();
@@ -45,7 +45,7 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
     cleanup: async () => {
       for (const pid of await qemuPidsUsing(stateDir)) process.kill(pid, 'SIGKILL');
       // Bridges, taps and firewall rules that a daemon of this host left for its running containers.
-      await new NetworkManager({ stateDir, prefix: net.BOSON_NET_PREFIX, defaultSubnet: net.BOSON_NET_SUBNET, subnetPool: net.BOSON_NET_POOL }).teardown().catch(() => undefined);
+      await new NetworkManager(new MemoryStateStore(), { stateDir, prefix: net.BOSON_NET_PREFIX, defaultSubnet: net.BOSON_NET_SUBNET, subnetPool: net.BOSON_NET_POOL }).teardown().catch(() => undefined);
       await rm(stateDir, { recursive: true, force: true });
       await rm(path.join(OCTET_CLAIMS, String(octet)), { force: true });
     },

@@ -15,13 +15,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { prepareBootBundle } from '../src/guest/index.ts';
-import { ImageStore } from '../src/image/index.ts';
 import { ControlChannel } from '../src/machine/control-channel.ts';
 import { FrameType, encodeSpec, decodeExit } from '../src/guest/index.ts';
 import { NetworkManager, type Endpoint } from '../src/machine/network/index.ts';
 import { createEphemeralScratchDisk } from '../src/machine/scratch.ts';
 import { bootWithWatchdog, type MicroVm, type NicSpec } from '../src/vmm/index.ts';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
+import { openHostStore, openImageStore } from '../src/main/index.ts';
 import { qemuPidsUsing, useTestHost, waitFor } from './helpers.ts';
 
 const prefix = `bn${Math.floor(Math.random() * 0xffff).toString(16).padStart(4, '0')}`;
@@ -58,7 +58,7 @@ interface Guest {
 }
 
 async function boot(nic: NicSpec, script: string): Promise<Guest> {
-  const images = new ImageStore(host().stateDir);
+  const images = openImageStore(host().stateDir);
   const image = await images.resolve('localhost/busybox:latest');
   const rootDisk = await images.rootDisk(image);
   const bundle = await prepareBootBundle({ guestDir: path.join(PACKAGE_ROOT, 'build', 'guest'), extraModules: ['virtio_net'] });
@@ -124,9 +124,9 @@ const cid = (n: number): string => `${prefix}${n.toString(16).padStart(4, '0')}`
 
 before(async () => {
   netDir = await mkdtemp(path.join(os.tmpdir(), 'boson-net-'));
-  net = new NetworkManager({ stateDir: netDir, prefix, defaultSubnet: '10.241.0.0/24', subnetPool: '10.241.16.0/20' });
+  net = new NetworkManager(openHostStore(netDir), { stateDir: netDir, prefix, defaultSubnet: '10.241.0.0/24', subnetPool: '10.241.16.0/20' });
   await net.init();
-  rootless = new NetworkManager({ stateDir: path.join(netDir, 'rootless'), rootless: true });
+  rootless = new NetworkManager(openHostStore(path.join(netDir, 'rootless')), { stateDir: path.join(netDir, 'rootless'), rootless: true });
   await rootless.init();
 });
 

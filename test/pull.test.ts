@@ -11,6 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeTar, writeOciLayout } from '../src/image/oci-writer.ts';
 import { snapshot } from '../src/image/test-support.ts';
+import { openHostStore } from '../src/main/index.ts';
 import { runBoson, useTestHost } from './helpers.ts';
 import { busyboxLayerTar, freePort, pushLayout, startRegistry, testConfig, writeIndexLayout, type TestRegistry, type TokenServer } from './registry-fixture.ts';
 
@@ -253,9 +254,9 @@ describe('boson pull from real registries', () => {
     const prune = await runBoson(host(), ['image', 'prune', '--json']);
     ok(prune, 'prune');
     const blobs = await fs.readdir(path.join(host().stateDir, 'images', 'blobs', 'sha256'));
-    const index = JSON.parse(await fs.readFile(path.join(host().stateDir, 'images', 'index.json'), 'utf8')) as { images: Record<string, { id: string; manifestDigest: string; indexDigest?: string; layers: { digest: string }[] }> };
+    const images = openHostStore(host().stateDir).list<{ id: string; manifestDigest: string; indexDigest?: string; layers: { digest: string }[] }>('image').map((r) => r.value);
     const wanted = new Set<string>();
-    for (const i of Object.values(index.images)) [i.id, i.manifestDigest, i.indexDigest, ...i.layers.map((l) => l.digest)].forEach((d) => d && wanted.add(d.slice(7)));
+    for (const i of images) [i.id, i.manifestDigest, i.indexDigest, ...i.layers.map((l) => l.digest)].forEach((d) => d && wanted.add(d.slice(7)));
     assert.deepEqual(blobs.sort(), [...wanted].sort(), 'only referenced blobs are left');
   });
 });

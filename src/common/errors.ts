@@ -84,6 +84,9 @@ export const ERROR_CATALOGUE = {
   ROOTLESS_SETUP_MISSING: { kind: 'FailedPrecondition', exit: 96, summary: 'a non-root daemon lacks host setup it needs (subordinate ids in /etc/subuid and /etc/subgid, newuidmap, a readable guest kernel)' },
   CONTAINER_PAUSED_DISK_FULL: { kind: 'ResourceExhausted', exit: 97, summary: "the container's micro-VM is paused because the host's disk is full; it resumes by itself once there is space" },
   DAEMON_ALREADY_RUNNING: { kind: 'AlreadyExists', exit: 98, summary: 'another Boson daemon already runs on this run directory (it holds <run dir>/boson.pid)' },
+  STORE_CONFLICT: { kind: 'FailedPrecondition', exit: 99, summary: 'a state store write expected a record at a revision it is no longer at (another writer was first)' },
+  STORE_COMPACTED: { kind: 'FailedPrecondition', exit: 100, summary: 'a state store watch asked for changes older than the store keeps' },
+  STORE_FULL: { kind: 'ResourceExhausted', exit: 101, summary: 'the disk holding the state store is full' },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
 

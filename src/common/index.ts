@@ -1,4 +1,4 @@
-/** Public surface of src/common: errors, paths, private directories, upgrade request bodies, stream frames, the logger interface, TCP endpoints. Imports nothing else of Boson's. */
+/** Public surface of src/common: errors, paths, private directories, upgrade request bodies, stream frames, the logger interface, TCP endpoints, the state store contract. Imports nothing else of Boson's. */
 export * from './errors.ts';
 export * from './paths.ts';
 export * from './private-dir.ts';
@@ -6,3 +6,6 @@ export * from './upgrade-body.ts';
 export * from './log.ts';
 export * from './tcp-endpoint.ts';
 export * from './stream-frame.ts';
+export * from './store.ts';
+export { MemoryStateStore } from './store-memory.ts';
+export { planCommit, WatchHub, compactedRevision, type PlannedWrite, type ChangeSource } from './store-core.ts';

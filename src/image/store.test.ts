@@ -6,9 +6,9 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { ImageStore, writeBusyboxImageLayout, type ImageRecord } from './index.ts';
+import { writeBusyboxImageLayout, type ImageRecord } from './index.ts';
 import { buildOciLayout, makeTar, saveOciLayout, writeOciLayout, type TarEntrySpec } from './oci-writer.ts';
-import { rejectsWith, snapshot, tempDir } from './test-support.ts';
+import { imageStoreOn, rejectsWith, snapshot, stateStoreOf, tempDir } from './test-support.ts';
 
 const run = promisify(execFile);
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
@@ -76,7 +76,7 @@ test('busybox layout: deterministic, importable, resolvable, root disk cached an
     await writeBusyboxImageLayout({ busybox: '/bin/busybox', outDir: a });
     assert.equal((await fs.stat(path.join(a, 'index.json'))).mtimeMs, mtime, 'an up-to-date layout is not rewritten');
 
-    const store = new ImageStore(path.join(dir, 'state'));
+    const store = imageStoreOn(path.join(dir, 'state'));
     const phases = new Set<string>();
     const [img] = await store.importPath(a, { onProgress: (e) => phases.add(e.phase) });
     assert.ok(img);
@@ -120,13 +120,13 @@ test('OCI layout with whiteouts: erofs and ext4 disks hold the flattened tree; c
   await withDir(async (dir) => {
     await twoLayerLayout(path.join(dir, 'layout'));
     const state = path.join(dir, 'state');
-    const store = new ImageStore(state);
+    const store = imageStoreOn(state);
     const [img] = await store.importPath(path.join(dir, 'layout'));
     assert.ok(img);
     assert.deepEqual(img.references, ['example.com/test/two:v1']);
     assert.deepEqual(img.config, { entrypoint: null, cmd: ['sh'], env: ['A=1'], workingDir: '', user: '', volumes: ['/data'], labels: { l: 'v' }, exposedPorts: [] });
     // Two store objects on one state dir stand in for two processes: they do not share in-process build state.
-    const other = new ImageStore(state);
+    const other = imageStoreOn(state);
     const disks = await Promise.all([store.rootDisk(img, { fstype: 'ext4' }), store.rootDisk(img, { fstype: 'ext4' }), other.rootDisk(img, { fstype: 'ext4' }), other.rootDisk(img, { fstype: 'ext4' })]);
     for (const d of disks) assert.equal(d.path, disks[0]!.path);
     assert.deepEqual(await fs.readdir(path.join(state, 'images', 'tmp')), []);
@@ -148,7 +148,7 @@ test('BOSON_ROOTFS chooses the default filesystem', async () => {
 
 test('uncompressed and zstd layers import and flatten', async () => {
   await withDir(async (dir) => {
-    const store = new ImageStore(path.join(dir, 'state'));
+    const store = imageStoreOn(path.join(dir, 'state'));
     for (const c of ['none', 'zstd'] as const) {
       await twoLayerLayout(path.join(dir, c), { compression: c, refName: `two-${c}:latest` });
       const [img] = await store.importPath(path.join(dir, c));
@@ -187,7 +187,7 @@ async function legacyDockerSave(file: string, opts: { corruptLayer?: boolean; gz
 
 test('docker save tarball, legacy manifest.json form (plain and gzip), with a symlinked layer', async () => {
   await withDir(async (dir) => {
-    const store = new ImageStore(path.join(dir, 'state'));
+    const store = imageStoreOn(path.join(dir, 'state'));
     for (const gzip of [false, true]) {
       const file = path.join(dir, `save-${gzip}.tar`);
       const id = await legacyDockerSave(file, { gzip });
@@ -211,7 +211,7 @@ test('docker save tarball, OCI layout form (Docker 25+), named by io.containerd.
     entries.push({ name: 'index.json', content: files.indexJson }, { name: 'oci-layout', content: '{"imageLayoutVersion":"1.0.0"}' });
     entries.push({ name: 'manifest.json', content: JSON.stringify([{ Config: `blobs/sha256/${files.images[0]!.configDigest.slice(7)}`, RepoTags: ['alpine:3'], Layers: [`blobs/sha256/${files.images[0]!.layerDigests[0]!.slice(7)}`] }]) });
     await fs.writeFile(path.join(dir, 'save.tar'), await makeTar(entries));
-    const store = new ImageStore(path.join(dir, 'state'));
+    const store = imageStoreOn(path.join(dir, 'state'));
     const [img] = await store.importPath(path.join(dir, 'save.tar'), { tag: 'mine' });
     assert.ok(img);
     assert.equal(img.manifestDigest, files.images[0]!.manifestDigest);
@@ -228,7 +228,7 @@ test('an index with several platforms: linux/amd64 is picked', async () => {
       { config: { ...CONFIG, architecture: 'arm64' }, layers: [{ tar: layer }], refName: 'multi:1', platform: { os: 'linux', architecture: 'arm64' } },
       { config: CONFIG, layers: [{ tar: layer }], refName: 'multi:1', platform: { os: 'linux', architecture: 'amd64' } },
     ]);
-    const store = new ImageStore(path.join(dir, 'state'));
+    const store = imageStoreOn(path.join(dir, 'state'));
     const imgs = await store.importPath(path.join(dir, 'multi'));
     assert.equal(imgs.length, 1);
     assert.equal(imgs[0]!.architecture, 'amd64');
@@ -238,7 +238,7 @@ test('an index with several platforms: linux/amd64 is picked', async () => {
 /** Imports a good image first, then expects `source` to fail with `code` and the store to be unchanged. */
 async function expectImportFails(dir: string, source: string, code: 'IMAGE_CORRUPT' | 'IMAGE_INVALID', mention?: string): Promise<void> {
   const state = path.join(dir, 'state');
-  const store = new ImageStore(state);
+  const store = imageStoreOn(state);
   // A different image (no blobs in common with the bad ones: a blob already stored is not read from the source).
   await writeOciLayout(path.join(dir, 'good'), [{ config: { ...CONFIG, created: 'good' }, layers: [{ tar: await makeTar([{ name: 'good', content: 'good' }]) }], refName: 'good:1' }]);
   await store.importPath(path.join(dir, 'good'));
@@ -291,13 +291,13 @@ test('unknown layer media types and malformed sources are IMAGE_INVALID; missing
     await expectImportFails(path.join(dir, 's2'), path.join(dir, 'empty'), 'IMAGE_INVALID');
     await fs.writeFile(path.join(dir, 'junk.tar'), 'not a tar at all'.repeat(100));
     await expectImportFails(path.join(dir, 's3'), path.join(dir, 'junk.tar'), 'IMAGE_INVALID');
-    await rejectsWith(new ImageStore(path.join(dir, 's4')).importPath(path.join(dir, 'nope')), 'IMAGE_SOURCE_NOT_FOUND');
+    await rejectsWith(imageStoreOn(path.join(dir, 's4')).importPath(path.join(dir, 'nope')), 'IMAGE_SOURCE_NOT_FOUND');
   });
 });
 
 test('resolution: short names, tags, re-tagging moves a name, id prefixes, ambiguous prefix', async () => {
   await withDir(async (dir) => {
-    const store = new ImageStore(path.join(dir, 'state'));
+    const store = imageStoreOn(path.join(dir, 'state'));
     const layer = await makeTar(L1);
     // Find two configs whose ids share the first hex digit (at most 17 tries by pigeonhole).
     const byFirst = new Map<string, number>();
@@ -339,7 +339,7 @@ test('rootDisk on an image with an unsafe layer: LAYER_UNSAFE, staging removed, 
   await withDir(async (dir) => {
     const evil = await makeTar([{ name: 'evil', type: 'symlink', linkname: '../../../../../../../..' }, { name: 'evil/tmp/boson-pwned', content: 'x' }]);
     await writeOciLayout(path.join(dir, 'evil'), [{ config: CONFIG, layers: [{ tar: evil }], refName: 'evil' }]);
-    const store = new ImageStore(path.join(dir, 'state'));
+    const store = imageStoreOn(path.join(dir, 'state'));
     const [img] = await store.importPath(path.join(dir, 'evil'));
     await rejectsWith(store.rootDisk(img!, { fstype: 'erofs' }), 'LAYER_UNSAFE');
     assert.deepEqual(await fs.readdir(path.join(dir, 'state', 'images', 'tmp')), []);
@@ -350,7 +350,7 @@ test('rootDisk on an image with an unsafe layer: LAYER_UNSAFE, staging removed, 
 
 test('sweepStale removes temporaries of dead processes only', async () => {
   await withDir(async (dir) => {
-    const store = new ImageStore(path.join(dir, 'state'));
+    const store = imageStoreOn(path.join(dir, 'state'));
     const tmp = path.join(dir, 'state', 'images', 'tmp');
     await fs.mkdir(tmp, { recursive: true });
     const pidMax = Number((await fs.readFile('/proc/sys/kernel/pid_max', 'utf8')).trim());
@@ -364,5 +364,26 @@ test('sweepStale removes temporaries of dead processes only', async () => {
     const removed = await store.sweepStale();
     assert.deepEqual(removed.sort(), [dead, `disk-${pidMax + 2}-0123.erofs`, 'index.json.lock'].sort());
     assert.deepEqual(await fs.readdir(tmp), [mine]);
+  });
+});
+
+test('an image index.json from before the state store is imported once and removed', async () => {
+  await withDir(async (dir) => {
+    const state = path.join(dir, 'state');
+    const id = `sha256:${'a'.repeat(64)}`;
+    const image = {
+      id, manifestDigest: `sha256:${'b'.repeat(64)}`, layers: [], size: 0, created: null, architecture: 'amd64', os: 'linux',
+      config: { entrypoint: null, cmd: ['sh'], env: [], workingDir: '', user: '', volumes: [], labels: {}, exposedPorts: [] },
+    };
+    await fs.mkdir(path.join(state, 'images'), { recursive: true });
+    await fs.writeFile(path.join(state, 'images', 'index.json'), JSON.stringify({ version: 1, images: { [id]: image }, refs: { 'localhost/old:1': id, 'docker.io/library/old:2': id } }));
+    const store = imageStoreOn(state);
+    assert.deepEqual(await store.list(), [{ ...image, references: ['docker.io/library/old:2', 'localhost/old:1'] }]);
+    assert.equal((await store.resolve('old:1')).id, id);
+    await assert.rejects(fs.access(path.join(state, 'images', 'index.json')), 'the old index is gone');
+    assert.deepEqual(stateStoreOf(state).list('image').map((r) => r.key), [id]);
+    assert.deepEqual(stateStoreOf(state).list('image-ref').map((r) => [r.key, r.value]), [['docker.io/library/old:2', { id }], ['localhost/old:1', { id }]]);
+    await store.tag('old:1', 'old:3');
+    assert.deepEqual((await imageStoreOn(state).resolve('old:3')).references, ['docker.io/library/old:2', 'localhost/old:1', 'localhost/old:3']);
   });
 });

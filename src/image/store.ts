@@ -1,7 +1,7 @@
 /**
  * The local image store: <stateDir>/images/
  *   blobs/sha256/<hex>   verified blobs (manifests, configs, layers)
- *   index.json           images by id and references -> id (written atomically, under index.lock)
+ *   (images by id and references -> id are records of the state store: kinds image and image-ref)
  *   disks/<chain>.<fs>   flattened root filesystem disks, keyed by layer chain id and filesystem type
  *   tmp/                 temporaries named <kind>-<pid>-<random>, swept when their process is gone
  *   partial/<hex>.<pid>  blob downloads in progress (or interrupted: resumed by the next pull of that blob)
@@ -12,8 +12,7 @@ import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { BosonError, isBosonError, rootlessMode } from '../common/index.ts';
+import { BosonError, isBosonError, isStoreConflict, rootlessMode, type StateStore, type StoreOp } from '../common/index.ts';
 import { uncompressedLayer } from './compression.ts';
 import { ContentStore, copyVerified, digestCheck, digestHex, hashStream } from './content-store.ts';
 // flatten.ts and layout.ts (tar-stream) are loaded when first needed: a pull of an image that is already here needs
@@ -30,11 +29,16 @@ import { flattenToDiskInUserNamespace } from './userns.ts';
 import { isManifestType, layerCompression, type Descriptor, type ImageConfig, type ImageProgress, type ImageRecord, type RootDisk } from './types.ts';
 
 type StoredImage = Omit<ImageRecord, 'references'>;
+/** The image index as read from the store: images by id, references -> id, and the revisions they were read at. */
 interface IndexFile {
-  version: 1;
   images: Record<string, StoredImage>;
   refs: Record<string, string>;
+  revisions: { images: Record<string, number>; refs: Record<string, number> };
 }
+
+/** Store kinds: an image record by id; a reference by its canonical name, with the id it names. */
+const IMAGE = 'image';
+const IMAGE_REF = 'image-ref';
 
 interface ConfigBlob {
   architecture?: string;
@@ -141,22 +145,27 @@ export class ImageStore {
   private readonly content: ContentStore;
   private readonly tmpDir: string;
   private readonly disksDir: string;
-  private readonly indexPath: string;
+  /** The JSON index of versions before the state store: imported once, then removed. */
+  private readonly legacyIndexPath: string;
   private readonly partialDir: string;
   private indexChain: Promise<void> = Promise.resolve();
+  private legacyImported: Promise<void> | undefined;
   private readonly building = new Map<string, Promise<RootDisk>>();
 
   /** Rootless mode: root disks are built in a user namespace (userns.ts). Default: rootlessMode(). */
   readonly rootless: boolean;
 
-  /** Keeps everything under <stateDir>/images; creates nothing until first used. */
-  constructor(stateDir: string, opts: { rootless?: boolean } = {}) {
+  /**
+   * Keeps files under <stateDir>/images and the index in `store` (the host's state store, which the composition
+   * root builds; not closed here); creates nothing until first used.
+   */
+  constructor(private readonly store: StateStore, stateDir: string, opts: { rootless?: boolean } = {}) {
     this.rootless = opts.rootless ?? rootlessMode();
     this.dir = path.join(path.resolve(stateDir), 'images');
     this.content = new ContentStore(path.join(this.dir, 'blobs'));
     this.tmpDir = path.join(this.dir, 'tmp');
     this.disksDir = path.join(this.dir, 'disks');
-    this.indexPath = path.join(this.dir, 'index.json');
+    this.legacyIndexPath = path.join(this.dir, 'index.json');
     this.partialDir = path.join(this.dir, 'partial');
   }
 
@@ -169,15 +178,15 @@ export class ImageStore {
     }
   }
 
-  /** Removes temporaries left by processes that are no longer alive (and a stale index lock). Returns their names. */
+  /** Removes temporaries left by processes that are no longer alive (and an older version's stale index lock). Returns their names. */
   async sweepStale(): Promise<string[]> {
     const removed = await sweepStaleTemps(this.tmpDir);
     // Staging trees of dead processes in the shared tmpfs directory (any store's; not listed in the result).
     await sweepShmStaging();
     try {
-      const pid = Number((await fs.readFile(`${this.indexPath}.lock`, 'utf8')).trim());
+      const pid = Number((await fs.readFile(`${this.legacyIndexPath}.lock`, 'utf8')).trim());
       if (Number.isInteger(pid) && pid > 0 && !pidAlive(pid)) {
-        await fs.rm(`${this.indexPath}.lock`, { force: true });
+        await fs.rm(`${this.legacyIndexPath}.lock`, { force: true });
         removed.push('index.json.lock');
       }
     } catch {
@@ -188,55 +197,92 @@ export class ImageStore {
 
   // ---- index -------------------------------------------------------------------------------------------------
 
+  /** The index, from the store (after importing an older version's index.json, once). */
   private async readIndex(): Promise<IndexFile> {
-    let text: string;
-    try {
-      text = await fs.readFile(this.indexPath, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, images: {}, refs: {} };
-      throw new BosonError('STATE_DIR_UNWRITABLE', `cannot read ${this.indexPath}: ${(err as Error).message}`, { cause: err });
+    await (this.legacyImported ??= this.importLegacyIndex());
+    const index: IndexFile = { images: {}, refs: {}, revisions: { images: {}, refs: {} } };
+    for (const r of this.store.list<StoredImage>(IMAGE)) {
+      index.images[r.key] = r.value;
+      index.revisions.images[r.key] = r.revision;
     }
-    try {
-      return JSON.parse(text) as IndexFile;
-    } catch (err) {
-      throw new BosonError('IMAGE_CORRUPT', `the image index ${this.indexPath} is not valid JSON`, { cause: err });
+    for (const r of this.store.list<{ id: string }>(IMAGE_REF)) {
+      index.refs[r.key] = r.value.id;
+      index.revisions.refs[r.key] = r.revision;
     }
+    return index;
   }
 
-  /** Runs `fn` holding the index lock (in-process queue plus an O_EXCL lock file holding our pid). */
-  private async withIndexLock<T>(fn: (index: IndexFile) => Promise<T>): Promise<T> {
+  /** An index.json from before the state store: its images and names become records (unless there), then it goes. */
+  private async importLegacyIndex(): Promise<void> {
+    let text: string;
+    try {
+      text = await fs.readFile(this.legacyIndexPath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw new BosonError('STATE_DIR_UNWRITABLE', `cannot read ${this.legacyIndexPath}: ${(err as Error).message}`, { cause: err });
+    }
+    let legacy: { images?: Record<string, StoredImage>; refs?: Record<string, string> };
+    try {
+      legacy = JSON.parse(text) as typeof legacy;
+    } catch (err) {
+      throw new BosonError('IMAGE_CORRUPT', `the image index ${this.legacyIndexPath} is not valid JSON`, { cause: err });
+    }
+    const ops: StoreOp[] = [];
+    for (const [id, img] of Object.entries(legacy.images ?? {})) if (!this.store.get(IMAGE, id)) ops.push({ op: 'put', kind: IMAGE, key: id, value: img, expectRevision: 0 });
+    for (const [ref, id] of Object.entries(legacy.refs ?? {})) if (!this.store.get(IMAGE_REF, ref)) ops.push({ op: 'put', kind: IMAGE_REF, key: ref, value: { id }, expectRevision: 0 });
+    try {
+      if (ops.length > 0) this.store.commit(ops);
+    } catch (err) {
+      if (!isStoreConflict(err)) throw err; // another process imported it meanwhile
+    }
+    await fs.rm(this.legacyIndexPath, { force: true });
+  }
+
+  /** Runs `fn` after every earlier index change of this process (the in-process queue). */
+  private async serial<T>(fn: () => Promise<T>): Promise<T> {
     const prev = this.indexChain;
     let release!: () => void;
     this.indexChain = new Promise((r) => (release = r));
     await prev;
-    const lock = `${this.indexPath}.lock`;
     try {
-      for (let i = 0; ; i++) {
-        try {
-          await fs.writeFile(lock, String(process.pid), { flag: 'wx' });
-          break;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-          const pid = Number((await fs.readFile(lock, 'utf8').catch(() => '')).trim());
-          if (Number.isInteger(pid) && pid > 0 && !pidAlive(pid)) await fs.rm(lock, { force: true });
-          else if (i > 3000) throw new BosonError('STATE_DIR_UNWRITABLE', `image index is locked by process ${pid}`);
-          else await sleep(10);
-        }
-      }
-      try {
-        return await fn(await this.readIndex());
-      } finally {
-        await fs.rm(lock, { force: true });
-      }
+      return await fn();
     } finally {
       release();
     }
   }
 
-  private async writeIndex(index: IndexFile): Promise<void> {
-    const tmp = path.join(this.tmpDir, tempName('index', 'json'));
-    await fs.writeFile(tmp, JSON.stringify(index, null, 1));
-    await fs.rename(tmp, this.indexPath);
+  /**
+   * Changes the index: `fn` edits the index it is given, and what it changed is written in one commit, each
+   * record expected at the revision it was read at (and each image a new name points to expected unchanged). When
+   * another process changed one of them first, `fn` runs again on a fresh read.
+   */
+  private async withIndexLock<T>(fn: (index: IndexFile) => Promise<T>): Promise<T> {
+    return this.serial(async () => {
+      for (let attempt = 1; ; attempt++) {
+        const index = await this.readIndex();
+        const before = { images: structuredClone(index.images), refs: { ...index.refs } };
+        const result = await fn(index);
+        const ops: StoreOp[] = [];
+        const rev = index.revisions;
+        for (const [id, img] of Object.entries(index.images)) {
+          if (JSON.stringify(before.images[id]) !== JSON.stringify(img)) ops.push({ op: 'put', kind: IMAGE, key: id, value: img, expectRevision: rev.images[id] ?? 0 });
+        }
+        for (const id of Object.keys(before.images)) if (!(id in index.images)) ops.push({ op: 'delete', kind: IMAGE, key: id, expectRevision: rev.images[id] });
+        const written = new Set(ops.map((o) => o.key));
+        for (const [ref, id] of Object.entries(index.refs)) {
+          if (before.refs[ref] === id) continue;
+          ops.push({ op: 'put', kind: IMAGE_REF, key: ref, value: { id }, expectRevision: rev.refs[ref] ?? 0 });
+          if (!written.has(id)) ops.push({ op: 'check', kind: IMAGE, key: id, expectRevision: rev.images[id] ?? 0 });
+        }
+        for (const ref of Object.keys(before.refs)) if (!(ref in index.refs)) ops.push({ op: 'delete', kind: IMAGE_REF, key: ref, expectRevision: rev.refs[ref] });
+        try {
+          if (ops.length > 0) this.store.commit(ops);
+          return result;
+        } catch (err) {
+          if (!isStoreConflict(err) || attempt >= 100) throw err;
+        }
+      }
+    });
   }
 
   private static withRefs(index: IndexFile, img: StoredImage): ImageRecord {
@@ -288,9 +334,10 @@ export class ImageStore {
           index.images[rec.id] = rec;
           for (const r of refs) index.refs[r] = rec.id;
         }
-        await this.writeIndex(index);
-        opts.onProgress?.({ phase: 'done', current: records.length, total: records.length });
         return records.map(({ rec }) => ImageStore.withRefs(index, rec));
+      }).then((imported) => {
+        opts.onProgress?.({ phase: 'done', current: records.length, total: records.length });
+        return imported;
       });
     } finally {
       await fs.rm(work, { recursive: true, force: true });
@@ -513,7 +560,6 @@ export class ImageStore {
             const { merged } = merge(index);
             index.images[rec.id] = merged;
             if (ref.tag !== null) index.refs[`${ref.name}:${ref.tag}`] = rec.id;
-            await this.writeIndex(index);
             return ImageStore.withRefs(index, merged);
           });
       await fs.rmdir(this.partialDir).catch(() => undefined);
@@ -587,7 +633,6 @@ export class ImageStore {
     return this.withIndexLock(async (index) => {
       if (!index.images[img.id]) throw new BosonError('IMAGE_NOT_FOUND', `no such image: ${source}`, { details: { reference: source } });
       index.refs[name] = img.id;
-      await this.writeIndex(index);
       return ImageStore.withRefs(index, index.images[img.id]!);
     });
   }
@@ -619,7 +664,6 @@ export class ImageStore {
     await this.withIndexLock(async (index) => {
       for (const r of untagged) delete index.refs[r];
       if (deleting) delete index.images[img.id];
-      await this.writeIndex(index);
     });
     if (deleting) await this.collect({ dangling: false });
     return { untagged, deleted: deleting ? img.id : null };
@@ -638,16 +682,19 @@ export class ImageStore {
     await this.ensureDirs();
     await this.sweepStale();
     const result: PruneResult = { images: [], blobs: [], disks: [], partials: [], bytes: 0 };
-    await this.withIndexLock(async (index) => {
-      if (opts.dangling) {
+    if (opts.dangling) {
+      await this.withIndexLock(async (index) => {
+        result.images = [];
         const named = new Set(Object.values(index.refs));
         for (const id of Object.keys(index.images)) {
           if (named.has(id) || (await opts.inUse?.(id))) continue;
           delete index.images[id];
           result.images.push(id);
         }
-        if (result.images.length > 0) await this.writeIndex(index);
-      }
+      });
+    }
+    await this.serial(async () => {
+      const index = await this.readIndex();
       const pulling = (await fs.readdir(this.tmpDir).catch(() => [] as string[])).some((n) => {
         const m = /^pulling-(\d+)-/.exec(n);
         return m !== null && pidAlive(Number(m[1]));

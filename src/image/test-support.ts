@@ -3,11 +3,26 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { isBosonError, type ErrorCode } from '../common/index.ts';
+import { isBosonError, MemoryStateStore, type ErrorCode } from '../common/index.ts';
+import { ImageStore } from './store.ts';
 
 /** A fresh private temp directory; remove it with `fs.rm(dir, { recursive: true, force: true })`. */
 export async function tempDir(prefix = 'boson-image-test-'): Promise<string> {
   return fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), prefix)));
+}
+
+const stores = new Map<string, MemoryStateStore>();
+
+/** The state store of a test's state directory: one in-memory store per directory, shared by every ImageStore on it. */
+export function stateStoreOf(stateDir: string): MemoryStateStore {
+  let store = stores.get(path.resolve(stateDir));
+  if (!store) stores.set(path.resolve(stateDir), (store = new MemoryStateStore()));
+  return store;
+}
+
+/** An image store on `stateDir` with its state store (stateStoreOf): two on one directory share the index, as two processes do. */
+export function imageStoreOn(stateDir: string, opts: { rootless?: boolean } = {}): ImageStore {
+  return new ImageStore(stateStoreOf(stateDir), stateDir, opts);
 }
 
 /** Asserts that `p` rejects with a BosonError of `code`; returns it for further checks. */

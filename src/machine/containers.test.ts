@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ContainerRegistry, newContainerId, type ContainerRecord } from './containers.ts';
-import type { MachineDb } from './store/db.ts';
+import { openStateStore } from './store/sqlite.ts';
 
 function record(name: string): ContainerRecord {
   return {
@@ -18,7 +18,8 @@ function record(name: string): ContainerRecord {
 
 test('on a full disk, changes to records are held, shown by every read, and written once there is room', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-registry-'));
-  const reg = new ContainerRegistry(dir);
+  const store = openStateStore(dir);
+  const reg = new ContainerRegistry(store, dir);
   try {
     await reg.init();
     const a = record('alpha');
@@ -26,7 +27,7 @@ test('on a full disk, changes to records are held, shown by every read, and writ
     await reg.create(a);
     await reg.create(b);
     // SQLite's own "database or disk is full" (SQLITE_FULL), by capping the database at the pages it has.
-    const db = (reg as unknown as { db: MachineDb }).db;
+    const db = store.db;
     db.pragma('wal_checkpoint(TRUNCATE)');
     db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
     const big = { ...a, state: 'exited' as const, exitCode: 3, error: 'x'.repeat(64 * 1024) };
@@ -38,15 +39,18 @@ test('on a full disk, changes to records are held, shown by every read, and writ
     assert.equal(reg.get('alpha').exitCode, 3, 'the held-back change is what reads see');
     assert.throws(() => reg.get('bravo2'), (e: Error & { code?: string }) => e.code === 'CONTAINER_NOT_FOUND', 'removed, although the database still has it');
     assert.deepEqual((await reg.list()).map((r) => r.name), ['alpha']);
-    const stored = (): ContainerRecord => JSON.parse((db.prepare('SELECT record FROM containers WHERE id = ?').get(a.id) as { record: string }).record) as ContainerRecord;
+    const stored = (): ContainerRecord => store.get<ContainerRecord>('container', a.id)!.value;
     assert.equal(stored().exitCode, null, 'not in the database yet');
     assert.equal(reg.recordEvent('container', 'die', a.id, { pad: 'x'.repeat(64 * 1024) }).seq, 0, 'an event the disk has no room for is still returned, unstored');
     db.pragma('max_page_count = 1073741823');
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(stored().exitCode, 3, 'written by the retry');
-    assert.equal((db.prepare('SELECT count(*) AS n FROM containers WHERE id = ?').get(b.id) as { n: number }).n, 0, 'and the removal too');
+    assert.equal(store.get('container', b.id), undefined, 'and the removal too');
+    assert.equal(store.get('container-name', 'bravo'), undefined, 'with its name');
+    assert.equal(store.get('container-name', 'bravo2'), undefined);
   } finally {
     reg.close();
+    store.close();
     await rm(dir, { recursive: true, force: true });
   }
 });

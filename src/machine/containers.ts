@@ -1,20 +1,20 @@
 /**
- * The host's record of its containers, in the machine database: ids, unique names, configuration and last known
- * state. Names are unique by constraint, so two creates cannot take the same name.
+ * The host's record of its containers, in the state store: ids, unique names, configuration and last known state.
+ * A name is a record of its own (kind container-name), created with the container's in one commit that expects
+ * both absent, so two creates cannot take the same name.
  *
  * A full disk under the database does not stop a container's life: a change to an existing record (a stop, an
- * exit, a removal) that SQLite cannot write is kept in memory, shown by every read, and written as soon as the
+ * exit, a removal) that the store cannot write (STORE_FULL) is kept in memory, shown by every read, and written as soon as the
  * disk has room again (retried every second, and on close). A new record is refused with HOST_CAPACITY_EXCEEDED.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { BosonError } from '../common/index.ts';
+import { BosonError, isBosonError, isStoreConflict, type StateStore, type StoreOp } from '../common/index.ts';
 import type { ProcessConfig } from './container-config.ts';
 import type { ContainerState, MountSpec, PortBinding, RestartPolicy } from './port/index.ts';
 
 export type { ContainerState, RestartPolicy };
-import { openMachineDb, type MachineDb } from './store/db.ts';
 
 /** What is known about one container. */
 export interface ContainerRecord {
@@ -86,49 +86,45 @@ export interface MachineEvent {
   attributes: Record<string, string>;
 }
 
-/** SQLite's answer when the disk (or the database's size limit) is full. */
+/** The store's answer when the disk under it is full. */
 function isDiskFull(err: unknown): boolean {
-  return (err as { code?: string }).code === 'SQLITE_FULL';
+  return isBosonError(err, 'STORE_FULL');
 }
 
 /** How often changes the disk had no room for are written again. */
 const UNWRITTEN_RETRY_MS = 1000;
 
-/** Container records in the machine database. */
+/** Store kinds: a container's record by id, and its name (unique: a record of its own, created with it). */
+const CONTAINER = 'container';
+const CONTAINER_NAME = 'container-name';
+
+/** Container records in the state store. */
 export class ContainerRegistry {
   private readonly dir: string;
-  private dbHandle: MachineDb | undefined;
   /** Records changed while the disk was full, by id, newest version; and ids removed then. */
   private readonly unwritten = new Map<string, ContainerRecord>();
   private readonly unremoved = new Set<string>();
   private retryTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly stateDir: string) {
+  /** `store`: the host's state store (the composition root's; not closed here). */
+  constructor(private readonly store: StateStore, private readonly stateDir: string) {
     this.dir = path.join(stateDir, 'containers');
   }
 
-  private get db(): MachineDb {
-    this.dbHandle ??= openMachineDb(this.stateDir);
-    return this.dbHandle;
-  }
-
-  /** Opens the database and creates the directories; STATE_DIR_UNWRITABLE if that is impossible. */
+  /** Creates the containers directory; STATE_DIR_UNWRITABLE if that is impossible. */
   async init(): Promise<void> {
     try {
       await mkdir(this.dir, { recursive: true });
     } catch (cause) {
       throw new BosonError('STATE_DIR_UNWRITABLE', `cannot write container state in ${this.dir}: ${(cause as Error).message}`, { cause });
     }
-    void this.db;
   }
 
-  /** Closes the database (after one more try at writing what a full disk held back). */
+  /** Stops retrying (after one more try at writing what a full disk held back). The store stays open. */
   close(): void {
-    if (this.dbHandle) this.writeHeldBack();
+    this.writeHeldBack();
     clearInterval(this.retryTimer);
     this.retryTimer = undefined;
-    this.dbHandle?.close();
-    this.dbHandle = undefined;
   }
 
   /** The directory holding a container's files (writable layer, log). */
@@ -140,11 +136,14 @@ export class ContainerRegistry {
   async create(record: ContainerRecord): Promise<void> {
     validateContainerName(record.name);
     try {
-      this.db.prepare('INSERT INTO containers (id, name, state, created, record) VALUES (?, ?, ?, ?, ?)').run(record.id, record.name, record.state, record.created, JSON.stringify(record));
+      this.store.commit([
+        { op: 'put', kind: CONTAINER, key: record.id, value: record, expectRevision: 0 },
+        { op: 'put', kind: CONTAINER_NAME, key: record.name, value: { id: record.id }, expectRevision: 0 },
+      ]);
     } catch (cause) {
-      if ((cause as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
-        const owner = this.db.prepare('SELECT id FROM containers WHERE name = ?').get(record.name) as { id: string } | undefined;
-        throw new BosonError('CONTAINER_NAME_IN_USE', `the container name "${record.name}" is already in use by container ${owner?.id.slice(0, 12) ?? '(unknown)'}`);
+      if (isStoreConflict(cause) && cause.storeKind === CONTAINER_NAME) {
+        const owner = this.store.get<{ id: string }>(CONTAINER_NAME, record.name)?.value.id;
+        throw new BosonError('CONTAINER_NAME_IN_USE', `the container name "${record.name}" is already in use by container ${owner?.slice(0, 12) ?? '(unknown)'}`);
       }
       if (isDiskFull(cause)) throw new BosonError('HOST_CAPACITY_EXCEEDED', `the disk holding ${this.stateDir} is full: no room for a new container`, { cause });
       throw cause;
@@ -164,27 +163,55 @@ export class ContainerRegistry {
     }
   }
 
+  /**
+   * Replaces a stored record (last writer wins, as an UPDATE did; nothing when it is gone), moving its name record
+   * along when the name changed: CONTAINER_NAME_IN_USE when the new name is taken.
+   */
   private write(record: ContainerRecord): void {
-    this.db.prepare('UPDATE containers SET name = ?, state = ?, record = ? WHERE id = ?').run(record.name, record.state, JSON.stringify(record), record.id);
+    for (;;) {
+      const current = this.store.get<ContainerRecord>(CONTAINER, record.id);
+      if (!current) return;
+      const ops: StoreOp[] = [{ op: 'put', kind: CONTAINER, key: record.id, value: record, expectRevision: current.revision }];
+      const oldName = current.value.name;
+      if (oldName !== record.name) {
+        const held = this.store.get<{ id: string }>(CONTAINER_NAME, oldName);
+        if (held?.value.id === record.id) ops.push({ op: 'delete', kind: CONTAINER_NAME, key: oldName, expectRevision: held.revision });
+        ops.push({ op: 'put', kind: CONTAINER_NAME, key: record.name, value: { id: record.id }, expectRevision: 0 });
+      }
+      try {
+        this.store.commit(ops);
+        return;
+      } catch (cause) {
+        if (!isStoreConflict(cause)) throw cause;
+        if (cause.storeKind === CONTAINER_NAME && cause.key === record.name) throw new BosonError('CONTAINER_NAME_IN_USE', `the container name "${record.name}" is already in use`);
+        // Another writer changed the record in between: read it again.
+      }
+    }
   }
 
   private retryLater(): void {
     this.retryTimer ??= setInterval(() => this.writeHeldBack(), UNWRITTEN_RETRY_MS).unref();
   }
 
-  /** Writes what a full disk held back, as far as it goes now. */
+  /** Writes what a full disk held back, as far as it goes now (a change that can no longer be written is dropped). */
   private writeHeldBack(): void {
-    try {
-      for (const [id, record] of this.unwritten) {
-        this.write(record);
-        this.unwritten.delete(id);
+    const attempt = (what: string, fn: () => void): boolean => {
+      try {
+        fn();
+        return true;
+      } catch (cause) {
+        if (isDiskFull(cause)) return false;
+        process.emitWarning(`a held-back change of container ${what} cannot be written: ${(cause as Error).message}`);
+        return true;
       }
-      for (const id of this.unremoved) {
-        this.db.prepare('DELETE FROM containers WHERE id = ?').run(id);
-        this.unremoved.delete(id);
-      }
-    } catch (cause) {
-      if (!isDiskFull(cause)) throw cause;
+    };
+    for (const [id, record] of this.unwritten) {
+      if (!attempt(id, () => this.write(record))) break;
+      this.unwritten.delete(id);
+    }
+    for (const id of this.unremoved) {
+      if (!attempt(id, () => this.delete(id))) break;
+      this.unremoved.delete(id);
     }
     if (this.unwritten.size === 0 && this.unremoved.size === 0) {
       clearInterval(this.retryTimer);
@@ -192,9 +219,19 @@ export class ContainerRegistry {
     }
   }
 
-  /** A record as read from the database, with what a full disk held back laid over it. */
-  private overlay(record: ContainerRecord): ContainerRecord | undefined {
-    if (this.unremoved.has(record.id)) return undefined;
+  /** Deletes a record and its name record, in one commit. */
+  private delete(id: string): void {
+    const current = this.store.get<ContainerRecord>(CONTAINER, id);
+    if (!current) return;
+    const name = this.store.get<{ id: string }>(CONTAINER_NAME, current.value.name);
+    const ops: StoreOp[] = [{ op: 'delete', kind: CONTAINER, key: id }];
+    if (name?.value.id === id) ops.push({ op: 'delete', kind: CONTAINER_NAME, key: current.value.name, expectRevision: name.revision });
+    this.store.commit(ops);
+  }
+
+  /** A record as read from the store, with what a full disk held back laid over it. */
+  private overlay(record: ContainerRecord | undefined): ContainerRecord | undefined {
+    if (!record || this.unremoved.has(record.id)) return undefined;
     const held = this.unwritten.get(record.id);
     return held ? structuredClone(held) : record;
   }
@@ -208,7 +245,6 @@ export class ContainerRegistry {
       await this.save(record);
     } catch (cause) {
       record.name = previous;
-      if ((cause as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new BosonError('CONTAINER_NAME_IN_USE', `the container name "${newName}" is already in use`);
       throw cause;
     }
   }
@@ -216,7 +252,7 @@ export class ContainerRegistry {
   /** Deletes a container's record and files (on a full disk the files first, which gives room for the record). */
   async remove(record: ContainerRecord): Promise<void> {
     try {
-      this.db.prepare('DELETE FROM containers WHERE id = ?').run(record.id);
+      this.delete(record.id);
     } catch (cause) {
       if (!isDiskFull(cause)) throw cause;
       this.unremoved.add(record.id);
@@ -231,16 +267,18 @@ export class ContainerRegistry {
   get(ref: string): ContainerRecord {
     const name = ref.replace(/^\//, '');
     if (this.unwritten.size > 0 || this.unremoved.size > 0) {
-      // Held-back changes first: a rename the database does not have yet, a removal it still has.
+      // Held-back changes first: a rename the store does not have yet, a removal it still has.
       const held = [...this.unwritten.values()].find((r) => r.name === name || r.id === ref);
       if (held) return structuredClone(held);
     }
-    const found = (text: string): ContainerRecord | undefined => this.overlay(JSON.parse(text) as ContainerRecord);
-    const byName = this.db.prepare('SELECT record FROM containers WHERE name = ? OR id = ?').get(name, ref) as { record: string } | undefined;
-    const direct = byName ? found(byName.record) : undefined;
-    if (direct && (direct.name === name || direct.id === ref)) return direct;
+    const read = (id: string): ContainerRecord | undefined => this.overlay(this.store.get<ContainerRecord>(CONTAINER, id)?.value);
+    const owner = this.store.get<{ id: string }>(CONTAINER_NAME, name)?.value.id;
+    const byName = owner === undefined ? undefined : read(owner);
+    if (byName && byName.name === name) return byName;
+    const byId = read(ref);
+    if (byId) return byId;
     if (/^[0-9a-f]{1,63}$/.test(ref)) {
-      const rows = (this.db.prepare("SELECT record FROM containers WHERE id LIKE ? || '%' LIMIT 2").all(ref) as Array<{ record: string }>).map((r) => found(r.record)).filter((r) => r !== undefined);
+      const rows = this.store.list<ContainerRecord>(CONTAINER, { prefix: ref }).map((r) => this.overlay(r.value)).filter((r) => r !== undefined);
       if (rows.length === 1) return rows[0]!;
       if (rows.length > 1) throw new BosonError('INVALID_ARGUMENT', `container id prefix ${ref} is ambiguous`);
     }
@@ -249,17 +287,16 @@ export class ContainerRegistry {
 
   /** Every container record, newest first. */
   async list(): Promise<ContainerRecord[]> {
-    const rows = this.db.prepare('SELECT record FROM containers ORDER BY created DESC').all() as Array<{ record: string }>;
-    return rows.map((r) => this.overlay(JSON.parse(r.record) as ContainerRecord)).filter((r) => r !== undefined);
+    const records = this.store.list<ContainerRecord>(CONTAINER).map((r) => this.overlay(r.value)).filter((r) => r !== undefined);
+    return records.sort((a, b) => (a.created < b.created ? 1 : a.created > b.created ? -1 : 0));
   }
 
   /** Appends an event to the event log and returns it; on a full disk it is not stored (seq 0) but still returned. */
   recordEvent(type: MachineEvent['type'], action: string, actorId: string, attributes: Record<string, string>): MachineEvent {
     const timeNano = BigInt(Date.now()) * 1_000_000n;
     try {
-      const info = this.db.prepare('INSERT INTO events (time_ns, type, action, actor_id, attributes) VALUES (?, ?, ?, ?, ?)').run(timeNano, type, action, actorId, JSON.stringify(attributes));
-      this.db.prepare('DELETE FROM events WHERE seq < ?').run(Number(info.lastInsertRowid) - 10_000);
-      return { seq: Number(info.lastInsertRowid), timeNano, type, action, actorId, attributes };
+      const e = this.store.appendEvent({ type, action, actorId, attributes, timeNano });
+      return { seq: e.seq, timeNano, type, action, actorId, attributes };
     } catch (cause) {
       if (!isDiskFull(cause)) throw cause;
       return { seq: 0, timeNano, type, action, actorId, attributes };
@@ -268,8 +305,6 @@ export class ContainerRegistry {
 
   /** Events with sequence numbers above `afterSeq` and times in [sinceNs, untilNs]. */
   events(afterSeq: number, sinceNs?: bigint, untilNs?: bigint): MachineEvent[] {
-    const rows = this.db.prepare('SELECT * FROM events WHERE seq > ? AND time_ns >= ? AND time_ns <= ? ORDER BY seq').safeIntegers(true)
-      .all(afterSeq, sinceNs ?? 0n, untilNs ?? 9_223_372_036_854_775_807n) as Array<{ seq: bigint; time_ns: bigint; type: string; action: string; actor_id: string; attributes: string }>;
-    return rows.map((r) => ({ seq: Number(r.seq), timeNano: r.time_ns, type: r.type as MachineEvent['type'], action: r.action, actorId: r.actor_id, attributes: JSON.parse(r.attributes) as Record<string, string> }));
+    return this.store.events({ afterSeq, sinceNs, untilNs }).map((e) => ({ seq: e.seq, timeNano: e.timeNano, type: e.type as MachineEvent['type'], action: e.action, actorId: e.actorId, attributes: e.attributes }));
   }
 }

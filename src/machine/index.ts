@@ -8,6 +8,7 @@ export { pipeClientStdin, type ExecStatus } from './api/exec-stream.ts';
 export type { MachineEvent } from './containers.ts';
 export { readLog } from './logs.ts';
 export { VolumeManager, type VolumeRecord } from './volumes/index.ts';
+export { SqliteStateStore, openStateStore } from './store/sqlite.ts';
 export type { DaemonOptions, RunningDaemon, DaemonPersonality } from './daemon.ts';
 
 /** Starts the machine daemon (loaded on demand, so that other commands do not pay for the server's modules). */

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PACKAGE_ROOT, isBosonError } from '../common/index.ts';
 import { ImageStore } from '../image/index.ts';
+import { openStateStore } from './store/sqlite.ts';
 import { ContainerRegistry } from './containers.ts';
 import { MachineRuntime } from './runtime.ts';
 import { VolumeManager } from './volumes/index.ts';
@@ -29,9 +30,10 @@ const FAKE_BUNDLE: BootBundle = { kernelPath: '/fake/vmlinuz', kernelRelease: 'f
 /** A runtime over this suite's state directory and a fake VMM; `detached` as a daemon hosts it. */
 function runtimeOn(vmm: FakeVmm, detached: boolean, bootTimeoutMs?: number): MachineRuntime {
   const paths = { stateDir, runDir: path.join(stateDir, 'run'), guestDir: path.join(PACKAGE_ROOT, 'build', 'guest'), rootless: false };
+  const store = openStateStore(stateDir);
   return new MachineRuntime(
     { paths, detached, virtiofsd: '/usr/lib/qemu/virtiofsd', bootTimeoutMs },
-    { registry: new ContainerRegistry(stateDir), images: new ImageStore(stateDir), volumes: new VolumeManager(stateDir), networks: null, vmm, bootBundle: async () => FAKE_BUNDLE },
+    { registry: new ContainerRegistry(store, stateDir), images: new ImageStore(store, stateDir), volumes: new VolumeManager(store, stateDir), networks: null, store, vmm, bootBundle: async () => FAKE_BUNDLE },
   );
 }
 
@@ -59,7 +61,9 @@ const spec = (extra: Partial<ContainerSpec> = {}): ContainerSpec => ({ image: 'b
 before(async () => {
   await access(path.join(LAYOUT, 'index.json'));
   stateDir = await mkdtemp(path.join(os.tmpdir(), 'boson-runtime-'));
-  await new ImageStore(stateDir).importPath(LAYOUT);
+  const store = openStateStore(stateDir);
+  await new ImageStore(store, stateDir).importPath(LAYOUT);
+  store.close();
 });
 after(async () => {
   await rm(stateDir, { recursive: true, force: true });

@@ -14,7 +14,7 @@
 import { EventEmitter } from 'node:events';
 import { mkdir, rm, stat, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { BosonError, isBosonError, silentLogger, toBosonError, type BosonPaths, type Logger } from '../common/index.ts';
+import { BosonError, isBosonError, silentLogger, toBosonError, type BosonPaths, type Logger, type StateStore } from '../common/index.ts';
 import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
 import { bootWithWatchdog, type Vm, type Vmm } from '../vmm/index.ts';
 import type { BootBundle } from '../guest/index.ts';
@@ -114,6 +114,8 @@ export interface RuntimeParts {
   vmm: Vmm;
   /** The guest kernel and initramfs to boot (prepared and cached by the guest layer). */
   bootBundle: () => Promise<BootBundle>;
+  /** The state store the parts share, when the runtime owns it: closed by close(), after the parts. */
+  store?: StateStore;
 }
 
 /** The runtime's observed durations, for /metrics. */
@@ -129,6 +131,7 @@ export class MachineRuntime implements MachineContainers {
   readonly images: ImageStore;
   readonly volumes: VolumeManager;
   private readonly nets: NetworkManager | null;
+  private readonly store: StateStore | undefined;
   /** Emits 'event' with a MachineEvent for every lifecycle change. */
   readonly events = new EventEmitter();
   private readonly live = new Map<string, Live>();
@@ -153,6 +156,7 @@ export class MachineRuntime implements MachineContainers {
     this.nets = parts.networks;
     this.vmm = parts.vmm;
     this.bootBundle = parts.bootBundle;
+    this.store = parts.store;
     this.events.setMaxListeners(0);
     this.diskFull = new DiskFullGuard(this.paths.stateDir, (id, paused) => {
       try {
@@ -226,6 +230,7 @@ export class MachineRuntime implements MachineContainers {
     await this.nets?.close();
     this.registry.close();
     this.volumes.close();
+    this.store?.close();
   }
 
   /**

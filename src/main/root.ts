@@ -4,9 +4,10 @@
  * it needs as arguments; nothing below constructs its own collaborators.
  */
 import path from 'node:path';
+import type { StateStore } from '../common/index.ts';
 import { ImageStore } from '../image/index.ts';
 import { qemuVmm } from '../vmm/index.ts';
-import { ContainerRegistry, MachineRuntime, NetworkManager, VolumeManager, bootBundle, daemonSocketPath, startDaemon } from '../machine/index.ts';
+import { ContainerRegistry, MachineRuntime, NetworkManager, VolumeManager, bootBundle, daemonSocketPath, openStateStore, startDaemon } from '../machine/index.ts';
 import { loadConfig, type HostConfig } from './config.ts';
 import { makeLogger, plainLogger } from './logging.ts';
 import { resolveTcpEndpoint, type Logger, type TcpEndpointRequest } from '../common/index.ts';
@@ -19,16 +20,38 @@ export type RuntimeHosting = 'daemon' | 'embedded';
 /** Builds the runtime of this host for `hosting`, from `config` (default: read from the environment). */
 export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadConfig(), log: Logger = plainLogger()): MachineRuntime {
   const { paths } = config;
-  const registry = new ContainerRegistry(paths.stateDir);
-  const images = new ImageStore(paths.stateDir, { rootless: paths.rootless });
-  const volumes = new VolumeManager(paths.stateDir);
+  // One state store for everything the runtime keeps; the runtime closes it on close().
+  const store = openStateStore(paths.stateDir);
+  const registry = new ContainerRegistry(store, paths.stateDir);
+  const images = new ImageStore(store, paths.stateDir, { rootless: paths.rootless });
+  const volumes = new VolumeManager(store, paths.stateDir);
   const networks = hosting === 'daemon'
-    ? new NetworkManager({ stateDir: paths.stateDir, rootless: paths.rootless, prefix: config.netPrefix, defaultSubnet: config.netSubnet, subnetPool: config.netPool })
+    ? new NetworkManager(store, { stateDir: paths.stateDir, rootless: paths.rootless, prefix: config.netPrefix, defaultSubnet: config.netSubnet, subnetPool: config.netPool })
     : null;
   return new MachineRuntime(
     { paths, detached: hosting === 'daemon', bootTimeoutMs: config.bootTimeoutMs, virtiofsd: config.virtiofsd, debug: config.debug, log },
-    { registry, images, volumes, networks, vmm: qemuVmm, bootBundle: () => bootBundle(paths) },
+    { registry, images, volumes, networks, store, vmm: qemuVmm, bootBundle: () => bootBundle(paths) },
   );
+}
+
+/** The state stores this process opened for the CLI's own reads and writes, by state directory (open until exit). */
+const cliStores = new Map<string, StateStore>();
+
+/** The state store of `stateDir` for a CLI command (one per process; the daemon and other processes share the file). */
+export function openHostStore(stateDir: string): StateStore {
+  let store = cliStores.get(stateDir);
+  if (!store) cliStores.set(stateDir, (store = openStateStore(stateDir)));
+  return store;
+}
+
+/** The image store of `stateDir`, for CLI commands that work on images in their own process (pull, images, rmi...). */
+export function openImageStore(stateDir: string, opts: { rootless?: boolean } = {}): ImageStore {
+  return new ImageStore(openHostStore(stateDir), stateDir, opts);
+}
+
+/** The container records of `stateDir`, for CLI commands that read them in their own process. */
+export function openContainerRegistry(stateDir: string): ContainerRegistry {
+  return new ContainerRegistry(openHostStore(stateDir), stateDir);
 }
 
 /** What `boson up` asks for. */

@@ -4,8 +4,8 @@
  */
 import type { Command } from 'commander';
 import { bosonPaths } from '../../common/index.ts';
-import { ImageStore, type ImageRecord } from '../../image/index.ts';
-import { ContainerRegistry } from '../../machine/index.ts';
+import type { ImageRecord } from '../../image/index.ts';
+import { openContainerRegistry, openImageStore } from '../../main/index.ts';
 import { formatBytes, printJson, printTable, StatusLine } from '../output.ts';
 
 function rows(images: ImageRecord[]): string[][] {
@@ -23,7 +23,7 @@ function rows(images: ImageRecord[]): string[][] {
 }
 
 async function listImages(flags: { json?: boolean; quiet?: boolean }): Promise<void> {
-  const images = await new ImageStore(bosonPaths().stateDir).list();
+  const images = await openImageStore(bosonPaths().stateDir).list();
   if (flags.json) printJson(images);
   else if (flags.quiet) process.stdout.write(images.map((i) => i.id.replace(/^sha256:/, '').slice(0, 12) + '\n').join(''));
   else printTable(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], rows(images));
@@ -31,14 +31,14 @@ async function listImages(flags: { json?: boolean; quiet?: boolean }): Promise<v
 
 /** True when a container record (any state) uses the image: such an image is only removed with --force. */
 async function usedByContainer(stateDir: string): Promise<(id: string) => Promise<boolean>> {
-  const records = await new ContainerRegistry(stateDir).list().catch(() => []);
+  const records = await openContainerRegistry(stateDir).list().catch(() => []);
   const ids = new Set(records.map((r) => r.imageId));
   return async (id) => ids.has(id);
 }
 
 async function removeImages(refs: string[], flags: { force?: boolean; json?: boolean }): Promise<void> {
   const { stateDir } = bosonPaths();
-  const store = new ImageStore(stateDir);
+  const store = openImageStore(stateDir);
   const inUse = await usedByContainer(stateDir);
   const results = [];
   for (const ref of refs) {
@@ -53,11 +53,11 @@ async function removeImages(refs: string[], flags: { force?: boolean; json?: boo
 }
 
 async function tagImage(source: string, target: string): Promise<void> {
-  await new ImageStore(bosonPaths().stateDir).tag(source, target);
+  await openImageStore(bosonPaths().stateDir).tag(source, target);
 }
 
 async function inspectImages(refs: string[]): Promise<void> {
-  const store = new ImageStore(bosonPaths().stateDir);
+  const store = openImageStore(bosonPaths().stateDir);
   const out = [];
   for (const ref of refs) {
     const img = await store.resolve(ref);
@@ -68,7 +68,7 @@ async function inspectImages(refs: string[]): Promise<void> {
 
 async function pruneImages(flags: { json?: boolean }): Promise<void> {
   const { stateDir } = bosonPaths();
-  const r = await new ImageStore(stateDir).prune({ inUse: await usedByContainer(stateDir) });
+  const r = await openImageStore(stateDir).prune({ inUse: await usedByContainer(stateDir) });
   if (flags.json) printJson(r);
   else {
     for (const id of r.images) process.stdout.write(`Deleted image: ${id}\n`);
@@ -90,7 +90,7 @@ export function registerImageCommands(program: Command): void {
     .action(async (source: string, flags: { tag?: string; json?: boolean }) => {
       const status = new StatusLine();
       try {
-        const imported = await new ImageStore(bosonPaths().stateDir).importPath(source, {
+        const imported = await openImageStore(bosonPaths().stateDir).importPath(source, {
           tag: flags.tag,
           onProgress: (e) => status.update(`${e.phase}${e.detail ? ` ${e.detail}` : ''}${e.total ? ` ${e.current ?? 0}/${e.total}` : ''}`),
         });

@@ -9,7 +9,8 @@ import { Writable } from 'node:stream';
 import type cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { BosonError, bosonPaths } from '../../common/index.ts';
-import { CredentialStore, ImageStore, RegistryClient, registryHostName, type ImageProgress } from '../../image/index.ts';
+import { CredentialStore, RegistryClient, registryHostName, type ImageProgress } from '../../image/index.ts';
+import { openImageStore } from '../../main/index.ts';
 
 interface PullFlags {
   platform?: string;
@@ -89,7 +90,7 @@ async function pullProgress(flags: PullFlags): Promise<{ onProgress: ImageProgre
 }
 
 async function pullCommand(reference: string, flags: PullFlags): Promise<void> {
-  const store = new ImageStore(bosonPaths().stateDir);
+  const store = openImageStore(bosonPaths().stateDir);
   const progress = await pullProgress(flags);
   let result;
   try {

@@ -9,7 +9,7 @@
 import type { Command } from 'commander';
 import type { Duplex } from 'node:stream';
 import { BosonError, bosonPaths } from '../../common/index.ts';
-import { ImageStore } from '../../image/index.ts';
+import { openImageStore } from '../../main/index.ts';
 import { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError, localContext, type ContainerSpec, type ExecStatus } from '../../machine/index.ts';
 import { addContainerFlags, containerSpecOf, type ContainerFlags } from '../container-flags.ts';
 import { StatusLine, flushOutput } from '../output.ts';
@@ -47,7 +47,7 @@ async function pullIfMissing(image: string): Promise<void> {
   const paths = bosonPaths();
   const status = new StatusLine();
   try {
-    await new ImageStore(paths.stateDir, { rootless: paths.rootless }).resolveOrPull(image, {
+    await openImageStore(paths.stateDir, { rootless: paths.rootless }).resolveOrPull(image, {
       onStep: (step) => status.update(step),
       onProgress: (e) => {
         if (e.phase === 'warning' && e.detail) status.warn(e.detail);

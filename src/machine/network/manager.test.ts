@@ -10,15 +10,20 @@ import { Resolver } from 'node:dns/promises';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { isBosonError } from '../../common/index.ts';
+import { isBosonError, type StateStore } from '../../common/index.ts';
+import { openStateStore } from '../store/sqlite.ts';
 import { NetworkManager } from './manager.ts';
 
 const prefix = `bu${Math.floor(Math.random() * 0xffff).toString(16).padStart(4, '0')}`;
 const stateDir = await mkdtemp(path.join(os.tmpdir(), 'boson-net-unit-'));
 const opts = { stateDir, prefix, defaultSubnet: '10.242.0.0/24', subnetPool: '10.242.16.0/20' };
 const managers: NetworkManager[] = [];
-const make = (extra: object = {}): NetworkManager => {
-  const m = new NetworkManager({ ...opts, ...extra });
+const stores: StateStore[] = [];
+/** A manager with its own handle on the state directory's store, as a daemon started again has. */
+const make = (extra: { stateDir?: string; rootless?: boolean; prefix?: string } = {}): NetworkManager => {
+  const store = openStateStore(extra.stateDir ?? stateDir);
+  stores.push(store);
+  const m = new NetworkManager(store, { ...opts, ...extra });
   managers.push(m);
   return m;
 };
@@ -36,6 +41,7 @@ const id = (n: number): string => n.toString(16).padStart(4, '0').padEnd(64, 'c'
 
 after(async () => {
   for (const m of managers) await m.teardown().catch(() => undefined);
+  for (const s of stores) s.close();
   execFileSync('sh', ['-c', `for l in $(ip -o link show | awk -F': ' '{print $2}' | grep '^${prefix}'); do ip link del "$l"; done; nft delete table ip ${prefix} 2>/dev/null; true`]);
   await rm(stateDir, { recursive: true, force: true });
   assert.deepEqual(links(), [], 'no links left');

@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { BosonError } from '../../common/index.ts';
+import { BosonError, type StateStore } from '../../common/index.ts';
 import { DnsServer, readResolvConf, type Upstream } from './dns.ts';
 import { renderRemoval, renderRuleset, type FirewallNetwork, type FirewallPort } from './firewall.ts';
 import { ipBatch, listLinks, listRoutes, linkAddresses, nftApply, setSysctl } from './host.ts';
@@ -18,7 +18,7 @@ import {
   type Cidr,
 } from './ipam.ts';
 import { holdPort, holdPorts, type HeldPort, type PortBinding } from './ports.ts';
-import { StateFile, type Endpoint, type NetworkRecord, type NetworkState, type StoredEndpoint } from './state.ts';
+import { NetworkStateStore, type Endpoint, type NetworkRecord, type NetworkState, type StoredEndpoint } from './state.ts';
 
 /** What the daemon asks for when a container joins a network. */
 export interface EndpointRequest {
@@ -36,6 +36,7 @@ export interface EndpointRequest {
 
 /** Options of a NetworkManager. */
 export interface NetworkManagerOptions {
+  /** The state directory: only read for a network/state.json from before the state store (imported once). */
   stateDir: string;
   /** QEMU user-mode networking instead of bridges and taps (for a daemon that is not root). */
   rootless?: boolean;
@@ -92,7 +93,7 @@ function macFor(address: number): string {
 export class NetworkManager {
   readonly rootless: boolean;
   readonly prefix: string;
-  private readonly store: StateFile;
+  private readonly store: NetworkStateStore;
   private state: NetworkState | undefined;
   private readonly dns = new Map<string, DnsServer>();
   private readonly held = new Map<string, HeldPort[]>();
@@ -100,11 +101,12 @@ export class NetworkManager {
   private search: string[] = [];
   private lock: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly opts: NetworkManagerOptions) {
+  /** `store`: the host's state store (the composition root's; not closed here). */
+  constructor(stateStore: StateStore, private readonly opts: NetworkManagerOptions) {
     this.rootless = opts.rootless ?? false;
     this.prefix = opts.prefix ?? 'boson';
     if (!/^[a-z][a-z0-9]{0,5}$/.test(this.prefix)) throw new BosonError('INVALID_ARGUMENT', `invalid network name prefix "${this.prefix}": 1 to 6 lower-case letters or digits, starting with a letter`);
-    this.store = new StateFile(opts.stateDir);
+    this.store = new NetworkStateStore(stateStore, opts.stateDir);
   }
 
   /** The nftables table (family ip) holding all of this manager's rules. */

@@ -11,8 +11,11 @@ import { BosonError } from '../../common/index.ts';
 /** An open machine database. */
 export type MachineDb = Database.Database;
 
+/** A migration: SQL, or a function for what SQL alone cannot do. */
+export type Migration = string | ((db: MachineDb) => void);
+
 /** The migrations, in order; migration N brings the schema from version N to N+1. Never edit a released one. */
-export const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly Migration[] = [
   `CREATE TABLE containers (
      id TEXT PRIMARY KEY,
      name TEXT NOT NULL UNIQUE,
@@ -35,10 +38,47 @@ export const MIGRATIONS: readonly string[] = [
      size_bytes INTEGER NOT NULL,
      labels TEXT NOT NULL
    );`,
+  // One state store (sqlite.ts): records by kind and key with revisions, the change log, the revision counter.
+  // Containers and volumes move into it; a container's name is a record of its own (kind container-name).
+  (db) => {
+    db.exec(`CREATE TABLE records (
+       kind TEXT NOT NULL,
+       key TEXT NOT NULL,
+       value TEXT NOT NULL,
+       revision INTEGER NOT NULL,
+       create_revision INTEGER NOT NULL,
+       PRIMARY KEY (kind, key)
+     ) WITHOUT ROWID;
+     CREATE TABLE changes (
+       revision INTEGER PRIMARY KEY,
+       kind TEXT NOT NULL,
+       key TEXT NOT NULL,
+       type TEXT NOT NULL,
+       value TEXT NOT NULL
+     );
+     CREATE INDEX changes_by_kind ON changes (kind, revision);
+     CREATE TABLE store_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);`);
+    let revision = 0;
+    const put = (kind: string, key: string, value: unknown): void => {
+      revision += 1;
+      const text = JSON.stringify(value);
+      db.prepare('INSERT INTO records (kind, key, value, revision, create_revision) VALUES (?, ?, ?, ?, ?)').run(kind, key, text, revision, revision);
+      db.prepare("INSERT INTO changes (revision, kind, key, type, value) VALUES (?, ?, ?, 'put', ?)").run(revision, kind, key, text);
+    };
+    for (const row of db.prepare('SELECT id, name, record FROM containers ORDER BY created').all() as Array<{ id: string; name: string; record: string }>) {
+      put('container', row.id, JSON.parse(row.record));
+      put('container-name', row.name, { id: row.id });
+    }
+    for (const row of db.prepare('SELECT * FROM volumes ORDER BY created').all() as Array<{ name: string; created: string; anonymous: number; size_bytes: number; labels: string }>) {
+      put('volume', row.name, { name: row.name, created: row.created, anonymous: row.anonymous === 1, sizeBytes: row.size_bytes, labels: JSON.parse(row.labels) as unknown });
+    }
+    db.prepare("INSERT INTO store_meta (name, value) VALUES ('revision', ?)").run(revision);
+    db.exec('DROP TABLE containers; DROP TABLE volumes;');
+  },
 ];
 
 /** Opens (creating and migrating as needed) the machine database of `stateDir`; STATE_DIR_UNWRITABLE on failure. */
-export function openMachineDb(stateDir: string): MachineDb {
+export function openMachineDb(stateDir: string, upTo = MIGRATIONS.length): MachineDb {
   let db: MachineDb;
   try {
     mkdirSync(stateDir, { recursive: true });
@@ -49,16 +89,19 @@ export function openMachineDb(stateDir: string): MachineDb {
   } catch (cause) {
     throw new BosonError('STATE_DIR_UNWRITABLE', `cannot open the state database in ${stateDir}: ${(cause as Error).message}`, { cause });
   }
-  migrate(db);
+  migrate(db, upTo);
   return db;
 }
 
-/** Applies every migration newer than the database's user_version, each in its own transaction. */
-export function migrate(db: MachineDb): void {
+/** Applies every migration newer than the database's user_version (up to `upTo`: tests), each in its own transaction. */
+export function migrate(db: MachineDb, upTo = MIGRATIONS.length): void {
   const current = db.pragma('user_version', { simple: true }) as number;
-  for (let v = current; v < MIGRATIONS.length; v++) {
+  for (let v = current; v < upTo; v++) {
     db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
+      if ((db.pragma('user_version', { simple: true }) as number) !== v) return; // another process was first
+      const m = MIGRATIONS[v]!;
+      if (typeof m === 'string') db.exec(m);
+      else m(db);
       db.pragma(`user_version = ${v + 1}`);
     }).immediate();
   }

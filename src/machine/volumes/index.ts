@@ -7,10 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { BosonError } from '../../common/index.ts';
+import { BosonError, isStoreConflict, type StateStore } from '../../common/index.ts';
 import type { MountSpec } from '../port/index.ts';
 import { createScratchDisk } from '../scratch.ts';
-import { openMachineDb, type MachineDb } from '../store/db.ts';
 
 /** One volume. */
 export interface VolumeRecord {
@@ -54,24 +53,24 @@ export function parseVolumeSpec(spec: string): MountSpec {
   return { type: 'volume', name: source, destination: absolute(dest), readOnly, anonymous: false };
 }
 
+/** What the store keeps of a volume (the mountpoint follows from its name). */
+type StoredVolume = Omit<VolumeRecord, 'mountpoint'>;
+
+/** Store kind of volume records, by name. */
+const VOLUME = 'volume';
+
 /** Volumes on this host. */
 export class VolumeManager {
-  private dbHandle: MachineDb | undefined;
   private readonly dir: string;
 
-  constructor(private readonly stateDir: string) {
+  /** `store`: the host's state store (the composition root's; not closed here). */
+  constructor(private readonly store: StateStore, stateDir: string) {
     this.dir = path.join(stateDir, 'volumes');
   }
 
-  private get db(): MachineDb {
-    this.dbHandle ??= openMachineDb(this.stateDir);
-    return this.dbHandle;
-  }
-
-  /** Closes the database. */
+  /** Nothing to release: the store belongs to the composition root. */
   close(): void {
-    this.dbHandle?.close();
-    this.dbHandle = undefined;
+    /* the store is closed by its owner */
   }
 
   /** The disk file of a volume. */
@@ -79,42 +78,49 @@ export class VolumeManager {
     return path.join(this.dir, name, 'disk.ext4');
   }
 
-  private toRecord(row: { name: string; created: string; anonymous: number; size_bytes: number; labels: string }): VolumeRecord {
-    return { name: row.name, created: row.created, anonymous: row.anonymous === 1, sizeBytes: row.size_bytes, labels: JSON.parse(row.labels) as Record<string, string>, mountpoint: this.diskPath(row.name) };
+  private toRecord(v: StoredVolume): VolumeRecord {
+    return { name: v.name, created: v.created, anonymous: v.anonymous, sizeBytes: v.sizeBytes, labels: v.labels, mountpoint: this.diskPath(v.name) };
   }
 
   /** Creates a volume (a random name when `name` is empty); like Docker, creating an existing name returns it. */
   async create(name: string, opts: { labels?: Record<string, string>; sizeBytes?: number; anonymous?: boolean } = {}): Promise<VolumeRecord> {
     const volumeName = name || randomBytes(32).toString('hex');
     if (!VOLUME_NAME.test(volumeName)) throw new BosonError('INVALID_ARGUMENT', `invalid volume name ${JSON.stringify(volumeName)}`);
-    const existing = this.db.prepare('SELECT * FROM volumes WHERE name = ?').get(volumeName) as Parameters<VolumeManager['toRecord']>[0] | undefined;
-    if (existing) return this.toRecord(existing);
+    const existing = this.store.get<StoredVolume>(VOLUME, volumeName);
+    if (existing) return this.toRecord(existing.value);
     const sizeBytes = opts.sizeBytes ?? DEFAULT_VOLUME_BYTES;
     await mkdir(path.dirname(this.diskPath(volumeName)), { recursive: true });
     await rm(this.diskPath(volumeName), { force: true });
     await createScratchDisk(this.diskPath(volumeName), sizeBytes);
-    const created = new Date().toISOString();
-    this.db.prepare('INSERT INTO volumes (name, created, anonymous, size_bytes, labels) VALUES (?, ?, ?, ?, ?)').run(volumeName, created, opts.anonymous ? 1 : 0, sizeBytes, JSON.stringify(opts.labels ?? {}));
-    return { name: volumeName, created, anonymous: opts.anonymous ?? false, sizeBytes, labels: opts.labels ?? {}, mountpoint: this.diskPath(volumeName) };
+    const stored: StoredVolume = { name: volumeName, created: new Date().toISOString(), anonymous: opts.anonymous ?? false, sizeBytes, labels: opts.labels ?? {} };
+    try {
+      this.store.put(VOLUME, volumeName, stored, { expectRevision: 0 });
+    } catch (err) {
+      // Created by another process meanwhile (a race the old UNIQUE constraint failed on): theirs it is.
+      const theirs = isStoreConflict(err) ? this.store.get<StoredVolume>(VOLUME, volumeName) : undefined;
+      if (!theirs) throw err;
+      return this.toRecord(theirs.value);
+    }
+    return this.toRecord(stored);
   }
 
-  /** All volumes. */
+  /** All volumes, oldest first. */
   list(): VolumeRecord[] {
-    return (this.db.prepare('SELECT * FROM volumes ORDER BY created').all() as Array<Parameters<VolumeManager['toRecord']>[0]>).map((r) => this.toRecord(r));
+    return this.store.list<StoredVolume>(VOLUME).map((r) => this.toRecord(r.value)).sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : 0));
   }
 
   /** One volume; VOLUME_NOT_FOUND otherwise. */
   get(name: string): VolumeRecord {
-    const row = this.db.prepare('SELECT * FROM volumes WHERE name = ?').get(name) as Parameters<VolumeManager['toRecord']>[0] | undefined;
-    if (!row) throw new BosonError('VOLUME_NOT_FOUND', `no such volume: ${name}`);
-    return this.toRecord(row);
+    const r = this.store.get<StoredVolume>(VOLUME, name);
+    if (!r) throw new BosonError('VOLUME_NOT_FOUND', `no such volume: ${name}`);
+    return this.toRecord(r.value);
   }
 
   /** Removes a volume unless `usedBy` names a container that refers to it (VOLUME_IN_USE). */
   async remove(name: string, usedBy: string[]): Promise<void> {
     this.get(name);
     if (usedBy.length > 0) throw new BosonError('VOLUME_IN_USE', `volume ${name} is in use by container ${usedBy.map((c) => c.slice(0, 12)).join(', ')}`);
-    this.db.prepare('DELETE FROM volumes WHERE name = ?').run(name);
+    this.store.delete(VOLUME, name);
     await rm(path.dirname(this.diskPath(name)), { recursive: true, force: true });
   }
 
