@@ -14,6 +14,7 @@ import { ImageStore } from '../image/index.ts';
 import { ContainerRegistry } from './containers.ts';
 import { MachineRuntime } from './runtime.ts';
 import { VolumeManager } from './volumes/index.ts';
+import { ImageService } from './images.ts';
 import { localContext, type ContainerSpec } from './port/index.ts';
 
 const LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
@@ -22,9 +23,10 @@ let stateDir: string;
 
 function embedded(): MachineRuntime {
   const paths = { stateDir, runDir: path.join(stateDir, 'run'), guestDir: path.join(PACKAGE_ROOT, 'build', 'guest'), rootless: false };
+  const images = new ImageStore(stateDir);
   return new MachineRuntime(
     { paths, detached: false, virtiofsd: '/usr/lib/qemu/virtiofsd' },
-    { registry: new ContainerRegistry(stateDir), images: new ImageStore(stateDir), volumes: new VolumeManager(stateDir), networks: null },
+    { registry: new ContainerRegistry(stateDir), images, imageService: new ImageService(images, { spoolDir: path.join(stateDir, 'tmp') }), volumes: new VolumeManager(stateDir), networks: null },
   );
 }
 
