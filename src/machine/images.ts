@@ -16,7 +16,10 @@ import type { Image, ImageInspect, ImagePruneResult, ImagePullRequest, ImagePull
 
 /** What the image service is built from. */
 export interface ImageServiceOptions {
-  /** The ids of the images containers use (any state); asked before an image is removed or pruned. */
+  /**
+   * The ids of the images containers use (any state); asked before an image is removed or pruned. Without it the
+   * service serves pulls, imports, lists and inspection only, and refuses to remove or prune.
+   */
   imagesInUse?: () => Promise<Set<string>>;
   /** Where an imported tar stream is spooled before it is read (a directory on the state disk). */
   spoolDir: string;
@@ -87,7 +90,9 @@ export class ImageService implements MachineImages {
 
   /** A check of "does a container use this image", from one snapshot of the containers. */
   private async inUse(): Promise<(id: string) => Promise<boolean>> {
+    const { imagesInUse } = this.options;
+    if (!imagesInUse) throw new BosonError('INTERNAL', 'this image service does not know the containers: it cannot remove or prune images');
     let used: Promise<Set<string>> | undefined;
-    return async (id) => (await (used ??= this.options.imagesInUse?.() ?? Promise.resolve(new Set<string>()))).has(id);
+    return async (id) => (await (used ??= imagesInUse())).has(id);
   }
 }

@@ -1,3 +1,4 @@
 /** Public surface of src/main: the composition root (configuration in, built implementations out). */
-export { buildRuntime, buildImages, startHostDaemon, loadConfig, type HostConfig, type RuntimeHosting, type DaemonRequest } from './root.ts';
+export { buildRuntime, startHostDaemon, loadConfig, type HostConfig, type RuntimeHosting, type DaemonRequest } from './root.ts';
 export { SETTINGS, type Setting } from './config.ts';
+export { buildImages } from './images.ts';

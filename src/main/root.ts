@@ -13,23 +13,12 @@ export { loadConfig, type HostConfig };
 /** How a runtime is hosted: by a daemon (VMs outlive it) or embedded in a CLI process (VMs die with it). */
 export type RuntimeHosting = 'daemon' | 'embedded';
 
-/** The image service over this host's store; the images containers use come from `registry` (opened only when asked). */
-function imageService(config: HostConfig, images: ImageStore, registry: () => ContainerRegistry): ImageService {
-  const { paths } = config;
+/** The image service over this host's store; the images containers use come from `registry`. */
+function imageService(config: HostConfig, images: ImageStore, registry: ContainerRegistry): ImageService {
   return new ImageService(images, {
-    spoolDir: path.join(paths.stateDir, 'tmp'),
-    imagesInUse: async () => new Set((await registry().list().catch(() => [])).map((r) => r.imageId)),
+    spoolDir: path.join(config.paths.stateDir, 'tmp'),
+    imagesInUse: async () => new Set((await registry.list().catch(() => [])).map((r) => r.imageId)),
   });
-}
-
-/**
- * Builds this host's images alone, without the runtime (the CLI's image commands when no daemon runs: a pull opens
- * neither the container state nor anything of the VMM).
- */
-export function buildImages(config: HostConfig = loadConfig()): ImageService {
-  const images = new ImageStore(config.paths.stateDir, { rootless: config.paths.rootless });
-  let registry: ContainerRegistry | undefined;
-  return imageService(config, images, () => (registry ??= new ContainerRegistry(config.paths.stateDir)));
 }
 
 /** Builds the runtime of this host for `hosting`, from `config` (default: read from the environment). */
@@ -43,7 +32,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
     : null;
   return new MachineRuntime(
     { paths, detached: hosting === 'daemon', bootTimeoutMs: config.bootTimeoutMs, virtiofsd: config.virtiofsd, debug: config.debug },
-    { registry, images, imageService: imageService(config, images, () => registry), volumes, networks },
+    { registry, images, imageService: imageService(config, images, registry), volumes, networks },
   );
 }
 
