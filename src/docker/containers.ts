@@ -3,7 +3,7 @@
  * CreateRequest, and container records turned into `GET /containers/json` summaries and `GET
  * /containers/{id}/json` inspect documents. What Boson cannot honour is refused here, by name.
  */
-import { parseRestartPolicy, parseVolumeSpec, statusText, validateContainerName, type ContainerRecord, type ContainerSpec, type MachineRuntime, type MountSpec, type PortBinding } from '../machine/index.ts';
+import { localContext, parseRestartPolicy, parseVolumeSpec, statusText, validateContainerName, type ContainerRecord, type ContainerSpec, type MachineRuntime, type MountSpec, type PortBinding } from '../machine/index.ts';
 import { isBosonError } from '../common/index.ts';
 import { badRequest, notSupported } from './errors.ts';
 import { familiarName, unixSeconds, withSha, ZERO_TIME } from './format.ts';
@@ -233,7 +233,7 @@ export function containerSummary(service: MachineRuntime, r: ContainerRecord, no
 
 /** A `GET /containers/{id}/json` document. */
 export async function containerInspect(service: MachineRuntime, r: ContainerRecord): Promise<Obj> {
-  const image = await service.images.resolve(r.imageId).catch(() => null);
+  const image = await service.imageService.inspect(localContext('docker'), r.imageId).catch(() => null);
   const ep = image?.config.entrypoint ?? [];
   const argv = r.config.argv;
   const split = ep.length > 0 && ep.length <= argv.length && ep.every((s, i) => argv[i] === s);

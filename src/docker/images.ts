@@ -1,21 +1,21 @@
 /**
  * Images in Docker's shapes (`GET /images/json`, `GET /images/{name}/json`) and the pull progress stream of
- * `POST /images/create`, over the machine's ImageStore.
+ * `POST /images/create`, over the machine's images (the port's MachineImages).
  */
 import type { ServerResponse } from 'node:http';
 import { toBosonError } from '../common/index.ts';
-import { remoteReference, registryHostName, RegistryClient, type ImageRecord, type ImageProgress } from '../image/index.ts';
-import type { MachineRuntime } from '../machine/index.ts';
+import { remoteReference, registryHostName, RegistryClient } from '../image/index.ts';
+import { localContext, type Image, type ImageProgressListener, type MachineRuntime } from '../machine/index.ts';
 import { badRequest, DockerError, dockerErrorOf } from './errors.ts';
 import { familiarName, unixSeconds, withSha } from './format.ts';
 import { sendError } from './http.ts';
 
 type Obj = Record<string, unknown>;
 
-const repoTags = (img: ImageRecord): string[] => img.references.map(familiarName);
+const repoTags = (img: Image): string[] => img.references.map(familiarName);
 
 /** A `GET /images/json` entry. */
-export function imageSummary(img: ImageRecord, containers = -1): Obj {
+export function imageSummary(img: Image, containers = -1): Obj {
   return {
     Id: withSha(img.id),
     ParentId: '',
@@ -30,7 +30,7 @@ export function imageSummary(img: ImageRecord, containers = -1): Obj {
 }
 
 /** A `GET /images/{name}/json` document. */
-export function imageInspect(img: ImageRecord): Obj {
+export function imageInspect(img: Image): Obj {
   const volumes: Obj = {};
   for (const v of img.config.volumes) volumes[v] = {};
   return {
@@ -104,7 +104,7 @@ export async function pullStream(service: MachineRuntime, res: ServerResponse, r
   const seen = new Set<string>();
   const lastShown = new Map<string, number>();
   const layers: string[] = [];
-  const onProgress: ImageProgress = (e) => {
+  const onProgress: ImageProgressListener = (e) => {
     const id = short(e.detail);
     switch (e.phase) {
       case 'download': {
@@ -140,13 +140,10 @@ export async function pullStream(service: MachineRuntime, res: ServerResponse, r
     }
   };
   // Docker says "up to date" only when the name already pointed at the image.
-  const had = await service.images.resolve(ref.canonical).then(() => true, () => false);
+  const ctx = localContext('docker');
+  const had = await service.imageService.inspect(ctx, ref.canonical).then(() => true, () => false);
   try {
-    const result = await service.images.pull(reference, {
-      platform: opts.platform || undefined,
-      onProgress,
-      registry: opts.auth ? { credentials: async () => opts.auth } : undefined,
-    });
+    const result = await service.imageService.pull(ctx, { reference, platform: opts.platform || undefined, ...(opts.auth ? { auth: opts.auth } : {}) }, onProgress);
     for (const id of layers) write({ status: 'Pull complete', progressDetail: {}, id });
     write({ status: `Digest: ${result.digest}` });
     write({ status: `Status: ${had && result.upToDate ? 'Image is up to date for' : 'Downloaded newer image for'} ${display}` });

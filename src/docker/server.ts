@@ -123,7 +123,7 @@ export class DockerApi {
       let records = await s.records(all);
       if (filters.size > 0) {
         const ancestors = new Map<string, string | null>();
-        for (const v of filters.get('ancestor') ?? []) ancestors.set(v, await s.images.resolve(v).then((i) => withSha(i.id), () => null));
+        for (const v of filters.get('ancestor') ?? []) ancestors.set(v, await s.imageService.inspect(LOCAL, v).then((i) => withSha(i.id), () => null));
         records = records.filter((r) => matchesFilters(r, filters, (ref) => ancestors.get(ref) ?? null));
       }
       const limit = Number(query.get('limit') ?? -1);
@@ -377,7 +377,7 @@ export class DockerApi {
     // ---- images ---------------------------------------------------------------------------------------------
     this.on('GET', '/images/json', async ({ res, query }) => {
       const filters = parseFilters(query, ['dangling', 'reference', 'label', 'before', 'since']);
-      let images = await s.images.list();
+      let images = await s.imageService.list(LOCAL);
       const refs = filters.get('reference') ?? [];
       if (refs.length > 0) images = images.filter((i) => i.references.some((r) => refs.some((f) => referenceMatches(familiarName(r), f))));
       const dangling = filters.get('dangling')?.[0];
@@ -397,13 +397,12 @@ export class DockerApi {
       await pullStream(s, res, reference, { platform: query.get('platform') ?? undefined, auth: registryAuth(req.headers['x-registry-auth']) });
     });
     this.on('POST', '/images/prune', async ({ res }) => {
-      const inUse = await this.imagesInUse();
-      const r = await s.images.prune({ inUse: (id) => inUse.has(id) });
+      const r = await s.imageService.prune(LOCAL);
       sendJson(res, 200, { ImagesDeleted: r.images.map((id) => ({ Deleted: withSha(id) })), SpaceReclaimed: r.bytes });
     });
-    this.on('GET', '/images/(.+)/json', async ({ res, params }) => sendJson(res, 200, imageInspect(await s.images.resolve(params[0]!))));
+    this.on('GET', '/images/(.+)/json', async ({ res, params }) => sendJson(res, 200, imageInspect(await s.imageService.inspect(LOCAL, params[0]!))));
     this.on('GET', '/images/(.+)/history', async ({ res, params }) => {
-      const img = await s.images.resolve(params[0]!);
+      const img = await s.imageService.inspect(LOCAL, params[0]!);
       const created = img.created ? Math.floor(Date.parse(img.created) / 1000) : 0;
       sendJson(res, 200, img.layers.map((l, i) => ({ Id: i === img.layers.length - 1 ? withSha(img.id) : '<missing>', Created: created, CreatedBy: '', Tags: i === img.layers.length - 1 ? img.references.map(familiarName) : null, Size: l.size, Comment: '' })).reverse());
     });
@@ -411,15 +410,14 @@ export class DockerApi {
       const repo = query.get('repo');
       if (!repo) throw badRequest('repository name (repo) is required');
       const tag = query.get('tag') || 'latest';
-      await s.images.tag(params[0]!, `${normalizeDockerRepo(repo)}:${tag}`);
+      await s.imageService.tag(LOCAL, params[0]!, `${normalizeDockerRepo(repo)}:${tag}`);
       sendEmpty(res, 201);
     });
     this.on('POST', '/images/(.+)/push', () => {
       throw notSupported('docker push', 'Boson keeps flattened micro-VM root disks, not pushable layers');
     });
     this.on('DELETE', '/images/(.+)', async ({ res, params, query }) => {
-      const inUse = await this.imagesInUse();
-      const r = await s.images.remove(params[0]!, { force: flag(query, 'force'), inUse: (id) => inUse.has(id) });
+      const r = await s.imageService.remove(LOCAL, params[0]!, { force: flag(query, 'force') });
       sendJson(res, 200, [...r.untagged.map((u) => ({ Untagged: familiarName(u) })), ...(r.deleted ? [{ Deleted: withSha(r.deleted) }] : [])]);
     });
 
@@ -520,10 +518,6 @@ export class DockerApi {
       await s.volumes.remove(name, users);
       sendEmpty(res, 204);
     });
-  }
-
-  private async imagesInUse(): Promise<Set<string>> {
-    return new Set((await this.service.records(true)).map((r) => r.imageId));
   }
 
   private runningRecord(ref: string): ContainerRecord {

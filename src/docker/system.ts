@@ -5,7 +5,7 @@ import os from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BosonPaths } from '../common/index.ts';
 import type { MachineEvent, MachineRuntime } from '../machine/index.ts';
-import { hostCpuCount } from '../machine/index.ts';
+import { hostCpuCount, localContext } from '../machine/index.ts';
 import { badRequest } from './errors.ts';
 import { API_VERSION, MIN_API_VERSION, parseFilters } from './http.ts';
 import { containerSummary } from './containers.ts';
@@ -42,7 +42,7 @@ export function versionInfo(): Obj {
 /** `GET /info`. */
 export async function systemInfo(service: MachineRuntime, paths: BosonPaths): Promise<Obj> {
   const records = await service.records(true);
-  const images = await service.images.list();
+  const images = await service.imageService.list(localContext('docker'));
   const count = (s: string): number => records.filter((r) => r.state === s).length;
   return {
     ID: 'boson',
@@ -109,7 +109,7 @@ export async function systemInfo(service: MachineRuntime, paths: BosonPaths): Pr
 /** `GET /system/df`. */
 export async function diskUsage(service: MachineRuntime): Promise<Obj> {
   const records = await service.records(true);
-  const images = await service.images.list();
+  const images = await service.imageService.list(localContext('docker'));
   const volumes = service.volumes.list();
   const volumeRows = [];
   for (const v of volumes) {
