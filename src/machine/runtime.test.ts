@@ -19,6 +19,7 @@ import { MachineRuntime } from './runtime.ts';
 import { VolumeManager } from './volumes/index.ts';
 import { localContext, type ContainerSpec, type StreamSink } from './port/index.ts';
 import { FakeVmm } from './fake-vmm.ts';
+import { ImageService } from './images.ts';
 import type { BootBundle } from '../guest/index.ts';
 
 const LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
@@ -31,9 +32,10 @@ const FAKE_BUNDLE: BootBundle = { kernelPath: '/fake/vmlinuz', kernelRelease: 'f
 function runtimeOn(vmm: FakeVmm, detached: boolean, bootTimeoutMs?: number): MachineRuntime {
   const paths = { stateDir, runDir: path.join(stateDir, 'run'), guestDir: path.join(PACKAGE_ROOT, 'build', 'guest'), rootless: false };
   const store = openStateStore(stateDir);
+  const images = new ImageStore(store, stateDir);
   return new MachineRuntime(
     { paths, detached, virtiofsd: '/usr/lib/qemu/virtiofsd', bootTimeoutMs },
-    { registry: new ContainerRegistry(store, stateDir), images: new ImageStore(store, stateDir), volumes: new VolumeManager(store, stateDir), networks: null, store, vmm, bootBundle: async () => FAKE_BUNDLE },
+    { registry: new ContainerRegistry(store, stateDir), images, imageService: new ImageService(images, { spoolDir: path.join(stateDir, 'tmp') }), volumes: new VolumeManager(store, stateDir), networks: null, store, vmm, bootBundle: async () => FAKE_BUNDLE },
   );
 }
 

@@ -27,6 +27,7 @@ import { randomContainerName } from './names.ts';
 import { createScratchDisk } from './scratch.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import type { VolumeManager } from './volumes/index.ts';
+import type { ImageService } from './images.ts';
 import { checkHostCapacity } from './capacity.ts';
 import { DiskFullGuard } from './disk-full.ts';
 import { DEFAULT_NETWORK, publishAllPorts, type Endpoint, type NetworkManager } from './network/index.ts';
@@ -107,6 +108,8 @@ export interface RuntimeOptions {
 export interface RuntimeParts {
   registry: ContainerRegistry;
   images: ImageStore;
+  /** The image half of the port over `images` (what the REST API, the Docker personality and the CLI use). */
+  imageService: ImageService;
   volumes: VolumeManager;
   /** The host's networks; null where containers get none (an embedded runtime). */
   networks: NetworkManager | null;
@@ -129,6 +132,8 @@ export interface RuntimeMetrics {
 export class MachineRuntime implements MachineContainers {
   readonly registry: ContainerRegistry;
   readonly images: ImageStore;
+  /** The machine's images, as the port has them. */
+  readonly imageService: ImageService;
   readonly volumes: VolumeManager;
   private readonly nets: NetworkManager | null;
   private readonly store: StateStore | undefined;
@@ -152,6 +157,7 @@ export class MachineRuntime implements MachineContainers {
     this.log = options.log ?? silentLogger;
     this.registry = parts.registry;
     this.images = parts.images;
+    this.imageService = parts.imageService;
     this.volumes = parts.volumes;
     this.nets = parts.networks;
     this.vmm = parts.vmm;

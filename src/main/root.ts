@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { StateStore } from '../common/index.ts';
 import { ImageStore } from '../image/index.ts';
 import { qemuVmm } from '../vmm/index.ts';
-import { ContainerRegistry, MachineRuntime, NetworkManager, VolumeManager, bootBundle, daemonSocketPath, openStateStore, startDaemon } from '../machine/index.ts';
+import { ContainerRegistry, ImageService, MachineRuntime, NetworkManager, VolumeManager, bootBundle, daemonSocketPath, openStateStore, startDaemon } from '../machine/index.ts';
 import { loadConfig, type HostConfig } from './config.ts';
 import { makeLogger, plainLogger } from './logging.ts';
 import { resolveTcpEndpoint, type Logger, type TcpEndpointRequest } from '../common/index.ts';
@@ -16,6 +16,14 @@ export { loadConfig, type HostConfig };
 
 /** How a runtime is hosted: by a daemon (VMs outlive it) or embedded in a CLI process (VMs die with it). */
 export type RuntimeHosting = 'daemon' | 'embedded';
+
+/** The image service over this host's store; the images containers use come from `registry`. */
+function imageService(config: HostConfig, images: ImageStore, registry: ContainerRegistry): ImageService {
+  return new ImageService(images, {
+    spoolDir: path.join(config.paths.stateDir, 'tmp'),
+    imagesInUse: async () => new Set((await registry.list().catch(() => [])).map((r) => r.imageId)),
+  });
+}
 
 /** Builds the runtime of this host for `hosting`, from `config` (default: read from the environment). */
 export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadConfig(), log: Logger = plainLogger()): MachineRuntime {
@@ -30,7 +38,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
     : null;
   return new MachineRuntime(
     { paths, detached: hosting === 'daemon', bootTimeoutMs: config.bootTimeoutMs, virtiofsd: config.virtiofsd, debug: config.debug, log },
-    { registry, images, volumes, networks, store, vmm: qemuVmm, bootBundle: () => bootBundle(paths) },
+    { registry, images, imageService: imageService(config, images, registry), volumes, networks, store, vmm: qemuVmm, bootBundle: () => bootBundle(paths) },
   );
 }
 

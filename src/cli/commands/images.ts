@@ -1,14 +1,28 @@
 /**
- * The local image store: `boson images` / `image ls`, `image import`, `image inspect`, `rmi` / `image rm`, `tag` /
- * `image tag`, `image prune`.
+ * The machine's images: `boson images` / `image ls`, `image import`, `image inspect`, `rmi` / `image rm`, `tag` /
+ * `image tag`, `image prune`; through the daemon when one runs, else embedded (see ../machine.ts).
  */
+import { statSync, createReadStream } from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { bosonPaths } from '../../common/index.ts';
-import type { ImageRecord } from '../../image/index.ts';
-import { openContainerRegistry, openImageStore } from '../../main/index.ts';
+import { MachineClient, RemoteImages, daemonSocketPath, localContext, type Image } from '../../machine/index.ts';
+import { daemonAnswers, imageMachine, type ImageMachine } from '../machine.ts';
 import { formatBytes, printJson, printTable, StatusLine } from '../output.ts';
 
-function rows(images: ImageRecord[]): string[][] {
+/**
+ * The images with what containers use known (for rmi and prune): the daemon's, or, without one, the image service
+ * of a runtime embedded in this process (which only reads the container records).
+ */
+async function imagesWithContainers(): Promise<ImageMachine & { close(): Promise<void> }> {
+  const client = new MachineClient(daemonSocketPath(bosonPaths()));
+  if (await daemonAnswers(client)) return { images: new RemoteImages(client), remote: true, ctx: localContext(), close: async () => undefined };
+  const { buildRuntime } = await import('../../main/index.ts');
+  const runtime = buildRuntime('embedded');
+  return { images: runtime.imageService, remote: false, ctx: localContext(), close: () => runtime.close() };
+}
+
+function rows(images: Image[]): string[][] {
   const out: string[][] = [];
   for (const img of images) {
     const refs = img.references.length > 0 ? img.references : ['<none>:<none>'];
@@ -23,56 +37,83 @@ function rows(images: ImageRecord[]): string[][] {
 }
 
 async function listImages(flags: { json?: boolean; quiet?: boolean }): Promise<void> {
-  const images = await openImageStore(bosonPaths().stateDir).list();
-  if (flags.json) printJson(images);
-  else if (flags.quiet) process.stdout.write(images.map((i) => i.id.replace(/^sha256:/, '').slice(0, 12) + '\n').join(''));
-  else printTable(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], rows(images));
-}
-
-/** True when a container record (any state) uses the image: such an image is only removed with --force. */
-async function usedByContainer(stateDir: string): Promise<(id: string) => Promise<boolean>> {
-  const records = await openContainerRegistry(stateDir).list().catch(() => []);
-  const ids = new Set(records.map((r) => r.imageId));
-  return async (id) => ids.has(id);
+  const { images, ctx } = await imageMachine();
+  const list = await images.list(ctx);
+  if (flags.json) printJson(list);
+  else if (flags.quiet) process.stdout.write(list.map((i) => i.id.replace(/^sha256:/, '').slice(0, 12) + '\n').join(''));
+  else printTable(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'], rows(list));
 }
 
 async function removeImages(refs: string[], flags: { force?: boolean; json?: boolean }): Promise<void> {
-  const { stateDir } = bosonPaths();
-  const store = openImageStore(stateDir);
-  const inUse = await usedByContainer(stateDir);
-  const results = [];
-  for (const ref of refs) {
-    const r = await store.remove(ref, { force: flags.force, inUse });
-    results.push({ reference: ref, ...r });
-    if (!flags.json) {
-      for (const u of r.untagged) process.stdout.write(`Untagged: ${u}\n`);
-      if (r.deleted) process.stdout.write(`Deleted: ${r.deleted}\n`);
+  const machine = await imagesWithContainers();
+  try {
+    const results = [];
+    for (const ref of refs) {
+      const r = await machine.images.remove(machine.ctx, ref, { force: flags.force });
+      results.push({ reference: ref, ...r });
+      if (!flags.json) {
+        for (const u of r.untagged) process.stdout.write(`Untagged: ${u}\n`);
+        if (r.deleted) process.stdout.write(`Deleted: ${r.deleted}\n`);
+      }
     }
+    if (flags.json) printJson(results);
+  } finally {
+    await machine.close();
   }
-  if (flags.json) printJson(results);
 }
 
 async function tagImage(source: string, target: string): Promise<void> {
-  await openImageStore(bosonPaths().stateDir).tag(source, target);
+  const { images, ctx } = await imageMachine();
+  await images.tag(ctx, source, target);
 }
 
 async function inspectImages(refs: string[]): Promise<void> {
-  const store = openImageStore(bosonPaths().stateDir);
+  const { images, ctx } = await imageMachine();
   const out = [];
-  for (const ref of refs) {
-    const img = await store.resolve(ref);
-    out.push({ ...img, configBlob: await store.configBlob(img) });
-  }
+  for (const ref of refs) out.push(await images.inspect(ctx, ref));
   printJson(out);
 }
 
 async function pruneImages(flags: { json?: boolean }): Promise<void> {
-  const { stateDir } = bosonPaths();
-  const r = await openImageStore(stateDir).prune({ inUse: await usedByContainer(stateDir) });
-  if (flags.json) printJson(r);
-  else {
-    for (const id of r.images) process.stdout.write(`Deleted image: ${id}\n`);
-    process.stdout.write(`Deleted ${r.blobs.length} blobs, ${r.disks.length} root disks, ${r.partials.length} partial downloads\nTotal reclaimed space: ${formatBytes(r.bytes)}\n`);
+  const machine = await imagesWithContainers();
+  try {
+    const r = await machine.images.prune(machine.ctx);
+    if (flags.json) printJson(r);
+    else {
+      for (const id of r.images) process.stdout.write(`Deleted image: ${id}\n`);
+      process.stdout.write(`Deleted ${r.blobs.length} blobs, ${r.disks.length} root disks, ${r.partials.length} partial downloads\nTotal reclaimed space: ${formatBytes(r.bytes)}\n`);
+    }
+  } finally {
+    await machine.close();
+  }
+}
+
+/**
+ * `image import`: in this process, the store reads the source itself. Through a daemon, a directory (an OCI
+ * layout) is named by its path, which the daemon reads on this same host; a file is sent as the request body.
+ */
+async function importImages(source: string, flags: { tag?: string; json?: boolean }): Promise<void> {
+  const { images, ctx, remote } = await imageMachine();
+  const status = new StatusLine();
+  try {
+    const onProgress = (e: { phase: string; current?: number; total?: number; detail?: string }): void =>
+      status.update(`${e.phase}${e.detail ? ` ${e.detail}` : ''}${e.total ? ` ${e.current ?? 0}/${e.total}` : ''}`);
+    let dir = !remote;
+    if (remote) {
+      try {
+        dir = statSync(source).isDirectory();
+      } catch {
+        dir = true; // the daemon names what is missing, as the store would
+      }
+    }
+    const imported = dir
+      ? await images.import(ctx, { path: remote ? path.resolve(source) : source }, { tag: flags.tag, onProgress })
+      : await images.import(ctx, { tar: createReadStream(source) }, { tag: flags.tag, onProgress });
+    status.clear();
+    if (flags.json) printJson(imported);
+    else for (const img of imported) process.stdout.write(`Loaded image: ${img.references[0] ?? img.id}\n`);
+  } finally {
+    status.clear();
   }
 }
 
@@ -87,20 +128,7 @@ export function registerImageCommands(program: Command): void {
     .argument('<path>', 'OCI layout directory or docker-save .tar')
     .option('-t, --tag <ref>', 'tag the imported image with this reference')
     .option('--json', 'print the imported images as JSON')
-    .action(async (source: string, flags: { tag?: string; json?: boolean }) => {
-      const status = new StatusLine();
-      try {
-        const imported = await openImageStore(bosonPaths().stateDir).importPath(source, {
-          tag: flags.tag,
-          onProgress: (e) => status.update(`${e.phase}${e.detail ? ` ${e.detail}` : ''}${e.total ? ` ${e.current ?? 0}/${e.total}` : ''}`),
-        });
-        status.clear();
-        if (flags.json) printJson(imported);
-        else for (const img of imported) process.stdout.write(`Loaded image: ${img.references[0] ?? img.id}\n`);
-      } finally {
-        status.clear();
-      }
-    });
+    .action(importImages);
   image.command('inspect').description('Show images as JSON (record and config)').argument('<reference...>').action(inspectImages);
   for (const cmd of [program.command('rmi'), image.command('rm')]) {
     cmd

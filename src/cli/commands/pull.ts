@@ -8,9 +8,12 @@ import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import type cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { BosonError, bosonPaths } from '../../common/index.ts';
-import { CredentialStore, RegistryClient, registryHostName, type ImageProgress } from '../../image/index.ts';
-import { openImageStore } from '../../main/index.ts';
+import { BosonError } from '../../common/index.ts';
+import { CredentialStore, RegistryClient, registryHostName } from '../../image/index.ts';
+import type { ImageProgressListener } from '../../machine/index.ts';
+import { imageMachine, pullRequest } from '../machine.ts';
+
+type ImageProgress = ImageProgressListener;
 
 interface PullFlags {
   platform?: string;
@@ -90,11 +93,12 @@ async function pullProgress(flags: PullFlags): Promise<{ onProgress: ImageProgre
 }
 
 async function pullCommand(reference: string, flags: PullFlags): Promise<void> {
-  const store = openImageStore(bosonPaths().stateDir);
+  const machine = await imageMachine();
   const progress = await pullProgress(flags);
   let result;
   try {
-    result = await store.pull(reference, { platform: flags.platform, insecure: flags.insecure, onProgress: progress.onProgress });
+    const request = await pullRequest(machine, { reference, platform: flags.platform, ...(flags.insecure ? { insecure: true } : {}) });
+    result = await machine.images.pull(machine.ctx, request, progress.onProgress);
   } finally {
     progress.stop();
   }

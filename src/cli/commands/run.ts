@@ -9,8 +9,9 @@
 import type { Command } from 'commander';
 import type { Duplex } from 'node:stream';
 import { BosonError, bosonPaths } from '../../common/index.ts';
-import { openImageStore } from '../../main/index.ts';
-import { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError, localContext, type ContainerSpec, type ExecStatus } from '../../machine/index.ts';
+import { MachineClient, RemoteImages, StreamDemuxer, daemonSocketPath, execStatusError, localContext, type ContainerSpec, type ExecStatus, type MachineImages } from '../../machine/index.ts';
+import { buildImages } from '../../main/index.ts';
+import { pullRequest, pullSteps } from '../machine.ts';
 import { addContainerFlags, containerSpecOf, type ContainerFlags } from '../container-flags.ts';
 import { StatusLine, flushOutput } from '../output.ts';
 
@@ -40,19 +41,17 @@ export function registerRun(program: Command): void {
 }
 
 /**
- * Pulls the image if it is not here (as docker run does), with the status line and its warnings. In this process,
- * since the daemon shares the store (image routes in the daemon's API are still to come).
+ * Pulls the image if it is not here (as docker run does), with the status line and its warnings: through the
+ * daemon when the run goes through it, else with this host's images in this process.
  */
-async function pullIfMissing(image: string): Promise<void> {
-  const paths = bosonPaths();
+async function pullIfMissing(image: string, client: MachineClient | null): Promise<void> {
+  const machine = client
+    ? { images: new RemoteImages(client) as MachineImages, remote: true, ctx: localContext() }
+    : { images: buildImages() as MachineImages, remote: false, ctx: localContext() };
   const status = new StatusLine();
   try {
-    await openImageStore(paths.stateDir, { rootless: paths.rootless }).resolveOrPull(image, {
-      onStep: (step) => status.update(step),
-      onProgress: (e) => {
-        if (e.phase === 'warning' && e.detail) status.warn(e.detail);
-      },
-    });
+    const request = await pullRequest(machine, { reference: image, ifMissing: true });
+    await machine.images.pull(machine.ctx, request, pullSteps((step) => status.update(step), (warning) => status.warn(warning)));
   } finally {
     status.clear();
   }
@@ -61,7 +60,7 @@ async function pullIfMissing(image: string): Promise<void> {
 /** `run -d`: create and start under the daemon, and print the id. */
 async function runDetached(spec: ContainerSpec): Promise<void> {
   const client = new MachineClient(daemonSocketPath(bosonPaths()));
-  await pullIfMissing(spec.image);
+  await pullIfMissing(spec.image, client);
   const created = await client.request<{ id: string }>('POST', '/v1/containers', spec);
   try {
     await client.request('POST', `/v1/containers/${created.id}/start`);
@@ -104,7 +103,7 @@ async function runForeground(spec: ContainerSpec): Promise<number> {
   };
   process.on('SIGINT', onInterrupt);
   for (const [sig, num] of FORWARDED_SIGNALS) process.on(sig, () => run?.signal(num));
-  await pullIfMissing(spec.image);
+  await pullIfMissing(spec.image, viaDaemon ? client : null);
   run = viaDaemon ? await runThroughDaemon(client, spec, winsize) : await runEmbedded(spec, winsize);
   const started = run;
   // Ctrl-C pressed while the VM booted: one is a SIGINT for the process, two mean "stop".

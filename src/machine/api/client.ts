@@ -15,7 +15,8 @@ export function daemonSocketPath(paths: BosonPaths, env: NodeJS.ProcessEnv = pro
   return path.join(paths.runDir, 'boson.sock');
 }
 
-function errorFrom(status: number, text: string): BosonError {
+/** The typed error of a problem JSON answer (`text`, with HTTP `status`). */
+export function errorFrom(status: number, text: string): BosonError {
   try {
     const body = JSON.parse(text) as { code?: string; detail?: string };
     if (body.code && body.code in ERROR_CATALOGUE) return new BosonError(body.code as ErrorCode, body.detail ?? `daemon answered ${status}`);
@@ -33,19 +34,35 @@ export class MachineClient {
     return new BosonError('DAEMON_UNAVAILABLE', `cannot reach the Boson daemon at ${this.socketPath} (is \`boson up\` running?)`, { cause });
   }
 
-  /** Sends a request; resolves with the raw response (status not checked). */
-  raw(method: string, urlPath: string, body?: unknown): Promise<IncomingMessage> {
+  /**
+   * Sends a request; resolves with the raw response (status not checked). `body` is sent as JSON, or as it is with
+   * `contentType` when it is a stream of bytes.
+   */
+  raw(method: string, urlPath: string, body?: unknown, contentType?: string): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-      const req = http.request({ socketPath: this.socketPath, method, path: urlPath, headers: payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {} }, resolve);
+      const streamed = contentType !== undefined ? (body as AsyncIterable<Uint8Array>) : undefined;
+      const payload = body === undefined || streamed ? undefined : Buffer.from(JSON.stringify(body));
+      const headers = streamed ? { 'Content-Type': contentType! } : payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {};
+      const req = http.request({ socketPath: this.socketPath, method, path: urlPath, headers }, resolve);
       req.on('error', (err) => reject(this.unavailable(err)));
-      req.end(payload);
+      if (!streamed) {
+        req.end(payload);
+        return;
+      }
+      void (async () => {
+        try {
+          for await (const chunk of streamed) if (!req.write(chunk)) await new Promise((r) => req.once('drain', r));
+          req.end();
+        } catch (err) {
+          req.destroy(err as Error);
+        }
+      })();
     });
   }
 
   /** Sends a request and returns its JSON answer (undefined for 204); typed error for 4xx/5xx. */
-  async request<T>(method: string, urlPath: string, body?: unknown): Promise<T> {
-    const res = await this.raw(method, urlPath, body);
+  async request<T>(method: string, urlPath: string, body?: unknown, contentType?: string): Promise<T> {
+    const res = await this.raw(method, urlPath, body, contentType);
     const chunks: Buffer[] = [];
     for await (const c of res) chunks.push(c as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
@@ -53,9 +70,12 @@ export class MachineClient {
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
-  /** Streams an NDJSON answer, calling `onItem` per line, until the server ends it or `signal` aborts. */
-  async stream<T>(urlPath: string, onItem: (item: T) => void, signal?: AbortSignal): Promise<void> {
-    const res = await this.raw('GET', urlPath);
+  /**
+   * Streams an NDJSON answer, calling `onItem` per line, until the server ends it or `signal` aborts; a GET, or a
+   * POST of `post.body`.
+   */
+  async stream<T>(urlPath: string, onItem: (item: T) => void, signal?: AbortSignal, post?: { body: unknown }): Promise<void> {
+    const res = await this.raw(post ? 'POST' : 'GET', urlPath, post?.body);
     if ((res.statusCode ?? 500) >= 400) {
       const chunks: Buffer[] = [];
       for await (const c of res) chunks.push(c as Buffer);

@@ -16,6 +16,7 @@ import client from 'prom-client';
 import { BosonError, ERROR_CATALOGUE, KIND_TRANSLATION, PRINCIPAL_HEADER, readUpgradeBody, streamFrame, silentLogger, toBosonError, type Logger } from '../../common/index.ts';
 import type { MachineRuntime } from '../runtime.ts';
 import { Container, ContainerSpec, ExecSpec, localContext, type LogLine, type RequestContext, type StreamSink } from '../port/index.ts';
+import { imageRoutes } from './images.ts';
 import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, pipeClientStdin, type ExecStatus } from './exec-stream.ts';
 
 /** The problem JSON body for an error. */
@@ -93,6 +94,8 @@ export async function buildApi(service: MachineRuntime, log: Logger = silentLogg
     return reply.type(registry.contentType).send(await registry.metrics());
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(imageRoutes(service.imageService, ctx));
 
   app.get<{ Querystring: { all?: string } }>('/v1/containers', {
     schema: { tags: ['containers'], querystring: Type.Object({ all: Type.Optional(Type.String()) }), response: { 200: Type.Array(Container) } },

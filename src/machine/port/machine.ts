@@ -4,7 +4,10 @@
  * (src/machine/api/client.ts) answers the same calls over REST. The edges (CLI, REST, Docker, later CRI and the
  * controller) hold a Machine and never its implementation.
  */
-import type { Container, ContainerSpec, ContainerStats, ExecInstance, ExecSpec, RequestContext, WaitCondition, WaitResult } from './schemas.ts';
+import type {
+  Container, ContainerSpec, ContainerStats, ExecInstance, ExecSpec, Image, ImageInspect, ImageProgressEvent, ImagePruneResult, ImagePullRequest, ImagePullResult,
+  ImageRemoveResult, RequestContext, WaitCondition, WaitResult,
+} from './schemas.ts';
 
 /** Where output of a container or exec goes; a write returning false asks the writer to wait for `onDrain`. */
 export interface StreamSink {
@@ -100,4 +103,30 @@ export interface MachineContainers {
   createExec(ctx: RequestContext, ref: string, spec: ExecSpec): Promise<ExecInstance>;
   inspectExec(ctx: RequestContext, id: string): Promise<ExecInstance>;
   startExec(ctx: RequestContext, id: string, sink: StreamSink): Promise<ExecSession>;
+}
+
+/** Told each progress event of a pull or an import (it must not throw). */
+export type ImageProgressListener = (event: ImageProgressEvent) => void;
+
+/**
+ * What an import reads: a path on the machine's own host (an OCI image layout directory or a `docker save` tar),
+ * or the bytes of such a tar (a `docker save` archive or an OCI layout packed as a tar).
+ */
+export type ImageImportSource = { path: string } | { tar: AsyncIterable<Uint8Array> };
+
+/** The image half of a machine: its local image store. */
+export interface MachineImages {
+  /** Pulls an image from its registry (and builds its root disk), telling `onProgress` as it goes. */
+  pull(ctx: RequestContext, request: ImagePullRequest, onProgress?: ImageProgressListener): Promise<ImagePullResult>;
+  /** Imports every image of an OCI layout or `docker save` archive; `tag` names the image (one image only). */
+  import(ctx: RequestContext, source: ImageImportSource, options?: { tag?: string; onProgress?: ImageProgressListener }): Promise<Image[]>;
+  list(ctx: RequestContext): Promise<Image[]>;
+  /** The image a reference (name, id or id prefix) names, with its config blob; IMAGE_NOT_FOUND otherwise. */
+  inspect(ctx: RequestContext, ref: string): Promise<ImageInspect>;
+  /** Gives the image `ref` names the further name `name`. */
+  tag(ctx: RequestContext, ref: string, name: string): Promise<Image>;
+  /** Untags a name; the image goes with its last name (an id: with all of them); IMAGE_IN_USE while a container uses it, unless `force`. */
+  remove(ctx: RequestContext, ref: string, options?: { force?: boolean }): Promise<ImageRemoveResult>;
+  /** Removes images without names that no container uses, and blobs, root disks and partial downloads nothing needs. */
+  prune(ctx: RequestContext): Promise<ImagePruneResult>;
 }

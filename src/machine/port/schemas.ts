@@ -200,14 +200,106 @@ export const ExecInstance = Type.Object({
 });
 export type ExecInstance = Static<typeof ExecInstance>;
 
-/** An image in the local store. */
+/** The runtime configuration an image gives its containers (from its config blob, with defaults filled in). */
+export const ImageConfig = Type.Object({
+  entrypoint: Type.Union([Type.Array(Type.String()), Type.Null()]),
+  cmd: Type.Union([Type.Array(Type.String()), Type.Null()]),
+  env: Type.Array(Type.String()),
+  workingDir: Type.String(),
+  user: Type.String(),
+  volumes: Type.Array(Type.String()),
+  labels: Type.Record(Type.String(), Type.String()),
+  /** ExposedPorts keys ("80/tcp"); absent in records stored before it was read. */
+  exposedPorts: Type.Optional(Type.Array(Type.String())),
+});
+export type ImageConfig = Static<typeof ImageConfig>;
+
+/** An image in the machine's local store. */
 export const Image = Type.Object({
-  id: Type.String({ description: 'sha256:… of the config' }),
-  names: Type.Array(Type.String()),
-  created: Type.Optional(Type.String()),
-  size: Type.Number(),
-}, { additionalProperties: true });
+  id: Type.String({ description: 'sha256:… of the config blob (Docker\'s image ID)' }),
+  manifestDigest: Type.String({ description: 'sha256:… of the manifest the image came from' }),
+  references: Type.Array(Type.String(), { description: 'normalised names of the image, e.g. localhost/busybox:latest' }),
+  config: ImageConfig,
+  layers: Type.Array(Type.Object({ digest: Type.String(), size: Type.Number(), mediaType: Type.String(), diffId: Type.Optional(Type.String()) })),
+  size: Type.Number({ description: 'sum of the layer blobs as stored (compressed when they are)' }),
+  created: Type.Union([Type.String(), Type.Null()]),
+  architecture: Type.String(),
+  os: Type.String(),
+  repoDigests: Type.Optional(Type.Array(Type.String({ description: '<registry>/<repository>@<digest> it was pulled by' }))),
+  indexDigest: Type.Optional(Type.String({ description: 'the image index the manifest was chosen from' })),
+});
 export type Image = Static<typeof Image>;
+
+/** An image with its whole config blob (`image inspect`). */
+export const ImageInspect = Type.Intersect([Image, Type.Object({ configBlob: Type.Unknown({ description: 'the parsed OCI / Docker config blob' }) })]);
+export type ImageInspect = Static<typeof ImageInspect>;
+
+/**
+ * One progress event of a pull or an import, as the image store emits them. Phases: resolve, download (current and
+ * total bytes of the layer named by detail), downloaded, exists, unpack (layer current of total), mkfs (detail: the
+ * file system), done, pulled (detail: the image id); of an import: extract, copy, verify; and warning (something the
+ * user should know that did not fail the operation, in detail).
+ */
+export const ImageProgressEvent = Type.Object({
+  phase: Type.String(),
+  current: Type.Optional(Type.Number()),
+  total: Type.Optional(Type.Number()),
+  detail: Type.Optional(Type.String()),
+});
+export type ImageProgressEvent = Static<typeof ImageProgressEvent>;
+
+/** What a machine is asked to pull. */
+export const ImagePullRequest = Type.Object({
+  reference: Type.String({ minLength: 1, description: 'name, name:tag, host:port/ns/name:tag or name@sha256:…' }),
+  platform: Type.Optional(Type.String({ description: 'os/arch[/variant] chosen from an image index; default linux/amd64' })),
+  insecure: Type.Optional(Type.Boolean({ description: "plain HTTP to this reference's registry" })),
+  auth: Type.Optional(Type.Object({ username: Type.String(), password: Type.String() }, { additionalProperties: false, description: "credentials for the registry (otherwise the machine's own)" })),
+  ifMissing: Type.Optional(Type.Boolean({
+    description: 'pull only when no local image answers the reference (docker run); an image already here is the result as it is, and a pull that finds nothing is IMAGE_NOT_FOUND',
+  })),
+}, { additionalProperties: false });
+export type ImagePullRequest = Static<typeof ImagePullRequest>;
+
+/** What a pull did. */
+export const ImagePullResult = Type.Object({
+  image: Image,
+  reference: Type.String({ description: 'the canonical reference pulled (docker.io/library/alpine:latest)' }),
+  digest: Type.String({ description: 'digest of the manifest or index the reference named' }),
+  upToDate: Type.Boolean({ description: 'the image was complete here already: nothing was downloaded' }),
+});
+export type ImagePullResult = Static<typeof ImagePullResult>;
+
+/** What removing an image reference did: the names untagged, and the image id when the image went with them. */
+export const ImageRemoveResult = Type.Object({ untagged: Type.Array(Type.String()), deleted: Type.Union([Type.String(), Type.Null()]) });
+export type ImageRemoveResult = Static<typeof ImageRemoveResult>;
+
+/** What an image prune removed, and the bytes it freed. */
+export const ImagePruneResult = Type.Object({
+  images: Type.Array(Type.String()),
+  blobs: Type.Array(Type.String()),
+  disks: Type.Array(Type.String()),
+  partials: Type.Array(Type.String()),
+  bytes: Type.Number(),
+});
+export type ImagePruneResult = Static<typeof ImagePruneResult>;
+
+/** An error as the REST API sends it (problem JSON, RFC 9457, with the catalogue's code). */
+export const Problem = Type.Object({
+  type: Type.String(),
+  title: Type.String(),
+  status: Type.Integer(),
+  detail: Type.String(),
+  code: Type.String(),
+});
+export type Problem = Static<typeof Problem>;
+
+/** One line of a streamed pull: a progress event, then the result, or the error that ended it. */
+export const ImagePullStreamItem = Type.Union([
+  Type.Object({ progress: ImageProgressEvent }),
+  Type.Object({ result: ImagePullResult }),
+  Type.Object({ error: Problem }),
+]);
+export type ImagePullStreamItem = Static<typeof ImagePullStreamItem>;
 
 /** A volume. */
 export const Volume = Type.Object({

@@ -1,0 +1,74 @@
+/**
+ * The machine the CLI's image commands talk to: the daemon's, through its typed client, when one answers
+ * `GET /healthz` on its socket; otherwise this host's images built by the composition root in this process (loaded
+ * only then). Either way the commands see the port's MachineImages and nothing of the store behind it.
+ */
+import { bosonPaths } from '../common/index.ts';
+import { CredentialStore, remoteReference } from '../image/index.ts';
+import { MachineClient, RemoteImages, daemonSocketPath, localContext, type ImageProgressListener, type ImagePullRequest, type MachineImages, type RequestContext } from '../machine/index.ts';
+import { buildImages } from '../main/index.ts';
+
+/** Where the images are: through a daemon (`remote`), or embedded in this process. */
+export interface ImageMachine {
+  images: MachineImages;
+  remote: boolean;
+  ctx: RequestContext;
+}
+
+/** True when a daemon answers on `client`'s socket. */
+export async function daemonAnswers(client: MachineClient): Promise<boolean> {
+  return client.request('GET', '/healthz').then(() => true, () => false);
+}
+
+/** The images of this host's machine (see the module comment). */
+export async function imageMachine(): Promise<ImageMachine> {
+  const client = new MachineClient(daemonSocketPath(bosonPaths()));
+  if (await daemonAnswers(client)) return { images: new RemoteImages(client), remote: true, ctx: localContext() };
+  return { images: buildImages(), remote: false, ctx: localContext() };
+}
+
+/**
+ * The credentials this user has for `reference`'s registry, sent along when a daemon pulls: it pulls as the user
+ * would (docker sends X-Registry-Auth the same way), not with its own. None for an id or a malformed reference.
+ */
+export async function userAuth(reference: string): Promise<ImagePullRequest['auth']> {
+  let registry: string;
+  try {
+    registry = remoteReference(reference).registry;
+  } catch {
+    return undefined;
+  }
+  return (await new CredentialStore().get(registry)) ?? undefined;
+}
+
+/** A pull request for `machine`: through a daemon it carries this user's credentials for the registry. */
+export async function pullRequest(machine: ImageMachine, request: ImagePullRequest): Promise<ImagePullRequest> {
+  if (!machine.remote || request.auth) return request;
+  const auth = await userAuth(request.reference);
+  return auth ? { ...request, auth } : request;
+}
+
+/**
+ * Pull progress as one-line summaries ("pulling x: 12.3/50.0 MB", total bytes over all layers), for a status line;
+ * warnings go to `onWarning`.
+ */
+export function pullSteps(onStep: (text: string) => void, onWarning: (text: string) => void): ImageProgressListener {
+  const layers = new Map<string, { current: number; total: number }>();
+  const mb = (n: number): string => (n / 1e6).toFixed(1);
+  let ref = '';
+  return (e) => {
+    if (e.phase === 'warning' && e.detail) onWarning(e.detail);
+    else if (e.phase === 'resolve') onStep(`pulling ${(ref = e.detail ?? ref)}`);
+    else if ((e.phase === 'download' || e.phase === 'downloaded' || e.phase === 'exists') && e.detail) {
+      layers.set(e.detail, { current: e.current ?? 0, total: e.total ?? 0 });
+      let cur = 0;
+      let tot = 0;
+      for (const l of layers.values()) {
+        cur += l.current;
+        tot += l.total;
+      }
+      onStep(`pulling ${ref}: ${mb(cur)}/${mb(tot)} MB`);
+    } else if (e.phase === 'unpack') onStep(`pulling ${ref}: extracting layer ${e.current}/${e.total}`);
+    else if (e.phase === 'mkfs') onStep(`pulling ${ref}: building the root disk`);
+  };
+}
