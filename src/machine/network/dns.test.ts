@@ -4,7 +4,7 @@ import dgram from 'node:dgram';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { DnsServer, buildResponse, parseQuery, readResolvConf } from './dns.ts';
+import { DnsServer, MAX_PENDING, buildResponse, parseQuery, readResolvConf } from './dns.ts';
 
 function query(id: number, name: string, type = 1): Buffer {
   const labels = name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
@@ -89,4 +89,63 @@ test('readResolvConf: IPv4 nameservers and search domains', async () => {
   assert.deepEqual(await readResolvConf(file), { nameservers: ['127.0.0.53', '10.0.0.2'], search: ['a.example', 'b.example'] });
   assert.deepEqual(await readResolvConf(path.join(dir, 'missing')), { nameservers: [], search: [] });
   await rm(dir, { recursive: true });
+});
+
+test('forwarded queries resist spoofing: a random ID and source port per query, and an answer must repeat the question', async () => {
+  // An upstream that records what it is asked and answers only when told to.
+  const upstream = dgram.createSocket('udp4');
+  await new Promise<void>((r) => upstream.bind(0, '127.0.0.1', r));
+  const seen: Array<{ msg: Buffer; port: number }> = [];
+  upstream.on('message', (m, rinfo) => seen.push({ msg: m, port: rinfo.port }));
+  const server = new DnsServer({ address: '127.0.0.1', port: 0, upstreams: [{ host: '127.0.0.1', port: upstream.address().port }], timeoutMs: 5000 });
+  const port = await server.start();
+  try {
+    const answersSoFar = Array.from({ length: 8 }, (_, i) => ask(port, query(100 + i, `n${i}.example`)).catch(() => undefined));
+    while (seen.length < 8) await new Promise((r) => setTimeout(r, 10));
+    const ids = seen.map((s) => s.msg.readUInt16BE(0));
+    const ports = new Set(seen.map((s) => s.port));
+    assert.ok(ports.size >= 7, `a source port per query (${ports.size} of 8)`);
+    assert.ok(!ids.every((id, i) => i === 0 || id === ((ids[i - 1]! + 1) & 0xffff)), `IDs are not a sequence (${ids.join(',')})`);
+    // A spoofed answer: right port and ID, but another question. Ignored; the genuine one is then taken.
+    const first = seen[0]!;
+    const spoofed = buildResponse({ ...parseQuery(query(first.msg.readUInt16BE(0), 'evil.example'))!, flags: 0x0100 }, ['203.0.113.66']);
+    upstream.send(spoofed, first.port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 50));
+    upstream.send(buildResponse(parseQuery(first.msg)!, ['192.0.2.7']), first.port, '127.0.0.1');
+    const got = await answersSoFar[0];
+    assert.deepEqual(answers(got!), { rcode: 0, ids: 100, addrs: ['192.0.2.7'] });
+  } finally {
+    await server.close();
+    upstream.close();
+  }
+});
+
+test('a flood of queries to a silent upstream is bounded: past MAX_PENDING they get SERVFAIL at once, and names still answer', async () => {
+  const silent = dgram.createSocket('udp4');
+  await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r));
+  const server = new DnsServer({ address: '127.0.0.1', port: 0, upstreams: [{ host: '127.0.0.1', port: silent.address().port }], timeoutMs: 10_000 });
+  const port = await server.start();
+  server.setNames(new Map([['web', ['10.1.0.2']]]));
+  const client = dgram.createSocket('udp4');
+  await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+  const fails: number[] = [];
+  client.on('message', (m) => {
+    if ((m.readUInt16BE(2) & 0xf) === 2) fails.push(m.readUInt16BE(0));
+  });
+  try {
+    const flood = MAX_PENDING + 200;
+    // In batches, so that the kernel's socket buffers do not drop what the server is to see.
+    for (let i = 0; i < flood; i++) {
+      client.send(query(i, `x${i}.example`), port, '127.0.0.1');
+      if (i % 50 === 49) await new Promise((r) => setTimeout(r, 5));
+    }
+    const end = Date.now() + 5000;
+    while (fails.length < 200 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(fails.length >= 200, `the queries past the bound were refused at once (${fails.length})`);
+    assert.deepEqual(answers(await ask(port, query(1, 'web'))), { rcode: 0, ids: 1, addrs: ['10.1.0.2'] });
+  } finally {
+    client.close();
+    await server.close();
+    silent.close();
+  }
 });

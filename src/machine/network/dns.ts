@@ -6,8 +6,11 @@
  *
  * The wire format is handled here (RFC 1035 §4): we only need a query's header and first question, and to build
  * an answer of A records; forwarded packets are relayed as bytes with only the ID rewritten. A DNS library would
- * be more code than this.
+ * be more code than this. Against spoofed answers (RFC 5452), each forwarded query goes out from its own socket on
+ * a random port with a random ID, and an answer counts only from a resolver asked, to that port, with that ID and
+ * the same question; at most MAX_PENDING queries wait at once, so a guest's flood cannot grow it without bound.
  */
+import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -91,13 +94,23 @@ export function buildResponse(q: DnsQuery, addresses: string[], rcode = 0, ttl =
   return Buffer.concat([header, q.question, ...answers]);
 }
 
+/** A query forwarded upstream, waiting for its answer: on a socket of its own, from a random port, with a random ID. */
 interface Pending {
   client: { address: string; port: number };
+  /** The client's ID, restored in the answer. */
   id: number;
+  /** The ID sent upstream. */
+  upstreamId: number;
   query: Buffer;
+  /** The question section sent, which an answer must repeat (RFC 5452: ID, port and question must all match). */
+  question: Buffer;
   next: number;
   timer: NodeJS.Timeout;
+  socket: dgram.Socket;
 }
+
+/** At most this many forwarded queries wait at once; past it a query is answered SERVFAIL at once. */
+export const MAX_PENDING = 1024;
 
 /** Options of one network's DNS server. */
 export interface DnsServerOptions {
@@ -113,17 +126,13 @@ export interface DnsServerOptions {
 export class DnsServer {
   private readonly names = new Map<string, string[]>();
   private readonly socket = dgram.createSocket({ type: 'udp4' });
-  private readonly upstreamSocket = dgram.createSocket({ type: 'udp4' });
-  private readonly pending = new Map<number, Pending>();
-  private nextId = Math.floor(Math.random() * 65536);
+  private readonly pending = new Set<Pending>();
   private upstreams: Upstream[];
 
   constructor(private readonly options: DnsServerOptions) {
     this.upstreams = options.upstreams;
     this.socket.on('message', (msg, rinfo) => this.onQuery(msg, rinfo));
     this.socket.on('error', () => undefined);
-    this.upstreamSocket.on('message', (msg, rinfo) => this.onUpstreamAnswer(msg, rinfo));
-    this.upstreamSocket.on('error', () => undefined);
   }
 
   /** Binds the server; resolves with the port (useful when 0 was asked). */
@@ -135,10 +144,8 @@ export class DnsServer {
         resolve();
       });
     });
-    await new Promise<void>((resolve) => this.upstreamSocket.bind({ port: 0, exclusive: true }, resolve));
     // The daemon's own servers keep it alive; a DNS server alone must not.
     this.socket.unref();
-    this.upstreamSocket.unref();
     return this.socket.address().port;
   }
 
@@ -154,9 +161,8 @@ export class DnsServer {
   }
 
   async close(): Promise<void> {
-    for (const p of this.pending.values()) clearTimeout(p.timer);
-    this.pending.clear();
-    await Promise.all([this.socket, this.upstreamSocket].map((s) => new Promise<void>((r) => s.close(() => r())).catch(() => undefined)));
+    for (const p of this.pending) this.settle(p);
+    await new Promise<void>((r) => this.socket.close(() => r())).catch(() => undefined);
   }
 
   private onQuery(msg: Buffer, client: dgram.RemoteInfo): void {
@@ -172,42 +178,54 @@ export class DnsServer {
       this.socket.send(buildResponse(q, [], RCODE_REFUSED), client.port, client.address);
       return;
     }
-    const id = this.allocateId();
+    if (this.pending.size >= MAX_PENDING) {
+      this.socket.send(buildResponse(q, [], RCODE_SERVFAIL), client.port, client.address);
+      return;
+    }
     const query = Buffer.from(msg);
-    query.writeUInt16BE(id, 0);
-    const pending: Pending = { client: { address: client.address, port: client.port }, id: q.id, query, next: 0, timer: setTimeout(() => undefined, 0) };
-    this.pending.set(id, pending);
-    this.forward(id, pending, q);
+    const upstreamId = randomInt(0, 0x10000);
+    query.writeUInt16BE(upstreamId, 0);
+    const socket = dgram.createSocket({ type: 'udp4' });
+    const pending: Pending = { client: { address: client.address, port: client.port }, id: q.id, upstreamId, query, question: q.question, next: 0, timer: setTimeout(() => undefined, 0), socket };
+    this.pending.add(pending);
+    socket.on('error', () => this.settle(pending));
+    socket.on('message', (answer, from) => this.onUpstreamAnswer(pending, answer, from));
+    // Port 0: the kernel picks a random ephemeral port for each query.
+    socket.bind({ port: 0, exclusive: true }, () => {
+      socket.unref();
+      this.forward(pending, q);
+    });
   }
 
-  private forward(id: number, p: Pending, q: DnsQuery): void {
+  private forward(p: Pending, q: DnsQuery): void {
+    if (!this.pending.has(p)) return;
     const upstream = this.upstreams[p.next++];
     if (!upstream) {
-      this.pending.delete(id);
+      this.settle(p);
       this.socket.send(buildResponse(q, [], RCODE_SERVFAIL), p.client.port, p.client.address);
       return;
     }
-    this.upstreamSocket.send(p.query, upstream.port, upstream.host);
-    p.timer = setTimeout(() => this.forward(id, p, q), this.options.timeoutMs ?? 2000);
+    p.socket.send(p.query, upstream.port, upstream.host);
+    clearTimeout(p.timer);
+    p.timer = setTimeout(() => this.forward(p, q), this.options.timeoutMs ?? 2000);
   }
 
-  private onUpstreamAnswer(msg: Buffer, from: dgram.RemoteInfo): void {
-    // Only answers from a resolver we asked (a spoofed packet would need our random port and a pending ID too).
+  /** Takes an upstream answer only if it comes from a resolver we asked and matches the ID and the question. */
+  private onUpstreamAnswer(p: Pending, msg: Buffer, from: dgram.RemoteInfo): void {
     if (msg.length < 12 || !this.upstreams.some((u) => u.host === from.address && u.port === from.port)) return;
-    const id = msg.readUInt16BE(0);
-    const p = this.pending.get(id);
-    if (!p) return;
-    clearTimeout(p.timer);
-    this.pending.delete(id);
+    if (msg.readUInt16BE(0) !== p.upstreamId) return;
+    const question = msg.subarray(12, 12 + p.question.length);
+    if (msg.readUInt16BE(4) !== 1 || question.length !== p.question.length || question.toString('latin1').toLowerCase() !== p.question.toString('latin1').toLowerCase()) return;
+    this.settle(p);
     const answer = Buffer.from(msg);
     answer.writeUInt16BE(p.id, 0);
     this.socket.send(answer, p.client.port, p.client.address);
   }
 
-  private allocateId(): number {
-    for (;;) {
-      this.nextId = (this.nextId + 1) & 0xffff;
-      if (!this.pending.has(this.nextId)) return this.nextId;
-    }
+  /** Forgets a pending query and closes its socket. */
+  private settle(p: Pending): void {
+    if (!this.pending.delete(p)) return;
+    clearTimeout(p.timer);
+    p.socket.close();
   }
 }

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { BosonError, type StateStore } from '../../common/index.ts';
 import { DnsServer, readResolvConf, type Upstream } from './dns.ts';
-import { renderRemoval, renderRuleset, type FirewallNetwork, type FirewallPort } from './firewall.ts';
+import { renderRemoval, renderRuleset, type FirewallNetwork, type FirewallPort, type FirewallTap } from './firewall.ts';
 import { ipBatch, listLinks, listRoutes, linkAddresses, nftApply, setSysctl } from './host.ts';
 import {
   allocateAddress, cidrOverlap, DEFAULT_POOL, formatCidr, formatIPv4, parseIPv4, parseRouteDst, parseSubnet, pickSubnet, validateGateway,
@@ -477,7 +477,8 @@ export class NetworkManager {
     const ports: FirewallPort[] = this.s.endpoints.flatMap((se) =>
       se.endpoint.ports.map((p) => ({ hostIp: p.hostIp, hostPort: p.hostPort, protocol: p.protocol, address: se.endpoint.address, containerPort: p.containerPort })),
     );
-    await nftApply(renderRuleset(this.table, nets, ports));
+    const taps: FirewallTap[] = this.s.endpoints.flatMap((se) => (se.endpoint.nic.kind === 'tap' ? [{ tap: se.endpoint.nic.ifname, mac: se.endpoint.mac, address: se.endpoint.address }] : []));
+    await nftApply(renderRuleset(this.table, nets, ports, taps));
   }
 
   private async startDns(n: NetworkRecord): Promise<void> {
