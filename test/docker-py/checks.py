@@ -207,6 +207,13 @@ def run_detach(g):
         raises(docker.errors.NotFound, lambda: g.c.containers.get('py-no-such-container'), 'get of a missing container')
     g.check('containers.get_list', get_list)
 
+    def labels_and():
+        # Several label filters must all match (compose 1.29 lists a service's containers this way).
+        other = g.create('busybox', ['true'], labels={'suite': 'docker-py', 'tag': f'other{TAG}'})
+        eq([x.id for x in g.c.containers.list(all=True, filters={'label': ['suite=docker-py', f'tag={TAG}']})], [c.id], 'list(all=True) by two labels')
+        other.remove()
+    g.check('containers.list_filter_labels_and', labels_and)
+
     def remove_running():
         e = raises(docker.errors.APIError, lambda: c.remove(), 'remove of a running container')
         eq(e.status_code, 409, 'status')
