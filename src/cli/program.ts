@@ -20,6 +20,10 @@ export function createProgram(): Command {
 
 /** Registers commands with `register`, parses argv and runs; every failure ends the process with its exit status. */
 export async function runProgram(register: (program: Command) => Promise<void> | void): Promise<void> {
+  // Boson's state is private (containers' environment often holds secrets; logs, blobs and disks are the user's
+  // data): everything this process creates is for its own user only. Sockets meant for a group are opened up
+  // explicitly where they are made.
+  process.umask(0o077);
   const program = createProgram();
   try {
     await register(program);

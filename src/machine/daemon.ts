@@ -2,7 +2,9 @@
  * The machine daemon process: opens state, re-attaches to running micro-VMs, and serves the REST API on a UNIX
  * socket (mode 0660) and optionally on TCP. Stopping it (SIGTERM, SIGINT) leaves every micro-VM running.
  */
+import { execFile } from 'node:child_process';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import net from 'node:net';
 import path from 'node:path';
 import { BosonError, ensurePrivateDir, type BosonPaths, serveTcpEndpoint, silentLogger, type Logger, type ResolvedTcpEndpoint } from '../common/index.ts';
@@ -11,6 +13,8 @@ import { buildApi } from './api/server.ts';
 import { MachineClient } from './api/client.ts';
 import { acquireDaemonLock } from './daemon-lock.ts';
 import { killOrphanedVms } from './orphans.ts';
+
+const execFileAsync = promisify(execFile);
 
 /** Where and how the daemon listens. */
 export interface DaemonOptions {
@@ -47,6 +51,13 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   if (options.paths.rootless) await ensurePrivateDir(path.dirname(socketPath));
   else await mkdir(path.dirname(socketPath), { recursive: true });
   await mkdir(options.paths.runDir, { recursive: true });
+  // Private state: the state directory is the daemon user's alone; the run directory only lets others reach the
+  // sockets in it (which are 0660, for the group that may use Boson).
+  await mkdir(options.paths.stateDir, { recursive: true });
+  // What an older Boson (or another tool) left readable: taken back once at start (the process umask keeps it so).
+  await execFileAsync('chmod', ['-R', 'go-rwx', '--', options.paths.stateDir]).catch(() => undefined);
+  await chmod(options.paths.stateDir, 0o700);
+  await chmod(options.paths.runDir, 0o711);
   const lock = await acquireDaemonLock(options.paths.runDir); // one daemon per run directory, before the socket is touched
   try {
     await new MachineClient(socketPath).request('GET', '/healthz');

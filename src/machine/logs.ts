@@ -5,7 +5,7 @@
  */
 import { open, stat } from 'node:fs/promises';
 import { watch } from 'node:fs';
-import { FrameDecoder, FrameType, type Frame } from '../guest/index.ts';
+import { FrameType, HEADER_SIZE, MAX_PAYLOAD, type Frame } from '../guest/index.ts';
 import type { LogLine, LogQuery } from './port/index.ts';
 
 export type { LogLine, LogQuery };
@@ -18,6 +18,20 @@ export interface LogLifecycle {
   signal?: number;
   reason?: number;
   message?: string;
+}
+
+/** The whole frames at the start of `data`, how many bytes they took, and whether a damaged header follows them. */
+function splitFrames(data: Buffer): { frames: Frame[]; consumed: number; damaged: boolean } {
+  const frames: Frame[] = [];
+  let off = 0;
+  while (data.length - off >= HEADER_SIZE) {
+    const length = data.readUInt32BE(off + 4);
+    if (length > MAX_PAYLOAD + 8) return { frames, consumed: off, damaged: true };
+    if (data.length - off < HEADER_SIZE + length) break;
+    frames.push({ type: data.readUInt8(off), session: data.readUInt16BE(off + 2), payload: data.subarray(off + HEADER_SIZE, off + HEADER_SIZE + length) });
+    off += HEADER_SIZE + length;
+  }
+  return { frames, consumed: off, damaged: false };
 }
 
 /** Parses whole records from `frames`; output is split into lines so that tail and timestamps work per line. */
@@ -49,8 +63,12 @@ function toRecords(frames: Frame[], lines: LogLine[], lifecycle: LogLifecycle[],
   }
 }
 
-/** Reads a log file from `offset`; returns its lines, lifecycle records and the offset after the last whole record. */
-export async function readLog(file: string, offset = 0): Promise<{ lines: LogLine[]; lifecycle: LogLifecycle[]; end: number }> {
+/**
+ * Reads a log file from `offset`; returns its lines, lifecycle records and the offset after the last whole record.
+ * A corrupted file (a record header no writer could have made) is read up to the damage, which `corruptAt` gives:
+ * one damaged log must never make its container, or the daemon, unusable.
+ */
+export async function readLog(file: string, offset = 0): Promise<{ lines: LogLine[]; lifecycle: LogLifecycle[]; end: number; corruptAt?: number }> {
   const lines: LogLine[] = [];
   const lifecycle: LogLifecycle[] = [];
   let handle;
@@ -60,19 +78,30 @@ export async function readLog(file: string, offset = 0): Promise<{ lines: LogLin
     return { lines, lifecycle, end: offset };
   }
   try {
-    const decoder = new FrameDecoder();
     const partial = new Map<string, { timeNs: bigint; data: Buffer }>();
     const buf = Buffer.alloc(1 << 20);
     let pos = offset;
+    let carry: Buffer = Buffer.alloc(0);
+    const flushPartial = (): void => {
+      // A line without its newline yet (the process is still writing it) is still output.
+      for (const [stream, p] of partial) lines.push({ stream: stream as LogLine['stream'], timeNs: p.timeNs, data: p.data });
+    };
     for (;;) {
       const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
       if (bytesRead === 0) break;
+      const data = carry.length > 0 ? Buffer.concat([carry, buf.subarray(0, bytesRead)]) : Buffer.from(buf.subarray(0, bytesRead));
+      const { frames, consumed, damaged } = splitFrames(data);
+      toRecords(frames, lines, lifecycle, partial);
+      if (damaged) {
+        flushPartial();
+        const at = pos - carry.length + consumed;
+        return { lines, lifecycle, end: at, corruptAt: at };
+      }
+      carry = data.subarray(consumed);
       pos += bytesRead;
-      toRecords(decoder.push(Buffer.from(buf.subarray(0, bytesRead))), lines, lifecycle, partial);
     }
-    // A line without its newline yet (the process is still writing it) is still output.
-    for (const [stream, p] of partial) lines.push({ stream: stream as LogLine['stream'], timeNs: p.timeNs, data: p.data });
-    return { lines, lifecycle, end: pos - decoder.buffered };
+    flushPartial();
+    return { lines, lifecycle, end: pos - carry.length };
   } finally {
     await handle.close();
   }

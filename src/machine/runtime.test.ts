@@ -350,3 +350,30 @@ test('a daemon restart re-attaches to running containers; one that ended meanwhi
     await second.close();
   }
 });
+
+test('a damaged log never stops the daemon: the container is settled and its log read up to the damage', async () => {
+  const vmm = new FakeVmm();
+  const first = runtimeOn(vmm, true);
+  await first.init();
+  const c = await first.run(ctx, spec({ name: 'damaged', process: { args: ['echo', 'before'] } }), collector());
+  await c.exit;
+  // As if it were running when its daemon went away, and its log then got damaged (a header no writer makes).
+  const record = first.registry.get('damaged');
+  await first.registry.save({ ...record, state: 'running', startedAt: new Date().toISOString() });
+  const log = path.join(stateDir, 'containers', record.id, 'container.log');
+  const { appendFile } = await import('node:fs/promises');
+  await appendFile(log, Buffer.from([0x03, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3]));
+  await first.close();
+  const second = runtimeOn(vmm, true);
+  await second.init();
+  try {
+    const settled = await second.inspect(ctx, 'damaged');
+    assert.equal(settled.state, 'exited');
+    let text = '';
+    await second.logs(ctx, 'damaged', {}, false, (l) => void (text += l.data.toString()), new AbortController().signal);
+    assert.equal(text, 'before\n');
+    await second.remove(ctx, 'damaged');
+  } finally {
+    await second.close();
+  }
+});

@@ -738,7 +738,8 @@ export class MachineRuntime implements MachineContainers {
   async logs(_ctx: RequestContext, ref: string, query: LogQuery, follow: boolean, onLine: (line: LogLine) => void, signal: AbortSignal): Promise<void> {
     const record = this.registry.get(ref);
     const file = this.logFile(record.id);
-    const { lines, end } = await readLog(file);
+    const { lines, end, corruptAt } = await readLog(file);
+    if (corruptAt !== undefined) this.log.warn({ container: record.id, file, offset: corruptAt }, 'the container log is damaged; it is read up to the damage');
     for (const line of filterLines(lines, query)) onLine(line);
     if (!follow || signal.aborted) return;
     const stopOnExit = new AbortController();

@@ -4,7 +4,7 @@
  * numbered migrations applied in order, tracked by PRAGMA user_version.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, chmodSync } from 'node:fs';
 import path from 'node:path';
 import { BosonError } from '../../common/index.ts';
 
@@ -86,6 +86,15 @@ export function openMachineDb(stateDir: string, upTo = MIGRATIONS.length): Machi
     db.pragma('journal_mode = WAL');
     db.pragma('busy_timeout = 10000');
     db.pragma('synchronous = NORMAL');
+    // The database holds containers' environments (often secrets): its files are the owner's alone, also when an
+    // older Boson made them readable.
+    for (const suffix of ['', '-wal', '-shm']) {
+      try {
+        chmodSync(path.join(stateDir, `machine.db${suffix}`), 0o600);
+      } catch {
+        // not there (yet), or not ours to change (a rootless reader of a root store refuses elsewhere)
+      }
+    }
   } catch (cause) {
     throw new BosonError('STATE_DIR_UNWRITABLE', `cannot open the state database in ${stateDir}: ${(cause as Error).message}`, { cause });
   }
