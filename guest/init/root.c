@@ -238,6 +238,9 @@ static void mount_volume(const struct mount_spec *m)
 	if (mkdir_p(target, 0755) < 0)
 		fail(R_MOUNT_FAILED, 125, "volume %s: create the mount point: %s", m->target, strerror(errno));
 	unsigned long flags = m->read_only ? MS_RDONLY : 0;
+	/* Host directories: nothing on them runs set-user-ID in the guest, and no device node there opens a device. */
+	if (m->kind != MOUNT_DISK)
+		flags |= MS_NOSUID | MS_NODEV;
 	if (m->kind == MOUNT_DISK) {
 		char dev[300];
 		if (wait_device("/sys/block", "vd", "serial", m->source, dev, sizeof dev) < 0)

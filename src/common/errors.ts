@@ -87,6 +87,7 @@ export const ERROR_CATALOGUE = {
   STORE_CONFLICT: { kind: 'FailedPrecondition', exit: 99, summary: 'a state store write expected a record at a revision it is no longer at (another writer was first)' },
   STORE_COMPACTED: { kind: 'FailedPrecondition', exit: 100, summary: 'a state store watch asked for changes older than the store keeps' },
   STORE_FULL: { kind: 'ResourceExhausted', exit: 101, summary: 'the disk holding the state store is full' },
+  BIND_NOT_ALLOWED: { kind: 'PermissionDenied', exit: 102, summary: 'the host path of a bind mount is outside what the bind-mount policy allows (BOSON_BIND_ALLOW), or a protected system or Boson path' },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
 

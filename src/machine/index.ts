@@ -23,3 +23,4 @@ export { parseVolumeSpec } from './volumes/index.ts';
 export { humanDuration, statusText } from './status.ts';
 export { bootBundle } from './boot-bundle.ts';
 export { hostCpuCount } from './capacity.ts';
+export { defaultBindPolicy, PROTECTED_PATHS, type BindPolicy } from './bind-policy.ts';

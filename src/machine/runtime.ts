@@ -29,6 +29,7 @@ import { KeyedMutex } from './keyed-mutex.ts';
 import type { VolumeManager } from './volumes/index.ts';
 import type { ImageService } from './images.ts';
 import { checkHostCapacity } from './capacity.ts';
+import { checkBindSource, defaultBindPolicy, type BindPolicy } from './bind-policy.ts';
 import { DiskFullGuard } from './disk-full.ts';
 import { DEFAULT_NETWORK, publishAllPorts, type Endpoint, type NetworkManager } from './network/index.ts';
 import type { DiskSpec, ShareSpec } from '../vmm/index.ts';
@@ -102,6 +103,8 @@ export interface RuntimeOptions {
   debug?: boolean;
   /** Where the runtime reports what nobody awaits (a watcher's failure); silent when absent. */
   log?: Logger;
+  /** Which host directories may be bind-mounted (default: anywhere but protected paths and Boson's own). */
+  bindPolicy?: BindPolicy;
 }
 
 /** What the runtime is built from (the composition root makes them). */
@@ -280,6 +283,9 @@ export class MachineRuntime implements MachineContainers {
     if (autoRemove && restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
     if (spec.name !== undefined) validateName(spec.name);
     const mounts = this.plannedMounts(spec.mounts ?? [], image.config.volumes);
+    for (const m of mounts) {
+      if (m.type === 'bind') m.source = await checkBindSource(m.source, this.options.bindPolicy ?? defaultBindPolicy([this.paths.stateDir, this.paths.runDir, this.paths.guestDir]));
+    }
     if (mounts.some((m) => m.type === 'bind')) {
       // virtiofsd (QEMU's C one) needs root for its sandbox, and a rootless one would show the user's files as root's.
       if (this.paths.rootless) throw new BosonError('ROOTLESS_UNSUPPORTED', 'bind mounts (-v /host/path:/path) need a daemon running as root; in rootless mode use a volume (-v name:/path)');
@@ -500,7 +506,6 @@ export class MachineRuntime implements MachineContainers {
         disks.push({ serial, path: this.volumes.diskPath(this.volumes.get(m.name).name), readOnly: m.readOnly });
         mounts.push({ kind: 'disk', source: serial, target: m.destination, fstype: 'ext4', readOnly: m.readOnly });
       } else {
-        await mkdir(m.source, { recursive: true });
         const tag = `boson-bind${i}`;
         const transport = await this.shareTransport();
         shares.push({ tag, path: m.source, readOnly: m.readOnly, transport });

@@ -17,6 +17,7 @@ export const HostConfig = Type.Object({
   netPool: Type.Optional(Type.String()),
   logLevel: Type.Union([Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug')]),
   logFile: Type.Optional(Type.String({ minLength: 1 })),
+  bindAllow: Type.Optional(Type.Array(Type.String({ pattern: '^/' }))),
 });
 export type HostConfig = Static<typeof HostConfig> & { paths: BosonPaths };
 
@@ -46,6 +47,7 @@ export const SETTINGS: Setting[] = [
   { env: 'BOSON_NET_POOL', default: '10.89.0.0/16 to 10.127.255.0/24, in /24s', meaning: 'where subnets of new networks are taken from', readBy: 'root' },
   { env: 'BOSON_LOG_LEVEL', default: 'info', meaning: "the daemon's log level: error, warn, info or debug (debug: every API request)", readBy: 'root' },
   { env: 'BOSON_LOG_FILE', default: 'stderr', meaning: "a file the daemon appends its JSON log lines to", readBy: 'root' },
+  { env: 'BOSON_BIND_ALLOW', default: 'anywhere but protected paths', meaning: 'host directories bind mounts may come from, colon-separated (/etc, /proc, /sys, /dev, /boot, /run, /root and Boson\'s own directories are never allowed)', readBy: 'root' },
   { env: 'BOSON_HOST', default: '<run dir>/boson.sock', meaning: 'the daemon socket the CLI talks to', readBy: 'src/machine/api/client.ts' },
   { env: 'BOSON_GUEST_KERNEL', default: "Boson's own (build/guest/kernel/vmlinuz-*), else the newest /boot/vmlinuz-*-cloud-amd64", meaning: 'the guest kernel', readBy: 'src/guest/bundle.ts' },
   { env: 'BOSON_GUEST_MODULES', default: '<kernel dir>/modules/<release>, else /lib/modules/<release>', meaning: "that kernel's modules", readBy: 'src/guest/bundle.ts' },
@@ -93,6 +95,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     netPool: env.BOSON_NET_POOL || undefined,
     logLevel: (env.BOSON_LOG_LEVEL || 'info') as HostConfig['logLevel'],
     logFile: env.BOSON_LOG_FILE || undefined,
+    bindAllow: env.BOSON_BIND_ALLOW ? env.BOSON_BIND_ALLOW.split(':').filter(Boolean) : undefined,
   };
   const fault = Value.Errors(HostConfig, config).First();
   if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid setting ${fault.path.slice(1)}: ${fault.message} (see docs/config.md)`);

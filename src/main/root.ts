@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { StateStore } from '../common/index.ts';
 import { ImageStore } from '../image/index.ts';
 import { qemuVmm } from '../vmm/index.ts';
-import { ContainerRegistry, ImageService, MachineRuntime, NetworkManager, VolumeManager, bootBundle, daemonSocketPath, openStateStore, startDaemon } from '../machine/index.ts';
+import { ContainerRegistry, ImageService, MachineRuntime, NetworkManager, VolumeManager, bootBundle, defaultBindPolicy, daemonSocketPath, openStateStore, startDaemon } from '../machine/index.ts';
 import { loadConfig, type HostConfig } from './config.ts';
 import { makeLogger, plainLogger } from './logging.ts';
 import { resolveTcpEndpoint, type Logger, type TcpEndpointRequest } from '../common/index.ts';
@@ -37,7 +37,10 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
     ? new NetworkManager(store, { stateDir: paths.stateDir, rootless: paths.rootless, prefix: config.netPrefix, defaultSubnet: config.netSubnet, subnetPool: config.netPool })
     : null;
   return new MachineRuntime(
-    { paths, detached: hosting === 'daemon', bootTimeoutMs: config.bootTimeoutMs, virtiofsd: config.virtiofsd, debug: config.debug, log },
+    {
+      paths, detached: hosting === 'daemon', bootTimeoutMs: config.bootTimeoutMs, virtiofsd: config.virtiofsd, debug: config.debug, log,
+      bindPolicy: defaultBindPolicy([paths.stateDir, paths.runDir, paths.guestDir], config.bindAllow ?? null),
+    },
     { registry, images, imageService: imageService(config, images, registry), volumes, networks, store, vmm: qemuVmm, bootBundle: () => bootBundle(paths) },
   );
 }

@@ -251,10 +251,12 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
         // a read-only bind of the source, which exists only there and goes with it.
         const view = path.join(rt, `vfs${i}.ro`);
         await mkdir(view, { recursive: true });
-        const script = 'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && exec "$3" --socket-path="$4" -o source="$2" -o cache=auto';
+        const script = 'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && exec "$3" --socket-path="$4" -o source="$2" -o cache=auto -o modcaps=-mknod:-fsetid';
         d = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', share.path, view, virtiofsd, sock], { stdio: ['ignore', logFd, logFd], detached: true });
       } else {
-        d = spawn(virtiofsd, [`--socket-path=${sock}`, '-o', `source=${share.path}`, '-o', 'cache=auto'], { stdio: ['ignore', logFd, logFd], detached: true });
+        // Without CAP_MKNOD no device node can be made on the host through the share; without CAP_FSETID a write
+        // clears set-user-ID and set-group-ID bits as it would for an unprivileged writer.
+        d = spawn(virtiofsd, [`--socket-path=${sock}`, '-o', `source=${share.path}`, '-o', 'cache=auto', '-o', 'modcaps=-mknod:-fsetid'], { stdio: ['ignore', logFd, logFd], detached: true });
       }
       await spawned(d).catch((cause: unknown) => {
         throw new BosonError('TOOL_FAILED', `cannot start virtiofsd for ${share.path}: ${(cause as Error).message}`, { cause });
