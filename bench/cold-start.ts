@@ -6,10 +6,11 @@
  * Prints p50/p95 of each, the ratios, and boot failures out of N. Optional series, in the same loop:
  *   - --daemon: the same `boson run` through a running daemon (one upgraded request; the container joins the
  *     daemon's default network, as docker run's does) and with --network none;
+ *   - --jail: the same run with the VMM jail off (BOSON_VMM_JAIL=off), for the jail's cost;
  *   - --baseline DIR: another checkout's bin/boson (e.g. a worktree of the commit before a change), on a state
  *     directory of its own that its own CLI set up, so that a change is measured before and after in one run.
  *
- *   npx tsx bench/cold-start.ts [--runs N] [--json] [--daemon] [--baseline DIR]
+ *   npx tsx bench/cold-start.ts [--runs N] [--json] [--daemon] [--jail] [--baseline DIR]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -24,6 +25,7 @@ const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 20) || 20;
 const asJson = args.includes('--json');
 const withDaemon = args.includes('--daemon');
+const withJailOff = args.includes('--jail');
 const baselineDir = args.includes('--baseline') ? path.resolve(args[args.indexOf('--baseline') + 1] ?? '') : undefined;
 const BOOT_TIMEOUT_MS = 15_000;
 const layout = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
@@ -108,6 +110,7 @@ async function main(): Promise<void> {
       extra.set('boson run, through the daemon', { run: () => bosonOnce(denv), values: [] });
       extra.set('  the same, --network none', { run: () => bosonOnce(denv, undefined, ['--network', 'none']), values: [] });
     }
+    if (withJailOff) extra.set('boson run, VMM jail off', { run: () => bosonOnce({ ...env, BOSON_VMM_JAIL: 'off' }), values: [] });
     if (baselineDir) {
       const benv = { ...env, BOSON_STATE_DIR: path.join(dir, 'bstate'), BOSON_RUN_DIR: path.join(dir, 'brun') };
       const bin = path.join(baselineDir, 'bin', 'boson');

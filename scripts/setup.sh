@@ -90,6 +90,12 @@ fi
 step "Building the CLI bundle"
 scripts/build-cli.sh  # quick when the bundle is newer than every source; bin/boson would otherwise build it on first use
 
+# The unprivileged user each QEMU of the daemon switches to once its devices are open (the jailed VMM).
+if ! id boson-vmm >/dev/null 2>&1; then
+  step "Creating the boson-vmm system user"
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin boson-vmm
+fi
+
 step "Building boson-init"
 make -s -C guest/init
 

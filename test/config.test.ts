@@ -26,12 +26,17 @@ function mentioned(text: string): Set<string> {
 }
 
 test('every BOSON_* variable read in src/ and bin/ is in the one settings table, and every listed one is read', async () => {
-  const files = [...(await sources(path.join(PACKAGE_ROOT, 'src'))).filter((f) => !f.endsWith(path.join('main', 'config.ts'))), path.join(PACKAGE_ROOT, 'bin', 'boson')];
+  const files = [...(await sources(path.join(PACKAGE_ROOT, 'src'))), path.join(PACKAGE_ROOT, 'bin', 'boson')];
   const read = new Set<string>();
-  for (const f of files) for (const name of mentioned(await readFile(f, 'utf8'))) read.add(name);
+  for (const f of files) {
+    let text = await readFile(f, 'utf8');
+    // The table itself names every variable: only the code around it counts as reading one.
+    if (f.endsWith(path.join('main', 'config.ts'))) text = text.replace(/export const SETTINGS[\s\S]*?\n\];/, '');
+    for (const name of mentioned(text)) read.add(name);
+  }
   const listed = new Set(SETTINGS.map((s) => s.env));
   assert.deepEqual([...read].filter((n) => !listed.has(n)).sort(), [], 'read but not in SETTINGS');
-  assert.deepEqual([...listed].filter((n) => !read.has(n) && !/^BOSON_(DEBUG|NET_|BOOT_TIMEOUT_MS|VIRTIOFSD)/.test(n)).sort(), [], 'in SETTINGS but read nowhere');
+  assert.deepEqual([...listed].filter((n) => !read.has(n)).sort(), [], 'in SETTINGS but read nowhere');
 });
 
 test('docs/config.md is the settings table as generated (npx tsx scripts/config-doc.ts > docs/config.md)', async () => {

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
-import { mkdir, mkdtemp, readdir, readFile, rm, access, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, access, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { MemoryStateStore, PACKAGE_ROOT } from '../src/common/index.ts';
@@ -44,6 +44,11 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
     env,
     cleanup: async () => {
       for (const pid of await qemuPidsUsing(stateDir)) process.kill(pid, 'SIGKILL');
+      // The cgroups of this host's VMs (named by the first 16 hex digits of their container ids), once empty.
+      const ids = await readdir(path.join(stateDir, 'containers')).catch(() => [] as string[]);
+      for (const controller of ['memory', 'pids', 'cpu', '']) {
+        for (const id of ids) await rmdir(path.join('/sys/fs/cgroup', controller, 'boson', id.slice(0, 16))).catch(() => undefined);
+      }
       // Bridges, taps and firewall rules that a daemon of this host left for its running containers.
       await new NetworkManager(new MemoryStateStore(), { stateDir, prefix: net.BOSON_NET_PREFIX, defaultSubnet: net.BOSON_NET_SUBNET, subnetPool: net.BOSON_NET_POOL }).teardown().catch(() => undefined);
       await rm(stateDir, { recursive: true, force: true });

@@ -188,6 +188,8 @@ export class FakeVmm implements Vmm {
     return vm;
   }
 
+  async cleanup(): Promise<void> {}
+
   /** How many fake VMs are still running. */
   get live(): number {
     return this.running.size;

@@ -1,6 +1,6 @@
 /** Public surface of src/machine: the port, the runtime of this host, its daemon and the daemon's client. */
 export * from './port/index.ts';
-export { MachineRuntime, DEFAULT_MEMORY_MIB, parseSignal, parseRestartPolicy, type RuntimeOptions, type RuntimeParts, type ExecRecord } from './runtime.ts';
+export { MachineRuntime, DEFAULT_MEMORY_MIB, parseSignal, parseRestartPolicy, type RuntimeOptions, type RuntimeParts, type ExecRecord, type JailPolicy } from './runtime.ts';
 export { ImageService, type ImageServiceOptions } from './images.ts';
 export { ContainerRegistry, validateContainerName, type ContainerRecord } from './containers.ts';
 export { parseMemory, parseSizeMiB, parseCpus, parseEnvFile, expandEnvArgs, type ProcessConfig } from './container-config.ts';

@@ -16,7 +16,7 @@ import { mkdir, rm, stat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isBosonError, silentLogger, toBosonError, type BosonPaths, type Logger, type StateStore } from '../common/index.ts';
 import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
-import { bootWithWatchdog, type Vm, type Vmm } from '../vmm/index.ts';
+import { bootWithWatchdog, type Vm, type VmJail, type Vmm } from '../vmm/index.ts';
 import type { BootBundle } from '../guest/index.ts';
 import type { ImageStore } from '../image/index.ts';
 import { mergeEnv, resolveProcessConfig } from './container-config.ts';
@@ -105,7 +105,28 @@ export interface RuntimeOptions {
   log?: Logger;
   /** Which host directories may be bind-mounted (default: anywhere but protected paths and Boson's own). */
   bindPolicy?: BindPolicy;
+  /** How each QEMU is confined (see VmJail); none when absent. */
+  jail?: JailPolicy;
 }
+
+/**
+ * The host's confinement policy for its QEMUs. A daemon's VMs get all of it. An embedded runtime's VMs keep the
+ * caller's user: the kernel clears the parent-death signal when a process changes its uid, and a QEMU that outlives
+ * a killed `boson run` would be worse than one that keeps root under seccomp, a chroot and a cgroup.
+ */
+export interface JailPolicy {
+  /** The unprivileged user QEMU switches to (daemon-hosted VMs). */
+  user?: string;
+  sandbox: boolean;
+  /** Chroot QEMU (root only): into the VM's runtime directory, or `emptyDir` for an embedded runtime's VMs. */
+  chroot: boolean;
+  emptyDir: string;
+  /** The cgroup group VMs are put under (e.g. "boson"); none when absent. */
+  cgroupParent?: string;
+}
+
+/** Memory a VM's cgroup allows beyond its guest RAM: QEMU itself, its TCG translation cache, I/O buffers. */
+const VMM_MEMORY_ALLOWANCE_MIB = 192;
 
 /** What the runtime is built from (the composition root makes them). */
 export interface RuntimeParts {
@@ -189,6 +210,7 @@ export class MachineRuntime implements MachineContainers {
   async init(): Promise<void> {
     await this.registry.init();
     await this.sweep();
+    if (this.options.jail?.chroot) await mkdir(this.options.jail.emptyDir, { recursive: true, mode: 0o711 });
     if (!this.options.detached) return;
     await mkdir(path.join(this.paths.runDir, 'vms'), { recursive: true });
     await this.nets?.init();
@@ -201,6 +223,7 @@ export class MachineRuntime implements MachineContainers {
         // Paused on a full disk while no daemon ran: no event will say so.
         if (await vm.pausedOnDiskError().catch(() => false)) this.diskFull.mark(record.id, vm);
       } else {
+        await this.vmm.cleanup(this.runtimeDir(record.id));
         const exit = await lastExit(this.logFile(record.id));
         await this.exited(record.id, exit?.status ?? 137, exit ? null : 'the micro-VM ended while no daemon was running, without an exit status');
       }
@@ -429,6 +452,7 @@ export class MachineRuntime implements MachineContainers {
             ...extraDisks,
           ],
           shares, runtimeDir, logFile, nics: endpoint ? [endpoint.nic] : [], debug: this.options.debug,
+          jail: this.jailFor(record, runtimeDir),
         },
         (booting: Vm) => {
           ctl = new ControlChannel(booting.channel);
@@ -698,6 +722,7 @@ export class MachineRuntime implements MachineContainers {
     }
     await this.registry.remove(record);
     await this.nets?.disconnect(id).catch(() => undefined);
+    if (this.options.detached) await this.vmm.cleanup(this.runtimeDir(id));
     await rm(this.runtimeDir(id), { recursive: true, force: true });
     if (volumes || record.autoRemove) {
       for (const m of record.mounts ?? []) {
@@ -848,6 +873,20 @@ export class MachineRuntime implements MachineContainers {
       const e = toBosonError(err);
       this.log.error({ code: e.code }, `${what}: ${e.message}`);
     });
+  }
+
+  /** The confinement of a container's QEMU under the host's policy. */
+  private jailFor(record: ContainerRecord, runtimeDir: string | undefined): VmJail | undefined {
+    const policy = this.options.jail;
+    if (!policy) return undefined;
+    return {
+      sandbox: policy.sandbox,
+      user: runtimeDir ? policy.user : undefined,
+      chroot: policy.chroot ? runtimeDir ?? policy.emptyDir : undefined,
+      cgroup: policy.cgroupParent
+        ? { parent: policy.cgroupParent, name: record.id.slice(0, 16), memoryBytes: (record.resources.memoryMiB + VMM_MEMORY_ALLOWANCE_MIB) * 1024 * 1024, pids: 256, cpus: record.resources.cpus + 1 }
+        : undefined,
+    };
   }
 
   /** Refuses to act on a container that another live process (an embedded runtime: `boson run`) supervises. */

@@ -18,6 +18,8 @@ export const HostConfig = Type.Object({
   logLevel: Type.Union([Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug')]),
   logFile: Type.Optional(Type.String({ minLength: 1 })),
   bindAllow: Type.Optional(Type.Array(Type.String({ pattern: '^/' }))),
+  jail: Type.Boolean(),
+  vmmUser: Type.String(),
 });
 export type HostConfig = Static<typeof HostConfig> & { paths: BosonPaths };
 
@@ -48,6 +50,8 @@ export const SETTINGS: Setting[] = [
   { env: 'BOSON_LOG_LEVEL', default: 'info', meaning: "the daemon's log level: error, warn, info or debug (debug: every API request)", readBy: 'root' },
   { env: 'BOSON_LOG_FILE', default: 'stderr', meaning: "a file the daemon appends its JSON log lines to", readBy: 'root' },
   { env: 'BOSON_BIND_ALLOW', default: 'anywhere but protected paths', meaning: 'host directories bind mounts may come from, colon-separated (/etc, /proc, /sys, /dev, /boot, /run, /root and Boson\'s own directories are never allowed)', readBy: 'root' },
+  { env: 'BOSON_VMM_JAIL', default: 'on', meaning: 'confine each QEMU (seccomp sandbox, chroot, mount namespace, cgroup, its own user); off only to compare or debug', readBy: 'root' },
+  { env: 'BOSON_VMM_USER', default: 'boson-vmm (made by scripts/setup.sh)', meaning: "the unprivileged user a daemon's QEMUs switch to; '' keeps root", readBy: 'root' },
   { env: 'BOSON_HOST', default: '<run dir>/boson.sock', meaning: 'the daemon socket the CLI talks to', readBy: 'src/machine/api/client.ts' },
   { env: 'BOSON_GUEST_KERNEL', default: "Boson's own (build/guest/kernel/vmlinuz-*), else the newest /boot/vmlinuz-*-cloud-amd64", meaning: 'the guest kernel', readBy: 'src/guest/bundle.ts' },
   { env: 'BOSON_GUEST_MODULES', default: '<kernel dir>/modules/<release>, else /lib/modules/<release>', meaning: "that kernel's modules", readBy: 'src/guest/bundle.ts' },
@@ -96,6 +100,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     logLevel: (env.BOSON_LOG_LEVEL || 'info') as HostConfig['logLevel'],
     logFile: env.BOSON_LOG_FILE || undefined,
     bindAllow: env.BOSON_BIND_ALLOW ? env.BOSON_BIND_ALLOW.split(':').filter(Boolean) : undefined,
+    jail: env.BOSON_VMM_JAIL !== 'off',
+    vmmUser: env.BOSON_VMM_USER ?? 'boson-vmm',
   };
   const fault = Value.Errors(HostConfig, config).First();
   if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid setting ${fault.path.slice(1)}: ${fault.message} (see docs/config.md)`);

@@ -1,4 +1,4 @@
 /** Public surface of src/main: the composition root (configuration in, built implementations out). */
-export { buildRuntime, startHostDaemon, loadConfig, openHostStore, openImageStore, openContainerRegistry, type HostConfig, type RuntimeHosting, type DaemonRequest } from './root.ts';
+export { jailPolicy, buildRuntime, startHostDaemon, loadConfig, openHostStore, openImageStore, openContainerRegistry, type HostConfig, type RuntimeHosting, type DaemonRequest } from './root.ts';
 export { SETTINGS, type Setting } from './config.ts';
 export { buildImages } from './images.ts';

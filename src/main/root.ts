@@ -3,16 +3,34 @@
  * state store -> images -> volumes -> networks -> the runtime -> the personalities. Everything below takes what
  * it needs as arguments; nothing below constructs its own collaborators.
  */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { StateStore } from '../common/index.ts';
 import { ImageStore } from '../image/index.ts';
 import { qemuVmm } from '../vmm/index.ts';
-import { ContainerRegistry, ImageService, MachineRuntime, NetworkManager, VolumeManager, bootBundle, defaultBindPolicy, daemonSocketPath, openStateStore, startDaemon } from '../machine/index.ts';
+import { ContainerRegistry, ImageService, MachineRuntime, NetworkManager, VolumeManager, bootBundle, defaultBindPolicy, type JailPolicy, daemonSocketPath, openStateStore, startDaemon } from '../machine/index.ts';
 import { loadConfig, type HostConfig } from './config.ts';
 import { makeLogger, plainLogger } from './logging.ts';
 import { resolveTcpEndpoint, type Logger, type TcpEndpointRequest } from '../common/index.ts';
 
 export { loadConfig, type HostConfig };
+
+/** The QEMU confinement this host can give (see JailPolicy): what root can do, and what a rootless user can. */
+export function jailPolicy(config: HostConfig): JailPolicy | undefined {
+  if (!config.jail) return undefined;
+  const root = !config.paths.rootless;
+  const user = root && config.vmmUser !== '' && userExists(config.vmmUser) ? config.vmmUser : undefined;
+  return { sandbox: true, user, chroot: root, emptyDir: path.join(config.paths.runDir, 'empty'), cgroupParent: root ? 'boson' : undefined };
+}
+
+/** True when the system has a user of that name. */
+function userExists(name: string): boolean {
+  try {
+    return readFileSync('/etc/passwd', 'utf8').split('\n').some((l) => l.split(':')[0] === name);
+  } catch {
+    return false;
+  }
+}
 
 /** How a runtime is hosted: by a daemon (VMs outlive it) or embedded in a CLI process (VMs die with it). */
 export type RuntimeHosting = 'daemon' | 'embedded';
@@ -40,6 +58,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
     {
       paths, detached: hosting === 'daemon', bootTimeoutMs: config.bootTimeoutMs, virtiofsd: config.virtiofsd, debug: config.debug, log,
       bindPolicy: defaultBindPolicy([paths.stateDir, paths.runDir, paths.guestDir], config.bindAllow ?? null),
+      jail: jailPolicy(config),
     },
     { registry, images, imageService: imageService(config, images, registry), volumes, networks, store, vmm: qemuVmm, bootBundle: () => bootBundle(paths) },
   );

@@ -96,6 +96,12 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
       '-pidfile', path.join(rt, RUNTIME_FILES.pid),
     );
   }
+  // Confinement: seccomp (QEMU 7.2 installs its filter before -runas changes the uid, so set*id cannot be denied
+  // without killing -runas; once the uid is dropped they cannot regain root anyway), then chroot and the user.
+  const jail = config.jail;
+  if (jail?.sandbox) argv.push('-sandbox', 'on,obsolete=deny,spawn=deny,resourcecontrol=deny');
+  if (jail?.chroot) argv.push('-chroot', jail.chroot);
+  if (jail?.user) argv.push('-runas', jail.user);
   argv.push('-device', BALLOON_DEVICE);
   argv.push('-mon', 'chardev=qmp,mode=control', '-device', 'virtio-serial-device', '-device', 'virtserialport,chardev=ctl,name=boson.ctl');
   if (config.logFile !== undefined) {

@@ -2,4 +2,5 @@
 export { launchMicroVm, attachMicroVm, bootWithWatchdog, qemuVmm, MicroVm, type WatchdogOptions } from './microvm.ts';
 export { probeAccelerator, chooseAccelerator, hostTscKhz, type AcceleratorChoice, type AccelFacts } from './accel.ts';
 export { findQemu, qemuVersion } from './qemu-binary.ts';
-export type { MicroVmConfig, DiskSpec, NicSpec, ShareSpec, VmExit, Vm, Vmm } from './types.ts';
+export { cgroupMode, describeCgroups, type CgroupMode } from './cgroup.ts';
+export type { MicroVmConfig, DiskSpec, NicSpec, ShareSpec, VmExit, Vm, Vmm, VmJail } from './types.ts';

@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -22,6 +22,7 @@ import { probeAccelerator, hostTscKhz } from './accel.ts';
 import { findQemu } from './qemu-binary.ts';
 import { QmpClient } from './qmp.ts';
 import type { MicroVmConfig, Vm, Vmm, VmExit } from './types.ts';
+import { cgroupMode, confine, release, type VmCgroup } from './cgroup.ts';
 
 const CONSOLE_KEEP = 64 * 1024;
 const EXIT_POLL_MS = 250;
@@ -42,7 +43,7 @@ export class MicroVm implements Vm {
   private readonly killProcess: () => void;
 
   /** @internal use launchMicroVm or attachMicroVm */
-  constructor(parts: { pid: number; channel: Duplex; qmp: Duplex; proc?: ChildProcess; runtimeDir?: string; debug: boolean }) {
+  constructor(parts: { pid: number; channel: Duplex; qmp: Duplex; proc?: ChildProcess; runtimeDir?: string; debug: boolean; cgroup?: VmCgroup | null }) {
     this.pid = parts.pid;
     this.runtimeDir = parts.runtimeDir;
     this.channel = parts.channel;
@@ -75,7 +76,9 @@ export class MicroVm implements Vm {
         if (this.exitInfo) return;
         this.exitInfo = exit;
         parts.qmp.destroy();
-        resolve(exit);
+        // Its cgroup goes with it (a daemon that re-attached found it in the runtime directory).
+        if (parts.cgroup) void release(parts.cgroup).catch(() => undefined).finally(() => resolve(exit));
+        else resolve(exit);
       };
       if (proc) {
         proc.once('exit', (code, signal) => done({ code, signal }));
@@ -215,6 +218,24 @@ async function connectUnix(socketPath: string, timeoutMs: number): Promise<net.S
   }
 }
 
+/** Where a detached VM's cgroup directories are noted, so that whoever sees it end removes them. */
+const CGROUP_FILE = 'cgroup.json';
+
+/**
+ * Moves a just-started QEMU into its cgroup (before the guest runs: QEMU is still setting up). A VM that cannot be
+ * confined as asked is not left running unconfined: it is killed and the error says why.
+ */
+async function confineOrKill(config: MicroVmConfig, proc: ChildProcess): Promise<VmCgroup | null> {
+  const want = config.jail?.cgroup;
+  if (!want) return null;
+  try {
+    return await confine(cgroupMode(want.parent), want.name, proc.pid!, want);
+  } catch (cause) {
+    proc.kill('SIGKILL');
+    throw new BosonError('TOOL_FAILED', `cannot put QEMU into its cgroup: ${(cause as Error).message}`, { cause });
+  }
+}
+
 /** Starts QEMU for `config`. The VM runs until the guest powers off or shutdown()/kill() is called. */
 export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
   const qemu = await findQemu();
@@ -229,11 +250,14 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
     }
   });
   const argv = buildQemuArgv(config, accel.accel, tsc, diskFds);
+  // A jailed QEMU gets a mount namespace of its own (unshare execs it: same pid).
+  const command = config.jail && (process.geteuid?.() ?? 0) === 0 ? ['unshare', '--mount', '--propagation', 'private', '--', qemu, ...argv] : [qemu, ...argv];
   const rt = config.runtimeDir;
   if (rt === undefined) {
-    const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', qemu, ...argv], { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...extraFds] });
+    const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...command], { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...extraFds] });
     await spawned(proc);
-    return new MicroVm({ pid: proc.pid!, channel: proc.stdio[3] as Duplex, qmp: proc.stdio[4] as Duplex, proc, debug: config.debug ?? false });
+    const cgroup = await confineOrKill(config, proc);
+    return new MicroVm({ pid: proc.pid!, channel: proc.stdio[3] as Duplex, qmp: proc.stdio[4] as Duplex, proc, debug: config.debug ?? false, cgroup });
   }
   if (extraFds.length > 0) throw new BosonError('INTERNAL', 'a detached micro-VM cannot take disks as file descriptors');
   const logFd = openSync(path.join(rt, RUNTIME_FILES.qemuLog), 'a');
@@ -265,7 +289,7 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
       daemons.push(d);
       await waitForFile(sock, 5000, `virtiofsd for ${share.path}`);
     }
-    proc = spawn(qemu, argv, { stdio: ['ignore', logFd, logFd], detached: true });
+    proc = spawn(command[0]!, command.slice(1), { stdio: ['ignore', logFd, logFd], detached: true });
     await spawned(proc);
   } catch (err) {
     for (const d of daemons) d.kill('SIGKILL');
@@ -274,12 +298,14 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
     closeSync(logFd);
   }
   proc.unref();
+  const cgroup = await confineOrKill(config, proc);
+  if (cgroup) await writeFile(path.join(rt, CGROUP_FILE), JSON.stringify(cgroup));
   try {
     const [channel, qmp] = await Promise.all([
       connectUnix(path.join(rt, RUNTIME_FILES.control), 10_000),
       connectUnix(path.join(rt, RUNTIME_FILES.qmp), 10_000),
     ]);
-    return new MicroVm({ pid: proc.pid!, channel, qmp, proc, runtimeDir: rt, debug: config.debug ?? false });
+    return new MicroVm({ pid: proc.pid!, channel, qmp, proc, runtimeDir: rt, debug: config.debug ?? false, cgroup });
   } catch (cause) {
     proc.kill('SIGKILL');
     const why = (await readFile(path.join(rt, RUNTIME_FILES.qemuLog), 'utf8').catch(() => '')).trim();
@@ -304,7 +330,8 @@ export async function attachMicroVm(runtimeDir: string): Promise<MicroVm | null>
       connectUnix(path.join(runtimeDir, RUNTIME_FILES.control), 2000),
       connectUnix(path.join(runtimeDir, RUNTIME_FILES.qmp), 2000),
     ]);
-    return new MicroVm({ pid, channel, qmp, runtimeDir, debug: false });
+    const cgroup = JSON.parse(await readFile(path.join(runtimeDir, CGROUP_FILE), 'utf8').catch(() => 'null')) as VmCgroup | null;
+    return new MicroVm({ pid, channel, qmp, runtimeDir, debug: false, cgroup });
   } catch {
     // Alive but not answering on its sockets: the caller treats it as lost and may kill it by pid.
     return null;
@@ -385,4 +412,8 @@ export const qemuVmm: Vmm = {
   accelerator: async () => (await probeAccelerator()).accel,
   launch: (config) => launchMicroVm(config),
   attach: (runtimeDir) => attachMicroVm(runtimeDir),
+  cleanup: async (runtimeDir) => {
+    const cgroup = JSON.parse(await readFile(path.join(runtimeDir, CGROUP_FILE), 'utf8').catch(() => 'null')) as VmCgroup | null;
+    if (cgroup) await release(cgroup).catch(() => undefined);
+  },
 };

@@ -50,6 +50,23 @@ export interface MicroVmConfig {
   acpi: boolean;
   /** Verbose kernel console, copied to stderr. */
   debug?: boolean;
+  /** How QEMU is confined (see VmJail); none when absent. */
+  jail?: VmJail;
+}
+
+/**
+ * The confinement of one QEMU: its own unprivileged user (after it has opened its files), a seccomp sandbox, a
+ * chroot into a directory holding only its own files, a private mount namespace, and a cgroup with limits.
+ */
+export interface VmJail {
+  /** The user QEMU runs as once its devices are open (-runas); absent: it keeps the caller's. */
+  user?: string;
+  /** Where QEMU chroots once its files are open (-chroot); needs root. */
+  chroot?: string;
+  /** QEMU's seccomp sandbox: obsolete system calls, spawning processes and resource control denied. */
+  sandbox: boolean;
+  /** A cgroup for the VM: its name under the host's Boson group, and its limits. */
+  cgroup?: { parent: string; name: string; memoryBytes: number; pids: number; cpus: number };
 }
 
 /** How a QEMU process ended. */
@@ -92,4 +109,6 @@ export interface Vmm {
   launch(config: MicroVmConfig): Promise<Vm>;
   /** Re-attaches to a detached micro-VM started earlier; null when it is no longer running. */
   attach(runtimeDir: string): Promise<Vm | null>;
+  /** Releases what a detached micro-VM that is gone still holds on the host (its cgroup). */
+  cleanup(runtimeDir: string): Promise<void>;
 }

@@ -5,7 +5,8 @@ import { bosonPaths, toBosonError } from '../../common/index.ts';
 import { defaultKernelPath, kernelReleaseOf } from '../../guest/index.ts';
 import { checkUserNamespaceSetup } from '../../image/index.ts';
 import { bootBundle } from '../../machine/index.ts';
-import { findQemu, probeAccelerator, qemuVersion, hostTscKhz } from '../../vmm/index.ts';
+import { cgroupMode, describeCgroups, findQemu, probeAccelerator, qemuVersion, hostTscKhz } from '../../vmm/index.ts';
+import { jailPolicy, loadConfig } from '../../main/index.ts';
 import { printJson } from '../output.ts';
 
 /** Adds `info` to the program. */
@@ -29,6 +30,8 @@ interface Info {
   accelerator: { name: string; reason: string; tscKhz: number | null };
   guest: { kernel: string | null; kernelRelease: string | null; initramfs: string | null; init: string | null; modules: string[]; drivers: string[]; acpi: boolean | null };
   qemu: { binary: string | null; version: string | null };
+  /** How each QEMU is confined: by a daemon (all of it) and in a `boson run` without one. */
+  confinement: { daemon: string[]; embedded: string[] };
   paths: ReturnType<typeof bosonPaths>;
   problems: string[];
 }
@@ -43,6 +46,7 @@ async function gatherInfo(): Promise<Info> {
     accelerator: { name: accel.accel, reason: accel.reason, tscKhz: (await hostTscKhz()) ?? null },
     guest: { kernel: null, kernelRelease: null, initramfs: null, init: null, modules: [], drivers: [], acpi: null },
     qemu: { binary: null, version: null },
+    confinement: confinementOf(),
     paths,
     problems,
   };
@@ -87,10 +91,24 @@ function printInfo(info: Info): void {
     `Guest drivers:  ${info.guest.drivers.join(' ') || '-'}`,
     `Guest modules:  ${info.guest.modules.join(' ') || '- (all built in)'}`,
     `Guest devices:  ${info.guest.acpi === null ? '-' : info.guest.acpi ? 'found through ACPI' : 'on the kernel command line (no ACPI)'}`,
+    `VMM jail:       ${info.confinement.daemon.join(', ') || 'none (BOSON_VMM_JAIL=off)'}`,
+    `  without daemon: ${info.confinement.embedded.join(', ') || 'none'}`,
     `State dir:      ${info.paths.stateDir}`,
     `Run dir:        ${info.paths.runDir}`,
     `Guest dir:      ${info.paths.guestDir}`,
   ];
   for (const p of info.problems) lines.push(`Problem:        ${p}`);
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** What confines each QEMU, from the composition root's policy and what this host has. */
+function confinementOf(): { daemon: string[]; embedded: string[] } {
+  const policy = jailPolicy(loadConfig());
+  if (!policy) return { daemon: [], embedded: [] };
+  const common = [
+    ...(policy.sandbox ? ['seccomp sandbox (obsolete, spawn, resourcecontrol denied)'] : []),
+    ...(policy.chroot ? ['chroot', 'own mount namespace'] : []),
+    ...(policy.cgroupParent ? [describeCgroups(cgroupMode(policy.cgroupParent))] : []),
+  ];
+  return { daemon: [...(policy.user ? [`user ${policy.user}`] : ['user root (no boson-vmm user: run scripts/setup.sh)']), ...common], embedded: ['user root (keeps the parent-death signal)', ...common] };
 }
