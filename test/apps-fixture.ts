@@ -5,6 +5,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { access } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
@@ -46,12 +47,41 @@ export async function httpGet(port: number, urlPath = '/'): Promise<{ status: nu
   return { status: res.status, body: await res.text() };
 }
 
+/**
+ * Resolves once a TCP connection to 127.0.0.1:port is accepted, rejects after 200 ms. Probes call it first: a SYN
+ * sent before the guest is up goes unanswered and is retried by the kernel only after a second, which would make
+ * the measured time to the first answer a matter of client timeouts.
+ */
+export function tcpOpen(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const timer = setTimeout(() => socket.destroy(new Error('connect timed out')), 200);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.end();
+      resolve();
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
 export const APPS: App[] = [
-  { name: 'redis', port: 6379, probe: async (p) => (await redisCli(p, 'PING')).trim() },
+  {
+    name: 'redis',
+    port: 6379,
+    probe: async (p) => {
+      await tcpOpen(p);
+      return (await redisCli(p, 'PING')).trim();
+    },
+  },
   {
     name: 'nginx',
     port: 80,
     probe: async (p) => {
+      await tcpOpen(p);
       const r = await httpGet(p);
       if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
       return r.body;
