@@ -293,9 +293,24 @@ test('exec in a running container: output and exit code on its own session; refu
     assert.equal(await started.exit, 0);
     assert.equal(sink.out(), 'exec uname -r\n');
     assert.equal((await rt.inspectExec(ctx, exec.id)).exitCode, 0);
+    assert.equal(exec.user, '0', 'the container runs as root: so does its exec');
     await rt.stop(ctx, c.id, 1);
     await assert.rejects(rt.createExec(ctx, c.id, { argv: ['true'] }), (e) => isBosonError(e, 'CONTAINER_NOT_RUNNING'));
     await rt.remove(ctx, c.id);
+  } finally {
+    await rt.close();
+  }
+});
+
+test("exec runs as the container's user unless it names one, as Docker's does", async () => {
+  const rt = runtimeOn(new FakeVmm(), true);
+  await rt.init();
+  try {
+    const c = await rt.create(ctx, spec({ process: { args: ['sleep'], user: 'daemon' } }));
+    await rt.start(ctx, c.id);
+    assert.equal((await rt.createExec(ctx, c.id, { argv: ['id'] })).user, 'daemon');
+    assert.equal((await rt.createExec(ctx, c.id, { argv: ['id'], user: '0' })).user, '0');
+    await rt.remove(ctx, c.id, { force: true });
   } finally {
     await rt.close();
   }

@@ -920,8 +920,9 @@ export class MachineRuntime implements MachineContainers {
     const paused = this.diskFull.reason(record.id);
     if (paused !== undefined) throw new BosonError('CONTAINER_PAUSED_DISK_FULL', `container ${record.name} is paused: ${paused}; it resumes by itself once the disk has room`);
     if (spec.argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'no command given to exec');
+    // As Docker's exec: the container's user unless one is given (an image's User, e.g. redis, applies to exec too).
     const exec: ExecRecord = {
-      id: newContainerId(), containerId: record.id, argv: spec.argv, env: mergeEnv(record.config.env, spec.env ?? []), cwd: spec.cwd, user: spec.user,
+      id: newContainerId(), containerId: record.id, argv: spec.argv, env: mergeEnv(record.config.env, spec.env ?? []), cwd: spec.cwd, user: spec.user || record.config.user,
       tty: spec.tty ?? false, stdin: spec.stdin ?? false, running: false, exitCode: null, pid: null, session: 0,
     };
     this.execs.set(exec.id, exec);

@@ -71,6 +71,13 @@ test('DNS server: answers names of the network, NODATA for their AAAA, forwards 
     assert.deepEqual(answers(await ask(port, query(2, 'WEB', 28))), { rcode: 0, ids: 2, addrs: [] });
     // forwarded (after the silent upstream times out), with the client's own ID restored
     assert.deepEqual(answers(await ask(port, query(3, 'example.org'))), { rcode: 0, ids: 3, addrs: ['192.0.2.1'] });
+    // A name of the network with a search domain appended is answered here, never forwarded (the silent upstream
+    // would make it take the timeout); other names in that domain are forwarded.
+    server.setSearch(['Corp.Example.']);
+    assert.deepEqual(answers(await ask(port, query(6, 'web.corp.example'))), { rcode: 0, ids: 6, addrs: ['10.1.0.2'] });
+    assert.deepEqual(answers(await ask(port, query(7, 'web.corp.example', 28))), { rcode: 0, ids: 7, addrs: [] });
+    assert.deepEqual(answers(await ask(port, query(8, 'db.corp.example'))), { rcode: 0, ids: 8, addrs: ['192.0.2.1'] });
+    assert.deepEqual(answers(await ask(port, query(9, 'web.other.example'))), { rcode: 0, ids: 9, addrs: ['192.0.2.1'] });
     server.setUpstreams([{ host: '127.0.0.1', port: silent.address().port }]);
     assert.equal(answers(await ask(port, query(4, 'example.org'))).rcode, 2);
     server.setUpstreams([]);

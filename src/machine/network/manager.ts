@@ -482,7 +482,7 @@ export class NetworkManager {
   }
 
   private async startDns(n: NetworkRecord): Promise<void> {
-    const server = new DnsServer({ address: n.gateway, port: this.opts.dnsPort ?? 53, upstreams: n.internal ? [] : this.upstreams });
+    const server = new DnsServer({ address: n.gateway, port: this.opts.dnsPort ?? 53, upstreams: n.internal ? [] : this.upstreams, search: this.search });
     try {
       await server.start();
     } catch (err) {
