@@ -44,6 +44,7 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
     env,
     cleanup: async () => {
       for (const pid of await qemuPidsUsing(stateDir)) process.kill(pid, 'SIGKILL');
+      await waitFor(async () => (await qemuPidsUsing(stateDir)).length === 0, 10_000, 'the killed QEMUs to be gone').catch(() => undefined);
       // The cgroups of this host's VMs (named by the first 16 hex digits of their container ids), once empty.
       const ids = await readdir(path.join(stateDir, 'containers')).catch(() => [] as string[]);
       for (const controller of ['memory', 'pids', 'cpu', '']) {

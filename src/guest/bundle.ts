@@ -7,7 +7,7 @@
  * that goes into it.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError } from '../common/index.ts';
 import { writeCpio, type CpioEntry } from './cpio.ts';
@@ -159,6 +159,9 @@ export async function prepareBootBundle(options: BundleOptions): Promise<BootBun
     await mkdir(options.guestDir, { recursive: true });
     const tmp = `${initramfsPath}.tmp-${process.pid}`;
     await writeFile(tmp, writeCpio(entries));
+    // The guest directory is shared: rootless users' QEMUs read the same cached initramfs (Boson's own files are
+    // private by umask, this one is not secret).
+    await chmod(tmp, 0o644);
     await rename(tmp, initramfsPath);
   }
   return { kernelPath, kernelRelease, initramfsPath, initPath, modules, acpi, drivers };

@@ -250,8 +250,9 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
     }
   });
   const argv = buildQemuArgv(config, accel.accel, tsc, diskFds);
-  // A jailed QEMU gets a mount namespace of its own (unshare execs it: same pid).
-  const command = config.jail && (process.geteuid?.() ?? 0) === 0 ? ['unshare', '--mount', '--propagation', 'private', '--', qemu, ...argv] : [qemu, ...argv];
+  // A jailed QEMU gets a mount namespace of its own (unshare execs it: same pid). Slave, not private: the host's
+  // unmounts reach it, so it never keeps a host filesystem busy (a private copy made rmdir of a mount point EBUSY).
+  const command = config.jail && (process.geteuid?.() ?? 0) === 0 ? ['unshare', '--mount', '--propagation', 'slave', '--', qemu, ...argv] : [qemu, ...argv];
   const rt = config.runtimeDir;
   if (rt === undefined) {
     const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...command], { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...extraFds] });
@@ -276,7 +277,7 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
         const view = path.join(rt, `vfs${i}.ro`);
         await mkdir(view, { recursive: true });
         const script = 'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && exec "$3" --socket-path="$4" -o source="$2" -o cache=auto -o modcaps=-mknod:-fsetid';
-        d = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', share.path, view, virtiofsd, sock], { stdio: ['ignore', logFd, logFd], detached: true });
+        d = spawn('unshare', ['--mount', '--propagation', 'slave', 'sh', '-c', script, 'sh', share.path, view, virtiofsd, sock], { stdio: ['ignore', logFd, logFd], detached: true });
       } else {
         // Without CAP_MKNOD no device node can be made on the host through the share; without CAP_FSETID a write
         // clears set-user-ID and set-group-ID bits as it would for an unprivileged writer.
