@@ -84,6 +84,7 @@ test('volume create bodies: the local driver and its size option only', () => {
     Options: { size: '5' },
     Scope: 'local',
   });
+  assert.equal(volumeJson({ ...v, sizeBytes: 16 * 1024 ** 3 }).Options, null, 'no options for a volume of the default size');
 });
 
 test('image reference and label filters', () => {

@@ -1,5 +1,5 @@
 /** Volume routes: list, create, inspect, remove and prune ("local" ext4 disks), over the machine's volume manager. */
-import { parseMemory } from '../../machine/index.ts';
+import { DEFAULT_VOLUME_BYTES, parseMemory } from '../../machine/index.ts';
 import { DockerError, badRequest, notSupported } from '../errors.ts';
 import { compareVersions, jsonBody, parseFilters, sendEmpty, sendJson, type Ctx } from '../http.ts';
 import type { MachineExtras } from '../machine-access.ts';
@@ -83,7 +83,7 @@ export function volumeCreateOf(b: Record<string, unknown>): { name: string; labe
   return { name: typeof b.Name === 'string' ? b.Name : '', labels, sizeBytes };
 }
 
-/** Docker's volume JSON. */
+/** Docker's volume JSON: `Options` holds the size only when it is not the default (as the `-o size=…` it came from; compose compares them with its driver_opts). */
 export function volumeJson(v: {
   name: string;
   created: string;
@@ -97,7 +97,7 @@ export function volumeJson(v: {
     Labels: v.labels,
     Mountpoint: v.mountpoint,
     Name: v.name,
-    Options: { size: String(v.sizeBytes) },
+    Options: v.sizeBytes === DEFAULT_VOLUME_BYTES ? null : { size: String(v.sizeBytes) },
     Scope: 'local',
   };
 }
