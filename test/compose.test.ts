@@ -1,13 +1,13 @@
 /**
  * Debian's docker-compose 1.29 (it drives the daemon through docker-py, at the server's API version) against
- * Boson's Docker socket, on test/compose/docker-compose.yml: "web" (busybox httpd, a published port, an env_file,
- * a named volume) and "client" (depends_on web, fetches it by service name on the project's network).
+ * Boson's Docker socket, on test/compose/docker-compose.yml: "web" (busybox httpd, a published port, an env_file)
+ * and "client" (depends_on web, fetches it by service name on the project's network, keeps the page on a named
+ * volume).
  *
- * The project's own network does not work yet: `up` creates each container on the project network, inspects it and
- * then connects it to that network with its aliases (compose's connect_container_to_networks), and Boson refuses
- * the connect. Those tests are to-dos that say so; they turn on when connect lands. The same app with
- * `network_mode: bridge` (no project network, no service-name DNS) runs today and covers the rest: the volume,
- * env_file, depends_on, the published port, logs, exec and down.
+ * On the project network compose creates each container, inspects it, disconnects it when the short id is not among
+ * its aliases (so from API 1.45), connects it with [short id, service name] as aliases, and only then starts it:
+ * for Boson, connect and disconnect of a container that is not running are configuration (the network and aliases
+ * its micro-VM boots with). The same app with `network_mode: bridge` covers the default network.
  */
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +16,7 @@ import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
-import { collect, useDaemonHost, type BosonResult } from './helpers.ts';
+import { collect, qemuPidsUsing, useDaemonHost, waitFor, type BosonResult } from './helpers.ts';
 
 const DIR = path.join(PACKAGE_ROOT, 'test', 'compose');
 const { host } = useDaemonHost();
@@ -69,57 +69,100 @@ async function fetchPage(port: string): Promise<string> {
   return res.text();
 }
 
-/** The reason the project-network tests are to-dos (the first request of `up` that Boson fails). */
-const CONNECT_TODO =
-  'docker-compose up (docker-py at the server\'s API version, 1.47): after POST /v1.47/networks/create {"Name": "bosonapp_default", "CheckDuplicate": true, "Attachable": true, …}, ' +
-  'POST /v1.47/containers/create?name=bosonapp_web_1 (NetworkingConfig.EndpointsConfig {"bosonapp_default": {"Aliases": ["web"]}}) and GET /v1.47/containers/{id}/json, ' +
-  'compose connects the created (not started) container to its network: POST /v1.47/networks/bosonapp_default/connect {"Container": id, "EndpointConfig": {"Aliases": [short id, "web"]}}. ' +
-  'Boson answers 501 "connecting a container to another network is not supported by Boson (a running micro-VM would need a network card hot-plugged)"; Docker answers 200. ' +
-  '(Compose disconnects first when inspect lists the network by name without the short id among its Aliases, as Docker does from API 1.45: Boson must accept disconnect of a created container too.)';
+/** The ids of a project's containers (all states). */
+async function projectIds(project: string, service?: string): Promise<string[]> {
+  const filters = ['--filter', `label=com.docker.compose.project=${project}`, ...(service ? ['--filter', `label=com.docker.compose.service=${service}`] : [])];
+  return out(await docker(['ps', '-aq', '--no-trunc', ...filters]))
+    .trim()
+    .split('\n')
+    .filter(Boolean);
+}
+
+/** What a named volume holds in `file` (read by a throw-away container). */
+async function volumeFile(volume: string, file: string): Promise<string> {
+  const r = await docker(['run', '--rm', '-v', `${volume}:/v:ro`, 'busybox', 'cat', `/v/${file}`]);
+  assert.equal(r.code, 0, r.stderr.toString());
+  return out(r);
+}
 
 describe('docker-compose 1.29: web and client on the project network', () => {
   const project = 'bosonapp';
+  const ids = new Set<string>();
   after(() => removeProject(project));
 
-  test('up -d creates the network, the volume and both services', { todo: CONNECT_TODO }, async () => {
+  test('up -d creates the network, the volume and both services; client fetched web by service name after it started', async () => {
     const up = await compose(project, ['up', '-d']);
-    assert.equal(up.code, 0, up.stderr);
-    const ps = out(
-      await docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.Names}} {{.State}}']),
-    );
-    assert.deepEqual(ps.trim().split('\n').sort(), [`${project}_client_1 exited`, `${project}_web_1 running`].sort());
+    assert.equal(up.code, 0, up.stderr.toString());
+    assert.match(up.stderr.toString(), new RegExp(`Creating network "${project}_default" with the default driver`));
+    for (const id of await projectIds(project)) ids.add(id);
+    const wait = await docker(['wait', `${project}_client_1`]);
+    assert.equal(out(wait).trim(), '0', `client's exit status; its logs: ${out(await docker(['logs', `${project}_client_1`]))}`);
+    const ps = out(await docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.Names}} {{.State}} {{.Networks}}']));
+    assert.deepEqual(ps.trim().split('\n').sort(), [`${project}_client_1 exited ${project}_default`, `${project}_web_1 running ${project}_default`]);
+    const logs = await compose(project, ['logs', '--no-color', 'client']);
+    assert.match(out(logs), /client_1 +\| hello from web via compose\n/);
+    assert.equal(await volumeFile(`${project}_data`, 'fetched'), 'hello from web via compose\n', 'the page on the named volume');
   });
 
-  test(
-    'client fetched web by service name, after web started (depends_on), with the env_file greeting',
-    { todo: CONNECT_TODO },
-    async () => {
-      const wait = await docker(['wait', `${project}_client_1`]);
-      assert.equal(out(wait).trim(), '0', wait.stderr);
-      const logs = await compose(project, ['logs', '--no-color', 'client']);
-      assert.match(out(logs), /client_1 +\| hello from web via compose\n/);
-    },
-  );
-
-  test('web answers on its published port from the host; its named volume holds the hit', { todo: CONNECT_TODO }, async () => {
+  test('web: aliases on the project network, its published port from the host, exec with the env_file', async () => {
+    const [web] = JSON.parse(out(await docker(['inspect', `${project}_web_1`]))) as Array<{ Id: string; NetworkSettings: { Networks: Record<string, { Aliases: string[]; DNSNames: string[]; IPAddress: string }> } }>;
+    const ep = web!.NetworkSettings.Networks[`${project}_default`];
+    assert.ok(ep, `Networks: ${Object.keys(web!.NetworkSettings.Networks).join(', ')}`);
+    assert.deepEqual([...ep.Aliases].sort(), [web!.Id.slice(0, 12), 'web'].sort());
+    assert.ok(ep.DNSNames.includes('web') && ep.DNSNames.includes(`${project}_web_1`), `DNSNames ${ep.DNSNames.join(' ')}`);
+    const net = JSON.parse(out(await docker(['network', 'inspect', `${project}_default`]))) as Array<{ Containers: Record<string, { Name: string; IPv4Address: string }> }>;
+    assert.equal(net[0]!.Containers[web!.Id]?.IPv4Address.split('/')[0], ep.IPAddress);
     const port = await compose(project, ['port', 'web', '8080']);
-    assert.match(out(port), /^127\.0\.0\.1:\d+\n$/, port.stderr);
+    assert.match(out(port), /^127\.0\.0\.1:\d+\n$/, port.stderr.toString());
     assert.equal(await fetchPage(out(port).trim()), 'hello from web via compose\n');
-    const hits = await compose(project, ['exec', '-T', 'web', 'cat', '/data/hits']);
-    assert.equal(out(hits), 'hit\n', hits.stderr);
+    const greeting = await compose(project, ['exec', '-T', 'web', 'sh', '-c', 'echo "$GREETING"']);
+    assert.equal(out(greeting), 'hello from web via compose\n', greeting.stderr.toString());
   });
 
-  test('ps lists each service once', { todo: CONNECT_TODO }, async () => {
+  test('ps lists each service once', async () => {
     const ps = await compose(project, ['ps', '--services', '--filter', 'status=running']);
-    assert.equal(out(ps), 'web\n', ps.stderr);
+    assert.equal(out(ps), 'web\n', ps.stderr.toString());
+    const all = out(await compose(project, ['ps', '-q'])).trim().split('\n');
+    assert.equal(all.length, 2, `compose ps -q: ${all.join(' ')}`);
   });
 
-  test('down -v removes the containers, the network and the volume', async () => {
+  test('restart: web boots again on its network and answers on its published port', async () => {
+    const restart = await compose(project, ['restart', '-t', '1', 'web']);
+    assert.equal(restart.code, 0, restart.stderr.toString());
+    const port = await compose(project, ['port', 'web', '8080']);
+    assert.match(out(port), /^127\.0\.0\.1:\d+\n$/, port.stderr.toString());
+    let page = '';
+    await waitFor(async () => (page = await fetchPage(out(port).trim()).catch(() => '')) !== '', 30_000, 'web to answer after its restart');
+    assert.equal(page, 'hello from web via compose\n');
+  });
+
+  test('up -d --scale web=2: two webs on their own host ports, the client reaches web by name again', async () => {
+    const up = await compose(project, ['up', '-d', '--scale', 'web=2']);
+    assert.equal(up.code, 0, up.stderr.toString());
+    for (const id of await projectIds(project)) ids.add(id);
+    const webs = await projectIds(project, 'web');
+    assert.equal(webs.length, 2, `web containers: ${webs.join(' ')}`);
+    const ports = new Set<string>();
+    for (const i of [1, 2]) {
+      const port = await compose(project, ['port', '--index', String(i), 'web', '8080']);
+      assert.match(out(port), /^127\.0\.0\.1:\d+\n$/, port.stderr.toString());
+      assert.equal(await fetchPage(out(port).trim()), 'hello from web via compose\n');
+      ports.add(out(port).trim());
+    }
+    assert.equal(ports.size, 2, 'each web has its own host port');
+    const wait = await docker(['wait', `${project}_client_1`]);
+    assert.equal(out(wait).trim(), '0', 'the client ran again and fetched web by name');
+    assert.equal(await volumeFile(`${project}_data`, 'fetched'), 'hello from web via compose\n'.repeat(2));
+  });
+
+  test('down -v removes the containers, the network and the volume; no micro-VM is left', async () => {
     const down = await compose(project, ['down', '-v', '-t', '1']);
-    assert.equal(down.code, 0, down.stderr);
+    assert.equal(down.code, 0, down.stderr.toString());
     assert.equal(out(await docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}`])), '');
     assert.doesNotMatch(out(await docker(['network', 'ls', '--format', '{{.Name}}'])), new RegExp(`^${project}_default$`, 'm'));
     assert.doesNotMatch(out(await docker(['volume', 'ls', '--format', '{{.Name}}'])), new RegExp(`^${project}_data$`, 'm'));
+    assert.ok(ids.size >= 2, `containers seen: ${ids.size}`);
+    for (const id of ids) assert.deepEqual(await qemuPidsUsing(id), [], `QEMU of container ${id.slice(0, 12)}`);
   });
 });
 
@@ -135,10 +178,10 @@ describe('docker-compose 1.29: the same app on the default bridge (network_mode:
   test('up -d: the volume, env_file, depends_on and the published port', async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'boson-compose-'));
     override = path.join(work, 'bridge.yml');
-    // No service-name DNS on the default bridge: client only says it ran (after web, by depends_on).
+    // No service-name DNS on the default bridge: client only says it ran (after web, by depends_on), on its volume too.
     await writeFile(
       override,
-      'version: "3.8"\nservices:\n  web:\n    network_mode: bridge\n  client:\n    network_mode: bridge\n    command: ["sh", "-c", "echo client ran"]\n',
+      'version: "3.8"\nservices:\n  web:\n    network_mode: bridge\n  client:\n    network_mode: bridge\n    command: ["sh", "-c", "echo client ran | tee /data/ran"]\n',
     );
     const up = await compose(project, ['up', '-d'], [override]);
     assert.equal(up.code, 0, up.stderr);
@@ -146,17 +189,16 @@ describe('docker-compose 1.29: the same app on the default bridge (network_mode:
     const port = await compose(project, ['port', 'web', '8080'], [override]);
     assert.match(out(port), /^127\.0\.0\.1:\d+\n$/, port.stderr);
     assert.equal(await fetchPage(out(port).trim()), 'hello from web via compose\n');
-    const hits = await compose(project, ['exec', '-T', 'web', 'sh', '-c', 'cat /data/hits; echo "$GREETING"'], [override]);
-    assert.equal(out(hits), 'hit\nhello from web via compose\n', hits.stderr);
+    const greeting = await compose(project, ['exec', '-T', 'web', 'sh', '-c', 'echo "$GREETING"'], [override]);
+    assert.equal(out(greeting), 'hello from web via compose\n', greeting.stderr);
+    assert.equal(out(await docker(['wait', `${project}_client_1`])).trim(), '0');
     const logs = await compose(project, ['logs', '--no-color', 'client'], [override]);
     assert.match(out(logs), /\| client ran\n/);
+    assert.equal(await volumeFile(`${project}_data`, 'ran'), 'client ran\n');
   });
 
   test(
     'each service has one container, numbered 1',
-    {
-      todo: 'compose lists a service\'s containers with GET /v1.47/containers/json?all=1&filters={"label":["com.docker.compose.project=bosonbr","com.docker.compose.service=client","com.docker.compose.oneoff=False"]}: Boson answers the containers with ANY of the labels (web_1 too), so client becomes bosonbr_client_2 and `ps` lists web_1 twice; Docker answers only the containers with ALL the labels',
-    },
     async () => {
       const names = out(await docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.Names}}']))
         .trim()

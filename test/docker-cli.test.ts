@@ -68,7 +68,6 @@ function dockerCliSuite(cli: DockerCli): void {
       [['pause', 'x'], /pausing containers is not supported by Boson/],
       [['commit', 'x'], /docker commit is not supported by Boson/],
       [['swarm', 'init'], /swarm mode is not supported by Boson/],
-      [['network', 'connect', 'bridge', 'x'], /connecting a container to another network is not supported by Boson/],
       [['save', 'busybox'], /not supported by Boson/],
     ] as Array<[string[], RegExp]>) {
       const r = await docker(args);
@@ -90,6 +89,36 @@ function dockerCliSuite(cli: DockerCli): void {
     const badName = await docker(['create', '--name', 'bad name!', 'busybox']);
     assert.equal(badName.code, 1);
     assert.match(badName.stderr, /Invalid container name/);
+  });
+
+  test('network connect/disconnect: a created container is set to join the network when it boots; a running one is refused', async () => {
+    ok(await docker(['network', 'create', 'cli-conn-net']), 'network create');
+    try {
+      ok(await docker(['create', '--name', 'cli-conn', 'busybox', 'sleep', '600']), 'create');
+      ok(await docker(['network', 'connect', '--alias', 'svc', 'cli-conn-net', 'cli-conn']), 'connect of a created container');
+      const created = await docker(['inspect', 'cli-conn', '--format', '{{json .NetworkSettings.Networks}}']);
+      const nets = JSON.parse(out(created)) as Record<string, { Aliases: string[] | null }>;
+      assert.deepEqual(Object.keys(nets), ['cli-conn-net'], 'it left the default bridge for the network (one network card)');
+      assert.ok(nets['cli-conn-net']!.Aliases?.includes('svc'), `Aliases ${JSON.stringify(nets['cli-conn-net']!.Aliases)}`);
+      ok(await docker(['start', 'cli-conn']), 'start');
+      const running = await docker(['inspect', 'cli-conn', '--format', '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}}/{{$v.IPPrefixLen}}{{end}}']);
+      assert.match(out(running), /^cli-conn-net \d+\.\d+\.\d+\.\d+\/24\n$/);
+      const ps = await docker(['ps', '--filter', 'network=cli-conn-net', '--format', '{{.Names}}']);
+      assert.equal(out(ps), 'cli-conn\n');
+      const hot = await docker(['network', 'connect', 'bridge', 'cli-conn']);
+      assert.equal(hot.code, 1);
+      assert.match(hot.stderr, /a running micro-VM cannot have one hot-plugged/);
+      const off = await docker(['network', 'disconnect', 'cli-conn-net', 'cli-conn']);
+      assert.equal(off.code, 1);
+      assert.match(off.stderr, /cannot have it removed; stop the container/);
+      const inUse = await docker(['network', 'rm', 'cli-conn-net']);
+      assert.equal(inUse.code, 1);
+      assert.match(inUse.stderr, /has active endpoints/);
+      ok(await docker(['rm', '-f', 'cli-conn']), 'rm -f');
+    } finally {
+      await docker(['rm', '-f', 'cli-conn']);
+      await docker(['network', 'rm', 'cli-conn-net']);
+    }
   });
 
   test('docker run: output, exit status, 127 missing command, 126 not executable', async () => {

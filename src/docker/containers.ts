@@ -4,9 +4,11 @@
  * /containers/{id}/json` inspect documents. What Boson cannot honour is refused here, by name.
  */
 import { parseRestartPolicy, parseVolumeSpec, statusText, validateContainerName, type Container, type ContainerRecord, type ContainerSpec, type MountSpec, type PortBinding } from '../machine/index.ts';
+import { createHash } from 'node:crypto';
 import { isBosonError } from '../common/index.ts';
 import { badRequest, notSupported } from './errors.ts';
 import { familiarName, unixSeconds, withSha, ZERO_TIME } from './format.ts';
+import { API_VERSION, compareVersions } from './http.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -73,9 +75,12 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
   const publishAll = host.PublishAllPorts === true;
   const netMode = field<string>(host, 'NetworkMode', 'string', H) ?? '';
   if (netMode === 'host' || netMode.startsWith('container:')) throw notSupported(`network mode "${netMode}"`, 'each micro-VM has its own network stack');
-  const endpoints = isObj(body.NetworkingConfig) && isObj(body.NetworkingConfig.EndpointsConfig) ? Object.keys(body.NetworkingConfig.EndpointsConfig) : [];
+  const endpointsConfig = isObj(body.NetworkingConfig) && isObj(body.NetworkingConfig.EndpointsConfig) ? body.NetworkingConfig.EndpointsConfig : {};
+  const endpoints = Object.keys(endpointsConfig);
+  if (endpoints.length > 1) throw badRequest(`Container cannot be connected to network endpoints: ${endpoints.join(', ')}: a Boson micro-VM has one network card; connect it to one network`);
   const chosen = endpoints[0] ?? netMode;
   const network = chosen === '' || chosen === 'default' || chosen === 'bridge' ? undefined : chosen;
+  const { aliases, ipv4Address } = endpointConfigOf(endpoints[0] === undefined ? undefined : endpointsConfig[endpoints[0]]);
   if (host.Privileged === true) throw notSupported('--privileged', 'a micro-VM has no host devices or capabilities to grant');
   if (Array.isArray(host.VolumesFrom) && host.VolumesFrom.length > 0) throw notSupported('--volumes-from');
   if (Array.isArray(host.Devices) && host.Devices.length > 0) throw notSupported('--device', 'a micro-VM has no host devices');
@@ -155,9 +160,22 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
     autoRemove,
     mounts,
     network,
+    ...(aliases.length > 0 ? { aliases } : {}),
+    ...(ipv4Address !== undefined ? { ipv4Address } : {}),
     ports,
     publishAll,
   };
+}
+
+/** The aliases and static IPv4 address of Docker's EndpointSettings (create's EndpointsConfig entry, connect's EndpointConfig). */
+export function endpointConfigOf(ec: unknown): { aliases: string[]; ipv4Address?: string } {
+  if (ec === undefined || ec === null) return { aliases: [] };
+  if (!isObj(ec)) throw badRequest('json: cannot unmarshal into Go value of type network.EndpointSettings');
+  const aliases = strSlice(ec, 'Aliases', 'network.EndpointSettings') ?? [];
+  const ipam = isObj(ec.IPAMConfig) ? ec.IPAMConfig : {};
+  const ipv4 = field<string>(ipam, 'IPv4Address', 'string', 'network.EndpointIPAMConfig');
+  if (field<string>(ipam, 'IPv6Address', 'string', 'network.EndpointIPAMConfig')) throw notSupported('a static IPv6 address', 'Boson networks are IPv4 only');
+  return { aliases: [...new Set(aliases.filter((a) => a !== ''))], ...(ipv4 ? { ipv4Address: ipv4 } : {}) };
 }
 
 /** Runs a parser of src/machine; its INVALID_ARGUMENT becomes Docker's 400 with the same message. */
@@ -213,16 +231,92 @@ export function portList(r: Container): Obj[] {
   return (ep?.ports ?? []).map((p) => ({ IP: p.hostIp || '0.0.0.0', PrivatePort: p.containerPort, PublicPort: p.hostPort, Type: p.protocol }));
 }
 
-/** NetworkSettings (empty while Boson's Docker API has no networking; filled from a record's endpoint when present). */
-function networkSettings(r: Container, summary: boolean): Obj {
+/** What a container document shows of a network. */
+export interface NetworkInfo {
+  id: string;
+  name: string;
+  /** The subnet's prefix length. */
+  prefixLen: number;
+  /** The default network (no aliases or DNS names there, as on Docker's default bridge). */
+  builtin: boolean;
+}
+
+/** Finds a network by exact name, exact id or unique id prefix. */
+export type NetworkLookup = (idOrName: string) => NetworkInfo | undefined;
+
+/** A lookup that knows no network (a runtime without networking). */
+export const NO_NETWORKS: NetworkLookup = () => undefined;
+
+/** The lookup of a listing of networks (the network manager's records). */
+export function lookupOf(list: Array<{ id: string; name: string; subnet: string; builtin?: boolean }>): NetworkLookup {
+  const infos = list.map((n) => ({ id: n.id, name: n.name, prefixLen: Number(n.subnet.split('/')[1] ?? 0), builtin: n.builtin === true }));
+  return (ref) => {
+    const hit = infos.find((n) => n.name === ref) ?? infos.find((n) => n.id === ref);
+    if (hit) return hit;
+    const byPrefix = ref.length > 0 ? infos.filter((n) => n.id.startsWith(ref)) : [];
+    return byPrefix.length === 1 ? byPrefix[0] : undefined;
+  };
+}
+
+/** The network a container is on (running: its endpoint's; otherwise the one it joins when it starts), if any. */
+export function networkOf(r: Container, nets: NetworkLookup): NetworkInfo | undefined {
+  if (r.endpoint) return nets(r.endpoint.network) ?? { id: r.endpoint.network, name: r.endpoint.network, prefixLen: 0, builtin: false };
+  if ((r.network ?? 'none') === 'none') return undefined;
+  return nets(r.network) ?? { id: '', name: r.network, prefixLen: 0, builtin: r.network === 'bridge' };
+}
+
+/** A stable EndpointID of a container on a network (Boson has no endpoint objects of its own). */
+export function endpointId(containerId: string, networkId: string): string {
+  return createHash('sha256').update(`${containerId}/${networkId}`).digest('hex');
+}
+
+/**
+ * The aliases a container document shows: below API 1.45 Docker lists the short id among them on a user network
+ * (compose 1.29 looks for it there and disconnects and reconnects a container without it); from 1.45 only the
+ * user's.
+ */
+function aliasesShown(r: Container, net: NetworkInfo, version: string): string[] {
+  const own = r.aliases ?? [];
+  const shortId = r.id.slice(0, 12);
+  if (net.builtin || compareVersions(version, '1.45') >= 0 || own.includes(shortId)) return own;
+  return [shortId, ...own];
+}
+
+/** One entry of NetworkSettings.Networks (Docker's EndpointSettings). */
+function endpointSettings(r: Container, net: NetworkInfo, version: string): Obj {
   const ep = r.endpoint ?? null;
+  const aliases = aliasesShown(r, net, version);
+  const settings: Obj = {
+    IPAMConfig: r.ipv4Address ? { IPv4Address: r.ipv4Address } : null,
+    Links: null,
+    Aliases: aliases.length > 0 ? aliases : null,
+    MacAddress: ep?.mac ?? '',
+    DriverOpts: null,
+    NetworkID: net.id,
+    EndpointID: ep && net.id ? endpointId(r.id, net.id) : '',
+    Gateway: ep?.gateway ?? '',
+    IPAddress: ep?.address ?? '',
+    IPPrefixLen: ep ? net.prefixLen : 0,
+    IPv6Gateway: '',
+    GlobalIPv6Address: '',
+    GlobalIPv6PrefixLen: 0,
+  };
+  // DNSNames came with API 1.44: the names the container answers to on a user network.
+  if (compareVersions(version, '1.44') >= 0) settings.DNSNames = net.builtin ? null : [...new Set([r.name, ...(r.aliases ?? []), r.id.slice(0, 12)])];
+  return settings;
+}
+
+/** NetworkSettings: the network a container is on, keyed by its name, with the endpoint while it runs. */
+function networkSettings(r: Container, summary: boolean, nets: NetworkLookup, version: string): Obj {
+  const ep = r.endpoint ?? null;
+  const net = networkOf(r, nets);
   const networks: Obj = {};
-  if (ep) networks[ep.network] = { IPAMConfig: null, Links: null, Aliases: null, MacAddress: ep.mac, NetworkID: ep.network, EndpointID: '', Gateway: ep.gateway, IPAddress: ep.address, IPPrefixLen: 0, IPv6Gateway: '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, DriverOpts: null, DNSNames: null };
+  if (net) networks[net.name] = endpointSettings(r, net, version);
   if (summary) return { Networks: networks };
   return {
     Bridge: '', SandboxID: '', SandboxKey: '', Ports: portMap(ep), HairpinMode: false, LinkLocalIPv6Address: '', LinkLocalIPv6PrefixLen: 0,
-    SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, EndpointID: '', Gateway: ep?.gateway ?? '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0,
-    IPAddress: ep?.address ?? '', IPPrefixLen: 0, IPv6Gateway: '', MacAddress: ep?.mac ?? '', Networks: networks,
+    SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, EndpointID: ep && net?.id ? endpointId(r.id, net.id) : '', Gateway: ep?.gateway ?? '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0,
+    IPAddress: ep?.address ?? '', IPPrefixLen: ep && net ? net.prefixLen : 0, IPv6Gateway: '', MacAddress: ep?.mac ?? '', Networks: networks,
   };
 }
 
@@ -232,8 +326,8 @@ function statusOf(r: Container, now: number): string {
   return statusText({ state, startedAt, finishedAt, exitCode, pausedReason } as ContainerRecord, now);
 }
 
-/** A `GET /containers/json` entry. */
-export function containerSummary(r: Container, volumePath: VolumePath, now = Date.now()): Obj {
+/** A `GET /containers/json` entry (`nets` names the container's network; `version` is the client's API version). */
+export function containerSummary(r: Container, volumePath: VolumePath, now = Date.now(), nets: NetworkLookup = NO_NETWORKS, version = API_VERSION): Obj {
   return {
     Id: r.id,
     Names: [`/${r.name}`],
@@ -245,8 +339,8 @@ export function containerSummary(r: Container, volumePath: VolumePath, now = Dat
     Labels: r.config.labels ?? {},
     State: r.state,
     Status: statusOf(r, now),
-    HostConfig: { NetworkMode: 'none' },
-    NetworkSettings: networkSettings(r, true),
+    HostConfig: { NetworkMode: r.network ?? 'none' },
+    NetworkSettings: networkSettings(r, true, nets, version),
     Mounts: mountPoints(r, volumePath),
   };
 }
@@ -255,7 +349,7 @@ export function containerSummary(r: Container, volumePath: VolumePath, now = Dat
  * A `GET /containers/{id}/json` document. `imageEntrypoint` (the image's, when it is still there) tells Docker's
  * Entrypoint and Cmd apart in the container's argv.
  */
-export function containerInspect(r: Container, imageEntrypoint: string[] | null, volumePath: VolumePath): Obj {
+export function containerInspect(r: Container, imageEntrypoint: string[] | null, volumePath: VolumePath, nets: NetworkLookup = NO_NETWORKS, version = API_VERSION): Obj {
   const ep = imageEntrypoint ?? [];
   const argv = r.config.argv;
   const split = ep.length > 0 && ep.length <= argv.length && ep.every((s, i) => argv[i] === s);
@@ -341,17 +435,27 @@ export function containerInspect(r: Container, imageEntrypoint: string[] | null,
       OnBuild: null,
       Labels: r.config.labels ?? {},
     },
-    NetworkSettings: networkSettings(r, false),
+    NetworkSettings: networkSettings(r, false, nets, version),
   };
 }
 
 /** The filters `GET /containers/json` understands. */
-export const CONTAINER_FILTERS = ['status', 'name', 'id', 'label', 'ancestor', 'exited', 'volume'];
+export const CONTAINER_FILTERS = ['status', 'name', 'id', 'label', 'ancestor', 'exited', 'volume', 'network'];
 
-/** Applies ps filters (each key: any value matches; all keys must match). */
-export function matchesFilters(r: Container, filters: Map<string, string[]>, imageIdsOf: (ref: string) => string | null): boolean {
+/** True when a label filter ("key" or "key=value") matches. */
+function labelFilter(labels: Record<string, string>, v: string): boolean {
+  const eq = v.indexOf('=');
+  return eq < 0 ? v in labels : labels[v.slice(0, eq)] === v.slice(eq + 1);
+}
+
+/** Applies ps filters (each key: any value matches, except labels: every one must; all keys must match). */
+export function matchesFilters(r: Container, filters: Map<string, string[]>, imageIdsOf: (ref: string) => string | null, nets: NetworkLookup = NO_NETWORKS): boolean {
   for (const [key, values] of filters) {
     if (values.length === 0) continue;
+    if (key === 'label') {
+      if (!values.every((v) => labelFilter(r.config.labels ?? {}, v))) return false;
+      continue;
+    }
     const ok = values.some((v) => {
       switch (key) {
         case 'status':
@@ -366,10 +470,10 @@ export function matchesFilters(r: Container, filters: Map<string, string[]>, ima
         }
         case 'id':
           return r.id.startsWith(v);
-        case 'label': {
-          const eq = v.indexOf('=');
-          const labels = r.config.labels ?? {};
-          return eq < 0 ? v in labels : labels[v.slice(0, eq)] === v.slice(eq + 1);
+        case 'network': {
+          const mine = networkOf(r, nets);
+          const wanted = nets(v);
+          return mine !== undefined && (wanted ? wanted.id === mine.id : mine.name === v || mine.id === v);
         }
         case 'ancestor': {
           const id = imageIdsOf(v);

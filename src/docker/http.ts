@@ -156,3 +156,37 @@ export function parseFilters(q: URLSearchParams, allowed: string[]): Map<string,
   }
   return out;
 }
+
+/**
+ * The cutoff of a prune's `until` filter, in unix milliseconds: a Go duration before now ("10m", "1h30m"), unix
+ * seconds (with a fraction), or an RFC 3339 time.
+ */
+export function untilCutoff(v: string, now = Date.now()): number {
+  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(v)) {
+    let ms = 0;
+    for (const m of v.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) ms += Number(m[1]) * unit[m[2]!]!;
+    return now - ms;
+  }
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v) * 1000;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw badRequest(`invalid filter 'until=${v}': a duration (10m), unix seconds or an RFC 3339 time`);
+  return t;
+}
+
+/** Docker's prune filters on labels and creation time: `label` (every one must match), `label!` (none may), `until`. */
+export function pruneMatcher(q: URLSearchParams, extra: string[] = []): { filters: Map<string, string[]>; matches: (labels: Record<string, string>, created: string) => boolean } {
+  const filters = parseFilters(q, ['label', 'label!', 'until', ...extra]);
+  const has = (labels: Record<string, string>, f: string): boolean => {
+    const eq = f.indexOf('=');
+    return eq < 0 ? f in labels : labels[f.slice(0, eq)] === f.slice(eq + 1);
+  };
+  const untils = (filters.get('until') ?? []).map((v) => untilCutoff(v));
+  return {
+    filters,
+    matches: (labels, created) =>
+      (filters.get('label') ?? []).every((f) => has(labels, f)) &&
+      !(filters.get('label!') ?? []).some((f) => has(labels, f)) &&
+      untils.every((cut) => Date.parse(created) < cut),
+  };
+}

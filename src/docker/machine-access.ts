@@ -5,16 +5,22 @@
  *
  * - `images`: the image store (list, resolve, pull, tag, remove, prune): the port has an Image schema but no calls.
  * - `volumes`, `volumeUsers`: the volume manager and which containers use a volume (usage, disk paths).
- * - `networks`: the network manager (list, get, create, remove).
+ * - `networks`: the network manager (list, get, create, remove); `networkLookup`: the networks by name or id, as the
+ *   container documents show them (name, id, prefix length).
+ * - `reconfigure`: a container's network, aliases and static address while it is not running, and its restart policy
+ *   (network connect/disconnect and update).
  * - `onEvent`, `eventListeners`, `pastEvents`: the runtime's event emitter and its event log.
  * - `isLive`: whether this runtime holds the container's micro-VM now (stdin is held back until it does).
  * - `logFile`, `readLog`: where a container's log is and how its records read, so that an attach can hold the file
  *   open (its last output survives `--rm`, which the port's attach, reading by path, does not promise).
  */
 import type { ImageStore } from '../image/index.ts';
+import { lookupOf, type NetworkLookup } from './containers.ts';
 import {
   readLog,
+  type Container,
   type LogLine,
+  type RestartPolicy,
   type MachineContainers,
   type MachineEvent,
   type MachineRuntime,
@@ -30,11 +36,23 @@ export type DockerVolumes = Pick<VolumeManager, 'list' | 'get' | 'create' | 'rem
 /** The network calls the Docker API makes. */
 export type DockerNetworks = Pick<NetworkManager, 'list' | 'get' | 'create' | 'remove'>;
 
+/** What `reconfigure` changes (absent: unchanged; a network replaces the aliases and address too). */
+export interface ContainerChange {
+  network?: string;
+  aliases?: string[];
+  ipv4Address?: string | null;
+  restartPolicy?: RestartPolicy;
+}
+
 /** Everything the Docker API needs that the port does not offer yet. */
 export interface MachineExtras {
   readonly images: DockerImages;
   readonly volumes: DockerVolumes;
   readonly networks: DockerNetworks;
+  /** The networks by name, id or unique id prefix, read once (finds nothing where the runtime has no networking). */
+  networkLookup(): Promise<NetworkLookup>;
+  /** Changes a container after create: its network (with aliases and static address) while it is not running, its restart policy. */
+  reconfigure(id: string, change: ContainerChange): Promise<Container>;
   /** Ids of the containers that mount volume `name`. */
   volumeUsers(name: string): Promise<string[]>;
   /** Subscribes to the machine's events; returns the unsubscribe function. */
@@ -65,6 +83,8 @@ export function machineAccess(runtime: MachineRuntime): DockerMachine {
     get networks() {
       return runtime.networks;
     },
+    networkLookup: async () => lookupOf(await Promise.resolve().then(() => runtime.networks.list()).catch(() => [])),
+    reconfigure: (id, change) => runtime.reconfigure(id, change),
     volumeUsers: (name) => runtime.volumeUsers(name),
     onEvent: (listener) => {
       runtime.events.on('event', listener);

@@ -132,7 +132,6 @@ function unsupportedRoute(path: string): DockerError | null {
       /^\/containers\/[^/]+\/(pause|unpause)$/,
       () => notSupported('pausing containers', 'a micro-VM is not frozen through a cgroup freezer'),
     ],
-    [/^\/containers\/[^/]+\/update$/, () => notSupported('docker update', "a micro-VM's memory and CPUs are fixed when it boots")],
     [/^\/containers\/[^/]+\/export$/, () => notSupported('docker export')],
     [/^\/containers\/[^/]+\/changes$/, () => notSupported('docker diff')],
     [/^\/containers\/[^/]+\/checkpoints/, () => notSupported('checkpoints')],
@@ -145,10 +144,6 @@ function unsupportedRoute(path: string): DockerError | null {
     [/^\/plugins(\/|$)/, () => notSupported('plugins')],
     [/^\/(session|grpc)$/, () => notSupported('BuildKit sessions')],
     [/^\/distribution\//, () => notSupported('distribution inspect')],
-    [
-      /^\/networks\/[^/]+\/(connect|disconnect)$/,
-      () => notSupported('connecting a container to another network', 'a running micro-VM would need a network card hot-plugged'),
-    ],
   ];
   for (const [re, make] of rules) if (re.test(path)) return make();
   return null;

@@ -110,7 +110,7 @@ export function systemInfo({ containers: records, imageCount, eventListeners, pa
     RuncCommit: { ID: '' },
     InitCommit: { ID: '' },
     SecurityOptions: ['name=microvm'],
-    Warnings: ['WARNING: Boson runs every container in its own micro-VM; container networking is not available through the Docker API yet'],
+    Warnings: ['WARNING: Boson runs every container in its own micro-VM, with one network card chosen when it boots: a running container cannot be connected to another network'],
   };
 }
 

@@ -46,6 +46,10 @@ export interface ContainerRecord {
   /** The network it joins ("none" for no network), and the ports it asked to publish (host port 0 = any). */
   network: string;
   ports: PortBinding[];
+  /** More names it answers to by DNS on its network (Docker's endpoint Aliases); absent in records from before. */
+  aliases?: string[];
+  /** The static IPv4 address it asked for on its network (Docker's IPAMConfig.IPv4Address). */
+  ipv4Address?: string;
   /** While running: its address and the host ports actually published. */
   endpoint: { network: string; address: string; gateway: string; mac: string; ports: PortBinding[] } | null;
   /** Only in the daemon's answers, never stored: why the running VM is paused (the host's disk is full). */

@@ -19,7 +19,7 @@ export async function startDaemon(options: import('./daemon.ts').DaemonOptions):
   return daemon.startDaemon(options);
 }
 export { NetworkManager, parsePortSpec, type NetworkManagerOptions } from './network/index.ts';
-export { parseVolumeSpec } from './volumes/index.ts';
+export { parseVolumeSpec, DEFAULT_VOLUME_BYTES } from './volumes/index.ts';
 export { humanDuration, statusText } from './status.ts';
 export { bootBundle } from './boot-bundle.ts';
 export { hostCpuCount } from './capacity.ts';

@@ -322,7 +322,8 @@ export class MachineRuntime implements MachineContainers {
     if (network !== 'none') {
       await this.networks.get(network);
       await this.networks.checkPublishable(ports);
-    }
+      if (spec.ipv4Address !== undefined) this.networks.checkStaticAddress(network, spec.ipv4Address);
+    } else if (spec.ipv4Address !== undefined) throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
     const record: ContainerRecord = {
       id, name: spec.name ?? randomContainerName(), image: spec.image, imageId: image.id, created: new Date().toISOString(),
       config: { ...config, tty: proc.tty ?? false, openStdin: proc.stdin ?? false, labels: { ...image.config.labels, ...(spec.labels ?? {}) } },
@@ -330,6 +331,8 @@ export class MachineRuntime implements MachineContainers {
       autoRemove, restartPolicy, restartCount: 0,
       managed: this.options.detached, state: 'created', ownerPid: this.options.detached ? null : process.pid, vmPid: null, exitCode: null,
       startedAt: null, finishedAt: null, error: null, stoppedByUser: false, mounts, network, ports, endpoint: null,
+      ...(spec.aliases && spec.aliases.length > 0 ? { aliases: [...spec.aliases] } : {}),
+      ...(spec.ipv4Address !== undefined ? { ipv4Address: spec.ipv4Address } : {}),
     };
     for (let attempt = 0; ; attempt++) {
       try {
@@ -544,7 +547,43 @@ export class MachineRuntime implements MachineContainers {
     if ((record.network ?? 'none') === 'none') return null;
     await this.networks.disconnect(record.id).catch(() => undefined);
     return this.networks.connect({
-      containerId: record.id, containerName: record.name, aliases: [], network: record.network, ports: record.ports ?? [], hostname: record.config.hostname,
+      containerId: record.id, containerName: record.name, aliases: record.aliases ?? [], network: record.network, ports: record.ports ?? [], hostname: record.config.hostname,
+      ...(record.ipv4Address !== undefined ? { address: record.ipv4Address } : {}),
+    });
+  }
+
+  /**
+   * Changes a container's settings after create. `network` (with its `aliases` and `ipv4Address`, which replace the
+   * old ones) only while it is not running: a micro-VM gets its one network card when it boots, so the network is
+   * what the next start joins; CONTAINER_RUNNING otherwise. `restartPolicy` in any state (read at its next exit).
+   */
+  async reconfigure(ref: string, change: { network?: string; aliases?: string[]; ipv4Address?: string | null; restartPolicy?: RestartPolicy }): Promise<Container> {
+    const { id } = this.registry.get(ref);
+    return this.lock.run(id, async () => {
+      const record = this.registry.get(id);
+      if (change.network !== undefined) {
+        if (record.state === 'running' || record.state === 'restarting') {
+          throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running: a running micro-VM cannot have a network card hot-plugged or removed; stop it, change its network, then start it`);
+        }
+        const network = change.network;
+        if (network !== 'none') await this.networks.get(network);
+        const address = change.ipv4Address ?? undefined;
+        if (address !== undefined) {
+          if (network === 'none') throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
+          this.networks.checkStaticAddress(network, address);
+        }
+        record.network = network;
+        if (change.aliases !== undefined && change.aliases.length > 0) record.aliases = [...new Set(change.aliases)];
+        else delete record.aliases;
+        if (address !== undefined) record.ipv4Address = address;
+        else delete record.ipv4Address;
+      }
+      if (change.restartPolicy !== undefined) {
+        if (record.autoRemove && change.restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
+        record.restartPolicy = { ...change.restartPolicy };
+      }
+      await this.registry.save(record);
+      return containerView(record);
     });
   }
 

@@ -12,6 +12,8 @@ export function containerView(r: ContainerRecord): Container {
     exitCode: r.exitCode, startedAt: r.startedAt, finishedAt: r.finishedAt, error: r.error,
     mounts: r.mounts ?? [], network: r.network ?? 'none', ports: r.ports ?? [], endpoint: r.endpoint ?? null,
   };
+  if (r.aliases !== undefined && r.aliases.length > 0) view.aliases = r.aliases;
+  if (r.ipv4Address !== undefined) view.ipv4Address = r.ipv4Address;
   if (r.pausedReason !== undefined) view.pausedReason = r.pausedReason;
   return view;
 }

@@ -118,10 +118,24 @@ async function containerTop(deps: RouteDeps, { res, params, query }: Ctx): Promi
   const c = await deps.machine.containers.inspect(LOCAL, params[0]!);
   if (c.state !== 'running') throw new DockerError(409, `container ${c.id} is not running`);
   const psArgs = (query.get('ps_args') ?? '').trim();
-  const argv = ['ps', ...(psArgs ? psArgs.split(/\s+/) : [])];
-  const r = await guestExec(deps.machine.containers, c.id, argv);
-  if (r.code !== 0) throw new DockerError(500, `ps in the container failed (exit ${r.code}): ${r.stderr.trim()}`);
-  sendJson(res, 200, psTable(r.stdout.toString('utf8'), argv.join(' ')));
+  const ps = async (argv: string[]): Promise<string> => {
+    const r = await guestExec(deps.machine.containers, c.id, argv);
+    if (r.code !== 0) throw new DockerError(500, `ps in the container failed (exit ${r.code}): ${r.stderr.trim()}`);
+    return r.stdout.toString('utf8');
+  };
+  const own = psTable(await ps(['ps']), 'ps');
+  if (!psArgs) return sendJson(res, 200, own);
+  // Other formats do not show kernel threads as [name] or init as /init: keep the rows of the processes the default
+  // format leaves (the container's), by PID; this ps is a later process than the first one, so it drops out too.
+  const table = psTable(await ps(['ps', ...psArgs.split(/\s+/)]), '');
+  sendJson(res, 200, onlyPids(table, new Set(own.Processes.map((p) => p[0] ?? ''))));
+}
+
+/** The rows of a ps table whose PID is in `pids` (Docker's answer when ps prints no PID column). */
+export function onlyPids(table: { Titles: string[]; Processes: string[][] }, pids: Set<string>): { Titles: string[]; Processes: string[][] } {
+  const col = table.Titles.indexOf('PID');
+  if (col < 0) throw new DockerError(500, `Couldn't find PID field in ps output`);
+  return { Titles: table.Titles, Processes: table.Processes.filter((p) => pids.has(p[col] ?? '')) };
 }
 
 /** Docker's top answer from ps output (`self`: the ps command line, left out). */

@@ -3,7 +3,7 @@
  * prune, each a call of the machine port with Docker's JSON translated by ../containers.ts.
  */
 import { isBosonError } from '../../common/index.ts';
-import { hostCpuCount, localContext, parseSignal, type Container, type WaitCondition } from '../../machine/index.ts';
+import { hostCpuCount, localContext, parseRestartPolicy, parseSignal, type Container, type RestartPolicy, type WaitCondition } from '../../machine/index.ts';
 import {
   CONTAINER_FILTERS,
   checkContainerName,
@@ -12,9 +12,9 @@ import {
   containerSummary,
   matchesFilters,
 } from '../containers.ts';
-import { DockerError, badRequest } from '../errors.ts';
+import { DockerError, badRequest, notSupported } from '../errors.ts';
 import { withSha } from '../format.ts';
-import { flag, jsonBody, parseFilters, sendEmpty, sendJson, type Ctx } from '../http.ts';
+import { flag, jsonBody, parseFilters, pruneMatcher, sendEmpty, sendJson, type Ctx } from '../http.ts';
 import type { MachineExtras } from '../machine-access.ts';
 import { ID, type RouteDeps, type Router } from '../router.ts';
 
@@ -26,10 +26,12 @@ export function registerContainerRoutes(router: Router, deps: RouteDeps): void {
   const volumePath = (name: string): string => extras.volumes.diskPath(name);
   router.on('GET', '/containers/json', (ctx) => listContainers(deps, ctx));
   router.on('POST', '/containers/create', (ctx) => createContainer(deps, ctx));
-  router.on('POST', '/containers/prune', async ({ res }) => {
+  router.on('POST', '/containers/prune', async ({ res, query }) => {
+    const { matches } = pruneMatcher(query);
     const deleted: string[] = [];
     for (const c of await m.list(LOCAL, { all: true })) {
       if (c.state !== 'exited' && c.state !== 'created' && c.state !== 'dead') continue;
+      if (!matches(c.config.labels ?? {}, c.created)) continue;
       await m.remove(LOCAL, c.id, { force: false }).then(
         () => deleted.push(c.id),
         () => undefined,
@@ -37,10 +39,11 @@ export function registerContainerRoutes(router: Router, deps: RouteDeps): void {
     }
     sendJson(res, 200, { ContainersDeleted: deleted, SpaceReclaimed: 0 });
   });
-  router.on('GET', `/containers/${ID}/json`, async ({ res, params }) => {
+  router.on('GET', `/containers/${ID}/json`, async ({ res, params, version }) => {
     const c = await m.inspect(LOCAL, params[0]!);
-    sendJson(res, 200, containerInspect(c, await imageEntrypoint(extras, c), volumePath));
+    sendJson(res, 200, containerInspect(c, await imageEntrypoint(extras, c), volumePath, await extras.networkLookup(), version));
   });
+  router.on('POST', `/containers/${ID}/update`, (ctx) => updateContainer(deps, ctx));
   router.on('POST', `/containers/${ID}/start`, (ctx) => startContainer(deps, ctx));
   router.on('POST', `/containers/${ID}/stop`, async ({ res, params, query }) => {
     const c = await m.inspect(LOCAL, params[0]!);
@@ -69,10 +72,11 @@ export function registerContainerRoutes(router: Router, deps: RouteDeps): void {
 }
 
 /** `GET /containers/json` (docker ps). */
-async function listContainers({ machine: { containers: m, extras } }: RouteDeps, { res, query }: Ctx): Promise<void> {
+async function listContainers({ machine: { containers: m, extras } }: RouteDeps, { res, query, version }: Ctx): Promise<void> {
   const filters = parseFilters(query, CONTAINER_FILTERS);
   const all = flag(query, 'all') || filters.has('status') || filters.has('exited');
   let list = await m.list(LOCAL, { all });
+  const nets = await extras.networkLookup();
   if (filters.size > 0) {
     const ancestors = new Map<string, string | null>();
     for (const v of filters.get('ancestor') ?? []) {
@@ -84,7 +88,7 @@ async function listContainers({ machine: { containers: m, extras } }: RouteDeps,
         ),
       );
     }
-    list = list.filter((c) => matchesFilters(c, filters, (ref) => ancestors.get(ref) ?? null));
+    list = list.filter((c) => matchesFilters(c, filters, (ref) => ancestors.get(ref) ?? null, nets));
   }
   const limit = Number(query.get('limit') ?? -1);
   if (Number.isInteger(limit) && limit > 0) list = list.slice(0, limit);
@@ -92,7 +96,7 @@ async function listContainers({ machine: { containers: m, extras } }: RouteDeps,
   sendJson(
     res,
     200,
-    list.map((c) => containerSummary(c, (name) => extras.volumes.diskPath(name), now)),
+    list.map((c) => containerSummary(c, (name) => extras.volumes.diskPath(name), now, nets, version)),
   );
 }
 
@@ -119,6 +123,38 @@ async function startContainer({ machine: { containers: m } }: RouteDeps, { res, 
     throw err;
   }
   sendEmpty(res, 204);
+}
+
+/**
+ * `POST /containers/{id}/update`: the restart policy changes (in any state); memory, CPUs and the other resources of
+ * a micro-VM are fixed when it boots, so a body that sets any of them is refused as a whole.
+ */
+async function updateContainer({ machine: { containers: m, extras } }: RouteDeps, ctx: Ctx): Promise<void> {
+  const c = await m.inspect(LOCAL, ctx.params[0]!);
+  const body = await jsonBody(ctx);
+  const set = (v: unknown): boolean =>
+    v === true || (typeof v === 'number' && v !== 0 && v !== -1) || (typeof v === 'string' && v !== '') || (Array.isArray(v) && v.length > 0) || (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length > 0);
+  const fixed = Object.entries(body).filter(([k, v]) => k !== 'RestartPolicy' && set(v)).map(([k]) => k);
+  if (fixed.length > 0) throw notSupported('docker update', "a micro-VM's memory and CPUs are fixed when it boots");
+  const rp = body.RestartPolicy;
+  if (rp !== undefined && rp !== null) {
+    if (typeof rp !== 'object' || Array.isArray(rp)) throw badRequest('json: cannot unmarshal into Go struct field UpdateConfig.RestartPolicy of type container.RestartPolicy');
+    const { Name, MaximumRetryCount } = rp as { Name?: unknown; MaximumRetryCount?: unknown };
+    const name = typeof Name === 'string' && Name !== '' ? Name : 'no';
+    const count = typeof MaximumRetryCount === 'number' ? MaximumRetryCount : 0;
+    if (count > 0 && name !== 'on-failure') throw badRequest(`invalid restart policy: maximum retry count can only be used with 'on-failure'`);
+    if (count < 0) throw badRequest('invalid restart policy: maximum retry count cannot be negative');
+    let restartPolicy: RestartPolicy;
+    try {
+      restartPolicy = parseRestartPolicy(name === 'on-failure' && count > 0 ? `on-failure:${count}` : name);
+    } catch (err) {
+      if (isBosonError(err, 'INVALID_ARGUMENT')) throw badRequest(err.message);
+      throw err;
+    }
+    if (c.autoRemove && restartPolicy.name !== 'no') throw badRequest('Restart policy cannot be updated because AutoRemove is enabled for the container');
+    await extras.reconfigure(c.id, { restartPolicy });
+  }
+  sendJson(ctx.res, 200, { Warnings: [] });
 }
 
 /** `POST /containers/{id}/kill`: Docker's 400 for an unknown signal and 409 for a container that is not running. */

@@ -1,25 +1,45 @@
-/** Network routes: list, inspect, create, remove and prune (bridges only), over the machine's network manager. */
+/**
+ * Network routes: list, inspect, create, remove and prune (bridges only), over the machine's network manager; and
+ * connect/disconnect, which for Boson are configuration: a micro-VM has one network card, chosen when it boots, so
+ * a container that is not running changes the network (and aliases) its next start joins, and a running one is
+ * refused.
+ */
 import { isBosonError } from '../../common/index.ts';
-import { badRequest, notSupported } from '../errors.ts';
-import { jsonBody, sendEmpty, sendJson, type Ctx } from '../http.ts';
+import { localContext, type Container } from '../../machine/index.ts';
+import { endpointConfigOf, endpointId, networkOf, type NetworkLookup } from '../containers.ts';
+import { DockerError, badRequest, notSupported } from '../errors.ts';
+import { jsonBody, parseFilters, pruneMatcher, sendEmpty, sendJson, type Ctx } from '../http.ts';
 import type { DockerNetworks } from '../machine-access.ts';
 import { ID, type RouteDeps, type Router } from '../router.ts';
 
+const LOCAL = localContext('docker');
+
+/** A network record as the manager lists it. */
+type NetworkRecord = Awaited<ReturnType<DockerNetworks['list']>>[number];
+
 /** Registers the network routes. */
-export function registerNetworkRoutes(router: Router, { machine: { extras } }: RouteDeps): void {
+export function registerNetworkRoutes(router: Router, deps: RouteDeps): void {
+  const { extras, containers: m } = deps.machine;
   // The network manager is looked up per request: a runtime without networking answers each call with its error.
   const nets = (): DockerNetworks => extras.networks;
-  router.on('GET', '/networks', async ({ res }) => sendJson(res, 200, (await nets().list()).map(networkJson)));
-  router.on('GET', `/networks/${ID}`, async ({ res, params }) => sendJson(res, 200, networkJson(await nets().get(params[0]!))));
+  router.on('GET', '/networks', async ({ res, query }) => {
+    const match = networkFilter(query);
+    sendJson(res, 200, (await nets().list()).filter(match).map((n) => networkJson(n)));
+  });
+  router.on('GET', `/networks/${ID}`, async ({ res, params }) => {
+    const n = await nets().get(params[0]!);
+    sendJson(res, 200, networkJson(n, attached(n, await m.list(LOCAL, { all: false }))));
+  });
   router.on('POST', '/networks/create', (ctx) => createNetwork(nets, ctx));
   router.on('DELETE', `/networks/${ID}`, async ({ res, params }) => {
-    await nets().remove(params[0]!);
+    await forbiddenInUse(() => nets().remove(params[0]!));
     sendEmpty(res, 204);
   });
-  router.on('POST', '/networks/prune', async ({ res }) => {
+  router.on('POST', '/networks/prune', async ({ res, query }) => {
+    const { matches } = pruneMatcher(query);
     const deleted: string[] = [];
     for (const n of await nets().list()) {
-      if (n.builtin) continue;
+      if (n.builtin || !matches(n.labels, n.created)) continue;
       try {
         await nets().remove(n.id);
         deleted.push(n.name);
@@ -29,6 +49,113 @@ export function registerNetworkRoutes(router: Router, { machine: { extras } }: R
     }
     sendJson(res, 200, { NetworksDeleted: deleted });
   });
+  router.on('POST', `/networks/${ID}/connect`, (ctx) => connect(deps, ctx));
+  router.on('POST', `/networks/${ID}/disconnect`, (ctx) => disconnect(deps, ctx));
+}
+
+/** Docker answers 403 for a network it may not remove (libnetwork's ActiveEndpointsError, a predefined network). */
+async function forbiddenInUse(remove: () => Promise<void>): Promise<void> {
+  try {
+    await remove();
+  } catch (err) {
+    if (isBosonError(err, 'NETWORK_IN_USE')) throw new DockerError(403, err.message);
+    throw err;
+  }
+}
+
+/** `GET /networks` filters: name and id (substring or regexp, as Docker matches), label, driver, type, scope, dangling. */
+function networkFilter(q: URLSearchParams): (n: NetworkRecord) => boolean {
+  const filters = parseFilters(q, ['name', 'id', 'label', 'driver', 'type', 'scope', 'dangling']);
+  const like = (v: string, s: string): boolean => {
+    if (s.includes(v)) return true;
+    try {
+      return new RegExp(v).test(s);
+    } catch {
+      return false;
+    }
+  };
+  for (const t of filters.get('type') ?? []) if (t !== 'custom' && t !== 'builtin') throw badRequest(`invalid filter: 'type'='${t}'`);
+  if (filters.has('dangling')) throw notSupported("the network filter 'dangling'", 'Boson does not track which networks containers last used');
+  return (n) => {
+    const one = (key: string, test: (v: string) => boolean): boolean => {
+      const values = filters.get(key) ?? [];
+      return values.length === 0 || values.some(test);
+    };
+    return (
+      one('name', (v) => like(v, n.name)) &&
+      one('id', (v) => like(v, n.id)) &&
+      (filters.get('label') ?? []).every((l) => {
+        const eq = l.indexOf('=');
+        return eq < 0 ? l in n.labels : n.labels[l.slice(0, eq)] === l.slice(eq + 1);
+      }) &&
+      one('driver', (v) => v === 'bridge') &&
+      one('type', (v) => (v === 'builtin') === n.builtin) &&
+      one('scope', (v) => v === 'local')
+    );
+  };
+}
+
+/** The running containers on network `n`, as `Containers` of its inspect. */
+function attached(n: NetworkRecord, running: Container[]): Record<string, unknown> {
+  const prefix = n.subnet.split('/')[1] ?? '';
+  const out: Record<string, unknown> = {};
+  for (const c of running) {
+    if (!c.endpoint || c.endpoint.network !== n.id) continue;
+    out[c.id] = { Name: c.name, EndpointID: endpointId(c.id, n.id), MacAddress: c.endpoint.mac, IPv4Address: `${c.endpoint.address}/${prefix}`, IPv6Address: '' };
+  }
+  return out;
+}
+
+/** The container and network of a connect/disconnect body, and the network the container is on now. */
+async function parties({ machine: { containers: m, extras } }: RouteDeps, ctx: Ctx): Promise<{ body: Record<string, unknown>; c: Container; n: NetworkRecord; on: ReturnType<NetworkLookup> }> {
+  const n = await extras.networks.get(ctx.params[0]!);
+  const body = await jsonBody(ctx);
+  const ref = typeof body.Container === 'string' ? body.Container : '';
+  if (!ref) throw badRequest('a container is required: set Container');
+  const c = await m.inspect(LOCAL, ref);
+  return { body, c, n, on: networkOf(c, await extras.networkLookup()) };
+}
+
+const running = (c: Container): boolean => c.state === 'running' || c.state === 'restarting';
+
+/**
+ * `POST /networks/{id}/connect`. A container that is not running joins the network at its next start, with the
+ * endpoint's aliases and static address (on the network it is on already: they replace the old ones). It leaves the
+ * default bridge for it (Docker would attach both); from another user network it must be disconnected first.
+ */
+async function connect(deps: RouteDeps, ctx: Ctx): Promise<void> {
+  const { body, c, n, on } = await parties(deps, ctx);
+  const { aliases, ipv4Address } = endpointConfigOf(body.EndpointConfig);
+  const same = on !== undefined && on.id === n.id;
+  if (running(c)) {
+    if (same) throw new DockerError(403, `endpoint with name ${c.name} already exists in network ${n.name}`);
+    throw new DockerError(
+      409,
+      `cannot connect running container ${c.name} to network ${n.name}: a Boson micro-VM has one network card, chosen when it boots, and a running micro-VM cannot have one hot-plugged; stop the container, connect it, then start it`,
+    );
+  }
+  if (!same && on !== undefined && !on.builtin) {
+    throw new DockerError(
+      409,
+      `container ${c.name} is connected to network ${on.name}: a Boson micro-VM has one network card, so a container is on one network; disconnect it from ${on.name} first`,
+    );
+  }
+  await deps.machine.extras.reconfigure(c.id, { network: n.name, aliases, ipv4Address: ipv4Address ?? null });
+  sendEmpty(ctx.res, 200);
+}
+
+/** `POST /networks/{id}/disconnect`: a container that is not running is left with no network (as `--network none`). */
+async function disconnect(deps: RouteDeps, ctx: Ctx): Promise<void> {
+  const { c, n, on } = await parties(deps, ctx);
+  if (on === undefined || on.id !== n.id) throw new DockerError(409, `container ${c.id} is not connected to network ${n.name}`);
+  if (running(c)) {
+    throw new DockerError(
+      409,
+      `cannot disconnect running container ${c.name} from network ${n.name}: a Boson micro-VM has one network card, chosen when it boots, and a running micro-VM cannot have it removed; stop the container, disconnect it, then start it`,
+    );
+  }
+  await deps.machine.extras.reconfigure(c.id, { network: 'none', aliases: [], ipv4Address: null });
+  sendEmpty(ctx.res, 200);
 }
 
 /** `POST /networks/create`: a bridge, with the first IPAM config's subnet and gateway. */
@@ -49,16 +176,19 @@ async function createNetwork(nets: () => DockerNetworks, ctx: Ctx): Promise<void
   sendJson(ctx.res, 201, { Id: n.id, Warning: '' });
 }
 
-/** Docker's network JSON for a Boson network. */
-export function networkJson(n: {
-  id: string;
-  name: string;
-  created: string;
-  subnet: string;
-  gateway: string;
-  internal: boolean;
-  labels: Record<string, string>;
-}): Record<string, unknown> {
+/** Docker's network JSON for a Boson network (`containers`: the inspect's attached containers). */
+export function networkJson(
+  n: {
+    id: string;
+    name: string;
+    created: string;
+    subnet: string;
+    gateway: string;
+    internal: boolean;
+    labels: Record<string, string>;
+  },
+  containers: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     Name: n.name,
     Id: n.id,
@@ -72,7 +202,7 @@ export function networkJson(n: {
     Ingress: false,
     ConfigFrom: { Network: '' },
     ConfigOnly: false,
-    Containers: {},
+    Containers: containers,
     Options: {},
     Labels: n.labels,
   };

@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DockerError } from '../errors.ts';
-import { psTable, statsJson } from './container-io.ts';
+import { onlyPids, psTable, statsJson } from './container-io.ts';
+import { pruneMatcher, untilCutoff } from '../http.ts';
 import { stopTimeout, terminalSize } from './containers.ts';
 import { execInspect, execSpecOf } from './exec.ts';
 import { labelMatches, referenceMatches } from './images.ts';
@@ -83,6 +84,7 @@ test('volume create bodies: the local driver and its size option only', () => {
     Options: { size: '5' },
     Scope: 'local',
   });
+  assert.equal(volumeJson({ ...v, sizeBytes: 16 * 1024 ** 3 }).Options, null, 'no options for a volume of the default size');
 });
 
 test('image reference and label filters', () => {
@@ -123,4 +125,24 @@ test('stats and network documents', () => {
   const n = networkJson({ id: 'n1', name: 'net', created: 't', subnet: '10.9.0.0/24', gateway: '10.9.0.1', internal: true, labels: {} });
   assert.deepEqual(n.IPAM, { Driver: 'default', Options: null, Config: [{ Subnet: '10.9.0.0/24', Gateway: '10.9.0.1' }] });
   assert.equal(n.Internal, true);
+});
+
+test('top with ps_args keeps the rows of the container\'s own processes, by PID', () => {
+  const own = psTable('PID   USER     TIME  COMMAND\n    1 root      0:00 /init\n    2 root      0:00 [kthreadd]\n   40 root      0:00 sleep 100\n   51 root      0:00 ps\n', 'ps');
+  const custom = psTable('PID   COMMAND\n    1 init\n    2 kthreadd\n   40 sleep\n   52 ps\n', '');
+  assert.deepEqual(onlyPids(custom, new Set(own.Processes.map((p) => p[0]!))), { Titles: ['PID', 'COMMAND'], Processes: [['40', 'sleep']] });
+  assert.throws(() => onlyPids(psTable('COMMAND\nsleep\n', ''), new Set(['40'])), /Couldn't find PID field/);
+});
+
+test('prune filters: until as a duration, unix seconds or RFC 3339; labels all, label! none', () => {
+  const now = Date.parse('2024-01-02T03:00:00Z');
+  assert.equal(untilCutoff('1h30m', now), now - 5_400_000);
+  assert.equal(untilCutoff('1704164400', now), 1704164400_000);
+  assert.equal(untilCutoff('2024-01-01T00:00:00Z', now), Date.parse('2024-01-01T00:00:00Z'));
+  assert.throws(() => untilCutoff('yesterday', now), /invalid filter 'until=yesterday'/);
+  const { matches } = pruneMatcher(new URLSearchParams({ filters: JSON.stringify({ label: ['a=1', 'b'], 'label!': ['keep'], until: ['2024-01-01T00:00:00Z'] }) }));
+  assert.equal(matches({ a: '1', b: '' }, '2023-12-31T00:00:00Z'), true);
+  assert.equal(matches({ a: '1' }, '2023-12-31T00:00:00Z'), false);
+  assert.equal(matches({ a: '1', b: '', keep: '' }, '2023-12-31T00:00:00Z'), false);
+  assert.equal(matches({ a: '1', b: '' }, '2024-01-01T00:00:01Z'), false);
 });

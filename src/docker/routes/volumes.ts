@@ -1,7 +1,7 @@
 /** Volume routes: list, create, inspect, remove and prune ("local" ext4 disks), over the machine's volume manager. */
-import { parseMemory } from '../../machine/index.ts';
+import { DEFAULT_VOLUME_BYTES, parseMemory } from '../../machine/index.ts';
 import { DockerError, badRequest, notSupported } from '../errors.ts';
-import { jsonBody, parseFilters, sendEmpty, sendJson, type Ctx } from '../http.ts';
+import { compareVersions, jsonBody, parseFilters, sendEmpty, sendJson, type Ctx } from '../http.ts';
 import type { MachineExtras } from '../machine-access.ts';
 import type { RouteDeps, Router } from '../router.ts';
 import { labelMatches } from './images.ts';
@@ -14,13 +14,15 @@ export function registerVolumeRoutes(router: Router, { machine: { extras } }: Ro
     const { name, labels, sizeBytes } = volumeCreateOf(await jsonBody(ctx));
     sendJson(ctx.res, 201, volumeJson(await volumes.create(name, { labels, sizeBytes })));
   });
-  router.on('POST', '/volumes/prune', async ({ res, query }) => {
+  router.on('POST', '/volumes/prune', async ({ res, query, version }) => {
     const filters = parseFilters(query, ['all', 'label']);
-    const all = ['true', '1'].includes(filters.get('all')?.[0] ?? '');
+    // Below API 1.42 a prune removed unused named volumes too: Docker adds all=true for those clients.
+    const all = ['true', '1'].includes(filters.get('all')?.[0] ?? '') || compareVersions(version, '1.42') < 0;
     const deleted: string[] = [];
     let bytes = 0;
     for (const v of volumes.list()) {
       if (!v.anonymous && !all) continue;
+      if (!(filters.get('label') ?? []).every((l) => labelMatches(v.labels, l))) continue;
       if ((await extras.volumeUsers(v.name)).length > 0) continue;
       const size = await volumes.usage(v.name);
       await volumes.remove(v.name, []);
@@ -81,7 +83,7 @@ export function volumeCreateOf(b: Record<string, unknown>): { name: string; labe
   return { name: typeof b.Name === 'string' ? b.Name : '', labels, sizeBytes };
 }
 
-/** Docker's volume JSON. */
+/** Docker's volume JSON: `Options` holds the size only when it is not the default (as the `-o size=…` it came from; compose compares them with its driver_opts). */
 export function volumeJson(v: {
   name: string;
   created: string;
@@ -95,7 +97,7 @@ export function volumeJson(v: {
     Labels: v.labels,
     Mountpoint: v.mountpoint,
     Name: v.name,
-    Options: { size: String(v.sizeBytes) },
+    Options: v.sizeBytes === DEFAULT_VOLUME_BYTES ? null : { size: String(v.sizeBytes) },
     Scope: 'local',
   };
 }

@@ -14,7 +14,7 @@ import { DnsServer, readResolvConf, type Upstream } from './dns.ts';
 import { renderRemoval, renderRuleset, type FirewallNetwork, type FirewallPort, type FirewallTap } from './firewall.ts';
 import { ipBatch, listLinks, listRoutes, linkAddresses, nftApply, setSysctl } from './host.ts';
 import {
-  allocateAddress, cidrOverlap, DEFAULT_POOL, formatCidr, formatIPv4, parseIPv4, parseRouteDst, parseSubnet, pickSubnet, validateGateway,
+  allocateAddress, cidrContains, cidrLast, cidrOverlap, DEFAULT_POOL, formatCidr, formatIPv4, parseIPv4, parseRouteDst, parseSubnet, pickSubnet, validateGateway,
   type Cidr,
 } from './ipam.ts';
 import { holdPort, holdPorts, type HeldPort, type PortBinding } from './ports.ts';
@@ -32,6 +32,8 @@ export interface EndpointRequest {
   mac?: string;
   /** The container's hostname, for its /etc/hosts line (default: the short container id). */
   hostname?: string;
+  /** A static IPv4 address (Docker's IPAMConfig.IPv4Address) instead of the next free one; user networks only. */
+  address?: string;
 }
 
 /** Options of a NetworkManager. */
@@ -269,7 +271,11 @@ export class NetworkManager {
       const subnet = parseSubnet(n.subnet);
       const gateway = parseIPv4(n.gateway)!;
       const used = new Set(this.s.endpoints.filter((se) => se.endpoint.network === n.id).map((se) => parseIPv4(se.endpoint.address)!));
-      const address = allocateAddress(subnet, gateway, used, this.s.lastAddress[n.id] ?? 0);
+      let address: number;
+      if (req.address !== undefined) {
+        address = this.staticAddress(n, req.address);
+        if (used.has(address)) throw new BosonError('INVALID_ARGUMENT', `Address already in use: ${req.address} is taken on network ${n.name}`, { details: { network: n.name, address: req.address } });
+      } else address = allocateAddress(subnet, gateway, used, this.s.lastAddress[n.id] ?? 0);
       const tap = `${this.prefix}t${randomBytes(8).toString('hex').slice(0, 14 - this.prefix.length)}`;
       const mac = req.mac ?? macFor(address);
       // Docker ignores published ports on internal networks (nothing outside may reach them).
@@ -299,6 +305,26 @@ export class NetworkManager {
       this.refreshNames(n);
       return structuredClone(endpoint);
     });
+  }
+
+  /**
+   * Checks a static address asked for on a network (INVALID_ARGUMENT unless the network is user-defined and the
+   * address is a host address of its subnet other than the gateway); returns it as a number. Whether another
+   * container holds it is known only when the container connects.
+   */
+  checkStaticAddress(idOrName: string, address: string): void {
+    this.staticAddress(this.find(idOrName), address);
+  }
+
+  private staticAddress(n: NetworkRecord, text: string): number {
+    if (n.builtin || this.rootless) throw new BosonError('INVALID_ARGUMENT', `user specified IP address is supported on user defined networks only (not on ${n.name})`);
+    const ip = parseIPv4(text);
+    if (ip === undefined) throw new BosonError('INVALID_ARGUMENT', `invalid IPv4 address: ${text}`);
+    const subnet = parseSubnet(n.subnet);
+    if (!cidrContains(subnet, ip) || ip === subnet.base || ip === cidrLast(subnet) || ip === parseIPv4(n.gateway)) {
+      throw new BosonError('INVALID_ARGUMENT', `invalid address ${text}: it is not a free host address of network ${n.name} (${n.subnet}, gateway ${n.gateway})`);
+    }
+    return ip;
   }
 
   /**

@@ -94,6 +94,10 @@ export const ContainerSpec = Type.Object({
   mounts: Type.Optional(Type.Array(MountSpec)),
   /** Network name or id; 'none' for no network; absent: the host's default. */
   network: Type.Optional(Type.String()),
+  /** More names the container answers to by DNS on its network (`--network-alias`). */
+  aliases: Type.Optional(Type.Array(Type.String())),
+  /** A static IPv4 address on its (user-defined) network (`--ip`). */
+  ipv4Address: Type.Optional(Type.String()),
   ports: Type.Optional(Type.Array(PortBinding)),
   /** Publish every port the image exposes, on free host ports (`-P`). */
   publishAll: Type.Optional(Type.Boolean()),
@@ -157,6 +161,10 @@ export const Container = Type.Object({
   error: Type.Union([Type.String(), Type.Null()]),
   mounts: Type.Array(MountSpec),
   network: Type.String(),
+  /** Its DNS aliases on its network, when it has any. */
+  aliases: Type.Optional(Type.Array(Type.String())),
+  /** The static IPv4 address it asked for, if any. */
+  ipv4Address: Type.Optional(Type.String()),
   ports: Type.Array(PortBinding),
   endpoint: Type.Union([Endpoint, Type.Null()]),
   /** Why the running VM is paused (the host's disk is full), while it is. */
