@@ -251,14 +251,14 @@ test('decompression bombs and oversized layers are refused with LAYER_UNSAFE', a
     return n;
   };
   const gz = 'application/vnd.oci.image.layer.v1.tar+gzip';
-  const e1 = await rejectsWith(drain(uncompressedLayer(gz, Readable.from([zeros]), { compressedSize: zeros.length, limits: { maxBytes: 1 << 40, maxRatio: 100, ratioFloorBytes: 1 << 20 } })), 'LAYER_UNSAFE');
+  const e1 = await rejectsWith(drain(uncompressedLayer(gz, Readable.from([zeros]), { compressedSize: zeros.length, limits: { maxBytes: 2 ** 40, maxRatio: 100, ratioFloorBytes: 1 << 20 } })), 'LAYER_UNSAFE');
   assert.match(e1.message, /more than 100 times/);
   const e2 = await rejectsWith(drain(uncompressedLayer(gz, Readable.from([zeros]), { compressedSize: zeros.length, limits: { maxBytes: 4 << 20, maxRatio: 10000, ratioFloorBytes: 0 } })), 'LAYER_UNSAFE');
   assert.match(e2.message, /more than 4 MiB/);
   // An uncompressed layer is capped too.
   await rejectsWith(drain(uncompressedLayer('application/vnd.oci.image.layer.v1.tar', Readable.from([Buffer.alloc(8 << 20)]), { compressedSize: 8 << 20, limits: { maxBytes: 4 << 20, maxRatio: 100, ratioFloorBytes: 0 } })), 'LAYER_UNSAFE');
   // Under the limits: everything comes through.
-  assert.equal(await drain(uncompressedLayer(gz, Readable.from([zeros]), { compressedSize: zeros.length, limits: { maxBytes: 1 << 40, maxRatio: 100, ratioFloorBytes: 64 << 20 } })), 32 * 1024 * 1024);
+  assert.equal(await drain(uncompressedLayer(gz, Readable.from([zeros]), { compressedSize: zeros.length, limits: { maxBytes: 2 ** 40, maxRatio: 100, ratioFloorBytes: 64 << 20 } })), 32 * 1024 * 1024);
 });
 
 test('a store refuses a gzip bomb layer at import and while building a disk, and keeps nothing', async () => {
@@ -267,9 +267,16 @@ test('a store refuses a gzip bomb layer at import and while building a disk, and
     const tar = await makeTar([{ name: 'zeros', content: Buffer.alloc(24 * 1024 * 1024) }]);
     await writeOciLayout(path.join(base, 'layout'), [{ config: CONFIG, layers: [{ tar, compression: 'gzip' }], refName: 'bomb' }]);
     const state = path.join(base, 'state');
-    const store = imageStoreOn(state, { layerLimits: { maxBytes: 1 << 40, maxRatio: 100, ratioFloorBytes: 1 << 20 } });
-    await rejectsWith(store.importPath(path.join(base, 'layout')), 'LAYER_UNSAFE');
+    const store = imageStoreOn(state, { layerLimits: { maxBytes: 2 ** 40, maxRatio: 100, ratioFloorBytes: 1 << 20 } });
+    const e = await rejectsWith(store.importPath(path.join(base, 'layout')), 'LAYER_UNSAFE');
+    assert.match(e.message, /layout.*layer 1.*decompression bomb/);
     assert.deepEqual(await fs.readdir(path.join(state, 'images', 'tmp')), []);
+    assert.deepEqual(await store.list(), []);
+    // Imported by a store with the default limits, then built by one with the strict limits.
+    const [img] = await imageStoreOn(state).importPath(path.join(base, 'layout'));
+    await rejectsWith(store.rootDisk(img!, { fstype: 'erofs' }), 'LAYER_UNSAFE');
+    assert.deepEqual(await fs.readdir(path.join(state, 'images', 'tmp')), []);
+    assert.deepEqual(await fs.readdir(path.join(state, 'images', 'disks')), []);
   } finally {
     await fs.rm(base, { recursive: true, force: true });
   }
