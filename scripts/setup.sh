@@ -12,12 +12,13 @@ if [ "$(id -u)" != 0 ]; then echo "setup: run as root (it installs Debian packag
 # Debian packages: what Boson runs (QEMU, the guest kernel, mkfs tools, setpriv) and builds (musl for boson-init),
 # plus what the tests and benchmarks use as real peers (busybox-static for the demo image, runc, skopeo, umoci), and
 # uidmap (newuidmap/newgidmap), with which a rootless daemon builds root disks in a user namespace, attr (setfattr:
-# extended attributes from image layers, e.g. file capabilities), and
+# extended attributes from image layers, e.g. file capabilities), clang with its libFuzzer/ASan runtime
+# (libclang-rt-14-dev: guest/init's protocol fuzzer, `make -C guest/init fuzz`), and
 # linux-source-6.1 with what building it takes (Boson's own guest kernel; Debian's cloud kernel stays the fallback).
 packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static e2fsprogs erofs-utils musl-tools gcc make cpio
   linux-source-6.1 bc bison flex libelf-dev lz4 xz-utils
   util-linux kmod runc skopeo umoci procps docker-registry apache2-utils openssl zstd
-  iproute2 nftables uidmap attr)
+  iproute2 nftables uidmap attr clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
