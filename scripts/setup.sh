@@ -13,12 +13,13 @@ if [ "$(id -u)" != 0 ]; then echo "setup: run as root (it installs Debian packag
 # plus what the tests and benchmarks use as real peers (busybox-static for the demo image, runc, skopeo, umoci), and
 # uidmap (newuidmap/newgidmap), with which a rootless daemon builds root disks in a user namespace, attr (setfattr:
 # extended attributes from image layers, e.g. file capabilities), mmdebstrap (the application images: redis, nginx,
-# built from Debian's packages) and redis-tools (redis-cli, the apps suite's client), and
+# built from Debian's packages), redis-tools (redis-cli, the apps suite's client), clang with its libFuzzer/ASan
+# runtime (libclang-rt-14-dev: guest/init's protocol fuzzer, `make -C guest/init fuzz`), and
 # linux-source-6.1 with what building it takes (Boson's own guest kernel; Debian's cloud kernel stays the fallback).
 packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static e2fsprogs erofs-utils musl-tools gcc make cpio
   linux-source-6.1 bc bison flex libelf-dev lz4 xz-utils
   util-linux kmod runc skopeo umoci procps docker-registry apache2-utils openssl zstd
-  iproute2 nftables uidmap attr mmdebstrap redis-tools)
+  iproute2 nftables uidmap attr mmdebstrap redis-tools clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -6,6 +6,15 @@
  * (absolute targets are relative to the root); a link that would lead above the root is refused (LAYER_UNSAFE).
  * The last component is never followed: an existing entry there is replaced. Hard link targets must be inside the
  * root. Files are created with O_EXCL|O_NOFOLLOW. On an error the caller removes the half-built directory.
+ * What is done later, by path (directories' mtimes at the end, each layer's extended attributes at its end), first
+ * checks with lstat that every component below the root is still a real directory: a later entry may have put a
+ * symlink (say, to a host path) where a directory was, and it must not be followed. Nobody else can change the tree
+ * meanwhile (it is in a private directory, see staging.ts), so the check holds until the call.
+ *
+ * The image's own root entry ("./") never changes the directory we were given while layers are applied: its owner,
+ * mode and mtime are applied at the very end (without one, the root gets 0755 root:root, as Docker's), just before
+ * mkfs reads them into the disk's root. Callers put that directory inside a private (0700, root-owned) staging
+ * directory, so no one else on the host can reach it, or anything under it (setuid files, device nodes).
  *
  * Preserved: file data, mode (incl. setuid/sticky), uid/gid, mtime (directories' mtimes applied at the end),
  * symlinks, hard links; character/block devices and fifos are created with mknod(1).
@@ -106,7 +115,10 @@ function writeAll(fd: number, chunks: Buffer[]): void {
  * close). Entries are applied one after another anyway, and the event loop only waits for the tar stream.
  */
 class Flattener {
-  private readonly dirTimes = new Map<string, Date>();
+  /** Directories' mtimes to set at the end, by relative path. */
+  private readonly dirTimes = new Map<string, { rel: string[]; mtime: Date }>();
+  /** The image's root entry ("./"), applied to the root at the end. */
+  private rootMeta: { uid: number; gid: number; mode: number; mtime: Date } | null = null;
   private readonly dirCache = new Map<string, string[]>();
   private added = new Set<string>();
   /** This layer's attributes to set, by entry path (relative), with the inode they belong to. */
@@ -236,7 +248,7 @@ class Flattener {
     this.stats.entries++;
     if (comps.length === 0) {
       if (type === 'directory') {
-        this.setMeta(this.root, h, true);
+        this.rootMeta = { uid: h.uid ?? 0, gid: h.gid ?? 0, mode: (h.mode ?? 0o755) & 0o7777, mtime: h.mtime ?? new Date(0) };
         this.noteXattrs(layer, h.name, [], xattrs);
       }
       return;
@@ -271,7 +283,7 @@ class Flattener {
           fsSync.mkdirSync(p, { mode: 0o700 });
         }
       }
-      this.setMeta(p, h, true);
+      this.setMeta(p, h, true, false, rel);
       this.added.add(rel.join('/'));
       this.noteXattrs(layer, h.name, rel, xattrs);
       return;
@@ -373,7 +385,10 @@ class Flattener {
   /** Sets this layer's remembered attributes on the entries still there (same inode), with one setfattr. */
   private async flushXattrs(layer: string): Promise<void> {
     const targets: XattrTarget[] = [];
-    for (const t of this.pendingXattrs.values()) {
+    const known = new Map<string, boolean>();
+    for (const [key, t] of this.pendingXattrs) {
+      // Not through a symlink that a later entry of this layer put where a parent directory was.
+      if (key !== '' && !this.isRealDir(key.split('/').slice(0, -1), known)) continue;
       const st = lstatOrNull(t.path);
       if (st !== null && st.ino === t.ino && st.dev === t.dev) targets.push(t);
     }
@@ -391,23 +406,50 @@ class Flattener {
     this.notApplied = new Map();
   }
 
-  private setMeta(p: string, h: tar.Header, isDir: boolean, isLink = false): void {
+  private setMeta(p: string, h: tar.Header, isDir: boolean, isLink = false, rel: string[] = []): void {
     fsSync.lchownSync(p, h.uid ?? 0, h.gid ?? 0);
     if (!isLink) fsSync.chmodSync(p, (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777);
     const mtime = h.mtime ?? new Date(0);
-    if (isDir) this.dirTimes.set(p, mtime);
+    if (isDir) this.dirTimes.set(rel.join('/'), { rel, mtime });
     else fsSync.lutimesSync(p, mtime, mtime);
   }
 
-  /** Applies directory mtimes, deepest first (children change their parent's mtime). */
-  finish(): void {
-    const dirs = [...this.dirTimes.entries()].sort((a, b) => b[0].length - a[0].length);
-    for (const [p, t] of dirs) {
-      try {
-        fsSync.lutimesSync(p, t, t);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  /**
+   * True when every component of `rel` is a real directory (not a symlink, not missing), checked with lstat from
+   * the root down; `known` caches the answers of one pass (nothing changes the tree during it).
+   */
+  private isRealDir(rel: string[], known = new Map<string, boolean>()): boolean {
+    for (let i = 1; i <= rel.length; i++) {
+      const key = rel.slice(0, i).join('/');
+      let ok = known.get(key);
+      if (ok === undefined) {
+        ok = lstatOrNull(this.abs(rel.slice(0, i)))?.isDirectory() === true;
+        known.set(key, ok);
       }
+      if (!ok) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Applies directory mtimes, deepest first (children change their parent's mtime), on the directories that are
+   * still there as directories (never through a symlink a later layer put in place of one of their parents), then
+   * the image's root entry to the root.
+   */
+  finish(): void {
+    const dirs = [...this.dirTimes.values()].sort((a, b) => b.rel.length - a.rel.length);
+    const known = new Map<string, boolean>();
+    for (const { rel, mtime } of dirs) {
+      if (this.isRealDir(rel, known)) fsSync.lutimesSync(this.abs(rel), mtime, mtime);
+    }
+    const m = this.rootMeta ?? { uid: 0, gid: 0, mode: 0o755, mtime: null };
+    const fd = fsSync.openSync(this.root, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    try {
+      fsSync.fchownSync(fd, m.uid, m.gid);
+      fsSync.fchmodSync(fd, m.mode);
+      if (m.mtime) fsSync.futimesSync(fd, m.mtime, m.mtime);
+    } finally {
+      fsSync.closeSync(fd);
     }
   }
 }

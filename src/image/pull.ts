@@ -18,7 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { once } from 'node:events';
 import { BosonError, isBosonError } from '../common/index.ts';
-import { uncompressedLayer } from './compression.ts';
+import { uncompressedLayer, type LayerLimits } from './compression.ts';
 import { ContentStore, digestHex, hashStream, sha256Digest } from './content-store.ts';
 import { isTransientNetworkError, MAX_MANIFEST_BYTES, readLimited, RegistryClient } from './registry.ts';
 import type { RemoteReference } from './reference.ts';
@@ -88,8 +88,8 @@ class DiffHasher {
   private readonly input = new PassThrough();
   private readonly done: Promise<{ digest: string }>;
 
-  constructor(mediaType: string) {
-    this.done = hashStream(uncompressedLayer(mediaType, this.input));
+  constructor(mediaType: string, opts: Parameters<typeof uncompressedLayer>[2]) {
+    this.done = hashStream(uncompressedLayer(mediaType, this.input, opts));
     this.done.catch(() => undefined);
   }
 
@@ -138,6 +138,8 @@ export interface FetchContext {
   tmpDir: string;
   /** A diff_id the store already verified for a layer blob, if any. */
   knownDiffId(layerDigest: string): string | undefined;
+  /** Caps on a layer's uncompressed size (compression.ts's defaults unless given). */
+  layerLimits?: LayerLimits;
 }
 
 /** Fetches one image (manifest, config, layers) into the content store. */
@@ -333,9 +335,9 @@ export class ImageFetcher {
 
   private async diffOfFile(d: Descriptor, file: string, label: string): Promise<string> {
     try {
-      return (await hashStream(uncompressedLayer(d.mediaType, createReadStream(file)))).digest;
+      return (await hashStream(uncompressedLayer(d.mediaType, createReadStream(file), { compressedSize: d.size, limits: this.ctx.layerLimits, what: `${this.what}: ${label}` }))).digest;
     } catch (err) {
-      if (isBosonError(err, 'TOOL_FAILED')) throw err;
+      if (isBosonError(err, 'TOOL_FAILED') || isBosonError(err, 'LAYER_UNSAFE')) throw err;
       throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label} cannot be decompressed: ${(err as Error).message}`, { cause: err, details: { digest: d.digest } });
     }
   }
@@ -397,7 +399,7 @@ export class ImageFetcher {
         }
         hash = createHash('sha256');
         if (start > 0) for await (const c of createReadStream(file, { end: start - 1 })) hash.update(c as Buffer);
-        else if (this.checkDiffIds && layerCompression(d.mediaType) !== 'none') diff = new DiffHasher(d.mediaType);
+        else if (this.checkDiffIds && layerCompression(d.mediaType) !== 'none') diff = new DiffHasher(d.mediaType, { compressedSize: d.size, limits: this.ctx.layerLimits, what: `${this.what}: ${label}` });
         received = start;
         p?.({ phase: 'download', current: received, total: d.size, detail: d.digest });
         const h = hash;

@@ -9,8 +9,12 @@
  * (tmpfs pages are charged to the cgroup that writes them, so a daemon with a memory limit must not fill it). If
  * the tmpfs fills up anyway (ENOSPC), the caller builds again in the store's tmp directory.
  *
- * BOSON_STAGING_DIR overrides the choice: `store` always uses the store's tmp directory; an absolute path uses that
- * (existing) directory, with the same ENOSPC fallback.
+ * BOSON_STAGING_DIR overrides the choice: `store` always uses the store's tmp directory; an absolute path uses a
+ * private `boson-<uid>` directory in that (existing) directory, with the same ENOSPC fallback.
+ *
+ * Every staging tree is built in a directory that only we can enter (0700, ours: privateDir), and the tree's own
+ * top directory is 0700 too, with the image's root one level below it (see flatten.ts): while a tree exists, its
+ * setuid files, device nodes and world-writable directories are out of reach of every other user of the host.
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -60,13 +64,33 @@ async function isPrivateDir(dir: string): Promise<boolean> {
   return st !== null && st.isDirectory() && st.uid === (process.getuid?.() ?? 0) && (st.mode & 0o077) === 0;
 }
 
+/**
+ * Makes `dir` (whose parent exists) a private directory: created 0700 if missing; if it exists it must be a real
+ * directory (not a link) of ours, and loses any group/other bits. Throws STATE_DIR_UNWRITABLE when it cannot be.
+ */
+export async function privateDir(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new BosonError('STATE_DIR_UNWRITABLE', `cannot create the staging directory ${dir}: ${(err as Error).message}`, { cause: err, details: { path: dir } });
+    }
+  }
+  const st = await fs.lstat(dir);
+  const uid = process.geteuid?.() ?? 0;
+  if (!st.isDirectory() || st.uid !== uid) {
+    throw new BosonError('STATE_DIR_UNWRITABLE', `the staging directory ${dir} is not a directory of uid ${uid} (a link, or someone else's): refusing to build there`, { details: { path: dir } });
+  }
+  if ((st.mode & 0o077) !== 0) await fs.chmod(dir, st.mode & 0o7700);
+}
+
 /** Our private directory under /dev/shm, created 0700 if missing; null if it is not a safe, private tmpfs dir. */
 async function privateShmDir(): Promise<string | null> {
   const dir = shmStagingDir();
   try {
-    await fs.mkdir(dir, { mode: 0o700 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return null;
+    await privateDir(dir);
+  } catch {
+    return null;
   }
   try {
     if (!(await isPrivateDir(dir))) return null;
@@ -83,15 +107,17 @@ export async function sweepShmStaging(): Promise<void> {
 }
 
 /**
- * The directory to create the staging tree in, or null for the store's tmp directory. `estimate` is the
- * expected size of the tree in bytes.
+ * The directory to create the staging tree in (private: see privateDir), or null for the store's tmp directory
+ * (which the caller makes private). `estimate` is the expected size of the tree in bytes.
  */
 export async function stagingParent(estimate: number, env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
   const v = env.BOSON_STAGING_DIR;
   if (v === 'store') return null;
   if (v !== undefined && v !== '') {
     if (!path.isAbsolute(v)) throw new BosonError('INVALID_ARGUMENT', `BOSON_STAGING_DIR must be "store" or an absolute path, not "${v}"`);
-    return v;
+    const dir = path.join(v, `boson-${process.geteuid?.() ?? 0}`);
+    await privateDir(dir);
+    return dir;
   }
   const dir = await privateShmDir();
   if (dir === null) return null;

@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isBosonError, isStoreConflict, rootlessMode, type StateStore, type StoreOp } from '../common/index.ts';
-import { uncompressedLayer } from './compression.ts';
+import { uncompressedLayer, type LayerLimits } from './compression.ts';
 import { ContentStore, copyVerified, digestCheck, digestHex, hashStream } from './content-store.ts';
 // flatten.ts and layout.ts (tar-stream) are loaded when first needed: a pull of an image that is already here needs
 // neither, and the CLI starts faster without them.
@@ -23,7 +23,7 @@ import { ImageFetcher, parsePlatform, type FetchedImage, type LayerPlan } from '
 import { normaliseReference, parseReference, referenceCandidates, remoteReference } from './reference.ts';
 import { RegistryClient, type RegistryClientOptions } from './registry.ts';
 import { defaultRootFsType, makeRootFs, type RootFsType } from './rootfs.ts';
-import { estimateTreeBytes, isNoSpace, stagingParent, sweepShmStaging } from './staging.ts';
+import { estimateTreeBytes, isNoSpace, privateDir, stagingParent, sweepShmStaging } from './staging.ts';
 import { pidAlive, sweepStaleTemps, tempName } from './tempfiles.ts';
 import { flattenToDiskInUserNamespace } from './userns.ts';
 import { isManifestType, layerCompression, type Descriptor, type ImageConfig, type ImageProgress, type ImageRecord, type RootDisk } from './types.ts';
@@ -144,6 +144,8 @@ export class ImageStore {
   readonly dir: string;
   private readonly content: ContentStore;
   private readonly tmpDir: string;
+  /** Caps on a layer's uncompressed size (compression.ts's defaults unless given). */
+  private readonly layerLimits: LayerLimits | undefined;
   private readonly disksDir: string;
   /** The JSON index of versions before the state store: imported once, then removed. */
   private readonly legacyIndexPath: string;
@@ -159,8 +161,9 @@ export class ImageStore {
    * Keeps files under <stateDir>/images and the index in `store` (the host's state store, which the composition
    * root builds; not closed here); creates nothing until first used.
    */
-  constructor(private readonly store: StateStore, stateDir: string, opts: { rootless?: boolean } = {}) {
+  constructor(private readonly store: StateStore, stateDir: string, opts: { rootless?: boolean; layerLimits?: LayerLimits } = {}) {
     this.rootless = opts.rootless ?? rootlessMode();
+    this.layerLimits = opts.layerLimits;
     this.dir = path.join(path.resolve(stateDir), 'images');
     this.content = new ContentStore(path.join(this.dir, 'blobs'));
     this.tmpDir = path.join(this.dir, 'tmp');
@@ -399,9 +402,9 @@ export class ImageStore {
       onProgress?.({ phase: 'verify', current: i + 1, total: manifest.layers.length, detail: l.digest });
       let diff: string;
       try {
-        diff = (await hashStream(uncompressedLayer(l.mediaType, createReadStream(file)))).digest;
+        diff = (await hashStream(uncompressedLayer(l.mediaType, createReadStream(file), { compressedSize: l.size, limits: this.layerLimits, what: `${what(`layer ${i + 1}`)}: blob ${l.digest}` }))).digest;
       } catch (err) {
-        if (isBosonError(err, 'TOOL_FAILED')) throw err;
+        if (isBosonError(err, 'TOOL_FAILED') || isBosonError(err, 'LAYER_UNSAFE')) throw err;
         throw new BosonError('IMAGE_CORRUPT', `${what(`layer ${i + 1}`)}: blob ${l.digest} cannot be decompressed: ${(err as Error).message}`, { cause: err, details: { digest: l.digest } });
       }
       if (diff !== diffIds[i]) {
@@ -515,7 +518,7 @@ export class ImageStore {
     for (const img of Object.values(before.images)) for (const l of img.layers) if (l.diffId) knownDiffIds.set(l.digest, l.diffId);
     const what = `pull ${ref.canonical}`;
     const fetcher = new ImageFetcher(
-      { content: this.content, partialDir: this.partialDir, tmpDir: this.tmpDir, knownDiffId: (d) => knownDiffIds.get(d) },
+      { content: this.content, partialDir: this.partialDir, tmpDir: this.tmpDir, knownDiffId: (d) => knownDiffIds.get(d), layerLimits: this.layerLimits },
       client,
       ref,
       {
@@ -766,7 +769,7 @@ export class ImageStore {
               new BosonError('IMAGE_CORRUPT', `${what}: ${label} uncompresses to ${got}, but the config's diff_id is ${plan.diffIds[i]}`, {
                 details: { digest: l.digest, diffId: plan.diffIds[i], actual: got },
               }));
-            pipeline(uncompressedLayer(l.mediaType, this.content.open(l.digest)), check, out).catch((e: Error) => out.destroy(e));
+            pipeline(uncompressedLayer(l.mediaType, this.content.open(l.digest), { compressedSize: l.size, limits: this.layerLimits, what: `${what}: ${label}` }), check, out).catch((e: Error) => out.destroy(e));
           },
           (e: Error) => out.destroy(e),
         );
@@ -812,7 +815,7 @@ export class ImageStore {
       if (!(await this.content.has(l.digest))) throw new BosonError('IMAGE_CORRUPT', `image ${image.id}: layer blob ${l.digest} is missing from the store`, { details: { digest: l.digest } });
     }
     return this.flattenToDisk(
-      image.layers.map((l, i) => ({ name: `${i + 1}/${image.layers.length} ${l.digest}`, open: () => uncompressedLayer(l.mediaType, this.content.open(l.digest)) })),
+      image.layers.map((l, i) => ({ name: `${i + 1}/${image.layers.length} ${l.digest}`, open: () => uncompressedLayer(l.mediaType, this.content.open(l.digest), { compressedSize: l.size, limits: this.layerLimits, what: `image ${image.id}: layer ${i + 1} ${l.digest}` }) })),
       fstype,
       final,
       estimateTreeBytes(image.layers),
@@ -828,14 +831,19 @@ export class ImageStore {
     if (this.rootless) return flattenToDiskInUserNamespace(layers, fstype, final, this.tmpDir, estimate, onProgress);
     const { flattenLayers } = await import('./flatten.ts');
     const out = path.join(this.tmpDir, tempName('disk', fstype));
+    await privateDir(this.tmpDir);
     let parent = await stagingParent(estimate);
     try {
       for (;;) {
+        // stage-<pid>-<hex> (0700, ours, in a private directory) holds the image's root as rootfs/: the image's
+        // "./" entry (any mode or owner) is applied to rootfs/ (flatten.ts), never to a directory others can reach.
         const stage = path.join(parent ?? this.tmpDir, tempName('stage'));
-        await fs.mkdir(stage, { mode: 0o755 });
+        const rootfs = path.join(stage, 'rootfs');
+        await fs.mkdir(stage, { mode: 0o700 });
+        await fs.mkdir(rootfs, { mode: 0o700 });
         try {
           try {
-            await flattenLayers(layers, stage, { onProgress });
+            await flattenLayers(layers, rootfs, { onProgress });
           } catch (err) {
             if (parent !== null && isNoSpace(err)) {
               parent = null; // the staging filesystem is full: again, on the store's filesystem
@@ -844,7 +852,7 @@ export class ImageStore {
             throw err;
           }
           onProgress?.({ phase: 'mkfs', detail: fstype });
-          const sizeBytes = await makeRootFs(stage, out, fstype);
+          const sizeBytes = await makeRootFs(rootfs, out, fstype);
           await fs.rename(out, final);
           onProgress?.({ phase: 'done', detail: final });
           return { path: final, fstype, sizeBytes };

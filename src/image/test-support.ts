@@ -21,7 +21,7 @@ export function stateStoreOf(stateDir: string): MemoryStateStore {
 }
 
 /** An image store on `stateDir` with its state store (stateStoreOf): two on one directory share the index, as two processes do. */
-export function imageStoreOn(stateDir: string, opts: { rootless?: boolean } = {}): ImageStore {
+export function imageStoreOn(stateDir: string, opts: ConstructorParameters<typeof ImageStore>[2] = {}): ImageStore {
   return new ImageStore(stateStoreOf(stateDir), stateDir, opts);
 }
 

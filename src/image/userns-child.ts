@@ -4,7 +4,8 @@
  * tree, packs it with mkfs, removes the tree, and reports on stdout (JSON lines). It is an entry point of its own
  * (bundled as build/cli/userns-child.mjs), so it loads only the flattener and mkfs.
  */
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { BosonError, isBosonError } from '../common/index.ts';
 import { flattenLayers, type LayerInput } from './flatten.ts';
@@ -78,9 +79,12 @@ async function main(): Promise<void> {
   }));
   let result: ChildMessage;
   try {
-    await flattenLayers(layers, spec.stage, { onProgress: (e) => send({ t: 'progress', e }) });
+    // The image's root is rootfs/ in the (0700) stage, so its "./" entry never sets the stage's own mode or owner.
+    const rootfs = path.join(spec.stage, 'rootfs');
+    mkdirSync(rootfs, { mode: 0o700 });
+    await flattenLayers(layers, rootfs, { onProgress: (e) => send({ t: 'progress', e }) });
     send({ t: 'progress', e: { phase: 'mkfs', detail: spec.fstype } });
-    result = { t: 'done', size: await makeRootFs(spec.stage, spec.out, spec.fstype) };
+    result = { t: 'done', size: await makeRootFs(rootfs, spec.out, spec.fstype) };
   } catch (err) {
     result = report(err);
   } finally {

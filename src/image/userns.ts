@@ -25,7 +25,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BosonError, ERROR_CATALOGUE, PACKAGE_ROOT, type ErrorCode } from '../common/index.ts';
 import type { LayerInput } from './flatten.ts';
 import type { RootFsType } from './rootfs.ts';
-import { isNoSpace, stagingParent } from './staging.ts';
+import { isNoSpace, privateDir, stagingParent } from './staging.ts';
 import { pidAlive } from './tempfiles.ts';
 import type { ImageProgress, RootDisk } from './types.ts';
 
@@ -164,14 +164,16 @@ export async function flattenToDiskInUserNamespace(layers: LayerInput[], fstype:
   await checkUserNamespaceSetup();
   const tag = `${process.pid}-${randomBytes(6).toString('hex')}`;
   const out = path.join(tmpDir, `disk-${tag}.${fstype}`);
+  await privateDir(tmpDir);
   let parent = await stagingParent(estimate);
   try {
     for (;;) {
       const stages = path.join(parent ?? tmpDir, 'userns');
-      await fs.mkdir(stages, { recursive: true, mode: 0o700 });
+      await privateDir(stages);
       await sweepStages(stages);
+      // 0700: the child flattens into <stage>/rootfs, which gets the image's "./" metadata (see store.ts).
       const stage = path.join(stages, `stage-${tag}`);
-      await fs.mkdir(stage, { mode: 0o755 });
+      await fs.mkdir(stage, { mode: 0o700 });
       try {
         const size = await runChild({ stage, out, fstype, layers: layers.map((l) => l.name) }, layers, onProgress);
         await fs.rename(out, final);
