@@ -2,6 +2,9 @@
 export * from './port/index.ts';
 export { MachineRuntime, DEFAULT_MEMORY_MIB, parseSignal, parseRestartPolicy, type RuntimeOptions, type RuntimeParts, type ExecRecord } from './runtime.ts';
 export { ImageService, type ImageServiceOptions } from './images.ts';
+export { VolumeService, volumeUsersAmong } from './volume-service.ts';
+export { NetworkService, type NetworkServiceContainers } from './network-service.ts';
+export { EventService, eventView, type EventLog } from './event-service.ts';
 export { ContainerRegistry, validateContainerName, type ContainerRecord } from './containers.ts';
 export { parseMemory, parseSizeMiB, parseCpus, parseEnvFile, expandEnvArgs, type ProcessConfig } from './container-config.ts';
 export { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError } from './api/client.ts';
