@@ -384,3 +384,11 @@ export const Event = Type.Object({
   attributes: Type.Record(Type.String(), Type.String()),
 });
 export type Event = Static<typeof Event>;
+
+/** One line of a container's log as the REST API streams it (NDJSON). */
+export const LogEntry = Type.Object({
+  stream: Type.Union([Type.Literal('stdout'), Type.Literal('stderr')]),
+  time: Type.String({ description: 'nanoseconds since the epoch, as a decimal string' }),
+  data: Type.String({ description: 'the bytes of the line, base64' }),
+});
+export type LogEntry = Static<typeof LogEntry>;
