@@ -36,7 +36,7 @@ import { DiskFullGuard } from './disk-full.ts';
 import { DEFAULT_NETWORK, publishAllPorts, type Endpoint, type NetworkManager, type NetworkRecord } from './network/index.ts';
 import type { DiskSpec, ShareSpec } from '../vmm/index.ts';
 import type {
-  Attachment, Container, ContainerSpec, ContainerStats, ExecInstance, ExecSession, ExecSpec, LogLine, LogQuery, MachineContainers, MountSpec, RequestContext,
+  Attachment, Container, ContainerSpec, ContainerStats, ExecInstance, ExecSession, ExecSpec, LogLine, LogQuery, Machine, MachineContainers, MountSpec, RequestContext,
   RestartPolicy, RunOptions, RunSession, StreamSink, WaitCondition, WaitResult,
 } from './port/index.ts';
 import { containerView } from './view.ts';
@@ -187,6 +187,11 @@ export class MachineRuntime implements MachineContainers {
         // The container is gone meanwhile: nothing to tell.
       }
     });
+  }
+
+  /** This machine as the port has it: the runtime's containers and its services' images, volumes, networks, events. */
+  get machine(): Machine {
+    return { containers: this, images: this.imageService, volumes: this.volumeService, networks: this.networkService, events: this.eventService };
   }
 
   /** The host's networks; ROOTLESS_UNSUPPORTED-style refusal where this runtime has none. */
