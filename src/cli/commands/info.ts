@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { bosonPaths, toBosonError } from '../../common/index.ts';
 import { defaultKernelPath, kernelReleaseOf } from '../../guest/index.ts';
 import { checkUserNamespaceSetup } from '../../image/index.ts';
-import { bootBundle } from '../../machine/index.ts';
+import { bootBundle } from '../../main/index.ts';
 import { findQemu, probeAccelerator, qemuVersion, hostTscKhz } from '../../vmm/index.ts';
 import { printJson } from '../output.ts';
 
