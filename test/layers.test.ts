@@ -1,6 +1,7 @@
 /**
- * Enforces the architecture of DESIGN.md by reading every import in src/: which layer may import which, and that
- * other layers come in only through a layer's index.ts.
+ * Enforces the architecture of DESIGN.md by reading every import in src/: which layer may import which, that other
+ * layers come in only through a layer's index.ts, and that the edges (cli, docker, cri, controller) reach
+ * src/machine only through its port and its client (machine/port/index.ts, machine/client/index.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +26,32 @@ const ALLOWED: Record<string, string[]> = {
   main: ['common', 'guest', 'vmm', 'image', 'machine', 'docker', 'cri', 'controller'],
 };
 
+/** The edges: they speak to a machine through the port and the client, and build nothing (src/main does). */
+const EDGES = ['cli', 'docker', 'cri', 'controller'];
+
+/**
+ * What an edge may import of src/machine: the port (schemas and interfaces) and the client (the typed client of
+ * a machine behind a socket, its stream helpers, and the pure helpers that parse user syntax into port types).
+ * The implementations (the runtime, the stores, the managers, the services) are built by src/main alone.
+ */
+const MACHINE_SURFACES = [path.join('machine', 'port', 'index.ts'), path.join('machine', 'client', 'index.ts')];
+
+/**
+ * Files of an edge still allowed the whole of src/machine (its index.ts), each with the reason. The list may only
+ * shrink: a listed file that no longer needs it fails the test.
+ */
+const MACHINE_EXCEPTIONS: Record<string, string> = {
+  // The Docker personality's one adapter to the runtime: the reach-ins the port does not cover (whether this
+  // runtime holds a VM now, the log file an attach holds open, the image store's own calls, the event emitter).
+  'docker/machine-access.ts': 'runtime internals, listed in its module comment',
+  // Not yet switched to machine/port and machine/client: each uses a type the port has in another shape.
+  'docker/index.ts': 'takes the MachineRuntime to build machine-access',
+  'docker/streams.ts': 'MachineEvent (the port has Event, with timeNano as a string)',
+  'docker/system.ts': 'MachineEvent and VolumeRecord (the port has Event and Volume)',
+  'docker/containers.ts': 'ContainerRecord, for statusText (the port has Container)',
+  'docker/routes/volumes.ts': 'DEFAULT_VOLUME_BYTES',
+};
+
 async function sourceFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -47,8 +74,10 @@ test('every import in src/ respects the layer rules and enters other layers thro
   const violations: string[] = [];
   const files = await sourceFiles(SRC);
   assert.ok(files.length > 10, 'found the sources');
+  const exceptionsUsed = new Set<string>();
   for (const file of files) {
-    const layer = path.relative(SRC, file).split(path.sep)[0]!;
+    const fromRel = path.relative(SRC, file);
+    const layer = fromRel.split(path.sep)[0]!;
     assert.ok(layer in ALLOWED, `unknown layer folder src/${layer}`);
     for (const spec of importsOf(await readFile(file, 'utf8'))) {
       const target = path.resolve(path.dirname(file), spec);
@@ -60,9 +89,15 @@ test('every import in src/ respects the layer rules and enters other layers thro
       const targetLayer = rel.split(path.sep)[0]!;
       if (targetLayer === layer) continue;
       if (!ALLOWED[layer]!.includes(targetLayer)) violations.push(`${path.relative(PACKAGE_ROOT, file)}: layer "${layer}" may not import "${targetLayer}" (${spec})`);
-      else if (rel !== path.join(targetLayer, 'index.ts')) violations.push(`${path.relative(PACKAGE_ROOT, file)}: imports ${spec}; other layers must be reached through ${targetLayer}/index.ts`);
+      else if (targetLayer === 'machine' && EDGES.includes(layer)) {
+        if (MACHINE_SURFACES.includes(rel)) continue;
+        const key = fromRel.split(path.sep).join('/');
+        if (rel === path.join('machine', 'index.ts') && key in MACHINE_EXCEPTIONS) exceptionsUsed.add(key);
+        else violations.push(`${path.relative(PACKAGE_ROOT, file)}: imports ${spec}; an edge reaches src/machine only through machine/port/index.ts and machine/client/index.ts`);
+      } else if (rel !== path.join(targetLayer, 'index.ts')) violations.push(`${path.relative(PACKAGE_ROOT, file)}: imports ${spec}; other layers must be reached through ${targetLayer}/index.ts`);
     }
   }
+  for (const key of Object.keys(MACHINE_EXCEPTIONS)) if (!exceptionsUsed.has(key)) violations.push(`src/${key} is listed as an exception but no longer needs it: take it off MACHINE_EXCEPTIONS`);
   assert.deepEqual(violations, []);
 });
 

@@ -2,7 +2,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { BosonError } from '../common/index.ts';
-import { hostCpuCount, parseCpus, parseEnvFile, parseMemory, parsePortSpec, parseRestartPolicy, parseSizeMiB, parseVolumeSpec, expandEnvArgs, type ContainerSpec } from '../machine/index.ts';
+import { hostCpuCount, parseCpus, parseEnvFile, parseMemory, parsePortSpec, parseRestartPolicy, parseSizeMiB, parseVolumeSpec, expandEnvArgs } from '../machine/client/index.ts';
+import type { ContainerSpec } from '../machine/port/index.ts';
 
 /** Parsed container flags. */
 export interface ContainerFlags {

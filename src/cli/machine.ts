@@ -5,7 +5,8 @@
  */
 import { bosonPaths } from '../common/index.ts';
 import { CredentialStore, remoteReference } from '../image/index.ts';
-import { MachineClient, RemoteImages, daemonSocketPath, localContext, type ImageProgressListener, type ImagePullRequest, type MachineImages, type RequestContext } from '../machine/index.ts';
+import { MachineClient, RemoteImages, daemonSocketPath } from '../machine/client/index.ts';
+import { localContext, type ImageProgressListener, type ImagePullRequest, type MachineImages, type RequestContext } from '../machine/port/index.ts';
 import { buildImages } from '../main/index.ts';
 
 /** Where the images are: through a daemon (`remote`), or embedded in this process. */

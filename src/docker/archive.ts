@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path/posix';
-import type { Container, MachineContainers } from '../machine/index.ts';
+import { type Container, type MachineContainers } from '../machine/port/index.ts';
 import { DockerError } from './errors.ts';
 import { guestExec } from './streams.ts';
 

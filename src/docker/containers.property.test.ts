@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Value } from '@sinclair/typebox/value';
-import { ContainerSpec } from '../machine/index.ts';
+import { ContainerSpec } from '../machine/port/index.ts';
 import { containerSpecOf } from './containers.ts';
 import { DockerError } from './errors.ts';
 

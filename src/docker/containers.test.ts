@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Value } from '@sinclair/typebox/value';
-import { ContainerSpec, type Container } from '../machine/index.ts';
+import { ContainerSpec, type Container } from '../machine/port/index.ts';
 import { checkContainerName, containerInspect, containerSpecOf, containerSummary, endpointId, lookupOf, matchesFilters } from './containers.ts';
 import { DockerError } from './errors.ts';
 

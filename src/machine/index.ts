@@ -2,10 +2,13 @@
 export * from './port/index.ts';
 export { MachineRuntime, DEFAULT_MEMORY_MIB, parseSignal, parseRestartPolicy, type RuntimeOptions, type RuntimeParts, type ExecRecord, type JailPolicy } from './runtime.ts';
 export { ImageService, type ImageServiceOptions } from './images.ts';
+export { VolumeService, volumeUsersAmong } from './volume-service.ts';
+export { NetworkService, type NetworkServiceContainers } from './network-service.ts';
+export { EventService, eventView, type EventLog } from './event-service.ts';
 export { ContainerRegistry, validateContainerName, type ContainerRecord } from './containers.ts';
 export { parseMemory, parseSizeMiB, parseCpus, parseEnvFile, expandEnvArgs, type ProcessConfig } from './container-config.ts';
 export { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError } from './api/client.ts';
-export { RemoteMachine, RemoteImages, type RemoteContainerCalls } from './api/remote.ts';
+export { RemoteMachine, RemoteImages, RemoteVolumes, RemoteNetworks, RemoteEvents } from './api/remote.ts';
 export { pipeClientStdin, type ExecStatus } from './api/exec-stream.ts';
 export type { MachineEvent } from './containers.ts';
 export { readLog } from './logs.ts';

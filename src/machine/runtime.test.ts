@@ -14,29 +14,18 @@ import path from 'node:path';
 import { PACKAGE_ROOT, isBosonError } from '../common/index.ts';
 import { ImageStore } from '../image/index.ts';
 import { openStateStore } from './store/sqlite.ts';
-import { ContainerRegistry } from './containers.ts';
-import { MachineRuntime } from './runtime.ts';
-import { VolumeManager } from './volumes/index.ts';
+import type { MachineRuntime } from './runtime.ts';
 import { localContext, type ContainerSpec, type StreamSink } from './port/index.ts';
 import { FakeVmm } from './fake-vmm.ts';
-import { ImageService } from './images.ts';
-import type { BootBundle } from '../guest/index.ts';
+import { fakeRuntime } from './fake-runtime.ts';
 
 const LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
 const ctx = localContext('test');
 let stateDir: string;
 
-const FAKE_BUNDLE: BootBundle = { kernelPath: '/fake/vmlinuz', kernelRelease: 'fake', initramfsPath: '/fake/initramfs', initPath: '/fake/init', modules: [], acpi: false, drivers: [] };
-
 /** A runtime over this suite's state directory and a fake VMM; `detached` as a daemon hosts it. */
 function runtimeOn(vmm: FakeVmm, detached: boolean, bootTimeoutMs?: number): MachineRuntime {
-  const paths = { stateDir, runDir: path.join(stateDir, 'run'), guestDir: path.join(PACKAGE_ROOT, 'build', 'guest'), rootless: false };
-  const store = openStateStore(stateDir);
-  const images = new ImageStore(store, stateDir);
-  return new MachineRuntime(
-    { paths, detached, virtiofsd: '/usr/lib/qemu/virtiofsd', bootTimeoutMs },
-    { registry: new ContainerRegistry(store, stateDir), images, imageService: new ImageService(images, { spoolDir: path.join(stateDir, 'tmp') }), volumes: new VolumeManager(store, stateDir), networks: null, store, vmm, bootBundle: async () => FAKE_BUNDLE },
-  );
+  return fakeRuntime({ stateDir, vmm, detached, bootTimeoutMs });
 }
 
 function embedded(): MachineRuntime {

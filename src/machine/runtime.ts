@@ -11,7 +11,7 @@
  * containers proceed in parallel. Exits are observed from boson-init's EXIT frame, from QEMU's end, or (for a VM
  * that died while no daemon ran) from the EXIT record in the container's log file.
  */
-import { EventEmitter } from 'node:events';
+import type { EventEmitter } from 'node:events';
 import { mkdir, rm, stat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isBosonError, silentLogger, toBosonError, type BosonPaths, type Logger, type StateStore } from '../common/index.ts';
@@ -28,13 +28,16 @@ import { createScratchDisk } from './scratch.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import type { VolumeManager } from './volumes/index.ts';
 import type { ImageService } from './images.ts';
+import { volumeUsersAmong, type VolumeService } from './volume-service.ts';
+import { joins, type NetworkService } from './network-service.ts';
+import type { EventService } from './event-service.ts';
 import { checkHostCapacity } from './capacity.ts';
 import { checkBindSource, defaultBindPolicy, type BindPolicy } from './bind-policy.ts';
 import { DiskFullGuard } from './disk-full.ts';
-import { DEFAULT_NETWORK, publishAllPorts, type Endpoint, type NetworkManager } from './network/index.ts';
+import { DEFAULT_NETWORK, publishAllPorts, type Endpoint, type NetworkManager, type NetworkRecord } from './network/index.ts';
 import type { DiskSpec, ShareSpec } from '../vmm/index.ts';
 import type {
-  Attachment, Container, ContainerSpec, ContainerStats, ExecInstance, ExecSession, ExecSpec, LogLine, LogQuery, MachineContainers, MountSpec, RequestContext,
+  Attachment, Container, ContainerSpec, ContainerStats, ExecInstance, ExecSession, ExecSpec, LogLine, LogQuery, Machine, MachineContainers, MountSpec, RequestContext,
   RestartPolicy, RunOptions, RunSession, StreamSink, WaitCondition, WaitResult,
 } from './port/index.ts';
 import { containerView } from './view.ts';
@@ -135,8 +138,14 @@ export interface RuntimeParts {
   /** The image half of the port over `images` (what the REST API, the Docker personality and the CLI use). */
   imageService: ImageService;
   volumes: VolumeManager;
+  /** The volume half of the port over `volumes`. */
+  volumeService: VolumeService;
   /** The host's networks; null where containers get none (an embedded runtime). */
   networks: NetworkManager | null;
+  /** The network half of the port over `networks` (refusing every call where there are none). */
+  networkService: NetworkService;
+  /** The event log and bus: the runtime publishes every lifecycle event on it. */
+  eventService: EventService;
   /** The VMM driver (QEMU's; a fake in fast tests). */
   vmm: Vmm;
   /** The guest kernel and initramfs to boot (prepared and cached by the guest layer). */
@@ -159,10 +168,14 @@ export class MachineRuntime implements MachineContainers {
   /** The machine's images, as the port has them. */
   readonly imageService: ImageService;
   readonly volumes: VolumeManager;
+  /** The machine's volumes, networks and events, as the port has them. */
+  readonly volumeService: VolumeService;
+  readonly networkService: NetworkService;
+  readonly eventService: EventService;
   private readonly nets: NetworkManager | null;
   private readonly store: StateStore | undefined;
-  /** Emits 'event' with a MachineEvent for every lifecycle change. */
-  readonly events = new EventEmitter();
+  /** Emits 'event' with a MachineEvent for every lifecycle change (the event service's bus). */
+  readonly events: EventEmitter;
   private readonly live = new Map<string, Live>();
   private readonly lock = new KeyedMutex();
   private readonly waiters = new Map<string, Array<{ condition: WaitCondition; resolve: (r: WaitResult) => void }>>();
@@ -183,11 +196,14 @@ export class MachineRuntime implements MachineContainers {
     this.images = parts.images;
     this.imageService = parts.imageService;
     this.volumes = parts.volumes;
+    this.volumeService = parts.volumeService;
+    this.networkService = parts.networkService;
+    this.eventService = parts.eventService;
+    this.events = parts.eventService.bus;
     this.nets = parts.networks;
     this.vmm = parts.vmm;
     this.bootBundle = parts.bootBundle;
     this.store = parts.store;
-    this.events.setMaxListeners(0);
     this.diskFull = new DiskFullGuard(this.paths.stateDir, (id, paused) => {
       try {
         this.emit(this.registry.get(id), paused ? 'pause' : 'unpause', paused ? { reason: 'host disk full' } : {});
@@ -195,6 +211,11 @@ export class MachineRuntime implements MachineContainers {
         // The container is gone meanwhile: nothing to tell.
       }
     });
+  }
+
+  /** This machine as the port has it: the runtime's containers and its services' images, volumes, networks, events. */
+  get machine(): Machine {
+    return { containers: this, images: this.imageService, volumes: this.volumeService, networks: this.networkService, events: this.eventService };
   }
 
   /** The host's networks; ROOTLESS_UNSUPPORTED-style refusal where this runtime has none. */
@@ -283,7 +304,7 @@ export class MachineRuntime implements MachineContainers {
 
   private emit(record: ContainerRecord, action: string, extra: Record<string, string> = {}): void {
     const event = this.registry.recordEvent('container', action, record.id, { name: record.name, image: record.image, ...extra });
-    this.events.emit('event', event);
+    this.eventService.publish(event);
   }
 
   /** Events since `afterSeq` (and within the times given). */
@@ -392,7 +413,26 @@ export class MachineRuntime implements MachineContainers {
 
   /** Containers that refer to a volume. */
   async volumeUsers(name: string): Promise<string[]> {
-    return (await this.registry.list()).filter((r) => (r.mounts ?? []).some((m) => m.type === 'volume' && m.name === name)).map((r) => r.id);
+    return volumeUsersAmong(await this.registry.list(), name);
+  }
+
+  /**
+   * Sets the network a created or exited container joins at its next start ('none': none); CONTAINER_RUNNING
+   * while it runs. `check.from`: it must join that network now; `check.to`: it must not already.
+   */
+  async setContainerNetwork(ref: string, network: string, check: { from?: NetworkRecord; to?: NetworkRecord } = {}): Promise<void> {
+    const { id } = this.registry.get(ref);
+    await this.lock.run(id, async () => {
+      const record = this.registry.get(id);
+      if (record.state === 'running' || record.state === 'restarting') {
+        throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running: its network is changed while it is stopped`);
+      }
+      if (check.to && joins(record, check.to)) throw new BosonError('ALREADY_CONNECTED', `container ${record.name} is already connected to network ${check.to.name}`);
+      if (check.from && !joins(record, check.from)) throw new BosonError('INVALID_ARGUMENT', `container ${record.name} is not connected to network ${check.from.name}`);
+      if (network === 'none' && (record.ports ?? []).length > 0) record.ports = [];
+      record.network = network;
+      await this.registry.save(record);
+    });
   }
 
   /** Every container record (running only unless `all`), newest first. */

@@ -1,5 +1,5 @@
 /** How a container's state reads to people, in Docker's words ("Up 5 seconds", "Exited (0) 2 minutes ago"). */
-import type { ContainerRecord } from './containers.ts';
+import type { Container } from './port/index.ts';
 
 /** Docker's units.HumanDuration ("Less than a second", "About a minute", "3 hours"). */
 export function humanDuration(ms: number): string {
@@ -20,7 +20,7 @@ export function humanDuration(ms: number): string {
 }
 
 /** The STATUS column of `ps` ("Up 5 seconds", "Exited (0) 2 minutes ago", "Restarting (1) …", "Created"). */
-export function statusText(r: ContainerRecord, now = Date.now()): string {
+export function statusText(r: Pick<Container, 'state' | 'startedAt' | 'finishedAt' | 'exitCode' | 'pausedReason'>, now = Date.now()): string {
   const since = (iso: string | null): string => humanDuration(now - Date.parse(iso ?? new Date(now).toISOString()));
   switch (r.state) {
     case 'running':

@@ -2,3 +2,5 @@
 export { jailPolicy, buildRuntime, startHostDaemon, loadConfig, openHostStore, openImageStore, openContainerRegistry, type HostConfig, type RuntimeHosting, type DaemonRequest } from './root.ts';
 export { SETTINGS, type Setting } from './config.ts';
 export { buildImages } from './images.ts';
+/** The guest kernel and initramfs this host boots (for `boson info`). */
+export { bootBundle } from '../machine/index.ts';

@@ -8,7 +8,10 @@ import path from 'node:path';
 import type { StateStore } from '../common/index.ts';
 import { ImageStore } from '../image/index.ts';
 import { qemuVmm } from '../vmm/index.ts';
-import { ContainerRegistry, ImageService, MachineRuntime, NetworkManager, VolumeManager, bootBundle, defaultBindPolicy, type JailPolicy, daemonSocketPath, openStateStore, startDaemon } from '../machine/index.ts';
+import {
+  ContainerRegistry, EventService, ImageService, MachineRuntime, NetworkManager, NetworkService, VolumeManager, VolumeService, bootBundle, daemonSocketPath,
+  defaultBindPolicy, openStateStore, startDaemon, volumeUsersAmong, type JailPolicy,
+} from '../machine/index.ts';
 import { loadConfig, type HostConfig } from './config.ts';
 import { makeLogger, plainLogger } from './logging.ts';
 import { resolveTcpEndpoint, type Logger, type TcpEndpointRequest } from '../common/index.ts';
@@ -54,14 +57,21 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
   const networks = hosting === 'daemon'
     ? new NetworkManager(store, { stateDir: paths.stateDir, rootless: paths.rootless, prefix: config.netPrefix, defaultSubnet: config.netSubnet, subnetPool: config.netPool })
     : null;
-  return new MachineRuntime(
+  const runtime: MachineRuntime = new MachineRuntime(
     {
       paths, detached: hosting === 'daemon', bootTimeoutMs: config.bootTimeoutMs, virtiofsd: config.virtiofsd, debug: config.debug, log,
       bindPolicy: defaultBindPolicy([paths.stateDir, paths.runDir, paths.guestDir], config.bindAllow ?? null),
       jail: jailPolicy(config),
     },
-    { registry, images, imageService: imageService(config, images, registry), volumes, networks, store, vmm: qemuVmm, bootBundle: () => bootBundle(paths) },
+    {
+      registry, images, imageService: imageService(config, images, registry), volumes, networks, store, vmm: qemuVmm, bootBundle: () => bootBundle(paths),
+      volumeService: new VolumeService(volumes, async (name) => volumeUsersAmong(await registry.list(), name)),
+      // A container's network changes under the runtime's lock for that container (the runtime exists by the first call).
+      networkService: new NetworkService(networks, { list: () => registry.list(), setNetwork: (ref, network, check) => runtime.setContainerNetwork(ref, network, check) }),
+      eventService: new EventService(registry),
+    },
   );
+  return runtime;
 }
 
 /** The state stores this process opened for the CLI's own reads and writes, by state directory (open until exit). */

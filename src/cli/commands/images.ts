@@ -6,7 +6,8 @@ import { statSync, createReadStream } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { bosonPaths } from '../../common/index.ts';
-import { MachineClient, RemoteImages, daemonSocketPath, localContext, type Image } from '../../machine/index.ts';
+import { MachineClient, RemoteImages, daemonSocketPath } from '../../machine/client/index.ts';
+import { localContext, type Image } from '../../machine/port/index.ts';
 import { daemonAnswers, imageMachine, type ImageMachine } from '../machine.ts';
 import { formatBytes, printJson, printTable, StatusLine } from '../output.ts';
 

@@ -4,9 +4,8 @@ import type { Command } from 'commander';
 import { bosonPaths, toBosonError } from '../../common/index.ts';
 import { defaultKernelPath, kernelReleaseOf } from '../../guest/index.ts';
 import { checkUserNamespaceSetup } from '../../image/index.ts';
-import { bootBundle } from '../../machine/index.ts';
 import { cgroupMode, describeCgroups, findQemu, probeAccelerator, qemuVersion, hostTscKhz } from '../../vmm/index.ts';
-import { jailPolicy, loadConfig } from '../../main/index.ts';
+import { bootBundle, jailPolicy, loadConfig } from '../../main/index.ts';
 import { printJson } from '../output.ts';
 
 /** Adds `info` to the program. */

@@ -10,7 +10,7 @@ import type cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { BosonError } from '../../common/index.ts';
 import { CredentialStore, RegistryClient, registryHostName } from '../../image/index.ts';
-import type { ImageProgressListener } from '../../machine/index.ts';
+import type { ImageProgressListener } from '../../machine/port/index.ts';
 import { imageMachine, pullRequest } from '../machine.ts';
 
 type ImageProgress = ImageProgressListener;

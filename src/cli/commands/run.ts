@@ -9,7 +9,8 @@
 import type { Command } from 'commander';
 import type { Duplex } from 'node:stream';
 import { BosonError, bosonPaths } from '../../common/index.ts';
-import { MachineClient, RemoteImages, StreamDemuxer, daemonSocketPath, execStatusError, localContext, type ContainerSpec, type ExecStatus, type MachineImages } from '../../machine/index.ts';
+import { MachineClient, RemoteImages, StreamDemuxer, daemonSocketPath, execStatusError, type ExecStatus } from '../../machine/client/index.ts';
+import { localContext, type ContainerSpec, type MachineImages } from '../../machine/port/index.ts';
 import { buildImages } from '../../main/index.ts';
 import { pullRequest, pullSteps } from '../machine.ts';
 import { addContainerFlags, containerSpecOf, type ContainerFlags } from '../container-flags.ts';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { BosonError, bosonPaths, ensurePrivateDir, type TcpEndpointRequest } from '../../common/index.ts';
 import { bosonConfigDir } from '../../image/index.ts';
-import { MachineClient, daemonSocketPath } from '../../machine/index.ts';
+import { MachineClient, daemonSocketPath } from '../../machine/client/index.ts';
 
 interface UpFlags {
   detach?: boolean;

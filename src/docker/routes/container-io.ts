@@ -2,8 +2,8 @@
  * What flows in and out of a container: logs, stats, top, `docker cp` (archive) and attach, with and without a
  * connection upgrade.
  */
-import type { Container, ContainerStats } from '../../machine/index.ts';
-import { hostCpuCount, localContext } from '../../machine/index.ts';
+import { type Container, type ContainerStats, localContext } from '../../machine/port/index.ts';
+import { hostCpuCount } from '../../machine/client/index.ts';
 import { archiveGet, archivePut, archiveStat } from '../archive.ts';
 import { DockerError, badRequest } from '../errors.ts';
 import { rfc3339Nano } from '../format.ts';

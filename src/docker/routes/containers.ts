@@ -3,7 +3,8 @@
  * prune, each a call of the machine port with Docker's JSON translated by ../containers.ts.
  */
 import { isBosonError } from '../../common/index.ts';
-import { hostCpuCount, localContext, parseRestartPolicy, parseSignal, type Container, type RestartPolicy, type WaitCondition } from '../../machine/index.ts';
+import { localContext, type Container, type RestartPolicy, type WaitCondition } from '../../machine/port/index.ts';
+import { hostCpuCount, parseRestartPolicy, parseSignal } from '../../machine/client/index.ts';
 import {
   CONTAINER_FILTERS,
   checkContainerName,

@@ -1,5 +1,6 @@
 /** Exec routes: create, inspect, resize and start (detached, as the response body, or on an upgraded connection). */
-import { localContext, pipeClientStdin, type ExecInstance, type ExecSpec } from '../../machine/index.ts';
+import { localContext, type ExecInstance, type ExecSpec } from '../../machine/port/index.ts';
+import { pipeClientStdin } from '../../machine/client/index.ts';
 import { DockerError, badRequest, notSupported } from '../errors.ts';
 import { jsonBody, parseJsonObject, readUpgradeBody, sendEmpty, sendJson, type Ctx } from '../http.ts';
 import { ID, type RouteDeps, type Router, type UpgradeCtx } from '../router.ts';

@@ -3,7 +3,7 @@
  * image store (reached through machine-access.ts: the port has no image calls yet).
  */
 import type { ImageRecord } from '../../image/index.ts';
-import { localContext } from '../../machine/index.ts';
+import { localContext } from '../../machine/port/index.ts';
 import { badRequest, notSupported } from '../errors.ts';
 import { familiarName, withSha } from '../format.ts';
 import { flag, parseFilters, sendEmpty, sendJson, type Ctx } from '../http.ts';

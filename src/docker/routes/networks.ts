@@ -5,7 +5,7 @@
  * refused.
  */
 import { isBosonError } from '../../common/index.ts';
-import { localContext, type Container } from '../../machine/index.ts';
+import { localContext, type Container } from '../../machine/port/index.ts';
 import { endpointConfigOf, endpointId, networkOf, type NetworkLookup } from '../containers.ts';
 import { DockerError, badRequest, notSupported } from '../errors.ts';
 import { jsonBody, parseFilters, pruneMatcher, sendEmpty, sendJson, type Ctx } from '../http.ts';

@@ -1,6 +1,6 @@
 /** System routes: `/_ping`, `/version`, `/info`, `/system/df`, `/events` and `/auth`. */
 import { isBosonError } from '../../common/index.ts';
-import { localContext } from '../../machine/index.ts';
+import { localContext } from '../../machine/port/index.ts';
 import { DockerError, badRequest } from '../errors.ts';
 import { API_VERSION, jsonBody, sendJson, type Ctx } from '../http.ts';
 import { checkLogin } from '../images.ts';

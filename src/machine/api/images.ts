@@ -12,7 +12,7 @@ import path from 'node:path';
 import { BosonError } from '../../common/index.ts';
 import type { MachineImages } from '../port/machine.ts';
 import { Image, ImageInspect, ImagePruneResult, ImagePullRequest, ImagePullStreamItem, ImageRemoveResult, Problem, type RequestContext } from '../port/schemas.ts';
-import { problemOf } from './server.ts';
+import { problemOf } from './routing.ts';
 
 const RefParams = Type.Object({ ref: Type.String({ description: 'image name, id or id prefix, URL-encoded' }) });
 const TagQuery = Type.Object({ name: Type.String({ minLength: 1, description: 'the new name[:tag]' }) });

@@ -5,8 +5,9 @@
  * controller) hold a Machine and never its implementation.
  */
 import type {
-  Container, ContainerSpec, ContainerStats, ExecInstance, ExecSpec, Image, ImageInspect, ImageProgressEvent, ImagePruneResult, ImagePullRequest, ImagePullResult,
-  ImageRemoveResult, RequestContext, WaitCondition, WaitResult,
+  Container, ContainerSpec, ContainerStats, Event, ExecInstance, ExecSpec, Image, ImageInspect, ImageProgressEvent, ImagePruneResult, ImagePullRequest, ImagePullResult,
+  ImageRemoveResult, Network, NetworkCreateRequest, NetworkInspect, NetworkPruneResult, RequestContext, Volume, VolumeCreateRequest, VolumeInspect, VolumePruneResult,
+  WaitCondition, WaitResult,
 } from './schemas.ts';
 
 /** Where output of a container or exec goes; a write returning false asks the writer to wait for `onDrain`. */
@@ -129,4 +130,65 @@ export interface MachineImages {
   remove(ctx: RequestContext, ref: string, options?: { force?: boolean }): Promise<ImageRemoveResult>;
   /** Removes images without names that no container uses, and blobs, root disks and partial downloads nothing needs. */
   prune(ctx: RequestContext): Promise<ImagePruneResult>;
+}
+
+/** The volume half of a machine. */
+export interface MachineVolumes {
+  /** Creates a volume (a random name when none is given); like Docker, creating an existing name returns it. */
+  create(ctx: RequestContext, request: VolumeCreateRequest): Promise<Volume>;
+  /** Every volume, oldest first. */
+  list(ctx: RequestContext): Promise<Volume[]>;
+  /** A volume with its disk usage and the containers that mount it; VOLUME_NOT_FOUND otherwise. */
+  inspect(ctx: RequestContext, name: string): Promise<VolumeInspect>;
+  /** Removes a volume; VOLUME_IN_USE while a container refers to it. */
+  remove(ctx: RequestContext, name: string): Promise<void>;
+  /** Removes the anonymous volumes no container refers to (with `all`, the named ones too). */
+  prune(ctx: RequestContext, options?: { all?: boolean }): Promise<VolumePruneResult>;
+}
+
+/** The network half of a machine. */
+export interface MachineNetworks {
+  /** Creates a network (a bridge with its own subnet); NETWORK_NAME_IN_USE, SUBNET_OVERLAP otherwise. */
+  create(ctx: RequestContext, request: NetworkCreateRequest): Promise<Network>;
+  list(ctx: RequestContext): Promise<Network[]>;
+  /** A network (by id, id prefix or name) with the containers that join it; NETWORK_NOT_FOUND otherwise. */
+  inspect(ctx: RequestContext, ref: string): Promise<NetworkInspect>;
+  /** Removes a network; NETWORK_IN_USE while containers join it, and for the predefined one. */
+  remove(ctx: RequestContext, ref: string): Promise<void>;
+  /**
+   * Makes a container join network `ref` (instead of the one it joins: a container has one network). A running
+   * container is refused (CONTAINER_RUNNING): it joins at its next start.
+   */
+  connect(ctx: RequestContext, ref: string, container: string): Promise<void>;
+  /** Takes a container off network `ref` (it then has no network); refused while it runs (CONTAINER_RUNNING). */
+  disconnect(ctx: RequestContext, ref: string, container: string): Promise<void>;
+  /** Removes the networks no container joins (never the predefined one). */
+  prune(ctx: RequestContext): Promise<NetworkPruneResult>;
+}
+
+/** Which events: those logged within [sinceNs, untilNs] (both optional), after sequence number `afterSeq`. */
+export interface EventQuery {
+  sinceNs?: bigint;
+  untilNs?: bigint;
+  afterSeq?: number;
+}
+
+/** The event log of a machine. */
+export interface MachineEvents {
+  /** Logged events within the query's range, oldest first. */
+  past(ctx: RequestContext, query?: EventQuery): Promise<Event[]>;
+  /**
+   * The logged events since `sinceNs` (when given), then every new one as it happens (none after `untilNs`),
+   * until `signal` aborts; ends at once when `untilNs` has passed already.
+   */
+  follow(ctx: RequestContext, query: EventQuery, onEvent: (event: Event) => void, signal: AbortSignal): Promise<void>;
+}
+
+/** A whole machine as an edge holds it: its containers, and its images, volumes, networks and events. */
+export interface Machine {
+  readonly containers: MachineContainers;
+  readonly images: MachineImages;
+  readonly volumes: MachineVolumes;
+  readonly networks: MachineNetworks;
+  readonly events: MachineEvents;
 }

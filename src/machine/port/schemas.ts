@@ -309,25 +309,78 @@ export const ImagePullStreamItem = Type.Union([
 ]);
 export type ImagePullStreamItem = Static<typeof ImagePullStreamItem>;
 
-/** A volume. */
+/** A volume: a named (or anonymous) ext4 disk that outlives its containers. */
 export const Volume = Type.Object({
   name: Type.String(),
   created: Type.String(),
-  anonymous: Type.Boolean(),
-  sizeBytes: Type.Number(),
+  anonymous: Type.Boolean({ description: 'made for one container (an image VOLUME or a bare -v /path)' }),
+  sizeBytes: Type.Number({ description: 'the disk size (sparse)' }),
   labels: Type.Record(Type.String(), Type.String()),
-  mountpoint: Type.String(),
+  mountpoint: Type.String({ description: "the disk file on the machine's host" }),
 });
 export type Volume = Static<typeof Volume>;
 
-/** A network. */
+/** What a machine is asked to create a volume from. */
+export const VolumeCreateRequest = Type.Object({
+  name: Type.Optional(Type.String({ description: "absent or '': a random name" })),
+  labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+  sizeBytes: Type.Optional(Type.Integer({ minimum: 16 * 1024 * 1024 })),
+}, { additionalProperties: false });
+export type VolumeCreateRequest = Static<typeof VolumeCreateRequest>;
+
+/** A volume with what its disk uses and the containers that refer to it (`volume inspect`). */
+export const VolumeInspect = Type.Intersect([Volume, Type.Object({
+  usageBytes: Type.Number({ description: "bytes the disk really takes on the host" }),
+  usedBy: Type.Array(Type.String(), { description: 'ids of the containers that mount it' }),
+})]);
+export type VolumeInspect = Static<typeof VolumeInspect>;
+
+/** What a volume prune removed. */
+export const VolumePruneResult = Type.Object({ removed: Type.Array(Type.String()) });
+export type VolumePruneResult = Static<typeof VolumePruneResult>;
+
+/** A network: a bridge with its own subnet. */
 export const Network = Type.Object({
   id: Type.String(),
   name: Type.String(),
+  driver: Type.Literal('bridge'),
+  bridge: Type.String({ description: "the Linux bridge device ('' in rootless mode)" }),
   subnet: Type.String(),
   gateway: Type.String(),
-}, { additionalProperties: true });
+  internal: Type.Boolean({ description: 'no access to the outside' }),
+  labels: Type.Record(Type.String(), Type.String()),
+  created: Type.String(),
+  builtin: Type.Boolean({ description: 'the predefined default network, which cannot be removed' }),
+});
 export type Network = Static<typeof Network>;
+
+/** What a machine is asked to create a network from. */
+export const NetworkCreateRequest = Type.Object({
+  name: Type.String({ minLength: 1 }),
+  subnet: Type.Optional(Type.String({ description: 'CIDR; default: a free /24 of the pool' })),
+  gateway: Type.Optional(Type.String()),
+  internal: Type.Optional(Type.Boolean()),
+  labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+}, { additionalProperties: false });
+export type NetworkCreateRequest = Static<typeof NetworkCreateRequest>;
+
+/** A container on a network, with its address while it runs. */
+export const NetworkContainer = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  state: ContainerState,
+  address: Type.Union([Type.String(), Type.Null()]),
+  mac: Type.Union([Type.String(), Type.Null()]),
+});
+export type NetworkContainer = Static<typeof NetworkContainer>;
+
+/** A network with the containers that join it (`network inspect`). */
+export const NetworkInspect = Type.Intersect([Network, Type.Object({ containers: Type.Array(NetworkContainer) })]);
+export type NetworkInspect = Static<typeof NetworkInspect>;
+
+/** What a network prune removed (names). */
+export const NetworkPruneResult = Type.Object({ removed: Type.Array(Type.String()) });
+export type NetworkPruneResult = Static<typeof NetworkPruneResult>;
 
 /** One entry of the event log. */
 export const Event = Type.Object({
@@ -339,3 +392,11 @@ export const Event = Type.Object({
   attributes: Type.Record(Type.String(), Type.String()),
 });
 export type Event = Static<typeof Event>;
+
+/** One line of a container's log as the REST API streams it (NDJSON). */
+export const LogEntry = Type.Object({
+  stream: Type.Union([Type.Literal('stdout'), Type.Literal('stderr')]),
+  time: Type.String({ description: 'nanoseconds since the epoch, as a decimal string' }),
+  data: Type.String({ description: 'the bytes of the line, base64' }),
+});
+export type LogEntry = Static<typeof LogEntry>;

@@ -1,0 +1,69 @@
+/**
+ * What the CLI's daemon commands share: the typed client of this host's daemon (RemoteMachine on its socket), the
+ * request context of this user, running a command over several names, and pumping an upgraded stream to this
+ * terminal.
+ */
+import type { Duplex } from 'node:stream';
+import { bosonPaths } from '../common/index.ts';
+import { MachineClient, RemoteMachine, StreamDemuxer, daemonSocketPath, type ExecStatus } from '../machine/client/index.ts';
+import { localContext, type RequestContext } from '../machine/port/index.ts';
+import { printJson } from './output.ts';
+
+/** This user on this host. */
+export const ctx: RequestContext = localContext();
+
+/** The daemon of this host, through its typed client. */
+export function machine(): RemoteMachine {
+  return new RemoteMachine(new MachineClient(daemonSocketPath(bosonPaths())));
+}
+
+/** Runs `fn` for each of `refs`; a failure is reported and the others still run; any failure exits 1. */
+export async function forEach(refs: string[], fn: (ref: string) => Promise<void>): Promise<void> {
+  let failed: unknown;
+  for (const ref of refs) {
+    try {
+      await fn(ref);
+    } catch (err) {
+      failed = err;
+      process.stderr.write(`boson: ${(err as Error).message}\n`);
+    }
+  }
+  if (failed !== undefined) process.exitCode = 1;
+}
+
+/** Prints the JSON of each named resource (errors reported per name). */
+export async function inspectEach(names: string[], get: (name: string) => Promise<unknown>): Promise<void> {
+  const out: unknown[] = [];
+  await forEach(names, async (n) => void out.push(await get(n)));
+  printJson(out);
+}
+
+/** Removes each named resource, printing the names removed (errors reported per name). */
+export async function removeEach(names: string[], remove: (name: string) => Promise<void>): Promise<void> {
+  await forEach(names, async (n) => {
+    await remove(n);
+    process.stdout.write(`${n}\n`);
+  });
+}
+
+/**
+ * Pipes an upgraded stream to this terminal; resolves when the server closes it. Output is raw with a TTY unless
+ * `framed` (a one-request exec, whose status frame goes to `onStatus`).
+ */
+export async function pump(stream: Duplex, tty: boolean, stdin: boolean, framed = false, onStatus?: (s: ExecStatus) => void): Promise<void> {
+  const demux = new StreamDemuxer((d) => process.stdout.write(d), (d) => process.stderr.write(d), onStatus);
+  stream.on('data', (d: Buffer) => (tty && !framed ? process.stdout.write(d) : demux.push(d)));
+  const raw = tty && stdin && process.stdin.isTTY;
+  if (raw) process.stdin.setRawMode(true);
+  if (stdin) {
+    process.stdin.on('data', (d: Buffer) => stream.write(d));
+    process.stdin.on('end', () => stream.end());
+  }
+  await new Promise<void>((resolve) => {
+    stream.on('close', resolve);
+    stream.on('end', resolve);
+    stream.on('error', () => resolve());
+  });
+  if (raw) process.stdin.setRawMode(false);
+  if (stdin) process.stdin.pause();
+}
