@@ -34,7 +34,11 @@ const daemon = testDaemon(() => host);
 const work = await mkdtemp('/var/tmp/boson-bench-apps-');
 const netns = `boson-bench-apps-${process.pid}`;
 const registry = await startAppRegistry();
-const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_HOST: `unix://${host.env.BOSON_RUN_DIR}/docker.sock`, DOCKER_CONFIG: path.join(work, 'docker-config') };
+const env: NodeJS.ProcessEnv = {
+  ...process.env,
+  DOCKER_HOST: `unix://${host.env.BOSON_RUN_DIR}/docker.sock`,
+  DOCKER_CONFIG: path.join(work, 'docker-config'),
+};
 const docker = async (...a: string[]): Promise<string> => {
   const r = await dockerIn(DEBIAN_DOCKER_PATH, env, a);
   if (r.code !== 0) throw new Error(`docker ${a.join(' ')} failed (${r.code}): ${r.stderr}`);
@@ -70,12 +74,32 @@ async function runcBundle(a: App): Promise<string> {
   const bundle = path.join(work, `bundle-${a.name}`);
   execFileSync('umoci', ['unpack', '--image', `${APP_LAYOUT}:${a.name}`, bundle], { stdio: 'ignore' });
   const configPath = path.join(bundle, 'config.json');
-  const config = JSON.parse(await readFile(configPath, 'utf8')) as { process: { terminal: boolean; capabilities?: Record<string, string[]> }; linux: { namespaces: { type: string; path?: string }[] } };
+  const config = JSON.parse(await readFile(configPath, 'utf8')) as {
+    process: { terminal: boolean; capabilities?: Record<string, string[]> };
+    linux: { namespaces: { type: string; path?: string }[] };
+  };
   config.process.terminal = false;
   // Docker's default capabilities (umoci gives fewer: nginx could not chown its temporary directories).
-  const caps = ['CHOWN', 'DAC_OVERRIDE', 'FSETID', 'FOWNER', 'MKNOD', 'NET_RAW', 'SETGID', 'SETUID', 'SETFCAP', 'SETPCAP', 'NET_BIND_SERVICE', 'SYS_CHROOT', 'KILL', 'AUDIT_WRITE'].map((c) => `CAP_${c}`);
+  const caps = [
+    'CHOWN',
+    'DAC_OVERRIDE',
+    'FSETID',
+    'FOWNER',
+    'MKNOD',
+    'NET_RAW',
+    'SETGID',
+    'SETUID',
+    'SETFCAP',
+    'SETPCAP',
+    'NET_BIND_SERVICE',
+    'SYS_CHROOT',
+    'KILL',
+    'AUDIT_WRITE',
+  ].map((c) => `CAP_${c}`);
   config.process.capabilities = { bounding: caps, effective: caps, permitted: caps };
-  config.linux.namespaces = config.linux.namespaces.map((n) => (n.type === 'network' ? { type: 'network', path: `/run/netns/${netns}` } : n));
+  config.linux.namespaces = config.linux.namespaces.map((n) =>
+    n.type === 'network' ? { type: 'network', path: `/run/netns/${netns}` } : n,
+  );
   await writeFile(configPath, JSON.stringify(config));
   return bundle;
 }
@@ -140,12 +164,22 @@ try {
 }
 
 const p50 = (k: string): number => percentile(series.get(k)!, 50);
-const rows = [...series.keys()].map((k) => ({ series: k, p50: Math.round(p50(k)), p95: Math.round(percentile(series.get(k)!, 95)), runs: series.get(k)!.length }));
-const ratios = APPS.map((a) => ({ app: a.name, vsRunc: +(p50(`boson ${a.name}`) / p50(`runc ${a.name}`)).toFixed(2), vsBusybox: +(p50(`boson ${a.name}`) / p50('boson busybox true')).toFixed(2) }));
+const rows = [...series.keys()].map((k) => ({
+  series: k,
+  p50: Math.round(p50(k)),
+  p95: Math.round(percentile(series.get(k)!, 95)),
+  runs: series.get(k)!.length,
+}));
+const ratios = APPS.map((a) => ({
+  app: a.name,
+  vsRunc: +(p50(`boson ${a.name}`) / p50(`runc ${a.name}`)).toFixed(2),
+  vsBusybox: +(p50(`boson ${a.name}`) / p50('boson busybox true')).toFixed(2),
+}));
 if (asJson) {
   process.stdout.write(`${JSON.stringify({ runs, rows, ratios })}\n`);
 } else {
   process.stdout.write(`time from run to the first answer of the app's own client, ${runs} runs (ms)\n`);
-  for (const r of rows) process.stdout.write(`  ${r.series.padEnd(20)} p50 ${String(r.p50).padStart(6)}   p95 ${String(r.p95).padStart(6)}\n`);
+  for (const r of rows)
+    process.stdout.write(`  ${r.series.padEnd(20)} p50 ${String(r.p50).padStart(6)}   p95 ${String(r.p95).padStart(6)}\n`);
   for (const r of ratios) process.stdout.write(`  ${r.app}: Boson ${r.vsRunc}x runc; ${r.vsBusybox}x Boson's own busybox run\n`);
 }

@@ -52,7 +52,11 @@ async function floorOnce(kernel: string, initramfs: string, acpi: boolean): Prom
 }
 
 /** `boson run --rm busybox true` (with `extra` flags), wall time; also how many boot attempts it needed. */
-function bosonOnce(env: NodeJS.ProcessEnv, bin = path.join(PACKAGE_ROOT, 'bin', 'boson'), extra: string[] = []): Promise<{ ms: number; attempts: number }> {
+function bosonOnce(
+  env: NodeJS.ProcessEnv,
+  bin = path.join(PACKAGE_ROOT, 'bin', 'boson'),
+  extra: string[] = [],
+): Promise<{ ms: number; attempts: number }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(bin, ['run', '--rm', ...extra, 'busybox', 'true'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -105,7 +109,8 @@ async function main(): Promise<void> {
       const denv = { ...env, BOSON_STATE_DIR: path.join(dir, 'dstate'), BOSON_RUN_DIR: path.join(dir, 'drun') };
       await openImageStore(denv.BOSON_STATE_DIR).importPath(layout);
       daemon = spawn(path.join(PACKAGE_ROOT, 'bin', 'boson'), ['up'], { env: denv, stdio: 'ignore' });
-      for (let i = 0; i < 100 && !existsSync(path.join(denv.BOSON_RUN_DIR, 'boson.sock')); i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 100 && !existsSync(path.join(denv.BOSON_RUN_DIR, 'boson.sock')); i++)
+        await new Promise((r) => setTimeout(r, 100));
       await bosonOnce(denv);
       extra.set('boson run, through the daemon', { run: () => bosonOnce(denv), values: [] });
       extra.set('  the same, --network none', { run: () => bosonOnce(denv, undefined, ['--network', 'none']), values: [] });
@@ -135,7 +140,11 @@ async function main(): Promise<void> {
       if (!asJson && process.stderr.isTTY) process.stderr.write(`\r${i + 1}/${runs}`);
     }
     if (!asJson && process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
-    const stat = (v: number[]): { p50: number; p95: number; n: number } => ({ p50: Math.round(percentile(v, 50)), p95: Math.round(percentile(v, 95)), n: v.length });
+    const stat = (v: number[]): { p50: number; p95: number; n: number } => ({
+      p50: Math.round(percentile(v, 50)),
+      p95: Math.round(percentile(v, 95)),
+      n: v.length,
+    });
     const result = {
       accelerator: accel.accel,
       runs,
@@ -148,7 +157,12 @@ async function main(): Promise<void> {
         bosonOverRuncP50: +(percentile(boson, 50) / percentile(runc, 50)).toFixed(1),
       },
       bootFailures: { floorHangs, bosonHungBootsRetried: bosonRetries, outOf: runs },
-      series: Object.fromEntries([...extra].map(([name, s]) => [name.trim(), { ...stat(s.values), overBoson: +(percentile(s.values, 50) / percentile(boson, 50)).toFixed(3) }])),
+      series: Object.fromEntries(
+        [...extra].map(([name, s]) => [
+          name.trim(),
+          { ...stat(s.values), overBoson: +(percentile(s.values, 50) / percentile(boson, 50)).toFixed(3) },
+        ]),
+      ),
       goal: 'boson p50 within 1.25x of the floor; 0 hangs',
     };
     daemon?.kill('SIGTERM');
@@ -156,13 +170,15 @@ async function main(): Promise<void> {
       process.stdout.write(JSON.stringify(result, null, 2) + '\n');
       return;
     }
-    const row = (name: string, s: { p50: number; p95: number; n: number }): string => `${name.padEnd(34)} ${String(s.p50).padStart(6)} ms ${String(s.p95).padStart(7)} ms ${String(s.n).padStart(4)}`;
+    const row = (name: string, s: { p50: number; p95: number; n: number }): string =>
+      `${name.padEnd(34)} ${String(s.p50).padStart(6)} ms ${String(s.p95).padStart(7)} ms ${String(s.n).padStart(4)}`;
     console.log(`cold start, ${runs} runs each, accelerator ${accel.accel}`);
     console.log(`${''.padEnd(34)} ${'p50'.padStart(9)} ${'p95'.padStart(10)} ${'n'.padStart(4)}`);
     console.log(row('floor: QEMU to HELLO', result.floor));
     console.log(row('boson run --rm busybox true', result.boson));
     console.log(row('runc run (same rootfs)', result.runc));
-    for (const [name, series] of extra) console.log(`${row(name, stat(series.values))}   ${(percentile(series.values, 50) / percentile(boson, 50)).toFixed(3)}x boson's p50`);
+    for (const [name, series] of extra)
+      console.log(`${row(name, stat(series.values))}   ${(percentile(series.values, 50) / percentile(boson, 50)).toFixed(3)}x boson's p50`);
     console.log(`boson / floor: p50 ${result.ratios.bosonOverFloorP50}x, p95 ${result.ratios.bosonOverFloorP95}x (goal ≤ 1.25x)`);
     console.log(`boson / runc:  p50 ${result.ratios.bosonOverRuncP50}x`);
     console.log(`boot failures: floor hung ${floorHangs}/${runs}; boson boots retried after a hang ${bosonRetries}/${runs}`);

@@ -41,7 +41,11 @@ async function execOnce(c: MachineClient, id: string, cmd: string[]): Promise<{ 
   const stream = await c.upgrade(`/v1/containers/${id}/exec`, { argv: cmd });
   let out = '';
   let exitCode: number | null = null;
-  const demux = new StreamDemuxer((d) => (out += d.toString()), () => undefined, (s) => (exitCode = s.exitCode));
+  const demux = new StreamDemuxer(
+    (d) => (out += d.toString()),
+    () => undefined,
+    (s) => (exitCode = s.exitCode),
+  );
   stream.on('data', (d: Buffer) => demux.push(d));
   await new Promise((r) => stream.on('close', r));
   if (exitCode !== 0) throw new Error(`exec ${cmd.join(' ')} ended with ${exitCode}`);
@@ -64,7 +68,10 @@ async function channelFloor(c: MachineClient, id: string, n: number): Promise<nu
   const stream = await c.upgrade(`/v1/execs/${execId}/start`);
   const times: number[] = [];
   let waiting: (() => void) | undefined;
-  const demux = new StreamDemuxer(() => waiting?.(), () => undefined);
+  const demux = new StreamDemuxer(
+    () => waiting?.(),
+    () => undefined,
+  );
   stream.on('data', (d: Buffer) => demux.push(d));
   await new Promise((r) => setTimeout(r, 200));
   for (let i = 0; i < n; i++) {
@@ -99,11 +106,16 @@ async function main(): Promise<void> {
     const ids: string[] = [];
     const t0 = performance.now();
     for (let i = 0; i < vms; i++) {
-      const { id } = await c.request<{ id: string }>('POST', '/v1/containers', { image: 'busybox', process: { args: ['sleep', '100000'] }, resources: { memoryMiB: 128 } });
+      const { id } = await c.request<{ id: string }>('POST', '/v1/containers', {
+        image: 'busybox',
+        process: { args: ['sleep', '100000'] },
+        resources: { memoryMiB: 128 },
+      });
       ids.push(id);
     }
     // Start two at a time (the machine has two cores).
-    for (let i = 0; i < ids.length; i += 2) await Promise.all(ids.slice(i, i + 2).map((id) => c.request('POST', `/v1/containers/${id}/start`)));
+    for (let i = 0; i < ids.length; i += 2)
+      await Promise.all(ids.slice(i, i + 2).map((id) => c.request('POST', `/v1/containers/${id}/start`)));
     const startAllMs = performance.now() - t0;
     // Let the guests settle: free page reporting hands back what boot freed within a few seconds.
     await new Promise((r) => setTimeout(r, 5000));
@@ -155,10 +167,18 @@ async function main(): Promise<void> {
     else {
       console.log(`${vms} idle busybox micro-VMs (128 MiB each)`);
       console.log(`start all: ${result.startAllMs} ms; stop all: ${result.stopAllMs} ms`);
-      console.log(`QEMU PSS per VM: ${result.qemuPssMiBPerVm} MiB = guest RAM resident ${result.guestRamResidentMiBPerVm} MiB + VMM overhead ${result.vmmOverheadMiBPerVm} MiB`);
-      console.log(`the guest's own use (MemTotal - MemAvailable): ${result.guestUsedMiBPerVm} MiB; host memory beyond it: ${result.beyondGuestUseMiBPerVm} MiB`);
-      console.log(`exec round trip p50 ${result.exec.p50} ms, p95 ${result.exec.p95} ms; channel floor p50 ${result.channelFloor.p50} ms, p95 ${result.channelFloor.p95} ms; ratio ${result.execOverFloorP50}x`);
-      console.log(`exec as the Docker API makes it (create + start): p50 ${result.execTwoRequests.p50} ms, p95 ${result.execTwoRequests.p95} ms`);
+      console.log(
+        `QEMU PSS per VM: ${result.qemuPssMiBPerVm} MiB = guest RAM resident ${result.guestRamResidentMiBPerVm} MiB + VMM overhead ${result.vmmOverheadMiBPerVm} MiB`,
+      );
+      console.log(
+        `the guest's own use (MemTotal - MemAvailable): ${result.guestUsedMiBPerVm} MiB; host memory beyond it: ${result.beyondGuestUseMiBPerVm} MiB`,
+      );
+      console.log(
+        `exec round trip p50 ${result.exec.p50} ms, p95 ${result.exec.p95} ms; channel floor p50 ${result.channelFloor.p50} ms, p95 ${result.channelFloor.p95} ms; ratio ${result.execOverFloorP50}x`,
+      );
+      console.log(
+        `exec as the Docker API makes it (create + start): p50 ${result.execTwoRequests.p50} ms, p95 ${result.execTwoRequests.p95} ms`,
+      );
     }
   } finally {
     daemon.kill('SIGTERM');
@@ -170,7 +190,14 @@ async function main(): Promise<void> {
     } catch {
       // none left
     }
-    await new NetworkManager(new MemoryStateStore(), { stateDir: env.BOSON_STATE_DIR, prefix: net.BOSON_NET_PREFIX, defaultSubnet: net.BOSON_NET_SUBNET, subnetPool: net.BOSON_NET_POOL }).teardown().catch(() => undefined);
+    await new NetworkManager(new MemoryStateStore(), {
+      stateDir: env.BOSON_STATE_DIR,
+      prefix: net.BOSON_NET_PREFIX,
+      defaultSubnet: net.BOSON_NET_SUBNET,
+      subnetPool: net.BOSON_NET_POOL,
+    })
+      .teardown()
+      .catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   }
 }

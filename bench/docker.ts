@@ -20,24 +20,35 @@ const BOSON = path.join(PACKAGE_ROOT, 'bin', 'boson');
 const stateDir = await mkdtemp('/var/tmp/boson-bench-docker-');
 await openImageStore(stateDir).importPath(path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci'));
 const runDir = path.join(stateDir, 'run');
-const env = { ...process.env, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: runDir, BOSON_QUIET: '1', DOCKER_HOST: `unix://${runDir}/docker.sock`, DOCKER_CONFIG: path.join(stateDir, 'docker-config') };
+const env = {
+  ...process.env,
+  BOSON_STATE_DIR: stateDir,
+  BOSON_RUN_DIR: runDir,
+  BOSON_QUIET: '1',
+  DOCKER_HOST: `unix://${runDir}/docker.sock`,
+  DOCKER_CONFIG: path.join(stateDir, 'docker-config'),
+};
 
 function run(cmd: string, args: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'inherit'] });
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`)),
+    );
   });
 }
 
 function get(p: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    http.get({ socketPath: `${runDir}/docker.sock`, path: p }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(performance.now() - t0));
-    }).on('error', reject);
+    http
+      .get({ socketPath: `${runDir}/docker.sock`, path: p }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(performance.now() - t0));
+      })
+      .on('error', reject);
   });
 }
 
@@ -68,10 +79,15 @@ try {
   const d = median(times.docker);
   const b = median(times.boson);
   const r = median(times.rest);
-  console.log(`cold start, median of ${rounds}: docker run --rm ${d.toFixed(0)} ms | boson run --rm ${b.toFixed(0)} ms | daemon REST create+start+wait+rm ${r.toFixed(0)} ms`);
-  console.log(`docker vs boson run: ${(((d - b) / b) * 100).toFixed(1)} %   docker vs the same path through the REST API: ${(((d - r) / r) * 100).toFixed(1)} %`);
+  console.log(
+    `cold start, median of ${rounds}: docker run --rm ${d.toFixed(0)} ms | boson run --rm ${b.toFixed(0)} ms | daemon REST create+start+wait+rm ${r.toFixed(0)} ms`,
+  );
+  console.log(
+    `docker vs boson run: ${(((d - b) / b) * 100).toFixed(1)} %   docker vs the same path through the REST API: ${(((d - r) / r) * 100).toFixed(1)} %`,
+  );
 
-  for (let i = 0; i < 50; i++) await client.request('POST', '/v1/containers', { image: 'busybox', process: { args: ['true'] }, name: `bench${i}` });
+  for (let i = 0; i < 50; i++)
+    await client.request('POST', '/v1/containers', { image: 'busybox', process: { args: ['true'] }, name: `bench${i}` });
   await get('/v1.47/containers/json?all=1');
   const api: number[] = [];
   const cli: number[] = [];
@@ -79,7 +95,9 @@ try {
     api.push(await get('/v1.47/containers/json?all=1'));
     cli.push(await run('docker', ['ps', '-a']));
   }
-  console.log(`docker ps -a with 50 containers: API ${median(api).toFixed(1)} ms (median of 10, target < 50 ms), whole docker CLI invocation ${median(cli).toFixed(0)} ms`);
+  console.log(
+    `docker ps -a with 50 containers: API ${median(api).toFixed(1)} ms (median of 10, target < 50 ms), whole docker CLI invocation ${median(cli).toFixed(0)} ms`,
+  );
   for (let i = 0; i < 50; i++) await client.request('DELETE', `/v1/containers/bench${i}`);
 } finally {
   daemon.kill('SIGTERM');

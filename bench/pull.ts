@@ -27,7 +27,8 @@ const arg = (name: string, dflt: number): number => {
 const runs = arg('runs', 5);
 const mb = arg('mb', 64);
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const spread = (xs: number[], digits = 0): string => `p50 ${median(xs).toFixed(digits)} ms (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
+const spread = (xs: number[], digits = 0): string =>
+  `p50 ${median(xs).toFixed(digits)} ms (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
 
 const work = await fs.realpath(await fs.mkdtemp(path.join('/var/tmp', 'boson-bench-pull-')));
 const registry = await startRegistry();
@@ -39,12 +40,16 @@ try {
     const files = Array.from({ length: 8 }, (_, i) => ({ name: `data/l${l}/f${i}.bin`, content: randomBytes(Math.floor(per / 8)) }));
     layers.push({ tar: await makeTar(files) });
   }
-  layers.push({ tar: await makeTar(Array.from({ length: 2000 }, (_, i) => ({ name: `small/d${i % 50}/f${i}.txt`, content: `file ${i}\n`.repeat(20) }))) });
+  layers.push({
+    tar: await makeTar(Array.from({ length: 2000 }, (_, i) => ({ name: `small/d${i % 50}/f${i}.txt`, content: `file ${i}\n`.repeat(20) }))),
+  });
   const layout = path.join(work, 'layout');
   await writeOciLayout(layout, [{ config: testConfig(), refName: 'v1', layers }]);
   const ref = `${registry.host}/bench/big:v1`;
   await pushLayout(layout, 'v1', ref);
-  const blobBytes = (await Promise.all((await fs.readdir(path.join(layout, 'blobs', 'sha256'))).map((f) => fs.stat(path.join(layout, 'blobs', 'sha256', f))))).reduce((s, st) => s + st.size, 0);
+  const blobBytes = (
+    await Promise.all((await fs.readdir(path.join(layout, 'blobs', 'sha256'))).map((f) => fs.stat(path.join(layout, 'blobs', 'sha256', f))))
+  ).reduce((s, st) => s + st.size, 0);
   console.log(`image: ${layers.length} layers, ${(blobBytes / 1e6).toFixed(1)} MB of blobs, at ${ref}`);
 
   const boson: number[] = [];
@@ -76,7 +81,9 @@ try {
       `run ${i + 1}: boson ${boson[i]!.toFixed(0)} ms (downloads verified ${phase('downloaded')}, flattened ${phase('mkfs')}, mkfs done ${phase('done')}), skopeo+umoci ${baseline[i]!.toFixed(0)} ms`,
     );
   }
-  console.log(`cold pull + root disk (${runs} runs): boson ${spread(boson)}; skopeo copy + umoci unpack ${spread(baseline)}; ratio of p50s ${(median(boson) / median(baseline)).toFixed(2)}x (goal <= 1.0x)`);
+  console.log(
+    `cold pull + root disk (${runs} runs): boson ${spread(boson)}; skopeo copy + umoci unpack ${spread(baseline)}; ratio of p50s ${(median(boson) / median(baseline)).toFixed(2)}x (goal <= 1.0x)`,
+  );
 
   // Cached: pull again into a warm store.
   const state = path.join(work, 'state-warm');
@@ -103,7 +110,9 @@ try {
     spawnSync('node', ['-e', '0']);
     nodeStart.push(performance.now() - t);
   }
-  console.log(`cached pull: library ${spread(lib, 1)}; CLI (bin/boson pull -q, 20 runs) ${spread(cli)}, bare \`node -e 0\` ${spread(nodeStart)}; goal < 100 ms`);
+  console.log(
+    `cached pull: library ${spread(lib, 1)}; CLI (bin/boson pull -q, 20 runs) ${spread(cli)}, bare \`node -e 0\` ${spread(nodeStart)}; goal < 100 ms`,
+  );
   console.log(`host: ${os.cpus().length} vCPU, ${os.release()}`);
 } finally {
   await registry.stop();

@@ -38,7 +38,11 @@ try {
   if (cpuMax) {
     // kvm_pvm refuses an MSR of -cpu host (QEMU aborts): a wrapper that asks for -cpu qemu64 instead, same process.
     const wrapper = path.join(dir, 'qemu');
-    await writeFile(wrapper, `#!/bin/sh\nq=${binary ?? '/usr/bin/qemu-system-x86_64'}\nfor a; do shift; [ "$a" = host ] && a=qemu64; set -- "$@" "$a"; done\nexec "$q" "$@"\n`, { mode: 0o755 });
+    await writeFile(
+      wrapper,
+      `#!/bin/sh\nq=${binary ?? '/usr/bin/qemu-system-x86_64'}\nfor a; do shift; [ "$a" = host ] && a=qemu64; set -- "$@" "$a"; done\nexec "$q" "$@"\n`,
+      { mode: 0o755 },
+    );
     process.env.BOSON_QEMU = wrapper;
   } else if (binary) process.env.BOSON_QEMU = binary;
   const bundle = await bootBundle(bosonPaths());
@@ -52,11 +56,21 @@ try {
     const { truncate } = await import('node:fs/promises');
     await truncate(disk('root.img'), 64 << 20);
     await truncate(disk('scratch.img'), 64 << 20);
-    started.push(await launchMicroVm({
-      kernel: bundle.kernelPath, initramfs: bundle.initramfsPath, acpi: bundle.acpi, memoryMiB: 128, cpus: 1,
-      disks: [{ serial: 'boson-root', path: disk('root.img'), readOnly: true }, { serial: 'boson-scratch', path: disk('scratch.img'), readOnly: false }],
-      runtimeDir: rt, logFile: disk('container.log'),
-    }));
+    started.push(
+      await launchMicroVm({
+        kernel: bundle.kernelPath,
+        initramfs: bundle.initramfsPath,
+        acpi: bundle.acpi,
+        memoryMiB: 128,
+        cpus: 1,
+        disks: [
+          { serial: 'boson-root', path: disk('root.img'), readOnly: true },
+          { serial: 'boson-scratch', path: disk('scratch.img'), readOnly: false },
+        ],
+        runtimeDir: rt,
+        logFile: disk('container.log'),
+      }),
+    );
   }
   await new Promise((r) => setTimeout(r, 8000));
   const alive = started.filter((vm) => !vm.hasExited);
@@ -66,12 +80,22 @@ try {
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   const vmmMiB = mean(kb.map((k) => k.pss - k.shmem)) / 1024;
   const result = {
-    accel, binary: binary ?? 'qemu-system-x86_64', vms, alive: alive.length,
-    vmmOverheadMiBPerVm: +vmmMiB.toFixed(1), guestRamResidentMiBPerVm: +(mean(kb.map((k) => k.shmem)) / 1024).toFixed(1),
-    guestBooted: accel === 'tcg' ? 'yes (boson-init waits for its SPEC)' : 'only if /dev/kvm runs a stock guest; on kvm_pvm it spins in real-mode setup',
+    accel,
+    binary: binary ?? 'qemu-system-x86_64',
+    vms,
+    alive: alive.length,
+    vmmOverheadMiBPerVm: +vmmMiB.toFixed(1),
+    guestRamResidentMiBPerVm: +(mean(kb.map((k) => k.shmem)) / 1024).toFixed(1),
+    guestBooted:
+      accel === 'tcg'
+        ? 'yes (boson-init waits for its SPEC)'
+        : 'only if /dev/kvm runs a stock guest; on kvm_pvm it spins in real-mode setup',
   };
   if (asJson) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
-  else console.log(`${result.binary} --accel ${accel}: ${alive.length}/${vms} VMs alive, VMM overhead ${result.vmmOverheadMiBPerVm} MiB per VM (guest RAM resident ${result.guestRamResidentMiBPerVm} MiB); guest booted: ${result.guestBooted}`);
+  else
+    console.log(
+      `${result.binary} --accel ${accel}: ${alive.length}/${vms} VMs alive, VMM overhead ${result.vmmOverheadMiBPerVm} MiB per VM (guest RAM resident ${result.guestRamResidentMiBPerVm} MiB); guest booted: ${result.guestBooted}`,
+    );
 } finally {
   // The detached QEMUs do not keep Node's event loop alive: poll (a referenced timer) until every one has gone.
   const killed = Promise.all(started.map((vm) => vm.kill()));

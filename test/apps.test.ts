@@ -22,7 +22,11 @@ describe('real applications through the docker CLI', () => {
   const { host } = useDaemonHost();
   let registry: TestRegistry;
   let config: string;
-  const env = (): NodeJS.ProcessEnv => ({ ...process.env, DOCKER_HOST: `unix://${host().env.BOSON_RUN_DIR}/docker.sock`, DOCKER_CONFIG: config });
+  const env = (): NodeJS.ProcessEnv => ({
+    ...process.env,
+    DOCKER_HOST: `unix://${host().env.BOSON_RUN_DIR}/docker.sock`,
+    DOCKER_CONFIG: config,
+  });
   const docker = (...args: string[]): Promise<BosonResult> => dockerIn(DEBIAN_DOCKER_PATH, env(), args);
   const ref = (a: App): string => `${registry.host}/apps/${a.name}:latest`;
 
@@ -40,11 +44,14 @@ describe('real applications through the docker CLI', () => {
    * the app's own client until it answers: the time from `docker run` to that answer is logged.
    */
   async function runApp(a: App, ...extra: string[]): Promise<{ port: number; ms: number; answer: string }> {
-    const { port, result } = await withFreePort(async (p) => {
-      await docker('rm', '-f', a.name);
-      const t0 = performance.now();
-      return { t0, r: await docker('run', '-d', '--name', a.name, '-p', `127.0.0.1:${p}:${a.port}`, ...extra, ref(a)) };
-    }, ({ r }) => /port is already allocated|address already in use/.test(r.stderr));
+    const { port, result } = await withFreePort(
+      async (p) => {
+        await docker('rm', '-f', a.name);
+        const t0 = performance.now();
+        return { t0, r: await docker('run', '-d', '--name', a.name, '-p', `127.0.0.1:${p}:${a.port}`, ...extra, ref(a)) };
+      },
+      ({ r }) => /port is already allocated|address already in use/.test(r.stderr),
+    );
     ok(result.r, `docker run ${a.name}`);
     const { answer, at } = await firstAnswer(() => a.probe(port), 120_000);
     const ms = Math.round(at - result.t0);

@@ -47,11 +47,20 @@ describe('bind mounts under a policy', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-bindsafe-'));
     try {
       await writeFile(path.join(dir, 'hello'), 'hi\n');
-      const r = await boson('run', '--rm', '-v', `${dir}:/mnt/host`, 'busybox', 'sh', '-c', [
-        'grep " /mnt/host " /proc/mounts | cut -d" " -f4',
-        'mknod /mnt/host/null c 1 3 2>/dev/null && echo mknod-ok || echo mknod-refused',
-        'echo written > /mnt/host/from-guest',
-      ].join('; '));
+      const r = await boson(
+        'run',
+        '--rm',
+        '-v',
+        `${dir}:/mnt/host`,
+        'busybox',
+        'sh',
+        '-c',
+        [
+          'grep " /mnt/host " /proc/mounts | cut -d" " -f4',
+          'mknod /mnt/host/null c 1 3 2>/dev/null && echo mknod-ok || echo mknod-refused',
+          'echo written > /mnt/host/from-guest',
+        ].join('; '),
+      );
       assert.equal(r.code, 0, r.stderr);
       const [opts, mknod] = r.stdout.toString().trim().split('\n');
       assert.match(opts ?? '', /(^|,)nosuid(,|$)/, `mount options: ${opts}`);

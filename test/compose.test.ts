@@ -71,7 +71,11 @@ async function fetchPage(port: string): Promise<string> {
 
 /** The ids of a project's containers (all states). */
 async function projectIds(project: string, service?: string): Promise<string[]> {
-  const filters = ['--filter', `label=com.docker.compose.project=${project}`, ...(service ? ['--filter', `label=com.docker.compose.service=${service}`] : [])];
+  const filters = [
+    '--filter',
+    `label=com.docker.compose.project=${project}`,
+    ...(service ? ['--filter', `label=com.docker.compose.service=${service}`] : []),
+  ];
   return out(await docker(['ps', '-aq', '--no-trunc', ...filters]))
     .trim()
     .split('\n')
@@ -97,20 +101,37 @@ describe('docker-compose 1.29: web and client on the project network', () => {
     for (const id of await projectIds(project)) ids.add(id);
     const wait = await docker(['wait', `${project}_client_1`]);
     assert.equal(out(wait).trim(), '0', `client's exit status; its logs: ${out(await docker(['logs', `${project}_client_1`]))}`);
-    const ps = out(await docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.Names}} {{.State}} {{.Networks}}']));
-    assert.deepEqual(ps.trim().split('\n').sort(), [`${project}_client_1 exited ${project}_default`, `${project}_web_1 running ${project}_default`]);
+    const ps = out(
+      await docker([
+        'ps',
+        '-a',
+        '--filter',
+        `label=com.docker.compose.project=${project}`,
+        '--format',
+        '{{.Names}} {{.State}} {{.Networks}}',
+      ]),
+    );
+    assert.deepEqual(ps.trim().split('\n').sort(), [
+      `${project}_client_1 exited ${project}_default`,
+      `${project}_web_1 running ${project}_default`,
+    ]);
     const logs = await compose(project, ['logs', '--no-color', 'client']);
     assert.match(out(logs), /client_1 +\| hello from web via compose\n/);
     assert.equal(await volumeFile(`${project}_data`, 'fetched'), 'hello from web via compose\n', 'the page on the named volume');
   });
 
   test('web: aliases on the project network, its published port from the host, exec with the env_file', async () => {
-    const [web] = JSON.parse(out(await docker(['inspect', `${project}_web_1`]))) as Array<{ Id: string; NetworkSettings: { Networks: Record<string, { Aliases: string[]; DNSNames: string[]; IPAddress: string }> } }>;
+    const [web] = JSON.parse(out(await docker(['inspect', `${project}_web_1`]))) as Array<{
+      Id: string;
+      NetworkSettings: { Networks: Record<string, { Aliases: string[]; DNSNames: string[]; IPAddress: string }> };
+    }>;
     const ep = web!.NetworkSettings.Networks[`${project}_default`];
     assert.ok(ep, `Networks: ${Object.keys(web!.NetworkSettings.Networks).join(', ')}`);
     assert.deepEqual([...ep.Aliases].sort(), [web!.Id.slice(0, 12), 'web'].sort());
     assert.ok(ep.DNSNames.includes('web') && ep.DNSNames.includes(`${project}_web_1`), `DNSNames ${ep.DNSNames.join(' ')}`);
-    const net = JSON.parse(out(await docker(['network', 'inspect', `${project}_default`]))) as Array<{ Containers: Record<string, { Name: string; IPv4Address: string }> }>;
+    const net = JSON.parse(out(await docker(['network', 'inspect', `${project}_default`]))) as Array<{
+      Containers: Record<string, { Name: string; IPv4Address: string }>;
+    }>;
     assert.equal(net[0]!.Containers[web!.Id]?.IPv4Address.split('/')[0], ep.IPAddress);
     const port = await compose(project, ['port', 'web', '8080']);
     assert.match(out(port), /^127\.0\.0\.1:\d+\n$/, port.stderr.toString());
@@ -122,7 +143,9 @@ describe('docker-compose 1.29: web and client on the project network', () => {
   test('ps lists each service once', async () => {
     const ps = await compose(project, ['ps', '--services', '--filter', 'status=running']);
     assert.equal(out(ps), 'web\n', ps.stderr.toString());
-    const all = out(await compose(project, ['ps', '-q'])).trim().split('\n');
+    const all = out(await compose(project, ['ps', '-q']))
+      .trim()
+      .split('\n');
     assert.equal(all.length, 2, `compose ps -q: ${all.join(' ')}`);
   });
 
@@ -197,20 +220,17 @@ describe('docker-compose 1.29: the same app on the default bridge (network_mode:
     assert.equal(await volumeFile(`${project}_data`, 'ran'), 'client ran\n');
   });
 
-  test(
-    'each service has one container, numbered 1',
-    async () => {
-      const names = out(await docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.Names}}']))
-        .trim()
-        .split('\n')
-        .sort();
-      assert.deepEqual(names, [`${project}_client_1`, `${project}_web_1`]);
-      const ps = out(await compose(project, ['ps', '-q'], [override]))
-        .trim()
-        .split('\n');
-      assert.equal(ps.length, 2, `compose ps -q: ${ps.join(' ')}`);
-    },
-  );
+  test('each service has one container, numbered 1', async () => {
+    const names = out(await docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.Names}}']))
+      .trim()
+      .split('\n')
+      .sort();
+    assert.deepEqual(names, [`${project}_client_1`, `${project}_web_1`]);
+    const ps = out(await compose(project, ['ps', '-q'], [override]))
+      .trim()
+      .split('\n');
+    assert.equal(ps.length, 2, `compose ps -q: ${ps.join(' ')}`);
+  });
 
   test('down -v removes the containers and the volume', async () => {
     const down = await compose(project, ['down', '-v', '-t', '1'], [override]);

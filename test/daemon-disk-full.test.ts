@@ -39,11 +39,21 @@ after(async () => {
 describe('a full host disk', () => {
   test('pauses the micro-VM with its writes kept, is shown and refused clearly, and resumes once there is room', async () => {
     // Waits for /go, then writes 24 MiB of random data, noting its checksum as written and as read back from disk.
-    const script = 'while [ ! -f /go ]; do sleep 0.1; done; dd if=/dev/urandom bs=1M count=24 2>/dev/null | tee /big | md5sum > /sum.written; sync; '
-      + 'echo 3 > /proc/sys/vm/drop_caches; md5sum < /big > /sum.read; echo written; sleep 600';
+    const script =
+      'while [ ! -f /go ]; do sleep 0.1; done; dd if=/dev/urandom bs=1M count=24 2>/dev/null | tee /big | md5sum > /sum.written; sync; ' +
+      'echo 3 > /proc/sys/vm/drop_caches; md5sum < /big > /sum.read; echo written; sleep 600';
     const r = await boson('run', '-d', '--name', 'writer', 'busybox', 'sh', '-c', script);
     assert.equal(r.code, 0, r.stderr);
-    const doomed = await boson('run', '-d', '--name', 'doomed', 'busybox', 'sh', '-c', 'while [ ! -f /go ]; do sleep 0.1; done; dd if=/dev/zero of=/big bs=1M count=24; sync; sleep 600');
+    const doomed = await boson(
+      'run',
+      '-d',
+      '--name',
+      'doomed',
+      'busybox',
+      'sh',
+      '-c',
+      'while [ ! -f /go ]; do sleep 0.1; done; dd if=/dev/zero of=/big bs=1M count=24; sync; sleep 600',
+    );
     assert.equal(doomed.code, 0, doomed.stderr);
     // Leave 8 MiB on the host disk, then let the container write three times that.
     const fs = await statfs(mnt!);
@@ -53,8 +63,13 @@ describe('a full host disk', () => {
       const go = await boson('exec', name, 'touch', '/go');
       assert.equal(go.code, 0, go.stderr);
     }
-    const inspect = async (name = 'writer'): Promise<{ state: string; exitCode: number | null; pausedReason?: string }> => JSON.parse((await boson('inspect', name)).stdout.toString())[0];
-    await waitFor(async () => (await inspect()).pausedReason !== undefined && (await inspect('doomed')).pausedReason !== undefined, 60_000, 'both micro-VMs to pause on the full disk');
+    const inspect = async (name = 'writer'): Promise<{ state: string; exitCode: number | null; pausedReason?: string }> =>
+      JSON.parse((await boson('inspect', name)).stdout.toString())[0];
+    await waitFor(
+      async () => (await inspect()).pausedReason !== undefined && (await inspect('doomed')).pausedReason !== undefined,
+      60_000,
+      'both micro-VMs to pause on the full disk',
+    );
     // A paused guest cannot act on a signal: kill -s KILL ends its micro-VM.
     assert.equal((await boson('kill', 'doomed')).code, 0);
     await waitFor(async () => (await inspect('doomed')).state === 'exited', 20_000, 'the killed paused container to end');
@@ -71,7 +86,11 @@ describe('a full host disk', () => {
     assert.match(exec.stderr, /paused: the disk holding .* is full/);
     assert.equal((await qemuPidsUsing(host!.stateDir)).length, 1, 'the micro-VM is still there');
     await rm(filler);
-    await waitFor(async () => (await boson('logs', 'writer')).stdout.toString() === 'written\n', 90_000, 'the container to finish its writes once the disk has room');
+    await waitFor(
+      async () => (await boson('logs', 'writer')).stdout.toString() === 'written\n',
+      90_000,
+      'the container to finish its writes once the disk has room',
+    );
     assert.equal((await inspect()).pausedReason, undefined, 'resumed');
     const sums = await boson('exec', 'writer', 'cat', '/sum.written', '/sum.read');
     const [written, read] = sums.stdout.toString().trim().split('\n');
@@ -82,7 +101,16 @@ describe('a full host disk', () => {
   test('a foreground boson run on a full host disk says it is paused, resumes once there is room, and loses nothing', async () => {
     // The run is admitted while the disk has room (admission control wants 512 MiB free), then the disk fills up
     // under it: the container waits for /go, given once the filler leaves 24 MiB.
-    const child = startBoson(host!, ['run', '--rm', '--name', 'fgfull', 'busybox', 'sh', '-c', 'while [ ! -f /go ]; do sleep 0.1; done; dd if=/dev/urandom bs=1M count=48 2>/dev/null | tee /big | md5sum; sync; echo 3 > /proc/sys/vm/drop_caches; md5sum < /big']);
+    const child = startBoson(host!, [
+      'run',
+      '--rm',
+      '--name',
+      'fgfull',
+      'busybox',
+      'sh',
+      '-c',
+      'while [ ! -f /go ]; do sleep 0.1; done; dd if=/dev/urandom bs=1M count=48 2>/dev/null | tee /big | md5sum; sync; echo 3 > /proc/sys/vm/drop_caches; md5sum < /big',
+    ]);
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const done = collect(child, undefined, 120_000, ['run']);
@@ -103,8 +131,19 @@ describe('a full host disk', () => {
     assert.ok(written && written === read, `the data written across the pause is intact (${r.stdout.toString()})`);
   });
 
-  test('a full writable layer is the container\'s own ENOSPC: its write fails, the micro-VM keeps running', async () => {
-    const r = await boson('run', '-d', '--name', 'small', '--disk-size', '64m', 'busybox', 'sh', '-c', 'dd if=/dev/zero of=/fill bs=1M count=100 2>&1 | grep -o "No space left on device" | head -1; echo alive');
+  test("a full writable layer is the container's own ENOSPC: its write fails, the micro-VM keeps running", async () => {
+    const r = await boson(
+      'run',
+      '-d',
+      '--name',
+      'small',
+      '--disk-size',
+      '64m',
+      'busybox',
+      'sh',
+      '-c',
+      'dd if=/dev/zero of=/fill bs=1M count=100 2>&1 | grep -o "No space left on device" | head -1; echo alive',
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.equal((await boson('wait', 'small')).stdout.toString().trim(), '0');
     assert.equal((await boson('logs', 'small')).stdout.toString(), 'No space left on device\nalive\n');

@@ -36,7 +36,10 @@ test('two boson up at once on one run directory: one serves, the other exits 98 
   await waitFor(() => winner.out.includes('listening') || winner.child.exitCode !== null, 60_000, 'the other daemon to listen');
   assert.equal(winner.child.exitCode, null, `the first daemon serves: ${winner.out}`);
   assert.equal(loser.child.exitCode, DAEMON_ALREADY_RUNNING, loser.out);
-  assert.match(loser.out, new RegExp(`another Boson daemon \\(pid ${winner.child.pid}\\) already runs on ${runDir.replace(/[.]/g, '\\.')}`));
+  assert.match(
+    loser.out,
+    new RegExp(`another Boson daemon \\(pid ${winner.child.pid}\\) already runs on ${runDir.replace(/[.]/g, '\\.')}`),
+  );
   assert.equal(await readFile(path.join(runDir, 'boson.pid'), 'utf8'), `${winner.child.pid}\n`);
   // The first one's socket is still there and it still answers.
   await access(socket);

@@ -16,12 +16,27 @@ test('the daemon writes JSON log lines with levels and request ids to BOSON_LOG_
   const daemon = spawn(BOSON, ['up'], { env: { ...host.env, BOSON_LOG_FILE: logFile, BOSON_LOG_LEVEL: 'debug' }, stdio: 'ignore' });
   try {
     const client = new MachineClient(path.join(host.stateDir, 'run', 'boson.sock'));
-    await waitFor(() => client.request('GET', '/healthz').then(() => true, () => false), 30_000, 'the daemon to answer');
+    await waitFor(
+      () =>
+        client.request('GET', '/healthz').then(
+          () => true,
+          () => false,
+        ),
+      30_000,
+      'the daemon to answer',
+    );
     await assert.rejects(client.request('GET', '/v1/containers/no-such-container'));
-    const lines = async (): Promise<Array<Record<string, unknown>>> => (await readFile(logFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = async (): Promise<Array<Record<string, unknown>>> =>
+      (await readFile(logFile, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
     await waitFor(async () => (await lines()).some((l) => l.msg === 'request' && l.status === 404), 10_000, 'the 404 request to be logged');
     const all = await lines();
-    assert.ok(all.every((l) => typeof l.level === 'number' && typeof l.time === 'string' && l.pid === daemon.pid), 'every line has a level, a time and the pid');
+    assert.ok(
+      all.every((l) => typeof l.level === 'number' && typeof l.time === 'string' && l.pid === daemon.pid),
+      'every line has a level, a time and the pid',
+    );
     assert.ok(all.some((l) => l.msg === 'daemon ready'));
     const miss = all.find((l) => l.msg === 'request' && l.status === 404)!;
     assert.equal(miss.url, '/v1/containers/no-such-container');

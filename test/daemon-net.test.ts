@@ -15,27 +15,47 @@ const HTTPD = 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html 
  * An HTTP GET from inside a container (busybox nc; its wget -q crashes in this busybox build): prints the body's
  * last line and exits with nc's status (0 when it connected).
  */
-const GET = (target: string): string[] => ['sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${target} 80 > /tmp/answer; s=$?; tail -n 1 /tmp/answer; exit $s`];
+const GET = (target: string): string[] => [
+  'sh',
+  '-c',
+  `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 ${target} 80 > /tmp/answer; s=$?; tail -n 1 /tmp/answer; exit $s`,
+];
 const PORT_IN_USE = 89; // src/common/errors.ts
 
 describe('daemon networking', () => {
   test('a published port answers a real HTTP request from the host; the guest got its address, route and DNS', async (t) => {
     t.after(() => boson('rm', '-f', 'web', 'clash'));
     // The port was free a moment ago: if another process took it since (PORT_IN_USE), try again with another.
-    const { port, result: run } = await withFreePort(async (p) => {
-      await boson('rm', '-f', 'web');
-      return boson('run', '-d', '--name', 'web', '--hostname', 'webhost', '-p', `127.0.0.1:${p}:80`, 'busybox', 'sh', '-c', HTTPD);
-    }, (r) => r.code === PORT_IN_USE);
+    const { port, result: run } = await withFreePort(
+      async (p) => {
+        await boson('rm', '-f', 'web');
+        return boson('run', '-d', '--name', 'web', '--hostname', 'webhost', '-p', `127.0.0.1:${p}:80`, 'busybox', 'sh', '-c', HTTPD);
+      },
+      (r) => r.code === PORT_IN_USE,
+    );
     assert.equal(run.code, 0, run.stderr);
     let body = '';
-    await waitFor(async () => {
-      body = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), () => '');
-      return body !== '';
-    }, 30_000, 'the published port');
+    await waitFor(
+      async () => {
+        body = await fetch(`http://127.0.0.1:${port}/`).then(
+          (r) => r.text(),
+          () => '',
+        );
+        return body !== '';
+      },
+      30_000,
+      'the published port',
+    );
     assert.equal(body, 'hello from webhost\n');
     const info = JSON.parse(out(await boson('inspect', 'web')))[0];
     assert.equal(info.endpoint.ports[0].hostPort, port);
-    const guest = await boson('exec', 'web', 'sh', '-c', 'ip -4 addr show eth0 | grep -o "inet [0-9./]*"; ip route | grep default; cat /etc/resolv.conf');
+    const guest = await boson(
+      'exec',
+      'web',
+      'sh',
+      '-c',
+      'ip -4 addr show eth0 | grep -o "inet [0-9./]*"; ip route | grep default; cat /etc/resolv.conf',
+    );
     assert.match(out(guest), new RegExp(`inet ${info.endpoint.address.replace(/\./g, '\\.')}/`));
     assert.match(out(guest), new RegExp(`default via ${info.endpoint.gateway.replace(/\./g, '\\.')}`));
     assert.match(out(guest), /nameserver /);
@@ -44,7 +64,10 @@ describe('daemon networking', () => {
     assert.match(busy.stderr, new RegExp(`Bind for 127\\.0\\.0\\.1:${port} failed: port is already allocated`));
     await boson('rm', '-f', 'clash');
     assert.equal((await boson('rm', '-f', 'web')).code, 0);
-    const after = await fetch(`http://127.0.0.1:${port}/`).then(() => 'answered', () => 'refused');
+    const after = await fetch(`http://127.0.0.1:${port}/`).then(
+      () => 'answered',
+      () => 'refused',
+    );
     assert.equal(after, 'refused', 'the port is released with the container');
   });
 
@@ -69,7 +92,11 @@ describe('daemon networking', () => {
     /** An HTTP GET from `from` to `target`, until it answers (the server may still be starting). */
     const reach = async (from: string, target: string, hostname: string): Promise<void> => {
       let r: BosonResult | undefined;
-      await waitFor(async () => (r = await boson('exec', from, ...GET(target))).code === 0 && out(r) !== '', 30_000, `${from} to reach ${target}`);
+      await waitFor(
+        async () => (r = await boson('exec', from, ...GET(target))).code === 0 && out(r) !== '',
+        30_000,
+        `${from} to reach ${target}`,
+      );
       assert.deepEqual([r!.code, out(r!)], [0, `hello from ${hostname}\n`], r!.stderr);
     };
     await reach('client', 'api', api.hostname);

@@ -64,10 +64,14 @@ describe('boson daemon', () => {
   test('an on-failure:2 restart policy restarts twice, then leaves the container exited', async () => {
     const run = await boson('run', '-d', '--name', 'flaky', '--restart', 'on-failure:2', 'busybox', 'sh', '-c', 'exit 3');
     assert.equal(run.code, 0, run.stderr);
-    await waitFor(async () => {
-      const s = await inspect('flaky');
-      return s.state === 'exited' && s.restartCount === 2;
-    }, 60_000, 'two restarts');
+    await waitFor(
+      async () => {
+        const s = await inspect('flaky');
+        return s.state === 'exited' && s.restartCount === 2;
+      },
+      60_000,
+      'two restarts',
+    );
     const s = await inspect('flaky');
     assert.equal(s.exitCode, 3);
     assert.equal((await boson('rm', 'flaky')).code, 0);
@@ -108,13 +112,16 @@ describe('boson daemon', () => {
 
   test('the API documents itself (OpenAPI 3), reports health and Prometheus metrics, and answers bad input with problem JSON', async () => {
     const socketPath = path.join(host().stateDir, 'run', 'boson.sock');
-    const get = (p: string): Promise<{ status: number; type: string; body: string }> => new Promise((resolve, reject) => {
-      http.get({ socketPath, path: p }, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
-      }).on('error', reject);
-    });
+    const get = (p: string): Promise<{ status: number; type: string; body: string }> =>
+      new Promise((resolve, reject) => {
+        http
+          .get({ socketPath, path: p }, (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => (body += d.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
+          })
+          .on('error', reject);
+      });
     const doc = JSON.parse((await get('/openapi.json')).body);
     assert.match(doc.openapi, /^3\./);
     assert.ok(doc.paths['/v1/containers'], 'containers are documented');
@@ -127,14 +134,29 @@ describe('boson daemon', () => {
     assert.equal(missing.status, 404);
     assert.match(missing.type, /application\/problem\+json/);
     assert.equal(JSON.parse(missing.body).code, 'CONTAINER_NOT_FOUND');
-    await assert.rejects(api().request('POST', '/v1/containers', { image: 'busybox', bogus: 1 }), (e: Error & { code?: string }) => e.code === 'INVALID_ARGUMENT');
-    await assert.rejects(api().request('POST', '/v1/containers', { image: 'no-such-image' }), (e: Error & { code?: string }) => e.code === 'IMAGE_NOT_FOUND');
+    await assert.rejects(
+      api().request('POST', '/v1/containers', { image: 'busybox', bogus: 1 }),
+      (e: Error & { code?: string }) => e.code === 'INVALID_ARGUMENT',
+    );
+    await assert.rejects(
+      api().request('POST', '/v1/containers', { image: 'no-such-image' }),
+      (e: Error & { code?: string }) => e.code === 'IMAGE_NOT_FOUND',
+    );
   });
 
   test('50 lifecycle operations fired concurrently leave a consistent state and a healthy daemon', async () => {
     const c = api();
     const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push((await c.request<{ id: string }>('POST', '/v1/containers', { image: 'busybox', process: { args: ['sleep', '600'] }, name: `burst${i}` })).id);
+    for (let i = 0; i < 5; i++)
+      ids.push(
+        (
+          await c.request<{ id: string }>('POST', '/v1/containers', {
+            image: 'busybox',
+            process: { args: ['sleep', '600'] },
+            name: `burst${i}`,
+          })
+        ).id,
+      );
     const ops: Array<Promise<unknown>> = [];
     for (let round = 0; round < 10; round++) {
       for (const id of ids) {
@@ -183,4 +205,3 @@ describe('boson daemon', () => {
     assert.match(second.stderr, /another Boson daemon \(pid \d+\) already runs on/);
   });
 });
-

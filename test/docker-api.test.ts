@@ -23,16 +23,37 @@ let work: string;
 let plain: TestRegistry;
 let basic: TestRegistry;
 const docker = (args: string[], input?: string): Promise<BosonResult> =>
-  collect(spawn('docker', args, { env: { ...process.env, DOCKER_HOST: `unix://${sock()}`, DOCKER_CONFIG: path.join(work, 'cfg') }, stdio: ['pipe', 'pipe', 'pipe'] }), input, 90_000, ['docker', ...args]);
+  collect(
+    spawn('docker', args, {
+      env: { ...process.env, DOCKER_HOST: `unix://${sock()}`, DOCKER_CONFIG: path.join(work, 'cfg') },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }),
+    input,
+    90_000,
+    ['docker', ...args],
+  );
 
 /** One raw HTTP request on the Docker socket. */
-function request(method: string, urlPath: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+function request(
+  method: string,
+  urlPath: string,
+  body?: string | Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: sock(), method, path: urlPath, headers: { ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers } }, (res) => {
-      let data = '';
-      res.on('data', (d: Buffer) => (data += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: data }));
-    });
+    const req = http.request(
+      {
+        socketPath: sock(),
+        method,
+        path: urlPath,
+        headers: { ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers },
+      },
+      (res) => {
+        let data = '';
+        res.on('data', (d: Buffer) => (data += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: data }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -84,9 +105,15 @@ describe('Docker API: SDKs and bad input', () => {
 
   test('errors: Docker bodies with Content-Type application/json; versions, JSON, names, sizes; unknown fields ignored', async () => {
     const notFound = await request('GET', '/v1.47/containers/nope/json');
-    assert.deepEqual([notFound.status, notFound.headers['content-type'], JSON.parse(notFound.body)], [404, 'application/json', { message: 'No such container: nope' }]);
+    assert.deepEqual(
+      [notFound.status, notFound.headers['content-type'], JSON.parse(notFound.body)],
+      [404, 'application/json', { message: 'No such container: nope' }],
+    );
     const tooNew = await request('GET', '/v1.99/containers/json');
-    assert.deepEqual([tooNew.status, JSON.parse(tooNew.body).message], [400, 'client version 1.99 is too new. Maximum supported API version is 1.47']);
+    assert.deepEqual(
+      [tooNew.status, JSON.parse(tooNew.body).message],
+      [400, 'client version 1.99 is too new. Maximum supported API version is 1.47'],
+    );
     assert.equal((await request('GET', '/v1.44/containers/json')).status, 200, 'an older version is served');
     const badJson = await request('POST', '/containers/create', '{"Image": "busybox",');
     assert.equal(badJson.status, 400);
@@ -94,12 +121,19 @@ describe('Docker API: SDKs and bad input', () => {
     const wrongType = await request('POST', '/containers/create', JSON.stringify({ Image: 'busybox', Tty: 'yes' }));
     assert.equal(wrongType.status, 400);
     const badName = await request('POST', '/containers/create?name=-bad/name', JSON.stringify({ Image: 'busybox' }));
-    assert.deepEqual([badName.status, JSON.parse(badName.body).message], [400, 'Invalid container name (-bad/name), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed']);
+    assert.deepEqual(
+      [badName.status, JSON.parse(badName.body).message],
+      [400, 'Invalid container name (-bad/name), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed'],
+    );
     const noImage = await request('POST', '/containers/create', JSON.stringify({ Image: 'nosuch-image-xyz:1' }));
     assert.deepEqual([noImage.status, JSON.parse(noImage.body).message], [404, 'No such image: nosuch-image-xyz:1']);
     const huge = await request('POST', '/containers/create', Buffer.alloc(5 * 1024 * 1024, 0x20));
     assert.equal(huge.status, 413);
-    const unknown = await request('POST', '/containers/create?name=extra', JSON.stringify({ Image: 'busybox', NoSuchField: 1, HostConfig: { Whatever: true } }));
+    const unknown = await request(
+      'POST',
+      '/containers/create?name=extra',
+      JSON.stringify({ Image: 'busybox', NoSuchField: 1, HostConfig: { Whatever: true } }),
+    );
     assert.equal(unknown.status, 201, unknown.body);
     assert.equal((await request('DELETE', '/containers/extra')).status, 204);
     const unsupported = await request('POST', '/containers/x/pause');
@@ -111,7 +145,12 @@ describe('Docker API: SDKs and bad input', () => {
 
   test('dockerode: create, start, wait, logs, inspect, list; exec with a hijacked stream', async () => {
     const client = new Docker({ socketPath: sock() });
-    const c = await client.createContainer({ Image: 'busybox', name: 'sdk', Cmd: ['sh', '-c', 'echo from-sdk; echo err-sdk >&2; sleep 600'], Labels: { via: 'dockerode' } });
+    const c = await client.createContainer({
+      Image: 'busybox',
+      name: 'sdk',
+      Cmd: ['sh', '-c', 'echo from-sdk; echo err-sdk >&2; sleep 600'],
+      Labels: { via: 'dockerode' },
+    });
     await c.start();
     const list = await client.listContainers({ filters: { label: ['via=dockerode'] } });
     assert.equal(list.length, 1);
@@ -143,16 +182,27 @@ describe('Docker API: SDKs and bad input', () => {
     // Attach before start, then disconnect: nothing breaks.
     const head = `POST /v1.47/containers/rawbox/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n`;
     const attached = await raw([head, 'some stdin'], 100, 500);
-    assert.match(attached.toString(), /^HTTP\/1.1 101 UPGRADED\r\nContent-Type: application\/vnd.docker.multiplexed-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n/);
+    assert.match(
+      attached.toString(),
+      /^HTTP\/1.1 101 UPGRADED\r\nContent-Type: application\/vnd.docker.multiplexed-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n/,
+    );
     await c.start();
     const exec = await c.exec({ Cmd: ['echo', 'split-body'], AttachStdout: true, AttachStderr: true });
     const body = JSON.stringify({ Detach: false, Tty: false });
-    const answer = await raw([`POST /v1.47/exec/${exec.id}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: ${body.length}\r\n\r\n`, body], 200);
+    const answer = await raw(
+      [
+        `POST /v1.47/exec/${exec.id}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: ${body.length}\r\n\r\n`,
+        body,
+      ],
+      200,
+    );
     const text = answer.toString('latin1');
     assert.match(text, /^HTTP\/1.1 101 UPGRADED\r\n/);
     const payload = answer.subarray(text.indexOf('\r\n\r\n') + 4);
     assert.deepEqual([payload[0], payload.readUInt32BE(4), payload.subarray(8).toString()], [1, 11, 'split-body\n']);
-    const gone = await raw([`POST /exec/nope/start HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 2\r\n\r\n{}`]);
+    const gone = await raw([
+      `POST /exec/nope/start HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 2\r\n\r\n{}`,
+    ]);
     assert.match(gone.toString(), /^HTTP\/1.1 404 .*\r\nContent-Type: application\/json\r\n[\s\S]*"No such exec instance: nope"/);
     await c.remove({ force: true });
     assert.equal((await request('GET', '/_ping')).status, 200);
@@ -197,12 +247,15 @@ describe('Docker API: SDKs and bad input', () => {
     };
     assert.equal(await tagged(), false, 'the image is gone before the pull');
     await new Promise<void>((resolve) => {
-      const req = http.request({ socketPath: sock(), method: 'POST', path: `/images/create?fromImage=${plain.host}/tools/box&tag=v1` }, (res) => {
-        res.once('data', () => {
-          req.destroy();
-          resolve();
-        });
-      });
+      const req = http.request(
+        { socketPath: sock(), method: 'POST', path: `/images/create?fromImage=${plain.host}/tools/box&tag=v1` },
+        (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        },
+      );
       req.on('error', () => resolve());
       req.end();
     });

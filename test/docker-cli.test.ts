@@ -22,10 +22,15 @@ function dockerCliSuite(cli: DockerCli): void {
   const { host } = useDaemonHost();
   let work: string;
   const env = (): NodeJS.ProcessEnv => ({
-    ...process.env, DOCKER_HOST: `unix://${host().env.BOSON_RUN_DIR}/docker.sock`, DOCKER_CONFIG: path.join(work, 'docker-config'), DOCKER_CLI_HINTS: 'false',
+    ...process.env,
+    DOCKER_HOST: `unix://${host().env.BOSON_RUN_DIR}/docker.sock`,
+    DOCKER_CONFIG: path.join(work, 'docker-config'),
+    DOCKER_CLI_HINTS: 'false',
   });
-  const startDocker = (args: string[], extra: NodeJS.ProcessEnv = {}): ChildProcess => spawn(cli.path, args, { env: { ...env(), ...extra }, stdio: ['pipe', 'pipe', 'pipe'] });
-  const docker = (args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<BosonResult> => collect(startDocker(args, opts.env), opts.input, 90_000, [cli.path, ...args]);
+  const startDocker = (args: string[], extra: NodeJS.ProcessEnv = {}): ChildProcess =>
+    spawn(cli.path, args, { env: { ...env(), ...extra }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const docker = (args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<BosonResult> =>
+    collect(startDocker(args, opts.env), opts.input, 90_000, [cli.path, ...args]);
 
   before(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'boson-docker-cli-'));
@@ -101,7 +106,12 @@ function dockerCliSuite(cli: DockerCli): void {
       assert.deepEqual(Object.keys(nets), ['cli-conn-net'], 'it left the default bridge for the network (one network card)');
       assert.ok(nets['cli-conn-net']!.Aliases?.includes('svc'), `Aliases ${JSON.stringify(nets['cli-conn-net']!.Aliases)}`);
       ok(await docker(['start', 'cli-conn']), 'start');
-      const running = await docker(['inspect', 'cli-conn', '--format', '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}}/{{$v.IPPrefixLen}}{{end}}']);
+      const running = await docker([
+        'inspect',
+        'cli-conn',
+        '--format',
+        '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}}/{{$v.IPPrefixLen}}{{end}}',
+      ]);
       assert.match(out(running), /^cli-conn-net \d+\.\d+\.\d+\.\d+\/24\n$/);
       const ps = await docker(['ps', '--filter', 'network=cli-conn-net', '--format', '{{.Names}}']);
       assert.equal(out(ps), 'cli-conn\n');
@@ -136,7 +146,10 @@ function dockerCliSuite(cli: DockerCli): void {
   });
 
   test('docker run -it gives an interactive shell through a pty; its exit status comes back', async () => {
-    const child = spawn('script', ['-qec', `${cli.path} run --rm -it busybox sh`, '/dev/null'], { env: { ...env(), TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-qec', `${cli.path} run --rm -it busybox sh`, '/dev/null'], {
+      env: { ...env(), TERM: 'dumb' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let seen = '';
     child.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
@@ -153,8 +166,35 @@ function dockerCliSuite(cli: DockerCli): void {
 
   test('create with flags, start -a -i with stdin, inspect shows them; --restart, --label, --memory, --cpus', async () => {
     await writeFile(path.join(work, 'env'), 'B=from-file\n# comment\n');
-    const c = await docker(['create', '-i', '--name', 'flags', '-e', 'A=1', '--env-file', path.join(work, 'env'), '-w', '/tmp', '-u', 'nobody', '--hostname', 'hh',
-      '--label', 'team=blue', '--memory', '128m', '--cpus', '1', '--restart', 'on-failure:2', '--entrypoint', 'sh', 'busybox', '-c', 'cat; echo "$A $B $(pwd) $(id -u) $(hostname)"']);
+    const c = await docker([
+      'create',
+      '-i',
+      '--name',
+      'flags',
+      '-e',
+      'A=1',
+      '--env-file',
+      path.join(work, 'env'),
+      '-w',
+      '/tmp',
+      '-u',
+      'nobody',
+      '--hostname',
+      'hh',
+      '--label',
+      'team=blue',
+      '--memory',
+      '128m',
+      '--cpus',
+      '1',
+      '--restart',
+      'on-failure:2',
+      '--entrypoint',
+      'sh',
+      'busybox',
+      '-c',
+      'cat; echo "$A $B $(pwd) $(id -u) $(hostname)"',
+    ]);
     ok(c, 'create');
     const inspect = JSON.parse(out(await docker(['inspect', 'flags'])))[0];
     assert.equal(inspect.Name, '/flags');
@@ -163,7 +203,16 @@ function dockerCliSuite(cli: DockerCli): void {
     assert.equal(inspect.HostConfig.Memory, 128 * 1024 * 1024);
     assert.deepEqual(inspect.HostConfig.RestartPolicy, { Name: 'on-failure', MaximumRetryCount: 2 });
     assert.deepEqual([inspect.Path, inspect.Args], ['sh', ['-c', 'cat; echo "$A $B $(pwd) $(id -u) $(hostname)"']]);
-    const ps = await docker(['ps', '-a', '--filter', 'label=team=blue', '--filter', 'status=created', '--format', '{{.Names}} {{.Status}}']);
+    const ps = await docker([
+      'ps',
+      '-a',
+      '--filter',
+      'label=team=blue',
+      '--filter',
+      'status=created',
+      '--format',
+      '{{.Names}} {{.Status}}',
+    ]);
     assert.equal(out(ps), 'flags Created\n');
     const r = await docker(['start', '-a', '-i', 'flags'], { input: 'piped in\n' });
     assert.equal(r.code, 0, r.stderr);
@@ -174,7 +223,18 @@ function dockerCliSuite(cli: DockerCli): void {
   });
 
   test('a running container: exec, logs -f, top, stats, cp both ways, ps filters, rename, restart, stop, kill, wait (137)', async () => {
-    const run = await docker(['run', '-d', '--name', 'box', '-v', 'shared:/data', 'busybox', 'sh', '-c', 'i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.2; done']);
+    const run = await docker([
+      'run',
+      '-d',
+      '--name',
+      'box',
+      '-v',
+      'shared:/data',
+      'busybox',
+      'sh',
+      '-c',
+      'i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.2; done',
+    ]);
     ok(run, 'run -d');
     const id = out(run).trim();
     assert.match(id, /^[0-9a-f]{64}$/);
@@ -188,7 +248,19 @@ function dockerCliSuite(cli: DockerCli): void {
     const tail = await docker(['logs', '--tail', '1', '-t', 'box']);
     assert.match(out(tail), /^\d{4}-\d\d-\d\dT[\d:.]+Z tick\d+\n$/);
     // exec
-    const e = await docker(['exec', '-e', 'X=1', '-w', '/tmp', '-u', 'nobody', 'box', 'sh', '-c', 'echo "$X $(pwd) $(id -u)"; echo to-err >&2; exit 4']);
+    const e = await docker([
+      'exec',
+      '-e',
+      'X=1',
+      '-w',
+      '/tmp',
+      '-u',
+      'nobody',
+      'box',
+      'sh',
+      '-c',
+      'echo "$X $(pwd) $(id -u)"; echo to-err >&2; exit 4',
+    ]);
     assert.deepEqual([e.code, out(e), e.stderr], [4, '1 /tmp 65534\n', 'to-err\n']);
     const input = await docker(['exec', '-i', 'box', 'wc', '-c'], { input: 'x'.repeat(50_000) });
     assert.equal(out(input).trim(), '50000');
@@ -216,8 +288,19 @@ function dockerCliSuite(cli: DockerCli): void {
     // The daemon's 404 has no body (HEAD): newer CLIs word it themselves, 20.10 names the container:path.
     assert.match(noFile.stderr, /Could not find the file \/no\/such in container box|No such container:path: box:\/no\/such/);
     // ps
-    const ps = await docker(['ps', '--filter', 'name=bo', '--filter', 'ancestor=busybox', '--format', '{{.ID}} {{.Names}} {{.State}} {{.Status}}']);
-    assert.match(out(ps), new RegExp(`^${id.slice(0, 12)} box running Up (Less than a second|\\d+ seconds|About a minute|\\d+ minutes)\\n$`));
+    const ps = await docker([
+      'ps',
+      '--filter',
+      'name=bo',
+      '--filter',
+      'ancestor=busybox',
+      '--format',
+      '{{.ID}} {{.Names}} {{.State}} {{.Status}}',
+    ]);
+    assert.match(
+      out(ps),
+      new RegExp(`^${id.slice(0, 12)} box running Up (Less than a second|\\d+ seconds|About a minute|\\d+ minutes)\\n$`),
+    );
     assert.equal(out(await docker(['ps', '-q', '--filter', 'status=exited'])), '');
     // rename, restart, stop (twice: the second is a no-op), kill, wait
     ok(await docker(['rename', 'box', 'box2']), 'rename');
@@ -260,7 +343,15 @@ function dockerCliSuite(cli: DockerCli): void {
 
   test('Ctrl-C reaches the container (signal proxy); events show the lifecycle', async () => {
     const since = Math.floor(Date.now() / 1000) - 1;
-    const child = startDocker(['run', '--name', 'sig', 'busybox', 'sh', '-c', 'trap "echo got INT; exit 42" INT; echo ready; while true; do sleep 0.1; done']);
+    const child = startDocker([
+      'run',
+      '--name',
+      'sig',
+      'busybox',
+      'sh',
+      '-c',
+      'trap "echo got INT; exit 42" INT; echo ready; while true; do sleep 0.1; done',
+    ]);
     let seen = '';
     child.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
     const result = collect(child, undefined, 60_000, ['docker run sig']);
@@ -269,26 +360,66 @@ function dockerCliSuite(cli: DockerCli): void {
     const r = await result;
     assert.equal(r.code, 42, r.stderr);
     assert.match(seen, /got INT/);
-    const events = await docker(['events', '--since', String(since), '--until', String(Math.floor(Date.now() / 1000) + 1), '--filter', 'container=sig', '--format', '{{.Action}}']);
+    const events = await docker([
+      'events',
+      '--since',
+      String(since),
+      '--until',
+      String(Math.floor(Date.now() / 1000) + 1),
+      '--filter',
+      'container=sig',
+      '--format',
+      '{{.Action}}',
+    ]);
     ok(events, 'events');
-    assert.deepEqual(out(events).trim().split('\n').filter((a) => ['create', 'start', 'kill', 'die'].includes(a)), ['create', 'start', 'kill', 'die']);
+    assert.deepEqual(
+      out(events)
+        .trim()
+        .split('\n')
+        .filter((a) => ['create', 'start', 'kill', 'die'].includes(a)),
+      ['create', 'start', 'kill', 'die'],
+    );
     ok(await docker(['rm', 'sig']), 'rm');
   });
   test('-p publishes a port reached with a real HTTP request; docker port and ps show it; networks are listed, created and removed', async () => {
     // The port was free a moment ago; if another process took it since, the container is removed and run again.
-    const { port, result: run } = await withFreePort(async (p) => {
-      await docker(['rm', '-f', 'dweb']);
-      return docker(['run', '-d', '--name', 'dweb', '-p', `127.0.0.1:${p}:80`, 'busybox', 'sh', '-c', 'mkdir -p /www && echo docker-web > /www/index.html && exec httpd -f -p 80 -h /www']);
-    }, (r) => r.code !== 0 && /port is already allocated/.test(r.stderr));
+    const { port, result: run } = await withFreePort(
+      async (p) => {
+        await docker(['rm', '-f', 'dweb']);
+        return docker([
+          'run',
+          '-d',
+          '--name',
+          'dweb',
+          '-p',
+          `127.0.0.1:${p}:80`,
+          'busybox',
+          'sh',
+          '-c',
+          'mkdir -p /www && echo docker-web > /www/index.html && exec httpd -f -p 80 -h /www',
+        ]);
+      },
+      (r) => r.code !== 0 && /port is already allocated/.test(r.stderr),
+    );
     ok(run, 'run -d -p');
     let body = '';
-    await waitFor(async () => {
-      body = await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text(), () => '');
-      return body !== '';
-    }, 30_000, 'the published port');
+    await waitFor(
+      async () => {
+        body = await fetch(`http://127.0.0.1:${port}/`).then(
+          (r) => r.text(),
+          () => '',
+        );
+        return body !== '';
+      },
+      30_000,
+      'the published port',
+    );
     assert.equal(body, 'docker-web\n');
     assert.equal(out(await docker(['port', 'dweb'])).trim(), `80/tcp -> 127.0.0.1:${port}`);
-    assert.match(out(await docker(['ps', '--format', '{{.Ports}}', '--filter', 'name=dweb'])), new RegExp(`127\\.0\\.0\\.1:${port}->80/tcp`));
+    assert.match(
+      out(await docker(['ps', '--format', '{{.Ports}}', '--filter', 'name=dweb'])),
+      new RegExp(`127\\.0\\.0\\.1:${port}->80/tcp`),
+    );
     ok(await docker(['rm', '-f', 'dweb']), 'rm');
     ok(await docker(['network', 'create', 'dnet']), 'network create');
     assert.match(out(await docker(['network', 'ls'])), /dnet\s+bridge\s+local/);

@@ -42,11 +42,19 @@ export function debianDocker(): DockerCli {
 
 /** A docker CLI newer than Debian's (major version above 20) on PATH or in /usr/local/bin, or why there is none. */
 export function newerDocker(): DockerCli | { missing: string } {
-  const candidates = [...(process.env.PATH ?? '').split(':').filter(Boolean).map((d) => path.join(d, 'docker')), '/usr/local/bin/docker'];
+  const candidates = [
+    ...(process.env.PATH ?? '')
+      .split(':')
+      .filter(Boolean)
+      .map((d) => path.join(d, 'docker')),
+    '/usr/local/bin/docker',
+  ];
   for (const file of new Set(candidates.map((c) => path.resolve(c)))) {
     if (file === DEBIAN_DOCKER_PATH) continue;
     const cli = probe(file);
     if (cli && major(cli) > 20) return cli;
   }
-  return { missing: 'no docker CLI newer than Debian\'s 20.10 is installed (e.g. Docker\'s own build in /usr/local/bin/docker): its run is skipped' };
+  return {
+    missing: "no docker CLI newer than Debian's 20.10 is installed (e.g. Docker's own build in /usr/local/bin/docker): its run is skipped",
+  };
 }

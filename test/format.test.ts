@@ -17,7 +17,11 @@ test('prettier --check finds every source file formatted', async () => {
   // --list-different prints one unformatted file a line; exit 1 means some were, 2 that prettier itself failed.
   const result = await promisify(execFile)(process.execPath, [prettier, '--list-different', ...DIRS], { cwd: PACKAGE_ROOT }).then(
     () => ({ code: 0, stdout: '', stderr: '' }),
-    (err: { code?: number | string; stdout?: string; stderr?: string }) => ({ code: err.code, stdout: err.stdout ?? '', stderr: err.stderr ?? String(err) }),
+    (err: { code?: number | string; stdout?: string; stderr?: string }) => ({
+      code: err.code,
+      stdout: err.stdout ?? '',
+      stderr: err.stderr ?? String(err),
+    }),
   );
   assert.notEqual(result.code, 2, `prettier failed: ${result.stderr}`);
   const files = result.stdout.split('\n').filter(Boolean);

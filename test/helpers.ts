@@ -36,7 +36,13 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
   // 10.130-239.x belongs to these hosts; a real daemon uses 10.88-127.x; suites with fixed subnets use 10.240-255.x.
   const octet = await claimOctet();
   const net = { BOSON_NET_PREFIX: `bt${octet}`, BOSON_NET_SUBNET: `10.${octet}.0.0/24`, BOSON_NET_POOL: `10.${octet}.128.0/17` };
-  const env: NodeJS.ProcessEnv = { ...process.env, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: path.join(stateDir, 'run'), BOSON_QUIET: '1', ...net };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    BOSON_STATE_DIR: stateDir,
+    BOSON_RUN_DIR: path.join(stateDir, 'run'),
+    BOSON_QUIET: '1',
+    ...net,
+  };
   delete env.BOSON_DEBUG;
   delete env.BOSON_TIMINGS;
   return {
@@ -51,7 +57,14 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
         for (const id of ids) await rmdir(path.join('/sys/fs/cgroup', controller, 'boson', id.slice(0, 16))).catch(() => undefined);
       }
       // Bridges, taps and firewall rules that a daemon of this host left for its running containers.
-      await new NetworkManager(new MemoryStateStore(), { stateDir, prefix: net.BOSON_NET_PREFIX, defaultSubnet: net.BOSON_NET_SUBNET, subnetPool: net.BOSON_NET_POOL }).teardown().catch(() => undefined);
+      await new NetworkManager(new MemoryStateStore(), {
+        stateDir,
+        prefix: net.BOSON_NET_PREFIX,
+        defaultSubnet: net.BOSON_NET_SUBNET,
+        subnetPool: net.BOSON_NET_POOL,
+      })
+        .teardown()
+        .catch(() => undefined);
       await rm(stateDir, { recursive: true, force: true });
       await rm(path.join(OCTET_CLAIMS, String(octet)), { force: true });
     },
@@ -110,13 +123,22 @@ export function startBoson(host: TestHost, args: string[], extraEnv: NodeJS.Proc
 }
 
 /** Runs `bin/boson args` to completion, feeding `input` on stdin (then EOF). Fails the test after `timeoutMs`. */
-export function runBoson(host: TestHost, args: string[], options: { input?: Buffer | string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<BosonResult> {
+export function runBoson(
+  host: TestHost,
+  args: string[],
+  options: { input?: Buffer | string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<BosonResult> {
   const child = startBoson(host, args, options.env);
   return collect(child, options.input, options.timeoutMs ?? 60_000, args);
 }
 
 /** Collects a started process's output until it exits. */
-export function collect(child: ChildProcess, input: Buffer | string | undefined, timeoutMs: number, what: string[] = []): Promise<BosonResult> {
+export function collect(
+  child: ChildProcess,
+  input: Buffer | string | undefined,
+  timeoutMs: number,
+  what: string[] = [],
+): Promise<BosonResult> {
   const out: Buffer[] = [];
   let err = '';
   child.stdout!.on('data', (d: Buffer) => out.push(d));
@@ -186,7 +208,12 @@ export function useTestHost(): () => TestHost {
 }
 
 /** Starts `boson args` and resolves once its stdout contains `marker`; the result promise is returned with it. */
-export async function startUntil(host: TestHost, args: string[], marker: string, timeoutMs = 30_000): Promise<{ child: ChildProcess; result: Promise<BosonResult> }> {
+export async function startUntil(
+  host: TestHost,
+  args: string[],
+  marker: string,
+  timeoutMs = 30_000,
+): Promise<{ child: ChildProcess; result: Promise<BosonResult> }> {
   const child = startBoson(host, args);
   const result = collect(child, undefined, 120_000, args);
   let seen = '';
@@ -278,7 +305,10 @@ export function freePort(): Promise<number> {
  * Runs `use(port)` with a port that was free a moment ago; when `taken(result)` says another process bound it in
  * between (EADDRINUSE, PORT_IN_USE), runs it again with a fresh port, 5 times at most.
  */
-export async function withFreePort<T>(use: (port: number) => Promise<T>, taken: (result: T) => boolean): Promise<{ port: number; result: T }> {
+export async function withFreePort<T>(
+  use: (port: number) => Promise<T>,
+  taken: (result: T) => boolean,
+): Promise<{ port: number; result: T }> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const result = await use(port);

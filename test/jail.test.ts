@@ -27,7 +27,7 @@ async function cgroupOf(pid: number, controller: string): Promise<string> {
   return (v1 ?? lines.find((l) => l.startsWith('0::'))!).split(':')[2]!;
 }
 
-test('a daemon\'s QEMU: unprivileged user, seccomp, chroot, own mount namespace, a cgroup sized from the container', async () => {
+test("a daemon's QEMU: unprivileged user, seccomp, chroot, own mount namespace, a cgroup sized from the container", async () => {
   const r = await boson('run', '-d', '--name', 'jailed', '-m', '320m', '--cpus', '1', 'busybox', 'sleep', '600');
   assert.equal(r.code, 0, r.stderr);
   const id = r.stdout.toString().trim();
@@ -39,12 +39,18 @@ test('a daemon\'s QEMU: unprivileged user, seccomp, chroot, own mount namespace,
     assert.equal(s.uid, vmmUid, 'QEMU runs as boson-vmm');
     assert.notEqual(s.uid, 0);
     assert.equal(s.seccomp, 2, 'QEMU runs under a seccomp filter');
-    assert.equal(await readlink(`/proc/${pid}/root`), path.join(host().stateDir, 'run', 'vms', id.slice(0, 16)), 'chrooted into its runtime directory');
+    assert.equal(
+      await readlink(`/proc/${pid}/root`),
+      path.join(host().stateDir, 'run', 'vms', id.slice(0, 16)),
+      'chrooted into its runtime directory',
+    );
     assert.notEqual(await readlink(`/proc/${pid}/ns/mnt`), await readlink('/proc/self/ns/mnt'), 'in a mount namespace of its own');
     const group = await cgroupOf(pid, 'memory');
     assert.equal(group, `/boson/${id.slice(0, 16)}`);
     const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
-    const limit = Number(await readFile(v2 ? `/sys/fs/cgroup${group}/memory.max` : `/sys/fs/cgroup/memory${group}/memory.limit_in_bytes`, 'utf8'));
+    const limit = Number(
+      await readFile(v2 ? `/sys/fs/cgroup${group}/memory.max` : `/sys/fs/cgroup/memory${group}/memory.limit_in_bytes`, 'utf8'),
+    );
     assert.equal(limit, (320 + 192) * 1024 * 1024, 'memory: guest RAM plus the VMM allowance');
     const pids = (await readFile(v2 ? `/sys/fs/cgroup${group}/pids.max` : `/sys/fs/cgroup/pids${group}/pids.max`, 'utf8')).trim();
     assert.equal(pids, '256');

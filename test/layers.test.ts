@@ -88,16 +88,25 @@ test('every import in src/ respects the layer rules and enters other layers thro
       }
       const targetLayer = rel.split(path.sep)[0]!;
       if (targetLayer === layer) continue;
-      if (!ALLOWED[layer]!.includes(targetLayer)) violations.push(`${path.relative(PACKAGE_ROOT, file)}: layer "${layer}" may not import "${targetLayer}" (${spec})`);
+      if (!ALLOWED[layer]!.includes(targetLayer))
+        violations.push(`${path.relative(PACKAGE_ROOT, file)}: layer "${layer}" may not import "${targetLayer}" (${spec})`);
       else if (targetLayer === 'machine' && EDGES.includes(layer)) {
         if (MACHINE_SURFACES.includes(rel)) continue;
         const key = fromRel.split(path.sep).join('/');
         if (rel === path.join('machine', 'index.ts') && key in MACHINE_EXCEPTIONS) exceptionsUsed.add(key);
-        else violations.push(`${path.relative(PACKAGE_ROOT, file)}: imports ${spec}; an edge reaches src/machine only through machine/port/index.ts and machine/client/index.ts`);
-      } else if (rel !== path.join(targetLayer, 'index.ts')) violations.push(`${path.relative(PACKAGE_ROOT, file)}: imports ${spec}; other layers must be reached through ${targetLayer}/index.ts`);
+        else
+          violations.push(
+            `${path.relative(PACKAGE_ROOT, file)}: imports ${spec}; an edge reaches src/machine only through machine/port/index.ts and machine/client/index.ts`,
+          );
+      } else if (rel !== path.join(targetLayer, 'index.ts'))
+        violations.push(
+          `${path.relative(PACKAGE_ROOT, file)}: imports ${spec}; other layers must be reached through ${targetLayer}/index.ts`,
+        );
     }
   }
-  for (const key of Object.keys(MACHINE_EXCEPTIONS)) if (!exceptionsUsed.has(key)) violations.push(`src/${key} is listed as an exception but no longer needs it: take it off MACHINE_EXCEPTIONS`);
+  for (const key of Object.keys(MACHINE_EXCEPTIONS))
+    if (!exceptionsUsed.has(key))
+      violations.push(`src/${key} is listed as an exception but no longer needs it: take it off MACHINE_EXCEPTIONS`);
   assert.deepEqual(violations, []);
 });
 

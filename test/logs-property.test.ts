@@ -75,7 +75,10 @@ test('readLog returns what the whole records hold, before damage or a record sti
       await withFile(Buffer.concat([whole, junk]), async (file) => {
         const r = await readLog(file);
         assert.ok(r.end >= whole.length);
-        for (const [stream, type] of [['stdout', FrameType.STDOUT], ['stderr', FrameType.STDERR]] as const) {
+        for (const [stream, type] of [
+          ['stdout', FrameType.STDOUT],
+          ['stderr', FrameType.STDERR],
+        ] as const) {
           const got = Buffer.concat(r.lines.filter((l) => l.stream === stream).map((l) => l.data));
           const want = streamBytes(recs, type);
           assert.deepEqual(got.subarray(0, want.length), want, `${stream}: the whole records' bytes come first`);
@@ -88,7 +91,10 @@ test('readLog returns what the whole records hold, before damage or a record sti
         const r = await readLog(file);
         assert.equal(r.end, whole.length);
         assert.equal(r.corruptAt, undefined);
-        assert.deepEqual(Buffer.concat(r.lines.filter((l) => l.stream === 'stdout').map((l) => l.data)), streamBytes(recs, FrameType.STDOUT));
+        assert.deepEqual(
+          Buffer.concat(r.lines.filter((l) => l.stream === 'stdout').map((l) => l.data)),
+          streamBytes(recs, FrameType.STDOUT),
+        );
       });
     }),
     RUNS,

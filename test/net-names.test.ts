@@ -23,7 +23,11 @@ before(async () => {
   const resolv = path.join(host.stateDir, 'host-resolv.conf');
   await writeFile(resolv, 'nameserver 127.0.0.53\nsearch corp.example lab.example\noptions edns0\n');
   // unshare -m: the bind mount is seen by this daemon (and its QEMUs) only.
-  daemon = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /etc/resolv.conf && exec "$2" up', 'sh', resolv, BOSON], { env: host.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  daemon = spawn(
+    'unshare',
+    ['-m', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /etc/resolv.conf && exec "$2" up', 'sh', resolv, BOSON],
+    { env: host.env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let log = '';
   daemon.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   daemon.stderr!.on('data', (d: Buffer) => (log += d.toString()));
@@ -49,7 +53,18 @@ test('busybox wget, nslookup and ping reach a container by name on a host with s
     await boson('network', 'rm', 'names');
   });
   assert.equal((await boson('network', 'create', 'names')).code, 0);
-  const web = await boson('run', '-d', '--name', 'web', '--network', 'names', 'busybox', 'sh', '-c', 'mkdir -p /www && echo served-by-web > /www/index.html && exec httpd -f -p 80 -h /www');
+  const web = await boson(
+    'run',
+    '-d',
+    '--name',
+    'web',
+    '--network',
+    'names',
+    'busybox',
+    'sh',
+    '-c',
+    'mkdir -p /www && echo served-by-web > /www/index.html && exec httpd -f -p 80 -h /www',
+  );
   assert.equal(web.code, 0, web.stderr);
   const script = [
     'cat /etc/resolv.conf',
@@ -60,12 +75,16 @@ test('busybox wget, nslookup and ping reach a container by name on a host with s
   ].join('; ');
   // The server may still be booting: try the client again until wget gets the page (or 60 s have passed).
   let text = '';
-  await waitFor(async () => {
-    const r = await boson('run', '--rm', '--network', 'names', 'busybox', 'sh', '-c', script);
-    text = out(r) + r.stderr;
-    return /wget=0/.test(text);
-  }, 60_000, 'wget to get the page').catch(() => undefined);
-  assert.match(text, /^search corp\.example lab\.example$/m, 'the containers got the host\'s search domains');
+  await waitFor(
+    async () => {
+      const r = await boson('run', '--rm', '--network', 'names', 'busybox', 'sh', '-c', script);
+      text = out(r) + r.stderr;
+      return /wget=0/.test(text);
+    },
+    60_000,
+    'wget to get the page',
+  ).catch(() => undefined);
+  assert.match(text, /^search corp\.example lab\.example$/m, "the containers got the host's search domains");
   assert.match(text, /served-by-web\nwget=0/, text);
   const webAddress = (JSON.parse(out(await boson('inspect', 'web')))[0] as { endpoint: { address: string } }).endpoint.address;
   assert.match(text, /Name:\s+web(\.corp\.example)?\nAddress:\s+\d+\.\d+\.\d+\.\d+/, text);

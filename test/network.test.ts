@@ -24,7 +24,9 @@ import { PACKAGE_ROOT } from '../src/common/index.ts';
 import { openHostStore, openImageStore } from '../src/main/index.ts';
 import { qemuPidsUsing, useTestHost, waitFor } from './helpers.ts';
 
-const prefix = `bn${Math.floor(Math.random() * 0xffff).toString(16).padStart(4, '0')}`;
+const prefix = `bn${Math.floor(Math.random() * 0xffff)
+  .toString(16)
+  .padStart(4, '0')}`;
 const ns = `${prefix}ns`;
 const vethHost = `${prefix}v0`;
 const vethPeer = `${prefix}v1`;
@@ -40,7 +42,8 @@ function sh(cmd: string, args: string[]): string {
     throw new Error(`${cmd} ${args.join(' ')} failed: ${(err as { stderr?: Buffer }).stderr?.toString() ?? ''}`, { cause: err });
   }
 }
-const ourLinks = (): string[] => (JSON.parse(sh('ip', ['-j', 'link', 'show'])) as Array<{ ifname: string }>).map((l) => l.ifname).filter((n) => n.startsWith(prefix));
+const ourLinks = (): string[] =>
+  (JSON.parse(sh('ip', ['-j', 'link', 'show'])) as Array<{ ifname: string }>).map((l) => l.ifname).filter((n) => n.startsWith(prefix));
 const nftTable = (): string => {
   try {
     return sh('nft', ['list', 'table', 'ip', prefix]);
@@ -68,8 +71,18 @@ async function boot(nic: NicSpec, script: string): Promise<Guest> {
   let session!: ControlChannel;
   try {
     const { vm } = await bootWithWatchdog(
-      { kernel: bundle.kernelPath, initramfs: bundle.initramfsPath, acpi: bundle.acpi, memoryMiB: 192, cpus: 1, nics: [nic],
-        disks: [{ serial: 'boson-root', path: rootDisk.path, readOnly: true }, { serial: 'boson-scratch', fd: scratch.fd, readOnly: false }] },
+      {
+        kernel: bundle.kernelPath,
+        initramfs: bundle.initramfsPath,
+        acpi: bundle.acpi,
+        memoryMiB: 192,
+        cpus: 1,
+        nics: [nic],
+        disks: [
+          { serial: 'boson-root', path: rootDisk.path, readOnly: true },
+          { serial: 'boson-scratch', fd: scratch.fd, readOnly: false },
+        ],
+      },
       (booting) => {
         session = new ControlChannel(booting.channel);
         return session.waitForHello();
@@ -86,13 +99,23 @@ async function boot(nic: NicSpec, script: string): Promise<Guest> {
       session.onClose(() => reject(new Error('the guest ended without an exit status')));
     });
     done.catch(() => undefined);
-    session.send(FrameType.SPEC, encodeSpec({ argv: ['/bin/sh', '-c', script], env: ['PATH=/bin:/sbin:/usr/bin:/usr/sbin'], rootDisk: 'boson-root', rootFstype: rootDisk.fstype, scratchDisk: 'boson-scratch' }));
+    session.send(
+      FrameType.SPEC,
+      encodeSpec({
+        argv: ['/bin/sh', '-c', script],
+        env: ['PATH=/bin:/sbin:/usr/bin:/usr/sbin'],
+        rootDisk: 'boson-root',
+        rootFstype: rootDisk.fstype,
+        scratchDisk: 'boson-scratch',
+      }),
+    );
     return {
       vm,
       output: () => out,
-      until: (marker, timeoutMs = 30_000) => waitFor(() => out.includes(marker), timeoutMs, `"${marker}" from the guest; output so far:\n${out}`).catch((err: Error) => {
-        throw new Error(`${err.message}\n${out}`);
-      }),
+      until: (marker, timeoutMs = 30_000) =>
+        waitFor(() => out.includes(marker), timeoutMs, `"${marker}" from the guest; output so far:\n${out}`).catch((err: Error) => {
+          throw new Error(`${err.message}\n${out}`);
+        }),
       done,
     };
   } finally {
@@ -124,7 +147,12 @@ const cid = (n: number): string => `${prefix}${n.toString(16).padStart(4, '0')}`
 
 before(async () => {
   netDir = await mkdtemp(path.join(os.tmpdir(), 'boson-net-'));
-  net = new NetworkManager(openHostStore(netDir), { stateDir: netDir, prefix, defaultSubnet: '10.241.0.0/24', subnetPool: '10.241.16.0/20' });
+  net = new NetworkManager(openHostStore(netDir), {
+    stateDir: netDir,
+    prefix,
+    defaultSubnet: '10.241.0.0/24',
+    subnetPool: '10.241.16.0/20',
+  });
   await net.init();
   rootless = new NetworkManager(openHostStore(path.join(netDir, 'rootless')), { stateDir: path.join(netDir, 'rootless'), rootless: true });
   await rootless.init();
@@ -158,7 +186,13 @@ const host = useTestHost();
 test('published ports, isolation between networks, DNS by container name, from real micro-VMs', async () => {
   const front = await net.create('front');
   const back = await net.create('back');
-  const web = await net.connect({ containerId: cid(1), containerName: 'web', aliases: ['www'], network: 'front', ports: [{ hostIp: '0.0.0.0', hostPort: 0, containerPort: 80, protocol: 'tcp' }] });
+  const web = await net.connect({
+    containerId: cid(1),
+    containerName: 'web',
+    aliases: ['www'],
+    network: 'front',
+    ports: [{ hostIp: '0.0.0.0', hostPort: 0, containerPort: 80, protocol: 'tcp' }],
+  });
   const hostPort = web.ports[0]!.hostPort;
   const webVm = await boot(web.nic, httpd(web, 'hello-from-web'));
   await webVm.until('READY');
@@ -175,27 +209,36 @@ test('published ports, isolation between networks, DNS by container name, from r
   sh('ip', ['-n', ns, 'addr', 'add', '10.241.99.2/30', 'dev', vethPeer]);
   sh('ip', ['-n', ns, 'link', 'set', vethPeer, 'up']);
   const fetchScript = `fetch(process.argv[1], { signal: AbortSignal.timeout(5000) }).then((r) => r.text()).then((t) => process.stdout.write(t))`;
-  assert.equal(sh('ip', ['netns', 'exec', ns, process.execPath, '-e', fetchScript, `http://10.241.99.1:${hostPort}/`]).trim(), 'hello-from-web');
+  assert.equal(
+    sh('ip', ['netns', 'exec', ns, process.execPath, '-e', fetchScript, `http://10.241.99.1:${hostPort}/`]).trim(),
+    'hello-from-web',
+  );
 
   // Same network: resolved by name (and alias) through the DNS server on the gateway, and reachable.
   // Other network: the container's address is unreachable, while its own network and published ports work.
   const c1 = await net.connect({ containerId: cid(2), containerName: 'client1', aliases: [], network: 'front', ports: [] });
   const c2 = await net.connect({ containerId: cid(3), containerName: 'client2', aliases: [], network: 'back', ports: [] });
-  const c1Vm = await boot(c1.nic, [
-    ifup(c1),
-    `nslookup web ${c1.gateway}`,
-    `nslookup www ${c1.gateway}`,
-    'timeout 5 wget -q -O - http://web/ && echo NAME-OK',
-    `timeout 5 wget -q -O - http://${web.address}/ && echo SAME-NET-OK`,
-    'echo C1-DONE',
-  ].join('; '));
-  const c2Vm = await boot(c2.nic, [
-    ifup(c2),
-    `nslookup web ${c2.gateway} || echo NO-NAME`,
-    `timeout 3 wget -q -O - http://${web.address}/ || echo ISOLATED`,
-    `timeout 5 wget -q -O - http://${c2.gateway}:${hostPort}/ && echo PUBLISHED-OK`,
-    'echo C2-DONE',
-  ].join('; '));
+  const c1Vm = await boot(
+    c1.nic,
+    [
+      ifup(c1),
+      `nslookup web ${c1.gateway}`,
+      `nslookup www ${c1.gateway}`,
+      'timeout 5 wget -q -O - http://web/ && echo NAME-OK',
+      `timeout 5 wget -q -O - http://${web.address}/ && echo SAME-NET-OK`,
+      'echo C1-DONE',
+    ].join('; '),
+  );
+  const c2Vm = await boot(
+    c2.nic,
+    [
+      ifup(c2),
+      `nslookup web ${c2.gateway} || echo NO-NAME`,
+      `timeout 3 wget -q -O - http://${web.address}/ || echo ISOLATED`,
+      `timeout 5 wget -q -O - http://${c2.gateway}:${hostPort}/ && echo PUBLISHED-OK`,
+      'echo C2-DONE',
+    ].join('; '),
+  );
   await Promise.all([c1Vm.until('C1-DONE', 40_000), c2Vm.until('C2-DONE', 40_000)]);
   const o1 = c1Vm.output();
   assert.match(o1, new RegExp(`Address:?\\s+(1: )?${web.address.replace(/\./g, '\\.')}`), o1);
@@ -213,11 +256,20 @@ test('published ports, isolation between networks, DNS by container name, from r
   assert.doesNotMatch(nftTable(), /dnat to/);
   await net.remove(front.id);
   await net.remove(back.name);
-  assert.deepEqual(ourLinks().filter((l) => l !== `${prefix}0` && !l.startsWith(`${prefix}v`) && l !== ns), []);
+  assert.deepEqual(
+    ourLinks().filter((l) => l !== `${prefix}0` && !l.startsWith(`${prefix}v`) && l !== ns),
+    [],
+  );
 });
 
 test('rootless: a user-mode NIC with port forwards reaches an HTTP server in the guest', async () => {
-  const e = await rootless.connect({ containerId: cid(9), containerName: 'solo', aliases: [], network: 'bridge', ports: [{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 80, protocol: 'tcp' }] });
+  const e = await rootless.connect({
+    containerId: cid(9),
+    containerName: 'solo',
+    aliases: [],
+    network: 'bridge',
+    ports: [{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 80, protocol: 'tcp' }],
+  });
   assert.equal(e.nic.kind, 'user');
   const g = await boot(e.nic, httpd(e, 'hello-rootless'));
   await g.until('READY');

@@ -25,7 +25,11 @@ async function modes(dir: string): Promise<Array<{ file: string; mode: number; i
 }
 
 test('state is private: 0700 directories and 0600 files; the run directory and sockets let the group in', async () => {
-  const r = await runBoson(host(), ['run', '-d', '--name', 'secretive', '-e', 'API_TOKEN=s3cr3t', 'busybox', 'sh', '-c', 'echo a log line; sleep 600'], { timeoutMs: 90_000 });
+  const r = await runBoson(
+    host(),
+    ['run', '-d', '--name', 'secretive', '-e', 'API_TOKEN=s3cr3t', 'busybox', 'sh', '-c', 'echo a log line; sleep 600'],
+    { timeoutMs: 90_000 },
+  );
   assert.equal(r.code, 0, r.stderr);
   try {
     const { stateDir } = host();
@@ -35,10 +39,21 @@ test('state is private: 0700 directories and 0600 files; the run directory and s
     for (const sock of ['boson.sock', 'docker.sock']) assert.equal((await stat(path.join(runDir, sock))).mode & 0o777, 0o660, sock);
     const all = (await modes(stateDir)).filter((m) => !m.file.startsWith(runDir));
     const open = all.filter((m) => (m.isDir ? m.mode !== 0o700 : m.mode & 0o077));
-    assert.deepEqual(open.map((m) => `${m.file} ${m.mode.toString(8)}`), [], 'nothing in the state directory is readable by others');
+    assert.deepEqual(
+      open.map((m) => `${m.file} ${m.mode.toString(8)}`),
+      [],
+      'nothing in the state directory is readable by others',
+    );
     // The files the finding named are there and private.
-    for (const name of ['machine.db', 'container.log', 'scratch.ext4']) assert.ok(all.some((m) => path.basename(m.file) === name), `${name} was checked`);
-    assert.ok(all.some((m) => m.file.includes(`${path.sep}blobs${path.sep}`)), 'image blobs were checked');
+    for (const name of ['machine.db', 'container.log', 'scratch.ext4'])
+      assert.ok(
+        all.some((m) => path.basename(m.file) === name),
+        `${name} was checked`,
+      );
+    assert.ok(
+      all.some((m) => m.file.includes(`${path.sep}blobs${path.sep}`)),
+      'image blobs were checked',
+    );
   } finally {
     await runBoson(host(), ['rm', '-f', 'secretive']);
   }

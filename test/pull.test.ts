@@ -13,7 +13,16 @@ import { makeTar, writeOciLayout } from '../src/image/oci-writer.ts';
 import { snapshot } from '../src/image/test-support.ts';
 import { openHostStore } from '../src/main/index.ts';
 import { runBoson, useTestHost } from './helpers.ts';
-import { busyboxLayerTar, freePort, pushLayout, startRegistry, testConfig, writeIndexLayout, type TestRegistry, type TokenServer } from './registry-fixture.ts';
+import {
+  busyboxLayerTar,
+  freePort,
+  pushLayout,
+  startRegistry,
+  testConfig,
+  writeIndexLayout,
+  type TestRegistry,
+  type TokenServer,
+} from './registry-fixture.ts';
 
 describe('boson pull from real registries', () => {
   const host = useTestHost();
@@ -40,28 +49,35 @@ describe('boson pull from real registries', () => {
     };
     // 1. several layers: whiteout, opaque directory, a device node (kept deliberately), a hard link
     const multi = await layout('multi');
-    await writeOciLayout(multi, [{
-      config: testConfig({ Env: ['PATH=/bin', 'FROM_IMAGE=multi'] }),
-      refName: 'v1',
-      layers: [
-        { tar: bb },
-        { tar: await makeTar([
-          { name: 'data/', type: 'directory' },
-          { name: 'data/gone.txt', content: 'gone\n' },
-          { name: 'data/kept.txt', content: 'kept\n' },
-          { name: 'data/opq/', type: 'directory' },
-          { name: 'data/opq/old.txt', content: 'old\n' },
-          { name: 'etc/boson-null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
-        ]) },
-        { tar: await makeTar([
-          { name: 'data/.wh.gone.txt' },
-          { name: 'data/opq/', type: 'directory' },
-          { name: 'data/opq/.wh..wh..opq' },
-          { name: 'data/opq/new.txt', content: 'new\n' },
-          { name: 'data/link.txt', type: 'link', linkname: 'data/kept.txt' },
-        ]), compression: 'none' },
-      ],
-    }]);
+    await writeOciLayout(multi, [
+      {
+        config: testConfig({ Env: ['PATH=/bin', 'FROM_IMAGE=multi'] }),
+        refName: 'v1',
+        layers: [
+          { tar: bb },
+          {
+            tar: await makeTar([
+              { name: 'data/', type: 'directory' },
+              { name: 'data/gone.txt', content: 'gone\n' },
+              { name: 'data/kept.txt', content: 'kept\n' },
+              { name: 'data/opq/', type: 'directory' },
+              { name: 'data/opq/old.txt', content: 'old\n' },
+              { name: 'etc/boson-null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
+            ]),
+          },
+          {
+            tar: await makeTar([
+              { name: 'data/.wh.gone.txt' },
+              { name: 'data/opq/', type: 'directory' },
+              { name: 'data/opq/.wh..wh..opq' },
+              { name: 'data/opq/new.txt', content: 'new\n' },
+              { name: 'data/link.txt', type: 'link', linkname: 'data/kept.txt' },
+            ]),
+            compression: 'none',
+          },
+        ],
+      },
+    ]);
     // 2. a multi-platform index (the arm64 entry carries the same amd64 busybox: only its label differs)
     const index = await layout('index');
     const platformImage = async (arch: string) => ({
@@ -72,20 +88,39 @@ describe('boson pull from real registries', () => {
     await writeIndexLayout(index, 'v1', [await platformImage('amd64'), await platformImage('arm64'), await platformImage('ppc64le')]);
     // 3. a zstd layer
     const zstd = await layout('zstd');
-    await writeOciLayout(zstd, [{ config: testConfig(), refName: 'v1', layers: [{ tar: bb }, { tar: await makeTar([{ name: 'zstd.txt', content: 'zstd layer\n' }]), compression: 'zstd' }] }]);
+    await writeOciLayout(zstd, [
+      {
+        config: testConfig(),
+        refName: 'v1',
+        layers: [{ tar: bb }, { tar: await makeTar([{ name: 'zstd.txt', content: 'zstd layer\n' }]), compression: 'zstd' }],
+      },
+    ]);
     // 4. Docker schema2 (converted by skopeo --format v2s2)
     const docker = await layout('docker');
-    await writeOciLayout(docker, [{ config: testConfig(), refName: 'v1', layers: [{ tar: bb }, { tar: await makeTar([{ name: 'docker.txt', content: 'schema2\n' }]) }] }]);
+    await writeOciLayout(docker, [
+      {
+        config: testConfig(),
+        refName: 'v1',
+        layers: [{ tar: bb }, { tar: await makeTar([{ name: 'docker.txt', content: 'schema2\n' }]) }],
+      },
+    ]);
     // 5. a non-root user
     const user = await layout('user');
-    await writeOciLayout(user, [{
-      config: testConfig({ User: '1000:1000', WorkingDir: '/home/app' }),
-      refName: 'v1',
-      layers: [{ tar: bb }, { tar: await makeTar([
-        { name: 'home/app/', type: 'directory', uid: 1000, gid: 1000, mode: 0o750 },
-        { name: 'home/app/mine.txt', content: 'mine\n', uid: 1000, gid: 1000, mode: 0o600 },
-      ]) }],
-    }]);
+    await writeOciLayout(user, [
+      {
+        config: testConfig({ User: '1000:1000', WorkingDir: '/home/app' }),
+        refName: 'v1',
+        layers: [
+          { tar: bb },
+          {
+            tar: await makeTar([
+              { name: 'home/app/', type: 'directory', uid: 1000, gid: 1000, mode: 0o750 },
+              { name: 'home/app/mine.txt', content: 'mine\n', uid: 1000, gid: 1000, mode: 0o600 },
+            ]),
+          },
+        ],
+      },
+    ]);
     // 6. file capabilities: a copy of busybox named cat (busybox picks the applet from argv[0]) with
     // cap_dac_read_search, cap_setuid and cap_net_bind_service (0x484: a byte >= 0x80 in the value), and a file only
     // root may read
@@ -93,15 +128,27 @@ describe('boson pull from real registries', () => {
     const capValue = Buffer.alloc(20);
     capValue.writeUInt32LE(0x02000001, 0); // VFS_CAP_REVISION_2 | effective
     capValue.writeUInt32LE((1 << 2) | (1 << 7) | (1 << 10), 4);
-    await writeOciLayout(caps, [{
-      config: testConfig(),
-      refName: 'v1',
-      layers: [{ tar: bb }, { tar: await makeTar([
-        { name: 'caps/', type: 'directory', pax: { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } },
-        { name: 'caps/cat', content: await fs.readFile('/bin/busybox'), mode: 0o755, pax: { 'SCHILY.xattr.security.capability': capValue, 'SCHILY.xattr.user.note': 'hello' } },
-        { name: 'caps/secret', content: 'only root\n', mode: 0o600 },
-      ]) }],
-    }]);
+    await writeOciLayout(caps, [
+      {
+        config: testConfig(),
+        refName: 'v1',
+        layers: [
+          { tar: bb },
+          {
+            tar: await makeTar([
+              { name: 'caps/', type: 'directory', pax: { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } },
+              {
+                name: 'caps/cat',
+                content: await fs.readFile('/bin/busybox'),
+                mode: 0o755,
+                pax: { 'SCHILY.xattr.security.capability': capValue, 'SCHILY.xattr.user.note': 'hello' },
+              },
+              { name: 'caps/secret', content: 'only root\n', mode: 0o600 },
+            ]),
+          },
+        ],
+      },
+    ]);
     await Promise.all([
       pushLayout(caps, 'v1', `${plain.host}/test/caps:v1`),
       pushLayout(multi, 'v1', `${plain.host}/test/multi:v1`),
@@ -123,8 +170,18 @@ describe('boson pull from real registries', () => {
 
   test('run pulls a multi-layer image on first use; whiteouts, opaque dirs, links and device nodes are right in the guest', async () => {
     const ref = `${plain.host}/test/multi:v1`;
-    const r = await runBoson(host(), ['run', '--rm', ref, 'sh', '-c',
-      'ls /data | tr "\\n" " "; echo; ls /data/opq; cat /data/link.txt; test -c /etc/boson-null && echo chardev; echo $FROM_IMAGE'], { timeoutMs: 120_000 });
+    const r = await runBoson(
+      host(),
+      [
+        'run',
+        '--rm',
+        ref,
+        'sh',
+        '-c',
+        'ls /data | tr "\\n" " "; echo; ls /data/opq; cat /data/link.txt; test -c /etc/boson-null && echo chardev; echo $FROM_IMAGE',
+      ],
+      { timeoutMs: 120_000 },
+    );
     ok(r, 'run');
     assert.equal(r.stdout.toString(), 'kept.txt link.txt opq \nnew.txt\nkept\nchardev\nmulti\n');
     const again = await runBoson(host(), ['pull', ref]);
@@ -133,14 +190,30 @@ describe('boson pull from real registries', () => {
     assert.equal(again.stdout.toString(), `${ref}\n`);
   });
 
-  test('file capabilities from a layer\'s xattrs work in the guest for a non-root user', async () => {
+  test("file capabilities from a layer's xattrs work in the guest for a non-root user", async () => {
     const ref = `${plain.host}/test/caps:v1`;
-    const warning = /^Warning: layer 2\/2 sha256:[0-9a-f]+: extended attribute trusted\.overlay\.opaque: skipped overlayfs metadata .*\(e\.g\. \/caps\)$/m;
+    const warning =
+      /^Warning: layer 2\/2 sha256:[0-9a-f]+: extended attribute trusted\.overlay\.opaque: skipped overlayfs metadata .*\(e\.g\. \/caps\)$/m;
     // run pulls on first use, and shows the pull's warnings too.
-    const r = await runBoson(host(), ['run', '--rm', '-u', '1000', ref, 'sh', '-c',
-      'grep -E "^Cap(Prm|Eff)" /proc/self/status; /caps/cat /proc/self/status | grep -E "^Cap(Prm|Eff)"; /caps/cat /caps/secret; cat /caps/secret 2>/dev/null || echo denied'], { timeoutMs: 120_000 });
+    const r = await runBoson(
+      host(),
+      [
+        'run',
+        '--rm',
+        '-u',
+        '1000',
+        ref,
+        'sh',
+        '-c',
+        'grep -E "^Cap(Prm|Eff)" /proc/self/status; /caps/cat /proc/self/status | grep -E "^Cap(Prm|Eff)"; /caps/cat /caps/secret; cat /caps/secret 2>/dev/null || echo denied',
+      ],
+      { timeoutMs: 120_000 },
+    );
     ok(r, 'run');
-    assert.equal(r.stdout.toString(), 'CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapPrm:\t0000000000000484\nCapEff:\t0000000000000484\nonly root\ndenied\n');
+    assert.equal(
+      r.stdout.toString(),
+      'CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapPrm:\t0000000000000484\nCapEff:\t0000000000000484\nonly root\ndenied\n',
+    );
     assert.match(r.stderr, warning);
     // pull shows them as well, once the image and its disk are gone.
     ok(await runBoson(host(), ['rmi', ref]), 'rmi');
@@ -154,7 +227,11 @@ describe('boson pull from real registries', () => {
     const ref = `${plain.host}/test/index:v1`;
     const j = await runBoson(host(), ['pull', '--json', ref]);
     ok(j, 'pull --json');
-    const events = j.stdout.toString().trim().split('\n').map((l) => JSON.parse(l) as { status: string; digest?: string; image?: { architecture: string } });
+    const events = j.stdout
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { status: string; digest?: string; image?: { architecture: string } });
     const last = events.at(-1)!;
     assert.equal(last.image?.architecture, 'amd64');
     assert.ok(events.some((e) => e.status === 'Download complete'));
@@ -184,7 +261,14 @@ describe('boson pull from real registries', () => {
     const inspect = await runBoson(host(), ['image', 'inspect', `${plain.host}/test/docker:v1`]);
     const [rec] = JSON.parse(inspect.stdout.toString()) as { layers: { mediaType: string }[] }[];
     assert.ok(rec!.layers.every((l) => l.mediaType === 'application/vnd.docker.image.rootfs.diff.tar.gzip'));
-    const u = await runBoson(host(), ['run', '--rm', `${plain.host}/test/user:v1`, 'sh', '-c', 'id -u; id -g; pwd; cat mine.txt; stat -c %u:%a /home/app']);
+    const u = await runBoson(host(), [
+      'run',
+      '--rm',
+      `${plain.host}/test/user:v1`,
+      'sh',
+      '-c',
+      'id -u; id -g; pwd; cat mine.txt; stat -c %u:%a /home/app',
+    ]);
     ok(u, 'user');
     assert.equal(u.stdout.toString(), '1000\n1000\n/home/app\nmine\n1000:750\n');
   });
@@ -198,7 +282,10 @@ describe('boson pull from real registries', () => {
     const wrong = await runBoson(host(), ['login', '-u', 'alice', '--password-stdin', basic.host], { input: 'nope\n', env: cfgEnv() });
     assert.equal(wrong.code, 77, wrong.stderr);
     assert.deepEqual(await snapshot(host().stateDir), before);
-    const login = await runBoson(host(), ['login', '-u', 'alice', '--password-stdin', basic.host], { input: 'wonder land\n', env: cfgEnv() });
+    const login = await runBoson(host(), ['login', '-u', 'alice', '--password-stdin', basic.host], {
+      input: 'wonder land\n',
+      env: cfgEnv(),
+    });
     ok(login, 'login');
     assert.doesNotMatch(login.stdout.toString() + login.stderr, /wonder/);
     assert.equal((await fs.stat(path.join(configDir, 'auth.json'))).mode & 0o777, 0o600);
@@ -214,7 +301,10 @@ describe('boson pull from real registries', () => {
     assert.equal(anon.code, 77, anon.stderr);
     const dockerDir = path.join(work, 'docker');
     await fs.mkdir(dockerDir, { recursive: true });
-    await fs.writeFile(path.join(dockerDir, 'config.json'), JSON.stringify({ auths: { [token.host]: { auth: Buffer.from('bob:s3cret').toString('base64') } } }));
+    await fs.writeFile(
+      path.join(dockerDir, 'config.json'),
+      JSON.stringify({ auths: { [token.host]: { auth: Buffer.from('bob:s3cret').toString('base64') } } }),
+    );
     const r = await runBoson(host(), ['run', '--rm', ref, 'id', '-u'], { env: { ...cfgEnv(), DOCKER_CONFIG: dockerDir } });
     ok(r, 'run');
     assert.equal(r.stdout.toString(), '1000\n');
@@ -254,9 +344,12 @@ describe('boson pull from real registries', () => {
     const prune = await runBoson(host(), ['image', 'prune', '--json']);
     ok(prune, 'prune');
     const blobs = await fs.readdir(path.join(host().stateDir, 'images', 'blobs', 'sha256'));
-    const images = openHostStore(host().stateDir).list<{ id: string; manifestDigest: string; indexDigest?: string; layers: { digest: string }[] }>('image').map((r) => r.value);
+    const images = openHostStore(host().stateDir)
+      .list<{ id: string; manifestDigest: string; indexDigest?: string; layers: { digest: string }[] }>('image')
+      .map((r) => r.value);
     const wanted = new Set<string>();
-    for (const i of images) [i.id, i.manifestDigest, i.indexDigest, ...i.layers.map((l) => l.digest)].forEach((d) => d && wanted.add(d.slice(7)));
+    for (const i of images)
+      [i.id, i.manifestDigest, i.indexDigest, ...i.layers.map((l) => l.digest)].forEach((d) => d && wanted.add(d.slice(7)));
     assert.deepEqual(blobs.sort(), [...wanted].sort(), 'only referenced blobs are left');
   });
 });

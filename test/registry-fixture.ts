@@ -68,10 +68,31 @@ async function waitHttp(url: string, child: ChildProcess, log: () => string): Pr
   throw new Error(`docker-registry did not answer at ${url}: ${log()}`);
 }
 
-async function startTokenServer(dir: string, service: string, issuer: string, user: string, password: string, ttl: number): Promise<{ server: TokenServer; cert: string }> {
+async function startTokenServer(
+  dir: string,
+  service: string,
+  issuer: string,
+  user: string,
+  password: string,
+  ttl: number,
+): Promise<{ server: TokenServer; cert: string }> {
   const key = path.join(dir, 'token-key.pem');
   const cert = path.join(dir, 'token-cert.pem');
-  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=boson-test-token']);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=boson-test-token',
+  ]);
   const privateKey = createPrivateKey(await fs.readFile(key));
   const x5c = [new X509Certificate(await fs.readFile(cert)).raw.toString('base64')];
   const requests: TokenServer['requests'] = [];
@@ -103,7 +124,9 @@ async function startTokenServer(dir: string, service: string, issuer: string, us
         .setExpirationTime(now + ttl)
         .setJti(randomUUID())
         .sign(privateKey);
-      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ token, access_token: token, expires_in: ttl, issued_at: new Date().toISOString() }));
+      res
+        .writeHead(200, { 'Content-Type': 'application/json' })
+        .end(JSON.stringify({ token, access_token: token, expires_in: ttl, issued_at: new Date().toISOString() }));
     })().catch((err: Error) => res.writeHead(500).end(err.message));
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -113,7 +136,11 @@ async function startTokenServer(dir: string, service: string, issuer: string, us
     server: {
       realm,
       requests,
-      stop: () => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()); }),
+      stop: () =>
+        new Promise<void>((r) => {
+          srv.closeAllConnections();
+          srv.close(() => r());
+        }),
     },
   };
 }
@@ -143,7 +170,14 @@ async function startRegistryOnce(auth: RegistryAuth): Promise<TestRegistry & { t
       await fs.writeFile(path.join(dir, 'htpasswd'), stdout);
       authYaml = `auth:\n  htpasswd:\n    realm: boson-test\n    path: ${dir}/htpasswd\n`;
     } else if (auth.kind === 'token') {
-      const t = await startTokenServer(dir, 'boson-test-registry', 'boson-test-issuer', auth.user, auth.password, auth.tokenTtlSeconds ?? 300);
+      const t = await startTokenServer(
+        dir,
+        'boson-test-registry',
+        'boson-test-issuer',
+        auth.user,
+        auth.password,
+        auth.tokenTtlSeconds ?? 300,
+      );
       token = t.server;
       authYaml = `auth:\n  token:\n    realm: ${t.server.realm}\n    service: boson-test-registry\n    issuer: boson-test-issuer\n    rootcertbundle: ${t.cert}\n`;
     }
@@ -189,7 +223,12 @@ ${authYaml}`;
 }
 
 /** Pushes the OCI layout `layoutDir` (entry `refName`) to docker://<dest> with skopeo. */
-export async function pushLayout(layoutDir: string, refName: string, dest: string, opts: { format?: 'v2s2' | 'oci'; all?: boolean; creds?: string } = {}): Promise<void> {
+export async function pushLayout(
+  layoutDir: string,
+  refName: string,
+  dest: string,
+  opts: { format?: 'v2s2' | 'oci'; all?: boolean; creds?: string } = {},
+): Promise<void> {
   const args = ['copy', '--quiet', '--dest-tls-verify=false'];
   if (opts.format) args.push('--format', opts.format);
   if (opts.all) args.push('--all');
@@ -229,14 +268,23 @@ export function testConfig(extra: Record<string, unknown> = {}, arch = 'amd64'):
 export async function writeIndexLayout(dir: string, refName: string, images: LayoutImage[]): Promise<string> {
   const files = buildOciLayout(images);
   const inner = JSON.parse(files.indexJson.toString('utf8')) as { manifests: unknown[] };
-  const indexBlob = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: inner.manifests }));
+  const indexBlob = Buffer.from(
+    JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: inner.manifests }),
+  );
   const indexDigest = sha256Digest(indexBlob);
   files.blobs.set(indexDigest, indexBlob);
   files.indexJson = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', digest: indexDigest, size: indexBlob.length, annotations: { 'org.opencontainers.image.ref.name': refName } }],
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          digest: indexDigest,
+          size: indexBlob.length,
+          annotations: { 'org.opencontainers.image.ref.name': refName },
+        },
+      ],
     }),
   );
   await saveOciLayout(files, dir);

@@ -47,7 +47,10 @@ let userCreated = false;
 async function dropSubIds(file: string): Promise<void> {
   const text = await fs.readFile(file, 'utf8').catch(() => null);
   if (text === null) return;
-  const kept = text.split('\n').filter((l) => !l.startsWith(`${user}:`)).join('\n');
+  const kept = text
+    .split('\n')
+    .filter((l) => !l.startsWith(`${user}:`))
+    .join('\n');
   if (kept !== text) await fs.writeFile(file, kept);
 }
 
@@ -66,7 +69,13 @@ async function userPids(): Promise<number[]> {
 /** The environment of the user's commands: nothing of root's but PATH. */
 function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
-    PATH: process.env.PATH, HOME: home, USER: user, LOGNAME: user, BOSON_STATE_DIR: stateDir, BOSON_RUN_DIR: runDir, BOSON_QUIET: '1',
+    PATH: process.env.PATH,
+    HOME: home,
+    USER: user,
+    LOGNAME: user,
+    BOSON_STATE_DIR: stateDir,
+    BOSON_RUN_DIR: runDir,
+    BOSON_QUIET: '1',
     ...(process.env.BOSON_NO_BUNDLE ? { BOSON_NO_BUNDLE: '1' } : {}),
     ...extra,
   };
@@ -74,7 +83,11 @@ function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 
 /** Starts `bin/boson args` as the user (setpriv: real and effective ids, the user's groups, nothing else). */
 function spawnAsUser(args: string[], env: NodeJS.ProcessEnv = userEnv()): ChildProcess {
-  return spawn('setpriv', ['--reuid', String(uid), '--regid', String(gid), '--init-groups', '--', BOSON, ...args], { env, cwd: home, stdio: ['pipe', 'pipe', 'pipe'] });
+  return spawn('setpriv', ['--reuid', String(uid), '--regid', String(gid), '--init-groups', '--', BOSON, ...args], {
+    env,
+    cwd: home,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
 }
 
 function boson(args: string[], env?: NodeJS.ProcessEnv): Promise<BosonResult> {
@@ -171,7 +184,12 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
       { name: 'srv/pipe', type: 'fifo', uid: 33, gid: 33, mode: 0o600 },
       // File capabilities set inside the user namespace are stored as v3 (namespaced) ones, which mkfs, run in the
       // namespace too, reads back as plain v2; trusted.* is refused there (EPERM): a warning, not a failure.
-      { name: 'srv/cat', content: await fs.readFile('/bin/busybox'), mode: 0o755, pax: { 'SCHILY.xattr.security.capability': capV2((1 << 7) | (1 << 10)), 'SCHILY.xattr.trusted.boson': 'x' } },
+      {
+        name: 'srv/cat',
+        content: await fs.readFile('/bin/busybox'),
+        mode: 0o755,
+        pax: { 'SCHILY.xattr.security.capability': capV2((1 << 7) | (1 << 10)), 'SCHILY.xattr.trusted.boson': 'x' },
+      },
     ]);
     const device = await makeTar([{ name: 'srv/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 }]);
     const layout = path.join(base, 'layout');
@@ -194,12 +212,24 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
     if (!IS_ROOT) return;
     const left = stateDir ? await qemuPidsUsing(stateDir) : [];
     await cleanUp();
-    assert.equal(await fs.access(base).then(() => true, () => false), false, 'the temp dir is gone');
+    assert.equal(
+      await fs.access(base).then(
+        () => true,
+        () => false,
+      ),
+      false,
+      'the temp dir is gone',
+    );
     assert.deepEqual(left, [], 'the suite removed every container it ran');
   });
 
   test('boson info shows rootless mode and XDG directories; nothing is missing', async () => {
-    const r = await boson(['info', '--json'], { ...userEnv(), BOSON_STATE_DIR: undefined, BOSON_RUN_DIR: undefined, XDG_RUNTIME_DIR: path.join(home, 'xdg-run') });
+    const r = await boson(['info', '--json'], {
+      ...userEnv(),
+      BOSON_STATE_DIR: undefined,
+      BOSON_RUN_DIR: undefined,
+      XDG_RUNTIME_DIR: path.join(home, 'xdg-run'),
+    });
     assert.equal(r.code, 0, r.stderr + out(r));
     const info = JSON.parse(out(r));
     assert.equal(info.mode, 'rootless');
@@ -212,16 +242,26 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
   test('pull from a registry: the root disk keeps the image owners (built in a user namespace)', async () => {
     const pulled = await boson(['pull', '-q', `${registry!.host}/rl/owners:1`]);
     assert.equal(pulled.code, 0, pulled.stderr);
-    const r = await boson(['run', '--rm', `${registry!.host}/rl/owners:1`, 'sh', '-c', 'ls -lnd /srv /srv/data.txt /srv/tool /srv/nobody /srv/pipe | awk "{print \\$1, \\$3, \\$4, \\$NF}"']);
+    const r = await boson([
+      'run',
+      '--rm',
+      `${registry!.host}/rl/owners:1`,
+      'sh',
+      '-c',
+      'ls -lnd /srv /srv/data.txt /srv/tool /srv/nobody /srv/pipe | awk "{print \\$1, \\$3, \\$4, \\$NF}"',
+    ]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(out(r), [
-      'drwxr-x--- 1000 1000 /srv',
-      '-rw-r----- 1000 1000 /srv/data.txt',
-      'drwxr-xr-x 65534 65534 /srv/nobody',
-      'prw------- 33 33 /srv/pipe',
-      '-rwsr-xr-x 1234 5678 /srv/tool',
-      '',
-    ].join('\n'));
+    assert.equal(
+      out(r),
+      [
+        'drwxr-x--- 1000 1000 /srv',
+        '-rw-r----- 1000 1000 /srv/data.txt',
+        'drwxr-xr-x 65534 65534 /srv/nobody',
+        'prw------- 33 33 /srv/pipe',
+        '-rwsr-xr-x 1234 5678 /srv/tool',
+        '',
+      ].join('\n'),
+    );
     const caps = await boson(['run', '--rm', '-u', '1000', `${registry!.host}/rl/owners:1`, '/srv/cat', '/proc/self/status']);
     assert.equal(caps.code, 0, caps.stderr);
     assert.match(out(caps), /^CapEff:\t0000000000000480$/m, 'the file capability works in the guest');
@@ -238,7 +278,22 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
     assert.equal((await boson(['image', 'import', BUSYBOX_LAYOUT])).code, 0);
     const port = await freePort();
     const httpd = 'mkdir -p /www && echo "hello from $(hostname)" > /www/index.html && echo serving && exec httpd -f -p 80 -h /www';
-    const started = await boson(['run', '-d', '--name', 'web', '--hostname', 'rlhost', '-p', `127.0.0.1:${port}:80`, '-v', 'rlvol:/data', 'busybox', 'sh', '-c', httpd]);
+    const started = await boson([
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '--hostname',
+      'rlhost',
+      '-p',
+      `127.0.0.1:${port}:80`,
+      '-v',
+      'rlvol:/data',
+      'busybox',
+      'sh',
+      '-c',
+      httpd,
+    ]);
     assert.equal(started.code, 0, started.stderr);
     let body = '';
     await waitFor(async () => (body = await get(port, '/')) !== '', 30_000, 'the published port');
@@ -249,7 +304,13 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
     const status = await fs.readFile(`/proc/${qemu[0]}/status`, 'utf8');
     assert.match(status, new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s`, 'm'), 'QEMU runs as the user');
 
-    const ex = await boson(['exec', 'web', 'sh', '-c', 'id -u; ip -4 addr show eth0 | grep -o "inet [0-9./]*"; echo kept > /data/f && cat /data/f']);
+    const ex = await boson([
+      'exec',
+      'web',
+      'sh',
+      '-c',
+      'id -u; ip -4 addr show eth0 | grep -o "inet [0-9./]*"; echo kept > /data/f && cat /data/f',
+    ]);
     assert.equal(ex.code, 0, ex.stderr);
     assert.equal(out(ex), '0\ninet 10.0.2.15/24\nkept\n', 'the guest has QEMU user networking and a volume');
     assert.equal(out(await boson(['logs', 'web'])), 'serving\n');
@@ -263,7 +324,13 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
     const bind = await boson(['run', '-d', '-v', `${home}:/h`, 'busybox', 'true']);
     assert.equal(bind.code, 95, bind.stderr);
     assert.match(bind.stderr, /bind mounts/);
-    assert.equal(out(await boson(['ps', '-aq'])).trim().split('\n').length, 1, 'refused containers were not created');
+    assert.equal(
+      out(await boson(['ps', '-aq']))
+        .trim()
+        .split('\n').length,
+      1,
+      'refused containers were not created',
+    );
 
     assert.equal((await boson(['stop', '-t', '2', 'web'])).code, 0);
     assert.equal(await get(port, '/'), '', 'the port is released with the VM');

@@ -15,7 +15,7 @@ const testHost = useTestHost();
 const text = (b: Buffer): string => b.toString('utf8');
 
 describe('boson run', () => {
-  test('prints a command\'s output from inside the micro-VM', async () => {
+  test("prints a command's output from inside the micro-VM", async () => {
     const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'echo', 'hello']);
     assert.equal(r.stderr, '');
     assert.equal(text(r.stdout), 'hello\n');
@@ -23,27 +23,40 @@ describe('boson run', () => {
   });
 
   test('memory the guest frees goes back to the host (4 KiB guest RAM, free page reporting)', async () => {
-    const script = 'mkdir /t && mount -t tmpfs tmpfs /t && dd if=/dev/zero of=/t/x bs=1M count=160 2>/dev/null && echo filled && sleep 3 && rm /t/x && echo freed && sleep 60';
+    const script =
+      'mkdir /t && mount -t tmpfs tmpfs /t && dd if=/dev/zero of=/t/x bs=1M count=160 2>/dev/null && echo filled && sleep 3 && rm /t/x && echo freed && sleep 60';
     const { child, result } = await startUntil(testHost(), ['run', '--rm', '-m', '384m', 'busybox', 'sh', '-c', script], 'filled', 60_000);
     try {
       const [pid] = await qemuPidsUsing(testHost().stateDir);
       assert.ok(pid, 'the micro-VM runs');
       // Guest RAM is the only shared memory QEMU has.
-      const guestRamKb = async (): Promise<number> => Number(/^RssShmem:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
+      const guestRamKb = async (): Promise<number> =>
+        Number(/^RssShmem:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
       const filled = await guestRamKb();
       assert.ok(filled > 160 * 1024, `the 160 MiB the guest wrote are resident on the host (${filled} KiB)`);
       const smaps = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
       assert.equal(Number(/^AnonHugePages:\s+(\d+)/m.exec(smaps)?.[1]) <= 32 * 1024, true, 'no huge pages beyond the translation cache');
       let now = filled;
-      await waitFor(async () => (now = await guestRamKb()) < filled - 120 * 1024, 20_000, `guest RAM to shrink after the free (still ${now} KiB of ${filled})`);
+      await waitFor(
+        async () => (now = await guestRamKb()) < filled - 120 * 1024,
+        20_000,
+        `guest RAM to shrink after the free (still ${now} KiB of ${filled})`,
+      );
     } finally {
       child.kill('SIGKILL');
       await result;
     }
   });
 
-  test('runs under the guest kernel, not the host\'s', async () => {
-    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'uname -r; cat /proc/cmdline; grep -c "^Seccomp:" /proc/self/status']);
+  test("runs under the guest kernel, not the host's", async () => {
+    const r = await runBoson(testHost(), [
+      'run',
+      '--rm',
+      'busybox',
+      'sh',
+      '-c',
+      'uname -r; cat /proc/cmdline; grep -c "^Seccomp:" /proc/self/status',
+    ]);
     const [release, cmdline, seccomp] = text(r.stdout).split('\n');
     assert.equal(r.code, 0);
     assert.notEqual(release, os.release(), 'guest kernel differs from the host kernel');
@@ -78,10 +91,30 @@ describe('boson run', () => {
     const envFile = path.join(dir, 'env');
     await writeFile(envFile, '# comment\nFROM_FILE=file value\nFROM_HOST\n');
     try {
-      const r = await runBoson(testHost(), [
-        'run', '--rm', '-e', 'A=1', '-e', 'B=two words', '--env-file', envFile, '-w', '/made/by/init', '-u', 'nobody',
-        '--hostname', 'box1', 'busybox', 'sh', '-c', 'echo "$A|$B|$FROM_FILE|$FROM_HOST|$(pwd)|$(id -u):$(id -g)|$(hostname)|$HOSTNAME"',
-      ], { env: { FROM_HOST: 'copied' } });
+      const r = await runBoson(
+        testHost(),
+        [
+          'run',
+          '--rm',
+          '-e',
+          'A=1',
+          '-e',
+          'B=two words',
+          '--env-file',
+          envFile,
+          '-w',
+          '/made/by/init',
+          '-u',
+          'nobody',
+          '--hostname',
+          'box1',
+          'busybox',
+          'sh',
+          '-c',
+          'echo "$A|$B|$FROM_FILE|$FROM_HOST|$(pwd)|$(id -u):$(id -g)|$(hostname)|$HOSTNAME"',
+        ],
+        { env: { FROM_HOST: 'copied' } },
+      );
       assert.equal(r.code, 0, r.stderr);
       assert.equal(text(r.stdout), '1|two words|file value|copied|/made/by/init|65534:65534|box1|box1\n');
       const numeric = await runBoson(testHost(), ['run', '--rm', '-u', '1234:5678', 'busybox', 'sh', '-c', 'echo $(id -u):$(id -g)']);
@@ -93,13 +126,13 @@ describe('boson run', () => {
     }
   });
 
-  test('the image\'s default command and environment apply', async () => {
+  test("the image's default command and environment apply", async () => {
     const r = await runBoson(testHost(), ['run', '--rm', '-i', 'busybox'], { input: 'echo "$PATH"; echo $((6*7))\n' });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(text(r.stdout), '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n42\n');
   });
 
-  test('the container sees neither the host\'s processes nor its files', async () => {
+  test("the container sees neither the host's processes nor its files", async () => {
     const marker = path.join('/tmp', `boson-host-marker-${process.pid}`);
     await writeFile(marker, 'secret');
     try {
@@ -117,7 +150,14 @@ describe('boson run', () => {
   });
 
   test('writes go to the writable layer; the container can write anywhere in its root', async () => {
-    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'echo data > /etc/new && cat /etc/new && rm /bin/ls && ls 2>&1; mount | grep " / "']);
+    const r = await runBoson(testHost(), [
+      'run',
+      '--rm',
+      'busybox',
+      'sh',
+      '-c',
+      'echo data > /etc/new && cat /etc/new && rm /bin/ls && ls 2>&1; mount | grep " / "',
+    ]);
     const out = text(r.stdout);
     assert.match(out, /^data\n/);
     assert.match(out, /overlay/);
@@ -129,23 +169,37 @@ describe('boson run', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-wh-'));
     try {
       const base = await makeTar([
-        { name: 'data/', type: 'directory' }, { name: 'data/keep', content: 'keep' }, { name: 'data/gone', content: 'gone' },
-        { name: 'opaque/', type: 'directory' }, { name: 'opaque/old', content: 'old' },
+        { name: 'data/', type: 'directory' },
+        { name: 'data/keep', content: 'keep' },
+        { name: 'data/gone', content: 'gone' },
+        { name: 'opaque/', type: 'directory' },
+        { name: 'opaque/old', content: 'old' },
       ]);
       const top = await makeTar([
-        { name: 'data/.wh.gone' }, { name: 'opaque/', type: 'directory' }, { name: 'opaque/.wh..wh..opq' }, { name: 'opaque/new', content: 'new' },
+        { name: 'data/.wh.gone' },
+        { name: 'opaque/', type: 'directory' },
+        { name: 'opaque/.wh..wh..opq' },
+        { name: 'opaque/new', content: 'new' },
       ]);
       // Reuse busybox's own layer as the base of the test image.
       const { readFile } = await import('node:fs/promises');
       const { gunzipSync } = await import('node:zlib');
-      const index = JSON.parse(await readFile(path.join('build/images/busybox-oci/index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
-      const manifest = JSON.parse(await readFile(path.join('build/images/busybox-oci/blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
-      const busyboxTar = gunzipSync(await readFile(path.join('build/images/busybox-oci/blobs/sha256', manifest.layers[0]!.digest.slice(7))));
-      await writeOciLayout(dir, [{
-        refName: 'whiteouts',
-        config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'], Env: ['PATH=/bin'] } },
-        layers: [{ tar: busyboxTar }, { tar: base }, { tar: top }],
-      }]);
+      const index = JSON.parse(await readFile(path.join('build/images/busybox-oci/index.json'), 'utf8')) as {
+        manifests: Array<{ digest: string }>;
+      };
+      const manifest = JSON.parse(
+        await readFile(path.join('build/images/busybox-oci/blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8'),
+      ) as { layers: Array<{ digest: string }> };
+      const busyboxTar = gunzipSync(
+        await readFile(path.join('build/images/busybox-oci/blobs/sha256', manifest.layers[0]!.digest.slice(7))),
+      );
+      await writeOciLayout(dir, [
+        {
+          refName: 'whiteouts',
+          config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'], Env: ['PATH=/bin'] } },
+          layers: [{ tar: busyboxTar }, { tar: base }, { tar: top }],
+        },
+      ]);
       const imp = await runBoson(testHost(), ['image', 'import', '--tag', 'localhost/whiteouts:test', dir]);
       assert.equal(imp.code, 0, imp.stderr);
       const r = await runBoson(testHost(), ['run', '--rm', 'localhost/whiteouts:test', 'sh', '-c', 'ls /data /opaque']);
@@ -155,27 +209,49 @@ describe('boson run', () => {
     }
   });
 
-  test('an image\'s Entrypoint, Cmd, Env, WorkingDir and User are honoured, and flags override them', async () => {
+  test("an image's Entrypoint, Cmd, Env, WorkingDir and User are honoured, and flags override them", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-cfg-'));
     try {
       const { readFile } = await import('node:fs/promises');
       const { gunzipSync } = await import('node:zlib');
       const layout = 'build/images/busybox-oci';
       const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
-      const manifest = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
+      const manifest = JSON.parse(await readFile(path.join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8')) as {
+        layers: Array<{ digest: string }>;
+      };
       const busyboxTar = gunzipSync(await readFile(path.join(layout, 'blobs/sha256', manifest.layers[0]!.digest.slice(7))));
-      await writeOciLayout(dir, [{
-        config: {
-          architecture: 'amd64', os: 'linux',
-          config: { Entrypoint: ['/bin/sh', '-c'], Cmd: ['echo "$(pwd) $(id -un) $GREETING"'], Env: ['PATH=/bin', 'GREETING=hi'], WorkingDir: '/srv', User: 'nobody' },
+      await writeOciLayout(dir, [
+        {
+          config: {
+            architecture: 'amd64',
+            os: 'linux',
+            config: {
+              Entrypoint: ['/bin/sh', '-c'],
+              Cmd: ['echo "$(pwd) $(id -un) $GREETING"'],
+              Env: ['PATH=/bin', 'GREETING=hi'],
+              WorkingDir: '/srv',
+              User: 'nobody',
+            },
+          },
+          layers: [{ tar: busyboxTar }],
         },
-        layers: [{ tar: busyboxTar }],
-      }]);
+      ]);
       const imp = await runBoson(testHost(), ['image', 'import', '--tag', 'localhost/configured:1', dir]);
       assert.equal(imp.code, 0, imp.stderr);
       const plain = await runBoson(testHost(), ['run', '--rm', 'localhost/configured:1']);
       assert.equal(text(plain.stdout), '/srv nobody hi\n', plain.stderr);
-      const overridden = await runBoson(testHost(), ['run', '--rm', '-u', 'root', '-w', '/tmp', '-e', 'GREETING=yo', 'localhost/configured:1', 'echo "$(pwd) $(id -un) $GREETING"']);
+      const overridden = await runBoson(testHost(), [
+        'run',
+        '--rm',
+        '-u',
+        'root',
+        '-w',
+        '/tmp',
+        '-e',
+        'GREETING=yo',
+        'localhost/configured:1',
+        'echo "$(pwd) $(id -un) $GREETING"',
+      ]);
       assert.equal(text(overridden.stdout), '/tmp root yo\n', overridden.stderr);
     } finally {
       await rm(dir, { recursive: true, force: true });

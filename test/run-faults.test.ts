@@ -38,17 +38,21 @@ describe('faults', () => {
   test('a bad memory size', () => expectFault(['run', '--rm', '-m', '1k', 'busybox', 'true'], 64, /too small/));
   test('a bad disk size', () => expectFault(['run', '--rm', '--disk-size', 'huge', 'busybox', 'true'], 64, /invalid disk size/));
   test('a bad --cpus', () => expectFault(['run', '--rm', '--cpus', '99', 'busybox', 'true'], 64, /--cpus/));
-  test('QEMU missing', () => expectFault(['run', '--rm', 'busybox', 'true'], 69, /QEMU not found/, { BOSON_QEMU: '/nonexistent/qemu-system-x86_64' }));
+  test('QEMU missing', () =>
+    expectFault(['run', '--rm', 'busybox', 'true'], 69, /QEMU not found/, { BOSON_QEMU: '/nonexistent/qemu-system-x86_64' }));
   test('boson-init not built', () => expectFault(['run', '--rm', 'busybox', 'true'], 72, /boson-init/, { BOSON_GUEST_DIR: scratch }));
   test('a guest kernel that is not a kernel', async () => {
     const fake = path.join(scratch, 'vmlinuz-fake');
     await writeFile(fake, 'not a kernel');
     await expectFault(['run', '--rm', 'busybox', 'true'], 72, /kernel modules not found|guest kernel/, { BOSON_GUEST_KERNEL: fake });
   });
-  test('QEMU exiting before the guest boots reports QEMU\'s own message', async () => {
+  test("QEMU exiting before the guest boots reports QEMU's own message", async () => {
     const fake = path.join(scratch, 'vmlinuz-crash');
     await writeFile(fake, 'not a kernel either');
-    await expectFault(['run', '--rm', 'busybox', 'true'], 74, /exited before booting: .*qemu/i, { BOSON_GUEST_KERNEL: fake, BOSON_GUEST_MODULES: `/lib/modules/${os.release().includes('cloud') ? os.release() : (await readdir('/lib/modules')).find((d) => d.endsWith('cloud-amd64'))}` });
+    await expectFault(['run', '--rm', 'busybox', 'true'], 74, /exited before booting: .*qemu/i, {
+      BOSON_GUEST_KERNEL: fake,
+      BOSON_GUEST_MODULES: `/lib/modules/${os.release().includes('cloud') ? os.release() : (await readdir('/lib/modules')).find((d) => d.endsWith('cloud-amd64'))}`,
+    });
   });
   test('a guest that never boots: watchdog, retries, then a clear error', async () => {
     const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'true'], { env: { BOSON_BOOT_TIMEOUT_MS: '300' } });
@@ -66,7 +70,13 @@ describe('faults', () => {
 
   test('a corrupt layer is refused on import and the store is unchanged', async () => {
     const dir = path.join(scratch, 'corrupt');
-    const [img] = await writeOciLayout(dir, [{ refName: 'localhost/corrupt:1', config: { architecture: 'amd64', os: 'linux' }, layers: [{ tar: await makeTar([{ name: 'f', content: 'x'.repeat(1000) }]) }] }]);
+    const [img] = await writeOciLayout(dir, [
+      {
+        refName: 'localhost/corrupt:1',
+        config: { architecture: 'amd64', os: 'linux' },
+        layers: [{ tar: await makeTar([{ name: 'f', content: 'x'.repeat(1000) }]) }],
+      },
+    ]);
     const blob = path.join(dir, 'blobs', 'sha256', img!.layerDigests[0]!.slice(7));
     const bytes = await readFile(blob);
     bytes.writeUInt8(bytes.readUInt8(bytes.length - 10) ^ 0xff, bytes.length - 10);
@@ -80,11 +90,20 @@ describe('faults', () => {
   test('a layer entry escaping the root is refused and nothing is written outside', async () => {
     const dir = path.join(scratch, 'escape');
     const target = `boson-escape-${process.pid}`;
-    await writeOciLayout(dir, [{
-      refName: 'localhost/escape:1',
-      config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['true'] } },
-      layers: [{ tar: await makeTar([{ name: 'evil', type: 'symlink', linkname: '../../../../../../../../tmp' }, { name: `evil/${target}`, content: 'pwned' }]) }],
-    }]);
+    await writeOciLayout(dir, [
+      {
+        refName: 'localhost/escape:1',
+        config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['true'] } },
+        layers: [
+          {
+            tar: await makeTar([
+              { name: 'evil', type: 'symlink', linkname: '../../../../../../../../tmp' },
+              { name: `evil/${target}`, content: 'pwned' },
+            ]),
+          },
+        ],
+      },
+    ]);
     const imp = await runBoson(testHost(), ['image', 'import', dir]);
     assert.equal(imp.code, 0, imp.stderr);
     await expectFault(['run', '--rm', 'localhost/escape:1'], 65, /escape|outside|unsafe/i);
@@ -92,7 +111,20 @@ describe('faults', () => {
   });
 
   test('--memory, --cpus and --disk-size size the micro-VM', async () => {
-    const r = await runBoson(testHost(), ['run', '--rm', '--memory', '512m', '--cpus', '2', '--disk-size', '200m', 'busybox', 'sh', '-c', "nproc; grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2; df -m / | tail -1 | tr -s ' ' | cut -d' ' -f2"]);
+    const r = await runBoson(testHost(), [
+      'run',
+      '--rm',
+      '--memory',
+      '512m',
+      '--cpus',
+      '2',
+      '--disk-size',
+      '200m',
+      'busybox',
+      'sh',
+      '-c',
+      "nproc; grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2; df -m / | tail -1 | tr -s ' ' | cut -d' ' -f2",
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const [cpus, memKb, rootMb] = r.stdout.toString().trim().split('\n').map(Number);
     assert.ok(rootMb! > 150 && rootMb! <= 200, `the writable root is the 200m disk (df says ${rootMb} MB)`);

@@ -22,18 +22,25 @@ describe('boson run streams', () => {
     assert.equal(r.stderr, 'done\n');
   });
 
-  test('without -i the container\'s stdin is empty', async () => {
+  test("without -i the container's stdin is empty", async () => {
     const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'cat; echo eof'], { input: 'ignored\n' });
     assert.equal(r.stdout.toString(), 'eof\n');
   });
 
   test('10 MiB on stdout and 10 MiB on stderr arrive separately with no byte lost', async () => {
-    const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'head -c 10485760 /dev/zero & yes err | head -c 10485760 >&2; wait'], { timeoutMs: 120_000 });
+    const r = await runBoson(
+      testHost(),
+      ['run', '--rm', 'busybox', 'sh', '-c', 'head -c 10485760 /dev/zero & yes err | head -c 10485760 >&2; wait'],
+      { timeoutMs: 120_000 },
+    );
     assert.equal(r.code, 0);
     assert.equal(r.stdout.length, 10 * 1024 * 1024);
-    assert.ok(r.stdout.every((b) => b === 0), 'stdout holds only stdout\'s bytes');
+    assert.ok(
+      r.stdout.every((b) => b === 0),
+      "stdout holds only stdout's bytes",
+    );
     assert.equal(r.stderr.length, 10 * 1024 * 1024);
-    assert.equal(r.stderr.replaceAll('err\n', '').length, 0, 'stderr holds only stderr\'s bytes');
+    assert.equal(r.stderr.replaceAll('err\n', '').length, 0, "stderr holds only stderr's bytes");
   });
 
   test('-t gives the process a real pty in the guest', async () => {
@@ -44,7 +51,10 @@ describe('boson run streams', () => {
 
   test('-it works from a terminal: an interactive shell with its exit status', async () => {
     // script(1) gives boson a real terminal, as a user's would be.
-    const child = spawn('script', ['-qec', `${BOSON} run --rm -it busybox sh`, '/dev/null'], { env: { ...testHost().env, TERM: 'dumb' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-qec', `${BOSON} run --rm -it busybox sh`, '/dev/null'], {
+      env: { ...testHost().env, TERM: 'dumb' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     await waitFor(() => out.includes('#'), 60_000, 'the shell prompt');
@@ -55,7 +65,11 @@ describe('boson run streams', () => {
   });
 
   test('Ctrl-C reaches the container as SIGINT; a second one stops the VM', async () => {
-    const trap = await startUntil(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'trap "echo got-sigint; exit 42" INT; echo ready; while :; do sleep 0.1; done'], 'ready');
+    const trap = await startUntil(
+      testHost(),
+      ['run', '--rm', 'busybox', 'sh', '-c', 'trap "echo got-sigint; exit 42" INT; echo ready; while :; do sleep 0.1; done'],
+      'ready',
+    );
     trap.child.kill('SIGINT');
     const r1 = await trap.result;
     assert.equal(r1.stdout.toString(), 'ready\ngot-sigint\n');
@@ -63,7 +77,11 @@ describe('boson run streams', () => {
 
     // It shrugs SIGINT off but says so: the second Ctrl-C is sent only once the first has reached it (two sent
     // back to back could merge into one signal, and a fixed pause assumed a fast guest).
-    const stubborn = await startUntil(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'trap "echo shrugged" INT; echo ready; while :; do sleep 0.1; done'], 'ready');
+    const stubborn = await startUntil(
+      testHost(),
+      ['run', '--rm', 'busybox', 'sh', '-c', 'trap "echo shrugged" INT; echo ready; while :; do sleep 0.1; done'],
+      'ready',
+    );
     let said = '';
     stubborn.child.stdout!.on('data', (d: Buffer) => (said += d.toString()));
     stubborn.child.kill('SIGINT');

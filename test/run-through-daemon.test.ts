@@ -17,13 +17,21 @@ const { host } = useDaemonHost();
 
 /** The stock docker CLI against this host's Docker socket. */
 async function docker(...args: string[]): Promise<string> {
-  const { stdout } = await run(DEBIAN_DOCKER_PATH, args, { env: { ...process.env, DOCKER_HOST: `unix://${path.join(host().stateDir, 'run', 'docker.sock')}` }, timeout: 60_000 });
+  const { stdout } = await run(DEBIAN_DOCKER_PATH, args, {
+    env: { ...process.env, DOCKER_HOST: `unix://${path.join(host().stateDir, 'run', 'docker.sock')}` },
+    timeout: 60_000,
+  });
   return stdout.trim();
 }
 
 describe('boson run through the daemon', () => {
   test('docker logs, exec, stop and kill act on a foreground run, which exits with the container status', async () => {
-    const fg = await startUntil(host(), ['run', '--name', 'fg', 'busybox', 'sh', '-c', 'echo ready; trap "echo got-term; exit 7" TERM; while :; do sleep 1; done'], 'ready', 60_000);
+    const fg = await startUntil(
+      host(),
+      ['run', '--name', 'fg', 'busybox', 'sh', '-c', 'echo ready; trap "echo got-term; exit 7" TERM; while :; do sleep 1; done'],
+      'ready',
+      60_000,
+    );
     // The daemon owns it: one QEMU for it among the daemon's, and docker sees it running.
     assert.equal((await qemuPidsUsing(host().stateDir)).length, 1);
     assert.match(await docker('ps', '--format', '{{.Names}} {{.Status}}'), /^fg Up /m);
@@ -42,12 +50,19 @@ describe('boson run through the daemon', () => {
     const killed = await fg2.result;
     assert.equal(killed.code, 137, killed.stderr);
     // --rm: the container went with its run, and so did its micro-VM.
-    await waitFor(async () => (await docker('ps', '-a', '--format', '{{.Names}}')).split('\n').every((n) => n !== 'fg2'), 10_000, 'fg2 to be removed');
+    await waitFor(
+      async () => (await docker('ps', '-a', '--format', '{{.Names}}')).split('\n').every((n) => n !== 'fg2'),
+      10_000,
+      'fg2 to be removed',
+    );
     assert.equal((await qemuPidsUsing(host().stateDir)).length, 0);
   });
 
   test('output, stdin, exit codes and start errors come through the one request', async () => {
-    const r = await runBoson(host(), ['run', '--rm', '-i', 'busybox', 'sh', '-c', 'cat; echo err >&2; uname -r; exit 5'], { input: 'piped in\n', timeoutMs: 60_000 });
+    const r = await runBoson(host(), ['run', '--rm', '-i', 'busybox', 'sh', '-c', 'cat; echo err >&2; uname -r; exit 5'], {
+      input: 'piped in\n',
+      timeoutMs: 60_000,
+    });
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stdout.toString(), /^piped in\n.*boson.*\n$/);
     assert.equal(r.stderr, 'err\n');

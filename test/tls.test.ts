@@ -32,8 +32,11 @@ after(async () => {
 });
 
 const files = (): { ca: string; cert: string; key: string; serverCert: string; serverKey: string } => ({
-  ca: path.join(tlsDir, 'ca.pem'), cert: path.join(tlsDir, 'cert.pem'), key: path.join(tlsDir, 'key.pem'),
-  serverCert: path.join(tlsDir, 'server-cert.pem'), serverKey: path.join(tlsDir, 'server-key.pem'),
+  ca: path.join(tlsDir, 'ca.pem'),
+  cert: path.join(tlsDir, 'cert.pem'),
+  key: path.join(tlsDir, 'key.pem'),
+  serverCert: path.join(tlsDir, 'server-cert.pem'),
+  serverKey: path.join(tlsDir, 'server-key.pem'),
 });
 
 describe('TCP endpoints', () => {
@@ -44,7 +47,17 @@ describe('TCP endpoints', () => {
     await refused({ address: '0.0.0.0:2375', tlsVerify: false, insecure: true }, /own this host.*--tlsverify/);
     await refused({ address: '192.0.2.1:2375', tlsVerify: false, insecure: true }, /--tlsverify/);
     await refused({ address: '127.0.0.1:2375', tlsVerify: false, insecure: false }, /--insecure-tcp/);
-    await refused({ address: '127.0.0.1:2376', tlsVerify: true, insecure: false, tlsCaCert: '/nonexistent/ca.pem', tlsCert: files().serverCert, tlsKey: files().serverKey }, /cannot read/);
+    await refused(
+      {
+        address: '127.0.0.1:2376',
+        tlsVerify: true,
+        insecure: false,
+        tlsCaCert: '/nonexistent/ca.pem',
+        tlsCert: files().serverCert,
+        tlsKey: files().serverKey,
+      },
+      /cannot read/,
+    );
     await refused({ address: 'nonsense', tlsVerify: true, insecure: false }, /host:port/);
     const ok = await resolveTcpEndpoint({ address: '127.0.0.1:2375', tlsVerify: false, insecure: true }, '--tcp');
     assert.equal(ok.tls, null);
@@ -52,20 +65,43 @@ describe('TCP endpoints', () => {
 
   test('TLS with a client certificate; the subject is the principal; browser, Host and body-type checks', async () => {
     const f = files();
-    const endpoint = await resolveTcpEndpoint({ address: `127.0.0.1:${await freePort()}`, tlsVerify: true, insecure: false, tlsCaCert: f.ca, tlsCert: f.serverCert, tlsKey: f.serverKey }, '--tcp');
+    const endpoint = await resolveTcpEndpoint(
+      {
+        address: `127.0.0.1:${await freePort()}`,
+        tlsVerify: true,
+        insecure: false,
+        tlsCaCert: f.ca,
+        tlsCert: f.serverCert,
+        tlsKey: f.serverKey,
+      },
+      '--tcp',
+    );
     // The API behind it: echoes the principal it was given.
     const target = http.createServer((req, res) => res.end(JSON.stringify({ principal: req.headers[PRINCIPAL_HEADER] ?? null })));
     const server: net.Server = await serveTcpEndpoint(endpoint, target);
     const [ca, cert, key] = await Promise.all([readFile(f.ca), readFile(f.cert), readFile(f.key)]);
-    const request = (headers: Record<string, string>, body?: string, withCert = true): Promise<{ status: number; body: string }> => new Promise((resolve, reject) => {
-      const req = https.request({ host: '127.0.0.1', servername: 'localhost', port: endpoint.port, method: body === undefined ? 'GET' : 'POST', path: '/v1/containers', ca, ...(withCert ? { cert, key } : {}), headers }, (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => (text += d.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    const request = (headers: Record<string, string>, body?: string, withCert = true): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = https.request(
+          {
+            host: '127.0.0.1',
+            servername: 'localhost',
+            port: endpoint.port,
+            method: body === undefined ? 'GET' : 'POST',
+            path: '/v1/containers',
+            ca,
+            ...(withCert ? { cert, key } : {}),
+            headers,
+          },
+          (res) => {
+            let text = '';
+            res.on('data', (d: Buffer) => (text += d.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
       });
-      req.on('error', reject);
-      req.end(body);
-    });
     try {
       const ok = await request({ [PRINCIPAL_HEADER]: 'CN=mallory' });
       assert.equal(ok.status, 200);
@@ -90,7 +126,11 @@ describe('the stock docker CLI over TLS', () => {
     host = await makeTestHost();
     port = await freePort();
     const f = files();
-    daemon = spawn(BOSON, ['up', '--tlsverify', '--tlscacert', f.ca, '--tlscert', f.serverCert, '--tlskey', f.serverKey, '--docker-tcp', `127.0.0.1:${port}`], { env: host.env, stdio: 'ignore' });
+    daemon = spawn(
+      BOSON,
+      ['up', '--tlsverify', '--tlscacert', f.ca, '--tlscert', f.serverCert, '--tlskey', f.serverKey, '--docker-tcp', `127.0.0.1:${port}`],
+      { env: host.env, stdio: 'ignore' },
+    );
     await waitFor(async () => (await runBoson(host, ['ps'])).code === 0, 30_000, 'the daemon to answer');
   });
   after(async () => {
@@ -112,7 +152,9 @@ describe('the stock docker CLI over TLS', () => {
     const anonymous = await mkdtemp(path.join(os.tmpdir(), 'boson-anon-'));
     try {
       await run('cp', [files().ca, path.join(anonymous, 'ca.pem')]);
-      await assert.rejects(run('curl', ['-sS', '--fail', '--cacert', path.join(anonymous, 'ca.pem'), `https://127.0.0.1:${port}/_ping`], { timeout: 30_000 }));
+      await assert.rejects(
+        run('curl', ['-sS', '--fail', '--cacert', path.join(anonymous, 'ca.pem'), `https://127.0.0.1:${port}/_ping`], { timeout: 30_000 }),
+      );
     } finally {
       await rm(anonymous, { recursive: true, force: true });
     }

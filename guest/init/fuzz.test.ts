@@ -35,9 +35,16 @@ test('the protocol parser survives libFuzzer with ASan and UBSan (bounded run fr
       maxBuffer: 64 * 1024 * 1024,
     });
     const artifacts = readdirSync(out).filter((n) => /^(crash|leak|timeout|oom|slow-unit)-/.test(n));
-    const report = `${runIt.stderr}`.split('\n').filter((l) => /ERROR|SUMMARY|invariant|runtime error|Test unit written|#\d+\s+DONE|Done \d+ runs/.test(l)).join('\n');
+    const report = `${runIt.stderr}`
+      .split('\n')
+      .filter((l) => /ERROR|SUMMARY|invariant|runtime error|Test unit written|#\d+\s+DONE|Done \d+ runs/.test(l))
+      .join('\n');
     const inputs = artifacts.map((a) => `${a}: ${readFileSync(join(out, a)).toString('hex')}`).join('\n');
-    assert.equal(runIt.status, 0, `the fuzzer found a failure (exit ${runIt.status}${runIt.signal ? `, ${runIt.signal}` : ''}):\n${report}\n${inputs}\n${runIt.stderr.slice(-4000)}`);
+    assert.equal(
+      runIt.status,
+      0,
+      `the fuzzer found a failure (exit ${runIt.status}${runIt.signal ? `, ${runIt.signal}` : ''}):\n${report}\n${inputs}\n${runIt.stderr.slice(-4000)}`,
+    );
     assert.deepEqual(artifacts, []);
     assert.match(runIt.stderr, /Done \d+ runs/, 'libFuzzer ran to its time limit');
     t.diagnostic(runIt.stderr.split('\n').find((l) => /Done \d+ runs/.test(l)) ?? '');

@@ -2,7 +2,17 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { BosonError } from '../common/index.ts';
-import { hostCpuCount, parseCpus, parseEnvFile, parseMemory, parsePortSpec, parseRestartPolicy, parseSizeMiB, parseVolumeSpec, expandEnvArgs } from '../machine/client/index.ts';
+import {
+  hostCpuCount,
+  parseCpus,
+  parseEnvFile,
+  parseMemory,
+  parsePortSpec,
+  parseRestartPolicy,
+  parseSizeMiB,
+  parseVolumeSpec,
+  expandEnvArgs,
+} from '../machine/client/index.ts';
 import type { ContainerSpec } from '../machine/port/index.ts';
 
 /** Parsed container flags. */
@@ -51,7 +61,12 @@ export function addContainerFlags(cmd: Command): Command {
     .option('-P, --publish-all', 'publish every port the image exposes, on free host ports')
     .option('--disk-size <size>', 'size of the writable layer (sparse; e.g. 20g; default 8g)')
     .option('--network <name>', 'network to join (default: the default bridge; "none" for no network)')
-    .option('-v, --volume <spec>', 'mount a volume or host directory: name:/path[:ro], /host/path:/path[:ro], /path (repeatable)', collect, [])
+    .option(
+      '-v, --volume <spec>',
+      'mount a volume or host directory: name:/path[:ro], /host/path:/path[:ro], /path (repeatable)',
+      collect,
+      [],
+    )
     .helpOption('--help', 'display help for command');
 }
 
@@ -96,8 +111,14 @@ export async function containerSpecOf(image: string, args: string[], flags: Cont
     image,
     name: flags.name,
     process: {
-      args, entrypoint: flags.entrypoint === undefined ? undefined : flags.entrypoint === '' ? [] : [flags.entrypoint], env: await envFromFlags(flags),
-      cwd: flags.workdir, user: flags.user, hostname: flags.hostname, tty: Boolean(flags.tty), stdin: Boolean(flags.interactive),
+      args,
+      entrypoint: flags.entrypoint === undefined ? undefined : flags.entrypoint === '' ? [] : [flags.entrypoint],
+      env: await envFromFlags(flags),
+      cwd: flags.workdir,
+      user: flags.user,
+      hostname: flags.hostname,
+      tty: Boolean(flags.tty),
+      stdin: Boolean(flags.interactive),
     },
     resources: {
       memoryMiB: flags.memory === undefined ? undefined : parseMemory(flags.memory),

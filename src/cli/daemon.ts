@@ -50,8 +50,18 @@ export async function removeEach(names: string[], remove: (name: string) => Prom
  * Pipes an upgraded stream to this terminal; resolves when the server closes it. Output is raw with a TTY unless
  * `framed` (a one-request exec, whose status frame goes to `onStatus`).
  */
-export async function pump(stream: Duplex, tty: boolean, stdin: boolean, framed = false, onStatus?: (s: ExecStatus) => void): Promise<void> {
-  const demux = new StreamDemuxer((d) => process.stdout.write(d), (d) => process.stderr.write(d), onStatus);
+export async function pump(
+  stream: Duplex,
+  tty: boolean,
+  stdin: boolean,
+  framed = false,
+  onStatus?: (s: ExecStatus) => void,
+): Promise<void> {
+  const demux = new StreamDemuxer(
+    (d) => process.stdout.write(d),
+    (d) => process.stderr.write(d),
+    onStatus,
+  );
   stream.on('data', (d: Buffer) => (tty && !framed ? process.stdout.write(d) : demux.push(d)));
   const raw = tty && stdin && process.stdin.isTTY;
   if (raw) process.stdin.setRawMode(true);

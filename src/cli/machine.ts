@@ -6,7 +6,13 @@
 import { bosonPaths } from '../common/index.ts';
 import { CredentialStore, remoteReference } from '../image/index.ts';
 import { MachineClient, RemoteImages, daemonSocketPath } from '../machine/client/index.ts';
-import { localContext, type ImageProgressListener, type ImagePullRequest, type MachineImages, type RequestContext } from '../machine/port/index.ts';
+import {
+  localContext,
+  type ImageProgressListener,
+  type ImagePullRequest,
+  type MachineImages,
+  type RequestContext,
+} from '../machine/port/index.ts';
 import { buildImages } from '../main/index.ts';
 
 /** Where the images are: through a daemon (`remote`), or embedded in this process. */
@@ -18,7 +24,10 @@ export interface ImageMachine {
 
 /** True when a daemon answers on `client`'s socket. */
 export async function daemonAnswers(client: MachineClient): Promise<boolean> {
-  return client.request('GET', '/healthz').then(() => true, () => false);
+  return client.request('GET', '/healthz').then(
+    () => true,
+    () => false,
+  );
 }
 
 /** The images of this host's machine (see the module comment). */

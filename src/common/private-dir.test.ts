@@ -27,6 +27,9 @@ test('a private directory is created 0700, and one that others own or can write 
     const foreign = path.join(dir, 'foreign');
     await mkdir(foreign, { mode: 0o700 });
     await chown(foreign, 65534, 65534);
-    await assert.rejects(ensurePrivateDir(foreign), (e) => isBosonError(e, 'STATE_DIR_UNWRITABLE') && /belongs to uid 65534/.test(e.message));
+    await assert.rejects(
+      ensurePrivateDir(foreign),
+      (e) => isBosonError(e, 'STATE_DIR_UNWRITABLE') && /belongs to uid 65534/.test(e.message),
+    );
   }
 });

@@ -18,6 +18,13 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
   }
   const st = await lstat(dir);
   const uid = process.geteuid?.() ?? 0;
-  const why = !st.isDirectory() ? 'is not a directory (a symlink?)' : st.uid !== uid ? `belongs to uid ${st.uid}, not ${uid}` : (st.mode & 0o022) !== 0 ? `is writable by others (mode ${(st.mode & 0o777).toString(8)})` : undefined;
-  if (why) throw new BosonError('STATE_DIR_UNWRITABLE', `refusing to use ${dir}: it ${why}; remove it or set BOSON_RUN_DIR`, { details: { dir } });
+  const why = !st.isDirectory()
+    ? 'is not a directory (a symlink?)'
+    : st.uid !== uid
+      ? `belongs to uid ${st.uid}, not ${uid}`
+      : (st.mode & 0o022) !== 0
+        ? `is writable by others (mode ${(st.mode & 0o777).toString(8)})`
+        : undefined;
+  if (why)
+    throw new BosonError('STATE_DIR_UNWRITABLE', `refusing to use ${dir}: it ${why}; remove it or set BOSON_RUN_DIR`, { details: { dir } });
 }

@@ -16,7 +16,11 @@ export interface PlannedWrite {
  * gives each write the next revision after `revision`. Throws StoreConflictError (nothing is written) when an
  * expected revision does not hold, and INVALID_ARGUMENT for a value JSON cannot carry.
  */
-export function planCommit(ops: StoreOp[], revision: number, read: (kind: string, key: string) => StoredRecord | undefined): PlannedWrite[] {
+export function planCommit(
+  ops: StoreOp[],
+  revision: number,
+  read: (kind: string, key: string) => StoredRecord | undefined,
+): PlannedWrite[] {
   const overlay = new Map<string, StoredRecord | undefined>();
   const id = (kind: string, key: string): string => `${kind}\u0000${key}`;
   const current = (kind: string, key: string): StoredRecord | undefined => {
@@ -28,7 +32,8 @@ export function planCommit(ops: StoreOp[], revision: number, read: (kind: string
     if (!op.kind || typeof op.key !== 'string') throw new BosonError('INVALID_ARGUMENT', 'a store operation needs a kind and a key');
     const have = current(op.kind, op.key);
     const actual = have?.revision ?? 0;
-    if (op.expectRevision !== undefined && op.expectRevision !== actual) throw new StoreConflictError(op.kind, op.key, op.expectRevision, actual);
+    if (op.expectRevision !== undefined && op.expectRevision !== actual)
+      throw new StoreConflictError(op.kind, op.key, op.expectRevision, actual);
     if (op.op === 'check') continue;
     if (op.op === 'delete') {
       if (!have) continue;
@@ -40,7 +45,13 @@ export function planCommit(ops: StoreOp[], revision: number, read: (kind: string
     const text = JSON.stringify(op.value);
     if (text === undefined) throw new BosonError('INVALID_ARGUMENT', `store value of ${op.kind} ${op.key} is not JSON`);
     revision += 1;
-    const record: StoredRecord = { kind: op.kind, key: op.key, value: JSON.parse(text) as unknown, revision, createRevision: have?.createRevision ?? revision };
+    const record: StoredRecord = {
+      kind: op.kind,
+      key: op.key,
+      value: JSON.parse(text) as unknown,
+      revision,
+      createRevision: have?.createRevision ?? revision,
+    };
     overlay.set(id(op.kind, op.key), record);
     writes.push({ change: { type: 'put', kind: op.kind, key: op.key, value: record.value, revision }, record });
   }
@@ -85,7 +96,11 @@ export class WatchHub {
   watch(kind: string, fromRevision: number, onChange: (change: StoreChange) => void, onEmpty: () => void): StoreWatch {
     const compacted = compactedRevision(this.source.revision());
     if (fromRevision < compacted) {
-      throw new BosonError('STORE_COMPACTED', `cannot watch ${kind} from revision ${fromRevision}: changes up to ${compacted} are compacted`, { details: { kind, fromRevision, compacted } });
+      throw new BosonError(
+        'STORE_COMPACTED',
+        `cannot watch ${kind} from revision ${fromRevision}: changes up to ${compacted} are compacted`,
+        { details: { kind, fromRevision, compacted } },
+      );
     }
     const w: Watcher = { kind, last: fromRevision, onChange, cancelled: false, scheduled: false };
     this.watchers.add(w);

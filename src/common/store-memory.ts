@@ -3,8 +3,16 @@
  * tests cannot reach the SQLite one in src/machine). It runs the same conformance suite as SQLite.
  */
 import {
-  CHANGE_LOG_SIZE, EVENT_LOG_SIZE,
-  type EventQuery, type NewStoreEvent, type StateStore, type StoreChange, type StoredEvent, type StoredRecord, type StoreOp, type StoreWatch,
+  CHANGE_LOG_SIZE,
+  EVENT_LOG_SIZE,
+  type EventQuery,
+  type NewStoreEvent,
+  type StateStore,
+  type StoreChange,
+  type StoredEvent,
+  type StoredRecord,
+  type StoreOp,
+  type StoreWatch,
 } from './store.ts';
 import { planCommit, WatchHub } from './store-core.ts';
 
@@ -73,7 +81,14 @@ export class MemoryStateStore implements StateStore {
   }
 
   appendEvent(event: NewStoreEvent): StoredEvent {
-    const stored: StoredEvent = { seq: ++this.seq, timeNano: event.timeNano ?? BigInt(Date.now()) * 1_000_000n, type: event.type, action: event.action, actorId: event.actorId, attributes: { ...event.attributes } };
+    const stored: StoredEvent = {
+      seq: ++this.seq,
+      timeNano: event.timeNano ?? BigInt(Date.now()) * 1_000_000n,
+      type: event.type,
+      action: event.action,
+      actorId: event.actorId,
+      attributes: { ...event.attributes },
+    };
     this.log.push(stored);
     if (this.log.length > EVENT_LOG_SIZE) this.log = this.log.slice(-EVENT_LOG_SIZE);
     return clone(stored);
@@ -81,7 +96,14 @@ export class MemoryStateStore implements StateStore {
 
   events(query: EventQuery = {}): StoredEvent[] {
     const after = query.afterSeq ?? 0;
-    return this.log.filter((e) => e.seq > after && (query.sinceNs === undefined || e.timeNano >= query.sinceNs) && (query.untilNs === undefined || e.timeNano <= query.untilNs)).map(clone);
+    return this.log
+      .filter(
+        (e) =>
+          e.seq > after &&
+          (query.sinceNs === undefined || e.timeNano >= query.sinceNs) &&
+          (query.untilNs === undefined || e.timeNano <= query.untilNs),
+      )
+      .map(clone);
   }
 
   close(): void {

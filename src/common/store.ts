@@ -114,9 +114,13 @@ export class StoreConflictError extends BosonError {
     readonly expected: number,
     readonly actual: number,
   ) {
-    super('STORE_CONFLICT', `${storeKind} ${key}: expected revision ${expected === 0 ? '0 (absent)' : expected}, found ${actual === 0 ? 'none' : actual}`, {
-      details: { kind: storeKind, key, expected, actual },
-    });
+    super(
+      'STORE_CONFLICT',
+      `${storeKind} ${key}: expected revision ${expected === 0 ? '0 (absent)' : expected}, found ${actual === 0 ? 'none' : actual}`,
+      {
+        details: { kind: storeKind, key, expected, actual },
+      },
+    );
   }
 }
 

@@ -67,18 +67,27 @@ export async function resolveTcpEndpoint(req: TcpEndpointRequest, flag: string):
   const { host, port } = parseHostPort(req.address, flag);
   if (req.tlsVerify) {
     const files = { ca: req.tlsCaCert, cert: req.tlsCert, key: req.tlsKey };
-    const missing = Object.entries(files).filter(([, f]) => !f).map(([k]) => `--tls${k === 'ca' ? 'cacert' : k}`);
+    const missing = Object.entries(files)
+      .filter(([, f]) => !f)
+      .map(([k]) => `--tls${k === 'ca' ? 'cacert' : k}`);
     if (missing.length > 0) throw new BosonError('INVALID_ARGUMENT', `--tlsverify needs ${missing.join(', ')} (boson tls init makes them)`);
-    const read = async (f: string): Promise<Buffer> => readFile(f).catch((cause: unknown) => {
-      throw new BosonError('INVALID_ARGUMENT', `cannot read ${f}: ${(cause as Error).message}`, { cause });
-    });
+    const read = async (f: string): Promise<Buffer> =>
+      readFile(f).catch((cause: unknown) => {
+        throw new BosonError('INVALID_ARGUMENT', `cannot read ${f}: ${(cause as Error).message}`, { cause });
+      });
     return { host, port, tls: { ca: await read(files.ca!), cert: await read(files.cert!), key: await read(files.key!) } };
   }
   if (!isLoopback(host)) {
-    throw new BosonError('INVALID_ARGUMENT', `${flag} ${req.address} without TLS would let anyone who reaches it own this host: add --tlsverify (boson tls init makes the certificates), or listen on 127.0.0.1 with --insecure-tcp`);
+    throw new BosonError(
+      'INVALID_ARGUMENT',
+      `${flag} ${req.address} without TLS would let anyone who reaches it own this host: add --tlsverify (boson tls init makes the certificates), or listen on 127.0.0.1 with --insecure-tcp`,
+    );
   }
   if (!req.insecure) {
-    throw new BosonError('INVALID_ARGUMENT', `${flag} ${req.address} without TLS: every local user could then use it as root; add --tlsverify, or --insecure-tcp to accept that`);
+    throw new BosonError(
+      'INVALID_ARGUMENT',
+      `${flag} ${req.address} without TLS: every local user could then use it as root; add --tlsverify, or --insecure-tcp to accept that`,
+    );
   }
   return { host, port, tls: null };
 }
@@ -97,7 +106,10 @@ export function refusal(req: IncomingMessage, allowed: Set<string>): { status: n
   const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (hasBody && (type === '' || SIMPLE_BODY_TYPES.includes(type))) {
-    return { status: 415, message: `a request body must be application/json (or a tar archive where the API takes one), not ${type || 'untyped'}` };
+    return {
+      status: 415,
+      message: `a request body must be application/json (or a tar archive where the API takes one), not ${type || 'untyped'}`,
+    };
   }
   return null;
 }
@@ -108,17 +120,32 @@ function principalOf(socket: net.Socket): string | undefined {
   if (typeof tls.getPeerCertificate !== 'function' || !tls.authorized) return undefined;
   const subject = tls.getPeerCertificate().subject as Record<string, string | string[]> | undefined;
   if (!subject) return undefined;
-  return Object.entries(subject).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`).join(',');
+  return Object.entries(subject)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`)
+    .join(',');
 }
 
 /**
  * Listens on a checked TCP endpoint and hands every accepted request and upgrade to `target` (the API's own
  * server, which also serves its UNIX socket). Resolves with the listening server.
  */
-export async function serveTcpEndpoint(endpoint: ResolvedTcpEndpoint, target: http.Server, log: Logger = silentLogger, extraHosts: string[] = []): Promise<net.Server> {
+export async function serveTcpEndpoint(
+  endpoint: ResolvedTcpEndpoint,
+  target: http.Server,
+  log: Logger = silentLogger,
+  extraHosts: string[] = [],
+): Promise<net.Server> {
   const allowed = allowedHosts(endpoint.host, extraHosts);
   const server = endpoint.tls
-    ? https.createServer({ ca: endpoint.tls.ca, cert: endpoint.tls.cert, key: endpoint.tls.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', allowHalfOpen: true })
+    ? https.createServer({
+        ca: endpoint.tls.ca,
+        cert: endpoint.tls.cert,
+        key: endpoint.tls.key,
+        requestCert: true,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.2',
+        allowHalfOpen: true,
+      })
     : http.createServer();
   server.maxConnections = LIMITS.maxConnections;
   server.headersTimeout = LIMITS.headersTimeoutMs;
@@ -129,7 +156,11 @@ export async function serveTcpEndpoint(endpoint: ResolvedTcpEndpoint, target: ht
     const principal = principalOf(req.socket);
     if (principal !== undefined) req.headers[PRINCIPAL_HEADER] = principal;
     const refused = refusal(req, allowed);
-    if (refused) log.warn({ method: req.method, url: req.url, host: req.headers.host, principal: principal ?? null, status: refused.status }, `refused a TCP request: ${refused.message}`);
+    if (refused)
+      log.warn(
+        { method: req.method, url: req.url, host: req.headers.host, principal: principal ?? null, status: refused.status },
+        `refused a TCP request: ${refused.message}`,
+      );
     return refused;
   };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -144,14 +175,18 @@ export async function serveTcpEndpoint(endpoint: ResolvedTcpEndpoint, target: ht
     const refused = admit(req);
     if (refused) {
       const body = JSON.stringify({ message: refused.message });
-      socket.end(`HTTP/1.1 ${refused.status} Refused\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 ${refused.status} Refused\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
       return;
     }
     target.emit('upgrade', req, socket, head);
   });
   server.on('tlsClientError', (_err, socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new BosonError('INVALID_ARGUMENT', `cannot listen on tcp://${endpoint.host}:${endpoint.port}: ${err.message}`)));
+    server.once('error', (err) =>
+      reject(new BosonError('INVALID_ARGUMENT', `cannot listen on tcp://${endpoint.host}:${endpoint.port}: ${err.message}`)),
+    );
     server.listen(endpoint.port, endpoint.host, resolve);
   });
   return server;

@@ -13,11 +13,19 @@ import { BosonError } from './errors.ts';
  * paused if it had to be read); no Content-Length means an empty body. INVALID_ARGUMENT for a malformed
  * Content-Length, one above `maxBytes` (details.tooLarge), or a connection that ends inside the body.
  */
-export function readUpgradeBody(req: IncomingMessage, socket: Duplex, head: Buffer, maxBytes: number): Promise<{ body: Buffer; rest: Buffer }> {
+export function readUpgradeBody(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  maxBytes: number,
+): Promise<{ body: Buffer; rest: Buffer }> {
   const header = req.headers['content-length'] ?? '0';
   const length = /^\d+$/.test(header) ? Number(header) : NaN;
   if (!Number.isSafeInteger(length)) return Promise.reject(new BosonError('INVALID_ARGUMENT', `invalid Content-Length: ${header}`));
-  if (length > maxBytes) return Promise.reject(new BosonError('INVALID_ARGUMENT', `request body is larger than ${maxBytes} bytes`, { details: { tooLarge: true } }));
+  if (length > maxBytes)
+    return Promise.reject(
+      new BosonError('INVALID_ARGUMENT', `request body is larger than ${maxBytes} bytes`, { details: { tooLarge: true } }),
+    );
   if (head.length >= length) return Promise.resolve({ body: head.subarray(0, length), rest: head.subarray(length) });
   return new Promise((resolve, reject) => {
     let got = head;

@@ -14,12 +14,24 @@ const NOT_FOUND = 44;
 export function goFileMode(unixMode: number): number {
   let mode = unixMode & 0o777;
   switch (unixMode & 0o170000) {
-    case 0o040000: mode += 2 ** 31; break; // ModeDir
-    case 0o120000: mode += 2 ** 27; break; // ModeSymlink
-    case 0o010000: mode += 2 ** 25; break; // ModeNamedPipe
-    case 0o140000: mode += 2 ** 24; break; // ModeSocket
-    case 0o020000: mode += 2 ** 26 + 2 ** 21; break; // ModeDevice | ModeCharDevice
-    case 0o060000: mode += 2 ** 26; break; // ModeDevice
+    case 0o040000:
+      mode += 2 ** 31;
+      break; // ModeDir
+    case 0o120000:
+      mode += 2 ** 27;
+      break; // ModeSymlink
+    case 0o010000:
+      mode += 2 ** 25;
+      break; // ModeNamedPipe
+    case 0o140000:
+      mode += 2 ** 24;
+      break; // ModeSocket
+    case 0o020000:
+      mode += 2 ** 26 + 2 ** 21;
+      break; // ModeDevice | ModeCharDevice
+    case 0o060000:
+      mode += 2 ** 26;
+      break; // ModeDevice
     default:
   }
   if (unixMode & 0o4000) mode += 2 ** 23;
@@ -32,12 +44,19 @@ function absolute(record: Container, p: string): string {
   return path.resolve(record.config.cwd || '/', p);
 }
 
-const notFound = (p: string, record: Container): DockerError => new DockerError(404, `Could not find the file ${p} in container ${record.name}`);
+const notFound = (p: string, record: Container): DockerError =>
+  new DockerError(404, `Could not find the file ${p} in container ${record.name}`);
 
 /** The base64 JSON of Docker's X-Docker-Container-Path-Stat header for a path in the container; 404 if absent. */
 export async function archiveStat(service: MachineContainers, record: Container, p: string): Promise<string> {
   const abs = absolute(record, p);
-  const r = await guestExec(service, record.id, ['sh', '-c', `stat -c '%s %f %Y' "$1" 2>/dev/null || exit ${NOT_FOUND}; readlink "$1" || true`, 'sh', abs]);
+  const r = await guestExec(service, record.id, [
+    'sh',
+    '-c',
+    `stat -c '%s %f %Y' "$1" 2>/dev/null || exit ${NOT_FOUND}; readlink "$1" || true`,
+    'sh',
+    abs,
+  ]);
   if (r.code === NOT_FOUND) throw notFound(p, record);
   if (r.code !== 0) throw new DockerError(500, `stat ${p} in the container failed (exit ${r.code}): ${r.stderr.trim()}`);
   const [first = '', link = ''] = r.stdout.toString('utf8').split('\n');
@@ -59,7 +78,9 @@ export async function archiveGet(service: MachineContainers, record: Container, 
   const dir = path.dirname(abs);
   const base = abs === '/' ? '.' : path.basename(abs);
   res.writeHead(200, { 'Content-Type': 'application/x-tar', 'X-Docker-Container-Path-Stat': stat });
-  const r = await guestExec(service, record.id, ['tar', 'cf', '-', '-C', dir, base], { onStdout: (d) => void (res.destroyed || res.write(d)) });
+  const r = await guestExec(service, record.id, ['tar', 'cf', '-', '-C', dir, base], {
+    onStdout: (d) => void (res.destroyed || res.write(d)),
+  });
   if (r.code !== 0) {
     // The tar is cut short: the client sees a truncated archive, as Docker's does on a read error.
     res.destroy();
@@ -69,10 +90,21 @@ export async function archiveGet(service: MachineContainers, record: Container, 
 }
 
 /** `PUT /containers/{id}/archive`: extracts the request's tar into the directory `p` (404 if it does not exist). */
-export async function archivePut(service: MachineContainers, record: Container, p: string, req: IncomingMessage, copyUidGid = false): Promise<void> {
+export async function archivePut(
+  service: MachineContainers,
+  record: Container,
+  p: string,
+  req: IncomingMessage,
+  copyUidGid = false,
+): Promise<void> {
   const abs = absolute(record, p);
   const tarFlags = copyUidGid ? 'xf' : 'xof';
-  const r = await guestExec(service, record.id, ['sh', '-c', `[ -d "$1" ] || exit ${NOT_FOUND}; exec tar ${tarFlags} - -C "$1"`, 'sh', abs], { stdin: req as AsyncIterable<Buffer> });
+  const r = await guestExec(
+    service,
+    record.id,
+    ['sh', '-c', `[ -d "$1" ] || exit ${NOT_FOUND}; exec tar ${tarFlags} - -C "$1"`, 'sh', abs],
+    { stdin: req as AsyncIterable<Buffer> },
+  );
   req.resume();
   if (r.code === NOT_FOUND) throw notFound(p, record);
   if (r.code !== 0) throw new DockerError(400, `extracting into ${p} failed: ${r.stderr.trim() || `tar exited ${r.code}`}`);

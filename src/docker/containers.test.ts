@@ -6,7 +6,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Value } from '@sinclair/typebox/value';
 import { ContainerSpec, type Container } from '../machine/port/index.ts';
-import { checkContainerName, containerInspect, containerSpecOf, containerSummary, endpointId, lookupOf, matchesFilters } from './containers.ts';
+import {
+  checkContainerName,
+  containerInspect,
+  containerSpecOf,
+  containerSummary,
+  endpointId,
+  lookupOf,
+  matchesFilters,
+} from './containers.ts';
 import { DockerError } from './errors.ts';
 
 type Obj = Record<string, unknown>;
@@ -399,29 +407,59 @@ test('NetworkSettings: keyed by the network name, with its id, prefix length, al
   const ns = doc.NetworkSettings as Obj & { Networks: Record<string, Obj> };
   assert.deepEqual(Object.keys(ns.Networks), ['app_default']);
   assert.deepEqual(ns.Networks.app_default, {
-    IPAMConfig: null, Links: null, Aliases: ['web'], MacAddress: '02:b0:0a:59:03:02', DriverOpts: null, NetworkID: NET_ID,
-    EndpointID: endpointId(onApp().id, NET_ID), Gateway: '10.89.3.1', IPAddress: '10.89.3.2', IPPrefixLen: 24, IPv6Gateway: '',
-    GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0, DNSNames: ['web', shortId],
+    IPAMConfig: null,
+    Links: null,
+    Aliases: ['web'],
+    MacAddress: '02:b0:0a:59:03:02',
+    DriverOpts: null,
+    NetworkID: NET_ID,
+    EndpointID: endpointId(onApp().id, NET_ID),
+    Gateway: '10.89.3.1',
+    IPAddress: '10.89.3.2',
+    IPPrefixLen: 24,
+    IPv6Gateway: '',
+    GlobalIPv6Address: '',
+    GlobalIPv6PrefixLen: 0,
+    DNSNames: ['web', shortId],
   });
   assert.equal(ns.IPPrefixLen, 24);
   assert.equal(ns.Gateway, '10.89.3.1');
   assert.equal(ns.MacAddress, '02:b0:0a:59:03:02');
   assert.equal((doc.HostConfig as Obj).NetworkMode, 'app_default');
-  const v141 = (containerInspect(onApp(), null, volumePath, nets, '1.41') as Record<string, Obj & { Networks: Record<string, Obj> }>).NetworkSettings!.Networks.app_default!;
+  const v141 = (containerInspect(onApp(), null, volumePath, nets, '1.41') as Record<string, Obj & { Networks: Record<string, Obj> }>)
+    .NetworkSettings!.Networks.app_default!;
   assert.deepEqual(v141.Aliases, [shortId, 'web']);
   assert.equal('DNSNames' in v141, false, 'no DNSNames before API 1.44');
   // On the default bridge: no aliases, no DNS names, as Docker's default bridge.
-  const bridge = (containerInspect(containerFixture(), null, volumePath, nets, '1.41') as Record<string, Obj & { Networks: Record<string, Obj> }>).NetworkSettings!.Networks;
+  const bridge = (
+    containerInspect(containerFixture(), null, volumePath, nets, '1.41') as Record<string, Obj & { Networks: Record<string, Obj> }>
+  ).NetworkSettings!.Networks;
   assert.deepEqual(Object.keys(bridge), ['bridge']);
   assert.equal(bridge.bridge!.Aliases, null);
   assert.equal(bridge.bridge!.IPPrefixLen, 16);
   // A created container shows the network it will join, with no address yet; on 'none' it shows none.
-  const created = (containerInspect(onApp({ state: 'created', endpoint: null, ipv4Address: '10.89.3.9' }), null, volumePath, nets, '1.47') as Record<string, Obj & { Networks: Record<string, Obj> }>).NetworkSettings!.Networks;
-  assert.deepEqual([created.app_default!.NetworkID, created.app_default!.IPAddress, created.app_default!.IPPrefixLen, created.app_default!.EndpointID], [NET_ID, '', 0, '']);
+  const created = (
+    containerInspect(onApp({ state: 'created', endpoint: null, ipv4Address: '10.89.3.9' }), null, volumePath, nets, '1.47') as Record<
+      string,
+      Obj & { Networks: Record<string, Obj> }
+    >
+  ).NetworkSettings!.Networks;
+  assert.deepEqual(
+    [created.app_default!.NetworkID, created.app_default!.IPAddress, created.app_default!.IPPrefixLen, created.app_default!.EndpointID],
+    [NET_ID, '', 0, ''],
+  );
   assert.deepEqual(created.app_default!.IPAMConfig, { IPv4Address: '10.89.3.9' });
-  const none = (containerInspect(onApp({ state: 'created', endpoint: null, network: 'none', aliases: undefined }), null, volumePath, nets) as Record<string, Obj>).NetworkSettings as Obj;
+  const none = (
+    containerInspect(onApp({ state: 'created', endpoint: null, network: 'none', aliases: undefined }), null, volumePath, nets) as Record<
+      string,
+      Obj
+    >
+  ).NetworkSettings as Obj;
   assert.deepEqual(none.Networks, {});
-  const summary = containerSummary(onApp(), volumePath, Date.now(), nets, '1.47') as Obj & { NetworkSettings: { Networks: Obj }; HostConfig: Obj };
+  const summary = containerSummary(onApp(), volumePath, Date.now(), nets, '1.47') as Obj & {
+    NetworkSettings: { Networks: Obj };
+    HostConfig: Obj;
+  };
   assert.deepEqual(Object.keys(summary.NetworkSettings.Networks), ['app_default']);
   assert.equal(summary.HostConfig.NetworkMode, 'app_default');
 });
@@ -434,12 +472,18 @@ test('ps filters: several labels must all match; network by name or id', () => {
   assert.equal(f([['network', ['app_default']]]), true);
   assert.equal(f([['network', [NET_ID]]]), true);
   assert.equal(f([['network', ['bridge']]]), false);
-  assert.equal(f([['network', ['app_default']]], onApp({ state: 'created', endpoint: null })), true, 'a created container by the network it will join');
+  assert.equal(
+    f([['network', ['app_default']]], onApp({ state: 'created', endpoint: null })),
+    true,
+    'a created container by the network it will join',
+  );
   assert.equal(f([['network', ['app_default']]], onApp({ state: 'created', endpoint: null, network: 'none' })), false);
 });
 
 test('create: EndpointsConfig aliases and a static IPv4 address; more than one endpoint is refused', () => {
-  const s = spec({ NetworkingConfig: { EndpointsConfig: { app_default: { Aliases: ['web', 'web'], IPAMConfig: { IPv4Address: '10.89.3.9' } } } } });
+  const s = spec({
+    NetworkingConfig: { EndpointsConfig: { app_default: { Aliases: ['web', 'web'], IPAMConfig: { IPv4Address: '10.89.3.9' } } } },
+  });
   assert.deepEqual([s.network, s.aliases, s.ipv4Address], ['app_default', ['web'], '10.89.3.9']);
   assert.throws(
     () => spec({ NetworkingConfig: { EndpointsConfig: { a: {}, b: {} } } }),

@@ -3,7 +3,17 @@
  * ContainerSpec, and the port's Container turned into `GET /containers/json` summaries and `GET
  * /containers/{id}/json` inspect documents. What Boson cannot honour is refused here, by name.
  */
-import { parseRestartPolicy, parseVolumeSpec, statusText, validateContainerName, type Container, type ContainerRecord, type ContainerSpec, type MountSpec, type PortBinding } from '../machine/index.ts';
+import {
+  parseRestartPolicy,
+  parseVolumeSpec,
+  statusText,
+  validateContainerName,
+  type Container,
+  type ContainerRecord,
+  type ContainerSpec,
+  type MountSpec,
+  type PortBinding,
+} from '../machine/index.ts';
 import { createHash } from 'node:crypto';
 import { isBosonError } from '../common/index.ts';
 import { badRequest, notSupported } from './errors.ts';
@@ -17,7 +27,10 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 function field<T>(o: Obj, key: string, type: 'string' | 'boolean' | 'number', where: string): T | undefined {
   const v = o[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== type) throw badRequest(`json: cannot unmarshal ${typeof v} into Go struct field ${where}.${key} of type ${type === 'number' ? 'int64' : type === 'boolean' ? 'bool' : 'string'}`);
+  if (typeof v !== type)
+    throw badRequest(
+      `json: cannot unmarshal ${typeof v} into Go struct field ${where}.${key} of type ${type === 'number' ? 'int64' : type === 'boolean' ? 'bool' : 'string'}`,
+    );
   return v as T;
 }
 
@@ -27,13 +40,16 @@ function strSlice(o: Obj, key: string, where: string): string[] | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'string') return [v];
   if (Array.isArray(v) && v.every((s) => typeof s === 'string')) return v as string[];
-  throw badRequest(`json: cannot unmarshal ${Array.isArray(v) ? 'array' : typeof v} into Go struct field ${where}.${key} of type strslice.StrSlice`);
+  throw badRequest(
+    `json: cannot unmarshal ${Array.isArray(v) ? 'array' : typeof v} into Go struct field ${where}.${key} of type strslice.StrSlice`,
+  );
 }
 
 function strMap(o: Obj, key: string, where: string): Record<string, string> | undefined {
   const v = o[key];
   if (v === undefined || v === null) return undefined;
-  if (!isObj(v) || !Object.values(v).every((s) => typeof s === 'string')) throw badRequest(`json: cannot unmarshal into Go struct field ${where}.${key} of type map[string]string`);
+  if (!isObj(v) || !Object.values(v).every((s) => typeof s === 'string'))
+    throw badRequest(`json: cannot unmarshal into Go struct field ${where}.${key} of type map[string]string`);
   return v as Record<string, string>;
 }
 
@@ -43,7 +59,8 @@ export function checkContainerName(name: string): string {
   try {
     validateContainerName(bare);
   } catch (err) {
-    if (isBosonError(err, 'INVALID_ARGUMENT')) throw badRequest(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    if (isBosonError(err, 'INVALID_ARGUMENT'))
+      throw badRequest(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     throw err;
   }
   return bare;
@@ -74,10 +91,15 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
   }
   const publishAll = host.PublishAllPorts === true;
   const netMode = field<string>(host, 'NetworkMode', 'string', H) ?? '';
-  if (netMode === 'host' || netMode.startsWith('container:')) throw notSupported(`network mode "${netMode}"`, 'each micro-VM has its own network stack');
-  const endpointsConfig = isObj(body.NetworkingConfig) && isObj(body.NetworkingConfig.EndpointsConfig) ? body.NetworkingConfig.EndpointsConfig : {};
+  if (netMode === 'host' || netMode.startsWith('container:'))
+    throw notSupported(`network mode "${netMode}"`, 'each micro-VM has its own network stack');
+  const endpointsConfig =
+    isObj(body.NetworkingConfig) && isObj(body.NetworkingConfig.EndpointsConfig) ? body.NetworkingConfig.EndpointsConfig : {};
   const endpoints = Object.keys(endpointsConfig);
-  if (endpoints.length > 1) throw badRequest(`Container cannot be connected to network endpoints: ${endpoints.join(', ')}: a Boson micro-VM has one network card; connect it to one network`);
+  if (endpoints.length > 1)
+    throw badRequest(
+      `Container cannot be connected to network endpoints: ${endpoints.join(', ')}: a Boson micro-VM has one network card; connect it to one network`,
+    );
   const chosen = endpoints[0] ?? netMode;
   const network = chosen === '' || chosen === 'default' || chosen === 'bridge' ? undefined : chosen;
   const { aliases, ipv4Address } = endpointConfigOf(endpoints[0] === undefined ? undefined : endpointsConfig[endpoints[0]]);
@@ -85,7 +107,8 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
   if (Array.isArray(host.VolumesFrom) && host.VolumesFrom.length > 0) throw notSupported('--volumes-from');
   if (Array.isArray(host.Devices) && host.Devices.length > 0) throw notSupported('--device', 'a micro-VM has no host devices');
   if (typeof host.PidMode === 'string' && host.PidMode.startsWith('container:')) throw notSupported('--pid container:…');
-  if (host.IpcMode === 'host' || host.PidMode === 'host' || host.UTSMode === 'host') throw notSupported('sharing the host\'s namespaces', 'each container has its own kernel');
+  if (host.IpcMode === 'host' || host.PidMode === 'host' || host.UTSMode === 'host')
+    throw notSupported("sharing the host's namespaces", 'each container has its own kernel');
 
   // Binds are Docker's own string syntax (name:/dest[:ro]); Mounts are structured, and so is what Boson takes.
   const mounts: MountSpec[] = (strSlice(host, 'Binds', H) ?? []).map((b) => asBadRequest(() => parseVolumeSpec(b)));
@@ -98,7 +121,8 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
       const source = typeof m.Source === 'string' ? m.Source : '';
       if (m.Type === 'volume') mounts.push({ type: 'volume', name: source, destination: target, readOnly });
       else if (m.Type === 'bind') {
-        if (!source.startsWith('/')) throw badRequest(`invalid mount config for type "bind": invalid mount path: '${source}' mount path must be absolute`);
+        if (!source.startsWith('/'))
+          throw badRequest(`invalid mount config for type "bind": invalid mount path: '${source}' mount path must be absolute`);
         mounts.push({ type: 'bind', source, destination: target, readOnly });
       } else throw notSupported(`mount type "${String(m.Type)}"`, 'only volume and bind mounts exist in a Boson micro-VM');
     }
@@ -131,7 +155,8 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
     const rpName = typeof rp.Name === 'string' ? rp.Name : '';
     const count = typeof rp.MaximumRetryCount === 'number' ? rp.MaximumRetryCount : 0;
     if (rpName !== '' && rpName !== 'no') {
-      if (count > 0 && rpName !== 'on-failure') throw badRequest(`invalid restart policy: maximum retry count can only be used with 'on-failure'`);
+      if (count > 0 && rpName !== 'on-failure')
+        throw badRequest(`invalid restart policy: maximum retry count can only be used with 'on-failure'`);
       restartPolicy = asBadRequest(() => parseRestartPolicy(rpName === 'on-failure' && count > 0 ? `on-failure:${count}` : rpName));
     }
   }
@@ -174,7 +199,8 @@ export function endpointConfigOf(ec: unknown): { aliases: string[]; ipv4Address?
   const aliases = strSlice(ec, 'Aliases', 'network.EndpointSettings') ?? [];
   const ipam = isObj(ec.IPAMConfig) ? ec.IPAMConfig : {};
   const ipv4 = field<string>(ipam, 'IPv4Address', 'string', 'network.EndpointIPAMConfig');
-  if (field<string>(ipam, 'IPv6Address', 'string', 'network.EndpointIPAMConfig')) throw notSupported('a static IPv6 address', 'Boson networks are IPv4 only');
+  if (field<string>(ipam, 'IPv6Address', 'string', 'network.EndpointIPAMConfig'))
+    throw notSupported('a static IPv6 address', 'Boson networks are IPv4 only');
   return { aliases: [...new Set(aliases.filter((a) => a !== ''))], ...(ipv4 ? { ipv4Address: ipv4 } : {}) };
 }
 
@@ -197,7 +223,8 @@ function portBindingsOf(key: string, hostIp: string, hostPort: string): PortBind
   const m = /^(\d*)(?:-(\d+))?$/.exec(hostPort);
   const low = m?.[1] ? Number(m[1]) : 0;
   const high = m?.[2] === undefined ? undefined : Number(m[2]);
-  if (!m || low > 65535 || (high !== undefined && (high > 65535 || high < low || low === 0))) throw badRequest(`invalid hostPort: ${hostPort}`);
+  if (!m || low > 65535 || (high !== undefined && (high > 65535 || high < low || low === 0)))
+    throw badRequest(`invalid hostPort: ${hostPort}`);
   return [{ hostIp, hostPort: low, containerPort, protocol, ...(high === undefined ? {} : { hostPortEnd: high }) }];
 }
 
@@ -206,29 +233,54 @@ export type VolumePath = (name: string) => string;
 
 /** Docker's MountPoint list of a container. */
 export function mountPoints(r: Container, volumePath: VolumePath): Obj[] {
-  return (r.mounts ?? []).map((m: MountSpec) => m.type === 'volume'
-    ? { Type: 'volume', Name: m.name, Source: volumePath(m.name), Destination: m.destination, Driver: 'local', Mode: m.readOnly ? 'ro' : '', RW: !m.readOnly, Propagation: '' }
-    : { Type: 'bind', Source: m.source, Destination: m.destination, Mode: m.readOnly ? 'ro' : '', RW: !m.readOnly, Propagation: 'rprivate' });
+  return (r.mounts ?? []).map((m: MountSpec) =>
+    m.type === 'volume'
+      ? {
+          Type: 'volume',
+          Name: m.name,
+          Source: volumePath(m.name),
+          Destination: m.destination,
+          Driver: 'local',
+          Mode: m.readOnly ? 'ro' : '',
+          RW: !m.readOnly,
+          Propagation: '',
+        }
+      : {
+          Type: 'bind',
+          Source: m.source,
+          Destination: m.destination,
+          Mode: m.readOnly ? 'ro' : '',
+          RW: !m.readOnly,
+          Propagation: 'rprivate',
+        },
+  );
 }
 
 /** NetworkSettings.Ports: {"80/tcp": [{HostIp, HostPort}]} from the ports a running container published. */
 function portMap(ep: Container['endpoint']): Obj {
   const map: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
-  for (const p of ep?.ports ?? []) (map[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIp || '0.0.0.0', HostPort: String(p.hostPort) });
+  for (const p of ep?.ports ?? [])
+    (map[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIp || '0.0.0.0', HostPort: String(p.hostPort) });
   return map;
 }
 
 /** HostConfig.PortBindings: the ports the container asked for ("" host port: any). */
 function requestedPorts(r: Container): Obj {
   const map: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
-  for (const p of r.ports ?? []) (map[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIp, HostPort: p.hostPort ? String(p.hostPort) : '' });
+  for (const p of r.ports ?? [])
+    (map[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIp, HostPort: p.hostPort ? String(p.hostPort) : '' });
   return map;
 }
 
 /** The `Ports` list of a container summary (docker ps). */
 export function portList(r: Container): Obj[] {
   const ep = r.endpoint ?? null;
-  return (ep?.ports ?? []).map((p) => ({ IP: p.hostIp || '0.0.0.0', PrivatePort: p.containerPort, PublicPort: p.hostPort, Type: p.protocol }));
+  return (ep?.ports ?? []).map((p) => ({
+    IP: p.hostIp || '0.0.0.0',
+    PrivatePort: p.containerPort,
+    PublicPort: p.hostPort,
+    Type: p.protocol,
+  }));
 }
 
 /** What a container document shows of a network. */
@@ -302,7 +354,8 @@ function endpointSettings(r: Container, net: NetworkInfo, version: string): Obj 
     GlobalIPv6PrefixLen: 0,
   };
   // DNSNames came with API 1.44: the names the container answers to on a user network.
-  if (compareVersions(version, '1.44') >= 0) settings.DNSNames = net.builtin ? null : [...new Set([r.name, ...(r.aliases ?? []), r.id.slice(0, 12)])];
+  if (compareVersions(version, '1.44') >= 0)
+    settings.DNSNames = net.builtin ? null : [...new Set([r.name, ...(r.aliases ?? []), r.id.slice(0, 12)])];
   return settings;
 }
 
@@ -314,9 +367,24 @@ function networkSettings(r: Container, summary: boolean, nets: NetworkLookup, ve
   if (net) networks[net.name] = endpointSettings(r, net, version);
   if (summary) return { Networks: networks };
   return {
-    Bridge: '', SandboxID: '', SandboxKey: '', Ports: portMap(ep), HairpinMode: false, LinkLocalIPv6Address: '', LinkLocalIPv6PrefixLen: 0,
-    SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, EndpointID: ep && net?.id ? endpointId(r.id, net.id) : '', Gateway: ep?.gateway ?? '', GlobalIPv6Address: '', GlobalIPv6PrefixLen: 0,
-    IPAddress: ep?.address ?? '', IPPrefixLen: ep && net ? net.prefixLen : 0, IPv6Gateway: '', MacAddress: ep?.mac ?? '', Networks: networks,
+    Bridge: '',
+    SandboxID: '',
+    SandboxKey: '',
+    Ports: portMap(ep),
+    HairpinMode: false,
+    LinkLocalIPv6Address: '',
+    LinkLocalIPv6PrefixLen: 0,
+    SecondaryIPAddresses: null,
+    SecondaryIPv6Addresses: null,
+    EndpointID: ep && net?.id ? endpointId(r.id, net.id) : '',
+    Gateway: ep?.gateway ?? '',
+    GlobalIPv6Address: '',
+    GlobalIPv6PrefixLen: 0,
+    IPAddress: ep?.address ?? '',
+    IPPrefixLen: ep && net ? net.prefixLen : 0,
+    IPv6Gateway: '',
+    MacAddress: ep?.mac ?? '',
+    Networks: networks,
   };
 }
 
@@ -327,7 +395,13 @@ function statusOf(r: Container, now: number): string {
 }
 
 /** A `GET /containers/json` entry (`nets` names the container's network; `version` is the client's API version). */
-export function containerSummary(r: Container, volumePath: VolumePath, now = Date.now(), nets: NetworkLookup = NO_NETWORKS, version = API_VERSION): Obj {
+export function containerSummary(
+  r: Container,
+  volumePath: VolumePath,
+  now = Date.now(),
+  nets: NetworkLookup = NO_NETWORKS,
+  version = API_VERSION,
+): Obj {
   return {
     Id: r.id,
     Names: [`/${r.name}`],
@@ -349,7 +423,13 @@ export function containerSummary(r: Container, volumePath: VolumePath, now = Dat
  * A `GET /containers/{id}/json` document. `imageEntrypoint` (the image's, when it is still there) tells Docker's
  * Entrypoint and Cmd apart in the container's argv.
  */
-export function containerInspect(r: Container, imageEntrypoint: string[] | null, volumePath: VolumePath, nets: NetworkLookup = NO_NETWORKS, version = API_VERSION): Obj {
+export function containerInspect(
+  r: Container,
+  imageEntrypoint: string[] | null,
+  volumePath: VolumePath,
+  nets: NetworkLookup = NO_NETWORKS,
+  version = API_VERSION,
+): Obj {
   const ep = imageEntrypoint ?? [];
   const argv = r.config.argv;
   const split = ep.length > 0 && ep.length <= argv.length && ep.every((s, i) => argv[i] === s);
@@ -368,7 +448,7 @@ export function containerInspect(r: Container, imageEntrypoint: string[] | null,
       Restarting: r.state === 'restarting',
       OOMKilled: false,
       Dead: r.state === 'dead',
-      Pid: running ? r.vmPid ?? 0 : 0,
+      Pid: running ? (r.vmPid ?? 0) : 0,
       ExitCode: r.exitCode ?? 0,
       Error: r.error ?? '',
       StartedAt: r.startedAt ?? ZERO_TIME,
@@ -388,10 +468,12 @@ export function containerInspect(r: Container, imageEntrypoint: string[] | null,
     AppArmorProfile: '',
     ExecIDs: null,
     HostConfig: {
-      Binds: (r.mounts ?? []).filter((m) => m.type === 'bind' || !m.anonymous).map((m) => `${m.type === 'bind' ? m.source : m.name}:${m.destination}${m.readOnly ? ':ro' : ''}`),
+      Binds: (r.mounts ?? [])
+        .filter((m) => m.type === 'bind' || !m.anonymous)
+        .map((m) => `${m.type === 'bind' ? m.source : m.name}:${m.destination}${m.readOnly ? ':ro' : ''}`),
       ContainerIDFile: '',
       LogConfig: { Type: 'json-file', Config: {} },
-      NetworkMode: (r.network ?? 'none') === 'bridge' ? 'bridge' : r.network ?? 'none',
+      NetworkMode: (r.network ?? 'none') === 'bridge' ? 'bridge' : (r.network ?? 'none'),
       PortBindings: requestedPorts(r),
       RestartPolicy: { Name: r.restartPolicy.name, MaximumRetryCount: r.restartPolicy.maximumRetryCount },
       AutoRemove: r.autoRemove,
@@ -449,7 +531,12 @@ function labelFilter(labels: Record<string, string>, v: string): boolean {
 }
 
 /** Applies ps filters (each key: any value matches, except labels: every one must; all keys must match). */
-export function matchesFilters(r: Container, filters: Map<string, string[]>, imageIdsOf: (ref: string) => string | null, nets: NetworkLookup = NO_NETWORKS): boolean {
+export function matchesFilters(
+  r: Container,
+  filters: Map<string, string[]>,
+  imageIdsOf: (ref: string) => string | null,
+  nets: NetworkLookup = NO_NETWORKS,
+): boolean {
   for (const [key, values] of filters) {
     if (values.length === 0) continue;
     if (key === 'label') {
@@ -459,7 +546,8 @@ export function matchesFilters(r: Container, filters: Map<string, string[]>, ima
     const ok = values.some((v) => {
       switch (key) {
         case 'status':
-          if (!['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'].includes(v)) throw badRequest(`invalid filter 'status=${v}'`);
+          if (!['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'].includes(v))
+            throw badRequest(`invalid filter 'status=${v}'`);
           return r.state === v;
         case 'name': {
           try {

@@ -7,7 +7,10 @@ import { KIND_TRANSLATION, toBosonError } from '../common/index.ts';
 
 /** An error with Docker's status and message. */
 export class DockerError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -21,7 +24,6 @@ export function notSupported(what: string, why = 'every container is its own mic
 export function badRequest(message: string): DockerError {
   return new DockerError(400, message);
 }
-
 
 /** Lowercases the libc phrases the CLI looks for in a start error (it maps them to exit 126/127). */
 function dockerStartPhrase(message: string): string {
@@ -41,9 +43,15 @@ export function dockerErrorOf(err: unknown): { status: number; message: string }
     case 'EXEC_NOT_FOUND':
       return { status: 404, message: e.message.replace(/^no such exec instance/, 'No such exec instance') };
     case 'VOLUME_NOT_FOUND':
-      return { status: 404, message: e.message.replace(/^no such volume: /, 'get ') + (e.message.startsWith('no such volume') ? ': no such volume' : '') };
+      return {
+        status: 404,
+        message: e.message.replace(/^no such volume: /, 'get ') + (e.message.startsWith('no such volume') ? ': no such volume' : ''),
+      };
     case 'CONTAINER_NAME_IN_USE':
-      return { status: 409, message: `Conflict. ${e.message}. You have to remove (or rename) that container to be able to reuse that name.` };
+      return {
+        status: 409,
+        message: `Conflict. ${e.message}. You have to remove (or rename) that container to be able to reuse that name.`,
+      };
     case 'COMMAND_NOT_FOUND':
     case 'COMMAND_NOT_EXECUTABLE':
     case 'CONTAINER_USER_UNKNOWN':

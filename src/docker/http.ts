@@ -31,8 +31,12 @@ export function splitVersion(pathname: string): { version: string; path: string 
   const m = /^\/v([0-9]+(?:\.[0-9]+)*)(\/.*)$/.exec(pathname);
   if (!m) return { version: API_VERSION, path: pathname };
   const version = m[1]!;
-  if (compareVersions(version, API_VERSION) > 0) throw badRequest(`client version ${version} is too new. Maximum supported API version is ${API_VERSION}`);
-  if (compareVersions(version, MIN_API_VERSION) < 0) throw badRequest(`client version ${version} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`);
+  if (compareVersions(version, API_VERSION) > 0)
+    throw badRequest(`client version ${version} is too new. Maximum supported API version is ${API_VERSION}`);
+  if (compareVersions(version, MIN_API_VERSION) < 0)
+    throw badRequest(
+      `client version ${version} is too old. Minimum supported API version is ${MIN_API_VERSION}, please upgrade your client to a newer version`,
+    );
   return { version, path: m[2]! };
 }
 
@@ -109,12 +113,16 @@ export function socketError(socket: Duplex, err: unknown): void {
   const { status, message } = dockerErrorOf(err);
   const text = JSON.stringify({ message });
   if (!socket.writable) return;
-  socket.end(`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : status === 409 ? 'Conflict' : status === 400 ? 'Bad Request' : 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : status === 409 ? 'Conflict' : status === 400 ? 'Bad Request' : 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+  );
 }
 
 /** Answers an upgrade with 101 UPGRADED and Docker's stream content type. */
 export function writeUpgraded(socket: Duplex, multiplexed: boolean): void {
-  socket.write(`HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.${multiplexed ? 'multiplexed' : 'raw'}-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`);
+  socket.write(
+    `HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.${multiplexed ? 'multiplexed' : 'raw'}-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`,
+  );
 }
 
 /**
@@ -151,7 +159,11 @@ export function parseFilters(q: URLSearchParams, allowed: string[]): Map<string,
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badRequest(`invalid filter: ${raw}`);
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
     if (!allowed.includes(k)) throw badRequest(`invalid filter '${k}'`);
-    const values = Array.isArray(v) ? v.map(String) : typeof v === 'object' && v !== null ? Object.keys(v).filter((x) => (v as Record<string, unknown>)[x]) : [String(v)];
+    const values = Array.isArray(v)
+      ? v.map(String)
+      : typeof v === 'object' && v !== null
+        ? Object.keys(v).filter((x) => (v as Record<string, unknown>)[x])
+        : [String(v)];
     out.set(k, values);
   }
   return out;
@@ -175,7 +187,10 @@ export function untilCutoff(v: string, now = Date.now()): number {
 }
 
 /** Docker's prune filters on labels and creation time: `label` (every one must match), `label!` (none may), `until`. */
-export function pruneMatcher(q: URLSearchParams, extra: string[] = []): { filters: Map<string, string[]>; matches: (labels: Record<string, string>, created: string) => boolean } {
+export function pruneMatcher(
+  q: URLSearchParams,
+  extra: string[] = [],
+): { filters: Map<string, string[]>; matches: (labels: Record<string, string>, created: string) => boolean } {
   const filters = parseFilters(q, ['label', 'label!', 'until', ...extra]);
   const has = (labels: Record<string, string>, f: string): boolean => {
     const eq = f.indexOf('=');

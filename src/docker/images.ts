@@ -43,9 +43,23 @@ export function imageInspect(img: ImageRecord): Obj {
     DockerVersion: '',
     Author: '',
     Config: {
-      Hostname: '', Domainname: '', User: img.config.user, AttachStdin: false, AttachStdout: false, AttachStderr: false, Tty: false, OpenStdin: false, StdinOnce: false,
-      Env: img.config.env, Cmd: img.config.cmd, Image: '', Volumes: Object.keys(volumes).length > 0 ? volumes : null, WorkingDir: img.config.workingDir,
-      Entrypoint: img.config.entrypoint, OnBuild: null, Labels: img.config.labels ?? {},
+      Hostname: '',
+      Domainname: '',
+      User: img.config.user,
+      AttachStdin: false,
+      AttachStdout: false,
+      AttachStderr: false,
+      Tty: false,
+      OpenStdin: false,
+      StdinOnce: false,
+      Env: img.config.env,
+      Cmd: img.config.cmd,
+      Image: '',
+      Volumes: Object.keys(volumes).length > 0 ? volumes : null,
+      WorkingDir: img.config.workingDir,
+      Entrypoint: img.config.entrypoint,
+      OnBuild: null,
+      Labels: img.config.labels ?? {},
     },
     Architecture: img.architecture,
     Os: img.os,
@@ -67,7 +81,11 @@ export function pullReference(fromImage: string, tag: string): string {
 export function registryAuth(header: string | string[] | undefined): { username: string; password: string } | null {
   if (typeof header !== 'string' || header === '') return null;
   try {
-    const json = JSON.parse(Buffer.from(header.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8')) as { username?: string; password?: string; identitytoken?: string };
+    const json = JSON.parse(Buffer.from(header.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8')) as {
+      username?: string;
+      password?: string;
+      identitytoken?: string;
+    };
     if (json.username && json.password) return { username: json.username, password: json.password };
   } catch {
     // Docker ignores an unreadable auth header (the pull then goes anonymous).
@@ -89,7 +107,12 @@ function bar(current: number, total: number): string {
  * `docker run` reports "not found" properly); later ones are an `errorDetail` message in the stream. A client that
  * goes away does not stop the pull (the image lands in the store).
  */
-export async function pullStream(images: Pick<DockerImages, 'resolve' | 'pull'>, res: ServerResponse, reference: string, opts: { platform?: string; auth: { username: string; password: string } | null }): Promise<void> {
+export async function pullStream(
+  images: Pick<DockerImages, 'resolve' | 'pull'>,
+  res: ServerResponse,
+  reference: string,
+  opts: { platform?: string; auth: { username: string; password: string } | null },
+): Promise<void> {
   const ref = remoteReference(reference);
   const display = familiarName(ref.canonical);
   let started = false;
@@ -116,7 +139,12 @@ export async function pullStream(images: Pick<DockerImages, 'resolve' | 'pull'>,
         const now = Date.now();
         if (now - (lastShown.get(id) ?? 0) < 100 && (e.current ?? 0) < (e.total ?? 0)) return;
         lastShown.set(id, now);
-        write({ status: 'Downloading', progressDetail: { current: e.current ?? 0, total: e.total ?? 0 }, progress: bar(e.current ?? 0, e.total ?? 0), id });
+        write({
+          status: 'Downloading',
+          progressDetail: { current: e.current ?? 0, total: e.total ?? 0 },
+          progress: bar(e.current ?? 0, e.total ?? 0),
+          id,
+        });
         return;
       }
       case 'downloaded':
@@ -140,7 +168,10 @@ export async function pullStream(images: Pick<DockerImages, 'resolve' | 'pull'>,
     }
   };
   // Docker says "up to date" only when the name already pointed at the image.
-  const had = await images.resolve(ref.canonical).then(() => true, () => false);
+  const had = await images.resolve(ref.canonical).then(
+    () => true,
+    () => false,
+  );
   try {
     const result = await images.pull(reference, {
       platform: opts.platform || undefined,
@@ -155,8 +186,16 @@ export async function pullStream(images: Pick<DockerImages, 'resolve' | 'pull'>,
     if (!started) {
       const e = toBosonError(err);
       const why = e.message;
-      if (e.code === 'MANIFEST_UNKNOWN') sendError(res, new DockerError(404, `manifest for ${display} not found: manifest unknown: ${why}`));
-      else if (e.code === 'REGISTRY_AUTH_FAILED') sendError(res, new DockerError(404, `pull access denied for ${familiarName(ref.name)}, repository does not exist or may require 'docker login': ${why}`));
+      if (e.code === 'MANIFEST_UNKNOWN')
+        sendError(res, new DockerError(404, `manifest for ${display} not found: manifest unknown: ${why}`));
+      else if (e.code === 'REGISTRY_AUTH_FAILED')
+        sendError(
+          res,
+          new DockerError(
+            404,
+            `pull access denied for ${familiarName(ref.name)}, repository does not exist or may require 'docker login': ${why}`,
+          ),
+        );
       else sendError(res, err);
       return;
     }

@@ -83,7 +83,12 @@ export function machineAccess(runtime: MachineRuntime): DockerMachine {
     get networks() {
       return runtime.networks;
     },
-    networkLookup: async () => lookupOf(await Promise.resolve().then(() => runtime.networks.list()).catch(() => [])),
+    networkLookup: async () =>
+      lookupOf(
+        await Promise.resolve()
+          .then(() => runtime.networks.list())
+          .catch(() => []),
+      ),
     reconfigure: (id, change) => runtime.reconfigure(id, change),
     volumeUsers: (name) => runtime.volumeUsers(name),
     onEvent: (listener) => {

@@ -26,7 +26,12 @@ export interface AttachOptions {
 /**
  * Holds stdin for a container until its process runs (the `start` event), then passes it on in order; EOF too.
  */
-export function gatedStdin(extras: MachineExtras, id: string, send: (d: Buffer) => void, eof: () => void): { write(d: Buffer): void; end(): void; dispose(): void } {
+export function gatedStdin(
+  extras: MachineExtras,
+  id: string,
+  send: (d: Buffer) => void,
+  eof: () => void,
+): { write(d: Buffer): void; end(): void; dispose(): void } {
   const queue: Array<Buffer | null> = [];
   let open = extras.isLive(id);
   const flush = (): void => {
@@ -61,12 +66,26 @@ export function gatedStdin(extras: MachineExtras, id: string, send: (d: Buffer) 
  * Attaches to a container (created or running): replays its log with `logs`, then follows its output with
  * `stream` until it exits or `signal` aborts; stdin from `input` when asked for and the container keeps it open.
  */
-export async function runAttach(machine: DockerMachine, record: Container, opts: AttachOptions, out: (b: Buffer) => void, input: Duplex | null, signal: AbortSignal): Promise<void> {
+export async function runAttach(
+  machine: DockerMachine,
+  record: Container,
+  opts: AttachOptions,
+  out: (b: Buffer) => void,
+  input: Duplex | null,
+  signal: AbortSignal,
+): Promise<void> {
   const { containers: service, extras } = machine;
   const tty = record.config.tty;
   const sink = frameSink(out, tty, opts);
   if (opts.logs) {
-    await service.logs(LOCAL, record.id, { stdout: opts.stdout, stderr: opts.stderr }, false, (l) => (l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data)), signal);
+    await service.logs(
+      LOCAL,
+      record.id,
+      { stdout: opts.stdout, stderr: opts.stderr },
+      false,
+      (l) => (l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data)),
+      signal,
+    );
   }
   if (!opts.stream || signal.aborted) return;
   const stop = new AbortController();
@@ -75,7 +94,12 @@ export async function runAttach(machine: DockerMachine, record: Container, opts:
   // The service's attach gives stdin and resize; its own output follower is not used (ours ends at 'die').
   const session = await service.attach(LOCAL, record.id, { stdout: () => undefined, stderr: () => undefined }, stop.signal);
   if (input && opts.stdin && record.config.openStdin) {
-    const gate = gatedStdin(extras, record.id, (d) => session.stdin(d), () => session.closeStdin());
+    const gate = gatedStdin(
+      extras,
+      record.id,
+      (d) => session.stdin(d),
+      () => session.closeStdin(),
+    );
     input.on('data', (d: Buffer) => gate.write(d));
     input.on('end', () => gate.end());
     signal.addEventListener('abort', () => gate.dispose(), { once: true });
@@ -116,13 +140,15 @@ export function followOutput(extras: MachineExtras, id: string, sink: StreamSink
   };
   let chain: Promise<void> = Promise.resolve();
   const pump = (): Promise<void> => {
-    chain = chain.then(async () => {
-      open();
-      if (fd === null) return;
-      const { lines, end } = await extras.readLog(`/proc/self/fd/${fd}`, pos);
-      pos = end;
-      for (const l of lines) (l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data));
-    }).catch(() => undefined);
+    chain = chain
+      .then(async () => {
+        open();
+        if (fd === null) return;
+        const { lines, end } = await extras.readLog(`/proc/self/fd/${fd}`, pos);
+        pos = end;
+        for (const l of lines) l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data);
+      })
+      .catch(() => undefined);
     return chain;
   };
   if (signal.aborted) return Promise.resolve();
@@ -152,18 +178,22 @@ export function followOutput(extras: MachineExtras, id: string, sink: StreamSink
       }
     };
     unsubscribe = extras.onEvent(onEvent);
-    signal.addEventListener('abort', () => {
-      if (done) return;
-      done = true;
-      clearInterval(timer);
-      unsubscribe();
-      watcher?.close();
-      void chain.then(() => {
-        if (fd !== null) closeSync(fd);
-        fd = null;
-        resolve();
-      });
-    }, { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        if (done) return;
+        done = true;
+        clearInterval(timer);
+        unsubscribe();
+        watcher?.close();
+        void chain.then(() => {
+          if (fd !== null) closeSync(fd);
+          fd = null;
+          resolve();
+        });
+      },
+      { once: true },
+    );
   });
 }
 
@@ -178,7 +208,12 @@ export interface GuestResult {
  * Runs `argv` as root in a running container's micro-VM to completion; stdout goes to `onStdout` when given
  * (otherwise it is collected), stdin comes from `stdin` when given.
  */
-export async function guestExec(service: MachineContainers, id: string, argv: string[], opts: { stdin?: AsyncIterable<Buffer>; onStdout?: (d: Buffer) => void } = {}): Promise<GuestResult> {
+export async function guestExec(
+  service: MachineContainers,
+  id: string,
+  argv: string[],
+  opts: { stdin?: AsyncIterable<Buffer>; onStdout?: (d: Buffer) => void } = {},
+): Promise<GuestResult> {
   const exec = await service.createExec(LOCAL, id, { argv, env: [], user: '0', cwd: '/', tty: false, stdin: opts.stdin !== undefined });
   const out: Buffer[] = [];
   let err = '';

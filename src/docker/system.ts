@@ -18,13 +18,20 @@ type Obj = Record<string, unknown>;
 /** Boson's version as the Docker API reports it. */
 export const ENGINE_VERSION = '0.1.0-boson';
 
-const arch = (): string => ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[os.arch()] ?? os.arch();
+const arch = (): string => (({ x64: 'amd64', arm64: 'arm64' }) as Record<string, string>)[os.arch()] ?? os.arch();
 
 /** `GET /version`. */
 export function versionInfo(): Obj {
   const details = {
-    ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION, GitCommit: 'boson', GoVersion: `node${process.versions.node}`, Os: 'linux', Arch: arch(),
-    KernelVersion: os.release(), BuildTime: '', Experimental: 'false',
+    ApiVersion: API_VERSION,
+    MinAPIVersion: MIN_API_VERSION,
+    GitCommit: 'boson',
+    GoVersion: `node${process.versions.node}`,
+    Os: 'linux',
+    Arch: arch(),
+    KernelVersion: os.release(),
+    BuildTime: '',
+    Experimental: 'false',
   };
   return {
     Platform: { Name: 'Boson Engine (QEMU micro-VMs)' },
@@ -60,7 +67,10 @@ export function systemInfo({ containers: records, imageCount, eventListeners, pa
     ContainersStopped: records.length - count('running') - count('restarting'),
     Images: imageCount,
     Driver: 'boson-microvm',
-    DriverStatus: [['Root disks', 'erofs/ext4 images, one per layer chain'], ['Writable layer', 'ext4 scratch disk per container']],
+    DriverStatus: [
+      ['Root disks', 'erofs/ext4 images, one per layer chain'],
+      ['Writable layer', 'ext4 scratch disk per container'],
+    ],
     Plugins: { Volume: ['local'], Network: [], Authorization: null, Log: ['json-file'] },
     MemoryLimit: true,
     SwapLimit: false,
@@ -86,8 +96,11 @@ export function systemInfo({ containers: records, imageCount, eventListeners, pa
     Architecture: os.machine(),
     IndexServerAddress: 'https://index.docker.io/v1/',
     RegistryConfig: {
-      AllowNondistributableArtifactsCIDRs: null, AllowNondistributableArtifactsHostnames: null, InsecureRegistryCIDRs: ['127.0.0.0/8', '::1/128'],
-      IndexConfigs: { 'docker.io': { Name: 'docker.io', Mirrors: [], Secure: true, Official: true } }, Mirrors: null,
+      AllowNondistributableArtifactsCIDRs: null,
+      AllowNondistributableArtifactsHostnames: null,
+      InsecureRegistryCIDRs: ['127.0.0.0/8', '::1/128'],
+      IndexConfigs: { 'docker.io': { Name: 'docker.io', Mirrors: [], Secure: true, Official: true } },
+      Mirrors: null,
     },
     NCPU: hostCpuCount(),
     MemTotal: os.totalmem(),
@@ -110,7 +123,9 @@ export function systemInfo({ containers: records, imageCount, eventListeners, pa
     RuncCommit: { ID: '' },
     InitCommit: { ID: '' },
     SecurityOptions: ['name=microvm'],
-    Warnings: ['WARNING: Boson runs every container in its own micro-VM, with one network card chosen when it boots: a running container cannot be connected to another network'],
+    Warnings: [
+      'WARNING: Boson runs every container in its own micro-VM, with one network card chosen when it boots: a running container cannot be connected to another network',
+    ],
   };
 }
 
@@ -128,14 +143,24 @@ export function diskUsage({ containers: records, images, volumes, volumePath }: 
   const volumeRows = volumes.map(({ volume: v, size }) => {
     const users = records.filter((r) => (r.mounts ?? []).some((m) => m.type === 'volume' && m.name === v.name)).length;
     return {
-      Name: v.name, Driver: 'local', Mountpoint: v.mountpoint, CreatedAt: v.created, Labels: v.labels, Scope: 'local', Options: {},
+      Name: v.name,
+      Driver: 'local',
+      Mountpoint: v.mountpoint,
+      CreatedAt: v.created,
+      Labels: v.labels,
+      Scope: 'local',
+      Options: {},
       UsageData: { Size: size, RefCount: users },
     };
   });
   return {
     LayersSize: images.reduce((s, i) => s + i.size, 0),
     Images: images.map((i) => imageSummary(i, records.filter((r) => r.imageId === i.id).length)),
-    Containers: records.map((r) => ({ ...containerSummary(r, volumePath), SizeRw: 0, SizeRootFs: images.find((i) => i.id === r.imageId)?.size ?? 0 })),
+    Containers: records.map((r) => ({
+      ...containerSummary(r, volumePath),
+      SizeRw: 0,
+      SizeRootFs: images.find((i) => i.id === r.imageId)?.size ?? 0,
+    })),
     Volumes: volumeRows,
     BuildCache: [],
   };
@@ -173,7 +198,12 @@ function parseTime(v: string | null): bigint | undefined {
 export { parseTime };
 
 /** `GET /events`: past events in [since, until], then live ones until `until` or the client goes away. */
-export async function eventStream(extras: Pick<MachineExtras, 'onEvent' | 'pastEvents'>, req: IncomingMessage, res: ServerResponse, q: URLSearchParams): Promise<void> {
+export async function eventStream(
+  extras: Pick<MachineExtras, 'onEvent' | 'pastEvents'>,
+  req: IncomingMessage,
+  res: ServerResponse,
+  q: URLSearchParams,
+): Promise<void> {
   const since = parseTime(q.get('since'));
   const until = parseTime(q.get('until'));
   const filters = parseFilters(q, ['type', 'event', 'container', 'image', 'label', 'volume', 'network', 'daemon', 'scope']);
@@ -182,17 +212,24 @@ export async function eventStream(extras: Pick<MachineExtras, 'onEvent' | 'pastE
       if (values.length === 0) continue;
       const hit = values.some((v) => {
         switch (k) {
-          case 'type': return e.type === v;
-          case 'event': return e.action === v;
-          case 'container': return e.type === 'container' && (e.actorId.startsWith(v) || e.attributes.name === v);
-          case 'image': return e.attributes.image === v;
-          case 'volume': return e.type === 'volume' && e.actorId === v;
+          case 'type':
+            return e.type === v;
+          case 'event':
+            return e.action === v;
+          case 'container':
+            return e.type === 'container' && (e.actorId.startsWith(v) || e.attributes.name === v);
+          case 'image':
+            return e.attributes.image === v;
+          case 'volume':
+            return e.type === 'volume' && e.actorId === v;
           case 'label': {
             const eq = v.indexOf('=');
             return eq < 0 ? v in e.attributes : e.attributes[v.slice(0, eq)] === v.slice(eq + 1);
           }
-          case 'scope': return v === 'local';
-          default: return false;
+          case 'scope':
+            return v === 'local';
+          default:
+            return false;
         }
       });
       if (!hit) return false;

@@ -63,7 +63,10 @@ export async function defaultKernelPath(env: NodeJS.ProcessEnv = process.env, bo
   if (own) return own;
   const pick = await newestKernelIn(bootDir, '-cloud-amd64');
   if (!pick) {
-    throw new BosonError('GUEST_KERNEL_MISSING', `no guest kernel in ${bootDir} (run scripts/build-kernel.sh, install linux-image-cloud-amd64, or set BOSON_GUEST_KERNEL)`);
+    throw new BosonError(
+      'GUEST_KERNEL_MISSING',
+      `no guest kernel in ${bootDir} (run scripts/build-kernel.sh, install linux-image-cloud-amd64, or set BOSON_GUEST_KERNEL)`,
+    );
   }
   return pick;
 }
@@ -71,7 +74,12 @@ export async function defaultKernelPath(env: NodeJS.ProcessEnv = process.env, bo
 /** The modules tree of a kernel: <its dir>/modules/<release> when that exists (Boson's own), else /lib/modules/<release>. */
 async function defaultModulesDir(kernelPath: string, release: string): Promise<string> {
   const beside = path.join(path.dirname(kernelPath), 'modules', release);
-  return (await stat(path.join(beside, 'modules.dep')).then(() => true, () => false)) ? beside : path.join('/lib/modules', release);
+  return (await stat(path.join(beside, 'modules.dep')).then(
+    () => true,
+    () => false,
+  ))
+    ? beside
+    : path.join('/lib/modules', release);
 }
 
 /**
@@ -119,7 +127,8 @@ async function mustExist(file: string, code: 'GUEST_KERNEL_MISSING' | 'GUEST_INI
  * the image is written under a temporary name and renamed into place.
  */
 export async function prepareBootBundle(options: BundleOptions): Promise<BootBundle> {
-  const kernelPath = options.kernelPath ?? (await defaultKernelPath(process.env, '/boot', options.ownKernelDir ?? path.join(options.guestDir, 'kernel')));
+  const kernelPath =
+    options.kernelPath ?? (await defaultKernelPath(process.env, '/boot', options.ownKernelDir ?? path.join(options.guestDir, 'kernel')));
   await mustExist(kernelPath, 'GUEST_KERNEL_MISSING', 'guest kernel');
   const kernelRelease = kernelReleaseOf(kernelPath);
   const modulesDir = options.modulesDir ?? process.env.BOSON_GUEST_MODULES ?? (await defaultModulesDir(kernelPath, kernelRelease));
@@ -139,7 +148,9 @@ export async function prepareBootBundle(options: BundleOptions): Promise<BootBun
     hash.update(mod.relPath).update(data);
     moduleData.push(data);
   }
-  const settings = Object.entries(GUEST_SETTINGS).map(([file, value]) => `${file} ${value}\n`).join('');
+  const settings = Object.entries(GUEST_SETTINGS)
+    .map(([file, value]) => `${file} ${value}\n`)
+    .join('');
   hash.update(settings);
   const digest = hash.digest('hex').slice(0, 16);
   const initramfsPath = path.join(options.guestDir, `initramfs-${kernelRelease}-${digest}.cpio`);

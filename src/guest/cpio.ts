@@ -5,9 +5,7 @@
  */
 
 /** One archive member. Directories and files only; parents must come before children. */
-export type CpioEntry =
-  | { kind: 'dir'; path: string; mode?: number }
-  | { kind: 'file'; path: string; data: Buffer; mode?: number };
+export type CpioEntry = { kind: 'dir'; path: string; mode?: number } | { kind: 'file'; path: string; data: Buffer; mode?: number };
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;

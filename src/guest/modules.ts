@@ -25,7 +25,10 @@ export interface ModuleFile {
 }
 
 function moduleName(relPath: string): string {
-  return path.basename(relPath).replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
+  return path
+    .basename(relPath)
+    .replace(/\.ko(\.(xz|zst|gz))?$/, '')
+    .replace(/-/g, '_');
 }
 
 /**
@@ -34,7 +37,11 @@ function moduleName(relPath: string): string {
  * GUEST_KERNEL_MISSING error. Drivers in `optional` are added after them when the kernel has them (and all their
  * dependencies), and skipped otherwise.
  */
-export async function resolveModules(modulesDir: string, wanted: readonly string[], optional: readonly string[] = []): Promise<ModuleFile[]> {
+export async function resolveModules(
+  modulesDir: string,
+  wanted: readonly string[],
+  optional: readonly string[] = [],
+): Promise<ModuleFile[]> {
   let depText: string;
   let builtinText = '';
   try {
@@ -52,7 +59,11 @@ export async function resolveModules(modulesDir: string, wanted: readonly string
     const colon = line.indexOf(':');
     if (colon < 0) continue;
     const relPath = line.slice(0, colon).trim();
-    const depPaths = line.slice(colon + 1).trim().split(/\s+/).filter(Boolean);
+    const depPaths = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean);
     deps.set(moduleName(relPath), { relPath, deps: depPaths.map(moduleName) });
   }
   const builtin = new Set(builtinText.split('\n').filter(Boolean).map(moduleName));

@@ -46,7 +46,7 @@ export function evalCExpr(text: string, known: ReadonlyMap<string, number>): num
     const m = TOKEN.exec(text);
     if (!m) throw new Error(`cannot read ${JSON.stringify(text)} at ${JSON.stringify(text.slice(at))}`);
     if (m[1] !== undefined) toks.push(BigInt(/^0[0-7]+$/.test(m[1]) ? `0o${m[1].slice(1)}` : m[1]));
-    else if (m[2] !== undefined) toks.push(BigInt(m[2].length === 2 ? CHAR_ESCAPES[m[2][1]!] ?? m[2].charCodeAt(1) : m[2].charCodeAt(0)));
+    else if (m[2] !== undefined) toks.push(BigInt(m[2].length === 2 ? (CHAR_ESCAPES[m[2][1]!] ?? m[2].charCodeAt(1)) : m[2].charCodeAt(0)));
     else if (m[3] !== undefined) {
       const v = known.get(m[3]);
       if (v === undefined) throw new Error(`unknown name ${m[3]} in ${JSON.stringify(text)}`);
@@ -113,7 +113,10 @@ export function parseCConstants(source: string): CConstants {
     const name = tag || (isTypedef ? declarator : '') || '(anonymous)';
     const members = new Map<string, number>();
     let next = 0;
-    for (const item of body!.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const item of body!
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const im = /^(\w+)\s*(?:=\s*([\s\S]+))?$/.exec(item);
       if (!im) throw new Error(`enum ${name}: cannot read member ${JSON.stringify(item)}`);
       let value = next;
@@ -168,7 +171,8 @@ function differences(c: CConstants): string[] {
   for (const [cName, tsName] of Object.entries(DEFINES)) {
     const cValue = c.defines.get(cName);
     if (cValue === undefined) out.push(`proto.h has no #define ${cName} (protocol.ts: ${tsName} = ${show(exports[tsName])})`);
-    else if (exports[tsName] !== cValue) out.push(`${cName} = ${show(cValue)} in proto.h, but ${tsName} = ${show(exports[tsName])} in protocol.ts`);
+    else if (exports[tsName] !== cValue)
+      out.push(`${cName} = ${show(cValue)} in proto.h, but ${tsName} = ${show(exports[tsName])} in protocol.ts`);
   }
   for (const name of c.defines.keys()) {
     if (!(name in DEFINES)) out.push(`proto.h defines ${name}, which protocol.ts does not have (or add it to DEFINES in this test)`);
@@ -184,10 +188,12 @@ function differences(c: CConstants): string[] {
       const key = cName.startsWith(prefix) ? cName.slice(prefix.length) : cName;
       if (!cName.startsWith(prefix)) out.push(`enum ${enumName}: ${cName} lacks the prefix ${prefix}`);
       if (!(key in tsObject)) out.push(`${cName} = ${show(cValue)} in proto.h, but protocol.ts has no ${ts}.${key}`);
-      else if (tsObject[key] !== cValue) out.push(`${cName} = ${show(cValue)} in proto.h, but ${ts}.${key} = ${show(tsObject[key])} in protocol.ts`);
+      else if (tsObject[key] !== cValue)
+        out.push(`${cName} = ${show(cValue)} in proto.h, but ${ts}.${key} = ${show(tsObject[key])} in protocol.ts`);
     }
     for (const [key, value] of Object.entries(tsObject)) {
-      if (!members.has(prefix + key)) out.push(`${ts}.${key} = ${show(value)} in protocol.ts, but proto.h's enum ${enumName} has no ${prefix}${key}`);
+      if (!members.has(prefix + key))
+        out.push(`${ts}.${key} = ${show(value)} in protocol.ts, but proto.h's enum ${enumName} has no ${prefix}${key}`);
     }
   }
   for (const [enumName, { prefix, ts }] of Object.entries(NAME_ENUMS)) {
@@ -198,16 +204,24 @@ function differences(c: CConstants): string[] {
       continue;
     }
     const cNames = [...members.keys()].map((n) => (n.startsWith(prefix) ? n.slice(prefix.length) : n).toLowerCase());
-    for (const n of cNames) if (!tsNames.includes(n)) out.push(`proto.h has ${prefix}${n.toUpperCase()}, but protocol.ts's ${ts} has no '${n}'`);
-    for (const n of tsNames) if (!cNames.includes(n)) out.push(`protocol.ts's ${ts} has '${n}', but proto.h's enum ${enumName} has no ${prefix}${n.toUpperCase()}`);
+    for (const n of cNames)
+      if (!tsNames.includes(n)) out.push(`proto.h has ${prefix}${n.toUpperCase()}, but protocol.ts's ${ts} has no '${n}'`);
+    for (const n of tsNames)
+      if (!cNames.includes(n))
+        out.push(`protocol.ts's ${ts} has '${n}', but proto.h's enum ${enumName} has no ${prefix}${n.toUpperCase()}`);
   }
   for (const name of c.enums.keys()) {
     if (!(name in ENUMS) && !(name in NAME_ENUMS)) out.push(`proto.h has enum ${name}, which this test does not compare (add it to ENUMS)`);
   }
   // The other direction for whole constants: every numeric constant or table protocol.ts exports is in proto.h.
-  const mapped = new Set<string>([...Object.values(DEFINES), ...Object.values(ENUMS).map((e) => e.ts), ...Object.values(NAME_ENUMS).map((e) => e.ts)]);
+  const mapped = new Set<string>([
+    ...Object.values(DEFINES),
+    ...Object.values(ENUMS).map((e) => e.ts),
+    ...Object.values(NAME_ENUMS).map((e) => e.ts),
+  ]);
   for (const [name, value] of Object.entries(exports)) {
-    const isNumberTable = typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'number');
+    const isNumberTable =
+      typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'number');
     const isNameList = Array.isArray(value) && value.every((v) => typeof v === 'string');
     if ((typeof value === 'number' || isNumberTable || isNameList) && !mapped.has(name)) {
       out.push(`protocol.ts exports ${name}, which proto.h does not define (or add it to this test's tables)`);
@@ -257,7 +271,10 @@ test('the comparison names a constant that differs, is missing on either side, o
   assert.match(differences(c).join('\n'), /S_NEW = 99 \(0x63\) in proto.h, but protocol.ts has no SpecTag.NEW/);
   c = copy();
   c.enums.get('error_reason')!.delete('R_INTERNAL');
-  assert.match(differences(c).join('\n'), /GuestErrorReason.INTERNAL = 7 in protocol.ts, but proto.h's enum error_reason has no R_INTERNAL/);
+  assert.match(
+    differences(c).join('\n'),
+    /GuestErrorReason.INTERNAL = 7 in protocol.ts, but proto.h's enum error_reason has no R_INTERNAL/,
+  );
   c = copy();
   c.defines.set('FRAME_MAX', 1 << 16);
   assert.match(differences(c).join('\n'), /FRAME_MAX = 65536 \(0x10000\) in proto.h, but MAX_PAYLOAD = 1048576 \(0x100000\)/);

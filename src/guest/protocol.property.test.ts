@@ -8,8 +8,21 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { isBosonError } from '../common/index.ts';
 import {
-  decodeError, decodeExit, decodeHello, decodeLogRecord, decodeStarted, encodeChunked, encodeExec, encodeFrame, encodeWinsize, FrameDecoder,
-  HEADER_SIZE, MAX_PAYLOAD, parseLogRecords, SpecTag, type Frame,
+  decodeError,
+  decodeExit,
+  decodeHello,
+  decodeLogRecord,
+  decodeStarted,
+  encodeChunked,
+  encodeExec,
+  encodeFrame,
+  encodeWinsize,
+  FrameDecoder,
+  HEADER_SIZE,
+  MAX_PAYLOAD,
+  parseLogRecords,
+  SpecTag,
+  type Frame,
 } from './protocol.ts';
 
 const RUNS = { numRuns: 300 };
@@ -72,7 +85,10 @@ test('encodeFrame -> FrameDecoder round-trips, however the stream is cut', () =>
         prev = c;
       }
       assert.equal(d.buffered, 0);
-      assert.deepEqual(out.map((f) => ({ type: f.type, session: f.session, payload: Buffer.from(f.payload) })), frames);
+      assert.deepEqual(
+        out.map((f) => ({ type: f.type, session: f.session, payload: Buffer.from(f.payload) })),
+        frames,
+      );
     }),
     RUNS,
   );
@@ -94,7 +110,13 @@ test('decodeHello/Exit/Error/Started/LogRecord: arbitrary frames decode or fail 
       const f = { type, session, payload };
       for (const decode of [decodeHello, decodeExit, decodeError, decodeStarted, decodeLogRecord]) {
         const threw = onlyProtocolErrors(() => decode(f));
-        const need = new Map<unknown, number>([[decodeHello, 12], [decodeExit, 8], [decodeError, 1], [decodeStarted, 4], [decodeLogRecord, 8]]).get(decode)!;
+        const need = new Map<unknown, number>([
+          [decodeHello, 12],
+          [decodeExit, 8],
+          [decodeError, 1],
+          [decodeStarted, 4],
+          [decodeLogRecord, 8],
+        ]).get(decode)!;
         assert.equal(threw, payload.length < need);
       }
     }),
@@ -126,12 +148,18 @@ test('parseLogRecords: arbitrary bytes never throw anything but GUEST_PROTOCOL; 
       const whole = Buffer.concat(records.map(encodeLog));
       const { records: got, consumed } = parseLogRecords(whole);
       assert.equal(consumed, whole.length);
-      assert.deepEqual(got.map((r) => ({ type: r.type, tsNs: r.tsNs, data: Buffer.from(r.data) })), records);
+      assert.deepEqual(
+        got.map((r) => ({ type: r.type, tsNs: r.tsNs, data: Buffer.from(r.data) })),
+        records,
+      );
       // A file still being written: only whole records, and `consumed` says where the rest begins.
       const part = whole.subarray(0, whole.length === 0 ? 0 : cut % whole.length);
       const some = parseLogRecords(part);
       assert.ok(some.records.length <= records.length && some.consumed <= part.length);
-      assert.deepEqual(some.records.map((r) => Buffer.from(r.data)), records.slice(0, some.records.length).map((r) => r.data));
+      assert.deepEqual(
+        some.records.map((r) => Buffer.from(r.data)),
+        records.slice(0, some.records.length).map((r) => r.data),
+      );
     }),
     RUNS,
   );
@@ -140,7 +168,7 @@ test('parseLogRecords: arbitrary bytes never throw anything but GUEST_PROTOCOL; 
 /** The records of a SPEC/EXEC payload, as boson-init's parse_records reads them. */
 function records(buf: Buffer): Array<{ tag: number; value: Buffer }> {
   const out: Array<{ tag: number; value: Buffer }> = [];
-  for (let off = 0; off < buf.length; ) {
+  for (let off = 0; off < buf.length;) {
     assert.ok(buf.length - off >= 5, 'whole record header');
     const len = buf.readUInt32BE(off + 1);
     assert.ok(len <= buf.length - off - 5, 'whole record');
@@ -161,7 +189,9 @@ test('encodeExec: argv, env, cwd, user, tty, stdin and winsize come back from th
         user: fc.option(str, { nil: undefined }),
         tty: fc.boolean(),
         stdin: fc.boolean(),
-        winsize: fc.option(fc.record({ rows: fc.integer({ min: 1, max: 65535 }), cols: fc.integer({ min: 1, max: 65535 }) }), { nil: undefined }),
+        winsize: fc.option(fc.record({ rows: fc.integer({ min: 1, max: 65535 }), cols: fc.integer({ min: 1, max: 65535 }) }), {
+          nil: undefined,
+        }),
       }),
       (spec) => {
         const recs = records(encodeExec(spec));
@@ -170,8 +200,14 @@ test('encodeExec: argv, env, cwd, user, tty, stdin and winsize come back from th
         assert.deepEqual(all(SpecTag.ENV), spec.env);
         assert.deepEqual(all(SpecTag.CWD), spec.cwd === undefined ? [] : [spec.cwd]);
         assert.deepEqual(all(SpecTag.USER), spec.user === undefined ? [] : [spec.user]);
-        assert.equal(recs.some((r) => r.tag === SpecTag.TTY), spec.tty);
-        assert.equal(recs.some((r) => r.tag === SpecTag.STDIN), spec.stdin);
+        assert.equal(
+          recs.some((r) => r.tag === SpecTag.TTY),
+          spec.tty,
+        );
+        assert.equal(
+          recs.some((r) => r.tag === SpecTag.STDIN),
+          spec.stdin,
+        );
         const ws = recs.find((r) => r.tag === SpecTag.WINSIZE)?.value;
         assert.deepEqual(ws && { rows: ws.readUInt16BE(0), cols: ws.readUInt16BE(2) }, spec.winsize);
       },
@@ -179,7 +215,10 @@ test('encodeExec: argv, env, cwd, user, tty, stdin and winsize come back from th
     RUNS,
   );
   // A NUL byte is refused by the host before the guest would refuse it.
-  assert.throws(() => encodeExec({ argv: ['a\0b'], env: [] }), (e: unknown) => isBosonError(e, 'INVALID_ARGUMENT'));
+  assert.throws(
+    () => encodeExec({ argv: ['a\0b'], env: [] }),
+    (e: unknown) => isBosonError(e, 'INVALID_ARGUMENT'),
+  );
 });
 
 test('encodeWinsize clamps any number to 0..65535', () => {

@@ -1,8 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  encodeFrame, FrameDecoder, FrameType, encodeSpec, encodeExec, decodeExit, decodeLogRecord, parseLogRecords, MAX_PAYLOAD, HEADER_SIZE,
-  PROTOCOL_VERSION, encodeChunked, type RunSpec,
+  encodeFrame,
+  FrameDecoder,
+  FrameType,
+  encodeSpec,
+  encodeExec,
+  decodeExit,
+  decodeLogRecord,
+  parseLogRecords,
+  MAX_PAYLOAD,
+  HEADER_SIZE,
+  PROTOCOL_VERSION,
+  encodeChunked,
+  type RunSpec,
 } from './protocol.ts';
 import { isBosonError } from '../common/index.ts';
 
@@ -25,7 +36,10 @@ test('the decoder refuses a header announcing more than the payload limit', () =
   const head = Buffer.alloc(HEADER_SIZE);
   head.writeUInt8(FrameType.STDOUT, 0);
   head.writeUInt32BE(MAX_PAYLOAD + 1, 4);
-  assert.throws(() => new FrameDecoder().push(head), (e) => isBosonError(e, 'GUEST_PROTOCOL'));
+  assert.throws(
+    () => new FrameDecoder().push(head),
+    (e) => isBosonError(e, 'GUEST_PROTOCOL'),
+  );
 });
 
 test('large stdin is split into frames within the limit, preserving every byte', () => {
@@ -39,26 +53,35 @@ test('large stdin is split into frames within the limit, preserving every byte',
 test('spec records are tag, u32 length, bytes, in the documented order', () => {
   const spec = encodeSpec({ argv: ['echo', 'hé'], env: ['A=1'], tty: true, rootDisk: 'boson-root' });
   const records: Array<[number, string]> = [];
-  for (let off = 0; off < spec.length; ) {
+  for (let off = 0; off < spec.length;) {
     const tag = spec.readUInt8(off);
     const len = spec.readUInt32BE(off + 1);
     records.push([tag, spec.subarray(off + 5, off + 5 + len).toString('latin1')]);
     off += 5 + len;
   }
-  assert.deepEqual(records.map((r) => r[0]), [1, 1, 2, 6, 9]);
+  assert.deepEqual(
+    records.map((r) => r[0]),
+    [1, 1, 2, 6, 9],
+  );
   assert.equal(Buffer.from(records[1]![1], 'latin1').toString('utf8'), 'hé');
   assert.equal(records[4]![1], 'boson-root');
 });
 
 test('a spec without a command, or with a NUL in a string, is refused', () => {
-  assert.throws(() => encodeSpec({ argv: [], env: [], rootDisk: 'r' }), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
-  assert.throws(() => encodeSpec({ argv: ['a\0b'], env: [], rootDisk: 'r' }), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
+  assert.throws(
+    () => encodeSpec({ argv: [], env: [], rootDisk: 'r' }),
+    (e) => isBosonError(e, 'INVALID_ARGUMENT'),
+  );
+  assert.throws(
+    () => encodeSpec({ argv: ['a\0b'], env: [], rootDisk: 'r' }),
+    (e) => isBosonError(e, 'INVALID_ARGUMENT'),
+  );
 });
 
 /** Splits SPEC/EXEC records into [tag, value] pairs. */
 function records(buf: Buffer): Array<[number, Buffer]> {
   const out: Array<[number, Buffer]> = [];
-  for (let off = 0; off < buf.length; ) {
+  for (let off = 0; off < buf.length;) {
     const len = buf.readUInt32BE(off + 1);
     out.push([buf.readUInt8(off), buf.subarray(off + 5, off + 5 + len)]);
     off += 5 + len;
@@ -73,13 +96,17 @@ test('version 2: EXEC is 0x86 and HELLO carries version 2', () => {
 
 test('version 2 spec records: clock, interfaces, DNS, hosts, mounts, log port', () => {
   const spec = encodeSpec({
-    argv: ['sh'], env: [], rootDisk: 'boson-root',
+    argv: ['sh'],
+    env: [],
+    rootDisk: 'boson-root',
     clockNs: 1_732_460_000_123_456_789n,
     interfaces: [
       { mac: '52:54:00:12:34:56', address: '10.88.0.5', prefixLen: 16, gateway: '10.88.0.1', mtu: 1500 },
       { mac: '52:54:00:AB:CD:EF', address: '192.168.1.2', prefixLen: 24, mtu: 9000 },
     ],
-    dns: ['10.88.0.1', '1.1.1.1'], dnsSearch: ['example.com'], hosts: ['10.88.0.5\tweb'],
+    dns: ['10.88.0.1', '1.1.1.1'],
+    dnsSearch: ['example.com'],
+    hosts: ['10.88.0.5\tweb'],
     mounts: [
       { kind: 'disk', source: 'vol-data', target: '/data', fstype: 'ext4', readOnly: false },
       { kind: '9p', source: 'share0', target: '/srv', fstype: '9p', readOnly: true },
@@ -87,7 +114,10 @@ test('version 2 spec records: clock, interfaces, DNS, hosts, mounts, log port', 
     logPort: true,
   });
   const recs = records(spec);
-  assert.deepEqual(recs.map((r) => r[0]), [1, 9, 12, 13, 13, 14, 14, 15, 16, 17, 17, 18]);
+  assert.deepEqual(
+    recs.map((r) => r[0]),
+    [1, 9, 12, 13, 13, 14, 14, 15, 16, 17, 17, 18],
+  );
   const text = (i: number): string => recs[i]![1].toString('utf8');
   assert.equal(recs[2]![1].readBigUInt64BE(0), 1_732_460_000_123_456_789n);
   assert.equal(recs[2]![1].length, 8);
@@ -98,7 +128,10 @@ test('version 2 spec records: clock, interfaces, DNS, hosts, mounts, log port', 
   assert.equal(text(10), '9p\tshare0\t/srv\t9p\tro');
   assert.deepEqual([...recs[11]![1]], [1]);
   // Without them, a version 1 spec comes out unchanged.
-  assert.deepEqual(records(encodeSpec({ argv: ['sh'], env: [], rootDisk: 'r', logPort: false })).map((r) => r[0]), [1, 9]);
+  assert.deepEqual(
+    records(encodeSpec({ argv: ['sh'], env: [], rootDisk: 'r', logPort: false })).map((r) => r[0]),
+    [1, 9],
+  );
 });
 
 test('malformed interfaces and mounts are refused before they reach the guest', () => {
@@ -118,17 +151,39 @@ test('malformed interfaces and mounts are refused before they reach the guest', 
     { ...base, mounts: [{ ...mount, kind: 'nfs' as 'disk' }] },
     { ...base, dns: ['a\0b'] },
   ];
-  for (const spec of bad) assert.throws(() => encodeSpec(spec), (e) => isBosonError(e, 'INVALID_ARGUMENT'), JSON.stringify(spec));
+  for (const spec of bad)
+    assert.throws(
+      () => encodeSpec(spec),
+      (e) => isBosonError(e, 'INVALID_ARGUMENT'),
+      JSON.stringify(spec),
+    );
 });
 
 test('EXEC payloads carry only the process records', () => {
-  const exec = encodeExec({ argv: ['ls', '-l'], env: ['A=1'], cwd: '/tmp', user: 'app', tty: true, stdin: true, winsize: { rows: 50, cols: 200 } });
+  const exec = encodeExec({
+    argv: ['ls', '-l'],
+    env: ['A=1'],
+    cwd: '/tmp',
+    user: 'app',
+    tty: true,
+    stdin: true,
+    winsize: { rows: 50, cols: 200 },
+  });
   const recs = records(exec);
-  assert.deepEqual(recs.map((r) => r[0]), [1, 1, 2, 3, 4, 6, 7, 8]);
+  assert.deepEqual(
+    recs.map((r) => r[0]),
+    [1, 1, 2, 3, 4, 6, 7, 8],
+  );
   assert.equal(recs[4]![1].toString(), 'app');
   assert.deepEqual([...recs[7]![1]], [0, 50, 0, 200]);
-  assert.deepEqual(records(encodeExec({ argv: ['true'], env: [] })).map((r) => r[0]), [1]);
-  assert.throws(() => encodeExec({ argv: [], env: [] }), (e) => isBosonError(e, 'INVALID_ARGUMENT'));
+  assert.deepEqual(
+    records(encodeExec({ argv: ['true'], env: [] })).map((r) => r[0]),
+    [1],
+  );
+  assert.throws(
+    () => encodeExec({ argv: [], env: [] }),
+    (e) => isBosonError(e, 'INVALID_ARGUMENT'),
+  );
   const frame = encodeFrame(FrameType.EXEC, exec, 7);
   const [decoded] = new FrameDecoder().push(frame);
   assert.equal(decoded!.type, 0x86);
@@ -154,7 +209,15 @@ test('log records decode to type, timestamp and data; partial records are left f
   ]);
   const all = parseLogRecords(file);
   assert.equal(all.consumed, file.length);
-  assert.deepEqual(all.records.map((r) => [r.type, r.tsNs]), [[2, 1n], [3, 2n], [4, 3n], [5, 18_000_000_000_000_000_000n]]);
+  assert.deepEqual(
+    all.records.map((r) => [r.type, r.tsNs]),
+    [
+      [2, 1n],
+      [3, 2n],
+      [4, 3n],
+      [5, 18_000_000_000_000_000_000n],
+    ],
+  );
   assert.equal(all.records[1]!.data.toString(), 'hello\n');
   assert.equal(all.records[0]!.data.readUInt32BE(0), 42);
   assert.deepEqual(decodeExit({ type: 5, session: 0, payload: all.records[3]!.data }), { status: 3, signal: 0 });
@@ -164,8 +227,14 @@ test('log records decode to type, timestamp and data; partial records are left f
     assert.equal(part.records.length + rest.records.length, 4, `cut at ${cut}`);
     assert.equal(part.consumed + rest.consumed, file.length);
   }
-  assert.throws(() => decodeLogRecord({ type: 3, session: 0, payload: Buffer.alloc(7) }), (e) => isBosonError(e, 'GUEST_PROTOCOL'));
+  assert.throws(
+    () => decodeLogRecord({ type: 3, session: 0, payload: Buffer.alloc(7) }),
+    (e) => isBosonError(e, 'GUEST_PROTOCOL'),
+  );
   const huge = Buffer.alloc(HEADER_SIZE);
   huge.writeUInt32BE(MAX_PAYLOAD + 9, 4);
-  assert.throws(() => parseLogRecords(huge), (e) => isBosonError(e, 'GUEST_PROTOCOL'));
+  assert.throws(
+    () => parseLogRecords(huge),
+    (e) => isBosonError(e, 'GUEST_PROTOCOL'),
+  );
 });

@@ -178,8 +178,24 @@ export interface ExecSpec {
 
 /** Tags of SPEC and EXEC records. */
 export const SpecTag = {
-  ARG: 1, ENV: 2, CWD: 3, USER: 4, HOSTNAME: 5, TTY: 6, STDIN: 7, WINSIZE: 8, ROOT_DISK: 9, ROOT_FSTYPE: 10,
-  SCRATCH_DISK: 11, CLOCK: 12, NET_IF: 13, DNS: 14, DNS_SEARCH: 15, HOSTS: 16, MOUNT: 17, LOG_PORT: 18,
+  ARG: 1,
+  ENV: 2,
+  CWD: 3,
+  USER: 4,
+  HOSTNAME: 5,
+  TTY: 6,
+  STDIN: 7,
+  WINSIZE: 8,
+  ROOT_DISK: 9,
+  ROOT_FSTYPE: 10,
+  SCRATCH_DISK: 11,
+  CLOCK: 12,
+  NET_IF: 13,
+  DNS: 14,
+  DNS_SEARCH: 15,
+  HOSTS: 16,
+  MOUNT: 17,
+  LOG_PORT: 18,
 } as const;
 
 /** Builds a sequence of SPEC records. */
@@ -240,7 +256,11 @@ function mountText(m: GuestMount): string {
     throw new BosonError('INVALID_ARGUMENT', `mount on ${JSON.stringify(m.target)}: ${what}`);
   };
   if (!(MOUNT_KINDS as readonly string[]).includes(m.kind)) bad(`unknown kind ${JSON.stringify(m.kind)}`);
-  for (const [name, v] of [['source', m.source], ['target', m.target], ['fstype', m.fstype]] as const) {
+  for (const [name, v] of [
+    ['source', m.source],
+    ['target', m.target],
+    ['fstype', m.fstype],
+  ] as const) {
     if (v.length === 0 || /[\t\n\0]/.test(v)) bad(`${name} is empty or holds a tab, newline or NUL`);
   }
   if (!m.target.startsWith('/')) bad('target is not absolute');

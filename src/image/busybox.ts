@@ -58,7 +58,14 @@ export async function writeBusyboxImageLayout(opts: { busybox: string; outDir: s
   try {
     binary = await fs.readFile(opts.busybox);
     const { stdout } = await run(opts.busybox, ['--list'], { maxBuffer: 1024 * 1024 });
-    applets = [...new Set(stdout.split('\n').map((s) => s.trim()).filter((s) => /^[A-Za-z0-9._[\]-]+$/.test(s) && s !== 'busybox'))].sort();
+    applets = [
+      ...new Set(
+        stdout
+          .split('\n')
+          .map((s) => s.trim())
+          .filter((s) => /^[A-Za-z0-9._[\]-]+$/.test(s) && s !== 'busybox'),
+      ),
+    ].sort();
   } catch (err) {
     throw new BosonError('TOOL_FAILED', `cannot read or run busybox at ${opts.busybox}: ${(err as Error).message}`, { cause: err });
   }

@@ -34,7 +34,8 @@ export interface LayerLimits {
  */
 export const DEFAULT_LAYER_LIMITS: LayerLimits = { maxBytes: 64 * 2 ** 30, maxRatio: 100, ratioFloorBytes: 2 ** 30 };
 
-const size = (n: number): string => (n >= 2 ** 30 && n % 2 ** 30 === 0 ? `${n / 2 ** 30} GiB` : n >= 2 ** 20 && n % 2 ** 20 === 0 ? `${n / 2 ** 20} MiB` : `${n} bytes`);
+const size = (n: number): string =>
+  n >= 2 ** 30 && n % 2 ** 30 === 0 ? `${n / 2 ** 30} GiB` : n >= 2 ** 20 && n % 2 ** 20 === 0 ? `${n / 2 ** 20} MiB` : `${n} bytes`;
 
 /** What uncompressedLayer checks: the blob's (descriptor) size and the caps; `what` names the layer in messages. */
 export interface LayerStreamOptions {
@@ -46,19 +47,30 @@ export interface LayerStreamOptions {
 /** A pass-through that counts bytes and fails with LAYER_UNSAFE past the caps. */
 function capped(compressed: boolean, opts: LayerStreamOptions): Transform {
   const limits = opts.limits ?? DEFAULT_LAYER_LIMITS;
-  const ratioCap = compressed && opts.compressedSize !== undefined ? Math.max(limits.ratioFloorBytes, limits.maxRatio * opts.compressedSize) : Infinity;
+  const ratioCap =
+    compressed && opts.compressedSize !== undefined ? Math.max(limits.ratioFloorBytes, limits.maxRatio * opts.compressedSize) : Infinity;
   const what = opts.what ?? 'a layer';
   let n = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
       n += chunk.length;
       if (n > limits.maxBytes) {
-        return cb(new BosonError('LAYER_UNSAFE', `${what} uncompresses to more than ${size(limits.maxBytes)}, the most a layer may hold`, { details: { reason: 'size', limit: limits.maxBytes } }));
+        return cb(
+          new BosonError('LAYER_UNSAFE', `${what} uncompresses to more than ${size(limits.maxBytes)}, the most a layer may hold`, {
+            details: { reason: 'size', limit: limits.maxBytes },
+          }),
+        );
       }
       if (n > ratioCap) {
-        return cb(new BosonError('LAYER_UNSAFE', `${what} uncompresses to more than ${limits.maxRatio} times its compressed size of ${opts.compressedSize} bytes (more than ${n} bytes): a decompression bomb`, {
-          details: { reason: 'ratio', limit: limits.maxRatio, compressedSize: opts.compressedSize },
-        }));
+        return cb(
+          new BosonError(
+            'LAYER_UNSAFE',
+            `${what} uncompresses to more than ${limits.maxRatio} times its compressed size of ${opts.compressedSize} bytes (more than ${n} bytes): a decompression bomb`,
+            {
+              details: { reason: 'ratio', limit: limits.maxRatio, compressedSize: opts.compressedSize },
+            },
+          ),
+        );
       }
       cb(null, chunk);
     },

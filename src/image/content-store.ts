@@ -79,7 +79,10 @@ export async function copyVerified(
     if (err instanceof BosonError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
-      throw new BosonError('IMAGE_CORRUPT', `${what}: blob ${expected.digest} is missing`, { cause: err, details: { digest: expected.digest } });
+      throw new BosonError('IMAGE_CORRUPT', `${what}: blob ${expected.digest} is missing`, {
+        cause: err,
+        details: { digest: expected.digest },
+      });
     }
     throw new BosonError('IMAGE_CORRUPT', `${what}: cannot read blob ${expected.digest}: ${(err as Error).message}`, { cause: err });
   }

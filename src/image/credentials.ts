@@ -66,7 +66,8 @@ function decode(entry: NonNullable<AuthFile['auths']>[string] | undefined): Cred
     const i = text.indexOf(':');
     if (i > 0) return { username: text.slice(0, i), password: text.slice(i + 1) };
   }
-  if (typeof entry.username === 'string' && typeof entry.password === 'string') return { username: entry.username, password: entry.password };
+  if (typeof entry.username === 'string' && typeof entry.password === 'string')
+    return { username: entry.username, password: entry.password };
   return null;
 }
 

@@ -16,7 +16,11 @@ async function layers(...specs: TarEntrySpec[][]): Promise<LayerInput[]> {
   return tars.map((t, i) => ({ name: `L${i + 1}`, open: () => Readable.from([t]) }));
 }
 
-const exists = (p: string): Promise<boolean> => fs.lstat(p).then(() => true, () => false);
+const exists = (p: string): Promise<boolean> =>
+  fs.lstat(p).then(
+    () => true,
+    () => false,
+  );
 
 test('three layers: whiteouts, opaque dirs, hardlinks, symlinks, modes, ownership, special files', async () => {
   const dir = await tempDir();
@@ -79,9 +83,32 @@ test('three layers: whiteouts, opaque dirs, hardlinks, symlinks, modes, ownershi
     assert.ok(stats.whiteouts >= 6);
     const rel = await snapshot(root);
     assert.deepEqual(rel, [
-      'a d', 'a/b d', 'a/b/abs-through 17', 'a/b/f1 4', 'a/b/through 17', 'abs l', 'bin d', 'bin/su 2',
-      'd d', 'd/new 3', 'dev d', 'dev/fifo 0', 'dev/null 0', 'e d', 'e/new 1', 'f3 36', 'hl 6', 'hl-src 6', 'lnk l',
-      'noparent d', 'noparent/deep d', 'noparent/deep/file 16', 'r d', 'r/inner 7', 's l', 'tmp d',
+      'a d',
+      'a/b d',
+      'a/b/abs-through 17',
+      'a/b/f1 4',
+      'a/b/through 17',
+      'abs l',
+      'bin d',
+      'bin/su 2',
+      'd d',
+      'd/new 3',
+      'dev d',
+      'dev/fifo 0',
+      'dev/null 0',
+      'e d',
+      'e/new 1',
+      'f3 36',
+      'hl 6',
+      'hl-src 6',
+      'lnk l',
+      'noparent d',
+      'noparent/deep d',
+      'noparent/deep/file 16',
+      'r d',
+      'r/inner 7',
+      's l',
+      'tmp d',
     ]);
     const st = async (p: string) => fs.lstat(path.join(root, p));
     const f1 = await st('a/b/f1');
@@ -121,7 +148,12 @@ test('opaque directory with a lower-layer subdirectory that this layer re-adds k
   const dir = await tempDir();
   try {
     const ls = await layers(
-      [{ name: 'o/', type: 'directory' }, { name: 'o/sub/', type: 'directory' }, { name: 'o/sub/lower', content: 'l' }, { name: 'o/lower2', content: 'l' }],
+      [
+        { name: 'o/', type: 'directory' },
+        { name: 'o/sub/', type: 'directory' },
+        { name: 'o/sub/lower', content: 'l' },
+        { name: 'o/lower2', content: 'l' },
+      ],
       [{ name: 'o/.wh..wh..opq' }, { name: 'o/sub/', type: 'directory' }, { name: 'o/sub/upper', content: 'u' }],
       [{ name: 'o/sub/.wh.upper' }, { name: 'o/top', content: 't' }],
     );
@@ -143,7 +175,10 @@ async function expectUnsafe(...specs: TarEntrySpec[][]): Promise<void> {
     const before = await snapshot(base);
     await rejectsWith(flattenLayers(await layers(...specs), root), 'LAYER_UNSAFE');
     const after = (await snapshot(base)).filter((p) => !p.startsWith('a/b/c/root/'));
-    assert.deepEqual(after, before.filter((p) => !p.startsWith('a/b/c/root/')));
+    assert.deepEqual(
+      after,
+      before.filter((p) => !p.startsWith('a/b/c/root/')),
+    );
     assert.equal(await fs.readFile(path.join(base, 'x'), 'utf8'), 'outside');
     assert.equal(await exists('/evil-boson-test'), false);
   } finally {
@@ -159,11 +194,21 @@ test('unsafe entry names are refused: "..", absolute, escaping', async () => {
 });
 
 test('writing through a symlink that leads outside the root is refused', async () => {
-  await expectUnsafe([{ name: 'evil', type: 'symlink', linkname: '../../..' }, { name: 'evil/x', content: 'pwned' }]);
-  await expectUnsafe([{ name: 'evil', type: 'symlink', linkname: '/../..' }, { name: 'evil/x', content: 'pwned' }]);
+  await expectUnsafe([
+    { name: 'evil', type: 'symlink', linkname: '../../..' },
+    { name: 'evil/x', content: 'pwned' },
+  ]);
+  await expectUnsafe([
+    { name: 'evil', type: 'symlink', linkname: '/../..' },
+    { name: 'evil/x', content: 'pwned' },
+  ]);
   await expectUnsafe([{ name: 'evil', type: 'symlink', linkname: '../..' }], [{ name: 'evil/a/x', content: 'pwned' }]);
   // chains: a relative link to a link that escapes
-  await expectUnsafe([{ name: 'up', type: 'symlink', linkname: '..' }, { name: 'hop', type: 'symlink', linkname: 'up/x' }, { name: 'hop/y', content: 'p' }]);
+  await expectUnsafe([
+    { name: 'up', type: 'symlink', linkname: '..' },
+    { name: 'hop', type: 'symlink', linkname: 'up/x' },
+    { name: 'hop/y', content: 'p' },
+  ]);
   // a whiteout through an escaping link must not delete outside files
   await expectUnsafe([{ name: 'evil', type: 'symlink', linkname: '../../../..' }], [{ name: 'evil/.wh.x' }]);
   await expectUnsafe([{ name: 'evil', type: 'symlink', linkname: '../../../..' }], [{ name: 'evil/.wh..wh..opq' }]);
@@ -172,7 +217,10 @@ test('writing through a symlink that leads outside the root is refused', async (
 test('hard links to outside the root are refused', async () => {
   await expectUnsafe([{ name: 'h', type: 'link', linkname: '../../../../x' }]);
   await expectUnsafe([{ name: 'h', type: 'link', linkname: '/etc/passwd' }]);
-  await expectUnsafe([{ name: 'esc', type: 'symlink', linkname: '../../..' }, { name: 'h', type: 'link', linkname: 'esc/x' }]);
+  await expectUnsafe([
+    { name: 'esc', type: 'symlink', linkname: '../../..' },
+    { name: 'h', type: 'link', linkname: 'esc/x' },
+  ]);
 });
 
 test('symlinks that stay inside the root are followed, never the host', async () => {
@@ -235,7 +283,14 @@ test('extended attributes: binary values byte for byte, LIBARCHIVE records, repl
       [
         { name: 'x/', type: 'directory', pax: { 'SCHILY.xattr.user.dir': '1' } },
         { name: 'bin/', type: 'directory' },
-        { name: 'bin/ping', content: 'ping', mode: 0o4755, uid: 3, gid: 4, pax: { 'SCHILY.xattr.security.capability': cap, 'SCHILY.xattr.user.boson': 'hello' } },
+        {
+          name: 'bin/ping',
+          content: 'ping',
+          mode: 0o4755,
+          uid: 3,
+          gid: 4,
+          pax: { 'SCHILY.xattr.security.capability': cap, 'SCHILY.xattr.user.boson': 'hello' },
+        },
         { name: 'lib', content: 'lib', pax: { 'LIBARCHIVE.xattr.user.lib%3Dx': Buffer.from([0x62, 0, 0xff, 0x80]).toString('base64') } },
         { name: 'old', content: 'old', pax: { 'SCHILY.xattr.user.old': 'old' } },
         { name: 'ov/', type: 'directory', pax: { 'SCHILY.xattr.trusted.overlay.opaque': 'y', 'SCHILY.xattr.trusted.boson': 't' } },
@@ -267,7 +322,10 @@ test('extended attributes: binary values byte for byte, LIBARCHIVE records, repl
     assert.equal(stats.xattrs, 9);
     assert.deepEqual(stats.warnings, progress);
     assert.equal(progress.length, 3);
-    assert.match(progress.join('\n'), /layer L1: extended attribute trusted\.overlay\.opaque: skipped overlayfs metadata .* on 1 entry \(e\.g\. \/ov\)/);
+    assert.match(
+      progress.join('\n'),
+      /layer L1: extended attribute trusted\.overlay\.opaque: skipped overlayfs metadata .* on 1 entry \(e\.g\. \/ov\)/,
+    );
     assert.match(progress.join('\n'), /user\.nope: skipped \(user\.\* attributes exist only on files and directories\)/);
     assert.match(progress.join('\n'), /system\.posix_acl_access: skipped/);
   } finally {

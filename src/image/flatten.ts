@@ -60,7 +60,7 @@ export interface FlattenStats {
 }
 
 const SKIPPED: Record<Exclude<XattrVerdict, 'apply'>, string> = {
-  'overlay-metadata': 'skipped overlayfs metadata (it would change the guest\'s overlay root)',
+  'overlay-metadata': "skipped overlayfs metadata (it would change the guest's overlay root)",
   namespace: 'skipped (only the user, security and trusted namespaces are applied)',
   'not-file-or-dir': 'skipped (user.* attributes exist only on files and directories)',
 };
@@ -291,7 +291,9 @@ class Flattener {
     switch (type) {
       case 'file':
       case 'contiguous-file': {
-        const fd = this.replace(p, () => fsSync.openSync(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
+        const fd = this.replace(p, () =>
+          fsSync.openSync(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600),
+        );
         try {
           // Batched writes: tar-stream yields small chunks, and one write per chunk dominated big layers.
           let batch: Buffer[] = [];
@@ -323,12 +325,14 @@ class Flattener {
         break;
       case 'link': {
         const tcomps = entryComponents(layer, h.linkname ?? '');
-        if (h.linkname?.startsWith('/') || tcomps.length === 0) throw unsafe(layer, h.name, `is a hard link to "${h.linkname}", outside the root`);
+        if (h.linkname?.startsWith('/') || tcomps.length === 0)
+          throw unsafe(layer, h.name, `is a hard link to "${h.linkname}", outside the root`);
         const tbase = tcomps.pop()!;
         const tdir = this.resolveDir(layer, h.name, tcomps, false);
         const target = tdir === null ? null : this.abs([...tdir, tbase]);
         const tst = target === null ? null : lstatOrNull(target);
-        if (target === null || tst === null) throw new BosonError('IMAGE_INVALID', `layer ${layer}: hard link "${h.name}" points to missing "${h.linkname}"`);
+        if (target === null || tst === null)
+          throw new BosonError('IMAGE_INVALID', `layer ${layer}: hard link "${h.name}" points to missing "${h.linkname}"`);
         if (tst.isDirectory()) throw unsafe(layer, h.name, 'is a hard link to a directory');
         this.replace(p, () => fsSync.linkSync(target, p));
         this.added.add(rel.join('/'));
@@ -343,7 +347,10 @@ class Flattener {
         try {
           await run('mknod', ['-m', '0600', p, ...kind]);
         } catch (err) {
-          throw new BosonError('TOOL_FAILED', `layer ${layer}: mknod ${h.name} failed: ${(err as Error).message}`, { cause: err, details: { tool: 'mknod', layer, entry: h.name, nodeType: type } });
+          throw new BosonError('TOOL_FAILED', `layer ${layer}: mknod ${h.name} failed: ${(err as Error).message}`, {
+            cause: err,
+            details: { tool: 'mknod', layer, entry: h.name, nodeType: type },
+          });
         }
         break;
       }

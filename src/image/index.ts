@@ -7,7 +7,15 @@ export { ImageStore, chainId, type PullOptions, type PullResult, type PruneResul
 export { CredentialStore, bosonConfigDir, dockerConfigPath, type Credentials } from './credentials.ts';
 export { RegistryClient, type RegistryClientOptions } from './registry.ts';
 export { parsePlatform, platformString, type Platform } from './pull.ts';
-export { normaliseReference, parseReference, referenceCandidates, remoteReference, registryHostName, type ParsedReference, type RemoteReference } from './reference.ts';
+export {
+  normaliseReference,
+  parseReference,
+  referenceCandidates,
+  remoteReference,
+  registryHostName,
+  type ParsedReference,
+  type RemoteReference,
+} from './reference.ts';
 export type { LayerInput, FlattenStats } from './flatten.ts';
 export { defaultRootFsType, type RootFsType } from './rootfs.ts';
 export { checkUserNamespaceSetup } from './userns.ts';
@@ -15,10 +23,14 @@ export { checkUserNamespaceSetup } from './userns.ts';
 // The flattener and the busybox layout writer load tar-stream; they are loaded on first use so that importing this
 // surface (every CLI command does) stays cheap.
 /** See flatten.ts. */
-export async function flattenLayers(...args: Parameters<typeof import('./flatten.ts').flattenLayers>): ReturnType<typeof import('./flatten.ts').flattenLayers> {
+export async function flattenLayers(
+  ...args: Parameters<typeof import('./flatten.ts').flattenLayers>
+): ReturnType<typeof import('./flatten.ts').flattenLayers> {
   return (await import('./flatten.ts')).flattenLayers(...args);
 }
 /** See busybox.ts. */
-export async function writeBusyboxImageLayout(...args: Parameters<typeof import('./busybox.ts').writeBusyboxImageLayout>): ReturnType<typeof import('./busybox.ts').writeBusyboxImageLayout> {
+export async function writeBusyboxImageLayout(
+  ...args: Parameters<typeof import('./busybox.ts').writeBusyboxImageLayout>
+): ReturnType<typeof import('./busybox.ts').writeBusyboxImageLayout> {
   return (await import('./busybox.ts')).writeBusyboxImageLayout(...args);
 }

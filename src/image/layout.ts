@@ -61,7 +61,11 @@ function dirView(dir: string, source: string): FileView {
     return path.join(dir, clean);
   };
   return {
-    exists: async (name) => fs.access(p(name)).then(() => true, () => false),
+    exists: async (name) =>
+      fs.access(p(name)).then(
+        () => true,
+        () => false,
+      ),
     read: (name) => fs.readFile(p(name)),
     open: (name) => createReadStream(p(name)),
     size: async (name) => (await fs.stat(p(name))).size,
@@ -143,7 +147,11 @@ async function tarView(tarball: string, workDir: string, source: string, onProgr
       try {
         return createReadStream(resolve(name));
       } catch (err) {
-        return new Readable({ read() { this.destroy(err as Error); } });
+        return new Readable({
+          read() {
+            this.destroy(err as Error);
+          },
+        });
       }
     },
     size: async (name) => (await fs.stat(resolve(name))).size,
@@ -166,11 +174,24 @@ async function readJsonFile(view: FileView, name: string, source: string): Promi
 
 function asDescriptor(x: unknown, source: string, where: string): Descriptor {
   const d = x as Partial<Descriptor> | null;
-  if (!d || typeof d !== 'object' || typeof d.digest !== 'string' || typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) {
+  if (
+    !d ||
+    typeof d !== 'object' ||
+    typeof d.digest !== 'string' ||
+    typeof d.size !== 'number' ||
+    !Number.isSafeInteger(d.size) ||
+    d.size < 0
+  ) {
     throw invalid(source, `${where}: malformed descriptor`);
   }
   digestHex(d.digest);
-  return { mediaType: typeof d.mediaType === 'string' ? d.mediaType : '', digest: d.digest, size: d.size, annotations: d.annotations ?? {}, platform: d.platform };
+  return {
+    mediaType: typeof d.mediaType === 'string' ? d.mediaType : '',
+    digest: d.digest,
+    size: d.size,
+    annotations: d.annotations ?? {},
+    platform: d.platform,
+  };
 }
 
 const isAmd64 = (d: Descriptor): boolean => d.platform?.os === 'linux' && d.platform?.architecture === 'amd64';
@@ -227,7 +248,10 @@ async function readOciLayout(view: FileView, source: string): Promise<SourceImag
     if (isIndexType(mt)) {
       const nested = JSON.parse((await readVerified(view, d, source)).toString('utf8')) as { manifests?: unknown };
       if (!Array.isArray(nested.manifests)) throw invalid(source, `index ${d.digest} has no manifests`);
-      chosen = pickPlatform(nested.manifests.map((m, i) => asDescriptor(m, source, `index ${d.digest} manifests[${i}]`)), source);
+      chosen = pickPlatform(
+        nested.manifests.map((m, i) => asDescriptor(m, source, `index ${d.digest} manifests[${i}]`)),
+        source,
+      );
       chosen.platform ??= { os: 'linux', architecture: 'amd64' };
     } else if (isManifestType(mt)) {
       chosen = d;
@@ -240,7 +264,10 @@ async function readOciLayout(view: FileView, source: string): Promise<SourceImag
     g.manifests.push(chosen);
     groups.set(key, g);
   }
-  return [...groups.values()].map((g) => ({ names: g.names, manifest: g.manifests.length === 1 ? g.manifests[0]! : pickPlatform(g.manifests, source) }));
+  return [...groups.values()].map((g) => ({
+    names: g.names,
+    manifest: g.manifests.length === 1 ? g.manifests[0]! : pickPlatform(g.manifests, source),
+  }));
 }
 
 /** Legacy `docker save`: manifest.json lists config file and layer tar files; a schema2 manifest is synthesised. */
@@ -249,7 +276,8 @@ async function readLegacy(view: FileView, source: string, inline: Map<string, Bu
   if (!Array.isArray(list) || list.length === 0) throw invalid(source, 'manifest.json is not a non-empty list');
   const images: SourceImage[] = [];
   for (const [i, item] of (list as { Config?: unknown; RepoTags?: unknown; Layers?: unknown }[]).entries()) {
-    if (typeof item?.Config !== 'string' || !Array.isArray(item.Layers)) throw invalid(source, `manifest.json[${i}] has no Config or Layers`);
+    if (typeof item?.Config !== 'string' || !Array.isArray(item.Layers))
+      throw invalid(source, `manifest.json[${i}] has no Config or Layers`);
     const configName = item.Config;
     let config: Buffer;
     try {
@@ -260,7 +288,9 @@ async function readLegacy(view: FileView, source: string, inline: Map<string, Bu
     const configDigest = sha256Digest(config);
     const base = path.posix.basename(configName).replace(/\.json$/, '');
     if (/^[0-9a-f]{64}$/.test(base) && `sha256:${base}` !== configDigest) {
-      throw new BosonError('IMAGE_CORRUPT', `${source}: config ${configName} does not match its digest`, { details: { digest: `sha256:${base}` } });
+      throw new BosonError('IMAGE_CORRUPT', `${source}: config ${configName} does not match its digest`, {
+        details: { digest: `sha256:${base}` },
+      });
     }
     let diffIds: unknown;
     try {

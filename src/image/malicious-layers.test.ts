@@ -29,7 +29,11 @@ async function layers(...specs: TarEntrySpec[][]): Promise<LayerInput[]> {
   return tars.map((t, i) => ({ name: `L${i + 1}`, open: () => Readable.from([t]) }));
 }
 
-const exists = (p: string): Promise<boolean> => fs.lstat(p).then(() => true, () => false);
+const exists = (p: string): Promise<boolean> =>
+  fs.lstat(p).then(
+    () => true,
+    () => false,
+  );
 
 /** Every path under `dir` with type, mode, owner, size and mtime (a stricter fingerprint than test-support's). */
 async function fingerprint(dir: string, skip: (rel: string) => boolean = () => false): Promise<string[]> {
@@ -100,7 +104,13 @@ test("the image's ./ entry never sets the mode or owner of the directory flatten
     const root = path.join(base, 'root');
     await fs.mkdir(root, { mode: 0o700 });
     let during: { mode: number; uid: number } | null = null;
-    const ls = await layers([{ name: './', type: 'directory', mode: 0o777, uid: 1000, gid: 1000, mtime: T1 }, { name: 'f', content: 'x' }], [{ name: 'g', content: 'y' }]);
+    const ls = await layers(
+      [
+        { name: './', type: 'directory', mode: 0o777, uid: 1000, gid: 1000, mtime: T1 },
+        { name: 'f', content: 'x' },
+      ],
+      [{ name: 'g', content: 'y' }],
+    );
     await flattenLayers(ls, root, {
       onProgress: (e) => {
         if (e.phase === 'unpack' && e.current === 2) void fs.stat(root).then((st) => (during = { mode: st.mode & 0o7777, uid: st.uid }));
@@ -119,17 +129,43 @@ const CORPUS: Record<string, TarEntrySpec[][]> = {
   'dot-dot': [[{ name: '../canary/pwned', content: 'x' }]],
   'dot-dot deep': [[{ name: 'a/../../../canary/pwned', content: 'x' }]],
   absolute: [[{ name: `${EVIL}/pwned`, content: 'x' }]],
-  'absolute symlink, then a file through it': [[{ name: 'l', type: 'symlink', linkname: EVIL }, { name: 'l/pwned', content: 'x' }]],
-  'relative symlink up, then a file through it': [[{ name: 'l', type: 'symlink', linkname: '../../canary' }, { name: 'l/pwned', content: 'x' }]],
+  'absolute symlink, then a file through it': [
+    [
+      { name: 'l', type: 'symlink', linkname: EVIL },
+      { name: 'l/pwned', content: 'x' },
+    ],
+  ],
+  'relative symlink up, then a file through it': [
+    [
+      { name: 'l', type: 'symlink', linkname: '../../canary' },
+      { name: 'l/pwned', content: 'x' },
+    ],
+  ],
   'symlink up, then a directory, a whiteout and an opaque dir through it': [
     [{ name: 'l', type: 'symlink', linkname: '../../canary' }],
     [{ name: 'l/d/', type: 'directory', mode: 0o777 }, { name: 'l/.wh.keep' }, { name: 'l/.wh..wh..opq' }],
   ],
-  'looping symlinks': [[{ name: 'loop', type: 'symlink', linkname: 'loop' }, { name: 'loop/x', content: 'x' }]],
-  'symlink ping-pong': [[{ name: 'a', type: 'symlink', linkname: 'b' }, { name: 'b', type: 'symlink', linkname: 'a/c' }, { name: 'a/x', content: 'x' }]],
+  'looping symlinks': [
+    [
+      { name: 'loop', type: 'symlink', linkname: 'loop' },
+      { name: 'loop/x', content: 'x' },
+    ],
+  ],
+  'symlink ping-pong': [
+    [
+      { name: 'a', type: 'symlink', linkname: 'b' },
+      { name: 'b', type: 'symlink', linkname: 'a/c' },
+      { name: 'a/x', content: 'x' },
+    ],
+  ],
   'hard link out of the root': [[{ name: 'h', type: 'link', linkname: '../../canary/keep' }]],
   'hard link to an absolute host path': [[{ name: 'h', type: 'link', linkname: '/etc/passwd' }]],
-  'hard link through an escaping symlink': [[{ name: 'l', type: 'symlink', linkname: '../../canary' }, { name: 'h', type: 'link', linkname: 'l/keep' }]],
+  'hard link through an escaping symlink': [
+    [
+      { name: 'l', type: 'symlink', linkname: '../../canary' },
+      { name: 'h', type: 'link', linkname: 'l/keep' },
+    ],
+  ],
   'device nodes and a setuid file': [
     [
       { name: 'dev/', type: 'directory' },
@@ -139,15 +175,31 @@ const CORPUS: Record<string, TarEntrySpec[][]> = {
       { name: 'bin/rootshell', content: '#!', mode: 0o6777 },
     ],
   ],
-  'device node through an escaping symlink': [[{ name: 'l', type: 'symlink', linkname: '../../canary' }, { name: 'l/null', type: 'character-device', devmajor: 1, devminor: 3 }]],
+  'device node through an escaping symlink': [
+    [
+      { name: 'l', type: 'symlink', linkname: '../../canary' },
+      { name: 'l/null', type: 'character-device', devmajor: 1, devminor: 3 },
+    ],
+  ],
   'huge PAX header': [[{ name: 'f', content: 'x', pax: { comment: Buffer.alloc(6 * 1024 * 1024, 0x61) } }]],
-  'file over an absolute symlink of the previous layer': [[{ name: 'etc', type: 'symlink', linkname: EVIL }], [{ name: 'etc/passwd', content: 'x' }]],
+  'file over an absolute symlink of the previous layer': [
+    [{ name: 'etc', type: 'symlink', linkname: EVIL }],
+    [{ name: 'etc/passwd', content: 'x' }],
+  ],
   'directory replaced by a symlink between layers, deferred mtimes': [
-    [{ name: 'a/', type: 'directory', mtime: T1 }, { name: 'a/keep/', type: 'directory', mtime: T1 }],
+    [
+      { name: 'a/', type: 'directory', mtime: T1 },
+      { name: 'a/keep/', type: 'directory', mtime: T1 },
+    ],
     [{ name: 'a', type: 'symlink', linkname: '../../canary' }],
     [{ name: 'b', type: 'symlink', linkname: EVIL }],
   ],
-  'root entry with a hostile mode': [[{ name: './', type: 'directory', mode: 0o7777, uid: 1234, gid: 1234 }, { name: '.', type: 'directory', mode: 0o777 }]],
+  'root entry with a hostile mode': [
+    [
+      { name: './', type: 'directory', mode: 0o7777, uid: 1234, gid: 1234 },
+      { name: '.', type: 'directory', mode: 0o777 },
+    ],
+  ],
 };
 
 test('a malicious layer corpus changes nothing outside the staging tree', async () => {
@@ -169,7 +221,10 @@ test('a malicious layer corpus changes nothing outside the staging tree', async 
       try {
         await flattenLayers(await layers(...specs), root);
       } catch (err) {
-        assert.ok(isBosonError(err) && ['LAYER_UNSAFE', 'IMAGE_CORRUPT', 'IMAGE_INVALID'].includes(err.code), `${name}: unexpected ${String(err)}`);
+        assert.ok(
+          isBosonError(err) && ['LAYER_UNSAFE', 'IMAGE_CORRUPT', 'IMAGE_INVALID'].includes(err.code),
+          `${name}: unexpected ${String(err)}`,
+        );
       }
       assert.deepEqual(await fingerprint(base, outside), before, `${name}: nothing outside the root changed`);
       assert.deepEqual(await fingerprint('/etc/passwd'), passwd, `${name}: /etc/passwd untouched`);
@@ -251,14 +306,46 @@ test('decompression bombs and oversized layers are refused with LAYER_UNSAFE', a
     return n;
   };
   const gz = 'application/vnd.oci.image.layer.v1.tar+gzip';
-  const e1 = await rejectsWith(drain(uncompressedLayer(gz, Readable.from([zeros]), { compressedSize: zeros.length, limits: { maxBytes: 2 ** 40, maxRatio: 100, ratioFloorBytes: 1 << 20 } })), 'LAYER_UNSAFE');
+  const e1 = await rejectsWith(
+    drain(
+      uncompressedLayer(gz, Readable.from([zeros]), {
+        compressedSize: zeros.length,
+        limits: { maxBytes: 2 ** 40, maxRatio: 100, ratioFloorBytes: 1 << 20 },
+      }),
+    ),
+    'LAYER_UNSAFE',
+  );
   assert.match(e1.message, /more than 100 times/);
-  const e2 = await rejectsWith(drain(uncompressedLayer(gz, Readable.from([zeros]), { compressedSize: zeros.length, limits: { maxBytes: 4 << 20, maxRatio: 10000, ratioFloorBytes: 0 } })), 'LAYER_UNSAFE');
+  const e2 = await rejectsWith(
+    drain(
+      uncompressedLayer(gz, Readable.from([zeros]), {
+        compressedSize: zeros.length,
+        limits: { maxBytes: 4 << 20, maxRatio: 10000, ratioFloorBytes: 0 },
+      }),
+    ),
+    'LAYER_UNSAFE',
+  );
   assert.match(e2.message, /more than 4 MiB/);
   // An uncompressed layer is capped too.
-  await rejectsWith(drain(uncompressedLayer('application/vnd.oci.image.layer.v1.tar', Readable.from([Buffer.alloc(8 << 20)]), { compressedSize: 8 << 20, limits: { maxBytes: 4 << 20, maxRatio: 100, ratioFloorBytes: 0 } })), 'LAYER_UNSAFE');
+  await rejectsWith(
+    drain(
+      uncompressedLayer('application/vnd.oci.image.layer.v1.tar', Readable.from([Buffer.alloc(8 << 20)]), {
+        compressedSize: 8 << 20,
+        limits: { maxBytes: 4 << 20, maxRatio: 100, ratioFloorBytes: 0 },
+      }),
+    ),
+    'LAYER_UNSAFE',
+  );
   // Under the limits: everything comes through.
-  assert.equal(await drain(uncompressedLayer(gz, Readable.from([zeros]), { compressedSize: zeros.length, limits: { maxBytes: 2 ** 40, maxRatio: 100, ratioFloorBytes: 64 << 20 } })), 32 * 1024 * 1024);
+  assert.equal(
+    await drain(
+      uncompressedLayer(gz, Readable.from([zeros]), {
+        compressedSize: zeros.length,
+        limits: { maxBytes: 2 ** 40, maxRatio: 100, ratioFloorBytes: 64 << 20 },
+      }),
+    ),
+    32 * 1024 * 1024,
+  );
 });
 
 test('a store refuses a gzip bomb layer at import and while building a disk, and keeps nothing', async () => {

@@ -82,7 +82,7 @@ const PAX_MARK = 'boson-pax-header';
 
 /** Turns the entries named PAX_MARK into PAX extended headers (type 'x'), fixing their checksums. */
 function markPaxHeaders(t: Buffer): Buffer {
-  for (let off = 0; off + 512 <= t.length; ) {
+  for (let off = 0; off + 512 <= t.length;) {
     const h = t.subarray(off, off + 512);
     if (h.every((b) => b === 0)) break;
     const size = parseInt(h.subarray(124, 136).toString('latin1'), 8);
@@ -143,7 +143,8 @@ export function buildOciLayout(images: LayoutImage[]): LayoutFiles {
   for (const img of images) {
     const layerDescs = img.layers.map((l) => {
       const c = l.compression ?? 'gzip';
-      const data = c === 'gzip' ? gzipSync(l.tar, { level: 9 }) : c === 'zstd' ? execFileSync('zstd', ['-q', '-c', '-19'], { input: l.tar }) : l.tar;
+      const data =
+        c === 'gzip' ? gzipSync(l.tar, { level: 9 }) : c === 'zstd' ? execFileSync('zstd', ['-q', '-c', '-19'], { input: l.tar }) : l.tar;
       const mediaType = l.mediaType ?? (c === 'gzip' ? MT.ociLayerGzip : c === 'zstd' ? MT.ociLayerZstd : MT.ociLayerTar);
       return { mediaType, digest: put(data), size: data.length, diffId: sha256Digest(l.tar) };
     });

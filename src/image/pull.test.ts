@@ -90,7 +90,9 @@ class FakeRegistry {
         res.writeHead(404, { 'Content-Type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
         return;
       }
-      res.writeHead(200, { 'Content-Type': man.type, 'Content-Length': man.body.length, 'Docker-Content-Digest': sha256Digest(man.body) }).end(man.body);
+      res
+        .writeHead(200, { 'Content-Type': man.type, 'Content-Length': man.body.length, 'Docker-Content-Digest': sha256Digest(man.body) })
+        .end(man.body);
       return;
     }
     const blob = this.blobs.get(m[3]!);
@@ -101,7 +103,9 @@ class FakeRegistry {
     const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''));
     if (range) {
       const start = Number(range[1]);
-      res.writeHead(206, { 'Content-Range': `bytes ${start}-${blob.length - 1}/${blob.length}`, 'Content-Length': blob.length - start }).end(blob.subarray(start));
+      res
+        .writeHead(206, { 'Content-Range': `bytes ${start}-${blob.length - 1}/${blob.length}`, 'Content-Length': blob.length - start })
+        .end(blob.subarray(start));
       return;
     }
     res.writeHead(200, { 'Content-Length': blob.length }).end(blob);
@@ -125,7 +129,12 @@ before(async () => {
     {
       config: { architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'] } },
       layers: [
-        { tar: await makeTar([{ name: 'a.txt', content: 'a\n' }, { name: 'big.bin', content: random(300_000, 1) }]) },
+        {
+          tar: await makeTar([
+            { name: 'a.txt', content: 'a\n' },
+            { name: 'big.bin', content: random(300_000, 1) },
+          ]),
+        },
         { tar: await makeTar([{ name: 'b.txt', content: 'b\n' }]), compression: 'none' },
       ],
       refName: 'v1',
@@ -141,17 +150,35 @@ after(async () => {
 });
 
 /** Runs `pull` expecting `code`, and checks that the state directory did not change. */
-async function failsCleanly(ref: string, code: Parameters<typeof rejectsWith>[1], opts: Parameters<ImageStore['pull']>[1] = {}): Promise<Error> {
+async function failsCleanly(
+  ref: string,
+  code: Parameters<typeof rejectsWith>[1],
+  opts: Parameters<ImageStore['pull']>[1] = {},
+): Promise<Error> {
   const before = await snapshot(state);
   const err = await rejectsWith(store.pull(ref, { registry: fast, ...opts }), code);
   assert.deepEqual(await snapshot(state), before, 'the state directory is unchanged');
-  assert.match(err.message, new RegExp(ref.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/^127/, '127')), 'the message names the reference');
+  assert.match(
+    err.message,
+    new RegExp(ref.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/^127/, '127')),
+    'the message names the reference',
+  );
   return err;
 }
 
 /** Adds a fresh single-image repository whose first layer blob the test then tampers with. */
-async function freshRepo(repo: string, seed: number, compression: 'gzip' | 'none' | 'zstd' = 'gzip'): Promise<{ files: ReturnType<typeof buildOciLayout>; layer: string }> {
-  const files = reg.add(repo, [{ config: { architecture: 'amd64', os: 'linux' }, layers: [{ tar: await makeTar([{ name: 'r.bin', content: random(200_000, seed) }]), compression }], refName: 'v1' }]);
+async function freshRepo(
+  repo: string,
+  seed: number,
+  compression: 'gzip' | 'none' | 'zstd' = 'gzip',
+): Promise<{ files: ReturnType<typeof buildOciLayout>; layer: string }> {
+  const files = reg.add(repo, [
+    {
+      config: { architecture: 'amd64', os: 'linux' },
+      layers: [{ tar: await makeTar([{ name: 'r.bin', content: random(200_000, seed) }]), compression }],
+      refName: 'v1',
+    },
+  ]);
   return { files, layer: files.images[0]!.layerDigests[0]! };
 }
 
@@ -160,7 +187,10 @@ test('a pulled image is in the index with its name, repo digest, layers and diff
   assert.deepEqual(img.references, [`${reg.host}/app:v1`]);
   assert.equal(img.manifestDigest, image.images[0]!.manifestDigest);
   assert.deepEqual(img.repoDigests, [`${reg.host}/app@${image.images[0]!.manifestDigest}`]);
-  assert.deepEqual(img.layers.map((l) => l.diffId), image.images[0]!.diffIds);
+  assert.deepEqual(
+    img.layers.map((l) => l.diffId),
+    image.images[0]!.diffIds,
+  );
   assert.equal((await fs.readdir(path.join(state, 'images', 'disks'))).length, 1);
   // by digest, without the network
   assert.equal((await store.resolve(`${reg.host}/app@${image.images[0]!.manifestDigest}`)).id, img.id);
@@ -174,7 +204,10 @@ test('a cached pull: by tag the /v2/ probe and one manifest request, by digest n
   reg.requests = [];
   const byTag = await store.pull(`${reg.host}/app:v1`, { registry: fast });
   assert.equal(byTag.upToDate, true);
-  assert.deepEqual(reg.requests.map((r) => `${r.method} ${r.url}`), ['GET /v2/', 'GET /v2/app/manifests/v1']);
+  assert.deepEqual(
+    reg.requests.map((r) => `${r.method} ${r.url}`),
+    ['GET /v2/', 'GET /v2/app/manifests/v1'],
+  );
   // Pinned by digest and already here: the registry is not asked (here it is down).
   reg.requests = [];
   reg.hook = (_req, res) => (res.destroy(), true);
@@ -260,7 +293,13 @@ test('an interrupted pull (partial file of a dead process) is resumed by the nex
 
 test('a config whose diff_ids do not match the layers is IMAGE_CORRUPT', async () => {
   const tar = await makeTar([{ name: 'x', content: 'x' }]);
-  reg.add('diffid', [{ config: { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256Digest('other')] } }, layers: [{ tar }], refName: 'v1' }]);
+  reg.add('diffid', [
+    {
+      config: { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256Digest('other')] } },
+      layers: [{ tar }],
+      refName: 'v1',
+    },
+  ]);
   const err = await failsCleanly(`${reg.host}/diffid:v1`, 'IMAGE_CORRUPT');
   assert.match(err.message, /diff_id/);
 });
@@ -268,9 +307,17 @@ test('a config whose diff_ids do not match the layers is IMAGE_CORRUPT', async (
 test('a wrong diff_id is IMAGE_CORRUPT both when the root disk pass checks it and when the fetch does (no disk)', async () => {
   const good = await makeTar([{ name: 'ok', content: random(50_000, 20) }]);
   const bad = await makeTar([{ name: 'y', content: random(50_000, 21) }]);
-  const files = reg.add('diffid2', [{ config: { architecture: 'amd64', os: 'linux' }, layers: [{ tar: good }, { tar: bad }], refName: 'v1' }]);
+  const files = reg.add('diffid2', [
+    { config: { architecture: 'amd64', os: 'linux' }, layers: [{ tar: good }, { tar: bad }], refName: 'v1' },
+  ]);
   const diffIds = [files.images[0]!.diffIds[0]!, sha256Digest('not the second layer')];
-  reg.add('diffid2', [{ config: { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } }, layers: [{ tar: good }, { tar: bad }], refName: 'v2' }]);
+  reg.add('diffid2', [
+    {
+      config: { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds } },
+      layers: [{ tar: good }, { tar: bad }],
+      refName: 'v2',
+    },
+  ]);
   // Built during the pull: the single decompression that flattens layer 2 is the one that finds the mismatch.
   const err = await failsCleanly(`${reg.host}/diffid2:v2`, 'IMAGE_CORRUPT');
   assert.match(err.message, /layer 2\/2 .*uncompresses to .*diff_id/);
@@ -283,11 +330,17 @@ test('a wrong diff_id is IMAGE_CORRUPT both when the root disk pass checks it an
 test('a config that claims the layer chain of a root disk already built is still checked against its own layers', async () => {
   // Same diff_ids as app:v1 (so its disk exists and is not rebuilt), other layer contents.
   const fake = [await makeTar([{ name: 'a.txt', content: 'evil\n' }]), await makeTar([{ name: 'b.txt', content: 'evil\n' }])];
-  reg.add('samechain', [{ config: { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: image.images[0]!.diffIds } }, layers: fake.map((tar) => ({ tar })), refName: 'v1' }]);
+  reg.add('samechain', [
+    {
+      config: { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: image.images[0]!.diffIds } },
+      layers: fake.map((tar) => ({ tar })),
+      refName: 'v1',
+    },
+  ]);
   assert.match((await failsCleanly(`${reg.host}/samechain:v1`, 'IMAGE_CORRUPT')).message, /diff_id/);
 });
 
-test('the staging tree goes back to the store\'s filesystem when its tmpfs fills up', async (t) => {
+test("the staging tree goes back to the store's filesystem when its tmpfs fills up", async (t) => {
   const small = await tempDir('boson-staging-');
   if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small]).status !== 0) {
     await fs.rm(small, { recursive: true, force: true });
@@ -297,7 +350,13 @@ test('the staging tree goes back to the store\'s filesystem when its tmpfs fills
   const saved = process.env.BOSON_STAGING_DIR;
   process.env.BOSON_STAGING_DIR = small;
   try {
-    reg.add('bigtree', [{ config: { architecture: 'amd64', os: 'linux' }, layers: [{ tar: await makeTar([{ name: 'big.bin', content: random(600_000, 30) }]) }], refName: 'v1' }]);
+    reg.add('bigtree', [
+      {
+        config: { architecture: 'amd64', os: 'linux' },
+        layers: [{ tar: await makeTar([{ name: 'big.bin', content: random(600_000, 30) }]) }],
+        refName: 'v1',
+      },
+    ]);
     const r = await store.pull(`${reg.host}/bigtree:v1`, { registry: fast });
     const disk = await store.rootDisk(r.image);
     assert.ok(disk.sizeBytes > 600_000);
@@ -321,19 +380,39 @@ test('a manifest over 4 MiB is IMAGE_INVALID', async () => {
 });
 
 test('unsupported manifest and layer media types are IMAGE_INVALID', async () => {
-  reg.manifests.set('schema1:v1', { body: Buffer.from('{"schemaVersion":1,"name":"x"}'), type: 'application/vnd.docker.distribution.manifest.v1+prettyjws' });
+  reg.manifests.set('schema1:v1', {
+    body: Buffer.from('{"schemaVersion":1,"name":"x"}'),
+    type: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+  });
   assert.match((await failsCleanly(`${reg.host}/schema1:v1`, 'IMAGE_INVALID')).message, /unsupported manifest media type/);
-  reg.add('weird', [{ config: { architecture: 'amd64', os: 'linux' }, layers: [{ tar: await makeTar([{ name: 'w', content: 'w' }]), mediaType: 'application/x-weird' }], refName: 'v1' }]);
+  reg.add('weird', [
+    {
+      config: { architecture: 'amd64', os: 'linux' },
+      layers: [{ tar: await makeTar([{ name: 'w', content: 'w' }]), mediaType: 'application/x-weird' }],
+      refName: 'v1',
+    },
+  ]);
   assert.match((await failsCleanly(`${reg.host}/weird:v1`, 'IMAGE_INVALID')).message, /application\/x-weird/);
 });
 
 test('an index without the platform asked for is PLATFORM_NOT_FOUND, listing what it has', async () => {
   const files = reg.add('multi', [
-    { config: { architecture: 'amd64', os: 'linux' }, layers: [{ tar: await makeTar([{ name: 'p', content: 'amd64' }]) }], platform: { os: 'linux', architecture: 'amd64' } },
-    { config: { architecture: 'arm64', os: 'linux' }, layers: [{ tar: await makeTar([{ name: 'p', content: 'arm64' }]) }], platform: { os: 'linux', architecture: 'arm64' } },
+    {
+      config: { architecture: 'amd64', os: 'linux' },
+      layers: [{ tar: await makeTar([{ name: 'p', content: 'amd64' }]) }],
+      platform: { os: 'linux', architecture: 'amd64' },
+    },
+    {
+      config: { architecture: 'arm64', os: 'linux' },
+      layers: [{ tar: await makeTar([{ name: 'p', content: 'arm64' }]) }],
+      platform: { os: 'linux', architecture: 'arm64' },
+    },
   ]);
   const index = JSON.parse(files.indexJson.toString()) as { manifests: unknown[] };
-  reg.manifests.set('multi:v1', { body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociIndex, manifests: index.manifests })), type: MT.ociIndex });
+  reg.manifests.set('multi:v1', {
+    body: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociIndex, manifests: index.manifests })),
+    type: MT.ociIndex,
+  });
   const err = await failsCleanly(`${reg.host}/multi:v1`, 'PLATFORM_NOT_FOUND', { platform: 'linux/s390x' });
   assert.match(err.message, /linux\/amd64, linux\/arm64/);
   const arm = await store.pull(`${reg.host}/multi:v1`, { registry: fast, platform: 'linux/arm64', unpack: false });
@@ -352,10 +431,14 @@ test('404 is MANIFEST_UNKNOWN; a closed port is REGISTRY_UNREACHABLE; both leave
 test('a 401 with bad credentials is REGISTRY_AUTH_FAILED; good Basic credentials work', async () => {
   reg.basic = `Basic ${Buffer.from('user:good').toString('base64')}`;
   try {
-    const err = await failsCleanly(`${reg.host}/app:v1`, 'REGISTRY_AUTH_FAILED', { registry: { ...fast, credentials: async () => ({ username: 'user', password: 'bad' }) } });
+    const err = await failsCleanly(`${reg.host}/app:v1`, 'REGISTRY_AUTH_FAILED', {
+      registry: { ...fast, credentials: async () => ({ username: 'user', password: 'bad' }) },
+    });
     assert.match(err.message, /rejected the credentials of user/);
     await failsCleanly(`${reg.host}/app:v1`, 'REGISTRY_AUTH_FAILED');
-    const ok = await store.pull(`${reg.host}/app:v1`, { registry: { ...fast, credentials: async () => ({ username: 'user', password: 'good' }) } });
+    const ok = await store.pull(`${reg.host}/app:v1`, {
+      registry: { ...fast, credentials: async () => ({ username: 'user', password: 'good' }) },
+    });
     assert.equal(ok.upToDate, true);
   } finally {
     reg.basic = null;
@@ -380,7 +463,9 @@ test('5xx answers are retried; redirects to another origin do not carry Authoriz
       }
       return false;
     };
-    await store.pull(`${reg.host}/redirect:v1`, { registry: { ...fast, credentials: async () => ({ username: 'user', password: 'good' }) } });
+    await store.pull(`${reg.host}/redirect:v1`, {
+      registry: { ...fast, credentials: async () => ({ username: 'user', password: 'good' }) },
+    });
     const atStorage = storage.requests.filter((r) => r.url.endsWith(layer));
     assert.equal(atStorage.length, 1);
     assert.equal(atStorage[0]!.headers.authorization, undefined);
@@ -395,7 +480,13 @@ test('unsafe layers (.., absolute path, symlink escape) are LAYER_UNSAFE and lea
   const cases: [string, Awaited<ReturnType<typeof makeTar>>[]][] = [
     ['dotdot', [await makeTar([{ name: '../escape', content: 'x' }])]],
     ['abs', [await makeTar([{ name: '/etc/evil', content: 'x' }])]],
-    ['symlink', [await makeTar([{ name: 'up', type: 'symlink', linkname: '../../../../../tmp' }]), await makeTar([{ name: 'up/pwned', content: 'x' }])]],
+    [
+      'symlink',
+      [
+        await makeTar([{ name: 'up', type: 'symlink', linkname: '../../../../../tmp' }]),
+        await makeTar([{ name: 'up/pwned', content: 'x' }]),
+      ],
+    ],
   ];
   for (const [repo, tars] of cases) {
     reg.add(repo, [{ config: { architecture: 'amd64', os: 'linux' }, layers: tars.map((tar) => ({ tar })), refName: 'v1' }]);
@@ -408,14 +499,23 @@ test('tag, remove and prune: a name is untagged, the image goes with its last na
   const name = `${reg.host}/app:v1`;
   const img = await store.tag(name, 'copy:1');
   assert.deepEqual(img.references.sort(), [name, 'localhost/copy:1'].sort());
-  await rejectsWith(store.remove('copy:1', { inUse: () => true }).then(async (r) => {
-    assert.deepEqual(r, { untagged: ['localhost/copy:1'], deleted: null });
-    return store.remove(name, { inUse: () => true });
-  }), 'IMAGE_IN_USE');
+  await rejectsWith(
+    store.remove('copy:1', { inUse: () => true }).then(async (r) => {
+      assert.deepEqual(r, { untagged: ['localhost/copy:1'], deleted: null });
+      return store.remove(name, { inUse: () => true });
+    }),
+    'IMAGE_IN_USE',
+  );
   const removed = await store.remove(name, { force: true, inUse: () => true });
   assert.equal(removed.deleted, img.id);
   await rejectsWith(store.resolve(name), 'IMAGE_NOT_FOUND');
-  assert.equal(await fs.access(path.join(state, 'images', 'blobs', 'sha256', img.id.slice(7))).then(() => true, () => false), false);
+  assert.equal(
+    await fs.access(path.join(state, 'images', 'blobs', 'sha256', img.id.slice(7))).then(
+      () => true,
+      () => false,
+    ),
+    false,
+  );
   const pruned = await store.prune();
   const left = await store.list();
   for (const i of left) assert.ok(i.references.length > 0);
@@ -434,8 +534,16 @@ test('references, challenges and platforms parse as Docker does', () => {
   });
   assert.equal(parseChallenge('Basic realm="r"')?.scheme, 'basic');
   assert.deepEqual(parsePlatform('linux/aarch64/v8'), { os: 'linux', architecture: 'arm64', variant: 'v8' });
-  const d = (arch: string, variant?: string) => ({ mediaType: MT.ociManifest, digest: sha256Digest(arch + variant), size: 1, platform: { os: 'linux', architecture: arch, ...(variant ? { variant } : {}) } });
-  assert.equal(selectPlatform([d('arm', 'v7'), d('arm64', 'v8'), d('amd64')], parsePlatform('linux/arm64'), 'x').platform?.architecture, 'arm64');
+  const d = (arch: string, variant?: string) => ({
+    mediaType: MT.ociManifest,
+    digest: sha256Digest(arch + variant),
+    size: 1,
+    platform: { os: 'linux', architecture: arch, ...(variant ? { variant } : {}) },
+  });
+  assert.equal(
+    selectPlatform([d('arm', 'v7'), d('arm64', 'v8'), d('amd64')], parsePlatform('linux/arm64'), 'x').platform?.architecture,
+    'arm64',
+  );
   assert.equal(selectPlatform([d('arm', 'v6'), d('arm', 'v7')], parsePlatform('linux/arm/v7'), 'x').platform?.variant, 'v7');
 });
 
@@ -444,7 +552,15 @@ test('credentials: Boson file (0600) first, then Docker config.json; logout remo
   try {
     const env = { BOSON_CONFIG_DIR: path.join(dir, 'boson'), DOCKER_CONFIG: path.join(dir, 'docker'), HOME: dir };
     await fs.mkdir(env.DOCKER_CONFIG);
-    await fs.writeFile(path.join(env.DOCKER_CONFIG, 'config.json'), JSON.stringify({ auths: { 'https://index.docker.io/v1/': { auth: Buffer.from('hub:pw').toString('base64') }, 'r.example:5000': { auth: Buffer.from('d:1').toString('base64') } } }));
+    await fs.writeFile(
+      path.join(env.DOCKER_CONFIG, 'config.json'),
+      JSON.stringify({
+        auths: {
+          'https://index.docker.io/v1/': { auth: Buffer.from('hub:pw').toString('base64') },
+          'r.example:5000': { auth: Buffer.from('d:1').toString('base64') },
+        },
+      }),
+    );
     const creds = new CredentialStore(env);
     assert.deepEqual(await creds.get('docker.io'), { username: 'hub', password: 'pw' });
     assert.deepEqual(await creds.get('r.example:5000'), { username: 'd', password: '1' });
@@ -462,6 +578,9 @@ test('gzip, zstd and uncompressed layers are all checked against their diff_ids'
   for (const c of ['gzip', 'zstd', 'none'] as const) {
     const { files } = await freshRepo(`comp-${c}`, 10 + c.length, c);
     const r = await store.pull(`${reg.host}/comp-${c}:v1`, { registry: fast, unpack: false });
-    assert.deepEqual(r.image.layers.map((l) => l.diffId), files.images[0]!.diffIds);
+    assert.deepEqual(
+      r.image.layers.map((l) => l.diffId),
+      files.images[0]!.diffIds,
+    );
   }
 });

@@ -32,7 +32,14 @@ export interface Platform {
   variant?: string;
 }
 
-const ARCH_ALIASES: Record<string, string> = { x86_64: 'amd64', 'x86-64': 'amd64', aarch64: 'arm64', armhf: 'arm', armel: 'arm', i386: '386' };
+const ARCH_ALIASES: Record<string, string> = {
+  x86_64: 'amd64',
+  'x86-64': 'amd64',
+  aarch64: 'arm64',
+  armhf: 'arm',
+  armel: 'arm',
+  i386: '386',
+};
 
 /** Parses "os/arch[/variant]" (default linux/amd64); INVALID_ARGUMENT when malformed. */
 export function parsePlatform(s: string | undefined): Platform {
@@ -53,7 +60,10 @@ export function selectPlatform(manifests: Descriptor[], want: Platform, what: st
   const images = manifests.filter((m) => isManifestType(m.mediaType) && m.platform && m.platform.os !== 'unknown');
   const match = images.filter((m) => m.platform!.os === want.os && m.platform!.architecture === want.architecture);
   let chosen: Descriptor | undefined;
-  if (want.variant) chosen = match.find((m) => m.platform!.variant === want.variant) ?? (want.variant === 'v8' ? match.find((m) => !m.platform!.variant) : undefined);
+  if (want.variant)
+    chosen =
+      match.find((m) => m.platform!.variant === want.variant) ??
+      (want.variant === 'v8' ? match.find((m) => !m.platform!.variant) : undefined);
   else chosen = match.find((m) => !m.platform!.variant) ?? match.find((m) => m.platform!.variant === 'v8') ?? match[0];
   if (!chosen) {
     const have = [...new Set(images.map((m) => platformString(m.platform!)))].join(', ') || 'none';
@@ -66,11 +76,25 @@ export function selectPlatform(manifests: Descriptor[], want: Platform, what: st
 
 function asDescriptor(x: unknown, what: string, where: string): Descriptor {
   const d = x as Partial<Descriptor> | null;
-  if (!d || typeof d !== 'object' || typeof d.digest !== 'string' || typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) {
+  if (
+    !d ||
+    typeof d !== 'object' ||
+    typeof d.digest !== 'string' ||
+    typeof d.size !== 'number' ||
+    !Number.isSafeInteger(d.size) ||
+    d.size < 0
+  ) {
     throw new BosonError('IMAGE_INVALID', `${what}: ${where} is a malformed descriptor`);
   }
-  if (!/^sha256:[0-9a-f]{64}$/.test(d.digest)) throw new BosonError('IMAGE_INVALID', `${what}: ${where} has an unsupported digest "${d.digest}"`);
-  return { mediaType: typeof d.mediaType === 'string' ? d.mediaType : '', digest: d.digest, size: d.size, platform: d.platform, annotations: d.annotations };
+  if (!/^sha256:[0-9a-f]{64}$/.test(d.digest))
+    throw new BosonError('IMAGE_INVALID', `${what}: ${where} has an unsupported digest "${d.digest}"`);
+  return {
+    mediaType: typeof d.mediaType === 'string' ? d.mediaType : '',
+    digest: d.digest,
+    size: d.size,
+    platform: d.platform,
+    annotations: d.annotations,
+  };
 }
 
 function parseJson<T>(body: Buffer, what: string, kind: string): T {
@@ -94,7 +118,14 @@ class DiffHasher {
   }
 
   async write(chunk: Buffer): Promise<void> {
-    if (!this.input.write(chunk)) await Promise.race([once(this.input, 'drain'), this.done.then(() => undefined, () => undefined)]);
+    if (!this.input.write(chunk))
+      await Promise.race([
+        once(this.input, 'drain'),
+        this.done.then(
+          () => undefined,
+          () => undefined,
+        ),
+      ]);
   }
 
   async finish(): Promise<string> {
@@ -190,7 +221,11 @@ export class ImageFetcher {
       return { body, mediaType: inner ?? d.mediaType };
     }
     const got = await this.client.manifest(this.ref.repository, d.digest, this.what);
-    if (got.body.length !== d.size) throw new BosonError('IMAGE_CORRUPT', `${this.what}: manifest ${d.digest} is ${got.body.length} bytes, its descriptor says ${d.size}`);
+    if (got.body.length !== d.size)
+      throw new BosonError(
+        'IMAGE_CORRUPT',
+        `${this.what}: manifest ${d.digest} is ${got.body.length} bytes, its descriptor says ${d.size}`,
+      );
     return got;
   }
 
@@ -214,7 +249,8 @@ export class ImageFetcher {
       if (!Array.isArray(index.manifests)) throw new BosonError('IMAGE_INVALID', `${this.what}: the image index has no manifests`);
       const entries = index.manifests.map((m, i) => asDescriptor(m, this.what, `index entry ${i}`));
       const chosen = selectPlatform(entries, this.opts.platform, this.what);
-      if (chosen.size > MAX_MANIFEST_BYTES) throw new BosonError('IMAGE_INVALID', `${this.what}: manifest ${chosen.digest} is ${chosen.size} bytes, more than the limit`);
+      if (chosen.size > MAX_MANIFEST_BYTES)
+        throw new BosonError('IMAGE_INVALID', `${this.what}: manifest ${chosen.digest} is ${chosen.size} bytes, more than the limit`);
       const m = await this.manifestByDigest(chosen);
       manifestBody = m.body;
       manifestDigest = chosen.digest;
@@ -223,20 +259,29 @@ export class ImageFetcher {
       await this.putSmall(top.digest, top.body);
     }
     if (!isManifestType(mediaType)) {
-      throw new BosonError('IMAGE_INVALID', `${this.what}: unsupported manifest media type "${mediaType}" (supported: OCI image manifest and index, Docker schema2 manifest and manifest list)`, {
-        details: { mediaType },
-      });
+      throw new BosonError(
+        'IMAGE_INVALID',
+        `${this.what}: unsupported manifest media type "${mediaType}" (supported: OCI image manifest and index, Docker schema2 manifest and manifest list)`,
+        {
+          details: { mediaType },
+        },
+      );
     }
     const manifest = parseJson<{ schemaVersion?: number; config?: unknown; layers?: unknown }>(manifestBody, this.what, 'manifest');
-    if (manifest.schemaVersion !== 2 || !Array.isArray(manifest.layers)) throw new BosonError('IMAGE_INVALID', `${this.what}: the manifest has no schemaVersion 2 or no layers`);
+    if (manifest.schemaVersion !== 2 || !Array.isArray(manifest.layers))
+      throw new BosonError('IMAGE_INVALID', `${this.what}: the manifest has no schemaVersion 2 or no layers`);
     const cfgDesc = asDescriptor(manifest.config, this.what, 'config');
     if (cfgDesc.mediaType !== MT.ociConfig && cfgDesc.mediaType !== MT.dockerConfig) {
-      throw new BosonError('IMAGE_INVALID', `${this.what}: unsupported config media type "${cfgDesc.mediaType}" (not a container image)`, { details: { mediaType: cfgDesc.mediaType } });
+      throw new BosonError('IMAGE_INVALID', `${this.what}: unsupported config media type "${cfgDesc.mediaType}" (not a container image)`, {
+        details: { mediaType: cfgDesc.mediaType },
+      });
     }
     const layerDescs = manifest.layers.map((l, i) => asDescriptor(l, this.what, `layer ${i + 1}`));
     for (const l of layerDescs) {
       if (layerCompression(l.mediaType) === null) {
-        throw new BosonError('IMAGE_INVALID', `${this.what}: layer ${l.digest} has unsupported media type "${l.mediaType}"`, { details: { mediaType: l.mediaType, digest: l.digest } });
+        throw new BosonError('IMAGE_INVALID', `${this.what}: layer ${l.digest} has unsupported media type "${l.mediaType}"`, {
+          details: { mediaType: l.mediaType, digest: l.digest },
+        });
       }
     }
     // Config: small, fetched into memory and verified.
@@ -244,24 +289,42 @@ export class ImageFetcher {
     if (await this.ctx.content.has(cfgDesc.digest)) {
       configBody = await fs.readFile(this.ctx.content.blobPath(cfgDesc.digest));
     } else {
-      if (cfgDesc.size > MAX_MANIFEST_BYTES * 2) throw new BosonError('IMAGE_INVALID', `${this.what}: the config is ${cfgDesc.size} bytes, more than the limit`);
+      if (cfgDesc.size > MAX_MANIFEST_BYTES * 2)
+        throw new BosonError('IMAGE_INVALID', `${this.what}: the config is ${cfgDesc.size} bytes, more than the limit`);
       const res = await this.client.blob(this.ref.repository, cfgDesc.digest, 0, this.what);
       try {
         configBody = await readLimited(res.body, cfgDesc.size, `${this.what}: config ${cfgDesc.digest}`);
       } catch (err) {
-        if (isBosonError(err, 'IMAGE_INVALID')) throw new BosonError('IMAGE_CORRUPT', `${this.what}: config ${cfgDesc.digest} is larger than its descriptor size ${cfgDesc.size}`);
+        if (isBosonError(err, 'IMAGE_INVALID'))
+          throw new BosonError(
+            'IMAGE_CORRUPT',
+            `${this.what}: config ${cfgDesc.digest} is larger than its descriptor size ${cfgDesc.size}`,
+          );
         if (err instanceof BosonError) throw err;
-        throw new BosonError('REGISTRY_UNREACHABLE', `${this.what}: the connection broke while reading the config: ${(err as Error).message}`, { cause: err });
+        throw new BosonError(
+          'REGISTRY_UNREACHABLE',
+          `${this.what}: the connection broke while reading the config: ${(err as Error).message}`,
+          { cause: err },
+        );
       }
       if (configBody.length !== cfgDesc.size || sha256Digest(configBody) !== cfgDesc.digest) {
-        throw new BosonError('IMAGE_CORRUPT', `${this.what}: config blob ${cfgDesc.digest} does not match its digest or size (${configBody.length} of ${cfgDesc.size} bytes)`, {
-          details: { digest: cfgDesc.digest },
-        });
+        throw new BosonError(
+          'IMAGE_CORRUPT',
+          `${this.what}: config blob ${cfgDesc.digest} does not match its digest or size (${configBody.length} of ${cfgDesc.size} bytes)`,
+          {
+            details: { digest: cfgDesc.digest },
+          },
+        );
       }
     }
     const config = parseJson<{ rootfs?: { type?: string; diff_ids?: unknown } }>(configBody, this.what, 'config');
     const diffIds = config.rootfs?.diff_ids;
-    if (config.rootfs?.type !== 'layers' || !Array.isArray(diffIds) || diffIds.length !== layerDescs.length || !diffIds.every((d) => typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d))) {
+    if (
+      config.rootfs?.type !== 'layers' ||
+      !Array.isArray(diffIds) ||
+      diffIds.length !== layerDescs.length ||
+      !diffIds.every((d) => typeof d === 'string' && /^sha256:[0-9a-f]{64}$/.test(d))
+    ) {
       throw new BosonError('IMAGE_INVALID', `${this.what}: the config's rootfs.diff_ids do not list the ${layerDescs.length} layers`);
     }
     // Layers, `concurrency` at a time.
@@ -273,7 +336,11 @@ export class ImageFetcher {
       promise.catch(() => undefined);
       return { promise, resolve, reject };
     });
-    const plan = { diffIds: diffIds as string[], layers: layerDescs.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })), ready: deferred.map((d) => d.promise) };
+    const plan = {
+      diffIds: diffIds as string[],
+      layers: layerDescs.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+      ready: deferred.map((d) => d.promise),
+    };
     if (this.opts.onPlan?.(plan) === true) this.checkDiffIds = false;
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -312,7 +379,9 @@ export class ImageFetcher {
     const label = `layer ${i + 1}/${n} ${d.digest}`;
     const checkDiff = (got: string): void => {
       if (got !== diffId) {
-        throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label} uncompresses to ${got}, but the config's diff_id is ${diffId}`, { details: { digest: d.digest, diffId, actual: got } });
+        throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label} uncompresses to ${got}, but the config's diff_id is ${diffId}`, {
+          details: { digest: d.digest, diffId, actual: got },
+        });
       }
     };
     if (await this.ctx.content.has(d.digest)) {
@@ -335,10 +404,21 @@ export class ImageFetcher {
 
   private async diffOfFile(d: Descriptor, file: string, label: string): Promise<string> {
     try {
-      return (await hashStream(uncompressedLayer(d.mediaType, createReadStream(file), { compressedSize: d.size, limits: this.ctx.layerLimits, what: `${this.what}: ${label}` }))).digest;
+      return (
+        await hashStream(
+          uncompressedLayer(d.mediaType, createReadStream(file), {
+            compressedSize: d.size,
+            limits: this.ctx.layerLimits,
+            what: `${this.what}: ${label}`,
+          }),
+        )
+      ).digest;
     } catch (err) {
       if (isBosonError(err, 'TOOL_FAILED') || isBosonError(err, 'LAYER_UNSAFE')) throw err;
-      throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label} cannot be decompressed: ${(err as Error).message}`, { cause: err, details: { digest: d.digest } });
+      throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label} cannot be decompressed: ${(err as Error).message}`, {
+        cause: err,
+        details: { digest: d.digest },
+      });
     }
   }
 
@@ -371,7 +451,10 @@ export class ImageFetcher {
     let truncated = 0;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       if (attempt > 1 && lastTransient) await sleep(backoff * 2 ** (attempt - 2));
-      let have = await fs.stat(file).then((s) => s.size, () => 0);
+      let have = await fs.stat(file).then(
+        (s) => s.size,
+        () => 0,
+      );
       if (have > d.size) {
         await fs.truncate(file, 0);
         have = 0;
@@ -399,7 +482,8 @@ export class ImageFetcher {
         }
         hash = createHash('sha256');
         if (start > 0) for await (const c of createReadStream(file, { end: start - 1 })) hash.update(c as Buffer);
-        else if (this.checkDiffIds && layerCompression(d.mediaType) !== 'none') diff = new DiffHasher(d.mediaType, { compressedSize: d.size, limits: this.ctx.layerLimits, what: `${this.what}: ${label}` });
+        else if (this.checkDiffIds && layerCompression(d.mediaType) !== 'none')
+          diff = new DiffHasher(d.mediaType, { compressedSize: d.size, limits: this.ctx.layerLimits, what: `${this.what}: ${label}` });
         received = start;
         p?.({ phase: 'download', current: received, total: d.size, detail: d.digest });
         const h = hash;
@@ -444,7 +528,9 @@ export class ImageFetcher {
       if (got !== d.digest) {
         diff?.abort();
         await fs.rm(file, { force: true });
-        throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label} does not match its digest (content is ${got})`, { details: { digest: d.digest, actual: got } });
+        throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label} does not match its digest (content is ${got})`, {
+          details: { digest: d.digest, actual: got },
+        });
       }
       if (!this.checkDiffIds) return file;
       let diffId: string;
@@ -453,7 +539,10 @@ export class ImageFetcher {
       } catch (err) {
         await fs.rm(file, { force: true });
         if (err instanceof BosonError) throw err;
-        throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label} cannot be decompressed: ${(err as Error).message}`, { cause: err, details: { digest: d.digest } });
+        throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label} cannot be decompressed: ${(err as Error).message}`, {
+          cause: err,
+          details: { digest: d.digest },
+        });
       }
       try {
         checkDiff(diffId);
@@ -464,13 +553,22 @@ export class ImageFetcher {
       return file;
     }
     if (truncated > 0) {
-      const size = await fs.stat(file).then((s) => s.size, () => 0);
+      const size = await fs.stat(file).then(
+        (s) => s.size,
+        () => 0,
+      );
       await fs.rm(file, { force: true });
-      throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label} is truncated: ${attempts} attempts ended early (${size} of ${d.size} bytes; last: ${(lastTransient as Error)?.message})`, {
-        details: { digest: d.digest, size, expectedSize: d.size },
-      });
+      throw new BosonError(
+        'IMAGE_CORRUPT',
+        `${this.what}: ${label} is truncated: ${attempts} attempts ended early (${size} of ${d.size} bytes; last: ${(lastTransient as Error)?.message})`,
+        {
+          details: { digest: d.digest, size, expectedSize: d.size },
+        },
+      );
     }
-    throw new BosonError('REGISTRY_ERROR', `${this.what}: ${label}: the registry keeps answering with a wrong Range`, { details: { digest: d.digest } });
+    throw new BosonError('REGISTRY_ERROR', `${this.what}: ${label}: the registry keeps answering with a wrong Range`, {
+      details: { digest: d.digest },
+    });
   }
 
   /** Removes the partial files this fetch owns (rollback after a bad-input error). */

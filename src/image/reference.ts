@@ -120,7 +120,11 @@ export function remoteReference(ref: string): RemoteReference {
 
 /** The registry host a user names in `login`/`logout` ("docker.io" for Hub, its aliases folded), lowercased. */
 export function registryHostName(host: string): string {
-  let h = host.trim().replace(/^https?:\/\//, '').replace(/\/.*$/, '').toLowerCase();
+  let h = host
+    .trim()
+    .replace(/^https?:\/\//, '')
+    .replace(/\/.*$/, '')
+    .toLowerCase();
   if (h === 'index.docker.io' || h === 'registry-1.docker.io' || h === '') h = DOCKER_HUB;
   if (!DOMAIN.test(h)) throw new BosonError('INVALID_ARGUMENT', `invalid registry host "${host}"`, { details: { host } });
   return h;

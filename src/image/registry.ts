@@ -62,11 +62,23 @@ export function parseChallenge(header: string | undefined): Challenge | null {
   const scheme = m[1]!.toLowerCase();
   if (scheme !== 'basic' && scheme !== 'bearer') return null;
   const params: Record<string, string> = {};
-  for (const p of m[2]!.matchAll(/([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g)) params[p[1]!.toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : (p[3] ?? '');
+  for (const p of m[2]!.matchAll(/([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g))
+    params[p[1]!.toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : (p[3] ?? '');
   return { scheme, params };
 }
 
-const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET']);
+const TRANSIENT_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNABORTED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'UND_ERR_SOCKET',
+]);
 
 /** True for a network error worth retrying. */
 export function isTransientNetworkError(err: unknown): boolean {
@@ -107,9 +119,16 @@ export class RegistryClient {
     opts: RegistryClientOptions = {},
   ) {
     const env = process.env;
-    const insecure = opts.insecure ?? (env.BOSON_INSECURE_REGISTRIES ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    const insecure =
+      opts.insecure ??
+      (env.BOSON_INSECURE_REGISTRIES ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
     const configDir = opts.configDir ?? bosonConfigDir();
-    const caFiles = [opts.caFile ?? env.BOSON_REGISTRY_CA, path.join(configDir, 'certs.d', host, 'ca.crt')].filter((f): f is string => Boolean(f) && existsSync(f!));
+    const caFiles = [opts.caFile ?? env.BOSON_REGISTRY_CA, path.join(configDir, 'certs.d', host, 'ca.crt')].filter(
+      (f): f is string => Boolean(f) && existsSync(f!),
+    );
     const hostCa = existsSync(path.join(configDir, 'certs.d', host, 'ca.crt'));
     this.tls = !(isLoopbackHost(host) || insecure.includes(host) || insecure.includes(registry)) || hostCa;
     this.baseUrl = `${this.tls ? 'https' : 'http'}://${host}`;
@@ -148,7 +167,9 @@ export class RegistryClient {
         const mod = current.protocol === 'https:' ? https : http;
         const agent = current.origin === origin ? this.agent : undefined;
         const req = mod.request(current, { method, headers: { 'User-Agent': 'boson/0.1', ...h }, agent }, resolve);
-        req.setTimeout(this.timeoutMs, () => req.destroy(Object.assign(new Error(`no answer from ${current.host} in ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+        req.setTimeout(this.timeoutMs, () =>
+          req.destroy(Object.assign(new Error(`no answer from ${current.host} in ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+        );
         req.on('error', reject);
         req.end();
       });
@@ -177,7 +198,11 @@ export class RegistryClient {
         const res = await this.exchange(method, url, headers);
         if ((res.status >= 500 && res.status !== 501) || res.status === 429) {
           res.body.resume();
-          lastErr = new BosonError('REGISTRY_ERROR', `${what}: ${this.host} answered ${res.status} ${res.body.statusMessage ?? ''}`.trim(), { details: { status: res.status, host: this.host } });
+          lastErr = new BosonError(
+            'REGISTRY_ERROR',
+            `${what}: ${this.host} answered ${res.status} ${res.body.statusMessage ?? ''}`.trim(),
+            { details: { status: res.status, host: this.host } },
+          );
           continue;
         }
         return res;
@@ -189,10 +214,14 @@ export class RegistryClient {
     }
     if (lastErr instanceof BosonError) throw lastErr;
     const e = lastErr as NodeJS.ErrnoException;
-    throw new BosonError('REGISTRY_UNREACHABLE', `${what}: cannot reach registry ${this.host} (${this.baseUrl}): ${e.code ?? ''} ${e.message}`.replace(/\s+/g, ' ').trim(), {
-      cause: lastErr,
-      details: { host: this.host, code: e.code },
-    });
+    throw new BosonError(
+      'REGISTRY_UNREACHABLE',
+      `${what}: cannot reach registry ${this.host} (${this.baseUrl}): ${e.code ?? ''} ${e.message}`.replace(/\s+/g, ' ').trim(),
+      {
+        cause: lastErr,
+        details: { host: this.host, code: e.code },
+      },
+    );
   }
 
   // ---- auth ---------------------------------------------------------------------------------------------------
@@ -215,11 +244,18 @@ export class RegistryClient {
     const res = await this.exchangeRetrying('GET', url, headers, what);
     const body = await readLimited(res.body, 1024 * 1024, `${what}: token`);
     if (res.status === 401 || res.status === 403) {
-      throw new BosonError('REGISTRY_AUTH_FAILED', `${what}: ${creds ? `the credentials for ${this.registry} were rejected` : `${this.registry} requires authentication (boson login ${this.registry})`} by the token service ${url.origin}`, {
-        details: { host: this.host, status: res.status },
-      });
+      throw new BosonError(
+        'REGISTRY_AUTH_FAILED',
+        `${what}: ${creds ? `the credentials for ${this.registry} were rejected` : `${this.registry} requires authentication (boson login ${this.registry})`} by the token service ${url.origin}`,
+        {
+          details: { host: this.host, status: res.status },
+        },
+      );
     }
-    if (res.status !== 200) throw new BosonError('REGISTRY_ERROR', `${what}: token service ${url.origin} answered ${res.status}`, { details: { status: res.status } });
+    if (res.status !== 200)
+      throw new BosonError('REGISTRY_ERROR', `${what}: token service ${url.origin} answered ${res.status}`, {
+        details: { status: res.status },
+      });
     let parsed: { token?: string; access_token?: string; expires_in?: number };
     try {
       parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
@@ -227,7 +263,8 @@ export class RegistryClient {
       throw new BosonError('REGISTRY_ERROR', `${what}: token service ${url.origin} sent invalid JSON`, { cause: err });
     }
     const token = parsed.token ?? parsed.access_token;
-    if (typeof token !== 'string' || token === '') throw new BosonError('REGISTRY_ERROR', `${what}: token service ${url.origin} sent no token`);
+    if (typeof token !== 'string' || token === '')
+      throw new BosonError('REGISTRY_ERROR', `${what}: token service ${url.origin} sent no token`);
     const life = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60;
     this.tokens.set(key, { token, expires: Date.now() + Math.max(1, life - 10) * 1000 });
     return token;
@@ -247,7 +284,11 @@ export class RegistryClient {
    * An authenticated request: sends the authorization the last challenge asks for; on 401 takes the new challenge
    * and tries once more (with a fresh token). A second 401 is REGISTRY_AUTH_FAILED.
    */
-  async request(method: string, pathname: string, opts: { headers?: Record<string, string>; repository?: string; what: string }): Promise<RegistryResponse> {
+  async request(
+    method: string,
+    pathname: string,
+    opts: { headers?: Record<string, string>; repository?: string; what: string },
+  ): Promise<RegistryResponse> {
     const scope = opts.repository ? `repository:${opts.repository}:pull` : null;
     const url = new URL(pathname, this.baseUrl);
     for (let round = 0; ; round++) {
@@ -258,7 +299,9 @@ export class RegistryClient {
       if (res.status !== 401) {
         if (res.status === 403) {
           res.body.resume();
-          throw new BosonError('REGISTRY_AUTH_FAILED', `${opts.what}: access denied by ${this.host}`, { details: { host: this.host, status: 403 } });
+          throw new BosonError('REGISTRY_AUTH_FAILED', `${opts.what}: access denied by ${this.host}`, {
+            details: { host: this.host, status: 403 },
+          });
         }
         return res;
       }
@@ -288,7 +331,10 @@ export class RegistryClient {
       const res = await this.exchangeRetrying('GET', new URL('/v2/', this.baseUrl), {}, what);
       res.body.resume();
       if (res.status === 401) this.challenge = parseChallenge(res.headers['www-authenticate']);
-      else if (res.status !== 200) throw new BosonError('REGISTRY_ERROR', `${what}: ${this.host} is not a v2 registry (GET /v2/ answered ${res.status})`, { details: { status: res.status } });
+      else if (res.status !== 200)
+        throw new BosonError('REGISTRY_ERROR', `${what}: ${this.host} is not a v2 registry (GET /v2/ answered ${res.status})`, {
+          details: { status: res.status },
+        });
     })();
     return this.probe;
   }
@@ -308,31 +354,47 @@ export class RegistryClient {
    */
   async manifest(repository: string, reference: string, what: string): Promise<{ body: Buffer; mediaType: string; digest: string }> {
     await this.ping(what);
-    const res = await this.request('GET', `/v2/${repository}/manifests/${reference}`, { headers: { Accept: MANIFEST_ACCEPT }, repository, what });
+    const res = await this.request('GET', `/v2/${repository}/manifests/${reference}`, {
+      headers: { Accept: MANIFEST_ACCEPT },
+      repository,
+      what,
+    });
     if (res.status === 404) {
       res.body.resume();
-      throw new BosonError('MANIFEST_UNKNOWN', `${what}: manifest unknown (${this.host} has no ${repository}:${reference})`, { details: { repository, reference } });
+      throw new BosonError('MANIFEST_UNKNOWN', `${what}: manifest unknown (${this.host} has no ${repository}:${reference})`, {
+        details: { repository, reference },
+      });
     }
     if (res.status !== 200) {
       res.body.resume();
-      throw new BosonError('REGISTRY_ERROR', `${what}: ${this.host} answered ${res.status} for the manifest`, { details: { status: res.status } });
+      throw new BosonError('REGISTRY_ERROR', `${what}: ${this.host} answered ${res.status} for the manifest`, {
+        details: { status: res.status },
+      });
     }
     const length = Number(res.headers['content-length']);
     if (Number.isFinite(length) && length > MAX_MANIFEST_BYTES) {
       res.body.destroy();
-      throw new BosonError('IMAGE_INVALID', `${what}: the manifest is ${length} bytes, more than the ${MAX_MANIFEST_BYTES}-byte limit`, { details: { size: length } });
+      throw new BosonError('IMAGE_INVALID', `${what}: the manifest is ${length} bytes, more than the ${MAX_MANIFEST_BYTES}-byte limit`, {
+        details: { size: length },
+      });
     }
     let body: Buffer;
     try {
       body = await readLimited(res.body, MAX_MANIFEST_BYTES, `${what}: manifest`);
     } catch (err) {
       if (err instanceof BosonError) throw err;
-      throw new BosonError('REGISTRY_UNREACHABLE', `${what}: the connection to ${this.host} broke while reading the manifest: ${(err as Error).message}`, { cause: err });
+      throw new BosonError(
+        'REGISTRY_UNREACHABLE',
+        `${what}: the connection to ${this.host} broke while reading the manifest: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     const digest = sha256Digest(body);
     const expected = reference.startsWith('sha256:') ? reference : (res.headers['docker-content-digest'] as string | undefined);
     if (expected !== undefined && expected.startsWith('sha256:') && expected !== digest) {
-      throw new BosonError('IMAGE_CORRUPT', `${what}: the manifest does not match its digest ${expected} (content is ${digest})`, { details: { digest: expected, actual: digest } });
+      throw new BosonError('IMAGE_CORRUPT', `${what}: the manifest does not match its digest ${expected} (content is ${digest})`, {
+        details: { digest: expected, actual: digest },
+      });
     }
     let mediaType = (res.headers['content-type'] ?? '').split(';')[0]!.trim();
     try {
@@ -354,7 +416,9 @@ export class RegistryClient {
     const res = await this.request('GET', `/v2/${repository}/blobs/${digest}`, { headers, repository, what });
     if (res.status === 200 || res.status === 206 || res.status === 416) return res;
     res.body.resume();
-    throw new BosonError('REGISTRY_ERROR', `${what}: ${this.host} answered ${res.status} for blob ${digest}`, { details: { status: res.status, digest } });
+    throw new BosonError('REGISTRY_ERROR', `${what}: ${this.host} answered ${res.status} for blob ${digest}`, {
+      details: { status: res.status, digest },
+    });
   }
 }
 

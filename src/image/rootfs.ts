@@ -61,9 +61,25 @@ export async function makeRootFs(dir: string, out: string, fstype: RootFsType): 
     await fh.truncate(sizeBytes);
     await fh.close();
     await tool('mkfs.ext4', [
-      '-q', '-F', '-t', 'ext4', '-b', '4096', '-m', '0', '-N', String(inodes + 256),
-      '-O', '^has_journal,^resize_inode', '-E', 'lazy_itable_init=0,root_owner=0:0', '-L', 'boson-root',
-      '-d', dir, out,
+      '-q',
+      '-F',
+      '-t',
+      'ext4',
+      '-b',
+      '4096',
+      '-m',
+      '0',
+      '-N',
+      String(inodes + 256),
+      '-O',
+      '^has_journal,^resize_inode',
+      '-E',
+      'lazy_itable_init=0,root_owner=0:0',
+      '-L',
+      'boson-root',
+      '-d',
+      dir,
+      out,
     ]);
   }
   return (await fs.stat(out)).size;

@@ -7,7 +7,13 @@ import { BosonError } from '../common/index.ts';
 import { tempDir } from './test-support.ts';
 
 test('the staging estimate, the BOSON_STAGING_DIR override and ENOSPC detection', async () => {
-  assert.equal(estimateTreeBytes([{ size: 10, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }, { size: 10, mediaType: 'application/vnd.oci.image.layer.v1.tar' }]), 50);
+  assert.equal(
+    estimateTreeBytes([
+      { size: 10, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' },
+      { size: 10, mediaType: 'application/vnd.oci.image.layer.v1.tar' },
+    ]),
+    50,
+  );
   assert.equal(await stagingParent(1, { BOSON_STAGING_DIR: 'store' }), null);
   const custom = await tempDir();
   try {
@@ -31,7 +37,10 @@ test('the staging estimate, the BOSON_STAGING_DIR override and ENOSPC detection'
   assert.equal(await stagingParent(2 ** 52, {}), null);
   const full = new BosonError('STATE_DIR_UNWRITABLE', 'x', { cause: Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }) });
   assert.equal(isNoSpace(full), true);
-  assert.equal(isNoSpace(new BosonError('STATE_DIR_UNWRITABLE', 'x', { cause: Object.assign(new Error('EACCES'), { code: 'EACCES' }) })), false);
+  assert.equal(
+    isNoSpace(new BosonError('STATE_DIR_UNWRITABLE', 'x', { cause: Object.assign(new Error('EACCES'), { code: 'EACCES' }) })),
+    false,
+  );
 });
 
 test('memory headroom of our cgroup: v2 and v1 files, no limit, unreadable', async () => {

@@ -73,13 +73,20 @@ export async function privateDir(dir: string): Promise<void> {
     await fs.mkdir(dir, { mode: 0o700 });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw new BosonError('STATE_DIR_UNWRITABLE', `cannot create the staging directory ${dir}: ${(err as Error).message}`, { cause: err, details: { path: dir } });
+      throw new BosonError('STATE_DIR_UNWRITABLE', `cannot create the staging directory ${dir}: ${(err as Error).message}`, {
+        cause: err,
+        details: { path: dir },
+      });
     }
   }
   const st = await fs.lstat(dir);
   const uid = process.geteuid?.() ?? 0;
   if (!st.isDirectory() || st.uid !== uid) {
-    throw new BosonError('STATE_DIR_UNWRITABLE', `the staging directory ${dir} is not a directory of uid ${uid} (a link, or someone else's): refusing to build there`, { details: { path: dir } });
+    throw new BosonError(
+      'STATE_DIR_UNWRITABLE',
+      `the staging directory ${dir} is not a directory of uid ${uid} (a link, or someone else's): refusing to build there`,
+      { details: { path: dir } },
+    );
   }
   if ((st.mode & 0o077) !== 0) await fs.chmod(dir, st.mode & 0o7700);
 }

@@ -12,7 +12,12 @@ import { imageStoreOn, rejectsWith, snapshot, stateStoreOf, tempDir } from './te
 
 const run = promisify(execFile);
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
-const CONFIG = { architecture: 'amd64', os: 'linux', created: '2024-05-01T00:00:00Z', config: { Cmd: ['sh'], Env: ['A=1'], Labels: { l: 'v' }, Volumes: { '/data': {} } } };
+const CONFIG = {
+  architecture: 'amd64',
+  os: 'linux',
+  created: '2024-05-01T00:00:00Z',
+  config: { Cmd: ['sh'], Env: ['A=1'], Labels: { l: 'v' }, Volumes: { '/data': {} } },
+};
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await tempDir();
@@ -46,16 +51,35 @@ const L1: TarEntrySpec[] = [
   { name: 'home/', type: 'directory' },
   { name: 'home/user/', type: 'directory', uid: 1000, gid: 1000, mode: 0o700 },
 ];
-const L2: TarEntrySpec[] = [{ name: 'etc/.wh.os-release' }, { name: 'data/.wh..wh..opq' }, { name: 'data/new', content: 'new', mode: 0o640, uid: 33, gid: 33 }];
+const L2: TarEntrySpec[] = [
+  { name: 'etc/.wh.os-release' },
+  { name: 'data/.wh..wh..opq' },
+  { name: 'data/new', content: 'new', mode: 0o640, uid: 33, gid: 33 },
+];
 
 async function twoLayerLayout(dir: string, opts: { refName?: string; compression?: 'gzip' | 'none' | 'zstd' } = {}) {
   const [t1, t2] = [await makeTar(L1), await makeTar(L2)];
   const c = opts.compression ?? 'gzip';
-  return writeOciLayout(dir, [{ config: CONFIG, layers: [{ tar: t1, compression: c }, { tar: t2, compression: c }], refName: opts.refName ?? 'example.com/test/two:v1' }]);
+  return writeOciLayout(dir, [
+    {
+      config: CONFIG,
+      layers: [
+        { tar: t1, compression: c },
+        { tar: t2, compression: c },
+      ],
+      refName: opts.refName ?? 'example.com/test/two:v1',
+    },
+  ]);
 }
 
 async function checkTwoLayerTree(mnt: string): Promise<void> {
-  assert.equal(await fs.access(path.join(mnt, 'etc/os-release')).then(() => true, () => false), false);
+  assert.equal(
+    await fs.access(path.join(mnt, 'etc/os-release')).then(
+      () => true,
+      () => false,
+    ),
+    false,
+  );
   assert.deepEqual(await fs.readdir(path.join(mnt, 'data')), ['new']);
   const st = await fs.stat(path.join(mnt, 'data/new'));
   assert.equal(st.uid, 33);
@@ -124,10 +148,24 @@ test('OCI layout with whiteouts: erofs and ext4 disks hold the flattened tree; c
     const [img] = await store.importPath(path.join(dir, 'layout'));
     assert.ok(img);
     assert.deepEqual(img.references, ['example.com/test/two:v1']);
-    assert.deepEqual(img.config, { entrypoint: null, cmd: ['sh'], env: ['A=1'], workingDir: '', user: '', volumes: ['/data'], labels: { l: 'v' }, exposedPorts: [] });
+    assert.deepEqual(img.config, {
+      entrypoint: null,
+      cmd: ['sh'],
+      env: ['A=1'],
+      workingDir: '',
+      user: '',
+      volumes: ['/data'],
+      labels: { l: 'v' },
+      exposedPorts: [],
+    });
     // Two store objects on one state dir stand in for two processes: they do not share in-process build state.
     const other = imageStoreOn(state);
-    const disks = await Promise.all([store.rootDisk(img, { fstype: 'ext4' }), store.rootDisk(img, { fstype: 'ext4' }), other.rootDisk(img, { fstype: 'ext4' }), other.rootDisk(img, { fstype: 'ext4' })]);
+    const disks = await Promise.all([
+      store.rootDisk(img, { fstype: 'ext4' }),
+      store.rootDisk(img, { fstype: 'ext4' }),
+      other.rootDisk(img, { fstype: 'ext4' }),
+      other.rootDisk(img, { fstype: 'ext4' }),
+    ]);
     for (const d of disks) assert.equal(d.path, disks[0]!.path);
     assert.deepEqual(await fs.readdir(path.join(state, 'images', 'tmp')), []);
     await withMount(disks[0]!.path, checkTwoLayerTree);
@@ -171,14 +209,27 @@ async function legacyDockerSave(file: string, opts: { corruptLayer?: boolean; gz
   const entries: TarEntrySpec[] = [];
   ids.forEach((id, i) => {
     entries.push({ name: `${id}/`, type: 'directory' }, { name: `${id}/VERSION`, content: '1.0' }, { name: `${id}/json`, content: '{}' });
-    entries.push(i === 0 ? { name: `${id}/layer.tar`, content: tars[i]! } : { name: `${id}/layer.tar`, type: 'symlink', linkname: `../${ids[0]}/layer.tar` });
+    entries.push(
+      i === 0
+        ? { name: `${id}/layer.tar`, content: tars[i]! }
+        : { name: `${id}/layer.tar`, type: 'symlink', linkname: `../${ids[0]}/layer.tar` },
+    );
   });
   // The second layer is stored under a third directory and reached through the symlink-free path; the symlink
   // form above points at layer 0 and is used by a third manifest entry below to exercise symlink resolution.
   const second = sha('second');
   entries.push({ name: `${second}/`, type: 'directory' }, { name: `${second}/layer.tar`, content: tars[1]! });
   entries.push({ name: `${configHex}.json`, content: config });
-  entries.push({ name: 'manifest.json', content: JSON.stringify([{ Config: `${configHex}.json`, RepoTags: ['myapp:1.0', 'reg.example.com/team/myapp:1.0'], Layers: [`${ids[1]}/layer.tar`, `${second}/layer.tar`] }]) });
+  entries.push({
+    name: 'manifest.json',
+    content: JSON.stringify([
+      {
+        Config: `${configHex}.json`,
+        RepoTags: ['myapp:1.0', 'reg.example.com/team/myapp:1.0'],
+        Layers: [`${ids[1]}/layer.tar`, `${second}/layer.tar`],
+      },
+    ]),
+  });
   entries.push({ name: 'repositories', content: JSON.stringify({ myapp: { '1.0': ids[1] } }) });
   const tar = await makeTar(entries);
   await fs.writeFile(file, opts.gzip ? gzipSync(tar) : tar);
@@ -205,11 +256,29 @@ test('docker save tarball, legacy manifest.json form (plain and gzip), with a sy
 
 test('docker save tarball, OCI layout form (Docker 25+), named by io.containerd.image.name', async () => {
   await withDir(async (dir) => {
-    const files = buildOciLayout([{ config: CONFIG, layers: [{ tar: await makeTar(L1), compression: 'none' }], annotations: { 'io.containerd.image.name': 'docker.io/library/alpine:3', 'org.opencontainers.image.ref.name': '3' } }]);
-    const entries: TarEntrySpec[] = [{ name: 'blobs/', type: 'directory' }, { name: 'blobs/sha256/', type: 'directory' }];
+    const files = buildOciLayout([
+      {
+        config: CONFIG,
+        layers: [{ tar: await makeTar(L1), compression: 'none' }],
+        annotations: { 'io.containerd.image.name': 'docker.io/library/alpine:3', 'org.opencontainers.image.ref.name': '3' },
+      },
+    ]);
+    const entries: TarEntrySpec[] = [
+      { name: 'blobs/', type: 'directory' },
+      { name: 'blobs/sha256/', type: 'directory' },
+    ];
     for (const [d, b] of files.blobs) entries.push({ name: `blobs/sha256/${d.slice(7)}`, content: b });
     entries.push({ name: 'index.json', content: files.indexJson }, { name: 'oci-layout', content: '{"imageLayoutVersion":"1.0.0"}' });
-    entries.push({ name: 'manifest.json', content: JSON.stringify([{ Config: `blobs/sha256/${files.images[0]!.configDigest.slice(7)}`, RepoTags: ['alpine:3'], Layers: [`blobs/sha256/${files.images[0]!.layerDigests[0]!.slice(7)}`] }]) });
+    entries.push({
+      name: 'manifest.json',
+      content: JSON.stringify([
+        {
+          Config: `blobs/sha256/${files.images[0]!.configDigest.slice(7)}`,
+          RepoTags: ['alpine:3'],
+          Layers: [`blobs/sha256/${files.images[0]!.layerDigests[0]!.slice(7)}`],
+        },
+      ]),
+    });
     await fs.writeFile(path.join(dir, 'save.tar'), await makeTar(entries));
     const store = imageStoreOn(path.join(dir, 'state'));
     const [img] = await store.importPath(path.join(dir, 'save.tar'), { tag: 'mine' });
@@ -225,7 +294,12 @@ test('an index with several platforms: linux/amd64 is picked', async () => {
   await withDir(async (dir) => {
     const layer = await makeTar(L1);
     await writeOciLayout(path.join(dir, 'multi'), [
-      { config: { ...CONFIG, architecture: 'arm64' }, layers: [{ tar: layer }], refName: 'multi:1', platform: { os: 'linux', architecture: 'arm64' } },
+      {
+        config: { ...CONFIG, architecture: 'arm64' },
+        layers: [{ tar: layer }],
+        refName: 'multi:1',
+        platform: { os: 'linux', architecture: 'arm64' },
+      },
       { config: CONFIG, layers: [{ tar: layer }], refName: 'multi:1', platform: { os: 'linux', architecture: 'amd64' } },
     ]);
     const store = imageStoreOn(path.join(dir, 'state'));
@@ -240,7 +314,9 @@ async function expectImportFails(dir: string, source: string, code: 'IMAGE_CORRU
   const state = path.join(dir, 'state');
   const store = imageStoreOn(state);
   // A different image (no blobs in common with the bad ones: a blob already stored is not read from the source).
-  await writeOciLayout(path.join(dir, 'good'), [{ config: { ...CONFIG, created: 'good' }, layers: [{ tar: await makeTar([{ name: 'good', content: 'good' }]) }], refName: 'good:1' }]);
+  await writeOciLayout(path.join(dir, 'good'), [
+    { config: { ...CONFIG, created: 'good' }, layers: [{ tar: await makeTar([{ name: 'good', content: 'good' }]) }], refName: 'good:1' },
+  ]);
   await store.importPath(path.join(dir, 'good'));
   const before = await snapshot(state);
   const listBefore = await store.list();
@@ -275,7 +351,13 @@ test('corrupt, truncated and diff_id-mismatched blobs are IMAGE_CORRUPT and leav
     // Config claims a different diff_id: blobs all match their descriptors, but the layer content does not.
     const t = await makeTar(L1);
     const dDiff = path.join(dir, 'diffid');
-    await writeOciLayout(dDiff, [{ config: { ...CONFIG, rootfs: { type: 'layers', diff_ids: [`sha256:${'0'.repeat(64)}`] } }, layers: [{ tar: t }], refName: 'diffid' }]);
+    await writeOciLayout(dDiff, [
+      {
+        config: { ...CONFIG, rootfs: { type: 'layers', diff_ids: [`sha256:${'0'.repeat(64)}`] } },
+        layers: [{ tar: t }],
+        refName: 'diffid',
+      },
+    ]);
     await expectImportFails(path.join(dir, 's4'), dDiff, 'IMAGE_CORRUPT', 'diff_id');
 
     await legacyDockerSave(path.join(dir, 'bad-save.tar'), { corruptLayer: true });
@@ -285,7 +367,9 @@ test('corrupt, truncated and diff_id-mismatched blobs are IMAGE_CORRUPT and leav
 
 test('unknown layer media types and malformed sources are IMAGE_INVALID; missing source IMAGE_SOURCE_NOT_FOUND', async () => {
   await withDir(async (dir) => {
-    await writeOciLayout(path.join(dir, 'weird'), [{ config: CONFIG, layers: [{ tar: await makeTar(L1), mediaType: 'application/x-weird' }], refName: 'weird' }]);
+    await writeOciLayout(path.join(dir, 'weird'), [
+      { config: CONFIG, layers: [{ tar: await makeTar(L1), mediaType: 'application/x-weird' }], refName: 'weird' },
+    ]);
     await expectImportFails(path.join(dir, 's1'), path.join(dir, 'weird'), 'IMAGE_INVALID', 'application/x-weird');
     await fs.mkdir(path.join(dir, 'empty'));
     await expectImportFails(path.join(dir, 's2'), path.join(dir, 'empty'), 'IMAGE_INVALID');
@@ -303,7 +387,9 @@ test('resolution: short names, tags, re-tagging moves a name, id prefixes, ambig
     const byFirst = new Map<string, number>();
     let pair: [number, number] | null = null;
     for (let i = 0; pair === null; i++) {
-      const files = buildOciLayout([{ config: { ...CONFIG, config: { Labels: { n: String(i) } } }, layers: [{ tar: layer, compression: 'none' }] }]);
+      const files = buildOciLayout([
+        { config: { ...CONFIG, config: { Labels: { n: String(i) } } }, layers: [{ tar: layer, compression: 'none' }] },
+      ]);
       const first = files.images[0]!.configDigest[7]!;
       const j = byFirst.get(first);
       if (j !== undefined) pair = [j, i];
@@ -311,7 +397,13 @@ test('resolution: short names, tags, re-tagging moves a name, id prefixes, ambig
     }
     const imgs: ImageRecord[] = [];
     for (const [k, n] of pair.entries()) {
-      const files = buildOciLayout([{ config: { ...CONFIG, config: { Labels: { n: String(n) } } }, layers: [{ tar: layer, compression: 'none' }], refName: k === 0 ? 'app:1' : 'quay.io/org/app:2' }]);
+      const files = buildOciLayout([
+        {
+          config: { ...CONFIG, config: { Labels: { n: String(n) } } },
+          layers: [{ tar: layer, compression: 'none' }],
+          refName: k === 0 ? 'app:1' : 'quay.io/org/app:2',
+        },
+      ]);
       await saveOciLayout(files, path.join(dir, `l${k}`));
       imgs.push((await store.importPath(path.join(dir, `l${k}`)))[0]!);
     }
@@ -337,14 +429,23 @@ test('resolution: short names, tags, re-tagging moves a name, id prefixes, ambig
 
 test('rootDisk on an image with an unsafe layer: LAYER_UNSAFE, staging removed, nothing outside written', async () => {
   await withDir(async (dir) => {
-    const evil = await makeTar([{ name: 'evil', type: 'symlink', linkname: '../../../../../../../..' }, { name: 'evil/tmp/boson-pwned', content: 'x' }]);
+    const evil = await makeTar([
+      { name: 'evil', type: 'symlink', linkname: '../../../../../../../..' },
+      { name: 'evil/tmp/boson-pwned', content: 'x' },
+    ]);
     await writeOciLayout(path.join(dir, 'evil'), [{ config: CONFIG, layers: [{ tar: evil }], refName: 'evil' }]);
     const store = imageStoreOn(path.join(dir, 'state'));
     const [img] = await store.importPath(path.join(dir, 'evil'));
     await rejectsWith(store.rootDisk(img!, { fstype: 'erofs' }), 'LAYER_UNSAFE');
     assert.deepEqual(await fs.readdir(path.join(dir, 'state', 'images', 'tmp')), []);
     assert.deepEqual(await fs.readdir(path.join(dir, 'state', 'images', 'disks')), []);
-    assert.equal(await fs.access('/tmp/boson-pwned').then(() => true, () => false), false);
+    assert.equal(
+      await fs.access('/tmp/boson-pwned').then(
+        () => true,
+        () => false,
+      ),
+      false,
+    );
   });
 });
 
@@ -372,18 +473,44 @@ test('an image index.json from before the state store is imported once and remov
     const state = path.join(dir, 'state');
     const id = `sha256:${'a'.repeat(64)}`;
     const image = {
-      id, manifestDigest: `sha256:${'b'.repeat(64)}`, layers: [], size: 0, created: null, architecture: 'amd64', os: 'linux',
+      id,
+      manifestDigest: `sha256:${'b'.repeat(64)}`,
+      layers: [],
+      size: 0,
+      created: null,
+      architecture: 'amd64',
+      os: 'linux',
       config: { entrypoint: null, cmd: ['sh'], env: [], workingDir: '', user: '', volumes: [], labels: {}, exposedPorts: [] },
     };
     await fs.mkdir(path.join(state, 'images'), { recursive: true });
-    await fs.writeFile(path.join(state, 'images', 'index.json'), JSON.stringify({ version: 1, images: { [id]: image }, refs: { 'localhost/old:1': id, 'docker.io/library/old:2': id } }));
+    await fs.writeFile(
+      path.join(state, 'images', 'index.json'),
+      JSON.stringify({ version: 1, images: { [id]: image }, refs: { 'localhost/old:1': id, 'docker.io/library/old:2': id } }),
+    );
     const store = imageStoreOn(state);
     assert.deepEqual(await store.list(), [{ ...image, references: ['docker.io/library/old:2', 'localhost/old:1'] }]);
     assert.equal((await store.resolve('old:1')).id, id);
     await assert.rejects(fs.access(path.join(state, 'images', 'index.json')), 'the old index is gone');
-    assert.deepEqual(stateStoreOf(state).list('image').map((r) => r.key), [id]);
-    assert.deepEqual(stateStoreOf(state).list('image-ref').map((r) => [r.key, r.value]), [['docker.io/library/old:2', { id }], ['localhost/old:1', { id }]]);
+    assert.deepEqual(
+      stateStoreOf(state)
+        .list('image')
+        .map((r) => r.key),
+      [id],
+    );
+    assert.deepEqual(
+      stateStoreOf(state)
+        .list('image-ref')
+        .map((r) => [r.key, r.value]),
+      [
+        ['docker.io/library/old:2', { id }],
+        ['localhost/old:1', { id }],
+      ],
+    );
     await store.tag('old:1', 'old:3');
-    assert.deepEqual((await imageStoreOn(state).resolve('old:3')).references, ['docker.io/library/old:2', 'localhost/old:1', 'localhost/old:3']);
+    assert.deepEqual((await imageStoreOn(state).resolve('old:3')).references, [
+      'docker.io/library/old:2',
+      'localhost/old:1',
+      'localhost/old:3',
+    ]);
   });
 });

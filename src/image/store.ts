@@ -26,7 +26,15 @@ import { defaultRootFsType, makeRootFs, type RootFsType } from './rootfs.ts';
 import { estimateTreeBytes, isNoSpace, privateDir, stagingParent, sweepShmStaging } from './staging.ts';
 import { pidAlive, sweepStaleTemps, tempName } from './tempfiles.ts';
 import { flattenToDiskInUserNamespace } from './userns.ts';
-import { isManifestType, layerCompression, type Descriptor, type ImageConfig, type ImageProgress, type ImageRecord, type RootDisk } from './types.ts';
+import {
+  isManifestType,
+  layerCompression,
+  type Descriptor,
+  type ImageConfig,
+  type ImageProgress,
+  type ImageRecord,
+  type RootDisk,
+} from './types.ts';
 
 type StoredImage = Omit<ImageRecord, 'references'>;
 /** The image index as read from the store: images by id, references -> id, and the revisions they were read at. */
@@ -161,7 +169,11 @@ export class ImageStore {
    * Keeps files under <stateDir>/images and the index in `store` (the host's state store, which the composition
    * root builds; not closed here); creates nothing until first used.
    */
-  constructor(private readonly store: StateStore, stateDir: string, opts: { rootless?: boolean; layerLimits?: LayerLimits } = {}) {
+  constructor(
+    private readonly store: StateStore,
+    stateDir: string,
+    opts: { rootless?: boolean; layerLimits?: LayerLimits } = {},
+  ) {
     this.rootless = opts.rootless ?? rootlessMode();
     this.layerLimits = opts.layerLimits;
     this.dir = path.join(path.resolve(stateDir), 'images');
@@ -177,7 +189,10 @@ export class ImageStore {
       for (const d of [path.join(this.content.root, 'sha256'), this.tmpDir, this.disksDir]) await fs.mkdir(d, { recursive: true });
       await fs.access(this.dir, fs.constants.W_OK);
     } catch (err) {
-      throw new BosonError('STATE_DIR_UNWRITABLE', `cannot create or write the image store ${this.dir}: ${(err as Error).message}`, { cause: err, details: { path: this.dir } });
+      throw new BosonError('STATE_DIR_UNWRITABLE', `cannot create or write the image store ${this.dir}: ${(err as Error).message}`, {
+        cause: err,
+        details: { path: this.dir },
+      });
     }
   }
 
@@ -231,8 +246,10 @@ export class ImageStore {
       throw new BosonError('IMAGE_CORRUPT', `the image index ${this.legacyIndexPath} is not valid JSON`, { cause: err });
     }
     const ops: StoreOp[] = [];
-    for (const [id, img] of Object.entries(legacy.images ?? {})) if (!this.store.get(IMAGE, id)) ops.push({ op: 'put', kind: IMAGE, key: id, value: img, expectRevision: 0 });
-    for (const [ref, id] of Object.entries(legacy.refs ?? {})) if (!this.store.get(IMAGE_REF, ref)) ops.push({ op: 'put', kind: IMAGE_REF, key: ref, value: { id }, expectRevision: 0 });
+    for (const [id, img] of Object.entries(legacy.images ?? {}))
+      if (!this.store.get(IMAGE, id)) ops.push({ op: 'put', kind: IMAGE, key: id, value: img, expectRevision: 0 });
+    for (const [ref, id] of Object.entries(legacy.refs ?? {}))
+      if (!this.store.get(IMAGE_REF, ref)) ops.push({ op: 'put', kind: IMAGE_REF, key: ref, value: { id }, expectRevision: 0 });
     try {
       if (ops.length > 0) this.store.commit(ops);
     } catch (err) {
@@ -268,16 +285,19 @@ export class ImageStore {
         const ops: StoreOp[] = [];
         const rev = index.revisions;
         for (const [id, img] of Object.entries(index.images)) {
-          if (JSON.stringify(before.images[id]) !== JSON.stringify(img)) ops.push({ op: 'put', kind: IMAGE, key: id, value: img, expectRevision: rev.images[id] ?? 0 });
+          if (JSON.stringify(before.images[id]) !== JSON.stringify(img))
+            ops.push({ op: 'put', kind: IMAGE, key: id, value: img, expectRevision: rev.images[id] ?? 0 });
         }
-        for (const id of Object.keys(before.images)) if (!(id in index.images)) ops.push({ op: 'delete', kind: IMAGE, key: id, expectRevision: rev.images[id] });
+        for (const id of Object.keys(before.images))
+          if (!(id in index.images)) ops.push({ op: 'delete', kind: IMAGE, key: id, expectRevision: rev.images[id] });
         const written = new Set(ops.map((o) => o.key));
         for (const [ref, id] of Object.entries(index.refs)) {
           if (before.refs[ref] === id) continue;
           ops.push({ op: 'put', kind: IMAGE_REF, key: ref, value: { id }, expectRevision: rev.refs[ref] ?? 0 });
           if (!written.has(id)) ops.push({ op: 'check', kind: IMAGE, key: id, expectRevision: rev.images[id] ?? 0 });
         }
-        for (const ref of Object.keys(before.refs)) if (!(ref in index.refs)) ops.push({ op: 'delete', kind: IMAGE_REF, key: ref, expectRevision: rev.refs[ref] });
+        for (const ref of Object.keys(before.refs))
+          if (!(ref in index.refs)) ops.push({ op: 'delete', kind: IMAGE_REF, key: ref, expectRevision: rev.refs[ref] });
         try {
           if (ops.length > 0) this.store.commit(ops);
           return result;
@@ -289,7 +309,10 @@ export class ImageStore {
   }
 
   private static withRefs(index: IndexFile, img: StoredImage): ImageRecord {
-    const references = Object.entries(index.refs).filter(([, id]) => id === img.id).map(([r]) => r).sort();
+    const references = Object.entries(index.refs)
+      .filter(([, id]) => id === img.id)
+      .map(([r]) => r)
+      .sort();
     return { ...img, references };
   }
 
@@ -362,7 +385,9 @@ export class ImageStore {
       if (have) return have;
       const file = path.join(work, `blob-${digestHex(d.digest)}`);
       onProgress?.({ phase: 'copy', current: 0, total: d.size, detail: d.digest });
-      await copyVerified(src.openBlob(d.digest), file, d, what(kind), (n) => onProgress?.({ phase: 'copy', current: n, total: d.size, detail: d.digest }));
+      await copyVerified(src.openBlob(d.digest), file, d, what(kind), (n) =>
+        onProgress?.({ phase: 'copy', current: n, total: d.size, detail: d.digest }),
+      );
       staged.set(d.digest, file);
       return file;
     };
@@ -378,7 +403,8 @@ export class ImageStore {
       'manifest',
     );
     const mt = manifest.mediaType ?? img.manifest.mediaType;
-    if (manifest.schemaVersion !== 2 || !isManifestType(mt)) throw new BosonError('IMAGE_INVALID', `${what('manifest')}: unsupported manifest (media type "${mt}")`);
+    if (manifest.schemaVersion !== 2 || !isManifestType(mt))
+      throw new BosonError('IMAGE_INVALID', `${what('manifest')}: unsupported manifest (media type "${mt}")`);
     const cfgDesc = manifest.config;
     if (!cfgDesc || typeof cfgDesc.digest !== 'string' || typeof cfgDesc.size !== 'number' || !Array.isArray(manifest.layers)) {
       throw new BosonError('IMAGE_INVALID', `${what('manifest')}: missing config or layers`);
@@ -395,22 +421,40 @@ export class ImageStore {
         throw new BosonError('IMAGE_INVALID', `${what('manifest')}: layer ${i} has a malformed descriptor`);
       }
       if (layerCompression(l.mediaType) === null) {
-        throw new BosonError('IMAGE_INVALID', `${what('manifest')}: layer ${l.digest} has unsupported media type "${l.mediaType}"`, { details: { mediaType: l.mediaType } });
+        throw new BosonError('IMAGE_INVALID', `${what('manifest')}: layer ${l.digest} has unsupported media type "${l.mediaType}"`, {
+          details: { mediaType: l.mediaType },
+        });
       }
       digestHex(l.digest);
       const file = (await this.content.has(l.digest)) ? this.content.blobPath(l.digest) : await stage(l, `layer ${i + 1}`);
       onProgress?.({ phase: 'verify', current: i + 1, total: manifest.layers.length, detail: l.digest });
       let diff: string;
       try {
-        diff = (await hashStream(uncompressedLayer(l.mediaType, createReadStream(file), { compressedSize: l.size, limits: this.layerLimits, what: `${what(`layer ${i + 1}`)}: blob ${l.digest}` }))).digest;
+        diff = (
+          await hashStream(
+            uncompressedLayer(l.mediaType, createReadStream(file), {
+              compressedSize: l.size,
+              limits: this.layerLimits,
+              what: `${what(`layer ${i + 1}`)}: blob ${l.digest}`,
+            }),
+          )
+        ).digest;
       } catch (err) {
         if (isBosonError(err, 'TOOL_FAILED') || isBosonError(err, 'LAYER_UNSAFE')) throw err;
-        throw new BosonError('IMAGE_CORRUPT', `${what(`layer ${i + 1}`)}: blob ${l.digest} cannot be decompressed: ${(err as Error).message}`, { cause: err, details: { digest: l.digest } });
+        throw new BosonError(
+          'IMAGE_CORRUPT',
+          `${what(`layer ${i + 1}`)}: blob ${l.digest} cannot be decompressed: ${(err as Error).message}`,
+          { cause: err, details: { digest: l.digest } },
+        );
       }
       if (diff !== diffIds[i]) {
-        throw new BosonError('IMAGE_CORRUPT', `${what(`layer ${i + 1}`)}: blob ${l.digest} uncompresses to ${diff}, but the config's diff_id is ${diffIds[i]}`, {
-          details: { digest: l.digest, diffId: diffIds[i], actual: diff },
-        });
+        throw new BosonError(
+          'IMAGE_CORRUPT',
+          `${what(`layer ${i + 1}`)}: blob ${l.digest} uncompresses to ${diff}, but the config's diff_id is ${diffIds[i]}`,
+          {
+            details: { digest: l.digest, diffId: diffIds[i], actual: diff },
+          },
+        );
       }
       layers.push({ digest: l.digest, size: l.size, mediaType: l.mediaType });
     }
@@ -444,17 +488,24 @@ export class ImageStore {
   async resolve(reference: string): Promise<ImageRecord> {
     const index = await this.readIndex();
     const ref = reference.trim();
-    const notFound = (): BosonError =>
-      new BosonError('IMAGE_NOT_FOUND', `no such image: ${reference}`, { details: { reference } });
+    const notFound = (): BosonError => new BosonError('IMAGE_NOT_FOUND', `no such image: ${reference}`, { details: { reference } });
     const byId = (hex: string): ImageRecord | null => {
       const ids = Object.keys(index.images).filter((id) => id.startsWith(`sha256:${hex}`));
       if (ids.length > 1) {
-        throw new BosonError('INVALID_ARGUMENT', `image id prefix "${reference}" is ambiguous (${ids.length} images match)`, { details: { reference, matches: ids } });
+        throw new BosonError('INVALID_ARGUMENT', `image id prefix "${reference}" is ambiguous (${ids.length} images match)`, {
+          details: { reference, matches: ids },
+        });
       }
       return ids.length === 1 ? ImageStore.withRefs(index, index.images[ids[0]!]!) : null;
     };
     const idForm = /^sha256:([0-9a-f]{1,64})$/.exec(ref);
-    if (idForm) return byId(idForm[1]!) ?? (() => { throw notFound(); })();
+    if (idForm)
+      return (
+        byId(idForm[1]!) ??
+        (() => {
+          throw notFound();
+        })()
+      );
     let candidates: string[] = [];
     try {
       candidates = referenceCandidates(ref);
@@ -498,9 +549,17 @@ export class ImageStore {
     if (opts.onStep) {
       const step = stepReporter(ref.canonical, opts.onStep);
       const inner = opts.onProgress;
-      opts = { ...opts, onProgress: (e) => { step(e); inner?.(e); } };
+      opts = {
+        ...opts,
+        onProgress: (e) => {
+          step(e);
+          inner?.(e);
+        },
+      };
     }
-    const insecure = opts.insecure ? [...(opts.registry?.insecure ?? (process.env.BOSON_INSECURE_REGISTRIES ?? '').split(',')), ref.host] : opts.registry?.insecure;
+    const insecure = opts.insecure
+      ? [...(opts.registry?.insecure ?? (process.env.BOSON_INSECURE_REGISTRIES ?? '').split(',')), ref.host]
+      : opts.registry?.insecure;
     const client = new RegistryClient(ref.host, ref.registry, { ...opts.registry, insecure });
     // A tag always needs the registry: probe it while the store is prepared and read (the fetch meets the probe's
     // outcome, error included). A digest may be answered from the store without any request: no probe.
@@ -518,7 +577,13 @@ export class ImageStore {
     for (const img of Object.values(before.images)) for (const l of img.layers) if (l.diffId) knownDiffIds.set(l.digest, l.diffId);
     const what = `pull ${ref.canonical}`;
     const fetcher = new ImageFetcher(
-      { content: this.content, partialDir: this.partialDir, tmpDir: this.tmpDir, knownDiffId: (d) => knownDiffIds.get(d), layerLimits: this.layerLimits },
+      {
+        content: this.content,
+        partialDir: this.partialDir,
+        tmpDir: this.tmpDir,
+        knownDiffId: (d) => knownDiffIds.get(d),
+        layerLimits: this.layerLimits,
+      },
       client,
       ref,
       {
@@ -549,9 +614,14 @@ export class ImageStore {
       if (opts.unpack !== false) await this.rootDisk({ ...rec, references: [] }, { onProgress: opts.onProgress });
       const merge = (index: IndexFile): { merged: StoredImage; same: boolean } => {
         const prev = index.images[rec.id];
-        const merged: StoredImage = prev ? { ...prev, layers: rec.layers, repoDigests: [...new Set([...(prev.repoDigests ?? []), ...(rec.repoDigests ?? [])])].sort() } : rec;
+        const merged: StoredImage = prev
+          ? { ...prev, layers: rec.layers, repoDigests: [...new Set([...(prev.repoDigests ?? []), ...(rec.repoDigests ?? [])])].sort() }
+          : rec;
         if (rec.indexDigest) merged.indexDigest = rec.indexDigest;
-        const same = prev !== undefined && JSON.stringify(prev) === JSON.stringify(merged) && (ref.tag === null || index.refs[`${ref.name}:${ref.tag}`] === rec.id);
+        const same =
+          prev !== undefined &&
+          JSON.stringify(prev) === JSON.stringify(merged) &&
+          (ref.tag === null || index.refs[`${ref.name}:${ref.tag}`] === rec.id);
         return { merged, same };
       };
       // An image pulled again that the index already records exactly (the usual cached pull): no lock, no write.
@@ -576,7 +646,10 @@ export class ImageStore {
         await fetcher.removePartials();
       }
       if (err instanceof BosonError && !err.message.includes(ref.canonical)) {
-        throw new BosonError(err.code, `pull ${ref.canonical}: ${err.message}`, { cause: err, details: { ...err.details, reference: ref.canonical } });
+        throw new BosonError(err.code, `pull ${ref.canonical}: ${err.message}`, {
+          cause: err,
+          details: { ...err.details, reference: ref.canonical },
+        });
       }
       throw err;
     } finally {
@@ -650,7 +723,10 @@ export class ImageStore {
    * the image with all its names. `inUse(id)` is asked before an image goes: IMAGE_IN_USE unless `force`. Blobs
    * and the root disk no other image needs are deleted. Returns what was untagged and deleted.
    */
-  async remove(reference: string, opts: { force?: boolean; inUse?: (imageId: string) => Promise<boolean> | boolean } = {}): Promise<{ untagged: string[]; deleted: string | null }> {
+  async remove(
+    reference: string,
+    opts: { force?: boolean; inUse?: (imageId: string) => Promise<boolean> | boolean } = {},
+  ): Promise<{ untagged: string[]; deleted: string | null }> {
     const img = await this.resolve(reference);
     let names: string[] = [];
     try {
@@ -662,7 +738,11 @@ export class ImageStore {
     const untagged = byName !== undefined && img.references.length > 1 ? [byName] : img.references;
     const deleting = untagged.length === img.references.length;
     if (deleting && !opts.force && (await opts.inUse?.(img.id))) {
-      throw new BosonError('IMAGE_IN_USE', `image ${reference} (${img.id.slice(7, 19)}) is used by a container; remove the container first or use --force`, { details: { reference, id: img.id } });
+      throw new BosonError(
+        'IMAGE_IN_USE',
+        `image ${reference} (${img.id.slice(7, 19)}) is used by a container; remove the container first or use --force`,
+        { details: { reference, id: img.id } },
+      );
     }
     await this.withIndexLock(async (index) => {
       for (const r of untagged) delete index.refs[r];
@@ -765,18 +845,35 @@ export class ImageStore {
         plan.ready[i]!.then(
           () => {
             const label = `layer ${i + 1}/${n} ${l.digest}`;
-            const check = digestCheck(plan.diffIds[i]!, (got) =>
-              new BosonError('IMAGE_CORRUPT', `${what}: ${label} uncompresses to ${got}, but the config's diff_id is ${plan.diffIds[i]}`, {
-                details: { digest: l.digest, diffId: plan.diffIds[i], actual: got },
-              }));
-            pipeline(uncompressedLayer(l.mediaType, this.content.open(l.digest), { compressedSize: l.size, limits: this.layerLimits, what: `${what}: ${label}` }), check, out).catch((e: Error) => out.destroy(e));
+            const check = digestCheck(
+              plan.diffIds[i]!,
+              (got) =>
+                new BosonError(
+                  'IMAGE_CORRUPT',
+                  `${what}: ${label} uncompresses to ${got}, but the config's diff_id is ${plan.diffIds[i]}`,
+                  {
+                    details: { digest: l.digest, diffId: plan.diffIds[i], actual: got },
+                  },
+                ),
+            );
+            pipeline(
+              uncompressedLayer(l.mediaType, this.content.open(l.digest), {
+                compressedSize: l.size,
+                limits: this.layerLimits,
+                what: `${what}: ${label}`,
+              }),
+              check,
+              out,
+            ).catch((e: Error) => out.destroy(e));
           },
           (e: Error) => out.destroy(e),
         );
         return out;
       },
     }));
-    const p = this.flattenToDisk(inputs, fstype, final, estimateTreeBytes(plan.layers), onProgress).finally(() => this.building.delete(key));
+    const p = this.flattenToDisk(inputs, fstype, final, estimateTreeBytes(plan.layers), onProgress).finally(() =>
+      this.building.delete(key),
+    );
     p.catch(() => undefined);
     this.building.set(key, p);
     return p;
@@ -793,7 +890,8 @@ export class ImageStore {
     await this.sweepStale();
     const config = await this.content.readJson<ConfigBlob>(image.id);
     const diffIds = strArr(config.rootfs?.diff_ids);
-    if (diffIds === null || diffIds.length !== image.layers.length) throw new BosonError('IMAGE_CORRUPT', `image ${image.id}: config diff_ids do not match its layers`);
+    if (diffIds === null || diffIds.length !== image.layers.length)
+      throw new BosonError('IMAGE_CORRUPT', `image ${image.id}: config diff_ids do not match its layers`);
     const key = `${digestHex(chainId(diffIds))}.${fstype}`;
     const final = path.join(this.disksDir, key);
     try {
@@ -812,10 +910,21 @@ export class ImageStore {
 
   private async buildDisk(image: ImageRecord, fstype: RootFsType, final: string, onProgress?: ImageProgress): Promise<RootDisk> {
     for (const l of image.layers) {
-      if (!(await this.content.has(l.digest))) throw new BosonError('IMAGE_CORRUPT', `image ${image.id}: layer blob ${l.digest} is missing from the store`, { details: { digest: l.digest } });
+      if (!(await this.content.has(l.digest)))
+        throw new BosonError('IMAGE_CORRUPT', `image ${image.id}: layer blob ${l.digest} is missing from the store`, {
+          details: { digest: l.digest },
+        });
     }
     return this.flattenToDisk(
-      image.layers.map((l, i) => ({ name: `${i + 1}/${image.layers.length} ${l.digest}`, open: () => uncompressedLayer(l.mediaType, this.content.open(l.digest), { compressedSize: l.size, limits: this.layerLimits, what: `image ${image.id}: layer ${i + 1} ${l.digest}` }) })),
+      image.layers.map((l, i) => ({
+        name: `${i + 1}/${image.layers.length} ${l.digest}`,
+        open: () =>
+          uncompressedLayer(l.mediaType, this.content.open(l.digest), {
+            compressedSize: l.size,
+            limits: this.layerLimits,
+            what: `image ${image.id}: layer ${i + 1} ${l.digest}`,
+          }),
+      })),
       fstype,
       final,
       estimateTreeBytes(image.layers),
@@ -827,7 +936,13 @@ export class ImageStore {
    * Flattens `layers` into a staging tree (in a tmpfs when it has room, see staging.ts; built again in the store's
    * tmp directory if the tmpfs fills up), packs it with mkfs into a temporary file and renames that to `final`.
    */
-  private async flattenToDisk(layers: LayerInput[], fstype: RootFsType, final: string, estimate: number, onProgress?: ImageProgress): Promise<RootDisk> {
+  private async flattenToDisk(
+    layers: LayerInput[],
+    fstype: RootFsType,
+    final: string,
+    estimate: number,
+    onProgress?: ImageProgress,
+  ): Promise<RootDisk> {
     if (this.rootless) return flattenToDiskInUserNamespace(layers, fstype, final, this.tmpDir, estimate, onProgress);
     const { flattenLayers } = await import('./flatten.ts');
     const out = path.join(this.tmpDir, tempName('disk', fstype));

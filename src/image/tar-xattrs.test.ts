@@ -30,7 +30,12 @@ async function read(t: Buffer, chunk: number): Promise<string[]> {
 test('PAX records: SCHILY raw bytes, LIBARCHIVE base64 with a url-encoded name, size, a malformed tail', () => {
   const bin = Buffer.from([0, 0x80, 0xff, 0x0a, 0x3d]);
   const data = Buffer.concat([
-    paxData({ mtime: '1700000000.123456789', 'SCHILY.xattr.user.b': bin, [`LIBARCHIVE.xattr.user.%25x%3D`]: Buffer.from('hi').toString('base64'), size: '123' }),
+    paxData({
+      mtime: '1700000000.123456789',
+      'SCHILY.xattr.user.b': bin,
+      [`LIBARCHIVE.xattr.user.%25x%3D`]: Buffer.from('hi').toString('base64'),
+      size: '123',
+    }),
     Buffer.from('99 truncated'),
   ]);
   const r = parsePaxRecords(data);
@@ -54,16 +59,39 @@ test('the tap pairs xattrs with the right entries in GNU tar archives (pax, glob
     execFileSync('setfattr', ['-n', 'user.big', '-v', '0x01', path.join(src, 'big')]);
     execFileSync('setfattr', ['-n', 'user.d', '-v', '0x02', path.join(src, 'd'.repeat(60))]);
     const files = ['big', 'd'.repeat(60), 'plain', 'sym'];
-    const posix = execFileSync('tar', ['-C', src, '--format=posix', '--xattrs', '--xattrs-include=*', '--pax-option=comment=global', '--sort=name', '-cf', '-', ...files]);
+    const posix = execFileSync('tar', [
+      '-C',
+      src,
+      '--format=posix',
+      '--xattrs',
+      '--xattrs-include=*',
+      '--pax-option=comment=global',
+      '--sort=name',
+      '-cf',
+      '-',
+      ...files,
+    ]);
     const gnu = execFileSync('tar', ['-C', src, '--format=gnu', '--sort=name', '-cf', '-', ...files]);
     assert.ok(posix.includes('comment=global') && gnu.includes('././@LongLink'), 'the archives have a global header and GNU long names');
-    const ours = await makeTar([{ name: 'm', content: 'm', pax: { 'SCHILY.xattr.user.m': Buffer.from([0xc0]) } }, { name: 'n', content: 'n' }]);
+    const ours = await makeTar([
+      { name: 'm', content: 'm', pax: { 'SCHILY.xattr.user.m': Buffer.from([0xc0]) } },
+      { name: 'n', content: 'n' },
+    ]);
     // tar-stream reads on past the zero blocks that end an archive, so the three can be read as one
     const all = Buffer.concat([gnu, posix, ours]);
     const expected = [
-      'big', `${'d'.repeat(60)}/`, `${long}`, 'plain', 'sym',
-      'big user.big=01', `${'d'.repeat(60)}/ user.d=02`, `${long} user.bin=00ff800a3d`, 'plain', 'sym',
-      'm user.m=c0', 'n',
+      'big',
+      `${'d'.repeat(60)}/`,
+      `${long}`,
+      'plain',
+      'sym',
+      'big user.big=01',
+      `${'d'.repeat(60)}/ user.d=02`,
+      `${long} user.bin=00ff800a3d`,
+      'plain',
+      'sym',
+      'm user.m=c0',
+      'n',
     ];
     for (const chunk of [1, 7, 511, 512, 513, 4096, all.length]) assert.deepEqual(await read(all, chunk), expected, `chunks of ${chunk}`);
   } finally {

@@ -128,9 +128,13 @@ export class XattrTap extends Transform {
     const next = this.queue.shift();
     const offset = (header as { byteOffset?: unknown }).byteOffset;
     if (next === undefined || (typeof offset === 'number' && offset !== next.offset)) {
-      throw new BosonError('IMAGE_INVALID', `layer ${layer}: entry "${header.name}": cannot read its extended attributes: the tar framing is malformed or ambiguous`, {
-        details: { layer, entry: header.name },
-      });
+      throw new BosonError(
+        'IMAGE_INVALID',
+        `layer ${layer}: entry "${header.name}": cannot read its extended attributes: the tar framing is malformed or ambiguous`,
+        {
+          details: { layer, entry: header.name },
+        },
+      );
     }
     return next.xattrs;
   }

@@ -32,7 +32,10 @@ function report(err: unknown): ChildMessage {
   const d = isBosonError(err, 'TOOL_FAILED') ? err.details : undefined;
   if (d?.tool === 'mknod' && (d.nodeType === 'character-device' || d.nodeType === 'block-device')) {
     return {
-      t: 'error', code: 'ROOTLESS_UNSUPPORTED', errno: 'EPERM', details: { ...d },
+      t: 'error',
+      code: 'ROOTLESS_UNSUPPORTED',
+      errno: 'EPERM',
+      details: { ...d },
       message: `layer ${String(d.layer)}: entry "${String(d.entry)}" is a device node, which a rootless daemon cannot create (the kernel allows mknod only to the real root); run this image with a root daemon`,
     };
   }

@@ -100,7 +100,11 @@ export async function checkUserNamespaceSetup(files = { subuid: '/etc/subuid', s
     );
   }
   if (!onPath('newuidmap') || !onPath('newgidmap')) {
-    throw new BosonError('ROOTLESS_SETUP_MISSING', 'rootless mode needs newuidmap and newgidmap: install the uidmap package (apt-get install uidmap)', { details: { user: who, uid } });
+    throw new BosonError(
+      'ROOTLESS_SETUP_MISSING',
+      'rootless mode needs newuidmap and newgidmap: install the uidmap package (apt-get install uidmap)',
+      { details: { user: who, uid } },
+    );
   }
   setupChecked = true;
 }
@@ -111,7 +115,10 @@ function childCommand(): { argv: string[]; env: NodeJS.ProcessEnv } {
   if (self.endsWith('.ts')) {
     const loader = pathToFileURL(path.join(PACKAGE_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
     // tsx's cache directory would be /tmp/tsx-0 in the namespace, which may belong to the real root.
-    return { argv: [process.execPath, '--no-warnings=ExperimentalWarning', '--import', loader, path.join(path.dirname(self), 'userns-child.ts')], env: { ...process.env, TSX_DISABLE_CACHE: '1' } };
+    return {
+      argv: [process.execPath, '--no-warnings=ExperimentalWarning', '--import', loader, path.join(path.dirname(self), 'userns-child.ts')],
+      env: { ...process.env, TSX_DISABLE_CACHE: '1' },
+    };
   }
   return { argv: [process.execPath, path.join(path.dirname(self), 'userns-child.mjs')], env: process.env };
 }
@@ -124,7 +131,15 @@ export async function runInUserNamespace(argv: string[]): Promise<void> {
     let err = '';
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve() : reject(new BosonError('TOOL_FAILED', `unshare ${argv[0]} failed (exit ${code}): ${err.trim().slice(-2000)}`, { details: { tool: 'unshare' } }))));
+    p.on('close', (code) =>
+      code === 0
+        ? resolve()
+        : reject(
+            new BosonError('TOOL_FAILED', `unshare ${argv[0]} failed (exit ${code}): ${err.trim().slice(-2000)}`, {
+              details: { tool: 'unshare' },
+            }),
+          ),
+    );
   });
 }
 
@@ -160,7 +175,14 @@ function errorFromChild(m: Extract<ChildMessage, { t: 'error' }>): BosonError {
  * a `userns/` directory of the staging parent (the private tmpfs when it has room, see staging.ts, else the store's
  * tmp directory; the general sweeps leave `userns/` alone), the disk file in `tmpDir` and is then renamed.
  */
-export async function flattenToDiskInUserNamespace(layers: LayerInput[], fstype: RootFsType, final: string, tmpDir: string, estimate: number, onProgress?: ImageProgress): Promise<RootDisk> {
+export async function flattenToDiskInUserNamespace(
+  layers: LayerInput[],
+  fstype: RootFsType,
+  final: string,
+  tmpDir: string,
+  estimate: number,
+  onProgress?: ImageProgress,
+): Promise<RootDisk> {
   await checkUserNamespaceSetup();
   const tag = `${process.pid}-${randomBytes(6).toString('hex')}`;
   const out = path.join(tmpDir, `disk-${tag}.${fstype}`);
@@ -198,7 +220,11 @@ function runChild(spec: ChildSpec, layers: LayerInput[], onProgress?: ImageProgr
   const { argv, env } = childCommand();
   // Detached: a signal to the daemon's process group does not kill the build halfway; it ends (and cleans up)
   // when its stdin closes.
-  const child = spawn('unshare', [...UNSHARE, '--', ...argv, JSON.stringify(spec)], { stdio: ['pipe', 'pipe', 'pipe'], env, detached: true });
+  const child = spawn('unshare', [...UNSHARE, '--', ...argv, JSON.stringify(spec)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env,
+    detached: true,
+  });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   child.stdin.on('error', () => undefined);
@@ -248,12 +274,25 @@ function runChild(spec: ChildSpec, layers: LayerInput[], onProgress?: ImageProgr
   });
 
   return new Promise<number>((resolve, reject) => {
-    child.on('error', (err) => reject(new BosonError('TOOL_FAILED', `cannot start unshare for the root disk build: ${err.message}`, { cause: err, details: { tool: 'unshare' } })));
+    child.on('error', (err) =>
+      reject(
+        new BosonError('TOOL_FAILED', `cannot start unshare for the root disk build: ${err.message}`, {
+          cause: err,
+          details: { tool: 'unshare' },
+        }),
+      ),
+    );
     child.on('close', (code, signal) => {
       if (layerError !== undefined) return reject(layerError);
       if (result?.t === 'done') return resolve(result.size);
       if (result?.t === 'error') return reject(errorFromChild(result));
-      reject(new BosonError('TOOL_FAILED', `the root disk build in a user namespace ended (${signal ?? `exit ${code}`}) without a result: ${stderr.trim().slice(-2000)}`, { details: { tool: 'unshare' } }));
+      reject(
+        new BosonError(
+          'TOOL_FAILED',
+          `the root disk build in a user namespace ended (${signal ?? `exit ${code}`}) without a result: ${stderr.trim().slice(-2000)}`,
+          { details: { tool: 'unshare' } },
+        ),
+      );
     });
   }).finally(() => child.stdin.destroy());
 }

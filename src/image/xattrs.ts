@@ -43,9 +43,13 @@ export type XattrVerdict = 'apply' | 'overlay-metadata' | 'namespace' | 'not-fil
 export function xattrVerdict(layer: string, entry: string, name: string, value: Buffer, fileOrDir: boolean): XattrVerdict {
   const bytes = Buffer.byteLength(name);
   if (bytes > NAME_MAX || value.length > VALUE_MAX || name.includes('\0') || /^(user|security|trusted)\.$/.test(name)) {
-    throw new BosonError('IMAGE_INVALID', `layer ${layer}: entry "${entry}" has an invalid extended attribute "${name.slice(0, 300)}" (${value.length} bytes)`, {
-      details: { layer, entry },
-    });
+    throw new BosonError(
+      'IMAGE_INVALID',
+      `layer ${layer}: entry "${entry}" has an invalid extended attribute "${name.slice(0, 300)}" (${value.length} bytes)`,
+      {
+        details: { layer, entry },
+      },
+    );
   }
   if (name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.')) return 'overlay-metadata';
   if (name.startsWith('user.')) return fileOrDir ? 'apply' : 'not-file-or-dir';
@@ -111,7 +115,10 @@ async function listedNames(paths: string[]): Promise<Map<string, Set<string>>> {
   for (let i = 0; i < paths.length; i += 500) {
     let stdout: string;
     try {
-      ({ stdout } = await run('getfattr', ['-h', '--absolute-names', '-m', '-', '--', ...paths.slice(i, i + 500)], { maxBuffer: 64 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }));
+      ({ stdout } = await run('getfattr', ['-h', '--absolute-names', '-m', '-', '--', ...paths.slice(i, i + 500)], {
+        maxBuffer: 64 * 1024 * 1024,
+        env: { ...process.env, LC_ALL: 'C' },
+      }));
     } catch (err) {
       const e = err as { stdout?: string; code?: unknown };
       if (typeof e.stdout !== 'string' || typeof e.code !== 'number') throw toolError('getfattr', err);
@@ -141,7 +148,11 @@ export async function applyXattrs(targets: XattrTarget[]): Promise<Array<{ path:
     for (const name of t.xattrs.keys()) if (!have?.has(name)) refused.push({ path: t.path, name });
   }
   if (refused.length === 0) {
-    throw new BosonError('TOOL_FAILED', `setfattr failed (exit ${r.code}) although every attribute is set: ${r.stderr.trim().slice(-2000)}`, { details: { tool: 'setfattr' } });
+    throw new BosonError(
+      'TOOL_FAILED',
+      `setfattr failed (exit ${r.code}) although every attribute is set: ${r.stderr.trim().slice(-2000)}`,
+      { details: { tool: 'setfattr' } },
+    );
   }
   return refused;
 }

@@ -27,19 +27,33 @@ const within = (p: string, dir: string): boolean => p === dir || p.startsWith(di
 
 /** The canonical host path of a bind mount's source, or BIND_NOT_ALLOWED / INVALID_ARGUMENT saying why not. */
 export async function checkBindSource(source: string, policy: BindPolicy): Promise<string> {
-  if (!path.isAbsolute(source)) throw new BosonError('INVALID_ARGUMENT', `bind mount source must be an absolute path: ${JSON.stringify(source)}`);
+  if (!path.isAbsolute(source))
+    throw new BosonError('INVALID_ARGUMENT', `bind mount source must be an absolute path: ${JSON.stringify(source)}`);
   let real: string;
   try {
     real = await realpath(source);
   } catch (cause) {
-    throw new BosonError('INVALID_ARGUMENT', `bind mount source ${source} does not exist: create it first (Boson does not create host directories for containers)`, { cause });
+    throw new BosonError(
+      'INVALID_ARGUMENT',
+      `bind mount source ${source} does not exist: create it first (Boson does not create host directories for containers)`,
+      { cause },
+    );
   }
-  if (/[,\n\0]/.test(real)) throw new BosonError('INVALID_ARGUMENT', `bind mount source ${JSON.stringify(real)} holds a comma, newline or NUL, which Boson does not pass to its VMM`);
-  if (!(await stat(real)).isDirectory()) throw new BosonError('INVALID_ARGUMENT', `bind mount source ${real} is not a directory (only directories are shared)`);
-  const refused = (why: string): BosonError => new BosonError('BIND_NOT_ALLOWED', `bind mount of ${real}${real === path.resolve(source) ? '' : ` (${source})`} refused: ${why}`, { details: { source: real } });
-  if (real === '/') throw refused('the host\'s root directory is never shared');
+  if (/[,\n\0]/.test(real))
+    throw new BosonError(
+      'INVALID_ARGUMENT',
+      `bind mount source ${JSON.stringify(real)} holds a comma, newline or NUL, which Boson does not pass to its VMM`,
+    );
+  if (!(await stat(real)).isDirectory())
+    throw new BosonError('INVALID_ARGUMENT', `bind mount source ${real} is not a directory (only directories are shared)`);
+  const refused = (why: string): BosonError =>
+    new BosonError('BIND_NOT_ALLOWED', `bind mount of ${real}${real === path.resolve(source) ? '' : ` (${source})`} refused: ${why}`, {
+      details: { source: real },
+    });
+  if (real === '/') throw refused("the host's root directory is never shared");
   const protectedBy = policy.protect.map((p) => path.resolve(p)).find((p) => within(real, p) || within(p, real));
   if (protectedBy) throw refused(`${protectedBy} is protected`);
-  if (policy.allow && !policy.allow.some((a) => within(real, path.resolve(a)))) throw refused(`it is outside the allowed directories (${policy.allow.join(', ')}; set BOSON_BIND_ALLOW)`);
+  if (policy.allow && !policy.allow.some((a) => within(real, path.resolve(a))))
+    throw refused(`it is outside the allowed directories (${policy.allow.join(', ')}; set BOSON_BIND_ALLOW)`);
   return real;
 }

@@ -22,11 +22,18 @@ export async function availableMemoryMiB(): Promise<number | undefined> {
 export async function checkHostCapacity(memoryMiB: number, stateDir: string): Promise<void> {
   const available = await availableMemoryMiB();
   if (available !== undefined && memoryMiB > available - HOST_RESERVE_MIB) {
-    throw new BosonError('HOST_CAPACITY_EXCEEDED', `not enough memory on this host for a ${memoryMiB} MiB micro-VM (${available} MiB available, ${HOST_RESERVE_MIB} MiB kept for the host)`, { details: { availableMiB: available, requestedMiB: memoryMiB } });
+    throw new BosonError(
+      'HOST_CAPACITY_EXCEEDED',
+      `not enough memory on this host for a ${memoryMiB} MiB micro-VM (${available} MiB available, ${HOST_RESERVE_MIB} MiB kept for the host)`,
+      { details: { availableMiB: available, requestedMiB: memoryMiB } },
+    );
   }
   const fs = await statfs(stateDir).catch(() => undefined);
   if (fs && fs.bavail * fs.bsize < MIN_FREE_DISK_BYTES) {
-    throw new BosonError('HOST_CAPACITY_EXCEEDED', `the disk holding ${stateDir} is full (${Math.floor((fs.bavail * fs.bsize) / 1048576)} MiB free; at least ${MIN_FREE_DISK_BYTES / 1048576} MiB needed)`);
+    throw new BosonError(
+      'HOST_CAPACITY_EXCEEDED',
+      `the disk holding ${stateDir} is full (${Math.floor((fs.bavail * fs.bsize) / 1048576)} MiB free; at least ${MIN_FREE_DISK_BYTES / 1048576} MiB needed)`,
+    );
   }
 }
 

@@ -42,7 +42,8 @@ export function expandEnvArgs(values: string[], hostEnv: NodeJS.ProcessEnv): str
   for (const value of values) {
     const eq = value.indexOf('=');
     const key = eq < 0 ? value : value.slice(0, eq);
-    if (!ENV_KEY.test(key) || /\s/.test(key)) throw new BosonError('INVALID_ARGUMENT', `invalid environment variable: ${JSON.stringify(value)}`);
+    if (!ENV_KEY.test(key) || /\s/.test(key))
+      throw new BosonError('INVALID_ARGUMENT', `invalid environment variable: ${JSON.stringify(value)}`);
     if (eq >= 0) out.push(value);
     else if (hostEnv[key] !== undefined) out.push(`${key}=${hostEnv[key]}`);
   }

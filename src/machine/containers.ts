@@ -111,7 +111,10 @@ export class ContainerRegistry {
   private retryTimer: NodeJS.Timeout | undefined;
 
   /** `store`: the host's state store (the composition root's; not closed here). */
-  constructor(private readonly store: StateStore, private readonly stateDir: string) {
+  constructor(
+    private readonly store: StateStore,
+    private readonly stateDir: string,
+  ) {
     this.dir = path.join(stateDir, 'containers');
   }
 
@@ -147,9 +150,13 @@ export class ContainerRegistry {
     } catch (cause) {
       if (isStoreConflict(cause) && cause.storeKind === CONTAINER_NAME) {
         const owner = this.store.get<{ id: string }>(CONTAINER_NAME, record.name)?.value.id;
-        throw new BosonError('CONTAINER_NAME_IN_USE', `the container name "${record.name}" is already in use by container ${owner?.slice(0, 12) ?? '(unknown)'}`);
+        throw new BosonError(
+          'CONTAINER_NAME_IN_USE',
+          `the container name "${record.name}" is already in use by container ${owner?.slice(0, 12) ?? '(unknown)'}`,
+        );
       }
-      if (isDiskFull(cause)) throw new BosonError('HOST_CAPACITY_EXCEEDED', `the disk holding ${this.stateDir} is full: no room for a new container`, { cause });
+      if (isDiskFull(cause))
+        throw new BosonError('HOST_CAPACITY_EXCEEDED', `the disk holding ${this.stateDir} is full: no room for a new container`, { cause });
       throw cause;
     }
     await mkdir(this.containerDir(record.id), { recursive: true });
@@ -187,7 +194,8 @@ export class ContainerRegistry {
         return;
       } catch (cause) {
         if (!isStoreConflict(cause)) throw cause;
-        if (cause.storeKind === CONTAINER_NAME && cause.key === record.name) throw new BosonError('CONTAINER_NAME_IN_USE', `the container name "${record.name}" is already in use`);
+        if (cause.storeKind === CONTAINER_NAME && cause.key === record.name)
+          throw new BosonError('CONTAINER_NAME_IN_USE', `the container name "${record.name}" is already in use`);
         // Another writer changed the record in between: read it again.
       }
     }
@@ -282,7 +290,10 @@ export class ContainerRegistry {
     const byId = read(ref);
     if (byId) return byId;
     if (/^[0-9a-f]{1,63}$/.test(ref)) {
-      const rows = this.store.list<ContainerRecord>(CONTAINER, { prefix: ref }).map((r) => this.overlay(r.value)).filter((r) => r !== undefined);
+      const rows = this.store
+        .list<ContainerRecord>(CONTAINER, { prefix: ref })
+        .map((r) => this.overlay(r.value))
+        .filter((r) => r !== undefined);
       if (rows.length === 1) return rows[0]!;
       if (rows.length > 1) throw new BosonError('INVALID_ARGUMENT', `container id prefix ${ref} is ambiguous`);
     }
@@ -291,7 +302,10 @@ export class ContainerRegistry {
 
   /** Every container record, newest first. */
   async list(): Promise<ContainerRecord[]> {
-    const records = this.store.list<ContainerRecord>(CONTAINER).map((r) => this.overlay(r.value)).filter((r) => r !== undefined);
+    const records = this.store
+      .list<ContainerRecord>(CONTAINER)
+      .map((r) => this.overlay(r.value))
+      .filter((r) => r !== undefined);
     return records.sort((a, b) => (a.created < b.created ? 1 : a.created > b.created ? -1 : 0));
   }
 
@@ -309,6 +323,13 @@ export class ContainerRegistry {
 
   /** Events with sequence numbers above `afterSeq` and times in [sinceNs, untilNs]. */
   events(afterSeq: number, sinceNs?: bigint, untilNs?: bigint): MachineEvent[] {
-    return this.store.events({ afterSeq, sinceNs, untilNs }).map((e) => ({ seq: e.seq, timeNano: e.timeNano, type: e.type as MachineEvent['type'], action: e.action, actorId: e.actorId, attributes: e.attributes }));
+    return this.store.events({ afterSeq, sinceNs, untilNs }).map((e) => ({
+      seq: e.seq,
+      timeNano: e.timeNano,
+      type: e.type as MachineEvent['type'],
+      action: e.action,
+      actorId: e.actorId,
+      attributes: e.attributes,
+    }));
   }
 }

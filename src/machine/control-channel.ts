@@ -5,7 +5,19 @@
  */
 import type { Duplex } from 'node:stream';
 import { BosonError, type ErrorCode } from '../common/index.ts';
-import { FrameDecoder, FrameType, GuestErrorReason, decodeError, decodeHello, encodeFrame, encodeChunked, encodeWinsize, PROTOCOL_VERSION, type Frame, type Hello } from '../guest/index.ts';
+import {
+  FrameDecoder,
+  FrameType,
+  GuestErrorReason,
+  decodeError,
+  decodeHello,
+  encodeFrame,
+  encodeChunked,
+  encodeWinsize,
+  PROTOCOL_VERSION,
+  type Frame,
+  type Hello,
+} from '../guest/index.ts';
 
 /** Receives the frames of one session. */
 export type SessionHandler = (frame: Frame) => void;
@@ -110,7 +122,11 @@ export class ControlChannel {
     if (frame.type === FrameType.HELLO) {
       try {
         const hello = decodeHello(frame);
-        if (hello.version !== PROTOCOL_VERSION) throw new BosonError('GUEST_PROTOCOL', `guest speaks protocol ${hello.version}, host speaks ${PROTOCOL_VERSION} (rebuild boson-init)`);
+        if (hello.version !== PROTOCOL_VERSION)
+          throw new BosonError(
+            'GUEST_PROTOCOL',
+            `guest speaks protocol ${hello.version}, host speaks ${PROTOCOL_VERSION} (rebuild boson-init)`,
+          );
         this.hello = hello;
         for (const w of this.helloWaiters.splice(0)) w.resolve(hello);
       } catch (err) {

@@ -33,17 +33,26 @@ export interface DaemonLock {
 /** Runs flock on `fd` (as its fd 3): true when it took the lock, false when another holder has it. */
 function tryFlock(fd: number): Promise<boolean> {
   return new Promise((resolve, reject) => {
-    const child = spawn('flock', ['--exclusive', '--nonblock', '--conflict-exit-code', '75', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    const child = spawn('flock', ['--exclusive', '--nonblock', '--conflict-exit-code', '75', '3'], {
+      stdio: ['ignore', 'ignore', 'pipe', fd],
+    });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('error', (err: NodeJS.ErrnoException) => {
-      reject(new BosonError('TOOL_FAILED', err.code === 'ENOENT'
-        ? 'flock (util-linux) is not installed: the daemon locks its pid file with it'
-        : `flock on the daemon's pid file could not run: ${err.message}`, { cause: err }));
+      reject(
+        new BosonError(
+          'TOOL_FAILED',
+          err.code === 'ENOENT'
+            ? 'flock (util-linux) is not installed: the daemon locks its pid file with it'
+            : `flock on the daemon's pid file could not run: ${err.message}`,
+          { cause: err },
+        ),
+      );
     });
     child.once('close', (code) => {
       if (code === 0) resolve(true);
-      else if (code === 75) resolve(false); // the lock is taken
+      else if (code === 75)
+        resolve(false); // the lock is taken
       else reject(new BosonError('TOOL_FAILED', `flock on the daemon's pid file failed (exit ${code}): ${stderr.trim()}`));
     });
   });
@@ -81,7 +90,11 @@ export async function acquireDaemonLock(runDir: string): Promise<DaemonLock> {
         await new Promise((r) => setTimeout(r, 50));
         pid = readPid(file);
       }
-      throw new BosonError('DAEMON_ALREADY_RUNNING', `another Boson daemon${pid ? ` (pid ${pid})` : ''} already runs on ${runDir} (it holds ${file})`, { details: { pid, pidFile: file } });
+      throw new BosonError(
+        'DAEMON_ALREADY_RUNNING',
+        `another Boson daemon${pid ? ` (pid ${pid})` : ''} already runs on ${runDir} (it holds ${file})`,
+        { details: { pid, pidFile: file } },
+      );
     }
     const current = (() => {
       try {

@@ -7,7 +7,15 @@ import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import net from 'node:net';
 import path from 'node:path';
-import { BosonError, ensurePrivateDir, type BosonPaths, serveTcpEndpoint, silentLogger, type Logger, type ResolvedTcpEndpoint } from '../common/index.ts';
+import {
+  BosonError,
+  ensurePrivateDir,
+  type BosonPaths,
+  serveTcpEndpoint,
+  silentLogger,
+  type Logger,
+  type ResolvedTcpEndpoint,
+} from '../common/index.ts';
 import type { MachineRuntime } from './runtime.ts';
 import { buildApi } from './api/server.ts';
 import { MachineClient } from './api/client.ts';
@@ -73,15 +81,28 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const log = options.log ?? silentLogger;
   await service.init();
   const runningIds = (await service.registry.list()).filter((r) => r.state === 'running' || r.state === 'restarting').map((r) => r.id);
-  for (const o of await killOrphanedVms(options.paths.runDir, [...service.liveIds(), ...runningIds])) log.warn({ vmDir: o.dir, qemuPid: o.pid }, 'killed an orphaned micro-VM: no running container owns it');
+  for (const o of await killOrphanedVms(options.paths.runDir, [...service.liveIds(), ...runningIds]))
+    log.warn({ vmDir: o.dir, qemuPid: o.pid }, 'killed an orphaned micro-VM: no running container owns it');
   const app = await buildApi(service, log);
-  log.info({ socket: socketPath, tcp: options.tcp ? `${options.tcp.host}:${options.tcp.port}` : null, tls: Boolean(options.tcp?.tls), running: service.liveIds().size }, 'daemon ready');
+  log.info(
+    {
+      socket: socketPath,
+      tcp: options.tcp ? `${options.tcp.host}:${options.tcp.port}` : null,
+      tls: Boolean(options.tcp?.tls),
+      running: service.liveIds().size,
+    },
+    'daemon ready',
+  );
   await app.listen({ path: socketPath });
   await chmod(socketPath, 0o660);
   let tcpServer: net.Server | undefined;
   if (options.tcp) {
     tcpServer = await serveTcpEndpoint(options.tcp, app.server, log);
-    if (!options.tcp.tls) log.warn({ tcp: `${options.tcp.host}:${options.tcp.port}` }, 'the REST API listens on TCP without TLS (--insecure-tcp): every local user can use it as this daemon\'s user');
+    if (!options.tcp.tls)
+      log.warn(
+        { tcp: `${options.tcp.host}:${options.tcp.port}` },
+        "the REST API listens on TCP without TLS (--insecure-tcp): every local user can use it as this daemon's user",
+      );
   }
   const personalities: Array<{ close(): Promise<void> }> = [];
   try {

@@ -22,7 +22,10 @@ export class DiskFullGuard {
    * `onChange(id, paused)` is called when a VM is paused (true) and when it has been resumed (false); it must not
    * throw.
    */
-  constructor(private readonly stateDir: string, private readonly onChange: (id: string, paused: boolean) => void) {}
+  constructor(
+    private readonly stateDir: string,
+    private readonly onChange: (id: string, paused: boolean) => void,
+  ) {}
 
   /** Follows `vm` (container `id`): every pause on a full disk is recorded. */
   watch(id: string, vm: Vm): void {

@@ -18,10 +18,24 @@ import { VolumeService, volumeUsersAmong } from './volume-service.ts';
 import { VolumeManager } from './volumes/index.ts';
 
 /** A boot bundle nothing reads (the fake VMM boots no kernel). */
-export const FAKE_BUNDLE: BootBundle = { kernelPath: '/fake/vmlinuz', kernelRelease: 'fake', initramfsPath: '/fake/initramfs', initPath: '/fake/init', modules: [], acpi: false, drivers: [] };
+export const FAKE_BUNDLE: BootBundle = {
+  kernelPath: '/fake/vmlinuz',
+  kernelRelease: 'fake',
+  initramfsPath: '/fake/initramfs',
+  initPath: '/fake/init',
+  modules: [],
+  acpi: false,
+  drivers: [],
+};
 
 /** A runtime over `stateDir` and `vmm`, hosted as a daemon hosts it when `detached` (not initialised yet). */
-export function fakeRuntime(options: { stateDir: string; vmm: FakeVmm; detached: boolean; bootTimeoutMs?: number; bootBundle?: () => Promise<BootBundle> }): MachineRuntime {
+export function fakeRuntime(options: {
+  stateDir: string;
+  vmm: FakeVmm;
+  detached: boolean;
+  bootTimeoutMs?: number;
+  bootBundle?: () => Promise<BootBundle>;
+}): MachineRuntime {
   const { stateDir } = options;
   const paths = { stateDir, runDir: path.join(stateDir, 'run'), guestDir: path.join(PACKAGE_ROOT, 'build', 'guest'), rootless: false };
   const store = openStateStore(stateDir);
@@ -31,10 +45,22 @@ export function fakeRuntime(options: { stateDir: string; vmm: FakeVmm; detached:
   const runtime: MachineRuntime = new MachineRuntime(
     { paths, detached: options.detached, virtiofsd: '/usr/lib/qemu/virtiofsd', bootTimeoutMs: options.bootTimeoutMs },
     {
-      registry, images, volumes, networks: null, store, vmm: options.vmm, bootBundle: options.bootBundle ?? (async () => FAKE_BUNDLE),
-      imageService: new ImageService(images, { spoolDir: path.join(stateDir, 'tmp'), imagesInUse: async () => new Set((await registry.list()).map((r) => r.imageId)) }),
+      registry,
+      images,
+      volumes,
+      networks: null,
+      store,
+      vmm: options.vmm,
+      bootBundle: options.bootBundle ?? (async () => FAKE_BUNDLE),
+      imageService: new ImageService(images, {
+        spoolDir: path.join(stateDir, 'tmp'),
+        imagesInUse: async () => new Set((await registry.list()).map((r) => r.imageId)),
+      }),
       volumeService: new VolumeService(volumes, async (name) => volumeUsersAmong(await registry.list(), name)),
-      networkService: new NetworkService(null, { list: () => registry.list(), setNetwork: (ref, network, check) => runtime.setContainerNetwork(ref, network, check) }),
+      networkService: new NetworkService(null, {
+        list: () => registry.list(),
+        setNetwork: (ref, network, check) => runtime.setContainerNetwork(ref, network, check),
+      }),
       eventService: new EventService(registry),
     },
   );

@@ -24,7 +24,7 @@ const u32 = (n: number): Buffer => {
 /** The ARG records of a SPEC or EXEC payload. */
 function argvOf(payload: Buffer): string[] {
   const argv: string[] = [];
-  for (let off = 0; off + 5 <= payload.length; ) {
+  for (let off = 0; off + 5 <= payload.length;) {
     const tag = payload.readUInt8(off);
     const len = payload.readUInt32BE(off + 1);
     if (tag === SpecTag.ARG) argv.push(payload.subarray(off + 5, off + 5 + len).toString('utf8'));
@@ -47,7 +47,11 @@ class FakeVm implements Vm {
   private argv: string[] = [];
   private ended = false;
 
-  constructor(private readonly config: MicroVmConfig, private readonly hang: boolean, private readonly onGone: (vm: FakeVm) => void) {
+  constructor(
+    private readonly config: MicroVmConfig,
+    private readonly hang: boolean,
+    private readonly onGone: (vm: FakeVm) => void,
+  ) {
     this.exited = new Promise((resolve) => (this.finish = resolve));
     this.channel = this.connect();
     if (!hang) setImmediate(() => this.send(FrameType.HELLO, Buffer.concat([u32(PROTOCOL_VERSION), Buffer.alloc(8)])));
@@ -96,7 +100,10 @@ class FakeVm implements Vm {
     this.argv = argv;
     const [cmd, ...args] = argv;
     if (cmd === 'nosuch') {
-      this.report(FrameType.ERROR, Buffer.concat([Buffer.from([GuestErrorReason.NOT_FOUND]), Buffer.from(`exec "${cmd}": executable file not found in $PATH`)]));
+      this.report(
+        FrameType.ERROR,
+        Buffer.concat([Buffer.from([GuestErrorReason.NOT_FOUND]), Buffer.from(`exec "${cmd}": executable file not found in $PATH`)]),
+      );
       this.exit(127);
       return;
     }

@@ -12,7 +12,15 @@ import { Readable } from 'node:stream';
 import { BosonError, isBosonError } from '../common/index.ts';
 import type { ImageStore } from '../image/index.ts';
 import type { ImageImportSource, ImageProgressListener, MachineImages } from './port/machine.ts';
-import type { Image, ImageInspect, ImagePruneResult, ImagePullRequest, ImagePullResult, ImageRemoveResult, RequestContext } from './port/schemas.ts';
+import type {
+  Image,
+  ImageInspect,
+  ImagePruneResult,
+  ImagePullRequest,
+  ImagePullResult,
+  ImageRemoveResult,
+  RequestContext,
+} from './port/schemas.ts';
 
 /** What the image service is built from. */
 export interface ImageServiceOptions {
@@ -27,13 +35,24 @@ export interface ImageServiceOptions {
 
 /** MachineImages on this host (see the module comment). */
 export class ImageService implements MachineImages {
-  constructor(readonly store: ImageStore, private readonly options: ImageServiceOptions) {}
+  constructor(
+    readonly store: ImageStore,
+    private readonly options: ImageServiceOptions,
+  ) {}
 
   async pull(_ctx: RequestContext, request: ImagePullRequest, onProgress?: ImageProgressListener): Promise<ImagePullResult> {
     const opts = {
       platform: request.platform,
       insecure: request.insecure,
-      onProgress: onProgress ? (e: Parameters<ImageProgressListener>[0]) => { try { onProgress(e); } catch { /* a listener never fails a pull */ } } : undefined,
+      onProgress: onProgress
+        ? (e: Parameters<ImageProgressListener>[0]) => {
+            try {
+              onProgress(e);
+            } catch {
+              /* a listener never fails a pull */
+            }
+          }
+        : undefined,
       registry: request.auth ? { credentials: async () => request.auth! } : undefined,
     };
     if (request.ifMissing) {
@@ -50,7 +69,11 @@ export class ImageService implements MachineImages {
     return this.store.pull(request.reference, opts);
   }
 
-  async import(_ctx: RequestContext, source: ImageImportSource, options: { tag?: string; onProgress?: ImageProgressListener } = {}): Promise<Image[]> {
+  async import(
+    _ctx: RequestContext,
+    source: ImageImportSource,
+    options: { tag?: string; onProgress?: ImageProgressListener } = {},
+  ): Promise<Image[]> {
     if ('path' in source) return this.store.importPath(source.path, options);
     await mkdir(this.options.spoolDir, { recursive: true });
     const work = await mkdtemp(path.join(this.options.spoolDir, 'import-'));
@@ -60,7 +83,11 @@ export class ImageService implements MachineImages {
       return await this.store.importPath(file, options);
     } catch (err) {
       // The store names the file it read; the caller sent a stream.
-      if (err instanceof BosonError && err.message.includes(work)) throw new BosonError(err.code, err.message.replaceAll(path.join(work, 'image.tar'), 'the uploaded archive'), { cause: err, details: err.details });
+      if (err instanceof BosonError && err.message.includes(work))
+        throw new BosonError(err.code, err.message.replaceAll(path.join(work, 'image.tar'), 'the uploaded archive'), {
+          cause: err,
+          details: err.details,
+        });
       throw err;
     } finally {
       await rm(work, { recursive: true, force: true });

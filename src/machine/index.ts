@@ -1,6 +1,15 @@
 /** Public surface of src/machine: the port, the runtime of this host, its daemon and the daemon's client. */
 export * from './port/index.ts';
-export { MachineRuntime, DEFAULT_MEMORY_MIB, parseSignal, parseRestartPolicy, type RuntimeOptions, type RuntimeParts, type ExecRecord, type JailPolicy } from './runtime.ts';
+export {
+  MachineRuntime,
+  DEFAULT_MEMORY_MIB,
+  parseSignal,
+  parseRestartPolicy,
+  type RuntimeOptions,
+  type RuntimeParts,
+  type ExecRecord,
+  type JailPolicy,
+} from './runtime.ts';
 export { ImageService, type ImageServiceOptions } from './images.ts';
 export { VolumeService, volumeUsersAmong } from './volume-service.ts';
 export { NetworkService, type NetworkServiceContainers } from './network-service.ts';

@@ -28,14 +28,23 @@ function splitFrames(data: Buffer): { frames: Frame[]; consumed: number; damaged
     const length = data.readUInt32BE(off + 4);
     if (length > MAX_PAYLOAD + 8) return { frames, consumed: off, damaged: true };
     if (data.length - off < HEADER_SIZE + length) break;
-    frames.push({ type: data.readUInt8(off), session: data.readUInt16BE(off + 2), payload: data.subarray(off + HEADER_SIZE, off + HEADER_SIZE + length) });
+    frames.push({
+      type: data.readUInt8(off),
+      session: data.readUInt16BE(off + 2),
+      payload: data.subarray(off + HEADER_SIZE, off + HEADER_SIZE + length),
+    });
     off += HEADER_SIZE + length;
   }
   return { frames, consumed: off, damaged: false };
 }
 
 /** Parses whole records from `frames`; output is split into lines so that tail and timestamps work per line. */
-function toRecords(frames: Frame[], lines: LogLine[], lifecycle: LogLifecycle[], partial: Map<string, { timeNs: bigint; data: Buffer }>): void {
+function toRecords(
+  frames: Frame[],
+  lines: LogLine[],
+  lifecycle: LogLifecycle[],
+  partial: Map<string, { timeNs: bigint; data: Buffer }>,
+): void {
   for (const f of frames) {
     if (f.payload.length < 8) continue;
     const timeNs = f.payload.readBigUInt64BE(0);
@@ -68,7 +77,10 @@ function toRecords(frames: Frame[], lines: LogLine[], lifecycle: LogLifecycle[],
  * A corrupted file (a record header no writer could have made) is read up to the damage, which `corruptAt` gives:
  * one damaged log must never make its container, or the daemon, unusable.
  */
-export async function readLog(file: string, offset = 0): Promise<{ lines: LogLine[]; lifecycle: LogLifecycle[]; end: number; corruptAt?: number }> {
+export async function readLog(
+  file: string,
+  offset = 0,
+): Promise<{ lines: LogLine[]; lifecycle: LogLifecycle[]; end: number; corruptAt?: number }> {
   const lines: LogLine[] = [];
   const lifecycle: LogLifecycle[] = [];
   let handle;
@@ -129,7 +141,15 @@ export async function lastExit(file: string): Promise<LogLifecycle | undefined> 
  * aborts, or until `drain` aborts: then what the file holds is read to its end first (abort `drain` once the writer,
  * QEMU, is gone, and no byte is lost). Uses fs.watch with a polling fallback (QEMU appends from another process).
  */
-export async function followLog(file: string, offset: number, q: LogQuery, onLine: (line: LogLine) => void, onLifecycle: (l: LogLifecycle) => void, signal: AbortSignal, drain?: AbortSignal): Promise<void> {
+export async function followLog(
+  file: string,
+  offset: number,
+  q: LogQuery,
+  onLine: (line: LogLine) => void,
+  onLifecycle: (l: LogLifecycle) => void,
+  signal: AbortSignal,
+  drain?: AbortSignal,
+): Promise<void> {
   let pos = offset;
   let busy = false;
   let again = false;

@@ -6,7 +6,14 @@
  */
 import { BosonError, isBosonError } from '../common/index.ts';
 import type { MachineNetworks } from './port/machine.ts';
-import type { Network, NetworkContainer, NetworkCreateRequest, NetworkInspect, NetworkPruneResult, RequestContext } from './port/schemas.ts';
+import type {
+  Network,
+  NetworkContainer,
+  NetworkCreateRequest,
+  NetworkInspect,
+  NetworkPruneResult,
+  RequestContext,
+} from './port/schemas.ts';
 import type { ContainerRecord } from './containers.ts';
 import type { NetworkManager, NetworkRecord } from './network/index.ts';
 
@@ -30,11 +37,15 @@ export function joins(record: Pick<ContainerRecord, 'network'>, n: Pick<NetworkR
 /** MachineNetworks on this host (see the module comment). */
 export class NetworkService implements MachineNetworks {
   /** `networks`: null where this runtime has none (embedded): every call is then refused. */
-  constructor(private readonly manager: NetworkManager | null, private readonly containers: NetworkServiceContainers) {}
+  constructor(
+    private readonly manager: NetworkManager | null,
+    private readonly containers: NetworkServiceContainers,
+  ) {}
 
   /** The host's network manager; refused where there is none. */
   get networks(): NetworkManager {
-    if (!this.manager) throw new BosonError('INVALID_ARGUMENT', 'networks, volumes and published ports are set up by the daemon: start it with boson up');
+    if (!this.manager)
+      throw new BosonError('INVALID_ARGUMENT', 'networks, volumes and published ports are set up by the daemon: start it with boson up');
     return this.manager;
   }
 
@@ -49,10 +60,12 @@ export class NetworkService implements MachineNetworks {
 
   async inspect(_ctx: RequestContext, ref: string): Promise<NetworkInspect> {
     const n = await this.networks.get(ref);
-    const containers: NetworkContainer[] = (await this.containers.list()).filter((r) => joins(r, n)).map((r) => {
-      const live = r.state === 'running' && r.endpoint ? r.endpoint : null;
-      return { id: r.id, name: r.name, state: r.state, address: live?.address ?? null, mac: live?.mac ?? null };
-    });
+    const containers: NetworkContainer[] = (await this.containers.list())
+      .filter((r) => joins(r, n))
+      .map((r) => {
+        const live = r.state === 'running' && r.endpoint ? r.endpoint : null;
+        return { id: r.id, name: r.name, state: r.state, address: live?.address ?? null, mac: live?.mac ?? null };
+      });
     return { ...n, containers };
   }
 

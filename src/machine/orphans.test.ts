@@ -18,7 +18,12 @@ test('killOrphanedVms kills the QEMUs of unknown VM directories of its run dir, 
   const runDir = path.join(root, 'run');
   const known = 'a'.repeat(64);
   const procs = {
-    orphan: fake('/usr/bin/qemu-system-x86_64', ['-chardev', `socket,id=ctl,path=${runDir}/vms/0123456789abcdef/ctl.sock,server=on`, '-serial', `file:${runDir}/vms/0123456789abcdef/console.log`]),
+    orphan: fake('/usr/bin/qemu-system-x86_64', [
+      '-chardev',
+      `socket,id=ctl,path=${runDir}/vms/0123456789abcdef/ctl.sock,server=on`,
+      '-serial',
+      `file:${runDir}/vms/0123456789abcdef/console.log`,
+    ]),
     knownVm: fake('qemu-system-x86_64', ['-chardev', `socket,id=ctl,path=${runDir}/vms/${known.slice(0, 16)}/ctl.sock`]),
     otherRunDir: fake('qemu-system-x86_64', ['-chardev', `socket,path=${root}/run2/vms/0123456789abcdef/ctl.sock`]),
     nestedPath: fake('qemu-system-x86_64', ['-chardev', `socket,path=/elsewhere${runDir}/vms/0123456789abcdef/ctl.sock`]),

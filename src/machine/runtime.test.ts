@@ -89,7 +89,10 @@ test('a name is claimed once; the API view hides the bookkeeping; remove takes t
   const rt = embedded();
   await rt.init();
   try {
-    const c = await rt.create(ctx, spec({ name: 'only', process: { entrypoint: ['sh', '-c'], args: ['exit 3'], env: ['A=1'], tty: true } }));
+    const c = await rt.create(
+      ctx,
+      spec({ name: 'only', process: { entrypoint: ['sh', '-c'], args: ['exit 3'], env: ['A=1'], tty: true } }),
+    );
     assert.equal(c.name, 'only');
     assert.equal(c.state, 'created');
     assert.deepEqual(c.config.argv, ['sh', '-c', 'exit 3']);
@@ -99,7 +102,11 @@ test('a name is claimed once; the API view hides the bookkeeping; remove takes t
     for (const hidden of ['managed', 'ownerPid', 'stoppedByUser']) assert.ok(!(hidden in c), `${hidden} is not part of the view`);
     await assert.rejects(rt.create(ctx, spec({ name: 'only' })), (e) => isBosonError(e, 'CONTAINER_NAME_IN_USE'));
     assert.equal((await rt.list(ctx, { all: true })).length, 1);
-    assert.deepEqual((await rt.list(ctx)).map((x) => x.id), [], 'not running, so not listed without all');
+    assert.deepEqual(
+      (await rt.list(ctx)).map((x) => x.id),
+      [],
+      'not running, so not listed without all',
+    );
     assert.equal((await rt.inspect(ctx, c.id.slice(0, 8))).id, c.id, 'an id prefix finds it');
     await rt.rename(ctx, 'only', 'renamed');
     assert.equal((await rt.inspect(ctx, 'renamed')).id, c.id);
@@ -164,12 +171,16 @@ test('a command that cannot start: the typed error, exit 127 recorded, and an --
   const rt = runtimeOn(new FakeVmm(), false);
   await rt.init();
   try {
-    await assert.rejects(rt.run(ctx, spec({ name: 'missing', process: { args: ['nosuch'] } }), collector()), (e) => isBosonError(e, 'COMMAND_NOT_FOUND'));
+    await assert.rejects(rt.run(ctx, spec({ name: 'missing', process: { args: ['nosuch'] } }), collector()), (e) =>
+      isBosonError(e, 'COMMAND_NOT_FOUND'),
+    );
     const c = await rt.inspect(ctx, 'missing');
     assert.equal(c.exitCode, 127);
     assert.match(c.error ?? '', /executable file not found/);
     await rt.remove(ctx, 'missing');
-    await assert.rejects(rt.run(ctx, spec({ autoRemove: true, process: { args: ['nosuch'] } }), collector()), (e) => isBosonError(e, 'COMMAND_NOT_FOUND'));
+    await assert.rejects(rt.run(ctx, spec({ autoRemove: true, process: { args: ['nosuch'] } }), collector()), (e) =>
+      isBosonError(e, 'COMMAND_NOT_FOUND'),
+    );
     assert.deepEqual(await rt.list(ctx, { all: true }), []);
   } finally {
     await rt.close();
@@ -211,7 +222,10 @@ test('restart policies: on-failure:2 restarts twice then stays down; always rest
   const rt = runtimeOn(vmm, true);
   await rt.init();
   try {
-    const flaky = await rt.create(ctx, spec({ name: 'flaky', restartPolicy: { name: 'on-failure', maximumRetryCount: 2 }, process: { args: ['exit', '3'] } }));
+    const flaky = await rt.create(
+      ctx,
+      spec({ name: 'flaky', restartPolicy: { name: 'on-failure', maximumRetryCount: 2 }, process: { args: ['exit', '3'] } }),
+    );
     await rt.start(ctx, flaky.id);
     await until('two restarts and a final exit', async () => {
       const c = await rt.inspect(ctx, flaky.id);
@@ -221,12 +235,18 @@ test('restart policies: on-failure:2 restarts twice then stays down; always rest
     const settled = await rt.inspect(ctx, flaky.id);
     assert.equal(settled.restartCount, 2, 'no third restart');
     assert.equal(settled.exitCode, 3);
-    const ok = await rt.create(ctx, spec({ name: 'fine', restartPolicy: { name: 'on-failure', maximumRetryCount: 0 }, process: { args: ['exit', '0'] } }));
+    const ok = await rt.create(
+      ctx,
+      spec({ name: 'fine', restartPolicy: { name: 'on-failure', maximumRetryCount: 0 }, process: { args: ['exit', '0'] } }),
+    );
     await rt.start(ctx, ok.id);
     await until('the clean exit', async () => (await rt.inspect(ctx, ok.id)).state === 'exited');
     assert.equal((await rt.inspect(ctx, ok.id)).restartCount, 0, 'on-failure does not restart a clean exit');
 
-    const forever = await rt.create(ctx, spec({ name: 'forever', restartPolicy: { name: 'always', maximumRetryCount: 0 }, process: { args: ['exit', '0'] } }));
+    const forever = await rt.create(
+      ctx,
+      spec({ name: 'forever', restartPolicy: { name: 'always', maximumRetryCount: 0 }, process: { args: ['exit', '0'] } }),
+    );
     await rt.start(ctx, forever.id);
     await until('two restarts', async () => (await rt.inspect(ctx, forever.id)).restartCount >= 2);
     await rt.stop(ctx, forever.id, 1);
@@ -253,7 +273,9 @@ test('a boot that hangs is retried (with a notice), three hangs are GUEST_BOOT_T
   try {
     vmm.hangNext = 1;
     const notices: string[] = [];
-    const s = await rt.run(ctx, spec({ autoRemove: true, process: { args: ['exit', '0'] } }), collector(), { onNotice: (n) => notices.push(n) });
+    const s = await rt.run(ctx, spec({ autoRemove: true, process: { args: ['exit', '0'] } }), collector(), {
+      onNotice: (n) => notices.push(n),
+    });
     assert.equal((await s.exit).statusCode, 0);
     assert.deepEqual(notices, ['micro-VM boot hung, retrying (attempt 2)']);
     vmm.hangNext = 3;
@@ -312,14 +334,20 @@ test('concurrent operations: one of ten creates wins a name; twenty runs at once
   try {
     const results = await Promise.allSettled(Array.from({ length: 10 }, () => rt.create(ctx, spec({ name: 'contested' }))));
     assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
-    assert.ok(results.filter((r) => r.status === 'rejected').every((r) => isBosonError((r as PromiseRejectedResult).reason, 'CONTAINER_NAME_IN_USE')));
+    assert.ok(
+      results
+        .filter((r) => r.status === 'rejected')
+        .every((r) => isBosonError((r as PromiseRejectedResult).reason, 'CONTAINER_NAME_IN_USE')),
+    );
     await rt.remove(ctx, 'contested');
 
-    const runs = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
-      const sink = collector();
-      const s = await rt.run(ctx, spec({ autoRemove: true, process: { args: ['echo', `run-${i}`] } }), sink);
-      return { status: (await s.exit).statusCode, out: sink.out(), i };
-    }));
+    const runs = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const sink = collector();
+        const s = await rt.run(ctx, spec({ autoRemove: true, process: { args: ['echo', `run-${i}`] } }), sink);
+        return { status: (await s.exit).statusCode, out: sink.out(), i };
+      }),
+    );
     for (const r of runs) assert.deepEqual([r.status, r.out], [0, `run-${r.i}\n`]);
 
     const c = await rt.create(ctx, spec({ name: 'raced', process: { args: ['sleep'] } }));

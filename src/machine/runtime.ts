@@ -37,8 +37,25 @@ import { DiskFullGuard } from './disk-full.ts';
 import { DEFAULT_NETWORK, publishAllPorts, type Endpoint, type NetworkManager, type NetworkRecord } from './network/index.ts';
 import type { DiskSpec, ShareSpec } from '../vmm/index.ts';
 import type {
-  Attachment, Container, ContainerSpec, ContainerStats, ExecInstance, ExecSession, ExecSpec, LogLine, LogQuery, Machine, MachineContainers, MountSpec, RequestContext,
-  RestartPolicy, RunOptions, RunSession, StreamSink, WaitCondition, WaitResult,
+  Attachment,
+  Container,
+  ContainerSpec,
+  ContainerStats,
+  ExecInstance,
+  ExecSession,
+  ExecSpec,
+  LogLine,
+  LogQuery,
+  Machine,
+  MachineContainers,
+  MountSpec,
+  RequestContext,
+  RestartPolicy,
+  RunOptions,
+  RunSession,
+  StreamSink,
+  WaitCondition,
+  WaitResult,
 } from './port/index.ts';
 import { containerView } from './view.ts';
 
@@ -72,7 +89,16 @@ interface Live {
 }
 
 const SIGNALS: Record<string, number> = {
-  HUP: 1, INT: 2, QUIT: 3, KILL: 9, USR1: 10, USR2: 12, TERM: 15, CONT: 18, STOP: 19, WINCH: 28,
+  HUP: 1,
+  INT: 2,
+  QUIT: 3,
+  KILL: 9,
+  USR1: 10,
+  USR2: 12,
+  TERM: 15,
+  CONT: 18,
+  STOP: 19,
+  WINCH: 28,
 };
 
 /** Parses a signal name or number ("TERM", "SIGTERM", "15"); INVALID_ARGUMENT otherwise. */
@@ -89,7 +115,8 @@ export function parseSignal(value: string): number {
 /** Parses a restart policy ("no", "always", "unless-stopped", "on-failure[:N]"). */
 export function parseRestartPolicy(value: string): RestartPolicy {
   const m = /^(no|always|unless-stopped|on-failure)(?::(\d+))?$/.exec(value);
-  if (!m || (m[2] !== undefined && m[1] !== 'on-failure')) throw new BosonError('INVALID_ARGUMENT', `invalid restart policy: ${value} (no, always, unless-stopped, on-failure[:N])`);
+  if (!m || (m[2] !== undefined && m[1] !== 'on-failure'))
+    throw new BosonError('INVALID_ARGUMENT', `invalid restart policy: ${value} (no, always, unless-stopped, on-failure[:N])`);
   return { name: m[1] as RestartPolicy['name'], maximumRetryCount: m[2] === undefined ? 0 : Number(m[2]) };
 }
 
@@ -189,7 +216,10 @@ export class MachineRuntime implements MachineContainers {
   /** Observed durations, for /metrics. */
   readonly metrics: RuntimeMetrics = { boots: [], stops: [], failures: 0 };
 
-  constructor(private readonly options: RuntimeOptions, parts: RuntimeParts) {
+  constructor(
+    private readonly options: RuntimeOptions,
+    parts: RuntimeParts,
+  ) {
     this.paths = options.paths;
     this.log = options.log ?? silentLogger;
     this.registry = parts.registry;
@@ -215,12 +245,19 @@ export class MachineRuntime implements MachineContainers {
 
   /** This machine as the port has it: the runtime's containers and its services' images, volumes, networks, events. */
   get machine(): Machine {
-    return { containers: this, images: this.imageService, volumes: this.volumeService, networks: this.networkService, events: this.eventService };
+    return {
+      containers: this,
+      images: this.imageService,
+      volumes: this.volumeService,
+      networks: this.networkService,
+      events: this.eventService,
+    };
   }
 
   /** The host's networks; ROOTLESS_UNSUPPORTED-style refusal where this runtime has none. */
   get networks(): NetworkManager {
-    if (!this.nets) throw new BosonError('INVALID_ARGUMENT', 'networks, volumes and published ports are set up by the daemon: start it with boson up');
+    if (!this.nets)
+      throw new BosonError('INVALID_ARGUMENT', 'networks, volumes and published ports are set up by the daemon: start it with boson up');
     return this.nets;
   }
 
@@ -246,7 +283,11 @@ export class MachineRuntime implements MachineContainers {
       } else {
         await this.vmm.cleanup(this.runtimeDir(record.id));
         const exit = await lastExit(this.logFile(record.id));
-        await this.exited(record.id, exit?.status ?? 137, exit ? null : 'the micro-VM ended while no daemon was running, without an exit status');
+        await this.exited(
+          record.id,
+          exit?.status ?? 137,
+          exit ? null : 'the micro-VM ended while no daemon was running, without an exit status',
+        );
       }
     }
     await this.nets?.reconcile(this.liveIds());
@@ -258,7 +299,14 @@ export class MachineRuntime implements MachineContainers {
    */
   private async sweep(): Promise<void> {
     for (const r of await this.registry.list()) {
-      if (r.managed || (r.state !== 'running' && r.state !== 'created') || r.ownerPid === null || r.ownerPid === process.pid || isAlive(r.ownerPid)) continue;
+      if (
+        r.managed ||
+        (r.state !== 'running' && r.state !== 'created') ||
+        r.ownerPid === null ||
+        r.ownerPid === process.pid ||
+        isAlive(r.ownerPid)
+      )
+        continue;
       if (r.autoRemove) {
         await this.registry.remove(r);
         continue;
@@ -293,7 +341,10 @@ export class MachineRuntime implements MachineContainers {
   private runtimeDir(id: string): string {
     const dir = path.join(this.paths.runDir, 'vms', id.slice(0, 16));
     if (Buffer.byteLength(path.join(dir, 'ctl.sock')) >= 108) {
-      throw new BosonError('INVALID_ARGUMENT', `the run directory ${this.paths.runDir} is too long for UNIX socket paths (108 bytes at most): set BOSON_RUN_DIR to a shorter path`);
+      throw new BosonError(
+        'INVALID_ARGUMENT',
+        `the run directory ${this.paths.runDir} is too long for UNIX socket paths (108 bytes at most): set BOSON_RUN_DIR to a shorter path`,
+      );
     }
     return dir;
   }
@@ -328,30 +379,64 @@ export class MachineRuntime implements MachineContainers {
     if (spec.name !== undefined) validateName(spec.name);
     const mounts = this.plannedMounts(spec.mounts ?? [], image.config.volumes);
     for (const m of mounts) {
-      if (m.type === 'bind') m.source = await checkBindSource(m.source, this.options.bindPolicy ?? defaultBindPolicy([this.paths.stateDir, this.paths.runDir, this.paths.guestDir]));
+      if (m.type === 'bind')
+        m.source = await checkBindSource(
+          m.source,
+          this.options.bindPolicy ?? defaultBindPolicy([this.paths.stateDir, this.paths.runDir, this.paths.guestDir]),
+        );
     }
     if (mounts.some((m) => m.type === 'bind')) {
       // virtiofsd (QEMU's C one) needs root for its sandbox, and a rootless one would show the user's files as root's.
-      if (this.paths.rootless) throw new BosonError('ROOTLESS_UNSUPPORTED', 'bind mounts (-v /host/path:/path) need a daemon running as root; in rootless mode use a volume (-v name:/path)');
-      if (!this.options.detached) throw new BosonError('INVALID_ARGUMENT', 'bind mounts are served by the daemon: start it with boson up (or use run -d)');
+      if (this.paths.rootless)
+        throw new BosonError(
+          'ROOTLESS_UNSUPPORTED',
+          'bind mounts (-v /host/path:/path) need a daemon running as root; in rootless mode use a volume (-v name:/path)',
+        );
+      if (!this.options.detached)
+        throw new BosonError('INVALID_ARGUMENT', 'bind mounts are served by the daemon: start it with boson up (or use run -d)');
       await this.shareTransport();
     }
-    if (mounts.some((m) => m.type === 'volume') && !this.options.detached) throw new BosonError('INVALID_ARGUMENT', 'volumes are served by the daemon: start it with boson up (or use run -d)');
+    if (mounts.some((m) => m.type === 'volume') && !this.options.detached)
+      throw new BosonError('INVALID_ARGUMENT', 'volumes are served by the daemon: start it with boson up (or use run -d)');
     const network = spec.network ?? (this.nets ? DEFAULT_NETWORK : 'none');
     const ports = [...(spec.ports ?? []), ...(spec.publishAll ? publishAllPorts(image.config.exposedPorts ?? []) : [])];
-    if (network === 'none' && ports.length > 0) throw new BosonError('INVALID_ARGUMENT', 'published ports need a network (not --network none)');
+    if (network === 'none' && ports.length > 0)
+      throw new BosonError('INVALID_ARGUMENT', 'published ports need a network (not --network none)');
     if (network !== 'none') {
       await this.networks.get(network);
       await this.networks.checkPublishable(ports);
       if (spec.ipv4Address !== undefined) this.networks.checkStaticAddress(network, spec.ipv4Address);
-    } else if (spec.ipv4Address !== undefined) throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
+    } else if (spec.ipv4Address !== undefined)
+      throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
     const record: ContainerRecord = {
-      id, name: spec.name ?? randomContainerName(), image: spec.image, imageId: image.id, created: new Date().toISOString(),
-      config: { ...config, tty: proc.tty ?? false, openStdin: proc.stdin ?? false, labels: { ...image.config.labels, ...(spec.labels ?? {}) } },
+      id,
+      name: spec.name ?? randomContainerName(),
+      image: spec.image,
+      imageId: image.id,
+      created: new Date().toISOString(),
+      config: {
+        ...config,
+        tty: proc.tty ?? false,
+        openStdin: proc.stdin ?? false,
+        labels: { ...image.config.labels, ...(spec.labels ?? {}) },
+      },
       resources: { memoryMiB: spec.resources?.memoryMiB ?? DEFAULT_MEMORY_MIB, cpus: spec.resources?.cpus ?? 1 },
-      autoRemove, restartPolicy, restartCount: 0,
-      managed: this.options.detached, state: 'created', ownerPid: this.options.detached ? null : process.pid, vmPid: null, exitCode: null,
-      startedAt: null, finishedAt: null, error: null, stoppedByUser: false, mounts, network, ports, endpoint: null,
+      autoRemove,
+      restartPolicy,
+      restartCount: 0,
+      managed: this.options.detached,
+      state: 'created',
+      ownerPid: this.options.detached ? null : process.pid,
+      vmPid: null,
+      exitCode: null,
+      startedAt: null,
+      finishedAt: null,
+      error: null,
+      stoppedByUser: false,
+      mounts,
+      network,
+      ports,
+      endpoint: null,
       ...(spec.aliases && spec.aliases.length > 0 ? { aliases: [...spec.aliases] } : {}),
       ...(spec.ipv4Address !== undefined ? { ipv4Address: spec.ipv4Address } : {}),
     };
@@ -384,7 +469,11 @@ export class MachineRuntime implements MachineContainers {
     const mounts: MountSpec[] = asked.map((m) => {
       const destination = checkMountPath(m.destination, 'the container path');
       if (m.type === 'bind') return { ...m, source: path.resolve(checkMountPath(m.source, 'a bind mount source')), destination };
-      if (m.name !== '' && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(m.name)) throw new BosonError('INVALID_ARGUMENT', `invalid volume name ${JSON.stringify(m.name)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+      if (m.name !== '' && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(m.name))
+        throw new BosonError(
+          'INVALID_ARGUMENT',
+          `invalid volume name ${JSON.stringify(m.name)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`,
+        );
       return { ...m, destination, anonymous: m.name === '' };
     });
     const seen = new Set<string>();
@@ -393,7 +482,8 @@ export class MachineRuntime implements MachineContainers {
       seen.add(m.destination);
     }
     for (const dest of imageVolumes) {
-      if (!seen.has(path.posix.normalize(dest))) mounts.push({ type: 'volume', name: '', destination: path.posix.normalize(dest), readOnly: false, anonymous: true });
+      if (!seen.has(path.posix.normalize(dest)))
+        mounts.push({ type: 'volume', name: '', destination: path.posix.normalize(dest), readOnly: false, anonymous: true });
     }
     return mounts;
   }
@@ -406,9 +496,19 @@ export class MachineRuntime implements MachineContainers {
     const bundle = await this.bootBundle();
     const has = (name: string): boolean => bundle.drivers.includes(name);
     const virtiofsd = this.options.virtiofsd;
-    if (has('virtiofs') && (await stat(virtiofsd).then(() => true, () => false))) return 'virtiofs';
+    if (
+      has('virtiofs') &&
+      (await stat(virtiofsd).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return 'virtiofs';
     if (has('9p')) return '9p';
-    throw new BosonError('INVALID_ARGUMENT', `bind mounts need a guest kernel with virtiofs (and ${virtiofsd}) or 9p, and ${bundle.kernelRelease} has neither: use a volume (-v name:/path), or set BOSON_GUEST_KERNEL to such a kernel`);
+    throw new BosonError(
+      'INVALID_ARGUMENT',
+      `bind mounts need a guest kernel with virtiofs (and ${virtiofsd}) or 9p, and ${bundle.kernelRelease} has neither: use a volume (-v name:/path), or set BOSON_GUEST_KERNEL to such a kernel`,
+    );
   }
 
   /** Containers that refer to a volume. */
@@ -427,8 +527,10 @@ export class MachineRuntime implements MachineContainers {
       if (record.state === 'running' || record.state === 'restarting') {
         throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running: its network is changed while it is stopped`);
       }
-      if (check.to && joins(record, check.to)) throw new BosonError('ALREADY_CONNECTED', `container ${record.name} is already connected to network ${check.to.name}`);
-      if (check.from && !joins(record, check.from)) throw new BosonError('INVALID_ARGUMENT', `container ${record.name} is not connected to network ${check.from.name}`);
+      if (check.to && joins(record, check.to))
+        throw new BosonError('ALREADY_CONNECTED', `container ${record.name} is already connected to network ${check.to.name}`);
+      if (check.from && !joins(record, check.from))
+        throw new BosonError('INVALID_ARGUMENT', `container ${record.name} is not connected to network ${check.from.name}`);
       if (network === 'none' && (record.ports ?? []).length > 0) record.ports = [];
       record.network = network;
       await this.registry.save(record);
@@ -466,7 +568,12 @@ export class MachineRuntime implements MachineContainers {
     await this.lock.run(id, () => this.startLocked(id, false));
   }
 
-  private async startLocked(id: string, isRestart: boolean, winsize?: { rows: number; cols: number }, onNotice?: (text: string) => void): Promise<void> {
+  private async startLocked(
+    id: string,
+    isRestart: boolean,
+    winsize?: { rows: number; cols: number },
+    onNotice?: (text: string) => void,
+  ): Promise<void> {
     const record = this.registry.get(id);
     if (record.state === 'running' && this.live.has(id)) return;
     this.checkOwned(record);
@@ -488,20 +595,32 @@ export class MachineRuntime implements MachineContainers {
     try {
       const boot = await bootWithWatchdog(
         {
-          kernel: bundle.kernelPath, initramfs: bundle.initramfsPath, acpi: bundle.acpi, memoryMiB: record.resources.memoryMiB, cpus: record.resources.cpus,
+          kernel: bundle.kernelPath,
+          initramfs: bundle.initramfsPath,
+          acpi: bundle.acpi,
+          memoryMiB: record.resources.memoryMiB,
+          cpus: record.resources.cpus,
           disks: [
             { serial: 'boson-root', path: rootDisk.path, readOnly: true },
             { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },
             ...extraDisks,
           ],
-          shares, runtimeDir, logFile, nics: endpoint ? [endpoint.nic] : [], debug: this.options.debug,
+          shares,
+          runtimeDir,
+          logFile,
+          nics: endpoint ? [endpoint.nic] : [],
+          debug: this.options.debug,
           jail: this.jailFor(record, runtimeDir),
         },
         (booting: Vm) => {
           ctl = new ControlChannel(booting.channel);
           return ctl.waitForHello();
         },
-        { timeoutMs: this.options.bootTimeoutMs ?? (accel === 'kvm' ? 5000 : 15000), attempts: 3, onRetry: (attempt) => onNotice?.(`micro-VM boot hung, retrying (attempt ${attempt})`) },
+        {
+          timeoutMs: this.options.bootTimeoutMs ?? (accel === 'kvm' ? 5000 : 15000),
+          attempts: 3,
+          onRetry: (attempt) => onNotice?.(`micro-VM boot hung, retrying (attempt ${attempt})`),
+        },
         (config) => this.vmm.launch(config),
       );
       vm = boot.vm;
@@ -519,19 +638,43 @@ export class MachineRuntime implements MachineContainers {
         if (frame.type === FrameType.STARTED) resolve();
         else if (frame.type === FrameType.ERROR) {
           guestError = guestErrorOf(frame);
-        } else if (frame.type === FrameType.EXIT) reject(guestError ?? new BosonError('CONTAINER_START_FAILED', `the container exited with ${decodeExit(frame).status} before it started`));
+        } else if (frame.type === FrameType.EXIT)
+          reject(
+            guestError ??
+              new BosonError('CONTAINER_START_FAILED', `the container exited with ${decodeExit(frame).status} before it started`),
+          );
       });
       ctl.onClose(() => reject(new BosonError('GUEST_CRASHED', 'the micro-VM ended before the container started')));
     });
-    ctl.send(FrameType.SPEC, encodeSpec({
-      argv: record.config.argv, env: record.config.env, cwd: record.config.cwd, user: record.config.user, hostname: record.config.hostname,
-      tty: record.config.tty, stdin: record.config.openStdin, winsize, rootDisk: 'boson-root', rootFstype: rootDisk.fstype, scratchDisk: 'boson-scratch',
-      logPort: true, clockNs: BigInt(Date.now()) * 1_000_000n, mounts,
-      ...(endpoint ? {
-        interfaces: [{ mac: endpoint.mac, address: endpoint.address, prefixLen: endpoint.prefixLen, gateway: endpoint.gateway, mtu: 1500 }],
-        dns: endpoint.dns, dnsSearch: endpoint.dnsSearch, hosts: endpoint.hosts,
-      } : {}),
-    }));
+    ctl.send(
+      FrameType.SPEC,
+      encodeSpec({
+        argv: record.config.argv,
+        env: record.config.env,
+        cwd: record.config.cwd,
+        user: record.config.user,
+        hostname: record.config.hostname,
+        tty: record.config.tty,
+        stdin: record.config.openStdin,
+        winsize,
+        rootDisk: 'boson-root',
+        rootFstype: rootDisk.fstype,
+        scratchDisk: 'boson-scratch',
+        logPort: true,
+        clockNs: BigInt(Date.now()) * 1_000_000n,
+        mounts,
+        ...(endpoint
+          ? {
+              interfaces: [
+                { mac: endpoint.mac, address: endpoint.address, prefixLen: endpoint.prefixLen, gateway: endpoint.gateway, mtu: 1500 },
+              ],
+              dns: endpoint.dns,
+              dnsSearch: endpoint.dnsSearch,
+              hosts: endpoint.hosts,
+            }
+          : {}),
+      }),
+    );
     try {
       await startup;
     } catch (err) {
@@ -551,7 +694,9 @@ export class MachineRuntime implements MachineContainers {
     record.exitCode = null;
     record.error = null;
     record.stoppedByUser = false;
-    record.endpoint = endpoint ? { network: endpoint.network, address: endpoint.address, gateway: endpoint.gateway, mac: endpoint.mac, ports: endpoint.ports } : null;
+    record.endpoint = endpoint
+      ? { network: endpoint.network, address: endpoint.address, gateway: endpoint.gateway, mac: endpoint.mac, ports: endpoint.ports }
+      : null;
     if (isRestart) record.restartCount++;
     await this.registry.save(record);
     this.metrics.boots.push(performance.now() - t0);
@@ -560,7 +705,11 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /** The disks, 9p shares and guest mount records for a container's mounts; VOLUME_IN_USE if a running container has one of its volumes. */
-  private async mountPlan(record: ContainerRecord): Promise<{ disks: DiskSpec[]; shares: ShareSpec[]; mounts: Array<{ kind: 'disk' | '9p' | 'virtiofs'; source: string; target: string; fstype: string; readOnly: boolean }> }> {
+  private async mountPlan(record: ContainerRecord): Promise<{
+    disks: DiskSpec[];
+    shares: ShareSpec[];
+    mounts: Array<{ kind: 'disk' | '9p' | 'virtiofs'; source: string; target: string; fstype: string; readOnly: boolean }>;
+  }> {
     const disks: DiskSpec[] = [];
     const shares: ShareSpec[] = [];
     const mounts: Array<{ kind: 'disk' | '9p' | 'virtiofs'; source: string; target: string; fstype: string; readOnly: boolean }> = [];
@@ -568,7 +717,11 @@ export class MachineRuntime implements MachineContainers {
     for (const [i, m] of (record.mounts ?? []).entries()) {
       if (m.type === 'volume') {
         const holder = running.find((r) => (r.mounts ?? []).some((o) => o.type === 'volume' && o.name === m.name));
-        if (holder) throw new BosonError('VOLUME_IN_USE', `volume ${m.name} is mounted by running container ${holder.name}; a volume disk can be used by one running micro-VM at a time`);
+        if (holder)
+          throw new BosonError(
+            'VOLUME_IN_USE',
+            `volume ${m.name} is mounted by running container ${holder.name}; a volume disk can be used by one running micro-VM at a time`,
+          );
         const serial = `boson-vol${i}`;
         disks.push({ serial, path: this.volumes.diskPath(this.volumes.get(m.name).name), readOnly: m.readOnly });
         mounts.push({ kind: 'disk', source: serial, target: m.destination, fstype: 'ext4', readOnly: m.readOnly });
@@ -587,7 +740,12 @@ export class MachineRuntime implements MachineContainers {
     if ((record.network ?? 'none') === 'none') return null;
     await this.networks.disconnect(record.id).catch(() => undefined);
     return this.networks.connect({
-      containerId: record.id, containerName: record.name, aliases: record.aliases ?? [], network: record.network, ports: record.ports ?? [], hostname: record.config.hostname,
+      containerId: record.id,
+      containerName: record.name,
+      aliases: record.aliases ?? [],
+      network: record.network,
+      ports: record.ports ?? [],
+      hostname: record.config.hostname,
       ...(record.ipv4Address !== undefined ? { address: record.ipv4Address } : {}),
     });
   }
@@ -597,13 +755,19 @@ export class MachineRuntime implements MachineContainers {
    * old ones) only while it is not running: a micro-VM gets its one network card when it boots, so the network is
    * what the next start joins; CONTAINER_RUNNING otherwise. `restartPolicy` in any state (read at its next exit).
    */
-  async reconfigure(ref: string, change: { network?: string; aliases?: string[]; ipv4Address?: string | null; restartPolicy?: RestartPolicy }): Promise<Container> {
+  async reconfigure(
+    ref: string,
+    change: { network?: string; aliases?: string[]; ipv4Address?: string | null; restartPolicy?: RestartPolicy },
+  ): Promise<Container> {
     const { id } = this.registry.get(ref);
     return this.lock.run(id, async () => {
       const record = this.registry.get(id);
       if (change.network !== undefined) {
         if (record.state === 'running' || record.state === 'restarting') {
-          throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running: a running micro-VM cannot have a network card hot-plugged or removed; stop it, change its network, then start it`);
+          throw new BosonError(
+            'CONTAINER_RUNNING',
+            `container ${record.name} is running: a running micro-VM cannot have a network card hot-plugged or removed; stop it, change its network, then start it`,
+          );
         }
         const network = change.network;
         if (network !== 'none') await this.networks.get(network);
@@ -619,7 +783,8 @@ export class MachineRuntime implements MachineContainers {
         else delete record.ipv4Address;
       }
       if (change.restartPolicy !== undefined) {
-        if (record.autoRemove && change.restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
+        if (record.autoRemove && change.restartPolicy.name !== 'no')
+          throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
         record.restartPolicy = { ...change.restartPolicy };
       }
       await this.registry.save(record);
@@ -637,20 +802,29 @@ export class MachineRuntime implements MachineContainers {
       for (const [, e] of live.execs) e.done(137);
       // Output still queued in QEMU's log port must reach the file before QEMU goes (see waitForLogExit).
       const flushed = logged ? waitForLogExit(live.logFile, 5000) : Promise.resolve(true);
-      this.background(flushed.then(() => live.vm.shutdown(1000)).then(() => this.exited(id, status, error)), `recording the exit of container ${id.slice(0, 12)}`);
+      this.background(
+        flushed.then(() => live.vm.shutdown(1000)).then(() => this.exited(id, status, error)),
+        `recording the exit of container ${id.slice(0, 12)}`,
+      );
     };
     let guestError: string | null = null;
     live.ctl.onSession(0, (frame) => {
       if (frame.type === FrameType.ERROR) guestError = decodeError(frame).message;
       if (frame.type === FrameType.EXIT) finish(decodeExit(frame).status, guestError, true);
     });
-    this.background(live.vm.exited.then(async () => {
-      if (live.finished) return;
-      const exit = await lastExit(live.logFile).catch(() => undefined);
-      // Without an EXIT in the log, QEMU was killed or crashed: what it printed last tells which.
-      const said = live.vm.qemuStderr.split('\n').at(-1)?.trim();
-      finish(exit?.status ?? 137, exit ? null : `the micro-VM ended without an exit status (stopped from outside Boson, or QEMU failed${said ? `: ${said}` : ''})`);
-    }), `following the micro-VM of container ${id.slice(0, 12)}`);
+    this.background(
+      live.vm.exited.then(async () => {
+        if (live.finished) return;
+        const exit = await lastExit(live.logFile).catch(() => undefined);
+        // Without an EXIT in the log, QEMU was killed or crashed: what it printed last tells which.
+        const said = live.vm.qemuStderr.split('\n').at(-1)?.trim();
+        finish(
+          exit?.status ?? 137,
+          exit ? null : `the micro-VM ended without an exit status (stopped from outside Boson, or QEMU failed${said ? `: ${said}` : ''})`,
+        );
+      }),
+      `following the micro-VM of container ${id.slice(0, 12)}`,
+    );
   }
 
   /** Records an exit (from whatever source), wakes waiters, and applies the restart policy. */
@@ -678,11 +852,13 @@ export class MachineRuntime implements MachineContainers {
       record.state = 'restarting';
       await this.registry.save(record);
       setTimeout(() => {
-        void this.lock.run(id, async () => {
-          const current = this.registry.get(id);
-          if (current.state !== 'restarting' || current.stoppedByUser) return;
-          await this.startLocked(id, true);
-        }).catch(() => undefined);
+        void this.lock
+          .run(id, async () => {
+            const current = this.registry.get(id);
+            if (current.state !== 'restarting' || current.stoppedByUser) return;
+            await this.startLocked(id, true);
+          })
+          .catch(() => undefined);
       }, delay).unref();
     }
   }
@@ -694,7 +870,9 @@ export class MachineRuntime implements MachineContainers {
       case 'unless-stopped':
         return true;
       case 'on-failure':
-        return status !== 0 && (record.restartPolicy.maximumRetryCount === 0 || record.restartCount < record.restartPolicy.maximumRetryCount);
+        return (
+          status !== 0 && (record.restartPolicy.maximumRetryCount === 0 || record.restartCount < record.restartPolicy.maximumRetryCount)
+        );
       default:
         return false;
     }
@@ -844,11 +1022,19 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /** Reads a container's logs (and follows them until `signal` aborts, when `follow`). */
-  async logs(_ctx: RequestContext, ref: string, query: LogQuery, follow: boolean, onLine: (line: LogLine) => void, signal: AbortSignal): Promise<void> {
+  async logs(
+    _ctx: RequestContext,
+    ref: string,
+    query: LogQuery,
+    follow: boolean,
+    onLine: (line: LogLine) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
     const record = this.registry.get(ref);
     const file = this.logFile(record.id);
     const { lines, end, corruptAt } = await readLog(file);
-    if (corruptAt !== undefined) this.log.warn({ container: record.id, file, offset: corruptAt }, 'the container log is damaged; it is read up to the damage');
+    if (corruptAt !== undefined)
+      this.log.warn({ container: record.id, file, offset: corruptAt }, 'the container log is damaged; it is read up to the damage');
     for (const line of filterLines(lines, query)) onLine(line);
     if (!follow || signal.aborted) return;
     const stopOnExit = new AbortController();
@@ -884,8 +1070,15 @@ export class MachineRuntime implements MachineContainers {
       if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) ended.abort();
     };
     this.events.on('event', onEvent);
-    const done = followLog(file, offset, {}, (line) => (line.stream === 'stdout' ? sink.stdout(line.data) : sink.stderr(line.data)), () => undefined, stop.signal, ended.signal)
-      .finally(() => this.events.off('event', onEvent));
+    const done = followLog(
+      file,
+      offset,
+      {},
+      (line) => (line.stream === 'stdout' ? sink.stdout(line.data) : sink.stderr(line.data)),
+      () => undefined,
+      stop.signal,
+      ended.signal,
+    ).finally(() => this.events.off('event', onEvent));
     const ctl = (): ControlChannel | undefined => this.live.get(record.id)?.ctl;
     return {
       stdin: (data) => {
@@ -911,7 +1104,10 @@ export class MachineRuntime implements MachineContainers {
     const detach = new AbortController();
     const onEvent = (e: MachineEvent): void => {
       if (e.actorId !== id) return;
-      if (e.action === 'pause') options.onNotice?.(`the micro-VM is paused: the disk holding ${this.paths.stateDir} is full; it resumes by itself once there is room`);
+      if (e.action === 'pause')
+        options.onNotice?.(
+          `the micro-VM is paused: the disk holding ${this.paths.stateDir} is full; it resumes by itself once there is room`,
+        );
       else if (e.action === 'unpause') options.onNotice?.('the micro-VM resumed: the disk has room again');
     };
     this.events.on('event', onEvent);
@@ -961,9 +1157,15 @@ export class MachineRuntime implements MachineContainers {
     return {
       sandbox: policy.sandbox,
       user: runtimeDir ? policy.user : undefined,
-      chroot: policy.chroot ? runtimeDir ?? policy.emptyDir : undefined,
+      chroot: policy.chroot ? (runtimeDir ?? policy.emptyDir) : undefined,
       cgroup: policy.cgroupParent
-        ? { parent: policy.cgroupParent, name: record.id.slice(0, 16), memoryBytes: (record.resources.memoryMiB + VMM_MEMORY_ALLOWANCE_MIB) * 1024 * 1024, pids: 256, cpus: record.resources.cpus + 1 }
+        ? {
+            parent: policy.cgroupParent,
+            name: record.id.slice(0, 16),
+            memoryBytes: (record.resources.memoryMiB + VMM_MEMORY_ALLOWANCE_MIB) * 1024 * 1024,
+            pids: 256,
+            cpus: record.resources.cpus + 1,
+          }
         : undefined,
     };
   }
@@ -974,10 +1176,16 @@ export class MachineRuntime implements MachineContainers {
       if (record.managed || record.ownerPid === null || record.ownerPid === process.pid || !isAlive(record.ownerPid)) return;
     }
     if (record.ownerPid !== null && record.ownerPid !== process.pid && isAlive(record.ownerPid)) {
-      throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is run in the foreground by boson run (pid ${record.ownerPid}) without a daemon; stop it there`);
+      throw new BosonError(
+        'CONTAINER_RUNNING',
+        `container ${record.name} is run in the foreground by boson run (pid ${record.ownerPid}) without a daemon; stop it there`,
+      );
     }
     if (record.managed && !this.options.detached) {
-      throw new BosonError('DAEMON_UNAVAILABLE', `container ${record.name} is managed by the daemon, and none is running: start it with boson up`);
+      throw new BosonError(
+        'DAEMON_UNAVAILABLE',
+        `container ${record.name} is managed by the daemon, and none is running: start it with boson up`,
+      );
     }
   }
 
@@ -997,12 +1205,26 @@ export class MachineRuntime implements MachineContainers {
     const record = this.registry.get(ref);
     if (!this.live.has(record.id)) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
     const paused = this.diskFull.reason(record.id);
-    if (paused !== undefined) throw new BosonError('CONTAINER_PAUSED_DISK_FULL', `container ${record.name} is paused: ${paused}; it resumes by itself once the disk has room`);
+    if (paused !== undefined)
+      throw new BosonError(
+        'CONTAINER_PAUSED_DISK_FULL',
+        `container ${record.name} is paused: ${paused}; it resumes by itself once the disk has room`,
+      );
     if (spec.argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'no command given to exec');
     // As Docker's exec: the container's user unless one is given (an image's User, e.g. redis, applies to exec too).
     const exec: ExecRecord = {
-      id: newContainerId(), containerId: record.id, argv: spec.argv, env: mergeEnv(record.config.env, spec.env ?? []), cwd: spec.cwd, user: spec.user || record.config.user,
-      tty: spec.tty ?? false, stdin: spec.stdin ?? false, running: false, exitCode: null, pid: null, session: 0,
+      id: newContainerId(),
+      containerId: record.id,
+      argv: spec.argv,
+      env: mergeEnv(record.config.env, spec.env ?? []),
+      cwd: spec.cwd,
+      user: spec.user || record.config.user,
+      tty: spec.tty ?? false,
+      stdin: spec.stdin ?? false,
+      running: false,
+      exitCode: null,
+      pid: null,
+      session: 0,
     };
     this.execs.set(exec.id, exec);
     return exec;
@@ -1074,7 +1296,11 @@ export class MachineRuntime implements MachineContainers {
       });
     });
     started.catch(() => undefined);
-    live.ctl.send(FrameType.EXEC, encodeExec({ argv: exec.argv, env: exec.env, cwd: exec.cwd, user: exec.user, tty: exec.tty, stdin: exec.stdin }), session);
+    live.ctl.send(
+      FrameType.EXEC,
+      encodeExec({ argv: exec.argv, env: exec.env, cwd: exec.cwd, user: exec.user, tty: exec.tty, stdin: exec.stdin }),
+      session,
+    );
     await Promise.race([started, exit]);
     return {
       stdin: (d) => live.ctl.sendStdin(d, session),
@@ -1089,7 +1315,12 @@ export class MachineRuntime implements MachineContainers {
   async stats(_ctx: RequestContext, ref: string): Promise<ContainerStats> {
     const record = this.registry.get(ref);
     const live = this.live.get(record.id);
-    const base = { id: record.id, name: record.name, memoryLimitBytes: record.resources.memoryMiB * 1024 * 1024, read: new Date().toISOString() };
+    const base = {
+      id: record.id,
+      name: record.name,
+      memoryLimitBytes: record.resources.memoryMiB * 1024 * 1024,
+      read: new Date().toISOString(),
+    };
     if (!live) return { ...base, cpuNs: 0, memoryBytes: 0, pids: 0 };
     const statText = await readFile(`/proc/${live.vm.pid}/stat`, 'utf8').catch(() => '');
     const fields = statText.slice(statText.lastIndexOf(')') + 2).split(' ');
@@ -1107,9 +1338,20 @@ export class MachineRuntime implements MachineContainers {
 
 /** The API view of an exec record. */
 function execView(e: ExecRecord): ExecInstance {
-  return { id: e.id, containerId: e.containerId, argv: e.argv, env: e.env, cwd: e.cwd, user: e.user, tty: e.tty, stdin: e.stdin, running: e.running, exitCode: e.exitCode, pid: e.pid };
+  return {
+    id: e.id,
+    containerId: e.containerId,
+    argv: e.argv,
+    env: e.env,
+    cwd: e.cwd,
+    user: e.user,
+    tty: e.tty,
+    stdin: e.stdin,
+    running: e.running,
+    exitCode: e.exitCode,
+    pid: e.pid,
+  };
 }
-
 
 /** Throws INVALID_ARGUMENT unless `name` is a valid container name. */
 function validateName(name: string): void {

@@ -25,7 +25,18 @@ export async function createScratchDisk(file: string, sizeBytes = DEFAULT_SCRATC
   }
   try {
     const features = journal ? [] : ['-O', '^has_journal'];
-    await run('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'lazy_itable_init=1,lazy_journal_init=1', ...features, '-L', 'boson-scratch', file]);
+    await run('mkfs.ext4', [
+      '-q',
+      '-F',
+      '-m',
+      '0',
+      '-E',
+      'lazy_itable_init=1,lazy_journal_init=1',
+      ...features,
+      '-L',
+      'boson-scratch',
+      file,
+    ]);
   } catch (cause) {
     await rm(file, { force: true });
     const detail = (cause as { stderr?: string }).stderr?.trim() || (cause as Error).message;

@@ -20,7 +20,10 @@ export function humanDuration(ms: number): string {
 }
 
 /** The STATUS column of `ps` ("Up 5 seconds", "Exited (0) 2 minutes ago", "Restarting (1) …", "Created"). */
-export function statusText(r: Pick<Container, 'state' | 'startedAt' | 'finishedAt' | 'exitCode' | 'pausedReason'>, now = Date.now()): string {
+export function statusText(
+  r: Pick<Container, 'state' | 'startedAt' | 'finishedAt' | 'exitCode' | 'pausedReason'>,
+  now = Date.now(),
+): string {
   const since = (iso: string | null): string => humanDuration(now - Date.parse(iso ?? new Date(now).toISOString()));
   switch (r.state) {
     case 'running':

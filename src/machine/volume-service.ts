@@ -16,7 +16,10 @@ export function volumeUsersAmong(records: ContainerRecord[], name: string): stri
 /** MachineVolumes on this host (see the module comment). */
 export class VolumeService implements MachineVolumes {
   /** `usersOf`: the ids of the containers (any state) that mount a volume. */
-  constructor(readonly volumes: VolumeManager, private readonly usersOf: (name: string) => Promise<string[]>) {}
+  constructor(
+    readonly volumes: VolumeManager,
+    private readonly usersOf: (name: string) => Promise<string[]>,
+  ) {}
 
   async create(_ctx: RequestContext, request: VolumeCreateRequest): Promise<Volume> {
     return this.volumes.create(request.name ?? '', { labels: request.labels, sizeBytes: request.sizeBytes });

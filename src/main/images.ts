@@ -13,5 +13,7 @@ import { ImageService, openStateStore } from '../machine/index.ts';
  * and prune are refused: those take the runtime's image service (buildRuntime(...).imageService).
  */
 export function buildImages(paths: BosonPaths = bosonPaths()): ImageService {
-  return new ImageService(new ImageStore(openStateStore(paths.stateDir), paths.stateDir, { rootless: paths.rootless }), { spoolDir: path.join(paths.stateDir, 'tmp') });
+  return new ImageService(new ImageStore(openStateStore(paths.stateDir), paths.stateDir, { rootless: paths.rootless }), {
+    spoolDir: path.join(paths.stateDir, 'tmp'),
+  });
 }

@@ -1,5 +1,16 @@
 /** Public surface of src/main: the composition root (configuration in, built implementations out). */
-export { jailPolicy, buildRuntime, startHostDaemon, loadConfig, openHostStore, openImageStore, openContainerRegistry, type HostConfig, type RuntimeHosting, type DaemonRequest } from './root.ts';
+export {
+  jailPolicy,
+  buildRuntime,
+  startHostDaemon,
+  loadConfig,
+  openHostStore,
+  openImageStore,
+  openContainerRegistry,
+  type HostConfig,
+  type RuntimeHosting,
+  type DaemonRequest,
+} from './root.ts';
 export { SETTINGS, type Setting } from './config.ts';
 export { buildImages } from './images.ts';
 /** The guest kernel and initramfs this host boots (for `boson info`). */

@@ -15,16 +15,20 @@ export interface LogSettings {
 
 /** The daemon's logger (a pino instance; also what fastify takes as its loggerInstance). */
 export function makeLogger(settings: LogSettings): Logger & pino.Logger {
-  const destination = settings.file ? pino.destination({ dest: settings.file, mkdir: true, sync: true }) : pino.destination({ fd: 2, sync: true });
+  const destination = settings.file
+    ? pino.destination({ dest: settings.file, mkdir: true, sync: true })
+    : pino.destination({ fd: 2, sync: true });
   return pino({ level: settings.level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
 }
 
 /** A plain-text logger for a CLI process (an embedded runtime): warnings and errors as "boson: …" lines on stderr. */
 export function plainLogger(): Logger {
-  const line = (level: string) => (a: Record<string, unknown> | string, b?: string): void => {
-    const message = typeof a === 'string' ? a : b ?? '';
-    process.stderr.write(`boson: ${level === 'error' ? 'error: ' : ''}${message}\n`);
-  };
+  const line =
+    (level: string) =>
+    (a: Record<string, unknown> | string, b?: string): void => {
+      const message = typeof a === 'string' ? a : (b ?? '');
+      process.stderr.write(`boson: ${level === 'error' ? 'error: ' : ''}${message}\n`);
+    };
   const logger: Logger = { error: line('error'), warn: line('warn'), info: () => undefined, debug: () => undefined, child: () => logger };
   return logger;
 }

@@ -9,8 +9,21 @@ import type { StateStore } from '../common/index.ts';
 import { ImageStore } from '../image/index.ts';
 import { qemuVmm } from '../vmm/index.ts';
 import {
-  ContainerRegistry, EventService, ImageService, MachineRuntime, NetworkManager, NetworkService, VolumeManager, VolumeService, bootBundle, daemonSocketPath,
-  defaultBindPolicy, openStateStore, startDaemon, volumeUsersAmong, type JailPolicy,
+  ContainerRegistry,
+  EventService,
+  ImageService,
+  MachineRuntime,
+  NetworkManager,
+  NetworkService,
+  VolumeManager,
+  VolumeService,
+  bootBundle,
+  daemonSocketPath,
+  defaultBindPolicy,
+  openStateStore,
+  startDaemon,
+  volumeUsersAmong,
+  type JailPolicy,
 } from '../machine/index.ts';
 import { loadConfig, type HostConfig } from './config.ts';
 import { makeLogger, plainLogger } from './logging.ts';
@@ -29,7 +42,9 @@ export function jailPolicy(config: HostConfig): JailPolicy | undefined {
 /** True when the system has a user of that name. */
 function userExists(name: string): boolean {
   try {
-    return readFileSync('/etc/passwd', 'utf8').split('\n').some((l) => l.split(':')[0] === name);
+    return readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .some((l) => l.split(':')[0] === name);
   } catch {
     return false;
   }
@@ -54,20 +69,42 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
   const registry = new ContainerRegistry(store, paths.stateDir);
   const images = new ImageStore(store, paths.stateDir, { rootless: paths.rootless });
   const volumes = new VolumeManager(store, paths.stateDir);
-  const networks = hosting === 'daemon'
-    ? new NetworkManager(store, { stateDir: paths.stateDir, rootless: paths.rootless, prefix: config.netPrefix, defaultSubnet: config.netSubnet, subnetPool: config.netPool })
-    : null;
+  const networks =
+    hosting === 'daemon'
+      ? new NetworkManager(store, {
+          stateDir: paths.stateDir,
+          rootless: paths.rootless,
+          prefix: config.netPrefix,
+          defaultSubnet: config.netSubnet,
+          subnetPool: config.netPool,
+        })
+      : null;
   const runtime: MachineRuntime = new MachineRuntime(
     {
-      paths, detached: hosting === 'daemon', bootTimeoutMs: config.bootTimeoutMs, virtiofsd: config.virtiofsd, debug: config.debug, log,
+      paths,
+      detached: hosting === 'daemon',
+      bootTimeoutMs: config.bootTimeoutMs,
+      virtiofsd: config.virtiofsd,
+      debug: config.debug,
+      log,
       bindPolicy: defaultBindPolicy([paths.stateDir, paths.runDir, paths.guestDir], config.bindAllow ?? null),
       jail: jailPolicy(config),
     },
     {
-      registry, images, imageService: imageService(config, images, registry), volumes, networks, store, vmm: qemuVmm, bootBundle: () => bootBundle(paths),
+      registry,
+      images,
+      imageService: imageService(config, images, registry),
+      volumes,
+      networks,
+      store,
+      vmm: qemuVmm,
+      bootBundle: () => bootBundle(paths),
       volumeService: new VolumeService(volumes, async (name) => volumeUsersAmong(await registry.list(), name)),
       // A container's network changes under the runtime's lock for that container (the runtime exists by the first call).
-      networkService: new NetworkService(networks, { list: () => registry.list(), setNetwork: (ref, network, check) => runtime.setContainerNetwork(ref, network, check) }),
+      networkService: new NetworkService(networks, {
+        list: () => registry.list(),
+        setNetwork: (ref, network, check) => runtime.setContainerNetwork(ref, network, check),
+      }),
       eventService: new EventService(registry),
     },
   );
@@ -105,7 +142,10 @@ export interface DaemonRequest {
  * Builds and starts this host's daemon: the runtime (hosted by a daemon), its REST API and the Docker Engine API
  * personality on top of it. Resolves once every listener is up.
  */
-export async function startHostDaemon(request: DaemonRequest, config: HostConfig = loadConfig()): Promise<{ socketPath: string; dockerSocket: string; close(): Promise<void> }> {
+export async function startHostDaemon(
+  request: DaemonRequest,
+  config: HostConfig = loadConfig(),
+): Promise<{ socketPath: string; dockerSocket: string; close(): Promise<void> }> {
   const { paths } = config;
   const socketPath = daemonSocketPath(paths);
   // Loaded here, so that other commands do not pay for the server's modules.
@@ -116,8 +156,15 @@ export async function startHostDaemon(request: DaemonRequest, config: HostConfig
   const dockerTcp = request.dockerTcp ? await resolveTcpEndpoint(request.dockerTcp, '--docker-tcp') : undefined;
   const log = makeLogger({ level: config.logLevel, file: config.logFile });
   const daemon = await startDaemon({
-    paths, runtime: buildRuntime('daemon', config, log.child({ component: 'runtime' })), log, socketPath, tcp, pidFile: request.pidFile ?? path.join(paths.runDir, 'boson.pid'),
-    personalities: [(runtime) => startDockerApi(runtime, { socketPath: dockerSocket, tcp: dockerTcp, paths, log: log.child({ component: 'docker' }) })],
+    paths,
+    runtime: buildRuntime('daemon', config, log.child({ component: 'runtime' })),
+    log,
+    socketPath,
+    tcp,
+    pidFile: request.pidFile ?? path.join(paths.runDir, 'boson.pid'),
+    personalities: [
+      (runtime) => startDockerApi(runtime, { socketPath: dockerSocket, tcp: dockerTcp, paths, log: log.child({ component: 'docker' }) }),
+    ],
   });
   return { socketPath, dockerSocket, close: () => daemon.close() };
 }

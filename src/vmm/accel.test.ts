@@ -26,11 +26,24 @@ test('the facts of this host are read without error', async () => {
 });
 
 test('argv: the TCG path pins the TSC frequency, the KVM path uses the host CPU; disks carry serials', () => {
-  const config = { kernel: '/k', initramfs: '/i', acpi: true, memoryMiB: 256, cpus: 2, disks: [{ serial: 'boson-root', path: '/r,odd', readOnly: true }, { serial: 'boson-scratch', fd: 9, readOnly: false }] };
+  const config = {
+    kernel: '/k',
+    initramfs: '/i',
+    acpi: true,
+    memoryMiB: 256,
+    cpus: 2,
+    disks: [
+      { serial: 'boson-root', path: '/r,odd', readOnly: true },
+      { serial: 'boson-scratch', fd: 9, readOnly: false },
+    ],
+  };
   const tcg = buildQemuArgv(config, 'tcg', 2600000, new Map([[1, 5]]));
   assert.equal(tcg[tcg.indexOf('-accel') + 1], 'tcg,tb-size=16', 'a small translation cache');
   assert.match(tcg[tcg.indexOf('-append') + 1]!, /tsc_early_khz=2600000/);
-  assert.ok(tcg.includes('if=none,id=disk0,file=/r,,odd,format=raw,cache=unsafe,werror=enospc,rerror=report,readonly=on'), 'commas in paths are escaped');
+  assert.ok(
+    tcg.includes('if=none,id=disk0,file=/r,,odd,format=raw,cache=unsafe,werror=enospc,rerror=report,readonly=on'),
+    'commas in paths are escaped',
+  );
   assert.ok(tcg.includes('if=none,id=disk1,file=/proc/self/fd/5,format=raw,cache=writeback,werror=enospc,rerror=report'));
   assert.ok(tcg.includes('virtio-blk-device,drive=disk1,serial=boson-scratch'));
   assert.ok(tcg.includes('memory-backend-memfd,id=mem,size=256M,share=on'), 'guest RAM is a shared memfd (no THP)');

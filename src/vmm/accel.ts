@@ -26,7 +26,11 @@ export function chooseAccelerator(facts: AccelFacts): AcceleratorChoice {
   }
   if (!facts.kvmDeviceUsable) return { accel: 'tcg', reason: '/dev/kvm is missing or not accessible' };
   const hasVirt = facts.cpuFlags.has('vmx') || facts.cpuFlags.has('svm');
-  if (!hasVirt) return { accel: 'tcg', reason: '/dev/kvm exists but the CPU has no vmx/svm flag (paravirtual or nested KVM cannot boot a stock guest kernel)' };
+  if (!hasVirt)
+    return {
+      accel: 'tcg',
+      reason: '/dev/kvm exists but the CPU has no vmx/svm flag (paravirtual or nested KVM cannot boot a stock guest kernel)',
+    };
   const hw = facts.kvmModules.filter((m) => m === 'kvm_intel' || m === 'kvm_amd');
   if (hw.length === 0) return { accel: 'tcg', reason: '/dev/kvm exists but neither kvm_intel nor kvm_amd is loaded' };
   return { accel: 'kvm', reason: `hardware virtualisation (${hw.join(', ')}) with a usable /dev/kvm` };

@@ -61,7 +61,12 @@ function escapeOpt(value: string): string {
 }
 
 /** Builds QEMU's argv (without the binary). `diskFds` maps the index of each fd-backed disk to its child fd. */
-export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKhz: number | undefined, diskFds: Map<number, number>): string[] {
+export function buildQemuArgv(
+  config: MicroVmConfig,
+  accel: 'kvm' | 'tcg',
+  tscKhz: number | undefined,
+  diskFds: Map<number, number>,
+): string[] {
   const cmdline = ['console=ttyS0', 'panic=-1', 'rdinit=/init', config.debug ? 'loglevel=7' : 'quiet', 'pci=off'];
   if (accel === 'tcg' && tscKhz) cmdline.push(`tsc_early_khz=${tscKhz}`);
   // Without ACPI there is no power off: boson-init resets the machine, and a triple fault is the reset that needs
@@ -72,17 +77,29 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
   // transport (libvhost-user refuses legacy devices).
   const virtiofs = (config.shares ?? []).some((sh) => sh.transport === 'virtiofs');
   const argv = [
-    '-M', `microvm,acpi=${config.acpi ? 'on' : 'off'},rtc=on,memory-backend=mem`,
-    '-accel', accel === 'tcg' ? `tcg,tb-size=${tcgTbSizeMiB()}` : accel,
-    '-cpu', accel === 'kvm' ? 'host' : 'max',
-    '-m', `${config.memoryMiB}`,
-    '-smp', `${config.cpus}`,
-    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
-    '-object', `${GUEST_RAM_BACKEND},id=mem,size=${config.memoryMiB}M,share=on`,
+    '-M',
+    `microvm,acpi=${config.acpi ? 'on' : 'off'},rtc=on,memory-backend=mem`,
+    '-accel',
+    accel === 'tcg' ? `tcg,tb-size=${tcgTbSizeMiB()}` : accel,
+    '-cpu',
+    accel === 'kvm' ? 'host' : 'max',
+    '-m',
+    `${config.memoryMiB}`,
+    '-smp',
+    `${config.cpus}`,
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    '-no-reboot',
+    '-object',
+    `${GUEST_RAM_BACKEND},id=mem,size=${config.memoryMiB}M,share=on`,
     ...(virtiofs ? ['-global', 'virtio-mmio.force-legacy=false'] : []),
-    '-kernel', config.kernel,
-    '-initrd', config.initramfs,
-    '-append', cmdline.join(' '),
+    '-kernel',
+    config.kernel,
+    '-initrd',
+    config.initramfs,
+    '-append',
+    cmdline.join(' '),
   ];
   const rt = config.runtimeDir;
   if (rt === undefined) {
@@ -90,10 +107,14 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
   } else {
     const at = (name: string): string => escapeOpt(path.join(rt, name));
     argv.push(
-      '-serial', `file:${path.join(rt, RUNTIME_FILES.console)}`,
-      '-chardev', `socket,id=ctl,path=${at(RUNTIME_FILES.control)},server=on,wait=off`,
-      '-chardev', `socket,id=qmp,path=${at(RUNTIME_FILES.qmp)},server=on,wait=off`,
-      '-pidfile', path.join(rt, RUNTIME_FILES.pid),
+      '-serial',
+      `file:${path.join(rt, RUNTIME_FILES.console)}`,
+      '-chardev',
+      `socket,id=ctl,path=${at(RUNTIME_FILES.control)},server=on,wait=off`,
+      '-chardev',
+      `socket,id=qmp,path=${at(RUNTIME_FILES.qmp)},server=on,wait=off`,
+      '-pidfile',
+      path.join(rt, RUNTIME_FILES.pid),
     );
   }
   // Confinement: seccomp (QEMU 7.2 installs its filter before -runas changes the uid, so set*id cannot be denied
@@ -105,7 +126,12 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
   argv.push('-device', BALLOON_DEVICE);
   argv.push('-mon', 'chardev=qmp,mode=control', '-device', 'virtio-serial-device', '-device', 'virtserialport,chardev=ctl,name=boson.ctl');
   if (config.logFile !== undefined) {
-    argv.push('-chardev', `file,id=log,path=${escapeOpt(config.logFile)},append=on`, '-device', 'virtserialport,chardev=log,name=boson.log');
+    argv.push(
+      '-chardev',
+      `file,id=log,path=${escapeOpt(config.logFile)},append=on`,
+      '-device',
+      'virtserialport,chardev=log,name=boson.log',
+    );
   }
   config.disks.forEach((disk, i) => {
     const childFd = diskFds.get(i);
@@ -113,7 +139,15 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
     if (file === undefined) throw new Error(`disk ${disk.serial} has neither a path nor an fd`);
     // A write that finds the host's disk full pauses the VM with the write kept (MicroVm.onHostDiskFull), instead of
     // failing it in the guest, where ext4 would drop the data or go read-only; other errors reach the guest.
-    const drive = [`if=none`, `id=disk${i}`, `file=${file.replace(/,/g, ',,')}`, `format=raw`, `cache=unsafe`, 'werror=enospc', 'rerror=report'];
+    const drive = [
+      `if=none`,
+      `id=disk${i}`,
+      `file=${file.replace(/,/g, ',,')}`,
+      `format=raw`,
+      `cache=unsafe`,
+      'werror=enospc',
+      'rerror=report',
+    ];
     if (disk.readOnly) drive.push('readonly=on');
     else drive.splice(drive.indexOf('cache=unsafe'), 1, 'cache=writeback');
     argv.push('-drive', drive.join(','), '-device', `virtio-blk-device,drive=disk${i},serial=${disk.serial}`);
@@ -130,12 +164,19 @@ export function buildQemuArgv(config: MicroVmConfig, accel: 'kvm' | 'tcg', tscKh
   (config.shares ?? []).forEach((share, i) => {
     if (share.transport === 'virtiofs') {
       if (rt === undefined) throw new Error('virtiofs shares need a detached micro-VM (a runtime directory)');
-      argv.push('-chardev', `socket,id=vfs${i},path=${escapeOpt(virtiofsSocket(rt, i))}`, '-device', `vhost-user-fs-device,chardev=vfs${i},tag=${share.tag}`);
+      argv.push(
+        '-chardev',
+        `socket,id=vfs${i},path=${escapeOpt(virtiofsSocket(rt, i))}`,
+        '-device',
+        `vhost-user-fs-device,chardev=vfs${i},tag=${share.tag}`,
+      );
       return;
     }
     argv.push(
-      '-fsdev', `local,id=fs${i},path=${escapeOpt(share.path)},security_model=passthrough${share.readOnly ? ',readonly=on' : ''}`,
-      '-device', `virtio-9p-device,fsdev=fs${i},mount_tag=${share.tag}`,
+      '-fsdev',
+      `local,id=fs${i},path=${escapeOpt(share.path)},security_model=passthrough${share.readOnly ? ',readonly=on' : ''}`,
+      '-device',
+      `virtio-9p-device,fsdev=fs${i},mount_tag=${share.tag}`,
     );
   });
   return argv;

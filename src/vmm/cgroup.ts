@@ -19,7 +19,8 @@ export interface CgroupLimits {
 }
 
 /** Which cgroup layout this host has, as far as Boson can use it. */
-export type CgroupMode = { version: 2; dir: string } | { version: 1; dirs: Record<'memory' | 'pids' | 'cpu', string> } | { version: 0; why: string };
+export type CgroupMode =
+  { version: 2; dir: string } | { version: 1; dirs: Record<'memory' | 'pids' | 'cpu', string> } | { version: 0; why: string };
 
 /** The host's cgroup layout for VMs under group `parent` (e.g. "boson"). */
 export function cgroupMode(parent: string, root = ROOT): CgroupMode {
@@ -55,7 +56,9 @@ export async function confine(mode: CgroupMode, name: string, pid: number, limit
     // The parent hands the controllers down (the root of a v2 hierarchy lists which ones exist).
     const available = (await readFile(path.join(path.dirname(mode.dir), 'cgroup.controllers'), 'utf8').catch(() => '')).split(/\s+/);
     const wanted = ['memory', 'pids', 'cpu'].filter((c) => available.includes(c));
-    await writeFile(path.join(path.dirname(mode.dir), 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' ')).catch(() => undefined);
+    await writeFile(path.join(path.dirname(mode.dir), 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' ')).catch(
+      () => undefined,
+    );
     await writeFile(path.join(mode.dir, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' ')).catch(() => undefined);
     const dir = path.join(mode.dir, name);
     await mkdir(dir, { recursive: true });

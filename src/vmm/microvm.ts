@@ -43,7 +43,15 @@ export class MicroVm implements Vm {
   private readonly killProcess: () => void;
 
   /** @internal use launchMicroVm or attachMicroVm */
-  constructor(parts: { pid: number; channel: Duplex; qmp: Duplex; proc?: ChildProcess; runtimeDir?: string; debug: boolean; cgroup?: VmCgroup | null }) {
+  constructor(parts: {
+    pid: number;
+    channel: Duplex;
+    qmp: Duplex;
+    proc?: ChildProcess;
+    runtimeDir?: string;
+    debug: boolean;
+    cgroup?: VmCgroup | null;
+  }) {
     this.pid = parts.pid;
     this.runtimeDir = parts.runtimeDir;
     this.channel = parts.channel;
@@ -77,7 +85,10 @@ export class MicroVm implements Vm {
         this.exitInfo = exit;
         parts.qmp.destroy();
         // Its cgroup goes with it (a daemon that re-attached found it in the runtime directory).
-        if (parts.cgroup) void release(parts.cgroup).catch(() => undefined).finally(() => resolve(exit));
+        if (parts.cgroup)
+          void release(parts.cgroup)
+            .catch(() => undefined)
+            .finally(() => resolve(exit));
         else resolve(exit);
       };
       if (proc) {
@@ -252,13 +263,25 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
   const argv = buildQemuArgv(config, accel.accel, tsc, diskFds);
   // A jailed QEMU gets a mount namespace of its own (unshare execs it: same pid). Slave, not private: the host's
   // unmounts reach it, so it never keeps a host filesystem busy (a private copy made rmdir of a mount point EBUSY).
-  const command = config.jail && (process.geteuid?.() ?? 0) === 0 ? ['unshare', '--mount', '--propagation', 'slave', '--', qemu, ...argv] : [qemu, ...argv];
+  const command =
+    config.jail && (process.geteuid?.() ?? 0) === 0
+      ? ['unshare', '--mount', '--propagation', 'slave', '--', qemu, ...argv]
+      : [qemu, ...argv];
   const rt = config.runtimeDir;
   if (rt === undefined) {
-    const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...command], { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...extraFds] });
+    const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...command], {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...extraFds],
+    });
     await spawned(proc);
     const cgroup = await confineOrKill(config, proc);
-    return new MicroVm({ pid: proc.pid!, channel: proc.stdio[3] as Duplex, qmp: proc.stdio[4] as Duplex, proc, debug: config.debug ?? false, cgroup });
+    return new MicroVm({
+      pid: proc.pid!,
+      channel: proc.stdio[3] as Duplex,
+      qmp: proc.stdio[4] as Duplex,
+      proc,
+      debug: config.debug ?? false,
+      cgroup,
+    });
   }
   if (extraFds.length > 0) throw new BosonError('INTERNAL', 'a detached micro-VM cannot take disks as file descriptors');
   const logFd = openSync(path.join(rt, RUNTIME_FILES.qemuLog), 'a');
@@ -276,12 +299,19 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
         // a read-only bind of the source, which exists only there and goes with it.
         const view = path.join(rt, `vfs${i}.ro`);
         await mkdir(view, { recursive: true });
-        const script = 'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && exec "$3" --socket-path="$4" -o source="$2" -o cache=auto -o modcaps=-mknod:-fsetid';
-        d = spawn('unshare', ['--mount', '--propagation', 'slave', 'sh', '-c', script, 'sh', share.path, view, virtiofsd, sock], { stdio: ['ignore', logFd, logFd], detached: true });
+        const script =
+          'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && exec "$3" --socket-path="$4" -o source="$2" -o cache=auto -o modcaps=-mknod:-fsetid';
+        d = spawn('unshare', ['--mount', '--propagation', 'slave', 'sh', '-c', script, 'sh', share.path, view, virtiofsd, sock], {
+          stdio: ['ignore', logFd, logFd],
+          detached: true,
+        });
       } else {
         // Without CAP_MKNOD no device node can be made on the host through the share; without CAP_FSETID a write
         // clears set-user-ID and set-group-ID bits as it would for an unprivileged writer.
-        d = spawn(virtiofsd, [`--socket-path=${sock}`, '-o', `source=${share.path}`, '-o', 'cache=auto', '-o', 'modcaps=-mknod:-fsetid'], { stdio: ['ignore', logFd, logFd], detached: true });
+        d = spawn(virtiofsd, [`--socket-path=${sock}`, '-o', `source=${share.path}`, '-o', 'cache=auto', '-o', 'modcaps=-mknod:-fsetid'], {
+          stdio: ['ignore', logFd, logFd],
+          detached: true,
+        });
       }
       await spawned(d).catch((cause: unknown) => {
         throw new BosonError('TOOL_FAILED', `cannot start virtiofsd for ${share.path}: ${(cause as Error).message}`, { cause });
@@ -356,7 +386,6 @@ function spawned(proc: ChildProcess): Promise<void> {
   });
 }
 
-
 /** Options for bootWithWatchdog. */
 export interface WatchdogOptions {
   /** How long one boot may take to signal "booted". */
@@ -385,7 +414,10 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     const vm = await launch(config);
     let timer: NodeJS.Timeout | undefined;
     const outcome = await Promise.race([
-      booted(vm).then((value) => ({ kind: 'booted' as const, value }), (error: unknown) => ({ kind: 'failed' as const, error })),
+      booted(vm).then(
+        (value) => ({ kind: 'booted' as const, value }),
+        (error: unknown) => ({ kind: 'failed' as const, error }),
+      ),
       vm.exited.then((exit) => ({ kind: 'exited' as const, exit })),
       new Promise<{ kind: 'timeout' }>((resolve) => (timer = setTimeout(() => resolve({ kind: 'timeout' }), options.timeoutMs))),
     ]);

@@ -10,7 +10,9 @@ const run = promisify(execFile);
 /** Resolves the QEMU binary to an absolute path; QEMU_MISSING if it is not there or not executable. */
 export async function findQemu(env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const wanted = env.BOSON_QEMU ?? 'qemu-system-x86_64';
-  const candidates = wanted.includes('/') ? [path.resolve(wanted)] : (env.PATH ?? '/usr/bin:/bin').split(':').map((d) => path.join(d, wanted));
+  const candidates = wanted.includes('/')
+    ? [path.resolve(wanted)]
+    : (env.PATH ?? '/usr/bin:/bin').split(':').map((d) => path.join(d, wanted));
   for (const candidate of candidates) {
     try {
       await access(candidate, constants.X_OK);
@@ -19,7 +21,9 @@ export async function findQemu(env: NodeJS.ProcessEnv = process.env): Promise<st
       // try the next one
     }
   }
-  throw new BosonError('QEMU_MISSING', `QEMU not found: ${wanted} (install qemu-system-x86, or set BOSON_QEMU)`, { details: { binary: wanted } });
+  throw new BosonError('QEMU_MISSING', `QEMU not found: ${wanted} (install qemu-system-x86, or set BOSON_QEMU)`, {
+    details: { binary: wanted },
+  });
 }
 
 /** QEMU's version string, e.g. "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)". */

@@ -15,14 +15,23 @@ function seconds(value: string): number {
 
 /** Adds the lifecycle commands. */
 export function registerLifecycleCommands(program: Command): void {
-  addContainerFlags(program.command('create').description('Create a container (daemon-managed) without starting it')
-    .argument('<image>').argument('[command...]').passThroughOptions())
-    .action(async (image: string, command: string[], flags: ContainerFlags) => {
-      const created = await machine().create(ctx, await containerSpecOf(image, command, flags));
-      process.stdout.write(`${created.id}\n`);
-    });
+  addContainerFlags(
+    program
+      .command('create')
+      .description('Create a container (daemon-managed) without starting it')
+      .argument('<image>')
+      .argument('[command...]')
+      .passThroughOptions(),
+  ).action(async (image: string, command: string[], flags: ContainerFlags) => {
+    const created = await machine().create(ctx, await containerSpecOf(image, command, flags));
+    process.stdout.write(`${created.id}\n`);
+  });
 
-  program.command('start').description('Start containers').argument('<containers...>').option('-a, --attach', 'attach to its output and wait for it')
+  program
+    .command('start')
+    .description('Start containers')
+    .argument('<containers...>')
+    .option('-a, --attach', 'attach to its output and wait for it')
     .action(async (refs: string[], flags: { attach?: boolean }) => {
       if (flags.attach) {
         if (refs.length !== 1) throw new BosonError('INVALID_ARGUMENT', 'start -a takes one container');
@@ -41,8 +50,15 @@ export function registerLifecycleCommands(program: Command): void {
       });
     });
 
-  for (const [name, description] of [['stop', 'Stop containers (SIGTERM, then kill after the timeout)'], ['restart', 'Restart containers']] as const) {
-    program.command(name).description(description).argument('<containers...>').option('-t, --time <seconds>', 'seconds to wait before killing', '10')
+  for (const [name, description] of [
+    ['stop', 'Stop containers (SIGTERM, then kill after the timeout)'],
+    ['restart', 'Restart containers'],
+  ] as const) {
+    program
+      .command(name)
+      .description(description)
+      .argument('<containers...>')
+      .option('-t, --time <seconds>', 'seconds to wait before killing', '10')
       .action(async (refs: string[], flags: { time: string }) => {
         await forEach(refs, async (ref) => {
           await machine()[name](ctx, ref, seconds(flags.time));
@@ -51,7 +67,11 @@ export function registerLifecycleCommands(program: Command): void {
       });
   }
 
-  program.command('kill').description('Send a signal to containers').argument('<containers...>').option('-s, --signal <signal>', 'signal to send', 'KILL')
+  program
+    .command('kill')
+    .description('Send a signal to containers')
+    .argument('<containers...>')
+    .option('-s, --signal <signal>', 'signal to send', 'KILL')
     .action(async (refs: string[], flags: { signal: string }) => {
       parseSignal(flags.signal);
       await forEach(refs, async (ref) => {
@@ -60,7 +80,11 @@ export function registerLifecycleCommands(program: Command): void {
       });
     });
 
-  program.command('rm').description('Remove containers').argument('<containers...>').option('-f, --force', 'kill and remove running containers')
+  program
+    .command('rm')
+    .description('Remove containers')
+    .argument('<containers...>')
+    .option('-f, --force', 'kill and remove running containers')
     .option('-v, --volumes', 'also remove their anonymous volumes')
     .action(async (refs: string[], flags: { force?: boolean; volumes?: boolean }) => {
       await forEach(refs, async (ref) => {
@@ -69,7 +93,10 @@ export function registerLifecycleCommands(program: Command): void {
       });
     });
 
-  program.command('wait').description('Wait for containers to stop; print their exit codes').argument('<containers...>')
+  program
+    .command('wait')
+    .description('Wait for containers to stop; print their exit codes')
+    .argument('<containers...>')
     .action(async (refs: string[]) => {
       await forEach(refs, async (ref) => {
         const r = await machine().wait(ctx, ref);
@@ -77,7 +104,11 @@ export function registerLifecycleCommands(program: Command): void {
       });
     });
 
-  program.command('rename').description('Rename a container').argument('<container>').argument('<new-name>')
+  program
+    .command('rename')
+    .description('Rename a container')
+    .argument('<container>')
+    .argument('<new-name>')
     .action(async (ref: string, name: string) => {
       await machine().rename(ctx, ref, name);
     });

@@ -17,7 +17,8 @@ import { formatBytes, printJson, printTable, StatusLine } from '../output.ts';
  */
 async function imagesWithContainers(): Promise<ImageMachine & { close(): Promise<void> }> {
   const client = new MachineClient(daemonSocketPath(bosonPaths()));
-  if (await daemonAnswers(client)) return { images: new RemoteImages(client), remote: true, ctx: localContext(), close: async () => undefined };
+  if (await daemonAnswers(client))
+    return { images: new RemoteImages(client), remote: true, ctx: localContext(), close: async () => undefined };
   const { buildRuntime } = await import('../../main/index.ts');
   const runtime = buildRuntime('embedded');
   return { images: runtime.imageService, remote: false, ctx: localContext(), close: () => runtime.close() };
@@ -82,7 +83,9 @@ async function pruneImages(flags: { json?: boolean }): Promise<void> {
     if (flags.json) printJson(r);
     else {
       for (const id of r.images) process.stdout.write(`Deleted image: ${id}\n`);
-      process.stdout.write(`Deleted ${r.blobs.length} blobs, ${r.disks.length} root disks, ${r.partials.length} partial downloads\nTotal reclaimed space: ${formatBytes(r.bytes)}\n`);
+      process.stdout.write(
+        `Deleted ${r.blobs.length} blobs, ${r.disks.length} root disks, ${r.partials.length} partial downloads\nTotal reclaimed space: ${formatBytes(r.bytes)}\n`,
+      );
     }
   } finally {
     await machine.close();
@@ -120,9 +123,19 @@ async function importImages(source: string, flags: { tag?: string; json?: boolea
 
 /** Adds `images` and the `image` command group to the program. */
 export function registerImageCommands(program: Command): void {
-  program.command('images').description('List local images').option('--json', 'print as JSON').option('-q, --quiet', 'only image IDs').action(listImages);
+  program
+    .command('images')
+    .description('List local images')
+    .option('--json', 'print as JSON')
+    .option('-q, --quiet', 'only image IDs')
+    .action(listImages);
   const image = program.command('image').description('Manage images');
-  image.command('ls').description('List local images').option('--json', 'print as JSON').option('-q, --quiet', 'only image IDs').action(listImages);
+  image
+    .command('ls')
+    .description('List local images')
+    .option('--json', 'print as JSON')
+    .option('-q, --quiet', 'only image IDs')
+    .action(listImages);
   image
     .command('import')
     .description('Import an OCI image layout directory or a `docker save` tarball')
@@ -140,7 +153,15 @@ export function registerImageCommands(program: Command): void {
       .action(removeImages);
   }
   for (const cmd of [program.command('tag'), image.command('tag')]) {
-    cmd.description('Give an image another name').argument('<source>', 'image reference or id').argument('<target>', 'new name[:tag]').action(tagImage);
+    cmd
+      .description('Give an image another name')
+      .argument('<source>', 'image reference or id')
+      .argument('<target>', 'new name[:tag]')
+      .action(tagImage);
   }
-  image.command('prune').description('Remove images without names, and blobs, root disks and partial downloads nothing uses').option('--json', 'print as JSON').action(pruneImages);
+  image
+    .command('prune')
+    .description('Remove images without names, and blobs, root disks and partial downloads nothing uses')
+    .option('--json', 'print as JSON')
+    .action(pruneImages);
 }

@@ -27,7 +27,15 @@ interface Info {
   /** "root", or "rootless" (not root: QEMU user-mode networking, root disks built in a user namespace). */
   mode: 'root' | 'rootless';
   accelerator: { name: string; reason: string; tscKhz: number | null };
-  guest: { kernel: string | null; kernelRelease: string | null; initramfs: string | null; init: string | null; modules: string[]; drivers: string[]; acpi: boolean | null };
+  guest: {
+    kernel: string | null;
+    kernelRelease: string | null;
+    initramfs: string | null;
+    init: string | null;
+    modules: string[];
+    drivers: string[];
+    acpi: boolean | null;
+  };
   qemu: { binary: string | null; version: string | null };
   /** How each QEMU is confined: by a daemon (all of it) and in a `boson run` without one. */
   confinement: { daemon: string[]; embedded: string[] };
@@ -109,5 +117,8 @@ function confinementOf(): { daemon: string[]; embedded: string[] } {
     ...(policy.chroot ? ['chroot', 'own mount namespace'] : []),
     ...(policy.cgroupParent ? [describeCgroups(cgroupMode(policy.cgroupParent))] : []),
   ];
-  return { daemon: [...(policy.user ? [`user ${policy.user}`] : ['user root (no boson-vmm user: run scripts/setup.sh)']), ...common], embedded: ['user root (keeps the parent-death signal)', ...common] };
+  return {
+    daemon: [...(policy.user ? [`user ${policy.user}`] : ['user root (no boson-vmm user: run scripts/setup.sh)']), ...common],
+    embedded: ['user root (keeps the parent-death signal)', ...common],
+  };
 }

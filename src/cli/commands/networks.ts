@@ -7,30 +7,67 @@ import { printJson, printTable } from '../output.ts';
 /** Adds `network create|ls|inspect|rm|prune|connect|disconnect`. */
 export function registerNetworkCommands(program: Command): void {
   const network = program.command('network').description('Manage networks (bridges with their own subnets, isolated from each other)');
-  network.command('create').description('Create a network').argument('<name>').option('--subnet <cidr>', 'subnet (default: a free /24)').option('--gateway <ip>', 'gateway address')
-    .option('--internal', 'no access to the outside').option('-l, --label <key=value>', 'set a label', (v: string, p: string[]) => [...p, v], [] as string[])
+  network
+    .command('create')
+    .description('Create a network')
+    .argument('<name>')
+    .option('--subnet <cidr>', 'subnet (default: a free /24)')
+    .option('--gateway <ip>', 'gateway address')
+    .option('--internal', 'no access to the outside')
+    .option('-l, --label <key=value>', 'set a label', (v: string, p: string[]) => [...p, v], [] as string[])
     .action(async (name: string, flags: { subnet?: string; gateway?: string; internal?: boolean; label: string[] }) => {
-      const n = await machine().networks.create(ctx, { name, subnet: flags.subnet, gateway: flags.gateway, internal: flags.internal, labels: labelsFromFlags(flags.label) });
+      const n = await machine().networks.create(ctx, {
+        name,
+        subnet: flags.subnet,
+        gateway: flags.gateway,
+        internal: flags.internal,
+        labels: labelsFromFlags(flags.label),
+      });
       process.stdout.write(`${n.id}\n`);
     });
-  network.command('ls').description('List networks').option('-q, --quiet', 'only ids').option('--json', 'print as JSON')
+  network
+    .command('ls')
+    .description('List networks')
+    .option('-q, --quiet', 'only ids')
+    .option('--json', 'print as JSON')
     .action(async (flags: { quiet?: boolean; json?: boolean }) => {
       const list = await machine().networks.list(ctx);
       if (flags.json) printJson(list);
       else if (flags.quiet) process.stdout.write(list.map((n) => `${n.id.slice(0, 12)}\n`).join(''));
-      else printTable(['NETWORK ID', 'NAME', 'DRIVER', 'SUBNET'], list.map((n) => [n.id.slice(0, 12), n.name, n.driver, n.subnet]));
+      else
+        printTable(
+          ['NETWORK ID', 'NAME', 'DRIVER', 'SUBNET'],
+          list.map((n) => [n.id.slice(0, 12), n.name, n.driver, n.subnet]),
+        );
     });
-  network.command('inspect').description('Show networks as JSON').argument('<names...>')
+  network
+    .command('inspect')
+    .description('Show networks as JSON')
+    .argument('<names...>')
     .action((names: string[]) => inspectEach(names, (n) => machine().networks.inspect(ctx, n)));
-  network.command('rm').description('Remove networks').argument('<names...>')
+  network
+    .command('rm')
+    .description('Remove networks')
+    .argument('<names...>')
     .action((names: string[]) => removeEach(names, (n) => machine().networks.remove(ctx, n)));
-  network.command('prune').description('Remove the networks no container joins').option('-f, --force', 'do not ask')
+  network
+    .command('prune')
+    .description('Remove the networks no container joins')
+    .option('-f, --force', 'do not ask')
     .action(async () => {
       const r = await machine().networks.prune(ctx);
       process.stdout.write(r.removed.map((n) => `${n}\n`).join('') + `Deleted ${r.removed.length} network(s)\n`);
     });
-  network.command('connect').description('Make a stopped container join a network (at its next start)').argument('<network>').argument('<container>')
+  network
+    .command('connect')
+    .description('Make a stopped container join a network (at its next start)')
+    .argument('<network>')
+    .argument('<container>')
     .action(async (name: string, container: string) => machine().networks.connect(ctx, name, container));
-  network.command('disconnect').description('Take a stopped container off a network').argument('<network>').argument('<container>')
+  network
+    .command('disconnect')
+    .description('Take a stopped container off a network')
+    .argument('<network>')
+    .argument('<container>')
     .action(async (name: string, container: string) => machine().networks.disconnect(ctx, name, container));
 }

@@ -27,14 +27,32 @@ const short = (digest: string | undefined): string => (digest ?? '').replace(/^s
 /** A progress renderer for one pull: bars on a terminal, plain lines, JSON lines, or nothing. */
 async function pullProgress(flags: PullFlags): Promise<{ onProgress: ImageProgress; stop(): void }> {
   // Warnings (e.g. extended attributes the staging filesystem refused) go to stderr even when quiet.
-  const warn = (e: Parameters<ImageProgress>[0]): boolean => e.phase === 'warning' && (process.stderr.write(`Warning: ${e.detail}\n`), true);
+  const warn = (e: Parameters<ImageProgress>[0]): boolean =>
+    e.phase === 'warning' && (process.stderr.write(`Warning: ${e.detail}\n`), true);
   if (flags.quiet) return { onProgress: (e) => void warn(e), stop: () => undefined };
   if (flags.json) {
     return {
       onProgress: (e) => {
-        const status = { resolve: 'Resolving', download: 'Downloading', downloaded: 'Download complete', exists: 'Already exists', unpack: 'Extracting', mkfs: 'Building root disk', done: 'Root disk ready', pulled: 'Pulled' }[e.phase] ?? e.phase;
+        const status =
+          {
+            resolve: 'Resolving',
+            download: 'Downloading',
+            downloaded: 'Download complete',
+            exists: 'Already exists',
+            unpack: 'Extracting',
+            mkfs: 'Building root disk',
+            done: 'Root disk ready',
+            pulled: 'Pulled',
+          }[e.phase] ?? e.phase;
         const id = e.phase === 'download' || e.phase === 'downloaded' || e.phase === 'exists' ? short(e.detail) : undefined;
-        process.stdout.write(JSON.stringify({ status, ...(id ? { id } : {}), ...(e.total !== undefined ? { progressDetail: { current: e.current ?? 0, total: e.total } } : {}), ...(id ? {} : { detail: e.detail }) }) + '\n');
+        process.stdout.write(
+          JSON.stringify({
+            status,
+            ...(id ? { id } : {}),
+            ...(e.total !== undefined ? { progressDetail: { current: e.current ?? 0, total: e.total } } : {}),
+            ...(id ? {} : { detail: e.detail }),
+          }) + '\n',
+        );
       },
       stop: () => undefined,
     };
@@ -60,7 +78,14 @@ async function pullProgress(flags: PullFlags): Promise<{ onProgress: ImageProgre
   }
   const { default: cliProgress } = await import('cli-progress');
   const multi = new cliProgress.MultiBar(
-    { format: ' {id} [{bar}] {value_h}/{total_h} {state}', hideCursor: true, clearOnComplete: false, stream: process.stderr, barsize: 30, formatValue: (v, _o, type) => (type === 'value' || type === 'total' ? formatBytes(v) : String(v)) },
+    {
+      format: ' {id} [{bar}] {value_h}/{total_h} {state}',
+      hideCursor: true,
+      clearOnComplete: false,
+      stream: process.stderr,
+      barsize: 30,
+      formatValue: (v, _o, type) => (type === 'value' || type === 'total' ? formatBytes(v) : String(v)),
+    },
     cliProgress.Presets.shades_classic,
   );
   const bars = new Map<string, cliProgress.SingleBar>();
@@ -76,10 +101,20 @@ async function pullProgress(flags: PullFlags): Promise<{ onProgress: ImageProgre
   const warnings: Array<Parameters<ImageProgress>[0]> = [];
   return {
     onProgress: (e) => {
-      if (e.phase === 'warning') warnings.push(e); // printed below the bars, once they stop
-      else if (e.phase === 'download' && e.detail) bar(e.detail, e.total ?? 0).update(e.current ?? 0, { state: 'Downloading', value_h: formatBytes(e.current ?? 0), total_h: formatBytes(e.total ?? 0) });
+      if (e.phase === 'warning')
+        warnings.push(e); // printed below the bars, once they stop
+      else if (e.phase === 'download' && e.detail)
+        bar(e.detail, e.total ?? 0).update(e.current ?? 0, {
+          state: 'Downloading',
+          value_h: formatBytes(e.current ?? 0),
+          total_h: formatBytes(e.total ?? 0),
+        });
       else if ((e.phase === 'downloaded' || e.phase === 'exists') && e.detail) {
-        bar(e.detail, e.total ?? 0).update(e.total ?? 0, { state: e.phase === 'exists' ? 'Already exists' : 'Pull complete', value_h: formatBytes(e.total ?? 0), total_h: formatBytes(e.total ?? 0) });
+        bar(e.detail, e.total ?? 0).update(e.total ?? 0, {
+          state: e.phase === 'exists' ? 'Already exists' : 'Pull complete',
+          value_h: formatBytes(e.total ?? 0),
+          total_h: formatBytes(e.total ?? 0),
+        });
       } else if (e.phase === 'unpack' || e.phase === 'mkfs') {
         note ??= multi.create(1, 0, { id: 'root disk   ', state: '', value_h: '', total_h: '' });
         note.update(0, { state: e.phase === 'unpack' ? `Extracting ${e.current}/${e.total}` : `mkfs.${e.detail}` });
@@ -102,10 +137,20 @@ async function pullCommand(reference: string, flags: PullFlags): Promise<void> {
   } finally {
     progress.stop();
   }
-  if (flags.json) process.stdout.write(JSON.stringify({ status: result.upToDate ? 'Image is up to date' : 'Downloaded newer image', reference: result.reference, digest: result.digest, image: result.image }) + '\n');
+  if (flags.json)
+    process.stdout.write(
+      JSON.stringify({
+        status: result.upToDate ? 'Image is up to date' : 'Downloaded newer image',
+        reference: result.reference,
+        digest: result.digest,
+        image: result.image,
+      }) + '\n',
+    );
   else if (flags.quiet) process.stdout.write(`${result.reference}\n`);
   else {
-    process.stderr.write(`Digest: ${result.digest}\nStatus: ${result.upToDate ? 'Image is up to date for' : 'Downloaded newer image for'} ${result.reference}\n`);
+    process.stderr.write(
+      `Digest: ${result.digest}\nStatus: ${result.upToDate ? 'Image is up to date for' : 'Downloaded newer image for'} ${result.reference}\n`,
+    );
     process.stdout.write(`${result.reference}\n`);
   }
 }
@@ -135,7 +180,9 @@ async function prompt(question: string, hidden: boolean): Promise<string> {
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 async function loginCommand(host: string, flags: { username?: string; passwordStdin?: boolean; insecure?: boolean }): Promise<void> {
@@ -189,5 +236,9 @@ export function registerPullCommands(program: Command): void {
     .option('--password-stdin', 'read the password from standard input')
     .option('--insecure', 'allow plain HTTP to this registry')
     .action(loginCommand);
-  program.command('logout').description('Remove the stored credentials of a registry').argument('[host]', 'registry host[:port]', 'docker.io').action(logoutCommand);
+  program
+    .command('logout')
+    .description('Remove the stored credentials of a registry')
+    .argument('[host]', 'registry host[:port]', 'docker.io')
+    .action(logoutCommand);
 }

@@ -9,7 +9,14 @@
 import type { Command } from 'commander';
 import type { Duplex } from 'node:stream';
 import { BosonError, bosonPaths } from '../../common/index.ts';
-import { MachineClient, RemoteImages, StreamDemuxer, daemonSocketPath, execStatusError, type ExecStatus } from '../../machine/client/index.ts';
+import {
+  MachineClient,
+  RemoteImages,
+  StreamDemuxer,
+  daemonSocketPath,
+  execStatusError,
+  type ExecStatus,
+} from '../../machine/client/index.ts';
 import { localContext, type ContainerSpec, type MachineImages } from '../../machine/port/index.ts';
 import { buildImages } from '../../main/index.ts';
 import { pullRequest, pullSteps } from '../machine.ts';
@@ -20,7 +27,13 @@ interface RunFlags extends ContainerFlags {
   detach?: boolean;
 }
 
-const FORWARDED_SIGNALS: Array<[NodeJS.Signals, number]> = [['SIGTERM', 15], ['SIGHUP', 1], ['SIGQUIT', 3], ['SIGUSR1', 10], ['SIGUSR2', 12]];
+const FORWARDED_SIGNALS: Array<[NodeJS.Signals, number]> = [
+  ['SIGTERM', 15],
+  ['SIGHUP', 1],
+  ['SIGQUIT', 3],
+  ['SIGUSR1', 10],
+  ['SIGUSR2', 12],
+];
 
 /** Adds `run` to the program. */
 export function registerRun(program: Command): void {
@@ -28,7 +41,7 @@ export function registerRun(program: Command): void {
     .command('run')
     .description('Run a command in a new container, in its own micro-VM')
     .argument('<image>', 'image reference (e.g. busybox)')
-    .argument('[command...]', 'command and arguments (default: the image\'s)')
+    .argument('[command...]', "command and arguments (default: the image's)")
     .option('-d, --detach', 'run in the background under the daemon; prints the container id')
     .passThroughOptions();
   addContainerFlags(run).action(async (image: string, command: string[], flags: RunFlags) => {
@@ -52,7 +65,14 @@ async function pullIfMissing(image: string, client: MachineClient | null): Promi
   const status = new StatusLine();
   try {
     const request = await pullRequest(machine, { reference: image, ifMissing: true });
-    await machine.images.pull(machine.ctx, request, pullSteps((step) => status.update(step), (warning) => status.warn(warning)));
+    await machine.images.pull(
+      machine.ctx,
+      request,
+      pullSteps(
+        (step) => status.update(step),
+        (warning) => status.warn(warning),
+      ),
+    );
   } finally {
     status.clear();
   }
@@ -88,11 +108,15 @@ interface ForegroundRun {
 async function runForeground(spec: ContainerSpec): Promise<number> {
   const tty = Boolean(spec.process?.tty);
   const interactive = Boolean(spec.process?.stdin);
-  if (tty && interactive && !process.stdin.isTTY) throw new BosonError('INVALID_ARGUMENT', 'the input device is not a TTY (drop -t, or run from a terminal)');
+  if (tty && interactive && !process.stdin.isTTY)
+    throw new BosonError('INVALID_ARGUMENT', 'the input device is not a TTY (drop -t, or run from a terminal)');
   const winsize = tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined;
   // The container is removed by whoever runs it only once it has ended; it is never left half-made.
   const client = new MachineClient(daemonSocketPath(bosonPaths()));
-  const viaDaemon = await client.request('GET', '/healthz').then(() => true, () => false);
+  const viaDaemon = await client.request('GET', '/healthz').then(
+    () => true,
+    () => false,
+  );
   let run: ForegroundRun | undefined;
   let interrupts = 0;
   // Signals arriving while the VM boots: remember them and act once the process exists.
@@ -125,7 +149,11 @@ function terminalSink(): { stdout(d: Buffer): void; stderr(d: Buffer): void } {
 }
 
 /** The whole run in one upgraded request to the daemon (POST /v1/run); resize and signals by the container's id. */
-async function runThroughDaemon(client: MachineClient, spec: ContainerSpec, winsize: { rows: number; cols: number } | undefined): Promise<ForegroundRun> {
+async function runThroughDaemon(
+  client: MachineClient,
+  spec: ContainerSpec,
+  winsize: { rows: number; cols: number } | undefined,
+): Promise<ForegroundRun> {
   const stream: Duplex = await client.upgrade('/v1/run', { spec, winsize });
   let id: string | undefined;
   const pending: Array<() => void> = [];
@@ -136,10 +164,16 @@ async function runThroughDaemon(client: MachineClient, spec: ContainerSpec, wins
   };
   let status: ExecStatus | undefined;
   const sink = terminalSink();
-  const demux = new StreamDemuxer(sink.stdout, sink.stderr, (s) => (status = s), (created) => {
-    id = (JSON.parse(created.toString('utf8')) as { id: string }).id;
-    for (const go of pending.splice(0)) go();
-  }, (notice) => new StatusLine().warn(notice));
+  const demux = new StreamDemuxer(
+    sink.stdout,
+    sink.stderr,
+    (s) => (status = s),
+    (created) => {
+      id = (JSON.parse(created.toString('utf8')) as { id: string }).id;
+      for (const go of pending.splice(0)) go();
+    },
+    (notice) => new StatusLine().warn(notice),
+  );
   stream.on('data', (d: Buffer) => demux.push(d));
   const exit = new Promise<number>((resolve, reject) => {
     const done = (): void => {

@@ -45,13 +45,22 @@ export function registerUp(program: Command): void {
         return;
       }
       const { startHostDaemon } = await import('../../main/index.ts');
-      const endpoint = (address: string | undefined): TcpEndpointRequest | undefined => address === undefined ? undefined : {
-        address, tlsVerify: Boolean(flags.tlsverify), insecure: Boolean(flags.insecureTcp),
-        tlsCaCert: flags.tlscacert ?? path.join(tlsDir, 'ca.pem'), tlsCert: flags.tlscert ?? path.join(tlsDir, 'server-cert.pem'), tlsKey: flags.tlskey ?? path.join(tlsDir, 'server-key.pem'),
-      };
+      const endpoint = (address: string | undefined): TcpEndpointRequest | undefined =>
+        address === undefined
+          ? undefined
+          : {
+              address,
+              tlsVerify: Boolean(flags.tlsverify),
+              insecure: Boolean(flags.insecureTcp),
+              tlsCaCert: flags.tlscacert ?? path.join(tlsDir, 'ca.pem'),
+              tlsCert: flags.tlscert ?? path.join(tlsDir, 'server-cert.pem'),
+              tlsKey: flags.tlskey ?? path.join(tlsDir, 'server-key.pem'),
+            };
       const daemon = await startHostDaemon({ tcp: endpoint(flags.tcp), dockerTcp: endpoint(flags.dockerTcp), pidFile });
       const dockerSocket = daemon.dockerSocket;
-      process.stdout.write(`Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''} (pid ${process.pid})\n`);
+      process.stdout.write(
+        `Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''} (pid ${process.pid})\n`,
+      );
       const stop = (): void => {
         void daemon.close().then(() => process.exit(0));
       };

@@ -132,7 +132,10 @@ async function containerTop(deps: RouteDeps, { res, params, query }: Ctx): Promi
 }
 
 /** The rows of a ps table whose PID is in `pids` (Docker's answer when ps prints no PID column). */
-export function onlyPids(table: { Titles: string[]; Processes: string[][] }, pids: Set<string>): { Titles: string[]; Processes: string[][] } {
+export function onlyPids(
+  table: { Titles: string[]; Processes: string[][] },
+  pids: Set<string>,
+): { Titles: string[]; Processes: string[][] } {
   const col = table.Titles.indexOf('PID');
   if (col < 0) throw new DockerError(500, `Couldn't find PID field in ps output`);
   return { Titles: table.Titles, Processes: table.Processes.filter((p) => pids.has(p[col] ?? '')) };

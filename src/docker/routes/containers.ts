@@ -134,16 +134,24 @@ async function updateContainer({ machine: { containers: m, extras } }: RouteDeps
   const c = await m.inspect(LOCAL, ctx.params[0]!);
   const body = await jsonBody(ctx);
   const set = (v: unknown): boolean =>
-    v === true || (typeof v === 'number' && v !== 0 && v !== -1) || (typeof v === 'string' && v !== '') || (Array.isArray(v) && v.length > 0) || (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length > 0);
-  const fixed = Object.entries(body).filter(([k, v]) => k !== 'RestartPolicy' && set(v)).map(([k]) => k);
+    v === true ||
+    (typeof v === 'number' && v !== 0 && v !== -1) ||
+    (typeof v === 'string' && v !== '') ||
+    (Array.isArray(v) && v.length > 0) ||
+    (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length > 0);
+  const fixed = Object.entries(body)
+    .filter(([k, v]) => k !== 'RestartPolicy' && set(v))
+    .map(([k]) => k);
   if (fixed.length > 0) throw notSupported('docker update', "a micro-VM's memory and CPUs are fixed when it boots");
   const rp = body.RestartPolicy;
   if (rp !== undefined && rp !== null) {
-    if (typeof rp !== 'object' || Array.isArray(rp)) throw badRequest('json: cannot unmarshal into Go struct field UpdateConfig.RestartPolicy of type container.RestartPolicy');
+    if (typeof rp !== 'object' || Array.isArray(rp))
+      throw badRequest('json: cannot unmarshal into Go struct field UpdateConfig.RestartPolicy of type container.RestartPolicy');
     const { Name, MaximumRetryCount } = rp as { Name?: unknown; MaximumRetryCount?: unknown };
     const name = typeof Name === 'string' && Name !== '' ? Name : 'no';
     const count = typeof MaximumRetryCount === 'number' ? MaximumRetryCount : 0;
-    if (count > 0 && name !== 'on-failure') throw badRequest(`invalid restart policy: maximum retry count can only be used with 'on-failure'`);
+    if (count > 0 && name !== 'on-failure')
+      throw badRequest(`invalid restart policy: maximum retry count can only be used with 'on-failure'`);
     if (count < 0) throw badRequest('invalid restart policy: maximum retry count cannot be negative');
     let restartPolicy: RestartPolicy;
     try {
@@ -152,7 +160,8 @@ async function updateContainer({ machine: { containers: m, extras } }: RouteDeps
       if (isBosonError(err, 'INVALID_ARGUMENT')) throw badRequest(err.message);
       throw err;
     }
-    if (c.autoRemove && restartPolicy.name !== 'no') throw badRequest('Restart policy cannot be updated because AutoRemove is enabled for the container');
+    if (c.autoRemove && restartPolicy.name !== 'no')
+      throw badRequest('Restart policy cannot be updated because AutoRemove is enabled for the container');
     await extras.reconfigure(c.id, { restartPolicy });
   }
   sendJson(ctx.res, 200, { Warnings: [] });

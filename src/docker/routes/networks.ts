@@ -24,7 +24,11 @@ export function registerNetworkRoutes(router: Router, deps: RouteDeps): void {
   const nets = (): DockerNetworks => extras.networks;
   router.on('GET', '/networks', async ({ res, query }) => {
     const match = networkFilter(query);
-    sendJson(res, 200, (await nets().list()).filter(match).map((n) => networkJson(n)));
+    sendJson(
+      res,
+      200,
+      (await nets().list()).filter(match).map((n) => networkJson(n)),
+    );
   });
   router.on('GET', `/networks/${ID}`, async ({ res, params }) => {
     const n = await nets().get(params[0]!);
@@ -75,7 +79,8 @@ function networkFilter(q: URLSearchParams): (n: NetworkRecord) => boolean {
     }
   };
   for (const t of filters.get('type') ?? []) if (t !== 'custom' && t !== 'builtin') throw badRequest(`invalid filter: 'type'='${t}'`);
-  if (filters.has('dangling')) throw notSupported("the network filter 'dangling'", 'Boson does not track which networks containers last used');
+  if (filters.has('dangling'))
+    throw notSupported("the network filter 'dangling'", 'Boson does not track which networks containers last used');
   return (n) => {
     const one = (key: string, test: (v: string) => boolean): boolean => {
       const values = filters.get(key) ?? [];
@@ -101,13 +106,22 @@ function attached(n: NetworkRecord, running: Container[]): Record<string, unknow
   const out: Record<string, unknown> = {};
   for (const c of running) {
     if (!c.endpoint || c.endpoint.network !== n.id) continue;
-    out[c.id] = { Name: c.name, EndpointID: endpointId(c.id, n.id), MacAddress: c.endpoint.mac, IPv4Address: `${c.endpoint.address}/${prefix}`, IPv6Address: '' };
+    out[c.id] = {
+      Name: c.name,
+      EndpointID: endpointId(c.id, n.id),
+      MacAddress: c.endpoint.mac,
+      IPv4Address: `${c.endpoint.address}/${prefix}`,
+      IPv6Address: '',
+    };
   }
   return out;
 }
 
 /** The container and network of a connect/disconnect body, and the network the container is on now. */
-async function parties({ machine: { containers: m, extras } }: RouteDeps, ctx: Ctx): Promise<{ body: Record<string, unknown>; c: Container; n: NetworkRecord; on: ReturnType<NetworkLookup> }> {
+async function parties(
+  { machine: { containers: m, extras } }: RouteDeps,
+  ctx: Ctx,
+): Promise<{ body: Record<string, unknown>; c: Container; n: NetworkRecord; on: ReturnType<NetworkLookup> }> {
   const n = await extras.networks.get(ctx.params[0]!);
   const body = await jsonBody(ctx);
   const ref = typeof body.Container === 'string' ? body.Container : '';

@@ -127,10 +127,16 @@ test('stats and network documents', () => {
   assert.equal(n.Internal, true);
 });
 
-test('top with ps_args keeps the rows of the container\'s own processes, by PID', () => {
-  const own = psTable('PID   USER     TIME  COMMAND\n    1 root      0:00 /init\n    2 root      0:00 [kthreadd]\n   40 root      0:00 sleep 100\n   51 root      0:00 ps\n', 'ps');
+test("top with ps_args keeps the rows of the container's own processes, by PID", () => {
+  const own = psTable(
+    'PID   USER     TIME  COMMAND\n    1 root      0:00 /init\n    2 root      0:00 [kthreadd]\n   40 root      0:00 sleep 100\n   51 root      0:00 ps\n',
+    'ps',
+  );
   const custom = psTable('PID   COMMAND\n    1 init\n    2 kthreadd\n   40 sleep\n   52 ps\n', '');
-  assert.deepEqual(onlyPids(custom, new Set(own.Processes.map((p) => p[0]!))), { Titles: ['PID', 'COMMAND'], Processes: [['40', 'sleep']] });
+  assert.deepEqual(onlyPids(custom, new Set(own.Processes.map((p) => p[0]!))), {
+    Titles: ['PID', 'COMMAND'],
+    Processes: [['40', 'sleep']],
+  });
   assert.throws(() => onlyPids(psTable('COMMAND\nsleep\n', ''), new Set(['40'])), /Couldn't find PID field/);
 });
 
@@ -140,7 +146,9 @@ test('prune filters: until as a duration, unix seconds or RFC 3339; labels all, 
   assert.equal(untilCutoff('1704164400', now), 1704164400_000);
   assert.equal(untilCutoff('2024-01-01T00:00:00Z', now), Date.parse('2024-01-01T00:00:00Z'));
   assert.throws(() => untilCutoff('yesterday', now), /invalid filter 'until=yesterday'/);
-  const { matches } = pruneMatcher(new URLSearchParams({ filters: JSON.stringify({ label: ['a=1', 'b'], 'label!': ['keep'], until: ['2024-01-01T00:00:00Z'] }) }));
+  const { matches } = pruneMatcher(
+    new URLSearchParams({ filters: JSON.stringify({ label: ['a=1', 'b'], 'label!': ['keep'], until: ['2024-01-01T00:00:00Z'] }) }),
+  );
   assert.equal(matches({ a: '1', b: '' }, '2023-12-31T00:00:00Z'), true);
   assert.equal(matches({ a: '1' }, '2023-12-31T00:00:00Z'), false);
   assert.equal(matches({ a: '1', b: '', keep: '' }, '2023-12-31T00:00:00Z'), false);

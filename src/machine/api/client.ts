@@ -19,7 +19,8 @@ export function daemonSocketPath(paths: BosonPaths, env: NodeJS.ProcessEnv = pro
 export function errorFrom(status: number, text: string): BosonError {
   try {
     const body = JSON.parse(text) as { code?: string; detail?: string };
-    if (body.code && body.code in ERROR_CATALOGUE) return new BosonError(body.code as ErrorCode, body.detail ?? `daemon answered ${status}`);
+    if (body.code && body.code in ERROR_CATALOGUE)
+      return new BosonError(body.code as ErrorCode, body.detail ?? `daemon answered ${status}`);
     return new BosonError('INTERNAL', body.detail ?? `daemon answered ${status}: ${text}`);
   } catch {
     return new BosonError('INTERNAL', `daemon answered ${status}: ${text.slice(0, 200)}`);
@@ -31,7 +32,9 @@ export class MachineClient {
   constructor(readonly socketPath: string) {}
 
   private unavailable(cause: unknown): BosonError {
-    return new BosonError('DAEMON_UNAVAILABLE', `cannot reach the Boson daemon at ${this.socketPath} (is \`boson up\` running?)`, { cause });
+    return new BosonError('DAEMON_UNAVAILABLE', `cannot reach the Boson daemon at ${this.socketPath} (is \`boson up\` running?)`, {
+      cause,
+    });
   }
 
   /**
@@ -42,7 +45,11 @@ export class MachineClient {
     return new Promise((resolve, reject) => {
       const streamed = contentType !== undefined ? (body as AsyncIterable<Uint8Array>) : undefined;
       const payload = body === undefined || streamed ? undefined : Buffer.from(JSON.stringify(body));
-      const headers = streamed ? { 'Content-Type': contentType! } : payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {};
+      const headers = streamed
+        ? { 'Content-Type': contentType! }
+        : payload
+          ? { 'Content-Type': 'application/json', 'Content-Length': payload.length }
+          : {};
       const req = http.request({ socketPath: this.socketPath, method, path: urlPath, headers }, resolve);
       req.on('error', (err) => reject(this.unavailable(err)));
       if (!streamed) {
@@ -98,7 +105,8 @@ export class MachineClient {
       // The answer broke off before its end: the daemon went away mid-stream.
       throw new BosonError('DAEMON_UNAVAILABLE', `lost the connection to the Boson daemon at ${this.socketPath}`, { cause: err });
     }
-    if (!res.complete && !signal?.aborted) throw new BosonError('DAEMON_UNAVAILABLE', `lost the connection to the Boson daemon at ${this.socketPath}`);
+    if (!res.complete && !signal?.aborted)
+      throw new BosonError('DAEMON_UNAVAILABLE', `lost the connection to the Boson daemon at ${this.socketPath}`);
   }
 
   /** Opens an upgraded raw stream (attach, exec start, a one-request exec with `body` as its JSON spec). */
@@ -126,7 +134,9 @@ export class MachineClient {
 /** The error an ExecStatus without an exit code carries, typed as the daemon raised it. */
 export function execStatusError(status: ExecStatus): BosonError {
   const detail = status.error?.detail ?? 'the exec ended without an exit status';
-  return status.error && status.error.code in ERROR_CATALOGUE ? new BosonError(status.error.code as ErrorCode, detail) : new BosonError('INTERNAL', detail);
+  return status.error && status.error.code in ERROR_CATALOGUE
+    ? new BosonError(status.error.code as ErrorCode, detail)
+    : new BosonError('INTERNAL', detail);
 }
 
 /**

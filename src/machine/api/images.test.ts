@@ -48,7 +48,14 @@ before(async () => {
   const images = new ImageStore(store, stateDir);
   await images.importPath(LAYOUT);
   store.close();
-  runtime = fakeRuntime({ stateDir, vmm: new FakeVmm(), detached: false, bootBundle: async () => { throw new Error('no VM in this test'); } });
+  runtime = fakeRuntime({
+    stateDir,
+    vmm: new FakeVmm(),
+    detached: false,
+    bootBundle: async () => {
+      throw new Error('no VM in this test');
+    },
+  });
   await runtime.init();
   app = await buildApi(runtime);
   socketPath = path.join(stateDir, 'api.sock');
@@ -62,8 +69,24 @@ after(async () => {
 });
 
 test('/openapi.json documents every image route with its request and response schemas', async () => {
-  const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, Record<string, { requestBody?: { content: Record<string, unknown> }; responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>> };
-  const routes = ['get /v1/images', 'post /v1/images/pull', 'post /v1/images/import', 'post /v1/images/prune', 'get /v1/images/{ref}', 'post /v1/images/{ref}/tag', 'delete /v1/images/{ref}'];
+  const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as {
+    paths: Record<
+      string,
+      Record<
+        string,
+        { requestBody?: { content: Record<string, unknown> }; responses: Record<string, { content?: Record<string, { schema: unknown }> }> }
+      >
+    >;
+  };
+  const routes = [
+    'get /v1/images',
+    'post /v1/images/pull',
+    'post /v1/images/import',
+    'post /v1/images/prune',
+    'get /v1/images/{ref}',
+    'post /v1/images/{ref}/tag',
+    'delete /v1/images/{ref}',
+  ];
   for (const r of routes) {
     const [method, url] = r.split(' ') as [string, string];
     const op = doc.paths[url]?.[method];
@@ -114,18 +137,26 @@ test('errors are problem JSON with the catalogue code', async () => {
 test('a pull streams progress, then ends with the error that stopped it; a bad reference is refused before any stream', async () => {
   const port = await closedPort();
   const events: ImageProgressEvent[] = [];
-  await assert.rejects(remote.images.pull(ctx, { reference: `127.0.0.1:${port}/x/y:z` }, (e) => events.push(e)), (err) => isBosonError(err, 'REGISTRY_UNREACHABLE'));
+  await assert.rejects(
+    remote.images.pull(ctx, { reference: `127.0.0.1:${port}/x/y:z` }, (e) => events.push(e)),
+    (err) => isBosonError(err, 'REGISTRY_UNREACHABLE'),
+  );
   await assert.rejects(remote.images.pull(ctx, { reference: 'Not A Reference' }), (err) => isBosonError(err, 'INVALID_ARGUMENT'));
   // docker run's pull: an image that is here is the answer, without a registry.
   const here = await remote.images.pull(ctx, { reference: 'busybox', ifMissing: true });
   assert.equal(here.upToDate, true);
   assert.deepEqual(here.image.references, ['localhost/busybox:latest']);
   // ... and one found nowhere is IMAGE_NOT_FOUND.
-  await assert.rejects(remote.images.pull(ctx, { reference: `127.0.0.1:${port}/x/y:z`, ifMissing: true }), (err) => isBosonError(err, 'IMAGE_NOT_FOUND'));
+  await assert.rejects(remote.images.pull(ctx, { reference: `127.0.0.1:${port}/x/y:z`, ifMissing: true }), (err) =>
+    isBosonError(err, 'IMAGE_NOT_FOUND'),
+  );
   // The raw stream: NDJSON lines, the last one the error.
   const res = await app.inject({ method: 'POST', url: '/v1/images/pull', payload: { reference: `127.0.0.1:${port}/x/y:z` } });
   if (res.statusCode === 200) {
-    const lines = res.body.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = res.body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.ok('error' in lines.at(-1)!, 'the stream ends with the error');
   } else assert.equal(res.json().code, 'REGISTRY_UNREACHABLE');
 });
@@ -142,12 +173,20 @@ test('import: a docker save / OCI tar as the body, or a path on the host; prune'
     assert.ok(fromPath[0]!.references.includes('localhost/from/path:1'));
     const garbage = path.join(work, 'garbage.tar');
     execFileSync('sh', ['-c', `head -c 4096 /dev/urandom > ${garbage}`]);
-    await assert.rejects(remote.images.import(ctx, { tar: createReadStream(garbage) }), (err) => isBosonError(err, 'IMAGE_INVALID') && !String((err as Error).message).includes(stateDir));
-    await assert.rejects(remote.images.import(ctx, { path: path.join(work, 'missing') }), (err) => isBosonError(err, 'IMAGE_SOURCE_NOT_FOUND'));
+    await assert.rejects(
+      remote.images.import(ctx, { tar: createReadStream(garbage) }),
+      (err) => isBosonError(err, 'IMAGE_INVALID') && !String((err as Error).message).includes(stateDir),
+    );
+    await assert.rejects(remote.images.import(ctx, { path: path.join(work, 'missing') }), (err) =>
+      isBosonError(err, 'IMAGE_SOURCE_NOT_FOUND'),
+    );
     const pruned = await remote.images.prune(ctx);
     assert.deepEqual(pruned.images, []);
     assert.equal(typeof pruned.bytes, 'number');
-    assert.deepEqual((await remote.images.list(ctx)).map((i) => i.references.length), [3]);
+    assert.deepEqual(
+      (await remote.images.list(ctx)).map((i) => i.references.length),
+      [3],
+    );
   } finally {
     await rm(work, { recursive: true, force: true });
   }

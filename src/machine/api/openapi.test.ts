@@ -36,7 +36,8 @@ test('/openapi.json gives every route a response schema, and leaves no route out
       stack.length = depth;
       const full = (stack[depth - 1] ?? '') + m[2]!;
       stack.push(full);
-      for (const method of m[3]!.split(', ')) if (method !== 'HEAD') served.push(`${method.toLowerCase()} ${full.replace(/:(\w+)/g, '{$1}')}`);
+      for (const method of m[3]!.split(', '))
+        if (method !== 'HEAD') served.push(`${method.toLowerCase()} ${full.replace(/:(\w+)/g, '{$1}')}`);
     }
     assert.ok(served.length > 30, `read the routes (${served.length})`);
     const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, Record<string, Operation>> };
@@ -54,7 +55,8 @@ test('/openapi.json gives every route a response schema, and leaves no route out
         const schema = answer.content ? Object.values(answer.content)[0]?.schema : undefined;
         if (!schema && code !== '204') missing.push(`${route}: ${code} has no schema`);
       }
-      if (!op.responses?.['4XX'] && !op.responses?.['4xx'] && !['/healthz', '/metrics', '/openapi.json'].includes(url)) missing.push(`${route}: no problem answer documented`);
+      if (!op.responses?.['4XX'] && !op.responses?.['4xx'] && !['/healthz', '/metrics', '/openapi.json'].includes(url))
+        missing.push(`${route}: no problem answer documented`);
     }
     assert.deepEqual(missing, []);
   } finally {

@@ -9,13 +9,50 @@
 import type { Duplex } from 'node:stream';
 import { BosonError } from '../../common/index.ts';
 import type {
-  Attachment, EventQuery, ExecSession, ImageImportSource, ImageProgressListener, LogLine, LogQuery, Machine, MachineContainers, MachineEvents, MachineImages,
-  MachineNetworks, MachineVolumes, ProcessControls, RunOptions, RunSession, StreamSink,
+  Attachment,
+  EventQuery,
+  ExecSession,
+  ImageImportSource,
+  ImageProgressListener,
+  LogLine,
+  LogQuery,
+  Machine,
+  MachineContainers,
+  MachineEvents,
+  MachineImages,
+  MachineNetworks,
+  MachineVolumes,
+  ProcessControls,
+  RunOptions,
+  RunSession,
+  StreamSink,
 } from '../port/machine.ts';
 import type {
-  Container, ContainerSpec, ContainerStats, Event, ExecInstance, ExecSpec, Image, ImageInspect, ImagePruneResult, ImagePullRequest, ImagePullResult, ImagePullStreamItem,
-  ImageRemoveResult, LogEntry, Network, NetworkCreateRequest, NetworkInspect, NetworkPruneResult, RequestContext, Volume, VolumeCreateRequest, VolumeInspect,
-  VolumePruneResult, WaitCondition, WaitResult,
+  Container,
+  ContainerSpec,
+  ContainerStats,
+  Event,
+  ExecInstance,
+  ExecSpec,
+  Image,
+  ImageInspect,
+  ImagePruneResult,
+  ImagePullRequest,
+  ImagePullResult,
+  ImagePullStreamItem,
+  ImageRemoveResult,
+  LogEntry,
+  Network,
+  NetworkCreateRequest,
+  NetworkInspect,
+  NetworkPruneResult,
+  RequestContext,
+  Volume,
+  VolumeCreateRequest,
+  VolumeInspect,
+  VolumePruneResult,
+  WaitCondition,
+  WaitResult,
 } from '../port/schemas.ts';
 import { StreamDemuxer, errorFrom, execStatusError, type MachineClient } from './client.ts';
 import type { ExecStatus } from './exec-stream.ts';
@@ -34,17 +71,26 @@ export class RemoteImages implements MachineImages {
   async pull(_ctx: RequestContext, request: ImagePullRequest, onProgress?: ImageProgressListener): Promise<ImagePullResult> {
     let result: ImagePullResult | undefined;
     let failure: BosonError | undefined;
-    await this.client.stream<ImagePullStreamItem>('/v1/images/pull', (item) => {
-      if ('progress' in item) onProgress?.(item.progress);
-      else if ('result' in item) result = item.result;
-      else failure = errorFrom(item.error.status, JSON.stringify(item.error));
-    }, undefined, { body: request });
+    await this.client.stream<ImagePullStreamItem>(
+      '/v1/images/pull',
+      (item) => {
+        if ('progress' in item) onProgress?.(item.progress);
+        else if ('result' in item) result = item.result;
+        else failure = errorFrom(item.error.status, JSON.stringify(item.error));
+      },
+      undefined,
+      { body: request },
+    );
     if (failure) throw failure;
     if (!result) throw new BosonError('DAEMON_UNAVAILABLE', `the pull of ${request.reference} ended without a result`);
     return result;
   }
 
-  async import(_ctx: RequestContext, source: ImageImportSource, options: { tag?: string; onProgress?: ImageProgressListener } = {}): Promise<Image[]> {
+  async import(
+    _ctx: RequestContext,
+    source: ImageImportSource,
+    options: { tag?: string; onProgress?: ImageProgressListener } = {},
+  ): Promise<Image[]> {
     const query = new URLSearchParams();
     if (options.tag !== undefined) query.set('tag', options.tag);
     if ('path' in source) {
@@ -152,9 +198,13 @@ export class RemoteEvents implements MachineEvents {
 
   async follow(_ctx: RequestContext, query: EventQuery, onEvent: (event: Event) => void, signal: AbortSignal): Promise<void> {
     const afterSeq = query.afterSeq ?? 0;
-    await this.client.stream<Event>(`/v1/events${qs({ since: timeQuery(query.sinceNs), until: timeQuery(query.untilNs) })}`, (e) => {
-      if (e.seq > afterSeq) onEvent(e);
-    }, signal);
+    await this.client.stream<Event>(
+      `/v1/events${qs({ since: timeQuery(query.sinceNs), until: timeQuery(query.untilNs) })}`,
+      (e) => {
+        if (e.seq > afterSeq) onEvent(e);
+      },
+      signal,
+    );
   }
 }
 
@@ -207,7 +257,10 @@ export class RemoteMachine implements MachineContainers, Machine {
   }
 
   async remove(_ctx: RequestContext, ref: string, options: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
-    await this.client.request('DELETE', `/v1/containers/${seg(ref)}${qs({ force: options.force ? '1' : undefined, v: options.volumes ? '1' : undefined })}`);
+    await this.client.request(
+      'DELETE',
+      `/v1/containers/${seg(ref)}${qs({ force: options.force ? '1' : undefined, v: options.volumes ? '1' : undefined })}`,
+    );
   }
 
   async rename(_ctx: RequestContext, ref: string, newName: string): Promise<void> {
@@ -274,7 +327,10 @@ export class RemoteMachine implements MachineContainers, Machine {
   async attach(ctx: RequestContext, ref: string, sink: StreamSink, signal: AbortSignal): Promise<Attachment> {
     const container = await this.inspect(ctx, ref);
     const stream = await this.openAttach(ctx, container.id);
-    const demux = new StreamDemuxer((d) => sink.stdout(d), (d) => sink.stderr(d));
+    const demux = new StreamDemuxer(
+      (d) => sink.stdout(d),
+      (d) => sink.stderr(d),
+    );
     stream.on('data', (d: Buffer) => (container.config.tty ? sink.stdout(d) : demux.push(d)));
     const abort = (): void => void stream.destroy();
     signal.addEventListener('abort', abort, { once: true });
@@ -282,12 +338,27 @@ export class RemoteMachine implements MachineContainers, Machine {
     return { ...this.controls(ctx, stream, container.id), done };
   }
 
-  async logs(_ctx: RequestContext, ref: string, query: LogQuery, follow: boolean, onLine: (line: LogLine) => void, signal: AbortSignal): Promise<void> {
+  async logs(
+    _ctx: RequestContext,
+    ref: string,
+    query: LogQuery,
+    follow: boolean,
+    onLine: (line: LogLine) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
     const q = qs({
-      stdout: query.stdout === false ? '0' : undefined, stderr: query.stderr === false ? '0' : undefined, sinceNs: query.sinceNs?.toString(), until: timeQuery(query.untilNs),
-      tail: query.tail?.toString(), follow: follow ? '1' : undefined,
+      stdout: query.stdout === false ? '0' : undefined,
+      stderr: query.stderr === false ? '0' : undefined,
+      sinceNs: query.sinceNs?.toString(),
+      until: timeQuery(query.untilNs),
+      tail: query.tail?.toString(),
+      follow: follow ? '1' : undefined,
     });
-    await this.client.stream<LogEntry>(`/v1/containers/${seg(ref)}/logs${q}`, (e) => onLine({ stream: e.stream, timeNs: BigInt(e.time), data: Buffer.from(e.data, 'base64') }), signal);
+    await this.client.stream<LogEntry>(
+      `/v1/containers/${seg(ref)}/logs${q}`,
+      (e) => onLine({ stream: e.stream, timeNs: BigInt(e.time), data: Buffer.from(e.data, 'base64') }),
+      signal,
+    );
   }
 
   async run(ctx: RequestContext, spec: ContainerSpec, sink: StreamSink, options: RunOptions = {}): Promise<RunSession> {
@@ -309,17 +380,25 @@ export class RemoteMachine implements MachineContainers, Machine {
         (payload) => {
           const { id } = JSON.parse(payload.toString('utf8')) as { id: string; name: string };
           held = [];
-          void this.inspect(ctx, id).then((container) => {
-            options.onCreated?.(container);
-            session = { ...this.controls(ctx, stream, id), container, signal: (signo) => void this.kill(ctx, id, String(signo)).catch(() => undefined), exit };
-            resolveSession(session);
-            const queued = held ?? [];
-            held = null;
-            for (const f of queued) f();
-          }, (err: unknown) => {
-            rejectSession(err);
-            stream.destroy();
-          });
+          void this.inspect(ctx, id).then(
+            (container) => {
+              options.onCreated?.(container);
+              session = {
+                ...this.controls(ctx, stream, id),
+                container,
+                signal: (signo) => void this.kill(ctx, id, String(signo)).catch(() => undefined),
+                exit,
+              };
+              resolveSession(session);
+              const queued = held ?? [];
+              held = null;
+              for (const f of queued) f();
+            },
+            (err: unknown) => {
+              rejectSession(err);
+              stream.destroy();
+            },
+          );
         },
         (text) => options.onNotice?.(text),
       );
@@ -329,7 +408,9 @@ export class RemoteMachine implements MachineContainers, Machine {
         while (held) await new Promise((r) => setTimeout(r, 5));
         const failure = !status
           ? new BosonError('DAEMON_UNAVAILABLE', 'lost the connection to the Boson daemon before the run ended')
-          : status.exitCode === null ? execStatusError(status) : undefined;
+          : status.exitCode === null
+            ? execStatusError(status)
+            : undefined;
         if (!session) rejectSession(failure ?? new BosonError('INTERNAL', 'the run ended before its container was created'));
         if (failure) rejectExit(failure);
         else resolveExit({ statusCode: status!.exitCode!, error: null });
@@ -340,7 +421,10 @@ export class RemoteMachine implements MachineContainers, Machine {
   async startExec(ctx: RequestContext, id: string, sink: StreamSink): Promise<ExecSession> {
     const exec = await this.inspectExec(ctx, id);
     const stream = await this.openExecStart(ctx, id);
-    const demux = new StreamDemuxer((d) => sink.stdout(d), (d) => sink.stderr(d));
+    const demux = new StreamDemuxer(
+      (d) => sink.stdout(d),
+      (d) => sink.stderr(d),
+    );
     stream.on('data', (d: Buffer) => (exec.tty ? sink.stdout(d) : demux.push(d)));
     const exit = ended(stream).then(async () => {
       const done = await this.inspectExec(ctx, id);

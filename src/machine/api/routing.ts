@@ -11,7 +11,10 @@ import { Problem, localContext, type RequestContext } from '../port/index.ts';
 export function problemOf(err: unknown): { status: number; body: Record<string, unknown> } {
   const e = toBosonError(err);
   const status = KIND_TRANSLATION[e.kind].rest;
-  return { status, body: { type: `urn:boson:error:${e.code}`, title: ERROR_CATALOGUE[e.code].summary, status, detail: e.message, code: e.code } };
+  return {
+    status,
+    body: { type: `urn:boson:error:${e.code}`, title: ERROR_CATALOGUE[e.code].summary, status, detail: e.message, code: e.code },
+  };
 }
 
 /** The problem answers, documented on every route. */

@@ -27,12 +27,14 @@ export { execStatusFrame } from './upgrades.ts';
 export { streamFrame };
 
 /** What the API serves: the machine's halves of the port, and what /metrics reads (the runtime is all of it). */
-export type ApiMachine = MachineContainers & UpgradeContainers & MetricsSource & {
-  imageService: MachineImages;
-  volumeService: MachineVolumes;
-  networkService: MachineNetworks;
-  eventService: MachineEvents;
-};
+export type ApiMachine = MachineContainers &
+  UpgradeContainers &
+  MetricsSource & {
+    imageService: MachineImages;
+    volumeService: MachineVolumes;
+    networkService: MachineNetworks;
+    eventService: MachineEvents;
+  };
 
 /** Builds the fastify app for `machine`. */
 export async function buildApi(machine: ApiMachine, log: Logger = silentLogger): Promise<FastifyInstance> {
@@ -40,7 +42,8 @@ export async function buildApi(machine: ApiMachine, log: Logger = silentLogger):
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, ajv: { customOptions: { removeAdditional: false } } });
   await app.register(swagger, {
     openapi: {
-      openapi: '3.0.3', info: { title: 'Boson machine API', version: '1' },
+      openapi: '3.0.3',
+      info: { title: 'Boson machine API', version: '1' },
       tags: [{ name: 'containers' }, { name: 'exec' }, { name: 'images' }, { name: 'volumes' }, { name: 'networks' }, { name: 'system' }],
     },
   });
@@ -52,10 +55,12 @@ export async function buildApi(machine: ApiMachine, log: Logger = silentLogger):
 
   app.setErrorHandler((err, req, reply) => {
     const e = err as { validation?: unknown; statusCode?: number; message: string };
-    const problem = e.validation !== undefined || (e.statusCode !== undefined && e.statusCode < 500 && !(err instanceof BosonError))
-      ? problemOf(new BosonError('INVALID_ARGUMENT', e.message))
-      : problemOf(err);
-    if (problem.status >= 500) log.error({ reqId: req.id, method: req.method, url: req.url, code: problem.body.code }, String(problem.body.detail));
+    const problem =
+      e.validation !== undefined || (e.statusCode !== undefined && e.statusCode < 500 && !(err instanceof BosonError))
+        ? problemOf(new BosonError('INVALID_ARGUMENT', e.message))
+        : problemOf(err);
+    if (problem.status >= 500)
+      log.error({ reqId: req.id, method: req.method, url: req.url, code: problem.body.code }, String(problem.body.detail));
     void reply.code(problem.status).type('application/problem+json').send(problem.body);
   });
 

@@ -27,38 +27,93 @@ export function systemRoutes(source: MetricsSource, events: MachineEvents, conte
   return async (app: FastifyInstance) => {
     const tags = ['system'];
     const registry = new client.Registry();
-    const bootHist = new client.Histogram({ name: 'boson_vm_boot_seconds', help: 'Time to start a container (boot to process start)', buckets: [0.25, 0.5, 1, 2, 3, 5, 10, 30], registers: [registry] });
-    const stopHist = new client.Histogram({ name: 'boson_vm_stop_seconds', help: 'Time to stop a container', buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30], registers: [registry] });
-    const failures = new client.Counter({ name: 'boson_vm_failures_total', help: 'Micro-VMs that failed to boot or start', registers: [registry] });
+    const bootHist = new client.Histogram({
+      name: 'boson_vm_boot_seconds',
+      help: 'Time to start a container (boot to process start)',
+      buckets: [0.25, 0.5, 1, 2, 3, 5, 10, 30],
+      registers: [registry],
+    });
+    const stopHist = new client.Histogram({
+      name: 'boson_vm_stop_seconds',
+      help: 'Time to stop a container',
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+      registers: [registry],
+    });
+    const failures = new client.Counter({
+      name: 'boson_vm_failures_total',
+      help: 'Micro-VMs that failed to boot or start',
+      registers: [registry],
+    });
     let failuresSeen = 0;
-    new client.Gauge({ name: 'boson_vms_running', help: 'Running micro-VMs', registers: [registry], collect() { this.set(source.liveIds().size); } });
-
-    app.get('/healthz', { schema: { tags, summary: 'Whether the daemon answers', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
-
-    app.get('/metrics', {
-      schema: { tags, summary: 'Prometheus metrics', response: { 200: { description: 'the Prometheus text format', content: { 'text/plain': { schema: Type.String() } } } } },
-    }, async (_req, reply) => {
-      for (const v of source.metrics.boots.splice(0)) bootHist.observe(v / 1000);
-      for (const v of source.metrics.stops.splice(0)) stopHist.observe(v / 1000);
-      failures.inc(source.metrics.failures - failuresSeen);
-      failuresSeen = source.metrics.failures;
-      return reply.type(registry.contentType).send(await registry.metrics());
+    new client.Gauge({
+      name: 'boson_vms_running',
+      help: 'Running micro-VMs',
+      registers: [registry],
+      collect() {
+        this.set(source.liveIds().size);
+      },
     });
 
-    app.get('/openapi.json', {
-      schema: { tags, summary: 'This document', response: { 200: { description: 'the OpenAPI 3 document of this API', content: { 'application/json': { schema: Type.Object({}, { additionalProperties: true }) } } } } },
-    }, async (_req, reply) => reply.type('application/json').send(JSON.stringify(app.swagger())));
+    app.get(
+      '/healthz',
+      { schema: { tags, summary: 'Whether the daemon answers', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } },
+      async () => ({ status: 'ok' as const }),
+    );
 
-    app.get<{ Querystring: Static<typeof EventsQuery> }>('/v1/events', {
-      schema: { tags, summary: 'Lifecycle events; a stream of NDJSON lines', querystring: EventsQuery, response: { 200: { description: 'one line per event', content: { 'application/x-ndjson': { schema: Event } } }, ...errors } },
-    }, async (req, reply) => {
-      const query = { sinceNs: nsFromTime(req.query.since), untilNs: nsFromTime(req.query.until) };
-      const abort = new AbortController();
-      req.raw.on('close', () => abort.abort());
-      reply.raw.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
-      await events.follow(context(req), query, (e) => void reply.raw.write(JSON.stringify(e) + '\n'), abort.signal);
-      reply.raw.end();
-      return reply;
-    });
+    app.get(
+      '/metrics',
+      {
+        schema: {
+          tags,
+          summary: 'Prometheus metrics',
+          response: { 200: { description: 'the Prometheus text format', content: { 'text/plain': { schema: Type.String() } } } },
+        },
+      },
+      async (_req, reply) => {
+        for (const v of source.metrics.boots.splice(0)) bootHist.observe(v / 1000);
+        for (const v of source.metrics.stops.splice(0)) stopHist.observe(v / 1000);
+        failures.inc(source.metrics.failures - failuresSeen);
+        failuresSeen = source.metrics.failures;
+        return reply.type(registry.contentType).send(await registry.metrics());
+      },
+    );
+
+    app.get(
+      '/openapi.json',
+      {
+        schema: {
+          tags,
+          summary: 'This document',
+          response: {
+            200: {
+              description: 'the OpenAPI 3 document of this API',
+              content: { 'application/json': { schema: Type.Object({}, { additionalProperties: true }) } },
+            },
+          },
+        },
+      },
+      async (_req, reply) => reply.type('application/json').send(JSON.stringify(app.swagger())),
+    );
+
+    app.get<{ Querystring: Static<typeof EventsQuery> }>(
+      '/v1/events',
+      {
+        schema: {
+          tags,
+          summary: 'Lifecycle events; a stream of NDJSON lines',
+          querystring: EventsQuery,
+          response: { 200: { description: 'one line per event', content: { 'application/x-ndjson': { schema: Event } } }, ...errors },
+        },
+      },
+      async (req, reply) => {
+        const query = { sinceNs: nsFromTime(req.query.since), untilNs: nsFromTime(req.query.until) };
+        const abort = new AbortController();
+        req.raw.on('close', () => abort.abort());
+        reply.raw.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+        await events.follow(context(req), query, (e) => void reply.raw.write(JSON.stringify(e) + '\n'), abort.signal);
+        reply.raw.end();
+        return reply;
+      },
+    );
   };
 }

@@ -32,14 +32,20 @@ export function execStatusFrame(status: ExecStatus): Buffer {
 const UPGRADE_BODY_MAX = 1024 * 1024;
 
 /** The body of a one-request run. */
-export const RunBody = Type.Object({
-  spec: ContainerSpec,
-  winsize: Type.Optional(Type.Object({ rows: Type.Integer({ minimum: 1 }), cols: Type.Integer({ minimum: 1 }) })),
-}, { additionalProperties: false });
+export const RunBody = Type.Object(
+  {
+    spec: ContainerSpec,
+    winsize: Type.Optional(Type.Object({ rows: Type.Integer({ minimum: 1 }), cols: Type.Integer({ minimum: 1 }) })),
+  },
+  { additionalProperties: false },
+);
 export type RunBody = Static<typeof RunBody>;
 
 const RAW_STREAM = 'application/vnd.docker.raw-stream';
-const switched = (description: string): Record<string, unknown> => ({ description, content: { [RAW_STREAM]: { schema: Type.String({ description: 'the raw stream' }) } } });
+const switched = (description: string): Record<string, unknown> => ({
+  description,
+  content: { [RAW_STREAM]: { schema: Type.String({ description: 'the raw stream' }) } },
+});
 
 /** Documents the upgrade routes (a request without `Connection: Upgrade` is refused). */
 export function upgradeRoutes(): FastifyPluginAsync {
@@ -49,30 +55,78 @@ export function upgradeRoutes(): FastifyPluginAsync {
     };
     const RefParams = Type.Object({ ref: Type.String({ description: 'container name, id or id prefix' }) });
     const IdParams = Type.Object({ id: Type.String({ description: 'exec instance id' }) });
-    app.post('/v1/containers/:ref/attach', {
-      schema: { tags: ['containers'], summary: "Attach to a running container's output and stdin (upgrade)", params: RefParams, response: { 101: switched('its output from now on, framed unless it has a TTY'), ...errors } },
-    }, refuse);
-    app.post('/v1/execs/:id/start', {
-      schema: { tags: ['exec'], summary: 'Start an exec instance (upgrade)', params: IdParams, response: { 101: switched("the exec's output, framed unless it has a TTY"), ...errors } },
-    }, refuse);
-    app.post('/v1/containers/:ref/exec', {
-      schema: { tags: ['exec'], summary: 'Run a further process in a running container in one request (upgrade)', params: RefParams, body: ExecSpec, response: { 101: switched('framed output, then a status frame (0x80) with the exit code or the error'), ...errors } },
-    }, refuse);
-    app.post('/v1/run', {
-      schema: { tags: ['containers'], summary: 'Create, attach, start and wait for a container in one request (upgrade)', body: RunBody, response: { 101: switched('a created frame (0x81) with {id, name}, framed output, notices (0x82), then a status frame (0x80)'), ...errors } },
-    }, refuse);
+    app.post(
+      '/v1/containers/:ref/attach',
+      {
+        schema: {
+          tags: ['containers'],
+          summary: "Attach to a running container's output and stdin (upgrade)",
+          params: RefParams,
+          response: { 101: switched('its output from now on, framed unless it has a TTY'), ...errors },
+        },
+      },
+      refuse,
+    );
+    app.post(
+      '/v1/execs/:id/start',
+      {
+        schema: {
+          tags: ['exec'],
+          summary: 'Start an exec instance (upgrade)',
+          params: IdParams,
+          response: { 101: switched("the exec's output, framed unless it has a TTY"), ...errors },
+        },
+      },
+      refuse,
+    );
+    app.post(
+      '/v1/containers/:ref/exec',
+      {
+        schema: {
+          tags: ['exec'],
+          summary: 'Run a further process in a running container in one request (upgrade)',
+          params: RefParams,
+          body: ExecSpec,
+          response: { 101: switched('framed output, then a status frame (0x80) with the exit code or the error'), ...errors },
+        },
+      },
+      refuse,
+    );
+    app.post(
+      '/v1/run',
+      {
+        schema: {
+          tags: ['containers'],
+          summary: 'Create, attach, start and wait for a container in one request (upgrade)',
+          body: RunBody,
+          response: {
+            101: switched('a created frame (0x81) with {id, name}, framed output, notices (0x82), then a status frame (0x80)'),
+            ...errors,
+          },
+        },
+      },
+      refuse,
+    );
   };
 }
 
 /** Serves one upgrade request of the HTTP server (see the module comment). */
-export async function handleUpgrade(containers: UpgradeContainers, context: ContextOf, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+export async function handleUpgrade(
+  containers: UpgradeContainers,
+  context: ContextOf,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): Promise<void> {
   socket.on('error', () => undefined);
   const ctx = context({ id: `upgrade-${nextUpgrade++}`, headers: req.headers });
   const url = new URL(req.url ?? '/', 'http://boson');
   const fail = (err: unknown): void => {
     const { status, body } = problemOf(err);
     const text = JSON.stringify(body);
-    socket.end(`HTTP/1.1 ${status} Error\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+    socket.end(
+      `HTTP/1.1 ${status} Error\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+    );
   };
   const attachMatch = /^\/v1\/containers\/([^/]+)\/attach$/.exec(url.pathname);
   const execMatch = /^\/v1\/execs\/([^/]+)\/start$/.exec(url.pathname);
@@ -150,7 +204,13 @@ function parseUpgradeBody<T extends TSchema>(schema: T, body: Buffer, what: stri
  * then its output (always framed, also with a TTY), then the status frame; stdin flows the other way, a
  * half-close being its EOF.
  */
-async function runUpgrade(containers: MachineContainers, ctx: RequestContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+async function runUpgrade(
+  containers: MachineContainers,
+  ctx: RequestContext,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): Promise<void> {
   socket.pause();
   const { body, rest } = await readUpgradeBody(req, socket, head, UPGRADE_BODY_MAX);
   const parsed = parseUpgradeBody(RunBody, body, 'run');

@@ -63,7 +63,15 @@ test('DNS server: answers names of the network, NODATA for their AAAA, forwards 
   upstream.on('message', (m, rinfo) => upstream.send(buildResponse(parseQuery(m)!, ['192.0.2.1']), rinfo.port, rinfo.address));
   const silent = dgram.createSocket('udp4');
   await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r));
-  const server = new DnsServer({ address: '127.0.0.1', port: 0, upstreams: [{ host: '127.0.0.1', port: silent.address().port }, { host: '127.0.0.1', port: upstream.address().port }], timeoutMs: 200 });
+  const server = new DnsServer({
+    address: '127.0.0.1',
+    port: 0,
+    upstreams: [
+      { host: '127.0.0.1', port: silent.address().port },
+      { host: '127.0.0.1', port: upstream.address().port },
+    ],
+    timeoutMs: 200,
+  });
   const port = await server.start();
   server.setNames(new Map([['Web', ['10.1.0.2']]]));
   try {
@@ -92,7 +100,10 @@ test('DNS server: answers names of the network, NODATA for their AAAA, forwards 
 test('readResolvConf: IPv4 nameservers and search domains', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-resolv-'));
   const file = path.join(dir, 'resolv.conf');
-  await writeFile(file, '# comment\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 10.0.0.2\nsearch a.example b.example\noptions edns0\n');
+  await writeFile(
+    file,
+    '# comment\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 10.0.0.2\nsearch a.example b.example\noptions edns0\n',
+  );
   assert.deepEqual(await readResolvConf(file), { nameservers: ['127.0.0.53', '10.0.0.2'], search: ['a.example', 'b.example'] });
   assert.deepEqual(await readResolvConf(path.join(dir, 'missing')), { nameservers: [], search: [] });
   await rm(dir, { recursive: true });
@@ -104,7 +115,12 @@ test('forwarded queries resist spoofing: a random ID and source port per query, 
   await new Promise<void>((r) => upstream.bind(0, '127.0.0.1', r));
   const seen: Array<{ msg: Buffer; port: number }> = [];
   upstream.on('message', (m, rinfo) => seen.push({ msg: m, port: rinfo.port }));
-  const server = new DnsServer({ address: '127.0.0.1', port: 0, upstreams: [{ host: '127.0.0.1', port: upstream.address().port }], timeoutMs: 5000 });
+  const server = new DnsServer({
+    address: '127.0.0.1',
+    port: 0,
+    upstreams: [{ host: '127.0.0.1', port: upstream.address().port }],
+    timeoutMs: 5000,
+  });
   const port = await server.start();
   try {
     const answersSoFar = Array.from({ length: 8 }, (_, i) => ask(port, query(100 + i, `n${i}.example`)).catch(() => undefined));
@@ -130,7 +146,12 @@ test('forwarded queries resist spoofing: a random ID and source port per query, 
 test('a flood of queries to a silent upstream is bounded: past MAX_PENDING they get SERVFAIL at once, and names still answer', async () => {
   const silent = dgram.createSocket('udp4');
   await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r));
-  const server = new DnsServer({ address: '127.0.0.1', port: 0, upstreams: [{ host: '127.0.0.1', port: silent.address().port }], timeoutMs: 10_000 });
+  const server = new DnsServer({
+    address: '127.0.0.1',
+    port: 0,
+    upstreams: [{ host: '127.0.0.1', port: silent.address().port }],
+    timeoutMs: 10_000,
+  });
   const port = await server.start();
   server.setNames(new Map([['web', ['10.1.0.2']]]));
   const client = dgram.createSocket('udp4');

@@ -70,7 +70,14 @@ export function parseQuery(msg: Buffer): DnsQuery | undefined {
     off += 1 + len;
   }
   if (off + 4 > msg.length) return undefined;
-  return { id: msg.readUInt16BE(0), flags, name: labels.join('.'), type: msg.readUInt16BE(off), klass: msg.readUInt16BE(off + 2), question: msg.subarray(12, off + 4) };
+  return {
+    id: msg.readUInt16BE(0),
+    flags,
+    name: labels.join('.'),
+    type: msg.readUInt16BE(off),
+    klass: msg.readUInt16BE(off + 2),
+    question: msg.subarray(12, off + 4),
+  };
 }
 
 /** Builds a response to `q` with the given A records (none: NODATA), or an error rcode. */
@@ -217,7 +224,16 @@ export class DnsServer {
     const upstreamId = randomInt(0, 0x10000);
     query.writeUInt16BE(upstreamId, 0);
     const socket = dgram.createSocket({ type: 'udp4' });
-    const pending: Pending = { client: { address: client.address, port: client.port }, id: q.id, upstreamId, query, question: q.question, next: 0, timer: setTimeout(() => undefined, 0), socket };
+    const pending: Pending = {
+      client: { address: client.address, port: client.port },
+      id: q.id,
+      upstreamId,
+      query,
+      question: q.question,
+      next: 0,
+      timer: setTimeout(() => undefined, 0),
+      socket,
+    };
     this.pending.add(pending);
     socket.on('error', () => this.settle(pending));
     socket.on('message', (answer, from) => this.onUpstreamAnswer(pending, answer, from));
@@ -246,7 +262,12 @@ export class DnsServer {
     if (msg.length < 12 || !this.upstreams.some((u) => u.host === from.address && u.port === from.port)) return;
     if (msg.readUInt16BE(0) !== p.upstreamId) return;
     const question = msg.subarray(12, 12 + p.question.length);
-    if (msg.readUInt16BE(4) !== 1 || question.length !== p.question.length || question.toString('latin1').toLowerCase() !== p.question.toString('latin1').toLowerCase()) return;
+    if (
+      msg.readUInt16BE(4) !== 1 ||
+      question.length !== p.question.length ||
+      question.toString('latin1').toLowerCase() !== p.question.toString('latin1').toLowerCase()
+    )
+      return;
     this.settle(p);
     const answer = Buffer.from(msg);
     answer.writeUInt16BE(p.id, 0);

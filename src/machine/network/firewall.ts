@@ -87,7 +87,12 @@ export function renderRuleset(table: string, networks: FirewallNetwork[], ports:
     `table ip ${table} {`,
     '  chain loopback {',
     '    type filter hook prerouting priority raw; policy accept;',
-    ...(bridges.length > 0 ? [`    iifname { ${bridges.join(', ')} } ip daddr 127.0.0.0/8 drop`, `    iifname { ${bridges.join(', ')} } ip saddr 127.0.0.0/8 drop`] : []),
+    ...(bridges.length > 0
+      ? [
+          `    iifname { ${bridges.join(', ')} } ip daddr 127.0.0.0/8 drop`,
+          `    iifname { ${bridges.join(', ')} } ip saddr 127.0.0.0/8 drop`,
+        ]
+      : []),
     '  }',
     '  chain ports {',
     ...dnat,

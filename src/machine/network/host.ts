@@ -20,7 +20,9 @@ async function tool(cmd: string, args: string[], input?: string): Promise<string
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
       child.on('error', reject);
-      child.on('close', (code) => (code === 0 ? resolve(out) : reject(Object.assign(new Error(`${cmd} exited with ${code}`), { stderr: err }))));
+      child.on('close', (code) =>
+        code === 0 ? resolve(out) : reject(Object.assign(new Error(`${cmd} exited with ${code}`), { stderr: err })),
+      );
       child.stdin.end(input);
     });
   } catch (cause) {
@@ -39,13 +41,20 @@ export interface LinkInfo {
 
 /** All links of the host. */
 export async function listLinks(): Promise<LinkInfo[]> {
-  const out = JSON.parse(await tool('ip', ['-d', '-j', 'link', 'show'])) as Array<{ ifname: string; master?: string; flags?: string[]; linkinfo?: { info_kind?: string } }>;
+  const out = JSON.parse(await tool('ip', ['-d', '-j', 'link', 'show'])) as Array<{
+    ifname: string;
+    master?: string;
+    flags?: string[];
+    linkinfo?: { info_kind?: string };
+  }>;
   return out.map((l) => ({ name: l.ifname, kind: l.linkinfo?.info_kind, master: l.master, up: (l.flags ?? []).includes('UP') }));
 }
 
 /** IPv4 addresses (with prefix) of one link. */
 export async function linkAddresses(name: string): Promise<string[]> {
-  const out = JSON.parse(await tool('ip', ['-j', '-4', 'addr', 'show', 'dev', name])) as Array<{ addr_info?: Array<{ local: string; prefixlen: number }> }>;
+  const out = JSON.parse(await tool('ip', ['-j', '-4', 'addr', 'show', 'dev', name])) as Array<{
+    addr_info?: Array<{ local: string; prefixlen: number }>;
+  }>;
   return out.flatMap((l) => (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
 }
 

@@ -53,8 +53,10 @@ export function parseSubnet(text: string): Cidr {
   const m = /^([\d.]+)\/(\d{1,2})$/.exec(text.trim());
   const addr = m ? parseIPv4(m[1]!) : undefined;
   const prefix = m ? Number(m[2]) : NaN;
-  if (!m || addr === undefined || !(prefix >= 0 && prefix <= 32)) throw new BosonError('INVALID_ARGUMENT', `invalid subnet ${text}: expected an IPv4 CIDR like 10.89.0.0/24`);
-  if (prefix < 8 || prefix > 30) throw new BosonError('INVALID_ARGUMENT', `invalid subnet ${text}: the prefix length must be between /8 and /30`);
+  if (!m || addr === undefined || !(prefix >= 0 && prefix <= 32))
+    throw new BosonError('INVALID_ARGUMENT', `invalid subnet ${text}: expected an IPv4 CIDR like 10.89.0.0/24`);
+  if (prefix < 8 || prefix > 30)
+    throw new BosonError('INVALID_ARGUMENT', `invalid subnet ${text}: the prefix length must be between /8 and /30`);
   const base = (addr & mask(prefix)) >>> 0;
   if (base !== addr) throw new BosonError('INVALID_ARGUMENT', `invalid subnet ${text}: it should be ${formatIPv4(base)}/${prefix}`);
   return { base, prefix };
@@ -67,13 +69,13 @@ export function formatCidr(cidr: Cidr): string {
 
 /** True when `ip` is inside `cidr`. */
 export function cidrContains(cidr: Cidr, ip: number): boolean {
-  return ((ip & mask(cidr.prefix)) >>> 0) === cidr.base;
+  return (ip & mask(cidr.prefix)) >>> 0 === cidr.base;
 }
 
 /** True when two subnets share at least one address. */
 export function cidrOverlap(a: Cidr, b: Cidr): boolean {
   const shorter = Math.min(a.prefix, b.prefix);
-  return ((a.base & mask(shorter)) >>> 0) === ((b.base & mask(shorter)) >>> 0);
+  return (a.base & mask(shorter)) >>> 0 === (b.base & mask(shorter)) >>> 0;
 }
 
 /** Parses any route destination ("default", "10.0.0.0/8", "192.168.1.7") into a Cidr, or undefined for default. */
@@ -109,7 +111,10 @@ export function pickSubnet(taken: Cidr[], pool: { base: number; end: number; pre
     const candidate = { base, prefix: pool.prefix };
     if (!taken.some((t) => cidrOverlap(t, candidate))) return candidate;
   }
-  throw new BosonError('ADDRESS_EXHAUSTED', `no free /${pool.prefix} subnet left in ${formatIPv4(pool.base)}–${formatIPv4(pool.end)} for a new network (give one with --subnet)`);
+  throw new BosonError(
+    'ADDRESS_EXHAUSTED',
+    `no free /${pool.prefix} subnet left in ${formatIPv4(pool.base)}–${formatIPv4(pool.end)} for a new network (give one with --subnet)`,
+  );
 }
 
 /**

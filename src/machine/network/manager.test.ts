@@ -14,7 +14,9 @@ import { isBosonError, type StateStore } from '../../common/index.ts';
 import { openStateStore } from '../store/sqlite.ts';
 import { NetworkManager } from './manager.ts';
 
-const prefix = `bu${Math.floor(Math.random() * 0xffff).toString(16).padStart(4, '0')}`;
+const prefix = `bu${Math.floor(Math.random() * 0xffff)
+  .toString(16)
+  .padStart(4, '0')}`;
 const stateDir = await mkdtemp(path.join(os.tmpdir(), 'boson-net-unit-'));
 const opts = { stateDir, prefix, defaultSubnet: '10.242.0.0/24', subnetPool: '10.242.16.0/20' };
 const managers: NetworkManager[] = [];
@@ -28,8 +30,12 @@ const make = (extra: { stateDir?: string; rootless?: boolean; prefix?: string } 
   return m;
 };
 
-const links = (): string[] => (JSON.parse(execFileSync('ip', ['-j', 'link', 'show']).toString()) as Array<{ ifname: string }>).map((l) => l.ifname).filter((n) => n.startsWith(prefix));
-const masterOf = (dev: string): string | undefined => (JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'dev', dev]).toString()) as Array<{ master?: string }>)[0]?.master;
+const links = (): string[] =>
+  (JSON.parse(execFileSync('ip', ['-j', 'link', 'show']).toString()) as Array<{ ifname: string }>)
+    .map((l) => l.ifname)
+    .filter((n) => n.startsWith(prefix));
+const masterOf = (dev: string): string | undefined =>
+  (JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'dev', dev]).toString()) as Array<{ master?: string }>)[0]?.master;
 const table = (): string => {
   try {
     return execFileSync('nft', ['list', 'table', 'ip', prefix], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
@@ -42,7 +48,10 @@ const id = (n: number): string => n.toString(16).padStart(4, '0').padEnd(64, 'c'
 after(async () => {
   for (const m of managers) await m.teardown().catch(() => undefined);
   for (const s of stores) s.close();
-  execFileSync('sh', ['-c', `for l in $(ip -o link show | awk -F': ' '{print $2}' | grep '^${prefix}'); do ip link del "$l"; done; nft delete table ip ${prefix} 2>/dev/null; true`]);
+  execFileSync('sh', [
+    '-c',
+    `for l in $(ip -o link show | awk -F': ' '{print $2}' | grep '^${prefix}'); do ip link del "$l"; done; nft delete table ip ${prefix} 2>/dev/null; true`,
+  ]);
   await rm(stateDir, { recursive: true, force: true });
   assert.deepEqual(links(), [], 'no links left');
   assert.equal(table(), '', 'no nft table left');
@@ -78,9 +87,18 @@ test('networks, endpoints, ports, DNS, errors, persistence and reconcile', async
   await assert.rejects(m.create('bad name'), err('INVALID_ARGUMENT'));
   await assert.rejects(m.create('gamma', { subnet: '10.242.50.0/24', gateway: '10.242.51.1' }), err('INVALID_ARGUMENT'));
   await assert.rejects(m.get('nope'), err('NETWORK_NOT_FOUND'));
-  assert.deepEqual((await m.list()).map((n) => n.name), ['bridge', 'alpha', 'beta']);
+  assert.deepEqual(
+    (await m.list()).map((n) => n.name),
+    ['bridge', 'alpha', 'beta'],
+  );
 
-  const e1 = await m.connect({ containerId: id(1), containerName: 'web', aliases: ['www'], network: 'alpha', ports: [{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 80, protocol: 'tcp' }] });
+  const e1 = await m.connect({
+    containerId: id(1),
+    containerName: 'web',
+    aliases: ['www'],
+    network: 'alpha',
+    ports: [{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 80, protocol: 'tcp' }],
+  });
   assert.equal(e1.address, '10.242.16.2');
   assert.equal(e1.prefixLen, 24);
   assert.deepEqual(e1.dns, ['10.242.16.1']);
@@ -91,11 +109,23 @@ test('networks, endpoints, ports, DNS, errors, persistence and reconcile', async
   const hostPort = e1.ports[0]!.hostPort;
   assert.ok(hostPort > 0);
   assert.match(table(), new RegExp(`ip daddr 127\\.0\\.0\\.1 tcp dport ${hostPort} dnat to 10\\.242\\.16\\.2:80`));
-  await assert.rejects(m.connect({ containerId: id(1), containerName: 'web', aliases: [], network: a.id, ports: [] }), err('ALREADY_CONNECTED'));
+  await assert.rejects(
+    m.connect({ containerId: id(1), containerName: 'web', aliases: [], network: a.id, ports: [] }),
+    err('ALREADY_CONNECTED'),
+  );
 
   // A port in use is PORT_IN_USE, and the failed connect leaves no tap, lease or rule.
   const before = { links: links().sort(), table: table() };
-  await assert.rejects(m.connect({ containerId: id(2), containerName: 'api', aliases: [], network: 'alpha', ports: [{ hostIp: '0.0.0.0', hostPort, containerPort: 80, protocol: 'tcp' }] }), err('PORT_IN_USE'));
+  await assert.rejects(
+    m.connect({
+      containerId: id(2),
+      containerName: 'api',
+      aliases: [],
+      network: 'alpha',
+      ports: [{ hostIp: '0.0.0.0', hostPort, containerPort: 80, protocol: 'tcp' }],
+    }),
+    err('PORT_IN_USE'),
+  );
   assert.deepEqual({ links: links().sort(), table: table() }, before);
   assert.deepEqual(await m.endpoints(id(2)), []);
 
@@ -109,7 +139,13 @@ test('networks, endpoints, ports, DNS, errors, persistence and reconcile', async
   assert.deepEqual(await resolver.resolve4('api'), ['10.242.16.3']);
   assert.deepEqual(await resolver.resolve4(id(1).slice(0, 12)), ['10.242.16.2']);
   // internal network: connected, published ports ignored, names resolved; isolation rules present
-  const e3 = await m.connect({ containerId: id(3), containerName: 'db', aliases: [], network: 'beta', ports: [{ hostIp: '0.0.0.0', hostPort: 0, containerPort: 5432, protocol: 'tcp' }] });
+  const e3 = await m.connect({
+    containerId: id(3),
+    containerName: 'db',
+    aliases: [],
+    network: 'beta',
+    ports: [{ hostIp: '0.0.0.0', hostPort: 0, containerPort: 5432, protocol: 'tcp' }],
+  });
   assert.equal(e3.address, '10.242.40.1');
   assert.deepEqual(e3.ports, []);
   assert.match(table(), new RegExp(`iifname "${b.bridge}" oifname != "${b.bridge}" drop`));
@@ -124,7 +160,16 @@ test('networks, endpoints, ports, DNS, errors, persistence and reconcile', async
   m = make();
   await m.init();
   assert.deepEqual(await m.endpoints(id(1)), [e1]);
-  await assert.rejects(m.connect({ containerId: id(4), containerName: 'x', aliases: [], network: 'alpha', ports: [{ hostIp: '127.0.0.1', hostPort, containerPort: 80, protocol: 'tcp' }] }), err('PORT_IN_USE'));
+  await assert.rejects(
+    m.connect({
+      containerId: id(4),
+      containerName: 'x',
+      aliases: [],
+      network: 'alpha',
+      ports: [{ hostIp: '127.0.0.1', hostPort, containerPort: 80, protocol: 'tcp' }],
+    }),
+    err('PORT_IN_USE'),
+  );
   // the next address continues after the last lease
   const e4 = await m.connect({ containerId: id(4), containerName: 'x', aliases: [], network: 'alpha', ports: [] });
   assert.equal(e4.address, '10.242.16.4');
@@ -148,7 +193,17 @@ test('disconnects fired together are done together: every tap, port and lease go
   const m = make();
   await m.init();
   const ids = [20, 21, 22, 23, 24, 25].map(id);
-  const eps = await Promise.all(ids.map((c, i) => m.connect({ containerId: c, containerName: `n${i}`, aliases: [], network: 'bridge', ports: [{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 80, protocol: 'tcp' }] })));
+  const eps = await Promise.all(
+    ids.map((c, i) =>
+      m.connect({
+        containerId: c,
+        containerName: `n${i}`,
+        aliases: [],
+        network: 'bridge',
+        ports: [{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 80, protocol: 'tcp' }],
+      }),
+    ),
+  );
   const before = links().length;
   await Promise.all(ids.map((c) => m.disconnect(c)));
   assert.equal(links().length, before - ids.length, 'every tap removed');
@@ -175,7 +230,9 @@ test('address exhaustion is a typed error that leaks nothing', async () => {
   await m.create('tiny', { subnet: '10.242.60.0/30' });
   await m.connect({ containerId: id(10), containerName: 'one', aliases: [], network: 'tiny', ports: [] });
   const before = links().sort();
-  await assert.rejects(m.connect({ containerId: id(11), containerName: 'two', aliases: [], network: 'tiny', ports: [] }), (e: unknown) => isBosonError(e, 'ADDRESS_EXHAUSTED'));
+  await assert.rejects(m.connect({ containerId: id(11), containerName: 'two', aliases: [], network: 'tiny', ports: [] }), (e: unknown) =>
+    isBosonError(e, 'ADDRESS_EXHAUSTED'),
+  );
   assert.deepEqual(links().sort(), before);
   await m.disconnect(id(10));
   await m.remove('tiny');
@@ -188,13 +245,21 @@ test('rootless: user-mode NIC with forwards, QEMU addresses, no host changes', a
   const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-net-rootless-'));
   const m = make({ stateDir: dir, rootless: true, prefix: 'zz' });
   await m.init();
-  const e = await m.connect({ containerId: id(20), containerName: 'r', aliases: [], network: 'bridge', ports: [{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 80, protocol: 'tcp' }] });
+  const e = await m.connect({
+    containerId: id(20),
+    containerName: 'r',
+    aliases: [],
+    network: 'bridge',
+    ports: [{ hostIp: '127.0.0.1', hostPort: 0, containerPort: 80, protocol: 'tcp' }],
+  });
   assert.equal(e.nic.kind, 'user');
   assert.equal(e.address, '10.0.2.15');
   assert.equal(e.gateway, '10.0.2.2');
   assert.deepEqual(e.dns, ['10.0.2.3']);
   assert.ok(e.ports[0]!.hostPort > 0);
-  assert.deepEqual(e.nic.kind === 'user' ? e.nic.forwards : [], [{ protocol: 'tcp', hostIp: '127.0.0.1', hostPort: e.ports[0]!.hostPort, guestPort: 80 }]);
+  assert.deepEqual(e.nic.kind === 'user' ? e.nic.forwards : [], [
+    { protocol: 'tcp', hostIp: '127.0.0.1', hostPort: e.ports[0]!.hostPort, guestPort: 80 },
+  ]);
   await assert.rejects(m.create('x'), (err: unknown) => isBosonError(err, 'ROOTLESS_UNSUPPORTED'));
   await m.disconnect(id(20));
   await m.teardown();

@@ -14,7 +14,18 @@ import { DnsServer, readResolvConf, type Upstream } from './dns.ts';
 import { renderRemoval, renderRuleset, type FirewallNetwork, type FirewallPort, type FirewallTap } from './firewall.ts';
 import { ipBatch, listLinks, listRoutes, linkAddresses, nftApply, setSysctl } from './host.ts';
 import {
-  allocateAddress, cidrContains, cidrLast, cidrOverlap, DEFAULT_POOL, formatCidr, formatIPv4, parseIPv4, parseRouteDst, parseSubnet, pickSubnet, validateGateway,
+  allocateAddress,
+  cidrContains,
+  cidrLast,
+  cidrOverlap,
+  DEFAULT_POOL,
+  formatCidr,
+  formatIPv4,
+  parseIPv4,
+  parseRouteDst,
+  parseSubnet,
+  pickSubnet,
+  validateGateway,
   type Cidr,
 } from './ipam.ts';
 import { holdPort, holdPorts, type HeldPort, type PortBinding } from './ports.ts';
@@ -104,10 +115,17 @@ export class NetworkManager {
   private lock: Promise<unknown> = Promise.resolve();
 
   /** `store`: the host's state store (the composition root's; not closed here). */
-  constructor(stateStore: StateStore, private readonly opts: NetworkManagerOptions) {
+  constructor(
+    stateStore: StateStore,
+    private readonly opts: NetworkManagerOptions,
+  ) {
     this.rootless = opts.rootless ?? false;
     this.prefix = opts.prefix ?? 'boson';
-    if (!/^[a-z][a-z0-9]{0,5}$/.test(this.prefix)) throw new BosonError('INVALID_ARGUMENT', `invalid network name prefix "${this.prefix}": 1 to 6 lower-case letters or digits, starting with a letter`);
+    if (!/^[a-z][a-z0-9]{0,5}$/.test(this.prefix))
+      throw new BosonError(
+        'INVALID_ARGUMENT',
+        `invalid network name prefix "${this.prefix}": 1 to 6 lower-case letters or digits, starting with a letter`,
+      );
     this.store = new NetworkStateStore(stateStore, opts.stateDir);
   }
 
@@ -159,7 +177,9 @@ export class NetworkManager {
         const subnet = parseSubnet(this.opts.defaultSubnet ?? '10.88.0.0/16');
         // A bridge of ours left by an earlier state (removed by hand) is reused, so its route is no overlap.
         await this.checkHostRoutes(subnet, [this.defaultBridge]);
-        this.s.networks.push(this.newRecord(DEFAULT_NETWORK, this.defaultBridge, formatCidr(subnet), formatIPv4(subnet.base + 1), false, {}, true));
+        this.s.networks.push(
+          this.newRecord(DEFAULT_NETWORK, this.defaultBridge, formatCidr(subnet), formatIPv4(subnet.base + 1), false, {}, true),
+        );
         await this.store.save(this.s);
       }
       const links = await listLinks();
@@ -177,7 +197,10 @@ export class NetworkManager {
       await ipBatch(cmds);
       const bridges = new Set(this.s.networks.map((n) => n.bridge));
       const strays = links.filter((l) => this.isOurs(l.name) && !bridges.has(l.name) && !wantedTaps.has(l.name));
-      await ipBatch(strays.map((l) => `link del dev ${l.name}`), true);
+      await ipBatch(
+        strays.map((l) => `link del dev ${l.name}`),
+        true,
+      );
       await this.applyFirewall();
       for (const n of this.s.networks) if (!this.dns.has(n.id)) await this.startDns(n);
       for (const se of this.s.endpoints) await this.reholdPorts(se);
@@ -187,23 +210,46 @@ export class NetworkManager {
   /** Creates a user-defined network with its bridge and DNS server. */
   create(name: string, opts: CreateNetworkOptions = {}): Promise<NetworkRecord> {
     return this.serial(async () => {
-      if (this.rootless) throw new BosonError('ROOTLESS_UNSUPPORTED', 'user-defined networks need a daemon running as root (rootless mode uses QEMU user-mode networking)');
-      if (!NAME_RE.test(name)) throw new BosonError('INVALID_ARGUMENT', `invalid network name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
-      if (this.s.networks.some((n) => n.name === name)) throw new BosonError('NETWORK_NAME_IN_USE', `network with name ${name} already exists`, { details: { name } });
+      if (this.rootless)
+        throw new BosonError(
+          'ROOTLESS_UNSUPPORTED',
+          'user-defined networks need a daemon running as root (rootless mode uses QEMU user-mode networking)',
+        );
+      if (!NAME_RE.test(name))
+        throw new BosonError('INVALID_ARGUMENT', `invalid network name "${name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+      if (this.s.networks.some((n) => n.name === name))
+        throw new BosonError('NETWORK_NAME_IN_USE', `network with name ${name} already exists`, { details: { name } });
       const taken = this.s.networks.map((n) => parseSubnet(n.subnet));
       let subnet: Cidr;
       if (opts.subnet !== undefined) {
         subnet = parseSubnet(opts.subnet);
         const clash = this.s.networks.find((n) => cidrOverlap(parseSubnet(n.subnet), subnet));
-        if (clash) throw new BosonError('SUBNET_OVERLAP', `invalid pool request: Pool overlaps with other one on this address space (${formatCidr(subnet)} overlaps network ${clash.name}, ${clash.subnet})`, { details: { subnet: formatCidr(subnet), network: clash.name } });
-        await this.checkHostRoutes(subnet, this.s.networks.map((n) => n.bridge));
+        if (clash)
+          throw new BosonError(
+            'SUBNET_OVERLAP',
+            `invalid pool request: Pool overlaps with other one on this address space (${formatCidr(subnet)} overlaps network ${clash.name}, ${clash.subnet})`,
+            { details: { subnet: formatCidr(subnet), network: clash.name } },
+          );
+        await this.checkHostRoutes(
+          subnet,
+          this.s.networks.map((n) => n.bridge),
+        );
       } else {
         const routes = await this.hostRouteCidrs(this.s.networks.map((n) => n.bridge));
         subnet = pickSubnet([...taken, ...routes], this.pool());
       }
       const gateway = opts.gateway !== undefined ? validateGateway(subnet, opts.gateway) : subnet.base + 1;
       const id = randomBytes(32).toString('hex');
-      const record = this.newRecord(name, `${this.prefix}-${id.slice(0, 14 - this.prefix.length)}`, formatCidr(subnet), formatIPv4(gateway), opts.internal ?? false, opts.labels ?? {}, false, id);
+      const record = this.newRecord(
+        name,
+        `${this.prefix}-${id.slice(0, 14 - this.prefix.length)}`,
+        formatCidr(subnet),
+        formatIPv4(gateway),
+        opts.internal ?? false,
+        opts.labels ?? {},
+        false,
+        id,
+      );
       this.s.networks.push(record);
       try {
         await this.ensureBridge(record, await listLinks());
@@ -225,7 +271,9 @@ export class NetworkManager {
 
   /** All networks, the default one first. */
   async list(): Promise<NetworkRecord[]> {
-    return [...this.s.networks].sort((a, b) => Number(b.builtin) - Number(a.builtin) || a.created.localeCompare(b.created)).map((n) => ({ ...n }));
+    return [...this.s.networks]
+      .sort((a, b) => Number(b.builtin) - Number(a.builtin) || a.created.localeCompare(b.created))
+      .map((n) => ({ ...n }));
   }
 
   /** A network by exact name, exact id, or unique id prefix; NETWORK_NOT_FOUND otherwise. */
@@ -237,10 +285,17 @@ export class NetworkManager {
   remove(idOrName: string): Promise<void> {
     return this.serial(async () => {
       const n = this.find(idOrName);
-      if (n.builtin) throw new BosonError('NETWORK_IN_USE', `${n.name} is a pre-defined network and cannot be removed`, { details: { network: n.name } });
+      if (n.builtin)
+        throw new BosonError('NETWORK_IN_USE', `${n.name} is a pre-defined network and cannot be removed`, {
+          details: { network: n.name },
+        });
       const users = this.s.endpoints.filter((se) => se.endpoint.network === n.id);
       if (users.length > 0) {
-        throw new BosonError('NETWORK_IN_USE', `error while removing network: network ${n.name} id ${n.id} has active endpoints (${users.map((u) => u.containerName).join(', ')})`, { details: { network: n.name, containers: users.map((u) => u.endpoint.containerId) } });
+        throw new BosonError(
+          'NETWORK_IN_USE',
+          `error while removing network: network ${n.name} id ${n.id} has active endpoints (${users.map((u) => u.containerName).join(', ')})`,
+          { details: { network: n.name, containers: users.map((u) => u.endpoint.containerId) } },
+        );
       }
       await this.dns.get(n.id)?.close();
       this.dns.delete(n.id);
@@ -260,11 +315,14 @@ export class NetworkManager {
     return this.serial(async () => {
       const n = this.find(req.network);
       if (this.s.endpoints.some((se) => se.endpoint.containerId === req.containerId && se.endpoint.network === n.id)) {
-        throw new BosonError('ALREADY_CONNECTED', `endpoint with name ${req.containerName} already exists in network ${n.name}`, { details: { network: n.name, containerId: req.containerId } });
+        throw new BosonError('ALREADY_CONNECTED', `endpoint with name ${req.containerName} already exists in network ${n.name}`, {
+          details: { network: n.name, containerId: req.containerId },
+        });
       }
       const hostname = req.hostname ?? req.containerId.slice(0, 12);
       for (const p of req.ports) {
-        if (parseIPv4(p.hostIp) === undefined) throw new BosonError('INVALID_ARGUMENT', `cannot publish on ${p.hostIp}: only IPv4 host addresses are supported`);
+        if (parseIPv4(p.hostIp) === undefined)
+          throw new BosonError('INVALID_ARGUMENT', `cannot publish on ${p.hostIp}: only IPv4 host addresses are supported`);
       }
       if (this.rootless) return this.connectRootless(req, n, hostname);
 
@@ -274,16 +332,28 @@ export class NetworkManager {
       let address: number;
       if (req.address !== undefined) {
         address = this.staticAddress(n, req.address);
-        if (used.has(address)) throw new BosonError('INVALID_ARGUMENT', `Address already in use: ${req.address} is taken on network ${n.name}`, { details: { network: n.name, address: req.address } });
+        if (used.has(address))
+          throw new BosonError('INVALID_ARGUMENT', `Address already in use: ${req.address} is taken on network ${n.name}`, {
+            details: { network: n.name, address: req.address },
+          });
       } else address = allocateAddress(subnet, gateway, used, this.s.lastAddress[n.id] ?? 0);
-      const tap = `${this.prefix}t${randomBytes(8).toString('hex').slice(0, 14 - this.prefix.length)}`;
+      const tap = `${this.prefix}t${randomBytes(8)
+        .toString('hex')
+        .slice(0, 14 - this.prefix.length)}`;
       const mac = req.mac ?? macFor(address);
       // Docker ignores published ports on internal networks (nothing outside may reach them).
       const held = n.internal ? [] : await holdPorts(req.ports);
       const endpoint: Endpoint = {
-        containerId: req.containerId, network: n.id, nic: { kind: 'tap', ifname: tap, mac }, mac,
-        address: formatIPv4(address), prefixLen: subnet.prefix, gateway: n.gateway,
-        dns: [n.gateway], dnsSearch: [...this.search], hosts: [`${formatIPv4(address)}\t${hostname}`],
+        containerId: req.containerId,
+        network: n.id,
+        nic: { kind: 'tap', ifname: tap, mac },
+        mac,
+        address: formatIPv4(address),
+        prefixLen: subnet.prefix,
+        gateway: n.gateway,
+        dns: [n.gateway],
+        dnsSearch: [...this.search],
+        hosts: [`${formatIPv4(address)}\t${hostname}`],
         ports: held.map((h) => h.binding),
       };
       const stored: StoredEndpoint = { endpoint, containerName: req.containerName, aliases: [...req.aliases], hostname };
@@ -317,12 +387,16 @@ export class NetworkManager {
   }
 
   private staticAddress(n: NetworkRecord, text: string): number {
-    if (n.builtin || this.rootless) throw new BosonError('INVALID_ARGUMENT', `user specified IP address is supported on user defined networks only (not on ${n.name})`);
+    if (n.builtin || this.rootless)
+      throw new BosonError('INVALID_ARGUMENT', `user specified IP address is supported on user defined networks only (not on ${n.name})`);
     const ip = parseIPv4(text);
     if (ip === undefined) throw new BosonError('INVALID_ARGUMENT', `invalid IPv4 address: ${text}`);
     const subnet = parseSubnet(n.subnet);
     if (!cidrContains(subnet, ip) || ip === subnet.base || ip === cidrLast(subnet) || ip === parseIPv4(n.gateway)) {
-      throw new BosonError('INVALID_ARGUMENT', `invalid address ${text}: it is not a free host address of network ${n.name} (${n.subnet}, gateway ${n.gateway})`);
+      throw new BosonError(
+        'INVALID_ARGUMENT',
+        `invalid address ${text}: it is not a free host address of network ${n.name} (${n.subnet}, gateway ${n.gateway})`,
+      );
     }
     return ip;
   }
@@ -336,9 +410,13 @@ export class NetworkManager {
     const lowest = await unprivilegedPortStart();
     const low = ports.find((p) => p.hostPort !== 0 && p.hostPort < lowest);
     if (!low) return;
-    throw new BosonError('ROOTLESS_UNSUPPORTED', `publishing host port ${low.hostPort} needs root: a rootless daemon can bind ports from ${lowest} up (net.ipv4.ip_unprivileged_port_start); publish on a higher host port, e.g. -p ${low.hostPort + 8000 <= 65535 ? low.hostPort + 8000 : 8080}:${low.containerPort}`, {
-      details: { hostPort: low.hostPort, unprivilegedPortStart: lowest },
-    });
+    throw new BosonError(
+      'ROOTLESS_UNSUPPORTED',
+      `publishing host port ${low.hostPort} needs root: a rootless daemon can bind ports from ${lowest} up (net.ipv4.ip_unprivileged_port_start); publish on a higher host port, e.g. -p ${low.hostPort + 8000 <= 65535 ? low.hostPort + 8000 : 8080}:${low.containerPort}`,
+      {
+        details: { hostPort: low.hostPort, unprivilegedPortStart: lowest },
+      },
+    );
   }
 
   private async connectRootless(req: EndpointRequest, n: NetworkRecord, hostname: string): Promise<Endpoint> {
@@ -352,10 +430,21 @@ export class NetworkManager {
     const ports = held.map((h) => h.binding);
     const mac = req.mac ?? '52:54:00:12:34:56';
     const endpoint: Endpoint = {
-      containerId: req.containerId, network: n.id,
-      nic: { kind: 'user', mac, forwards: ports.map((p) => ({ protocol: p.protocol, hostIp: p.hostIp, hostPort: p.hostPort, guestPort: p.containerPort })) },
-      mac, address: USER_NET.address, prefixLen: USER_NET.prefixLen, gateway: USER_NET.gateway, dns: [USER_NET.dns], dnsSearch: [...this.search],
-      hosts: [`${USER_NET.address}\t${hostname}`], ports,
+      containerId: req.containerId,
+      network: n.id,
+      nic: {
+        kind: 'user',
+        mac,
+        forwards: ports.map((p) => ({ protocol: p.protocol, hostIp: p.hostIp, hostPort: p.hostPort, guestPort: p.containerPort })),
+      },
+      mac,
+      address: USER_NET.address,
+      prefixLen: USER_NET.prefixLen,
+      gateway: USER_NET.gateway,
+      dns: [USER_NET.dns],
+      dnsSearch: [...this.search],
+      hosts: [`${USER_NET.address}\t${hostname}`],
+      ports,
     };
     this.s.endpoints.push({ endpoint, containerName: req.containerName, aliases: [...req.aliases], hostname });
     await this.store.save(this.s);
@@ -367,7 +456,9 @@ export class NetworkManager {
     if (network === undefined) return this.disconnectAll(containerId);
     return this.serial(async () => {
       const networkId = this.find(network).id;
-      await this.dropEndpoints(this.s.endpoints.filter((se) => se.endpoint.containerId === containerId && se.endpoint.network === networkId));
+      await this.dropEndpoints(
+        this.s.endpoints.filter((se) => se.endpoint.containerId === containerId && se.endpoint.network === networkId),
+      );
     });
   }
 
@@ -420,7 +511,10 @@ export class NetworkManager {
       this.held.clear();
       if (!this.rootless) {
         const links = await listLinks();
-        await ipBatch(links.filter((l) => this.isOurs(l.name)).map((l) => `link del dev ${l.name}`), true);
+        await ipBatch(
+          links.filter((l) => this.isOurs(l.name)).map((l) => `link del dev ${l.name}`),
+          true,
+        );
         await nftApply(renderRemoval(this.table));
       }
       await this.store.remove();
@@ -430,8 +524,28 @@ export class NetworkManager {
 
   // ---- internals ----
 
-  private newRecord(name: string, bridge: string, subnet: string, gateway: string, internal: boolean, labels: Record<string, string>, builtin: boolean, id = randomBytes(32).toString('hex')): NetworkRecord {
-    return { id, name, driver: 'bridge', bridge, subnet, gateway, internal, labels: { ...labels }, created: new Date().toISOString(), builtin };
+  private newRecord(
+    name: string,
+    bridge: string,
+    subnet: string,
+    gateway: string,
+    internal: boolean,
+    labels: Record<string, string>,
+    builtin: boolean,
+    id = randomBytes(32).toString('hex'),
+  ): NetworkRecord {
+    return {
+      id,
+      name,
+      driver: 'bridge',
+      bridge,
+      subnet,
+      gateway,
+      internal,
+      labels: { ...labels },
+      created: new Date().toISOString(),
+      builtin,
+    };
   }
 
   private pool(): { base: number; end: number; prefix: number } {
@@ -466,7 +580,10 @@ export class NetworkManager {
   /** Subnets routed on the host, except through the given (our own) devices. */
   private async hostRouteCidrs(ownDevices: string[]): Promise<Cidr[]> {
     const routes = await listRoutes();
-    return routes.filter((r) => !ownDevices.includes(r.dev ?? '')).map((r) => parseRouteDst(r.dst)).filter((c): c is Cidr => c !== undefined);
+    return routes
+      .filter((r) => !ownDevices.includes(r.dev ?? ''))
+      .map((r) => parseRouteDst(r.dst))
+      .filter((c): c is Cidr => c !== undefined);
   }
 
   private async checkHostRoutes(subnet: Cidr, ownDevices: string[]): Promise<void> {
@@ -475,7 +592,11 @@ export class NetworkManager {
       if (ownDevices.includes(r.dev ?? '')) continue;
       const c = parseRouteDst(r.dst);
       if (c && cidrOverlap(c, subnet)) {
-        throw new BosonError('SUBNET_OVERLAP', `subnet ${formatCidr(subnet)} overlaps the host's route to ${r.dst}${r.dev ? ` on ${r.dev}` : ''}`, { details: { subnet: formatCidr(subnet), route: r.dst } });
+        throw new BosonError(
+          'SUBNET_OVERLAP',
+          `subnet ${formatCidr(subnet)} overlaps the host's route to ${r.dst}${r.dev ? ` on ${r.dev}` : ''}`,
+          { details: { subnet: formatCidr(subnet), route: r.dst } },
+        );
       }
     }
   }
@@ -501,19 +622,36 @@ export class NetworkManager {
   private async applyFirewall(): Promise<void> {
     const nets: FirewallNetwork[] = this.s.networks.map((n) => ({ bridge: n.bridge, subnet: n.subnet, internal: n.internal }));
     const ports: FirewallPort[] = this.s.endpoints.flatMap((se) =>
-      se.endpoint.ports.map((p) => ({ hostIp: p.hostIp, hostPort: p.hostPort, protocol: p.protocol, address: se.endpoint.address, containerPort: p.containerPort })),
+      se.endpoint.ports.map((p) => ({
+        hostIp: p.hostIp,
+        hostPort: p.hostPort,
+        protocol: p.protocol,
+        address: se.endpoint.address,
+        containerPort: p.containerPort,
+      })),
     );
-    const taps: FirewallTap[] = this.s.endpoints.flatMap((se) => (se.endpoint.nic.kind === 'tap' ? [{ tap: se.endpoint.nic.ifname, mac: se.endpoint.mac, address: se.endpoint.address }] : []));
+    const taps: FirewallTap[] = this.s.endpoints.flatMap((se) =>
+      se.endpoint.nic.kind === 'tap' ? [{ tap: se.endpoint.nic.ifname, mac: se.endpoint.mac, address: se.endpoint.address }] : [],
+    );
     await nftApply(renderRuleset(this.table, nets, ports, taps));
   }
 
   private async startDns(n: NetworkRecord): Promise<void> {
-    const server = new DnsServer({ address: n.gateway, port: this.opts.dnsPort ?? 53, upstreams: n.internal ? [] : this.upstreams, search: this.search });
+    const server = new DnsServer({
+      address: n.gateway,
+      port: this.opts.dnsPort ?? 53,
+      upstreams: n.internal ? [] : this.upstreams,
+      search: this.search,
+    });
     try {
       await server.start();
     } catch (err) {
       await server.close();
-      throw new BosonError('PORT_IN_USE', `cannot start the DNS server of network ${n.name} on ${n.gateway}:${this.opts.dnsPort ?? 53}: ${(err as Error).message}`, { cause: err });
+      throw new BosonError(
+        'PORT_IN_USE',
+        `cannot start the DNS server of network ${n.name} on ${n.gateway}:${this.opts.dnsPort ?? 53}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     this.dns.set(n.id, server);
     this.refreshNames(n);
@@ -544,7 +682,9 @@ export class NetworkManager {
       try {
         held.push(await holdPort(p));
       } catch (err) {
-        this.opts.log?.(`published port ${p.hostIp}:${p.hostPort}/${p.protocol} of container ${se.endpoint.containerId.slice(0, 12)} could not be bound again: ${(err as Error).message}`);
+        this.opts.log?.(
+          `published port ${p.hostIp}:${p.hostPort}/${p.protocol} of container ${se.endpoint.containerId.slice(0, 12)} could not be bound again: ${(err as Error).message}`,
+        );
       }
     }
     this.held.set(k, held);
@@ -562,11 +702,13 @@ export class NetworkManager {
     await this.store.save(this.s);
     if (this.rootless) return;
     await this.applyFirewall();
-    await ipBatch(gone.map((se) => `link del dev ${this.tapOf(se.endpoint)}`), true).catch(() => undefined);
+    await ipBatch(
+      gone.map((se) => `link del dev ${this.tapOf(se.endpoint)}`),
+      true,
+    ).catch(() => undefined);
     for (const id of new Set(gone.map((se) => se.endpoint.network))) {
       const n = this.networkById(id);
       if (n) this.refreshNames(n);
     }
   }
 }
-

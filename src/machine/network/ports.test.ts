@@ -35,7 +35,11 @@ test('parsePortSpec: bad specs are INVALID_ARGUMENT with Docker-like messages', 
     ['a:b:c:d', /invalid port specification/],
   ];
   for (const [spec, re] of cases) {
-    assert.throws(() => parsePortSpec(spec), (e: unknown) => isBosonError(e, 'INVALID_ARGUMENT') && re.test((e as Error).message), spec);
+    assert.throws(
+      () => parsePortSpec(spec),
+      (e: unknown) => isBosonError(e, 'INVALID_ARGUMENT') && re.test((e as Error).message),
+      spec,
+    );
   }
 });
 
@@ -47,7 +51,10 @@ test('-P: exposed ports to random host ports', () => {
 test('holdPort: 0 becomes a free port; a bound port is PORT_IN_USE; a range takes its first free port; all-or-nothing', async () => {
   const any = await holdPort(tcp('127.0.0.1', 0, 80));
   assert.ok(any.binding.hostPort > 0);
-  await assert.rejects(holdPort(tcp('127.0.0.1', any.binding.hostPort, 80)), (e: unknown) => isBosonError(e, 'PORT_IN_USE') && /Bind for 127.0.0.1:\d+ failed: port is already allocated/.test((e as Error).message));
+  await assert.rejects(
+    holdPort(tcp('127.0.0.1', any.binding.hostPort, 80)),
+    (e: unknown) => isBosonError(e, 'PORT_IN_USE') && /Bind for 127.0.0.1:\d+ failed: port is already allocated/.test((e as Error).message),
+  );
   // Another program holding the port (not us) is found the same way.
   const other = net.createServer();
   await new Promise<void>((r) => other.listen(0, '0.0.0.0', r));

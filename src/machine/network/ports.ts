@@ -73,7 +73,8 @@ export function parsePortSpec(spec: string): PortBinding[] {
   if (host && host[1] - host[0] !== containerCount && containerCount !== 0) {
     throw invalid(`invalid ranges specified for container and host Ports: ${containerText} and ${hostText}`);
   }
-  if (protocol !== 'tcp' && protocol !== 'udp') throw invalid(protocol === 'sctp' ? 'invalid proto: sctp (not supported by Boson)' : `invalid proto: ${protoText}`);
+  if (protocol !== 'tcp' && protocol !== 'udp')
+    throw invalid(protocol === 'sctp' ? 'invalid proto: sctp (not supported by Boson)' : `invalid proto: ${protoText}`);
   const hostIp = ip === '' ? '0.0.0.0' : ip;
   if (host && host[1] !== host[0] && containerCount === 0) {
     return [{ hostIp, hostPort: host[0], hostPortEnd: host[1], containerPort: container[0], protocol }];
@@ -129,7 +130,8 @@ function bindOnce(protocol: 'tcp' | 'udp', hostIp: string, port: number): Promis
 
 function inUse(binding: PortBinding, port: number | string, cause?: unknown): BosonError {
   return new BosonError('PORT_IN_USE', `Bind for ${binding.hostIp}:${port} failed: port is already allocated`, {
-    cause, details: { hostIp: binding.hostIp, hostPort: port, protocol: binding.protocol },
+    cause,
+    details: { hostIp: binding.hostIp, hostPort: port, protocol: binding.protocol },
   });
 }
 
@@ -147,7 +149,8 @@ export async function holdPort(binding: PortBinding): Promise<HeldPort> {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EADDRINUSE' || code === 'EACCES') throw inUse(binding, port, err);
-      if (code === 'EADDRNOTAVAIL') throw new BosonError('INVALID_ARGUMENT', `cannot publish on ${binding.hostIp}: not an address of this host`, { cause: err });
+      if (code === 'EADDRNOTAVAIL')
+        throw new BosonError('INVALID_ARGUMENT', `cannot publish on ${binding.hostIp}: not an address of this host`, { cause: err });
       throw err;
     }
   };

@@ -14,14 +14,40 @@ const CID = 'c'.repeat(64);
 function oldState(): NetworkState {
   return {
     version: 1,
-    networks: [{ id: NET_ID, name: 'bridge', driver: 'bridge', bridge: '', subnet: '10.0.2.0/24', gateway: '10.0.2.2', internal: false, labels: {}, created: '2024-01-01T00:00:00.000Z', builtin: true }],
-    endpoints: [{
-      endpoint: {
-        containerId: CID, network: NET_ID, nic: { kind: 'user', mac: '52:54:00:12:34:56', forwards: [] }, mac: '52:54:00:12:34:56',
-        address: '10.0.2.15', prefixLen: 24, gateway: '10.0.2.2', dns: ['10.0.2.3'], dnsSearch: [], hosts: ['10.0.2.15\tbox'], ports: [],
+    networks: [
+      {
+        id: NET_ID,
+        name: 'bridge',
+        driver: 'bridge',
+        bridge: '',
+        subnet: '10.0.2.0/24',
+        gateway: '10.0.2.2',
+        internal: false,
+        labels: {},
+        created: '2024-01-01T00:00:00.000Z',
+        builtin: true,
       },
-      containerName: 'box', aliases: [], hostname: 'box',
-    }],
+    ],
+    endpoints: [
+      {
+        endpoint: {
+          containerId: CID,
+          network: NET_ID,
+          nic: { kind: 'user', mac: '52:54:00:12:34:56', forwards: [] },
+          mac: '52:54:00:12:34:56',
+          address: '10.0.2.15',
+          prefixLen: 24,
+          gateway: '10.0.2.2',
+          dns: ['10.0.2.3'],
+          dnsSearch: [],
+          hosts: ['10.0.2.15\tbox'],
+          ports: [],
+        },
+        containerName: 'box',
+        aliases: [],
+        hostname: 'box',
+      },
+    ],
     lastAddress: { [NET_ID]: 7 },
   };
 }
@@ -34,10 +60,17 @@ test('a network/state.json from before the state store is imported once and remo
     const store = new MemoryStateStore();
     const m = new NetworkManager(store, { stateDir: dir, rootless: true, resolvConf: '/dev/null' });
     await m.init();
-    assert.deepEqual((await m.list()).map((n) => [n.id, n.name]), [[NET_ID, 'bridge']], 'the old default network is kept, not made again');
+    assert.deepEqual(
+      (await m.list()).map((n) => [n.id, n.name]),
+      [[NET_ID, 'bridge']],
+      'the old default network is kept, not made again',
+    );
     assert.deepEqual(await m.endpoints(CID), [oldState().endpoints[0]!.endpoint]);
     await assert.rejects(access(path.join(dir, 'network', 'state.json')), 'state.json is gone');
-    assert.deepEqual(store.list(NETWORK_KINDS.lease).map((r) => [r.key, r.value]), [[NET_ID, { last: 7 }]]);
+    assert.deepEqual(
+      store.list(NETWORK_KINDS.lease).map((r) => [r.key, r.value]),
+      [[NET_ID, { last: 7 }]],
+    );
     // A second start reads the store alone.
     const again = new NetworkManager(store, { stateDir: dir, rootless: true, resolvConf: '/dev/null' });
     await again.init();

@@ -111,7 +111,10 @@ export class NetworkStateStore {
   /** What this manager last read or wrote: JSON text and revision, by "<kind>\0<key>". */
   private seen = new Map<string, { json: string; revision: number }>();
 
-  constructor(private readonly store: StateStore, private readonly stateDir: string) {}
+  constructor(
+    private readonly store: StateStore,
+    private readonly stateDir: string,
+  ) {}
 
   async load(): Promise<NetworkState> {
     await this.importLegacy();
@@ -133,7 +136,8 @@ export class NetworkStateStore {
     const ops: StoreOp[] = [];
     for (const [id, r] of want) {
       const before = this.seen.get(id);
-      if (before?.json !== JSON.stringify(r.value)) ops.push({ op: 'put', kind: r.kind, key: r.key, value: r.value, expectRevision: before?.revision ?? 0 });
+      if (before?.json !== JSON.stringify(r.value))
+        ops.push({ op: 'put', kind: r.kind, key: r.key, value: r.value, expectRevision: before?.revision ?? 0 });
     }
     for (const [id, before] of this.seen) {
       if (want.has(id)) continue;
@@ -144,7 +148,8 @@ export class NetworkStateStore {
     try {
       this.store.commit(ops);
     } catch (err) {
-      if (isBosonError(err, 'STORE_FULL')) throw new BosonError('STATE_DIR_UNWRITABLE', `cannot save the network state: ${err.message}`, { cause: err });
+      if (isBosonError(err, 'STORE_FULL'))
+        throw new BosonError('STATE_DIR_UNWRITABLE', `cannot save the network state: ${err.message}`, { cause: err });
       throw err;
     }
     for (const op of ops) {
@@ -158,7 +163,9 @@ export class NetworkStateStore {
   /** Deletes every network record (teardown). */
   async remove(): Promise<void> {
     await rm(legacyFile(this.stateDir), { force: true });
-    const ops: StoreOp[] = Object.values(NETWORK_KINDS).flatMap((kind) => this.store.list(kind).map((r) => ({ op: 'delete' as const, kind, key: r.key })));
+    const ops: StoreOp[] = Object.values(NETWORK_KINDS).flatMap((kind) =>
+      this.store.list(kind).map((r) => ({ op: 'delete' as const, kind, key: r.key })),
+    );
     if (ops.length > 0) this.store.commit(ops);
     this.seen.clear();
   }
@@ -169,7 +176,13 @@ export class NetworkStateStore {
     const legacy = await readLegacy(file);
     if (!legacy) return;
     if (this.store.list(NETWORK_KINDS.network).length === 0) {
-      const ops: StoreOp[] = [...recordsOf(legacy).values()].map((r) => ({ op: 'put', kind: r.kind, key: r.key, value: r.value, expectRevision: 0 }));
+      const ops: StoreOp[] = [...recordsOf(legacy).values()].map((r) => ({
+        op: 'put',
+        kind: r.kind,
+        key: r.key,
+        value: r.value,
+        expectRevision: 0,
+      }));
       if (ops.length > 0) this.store.commit(ops);
     }
     await rm(file, { force: true });

@@ -18,7 +18,10 @@ export interface MachineFactory {
 
 const ctx = localContext('conformance');
 const spec = (args: string[], extra: Partial<ContainerSpec> = {}): ContainerSpec => ({ image: 'busybox', process: { args }, ...extra });
-const code = (c: string) => (e: unknown): boolean => isBosonError(e, c as never);
+const code =
+  (c: string) =>
+  (e: unknown): boolean =>
+    isBosonError(e, c as never);
 
 function collector(): StreamSink & { out: () => string; err: () => string } {
   let out = '';
@@ -53,7 +56,10 @@ export function machineConformance(name: string, factory: MachineFactory): void 
     assert.equal(created.state, 'created');
     assert.equal(created.config.labels.a, 'b');
     assert.equal((await c.inspect(ctx, created.id.slice(0, 12))).id, created.id);
-    assert.deepEqual((await c.list(ctx, { all: true })).map((x) => x.id), [created.id]);
+    assert.deepEqual(
+      (await c.list(ctx, { all: true })).map((x) => x.id),
+      [created.id],
+    );
     assert.deepEqual(await c.list(ctx), [], 'not running: listed only with all');
     await assert.rejects(c.create(ctx, spec(['true'], { name: 'conf-one' })), code('CONTAINER_NAME_IN_USE'));
     await assert.rejects(c.create(ctx, spec(['true'], { name: '-bad' })), code('INVALID_ARGUMENT'));
@@ -68,31 +74,37 @@ export function machineConformance(name: string, factory: MachineFactory): void 
     assert.deepEqual(await c.list(ctx, { all: true }), []);
   });
 
-  withMachine('start, wait, stop, kill: states and exit codes; a running container is not removed without force', async ({ containers: c }) => {
-    const three = await c.create(ctx, spec(['exit', '3']));
-    await c.start(ctx, three.id);
-    assert.deepEqual(await c.wait(ctx, three.id), { statusCode: 3, error: null });
-    const exited = await c.inspect(ctx, three.id);
-    assert.equal(exited.state, 'exited');
-    assert.equal(exited.exitCode, 3);
+  withMachine(
+    'start, wait, stop, kill: states and exit codes; a running container is not removed without force',
+    async ({ containers: c }) => {
+      const three = await c.create(ctx, spec(['exit', '3']));
+      await c.start(ctx, three.id);
+      assert.deepEqual(await c.wait(ctx, three.id), { statusCode: 3, error: null });
+      const exited = await c.inspect(ctx, three.id);
+      assert.equal(exited.state, 'exited');
+      assert.equal(exited.exitCode, 3);
 
-    const sleeper = await c.create(ctx, spec(['sleep']));
-    await c.start(ctx, sleeper.id);
-    assert.equal((await c.inspect(ctx, sleeper.id)).state, 'running');
-    assert.deepEqual((await c.list(ctx)).map((x) => x.id), [sleeper.id]);
-    await assert.rejects(c.remove(ctx, sleeper.id), code('CONTAINER_RUNNING'));
-    await c.stop(ctx, sleeper.id, 5);
-    assert.equal((await c.wait(ctx, sleeper.id)).statusCode, 143, 'SIGTERM');
+      const sleeper = await c.create(ctx, spec(['sleep']));
+      await c.start(ctx, sleeper.id);
+      assert.equal((await c.inspect(ctx, sleeper.id)).state, 'running');
+      assert.deepEqual(
+        (await c.list(ctx)).map((x) => x.id),
+        [sleeper.id],
+      );
+      await assert.rejects(c.remove(ctx, sleeper.id), code('CONTAINER_RUNNING'));
+      await c.stop(ctx, sleeper.id, 5);
+      assert.equal((await c.wait(ctx, sleeper.id)).statusCode, 143, 'SIGTERM');
 
-    await c.start(ctx, sleeper.id);
-    await c.kill(ctx, sleeper.id, 'KILL');
-    assert.equal((await c.wait(ctx, sleeper.id)).statusCode, 137);
-    await assert.rejects(c.kill(ctx, sleeper.id), code('CONTAINER_NOT_RUNNING'));
+      await c.start(ctx, sleeper.id);
+      await c.kill(ctx, sleeper.id, 'KILL');
+      assert.equal((await c.wait(ctx, sleeper.id)).statusCode, 137);
+      await assert.rejects(c.kill(ctx, sleeper.id), code('CONTAINER_NOT_RUNNING'));
 
-    await c.start(ctx, sleeper.id);
-    await c.remove(ctx, sleeper.id, { force: true });
-    await assert.rejects(c.inspect(ctx, sleeper.id), code('CONTAINER_NOT_FOUND'));
-  });
+      await c.start(ctx, sleeper.id);
+      await c.remove(ctx, sleeper.id, { force: true });
+      await assert.rejects(c.inspect(ctx, sleeper.id), code('CONTAINER_NOT_FOUND'));
+    },
+  );
 
   withMachine("a run's output and exit status", async ({ containers: c }) => {
     const sink = collector();
@@ -153,8 +165,14 @@ export function machineConformance(name: string, factory: MachineFactory): void 
     assert.equal(v.name, 'conf-data');
     assert.equal(v.anonymous, false);
     assert.deepEqual((await volumes.create(ctx, { name: 'conf-data' })).created, v.created, 'an existing name is returned as it is');
-    assert.deepEqual((await volumes.list(ctx)).map((x) => x.name), ['conf-data']);
-    const user = await containers.create(ctx, spec(['true'], { mounts: [{ type: 'volume', name: 'conf-data', destination: '/data', readOnly: false }] }));
+    assert.deepEqual(
+      (await volumes.list(ctx)).map((x) => x.name),
+      ['conf-data'],
+    );
+    const user = await containers.create(
+      ctx,
+      spec(['true'], { mounts: [{ type: 'volume', name: 'conf-data', destination: '/data', readOnly: false }] }),
+    );
     const inspected = await volumes.inspect(ctx, 'conf-data');
     assert.deepEqual(inspected.usedBy, [user.id]);
     assert.equal(typeof inspected.usageBytes, 'number');
@@ -182,8 +200,15 @@ export function machineConformance(name: string, factory: MachineFactory): void 
     abort.abort();
     await following;
     const past = (await events.past(ctx, { sinceNs: since })).filter((e) => e.actorId === x.id);
-    for (const action of ['create', 'start', 'die', 'destroy']) assert.ok(past.some((e) => e.action === action && e.type === 'container'), `${action} is logged`);
-    assert.ok(past.every((e, i) => i === 0 || e.seq > past[i - 1]!.seq), 'in order');
+    for (const action of ['create', 'start', 'die', 'destroy'])
+      assert.ok(
+        past.some((e) => e.action === action && e.type === 'container'),
+        `${action} is logged`,
+      );
+    assert.ok(
+      past.every((e, i) => i === 0 || e.seq > past[i - 1]!.seq),
+      'in order',
+    );
     assert.equal(past.find((e) => e.action === 'create')?.attributes.name, x.name);
   });
 }

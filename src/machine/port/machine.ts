@@ -5,9 +5,30 @@
  * controller) hold a Machine and never its implementation.
  */
 import type {
-  Container, ContainerSpec, ContainerStats, Event, ExecInstance, ExecSpec, Image, ImageInspect, ImageProgressEvent, ImagePruneResult, ImagePullRequest, ImagePullResult,
-  ImageRemoveResult, Network, NetworkCreateRequest, NetworkInspect, NetworkPruneResult, RequestContext, Volume, VolumeCreateRequest, VolumeInspect, VolumePruneResult,
-  WaitCondition, WaitResult,
+  Container,
+  ContainerSpec,
+  ContainerStats,
+  Event,
+  ExecInstance,
+  ExecSpec,
+  Image,
+  ImageInspect,
+  ImageProgressEvent,
+  ImagePruneResult,
+  ImagePullRequest,
+  ImagePullResult,
+  ImageRemoveResult,
+  Network,
+  NetworkCreateRequest,
+  NetworkInspect,
+  NetworkPruneResult,
+  RequestContext,
+  Volume,
+  VolumeCreateRequest,
+  VolumeInspect,
+  VolumePruneResult,
+  WaitCondition,
+  WaitResult,
 } from './schemas.ts';
 
 /** Where output of a container or exec goes; a write returning false asks the writer to wait for `onDrain`. */
@@ -98,7 +119,14 @@ export interface MachineContainers {
   attach(ctx: RequestContext, ref: string, sink: StreamSink, signal: AbortSignal): Promise<Attachment>;
   resize(ctx: RequestContext, ref: string, rows: number, cols: number): Promise<void>;
   /** Reads a container's log (and follows it until the container ends or `signal` aborts, when `follow`). */
-  logs(ctx: RequestContext, ref: string, query: LogQuery, follow: boolean, onLine: (line: LogLine) => void, signal: AbortSignal): Promise<void>;
+  logs(
+    ctx: RequestContext,
+    ref: string,
+    query: LogQuery,
+    follow: boolean,
+    onLine: (line: LogLine) => void,
+    signal: AbortSignal,
+  ): Promise<void>;
   /** create + attach + start + wait as one call (what `boson run` and `docker run` do). */
   run(ctx: RequestContext, spec: ContainerSpec, sink: StreamSink, options?: RunOptions): Promise<RunSession>;
   createExec(ctx: RequestContext, ref: string, spec: ExecSpec): Promise<ExecInstance>;

@@ -26,100 +26,130 @@ export function localContext(requestId?: string): RequestContext {
 
 /** A mount of a container: a named or anonymous volume (name '' = anonymous), or a host directory. */
 export const MountSpec = Type.Union([
-  Type.Object({
-    type: Type.Literal('volume'),
-    name: Type.String({ description: "'' for a new anonymous volume" }),
-    destination: Type.String({ minLength: 1 }),
-    readOnly: Type.Boolean(),
-    anonymous: Type.Optional(Type.Boolean()),
-  }, { additionalProperties: false }),
-  Type.Object({
-    type: Type.Literal('bind'),
-    source: Type.String({ minLength: 1 }),
-    destination: Type.String({ minLength: 1 }),
-    readOnly: Type.Boolean(),
-  }, { additionalProperties: false }),
+  Type.Object(
+    {
+      type: Type.Literal('volume'),
+      name: Type.String({ description: "'' for a new anonymous volume" }),
+      destination: Type.String({ minLength: 1 }),
+      readOnly: Type.Boolean(),
+      anonymous: Type.Optional(Type.Boolean()),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      type: Type.Literal('bind'),
+      source: Type.String({ minLength: 1 }),
+      destination: Type.String({ minLength: 1 }),
+      readOnly: Type.Boolean(),
+    },
+    { additionalProperties: false },
+  ),
 ]);
 export type MountSpec = Static<typeof MountSpec>;
 
 /** A port to publish: hostPort 0 takes a free port; hostIp '' is every address. */
-export const PortBinding = Type.Object({
-  hostIp: Type.String(),
-  hostPort: Type.Integer({ minimum: 0, maximum: 65535 }),
-  containerPort: Type.Integer({ minimum: 1, maximum: 65535 }),
-  protocol: Type.Union([Type.Literal('tcp'), Type.Literal('udp')]),
-  hostPortEnd: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
-}, { additionalProperties: false });
+export const PortBinding = Type.Object(
+  {
+    hostIp: Type.String(),
+    hostPort: Type.Integer({ minimum: 0, maximum: 65535 }),
+    containerPort: Type.Integer({ minimum: 1, maximum: 65535 }),
+    protocol: Type.Union([Type.Literal('tcp'), Type.Literal('udp')]),
+    hostPortEnd: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  },
+  { additionalProperties: false },
+);
 export type PortBinding = Static<typeof PortBinding>;
 
 /** Docker's restart policies. */
-export const RestartPolicy = Type.Object({
-  name: Type.Union([Type.Literal('no'), Type.Literal('on-failure'), Type.Literal('always'), Type.Literal('unless-stopped')]),
-  maximumRetryCount: Type.Integer({ minimum: 0, description: 'on-failure: restarts at most (0: no limit)' }),
-}, { additionalProperties: false });
+export const RestartPolicy = Type.Object(
+  {
+    name: Type.Union([Type.Literal('no'), Type.Literal('on-failure'), Type.Literal('always'), Type.Literal('unless-stopped')]),
+    maximumRetryCount: Type.Integer({ minimum: 0, description: 'on-failure: restarts at most (0: no limit)' }),
+  },
+  { additionalProperties: false },
+);
 export type RestartPolicy = Static<typeof RestartPolicy>;
 
 /** The container's process, as asked; what is left out comes from the image (Docker's precedence rules). */
-export const ProcessSpec = Type.Object({
-  /** Arguments (Docker's Cmd); empty or absent: the image's Cmd. */
-  args: Type.Optional(Type.Array(Type.String())),
-  /** Replaces the image's Entrypoint (and drops its Cmd); an empty array clears it. */
-  entrypoint: Type.Optional(Type.Array(Type.String())),
-  /** KEY=value entries, already expanded by the caller (a bare KEY is taken from nowhere: the machine is remote). */
-  env: Type.Optional(Type.Array(Type.String())),
-  cwd: Type.Optional(Type.String()),
-  user: Type.Optional(Type.String()),
-  hostname: Type.Optional(Type.String()),
-  tty: Type.Optional(Type.Boolean()),
-  /** Keep stdin open for attach. */
-  stdin: Type.Optional(Type.Boolean()),
-}, { additionalProperties: false });
+export const ProcessSpec = Type.Object(
+  {
+    /** Arguments (Docker's Cmd); empty or absent: the image's Cmd. */
+    args: Type.Optional(Type.Array(Type.String())),
+    /** Replaces the image's Entrypoint (and drops its Cmd); an empty array clears it. */
+    entrypoint: Type.Optional(Type.Array(Type.String())),
+    /** KEY=value entries, already expanded by the caller (a bare KEY is taken from nowhere: the machine is remote). */
+    env: Type.Optional(Type.Array(Type.String())),
+    cwd: Type.Optional(Type.String()),
+    user: Type.Optional(Type.String()),
+    hostname: Type.Optional(Type.String()),
+    tty: Type.Optional(Type.Boolean()),
+    /** Keep stdin open for attach. */
+    stdin: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
 export type ProcessSpec = Static<typeof ProcessSpec>;
 
 /** The micro-VM's size. */
-export const ResourceSpec = Type.Object({
-  memoryMiB: Type.Optional(Type.Integer({ minimum: 64 })),
-  cpus: Type.Optional(Type.Integer({ minimum: 1 })),
-  /** Size of the writable layer's disk (sparse; default 8 GiB). */
-  diskBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024 * 1024 })),
-}, { additionalProperties: false });
+export const ResourceSpec = Type.Object(
+  {
+    memoryMiB: Type.Optional(Type.Integer({ minimum: 64 })),
+    cpus: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** Size of the writable layer's disk (sparse; default 8 GiB). */
+    diskBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024 * 1024 })),
+  },
+  { additionalProperties: false },
+);
 export type ResourceSpec = Static<typeof ResourceSpec>;
 
 /** Everything a machine needs to create a container: the one container request of Boson. */
-export const ContainerSpec = Type.Object({
-  image: Type.String({ minLength: 1 }),
-  name: Type.Optional(Type.String()),
-  process: Type.Optional(ProcessSpec),
-  resources: Type.Optional(ResourceSpec),
-  mounts: Type.Optional(Type.Array(MountSpec)),
-  /** Network name or id; 'none' for no network; absent: the host's default. */
-  network: Type.Optional(Type.String()),
-  /** More names the container answers to by DNS on its network (`--network-alias`). */
-  aliases: Type.Optional(Type.Array(Type.String())),
-  /** A static IPv4 address on its (user-defined) network (`--ip`). */
-  ipv4Address: Type.Optional(Type.String()),
-  ports: Type.Optional(Type.Array(PortBinding)),
-  /** Publish every port the image exposes, on free host ports (`-P`). */
-  publishAll: Type.Optional(Type.Boolean()),
-  restartPolicy: Type.Optional(RestartPolicy),
-  autoRemove: Type.Optional(Type.Boolean()),
-  labels: Type.Optional(Type.Record(Type.String(), Type.String())),
-}, { additionalProperties: false });
+export const ContainerSpec = Type.Object(
+  {
+    image: Type.String({ minLength: 1 }),
+    name: Type.Optional(Type.String()),
+    process: Type.Optional(ProcessSpec),
+    resources: Type.Optional(ResourceSpec),
+    mounts: Type.Optional(Type.Array(MountSpec)),
+    /** Network name or id; 'none' for no network; absent: the host's default. */
+    network: Type.Optional(Type.String()),
+    /** More names the container answers to by DNS on its network (`--network-alias`). */
+    aliases: Type.Optional(Type.Array(Type.String())),
+    /** A static IPv4 address on its (user-defined) network (`--ip`). */
+    ipv4Address: Type.Optional(Type.String()),
+    ports: Type.Optional(Type.Array(PortBinding)),
+    /** Publish every port the image exposes, on free host ports (`-P`). */
+    publishAll: Type.Optional(Type.Boolean()),
+    restartPolicy: Type.Optional(RestartPolicy),
+    autoRemove: Type.Optional(Type.Boolean()),
+    labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+  },
+  { additionalProperties: false },
+);
 export type ContainerSpec = Static<typeof ContainerSpec>;
 
 /** A further process in a running container. */
-export const ExecSpec = Type.Object({
-  argv: Type.Array(Type.String(), { minItems: 1 }),
-  env: Type.Optional(Type.Array(Type.String())),
-  cwd: Type.Optional(Type.String()),
-  user: Type.Optional(Type.String()),
-  tty: Type.Optional(Type.Boolean()),
-  stdin: Type.Optional(Type.Boolean()),
-}, { additionalProperties: false });
+export const ExecSpec = Type.Object(
+  {
+    argv: Type.Array(Type.String(), { minItems: 1 }),
+    env: Type.Optional(Type.Array(Type.String())),
+    cwd: Type.Optional(Type.String()),
+    user: Type.Optional(Type.String()),
+    tty: Type.Optional(Type.Boolean()),
+    stdin: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
 export type ExecSpec = Static<typeof ExecSpec>;
 
 /** The states a container goes through. */
-export const ContainerState = Type.Union([Type.Literal('created'), Type.Literal('running'), Type.Literal('restarting'), Type.Literal('exited'), Type.Literal('dead')]);
+export const ContainerState = Type.Union([
+  Type.Literal('created'),
+  Type.Literal('running'),
+  Type.Literal('restarting'),
+  Type.Literal('exited'),
+  Type.Literal('dead'),
+]);
 export type ContainerState = Static<typeof ContainerState>;
 
 /** Where a running container is reachable. */
@@ -224,11 +254,13 @@ export type ImageConfig = Static<typeof ImageConfig>;
 
 /** An image in the machine's local store. */
 export const Image = Type.Object({
-  id: Type.String({ description: 'sha256:… of the config blob (Docker\'s image ID)' }),
+  id: Type.String({ description: "sha256:… of the config blob (Docker's image ID)" }),
   manifestDigest: Type.String({ description: 'sha256:… of the manifest the image came from' }),
   references: Type.Array(Type.String(), { description: 'normalised names of the image, e.g. localhost/busybox:latest' }),
   config: ImageConfig,
-  layers: Type.Array(Type.Object({ digest: Type.String(), size: Type.Number(), mediaType: Type.String(), diffId: Type.Optional(Type.String()) })),
+  layers: Type.Array(
+    Type.Object({ digest: Type.String(), size: Type.Number(), mediaType: Type.String(), diffId: Type.Optional(Type.String()) }),
+  ),
   size: Type.Number({ description: 'sum of the layer blobs as stored (compressed when they are)' }),
   created: Type.Union([Type.String(), Type.Null()]),
   architecture: Type.String(),
@@ -239,7 +271,10 @@ export const Image = Type.Object({
 export type Image = Static<typeof Image>;
 
 /** An image with its whole config blob (`image inspect`). */
-export const ImageInspect = Type.Intersect([Image, Type.Object({ configBlob: Type.Unknown({ description: 'the parsed OCI / Docker config blob' }) })]);
+export const ImageInspect = Type.Intersect([
+  Image,
+  Type.Object({ configBlob: Type.Unknown({ description: 'the parsed OCI / Docker config blob' }) }),
+]);
 export type ImageInspect = Static<typeof ImageInspect>;
 
 /**
@@ -257,15 +292,26 @@ export const ImageProgressEvent = Type.Object({
 export type ImageProgressEvent = Static<typeof ImageProgressEvent>;
 
 /** What a machine is asked to pull. */
-export const ImagePullRequest = Type.Object({
-  reference: Type.String({ minLength: 1, description: 'name, name:tag, host:port/ns/name:tag or name@sha256:…' }),
-  platform: Type.Optional(Type.String({ description: 'os/arch[/variant] chosen from an image index; default linux/amd64' })),
-  insecure: Type.Optional(Type.Boolean({ description: "plain HTTP to this reference's registry" })),
-  auth: Type.Optional(Type.Object({ username: Type.String(), password: Type.String() }, { additionalProperties: false, description: "credentials for the registry (otherwise the machine's own)" })),
-  ifMissing: Type.Optional(Type.Boolean({
-    description: 'pull only when no local image answers the reference (docker run); an image already here is the result as it is, and a pull that finds nothing is IMAGE_NOT_FOUND',
-  })),
-}, { additionalProperties: false });
+export const ImagePullRequest = Type.Object(
+  {
+    reference: Type.String({ minLength: 1, description: 'name, name:tag, host:port/ns/name:tag or name@sha256:…' }),
+    platform: Type.Optional(Type.String({ description: 'os/arch[/variant] chosen from an image index; default linux/amd64' })),
+    insecure: Type.Optional(Type.Boolean({ description: "plain HTTP to this reference's registry" })),
+    auth: Type.Optional(
+      Type.Object(
+        { username: Type.String(), password: Type.String() },
+        { additionalProperties: false, description: "credentials for the registry (otherwise the machine's own)" },
+      ),
+    ),
+    ifMissing: Type.Optional(
+      Type.Boolean({
+        description:
+          'pull only when no local image answers the reference (docker run); an image already here is the result as it is, and a pull that finds nothing is IMAGE_NOT_FOUND',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
 export type ImagePullRequest = Static<typeof ImagePullRequest>;
 
 /** What a pull did. */
@@ -321,18 +367,24 @@ export const Volume = Type.Object({
 export type Volume = Static<typeof Volume>;
 
 /** What a machine is asked to create a volume from. */
-export const VolumeCreateRequest = Type.Object({
-  name: Type.Optional(Type.String({ description: "absent or '': a random name" })),
-  labels: Type.Optional(Type.Record(Type.String(), Type.String())),
-  sizeBytes: Type.Optional(Type.Integer({ minimum: 16 * 1024 * 1024 })),
-}, { additionalProperties: false });
+export const VolumeCreateRequest = Type.Object(
+  {
+    name: Type.Optional(Type.String({ description: "absent or '': a random name" })),
+    labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+    sizeBytes: Type.Optional(Type.Integer({ minimum: 16 * 1024 * 1024 })),
+  },
+  { additionalProperties: false },
+);
 export type VolumeCreateRequest = Static<typeof VolumeCreateRequest>;
 
 /** A volume with what its disk uses and the containers that refer to it (`volume inspect`). */
-export const VolumeInspect = Type.Intersect([Volume, Type.Object({
-  usageBytes: Type.Number({ description: "bytes the disk really takes on the host" }),
-  usedBy: Type.Array(Type.String(), { description: 'ids of the containers that mount it' }),
-})]);
+export const VolumeInspect = Type.Intersect([
+  Volume,
+  Type.Object({
+    usageBytes: Type.Number({ description: 'bytes the disk really takes on the host' }),
+    usedBy: Type.Array(Type.String(), { description: 'ids of the containers that mount it' }),
+  }),
+]);
 export type VolumeInspect = Static<typeof VolumeInspect>;
 
 /** What a volume prune removed. */
@@ -355,13 +407,16 @@ export const Network = Type.Object({
 export type Network = Static<typeof Network>;
 
 /** What a machine is asked to create a network from. */
-export const NetworkCreateRequest = Type.Object({
-  name: Type.String({ minLength: 1 }),
-  subnet: Type.Optional(Type.String({ description: 'CIDR; default: a free /24 of the pool' })),
-  gateway: Type.Optional(Type.String()),
-  internal: Type.Optional(Type.Boolean()),
-  labels: Type.Optional(Type.Record(Type.String(), Type.String())),
-}, { additionalProperties: false });
+export const NetworkCreateRequest = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    subnet: Type.Optional(Type.String({ description: 'CIDR; default: a free /24 of the pool' })),
+    gateway: Type.Optional(Type.String()),
+    internal: Type.Optional(Type.Boolean()),
+    labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+  },
+  { additionalProperties: false },
+);
 export type NetworkCreateRequest = Static<typeof NetworkCreateRequest>;
 
 /** A container on a network, with its address while it runs. */

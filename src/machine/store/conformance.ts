@@ -5,7 +5,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CHANGE_LOG_SIZE, isBosonError, isStoreConflict, type AsyncStateStore, type StateStore, type StoreChange, type StoredRecord } from '../../common/index.ts';
+import {
+  CHANGE_LOG_SIZE,
+  isBosonError,
+  isStoreConflict,
+  type AsyncStateStore,
+  type StateStore,
+  type StoreChange,
+  type StoredRecord,
+} from '../../common/index.ts';
 
 /** A store, sync or async. */
 export type AnyStateStore = StateStore | AsyncStateStore;
@@ -45,9 +53,24 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     await s.put('thing', 'b/1', { n: 3 });
     await s.put('other', 'a/1', 'plain string');
     const got = await s.get<{ n: number }>('thing', 'a/1');
-    assert.deepEqual(got, { kind: 'thing', key: 'a/1', value: { n: 1, nested: { list: [1, 'x', null] } }, revision: r1, createRevision: r1 });
-    assert.deepEqual((await s.list('thing')).map((r) => r.key), ['a/1', 'a/2', 'b/1']);
-    assert.deepEqual((await s.list('thing', { prefix: 'a/' })).map((r) => [r.key, r.revision]), [['a/1', r1], ['a/2', r2]]);
+    assert.deepEqual(got, {
+      kind: 'thing',
+      key: 'a/1',
+      value: { n: 1, nested: { list: [1, 'x', null] } },
+      revision: r1,
+      createRevision: r1,
+    });
+    assert.deepEqual(
+      (await s.list('thing')).map((r) => r.key),
+      ['a/1', 'a/2', 'b/1'],
+    );
+    assert.deepEqual(
+      (await s.list('thing', { prefix: 'a/' })).map((r) => [r.key, r.revision]),
+      [
+        ['a/1', r1],
+        ['a/2', r2],
+      ],
+    );
     assert.equal((await s.get('other', 'a/1'))?.value, 'plain string');
     const r5 = await s.put('thing', 'a/1', { n: 10 });
     const updated = await s.get('thing', 'a/1');
@@ -56,7 +79,10 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.equal(await s.delete('thing', 'a/1'), true);
     assert.equal(await s.delete('thing', 'a/1'), false, 'deleting what is not there is no change');
     assert.equal(await s.get('thing', 'a/1'), undefined);
-    assert.deepEqual((await s.list('thing')).map((r) => r.key), ['a/2', 'b/1']);
+    assert.deepEqual(
+      (await s.list('thing')).map((r) => r.key),
+      ['a/2', 'b/1'],
+    );
     // A value read is a copy: changing it changes nothing stored.
     const copy = (await s.get('thing', 'a/2')) as StoredRecord<{ n: number }>;
     copy.value.n = 99;
@@ -75,11 +101,20 @@ export function storeConformance(name: string, factory: StoreFactory): void {
 
   withStore('compare and swap: create only when absent, update only at the expected revision', async (s) => {
     const r1 = await s.put('box', 'k', 'first', { expectRevision: 0 });
-    await assert.rejects(async () => s.put('box', 'k', 'again', { expectRevision: 0 }), (e: unknown) => isStoreConflict(e) && isBosonError(e, 'STORE_CONFLICT') && e.expected === 0 && e.actual === r1);
+    await assert.rejects(
+      async () => s.put('box', 'k', 'again', { expectRevision: 0 }),
+      (e: unknown) => isStoreConflict(e) && isBosonError(e, 'STORE_CONFLICT') && e.expected === 0 && e.actual === r1,
+    );
     const r2 = await s.put('box', 'k', 'second', { expectRevision: r1 });
-    await assert.rejects(async () => s.put('box', 'k', 'stale', { expectRevision: r1 }), (e: unknown) => isStoreConflict(e) && e.actual === r2);
+    await assert.rejects(
+      async () => s.put('box', 'k', 'stale', { expectRevision: r1 }),
+      (e: unknown) => isStoreConflict(e) && e.actual === r2,
+    );
     assert.equal((await s.get('box', 'k'))?.value, 'second');
-    await assert.rejects(async () => s.put('box', 'missing', 'x', { expectRevision: 3 }), (e: unknown) => isStoreConflict(e) && e.actual === 0);
+    await assert.rejects(
+      async () => s.put('box', 'missing', 'x', { expectRevision: 3 }),
+      (e: unknown) => isStoreConflict(e) && e.actual === 0,
+    );
     assert.equal(await s.revision(), r2, 'a conflict writes nothing');
   });
 
@@ -98,20 +133,33 @@ export function storeConformance(name: string, factory: StoreFactory): void {
   withStore('delete with an expected revision', async (s) => {
     const r1 = await s.put('box', 'k', 1);
     const r2 = await s.put('box', 'k', 2);
-    await assert.rejects(async () => s.delete('box', 'k', { expectRevision: r1 }), (e: unknown) => isStoreConflict(e) && e.actual === r2);
+    await assert.rejects(
+      async () => s.delete('box', 'k', { expectRevision: r1 }),
+      (e: unknown) => isStoreConflict(e) && e.actual === r2,
+    );
     assert.equal((await s.get('box', 'k'))?.value, 2);
     assert.equal(await s.delete('box', 'k', { expectRevision: r2 }), true);
-    await assert.rejects(async () => s.delete('box', 'k', { expectRevision: r2 }), (e: unknown) => isStoreConflict(e) && e.actual === 0);
+    await assert.rejects(
+      async () => s.delete('box', 'k', { expectRevision: r2 }),
+      (e: unknown) => isStoreConflict(e) && e.actual === 0,
+    );
   });
 
   withStore('a commit is all or nothing', async (s) => {
     const r1 = await s.put('a', 'x', 1);
-    await assert.rejects(async () => s.commit([
-      { op: 'put', kind: 'a', key: 'y', value: 2 },
-      { op: 'delete', kind: 'a', key: 'x' },
-      { op: 'check', kind: 'a', key: 'z', expectRevision: 7 },
-    ]), isStoreConflict);
-    assert.deepEqual((await s.list('a')).map((r) => r.key), ['x']);
+    await assert.rejects(
+      async () =>
+        s.commit([
+          { op: 'put', kind: 'a', key: 'y', value: 2 },
+          { op: 'delete', kind: 'a', key: 'x' },
+          { op: 'check', kind: 'a', key: 'z', expectRevision: 7 },
+        ]),
+      isStoreConflict,
+    );
+    assert.deepEqual(
+      (await s.list('a')).map((r) => r.key),
+      ['x'],
+    );
     assert.equal(await s.revision(), r1);
     const after = await s.commit([
       { op: 'put', kind: 'a', key: 'y', value: 2, expectRevision: 0 },
@@ -120,7 +168,10 @@ export function storeConformance(name: string, factory: StoreFactory): void {
       { op: 'check', kind: 'a', key: 'x', expectRevision: 0 },
     ]);
     assert.equal(after, r1 + 3, 'each write takes the next revision');
-    assert.deepEqual((await s.list('a')).map((r) => [r.key, r.value, r.revision, r.createRevision]), [['y', 3, r1 + 2, r1 + 1]]);
+    assert.deepEqual(
+      (await s.list('a')).map((r) => [r.key, r.value, r.revision, r.createRevision]),
+      [['y', 3, r1 + 2, r1 + 1]],
+    );
   });
 
   withStore('a watch from a revision sees every later change of its kind, in order, and nothing before', async (s, second) => {
@@ -133,13 +184,27 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     const watch = await s.watch('w', from, (c) => seen.push(c));
     await s.put('w', 'k3', 3);
     await second.put('w', 'k4', 4); // a write through the other handle (another process, for SQLite)
-    await s.commit([{ op: 'put', kind: 'w', key: 'k5', value: 5 }, { op: 'delete', kind: 'w', key: 'k2' }]);
-    await until(() => seen.length >= 6);
-    assert.deepEqual(seen.map((c) => [c.type, c.key, c.value]), [
-      ['put', 'k2', 2], ['delete', 'k1', 1], ['put', 'k3', 3], ['put', 'k4', 4], ['put', 'k5', 5], ['delete', 'k2', 2],
+    await s.commit([
+      { op: 'put', kind: 'w', key: 'k5', value: 5 },
+      { op: 'delete', kind: 'w', key: 'k2' },
     ]);
+    await until(() => seen.length >= 6);
+    assert.deepEqual(
+      seen.map((c) => [c.type, c.key, c.value]),
+      [
+        ['put', 'k2', 2],
+        ['delete', 'k1', 1],
+        ['put', 'k3', 3],
+        ['put', 'k4', 4],
+        ['put', 'k5', 5],
+        ['delete', 'k2', 2],
+      ],
+    );
     const revs = seen.map((c) => c.revision);
-    assert.deepEqual(revs, [...revs].sort((a, b) => a - b));
+    assert.deepEqual(
+      revs,
+      [...revs].sort((a, b) => a - b),
+    );
     assert.ok(revs.every((r) => r > from));
     assert.ok(seen.every((c) => c.kind === 'w'));
     watch.cancel();
@@ -162,13 +227,21 @@ export function storeConformance(name: string, factory: StoreFactory): void {
   });
 
   withStore('watching from before the kept change log is STORE_COMPACTED', async (s) => {
-    await s.commit(Array.from({ length: CHANGE_LOG_SIZE + 5 }, (_, i) => ({ op: 'put' as const, kind: 'many', key: `k${i % 7}`, value: i })));
-    await assert.rejects(async () => s.watch('many', 2, () => undefined), (e: unknown) => isBosonError(e, 'STORE_COMPACTED'));
+    await s.commit(
+      Array.from({ length: CHANGE_LOG_SIZE + 5 }, (_, i) => ({ op: 'put' as const, kind: 'many', key: `k${i % 7}`, value: i })),
+    );
+    await assert.rejects(
+      async () => s.watch('many', 2, () => undefined),
+      (e: unknown) => isBosonError(e, 'STORE_COMPACTED'),
+    );
     const seen: StoreChange[] = [];
     const w = await s.watch('many', CHANGE_LOG_SIZE + 3, (c) => seen.push(c));
     await until(() => seen.length >= 2);
     w.cancel();
-    assert.deepEqual(seen.map((c) => c.revision), [CHANGE_LOG_SIZE + 4, CHANGE_LOG_SIZE + 5]);
+    assert.deepEqual(
+      seen.map((c) => c.revision),
+      [CHANGE_LOG_SIZE + 4, CHANGE_LOG_SIZE + 5],
+    );
   });
 
   withStore('events append with their own sequence and read back in order, by sequence and time', async (s, second) => {
@@ -179,15 +252,30 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.ok(a.seq < b.seq && b.seq < c.seq);
     assert.equal(await s.revision(), 0, 'events are not records and take no revision');
     const all = await s.events();
-    assert.deepEqual(all.map((e) => [e.seq, e.type, e.action, e.actorId, e.attributes, e.timeNano]), [
-      [a.seq, 'container', 'create', 'c1', { name: 'x' }, t(1000)],
-      [b.seq, 'volume', 'create', 'v1', {}, t(2000)],
-      [c.seq, 'container', 'die', 'c1', { exitCode: '3' }, t(3000)],
-    ]);
-    assert.deepEqual((await s.events({ afterSeq: a.seq })).map((e) => e.seq), [b.seq, c.seq]);
-    assert.deepEqual((await s.events({ sinceNs: t(2000) })).map((e) => e.seq), [b.seq, c.seq]);
-    assert.deepEqual((await s.events({ untilNs: t(2000) })).map((e) => e.seq), [a.seq, b.seq]);
-    assert.deepEqual((await s.events({ sinceNs: t(1500), untilNs: t(2500) })).map((e) => e.seq), [b.seq]);
+    assert.deepEqual(
+      all.map((e) => [e.seq, e.type, e.action, e.actorId, e.attributes, e.timeNano]),
+      [
+        [a.seq, 'container', 'create', 'c1', { name: 'x' }, t(1000)],
+        [b.seq, 'volume', 'create', 'v1', {}, t(2000)],
+        [c.seq, 'container', 'die', 'c1', { exitCode: '3' }, t(3000)],
+      ],
+    );
+    assert.deepEqual(
+      (await s.events({ afterSeq: a.seq })).map((e) => e.seq),
+      [b.seq, c.seq],
+    );
+    assert.deepEqual(
+      (await s.events({ sinceNs: t(2000) })).map((e) => e.seq),
+      [b.seq, c.seq],
+    );
+    assert.deepEqual(
+      (await s.events({ untilNs: t(2000) })).map((e) => e.seq),
+      [a.seq, b.seq],
+    );
+    assert.deepEqual(
+      (await s.events({ sinceNs: t(1500), untilNs: t(2500) })).map((e) => e.seq),
+      [b.seq],
+    );
     const now = await s.appendEvent({ type: 'network', action: 'connect', actorId: 'n', attributes: {} });
     assert.ok(now.timeNano > t(Date.now() - 60_000), 'the time defaults to now');
   });

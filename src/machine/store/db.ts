@@ -62,15 +62,37 @@ export const MIGRATIONS: readonly Migration[] = [
     const put = (kind: string, key: string, value: unknown): void => {
       revision += 1;
       const text = JSON.stringify(value);
-      db.prepare('INSERT INTO records (kind, key, value, revision, create_revision) VALUES (?, ?, ?, ?, ?)').run(kind, key, text, revision, revision);
+      db.prepare('INSERT INTO records (kind, key, value, revision, create_revision) VALUES (?, ?, ?, ?, ?)').run(
+        kind,
+        key,
+        text,
+        revision,
+        revision,
+      );
       db.prepare("INSERT INTO changes (revision, kind, key, type, value) VALUES (?, ?, ?, 'put', ?)").run(revision, kind, key, text);
     };
-    for (const row of db.prepare('SELECT id, name, record FROM containers ORDER BY created').all() as Array<{ id: string; name: string; record: string }>) {
+    for (const row of db.prepare('SELECT id, name, record FROM containers ORDER BY created').all() as Array<{
+      id: string;
+      name: string;
+      record: string;
+    }>) {
       put('container', row.id, JSON.parse(row.record));
       put('container-name', row.name, { id: row.id });
     }
-    for (const row of db.prepare('SELECT * FROM volumes ORDER BY created').all() as Array<{ name: string; created: string; anonymous: number; size_bytes: number; labels: string }>) {
-      put('volume', row.name, { name: row.name, created: row.created, anonymous: row.anonymous === 1, sizeBytes: row.size_bytes, labels: JSON.parse(row.labels) as unknown });
+    for (const row of db.prepare('SELECT * FROM volumes ORDER BY created').all() as Array<{
+      name: string;
+      created: string;
+      anonymous: number;
+      size_bytes: number;
+      labels: string;
+    }>) {
+      put('volume', row.name, {
+        name: row.name,
+        created: row.created,
+        anonymous: row.anonymous === 1,
+        sizeBytes: row.size_bytes,
+        labels: JSON.parse(row.labels) as unknown,
+      });
     }
     db.prepare("INSERT INTO store_meta (name, value) VALUES ('revision', ?)").run(revision);
     db.exec('DROP TABLE containers; DROP TABLE volumes;');

@@ -11,8 +11,19 @@
  * SQLite's "disk full" (SQLITE_FULL) is STORE_FULL; nothing of the failed commit is written.
  */
 import {
-  BosonError, CHANGE_LOG_SIZE, EVENT_LOG_SIZE, planCommit, WatchHub,
-  type EventQuery, type NewStoreEvent, type StateStore, type StoreChange, type StoredEvent, type StoredRecord, type StoreOp, type StoreWatch,
+  BosonError,
+  CHANGE_LOG_SIZE,
+  EVENT_LOG_SIZE,
+  planCommit,
+  WatchHub,
+  type EventQuery,
+  type NewStoreEvent,
+  type StateStore,
+  type StoreChange,
+  type StoredEvent,
+  type StoredRecord,
+  type StoreOp,
+  type StoreWatch,
 } from '../../common/index.ts';
 import { openMachineDb, type MachineDb } from './db.ts';
 
@@ -24,11 +35,18 @@ interface RecordRow {
   create_revision: number;
 }
 
-const toRecord = <T>(r: RecordRow): StoredRecord<T> => ({ kind: r.kind, key: r.key, value: JSON.parse(r.value) as T, revision: r.revision, createRevision: r.create_revision });
+const toRecord = <T>(r: RecordRow): StoredRecord<T> => ({
+  kind: r.kind,
+  key: r.key,
+  value: JSON.parse(r.value) as T,
+  revision: r.revision,
+  createRevision: r.create_revision,
+});
 
 /** Turns SQLite's disk-full error into STORE_FULL. */
 function storeError(cause: unknown, what: string): unknown {
-  if ((cause as { code?: string }).code === 'SQLITE_FULL') return new BosonError('STORE_FULL', `the disk holding the state store is full: cannot ${what}`, { cause });
+  if ((cause as { code?: string }).code === 'SQLITE_FULL')
+    return new BosonError('STORE_FULL', `the disk holding the state store is full: cannot ${what}`, { cause });
   return cause;
 }
 
@@ -41,7 +59,10 @@ export class SqliteStateStore implements StateStore {
   private readonly stmt;
 
   /** `db`: an open, migrated machine database (openMachineDb), which the store closes on close(). */
-  constructor(readonly db: MachineDb, opts: { pollMs?: number } = {}) {
+  constructor(
+    readonly db: MachineDb,
+    opts: { pollMs?: number } = {},
+  ) {
     this.pollMs = opts.pollMs ?? 500;
     this.stmt = {
       revision: db.prepare("SELECT value FROM store_meta WHERE name = 'revision'").pluck(),
@@ -61,8 +82,20 @@ export class SqliteStateStore implements StateStore {
     this.hub = new WatchHub({
       revision: () => this.revision(),
       changesAfter: (kind, after, limit) =>
-        (this.stmt.changesAfter.all(kind, after, limit) as Array<{ revision: number; kind: string; key: string; type: 'put' | 'delete'; value: string }>).map((c) => ({
-          type: c.type, kind: c.kind, key: c.key, value: JSON.parse(c.value) as unknown, revision: c.revision,
+        (
+          this.stmt.changesAfter.all(kind, after, limit) as Array<{
+            revision: number;
+            kind: string;
+            key: string;
+            type: 'put' | 'delete';
+            value: string;
+          }>
+        ).map((c) => ({
+          type: c.type,
+          kind: c.kind,
+          key: c.key,
+          value: JSON.parse(c.value) as unknown,
+          revision: c.revision,
         })),
     });
   }
@@ -98,22 +131,24 @@ export class SqliteStateStore implements StateStore {
   private commitWith(ops: StoreOp[], written: (n: number) => void): number {
     let after = 0;
     try {
-      this.db.transaction(() => {
-        const before = this.revision();
-        const writes = planCommit(ops, before, (kind, key) => this.get(kind, key));
-        after = before;
-        for (const { change, record } of writes) {
-          if (record) this.stmt.upsert.run(record.kind, record.key, JSON.stringify(record.value), record.revision, record.createRevision);
-          else this.stmt.remove.run(change.kind, change.key);
-          this.stmt.logChange.run(change.revision, change.kind, change.key, change.type, JSON.stringify(change.value));
-          after = change.revision;
-        }
-        if (after !== before) {
-          this.stmt.setRevision.run(after);
-          if (after - CHANGE_LOG_SIZE > 0) this.stmt.trimChanges.run(after - CHANGE_LOG_SIZE);
-        }
-        written(writes.length);
-      }).immediate();
+      this.db
+        .transaction(() => {
+          const before = this.revision();
+          const writes = planCommit(ops, before, (kind, key) => this.get(kind, key));
+          after = before;
+          for (const { change, record } of writes) {
+            if (record) this.stmt.upsert.run(record.kind, record.key, JSON.stringify(record.value), record.revision, record.createRevision);
+            else this.stmt.remove.run(change.kind, change.key);
+            this.stmt.logChange.run(change.revision, change.kind, change.key, change.type, JSON.stringify(change.value));
+            after = change.revision;
+          }
+          if (after !== before) {
+            this.stmt.setRevision.run(after);
+            if (after - CHANGE_LOG_SIZE > 0) this.stmt.trimChanges.run(after - CHANGE_LOG_SIZE);
+          }
+          written(writes.length);
+        })
+        .immediate();
     } catch (cause) {
       throw storeError(cause, `write ${ops.map((o) => `${o.kind} ${o.key}`).join(', ')}`);
     }
@@ -149,8 +184,22 @@ export class SqliteStateStore implements StateStore {
   }
 
   events(query: EventQuery = {}): StoredEvent[] {
-    const rows = this.stmt.events.all(query.afterSeq ?? 0, query.sinceNs ?? 0n, query.untilNs ?? 9_223_372_036_854_775_807n) as Array<{ seq: bigint; time_ns: bigint; type: string; action: string; actor_id: string; attributes: string }>;
-    return rows.map((r) => ({ seq: Number(r.seq), timeNano: r.time_ns, type: r.type, action: r.action, actorId: r.actor_id, attributes: JSON.parse(r.attributes) as Record<string, string> }));
+    const rows = this.stmt.events.all(query.afterSeq ?? 0, query.sinceNs ?? 0n, query.untilNs ?? 9_223_372_036_854_775_807n) as Array<{
+      seq: bigint;
+      time_ns: bigint;
+      type: string;
+      action: string;
+      actor_id: string;
+      attributes: string;
+    }>;
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      timeNano: r.time_ns,
+      type: r.type,
+      action: r.action,
+      actorId: r.actor_id,
+      attributes: JSON.parse(r.attributes) as Record<string, string>,
+    }));
   }
 
   close(): void {

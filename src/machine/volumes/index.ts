@@ -38,10 +38,12 @@ export function parseVolumeSpec(spec: string): MountSpec {
   const parts = spec.split(':');
   let mode = 'rw';
   if (parts.length === 3 || (parts.length === 2 && (parts[1] === 'ro' || parts[1] === 'rw'))) mode = parts.pop()!;
-  if (mode !== 'ro' && mode !== 'rw') throw new BosonError('INVALID_ARGUMENT', `invalid mode in volume spec ${JSON.stringify(spec)}: ${mode}`);
+  if (mode !== 'ro' && mode !== 'rw')
+    throw new BosonError('INVALID_ARGUMENT', `invalid mode in volume spec ${JSON.stringify(spec)}: ${mode}`);
   const readOnly = mode === 'ro';
   const absolute = (p: string): string => {
-    if (!p.startsWith('/')) throw new BosonError('INVALID_ARGUMENT', `invalid volume spec ${JSON.stringify(spec)}: the container path must be absolute`);
+    if (!p.startsWith('/'))
+      throw new BosonError('INVALID_ARGUMENT', `invalid volume spec ${JSON.stringify(spec)}: the container path must be absolute`);
     if (p === '/') throw new BosonError('INVALID_ARGUMENT', `invalid volume spec ${JSON.stringify(spec)}: cannot mount over /`);
     return path.posix.normalize(p);
   };
@@ -49,7 +51,8 @@ export function parseVolumeSpec(spec: string): MountSpec {
   if (parts.length !== 2 || !parts[0] || !parts[1]) throw new BosonError('INVALID_ARGUMENT', `invalid volume spec ${JSON.stringify(spec)}`);
   const [source, dest] = parts as [string, string];
   if (source.startsWith('/')) return { type: 'bind', source: path.resolve(source), destination: absolute(dest), readOnly };
-  if (!VOLUME_NAME.test(source)) throw new BosonError('INVALID_ARGUMENT', `invalid volume name ${JSON.stringify(source)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+  if (!VOLUME_NAME.test(source))
+    throw new BosonError('INVALID_ARGUMENT', `invalid volume name ${JSON.stringify(source)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
   return { type: 'volume', name: source, destination: absolute(dest), readOnly, anonymous: false };
 }
 
@@ -64,7 +67,10 @@ export class VolumeManager {
   private readonly dir: string;
 
   /** `store`: the host's state store (the composition root's; not closed here). */
-  constructor(private readonly store: StateStore, stateDir: string) {
+  constructor(
+    private readonly store: StateStore,
+    stateDir: string,
+  ) {
     this.dir = path.join(stateDir, 'volumes');
   }
 
@@ -79,11 +85,21 @@ export class VolumeManager {
   }
 
   private toRecord(v: StoredVolume): VolumeRecord {
-    return { name: v.name, created: v.created, anonymous: v.anonymous, sizeBytes: v.sizeBytes, labels: v.labels, mountpoint: this.diskPath(v.name) };
+    return {
+      name: v.name,
+      created: v.created,
+      anonymous: v.anonymous,
+      sizeBytes: v.sizeBytes,
+      labels: v.labels,
+      mountpoint: this.diskPath(v.name),
+    };
   }
 
   /** Creates a volume (a random name when `name` is empty); like Docker, creating an existing name returns it. */
-  async create(name: string, opts: { labels?: Record<string, string>; sizeBytes?: number; anonymous?: boolean } = {}): Promise<VolumeRecord> {
+  async create(
+    name: string,
+    opts: { labels?: Record<string, string>; sizeBytes?: number; anonymous?: boolean } = {},
+  ): Promise<VolumeRecord> {
     const volumeName = name || randomBytes(32).toString('hex');
     if (!VOLUME_NAME.test(volumeName)) throw new BosonError('INVALID_ARGUMENT', `invalid volume name ${JSON.stringify(volumeName)}`);
     const existing = this.store.get<StoredVolume>(VOLUME, volumeName);
@@ -92,7 +108,13 @@ export class VolumeManager {
     await mkdir(path.dirname(this.diskPath(volumeName)), { recursive: true });
     await rm(this.diskPath(volumeName), { force: true });
     await createScratchDisk(this.diskPath(volumeName), sizeBytes);
-    const stored: StoredVolume = { name: volumeName, created: new Date().toISOString(), anonymous: opts.anonymous ?? false, sizeBytes, labels: opts.labels ?? {} };
+    const stored: StoredVolume = {
+      name: volumeName,
+      created: new Date().toISOString(),
+      anonymous: opts.anonymous ?? false,
+      sizeBytes,
+      labels: opts.labels ?? {},
+    };
     try {
       this.store.put(VOLUME, volumeName, stored, { expectRevision: 0 });
     } catch (err) {
@@ -106,7 +128,10 @@ export class VolumeManager {
 
   /** All volumes, oldest first. */
   list(): VolumeRecord[] {
-    return this.store.list<StoredVolume>(VOLUME).map((r) => this.toRecord(r.value)).sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : 0));
+    return this.store
+      .list<StoredVolume>(VOLUME)
+      .map((r) => this.toRecord(r.value))
+      .sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : 0));
   }
 
   /** One volume; VOLUME_NOT_FOUND otherwise. */
@@ -119,7 +144,8 @@ export class VolumeManager {
   /** Removes a volume unless `usedBy` names a container that refers to it (VOLUME_IN_USE). */
   async remove(name: string, usedBy: string[]): Promise<void> {
     this.get(name);
-    if (usedBy.length > 0) throw new BosonError('VOLUME_IN_USE', `volume ${name} is in use by container ${usedBy.map((c) => c.slice(0, 12)).join(', ')}`);
+    if (usedBy.length > 0)
+      throw new BosonError('VOLUME_IN_USE', `volume ${name} is in use by container ${usedBy.map((c) => c.slice(0, 12)).join(', ')}`);
     this.store.delete(VOLUME, name);
     await rm(path.dirname(this.diskPath(name)), { recursive: true, force: true });
   }
