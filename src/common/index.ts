@@ -9,3 +9,4 @@ export * from './stream-frame.ts';
 export * from './store.ts';
 export { MemoryStateStore } from './store-memory.ts';
 export { planCommit, WatchHub, compactedRevision, type PlannedWrite, type ChangeSource } from './store-core.ts';
+export * from './process.ts';

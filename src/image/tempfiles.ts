@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { pidAlive } from '../common/index.ts';
 
 const TEMP_NAME = /^([a-z]+)-(\d+)-[0-9a-f]+(?:\..*)?$/;
 
@@ -14,16 +15,8 @@ export function tempName(kind: string, suffix = ''): string {
   return `${kind}-${process.pid}-${randomBytes(6).toString('hex')}${suffix ? `.${suffix}` : ''}`;
 }
 
-/** True when a process with this pid exists (EPERM counts as alive). */
-export function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+/** (The one pid-alive helper lives in common.) */
+export { pidAlive };
 
 /** Removes entries of `dir` named by tempName() whose pid is not alive; returns the names removed. */
 export async function sweepStaleTemps(dir: string): Promise<string[]> {

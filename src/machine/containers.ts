@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { BosonError, isBosonError, isStoreConflict, type StateStore, type StoreOp } from '../common/index.ts';
+import { pidAlive, BosonError, isBosonError, isStoreConflict, type StateStore, type StoreOp } from '../common/index.ts';
 import type { ProcessConfig } from './container-config.ts';
 import type { ContainerState, MountSpec, PortBinding, RestartPolicy } from './port/index.ts';
 
@@ -70,15 +70,8 @@ export function newContainerId(): string {
   return randomBytes(32).toString('hex');
 }
 
-/** True if `pid` is a live process. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+/** True if `pid` is a live process (the one helper, in common). */
+export const isAlive = pidAlive;
 
 /** One entry of the event log. */
 export interface MachineEvent {

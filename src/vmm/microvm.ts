@@ -16,7 +16,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { BosonError, isBosonError } from '../common/index.ts';
+import { BosonError, isBosonError, pidAlive } from '../common/index.ts';
 import { buildQemuArgv, FIRST_DISK_FD, RUNTIME_FILES, virtiofsSocket } from './argv.ts';
 import { probeAccelerator, hostTscKhz } from './accel.ts';
 import { findQemu } from './qemu-binary.ts';
@@ -196,11 +196,7 @@ function readTailSync(file: string): string {
 
 /** True if `pid` is alive and, when `runtimeDir` is given, is the QEMU of that directory (not a reused pid). */
 function processAlive(pid: number, runtimeDir: string | undefined): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
+  if (!pidAlive(pid)) return false;
   if (runtimeDir === undefined) return true;
   try {
     // Synchronous on purpose: a tiny /proc read inside a timer.
