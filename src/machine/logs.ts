@@ -3,7 +3,7 @@
  * It holds timestamped STDOUT/STDERR records plus STARTED, ERROR and EXIT (docs/guest-protocol.md, version 2).
  * This module reads it: all records with Docker's filters (since, until, tail), follow mode, and the last exit.
  */
-import { open, stat } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { watch } from 'node:fs';
 import { FrameType, HEADER_SIZE, MAX_PAYLOAD, type Frame } from '../guest/index.ts';
 import type { LogLine, LogQuery } from './port/index.ts';
@@ -81,42 +81,50 @@ export async function readLog(
   file: string,
   offset = 0,
 ): Promise<{ lines: LogLine[]; lifecycle: LogLifecycle[]; end: number; corruptAt?: number }> {
-  const lines: LogLine[] = [];
-  const lifecycle: LogLifecycle[] = [];
-  let handle;
+  let handle: FileHandle;
   try {
     handle = await open(file, 'r');
   } catch {
-    return { lines, lifecycle, end: offset };
+    return { lines: [], lifecycle: [], end: offset };
   }
   try {
-    const partial = new Map<string, { timeNs: bigint; data: Buffer }>();
-    const buf = Buffer.alloc(1 << 20);
-    let pos = offset;
-    let carry: Buffer = Buffer.alloc(0);
-    const flushPartial = (): void => {
-      // A line without its newline yet (the process is still writing it) is still output.
-      for (const [stream, p] of partial) lines.push({ stream: stream as LogLine['stream'], timeNs: p.timeNs, data: p.data });
-    };
-    for (;;) {
-      const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
-      if (bytesRead === 0) break;
-      const data = carry.length > 0 ? Buffer.concat([carry, buf.subarray(0, bytesRead)]) : Buffer.from(buf.subarray(0, bytesRead));
-      const { frames, consumed, damaged } = splitFrames(data);
-      toRecords(frames, lines, lifecycle, partial);
-      if (damaged) {
-        flushPartial();
-        const at = pos - carry.length + consumed;
-        return { lines, lifecycle, end: at, corruptAt: at };
-      }
-      carry = data.subarray(consumed);
-      pos += bytesRead;
-    }
-    flushPartial();
-    return { lines, lifecycle, end: pos - carry.length };
+    return await readLogFrom(handle, offset);
   } finally {
     await handle.close();
   }
+}
+
+/** readLog on an open file (a follower keeps its file open, so that it reads to the end after an unlink). */
+async function readLogFrom(
+  handle: FileHandle,
+  offset: number,
+): Promise<{ lines: LogLine[]; lifecycle: LogLifecycle[]; end: number; corruptAt?: number }> {
+  const lines: LogLine[] = [];
+  const lifecycle: LogLifecycle[] = [];
+  const partial = new Map<string, { timeNs: bigint; data: Buffer }>();
+  const buf = Buffer.alloc(1 << 20);
+  let pos = offset;
+  let carry: Buffer = Buffer.alloc(0);
+  const flushPartial = (): void => {
+    // A line without its newline yet (the process is still writing it) is still output.
+    for (const [stream, p] of partial) lines.push({ stream: stream as LogLine['stream'], timeNs: p.timeNs, data: p.data });
+  };
+  for (;;) {
+    const { bytesRead } = await handle.read(buf, 0, buf.length, pos);
+    if (bytesRead === 0) break;
+    const data = carry.length > 0 ? Buffer.concat([carry, buf.subarray(0, bytesRead)]) : Buffer.from(buf.subarray(0, bytesRead));
+    const { frames, consumed, damaged } = splitFrames(data);
+    toRecords(frames, lines, lifecycle, partial);
+    if (damaged) {
+      flushPartial();
+      const at = pos - carry.length + consumed;
+      return { lines, lifecycle, end: at, corruptAt: at };
+    }
+    carry = data.subarray(consumed);
+    pos += bytesRead;
+  }
+  flushPartial();
+  return { lines, lifecycle, end: pos - carry.length };
 }
 
 /** Applies a LogQuery to lines. */
@@ -153,18 +161,32 @@ export async function followLog(
   let pos = offset;
   let busy = false;
   let again = false;
+  // The file is opened once (it may not exist yet when an attach begins before the start) and kept open, so that a
+  // container removed right after it ends (--rm) still has its last output read; watched once it exists.
+  let handle: FileHandle | undefined;
+  let watcher: ReturnType<typeof watch> | undefined;
   const pump = async (): Promise<void> => {
     if (busy) {
       again = true;
       return;
     }
+    if (stopped) return;
     busy = true;
     try {
       do {
         again = false;
-        const size = (await stat(file).catch(() => ({ size: pos }))).size;
+        if (!handle) {
+          handle = await open(file, 'r').catch(() => undefined);
+          if (!handle) continue;
+          try {
+            watcher = watch(file, () => void pump());
+          } catch {
+            // No inotify for this file: polling alone.
+          }
+        }
+        const { size } = await handle.stat();
         if (size <= pos) continue;
-        const { lines, lifecycle, end } = await readLog(file, pos);
+        const { lines, lifecycle, end } = await readLogFrom(handle, pos);
         pos = end;
         for (const l of filterLines(lines, { ...q, tail: undefined })) onLine(l);
         for (const l of lifecycle) onLifecycle(l);
@@ -173,14 +195,15 @@ export async function followLog(
       busy = false;
     }
   };
-  let watcher: ReturnType<typeof watch> | undefined;
-  try {
-    watcher = watch(file, () => void pump());
-  } catch {
-    // No inotify for this file: polling alone.
-  }
-  const timer = setInterval(() => void pump(), 250);
+  // Until the file exists look every 50 ms; then every 250 ms as a fallback to inotify (QEMU appends from another
+  // process).
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const tick = (): void => {
+    if (!stopped) timer = setTimeout(() => void pump().finally(tick), handle ? 250 : 50);
+  };
   await pump();
+  tick();
   const drainToEnd = async (): Promise<void> => {
     while (busy) await new Promise((r) => setTimeout(r, 2));
     await pump();
@@ -191,8 +214,14 @@ export async function followLog(
     if (drain?.aborted) void drainToEnd().finally(resolve);
     else drain?.addEventListener('abort', () => void drainToEnd().finally(resolve), { once: true });
   });
-  clearInterval(timer);
+  stopped = true;
+  clearTimeout(timer);
+  while (busy) await new Promise((r) => setTimeout(r, 2));
+  const closing = handle;
+  handle = undefined;
+  timer = undefined;
   watcher?.close();
+  await closing?.close();
 }
 
 /** Size of the main process's EXIT record in a log: frame header, timestamp, status and signal. */
