@@ -30,7 +30,18 @@ after(async () => {
   const left = host ? await qemuPidsUsing(host.stateDir) : [];
   await host?.cleanup();
   if (mnt) {
-    await run('umount', [mnt]).catch(() => undefined);
+    // Processes that had the tmpfs open can take a moment to release it after they are gone: retry, then detach it.
+    for (let i = 0; i < 30; i++) {
+      if (
+        await run('umount', [mnt]).then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
+      if (i === 29) await run('umount', ['-l', mnt]).catch(() => undefined);
+      else await new Promise((r) => setTimeout(r, 200));
+    }
     await rm(mnt, { recursive: true, force: true });
   }
   assert.deepEqual(left, [], 'the suite removed every container it ran');
