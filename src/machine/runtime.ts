@@ -378,13 +378,6 @@ export class MachineRuntime implements MachineContainers {
     if (autoRemove && restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
     if (spec.name !== undefined) validateName(spec.name);
     const mounts = this.plannedMounts(spec.mounts ?? [], image.config.volumes);
-    for (const m of mounts) {
-      if (m.type === 'bind')
-        m.source = await checkBindSource(
-          m.source,
-          this.options.bindPolicy ?? defaultBindPolicy([this.paths.stateDir, this.paths.runDir, this.paths.guestDir]),
-        );
-    }
     if (mounts.some((m) => m.type === 'bind')) {
       // virtiofsd (QEMU's C one) needs root for its sandbox, and a rootless one would show the user's files as root's.
       if (this.paths.rootless)
@@ -394,6 +387,14 @@ export class MachineRuntime implements MachineContainers {
         );
       if (!this.options.detached)
         throw new BosonError('INVALID_ARGUMENT', 'bind mounts are served by the daemon: start it with boson up (or use run -d)');
+      // The policy after what this host cannot do at all (rootless, no daemon): that is the clearer answer.
+      for (const m of mounts) {
+        if (m.type === 'bind')
+          m.source = await checkBindSource(
+            m.source,
+            this.options.bindPolicy ?? defaultBindPolicy([this.paths.stateDir, this.paths.runDir, this.paths.guestDir]),
+          );
+      }
       await this.shareTransport();
     }
     if (mounts.some((m) => m.type === 'volume') && !this.options.detached)
