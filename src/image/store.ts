@@ -578,7 +578,9 @@ export class ImageStore {
         },
       };
     }
-    const registry = { ...this.registryDefaults, ...opts.registry };
+    // The store's registry settings, with what this pull sets (an option left undefined keeps the store's).
+    const registry: RegistryClientOptions = { ...this.registryDefaults };
+    for (const [k, v] of Object.entries(opts.registry ?? {})) if (v !== undefined) Object.assign(registry, { [k]: v });
     const insecure = opts.insecure ? [...(registry.insecure ?? []), ref.host] : registry.insecure;
     const client = new RegistryClient(ref.host, ref.registry, { ...registry, insecure });
     // A tag always needs the registry: probe it while the store is prepared and read (the fetch meets the probe's
