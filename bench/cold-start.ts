@@ -16,10 +16,10 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PACKAGE_ROOT, bosonPaths } from '../src/common/index.ts';
+import { PACKAGE_ROOT } from '../src/common/index.ts';
 import { prepareBootBundle, FrameDecoder, FrameType } from '../src/guest/index.ts';
 import { launchMicroVm, probeAccelerator } from '../src/vmm/index.ts';
-import { openImageStore } from '../src/main/index.ts';
+import { guestKernelOptions, loadConfig, openImageStore, qemuOptions } from '../src/main/index.ts';
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 20) || 20;
@@ -38,7 +38,7 @@ function percentile(values: number[], p: number): number {
 /** Raw QEMU to HELLO; returns ms, or null for a boot that hung past the timeout. */
 async function floorOnce(kernel: string, initramfs: string, acpi: boolean): Promise<number | null> {
   const t0 = performance.now();
-  const vm = await launchMicroVm({ kernel, initramfs, acpi, memoryMiB: 256, cpus: 1, disks: [] });
+  const vm = await launchMicroVm({ kernel, initramfs, acpi, memoryMiB: 256, cpus: 1, disks: [] }, qemuOptions(loadConfig()));
   const decoder = new FrameDecoder();
   const hello = new Promise<number>((resolve) => {
     vm.channel.on('data', (chunk: Buffer) => {
@@ -99,9 +99,10 @@ async function main(): Promise<void> {
   try {
     const env = { ...process.env, BOSON_STATE_DIR: path.join(dir, 'state'), BOSON_QUIET: '1' };
     await openImageStore(env.BOSON_STATE_DIR).importPath(layout);
-    const bundle = await prepareBootBundle({ guestDir: bosonPaths().guestDir });
+    const config = loadConfig();
+    const bundle = await prepareBootBundle({ guestDir: config.paths.guestDir, ...guestKernelOptions(config) });
     const runcBundle = await makeRuncBundle(dir);
-    const accel = await probeAccelerator();
+    const accel = await probeAccelerator(config.accel);
     await bosonOnce(env); // warm-up: builds the root disk and caches
     const extra = new Map<string, { run: () => Promise<{ ms: number; attempts: number }>; values: number[] }>();
     let daemon: ReturnType<typeof spawn> | undefined;

@@ -12,8 +12,8 @@
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { bosonPaths } from '../src/common/index.ts';
 import { bootBundle } from '../src/machine/index.ts';
+import { guestKernelOptions, loadConfig, qemuOptions } from '../src/main/index.ts';
 import { launchMicroVm, type MicroVm } from '../src/vmm/index.ts';
 
 const args = process.argv.slice(2);
@@ -45,7 +45,9 @@ try {
     );
     process.env.BOSON_QEMU = wrapper;
   } else if (binary) process.env.BOSON_QEMU = binary;
-  const bundle = await bootBundle(bosonPaths());
+  // Read after BOSON_QEMU is set above, as the composition root reads it.
+  const config = loadConfig();
+  const bundle = await bootBundle(config.paths, guestKernelOptions(config));
   for (let i = 0; i < vms; i++) {
     const rt = path.join(dir, `vm${i}`);
     const { mkdir } = await import('node:fs/promises');
@@ -57,19 +59,22 @@ try {
     await truncate(disk('root.img'), 64 << 20);
     await truncate(disk('scratch.img'), 64 << 20);
     started.push(
-      await launchMicroVm({
-        kernel: bundle.kernelPath,
-        initramfs: bundle.initramfsPath,
-        acpi: bundle.acpi,
-        memoryMiB: 128,
-        cpus: 1,
-        disks: [
-          { serial: 'boson-root', path: disk('root.img'), readOnly: true },
-          { serial: 'boson-scratch', path: disk('scratch.img'), readOnly: false },
-        ],
-        runtimeDir: rt,
-        logFile: disk('container.log'),
-      }),
+      await launchMicroVm(
+        {
+          kernel: bundle.kernelPath,
+          initramfs: bundle.initramfsPath,
+          acpi: bundle.acpi,
+          memoryMiB: 128,
+          cpus: 1,
+          disks: [
+            { serial: 'boson-root', path: disk('root.img'), readOnly: true },
+            { serial: 'boson-scratch', path: disk('scratch.img'), readOnly: false },
+          ],
+          runtimeDir: rt,
+          logFile: disk('container.log'),
+        },
+        qemuOptions(config),
+      ),
     );
   }
   await new Promise((r) => setTimeout(r, 8000));

@@ -51,3 +51,39 @@ test('the configuration is typed: a malformed setting is refused with its name, 
   assert.equal(c.virtiofsd, '/usr/lib/qemu/virtiofsd');
   assert.equal(c.paths.stateDir, '/tmp/x');
 });
+
+test("every setting but bin/boson's is read by the composition root, which hands it down typed", () => {
+  assert.deepEqual(
+    SETTINGS.filter((s) => s.readBy !== 'root').map((s) => `${s.env}: ${s.readBy}`),
+    ['BOSON_NO_BUNDLE: bin/boson'],
+  );
+  const c = loadConfig({
+    HOME: '/home/u',
+    BOSON_HOST: 'unix:///tmp/b.sock',
+    BOSON_GUEST_KERNEL: '/k/vmlinuz-x',
+    BOSON_GUEST_MODULES: '/k/modules',
+    BOSON_ACCEL: 'tcg',
+    BOSON_QEMU: '/q/qemu',
+    BOSON_TCG_TB_MIB: '32',
+    BOSON_ROOTFS: 'ext4',
+    BOSON_STAGING_DIR: 'store',
+    BOSON_INSECURE_REGISTRIES: 'a:5000, b ,',
+    BOSON_REGISTRY_CA: '/ca.pem',
+    BOSON_QUIET: '1',
+    BOSON_DOCKER_TRACE: '1',
+  });
+  assert.deepEqual(
+    [c.host, c.guestKernel, c.guestModules, c.accel, c.qemu, c.tcgTbMiB, c.rootfs, c.stagingDir, c.insecureRegistries, c.registryCa],
+    ['unix:///tmp/b.sock', '/k/vmlinuz-x', '/k/modules', 'tcg', '/q/qemu', 32, 'ext4', 'store', ['a:5000', 'b'], '/ca.pem'],
+  );
+  assert.equal(c.quiet && c.dockerTrace, true);
+  assert.equal(c.configDir, '/home/u/.config/boson');
+  assert.equal(c.dockerConfigFile, '/home/u/.docker/config.json');
+  const d = loadConfig({ HOME: '/home/u', XDG_CONFIG_HOME: '/x', DOCKER_CONFIG: '/d', BOSON_TCG_TB_MIB: 'lots' });
+  assert.deepEqual(
+    [d.rootfs, d.tcgTbMiB, d.insecureRegistries, d.configDir, d.dockerConfigFile],
+    ['erofs', 16, [], '/x/boson', '/d/config.json'],
+  );
+  assert.equal(loadConfig({ BOSON_CONFIG_DIR: '/c' }).configDir, '/c');
+  assert.throws(() => loadConfig({ BOSON_ROOTFS: 'xfs' }), /BOSON_ROOTFS must be "erofs" or "ext4", not "xfs"/);
+});

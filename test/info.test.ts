@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { access } from 'node:fs/promises';
 import { makeTestHost, runBoson } from './helpers.ts';
 import { probeAccelerator } from '../src/vmm/index.ts';
+import { loadConfig } from '../src/main/index.ts';
 
 test('boson info --json shows the accelerator with its reason, the guest bundle, QEMU and the paths', async (t) => {
   const host = await makeTestHost();
@@ -11,7 +12,7 @@ test('boson info --json shows the accelerator with its reason, the guest bundle,
   const r = await runBoson(host, ['info', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const info = JSON.parse(r.stdout.toString());
-  const expected = await probeAccelerator();
+  const expected = await probeAccelerator(loadConfig().accel);
   assert.equal(info.accelerator.name, expected.accel);
   assert.ok(info.accelerator.reason.length > 10);
   assert.match(info.qemu.version, /^\d+\.\d+/);

@@ -21,7 +21,7 @@ import { NetworkManager, type Endpoint } from '../src/machine/network/index.ts';
 import { createEphemeralScratchDisk } from '../src/machine/scratch.ts';
 import { bootWithWatchdog, type MicroVm, type NicSpec } from '../src/vmm/index.ts';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
-import { openHostStore, openImageStore } from '../src/main/index.ts';
+import { guestKernelOptions, loadConfig, openHostStore, openImageStore } from '../src/main/index.ts';
 import { qemuPidsUsing, useTestHost, waitFor } from './helpers.ts';
 
 const prefix = `bn${Math.floor(Math.random() * 0xffff)
@@ -64,7 +64,11 @@ async function boot(nic: NicSpec, script: string): Promise<Guest> {
   const images = openImageStore(host().stateDir);
   const image = await images.resolve('localhost/busybox:latest');
   const rootDisk = await images.rootDisk(image);
-  const bundle = await prepareBootBundle({ guestDir: path.join(PACKAGE_ROOT, 'build', 'guest'), extraModules: ['virtio_net'] });
+  const bundle = await prepareBootBundle({
+    guestDir: path.join(PACKAGE_ROOT, 'build', 'guest'),
+    extraModules: ['virtio_net'],
+    ...guestKernelOptions(loadConfig()),
+  });
   const scratch = await createEphemeralScratchDisk(path.join(host().stateDir, `scratch-${Math.random().toString(16).slice(2)}.ext4`));
   let out = '';
   const sink = new Writable({ write: (chunk: Buffer, _enc, cb) => ((out += chunk.toString()), cb()) });

@@ -4,8 +4,8 @@
  * terminal.
  */
 import type { Duplex } from 'node:stream';
-import { bosonPaths } from '../common/index.ts';
-import { MachineClient, RemoteMachine, StreamDemuxer, daemonSocketPath, type ExecStatus } from '../machine/client/index.ts';
+import { MachineClient, RemoteMachine, StreamDemuxer, type ExecStatus } from '../machine/client/index.ts';
+import { hostSocketPath } from '../main/index.ts';
 import { localContext, type RequestContext } from '../machine/port/index.ts';
 import { printJson } from './output.ts';
 
@@ -14,7 +14,7 @@ export const ctx: RequestContext = localContext();
 
 /** The daemon of this host, through its typed client. */
 export function machine(): RemoteMachine {
-  return new RemoteMachine(new MachineClient(daemonSocketPath(bosonPaths())));
+  return new RemoteMachine(new MachineClient(hostSocketPath()));
 }
 
 /** Runs `fn` for each of `refs`; a failure is reported and the others still run; any failure exits 1. */

@@ -3,9 +3,8 @@
  * `GET /healthz` on its socket; otherwise this host's images built by the composition root in this process (loaded
  * only then). Either way the commands see the port's MachineImages and nothing of the store behind it.
  */
-import { bosonPaths } from '../common/index.ts';
-import { CredentialStore, remoteReference } from '../image/index.ts';
-import { MachineClient, RemoteImages, daemonSocketPath } from '../machine/client/index.ts';
+import { remoteReference } from '../image/index.ts';
+import { MachineClient, RemoteImages } from '../machine/client/index.ts';
 import {
   localContext,
   type ImageProgressListener,
@@ -13,7 +12,7 @@ import {
   type MachineImages,
   type RequestContext,
 } from '../machine/port/index.ts';
-import { buildImages } from '../main/index.ts';
+import { buildImages, credentialStore, hostSocketPath } from '../main/index.ts';
 
 /** Where the images are: through a daemon (`remote`), or embedded in this process. */
 export interface ImageMachine {
@@ -32,7 +31,7 @@ export async function daemonAnswers(client: MachineClient): Promise<boolean> {
 
 /** The images of this host's machine (see the module comment). */
 export async function imageMachine(): Promise<ImageMachine> {
-  const client = new MachineClient(daemonSocketPath(bosonPaths()));
+  const client = new MachineClient(hostSocketPath());
   if (await daemonAnswers(client)) return { images: new RemoteImages(client), remote: true, ctx: localContext() };
   return { images: buildImages(), remote: false, ctx: localContext() };
 }
@@ -48,7 +47,7 @@ export async function userAuth(reference: string): Promise<ImagePullRequest['aut
   } catch {
     return undefined;
   }
-  return (await new CredentialStore().get(registry)) ?? undefined;
+  return (await credentialStore().get(registry)) ?? undefined;
 }
 
 /** A pull request for `machine`: through a daemon it carries this user's credentials for the registry. */

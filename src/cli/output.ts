@@ -4,6 +4,7 @@
  */
 import Table from 'cli-table3';
 import { ERROR_CATALOGUE, toBosonError } from '../common/index.ts';
+import { terminalSettings } from '../main/index.ts';
 
 /** Prints `value` as pretty JSON on stdout. */
 export function printJson(value: unknown): void {
@@ -46,7 +47,7 @@ export function printTable(head: string[], rows: string[][]): void {
 /** A one-line status on stderr that rewrites itself on a terminal and stays silent otherwise. */
 export class StatusLine {
   private shown = false;
-  private readonly enabled = Boolean(process.stderr.isTTY) && !process.env.BOSON_QUIET;
+  private readonly enabled = Boolean(process.stderr.isTTY) && !terminalSettings().quiet;
 
   /** Shows `text` as the current step. */
   update(text: string): void {
@@ -88,7 +89,7 @@ export function reportError(err: unknown, json: boolean): number {
   const e = toBosonError(err);
   if (json) process.stderr.write(JSON.stringify({ error: { code: e.code, kind: e.kind, message: e.message, details: e.details } }) + '\n');
   else process.stderr.write(`boson: ${e.message}\n`);
-  if (e.code === 'INTERNAL' && process.env.BOSON_DEBUG) process.stderr.write(`${(e.cause as Error | undefined)?.stack ?? e.stack}\n`);
+  if (e.code === 'INTERNAL' && terminalSettings().debug) process.stderr.write(`${(e.cause as Error | undefined)?.stack ?? e.stack}\n`);
   return ERROR_CATALOGUE[e.code].exit;
 }
 

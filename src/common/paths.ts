@@ -37,8 +37,11 @@ export function rootlessMode(): boolean {
   return (process.geteuid?.() ?? 0) !== 0;
 }
 
-/** Resolves Boson's directories from `env` (defaults to process.env); `rootless` defaults to rootlessMode(). */
-export function bosonPaths(env: NodeJS.ProcessEnv = process.env, rootless = rootlessMode()): BosonPaths {
+/**
+ * Resolves Boson's directories from `env` (the composition root's loadConfig passes the process's environment);
+ * `rootless` defaults to rootlessMode().
+ */
+export function bosonPaths(env: NodeJS.ProcessEnv, rootless = rootlessMode()): BosonPaths {
   const home = (): string => env.HOME || os.homedir();
   const uid = process.geteuid?.() ?? 0;
   const stateDefault = rootless ? path.join(env.XDG_DATA_HOME || path.join(home(), '.local', 'share'), 'boson') : '/var/lib/boson';

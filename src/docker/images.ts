@@ -4,7 +4,14 @@
  */
 import type { ServerResponse } from 'node:http';
 import { toBosonError } from '../common/index.ts';
-import { remoteReference, registryHostName, RegistryClient, type ImageRecord, type ImageProgress } from '../image/index.ts';
+import {
+  remoteReference,
+  registryHostName,
+  RegistryClient,
+  type ImageRecord,
+  type ImageProgress,
+  type RegistryClientOptions,
+} from '../image/index.ts';
 import type { DockerImages } from './machine-access.ts';
 import { badRequest, DockerError, dockerErrorOf } from './errors.ts';
 import { familiarName, unixSeconds, withSha } from './format.ts';
@@ -205,11 +212,11 @@ export async function pullStream(
   }
 }
 
-/** Checks credentials against a registry (`POST /auth`). */
-export async function checkLogin(server: string, username: string, password: string): Promise<void> {
+/** Checks credentials against a registry (`POST /auth`), reached as `registry` says (insecure hosts, CAs). */
+export async function checkLogin(server: string, username: string, password: string, registry: RegistryClientOptions = {}): Promise<void> {
   const name = registryHostName(server || 'docker.io');
   const apiHost = name === 'docker.io' ? 'registry-1.docker.io' : name;
-  const client = new RegistryClient(apiHost, name, { credentials: async () => ({ username, password }), attempts: 1 });
+  const client = new RegistryClient(apiHost, name, { ...registry, credentials: async () => ({ username, password }), attempts: 1 });
   try {
     await client.checkLogin(`login ${name}`);
   } finally {

@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { BosonError, serveTcpEndpoint, type BosonPaths, type Logger, type ResolvedTcpEndpoint } from '../common/index.ts';
+import type { RegistryClientOptions } from '../image/index.ts';
 import type { MachineRuntime } from '../machine/index.ts';
 import { machineAccess } from './machine-access.ts';
 import { DockerApi, dockerSocketPath } from './server.ts';
@@ -22,6 +23,10 @@ export interface DockerApiOptions {
   tcp?: ResolvedTcpEndpoint;
   /** The daemon's structured log. */
   log?: Logger;
+  /** How `POST /auth` reaches registries (insecure hosts, CAs); default: HTTPS with the system CAs. */
+  registry?: RegistryClientOptions;
+  /** Print each request on stderr (BOSON_DOCKER_TRACE). */
+  trace?: boolean;
 }
 
 async function listen(server: Server, how: { path: string } | { port: number; host: string }): Promise<void> {
@@ -34,7 +39,7 @@ async function listen(server: Server, how: { path: string } | { port: number; ho
 
 /** Starts the Docker API on `socketPath` (mode 0660) and optionally TCP; close() stops both. */
 export async function startDockerApi(service: MachineRuntime, options: DockerApiOptions): Promise<{ close(): Promise<void> }> {
-  const api = new DockerApi(machineAccess(service), options.paths);
+  const api = new DockerApi(machineAccess(service), options.paths, { registry: options.registry, trace: options.trace });
   await mkdir(path.dirname(options.socketPath), { recursive: true });
   // A socket file left by a daemon that died: nobody answers on it.
   const alive = await new Promise<boolean>((resolve) => {

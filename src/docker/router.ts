@@ -6,6 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { BosonPaths } from '../common/index.ts';
+import type { RegistryClientOptions } from '../image/index.ts';
 import type { Ctx } from './http.ts';
 import type { DockerMachine } from './machine-access.ts';
 
@@ -37,11 +38,15 @@ interface Route<H> {
   handler: H;
 }
 
-/** What every route registrar gets: the machine, the daemon's paths, and the exec sessions the API follows. */
+/**
+ * What every route registrar gets: the machine, the daemon's paths, the exec sessions the API follows, and how
+ * registries are reached (for the login check).
+ */
 export interface RouteDeps {
   machine: DockerMachine;
   paths: BosonPaths;
   execs: ExecResizers;
+  registry: RegistryClientOptions;
 }
 
 /** Resize functions of running execs, by exec id (the port has no exec resize by id). */

@@ -8,6 +8,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { BosonPaths } from '../common/index.ts';
+import type { RegistryClientOptions } from '../image/index.ts';
 import { DockerError, notSupported } from './errors.ts';
 import { sendError, socketError, splitVersion, writeUpgraded } from './http.ts';
 import type { DockerMachine } from './machine-access.ts';
@@ -26,8 +27,12 @@ export class DockerApi {
   /** Hijacked connections (not tracked by the HTTP server once upgraded). */
   private readonly hijacked = new Set<Duplex>();
 
-  constructor(machine: DockerMachine, paths: BosonPaths) {
-    const deps: RouteDeps = { machine, paths, execs: new ExecResizers() };
+  /** Print each request on stderr (BOSON_DOCKER_TRACE, passed down by the composition root). */
+  private readonly trace: boolean;
+
+  constructor(machine: DockerMachine, paths: BosonPaths, opts: { registry?: RegistryClientOptions; trace?: boolean } = {}) {
+    this.trace = opts.trace ?? false;
+    const deps: RouteDeps = { machine, paths, execs: new ExecResizers(), registry: opts.registry ?? {} };
     for (const register of [
       registerSystemRoutes,
       registerContainerRoutes,
@@ -56,7 +61,7 @@ export class DockerApi {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (process.env.BOSON_DOCKER_TRACE) {
+    if (this.trace) {
       const t0 = performance.now();
       process.stderr.write(`${Date.now() % 100000} > ${req.method} ${req.url}\n`);
       res.on('finish', () =>

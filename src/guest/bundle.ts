@@ -26,15 +26,15 @@ export interface BootBundle {
   drivers: string[];
 }
 
-/** Where to find the pieces; every field has a default from the environment. */
+/** Where to find the pieces; what is not given is found on this host (never read from the environment). */
 export interface BundleOptions {
   /** Directory holding the built boson-init and the cached initramfs images. */
   guestDir: string;
-  /** Kernel image; default BOSON_GUEST_KERNEL, Boson's own kernel, or the newest /boot/vmlinuz-*-cloud-amd64. */
+  /** Kernel image (the root passes BOSON_GUEST_KERNEL); default Boson's own kernel, or the newest /boot/vmlinuz-*-cloud-amd64. */
   kernelPath?: string;
   /** Where Boson's own kernel is installed; default <guestDir>/kernel. */
   ownKernelDir?: string;
-  /** Modules tree; default BOSON_GUEST_MODULES, <kernel dir>/modules/<release>, or /lib/modules/<release>. */
+  /** Modules tree (the root passes BOSON_GUEST_MODULES); default <kernel dir>/modules/<release>, or /lib/modules/<release>. */
   modulesDir?: string;
   /** Extra drivers beyond GUEST_MODULES. */
   extraModules?: string[];
@@ -54,11 +54,11 @@ async function newestKernelIn(dir: string, suffix = ''): Promise<string | undefi
 }
 
 /**
- * Finds the default guest kernel: BOSON_GUEST_KERNEL, else Boson's own in `ownKernelDir` (when built), else the
- * newest cloud kernel in /boot, else the newest kernel there.
+ * Finds the guest kernel: `configured` (the BOSON_GUEST_KERNEL setting, from the composition root) when set, else
+ * Boson's own in `ownKernelDir` (when built), else the newest cloud kernel in /boot, else the newest kernel there.
  */
-export async function defaultKernelPath(env: NodeJS.ProcessEnv = process.env, bootDir = '/boot', ownKernelDir?: string): Promise<string> {
-  if (env.BOSON_GUEST_KERNEL) return path.resolve(env.BOSON_GUEST_KERNEL);
+export async function defaultKernelPath(configured: string | undefined, bootDir = '/boot', ownKernelDir?: string): Promise<string> {
+  if (configured) return path.resolve(configured);
   const own = ownKernelDir === undefined ? undefined : await newestKernelIn(ownKernelDir);
   if (own) return own;
   const pick = await newestKernelIn(bootDir, '-cloud-amd64');
@@ -128,10 +128,10 @@ async function mustExist(file: string, code: 'GUEST_KERNEL_MISSING' | 'GUEST_INI
  */
 export async function prepareBootBundle(options: BundleOptions): Promise<BootBundle> {
   const kernelPath =
-    options.kernelPath ?? (await defaultKernelPath(process.env, '/boot', options.ownKernelDir ?? path.join(options.guestDir, 'kernel')));
+    options.kernelPath ?? (await defaultKernelPath(undefined, '/boot', options.ownKernelDir ?? path.join(options.guestDir, 'kernel')));
   await mustExist(kernelPath, 'GUEST_KERNEL_MISSING', 'guest kernel');
   const kernelRelease = kernelReleaseOf(kernelPath);
-  const modulesDir = options.modulesDir ?? process.env.BOSON_GUEST_MODULES ?? (await defaultModulesDir(kernelPath, kernelRelease));
+  const modulesDir = options.modulesDir ?? (await defaultModulesDir(kernelPath, kernelRelease));
   const acpi = await kernelUsesAcpi(kernelPath, kernelRelease);
   const initPath = path.join(options.guestDir, 'boson-init');
   await mustExist(initPath, 'GUEST_INIT_MISSING', 'boson-init (build it with: make -C guest/init)');

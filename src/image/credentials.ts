@@ -3,11 +3,10 @@
  * and, read-only, Docker's config.json (`auths.<host>.auth`, base64 "user:password"). Boson's own entry wins.
  *
  * configDir: BOSON_CONFIG_DIR, else $XDG_CONFIG_HOME/boson, else ~/.config/boson.
- * Docker's file: $DOCKER_CONFIG/config.json, else ~/.docker/config.json. Docker credential helpers (credsStore,
- * credHelpers) are not run.
+ * Docker's file: $DOCKER_CONFIG/config.json, else ~/.docker/config.json. Both are resolved by the composition root
+ * (src/main/config.ts) and passed in. Docker credential helpers (credsStore, credHelpers) are not run.
  */
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { BosonError } from '../common/index.ts';
 import { DOCKER_HUB, registryHostName } from './reference.ts';
@@ -19,17 +18,12 @@ export interface Credentials {
   password: string;
 }
 
-/** Boson's configuration directory (credentials, per-registry CA files under certs.d/<host>/ca.crt). */
-export function bosonConfigDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.BOSON_CONFIG_DIR) return path.resolve(env.BOSON_CONFIG_DIR);
-  const xdg = env.XDG_CONFIG_HOME;
-  return path.join(xdg ? path.resolve(xdg) : path.join(env.HOME ?? os.homedir(), '.config'), 'boson');
-}
-
-/** Docker's config.json path. */
-export function dockerConfigPath(env: NodeJS.ProcessEnv = process.env): string {
-  const dir = env.DOCKER_CONFIG ? path.resolve(env.DOCKER_CONFIG) : path.join(env.HOME ?? os.homedir(), '.docker');
-  return path.join(dir, 'config.json');
+/** Where credentials are kept: Boson's file <configDir>/auth.json, and Docker's config.json (read only). */
+export interface CredentialFiles {
+  /** Boson's configuration directory (the composition root resolves it: BOSON_CONFIG_DIR, XDG_CONFIG_HOME, HOME). */
+  configDir: string;
+  /** Docker's config.json (the composition root resolves it: DOCKER_CONFIG, HOME). */
+  dockerConfigFile: string;
 }
 
 interface AuthFile {
@@ -76,9 +70,9 @@ export class CredentialStore {
   readonly file: string;
   readonly dockerFile: string;
 
-  constructor(env: NodeJS.ProcessEnv = process.env) {
-    this.file = path.join(bosonConfigDir(env), 'auth.json');
-    this.dockerFile = dockerConfigPath(env);
+  constructor(files: CredentialFiles) {
+    this.file = path.join(files.configDir, 'auth.json');
+    this.dockerFile = files.dockerConfigFile;
   }
 
   /** Credentials for `host` (Boson's file first, then Docker's), or null. */

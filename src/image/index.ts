@@ -3,8 +3,8 @@
  * resolve), layer flattening with OCI whiteouts, root filesystem disks, references, and the busybox test image.
  */
 export type { ImageConfig, ImageRecord, RootDisk, ImageProgress } from './types.ts';
-export { ImageStore, chainId, type PullOptions, type PullResult, type PruneResult } from './store.ts';
-export { CredentialStore, bosonConfigDir, dockerConfigPath, type Credentials } from './credentials.ts';
+export { ImageStore, chainId, type ImageStoreOptions, type PullOptions, type PullResult, type PruneResult } from './store.ts';
+export { CredentialStore, type CredentialFiles, type Credentials } from './credentials.ts';
 export { RegistryClient, type RegistryClientOptions } from './registry.ts';
 export { parsePlatform, platformString, type Platform } from './pull.ts';
 export {
@@ -17,7 +17,7 @@ export {
   type RemoteReference,
 } from './reference.ts';
 export type { LayerInput, FlattenStats } from './flatten.ts';
-export { defaultRootFsType, type RootFsType } from './rootfs.ts';
+export { DEFAULT_ROOTFS, type RootFsType } from './rootfs.ts';
 export { checkUserNamespaceSetup } from './userns.ts';
 
 // The flattener and the busybox layout writer load tar-stream; they are loaded on first use so that importing this

@@ -237,12 +237,9 @@ test('a malicious layer corpus changes nothing outside the staging tree', async 
 
 test('a store that stages in its own directory keeps the tree private; the image root metadata is on the disk only', async (t) => {
   const base = await tempDir();
-  const saved = { env: process.env.BOSON_STAGING_DIR, umask: process.umask(0o022) };
-  process.env.BOSON_STAGING_DIR = 'store';
+  const saved = { umask: process.umask(0o022) };
   t.after(async () => {
     process.umask(saved.umask);
-    if (saved.env === undefined) delete process.env.BOSON_STAGING_DIR;
-    else process.env.BOSON_STAGING_DIR = saved.env;
     await fs.rm(base, { recursive: true, force: true });
   });
   // A state directory others may traverse (as a library user's, or one an older Boson made).
@@ -255,7 +252,7 @@ test('a store that stages in its own directory keeps the tree private; the image
     { name: 'dev/mem', type: 'character-device', devmajor: 1, devminor: 1, mode: 0o666 },
   ]);
   await writeOciLayout(path.join(base, 'layout'), [{ config: CONFIG, layers: [{ tar }], refName: 'evil' }]);
-  const store = imageStoreOn(path.join(base, 'state'));
+  const store = imageStoreOn(path.join(base, 'state'), { stagingDir: 'store' });
   const [img] = await store.importPath(path.join(base, 'layout'));
   const tmp = path.join(base, 'state', 'images', 'tmp');
   let seen: { stage: { mode: number; uid: number }; parent: { mode: number; uid: number }; setuid: boolean; device: boolean } | null = null;

@@ -347,8 +347,8 @@ test("the staging tree goes back to the store's filesystem when its tmpfs fills 
     t.skip('cannot mount a tmpfs here');
     return;
   }
-  const saved = process.env.BOSON_STAGING_DIR;
-  process.env.BOSON_STAGING_DIR = small;
+  // A second store on the same state, staging in the small tmpfs.
+  const staged = imageStoreOn(state, { stagingDir: small });
   try {
     reg.add('bigtree', [
       {
@@ -357,16 +357,14 @@ test("the staging tree goes back to the store's filesystem when its tmpfs fills 
         refName: 'v1',
       },
     ]);
-    const r = await store.pull(`${reg.host}/bigtree:v1`, { registry: fast });
-    const disk = await store.rootDisk(r.image);
+    const r = await staged.pull(`${reg.host}/bigtree:v1`, { registry: fast });
+    const disk = await staged.rootDisk(r.image);
     assert.ok(disk.sizeBytes > 600_000);
     // Built in a private directory of ours in the one named (staging.ts).
     assert.deepEqual(await fs.readdir(small), [`boson-${process.geteuid!()}`]);
     assert.deepEqual(await fs.readdir(path.join(small, `boson-${process.geteuid!()}`)), [], 'the half-built staging tree was removed');
     assert.deepEqual(await fs.readdir(path.join(state, 'images', 'tmp')), [], 'and so was the second one');
   } finally {
-    if (saved === undefined) delete process.env.BOSON_STAGING_DIR;
-    else process.env.BOSON_STAGING_DIR = saved;
     spawnSync('umount', [small]);
     await fs.rm(small, { recursive: true, force: true });
   }
@@ -550,10 +548,10 @@ test('references, challenges and platforms parse as Docker does', () => {
 test('credentials: Boson file (0600) first, then Docker config.json; logout removes only ours', async () => {
   const dir = await tempDir('boson-creds-test-');
   try {
-    const env = { BOSON_CONFIG_DIR: path.join(dir, 'boson'), DOCKER_CONFIG: path.join(dir, 'docker'), HOME: dir };
-    await fs.mkdir(env.DOCKER_CONFIG);
+    const docker = path.join(dir, 'docker');
+    await fs.mkdir(docker);
     await fs.writeFile(
-      path.join(env.DOCKER_CONFIG, 'config.json'),
+      path.join(docker, 'config.json'),
       JSON.stringify({
         auths: {
           'https://index.docker.io/v1/': { auth: Buffer.from('hub:pw').toString('base64') },
@@ -561,7 +559,7 @@ test('credentials: Boson file (0600) first, then Docker config.json; logout remo
         },
       }),
     );
-    const creds = new CredentialStore(env);
+    const creds = new CredentialStore({ configDir: path.join(dir, 'boson'), dockerConfigFile: path.join(docker, 'config.json') });
     assert.deepEqual(await creds.get('docker.io'), { username: 'hub', password: 'pw' });
     assert.deepEqual(await creds.get('r.example:5000'), { username: 'd', password: '1' });
     await creds.set('r.example:5000', { username: 'b', password: 'p:w' });

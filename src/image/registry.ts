@@ -2,9 +2,10 @@
  * A client of the OCI distribution API (v2) for pulling: `/v2/` probe, manifests by tag or digest, blobs (with
  * Range for resuming). Written on node:http/https with keep-alive agents.
  *
- * Transport: HTTPS with the system CAs, plus BOSON_REGISTRY_CA (a PEM file) and <configDir>/certs.d/<host>/ca.crt
- * when present. Plain HTTP only for loopback hosts (localhost, 127.0.0.0/8, ::1) and hosts listed in
- * BOSON_INSECURE_REGISTRIES (or `insecure`), and even then HTTPS when a CA file is configured for that host.
+ * Transport: HTTPS with the system CAs, plus `caFile` (BOSON_REGISTRY_CA, a PEM file) and
+ * <configDir>/certs.d/<host>/ca.crt when present. Plain HTTP only for loopback hosts (localhost, 127.0.0.0/8, ::1)
+ * and hosts listed in `insecure` (BOSON_INSECURE_REGISTRIES), and even then HTTPS when a CA file is configured for
+ * that host. The composition root reads those settings and passes them in (RegistryClientOptions).
  *
  * Auth: anonymous first; a 401 brings a `WWW-Authenticate` challenge. Basic: the stored credentials are sent.
  * Bearer: a token is fetched from the challenge's realm (service, scope "repository:<repo>:pull"; with Basic
@@ -22,7 +23,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { rootCertificates } from 'node:tls';
 import { BosonError } from '../common/index.ts';
-import { bosonConfigDir, CredentialStore, type Credentials } from './credentials.ts';
+import type { Credentials } from './credentials.ts';
 import { sha256Digest } from './content-store.ts';
 import { MT } from './types.ts';
 
@@ -32,15 +33,15 @@ export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** Every manifest media type a pull accepts, for the Accept header. */
 export const MANIFEST_ACCEPT = [MT.ociIndex, MT.dockerList, MT.ociManifest, MT.dockerManifest].join(', ');
 
-/** Settings of a registry client; everything has a default from the environment. */
+/** Settings of a registry client (the composition root fills them from the host configuration). */
 export interface RegistryClientOptions {
-  /** Extra hosts (host[:port]) allowed over plain HTTP; default BOSON_INSECURE_REGISTRIES (comma-separated). */
+  /** Extra hosts (host[:port]) allowed over plain HTTP (BOSON_INSECURE_REGISTRIES); default none. */
   insecure?: string[];
-  /** A PEM CA bundle trusted besides the system CAs; default BOSON_REGISTRY_CA. */
+  /** A PEM CA bundle trusted besides the system CAs (BOSON_REGISTRY_CA); default none. */
   caFile?: string;
-  /** Where certs.d/<host>/ca.crt is looked up; default bosonConfigDir(). */
+  /** Where certs.d/<host>/ca.crt is looked up (Boson's configuration directory); default: not looked up. */
   configDir?: string;
-  /** Credentials source; default a CredentialStore over Boson's and Docker's files. */
+  /** Credentials source; default anonymous. */
   credentials?: (host: string) => Promise<Credentials | null>;
   /** Attempts for transient failures (default 4) and the first backoff (default 200 ms, doubling). */
   attempts?: number;
@@ -118,25 +119,16 @@ export class RegistryClient {
     private readonly registry: string,
     opts: RegistryClientOptions = {},
   ) {
-    const env = process.env;
-    const insecure =
-      opts.insecure ??
-      (env.BOSON_INSECURE_REGISTRIES ?? '')
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean);
-    const configDir = opts.configDir ?? bosonConfigDir();
-    const caFiles = [opts.caFile ?? env.BOSON_REGISTRY_CA, path.join(configDir, 'certs.d', host, 'ca.crt')].filter(
-      (f): f is string => Boolean(f) && existsSync(f!),
-    );
-    const hostCa = existsSync(path.join(configDir, 'certs.d', host, 'ca.crt'));
+    const insecure = opts.insecure ?? [];
+    const hostCaFile = opts.configDir === undefined ? undefined : path.join(opts.configDir, 'certs.d', host, 'ca.crt');
+    const caFiles = [opts.caFile, hostCaFile].filter((f): f is string => Boolean(f) && existsSync(f!));
+    const hostCa = hostCaFile !== undefined && existsSync(hostCaFile);
     this.tls = !(isLoopbackHost(host) || insecure.includes(host) || insecure.includes(registry)) || hostCa;
     this.baseUrl = `${this.tls ? 'https' : 'http'}://${host}`;
     this.attempts = opts.attempts ?? 4;
     this.backoffMs = opts.backoffMs ?? 200;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
-    const store = new CredentialStore();
-    this.creds = opts.credentials ?? ((h) => store.get(h));
+    this.creds = opts.credentials ?? (async () => null);
     if (this.tls) {
       let ca: string[] | undefined;
       if (caFiles.length > 0) {

@@ -13,13 +13,8 @@ const run = promisify(execFile);
 /** A root disk filesystem type. */
 export type RootFsType = 'erofs' | 'ext4';
 
-/** The default filesystem: BOSON_ROOTFS=erofs|ext4 when set (INVALID_ARGUMENT otherwise), else erofs. */
-export function defaultRootFsType(env: NodeJS.ProcessEnv = process.env): RootFsType {
-  const v = env.BOSON_ROOTFS;
-  if (v === undefined || v === '') return 'erofs';
-  if (v === 'erofs' || v === 'ext4') return v;
-  throw new BosonError('INVALID_ARGUMENT', `BOSON_ROOTFS must be "erofs" or "ext4", not "${v}"`);
-}
+/** The default filesystem (BOSON_ROOTFS, read by the composition root, chooses another). */
+export const DEFAULT_ROOTFS: RootFsType = 'erofs';
 
 async function treeUsage(dir: string): Promise<{ bytes: number; inodes: number }> {
   let bytes = 0;

@@ -14,27 +14,27 @@ test('the staging estimate, the BOSON_STAGING_DIR override and ENOSPC detection'
     ]),
     50,
   );
-  assert.equal(await stagingParent(1, { BOSON_STAGING_DIR: 'store' }), null);
+  assert.equal(await stagingParent(1, 'store'), null);
   const custom = await tempDir();
   try {
     // A private directory of ours inside the one named; one that exists loses group/other bits.
     const mine = path.join(custom, `boson-${process.geteuid!()}`);
-    assert.equal(await stagingParent(1, { BOSON_STAGING_DIR: custom }), mine);
+    assert.equal(await stagingParent(1, custom), mine);
     assert.equal((await fs.lstat(mine)).mode & 0o7777, 0o700);
     await fs.chmod(mine, 0o755);
-    assert.equal(await stagingParent(1, { BOSON_STAGING_DIR: custom }), mine);
+    assert.equal(await stagingParent(1, custom), mine);
     assert.equal((await fs.lstat(mine)).mode & 0o7777, 0o700);
     // A link there (to anywhere) is refused, not followed.
     await fs.rm(mine, { recursive: true });
     await fs.symlink('/tmp', mine);
-    await assert.rejects(stagingParent(1, { BOSON_STAGING_DIR: custom }), /not a directory/);
-    await assert.rejects(stagingParent(1, { BOSON_STAGING_DIR: path.join(custom, 'missing') }), /cannot create/);
+    await assert.rejects(stagingParent(1, custom), /not a directory/);
+    await assert.rejects(stagingParent(1, path.join(custom, 'missing')), /cannot create/);
   } finally {
     await fs.rm(custom, { recursive: true, force: true });
   }
-  await assert.rejects(stagingParent(1, { BOSON_STAGING_DIR: 'relative' }), /absolute/);
+  await assert.rejects(stagingParent(1, 'relative'), /absolute/);
   // Far more than any tmpfs or memory here: the store's own tmp directory.
-  assert.equal(await stagingParent(2 ** 52, {}), null);
+  assert.equal(await stagingParent(2 ** 52), null);
   const full = new BosonError('STATE_DIR_UNWRITABLE', 'x', { cause: Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }) });
   assert.equal(isNoSpace(full), true);
   assert.equal(

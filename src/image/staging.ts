@@ -115,10 +115,11 @@ export async function sweepShmStaging(): Promise<void> {
 
 /**
  * The directory to create the staging tree in (private: see privateDir), or null for the store's tmp directory
- * (which the caller makes private). `estimate` is the expected size of the tree in bytes.
+ * (which the caller makes private). `estimate` is the expected size of the tree in bytes; `configured` is the
+ * BOSON_STAGING_DIR setting ("store" or an absolute path), which the composition root hands the image store.
  */
-export async function stagingParent(estimate: number, env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
-  const v = env.BOSON_STAGING_DIR;
+export async function stagingParent(estimate: number, configured?: string): Promise<string | null> {
+  const v = configured;
   if (v === 'store') return null;
   if (v !== undefined && v !== '') {
     if (!path.isAbsolute(v)) throw new BosonError('INVALID_ARGUMENT', `BOSON_STAGING_DIR must be "store" or an absolute path, not "${v}"`);

@@ -177,11 +177,9 @@ test('OCI layout with whiteouts: erofs and ext4 disks hold the flattened tree; c
   });
 });
 
-test('BOSON_ROOTFS chooses the default filesystem', async () => {
-  const { defaultRootFsType } = await import('./rootfs.ts');
-  assert.equal(defaultRootFsType({}), 'erofs');
-  assert.equal(defaultRootFsType({ BOSON_ROOTFS: 'ext4' }), 'ext4');
-  await rejectsWith((async () => defaultRootFsType({ BOSON_ROOTFS: 'xfs' }))(), 'INVALID_ARGUMENT');
+test('the rootfs option chooses the filesystem of the root disks (erofs by default)', () => {
+  assert.equal(imageStoreOn('/nonexistent-boson-state').rootfs, 'erofs');
+  assert.equal(imageStoreOn('/nonexistent-boson-state', { rootfs: 'ext4' }).rootfs, 'ext4');
 });
 
 test('uncompressed and zstd layers import and flatten', async () => {

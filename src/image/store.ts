@@ -22,7 +22,7 @@ import type { ImageSource, SourceImage } from './layout.ts';
 import { ImageFetcher, parsePlatform, type FetchedImage, type LayerPlan } from './pull.ts';
 import { normaliseReference, parseReference, referenceCandidates, remoteReference } from './reference.ts';
 import { RegistryClient, type RegistryClientOptions } from './registry.ts';
-import { defaultRootFsType, makeRootFs, type RootFsType } from './rootfs.ts';
+import { DEFAULT_ROOTFS, makeRootFs, type RootFsType } from './rootfs.ts';
 import { estimateTreeBytes, isNoSpace, privateDir, stagingParent, sweepShmStaging } from './staging.ts';
 import { pidAlive, sweepStaleTemps, tempName } from './tempfiles.ts';
 import { flattenToDiskInUserNamespace } from './userns.ts';
@@ -92,6 +92,18 @@ export function chainId(diffIds: string[]): string {
 }
 
 /** Options of ImageStore.pull. */
+/** How an image store works on this host: the settings the composition root reads and hands down. */
+export interface ImageStoreOptions {
+  rootless?: boolean;
+  layerLimits?: LayerLimits;
+  /** The root disk filesystem (BOSON_ROOTFS); default erofs. */
+  rootfs?: RootFsType;
+  /** Where layers are flattened (BOSON_STAGING_DIR): "store" or an absolute path; default a tmpfs with room. */
+  stagingDir?: string;
+  /** Registry settings for every pull (a pull's own `registry` options override them); default none. */
+  registry?: RegistryClientOptions;
+}
+
 export interface PullOptions {
   /** "os/arch[/variant]" chosen from an image index; default linux/amd64. */
   platform?: string;
@@ -164,6 +176,12 @@ export class ImageStore {
 
   /** Rootless mode: root disks are built in a user namespace (userns.ts). Default: rootlessMode(). */
   readonly rootless: boolean;
+  /** The filesystem of the root disks this store builds (BOSON_ROOTFS). */
+  readonly rootfs: RootFsType;
+  /** Where layers are flattened (BOSON_STAGING_DIR: "store" or an absolute path); default a tmpfs with room. */
+  private readonly stagingDir: string | undefined;
+  /** The registry settings of every pull (BOSON_INSECURE_REGISTRIES, BOSON_REGISTRY_CA, credentials, certs.d). */
+  private readonly registryDefaults: RegistryClientOptions;
 
   /**
    * Keeps files under <stateDir>/images and the index in `store` (the host's state store, which the composition
@@ -172,10 +190,13 @@ export class ImageStore {
   constructor(
     private readonly store: StateStore,
     stateDir: string,
-    opts: { rootless?: boolean; layerLimits?: LayerLimits } = {},
+    opts: ImageStoreOptions = {},
   ) {
     this.rootless = opts.rootless ?? rootlessMode();
     this.layerLimits = opts.layerLimits;
+    this.rootfs = opts.rootfs ?? DEFAULT_ROOTFS;
+    this.stagingDir = opts.stagingDir;
+    this.registryDefaults = opts.registry ?? {};
     this.dir = path.join(path.resolve(stateDir), 'images');
     this.content = new ContentStore(path.join(this.dir, 'blobs'));
     this.tmpDir = path.join(this.dir, 'tmp');
@@ -557,10 +578,11 @@ export class ImageStore {
         },
       };
     }
-    const insecure = opts.insecure
-      ? [...(opts.registry?.insecure ?? (process.env.BOSON_INSECURE_REGISTRIES ?? '').split(',')), ref.host]
-      : opts.registry?.insecure;
-    const client = new RegistryClient(ref.host, ref.registry, { ...opts.registry, insecure });
+    // The store's registry settings, with what this pull sets (an option left undefined keeps the store's).
+    const registry: RegistryClientOptions = { ...this.registryDefaults };
+    for (const [k, v] of Object.entries(opts.registry ?? {})) if (v !== undefined) Object.assign(registry, { [k]: v });
+    const insecure = opts.insecure ? [...(registry.insecure ?? []), ref.host] : registry.insecure;
+    const client = new RegistryClient(ref.host, ref.registry, { ...registry, insecure });
     // A tag always needs the registry: probe it while the store is prepared and read (the fetch meets the probe's
     // outcome, error included). A digest may be answered from the store without any request: no probe.
     if (ref.digest === null) client.ping(`pull ${ref.canonical}`).catch(() => undefined);
@@ -833,7 +855,7 @@ export class ImageStore {
    * then falls back to rootDisk(), and the fetch checks the diff_ids itself).
    */
   private diskWhileFetching(plan: LayerPlan, what: string, onProgress?: ImageProgress): Promise<RootDisk> | null {
-    const fstype = defaultRootFsType();
+    const fstype = this.rootfs;
     const key = `${digestHex(chainId(plan.diffIds))}.${fstype}`;
     const final = path.join(this.disksDir, key);
     if (existsSync(final) || this.building.has(key)) return null;
@@ -885,7 +907,7 @@ export class ImageStore {
    * name and renames it atomically. `fstype` defaults to BOSON_ROOTFS or erofs.
    */
   async rootDisk(image: ImageRecord, opts: { onProgress?: ImageProgress; fstype?: RootFsType } = {}): Promise<RootDisk> {
-    const fstype = opts.fstype ?? defaultRootFsType();
+    const fstype = opts.fstype ?? this.rootfs;
     await this.ensureDirs();
     await this.sweepStale();
     const config = await this.content.readJson<ConfigBlob>(image.id);
@@ -943,11 +965,11 @@ export class ImageStore {
     estimate: number,
     onProgress?: ImageProgress,
   ): Promise<RootDisk> {
-    if (this.rootless) return flattenToDiskInUserNamespace(layers, fstype, final, this.tmpDir, estimate, onProgress);
+    if (this.rootless) return flattenToDiskInUserNamespace(layers, fstype, final, this.tmpDir, estimate, this.stagingDir, onProgress);
     const { flattenLayers } = await import('./flatten.ts');
     const out = path.join(this.tmpDir, tempName('disk', fstype));
     await privateDir(this.tmpDir);
-    let parent = await stagingParent(estimate);
+    let parent = await stagingParent(estimate, this.stagingDir);
     try {
       for (;;) {
         // stage-<pid>-<hex> (0700, ours, in a private directory) holds the image's root as rootfs/: the image's

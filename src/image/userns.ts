@@ -181,13 +181,14 @@ export async function flattenToDiskInUserNamespace(
   final: string,
   tmpDir: string,
   estimate: number,
+  stagingDir: string | undefined,
   onProgress?: ImageProgress,
 ): Promise<RootDisk> {
   await checkUserNamespaceSetup();
   const tag = `${process.pid}-${randomBytes(6).toString('hex')}`;
   const out = path.join(tmpDir, `disk-${tag}.${fstype}`);
   await privateDir(tmpDir);
-  let parent = await stagingParent(estimate);
+  let parent = await stagingParent(estimate, stagingDir);
   try {
     for (;;) {
       const stages = path.join(parent ?? tmpDir, 'userns');

@@ -29,11 +29,17 @@ async function checkReadable(kernelPath: string): Promise<void> {
 
 const isDenied = (err: unknown): boolean => ['EACCES', 'EPERM', 'EROFS'].includes((err as NodeJS.ErrnoException).code ?? '');
 
+/** The guest kernel and its modules when configured (BOSON_GUEST_KERNEL, BOSON_GUEST_MODULES); else found. */
+export interface GuestKernelOptions {
+  kernelPath?: string;
+  modulesDir?: string;
+}
+
 /** prepareBootBundle for `paths` (see the module comment for rootless mode). */
-export async function bootBundle(paths: BosonPaths): Promise<BootBundle> {
+export async function bootBundle(paths: BosonPaths, kernel: GuestKernelOptions = {}): Promise<BootBundle> {
   let bundle: BootBundle;
   try {
-    bundle = await prepareBootBundle({ guestDir: paths.guestDir });
+    bundle = await prepareBootBundle({ guestDir: paths.guestDir, ...kernel });
   } catch (err) {
     if (!paths.rootless || !isDenied(err)) throw err;
     const dir = path.join(paths.stateDir, 'guest');
@@ -44,7 +50,7 @@ export async function bootBundle(paths: BosonPaths): Promise<BootBundle> {
       await rm(init, { force: true });
       await symlink(target, init);
     }
-    bundle = await prepareBootBundle({ guestDir: dir, ownKernelDir: path.join(paths.guestDir, 'kernel') });
+    bundle = await prepareBootBundle({ guestDir: dir, ownKernelDir: path.join(paths.guestDir, 'kernel'), ...kernel });
   }
   if (paths.rootless) await checkReadable(bundle.kernelPath);
   return bundle;

@@ -33,6 +33,6 @@ export async function startDaemon(options: import('./daemon.ts').DaemonOptions):
 export { NetworkManager, parsePortSpec, type NetworkManagerOptions } from './network/index.ts';
 export { parseVolumeSpec, DEFAULT_VOLUME_BYTES } from './volumes/index.ts';
 export { humanDuration, statusText } from './status.ts';
-export { bootBundle } from './boot-bundle.ts';
+export { bootBundle, type GuestKernelOptions } from './boot-bundle.ts';
 export { hostCpuCount } from './capacity.ts';
 export { defaultBindPolicy, PROTECTED_PATHS, type BindPolicy } from './bind-policy.ts';

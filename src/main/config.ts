@@ -3,11 +3,16 @@
  * one table (SETTINGS) that names each setting's variable, default and meaning. docs/config.md is generated from
  * the same table and a test keeps the two equal.
  */
+import os from 'node:os';
+import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { BosonError, bosonPaths, type BosonPaths } from '../common/index.ts';
 
-/** The settings the composition root reads (paths come from bosonPaths, which reads its own variables). */
+/**
+ * The settings the composition root reads (paths come from bosonPaths, which reads its own variables). The layers
+ * below take what they need of it as options; none of them reads the environment.
+ */
 export const HostConfig = Type.Object({
   bootTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
   virtiofsd: Type.String(),
@@ -20,6 +25,33 @@ export const HostConfig = Type.Object({
   bindAllow: Type.Optional(Type.Array(Type.String({ pattern: '^/' }))),
   jail: Type.Boolean(),
   vmmUser: Type.String(),
+  /** BOSON_HOST: the daemon socket the CLI talks to (unix:///path or a path); default <run dir>/boson.sock. */
+  host: Type.Optional(Type.String({ minLength: 1 })),
+  /** BOSON_GUEST_KERNEL and BOSON_GUEST_MODULES: the guest kernel and its modules; default found by the guest layer. */
+  guestKernel: Type.Optional(Type.String({ minLength: 1 })),
+  guestModules: Type.Optional(Type.String({ minLength: 1 })),
+  /** BOSON_ACCEL: 'kvm' or 'tcg' forces the accelerator (anything else: probed). */
+  accel: Type.Optional(Type.String()),
+  /** BOSON_QEMU: the QEMU binary (a path, or a name looked up on PATH); default qemu-system-x86_64. */
+  qemu: Type.Optional(Type.String()),
+  /** BOSON_TCG_TB_MIB: TCG's translation cache per VM (a positive integer, else 16). */
+  tcgTbMiB: Type.Integer({ minimum: 1 }),
+  /** BOSON_ROOTFS: the root disk format. */
+  rootfs: Type.Union([Type.Literal('erofs'), Type.Literal('ext4')]),
+  /** BOSON_STAGING_DIR: "store" or an absolute path (checked where the staging tree is made); default a tmpfs with room. */
+  stagingDir: Type.Optional(Type.String()),
+  /** BOSON_CONFIG_DIR, else $XDG_CONFIG_HOME/boson, else ~/.config/boson: credentials, certs.d, tls. */
+  configDir: Type.String({ minLength: 1 }),
+  /** Docker's config.json ($DOCKER_CONFIG/config.json, else ~/.docker/config.json), read for credentials. */
+  dockerConfigFile: Type.String({ minLength: 1 }),
+  /** BOSON_INSECURE_REGISTRIES: hosts reached over plain HTTP besides loopback ones. */
+  insecureRegistries: Type.Array(Type.String()),
+  /** BOSON_REGISTRY_CA: a PEM CA bundle trusted for registries. */
+  registryCa: Type.Optional(Type.String()),
+  /** BOSON_QUIET: no progress line on a terminal. */
+  quiet: Type.Boolean(),
+  /** BOSON_DOCKER_TRACE: print each Docker API request on stderr. */
+  dockerTrace: Type.Boolean(),
 });
 export type HostConfig = Static<typeof HostConfig> & { paths: BosonPaths };
 
@@ -33,9 +65,10 @@ export interface Setting {
 }
 
 /**
- * Every environment variable Boson reads, in one table. The layers not yet moved onto this configuration still
- * read their own variables (readBy names the module); a test fails for a variable read anywhere in src/ or bin/
- * that is not listed here, and keeps docs/config.md equal to configDoc().
+ * Every environment variable Boson reads, in one table. All but bin/boson's are read by the composition root
+ * (loadConfig, bosonPaths) and handed down as options (readBy 'root'); a test fails for a variable read anywhere in
+ * src/ or bin/ that is not listed here, and keeps docs/config.md equal to configDoc(); test/layers.test.ts fails
+ * for a process.env read below the root.
  */
 export const SETTINGS: Setting[] = [
   {
@@ -56,13 +89,13 @@ export const SETTINGS: Setting[] = [
     env: 'BOSON_VIRTIOFSD',
     default: '/usr/lib/qemu/virtiofsd',
     meaning: 'the virtiofsd that serves bind mounts',
-    readBy: 'root; src/vmm/microvm.ts',
+    readBy: 'root',
   },
   {
     env: 'BOSON_DEBUG',
     default: 'off',
     meaning: 'guest console and init diagnostics on stderr; stack traces of internal errors',
-    readBy: 'root; src/cli/output.ts',
+    readBy: 'root',
   },
   {
     env: 'BOSON_NET_PREFIX',
@@ -107,50 +140,50 @@ export const SETTINGS: Setting[] = [
     env: 'BOSON_HOST',
     default: '<run dir>/boson.sock',
     meaning: 'the daemon socket the CLI talks to',
-    readBy: 'src/machine/api/client.ts',
+    readBy: 'root',
   },
   {
     env: 'BOSON_GUEST_KERNEL',
     default: "Boson's own (build/guest/kernel/vmlinuz-*), else the newest /boot/vmlinuz-*-cloud-amd64",
     meaning: 'the guest kernel',
-    readBy: 'src/guest/bundle.ts',
+    readBy: 'root',
   },
   {
     env: 'BOSON_GUEST_MODULES',
     default: '<kernel dir>/modules/<release>, else /lib/modules/<release>',
     meaning: "that kernel's modules",
-    readBy: 'src/guest/bundle.ts',
+    readBy: 'root',
   },
-  { env: 'BOSON_ACCEL', default: 'probed', meaning: 'kvm or tcg, to override the probe', readBy: 'src/vmm/accel.ts' },
-  { env: 'BOSON_QEMU', default: 'qemu-system-x86_64 on PATH', meaning: 'the QEMU binary', readBy: 'src/vmm/qemu-binary.ts' },
-  { env: 'BOSON_TCG_TB_MIB', default: '16', meaning: "TCG's translation cache per VM, MiB", readBy: 'src/vmm/argv.ts' },
-  { env: 'BOSON_ROOTFS', default: 'erofs', meaning: 'root disk format: erofs or ext4', readBy: 'src/image/rootfs.ts' },
+  { env: 'BOSON_ACCEL', default: 'probed', meaning: 'kvm or tcg, to override the probe', readBy: 'root' },
+  { env: 'BOSON_QEMU', default: 'qemu-system-x86_64 on PATH', meaning: 'the QEMU binary', readBy: 'root' },
+  { env: 'BOSON_TCG_TB_MIB', default: '16', meaning: "TCG's translation cache per VM, MiB", readBy: 'root' },
+  { env: 'BOSON_ROOTFS', default: 'erofs', meaning: 'root disk format: erofs or ext4', readBy: 'root' },
   {
     env: 'BOSON_STAGING_DIR',
     default: 'a tmpfs when one has room, else the state directory',
     meaning: 'where layers are flattened before a root disk is made',
-    readBy: 'src/image/staging.ts',
+    readBy: 'root',
   },
   {
     env: 'BOSON_CONFIG_DIR',
     default: '$XDG_CONFIG_HOME/boson or ~/.config/boson',
     meaning: 'registry credentials (auth.json, 0600), per-registry CAs (certs.d/<host>/ca.crt)',
-    readBy: 'src/image/credentials.ts',
+    readBy: 'root',
   },
   {
     env: 'BOSON_INSECURE_REGISTRIES',
     default: 'none',
     meaning: 'host:port,... reached over plain HTTP (loopback registries always are)',
-    readBy: 'src/image/registry.ts, src/image/store.ts',
+    readBy: 'root',
   },
   {
     env: 'BOSON_REGISTRY_CA',
     default: 'none',
     meaning: 'a PEM CA bundle trusted for registries, besides the system CAs',
-    readBy: 'src/image/registry.ts',
+    readBy: 'root',
   },
-  { env: 'BOSON_QUIET', default: 'off', meaning: 'no progress line on a terminal', readBy: 'src/cli/output.ts' },
-  { env: 'BOSON_DOCKER_TRACE', default: 'off', meaning: 'print each Docker API request on stderr', readBy: 'src/docker/server.ts' },
+  { env: 'BOSON_QUIET', default: 'off', meaning: 'no progress line on a terminal', readBy: 'root' },
+  { env: 'BOSON_DOCKER_TRACE', default: 'off', meaning: 'print each Docker API request on stderr', readBy: 'root' },
   {
     env: 'BOSON_NO_BUNDLE',
     default: 'off',
@@ -170,8 +203,8 @@ export function configDoc(): string {
     'Every environment variable Boson reads. Generated from `SETTINGS` in src/main/config.ts',
     '(`npx tsx scripts/config-doc.ts > docs/config.md`); test/config.test.ts keeps the two equal and fails for a',
     'variable read anywhere in src/ or bin/ that is not listed. Settings marked "composition root" are read once,',
-    'by src/main; the others are still read by the module named, until their layer takes its configuration from the',
-    'root.',
+    'by src/main (loadConfig, bosonPaths), and handed to each layer as options; no code below it reads the',
+    'environment (test/layers.test.ts). The others are read by the file named.',
     '',
     '| variable | default | meaning | read by |',
     '|---|---|---|---|',
@@ -180,14 +213,39 @@ export function configDoc(): string {
   ].join('\n');
 }
 
+/** Boson's configuration directory: BOSON_CONFIG_DIR, else $XDG_CONFIG_HOME/boson, else ~/.config/boson. */
+export function bosonConfigDir(env: NodeJS.ProcessEnv): string {
+  if (env.BOSON_CONFIG_DIR) return path.resolve(env.BOSON_CONFIG_DIR);
+  const xdg = env.XDG_CONFIG_HOME;
+  return path.join(xdg ? path.resolve(xdg) : path.join(env.HOME ?? os.homedir(), '.config'), 'boson');
+}
+
+/** Docker's config.json: $DOCKER_CONFIG/config.json, else ~/.docker/config.json. */
+export function dockerConfigPath(env: NodeJS.ProcessEnv): string {
+  const dir = env.DOCKER_CONFIG ? path.resolve(env.DOCKER_CONFIG) : path.join(env.HOME ?? os.homedir(), '.docker');
+  return path.join(dir, 'config.json');
+}
+
+/**
+ * The CLI's terminal settings (BOSON_QUIET, BOSON_DEBUG), read on their own and never refused, so that showing
+ * progress or reporting an error (a malformed setting included) cannot fail; loadConfig reads them the same way.
+ */
+export function terminalSettings(env: NodeJS.ProcessEnv = process.env): { quiet: boolean; debug: boolean } {
+  return { quiet: Boolean(env.BOSON_QUIET), debug: Boolean(env.BOSON_DEBUG) };
+}
+
 /** Reads the host configuration from `env`; INVALID_ARGUMENT naming a malformed setting. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
   const timeout =
     env.BOSON_BOOT_TIMEOUT_MS === undefined || env.BOSON_BOOT_TIMEOUT_MS === '' ? undefined : Number(env.BOSON_BOOT_TIMEOUT_MS);
+  const rootfs = env.BOSON_ROOTFS === undefined || env.BOSON_ROOTFS === '' ? 'erofs' : env.BOSON_ROOTFS;
+  if (rootfs !== 'erofs' && rootfs !== 'ext4')
+    throw new BosonError('INVALID_ARGUMENT', `BOSON_ROOTFS must be "erofs" or "ext4", not "${rootfs}"`);
+  const tb = Number(env.BOSON_TCG_TB_MIB);
   const config = {
     bootTimeoutMs: timeout,
     virtiofsd: env.BOSON_VIRTIOFSD || '/usr/lib/qemu/virtiofsd',
-    debug: Boolean(env.BOSON_DEBUG),
+    debug: terminalSettings(env).debug,
     netPrefix: env.BOSON_NET_PREFIX || undefined,
     netSubnet: env.BOSON_NET_SUBNET || undefined,
     netPool: env.BOSON_NET_POOL || undefined,
@@ -196,6 +254,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     bindAllow: env.BOSON_BIND_ALLOW ? env.BOSON_BIND_ALLOW.split(':').filter(Boolean) : undefined,
     jail: env.BOSON_VMM_JAIL !== 'off',
     vmmUser: env.BOSON_VMM_USER ?? 'boson-vmm',
+    host: env.BOSON_HOST || undefined,
+    guestKernel: env.BOSON_GUEST_KERNEL ? path.resolve(env.BOSON_GUEST_KERNEL) : undefined,
+    guestModules: env.BOSON_GUEST_MODULES || undefined,
+    accel: env.BOSON_ACCEL,
+    qemu: env.BOSON_QEMU,
+    tcgTbMiB: Number.isInteger(tb) && tb > 0 ? tb : 16,
+    rootfs: rootfs as HostConfig['rootfs'],
+    stagingDir: env.BOSON_STAGING_DIR || undefined,
+    configDir: bosonConfigDir(env),
+    dockerConfigFile: dockerConfigPath(env),
+    insecureRegistries: (env.BOSON_INSECURE_REGISTRIES ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    registryCa: env.BOSON_REGISTRY_CA || undefined,
+    quiet: terminalSettings(env).quiet,
+    dockerTrace: Boolean(env.BOSON_DOCKER_TRACE),
   };
   const fault = Value.Errors(HostConfig, config).First();
   if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid setting ${fault.path.slice(1)}: ${fault.message} (see docs/config.md)`);

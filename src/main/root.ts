@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { StateStore } from '../common/index.ts';
-import { ImageStore } from '../image/index.ts';
-import { qemuVmm } from '../vmm/index.ts';
+import { ImageStore, type ImageStoreOptions } from '../image/index.ts';
+import { qemuVmm, type QemuOptions } from '../vmm/index.ts';
 import {
   ContainerRegistry,
   EventService,
@@ -23,9 +23,11 @@ import {
   openStateStore,
   startDaemon,
   volumeUsersAmong,
+  type GuestKernelOptions,
   type JailPolicy,
 } from '../machine/index.ts';
 import { loadConfig, type HostConfig } from './config.ts';
+import { imageStoreOptions, registryOptions } from './images.ts';
 import { makeLogger, plainLogger } from './logging.ts';
 import { resolveTcpEndpoint, type Logger, type TcpEndpointRequest } from '../common/index.ts';
 
@@ -50,6 +52,21 @@ function userExists(name: string): boolean {
   }
 }
 
+/** How this host runs QEMU (BOSON_QEMU, BOSON_ACCEL, BOSON_TCG_TB_MIB, BOSON_VIRTIOFSD). */
+export function qemuOptions(config: HostConfig): QemuOptions {
+  return { qemu: config.qemu, accel: config.accel, tcgTbMiB: config.tcgTbMiB, virtiofsd: config.virtiofsd };
+}
+
+/** The guest kernel and modules this host boots when configured (BOSON_GUEST_KERNEL, BOSON_GUEST_MODULES). */
+export function guestKernelOptions(config: HostConfig): GuestKernelOptions {
+  return { kernelPath: config.guestKernel, modulesDir: config.guestModules };
+}
+
+/** The daemon socket of this host (BOSON_HOST overrides <run dir>/boson.sock). */
+export function hostSocketPath(config: HostConfig = loadConfig()): string {
+  return daemonSocketPath(config.paths, config.host);
+}
+
 /** How a runtime is hosted: by a daemon (VMs outlive it) or embedded in a CLI process (VMs die with it). */
 export type RuntimeHosting = 'daemon' | 'embedded';
 
@@ -67,7 +84,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
   // One state store for everything the runtime keeps; the runtime closes it on close().
   const store = openStateStore(paths.stateDir);
   const registry = new ContainerRegistry(store, paths.stateDir);
-  const images = new ImageStore(store, paths.stateDir, { rootless: paths.rootless });
+  const images = new ImageStore(store, paths.stateDir, imageStoreOptions(config));
   const volumes = new VolumeManager(store, paths.stateDir);
   const networks =
     hosting === 'daemon'
@@ -97,8 +114,8 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
       volumes,
       networks,
       store,
-      vmm: qemuVmm,
-      bootBundle: () => bootBundle(paths),
+      vmm: qemuVmm(qemuOptions(config)),
+      bootBundle: () => bootBundle(paths, guestKernelOptions(config)),
       volumeService: new VolumeService(volumes, async (name) => volumeUsersAmong(await registry.list(), name)),
       // A container's network changes under the runtime's lock for that container (the runtime exists by the first call).
       networkService: new NetworkService(networks, {
@@ -122,7 +139,7 @@ export function openHostStore(stateDir: string): StateStore {
 }
 
 /** The image store of `stateDir`, for CLI commands that work on images in their own process (pull, images, rmi...). */
-export function openImageStore(stateDir: string, opts: { rootless?: boolean } = {}): ImageStore {
+export function openImageStore(stateDir: string, opts: ImageStoreOptions = {}): ImageStore {
   return new ImageStore(openHostStore(stateDir), stateDir, opts);
 }
 
@@ -147,7 +164,7 @@ export async function startHostDaemon(
   config: HostConfig = loadConfig(),
 ): Promise<{ socketPath: string; dockerSocket: string; close(): Promise<void> }> {
   const { paths } = config;
-  const socketPath = daemonSocketPath(paths);
+  const socketPath = hostSocketPath(config);
   // Loaded here, so that other commands do not pay for the server's modules.
   const { dockerSocketPath, startDockerApi } = await import('../docker/index.ts');
   const dockerSocket = dockerSocketPath(paths);
@@ -163,7 +180,15 @@ export async function startHostDaemon(
     tcp,
     pidFile: request.pidFile ?? path.join(paths.runDir, 'boson.pid'),
     personalities: [
-      (runtime) => startDockerApi(runtime, { socketPath: dockerSocket, tcp: dockerTcp, paths, log: log.child({ component: 'docker' }) }),
+      (runtime) =>
+        startDockerApi(runtime, {
+          socketPath: dockerSocket,
+          tcp: dockerTcp,
+          paths,
+          log: log.child({ component: 'docker' }),
+          registry: registryOptions(config),
+          trace: config.dockerTrace,
+        }),
     ],
   });
   return { socketPath, dockerSocket, close: () => daemon.close() };

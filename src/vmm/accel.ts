@@ -36,8 +36,8 @@ export function chooseAccelerator(facts: AccelFacts): AcceleratorChoice {
   return { accel: 'kvm', reason: `hardware virtualisation (${hw.join(', ')}) with a usable /dev/kvm` };
 }
 
-/** Reads this host's facts (/dev/kvm, /proc/cpuinfo, /sys/module). */
-export async function gatherAccelFacts(env: NodeJS.ProcessEnv = process.env): Promise<AccelFacts> {
+/** Reads this host's facts (/dev/kvm, /proc/cpuinfo, /sys/module); `override` is the BOSON_ACCEL setting. */
+export async function gatherAccelFacts(override?: string): Promise<AccelFacts> {
   let kvmDeviceUsable = false;
   try {
     await access('/dev/kvm', constants.R_OK | constants.W_OK);
@@ -62,15 +62,17 @@ export async function gatherAccelFacts(env: NodeJS.ProcessEnv = process.env): Pr
       // not loaded
     }
   }
-  return { override: env.BOSON_ACCEL, kvmDeviceUsable, cpuFlags, kvmModules };
+  return { override, kvmDeviceUsable, cpuFlags, kvmModules };
 }
 
-let cached: Promise<AcceleratorChoice> | undefined;
+/** The probe's answers, by override: the host's facts do not change while a process runs. */
+const probed = new Map<string | undefined, Promise<AcceleratorChoice>>();
 
-/** Probes once per process and returns the accelerator to use. */
-export function probeAccelerator(): Promise<AcceleratorChoice> {
-  cached ??= gatherAccelFacts().then(chooseAccelerator);
-  return cached;
+/** Probes once per process (per `override`, the BOSON_ACCEL setting) and returns the accelerator to use. */
+export function probeAccelerator(override?: string): Promise<AcceleratorChoice> {
+  let choice = probed.get(override);
+  if (!choice) probed.set(override, (choice = gatherAccelFacts(override).then(chooseAccelerator)));
+  return choice;
 }
 
 /** The host TSC frequency in kHz (for the guest's tsc_early_khz under TCG), or undefined if unknown. */

@@ -32,12 +32,10 @@ export function virtiofsSocket(runtimeDir: string, i: number): string {
  * TCG's translation-block cache in MiB. QEMU's default (1 GiB on 64-bit hosts) is filled lazily but a booted guest
  * still touches well over 100 MiB of it, which counts against every micro-VM; a small cache costs a little
  * retranslation instead. With Boson's own kernel, 16 MiB boots as fast as 32 (8 MiB costs ~200 ms); Debian's much
- * larger cloud kernel boots ~180 ms slower with 16 than with 32. BOSON_TCG_TB_MIB overrides.
+ * larger cloud kernel boots ~180 ms slower with 16 than with 32. BOSON_TCG_TB_MIB overrides (the composition root
+ * reads it and passes it as QemuOptions.tcgTbMiB).
  */
-export function tcgTbSizeMiB(env: NodeJS.ProcessEnv = process.env): number {
-  const n = Number(env.BOSON_TCG_TB_MIB);
-  return Number.isInteger(n) && n > 0 ? n : 16;
-}
+export const DEFAULT_TCG_TB_MIB = 16;
 
 /**
  * The guest RAM backend: a shared memfd, i.e. shmem, which the host never backs with transparent huge pages
@@ -66,6 +64,7 @@ export function buildQemuArgv(
   accel: 'kvm' | 'tcg',
   tscKhz: number | undefined,
   diskFds: Map<number, number>,
+  tcgTbMiB = DEFAULT_TCG_TB_MIB,
 ): string[] {
   const cmdline = ['console=ttyS0', 'panic=-1', 'rdinit=/init', config.debug ? 'loglevel=7' : 'quiet', 'pci=off'];
   if (accel === 'tcg' && tscKhz) cmdline.push(`tsc_early_khz=${tscKhz}`);
@@ -80,7 +79,7 @@ export function buildQemuArgv(
     '-M',
     `microvm,acpi=${config.acpi ? 'on' : 'off'},rtc=on,memory-backend=mem`,
     '-accel',
-    accel === 'tcg' ? `tcg,tb-size=${tcgTbSizeMiB()}` : accel,
+    accel === 'tcg' ? `tcg,tb-size=${tcgTbMiB}` : accel,
     '-cpu',
     accel === 'kvm' ? 'host' : 'max',
     '-m',

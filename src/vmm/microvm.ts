@@ -243,10 +243,22 @@ async function confineOrKill(config: MicroVmConfig, proc: ChildProcess): Promise
   }
 }
 
+/** How this host runs QEMU: the settings the composition root reads (BOSON_QEMU, BOSON_ACCEL, ...) and hands down. */
+export interface QemuOptions {
+  /** The QEMU binary (BOSON_QEMU); default qemu-system-x86_64 on PATH. */
+  qemu?: string;
+  /** 'kvm' or 'tcg' forces the accelerator (BOSON_ACCEL); default probed. */
+  accel?: string;
+  /** TCG's translation cache per VM, MiB (BOSON_TCG_TB_MIB); default 16. */
+  tcgTbMiB?: number;
+  /** The virtiofsd that serves bind mounts (BOSON_VIRTIOFSD); default /usr/lib/qemu/virtiofsd. */
+  virtiofsd?: string;
+}
+
 /** Starts QEMU for `config`. The VM runs until the guest powers off or shutdown()/kill() is called. */
-export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
-  const qemu = await findQemu();
-  const accel = await probeAccelerator();
+export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions = {}): Promise<MicroVm> {
+  const qemu = await findQemu(options.qemu);
+  const accel = await probeAccelerator(options.accel);
   const tsc = accel.accel === 'tcg' ? await hostTscKhz() : undefined;
   const diskFds = new Map<number, number>();
   const extraFds: number[] = [];
@@ -256,7 +268,7 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
       extraFds.push(disk.fd);
     }
   });
-  const argv = buildQemuArgv(config, accel.accel, tsc, diskFds);
+  const argv = buildQemuArgv(config, accel.accel, tsc, diskFds, options.tcgTbMiB);
   // A jailed QEMU gets a mount namespace of its own (unshare execs it: same pid). Slave, not private: the host's
   // unmounts reach it, so it never keeps a host filesystem busy (a private copy made rmdir of a mount point EBUSY).
   const command =
@@ -288,7 +300,7 @@ export async function launchMicroVm(config: MicroVmConfig): Promise<MicroVm> {
     for (const [i, share] of (config.shares ?? []).entries()) {
       if (share.transport !== 'virtiofs') continue;
       const sock = virtiofsSocket(rt, i);
-      const virtiofsd = process.env.BOSON_VIRTIOFSD ?? '/usr/lib/qemu/virtiofsd';
+      const virtiofsd = options.virtiofsd ?? '/usr/lib/qemu/virtiofsd';
       let d: ChildProcess;
       if (share.readOnly) {
         // Read-only for real, not only by the guest's mount flag: virtiofsd runs in a private mount namespace over
@@ -436,13 +448,15 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
   );
 }
 
-/** The QEMU microvm driver as a Vmm (what the composition root hands the runtime). */
-export const qemuVmm: Vmm = {
-  accelerator: async () => (await probeAccelerator()).accel,
-  launch: (config) => launchMicroVm(config),
-  attach: (runtimeDir) => attachMicroVm(runtimeDir),
-  cleanup: async (runtimeDir) => {
-    const cgroup = JSON.parse(await readFile(path.join(runtimeDir, CGROUP_FILE), 'utf8').catch(() => 'null')) as VmCgroup | null;
-    if (cgroup) await release(cgroup).catch(() => undefined);
-  },
-};
+/** The QEMU microvm driver as a Vmm, run with `options` (what the composition root hands the runtime). */
+export function qemuVmm(options: QemuOptions = {}): Vmm {
+  return {
+    accelerator: async () => (await probeAccelerator(options.accel)).accel,
+    launch: (config) => launchMicroVm(config, options),
+    attach: (runtimeDir) => attachMicroVm(runtimeDir),
+    cleanup: async (runtimeDir) => {
+      const cgroup = JSON.parse(await readFile(path.join(runtimeDir, CGROUP_FILE), 'utf8').catch(() => 'null')) as VmCgroup | null;
+      if (cgroup) await release(cgroup).catch(() => undefined);
+    },
+  };
+}

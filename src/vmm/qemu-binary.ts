@@ -7,12 +7,16 @@ import { BosonError } from '../common/index.ts';
 
 const run = promisify(execFile);
 
-/** Resolves the QEMU binary to an absolute path; QEMU_MISSING if it is not there or not executable. */
-export async function findQemu(env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  const wanted = env.BOSON_QEMU ?? 'qemu-system-x86_64';
+/**
+ * Resolves the QEMU binary (`configured`: the BOSON_QEMU setting, from the composition root; default
+ * qemu-system-x86_64) to an absolute path; QEMU_MISSING if it is not there or not executable.
+ */
+export async function findQemu(configured?: string): Promise<string> {
+  const wanted = configured ?? 'qemu-system-x86_64';
   const candidates = wanted.includes('/')
     ? [path.resolve(wanted)]
-    : (env.PATH ?? '/usr/bin:/bin').split(':').map((d) => path.join(d, wanted));
+    : // The program search path, as spawn itself looks programs up (not a setting).
+      (process.env.PATH ?? '/usr/bin:/bin').split(':').map((d) => path.join(d, wanted));
   for (const candidate of candidates) {
     try {
       await access(candidate, constants.X_OK);

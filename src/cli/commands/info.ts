@@ -5,7 +5,7 @@ import { bosonPaths, toBosonError } from '../../common/index.ts';
 import { defaultKernelPath, kernelReleaseOf } from '../../guest/index.ts';
 import { checkUserNamespaceSetup } from '../../image/index.ts';
 import { cgroupMode, describeCgroups, findQemu, probeAccelerator, qemuVersion, hostTscKhz } from '../../vmm/index.ts';
-import { bootBundle, jailPolicy, loadConfig } from '../../main/index.ts';
+import { bootBundle, guestKernelOptions, jailPolicy, loadConfig, type HostConfig } from '../../main/index.ts';
 import { printJson } from '../output.ts';
 
 /** Adds `info` to the program. */
@@ -44,29 +44,30 @@ interface Info {
 }
 
 async function gatherInfo(): Promise<Info> {
-  const paths = bosonPaths();
+  const config = loadConfig();
+  const { paths } = config;
   const problems: string[] = [];
-  const accel = await probeAccelerator();
+  const accel = await probeAccelerator(config.accel);
   const info: Info = {
     version: '0.1.0',
     mode: paths.rootless ? 'rootless' : 'root',
     accelerator: { name: accel.accel, reason: accel.reason, tscKhz: (await hostTscKhz()) ?? null },
     guest: { kernel: null, kernelRelease: null, initramfs: null, init: null, modules: [], drivers: [], acpi: null },
     qemu: { binary: null, version: null },
-    confinement: confinementOf(),
+    confinement: confinementOf(config),
     paths,
     problems,
   };
   try {
-    info.qemu.binary = await findQemu();
+    info.qemu.binary = await findQemu(config.qemu);
     info.qemu.version = await qemuVersion(info.qemu.binary);
   } catch (err) {
     problems.push(toBosonError(err).message);
   }
   try {
-    info.guest.kernel = await defaultKernelPath(process.env, '/boot', path.join(paths.guestDir, 'kernel'));
+    info.guest.kernel = await defaultKernelPath(config.guestKernel, '/boot', path.join(paths.guestDir, 'kernel'));
     info.guest.kernelRelease = kernelReleaseOf(info.guest.kernel);
-    const bundle = await bootBundle(paths);
+    const bundle = await bootBundle(paths, guestKernelOptions(config));
     info.guest.initramfs = bundle.initramfsPath;
     info.guest.init = bundle.initPath;
     info.guest.modules = bundle.modules.map((m) => m.name);
@@ -109,8 +110,8 @@ function printInfo(info: Info): void {
 }
 
 /** What confines each QEMU, from the composition root's policy and what this host has. */
-function confinementOf(): { daemon: string[]; embedded: string[] } {
-  const policy = jailPolicy(loadConfig());
+function confinementOf(config: HostConfig): { daemon: string[]; embedded: string[] } {
+  const policy = jailPolicy(config);
   if (!policy) return { daemon: [], embedded: [] };
   const common = [
     ...(policy.sandbox ? ['seccomp sandbox (obsolete, spawn, resourcecontrol denied)'] : []),

@@ -9,9 +9,10 @@ import { Writable } from 'node:stream';
 import type cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { BosonError } from '../../common/index.ts';
-import { CredentialStore, RegistryClient, registryHostName } from '../../image/index.ts';
+import { RegistryClient, registryHostName } from '../../image/index.ts';
 import type { ImageProgressListener } from '../../machine/port/index.ts';
 import { imageMachine, pullRequest } from '../machine.ts';
+import { credentialStore, loadConfig, registryOptions } from '../../main/index.ts';
 
 type ImageProgress = ImageProgressListener;
 
@@ -191,7 +192,9 @@ async function loginCommand(host: string, flags: { username?: string; passwordSt
   const password = flags.passwordStdin ? await readStdin() : await prompt('Password: ', true);
   if (username === '' || password === '') throw new BosonError('USAGE', 'a user name and a password are required');
   const apiHost = name === 'docker.io' ? 'registry-1.docker.io' : name;
+  const config = loadConfig();
   const client = new RegistryClient(apiHost, name, {
+    ...registryOptions(config),
     credentials: async () => ({ username, password }),
     ...(flags.insecure ? { insecure: [name] } : {}),
   });
@@ -200,14 +203,14 @@ async function loginCommand(host: string, flags: { username?: string; passwordSt
   } finally {
     client.close();
   }
-  const creds = new CredentialStore();
+  const creds = credentialStore(config);
   await creds.set(name, { username, password });
   process.stdout.write(`Login Succeeded (credentials stored in ${creds.file})\n`);
 }
 
 async function logoutCommand(host: string): Promise<void> {
   const name = registryHostName(host);
-  const removed = await new CredentialStore().remove(name);
+  const removed = await credentialStore().remove(name);
   process.stdout.write(removed ? `Removing login credentials for ${name}\n` : `Not logged in to ${name}\n`);
 }
 

@@ -8,17 +8,10 @@
  */
 import type { Command } from 'commander';
 import type { Duplex } from 'node:stream';
-import { BosonError, bosonPaths } from '../../common/index.ts';
-import {
-  MachineClient,
-  RemoteImages,
-  StreamDemuxer,
-  daemonSocketPath,
-  execStatusError,
-  type ExecStatus,
-} from '../../machine/client/index.ts';
+import { BosonError } from '../../common/index.ts';
+import { MachineClient, RemoteImages, StreamDemuxer, execStatusError, type ExecStatus } from '../../machine/client/index.ts';
 import { localContext, type ContainerSpec, type MachineImages } from '../../machine/port/index.ts';
-import { buildImages } from '../../main/index.ts';
+import { buildImages, hostSocketPath } from '../../main/index.ts';
 import { pullRequest, pullSteps } from '../machine.ts';
 import { addContainerFlags, containerSpecOf, type ContainerFlags } from '../container-flags.ts';
 import { StatusLine, flushOutput } from '../output.ts';
@@ -80,7 +73,7 @@ async function pullIfMissing(image: string, client: MachineClient | null): Promi
 
 /** `run -d`: create and start under the daemon, and print the id. */
 async function runDetached(spec: ContainerSpec): Promise<void> {
-  const client = new MachineClient(daemonSocketPath(bosonPaths()));
+  const client = new MachineClient(hostSocketPath());
   await pullIfMissing(spec.image, client);
   const created = await client.request<{ id: string }>('POST', '/v1/containers', spec);
   try {
@@ -112,7 +105,7 @@ async function runForeground(spec: ContainerSpec): Promise<number> {
     throw new BosonError('INVALID_ARGUMENT', 'the input device is not a TTY (drop -t, or run from a terminal)');
   const winsize = tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined;
   // The container is removed by whoever runs it only once it has ended; it is never left half-made.
-  const client = new MachineClient(daemonSocketPath(bosonPaths()));
+  const client = new MachineClient(hostSocketPath());
   const viaDaemon = await client.request('GET', '/healthz').then(
     () => true,
     () => false,

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { BosonError, isLoopback } from '../../common/index.ts';
-import { bosonConfigDir } from '../../image/index.ts';
+import { loadConfig } from '../../main/index.ts';
 import { printJson } from '../output.ts';
 
 const run = promisify(execFile);
@@ -98,7 +98,7 @@ export function registerTls(program: Command): void {
       if (!/^[A-Za-z0-9_.@-]+$/.test(flags.user)) throw new BosonError('INVALID_ARGUMENT', `invalid --user: ${JSON.stringify(flags.user)}`);
       for (const h of flags.host)
         if (!/^[A-Za-z0-9.:-]+$/.test(h)) throw new BosonError('INVALID_ARGUMENT', `invalid --host: ${JSON.stringify(h)}`);
-      const dir = path.resolve(flags.dir ?? path.join(bosonConfigDir(), 'tls'));
+      const dir = path.resolve(flags.dir ?? path.join(loadConfig().configDir, 'tls'));
       await mkdir(dir, { recursive: true, mode: 0o700 });
       if (!(await exists(path.join(dir, 'ca.pem')))) {
         await openssl(['genrsa', '-out', 'ca-key.pem', '3072'], dir);

@@ -3,9 +3,9 @@ import { spawn } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { BosonError, bosonPaths, ensurePrivateDir, type TcpEndpointRequest } from '../../common/index.ts';
-import { bosonConfigDir } from '../../image/index.ts';
-import { MachineClient, daemonSocketPath } from '../../machine/client/index.ts';
+import { BosonError, ensurePrivateDir, type TcpEndpointRequest } from '../../common/index.ts';
+import { MachineClient } from '../../machine/client/index.ts';
+import { hostSocketPath, loadConfig } from '../../main/index.ts';
 
 interface UpFlags {
   detach?: boolean;
@@ -36,10 +36,11 @@ export function registerUp(program: Command): void {
     .option('--pid-file <path>', 'write the daemon pid here (default <run dir>/boson.pid)')
     .option('--log-file <path>', 'with --detach: where the daemon writes its output (default <run dir>/boson.log)')
     .action(async (flags: UpFlags) => {
-      const paths = bosonPaths();
-      const socketPath = daemonSocketPath(paths);
+      const config = loadConfig();
+      const { paths } = config;
+      const socketPath = hostSocketPath(config);
       const pidFile = flags.pidFile ?? path.join(paths.runDir, 'boson.pid');
-      const tlsDir = path.join(bosonConfigDir(), 'tls');
+      const tlsDir = path.join(config.configDir, 'tls');
       if (flags.detach) {
         await detach(flags, socketPath, paths.runDir, paths.rootless);
         return;
@@ -56,7 +57,7 @@ export function registerUp(program: Command): void {
               tlsCert: flags.tlscert ?? path.join(tlsDir, 'server-cert.pem'),
               tlsKey: flags.tlskey ?? path.join(tlsDir, 'server-key.pem'),
             };
-      const daemon = await startHostDaemon({ tcp: endpoint(flags.tcp), dockerTcp: endpoint(flags.dockerTcp), pidFile });
+      const daemon = await startHostDaemon({ tcp: endpoint(flags.tcp), dockerTcp: endpoint(flags.dockerTcp), pidFile }, config);
       const dockerSocket = daemon.dockerSocket;
       process.stdout.write(
         `Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''} (pid ${process.pid})\n`,

@@ -31,7 +31,7 @@ export function registerSystemRoutes(router: Router, deps: RouteDeps): void {
     sendJson(res, 200, diskUsage({ containers: all, images, volumes, volumePath: (name) => extras.volumes.diskPath(name) }));
   });
   router.on('GET', '/events', ({ req, res, query }) => eventStream(extras, req, res, query));
-  router.on('POST', '/auth', login);
+  router.on('POST', '/auth', (ctx) => login(ctx, deps.registry));
 }
 
 const ping: Handler = ({ req, res }) => {
@@ -49,13 +49,13 @@ const ping: Handler = ({ req, res }) => {
 };
 
 /** `POST /auth`: checks credentials against the registry (no identity tokens). */
-async function login(ctx: Ctx): Promise<void> {
+async function login(ctx: Ctx, registry: RouteDeps['registry']): Promise<void> {
   const b = await jsonBody(ctx);
   const username = typeof b.username === 'string' ? b.username : '';
   const password = typeof b.password === 'string' ? b.password : '';
   if (!username || !password) throw badRequest('a user name and a password are required (identity tokens are not supported by Boson)');
   try {
-    await checkLogin(typeof b.serveraddress === 'string' ? b.serveraddress : '', username, password);
+    await checkLogin(typeof b.serveraddress === 'string' ? b.serveraddress : '', username, password, registry);
   } catch (err) {
     if (isBosonError(err, 'REGISTRY_AUTH_FAILED')) throw new DockerError(401, `login attempt failed: ${err.message}`);
     throw err;

@@ -8,9 +8,8 @@ import type { Duplex } from 'node:stream';
 import { BosonError, ERROR_CATALOGUE, type BosonPaths, type ErrorCode } from '../../common/index.ts';
 import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, type ExecStatus } from './exec-stream.ts';
 
-/** The daemon socket for `paths` (BOSON_HOST overrides, as unix:///path or a path). */
-export function daemonSocketPath(paths: BosonPaths, env: NodeJS.ProcessEnv = process.env): string {
-  const host = env.BOSON_HOST;
+/** The daemon socket for `paths`; `host` (the BOSON_HOST setting: unix:///path or a path) overrides. */
+export function daemonSocketPath(paths: BosonPaths, host?: string): string {
   if (host) return host.replace(/^unix:\/\//, '');
   return path.join(paths.runDir, 'boson.sock');
 }
