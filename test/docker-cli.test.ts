@@ -63,6 +63,16 @@ function dockerCliSuite(cli: DockerCli): void {
     const df = await docker(['system', 'df']);
     ok(df, 'system df');
     assert.match(out(df), /^Images\s+1\s+/m);
+    assert.equal(
+      out(await docker(['images', '--filter', 'reference=localhost/busybox', '--format', '{{.Repository}}'])),
+      'localhost/busybox\n',
+    );
+    assert.equal(out(await docker(['images', '-q', '--filter', 'reference=nosuch'])), '');
+    assert.equal(out(await docker(['images', '-q', '--filter', 'dangling=true'])), '');
+    const history = await docker(['image', 'history', '--format', '{{.CreatedBy}}|{{.Size}}', 'busybox']);
+    ok(history, 'image history');
+    assert.ok(out(history).trim().split('\n').length >= 1, out(history));
+    for (const what of ['container', 'image', 'network', 'volume']) ok(await docker([what, 'prune', '-f']), `${what} prune`);
   });
 
   // The 20.10 CLI sends `repo=mine/box` (newer ones docker.io/mine/box), which Boson's store reads as localhost/mine/box
@@ -363,12 +373,22 @@ function dockerCliSuite(cli: DockerCli): void {
   });
 
   test('a named volume outlives its container and is read by the next one; volume ls/inspect/rm/prune', async () => {
-    const r = await docker(['run', '--rm', '-v', 'shared:/data:ro', 'busybox', 'cat', '/data/detached']);
-    assert.deepEqual([r.code, out(r)], [0, 'detached\n'], r.stderr);
+    const r = await docker([
+      'run',
+      '--rm',
+      '--mount',
+      'type=volume,source=shared,target=/data,readonly',
+      'busybox',
+      'sh',
+      '-c',
+      'cat /data/detached; touch /data/x 2>/dev/null || echo read-only',
+    ]);
+    assert.deepEqual([r.code, out(r)], [0, 'detached\nread-only\n'], r.stderr);
     assert.match(out(await docker(['volume', 'ls', '--format', '{{.Name}} {{.Driver}}'])), /^shared local$/m);
     const v = JSON.parse(out(await docker(['volume', 'inspect', 'shared'])))[0];
     assert.equal(v.Name, 'shared');
     ok(await docker(['volume', 'create', '--label', 'k=v', 'spare']), 'volume create');
+    assert.equal(out(await docker(['volume', 'ls', '-q', '--filter', 'label=k=v'])), 'spare\n');
     ok(await docker(['create', '--name', 'holder', '-v', 'spare:/x', 'busybox']), 'create holder');
     const inUse = await docker(['volume', 'rm', 'spare']);
     assert.equal(inUse.code, 1);
