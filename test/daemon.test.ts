@@ -298,7 +298,14 @@ describe('boson daemon', () => {
 
   test('the README through the CLI: images -q, network inspect, kill -s, logs --since/--until, stats, events, exec -t', async () => {
     const since = new Date().toISOString();
-    assert.match(out(await boson('images', '-q')), /^[0-9a-f]{12}$/);
+    const ids = out(await boson('images', '-q')).split('\n');
+    const images = JSON.parse((await boson('images', '--json')).stdout.toString()) as Array<{ id: string }>;
+    assert.deepEqual(
+      ids,
+      images.map((i) => i.id.replace(/^sha256:/, '').slice(0, 12)),
+      'one short id per image',
+    );
+    assert.ok(ids.every((i) => /^[0-9a-f]{12}$/.test(i)));
 
     assert.equal((await boson('network', 'create', 'readme-net')).code, 0);
     assert.match(out(await boson('network', 'ls')), /readme-net/);
@@ -331,7 +338,7 @@ describe('boson daemon', () => {
 
     const stats = await boson('stats', '--no-stream', 'readme');
     assert.equal(stats.code, 0, stats.stderr);
-    assert.match(out(stats), /^\S{12}\s+readme\s+[\d.]+s\s+\S+ \/ 256MiB\s+\d+$/m);
+    assert.match(out(stats), /^\S{12}\s+readme\s+[\d.]+s\s+\S+ \/ 268\.4MB\s+\d+$/m, 'the 256 MiB default, in decimal units');
     const [statsJson] = JSON.parse((await boson('stats', '--json', 'readme')).stdout.toString());
     assert.ok(statsJson.memoryBytes > 0 && statsJson.cpuNs > 0, JSON.stringify(statsJson));
 
@@ -352,7 +359,8 @@ describe('boson daemon', () => {
       .map((e) => e.action);
     assert.deepEqual(
       actions.filter((a) => ['create', 'start', 'kill', 'die', 'destroy'].includes(a)),
-      ['create', 'start', 'kill', 'kill', 'kill', 'die', 'destroy'],
+      ['create', 'start', 'kill', 'kill', 'die', 'destroy'],
+      'a kill per kill -s; rm -f ends the micro-VM without one',
     );
   });
 
