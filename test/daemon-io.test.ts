@@ -170,7 +170,7 @@ describe('daemon I/O', () => {
     await boson('wait', 'reader');
     assert.equal(out(await boson('logs', 'reader')), 'persisted\n1\n');
     const inUse = await boson('volume', 'rm', 'data');
-    assert.equal(inUse.code, 1);
+    assert.equal(inUse.code, 82, 'VOLUME_IN_USE');
     assert.match(inUse.stderr, /in use/);
     assert.equal((await boson('rm', 'writer', 'reader')).code, 0);
     assert.equal((await boson('volume', 'rm', 'data')).code, 0);

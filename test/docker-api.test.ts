@@ -143,6 +143,65 @@ describe('Docker API: SDKs and bad input', () => {
     assert.equal((await request('GET', '/_ping')).status, 200, 'the daemon is still healthy');
   });
 
+  test('every refused endpoint answers 501 "not supported by Boson" as Docker JSON', async () => {
+    for (const [method, urlPath] of [
+      ['POST', '/v1.47/build'],
+      ['POST', '/commit?container=x'],
+      ['POST', '/containers/x/pause'],
+      ['POST', '/containers/x/unpause'],
+      ['GET', '/containers/x/export'],
+      ['GET', '/containers/x/changes'],
+      ['GET', '/images/get?names=busybox'],
+      ['POST', '/images/load'],
+      ['POST', '/images/busybox/push'],
+      ['POST', '/swarm/init'],
+      ['GET', '/services'],
+      ['GET', '/plugins'],
+    ] as const) {
+      const r = await request(method, urlPath, method === 'POST' ? '{}' : undefined);
+      assert.equal(r.status, 501, `${method} ${urlPath}: ${r.body}`);
+      assert.equal(r.headers['content-type'], 'application/json');
+      assert.match(JSON.parse(r.body).message, /not supported by Boson/, `${method} ${urlPath}`);
+    }
+  });
+
+  test('304 for start of a running and stop of a stopped container; cp from a stopped one is refused (409); volume -o size', async () => {
+    const vol = await request('POST', '/volumes/create', JSON.stringify({ Name: 'sized', DriverOpts: { size: '64m' } }));
+    assert.equal(vol.status, 201, vol.body);
+    assert.deepEqual(JSON.parse(vol.body).Options, { size: String(64 * 1024 * 1024) });
+    const created = await request(
+      'POST',
+      '/containers/create?name=states',
+      JSON.stringify({ Image: 'busybox', Cmd: ['sleep', '600'], HostConfig: { Binds: ['sized:/data'] } }),
+    );
+    assert.equal(created.status, 201, created.body);
+    try {
+      assert.equal((await request('POST', '/containers/states/start')).status, 204);
+      assert.equal((await request('POST', '/containers/states/start')).status, 304, 'start of a running container');
+      const client = new Docker({ socketPath: sock() });
+      const exec = await client.getContainer('states').exec({ Cmd: ['df', '-k', '/data'], AttachStdout: true, AttachStderr: true });
+      const stream = await exec.start({ hijack: true, stdin: false });
+      const chunks: Buffer[] = [];
+      const stdout = new PassThrough();
+      stdout.on('data', (d: Buffer) => chunks.push(d));
+      client.modem.demuxStream(stream, stdout, new PassThrough());
+      await new Promise((r) => stream.on('end', r));
+      const blocks = Number(Buffer.concat(chunks).toString().trim().split('\n')[1]!.trim().split(/\s+/)[1]);
+      assert.ok(blocks > 40_000 && blocks <= 65_536, `the volume's ext4 is about 64 MiB: ${blocks} KiB`);
+      assert.equal((await request('POST', '/containers/states/stop?t=0')).status, 204);
+      assert.equal((await request('POST', '/containers/states/stop?t=0')).status, 304, 'stop of a stopped container');
+      const cp = await request('GET', '/containers/states/archive?path=/etc/hostname');
+      assert.equal(cp.status, 409);
+      assert.match(
+        JSON.parse(cp.body).message,
+        /^container states is not running: Boson copies files through the container's running micro-VM/,
+      );
+    } finally {
+      await request('DELETE', '/containers/states?force=1');
+      await request('DELETE', '/volumes/sized');
+    }
+  });
+
   test('dockerode: create, start, wait, logs, inspect, list; exec with a hijacked stream', async () => {
     const client = new Docker({ socketPath: sock() });
     const c = await client.createContainer({

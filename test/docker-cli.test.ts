@@ -11,7 +11,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { collect, useDaemonHost, waitFor, withFreePort, type BosonResult } from './helpers.ts';
+import {
+  assertGuestRelease,
+  assertQemuOwns,
+  collect,
+  qemuPidsUsing,
+  useDaemonHost,
+  waitFor,
+  withFreePort,
+  type BosonResult,
+} from './helpers.ts';
 import { debianDocker, newerDocker, type DockerCli } from './docker-clis.ts';
 
 const out = (r: BosonResult): string => r.stdout.toString();
@@ -54,6 +63,16 @@ function dockerCliSuite(cli: DockerCli): void {
     const df = await docker(['system', 'df']);
     ok(df, 'system df');
     assert.match(out(df), /^Images\s+1\s+/m);
+    assert.equal(
+      out(await docker(['images', '--filter', 'reference=localhost/busybox', '--format', '{{.Repository}}'])),
+      'localhost/busybox\n',
+    );
+    assert.equal(out(await docker(['images', '-q', '--filter', 'reference=nosuch'])), '');
+    assert.equal(out(await docker(['images', '-q', '--filter', 'dangling=true'])), '');
+    const history = await docker(['image', 'history', '--format', '{{.CreatedBy}}|{{.Size}}', 'busybox']);
+    ok(history, 'image history');
+    assert.ok(out(history).trim().split('\n').length >= 1, out(history));
+    for (const what of ['container', 'image', 'network', 'volume']) ok(await docker([what, 'prune', '-f']), `${what} prune`);
   });
 
   // The 20.10 CLI sends `repo=mine/box` (newer ones docker.io/mine/box), which Boson's store reads as localhost/mine/box
@@ -143,6 +162,26 @@ function dockerCliSuite(cli: DockerCli): void {
     ok(await docker(['rm', 'notexec']), 'rm');
     const left = await docker(['ps', '-aq']);
     assert.equal(out(left), '', '--rm removed the failed container too');
+  });
+
+  test('docker run and docker exec run under the guest kernel, in the QEMU that owns the container (State.Pid)', async () => {
+    const child = startDocker(['run', '--rm', '--name', 'dkern', 'busybox', 'sh', '-c', 'uname -r; sleep 600']);
+    let seen = '';
+    child.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
+    const result = collect(child, undefined, 90_000, ['docker run dkern']);
+    await waitFor(() => seen.endsWith('\n'), 30_000, 'the release from docker run');
+    const release = seen.trim();
+    assertGuestRelease(release);
+    const [id, pid] = out(await docker(['inspect', '--format', '{{.Id}} {{.State.Pid}}', 'dkern']))
+      .trim()
+      .split(' ');
+    await assertQemuOwns(host().stateDir, Number(pid), id!);
+    const exec = await docker(['exec', 'dkern', 'uname', '-r']);
+    ok(exec, 'exec');
+    assert.equal(out(exec).trim(), release, 'exec runs in the same guest kernel');
+    assert.deepEqual(await qemuPidsUsing(host().stateDir), [Number(pid)], 'exec started no QEMU of its own');
+    ok(await docker(['kill', 'dkern']), 'kill');
+    assert.equal((await result).code, 137);
   });
 
   test('docker run -it gives an interactive shell through a pty; its exit status comes back', async () => {
@@ -307,8 +346,17 @@ function dockerCliSuite(cli: DockerCli): void {
     const taken = await docker(['run', '-d', '--name', 'box2', 'busybox', 'true']);
     assert.equal(taken.code, 125);
     assert.match(taken.stderr, /Conflict\. .*already in use/);
+    const state = async (): Promise<string[]> =>
+      out(await docker(['inspect', '--format', '{{.State.Running}} {{.RestartCount}} {{.State.Pid}} {{.State.StartedAt}}', 'box2']))
+        .trim()
+        .split(' ');
+    const [, , pidBefore, startedBefore] = await state();
     ok(await docker(['restart', '-t', '1', 'box2']), 'restart');
-    assert.equal(out(await docker(['inspect', '--format', '{{.State.Running}} {{.RestartCount}}', 'box2'])).trim(), 'true 0');
+    const [running, restarts, pidAfter, startedAfter] = await state();
+    assert.deepEqual([running, restarts], ['true', '0'], 'running, and a restart asked for is not counted (as Docker)');
+    assert.notEqual(pidAfter, pidBefore, 'restart booted a new micro-VM');
+    assert.deepEqual(await qemuPidsUsing(host().stateDir), [Number(pidAfter)], 'the old QEMU is gone');
+    assert.ok(Date.parse(startedAfter!) > Date.parse(startedBefore!), `StartedAt ${startedBefore} -> ${startedAfter}`);
     const rmRunning = await docker(['rm', 'box2']);
     assert.equal(rmRunning.code, 1);
     assert.match(rmRunning.stderr, /container is running/);
@@ -325,12 +373,22 @@ function dockerCliSuite(cli: DockerCli): void {
   });
 
   test('a named volume outlives its container and is read by the next one; volume ls/inspect/rm/prune', async () => {
-    const r = await docker(['run', '--rm', '-v', 'shared:/data:ro', 'busybox', 'cat', '/data/detached']);
-    assert.deepEqual([r.code, out(r)], [0, 'detached\n'], r.stderr);
+    const r = await docker([
+      'run',
+      '--rm',
+      '--mount',
+      'type=volume,source=shared,target=/data,readonly',
+      'busybox',
+      'sh',
+      '-c',
+      'cat /data/detached; touch /data/x 2>/dev/null || echo read-only',
+    ]);
+    assert.deepEqual([r.code, out(r)], [0, 'detached\nread-only\n'], r.stderr);
     assert.match(out(await docker(['volume', 'ls', '--format', '{{.Name}} {{.Driver}}'])), /^shared local$/m);
     const v = JSON.parse(out(await docker(['volume', 'inspect', 'shared'])))[0];
     assert.equal(v.Name, 'shared');
     ok(await docker(['volume', 'create', '--label', 'k=v', 'spare']), 'volume create');
+    assert.equal(out(await docker(['volume', 'ls', '-q', '--filter', 'label=k=v'])), 'spare\n');
     ok(await docker(['create', '--name', 'holder', '-v', 'spare:/x', 'busybox']), 'create holder');
     const inUse = await docker(['volume', 'rm', 'spare']);
     assert.equal(inUse.code, 1);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
 import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, access, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { MemoryStateStore, PACKAGE_ROOT } from '../src/common/index.ts';
 import { NetworkManager } from '../src/machine/index.ts';
@@ -171,6 +172,25 @@ export async function qemuPidsUsing(dir: string): Promise<number[]> {
     }
   }
   return pids;
+}
+
+/**
+ * Asserts that `release` (a container's `uname -r`) is Boson's guest kernel, not the host's: its release names
+ * boson and differs from the host's.
+ */
+export function assertGuestRelease(release: string): void {
+  assert.match(release, /boson/, `uname -r in the container: ${JSON.stringify(release)}`);
+  assert.notEqual(release, os.release(), 'the guest kernel, not the host kernel');
+}
+
+/** Asserts that `pid` is a running QEMU of this host's state directory whose command line names container `id`. */
+export async function assertQemuOwns(stateDir: string, pid: number | null, id: string): Promise<void> {
+  assert.ok(pid !== null && (await qemuPidsUsing(stateDir)).includes(pid), `QEMU ${pid} runs for this host`);
+  const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+  assert.ok(
+    cmdline.some((a) => a.includes(id)),
+    `QEMU ${pid} belongs to container ${id}`,
+  );
 }
 
 /** Waits until `predicate` is true, polling every 50 ms; throws after `timeoutMs`. */

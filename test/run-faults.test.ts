@@ -41,17 +41,28 @@ describe('faults', () => {
   test('QEMU missing', () =>
     expectFault(['run', '--rm', 'busybox', 'true'], 69, /QEMU not found/, { BOSON_QEMU: '/nonexistent/qemu-system-x86_64' }));
   test('boson-init not built', () => expectFault(['run', '--rm', 'busybox', 'true'], 72, /boson-init/, { BOSON_GUEST_DIR: scratch }));
+  // A modules tree that exists (the host's cloud kernel's), so that only the kernel check can refuse the file.
+  const cloudModules = async (): Promise<string> =>
+    `/lib/modules/${os.release().includes('cloud') ? os.release() : (await readdir('/lib/modules')).find((d) => d.endsWith('cloud-amd64'))}`;
   test('a guest kernel that is not a kernel', async () => {
     const fake = path.join(scratch, 'vmlinuz-fake');
     await writeFile(fake, 'not a kernel');
-    await expectFault(['run', '--rm', 'busybox', 'true'], 72, /kernel modules not found|guest kernel/, { BOSON_GUEST_KERNEL: fake });
+    await expectFault(['run', '--rm', 'busybox', 'true'], 72, new RegExp(`^boson: guest kernel at ${fake} is not a kernel image`), {
+      BOSON_GUEST_KERNEL: fake,
+      BOSON_GUEST_MODULES: await cloudModules(),
+    });
   });
   test("QEMU exiting before the guest boots reports QEMU's own message", async () => {
+    // A bzImage header (so Boson's check lets it through) of boot protocol 1.0, which QEMU refuses with an initrd.
     const fake = path.join(scratch, 'vmlinuz-crash');
-    await writeFile(fake, 'not a kernel either');
-    await expectFault(['run', '--rm', 'busybox', 'true'], 74, /exited before booting: .*qemu/i, {
+    const image = Buffer.alloc(8192);
+    image.write('not a kernel either');
+    image.write('HdrS', 0x202, 'latin1');
+    image.writeUInt16LE(0x0100, 0x206);
+    await writeFile(fake, image);
+    await expectFault(['run', '--rm', 'busybox', 'true'], 74, /exited before booting: .*qemu.*too old to load a ram disk/i, {
       BOSON_GUEST_KERNEL: fake,
-      BOSON_GUEST_MODULES: `/lib/modules/${os.release().includes('cloud') ? os.release() : (await readdir('/lib/modules')).find((d) => d.endsWith('cloud-amd64'))}`,
+      BOSON_GUEST_MODULES: await cloudModules(),
     });
   });
   test('a guest that never boots: watchdog, retries, then a clear error', async () => {

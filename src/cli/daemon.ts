@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { MachineClient, RemoteMachine, StreamDemuxer, type ExecStatus } from '../machine/client/index.ts';
 import { hostSocketPath } from '../main/index.ts';
 import { localContext, type RequestContext } from '../machine/port/index.ts';
-import { printJson } from './output.ts';
+import { printJson, reportError } from './output.ts';
 
 /** This user on this host. */
 export const ctx: RequestContext = localContext();
@@ -17,18 +17,21 @@ export function machine(): RemoteMachine {
   return new RemoteMachine(new MachineClient(hostSocketPath()));
 }
 
-/** Runs `fn` for each of `refs`; a failure is reported and the others still run; any failure exits 1. */
+/**
+ * Runs `fn` for each of `refs`; a failure is reported (as reportError words it) and the others still run. The exit
+ * status is the failure's own (docs/api.md) when every failure has the same one, as with a single name; 1 when
+ * failures of several names differ.
+ */
 export async function forEach(refs: string[], fn: (ref: string) => Promise<void>): Promise<void> {
-  let failed: unknown;
+  const statuses = new Set<number>();
   for (const ref of refs) {
     try {
       await fn(ref);
     } catch (err) {
-      failed = err;
-      process.stderr.write(`boson: ${(err as Error).message}\n`);
+      statuses.add(reportError(err, process.argv.includes('--json')));
     }
   }
-  if (failed !== undefined) process.exitCode = 1;
+  if (statuses.size > 0) process.exitCode = statuses.size === 1 ? [...statuses][0]! : 1;
 }
 
 /** Prints the JSON of each named resource (errors reported per name). */

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { GUEST_MODULES, OPTIONAL_GUEST_MODULES, resolveModules } from './modules.ts';
 import { writeCpio } from './cpio.ts';
-import { defaultKernelPath, kernelReleaseOf, kernelUsesAcpi } from './bundle.ts';
+import { assertBootableKernel, defaultKernelPath, kernelReleaseOf, kernelUsesAcpi } from './bundle.ts';
 import { isBosonError, PACKAGE_ROOT } from '../common/index.ts';
 
 test('modules come out dependencies first, built-ins skipped, each once', async (t) => {
@@ -131,4 +131,22 @@ test('cpio archives unpack with the system cpio to the same tree and bytes', asy
     writeCpio([{ kind: 'file', path: 'x', data: Buffer.from('y') }]),
     writeCpio([{ kind: 'file', path: 'x', data: Buffer.from('y') }]),
   );
+});
+
+test('a guest kernel file is recognised by its header: an x86 bzImage or an ELF vmlinux; anything else is refused', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-kernel-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const bz = Buffer.alloc(0x300);
+  bz.write('HdrS', 0x202, 'latin1');
+  await writeFile(path.join(dir, 'vmlinuz-bz'), bz);
+  await writeFile(path.join(dir, 'vmlinux-elf'), Buffer.concat([Buffer.from('\x7fELF', 'latin1'), Buffer.alloc(100)]));
+  await writeFile(path.join(dir, 'vmlinuz-text'), 'not a kernel');
+  await writeFile(path.join(dir, 'vmlinuz-empty'), '');
+  await assertBootableKernel(path.join(dir, 'vmlinuz-bz'));
+  await assertBootableKernel(path.join(dir, 'vmlinux-elf'));
+  for (const name of ['vmlinuz-text', 'vmlinuz-empty'])
+    await assert.rejects(
+      assertBootableKernel(path.join(dir, name)),
+      (e) => isBosonError(e, 'GUEST_KERNEL_MISSING') && /is not a kernel image/.test((e as Error).message),
+    );
 });

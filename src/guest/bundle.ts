@@ -7,7 +7,7 @@
  * that goes into it.
  */
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError } from '../common/index.ts';
 import { writeCpio, type CpioEntry } from './cpio.ts';
@@ -123,6 +123,34 @@ async function mustExist(file: string, code: 'GUEST_KERNEL_MISSING' | 'GUEST_INI
 }
 
 /**
+ * Refuses a guest kernel file that is not a kernel QEMU can boot: an x86 bzImage (boot protocol header "HdrS" at
+ * 0x202) or an ELF vmlinux (PVH). A file Boson may not read is left to the caller's own checks (rootless set-up).
+ */
+export async function assertBootableKernel(kernelPath: string): Promise<void> {
+  let head: Buffer;
+  try {
+    const file = await open(kernelPath, 'r');
+    try {
+      head = Buffer.alloc(0x206);
+      const { bytesRead } = await file.read(head, 0, head.length, 0);
+      head = head.subarray(0, bytesRead);
+    } finally {
+      await file.close();
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EACCES') return;
+    throw err;
+  }
+  const bzImage = head.length >= 0x206 && head.toString('latin1', 0x202, 0x206) === 'HdrS';
+  const elf = head.length >= 4 && head.toString('latin1', 0, 4) === '\x7fELF';
+  if (!bzImage && !elf)
+    throw new BosonError(
+      'GUEST_KERNEL_MISSING',
+      `guest kernel at ${kernelPath} is not a kernel image (neither an x86 bzImage nor an ELF vmlinux)`,
+    );
+}
+
+/**
  * Returns the boot bundle, assembling and caching the initramfs if its inputs changed. Safe to call concurrently:
  * the image is written under a temporary name and renamed into place.
  */
@@ -130,6 +158,7 @@ export async function prepareBootBundle(options: BundleOptions): Promise<BootBun
   const kernelPath =
     options.kernelPath ?? (await defaultKernelPath(undefined, '/boot', options.ownKernelDir ?? path.join(options.guestDir, 'kernel')));
   await mustExist(kernelPath, 'GUEST_KERNEL_MISSING', 'guest kernel');
+  await assertBootableKernel(kernelPath);
   const kernelRelease = kernelReleaseOf(kernelPath);
   const modulesDir = options.modulesDir ?? (await defaultModulesDir(kernelPath, kernelRelease));
   const acpi = await kernelUsesAcpi(kernelPath, kernelRelease);
