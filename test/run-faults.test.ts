@@ -60,7 +60,7 @@ describe('faults', () => {
     image.write('HdrS', 0x202, 'latin1');
     image.writeUInt16LE(0x0100, 0x206);
     await writeFile(fake, image);
-    await expectFault(['run', '--rm', 'busybox', 'true'], 74, /exited before booting: .*qemu.*too old to load a ram disk/i, {
+    await expectFault(['run', '--rm', 'busybox', 'true'], 74, /exited before booting \(QEMU exit code \d+\): .*qemu.*too old to load a ram disk/i, {
       BOSON_GUEST_KERNEL: fake,
       BOSON_GUEST_MODULES: await cloudModules(),
     });

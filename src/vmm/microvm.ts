@@ -436,8 +436,9 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     if (outcome.kind === 'failed' && !isBosonError(outcome.error, 'GUEST_CRASHED')) throw outcome.error;
     if (outcome.kind !== 'timeout') {
       const exit = await vm.exited;
-      const why = vm.qemuStderr || vm.consoleTail() || `exit code ${exit.code ?? exit.signal}`;
-      throw new BosonError('GUEST_CRASHED', `micro-VM exited before booting: ${why}`, { details: { console: vm.consoleTail() } });
+      const how = exit.signal ? `QEMU killed by ${exit.signal}` : `QEMU exit code ${exit.code}`;
+      const why = vm.qemuStderr || vm.consoleTail(4) || '(nothing printed)';
+      throw new BosonError('GUEST_CRASHED', `micro-VM exited before booting (${how}): ${why}`, { details: { console: vm.consoleTail(), exit } });
     }
     lastTail = vm.consoleTail();
   }
