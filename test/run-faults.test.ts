@@ -60,10 +60,15 @@ describe('faults', () => {
     image.write('HdrS', 0x202, 'latin1');
     image.writeUInt16LE(0x0100, 0x206);
     await writeFile(fake, image);
-    await expectFault(['run', '--rm', 'busybox', 'true'], 74, /exited before booting \(QEMU exit code \d+\): .*qemu.*too old to load a ram disk/i, {
-      BOSON_GUEST_KERNEL: fake,
-      BOSON_GUEST_MODULES: await cloudModules(),
-    });
+    await expectFault(
+      ['run', '--rm', 'busybox', 'true'],
+      74,
+      /exited before booting \(QEMU exit code \d+\): .*qemu.*too old to load a ram disk/i,
+      {
+        BOSON_GUEST_KERNEL: fake,
+        BOSON_GUEST_MODULES: await cloudModules(),
+      },
+    );
   });
   test('a guest that never boots: watchdog, retries, then a clear error', async () => {
     const r = await runBoson(testHost(), ['run', '--rm', 'busybox', 'true'], { env: { BOSON_BOOT_TIMEOUT_MS: '300' } });

@@ -438,7 +438,9 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
       const exit = await vm.exited;
       const how = exit.signal ? `QEMU killed by ${exit.signal}` : `QEMU exit code ${exit.code}`;
       const why = vm.qemuStderr || vm.consoleTail(4) || '(nothing printed)';
-      throw new BosonError('GUEST_CRASHED', `micro-VM exited before booting (${how}): ${why}`, { details: { console: vm.consoleTail(), exit } });
+      throw new BosonError('GUEST_CRASHED', `micro-VM exited before booting (${how}): ${why}`, {
+        details: { console: vm.consoleTail(), exit },
+      });
     }
     lastTail = vm.consoleTail();
   }
