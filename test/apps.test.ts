@@ -111,6 +111,26 @@ describe('real applications through the docker CLI', () => {
     ok(await docker('rm', 'nginx'), 'rm');
   });
 
+  test('-P publishes what the image exposes (nginx: 80/tcp) on a free host port, which answers', async (t) => {
+    t.after(() => docker('rm', '-f', 'nginx-p'));
+    ok(await docker('run', '-d', '--name', 'nginx-p', '-P', ref(app('nginx'))), 'run -P');
+    const mapping =
+      out(await docker('port', 'nginx-p', '80/tcp'))
+        .trim()
+        .split('\n')[0] ?? '';
+    const port = Number(/:(\d+)$/.exec(mapping)?.[1]);
+    assert.ok(port > 0, `docker port names the published port: ${JSON.stringify(mapping)}`);
+    let answer: { status: number; body: string } | undefined;
+    const end = Date.now() + 60_000;
+    while (Date.now() < end) {
+      answer = await httpGet(port, '/').catch(() => undefined);
+      if (answer?.status === 200) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(answer?.status, 200);
+    assert.match(answer!.body, new RegExp(NGINX_PAGE));
+  });
+
   test('nothing is left: no container, no QEMU', async () => {
     assert.equal(out(await docker('ps', '-aq')), '');
     assert.deepEqual(await qemuPidsUsing(host().stateDir), []);
