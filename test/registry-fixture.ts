@@ -9,6 +9,7 @@ import { createGunzip } from 'node:zlib';
 import { X509Certificate, createPrivateKey, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -56,7 +57,11 @@ async function waitHttp(url: string, child: ChildProcess, log: () => string): Pr
   while (Date.now() < end) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited (${child.exitCode}): ${log()}`);
     const ok = await new Promise<boolean>((resolve) => {
-      const req = http.get(url, (res) => {
+      // A TLS registry's certificate is the test's own: only whether it answers counts here.
+      const get = url.startsWith('https:')
+        ? (u: string, cb: (res: http.IncomingMessage) => void) => https.get(u, { rejectUnauthorized: false }, cb)
+        : (u: string, cb: (res: http.IncomingMessage) => void) => http.get(u, cb);
+      const req = get(url, (res) => {
         res.resume();
         resolve(true);
       });
@@ -145,21 +150,31 @@ async function startTokenServer(
   };
 }
 
+/** Where and how a test registry listens: an address other than 127.0.0.1, and TLS with a certificate and key. */
+export interface RegistryListen {
+  address?: string;
+  tls?: { cert: string; key: string };
+}
+
 /**
  * Starts docker-registry with `auth`; for token auth, also the token server (returned). Its port was free a moment
  * before the registry binds it: when another process took it meanwhile, it starts again on another port.
  */
-export async function startRegistry(auth: RegistryAuth = { kind: 'none' }): Promise<TestRegistry & { token?: TokenServer }> {
+export async function startRegistry(
+  auth: RegistryAuth = { kind: 'none' },
+  listen: RegistryListen = {},
+): Promise<TestRegistry & { token?: TokenServer }> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startRegistryOnce(auth);
+      return await startRegistryOnce(auth, listen);
     } catch (err) {
       if (attempt === 5 || !/address already in use/.test((err as Error).message)) throw err;
     }
   }
 }
 
-async function startRegistryOnce(auth: RegistryAuth): Promise<TestRegistry & { token?: TokenServer }> {
+async function startRegistryOnce(auth: RegistryAuth, listen: RegistryListen): Promise<TestRegistry & { token?: TokenServer }> {
+  const address = listen.address ?? '127.0.0.1';
   const dir = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), 'boson-registry-')));
   const port = await freePort();
   let authYaml = '';
@@ -192,9 +207,9 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:${port}
+  addr: ${address}:${port}
   secret: boson-test-secret
-${authYaml}`;
+${listen.tls ? `  tls:\n    certificate: ${listen.tls.cert}\n    key: ${listen.tls.key}\n` : ''}${authYaml}`;
     await fs.writeFile(path.join(dir, 'config.yml'), config);
   } catch (err) {
     await token?.stop();
@@ -214,12 +229,12 @@ ${authYaml}`;
     await fs.rm(dir, { recursive: true, force: true });
   };
   try {
-    await waitHttp(`http://127.0.0.1:${port}/v2/`, child, () => log);
+    await waitHttp(`${listen.tls ? 'https' : 'http'}://${address}:${port}/v2/`, child, () => log);
   } catch (err) {
     await stop();
     throw err;
   }
-  return { host: `127.0.0.1:${port}`, dir, token, stop };
+  return { host: `${address}:${port}`, dir, token, stop };
 }
 
 /** Pushes the OCI layout `layoutDir` (entry `refName`) to docker://<dest> with skopeo. */
