@@ -11,15 +11,11 @@
  *   (network connect/disconnect and update).
  * - `onEvent`, `eventListeners`, `pastEvents`: the runtime's event emitter and its event log.
  * - `isLive`: whether this runtime holds the container's micro-VM now (stdin is held back until it does).
- * - `logFile`, `readLog`: where a container's log is and how its records read, so that an attach can hold the file
- *   open (its last output survives `--rm`, which the port's attach, reading by path, does not promise).
  */
 import type { ImageStore } from '../image/index.ts';
 import { lookupOf, type NetworkLookup } from './containers.ts';
 import {
-  readLog,
   type Container,
-  type LogLine,
   type RestartPolicy,
   type MachineContainers,
   type MachineEvent,
@@ -27,7 +23,6 @@ import {
   type NetworkManager,
   type VolumeManager,
 } from '../machine/index.ts';
-import path from 'node:path';
 
 /** The image store calls the Docker API makes. */
 export type DockerImages = Pick<ImageStore, 'list' | 'resolve' | 'pull' | 'tag' | 'remove' | 'prune'>;
@@ -63,10 +58,6 @@ export interface MachineExtras {
   pastEvents(afterSeq: number, sinceNs?: bigint, untilNs?: bigint): MachineEvent[];
   /** True while this runtime holds the container's running micro-VM. */
   isLive(id: string): boolean;
-  /** The container's log file (the attach reads it through a descriptor held open). */
-  logFile(id: string): string;
-  /** The output records of a log file from byte `offset`, and where they end. */
-  readLog(file: string, offset: number): Promise<{ lines: LogLine[]; end: number }>;
 }
 
 /** The machine as the Docker API sees it: the port's container calls, and the extras. */
@@ -98,8 +89,6 @@ export function machineAccess(runtime: MachineRuntime): DockerMachine {
     eventListeners: () => runtime.events.listenerCount('event'),
     pastEvents: (afterSeq, sinceNs, untilNs) => runtime.pastEvents(afterSeq, sinceNs, untilNs),
     isLive: (id) => runtime.liveIds().has(id),
-    logFile: (id) => path.join(runtime.registry.containerDir(id), 'container.log'),
-    readLog: (file, offset) => readLog(file, offset),
   };
   return { containers: runtime, extras };
 }

@@ -3,10 +3,9 @@
  * stdin held back until the container's process runs (`docker run` attaches before it starts), and a helper that
  * runs a command in a running micro-VM to completion (for `top` and `cp`).
  */
-import { openSync, closeSync, statSync, watch, type FSWatcher } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { frameSink } from '../common/index.ts';
-import { localContext, type Container, type MachineContainers, type MachineEvent, type StreamSink } from '../machine/index.ts';
+import { localContext, type Container, type MachineContainers, type MachineEvent } from '../machine/index.ts';
 import type { DockerMachine, MachineExtras } from './machine-access.ts';
 
 export { frameSink };
@@ -88,11 +87,10 @@ export async function runAttach(
     );
   }
   if (!opts.stream || signal.aborted) return;
-  const stop = new AbortController();
-  const output = followOutput(extras, record.id, sink, signal).finally(() => stop.abort());
-  signal.addEventListener('abort', () => stop.abort(), { once: true });
-  // The service's attach gives stdin and resize; its own output follower is not used (ours ends at 'die').
-  const session = await service.attach(LOCAL, record.id, { stdout: () => undefined, stderr: () => undefined }, stop.signal);
+  // The port's attach: output from now on, read to the end once the micro-VM is gone (its follower holds the log
+  // file open, so an auto-removed container's last output is read too), plus stdin and resize.
+  const session = await service.attach(LOCAL, record.id, sink, signal);
+  const output = session.done;
   if (input && opts.stdin && record.config.openStdin) {
     const gate = gatedStdin(
       extras,
@@ -110,91 +108,6 @@ export async function runAttach(
     input.resume();
   }
   await output;
-  await session.done;
-}
-
-/**
- * Follows a container's output from now until it exits ('die' or 'destroy') or `signal` aborts. The log file is
- * read through a descriptor held open, so that the last output is still read when `--rm` has removed the file;
- * at 'die' the micro-VM has ended, so the file is complete and the stream ends at once.
- */
-export function followOutput(extras: MachineExtras, id: string, sink: StreamSink, signal: AbortSignal): Promise<void> {
-  const file = extras.logFile(id);
-  let fd: number | null = null;
-  let pos = 0;
-  try {
-    pos = statSync(file).size;
-  } catch {
-    pos = 0;
-  }
-  let watcher: FSWatcher | undefined;
-  const open = (): void => {
-    if (fd !== null) return;
-    try {
-      fd = openSync(file, 'r');
-      watcher = watch(file, () => void pump());
-      watcher.on('error', () => undefined);
-    } catch {
-      // Not created yet: QEMU creates it when the micro-VM boots.
-    }
-  };
-  let chain: Promise<void> = Promise.resolve();
-  const pump = (): Promise<void> => {
-    chain = chain
-      .then(async () => {
-        open();
-        if (fd === null) return;
-        const { lines, end } = await extras.readLog(`/proc/self/fd/${fd}`, pos);
-        pos = end;
-        for (const l of lines) l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data);
-      })
-      .catch(() => undefined);
-    return chain;
-  };
-  if (signal.aborted) return Promise.resolve();
-  open();
-  return new Promise<void>((resolve) => {
-    let done = false;
-    const timer = setInterval(() => void pump(), 250);
-    let unsubscribe = (): void => undefined;
-    const finish = (): void => {
-      if (done) return;
-      done = true;
-      clearInterval(timer);
-      unsubscribe();
-      void pump().then(() => {
-        watcher?.close();
-        if (fd !== null) closeSync(fd);
-        fd = null;
-        resolve();
-      });
-    };
-    const onEvent = (e: MachineEvent): void => {
-      if (e.actorId !== id) return;
-      if (e.action === 'start') void pump();
-      else if (e.action === 'die' || e.action === 'destroy') {
-        open(); // synchronously, before an auto-remove deletes the file
-        finish();
-      }
-    };
-    unsubscribe = extras.onEvent(onEvent);
-    signal.addEventListener(
-      'abort',
-      () => {
-        if (done) return;
-        done = true;
-        clearInterval(timer);
-        unsubscribe();
-        watcher?.close();
-        void chain.then(() => {
-          if (fd !== null) closeSync(fd);
-          fd = null;
-          resolve();
-        });
-      },
-      { once: true },
-    );
-  });
 }
 
 /** What a command run in the guest produced. */

@@ -172,6 +172,8 @@ class FakeVm implements Vm {
 export class FakeVmm implements Vmm {
   /** Boots to hang (never say HELLO) before the next ones boot normally. */
   hangNext = 0;
+  /** Boots whose guest resets the machine before HELLO (QEMU exits 0: a guest kernel panic), before the next ones boot. */
+  crashNext = 0;
   launches = 0;
   private readonly running = new Set<FakeVm>();
 
@@ -181,10 +183,14 @@ export class FakeVmm implements Vmm {
 
   async launch(config: MicroVmConfig): Promise<Vm> {
     this.launches++;
-    const hang = this.hangNext > 0;
-    if (hang) this.hangNext--;
+    const crash = this.crashNext > 0;
+    if (crash) this.crashNext--;
+    const hang = crash || this.hangNext > 0;
+    if (hang && !crash) this.hangNext--;
     const vm = new FakeVm(config, hang, (gone) => this.running.delete(gone));
     this.running.add(vm);
+    // The guest resets the machine at once: QEMU (under -no-reboot) exits with code 0.
+    if (crash) setImmediate(() => void vm.shutdown());
     return vm;
   }
 

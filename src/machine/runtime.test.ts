@@ -278,6 +278,13 @@ test('a boot that hangs is retried (with a notice), three hangs are GUEST_BOOT_T
     });
     assert.equal((await s.exit).statusCode, 0);
     assert.deepEqual(notices, ['micro-VM boot hung, retrying (attempt 2)']);
+    vmm.crashNext = 1;
+    const crashNotices: string[] = [];
+    const again = await rt.run(ctx, spec({ autoRemove: true, process: { args: ['exit', '0'] } }), collector(), {
+      onNotice: (n) => crashNotices.push(n),
+    });
+    assert.equal((await again.exit).statusCode, 0, 'a guest that crashed while booting is booted again');
+    assert.deepEqual(crashNotices, ['micro-VM boot crashed, retrying (attempt 2)']);
     vmm.hangNext = 3;
     await assert.rejects(rt.run(ctx, spec({ autoRemove: true }), collector()), (e) => isBosonError(e, 'GUEST_BOOT_TIMEOUT'));
     assert.equal(vmm.live, 0, 'every hung VM was killed');

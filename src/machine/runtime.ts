@@ -12,7 +12,7 @@
  * that died while no daemon ran) from the EXIT record in the container's log file.
  */
 import type { EventEmitter } from 'node:events';
-import { mkdir, rm, stat, readFile } from 'node:fs/promises';
+import { mkdir, rm, stat, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isBosonError, silentLogger, toBosonError, type BosonPaths, type Logger, type StateStore } from '../common/index.ts';
 import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
@@ -620,13 +620,22 @@ export class MachineRuntime implements MachineContainers {
         {
           timeoutMs: this.options.bootTimeoutMs ?? (accel === 'kvm' ? 5000 : 15000),
           attempts: 3,
-          onRetry: (attempt) => onNotice?.(`micro-VM boot hung, retrying (attempt ${attempt})`),
+          onRetry: (attempt, consoleTail, reason) => {
+            onNotice?.(`micro-VM boot ${reason}, retrying (attempt ${attempt})`);
+            if (reason === 'crashed')
+              this.log.warn({ container: id, attempt, console: consoleTail }, 'a micro-VM crashed while booting; retrying');
+          },
         },
         (config) => this.vmm.launch(config),
       );
       vm = boot.vm;
     } catch (err) {
       this.metrics.failures++;
+      // What the guest kernel said while it failed to boot, kept with the container (the runtime directory goes).
+      const consoleText = toBosonError(err).details.console;
+      if (typeof consoleText === 'string' && consoleText !== '')
+        await writeFile(path.join(this.registry.containerDir(id), 'boot-failure.log'), consoleText).catch(() => undefined);
+      this.log.warn({ container: id, error: toBosonError(err).message }, 'a micro-VM failed to boot');
       if (endpoint) await this.networks.disconnect(id).catch(() => undefined);
       this.settle(record, 125, toBosonError(err).message);
       await this.registry.save(record);

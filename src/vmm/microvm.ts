@@ -400,15 +400,16 @@ export interface WatchdogOptions {
   timeoutMs: number;
   /** How many boots to try before giving up. */
   attempts: number;
-  /** Called before each retry, with the attempt number (2, 3, ...) and the console tail of the hung boot. */
-  onRetry?: (attempt: number, consoleTail: string) => void;
+  /** Called before each retry, with the attempt number (2, 3, ...), the console tail of the failed boot and why it failed. */
+  onRetry?: (attempt: number, consoleTail: string, reason: 'hung' | 'crashed') => void;
 }
 
 /**
  * Boots a micro-VM and waits for `booted(vm)` (which resolves when the guest has signalled it is up). A boot that
  * does not signal in time is killed and retried; after `attempts` hung boots, GUEST_BOOT_TIMEOUT with the last
- * console lines. A QEMU that exits before booting is GUEST_CRASHED with its stderr (not retried: that is a
- * configuration fault, not a flaky boot).
+ * console lines. A QEMU that exits before booting is GUEST_CRASHED with its stderr, not retried (a configuration
+ * fault), unless the guest itself reset the machine (QEMU exit code 0 under -no-reboot: a guest kernel panic while
+ * booting, seen rarely under heavy load); that boot is retried like a hung one, its console handed to onRetry.
  */
 export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
   config: MicroVmConfig,
@@ -417,8 +418,9 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
   launch: (config: MicroVmConfig) => Promise<V> = launchMicroVm as unknown as (config: MicroVmConfig) => Promise<V>,
 ): Promise<{ vm: V; value: T; attempts: number }> {
   let lastTail = '';
+  let lastReason: 'hung' | 'crashed' = 'hung';
   for (let attempt = 1; attempt <= options.attempts; attempt++) {
-    if (attempt > 1) options.onRetry?.(attempt, lastTail);
+    if (attempt > 1) options.onRetry?.(attempt, lastTail, lastReason);
     const vm = await launch(config);
     let timer: NodeJS.Timeout | undefined;
     const outcome = await Promise.race([
@@ -436,13 +438,19 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     if (outcome.kind === 'failed' && !isBosonError(outcome.error, 'GUEST_CRASHED')) throw outcome.error;
     if (outcome.kind !== 'timeout') {
       const exit = await vm.exited;
+      if (exit.code === 0 && exit.signal === null && attempt < options.attempts) {
+        lastTail = vm.consoleTail(200);
+        lastReason = 'crashed';
+        continue;
+      }
       const how = exit.signal ? `QEMU killed by ${exit.signal}` : `QEMU exit code ${exit.code}`;
       const why = vm.qemuStderr || vm.consoleTail(4) || '(nothing printed)';
       throw new BosonError('GUEST_CRASHED', `micro-VM exited before booting (${how}): ${why}`, {
-        details: { console: vm.consoleTail(), exit },
+        details: { console: vm.consoleTail(200), exit },
       });
     }
     lastTail = vm.consoleTail();
+    lastReason = 'hung';
   }
   throw new BosonError(
     'GUEST_BOOT_TIMEOUT',
