@@ -172,6 +172,8 @@ class FakeVm implements Vm {
 export class FakeVmm implements Vmm {
   /** Boots to hang (never say HELLO) before the next ones boot normally. */
   hangNext = 0;
+  /** How long a launch takes (a real boot takes a while: races between starts show only then). */
+  launchDelayMs = 0;
   launches = 0;
   private readonly running = new Set<FakeVm>();
 
@@ -183,6 +185,7 @@ export class FakeVmm implements Vmm {
     this.launches++;
     const hang = this.hangNext > 0;
     if (hang) this.hangNext--;
+    if (this.launchDelayMs > 0) await new Promise((r) => setTimeout(r, this.launchDelayMs));
     const vm = new FakeVm(config, hang, (gone) => this.running.delete(gone));
     this.running.add(vm);
     return vm;

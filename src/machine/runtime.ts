@@ -204,6 +204,8 @@ export class MachineRuntime implements MachineContainers {
   /** Emits 'event' with a MachineEvent for every lifecycle change (the event service's bus). */
   readonly events: EventEmitter;
   private readonly live = new Map<string, Live>();
+  /** Volume name -> the container whose start or run holds it (checked and claimed in one step in mountPlan). */
+  private readonly volumeClaims = new Map<string, string>();
   private readonly lock = new KeyedMutex();
   private readonly waiters = new Map<string, Array<{ condition: WaitCondition; resolve: (r: WaitResult) => void }>>();
   private readonly execs = new Map<string, ExecRecord>();
@@ -588,6 +590,42 @@ export class MachineRuntime implements MachineContainers {
     const logFile = this.logFile(id);
     await checkHostCapacity(record.resources.memoryMiB, this.paths.stateDir);
     const { disks: extraDisks, shares, mounts } = await this.mountPlan(record);
+    try {
+      await this.bootAndStart(
+        id,
+        record,
+        isRestart,
+        t0,
+        { runtimeDir, rootDisk, bundle, logFile, extraDisks, shares, mounts },
+        winsize,
+        onNotice,
+      );
+    } catch (err) {
+      // The volumes this start claimed are free again unless the container runs.
+      if (!this.live.has(id)) this.releaseVolumes(id);
+      throw err;
+    }
+  }
+
+  /** The second half of startLocked, once the volumes are claimed: network, boot, SPEC, STARTED. */
+  private async bootAndStart(
+    id: string,
+    record: ContainerRecord,
+    isRestart: boolean,
+    t0: number,
+    plan: {
+      runtimeDir: string | undefined;
+      rootDisk: { path: string; fstype: string };
+      bundle: BootBundle;
+      logFile: string;
+      extraDisks: DiskSpec[];
+      shares: ShareSpec[];
+      mounts: Array<{ kind: 'disk' | '9p' | 'virtiofs'; source: string; target: string; fstype: string; readOnly: boolean }>;
+    },
+    winsize?: { rows: number; cols: number },
+    onNotice?: (text: string) => void,
+  ): Promise<void> {
+    const { runtimeDir, rootDisk, bundle, logFile, extraDisks, shares, mounts } = plan;
     const endpoint = await this.connectNetwork(record);
     const accel = await this.vmm.accelerator();
     let ctl!: ControlChannel;
@@ -704,6 +742,20 @@ export class MachineRuntime implements MachineContainers {
     this.watch(id, live);
   }
 
+  /** Frees the volumes claimed by container `id`. */
+  private releaseVolumes(id: string): void {
+    for (const [name, holder] of this.volumeClaims) if (holder === id) this.volumeClaims.delete(name);
+  }
+
+  /** A container's name for messages (its short id once it is gone). */
+  private nameOf(id: string): string {
+    try {
+      return this.registry.get(id).name;
+    } catch {
+      return id.slice(0, 12);
+    }
+  }
+
   /** The disks, 9p shares and guest mount records for a container's mounts; VOLUME_IN_USE if a running container has one of its volumes. */
   private async mountPlan(record: ContainerRecord): Promise<{
     disks: DiskSpec[];
@@ -714,14 +766,23 @@ export class MachineRuntime implements MachineContainers {
     const shares: ShareSpec[] = [];
     const mounts: Array<{ kind: 'disk' | '9p' | 'virtiofs'; source: string; target: string; fstype: string; readOnly: boolean }> = [];
     const running = (await this.registry.list()).filter((r) => r.id !== record.id && this.live.has(r.id));
+    // Checked and claimed with no await in between, so that two starts at once cannot both pass (released in
+    // exited() or when the start fails).
+    for (const m of record.mounts ?? []) {
+      if (m.type !== 'volume') continue;
+      const holder = running.find((r) => (r.mounts ?? []).some((o) => o.type === 'volume' && o.name === m.name));
+      const claimant = this.volumeClaims.get(m.name);
+      if (holder || (claimant !== undefined && claimant !== record.id)) {
+        const who = holder?.name ?? this.nameOf(claimant!);
+        throw new BosonError(
+          'VOLUME_IN_USE',
+          `volume ${m.name} is mounted by running container ${who}; a volume disk can be used by one running micro-VM at a time`,
+        );
+      }
+    }
+    for (const m of record.mounts ?? []) if (m.type === 'volume') this.volumeClaims.set(m.name, record.id);
     for (const [i, m] of (record.mounts ?? []).entries()) {
       if (m.type === 'volume') {
-        const holder = running.find((r) => (r.mounts ?? []).some((o) => o.type === 'volume' && o.name === m.name));
-        if (holder)
-          throw new BosonError(
-            'VOLUME_IN_USE',
-            `volume ${m.name} is mounted by running container ${holder.name}; a volume disk can be used by one running micro-VM at a time`,
-          );
         const serial = `boson-vol${i}`;
         disks.push({ serial, path: this.volumes.diskPath(this.volumes.get(m.name).name), readOnly: m.readOnly });
         mounts.push({ kind: 'disk', source: serial, target: m.destination, fstype: 'ext4', readOnly: m.readOnly });
@@ -830,6 +891,7 @@ export class MachineRuntime implements MachineContainers {
   /** Records an exit (from whatever source), wakes waiters, and applies the restart policy. */
   private async exited(id: string, status: number, error: string | null): Promise<void> {
     this.live.delete(id);
+    this.releaseVolumes(id);
     this.diskFull.forget(id);
     if (this.closing) return;
     await this.nets?.disconnect(id).catch(() => undefined);
