@@ -138,7 +138,7 @@ class FakeVm implements Vm {
     return this.exited;
   }
 
-  consoleTail(): string {
+  async consoleTail(): Promise<string> {
     return this.hang ? '(a fake guest that never says HELLO)' : '';
   }
 
