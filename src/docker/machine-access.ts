@@ -66,7 +66,8 @@ export interface MachineExtras {
   /** The container's log file (the attach reads it through a descriptor held open). */
   logFile(id: string): string;
   /** The output records of a log file from byte `offset`, and where they end. */
-  readLog(file: string, offset: number): Promise<{ lines: LogLine[]; end: number }>;
+  /** At most about `maxBytes` of records from `offset` (all of them without). */
+  readLog(file: string, offset: number, maxBytes?: number): Promise<{ lines: LogLine[]; end: number }>;
 }
 
 /** The machine as the Docker API sees it: the port's container calls, and the extras. */
@@ -99,7 +100,7 @@ export function machineAccess(runtime: MachineRuntime): DockerMachine {
     pastEvents: (afterSeq, sinceNs, untilNs) => runtime.pastEvents(afterSeq, sinceNs, untilNs),
     isLive: (id) => runtime.liveIds().has(id),
     logFile: (id) => path.join(runtime.registry.containerDir(id), 'container.log'),
-    readLog: (file, offset) => readLog(file, offset),
+    readLog: (file, offset, maxBytes) => readLog(file, offset, maxBytes),
   };
   return { containers: runtime, extras };
 }

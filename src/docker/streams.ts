@@ -11,6 +11,9 @@ import type { DockerMachine, MachineExtras } from './machine-access.ts';
 
 export { frameSink };
 
+/** How much of a log a follower delivers before it waits for its client (sink.ready). */
+const FOLLOW_BATCH_BYTES = 1 << 20;
+
 /** Calls on behalf of the Docker API's clients (no authentication on this personality yet). */
 const LOCAL = localContext('docker');
 
@@ -73,6 +76,7 @@ export async function runAttach(
   out: (b: Buffer) => void,
   input: Duplex | null,
   signal: AbortSignal,
+  ready?: () => Promise<void>,
 ): Promise<void> {
   const { containers: service, extras } = machine;
   const tty = record.config.tty;
@@ -85,11 +89,12 @@ export async function runAttach(
       false,
       (l) => (l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data)),
       signal,
+      ready,
     );
   }
   if (!opts.stream || signal.aborted) return;
   const stop = new AbortController();
-  const output = followOutput(extras, record.id, sink, signal).finally(() => stop.abort());
+  const output = followOutput(extras, record.id, ready ? { ...sink, ready } : sink, signal).finally(() => stop.abort());
   signal.addEventListener('abort', () => stop.abort(), { once: true });
   // The service's attach gives stdin and resize; its own output follower is not used (ours ends at 'die').
   const session = await service.attach(LOCAL, record.id, { stdout: () => undefined, stderr: () => undefined }, stop.signal);
@@ -144,9 +149,16 @@ export function followOutput(extras: MachineExtras, id: string, sink: StreamSink
       .then(async () => {
         open();
         if (fd === null) return;
-        const { lines, end } = await extras.readLog(`/proc/self/fd/${fd}`, pos);
-        pos = end;
-        for (const l of lines) l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data);
+        // Batch by batch, each once the client has taken the one before (sink.ready): a client that does not read
+        // holds the output back in the log file, not in this process.
+        for (;;) {
+          const { lines, end } = await extras.readLog(`/proc/self/fd/${fd}`, pos, FOLLOW_BATCH_BYTES);
+          const progressed = end > pos;
+          pos = end;
+          for (const l of lines) l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data);
+          if (!progressed || fd === null) break;
+          await sink.ready?.();
+        }
       })
       .catch(() => undefined);
     return chain;

@@ -6,6 +6,7 @@
  *   echo WORDS...   prints them on stdout, exits 0      exit N        exits with N
  *   sleep           runs until a signal (exit 128+N)    ignore-term   like sleep, but SIGTERM does nothing
  *   nosuch          fails to start (NOT_FOUND, 127)     die           the VM process ends with no EXIT
+ *   flood BYTES     after 300 ms, writes BYTES of "x" on stdout at once, then runs like sleep
  * Execs print "exec ARGV" and exit 0. Real-VM suites (test/) check that boson-init does what this fake assumes.
  */
 import { appendFileSync } from 'node:fs';
@@ -112,6 +113,12 @@ class FakeVm implements Vm {
       if (cmd === 'echo') {
         this.log(FrameType.STDOUT, Buffer.from(`${args.join(' ')}\n`));
         this.exit(0);
+      } else if (cmd === 'flood') {
+        const chunk = Buffer.alloc(64 * 1024, 'x');
+        setTimeout(() => {
+          for (let left = Number(args[0] ?? 0); left > 0; left -= chunk.length)
+            this.log(FrameType.STDOUT, chunk.subarray(0, Math.min(left, chunk.length)));
+        }, 300);
       } else if (cmd === 'exit') this.exit(Number(args[0] ?? 0));
       else if (cmd === 'die') void this.end({ code: null, signal: 'SIGKILL' });
     });

@@ -22,7 +22,7 @@ import type { ImageStore } from '../image/index.ts';
 import { mergeEnv, resolveProcessConfig } from './container-config.ts';
 import { ContainerRegistry, isAlive, newContainerId, type ContainerRecord, type MachineEvent } from './containers.ts';
 import { ControlChannel, guestError as guestErrorOf } from './control-channel.ts';
-import { filterLines, followLog, lastExit, readLog, waitForLogExit } from './logs.ts';
+import { FOLLOW_BATCH_BYTES, filterLines, followLog, lastExit, readLog, waitForLogExit } from './logs.ts';
 import { randomContainerName } from './names.ts';
 import { createScratchDisk } from './scratch.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
@@ -1091,13 +1091,24 @@ export class MachineRuntime implements MachineContainers {
     follow: boolean,
     onLine: (line: LogLine) => void,
     signal: AbortSignal,
+    ready?: () => Promise<void>,
   ): Promise<void> {
     const record = this.registry.get(ref);
     const file = this.logFile(record.id);
-    const { lines, end, corruptAt } = await readLog(file);
-    if (corruptAt !== undefined)
-      this.log.warn({ container: record.id, file, offset: corruptAt }, 'the container log is damaged; it is read up to the damage');
-    for (const line of filterLines(lines, query)) onLine(line);
+    // Without --tail the log is delivered batch by batch, each once the client has taken the one before (a whole
+    // log in memory, or in a socket's buffer, would be as large as the log). --tail needs the whole log read.
+    const size = (await stat(file).catch(() => ({ size: 0 }))).size;
+    let end = 0;
+    for (;;) {
+      const batch = await readLog(file, end, query.tail === undefined ? FOLLOW_BATCH_BYTES : Infinity);
+      if (batch.corruptAt !== undefined)
+        this.log.warn({ container: record.id, file, offset: batch.corruptAt }, 'the container log is damaged; it is read up to the damage');
+      for (const line of filterLines(batch.lines, query)) onLine(line);
+      const progressed = batch.end > end;
+      end = batch.end;
+      if (!progressed || end >= size || batch.corruptAt !== undefined || signal.aborted) break;
+      if (ready) await ready();
+    }
     if (!follow || signal.aborted) return;
     const stopOnExit = new AbortController();
     const relay = (): void => stopOnExit.abort();
@@ -1109,7 +1120,7 @@ export class MachineRuntime implements MachineContainers {
     };
     this.events.on('event', onEvent);
     try {
-      await followLog(file, end, query, onLine, () => undefined, stopOnExit.signal, ended.signal);
+      await followLog(file, end, query, onLine, () => undefined, stopOnExit.signal, ended.signal, ready);
     } finally {
       this.events.off('event', onEvent);
       signal.removeEventListener('abort', relay);
@@ -1140,6 +1151,7 @@ export class MachineRuntime implements MachineContainers {
       () => undefined,
       stop.signal,
       ended.signal,
+      sink.ready ? () => sink.ready!() : undefined,
     ).finally(() => this.events.off('event', onEvent));
     const ctl = (): ControlChannel | undefined => this.live.get(record.id)?.ctl;
     return {
