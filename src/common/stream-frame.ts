@@ -17,6 +17,8 @@ export function streamFrame(stream: number, data: Buffer): Buffer {
 export interface FrameSink {
   stdout(data: Buffer): void;
   stderr(data: Buffer): void;
+  /** Resolves when the sink can take more (its reader keeps up); output is held back until then. */
+  ready?(): Promise<void>;
 }
 
 /**

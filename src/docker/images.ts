@@ -183,7 +183,9 @@ export async function pullStream(
     const result = await images.pull(reference, {
       platform: opts.platform || undefined,
       onProgress,
-      registry: opts.auth ? { credentials: async () => opts.auth } : undefined,
+      // Only what the client sent: without X-Registry-Auth the pull is anonymous, never with the daemon user's
+      // stored credentials (Boson's auth.json, ~/.docker/config.json), as dockerd does.
+      registry: { credentials: async () => opts.auth },
     });
     for (const id of layers) write({ status: 'Pull complete', progressDetail: {}, id });
     write({ status: `Digest: ${result.digest}` });

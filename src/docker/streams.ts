@@ -72,6 +72,7 @@ export async function runAttach(
   out: (b: Buffer) => void,
   input: Duplex | null,
   signal: AbortSignal,
+  ready?: () => Promise<void>,
 ): Promise<void> {
   const { containers: service, extras } = machine;
   const tty = record.config.tty;
@@ -84,12 +85,14 @@ export async function runAttach(
       false,
       (l) => (l.stream === 'stdout' ? sink.stdout(l.data) : sink.stderr(l.data)),
       signal,
+      ready,
     );
   }
   if (!opts.stream || signal.aborted) return;
   // The port's attach: output from now on, read to the end once the micro-VM is gone (its follower holds the log
-  // file open, so an auto-removed container's last output is read too), plus stdin and resize.
-  const session = await service.attach(LOCAL, record.id, sink, signal);
+  // file open, so an auto-removed container's last output is read too), paced by the client (`ready`), plus stdin
+  // and resize.
+  const session = await service.attach(LOCAL, record.id, ready ? { ...sink, ready } : sink, signal);
   const output = session.done;
   if (input && opts.stdin && record.config.openStdin) {
     const gate = gatedStdin(

@@ -582,3 +582,48 @@ test('gzip, zstd and uncompressed layers are all checked against their diff_ids'
     );
   }
 });
+
+test('two pulls of one blob at once, one download good and one corrupt: only a blob that matches its digest enters the store', async () => {
+  const { layer } = await freshRepo('shared-blob', 9, 'none');
+  const good = reg.blobs.get(layer)!;
+  const bad = Buffer.from(good);
+  for (let i = 0; i < bad.length; i += 4096) bad[i] = bad[i]! ^ 0xff;
+  const half = good.length >> 1;
+  let downloads = 0;
+  let secondStarted!: () => void;
+  const second = new Promise<void>((r) => (secondStarted = r));
+  reg.hook = (req, res) => {
+    if (!req.url?.endsWith(`/blobs/${layer}`) || req.method !== 'GET') return false;
+    downloads++;
+    if (downloads === 1) {
+      // The good download stops halfway until the corrupt one has begun (or a while has passed).
+      res.writeHead(200, { 'Content-Length': good.length });
+      res.write(good.subarray(0, half));
+      void Promise.race([second, new Promise((r) => setTimeout(r, 1500))]).then(() => setTimeout(() => res.end(good.subarray(half)), 100));
+    } else {
+      secondStarted();
+      res.writeHead(200, { 'Content-Length': bad.length });
+      res.write(bad.subarray(0, 1000));
+      setTimeout(() => res.end(bad.subarray(1000)), 600);
+    }
+    return true;
+  };
+  const dir = await tempDir('boson-pull-shared-');
+  const shared = imageStoreOn(dir);
+  try {
+    const results = await Promise.allSettled([0, 1].map(() => shared.pull(`${reg.host}/shared-blob:v1`, { registry: fast })));
+    const blobs = path.join(dir, 'images', 'blobs', 'sha256');
+    for (const name of await fs.readdir(blobs)) {
+      assert.equal(sha256Digest(await fs.readFile(path.join(blobs, name))), `sha256:${name}`, `stored blob ${name} matches its name`);
+    }
+    // The second pull waits for the first one's download of the blob and finds it stored.
+    assert.deepEqual(
+      results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok')),
+      ['ok', 'ok'],
+    );
+    assert.equal(downloads, 1);
+  } finally {
+    reg.hook = null;
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});

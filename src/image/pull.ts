@@ -17,7 +17,7 @@ import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { once } from 'node:events';
-import { BosonError, isBosonError } from '../common/index.ts';
+import { BosonError, isBosonError, type KeyedMutex } from '../common/index.ts';
 import { uncompressedLayer, type LayerLimits } from './compression.ts';
 import { ContentStore, digestHex, hashStream, sha256Digest } from './content-store.ts';
 import { isTransientNetworkError, MAX_MANIFEST_BYTES, readLimited, RegistryClient } from './registry.ts';
@@ -171,6 +171,8 @@ export interface FetchContext {
   knownDiffId(layerDigest: string): string | undefined;
   /** Caps on a layer's uncompressed size (compression.ts's defaults unless given). */
   layerLimits?: LayerLimits;
+  /** One lock per blob digest, shared by the store's fetches: one download of a blob at a time in this process. */
+  blobLocks: KeyedMutex;
 }
 
 /** Fetches one image (manifest, config, layers) into the content store. */
@@ -375,7 +377,6 @@ export class ImageFetcher {
 
   /** Ensures one layer blob is in the store with the expected diff_id; returns its diff_id. */
   private async layer(d: Descriptor, diffId: string, i: number, n: number): Promise<string> {
-    const p = this.opts.onProgress;
     const label = `layer ${i + 1}/${n} ${d.digest}`;
     const checkDiff = (got: string): void => {
       if (got !== diffId) {
@@ -384,6 +385,12 @@ export class ImageFetcher {
         });
       }
     };
+    // Two pulls of one blob in this process would share its partial file (named by digest and pid): one at a time.
+    return this.ctx.blobLocks.run(d.digest, () => this.layerLocked(d, diffId, label, checkDiff));
+  }
+
+  private async layerLocked(d: Descriptor, diffId: string, label: string, checkDiff: (got: string) => void): Promise<string> {
+    const p = this.opts.onProgress;
     if (await this.ctx.content.has(d.digest)) {
       const known = this.ctx.knownDiffId(d.digest);
       if (known !== undefined) checkDiff(known);
@@ -392,6 +399,15 @@ export class ImageFetcher {
       return diffId;
     }
     const file = await this.download(d, label, (got) => checkDiff(got));
+    // What is renamed into the store is the file, not the stream that was hashed: check the file itself.
+    const onDisk = await hashStream(createReadStream(file)).catch(() => null);
+    if (onDisk === null || onDisk.digest !== d.digest || onDisk.size !== d.size) {
+      await fs.rm(file, { force: true });
+      this.ownPartials.delete(file);
+      throw new BosonError('IMAGE_CORRUPT', `${this.what}: ${label}: the downloaded file does not match its digest`, {
+        details: { digest: d.digest, actual: onDisk?.digest ?? null },
+      });
+    }
     if (await this.ctx.content.has(d.digest)) await fs.rm(file, { force: true });
     else {
       await this.ctx.content.adopt(file, d.digest);

@@ -12,7 +12,7 @@ import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { BosonError, isBosonError, isStoreConflict, rootlessMode, type StateStore, type StoreOp } from '../common/index.ts';
+import { BosonError, isBosonError, isStoreConflict, KeyedMutex, rootlessMode, type StateStore, type StoreOp } from '../common/index.ts';
 import { uncompressedLayer, type LayerLimits } from './compression.ts';
 import { ContentStore, copyVerified, digestCheck, digestHex, hashStream } from './content-store.ts';
 // flatten.ts and layout.ts (tar-stream) are loaded when first needed: a pull of an image that is already here needs
@@ -173,6 +173,8 @@ export class ImageStore {
   private indexChain: Promise<void> = Promise.resolve();
   private legacyImported: Promise<void> | undefined;
   private readonly building = new Map<string, Promise<RootDisk>>();
+  /** One download of a blob at a time (concurrent pulls of one image share the blob's partial file). */
+  private readonly blobLocks = new KeyedMutex();
 
   /** Rootless mode: root disks are built in a user namespace (userns.ts). Default: rootlessMode(). */
   readonly rootless: boolean;
@@ -605,6 +607,7 @@ export class ImageStore {
         tmpDir: this.tmpDir,
         knownDiffId: (d) => knownDiffIds.get(d),
         layerLimits: this.layerLimits,
+        blobLocks: this.blobLocks,
       },
       client,
       ref,

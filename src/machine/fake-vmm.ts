@@ -6,6 +6,7 @@
  *   echo WORDS...   prints them on stdout, exits 0      exit N        exits with N
  *   sleep           runs until a signal (exit 128+N)    ignore-term   like sleep, but SIGTERM does nothing
  *   nosuch          fails to start (NOT_FOUND, 127)     die           the VM process ends with no EXIT
+ *   flood BYTES     after 300 ms, writes BYTES of "x" on stdout at once, then runs like sleep
  * Execs print "exec ARGV" and exit 0. Real-VM suites (test/) check that boson-init does what this fake assumes.
  */
 import { appendFileSync } from 'node:fs';
@@ -112,6 +113,12 @@ class FakeVm implements Vm {
       if (cmd === 'echo') {
         this.log(FrameType.STDOUT, Buffer.from(`${args.join(' ')}\n`));
         this.exit(0);
+      } else if (cmd === 'flood') {
+        const chunk = Buffer.alloc(64 * 1024, 'x');
+        setTimeout(() => {
+          for (let left = Number(args[0] ?? 0); left > 0; left -= chunk.length)
+            this.log(FrameType.STDOUT, chunk.subarray(0, Math.min(left, chunk.length)));
+        }, 300);
       } else if (cmd === 'exit') this.exit(Number(args[0] ?? 0));
       else if (cmd === 'die') void this.end({ code: null, signal: 'SIGKILL' });
     });
@@ -138,7 +145,7 @@ class FakeVm implements Vm {
     return this.exited;
   }
 
-  consoleTail(): string {
+  async consoleTail(): Promise<string> {
     return this.hang ? '(a fake guest that never says HELLO)' : '';
   }
 
@@ -174,6 +181,8 @@ export class FakeVmm implements Vmm {
   hangNext = 0;
   /** Boots whose guest resets the machine before HELLO (QEMU exits 0: a guest kernel panic), before the next ones boot. */
   crashNext = 0;
+  /** How long a launch takes (a real boot takes a while: races between starts show only then). */
+  launchDelayMs = 0;
   launches = 0;
   private readonly running = new Set<FakeVm>();
 
@@ -187,6 +196,7 @@ export class FakeVmm implements Vmm {
     if (crash) this.crashNext--;
     const hang = crash || this.hangNext > 0;
     if (hang && !crash) this.hangNext--;
+    if (this.launchDelayMs > 0) await new Promise((r) => setTimeout(r, this.launchDelayMs));
     const vm = new FakeVm(config, hang, (gone) => this.running.delete(gone));
     this.running.add(vm);
     // The guest resets the machine at once: QEMU (under -no-reboot) exits with code 0.

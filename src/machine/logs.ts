@@ -80,6 +80,7 @@ function toRecords(
 export async function readLog(
   file: string,
   offset = 0,
+  maxBytes = Infinity,
 ): Promise<{ lines: LogLine[]; lifecycle: LogLifecycle[]; end: number; corruptAt?: number }> {
   let handle: FileHandle;
   try {
@@ -88,7 +89,7 @@ export async function readLog(
     return { lines: [], lifecycle: [], end: offset };
   }
   try {
-    return await readLogFrom(handle, offset);
+    return await readLogFrom(handle, offset, maxBytes);
   } finally {
     await handle.close();
   }
@@ -98,6 +99,7 @@ export async function readLog(
 async function readLogFrom(
   handle: FileHandle,
   offset: number,
+  maxBytes = Infinity,
 ): Promise<{ lines: LogLine[]; lifecycle: LogLifecycle[]; end: number; corruptAt?: number }> {
   const lines: LogLine[] = [];
   const lifecycle: LogLifecycle[] = [];
@@ -122,6 +124,8 @@ async function readLogFrom(
     }
     carry = data.subarray(consumed);
     pos += bytesRead;
+    // A batch (what a follower delivers before it waits for its reader) ends at a whole record.
+    if (pos - offset >= maxBytes && consumed > 0) break;
   }
   flushPartial();
   return { lines, lifecycle, end: pos - carry.length };
@@ -144,6 +148,9 @@ export async function lastExit(file: string): Promise<LogLifecycle | undefined> 
   return exits.at(-1);
 }
 
+/** How much of a log a follower reads and delivers before it asks its reader whether it keeps up. */
+export const FOLLOW_BATCH_BYTES = 1 << 20;
+
 /**
  * Follows a log file from `offset`, calling `onLine` for each new line as the guest writes it, until `signal`
  * aborts, or until `drain` aborts: then what the file holds is read to its end first (abort `drain` once the writer,
@@ -157,6 +164,7 @@ export async function followLog(
   onLifecycle: (l: LogLifecycle) => void,
   signal: AbortSignal,
   drain?: AbortSignal,
+  ready?: () => Promise<void>,
 ): Promise<void> {
   let pos = offset;
   let busy = false;
@@ -186,10 +194,14 @@ export async function followLog(
         }
         const { size } = await handle.stat();
         if (size <= pos) continue;
-        const { lines, lifecycle, end } = await readLogFrom(handle, pos);
+        const from = pos;
+        const { lines, lifecycle, end } = await readLogFrom(handle, pos, FOLLOW_BATCH_BYTES);
         pos = end;
         for (const l of filterLines(lines, { ...q, tail: undefined })) onLine(l);
         for (const l of lifecycle) onLifecycle(l);
+        // A slow reader holds the rest back in the file (not in memory); then the rest of the file, batch by batch.
+        if (ready) await ready();
+        if (end > from && end < size) again = true;
       } while (again && !signal.aborted);
     } finally {
       busy = false;

@@ -370,6 +370,31 @@ test('concurrent operations: one of ten creates wins a name; twenty runs at once
   }
 });
 
+test('two containers starting at once with one volume: exactly one runs, the other is VOLUME_IN_USE; the volume is free again once it ends', async () => {
+  const vmm = new FakeVmm();
+  vmm.launchDelayMs = 100;
+  const rt = runtimeOn(vmm, true);
+  await rt.init();
+  try {
+    const mount = { type: 'volume' as const, name: 'shared-vol', destination: '/data', readOnly: false };
+    const ids = [];
+    for (let i = 0; i < 4; i++) ids.push((await rt.create(ctx, spec({ process: { args: ['sleep'] }, mounts: [mount] }))).id);
+    const results = await Promise.allSettled(ids.map((id) => rt.start(ctx, id)));
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, 'one start wins');
+    for (const r of results) if (r.status === 'rejected') assert.ok(isBosonError(r.reason, 'VOLUME_IN_USE'), String(r.reason));
+    assert.equal(vmm.live, 1);
+    const winner = ids[results.findIndex((r) => r.status === 'fulfilled')]!;
+    const loser = ids.find((id) => id !== winner)!;
+    await rt.stop(ctx, winner, 1);
+    await rt.start(ctx, loser);
+    assert.equal((await rt.inspect(ctx, loser)).state, 'running');
+    for (const id of ids) await rt.remove(ctx, id, { force: true });
+    assert.equal(vmm.live, 0);
+  } finally {
+    await rt.close();
+  }
+});
+
 test('a daemon restart re-attaches to running containers; one that ended meanwhile is settled from its log', async () => {
   const vmm = new FakeVmm();
   const first = runtimeOn(vmm, true);

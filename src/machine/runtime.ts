@@ -22,7 +22,7 @@ import type { ImageStore } from '../image/index.ts';
 import { mergeEnv, resolveProcessConfig } from './container-config.ts';
 import { ContainerRegistry, isAlive, newContainerId, type ContainerRecord, type MachineEvent } from './containers.ts';
 import { ControlChannel, guestError as guestErrorOf } from './control-channel.ts';
-import { filterLines, followLog, lastExit, readLog, waitForLogExit } from './logs.ts';
+import { FOLLOW_BATCH_BYTES, filterLines, followLog, lastExit, readLog, waitForLogExit } from './logs.ts';
 import { randomContainerName } from './names.ts';
 import { createScratchDisk } from './scratch.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
@@ -204,6 +204,8 @@ export class MachineRuntime implements MachineContainers {
   /** Emits 'event' with a MachineEvent for every lifecycle change (the event service's bus). */
   readonly events: EventEmitter;
   private readonly live = new Map<string, Live>();
+  /** Volume name -> the container whose start or run holds it (checked and claimed in one step in mountPlan). */
+  private readonly volumeClaims = new Map<string, string>();
   private readonly lock = new KeyedMutex();
   private readonly waiters = new Map<string, Array<{ condition: WaitCondition; resolve: (r: WaitResult) => void }>>();
   private readonly execs = new Map<string, ExecRecord>();
@@ -589,6 +591,42 @@ export class MachineRuntime implements MachineContainers {
     const logFile = this.logFile(id);
     await checkHostCapacity(record.resources.memoryMiB, this.paths.stateDir);
     const { disks: extraDisks, shares, mounts } = await this.mountPlan(record);
+    try {
+      await this.bootAndStart(
+        id,
+        record,
+        isRestart,
+        t0,
+        { runtimeDir, rootDisk, bundle, logFile, extraDisks, shares, mounts },
+        winsize,
+        onNotice,
+      );
+    } catch (err) {
+      // The volumes this start claimed are free again unless the container runs.
+      if (!this.live.has(id)) this.releaseVolumes(id);
+      throw err;
+    }
+  }
+
+  /** The second half of startLocked, once the volumes are claimed: network, boot, SPEC, STARTED. */
+  private async bootAndStart(
+    id: string,
+    record: ContainerRecord,
+    isRestart: boolean,
+    t0: number,
+    plan: {
+      runtimeDir: string | undefined;
+      rootDisk: { path: string; fstype: string };
+      bundle: BootBundle;
+      logFile: string;
+      extraDisks: DiskSpec[];
+      shares: ShareSpec[];
+      mounts: Array<{ kind: 'disk' | '9p' | 'virtiofs'; source: string; target: string; fstype: string; readOnly: boolean }>;
+    },
+    winsize?: { rows: number; cols: number },
+    onNotice?: (text: string) => void,
+  ): Promise<void> {
+    const { runtimeDir, rootDisk, bundle, logFile, extraDisks, shares, mounts } = plan;
     const endpoint = await this.connectNetwork(record);
     const accel = await this.vmm.accelerator();
     let ctl!: ControlChannel;
@@ -714,6 +752,20 @@ export class MachineRuntime implements MachineContainers {
     this.watch(id, live);
   }
 
+  /** Frees the volumes claimed by container `id`. */
+  private releaseVolumes(id: string): void {
+    for (const [name, holder] of this.volumeClaims) if (holder === id) this.volumeClaims.delete(name);
+  }
+
+  /** A container's name for messages (its short id once it is gone). */
+  private nameOf(id: string): string {
+    try {
+      return this.registry.get(id).name;
+    } catch {
+      return id.slice(0, 12);
+    }
+  }
+
   /** The disks, 9p shares and guest mount records for a container's mounts; VOLUME_IN_USE if a running container has one of its volumes. */
   private async mountPlan(record: ContainerRecord): Promise<{
     disks: DiskSpec[];
@@ -724,14 +776,23 @@ export class MachineRuntime implements MachineContainers {
     const shares: ShareSpec[] = [];
     const mounts: Array<{ kind: 'disk' | '9p' | 'virtiofs'; source: string; target: string; fstype: string; readOnly: boolean }> = [];
     const running = (await this.registry.list()).filter((r) => r.id !== record.id && this.live.has(r.id));
+    // Checked and claimed with no await in between, so that two starts at once cannot both pass (released in
+    // exited() or when the start fails).
+    for (const m of record.mounts ?? []) {
+      if (m.type !== 'volume') continue;
+      const holder = running.find((r) => (r.mounts ?? []).some((o) => o.type === 'volume' && o.name === m.name));
+      const claimant = this.volumeClaims.get(m.name);
+      if (holder || (claimant !== undefined && claimant !== record.id)) {
+        const who = holder?.name ?? this.nameOf(claimant!);
+        throw new BosonError(
+          'VOLUME_IN_USE',
+          `volume ${m.name} is mounted by running container ${who}; a volume disk can be used by one running micro-VM at a time`,
+        );
+      }
+    }
+    for (const m of record.mounts ?? []) if (m.type === 'volume') this.volumeClaims.set(m.name, record.id);
     for (const [i, m] of (record.mounts ?? []).entries()) {
       if (m.type === 'volume') {
-        const holder = running.find((r) => (r.mounts ?? []).some((o) => o.type === 'volume' && o.name === m.name));
-        if (holder)
-          throw new BosonError(
-            'VOLUME_IN_USE',
-            `volume ${m.name} is mounted by running container ${holder.name}; a volume disk can be used by one running micro-VM at a time`,
-          );
         const serial = `boson-vol${i}`;
         disks.push({ serial, path: this.volumes.diskPath(this.volumes.get(m.name).name), readOnly: m.readOnly });
         mounts.push({ kind: 'disk', source: serial, target: m.destination, fstype: 'ext4', readOnly: m.readOnly });
@@ -840,6 +901,7 @@ export class MachineRuntime implements MachineContainers {
   /** Records an exit (from whatever source), wakes waiters, and applies the restart policy. */
   private async exited(id: string, status: number, error: string | null): Promise<void> {
     this.live.delete(id);
+    this.releaseVolumes(id);
     this.diskFull.forget(id);
     if (this.closing) return;
     await this.nets?.disconnect(id).catch(() => undefined);
@@ -1039,13 +1101,24 @@ export class MachineRuntime implements MachineContainers {
     follow: boolean,
     onLine: (line: LogLine) => void,
     signal: AbortSignal,
+    ready?: () => Promise<void>,
   ): Promise<void> {
     const record = this.registry.get(ref);
     const file = this.logFile(record.id);
-    const { lines, end, corruptAt } = await readLog(file);
-    if (corruptAt !== undefined)
-      this.log.warn({ container: record.id, file, offset: corruptAt }, 'the container log is damaged; it is read up to the damage');
-    for (const line of filterLines(lines, query)) onLine(line);
+    // Without --tail the log is delivered batch by batch, each once the client has taken the one before (a whole
+    // log in memory, or in a socket's buffer, would be as large as the log). --tail needs the whole log read.
+    const size = (await stat(file).catch(() => ({ size: 0 }))).size;
+    let end = 0;
+    for (;;) {
+      const batch = await readLog(file, end, query.tail === undefined ? FOLLOW_BATCH_BYTES : Infinity);
+      if (batch.corruptAt !== undefined)
+        this.log.warn({ container: record.id, file, offset: batch.corruptAt }, 'the container log is damaged; it is read up to the damage');
+      for (const line of filterLines(batch.lines, query)) onLine(line);
+      const progressed = batch.end > end;
+      end = batch.end;
+      if (!progressed || end >= size || batch.corruptAt !== undefined || signal.aborted) break;
+      if (ready) await ready();
+    }
     if (!follow || signal.aborted) return;
     const stopOnExit = new AbortController();
     const relay = (): void => stopOnExit.abort();
@@ -1057,7 +1130,7 @@ export class MachineRuntime implements MachineContainers {
     };
     this.events.on('event', onEvent);
     try {
-      await followLog(file, end, query, onLine, () => undefined, stopOnExit.signal, ended.signal);
+      await followLog(file, end, query, onLine, () => undefined, stopOnExit.signal, ended.signal, ready);
     } finally {
       this.events.off('event', onEvent);
       signal.removeEventListener('abort', relay);
@@ -1088,6 +1161,7 @@ export class MachineRuntime implements MachineContainers {
       () => undefined,
       stop.signal,
       ended.signal,
+      sink.ready ? () => sink.ready!() : undefined,
     ).finally(() => this.events.off('event', onEvent));
     const ctl = (): ControlChannel | undefined => this.live.get(record.id)?.ctl;
     return {

@@ -19,9 +19,17 @@ export const RUNTIME_FILES = {
   control: 'ctl.sock',
   qmp: 'qmp.sock',
   pid: 'qemu.pid',
+  /** The serial console of VMs started before it became a ring in QEMU's memory (CONSOLE_CHARDEV). */
   console: 'console.log',
   qemuLog: 'qemu.log',
 } as const;
+
+/**
+ * A detached VM's serial console: a ring of CONSOLE_RING_BYTES in QEMU's memory, read through QMP ringbuf-read (a
+ * file on /run's tmpfs would grow with whatever the guest writes to /dev/console).
+ */
+export const CONSOLE_CHARDEV = 'con';
+export const CONSOLE_RING_BYTES = 64 * 1024;
 
 /** The vhost-user socket of virtiofs share `i` in a runtime directory. */
 export function virtiofsSocket(runtimeDir: string, i: number): string {
@@ -106,8 +114,10 @@ export function buildQemuArgv(
   } else {
     const at = (name: string): string => escapeOpt(path.join(rt, name));
     argv.push(
+      '-chardev',
+      `ringbuf,id=${CONSOLE_CHARDEV},size=${CONSOLE_RING_BYTES}`,
       '-serial',
-      `file:${path.join(rt, RUNTIME_FILES.console)}`,
+      `chardev:${CONSOLE_CHARDEV}`,
       '-chardev',
       `socket,id=ctl,path=${at(RUNTIME_FILES.control)},server=on,wait=off`,
       '-chardev',

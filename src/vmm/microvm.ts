@@ -17,7 +17,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { BosonError, isBosonError, pidAlive } from '../common/index.ts';
-import { buildQemuArgv, FIRST_DISK_FD, RUNTIME_FILES, virtiofsSocket } from './argv.ts';
+import { buildQemuArgv, CONSOLE_CHARDEV, CONSOLE_RING_BYTES, FIRST_DISK_FD, RUNTIME_FILES, virtiofsSocket } from './argv.ts';
 import { probeAccelerator, hostTscKhz } from './accel.ts';
 import { findQemu } from './qemu-binary.ts';
 import { QmpClient } from './qmp.ts';
@@ -60,7 +60,7 @@ export class MicroVm implements Vm {
     for (const s of [this.channel, parts.qmp]) s.on('error', () => undefined);
     const proc = parts.proc;
     if (proc && parts.runtimeDir === undefined) {
-      const keep = (text: string): string => (text.length > CONSOLE_KEEP ? text.slice(-CONSOLE_KEEP) : text);
+      const keep = keepTail;
       proc.stdout!.on('data', (d: Buffer) => {
         this.consoleText = keep(this.consoleText + d.toString('utf8'));
         if (parts.debug) process.stderr.write(d);
@@ -111,11 +111,25 @@ export class MicroVm implements Vm {
     return this.exitInfo !== undefined;
   }
 
-  /** The last lines the guest kernel printed on its serial console. */
-  consoleTail(lines = 12): string {
-    let text = this.consoleText;
-    if (this.runtimeDir !== undefined) text = readTailSync(path.join(this.runtimeDir, RUNTIME_FILES.console));
-    return text.replace(/\r/g, '').trimEnd().split('\n').slice(-lines).join('\n');
+  /**
+   * The last lines the guest kernel printed on its serial console. A detached VM's console is a ring in QEMU
+   * (CONSOLE_CHARDEV): what is read from it is kept here (reading empties the ring), so once QEMU is gone this is
+   * what the last read found.
+   */
+  async consoleTail(lines = 12): Promise<string> {
+    if (this.runtimeDir !== undefined && !this.hasExited) {
+      const read = this.qmp.ready.then(() =>
+        this.qmp.execute('ringbuf-read', { device: CONSOLE_CHARDEV, size: CONSOLE_RING_BYTES, format: 'utf8' }),
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 2000)));
+      const got = await Promise.race([read.catch(() => null), timeout]);
+      clearTimeout(timer);
+      if (typeof got === 'string') this.consoleText = keepTail(this.consoleText + got);
+      // A VM started before the ring (its console is a file in the runtime directory).
+      else if (got === null) this.consoleText = readTailSync(path.join(this.runtimeDir, RUNTIME_FILES.console)) || this.consoleText;
+    }
+    return this.consoleText.replace(/\r/g, '').trimEnd().split('\n').slice(-lines).join('\n');
   }
 
   /** What QEMU itself printed on stderr. */
@@ -175,6 +189,11 @@ export class MicroVm implements Vm {
     const ret = (await this.qmp.execute('query-status')) as { status?: string };
     return ret.status ?? 'unknown';
   }
+}
+
+/** The last CONSOLE_KEEP characters of `text`. */
+function keepTail(text: string): string {
+  return text.length > CONSOLE_KEEP ? text.slice(-CONSOLE_KEEP) : text;
 }
 
 /** The last CONSOLE_KEEP bytes of a file, or "" if it cannot be read. */
@@ -433,23 +452,24 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     ]);
     clearTimeout(timer);
     if (outcome.kind === 'booted') return { vm, value: outcome.value, attempts: attempt };
+    // A detached VM's console is read from QEMU, so before it is killed.
+    const hungTail = outcome.kind === 'timeout' ? await vm.consoleTail() : '';
     await vm.kill();
     // A closed control channel before boot means QEMU itself went away: report what QEMU said instead.
     if (outcome.kind === 'failed' && !isBosonError(outcome.error, 'GUEST_CRASHED')) throw outcome.error;
     if (outcome.kind !== 'timeout') {
       const exit = await vm.exited;
+      const tail = await vm.consoleTail(200);
       if (exit.code === 0 && exit.signal === null && attempt < options.attempts) {
-        lastTail = vm.consoleTail(200);
+        lastTail = tail;
         lastReason = 'crashed';
         continue;
       }
       const how = exit.signal ? `QEMU killed by ${exit.signal}` : `QEMU exit code ${exit.code}`;
-      const why = vm.qemuStderr || vm.consoleTail(4) || '(nothing printed)';
-      throw new BosonError('GUEST_CRASHED', `micro-VM exited before booting (${how}): ${why}`, {
-        details: { console: vm.consoleTail(200), exit },
-      });
+      const why = vm.qemuStderr || tail.split('\n').slice(-4).join('\n') || '(nothing printed)';
+      throw new BosonError('GUEST_CRASHED', `micro-VM exited before booting (${how}): ${why}`, { details: { console: tail, exit } });
     }
-    lastTail = vm.consoleTail();
+    lastTail = hungTail;
     lastReason = 'hung';
   }
   throw new BosonError(

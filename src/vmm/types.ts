@@ -86,7 +86,7 @@ export interface Vm {
   /** What the VMM itself printed last (why it failed). */
   readonly qemuStderr: string;
   /** The last lines the guest kernel printed on its console. */
-  consoleTail(lines?: number): string;
+  consoleTail(lines?: number): Promise<string>;
   /** Asks the VMM to quit (disks flushed); kills it after `graceMs`. */
   shutdown(graceMs?: number): Promise<VmExit>;
   /** Kills the VMM at once. */

@@ -2,6 +2,7 @@
  * What flows in and out of a container: logs, stats, top, `docker cp` (archive) and attach, with and without a
  * connection upgrade.
  */
+import { writableReady } from '../../common/index.ts';
 import { type Container, type ContainerStats, localContext } from '../../machine/port/index.ts';
 import { hostCpuCount } from '../../machine/client/index.ts';
 import { archiveGet, archivePut, archiveStat } from '../archive.ts';
@@ -39,7 +40,15 @@ export function registerContainerIoRoutes(router: Router, deps: RouteDeps): void
     res.flushHeaders();
     const abort = new AbortController();
     res.on('close', () => abort.abort());
-    await runAttach(deps.machine, c, { ...attachOptions(query), stdin: false }, (b) => void res.write(b), null, abort.signal);
+    await runAttach(
+      deps.machine,
+      c,
+      { ...attachOptions(query), stdin: false },
+      (b) => void res.write(b),
+      null,
+      abort.signal,
+      writableReady(res),
+    );
     res.end();
   });
   router.upgrade('POST', `/containers/${ID}/attach`, (ctx) => upgradedAttach(deps, ctx));
@@ -54,7 +63,7 @@ async function upgradedAttach(deps: RouteDeps, { req, socket, head, params, quer
   if (rest.length > 0) socket.unshift(rest);
   const abort = new AbortController();
   socket.on('close', () => abort.abort());
-  await runAttach(deps.machine, c, opts, (b) => void (socket.writable && socket.write(b)), socket, abort.signal);
+  await runAttach(deps.machine, c, opts, (b) => void (socket.writable && socket.write(b)), socket, abort.signal, writableReady(socket));
 }
 
 /** `GET /containers/{id}/logs`. */
@@ -78,7 +87,7 @@ async function containerLogs({ machine: { containers: m } }: RouteDeps, { res, p
     if (l.stream === 'stdout') sink.stdout(data);
     else sink.stderr(data);
   };
-  await m.logs(LOCAL, c.id, q, flag(query, 'follow'), onLine, abort.signal);
+  await m.logs(LOCAL, c.id, q, flag(query, 'follow'), onLine, abort.signal, writableReady(res));
   res.end();
 }
 

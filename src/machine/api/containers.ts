@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { BosonError } from '../../common/index.ts';
+import { BosonError, writableReady } from '../../common/index.ts';
 import type { LogLine, MachineContainers } from '../port/machine.ts';
 import { Container, ContainerSpec, ContainerStats, LogEntry, WaitCondition, WaitResult, type RequestContext } from '../port/schemas.ts';
 import { boolQuery, errors, noContent, nsFromTime, type ContextOf } from './routing.ts';
@@ -193,7 +193,7 @@ export function containerRoutes(containers: MachineContainers, context: ContextO
           const entry: LogEntry = { stream: l.stream, time: l.timeNs.toString(), data: l.data.toString('base64') };
           reply.raw.write(JSON.stringify(entry) + '\n');
         };
-        await containers.logs(ctx, req.params.ref, query, boolQuery(q.follow), write, abort.signal);
+        await containers.logs(ctx, req.params.ref, query, boolQuery(q.follow), write, abort.signal, writableReady(reply.raw));
         reply.raw.end();
         return reply;
       },

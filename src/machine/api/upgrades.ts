@@ -14,7 +14,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { BosonError, readUpgradeBody, streamFrame } from '../../common/index.ts';
+import { BosonError, readUpgradeBody, streamFrame, writableReady } from '../../common/index.ts';
 import type { MachineContainers, StreamSink } from '../port/machine.ts';
 import { ContainerSpec, ExecSpec, type RequestContext } from '../port/schemas.ts';
 import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, pipeClientStdin, type ExecStatus } from './exec-stream.ts';
@@ -235,5 +235,7 @@ function sinkFor(socket: Duplex, tty: boolean): StreamSink {
   return {
     stdout: (d) => void socket.write(tty ? d : streamFrame(1, d)),
     stderr: (d) => void socket.write(tty ? d : streamFrame(2, d)),
+    // A client that does not read holds the container's output back in its log file, not in this process.
+    ready: writableReady(socket),
   };
 }

@@ -35,6 +35,12 @@ import type {
 export interface StreamSink {
   stdout(data: Buffer): void;
   stderr(data: Buffer): void;
+  /**
+   * Resolves when the sink can take more output (its client keeps up). A follower of the container's output waits
+   * for it between batches, so that a client that does not read holds the output back in the log file instead of
+   * the daemon's memory.
+   */
+  ready?(): Promise<void>;
 }
 
 /** Controls of a process whose streams are attached. */
@@ -126,6 +132,8 @@ export interface MachineContainers {
     follow: boolean,
     onLine: (line: LogLine) => void,
     signal: AbortSignal,
+    /** Resolves when `onLine`'s client can take more; awaited between batches (see StreamSink.ready). */
+    ready?: () => Promise<void>,
   ): Promise<void>;
   /** create + attach + start + wait as one call (what `boson run` and `docker run` do). */
   run(ctx: RequestContext, spec: ContainerSpec, sink: StreamSink, options?: RunOptions): Promise<RunSession>;
