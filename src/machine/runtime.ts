@@ -673,7 +673,8 @@ export class MachineRuntime implements MachineContainers {
       const consoleText = toBosonError(err).details.console;
       if (typeof consoleText === 'string' && consoleText !== '')
         await writeFile(path.join(this.registry.containerDir(id), 'boot-failure.log'), consoleText).catch(() => undefined);
-      this.log.warn({ container: id, error: toBosonError(err).message }, 'a micro-VM failed to boot');
+      // Info, not a warning: the caller gets the error itself (a CLI's embedded runtime prints warnings too).
+      this.log.info({ container: id, error: toBosonError(err).message }, 'a micro-VM failed to boot');
       if (endpoint) await this.networks.disconnect(id).catch(() => undefined);
       this.settle(record, 125, toBosonError(err).message);
       await this.registry.save(record);
