@@ -65,7 +65,7 @@ export async function confine(mode: CgroupMode, name: string, pid: number, limit
     await writeFile(path.join(dir, 'memory.max'), String(limits.memoryBytes));
     await writeFile(path.join(dir, 'pids.max'), String(limits.pids));
     await writeFile(path.join(dir, 'cpu.max'), `${quota} ${PERIOD_US}`);
-    await writeFile(path.join(dir, 'cgroup.procs'), String(pid));
+    await join(dir, pid);
     return { dirs: [dir] };
   }
   if (mode.version === 1) {
@@ -75,10 +75,23 @@ export async function confine(mode: CgroupMode, name: string, pid: number, limit
     await writeFile(path.join(dirs.pids, 'pids.max'), String(limits.pids));
     await writeFile(path.join(dirs.cpu, 'cpu.cfs_period_us'), String(PERIOD_US));
     await writeFile(path.join(dirs.cpu, 'cpu.cfs_quota_us'), quota);
-    for (const d of Object.values(dirs)) await writeFile(path.join(d, 'cgroup.procs'), String(pid));
+    for (const d of Object.values(dirs)) await join(d, pid);
     return { dirs: Object.values(dirs) };
   }
   return null;
+}
+
+/**
+ * Moves a process into one cgroup directory. A process that has already exited (ESRCH: a QEMU that refused its
+ * arguments can end within milliseconds) is not an error here: whoever waits for it reports how it ended, and the
+ * directories are released with the VM.
+ */
+async function join(dir: string, pid: number): Promise<void> {
+  try {
+    await writeFile(path.join(dir, 'cgroup.procs'), String(pid));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
 }
 
 /** Removes a VM's cgroup directories (they must be empty: call once its processes are gone). */
