@@ -15,7 +15,7 @@ import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } fr
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { BosonError, isBosonError, pidAlive } from '../common/index.ts';
 import { buildQemuArgv, CONSOLE_CHARDEV, CONSOLE_RING_BYTES, FIRST_DISK_FD, RUNTIME_FILES, virtiofsSocket } from './argv.ts';
 import { probeAccelerator, hostTscKhz } from './accel.ts';
@@ -38,7 +38,8 @@ export class MicroVm implements Vm {
   readonly runtimeDir: string | undefined;
   private readonly qmp: QmpClient;
   private consoleText = '';
-  private stderrText = '';
+  /** What a piped (non-detached) QEMU printed, read from the moment it was spawned. */
+  private readonly piped: PipedOutput | undefined;
   private exitInfo: VmExit | undefined;
   private readonly killProcess: () => void;
 
@@ -48,6 +49,7 @@ export class MicroVm implements Vm {
     channel: Duplex;
     qmp: Duplex;
     proc?: ChildProcess;
+    piped?: PipedOutput;
     runtimeDir?: string;
     debug: boolean;
     cgroup?: VmCgroup | null;
@@ -59,16 +61,7 @@ export class MicroVm implements Vm {
     // A closed peer must never crash Boson; the exit promise reports what happened.
     for (const s of [this.channel, parts.qmp]) s.on('error', () => undefined);
     const proc = parts.proc;
-    if (proc && parts.runtimeDir === undefined) {
-      const keep = keepTail;
-      proc.stdout!.on('data', (d: Buffer) => {
-        this.consoleText = keep(this.consoleText + d.toString('utf8'));
-        if (parts.debug) process.stderr.write(d);
-      });
-      proc.stderr!.on('data', (d: Buffer) => {
-        this.stderrText = keep(this.stderrText + d.toString('utf8'));
-      });
-    }
+    this.piped = parts.piped;
     this.killProcess = () => {
       if (proc) proc.kill('SIGKILL');
       else {
@@ -92,7 +85,14 @@ export class MicroVm implements Vm {
         else resolve(exit);
       };
       if (proc) {
-        proc.once('exit', (code, signal) => done({ code, signal }));
+        // It may have ended already, while it was being confined (its 'exit' event then came before this listener).
+        // What it printed is read before its end is reported (the pipes can still hold its last words).
+        const ended = (code: number | null, signal: NodeJS.Signals | null): void => {
+          const pipes = parts.piped ? [proc.stdout, proc.stderr] : [];
+          void Promise.all(pipes.map((p) => p && drained(p, 1000))).then(() => done({ code, signal }));
+        };
+        if (proc.exitCode !== null || proc.signalCode !== null) ended(proc.exitCode, proc.signalCode);
+        else proc.once('exit', ended);
       } else {
         // Not our child (re-attached after a daemon restart): watch the pid.
         const timer = setInterval(() => {
@@ -129,13 +129,13 @@ export class MicroVm implements Vm {
       // A VM started before the ring (its console is a file in the runtime directory).
       else if (got === null) this.consoleText = readTailSync(path.join(this.runtimeDir, RUNTIME_FILES.console)) || this.consoleText;
     }
-    return this.consoleText.replace(/\r/g, '').trimEnd().split('\n').slice(-lines).join('\n');
+    return (this.piped?.console ?? this.consoleText).replace(/\r/g, '').trimEnd().split('\n').slice(-lines).join('\n');
   }
 
   /** What QEMU itself printed on stderr. */
   get qemuStderr(): string {
     if (this.runtimeDir !== undefined) return readTailSync(path.join(this.runtimeDir, RUNTIME_FILES.qemuLog)).trim();
-    return this.stderrText.trim();
+    return (this.piped?.stderr ?? '').trim();
   }
 
   /** Asks QEMU to quit through QMP (disks flushed); falls back to kill() after `graceMs`. */
@@ -299,6 +299,8 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
     const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...command], {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...extraFds],
     });
+    // Read from now on: Node discards a child's unread output when it exits, and QEMU can exit at once.
+    const piped = new PipedOutput(proc, config.debug ?? false);
     await spawned(proc);
     const cgroup = await confineOrKill(config, proc);
     return new MicroVm({
@@ -306,6 +308,7 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       channel: proc.stdio[3] as Duplex,
       qmp: proc.stdio[4] as Duplex,
       proc,
+      piped,
       debug: config.debug ?? false,
       cgroup,
     });
@@ -406,6 +409,35 @@ async function waitForFile(file: string, timeoutMs: number, what: string): Promi
 }
 
 /** Resolves once `proc` has started; QEMU_MISSING if it could not be executed. */
+/** The tails of a piped QEMU's console (its stdout) and of its stderr, kept as they arrive. */
+class PipedOutput {
+  console = '';
+  stderr = '';
+  constructor(proc: ChildProcess, debug: boolean) {
+    proc.stdout!.on('data', (d: Buffer) => {
+      this.console = keepTail(this.console + d.toString('utf8'));
+      if (debug) process.stderr.write(d);
+    });
+    proc.stderr!.on('data', (d: Buffer) => {
+      this.stderr = keepTail(this.stderr + d.toString('utf8'));
+    });
+  }
+}
+
+/** Resolves once a readable stream has ended or closed, or after `ms` (a pipe a grandchild still holds). */
+function drained(stream: Readable, ms: number): Promise<void> {
+  if (stream.readableEnded || stream.destroyed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const finish = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    stream.once('end', finish);
+    stream.once('close', finish);
+  });
+}
+
 function spawned(proc: ChildProcess): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     proc.once('spawn', resolve);
