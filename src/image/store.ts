@@ -114,28 +114,6 @@ export interface PullOptions {
   unpack?: boolean;
   /** Registry client settings (CA file, credentials, retries). */
   registry?: RegistryClientOptions;
-  /** One-line summaries of the progress ("pulling x: 12.3/50.0 MB"), e.g. for `run`'s status line. */
-  onStep?: (text: string) => void;
-}
-
-/** Turns pull progress events into one-line summaries (total bytes over all layers). */
-function stepReporter(ref: string, onStep: (text: string) => void): ImageProgress {
-  const layers = new Map<string, { current: number; total: number }>();
-  const mb = (n: number): string => (n / 1e6).toFixed(1);
-  return (e) => {
-    if (e.phase === 'resolve') onStep(`pulling ${ref}`);
-    else if ((e.phase === 'download' || e.phase === 'downloaded' || e.phase === 'exists') && e.detail) {
-      layers.set(e.detail, { current: e.current ?? 0, total: e.total ?? 0 });
-      let cur = 0;
-      let tot = 0;
-      for (const l of layers.values()) {
-        cur += l.current;
-        tot += l.total;
-      }
-      onStep(`pulling ${ref}: ${mb(cur)}/${mb(tot)} MB`);
-    } else if (e.phase === 'unpack') onStep(`pulling ${ref}: extracting layer ${e.current}/${e.total}`);
-    else if (e.phase === 'mkfs') onStep(`pulling ${ref}: building the root disk`);
-  };
 }
 
 /** What a pull did. */
@@ -569,17 +547,6 @@ export class ImageStore {
   async pull(reference: string, opts: PullOptions = {}): Promise<PullResult> {
     const ref = remoteReference(reference);
     const platform = parsePlatform(opts.platform);
-    if (opts.onStep) {
-      const step = stepReporter(ref.canonical, opts.onStep);
-      const inner = opts.onProgress;
-      opts = {
-        ...opts,
-        onProgress: (e) => {
-          step(e);
-          inner?.(e);
-        },
-      };
-    }
     // The store's registry settings, with what this pull sets (an option left undefined keeps the store's).
     const registry: RegistryClientOptions = { ...this.registryDefaults };
     for (const [k, v] of Object.entries(opts.registry ?? {})) if (v !== undefined) Object.assign(registry, { [k]: v });
