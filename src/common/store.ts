@@ -17,7 +17,8 @@
  * The methods are synchronous: both implementations a machine uses are local (SQLite in <stateDir>/machine.db,
  * and memory for tests), and the container registry's reads are synchronous. A remote implementation (etcd, the
  * controller's) offers the same methods returning promises (`AsyncStateStore`); the conformance suite awaits every
- * call, so one suite checks both forms. Implementations live in src/machine/store/ and are built by src/main.
+ * call, so one suite checks both forms; `asyncStore` (store-async.ts) gives a synchronous store the promise form.
+ * Implementations live in src/machine/store/ (SQLite, etcd) and src/common (memory), and are built by src/main.
  */
 import { BosonError } from './errors.ts';
 

@@ -1,6 +1,6 @@
 /**
  * The one conformance suite of the StateStore contract (src/common/store.ts): every implementation runs it (memory
- * and SQLite in store.test.ts; etcd later). Every call is awaited, so a store with promise-returning methods
+ * and SQLite in store.test.ts, SQLite again through asyncStore, and etcd in etcd.test.ts). Every call is awaited, so a store with promise-returning methods
  * (AsyncStateStore) runs the same suite.
  */
 import { test } from 'node:test';
