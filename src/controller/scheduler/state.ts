@@ -79,6 +79,8 @@ interface Entry {
   /** Revisions of deletes seen, so that a late put older than the delete is not taken back in. */
   machineGone: number;
   allocGone: number;
+  /** The machine's snapshot, built once per change of its records. */
+  view?: MachineSnapshot;
 }
 
 /** A snapshot kept current by the store's watch (see the module comment). */
@@ -118,6 +120,7 @@ export class SnapshotCache {
       if (rec.revision <= Math.max(e.alloc?.revision ?? 0, e.allocGone)) return;
       e.alloc = rec as StoredRecord<AllocRecord>;
     }
+    e.view = undefined;
     this.revision = Math.max(this.revision, rec.revision);
     this.view = undefined;
   }
@@ -135,6 +138,7 @@ export class SnapshotCache {
       e.alloc = undefined;
       e.allocGone = Math.max(e.allocGone, c.revision);
     }
+    e.view = undefined;
     this.revision = Math.max(this.revision, c.revision);
     this.view = undefined;
   }
@@ -143,7 +147,7 @@ export class SnapshotCache {
   snapshot(): Snapshot {
     if (!this.view) {
       const machines: MachineSnapshot[] = [];
-      for (const e of this.entries.values()) if (e.machine) machines.push(machineSnapshot(e.machine, e.alloc));
+      for (const e of this.entries.values()) if (e.machine) machines.push((e.view ??= machineSnapshot(e.machine, e.alloc)));
       this.view = { revision: this.revision, machines };
     }
     return this.view;

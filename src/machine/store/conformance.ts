@@ -244,6 +244,25 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     );
   });
 
+  withStore('a watch of a quiet kind outlives more than the change log of changes to other kinds', async (s) => {
+    const seen: StoreChange[] = [];
+    const w = await s.watch('quiet', await s.revision(), (c) => seen.push(c));
+    const batch = 1000;
+    for (let i = 0; i * batch < CHANGE_LOG_SIZE + batch; i++) {
+      await s.commit(
+        Array.from({ length: batch }, (_, j) => ({ op: 'put' as const, kind: 'busy', key: `k${j % 10}`, value: i * batch + j })),
+      );
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const rev = await s.put('quiet', 'q', 'still here');
+    await until(() => seen.length >= 1);
+    w.cancel();
+    assert.deepEqual(
+      seen.map((c) => [c.key, c.value, c.revision]),
+      [['q', 'still here', rev]],
+    );
+  });
+
   withStore('events append with their own sequence and read back in order, by sequence and time', async (s, second) => {
     const t = (ms: number): bigint => BigInt(ms) * 1_000_000n;
     const a = await s.appendEvent({ type: 'container', action: 'create', actorId: 'c1', attributes: { name: 'x' }, timeNano: t(1000) });

@@ -100,6 +100,7 @@ export class EtcdStateStore implements AsyncStateStore {
   private readonly prefix: string;
   private readonly watches = new Set<() => void>();
   private closed = false;
+  private commitQueue: Promise<unknown> = Promise.resolve();
 
   constructor(opts: EtcdStoreOptions) {
     const timeout = opts.callTimeoutMs ?? 10_000;
@@ -208,30 +209,36 @@ export class EtcdStateStore implements AsyncStateStore {
     return (await this.commitWrites(ops)).revision;
   }
 
-  /** The commit loop (see the module comment): read, check, write if nothing moved, else again. */
-  private async commitWrites(ops: StoreOp[]): Promise<{ revision: number; wrote: boolean }> {
+  /**
+   * The commit loop (see the module comment): read, check, write if nothing moved, else again. The commits of one
+   * store object run one at a time (queueing here is cheaper than losing the race for meta/rev to ourselves), and a
+   * write that lost the race brings back the fresh reads in its failure branch, so a retry costs one round trip.
+   */
+  private commitWrites(ops: StoreOp[]): Promise<{ revision: number; wrote: boolean }> {
+    const run = this.commitQueue.then(() => this.commitOnce(ops));
+    this.commitQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async commitOnce(ops: StoreOp[]): Promise<{ revision: number; wrote: boolean }> {
     const ids = new Map<string, { kind: string; key: string }>();
     for (const op of ops) {
       if (!op.kind || typeof op.key !== 'string') throw new BosonError('INVALID_ARGUMENT', 'a store operation needs a kind and a key');
       ids.set(`${op.kind}\u0000${op.key}`, { kind: op.kind, key: op.key });
     }
     const touched = [...ids.values()];
+    // The counter and every touched record, read in one Txn (one etcd revision).
+    const reads: RequestOp[] = [
+      { request_range: { key: this.revKey } },
+      ...touched.map((t) => ({ request_range: { key: this.recordKey(t.kind, t.key) } })),
+    ];
+    let read = (await this.txn({ success: reads }, 'read for a commit')).responses;
     for (let attempt = 0; ; attempt++) {
-      // One read-only Txn: the counter and every touched record at one etcd revision.
-      const read = await this.txn(
-        {
-          success: [
-            { request_range: { key: this.revKey } },
-            ...touched.map((t) => ({ request_range: { key: this.recordKey(t.kind, t.key) } })),
-          ],
-        },
-        'read for a commit',
-      );
-      const revKv = read.responses[0]!.response_range.kvs[0] as Kv | undefined;
+      const revKv = read[0]!.response_range.kvs[0] as Kv | undefined;
       const rev = revKv ? Number(revKv.value.toString()) : 0;
       const current = new Map<string, StoredRecord>();
       touched.forEach((t, i) => {
-        const kv = read.responses[i + 1]!.response_range.kvs[0] as Kv | undefined;
+        const kv = read[i + 1]!.response_range.kvs[0] as Kv | undefined;
         if (kv) current.set(`${t.kind}\u0000${t.key}`, this.toRecord(t.kind, t.key, kv));
       });
       const writes = planCommit(ops, rev, (kind, key) => current.get(`${kind}\u0000${key}`));
@@ -259,8 +266,9 @@ export class EtcdStateStore implements AsyncStateStore {
       const trimTo = Math.min(keepFrom, rev + 1);
       if (trimTo > 1) success.push({ request_delete_range: { key: this.logKey(0), range_end: this.logKey(trimTo) } });
       const compare: Compare[] = [{ key: this.revKey, target: 'Mod', result: 'Equal', mod_revision: revKv ? revKv.mod_revision : 0 }];
-      const res = await this.txn({ compare, success }, `commit of ${writes.length} write(s)`);
+      const res = await this.txn({ compare, success, failure: reads }, `commit of ${writes.length} write(s)`);
       if (res.succeeded) return { revision: newRev, wrote: true };
+      read = res.responses;
       await backoff(attempt);
     }
   }
