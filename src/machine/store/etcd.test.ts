@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { isBosonError } from '../../common/index.ts';
+import { isBosonError, isStoreConflict } from '../../common/index.ts';
 import { storeConformance } from './conformance.ts';
 import { openEtcdStore, type EtcdStateStore } from './etcd.ts';
 import { startTestEtcd, type TestEtcd } from './etcd-test-support.ts';
@@ -73,5 +73,32 @@ test('etcd: a store whose etcd does not answer fails with STORE_UNAVAILABLE', as
     await assert.rejects(dead.put('k', 'a', 1), (e: unknown) => isBosonError(e, 'STORE_UNAVAILABLE'));
   } finally {
     await dead.close();
+  }
+});
+
+test('etcd: concurrent commits of one store object are grouped, yet each succeeds or fails alone, in order', async () => {
+  const s = open(`t-${randomUUID()}/`);
+  try {
+    const claims = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => s.put('claim', 'x', { by: i }, { expectRevision: 0 })));
+    assert.equal(claims.filter((c) => c.status === 'fulfilled').length, 1, 'one create of x wins');
+    assert.ok(claims.every((c) => c.status === 'fulfilled' || isStoreConflict(c.reason)));
+    const winner = claims.findIndex((c) => c.status === 'fulfilled');
+    assert.deepEqual((await s.get('claim', 'x'))?.value, { by: winner });
+    const bad = s.commit([{ op: 'put', kind: '', key: 'k', value: 1 }]).then(
+      () => 'committed',
+      (e: unknown) => e,
+    );
+    const revs = await Promise.all(Array.from({ length: 30 }, (_, i) => s.put('many', `k${i}`, i)));
+    assert.ok(isBosonError(await bad, 'INVALID_ARGUMENT'), 'the malformed commit fails alone');
+    assert.deepEqual(
+      [...revs].sort((a, b) => a - b),
+      Array.from({ length: 30 }, (_, i) => i + 2),
+    );
+    for (const [i, r] of revs.entries()) assert.equal((await s.get('many', `k${i}`))?.revision, r);
+    // A group where a later commit depends on an earlier one of the same group.
+    const [r1, r2] = await Promise.all([s.put('chain', 'a', 1, { expectRevision: 0 }), s.put('chain', 'a', 2, { expectRevision: 32 })]);
+    assert.deepEqual([r1, r2], [32, 33]);
+  } finally {
+    await s.close();
   }
 });

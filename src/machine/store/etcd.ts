@@ -34,6 +34,7 @@ import {
   compactedRevision,
   EVENT_LOG_SIZE,
   planCommit,
+  type PlannedWrite,
   type AsyncStateStore,
   type EventQuery,
   type NewStoreEvent,
@@ -60,6 +61,12 @@ interface RecordValue {
   v: unknown;
   r: number;
   c: number;
+}
+
+interface PendingCommit {
+  ops: StoreOp[];
+  resolve(result: { revision: number; wrote: boolean }): void;
+  reject(err: unknown): void;
 }
 
 interface Kv {
@@ -100,7 +107,8 @@ export class EtcdStateStore implements AsyncStateStore {
   private readonly prefix: string;
   private readonly watches = new Set<() => void>();
   private closed = false;
-  private commitQueue: Promise<unknown> = Promise.resolve();
+  private readonly pending: PendingCommit[] = [];
+  private flushing = false;
 
   constructor(opts: EtcdStoreOptions) {
     const timeout = opts.callTimeoutMs ?? 10_000;
@@ -211,21 +219,51 @@ export class EtcdStateStore implements AsyncStateStore {
 
   /**
    * The commit loop (see the module comment): read, check, write if nothing moved, else again. The commits of one
-   * store object run one at a time (queueing here is cheaper than losing the race for meta/rev to ourselves), and a
-   * write that lost the race brings back the fresh reads in its failure branch, so a retry costs one round trip.
+   * store object are grouped: those that arrive while a Txn is in flight go together into the next one (each checked
+   * in turn against the state its predecessors leave, each failing or succeeding alone, as if run one after another),
+   * which saves the round trips and the lost races for meta/rev of writers in one process. A write that lost the race
+   * brings the fresh reads back in its failure branch, so a retry costs one round trip.
    */
   private commitWrites(ops: StoreOp[]): Promise<{ revision: number; wrote: boolean }> {
-    const run = this.commitQueue.then(() => this.commitOnce(ops));
-    this.commitQueue = run.catch(() => undefined);
-    return run;
+    return new Promise((resolve, reject) => {
+      this.pending.push({ ops, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
   }
 
-  private async commitOnce(ops: StoreOp[]): Promise<{ revision: number; wrote: boolean }> {
-    const ids = new Map<string, { kind: string; key: string }>();
-    for (const op of ops) {
-      if (!op.kind || typeof op.key !== 'string') throw new BosonError('INVALID_ARGUMENT', 'a store operation needs a kind and a key');
-      ids.set(`${op.kind}\u0000${op.key}`, { kind: op.kind, key: op.key });
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.pending.length > 0) {
+        // etcd's --max-txn-ops (default 128): a group stays under it, unless one commit alone is larger.
+        let size = 0;
+        let n = 0;
+        while (n < this.pending.length && (n === 0 || size + 2 * this.pending[n]!.ops.length + 4 <= 120))
+          size += 2 * this.pending[n++]!.ops.length + 4;
+        const group = this.pending.splice(0, n);
+        try {
+          await this.commitGroup(group);
+        } catch (err) {
+          for (const c of group) c.reject(err);
+        }
+      }
+    } finally {
+      this.flushing = false;
     }
+  }
+
+  private async commitGroup(group: PendingCommit[]): Promise<void> {
+    const ids = new Map<string, { kind: string; key: string }>();
+    const live: PendingCommit[] = [];
+    for (const c of group) {
+      if (c.ops.some((op) => !op.kind || typeof op.key !== 'string')) {
+        c.reject(new BosonError('INVALID_ARGUMENT', 'a store operation needs a kind and a key'));
+        continue;
+      }
+      live.push(c);
+      for (const op of c.ops) ids.set(`${op.kind}\u0000${op.key}`, { kind: op.kind, key: op.key });
+    }
+    if (live.length === 0) return;
     const touched = [...ids.values()];
     // The counter and every touched record, read in one Txn (one etcd revision).
     const reads: RequestOp[] = [
@@ -235,15 +273,34 @@ export class EtcdStateStore implements AsyncStateStore {
     let read = (await this.txn({ success: reads }, 'read for a commit')).responses;
     for (let attempt = 0; ; attempt++) {
       const revKv = read[0]!.response_range.kvs[0] as Kv | undefined;
-      const rev = revKv ? Number(revKv.value.toString()) : 0;
-      const current = new Map<string, StoredRecord>();
+      const base = revKv ? Number(revKv.value.toString()) : 0;
+      const current = new Map<string, StoredRecord | undefined>();
       touched.forEach((t, i) => {
         const kv = read[i + 1]!.response_range.kvs[0] as Kv | undefined;
-        if (kv) current.set(`${t.kind}\u0000${t.key}`, this.toRecord(t.kind, t.key, kv));
+        current.set(`${t.kind}\u0000${t.key}`, kv ? this.toRecord(t.kind, t.key, kv) : undefined);
       });
-      const writes = planCommit(ops, rev, (kind, key) => current.get(`${kind}\u0000${key}`));
-      if (writes.length === 0) return { revision: rev, wrote: false };
-      const newRev = writes[writes.length - 1]!.change.revision;
+      // Each commit in turn, on the state the ones before it leave.
+      let rev = base;
+      const writes: PlannedWrite[] = [];
+      const outcomes: Array<{ ok: true; revision: number; wrote: boolean } | { ok: false; error: unknown }> = [];
+      for (const c of live) {
+        try {
+          const mine = planCommit(c.ops, rev, (kind, key) => current.get(`${kind}\u0000${key}`));
+          for (const w of mine) current.set(`${w.change.kind}\u0000${w.change.key}`, w.record);
+          if (mine.length > 0) rev = mine[mine.length - 1]!.change.revision;
+          writes.push(...mine);
+          outcomes.push({ ok: true, revision: rev, wrote: mine.length > 0 });
+        } catch (error) {
+          outcomes.push({ ok: false, error });
+        }
+      }
+      const settle = (): void =>
+        live.forEach((c, i) => {
+          const o = outcomes[i]!;
+          if (o.ok) c.resolve({ revision: o.revision, wrote: o.wrote });
+          else c.reject(o.error);
+        });
+      if (writes.length === 0) return settle();
       // The final state of each touched key (etcd allows one write per key in a Txn), then the log, the counter and the trim.
       const final = new Map<string, { kind: string; key: string; record: StoredRecord | undefined }>();
       for (const w of writes)
@@ -258,16 +315,16 @@ export class EtcdStateStore implements AsyncStateStore {
       }
       // The log keeps the last CHANGE_LOG_SIZE revisions: older entries are deleted, and a commit's own writes that
       // would fall out at once are not logged (etcd refuses a put inside a range the same Txn deletes).
-      const keepFrom = compactedRevision(newRev) + 1;
+      const keepFrom = compactedRevision(rev) + 1;
       for (const w of writes)
         if (w.change.revision >= keepFrom)
           success.push({ request_put: { key: this.logKey(w.change.revision), value: buf(JSON.stringify(w.change)) } });
-      success.push({ request_put: { key: this.revKey, value: buf(String(newRev)) } });
-      const trimTo = Math.min(keepFrom, rev + 1);
+      success.push({ request_put: { key: this.revKey, value: buf(String(rev)) } });
+      const trimTo = Math.min(keepFrom, base + 1);
       if (trimTo > 1) success.push({ request_delete_range: { key: this.logKey(0), range_end: this.logKey(trimTo) } });
       const compare: Compare[] = [{ key: this.revKey, target: 'Mod', result: 'Equal', mod_revision: revKv ? revKv.mod_revision : 0 }];
       const res = await this.txn({ compare, success, failure: reads }, `commit of ${writes.length} write(s)`);
-      if (res.succeeded) return { revision: newRev, wrote: true };
+      if (res.succeeded) return settle();
       read = res.responses;
       await backoff(attempt);
     }
