@@ -120,7 +120,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
       // A container's network changes under the runtime's lock for that container (the runtime exists by the first call).
       networkService: new NetworkService(networks, {
         list: () => registry.list(),
-        setNetwork: (ref, network, check) => runtime.setContainerNetwork(ref, network, check),
+        setNetwork: (ref, network, check, options) => runtime.setContainerNetwork(ref, network, check, options),
       }),
       eventService: new EventService(registry),
     },
@@ -181,7 +181,7 @@ export async function startHostDaemon(
     pidFile: request.pidFile ?? path.join(paths.runDir, 'boson.pid'),
     personalities: [
       (runtime) =>
-        startDockerApi(runtime, {
+        startDockerApi(runtime.machine, {
           socketPath: dockerSocket,
           tcp: dockerTcp,
           paths,
