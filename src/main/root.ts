@@ -143,11 +143,6 @@ export function openImageStore(stateDir: string, opts: ImageStoreOptions = {}): 
   return new ImageStore(openHostStore(stateDir), stateDir, opts);
 }
 
-/** The container records of `stateDir`, for CLI commands that read them in their own process. */
-export function openContainerRegistry(stateDir: string): ContainerRegistry {
-  return new ContainerRegistry(openHostStore(stateDir), stateDir);
-}
-
 /** What `boson up` asks for. */
 export interface DaemonRequest {
   tcp?: TcpEndpointRequest;
