@@ -96,10 +96,23 @@ export interface StateStore {
   close(): void;
 }
 
-/** The same contract with promises, for a remote store (etcd). */
-export type AsyncStateStore = {
-  [K in keyof StateStore]: StateStore[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<R> : never;
-};
+/**
+ * The same contract with promises, for a remote store (etcd), and what the controller programs against (a local
+ * store serves it through asyncStateStore). Spelled out rather than mapped from StateStore so that the generic
+ * reads (`get<T>`, `list<T>`, `watch<T>`) keep their type parameter.
+ */
+export interface AsyncStateStore {
+  revision(): Promise<number>;
+  get<T = unknown>(kind: string, key: string): Promise<StoredRecord<T> | undefined>;
+  list<T = unknown>(kind: string, opts?: { prefix?: string }): Promise<StoredRecord<T>[]>;
+  put(kind: string, key: string, value: unknown, opts?: { expectRevision?: number }): Promise<number>;
+  delete(kind: string, key: string, opts?: { expectRevision?: number }): Promise<boolean>;
+  commit(ops: StoreOp[]): Promise<number>;
+  watch<T = unknown>(kind: string, fromRevision: number, onChange: (change: StoreChange<T>) => void): Promise<StoreWatch>;
+  appendEvent(event: NewStoreEvent): Promise<StoredEvent>;
+  events(query?: EventQuery): Promise<StoredEvent[]>;
+  close(): Promise<void>;
+}
 
 /** How many revisions of changes a store keeps for watches. */
 export const CHANGE_LOG_SIZE = 10_000;
