@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { asyncStateStore, BosonError } from '../src/common/index.ts';
+import { asyncStore, BosonError } from '../src/common/index.ts';
 import { Controller, parseQuotaItem } from '../src/controller/index.ts';
 import { openStateStore } from '../src/machine/index.ts';
 
@@ -23,8 +23,8 @@ async function twoReplicas(): Promise<{ a: Controller; b: Controller; close(): v
   dirs.push(dir);
   const sa = openStateStore(dir, { file: 'controller.db' });
   const sb = openStateStore(dir, { file: 'controller.db' });
-  const a = new Controller(asyncStateStore(sa));
-  const b = new Controller(asyncStateStore(sb));
+  const a = new Controller(asyncStore(sa));
+  const b = new Controller(asyncStore(sb));
   await a.bootstrap();
   await b.bootstrap();
   return {

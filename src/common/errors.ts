@@ -149,6 +149,12 @@ export const ERROR_CATALOGUE = {
     summary:
       'the host path of a bind mount is outside what the bind-mount policy allows (BOSON_BIND_ALLOW), or a protected system or Boson path',
   },
+  STORE_UNAVAILABLE: { kind: 'Unavailable', exit: 110, summary: 'the state store (etcd) cannot be reached, or did not answer in time' },
+  PLACEMENT_NO_CAPACITY: {
+    kind: 'ResourceExhausted',
+    exit: 111,
+    summary: 'no READY machine can take the container: the details say what was short and how many machines each reason excluded',
+  },
   UNAUTHENTICATED: {
     kind: 'Unauthenticated',
     exit: 103,
@@ -174,10 +180,10 @@ export const ERROR_CATALOGUE = {
     exit: 109,
     summary: 'an Idempotency-Key was sent again with a different request, or while its first request is still running',
   },
-  TASK_TIMEOUT: { kind: 'Unavailable', exit: 110, summary: 'a task did not reach the state waited for within the timeout' },
+  TASK_TIMEOUT: { kind: 'Unavailable', exit: 112, summary: 'a task did not reach the state waited for within the timeout' },
   CONTROLLER_UNAVAILABLE: {
     kind: 'Unavailable',
-    exit: 111,
+    exit: 113,
     summary: 'no Boson controller answers at the address of the current context (boson controller, boson up --controller)',
   },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },

@@ -17,7 +17,8 @@
  * The methods are synchronous: both implementations a machine uses are local (SQLite in <stateDir>/machine.db,
  * and memory for tests), and the container registry's reads are synchronous. A remote implementation (etcd, the
  * controller's) offers the same methods returning promises (`AsyncStateStore`); the conformance suite awaits every
- * call, so one suite checks both forms. Implementations live in src/machine/store/ and are built by src/main.
+ * call, so one suite checks both forms; `asyncStore` (store-async.ts) gives a synchronous store the promise form.
+ * Implementations live in src/machine/store/ (SQLite, etcd) and src/common (memory), and are built by src/main.
  */
 import { BosonError } from './errors.ts';
 
@@ -96,11 +97,7 @@ export interface StateStore {
   close(): void;
 }
 
-/**
- * The same contract with promises, for a remote store (etcd), and what the controller programs against (a local
- * store serves it through asyncStateStore). Spelled out rather than mapped from StateStore so that the generic
- * reads (`get<T>`, `list<T>`, `watch<T>`) keep their type parameter.
- */
+/** The same contract with promises, for a remote store (etcd); spelled out so that the typed reads keep their type parameter. */
 export interface AsyncStateStore {
   revision(): Promise<number>;
   get<T = unknown>(kind: string, key: string): Promise<StoredRecord<T> | undefined>;

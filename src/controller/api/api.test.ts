@@ -11,7 +11,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import Fastify from 'fastify';
-import { asyncStateStore, MemoryStateStore, PACKAGE_ROOT } from '../../common/index.ts';
+import { asyncStore, MemoryStateStore, PACKAGE_ROOT } from '../../common/index.ts';
 import { Controller } from '../model/controller.ts';
 import { KINDS } from '../model/records.ts';
 import { parseQuotaItem } from '../model/quota.ts';
@@ -45,7 +45,7 @@ async function issue(name: string, user: string, tenant: string | undefined, gra
 }
 
 before(async () => {
-  ctl = new Controller(asyncStateStore(new MemoryStateStore()));
+  ctl = new Controller(asyncStore(new MemoryStateStore()));
   await ctl.bootstrap();
   api = await buildControllerApi(ctl);
   await api.app.ready();

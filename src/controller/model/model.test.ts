@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { asyncStateStore, BosonError, MemoryStateStore, type AsyncStateStore } from '../../common/index.ts';
+import { asyncStore, BosonError, MemoryStateStore, type AsyncStateStore } from '../../common/index.ts';
 import { Controller } from './controller.ts';
 import { formatQuotaValue, parseQuotaItem } from './quota.ts';
 import { KINDS } from './records.ts';
@@ -14,7 +14,7 @@ const GiB = 1024 ** 3;
 
 async function fresh(): Promise<{ ctl: Controller; store: AsyncStateStore; mem: MemoryStateStore }> {
   const mem = new MemoryStateStore();
-  const store = asyncStateStore(mem);
+  const store = asyncStore(mem);
   const ctl = new Controller(store);
   await ctl.bootstrap();
   return { ctl, store, mem };
