@@ -408,7 +408,7 @@ export class MachineRuntime implements MachineContainers {
     if (network !== 'none') {
       await this.networks.get(network);
       await this.networks.checkPublishable(ports);
-      if (spec.ipv4Address !== undefined) this.networks.checkStaticAddress(network, spec.ipv4Address);
+      if (spec.ipv4Address !== undefined) this.networks.checkStaticAddress(network, spec.ipv4Address, id);
     } else if (spec.ipv4Address !== undefined)
       throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
     const record: ContainerRecord = {
@@ -846,7 +846,7 @@ export class MachineRuntime implements MachineContainers {
         const address = change.ipv4Address ?? undefined;
         if (address !== undefined) {
           if (network === 'none') throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
-          this.networks.checkStaticAddress(network, address);
+          this.networks.checkStaticAddress(network, address, record.id);
         }
         record.network = network;
         if (change.aliases !== undefined && change.aliases.length > 0) record.aliases = [...new Set(change.aliases)];

@@ -332,10 +332,7 @@ export class NetworkManager {
       let address: number;
       if (req.address !== undefined) {
         address = this.staticAddress(n, req.address);
-        if (used.has(address))
-          throw new BosonError('INVALID_ARGUMENT', `Address already in use: ${req.address} is taken on network ${n.name}`, {
-            details: { network: n.name, address: req.address },
-          });
+        if (used.has(address)) throw this.addressInUse(n, req.address);
       } else address = allocateAddress(subnet, gateway, used, this.s.lastAddress[n.id] ?? 0);
       const tap = `${this.prefix}t${randomBytes(8)
         .toString('hex')
@@ -378,12 +375,26 @@ export class NetworkManager {
   }
 
   /**
-   * Checks a static address asked for on a network (INVALID_ARGUMENT unless the network is user-defined and the
-   * address is a host address of its subnet other than the gateway); returns it as a number. Whether another
-   * container holds it is known only when the container connects.
+   * Checks a static address asked for on a network: INVALID_ARGUMENT unless the network is user-defined and the
+   * address is a host address of its subnet other than the gateway, and unless no other container's endpoint holds
+   * it now ("Address already in use"). Containers that are not running hold no address (as in Docker), so two
+   * created containers may ask for one address: the second to start is refused then.
    */
-  checkStaticAddress(idOrName: string, address: string): void {
-    this.staticAddress(this.find(idOrName), address);
+  checkStaticAddress(idOrName: string, address: string, containerId?: string): void {
+    const n = this.find(idOrName);
+    const ip = this.staticAddress(n, address);
+    if (
+      this.s.endpoints.some(
+        (se) => se.endpoint.network === n.id && se.endpoint.containerId !== containerId && parseIPv4(se.endpoint.address) === ip,
+      )
+    )
+      throw this.addressInUse(n, address);
+  }
+
+  private addressInUse(n: NetworkRecord, address: string): BosonError {
+    return new BosonError('INVALID_ARGUMENT', `Address already in use: ${address} is taken on network ${n.name}`, {
+      details: { network: n.name, address },
+    });
   }
 
   private staticAddress(n: NetworkRecord, text: string): number {

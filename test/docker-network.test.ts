@@ -1,0 +1,131 @@
+/**
+ * Docker network features seen from inside the guest, with Debian's docker CLI (20.10, which setup installs)
+ * against `boson up`: static addresses (`--ip`, `network connect --ip`) proved with the guest's own `ip addr`,
+ * refused clearly when taken or outside the subnet (and then nothing changes); legacy links (`--link other:alias`,
+ * `network connect --link`) resolved by name and alias from the linking container only; and the clear refusal of a
+ * running container's connect.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { collect, useDaemonHost, type BosonResult } from './helpers.ts';
+import { debianDocker } from './docker-clis.ts';
+
+const out = (r: BosonResult): string => r.stdout.toString();
+const ok = (r: BosonResult, what: string): void => assert.equal(r.code, 0, `${what}: ${r.stderr}`);
+
+describe('docker network features inside the guest (Debian docker CLI)', () => {
+  const cli = debianDocker();
+  const { host } = useDaemonHost();
+  let work: string;
+  const docker = (args: string[]): Promise<BosonResult> =>
+    collect(
+      spawn(cli.path, args, {
+        env: {
+          ...process.env,
+          DOCKER_HOST: `unix://${host().env.BOSON_RUN_DIR}/docker.sock`,
+          DOCKER_CONFIG: path.join(work, 'docker-config'),
+          DOCKER_CLI_HINTS: 'false',
+        },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      }),
+      undefined,
+      90_000,
+      [cli.path, ...args],
+    );
+  /** A /24 of this test host's own pool (10.<octet>.128.0/17), free of the networks the daemon picks first. */
+  const subnet = (third: number): string => `${host().env.BOSON_NET_POOL!.split('.').slice(0, 2).join('.')}.${third}`;
+  /** The IPv4 addresses (with prefix length) of eth0 as the guest itself reports them. */
+  const guestAddresses = async (name: string): Promise<string[]> => {
+    const r = await docker(['exec', name, 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']);
+    ok(r, `ip addr in ${name}`);
+    return [...out(r).matchAll(/inet (\d+\.\d+\.\d+\.\d+\/\d+)/g)].map((m) => m[1]!);
+  };
+  const inspectNet = async (name: string): Promise<Record<string, { IPAddress: string; IPAMConfig: { IPv4Address?: string } | null }>> => {
+    const r = await docker(['inspect', name, '--format', '{{json .NetworkSettings.Networks}}']);
+    ok(r, `inspect ${name}`);
+    return JSON.parse(out(r));
+  };
+  const names = async (): Promise<string> =>
+    out(await docker(['ps', '-a', '--format', '{{.Names}}']))
+      .split('\n')
+      .sort()
+      .join(' ');
+
+  before(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'boson-docker-net-'));
+    await mkdir(path.join(work, 'docker-config'));
+  });
+  after(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  test('static addresses: --ip and network connect --ip are the guest’s own; taken or foreign addresses are refused and change nothing', async () => {
+    const net = subnet(200);
+    ok(await docker(['network', 'create', '--subnet', `${net}.0/24`, 'ipnet']), 'network create --subnet');
+    try {
+      ok(await docker(['run', '-d', '--name', 'ip-a', '--network', 'ipnet', '--ip', `${net}.50`, 'busybox', 'sleep', '600']), 'run --ip');
+      assert.deepEqual(await guestAddresses('ip-a'), [`${net}.50/24`]);
+      const a = (await inspectNet('ip-a')).ipnet!;
+      assert.equal(a.IPAddress, `${net}.50`);
+      assert.deepEqual(a.IPAMConfig, { IPv4Address: `${net}.50` });
+
+      // A created (never started) container is connected with an address, then boots with it.
+      ok(await docker(['create', '--name', 'ip-b', 'busybox', 'sleep', '600']), 'create');
+      ok(await docker(['network', 'connect', '--ip', `${net}.60`, 'ipnet', 'ip-b']), 'network connect --ip');
+      assert.deepEqual((await inspectNet('ip-b')).ipnet!.IPAMConfig, { IPv4Address: `${net}.60` });
+      ok(await docker(['start', 'ip-b']), 'start');
+      assert.deepEqual(await guestAddresses('ip-b'), [`${net}.60/24`]);
+      assert.equal((await inspectNet('ip-b')).ipnet!.IPAddress, `${net}.60`);
+      // The two reach each other at the addresses asked for.
+      ok(await docker(['exec', 'ip-b', 'ping', '-c', '1', '-W', '5', `${net}.50`]), 'ping the static address');
+
+      const before = await names();
+      // Taken by a running container: refused at create, no container made.
+      const taken = await docker(['run', '-d', '--name', 'ip-c', '--network', 'ipnet', '--ip', `${net}.50`, 'busybox', 'true']);
+      assert.equal(taken.code, 125, taken.stderr);
+      assert.match(taken.stderr, new RegExp(`Address already in use: ${net.replaceAll('.', '\\.')}\\.50 is taken on network ipnet`));
+      // Outside the subnet, the gateway, the network address: refused, nothing made.
+      for (const [ip, re] of [
+        ['10.1.2.3', /not a free host address of network ipnet/],
+        [`${net}.1`, /not a free host address of network ipnet/],
+        [`${net}.0`, /not a free host address of network ipnet/],
+        ['300.1.2.3', /invalid IPv4 address: 300\.1\.2\.3|invalid IP|300\.1\.2\.3/],
+      ] as Array<[string, RegExp]>) {
+        const r = await docker(['run', '-d', '--name', 'ip-c', '--network', 'ipnet', '--ip', ip, 'busybox', 'true']);
+        assert.notEqual(r.code, 0, ip);
+        assert.match(r.stderr, re, ip);
+        assert.equal(await names(), before, `no container was created by the refused run --ip ${ip}`);
+      }
+      // On the default bridge, as in Docker: user-defined networks only. (Without --network the 20.10 CLI drops --ip.)
+      const onBridge = await docker(['run', '-d', '--name', 'ip-c', '--network', 'bridge', '--ip', `${net}.70`, 'busybox', 'true']);
+      assert.equal(onBridge.code, 125);
+      assert.match(onBridge.stderr, /user specified IP address is supported on user defined networks only/);
+      assert.equal(await names(), before, 'no container was created by a refused run');
+
+      // Connect of a created container with a taken or foreign address: refused, its settings unchanged.
+      ok(await docker(['create', '--name', 'ip-d', '--network', 'ipnet', '--ip', `${net}.80`, 'busybox', 'sleep', '600']), 'create --ip');
+      ok(await docker(['network', 'disconnect', 'ipnet', 'ip-d']), 'disconnect');
+      for (const ip of [`${net}.60`, '10.1.2.3']) {
+        const r = await docker(['network', 'connect', '--ip', ip, 'ipnet', 'ip-d']);
+        assert.equal(r.code, 1, ip);
+        assert.match(r.stderr, /Address already in use|not a free host address/, ip);
+        assert.equal(out(await docker(['inspect', 'ip-d', '--format', '{{json .NetworkSettings.Networks}}'])).trim(), '{}', ip);
+      }
+      ok(await docker(['network', 'connect', '--ip', `${net}.80`, 'ipnet', 'ip-d']), 'connect with a free address');
+      ok(await docker(['start', 'ip-d']), 'start ip-d');
+      assert.deepEqual(await guestAddresses('ip-d'), [`${net}.80/24`]);
+
+      // The address is free again once its holder stops: another container may take it.
+      ok(await docker(['rm', '-f', 'ip-a']), 'rm ip-a');
+      ok(await docker(['run', '-d', '--name', 'ip-e', '--network', 'ipnet', '--ip', `${net}.50`, 'busybox', 'sleep', '600']), 'reuse');
+      assert.deepEqual(await guestAddresses('ip-e'), [`${net}.50/24`]);
+    } finally {
+      await docker(['rm', '-f', 'ip-a', 'ip-b', 'ip-c', 'ip-d', 'ip-e']);
+      await docker(['network', 'rm', 'ipnet']);
+    }
+  });
+});
