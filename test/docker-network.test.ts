@@ -128,4 +128,74 @@ describe('docker network features inside the guest (Debian docker CLI)', () => {
       await docker(['network', 'rm', 'ipnet']);
     }
   });
+
+  const serve = (name: string, text: string, net: string[] = []): Promise<BosonResult> =>
+    docker([
+      'run',
+      '-d',
+      '--name',
+      name,
+      ...net,
+      'busybox',
+      'sh',
+      '-c',
+      `mkdir -p /www && echo ${text} > /www/index.html && exec httpd -f -p 80 -h /www`,
+    ]);
+  /** Resolves `name` with busybox nslookup (DNS only, never /etc/hosts) in a new container; its exit code and output. */
+  const lookupIn = (args: string[], script: string): Promise<BosonResult> =>
+    docker(['run', '--rm', ...args, 'busybox', 'sh', '-c', script]);
+
+  test('legacy links: --link name:alias resolves alias and name for the linking container only (user network and default bridge)', async () => {
+    ok(await docker(['network', 'create', 'linknet']), 'network create');
+    try {
+      ok(await serve('lk-db', 'from-db', ['--network', 'linknet']), 'run lk-db');
+      const dbAddress = (await inspectNet('lk-db')).linknet!.IPAddress;
+      assert.match(dbAddress, /^\d+\.\d+\.\d+\.\d+$/);
+      // nslookup asks the network's DNS server; wget and ping resolve through the C library.
+      const linked = await lookupIn(
+        ['--network', 'linknet', '--link', 'lk-db:dbalias'],
+        'nslookup dbalias && wget -q -O- http://dbalias/ && ping -c 1 -W 5 dbalias && nslookup lk-db',
+      );
+      ok(linked, 'the linking container resolves the alias');
+      assert.match(out(linked), new RegExp(`Address: ${dbAddress.replaceAll('.', '\\.')}`));
+      assert.match(out(linked), /from-db/);
+      // A third container on the same network: the name resolves (positive control), the alias does not.
+      const third = await lookupIn(['--network', 'linknet'], 'nslookup lk-db >/dev/null || exit 3; nslookup dbalias; echo "alias exit $?"');
+      ok(third, 'third container');
+      assert.match(out(third), /alias exit [1-9]/, out(third));
+
+      // network connect --link of a created container: the link is resolved when it boots.
+      ok(await docker(['create', '--name', 'lk-c', 'busybox', 'sleep', '600']), 'create lk-c');
+      ok(await docker(['network', 'connect', '--link', 'lk-db:db2', 'linknet', 'lk-c']), 'network connect --link');
+      ok(await docker(['start', 'lk-c']), 'start lk-c');
+      const viaConnect = await docker(['exec', 'lk-c', 'wget', '-q', '-O-', 'http://db2/']);
+      ok(viaConnect, 'wget by the connect link');
+      assert.equal(out(viaConnect), 'from-db\n');
+      assert.match(out(await docker(['inspect', 'lk-c', '--format', '{{json .HostConfig.Links}}'])), /"\/lk-db:\/lk-c\/db2"/);
+
+      // The default bridge (no names there at all): the link is the only name the linking container resolves.
+      ok(await serve('lk-web', 'from-web'), 'run lk-web');
+      const webAddress = (await inspectNet('lk-web')).bridge!.IPAddress;
+      const onBridge = await lookupIn(['--link', 'lk-web:web'], 'nslookup web && wget -q -O- http://web/ && wget -q -O- http://lk-web/');
+      ok(onBridge, 'link on the default bridge');
+      assert.match(out(onBridge), /from-web\nfrom-web\n$/);
+      const bridgeThird = await lookupIn([], `wget -q -O- http://${webAddress}/ || exit 3; nslookup web; echo "alias exit $?"`);
+      ok(bridgeThird, 'third container on the bridge');
+      assert.match(out(bridgeThird), /from-web[\s\S]*alias exit [1-9]/);
+
+      // Docker's errors: a missing container (at create: nothing made), a stopped one on the default bridge (at start).
+      const before = await names();
+      const missing = await docker(['run', '--rm', '--link', 'nosuch:x', 'busybox', 'true']);
+      assert.equal(missing.code, 125);
+      assert.match(missing.stderr, /could not get container for nosuch: No such container: nosuch/);
+      assert.equal(await names(), before);
+      ok(await docker(['create', '--name', 'lk-stopped', 'busybox', 'true']), 'create lk-stopped');
+      const stopped = await docker(['run', '--name', 'lk-d', '--link', 'lk-stopped:s', 'busybox', 'true']);
+      assert.equal(stopped.code, 125);
+      assert.match(stopped.stderr, /Cannot link to a non running container: \/lk-stopped AS \/lk-d\/s/);
+    } finally {
+      await docker(['rm', '-f', 'lk-db', 'lk-c', 'lk-web', 'lk-stopped', 'lk-d']);
+      await docker(['network', 'rm', 'linknet']);
+    }
+  });
 });

@@ -36,6 +36,8 @@ export interface ContainerChange {
   network?: string;
   aliases?: string[];
   ipv4Address?: string | null;
+  /** Legacy links (replace the old ones when given and not empty). */
+  links?: Array<{ container: string; alias: string }>;
   restartPolicy?: RestartPolicy;
 }
 

@@ -411,6 +411,7 @@ export class MachineRuntime implements MachineContainers {
       if (spec.ipv4Address !== undefined) this.networks.checkStaticAddress(network, spec.ipv4Address, id);
     } else if (spec.ipv4Address !== undefined)
       throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
+    const links = this.resolveLinks(spec.links ?? []);
     const record: ContainerRecord = {
       id,
       name: spec.name ?? randomContainerName(),
@@ -442,6 +443,7 @@ export class MachineRuntime implements MachineContainers {
       endpoint: null,
       ...(spec.aliases && spec.aliases.length > 0 ? { aliases: [...spec.aliases] } : {}),
       ...(spec.ipv4Address !== undefined ? { ipv4Address: spec.ipv4Address } : {}),
+      ...(links.length > 0 ? { links } : {}),
     };
     for (let attempt = 0; ; attempt++) {
       try {
@@ -807,11 +809,65 @@ export class MachineRuntime implements MachineContainers {
     return { disks, shares, mounts };
   }
 
+  /**
+   * Legacy links as a record keeps them: each container named must exist (Docker's 400 "could not get container
+   * for …" otherwise); a later link with the same alias replaces an earlier one.
+   */
+  private resolveLinks(links: Array<{ container: string; alias: string }>): NonNullable<ContainerRecord['links']> {
+    const out = new Map<string, { container: string; name: string; alias: string }>();
+    for (const l of links) {
+      let target: ContainerRecord;
+      try {
+        target = this.registry.get(l.container);
+      } catch (err) {
+        if (!isBosonError(err, 'CONTAINER_NOT_FOUND')) throw err;
+        throw new BosonError('INVALID_ARGUMENT', `could not get container for ${l.container}: No such container: ${l.container}`);
+      }
+      out.set(l.alias, { container: target.id, name: target.name, alias: l.alias });
+    }
+    return [...out.values()];
+  }
+
+  /**
+   * The DNS names a container's links give it on `network`. On the default network the linked containers must run
+   * there (Docker's legacy links); on a user network a link is only a name, answered while its container is there.
+   */
+  private async linkNames(record: ContainerRecord, network: string): Promise<Array<{ containerId: string; names: string[] }>> {
+    const links = record.links ?? [];
+    if (links.length === 0) return [];
+    const builtin = (await this.networks.get(network)).builtin;
+    const out: Array<{ containerId: string; names: string[] }> = [];
+    for (const l of links) {
+      let target: ContainerRecord;
+      try {
+        target = this.registry.get(l.container);
+      } catch {
+        throw new BosonError(
+          'INVALID_ARGUMENT',
+          `could not get container for ${l.name}: No such container: ${l.name} (linked as ${l.alias})`,
+        );
+      }
+      if (builtin) {
+        if (!this.live.has(target.id))
+          throw new BosonError(
+            'CONTAINER_NOT_RUNNING',
+            `Cannot link to a non running container: /${target.name} AS /${record.name}/${l.alias}`,
+          );
+        if (target.endpoint?.network !== (await this.networks.get(network)).id)
+          throw new BosonError('INVALID_ARGUMENT', `Cannot link to /${target.name}, as it does not belong to the default network`);
+      }
+      out.push({ containerId: target.id, names: [...new Set([l.alias, target.name])] });
+    }
+    return out;
+  }
+
   /** Joins the container's network (tap, address, published ports, DNS name); null for --network none. */
   private async connectNetwork(record: ContainerRecord): Promise<Endpoint | null> {
     if ((record.network ?? 'none') === 'none') return null;
+    const links = await this.linkNames(record, record.network);
     await this.networks.disconnect(record.id).catch(() => undefined);
     return this.networks.connect({
+      links,
       containerId: record.id,
       containerName: record.name,
       aliases: record.aliases ?? [],
@@ -829,7 +885,13 @@ export class MachineRuntime implements MachineContainers {
    */
   async reconfigure(
     ref: string,
-    change: { network?: string; aliases?: string[]; ipv4Address?: string | null; restartPolicy?: RestartPolicy },
+    change: {
+      network?: string;
+      aliases?: string[];
+      ipv4Address?: string | null;
+      links?: Array<{ container: string; alias: string }>;
+      restartPolicy?: RestartPolicy;
+    },
   ): Promise<Container> {
     const { id } = this.registry.get(ref);
     return this.lock.run(id, async () => {
@@ -848,7 +910,9 @@ export class MachineRuntime implements MachineContainers {
           if (network === 'none') throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
           this.networks.checkStaticAddress(network, address, record.id);
         }
+        const links = change.links !== undefined && change.links.length > 0 ? this.resolveLinks(change.links) : undefined;
         record.network = network;
+        if (links !== undefined) record.links = links;
         if (change.aliases !== undefined && change.aliases.length > 0) record.aliases = [...new Set(change.aliases)];
         else delete record.aliases;
         if (address !== undefined) record.ipv4Address = address;

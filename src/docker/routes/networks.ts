@@ -139,7 +139,7 @@ const running = (c: Container): boolean => c.state === 'running' || c.state === 
  */
 async function connect(deps: RouteDeps, ctx: Ctx): Promise<void> {
   const { body, c, n, on } = await parties(deps, ctx);
-  const { aliases, ipv4Address } = endpointConfigOf(body.EndpointConfig);
+  const { aliases, ipv4Address, links } = endpointConfigOf(body.EndpointConfig);
   const same = on !== undefined && on.id === n.id;
   if (running(c)) {
     if (same) throw new DockerError(403, `endpoint with name ${c.name} already exists in network ${n.name}`);
@@ -154,7 +154,7 @@ async function connect(deps: RouteDeps, ctx: Ctx): Promise<void> {
       `container ${c.name} is connected to network ${on.name}: a Boson micro-VM has one network card, so a container is on one network; disconnect it from ${on.name} first`,
     );
   }
-  await deps.machine.extras.reconfigure(c.id, { network: n.name, aliases, ipv4Address: ipv4Address ?? null });
+  await deps.machine.extras.reconfigure(c.id, { network: n.name, aliases, ipv4Address: ipv4Address ?? null, links });
   sendEmpty(ctx.res, 200);
 }
 

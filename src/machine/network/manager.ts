@@ -29,7 +29,14 @@ import {
   type Cidr,
 } from './ipam.ts';
 import { holdPort, holdPorts, type HeldPort, type PortBinding } from './ports.ts';
-import { NetworkStateStore, type Endpoint, type NetworkRecord, type NetworkState, type StoredEndpoint } from './state.ts';
+import {
+  NetworkStateStore,
+  type Endpoint,
+  type EndpointLink,
+  type NetworkRecord,
+  type NetworkState,
+  type StoredEndpoint,
+} from './state.ts';
 
 /** What the daemon asks for when a container joins a network. */
 export interface EndpointRequest {
@@ -45,6 +52,8 @@ export interface EndpointRequest {
   hostname?: string;
   /** A static IPv4 address (Docker's IPAMConfig.IPv4Address) instead of the next free one; user networks only. */
   address?: string;
+  /** Legacy links: names only this container resolves, to another container's address on this network. */
+  links?: EndpointLink[];
 }
 
 /** Options of a NetworkManager. */
@@ -353,7 +362,13 @@ export class NetworkManager {
         hosts: [`${formatIPv4(address)}\t${hostname}`],
         ports: held.map((h) => h.binding),
       };
-      const stored: StoredEndpoint = { endpoint, containerName: req.containerName, aliases: [...req.aliases], hostname };
+      const stored: StoredEndpoint = {
+        endpoint,
+        containerName: req.containerName,
+        aliases: [...req.aliases],
+        hostname,
+        ...(req.links && req.links.length > 0 ? { links: structuredClone(req.links) } : {}),
+      };
       try {
         await ipBatch([`tuntap add dev ${tap} mode tap`, `link set dev ${tap} master ${n.bridge}`, `link set dev ${tap} up`]);
         this.s.endpoints.push(stored);
@@ -668,13 +683,18 @@ export class NetworkManager {
     this.refreshNames(n);
   }
 
-  /** The names on a network: container names, aliases and short ids (none on the default network, as in Docker). */
+  /**
+   * The names on a network: container names, aliases and short ids (none on the default network, as in Docker);
+   * and each linking container's links, to the address its linked container has here now (so a linked container
+   * that restarts with another address is found again; one that is not on the network is not answered).
+   */
   private refreshNames(n: NetworkRecord): void {
     const server = this.dns.get(n.id);
     if (!server) return;
     const names = new Map<string, string[]>();
+    const here = this.s.endpoints.filter((x) => x.endpoint.network === n.id);
     if (!n.builtin) {
-      for (const se of this.s.endpoints.filter((x) => x.endpoint.network === n.id)) {
+      for (const se of here) {
         for (const name of [se.containerName, ...se.aliases, se.endpoint.containerId.slice(0, 12)]) {
           if (!name) continue;
           const k = name.toLowerCase();
@@ -682,7 +702,16 @@ export class NetworkManager {
         }
       }
     }
-    server.setNames(names);
+    const bySource = new Map<string, Map<string, string[]>>();
+    for (const se of here) {
+      const table = new Map<string, string[]>();
+      for (const link of se.links ?? []) {
+        const target = here.find((x) => x.endpoint.containerId === link.containerId);
+        if (target) for (const name of link.names) if (name) table.set(name.toLowerCase(), [target.endpoint.address]);
+      }
+      if (table.size > 0) bySource.set(se.endpoint.address, table);
+    }
+    server.setNames(names, bySource);
   }
 
   private async reholdPorts(se: StoredEndpoint): Promise<void> {

@@ -51,6 +51,14 @@ export interface StoredEndpoint {
   containerName: string;
   aliases: string[];
   hostname: string;
+  /** Legacy links: names (alias, the linked container's name) that only this container resolves, to that container's address here. */
+  links?: EndpointLink[];
+}
+
+/** A legacy link (`--link name:alias`): these names resolve, for the linking container only, to `containerId`'s address. */
+export interface EndpointLink {
+  containerId: string;
+  names: string[];
 }
 
 /** The whole persisted state, as the manager holds it in memory. */
