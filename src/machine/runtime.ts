@@ -58,6 +58,7 @@ import type {
   WaitResult,
 } from './port/index.ts';
 import { containerView } from './view.ts';
+import { HelperVms } from './helper-vms.ts';
 
 /** Default memory of a micro-VM, in MiB. */
 export const DEFAULT_MEMORY_MIB = 256;
@@ -76,6 +77,8 @@ export interface ExecRecord {
   exitCode: number | null;
   pid: number | null;
   session: number;
+  /** Runs in a helper micro-VM of the container's disks when the container is not running (ExecSpec.offline). */
+  offline?: boolean;
 }
 
 /** One process's live connection to a running VM. */
@@ -209,6 +212,11 @@ export class MachineRuntime implements MachineContainers {
   private readonly lock = new KeyedMutex();
   private readonly waiters = new Map<string, Array<{ condition: WaitCondition; resolve: (r: WaitResult) => void }>>();
   private readonly execs = new Map<string, ExecRecord>();
+  /** Helper micro-VMs of containers that are not running, for their files (offline execs; see helper-vms.ts). */
+  private readonly helperVms = new HelperVms<Live>({
+    idleMs: 3000,
+    background: (work, what) => this.background(work, what),
+  });
   private closing = false;
   private readonly diskFull: DiskFullGuard;
   private readonly paths: BosonPaths;
@@ -324,6 +332,7 @@ export class MachineRuntime implements MachineContainers {
   async close(): Promise<void> {
     this.closing = true;
     this.diskFull.close();
+    await this.helperVms.endAll();
     for (const live of this.live.values()) {
       live.finished = true;
       live.ctl.close();
@@ -582,6 +591,8 @@ export class MachineRuntime implements MachineContainers {
     const record = this.registry.get(id);
     if (record.state === 'running' && this.live.has(id)) return;
     this.checkOwned(record);
+    // A helper VM serving a copy from its disks goes first: two VMs must never write one disk.
+    await this.helperVms.end(id);
     const t0 = performance.now();
     // The root disk, the boot bundle and the runtime directory do not depend on each other.
     const runtimeDir = this.options.detached ? this.runtimeDir(id) : undefined;
@@ -1105,6 +1116,7 @@ export class MachineRuntime implements MachineContainers {
     } catch {
       return;
     }
+    await this.helperVms.end(id, undefined, 0);
     const live = this.live.get(id);
     if (live) {
       if (!force) throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running: stop it first or use --force`);
@@ -1338,6 +1350,116 @@ export class MachineRuntime implements MachineContainers {
     }
   }
 
+  /**
+   * The live VM an offline exec of container `id` runs in: the container's own when it was started meanwhile, else
+   * its helper micro-VM (booted now if it has none); `release` when the exec has ended.
+   */
+  private helperFor(id: string): Promise<{ live: Live; release: () => void }> {
+    return this.lock.run(id, async () => {
+      const running = this.live.get(id);
+      if (running) return { live: running, release: () => undefined };
+      return this.helperVms.acquire(id, () => this.bootHelper(id));
+    });
+  }
+
+  /**
+   * Boots a helper micro-VM of a container that is not running: its image root, writable layer and volumes (not
+   * its bind mounts, which need the daemon's virtiofsd), no network, and a main process that waits on its stdin
+   * (`sh`, which the copy's stat and tar need anyway). Bound to this process like an embedded VM, so it dies with
+   * the daemon. Its output goes to a log of its own, never to the container's.
+   */
+  private async bootHelper(id: string): Promise<{ live: Live; cleanup: () => Promise<void> }> {
+    const record = this.registry.get(id);
+    this.checkOwned(record);
+    if (record.state === 'running' || record.state === 'restarting')
+      throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running in another Boson process`);
+    const [rootDisk, bundle] = await Promise.all([
+      this.images.resolve(record.imageId).then((image) => this.images.rootDisk(image)),
+      this.bootBundle(),
+    ]);
+    await checkHostCapacity(record.resources.memoryMiB, this.paths.stateDir);
+    const logFile = path.join(this.registry.containerDir(id), 'helper.log');
+    const cleanup = async (): Promise<void> => {
+      this.releaseVolumes(id);
+      await rm(logFile, { force: true });
+    };
+    try {
+      const { disks, mounts } = await this.mountPlan({ ...record, mounts: (record.mounts ?? []).filter((m) => m.type === 'volume') });
+      const accel = await this.vmm.accelerator();
+      let ctl!: ControlChannel;
+      const { vm } = await bootWithWatchdog(
+        {
+          kernel: bundle.kernelPath,
+          initramfs: bundle.initramfsPath,
+          acpi: bundle.acpi,
+          memoryMiB: record.resources.memoryMiB,
+          cpus: record.resources.cpus,
+          disks: [
+            { serial: 'boson-root', path: rootDisk.path, readOnly: true },
+            { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },
+            ...disks,
+          ],
+          shares: [],
+          runtimeDir: undefined,
+          logFile,
+          nics: [],
+          debug: this.options.debug,
+          jail: this.jailFor(record, undefined),
+        },
+        (booting: Vm) => {
+          ctl = new ControlChannel(booting.channel);
+          return ctl.waitForHello();
+        },
+        { timeoutMs: this.options.bootTimeoutMs ?? (accel === 'kvm' ? 5000 : 15000), attempts: 3 },
+        (config) => this.vmm.launch(config),
+      );
+      const started = new Promise<void>((resolve, reject) => {
+        let guestError: BosonError | undefined;
+        ctl.onSession(0, (frame) => {
+          if (frame.type === FrameType.STARTED) resolve();
+          else if (frame.type === FrameType.ERROR) guestError = guestErrorOf(frame);
+          else if (frame.type === FrameType.EXIT)
+            reject(guestError ?? new BosonError('CONTAINER_START_FAILED', 'the helper ended at once'));
+        });
+        ctl.onClose(() => reject(new BosonError('GUEST_CRASHED', 'the helper micro-VM ended before it was ready')));
+      });
+      ctl.send(
+        FrameType.SPEC,
+        encodeSpec({
+          argv: ['sh', '-c', 'read -r _ || :'],
+          env: record.config.env,
+          cwd: '/',
+          user: '0',
+          hostname: record.config.hostname,
+          tty: false,
+          stdin: true,
+          rootDisk: 'boson-root',
+          rootFstype: rootDisk.fstype,
+          scratchDisk: 'boson-scratch',
+          logPort: true,
+          clockNs: BigInt(Date.now()) * 1_000_000n,
+          mounts,
+        }),
+      );
+      try {
+        await started;
+      } catch (err) {
+        await vm.shutdown(1000);
+        const e = toBosonError(err);
+        if (e.code === 'COMMAND_NOT_FOUND' || e.code === 'COMMAND_NOT_EXECUTABLE')
+          throw new BosonError(
+            'CONTAINER_NOT_RUNNING',
+            `container ${record.name} is not running, and its image has no shell (sh) for Boson to reach its files with while it is stopped: start it first`,
+          );
+        throw err;
+      }
+      return { live: { vm, ctl, logFile, execs: new Map(), nextSession: 1, finished: false }, cleanup };
+    } catch (err) {
+      await cleanup();
+      throw err;
+    }
+  }
+
   /** Resizes a running container's pty. */
   async resize(_ctx: RequestContext, ref: string, rows: number, cols: number): Promise<void> {
     const record = this.registry.get(ref);
@@ -1352,7 +1474,8 @@ export class MachineRuntime implements MachineContainers {
   /** Creates an exec record (see createExec). */
   newExec(ref: string, spec: ExecSpec): ExecRecord {
     const record = this.registry.get(ref);
-    if (!this.live.has(record.id)) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
+    const offline = spec.offline === true && !this.live.has(record.id) && record.state !== 'running' && record.state !== 'restarting';
+    if (!this.live.has(record.id) && !offline) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
     const paused = this.diskFull.reason(record.id);
     if (paused !== undefined)
       throw new BosonError(
@@ -1374,6 +1497,7 @@ export class MachineRuntime implements MachineContainers {
       exitCode: null,
       pid: null,
       session: 0,
+      ...(offline ? { offline } : {}),
     };
     this.execs.set(exec.id, exec);
     return exec;
@@ -1402,7 +1526,9 @@ export class MachineRuntime implements MachineContainers {
   async startExec(_ctx: RequestContext, id: string, sink: StreamSink): Promise<ExecSession> {
     const exec = this.getExec(id);
     if (exec.running || exec.exitCode !== null) throw new BosonError('INVALID_ARGUMENT', `exec ${id.slice(0, 12)} has already run`);
-    const live = this.live.get(exec.containerId);
+    let live = this.live.get(exec.containerId);
+    let release = (): void => undefined;
+    if (!live && exec.offline) ({ live, release } = await this.helperFor(exec.containerId));
     if (!live) throw new BosonError('CONTAINER_NOT_RUNNING', 'the container is not running');
     const session = live.nextSession;
     live.nextSession = live.nextSession >= 65535 ? 1 : live.nextSession + 1;
@@ -1416,6 +1542,7 @@ export class MachineRuntime implements MachineContainers {
         exec.exitCode = code;
         live.execs.delete(session);
         live.ctl.offSession(session);
+        release();
         resolveExit(code);
         reject(startError ?? new BosonError('CONTAINER_NOT_RUNNING', 'the container stopped before the exec started'));
       };

@@ -146,6 +146,11 @@ export const ExecSpec = Type.Object(
     user: Type.Optional(Type.String()),
     tty: Type.Optional(Type.Boolean()),
     stdin: Type.Optional(Type.Boolean()),
+    /**
+     * When the container is not running, run in a short-lived helper micro-VM booted from its disks (no network,
+     * not its command) instead of refusing: how its files are reached while it is stopped (`docker cp`).
+     */
+    offline: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
