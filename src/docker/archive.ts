@@ -46,23 +46,6 @@ function absolute(record: Container, p: string): string {
   return path.resolve(record.config.cwd || '/', p);
 }
 
-/**
- * Refuses (409) a path at or under a bind mount of a container that is not running: its helper micro-VM has the
- * container's own disks and volumes, but bind mounts are the host's and need the daemon's file server.
- */
-export function checkReachableWhileStopped(record: Container, p: string): void {
-  if (record.state === 'running' || record.state === 'restarting') return;
-  const abs = absolute(record, p);
-  const bind = record.mounts.find(
-    (m) => m.type === 'bind' && (abs === m.destination || abs.startsWith(`${m.destination.replace(/\/$/, '')}/`)),
-  );
-  if (bind && bind.type === 'bind')
-    throw new DockerError(
-      409,
-      `${p} in container ${record.name} is in a bind mount of the host (${bind.source}), which Boson serves only while the container runs: copy ${bind.source} on the host, or start the container`,
-    );
-}
-
 const notFound = (p: string, record: Container): DockerError =>
   new DockerError(404, `Could not find the file ${p} in container ${record.name}`);
 

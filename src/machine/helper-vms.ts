@@ -1,6 +1,6 @@
 /**
  * Helper micro-VMs: the files of a container that is not running are reached by booting its own disks (image root,
- * writable layer, volumes) in a short-lived micro-VM with no network, whose main process only waits, and running
+ * writable layer, volumes, bind mounts) in a short-lived micro-VM with no network, whose main process only waits, and running
  * execs there (`docker cp` of a stopped container: busybox `stat` and `tar` in the guest, as for a running one).
  * The host never mounts or parses the guest-written filesystem (docs/security.md). A helper serves every exec of
  * its container until it has been idle for `idleMs`, so that a copy's stat and transfer share one boot; it is ended

@@ -1363,28 +1363,32 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /**
-   * Boots a helper micro-VM of a container that is not running: its image root, writable layer and volumes (not
-   * its bind mounts, which need the daemon's virtiofsd), no network, and a main process that waits on its stdin
-   * (`sh`, which the copy's stat and tar need anyway). Bound to this process like an embedded VM, so it dies with
-   * the daemon. Its output goes to a log of its own, never to the container's.
+   * Boots a helper micro-VM of a container that is not running: its image root, writable layer, volumes and bind
+   * mounts, no network, and a main process that waits on its stdin (`sh`, which the copy's stat and tar need
+   * anyway). It is jailed like the container's own VM would be (the workload's files are as untrusted as the
+   * workload), in the container's runtime directory; a daemon that dies leaves it to the next one's orphan sweep.
+   * Its output goes to a log of its own, never to the container's.
    */
   private async bootHelper(id: string): Promise<{ live: Live; cleanup: () => Promise<void> }> {
     const record = this.registry.get(id);
     this.checkOwned(record);
     if (record.state === 'running' || record.state === 'restarting')
       throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running in another Boson process`);
+    const runtimeDir = this.options.detached ? this.runtimeDir(id) : undefined;
     const [rootDisk, bundle] = await Promise.all([
       this.images.resolve(record.imageId).then((image) => this.images.rootDisk(image)),
       this.bootBundle(),
+      runtimeDir ? rm(runtimeDir, { recursive: true, force: true }).then(() => mkdir(runtimeDir, { recursive: true })) : undefined,
     ]);
     await checkHostCapacity(record.resources.memoryMiB, this.paths.stateDir);
     const logFile = path.join(this.registry.containerDir(id), 'helper.log');
     const cleanup = async (): Promise<void> => {
       this.releaseVolumes(id);
+      if (runtimeDir) await this.vmm.cleanup(runtimeDir).catch(() => undefined);
       await rm(logFile, { force: true });
     };
     try {
-      const { disks, mounts } = await this.mountPlan({ ...record, mounts: (record.mounts ?? []).filter((m) => m.type === 'volume') });
+      const { disks, shares, mounts } = await this.mountPlan(record);
       const accel = await this.vmm.accelerator();
       let ctl!: ControlChannel;
       const { vm } = await bootWithWatchdog(
@@ -1399,12 +1403,12 @@ export class MachineRuntime implements MachineContainers {
             { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },
             ...disks,
           ],
-          shares: [],
-          runtimeDir: undefined,
+          shares,
+          runtimeDir,
           logFile,
           nics: [],
           debug: this.options.debug,
-          jail: this.jailFor(record, undefined),
+          jail: this.jailFor(record, runtimeDir),
         },
         (booting: Vm) => {
           ctl = new ControlChannel(booting.channel);

@@ -5,7 +5,7 @@
 import { writableReady } from '../../common/index.ts';
 import { type Container, type ContainerStats, localContext } from '../../machine/port/index.ts';
 import { hostCpuCount } from '../../machine/client/index.ts';
-import { archiveGet, archivePut, archiveStat, checkReachableWhileStopped } from '../archive.ts';
+import { archiveGet, archivePut, archiveStat } from '../archive.ts';
 import { DockerError, badRequest } from '../errors.ts';
 import { rfc3339Nano } from '../format.ts';
 import { flag, readUpgradeBody, sendEmpty, sendJson, type Ctx } from '../http.ts';
@@ -22,15 +22,15 @@ export function registerContainerIoRoutes(router: Router, deps: RouteDeps): void
   router.on('GET', `/containers/${ID}/stats`, (ctx) => containerStats(deps, ctx));
   router.on('GET', `/containers/${ID}/top`, (ctx) => containerTop(deps, ctx));
   router.on('HEAD', `/containers/${ID}/archive`, async ({ res, params, query }) => {
-    const stat = await archiveStat(m, await filesOf(deps, params[0]!, requiredPath(query)), requiredPath(query));
+    const stat = await archiveStat(m, await filesOf(deps, params[0]!), requiredPath(query));
     res.writeHead(200, { 'X-Docker-Container-Path-Stat': stat, 'Content-Length': 0 });
     res.end();
   });
   router.on('GET', `/containers/${ID}/archive`, async ({ res, params, query }) => {
-    await archiveGet(m, await filesOf(deps, params[0]!, requiredPath(query)), requiredPath(query), res);
+    await archiveGet(m, await filesOf(deps, params[0]!), requiredPath(query), res);
   });
   router.on('PUT', `/containers/${ID}/archive`, async ({ req, res, params, query }) => {
-    await archivePut(m, await filesOf(deps, params[0]!, requiredPath(query)), requiredPath(query), req, flag(query, 'copyUIDGID'));
+    await archivePut(m, await filesOf(deps, params[0]!), requiredPath(query), req, flag(query, 'copyUIDGID'));
     sendEmpty(res, 200);
   });
   // Attach without a connection upgrade (SDKs): the stream is the response body.
@@ -167,11 +167,9 @@ export function psTable(output: string, self: string): { Titles: string[]; Proce
 }
 
 /** A container `docker cp` can reach: its files are copied through its running micro-VM. */
-/** The container whose files `p` names: running, or stopped with `p` outside its bind mounts (409 otherwise). */
-async function filesOf(deps: RouteDeps, ref: string, p: string): Promise<Container> {
-  const c = await deps.machine.containers.inspect(LOCAL, ref);
-  checkReachableWhileStopped(c, p);
-  return c;
+/** The container whose files a copy reads or writes, in any state (a stopped one is served by a helper micro-VM). */
+async function filesOf(deps: RouteDeps, ref: string): Promise<Container> {
+  return deps.machine.containers.inspect(LOCAL, ref);
 }
 
 function streamType(tty: boolean): string {
