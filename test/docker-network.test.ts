@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { collect, useDaemonHost, type BosonResult } from './helpers.ts';
+import { collect, runBoson, useDaemonHost, type BosonResult } from './helpers.ts';
 import { debianDocker } from './docker-clis.ts';
 
 const out = (r: BosonResult): string => r.stdout.toString();
@@ -44,7 +44,9 @@ describe('docker network features inside the guest (Debian docker CLI)', () => {
     ok(r, `ip addr in ${name}`);
     return [...out(r).matchAll(/inet (\d+\.\d+\.\d+\.\d+\/\d+)/g)].map((m) => m[1]!);
   };
-  const inspectNet = async (name: string): Promise<Record<string, { IPAddress: string; IPAMConfig: { IPv4Address?: string } | null }>> => {
+  const inspectNet = async (
+    name: string,
+  ): Promise<Record<string, { IPAddress: string; IPAMConfig: { IPv4Address?: string } | null; Aliases: string[] | null }>> => {
     const r = await docker(['inspect', name, '--format', '{{json .NetworkSettings.Networks}}']);
     ok(r, `inspect ${name}`);
     return JSON.parse(out(r));
@@ -119,12 +121,29 @@ describe('docker network features inside the guest (Debian docker CLI)', () => {
       ok(await docker(['start', 'ip-d']), 'start ip-d');
       assert.deepEqual(await guestAddresses('ip-d'), [`${net}.80/24`]);
 
+      // The same through Boson's own API (the port's connect with an endpoint: REST, typed client, boson CLI).
+      ok(await docker(['create', '--name', 'ip-f', 'busybox', 'sleep', '600']), 'create ip-f');
+      const taken2 = await runBoson(host(), ['network', 'connect', '--ip', `${net}.80`, 'ipnet', 'ip-f']);
+      assert.notEqual(taken2.code, 0);
+      assert.match(taken2.stderr, /Address already in use/);
+      const viaBoson = await runBoson(host(), ['network', 'connect', '--ip', `${net}.90`, '--alias', 'viaboson', 'ipnet', 'ip-f']);
+      assert.equal(viaBoson.code, 0, viaBoson.stderr);
+      const f = await inspectNet('ip-f');
+      assert.deepEqual(Object.keys(f), ['ipnet']);
+      assert.deepEqual(f.ipnet!.IPAMConfig, { IPv4Address: `${net}.90` });
+      assert.ok(f.ipnet!.Aliases?.includes('viaboson'), JSON.stringify(f.ipnet!.Aliases));
+      ok(await docker(['start', 'ip-f']), 'start ip-f');
+      assert.deepEqual(await guestAddresses('ip-f'), [`${net}.90/24`]);
+      const hot = await runBoson(host(), ['network', 'connect', 'bridge', 'ip-f']);
+      assert.notEqual(hot.code, 0);
+      assert.match(hot.stderr, /cannot have it hot-plugged or removed; stop the container, change its network, then start it/);
+
       // The address is free again once its holder stops: another container may take it.
       ok(await docker(['rm', '-f', 'ip-a']), 'rm ip-a');
       ok(await docker(['run', '-d', '--name', 'ip-e', '--network', 'ipnet', '--ip', `${net}.50`, 'busybox', 'sleep', '600']), 'reuse');
       assert.deepEqual(await guestAddresses('ip-e'), [`${net}.50/24`]);
     } finally {
-      await docker(['rm', '-f', 'ip-a', 'ip-b', 'ip-c', 'ip-d', 'ip-e']);
+      await docker(['rm', '-f', 'ip-a', 'ip-b', 'ip-c', 'ip-d', 'ip-e', 'ip-f']);
       await docker(['network', 'rm', 'ipnet']);
     }
   });

@@ -7,6 +7,7 @@
 import { BosonError, isBosonError } from '../common/index.ts';
 import type { MachineNetworks } from './port/machine.ts';
 import type {
+  EndpointConfig,
   Network,
   NetworkContainer,
   NetworkCreateRequest,
@@ -25,7 +26,7 @@ export interface NetworkServiceContainers {
    * Sets the network a container joins ('none': no network), checking first that it does not run
    * (CONTAINER_RUNNING) and, given `from`, that it joins that network now (INVALID_ARGUMENT otherwise).
    */
-  setNetwork(ref: string, network: string, check: { from?: NetworkRecord; to?: NetworkRecord }): Promise<void>;
+  setNetwork(ref: string, network: string, check: { from?: NetworkRecord; to?: NetworkRecord }, endpoint?: EndpointConfig): Promise<void>;
 }
 
 /** True when a container record names network `n` (by name or id). */
@@ -73,9 +74,9 @@ export class NetworkService implements MachineNetworks {
     await this.networks.remove(ref);
   }
 
-  async connect(_ctx: RequestContext, ref: string, container: string): Promise<void> {
+  async connect(_ctx: RequestContext, ref: string, container: string, endpoint?: EndpointConfig): Promise<void> {
     const n = await this.networks.get(ref);
-    await this.containers.setNetwork(container, n.name, { to: n });
+    await this.containers.setNetwork(container, n.name, endpoint ? {} : { to: n }, endpoint);
   }
 
   async disconnect(_ctx: RequestContext, ref: string, container: string): Promise<void> {

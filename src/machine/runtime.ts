@@ -40,6 +40,7 @@ import type {
   Attachment,
   Container,
   ContainerSpec,
+  EndpointConfig,
   ContainerStats,
   ExecInstance,
   ExecSession,
@@ -531,24 +532,55 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /**
-   * Sets the network a created or exited container joins at its next start ('none': none); CONTAINER_RUNNING
-   * while it runs. `check.from`: it must join that network now; `check.to`: it must not already.
+   * Sets the network a created or exited container joins at its next start ('none': none), with `endpoint`'s
+   * aliases, static address and links (see applyNetwork); CONTAINER_RUNNING while it runs. `check.from`: it must
+   * join that network now; `check.to`: it must not already.
    */
-  async setContainerNetwork(ref: string, network: string, check: { from?: NetworkRecord; to?: NetworkRecord } = {}): Promise<void> {
+  async setContainerNetwork(
+    ref: string,
+    network: string,
+    check: { from?: NetworkRecord; to?: NetworkRecord } = {},
+    endpoint: EndpointConfig = {},
+  ): Promise<void> {
     const { id } = this.registry.get(ref);
     await this.lock.run(id, async () => {
       const record = this.registry.get(id);
-      if (record.state === 'running' || record.state === 'restarting') {
-        throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running: its network is changed while it is stopped`);
-      }
-      if (check.to && joins(record, check.to))
+      if (check.to && joins(record, check.to) && record.state !== 'running' && record.state !== 'restarting')
         throw new BosonError('ALREADY_CONNECTED', `container ${record.name} is already connected to network ${check.to.name}`);
       if (check.from && !joins(record, check.from))
         throw new BosonError('INVALID_ARGUMENT', `container ${record.name} is not connected to network ${check.from.name}`);
+      await this.applyNetwork(record, network, endpoint);
       if (network === 'none' && (record.ports ?? []).length > 0) record.ports = [];
-      record.network = network;
       await this.registry.save(record);
     });
+  }
+
+  /**
+   * Changes in `record` (not saved) the network its next start joins, with `endpoint`'s aliases and static address
+   * (which replace the old ones: they belonged to the old endpoint) and links (kept unless new ones are given);
+   * everything is checked first, so a refusal changes nothing. CONTAINER_RUNNING while it runs: a micro-VM's one
+   * network card is chosen when it boots.
+   */
+  private async applyNetwork(record: ContainerRecord, network: string, endpoint: EndpointConfig): Promise<void> {
+    if (record.state === 'running' || record.state === 'restarting') {
+      throw new BosonError(
+        'CONTAINER_RUNNING',
+        `container ${record.name} is running: a Boson micro-VM has one network card, chosen when it boots, and a running one cannot have it hot-plugged or removed; stop the container, change its network, then start it`,
+      );
+    }
+    if (network !== 'none') await this.networks.get(network);
+    const address = endpoint.ipv4Address;
+    if (address !== undefined) {
+      if (network === 'none') throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
+      this.networks.checkStaticAddress(network, address, record.id);
+    }
+    const links = endpoint.links !== undefined && endpoint.links.length > 0 ? this.resolveLinks(endpoint.links) : undefined;
+    record.network = network;
+    if (links !== undefined) record.links = links;
+    if (endpoint.aliases !== undefined && endpoint.aliases.length > 0) record.aliases = [...new Set(endpoint.aliases)];
+    else delete record.aliases;
+    if (address !== undefined) record.ipv4Address = address;
+    else delete record.ipv4Address;
   }
 
   /** Every container record (running only unless `all`), newest first. */
@@ -908,26 +940,11 @@ export class MachineRuntime implements MachineContainers {
     return this.lock.run(id, async () => {
       const record = this.registry.get(id);
       if (change.network !== undefined) {
-        if (record.state === 'running' || record.state === 'restarting') {
-          throw new BosonError(
-            'CONTAINER_RUNNING',
-            `container ${record.name} is running: a running micro-VM cannot have a network card hot-plugged or removed; stop it, change its network, then start it`,
-          );
-        }
-        const network = change.network;
-        if (network !== 'none') await this.networks.get(network);
-        const address = change.ipv4Address ?? undefined;
-        if (address !== undefined) {
-          if (network === 'none') throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
-          this.networks.checkStaticAddress(network, address, record.id);
-        }
-        const links = change.links !== undefined && change.links.length > 0 ? this.resolveLinks(change.links) : undefined;
-        record.network = network;
-        if (links !== undefined) record.links = links;
-        if (change.aliases !== undefined && change.aliases.length > 0) record.aliases = [...new Set(change.aliases)];
-        else delete record.aliases;
-        if (address !== undefined) record.ipv4Address = address;
-        else delete record.ipv4Address;
+        await this.applyNetwork(record, change.network, {
+          ...(change.aliases !== undefined ? { aliases: change.aliases } : {}),
+          ...(change.ipv4Address != null ? { ipv4Address: change.ipv4Address } : {}),
+          ...(change.links !== undefined ? { links: change.links } : {}),
+        });
       }
       if (change.restartPolicy !== undefined) {
         if (record.autoRemove && change.restartPolicy.name !== 'no')

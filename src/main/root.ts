@@ -120,7 +120,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
       // A container's network changes under the runtime's lock for that container (the runtime exists by the first call).
       networkService: new NetworkService(networks, {
         list: () => registry.list(),
-        setNetwork: (ref, network, check) => runtime.setContainerNetwork(ref, network, check),
+        setNetwork: (ref, network, check, endpoint) => runtime.setContainerNetwork(ref, network, check, endpoint),
       }),
       eventService: new EventService(registry),
     },

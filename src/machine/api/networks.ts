@@ -5,12 +5,15 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { MachineNetworks } from '../port/machine.ts';
-import { Network, NetworkCreateRequest, NetworkInspect, NetworkPruneResult } from '../port/schemas.ts';
+import { EndpointConfig, Network, NetworkCreateRequest, NetworkInspect, NetworkPruneResult } from '../port/schemas.ts';
 import { errors, noContent, type ContextOf } from './routing.ts';
 
 const NameParams = Type.Object({ name: Type.String({ description: 'network name, id or id prefix' }) });
 const ConnectBody = Type.Object(
-  { container: Type.String({ minLength: 1, description: 'container name, id or id prefix' }) },
+  {
+    container: Type.String({ minLength: 1, description: 'container name, id or id prefix' }),
+    ...EndpointConfig.properties,
+  },
   { additionalProperties: false },
 );
 
@@ -79,7 +82,10 @@ export function networkRoutes(networks: MachineNetworks, context: ContextOf): Fa
           schema: { tags, summary, params: NameParams, body: ConnectBody, response: { 204: noContent, ...errors } },
         },
         async (req, reply) => {
-          await networks[verb](context(req), req.params.name, req.body.container);
+          const { container, ...endpoint } = req.body;
+          if (verb === 'connect')
+            await networks.connect(context(req), req.params.name, container, Object.keys(endpoint).length > 0 ? endpoint : undefined);
+          else await networks.disconnect(context(req), req.params.name, container);
           return reply.code(204).send();
         },
       );

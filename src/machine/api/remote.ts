@@ -31,6 +31,7 @@ import type {
   Container,
   ContainerSpec,
   ContainerStats,
+  EndpointConfig,
   Event,
   ExecInstance,
   ExecSpec,
@@ -166,8 +167,8 @@ export class RemoteNetworks implements MachineNetworks {
     await this.client.request('DELETE', `/v1/networks/${seg(ref)}`);
   }
 
-  async connect(_ctx: RequestContext, ref: string, container: string): Promise<void> {
-    await this.client.request('POST', `/v1/networks/${seg(ref)}/connect`, { container });
+  async connect(_ctx: RequestContext, ref: string, container: string, endpoint?: EndpointConfig): Promise<void> {
+    await this.client.request('POST', `/v1/networks/${seg(ref)}/connect`, { container, ...(endpoint ?? {}) });
   }
 
   async disconnect(_ctx: RequestContext, ref: string, container: string): Promise<void> {

@@ -8,6 +8,7 @@ import type {
   Container,
   ContainerSpec,
   ContainerStats,
+  EndpointConfig,
   Event,
   ExecInstance,
   ExecSpec,
@@ -192,10 +193,13 @@ export interface MachineNetworks {
   /** Removes a network; NETWORK_IN_USE while containers join it, and for the predefined one. */
   remove(ctx: RequestContext, ref: string): Promise<void>;
   /**
-   * Makes a container join network `ref` (instead of the one it joins: a container has one network). A running
-   * container is refused (CONTAINER_RUNNING): it joins at its next start.
+   * Makes a container join network `ref` (instead of the one it joins: a container has one network), with the
+   * aliases, static address and links of `endpoint` (which replace its old aliases and address; links are kept
+   * unless new ones are given). On the network it joins already: ALREADY_CONNECTED without `endpoint`, its endpoint
+   * settings replaced with one. A running container is refused (CONTAINER_RUNNING): a micro-VM's network card is
+   * chosen when it boots, so a container joins at its next start.
    */
-  connect(ctx: RequestContext, ref: string, container: string): Promise<void>;
+  connect(ctx: RequestContext, ref: string, container: string, endpoint?: EndpointConfig): Promise<void>;
   /** Takes a container off network `ref` (it then has no network); refused while it runs (CONTAINER_RUNNING). */
   disconnect(ctx: RequestContext, ref: string, container: string): Promise<void>;
   /** Removes the networks no container joins (never the predefined one). */

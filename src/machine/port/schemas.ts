@@ -110,6 +110,17 @@ export const LinkSpec = Type.Object(
 );
 export type LinkSpec = Static<typeof LinkSpec>;
 
+/** How a container joins a network (Docker's EndpointSettings): DNS aliases there, a static address, legacy links. */
+export const EndpointConfig = Type.Object(
+  {
+    aliases: Type.Optional(Type.Array(Type.String())),
+    ipv4Address: Type.Optional(Type.String()),
+    links: Type.Optional(Type.Array(LinkSpec)),
+  },
+  { additionalProperties: false },
+);
+export type EndpointConfig = Static<typeof EndpointConfig>;
+
 /** Everything a machine needs to create a container: the one container request of Boson. */
 export const ContainerSpec = Type.Object(
   {
