@@ -40,7 +40,8 @@ import type {
   Attachment,
   Container,
   ContainerSpec,
-  EndpointConfig,
+  ContainerUpdate,
+  NetworkConnectOptions,
   ContainerStats,
   ExecInstance,
   ExecSession,
@@ -532,25 +533,25 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /**
-   * Sets the network a created or exited container joins at its next start ('none': none), with `endpoint`'s
-   * aliases, static address and links (see applyNetwork); CONTAINER_RUNNING while it runs. `check.from`: it must
-   * join that network now; `check.to`: it must not already.
+   * Sets the network a created or exited container joins at its next start ('none': none), with the aliases, static
+   * address and links of `options` (see applyNetwork; its published ports stay: they are published on the network it
+   * joins next); CONTAINER_RUNNING while it runs. `check.from`: it must join that network now; `check.to`: it must
+   * not already, unless `options` are given (they then replace its settings there).
    */
   async setContainerNetwork(
     ref: string,
     network: string,
     check: { from?: NetworkRecord; to?: NetworkRecord } = {},
-    endpoint: EndpointConfig = {},
+    given?: NetworkConnectOptions,
   ): Promise<void> {
     const { id } = this.registry.get(ref);
     await this.lock.run(id, async () => {
       const record = this.registry.get(id);
-      if (check.to && joins(record, check.to) && record.state !== 'running' && record.state !== 'restarting')
+      if (check.to && joins(record, check.to) && given === undefined && record.state !== 'running' && record.state !== 'restarting')
         throw new BosonError('ALREADY_CONNECTED', `container ${record.name} is already connected to network ${check.to.name}`);
       if (check.from && !joins(record, check.from))
         throw new BosonError('INVALID_ARGUMENT', `container ${record.name} is not connected to network ${check.from.name}`);
-      await this.applyNetwork(record, network, endpoint);
-      if (network === 'none' && (record.ports ?? []).length > 0) record.ports = [];
+      await this.applyNetwork(record, network, given ?? {});
       await this.registry.save(record);
     });
   }
@@ -561,7 +562,7 @@ export class MachineRuntime implements MachineContainers {
    * everything is checked first, so a refusal changes nothing. CONTAINER_RUNNING while it runs: a micro-VM's one
    * network card is chosen when it boots.
    */
-  private async applyNetwork(record: ContainerRecord, network: string, endpoint: EndpointConfig): Promise<void> {
+  private async applyNetwork(record: ContainerRecord, network: string, endpoint: NetworkConnectOptions): Promise<void> {
     if (record.state === 'running' || record.state === 'restarting') {
       throw new BosonError(
         'CONTAINER_RUNNING',
@@ -921,31 +922,10 @@ export class MachineRuntime implements MachineContainers {
     });
   }
 
-  /**
-   * Changes a container's settings after create. `network` (with its `aliases` and `ipv4Address`, which replace the
-   * old ones) only while it is not running: a micro-VM gets its one network card when it boots, so the network is
-   * what the next start joins; CONTAINER_RUNNING otherwise. `restartPolicy` in any state (read at its next exit).
-   */
-  async reconfigure(
-    ref: string,
-    change: {
-      network?: string;
-      aliases?: string[];
-      ipv4Address?: string | null;
-      links?: Array<{ container: string; alias: string }>;
-      restartPolicy?: RestartPolicy;
-    },
-  ): Promise<Container> {
+  async update(_ctx: RequestContext, ref: string, change: ContainerUpdate): Promise<Container> {
     const { id } = this.registry.get(ref);
     return this.lock.run(id, async () => {
       const record = this.registry.get(id);
-      if (change.network !== undefined) {
-        await this.applyNetwork(record, change.network, {
-          ...(change.aliases !== undefined ? { aliases: change.aliases } : {}),
-          ...(change.ipv4Address != null ? { ipv4Address: change.ipv4Address } : {}),
-          ...(change.links !== undefined ? { links: change.links } : {}),
-        });
-      }
       if (change.restartPolicy !== undefined) {
         if (record.autoRemove && change.restartPolicy.name !== 'no')
           throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
@@ -1219,8 +1199,22 @@ export class MachineRuntime implements MachineContainers {
     signal.addEventListener('abort', relay, { once: true });
     if (!this.live.has(record.id) && record.state !== 'restarting') return;
     const ended = new AbortController();
+    // Stdin held until the process runs (see Attachment): the VM is live right after its 'start' event.
+    const held: Array<Buffer | null> = [];
+    let running = this.live.has(record.id);
+    const deliver = (item: Buffer | null): void => {
+      const c = this.live.get(record.id)?.ctl;
+      if (item === null) c?.send(FrameType.STDIN_EOF);
+      else c?.sendStdin(item);
+    };
     const onEvent = (e: MachineEvent): void => {
-      if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) ended.abort();
+      if (e.actorId !== record.id) return;
+      if (e.action === 'die' || e.action === 'destroy') ended.abort();
+      else if (e.action === 'start' && !running)
+        setImmediate(() => {
+          running = true;
+          for (const item of held.splice(0)) deliver(item);
+        });
     };
     this.events.on('event', onEvent);
     try {
@@ -1243,8 +1237,22 @@ export class MachineRuntime implements MachineContainers {
     signal.addEventListener('abort', () => stop.abort(), { once: true });
     // The die event comes once QEMU is gone, so the log is complete: read it to the end, then stop.
     const ended = new AbortController();
+    // Stdin held until the process runs (see Attachment): the VM is live right after its 'start' event.
+    const held: Array<Buffer | null> = [];
+    let running = this.live.has(record.id);
+    const deliver = (item: Buffer | null): void => {
+      const c = this.live.get(record.id)?.ctl;
+      if (item === null) c?.send(FrameType.STDIN_EOF);
+      else c?.sendStdin(item);
+    };
     const onEvent = (e: MachineEvent): void => {
-      if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) ended.abort();
+      if (e.actorId !== record.id) return;
+      if (e.action === 'die' || e.action === 'destroy') ended.abort();
+      else if (e.action === 'start' && !running)
+        setImmediate(() => {
+          running = true;
+          for (const item of held.splice(0)) deliver(item);
+        });
     };
     this.events.on('event', onEvent);
     const done = followLog(
@@ -1257,15 +1265,15 @@ export class MachineRuntime implements MachineContainers {
       ended.signal,
       sink.ready ? () => sink.ready!() : undefined,
     ).finally(() => this.events.off('event', onEvent));
-    const ctl = (): ControlChannel | undefined => this.live.get(record.id)?.ctl;
+    const pass = (item: Buffer | null): void => {
+      if (!record.config.openStdin) return;
+      if (running) deliver(item);
+      else held.push(item);
+    };
     return {
-      stdin: (data) => {
-        if (record.config.openStdin) ctl()?.sendStdin(data);
-      },
-      closeStdin: () => {
-        if (record.config.openStdin) ctl()?.send(FrameType.STDIN_EOF);
-      },
-      resize: (rows, cols) => ctl()?.sendResize(rows, cols),
+      stdin: (data) => pass(data),
+      closeStdin: () => pass(null),
+      resize: (rows, cols) => this.live.get(record.id)?.ctl.sendResize(rows, cols),
       done,
     };
   }
