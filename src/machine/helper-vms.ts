@@ -119,8 +119,13 @@ export class HelperVms<L extends HelperLive> {
     h.ending ??= (async () => {
       if (h.users > 0) await Promise.race([h.drained, delay(drainMs)]);
       if (!h.live.finished) {
+        // boson-init reports the main process's exit only once it has synced the disks: QEMU may go right after.
+        const exitReported = new Promise<void>((resolve) => {
+          h.live.ctl.onSession(0, (frame) => frame.type === FrameType.EXIT && resolve());
+          h.live.ctl.onClose(() => resolve());
+        });
         h.live.ctl.send(FrameType.STDIN_EOF, Buffer.alloc(0), 0);
-        await Promise.race([h.live.vm.exited, delay(10_000)]);
+        await Promise.race([exitReported, h.live.vm.exited, delay(10_000)]);
         await h.live.vm.shutdown(1000);
       }
       await h.cleaned;
