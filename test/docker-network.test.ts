@@ -191,6 +191,14 @@ describe('docker network features inside the guest (Debian docker CLI)', () => {
       ok(viaConnect, 'wget by the connect link');
       assert.equal(out(viaConnect), 'from-db\n');
       assert.match(out(await docker(['inspect', 'lk-c', '--format', '{{json .HostConfig.Links}}'])), /"\/lk-db:\/lk-c\/db2"/);
+      // The linked container recreated under its name (as compose does): the running linking container follows it.
+      ok(await docker(['rm', '-f', 'lk-db']), 'rm lk-db');
+      ok(await serve('lk-db', 'from-db-2', ['--network', 'linknet']), 'run lk-db again');
+      const newAddress = (await inspectNet('lk-db')).linknet!.IPAddress;
+      assert.notEqual(newAddress, dbAddress);
+      const followed = await docker(['exec', 'lk-c', 'sh', '-c', 'nslookup db2 && wget -q -O- http://db2/']);
+      ok(followed, 'the link after the recreate');
+      assert.match(out(followed), new RegExp(`Address: ${newAddress.replaceAll('.', '\\.')}[\\s\\S]*from-db-2\\n$`));
 
       // The default bridge (no names there at all): the link is the only name the linking container resolves.
       ok(await serve('lk-web', 'from-web'), 'run lk-web');

@@ -876,16 +876,28 @@ export class MachineRuntime implements MachineContainers {
    * The DNS names a container's links give it on `network`. On the default network the linked containers must run
    * there (Docker's legacy links); on a user network a link is only a name, answered while its container is there.
    */
-  private async linkNames(record: ContainerRecord, network: string): Promise<Array<{ containerId: string; names: string[] }>> {
+  private async linkNames(
+    record: ContainerRecord,
+    network: string,
+  ): Promise<Array<{ containerId: string; containerName: string; names: string[] }>> {
     const links = record.links ?? [];
     if (links.length === 0) return [];
     const builtin = (await this.networks.get(network)).builtin;
-    const out: Array<{ containerId: string; names: string[] }> = [];
-    for (const l of links) {
-      let target: ContainerRecord;
+    const out: Array<{ containerId: string; containerName: string; names: string[] }> = [];
+    const find = (ref: string): ContainerRecord | undefined => {
       try {
-        target = this.registry.get(l.container);
+        return this.registry.get(ref);
       } catch {
+        return undefined;
+      }
+    };
+    for (const l of links) {
+      // By id, else by name: a linked container removed and created again under its name (compose's recreate) is
+      // linked again, as Docker links by name. On a user network a link is only a name, answered while its
+      // container is there (Docker's too); on the default bridge a missing one is Docker's error.
+      const target = find(l.container) ?? find(l.name);
+      if (!target) {
+        if (!builtin) continue;
         throw new BosonError(
           'INVALID_ARGUMENT',
           `could not get container for ${l.name}: No such container: ${l.name} (linked as ${l.alias})`,
@@ -900,7 +912,7 @@ export class MachineRuntime implements MachineContainers {
         if (target.endpoint?.network !== (await this.networks.get(network)).id)
           throw new BosonError('INVALID_ARGUMENT', `Cannot link to /${target.name}, as it does not belong to the default network`);
       }
-      out.push({ containerId: target.id, names: [...new Set([l.alias, target.name])] });
+      out.push({ containerId: target.id, containerName: target.name, names: [...new Set([l.alias, target.name])] });
     }
     return out;
   }

@@ -706,7 +706,8 @@ export class NetworkManager {
     for (const se of here) {
       const table = new Map<string, string[]>();
       for (const link of se.links ?? []) {
-        const target = here.find((x) => x.endpoint.containerId === link.containerId);
+        const target =
+          here.find((x) => x.endpoint.containerId === link.containerId) ?? here.find((x) => x.containerName === link.containerName);
         if (target) for (const name of link.names) if (name) table.set(name.toLowerCase(), [target.endpoint.address]);
       }
       if (table.size > 0) bySource.set(se.endpoint.address, table);

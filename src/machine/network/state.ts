@@ -55,9 +55,13 @@ export interface StoredEndpoint {
   links?: EndpointLink[];
 }
 
-/** A legacy link (`--link name:alias`): these names resolve, for the linking container only, to `containerId`'s address. */
+/**
+ * A legacy link (`--link name:alias`): these names resolve, for the linking container only, to the address of
+ * `containerId`, or of the container named `containerName` on the network once that one is gone (recreated).
+ */
 export interface EndpointLink {
   containerId: string;
+  containerName: string;
   names: string[];
 }
 
