@@ -460,8 +460,7 @@ export interface WatchdogOptions {
  * does not signal in time is killed and retried; after `attempts` hung boots, GUEST_BOOT_TIMEOUT with the last
  * console lines. A QEMU that exits before booting is GUEST_CRASHED with its stderr, not retried (a configuration
  * fault), unless the guest itself reset the machine (QEMU exit code 0 under -no-reboot: a guest kernel panic while
- * booting, seen rarely under heavy load) or its control channel closed while QEMU kept running (it is ended then);
- * such a boot is retried like a hung one, its console handed to onRetry.
+ * booting, seen rarely under heavy load); that boot is retried like a hung one, its console handed to onRetry.
  */
 export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
   config: MicroVmConfig,
@@ -485,12 +484,6 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     ]);
     clearTimeout(timer);
     if (outcome.kind === 'booted') return { vm, value: outcome.value, attempts: attempt };
-    // A closed control channel before boot usually means QEMU itself is going away: wait a moment for its own exit,
-    // so that what ended it is reported, not the kill below. One that keeps running was cut off from its guest.
-    const cutOff =
-      outcome.kind === 'failed' &&
-      isBosonError(outcome.error, 'GUEST_CRASHED') &&
-      !(await Promise.race([vm.exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 1000).unref())]));
     // A detached VM's console is read from QEMU, so before it is killed.
     const hungTail = outcome.kind === 'timeout' ? await vm.consoleTail() : '';
     // QEMU closes its chardevs (the control channel) while it shuts down, before it exits: a channel that closed
@@ -499,20 +492,17 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     if (outcome.kind === 'failed' && isBosonError(outcome.error, 'GUEST_CRASHED'))
       await Promise.race([vm.exited, new Promise((r) => setTimeout(r, CLOSED_CHANNEL_GRACE_MS))]);
     await vm.kill();
+    // A closed control channel before boot means QEMU itself went away: report what QEMU said instead.
     if (outcome.kind === 'failed' && !isBosonError(outcome.error, 'GUEST_CRASHED')) throw outcome.error;
     if (outcome.kind !== 'timeout') {
       const exit = await vm.exited;
       const tail = await vm.consoleTail(200);
-      if (((exit.code === 0 && exit.signal === null) || cutOff) && attempt < options.attempts) {
+      if (exit.code === 0 && exit.signal === null && attempt < options.attempts) {
         lastTail = tail;
         lastReason = 'crashed';
         continue;
       }
-      const how = cutOff
-        ? 'its control channel closed while QEMU kept running, and Boson ended it'
-        : exit.signal
-          ? `QEMU killed by ${exit.signal}`
-          : `QEMU exit code ${exit.code}`;
+      const how = exit.signal ? `QEMU killed by ${exit.signal}` : `QEMU exit code ${exit.code}`;
       const why = vm.qemuStderr || tail.split('\n').slice(-4).join('\n') || '(nothing printed)';
       throw new BosonError('GUEST_CRASHED', `micro-VM exited before booting (${how}): ${why}`, { details: { console: tail, exit } });
     }
