@@ -100,7 +100,13 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
     );
   const chosen = endpoints[0] ?? netMode;
   const network = chosen === '' || chosen === 'default' || chosen === 'bridge' ? undefined : chosen;
-  const { aliases, ipv4Address } = endpointConfigOf(endpoints[0] === undefined ? undefined : endpointsConfig[endpoints[0]]);
+  const {
+    aliases,
+    ipv4Address,
+    links: endpointLinks,
+  } = endpointConfigOf(endpoints[0] === undefined ? undefined : endpointsConfig[endpoints[0]]);
+  // The CLI sends --link in HostConfig.Links, and again in the endpoint's Links on a user network.
+  const links = [...(strSlice(host, 'Links', H) ?? []).map(parseLink), ...endpointLinks];
   if (host.Privileged === true) throw notSupported('--privileged', 'a micro-VM has no host devices or capabilities to grant');
   if (Array.isArray(host.VolumesFrom) && host.VolumesFrom.length > 0) throw notSupported('--volumes-from');
   if (Array.isArray(host.Devices) && host.Devices.length > 0) throw notSupported('--device', 'a micro-VM has no host devices');
@@ -185,21 +191,42 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
     network,
     ...(aliases.length > 0 ? { aliases } : {}),
     ...(ipv4Address !== undefined ? { ipv4Address } : {}),
+    ...(links.length > 0 ? { links } : {}),
     ports,
     publishAll,
   };
 }
 
-/** The aliases and static IPv4 address of Docker's EndpointSettings (create's EndpointsConfig entry, connect's EndpointConfig). */
-export function endpointConfigOf(ec: unknown): { aliases: string[]; ipv4Address?: string } {
-  if (ec === undefined || ec === null) return { aliases: [] };
+/**
+ * One of Docker's link strings: `name:alias`, `name` (alias = name), or the `/name:/container/alias` form a
+ * container's inspect shows (Docker's opts.ParseLink).
+ */
+export function parseLink(text: string): { container: string; alias: string } {
+  if (text === '') throw badRequest('empty string specified for links');
+  const parts = text.split(':');
+  if (parts.length > 2) throw badRequest(`bad format for links: ${text}`);
+  const [name = '', alias] = parts;
+  if (alias === undefined) return { container: name.replace(/^\//, ''), alias: name.replace(/^\//, '') };
+  if (name.startsWith('/')) return { container: name.slice(1), alias: alias.slice(alias.lastIndexOf('/') + 1) };
+  if (name === '' || alias === '') throw badRequest(`bad format for links: ${text}`);
+  return { container: name, alias };
+}
+
+/** The aliases, static IPv4 address and links of Docker's EndpointSettings (create's EndpointsConfig entry, connect's EndpointConfig). */
+export function endpointConfigOf(ec: unknown): {
+  aliases: string[];
+  ipv4Address?: string;
+  links: Array<{ container: string; alias: string }>;
+} {
+  if (ec === undefined || ec === null) return { aliases: [], links: [] };
   if (!isObj(ec)) throw badRequest('json: cannot unmarshal into Go value of type network.EndpointSettings');
   const aliases = strSlice(ec, 'Aliases', 'network.EndpointSettings') ?? [];
   const ipam = isObj(ec.IPAMConfig) ? ec.IPAMConfig : {};
   const ipv4 = field<string>(ipam, 'IPv4Address', 'string', 'network.EndpointIPAMConfig');
   if (field<string>(ipam, 'IPv6Address', 'string', 'network.EndpointIPAMConfig'))
     throw notSupported('a static IPv6 address', 'Boson networks are IPv4 only');
-  return { aliases: [...new Set(aliases.filter((a) => a !== ''))], ...(ipv4 ? { ipv4Address: ipv4 } : {}) };
+  const links = (strSlice(ec, 'Links', 'network.EndpointSettings') ?? []).map(parseLink);
+  return { aliases: [...new Set(aliases.filter((a) => a !== ''))], ...(ipv4 ? { ipv4Address: ipv4 } : {}), links };
 }
 
 /** Runs a parser of src/machine; its INVALID_ARGUMENT becomes Docker's 400 with the same message. */
@@ -349,7 +376,7 @@ function endpointSettings(r: Container, net: NetworkInfo, version: string): Obj 
   const aliases = aliasesShown(r, net, version);
   const settings: Obj = {
     IPAMConfig: r.ipv4Address ? { IPv4Address: r.ipv4Address } : null,
-    Links: null,
+    Links: r.links && !net.builtin ? r.links.map((l) => `${l.name}:${l.alias}`) : null,
     Aliases: aliases.length > 0 ? aliases : null,
     MacAddress: ep?.mac ?? '',
     DriverOpts: null,
@@ -477,6 +504,7 @@ export function containerInspect(
       ContainerIDFile: '',
       LogConfig: { Type: 'json-file', Config: {} },
       NetworkMode: (r.network ?? 'none') === 'bridge' ? 'bridge' : (r.network ?? 'none'),
+      Links: r.links ? r.links.map((l) => `/${l.name}:/${r.name}/${l.alias}`) : null,
       PortBindings: requestedPorts(r),
       RestartPolicy: { Name: r.restartPolicy.name, MaximumRetryCount: r.restartPolicy.maximumRetryCount },
       AutoRemove: r.autoRemove,

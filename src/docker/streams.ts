@@ -81,9 +81,17 @@ export async function guestExec(
   service: MachineContainers,
   id: string,
   argv: string[],
-  opts: { stdin?: AsyncIterable<Buffer>; onStdout?: (d: Buffer) => void } = {},
+  opts: { stdin?: AsyncIterable<Buffer>; onStdout?: (d: Buffer) => void; offline?: boolean } = {},
 ): Promise<GuestResult> {
-  const exec = await service.createExec(LOCAL, id, { argv, env: [], user: '0', cwd: '/', tty: false, stdin: opts.stdin !== undefined });
+  const exec = await service.createExec(LOCAL, id, {
+    argv,
+    env: [],
+    user: '0',
+    cwd: '/',
+    tty: false,
+    stdin: opts.stdin !== undefined,
+    ...(opts.offline ? { offline: true } : {}),
+  });
   const out: Buffer[] = [];
   let err = '';
   const ctl = await service.startExec(LOCAL, exec.id, {

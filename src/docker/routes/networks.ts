@@ -128,12 +128,12 @@ const running = (c: Container): boolean => c.state === 'running' || c.state === 
 
 /**
  * `POST /networks/{id}/connect`. A container that is not running joins the network at its next start, with the
- * endpoint's aliases and static address (on the network it is on already: they replace the old ones). It leaves the
+ * endpoint's aliases, static address and links (on the network it is on already: they replace the old ones). It leaves the
  * default bridge for it (Docker would attach both); from another user network it must be disconnected first.
  */
 async function connect(deps: RouteDeps, ctx: Ctx): Promise<void> {
   const { body, c, n, on } = await parties(deps, ctx);
-  const { aliases, ipv4Address } = endpointConfigOf(body.EndpointConfig);
+  const { aliases, ipv4Address, links } = endpointConfigOf(body.EndpointConfig);
   const same = on !== undefined && on.id === n.id;
   if (running(c)) {
     if (same) throw new DockerError(403, `endpoint with name ${c.name} already exists in network ${n.name}`);
@@ -148,7 +148,11 @@ async function connect(deps: RouteDeps, ctx: Ctx): Promise<void> {
       `container ${c.name} is connected to network ${on.name}: a Boson micro-VM has one network card, so a container is on one network; disconnect it from ${on.name} first`,
     );
   }
-  await deps.machine.networks.connect(LOCAL, n.id, c.id, { aliases, ...(ipv4Address ? { ipv4Address } : {}) });
+  await deps.machine.networks.connect(LOCAL, n.id, c.id, {
+    aliases,
+    ...(ipv4Address ? { ipv4Address } : {}),
+    ...(links.length > 0 ? { links } : {}),
+  });
   sendEmpty(ctx.res, 200);
 }
 
