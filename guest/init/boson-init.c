@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -159,6 +161,60 @@ static void exec_path(char *const *argv, char *const *envp)
 	errno = seen_eacces ? EACCES : ENOENT;
 }
 
+/* out = a followed by b (PATH_MAX bytes); -1 with ENAMETOOLONG when it does not fit. */
+static int path_join(char *out, const char *a, const char *b)
+{
+	size_t na = strlen(a), nb = strlen(b);
+	if (na + nb >= PATH_MAX) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(out, a, na);
+	memcpy(out + na, b, nb + 1);
+	return 0;
+}
+
+/* In the child of a pod container's process: a mount namespace of its own, in which `root` (a directory of the
+ * pod VM's root, holding the container's own root filesystem) gets /proc, /sys, /dev and the VM's /etc/hosts and
+ * /etc/resolv.conf (the pod shares them), then becomes the process's root. Returns 0, or -1 with errno. */
+static int enter_exec_root(const char *root)
+{
+	char r[PATH_MAX], p[PATH_MAX];
+	if (path_join(r, NEWROOT, root) < 0)
+		return -1;
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return -1;
+	static const struct {
+		const char *dir, *type, *src;
+		unsigned long flags;
+	} fs[] = {
+		{"/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC},
+		{"/sys", "sysfs", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY},
+		{"/dev", NULL, NEWROOT "/dev", MS_BIND | MS_REC},
+	};
+	for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) {
+		if (path_join(p, r, fs[i].dir) < 0 || mkdir_p(p, 0755) < 0 || mount(fs[i].src, p, fs[i].type, fs[i].flags, NULL) < 0)
+			return -1;
+	}
+	static const char *const files[] = {"/etc/hosts", "/etc/resolv.conf"};
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		char src[PATH_MAX];
+		if (path_join(src, NEWROOT, files[i]) < 0)
+			return -1;
+		if (access(src, R_OK) < 0)
+			continue;
+		if (path_join(p, r, "/etc") < 0 || mkdir_p(p, 0755) < 0 || path_join(p, r, files[i]) < 0)
+			return -1;
+		int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (fd < 0)
+			return -1;
+		close(fd);
+		if (mount(src, p, NULL, MS_BIND, NULL) < 0)
+			return -1;
+	}
+	return chroot(r) < 0 || chdir("/") < 0 ? -1 : 0;
+}
+
 /* In the child: sets up the session, stdio, root, cwd, and credentials, then executes the command. */
 static _Noreturn void child_exec(const struct spec *spec, const struct user_ids *ids, int fds[3], int errpipe)
 {
@@ -174,7 +230,10 @@ static _Noreturn void child_exec(const struct spec *spec, const struct user_ids 
 	for (int i = 0; i < 3; i++)
 		if (dup2(fds[i], i) < 0)
 			child_fail(errpipe, R_INTERNAL, errno);
-	if (chroot(NEWROOT) < 0 || chdir("/") < 0)
+	if (spec->exec_root) {
+		if (enter_exec_root(spec->exec_root) < 0)
+			child_fail(errpipe, R_MOUNT_FAILED, errno);
+	} else if (chroot(NEWROOT) < 0 || chdir("/") < 0)
 		child_fail(errpipe, R_INTERNAL, errno);
 	if (mkdir_p(spec->cwd, 0755) < 0 || chdir(spec->cwd) < 0)
 		child_fail(errpipe, R_CWD_FAILED, errno);
@@ -326,6 +385,8 @@ static int start_process(const struct spec *spec, const struct user_ids *ids, st
 		waitpid(pid, NULL, 0);
 		proc_release(p);
 		switch (e.reason) {
+		case R_MOUNT_FAILED:
+			return start_failed(f, e.reason, 125, "root \"%s\": %s", spec->exec_root ? spec->exec_root : "/", strerror(e.err));
 		case R_CWD_FAILED:
 			return start_failed(f, e.reason, 125, "working directory \"%s\": %s", spec->cwd, strerror(e.err));
 		case R_NOT_FOUND:
@@ -406,7 +467,13 @@ static void start_exec(uint16_t session, const uint8_t *payload, uint32_t len)
 	struct start_failure f;
 	struct user_ids ids;
 	int rc;
-	if (user_resolve(spec.user, NEWROOT "/etc/passwd", NEWROOT "/etc/group", &ids, err, sizeof err) < 0)
+	/* A pod container's user is one of its own root's. */
+	char root[PATH_MAX], passwd[PATH_MAX], group[PATH_MAX];
+	int too_long = path_join(root, NEWROOT, spec.exec_root ? spec.exec_root : "") < 0 ||
+		       path_join(passwd, root, "/etc/passwd") < 0 || path_join(group, root, "/etc/group") < 0;
+	if (too_long)
+		rc = start_failed(&f, R_SPEC_INVALID, 125, "EXEC_ROOT %s: path too long", spec.exec_root);
+	else if (user_resolve(spec.user, passwd, group, &ids, err, sizeof err) < 0)
 		rc = start_failed(&f, R_USER_UNKNOWN, 125, "%s", err);
 	else
 		rc = start_process(&spec, &ids, p, &f);

@@ -282,8 +282,8 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		off += len;
 
 		char **slot = NULL;
-		if (is_exec && tag > S_WINSIZE)
-			continue; /* an EXEC takes only the process's records */
+		if (is_exec ? tag > S_WINSIZE && tag != S_EXEC_ROOT : tag == S_EXEC_ROOT)
+			continue; /* an EXEC takes only the process's records, and EXEC_ROOT is an EXEC's only */
 		switch (tag) {
 		case S_ARG:
 		case S_ENV:
@@ -310,6 +310,7 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		case S_ROOT_DISK: slot = &s->root_disk; break;
 		case S_ROOT_FSTYPE: slot = &s->root_fstype; break;
 		case S_SCRATCH_DISK: slot = &s->scratch_disk; break;
+		case S_EXEC_ROOT: slot = &s->exec_root; break;
 		case S_CLOCK:
 			if (len != 8)
 				return spec_error(s, err, errlen, "CLOCK must be 8 bytes, not %u", len);
@@ -361,6 +362,8 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		return spec_error(s, err, errlen, "missing ARG: no command given");
 	if (!is_exec && (!s->root_disk || !*s->root_disk))
 		return spec_error(s, err, errlen, "missing ROOT_DISK");
+	if (s->exec_root && (s->exec_root[0] != '/' || strstr(s->exec_root, "..")))
+		return spec_error(s, err, errlen, "EXEC_ROOT \"%s\" is not absolute or contains ..", s->exec_root);
 	if (s->cwd && s->cwd[0] != '/')
 		return spec_error(s, err, errlen, "CWD \"%s\" is not absolute", s->cwd);
 	if (!s->envp && !(s->envp = calloc(1, sizeof *s->envp)))
@@ -392,6 +395,7 @@ void spec_free(struct spec *s)
 	free(s->root_disk);
 	free(s->root_fstype);
 	free(s->scratch_disk);
+	free(s->exec_root);
 	free(s->ifs);
 	vec_free(s->dns, s->ndns);
 	vec_free(s->dns_search, s->ndns_search);

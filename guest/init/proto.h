@@ -58,6 +58,7 @@ enum spec_tag {
 	S_HOSTS = 16,
 	S_MOUNT = 17,
 	S_LOG_PORT = 18,
+	S_EXEC_ROOT = 19, /* EXEC only: the process's root directory, a path in the container's root (a pod's container) */
 };
 
 struct frame_hdr {
@@ -116,6 +117,7 @@ struct spec {
 	struct mount_spec *mounts;
 	size_t nmounts;
 	int log_port;
+	char *exec_root; /* EXEC_ROOT, or NULL: the process runs in its own mount namespace, chrooted there */
 };
 
 /* Big-endian stores and loads. */
@@ -136,7 +138,7 @@ int frame_hdr_decode(const uint8_t *in, struct frame_hdr *h);
  * Unknown tags are skipped. Requires at least one ARG and a ROOT_DISK. */
 int spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t errlen);
 
-/* Parses an EXEC payload (ARG, ENV, CWD, USER, TTY, STDIN, WINSIZE; other tags are ignored) like spec_parse,
+/* Parses an EXEC payload (ARG, ENV, CWD, USER, TTY, STDIN, WINSIZE, EXEC_ROOT; other tags are ignored) like spec_parse,
  * but without requiring a ROOT_DISK. */
 int exec_spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t errlen);
 

@@ -146,6 +146,12 @@ export const ERROR_CATALOGUE = {
     summary:
       'the host path of a bind mount is outside what the bind-mount policy allows (BOSON_BIND_ALLOW), or a protected system or Boson path',
   },
+  POD_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no pod sandbox has that id' },
+  POD_NOT_READY: {
+    kind: 'FailedPrecondition',
+    exit: 103,
+    summary: "the pod sandbox's micro-VM is not running (stopped, or it failed): it takes no containers",
+  },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
 

@@ -174,6 +174,12 @@ export interface ExecSpec {
   tty?: boolean;
   stdin?: boolean;
   winsize?: { rows: number; cols: number };
+  /**
+   * The process's root directory, a path inside the container's root (a pod's container, whose own root filesystem
+   * the host put there): the guest runs it in its own mount namespace with /proc, /sys, /dev and the VM's
+   * /etc/hosts and /etc/resolv.conf, chrooted there; its user comes from that root's /etc/passwd.
+   */
+  root?: string;
 }
 
 /** Tags of SPEC and EXEC records. */
@@ -196,6 +202,7 @@ export const SpecTag = {
   HOSTS: 16,
   MOUNT: 17,
   LOG_PORT: 18,
+  EXEC_ROOT: 19,
 } as const;
 
 /** Builds a sequence of SPEC records. */
@@ -301,6 +308,11 @@ export function encodeExec(spec: ExecSpec): Buffer {
   const w = new RecordWriter();
   w.addProcess(spec);
   w.addTerminal(spec);
+  if (spec.root !== undefined) {
+    if (!spec.root.startsWith('/') || spec.root.includes('..'))
+      throw new BosonError('INVALID_ARGUMENT', `exec root ${JSON.stringify(spec.root)} is not absolute or contains ..`);
+    w.addString(SpecTag.EXEC_ROOT, spec.root);
+  }
   return w.done();
 }
 

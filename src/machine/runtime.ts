@@ -49,6 +49,7 @@ import type {
   Machine,
   MachineContainers,
   MountSpec,
+  PodMachine,
   RequestContext,
   RestartPolicy,
   RunOptions,
@@ -58,6 +59,7 @@ import type {
   WaitResult,
 } from './port/index.ts';
 import { containerView } from './view.ts';
+import { PodService, POD_SHARE_TARGET } from './pods.ts';
 
 /** Default memory of a micro-VM, in MiB. */
 export const DEFAULT_MEMORY_MIB = 256;
@@ -76,6 +78,8 @@ export interface ExecRecord {
   exitCode: number | null;
   pid: number | null;
   session: number;
+  /** The root it runs in, inside the container's root (a pod's container); the container's root when absent. */
+  root?: string;
 }
 
 /** One process's live connection to a running VM. */
@@ -210,6 +214,7 @@ export class MachineRuntime implements MachineContainers {
   private readonly waiters = new Map<string, Array<{ condition: WaitCondition; resolve: (r: WaitResult) => void }>>();
   private readonly execs = new Map<string, ExecRecord>();
   private closing = false;
+  private podService: PodService | undefined;
   private readonly diskFull: DiskFullGuard;
   private readonly paths: BosonPaths;
   private readonly log: Logger;
@@ -254,6 +259,16 @@ export class MachineRuntime implements MachineContainers {
       networks: this.networkService,
       events: this.eventService,
     };
+  }
+
+  /** This machine with its pods (what the CRI personality serves): the machine, and pod sandboxes as micro-VMs. */
+  get podMachine(): PodMachine {
+    this.podService ??= new PodService(this, {
+      stateDir: this.paths.stateDir,
+      store: this.store,
+      log: this.log.child({ component: 'pods' }),
+    });
+    return { ...this.machine, pods: this.podService };
   }
 
   /** The host's networks; ROOTLESS_UNSUPPORTED-style refusal where this runtime has none. */
@@ -370,7 +385,20 @@ export class MachineRuntime implements MachineContainers {
     return containerView(await this.createRecord(spec));
   }
 
-  private async createRecord(spec: ContainerSpec): Promise<ContainerRecord> {
+  /**
+   * Creates the micro-VM of a pod (src/machine/pods.ts) as a container of this runtime, with the pod's directory
+   * `share` shared into it at `/.boson/pod` (a Boson path, which the bind policy refuses to users' binds).
+   */
+  async createPodVm(spec: ContainerSpec, share: string): Promise<Container> {
+    return containerView(await this.createRecord(spec, [{ type: 'bind', source: share, destination: POD_SHARE_TARGET, readOnly: false }]));
+  }
+
+  /** The accelerator this host's micro-VMs run with (kvm or tcg). */
+  async accelerator(): Promise<string> {
+    return this.vmm.accelerator();
+  }
+
+  private async createRecord(spec: ContainerSpec, internalMounts: MountSpec[] = []): Promise<ContainerRecord> {
     const image = await this.images.resolve(spec.image);
     const id = newContainerId();
     const proc = spec.process ?? {};
@@ -398,6 +426,12 @@ export class MachineRuntime implements MachineContainers {
           );
       }
       await this.shareTransport();
+    }
+    if (internalMounts.length > 0) {
+      if (this.paths.rootless || !this.options.detached)
+        throw new BosonError('ROOTLESS_UNSUPPORTED', 'pods are run by a daemon running as root (boson up)');
+      await this.shareTransport();
+      mounts.push(...internalMounts);
     }
     if (mounts.some((m) => m.type === 'volume') && !this.options.detached)
       throw new BosonError('INVALID_ARGUMENT', 'volumes are served by the daemon: start it with boson up (or use run -d)');
@@ -442,6 +476,7 @@ export class MachineRuntime implements MachineContainers {
       endpoint: null,
       ...(spec.aliases && spec.aliases.length > 0 ? { aliases: [...spec.aliases] } : {}),
       ...(spec.ipv4Address !== undefined ? { ipv4Address: spec.ipv4Address } : {}),
+      ...(spec.dns !== undefined ? { dns: spec.dns } : {}),
     };
     for (let attempt = 0; ; attempt++) {
       try {
@@ -722,6 +757,9 @@ export class MachineRuntime implements MachineContainers {
               hosts: endpoint.hosts,
             }
           : {}),
+        // DNS asked for by the container (a pod's DNSConfig) replaces the network's.
+        ...(record.dns && record.dns.servers.length > 0 ? { dns: record.dns.servers } : {}),
+        ...(record.dns && record.dns.searches.length > 0 ? { dnsSearch: record.dns.searches } : {}),
       }),
     );
     try {
@@ -1286,7 +1324,7 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /** Creates an exec record (see createExec). */
-  newExec(ref: string, spec: ExecSpec): ExecRecord {
+  newExec(ref: string, spec: ExecSpec, root?: string): ExecRecord {
     const record = this.registry.get(ref);
     if (!this.live.has(record.id)) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
     const paused = this.diskFull.reason(record.id);
@@ -1310,6 +1348,7 @@ export class MachineRuntime implements MachineContainers {
       exitCode: null,
       pid: null,
       session: 0,
+      ...(root !== undefined ? { root } : {}),
     };
     this.execs.set(exec.id, exec);
     return exec;
@@ -1383,7 +1422,7 @@ export class MachineRuntime implements MachineContainers {
     started.catch(() => undefined);
     live.ctl.send(
       FrameType.EXEC,
-      encodeExec({ argv: exec.argv, env: exec.env, cwd: exec.cwd, user: exec.user, tty: exec.tty, stdin: exec.stdin }),
+      encodeExec({ argv: exec.argv, env: exec.env, cwd: exec.cwd, user: exec.user, tty: exec.tty, stdin: exec.stdin, root: exec.root }),
       session,
     );
     await Promise.race([started, exit]);

@@ -33,6 +33,9 @@ import { resolveTcpEndpoint, type Logger, type TcpEndpointRequest } from '../com
 
 export { loadConfig, type HostConfig };
 
+/** Boson's version (the package's), as the APIs report it. */
+const PACKAGE_VERSION = '0.1.0';
+
 /** The QEMU confinement this host can give (see JailPolicy): what root can do, and what a rootless user can. */
 export function jailPolicy(config: HostConfig): JailPolicy | undefined {
   if (!config.jail) return undefined;
@@ -153,6 +156,8 @@ export interface DaemonRequest {
   tcp?: TcpEndpointRequest;
   dockerTcp?: TcpEndpointRequest;
   pidFile?: string;
+  /** Serve CRI on <run dir>/cri.sock (default: the BOSON_CRI setting). */
+  cri?: boolean;
 }
 
 /**
@@ -162,12 +167,14 @@ export interface DaemonRequest {
 export async function startHostDaemon(
   request: DaemonRequest,
   config: HostConfig = loadConfig(),
-): Promise<{ socketPath: string; dockerSocket: string; close(): Promise<void> }> {
+): Promise<{ socketPath: string; dockerSocket: string; criSocket: string | null; close(): Promise<void> }> {
   const { paths } = config;
   const socketPath = hostSocketPath(config);
   // Loaded here, so that other commands do not pay for the server's modules.
   const { dockerSocketPath, startDockerApi } = await import('../docker/index.ts');
   const dockerSocket = dockerSocketPath(paths);
+  const cri = request.cri ?? config.cri;
+  const criSocket = cri ? path.join(paths.runDir, 'cri.sock') : null;
   // Unsafe or unreadable endpoints are refused before anything is opened or started.
   const tcp = request.tcp ? await resolveTcpEndpoint(request.tcp, '--tcp') : undefined;
   const dockerTcp = request.dockerTcp ? await resolveTcpEndpoint(request.dockerTcp, '--docker-tcp') : undefined;
@@ -189,7 +196,18 @@ export async function startHostDaemon(
           registry: registryOptions(config),
           trace: config.dockerTrace,
         }),
+      ...(criSocket
+        ? [
+            async (runtime: MachineRuntime) =>
+              (await import('../cri/index.ts')).startCriServer(runtime.podMachine, {
+                socketPath: criSocket,
+                version: PACKAGE_VERSION,
+                imageFsDir: path.join(paths.stateDir, 'images'),
+                log: log.child({ component: 'cri' }),
+              }),
+          ]
+        : []),
     ],
   });
-  return { socketPath, dockerSocket, close: () => daemon.close() };
+  return { socketPath, dockerSocket, criSocket, close: () => daemon.close() };
 }

@@ -18,6 +18,8 @@ interface UpFlags {
   insecureTcp?: boolean;
   pidFile?: string;
   logFile?: string;
+  /** commander's --no-cri: false when given. */
+  cri?: boolean;
 }
 
 /** Adds `up` to the program. */
@@ -34,6 +36,7 @@ export function registerUp(program: Command): void {
     .option('--tlskey <file>', "the daemon's key (default <config dir>/tls/server-key.pem)")
     .option('--insecure-tcp', 'allow TCP endpoints without TLS, on loopback only (every local user can then use the daemon)')
     .option('--pid-file <path>', 'write the daemon pid here (default <run dir>/boson.pid)')
+    .option('--no-cri', "do not serve Kubernetes' CRI on <run dir>/cri.sock (also: BOSON_CRI=off)")
     .option('--log-file <path>', 'with --detach: where the daemon writes its output (default <run dir>/boson.log)')
     .action(async (flags: UpFlags) => {
       const config = loadConfig();
@@ -57,10 +60,13 @@ export function registerUp(program: Command): void {
               tlsCert: flags.tlscert ?? path.join(tlsDir, 'server-cert.pem'),
               tlsKey: flags.tlskey ?? path.join(tlsDir, 'server-key.pem'),
             };
-      const daemon = await startHostDaemon({ tcp: endpoint(flags.tcp), dockerTcp: endpoint(flags.dockerTcp), pidFile }, config);
+      const daemon = await startHostDaemon(
+        { tcp: endpoint(flags.tcp), dockerTcp: endpoint(flags.dockerTcp), pidFile, ...(flags.cri === false ? { cri: false } : {}) },
+        config,
+      );
       const dockerSocket = daemon.dockerSocket;
       process.stdout.write(
-        `Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''} (pid ${process.pid})\n`,
+        `Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''}${daemon.criSocket ? `, CRI on ${daemon.criSocket}` : ''} (pid ${process.pid})\n`,
       );
       const stop = (): void => {
         void daemon.close().then(() => process.exit(0));

@@ -22,6 +22,10 @@ import type {
   NetworkCreateRequest,
   NetworkInspect,
   NetworkPruneResult,
+  Pod,
+  PodContainer,
+  PodContainerSpec,
+  PodSpec,
   RequestContext,
   Volume,
   VolumeCreateRequest,
@@ -227,4 +231,48 @@ export interface Machine {
   readonly volumes: MachineVolumes;
   readonly networks: MachineNetworks;
   readonly events: MachineEvents;
+}
+
+/** What a one-shot command in a container of a pod produced (CRI's ExecSync). */
+export interface ExecSyncResult {
+  stdout: Buffer;
+  stderr: Buffer;
+  exitCode: number;
+}
+
+/**
+ * The pod half of a machine: a pod sandbox is one micro-VM, booted by `run`, that takes containers after it booted;
+ * each container has its own root filesystem from its own image and its own process inside that VM. Pods and their
+ * containers are found by id (or a unique id prefix); POD_NOT_FOUND and CONTAINER_NOT_FOUND otherwise.
+ */
+export interface MachinePods {
+  /** Boots the pod's micro-VM (its size, hostname, DNS) and resolves once it is ready to take containers. */
+  run(ctx: RequestContext, spec: PodSpec): Promise<Pod>;
+  /** Stops every container of the pod and its micro-VM; the pod stays (notready) until removed. Idempotent. */
+  stop(ctx: RequestContext, id: string): Promise<void>;
+  /** Removes a pod with its containers, stopping what still runs. A pod that is gone already is no error. */
+  remove(ctx: RequestContext, id: string): Promise<void>;
+  inspect(ctx: RequestContext, id: string): Promise<Pod>;
+  /** Every pod, newest first. */
+  list(ctx: RequestContext): Promise<Pod[]>;
+  /** Creates a container in a ready pod: resolves its image and gives it its own root filesystem (not started). */
+  createContainer(ctx: RequestContext, podId: string, spec: PodContainerSpec): Promise<PodContainer>;
+  /** Starts a created container's process in the pod's VM; its output goes to its log path in the CRI log format. */
+  startContainer(ctx: RequestContext, id: string): Promise<void>;
+  /** SIGTERM to the container's process, SIGKILL after `timeoutSec`; a container that is not running is left as it is. */
+  stopContainer(ctx: RequestContext, id: string, timeoutSec: number): Promise<void>;
+  /** Removes a container (killing it if it runs) and its root filesystem; one that is gone already is no error. */
+  removeContainer(ctx: RequestContext, id: string): Promise<void>;
+  inspectContainer(ctx: RequestContext, id: string): Promise<PodContainer>;
+  /** Every container of every pod (of one pod, with `podId`), newest first. */
+  listContainers(ctx: RequestContext, podId?: string): Promise<PodContainer[]>;
+  /** Runs `argv` in a running container (its root, env, user) and collects its output; killed after `timeoutSec` (0: none). */
+  execSync(ctx: RequestContext, id: string, argv: string[], timeoutSec: number): Promise<ExecSyncResult>;
+  /** Opens the container's log file again (after kubelet rotated it). */
+  reopenLog(ctx: RequestContext, id: string): Promise<void>;
+}
+
+/** A machine that runs pods as well (this host's runtime; the REST client does not serve pods yet). */
+export interface PodMachine extends Machine {
+  readonly pods: MachinePods;
 }
