@@ -1,0 +1,248 @@
+/**
+ * Pods through CRI, each a micro-VM of its own (real QEMU guests): RunPodSandbox boots one VM (its QEMU belongs to
+ * the pod, its size is the pod's resources, hostname and DNS are the pod's), containers join it after it booted
+ * with their own root filesystems, ExecSync runs in them (the guest kernel answers uname -r), logs are in the CRI
+ * format, and stop and remove leave nothing behind.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { assertGuestRelease, assertQemuOwns, qemuPidsUsing, useDaemonHost, waitFor } from './helpers.ts';
+import { criClient, expectStatus, type CriClient } from './cri-client.ts';
+
+const { host } = useDaemonHost();
+let client: CriClient | undefined;
+const c = (): CriClient => (client ??= criClient(path.join(host().stateDir, 'run', 'cri.sock')));
+let logDir: string | undefined;
+after(async () => {
+  client?.close();
+  if (logDir) await rm(logDir, { recursive: true, force: true });
+});
+
+const IMAGE = 'localhost/busybox:latest';
+const text = (b: Buffer | undefined): string => (b ?? Buffer.alloc(0)).toString('utf8');
+
+function podConfig(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    metadata: { name, uid: `uid-${name}`, namespace: 'default', attempt: 0 },
+    hostname: name,
+    labels: { app: name, tier: 'test' },
+    annotations: { 'example.com/note': `pod ${name}` },
+    ...extra,
+  };
+}
+
+function containerConfig(name: string, args: string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { metadata: { name, attempt: 0 }, image: { image: IMAGE }, args, labels: { container: name }, ...extra };
+}
+
+async function execSync(containerId: string, cmd: string[]): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const r = await c().runtime.ExecSync!({ containerId, cmd, timeout: 60 });
+  return { stdout: text(r.stdout), stderr: text(r.stderr), exitCode: r.exitCode };
+}
+
+describe('a pod sandbox is one micro-VM', () => {
+  let podId = '';
+
+  test('RunPodSandbox boots a VM of the pod size, with its hostname and DNS; PodSandboxStatus shows its QEMU', async () => {
+    logDir = await mkdtemp(path.join(os.tmpdir(), 'boson-cri-logs-'));
+    const run = await c().runtime.RunPodSandbox!({
+      config: podConfig('web', {
+        logDirectory: logDir,
+        dnsConfig: { servers: ['10.96.0.10'], searches: ['default.svc.cluster.local', 'svc.cluster.local'], options: [] },
+        linux: { resources: { memoryLimitInBytes: String(192 * 1024 * 1024), cpuPeriod: '100000', cpuQuota: '200000' } },
+      }),
+    });
+    podId = run.podSandboxId;
+    assert.match(podId, /^[0-9a-f]{64}$/);
+    const status = await c().runtime.PodSandboxStatus!({ podSandboxId: podId, verbose: true });
+    assert.equal(status.status.state, 'SANDBOX_READY');
+    assert.equal(status.status.metadata.name, 'web');
+    assert.deepEqual(status.status.labels, { app: 'web', tier: 'test' });
+    assert.equal(status.status.annotations['example.com/note'], 'pod web');
+    assert.match(status.status.network.ip, /^\d+\.\d+\.\d+\.\d+$/);
+    const info = JSON.parse(status.info.info);
+    assert.ok(['tcg', 'kvm'].includes(info.vm.accelerator), info.vm.accelerator);
+    assert.equal(info.vm.memoryMiB, 192);
+    assert.equal(info.vm.cpus, 2);
+    await assertQemuOwns(host().stateDir, info.vm.pid, info.vm.containerId);
+  });
+
+  test('ListPodSandbox filters by id prefix, state and labels', async () => {
+    const all = await c().runtime.ListPodSandbox!({});
+    assert.ok(all.items.some((p: { id: string }) => p.id === podId));
+    const byId = await c().runtime.ListPodSandbox!({ filter: { id: podId.slice(0, 12) } });
+    assert.deepEqual(
+      byId.items.map((p: { id: string }) => p.id),
+      [podId],
+    );
+    const byLabel = await c().runtime.ListPodSandbox!({ filter: { labelSelector: { app: 'web' } } });
+    assert.deepEqual(
+      byLabel.items.map((p: { id: string }) => p.id),
+      [podId],
+    );
+    assert.deepEqual((await c().runtime.ListPodSandbox!({ filter: { labelSelector: { app: 'other' } } })).items, []);
+    const notReady = await c().runtime.ListPodSandbox!({ filter: { state: { state: 'SANDBOX_NOTREADY' } } });
+    assert.ok(!notReady.items.some((p: { id: string }) => p.id === podId));
+  });
+
+  let first = '';
+  let second = '';
+
+  test('containers join the running VM, each with its own root filesystem, process, env, cwd and user', async () => {
+    const created = await c().runtime.CreateContainer!({
+      podSandboxId: podId,
+      config: containerConfig('app', ['sh', '-c', 'echo hello from app; echo to stderr >&2; printf unfinished; exec sleep 1000'], {
+        envs: [{ key: 'GREETING', value: Buffer.from('hi there') }],
+        workingDir: '/work',
+        logPath: 'app/0.log',
+      }),
+    });
+    first = created.containerId;
+    let status = await c().runtime.ContainerStatus!({ containerId: first });
+    assert.equal(status.status.state, 'CONTAINER_CREATED');
+    await c().runtime.StartContainer!({ containerId: first });
+    status = await c().runtime.ContainerStatus!({ containerId: first, verbose: true });
+    assert.equal(status.status.state, 'CONTAINER_RUNNING');
+    assert.ok(Number(status.status.startedAt) > 0);
+    assert.ok(JSON.parse(status.info.info).pid > 1);
+
+    const second_ = await c().runtime.CreateContainer!({
+      podSandboxId: podId,
+      config: containerConfig('sidecar', ['sleep', '1000'], {
+        linux: { securityContext: { runAsUser: { value: '65534' } } },
+        logPath: 'sidecar/0.log',
+      }),
+    });
+    second = second_.containerId;
+    await c().runtime.StartContainer!({ containerId: second });
+
+    // The guest kernel, not the host's: the containers run in the pod's VM.
+    const uname = await execSync(first, ['uname', '-r']);
+    assert.equal(uname.exitCode, 0, uname.stderr);
+    assertGuestRelease(uname.stdout.trim());
+    assert.equal((await execSync(second, ['uname', '-r'])).stdout, uname.stdout);
+
+    // Own root filesystems: what one writes, the other does not see.
+    assert.equal((await execSync(first, ['sh', '-c', 'echo mine > /only-in-app && cat /only-in-app'])).stdout, 'mine\n');
+    const other = await execSync(second, ['cat', '/only-in-app']);
+    assert.notEqual(other.exitCode, 0);
+    // Own process settings.
+    const env = await execSync(first, ['sh', '-c', 'echo "$GREETING|$(pwd)|$(id -u)"']);
+    assert.equal(env.stdout, 'hi there|/work|0\n');
+    assert.equal((await execSync(second, ['id', '-u'])).stdout, '65534\n');
+    // The pod's hostname, DNS and size, seen from inside.
+    assert.equal((await execSync(first, ['hostname'])).stdout, 'web\n');
+    const resolv = (await execSync(first, ['cat', '/etc/resolv.conf'])).stdout;
+    assert.match(resolv, /nameserver 10\.96\.0\.10/);
+    assert.match(resolv, /search default\.svc\.cluster\.local svc\.cluster\.local/);
+    assert.equal((await execSync(first, ['nproc'])).stdout, '2\n');
+    const memTotalKb = Number(/MemTotal:\s+(\d+)/.exec((await execSync(first, ['cat', '/proc/meminfo'])).stdout)?.[1]);
+    assert.ok(memTotalKb > 150 * 1024 && memTotalKb <= 192 * 1024, `MemTotal ${memTotalKb} kB`);
+    // Both containers share the pod's network: one VM, one address.
+    const addr = (await execSync(first, ['ip', '-4', 'addr'])).stdout;
+    assert.equal((await execSync(second, ['ip', '-4', 'addr'])).stdout, addr);
+    // Exit codes come back.
+    assert.equal((await execSync(first, ['sh', '-c', 'echo out; echo err >&2; exit 3'])).exitCode, 3);
+    const missing = await execSync(first, ['no-such-command']);
+    assert.equal(missing.exitCode, 127);
+  });
+
+  test('ListContainers filters by pod, state, id and labels', async () => {
+    const inPod = await c().runtime.ListContainers!({ filter: { podSandboxId: podId } });
+    assert.deepEqual(inPod.containers.map((x: { id: string }) => x.id).sort(), [first, second].sort());
+    const byLabel = await c().runtime.ListContainers!({ filter: { labelSelector: { container: 'sidecar' } } });
+    assert.deepEqual(
+      byLabel.containers.map((x: { id: string }) => x.id),
+      [second],
+    );
+    const running = await c().runtime.ListContainers!({ filter: { state: { state: 'CONTAINER_RUNNING' }, id: first.slice(0, 10) } });
+    assert.deepEqual(
+      running.containers.map((x: { id: string }) => x.id),
+      [first],
+    );
+  });
+
+  test('StopContainer ends the process (SIGTERM, then SIGKILL after the timeout); its log is in the CRI format', async () => {
+    await c().runtime.StopContainer!({ containerId: first, timeout: 5 });
+    const status = await c().runtime.ContainerStatus!({ containerId: first });
+    assert.equal(status.status.state, 'CONTAINER_EXITED');
+    assert.equal(status.status.exitCode, 143);
+    assert.equal(status.status.reason, 'Error');
+    assert.ok(Number(status.status.finishedAt) >= Number(status.status.startedAt));
+    const logPath = status.status.logPath;
+    assert.equal(logPath, path.join(logDir!, 'app', '0.log'));
+    const records = (await readFile(logPath, 'utf8'))
+      .trimEnd()
+      .split('\n')
+      .map((l) => /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) (stdout|stderr) (F|P) (.*)$/.exec(l)?.slice(2));
+    assert.deepEqual(
+      records.filter((r) => r?.[0] === 'stdout'),
+      [
+        ['stdout', 'F', 'hello from app'],
+        ['stdout', 'F', 'unfinished'],
+      ],
+    );
+    assert.deepEqual(
+      records.filter((r) => r?.[0] === 'stderr'),
+      [['stderr', 'F', 'to stderr']],
+    );
+    await expectStatus(c().runtime.ExecSync!({ containerId: first, cmd: ['true'] }), grpc.status.FAILED_PRECONDITION);
+    await c().runtime.RemoveContainer!({ containerId: first });
+    await expectStatus(c().runtime.ContainerStatus!({ containerId: first }), grpc.status.NOT_FOUND);
+    await c().runtime.RemoveContainer!({ containerId: first }); // gone already: no error
+  });
+
+  test('StopPodSandbox stops its containers and its VM; RemovePodSandbox removes everything', async () => {
+    const { info } = await c().runtime.PodSandboxStatus!({ podSandboxId: podId, verbose: true });
+    const qemu = JSON.parse(info.info).vm.pid as number;
+    await c().runtime.StopPodSandbox!({ podSandboxId: podId });
+    const status = await c().runtime.PodSandboxStatus!({ podSandboxId: podId });
+    assert.equal(status.status.state, 'SANDBOX_NOTREADY');
+    const sidecar = await c().runtime.ContainerStatus!({ containerId: second });
+    assert.equal(sidecar.status.state, 'CONTAINER_EXITED');
+    await waitFor(async () => !(await qemuPidsUsing(host().stateDir)).includes(qemu), 10_000, 'the pod QEMU to end');
+    await expectStatus(
+      c().runtime.CreateContainer!({ podSandboxId: podId, config: containerConfig('late', ['true']) }),
+      grpc.status.FAILED_PRECONDITION,
+    );
+    await c().runtime.StopPodSandbox!({ podSandboxId: podId }); // again: no error
+    await c().runtime.RemovePodSandbox!({ podSandboxId: podId });
+    await expectStatus(c().runtime.PodSandboxStatus!({ podSandboxId: podId }), grpc.status.NOT_FOUND);
+    assert.deepEqual((await c().runtime.ListContainers!({ filter: { podSandboxId: podId } })).containers, []);
+    await c().runtime.RemovePodSandbox!({ podSandboxId: podId }); // gone already: no error
+  });
+});
+
+test('two pods are two VMs: each has its own QEMU and guest', async () => {
+  const a = (await c().runtime.RunPodSandbox!({ config: podConfig('pod-a') })).podSandboxId;
+  const b = (await c().runtime.RunPodSandbox!({ config: podConfig('pod-b') })).podSandboxId;
+  try {
+    const pid = async (id: string): Promise<number> =>
+      JSON.parse((await c().runtime.PodSandboxStatus!({ podSandboxId: id, verbose: true })).info.info).vm.pid;
+    assert.notEqual(await pid(a), await pid(b));
+    const ca = (await c().runtime.CreateContainer!({ podSandboxId: a, config: containerConfig('x', ['sleep', '1000']) })).containerId;
+    const cb = (await c().runtime.CreateContainer!({ podSandboxId: b, config: containerConfig('x', ['sleep', '1000']) })).containerId;
+    await c().runtime.StartContainer!({ containerId: ca });
+    await c().runtime.StartContainer!({ containerId: cb });
+    assert.equal((await execSync(ca, ['hostname'])).stdout, 'pod-a\n');
+    assert.equal((await execSync(cb, ['hostname'])).stdout, 'pod-b\n');
+    // The processes of one pod are not in the other's VM.
+    const psA = (await execSync(ca, ['ps'])).stdout;
+    assert.match(psA, /sleep 1000/);
+    assert.equal(psA.match(/sleep 1000/g)!.length, 1, psA);
+  } finally {
+    await c().runtime.RemovePodSandbox!({ podSandboxId: a });
+    await c().runtime.RemovePodSandbox!({ podSandboxId: b });
+  }
+});
+
+test('bad pod and container requests are refused with a precise status, and change nothing', async () => {
+  await expectStatus(c().runtime.RunPodSandbox!({ config: podConfig('h'), runtimeHandler: 'runc' }), grpc.status.INVALID_ARGUMENT);
+  await expectStatus(c().runtime.RunPodSandbox!({ config: { metadata: {} } }), grpc.status.INVALID_ARGUMENT);
+  assert.deepEqual((await c().runtime.ListPodSandbox!({})).items, []);
+  await expectStatus(c().runtime.CreateContainer!({ podSandboxId: 'f00d', config: containerConfig('x', ['true']) }), grpc.status.NOT_FOUND);
+});
