@@ -151,6 +151,27 @@ describe('a pod sandbox is one micro-VM', () => {
     assert.equal(missing.exitCode, 127);
   });
 
+  test('a read-only root filesystem (readonlyRootfs) stays read-only, for ExecSync too', async () => {
+    const { containerId } = await c().runtime.CreateContainer!({
+      podSandboxId: podId,
+      config: containerConfig('ro', ['sh', '-c', 'touch /at-start 2>&1; echo "touch: $?"; exec sleep 1000'], {
+        linux: { securityContext: { readonlyRootfs: true } },
+        logPath: 'ro/0.log',
+      }),
+    });
+    await c().runtime.StartContainer!({ containerId });
+    const write = await execSync(containerId, ['touch', '/tmp/x']);
+    assert.notEqual(write.exitCode, 0);
+    assert.match(write.stderr, /Read-only file system/);
+    // Its /proc, /dev and the pod's resolv.conf are there as usual.
+    assert.equal((await execSync(containerId, ['cat', '/proc/sys/kernel/hostname'])).stdout, 'web\n');
+    assert.match((await execSync(containerId, ['cat', '/etc/resolv.conf'])).stdout, /10\.96\.0\.10/);
+    await waitFor(async () => (await readFile(path.join(logDir!, 'ro', '0.log'), 'utf8')).includes('touch: 1'), 10_000, 'the log line');
+    // A writable container of the same pod (same image) can write its own root.
+    assert.equal((await execSync(first, ['touch', '/tmp/x'])).exitCode, 0);
+    await c().runtime.RemoveContainer!({ containerId });
+  });
+
   test('ListContainers filters by pod, state, id and labels', async () => {
     const inPod = await c().runtime.ListContainers!({ filter: { podSandboxId: podId } });
     assert.deepEqual(inPod.containers.map((x: { id: string }) => x.id).sort(), [first, second].sort());
@@ -230,10 +251,30 @@ test('two pods are two VMs: each has its own QEMU and guest', async () => {
     await c().runtime.StartContainer!({ containerId: cb });
     assert.equal((await execSync(ca, ['hostname'])).stdout, 'pod-a\n');
     assert.equal((await execSync(cb, ['hostname'])).stdout, 'pod-b\n');
+    // The containers of a pod reach each other on localhost; the other pod's do not.
+    const server = (
+      await c().runtime.CreateContainer!({
+        podSandboxId: a,
+        config: containerConfig('server', [
+          'sh',
+          '-c',
+          'mkdir -p /www && echo page-of-a > /www/index.html && exec httpd -f -p 8080 -h /www',
+        ]),
+      })
+    ).containerId;
+    await c().runtime.StartContainer!({ containerId: server });
+    await waitFor(
+      async () => (await execSync(ca, ['wget', '-qO-', 'http://127.0.0.1:8080/'])).stdout === 'page-of-a\n',
+      20_000,
+      'the page on localhost',
+    );
+    const fromB = await execSync(cb, ['wget', '-qO-', '-T', '3', 'http://127.0.0.1:8080/']);
+    assert.notEqual(fromB.exitCode, 0, fromB.stdout);
     // The processes of one pod are not in the other's VM.
     const psA = (await execSync(ca, ['ps'])).stdout;
     assert.match(psA, /sleep 1000/);
     assert.equal(psA.match(/sleep 1000/g)!.length, 1, psA);
+    assert.doesNotMatch((await execSync(cb, ['ps'])).stdout, /httpd/);
   } finally {
     await c().runtime.RemovePodSandbox!({ podSandboxId: a });
     await c().runtime.RemovePodSandbox!({ podSandboxId: b });

@@ -176,14 +176,10 @@ static int path_join(char *out, const char *a, const char *b)
 
 /* In the child of a pod container's process: a mount namespace of its own, in which `root` (a directory of the
  * pod VM's root, holding the container's own root filesystem) gets /proc, /sys, /dev and the VM's /etc/hosts and
- * /etc/resolv.conf (the pod shares them), then becomes the process's root. Returns 0, or -1 with errno. */
-static int enter_exec_root(const char *root)
+ * /etc/resolv.conf (the pod shares them), read-only when `readonly` (those mounts stay writable as they are), then
+ * becomes the process's root. Returns 0, or -1 with errno. */
+static int enter_exec_root(const char *root, int readonly)
 {
-	char r[PATH_MAX], p[PATH_MAX];
-	if (path_join(r, NEWROOT, root) < 0)
-		return -1;
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-		return -1;
 	static const struct {
 		const char *dir, *type, *src;
 		unsigned long flags;
@@ -192,13 +188,18 @@ static int enter_exec_root(const char *root)
 		{"/sys", "sysfs", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY},
 		{"/dev", NULL, NEWROOT "/dev", MS_BIND | MS_REC},
 	};
-	for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) {
-		if (path_join(p, r, fs[i].dir) < 0 || mkdir_p(p, 0755) < 0 || mount(fs[i].src, p, fs[i].type, fs[i].flags, NULL) < 0)
-			return -1;
-	}
 	static const char *const files[] = {"/etc/hosts", "/etc/resolv.conf"};
+	int have[sizeof files / sizeof files[0]] = {0};
+	char r[PATH_MAX], p[PATH_MAX], src[PATH_MAX];
+	if (path_join(r, NEWROOT, root) < 0)
+		return -1;
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return -1;
+	/* What is mounted on must exist before the root may become read-only. */
+	for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++)
+		if (path_join(p, r, fs[i].dir) < 0 || mkdir_p(p, 0755) < 0)
+			return -1;
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-		char src[PATH_MAX];
 		if (path_join(src, NEWROOT, files[i]) < 0)
 			return -1;
 		if (access(src, R_OK) < 0)
@@ -209,7 +210,18 @@ static int enter_exec_root(const char *root)
 		if (fd < 0)
 			return -1;
 		close(fd);
-		if (mount(src, p, NULL, MS_BIND, NULL) < 0)
+		have[i] = 1;
+	}
+	if (readonly && (mount(r, r, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+			 mount(NULL, r, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0))
+		return -1;
+	for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++)
+		if (path_join(p, r, fs[i].dir) < 0 || mount(fs[i].src, p, fs[i].type, fs[i].flags, NULL) < 0)
+			return -1;
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		if (!have[i])
+			continue;
+		if (path_join(src, NEWROOT, files[i]) < 0 || path_join(p, r, files[i]) < 0 || mount(src, p, NULL, MS_BIND, NULL) < 0)
 			return -1;
 	}
 	return chroot(r) < 0 || chdir("/") < 0 ? -1 : 0;
@@ -231,7 +243,7 @@ static _Noreturn void child_exec(const struct spec *spec, const struct user_ids 
 		if (dup2(fds[i], i) < 0)
 			child_fail(errpipe, R_INTERNAL, errno);
 	if (spec->exec_root) {
-		if (enter_exec_root(spec->exec_root) < 0)
+		if (enter_exec_root(spec->exec_root, spec->exec_readonly) < 0)
 			child_fail(errpipe, R_MOUNT_FAILED, errno);
 	} else if (chroot(NEWROOT) < 0 || chdir("/") < 0)
 		child_fail(errpipe, R_INTERNAL, errno);

@@ -282,7 +282,8 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		off += len;
 
 		char **slot = NULL;
-		if (is_exec ? tag > S_WINSIZE && tag != S_EXEC_ROOT : tag == S_EXEC_ROOT)
+		if (is_exec ? tag > S_WINSIZE && tag != S_EXEC_ROOT && tag != S_EXEC_READONLY
+			    : tag == S_EXEC_ROOT || tag == S_EXEC_READONLY)
 			continue; /* an EXEC takes only the process's records, and EXEC_ROOT is an EXEC's only */
 		switch (tag) {
 		case S_ARG:
@@ -339,9 +340,10 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		case S_TTY:
 		case S_STDIN:
 		case S_LOG_PORT:
+		case S_EXEC_READONLY:
 			if (len != 1)
 				return spec_error(s, err, errlen, "record with tag %u must be 1 byte, not %u", tag, len);
-			*(tag == S_TTY ? &s->tty : tag == S_STDIN ? &s->stdin_open : &s->log_port) = v[0] != 0;
+			*(tag == S_TTY ? &s->tty : tag == S_STDIN ? &s->stdin_open : tag == S_LOG_PORT ? &s->log_port : &s->exec_readonly) = v[0] != 0;
 			continue;
 		case S_WINSIZE:
 			if (len != 4)

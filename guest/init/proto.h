@@ -59,6 +59,7 @@ enum spec_tag {
 	S_MOUNT = 17,
 	S_LOG_PORT = 18,
 	S_EXEC_ROOT = 19, /* EXEC only: the process's root directory, a path in the container's root (a pod's container) */
+	S_EXEC_READONLY = 20, /* EXEC only, u8: with EXEC_ROOT, that root is mounted read-only for the process */
 };
 
 struct frame_hdr {
@@ -118,6 +119,7 @@ struct spec {
 	size_t nmounts;
 	int log_port;
 	char *exec_root; /* EXEC_ROOT, or NULL: the process runs in its own mount namespace, chrooted there */
+	int exec_readonly; /* EXEC_READONLY: exec_root is read-only for it */
 };
 
 /* Big-endian stores and loads. */

@@ -290,6 +290,25 @@ static void test_exec_spec(void)
 	rec_str(&b, S_ENV, "A=1");
 	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "ARG"));
 	CHECK(spec_parse(b.data, 0, &s, err, sizeof err) == -1);
+	/* A pod container's root: EXEC_ROOT and EXEC_READONLY, in an EXEC only. */
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_EXEC_ROOT, "/.boson/pod/c1/rootfs");
+	rec(&b, S_EXEC_READONLY, "\1", 1);
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == 0);
+	CHECK(s.exec_root && strcmp(s.exec_root, "/.boson/pod/c1/rootfs") == 0 && s.exec_readonly);
+	spec_free(&s);
+	rec_str(&b, S_ROOT_DISK, "boson-root");
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0 && s.exec_root == NULL && !s.exec_readonly); /* not a SPEC's */
+	spec_free(&s);
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_EXEC_ROOT, "/a/../../etc");
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "EXEC_ROOT"));
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_EXEC_ROOT, "relative");
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "EXEC_ROOT"));
 }
 
 /* Writes text to a new temporary file and returns its path (static storage per slot). */

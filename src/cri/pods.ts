@@ -77,7 +77,6 @@ export function containerSpecOf(config: any, logDirectory: string | undefined): 
     unimplemented('devices in a container of a pod are not supported: a micro-VM has no host devices');
   if (config.tty || config.stdin) unimplemented('tty and stdin need attach, which Boson does not serve over CRI yet');
   const sc = config.linux?.securityContext ?? {};
-  if (sc.readonlyRootfs) unimplemented('a read-only root filesystem for a container of a pod is not implemented yet');
   if (sc.privileged) unimplemented('privileged containers are not supported: the pod VM has no host to give access to');
   let user: string | undefined;
   if (sc.runAsUsername) user = sc.runAsUsername;
@@ -102,6 +101,7 @@ export function containerSpecOf(config: any, logDirectory: string | undefined): 
     labels: config.labels ?? {},
     annotations: config.annotations ?? {},
     ...(logPath !== undefined ? { logPath } : {}),
+    ...(sc.readonlyRootfs ? { readOnlyRoot: true } : {}),
   };
 }
 

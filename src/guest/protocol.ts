@@ -180,6 +180,8 @@ export interface ExecSpec {
    * /etc/hosts and /etc/resolv.conf, chrooted there; its user comes from that root's /etc/passwd.
    */
   root?: string;
+  /** With `root`: that root is read-only for the process (its /proc, /sys, /dev stay as they are). */
+  readOnlyRoot?: boolean;
 }
 
 /** Tags of SPEC and EXEC records. */
@@ -203,6 +205,7 @@ export const SpecTag = {
   MOUNT: 17,
   LOG_PORT: 18,
   EXEC_ROOT: 19,
+  EXEC_READONLY: 20,
 } as const;
 
 /** Builds a sequence of SPEC records. */
@@ -312,6 +315,7 @@ export function encodeExec(spec: ExecSpec): Buffer {
     if (!spec.root.startsWith('/') || spec.root.includes('..'))
       throw new BosonError('INVALID_ARGUMENT', `exec root ${JSON.stringify(spec.root)} is not absolute or contains ..`);
     w.addString(SpecTag.EXEC_ROOT, spec.root);
+    if (spec.readOnlyRoot) w.add(SpecTag.EXEC_READONLY, Buffer.from([1]));
   }
   return w.done();
 }

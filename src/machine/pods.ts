@@ -297,7 +297,7 @@ export class PodService implements MachinePods {
       const exec = this.runtime.newExec(
         pod.vmContainerId,
         { argv: record.argv, env: record.env, cwd: record.cwd, user: record.user },
-        `${POD_SHARE_TARGET}/${cid}/rootfs`,
+        { path: `${POD_SHARE_TARGET}/${cid}/rootfs`, readOnly: record.spec.readOnlyRoot ?? false },
       );
       let startError = '';
       const sink = {
@@ -401,7 +401,7 @@ export class PodService implements MachinePods {
     const exec = this.runtime.newExec(
       pod.vmContainerId,
       { argv, env: record.env, cwd: record.cwd, user: record.user },
-      `${POD_SHARE_TARGET}/${record.id}/rootfs`,
+      { path: `${POD_SHARE_TARGET}/${record.id}/rootfs`, readOnly: record.spec.readOnlyRoot ?? false },
     );
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];

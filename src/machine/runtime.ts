@@ -78,8 +78,8 @@ export interface ExecRecord {
   exitCode: number | null;
   pid: number | null;
   session: number;
-  /** The root it runs in, inside the container's root (a pod's container); the container's root when absent. */
-  root?: string;
+  /** The root it runs in, inside the container's root (a pod's container), and whether it is read-only for it. */
+  root?: { path: string; readOnly?: boolean };
 }
 
 /** One process's live connection to a running VM. */
@@ -1324,7 +1324,7 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /** Creates an exec record (see createExec). */
-  newExec(ref: string, spec: ExecSpec, root?: string): ExecRecord {
+  newExec(ref: string, spec: ExecSpec, root?: { path: string; readOnly?: boolean }): ExecRecord {
     const record = this.registry.get(ref);
     if (!this.live.has(record.id)) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
     const paused = this.diskFull.reason(record.id);
@@ -1422,7 +1422,7 @@ export class MachineRuntime implements MachineContainers {
     started.catch(() => undefined);
     live.ctl.send(
       FrameType.EXEC,
-      encodeExec({ argv: exec.argv, env: exec.env, cwd: exec.cwd, user: exec.user, tty: exec.tty, stdin: exec.stdin, root: exec.root }),
+      encodeExec({ argv: exec.argv, env: exec.env, cwd: exec.cwd, user: exec.user, tty: exec.tty, stdin: exec.stdin, root: exec.root?.path, readOnlyRoot: exec.root?.readOnly }),
       session,
     );
     await Promise.race([started, exit]);

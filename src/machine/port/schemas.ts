@@ -543,6 +543,8 @@ export const PodContainerSpec = Type.Object(
     annotations: Type.Record(Type.String(), Type.String()),
     /** Where its output is written in the CRI log format (absolute, on the machine's host); none when absent. */
     logPath: Type.Optional(Type.String()),
+    /** Its root filesystem is read-only for its processes (Kubernetes' readOnlyRootFilesystem). */
+    readOnlyRoot: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
