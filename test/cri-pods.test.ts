@@ -71,6 +71,21 @@ describe('a pod sandbox is one micro-VM', () => {
     await assertQemuOwns(host().stateDir, info.vm.pid, info.vm.containerId);
   });
 
+  test('PodSandboxStats and ListPodSandboxStats: the pod VM CPU and memory, seen from the host', async () => {
+    const { stats } = await c().runtime.PodSandboxStats!({ podSandboxId: podId });
+    assert.equal(stats.attributes.id, podId);
+    assert.equal(stats.attributes.metadata.name, 'web');
+    assert.ok(Number(stats.linux.cpu.usageCoreNanoSeconds.value) > 0);
+    const rss = Number(stats.linux.memory.workingSetBytes.value);
+    assert.ok(rss > 4 * 1024 * 1024 && rss < 1024 * 1024 * 1024, `QEMU resident ${rss}`);
+    const listed = await c().runtime.ListPodSandboxStats!({ filter: { labelSelector: { app: 'web' } } });
+    assert.deepEqual(
+      listed.stats.map((s: { attributes: { id: string } }) => s.attributes.id),
+      [podId],
+    );
+    assert.deepEqual((await c().runtime.ListPodSandboxStats!({ filter: { labelSelector: { app: 'none' } } })).stats, []);
+  });
+
   test('ListPodSandbox filters by id prefix, state and labels', async () => {
     const all = await c().runtime.ListPodSandbox!({});
     assert.ok(all.items.some((p: { id: string }) => p.id === podId));

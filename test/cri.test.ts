@@ -52,6 +52,7 @@ describe('RPCs Boson does not serve', () => {
       /hot-plug/,
     );
     assert.match(await expectStatus(c().runtime.ListContainerStats!({}), grpc.status.UNIMPLEMENTED), /statistics/);
+    assert.match(await expectStatus(c().runtime.ListMetricDescriptors!({}), grpc.status.UNIMPLEMENTED), /metrics/);
   });
 
   test('a streaming RPC ends with UNIMPLEMENTED', async () => {

@@ -145,6 +145,27 @@ function criContainer(c: PodContainer): Record<string, unknown> {
 const selects = (selector: Record<string, string> | undefined, labels: Record<string, string>): boolean =>
   Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
 
+/** CRI's PodSandboxStats of a pod (its VM's usage, from the host; per-container usage is not collected). */
+async function podStats(machine: PodMachine, ctx: Parameters<CriHandler>[0], p: Pod): Promise<Record<string, unknown>> {
+  const s = await machine.pods.stats(ctx, p.id);
+  const u = (n: number): { value: string } => ({ value: String(Math.max(0, Math.round(n))) });
+  return {
+    attributes: { id: p.id, metadata: podMetadata(p), labels: p.spec.labels, annotations: p.spec.annotations },
+    linux: {
+      cpu: { timestamp: s.timestampNs, usageCoreNanoSeconds: u(s.cpuNs) },
+      memory: {
+        timestamp: s.timestampNs,
+        workingSetBytes: u(s.memoryBytes),
+        usageBytes: u(s.memoryBytes),
+        rssBytes: u(s.memoryBytes),
+        availableBytes: u(s.memoryLimitBytes - s.memoryBytes),
+      },
+      process: { timestamp: s.timestampNs, processCount: u(s.processes) },
+      containers: [],
+    },
+  };
+}
+
 /** The pod and container handlers, by RPC name. */
 export function podHandlers(machine: PodMachine): Record<string, CriHandler> {
   const pods = machine.pods;
@@ -243,6 +264,14 @@ export function podHandlers(machine: PodMachine): Record<string, CriHandler> {
       const result = await pods.execSync(ctx, byId('container_id', req.containerId), req.cmd ?? [], num(req.timeout));
       const cap = (b: Buffer): Buffer => (b.length > 16 * 1024 * 1024 ? b.subarray(0, 16 * 1024 * 1024) : b);
       return { stdout: cap(result.stdout), stderr: cap(result.stderr), exitCode: result.exitCode };
+    },
+    PodSandboxStats: async (ctx, req) => ({
+      stats: await podStats(machine, ctx, await pods.inspect(ctx, byId('pod_sandbox_id', req.podSandboxId))),
+    }),
+    ListPodSandboxStats: async (ctx, req) => {
+      const f = req.filter ?? {};
+      const list = (await pods.list(ctx)).filter((p) => (!f.id || p.id.startsWith(f.id)) && selects(f.labelSelector, p.spec.labels));
+      return { stats: await Promise.all(list.map((p) => podStats(machine, ctx, p))) };
     },
     ReopenContainerLog: async (ctx, req) => {
       await pods.reopenLog(ctx, byId('container_id', req.containerId));

@@ -41,8 +41,6 @@ export const REFUSED_RPCS: Readonly<Record<string, Refusal>> = {
   },
   ContainerStats: { status: grpc.status.UNIMPLEMENTED, why: 'per-container statistics inside a pod VM are not collected yet' },
   ListContainerStats: { status: grpc.status.UNIMPLEMENTED, why: 'per-container statistics inside a pod VM are not collected yet' },
-  PodSandboxStats: { status: grpc.status.UNIMPLEMENTED, why: 'pod statistics are not collected yet' },
-  ListPodSandboxStats: { status: grpc.status.UNIMPLEMENTED, why: 'pod statistics are not collected yet' },
   ListMetricDescriptors: { status: grpc.status.UNIMPLEMENTED, why: 'Boson exports no CRI pod metrics (its daemon serves /metrics)' },
   ListPodSandboxMetrics: { status: grpc.status.UNIMPLEMENTED, why: 'Boson exports no CRI pod metrics (its daemon serves /metrics)' },
   CheckpointContainer: {

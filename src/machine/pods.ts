@@ -21,6 +21,7 @@ import type {
   ExecSyncResult,
   MachinePods,
   Pod,
+  PodStats,
   PodContainer,
   PodContainerSpec,
   PodSpec,
@@ -425,6 +426,24 @@ export class PodService implements MachinePods {
     } finally {
       this.runtime.forgetExec(exec.id);
     }
+  }
+
+  async stats(ctx: RequestContext, id: string): Promise<PodStats> {
+    const record = this.podRecord(id);
+    const vm = await this.runtime.stats(ctx, record.vmContainerId).catch((err: unknown) => {
+      if (isBosonError(err, 'CONTAINER_NOT_FOUND')) return null;
+      throw err;
+    });
+    const processes = this.store
+      .list<PodContainerRecord>('pod-container')
+      .filter((r) => r.value.podId === record.id && this.running.has(r.value.id)).length;
+    return {
+      timestampNs: String(nowNs()),
+      cpuNs: vm?.cpuNs ?? 0,
+      memoryBytes: vm?.memoryBytes ?? 0,
+      memoryLimitBytes: vm?.memoryLimitBytes ?? 0,
+      processes,
+    };
   }
 
   async reopenLog(_ctx: RequestContext, id: string): Promise<void> {

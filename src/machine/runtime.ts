@@ -1422,7 +1422,16 @@ export class MachineRuntime implements MachineContainers {
     started.catch(() => undefined);
     live.ctl.send(
       FrameType.EXEC,
-      encodeExec({ argv: exec.argv, env: exec.env, cwd: exec.cwd, user: exec.user, tty: exec.tty, stdin: exec.stdin, root: exec.root?.path, readOnlyRoot: exec.root?.readOnly }),
+      encodeExec({
+        argv: exec.argv,
+        env: exec.env,
+        cwd: exec.cwd,
+        user: exec.user,
+        tty: exec.tty,
+        stdin: exec.stdin,
+        root: exec.root?.path,
+        readOnlyRoot: exec.root?.readOnly,
+      }),
       session,
     );
     await Promise.race([started, exit]);

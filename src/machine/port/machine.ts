@@ -240,6 +240,19 @@ export interface ExecSyncResult {
   exitCode: number;
 }
 
+/** What a pod's micro-VM uses, seen from the host (its QEMU process): the pod's cost, whatever runs inside. */
+export interface PodStats {
+  timestampNs: string;
+  /** CPU time of the VM's QEMU process, ns. */
+  cpuNs: number;
+  /** Resident memory of the VM's QEMU process. */
+  memoryBytes: number;
+  /** The VM's memory size. */
+  memoryLimitBytes: number;
+  /** Processes of its containers that run now. */
+  processes: number;
+}
+
 /**
  * The pod half of a machine: a pod sandbox is one micro-VM, booted by `run`, that takes containers after it booted;
  * each container has its own root filesystem from its own image and its own process inside that VM. Pods and their
@@ -270,6 +283,8 @@ export interface MachinePods {
   execSync(ctx: RequestContext, id: string, argv: string[], timeoutSec: number): Promise<ExecSyncResult>;
   /** Opens the container's log file again (after kubelet rotated it). */
   reopenLog(ctx: RequestContext, id: string): Promise<void>;
+  /** What the pod's micro-VM uses now (zeros when it is not running). */
+  stats(ctx: RequestContext, id: string): Promise<PodStats>;
 }
 
 /** A machine that runs pods as well (this host's runtime; the REST client does not serve pods yet). */
