@@ -6,7 +6,7 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -187,6 +187,51 @@ describe('a pod sandbox is one micro-VM', () => {
     await c().runtime.RemoveContainer!({ containerId });
   });
 
+  test('volumes: host directories and files bound into a container after the VM booted, read-only where asked', async () => {
+    const vol = await mkdtemp(path.join(os.tmpdir(), 'boson-cri-vol-'));
+    try {
+      await writeFile(path.join(vol, 'in.txt'), 'from the host\n');
+      await writeFile(path.join(vol, 'config.txt'), 'setting=1\n');
+      await writeFile(path.join(vol, 'termination-log'), '');
+      const { containerId } = await c().runtime.CreateContainer!({
+        podSandboxId: podId,
+        config: containerConfig('vol', ['sleep', '1000'], {
+          mounts: [
+            { hostPath: vol, containerPath: '/data' },
+            { hostPath: path.join(vol, 'config.txt'), containerPath: '/etc/app/config.txt', readonly: true },
+            { hostPath: path.join(vol, 'termination-log'), containerPath: '/dev/termination-log' },
+          ],
+        }),
+      });
+      await c().runtime.StartContainer!({ containerId });
+      assert.equal((await execSync(containerId, ['cat', '/data/in.txt'])).stdout, 'from the host\n');
+      assert.equal((await execSync(containerId, ['sh', '-c', 'echo from the guest > /data/out.txt'])).exitCode, 0);
+      assert.equal(await readFile(path.join(vol, 'out.txt'), 'utf8'), 'from the guest\n');
+      assert.equal((await execSync(containerId, ['cat', '/etc/app/config.txt'])).stdout, 'setting=1\n');
+      const ro = await execSync(containerId, ['sh', '-c', 'echo x > /etc/app/config.txt']);
+      assert.notEqual(ro.exitCode, 0);
+      assert.match(ro.stderr, /Read-only file system/);
+      assert.equal((await execSync(containerId, ['sh', '-c', 'echo done > /dev/termination-log'])).exitCode, 0);
+      assert.equal(await readFile(path.join(vol, 'termination-log'), 'utf8'), 'done\n');
+      // The other containers of the pod do not see it.
+      assert.notEqual((await execSync(first, ['cat', '/data/in.txt'])).exitCode, 0);
+      // Removing the container unbinds the host paths and leaves their files alone.
+      await c().runtime.RemoveContainer!({ containerId });
+      assert.equal(await readFile(path.join(vol, 'in.txt'), 'utf8'), 'from the host\n');
+      assert.equal(await readFile(path.join(vol, 'out.txt'), 'utf8'), 'from the guest\n');
+      assert.doesNotMatch(await readFile('/proc/self/mountinfo', 'utf8'), new RegExp(` ${vol}`));
+      await expectStatus(
+        c().runtime.CreateContainer!({
+          podSandboxId: podId,
+          config: containerConfig('bad', ['true'], { mounts: [{ hostPath: path.join(vol, 'missing'), containerPath: '/m' }] }),
+        }),
+        grpc.status.INVALID_ARGUMENT,
+      );
+    } finally {
+      await rm(vol, { recursive: true, force: true });
+    }
+  });
+
   test('ListContainers filters by pod, state, id and labels', async () => {
     const inPod = await c().runtime.ListContainers!({ filter: { podSandboxId: podId } });
     assert.deepEqual(inPod.containers.map((x: { id: string }) => x.id).sort(), [first, second].sort());
@@ -254,9 +299,12 @@ describe('a pod sandbox is one micro-VM', () => {
 });
 
 test('two pods are two VMs: each has its own QEMU and guest', async () => {
-  const a = (await c().runtime.RunPodSandbox!({ config: podConfig('pod-a') })).podSandboxId;
-  const b = (await c().runtime.RunPodSandbox!({ config: podConfig('pod-b') })).podSandboxId;
+  const pods: string[] = [];
   try {
+    const a = (await c().runtime.RunPodSandbox!({ config: podConfig('pod-a') })).podSandboxId;
+    pods.push(a);
+    const b = (await c().runtime.RunPodSandbox!({ config: podConfig('pod-b') })).podSandboxId;
+    pods.push(b);
     const pid = async (id: string): Promise<number> =>
       JSON.parse((await c().runtime.PodSandboxStatus!({ podSandboxId: id, verbose: true })).info.info).vm.pid;
     assert.notEqual(await pid(a), await pid(b));
@@ -291,8 +339,7 @@ test('two pods are two VMs: each has its own QEMU and guest', async () => {
     assert.equal(psA.match(/sleep 1000/g)!.length, 1, psA);
     assert.doesNotMatch((await execSync(cb, ['ps'])).stdout, /httpd/);
   } finally {
-    await c().runtime.RemovePodSandbox!({ podSandboxId: a });
-    await c().runtime.RemovePodSandbox!({ podSandboxId: b });
+    for (const id of pods) await c().runtime.RemovePodSandbox!({ podSandboxId: id });
   }
 });
 

@@ -174,12 +174,60 @@ static int path_join(char *out, const char *a, const char *b)
 	return 0;
 }
 
-/* In the child of a pod container's process: a mount namespace of its own, in which `root` (a directory of the
- * pod VM's root, holding the container's own root filesystem) gets /proc, /sys, /dev and the VM's /etc/hosts and
- * /etc/resolv.conf (the pod shares them), read-only when `readonly` (those mounts stay writable as they are), then
- * becomes the process's root. Returns 0, or -1 with errno. */
-static int enter_exec_root(const char *root, int readonly)
+/* Makes the mount point `p` for a bind of `src` (a directory for a directory, else a file), as far as it can: the
+ * bind that follows reports what is missing. */
+static void make_mount_point(const char *src, const char *p)
 {
+	struct stat st;
+	if (stat(src, &st) == 0 && S_ISDIR(st.st_mode)) {
+		mkdir_p(p, 0755);
+		return;
+	}
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s", p);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir_p(dir, 0755);
+	}
+	int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Binds each EXEC_MOUNT of the process (a path of the pod VM onto a path of its root `r`), read-only where asked.
+ * With `points_only`, only makes their mount points (before the root may become read-only). */
+static int exec_mounts(const struct spec *spec, const char *r, int points_only)
+{
+	for (size_t i = 0; i < spec->nexec_mounts; i++) {
+		char text[PATH_MAX * 2 + 8], src[PATH_MAX], p[PATH_MAX], err[128], *target;
+		int ro;
+		snprintf(text, sizeof text, "%s", spec->exec_mounts[i]);
+		if (exec_mount_parse(text, &target, &ro, err, sizeof err) < 0) {
+			errno = EINVAL;
+			return -1;
+		}
+		if (path_join(src, NEWROOT, text) < 0 || path_join(p, r, target) < 0)
+			return -1;
+		make_mount_point(src, p);
+		if (points_only)
+			continue;
+		if (mount(src, p, NULL, MS_BIND | MS_REC, NULL) < 0)
+			return -1;
+		if (ro && mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* In the child of a pod container's process: a mount namespace of its own, in which its EXEC_ROOT (a directory of
+ * the pod VM's root, holding the container's own root filesystem) gets /proc, /sys, /dev and the VM's /etc/hosts
+ * and /etc/resolv.conf (the pod shares them), then its EXEC_MOUNTs, read-only with EXEC_READONLY (those mounts stay
+ * as they are), then becomes the process's root. Returns 0, or -1 with errno. */
+static int enter_exec_root(const struct spec *spec)
+{
+	const char *root = spec->exec_root;
+	int readonly = spec->exec_readonly;
 	static const struct {
 		const char *dir, *type, *src;
 		unsigned long flags;
@@ -212,6 +260,8 @@ static int enter_exec_root(const char *root, int readonly)
 		close(fd);
 		have[i] = 1;
 	}
+	if (exec_mounts(spec, r, 1) < 0)
+		return -1;
 	if (readonly && (mount(r, r, NULL, MS_BIND | MS_REC, NULL) < 0 ||
 			 mount(NULL, r, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0))
 		return -1;
@@ -224,6 +274,9 @@ static int enter_exec_root(const char *root, int readonly)
 		if (path_join(src, NEWROOT, files[i]) < 0 || path_join(p, r, files[i]) < 0 || mount(src, p, NULL, MS_BIND, NULL) < 0)
 			return -1;
 	}
+	/* The container's own mounts last: over /dev (a termination log) and /etc/hosts too. */
+	if (exec_mounts(spec, r, 0) < 0)
+		return -1;
 	return chroot(r) < 0 || chdir("/") < 0 ? -1 : 0;
 }
 
@@ -243,7 +296,7 @@ static _Noreturn void child_exec(const struct spec *spec, const struct user_ids 
 		if (dup2(fds[i], i) < 0)
 			child_fail(errpipe, R_INTERNAL, errno);
 	if (spec->exec_root) {
-		if (enter_exec_root(spec->exec_root, spec->exec_readonly) < 0)
+		if (enter_exec_root(spec) < 0)
 			child_fail(errpipe, R_MOUNT_FAILED, errno);
 	} else if (chroot(NEWROOT) < 0 || chdir("/") < 0)
 		child_fail(errpipe, R_INTERNAL, errno);

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,8 +283,8 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		off += len;
 
 		char **slot = NULL;
-		if (is_exec ? tag > S_WINSIZE && tag != S_EXEC_ROOT && tag != S_EXEC_READONLY
-			    : tag == S_EXEC_ROOT || tag == S_EXEC_READONLY)
+		if (is_exec ? tag > S_WINSIZE && tag != S_EXEC_ROOT && tag != S_EXEC_READONLY && tag != S_EXEC_MOUNT
+			    : tag == S_EXEC_ROOT || tag == S_EXEC_READONLY || tag == S_EXEC_MOUNT)
 			continue; /* an EXEC takes only the process's records, and EXEC_ROOT is an EXEC's only */
 		switch (tag) {
 		case S_ARG:
@@ -318,6 +319,24 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 			s->has_clock = 1;
 			s->clock_ns = get_u64(v);
 			continue;
+		case S_EXEC_MOUNT: {
+			char *str = dup_value(v, len);
+			if (!str)
+				return spec_error(s, err, errlen, "record with tag %u holds a NUL byte", tag);
+			char copy[PATH_MAX * 2 + 8], msg[256], *target;
+			int ro;
+			int too_long = strlen(str) >= sizeof copy;
+			snprintf(copy, sizeof copy, "%s", str);
+			if (too_long || exec_mount_parse(copy, &target, &ro, msg, sizeof msg) < 0) {
+				free(str);
+				return spec_error(s, err, errlen, "EXEC_MOUNT: %s", too_long ? "too long" : msg);
+			}
+			if (vec_push(&s->exec_mounts, &s->nexec_mounts, str) < 0) {
+				free(str);
+				return spec_error(s, err, errlen, "out of memory");
+			}
+			continue;
+		}
 		case S_NET_IF:
 		case S_MOUNT: {
 			char *str = dup_value(v, len);
@@ -398,6 +417,7 @@ void spec_free(struct spec *s)
 	free(s->root_fstype);
 	free(s->scratch_disk);
 	free(s->exec_root);
+	vec_free(s->exec_mounts, s->nexec_mounts);
 	free(s->ifs);
 	vec_free(s->dns, s->ndns);
 	vec_free(s->dns_search, s->ndns_search);
@@ -406,6 +426,26 @@ void spec_free(struct spec *s)
 		mount_spec_free(&s->mounts[i]);
 	free(s->mounts);
 	memset(s, 0, sizeof *s);
+}
+
+int exec_mount_parse(char *text, char **target, int *readonly, char *err, size_t errlen)
+{
+	char *t1 = strchr(text, '\t');
+	char *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+	if (!t1 || !t2 || strchr(t2 + 1, '\t'))
+		return rec_error(err, errlen, "expected SOURCE\\tTARGET\\tro|rw");
+	*t1 = 0;
+	*t2 = 0;
+	*target = t1 + 1;
+	const char *opt = t2 + 1;
+	if (strcmp(opt, "ro") != 0 && strcmp(opt, "rw") != 0)
+		return rec_error(err, errlen, "options \"%s\" are not ro or rw", opt);
+	*readonly = strcmp(opt, "ro") == 0;
+	const char *paths[] = {text, *target};
+	for (int i = 0; i < 2; i++)
+		if (paths[i][0] != '/' || strstr(paths[i], ".."))
+			return rec_error(err, errlen, "\"%s\" is not absolute or contains ..", paths[i]);
+	return 0;
 }
 
 int exit_status(int wstatus, uint32_t *signo)

@@ -60,6 +60,7 @@ enum spec_tag {
 	S_LOG_PORT = 18,
 	S_EXEC_ROOT = 19, /* EXEC only: the process's root directory, a path in the container's root (a pod's container) */
 	S_EXEC_READONLY = 20, /* EXEC only, u8: with EXEC_ROOT, that root is mounted read-only for the process */
+	S_EXEC_MOUNT = 21,    /* EXEC only, repeatable: "SOURCE\tTARGET\tro|rw", a bind into the EXEC_ROOT */
 };
 
 struct frame_hdr {
@@ -120,6 +121,8 @@ struct spec {
 	int log_port;
 	char *exec_root; /* EXEC_ROOT, or NULL: the process runs in its own mount namespace, chrooted there */
 	int exec_readonly; /* EXEC_READONLY: exec_root is read-only for it */
+	char **exec_mounts; /* EXEC_MOUNT texts, checked by exec_mount_parse (NULL-terminated, or NULL) */
+	size_t nexec_mounts;
 };
 
 /* Big-endian stores and loads. */
@@ -150,6 +153,10 @@ int net_if_parse(const char *text, struct net_if *out, char *err, size_t errlen)
 /* Parses the text of a MOUNT record into out (heap strings, freed by mount_spec_free). Returns 0, or -1 with a
  * message in err (out is then zeroed). */
 int mount_spec_parse(const char *text, struct mount_spec *out, char *err, size_t errlen);
+
+/* Splits an EXEC_MOUNT text in place: `text` becomes the source, *target and *readonly are set. Both paths must be
+ * absolute without "..". Returns 0, or -1 with a message in err. */
+int exec_mount_parse(char *text, char **target, int *readonly, char *err, size_t errlen);
 
 /* Frees what mount_spec_parse allocated. */
 void mount_spec_free(struct mount_spec *m);

@@ -71,8 +71,15 @@ export function containerSpecOf(config: any, logDirectory: string | undefined): 
   if (!meta.name) throw new CriRefusal(grpc.status.INVALID_ARGUMENT, 'ContainerConfig.metadata.name is required');
   const image = config.image?.image ?? '';
   if (image === '') throw new CriRefusal(grpc.status.INVALID_ARGUMENT, 'ContainerConfig.image.image is required');
-  if ((config.mounts ?? []).length > 0)
-    unimplemented('mounts into a container of a pod (volumes, /etc/hosts, termination-log) are not implemented yet');
+  const mounts = (config.mounts ?? []).map((m: any) => {
+    if (m.image?.image) unimplemented('image volumes are not supported yet');
+    if (m.propagation === 'PROPAGATION_BIDIRECTIONAL')
+      unimplemented('bidirectional mount propagation is not supported: mounts made in the pod VM cannot reach the host');
+    if ((m.uidMappings ?? []).length > 0 || (m.gidMappings ?? []).length > 0) unimplemented('id-mapped mounts are not supported');
+    if (!m.hostPath || !m.containerPath)
+      throw new CriRefusal(grpc.status.INVALID_ARGUMENT, 'a Mount needs a host_path and a container_path');
+    return { hostPath: m.hostPath, containerPath: m.containerPath, readOnly: Boolean(m.readonly || m.recursiveReadOnly) };
+  });
   if ((config.devices ?? []).length > 0 || (config.CDIDevices ?? config.cDIDevices ?? []).length > 0)
     unimplemented('devices in a container of a pod are not supported: a micro-VM has no host devices');
   if (config.tty || config.stdin) unimplemented('tty and stdin need attach, which Boson does not serve over CRI yet');
@@ -102,6 +109,7 @@ export function containerSpecOf(config: any, logDirectory: string | undefined): 
     annotations: config.annotations ?? {},
     ...(logPath !== undefined ? { logPath } : {}),
     ...(sc.readonlyRootfs ? { readOnlyRoot: true } : {}),
+    ...(mounts.length > 0 ? { mounts } : {}),
   };
 }
 

@@ -182,6 +182,8 @@ export interface ExecSpec {
   root?: string;
   /** With `root`: that root is read-only for the process (its /proc, /sys, /dev stay as they are). */
   readOnlyRoot?: boolean;
+  /** With `root`: paths of the VM bound into that root (after /proc, /sys, /dev, hosts and resolv.conf), in order. */
+  mounts?: Array<{ source: string; target: string; readOnly: boolean }>;
 }
 
 /** Tags of SPEC and EXEC records. */
@@ -206,6 +208,7 @@ export const SpecTag = {
   LOG_PORT: 18,
   EXEC_ROOT: 19,
   EXEC_READONLY: 20,
+  EXEC_MOUNT: 21,
 } as const;
 
 /** Builds a sequence of SPEC records. */
@@ -316,6 +319,14 @@ export function encodeExec(spec: ExecSpec): Buffer {
       throw new BosonError('INVALID_ARGUMENT', `exec root ${JSON.stringify(spec.root)} is not absolute or contains ..`);
     w.addString(SpecTag.EXEC_ROOT, spec.root);
     if (spec.readOnlyRoot) w.add(SpecTag.EXEC_READONLY, Buffer.from([1]));
+    for (const m of spec.mounts ?? []) {
+      for (const p of [m.source, m.target])
+        if (!p.startsWith('/') || p.includes('..') || /[\t\n]/.test(p))
+          throw new BosonError('INVALID_ARGUMENT', `exec mount path ${JSON.stringify(p)} is not absolute, or contains .. or a tab`);
+      w.addString(SpecTag.EXEC_MOUNT, `${m.source}\t${m.target}\t${m.readOnly ? 'ro' : 'rw'}`);
+    }
+  } else if (spec.mounts?.length) {
+    throw new BosonError('INVALID_ARGUMENT', 'exec mounts need an exec root');
   }
   return w.done();
 }

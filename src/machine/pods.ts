@@ -10,12 +10,13 @@
  * state of this daemon: after a daemon restart their exec sessions are gone, and they are reported exited
  * (reason Unknown) while the pod VM itself is re-attached like any container.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, KeyedMutex, MemoryStateStore, isBosonError, silentLogger, type Logger, type StateStore } from '../common/index.ts';
 import { resolveProcessConfig } from './container-config.ts';
 import { newContainerId } from './containers.ts';
 import { CriLogWriter, nowNs } from './cri-log.ts';
+import { bindInto, makeSharedMount, removeUnmounted } from './host-mounts.ts';
 import type {
   ExecSession,
   ExecSyncResult,
@@ -27,7 +28,7 @@ import type {
   PodSpec,
   RequestContext,
 } from './port/index.ts';
-import type { MachineRuntime } from './runtime.ts';
+import type { ExecRoot, MachineRuntime } from './runtime.ts';
 
 /** Where a pod's directory appears inside its micro-VM's root. */
 export const POD_SHARE_TARGET = '/.boson/pod';
@@ -158,6 +159,8 @@ export class PodService implements MachinePods {
     await mkdir(share, { recursive: true, mode: 0o755 });
     let vmId: string | undefined;
     try {
+      // Before the VM's virtiofsd starts: the containers' volumes are bound under it later, and must reach it.
+      await makeSharedMount(share);
       const vm = await this.runtime.createPodVm(
         {
           image: this.options.podImage ?? DEFAULT_POD_IMAGE,
@@ -187,7 +190,7 @@ export class PodService implements MachinePods {
     } catch (err) {
       if (vmId !== undefined) await this.runtime.remove(ctx, vmId, { force: true }).catch(() => undefined);
       this.store.delete('pod', id);
-      await rm(this.podDir(id), { recursive: true, force: true });
+      await removeUnmounted(this.podDir(id));
       throw err;
     }
   }
@@ -224,7 +227,7 @@ export class PodService implements MachinePods {
     await this.runtime.remove(ctx, record.vmContainerId, { force: true }).catch((err: unknown) => {
       if (!isBosonError(err, 'CONTAINER_NOT_FOUND')) throw err;
     });
-    await rm(this.podDir(record.id), { recursive: true, force: true });
+    await removeUnmounted(this.podDir(record.id));
     this.store.delete('pod', record.id);
   }
 
@@ -249,6 +252,11 @@ export class PodService implements MachinePods {
     const pod = await this.readyPod(ctx, podId);
     if (spec.logPath !== undefined && !path.isAbsolute(spec.logPath))
       throw new BosonError('INVALID_ARGUMENT', `log path ${JSON.stringify(spec.logPath)} is not absolute`);
+    for (const m of spec.mounts ?? []) {
+      if (!path.isAbsolute(m.hostPath)) throw new BosonError('INVALID_ARGUMENT', `host path ${JSON.stringify(m.hostPath)} is not absolute`);
+      if (!m.containerPath.startsWith('/') || m.containerPath.split('/').includes('..') || /[\t\n]/.test(m.containerPath))
+        throw new BosonError('INVALID_ARGUMENT', `container path ${JSON.stringify(m.containerPath)} is not absolute or contains ..`);
+    }
     const image = await this.runtime.images.resolve(spec.image);
     const config = resolveProcessConfig(
       image.config,
@@ -259,6 +267,8 @@ export class PodService implements MachinePods {
     const dir = path.join(this.shareDir(pod.id), id);
     try {
       await this.runtime.images.unpack(image, path.join(dir, 'rootfs'));
+      // The container's volumes: bound on the host under the pod's share, and from there into its root in the VM.
+      for (const [i, m] of (spec.mounts ?? []).entries()) await bindInto(m.hostPath, path.join(dir, 'mounts', String(i)), m.readOnly);
       const record: PodContainerRecord = {
         id,
         podId: pod.id,
@@ -279,7 +289,7 @@ export class PodService implements MachinePods {
       this.save('pod-container', record);
       return this.containerView(record);
     } catch (err) {
-      await rm(dir, { recursive: true, force: true });
+      await removeUnmounted(dir);
       throw err;
     }
   }
@@ -298,7 +308,7 @@ export class PodService implements MachinePods {
       const exec = this.runtime.newExec(
         pod.vmContainerId,
         { argv: record.argv, env: record.env, cwd: record.cwd, user: record.user },
-        { path: `${POD_SHARE_TARGET}/${cid}/rootfs`, readOnly: record.spec.readOnlyRoot ?? false },
+        this.execRoot(record),
       );
       let startError = '';
       const sink = {
@@ -346,6 +356,16 @@ export class PodService implements MachinePods {
     });
   }
 
+  /** Where a container's processes run in the pod VM: its root, read-only or not, with its volumes bound in. */
+  private execRoot(record: PodContainerRecord): ExecRoot {
+    const base = `${POD_SHARE_TARGET}/${record.id}`;
+    return {
+      path: `${base}/rootfs`,
+      readOnly: record.spec.readOnlyRoot ?? false,
+      mounts: (record.spec.mounts ?? []).map((m, i) => ({ source: `${base}/mounts/${i}`, target: m.containerPath, readOnly: m.readOnly })),
+    };
+  }
+
   /** Records the exit of a container. */
   private finish(record: PodContainerRecord, code: number, reason: string, message: string): void {
     record.state = 'exited';
@@ -377,7 +397,7 @@ export class PodService implements MachinePods {
       throw err;
     }
     await this.stopContainer(ctx, record.id, 0);
-    await rm(path.join(this.shareDir(record.podId), record.id), { recursive: true, force: true });
+    await removeUnmounted(path.join(this.shareDir(record.podId), record.id));
     this.store.delete('pod-container', record.id);
   }
 
@@ -402,7 +422,7 @@ export class PodService implements MachinePods {
     const exec = this.runtime.newExec(
       pod.vmContainerId,
       { argv, env: record.env, cwd: record.cwd, user: record.user },
-      { path: `${POD_SHARE_TARGET}/${record.id}/rootfs`, readOnly: record.spec.readOnlyRoot ?? false },
+      this.execRoot(record),
     );
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];

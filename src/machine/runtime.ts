@@ -78,8 +78,15 @@ export interface ExecRecord {
   exitCode: number | null;
   pid: number | null;
   session: number;
-  /** The root it runs in, inside the container's root (a pod's container), and whether it is read-only for it. */
-  root?: { path: string; readOnly?: boolean };
+  /** The root it runs in, inside the container's root (a pod's container), whether it is read-only, its binds. */
+  root?: ExecRoot;
+}
+
+/** Where an exec runs when not in the container's root: a directory in it (a pod's container; see EXEC_ROOT). */
+export interface ExecRoot {
+  path: string;
+  readOnly?: boolean;
+  mounts?: Array<{ source: string; target: string; readOnly: boolean }>;
 }
 
 /** One process's live connection to a running VM. */
@@ -1324,7 +1331,7 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /** Creates an exec record (see createExec). */
-  newExec(ref: string, spec: ExecSpec, root?: { path: string; readOnly?: boolean }): ExecRecord {
+  newExec(ref: string, spec: ExecSpec, root?: ExecRoot): ExecRecord {
     const record = this.registry.get(ref);
     if (!this.live.has(record.id)) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
     const paused = this.diskFull.reason(record.id);
@@ -1431,6 +1438,7 @@ export class MachineRuntime implements MachineContainers {
         stdin: exec.stdin,
         root: exec.root?.path,
         readOnlyRoot: exec.root?.readOnly,
+        mounts: exec.root?.mounts,
       }),
       session,
     );

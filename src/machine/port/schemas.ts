@@ -545,6 +545,15 @@ export const PodContainerSpec = Type.Object(
     logPath: Type.Optional(Type.String()),
     /** Its root filesystem is read-only for its processes (Kubernetes' readOnlyRootFilesystem). */
     readOnlyRoot: Type.Optional(Type.Boolean()),
+    /** Host files and directories bound into it (kubelet's volumes, /etc/hosts, the termination log), in order. */
+    mounts: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { hostPath: Type.String({ minLength: 1 }), containerPath: Type.String({ minLength: 1 }), readOnly: Type.Boolean() },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
   },
   { additionalProperties: false },
 );
