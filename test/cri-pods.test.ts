@@ -164,6 +164,10 @@ describe('a pod sandbox is one micro-VM', () => {
     assert.equal((await execSync(first, ['sh', '-c', 'echo out; echo err >&2; exit 3'])).exitCode, 3);
     const missing = await execSync(first, ['no-such-command']);
     assert.equal(missing.exitCode, 127);
+    // A command that outlives ExecSync's timeout is killed and reported as such.
+    const t0 = Date.now();
+    await expectStatus(c().runtime.ExecSync!({ containerId: first, cmd: ['sleep', '60'], timeout: 1 }), grpc.status.DEADLINE_EXCEEDED);
+    assert.ok(Date.now() - t0 < 30_000);
   });
 
   test('a read-only root filesystem (readonlyRootfs) stays read-only, for ExecSync too', async () => {

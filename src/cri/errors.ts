@@ -9,7 +9,8 @@ import { KIND_TRANSLATION, toBosonError } from '../common/index.ts';
 /** A refusal decided by the CRI edge itself: the gRPC status and why. */
 export class CriRefusal extends Error {
   constructor(
-    readonly status: grpc.status.UNIMPLEMENTED | grpc.status.FAILED_PRECONDITION | grpc.status.INVALID_ARGUMENT,
+    readonly status:
+      grpc.status.UNIMPLEMENTED | grpc.status.FAILED_PRECONDITION | grpc.status.INVALID_ARGUMENT | grpc.status.DEADLINE_EXCEEDED,
     message: string,
   ) {
     super(message);

@@ -269,7 +269,14 @@ export function podHandlers(machine: PodMachine): Record<string, CriHandler> {
       };
     },
     ExecSync: async (ctx, req) => {
-      const result = await pods.execSync(ctx, byId('container_id', req.containerId), req.cmd ?? [], num(req.timeout));
+      const timeout = num(req.timeout);
+      const result = await pods.execSync(ctx, byId('container_id', req.containerId), req.cmd ?? [], timeout);
+      // As containerd does: a command that outlived its timeout is an error (kubelet's probe then times out).
+      if (result.timedOut)
+        throw new CriRefusal(
+          grpc.status.DEADLINE_EXCEEDED,
+          `ExecSync: the command ran longer than its timeout of ${timeout} s and was killed`,
+        );
       const cap = (b: Buffer): Buffer => (b.length > 16 * 1024 * 1024 ? b.subarray(0, 16 * 1024 * 1024) : b);
       return { stdout: cap(result.stdout), stderr: cap(result.stderr), exitCode: result.exitCode };
     },

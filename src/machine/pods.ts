@@ -442,7 +442,7 @@ export class PodService implements MachinePods {
       const exitCode = await session.exit;
       clearTimeout(timer);
       if (timedOut) this.log.debug({ container: record.id, argv }, 'ExecSync timed out and was killed');
-      return { stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr), exitCode };
+      return { stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr), exitCode, timedOut };
     } finally {
       this.runtime.forgetExec(exec.id);
     }

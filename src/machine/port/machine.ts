@@ -238,6 +238,8 @@ export interface ExecSyncResult {
   stdout: Buffer;
   stderr: Buffer;
   exitCode: number;
+  /** The command outlived its timeout and was killed (its exit code is then the kill's). */
+  timedOut: boolean;
 }
 
 /** What a pod's micro-VM uses, seen from the host (its QEMU process): the pod's cost, whatever runs inside. */
