@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { assertGuestRelease, assertQemuOwns, qemuPidsUsing, useDaemonHost, waitFor } from './helpers.ts';
-import { criClient, expectStatus, type CriClient } from './cri-client.ts';
+import { criClient, expectStatus, streamExec, type CriClient } from './cri-client.ts';
 
 const { host } = useDaemonHost();
 let client: CriClient | undefined;
@@ -234,6 +234,38 @@ describe('a pod sandbox is one micro-VM', () => {
     } finally {
       await rm(vol, { recursive: true, force: true });
     }
+  });
+
+  test('Exec streams through a WebSocket of the channel protocol: stdin, stdout, stderr and the exit status', async () => {
+    const { url } = await c().runtime.Exec!({
+      containerId: first,
+      cmd: ['sh', '-c', 'read line; echo "got:$line"; echo oops >&2; exit 3'],
+      stdin: true,
+      stdout: true,
+      stderr: true,
+    });
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/exec\/[0-9a-f]{32}$/);
+    const r = await streamExec(url, 'hello\n');
+    assert.equal(r.protocol, 'v5.channel.k8s.io');
+    assert.equal(r.stdout, 'got:hello\n');
+    assert.equal(r.stderr, 'oops\n');
+    assert.equal(r.status?.status, 'Failure');
+    assert.equal(r.status?.reason, 'NonZeroExitCode');
+    assert.deepEqual(r.status?.details?.causes, [{ reason: 'ExitCode', message: '3' }]);
+    // A URL is used once.
+    await assert.rejects(streamExec(url, null), /404/);
+    // v4, without stdin: the guest kernel answers, and success is a Success status.
+    const v4 = await streamExec(
+      (await c().runtime.Exec!({ containerId: first, cmd: ['uname', '-r'], stdout: true, stderr: true })).url,
+      null,
+      ['v4.channel.k8s.io'],
+    );
+    assert.equal(v4.protocol, 'v4.channel.k8s.io');
+    assertGuestRelease(v4.stdout.trim());
+    assert.equal(v4.status?.status, 'Success');
+    // SPDY (no WebSocket offer) is refused with a reason.
+    const spdy = (await c().runtime.Exec!({ containerId: first, cmd: ['true'], stdout: true })).url;
+    await assert.rejects(streamExec(spdy, null, ['SPDY/3.1+portforward.k8s.io']), /400.*v5\.channel\.k8s\.io/s);
   });
 
   test('ListContainers filters by pod, state, id and labels', async () => {

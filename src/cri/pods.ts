@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { PodContainer, Pod, PodMachine, PodSpec, PodContainerSpec, PortBinding } from '../machine/port/index.ts';
 import { CriRefusal } from './errors.ts';
 import type { CriHandler } from './handler.ts';
+import type { StreamingServer } from './streaming.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- the proto's messages have no static types here */
 
@@ -175,7 +176,7 @@ async function podStats(machine: PodMachine, ctx: Parameters<CriHandler>[0], p: 
 }
 
 /** The pod and container handlers, by RPC name. */
-export function podHandlers(machine: PodMachine): Record<string, CriHandler> {
+export function podHandlers(machine: PodMachine, streaming?: StreamingServer): Record<string, CriHandler> {
   const pods = machine.pods;
   const byId = (what: string, id: string | undefined): string => {
     if (!id) throw new CriRefusal(grpc.status.INVALID_ARGUMENT, `${what} is required`);
@@ -287,6 +288,26 @@ export function podHandlers(machine: PodMachine): Record<string, CriHandler> {
       const f = req.filter ?? {};
       const list = (await pods.list(ctx)).filter((p) => (!f.id || p.id.startsWith(f.id)) && selects(f.labelSelector, p.spec.labels));
       return { stats: await Promise.all(list.map((p) => podStats(machine, ctx, p))) };
+    },
+    Exec: async (ctx, req) => {
+      if (!streaming) throw new CriRefusal(grpc.status.UNIMPLEMENTED, 'Exec: this CRI server runs without its streaming server');
+      const containerId = byId('container_id', req.containerId);
+      const cmd: string[] = req.cmd ?? [];
+      if (cmd.length === 0) throw new CriRefusal(grpc.status.INVALID_ARGUMENT, 'Exec needs a command');
+      if (!req.stdout && !req.stderr && !req.stdin)
+        throw new CriRefusal(grpc.status.INVALID_ARGUMENT, 'Exec needs at least one of stdin, stdout and stderr');
+      const c = await pods.inspectContainer(ctx, containerId);
+      if (c.state !== 'running') throw new CriRefusal(grpc.status.FAILED_PRECONDITION, `container ${c.spec.name} is not running`);
+      return {
+        url: streaming.execUrl({
+          containerId: c.id,
+          cmd,
+          tty: Boolean(req.tty),
+          stdin: Boolean(req.stdin),
+          stdout: Boolean(req.stdout),
+          stderr: Boolean(req.stderr),
+        }),
+      };
     },
     ReopenContainerLog: async (ctx, req) => {
       await pods.reopenLog(ctx, byId('container_id', req.containerId));

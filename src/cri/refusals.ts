@@ -17,7 +17,7 @@ const streamList = (list: string): Refusal => ({
 
 const noStreaming: Refusal = {
   status: grpc.status.UNIMPLEMENTED,
-  why: "Boson has no CRI streaming server yet (exec, attach and port-forward URLs): use ExecSync for commands in a pod's container",
+  why: "Boson's CRI streaming server serves Exec only so far (attach needs containers with stdin or a tty, which are refused; port-forward is not implemented): use Exec or ExecSync",
 };
 
 /** RPC name -> its refusal. */
@@ -28,7 +28,6 @@ export const REFUSED_RPCS: Readonly<Record<string, Refusal>> = {
   StreamPodSandboxStats: streamList('ListPodSandboxStats'),
   StreamPodSandboxMetrics: streamList('ListPodSandboxMetrics'),
   StreamImages: streamList('ListImages'),
-  Exec: noStreaming,
   Attach: noStreaming,
   PortForward: noStreaming,
   UpdateContainerResources: {

@@ -16,6 +16,7 @@ import { podHandlers } from './pods.ts';
 import { criServices } from './proto.ts';
 import { REFUSED_RPCS } from './refusals.ts';
 import { runtimeInfoHandlers } from './runtime-info.ts';
+import { StreamingServer } from './streaming.ts';
 
 /** Where and as what the CRI server runs. */
 export interface CriServerOptions {
@@ -24,6 +25,8 @@ export interface CriServerOptions {
   version: string;
   /** Where the machine keeps its images (ImageFsInfo's mount point). */
   imageFsDir: string;
+  /** Where the streaming server (Exec's URLs) listens: an address of this host (default 127.0.0.1), a free port. */
+  streamingAddress?: string;
   log?: Logger;
 }
 
@@ -34,11 +37,15 @@ export interface CriServer {
 }
 
 /** Every served RPC of both services, by name. */
-export function criHandlers(machine: PodMachine, options: Pick<CriServerOptions, 'version' | 'imageFsDir'>): Record<string, CriHandler> {
+export function criHandlers(
+  machine: PodMachine,
+  options: Pick<CriServerOptions, 'version' | 'imageFsDir'>,
+  streaming?: StreamingServer,
+): Record<string, CriHandler> {
   return {
     ...runtimeInfoHandlers(machine, options.version),
     ...imageHandlers(machine, options.imageFsDir),
-    ...podHandlers(machine),
+    ...podHandlers(machine, streaming),
   };
 }
 
@@ -91,7 +98,8 @@ function implementation(
 /** Starts the CRI server on `options.socketPath` (mode 0660); SOMETHING_ANSWERS if a live server holds it. */
 export async function startCriServer(machine: PodMachine, options: CriServerOptions): Promise<CriServer> {
   const log = options.log ?? silentLogger;
-  const handlers = criHandlers(machine, options);
+  const streaming = await StreamingServer.start(machine, { address: options.streamingAddress, log });
+  const handlers = criHandlers(machine, options, streaming);
   const { RuntimeService, ImageService } = criServices();
   const server = new grpc.Server();
   server.addService(RuntimeService.service, implementation(RuntimeService.service, handlers, log));
@@ -104,11 +112,16 @@ export async function startCriServer(machine: PodMachine, options: CriServerOpti
     });
     c.on('error', () => resolve(false));
   });
-  if (alive) throw new BosonError('INVALID_ARGUMENT', `something already answers on ${options.socketPath}`);
-  await rm(options.socketPath, { force: true });
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix://${options.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-  );
+  try {
+    if (alive) throw new BosonError('INVALID_ARGUMENT', `something already answers on ${options.socketPath}`);
+    await rm(options.socketPath, { force: true });
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix://${options.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+  } catch (err) {
+    await streaming.close();
+    throw err;
+  }
   await chmod(options.socketPath, 0o660);
   return {
     socketPath: options.socketPath,
@@ -123,6 +136,7 @@ export async function startCriServer(machine: PodMachine, options: CriServerOpti
           resolve();
         });
       });
+      await streaming.close();
       await rm(options.socketPath, { force: true });
     },
   };

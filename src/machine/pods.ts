@@ -27,6 +27,7 @@ import type {
   PodContainerSpec,
   PodSpec,
   RequestContext,
+  StreamSink,
 } from './port/index.ts';
 import type { ExecRoot, MachineRuntime } from './runtime.ts';
 
@@ -464,6 +465,31 @@ export class PodService implements MachinePods {
       memoryLimitBytes: vm?.memoryLimitBytes ?? 0,
       processes,
     };
+  }
+
+  async exec(
+    ctx: RequestContext,
+    id: string,
+    options: { argv: string[]; tty: boolean; stdin: boolean },
+    sink: StreamSink,
+  ): Promise<ExecSession> {
+    const record = this.containerRecord(id);
+    if (!this.running.has(record.id)) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.spec.name} is not running`);
+    if (options.argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'exec needs a command');
+    const pod = this.podRecord(record.podId);
+    const exec = this.runtime.newExec(
+      pod.vmContainerId,
+      { argv: options.argv, env: record.env, cwd: record.cwd, user: record.user, tty: options.tty, stdin: options.stdin },
+      this.execRoot(record),
+    );
+    try {
+      const session = await this.runtime.startExec(ctx, exec.id, sink);
+      void session.exit.finally(() => this.runtime.forgetExec(exec.id));
+      return session;
+    } catch (err) {
+      this.runtime.forgetExec(exec.id);
+      throw err;
+    }
   }
 
   async reopenLog(_ctx: RequestContext, id: string): Promise<void> {

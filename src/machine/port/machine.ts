@@ -285,6 +285,11 @@ export interface MachinePods {
   execSync(ctx: RequestContext, id: string, argv: string[], timeoutSec: number): Promise<ExecSyncResult>;
   /** Opens the container's log file again (after kubelet rotated it). */
   reopenLog(ctx: RequestContext, id: string): Promise<void>;
+  /**
+   * Starts `argv` in a running container (its root, env, user), interactively: output goes to `sink`, the session
+   * takes stdin (with `stdin`), resizes (with `tty`) and signals, and `exit` resolves with its status.
+   */
+  exec(ctx: RequestContext, id: string, options: { argv: string[]; tty: boolean; stdin: boolean }, sink: StreamSink): Promise<ExecSession>;
   /** What the pod's micro-VM uses now (zeros when it is not running). */
   stats(ctx: RequestContext, id: string): Promise<PodStats>;
 }
