@@ -6,14 +6,14 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { assertGuestRelease, assertQemuOwns, qemuPidsUsing, useDaemonHost, waitFor } from './helpers.ts';
 import { criClient, expectStatus, streamExec, type CriClient } from './cri-client.ts';
 
-const { host } = useDaemonHost();
+const { host, daemon } = useDaemonHost();
 let client: CriClient | undefined;
 const c = (): CriClient => (client ??= criClient(path.join(host().stateDir, 'run', 'cri.sock')));
 let logDir: string | undefined;
@@ -329,6 +329,9 @@ describe('a pod sandbox is one micro-VM', () => {
     await c().runtime.StopPodSandbox!({ podSandboxId: podId }); // again: no error
     await c().runtime.RemovePodSandbox!({ podSandboxId: podId });
     await expectStatus(c().runtime.PodSandboxStatus!({ podSandboxId: podId }), grpc.status.NOT_FOUND);
+    // Its shared directory is unmounted and gone.
+    assert.doesNotMatch(await readFile('/proc/self/mountinfo', 'utf8'), new RegExp(podId));
+    await assert.rejects(access(path.join(host().stateDir, 'pods', podId)));
     assert.deepEqual((await c().runtime.ListContainers!({ filter: { podSandboxId: podId } })).containers, []);
     await c().runtime.RemovePodSandbox!({ podSandboxId: podId }); // gone already: no error
   });
@@ -377,6 +380,31 @@ test('two pods are two VMs: each has its own QEMU and guest', async () => {
   } finally {
     for (const id of pods) await c().runtime.RemovePodSandbox!({ podSandboxId: id });
   }
+});
+
+test('a daemon restart keeps the pod VM: its old containers are reported, new ones start, and it is removed cleanly', async () => {
+  const podSandboxId = (await c().runtime.RunPodSandbox!({ config: podConfig('keep') })).podSandboxId;
+  try {
+    const old = (await c().runtime.CreateContainer!({ podSandboxId, config: containerConfig('old', ['sleep', '1000']) })).containerId;
+    await c().runtime.StartContainer!({ containerId: old });
+    const pidBefore = JSON.parse((await c().runtime.PodSandboxStatus!({ podSandboxId, verbose: true })).info.info).vm.pid;
+    client?.close();
+    client = undefined;
+    await daemon.stop();
+    await daemon.start();
+    const status = await c().runtime.PodSandboxStatus!({ podSandboxId, verbose: true });
+    assert.equal(status.status.state, 'SANDBOX_READY');
+    assert.equal(JSON.parse(status.info.info).vm.pid, pidBefore, 'the same QEMU, re-attached');
+    const oldStatus = await c().runtime.ContainerStatus!({ containerId: old });
+    assert.equal(oldStatus.status.state, 'CONTAINER_EXITED');
+    assert.equal(oldStatus.status.reason, 'Unknown');
+    const fresh = (await c().runtime.CreateContainer!({ podSandboxId, config: containerConfig('new', ['sleep', '1000']) })).containerId;
+    await c().runtime.StartContainer!({ containerId: fresh });
+    assert.equal((await execSync(fresh, ['hostname'])).stdout, 'keep\n');
+  } finally {
+    await c().runtime.RemovePodSandbox!({ podSandboxId });
+  }
+  assert.doesNotMatch(await readFile('/proc/self/mountinfo', 'utf8'), new RegExp(podSandboxId));
 });
 
 test('bad pod and container requests are refused with a precise status, and change nothing', async () => {

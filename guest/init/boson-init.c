@@ -508,7 +508,7 @@ static void start_exec(uint16_t session, const uint8_t *payload, uint32_t len)
 		return;
 	}
 	if (find_exec(session)) {
-		reject_exec(session, "exec session number already in use");
+		reject_exec_as(session, R_SESSION_IN_USE, "exec session number already in use");
 		return;
 	}
 	struct proc *p = NULL;

@@ -36,6 +36,7 @@ enum error_reason {
 	R_NOT_FOUND = 5,
 	R_NOT_EXECUTABLE = 6,
 	R_INTERNAL = 7,
+	R_SESSION_IN_USE = 8, /* an EXEC named a session that a live exec holds (one started for an earlier host) */
 };
 
 /* SPEC record tags. */

@@ -38,6 +38,8 @@ export const GuestErrorReason = {
   NOT_FOUND: 5,
   NOT_EXECUTABLE: 6,
   INTERNAL: 7,
+  /** An EXEC named a session a live exec holds (one an earlier host started, before a daemon restart). */
+  SESSION_IN_USE: 8,
 } as const;
 
 /** One decoded frame. */

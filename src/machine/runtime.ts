@@ -15,7 +15,7 @@ import type { EventEmitter } from 'node:events';
 import { mkdir, rm, stat, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isBosonError, silentLogger, toBosonError, type BosonPaths, type Logger, type StateStore } from '../common/index.ts';
-import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
+import { encodeSpec, encodeExec, FrameType, GuestErrorReason, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
 import { bootWithWatchdog, type Vm, type VmJail, type Vmm } from '../vmm/index.ts';
 import type { BootBundle } from '../guest/index.ts';
 import type { ImageStore } from '../image/index.ts';
@@ -1386,20 +1386,49 @@ export class MachineRuntime implements MachineContainers {
     if (exec.running || exec.exitCode !== null) throw new BosonError('INVALID_ARGUMENT', `exec ${id.slice(0, 12)} has already run`);
     const live = this.live.get(exec.containerId);
     if (!live) throw new BosonError('CONTAINER_NOT_RUNNING', 'the container is not running');
-    const session = live.nextSession;
-    live.nextSession = live.nextSession >= 65535 ? 1 : live.nextSession + 1;
-    exec.session = session;
     let resolveExit!: (code: number) => void;
     const exit = new Promise<number>((resolve) => (resolveExit = resolve));
+    // A daemon that re-attached to a VM does not know the sessions of execs an earlier daemon left running there:
+    // the guest refuses a number in use (SESSION_IN_USE), and the exec takes the next one.
+    for (let attempt = 0; ; attempt++) {
+      const session = live.nextSession;
+      live.nextSession = live.nextSession >= 65535 ? 1 : live.nextSession + 1;
+      exec.session = session;
+      const outcome = await this.tryExecSession(live, exec, session, sink, resolveExit, attempt < 64);
+      if (outcome === 'session-in-use') continue;
+      return {
+        stdin: (d) => live.ctl.sendStdin(d, session),
+        closeStdin: () => live.ctl.send(FrameType.STDIN_EOF, Buffer.alloc(0), session),
+        resize: (r, c) => live.ctl.sendResize(r, c, session),
+        signal: (n) => live.ctl.sendSignal(n, session),
+        exit,
+      };
+    }
+  }
+
+  /** Sends one EXEC on `session`; resolves once it started or ended, or 'session-in-use' (when `mayRetry`). */
+  private async tryExecSession(
+    live: Live,
+    exec: ExecRecord,
+    session: number,
+    sink: StreamSink,
+    resolveExit: (code: number) => void,
+    mayRetry: boolean,
+  ): Promise<'started' | 'ended' | 'session-in-use'> {
     let startError: BosonError | undefined;
-    const started = new Promise<void>((resolve, reject) => {
+    let inUse = false;
+    return new Promise((resolve) => {
       const done = (code: number): void => {
-        exec.running = false;
-        exec.exitCode = code;
         live.execs.delete(session);
         live.ctl.offSession(session);
+        if (inUse) {
+          resolve('session-in-use');
+          return;
+        }
+        exec.running = false;
+        exec.exitCode = code;
         resolveExit(code);
-        reject(startError ?? new BosonError('CONTAINER_NOT_RUNNING', 'the container stopped before the exec started'));
+        resolve('ended');
       };
       live.execs.set(session, { exec, sink, done });
       live.ctl.onSession(session, (frame: Frame) => {
@@ -1407,7 +1436,7 @@ export class MachineRuntime implements MachineContainers {
           case FrameType.STARTED:
             exec.running = true;
             exec.pid = decodeStarted(frame);
-            resolve();
+            resolve('started');
             return;
           case FrameType.STDOUT:
             sink.stdout(frame.payload);
@@ -1417,7 +1446,8 @@ export class MachineRuntime implements MachineContainers {
             return;
           case FrameType.ERROR:
             startError = guestErrorOf(frame);
-            sink.stderr(Buffer.from(`${startError.message}\n`));
+            if (mayRetry && startError.details.guestReason === GuestErrorReason.SESSION_IN_USE) inUse = true;
+            else sink.stderr(Buffer.from(`${startError.message}\n`));
             return;
           case FrameType.EXIT:
             done(decodeExit(frame).status);
@@ -1425,31 +1455,22 @@ export class MachineRuntime implements MachineContainers {
           default:
         }
       });
+      live.ctl.send(
+        FrameType.EXEC,
+        encodeExec({
+          argv: exec.argv,
+          env: exec.env,
+          cwd: exec.cwd,
+          user: exec.user,
+          tty: exec.tty,
+          stdin: exec.stdin,
+          root: exec.root?.path,
+          readOnlyRoot: exec.root?.readOnly,
+          mounts: exec.root?.mounts,
+        }),
+        session,
+      );
     });
-    started.catch(() => undefined);
-    live.ctl.send(
-      FrameType.EXEC,
-      encodeExec({
-        argv: exec.argv,
-        env: exec.env,
-        cwd: exec.cwd,
-        user: exec.user,
-        tty: exec.tty,
-        stdin: exec.stdin,
-        root: exec.root?.path,
-        readOnlyRoot: exec.root?.readOnly,
-        mounts: exec.root?.mounts,
-      }),
-      session,
-    );
-    await Promise.race([started, exit]);
-    return {
-      stdin: (d) => live.ctl.sendStdin(d, session),
-      closeStdin: () => live.ctl.send(FrameType.STDIN_EOF, Buffer.alloc(0), session),
-      resize: (r, c) => live.ctl.sendResize(r, c, session),
-      signal: (n) => live.ctl.sendSignal(n, session),
-      exit,
-    };
   }
 
   /** Resource usage of a running container, read from its QEMU process. */
