@@ -353,6 +353,11 @@ test('two pods are two VMs: each has its own QEMU and guest', async () => {
     await c().runtime.StartContainer!({ containerId: cb });
     assert.equal((await execSync(ca, ['hostname'])).stdout, 'pod-a\n');
     assert.equal((await execSync(cb, ['hostname'])).stdout, 'pod-b\n');
+    // One container per name and attempt in a pod; the same name in another pod is another container.
+    await expectStatus(
+      c().runtime.CreateContainer!({ podSandboxId: a, config: containerConfig('x', ['sleep', '1000']) }),
+      grpc.status.ALREADY_EXISTS,
+    );
     // The containers of a pod reach each other on localhost; the other pod's do not.
     const server = (
       await c().runtime.CreateContainer!({

@@ -258,6 +258,15 @@ export class PodService implements MachinePods {
       if (!m.containerPath.startsWith('/') || m.containerPath.split('/').includes('..') || /[\t\n]/.test(m.containerPath))
         throw new BosonError('INVALID_ARGUMENT', `container path ${JSON.stringify(m.containerPath)} is not absolute or contains ..`);
     }
+    // As kubelet expects (and containerd does): one container per name and attempt in a pod.
+    const same = this.store
+      .list<PodContainerRecord>('pod-container')
+      .find((r) => r.value.podId === pod.id && r.value.spec.name === spec.name && r.value.spec.attempt === spec.attempt);
+    if (same)
+      throw new BosonError(
+        'CONTAINER_NAME_IN_USE',
+        `pod ${pod.spec.name} has a container ${spec.name} (attempt ${spec.attempt}) already: ${same.value.id.slice(0, 12)}`,
+      );
     const image = await this.runtime.images.resolve(spec.image);
     const config = resolveProcessConfig(
       image.config,
