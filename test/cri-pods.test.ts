@@ -268,6 +268,23 @@ describe('a pod sandbox is one micro-VM', () => {
     await assert.rejects(streamExec(spdy, null, ['SPDY/3.1+portforward.k8s.io']), /400.*v5\.channel\.k8s\.io/s);
   });
 
+  test('ContainerStats and ListContainerStats: the process of each running container, read in the pod VM', async () => {
+    const { stats } = await c().runtime.ContainerStats!({ containerId: second });
+    assert.equal(stats.attributes.id, second);
+    assert.equal(stats.attributes.metadata.name, 'sidecar');
+    const rss = Number(stats.memory.workingSetBytes.value);
+    assert.ok(rss > 0 && rss < 64 * 1024 * 1024, `sleep's resident memory ${rss}`);
+    assert.ok(Number(stats.cpu.usageCoreNanoSeconds.value) >= 0);
+    const listed = await c().runtime.ListContainerStats!({ filter: { podSandboxId: podId } });
+    assert.deepEqual(listed.stats.map((s: { attributes: { id: string } }) => s.attributes.id).sort(), [first, second].sort());
+    assert.ok(listed.stats.every((s: { memory: { workingSetBytes: { value: string } } }) => Number(s.memory.workingSetBytes.value) > 0));
+    const byLabel = await c().runtime.ListContainerStats!({ filter: { labelSelector: { container: 'app' } } });
+    assert.deepEqual(
+      byLabel.stats.map((s: { attributes: { id: string } }) => s.attributes.id),
+      [first],
+    );
+  });
+
   test('ListContainers filters by pod, state, id and labels', async () => {
     const inPod = await c().runtime.ListContainers!({ filter: { podSandboxId: podId } });
     assert.deepEqual(inPod.containers.map((x: { id: string }) => x.id).sort(), [first, second].sort());

@@ -52,7 +52,6 @@ describe('RPCs Boson does not serve', () => {
       await expectStatus(c().runtime.UpdatePodSandboxResources!({ podSandboxId: 'x' }), grpc.status.FAILED_PRECONDITION),
       /hot-plug/,
     );
-    assert.match(await expectStatus(c().runtime.ListContainerStats!({}), grpc.status.UNIMPLEMENTED), /statistics/);
     assert.match(await expectStatus(c().runtime.ListMetricDescriptors!({}), grpc.status.UNIMPLEMENTED), /metrics/);
   });
 

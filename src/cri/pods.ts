@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import type { PodContainer, Pod, PodMachine, PodSpec, PodContainerSpec, PortBinding } from '../machine/port/index.ts';
+import type { PodContainer, PodContainerStats, Pod, PodMachine, PodSpec, PodContainerSpec, PortBinding } from '../machine/port/index.ts';
 import { CriRefusal } from './errors.ts';
 import type { CriHandler } from './handler.ts';
 import type { StreamingServer } from './streaming.ts';
@@ -175,6 +175,24 @@ async function podStats(machine: PodMachine, ctx: Parameters<CriHandler>[0], p: 
   };
 }
 
+/** CRI's ContainerStats of a container, with what its main process uses (none while it does not run). */
+function criContainerStats(c: PodContainer, s: PodContainerStats | undefined): Record<string, unknown> {
+  const u = (n: number): { value: string } => ({ value: String(Math.max(0, Math.round(n))) });
+  return {
+    attributes: {
+      id: c.id,
+      metadata: { name: c.spec.name, attempt: c.spec.attempt },
+      labels: c.spec.labels,
+      annotations: c.spec.annotations,
+    },
+    cpu: s ? { timestamp: s.timestampNs, usageCoreNanoSeconds: u(s.cpuNs) } : null,
+    memory: s
+      ? { timestamp: s.timestampNs, workingSetBytes: u(s.memoryBytes), rssBytes: u(s.memoryBytes), usageBytes: u(s.memoryBytes) }
+      : null,
+    writableLayer: null,
+  };
+}
+
 /** The pod and container handlers, by RPC name. */
 export function podHandlers(machine: PodMachine, streaming?: StreamingServer): Record<string, CriHandler> {
   const pods = machine.pods;
@@ -280,6 +298,26 @@ export function podHandlers(machine: PodMachine, streaming?: StreamingServer): R
         );
       const cap = (b: Buffer): Buffer => (b.length > 16 * 1024 * 1024 ? b.subarray(0, 16 * 1024 * 1024) : b);
       return { stdout: cap(result.stdout), stderr: cap(result.stderr), exitCode: result.exitCode };
+    },
+    ContainerStats: async (ctx, req) => {
+      const c = await pods.inspectContainer(ctx, byId('container_id', req.containerId));
+      const s = (await pods.containerStats(ctx, c.podId)).find((x) => x.id === c.id);
+      return { stats: criContainerStats(c, s) };
+    },
+    ListContainerStats: async (ctx, req) => {
+      const f = req.filter ?? {};
+      const containers = (await pods.listContainers(ctx, f.podSandboxId || undefined)).filter(
+        (c) => c.state === 'running' && (!f.id || c.id.startsWith(f.id)) && selects(f.labelSelector, c.spec.labels),
+      );
+      const stats = containers.length > 0 ? await pods.containerStats(ctx, f.podSandboxId || undefined) : [];
+      return {
+        stats: containers.map((c) =>
+          criContainerStats(
+            c,
+            stats.find((x) => x.id === c.id),
+          ),
+        ),
+      };
     },
     PodSandboxStats: async (ctx, req) => ({
       stats: await podStats(machine, ctx, await pods.inspect(ctx, byId('pod_sandbox_id', req.podSandboxId))),

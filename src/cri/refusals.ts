@@ -38,8 +38,6 @@ export const REFUSED_RPCS: Readonly<Record<string, Refusal>> = {
     status: grpc.status.FAILED_PRECONDITION,
     why: "a pod's micro-VM gets its memory and vCPUs when it boots (QEMU microvm has no memory or CPU hot-plug): run the pod again with the new resources",
   },
-  ContainerStats: { status: grpc.status.UNIMPLEMENTED, why: 'per-container statistics inside a pod VM are not collected yet' },
-  ListContainerStats: { status: grpc.status.UNIMPLEMENTED, why: 'per-container statistics inside a pod VM are not collected yet' },
   ListMetricDescriptors: { status: grpc.status.UNIMPLEMENTED, why: 'Boson exports no CRI pod metrics (its daemon serves /metrics)' },
   ListPodSandboxMetrics: { status: grpc.status.UNIMPLEMENTED, why: 'Boson exports no CRI pod metrics (its daemon serves /metrics)' },
   CheckpointContainer: {

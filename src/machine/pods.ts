@@ -23,6 +23,7 @@ import type {
   MachinePods,
   Pod,
   PodStats,
+  PodContainerStats,
   PodContainer,
   PodContainerSpec,
   PodSpec,
@@ -456,6 +457,37 @@ export class PodService implements MachinePods {
     } finally {
       this.runtime.forgetExec(exec.id);
     }
+  }
+
+  async containerStats(ctx: RequestContext, podId?: string): Promise<PodContainerStats[]> {
+    const byPod = new Map<string, Array<{ id: string; pid: number }>>();
+    for (const r of this.store.list<PodContainerRecord>('pod-container')) {
+      const live = this.running.get(r.value.id);
+      if (!live || live.pid === null || (podId !== undefined && r.value.podId !== podId)) continue;
+      byPod.set(r.value.podId, [...(byPod.get(r.value.podId) ?? []), { id: r.value.id, pid: live.pid }]);
+    }
+    const out: PodContainerStats[] = [];
+    for (const [pod, containers] of byPod) {
+      // One exec per pod VM, in its own root: each process's stat and statm, by pid (the guest ticks at 100 Hz).
+      const script = containers.map((c) => `echo "${c.id} $(cat /proc/${c.pid}/stat) | $(cat /proc/${c.pid}/statm)"`).join('; ');
+      const exec = this.runtime.newExec(this.podRecord(pod).vmContainerId, { argv: ['sh', '-c', script] });
+      let text = '';
+      try {
+        const session = await this.runtime.startExec(ctx, exec.id, { stdout: (d) => (text += d.toString()), stderr: () => undefined });
+        await session.exit;
+      } finally {
+        this.runtime.forgetExec(exec.id);
+      }
+      const timestampNs = String(nowNs());
+      for (const line of text.split('\n')) {
+        const m = /^([0-9a-f]{64}) .*\) (.*) \| \d+ (\d+)/.exec(line);
+        if (!m) continue;
+        const fields = m[2]!.split(' ');
+        const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+        out.push({ id: m[1]!, timestampNs, cpuNs: ticks * 10_000_000, memoryBytes: Number(m[3]) * 4096 });
+      }
+    }
+    return out;
   }
 
   async stats(ctx: RequestContext, id: string): Promise<PodStats> {

@@ -255,6 +255,14 @@ export interface PodStats {
   processes: number;
 }
 
+/** What a container of a pod uses, read in its pod VM (its main process: CPU time and resident memory). */
+export interface PodContainerStats {
+  id: string;
+  timestampNs: string;
+  cpuNs: number;
+  memoryBytes: number;
+}
+
 /**
  * The pod half of a machine: a pod sandbox is one micro-VM, booted by `run`, that takes containers after it booted;
  * each container has its own root filesystem from its own image and its own process inside that VM. Pods and their
@@ -290,6 +298,8 @@ export interface MachinePods {
    * takes stdin (with `stdin`), resizes (with `tty`) and signals, and `exit` resolves with its status.
    */
   exec(ctx: RequestContext, id: string, options: { argv: string[]; tty: boolean; stdin: boolean }, sink: StreamSink): Promise<ExecSession>;
+  /** What each running container (of pod `podId`, when given) uses now; containers not running are left out. */
+  containerStats(ctx: RequestContext, podId?: string): Promise<PodContainerStats[]>;
   /** What the pod's micro-VM uses now (zeros when it is not running). */
   stats(ctx: RequestContext, id: string): Promise<PodStats>;
 }
