@@ -146,6 +146,12 @@ export const ERROR_CATALOGUE = {
     summary:
       'the host path of a bind mount is outside what the bind-mount policy allows (BOSON_BIND_ALLOW), or a protected system or Boson path',
   },
+  STORE_UNAVAILABLE: { kind: 'Unavailable', exit: 110, summary: 'the state store (etcd) cannot be reached, or did not answer in time' },
+  PLACEMENT_NO_CAPACITY: {
+    kind: 'ResourceExhausted',
+    exit: 111,
+    summary: 'no READY machine can take the container: the details say what was short and how many machines each reason excluded',
+  },
   POD_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no pod sandbox has that id' },
   POD_NOT_READY: {
     kind: 'FailedPrecondition',

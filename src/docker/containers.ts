@@ -3,17 +3,15 @@
  * ContainerSpec, and the port's Container turned into `GET /containers/json` summaries and `GET
  * /containers/{id}/json` inspect documents. What Boson cannot honour is refused here, by name.
  */
+import { parseRestartPolicy, parseVolumeSpec, statusText, validateContainerName } from '../machine/client/index.ts';
 import {
-  parseRestartPolicy,
-  parseVolumeSpec,
-  statusText,
-  validateContainerName,
+  localContext,
   type Container,
-  type ContainerRecord,
   type ContainerSpec,
+  type MachineNetworks,
   type MountSpec,
   type PortBinding,
-} from '../machine/index.ts';
+} from '../machine/port/index.ts';
 import { createHash } from 'node:crypto';
 import { isBosonError } from '../common/index.ts';
 import { badRequest, notSupported } from './errors.ts';
@@ -231,6 +229,12 @@ function portBindingsOf(key: string, hostIp: string, hostPort: string): PortBind
 /** Where a named volume's data is on the host (Docker's Mountpoint / a mount's Source). */
 export type VolumePath = (name: string) => string;
 
+/** The VolumePath of a listing of volumes ('' for a volume that is not in it). */
+export function volumePathOf(volumes: Array<{ name: string; mountpoint: string }>): VolumePath {
+  const paths = new Map(volumes.map((v) => [v.name, v.mountpoint]));
+  return (name) => paths.get(name) ?? '';
+}
+
 /** Docker's MountPoint list of a container. */
 export function mountPoints(r: Container, volumePath: VolumePath): Obj[] {
   return (r.mounts ?? []).map((m: MountSpec) =>
@@ -295,6 +299,11 @@ export interface NetworkInfo {
 
 /** Finds a network by exact name, exact id or unique id prefix. */
 export type NetworkLookup = (idOrName: string) => NetworkInfo | undefined;
+
+/** The networks of a machine as a lookup, read once (one that knows none where the machine has no networking). */
+export async function networkLookup(networks: MachineNetworks): Promise<NetworkLookup> {
+  return lookupOf(await networks.list(localContext('docker')).catch(() => []));
+}
 
 /** A lookup that knows no network (a runtime without networking). */
 export const NO_NETWORKS: NetworkLookup = () => undefined;
@@ -388,12 +397,6 @@ function networkSettings(r: Container, summary: boolean, nets: NetworkLookup, ve
   };
 }
 
-/** The STATUS text of a container (src/machine's statusText reads only the state and its times). */
-function statusOf(r: Container, now: number): string {
-  const { state, startedAt, finishedAt, exitCode, pausedReason } = r;
-  return statusText({ state, startedAt, finishedAt, exitCode, pausedReason } as ContainerRecord, now);
-}
-
 /** A `GET /containers/json` entry (`nets` names the container's network; `version` is the client's API version). */
 export function containerSummary(
   r: Container,
@@ -412,7 +415,7 @@ export function containerSummary(
     Ports: portList(r),
     Labels: r.config.labels ?? {},
     State: r.state,
-    Status: statusOf(r, now),
+    Status: statusText(r, now),
     HostConfig: { NetworkMode: r.network ?? 'none' },
     NetworkSettings: networkSettings(r, true, nets, version),
     Mounts: mountPoints(r, volumePath),

@@ -40,6 +40,8 @@ import type {
   Attachment,
   Container,
   ContainerSpec,
+  ContainerUpdate,
+  NetworkConnectOptions,
   ContainerStats,
   ExecInstance,
   ExecSession,
@@ -562,22 +564,42 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /**
-   * Sets the network a created or exited container joins at its next start ('none': none); CONTAINER_RUNNING
-   * while it runs. `check.from`: it must join that network now; `check.to`: it must not already.
+   * Sets the network a created or exited container joins at its next start ('none': none), with its aliases and
+   * static address there (both replace the old ones). CONTAINER_RUNNING while it runs: a micro-VM gets its one network
+   * card when it boots (its published ports stay: they are published on the network it joins next). `check.from`:
+   * it must join that network now; `check.to`: it must not already, unless
+   * `options` are given (they then replace its aliases and address there).
    */
-  async setContainerNetwork(ref: string, network: string, check: { from?: NetworkRecord; to?: NetworkRecord } = {}): Promise<void> {
+  async setContainerNetwork(
+    ref: string,
+    network: string,
+    check: { from?: NetworkRecord; to?: NetworkRecord } = {},
+    given?: NetworkConnectOptions,
+  ): Promise<void> {
+    const options = given ?? {};
     const { id } = this.registry.get(ref);
     await this.lock.run(id, async () => {
       const record = this.registry.get(id);
       if (record.state === 'running' || record.state === 'restarting') {
-        throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running: its network is changed while it is stopped`);
+        throw new BosonError(
+          'CONTAINER_RUNNING',
+          `container ${record.name} is running: a running micro-VM cannot have a network card hot-plugged or removed; stop it, change its network, then start it`,
+        );
       }
-      if (check.to && joins(record, check.to))
+      if (check.to && joins(record, check.to) && given === undefined)
         throw new BosonError('ALREADY_CONNECTED', `container ${record.name} is already connected to network ${check.to.name}`);
       if (check.from && !joins(record, check.from))
         throw new BosonError('INVALID_ARGUMENT', `container ${record.name} is not connected to network ${check.from.name}`);
-      if (network === 'none' && (record.ports ?? []).length > 0) record.ports = [];
+      const address = options.ipv4Address;
+      if (address !== undefined) {
+        if (network === 'none') throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
+        this.networks.checkStaticAddress(network, address);
+      }
       record.network = network;
+      if (options.aliases !== undefined && options.aliases.length > 0) record.aliases = [...new Set(options.aliases)];
+      else delete record.aliases;
+      if (address !== undefined) record.ipv4Address = address;
+      else delete record.ipv4Address;
       await this.registry.save(record);
     });
   }
@@ -867,38 +889,10 @@ export class MachineRuntime implements MachineContainers {
     });
   }
 
-  /**
-   * Changes a container's settings after create. `network` (with its `aliases` and `ipv4Address`, which replace the
-   * old ones) only while it is not running: a micro-VM gets its one network card when it boots, so the network is
-   * what the next start joins; CONTAINER_RUNNING otherwise. `restartPolicy` in any state (read at its next exit).
-   */
-  async reconfigure(
-    ref: string,
-    change: { network?: string; aliases?: string[]; ipv4Address?: string | null; restartPolicy?: RestartPolicy },
-  ): Promise<Container> {
+  async update(_ctx: RequestContext, ref: string, change: ContainerUpdate): Promise<Container> {
     const { id } = this.registry.get(ref);
     return this.lock.run(id, async () => {
       const record = this.registry.get(id);
-      if (change.network !== undefined) {
-        if (record.state === 'running' || record.state === 'restarting') {
-          throw new BosonError(
-            'CONTAINER_RUNNING',
-            `container ${record.name} is running: a running micro-VM cannot have a network card hot-plugged or removed; stop it, change its network, then start it`,
-          );
-        }
-        const network = change.network;
-        if (network !== 'none') await this.networks.get(network);
-        const address = change.ipv4Address ?? undefined;
-        if (address !== undefined) {
-          if (network === 'none') throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
-          this.networks.checkStaticAddress(network, address);
-        }
-        record.network = network;
-        if (change.aliases !== undefined && change.aliases.length > 0) record.aliases = [...new Set(change.aliases)];
-        else delete record.aliases;
-        if (address !== undefined) record.ipv4Address = address;
-        else delete record.ipv4Address;
-      }
       if (change.restartPolicy !== undefined) {
         if (record.autoRemove && change.restartPolicy.name !== 'no')
           throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
@@ -1171,8 +1165,22 @@ export class MachineRuntime implements MachineContainers {
     signal.addEventListener('abort', relay, { once: true });
     if (!this.live.has(record.id) && record.state !== 'restarting') return;
     const ended = new AbortController();
+    // Stdin held until the process runs (see Attachment): the VM is live right after its 'start' event.
+    const held: Array<Buffer | null> = [];
+    let running = this.live.has(record.id);
+    const deliver = (item: Buffer | null): void => {
+      const c = this.live.get(record.id)?.ctl;
+      if (item === null) c?.send(FrameType.STDIN_EOF);
+      else c?.sendStdin(item);
+    };
     const onEvent = (e: MachineEvent): void => {
-      if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) ended.abort();
+      if (e.actorId !== record.id) return;
+      if (e.action === 'die' || e.action === 'destroy') ended.abort();
+      else if (e.action === 'start' && !running)
+        setImmediate(() => {
+          running = true;
+          for (const item of held.splice(0)) deliver(item);
+        });
     };
     this.events.on('event', onEvent);
     try {
@@ -1195,8 +1203,22 @@ export class MachineRuntime implements MachineContainers {
     signal.addEventListener('abort', () => stop.abort(), { once: true });
     // The die event comes once QEMU is gone, so the log is complete: read it to the end, then stop.
     const ended = new AbortController();
+    // Stdin held until the process runs (see Attachment): the VM is live right after its 'start' event.
+    const held: Array<Buffer | null> = [];
+    let running = this.live.has(record.id);
+    const deliver = (item: Buffer | null): void => {
+      const c = this.live.get(record.id)?.ctl;
+      if (item === null) c?.send(FrameType.STDIN_EOF);
+      else c?.sendStdin(item);
+    };
     const onEvent = (e: MachineEvent): void => {
-      if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) ended.abort();
+      if (e.actorId !== record.id) return;
+      if (e.action === 'die' || e.action === 'destroy') ended.abort();
+      else if (e.action === 'start' && !running)
+        setImmediate(() => {
+          running = true;
+          for (const item of held.splice(0)) deliver(item);
+        });
     };
     this.events.on('event', onEvent);
     const done = followLog(
@@ -1209,15 +1231,15 @@ export class MachineRuntime implements MachineContainers {
       ended.signal,
       sink.ready ? () => sink.ready!() : undefined,
     ).finally(() => this.events.off('event', onEvent));
-    const ctl = (): ControlChannel | undefined => this.live.get(record.id)?.ctl;
+    const pass = (item: Buffer | null): void => {
+      if (!record.config.openStdin) return;
+      if (running) deliver(item);
+      else held.push(item);
+    };
     return {
-      stdin: (data) => {
-        if (record.config.openStdin) ctl()?.sendStdin(data);
-      },
-      closeStdin: () => {
-        if (record.config.openStdin) ctl()?.send(FrameType.STDIN_EOF);
-      },
-      resize: (rows, cols) => ctl()?.sendResize(rows, cols),
+      stdin: (data) => pass(data),
+      closeStdin: () => pass(null),
+      resize: (rows, cols) => this.live.get(record.id)?.ctl.sendResize(rows, cols),
       done,
     };
   }

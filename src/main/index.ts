@@ -9,7 +9,6 @@ export {
   loadConfig,
   openHostStore,
   openImageStore,
-  openContainerRegistry,
   type HostConfig,
   type RuntimeHosting,
   type DaemonRequest,

@@ -123,7 +123,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
       // A container's network changes under the runtime's lock for that container (the runtime exists by the first call).
       networkService: new NetworkService(networks, {
         list: () => registry.list(),
-        setNetwork: (ref, network, check) => runtime.setContainerNetwork(ref, network, check),
+        setNetwork: (ref, network, check, options) => runtime.setContainerNetwork(ref, network, check, options),
       }),
       eventService: new EventService(registry),
     },
@@ -144,11 +144,6 @@ export function openHostStore(stateDir: string): StateStore {
 /** The image store of `stateDir`, for CLI commands that work on images in their own process (pull, images, rmi...). */
 export function openImageStore(stateDir: string, opts: ImageStoreOptions = {}): ImageStore {
   return new ImageStore(openHostStore(stateDir), stateDir, opts);
-}
-
-/** The container records of `stateDir`, for CLI commands that read them in their own process. */
-export function openContainerRegistry(stateDir: string): ContainerRegistry {
-  return new ContainerRegistry(openHostStore(stateDir), stateDir);
 }
 
 /** What `boson up` asks for. */
@@ -188,7 +183,7 @@ export async function startHostDaemon(
     pidFile: request.pidFile ?? path.join(paths.runDir, 'boson.pid'),
     personalities: [
       (runtime) =>
-        startDockerApi(runtime, {
+        startDockerApi(runtime.machine, {
           socketPath: dockerSocket,
           tcp: dockerTcp,
           paths,

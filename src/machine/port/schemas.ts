@@ -305,10 +305,10 @@ export const ImagePullRequest = Type.Object(
     platform: Type.Optional(Type.String({ description: 'os/arch[/variant] chosen from an image index; default linux/amd64' })),
     insecure: Type.Optional(Type.Boolean({ description: "plain HTTP to this reference's registry" })),
     auth: Type.Optional(
-      Type.Object(
-        { username: Type.String(), password: Type.String() },
-        { additionalProperties: false, description: "credentials for the registry (otherwise the machine's own)" },
-      ),
+      Type.Union([Type.Object({ username: Type.String(), password: Type.String() }, { additionalProperties: false }), Type.Null()], {
+        description:
+          "credentials for the registry; null: none (an anonymous pull, as dockerd does without X-Registry-Auth); absent: the machine's own",
+      }),
     ),
     ifMissing: Type.Optional(
       Type.Boolean({
@@ -373,12 +373,15 @@ export const Volume = Type.Object({
 });
 export type Volume = Static<typeof Volume>;
 
+/** The size of a volume's disk when its create request names none (sparse: it takes only what is written). */
+export const DEFAULT_VOLUME_BYTES = 16 * 1024 ** 3;
+
 /** What a machine is asked to create a volume from. */
 export const VolumeCreateRequest = Type.Object(
   {
     name: Type.Optional(Type.String({ description: "absent or '': a random name" })),
     labels: Type.Optional(Type.Record(Type.String(), Type.String())),
-    sizeBytes: Type.Optional(Type.Integer({ minimum: 16 * 1024 * 1024 })),
+    sizeBytes: Type.Optional(Type.Integer({ minimum: 16 * 1024 * 1024, description: 'the disk size; default 16 GiB (sparse)' })),
   },
   { additionalProperties: false },
 );
@@ -439,6 +442,20 @@ export type NetworkContainer = Static<typeof NetworkContainer>;
 /** A network with the containers that join it (`network inspect`). */
 export const NetworkInspect = Type.Intersect([Network, Type.Object({ containers: Type.Array(NetworkContainer) })]);
 export type NetworkInspect = Static<typeof NetworkInspect>;
+
+/** How a container joins a network (`connect`): its DNS aliases there and a static address; both replace the old ones. */
+export const NetworkConnectOptions = Type.Object(
+  {
+    aliases: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    ipv4Address: Type.Optional(Type.String({ description: "a static IPv4 address in the network's subnet" })),
+  },
+  { additionalProperties: false },
+);
+export type NetworkConnectOptions = Static<typeof NetworkConnectOptions>;
+
+/** What can change of a container after create (`update`); absent fields are left as they are. */
+export const ContainerUpdate = Type.Object({ restartPolicy: Type.Optional(RestartPolicy) }, { additionalProperties: false });
+export type ContainerUpdate = Static<typeof ContainerUpdate>;
 
 /** What a network prune removed (names). */
 export const NetworkPruneResult = Type.Object({ removed: Type.Array(Type.String()) });
