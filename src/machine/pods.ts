@@ -161,8 +161,7 @@ export class PodService implements MachinePods {
     await mkdir(share, { recursive: true, mode: 0o755 });
     let vmId: string | undefined;
     try {
-      // Before the VM's virtiofsd starts: the containers' volumes are bound under it later, and must reach it.
-      await makeSharedMount(share);
+      // Created first: it refuses what this host cannot do (a rootless daemon) before anything is mounted.
       const vm = await this.runtime.createPodVm(
         {
           image: this.options.podImage ?? DEFAULT_POD_IMAGE,
@@ -185,6 +184,8 @@ export class PodService implements MachinePods {
         share,
       );
       vmId = vm.id;
+      // Before the VM's virtiofsd starts: the containers' volumes are bound under it later, and must reach it.
+      await makeSharedMount(share);
       const record: PodRecord = { id, spec, createdNs: String(nowNs()), vmContainerId: vm.id, stopped: false };
       this.save('pod', record);
       await this.runtime.start(ctx, vm.id);
