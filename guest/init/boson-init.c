@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -159,6 +161,125 @@ static void exec_path(char *const *argv, char *const *envp)
 	errno = seen_eacces ? EACCES : ENOENT;
 }
 
+/* out = a followed by b (PATH_MAX bytes); -1 with ENAMETOOLONG when it does not fit. */
+static int path_join(char *out, const char *a, const char *b)
+{
+	size_t na = strlen(a), nb = strlen(b);
+	if (na + nb >= PATH_MAX) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(out, a, na);
+	memcpy(out + na, b, nb + 1);
+	return 0;
+}
+
+/* Makes the mount point `p` for a bind of `src` (a directory for a directory, else a file), as far as it can: the
+ * bind that follows reports what is missing. */
+static void make_mount_point(const char *src, const char *p)
+{
+	struct stat st;
+	if (stat(src, &st) == 0 && S_ISDIR(st.st_mode)) {
+		mkdir_p(p, 0755);
+		return;
+	}
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s", p);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir_p(dir, 0755);
+	}
+	int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Binds each EXEC_MOUNT of the process (a path of the pod VM onto a path of its root `r`), read-only where asked.
+ * With `points_only`, only makes their mount points (before the root may become read-only). */
+static int exec_mounts(const struct spec *spec, const char *r, int points_only)
+{
+	for (size_t i = 0; i < spec->nexec_mounts; i++) {
+		char text[PATH_MAX * 2 + 8], src[PATH_MAX], p[PATH_MAX], err[128], *target;
+		int ro;
+		snprintf(text, sizeof text, "%s", spec->exec_mounts[i]);
+		if (exec_mount_parse(text, &target, &ro, err, sizeof err) < 0) {
+			errno = EINVAL;
+			return -1;
+		}
+		if (path_join(src, NEWROOT, text) < 0 || path_join(p, r, target) < 0)
+			return -1;
+		make_mount_point(src, p);
+		if (points_only)
+			continue;
+		if (mount(src, p, NULL, MS_BIND | MS_REC, NULL) < 0)
+			return -1;
+		if (ro && mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* In the child of a pod container's process: a mount namespace of its own, in which its EXEC_ROOT (a directory of
+ * the pod VM's root, holding the container's own root filesystem) gets /proc, /sys, /dev and the VM's /etc/hosts
+ * and /etc/resolv.conf (the pod shares them), then its EXEC_MOUNTs, read-only with EXEC_READONLY (those mounts stay
+ * as they are), then becomes the process's root. Returns 0, or -1 with errno. */
+static int enter_exec_root(const struct spec *spec)
+{
+	const char *root = spec->exec_root;
+	int readonly = spec->exec_readonly;
+	static const struct {
+		const char *dir, *type, *src;
+		unsigned long flags;
+	} fs[] = {
+		{"/proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC},
+		{"/sys", "sysfs", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY},
+		{"/dev", NULL, NEWROOT "/dev", MS_BIND | MS_REC},
+	};
+	static const char *const files[] = {"/etc/hosts", "/etc/resolv.conf"};
+	int have[sizeof files / sizeof files[0]] = {0};
+	char r[PATH_MAX], p[PATH_MAX], src[PATH_MAX];
+	if (path_join(r, NEWROOT, root) < 0)
+		return -1;
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return -1;
+	/* What is mounted on must exist before the root may become read-only. */
+	for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++)
+		if (path_join(p, r, fs[i].dir) < 0 || mkdir_p(p, 0755) < 0)
+			return -1;
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		if (path_join(src, NEWROOT, files[i]) < 0)
+			return -1;
+		if (access(src, R_OK) < 0)
+			continue;
+		if (path_join(p, r, "/etc") < 0 || mkdir_p(p, 0755) < 0 || path_join(p, r, files[i]) < 0)
+			return -1;
+		int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (fd < 0)
+			return -1;
+		close(fd);
+		have[i] = 1;
+	}
+	if (exec_mounts(spec, r, 1) < 0)
+		return -1;
+	if (readonly && (mount(r, r, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+			 mount(NULL, r, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0))
+		return -1;
+	for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++)
+		if (path_join(p, r, fs[i].dir) < 0 || mount(fs[i].src, p, fs[i].type, fs[i].flags, NULL) < 0)
+			return -1;
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		if (!have[i])
+			continue;
+		if (path_join(src, NEWROOT, files[i]) < 0 || path_join(p, r, files[i]) < 0 || mount(src, p, NULL, MS_BIND, NULL) < 0)
+			return -1;
+	}
+	/* The container's own mounts last: over /dev (a termination log) and /etc/hosts too. */
+	if (exec_mounts(spec, r, 0) < 0)
+		return -1;
+	return chroot(r) < 0 || chdir("/") < 0 ? -1 : 0;
+}
+
 /* In the child: sets up the session, stdio, root, cwd, and credentials, then executes the command. */
 static _Noreturn void child_exec(const struct spec *spec, const struct user_ids *ids, int fds[3], int errpipe)
 {
@@ -174,7 +295,10 @@ static _Noreturn void child_exec(const struct spec *spec, const struct user_ids 
 	for (int i = 0; i < 3; i++)
 		if (dup2(fds[i], i) < 0)
 			child_fail(errpipe, R_INTERNAL, errno);
-	if (chroot(NEWROOT) < 0 || chdir("/") < 0)
+	if (spec->exec_root) {
+		if (enter_exec_root(spec) < 0)
+			child_fail(errpipe, R_MOUNT_FAILED, errno);
+	} else if (chroot(NEWROOT) < 0 || chdir("/") < 0)
 		child_fail(errpipe, R_INTERNAL, errno);
 	if (mkdir_p(spec->cwd, 0755) < 0 || chdir(spec->cwd) < 0)
 		child_fail(errpipe, R_CWD_FAILED, errno);
@@ -326,6 +450,8 @@ static int start_process(const struct spec *spec, const struct user_ids *ids, st
 		waitpid(pid, NULL, 0);
 		proc_release(p);
 		switch (e.reason) {
+		case R_MOUNT_FAILED:
+			return start_failed(f, e.reason, 125, "root \"%s\": %s", spec->exec_root ? spec->exec_root : "/", strerror(e.err));
 		case R_CWD_FAILED:
 			return start_failed(f, e.reason, 125, "working directory \"%s\": %s", spec->cwd, strerror(e.err));
 		case R_NOT_FOUND:
@@ -382,7 +508,7 @@ static void start_exec(uint16_t session, const uint8_t *payload, uint32_t len)
 		return;
 	}
 	if (find_exec(session)) {
-		reject_exec(session, "exec session number already in use");
+		reject_exec_as(session, R_SESSION_IN_USE, "exec session number already in use");
 		return;
 	}
 	struct proc *p = NULL;
@@ -406,7 +532,13 @@ static void start_exec(uint16_t session, const uint8_t *payload, uint32_t len)
 	struct start_failure f;
 	struct user_ids ids;
 	int rc;
-	if (user_resolve(spec.user, NEWROOT "/etc/passwd", NEWROOT "/etc/group", &ids, err, sizeof err) < 0)
+	/* A pod container's user is one of its own root's. */
+	char root[PATH_MAX], passwd[PATH_MAX], group[PATH_MAX];
+	int too_long = path_join(root, NEWROOT, spec.exec_root ? spec.exec_root : "") < 0 ||
+		       path_join(passwd, root, "/etc/passwd") < 0 || path_join(group, root, "/etc/group") < 0;
+	if (too_long)
+		rc = start_failed(&f, R_SPEC_INVALID, 125, "EXEC_ROOT %s: path too long", spec.exec_root);
+	else if (user_resolve(spec.user, passwd, group, &ids, err, sizeof err) < 0)
 		rc = start_failed(&f, R_USER_UNKNOWN, 125, "%s", err);
 	else
 		rc = start_process(&spec, &ids, p, &f);

@@ -307,11 +307,16 @@ void log_msg(const char *fmt, ...)
 
 void reject_exec(uint16_t session, const char *msg)
 {
+	reject_exec_as(session, R_INTERNAL, msg);
+}
+
+void reject_exec_as(uint16_t session, int reason, const char *msg)
+{
 	uint8_t buf[512];
 	size_t n = strlen(msg);
 	if (n > sizeof buf - 1)
 		n = sizeof buf - 1;
-	buf[0] = R_INTERNAL;
+	buf[0] = (uint8_t)reason;
 	memcpy(buf + 1, msg, n);
 	ctl_send(T_ERROR, session, buf, n + 1);
 	uint8_t e[8];

@@ -68,6 +68,9 @@ void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Answers an EXEC that cannot run with ERROR(INTERNAL, message) + EXIT(125) on its session. */
 void reject_exec(uint16_t session, const char *msg);
 
+/* The same, with ERROR reason `reason` instead of INTERNAL. */
+void reject_exec_as(uint16_t session, int reason, const char *msg);
+
 /* After EXIT: waits until the host closes the port (at most LINGER_MS); returns at once if none is connected. */
 void linger(void);
 

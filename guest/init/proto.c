@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,8 +283,9 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		off += len;
 
 		char **slot = NULL;
-		if (is_exec && tag > S_WINSIZE)
-			continue; /* an EXEC takes only the process's records */
+		if (is_exec ? tag > S_WINSIZE && tag != S_EXEC_ROOT && tag != S_EXEC_READONLY && tag != S_EXEC_MOUNT
+			    : tag == S_EXEC_ROOT || tag == S_EXEC_READONLY || tag == S_EXEC_MOUNT)
+			continue; /* an EXEC takes only the process's records, and EXEC_ROOT is an EXEC's only */
 		switch (tag) {
 		case S_ARG:
 		case S_ENV:
@@ -310,12 +312,31 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		case S_ROOT_DISK: slot = &s->root_disk; break;
 		case S_ROOT_FSTYPE: slot = &s->root_fstype; break;
 		case S_SCRATCH_DISK: slot = &s->scratch_disk; break;
+		case S_EXEC_ROOT: slot = &s->exec_root; break;
 		case S_CLOCK:
 			if (len != 8)
 				return spec_error(s, err, errlen, "CLOCK must be 8 bytes, not %u", len);
 			s->has_clock = 1;
 			s->clock_ns = get_u64(v);
 			continue;
+		case S_EXEC_MOUNT: {
+			char *str = dup_value(v, len);
+			if (!str)
+				return spec_error(s, err, errlen, "record with tag %u holds a NUL byte", tag);
+			char copy[PATH_MAX * 2 + 8], msg[256], *target;
+			int ro;
+			int too_long = strlen(str) >= sizeof copy;
+			snprintf(copy, sizeof copy, "%s", str);
+			if (too_long || exec_mount_parse(copy, &target, &ro, msg, sizeof msg) < 0) {
+				free(str);
+				return spec_error(s, err, errlen, "EXEC_MOUNT: %s", too_long ? "too long" : msg);
+			}
+			if (vec_push(&s->exec_mounts, &s->nexec_mounts, str) < 0) {
+				free(str);
+				return spec_error(s, err, errlen, "out of memory");
+			}
+			continue;
+		}
 		case S_NET_IF:
 		case S_MOUNT: {
 			char *str = dup_value(v, len);
@@ -338,9 +359,10 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		case S_TTY:
 		case S_STDIN:
 		case S_LOG_PORT:
+		case S_EXEC_READONLY:
 			if (len != 1)
 				return spec_error(s, err, errlen, "record with tag %u must be 1 byte, not %u", tag, len);
-			*(tag == S_TTY ? &s->tty : tag == S_STDIN ? &s->stdin_open : &s->log_port) = v[0] != 0;
+			*(tag == S_TTY ? &s->tty : tag == S_STDIN ? &s->stdin_open : tag == S_LOG_PORT ? &s->log_port : &s->exec_readonly) = v[0] != 0;
 			continue;
 		case S_WINSIZE:
 			if (len != 4)
@@ -361,6 +383,8 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		return spec_error(s, err, errlen, "missing ARG: no command given");
 	if (!is_exec && (!s->root_disk || !*s->root_disk))
 		return spec_error(s, err, errlen, "missing ROOT_DISK");
+	if (s->exec_root && (s->exec_root[0] != '/' || strstr(s->exec_root, "..")))
+		return spec_error(s, err, errlen, "EXEC_ROOT \"%s\" is not absolute or contains ..", s->exec_root);
 	if (s->cwd && s->cwd[0] != '/')
 		return spec_error(s, err, errlen, "CWD \"%s\" is not absolute", s->cwd);
 	if (!s->envp && !(s->envp = calloc(1, sizeof *s->envp)))
@@ -392,6 +416,8 @@ void spec_free(struct spec *s)
 	free(s->root_disk);
 	free(s->root_fstype);
 	free(s->scratch_disk);
+	free(s->exec_root);
+	vec_free(s->exec_mounts, s->nexec_mounts);
 	free(s->ifs);
 	vec_free(s->dns, s->ndns);
 	vec_free(s->dns_search, s->ndns_search);
@@ -400,6 +426,26 @@ void spec_free(struct spec *s)
 		mount_spec_free(&s->mounts[i]);
 	free(s->mounts);
 	memset(s, 0, sizeof *s);
+}
+
+int exec_mount_parse(char *text, char **target, int *readonly, char *err, size_t errlen)
+{
+	char *t1 = strchr(text, '\t');
+	char *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+	if (!t1 || !t2 || strchr(t2 + 1, '\t'))
+		return rec_error(err, errlen, "expected SOURCE\\tTARGET\\tro|rw");
+	*t1 = 0;
+	*t2 = 0;
+	*target = t1 + 1;
+	const char *opt = t2 + 1;
+	if (strcmp(opt, "ro") != 0 && strcmp(opt, "rw") != 0)
+		return rec_error(err, errlen, "options \"%s\" are not ro or rw", opt);
+	*readonly = strcmp(opt, "ro") == 0;
+	const char *paths[] = {text, *target};
+	for (int i = 0; i < 2; i++)
+		if (paths[i][0] != '/' || strstr(paths[i], ".."))
+			return rec_error(err, errlen, "\"%s\" is not absolute or contains ..", paths[i]);
+	return 0;
 }
 
 int exit_status(int wstatus, uint32_t *signo)

@@ -36,6 +36,7 @@ enum error_reason {
 	R_NOT_FOUND = 5,
 	R_NOT_EXECUTABLE = 6,
 	R_INTERNAL = 7,
+	R_SESSION_IN_USE = 8, /* an EXEC named a session that a live exec holds (one started for an earlier host) */
 };
 
 /* SPEC record tags. */
@@ -58,6 +59,9 @@ enum spec_tag {
 	S_HOSTS = 16,
 	S_MOUNT = 17,
 	S_LOG_PORT = 18,
+	S_EXEC_ROOT = 19, /* EXEC only: the process's root directory, a path in the container's root (a pod's container) */
+	S_EXEC_READONLY = 20, /* EXEC only, u8: with EXEC_ROOT, that root is mounted read-only for the process */
+	S_EXEC_MOUNT = 21,    /* EXEC only, repeatable: "SOURCE\tTARGET\tro|rw", a bind into the EXEC_ROOT */
 };
 
 struct frame_hdr {
@@ -116,6 +120,10 @@ struct spec {
 	struct mount_spec *mounts;
 	size_t nmounts;
 	int log_port;
+	char *exec_root; /* EXEC_ROOT, or NULL: the process runs in its own mount namespace, chrooted there */
+	int exec_readonly; /* EXEC_READONLY: exec_root is read-only for it */
+	char **exec_mounts; /* EXEC_MOUNT texts, checked by exec_mount_parse (NULL-terminated, or NULL) */
+	size_t nexec_mounts;
 };
 
 /* Big-endian stores and loads. */
@@ -136,7 +144,7 @@ int frame_hdr_decode(const uint8_t *in, struct frame_hdr *h);
  * Unknown tags are skipped. Requires at least one ARG and a ROOT_DISK. */
 int spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t errlen);
 
-/* Parses an EXEC payload (ARG, ENV, CWD, USER, TTY, STDIN, WINSIZE; other tags are ignored) like spec_parse,
+/* Parses an EXEC payload (ARG, ENV, CWD, USER, TTY, STDIN, WINSIZE, EXEC_ROOT; other tags are ignored) like spec_parse,
  * but without requiring a ROOT_DISK. */
 int exec_spec_parse(const uint8_t *p, size_t n, struct spec *s, char *err, size_t errlen);
 
@@ -146,6 +154,10 @@ int net_if_parse(const char *text, struct net_if *out, char *err, size_t errlen)
 /* Parses the text of a MOUNT record into out (heap strings, freed by mount_spec_free). Returns 0, or -1 with a
  * message in err (out is then zeroed). */
 int mount_spec_parse(const char *text, struct mount_spec *out, char *err, size_t errlen);
+
+/* Splits an EXEC_MOUNT text in place: `text` becomes the source, *target and *readonly are set. Both paths must be
+ * absolute without "..". Returns 0, or -1 with a message in err. */
+int exec_mount_parse(char *text, char **target, int *readonly, char *err, size_t errlen);
 
 /* Frees what mount_spec_parse allocated. */
 void mount_spec_free(struct mount_spec *m);

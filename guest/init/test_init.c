@@ -290,6 +290,45 @@ static void test_exec_spec(void)
 	rec_str(&b, S_ENV, "A=1");
 	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "ARG"));
 	CHECK(spec_parse(b.data, 0, &s, err, sizeof err) == -1);
+	/* A pod container's root: EXEC_ROOT and EXEC_READONLY, in an EXEC only. */
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_EXEC_ROOT, "/.boson/pod/c1/rootfs");
+	rec(&b, S_EXEC_READONLY, "\1", 1);
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == 0);
+	CHECK(s.exec_root && strcmp(s.exec_root, "/.boson/pod/c1/rootfs") == 0 && s.exec_readonly);
+	spec_free(&s);
+	rec_str(&b, S_ROOT_DISK, "boson-root");
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0 && s.exec_root == NULL && !s.exec_readonly); /* not a SPEC's */
+	spec_free(&s);
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_EXEC_ROOT, "/a/../../etc");
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "EXEC_ROOT"));
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_EXEC_MOUNT, "/.boson/pod/c1/mounts/0\t/data\tro");
+	rec_str(&b, S_EXEC_MOUNT, "/.boson/pod/c1/mounts/1\t/dev/termination-log\trw");
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == 0 && s.nexec_mounts == 2);
+	{
+		char text[128], *target;
+		int ro = 0;
+		snprintf(text, sizeof text, "%s", s.exec_mounts[0]);
+		CHECK(exec_mount_parse(text, &target, &ro, err, sizeof err) == 0 && strcmp(text, "/.boson/pod/c1/mounts/0") == 0 &&
+		      strcmp(target, "/data") == 0 && ro);
+	}
+	spec_free(&s);
+	const char *bad_mounts[] = {"/a\t/b", "/a\t/b\tmaybe", "/a\trel\tro", "/a\t/../b\trw", "/a\t/b\tro\tx"};
+	for (size_t i = 0; i < sizeof bad_mounts / sizeof bad_mounts[0]; i++) {
+		b.len = 0;
+		rec_str(&b, S_ARG, "sh");
+		rec_str(&b, S_EXEC_MOUNT, bad_mounts[i]);
+		CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "EXEC_MOUNT"));
+	}
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_EXEC_ROOT, "relative");
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "EXEC_ROOT"));
 }
 
 /* Writes text to a new temporary file and returns its path (static storage per slot). */

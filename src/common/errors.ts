@@ -186,6 +186,12 @@ export const ERROR_CATALOGUE = {
     exit: 113,
     summary: 'no Boson controller answers at the address of the current context (boson controller, boson up --controller)',
   },
+  POD_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no pod sandbox has that id' },
+  POD_NOT_READY: {
+    kind: 'FailedPrecondition',
+    exit: 114,
+    summary: "the pod sandbox's micro-VM is not running (stopped, or it failed): it takes no containers",
+  },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
 

@@ -184,6 +184,22 @@ test('EXEC payloads carry only the process records', () => {
     () => encodeExec({ argv: [], env: [] }),
     (e) => isBosonError(e, 'INVALID_ARGUMENT'),
   );
+  // A pod container's root, read-only or not; never relative or climbing out.
+  const rooted = records(encodeExec({ argv: ['sh'], env: [], root: '/.boson/pod/c1/rootfs', readOnlyRoot: true }));
+  assert.deepEqual(
+    rooted.map((r) => r[0]),
+    [1, 19, 20],
+  );
+  assert.equal(rooted[1]![1].toString(), '/.boson/pod/c1/rootfs');
+  assert.deepEqual(
+    records(encodeExec({ argv: ['sh'], env: [], root: '/r' })).map((r) => r[0]),
+    [1, 19],
+  );
+  for (const root of ['relative', '/a/../etc'])
+    assert.throws(
+      () => encodeExec({ argv: ['sh'], env: [], root }),
+      (e) => isBosonError(e, 'INVALID_ARGUMENT'),
+    );
   const frame = encodeFrame(FrameType.EXEC, exec, 7);
   const [decoded] = new FrameDecoder().push(frame);
   assert.equal(decoded!.type, 0x86);

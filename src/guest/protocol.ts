@@ -38,6 +38,8 @@ export const GuestErrorReason = {
   NOT_FOUND: 5,
   NOT_EXECUTABLE: 6,
   INTERNAL: 7,
+  /** An EXEC named a session a live exec holds (one an earlier host started, before a daemon restart). */
+  SESSION_IN_USE: 8,
 } as const;
 
 /** One decoded frame. */
@@ -174,6 +176,16 @@ export interface ExecSpec {
   tty?: boolean;
   stdin?: boolean;
   winsize?: { rows: number; cols: number };
+  /**
+   * The process's root directory, a path inside the container's root (a pod's container, whose own root filesystem
+   * the host put there): the guest runs it in its own mount namespace with /proc, /sys, /dev and the VM's
+   * /etc/hosts and /etc/resolv.conf, chrooted there; its user comes from that root's /etc/passwd.
+   */
+  root?: string;
+  /** With `root`: that root is read-only for the process (its /proc, /sys, /dev stay as they are). */
+  readOnlyRoot?: boolean;
+  /** With `root`: paths of the VM bound into that root (after /proc, /sys, /dev, hosts and resolv.conf), in order. */
+  mounts?: Array<{ source: string; target: string; readOnly: boolean }>;
 }
 
 /** Tags of SPEC and EXEC records. */
@@ -196,6 +208,9 @@ export const SpecTag = {
   HOSTS: 16,
   MOUNT: 17,
   LOG_PORT: 18,
+  EXEC_ROOT: 19,
+  EXEC_READONLY: 20,
+  EXEC_MOUNT: 21,
 } as const;
 
 /** Builds a sequence of SPEC records. */
@@ -301,6 +316,20 @@ export function encodeExec(spec: ExecSpec): Buffer {
   const w = new RecordWriter();
   w.addProcess(spec);
   w.addTerminal(spec);
+  if (spec.root !== undefined) {
+    if (!spec.root.startsWith('/') || spec.root.includes('..'))
+      throw new BosonError('INVALID_ARGUMENT', `exec root ${JSON.stringify(spec.root)} is not absolute or contains ..`);
+    w.addString(SpecTag.EXEC_ROOT, spec.root);
+    if (spec.readOnlyRoot) w.add(SpecTag.EXEC_READONLY, Buffer.from([1]));
+    for (const m of spec.mounts ?? []) {
+      for (const p of [m.source, m.target])
+        if (!p.startsWith('/') || p.includes('..') || /[\t\n]/.test(p))
+          throw new BosonError('INVALID_ARGUMENT', `exec mount path ${JSON.stringify(p)} is not absolute, or contains .. or a tab`);
+      w.addString(SpecTag.EXEC_MOUNT, `${m.source}\t${m.target}\t${m.readOnly ? 'ro' : 'rw'}`);
+    }
+  } else if (spec.mounts?.length) {
+    throw new BosonError('INVALID_ARGUMENT', 'exec mounts need an exec root');
+  }
   return w.done();
 }
 

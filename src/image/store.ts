@@ -900,6 +900,35 @@ export class ImageStore {
     return p;
   }
 
+  /**
+   * Flattens the image's layers into `dir` (made if missing, empty): a writable copy of its root filesystem, as a
+   * container of a pod gets it (the host shares it into the pod's micro-VM). Needs root, as the owners of the
+   * image's files are kept; IMAGE_CORRUPT when a layer blob is missing.
+   */
+  async unpack(image: ImageRecord, dir: string): Promise<void> {
+    if (this.rootless) throw new BosonError('ROOTLESS_UNSUPPORTED', 'unpacking an image into a directory keeps its owners: it needs root');
+    for (const l of image.layers) {
+      if (!(await this.content.has(l.digest)))
+        throw new BosonError('IMAGE_CORRUPT', `image ${image.id}: layer blob ${l.digest} is missing from the store`, {
+          details: { digest: l.digest },
+        });
+    }
+    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    const { flattenLayers } = await import('./flatten.ts');
+    await flattenLayers(
+      image.layers.map((l, i) => ({
+        name: `${i + 1}/${image.layers.length} ${l.digest}`,
+        open: () =>
+          uncompressedLayer(l.mediaType, this.content.open(l.digest), {
+            compressedSize: l.size,
+            limits: this.layerLimits,
+            what: `image ${image.id}: layer ${i + 1} ${l.digest}`,
+          }),
+      })),
+      dir,
+    );
+  }
+
   private async buildDisk(image: ImageRecord, fstype: RootFsType, final: string, onProgress?: ImageProgress): Promise<RootDisk> {
     for (const l of image.layers) {
       if (!(await this.content.has(l.digest)))

@@ -54,6 +54,8 @@ export interface ContainerRecord {
   links?: Array<{ container: string; name: string; alias: string }>;
   /** While running: its address and the host ports actually published. */
   endpoint: { network: string; address: string; gateway: string; mac: string; ports: PortBinding[] } | null;
+  /** DNS settings that replace the network's (a pod's DNSConfig). */
+  dns?: { servers: string[]; searches: string[]; options: string[] };
   /** Only in the daemon's answers, never stored: why the running VM is paused (the host's disk is full). */
   pausedReason?: string;
 }

@@ -154,6 +154,7 @@ const REASON_CODES: Record<number, ErrorCode> = {
   [GuestErrorReason.NOT_FOUND]: 'COMMAND_NOT_FOUND',
   [GuestErrorReason.NOT_EXECUTABLE]: 'COMMAND_NOT_EXECUTABLE',
   [GuestErrorReason.INTERNAL]: 'INTERNAL',
+  [GuestErrorReason.SESSION_IN_USE]: 'INTERNAL',
 };
 
 /** The catalogue error for a guest ERROR frame. */

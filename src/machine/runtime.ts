@@ -15,7 +15,7 @@ import type { EventEmitter } from 'node:events';
 import { mkdir, rm, stat, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isBosonError, silentLogger, toBosonError, type BosonPaths, type Logger, type StateStore } from '../common/index.ts';
-import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
+import { encodeSpec, encodeExec, FrameType, GuestErrorReason, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
 import { bootWithWatchdog, type Vm, type VmJail, type Vmm } from '../vmm/index.ts';
 import type { BootBundle } from '../guest/index.ts';
 import type { ImageStore } from '../image/index.ts';
@@ -51,6 +51,7 @@ import type {
   Machine,
   MachineContainers,
   MountSpec,
+  PodMachine,
   RequestContext,
   RestartPolicy,
   RunOptions,
@@ -61,6 +62,7 @@ import type {
 } from './port/index.ts';
 import { containerView } from './view.ts';
 import { HelperVms } from './helper-vms.ts';
+import { PodService, POD_SHARE_TARGET } from './pods.ts';
 
 /** Default memory of a micro-VM, in MiB. */
 export const DEFAULT_MEMORY_MIB = 256;
@@ -81,6 +83,15 @@ export interface ExecRecord {
   session: number;
   /** Runs in a helper micro-VM of the container's disks when the container is not running (ExecSpec.offline). */
   offline?: boolean;
+  /** The root it runs in, inside the container's root (a pod's container), whether it is read-only, its binds. */
+  root?: ExecRoot;
+}
+
+/** Where an exec runs when not in the container's root: a directory in it (a pod's container; see EXEC_ROOT). */
+export interface ExecRoot {
+  path: string;
+  readOnly?: boolean;
+  mounts?: Array<{ source: string; target: string; readOnly: boolean }>;
 }
 
 /** One process's live connection to a running VM. */
@@ -220,6 +231,7 @@ export class MachineRuntime implements MachineContainers {
     background: (work, what) => this.background(work, what),
   });
   private closing = false;
+  private podService: PodService | undefined;
   private readonly diskFull: DiskFullGuard;
   private readonly paths: BosonPaths;
   private readonly log: Logger;
@@ -264,6 +276,16 @@ export class MachineRuntime implements MachineContainers {
       networks: this.networkService,
       events: this.eventService,
     };
+  }
+
+  /** This machine with its pods (what the CRI personality serves): the machine, and pod sandboxes as micro-VMs. */
+  get podMachine(): PodMachine {
+    this.podService ??= new PodService(this, {
+      stateDir: this.paths.stateDir,
+      store: this.store,
+      log: this.log.child({ component: 'pods' }),
+    });
+    return { ...this.machine, pods: this.podService };
   }
 
   /** The host's networks; ROOTLESS_UNSUPPORTED-style refusal where this runtime has none. */
@@ -381,7 +403,20 @@ export class MachineRuntime implements MachineContainers {
     return containerView(await this.createRecord(spec));
   }
 
-  private async createRecord(spec: ContainerSpec): Promise<ContainerRecord> {
+  /**
+   * Creates the micro-VM of a pod (src/machine/pods.ts) as a container of this runtime, with the pod's directory
+   * `share` shared into it at `/.boson/pod` (a Boson path, which the bind policy refuses to users' binds).
+   */
+  async createPodVm(spec: ContainerSpec, share: string): Promise<Container> {
+    return containerView(await this.createRecord(spec, [{ type: 'bind', source: share, destination: POD_SHARE_TARGET, readOnly: false }]));
+  }
+
+  /** The accelerator this host's micro-VMs run with (kvm or tcg). */
+  async accelerator(): Promise<string> {
+    return this.vmm.accelerator();
+  }
+
+  private async createRecord(spec: ContainerSpec, internalMounts: MountSpec[] = []): Promise<ContainerRecord> {
     const image = await this.images.resolve(spec.image);
     const id = newContainerId();
     const proc = spec.process ?? {};
@@ -409,6 +444,12 @@ export class MachineRuntime implements MachineContainers {
           );
       }
       await this.shareTransport();
+    }
+    if (internalMounts.length > 0) {
+      if (this.paths.rootless || !this.options.detached)
+        throw new BosonError('ROOTLESS_UNSUPPORTED', 'pods are run by a daemon running as root (boson up)');
+      await this.shareTransport();
+      mounts.push(...internalMounts);
     }
     if (mounts.some((m) => m.type === 'volume') && !this.options.detached)
       throw new BosonError('INVALID_ARGUMENT', 'volumes are served by the daemon: start it with boson up (or use run -d)');
@@ -455,6 +496,7 @@ export class MachineRuntime implements MachineContainers {
       ...(spec.aliases && spec.aliases.length > 0 ? { aliases: [...spec.aliases] } : {}),
       ...(spec.ipv4Address !== undefined ? { ipv4Address: spec.ipv4Address } : {}),
       ...(links.length > 0 ? { links } : {}),
+      ...(spec.dns !== undefined ? { dns: spec.dns } : {}),
     };
     for (let attempt = 0; ; attempt++) {
       try {
@@ -768,6 +810,9 @@ export class MachineRuntime implements MachineContainers {
               hosts: endpoint.hosts,
             }
           : {}),
+        // DNS asked for by the container (a pod's DNSConfig) replaces the network's.
+        ...(record.dns && record.dns.servers.length > 0 ? { dns: record.dns.servers } : {}),
+        ...(record.dns && record.dns.searches.length > 0 ? { dnsSearch: record.dns.searches } : {}),
       }),
     );
     try {
@@ -1513,7 +1558,7 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /** Creates an exec record (see createExec). */
-  newExec(ref: string, spec: ExecSpec): ExecRecord {
+  newExec(ref: string, spec: ExecSpec, root?: ExecRoot): ExecRecord {
     const record = this.registry.get(ref);
     const offline = spec.offline === true && !this.live.has(record.id) && record.state !== 'running' && record.state !== 'restarting';
     if (!this.live.has(record.id) && !offline) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
@@ -1539,6 +1584,7 @@ export class MachineRuntime implements MachineContainers {
       pid: null,
       session: 0,
       ...(offline ? { offline } : {}),
+      ...(root !== undefined ? { root } : {}),
     };
     this.execs.set(exec.id, exec);
     return exec;
@@ -1571,21 +1617,51 @@ export class MachineRuntime implements MachineContainers {
     let release = (): void => undefined;
     if (!live && exec.offline) ({ live, release } = await this.helperFor(exec.containerId));
     if (!live) throw new BosonError('CONTAINER_NOT_RUNNING', 'the container is not running');
-    const session = live.nextSession;
-    live.nextSession = live.nextSession >= 65535 ? 1 : live.nextSession + 1;
-    exec.session = session;
     let resolveExit!: (code: number) => void;
     const exit = new Promise<number>((resolve) => (resolveExit = resolve));
+    // A helper VM (an offline exec) is held until the exec has ended.
+    void exit.then(release);
+    // A daemon that re-attached to a VM does not know the sessions of execs an earlier daemon left running there:
+    // the guest refuses a number in use (SESSION_IN_USE), and the exec takes the next one.
+    for (let attempt = 0; ; attempt++) {
+      const session = live.nextSession;
+      live.nextSession = live.nextSession >= 65535 ? 1 : live.nextSession + 1;
+      exec.session = session;
+      const outcome = await this.tryExecSession(live, exec, session, sink, resolveExit, attempt < 64);
+      if (outcome === 'session-in-use') continue;
+      return {
+        stdin: (d) => live.ctl.sendStdin(d, session),
+        closeStdin: () => live.ctl.send(FrameType.STDIN_EOF, Buffer.alloc(0), session),
+        resize: (r, c) => live.ctl.sendResize(r, c, session),
+        signal: (n) => live.ctl.sendSignal(n, session),
+        exit,
+      };
+    }
+  }
+
+  /** Sends one EXEC on `session`; resolves once it started or ended, or 'session-in-use' (when `mayRetry`). */
+  private async tryExecSession(
+    live: Live,
+    exec: ExecRecord,
+    session: number,
+    sink: StreamSink,
+    resolveExit: (code: number) => void,
+    mayRetry: boolean,
+  ): Promise<'started' | 'ended' | 'session-in-use'> {
     let startError: BosonError | undefined;
-    const started = new Promise<void>((resolve, reject) => {
+    let inUse = false;
+    return new Promise((resolve) => {
       const done = (code: number): void => {
-        exec.running = false;
-        exec.exitCode = code;
         live.execs.delete(session);
         live.ctl.offSession(session);
-        release();
+        if (inUse) {
+          resolve('session-in-use');
+          return;
+        }
+        exec.running = false;
+        exec.exitCode = code;
         resolveExit(code);
-        reject(startError ?? new BosonError('CONTAINER_NOT_RUNNING', 'the container stopped before the exec started'));
+        resolve('ended');
       };
       live.execs.set(session, { exec, sink, done });
       live.ctl.onSession(session, (frame: Frame) => {
@@ -1593,7 +1669,7 @@ export class MachineRuntime implements MachineContainers {
           case FrameType.STARTED:
             exec.running = true;
             exec.pid = decodeStarted(frame);
-            resolve();
+            resolve('started');
             return;
           case FrameType.STDOUT:
             sink.stdout(frame.payload);
@@ -1603,7 +1679,8 @@ export class MachineRuntime implements MachineContainers {
             return;
           case FrameType.ERROR:
             startError = guestErrorOf(frame);
-            sink.stderr(Buffer.from(`${startError.message}\n`));
+            if (mayRetry && startError.details.guestReason === GuestErrorReason.SESSION_IN_USE) inUse = true;
+            else sink.stderr(Buffer.from(`${startError.message}\n`));
             return;
           case FrameType.EXIT:
             done(decodeExit(frame).status);
@@ -1611,21 +1688,22 @@ export class MachineRuntime implements MachineContainers {
           default:
         }
       });
+      live.ctl.send(
+        FrameType.EXEC,
+        encodeExec({
+          argv: exec.argv,
+          env: exec.env,
+          cwd: exec.cwd,
+          user: exec.user,
+          tty: exec.tty,
+          stdin: exec.stdin,
+          root: exec.root?.path,
+          readOnlyRoot: exec.root?.readOnly,
+          mounts: exec.root?.mounts,
+        }),
+        session,
+      );
     });
-    started.catch(() => undefined);
-    live.ctl.send(
-      FrameType.EXEC,
-      encodeExec({ argv: exec.argv, env: exec.env, cwd: exec.cwd, user: exec.user, tty: exec.tty, stdin: exec.stdin }),
-      session,
-    );
-    await Promise.race([started, exit]);
-    return {
-      stdin: (d) => live.ctl.sendStdin(d, session),
-      closeStdin: () => live.ctl.send(FrameType.STDIN_EOF, Buffer.alloc(0), session),
-      resize: (r, c) => live.ctl.sendResize(r, c, session),
-      signal: (n) => live.ctl.sendSignal(n, session),
-      exit,
-    };
   }
 
   /** Resource usage of a running container, read from its QEMU process. */

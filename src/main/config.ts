@@ -52,6 +52,8 @@ export const HostConfig = Type.Object({
   quiet: Type.Boolean(),
   /** BOSON_DOCKER_TRACE: print each Docker API request on stderr. */
   dockerTrace: Type.Boolean(),
+  /** BOSON_CRI: the daemon serves Kubernetes' CRI on <run dir>/cri.sock ('off' turns it off; so does up --no-cri). */
+  cri: Type.Boolean(),
 });
 export type HostConfig = Static<typeof HostConfig> & { paths: BosonPaths };
 
@@ -185,6 +187,13 @@ export const SETTINGS: Setting[] = [
   { env: 'BOSON_QUIET', default: 'off', meaning: 'no progress line on a terminal', readBy: 'root' },
   { env: 'BOSON_DOCKER_TRACE', default: 'off', meaning: 'print each Docker API request on stderr', readBy: 'root' },
   {
+    env: 'BOSON_CRI',
+    default: 'on',
+    meaning:
+      "the daemon serves Kubernetes' CRI (runtime.v1, pod = micro-VM) on <run dir>/cri.sock; 'off' (or boson up --no-cri) turns it off",
+    readBy: 'root',
+  },
+  {
     env: 'BOSON_NO_BUNDLE',
     default: 'off',
     meaning: 'bin/boson runs the sources through tsx instead of the esbuild bundle',
@@ -271,6 +280,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     registryCa: env.BOSON_REGISTRY_CA || undefined,
     quiet: terminalSettings(env).quiet,
     dockerTrace: Boolean(env.BOSON_DOCKER_TRACE),
+    cri: env.BOSON_CRI !== 'off',
   };
   const fault = Value.Errors(HostConfig, config).First();
   if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid setting ${fault.path.slice(1)}: ${fault.message} (see docs/config.md)`);

@@ -33,6 +33,9 @@ import { resolveTcpEndpoint, type BosonPaths, type Logger, type TcpEndpointReque
 
 export { loadConfig, type HostConfig };
 
+/** Boson's version (the package's), as the APIs report it. */
+const PACKAGE_VERSION = '0.1.0';
+
 /** The QEMU confinement this host can give (see JailPolicy): what root can do, and what a rootless user can. */
 export function jailPolicy(config: HostConfig): JailPolicy | undefined {
   if (!config.jail) return undefined;
@@ -160,6 +163,8 @@ export interface DaemonRequest {
   pidFile?: string;
   /** `boson up --controller`: the controller in this process too (SQLite, <stateDir>/controller.db), optionally on TCP. */
   controller?: { tcp?: TcpEndpointRequest };
+  /** Serve CRI on <run dir>/cri.sock (default: the BOSON_CRI setting). */
+  cri?: boolean;
 }
 
 /**
@@ -169,12 +174,14 @@ export interface DaemonRequest {
 export async function startHostDaemon(
   request: DaemonRequest,
   config: HostConfig = loadConfig(),
-): Promise<{ socketPath: string; dockerSocket: string; controllerSocket?: string; close(): Promise<void> }> {
+): Promise<{ socketPath: string; dockerSocket: string; criSocket: string | null; controllerSocket?: string; close(): Promise<void> }> {
   const { paths } = config;
   const socketPath = hostSocketPath(config);
   // Loaded here, so that other commands do not pay for the server's modules.
   const { dockerSocketPath, startDockerApi } = await import('../docker/index.ts');
   const dockerSocket = dockerSocketPath(paths);
+  const cri = request.cri ?? config.cri;
+  const criSocket = cri ? path.join(paths.runDir, 'cri.sock') : null;
   // Unsafe or unreadable endpoints are refused before anything is opened or started.
   const tcp = request.tcp ? await resolveTcpEndpoint(request.tcp, '--tcp') : undefined;
   const dockerTcp = request.dockerTcp ? await resolveTcpEndpoint(request.dockerTcp, '--docker-tcp') : undefined;
@@ -197,9 +204,20 @@ export async function startHostDaemon(
           registry: registryOptions(config),
           trace: config.dockerTrace,
         }),
+      ...(criSocket
+        ? [
+            async (runtime: MachineRuntime) =>
+              (await import('../cri/index.ts')).startCriServer(runtime.podMachine, {
+                socketPath: criSocket,
+                version: PACKAGE_VERSION,
+                imageFsDir: path.join(paths.stateDir, 'images'),
+                log: log.child({ component: 'cri' }),
+              }),
+          ]
+        : []),
     ],
   });
-  if (!request.controller) return { socketPath, dockerSocket, close: () => daemon.close() };
+  if (!request.controller) return { socketPath, dockerSocket, criSocket, close: () => daemon.close() };
   // Loaded only with --controller: a plain `boson up` does not pay for it.
   const { startController } = await import('./controller.ts');
   const controller = await startController({ paths, tcp: request.controller.tcp, log: log.child({ component: 'controller' }) }).catch(
@@ -211,6 +229,7 @@ export async function startHostDaemon(
   return {
     socketPath,
     dockerSocket,
+    criSocket,
     controllerSocket: controller.socketPath,
     close: async () => {
       await controller.close();

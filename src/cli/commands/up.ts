@@ -20,6 +20,8 @@ interface UpFlags {
   logFile?: string;
   controller?: boolean;
   controllerListen?: string;
+  /** commander's --no-cri: false when given. */
+  cri?: boolean;
 }
 
 /** Adds `up` to the program. */
@@ -38,6 +40,7 @@ export function registerUp(program: Command): void {
     .option('--controller', 'also run the controller in this process (SQLite; the CLI on this host is its system admin)')
     .option('--controller-listen <host:port>', "with --controller: serve the controller's API on TCP too (same TLS rules as --tcp)")
     .option('--pid-file <path>', 'write the daemon pid here (default <run dir>/boson.pid)')
+    .option('--no-cri', "do not serve Kubernetes' CRI on <run dir>/cri.sock (also: BOSON_CRI=off)")
     .option('--log-file <path>', 'with --detach: where the daemon writes its output (default <run dir>/boson.log)')
     .action(async (flags: UpFlags) => {
       const config = loadConfig();
@@ -69,12 +72,13 @@ export function registerUp(program: Command): void {
           dockerTcp: endpoint(flags.dockerTcp),
           pidFile,
           controller: flags.controller ? { tcp: endpoint(flags.controllerListen) } : undefined,
+          ...(flags.cri === false ? { cri: false } : {}),
         },
         config,
       );
       const dockerSocket = daemon.dockerSocket;
       process.stdout.write(
-        `Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''}${daemon.controllerSocket ? `, controller on ${daemon.controllerSocket}${flags.controllerListen ? ` and tcp://${flags.controllerListen}` : ''}` : ''} (pid ${process.pid})\n`,
+        `Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''}${daemon.criSocket ? `, CRI on ${daemon.criSocket}` : ''}${daemon.controllerSocket ? `, controller on ${daemon.controllerSocket}${flags.controllerListen ? ` and tcp://${flags.controllerListen}` : ''}` : ''} (pid ${process.pid})\n`,
       );
       const stop = (): void => {
         void daemon.close().then(() => process.exit(0));

@@ -24,6 +24,10 @@ import type {
   NetworkCreateRequest,
   NetworkInspect,
   NetworkPruneResult,
+  Pod,
+  PodContainer,
+  PodContainerSpec,
+  PodSpec,
   RequestContext,
   Volume,
   VolumeCreateRequest,
@@ -236,4 +240,80 @@ export interface Machine {
   readonly volumes: MachineVolumes;
   readonly networks: MachineNetworks;
   readonly events: MachineEvents;
+}
+
+/** What a one-shot command in a container of a pod produced (CRI's ExecSync). */
+export interface ExecSyncResult {
+  stdout: Buffer;
+  stderr: Buffer;
+  exitCode: number;
+  /** The command outlived its timeout and was killed (its exit code is then the kill's). */
+  timedOut: boolean;
+}
+
+/** What a pod's micro-VM uses, seen from the host (its QEMU process): the pod's cost, whatever runs inside. */
+export interface PodStats {
+  timestampNs: string;
+  /** CPU time of the VM's QEMU process, ns. */
+  cpuNs: number;
+  /** Resident memory of the VM's QEMU process. */
+  memoryBytes: number;
+  /** The VM's memory size. */
+  memoryLimitBytes: number;
+  /** Processes of its containers that run now. */
+  processes: number;
+}
+
+/** What a container of a pod uses, read in its pod VM (its main process: CPU time and resident memory). */
+export interface PodContainerStats {
+  id: string;
+  timestampNs: string;
+  cpuNs: number;
+  memoryBytes: number;
+}
+
+/**
+ * The pod half of a machine: a pod sandbox is one micro-VM, booted by `run`, that takes containers after it booted;
+ * each container has its own root filesystem from its own image and its own process inside that VM. Pods and their
+ * containers are found by id (or a unique id prefix); POD_NOT_FOUND and CONTAINER_NOT_FOUND otherwise.
+ */
+export interface MachinePods {
+  /** Boots the pod's micro-VM (its size, hostname, DNS) and resolves once it is ready to take containers. */
+  run(ctx: RequestContext, spec: PodSpec): Promise<Pod>;
+  /** Stops every container of the pod and its micro-VM; the pod stays (notready) until removed. Idempotent. */
+  stop(ctx: RequestContext, id: string): Promise<void>;
+  /** Removes a pod with its containers, stopping what still runs. A pod that is gone already is no error. */
+  remove(ctx: RequestContext, id: string): Promise<void>;
+  inspect(ctx: RequestContext, id: string): Promise<Pod>;
+  /** Every pod, newest first. */
+  list(ctx: RequestContext): Promise<Pod[]>;
+  /** Creates a container in a ready pod: resolves its image and gives it its own root filesystem (not started). */
+  createContainer(ctx: RequestContext, podId: string, spec: PodContainerSpec): Promise<PodContainer>;
+  /** Starts a created container's process in the pod's VM; its output goes to its log path in the CRI log format. */
+  startContainer(ctx: RequestContext, id: string): Promise<void>;
+  /** SIGTERM to the container's process, SIGKILL after `timeoutSec`; a container that is not running is left as it is. */
+  stopContainer(ctx: RequestContext, id: string, timeoutSec: number): Promise<void>;
+  /** Removes a container (killing it if it runs) and its root filesystem; one that is gone already is no error. */
+  removeContainer(ctx: RequestContext, id: string): Promise<void>;
+  inspectContainer(ctx: RequestContext, id: string): Promise<PodContainer>;
+  /** Every container of every pod (of one pod, with `podId`), newest first. */
+  listContainers(ctx: RequestContext, podId?: string): Promise<PodContainer[]>;
+  /** Runs `argv` in a running container (its root, env, user) and collects its output; killed after `timeoutSec` (0: none). */
+  execSync(ctx: RequestContext, id: string, argv: string[], timeoutSec: number): Promise<ExecSyncResult>;
+  /** Opens the container's log file again (after kubelet rotated it). */
+  reopenLog(ctx: RequestContext, id: string): Promise<void>;
+  /**
+   * Starts `argv` in a running container (its root, env, user), interactively: output goes to `sink`, the session
+   * takes stdin (with `stdin`), resizes (with `tty`) and signals, and `exit` resolves with its status.
+   */
+  exec(ctx: RequestContext, id: string, options: { argv: string[]; tty: boolean; stdin: boolean }, sink: StreamSink): Promise<ExecSession>;
+  /** What each running container (of pod `podId`, when given) uses now; containers not running are left out. */
+  containerStats(ctx: RequestContext, podId?: string): Promise<PodContainerStats[]>;
+  /** What the pod's micro-VM uses now (zeros when it is not running). */
+  stats(ctx: RequestContext, id: string): Promise<PodStats>;
+}
+
+/** A machine that runs pods as well (this host's runtime; the REST client does not serve pods yet). */
+export interface PodMachine extends Machine {
+  readonly pods: MachinePods;
 }

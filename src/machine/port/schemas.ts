@@ -132,6 +132,13 @@ export const ContainerSpec = Type.Object(
     restartPolicy: Type.Optional(RestartPolicy),
     autoRemove: Type.Optional(Type.Boolean()),
     labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+    /** Nameservers and search domains that replace the network's in the guest's /etc/resolv.conf. */
+    dns: Type.Optional(
+      Type.Object(
+        { servers: Type.Array(Type.String()), searches: Type.Array(Type.String()), options: Type.Array(Type.String()) },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -494,3 +501,124 @@ export const LogEntry = Type.Object({
   data: Type.String({ description: 'the bytes of the line, base64' }),
 });
 export type LogEntry = Static<typeof LogEntry>;
+
+/** DNS settings of a pod (Kubernetes' DNSConfig): the guest's /etc/resolv.conf, which its containers share. */
+export const DnsConfig = Type.Object(
+  {
+    servers: Type.Array(Type.String()),
+    searches: Type.Array(Type.String()),
+    options: Type.Array(Type.String()),
+  },
+  { additionalProperties: false },
+);
+export type DnsConfig = Static<typeof DnsConfig>;
+
+/**
+ * What a machine is asked to run as a pod sandbox: one micro-VM that its containers join later (Kubernetes' pod, as
+ * CRI's RunPodSandbox describes it). The VM's size is the pod's resources; its hostname, DNS, labels and annotations
+ * are the pod's.
+ */
+export const PodSpec = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    uid: Type.String(),
+    namespace: Type.String(),
+    attempt: Type.Integer({ minimum: 0 }),
+    hostname: Type.Optional(Type.String()),
+    dns: Type.Optional(DnsConfig),
+    labels: Type.Record(Type.String(), Type.String()),
+    annotations: Type.Record(Type.String(), Type.String()),
+    resources: Type.Optional(ResourceSpec),
+    /** The directory under which kubelet keeps the pod's container logs (absolute, on the machine's host). */
+    logDirectory: Type.Optional(Type.String()),
+    /** The runtime handler asked for ('' or 'boson': the only one). */
+    runtimeHandler: Type.Optional(Type.String()),
+    /** Host ports published to the pod's micro-VM (Kubernetes' hostPort). */
+    ports: Type.Optional(Type.Array(PortBinding)),
+  },
+  { additionalProperties: false },
+);
+export type PodSpec = Static<typeof PodSpec>;
+
+/** The states of a pod sandbox: ready while its micro-VM runs, notready once it stopped (or failed). */
+export const PodState = Type.Union([Type.Literal('ready'), Type.Literal('notready')]);
+export type PodState = Static<typeof PodState>;
+
+/** A pod sandbox as the port shows it. */
+export const Pod = Type.Object({
+  id: Type.String(),
+  spec: PodSpec,
+  state: PodState,
+  /** Creation time, nanoseconds since the epoch as a decimal string. */
+  createdNs: Type.String(),
+  /** The pod's micro-VM, as a machine container (the pod's infrastructure). */
+  vmContainerId: Type.String(),
+  /** pid of the pod VM's QEMU process, while it runs. */
+  vmPid: Type.Union([Type.Integer(), Type.Null()]),
+  /** The guest kernel's accelerator (kvm or tcg). */
+  accelerator: Type.String(),
+  /** The pod's IPv4 address on the machine's network, while it runs. */
+  address: Type.Union([Type.String(), Type.Null()]),
+  network: Type.String(),
+  resources: Type.Object({ memoryMiB: Type.Integer(), cpus: Type.Integer() }),
+});
+export type Pod = Static<typeof Pod>;
+
+/** A container to create in a pod: its own image (its own root filesystem), process and log file. */
+export const PodContainerSpec = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    attempt: Type.Integer({ minimum: 0 }),
+    image: Type.String({ minLength: 1 }),
+    /** Replaces the image's Entrypoint (Kubernetes' command). */
+    command: Type.Optional(Type.Array(Type.String())),
+    /** Replaces the image's Cmd (Kubernetes' args). */
+    args: Type.Optional(Type.Array(Type.String())),
+    env: Type.Optional(Type.Array(Type.String())),
+    cwd: Type.Optional(Type.String()),
+    /** A user name or uid[:gid], as in the image's /etc/passwd. */
+    user: Type.Optional(Type.String()),
+    labels: Type.Record(Type.String(), Type.String()),
+    annotations: Type.Record(Type.String(), Type.String()),
+    /** Where its output is written in the CRI log format (absolute, on the machine's host); none when absent. */
+    logPath: Type.Optional(Type.String()),
+    /** Its root filesystem is read-only for its processes (Kubernetes' readOnlyRootFilesystem). */
+    readOnlyRoot: Type.Optional(Type.Boolean()),
+    /** Host files and directories bound into it (kubelet's volumes, /etc/hosts, the termination log), in order. */
+    mounts: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { hostPath: Type.String({ minLength: 1 }), containerPath: Type.String({ minLength: 1 }), readOnly: Type.Boolean() },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type PodContainerSpec = Static<typeof PodContainerSpec>;
+
+/** The states of a container of a pod (CRI's ContainerState). */
+export const PodContainerState = Type.Union([Type.Literal('created'), Type.Literal('running'), Type.Literal('exited')]);
+export type PodContainerState = Static<typeof PodContainerState>;
+
+/** A container of a pod as the port shows it. */
+export const PodContainer = Type.Object({
+  id: Type.String(),
+  podId: Type.String(),
+  spec: PodContainerSpec,
+  imageId: Type.String(),
+  /** What it runs: the image's config with the spec applied. */
+  argv: Type.Array(Type.String()),
+  state: PodContainerState,
+  createdNs: Type.String(),
+  startedNs: Type.String({ description: "'0' until it started" }),
+  finishedNs: Type.String({ description: "'0' until it exited" }),
+  exitCode: Type.Union([Type.Integer(), Type.Null()]),
+  /** Why it is as it is (Completed, Error, ...), with a message, once it exited. */
+  reason: Type.String(),
+  message: Type.String(),
+  /** Its process's pid inside the pod VM, while it runs. */
+  pid: Type.Union([Type.Integer(), Type.Null()]),
+});
+export type PodContainer = Static<typeof PodContainer>;

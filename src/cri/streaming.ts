@@ -1,0 +1,184 @@
+/**
+ * Boson's CRI streaming server: Exec answers with a one-time URL of this server, and kubelet (or kubectl through
+ * it) opens it as a WebSocket with the Kubernetes channel protocol (v5.channel.k8s.io, v4.channel.k8s.io or
+ * channel.k8s.io): each binary message starts with its channel, 0 stdin, 1 stdout, 2 stderr, 3 the final status
+ * (v4 and later: a metav1.Status as JSON, with the exit code for a failure), 4 resize ({"Width","Height"}), and in
+ * v5, 255 closing a channel ([255, 0] ends stdin). SPDY is not served: clients since Kubernetes 1.29 speak
+ * WebSocket first. Attach and PortForward are not served yet.
+ */
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { silentLogger, toBosonError, type Logger } from '../common/index.ts';
+import type { ExecSession, PodMachine } from '../machine/port/index.ts';
+import { FrameReader, Opcode, acceptKey, encodeFrame } from './websocket.ts';
+
+/** The channel protocols served, best first. */
+export const CHANNEL_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'channel.k8s.io'];
+
+/** How long an Exec's URL may wait to be opened. */
+const TOKEN_TTL_MS = 60_000;
+
+interface PendingExec {
+  containerId: string;
+  cmd: string[];
+  tty: boolean;
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  expires: number;
+}
+
+/** A running streaming server. */
+export class StreamingServer {
+  private readonly pending = new Map<string, PendingExec>();
+  private readonly sockets = new Set<Duplex>();
+
+  private constructor(
+    private readonly machine: PodMachine,
+    private readonly server: http.Server,
+    /** http://address:port of this server. */
+    readonly base: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts the server on `address` (default 127.0.0.1) and a free port. */
+  static async start(machine: PodMachine, options: { address?: string; log?: Logger } = {}): Promise<StreamingServer> {
+    const address = options.address ?? '127.0.0.1';
+    const server = http.createServer((_req, res) => {
+      res.writeHead(400, { 'Content-Type': 'text/plain' });
+      res.end(`Boson's CRI streaming server speaks WebSocket only (${CHANNEL_PROTOCOLS.join(', ')}); SPDY is not supported\n`);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, address, () => resolve());
+    });
+    const { port } = server.address() as { port: number };
+    const host = address.includes(':') ? `[${address}]` : address;
+    const s = new StreamingServer(machine, server, `http://${host}:${port}`, options.log ?? silentLogger);
+    server.on('upgrade', (req, socket) => s.upgrade(req, socket));
+    return s;
+  }
+
+  /** A one-time URL for an exec (CRI's Exec); the command starts when the URL is opened. */
+  execUrl(request: Omit<PendingExec, 'expires'>): string {
+    const now = Date.now();
+    for (const [token, p] of this.pending) if (p.expires < now) this.pending.delete(token);
+    const token = randomBytes(16).toString('hex');
+    this.pending.set(token, { ...request, expires: now + TOKEN_TTL_MS });
+    return `${this.base}/exec/${token}`;
+  }
+
+  private upgrade(req: http.IncomingMessage, socket: Duplex): void {
+    const refuse = (status: number, text: string): void => {
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${text}\n`);
+    };
+    const m = /^\/exec\/([0-9a-f]{32})$/.exec((req.url ?? '').split('?')[0]!);
+    const exec = m ? this.pending.get(m[1]!) : undefined;
+    if (!m || !exec || exec.expires < Date.now()) return refuse(404, 'no such exec session (its URL is used once, within a minute)');
+    const key = req.headers['sec-websocket-key'];
+    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || typeof key !== 'string')
+      return refuse(400, `only WebSocket upgrades are served (${CHANNEL_PROTOCOLS.join(', ')}); SPDY is not supported`);
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '')
+      .split(',')
+      .map((p) => p.trim());
+    const protocol = offered.find((p) => CHANNEL_PROTOCOLS.includes(p));
+    if (!protocol) return refuse(400, `no supported subprotocol offered: Boson speaks ${CHANNEL_PROTOCOLS.join(', ')}`);
+    this.pending.delete(m[1]!);
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`,
+    );
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    void this.runExec(socket, exec, protocol);
+  }
+
+  private async runExec(socket: Duplex, exec: PendingExec, protocol: string): Promise<void> {
+    const send = (channel: number, data: Buffer): void => {
+      if (!socket.destroyed) socket.write(encodeFrame(Opcode.binary, Buffer.concat([Buffer.from([channel]), data])));
+    };
+    const finish = (status: Record<string, unknown>): void => {
+      // channel.k8s.io (v1) has no status channel: its error channel carries text, and nothing on success.
+      if (protocol === 'channel.k8s.io') {
+        if (status.status !== 'Success') send(3, Buffer.from(String(status.message)));
+      } else send(3, Buffer.from(JSON.stringify(status)));
+      if (!socket.destroyed) socket.end(encodeFrame(Opcode.close, Buffer.from([0x03, 0xe8])));
+    };
+    let session: ExecSession | undefined;
+    const early: Buffer[] = [];
+    let stdinClosed = false;
+    const reader = new FrameReader();
+    socket.on('data', (chunk: Buffer) => {
+      let messages;
+      try {
+        messages = reader.push(chunk);
+      } catch {
+        socket.destroy();
+        return;
+      }
+      for (const msg of messages) {
+        if (msg.opcode === Opcode.close) {
+          socket.end(encodeFrame(Opcode.close, Buffer.alloc(0)));
+          continue;
+        }
+        if (msg.opcode === Opcode.ping) {
+          socket.write(encodeFrame(Opcode.pong, msg.data));
+          continue;
+        }
+        if (msg.opcode !== Opcode.binary || msg.data.length === 0) continue;
+        const channel = msg.data[0]!;
+        const data = msg.data.subarray(1);
+        if (channel === 0 && exec.stdin) {
+          if (session) session.stdin(data);
+          else early.push(data);
+        } else if (channel === 4 && session) {
+          try {
+            const size = JSON.parse(data.toString()) as { Width?: number; Height?: number };
+            session.resize(size.Height ?? 24, size.Width ?? 80);
+          } catch {
+            // a malformed resize is ignored
+          }
+        } else if (channel === 255 && data[0] === 0 && exec.stdin) {
+          stdinClosed = true;
+          session?.closeStdin();
+        }
+      }
+    });
+    try {
+      session = await this.machine.pods.exec(
+        { principal: 'cri-streaming' },
+        exec.containerId,
+        { argv: exec.cmd, tty: exec.tty, stdin: exec.stdin },
+        {
+          stdout: (d) => exec.stdout && send(1, d),
+          stderr: (d) => exec.stderr && send(exec.tty ? 1 : 2, d),
+        },
+      );
+      for (const d of early) session.stdin(d);
+      if (stdinClosed) session.closeStdin();
+      socket.once('close', () => exec.stdin && session?.closeStdin());
+      const code = await session.exit;
+      finish(
+        code === 0
+          ? { metadata: {}, status: 'Success' }
+          : {
+              metadata: {},
+              status: 'Failure',
+              message: `command terminated with non-zero exit code: error executing command ${JSON.stringify(exec.cmd)}, exit code ${code}`,
+              reason: 'NonZeroExitCode',
+              details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
+            },
+      );
+    } catch (err) {
+      const e = toBosonError(err);
+      this.log.debug({ container: exec.containerId, error: e.message }, 'a streamed exec failed');
+      finish({ metadata: {}, status: 'Failure', message: e.message, reason: 'InternalError' });
+    }
+  }
+
+  /** Stops serving and ends every open stream. */
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

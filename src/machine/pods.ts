@@ -1,0 +1,543 @@
+/**
+ * Pod sandboxes on this host (the port's MachinePods): each pod is one micro-VM, a container of the runtime whose
+ * process only keeps the VM up, with the pod's directory shared into it over virtiofs (or 9p) at /.boson/pod. A
+ * container of the pod gets its own root filesystem, its image unpacked by the host into that directory
+ * (`<pod>/share/<container id>/rootfs`), and runs as an exec session of the pod VM with EXEC_ROOT: boson-init gives
+ * it a mount namespace of its own, chrooted into its root (docs/design.md, "Pods", for the choice and its numbers).
+ * Its output goes to its CRI log file.
+ *
+ * Records (kinds `pod` and `pod-container`) live in the runtime's state store. What a pod's containers run is live
+ * state of this daemon: after a daemon restart their exec sessions are gone, and they are reported exited
+ * (reason Unknown) while the pod VM itself is re-attached like any container.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { BosonError, KeyedMutex, MemoryStateStore, isBosonError, silentLogger, type Logger, type StateStore } from '../common/index.ts';
+import { resolveProcessConfig } from './container-config.ts';
+import { newContainerId } from './containers.ts';
+import { CriLogWriter, nowNs } from './cri-log.ts';
+import { bindInto, makeSharedMount, removeUnmounted } from './host-mounts.ts';
+import type {
+  ExecSession,
+  ExecSyncResult,
+  MachinePods,
+  Pod,
+  PodStats,
+  PodContainerStats,
+  PodContainer,
+  PodContainerSpec,
+  PodSpec,
+  RequestContext,
+  StreamSink,
+} from './port/index.ts';
+import type { ExecRoot, MachineRuntime } from './runtime.ts';
+
+/** Where a pod's directory appears inside its micro-VM's root. */
+export const POD_SHARE_TARGET = '/.boson/pod';
+
+/** The image a pod's micro-VM boots (its root holds what keeps the VM up); the demo image by default. */
+export const DEFAULT_POD_IMAGE = 'localhost/busybox:latest';
+
+/** The runtime handlers a pod may ask for. */
+const HANDLERS = ['', 'boson'];
+
+interface PodRecord {
+  id: string;
+  spec: PodSpec;
+  createdNs: string;
+  vmContainerId: string;
+  /** Stopped by StopPodSandbox: never ready again. */
+  stopped: boolean;
+}
+
+interface PodContainerRecord extends Omit<PodContainer, 'pid'> {
+  env: string[];
+  cwd: string;
+  user: string;
+}
+
+/** A container of a pod whose process runs now. */
+interface Running {
+  session: ExecSession;
+  log: CriLogWriter | null;
+  pid: number | null;
+  /** Resolves once its exit is recorded. */
+  done: Promise<void>;
+}
+
+/** What the pod service is built from. */
+export interface PodServiceOptions {
+  stateDir: string;
+  /** The runtime's state store (records of kinds pod and pod-container); in memory when absent. */
+  store?: StateStore;
+  log?: Logger;
+  /** The image pod VMs boot (DEFAULT_POD_IMAGE). */
+  podImage?: string;
+}
+
+/** MachinePods on this host (see the module comment). */
+export class PodService implements MachinePods {
+  private readonly store: StateStore;
+  private readonly log: Logger;
+  private readonly running = new Map<string, Running>();
+  private readonly lock = new KeyedMutex();
+
+  constructor(
+    private readonly runtime: MachineRuntime,
+    private readonly options: PodServiceOptions,
+  ) {
+    this.store = options.store ?? new MemoryStateStore();
+    this.log = options.log ?? silentLogger;
+  }
+
+  private podDir(id: string): string {
+    return path.join(this.options.stateDir, 'pods', id);
+  }
+
+  private shareDir(id: string): string {
+    return path.join(this.podDir(id), 'share');
+  }
+
+  /** The pod record `ref` (an id or a unique prefix) names; POD_NOT_FOUND otherwise. */
+  private podRecord(ref: string): PodRecord {
+    const exact = this.store.get<PodRecord>('pod', ref);
+    if (exact) return exact.value;
+    const found = ref === '' ? [] : this.store.list<PodRecord>('pod', { prefix: ref });
+    if (found.length === 1) return found[0]!.value;
+    if (found.length > 1) throw new BosonError('INVALID_ARGUMENT', `pod id prefix ${ref} is ambiguous`);
+    throw new BosonError('POD_NOT_FOUND', `no pod sandbox has the id ${JSON.stringify(ref)}`);
+  }
+
+  private containerRecord(ref: string): PodContainerRecord {
+    const exact = this.store.get<PodContainerRecord>('pod-container', ref);
+    if (exact) return exact.value;
+    const found = ref === '' ? [] : this.store.list<PodContainerRecord>('pod-container', { prefix: ref });
+    if (found.length === 1) return found[0]!.value;
+    if (found.length > 1) throw new BosonError('INVALID_ARGUMENT', `container id prefix ${ref} is ambiguous`);
+    throw new BosonError('CONTAINER_NOT_FOUND', `no container of a pod has the id ${JSON.stringify(ref)}`);
+  }
+
+  private save(kind: 'pod' | 'pod-container', record: { id: string }): void {
+    this.store.put(kind, record.id, record);
+  }
+
+  private async podView(ctx: RequestContext, record: PodRecord): Promise<Pod> {
+    const vm = await this.runtime.inspect(ctx, record.vmContainerId).catch((err: unknown) => {
+      if (isBosonError(err, 'CONTAINER_NOT_FOUND')) return null;
+      throw err;
+    });
+    const ready = !record.stopped && vm !== null && vm.state === 'running';
+    return {
+      id: record.id,
+      spec: record.spec,
+      state: ready ? 'ready' : 'notready',
+      createdNs: record.createdNs,
+      vmContainerId: record.vmContainerId,
+      vmPid: ready ? vm.vmPid : null,
+      accelerator: await this.runtime.accelerator(),
+      address: ready ? (vm.endpoint?.address ?? null) : null,
+      network: vm?.network ?? 'none',
+      resources: vm?.resources ?? { memoryMiB: 0, cpus: 0 },
+    };
+  }
+
+  private containerView(record: PodContainerRecord): PodContainer {
+    const live = this.running.get(record.id);
+    const { env: _env, cwd: _cwd, user: _user, ...view } = record;
+    // Recorded as running, but no process of this daemon: its session ended with the daemon that started it.
+    if (record.state === 'running' && !live)
+      return { ...view, state: 'exited', exitCode: 255, reason: 'Unknown', message: 'the daemon that ran it restarted', pid: null };
+    return { ...view, pid: live?.pid ?? null };
+  }
+
+  async run(ctx: RequestContext, spec: PodSpec): Promise<Pod> {
+    if (!HANDLERS.includes(spec.runtimeHandler ?? ''))
+      throw new BosonError(
+        'INVALID_ARGUMENT',
+        `unknown runtime handler ${JSON.stringify(spec.runtimeHandler)}: Boson has one, "boson" (every pod is a micro-VM)`,
+      );
+    const id = newContainerId();
+    const share = this.shareDir(id);
+    await mkdir(share, { recursive: true, mode: 0o755 });
+    let vmId: string | undefined;
+    try {
+      // Created first: it refuses what this host cannot do (a rootless daemon) before anything is mounted.
+      const vm = await this.runtime.createPodVm(
+        {
+          image: this.options.podImage ?? DEFAULT_POD_IMAGE,
+          name: `boson-pod-${id.slice(0, 12)}`,
+          process: {
+            entrypoint: ['/bin/sleep'],
+            args: ['2147483647'],
+            hostname: spec.hostname || undefined,
+          },
+          ...(spec.resources ? { resources: spec.resources } : {}),
+          labels: {
+            'io.boson.pod': id,
+            'io.kubernetes.pod.name': spec.name,
+            'io.kubernetes.pod.namespace': spec.namespace,
+            'io.kubernetes.pod.uid': spec.uid,
+          },
+          ...(spec.dns ? { dns: spec.dns } : {}),
+          ...(spec.ports && spec.ports.length > 0 ? { ports: spec.ports } : {}),
+        },
+        share,
+      );
+      vmId = vm.id;
+      // Before the VM's virtiofsd starts: the containers' volumes are bound under it later, and must reach it.
+      await makeSharedMount(share);
+      const record: PodRecord = { id, spec, createdNs: String(nowNs()), vmContainerId: vm.id, stopped: false };
+      this.save('pod', record);
+      await this.runtime.start(ctx, vm.id);
+      return await this.podView(ctx, record);
+    } catch (err) {
+      if (vmId !== undefined) await this.runtime.remove(ctx, vmId, { force: true }).catch(() => undefined);
+      this.store.delete('pod', id);
+      await removeUnmounted(this.podDir(id));
+      throw err;
+    }
+  }
+
+  async stop(ctx: RequestContext, id: string): Promise<void> {
+    let record: PodRecord;
+    try {
+      record = this.podRecord(id);
+    } catch (err) {
+      if (isBosonError(err, 'POD_NOT_FOUND')) return; // CRI: stopping a pod that is gone is no error
+      throw err;
+    }
+    await this.lock.run(record.id, async () => {
+      for (const c of await this.listContainers(ctx, record.id)) await this.stopContainer(ctx, c.id, 2);
+      record = this.podRecord(record.id);
+      record.stopped = true;
+      this.save('pod', record);
+      await this.runtime.stop(ctx, record.vmContainerId, 2).catch((err: unknown) => {
+        if (!isBosonError(err, 'CONTAINER_NOT_FOUND')) throw err;
+      });
+    });
+  }
+
+  async remove(ctx: RequestContext, id: string): Promise<void> {
+    let record: PodRecord;
+    try {
+      record = this.podRecord(id);
+    } catch (err) {
+      if (isBosonError(err, 'POD_NOT_FOUND')) return;
+      throw err;
+    }
+    await this.stop(ctx, record.id);
+    for (const c of await this.listContainers(ctx, record.id)) await this.removeContainer(ctx, c.id);
+    await this.runtime.remove(ctx, record.vmContainerId, { force: true }).catch((err: unknown) => {
+      if (!isBosonError(err, 'CONTAINER_NOT_FOUND')) throw err;
+    });
+    await removeUnmounted(this.podDir(record.id));
+    this.store.delete('pod', record.id);
+  }
+
+  async inspect(ctx: RequestContext, id: string): Promise<Pod> {
+    return this.podView(ctx, this.podRecord(id));
+  }
+
+  async list(ctx: RequestContext): Promise<Pod[]> {
+    const pods = await Promise.all(this.store.list<PodRecord>('pod').map((r) => this.podView(ctx, r.value)));
+    return pods.sort((a, b) => (BigInt(b.createdNs) > BigInt(a.createdNs) ? 1 : -1));
+  }
+
+  /** The pod `podId`, ready; POD_NOT_READY otherwise. */
+  private async readyPod(ctx: RequestContext, podId: string): Promise<Pod> {
+    const pod = await this.inspect(ctx, podId);
+    if (pod.state !== 'ready')
+      throw new BosonError('POD_NOT_READY', `pod ${pod.spec.name} (${pod.id.slice(0, 12)}) is not ready: its micro-VM is not running`);
+    return pod;
+  }
+
+  async createContainer(ctx: RequestContext, podId: string, spec: PodContainerSpec): Promise<PodContainer> {
+    const pod = await this.readyPod(ctx, podId);
+    if (spec.logPath !== undefined && !path.isAbsolute(spec.logPath))
+      throw new BosonError('INVALID_ARGUMENT', `log path ${JSON.stringify(spec.logPath)} is not absolute`);
+    for (const m of spec.mounts ?? []) {
+      if (!path.isAbsolute(m.hostPath)) throw new BosonError('INVALID_ARGUMENT', `host path ${JSON.stringify(m.hostPath)} is not absolute`);
+      if (!m.containerPath.startsWith('/') || m.containerPath.split('/').includes('..') || /[\t\n]/.test(m.containerPath))
+        throw new BosonError('INVALID_ARGUMENT', `container path ${JSON.stringify(m.containerPath)} is not absolute or contains ..`);
+    }
+    // As kubelet expects (and containerd does): one container per name and attempt in a pod.
+    const same = this.store
+      .list<PodContainerRecord>('pod-container')
+      .find((r) => r.value.podId === pod.id && r.value.spec.name === spec.name && r.value.spec.attempt === spec.attempt);
+    if (same)
+      throw new BosonError(
+        'CONTAINER_NAME_IN_USE',
+        `pod ${pod.spec.name} has a container ${spec.name} (attempt ${spec.attempt}) already: ${same.value.id.slice(0, 12)}`,
+      );
+    const image = await this.runtime.images.resolve(spec.image);
+    const config = resolveProcessConfig(
+      image.config,
+      { entrypoint: spec.command, args: spec.args, env: spec.env, cwd: spec.cwd, user: spec.user },
+      pod.spec.hostname || pod.spec.name,
+    );
+    const id = newContainerId();
+    const dir = path.join(this.shareDir(pod.id), id);
+    try {
+      await this.runtime.images.unpack(image, path.join(dir, 'rootfs'));
+      // The container's volumes: bound on the host under the pod's share, and from there into its root in the VM.
+      for (const [i, m] of (spec.mounts ?? []).entries()) await bindInto(m.hostPath, path.join(dir, 'mounts', String(i)), m.readOnly);
+      const record: PodContainerRecord = {
+        id,
+        podId: pod.id,
+        spec,
+        imageId: image.id,
+        argv: config.argv,
+        env: config.env,
+        cwd: config.cwd,
+        user: config.user,
+        state: 'created',
+        createdNs: String(nowNs()),
+        startedNs: '0',
+        finishedNs: '0',
+        exitCode: null,
+        reason: '',
+        message: '',
+      };
+      this.save('pod-container', record);
+      return this.containerView(record);
+    } catch (err) {
+      await removeUnmounted(dir);
+      throw err;
+    }
+  }
+
+  async startContainer(ctx: RequestContext, id: string): Promise<void> {
+    const { id: cid } = this.containerRecord(id);
+    await this.lock.run(cid, async () => {
+      const record = this.containerRecord(cid);
+      if (record.state !== 'created')
+        throw new BosonError(
+          record.state === 'running' ? 'CONTAINER_RUNNING' : 'INVALID_ARGUMENT',
+          `container ${record.spec.name} is ${record.state}: only a created container can be started`,
+        );
+      const pod = await this.readyPod(ctx, record.podId);
+      const log = record.spec.logPath ? new CriLogWriter(record.spec.logPath) : null;
+      const exec = this.runtime.newExec(
+        pod.vmContainerId,
+        { argv: record.argv, env: record.env, cwd: record.cwd, user: record.user },
+        this.execRoot(record),
+      );
+      let startError = '';
+      const sink = {
+        stdout: (d: Buffer) => log?.write('stdout', d),
+        stderr: (d: Buffer) => {
+          if (!this.running.has(cid)) startError += d.toString();
+          log?.write('stderr', d);
+        },
+      };
+      let session: ExecSession;
+      try {
+        session = await this.runtime.startExec(ctx, exec.id, sink);
+      } catch (err) {
+        this.runtime.forgetExec(exec.id);
+        log?.close();
+        throw err;
+      }
+      const started = this.runtime.getExec(exec.id);
+      if (started.pid === null) {
+        // The guest refused to start it (no such command, a user it does not have, a bad working directory).
+        const code = await session.exit;
+        this.runtime.forgetExec(exec.id);
+        log?.close();
+        this.finish(record, code, 'StartError', startError.trim());
+        throw new BosonError(
+          code === 127 ? 'COMMAND_NOT_FOUND' : code === 126 ? 'COMMAND_NOT_EXECUTABLE' : 'CONTAINER_START_FAILED',
+          `container ${record.spec.name}: ${startError.trim() || `exited with ${code} before it started`}`,
+        );
+      }
+      const done = session.exit.then((code) => {
+        this.runtime.forgetExec(exec.id);
+        log?.close();
+        this.running.delete(cid);
+        try {
+          const current = this.containerRecord(cid);
+          this.finish(current, code, code === 0 ? 'Completed' : 'Error', '');
+        } catch {
+          // removed meanwhile
+        }
+      });
+      this.running.set(cid, { session, log, pid: started.pid, done });
+      record.state = 'running';
+      record.startedNs = String(nowNs());
+      this.save('pod-container', record);
+    });
+  }
+
+  /** Where a container's processes run in the pod VM: its root, read-only or not, with its volumes bound in. */
+  private execRoot(record: PodContainerRecord): ExecRoot {
+    const base = `${POD_SHARE_TARGET}/${record.id}`;
+    return {
+      path: `${base}/rootfs`,
+      readOnly: record.spec.readOnlyRoot ?? false,
+      mounts: (record.spec.mounts ?? []).map((m, i) => ({ source: `${base}/mounts/${i}`, target: m.containerPath, readOnly: m.readOnly })),
+    };
+  }
+
+  /** Records the exit of a container. */
+  private finish(record: PodContainerRecord, code: number, reason: string, message: string): void {
+    record.state = 'exited';
+    record.exitCode = code;
+    record.finishedNs = String(nowNs());
+    if (record.startedNs === '0') record.startedNs = record.finishedNs;
+    record.reason = reason;
+    record.message = message;
+    this.save('pod-container', record);
+  }
+
+  async stopContainer(_ctx: RequestContext, id: string, timeoutSec: number): Promise<void> {
+    const { id: cid } = this.containerRecord(id);
+    const live = this.running.get(cid);
+    if (!live) return;
+    if (timeoutSec <= 0) live.session.signal(9);
+    else live.session.signal(15);
+    const timer = timeoutSec > 0 ? setTimeout(() => live.session.signal(9), timeoutSec * 1000) : undefined;
+    await live.done;
+    clearTimeout(timer);
+  }
+
+  async removeContainer(ctx: RequestContext, id: string): Promise<void> {
+    let record: PodContainerRecord;
+    try {
+      record = this.containerRecord(id);
+    } catch (err) {
+      if (isBosonError(err, 'CONTAINER_NOT_FOUND')) return;
+      throw err;
+    }
+    await this.stopContainer(ctx, record.id, 0);
+    await removeUnmounted(path.join(this.shareDir(record.podId), record.id));
+    this.store.delete('pod-container', record.id);
+  }
+
+  async inspectContainer(_ctx: RequestContext, id: string): Promise<PodContainer> {
+    return this.containerView(this.containerRecord(id));
+  }
+
+  async listContainers(_ctx: RequestContext, podId?: string): Promise<PodContainer[]> {
+    return this.store
+      .list<PodContainerRecord>('pod-container')
+      .map((r) => r.value)
+      .filter((r) => podId === undefined || r.podId === podId)
+      .map((r) => this.containerView(r))
+      .sort((a, b) => (BigInt(b.createdNs) > BigInt(a.createdNs) ? 1 : -1));
+  }
+
+  async execSync(ctx: RequestContext, id: string, argv: string[], timeoutSec: number): Promise<ExecSyncResult> {
+    const record = this.containerRecord(id);
+    if (!this.running.has(record.id)) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.spec.name} is not running`);
+    if (argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'ExecSync needs a command');
+    const pod = this.podRecord(record.podId);
+    const exec = this.runtime.newExec(
+      pod.vmContainerId,
+      { argv, env: record.env, cwd: record.cwd, user: record.user },
+      this.execRoot(record),
+    );
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    try {
+      const session = await this.runtime.startExec(ctx, exec.id, {
+        stdout: (d) => stdout.push(Buffer.from(d)),
+        stderr: (d) => stderr.push(Buffer.from(d)),
+      });
+      let timedOut = false;
+      const timer =
+        timeoutSec > 0
+          ? setTimeout(() => {
+              timedOut = true;
+              session.signal(9);
+            }, timeoutSec * 1000)
+          : undefined;
+      const exitCode = await session.exit;
+      clearTimeout(timer);
+      if (timedOut) this.log.debug({ container: record.id, argv }, 'ExecSync timed out and was killed');
+      return { stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr), exitCode, timedOut };
+    } finally {
+      this.runtime.forgetExec(exec.id);
+    }
+  }
+
+  async containerStats(ctx: RequestContext, podId?: string): Promise<PodContainerStats[]> {
+    const byPod = new Map<string, Array<{ id: string; pid: number }>>();
+    for (const r of this.store.list<PodContainerRecord>('pod-container')) {
+      const live = this.running.get(r.value.id);
+      if (!live || live.pid === null || (podId !== undefined && r.value.podId !== podId)) continue;
+      byPod.set(r.value.podId, [...(byPod.get(r.value.podId) ?? []), { id: r.value.id, pid: live.pid }]);
+    }
+    const out: PodContainerStats[] = [];
+    for (const [pod, containers] of byPod) {
+      // One exec per pod VM, in its own root: each process's stat and statm, by pid (the guest ticks at 100 Hz).
+      const script = containers.map((c) => `echo "${c.id} $(cat /proc/${c.pid}/stat) | $(cat /proc/${c.pid}/statm)"`).join('; ');
+      const exec = this.runtime.newExec(this.podRecord(pod).vmContainerId, { argv: ['sh', '-c', script] });
+      let text = '';
+      try {
+        const session = await this.runtime.startExec(ctx, exec.id, { stdout: (d) => (text += d.toString()), stderr: () => undefined });
+        await session.exit;
+      } finally {
+        this.runtime.forgetExec(exec.id);
+      }
+      const timestampNs = String(nowNs());
+      for (const line of text.split('\n')) {
+        const m = /^([0-9a-f]{64}) .*\) (.*) \| \d+ (\d+)/.exec(line);
+        if (!m) continue;
+        const fields = m[2]!.split(' ');
+        const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
+        out.push({ id: m[1]!, timestampNs, cpuNs: ticks * 10_000_000, memoryBytes: Number(m[3]) * 4096 });
+      }
+    }
+    return out;
+  }
+
+  async stats(ctx: RequestContext, id: string): Promise<PodStats> {
+    const record = this.podRecord(id);
+    const vm = await this.runtime.stats(ctx, record.vmContainerId).catch((err: unknown) => {
+      if (isBosonError(err, 'CONTAINER_NOT_FOUND')) return null;
+      throw err;
+    });
+    const processes = this.store
+      .list<PodContainerRecord>('pod-container')
+      .filter((r) => r.value.podId === record.id && this.running.has(r.value.id)).length;
+    return {
+      timestampNs: String(nowNs()),
+      cpuNs: vm?.cpuNs ?? 0,
+      memoryBytes: vm?.memoryBytes ?? 0,
+      memoryLimitBytes: vm?.memoryLimitBytes ?? 0,
+      processes,
+    };
+  }
+
+  async exec(
+    ctx: RequestContext,
+    id: string,
+    options: { argv: string[]; tty: boolean; stdin: boolean },
+    sink: StreamSink,
+  ): Promise<ExecSession> {
+    const record = this.containerRecord(id);
+    if (!this.running.has(record.id)) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.spec.name} is not running`);
+    if (options.argv.length === 0) throw new BosonError('INVALID_ARGUMENT', 'exec needs a command');
+    const pod = this.podRecord(record.podId);
+    const exec = this.runtime.newExec(
+      pod.vmContainerId,
+      { argv: options.argv, env: record.env, cwd: record.cwd, user: record.user, tty: options.tty, stdin: options.stdin },
+      this.execRoot(record),
+    );
+    try {
+      const session = await this.runtime.startExec(ctx, exec.id, sink);
+      void session.exit.finally(() => this.runtime.forgetExec(exec.id));
+      return session;
+    } catch (err) {
+      this.runtime.forgetExec(exec.id);
+      throw err;
+    }
+  }
+
+  async reopenLog(_ctx: RequestContext, id: string): Promise<void> {
+    const record = this.containerRecord(id);
+    const live = this.running.get(record.id);
+    if (!live) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.spec.name} is not running: its log is closed`);
+    live.log?.reopen();
+  }
+}
