@@ -196,7 +196,14 @@ describe('docker network features inside the guest (Debian docker CLI)', () => {
       ok(await serve('lk-db', 'from-db-2', ['--network', 'linknet']), 'run lk-db again');
       const newAddress = (await inspectNet('lk-db')).linknet!.IPAddress;
       assert.notEqual(newAddress, dbAddress);
-      const followed = await docker(['exec', 'lk-c', 'sh', '-c', 'nslookup db2 && wget -q -O- http://db2/']);
+      // `run -d` returns once httpd was started, not once it listens: the fetch waits for it (a few seconds at most).
+      const followed = await docker([
+        'exec',
+        'lk-c',
+        'sh',
+        '-c',
+        'nslookup db2 || exit 1; for i in $(seq 1 40); do wget -q -O- http://db2/ 2>/dev/null && exit 0; sleep 0.25; done; exit 2',
+      ]);
       ok(followed, 'the link after the recreate');
       assert.match(out(followed), new RegExp(`Address: ${newAddress.replaceAll('.', '\\.')}[\\s\\S]*from-db-2\\n$`));
 
