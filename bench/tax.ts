@@ -188,10 +188,19 @@ async function pssOf(pid: number): Promise<{ pssKb: number; pssShmemKb: number }
   return w.parseSmapsRollup(await readFile(`/proc/${pid}/smaps_rollup`, 'utf8'));
 }
 
+/**
+ * The flags that make `boson run` start cold when warm starts may be the default (`--no-warm` or `--cold`, if the
+ * runtime has them), so that the cold figures stay cold.
+ */
+async function coldFlags(host: TestHost): Promise<string[]> {
+  const help = (await boson(host, ['run', '--help'])).stdout;
+  return /--no-warm\b/.test(help) ? ['--no-warm'] : /--cold\b/.test(help) ? ['--cold'] : [];
+}
+
 /** How this runtime offers a warm start, if it does: a `--warm` flag of `boson run`, or settings for a daemon. */
 async function detectWarm(host: TestHost): Promise<{ flag: boolean; env: Record<string, string> } | { reason: string }> {
   const help = (await boson(host, ['run', '--help'])).stdout;
-  if (/--warm\b/.test(help)) return { flag: true, env: {} };
+  if (/(^|\s)--warm\b/m.test(help)) return { flag: true, env: {} };
   if (warmEnv.length > 0)
     return { flag: false, env: Object.fromEntries(warmEnv.map((kv) => [kv.split('=')[0]!, kv.split('=').slice(1).join('=')])) };
   const settings = SETTINGS.filter((s) => /WARM|POOL|TEMPLATE/.test(s.env) && s.env !== 'BOSON_NET_POOL').map((s) => s.env);
@@ -284,6 +293,7 @@ try {
 
   // -- start to first output
   const warm = await detectWarm(host);
+  const cold = await coldFlags(host);
   const startFigures: Array<[TaxFigure, string, string]> = [
     [
       figure({
@@ -341,7 +351,7 @@ try {
       await pair(
         f,
         i,
-        () => bosonFirstOutput(host, [image, 'echo', 'hi']),
+        () => bosonFirstOutput(host, [...cold, image, 'echo', 'hi']),
         async () => (await lab.runForeground(await lab.bundle('start', { args: ['echo', 'hi'], rootfs }))).firstOutputMs,
       );
     if (warmRun)
