@@ -603,6 +603,9 @@ try {
 }
 
 if (!result) throw new Error('no result');
-if (jsonOut) await writeFile(jsonOut, JSON.stringify(result, null, 2) + '\n');
+if (jsonOut) {
+  await mkdir(path.dirname(path.resolve(jsonOut)), { recursive: true });
+  await writeFile(jsonOut, JSON.stringify(result, null, 2) + '\n');
+}
 await publish(result);
 printTable(result);
