@@ -280,14 +280,37 @@ try {
     figures.push(full);
     return full;
   };
-  /** Runs one paired sample; which runtime goes first alternates with the run number. */
+  /**
+   * Runs one paired sample; which runtime goes first alternates with the run number. A sample that fails marks its
+   * figure as not measured (with the error, and a warning) and the run goes on with the other figures.
+   */
   const pair = async (f: TaxFigure, i: number, b: () => Promise<number>, r: () => Promise<number>): Promise<void> => {
-    if (i % 2 === 0) {
-      f.boson!.push(await b());
-      f.runc!.push(await r());
-    } else {
-      f.runc!.push(await r());
-      f.boson!.push(await b());
+    if (f.notMeasured) return;
+    const side = async (who: 'Boson' | 'runc', fn: () => Promise<number>): Promise<number> => {
+      try {
+        return await fn();
+      } catch (err) {
+        throw new Error(`${who}: ${(err as Error).message.split('\n')[0]}`);
+      }
+    };
+    try {
+      if (i % 2 === 0) {
+        const bv = await side('Boson', b);
+        const rv = await side('runc', r);
+        f.boson!.push(bv);
+        f.runc!.push(rv);
+      } else {
+        const rv = await side('runc', r);
+        const bv = await side('Boson', b);
+        f.boson!.push(bv);
+        f.runc!.push(rv);
+      }
+    } catch (err) {
+      f.boson = null;
+      f.runc = null;
+      f.notMeasured = `failed in this run (${(err as Error).message})`;
+      warnings.push(`${f.title}: run ${i + 1} failed, so the figure is left out: ${(err as Error).message}`);
+      say(`warning: ${f.title}: ${(err as Error).message}`);
     }
   };
 
@@ -498,7 +521,7 @@ try {
 
   // -- network throughput with iperf3
   say('iperf3');
-  const iperf = (ip: string, reverse: boolean): Promise<number> =>
+  const iperfOnce = (ip: string, reverse: boolean): Promise<number> =>
     new Promise((resolve, reject) => {
       const a = ['-c', ip, '-t', String(sizes.iperfSeconds), '-J', ...(reverse ? ['-R'] : [])];
       const child = spawn('iperf3', a, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -516,6 +539,18 @@ try {
         }
       });
     });
+  /** iperf3 to `ip`; a refused or failed connection is tried twice more (and said in a warning) before it fails. */
+  const iperf = async (ip: string, reverse: boolean, who: string): Promise<number> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await iperfOnce(ip, reverse);
+      } catch (err) {
+        if (attempt === 3) throw err;
+        warnings.push(`iperf3 to ${who} (${ip}) failed once and was tried again: ${(err as Error).message}`);
+        await new Promise((r) => setTimeout(r, 3000));
+      }
+    }
+  };
   for (const reverse of [false, true]) {
     const f = figure({
       id: reverse ? 'net-from' : 'net-to',
@@ -529,61 +564,78 @@ try {
       await pair(
         f,
         i,
-        () => iperf(bosonIp, reverse),
-        () => iperf(runcIp, reverse),
+        () => iperf(bosonIp, reverse, 'Boson'),
+        () => iperf(runcIp, reverse, 'runc'),
       );
   }
 
   // -- memory per idle container
   say(`memory: ${idleContainers} idle containers of each`);
-  const idleIds: string[] = [];
-  for (let i = 0; i < idleContainers; i++)
-    idleIds.push((await boson(host, ['run', '-d', '--name', `tax-idle-${tag}-${i}`, BENCH_REF, 'sleep', '1000000'])).stdout.trim());
-  await new Promise((r) => setTimeout(r, quick ? 3000 : 8000)); // the guests settle; free page reporting returns boot's pages
-  const bosonPss = await Promise.all(
-    idleIds.map(async (id) => {
-      const c = await client.request<{ vmPid: number | null }>('GET', `/v1/containers/${id}`);
-      if (!c.vmPid) throw new Error(`idle container ${id} has no QEMU`);
-      return pssOf(c.vmPid);
-    }),
-  );
-  for (const id of idleIds) await boson(host, ['rm', '-f', id]);
-  const runcIdle: string[] = [];
-  for (let i = 0; i < idleContainers; i++) {
-    const b = await lab.bundle(`idle${i}`, { args: ['sleep', '1000000'], rootfs: benchRootfs });
-    await lab.runDetached(b);
-    runcIdle.push(b.id);
-  }
-  await new Promise((r) => setTimeout(r, 2000));
-  const runcPss: number[] = [];
-  const runcCgroup: number[] = [];
-  for (const id of runcIdle) {
-    const pids = await lab.pids(id);
-    const kb = (await Promise.all(pids.map((p) => pssOf(p)))).reduce((a, p) => a + p.pssKb, 0);
-    runcPss.push(kb / 1024);
-    runcCgroup.push((await lab.cgroupMemoryBytes(id)) / 1024 ** 2);
-  }
-  for (const id of runcIdle) await lab.delete(id);
-  const memory: TaxMemory = {
-    containers: idleContainers,
-    boson: {
-      pssMiB: bosonPss.map((p) => p.pssKb / 1024),
-      guestRamMiB: bosonPss.map((p) => p.pssShmemKb / 1024),
-      vmmMiB: bosonPss.map((p) => (p.pssKb - p.pssShmemKb) / 1024),
-    },
-    runc: { pssMiB: runcPss, cgroupMiB: runcCgroup },
-  };
-  figures.push({
-    id: 'memory-idle',
-    group: 'memory',
-    title: 'memory per idle container (PSS)',
-    unit: 'MiB',
-    better: 'lower',
-    method:
-      "PSS of each idle container (`sleep`): Boson's QEMU process (guest RAM resident + VMM overhead, see the memory section), runc's container processes; paired container by container.",
-    boson: memory.boson.pssMiB,
-    runc: memory.runc.pssMiB,
+  const memory = await measureMemory().catch((err: Error) => {
+    warnings.push(`memory per idle container: failed in this run, left out: ${err.message.split('\n')[0]}`);
+    say(`warning: memory: ${err.message}`);
+    return null;
   });
+  if (memory)
+    figures.push({
+      id: 'memory-idle',
+      group: 'memory',
+      title: 'memory per idle container (PSS)',
+      unit: 'MiB',
+      better: 'lower',
+      method:
+        "PSS of each idle container (`sleep`): Boson's QEMU process (guest RAM resident + VMM overhead, see the memory section), runc's container processes; paired container by container.",
+      boson: memory.boson.pssMiB,
+      runc: memory.runc.pssMiB,
+    });
+
+  /** N idle containers of each runtime at once: their PSS (and runc's cgroup usage); all removed after. */
+  async function measureMemory(): Promise<TaxMemory> {
+    const idleIds: string[] = [];
+    let bosonPss: Array<{ pssKb: number; pssShmemKb: number }> = [];
+    try {
+      for (let i = 0; i < idleContainers; i++)
+        idleIds.push((await boson(host, ['run', '-d', '--name', `tax-idle-${tag}-${i}`, BENCH_REF, 'sleep', '1000000'])).stdout.trim());
+      await new Promise((r) => setTimeout(r, quick ? 3000 : 8000)); // the guests settle; free page reporting returns boot's pages
+      bosonPss = await Promise.all(
+        idleIds.map(async (id) => {
+          const c = await client.request<{ vmPid: number | null }>('GET', `/v1/containers/${id}`);
+          if (!c.vmPid) throw new Error(`idle container ${id} has no QEMU`);
+          return pssOf(c.vmPid);
+        }),
+      );
+    } finally {
+      for (const id of idleIds) await boson(host, ['rm', '-f', id]).catch(() => undefined);
+    }
+    const runcIdle: string[] = [];
+    const runcPss: number[] = [];
+    const runcCgroup: number[] = [];
+    try {
+      for (let i = 0; i < idleContainers; i++) {
+        const b = await lab.bundle(`idle${i}`, { args: ['sleep', '1000000'], rootfs: benchRootfs });
+        await lab.runDetached(b);
+        runcIdle.push(b.id);
+      }
+      await new Promise((r) => setTimeout(r, 2000));
+      for (const id of runcIdle) {
+        const pids = await lab.pids(id);
+        const kb = (await Promise.all(pids.map((p) => pssOf(p)))).reduce((a, p) => a + p.pssKb, 0);
+        runcPss.push(kb / 1024);
+        runcCgroup.push((await lab.cgroupMemoryBytes(id)) / 1024 ** 2);
+      }
+    } finally {
+      for (const id of runcIdle) await lab.delete(id);
+    }
+    return {
+      containers: idleContainers,
+      boson: {
+        pssMiB: bosonPss.map((p) => p.pssKb / 1024),
+        guestRamMiB: bosonPss.map((p) => p.pssShmemKb / 1024),
+        vmmMiB: bosonPss.map((p) => (p.pssKb - p.pssShmemKb) / 1024),
+      },
+      runc: { pssMiB: runcPss, cgroupMiB: runcCgroup },
+    };
+  }
 
   meta.load.end = await loadSample([host.stateDir, ...(warmHost ? [warmHost.stateDir] : [])]);
   result = { meta, figures, memory, warnings };
