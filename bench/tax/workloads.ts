@@ -1,8 +1,8 @@
 /**
  * The workloads of bench/tax.ts, as argv that run unchanged in both runtimes (the bench image's dash, coreutils and
- * fio), and the parsers of what they print. Timed workloads time themselves inside the container (`date +%s%N`
- * before and after), so that neither runtime's exec cost is counted in them; the bench checks the guest's clock
- * against the host's.
+ * fio), and the parsers of what they print. Timed workloads also print their duration by the container's clock
+ * (`date +%s%N` before and after); the bench times them by the host's and only compares the two (a TCG guest's clock
+ * ran fast on a loaded host).
  */
 
 /** Sizes of one run: the full bench, or --quick. */
