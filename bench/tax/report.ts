@@ -77,7 +77,7 @@ export function loadNote(meta: TaxResult['meta']): string {
   const load = `load average ${start.loadavg1} at the start and ${end.loadavg1} at the end, on ${meta.machine.cores} cores`;
   if (qemus === 0 && Math.max(start.loadavg1, end.loadavg1) <= meta.machine.cores * 0.75)
     return `The machine was quiet while it ran (${load}; no other QEMU).`;
-  const others = qemus > 0 ? `; up to ${qemus} QEMU processes that were not the bench's` : '';
+  const others = qemus > 0 ? `; up to ${qemus} QEMU process${qemus === 1 ? ' that was' : 'es that were'} not the bench's` : '';
   return (
     `**The machine was loaded while it ran** by other work (other sessions' test suites, booting micro-VMs) (${load}${others}). ` +
     'Both runtimes ran interleaved, so the load hit both, but absolute figures are slower and the spreads wider than on a quiet ' +
