@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds real application images from Debian's packages, for test/apps.test.ts and bench/apps.ts:
+# Builds real application images from Debian's packages, for test/apps.test.ts, bench/apps.ts and bench/tax.ts:
 #   redis  redis-server (Debian 12), listening on 0.0.0.0:6379 in the foreground, as user redis
 #   nginx  nginx (Debian 12), listening on 0.0.0.0:80 in the foreground, serving a page of ours
+#   bench  fio and iperf3 (Debian 12) on Debian's essential userland (coreutils, dash), for bench/tax.ts: the same
+#          workloads in Boson and in runc on this one root filesystem; its Cmd is sh
 # Each is a root filesystem from mmdebstrap (--variant=essential plus the server and what it depends on; no
 # documentation, manual pages, locales or gconv modules; no device nodes), added as one layer with umoci to an
-# OCI image layout whose entries are named redis and nginx, with Cmd, User, ExposedPorts and StopSignal set by
+# OCI image layout whose entries are named redis, nginx and bench, with Cmd, User, ExposedPorts and StopSignal set by
 # `umoci config`. Push them with skopeo: skopeo copy oci:build/app-images/oci:redis docker://HOST/apps/redis:7
 #
 #   scripts/build-app-images.sh [outDir]     (default build/app-images; the layout is outDir/oci)
@@ -73,8 +75,12 @@ ln -sf /dev/stderr "$1/var/log/nginx/error.log"
 rm -f "$1"/var/www/html/index.nginx-debian.html
 printf "<!doctype html>\n<title>Boson</title>\n<p>Hello from nginx in a Boson micro-VM</p>\n" > "$1/var/www/html/index.html"'
 
+# iperf3's package asks (debconf) whether to run a system daemon; the image runs iperf3 only when told to.
+bench_hook='set -e
+test -x "$1/usr/bin/fio" && test -x "$1/usr/bin/iperf3"'
+
 if [ ! -f "$cache/done" ]; then
-  printf '\033[1m==> %s\033[0m\n' "Building the application images (redis, nginx) from Debian's packages (first time only: about a minute)" >&2
+  printf '\033[1m==> %s\033[0m\n' "Building the application images (redis, nginx, bench) from Debian's packages (first time only: about a minute)" >&2
   mkdir -p "$cache_root"
   work=$(mktemp -d /var/tmp/boson-app-images-XXXXXX)
   trap 'rm -rf "$work"' EXIT
@@ -84,6 +90,8 @@ if [ ! -f "$cache/done" ]; then
     --config.exposedports 6379/tcp --config.stopsignal SIGTERM
   rootfs nginx nginx "$nginx_hook"
   image nginx --config.cmd nginx --config.cmd -g --config.cmd 'daemon off;' --config.exposedports 80/tcp --config.stopsignal SIGQUIT
+  rootfs bench fio,iperf3 "$bench_hook"
+  image bench --config.cmd sh --config.exposedports 5201/tcp
   umoci gc --layout "$work/oci"
   staged="$cache.tmp-$$"
   rm -rf "$staged"
@@ -103,4 +111,4 @@ if [ "$(cat "$out/key" 2>/dev/null)" != "$key" ] || [ ! -f "$out/oci/index.json"
   rm -rf "$out"
   mv "$out.tmp" "$out"
 fi
-echo "$out/oci (redis, nginx; recipe $key)"
+echo "$out/oci (redis, nginx, bench; recipe $key)"

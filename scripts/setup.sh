@@ -15,11 +15,12 @@ if [ "$(id -u)" != 0 ]; then echo "setup: run as root (it installs Debian packag
 # extended attributes from image layers, e.g. file capabilities), mmdebstrap (the application images: redis, nginx,
 # built from Debian's packages), redis-tools (redis-cli, the apps suite's client), clang with its libFuzzer/ASan
 # runtime (libclang-rt-14-dev: guest/init's protocol fuzzer, `make -C guest/init fuzz`), and
-# linux-source-6.1 with what building it takes (Boson's own guest kernel; Debian's cloud kernel stays the fallback).
+# linux-source-6.1 with what building it takes (Boson's own guest kernel; Debian's cloud kernel stays the fallback),
+# and fio and iperf3 (bench/tax.ts: iperf3 is its host-side client; both are also in its bench image).
 packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static e2fsprogs erofs-utils musl-tools gcc make cpio
   linux-source-6.1 bc bison flex libelf-dev lz4 xz-utils
   util-linux kmod runc skopeo umoci procps docker-registry apache2-utils openssl zstd
-  iproute2 nftables uidmap attr mmdebstrap redis-tools clang libclang-rt-14-dev)
+  iproute2 nftables uidmap attr mmdebstrap redis-tools clang libclang-rt-14-dev fio iperf3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -141,7 +142,7 @@ step "Building the demo image (localhost/busybox:latest)"
 npx tsx scripts/build-busybox-image.ts build/images/busybox-oci
 bin/boson image import build/images/busybox-oci >/dev/null  # idempotent: blobs are content-addressed
 
-step "Building the application images (redis, nginx)"
+step "Building the application images (redis, nginx, bench)"
 scripts/build-app-images.sh >/dev/null  # cached: a copy when the recipe did not change
 
 step "Checking the host"
