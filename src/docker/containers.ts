@@ -4,6 +4,7 @@
  * /containers/{id}/json` inspect documents. What Boson cannot honour is refused here, by name.
  */
 import {
+  parseLogOptions,
   parseRestartPolicy,
   parseVolumeSpec,
   statusText,
@@ -162,6 +163,14 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
   }
   const autoRemove = host.AutoRemove === true;
   if (autoRemove && restartPolicy) throw badRequest(`can't create 'AutoRemove' container with restart policy`);
+  let log: ContainerSpec['log'];
+  if (isObj(host.LogConfig)) {
+    const type = typeof host.LogConfig.Type === 'string' ? host.LogConfig.Type : '';
+    if (type !== '' && type !== 'json-file' && type !== 'local')
+      throw notSupported(`the ${type} logging driver`, 'container logs are json-file style files on the host (max-size, max-file)');
+    const opts = strMap(host.LogConfig, 'Config', 'container.LogConfig') ?? {};
+    if (Object.keys(opts).length > 0) log = asBadRequest(() => parseLogOptions(opts));
+  }
 
   const workdir = field<string>(body, 'WorkingDir', 'string', 'container.Config');
   const user = field<string>(body, 'User', 'string', 'container.Config');
@@ -183,6 +192,7 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
     labels: strMap(body, 'Labels', 'container.Config'),
     restartPolicy,
     autoRemove,
+    ...(log ? { log } : {}),
     mounts,
     network,
     ...(aliases.length > 0 ? { aliases } : {}),
@@ -472,7 +482,10 @@ export function containerInspect(
         .filter((m) => m.type === 'bind' || !m.anonymous)
         .map((m) => `${m.type === 'bind' ? m.source : m.name}:${m.destination}${m.readOnly ? ':ro' : ''}`),
       ContainerIDFile: '',
-      LogConfig: { Type: 'json-file', Config: {} },
+      LogConfig: {
+        Type: 'json-file',
+        Config: r.log?.maxSizeBytes ? { 'max-size': String(r.log.maxSizeBytes), 'max-file': String(r.log.maxFiles ?? 1) } : {},
+      },
       NetworkMode: (r.network ?? 'none') === 'bridge' ? 'bridge' : (r.network ?? 'none'),
       PortBindings: requestedPorts(r),
       RestartPolicy: { Name: r.restartPolicy.name, MaximumRetryCount: r.restartPolicy.maximumRetryCount },

@@ -169,6 +169,12 @@ class FakeVm implements Vm {
 
   async resume(): Promise<void> {}
 
+  async suspend(): Promise<void> {}
+
+  async status(): Promise<string> {
+    return this.hasExited ? 'shutdown' : 'running';
+  }
+
   /** The runtime directory a detached fake VM is found by. */
   get runtimeDir(): string | undefined {
     return this.config.runtimeDir;

@@ -183,6 +183,12 @@ export class MicroVm implements Vm {
     await this.qmp.execute('cont');
   }
 
+  /** Pauses the VM (QMP stop: once it returns no vCPU runs, so no device of the guest is written to). */
+  async suspend(): Promise<void> {
+    await this.qmp.ready;
+    await this.qmp.execute('stop');
+  }
+
   /** QEMU's view of the VM's run state (e.g. "running", "shutdown"). */
   async status(): Promise<string> {
     await this.qmp.ready;

@@ -99,6 +99,10 @@ export interface Vm {
   pausedOnDiskError(): Promise<boolean>;
   /** Resumes a paused VM. */
   resume(): Promise<void>;
+  /** Pauses the VM (no vCPU runs: the guest writes nothing to its devices until resume()). */
+  suspend(): Promise<void>;
+  /** The VMM's run state of the VM ("running", "paused", "io-error", ...). */
+  status(): Promise<string>;
 }
 
 /** The VMM driver's one narrow input: launch a micro-VM, re-attach to a detached one, say which accelerator. */
