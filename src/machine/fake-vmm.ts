@@ -219,6 +219,8 @@ export class FakeVmm implements Vmm {
 
   async cleanup(): Promise<void> {}
 
+  async releaseCgroup(): Promise<void> {}
+
   /** How many fake VMs are still running. */
   get live(): number {
     return this.running.size;

@@ -12,8 +12,8 @@
  * that died while no daemon ran) from the EXIT record in the container's log file.
  */
 import type { EventEmitter } from 'node:events';
-import { watch as watchFile } from 'node:fs';
-import { mkdir, rm, stat, readFile, writeFile } from 'node:fs/promises';
+import { readFileSync, watch as watchFile } from 'node:fs';
+import { mkdir, readdir, rm, stat, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isBosonError, silentLogger, toBosonError, type BosonPaths, type Logger, type StateStore } from '../common/index.ts';
 import { encodeSpec, encodeExec, FrameType, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
@@ -61,6 +61,15 @@ import type {
   WaitResult,
 } from './port/index.ts';
 import { containerView } from './view.ts';
+
+/** True while `pid` exists and is not a zombie. */
+function pidRunning(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 /** Default memory of a micro-VM, in MiB. */
 export const DEFAULT_MEMORY_MIB = 256;
@@ -319,6 +328,8 @@ export class MachineRuntime implements MachineContainers {
         isAlive(r.ownerPid)
       )
         continue;
+      // Its VM died with that process, and nobody released its cgroup.
+      await this.releaseCgroupOf(r.id);
       if (r.autoRemove) {
         await this.registry.remove(r);
         continue;
@@ -328,6 +339,34 @@ export class MachineRuntime implements MachineContainers {
       r.ownerPid = null;
       await this.registry.save(r);
     }
+  }
+
+  /** Removes a container's VM cgroup if it is left and empty (its VM ended with no one to release it). */
+  private async releaseCgroupOf(id: string): Promise<void> {
+    const parent = this.options.jail?.cgroupParent;
+    if (parent) await this.vmm.releaseCgroup(parent, id.slice(0, 16)).catch(() => undefined);
+  }
+
+  /**
+   * A daemon's clean-up after the orphan sweep (orphans.ts killed the QEMUs no running container owns: e.g. one a
+   * killed daemon was starting): the VM directories of containers not running here, once no QEMU uses them any
+   * more, are released (cgroup) and removed; so is any empty cgroup of a container of this host that is not live.
+   */
+  async cleanupStaleVms(): Promise<void> {
+    if (!this.options.detached) return;
+    const live = [...this.live.keys()].map((id) => id.slice(0, 16));
+    const vms = path.join(this.paths.runDir, 'vms');
+    for (const dir of await readdir(vms).catch(() => [] as string[])) {
+      if (!/^[0-9a-f]{16}$/.test(dir) || live.includes(dir)) continue;
+      const runtimeDir = path.join(vms, dir);
+      // A QEMU just killed takes a moment to go; one still there after that is left alone.
+      const pid = Number((await readFile(path.join(runtimeDir, 'qemu.pid'), 'utf8').catch(() => '')).trim());
+      for (let i = 0; i < 100 && pid > 0 && pidRunning(pid); i++) await new Promise((r) => setTimeout(r, 20));
+      if (pid > 0 && pidRunning(pid)) continue;
+      await this.vmm.cleanup(runtimeDir).catch(() => undefined);
+      await rm(runtimeDir, { recursive: true, force: true });
+    }
+    for (const r of await this.registry.list()) if (!this.live.has(r.id)) await this.releaseCgroupOf(r.id);
   }
 
   /** Detaches from every VM, leaving them running (daemon shutdown). */

@@ -22,7 +22,7 @@ import { probeAccelerator, hostTscKhz } from './accel.ts';
 import { findQemu } from './qemu-binary.ts';
 import { QmpClient } from './qmp.ts';
 import type { MicroVmConfig, Vm, Vmm, VmExit } from './types.ts';
-import { cgroupMode, confine, release, type VmCgroup } from './cgroup.ts';
+import { cgroupMode, confine, release, releaseIfEmpty, type VmCgroup } from './cgroup.ts';
 
 const CONSOLE_KEEP = 64 * 1024;
 const EXIT_POLL_MS = 250;
@@ -526,6 +526,9 @@ export function qemuVmm(options: QemuOptions = {}): Vmm {
     cleanup: async (runtimeDir) => {
       const cgroup = JSON.parse(await readFile(path.join(runtimeDir, CGROUP_FILE), 'utf8').catch(() => 'null')) as VmCgroup | null;
       if (cgroup) await release(cgroup).catch(() => undefined);
+    },
+    releaseCgroup: async (parent, name) => {
+      await releaseIfEmpty(cgroupMode(parent), name);
     },
   };
 }

@@ -115,4 +115,6 @@ export interface Vmm {
   attach(runtimeDir: string): Promise<Vm | null>;
   /** Releases what a detached micro-VM that is gone still holds on the host (its cgroup). */
   cleanup(runtimeDir: string): Promise<void>;
+  /** Removes the cgroup `name` under `parent` if it is empty (a VM that ended with no one to release it). */
+  releaseCgroup(parent: string, name: string): Promise<void>;
 }
