@@ -59,7 +59,7 @@ export interface MicroVmConfig {
  * chroot into a directory holding only its own files, a private mount namespace, and a cgroup with limits.
  */
 export interface VmJail {
-  /** The user QEMU runs as once its devices are open (-runas); absent: it keeps the caller's. */
+  /** The user QEMU runs as: from exec on in its pre-exec jail (src/vmm/prejail.ts), else once its devices are open (-runas); absent: the caller's. */
   user?: string;
   /** Where QEMU chroots once its files are open (-chroot); needs root. */
   chroot?: string;
