@@ -153,7 +153,9 @@ export function buildQemuArgv(
   argv.push('-device', BALLOON_DEVICE);
   argv.push('-mon', 'chardev=qmp,mode=control', '-device', 'virtio-serial-device', '-device', 'virtserialport,chardev=ctl,name=boson.ctl');
   if (config.logFile !== undefined) {
-    if (prejail?.logFd !== undefined) argv.push('-add-fd', `fd=${prejail.logFd},set=${prejail.logFd}`);
+    // opaque= names the file the descriptor is (shown by query-fdsets, and on QEMU's command line, where tools and
+    // tests look for a container's paths).
+    if (prejail?.logFd !== undefined) argv.push('-add-fd', `fd=${prejail.logFd},set=${prejail.logFd},opaque=${escapeOpt(config.logFile)}`);
     argv.push(
       '-chardev',
       `file,id=log,path=${prejail?.logFd !== undefined ? `/dev/fdset/${prejail.logFd}` : escapeOpt(config.logFile)},append=on`,
@@ -165,8 +167,9 @@ export function buildQemuArgv(
     const childFd = diskFds.get(i);
     const jailFd = prejail?.diskFds.get(i);
     if (jailFd !== undefined) {
-      argv.push('-add-fd', `fd=${jailFd},set=${jailFd}`);
-      if (!disk.readOnly) argv.push('-add-fd', `fd=${jailFd + 1},set=${jailFd}`);
+      const opaque = disk.path === undefined ? '' : `,opaque=${escapeOpt(disk.path)}`;
+      argv.push('-add-fd', `fd=${jailFd},set=${jailFd}${opaque}`);
+      if (!disk.readOnly) argv.push('-add-fd', `fd=${jailFd + 1},set=${jailFd}${opaque}`);
     }
     const file = jailFd !== undefined ? `/dev/fdset/${jailFd}` : childFd === undefined ? disk.path : `/proc/self/fd/${childFd}`;
     if (file === undefined) throw new Error(`disk ${disk.serial} has neither a path nor an fd`);
