@@ -1,6 +1,6 @@
 /**
- * A jailed VMM (issue 12): each QEMU of a daemon's container runs as the unprivileged boson-vmm user, under its
- * seccomp sandbox, chrooted into its own runtime directory, in a mount namespace of its own and in a cgroup whose
+ * A jailed VMM (issue 12): each QEMU of a daemon's container runs as the unprivileged boson-vmm user from its first
+ * instruction (no_new_privs; its seccomp sandbox also denies set*id), chrooted into its own runtime directory, in a mount namespace of its own and in a cgroup whose
  * limits follow the container's resources; the cgroup goes with the container. Without a daemon the QEMU keeps root
  * (the parent-death signal must survive) but keeps the rest.
  */
@@ -39,6 +39,15 @@ test("a daemon's QEMU: unprivileged user, seccomp, chroot, own mount namespace, 
     assert.equal(s.uid, vmmUid, 'QEMU runs as boson-vmm');
     assert.notEqual(s.uid, 0);
     assert.equal(s.seccomp, 2, 'QEMU runs under a seccomp filter');
+    // Dropped to boson-vmm before QEMU ran (src/vmm/prejail.ts), so its filter denies set*id calls too.
+    const statusText = await readFile(`/proc/${pid}/status`, 'utf8');
+    assert.match(statusText, /^NoNewPrivs:\s+1$/m, 'no_new_privs');
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    assert.ok(
+      argv.some((a) => /^on,.*elevateprivileges=deny/.test(a)),
+      `-sandbox denies set*id: ${argv.join(' ')}`,
+    );
+    assert.ok(!argv.includes('-runas'), 'no -runas left for QEMU to do');
     assert.equal(
       await readlink(`/proc/${pid}/root`),
       path.join(host().stateDir, 'run', 'vms', id.slice(0, 16)),

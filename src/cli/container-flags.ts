@@ -7,6 +7,7 @@ import {
   parseCpus,
   parseEnvFile,
   parseMemory,
+  parseLogOptions,
   parsePortSpec,
   parseRestartPolicy,
   parseSizeMiB,
@@ -36,6 +37,7 @@ export interface ContainerFlags {
   publishAll?: boolean;
   network?: string;
   diskSize?: string;
+  logOpt?: string[];
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -61,6 +63,7 @@ export function addContainerFlags(cmd: Command): Command {
     .option('-P, --publish-all', 'publish every port the image exposes, on free host ports')
     .option('--disk-size <size>', 'size of the writable layer (sparse; e.g. 20g; default 8g)')
     .option('--network <name>', 'network to join (default: the default bridge; "none" for no network)')
+    .option('--log-opt <key=value>', 'log rotation, as Docker json-file: max-size=10m, max-file=3 (repeatable)', collect, [])
     .option(
       '-v, --volume <spec>',
       'mount a volume or host directory: name:/path[:ro], /host/path:/path[:ro], /path (repeatable)',
@@ -132,5 +135,17 @@ export async function containerSpecOf(image: string, args: string[], flags: Cont
     ports: (flags.publish ?? []).flatMap(parsePortSpec),
     publishAll: Boolean(flags.publishAll),
     network: flags.network,
+    ...((flags.logOpt ?? []).length > 0 ? { log: logOptionsOf(flags.logOpt!) } : {}),
   };
+}
+
+/** --log-opt key=value pairs as the port's LogOptions. */
+function logOptionsOf(items: string[]): ContainerSpec['log'] {
+  const opts: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new BosonError('INVALID_ARGUMENT', `invalid --log-opt ${JSON.stringify(item)}: use key=value`);
+    opts[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return parseLogOptions(opts);
 }

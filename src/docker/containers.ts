@@ -3,7 +3,7 @@
  * ContainerSpec, and the port's Container turned into `GET /containers/json` summaries and `GET
  * /containers/{id}/json` inspect documents. What Boson cannot honour is refused here, by name.
  */
-import { parseRestartPolicy, parseVolumeSpec, statusText, validateContainerName } from '../machine/client/index.ts';
+import { parseLogOptions, parseRestartPolicy, parseVolumeSpec, statusText, validateContainerName } from '../machine/client/index.ts';
 import {
   localContext,
   type Container,
@@ -166,6 +166,14 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
   }
   const autoRemove = host.AutoRemove === true;
   if (autoRemove && restartPolicy) throw badRequest(`can't create 'AutoRemove' container with restart policy`);
+  let log: ContainerSpec['log'];
+  if (isObj(host.LogConfig)) {
+    const type = typeof host.LogConfig.Type === 'string' ? host.LogConfig.Type : '';
+    if (type !== '' && type !== 'json-file' && type !== 'local')
+      throw notSupported(`the ${type} logging driver`, 'container logs are json-file style files on the host (max-size, max-file)');
+    const opts = strMap(host.LogConfig, 'Config', 'container.LogConfig') ?? {};
+    if (Object.keys(opts).length > 0) log = asBadRequest(() => parseLogOptions(opts));
+  }
 
   const workdir = field<string>(body, 'WorkingDir', 'string', 'container.Config');
   const user = field<string>(body, 'User', 'string', 'container.Config');
@@ -187,6 +195,7 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
     labels: strMap(body, 'Labels', 'container.Config'),
     restartPolicy,
     autoRemove,
+    ...(log ? { log } : {}),
     mounts,
     network,
     ...(aliases.length > 0 ? { aliases } : {}),
@@ -502,7 +511,10 @@ export function containerInspect(
         .filter((m) => m.type === 'bind' || !m.anonymous)
         .map((m) => `${m.type === 'bind' ? m.source : m.name}:${m.destination}${m.readOnly ? ':ro' : ''}`),
       ContainerIDFile: '',
-      LogConfig: { Type: 'json-file', Config: {} },
+      LogConfig: {
+        Type: 'json-file',
+        Config: r.log?.maxSizeBytes ? { 'max-size': String(r.log.maxSizeBytes), 'max-file': String(r.log.maxFiles ?? 1) } : {},
+      },
       NetworkMode: (r.network ?? 'none') === 'bridge' ? 'bridge' : (r.network ?? 'none'),
       Links: r.links ? r.links.map((l) => `/${l.name}:/${r.name}/${l.alias}`) : null,
       PortBindings: requestedPorts(r),

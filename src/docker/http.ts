@@ -105,7 +105,24 @@ export function sendError(res: ServerResponse, err: unknown): void {
     res.destroy();
     return;
   }
+  if (status === 413) discardBounded(res.req);
   sendJson(res, status, { message });
+}
+
+/** How much of a refused body is read and thrown away so that the client, still sending it, gets the answer. */
+const DISCARD_LIMIT = 16 * 1024 * 1024;
+
+/**
+ * Reads the rest of a refused (413) body and throws it away, as node does to keep a connection alive, but only up
+ * to DISCARD_LIMIT more: past that the connection is ended (a client sending more gets an error, not the answer).
+ */
+function discardBounded(req: IncomingMessage): void {
+  let seen = 0;
+  req.on('data', (d: Buffer) => {
+    seen += d.length;
+    if (seen > DISCARD_LIMIT) req.socket.destroy();
+  });
+  req.resume();
 }
 
 /** Writes an HTTP error answer onto a raw socket (an upgrade request that fails before it is upgraded). */

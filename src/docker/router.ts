@@ -36,6 +36,8 @@ interface Route<H> {
   method: string;
   re: RegExp;
   handler: H;
+  /** The body is a stream the handler passes on (a tar for put_archive), not JSON: MAX_JSON_BODY does not apply. */
+  streamedBody?: boolean;
 }
 
 /**
@@ -71,8 +73,9 @@ export class Router {
   private readonly routes: Array<Route<Handler>> = [];
   private readonly upgrades: Array<Route<UpgradeHandler>> = [];
 
-  on(method: string, pattern: string, handler: Handler): void {
-    this.routes.push({ method, re: new RegExp(`^${pattern}$`), handler });
+  /** Adds a plain route; `streamedBody`: its body is a stream of its own, not capped by MAX_JSON_BODY. */
+  on(method: string, pattern: string, handler: Handler, opts: { streamedBody?: boolean } = {}): void {
+    this.routes.push({ method, re: new RegExp(`^${pattern}$`), handler, streamedBody: opts.streamedBody });
   }
 
   upgrade(method: string, pattern: string, handler: UpgradeHandler): void {
@@ -80,11 +83,11 @@ export class Router {
   }
 
   /** The plain route for `method` (GET routes answer HEAD too) and `path`, with its params. */
-  match(method: string, path: string): { handler: Handler; params: string[] } | null {
+  match(method: string, path: string): { handler: Handler; params: string[]; streamedBody: boolean } | null {
     for (const route of this.routes) {
       if (route.method !== method && !(route.method === 'GET' && method === 'HEAD')) continue;
       const params = paramsOf(route.re, path);
-      if (params) return { handler: route.handler, params };
+      if (params) return { handler: route.handler, params, streamedBody: route.streamedBody ?? false };
     }
     return null;
   }

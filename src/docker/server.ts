@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import type { BosonPaths } from '../common/index.ts';
 import type { RegistryClientOptions } from '../image/index.ts';
 import { DockerError, notSupported } from './errors.ts';
-import { sendError, socketError, splitVersion, writeUpgraded } from './http.ts';
+import { MAX_JSON_BODY, sendError, socketError, splitVersion, writeUpgraded } from './http.ts';
 import type { Machine } from '../machine/port/index.ts';
 import { ExecResizers, Router, type RouteDeps } from './router.ts';
 import { registerContainerRoutes } from './routes/containers.ts';
@@ -78,6 +78,10 @@ export class DockerApi {
       const method = req.method === 'HEAD' && path !== '/_ping' && !/\/archive$/.test(path) ? 'GET' : (req.method ?? 'GET');
       const route = this.router.match(method, path);
       if (route) {
+        // Every route but a streamed one: a body larger than any JSON the API takes is refused before it is read
+        // (a chunked one by readBody, as it is read; a route that reads none lets node discard it unbuffered).
+        const length = Number(req.headers['content-length'] ?? 0);
+        if (!route.streamedBody && length > MAX_JSON_BODY) throw new DockerError(413, `request body is larger than ${MAX_JSON_BODY} bytes`);
         await route.handler({ req, res, params: route.params, query: url.searchParams, version });
         return;
       }

@@ -5,7 +5,7 @@
  */
 import { BosonError } from '../common/index.ts';
 import type { ImageConfig } from '../image/index.ts';
-import type { ProcessSpec } from './port/index.ts';
+import type { LogOptions, ProcessSpec } from './port/index.ts';
 
 /** The parts of an image config that shape a container's process. */
 export type ImageDefaults = Pick<ImageConfig, 'entrypoint' | 'cmd' | 'env' | 'workingDir' | 'user'>;
@@ -104,6 +104,35 @@ export function parseSizeMiB(value: string, what: string, minMiB: number): numbe
   const mib = Math.floor((Number(m[1]) * factor) / 1024 ** 2);
   if (mib < minMiB) throw new BosonError('INVALID_ARGUMENT', `${what} ${value} is too small: at least ${minMiB}m`);
   return mib;
+}
+
+/**
+ * Docker's json-file log options (`--log-opt max-size=10m --log-opt max-file=3`; sizes in binary units as Docker's
+ * RAMInBytes) as the port's LogOptions. INVALID_ARGUMENT for an unknown option or a bad value.
+ */
+export function parseLogOptions(opts: Record<string, string>): LogOptions {
+  const out: LogOptions = {};
+  for (const [key, value] of Object.entries(opts)) {
+    if (key === 'max-size') {
+      if (value === '-1') continue;
+      const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i.exec(value.trim());
+      const bytes = m ? Math.floor(Number(m[1]) * { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase()]!) : NaN;
+      if (!(bytes >= 1)) throw new BosonError('INVALID_ARGUMENT', `invalid max-size log option: ${JSON.stringify(value)} (use e.g. 10m)`);
+      out.maxSizeBytes = bytes;
+    } else if (key === 'max-file') {
+      if (!/^\d+$/.test(value) || Number(value) < 1)
+        throw new BosonError('INVALID_ARGUMENT', `invalid max-file log option: ${JSON.stringify(value)} (a whole number, at least 1)`);
+      out.maxFiles = Number(value);
+    } else if (key === 'compress' && value === 'false') continue;
+    else
+      throw new BosonError(
+        'INVALID_ARGUMENT',
+        `unknown log opt '${key}' for the json-file log driver (max-size and max-file are supported)`,
+      );
+  }
+  if ((out.maxFiles ?? 1) > 1 && out.maxSizeBytes === undefined)
+    throw new BosonError('INVALID_ARGUMENT', 'max-file can only be set together with max-size');
+  return out;
 }
 
 /** Parses a memory size into MiB; a micro-VM needs at least 64 MiB. */

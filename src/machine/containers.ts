@@ -12,7 +12,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pidAlive, BosonError, isBosonError, isStoreConflict, type StateStore, type StoreOp } from '../common/index.ts';
 import type { ProcessConfig } from './container-config.ts';
-import type { ContainerState, MountSpec, PortBinding, RestartPolicy } from './port/index.ts';
+import type { ContainerState, LogOptions, MountSpec, PortBinding, RestartPolicy } from './port/index.ts';
 
 export type { ContainerState, RestartPolicy };
 
@@ -27,6 +27,8 @@ export interface ContainerRecord {
   resources: { memoryMiB: number; cpus: number };
   autoRemove: boolean;
   restartPolicy: RestartPolicy;
+  /** Its log's rotation (max-size, max-file), fixed at create from its spec or the host's default; absent: none. */
+  log?: LogOptions;
   restartCount: number;
   /** True for containers a daemon supervises (detached micro-VMs); false for an embedded runtime's (`boson run` without a daemon). */
   managed: boolean;

@@ -180,6 +180,12 @@ class FakeVm implements Vm {
 
   async resume(): Promise<void> {}
 
+  async suspend(): Promise<void> {}
+
+  async status(): Promise<string> {
+    return this.hasExited ? 'shutdown' : 'running';
+  }
+
   /** The runtime directory a detached fake VM is found by. */
   get runtimeDir(): string | undefined {
     return this.config.runtimeDir;
@@ -223,6 +229,8 @@ export class FakeVmm implements Vmm {
   }
 
   async cleanup(): Promise<void> {}
+
+  async releaseCgroup(): Promise<void> {}
 
   /** How many fake VMs are still running. */
   get live(): number {

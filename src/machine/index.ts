@@ -15,7 +15,15 @@ export { VolumeService, volumeUsersAmong } from './volume-service.ts';
 export { NetworkService, type NetworkServiceContainers } from './network-service.ts';
 export { EventService, eventView, type EventLog } from './event-service.ts';
 export { ContainerRegistry, validateContainerName, type ContainerRecord } from './containers.ts';
-export { parseMemory, parseSizeMiB, parseCpus, parseEnvFile, expandEnvArgs, type ProcessConfig } from './container-config.ts';
+export {
+  parseMemory,
+  parseSizeMiB,
+  parseCpus,
+  parseEnvFile,
+  expandEnvArgs,
+  parseLogOptions,
+  type ProcessConfig,
+} from './container-config.ts';
 export { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError } from './api/client.ts';
 export { RemoteMachine, RemoteImages, RemoteVolumes, RemoteNetworks, RemoteEvents } from './api/remote.ts';
 export { pipeClientStdin, type ExecStatus } from './api/exec-stream.ts';

@@ -6,6 +6,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { watch } from 'node:fs';
 import { FrameType, HEADER_SIZE, MAX_PAYLOAD, type Frame } from '../guest/index.ts';
+import type { RotationFeed } from './log-rotation.ts';
 import type { LogLine, LogQuery } from './port/index.ts';
 
 export type { LogLine, LogQuery };
@@ -155,6 +156,8 @@ export const FOLLOW_BATCH_BYTES = 1 << 20;
  * Follows a log file from `offset`, calling `onLine` for each new line as the guest writes it, until `signal`
  * aborts, or until `drain` aborts: then what the file holds is read to its end first (abort `drain` once the writer,
  * QEMU, is gone, and no byte is lost). Uses fs.watch with a polling fallback (QEMU appends from another process).
+ * With `rotations`, it follows the log across rotations (log-rotation.ts): what it had not read yet when the file
+ * was rotated is read from the rotated copy first (kept open), then the current file from its new start.
  */
 export async function followLog(
   file: string,
@@ -165,10 +168,47 @@ export async function followLog(
   signal: AbortSignal,
   drain?: AbortSignal,
   ready?: () => Promise<void>,
+  rotations?: RotationFeed,
 ): Promise<void> {
   let pos = offset;
   let busy = false;
   let again = false;
+  // Rotated copies still to be read (oldest first), a rotation in progress, and the read it waits for.
+  const segments: Array<{ handle: FileHandle; pos: number }> = [];
+  let held: { promise: Promise<void>; release: () => void } | undefined;
+  let reading: Promise<unknown> | undefined;
+  const unsubscribe = rotations?.subscribe({
+    hold: async () => {
+      let release!: () => void;
+      held = { promise: new Promise<void>((r) => (release = r)), release };
+      await reading?.catch(() => undefined);
+    },
+    rotated: async (copy, boundary) => {
+      if (pos >= boundary) pos -= boundary;
+      else {
+        const h = copy === null ? undefined : await open(copy, 'r').catch(() => undefined);
+        if (h) segments.push({ handle: h, pos });
+        pos = 0;
+        // Beyond max-file the data is gone by policy: a follower that far behind skips it.
+        while (segments.length > Math.max(rotations.maxFiles - 1, 0)) await segments.shift()!.handle.close();
+      }
+      const h = held;
+      held = undefined;
+      h?.release();
+      void pump();
+    },
+  });
+  /** One read, never while a rotation moves the file's bytes. */
+  const readAt = async (h: FileHandle, at: number): ReturnType<typeof readLogFrom> => {
+    while (held) await held.promise;
+    const r = readLogFrom(h, at, FOLLOW_BATCH_BYTES);
+    reading = r;
+    try {
+      return await r;
+    } finally {
+      reading = undefined;
+    }
+  };
   // The file is opened once (it may not exist yet when an attach begins before the start) and kept open, so that a
   // container removed right after it ends (--rm) still has its last output read; watched once it exists.
   let handle: FileHandle | undefined;
@@ -192,10 +232,28 @@ export async function followLog(
             // No inotify for this file: polling alone.
           }
         }
+        const seg = segments[0];
+        if (seg) {
+          const { size } = await seg.handle.stat();
+          const { lines, lifecycle, end } = await readAt(seg.handle, seg.pos);
+          if (segments[0] === seg) seg.pos = end;
+          for (const l of filterLines(lines, { ...q, tail: undefined })) onLine(l);
+          for (const l of lifecycle) onLifecycle(l);
+          if ((end >= size || lines.length + lifecycle.length === 0) && segments[0] === seg) await segments.shift()!.handle.close();
+          if (ready) await ready();
+          again = true;
+          continue;
+        }
+        while (held) await held.promise;
         const { size } = await handle.stat();
         if (size <= pos) continue;
         const from = pos;
-        const { lines, lifecycle, end } = await readLogFrom(handle, pos, FOLLOW_BATCH_BYTES);
+        const { lines, lifecycle, end } = await readAt(handle, pos);
+        // A rotation between the stat and the read: read again from where it left this follower.
+        if (pos !== from) {
+          again = true;
+          continue;
+        }
         pos = end;
         for (const l of filterLines(lines, { ...q, tail: undefined })) onLine(l);
         for (const l of lifecycle) onLifecycle(l);
@@ -228,7 +286,10 @@ export async function followLog(
   });
   stopped = true;
   clearTimeout(timer);
+  unsubscribe?.();
+  held?.release();
   while (busy) await new Promise((r) => setTimeout(r, 2));
+  for (const seg of segments.splice(0)) await seg.handle.close();
   const closing = handle;
   handle = undefined;
   timer = undefined;

@@ -12,7 +12,8 @@
  * that died while no daemon ran) from the EXIT record in the container's log file.
  */
 import type { EventEmitter } from 'node:events';
-import { mkdir, rm, stat, readFile, writeFile } from 'node:fs/promises';
+import { readFileSync, watch as watchFile } from 'node:fs';
+import { mkdir, readdir, rm, stat, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isBosonError, silentLogger, toBosonError, type BosonPaths, type Logger, type StateStore } from '../common/index.ts';
 import { encodeSpec, encodeExec, FrameType, GuestErrorReason, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
@@ -23,6 +24,7 @@ import { mergeEnv, resolveProcessConfig } from './container-config.ts';
 import { ContainerRegistry, isAlive, newContainerId, type ContainerRecord, type MachineEvent } from './containers.ts';
 import { ControlChannel, guestError as guestErrorOf } from './control-channel.ts';
 import { FOLLOW_BATCH_BYTES, filterLines, followLog, lastExit, readLog, waitForLogExit } from './logs.ts';
+import { LogRotator, RotationFeed, logFileSet } from './log-rotation.ts';
 import { randomContainerName } from './names.ts';
 import { createScratchDisk } from './scratch.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
@@ -47,6 +49,7 @@ import type {
   ExecSession,
   ExecSpec,
   LogLine,
+  LogOptions,
   LogQuery,
   Machine,
   MachineContainers,
@@ -63,6 +66,15 @@ import type {
 import { containerView } from './view.ts';
 import { HelperVms } from './helper-vms.ts';
 import { PodService, POD_SHARE_TARGET } from './pods.ts';
+
+/** True while `pid` exists and is not a zombie. */
+function pidRunning(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 /** Default memory of a micro-VM, in MiB. */
 export const DEFAULT_MEMORY_MIB = 256;
@@ -102,6 +114,8 @@ interface Live {
   execs: Map<number, { exec: ExecRecord; sink?: StreamSink; done: (code: number) => void }>;
   nextSession: number;
   finished: boolean;
+  /** Stops the checks that rotate its log (when it has max-size). */
+  stopRotation?: () => void;
 }
 
 const SIGNALS: Record<string, number> = {
@@ -153,6 +167,8 @@ export interface RuntimeOptions {
   bindPolicy?: BindPolicy;
   /** How each QEMU is confined (see VmJail); none when absent. */
   jail?: JailPolicy;
+  /** The log rotation of containers created without their own (`--log-opt`); none when absent. */
+  logDefaults?: LogOptions;
 }
 
 /**
@@ -220,6 +236,7 @@ export class MachineRuntime implements MachineContainers {
   /** Emits 'event' with a MachineEvent for every lifecycle change (the event service's bus). */
   readonly events: EventEmitter;
   private readonly live = new Map<string, Live>();
+  private readonly logFeeds = new Map<string, RotationFeed>();
   /** Volume name -> the container whose start or run holds it (checked and claimed in one step in mountPlan). */
   private readonly volumeClaims = new Map<string, string>();
   private readonly lock = new KeyedMutex();
@@ -311,6 +328,8 @@ export class MachineRuntime implements MachineContainers {
       const vm = await this.vmm.attach(this.runtimeDir(record.id));
       if (vm) {
         const ctl = new ControlChannel(vm.channel);
+        // Paused by a daemon killed while it rotated the log (a disk-full pause is io-error, not paused).
+        if ((await vm.status().catch(() => '')) === 'paused') await vm.resume().catch(() => undefined);
         this.watch(record.id, { vm, ctl, logFile: this.logFile(record.id), execs: new Map(), nextSession: 1, finished: false });
         // Paused on a full disk while no daemon ran: no event will say so.
         if (await vm.pausedOnDiskError().catch(() => false)) this.diskFull.mark(record.id, vm);
@@ -341,6 +360,8 @@ export class MachineRuntime implements MachineContainers {
         isAlive(r.ownerPid)
       )
         continue;
+      // Its VM died with that process, and nobody released its cgroup.
+      await this.releaseCgroupOf(r.id);
       if (r.autoRemove) {
         await this.registry.remove(r);
         continue;
@@ -350,6 +371,34 @@ export class MachineRuntime implements MachineContainers {
       r.ownerPid = null;
       await this.registry.save(r);
     }
+  }
+
+  /** Removes a container's VM cgroup if it is left and empty (its VM ended with no one to release it). */
+  private async releaseCgroupOf(id: string): Promise<void> {
+    const parent = this.options.jail?.cgroupParent;
+    if (parent) await this.vmm.releaseCgroup(parent, id.slice(0, 16)).catch(() => undefined);
+  }
+
+  /**
+   * A daemon's clean-up after the orphan sweep (orphans.ts killed the QEMUs no running container owns: e.g. one a
+   * killed daemon was starting): the VM directories of containers not running here, once no QEMU uses them any
+   * more, are released (cgroup) and removed; so is any empty cgroup of a container of this host that is not live.
+   */
+  async cleanupStaleVms(): Promise<void> {
+    if (!this.options.detached) return;
+    const live = [...this.live.keys()].map((id) => id.slice(0, 16));
+    const vms = path.join(this.paths.runDir, 'vms');
+    for (const dir of await readdir(vms).catch(() => [] as string[])) {
+      if (!/^[0-9a-f]{16}$/.test(dir) || live.includes(dir)) continue;
+      const runtimeDir = path.join(vms, dir);
+      // A QEMU just killed takes a moment to go; one still there after that is left alone.
+      const pid = Number((await readFile(path.join(runtimeDir, 'qemu.pid'), 'utf8').catch(() => '')).trim());
+      for (let i = 0; i < 100 && pid > 0 && pidRunning(pid); i++) await new Promise((r) => setTimeout(r, 20));
+      if (pid > 0 && pidRunning(pid)) continue;
+      await this.vmm.cleanup(runtimeDir).catch(() => undefined);
+      await rm(runtimeDir, { recursive: true, force: true });
+    }
+    for (const r of await this.registry.list()) if (!this.live.has(r.id)) await this.releaseCgroupOf(r.id);
   }
 
   /** Detaches from every VM, leaving them running (daemon shutdown). */
@@ -386,6 +435,50 @@ export class MachineRuntime implements MachineContainers {
 
   private logFile(id: string): string {
     return path.join(this.registry.containerDir(id), 'container.log');
+  }
+
+  /** The rotations of a container's log that its followers in this process subscribe to. */
+  private logFeed(id: string): RotationFeed {
+    let feed = this.logFeeds.get(id);
+    if (!feed) {
+      feed = new RotationFeed(this.registry.get(id).log?.maxFiles ?? 1);
+      this.logFeeds.set(id, feed);
+    }
+    return feed;
+  }
+
+  /**
+   * Rotates a live container's log when it passes its max-size (log-rotation.ts): checked on each change of the
+   * file and every 250 ms. Only a daemon rotates; an embedded runtime's log grows until a daemon sees it.
+   */
+  private startRotation(id: string, live: Live): void {
+    const limits = this.registry.get(id).log;
+    if (!this.options.detached || limits?.maxSizeBytes === undefined) return;
+    const rotator = new LogRotator(
+      live.logFile,
+      { maxSizeBytes: limits.maxSizeBytes, maxFiles: limits.maxFiles ?? 1 },
+      { suspend: () => live.vm.suspend(), resume: () => live.vm.resume() },
+      this.logFeed(id),
+    );
+    const check = (): void => {
+      if (live.finished || this.diskFull.reason(id) !== undefined) return;
+      rotator.check().catch((err: unknown) => {
+        if (!live.finished) this.log.warn({ container: id, error: toBosonError(err).message }, 'cannot rotate the container log');
+      });
+    };
+    const timer = setInterval(check, 250);
+    timer.unref();
+    let watcher: ReturnType<typeof watchFile> | undefined;
+    try {
+      watcher = watchFile(live.logFile, check);
+      watcher.on('error', () => undefined);
+    } catch {
+      // No inotify for it: the timer alone.
+    }
+    live.stopRotation = () => {
+      clearInterval(timer);
+      watcher?.close();
+    };
   }
 
   private emit(record: ContainerRecord, action: string, extra: Record<string, string> = {}): void {
@@ -425,6 +518,9 @@ export class MachineRuntime implements MachineContainers {
     const autoRemove = spec.autoRemove ?? false;
     if (autoRemove && restartPolicy.name !== 'no') throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
     if (spec.name !== undefined) validateName(spec.name);
+    const log = spec.log ?? this.options.logDefaults;
+    if ((log?.maxFiles ?? 1) > 1 && log?.maxSizeBytes === undefined)
+      throw new BosonError('INVALID_ARGUMENT', 'max-file can only be set together with max-size');
     const mounts = this.plannedMounts(spec.mounts ?? [], image.config.volumes);
     if (mounts.some((m) => m.type === 'bind')) {
       // virtiofsd (QEMU's C one) needs root for its sandbox, and a rootless one would show the user's files as root's.
@@ -479,6 +575,7 @@ export class MachineRuntime implements MachineContainers {
       resources: { memoryMiB: spec.resources?.memoryMiB ?? DEFAULT_MEMORY_MIB, cpus: spec.resources?.cpus ?? 1 },
       autoRemove,
       restartPolicy,
+      ...(log?.maxSizeBytes !== undefined ? { log: { maxSizeBytes: log.maxSizeBytes, maxFiles: log.maxFiles ?? 1 } } : {}),
       restartCount: 0,
       managed: this.options.detached,
       state: 'created',
@@ -997,9 +1094,11 @@ export class MachineRuntime implements MachineContainers {
   private watch(id: string, live: Live): void {
     this.live.set(id, live);
     this.diskFull.watch(id, live.vm);
+    this.startRotation(id, live);
     const finish = (status: number, error: string | null, logged = false): void => {
       if (live.finished) return;
       live.finished = true;
+      live.stopRotation?.();
       for (const [, e] of live.execs) e.done(137);
       // Output still queued in QEMU's log port must reach the file before QEMU goes (see waitForLogExit).
       const flushed = logged ? waitForLogExit(live.logFile, 5000) : Promise.resolve(true);
@@ -1181,6 +1280,7 @@ export class MachineRuntime implements MachineContainers {
       await exited;
     }
     await this.registry.remove(record);
+    this.logFeeds.delete(id);
     await this.nets?.disconnect(id).catch(() => undefined);
     if (this.options.detached) await this.vmm.cleanup(this.runtimeDir(id));
     await rm(this.runtimeDir(id), { recursive: true, force: true });
@@ -1238,18 +1338,29 @@ export class MachineRuntime implements MachineContainers {
     const file = this.logFile(record.id);
     // Without --tail the log is delivered batch by batch, each once the client has taken the one before (a whole
     // log in memory, or in a socket's buffer, would be as large as the log). --tail needs the whole log read.
-    const size = (await stat(file).catch(() => ({ size: 0 }))).size;
+    // Rotated files first, oldest first (each holds whole records), then the current one.
+    const feed = this.logFeed(record.id);
+    const tailed: LogLine[] = [];
     let end = 0;
-    for (;;) {
-      const batch = await readLog(file, end, query.tail === undefined ? FOLLOW_BATCH_BYTES : Infinity);
-      if (batch.corruptAt !== undefined)
-        this.log.warn({ container: record.id, file, offset: batch.corruptAt }, 'the container log is damaged; it is read up to the damage');
-      for (const line of filterLines(batch.lines, query)) onLine(line);
-      const progressed = batch.end > end;
-      end = batch.end;
-      if (!progressed || end >= size || batch.corruptAt !== undefined || signal.aborted) break;
-      if (ready) await ready();
+    for (const f of await logFileSet(file)) {
+      const size = (await stat(f).catch(() => ({ size: 0 }))).size;
+      end = 0;
+      for (;;) {
+        const batch = await readLog(f, end, query.tail === undefined ? FOLLOW_BATCH_BYTES : Infinity);
+        if (batch.corruptAt !== undefined)
+          this.log.warn(
+            { container: record.id, file: f, offset: batch.corruptAt },
+            'the container log is damaged; it is read up to the damage',
+          );
+        if (query.tail === undefined) for (const line of filterLines(batch.lines, query)) onLine(line);
+        else tailed.push(...batch.lines);
+        const progressed = batch.end > end;
+        end = batch.end;
+        if (!progressed || end >= size || batch.corruptAt !== undefined || signal.aborted) break;
+        if (ready && query.tail === undefined) await ready();
+      }
     }
+    for (const line of filterLines(tailed, query)) onLine(line);
     if (!follow || signal.aborted) return;
     const stopOnExit = new AbortController();
     const relay = (): void => stopOnExit.abort();
@@ -1275,7 +1386,7 @@ export class MachineRuntime implements MachineContainers {
     };
     this.events.on('event', onEvent);
     try {
-      await followLog(file, end, query, onLine, () => undefined, stopOnExit.signal, ended.signal, ready);
+      await followLog(file, end, query, onLine, () => undefined, stopOnExit.signal, ended.signal, ready, feed);
     } finally {
       this.events.off('event', onEvent);
       signal.removeEventListener('abort', relay);
@@ -1321,6 +1432,7 @@ export class MachineRuntime implements MachineContainers {
       stop.signal,
       ended.signal,
       sink.ready ? () => sink.ready!() : undefined,
+      this.logFeed(record.id),
     ).finally(() => this.events.off('event', onEvent));
     const pass = (item: Buffer | null): void => {
       if (!record.config.openStdin) return;

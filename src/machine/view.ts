@@ -23,6 +23,7 @@ export function containerView(r: ContainerRecord): Container {
     resources: { memoryMiB: r.resources.memoryMiB, cpus: r.resources.cpus },
     autoRemove: r.autoRemove,
     restartPolicy: r.restartPolicy,
+    ...(r.log ? { log: r.log } : {}),
     restartCount: r.restartCount,
     state: r.state,
     vmPid: r.vmPid,

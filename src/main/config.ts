@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { BosonError, bosonPaths, type BosonPaths } from '../common/index.ts';
+import { parseLogOptions } from '../machine/index.ts';
 
 /**
  * The settings the composition root reads (paths come from bosonPaths, which reads its own variables). The layers
@@ -54,6 +55,10 @@ export const HostConfig = Type.Object({
   dockerTrace: Type.Boolean(),
   /** BOSON_CRI: the daemon serves Kubernetes' CRI on <run dir>/cri.sock ('off' turns it off; so does up --no-cri). */
   cri: Type.Boolean(),
+  /** BOSON_LOG_OPTS: the log rotation of containers created without --log-opt (Docker's daemon log-opts). */
+  logDefaults: Type.Optional(
+    Type.Object({ maxSizeBytes: Type.Optional(Type.Integer({ minimum: 1 })), maxFiles: Type.Optional(Type.Integer({ minimum: 1 })) }),
+  ),
 });
 export type HostConfig = Static<typeof HostConfig> & { paths: BosonPaths };
 
@@ -119,6 +124,13 @@ export const SETTINGS: Setting[] = [
     readBy: 'root',
   },
   { env: 'BOSON_LOG_FILE', default: 'stderr', meaning: 'a file the daemon appends its JSON log lines to', readBy: 'root' },
+  {
+    env: 'BOSON_LOG_OPTS',
+    default: 'none (logs are not rotated)',
+    meaning:
+      "the log rotation of containers created without --log-opt, as Docker's daemon log-opts: comma-separated max-size=… and max-file=… (e.g. max-size=10m,max-file=3)",
+    readBy: 'root',
+  },
   {
     env: 'BOSON_BIND_ALLOW',
     default: 'anywhere but protected paths',
@@ -243,6 +255,24 @@ export function terminalSettings(env: NodeJS.ProcessEnv = process.env): { quiet:
   return { quiet: Boolean(env.BOSON_QUIET), debug: Boolean(env.BOSON_DEBUG) };
 }
 
+/** BOSON_LOG_OPTS ("max-size=10m,max-file=3") as LogOptions; INVALID_ARGUMENT naming the setting. */
+function logOptsSetting(value: string): { maxSizeBytes?: number; maxFiles?: number } {
+  const opts: Record<string, string> = {};
+  for (const item of value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new BosonError('INVALID_ARGUMENT', `invalid setting BOSON_LOG_OPTS: ${JSON.stringify(item)} is not key=value`);
+    opts[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  try {
+    return parseLogOptions(opts);
+  } catch (err) {
+    throw new BosonError('INVALID_ARGUMENT', `invalid setting BOSON_LOG_OPTS: ${(err as Error).message}`);
+  }
+}
+
 /** Reads the host configuration from `env`; INVALID_ARGUMENT naming a malformed setting. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
   const timeout =
@@ -281,6 +311,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     quiet: terminalSettings(env).quiet,
     dockerTrace: Boolean(env.BOSON_DOCKER_TRACE),
     cri: env.BOSON_CRI !== 'off',
+    logDefaults: env.BOSON_LOG_OPTS ? logOptsSetting(env.BOSON_LOG_OPTS) : undefined,
   };
   const fault = Value.Errors(HostConfig, config).First();
   if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid setting ${fault.path.slice(1)}: ${fault.message} (see docs/config.md)`);

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { StateStore } from '../common/index.ts';
 import { ImageStore, type ImageStoreOptions } from '../image/index.ts';
-import { qemuVmm, type QemuOptions } from '../vmm/index.ts';
+import { qemuVmm, userIds, type QemuOptions } from '../vmm/index.ts';
 import {
   ContainerRegistry,
   EventService,
@@ -42,6 +42,12 @@ export function jailPolicy(config: HostConfig): JailPolicy | undefined {
   const root = !config.paths.rootless;
   const user = root && config.vmmUser !== '' && userExists(config.vmmUser) ? config.vmmUser : undefined;
   return { sandbox: true, user, chroot: root, emptyDir: path.join(config.paths.runDir, 'empty'), cgroupParent: root ? 'boson' : undefined };
+}
+
+/** The uid that owns taps: the VMM user of a jailed root daemon, else none. */
+function vmmTapOwner(config: HostConfig): number | undefined {
+  const user = jailPolicy(config)?.user;
+  return user ? (userIds(user)?.uid ?? undefined) : undefined;
 }
 
 /** True when the system has a user of that name. */
@@ -107,6 +113,8 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
           prefix: config.netPrefix,
           defaultSubnet: config.netSubnet,
           subnetPool: config.netPool,
+          // A jailed QEMU runs as the VMM user from its first instruction (src/vmm/prejail.ts): its taps are that user's.
+          tapOwner: vmmTapOwner(config),
         })
       : null;
   const runtime: MachineRuntime = new MachineRuntime(
@@ -119,6 +127,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
       log,
       bindPolicy: defaultBindPolicy([paths.stateDir, paths.runDir, paths.guestDir], config.bindAllow ?? null),
       jail: jailPolicy(config),
+      logDefaults: config.logDefaults,
     },
     {
       registry,

@@ -66,6 +66,17 @@ function escapeOpt(value: string): string {
   return value.replace(/,/g, ',,');
 }
 
+/**
+ * A QEMU started inside its pre-exec jail (prejail.ts): paths are the jail's (its runtime directory is `/`, the
+ * kernel and initramfs are /kernel and /initrd), every disk and the log are inherited descriptors (child fd numbers),
+ * and the sandbox denies set*id: there is no -runas or -chroot left for QEMU to do.
+ */
+export interface PreJailLayout {
+  /** Disk index → its first child fd (read-only); a writable disk has its read-write fd right after. */
+  diskFds: Map<number, number>;
+  logFd?: number;
+}
+
 /** Builds QEMU's argv (without the binary). `diskFds` maps the index of each fd-backed disk to its child fd. */
 export function buildQemuArgv(
   config: MicroVmConfig,
@@ -73,6 +84,7 @@ export function buildQemuArgv(
   tscKhz: number | undefined,
   diskFds: Map<number, number>,
   tcgTbMiB = DEFAULT_TCG_TB_MIB,
+  prejail?: PreJailLayout,
 ): string[] {
   // no_timer_check: the kernel's boot test of the IO-APIC timer busy-waits a few ms for timer interrupts and panics
   // ("IO-APIC + timer doesn't work!") when none came, which is what a vCPU starved by a loaded host (TCG above all)
@@ -111,13 +123,16 @@ export function buildQemuArgv(
     `${GUEST_RAM_BACKEND},id=mem,size=${config.memoryMiB}M,share=on`,
     ...(virtiofs ? ['-global', 'virtio-mmio.force-legacy=false'] : []),
     '-kernel',
-    config.kernel,
+    prejail ? '/kernel' : config.kernel,
     '-initrd',
-    config.initramfs,
+    prejail ? '/initrd' : config.initramfs,
     '-append',
     cmdline.join(' '),
   ];
-  const rt = config.runtimeDir;
+  const rt = prejail ? '/' : config.runtimeDir;
+  // Names the runtime directory on QEMU's command line, as paths in it do without a pre-exec jail: the orphan
+  // sweep and re-attachment recognise a VM's QEMU by it.
+  if (prejail && config.runtimeDir) argv.push('-name', `guest=${escapeOpt(config.runtimeDir)}`);
   if (rt === undefined) {
     argv.push('-serial', 'stdio', '-chardev', `socket,id=ctl,fd=${CONTROL_FD}`, '-chardev', `socket,id=qmp,fd=${QMP_FD}`);
   } else {
@@ -138,22 +153,34 @@ export function buildQemuArgv(
   // Confinement: seccomp (QEMU 7.2 installs its filter before -runas changes the uid, so set*id cannot be denied
   // without killing -runas; once the uid is dropped they cannot regain root anyway), then chroot and the user.
   const jail = config.jail;
-  if (jail?.sandbox) argv.push('-sandbox', 'on,obsolete=deny,spawn=deny,resourcecontrol=deny');
-  if (jail?.chroot) argv.push('-chroot', jail.chroot);
-  if (jail?.user) argv.push('-runas', jail.user);
+  if (prejail) argv.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
+  else {
+    if (jail?.sandbox) argv.push('-sandbox', 'on,obsolete=deny,spawn=deny,resourcecontrol=deny');
+    if (jail?.chroot) argv.push('-chroot', jail.chroot);
+    if (jail?.user) argv.push('-runas', jail.user);
+  }
   argv.push('-device', BALLOON_DEVICE);
   argv.push('-mon', 'chardev=qmp,mode=control', '-device', 'virtio-serial-device', '-device', 'virtserialport,chardev=ctl,name=boson.ctl');
   if (config.logFile !== undefined) {
+    // opaque= names the file the descriptor is (shown by query-fdsets, and on QEMU's command line, where tools and
+    // tests look for a container's paths).
+    if (prejail?.logFd !== undefined) argv.push('-add-fd', `fd=${prejail.logFd},set=${prejail.logFd},opaque=${escapeOpt(config.logFile)}`);
     argv.push(
       '-chardev',
-      `file,id=log,path=${escapeOpt(config.logFile)},append=on`,
+      `file,id=log,path=${prejail?.logFd !== undefined ? `/dev/fdset/${prejail.logFd}` : escapeOpt(config.logFile)},append=on`,
       '-device',
       'virtserialport,chardev=log,name=boson.log',
     );
   }
   config.disks.forEach((disk, i) => {
     const childFd = diskFds.get(i);
-    const file = childFd === undefined ? disk.path : `/proc/self/fd/${childFd}`;
+    const jailFd = prejail?.diskFds.get(i);
+    if (jailFd !== undefined) {
+      const opaque = disk.path === undefined ? '' : `,opaque=${escapeOpt(disk.path)}`;
+      argv.push('-add-fd', `fd=${jailFd},set=${jailFd}${opaque}`);
+      if (!disk.readOnly) argv.push('-add-fd', `fd=${jailFd + 1},set=${jailFd}${opaque}`);
+    }
+    const file = jailFd !== undefined ? `/dev/fdset/${jailFd}` : childFd === undefined ? disk.path : `/proc/self/fd/${childFd}`;
     if (file === undefined) throw new Error(`disk ${disk.serial} has neither a path nor an fd`);
     // A write that finds the host's disk full pauses the VM with the write kept (MicroVm.onHostDiskFull), instead of
     // failing it in the guest, where ext4 would drop the data or go read-only; other errors reach the guest.

@@ -94,6 +94,28 @@ async function join(dir: string, pid: number): Promise<void> {
   }
 }
 
+/**
+ * Removes the cgroup `name` of a VM under the layout's parent where it exists and is empty (a VM whose process
+ * ended while no one who knew its cgroup was there: a killed daemon or `boson run`). A group that still holds a
+ * process is left alone; true if nothing of it is left.
+ */
+export async function releaseIfEmpty(mode: CgroupMode, name: string): Promise<boolean> {
+  const dirs =
+    mode.version === 2 ? [path.join(mode.dir, name)] : mode.version === 1 ? Object.values(mode.dirs).map((d) => path.join(d, name)) : [];
+  let left = false;
+  for (const d of dirs) {
+    const procs = await readFile(path.join(d, 'cgroup.procs'), 'utf8').catch(() => null);
+    if (procs === null) continue;
+    if (procs.trim() !== '') {
+      left = true;
+      continue;
+    }
+    await release({ dirs: [d] }).catch(() => undefined);
+    if (existsSync(d)) left = true;
+  }
+  return !left;
+}
+
 /** Removes a VM's cgroup directories (they must be empty: call once its processes are gone). */
 export async function release(cgroup: VmCgroup): Promise<void> {
   for (const d of cgroup.dirs) {

@@ -3,4 +3,5 @@ export { launchMicroVm, attachMicroVm, bootWithWatchdog, qemuVmm, MicroVm, type 
 export { probeAccelerator, chooseAccelerator, hostTscKhz, type AcceleratorChoice, type AccelFacts } from './accel.ts';
 export { findQemu, qemuVersion } from './qemu-binary.ts';
 export { cgroupMode, describeCgroups, type CgroupMode } from './cgroup.ts';
+export { userIds } from './prejail.ts';
 export type { MicroVmConfig, DiskSpec, NicSpec, ShareSpec, VmExit, Vm, Vmm, VmJail } from './types.ts';

@@ -17,14 +17,25 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
 import { BosonError, isBosonError, pidAlive } from '../common/index.ts';
-import { buildQemuArgv, CONSOLE_CHARDEV, CONSOLE_RING_BYTES, FIRST_DISK_FD, RUNTIME_FILES, virtiofsSocket } from './argv.ts';
+import {
+  buildQemuArgv,
+  type PreJailLayout,
+  CONSOLE_CHARDEV,
+  CONSOLE_RING_BYTES,
+  FIRST_DISK_FD,
+  RUNTIME_FILES,
+  virtiofsSocket,
+} from './argv.ts';
 import { probeAccelerator, hostTscKhz } from './accel.ts';
 import { findQemu } from './qemu-binary.ts';
 import { QmpClient } from './qmp.ts';
 import type { MicroVmConfig, Vm, Vmm, VmExit } from './types.ts';
-import { cgroupMode, confine, release, type VmCgroup } from './cgroup.ts';
+import { cgroupMode, confine, release, releaseIfEmpty, type VmCgroup } from './cgroup.ts';
+import { PREJAIL_SCRIPT, groupName, prepareJail, userIds } from './prejail.ts';
 
 const CONSOLE_KEEP = 64 * 1024;
+
+const isRoot = (): boolean => (process.geteuid?.() ?? 0) === 0;
 const EXIT_POLL_MS = 250;
 
 /** A running micro-VM. */
@@ -183,6 +194,12 @@ export class MicroVm implements Vm {
     await this.qmp.execute('cont');
   }
 
+  /** Pauses the VM (QMP stop: once it returns no vCPU runs, so no device of the guest is written to). */
+  async suspend(): Promise<void> {
+    await this.qmp.ready;
+    await this.qmp.execute('stop');
+  }
+
   /** QEMU's view of the VM's run state (e.g. "running", "shutdown"). */
   async status(): Promise<string> {
     await this.qmp.ready;
@@ -287,13 +304,59 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       extraFds.push(disk.fd);
     }
   });
-  const argv = buildQemuArgv(config, accel.accel, tsc, diskFds, options.tcgTbMiB);
+  // A daemon's jailed QEMU (root, a user to drop to, a chroot, a QEMU under /usr) starts inside its pre-exec jail:
+  // disks and the log become inherited descriptors from fd 3 on (prejail.ts).
+  const ids = config.jail?.user ? userIds(config.jail.user) : null;
+  const pre =
+    config.runtimeDir !== undefined && ids && config.jail?.chroot && config.jail.sandbox && qemu.startsWith('/usr/') && isRoot()
+      ? { ids, fds: [] as number[], layout: { diskFds: new Map<number, number>() } as PreJailLayout }
+      : undefined;
+  if (pre) {
+    try {
+      config.disks.forEach((disk, i) => {
+        if (disk.path === undefined) return;
+        // QEMU opens a disk read-only first (probing) and a writable one read-write then: the set holds both.
+        pre.layout.diskFds.set(i, 3 + pre.fds.length);
+        pre.fds.push(openSync(disk.path, 'r'));
+        if (!disk.readOnly) pre.fds.push(openSync(disk.path, 'r+'));
+      });
+      if (config.logFile !== undefined) {
+        pre.layout.logFd = 3 + pre.fds.length;
+        pre.fds.push(openSync(config.logFile, 'a', 0o600));
+      }
+    } catch (err) {
+      for (const fd of pre.fds) closeSync(fd);
+      throw new BosonError('TOOL_FAILED', `cannot open the micro-VM's files: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  const argv = buildQemuArgv(config, accel.accel, tsc, diskFds, options.tcgTbMiB, pre?.layout);
   // A jailed QEMU gets a mount namespace of its own (unshare execs it: same pid). Slave, not private: the host's
   // unmounts reach it, so it never keeps a host filesystem busy (a private copy made rmdir of a mount point EBUSY).
-  const command =
-    config.jail && (process.geteuid?.() ?? 0) === 0
-      ? ['unshare', '--mount', '--propagation', 'slave', '--', qemu, ...argv]
-      : [qemu, ...argv];
+  let command = config.jail && isRoot() ? ['unshare', '--mount', '--propagation', 'slave', '--', qemu, ...argv] : [qemu, ...argv];
+  if (pre) {
+    const tap = (config.nics ?? []).some((n) => n.kind === 'tap');
+    const binds = await prepareJail(config.runtimeDir!, pre.ids, tap);
+    command = [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'slave',
+      '--',
+      'sh',
+      '-c',
+      PREJAIL_SCRIPT,
+      'sh',
+      config.runtimeDir!,
+      config.kernel,
+      config.initramfs,
+      String(pre.ids.uid),
+      String(pre.ids.gid),
+      ...binds,
+      '--',
+      qemu,
+      ...argv,
+    ];
+  }
   const rt = config.runtimeDir;
   if (rt === undefined) {
     const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...command], {
@@ -315,6 +378,9 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
   }
   if (extraFds.length > 0) throw new BosonError('INTERNAL', 'a detached micro-VM cannot take disks as file descriptors');
   const logFd = openSync(path.join(rt, RUNTIME_FILES.qemuLog), 'a');
+  // A QEMU in its pre-exec jail connects to virtiofsd as the VMM user: the socket is its group's.
+  const vmmGroup = pre && config.jail?.user ? groupName(pre.ids.gid) : undefined;
+  const socketGroup = vmmGroup ? [`--socket-group=${vmmGroup}`] : [];
   let proc: ChildProcess;
   const daemons: ChildProcess[] = [];
   try {
@@ -330,18 +396,26 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
         const view = path.join(rt, `vfs${i}.ro`);
         await mkdir(view, { recursive: true });
         const script =
-          'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && exec "$3" --socket-path="$4" -o source="$2" -o cache=auto -o modcaps=-mknod:-fsetid';
-        d = spawn('unshare', ['--mount', '--propagation', 'slave', 'sh', '-c', script, 'sh', share.path, view, virtiofsd, sock], {
-          stdio: ['ignore', logFd, logFd],
-          detached: true,
-        });
+          's=$1 v=$2 b=$3 k=$4; shift 4; mount --bind "$s" "$v" && mount -o remount,bind,ro "$v" && exec "$b" --socket-path="$k" -o source="$v" -o cache=auto -o modcaps=-mknod:-fsetid "$@"';
+        d = spawn(
+          'unshare',
+          ['--mount', '--propagation', 'slave', 'sh', '-c', script, 'sh', share.path, view, virtiofsd, sock, ...socketGroup],
+          {
+            stdio: ['ignore', logFd, logFd],
+            detached: true,
+          },
+        );
       } else {
         // Without CAP_MKNOD no device node can be made on the host through the share; without CAP_FSETID a write
         // clears set-user-ID and set-group-ID bits as it would for an unprivileged writer.
-        d = spawn(virtiofsd, [`--socket-path=${sock}`, '-o', `source=${share.path}`, '-o', 'cache=auto', '-o', 'modcaps=-mknod:-fsetid'], {
-          stdio: ['ignore', logFd, logFd],
-          detached: true,
-        });
+        d = spawn(
+          virtiofsd,
+          [...socketGroup, `--socket-path=${sock}`, '-o', `source=${share.path}`, '-o', 'cache=auto', '-o', 'modcaps=-mknod:-fsetid'],
+          {
+            stdio: ['ignore', logFd, logFd],
+            detached: true,
+          },
+        );
       }
       await spawned(d).catch((cause: unknown) => {
         throw new BosonError('TOOL_FAILED', `cannot start virtiofsd for ${share.path}: ${(cause as Error).message}`, { cause });
@@ -350,13 +424,14 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       daemons.push(d);
       await waitForFile(sock, 5000, `virtiofsd for ${share.path}`);
     }
-    proc = spawn(command[0]!, command.slice(1), { stdio: ['ignore', logFd, logFd], detached: true });
+    proc = spawn(command[0]!, command.slice(1), { stdio: ['ignore', logFd, logFd, ...(pre?.fds ?? [])], detached: true });
     await spawned(proc);
   } catch (err) {
     for (const d of daemons) d.kill('SIGKILL');
     throw err;
   } finally {
     closeSync(logFd);
+    for (const fd of pre?.fds ?? []) closeSync(fd);
   }
   proc.unref();
   const cgroup = await confineOrKill(config, proc);
@@ -528,6 +603,9 @@ export function qemuVmm(options: QemuOptions = {}): Vmm {
     cleanup: async (runtimeDir) => {
       const cgroup = JSON.parse(await readFile(path.join(runtimeDir, CGROUP_FILE), 'utf8').catch(() => 'null')) as VmCgroup | null;
       if (cgroup) await release(cgroup).catch(() => undefined);
+    },
+    releaseCgroup: async (parent, name) => {
+      await releaseIfEmpty(cgroupMode(parent), name);
     },
   };
 }

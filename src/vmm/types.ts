@@ -59,7 +59,7 @@ export interface MicroVmConfig {
  * chroot into a directory holding only its own files, a private mount namespace, and a cgroup with limits.
  */
 export interface VmJail {
-  /** The user QEMU runs as once its devices are open (-runas); absent: it keeps the caller's. */
+  /** The user QEMU runs as: from exec on in its pre-exec jail (src/vmm/prejail.ts), else once its devices are open (-runas); absent: the caller's. */
   user?: string;
   /** Where QEMU chroots once its files are open (-chroot); needs root. */
   chroot?: string;
@@ -99,6 +99,10 @@ export interface Vm {
   pausedOnDiskError(): Promise<boolean>;
   /** Resumes a paused VM. */
   resume(): Promise<void>;
+  /** Pauses the VM (no vCPU runs: the guest writes nothing to its devices until resume()). */
+  suspend(): Promise<void>;
+  /** The VMM's run state of the VM ("running", "paused", "io-error", ...). */
+  status(): Promise<string>;
 }
 
 /** The VMM driver's one narrow input: launch a micro-VM, re-attach to a detached one, say which accelerator. */
@@ -111,4 +115,6 @@ export interface Vmm {
   attach(runtimeDir: string): Promise<Vm | null>;
   /** Releases what a detached micro-VM that is gone still holds on the host (its cgroup). */
   cleanup(runtimeDir: string): Promise<void>;
+  /** Removes the cgroup `name` under `parent` if it is empty (a VM that ended with no one to release it). */
+  releaseCgroup(parent: string, name: string): Promise<void>;
 }

@@ -119,7 +119,12 @@ function confinementOf(config: HostConfig): { daemon: string[]; embedded: string
     ...(policy.cgroupParent ? [describeCgroups(cgroupMode(policy.cgroupParent))] : []),
   ];
   return {
-    daemon: [...(policy.user ? [`user ${policy.user}`] : ['user root (no boson-vmm user: run scripts/setup.sh)']), ...common],
+    daemon: [
+      ...(policy.user
+        ? [`user ${policy.user} from exec (no_new_privs; set*id denied)`]
+        : ['user root (no boson-vmm user: run scripts/setup.sh)']),
+      ...common,
+    ],
     embedded: ['user root (keeps the parent-death signal)', ...common],
   };
 }

@@ -29,10 +29,16 @@ export function registerContainerIoRoutes(router: Router, deps: RouteDeps): void
   router.on('GET', `/containers/${ID}/archive`, async ({ res, params, query }) => {
     await archiveGet(m, await filesOf(deps, params[0]!), requiredPath(query), res);
   });
-  router.on('PUT', `/containers/${ID}/archive`, async ({ req, res, params, query }) => {
-    await archivePut(m, await filesOf(deps, params[0]!), requiredPath(query), req, flag(query, 'copyUIDGID'));
-    sendEmpty(res, 200);
-  });
+  // The tar streams into the guest's tar (the container's disk is its limit), never held by the daemon.
+  router.on(
+    'PUT',
+    `/containers/${ID}/archive`,
+    async ({ req, res, params, query }) => {
+      await archivePut(m, await filesOf(deps, params[0]!), requiredPath(query), req, flag(query, 'copyUIDGID'));
+      sendEmpty(res, 200);
+    },
+    { streamedBody: true },
+  );
   // Attach without a connection upgrade (SDKs): the stream is the response body.
   router.on('POST', `/containers/${ID}/attach`, async ({ res, params, query }) => {
     const c = await m.inspect(LOCAL, params[0]!);

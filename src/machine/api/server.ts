@@ -61,7 +61,12 @@ export async function buildApi(machine: ApiMachine, log: Logger = silentLogger):
         : problemOf(err);
     if (problem.status >= 500)
       log.error({ reqId: req.id, method: req.method, url: req.url, code: problem.body.code }, String(problem.body.detail));
-    void reply.code(problem.status).type('application/problem+json').send(problem.body);
+    // A body over bodyLimit is refused as INVALID_ARGUMENT, with HTTP's own status for it.
+    const status = e.statusCode === 413 && !(err instanceof BosonError) ? 413 : problem.status;
+    void reply
+      .code(status)
+      .type('application/problem+json')
+      .send({ ...problem.body, status });
   });
 
   await app.register(systemRoutes(machine, machine.eventService, contextOf));

@@ -62,6 +62,8 @@ export interface NetworkManagerOptions {
   stateDir: string;
   /** QEMU user-mode networking instead of bridges and taps (for a daemon that is not root). */
   rootless?: boolean;
+  /** The uid taps are made for (`ip tuntap … user`): a QEMU already running as that user can attach to them. */
+  tapOwner?: number;
   /**
    * Names of everything on the host (at most 6 characters): bridge `<prefix>0` for the default network,
    * `<prefix>-<id>` for others, taps `<prefix>t<hex>`, nftables table `ip <prefix>`. Default "boson".
@@ -138,6 +140,11 @@ export class NetworkManager {
     this.store = new NetworkStateStore(stateStore, opts.stateDir);
   }
 
+  /** The `user` part of a tap's creation, when taps belong to the VMM's user. */
+  private tapUser(): string {
+    return this.opts.tapOwner === undefined ? '' : ` user ${this.opts.tapOwner}`;
+  }
+
   /** The nftables table (family ip) holding all of this manager's rules. */
   get table(): string {
     return this.prefix;
@@ -200,7 +207,7 @@ export class NetworkManager {
         const bridge = this.networkById(se.endpoint.network)?.bridge;
         wantedTaps.add(tap);
         if (!bridge) continue;
-        if (!links.some((l) => l.name === tap)) cmds.push(`tuntap add dev ${tap} mode tap`);
+        if (!links.some((l) => l.name === tap)) cmds.push(`tuntap add dev ${tap} mode tap${this.tapUser()}`);
         cmds.push(`link set dev ${tap} master ${bridge}`, `link set dev ${tap} up`);
       }
       await ipBatch(cmds);
@@ -370,7 +377,11 @@ export class NetworkManager {
         ...(req.links && req.links.length > 0 ? { links: structuredClone(req.links) } : {}),
       };
       try {
-        await ipBatch([`tuntap add dev ${tap} mode tap`, `link set dev ${tap} master ${n.bridge}`, `link set dev ${tap} up`]);
+        await ipBatch([
+          `tuntap add dev ${tap} mode tap${this.tapUser()}`,
+          `link set dev ${tap} master ${n.bridge}`,
+          `link set dev ${tap} up`,
+        ]);
         this.s.endpoints.push(stored);
         this.s.lastAddress[n.id] = address;
         await this.store.save(this.s);

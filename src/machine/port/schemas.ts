@@ -110,6 +110,19 @@ export const LinkSpec = Type.Object(
 );
 export type LinkSpec = Static<typeof LinkSpec>;
 
+/**
+ * How a container's log is capped: Docker json-file's max-size (bytes; absent: never rotated) and max-file (how many
+ * files, the current one included, are kept; default 1).
+ */
+export const LogOptions = Type.Object(
+  {
+    maxSizeBytes: Type.Optional(Type.Integer({ minimum: 1 })),
+    maxFiles: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false },
+);
+export type LogOptions = Static<typeof LogOptions>;
+
 /** Everything a machine needs to create a container: the one container request of Boson. */
 export const ContainerSpec = Type.Object(
   {
@@ -139,6 +152,9 @@ export const ContainerSpec = Type.Object(
         { additionalProperties: false },
       ),
     ),
+
+    /** Log rotation (`--log-opt max-size=… max-file=…`); absent: the host's default. */
+    log: Type.Optional(LogOptions),
   },
   { additionalProperties: false },
 );
@@ -202,6 +218,8 @@ export const Container = Type.Object({
   resources: Type.Object({ memoryMiB: Type.Integer(), cpus: Type.Integer() }),
   autoRemove: Type.Boolean(),
   restartPolicy: RestartPolicy,
+  /** Its log rotation, as fixed when it was created. */
+  log: Type.Optional(LogOptions),
   restartCount: Type.Integer(),
   state: ContainerState,
   /** pid of the container's QEMU process, while running. */
