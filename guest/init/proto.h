@@ -58,6 +58,7 @@ enum spec_tag {
 	S_HOSTS = 16,
 	S_MOUNT = 17,
 	S_LOG_PORT = 18,
+	S_ENTROPY = 19, /* 16..64 random bytes from the host: mixed into the guest's pool, which is reseeded */
 };
 
 struct frame_hdr {
@@ -116,6 +117,8 @@ struct spec {
 	struct mount_spec *mounts;
 	size_t nmounts;
 	int log_port;
+	uint8_t entropy[64];
+	size_t entropy_len;
 };
 
 /* Big-endian stores and loads. */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "port.h"
@@ -330,3 +331,89 @@ void unmount_all(void)
 		umount2(LOWER_DIR, MNT_DETACH);
 }
 
+
+#define WARM_DIR "/boson/warmup"
+
+/* Reads the value of boson.warmup= from the kernel command line into out ("" when absent). */
+static void warmup_fstype(char *out, size_t len)
+{
+	out[0] = 0;
+	char line[4096];
+	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, line, sizeof line - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	line[n] = 0;
+	for (char *tok = strtok(line, " \n"); tok; tok = strtok(NULL, " \n")) {
+		if (strncmp(tok, "boson.warmup=", 13) == 0) {
+			snprintf(out, len, "%s", tok + 13);
+			return;
+		}
+	}
+}
+
+void warm_up(void)
+{
+	char fstype[32], dev[300];
+	warmup_fstype(fstype, sizeof fstype);
+	if (!fstype[0] || wait_device("/sys/block", "vd", "serial", "boson-root", dev, sizeof dev) < 0)
+		return;
+	const char *lower = WARM_DIR "/lower", *scratch = WARM_DIR "/scratch", *root = WARM_DIR "/root";
+	mkdir_p(lower, 0755);
+	mkdir_p(scratch, 0755);
+	mkdir_p(root, 0755);
+	if (mount(dev, lower, fstype, MS_RDONLY, NULL) < 0) {
+		log_msg("warm-up: mount the root disk: %s", strerror(errno));
+		return;
+	}
+	/* The writable layer: mounted read-only without its journal (nothing is written), only to run ext4's code. */
+	char sdev[300];
+	if (wait_device("/sys/block", "vd", "serial", "boson-scratch", sdev, sizeof sdev) == 0 &&
+	    mount(sdev, scratch, "ext4", MS_RDONLY, "noload") == 0)
+		umount2(scratch, 0);
+	if (mount("tmpfs", scratch, "tmpfs", 0, "mode=0755") == 0) {
+		mkdir(WARM_DIR "/scratch/upper", 0755);
+		mkdir(WARM_DIR "/scratch/work", 0755);
+		if (mount("overlay", root, "overlay", 0,
+			  "lowerdir=" WARM_DIR "/lower,upperdir=" WARM_DIR "/scratch/upper,workdir=" WARM_DIR "/scratch/work") == 0) {
+			unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+			mkdir_p(WARM_DIR "/root/proc", 0755);
+			mkdir_p(WARM_DIR "/root/sys", 0755);
+			mkdir_p(WARM_DIR "/root/dev", 0755);
+			mount("proc", WARM_DIR "/root/proc", "proc", safe, NULL);
+			mount("sysfs", WARM_DIR "/root/sys", "sysfs", safe | MS_RDONLY, NULL);
+			mount("tmpfs", WARM_DIR "/root/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=0755,size=65536k");
+			mkdir(WARM_DIR "/root/dev/pts", 0755);
+			mount("devpts", WARM_DIR "/root/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+			mknod(WARM_DIR "/root/dev/null", S_IFCHR | 0666, makedev(1, 3));
+			/* A shell of the image, started the way a container's process is: its pages are then in the page cache. */
+			pid_t pid = fork();
+			if (pid == 0) {
+				int fdn = open("/dev/null", O_RDWR);
+				if (fdn >= 0) {
+					dup2(fdn, 0);
+					dup2(fdn, 1);
+					dup2(fdn, 2);
+				}
+				if (chroot(root) == 0 && chdir("/") == 0) {
+					char *argv[] = {"sh", "-c", "true", NULL};
+					char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+					execve("/bin/sh", argv, envp);
+				}
+				_exit(127);
+			}
+			if (pid > 0)
+				waitpid(pid, NULL, 0);
+			umount2(WARM_DIR "/root/dev/pts", MNT_DETACH);
+			umount2(WARM_DIR "/root/dev", MNT_DETACH);
+			umount2(WARM_DIR "/root/sys", MNT_DETACH);
+			umount2(WARM_DIR "/root/proc", MNT_DETACH);
+			umount2(root, MNT_DETACH);
+		}
+		umount2(scratch, MNT_DETACH);
+	}
+	umount2(lower, MNT_DETACH);
+}

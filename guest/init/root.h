@@ -12,6 +12,12 @@
 /* Mounts /proc, /sys and /dev (devtmpfs) for init itself, ignoring "already mounted". */
 void mount_early(void);
 
+/* A VM booted ahead of its container (kernel argument boson.warmup=<root fstype>) runs once, before HELLO, the
+ * paths a container start takes (mount the root disk, the writable layer read-only, tmpfs, overlay, proc, sys,
+ * dev; fork and exec the image's /bin/sh), then undoes them: under TCG that code is translated now instead of on
+ * the critical path, and the image's shell is in the page cache. Does nothing without the argument; best effort. */
+void warm_up(void);
+
 /* Makes sure fds 0, 1 and 2 are open (the console, else /dev/null), so no later fd lands on them. */
 void ensure_stdio(void);
 

@@ -83,6 +83,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const runningIds = (await service.registry.list()).filter((r) => r.state === 'running' || r.state === 'restarting').map((r) => r.id);
   for (const o of await killOrphanedVms(options.paths.runDir, [...service.liveIds(), ...runningIds]))
     log.warn({ vmDir: o.dir, qemuPid: o.pid }, 'killed an orphaned micro-VM: no running container owns it');
+  // Only now: a warm VM booting during the sweep would have been taken for an orphan.
+  service.startWarmPool();
   const app = await buildApi(service, log);
   log.info(
     {

@@ -106,6 +106,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
       log,
       bindPolicy: defaultBindPolicy([paths.stateDir, paths.runDir, paths.guestDir], config.bindAllow ?? null),
       jail: jailPolicy(config),
+      warm: config.warm,
     },
     {
       registry,

@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
@@ -34,8 +34,8 @@ export class MicroVm implements Vm {
   /** Resolves when the QEMU process has exited (never rejects). */
   readonly exited: Promise<VmExit>;
   readonly pid: number;
-  /** The runtime directory of a detached VM. */
-  readonly runtimeDir: string | undefined;
+  /** The runtime directory of a detached VM (moved by relocate()). */
+  runtimeDir: string | undefined;
   private readonly qmp: QmpClient;
   private consoleText = '';
   /** What a piped (non-detached) QEMU printed, read from the moment it was spawned. */
@@ -177,6 +177,28 @@ export class MicroVm implements Vm {
     return (await this.status()) === 'io-error';
   }
 
+  /** Pauses the guest's vCPUs (QMP stop): a warm VM waiting for its container costs no CPU meanwhile. */
+  async pause(): Promise<void> {
+    await this.qmp.ready;
+    await this.qmp.execute('stop');
+  }
+
+  /**
+   * Moves a detached VM's runtime directory to `dir` (a rename on one filesystem: QEMU's listening sockets, its
+   * chroot and open files go with it) and notes where it started (ORIGIN_FILE), because QEMU's command line keeps
+   * naming the old path: re-attaching checks the process against either. For a VM booted ahead of its container.
+   */
+  async relocate(dir: string): Promise<void> {
+    const from = this.runtimeDir;
+    if (from === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM has a runtime directory to move');
+    if (from === dir) return;
+    const origin = await readFile(path.join(from, ORIGIN_FILE), 'utf8').catch(() => from);
+    await rm(dir, { recursive: true, force: true });
+    await rename(from, dir);
+    this.runtimeDir = dir;
+    await writeFile(path.join(dir, ORIGIN_FILE), origin);
+  }
+
   /** Resumes a VM that QEMU paused on a disk error; the failed write is retried (and pauses it again if it fails again). */
   async resume(): Promise<void> {
     await this.qmp.ready;
@@ -213,13 +235,30 @@ function readTailSync(file: string): string {
   }
 }
 
-/** True if `pid` is alive and, when `runtimeDir` is given, is the QEMU of that directory (not a reused pid). */
+/**
+ * In a relocated VM's runtime directory: the directory QEMU was started in (its command line names that one). The
+ * orphan sweep of the machine layer reads it too.
+ */
+export const ORIGIN_FILE = 'origin';
+
+/**
+ * True if `pid` is alive and, when `runtimeDir` is given, is the QEMU of that directory (not a reused pid): its
+ * command line names the directory, or the one it was started in (ORIGIN_FILE, for a relocated VM).
+ */
 function processAlive(pid: number, runtimeDir: string | undefined): boolean {
   if (!pidAlive(pid)) return false;
   if (runtimeDir === undefined) return true;
   try {
-    // Synchronous on purpose: a tiny /proc read inside a timer.
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(runtimeDir);
+    // Synchronous on purpose: tiny /proc and tmpfs reads inside a timer.
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (cmdline.includes(runtimeDir)) return true;
+    let origin = '';
+    try {
+      origin = readFileSync(path.join(runtimeDir, ORIGIN_FILE), 'utf8').trim();
+    } catch {
+      return false;
+    }
+    return origin !== '' && cmdline.includes(origin);
   } catch {
     return false;
   }
