@@ -28,7 +28,7 @@ interface WarmView {
   hits: number;
   misses: number;
   fallbacks: number;
-  shapes: Array<{ journal: boolean; nic: boolean; ready: number }>;
+  shapes: Array<{ journal: boolean; nic: boolean; ready: number; booting: number }>;
 }
 
 function percentile(values: number[], p: number): number {
@@ -89,9 +89,19 @@ async function warmView(host: TestHost): Promise<WarmView> {
   return new MachineClient(path.join(host.env.BOSON_RUN_DIR!, 'boson.sock')).request<WarmView>('GET', '/v1/warm');
 }
 
-/** Waits until the warm daemon has a `run --rm` VM with a network card ready. */
+/**
+ * Waits until the warm daemon's pool is full and idle (no VM booting), so that its refills never run beside a
+ * measured start of any series.
+ */
 async function poolReady(host: TestHost): Promise<void> {
-  await waitFor(async () => (await warmView(host)).shapes.some((s) => !s.journal && s.nic && s.ready > 0), 120_000, 'a warm VM');
+  await waitFor(
+    async () => {
+      const w = await warmView(host);
+      return w.shapes.length > 0 && w.shapes.every((s) => s.ready >= 2 && s.booting === 0);
+    },
+    180_000,
+    'a full warm pool',
+  );
 }
 
 async function main(): Promise<void> {
@@ -118,8 +128,10 @@ async function main(): Promise<void> {
         [['echo', 'hi'], 'first'],
         [['true'], 'total'],
       ] as const) {
+        await poolReady(warmHost);
         const r = await runcOnce(bundle, i, [...cmd]);
         series.runc[key].push(key === 'first' ? r.first! : r.total);
+        await poolReady(warmHost);
         const c = await bosonOnce(coldHost, [...cmd]);
         series.cold[key].push(key === 'first' ? c.first! : c.total);
         await poolReady(warmHost);

@@ -73,12 +73,12 @@ function taps(): string[] {
   return links.map((l) => l.ifname).filter((n) => n.startsWith(`${prefix}t`));
 }
 
-/** The pool's cgroups (`boson/w-*`) under every controller. */
-async function poolCgroups(): Promise<string[]> {
+/** Which of the named pool cgroups (`boson/<name>`) exist under any controller (the parent is shared by all hosts). */
+async function cgroupsOf(names: string[]): Promise<string[]> {
   const found: string[] = [];
   for (const controller of ['memory', 'pids', 'cpu', 'unified', '']) {
     const dir = path.join('/sys/fs/cgroup', controller, 'boson');
-    for (const name of await readdir(dir).catch(() => [] as string[])) if (name.startsWith('w-')) found.push(path.join(dir, name));
+    for (const name of await readdir(dir).catch(() => [] as string[])) if (names.includes(name)) found.push(path.join(dir, name));
   }
   return found;
 }
@@ -178,7 +178,7 @@ describe('warm start', () => {
     const dropped = (await warm()).discarded;
     process.kill(victim.pid, 'SIGKILL');
     await waitFor(async () => (await warm()).discarded > dropped, 30_000, 'the dead warm VM to be discarded');
-    assert.ok(!(await poolVms()).some((v) => v.dir === victim.dir), 'its directory is gone');
+    await waitFor(async () => !(await poolVms()).some((v) => v.dir === victim.dir), 10_000, 'its directory to be removed');
     assert.equal((await runBoson(host, ['run', '--rm', 'busybox', 'true'], { timeoutMs: 120_000 })).code, 0);
   });
 
@@ -194,6 +194,7 @@ describe('warm start', () => {
     // ...and the next daemon kills them, releases their cgroups, deletes their taps and directories.
     await waitFor(() => old.every((v) => !pidAlive(v.pid)), 30_000, 'the old warm VMs to be killed');
     const current = new Set((await poolVms()).map((v) => v.dir));
+    assert.deepEqual(await cgroupsOf(old.map((v) => v.dir)), [], "the old warm VMs' cgroups are released");
     assert.ok(
       old.every((v) => !current.has(v.dir)),
       'the old pool directories are gone',
@@ -206,11 +207,12 @@ describe('warm start', () => {
     );
     assert.equal((await runBoson(host, ['run', '--rm', 'busybox', 'true'], { timeoutMs: 120_000 })).code, 0);
     // A clean shutdown kills the pool.
+    const last = (await poolVms()).map((v) => v.dir);
     await daemon.stop();
     assert.deepEqual(await qemuPidsUsing(host.stateDir), []);
     assert.deepEqual(await poolVms(), []);
     assert.deepEqual(taps(), []);
-    assert.deepEqual(await poolCgroups(), []);
+    assert.deepEqual(await cgroupsOf(last), []);
     assert.deepEqual(await readdir(path.join(host.stateDir, 'warm')).catch(() => []), []);
     await daemon.start();
   });

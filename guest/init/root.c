@@ -275,15 +275,17 @@ void unmount_volumes(const struct spec *spec)
 	}
 }
 
-/* Builds the container's root at NEWROOT: image disk read-only + scratch (or tmpfs) in an overlay, with
- * proc, sys, dev, dev/pts, dev/shm and run mounted inside. Reports MOUNT_FAILED on failure. */
-void prepare_root(const struct spec *spec)
+/* Mounts the root disk, the writable layer (or tmpfs) and the overlay at NEWROOT, and proc, sys, dev, dev/pts,
+ * dev/shm and run inside, with the device nodes. Reports MOUNT_FAILED on failure. `before_api` runs between the
+ * overlay and the API filesystems (where the SPEC's /etc files and volumes go). */
+static void mount_root(const char *root_disk, const char *root_fstype, const char *scratch_disk,
+		       void (*before_api)(const struct spec *), const struct spec *spec)
 {
 	char dev[300];
-	find_disk(spec->root_disk, dev, sizeof dev);
-	must_mount(dev, LOWER_DIR, spec->root_fstype, MS_RDONLY, NULL);
-	if (spec->scratch_disk) {
-		find_disk(spec->scratch_disk, dev, sizeof dev);
+	find_disk(root_disk, dev, sizeof dev);
+	must_mount(dev, LOWER_DIR, root_fstype, MS_RDONLY, NULL);
+	if (scratch_disk) {
+		find_disk(scratch_disk, dev, sizeof dev);
 		must_mount(dev, SCRATCH_DIR, "ext4", 0, NULL);
 	} else {
 		must_mount("tmpfs", SCRATCH_DIR, "tmpfs", 0, "mode=0755");
@@ -293,9 +295,8 @@ void prepare_root(const struct spec *spec)
 	must_mount("overlay", NEWROOT, "overlay", 0,
 		   "lowerdir=" LOWER_DIR ",upperdir=" SCRATCH_DIR "/upper,workdir=" SCRATCH_DIR "/work");
 
-	write_etc_files(spec);
-	for (size_t i = 0; i < spec->nmounts; i++)
-		mount_volume(&spec->mounts[i]);
+	if (before_api)
+		before_api(spec);
 
 	unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 	must_mount("proc", NEWROOT "/proc", "proc", safe, NULL);
@@ -321,6 +322,35 @@ void prepare_root(const struct spec *spec)
 	make_node("core", 0, 0, 0, "/proc/kcore");
 }
 
+/* The SPEC's part of the root: its /etc files, then its volumes. */
+static void spec_files_and_volumes(const struct spec *spec)
+{
+	write_etc_files(spec);
+	for (size_t i = 0; i < spec->nmounts; i++)
+		mount_volume(&spec->mounts[i]);
+}
+
+/* The root fstype warm_up() mounted the container's root with ("" when it did not). */
+static char prepared_fstype[32];
+
+/* Builds the container's root at NEWROOT: image disk read-only + scratch (or tmpfs) in an overlay, with
+ * proc, sys, dev, dev/pts, dev/shm and run mounted inside. Reports MOUNT_FAILED on failure. In a VM booted ahead
+ * of its container (warm_up) the mounts exist already: only the SPEC's /etc files are written. */
+void prepare_root(const struct spec *spec)
+{
+	if (prepared_fstype[0]) {
+		/* Booted for this shape: the host sends the same disks, and no volumes (their disks exist from boot). */
+		if (strcmp(spec->root_disk, "boson-root") != 0 || !spec->scratch_disk ||
+		    strcmp(spec->scratch_disk, "boson-scratch") != 0 || strcmp(spec->root_fstype ? spec->root_fstype : "", prepared_fstype) != 0 ||
+		    spec->nmounts != 0)
+			fail(R_MOUNT_FAILED, 125, "this micro-VM was prepared for another root (%s on boson-root, boson-scratch, no volumes)",
+			     prepared_fstype);
+		write_etc_files(spec);
+		return;
+	}
+	mount_root(spec->root_disk, spec->root_fstype, spec->scratch_disk, spec_files_and_volumes, spec);
+}
+
 /* Unmounts the container root and the disks (lazily where busy). */
 void unmount_all(void)
 {
@@ -331,8 +361,6 @@ void unmount_all(void)
 		umount2(LOWER_DIR, MNT_DETACH);
 }
 
-
-#define WARM_DIR "/boson/warmup"
 
 /* Reads the value of boson.warmup= from the kernel command line into out ("" when absent). */
 static void warmup_fstype(char *out, size_t len)
@@ -357,63 +385,31 @@ static void warmup_fstype(char *out, size_t len)
 
 void warm_up(void)
 {
-	char fstype[32], dev[300];
+	char fstype[32];
 	warmup_fstype(fstype, sizeof fstype);
-	if (!fstype[0] || wait_device("/sys/block", "vd", "serial", "boson-root", dev, sizeof dev) < 0)
+	if (strcmp(fstype, "erofs") != 0 && strcmp(fstype, "ext4") != 0)
 		return;
-	const char *lower = WARM_DIR "/lower", *scratch = WARM_DIR "/scratch", *root = WARM_DIR "/root";
-	mkdir_p(lower, 0755);
-	mkdir_p(scratch, 0755);
-	mkdir_p(root, 0755);
-	if (mount(dev, lower, fstype, MS_RDONLY, NULL) < 0) {
-		log_msg("warm-up: mount the root disk: %s", strerror(errno));
-		return;
-	}
-	/* The writable layer: mounted read-only without its journal (nothing is written), only to run ext4's code. */
-	char sdev[300];
-	if (wait_device("/sys/block", "vd", "serial", "boson-scratch", sdev, sizeof sdev) == 0 &&
-	    mount(sdev, scratch, "ext4", MS_RDONLY, "noload") == 0)
-		umount2(scratch, 0);
-	if (mount("tmpfs", scratch, "tmpfs", 0, "mode=0755") == 0) {
-		mkdir(WARM_DIR "/scratch/upper", 0755);
-		mkdir(WARM_DIR "/scratch/work", 0755);
-		if (mount("overlay", root, "overlay", 0,
-			  "lowerdir=" WARM_DIR "/lower,upperdir=" WARM_DIR "/scratch/upper,workdir=" WARM_DIR "/scratch/work") == 0) {
-			unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-			mkdir_p(WARM_DIR "/root/proc", 0755);
-			mkdir_p(WARM_DIR "/root/sys", 0755);
-			mkdir_p(WARM_DIR "/root/dev", 0755);
-			mount("proc", WARM_DIR "/root/proc", "proc", safe, NULL);
-			mount("sysfs", WARM_DIR "/root/sys", "sysfs", safe | MS_RDONLY, NULL);
-			mount("tmpfs", WARM_DIR "/root/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=0755,size=65536k");
-			mkdir(WARM_DIR "/root/dev/pts", 0755);
-			mount("devpts", WARM_DIR "/root/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5");
-			mknod(WARM_DIR "/root/dev/null", S_IFCHR | 0666, makedev(1, 3));
-			/* A shell of the image, started the way a container's process is: its pages are then in the page cache. */
-			pid_t pid = fork();
-			if (pid == 0) {
-				int fdn = open("/dev/null", O_RDWR);
-				if (fdn >= 0) {
-					dup2(fdn, 0);
-					dup2(fdn, 1);
-					dup2(fdn, 2);
-				}
-				if (chroot(root) == 0 && chdir("/") == 0) {
-					char *argv[] = {"sh", "-c", "true", NULL};
-					char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
-					execve("/bin/sh", argv, envp);
-				}
-				_exit(127);
-			}
-			if (pid > 0)
-				waitpid(pid, NULL, 0);
-			umount2(WARM_DIR "/root/dev/pts", MNT_DETACH);
-			umount2(WARM_DIR "/root/dev", MNT_DETACH);
-			umount2(WARM_DIR "/root/sys", MNT_DETACH);
-			umount2(WARM_DIR "/root/proc", MNT_DETACH);
-			umount2(root, MNT_DETACH);
+	/* The container's root, as prepare_root builds it for the disks this VM was booted with (boson-root and its
+	 * own writable layer boson-scratch, which becomes the container's). */
+	mount_root("boson-root", fstype, "boson-scratch", NULL, NULL);
+	snprintf(prepared_fstype, sizeof prepared_fstype, "%s", fstype);
+	/* A shell of the image, started the way a container's process is: its pages are then in the page cache, and
+	 * under TCG the kernel's fork, exec and exit paths are translated already. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fdn = open(NEWROOT "/dev/null", O_RDWR | O_CLOEXEC);
+		if (fdn >= 0) {
+			dup2(fdn, 0);
+			dup2(fdn, 1);
+			dup2(fdn, 2);
 		}
-		umount2(scratch, MNT_DETACH);
+		if (chroot(NEWROOT) == 0 && chdir("/") == 0) {
+			char *argv[] = {"sh", "-c", "true", NULL};
+			char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+			execve("/bin/sh", argv, envp);
+		}
+		_exit(127);
 	}
-	umount2(lower, MNT_DETACH);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
 }

@@ -674,7 +674,11 @@ export class MachineRuntime implements MachineContainers {
     const scratch = path.join(this.registry.containerDir(id), 'scratch.ext4');
     // A warm VM fits a container without further disks or shares (their devices exist from boot).
     const warm =
-      this.warm && runtimeDir !== undefined && extraDisks.length === 0 && shares.length === 0
+      this.warm &&
+      runtimeDir !== undefined &&
+      extraDisks.length === 0 &&
+      shares.length === 0 &&
+      (await this.warm.fits({ runtimeDir, scratch, logFile }))
         ? this.warm.take(this.warmShape(record, rootDisk), bundle)
         : undefined;
     let endpoint: Endpoint | null;

@@ -25,9 +25,9 @@
  * taps are deleted by the network manager's init (taps in no state).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { toBosonError, type Logger } from '../common/index.ts';
+import { pidAlive, toBosonError, type Logger } from '../common/index.ts';
 import type { BootBundle } from '../guest/index.ts';
 import { bootWithWatchdog, type MicroVmConfig, type Vm, type VmJail, type Vmm } from '../vmm/index.ts';
 import { ControlChannel } from './control-channel.ts';
@@ -165,6 +165,8 @@ export class WarmPool {
   private readonly counters = { hits: 0, misses: 0, fallbacks: 0, bootFailures: 0, discarded: 0 };
   private readonly imageIds = new Set<string>();
   private lastTake = 0;
+  /** The VM booting now (killed by close()). */
+  private inflight: Vm | undefined;
 
   constructor(
     private readonly options: WarmPoolOptions,
@@ -185,10 +187,13 @@ export class WarmPool {
     for (const name of await readdir(vms).catch(() => [] as string[])) {
       if (!name.startsWith(WARM_DIR_PREFIX)) continue;
       const dir = path.join(vms, name);
-      const vm = await this.parts.vmm.attach(dir).catch(() => null);
-      if (vm) {
-        await vm.kill();
-        this.parts.log.info({ vmDir: name, qemuPid: vm.pid }, 'killed a warm micro-VM left by an earlier daemon');
+      const pid = await qemuOf(dir);
+      if (pid !== null) {
+        process.kill(pid, 'SIGKILL');
+        // Until it is gone for good (its cgroup is busy until then), polled with a timer that keeps the process
+        // alive: a daemon starting up has nothing else to wait on yet.
+        for (let i = 0; i < 500 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 20));
+        this.parts.log.info({ vmDir: name, qemuPid: pid }, 'killed a warm micro-VM left by an earlier daemon');
       }
       await this.parts.vmm.cleanup(dir).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
@@ -231,6 +236,15 @@ export class WarmPool {
     }
     this.wake?.();
     return vm;
+  }
+
+  /**
+   * Whether a container's files can take a warm VM: a first start (no log yet: QEMU appends to the pool's file, which
+   * replaces it) with a writable layer of the default size.
+   */
+  async fits(target: WarmTarget): Promise<boolean> {
+    if (!this.enabled || (await exists(target.logFile))) return false;
+    return (await stat(target.scratch).catch(() => null))?.size === DEFAULT_SCRATCH_BYTES;
   }
 
   /**
@@ -307,11 +321,19 @@ export class WarmPool {
   /** Stops filling and kills every warm VM (daemon shutdown). */
   async close(): Promise<void> {
     this.closed = true;
-    this.wake?.();
-    await this.loop;
-    const all = [...this.ready.values()].flat();
-    this.ready.clear();
-    await Promise.all(all.map((w) => this.remove(w, true)));
+    // A closing daemon may have no other handle open: this keeps it alive until its VMs are gone.
+    const keepAlive = setInterval(() => undefined, 1000);
+    try {
+      this.wake?.();
+      // A boot in progress is not waited for: killed, it fails and removes what it made.
+      await this.inflight?.kill();
+      await this.loop;
+      const all = [...this.ready.values()].flat();
+      this.ready.clear();
+      await Promise.all(all.map((w) => this.remove(w, true)));
+    } finally {
+      clearInterval(keepAlive);
+    }
   }
 
   private imageName(imageId: string): string {
@@ -385,10 +407,12 @@ export class WarmPool {
           }
           failuresInRow = 0;
         } catch (err) {
+          if (this.closed) break;
           this.counters.bootFailures++;
           failuresInRow++;
           this.parts.log.warn({ image: shape.image, error: toBosonError(err).message }, 'a warm micro-VM failed to boot');
         } finally {
+          this.inflight = undefined;
           this.booting.set(key, (this.booting.get(key) ?? 1) - 1);
         }
         // A pool that cannot boot does not spin: back off after failures.
@@ -453,8 +477,9 @@ export class WarmPool {
           return ctl.waitForHello();
         },
         { timeoutMs: this.options.bootTimeoutMs, attempts: 1 },
-        (c) => this.parts.vmm.launch(c),
+        async (c) => (this.inflight = await this.parts.vmm.launch(c)),
       );
+      if (this.closed) throw new Error('the pool is closing');
       try {
         await vm.pause?.();
       } catch (err) {
@@ -463,6 +488,7 @@ export class WarmPool {
       }
       return { id, shape, bundle: bundleKeyOf(bundle), vm, ctl, tap, dir, scratch, logFile };
     } catch (err) {
+      await this.inflight?.kill();
       if (tap) await this.parts.taps?.drop(tap);
       await this.parts.vmm.cleanup(dir).catch(() => undefined);
       await Promise.all([rm(dir, { recursive: true, force: true }), rm(files, { recursive: true, force: true })]);
@@ -514,6 +540,14 @@ function poolMac(): string {
 
 function bundleKeyOf(bundle: BootBundle): string {
   return `${bundle.kernelPath}|${bundle.initramfsPath}`;
+}
+
+/** The pid of the QEMU of runtime directory `dir` (its pid file, checked against its command line), or null. */
+async function qemuOf(dir: string): Promise<number | null> {
+  const pid = Number((await readFile(path.join(dir, 'qemu.pid'), 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return cmdline.includes(dir) ? pid : null;
 }
 
 /** `work`, or an Error with `message` after `ms`. */
