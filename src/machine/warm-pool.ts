@@ -148,7 +148,7 @@ export const WARM_DIR_PREFIX = 'w-';
 const REFILL_DELAY_MS = 1500;
 
 /** How long a warm VM may take to resume (QMP cont) before it counts as bad. */
-const RESUME_TIMEOUT_MS = 2000;
+const RESUME_TIMEOUT_MS = 3000;
 
 /** Shapes a start that missed may add per configured image, beyond the defaults. */
 const MAX_LEARNED_SHAPES = 4;
