@@ -123,6 +123,7 @@ async function main(): Promise<void> {
       warm: { first: [] as number[], total: [] as number[] },
     };
     let warmMisses = 0;
+    const failed = { cold: 0, warm: 0 };
     for (let i = 0; i < runs; i++) {
       for (const [cmd, key] of [
         [['echo', 'hi'], 'first'],
@@ -132,13 +133,23 @@ async function main(): Promise<void> {
         const r = await runcOnce(bundle, i, [...cmd]);
         series.runc[key].push(key === 'first' ? r.first! : r.total);
         await poolReady(warmHost);
-        const c = await bosonOnce(coldHost, [...cmd]);
-        series.cold[key].push(key === 'first' ? c.first! : c.total);
+        try {
+          const c = await bosonOnce(coldHost, [...cmd]);
+          series.cold[key].push(key === 'first' ? c.first! : c.total);
+        } catch (err) {
+          failed.cold++;
+          console.error(`cold: ${String(err)}`);
+        }
         await poolReady(warmHost);
         const before = (await warmView(warmHost)).hits;
-        const w = await bosonOnce(warmHost, [...cmd]);
+        try {
+          const w = await bosonOnce(warmHost, [...cmd]);
+          series.warm[key].push(key === 'first' ? w.first! : w.total);
+        } catch (err) {
+          failed.warm++;
+          console.error(`warm: ${String(err)}`);
+        }
         if ((await warmView(warmHost)).hits === before) warmMisses++;
-        series.warm[key].push(key === 'first' ? w.first! : w.total);
       }
     }
     // A streak of warm starts back to back: the pool refills in the background meanwhile.
@@ -164,6 +175,7 @@ async function main(): Promise<void> {
       runc: { first: stat(series.runc.first), total: stat(series.runc.total) },
       cold: { first: stat(series.cold.first), total: stat(series.cold.total) },
       warm: { first: stat(series.warm.first), total: stat(series.warm.total), notWarm: warmMisses },
+      failed,
       ratios: {
         warmOverRuncTotal: +(percentile(series.warm.total, 50) / percentile(series.runc.total, 50)).toFixed(2),
         warmOverColdTotal: +(percentile(series.warm.total, 50) / percentile(series.cold.total, 50)).toFixed(2),
@@ -186,7 +198,7 @@ async function main(): Promise<void> {
       console.log(row('runc run (same rootfs)', result.runc));
       console.log(row('boson run --rm, cold (daemon)', result.cold));
       console.log(row('boson run --rm, warm (pool ready)', result.warm));
-      console.log(`warm runs that were not warm: ${warmMisses}`);
+      console.log(`warm runs that were not warm: ${warmMisses}; failed runs: cold ${failed.cold}, warm ${failed.warm}`);
       console.log(
         `warm / runc (end): ${result.ratios.warmOverRuncTotal}x (goal <= 10x)   warm / cold (end): ${result.ratios.warmOverColdTotal}x (goal <= 0.25x)   warm / cold (first output): ${result.ratios.warmOverColdFirst}x`,
       );

@@ -118,6 +118,13 @@ describe('warm start', () => {
     const missing = await runBoson(host, ['run', '--rm', 'busybox', 'no-such-command'], { timeoutMs: 120_000 });
     assert.equal(missing.code, 127, missing.stderr);
     assert.equal((await warm()).hits, afterRun.hits + 2);
+    // boson info shows the pool, as /metrics does.
+    const info = JSON.parse(await boson(['info', '--json'])) as { warm: WarmView | null };
+    assert.ok(info.warm?.enabled);
+    assert.ok(info.warm.hits >= afterRun.hits + 2);
+    assert.match(await boson(['info']), /^Warm start: +busybox: 2 per shape/m);
+    const metrics = await (await new MachineClient(path.join(runDir(), 'boson.sock')).raw('GET', '/metrics')).toArray();
+    assert.match(Buffer.concat(metrics as Buffer[]).toString(), /^boson_warm_hits \d+$/m);
   });
 
   test('two warm clones have their own hostname, MAC, address, boot id and random bytes; exec works in them', async () => {
@@ -183,6 +190,11 @@ describe('warm start', () => {
   });
 
   test('a daemon killed -9 with a full pool leaves nothing behind after the next boson up and its shutdown', async () => {
+    // A container that took a warm VM is re-attached by the next daemon (its QEMU names the pool's directory).
+    await ready(1, true);
+    const hits = (await warm()).hits;
+    const kept = (await boson(['run', '-d', 'busybox', 'sh', '-c', 'echo $$ > /tmp/pid; sleep 600'])).trim();
+    assert.equal((await warm()).hits, hits + 1);
     await ready(2);
     const old = await poolVms();
     assert.ok(old.length >= 2, 'the pool has VMs');
@@ -206,6 +218,10 @@ describe('warm start', () => {
       `old taps deleted: ${oldTaps.filter((t) => nowTaps.has(t)).join(' ')}`,
     );
     assert.equal((await runBoson(host, ['run', '--rm', 'busybox', 'true'], { timeoutMs: 120_000 })).code, 0);
+    // The warm container survived both daemons' sweeps: still the same process, reachable by exec, stoppable.
+    assert.equal((await boson(['exec', kept, 'cat', '/tmp/pid'])).trim().length > 0, true);
+    assert.match(await boson(['ps']), new RegExp(kept.slice(0, 12)));
+    await boson(['rm', '-f', kept]);
     // A clean shutdown kills the pool.
     const last = (await poolVms()).map((v) => v.dir);
     await daemon.stop();

@@ -245,7 +245,8 @@ export class MachineRuntime implements MachineContainers {
     this.warm = options.detached
       ? new WarmPool(
           {
-            images: options.warm?.images ?? [],
+            // Root only: a rootless VM's network (QEMU user networking with its port forwards) is fixed at boot.
+            images: this.paths.rootless ? [] : (options.warm?.images ?? []),
             perShape: options.warm?.perShape ?? 0,
             memoryBudgetMiB: options.warm?.memoryBudgetMiB ?? 0,
             defaultMemoryMiB: DEFAULT_MEMORY_MIB,

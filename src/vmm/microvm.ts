@@ -25,6 +25,8 @@ import type { MicroVmConfig, Vm, Vmm, VmExit } from './types.ts';
 import { cgroupMode, confine, release, type VmCgroup } from './cgroup.ts';
 
 const CONSOLE_KEEP = 64 * 1024;
+/** How long a QEMU whose control channel closed before HELLO may take to exit by itself. */
+const CHANNEL_CLOSED_GRACE_MS = 2000;
 const EXIT_POLL_MS = 250;
 
 /** A running micro-VM. */
@@ -523,15 +525,22 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     ]);
     clearTimeout(timer);
     if (outcome.kind === 'booted') return { vm, value: outcome.value, attempts: attempt };
+    // A closed control channel before boot means QEMU is going away (or the guest reset itself, which -no-reboot
+    // turns into an exit): its own exit status says which, so it gets a moment to end before it is killed.
+    const channelClosed = outcome.kind === 'failed' && isBosonError(outcome.error, 'GUEST_CRASHED');
+    if (channelClosed) await Promise.race([vm.exited, new Promise((r) => setTimeout(r, CHANNEL_CLOSED_GRACE_MS))]);
     // A detached VM's console is read from QEMU, so before it is killed.
-    const hungTail = outcome.kind === 'timeout' ? await vm.consoleTail() : '';
+    const hungTail = outcome.kind === 'timeout' || (channelClosed && !vm.hasExited) ? await vm.consoleTail(200) : '';
+    const killedHere = !vm.hasExited;
     await vm.kill();
     // A closed control channel before boot means QEMU itself went away: report what QEMU said instead.
     if (outcome.kind === 'failed' && !isBosonError(outcome.error, 'GUEST_CRASHED')) throw outcome.error;
     if (outcome.kind !== 'timeout') {
       const exit = await vm.exited;
-      const tail = await vm.consoleTail(200);
-      if (exit.code === 0 && exit.signal === null && attempt < options.attempts) {
+      const tail = hungTail || (await vm.consoleTail(200));
+      // Retried like a hang: a guest that reset itself (exit 0), and a channel that closed while QEMU still ran
+      // (seen under heavy load; QEMU was killed here, so its status says nothing about the guest).
+      if (((exit.code === 0 && exit.signal === null) || (channelClosed && killedHere)) && attempt < options.attempts) {
         lastTail = tail;
         lastReason = 'crashed';
         continue;

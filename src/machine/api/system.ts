@@ -109,7 +109,7 @@ export function systemRoutes(source: MetricsSource, events: MachineEvents, conte
         schema: {
           tags,
           summary: "The daemon's pool of pre-booted micro-VMs (warm start)",
-          response: { 200: WarmPoolView },
+          response: { 200: WarmPoolView, ...errors },
         },
       },
       async () =>
