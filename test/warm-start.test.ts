@@ -66,11 +66,11 @@ async function poolVms(): Promise<Array<{ dir: string; pid: number }>> {
   return vms;
 }
 
-/** Links of this host's network prefix that are taps. */
-function taps(): string[] {
+/** Taps of this host's network prefix; `spare`: only those on no bridge (the pool's, not yet a container's). */
+function taps(spare = false): string[] {
   const prefix = host.env.BOSON_NET_PREFIX!;
-  const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show']).toString()) as Array<{ ifname: string }>;
-  return links.map((l) => l.ifname).filter((n) => n.startsWith(`${prefix}t`));
+  const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show']).toString()) as Array<{ ifname: string; master?: string }>;
+  return links.filter((l) => l.ifname.startsWith(`${prefix}t`) && (!spare || l.master === undefined)).map((l) => l.ifname);
 }
 
 /** Which of the named pool cgroups (`boson/<name>`) exist under any controller (the parent is shared by all hosts). */
@@ -198,7 +198,7 @@ describe('warm start', () => {
     await ready(2);
     const old = await poolVms();
     assert.ok(old.length >= 2, 'the pool has VMs');
-    const oldTaps = taps();
+    const oldTaps = taps(true);
     await daemon.kill9();
     // The warm VMs outlive the killed daemon...
     assert.ok(old.every((v) => pidAlive(v.pid)));
