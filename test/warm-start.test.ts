@@ -195,6 +195,9 @@ describe('warm start', () => {
     const hits = (await warm()).hits;
     const kept = (await boson(['run', '-d', 'busybox', 'sh', '-c', 'echo $$ > /tmp/pid; sleep 600'])).trim();
     assert.equal((await warm()).hits, hits + 1);
+    // Its cgroup was renamed after it, as a cold-booted container's is named.
+    const byId = await cgroupsOf([kept.slice(0, 16)]);
+    if (process.geteuid?.() === 0) assert.ok(byId.length > 0, 'the container has its cgroup, named after it');
     await ready(2);
     const old = await poolVms();
     assert.ok(old.length >= 2, 'the pool has VMs');
@@ -222,6 +225,7 @@ describe('warm start', () => {
     assert.equal((await boson(['exec', kept, 'cat', '/tmp/pid'])).trim().length > 0, true);
     assert.match(await boson(['ps']), new RegExp(kept.slice(0, 12)));
     await boson(['rm', '-f', kept]);
+    assert.deepEqual(await cgroupsOf([kept.slice(0, 16)]), [], 'its cgroup went with it');
     // A clean shutdown kills the pool.
     const last = (await poolVms()).map((v) => v.dir);
     await daemon.stop();

@@ -770,7 +770,8 @@ export class MachineRuntime implements MachineContainers {
         : {}),
     });
     const tNet = performance.now();
-    let claimed: ClaimedVm | null = warm && runtimeDir ? await this.warm!.claim(warm, { runtimeDir, scratch, logFile }) : null;
+    let claimed: ClaimedVm | null =
+      warm && runtimeDir ? await this.warm!.claim(warm, { runtimeDir, scratch, logFile, cgroupName: id.slice(0, 16) }) : null;
     let { vm, ctl } = claimed ?? (await coldBoot());
     const tBoot = performance.now();
     try {

@@ -98,6 +98,8 @@ export interface WarmTarget {
   runtimeDir: string;
   scratch: string;
   logFile: string;
+  /** The container's cgroup name (the VM's is renamed to it). */
+  cgroupName?: string;
 }
 
 /** A claimed warm VM, running, its files the container's. */
@@ -266,7 +268,7 @@ export class WarmPool {
       await rename(warm.scratch, target.scratch);
       await rename(warm.logFile, target.logFile);
       if (!warm.vm.relocate) throw new Error('this VMM cannot move a VM');
-      await warm.vm.relocate(target.runtimeDir);
+      await warm.vm.relocate(target.runtimeDir, target.cgroupName);
     } catch (err) {
       this.counters.fallbacks++;
       this.parts.log.info({ warmVm: warm.id, error: (err as Error).message }, 'a warm micro-VM could not be claimed; booting cold');

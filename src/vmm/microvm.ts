@@ -44,6 +44,8 @@ export class MicroVm implements Vm {
   private readonly piped: PipedOutput | undefined;
   private exitInfo: VmExit | undefined;
   private readonly killProcess: () => void;
+  /** Its cgroup directories (released when it ends). */
+  private cgroup: VmCgroup | null;
 
   /** @internal use launchMicroVm or attachMicroVm */
   constructor(parts: {
@@ -58,6 +60,7 @@ export class MicroVm implements Vm {
   }) {
     this.pid = parts.pid;
     this.runtimeDir = parts.runtimeDir;
+    this.cgroup = parts.cgroup ?? null;
     this.channel = parts.channel;
     this.qmp = new QmpClient(parts.qmp);
     // A closed peer must never crash Boson; the exit promise reports what happened.
@@ -79,9 +82,10 @@ export class MicroVm implements Vm {
         if (this.exitInfo) return;
         this.exitInfo = exit;
         parts.qmp.destroy();
-        // Its cgroup goes with it (a daemon that re-attached found it in the runtime directory).
-        if (parts.cgroup)
-          void release(parts.cgroup)
+        // Its cgroup goes with it (a daemon that re-attached found it in the runtime directory; relocate() may
+        // have renamed it).
+        if (this.cgroup)
+          void release(this.cgroup)
             .catch(() => undefined)
             .finally(() => resolve(exit));
         else resolve(exit);
@@ -188,9 +192,10 @@ export class MicroVm implements Vm {
   /**
    * Moves a detached VM's runtime directory to `dir` (a rename on one filesystem: QEMU's listening sockets, its
    * chroot and open files go with it) and notes where it started (ORIGIN_FILE), because QEMU's command line keeps
-   * naming the old path: re-attaching checks the process against either. For a VM booted ahead of its container.
+   * naming the old path: re-attaching checks the process against either. Its cgroup is renamed to `cgroupName`
+   * when given. For a VM booted ahead of its container.
    */
-  async relocate(dir: string): Promise<void> {
+  async relocate(dir: string, cgroupName?: string): Promise<void> {
     const from = this.runtimeDir;
     if (from === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM has a runtime directory to move');
     if (from === dir) return;
@@ -199,6 +204,20 @@ export class MicroVm implements Vm {
     await rename(from, dir);
     this.runtimeDir = dir;
     await writeFile(path.join(dir, ORIGIN_FILE), origin);
+    // Its cgroup is renamed too (cgroup directories can be renamed within their parent), so that a container's
+    // cgroup is named after it whichever VM it got.
+    if (cgroupName !== undefined && this.cgroup) {
+      const dirs: string[] = [];
+      for (const d of this.cgroup.dirs) {
+        const to = path.join(path.dirname(d), cgroupName);
+        await rename(d, to).then(
+          () => dirs.push(to),
+          () => dirs.push(d),
+        );
+      }
+      this.cgroup = { dirs };
+      await writeFile(path.join(dir, CGROUP_FILE), JSON.stringify(this.cgroup));
+    }
   }
 
   /** Resumes a VM that QEMU paused on a disk error; the failed write is retried (and pauses it again if it fails again). */

@@ -102,10 +102,10 @@ export interface Vm {
   /** Pauses the guest (a warm VM waiting for its container); absent where the VMM cannot. */
   pause?(): Promise<void>;
   /**
-   * Moves a detached VM's runtime directory to `dir` (same filesystem), so that a VM booted ahead of its container
-   * lives where the container's would; absent where the VMM cannot.
+   * Moves a detached VM's runtime directory to `dir` (same filesystem), and renames its cgroup to `cgroupName`, so
+   * that a VM booted ahead of its container lives where the container's would; absent where the VMM cannot.
    */
-  relocate?(dir: string): Promise<void>;
+  relocate?(dir: string, cgroupName?: string): Promise<void>;
 }
 
 /** The VMM driver's one narrow input: launch a micro-VM, re-attach to a detached one, say which accelerator. */
