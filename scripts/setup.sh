@@ -81,6 +81,39 @@ if [ -n "$running" ]; then
   echo "setup: warning: a Docker daemon runs here (pids $running); Boson's Docker API uses its own socket, but the docker CLI follows DOCKER_HOST" >&2
 fi
 
+# etcd, the controller's distributed state store: the tests start their own etcd on loopback (a temp data dir,
+# random ports), so Debian's etcd-server is installed with its service never started (the same policy-rc.d guard
+# as the Docker packages), and its unit is disabled and masked wherever systemd exists (every run, as Docker's).
+if ! dpkg-query -W -f='${Status}' etcd-server 2>/dev/null | grep -q 'install ok installed'; then
+  step "Installing etcd-server (its service stays off)"
+  etcd_before=" $( (pgrep -x etcd || true) | tr '\n' ' ') "
+  policy=/usr/sbin/policy-rc.d
+  policy_saved=
+  if [ -e "$policy" ]; then policy_saved=$(mktemp); cp -p "$policy" "$policy_saved"; fi
+  restore_policy() {
+    if [ -n "$policy_saved" ]; then mv -f "$policy_saved" "$policy"; else rm -f "$policy"; fi
+  }
+  trap restore_policy EXIT
+  trap 'exit 130' INT TERM HUP
+  printf '#!/bin/sh\n# Boson setup: no service may start while etcd-server is installed.\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends etcd-server
+  restore_policy
+  trap - EXIT INT TERM HUP
+  for pid in $(pgrep -x etcd || true); do
+    case "$etcd_before" in *" $pid "*) ;; *) echo "setup: stopping etcd (pid $pid), started by the install" >&2; kill "$pid" 2>/dev/null || true ;; esac
+  done
+fi
+if command -v systemctl >/dev/null 2>&1; then
+  if [ -d /run/systemd/system ]; then etcd_root=(); systemctl stop etcd.service >/dev/null 2>&1 || true
+  else etcd_root=(--root=/); fi
+  if [ "$(systemctl "${etcd_root[@]}" is-enabled etcd.service 2>/dev/null)" != masked ]; then
+    systemctl "${etcd_root[@]}" disable etcd.service >/dev/null 2>&1 || true
+    systemctl "${etcd_root[@]}" mask etcd.service >/dev/null 2>&1 || echo "setup: warning: could not mask etcd.service" >&2
+  fi
+fi
+
 # npm packages: reinstall only when the lock file changed.
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f node_modules/.boson-lock ] || [ "$(cat node_modules/.boson-lock)" != "$lock_hash" ]; then

@@ -2,7 +2,8 @@
  * A Docker API pull (`POST /images/create`) uses only the credentials the client sent in X-Registry-Auth: without
  * the header it is anonymous even when the daemon's user has stored credentials for the registry (Boson's
  * auth.json and Docker's config.json), as dockerd does. Against a token-auth registry on loopback (registry-fixture).
- * No micro-VM: the pull stream is served by pullStream over a real ImageStore.
+ * No micro-VM: the pull stream is served by pullStream over the machine's real image service and ImageStore, so
+ * that what is checked is the port's `auth: null` (anonymous) as the image service honours it.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
@@ -15,6 +16,7 @@ import { pullStream, registryAuth } from '../src/docker/images.ts';
 import { credentialStore, loadConfig, registryOptions } from '../src/main/index.ts';
 import { makeTar, writeOciLayout } from '../src/image/oci-writer.ts';
 import { imageStoreOn } from '../src/image/test-support.ts';
+import { ImageService } from '../src/machine/index.ts';
 import { pushLayout, startRegistry, testConfig, type TestRegistry, type TokenServer } from './registry-fixture.ts';
 
 let work: string;
@@ -44,7 +46,7 @@ before(async () => {
   const images = imageStoreOn(path.join(work, 'state'), { registry: registryOptions(config) });
   server = http.createServer((req, res) => {
     const reference = new URL(req.url ?? '/', 'http://x').searchParams.get('fromImage') ?? '';
-    void pullStream({ resolve: (r) => images.resolve(r), pull: (r, o) => images.pull(r, { ...o, unpack: false }) }, res, reference, {
+    void pullStream(new ImageService(images, { spoolDir: path.join(work, 'spool') }), res, reference, {
       auth: registryAuth(req.headers['x-registry-auth']),
     });
   });

@@ -23,8 +23,6 @@ const CHECKS = path.join(PACKAGE_ROOT, 'test', 'docker-py', 'checks.py');
  * reference). Remove an entry when its fix lands (the check then says it passes).
  */
 const KNOWN_FAILURES: Record<string, string> = {
-  'containers.get_archive_stopped':
-    'container.get_archive(path) of an exited container: GET /containers/{id}/archive?path=… answers 409 "container … is not running: Boson copies files through the container\'s running micro-VM"; Docker answers 200 with the tar (archives work on stopped containers)',
   'networks.connect_disconnect_running':
     'network.connect(running_container) / disconnect: POST /networks/{id}/connect answers 409 "cannot connect running container … to network …: a Boson micro-VM has one network card, chosen when it boots, and a running micro-VM cannot have one hot-plugged; stop the container, connect it, then start it" (disconnect likewise); Docker answers 200 and hot-plugs a second endpoint',
 };

@@ -19,7 +19,7 @@ const ALLOWED: Record<string, string[]> = {
   vmm: ['common'],
   image: ['common'],
   machine: ['common', 'guest', 'vmm', 'image'],
-  controller: ['common'],
+  controller: ['common', 'machine'],
   docker: ['common', 'machine', 'controller', 'image'],
   cri: ['common', 'machine', 'controller'],
   cli: ['common', 'machine', 'controller', 'image', 'guest', 'vmm', 'docker', 'cri', 'main'],
@@ -41,17 +41,7 @@ const MACHINE_SURFACES = [path.join('machine', 'port', 'index.ts'), path.join('m
  * Files of an edge still allowed the whole of src/machine (its index.ts), each with the reason. The list may only
  * shrink: a listed file that no longer needs it fails the test.
  */
-const MACHINE_EXCEPTIONS: Record<string, string> = {
-  // The Docker personality's one adapter to the runtime: the reach-ins the port does not cover (whether this
-  // runtime holds a VM now, the log file an attach holds open, the image store's own calls, the event emitter).
-  'docker/machine-access.ts': 'runtime internals, listed in its module comment',
-  // Not yet switched to machine/port and machine/client: each uses a type the port has in another shape.
-  'docker/index.ts': 'takes the MachineRuntime to build machine-access',
-  'docker/streams.ts': 'MachineEvent (the port has Event, with timeNano as a string)',
-  'docker/system.ts': 'MachineEvent and VolumeRecord (the port has Event and Volume)',
-  'docker/containers.ts': 'ContainerRecord, for statusText (the port has Container)',
-  'docker/routes/volumes.ts': 'DEFAULT_VOLUME_BYTES',
-};
+const MACHINE_EXCEPTIONS: Record<string, string> = {};
 
 async function sourceFiles(dir: string): Promise<string[]> {
   const out: string[] = [];

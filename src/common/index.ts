@@ -8,6 +8,7 @@ export * from './tcp-endpoint.ts';
 export * from './stream-frame.ts';
 export * from './store.ts';
 export { MemoryStateStore } from './store-memory.ts';
+export { asyncStore } from './store-async.ts';
 export { planCommit, WatchHub, compactedRevision, type PlannedWrite, type ChangeSource } from './store-core.ts';
 export * from './process.ts';
 export * from './keyed-mutex.ts';

@@ -17,7 +17,8 @@
  * The methods are synchronous: both implementations a machine uses are local (SQLite in <stateDir>/machine.db,
  * and memory for tests), and the container registry's reads are synchronous. A remote implementation (etcd, the
  * controller's) offers the same methods returning promises (`AsyncStateStore`); the conformance suite awaits every
- * call, so one suite checks both forms. Implementations live in src/machine/store/ and are built by src/main.
+ * call, so one suite checks both forms; `asyncStore` (store-async.ts) gives a synchronous store the promise form.
+ * Implementations live in src/machine/store/ (SQLite, etcd) and src/common (memory), and are built by src/main.
  */
 import { BosonError } from './errors.ts';
 
@@ -96,10 +97,19 @@ export interface StateStore {
   close(): void;
 }
 
-/** The same contract with promises, for a remote store (etcd). */
-export type AsyncStateStore = {
-  [K in keyof StateStore]: StateStore[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<R> : never;
-};
+/** The same contract with promises, for a remote store (etcd); spelled out so that the typed reads keep their type parameter. */
+export interface AsyncStateStore {
+  revision(): Promise<number>;
+  get<T = unknown>(kind: string, key: string): Promise<StoredRecord<T> | undefined>;
+  list<T = unknown>(kind: string, opts?: { prefix?: string }): Promise<StoredRecord<T>[]>;
+  put(kind: string, key: string, value: unknown, opts?: { expectRevision?: number }): Promise<number>;
+  delete(kind: string, key: string, opts?: { expectRevision?: number }): Promise<boolean>;
+  commit(ops: StoreOp[]): Promise<number>;
+  watch<T = unknown>(kind: string, fromRevision: number, onChange: (change: StoreChange<T>) => void): Promise<StoreWatch>;
+  appendEvent(event: NewStoreEvent): Promise<StoredEvent>;
+  events(query?: EventQuery): Promise<StoredEvent[]>;
+  close(): Promise<void>;
+}
 
 /** How many revisions of changes a store keeps for watches. */
 export const CHANGE_LOG_SIZE = 10_000;

@@ -1,6 +1,8 @@
 /**
- * `docker cp`, both ways, through the running micro-VM: the container's files live on disks inside the guest, so
+ * `docker cp`, both ways, through the container's micro-VM: the container's files live on disks inside the guest, so
  * stat, archive and extract are busybox `stat` and `tar` run there (exec as root), streamed to and from the client.
+ * A container that is not running is served the same way by a short-lived helper micro-VM booted from its disks
+ * (offline execs): the host never mounts or parses the filesystems the guest wrote (docs/security.md).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path/posix';
@@ -50,13 +52,12 @@ const notFound = (p: string, record: Container): DockerError =>
 /** The base64 JSON of Docker's X-Docker-Container-Path-Stat header for a path in the container; 404 if absent. */
 export async function archiveStat(service: MachineContainers, record: Container, p: string): Promise<string> {
   const abs = absolute(record, p);
-  const r = await guestExec(service, record.id, [
-    'sh',
-    '-c',
-    `stat -c '%s %f %Y' "$1" 2>/dev/null || exit ${NOT_FOUND}; readlink "$1" || true`,
-    'sh',
-    abs,
-  ]);
+  const r = await guestExec(
+    service,
+    record.id,
+    ['sh', '-c', `stat -c '%s %f %Y' "$1" 2>/dev/null || exit ${NOT_FOUND}; readlink "$1" || true`, 'sh', abs],
+    { offline: true },
+  );
   if (r.code === NOT_FOUND) throw notFound(p, record);
   if (r.code !== 0) throw new DockerError(500, `stat ${p} in the container failed (exit ${r.code}): ${r.stderr.trim()}`);
   const [first = '', link = ''] = r.stdout.toString('utf8').split('\n');
@@ -80,6 +81,7 @@ export async function archiveGet(service: MachineContainers, record: Container, 
   res.writeHead(200, { 'Content-Type': 'application/x-tar', 'X-Docker-Container-Path-Stat': stat });
   const r = await guestExec(service, record.id, ['tar', 'cf', '-', '-C', dir, base], {
     onStdout: (d) => void (res.destroyed || res.write(d)),
+    offline: true,
   });
   if (r.code !== 0) {
     // The tar is cut short: the client sees a truncated archive, as Docker's does on a read error.
@@ -103,7 +105,7 @@ export async function archivePut(
     service,
     record.id,
     ['sh', '-c', `[ -d "$1" ] || exit ${NOT_FOUND}; exec tar ${tarFlags} - -C "$1"`, 'sh', abs],
-    { stdin: req as AsyncIterable<Buffer> },
+    { stdin: req as AsyncIterable<Buffer>, offline: true },
   );
   req.resume();
   if (r.code === NOT_FOUND) throw notFound(p, record);

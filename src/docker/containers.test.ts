@@ -14,6 +14,7 @@ import {
   endpointId,
   lookupOf,
   matchesFilters,
+  parseLink,
 } from './containers.ts';
 import { DockerError } from './errors.ts';
 
@@ -489,4 +490,25 @@ test('create: EndpointsConfig aliases and a static IPv4 address; more than one e
     () => spec({ NetworkingConfig: { EndpointsConfig: { a: {}, b: {} } } }),
     (err: unknown) => err instanceof DockerError && err.status === 400 && /one network card/.test(err.message),
   );
+});
+
+test("links: Docker's three forms, from HostConfig.Links and the endpoint's Links, into the spec", () => {
+  assert.deepEqual(parseLink('db:alias'), { container: 'db', alias: 'alias' });
+  assert.deepEqual(parseLink('db'), { container: 'db', alias: 'db' });
+  assert.deepEqual(parseLink('/db:/web/alias'), { container: 'db', alias: 'alias' });
+  for (const bad of ['', 'a:b:c', ':x', 'x:']) assert.throws(() => parseLink(bad), DockerError, bad);
+  const spec = containerSpecOf(
+    {
+      Image: 'busybox',
+      HostConfig: { NetworkMode: 'net', Links: ['db:d'] },
+      NetworkingConfig: { EndpointsConfig: { net: { Links: ['cache'] } } },
+    },
+    null,
+    2,
+  );
+  assert.deepEqual(spec.links, [
+    { container: 'db', alias: 'd' },
+    { container: 'cache', alias: 'cache' },
+  ]);
+  assert.ok(Value.Check(ContainerSpec, spec));
 });

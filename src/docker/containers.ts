@@ -3,17 +3,15 @@
  * ContainerSpec, and the port's Container turned into `GET /containers/json` summaries and `GET
  * /containers/{id}/json` inspect documents. What Boson cannot honour is refused here, by name.
  */
+import { parseRestartPolicy, parseVolumeSpec, statusText, validateContainerName } from '../machine/client/index.ts';
 import {
-  parseRestartPolicy,
-  parseVolumeSpec,
-  statusText,
-  validateContainerName,
+  localContext,
   type Container,
-  type ContainerRecord,
   type ContainerSpec,
+  type MachineNetworks,
   type MountSpec,
   type PortBinding,
-} from '../machine/index.ts';
+} from '../machine/port/index.ts';
 import { createHash } from 'node:crypto';
 import { isBosonError } from '../common/index.ts';
 import { badRequest, notSupported } from './errors.ts';
@@ -102,7 +100,13 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
     );
   const chosen = endpoints[0] ?? netMode;
   const network = chosen === '' || chosen === 'default' || chosen === 'bridge' ? undefined : chosen;
-  const { aliases, ipv4Address } = endpointConfigOf(endpoints[0] === undefined ? undefined : endpointsConfig[endpoints[0]]);
+  const {
+    aliases,
+    ipv4Address,
+    links: endpointLinks,
+  } = endpointConfigOf(endpoints[0] === undefined ? undefined : endpointsConfig[endpoints[0]]);
+  // The CLI sends --link in HostConfig.Links, and again in the endpoint's Links on a user network.
+  const links = [...(strSlice(host, 'Links', H) ?? []).map(parseLink), ...endpointLinks];
   if (host.Privileged === true) throw notSupported('--privileged', 'a micro-VM has no host devices or capabilities to grant');
   if (Array.isArray(host.VolumesFrom) && host.VolumesFrom.length > 0) throw notSupported('--volumes-from');
   if (Array.isArray(host.Devices) && host.Devices.length > 0) throw notSupported('--device', 'a micro-VM has no host devices');
@@ -187,21 +191,42 @@ export function containerSpecOf(body: Obj, name: string | null, hostCpus: number
     network,
     ...(aliases.length > 0 ? { aliases } : {}),
     ...(ipv4Address !== undefined ? { ipv4Address } : {}),
+    ...(links.length > 0 ? { links } : {}),
     ports,
     publishAll,
   };
 }
 
-/** The aliases and static IPv4 address of Docker's EndpointSettings (create's EndpointsConfig entry, connect's EndpointConfig). */
-export function endpointConfigOf(ec: unknown): { aliases: string[]; ipv4Address?: string } {
-  if (ec === undefined || ec === null) return { aliases: [] };
+/**
+ * One of Docker's link strings: `name:alias`, `name` (alias = name), or the `/name:/container/alias` form a
+ * container's inspect shows (Docker's opts.ParseLink).
+ */
+export function parseLink(text: string): { container: string; alias: string } {
+  if (text === '') throw badRequest('empty string specified for links');
+  const parts = text.split(':');
+  if (parts.length > 2) throw badRequest(`bad format for links: ${text}`);
+  const [name = '', alias] = parts;
+  if (alias === undefined) return { container: name.replace(/^\//, ''), alias: name.replace(/^\//, '') };
+  if (name.startsWith('/')) return { container: name.slice(1), alias: alias.slice(alias.lastIndexOf('/') + 1) };
+  if (name === '' || alias === '') throw badRequest(`bad format for links: ${text}`);
+  return { container: name, alias };
+}
+
+/** The aliases, static IPv4 address and links of Docker's EndpointSettings (create's EndpointsConfig entry, connect's EndpointConfig). */
+export function endpointConfigOf(ec: unknown): {
+  aliases: string[];
+  ipv4Address?: string;
+  links: Array<{ container: string; alias: string }>;
+} {
+  if (ec === undefined || ec === null) return { aliases: [], links: [] };
   if (!isObj(ec)) throw badRequest('json: cannot unmarshal into Go value of type network.EndpointSettings');
   const aliases = strSlice(ec, 'Aliases', 'network.EndpointSettings') ?? [];
   const ipam = isObj(ec.IPAMConfig) ? ec.IPAMConfig : {};
   const ipv4 = field<string>(ipam, 'IPv4Address', 'string', 'network.EndpointIPAMConfig');
   if (field<string>(ipam, 'IPv6Address', 'string', 'network.EndpointIPAMConfig'))
     throw notSupported('a static IPv6 address', 'Boson networks are IPv4 only');
-  return { aliases: [...new Set(aliases.filter((a) => a !== ''))], ...(ipv4 ? { ipv4Address: ipv4 } : {}) };
+  const links = (strSlice(ec, 'Links', 'network.EndpointSettings') ?? []).map(parseLink);
+  return { aliases: [...new Set(aliases.filter((a) => a !== ''))], ...(ipv4 ? { ipv4Address: ipv4 } : {}), links };
 }
 
 /** Runs a parser of src/machine; its INVALID_ARGUMENT becomes Docker's 400 with the same message. */
@@ -230,6 +255,12 @@ function portBindingsOf(key: string, hostIp: string, hostPort: string): PortBind
 
 /** Where a named volume's data is on the host (Docker's Mountpoint / a mount's Source). */
 export type VolumePath = (name: string) => string;
+
+/** The VolumePath of a listing of volumes ('' for a volume that is not in it). */
+export function volumePathOf(volumes: Array<{ name: string; mountpoint: string }>): VolumePath {
+  const paths = new Map(volumes.map((v) => [v.name, v.mountpoint]));
+  return (name) => paths.get(name) ?? '';
+}
 
 /** Docker's MountPoint list of a container. */
 export function mountPoints(r: Container, volumePath: VolumePath): Obj[] {
@@ -296,6 +327,11 @@ export interface NetworkInfo {
 /** Finds a network by exact name, exact id or unique id prefix. */
 export type NetworkLookup = (idOrName: string) => NetworkInfo | undefined;
 
+/** The networks of a machine as a lookup, read once (one that knows none where the machine has no networking). */
+export async function networkLookup(networks: MachineNetworks): Promise<NetworkLookup> {
+  return lookupOf(await networks.list(localContext('docker')).catch(() => []));
+}
+
 /** A lookup that knows no network (a runtime without networking). */
 export const NO_NETWORKS: NetworkLookup = () => undefined;
 
@@ -340,7 +376,7 @@ function endpointSettings(r: Container, net: NetworkInfo, version: string): Obj 
   const aliases = aliasesShown(r, net, version);
   const settings: Obj = {
     IPAMConfig: r.ipv4Address ? { IPv4Address: r.ipv4Address } : null,
-    Links: null,
+    Links: r.links && !net.builtin ? r.links.map((l) => `${l.name}:${l.alias}`) : null,
     Aliases: aliases.length > 0 ? aliases : null,
     MacAddress: ep?.mac ?? '',
     DriverOpts: null,
@@ -388,12 +424,6 @@ function networkSettings(r: Container, summary: boolean, nets: NetworkLookup, ve
   };
 }
 
-/** The STATUS text of a container (src/machine's statusText reads only the state and its times). */
-function statusOf(r: Container, now: number): string {
-  const { state, startedAt, finishedAt, exitCode, pausedReason } = r;
-  return statusText({ state, startedAt, finishedAt, exitCode, pausedReason } as ContainerRecord, now);
-}
-
 /** A `GET /containers/json` entry (`nets` names the container's network; `version` is the client's API version). */
 export function containerSummary(
   r: Container,
@@ -412,7 +442,7 @@ export function containerSummary(
     Ports: portList(r),
     Labels: r.config.labels ?? {},
     State: r.state,
-    Status: statusOf(r, now),
+    Status: statusText(r, now),
     HostConfig: { NetworkMode: r.network ?? 'none' },
     NetworkSettings: networkSettings(r, true, nets, version),
     Mounts: mountPoints(r, volumePath),
@@ -474,6 +504,7 @@ export function containerInspect(
       ContainerIDFile: '',
       LogConfig: { Type: 'json-file', Config: {} },
       NetworkMode: (r.network ?? 'none') === 'bridge' ? 'bridge' : (r.network ?? 'none'),
+      Links: r.links ? r.links.map((l) => `/${l.name}:/${r.name}/${l.alias}`) : null,
       PortBindings: requestedPorts(r),
       RestartPolicy: { Name: r.restartPolicy.name, MaximumRetryCount: r.restartPolicy.maximumRetryCount },
       AutoRemove: r.autoRemove,

@@ -1,28 +1,23 @@
 /**
  * Images in Docker's shapes (`GET /images/json`, `GET /images/{name}/json`) and the pull progress stream of
- * `POST /images/create`, over the machine's ImageStore.
+ * `POST /images/create`, over the machine port's images.
  */
 import type { ServerResponse } from 'node:http';
 import { toBosonError } from '../common/index.ts';
-import {
-  remoteReference,
-  registryHostName,
-  RegistryClient,
-  type ImageRecord,
-  type ImageProgress,
-  type RegistryClientOptions,
-} from '../image/index.ts';
-import type { DockerImages } from './machine-access.ts';
+import { remoteReference, registryHostName, RegistryClient, type RegistryClientOptions } from '../image/index.ts';
+import { localContext, type Image, type ImageProgressListener, type MachineImages } from '../machine/port/index.ts';
 import { badRequest, DockerError, dockerErrorOf } from './errors.ts';
 import { familiarName, unixSeconds, withSha } from './format.ts';
 import { sendError } from './http.ts';
 
 type Obj = Record<string, unknown>;
 
-const repoTags = (img: ImageRecord): string[] => img.references.map(familiarName);
+const LOCAL = localContext('docker');
+
+const repoTags = (img: Image): string[] => img.references.map(familiarName);
 
 /** A `GET /images/json` entry. */
-export function imageSummary(img: ImageRecord, containers = -1): Obj {
+export function imageSummary(img: Image, containers = -1): Obj {
   return {
     Id: withSha(img.id),
     ParentId: '',
@@ -37,7 +32,7 @@ export function imageSummary(img: ImageRecord, containers = -1): Obj {
 }
 
 /** A `GET /images/{name}/json` document. */
-export function imageInspect(img: ImageRecord): Obj {
+export function imageInspect(img: Image): Obj {
   const volumes: Obj = {};
   for (const v of img.config.volumes) volumes[v] = {};
   return {
@@ -115,7 +110,7 @@ function bar(current: number, total: number): string {
  * goes away does not stop the pull (the image lands in the store).
  */
 export async function pullStream(
-  images: Pick<DockerImages, 'resolve' | 'pull'>,
+  images: Pick<MachineImages, 'inspect' | 'pull'>,
   res: ServerResponse,
   reference: string,
   opts: { platform?: string; auth: { username: string; password: string } | null },
@@ -134,7 +129,7 @@ export async function pullStream(
   const seen = new Set<string>();
   const lastShown = new Map<string, number>();
   const layers: string[] = [];
-  const onProgress: ImageProgress = (e) => {
+  const onProgress: ImageProgressListener = (e) => {
     const id = short(e.detail);
     switch (e.phase) {
       case 'download': {
@@ -175,18 +170,18 @@ export async function pullStream(
     }
   };
   // Docker says "up to date" only when the name already pointed at the image.
-  const had = await images.resolve(ref.canonical).then(
+  const had = await images.inspect(LOCAL, ref.canonical).then(
     () => true,
     () => false,
   );
   try {
-    const result = await images.pull(reference, {
-      platform: opts.platform || undefined,
+    const result = await images.pull(
+      LOCAL,
+      // Only what the client sent: without X-Registry-Auth the pull is anonymous (auth null), never with the daemon
+      // user's stored credentials (Boson's auth.json, ~/.docker/config.json), as dockerd does.
+      { reference, ...(opts.platform ? { platform: opts.platform } : {}), auth: opts.auth },
       onProgress,
-      // Only what the client sent: without X-Registry-Auth the pull is anonymous, never with the daemon user's
-      // stored credentials (Boson's auth.json, ~/.docker/config.json), as dockerd does.
-      registry: { credentials: async () => opts.auth },
-    });
+    );
     for (const id of layers) write({ status: 'Pull complete', progressDetail: {}, id });
     write({ status: `Digest: ${result.digest}` });
     write({ status: `Status: ${had && result.upToDate ? 'Image is up to date for' : 'Downloaded newer image for'} ${display}` });

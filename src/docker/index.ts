@@ -1,6 +1,6 @@
 /**
  * Public surface of src/docker: the Docker Engine API personality of the machine daemon, served on
- * `<run dir>/docker.sock` (and optionally on TCP) over the daemon's MachineRuntime.
+ * `<run dir>/docker.sock` (and optionally on TCP) over the daemon's machine, through the machine port.
  */
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
@@ -8,11 +8,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { BosonError, serveTcpEndpoint, type BosonPaths, type Logger, type ResolvedTcpEndpoint } from '../common/index.ts';
 import type { RegistryClientOptions } from '../image/index.ts';
-import type { MachineRuntime } from '../machine/index.ts';
-import { machineAccess } from './machine-access.ts';
+import type { Machine } from '../machine/port/index.ts';
 import { DockerApi, dockerSocketPath } from './server.ts';
 
-export { dockerSocketPath, DockerApi, machineAccess };
+export { dockerSocketPath, DockerApi };
 export { API_VERSION, MIN_API_VERSION } from './http.ts';
 
 /** Where the Docker API listens. */
@@ -38,8 +37,8 @@ async function listen(server: Server, how: { path: string } | { port: number; ho
 }
 
 /** Starts the Docker API on `socketPath` (mode 0660) and optionally TCP; close() stops both. */
-export async function startDockerApi(service: MachineRuntime, options: DockerApiOptions): Promise<{ close(): Promise<void> }> {
-  const api = new DockerApi(machineAccess(service), options.paths, { registry: options.registry, trace: options.trace });
+export async function startDockerApi(machine: Machine, options: DockerApiOptions): Promise<{ close(): Promise<void> }> {
+  const api = new DockerApi(machine, options.paths, { registry: options.registry, trace: options.trace });
   await mkdir(path.dirname(options.socketPath), { recursive: true });
   // A socket file left by a daemon that died: nobody answers on it.
   const alive = await new Promise<boolean>((resolve) => {

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { BosonPaths } from '../common/index.ts';
 import type { RegistryClientOptions } from '../image/index.ts';
 import type { Ctx } from './http.ts';
-import type { DockerMachine } from './machine-access.ts';
+import type { Machine } from '../machine/port/index.ts';
 
 /** A plain route's handler. */
 export type Handler = (ctx: Ctx) => Promise<void> | void;
@@ -39,12 +39,14 @@ interface Route<H> {
 }
 
 /**
- * What every route registrar gets: the machine, the daemon's paths, the exec sessions the API follows, and how
- * registries are reached (for the login check).
+ * What every route registrar gets: the machine (the port), the daemon's paths, the exec sessions and event streams
+ * the API follows, and how registries are reached (for the login check).
  */
 export interface RouteDeps {
-  machine: DockerMachine;
+  machine: Machine;
   paths: BosonPaths;
+  /** How many `GET /events` streams are open now (docker info's NEventsListener). */
+  eventStreams: { open: number };
   execs: ExecResizers;
   registry: RegistryClientOptions;
 }

@@ -1,9 +1,9 @@
 /**
  * The Docker Engine API personality of the machine daemon: a node:http server with Docker's plumbing (the `/vX.Y`
  * prefix, request bodies, error answers through errors.ts, connection upgrades for attach and exec start) over
- * routes that each resource registers (src/docker/routes/*.ts). The routes speak the machine port
- * (`MachineContainers`); what the port does not offer yet is reached through machine-access.ts. What Boson cannot
- * do answers 501 with Docker's `{"message"}`.
+ * routes that each resource registers (src/docker/routes/*.ts). The routes speak the machine port (`Machine`: its
+ * containers, images, volumes, networks and events) and nothing else of the machine. What Boson cannot do answers
+ * 501 with Docker's `{"message"}`.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -11,7 +11,7 @@ import type { BosonPaths } from '../common/index.ts';
 import type { RegistryClientOptions } from '../image/index.ts';
 import { DockerError, notSupported } from './errors.ts';
 import { sendError, socketError, splitVersion, writeUpgraded } from './http.ts';
-import type { DockerMachine } from './machine-access.ts';
+import type { Machine } from '../machine/port/index.ts';
 import { ExecResizers, Router, type RouteDeps } from './router.ts';
 import { registerContainerRoutes } from './routes/containers.ts';
 import { registerContainerIoRoutes } from './routes/container-io.ts';
@@ -30,9 +30,9 @@ export class DockerApi {
   /** Print each request on stderr (BOSON_DOCKER_TRACE, passed down by the composition root). */
   private readonly trace: boolean;
 
-  constructor(machine: DockerMachine, paths: BosonPaths, opts: { registry?: RegistryClientOptions; trace?: boolean } = {}) {
+  constructor(machine: Machine, paths: BosonPaths, opts: { registry?: RegistryClientOptions; trace?: boolean } = {}) {
     this.trace = opts.trace ?? false;
-    const deps: RouteDeps = { machine, paths, execs: new ExecResizers(), registry: opts.registry ?? {} };
+    const deps: RouteDeps = { machine, paths, execs: new ExecResizers(), eventStreams: { open: 0 }, registry: opts.registry ?? {} };
     for (const register of [
       registerSystemRoutes,
       registerContainerRoutes,

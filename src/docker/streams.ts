@@ -1,12 +1,11 @@
 /**
  * Attach, exec and processes in the guest, for the Docker API: output in Docker's 8-byte frames (raw with a TTY),
- * stdin held back until the container's process runs (`docker run` attaches before it starts), and a helper that
+ * stdin (held by the port until the container's process runs: `docker run` attaches before it starts), and a helper that
  * runs a command in a running micro-VM to completion (for `top` and `cp`).
  */
 import type { Duplex } from 'node:stream';
 import { frameSink } from '../common/index.ts';
-import { localContext, type Container, type MachineContainers, type MachineEvent } from '../machine/index.ts';
-import type { DockerMachine, MachineExtras } from './machine-access.ts';
+import { localContext, type Container, type Machine, type MachineContainers } from '../machine/port/index.ts';
 
 export { frameSink };
 
@@ -23,50 +22,11 @@ export interface AttachOptions {
 }
 
 /**
- * Holds stdin for a container until its process runs (the `start` event), then passes it on in order; EOF too.
- */
-export function gatedStdin(
-  extras: MachineExtras,
-  id: string,
-  send: (d: Buffer) => void,
-  eof: () => void,
-): { write(d: Buffer): void; end(): void; dispose(): void } {
-  const queue: Array<Buffer | null> = [];
-  let open = extras.isLive(id);
-  const flush = (): void => {
-    for (const item of queue.splice(0)) {
-      if (item === null) eof();
-      else send(item);
-    }
-  };
-  const onEvent = (e: MachineEvent): void => {
-    if (e.actorId !== id || e.action !== 'start') return;
-    // The service marks the VM live right after it emits 'start'.
-    setImmediate(() => {
-      open = true;
-      flush();
-    });
-  };
-  const unsubscribe = open ? () => undefined : extras.onEvent(onEvent);
-  return {
-    write: (d) => {
-      if (open) send(d);
-      else queue.push(d);
-    },
-    end: () => {
-      if (open) eof();
-      else queue.push(null);
-    },
-    dispose: unsubscribe,
-  };
-}
-
-/**
  * Attaches to a container (created or running): replays its log with `logs`, then follows its output with
  * `stream` until it exits or `signal` aborts; stdin from `input` when asked for and the container keeps it open.
  */
 export async function runAttach(
-  machine: DockerMachine,
+  machine: Machine,
   record: Container,
   opts: AttachOptions,
   out: (b: Buffer) => void,
@@ -74,7 +34,7 @@ export async function runAttach(
   signal: AbortSignal,
   ready?: () => Promise<void>,
 ): Promise<void> {
-  const { containers: service, extras } = machine;
+  const { containers: service } = machine;
   const tty = record.config.tty;
   const sink = frameSink(out, tty, opts);
   if (opts.logs) {
@@ -95,16 +55,9 @@ export async function runAttach(
   const session = await service.attach(LOCAL, record.id, ready ? { ...sink, ready } : sink, signal);
   const output = session.done;
   if (input && opts.stdin && record.config.openStdin) {
-    const gate = gatedStdin(
-      extras,
-      record.id,
-      (d) => session.stdin(d),
-      () => session.closeStdin(),
-    );
-    input.on('data', (d: Buffer) => gate.write(d));
-    input.on('end', () => gate.end());
-    signal.addEventListener('abort', () => gate.dispose(), { once: true });
-    void output.finally(() => gate.dispose());
+    // The port holds stdin until the container's process runs (docker run attaches before it starts).
+    input.on('data', (d: Buffer) => session.stdin(d));
+    input.on('end', () => session.closeStdin());
     input.resume();
   } else if (input) {
     input.on('data', () => undefined);
@@ -128,9 +81,17 @@ export async function guestExec(
   service: MachineContainers,
   id: string,
   argv: string[],
-  opts: { stdin?: AsyncIterable<Buffer>; onStdout?: (d: Buffer) => void } = {},
+  opts: { stdin?: AsyncIterable<Buffer>; onStdout?: (d: Buffer) => void; offline?: boolean } = {},
 ): Promise<GuestResult> {
-  const exec = await service.createExec(LOCAL, id, { argv, env: [], user: '0', cwd: '/', tty: false, stdin: opts.stdin !== undefined });
+  const exec = await service.createExec(LOCAL, id, {
+    argv,
+    env: [],
+    user: '0',
+    cwd: '/',
+    tty: false,
+    stdin: opts.stdin !== undefined,
+    ...(opts.offline ? { offline: true } : {}),
+  });
   const out: Buffer[] = [];
   let err = '';
   const ctl = await service.startExec(LOCAL, exec.id, {

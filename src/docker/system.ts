@@ -1,19 +1,19 @@
 /**
- * System answers of the Docker API: /version, /info, /system/df and the /events stream, from the machine service.
+ * System answers of the Docker API: /version, /info, /system/df and the /events stream, from the machine port.
  */
 import os from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BosonPaths } from '../common/index.ts';
-import type { ImageRecord } from '../image/index.ts';
-import type { Container, MachineEvent, VolumeRecord } from '../machine/index.ts';
-import { hostCpuCount } from '../machine/index.ts';
+import { hostCpuCount } from '../machine/client/index.ts';
+import { localContext, type Container, type Event, type Image, type MachineEvents, type Volume } from '../machine/port/index.ts';
 import { badRequest } from './errors.ts';
 import { API_VERSION, MIN_API_VERSION, parseFilters } from './http.ts';
 import { containerSummary, type VolumePath } from './containers.ts';
 import { imageSummary } from './images.ts';
-import type { MachineExtras } from './machine-access.ts';
 
 type Obj = Record<string, unknown>;
+
+const LOCAL = localContext('docker');
 
 /** Boson's version as the Docker API reports it. */
 export const ENGINE_VERSION = '0.1.0-boson';
@@ -132,9 +132,9 @@ export function systemInfo({ containers: records, imageCount, eventListeners, pa
 /** What `GET /system/df` reports on. */
 export interface DiskUsageInput {
   containers: Container[];
-  images: ImageRecord[];
+  images: Image[];
   /** Each volume with the bytes it uses. */
-  volumes: Array<{ volume: VolumeRecord; size: number }>;
+  volumes: Array<{ volume: Volume; size: number }>;
   volumePath: VolumePath;
 }
 
@@ -167,8 +167,9 @@ export function diskUsage({ containers: records, images, volumes, volumePath }: 
 }
 
 /** One machine event in Docker's shape. */
-export function dockerEvent(e: MachineEvent): Obj {
-  const time = Number(e.timeNano / 1_000_000_000n);
+export function dockerEvent(e: Event): Obj {
+  const timeNano = BigInt(e.timeNano);
+  const time = Number(timeNano / 1_000_000_000n);
   const attrs = { ...e.attributes };
   return {
     status: e.action,
@@ -179,7 +180,7 @@ export function dockerEvent(e: MachineEvent): Obj {
     Actor: { ID: e.actorId, Attributes: attrs },
     scope: 'local',
     time,
-    timeNano: Number(e.timeNano),
+    timeNano: Number(timeNano),
   };
 }
 
@@ -197,9 +198,13 @@ function parseTime(v: string | null): bigint | undefined {
 /** Docker's time parameters (unix seconds with fraction, or RFC 3339) in nanoseconds. */
 export { parseTime };
 
-/** `GET /events`: past events in [since, until], then live ones until `until` or the client goes away. */
+/**
+ * `GET /events`: past events in [since, until], then live ones until `until` or the client goes away; `streams`
+ * counts the open ones (docker info's NEventsListener).
+ */
 export async function eventStream(
-  extras: Pick<MachineExtras, 'onEvent' | 'pastEvents'>,
+  events: MachineEvents,
+  streams: { open: number },
   req: IncomingMessage,
   res: ServerResponse,
   q: URLSearchParams,
@@ -207,7 +212,7 @@ export async function eventStream(
   const since = parseTime(q.get('since'));
   const until = parseTime(q.get('until'));
   const filters = parseFilters(q, ['type', 'event', 'container', 'image', 'label', 'volume', 'network', 'daemon', 'scope']);
-  const match = (e: MachineEvent): boolean => {
+  const match = (e: Event): boolean => {
     for (const [k, values] of filters) {
       if (values.length === 0) continue;
       const hit = values.some((v) => {
@@ -238,36 +243,21 @@ export async function eventStream(
   };
   res.writeHead(200, { 'Content-Type': 'application/json' });
   res.flushHeaders();
-  const send = (e: MachineEvent): void => {
-    if (match(e)) res.write(JSON.stringify(dockerEvent(e)) + '\n');
-  };
-  let last = 0;
-  const live: MachineEvent[] = [];
-  let replaying = true;
-  const onEvent = (e: MachineEvent): void => {
-    if (until !== undefined && e.timeNano > until) return;
-    if (replaying) live.push(e);
-    else if (e.seq > last) send(e);
-  };
-  const unsubscribe = extras.onEvent(onEvent);
+  const gone = new AbortController();
+  req.on('close', () => gone.abort());
+  res.on('close', () => gone.abort());
+  streams.open++;
   try {
-    if (since !== undefined) {
-      for (const e of extras.pastEvents(0, since, until)) {
-        send(e);
-        last = e.seq;
-      }
-    }
-    replaying = false;
-    for (const e of live) if (e.seq > last) send(e);
-    const now = BigInt(Date.now()) * 1_000_000n;
-    if (until !== undefined && until <= now) return;
-    await new Promise<void>((resolve) => {
-      req.on('close', resolve);
-      res.on('close', resolve);
-      if (until !== undefined) setTimeout(resolve, Number((until - now) / 1_000_000n)).unref();
-    });
+    await events.follow(
+      LOCAL,
+      { ...(since !== undefined ? { sinceNs: since } : {}), ...(until !== undefined ? { untilNs: until } : {}) },
+      (e) => {
+        if (match(e)) res.write(JSON.stringify(dockerEvent(e)) + '\n');
+      },
+      gone.signal,
+    );
   } finally {
-    unsubscribe();
+    streams.open--;
     res.end();
   }
 }

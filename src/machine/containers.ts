@@ -50,6 +50,8 @@ export interface ContainerRecord {
   aliases?: string[];
   /** The static IPv4 address it asked for on its network (Docker's IPAMConfig.IPv4Address). */
   ipv4Address?: string;
+  /** Legacy links: the linked container's id, its name when linked, and the alias (Docker's HostConfig.Links). */
+  links?: Array<{ container: string; name: string; alias: string }>;
   /** While running: its address and the host ports actually published. */
   endpoint: { network: string; address: string; gateway: string; mac: string; ports: PortBinding[] } | null;
   /** Only in the daemon's answers, never stored: why the running VM is paused (the host's disk is full). */

@@ -1,8 +1,8 @@
 /**
  * The event half of the machine port (MachineEvents): the log of lifecycle events (kept in the state store by the
  * container registry) and the live bus they are published on. The composition root builds it; the runtime owns it
- * and publishes each event it logs. `bus` is the EventEmitter the runtime's `events` member has always been (the
- * Docker personality still subscribes to it through src/docker/machine-access.ts).
+ * and publishes each event it logs. `bus` is the EventEmitter the runtime's `events` member is (the runtime's own
+ * waiters listen to it; the edges follow events through the port).
  */
 import { EventEmitter } from 'node:events';
 import type { EventQuery, MachineEvents } from './port/machine.ts';
@@ -53,8 +53,12 @@ export class EventService implements MachineEvents {
       if (sinceNs !== undefined || query.afterSeq !== undefined) for (const e of this.log.events(last, sinceNs, untilNs)) tell(e);
       for (const e of queued) tell(e);
       queued = null;
-      if (signal.aborted || (untilNs !== undefined && untilNs <= BigInt(Date.now()) * 1_000_000n)) return;
-      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      const now = BigInt(Date.now()) * 1_000_000n;
+      if (signal.aborted || (untilNs !== undefined && untilNs <= now)) return;
+      await new Promise<void>((resolve) => {
+        signal.addEventListener('abort', () => resolve(), { once: true });
+        if (untilNs !== undefined) setTimeout(resolve, Number((untilNs - now) / 1_000_000n) + 1).unref();
+      });
     } finally {
       this.bus.off('event', listener);
     }

@@ -59,7 +59,7 @@ export function fakeRuntime(options: {
       volumeService: new VolumeService(volumes, async (name) => volumeUsersAmong(await registry.list(), name)),
       networkService: new NetworkService(null, {
         list: () => registry.list(),
-        setNetwork: (ref, network, check) => runtime.setContainerNetwork(ref, network, check),
+        setNetwork: (ref, network, check, options) => runtime.setContainerNetwork(ref, network, check, options),
       }),
       eventService: new EventService(registry),
     },

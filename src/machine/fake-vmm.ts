@@ -7,6 +7,7 @@
  *   sleep           runs until a signal (exit 128+N)    ignore-term   like sleep, but SIGTERM does nothing
  *   nosuch          fails to start (NOT_FOUND, 127)     die           the VM process ends with no EXIT
  *   flood BYTES     after 300 ms, writes BYTES of "x" on stdout at once, then runs like sleep
+ *   sh -c …             runs until its stdin is closed (STDIN_EOF), then exits 0 (a helper VM's waiting main process)
  * Execs print "exec ARGV" and exit 0. Real-VM suites (test/) check that boson-init does what this fake assumes.
  */
 import { appendFileSync } from 'node:fs';
@@ -89,6 +90,7 @@ class FakeVm implements Vm {
   private onFrame(frame: Frame): void {
     if (frame.type === FrameType.SPEC) this.start(argvOf(frame.payload));
     else if (frame.type === FrameType.SIGNAL && frame.session === 0) this.signal(frame.payload.readUInt32BE(0));
+    else if (frame.type === FrameType.STDIN_EOF && frame.session === 0 && this.argv[0] === 'sh') this.exit(0);
     else if (frame.type === FrameType.EXEC) {
       const argv = argvOf(frame.payload);
       this.send(FrameType.STARTED, u32(100 + frame.session), frame.session);
@@ -153,6 +155,15 @@ class FakeVm implements Vm {
     return this.end({ code: 0, signal: null });
   }
 
+  /**
+   * The guest resets the machine while booting, as QEMU then ends under -no-reboot: it closes its chardevs (the
+   * control channel ends) while it shuts down, and exits with code 0 a moment later (unless killed meanwhile).
+   */
+  crash(): void {
+    this.fromGuest.end();
+    setTimeout(() => void this.end({ code: 0, signal: null }), 30);
+  }
+
   kill(): Promise<VmExit> {
     return this.end({ code: null, signal: 'SIGKILL' });
   }
@@ -199,8 +210,8 @@ export class FakeVmm implements Vmm {
     if (this.launchDelayMs > 0) await new Promise((r) => setTimeout(r, this.launchDelayMs));
     const vm = new FakeVm(config, hang, (gone) => this.running.delete(gone));
     this.running.add(vm);
-    // The guest resets the machine at once: QEMU (under -no-reboot) exits with code 0.
-    if (crash) setImmediate(() => void vm.shutdown());
+    // The guest resets the machine at once: QEMU (under -no-reboot) closes the channel, then exits with code 0.
+    if (crash) setImmediate(() => vm.crash());
     return vm;
   }
 

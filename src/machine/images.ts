@@ -53,7 +53,8 @@ export class ImageService implements MachineImages {
             }
           }
         : undefined,
-      registry: request.auth ? { credentials: async () => request.auth! } : undefined,
+      // null: anonymous (none of the machine's stored credentials); absent: the machine's own.
+      registry: request.auth !== undefined ? { credentials: async () => request.auth ?? null } : undefined,
     };
     if (request.ifMissing) {
       // docker run's pull: an image already here is the answer; resolveOrPull turns "found nowhere" into IMAGE_NOT_FOUND.

@@ -23,6 +23,18 @@ export type { MachineEvent } from './containers.ts';
 export { readLog } from './logs.ts';
 export { VolumeManager, type VolumeRecord } from './volumes/index.ts';
 export { SqliteStateStore, openStateStore } from './store/sqlite.ts';
+export type { EtcdStateStore, EtcdStoreOptions } from './store/etcd.ts';
+
+/**
+ * Opens the state store on etcd (the controller's distributed store; an AsyncStateStore). Loaded on demand, so that
+ * commands that never use etcd do not load gRPC.
+ */
+export async function openEtcdStateStore(
+  options: import('./store/etcd.ts').EtcdStoreOptions,
+): Promise<import('./store/etcd.ts').EtcdStateStore> {
+  const etcd = await import('./store/etcd.ts');
+  return etcd.openEtcdStore(options);
+}
 export type { DaemonOptions, RunningDaemon, DaemonPersonality } from './daemon.ts';
 
 /** Starts the machine daemon (loaded on demand, so that other commands do not pay for the server's modules). */

@@ -8,6 +8,7 @@ import { BosonError, isBosonError } from '../common/index.ts';
 import type { MachineNetworks } from './port/machine.ts';
 import type {
   Network,
+  NetworkConnectOptions,
   NetworkContainer,
   NetworkCreateRequest,
   NetworkInspect,
@@ -25,7 +26,12 @@ export interface NetworkServiceContainers {
    * Sets the network a container joins ('none': no network), checking first that it does not run
    * (CONTAINER_RUNNING) and, given `from`, that it joins that network now (INVALID_ARGUMENT otherwise).
    */
-  setNetwork(ref: string, network: string, check: { from?: NetworkRecord; to?: NetworkRecord }): Promise<void>;
+  setNetwork(
+    ref: string,
+    network: string,
+    check: { from?: NetworkRecord; to?: NetworkRecord },
+    options?: NetworkConnectOptions,
+  ): Promise<void>;
 }
 
 /** True when a container record names network `n` (by name or id). */
@@ -73,9 +79,9 @@ export class NetworkService implements MachineNetworks {
     await this.networks.remove(ref);
   }
 
-  async connect(_ctx: RequestContext, ref: string, container: string): Promise<void> {
+  async connect(_ctx: RequestContext, ref: string, container: string, options?: NetworkConnectOptions): Promise<void> {
     const n = await this.networks.get(ref);
-    await this.containers.setNetwork(container, n.name, { to: n });
+    await this.containers.setNetwork(container, n.name, { to: n }, options);
   }
 
   async disconnect(_ctx: RequestContext, ref: string, container: string): Promise<void> {

@@ -320,6 +320,43 @@ test('exec in a running container: output and exit code on its own session; refu
   }
 });
 
+test('offline execs of a container that is not running: one helper VM serves them, and goes before a start; the container stays as it was', async () => {
+  const vmm = new FakeVmm();
+  const rt = runtimeOn(vmm, true);
+  await rt.init();
+  try {
+    const c = await rt.create(ctx, spec({ process: { args: ['sleep'] } }));
+    await assert.rejects(rt.createExec(ctx, c.id, { argv: ['true'] }), (e) => isBosonError(e, 'CONTAINER_NOT_RUNNING'));
+    const run = async (argv: string[]): Promise<string> => {
+      const exec = await rt.createExec(ctx, c.id, { argv, offline: true });
+      const sink = collector();
+      assert.equal(await (await rt.startExec(ctx, exec.id, sink)).exit, 0);
+      return sink.out();
+    };
+    assert.equal(await run(['stat', '/etc']), 'exec stat /etc\n');
+    assert.equal(vmm.launches, 1, 'a helper VM was booted');
+    assert.equal(await run(['tar', 'cf', '-', 'etc']), 'exec tar cf - etc\n');
+    assert.equal(vmm.launches, 1, 'the second exec reused it');
+    const seen = await rt.inspect(ctx, c.id);
+    assert.equal(seen.state, 'created');
+    assert.equal(seen.vmPid, null);
+    assert.equal(vmm.live, 1);
+    // A start ends the helper first (its stdin closed: it exits), then boots the container's own VM.
+    await rt.start(ctx, c.id);
+    assert.equal(vmm.launches, 2);
+    assert.equal(vmm.live, 1, "only the container's VM runs");
+    assert.equal(await run(['ls']), 'exec ls\n');
+    assert.equal(vmm.launches, 2, 'a running container serves offline execs itself');
+    await rt.stop(ctx, c.id, 1);
+    assert.equal(await run(['ls']), 'exec ls\n');
+    // A removal ends the helper.
+    await rt.remove(ctx, c.id);
+    assert.equal(vmm.live, 0);
+  } finally {
+    await rt.close();
+  }
+});
+
 test("exec runs as the container's user unless it names one, as Docker's does", async () => {
   const rt = runtimeOn(new FakeVmm(), true);
   await rt.init();

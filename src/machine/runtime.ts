@@ -42,6 +42,8 @@ import type {
   Attachment,
   Container,
   ContainerSpec,
+  ContainerUpdate,
+  NetworkConnectOptions,
   ContainerStats,
   ExecInstance,
   ExecSession,
@@ -60,6 +62,7 @@ import type {
   WaitResult,
 } from './port/index.ts';
 import { containerView } from './view.ts';
+import { HelperVms } from './helper-vms.ts';
 
 /** Default memory of a micro-VM, in MiB. */
 export const DEFAULT_MEMORY_MIB = 256;
@@ -78,6 +81,8 @@ export interface ExecRecord {
   exitCode: number | null;
   pid: number | null;
   session: number;
+  /** Runs in a helper micro-VM of the container's disks when the container is not running (ExecSpec.offline). */
+  offline?: boolean;
 }
 
 /** One process's live connection to a running VM. */
@@ -213,6 +218,11 @@ export class MachineRuntime implements MachineContainers {
   private readonly lock = new KeyedMutex();
   private readonly waiters = new Map<string, Array<{ condition: WaitCondition; resolve: (r: WaitResult) => void }>>();
   private readonly execs = new Map<string, ExecRecord>();
+  /** Helper micro-VMs of containers that are not running, for their files (offline execs; see helper-vms.ts). */
+  private readonly helperVms = new HelperVms<Live>({
+    idleMs: 3000,
+    background: (work, what) => this.background(work, what),
+  });
   private closing = false;
   private readonly diskFull: DiskFullGuard;
   /** Pre-booted micro-VMs (a daemon with warm start configured); null otherwise. */
@@ -369,6 +379,7 @@ export class MachineRuntime implements MachineContainers {
     this.closing = true;
     this.diskFull.close();
     await this.warm?.close();
+    await this.helperVms.endAll();
     for (const live of this.live.values()) {
       live.finished = true;
       live.ctl.close();
@@ -453,9 +464,10 @@ export class MachineRuntime implements MachineContainers {
     if (network !== 'none') {
       await this.networks.get(network);
       await this.networks.checkPublishable(ports);
-      if (spec.ipv4Address !== undefined) this.networks.checkStaticAddress(network, spec.ipv4Address);
+      if (spec.ipv4Address !== undefined) this.networks.checkStaticAddress(network, spec.ipv4Address, id);
     } else if (spec.ipv4Address !== undefined)
       throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
+    const links = this.resolveLinks(spec.links ?? []);
     const record: ContainerRecord = {
       id,
       name: spec.name ?? randomContainerName(),
@@ -487,6 +499,7 @@ export class MachineRuntime implements MachineContainers {
       endpoint: null,
       ...(spec.aliases && spec.aliases.length > 0 ? { aliases: [...spec.aliases] } : {}),
       ...(spec.ipv4Address !== undefined ? { ipv4Address: spec.ipv4Address } : {}),
+      ...(links.length > 0 ? { links } : {}),
     };
     for (let attempt = 0; ; attempt++) {
       try {
@@ -565,24 +578,55 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /**
-   * Sets the network a created or exited container joins at its next start ('none': none); CONTAINER_RUNNING
-   * while it runs. `check.from`: it must join that network now; `check.to`: it must not already.
+   * Sets the network a created or exited container joins at its next start ('none': none), with the aliases, static
+   * address and links of `options` (see applyNetwork; its published ports stay: they are published on the network it
+   * joins next); CONTAINER_RUNNING while it runs. `check.from`: it must join that network now; `check.to`: it must
+   * not already, unless `options` are given (they then replace its settings there).
    */
-  async setContainerNetwork(ref: string, network: string, check: { from?: NetworkRecord; to?: NetworkRecord } = {}): Promise<void> {
+  async setContainerNetwork(
+    ref: string,
+    network: string,
+    check: { from?: NetworkRecord; to?: NetworkRecord } = {},
+    given?: NetworkConnectOptions,
+  ): Promise<void> {
     const { id } = this.registry.get(ref);
     await this.lock.run(id, async () => {
       const record = this.registry.get(id);
-      if (record.state === 'running' || record.state === 'restarting') {
-        throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running: its network is changed while it is stopped`);
-      }
-      if (check.to && joins(record, check.to))
+      if (check.to && joins(record, check.to) && given === undefined && record.state !== 'running' && record.state !== 'restarting')
         throw new BosonError('ALREADY_CONNECTED', `container ${record.name} is already connected to network ${check.to.name}`);
       if (check.from && !joins(record, check.from))
         throw new BosonError('INVALID_ARGUMENT', `container ${record.name} is not connected to network ${check.from.name}`);
-      if (network === 'none' && (record.ports ?? []).length > 0) record.ports = [];
-      record.network = network;
+      await this.applyNetwork(record, network, given ?? {});
       await this.registry.save(record);
     });
+  }
+
+  /**
+   * Changes in `record` (not saved) the network its next start joins, with `endpoint`'s aliases and static address
+   * (which replace the old ones: they belonged to the old endpoint) and links (kept unless new ones are given);
+   * everything is checked first, so a refusal changes nothing. CONTAINER_RUNNING while it runs: a micro-VM's one
+   * network card is chosen when it boots.
+   */
+  private async applyNetwork(record: ContainerRecord, network: string, endpoint: NetworkConnectOptions): Promise<void> {
+    if (record.state === 'running' || record.state === 'restarting') {
+      throw new BosonError(
+        'CONTAINER_RUNNING',
+        `container ${record.name} is running: a Boson micro-VM has one network card, chosen when it boots, and a running one cannot have it hot-plugged or removed; stop the container, change its network, then start it`,
+      );
+    }
+    if (network !== 'none') await this.networks.get(network);
+    const address = endpoint.ipv4Address;
+    if (address !== undefined) {
+      if (network === 'none') throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
+      this.networks.checkStaticAddress(network, address, record.id);
+    }
+    const links = endpoint.links !== undefined && endpoint.links.length > 0 ? this.resolveLinks(endpoint.links) : undefined;
+    record.network = network;
+    if (links !== undefined) record.links = links;
+    if (endpoint.aliases !== undefined && endpoint.aliases.length > 0) record.aliases = [...new Set(endpoint.aliases)];
+    else delete record.aliases;
+    if (address !== undefined) record.ipv4Address = address;
+    else delete record.ipv4Address;
   }
 
   /** Every container record (running only unless `all`), newest first. */
@@ -625,6 +669,8 @@ export class MachineRuntime implements MachineContainers {
     const record = this.registry.get(id);
     if (record.state === 'running' && this.live.has(id)) return;
     this.checkOwned(record);
+    // A helper VM serving a copy from its disks goes first: two VMs must never write one disk.
+    await this.helperVms.end(id);
     const t0 = performance.now();
     // The root disk, the boot bundle and the runtime directory do not depend on each other.
     const runtimeDir = this.options.detached ? this.runtimeDir(id) : undefined;
@@ -926,11 +972,77 @@ export class MachineRuntime implements MachineContainers {
     return { disks, shares, mounts };
   }
 
+  /**
+   * Legacy links as a record keeps them: each container named must exist (Docker's 400 "could not get container
+   * for …" otherwise); a later link with the same alias replaces an earlier one.
+   */
+  private resolveLinks(links: Array<{ container: string; alias: string }>): NonNullable<ContainerRecord['links']> {
+    const out = new Map<string, { container: string; name: string; alias: string }>();
+    for (const l of links) {
+      let target: ContainerRecord;
+      try {
+        target = this.registry.get(l.container);
+      } catch (err) {
+        if (!isBosonError(err, 'CONTAINER_NOT_FOUND')) throw err;
+        throw new BosonError('INVALID_ARGUMENT', `could not get container for ${l.container}: No such container: ${l.container}`);
+      }
+      out.set(l.alias, { container: target.id, name: target.name, alias: l.alias });
+    }
+    return [...out.values()];
+  }
+
+  /**
+   * The DNS names a container's links give it on `network`. On the default network the linked containers must run
+   * there (Docker's legacy links); on a user network a link is only a name, answered while its container is there.
+   */
+  private async linkNames(
+    record: ContainerRecord,
+    network: string,
+  ): Promise<Array<{ containerId: string; containerName: string; names: string[] }>> {
+    const links = record.links ?? [];
+    if (links.length === 0) return [];
+    const builtin = (await this.networks.get(network)).builtin;
+    const out: Array<{ containerId: string; containerName: string; names: string[] }> = [];
+    const find = (ref: string): ContainerRecord | undefined => {
+      try {
+        return this.registry.get(ref);
+      } catch {
+        return undefined;
+      }
+    };
+    for (const l of links) {
+      // By id, else by name: a linked container removed and created again under its name (compose's recreate) is
+      // linked again, as Docker links by name. On a user network a link is only a name, answered while its
+      // container is there (Docker's too); on the default bridge a missing one is Docker's error.
+      const target = find(l.container) ?? find(l.name);
+      if (!target) {
+        if (!builtin) continue;
+        throw new BosonError(
+          'INVALID_ARGUMENT',
+          `could not get container for ${l.name}: No such container: ${l.name} (linked as ${l.alias})`,
+        );
+      }
+      if (builtin) {
+        if (!this.live.has(target.id))
+          throw new BosonError(
+            'CONTAINER_NOT_RUNNING',
+            `Cannot link to a non running container: /${target.name} AS /${record.name}/${l.alias}`,
+          );
+        if (target.endpoint?.network !== (await this.networks.get(network)).id)
+          throw new BosonError('INVALID_ARGUMENT', `Cannot link to /${target.name}, as it does not belong to the default network`);
+      }
+      out.push({ containerId: target.id, containerName: target.name, names: [...new Set([l.alias, target.name])] });
+    }
+    return out;
+  }
+
   /** Joins the container's network (tap, address, published ports, DNS name); null for --network none. */
   private async connectNetwork(record: ContainerRecord, tap?: string): Promise<Endpoint | null> {
     if ((record.network ?? 'none') === 'none') return null;
+    const links = await this.linkNames(record, record.network);
     await this.networks.disconnect(record.id).catch(() => undefined);
     return this.networks.connect({
+      links,
       containerId: record.id,
       containerName: record.name,
       aliases: record.aliases ?? [],
@@ -942,38 +1054,10 @@ export class MachineRuntime implements MachineContainers {
     });
   }
 
-  /**
-   * Changes a container's settings after create. `network` (with its `aliases` and `ipv4Address`, which replace the
-   * old ones) only while it is not running: a micro-VM gets its one network card when it boots, so the network is
-   * what the next start joins; CONTAINER_RUNNING otherwise. `restartPolicy` in any state (read at its next exit).
-   */
-  async reconfigure(
-    ref: string,
-    change: { network?: string; aliases?: string[]; ipv4Address?: string | null; restartPolicy?: RestartPolicy },
-  ): Promise<Container> {
+  async update(_ctx: RequestContext, ref: string, change: ContainerUpdate): Promise<Container> {
     const { id } = this.registry.get(ref);
     return this.lock.run(id, async () => {
       const record = this.registry.get(id);
-      if (change.network !== undefined) {
-        if (record.state === 'running' || record.state === 'restarting') {
-          throw new BosonError(
-            'CONTAINER_RUNNING',
-            `container ${record.name} is running: a running micro-VM cannot have a network card hot-plugged or removed; stop it, change its network, then start it`,
-          );
-        }
-        const network = change.network;
-        if (network !== 'none') await this.networks.get(network);
-        const address = change.ipv4Address ?? undefined;
-        if (address !== undefined) {
-          if (network === 'none') throw new BosonError('INVALID_ARGUMENT', 'a static IP address needs a network (not --network none)');
-          this.networks.checkStaticAddress(network, address);
-        }
-        record.network = network;
-        if (change.aliases !== undefined && change.aliases.length > 0) record.aliases = [...new Set(change.aliases)];
-        else delete record.aliases;
-        if (address !== undefined) record.ipv4Address = address;
-        else delete record.ipv4Address;
-      }
       if (change.restartPolicy !== undefined) {
         if (record.autoRemove && change.restartPolicy.name !== 'no')
           throw new BosonError('INVALID_ARGUMENT', 'conflicting options: --restart and --rm');
@@ -1167,6 +1251,7 @@ export class MachineRuntime implements MachineContainers {
     } catch {
       return;
     }
+    await this.helperVms.end(id, undefined, 0);
     const live = this.live.get(id);
     if (live) {
       if (!force) throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running: stop it first or use --force`);
@@ -1252,8 +1337,22 @@ export class MachineRuntime implements MachineContainers {
     signal.addEventListener('abort', relay, { once: true });
     if (!this.live.has(record.id) && record.state !== 'restarting') return;
     const ended = new AbortController();
+    // Stdin held until the process runs (see Attachment): the VM is live right after its 'start' event.
+    const held: Array<Buffer | null> = [];
+    let running = this.live.has(record.id);
+    const deliver = (item: Buffer | null): void => {
+      const c = this.live.get(record.id)?.ctl;
+      if (item === null) c?.send(FrameType.STDIN_EOF);
+      else c?.sendStdin(item);
+    };
     const onEvent = (e: MachineEvent): void => {
-      if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) ended.abort();
+      if (e.actorId !== record.id) return;
+      if (e.action === 'die' || e.action === 'destroy') ended.abort();
+      else if (e.action === 'start' && !running)
+        setImmediate(() => {
+          running = true;
+          for (const item of held.splice(0)) deliver(item);
+        });
     };
     this.events.on('event', onEvent);
     try {
@@ -1276,8 +1375,22 @@ export class MachineRuntime implements MachineContainers {
     signal.addEventListener('abort', () => stop.abort(), { once: true });
     // The die event comes once QEMU is gone, so the log is complete: read it to the end, then stop.
     const ended = new AbortController();
+    // Stdin held until the process runs (see Attachment): the VM is live right after its 'start' event.
+    const held: Array<Buffer | null> = [];
+    let running = this.live.has(record.id);
+    const deliver = (item: Buffer | null): void => {
+      const c = this.live.get(record.id)?.ctl;
+      if (item === null) c?.send(FrameType.STDIN_EOF);
+      else c?.sendStdin(item);
+    };
     const onEvent = (e: MachineEvent): void => {
-      if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) ended.abort();
+      if (e.actorId !== record.id) return;
+      if (e.action === 'die' || e.action === 'destroy') ended.abort();
+      else if (e.action === 'start' && !running)
+        setImmediate(() => {
+          running = true;
+          for (const item of held.splice(0)) deliver(item);
+        });
     };
     this.events.on('event', onEvent);
     const done = followLog(
@@ -1290,15 +1403,15 @@ export class MachineRuntime implements MachineContainers {
       ended.signal,
       sink.ready ? () => sink.ready!() : undefined,
     ).finally(() => this.events.off('event', onEvent));
-    const ctl = (): ControlChannel | undefined => this.live.get(record.id)?.ctl;
+    const pass = (item: Buffer | null): void => {
+      if (!record.config.openStdin) return;
+      if (running) deliver(item);
+      else held.push(item);
+    };
     return {
-      stdin: (data) => {
-        if (record.config.openStdin) ctl()?.sendStdin(data);
-      },
-      closeStdin: () => {
-        if (record.config.openStdin) ctl()?.send(FrameType.STDIN_EOF);
-      },
-      resize: (rows, cols) => ctl()?.sendResize(rows, cols),
+      stdin: (data) => pass(data),
+      closeStdin: () => pass(null),
+      resize: (rows, cols) => this.live.get(record.id)?.ctl.sendResize(rows, cols),
       done,
     };
   }
@@ -1405,6 +1518,120 @@ export class MachineRuntime implements MachineContainers {
     }
   }
 
+  /**
+   * The live VM an offline exec of container `id` runs in: the container's own when it was started meanwhile, else
+   * its helper micro-VM (booted now if it has none); `release` when the exec has ended.
+   */
+  private helperFor(id: string): Promise<{ live: Live; release: () => void }> {
+    return this.lock.run(id, async () => {
+      const running = this.live.get(id);
+      if (running) return { live: running, release: () => undefined };
+      return this.helperVms.acquire(id, () => this.bootHelper(id));
+    });
+  }
+
+  /**
+   * Boots a helper micro-VM of a container that is not running: its image root, writable layer, volumes and bind
+   * mounts, no network, and a main process that waits on its stdin (`sh`, which the copy's stat and tar need
+   * anyway). It is jailed like the container's own VM would be (the workload's files are as untrusted as the
+   * workload), in the container's runtime directory; a daemon that dies leaves it to the next one's orphan sweep.
+   * Its output goes to a log of its own, never to the container's.
+   */
+  private async bootHelper(id: string): Promise<{ live: Live; cleanup: () => Promise<void> }> {
+    const record = this.registry.get(id);
+    this.checkOwned(record);
+    if (record.state === 'running' || record.state === 'restarting')
+      throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running in another Boson process`);
+    const runtimeDir = this.options.detached ? this.runtimeDir(id) : undefined;
+    const [rootDisk, bundle] = await Promise.all([
+      this.images.resolve(record.imageId).then((image) => this.images.rootDisk(image)),
+      this.bootBundle(),
+      runtimeDir ? rm(runtimeDir, { recursive: true, force: true }).then(() => mkdir(runtimeDir, { recursive: true })) : undefined,
+    ]);
+    await checkHostCapacity(record.resources.memoryMiB, this.paths.stateDir);
+    const logFile = path.join(this.registry.containerDir(id), 'helper.log');
+    const cleanup = async (): Promise<void> => {
+      this.releaseVolumes(id);
+      if (runtimeDir) await this.vmm.cleanup(runtimeDir).catch(() => undefined);
+      await rm(logFile, { force: true });
+    };
+    try {
+      const { disks, shares, mounts } = await this.mountPlan(record);
+      const accel = await this.vmm.accelerator();
+      let ctl!: ControlChannel;
+      const { vm } = await bootWithWatchdog(
+        {
+          kernel: bundle.kernelPath,
+          initramfs: bundle.initramfsPath,
+          acpi: bundle.acpi,
+          memoryMiB: record.resources.memoryMiB,
+          cpus: record.resources.cpus,
+          disks: [
+            { serial: 'boson-root', path: rootDisk.path, readOnly: true },
+            { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },
+            ...disks,
+          ],
+          shares,
+          runtimeDir,
+          logFile,
+          nics: [],
+          debug: this.options.debug,
+          jail: this.jailFor(record, runtimeDir),
+        },
+        (booting: Vm) => {
+          ctl = new ControlChannel(booting.channel);
+          return ctl.waitForHello();
+        },
+        { timeoutMs: this.options.bootTimeoutMs ?? (accel === 'kvm' ? 5000 : 15000), attempts: 3 },
+        (config) => this.vmm.launch(config),
+      );
+      const started = new Promise<void>((resolve, reject) => {
+        let guestError: BosonError | undefined;
+        ctl.onSession(0, (frame) => {
+          if (frame.type === FrameType.STARTED) resolve();
+          else if (frame.type === FrameType.ERROR) guestError = guestErrorOf(frame);
+          else if (frame.type === FrameType.EXIT)
+            reject(guestError ?? new BosonError('CONTAINER_START_FAILED', 'the helper ended at once'));
+        });
+        ctl.onClose(() => reject(new BosonError('GUEST_CRASHED', 'the helper micro-VM ended before it was ready')));
+      });
+      ctl.send(
+        FrameType.SPEC,
+        encodeSpec({
+          argv: ['sh', '-c', 'read -r _ || :'],
+          env: record.config.env,
+          cwd: '/',
+          user: '0',
+          hostname: record.config.hostname,
+          tty: false,
+          stdin: true,
+          rootDisk: 'boson-root',
+          rootFstype: rootDisk.fstype,
+          scratchDisk: 'boson-scratch',
+          logPort: true,
+          clockNs: BigInt(Date.now()) * 1_000_000n,
+          mounts,
+        }),
+      );
+      try {
+        await started;
+      } catch (err) {
+        await vm.shutdown(1000);
+        const e = toBosonError(err);
+        if (e.code === 'COMMAND_NOT_FOUND' || e.code === 'COMMAND_NOT_EXECUTABLE')
+          throw new BosonError(
+            'CONTAINER_NOT_RUNNING',
+            `container ${record.name} is not running, and its image has no shell (sh) for Boson to reach its files with while it is stopped: start it first`,
+          );
+        throw err;
+      }
+      return { live: { vm, ctl, logFile, execs: new Map(), nextSession: 1, finished: false }, cleanup };
+    } catch (err) {
+      await cleanup();
+      throw err;
+    }
+  }
+
   /** Resizes a running container's pty. */
   async resize(_ctx: RequestContext, ref: string, rows: number, cols: number): Promise<void> {
     const record = this.registry.get(ref);
@@ -1419,7 +1646,8 @@ export class MachineRuntime implements MachineContainers {
   /** Creates an exec record (see createExec). */
   newExec(ref: string, spec: ExecSpec): ExecRecord {
     const record = this.registry.get(ref);
-    if (!this.live.has(record.id)) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
+    const offline = spec.offline === true && !this.live.has(record.id) && record.state !== 'running' && record.state !== 'restarting';
+    if (!this.live.has(record.id) && !offline) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
     const paused = this.diskFull.reason(record.id);
     if (paused !== undefined)
       throw new BosonError(
@@ -1441,6 +1669,7 @@ export class MachineRuntime implements MachineContainers {
       exitCode: null,
       pid: null,
       session: 0,
+      ...(offline ? { offline } : {}),
     };
     this.execs.set(exec.id, exec);
     return exec;
@@ -1469,7 +1698,9 @@ export class MachineRuntime implements MachineContainers {
   async startExec(_ctx: RequestContext, id: string, sink: StreamSink): Promise<ExecSession> {
     const exec = this.getExec(id);
     if (exec.running || exec.exitCode !== null) throw new BosonError('INVALID_ARGUMENT', `exec ${id.slice(0, 12)} has already run`);
-    const live = this.live.get(exec.containerId);
+    let live = this.live.get(exec.containerId);
+    let release = (): void => undefined;
+    if (!live && exec.offline) ({ live, release } = await this.helperFor(exec.containerId));
     if (!live) throw new BosonError('CONTAINER_NOT_RUNNING', 'the container is not running');
     const session = live.nextSession;
     live.nextSession = live.nextSession >= 65535 ? 1 : live.nextSession + 1;
@@ -1483,6 +1714,7 @@ export class MachineRuntime implements MachineContainers {
         exec.exitCode = code;
         live.execs.delete(session);
         live.ctl.offSession(session);
+        release();
         resolveExit(code);
         reject(startError ?? new BosonError('CONTAINER_NOT_RUNNING', 'the container stopped before the exec started'));
       };

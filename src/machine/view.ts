@@ -37,6 +37,7 @@ export function containerView(r: ContainerRecord): Container {
   };
   if (r.aliases !== undefined && r.aliases.length > 0) view.aliases = r.aliases;
   if (r.ipv4Address !== undefined) view.ipv4Address = r.ipv4Address;
+  if (r.links !== undefined && r.links.length > 0) view.links = r.links.map((l) => ({ ...l }));
   if (r.pausedReason !== undefined) view.pausedReason = r.pausedReason;
   return view;
 }

@@ -25,8 +25,6 @@ import type { MicroVmConfig, Vm, Vmm, VmExit } from './types.ts';
 import { cgroupMode, confine, release, type VmCgroup } from './cgroup.ts';
 
 const CONSOLE_KEEP = 64 * 1024;
-/** How long a QEMU whose control channel closed before HELLO may take to exit by itself. */
-const CHANNEL_CLOSED_GRACE_MS = 2000;
 const EXIT_POLL_MS = 250;
 
 /** A running micro-VM. */
@@ -544,10 +542,11 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     ]);
     clearTimeout(timer);
     if (outcome.kind === 'booted') return { vm, value: outcome.value, attempts: attempt };
-    // A closed control channel before boot means QEMU is going away (or the guest reset itself, which -no-reboot
-    // turns into an exit): its own exit status says which, so it gets a moment to end before it is killed.
+    // QEMU closes its chardevs (the control channel) while it shuts down, before it exits: a channel that closed
+    // is given a moment to end in QEMU's own exit status (0 for a guest that crashed, which is retried), instead
+    // of one our kill would give it.
     const channelClosed = outcome.kind === 'failed' && isBosonError(outcome.error, 'GUEST_CRASHED');
-    if (channelClosed) await Promise.race([vm.exited, new Promise((r) => setTimeout(r, CHANNEL_CLOSED_GRACE_MS))]);
+    if (channelClosed) await Promise.race([vm.exited, new Promise((r) => setTimeout(r, CLOSED_CHANNEL_GRACE_MS))]);
     // A detached VM's console is read from QEMU, so before it is killed.
     const hungTail = outcome.kind === 'timeout' || (channelClosed && !vm.hasExited) ? await vm.consoleTail(200) : '';
     const killedHere = !vm.hasExited;
@@ -577,6 +576,9 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     { details: { attempts: options.attempts, timeoutMs: options.timeoutMs, console: lastTail } },
   );
 }
+
+/** How long a VM whose control channel closed during boot is given to exit by itself before it is killed. */
+const CLOSED_CHANNEL_GRACE_MS = 2000;
 
 /** The QEMU microvm driver as a Vmm, run with `options` (what the composition root hands the runtime). */
 export function qemuVmm(options: QemuOptions = {}): Vmm {

@@ -403,10 +403,23 @@ def archive(g):
     g.check('containers.get_archive_missing', lambda: raises(docker.errors.NotFound, lambda: c.get_archive('/no/such/file'), 'get_archive of a missing path'))
 
     def stopped():
+        # A file of the image deleted in the container (an overlay whiteout on its writable layer) stays deleted.
+        eq(c.exec_run(['rm', '/etc/group']).exit_code, 0, 'rm /etc/group')
         c.kill()
         c.wait()
         chunks, stat = c.get_archive('/tmp/hello.bin')
         ok(untar(chunks)['hello.bin'][0] == data, 'the file back from the stopped container')
+        eq(untar(c.get_archive('/etc/passwd')[0])['passwd'][1], 0o644, 'a file of the image, from the stopped container')
+        raises(docker.errors.NotFound, lambda: c.get_archive('/etc/group'), 'a file deleted in the container')
+        eq(c.put_archive('/tmp', tar_of({'later.txt': (b'written while stopped\n', 0o600)})), True, 'put_archive while stopped')
+        eq(untar(c.get_archive('/tmp/later.txt')[0])['later.txt'], (b'written while stopped\n', 0o600), 'read back while stopped')
+        c.reload()
+        eq(c.status, 'exited', 'still exited after the copies')
+        c.start()
+        r = c.exec_run(['sh', '-c', 'cat /tmp/later.txt; md5sum /tmp/hello.bin; [ -e /etc/group ] || echo gone'])
+        eq(r.output.decode(), f'written while stopped\n{hashlib.md5(data).hexdigest()}  /tmp/hello.bin\ngone\n', 'what the started container sees')
+        c.kill()
+        c.wait()
     g.check('containers.get_archive_stopped', stopped)
 
 

@@ -63,7 +63,26 @@ export function registerNetworkCommands(program: Command): void {
     .description('Make a stopped container join a network (at its next start)')
     .argument('<network>')
     .argument('<container>')
-    .action(async (name: string, container: string) => machine().networks.connect(ctx, name, container));
+    .option('--alias <name>', 'a further DNS name of the container on the network', (v: string, p: string[]) => [...p, v], [] as string[])
+    .option('--ip <address>', 'a static IPv4 address (user-defined networks)')
+    .option(
+      '--link <name:alias>',
+      'a legacy link: the alias this container knows another by',
+      (v: string, p: string[]) => [...p, v],
+      [] as string[],
+    )
+    .action(async (name: string, container: string, flags: { alias: string[]; ip?: string; link: string[] }) => {
+      const links = flags.link.map((l) => {
+        const [target = '', alias = target] = l.split(':');
+        return { container: target, alias };
+      });
+      const endpoint = {
+        ...(flags.alias.length > 0 ? { aliases: flags.alias } : {}),
+        ...(flags.ip !== undefined ? { ipv4Address: flags.ip } : {}),
+        ...(links.length > 0 ? { links } : {}),
+      };
+      await machine().networks.connect(ctx, name, container, Object.keys(endpoint).length > 0 ? endpoint : undefined);
+    });
   network
     .command('disconnect')
     .description('Take a stopped container off a network')

@@ -22,15 +22,15 @@ export function registerContainerIoRoutes(router: Router, deps: RouteDeps): void
   router.on('GET', `/containers/${ID}/stats`, (ctx) => containerStats(deps, ctx));
   router.on('GET', `/containers/${ID}/top`, (ctx) => containerTop(deps, ctx));
   router.on('HEAD', `/containers/${ID}/archive`, async ({ res, params, query }) => {
-    const stat = await archiveStat(m, await runningContainer(deps, params[0]!), requiredPath(query));
+    const stat = await archiveStat(m, await filesOf(deps, params[0]!), requiredPath(query));
     res.writeHead(200, { 'X-Docker-Container-Path-Stat': stat, 'Content-Length': 0 });
     res.end();
   });
   router.on('GET', `/containers/${ID}/archive`, async ({ res, params, query }) => {
-    await archiveGet(m, await runningContainer(deps, params[0]!), requiredPath(query), res);
+    await archiveGet(m, await filesOf(deps, params[0]!), requiredPath(query), res);
   });
   router.on('PUT', `/containers/${ID}/archive`, async ({ req, res, params, query }) => {
-    await archivePut(m, await runningContainer(deps, params[0]!), requiredPath(query), req, flag(query, 'copyUIDGID'));
+    await archivePut(m, await filesOf(deps, params[0]!), requiredPath(query), req, flag(query, 'copyUIDGID'));
     sendEmpty(res, 200);
   });
   // Attach without a connection upgrade (SDKs): the stream is the response body.
@@ -167,15 +167,9 @@ export function psTable(output: string, self: string): { Titles: string[]; Proce
 }
 
 /** A container `docker cp` can reach: its files are copied through its running micro-VM. */
-async function runningContainer(deps: RouteDeps, ref: string): Promise<Container> {
-  const c = await deps.machine.containers.inspect(LOCAL, ref);
-  if (c.state !== 'running') {
-    throw new DockerError(
-      409,
-      `container ${c.name} is not running: Boson copies files through the container's running micro-VM, so start it first`,
-    );
-  }
-  return c;
+/** The container whose files a copy reads or writes, in any state (a stopped one is served by a helper micro-VM). */
+async function filesOf(deps: RouteDeps, ref: string): Promise<Container> {
+  return deps.machine.containers.inspect(LOCAL, ref);
 }
 
 function streamType(tty: boolean): string {

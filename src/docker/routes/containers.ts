@@ -3,7 +3,7 @@
  * prune, each a call of the machine port with Docker's JSON translated by ../containers.ts.
  */
 import { isBosonError } from '../../common/index.ts';
-import { localContext, type Container, type RestartPolicy, type WaitCondition } from '../../machine/port/index.ts';
+import { localContext, type Container, type MachineImages, type RestartPolicy, type WaitCondition } from '../../machine/port/index.ts';
 import { hostCpuCount, parseRestartPolicy, parseSignal } from '../../machine/client/index.ts';
 import {
   CONTAINER_FILTERS,
@@ -12,19 +12,19 @@ import {
   containerSpecOf,
   containerSummary,
   matchesFilters,
+  networkLookup,
+  volumePathOf,
 } from '../containers.ts';
 import { DockerError, badRequest, notSupported } from '../errors.ts';
 import { withSha } from '../format.ts';
 import { flag, jsonBody, parseFilters, pruneMatcher, sendEmpty, sendJson, type Ctx } from '../http.ts';
-import type { MachineExtras } from '../machine-access.ts';
 import { ID, type RouteDeps, type Router } from '../router.ts';
 
 const LOCAL = localContext('docker');
 
 /** Registers the container lifecycle routes. */
 export function registerContainerRoutes(router: Router, deps: RouteDeps): void {
-  const { containers: m, extras } = deps.machine;
-  const volumePath = (name: string): string => extras.volumes.diskPath(name);
+  const { containers: m, images, volumes, networks } = deps.machine;
   router.on('GET', '/containers/json', (ctx) => listContainers(deps, ctx));
   router.on('POST', '/containers/create', (ctx) => createContainer(deps, ctx));
   router.on('POST', '/containers/prune', async ({ res, query }) => {
@@ -42,7 +42,8 @@ export function registerContainerRoutes(router: Router, deps: RouteDeps): void {
   });
   router.on('GET', `/containers/${ID}/json`, async ({ res, params, version }) => {
     const c = await m.inspect(LOCAL, params[0]!);
-    sendJson(res, 200, containerInspect(c, await imageEntrypoint(extras, c), volumePath, await extras.networkLookup(), version));
+    const [entrypoint, volumeList, nets] = await Promise.all([imageEntrypoint(images, c), volumes.list(LOCAL), networkLookup(networks)]);
+    sendJson(res, 200, containerInspect(c, entrypoint, volumePathOf(volumeList), nets, version));
   });
   router.on('POST', `/containers/${ID}/update`, (ctx) => updateContainer(deps, ctx));
   router.on('POST', `/containers/${ID}/start`, (ctx) => startContainer(deps, ctx));
@@ -73,17 +74,20 @@ export function registerContainerRoutes(router: Router, deps: RouteDeps): void {
 }
 
 /** `GET /containers/json` (docker ps). */
-async function listContainers({ machine: { containers: m, extras } }: RouteDeps, { res, query, version }: Ctx): Promise<void> {
+async function listContainers(
+  { machine: { containers: m, images, volumes, networks } }: RouteDeps,
+  { res, query, version }: Ctx,
+): Promise<void> {
   const filters = parseFilters(query, CONTAINER_FILTERS);
   const all = flag(query, 'all') || filters.has('status') || filters.has('exited');
   let list = await m.list(LOCAL, { all });
-  const nets = await extras.networkLookup();
+  const nets = await networkLookup(networks);
   if (filters.size > 0) {
     const ancestors = new Map<string, string | null>();
     for (const v of filters.get('ancestor') ?? []) {
       ancestors.set(
         v,
-        await extras.images.resolve(v).then(
+        await images.inspect(LOCAL, v).then(
           (i) => withSha(i.id),
           () => null,
         ),
@@ -94,10 +98,11 @@ async function listContainers({ machine: { containers: m, extras } }: RouteDeps,
   const limit = Number(query.get('limit') ?? -1);
   if (Number.isInteger(limit) && limit > 0) list = list.slice(0, limit);
   const now = Date.now();
+  const volumePath = volumePathOf(await volumes.list(LOCAL));
   sendJson(
     res,
     200,
-    list.map((c) => containerSummary(c, (name) => extras.volumes.diskPath(name), now, nets, version)),
+    list.map((c) => containerSummary(c, volumePath, now, nets, version)),
   );
 }
 
@@ -130,7 +135,7 @@ async function startContainer({ machine: { containers: m } }: RouteDeps, { res, 
  * `POST /containers/{id}/update`: the restart policy changes (in any state); memory, CPUs and the other resources of
  * a micro-VM are fixed when it boots, so a body that sets any of them is refused as a whole.
  */
-async function updateContainer({ machine: { containers: m, extras } }: RouteDeps, ctx: Ctx): Promise<void> {
+async function updateContainer({ machine: { containers: m } }: RouteDeps, ctx: Ctx): Promise<void> {
   const c = await m.inspect(LOCAL, ctx.params[0]!);
   const body = await jsonBody(ctx);
   const set = (v: unknown): boolean =>
@@ -162,7 +167,7 @@ async function updateContainer({ machine: { containers: m, extras } }: RouteDeps
     }
     if (c.autoRemove && restartPolicy.name !== 'no')
       throw badRequest('Restart policy cannot be updated because AutoRemove is enabled for the container');
-    await extras.reconfigure(c.id, { restartPolicy });
+    await m.update(LOCAL, c.id, { restartPolicy });
   }
   sendJson(ctx.res, 200, { Warnings: [] });
 }
@@ -217,8 +222,8 @@ async function removeContainer({ machine: { containers: m } }: RouteDeps, { res,
 }
 
 /** The image's Entrypoint, when the image is still in the store (inspect splits argv into Entrypoint and Cmd). */
-async function imageEntrypoint(extras: MachineExtras, c: Container): Promise<string[] | null> {
-  return extras.images.resolve(c.imageId).then(
+async function imageEntrypoint(images: MachineImages, c: Container): Promise<string[] | null> {
+  return images.inspect(LOCAL, c.imageId).then(
     (i) => i.config.entrypoint,
     () => null,
   );

@@ -1,14 +1,12 @@
 /**
- * Image routes: list, pull (`POST /images/create`), inspect, history, tag, remove and prune, over the machine's
- * image store (reached through machine-access.ts: the port has no image calls yet).
+ * Image routes: list, pull (`POST /images/create`), inspect, history, tag, remove and prune, over the machine
+ * port's images.
  */
-import type { ImageRecord } from '../../image/index.ts';
-import { localContext } from '../../machine/port/index.ts';
+import { localContext, type Image, type Machine } from '../../machine/port/index.ts';
 import { badRequest, notSupported } from '../errors.ts';
 import { familiarName, withSha } from '../format.ts';
 import { flag, parseFilters, sendEmpty, sendJson, type Ctx } from '../http.ts';
 import { imageInspect, imageSummary, pullReference, pullStream, registryAuth } from '../images.ts';
-import type { DockerMachine } from '../machine-access.ts';
 import { normalizeDockerRepo } from '../repo-name.ts';
 import type { RouteDeps, Router } from '../router.ts';
 
@@ -16,7 +14,7 @@ const LOCAL = localContext('docker');
 
 /** Registers the image routes. */
 export function registerImageRoutes(router: Router, { machine }: RouteDeps): void {
-  const { images } = machine.extras;
+  const { images } = machine;
   router.on('GET', '/images/json', (ctx) => listImages(machine, ctx));
   router.on('POST', '/images/create', async ({ req, res, query }) => {
     if (query.get('fromSrc'))
@@ -28,25 +26,27 @@ export function registerImageRoutes(router: Router, { machine }: RouteDeps): voi
     });
   });
   router.on('POST', '/images/prune', async ({ res }) => {
-    const inUse = await imagesInUse(machine);
-    const r = await images.prune({ inUse: (id) => inUse.has(id) });
+    const r = await images.prune(LOCAL);
     sendJson(res, 200, { ImagesDeleted: r.images.map((id) => ({ Deleted: withSha(id) })), SpaceReclaimed: r.bytes });
   });
-  router.on('GET', '/images/(.+)/json', async ({ res, params }) => sendJson(res, 200, imageInspect(await images.resolve(params[0]!))));
-  router.on('GET', '/images/(.+)/history', async ({ res, params }) => sendJson(res, 200, imageHistory(await images.resolve(params[0]!))));
+  router.on('GET', '/images/(.+)/json', async ({ res, params }) =>
+    sendJson(res, 200, imageInspect(await images.inspect(LOCAL, params[0]!))),
+  );
+  router.on('GET', '/images/(.+)/history', async ({ res, params }) =>
+    sendJson(res, 200, imageHistory(await images.inspect(LOCAL, params[0]!))),
+  );
   router.on('POST', '/images/(.+)/tag', async ({ res, params, query }) => {
     const repo = query.get('repo');
     if (!repo) throw badRequest('repository name (repo) is required');
     const tag = query.get('tag') || 'latest';
-    await images.tag(params[0]!, `${normalizeDockerRepo(repo)}:${tag}`);
+    await images.tag(LOCAL, params[0]!, `${normalizeDockerRepo(repo)}:${tag}`);
     sendEmpty(res, 201);
   });
   router.on('POST', '/images/(.+)/push', () => {
     throw notSupported('docker push', 'Boson keeps flattened micro-VM root disks, not pushable layers');
   });
   router.on('DELETE', '/images/(.+)', async ({ res, params, query }) => {
-    const inUse = await imagesInUse(machine);
-    const r = await images.remove(params[0]!, { force: flag(query, 'force'), inUse: (id) => inUse.has(id) });
+    const r = await images.remove(LOCAL, params[0]!, { force: flag(query, 'force') });
     sendJson(res, 200, [
       ...r.untagged.map((u) => ({ Untagged: familiarName(u) })),
       ...(r.deleted ? [{ Deleted: withSha(r.deleted) }] : []),
@@ -55,9 +55,9 @@ export function registerImageRoutes(router: Router, { machine }: RouteDeps): voi
 }
 
 /** `GET /images/json`, with Docker's reference, dangling and label filters and each image's container count. */
-async function listImages({ containers, extras }: DockerMachine, { res, query }: Ctx): Promise<void> {
+async function listImages({ containers, images: machineImages }: Machine, { res, query }: Ctx): Promise<void> {
   const filters = parseFilters(query, ['dangling', 'reference', 'label', 'before', 'since']);
-  let images = await extras.images.list();
+  let images = await machineImages.list(LOCAL);
   const refs = filters.get('reference') ?? [];
   if (refs.length > 0) images = images.filter((i) => i.references.some((r) => refs.some((f) => referenceMatches(familiarName(r), f))));
   const dangling = filters.get('dangling')?.[0];
@@ -74,7 +74,7 @@ async function listImages({ containers, extras }: DockerMachine, { res, query }:
 }
 
 /** `GET /images/{name}/history`: one entry per layer, newest first (Boson keeps no build history). */
-export function imageHistory(img: ImageRecord): Array<Record<string, unknown>> {
+export function imageHistory(img: Image): Array<Record<string, unknown>> {
   const created = img.created ? Math.floor(Date.parse(img.created) / 1000) : 0;
   const last = img.layers.length - 1;
   return img.layers
@@ -87,11 +87,6 @@ export function imageHistory(img: ImageRecord): Array<Record<string, unknown>> {
       Comment: '',
     }))
     .reverse();
-}
-
-/** Ids of the images some container uses. */
-async function imagesInUse({ containers }: DockerMachine): Promise<Set<string>> {
-  return new Set((await containers.list(LOCAL, { all: true })).map((c) => c.imageId));
 }
 
 /** A `label` filter value ("key" or "key=value") against labels. */

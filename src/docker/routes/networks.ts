@@ -1,51 +1,45 @@
 /**
- * Network routes: list, inspect, create, remove and prune (bridges only), over the machine's network manager; and
+ * Network routes: list, inspect, create, remove and prune (bridges only), over the machine port's networks; and
  * connect/disconnect, which for Boson are configuration: a micro-VM has one network card, chosen when it boots, so
  * a container that is not running changes the network (and aliases) its next start joins, and a running one is
  * refused.
  */
 import { isBosonError } from '../../common/index.ts';
-import { localContext, type Container } from '../../machine/port/index.ts';
-import { endpointConfigOf, endpointId, networkOf, type NetworkLookup } from '../containers.ts';
+import { localContext, type Container, type Network, type NetworkInspect } from '../../machine/port/index.ts';
+import { endpointConfigOf, endpointId, networkLookup, networkOf, type NetworkLookup } from '../containers.ts';
 import { DockerError, badRequest, notSupported } from '../errors.ts';
 import { jsonBody, parseFilters, pruneMatcher, sendEmpty, sendJson, type Ctx } from '../http.ts';
-import type { DockerNetworks } from '../machine-access.ts';
 import { ID, type RouteDeps, type Router } from '../router.ts';
 
 const LOCAL = localContext('docker');
 
-/** A network record as the manager lists it. */
-type NetworkRecord = Awaited<ReturnType<DockerNetworks['list']>>[number];
-
 /** Registers the network routes. */
 export function registerNetworkRoutes(router: Router, deps: RouteDeps): void {
-  const { extras, containers: m } = deps.machine;
-  // The network manager is looked up per request: a runtime without networking answers each call with its error.
-  const nets = (): DockerNetworks => extras.networks;
+  const { networks } = deps.machine;
   router.on('GET', '/networks', async ({ res, query }) => {
     const match = networkFilter(query);
     sendJson(
       res,
       200,
-      (await nets().list()).filter(match).map((n) => networkJson(n)),
+      (await networks.list(LOCAL)).filter(match).map((n) => networkJson(n)),
     );
   });
   router.on('GET', `/networks/${ID}`, async ({ res, params }) => {
-    const n = await nets().get(params[0]!);
-    sendJson(res, 200, networkJson(n, attached(n, await m.list(LOCAL, { all: false }))));
+    const n = await networks.inspect(LOCAL, params[0]!);
+    sendJson(res, 200, networkJson(n, attached(n)));
   });
-  router.on('POST', '/networks/create', (ctx) => createNetwork(nets, ctx));
+  router.on('POST', '/networks/create', (ctx) => createNetwork(deps, ctx));
   router.on('DELETE', `/networks/${ID}`, async ({ res, params }) => {
-    await forbiddenInUse(() => nets().remove(params[0]!));
+    await forbiddenInUse(() => networks.remove(LOCAL, params[0]!));
     sendEmpty(res, 204);
   });
   router.on('POST', '/networks/prune', async ({ res, query }) => {
     const { matches } = pruneMatcher(query);
     const deleted: string[] = [];
-    for (const n of await nets().list()) {
+    for (const n of await networks.list(LOCAL)) {
       if (n.builtin || !matches(n.labels, n.created)) continue;
       try {
-        await nets().remove(n.id);
+        await networks.remove(LOCAL, n.id);
         deleted.push(n.name);
       } catch (err) {
         if (!isBosonError(err, 'NETWORK_IN_USE')) throw err;
@@ -68,7 +62,7 @@ async function forbiddenInUse(remove: () => Promise<void>): Promise<void> {
 }
 
 /** `GET /networks` filters: name and id (substring or regexp, as Docker matches), label, driver, type, scope, dangling. */
-function networkFilter(q: URLSearchParams): (n: NetworkRecord) => boolean {
+function networkFilter(q: URLSearchParams): (n: Network) => boolean {
   const filters = parseFilters(q, ['name', 'id', 'label', 'driver', 'type', 'scope', 'dangling']);
   const like = (v: string, s: string): boolean => {
     if (s.includes(v)) return true;
@@ -101,16 +95,16 @@ function networkFilter(q: URLSearchParams): (n: NetworkRecord) => boolean {
 }
 
 /** The running containers on network `n`, as `Containers` of its inspect. */
-function attached(n: NetworkRecord, running: Container[]): Record<string, unknown> {
+function attached(n: NetworkInspect): Record<string, unknown> {
   const prefix = n.subnet.split('/')[1] ?? '';
   const out: Record<string, unknown> = {};
-  for (const c of running) {
-    if (!c.endpoint || c.endpoint.network !== n.id) continue;
+  for (const c of n.containers) {
+    if (c.address === null) continue;
     out[c.id] = {
       Name: c.name,
       EndpointID: endpointId(c.id, n.id),
-      MacAddress: c.endpoint.mac,
-      IPv4Address: `${c.endpoint.address}/${prefix}`,
+      MacAddress: c.mac ?? '',
+      IPv4Address: `${c.address}/${prefix}`,
       IPv6Address: '',
     };
   }
@@ -119,27 +113,27 @@ function attached(n: NetworkRecord, running: Container[]): Record<string, unknow
 
 /** The container and network of a connect/disconnect body, and the network the container is on now. */
 async function parties(
-  { machine: { containers: m, extras } }: RouteDeps,
+  { machine: { containers: m, networks } }: RouteDeps,
   ctx: Ctx,
-): Promise<{ body: Record<string, unknown>; c: Container; n: NetworkRecord; on: ReturnType<NetworkLookup> }> {
-  const n = await extras.networks.get(ctx.params[0]!);
+): Promise<{ body: Record<string, unknown>; c: Container; n: Network; on: ReturnType<NetworkLookup> }> {
+  const n = await networks.inspect(LOCAL, ctx.params[0]!);
   const body = await jsonBody(ctx);
   const ref = typeof body.Container === 'string' ? body.Container : '';
   if (!ref) throw badRequest('a container is required: set Container');
   const c = await m.inspect(LOCAL, ref);
-  return { body, c, n, on: networkOf(c, await extras.networkLookup()) };
+  return { body, c, n, on: networkOf(c, await networkLookup(networks)) };
 }
 
 const running = (c: Container): boolean => c.state === 'running' || c.state === 'restarting';
 
 /**
  * `POST /networks/{id}/connect`. A container that is not running joins the network at its next start, with the
- * endpoint's aliases and static address (on the network it is on already: they replace the old ones). It leaves the
+ * endpoint's aliases, static address and links (on the network it is on already: they replace the old ones). It leaves the
  * default bridge for it (Docker would attach both); from another user network it must be disconnected first.
  */
 async function connect(deps: RouteDeps, ctx: Ctx): Promise<void> {
   const { body, c, n, on } = await parties(deps, ctx);
-  const { aliases, ipv4Address } = endpointConfigOf(body.EndpointConfig);
+  const { aliases, ipv4Address, links } = endpointConfigOf(body.EndpointConfig);
   const same = on !== undefined && on.id === n.id;
   if (running(c)) {
     if (same) throw new DockerError(403, `endpoint with name ${c.name} already exists in network ${n.name}`);
@@ -154,7 +148,11 @@ async function connect(deps: RouteDeps, ctx: Ctx): Promise<void> {
       `container ${c.name} is connected to network ${on.name}: a Boson micro-VM has one network card, so a container is on one network; disconnect it from ${on.name} first`,
     );
   }
-  await deps.machine.extras.reconfigure(c.id, { network: n.name, aliases, ipv4Address: ipv4Address ?? null });
+  await deps.machine.networks.connect(LOCAL, n.id, c.id, {
+    aliases,
+    ...(ipv4Address ? { ipv4Address } : {}),
+    ...(links.length > 0 ? { links } : {}),
+  });
   sendEmpty(ctx.res, 200);
 }
 
@@ -168,12 +166,12 @@ async function disconnect(deps: RouteDeps, ctx: Ctx): Promise<void> {
       `cannot disconnect running container ${c.name} from network ${n.name}: a Boson micro-VM has one network card, chosen when it boots, and a running micro-VM cannot have it removed; stop the container, disconnect it, then start it`,
     );
   }
-  await deps.machine.extras.reconfigure(c.id, { network: 'none', aliases: [], ipv4Address: null });
+  await deps.machine.networks.disconnect(LOCAL, n.id, c.id);
   sendEmpty(ctx.res, 200);
 }
 
 /** `POST /networks/create`: a bridge, with the first IPAM config's subnet and gateway. */
-async function createNetwork(nets: () => DockerNetworks, ctx: Ctx): Promise<void> {
+async function createNetwork({ machine: { networks } }: RouteDeps, ctx: Ctx): Promise<void> {
   const b = await jsonBody(ctx);
   const name = typeof b.Name === 'string' ? b.Name : '';
   if (!name) throw badRequest('network name is required');
@@ -181,9 +179,10 @@ async function createNetwork(nets: () => DockerNetworks, ctx: Ctx): Promise<void
   if (driver !== '' && driver !== 'bridge') throw notSupported(`network driver "${driver}"`, 'Boson networks are bridges');
   const ipam = b.IPAM as { Config?: Array<{ Subnet?: string; Gateway?: string }> } | undefined;
   const cfg = ipam?.Config?.[0];
-  const n = await nets().create(name, {
-    subnet: cfg?.Subnet || undefined,
-    gateway: cfg?.Gateway || undefined,
+  const n = await networks.create(LOCAL, {
+    name,
+    ...(cfg?.Subnet ? { subnet: cfg.Subnet } : {}),
+    ...(cfg?.Gateway ? { gateway: cfg.Gateway } : {}),
     internal: b.Internal === true,
     labels: (b.Labels ?? {}) as Record<string, string>,
   });

@@ -6,31 +6,36 @@ import { API_VERSION, jsonBody, sendJson, type Ctx } from '../http.ts';
 import { checkLogin } from '../images.ts';
 import type { Handler, RouteDeps, Router } from '../router.ts';
 import { diskUsage, eventStream, systemInfo, versionInfo } from '../system.ts';
+import { volumePathOf } from '../containers.ts';
 
 const LOCAL = localContext('docker');
 
 /** Registers the system routes. */
 export function registerSystemRoutes(router: Router, deps: RouteDeps): void {
-  const { containers, extras } = deps.machine;
+  const { containers, images, volumes, events } = deps.machine;
   router.on('GET', '/_ping', ping);
   router.on('HEAD', '/_ping', ping);
   router.on('GET', '/version', ({ res }) => sendJson(res, 200, versionInfo()));
   router.on('GET', '/info', async ({ res }) => {
-    const [all, images] = await Promise.all([containers.list(LOCAL, { all: true }), extras.images.list()]);
+    const [all, imageList] = await Promise.all([containers.list(LOCAL, { all: true }), images.list(LOCAL)]);
     sendJson(
       res,
       200,
-      systemInfo({ containers: all, imageCount: images.length, eventListeners: extras.eventListeners(), paths: deps.paths }),
+      systemInfo({ containers: all, imageCount: imageList.length, eventListeners: deps.eventStreams.open, paths: deps.paths }),
     );
   });
   router.on('GET', '/system/df', async ({ res }) => {
-    const [all, images] = await Promise.all([containers.list(LOCAL, { all: true }), extras.images.list()]);
-    const volumes = await Promise.all(
-      extras.volumes.list().map(async (volume) => ({ volume, size: await extras.volumes.usage(volume.name) })),
+    const [all, imageList, volumeList] = await Promise.all([
+      containers.list(LOCAL, { all: true }),
+      images.list(LOCAL),
+      volumes.list(LOCAL),
+    ]);
+    const sized = await Promise.all(
+      volumeList.map(async (volume) => ({ volume, size: (await volumes.inspect(LOCAL, volume.name)).usageBytes })),
     );
-    sendJson(res, 200, diskUsage({ containers: all, images, volumes, volumePath: (name) => extras.volumes.diskPath(name) }));
+    sendJson(res, 200, diskUsage({ containers: all, images: imageList, volumes: sized, volumePath: volumePathOf(volumeList) }));
   });
-  router.on('GET', '/events', ({ req, res, query }) => eventStream(extras, req, res, query));
+  router.on('GET', '/events', ({ req, res, query }) => eventStream(events, deps.eventStreams, req, res, query));
   router.on('POST', '/auth', (ctx) => login(ctx, deps.registry));
 }
 

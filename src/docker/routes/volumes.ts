@@ -1,18 +1,24 @@
-/** Volume routes: list, create, inspect, remove and prune ("local" ext4 disks), over the machine's volume manager. */
-import { DEFAULT_VOLUME_BYTES, parseMemory } from '../../machine/index.ts';
+/** Volume routes: list, create, inspect, remove and prune ("local" ext4 disks), over the machine port's volumes. */
+import { isBosonError } from '../../common/index.ts';
+import { parseMemory } from '../../machine/client/index.ts';
+import { DEFAULT_VOLUME_BYTES, localContext, type MachineVolumes } from '../../machine/port/index.ts';
 import { DockerError, badRequest, notSupported } from '../errors.ts';
 import { compareVersions, jsonBody, parseFilters, sendEmpty, sendJson, type Ctx } from '../http.ts';
-import type { MachineExtras } from '../machine-access.ts';
 import type { RouteDeps, Router } from '../router.ts';
 import { labelMatches } from './images.ts';
 
+const LOCAL = localContext('docker');
+
 /** Registers the volume routes. */
-export function registerVolumeRoutes(router: Router, { machine: { extras } }: RouteDeps): void {
-  const { volumes } = extras;
-  router.on('GET', '/volumes', (ctx) => listVolumes(extras, ctx));
+export function registerVolumeRoutes(router: Router, { machine: { volumes } }: RouteDeps): void {
+  router.on('GET', '/volumes', (ctx) => listVolumes(volumes, ctx));
   router.on('POST', '/volumes/create', async (ctx) => {
     const { name, labels, sizeBytes } = volumeCreateOf(await jsonBody(ctx));
-    sendJson(ctx.res, 201, volumeJson(await volumes.create(name, { labels, sizeBytes })));
+    sendJson(
+      ctx.res,
+      201,
+      volumeJson(await volumes.create(LOCAL, { name, ...(labels ? { labels } : {}), ...(sizeBytes ? { sizeBytes } : {}) })),
+    );
   });
   router.on('POST', '/volumes/prune', async ({ res, query, version }) => {
     const filters = parseFilters(query, ['all', 'label']);
@@ -20,43 +26,51 @@ export function registerVolumeRoutes(router: Router, { machine: { extras } }: Ro
     const all = ['true', '1'].includes(filters.get('all')?.[0] ?? '') || compareVersions(version, '1.42') < 0;
     const deleted: string[] = [];
     let bytes = 0;
-    for (const v of volumes.list()) {
+    for (const v of await volumes.list(LOCAL)) {
       if (!v.anonymous && !all) continue;
       if (!(filters.get('label') ?? []).every((l) => labelMatches(v.labels, l))) continue;
-      if ((await extras.volumeUsers(v.name)).length > 0) continue;
-      const size = await volumes.usage(v.name);
-      await volumes.remove(v.name, []);
+      const { usedBy, usageBytes } = await volumes.inspect(LOCAL, v.name);
+      if (usedBy.length > 0) continue;
+      try {
+        await volumes.remove(LOCAL, v.name);
+      } catch (err) {
+        // Taken by a container meanwhile: it stays, as it would have had the container come first.
+        if (isBosonError(err, 'VOLUME_IN_USE')) continue;
+        throw err;
+      }
       deleted.push(v.name);
-      bytes += size;
+      bytes += usageBytes;
     }
     sendJson(res, 200, { VolumesDeleted: deleted, SpaceReclaimed: bytes });
   });
   router.on('GET', '/volumes/([^/]+)', async ({ res, params }) => {
-    const v = volumes.get(params[0]!);
-    const usage = { Size: await volumes.usage(v.name), RefCount: (await extras.volumeUsers(v.name)).length };
-    sendJson(res, 200, { ...volumeJson(v), UsageData: usage });
+    const v = await volumes.inspect(LOCAL, params[0]!);
+    sendJson(res, 200, { ...volumeJson(v), UsageData: { Size: v.usageBytes, RefCount: v.usedBy.length } });
   });
   router.on('DELETE', '/volumes/([^/]+)', async ({ res, params }) => {
     const name = params[0]!;
-    volumes.get(name);
-    const users = await extras.volumeUsers(name);
-    if (users.length > 0) throw new DockerError(409, `remove ${name}: volume is in use - [${users.join(', ')}]`);
-    await volumes.remove(name, users);
+    const { usedBy } = await volumes.inspect(LOCAL, name);
+    if (usedBy.length > 0) throw new DockerError(409, `remove ${name}: volume is in use - [${usedBy.join(', ')}]`);
+    await volumes.remove(LOCAL, name);
     sendEmpty(res, 204);
   });
 }
 
 /** `GET /volumes`, with Docker's name, dangling, label and driver filters. */
-async function listVolumes(extras: MachineExtras, { res, query }: Ctx): Promise<void> {
+async function listVolumes(volumes: MachineVolumes, { res, query }: Ctx): Promise<void> {
   const filters = parseFilters(query, ['name', 'dangling', 'label', 'driver']);
   const names = filters.get('name') ?? [];
   const dangling = filters.get('dangling')?.[0];
   const labels = filters.get('label') ?? [];
   const drivers = filters.get('driver') ?? [];
   const out = [];
-  for (const v of extras.volumes.list()) {
+  for (const v of await volumes.list(LOCAL)) {
     if (names.length > 0 && !names.some((n) => v.name.includes(n))) continue;
-    if (dangling !== undefined && ((await extras.volumeUsers(v.name)).length === 0) !== (dangling === 'true' || dangling === '1')) continue;
+    if (
+      dangling !== undefined &&
+      ((await volumes.inspect(LOCAL, v.name)).usedBy.length === 0) !== (dangling === 'true' || dangling === '1')
+    )
+      continue;
     if (!labels.every((l) => labelMatches(v.labels, l))) continue;
     if (drivers.length > 0 && !drivers.includes('local')) continue;
     out.push(volumeJson(v));

@@ -8,7 +8,16 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { BosonError, writableReady } from '../../common/index.ts';
 import type { LogLine, MachineContainers } from '../port/machine.ts';
-import { Container, ContainerSpec, ContainerStats, LogEntry, WaitCondition, WaitResult, type RequestContext } from '../port/schemas.ts';
+import {
+  Container,
+  ContainerSpec,
+  ContainerStats,
+  ContainerUpdate,
+  LogEntry,
+  WaitCondition,
+  WaitResult,
+  type RequestContext,
+} from '../port/schemas.ts';
 import { boolQuery, errors, noContent, nsFromTime, type ContextOf } from './routing.ts';
 
 const RefParams = Type.Object({ ref: Type.String({ description: 'container name, id or id prefix' }) });
@@ -113,6 +122,20 @@ export function containerRoutes(containers: MachineContainers, context: ContextO
     });
     action<Static<typeof ResizeQuery>>('resize', "Resize a container's pty", ResizeQuery, (c, ref, q) =>
       containers.resize(c, ref, Number(q.h ?? 24), Number(q.w ?? 80)),
+    );
+
+    app.post<Ref & { Body: ContainerUpdate }>(
+      '/v1/containers/:ref/update',
+      {
+        schema: {
+          tags,
+          summary: "Change a container's settings after create (its restart policy)",
+          params: RefParams,
+          body: ContainerUpdate,
+          response: { 200: Container, ...errors },
+        },
+      },
+      async (req) => containers.update(context(req), req.params.ref, req.body),
     );
 
     app.post<Ref & { Querystring: Static<typeof WaitQuery> }>(

@@ -5,12 +5,19 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { MachineNetworks } from '../port/machine.ts';
-import { Network, NetworkCreateRequest, NetworkInspect, NetworkPruneResult } from '../port/schemas.ts';
+import { Network, NetworkConnectOptions, NetworkCreateRequest, NetworkInspect, NetworkPruneResult } from '../port/schemas.ts';
 import { errors, noContent, type ContextOf } from './routing.ts';
 
 const NameParams = Type.Object({ name: Type.String({ description: 'network name, id or id prefix' }) });
-const ConnectBody = Type.Object(
+const DisconnectBody = Type.Object(
   { container: Type.String({ minLength: 1, description: 'container name, id or id prefix' }) },
+  { additionalProperties: false },
+);
+const ConnectBody = Type.Object(
+  {
+    container: Type.String({ minLength: 1, description: 'container name, id or id prefix' }),
+    options: Type.Optional(NetworkConnectOptions),
+  },
   { additionalProperties: false },
 );
 
@@ -69,20 +76,38 @@ export function networkRoutes(networks: MachineNetworks, context: ContextOf): Fa
       },
     );
 
-    for (const [verb, summary] of [
-      ['connect', 'Make a stopped container join this network'],
-      ['disconnect', 'Take a stopped container off this network'],
-    ] as const) {
-      app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ConnectBody> }>(
-        `/v1/networks/:name/${verb}`,
-        {
-          schema: { tags, summary, params: NameParams, body: ConnectBody, response: { 204: noContent, ...errors } },
+    app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ConnectBody> }>(
+      '/v1/networks/:name/connect',
+      {
+        schema: {
+          tags,
+          summary: 'Make a stopped container join this network (with aliases and a static address)',
+          params: NameParams,
+          body: ConnectBody,
+          response: { 204: noContent, ...errors },
         },
-        async (req, reply) => {
-          await networks[verb](context(req), req.params.name, req.body.container);
-          return reply.code(204).send();
+      },
+      async (req, reply) => {
+        await networks.connect(context(req), req.params.name, req.body.container, req.body.options);
+        return reply.code(204).send();
+      },
+    );
+
+    app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof DisconnectBody> }>(
+      '/v1/networks/:name/disconnect',
+      {
+        schema: {
+          tags,
+          summary: 'Take a stopped container off this network',
+          params: NameParams,
+          body: DisconnectBody,
+          response: { 204: noContent, ...errors },
         },
-      );
-    }
+      },
+      async (req, reply) => {
+        await networks.disconnect(context(req), req.params.name, req.body.container);
+        return reply.code(204).send();
+      },
+    );
   };
 }

@@ -31,6 +31,7 @@ import type {
   Container,
   ContainerSpec,
   ContainerStats,
+  ContainerUpdate,
   Event,
   ExecInstance,
   ExecSpec,
@@ -43,6 +44,7 @@ import type {
   ImageRemoveResult,
   LogEntry,
   Network,
+  NetworkConnectOptions,
   NetworkCreateRequest,
   NetworkInspect,
   NetworkPruneResult,
@@ -166,8 +168,8 @@ export class RemoteNetworks implements MachineNetworks {
     await this.client.request('DELETE', `/v1/networks/${seg(ref)}`);
   }
 
-  async connect(_ctx: RequestContext, ref: string, container: string): Promise<void> {
-    await this.client.request('POST', `/v1/networks/${seg(ref)}/connect`, { container });
+  async connect(_ctx: RequestContext, ref: string, container: string, options?: NetworkConnectOptions): Promise<void> {
+    await this.client.request('POST', `/v1/networks/${seg(ref)}/connect`, options ? { container, options } : { container });
   }
 
   async disconnect(_ctx: RequestContext, ref: string, container: string): Promise<void> {
@@ -265,6 +267,10 @@ export class RemoteMachine implements MachineContainers, Machine {
 
   async rename(_ctx: RequestContext, ref: string, newName: string): Promise<void> {
     await this.client.request('POST', `/v1/containers/${seg(ref)}/rename${qs({ name: newName })}`);
+  }
+
+  update(_ctx: RequestContext, ref: string, change: ContainerUpdate): Promise<Container> {
+    return this.client.request<Container>('POST', `/v1/containers/${seg(ref)}/update`, change);
   }
 
   wait(_ctx: RequestContext, ref: string, condition: WaitCondition = 'not-running'): Promise<WaitResult> {

@@ -18,8 +18,9 @@ function query(id: number, name: string, type = 1): Buffer {
   return Buffer.concat([header, ...labels, Buffer.from([0]), tail]);
 }
 
-function ask(port: number, msg: Buffer): Promise<Buffer> {
+function ask(port: number, msg: Buffer, from?: string): Promise<Buffer> {
   const s = dgram.createSocket('udp4');
+  if (from !== undefined) s.bind(0, from);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       s.close();
@@ -94,6 +95,34 @@ test('DNS server: answers names of the network, NODATA for their AAAA, forwards 
     await server.close();
     upstream.close();
     silent.close();
+  }
+});
+
+test('names for one client (legacy links) answer only queries from that address, before the network-wide names', async () => {
+  const server = new DnsServer({ address: '127.0.0.1', port: 0, upstreams: [] });
+  const port = await server.start();
+  server.setNames(
+    new Map([['web', ['10.1.0.2']]]),
+    new Map([
+      [
+        '127.0.0.2',
+        new Map([
+          ['DB', ['10.1.0.9']],
+          ['web', ['10.1.0.7']],
+        ]),
+      ],
+    ]),
+  );
+  server.setSearch(['corp.example']);
+  try {
+    assert.deepEqual(answers(await ask(port, query(1, 'db'), '127.0.0.2')), { rcode: 0, ids: 1, addrs: ['10.1.0.9'] });
+    assert.deepEqual(answers(await ask(port, query(2, 'db.corp.example'), '127.0.0.2')).addrs, ['10.1.0.9']);
+    assert.deepEqual(answers(await ask(port, query(3, 'web'), '127.0.0.2')).addrs, ['10.1.0.7']);
+    // Another client does not see the link: no upstreams here, so a foreign name is REFUSED.
+    assert.equal(answers(await ask(port, query(4, 'db'), '127.0.0.1')).rcode, 5);
+    assert.deepEqual(answers(await ask(port, query(5, 'web'), '127.0.0.1')).addrs, ['10.1.0.2']);
+  } finally {
+    await server.close();
   }
 });
 

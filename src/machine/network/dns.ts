@@ -137,6 +137,7 @@ export interface DnsServerOptions {
 /** A DNS server bound to one address. */
 export class DnsServer {
   private readonly names = new Map<string, string[]>();
+  private readonly bySource = new Map<string, Map<string, string[]>>();
   private readonly socket = dgram.createSocket({ type: 'udp4' });
   private readonly pending = new Set<Pending>();
   private upstreams: Upstream[];
@@ -163,10 +164,15 @@ export class DnsServer {
     return this.socket.address().port;
   }
 
-  /** Replaces the name table: lower-case name → addresses. */
-  setNames(names: Map<string, string[]>): void {
+  /**
+   * Replaces the name table: lower-case name → addresses; and the names only some clients may resolve (legacy
+   * links): client address → (name → addresses), looked up first for a query from that address.
+   */
+  setNames(names: Map<string, string[]>, bySource: Map<string, Map<string, string[]>> = new Map()): void {
     this.names.clear();
     for (const [k, v] of names) this.names.set(k.toLowerCase(), v);
+    this.bySource.clear();
+    for (const [source, table] of bySource) this.bySource.set(source, new Map([...table].map(([k, v]) => [k.toLowerCase(), v])));
   }
 
   /** Replaces the search domains (see DnsServerOptions.search). */
@@ -181,13 +187,16 @@ export class DnsServer {
    * host, 127.0.0.53 without systemd-resolved) then made `wget http://web/` take 8 s and busybox's nslookup fail
    * with "connection timed out". Answering them here gives the container's address at once, as the name itself.
    */
-  private lookup(name: string): string[] | undefined {
-    const direct = this.names.get(name);
-    if (direct) return direct;
-    for (const domain of this.search) {
-      if (domain && name.endsWith(`.${domain}`)) {
-        const found = this.names.get(name.slice(0, -domain.length - 1));
-        if (found) return found;
+  private lookup(name: string, source: string): string[] | undefined {
+    for (const table of [this.bySource.get(source), this.names]) {
+      if (!table) continue;
+      const direct = table.get(name);
+      if (direct) return direct;
+      for (const domain of this.search) {
+        if (domain && name.endsWith(`.${domain}`)) {
+          const found = table.get(name.slice(0, -domain.length - 1));
+          if (found) return found;
+        }
       }
     }
     return undefined;
@@ -206,7 +215,7 @@ export class DnsServer {
   private onQuery(msg: Buffer, client: dgram.RemoteInfo): void {
     const q = parseQuery(msg);
     if (!q) return;
-    const known = q.klass === CLASS_IN ? this.lookup(q.name) : undefined;
+    const known = q.klass === CLASS_IN ? this.lookup(q.name, client.address) : undefined;
     if (known) {
       // A name of the network: its addresses for A, "no data" for every other type (AAAA), never forwarded.
       this.socket.send(buildResponse(q, q.type === TYPE_A ? known : []), client.port, client.address);

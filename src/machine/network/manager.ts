@@ -29,7 +29,14 @@ import {
   type Cidr,
 } from './ipam.ts';
 import { holdPort, holdPorts, type HeldPort, type PortBinding } from './ports.ts';
-import { NetworkStateStore, type Endpoint, type NetworkRecord, type NetworkState, type StoredEndpoint } from './state.ts';
+import {
+  NetworkStateStore,
+  type Endpoint,
+  type EndpointLink,
+  type NetworkRecord,
+  type NetworkState,
+  type StoredEndpoint,
+} from './state.ts';
 
 /** What the daemon asks for when a container joins a network. */
 export interface EndpointRequest {
@@ -50,6 +57,8 @@ export interface EndpointRequest {
    * one; it is the endpoint's from then on (deleted on disconnect, or at once if the connect fails).
    */
   tap?: string;
+  /** Legacy links: names only this container resolves, to another container's address on this network. */
+  links?: EndpointLink[];
 }
 
 /** Options of a NetworkManager. */
@@ -337,10 +346,7 @@ export class NetworkManager {
       let address: number;
       if (req.address !== undefined) {
         address = this.staticAddress(n, req.address);
-        if (used.has(address))
-          throw new BosonError('INVALID_ARGUMENT', `Address already in use: ${req.address} is taken on network ${n.name}`, {
-            details: { network: n.name, address: req.address },
-          });
+        if (used.has(address)) throw this.addressInUse(n, req.address);
       } else address = allocateAddress(subnet, gateway, used, this.s.lastAddress[n.id] ?? 0);
       const tap = req.tap ?? this.newTapName();
       const mac = req.mac ?? macFor(address);
@@ -359,7 +365,13 @@ export class NetworkManager {
         hosts: [`${formatIPv4(address)}\t${hostname}`],
         ports: held.map((h) => h.binding),
       };
-      const stored: StoredEndpoint = { endpoint, containerName: req.containerName, aliases: [...req.aliases], hostname };
+      const stored: StoredEndpoint = {
+        endpoint,
+        containerName: req.containerName,
+        aliases: [...req.aliases],
+        hostname,
+        ...(req.links && req.links.length > 0 ? { links: structuredClone(req.links) } : {}),
+      };
       try {
         await ipBatch([
           ...(req.tap === undefined ? [`tuntap add dev ${tap} mode tap`] : []),
@@ -410,12 +422,26 @@ export class NetworkManager {
   }
 
   /**
-   * Checks a static address asked for on a network (INVALID_ARGUMENT unless the network is user-defined and the
-   * address is a host address of its subnet other than the gateway); returns it as a number. Whether another
-   * container holds it is known only when the container connects.
+   * Checks a static address asked for on a network: INVALID_ARGUMENT unless the network is user-defined and the
+   * address is a host address of its subnet other than the gateway, and unless no other container's endpoint holds
+   * it now ("Address already in use"). Containers that are not running hold no address (as in Docker), so two
+   * created containers may ask for one address: the second to start is refused then.
    */
-  checkStaticAddress(idOrName: string, address: string): void {
-    this.staticAddress(this.find(idOrName), address);
+  checkStaticAddress(idOrName: string, address: string, containerId?: string): void {
+    const n = this.find(idOrName);
+    const ip = this.staticAddress(n, address);
+    if (
+      this.s.endpoints.some(
+        (se) => se.endpoint.network === n.id && se.endpoint.containerId !== containerId && parseIPv4(se.endpoint.address) === ip,
+      )
+    )
+      throw this.addressInUse(n, address);
+  }
+
+  private addressInUse(n: NetworkRecord, address: string): BosonError {
+    return new BosonError('INVALID_ARGUMENT', `Address already in use: ${address} is taken on network ${n.name}`, {
+      details: { network: n.name, address },
+    });
   }
 
   private staticAddress(n: NetworkRecord, text: string): number {
@@ -689,13 +715,18 @@ export class NetworkManager {
     this.refreshNames(n);
   }
 
-  /** The names on a network: container names, aliases and short ids (none on the default network, as in Docker). */
+  /**
+   * The names on a network: container names, aliases and short ids (none on the default network, as in Docker);
+   * and each linking container's links, to the address its linked container has here now (so a linked container
+   * that restarts with another address is found again; one that is not on the network is not answered).
+   */
   private refreshNames(n: NetworkRecord): void {
     const server = this.dns.get(n.id);
     if (!server) return;
     const names = new Map<string, string[]>();
+    const here = this.s.endpoints.filter((x) => x.endpoint.network === n.id);
     if (!n.builtin) {
-      for (const se of this.s.endpoints.filter((x) => x.endpoint.network === n.id)) {
+      for (const se of here) {
         for (const name of [se.containerName, ...se.aliases, se.endpoint.containerId.slice(0, 12)]) {
           if (!name) continue;
           const k = name.toLowerCase();
@@ -703,7 +734,17 @@ export class NetworkManager {
         }
       }
     }
-    server.setNames(names);
+    const bySource = new Map<string, Map<string, string[]>>();
+    for (const se of here) {
+      const table = new Map<string, string[]>();
+      for (const link of se.links ?? []) {
+        const target =
+          here.find((x) => x.endpoint.containerId === link.containerId) ?? here.find((x) => x.containerName === link.containerName);
+        if (target) for (const name of link.names) if (name) table.set(name.toLowerCase(), [target.endpoint.address]);
+      }
+      if (table.size > 0) bySource.set(se.endpoint.address, table);
+    }
+    server.setNames(names, bySource);
   }
 
   private async reholdPorts(se: StoredEndpoint): Promise<void> {

@@ -51,6 +51,18 @@ export interface StoredEndpoint {
   containerName: string;
   aliases: string[];
   hostname: string;
+  /** Legacy links: names (alias, the linked container's name) that only this container resolves, to that container's address here. */
+  links?: EndpointLink[];
+}
+
+/**
+ * A legacy link (`--link name:alias`): these names resolve, for the linking container only, to the address of
+ * `containerId`, or of the container named `containerName` on the network once that one is gone (recreated).
+ */
+export interface EndpointLink {
+  containerId: string;
+  containerName: string;
+  names: string[];
 }
 
 /** The whole persisted state, as the manager holds it in memory. */

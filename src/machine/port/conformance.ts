@@ -106,6 +106,17 @@ export function machineConformance(name: string, factory: MachineFactory): void 
     },
   );
 
+  withMachine('update: the restart policy changes in any state; with auto-remove only to no', async ({ containers: c }) => {
+    const x = await c.create(ctx, spec(['true']));
+    const updated = await c.update(ctx, x.id, { restartPolicy: { name: 'on-failure', maximumRetryCount: 2 } });
+    assert.deepEqual(updated.restartPolicy, { name: 'on-failure', maximumRetryCount: 2 });
+    assert.deepEqual((await c.inspect(ctx, x.id)).restartPolicy, { name: 'on-failure', maximumRetryCount: 2 });
+    const gone = await c.create(ctx, spec(['true'], { autoRemove: true }));
+    await assert.rejects(c.update(ctx, gone.id, { restartPolicy: { name: 'always', maximumRetryCount: 0 } }), code('INVALID_ARGUMENT'));
+    assert.equal((await c.inspect(ctx, gone.id)).restartPolicy.name, 'no', 'a refused update changes nothing');
+    await assert.rejects(c.update(ctx, 'no-such-container', {}), code('CONTAINER_NOT_FOUND'));
+  });
+
   withMachine("a run's output and exit status", async ({ containers: c }) => {
     const sink = collector();
     let createdFirst: string | undefined;

@@ -8,6 +8,7 @@ import type {
   Container,
   ContainerSpec,
   ContainerStats,
+  ContainerUpdate,
   Event,
   ExecInstance,
   ExecSpec,
@@ -19,6 +20,7 @@ import type {
   ImagePullResult,
   ImageRemoveResult,
   Network,
+  NetworkConnectOptions,
   NetworkCreateRequest,
   NetworkInspect,
   NetworkPruneResult,
@@ -50,7 +52,10 @@ export interface ProcessControls {
   resize(rows: number, cols: number): void;
 }
 
-/** An attached container: its output goes to the sink until `done`. */
+/**
+ * An attached container: its output goes to the sink until `done`. Stdin written before the container's process
+ * runs (an attach before start, as `docker run` does it) is held and delivered in order, EOF too, once it runs.
+ */
 export interface Attachment extends ProcessControls {
   /** Resolves when the output has ended (the container exited, was removed, or the attach was aborted). */
   done: Promise<void>;
@@ -116,6 +121,8 @@ export interface MachineContainers {
   /** Removes a container; a running one only with `force`; its anonymous volumes with `volumes`. */
   remove(ctx: RequestContext, ref: string, options?: { force?: boolean; volumes?: boolean }): Promise<void>;
   rename(ctx: RequestContext, ref: string, newName: string): Promise<void>;
+  /** Changes a container's settings after create (its restart policy, read at its next exit), in any state. */
+  update(ctx: RequestContext, ref: string, change: ContainerUpdate): Promise<Container>;
   wait(ctx: RequestContext, ref: string, condition?: WaitCondition): Promise<WaitResult>;
   /** Every container (running only unless `all`), newest first. */
   list(ctx: RequestContext, options?: { all?: boolean }): Promise<Container[]>;
@@ -192,10 +199,12 @@ export interface MachineNetworks {
   /** Removes a network; NETWORK_IN_USE while containers join it, and for the predefined one. */
   remove(ctx: RequestContext, ref: string): Promise<void>;
   /**
-   * Makes a container join network `ref` (instead of the one it joins: a container has one network). A running
-   * container is refused (CONTAINER_RUNNING): it joins at its next start.
+   * Makes a container join network `ref` (instead of the one it joins: a container has one network), with the
+   * aliases and static address of `options`. A running container is refused (CONTAINER_RUNNING): a micro-VM gets
+   * its one network card at boot; the network is what its next start joins. If it joins `ref` already: with
+   * `options`, they replace its aliases and address there; without, ALREADY_CONNECTED.
    */
-  connect(ctx: RequestContext, ref: string, container: string): Promise<void>;
+  connect(ctx: RequestContext, ref: string, container: string, options?: NetworkConnectOptions): Promise<void>;
   /** Takes a container off network `ref` (it then has no network); refused while it runs (CONTAINER_RUNNING). */
   disconnect(ctx: RequestContext, ref: string, container: string): Promise<void>;
   /** Removes the networks no container joins (never the predefined one). */
@@ -215,7 +224,7 @@ export interface MachineEvents {
   past(ctx: RequestContext, query?: EventQuery): Promise<Event[]>;
   /**
    * The logged events since `sinceNs` (when given), then every new one as it happens (none after `untilNs`),
-   * until `signal` aborts; ends at once when `untilNs` has passed already.
+   * until `signal` aborts or `untilNs` arrives (at once when it has passed already).
    */
   follow(ctx: RequestContext, query: EventQuery, onEvent: (event: Event) => void, signal: AbortSignal): Promise<void>;
 }

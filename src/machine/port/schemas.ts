@@ -103,6 +103,13 @@ export const ResourceSpec = Type.Object(
 );
 export type ResourceSpec = Static<typeof ResourceSpec>;
 
+/** A legacy link: another container (name or id) and the name this container knows it by. */
+export const LinkSpec = Type.Object(
+  { container: Type.String({ minLength: 1 }), alias: Type.String({ minLength: 1 }) },
+  { additionalProperties: false },
+);
+export type LinkSpec = Static<typeof LinkSpec>;
+
 /** Everything a machine needs to create a container: the one container request of Boson. */
 export const ContainerSpec = Type.Object(
   {
@@ -117,6 +124,8 @@ export const ContainerSpec = Type.Object(
     aliases: Type.Optional(Type.Array(Type.String())),
     /** A static IPv4 address on its (user-defined) network (`--ip`). */
     ipv4Address: Type.Optional(Type.String()),
+    /** Legacy links (`--link name:alias`): `alias` and the container's name resolve, for this container only, to its address. */
+    links: Type.Optional(Type.Array(LinkSpec)),
     ports: Type.Optional(Type.Array(PortBinding)),
     /** Publish every port the image exposes, on free host ports (`-P`). */
     publishAll: Type.Optional(Type.Boolean()),
@@ -137,6 +146,11 @@ export const ExecSpec = Type.Object(
     user: Type.Optional(Type.String()),
     tty: Type.Optional(Type.Boolean()),
     stdin: Type.Optional(Type.Boolean()),
+    /**
+     * When the container is not running, run in a short-lived helper micro-VM booted from its disks (no network,
+     * not its command) instead of refusing: how its files are reached while it is stopped (`docker cp`).
+     */
+    offline: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -195,6 +209,8 @@ export const Container = Type.Object({
   aliases: Type.Optional(Type.Array(Type.String())),
   /** The static IPv4 address it asked for, if any. */
   ipv4Address: Type.Optional(Type.String()),
+  /** Its legacy links, when it has any: `container` is the linked container's id, `name` its name when linked. */
+  links: Type.Optional(Type.Array(Type.Object({ container: Type.String(), name: Type.String(), alias: Type.String() }))),
   ports: Type.Array(PortBinding),
   endpoint: Type.Union([Endpoint, Type.Null()]),
   /** Why the running VM is paused (the host's disk is full), while it is. */
@@ -298,10 +314,10 @@ export const ImagePullRequest = Type.Object(
     platform: Type.Optional(Type.String({ description: 'os/arch[/variant] chosen from an image index; default linux/amd64' })),
     insecure: Type.Optional(Type.Boolean({ description: "plain HTTP to this reference's registry" })),
     auth: Type.Optional(
-      Type.Object(
-        { username: Type.String(), password: Type.String() },
-        { additionalProperties: false, description: "credentials for the registry (otherwise the machine's own)" },
-      ),
+      Type.Union([Type.Object({ username: Type.String(), password: Type.String() }, { additionalProperties: false }), Type.Null()], {
+        description:
+          "credentials for the registry; null: none (an anonymous pull, as dockerd does without X-Registry-Auth); absent: the machine's own",
+      }),
     ),
     ifMissing: Type.Optional(
       Type.Boolean({
@@ -344,6 +360,8 @@ export const Problem = Type.Object({
   status: Type.Integer(),
   detail: Type.String(),
   code: Type.String(),
+  /** The error's structured facts (the quota key that was short, the name that was taken...), when it has some. */
+  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 });
 export type Problem = Static<typeof Problem>;
 
@@ -366,12 +384,15 @@ export const Volume = Type.Object({
 });
 export type Volume = Static<typeof Volume>;
 
+/** The size of a volume's disk when its create request names none (sparse: it takes only what is written). */
+export const DEFAULT_VOLUME_BYTES = 16 * 1024 ** 3;
+
 /** What a machine is asked to create a volume from. */
 export const VolumeCreateRequest = Type.Object(
   {
     name: Type.Optional(Type.String({ description: "absent or '': a random name" })),
     labels: Type.Optional(Type.Record(Type.String(), Type.String())),
-    sizeBytes: Type.Optional(Type.Integer({ minimum: 16 * 1024 * 1024 })),
+    sizeBytes: Type.Optional(Type.Integer({ minimum: 16 * 1024 * 1024, description: 'the disk size; default 16 GiB (sparse)' })),
   },
   { additionalProperties: false },
 );
@@ -432,6 +453,24 @@ export type NetworkContainer = Static<typeof NetworkContainer>;
 /** A network with the containers that join it (`network inspect`). */
 export const NetworkInspect = Type.Intersect([Network, Type.Object({ containers: Type.Array(NetworkContainer) })]);
 export type NetworkInspect = Static<typeof NetworkInspect>;
+
+/**
+ * How a container joins a network (`connect`, Docker's EndpointSettings): its DNS aliases there and a static address
+ * (both replace the old ones), and legacy links (replace the old ones when given).
+ */
+export const NetworkConnectOptions = Type.Object(
+  {
+    aliases: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    ipv4Address: Type.Optional(Type.String({ description: "a static IPv4 address in the network's subnet" })),
+    links: Type.Optional(Type.Array(LinkSpec)),
+  },
+  { additionalProperties: false },
+);
+export type NetworkConnectOptions = Static<typeof NetworkConnectOptions>;
+
+/** What can change of a container after create (`update`); absent fields are left as they are. */
+export const ContainerUpdate = Type.Object({ restartPolicy: Type.Optional(RestartPolicy) }, { additionalProperties: false });
+export type ContainerUpdate = Static<typeof ContainerUpdate>;
 
 /** What a network prune removed (names). */
 export const NetworkPruneResult = Type.Object({ removed: Type.Array(Type.String()) });

@@ -1,6 +1,6 @@
 /**
  * The one conformance suite of the StateStore contract (src/common/store.ts): every implementation runs it (memory
- * and SQLite in store.test.ts; etcd later). Every call is awaited, so a store with promise-returning methods
+ * and SQLite in store.test.ts, SQLite again through asyncStore, and etcd in etcd.test.ts). Every call is awaited, so a store with promise-returning methods
  * (AsyncStateStore) runs the same suite.
  */
 import { test } from 'node:test';
@@ -241,6 +241,25 @@ export function storeConformance(name: string, factory: StoreFactory): void {
     assert.deepEqual(
       seen.map((c) => c.revision),
       [CHANGE_LOG_SIZE + 4, CHANGE_LOG_SIZE + 5],
+    );
+  });
+
+  withStore('a watch of a quiet kind outlives more than the change log of changes to other kinds', async (s) => {
+    const seen: StoreChange[] = [];
+    const w = await s.watch('quiet', await s.revision(), (c) => seen.push(c));
+    const batch = 1000;
+    for (let i = 0; i * batch < CHANGE_LOG_SIZE + batch; i++) {
+      await s.commit(
+        Array.from({ length: batch }, (_, j) => ({ op: 'put' as const, kind: 'busy', key: `k${j % 10}`, value: i * batch + j })),
+      );
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const rev = await s.put('quiet', 'q', 'still here');
+    await until(() => seen.length >= 1);
+    w.cancel();
+    assert.deepEqual(
+      seen.map((c) => [c.key, c.value, c.revision]),
+      [['q', 'still here', rev]],
     );
   });
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { MemoryStateStore } from '../../common/index.ts';
+import { asyncStore, MemoryStateStore } from '../../common/index.ts';
 import { storeConformance } from './conformance.ts';
 import { openMachineDb } from './db.ts';
 import { openStateStore } from './sqlite.ts';
@@ -67,4 +67,21 @@ test('sqlite: containers and volumes of a database from before the store become 
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+storeConformance('sqlite through asyncStore', {
+  async open() {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-store-'));
+    const sync = openStateStore(dir, { pollMs: 20 });
+    const syncSecond = openStateStore(dir, { pollMs: 20 });
+    return {
+      store: asyncStore(sync),
+      second: asyncStore(syncSecond),
+      cleanup: async () => {
+        sync.close();
+        syncSecond.close();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  },
 });

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError, isStoreConflict, type StateStore } from '../../common/index.ts';
-import type { MountSpec } from '../port/index.ts';
+import { DEFAULT_VOLUME_BYTES, type MountSpec } from '../port/index.ts';
 import { createScratchDisk } from '../scratch.ts';
 
 /** One volume. */
@@ -25,8 +25,7 @@ export interface VolumeRecord {
 /** One mount of a container (the port's type), parsed from `-v` or the image's VOLUME. */
 export type { MountSpec };
 
-/** Default size of a volume disk (sparse: only what is written takes space). */
-export const DEFAULT_VOLUME_BYTES = 16 * 1024 ** 3;
+export { DEFAULT_VOLUME_BYTES };
 
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
