@@ -939,6 +939,34 @@ static _Noreturn void finish(int sfd, const struct spec *spec)
 	power_off();
 }
 
+/* Mixes the host's ENTROPY record into the guest's pool, credited, and reseeds the kernel's generator now: a VM
+ * that was booted ahead of its container (a warm pool) or cloned from a snapshot must not share its random state. */
+#define BOSON_RNDADDENTROPY _IOW('R', 0x03, int[2]) /* <linux/random.h>, which musl's headers lack */
+#define BOSON_RNDRESEEDCRNG _IO('R', 0x07)
+static void reseed(const struct spec *spec)
+{
+	if (spec->entropy_len == 0)
+		return;
+	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		log_msg("entropy: open /dev/urandom: %s", strerror(errno));
+		return;
+	}
+	struct {
+		int entropy_count; /* struct rand_pool_info */
+		int buf_size;
+		uint8_t buf[sizeof spec->entropy];
+	} seed;
+	seed.entropy_count = (int)(spec->entropy_len * 8);
+	seed.buf_size = (int)spec->entropy_len;
+	memcpy(seed.buf, spec->entropy, spec->entropy_len);
+	if (ioctl(fd, BOSON_RNDADDENTROPY, &seed) < 0)
+		log_msg("entropy: RNDADDENTROPY: %s", strerror(errno));
+	if (ioctl(fd, BOSON_RNDRESEEDCRNG) < 0)
+		log_msg("entropy: RNDRESEEDCRNG: %s", strerror(errno));
+	close(fd);
+}
+
 int main(void)
 {
 	umask(0);
@@ -947,6 +975,7 @@ int main(void)
 	int sfd = setup_signals();
 	load_modules();
 	apply_settings(SETTINGS_FILE, "");
+	warm_up();
 	open_port();
 
 	struct spec spec;
@@ -957,6 +986,7 @@ int main(void)
 		if (clock_settime(CLOCK_REALTIME, &ts) < 0)
 			log_msg("clock_settime: %s", strerror(errno));
 	}
+	reseed(&spec);
 	if (spec.log_port) {
 		set_reconnectable();
 		if (open_log_port() < 0)

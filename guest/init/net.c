@@ -50,6 +50,54 @@ static int find_iface(const char *mac, char name[IFNAMSIZ])
 	return rc;
 }
 
+/* A VM booted ahead of its container (a warm pool) has a NIC with the pool's MAC, not the container's: finds the
+ * one interface (not lo) whose MAC no NET_IF record names and gives it `mac` (virtio-net tells QEMU, which then
+ * filters for the new address). Writes its name to name. Returns 0, or -1 when there is no such interface. */
+static int adopt_iface(int sock, const struct spec *spec, const char *mac, char name[IFNAMSIZ])
+{
+	DIR *d = opendir("/sys/class/net");
+	if (!d)
+		return -1;
+	int rc = -1;
+	struct dirent *e;
+	while (rc < 0 && (e = readdir(d))) {
+		if (e->d_name[0] == '.' || strcmp(e->d_name, "lo") == 0 || strlen(e->d_name) >= IFNAMSIZ)
+			continue;
+		char path[300], addr[64] = "";
+		snprintf(path, sizeof path, "/sys/class/net/%s/address", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, addr, sizeof addr - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		addr[n] = 0;
+		addr[strcspn(addr, "\n")] = 0;
+		int named = 0;
+		for (size_t i = 0; i < spec->nifs; i++)
+			named |= strcasecmp(addr, spec->ifs[i].mac) == 0;
+		if (named)
+			continue;
+		unsigned b[6];
+		if (sscanf(mac, "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6)
+			break;
+		struct ifreq ifr = {0};
+		strncpy(ifr.ifr_name, e->d_name, IFNAMSIZ - 1);
+		ifr.ifr_hwaddr.sa_family = 1; /* ARPHRD_ETHER */
+		for (int i = 0; i < 6; i++)
+			ifr.ifr_hwaddr.sa_data[i] = (char)b[i];
+		if (ioctl(sock, SIOCSIFHWADDR, &ifr) < 0) {
+			log_msg("network: set the MAC of %s to %s: %s", e->d_name, mac, strerror(errno));
+			break;
+		}
+		memcpy(name, e->d_name, strlen(e->d_name) + 1);
+		rc = 0;
+	}
+	closedir(d);
+	return rc;
+}
+
 /* Fills a sockaddr (as struct sockaddr_in) with an IPv4 address in network byte order. */
 static void set_sin(struct sockaddr *sa, uint32_t addr)
 {
@@ -81,7 +129,7 @@ void setup_network(const struct spec *spec)
 		const struct net_if *nif = &spec->ifs[i];
 		char name[IFNAMSIZ];
 		long long deadline = now_ms() + IFACE_WAIT_MS;
-		while (find_iface(nif->mac, name) < 0) {
+		while (find_iface(nif->mac, name) < 0 && adopt_iface(sock, spec, nif->mac, name) < 0) {
 			if (now_ms() >= deadline)
 				fail(R_INTERNAL, 125, "network: no interface with MAC %s", nif->mac);
 			usleep(5000);

@@ -364,6 +364,12 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 				return spec_error(s, err, errlen, "record with tag %u must be 1 byte, not %u", tag, len);
 			*(tag == S_TTY ? &s->tty : tag == S_STDIN ? &s->stdin_open : tag == S_LOG_PORT ? &s->log_port : &s->exec_readonly) = v[0] != 0;
 			continue;
+		case S_ENTROPY:
+			if (len < 16 || len > sizeof s->entropy)
+				return spec_error(s, err, errlen, "ENTROPY must be 16 to %zu bytes, not %u", sizeof s->entropy, len);
+			memcpy(s->entropy, v, len);
+			s->entropy_len = len;
+			continue;
 		case S_WINSIZE:
 			if (len != 4)
 				return spec_error(s, err, errlen, "WINSIZE must be 4 bytes, not %u", len);

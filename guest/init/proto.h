@@ -62,6 +62,7 @@ enum spec_tag {
 	S_EXEC_ROOT = 19, /* EXEC only: the process's root directory, a path in the container's root (a pod's container) */
 	S_EXEC_READONLY = 20, /* EXEC only, u8: with EXEC_ROOT, that root is mounted read-only for the process */
 	S_EXEC_MOUNT = 21,    /* EXEC only, repeatable: "SOURCE\tTARGET\tro|rw", a bind into the EXEC_ROOT */
+	S_ENTROPY = 22, /* 16..64 random bytes from the host: mixed into the guest's pool, which is reseeded */
 };
 
 struct frame_hdr {
@@ -124,6 +125,8 @@ struct spec {
 	int exec_readonly; /* EXEC_READONLY: exec_root is read-only for it */
 	char **exec_mounts; /* EXEC_MOUNT texts, checked by exec_mount_parse (NULL-terminated, or NULL) */
 	size_t nexec_mounts;
+	uint8_t entropy[64];
+	size_t entropy_len;
 };
 
 /* Big-endian stores and loads. */

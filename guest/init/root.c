@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "port.h"
@@ -274,15 +275,17 @@ void unmount_volumes(const struct spec *spec)
 	}
 }
 
-/* Builds the container's root at NEWROOT: image disk read-only + scratch (or tmpfs) in an overlay, with
- * proc, sys, dev, dev/pts, dev/shm and run mounted inside. Reports MOUNT_FAILED on failure. */
-void prepare_root(const struct spec *spec)
+/* Mounts the root disk, the writable layer (or tmpfs) and the overlay at NEWROOT, and proc, sys, dev, dev/pts,
+ * dev/shm and run inside, with the device nodes. Reports MOUNT_FAILED on failure. `before_api` runs between the
+ * overlay and the API filesystems (where the SPEC's /etc files and volumes go). */
+static void mount_root(const char *root_disk, const char *root_fstype, const char *scratch_disk,
+		       void (*before_api)(const struct spec *), const struct spec *spec)
 {
 	char dev[300];
-	find_disk(spec->root_disk, dev, sizeof dev);
-	must_mount(dev, LOWER_DIR, spec->root_fstype, MS_RDONLY, NULL);
-	if (spec->scratch_disk) {
-		find_disk(spec->scratch_disk, dev, sizeof dev);
+	find_disk(root_disk, dev, sizeof dev);
+	must_mount(dev, LOWER_DIR, root_fstype, MS_RDONLY, NULL);
+	if (scratch_disk) {
+		find_disk(scratch_disk, dev, sizeof dev);
 		must_mount(dev, SCRATCH_DIR, "ext4", 0, NULL);
 	} else {
 		must_mount("tmpfs", SCRATCH_DIR, "tmpfs", 0, "mode=0755");
@@ -292,9 +295,8 @@ void prepare_root(const struct spec *spec)
 	must_mount("overlay", NEWROOT, "overlay", 0,
 		   "lowerdir=" LOWER_DIR ",upperdir=" SCRATCH_DIR "/upper,workdir=" SCRATCH_DIR "/work");
 
-	write_etc_files(spec);
-	for (size_t i = 0; i < spec->nmounts; i++)
-		mount_volume(&spec->mounts[i]);
+	if (before_api)
+		before_api(spec);
 
 	unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 	must_mount("proc", NEWROOT "/proc", "proc", safe, NULL);
@@ -320,6 +322,35 @@ void prepare_root(const struct spec *spec)
 	make_node("core", 0, 0, 0, "/proc/kcore");
 }
 
+/* The SPEC's part of the root: its /etc files, then its volumes. */
+static void spec_files_and_volumes(const struct spec *spec)
+{
+	write_etc_files(spec);
+	for (size_t i = 0; i < spec->nmounts; i++)
+		mount_volume(&spec->mounts[i]);
+}
+
+/* The root fstype warm_up() mounted the container's root with ("" when it did not). */
+static char prepared_fstype[32];
+
+/* Builds the container's root at NEWROOT: image disk read-only + scratch (or tmpfs) in an overlay, with
+ * proc, sys, dev, dev/pts, dev/shm and run mounted inside. Reports MOUNT_FAILED on failure. In a VM booted ahead
+ * of its container (warm_up) the mounts exist already: only the SPEC's /etc files are written. */
+void prepare_root(const struct spec *spec)
+{
+	if (prepared_fstype[0]) {
+		/* Booted for this shape: the host sends the same disks, and no volumes (their disks exist from boot). */
+		if (strcmp(spec->root_disk, "boson-root") != 0 || !spec->scratch_disk ||
+		    strcmp(spec->scratch_disk, "boson-scratch") != 0 || strcmp(spec->root_fstype ? spec->root_fstype : "", prepared_fstype) != 0 ||
+		    spec->nmounts != 0)
+			fail(R_MOUNT_FAILED, 125, "this micro-VM was prepared for another root (%s on boson-root, boson-scratch, no volumes)",
+			     prepared_fstype);
+		write_etc_files(spec);
+		return;
+	}
+	mount_root(spec->root_disk, spec->root_fstype, spec->scratch_disk, spec_files_and_volumes, spec);
+}
+
 /* Unmounts the container root and the disks (lazily where busy). */
 void unmount_all(void)
 {
@@ -330,3 +361,55 @@ void unmount_all(void)
 		umount2(LOWER_DIR, MNT_DETACH);
 }
 
+
+/* Reads the value of boson.warmup= from the kernel command line into out ("" when absent). */
+static void warmup_fstype(char *out, size_t len)
+{
+	out[0] = 0;
+	char line[4096];
+	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, line, sizeof line - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	line[n] = 0;
+	for (char *tok = strtok(line, " \n"); tok; tok = strtok(NULL, " \n")) {
+		if (strncmp(tok, "boson.warmup=", 13) == 0) {
+			snprintf(out, len, "%s", tok + 13);
+			return;
+		}
+	}
+}
+
+void warm_up(void)
+{
+	char fstype[32];
+	warmup_fstype(fstype, sizeof fstype);
+	if (strcmp(fstype, "erofs") != 0 && strcmp(fstype, "ext4") != 0)
+		return;
+	/* The container's root, as prepare_root builds it for the disks this VM was booted with (boson-root and its
+	 * own writable layer boson-scratch, which becomes the container's). */
+	mount_root("boson-root", fstype, "boson-scratch", NULL, NULL);
+	snprintf(prepared_fstype, sizeof prepared_fstype, "%s", fstype);
+	/* A shell of the image, started the way a container's process is: its pages are then in the page cache, and
+	 * under TCG the kernel's fork, exec and exit paths are translated already. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fdn = open(NEWROOT "/dev/null", O_RDWR | O_CLOEXEC);
+		if (fdn >= 0) {
+			dup2(fdn, 0);
+			dup2(fdn, 1);
+			dup2(fdn, 2);
+		}
+		if (chroot(NEWROOT) == 0 && chdir("/") == 0) {
+			char *argv[] = {"sh", "-c", "true", NULL};
+			char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+			execve("/bin/sh", argv, envp);
+		}
+		_exit(127);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+}

@@ -12,6 +12,12 @@
 /* Mounts /proc, /sys and /dev (devtmpfs) for init itself, ignoring "already mounted". */
 void mount_early(void);
 
+/* A VM booted ahead of its container (kernel argument boson.warmup=<root fstype>: the warm pool) builds the
+ * container's root before HELLO, as prepare_root would for its disks (boson-root, boson-scratch), and runs the
+ * image's /bin/sh once: the start after SPEC then only writes the SPEC's /etc files, and under TCG the kernel paths
+ * of a start are translated already. Does nothing without the argument. */
+void warm_up(void);
+
 /* Makes sure fds 0, 1 and 2 are open (the console, else /dev/null), so no later fd lands on them. */
 void ensure_stdio(void);
 

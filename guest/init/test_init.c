@@ -268,6 +268,27 @@ static void test_spec_v2(void)
 	rec_str(&b, S_ROOT_DISK, "r");
 	rec(&b, S_LOG_PORT, "\1\0", 2);
 	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == -1);
+	/* ENTROPY: 16 to 64 bytes, kept as given */
+	uint8_t seed[65];
+	for (size_t i = 0; i < sizeof seed; i++)
+		seed[i] = (uint8_t)(i * 7 + 1);
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_ROOT_DISK, "r");
+	rec(&b, S_ENTROPY, seed, 32);
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0);
+	CHECK(s.entropy_len == 32 && memcmp(s.entropy, seed, 32) == 0);
+	spec_free(&s);
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_ROOT_DISK, "r");
+	rec(&b, S_ENTROPY, seed, 65); /* too long */
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "ENTROPY"));
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_ROOT_DISK, "r");
+	rec(&b, S_ENTROPY, seed, 8); /* too short */
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "ENTROPY"));
 }
 
 static void test_exec_spec(void)

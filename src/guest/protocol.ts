@@ -164,6 +164,11 @@ export interface RunSpec {
   mounts?: GuestMount[];
   /** Write the main process's output to the boson.log port (timestamped records) instead of boson.ctl. */
   logPort?: boolean;
+  /**
+   * 16 to 64 random bytes from the host, mixed into the guest's entropy pool (credited) before the generator is
+   * reseeded: a VM booted ahead of its container, or cloned from a snapshot, gets random state of its own.
+   */
+  entropy?: Buffer;
 }
 
 /** A further process in the running container (EXEC frame; the frame's session names it). */
@@ -211,6 +216,7 @@ export const SpecTag = {
   EXEC_ROOT: 19,
   EXEC_READONLY: 20,
   EXEC_MOUNT: 21,
+  ENTROPY: 22,
 } as const;
 
 /** Builds a sequence of SPEC records. */
@@ -307,6 +313,11 @@ export function encodeSpec(spec: RunSpec): Buffer {
   for (const h of spec.hosts ?? []) w.addString(SpecTag.HOSTS, h);
   for (const m of spec.mounts ?? []) w.addString(SpecTag.MOUNT, mountText(m));
   if (spec.logPort) w.add(SpecTag.LOG_PORT, Buffer.from([1]));
+  if (spec.entropy !== undefined) {
+    if (spec.entropy.length < 16 || spec.entropy.length > 64)
+      throw new BosonError('INVALID_ARGUMENT', `ENTROPY must be 16 to 64 bytes, not ${spec.entropy.length}`);
+    w.add(SpecTag.ENTROPY, spec.entropy);
+  }
   return w.done();
 }
 

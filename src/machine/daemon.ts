@@ -84,6 +84,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   for (const o of await killOrphanedVms(options.paths.runDir, [...service.liveIds(), ...runningIds]))
     log.warn({ vmDir: o.dir, qemuPid: o.pid }, 'killed an orphaned micro-VM: no running container owns it');
   await service.cleanupStaleVms();
+  // Only now: a warm VM booting during the sweep would have been taken for an orphan.
+  service.startWarmPool();
   const app = await buildApi(service, log);
   log.info(
     {

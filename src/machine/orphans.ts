@@ -11,6 +11,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { ORIGIN_FILE } from '../vmm/index.ts';
 
 /** A QEMU process that was killed, and the VM directory it used. */
 export interface KilledOrphan {
@@ -49,6 +50,13 @@ export async function killOrphanedVms(runDir: string, knownDirs: Iterable<string
   const vmsDir = path.join(path.resolve(runDir), 'vms');
   const known = [...knownDirs].filter((k) => k.length > 0);
   const isKnown = (dir: string): boolean => known.some((k) => k.startsWith(dir) || dir.startsWith(k));
+  // A VM booted ahead of its container (the warm pool) was moved into the container's directory; its command line
+  // still names the one it started in, which the moved directory records (ORIGIN_FILE).
+  for (const dir of await readdir(vmsDir).catch(() => [] as string[])) {
+    if (!isKnown(dir)) continue;
+    const origin = (await readFile(path.join(vmsDir, dir, ORIGIN_FILE), 'utf8').catch(() => '')).trim();
+    if (origin !== '') known.push(path.basename(origin));
+  }
   const killed: KilledOrphan[] = [];
   for (const name of await readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue;

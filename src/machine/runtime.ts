@@ -12,6 +12,7 @@
  * that died while no daemon ran) from the EXIT record in the container's log file.
  */
 import type { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, watch as watchFile } from 'node:fs';
 import { mkdir, readdir, rm, stat, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -36,6 +37,7 @@ import type { EventService } from './event-service.ts';
 import { checkHostCapacity } from './capacity.ts';
 import { checkBindSource, defaultBindPolicy, type BindPolicy } from './bind-policy.ts';
 import { DiskFullGuard } from './disk-full.ts';
+import { WarmPool, type ClaimedVm, type WarmPoolStats, type WarmShape } from './warm-pool.ts';
 import { DEFAULT_NETWORK, publishAllPorts, type Endpoint, type NetworkManager, type NetworkRecord } from './network/index.ts';
 import type { DiskSpec, ShareSpec } from '../vmm/index.ts';
 import type {
@@ -169,6 +171,8 @@ export interface RuntimeOptions {
   jail?: JailPolicy;
   /** The log rotation of containers created without their own (`--log-opt`); none when absent. */
   logDefaults?: LogOptions;
+  /** Warm start (a daemon's): keep pre-booted micro-VMs of these images within this budget (see WarmPool). */
+  warm?: { images: string[]; perShape: number; memoryBudgetMiB: number };
 }
 
 /**
@@ -250,6 +254,8 @@ export class MachineRuntime implements MachineContainers {
   private closing = false;
   private podService: PodService | undefined;
   private readonly diskFull: DiskFullGuard;
+  /** Pre-booted micro-VMs (a daemon with warm start configured); null otherwise. */
+  private readonly warm: WarmPool | null;
   private readonly paths: BosonPaths;
   private readonly log: Logger;
   private readonly vmm: Vmm;
@@ -275,6 +281,33 @@ export class MachineRuntime implements MachineContainers {
     this.vmm = parts.vmm;
     this.bootBundle = parts.bootBundle;
     this.store = parts.store;
+    this.warm = options.detached
+      ? new WarmPool(
+          {
+            // Root only: a rootless VM's network (QEMU user networking with its port forwards) is fixed at boot.
+            images: this.paths.rootless ? [] : (options.warm?.images ?? []),
+            perShape: options.warm?.perShape ?? 0,
+            memoryBudgetMiB: options.warm?.memoryBudgetMiB ?? 0,
+            defaultMemoryMiB: DEFAULT_MEMORY_MIB,
+            bootTimeoutMs: options.bootTimeoutMs ?? 15000,
+            stateDir: this.paths.stateDir,
+            runDir: this.paths.runDir,
+            debug: options.debug,
+          },
+          {
+            vmm: this.vmm,
+            bootBundle: this.bootBundle,
+            image: async (ref) => {
+              const image = await this.images.resolve(ref).catch(() => null);
+              return image ? { imageId: image.id, rootDisk: await this.images.rootDisk(image) } : null;
+            },
+            taps:
+              this.nets && !this.paths.rootless ? { spare: () => this.networks.spareTap(), drop: (t) => this.networks.dropTap(t) } : null,
+            jail: (name, memoryMiB, cpus, dir) => this.jailOf(name, memoryMiB, cpus, dir),
+            log: this.log,
+          },
+        )
+      : null;
     this.diskFull = new DiskFullGuard(this.paths.stateDir, (id, paused) => {
       try {
         this.emit(this.registry.get(id), paused ? 'pause' : 'unpause', paused ? { reason: 'host disk full' } : {});
@@ -344,6 +377,17 @@ export class MachineRuntime implements MachineContainers {
       }
     }
     await this.nets?.reconcile(this.liveIds());
+    await this.warm?.init();
+  }
+
+  /** Starts filling the warm pool, if one is configured (the daemon, once it has swept orphaned VMs). */
+  startWarmPool(): void {
+    this.warm?.start();
+  }
+
+  /** The warm pool's counts and shapes (`boson info`, /metrics); null where there is no pool (no daemon). */
+  warmStats(): WarmPoolStats | null {
+    return this.warm?.stats() ?? null;
   }
 
   /**
@@ -405,6 +449,7 @@ export class MachineRuntime implements MachineContainers {
   async close(): Promise<void> {
     this.closing = true;
     this.diskFull.close();
+    await this.warm?.close();
     await this.helperVms.endAll();
     for (const live of this.live.values()) {
       live.finished = true;
@@ -812,116 +857,139 @@ export class MachineRuntime implements MachineContainers {
     onNotice?: (text: string) => void,
   ): Promise<void> {
     const { runtimeDir, rootDisk, bundle, logFile, extraDisks, shares, mounts } = plan;
-    const endpoint = await this.connectNetwork(record);
-    const accel = await this.vmm.accelerator();
-    let ctl!: ControlChannel;
-    let vm: Vm;
+    const scratch = path.join(this.registry.containerDir(id), 'scratch.ext4');
+    // A warm VM fits a container without further disks or shares (their devices exist from boot).
+    const warm =
+      this.warm &&
+      runtimeDir !== undefined &&
+      extraDisks.length === 0 &&
+      shares.length === 0 &&
+      (await this.warm.fits({ runtimeDir, scratch, logFile }))
+        ? this.warm.take(this.warmShape(record, rootDisk), bundle)
+        : undefined;
+    let endpoint: Endpoint | null;
     try {
-      const boot = await bootWithWatchdog(
-        {
-          kernel: bundle.kernelPath,
-          initramfs: bundle.initramfsPath,
-          acpi: bundle.acpi,
-          memoryMiB: record.resources.memoryMiB,
-          cpus: record.resources.cpus,
-          disks: [
-            { serial: 'boson-root', path: rootDisk.path, readOnly: true },
-            { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },
-            ...extraDisks,
-          ],
-          shares,
-          runtimeDir,
-          logFile,
-          nics: endpoint ? [endpoint.nic] : [],
-          debug: this.options.debug,
-          jail: this.jailFor(record, runtimeDir),
-        },
-        (booting: Vm) => {
-          ctl = new ControlChannel(booting.channel);
-          return ctl.waitForHello();
-        },
-        {
-          timeoutMs: this.options.bootTimeoutMs ?? (accel === 'kvm' ? 5000 : 15000),
-          attempts: 3,
-          onRetry: (attempt, consoleTail, reason) => {
-            onNotice?.(`micro-VM boot ${reason}, retrying (attempt ${attempt})`);
-            if (reason === 'crashed')
-              this.log.warn({ container: id, attempt, console: consoleTail }, 'a micro-VM crashed while booting; retrying');
-          },
-        },
-        (config) => this.vmm.launch(config),
-      );
-      vm = boot.vm;
+      endpoint = await this.connectNetwork(record, warm?.tap);
     } catch (err) {
-      this.metrics.failures++;
-      // What the guest kernel said while it failed to boot, kept with the container (the runtime directory goes).
-      const consoleText = toBosonError(err).details.console;
-      if (typeof consoleText === 'string' && consoleText !== '')
-        await writeFile(path.join(this.registry.containerDir(id), 'boot-failure.log'), consoleText).catch(() => undefined);
-      // Info, not a warning: the caller gets the error itself (a CLI's embedded runtime prints warnings too).
-      this.log.info({ container: id, error: toBosonError(err).message }, 'a micro-VM failed to boot');
-      if (endpoint) await this.networks.disconnect(id).catch(() => undefined);
-      this.settle(record, 125, toBosonError(err).message);
-      await this.registry.save(record);
+      if (warm) await this.warm!.release(warm, true);
       throw err;
     }
-    const live: Live = { vm, ctl, logFile, execs: new Map(), nextSession: 1, finished: false };
-    const startup = new Promise<void>((resolve, reject) => {
-      let guestError: BosonError | undefined;
-      ctl.onSession(0, (frame) => {
-        if (frame.type === FrameType.STARTED) resolve();
-        else if (frame.type === FrameType.ERROR) {
-          guestError = guestErrorOf(frame);
-        } else if (frame.type === FrameType.EXIT)
-          reject(
-            guestError ??
-              new BosonError('CONTAINER_START_FAILED', `the container exited with ${decodeExit(frame).status} before it started`),
-          );
-      });
-      ctl.onClose(() => reject(new BosonError('GUEST_CRASHED', 'the micro-VM ended before the container started')));
+    const accel = await this.vmm.accelerator();
+    const coldBoot = async (): Promise<{ vm: Vm; ctl: ControlChannel }> => {
+      let ctl!: ControlChannel;
+      try {
+        const boot = await bootWithWatchdog(
+          {
+            kernel: bundle.kernelPath,
+            initramfs: bundle.initramfsPath,
+            acpi: bundle.acpi,
+            memoryMiB: record.resources.memoryMiB,
+            cpus: record.resources.cpus,
+            disks: [
+              { serial: 'boson-root', path: rootDisk.path, readOnly: true },
+              { serial: 'boson-scratch', path: scratch, readOnly: false },
+              ...extraDisks,
+            ],
+            shares,
+            runtimeDir,
+            logFile,
+            nics: endpoint ? [endpoint.nic] : [],
+            debug: this.options.debug,
+            jail: this.jailFor(record, runtimeDir),
+          },
+          (booting: Vm) => {
+            ctl = new ControlChannel(booting.channel);
+            return ctl.waitForHello();
+          },
+          {
+            timeoutMs: this.bootTimeout(accel),
+            attempts: 3,
+            onRetry: (attempt, consoleTail, reason) => {
+              onNotice?.(`micro-VM boot ${reason}, retrying (attempt ${attempt})`);
+              if (reason === 'crashed')
+                this.log.warn({ container: id, attempt, console: consoleTail }, 'a micro-VM crashed while booting; retrying');
+            },
+          },
+          (config) => this.vmm.launch(config),
+        );
+        return { vm: boot.vm, ctl };
+      } catch (err) {
+        this.metrics.failures++;
+        // What the guest kernel said while it failed to boot, kept with the container (the runtime directory goes).
+        const consoleText = toBosonError(err).details.console;
+        if (typeof consoleText === 'string' && consoleText !== '')
+          await writeFile(path.join(this.registry.containerDir(id), 'boot-failure.log'), consoleText).catch(() => undefined);
+        // Info, not a warning: the caller gets the error itself (a CLI's embedded runtime prints warnings too).
+        this.log.info({ container: id, error: toBosonError(err).message }, 'a micro-VM failed to boot');
+        if (endpoint) await this.networks.disconnect(id).catch(() => undefined);
+        this.settle(record, 125, toBosonError(err).message);
+        await this.registry.save(record);
+        throw err;
+      }
+    };
+    const spec = encodeSpec({
+      argv: record.config.argv,
+      env: record.config.env,
+      cwd: record.config.cwd,
+      user: record.config.user,
+      hostname: record.config.hostname,
+      tty: record.config.tty,
+      stdin: record.config.openStdin,
+      winsize,
+      rootDisk: 'boson-root',
+      rootFstype: rootDisk.fstype,
+      scratchDisk: 'boson-scratch',
+      logPort: true,
+      clockNs: BigInt(Date.now()) * 1_000_000n,
+      entropy: randomBytes(32),
+      mounts,
+      ...(endpoint
+        ? {
+            interfaces: [
+              { mac: endpoint.mac, address: endpoint.address, prefixLen: endpoint.prefixLen, gateway: endpoint.gateway, mtu: 1500 },
+            ],
+            dns: endpoint.dns,
+            dnsSearch: endpoint.dnsSearch,
+            hosts: endpoint.hosts,
+          }
+        : {}),
+      // DNS asked for by the container (a pod's DNSConfig) replaces the network's.
+      ...(record.dns && record.dns.servers.length > 0 ? { dns: record.dns.servers } : {}),
+      ...(record.dns && record.dns.searches.length > 0 ? { dnsSearch: record.dns.searches } : {}),
     });
-    ctl.send(
-      FrameType.SPEC,
-      encodeSpec({
-        argv: record.config.argv,
-        env: record.config.env,
-        cwd: record.config.cwd,
-        user: record.config.user,
-        hostname: record.config.hostname,
-        tty: record.config.tty,
-        stdin: record.config.openStdin,
-        winsize,
-        rootDisk: 'boson-root',
-        rootFstype: rootDisk.fstype,
-        scratchDisk: 'boson-scratch',
-        logPort: true,
-        clockNs: BigInt(Date.now()) * 1_000_000n,
-        mounts,
-        ...(endpoint
-          ? {
-              interfaces: [
-                { mac: endpoint.mac, address: endpoint.address, prefixLen: endpoint.prefixLen, gateway: endpoint.gateway, mtu: 1500 },
-              ],
-              dns: endpoint.dns,
-              dnsSearch: endpoint.dnsSearch,
-              hosts: endpoint.hosts,
-            }
-          : {}),
-        // DNS asked for by the container (a pod's DNSConfig) replaces the network's.
-        ...(record.dns && record.dns.servers.length > 0 ? { dns: record.dns.servers } : {}),
-        ...(record.dns && record.dns.searches.length > 0 ? { dnsSearch: record.dns.searches } : {}),
-      }),
-    );
+    const tNet = performance.now();
+    let claimed: ClaimedVm | null =
+      warm && runtimeDir ? await this.warm!.claim(warm, { runtimeDir, scratch, logFile, cgroupName: id.slice(0, 16) }) : null;
+    let { vm, ctl } = claimed ?? (await coldBoot());
+    const tBoot = performance.now();
     try {
-      await startup;
+      try {
+        // A warm VM that does not take its SPEC in a boot's time is a bad one: it is replaced by a cold boot.
+        await this.startContainer(ctl, spec, claimed ? this.bootTimeout(accel) : undefined);
+      } catch (err) {
+        if (!claimed || !(isBosonError(err, 'GUEST_CRASHED') || isBosonError(err, 'GUEST_BOOT_TIMEOUT'))) throw err;
+        this.log.warn({ container: id, error: toBosonError(err).message }, 'a warm micro-VM did not take its container; booting cold');
+        const bad = claimed;
+        claimed = null;
+        await bad.undo();
+        ({ vm, ctl } = await coldBoot());
+        await this.startContainer(ctl, spec);
+      }
     } catch (err) {
       await vm.shutdown(1000);
+      await claimed?.commit();
       if (endpoint) await this.networks.disconnect(id).catch(() => undefined);
       const e = toBosonError(err);
       this.settle(record, e.code === 'COMMAND_NOT_FOUND' ? 127 : e.code === 'COMMAND_NOT_EXECUTABLE' ? 126 : 125, e.message);
       await this.registry.save(record);
       throw err;
     }
+    await claimed?.commit();
+    this.log.debug(
+      { container: id, warm: claimed !== null, prepareMs: tNet - t0, bootMs: tBoot - tNet, startMs: performance.now() - tBoot },
+      'container started',
+    );
+    const live: Live = { vm, ctl, logFile, execs: new Map(), nextSession: 1, finished: false };
     record.state = 'running';
     record.managed = this.options.detached;
     record.ownerPid = this.options.detached ? null : process.pid;
@@ -939,6 +1007,57 @@ export class MachineRuntime implements MachineContainers {
     this.metrics.boots.push(performance.now() - t0);
     this.emit(record, 'start');
     this.watch(id, live);
+  }
+
+  /** The boot watchdog of one attempt. */
+  private bootTimeout(accel: 'kvm' | 'tcg'): number {
+    return this.options.bootTimeoutMs ?? (accel === 'kvm' ? 5000 : 15000);
+  }
+
+  /** The shape of warm VM a start of `record` can take. */
+  private warmShape(record: ContainerRecord, rootDisk: { path: string; fstype: string }): WarmShape {
+    return {
+      image: record.image,
+      imageId: record.imageId,
+      rootDisk: { path: rootDisk.path, fstype: rootDisk.fstype },
+      memoryMiB: record.resources.memoryMiB,
+      cpus: record.resources.cpus,
+      journal: !record.autoRemove,
+      nic: (record.network ?? 'none') !== 'none',
+    };
+  }
+
+  /**
+   * Sends a booted VM its SPEC and waits for STARTED: the guest's ERROR (or an EXIT before STARTED) rejects with
+   * what went wrong, a closed channel with GUEST_CRASHED, and `timeoutMs` passing with GUEST_BOOT_TIMEOUT.
+   */
+  private async startContainer(ctl: ControlChannel, spec: Buffer, timeoutMs?: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const startup = new Promise<void>((resolve, reject) => {
+      let guestError: BosonError | undefined;
+      ctl.onSession(0, (frame) => {
+        if (frame.type === FrameType.STARTED) resolve();
+        else if (frame.type === FrameType.ERROR) {
+          guestError = guestErrorOf(frame);
+        } else if (frame.type === FrameType.EXIT)
+          reject(
+            guestError ??
+              new BosonError('CONTAINER_START_FAILED', `the container exited with ${decodeExit(frame).status} before it started`),
+          );
+      });
+      ctl.onClose(() => reject(new BosonError('GUEST_CRASHED', 'the micro-VM ended before the container started')));
+      if (timeoutMs !== undefined)
+        timer = setTimeout(
+          () => reject(new BosonError('GUEST_BOOT_TIMEOUT', `the micro-VM did not start the container within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+    });
+    ctl.send(FrameType.SPEC, spec);
+    try {
+      await startup;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Frees the volumes claimed by container `id`. */
@@ -1060,7 +1179,7 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /** Joins the container's network (tap, address, published ports, DNS name); null for --network none. */
-  private async connectNetwork(record: ContainerRecord): Promise<Endpoint | null> {
+  private async connectNetwork(record: ContainerRecord, tap?: string): Promise<Endpoint | null> {
     if ((record.network ?? 'none') === 'none') return null;
     const links = await this.linkNames(record, record.network);
     await this.networks.disconnect(record.id).catch(() => undefined);
@@ -1073,6 +1192,7 @@ export class MachineRuntime implements MachineContainers {
       ports: record.ports ?? [],
       hostname: record.config.hostname,
       ...(record.ipv4Address !== undefined ? { address: record.ipv4Address } : {}),
+      ...(tap !== undefined ? { tap } : {}),
     });
   }
 
@@ -1102,8 +1222,14 @@ export class MachineRuntime implements MachineContainers {
       for (const [, e] of live.execs) e.done(137);
       // Output still queued in QEMU's log port must reach the file before QEMU goes (see waitForLogExit).
       const flushed = logged ? waitForLogExit(live.logFile, 5000) : Promise.resolve(true);
+      const t0 = performance.now();
+      const marks: Record<string, number> = {};
+      const mark = (name: string): void => void (marks[name] = Math.round(performance.now() - t0));
       this.background(
-        flushed.then(() => live.vm.shutdown(1000)).then(() => this.exited(id, status, error)),
+        flushed
+          .then(() => (mark('logFlushedMs'), live.vm.shutdown(1000)))
+          .then(() => (mark('vmGoneMs'), this.exited(id, status, error)))
+          .then(() => (mark('recordedMs'), this.log.debug({ container: id, ...marks }, 'container exit handled'))),
         `recording the exit of container ${id.slice(0, 12)}`,
       );
     };
@@ -1507,6 +1633,11 @@ export class MachineRuntime implements MachineContainers {
 
   /** The confinement of a container's QEMU under the host's policy. */
   private jailFor(record: ContainerRecord, runtimeDir: string | undefined): VmJail | undefined {
+    return this.jailOf(record.id.slice(0, 16), record.resources.memoryMiB, record.resources.cpus, runtimeDir);
+  }
+
+  /** The confinement of a QEMU whose cgroup is `name`, for a VM of that size (a container's, or a warm one). */
+  private jailOf(name: string, memoryMiB: number, cpus: number, runtimeDir: string | undefined): VmJail | undefined {
     const policy = this.options.jail;
     if (!policy) return undefined;
     return {
@@ -1516,10 +1647,10 @@ export class MachineRuntime implements MachineContainers {
       cgroup: policy.cgroupParent
         ? {
             parent: policy.cgroupParent,
-            name: record.id.slice(0, 16),
-            memoryBytes: (record.resources.memoryMiB + VMM_MEMORY_ALLOWANCE_MIB) * 1024 * 1024,
+            name,
+            memoryBytes: (memoryMiB + VMM_MEMORY_ALLOWANCE_MIB) * 1024 * 1024,
             pids: 256,
-            cpus: record.resources.cpus + 1,
+            cpus: cpus + 1,
           }
         : undefined,
     };

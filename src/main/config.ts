@@ -59,6 +59,12 @@ export const HostConfig = Type.Object({
   logDefaults: Type.Optional(
     Type.Object({ maxSizeBytes: Type.Optional(Type.Integer({ minimum: 1 })), maxFiles: Type.Optional(Type.Integer({ minimum: 1 })) }),
   ),
+  /** BOSON_WARM_IMAGES, BOSON_WARM_PER_SHAPE, BOSON_WARM_MEMORY_MIB: the daemon's pool of pre-booted micro-VMs. */
+  warm: Type.Object({
+    images: Type.Array(Type.String({ minLength: 1 })),
+    perShape: Type.Integer({ minimum: 0, maximum: 64 }),
+    memoryBudgetMiB: Type.Integer({ minimum: 0 }),
+  }),
 });
 export type HostConfig = Static<typeof HostConfig> & { paths: BosonPaths };
 
@@ -206,6 +212,20 @@ export const SETTINGS: Setting[] = [
     readBy: 'root',
   },
   {
+    env: 'BOSON_WARM_IMAGES',
+    default: 'none (warm start off)',
+    meaning:
+      'warm start: images (comma-separated, as for `boson run`) the daemon keeps pre-booted micro-VMs for; a start of such an image with a matching shape takes one instead of booting (docs/design.md "Warm start")',
+    readBy: 'root',
+  },
+  { env: 'BOSON_WARM_PER_SHAPE', default: '2', meaning: 'warm start: pre-booted micro-VMs kept per image and shape', readBy: 'root' },
+  {
+    env: 'BOSON_WARM_MEMORY_MIB',
+    default: '1024',
+    meaning: 'warm start: the guest memory all pre-booted micro-VMs together may have, MiB (0: none)',
+    readBy: 'root',
+  },
+  {
     env: 'BOSON_NO_BUNDLE',
     default: 'off',
     meaning: 'bin/boson runs the sources through tsx instead of the esbuild bundle',
@@ -273,6 +293,11 @@ function logOptsSetting(value: string): { maxSizeBytes?: number; maxFiles?: numb
   }
 }
 
+/** An integer setting: `fallback` when unset or empty; NaN (refused by the schema) when not a number. */
+function intSetting(value: string | undefined, fallback: number): number {
+  return value === undefined || value.trim() === '' ? fallback : Number(value);
+}
+
 /** Reads the host configuration from `env`; INVALID_ARGUMENT naming a malformed setting. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
   const timeout =
@@ -312,6 +337,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     dockerTrace: Boolean(env.BOSON_DOCKER_TRACE),
     cri: env.BOSON_CRI !== 'off',
     logDefaults: env.BOSON_LOG_OPTS ? logOptsSetting(env.BOSON_LOG_OPTS) : undefined,
+    warm: {
+      images: (env.BOSON_WARM_IMAGES ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+      perShape: intSetting(env.BOSON_WARM_PER_SHAPE, 2),
+      memoryBudgetMiB: intSetting(env.BOSON_WARM_MEMORY_MIB, 1024),
+    },
   };
   const fault = Value.Errors(HostConfig, config).First();
   if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid setting ${fault.path.slice(1)}: ${fault.message} (see docs/config.md)`);

@@ -128,6 +128,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
       bindPolicy: defaultBindPolicy([paths.stateDir, paths.runDir, paths.guestDir], config.bindAllow ?? null),
       jail: jailPolicy(config),
       logDefaults: config.logDefaults,
+      warm: config.warm,
     },
     {
       registry,

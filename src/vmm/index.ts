@@ -1,5 +1,14 @@
 /** Public surface of src/vmm: one typed way to boot, watch and stop a micro-VM. QEMU argv and QMP stay private. */
-export { launchMicroVm, attachMicroVm, bootWithWatchdog, qemuVmm, MicroVm, type WatchdogOptions, type QemuOptions } from './microvm.ts';
+export {
+  launchMicroVm,
+  attachMicroVm,
+  bootWithWatchdog,
+  qemuVmm,
+  MicroVm,
+  ORIGIN_FILE,
+  type WatchdogOptions,
+  type QemuOptions,
+} from './microvm.ts';
 export { probeAccelerator, chooseAccelerator, hostTscKhz, type AcceleratorChoice, type AccelFacts } from './accel.ts';
 export { findQemu, qemuVersion } from './qemu-binary.ts';
 export { cgroupMode, describeCgroups, type CgroupMode } from './cgroup.ts';

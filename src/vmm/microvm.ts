@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
@@ -45,14 +45,16 @@ export class MicroVm implements Vm {
   /** Resolves when the QEMU process has exited (never rejects). */
   readonly exited: Promise<VmExit>;
   readonly pid: number;
-  /** The runtime directory of a detached VM. */
-  readonly runtimeDir: string | undefined;
+  /** The runtime directory of a detached VM (moved by relocate()). */
+  runtimeDir: string | undefined;
   private readonly qmp: QmpClient;
   private consoleText = '';
   /** What a piped (non-detached) QEMU printed, read from the moment it was spawned. */
   private readonly piped: PipedOutput | undefined;
   private exitInfo: VmExit | undefined;
   private readonly killProcess: () => void;
+  /** Its cgroup directories (released when it ends). */
+  private cgroup: VmCgroup | null;
 
   /** @internal use launchMicroVm or attachMicroVm */
   constructor(parts: {
@@ -67,6 +69,7 @@ export class MicroVm implements Vm {
   }) {
     this.pid = parts.pid;
     this.runtimeDir = parts.runtimeDir;
+    this.cgroup = parts.cgroup ?? null;
     this.channel = parts.channel;
     this.qmp = new QmpClient(parts.qmp);
     // A closed peer must never crash Boson; the exit promise reports what happened.
@@ -88,9 +91,10 @@ export class MicroVm implements Vm {
         if (this.exitInfo) return;
         this.exitInfo = exit;
         parts.qmp.destroy();
-        // Its cgroup goes with it (a daemon that re-attached found it in the runtime directory).
-        if (parts.cgroup)
-          void release(parts.cgroup)
+        // Its cgroup goes with it (a daemon that re-attached found it in the runtime directory; relocate() may
+        // have renamed it).
+        if (this.cgroup)
+          void release(this.cgroup)
             .catch(() => undefined)
             .finally(() => resolve(exit));
         else resolve(exit);
@@ -188,6 +192,43 @@ export class MicroVm implements Vm {
     return (await this.status()) === 'io-error';
   }
 
+  /** Pauses the guest's vCPUs (QMP stop): a warm VM waiting for its container costs no CPU meanwhile. */
+  async pause(): Promise<void> {
+    await this.qmp.ready;
+    await this.qmp.execute('stop');
+  }
+
+  /**
+   * Moves a detached VM's runtime directory to `dir` (a rename on one filesystem: QEMU's listening sockets, its
+   * chroot and open files go with it) and notes where it started (ORIGIN_FILE), because QEMU's command line keeps
+   * naming the old path: re-attaching checks the process against either. Its cgroup is renamed to `cgroupName`
+   * when given. For a VM booted ahead of its container.
+   */
+  async relocate(dir: string, cgroupName?: string): Promise<void> {
+    const from = this.runtimeDir;
+    if (from === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM has a runtime directory to move');
+    if (from === dir) return;
+    const origin = await readFile(path.join(from, ORIGIN_FILE), 'utf8').catch(() => from);
+    await rm(dir, { recursive: true, force: true });
+    await rename(from, dir);
+    this.runtimeDir = dir;
+    await writeFile(path.join(dir, ORIGIN_FILE), origin);
+    // Its cgroup is renamed too (cgroup directories can be renamed within their parent), so that a container's
+    // cgroup is named after it whichever VM it got.
+    if (cgroupName !== undefined && this.cgroup) {
+      const dirs: string[] = [];
+      for (const d of this.cgroup.dirs) {
+        const to = path.join(path.dirname(d), cgroupName);
+        await rename(d, to).then(
+          () => dirs.push(to),
+          () => dirs.push(d),
+        );
+      }
+      this.cgroup = { dirs };
+      await writeFile(path.join(dir, CGROUP_FILE), JSON.stringify(this.cgroup));
+    }
+  }
+
   /** Resumes a VM that QEMU paused on a disk error; the failed write is retried (and pauses it again if it fails again). */
   async resume(): Promise<void> {
     await this.qmp.ready;
@@ -230,13 +271,30 @@ function readTailSync(file: string): string {
   }
 }
 
-/** True if `pid` is alive and, when `runtimeDir` is given, is the QEMU of that directory (not a reused pid). */
+/**
+ * In a relocated VM's runtime directory: the directory QEMU was started in (its command line names that one). The
+ * orphan sweep of the machine layer reads it too.
+ */
+export const ORIGIN_FILE = 'origin';
+
+/**
+ * True if `pid` is alive and, when `runtimeDir` is given, is the QEMU of that directory (not a reused pid): its
+ * command line names the directory, or the one it was started in (ORIGIN_FILE, for a relocated VM).
+ */
 function processAlive(pid: number, runtimeDir: string | undefined): boolean {
   if (!pidAlive(pid)) return false;
   if (runtimeDir === undefined) return true;
   try {
-    // Synchronous on purpose: a tiny /proc read inside a timer.
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(runtimeDir);
+    // Synchronous on purpose: tiny /proc and tmpfs reads inside a timer.
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (cmdline.includes(runtimeDir)) return true;
+    let origin = '';
+    try {
+      origin = readFileSync(path.join(runtimeDir, ORIGIN_FILE), 'utf8').trim();
+    } catch {
+      return false;
+    }
+    return origin !== '' && cmdline.includes(origin);
   } catch {
     return false;
   }
@@ -559,20 +617,23 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     ]);
     clearTimeout(timer);
     if (outcome.kind === 'booted') return { vm, value: outcome.value, attempts: attempt };
-    // A detached VM's console is read from QEMU, so before it is killed.
-    const hungTail = outcome.kind === 'timeout' ? await vm.consoleTail() : '';
     // QEMU closes its chardevs (the control channel) while it shuts down, before it exits: a channel that closed
     // is given a moment to end in QEMU's own exit status (0 for a guest that crashed, which is retried), instead
     // of one our kill would give it.
-    if (outcome.kind === 'failed' && isBosonError(outcome.error, 'GUEST_CRASHED'))
-      await Promise.race([vm.exited, new Promise((r) => setTimeout(r, CLOSED_CHANNEL_GRACE_MS))]);
+    const channelClosed = outcome.kind === 'failed' && isBosonError(outcome.error, 'GUEST_CRASHED');
+    if (channelClosed) await Promise.race([vm.exited, new Promise((r) => setTimeout(r, CLOSED_CHANNEL_GRACE_MS))]);
+    // A detached VM's console is read from QEMU, so before it is killed.
+    const hungTail = outcome.kind === 'timeout' || (channelClosed && !vm.hasExited) ? await vm.consoleTail(200) : '';
+    const killedHere = !vm.hasExited;
     await vm.kill();
     // A closed control channel before boot means QEMU itself went away: report what QEMU said instead.
     if (outcome.kind === 'failed' && !isBosonError(outcome.error, 'GUEST_CRASHED')) throw outcome.error;
     if (outcome.kind !== 'timeout') {
       const exit = await vm.exited;
-      const tail = await vm.consoleTail(200);
-      if (exit.code === 0 && exit.signal === null && attempt < options.attempts) {
+      const tail = hungTail || (await vm.consoleTail(200));
+      // Retried like a hang: a guest that reset itself (exit 0), and a channel that closed while QEMU still ran
+      // (seen under heavy load; QEMU was killed here, so its status says nothing about the guest).
+      if (((exit.code === 0 && exit.signal === null) || (channelClosed && killedHere)) && attempt < options.attempts) {
         lastTail = tail;
         lastReason = 'crashed';
         continue;

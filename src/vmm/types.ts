@@ -103,6 +103,13 @@ export interface Vm {
   suspend(): Promise<void>;
   /** The VMM's run state of the VM ("running", "paused", "io-error", ...). */
   status(): Promise<string>;
+  /** Pauses the guest (a warm VM waiting for its container); absent where the VMM cannot. */
+  pause?(): Promise<void>;
+  /**
+   * Moves a detached VM's runtime directory to `dir` (same filesystem), and renames its cgroup to `cgroupName`, so
+   * that a VM booted ahead of its container lives where the container's would; absent where the VMM cannot.
+   */
+  relocate?(dir: string, cgroupName?: string): Promise<void>;
 }
 
 /** The VMM driver's one narrow input: launch a micro-VM, re-attach to a detached one, say which accelerator. */

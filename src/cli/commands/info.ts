@@ -5,7 +5,8 @@ import { bosonPaths, toBosonError } from '../../common/index.ts';
 import { defaultKernelPath, kernelReleaseOf } from '../../guest/index.ts';
 import { checkUserNamespaceSetup } from '../../image/index.ts';
 import { cgroupMode, describeCgroups, findQemu, probeAccelerator, qemuVersion, hostTscKhz } from '../../vmm/index.ts';
-import { bootBundle, guestKernelOptions, jailPolicy, loadConfig, type HostConfig } from '../../main/index.ts';
+import { bootBundle, guestKernelOptions, hostSocketPath, jailPolicy, loadConfig, type HostConfig } from '../../main/index.ts';
+import { MachineClient } from '../../machine/client/index.ts';
 import { printJson } from '../output.ts';
 
 /** Adds `info` to the program. */
@@ -40,7 +41,24 @@ interface Info {
   /** How each QEMU is confined: by a daemon (all of it) and in a `boson run` without one. */
   confinement: { daemon: string[]; embedded: string[] };
   paths: ReturnType<typeof bosonPaths>;
+  /** The daemon's pool of pre-booted micro-VMs (GET /v1/warm); null when no daemon answers. */
+  warm: WarmView | null;
   problems: string[];
+}
+
+/** What GET /v1/warm answers (the daemon's WarmPoolView). */
+interface WarmView {
+  enabled: boolean;
+  images: string[];
+  perShape: number;
+  memoryBudgetMiB: number;
+  memoryUsedMiB: number;
+  shapes: Array<{ image: string; memoryMiB: number; cpus: number; journal: boolean; nic: boolean; ready: number; booting: number }>;
+  hits: number;
+  misses: number;
+  fallbacks: number;
+  bootFailures: number;
+  discarded: number;
 }
 
 async function gatherInfo(): Promise<Info> {
@@ -56,8 +74,11 @@ async function gatherInfo(): Promise<Info> {
     qemu: { binary: null, version: null },
     confinement: confinementOf(config),
     paths,
+    warm: null,
     problems,
   };
+  // Asked of a running daemon only: the pool lives there.
+  info.warm = await new MachineClient(hostSocketPath(config)).request<WarmView>('GET', '/v1/warm').catch(() => null);
   try {
     info.qemu.binary = await findQemu(config.qemu);
     info.qemu.version = await qemuVersion(info.qemu.binary);
@@ -105,8 +126,20 @@ function printInfo(info: Info): void {
     `Run dir:        ${info.paths.runDir}`,
     `Guest dir:      ${info.paths.guestDir}`,
   ];
+  lines.push(`Warm start:     ${warmText(info.warm)}`);
+  for (const s of info.warm?.enabled ? info.warm.shapes : [])
+    lines.push(
+      `  ${s.image} ${s.memoryMiB} MiB ${s.cpus} vCPU${s.nic ? '' : ', no network'}${s.journal ? ', kept containers' : ', --rm'}: ${s.ready} ready, ${s.booting} booting`,
+    );
   for (const p of info.problems) lines.push(`Problem:        ${p}`);
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** One line about the daemon's warm pool. */
+function warmText(w: WarmView | null): string {
+  if (!w) return 'no daemon running';
+  if (!w.enabled) return 'off (set BOSON_WARM_IMAGES for `boson up`)';
+  return `${w.images.join(', ')}: ${w.perShape} per shape, ${w.memoryUsedMiB} of ${w.memoryBudgetMiB} MiB; ${w.hits} warm starts, ${w.misses} cold (no match), ${w.fallbacks} fell back, ${w.bootFailures} failed boots`;
 }
 
 /** What confines each QEMU, from the composition root's policy and what this host has. */

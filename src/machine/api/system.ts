@@ -15,7 +15,34 @@ import { errors, nsFromTime, type ContextOf } from './routing.ts';
 export interface MetricsSource {
   metrics: { boots: number[]; stops: number[]; failures: number };
   liveIds(): Set<string>;
+  /** The warm pool (null: this runtime has none). */
+  warmStats(): Static<typeof WarmPoolView> | null;
 }
+
+/** The daemon's pool of pre-booted micro-VMs (warm start), as GET /v1/warm answers (WarmPoolStats). */
+export const WarmPoolView = Type.Object({
+  enabled: Type.Boolean(),
+  images: Type.Array(Type.String()),
+  perShape: Type.Integer(),
+  memoryBudgetMiB: Type.Integer(),
+  memoryUsedMiB: Type.Integer(),
+  shapes: Type.Array(
+    Type.Object({
+      image: Type.String(),
+      memoryMiB: Type.Integer(),
+      cpus: Type.Number(),
+      journal: Type.Boolean({ description: 'the writable layer has a journal (containers kept after they exit)' }),
+      nic: Type.Boolean({ description: 'the VM has a network card' }),
+      ready: Type.Integer(),
+      booting: Type.Integer(),
+    }),
+  ),
+  hits: Type.Integer({ description: 'starts that took a warm micro-VM' }),
+  misses: Type.Integer({ description: 'starts of a kept image that found none of their shape (booted cold)' }),
+  fallbacks: Type.Integer({ description: 'starts whose warm micro-VM turned out bad, booted cold instead' }),
+  bootFailures: Type.Integer(),
+  discarded: Type.Integer(),
+});
 
 const EventsQuery = Type.Object({
   since: Type.Optional(Type.String({ description: 'RFC 3339 or unix seconds: logged events from then first' })),
@@ -53,6 +80,53 @@ export function systemRoutes(source: MetricsSource, events: MachineEvents, conte
         this.set(source.liveIds().size);
       },
     });
+
+    const warmGauge = (name: string, help: string, value: (w: Static<typeof WarmPoolView>) => number): void => {
+      new client.Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          const w = source.warmStats();
+          this.set(w ? value(w) : 0);
+        },
+      });
+    };
+    warmGauge('boson_warm_vms_ready', 'Warm (pre-booted, paused) micro-VMs ready to take a container', (w) =>
+      w.shapes.reduce((n, s) => n + s.ready, 0),
+    );
+    warmGauge('boson_warm_vms_booting', 'Warm micro-VMs booting', (w) => w.shapes.reduce((n, s) => n + s.booting, 0));
+    warmGauge('boson_warm_memory_mib', 'Guest memory of the warm micro-VMs, MiB', (w) => w.memoryUsedMiB);
+    warmGauge('boson_warm_memory_budget_mib', 'Guest memory the warm micro-VMs may have, MiB', (w) => w.memoryBudgetMiB);
+    warmGauge('boson_warm_hits', 'Starts that took a warm micro-VM (since the daemon started)', (w) => w.hits);
+    warmGauge('boson_warm_misses', 'Starts of a kept image that booted cold: no warm micro-VM of their shape', (w) => w.misses);
+    warmGauge('boson_warm_fallbacks', 'Starts whose warm micro-VM was bad and that booted cold instead', (w) => w.fallbacks);
+    warmGauge('boson_warm_boot_failures', 'Warm micro-VMs that failed to boot', (w) => w.bootFailures);
+
+    app.get(
+      '/v1/warm',
+      {
+        schema: {
+          tags,
+          summary: "The daemon's pool of pre-booted micro-VMs (warm start)",
+          response: { 200: WarmPoolView, ...errors },
+        },
+      },
+      async () =>
+        source.warmStats() ?? {
+          enabled: false,
+          images: [],
+          perShape: 0,
+          memoryBudgetMiB: 0,
+          memoryUsedMiB: 0,
+          shapes: [],
+          hits: 0,
+          misses: 0,
+          fallbacks: 0,
+          bootFailures: 0,
+          discarded: 0,
+        },
+    );
 
     app.get(
       '/healthz',

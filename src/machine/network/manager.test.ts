@@ -265,3 +265,23 @@ test('rootless: user-mode NIC with forwards, QEMU addresses, no host changes', a
   await m.teardown();
   await rm(dir, { recursive: true, force: true });
 });
+
+test('spare taps: made on no bridge, put on a network by connect({tap}), gone with the endpoint; strays deleted by init', async () => {
+  const m = make();
+  await m.init();
+  const tap = await m.spareTap();
+  assert.ok(tap.startsWith(`${prefix}t`) && tap.length <= 15, tap);
+  assert.ok(links().includes(tap));
+  assert.equal(masterOf(tap), undefined, 'on no bridge yet');
+  const e = await m.connect({ containerId: id(90), containerName: 'warm', aliases: [], network: 'bridge', ports: [], tap });
+  assert.deepEqual(e.nic.kind === 'tap' ? e.nic.ifname : '', tap);
+  assert.equal(masterOf(tap), `${prefix}0`);
+  await m.disconnect(id(90));
+  assert.ok(!links().includes(tap), 'deleted with its endpoint');
+  // A spare tap nobody took (a daemon killed with a warm pool) is deleted by the next init; dropTap is idempotent.
+  const stray = await m.spareTap();
+  await m.init();
+  assert.ok(!links().includes(stray));
+  await m.dropTap(stray);
+  await m.close();
+});

@@ -52,6 +52,11 @@ export interface EndpointRequest {
   hostname?: string;
   /** A static IPv4 address (Docker's IPAMConfig.IPv4Address) instead of the next free one; user networks only. */
   address?: string;
+  /**
+   * A tap made earlier by spareTap() (a warm micro-VM already holds it open) to put on the network instead of a new
+   * one; it is the endpoint's from then on (deleted on disconnect, or at once if the connect fails).
+   */
+  tap?: string;
   /** Legacy links: names only this container resolves, to another container's address on this network. */
   links?: EndpointLink[];
 }
@@ -350,9 +355,7 @@ export class NetworkManager {
         address = this.staticAddress(n, req.address);
         if (used.has(address)) throw this.addressInUse(n, req.address);
       } else address = allocateAddress(subnet, gateway, used, this.s.lastAddress[n.id] ?? 0);
-      const tap = `${this.prefix}t${randomBytes(8)
-        .toString('hex')
-        .slice(0, 14 - this.prefix.length)}`;
+      const tap = req.tap ?? this.newTapName();
       const mac = req.mac ?? macFor(address);
       // Docker ignores published ports on internal networks (nothing outside may reach them).
       const held = n.internal ? [] : await holdPorts(req.ports);
@@ -378,7 +381,7 @@ export class NetworkManager {
       };
       try {
         await ipBatch([
-          `tuntap add dev ${tap} mode tap${this.tapUser()}`,
+          ...(req.tap === undefined ? [`tuntap add dev ${tap} mode tap${this.tapUser()}`] : []),
           `link set dev ${tap} master ${n.bridge}`,
           `link set dev ${tap} up`,
         ]);
@@ -398,6 +401,31 @@ export class NetworkManager {
       this.refreshNames(n);
       return structuredClone(endpoint);
     });
+  }
+
+  /** A fresh tap name of this host's prefix (`<prefix>t<hex>`, 15 characters at most). */
+  private newTapName(): string {
+    return `${this.prefix}t${randomBytes(8)
+      .toString('hex')
+      .slice(0, 14 - this.prefix.length)}`;
+  }
+
+  /**
+   * Makes a tap on no network, for a micro-VM booted before its container is known (the warm pool); connect({tap})
+   * puts it on the container's network later. A spare tap is in no state: the next init() deletes one left over by
+   * a daemon that died. ROOTLESS_UNSUPPORTED in rootless mode (no taps there).
+   */
+  async spareTap(): Promise<string> {
+    if (this.rootless) throw new BosonError('ROOTLESS_UNSUPPORTED', 'rootless mode has no taps');
+    const tap = this.newTapName();
+    await ipBatch([`tuntap add dev ${tap} mode tap${this.tapUser()}`]);
+    return tap;
+  }
+
+  /** Deletes a spare tap (one that connect() did not take); a missing one is fine. */
+  async dropTap(tap: string): Promise<void> {
+    if (!tap.startsWith(`${this.prefix}t`)) throw new BosonError('INTERNAL', `not a tap of this host: ${tap}`);
+    await ipBatch([`link del dev ${tap}`], true).catch(() => undefined);
   }
 
   /**
