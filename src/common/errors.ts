@@ -14,6 +14,7 @@ export type ErrorKind =
   | 'InvalidArgument'
   | 'FailedPrecondition'
   | 'PermissionDenied'
+  | 'Unauthenticated'
   | 'ResourceExhausted'
   | 'Unavailable'
   | 'DataLoss'
@@ -23,7 +24,8 @@ export type ErrorKind =
  * How each edge translates a kind: the REST status (problem JSON), the Docker Engine API status, and the gRPC status
  * code (CRI and the controller's machine link). The one table; an edge may refine a code's wording, never its class.
  * ResourceExhausted is 507 on REST (RFC 4918's Insufficient Storage, as a full host is) and 500 on Docker, whose
- * clients know no other; gRPC codes are the numbers of google.rpc.Code.
+ * clients know no other; gRPC codes are the numbers of google.rpc.Code. Unauthenticated (no credentials, or a token
+ * that is unknown, revoked or expired) is 401, PermissionDenied (known, but not allowed) 403.
  */
 export const KIND_TRANSLATION = {
   NotFound: { rest: 404, docker: 404, grpc: 5 },
@@ -31,6 +33,7 @@ export const KIND_TRANSLATION = {
   InvalidArgument: { rest: 400, docker: 400, grpc: 3 },
   FailedPrecondition: { rest: 409, docker: 409, grpc: 9 },
   PermissionDenied: { rest: 403, docker: 403, grpc: 7 },
+  Unauthenticated: { rest: 401, docker: 401, grpc: 16 },
   ResourceExhausted: { rest: 507, docker: 500, grpc: 8 },
   Unavailable: { rest: 503, docker: 503, grpc: 14 },
   DataLoss: { rest: 500, docker: 500, grpc: 15 },
@@ -152,6 +155,37 @@ export const ERROR_CATALOGUE = {
     exit: 111,
     summary: 'no READY machine can take the container: the details say what was short and how many machines each reason excluded',
   },
+  UNAUTHENTICATED: {
+    kind: 'Unauthenticated',
+    exit: 103,
+    summary: 'the controller needs a bearer token, and the one given is unknown, revoked or expired',
+  },
+  PERMISSION_DENIED: { kind: 'PermissionDenied', exit: 104, summary: "the principal's role does not allow this operation" },
+  QUOTA_EXCEEDED: {
+    kind: 'ResourceExhausted',
+    exit: 105,
+    summary: "the request would take a quota key (vm.count, vm.memory...) above its project's or tenant's limit",
+  },
+  TENANT_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no tenant has that name (or it is not visible to the principal)' },
+  PROJECT_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no project has that name (or it is not visible to the principal)' },
+  FLAVOR_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no flavor has that name' },
+  USER_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no user has that name (or it is not visible to the principal)' },
+  TOKEN_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no token has that id (or it is not visible to the principal)' },
+  TASK_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no task has that id (or it is not visible to the principal)' },
+  NAME_IN_USE: { kind: 'AlreadyExists', exit: 106, summary: 'a tenant, project, flavor or user of that name already exists' },
+  TENANT_IN_USE: { kind: 'FailedPrecondition', exit: 107, summary: 'the tenant still has projects (remove them first)' },
+  PROJECT_IN_USE: { kind: 'FailedPrecondition', exit: 108, summary: 'the project still uses quota (remove what runs in it first)' },
+  IDEMPOTENCY_KEY_REUSED: {
+    kind: 'FailedPrecondition',
+    exit: 109,
+    summary: 'an Idempotency-Key was sent again with a different request, or while its first request is still running',
+  },
+  TASK_TIMEOUT: { kind: 'Unavailable', exit: 112, summary: 'a task did not reach the state waited for within the timeout' },
+  CONTROLLER_UNAVAILABLE: {
+    kind: 'Unavailable',
+    exit: 113,
+    summary: 'no Boson controller answers at the address of the current context (boson controller, boson up --controller)',
+  },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
 
@@ -184,4 +218,15 @@ export function toBosonError(err: unknown): BosonError {
   if (err instanceof BosonError) return err;
   const message = err instanceof Error ? err.message : String(err);
   return new BosonError('INTERNAL', `internal error: ${message}`, { cause: err });
+}
+
+/**
+ * The problem JSON (RFC 9457) of an error, the one translation of a typed error to HTTP for every REST API (the
+ * machine's and the controller's): the status from KIND_TRANSLATION, the catalogue's code, and the error's details.
+ */
+export function problemOf(err: unknown): { status: number; body: { type: string; title: string; status: number; detail: string; code: string; details?: Record<string, unknown> } } {
+  const e = toBosonError(err);
+  const status = KIND_TRANSLATION[e.kind].rest;
+  const body = { type: `urn:boson:error:${e.code}`, title: ERROR_CATALOGUE[e.code].summary, status, detail: e.message, code: e.code };
+  return { status, body: Object.keys(e.details).length > 0 ? { ...body, details: { ...e.details } } : body };
 }

@@ -17,9 +17,9 @@ export function daemonSocketPath(paths: BosonPaths, host?: string): string {
 /** The typed error of a problem JSON answer (`text`, with HTTP `status`). */
 export function errorFrom(status: number, text: string): BosonError {
   try {
-    const body = JSON.parse(text) as { code?: string; detail?: string };
+    const body = JSON.parse(text) as { code?: string; detail?: string; details?: Record<string, unknown> };
     if (body.code && body.code in ERROR_CATALOGUE)
-      return new BosonError(body.code as ErrorCode, body.detail ?? `daemon answered ${status}`);
+      return new BosonError(body.code as ErrorCode, body.detail ?? `daemon answered ${status}`, { details: body.details });
     return new BosonError('INTERNAL', body.detail ?? `daemon answered ${status}: ${text}`);
   } catch {
     return new BosonError('INTERNAL', `daemon answered ${status}: ${text.slice(0, 200)}`);

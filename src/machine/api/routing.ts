@@ -4,18 +4,11 @@
  * context of a request, and the parsing of query values.
  */
 import { Type } from '@sinclair/typebox';
-import { BosonError, ERROR_CATALOGUE, KIND_TRANSLATION, PRINCIPAL_HEADER, toBosonError } from '../../common/index.ts';
+import { BosonError, PRINCIPAL_HEADER, problemOf } from '../../common/index.ts';
 import { Problem, localContext, type RequestContext } from '../port/index.ts';
 
-/** The problem JSON body for an error. */
-export function problemOf(err: unknown): { status: number; body: Record<string, unknown> } {
-  const e = toBosonError(err);
-  const status = KIND_TRANSLATION[e.kind].rest;
-  return {
-    status,
-    body: { type: `urn:boson:error:${e.code}`, title: ERROR_CATALOGUE[e.code].summary, status, detail: e.message, code: e.code },
-  };
-}
+/** The problem JSON body for an error: the one translation, in src/common (errors.ts). */
+export { problemOf };
 
 /** The problem answers, documented on every route. */
 export const errors = { '4xx': Problem, '5xx': Problem };

@@ -344,6 +344,8 @@ export const Problem = Type.Object({
   status: Type.Integer(),
   detail: Type.String(),
   code: Type.String(),
+  /** The error's structured facts (the quota key that was short, the name that was taken...), when it has some. */
+  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 });
 export type Problem = Static<typeof Problem>;
 

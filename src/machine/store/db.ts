@@ -100,11 +100,11 @@ export const MIGRATIONS: readonly Migration[] = [
 ];
 
 /** Opens (creating and migrating as needed) the machine database of `stateDir`; STATE_DIR_UNWRITABLE on failure. */
-export function openMachineDb(stateDir: string, upTo = MIGRATIONS.length): MachineDb {
+export function openMachineDb(stateDir: string, upTo = MIGRATIONS.length, file = 'machine.db'): MachineDb {
   let db: MachineDb;
   try {
     mkdirSync(stateDir, { recursive: true });
-    db = new Database(path.join(stateDir, 'machine.db'));
+    db = new Database(path.join(stateDir, file));
     db.pragma('journal_mode = WAL');
     db.pragma('busy_timeout = 10000');
     db.pragma('synchronous = NORMAL');
@@ -112,7 +112,7 @@ export function openMachineDb(stateDir: string, upTo = MIGRATIONS.length): Machi
     // older Boson made them readable.
     for (const suffix of ['', '-wal', '-shm']) {
       try {
-        chmodSync(path.join(stateDir, `machine.db${suffix}`), 0o600);
+        chmodSync(path.join(stateDir, `${file}${suffix}`), 0o600);
       } catch {
         // not there (yet), or not ours to change (a rootless reader of a root store refuses elsewhere)
       }

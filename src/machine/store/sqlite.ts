@@ -209,7 +209,10 @@ export class SqliteStateStore implements StateStore {
   }
 }
 
-/** Opens the state store of `stateDir` (<stateDir>/machine.db); STATE_DIR_UNWRITABLE when it cannot. */
-export function openStateStore(stateDir: string, opts: { pollMs?: number } = {}): SqliteStateStore {
-  return new SqliteStateStore(openMachineDb(stateDir), opts);
+/**
+ * Opens the state store of `stateDir` (<stateDir>/machine.db, or `file`: the controller keeps its own,
+ * controller.db); STATE_DIR_UNWRITABLE when it cannot.
+ */
+export function openStateStore(stateDir: string, opts: { pollMs?: number; file?: string } = {}): SqliteStateStore {
+  return new SqliteStateStore(openMachineDb(stateDir, undefined, opts.file), opts);
 }
