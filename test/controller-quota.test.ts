@@ -66,7 +66,9 @@ test('SQLite: many concurrent reservations for the last units from two replicas;
     // Memory runs out first for bigger instances: the error names that key.
     await a.tenants.setProjectLimits('acme', 'web', [parseQuotaItem('vm.count=30'), parseQuotaItem('vm.memory=2GiB')]);
     const big = await Promise.allSettled(
-      Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).tenants.reserve('acme', 'web', [parseQuotaItem('vm.count=1'), parseQuotaItem('vm.memory=256MiB')])),
+      Array.from({ length: 8 }, (_, i) =>
+        (i % 2 ? a : b).tenants.reserve('acme', 'web', [parseQuotaItem('vm.count=1'), parseQuotaItem('vm.memory=256MiB')]),
+      ),
     );
     assert.equal(big.filter((r) => r.status === 'fulfilled').length, 3, '2GiB - 1.25GiB leaves room for 3 of 256MiB');
     for (const r of big) if (r.status === 'rejected') assert.equal((r.reason as BosonError).details.key, 'vm.memory');

@@ -18,7 +18,7 @@ const LIGHT: Record<string, () => Promise<(program: Command) => void>> = {
 };
 
 async function registerAll(program: Command): Promise<void> {
-  const [run, info, images, up, containers, pull, tls] = await Promise.all([
+  const [run, info, images, up, containers, pull, tls, controller, tenancy, identity, catalog, context] = await Promise.all([
     import('./commands/run.ts'),
     import('./commands/info.ts'),
     import('./commands/images.ts'),
@@ -26,6 +26,11 @@ async function registerAll(program: Command): Promise<void> {
     import('./commands/containers.ts'),
     import('./commands/pull.ts'),
     import('./commands/tls.ts'),
+    import('./commands/controller.ts'),
+    import('./commands/tenancy.ts'),
+    import('./commands/identity.ts'),
+    import('./commands/catalog.ts'),
+    import('./commands/context.ts'),
   ]);
   run.registerRun(program);
   info.registerInfo(program);
@@ -36,6 +41,11 @@ async function registerAll(program: Command): Promise<void> {
   containers.registerNetworkCommands(program);
   pull.registerPullCommands(program);
   tls.registerTls(program);
+  controller.registerController(program);
+  tenancy.registerTenancyCommands(program);
+  identity.registerIdentityCommands(program);
+  catalog.registerCatalogCommands(program);
+  context.registerContextCommands(program);
 }
 
 await runProgram(async (program) => {

@@ -224,9 +224,27 @@ export function toBosonError(err: unknown): BosonError {
  * The problem JSON (RFC 9457) of an error, the one translation of a typed error to HTTP for every REST API (the
  * machine's and the controller's): the status from KIND_TRANSLATION, the catalogue's code, and the error's details.
  */
-export function problemOf(err: unknown): { status: number; body: { type: string; title: string; status: number; detail: string; code: string; details?: Record<string, unknown> } } {
+export function problemOf(err: unknown): {
+  status: number;
+  body: { type: string; title: string; status: number; detail: string; code: string; details?: Record<string, unknown> };
+} {
   const e = toBosonError(err);
   const status = KIND_TRANSLATION[e.kind].rest;
   const body = { type: `urn:boson:error:${e.code}`, title: ERROR_CATALOGUE[e.code].summary, status, detail: e.message, code: e.code };
   return { status, body: Object.keys(e.details).length > 0 ? { ...body, details: { ...e.details } } : body };
+}
+
+/**
+ * The typed error of a problem JSON answer (`text`, with HTTP `status`): the one reading of problemOf's output, for
+ * every client of a Boson REST API (the machine's, the controller's). An answer that is not ours is INTERNAL.
+ */
+export function errorFromProblem(status: number, text: string, server = 'daemon'): BosonError {
+  try {
+    const body = JSON.parse(text) as { code?: string; detail?: string; details?: Record<string, unknown> };
+    if (body.code && body.code in ERROR_CATALOGUE)
+      return new BosonError(body.code as ErrorCode, body.detail ?? `${server} answered ${status}`, { details: body.details });
+    return new BosonError('INTERNAL', body.detail ?? `${server} answered ${status}: ${text}`);
+  } catch {
+    return new BosonError('INTERNAL', `${server} answered ${status}: ${text.slice(0, 200)}`);
+  }
 }

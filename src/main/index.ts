@@ -17,3 +17,12 @@ export { SETTINGS, terminalSettings, type Setting } from './config.ts';
 export { buildImages, credentialStore, registryOptions, imageStoreOptions } from './images.ts';
 /** The guest kernel and initramfs this host boots (for `boson info`). */
 export { bootBundle } from '../machine/index.ts';
+export type { ControllerRequest, RunningController } from './controller.ts';
+export { controllerSocketPath, hostLogger } from './root.ts';
+
+/** Starts the controller (src/main/controller.ts, loaded on first use so that other commands do not pay for it). */
+export async function startController(
+  request: import('./controller.ts').ControllerRequest,
+): Promise<import('./controller.ts').RunningController> {
+  return (await import('./controller.ts')).startController(request);
+}

@@ -29,7 +29,7 @@ import {
 import { loadConfig, type HostConfig } from './config.ts';
 import { imageStoreOptions, registryOptions } from './images.ts';
 import { makeLogger, plainLogger } from './logging.ts';
-import { resolveTcpEndpoint, type Logger, type TcpEndpointRequest } from '../common/index.ts';
+import { resolveTcpEndpoint, type BosonPaths, type Logger, type TcpEndpointRequest } from '../common/index.ts';
 
 export { loadConfig, type HostConfig };
 
@@ -65,6 +65,16 @@ export function guestKernelOptions(config: HostConfig): GuestKernelOptions {
 /** The daemon socket of this host (BOSON_HOST overrides <run dir>/boson.sock). */
 export function hostSocketPath(config: HostConfig = loadConfig()): string {
   return daemonSocketPath(config.paths, config.host);
+}
+
+/** The structured log of a long-running Boson process (BOSON_LOG_LEVEL, BOSON_LOG_FILE). */
+export function hostLogger(config: HostConfig = loadConfig()): Logger {
+  return makeLogger({ level: config.logLevel, file: config.logFile });
+}
+
+/** The controller's UNIX socket on this host (<run dir>/controller.sock). */
+export function controllerSocketPath(paths: BosonPaths): string {
+  return path.join(paths.runDir, 'controller.sock');
 }
 
 /** How a runtime is hosted: by a daemon (VMs outlive it) or embedded in a CLI process (VMs die with it). */
@@ -148,6 +158,8 @@ export interface DaemonRequest {
   tcp?: TcpEndpointRequest;
   dockerTcp?: TcpEndpointRequest;
   pidFile?: string;
+  /** `boson up --controller`: the controller in this process too (SQLite, <stateDir>/controller.db), optionally on TCP. */
+  controller?: { tcp?: TcpEndpointRequest };
 }
 
 /**
@@ -157,7 +169,7 @@ export interface DaemonRequest {
 export async function startHostDaemon(
   request: DaemonRequest,
   config: HostConfig = loadConfig(),
-): Promise<{ socketPath: string; dockerSocket: string; close(): Promise<void> }> {
+): Promise<{ socketPath: string; dockerSocket: string; controllerSocket?: string; close(): Promise<void> }> {
   const { paths } = config;
   const socketPath = hostSocketPath(config);
   // Loaded here, so that other commands do not pay for the server's modules.
@@ -166,6 +178,7 @@ export async function startHostDaemon(
   // Unsafe or unreadable endpoints are refused before anything is opened or started.
   const tcp = request.tcp ? await resolveTcpEndpoint(request.tcp, '--tcp') : undefined;
   const dockerTcp = request.dockerTcp ? await resolveTcpEndpoint(request.dockerTcp, '--docker-tcp') : undefined;
+  if (request.controller?.tcp) await resolveTcpEndpoint(request.controller.tcp, '--controller-listen');
   const log = makeLogger({ level: config.logLevel, file: config.logFile });
   const daemon = await startDaemon({
     paths,
@@ -186,5 +199,22 @@ export async function startHostDaemon(
         }),
     ],
   });
-  return { socketPath, dockerSocket, close: () => daemon.close() };
+  if (!request.controller) return { socketPath, dockerSocket, close: () => daemon.close() };
+  // Loaded only with --controller: a plain `boson up` does not pay for it.
+  const { startController } = await import('./controller.ts');
+  const controller = await startController({ paths, tcp: request.controller.tcp, log: log.child({ component: 'controller' }) }).catch(
+    async (err: unknown) => {
+      await daemon.close();
+      throw err;
+    },
+  );
+  return {
+    socketPath,
+    dockerSocket,
+    controllerSocket: controller.socketPath,
+    close: async () => {
+      await controller.close();
+      await daemon.close();
+    },
+  };
 }

@@ -18,6 +18,8 @@ interface UpFlags {
   insecureTcp?: boolean;
   pidFile?: string;
   logFile?: string;
+  controller?: boolean;
+  controllerListen?: string;
 }
 
 /** Adds `up` to the program. */
@@ -33,6 +35,8 @@ export function registerUp(program: Command): void {
     .option('--tlscert <file>', "the daemon's certificate (default <config dir>/tls/server-cert.pem)")
     .option('--tlskey <file>', "the daemon's key (default <config dir>/tls/server-key.pem)")
     .option('--insecure-tcp', 'allow TCP endpoints without TLS, on loopback only (every local user can then use the daemon)')
+    .option('--controller', 'also run the controller in this process (SQLite; the CLI on this host is its system admin)')
+    .option('--controller-listen <host:port>', "with --controller: serve the controller's API on TCP too (same TLS rules as --tcp)")
     .option('--pid-file <path>', 'write the daemon pid here (default <run dir>/boson.pid)')
     .option('--log-file <path>', 'with --detach: where the daemon writes its output (default <run dir>/boson.log)')
     .action(async (flags: UpFlags) => {
@@ -57,10 +61,20 @@ export function registerUp(program: Command): void {
               tlsCert: flags.tlscert ?? path.join(tlsDir, 'server-cert.pem'),
               tlsKey: flags.tlskey ?? path.join(tlsDir, 'server-key.pem'),
             };
-      const daemon = await startHostDaemon({ tcp: endpoint(flags.tcp), dockerTcp: endpoint(flags.dockerTcp), pidFile }, config);
+      if (flags.controllerListen !== undefined && !flags.controller)
+        throw new BosonError('USAGE', '--controller-listen needs --controller');
+      const daemon = await startHostDaemon(
+        {
+          tcp: endpoint(flags.tcp),
+          dockerTcp: endpoint(flags.dockerTcp),
+          pidFile,
+          controller: flags.controller ? { tcp: endpoint(flags.controllerListen) } : undefined,
+        },
+        config,
+      );
       const dockerSocket = daemon.dockerSocket;
       process.stdout.write(
-        `Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''} (pid ${process.pid})\n`,
+        `Boson daemon listening on ${socketPath}${flags.tcp ? ` and tcp://${flags.tcp}` : ''}, Docker Engine API on ${dockerSocket}${flags.dockerTcp ? ` and tcp://${flags.dockerTcp}` : ''}${daemon.controllerSocket ? `, controller on ${daemon.controllerSocket}${flags.controllerListen ? ` and tcp://${flags.controllerListen}` : ''}` : ''} (pid ${process.pid})\n`,
       );
       const stop = (): void => {
         void daemon.close().then(() => process.exit(0));

@@ -63,7 +63,13 @@ export function flavorRoutes(ctl: Controller): FastifyPluginAsync {
     app.delete<{ Params: Static<typeof FlavorParams> }>(
       '/v1/flavors/:name',
       {
-        schema: { tags, summary: 'Remove a flavor', headers: IdempotencyHeaders, params: FlavorParams, response: { 204: noContent, ...errors } },
+        schema: {
+          tags,
+          summary: 'Remove a flavor',
+          headers: IdempotencyHeaders,
+          params: FlavorParams,
+          response: { 204: noContent, ...errors },
+        },
         config: { policy: { allow: 'system-admin', scope: 'system' } },
       },
       async (req, reply) => {

@@ -38,7 +38,8 @@ export function installIdempotency(app: FastifyInstance, store: AsyncStateStore)
   app.addHook('preHandler', async (req: FastifyRequest, reply: FastifyReply) => {
     const header = req.headers['idempotency-key'];
     if (typeof header !== 'string' || !WRITES.has(req.method) || !req.principal) return;
-    if (!/^[A-Za-z0-9_.:-]{1,200}$/.test(header)) throw new BosonError('INVALID_ARGUMENT', 'Idempotency-Key: 1 to 200 letters, digits and _.:-');
+    if (!/^[A-Za-z0-9_.:-]{1,200}$/.test(header))
+      throw new BosonError('INVALID_ARGUMENT', 'Idempotency-Key: 1 to 200 letters, digits and _.:-');
     const who = req.principal.tokenId ?? `user:${req.principal.user}`;
     const key = `${who}/${header}`;
     const base: IdempotencyRecord = {
@@ -56,7 +57,8 @@ export function installIdempotency(app: FastifyInstance, store: AsyncStateStore)
       const e = existing.value;
       if (e.method !== base.method || e.url !== base.url || e.bodyHash !== base.bodyHash)
         throw new BosonError('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key ${header} was used for another request (${e.method} ${e.url})`);
-      if (e.state === 'pending') throw new BosonError('IDEMPOTENCY_KEY_REUSED', `the first request with Idempotency-Key ${header} is still running`);
+      if (e.state === 'pending')
+        throw new BosonError('IDEMPOTENCY_KEY_REUSED', `the first request with Idempotency-Key ${header} is still running`);
       req.idempotentReplay = true;
       await reply
         .code(e.status ?? 200)
@@ -69,7 +71,8 @@ export function installIdempotency(app: FastifyInstance, store: AsyncStateStore)
       const revision = await store.put(KINDS.idempotency, key, base, { expectRevision: existing?.revision ?? 0 });
       req.idempotencyClaim = { key, revision, base };
     } catch (err) {
-      if (isStoreConflict(err)) throw new BosonError('IDEMPOTENCY_KEY_REUSED', `the first request with Idempotency-Key ${header} is still running`);
+      if (isStoreConflict(err))
+        throw new BosonError('IDEMPOTENCY_KEY_REUSED', `the first request with Idempotency-Key ${header} is still running`);
       throw err;
     }
   });

@@ -63,18 +63,32 @@ export function identityRoutes(ctl: Controller): FastifyPluginAsync {
         schema: { tags, summary: 'List the users the principal manages (and itself)', response: { 200: Type.Array(User), ...errors } },
         config: { policy: { allow: 'authenticated', note: "a tenant admin sees its tenant's users; others themselves" } },
       },
-      async (req) => (await ctl.identity.listUsers()).filter((u) => u.name === principalOf(req).user || administers(req, userScope(u.tenant))),
+      async (req) =>
+        (await ctl.identity.listUsers()).filter((u) => u.name === principalOf(req).user || administers(req, userScope(u.tenant))),
     );
 
     app.post<{ Body: Static<typeof UserCreate> }>(
       '/v1/users',
       {
-        schema: { tags, summary: 'Create a user in a tenant (or a system user)', headers: IdempotencyHeaders, body: UserCreate, response: { 201: User, ...errors } },
-        config: { policy: { allow: 'tenant-admin', scope: 'object', note: 'of the tenant named in the body; system-admin for a system user' } },
+        schema: {
+          tags,
+          summary: 'Create a user in a tenant (or a system user)',
+          headers: IdempotencyHeaders,
+          body: UserCreate,
+          response: { 201: User, ...errors },
+        },
+        config: {
+          policy: { allow: 'tenant-admin', scope: 'object', note: 'of the tenant named in the body; system-admin for a system user' },
+        },
       },
       async (req, reply) => {
         const scope = userScope(req.body.tenant);
-        authorize(req, scope.kind === 'system' ? 'system-admin' : 'tenant-admin', scope, () => new BosonError('TENANT_NOT_FOUND', `no such tenant: ${req.body.tenant}`));
+        authorize(
+          req,
+          scope.kind === 'system' ? 'system-admin' : 'tenant-admin',
+          scope,
+          () => new BosonError('TENANT_NOT_FOUND', `no such tenant: ${req.body.tenant}`),
+        );
         return reply.code(201).send(await ctl.identity.createUser(req.body.name, req.body.tenant));
       },
     );
@@ -99,7 +113,13 @@ export function identityRoutes(ctl: Controller): FastifyPluginAsync {
     app.delete<{ Params: Static<typeof UserParams> }>(
       '/v1/users/:name',
       {
-        schema: { tags, summary: 'Remove a user and all its tokens', headers: IdempotencyHeaders, params: UserParams, response: { 204: noContent, ...errors } },
+        schema: {
+          tags,
+          summary: 'Remove a user and all its tokens',
+          headers: IdempotencyHeaders,
+          params: UserParams,
+          response: { 204: noContent, ...errors },
+        },
         config: { policy: { allow: 'tenant-admin', scope: 'object', note: "of the user's tenant" } },
       },
       async (req, reply) => {
@@ -114,7 +134,11 @@ export function identityRoutes(ctl: Controller): FastifyPluginAsync {
     app.get(
       '/v1/tokens',
       {
-        schema: { tags, summary: 'List the tokens the principal manages (and its own); never their secrets', response: { 200: Type.Array(TokenInfo), ...errors } },
+        schema: {
+          tags,
+          summary: 'List the tokens the principal manages (and its own); never their secrets',
+          response: { 200: Type.Array(TokenInfo), ...errors },
+        },
         config: { policy: { allow: 'authenticated', note: "a tenant admin sees its tenant's tokens; others their own" } },
       },
       async (req) => (await ctl.identity.listTokens()).filter((t) => own(req, t) || administers(req, grantScope(t.grant))),
@@ -130,7 +154,9 @@ export function identityRoutes(ctl: Controller): FastifyPluginAsync {
           body: TokenCreate,
           response: { 201: TokenCreated, ...errors },
         },
-        config: { policy: { allow: 'tenant-admin', scope: 'object', note: "of the grant's tenant; system-admin for a system-admin grant" } },
+        config: {
+          policy: { allow: 'tenant-admin', scope: 'object', note: "of the grant's tenant; system-admin for a system-admin grant" },
+        },
       },
       async (req, reply) => {
         const g = req.body.grant;
@@ -144,7 +170,11 @@ export function identityRoutes(ctl: Controller): FastifyPluginAsync {
         if (target.kind === 'project' && !canSee(principalOf(req), target)) throw missing();
         authorize(req, role, scope, missing);
         const user = req.body.user ?? principalOf(req).user;
-        return reply.code(201).send(await ctl.identity.createToken(user, req.body.grant, { description: req.body.description, ttlSeconds: req.body.ttlSeconds }));
+        return reply
+          .code(201)
+          .send(
+            await ctl.identity.createToken(user, req.body.grant, { description: req.body.description, ttlSeconds: req.body.ttlSeconds }),
+          );
       },
     );
 
@@ -165,7 +195,13 @@ export function identityRoutes(ctl: Controller): FastifyPluginAsync {
     app.delete<{ Params: Static<typeof TokenParams> }>(
       '/v1/tokens/:id',
       {
-        schema: { tags, summary: 'Revoke a token (refused from the next request on)', headers: IdempotencyHeaders, params: TokenParams, response: { 204: noContent, ...errors } },
+        schema: {
+          tags,
+          summary: 'Revoke a token (refused from the next request on)',
+          headers: IdempotencyHeaders,
+          params: TokenParams,
+          response: { 204: noContent, ...errors },
+        },
         config: { policy: { allow: 'tenant-admin', scope: 'object', note: "of the grant's tenant; anyone revokes its own" } },
       },
       async (req, reply) => {

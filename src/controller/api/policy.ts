@@ -86,7 +86,11 @@ function paramsScope(req: FastifyRequest): Scope {
 }
 
 /** Installs authentication and policy enforcement on `app` (before any route is added). */
-export function installPolicy(app: FastifyInstance, identity: Identity, routes: Array<{ method: string; url: string; policy?: RoutePolicy }>): void {
+export function installPolicy(
+  app: FastifyInstance,
+  identity: Identity,
+  routes: Array<{ method: string; url: string; policy?: RoutePolicy }>,
+): void {
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     if (methods.every((m) => m === 'HEAD')) return;

@@ -45,7 +45,14 @@ export async function buildControllerApi(ctl: Controller, log: Logger = silentLo
 
   app.addHook('onResponse', async (req, reply) => {
     log.debug(
-      { reqId: req.id, method: req.method, url: req.url, status: reply.statusCode, user: req.principal?.user, ms: Math.round(reply.elapsedTime) },
+      {
+        reqId: req.id,
+        method: req.method,
+        url: req.url,
+        status: reply.statusCode,
+        user: req.principal?.user,
+        ms: Math.round(reply.elapsedTime),
+      },
       'request',
     );
   });
@@ -56,7 +63,8 @@ export async function buildControllerApi(ctl: Controller, log: Logger = silentLo
       e.validation !== undefined || (e.statusCode !== undefined && e.statusCode < 500 && !(err instanceof BosonError))
         ? problemOf(new BosonError('INVALID_ARGUMENT', e.message))
         : problemOf(err);
-    if (problem.status >= 500) log.error({ reqId: req.id, method: req.method, url: req.url, code: problem.body.code }, String(problem.body.detail));
+    if (problem.status >= 500)
+      log.error({ reqId: req.id, method: req.method, url: req.url, code: problem.body.code }, String(problem.body.detail));
     void reply.code(problem.status).type('application/problem+json').send(problem.body);
   });
 

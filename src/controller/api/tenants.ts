@@ -32,7 +32,13 @@ export function tenantRoutes(ctl: Controller): FastifyPluginAsync {
     app.post<{ Body: Static<typeof TenantCreate> }>(
       '/v1/tenants',
       {
-        schema: { tags, summary: 'Create a tenant with its limits', headers: IdempotencyHeaders, body: TenantCreate, response: { 201: Tenant, ...errors } },
+        schema: {
+          tags,
+          summary: 'Create a tenant with its limits',
+          headers: IdempotencyHeaders,
+          body: TenantCreate,
+          response: { 201: Tenant, ...errors },
+        },
         config: { policy: { allow: 'system-admin', scope: 'system' } },
       },
       async (req, reply) => reply.code(201).send(await ctl.tenants.createTenant(req.body.name, req.body.limits)),
@@ -41,7 +47,12 @@ export function tenantRoutes(ctl: Controller): FastifyPluginAsync {
     app.get<{ Params: Static<typeof TenantParams> }>(
       '/v1/tenants/:tenant',
       {
-        schema: { tags, summary: 'Inspect a tenant: its limits and what its projects have carved', params: TenantParams, response: { 200: Tenant, ...errors } },
+        schema: {
+          tags,
+          summary: 'Inspect a tenant: its limits and what its projects have carved',
+          params: TenantParams,
+          response: { 200: Tenant, ...errors },
+        },
         config: { policy: { allow: 'viewer', scope: 'params', note: "a project's member or viewer sees its tenant" } },
       },
       async (req) => ctl.tenants.getTenant(req.params.tenant),
@@ -81,12 +92,19 @@ export function tenantRoutes(ctl: Controller): FastifyPluginAsync {
     app.get<{ Params: Static<typeof TenantParams> }>(
       '/v1/tenants/:tenant/projects',
       {
-        schema: { tags, summary: "List a tenant's projects the principal can see", params: TenantParams, response: { 200: Type.Array(Project), ...errors } },
+        schema: {
+          tags,
+          summary: "List a tenant's projects the principal can see",
+          params: TenantParams,
+          response: { 200: Type.Array(Project), ...errors },
+        },
         config: { policy: { allow: 'viewer', scope: 'params', note: 'a member or viewer sees only its project' } },
       },
       async (req) => {
         const p = principalOf(req);
-        return (await ctl.tenants.listProjects(req.params.tenant)).filter((x) => canSee(p, { kind: 'project', tenant: x.tenant, project: x.name }));
+        return (await ctl.tenants.listProjects(req.params.tenant)).filter((x) =>
+          canSee(p, { kind: 'project', tenant: x.tenant, project: x.name }),
+        );
       },
     );
 

@@ -66,9 +66,13 @@ export class Controller {
   async deleteTenant(tenant: string): Promise<Task> {
     const projects = await this.tenants.listProjects(tenant);
     if (projects.length > 0)
-      throw new BosonError('TENANT_IN_USE', `tenant ${tenant} still has ${projects.length} project(s): ${projects.map((p) => p.name).join(', ')}`, {
-        details: { tenant, projects: projects.map((p) => p.name) },
-      });
+      throw new BosonError(
+        'TENANT_IN_USE',
+        `tenant ${tenant} still has ${projects.length} project(s): ${projects.map((p) => p.name).join(', ')}`,
+        {
+          details: { tenant, projects: projects.map((p) => p.name) },
+        },
+      );
     return this.tasks.start(
       { kind: 'tenant.delete', target: tenant, tenant, steps: ['remove tenant', 'remove users and tokens'] },
       async (step) => {

@@ -45,7 +45,8 @@ export class Flavors {
     try {
       await this.store.put(KINDS.flavor, spec.name, rec, { expectRevision: 0 });
     } catch (err) {
-      if (isStoreConflict(err)) throw new BosonError('NAME_IN_USE', `flavor ${spec.name} already exists`, { details: { flavor: spec.name } });
+      if (isStoreConflict(err))
+        throw new BosonError('NAME_IN_USE', `flavor ${spec.name} already exists`, { details: { flavor: spec.name } });
       throw err;
     }
     return rec;
@@ -56,7 +57,8 @@ export class Flavors {
   }
 
   async get(name: string): Promise<Flavor> {
-    return (await must<FlavorRecord>(this.store, KINDS.flavor, name, () => new BosonError('FLAVOR_NOT_FOUND', `no such flavor: ${name}`))).value;
+    return (await must<FlavorRecord>(this.store, KINDS.flavor, name, () => new BosonError('FLAVOR_NOT_FOUND', `no such flavor: ${name}`)))
+      .value;
   }
 
   async remove(name: string): Promise<void> {

@@ -11,7 +11,8 @@ import { KINDS, must, now, projectKey, type TokenRecord, type UserRecord } from 
 import type { Grant, Principal, TokenCreated, TokenInfo, User } from './schemas.ts';
 
 const userMissing = (u: string) => (): BosonError => new BosonError('USER_NOT_FOUND', `no such user: ${u}`, { details: { user: u } });
-const tokenMissing = (id: string) => (): BosonError => new BosonError('TOKEN_NOT_FOUND', `no such token: ${id}`, { details: { token: id } });
+const tokenMissing = (id: string) => (): BosonError =>
+  new BosonError('TOKEN_NOT_FOUND', `no such token: ${id}`, { details: { token: id } });
 
 /** The system user every controller has (the local socket's principal; it can hold any grant). */
 export const ADMIN_USER = 'admin';
@@ -106,14 +107,20 @@ export class Identity {
     const ops: StoreOp[] = [{ op: 'check', kind: KINDS.user, key: user, expectRevision: u.revision }];
     if (grant.role !== 'system-admin') {
       if (u.value.tenant !== undefined && u.value.tenant !== grant.tenant)
-        throw new BosonError('INVALID_ARGUMENT', `user ${user} belongs to tenant ${u.value.tenant}: it cannot hold a grant in ${grant.tenant}`);
+        throw new BosonError(
+          'INVALID_ARGUMENT',
+          `user ${user} belongs to tenant ${u.value.tenant}: it cannot hold a grant in ${grant.tenant}`,
+        );
       const t = await this.store.get(KINDS.tenant, grant.tenant);
       if (!t) throw new BosonError('TENANT_NOT_FOUND', `no such tenant: ${grant.tenant}`, { details: { tenant: grant.tenant } });
       ops.push({ op: 'check', kind: KINDS.tenant, key: grant.tenant, expectRevision: t.revision });
       if (grant.role === 'member' || grant.role === 'viewer') {
         const key = projectKey(grant.tenant, grant.project);
         const p = await this.store.get(KINDS.project, key);
-        if (!p) throw new BosonError('PROJECT_NOT_FOUND', `no such project: ${key}`, { details: { tenant: grant.tenant, project: grant.project } });
+        if (!p)
+          throw new BosonError('PROJECT_NOT_FOUND', `no such project: ${key}`, {
+            details: { tenant: grant.tenant, project: grant.project },
+          });
         ops.push({ op: 'check', kind: KINDS.project, key, expectRevision: p.revision });
       }
     } else if (u.value.tenant !== undefined) {

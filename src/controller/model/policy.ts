@@ -50,7 +50,12 @@ export function requireRole(principal: Principal, role: Role, scope: Scope, notF
 }
 
 function denied(principal: Principal, role: Role, scope: Scope): BosonError {
-  const where = scope.kind === 'system' ? 'the system' : scope.kind === 'tenant' ? `tenant ${scope.tenant}` : `project ${scope.tenant}/${scope.project}`;
+  const where =
+    scope.kind === 'system'
+      ? 'the system'
+      : scope.kind === 'tenant'
+        ? `tenant ${scope.tenant}`
+        : `project ${scope.tenant}/${scope.project}`;
   return new BosonError('PERMISSION_DENIED', `permission denied: ${principal.user} (${principal.grant.role}) is not ${role} of ${where}`, {
     details: { user: principal.user, role: principal.grant.role, required: role },
   });

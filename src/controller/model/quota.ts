@@ -43,16 +43,30 @@ export function parseQuotaItem(text: string): QuotaItem {
   const eq = text.indexOf('=');
   const key = eq < 0 ? '' : text.slice(0, eq).trim();
   const raw = eq < 0 ? '' : text.slice(eq + 1).trim();
-  if (!KEY.test(key)) throw new BosonError('INVALID_ARGUMENT', `invalid quota item ${JSON.stringify(text)}: use key=value, e.g. vm.count=4 or vm.memory=2GiB`);
+  if (!KEY.test(key))
+    throw new BosonError(
+      'INVALID_ARGUMENT',
+      `invalid quota item ${JSON.stringify(text)}: use key=value, e.g. vm.count=4 or vm.memory=2GiB`,
+    );
   const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw);
   const suffix = (m?.[2] ?? '').toLowerCase();
   if (!m || !(suffix in BYTE_SUFFIX)) throw new BosonError('INVALID_ARGUMENT', `invalid value for ${key}: ${JSON.stringify(raw)}`);
   const unit = unitOf(key, suffix !== '');
-  if (unit === 'count' && suffix !== '') throw new BosonError('INVALID_ARGUMENT', `${key} is a count: ${JSON.stringify(raw)} has a size suffix`);
+  if (unit === 'count' && suffix !== '')
+    throw new BosonError('INVALID_ARGUMENT', `${key} is a count: ${JSON.stringify(raw)} has a size suffix`);
   const value = Number(m[1]) * BYTE_SUFFIX[suffix]!;
   if (!Number.isFinite(value) || (unit === 'bytes' && !Number.isInteger(value)))
     throw new BosonError('INVALID_ARGUMENT', `invalid value for ${key}: ${JSON.stringify(raw)}`);
   return { key, value, unit };
+}
+
+/** A byte size such as 512MiB, 2GiB, 10G or 1000 (bytes); INVALID_ARGUMENT otherwise. */
+export function parseByteSize(text: string, what = 'size'): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
+  const suffix = (m?.[2] ?? '').toLowerCase();
+  const value = m && suffix in BYTE_SUFFIX ? Number(m[1]) * BYTE_SUFFIX[suffix]! : NaN;
+  if (!Number.isInteger(value)) throw new BosonError('INVALID_ARGUMENT', `invalid ${what}: ${JSON.stringify(text)} (e.g. 512MiB, 2GiB)`);
+  return value;
 }
 
 /** Formats a value for people: bytes as KiB/MiB/GiB/TiB when exact enough, counts as they are. */
@@ -94,7 +108,7 @@ export function toMap(items: Limits): Map<string, QuotaItem> {
   return new Map(items.map((i) => [i.key, i]));
 }
 
-/** `a` + `sign` × `b`, per key (keys of both; a key that reaches 0 stays listed only if it was in `a`). */
+/** `a` + `sign` × `b`, per key (keys of both; a key that comes to 0 is left out: sums list what is held). */
 export function addItems(a: Limits, b: Limits, sign: 1 | -1 = 1): Limits {
   const out = toMap(a.map((i) => ({ ...i })));
   for (const i of b) {
@@ -103,7 +117,7 @@ export function addItems(a: Limits, b: Limits, sign: 1 | -1 = 1): Limits {
     if (cur) cur.value = Math.max(0, round(value));
     else if (value > 0) out.set(i.key, { key: i.key, value: round(value), unit: i.unit });
   }
-  return normalizeLimits([...out.values()]);
+  return normalizeLimits([...out.values()].filter((i) => i.value > 0));
 }
 
 /** Rounds away float noise from fractional counts (vm.cpu=0.5). */

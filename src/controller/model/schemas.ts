@@ -63,7 +63,12 @@ export const Flavor = Type.Object({
 export type Flavor = Static<typeof Flavor>;
 
 /** The roles, from most to least powerful. */
-export const Role = Type.Union([Type.Literal('system-admin'), Type.Literal('tenant-admin'), Type.Literal('member'), Type.Literal('viewer')]);
+export const Role = Type.Union([
+  Type.Literal('system-admin'),
+  Type.Literal('tenant-admin'),
+  Type.Literal('member'),
+  Type.Literal('viewer'),
+]);
 export type Role = Static<typeof Role>;
 
 /** What a token grants: a role over the whole system, a tenant, or one project. */
@@ -94,7 +99,10 @@ export const TokenInfo = Type.Object({
 export type TokenInfo = Static<typeof TokenInfo>;
 
 /** A new token: the only answer that carries its secret. */
-export const TokenCreated = Type.Object({ token: Type.String({ description: 'the bearer token; shown once, not stored' }), info: TokenInfo });
+export const TokenCreated = Type.Object({
+  token: Type.String({ description: 'the bearer token; shown once, not stored' }),
+  info: TokenInfo,
+});
 export type TokenCreated = Static<typeof TokenCreated>;
 
 /** Who is asking, as the API sees it. */
@@ -111,7 +119,11 @@ export const TaskState = Type.Union([Type.Literal('queued'), Type.Literal('runni
 export type TaskState = Static<typeof TaskState>;
 
 /** An error as a task records it. */
-export const TaskError = Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Record(Type.String(), Type.Unknown())) });
+export const TaskError = Type.Object({
+  code: Type.String(),
+  message: Type.String(),
+  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+});
 export type TaskError = Static<typeof TaskError>;
 
 /** One step of a task. */

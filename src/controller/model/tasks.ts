@@ -53,7 +53,9 @@ export class Tasks {
       createdAt: now(),
     };
     await this.store.put(KINDS.task, id, task, { expectRevision: 0 });
-    setImmediate(() => void this.run(id, work).catch((err: unknown) => this.log.error({ task: id, err: String(err) }, 'task runner failed')));
+    setImmediate(
+      () => void this.run(id, work).catch((err: unknown) => this.log.error({ task: id, err: String(err) }, 'task runner failed')),
+    );
     return task;
   }
 
@@ -100,9 +102,9 @@ export class Tasks {
     return (await must<TaskRecord>(this.store, KINDS.task, id, taskMissing(id))).value;
   }
 
-  /** Every task, newest first. */
+  /** Every task, newest first (by the store revision that created it: exact, where clocks tie). */
   async list(): Promise<Task[]> {
-    return (await this.store.list<TaskRecord>(KINDS.task)).map((r) => r.value).sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+    return (await this.store.list<TaskRecord>(KINDS.task)).sort((a, b) => b.createRevision - a.createRevision).map((r) => r.value);
   }
 
   /**

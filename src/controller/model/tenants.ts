@@ -13,7 +13,8 @@ import { addItems, normalizeLimits, quotaError, shortfall, toMap } from './quota
 import { casLoop, KINDS, must, now, projectKey, type ProjectRecord, type TenantRecord, type UsageRecord } from './records.ts';
 import type { Limits, Project, Tenant } from './schemas.ts';
 
-const tenantMissing = (t: string) => (): BosonError => new BosonError('TENANT_NOT_FOUND', `no such tenant: ${t}`, { details: { tenant: t } });
+const tenantMissing = (t: string) => (): BosonError =>
+  new BosonError('TENANT_NOT_FOUND', `no such tenant: ${t}`, { details: { tenant: t } });
 const projectMissing = (t: string, p: string) => (): BosonError =>
   new BosonError('PROJECT_NOT_FOUND', `no such project: ${t}/${p}`, { details: { tenant: t, project: p } });
 
@@ -73,9 +74,13 @@ export class Tenants {
       const t = await must<TenantRecord>(this.store, KINDS.tenant, name, tenantMissing(name));
       const projects = await this.store.list<ProjectRecord>(KINDS.project, { prefix: `${name}/` });
       if (projects.length > 0)
-        throw new BosonError('TENANT_IN_USE', `tenant ${name} still has ${projects.length} project(s): ${projects.map((p) => p.value.name).join(', ')}`, {
-          details: { tenant: name, projects: projects.map((p) => p.value.name) },
-        });
+        throw new BosonError(
+          'TENANT_IN_USE',
+          `tenant ${name} still has ${projects.length} project(s): ${projects.map((p) => p.value.name).join(', ')}`,
+          {
+            details: { tenant: name, projects: projects.map((p) => p.value.name) },
+          },
+        );
       // Creating a project rewrites the tenant record (its allocation), so expecting this revision excludes one
       // created since the listing.
       await this.store.delete(KINDS.tenant, name, { expectRevision: t.revision });
@@ -88,12 +93,19 @@ export class Tenants {
     const key = projectKey(tenant, name);
     return casLoop(`project ${key}`, async () => {
       const t = await must<TenantRecord>(this.store, KINDS.tenant, tenant, tenantMissing(tenant));
-      if (await this.store.get(KINDS.project, key)) throw new BosonError('NAME_IN_USE', `project ${key} already exists`, { details: { tenant, project: name } });
+      if (await this.store.get(KINDS.project, key))
+        throw new BosonError('NAME_IN_USE', `project ${key} already exists`, { details: { tenant, project: name } });
       checkCarve(t.value, t.value.allocated, own, 'cannot carve');
       const rec: ProjectRecord = { tenant, name, limits: own, createdAt: now() };
       const usage: UsageRecord = { reservations: {}, used: [] };
       await this.store.commit([
-        { op: 'put', kind: KINDS.tenant, key: tenant, value: { ...t.value, allocated: addItems(t.value.allocated, own) }, expectRevision: t.revision },
+        {
+          op: 'put',
+          kind: KINDS.tenant,
+          key: tenant,
+          value: { ...t.value, allocated: addItems(t.value.allocated, own) },
+          expectRevision: t.revision,
+        },
         { op: 'put', kind: KINDS.project, key, value: rec, expectRevision: 0 },
         { op: 'put', kind: KINDS.usage, key, value: usage, expectRevision: 0 },
       ]);
@@ -158,7 +170,13 @@ export class Tenants {
           details: { tenant, project: name, reservations: held.length },
         });
       const ops: StoreOp[] = [
-        { op: 'put', kind: KINDS.tenant, key: tenant, value: { ...t.value, allocated: addItems(t.value.allocated, p.value.limits, -1) }, expectRevision: t.revision },
+        {
+          op: 'put',
+          kind: KINDS.tenant,
+          key: tenant,
+          value: { ...t.value, allocated: addItems(t.value.allocated, p.value.limits, -1) },
+          expectRevision: t.revision,
+        },
         { op: 'delete', kind: KINDS.project, key, expectRevision: p.revision },
       ];
       if (u) ops.push({ op: 'delete', kind: KINDS.usage, key, expectRevision: u.revision });

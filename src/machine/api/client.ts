@@ -5,7 +5,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { BosonError, ERROR_CATALOGUE, type BosonPaths, type ErrorCode } from '../../common/index.ts';
+import { BosonError, ERROR_CATALOGUE, errorFromProblem, type BosonPaths, type ErrorCode } from '../../common/index.ts';
 import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, type ExecStatus } from './exec-stream.ts';
 
 /** The daemon socket for `paths`; `host` (the BOSON_HOST setting: unix:///path or a path) overrides. */
@@ -14,16 +14,9 @@ export function daemonSocketPath(paths: BosonPaths, host?: string): string {
   return path.join(paths.runDir, 'boson.sock');
 }
 
-/** The typed error of a problem JSON answer (`text`, with HTTP `status`). */
+/** The typed error of a problem JSON answer (`text`, with HTTP `status`): errorFromProblem of src/common. */
 export function errorFrom(status: number, text: string): BosonError {
-  try {
-    const body = JSON.parse(text) as { code?: string; detail?: string; details?: Record<string, unknown> };
-    if (body.code && body.code in ERROR_CATALOGUE)
-      return new BosonError(body.code as ErrorCode, body.detail ?? `daemon answered ${status}`, { details: body.details });
-    return new BosonError('INTERNAL', body.detail ?? `daemon answered ${status}: ${text}`);
-  } catch {
-    return new BosonError('INTERNAL', `daemon answered ${status}: ${text.slice(0, 200)}`);
-  }
+  return errorFromProblem(status, text);
 }
 
 /** Talks to one daemon. */
