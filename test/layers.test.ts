@@ -19,7 +19,7 @@ const ALLOWED: Record<string, string[]> = {
   vmm: ['common'],
   image: ['common'],
   machine: ['common', 'guest', 'vmm', 'image'],
-  controller: ['common'],
+  controller: ['common', 'machine'],
   docker: ['common', 'machine', 'controller', 'image'],
   cri: ['common', 'machine', 'controller'],
   cli: ['common', 'machine', 'controller', 'image', 'guest', 'vmm', 'docker', 'cri', 'main'],

@@ -186,6 +186,22 @@ export const ERROR_CATALOGUE = {
     exit: 113,
     summary: 'no Boson controller answers at the address of the current context (boson controller, boson up --controller)',
   },
+  MACHINE_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no machine of the fleet has that id' },
+  MACHINE_IN_USE: {
+    kind: 'FailedPrecondition',
+    exit: 114,
+    summary: 'the machine still has containers placed on it (remove them, or remove the machine with --force)',
+  },
+  JOIN_TOKEN_INVALID: {
+    kind: 'Unauthenticated',
+    exit: 115,
+    summary: 'the join token is unknown, revoked or expired (boson machine token create makes one)',
+  },
+  MACHINE_UNREACHABLE: {
+    kind: 'Unavailable',
+    exit: 116,
+    summary: 'the machine that holds the container did not answer the controller (it may be LOST)',
+  },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
 

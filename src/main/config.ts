@@ -52,6 +52,10 @@ export const HostConfig = Type.Object({
   quiet: Type.Boolean(),
   /** BOSON_DOCKER_TRACE: print each Docker API request on stderr. */
   dockerTrace: Type.Boolean(),
+  /** BOSON_FLEET_CHECK_INTERVAL_MS, BOSON_FLEET_CHECK_TIMEOUT_MS, BOSON_FLEET_LOST_AFTER_MS: a controller's health checks of its machines (interval, timeout) and when one is LOST. */
+  fleetCheckIntervalMs: Type.Integer({ minimum: 100 }),
+  fleetCheckTimeoutMs: Type.Integer({ minimum: 100 }),
+  fleetLostAfterMs: Type.Integer({ minimum: 100 }),
 });
 export type HostConfig = Static<typeof HostConfig> & { paths: BosonPaths };
 
@@ -185,6 +189,20 @@ export const SETTINGS: Setting[] = [
   { env: 'BOSON_QUIET', default: 'off', meaning: 'no progress line on a terminal', readBy: 'root' },
   { env: 'BOSON_DOCKER_TRACE', default: 'off', meaning: 'print each Docker API request on stderr', readBy: 'root' },
   {
+    env: 'BOSON_FLEET_CHECK_INTERVAL_MS',
+    default: '5000',
+    meaning: 'how often a controller checks each machine of its fleet (GET /healthz over mutual TLS)',
+    readBy: 'root',
+  },
+  { env: 'BOSON_FLEET_CHECK_TIMEOUT_MS', default: '3000', meaning: 'how long one health check waits for a machine', readBy: 'root' },
+  {
+    env: 'BOSON_FLEET_LOST_AFTER_MS',
+    default: '30000',
+    meaning:
+      'a machine the controller has not reached for this long is LOST (no new placements; its restart-policy containers are placed again)',
+    readBy: 'root',
+  },
+  {
     env: 'BOSON_NO_BUNDLE',
     default: 'off',
     meaning: 'bin/boson runs the sources through tsx instead of the esbuild bundle',
@@ -234,6 +252,11 @@ export function terminalSettings(env: NodeJS.ProcessEnv = process.env): { quiet:
   return { quiet: Boolean(env.BOSON_QUIET), debug: Boolean(env.BOSON_DEBUG) };
 }
 
+/** A duration setting in ms: the default when unset or empty, else the number as given (checked by the schema). */
+function msSetting(value: string | undefined, fallback: number): number {
+  return value === undefined || value === '' ? fallback : Number(value);
+}
+
 /** Reads the host configuration from `env`; INVALID_ARGUMENT naming a malformed setting. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
   const timeout =
@@ -271,6 +294,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     registryCa: env.BOSON_REGISTRY_CA || undefined,
     quiet: terminalSettings(env).quiet,
     dockerTrace: Boolean(env.BOSON_DOCKER_TRACE),
+    fleetCheckIntervalMs: msSetting(env.BOSON_FLEET_CHECK_INTERVAL_MS, 5000),
+    fleetCheckTimeoutMs: msSetting(env.BOSON_FLEET_CHECK_TIMEOUT_MS, 3000),
+    fleetLostAfterMs: msSetting(env.BOSON_FLEET_LOST_AFTER_MS, 30_000),
   };
   const fault = Value.Errors(HostConfig, config).First();
   if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid setting ${fault.path.slice(1)}: ${fault.message} (see docs/config.md)`);

@@ -20,7 +20,8 @@ import {
   type Logger,
   type TcpEndpointRequest,
 } from '../common/index.ts';
-import { buildControllerApi, Controller, ControllerClient } from '../controller/index.ts';
+import { buildControllerApi, Controller, ControllerClient, openFleet } from '../controller/index.ts';
+import { loadConfig } from './config.ts';
 import { openStateStore } from '../machine/index.ts';
 import { controllerSocketPath } from './root.ts';
 
@@ -34,6 +35,8 @@ export interface ControllerRequest {
   socketPath?: string;
   tcp?: TcpEndpointRequest;
   log?: Logger;
+  /** The fleet's health checks (default: the BOSON_FLEET_CHECK_INTERVAL_MS, BOSON_FLEET_CHECK_TIMEOUT_MS and BOSON_FLEET_LOST_AFTER_MS settings). */
+  fleet?: { checkIntervalMs: number; checkTimeoutMs: number; lostAfterMs: number };
 }
 
 /** A running controller. */
@@ -64,14 +67,31 @@ export async function startController(request: ControllerRequest): Promise<Runni
   const store = asyncStateStore(sqlite);
   const controller = new Controller(store, log.child({ component: 'controller' }));
   let tcpServer: net.Server | undefined;
-  const { app } = await buildControllerApi(controller, log.child({ component: 'controller-api' }));
+  const settings =
+    request.fleet ??
+    ((c) => ({ checkIntervalMs: c.fleetCheckIntervalMs, checkTimeoutMs: c.fleetCheckTimeoutMs, lostAfterMs: c.fleetLostAfterMs }))(
+      loadConfig(),
+    );
+  // The fleet: machines join over TCP (a join token, no client certificate yet), and are checked over mutual TLS.
+  const fleet = await openFleet(store, controller.tenants, {
+    ...settings,
+    ...(tcp?.tls ? { serverCaPem: tcp.tls.ca.toString('utf8') } : {}),
+    log,
+  }).catch((err: unknown) => {
+    sqlite.close();
+    throw err;
+  });
+  const { app } = await buildControllerApi(controller, log.child({ component: 'controller-api' }), fleet.routes);
   try {
     await controller.bootstrap();
     await rm(socketPath, { force: true });
     await app.listen({ path: socketPath });
     await chmod(socketPath, 0o660);
-    if (tcp) tcpServer = await serveTcpEndpoint(tcp, app.server, log);
+    // A client certificate is optional on the controller's TCP endpoint: bearer tokens (and, to join, join tokens)
+    // authenticate there; a joining machine has no certificate yet.
+    if (tcp) tcpServer = await serveTcpEndpoint(tcp, app.server, log, [], 'optional');
   } catch (err) {
+    await fleet.close().catch(() => undefined);
     await app.close().catch(() => undefined);
     sqlite.close();
     throw err;
@@ -83,6 +103,7 @@ export async function startController(request: ControllerRequest): Promise<Runni
     controller,
     close: async () => {
       tcpServer?.close();
+      await fleet.close();
       await app.close();
       await rm(socketPath, { force: true });
       sqlite.close();

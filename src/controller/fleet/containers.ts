@@ -1,0 +1,286 @@
+/**
+ * Containers through the controller, scoped to one project: create = reserve the project's quota (exact under
+ * concurrency) → plan on the fleet's snapshot → commit the plan optimistically with the container's record → create
+ * (and start) it on the chosen machine over its RemoteMachine; every other call goes to the machine that holds the
+ * container. A container is found only through its project's records, so another tenant's (or project's) container
+ * is CONTAINER_NOT_FOUND, never a hint that it exists.
+ *
+ * Records: `ctl.container/<tenant>/<project>/<id>` (the request, the machine and the machine's container id, the
+ * quota reservation) and the scheduler's `placement/<id>` and `machine-alloc/<machine>`.
+ */
+import { randomBytes } from 'node:crypto';
+import { BosonError, isStoreConflict, type AsyncStateStore } from '../../common/index.ts';
+import type { Container, ContainerSpec, LogLine, LogQuery, RequestContext } from '../../machine/port/index.ts';
+import type { Tenants } from '../model/tenants.ts';
+import type { Limits } from '../model/schemas.ts';
+import { now } from '../model/records.ts';
+import { Placer, releasePlacement, SnapshotCache, type Constraint, type PlacementPolicy, type Resources } from '../scheduler/index.ts';
+import type { MachineClients } from './machines.ts';
+
+/** The store kind of controller containers. */
+export const CONTAINER_KIND = 'ctl.container';
+
+/** Labels the controller puts on a container on its machine. */
+export const LABELS = { id: 'boson.controller.id', tenant: 'boson.tenant', project: 'boson.project' } as const;
+
+/** A container as the controller records it. */
+export interface ContainerRecord {
+  id: string;
+  tenant: string;
+  project: string;
+  /** The name the project gave it (unique in the project), or its id. */
+  name: string;
+  spec: ContainerSpec;
+  resources: Resources;
+  machineId: string;
+  /** The container's id on its machine. */
+  machineContainerId: string;
+  reservation: string;
+  createdAt: string;
+}
+
+/** A container as the controller's API shows it: the machine's view, with the controller's id and name. */
+export type FleetContainer = Container & { machineId: string };
+
+const DEFAULT_MEMORY_MIB = 256;
+const DEFAULT_DISK_BYTES = 8 * 1024 ** 3;
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+/** What a container costs in quota keys. */
+export function containerCost(r: Resources): Limits {
+  return [
+    { key: 'vm.count', value: 1, unit: 'count' },
+    { key: 'vm.cpu', value: r.cpus, unit: 'count' },
+    { key: 'vm.memory', value: r.memoryBytes, unit: 'bytes' },
+    { key: 'disk.capacity', value: r.diskBytes, unit: 'bytes' },
+  ];
+}
+
+/** The resources a spec asks for (with the machine's defaults where it is silent). */
+export function specResources(spec: ContainerSpec): Resources {
+  return {
+    cpus: spec.resources?.cpus ?? 1,
+    memoryBytes: (spec.resources?.memoryMiB ?? DEFAULT_MEMORY_MIB) * 1024 * 1024,
+    diskBytes: spec.resources?.diskBytes ?? DEFAULT_DISK_BYTES,
+  };
+}
+
+/** Containers of projects, over the fleet (see the module comment). */
+export class FleetContainers {
+  private constructor(
+    private readonly store: AsyncStateStore,
+    private readonly tenants: Tenants,
+    private readonly machines: MachineClients,
+    private readonly cache: SnapshotCache,
+    private readonly placer: Placer,
+  ) {}
+
+  /** Opens the scheduler's snapshot cache and a placer over it. */
+  static async open(store: AsyncStateStore, tenants: Tenants, machines: MachineClients): Promise<FleetContainers> {
+    const cache = await SnapshotCache.open(store);
+    return new FleetContainers(store, tenants, machines, cache, new Placer(store, cache));
+  }
+
+  /** Stops following the store. */
+  close(): void {
+    this.cache.close();
+  }
+
+  private key(tenant: string, project: string, id: string): string {
+    return `${tenant}/${project}/${id}`;
+  }
+
+  /** The record of a project's container by id or name; CONTAINER_NOT_FOUND otherwise (whoever else has it). */
+  async record(tenant: string, project: string, ref: string): Promise<ContainerRecord> {
+    const direct = await this.store.get<ContainerRecord>(CONTAINER_KIND, this.key(tenant, project, ref));
+    if (direct) return direct.value;
+    const all = await this.store.list<ContainerRecord>(CONTAINER_KIND, { prefix: `${tenant}/${project}/` });
+    const byName = all.find((r) => r.value.name === ref);
+    if (!byName) throw new BosonError('CONTAINER_NOT_FOUND', `no such container: ${ref}`);
+    return byName.value;
+  }
+
+  /**
+   * Creates a container in the project and starts it unless `start` is false: quota, placement (the project's
+   * `policy`), then the machine. Whatever fails, what was reserved and placed is given back.
+   */
+  async create(
+    tenant: string,
+    project: string,
+    spec: ContainerSpec,
+    opts: { policy?: PlacementPolicy; start?: boolean; constraints?: Constraint[] } = {},
+  ): Promise<FleetContainer> {
+    const id = `c-${randomBytes(8).toString('hex')}`;
+    const name = spec.name ?? id;
+    if (!NAME.test(name)) throw new BosonError('INVALID_ARGUMENT', `invalid container name ${JSON.stringify(name)}`);
+    const existing = await this.store.list<ContainerRecord>(CONTAINER_KIND, { prefix: `${tenant}/${project}/` });
+    if (existing.some((r) => r.value.name === name))
+      throw new BosonError('NAME_IN_USE', `a container named ${name} already exists in ${tenant}/${project}`);
+    const resources = specResources(spec);
+    const reservation = await this.tenants.reserve(tenant, project, containerCost(resources), id);
+    let placed: { machineId: string } | undefined;
+    try {
+      const p = await this.placer.place({
+        containerId: id,
+        project: `${tenant}/${project}`,
+        resources,
+        labels: spec.labels ?? {},
+        image: spec.image,
+        policy: opts.policy ?? 'spread',
+        ...(opts.constraints ? { constraints: opts.constraints } : {}),
+      });
+      placed = { machineId: p.plan.machineId };
+      const remote = await this.machines.of(p.plan.machineId);
+      const ctx: RequestContext = { principal: 'boson-controller', tenant, project };
+      const machineSpec: ContainerSpec = {
+        ...spec,
+        name: id,
+        labels: { ...(spec.labels ?? {}), [LABELS.id]: id, [LABELS.tenant]: tenant, [LABELS.project]: project },
+      };
+      const created = await remote.create(ctx, machineSpec);
+      const rec: ContainerRecord = {
+        id,
+        tenant,
+        project,
+        name,
+        spec,
+        resources,
+        machineId: p.plan.machineId,
+        machineContainerId: created.id,
+        reservation,
+        createdAt: now(),
+      };
+      try {
+        await this.store.put(CONTAINER_KIND, this.key(tenant, project, id), rec, { expectRevision: 0 });
+      } catch (err) {
+        await remote.remove(ctx, created.id, { force: true }).catch(() => undefined);
+        throw err;
+      }
+      if (opts.start !== false) await remote.start(ctx, created.id);
+      return this.view(rec, await remote.inspect(ctx, created.id));
+    } catch (err) {
+      // Recorded: the container exists on its machine (only starting it failed) and stays, as `docker create` would.
+      const hasRecord = await this.store.get(CONTAINER_KIND, this.key(tenant, project, id));
+      if (!hasRecord) {
+        if (placed) await releasePlacement(this.store, id).catch(() => undefined);
+        await this.tenants.release(tenant, project, reservation).catch(() => undefined);
+      }
+      throw isStoreConflict(err)
+        ? new BosonError('STORE_CONFLICT', `placing ${name}: the fleet kept changing; try again`, { cause: err })
+        : err;
+    }
+  }
+
+  private view(rec: ContainerRecord, c: Container): FleetContainer {
+    return { ...c, id: rec.id, name: rec.name, machineId: rec.machineId };
+  }
+
+  private ctx(rec: ContainerRecord): RequestContext {
+    return { principal: 'boson-controller', tenant: rec.tenant, project: rec.project };
+  }
+
+  /** One container of the project, as its machine sees it now. */
+  async inspect(tenant: string, project: string, ref: string): Promise<FleetContainer> {
+    const rec = await this.record(tenant, project, ref);
+    const remote = await this.machines.of(rec.machineId);
+    return this.view(rec, await unreachable(rec, remote.inspect(this.ctx(rec), rec.machineContainerId)));
+  }
+
+  /**
+   * The project's containers, each as its machine sees it; a container whose machine does not answer is listed from
+   * the controller's record with state 'unknown' in its error.
+   */
+  async list(tenant: string, project: string): Promise<FleetContainer[]> {
+    const recs = await this.store.list<ContainerRecord>(CONTAINER_KIND, { prefix: `${tenant}/${project}/` });
+    return Promise.all(
+      recs.map(async ({ value: rec }) => {
+        try {
+          return this.view(rec, await (await this.machines.of(rec.machineId)).inspect(this.ctx(rec), rec.machineContainerId));
+        } catch (err) {
+          return { ...this.placeholder(rec), error: `machine ${rec.machineId}: ${(err as Error).message}` };
+        }
+      }),
+    );
+  }
+
+  private placeholder(rec: ContainerRecord): FleetContainer {
+    return {
+      id: rec.id,
+      name: rec.name,
+      image: rec.spec.image,
+      imageId: '',
+      created: rec.createdAt,
+      config: { argv: [], env: [], cwd: '', user: '', hostname: '', tty: false, openStdin: false, labels: rec.spec.labels ?? {} },
+      resources: { memoryMiB: rec.resources.memoryBytes / 1024 / 1024, cpus: rec.resources.cpus },
+      autoRemove: false,
+      restartPolicy: rec.spec.restartPolicy ?? { name: 'no', maximumRetryCount: 0 },
+      restartCount: 0,
+      state: 'dead',
+      vmPid: null,
+      exitCode: null,
+      startedAt: null,
+      finishedAt: null,
+      error: null,
+      mounts: [],
+      network: '',
+      machineId: rec.machineId,
+    } as unknown as FleetContainer;
+  }
+
+  /** Stops a container on its machine. */
+  async stop(tenant: string, project: string, ref: string, timeoutSec?: number): Promise<void> {
+    const rec = await this.record(tenant, project, ref);
+    await unreachable(rec, (await this.machines.of(rec.machineId)).stop(this.ctx(rec), rec.machineContainerId, timeoutSec));
+  }
+
+  /** Starts a container on its machine. */
+  async start(tenant: string, project: string, ref: string): Promise<void> {
+    const rec = await this.record(tenant, project, ref);
+    await unreachable(rec, (await this.machines.of(rec.machineId)).start(this.ctx(rec), rec.machineContainerId));
+  }
+
+  /** Reads a container's log (not followed) from its machine. */
+  async logs(tenant: string, project: string, ref: string, query: LogQuery): Promise<LogLine[]> {
+    const rec = await this.record(tenant, project, ref);
+    const lines: LogLine[] = [];
+    const remote = await this.machines.of(rec.machineId);
+    await unreachable(
+      rec,
+      remote.logs(this.ctx(rec), rec.machineContainerId, query, false, (l) => lines.push(l), new AbortController().signal),
+    );
+    return lines;
+  }
+
+  /**
+   * Removes a container: from its machine (force stops it), then its placement and record, and its quota back. A
+   * machine that no longer has it (or is gone from the fleet) does not block the removal with `force`.
+   */
+  async remove(tenant: string, project: string, ref: string, force = false): Promise<void> {
+    const rec = await this.record(tenant, project, ref);
+    try {
+      await (await this.machines.of(rec.machineId)).remove(this.ctx(rec), rec.machineContainerId, { force });
+    } catch (err) {
+      const gone = err instanceof BosonError && (err.code === 'CONTAINER_NOT_FOUND' || err.code === 'MACHINE_NOT_FOUND');
+      if (!gone && !force) throw err instanceof BosonError && err.code === 'DAEMON_UNAVAILABLE' ? machineDown(rec, err) : err;
+    }
+    await releasePlacement(this.store, rec.id);
+    await this.store.delete(CONTAINER_KIND, this.key(tenant, project, rec.id)).catch(() => undefined);
+    await this.tenants.release(tenant, project, rec.reservation);
+  }
+}
+
+function machineDown(rec: ContainerRecord, cause: unknown): BosonError {
+  return new BosonError('MACHINE_UNREACHABLE', `machine ${rec.machineId}, which holds ${rec.name}, does not answer`, {
+    cause,
+    details: { machine: rec.machineId, container: rec.id },
+  });
+}
+
+async function unreachable<T>(rec: ContainerRecord, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    if (err instanceof BosonError && err.code === 'DAEMON_UNAVAILABLE') throw machineDown(rec, err);
+    throw err;
+  }
+}

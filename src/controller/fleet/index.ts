@@ -1,0 +1,93 @@
+/**
+ * Public surface of the fleet: machines that join a controller (join tokens, the fleet CA, READY / MAINTENANCE /
+ * LOST by health checks), and containers of projects placed on them. `openFleet` puts the pieces together over one
+ * store; everything it holds in memory is a cache or a timer that another replica would rebuild from the store.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { silentLogger, type AsyncStateStore, type Logger } from '../../common/index.ts';
+import type { Tenants } from '../model/tenants.ts';
+import { FleetCa } from './ca.ts';
+import { FleetContainers } from './containers.ts';
+import { Fleet } from './fleet.ts';
+import { HealthChecker, MachineClients } from './machines.ts';
+import { containerRoutes, machineRoutes } from './routes.ts';
+
+export { FleetCa, makeKeyPair, fingerprint, CONTROLLER_IDENTITY, type FleetCaRecord } from './ca.ts';
+export {
+  Fleet,
+  parseJoinToken,
+  splitAddress,
+  HEALTH_KIND,
+  JOIN_TOKEN_KIND,
+  type FleetMachineRecord,
+  type HealthRecord,
+  type MachineInfo,
+  type JoinRequest,
+  type JoinResponse,
+  type JoinTokenCreated,
+  type FleetOptions,
+} from './fleet.ts';
+export {
+  FleetContainers,
+  containerCost,
+  specResources,
+  CONTAINER_KIND,
+  LABELS,
+  type ContainerRecord,
+  type FleetContainer,
+} from './containers.ts';
+export { HealthChecker, MachineClients } from './machines.ts';
+export { machineRoutes, containerRoutes } from './routes.ts';
+
+/** How a fleet is run. */
+export interface FleetSettings {
+  /** A machine not reached for this long is LOST. */
+  lostAfterMs: number;
+  /** How often every machine is checked (0: not in the background; call checker.checkAll()). */
+  checkIntervalMs: number;
+  /** How long one check waits for an answer. */
+  checkTimeoutMs: number;
+  /** The CA of the controller's TCP endpoint (PEM), pinned in join tokens. */
+  serverCaPem?: string;
+  clock?: () => number;
+  log?: Logger;
+}
+
+/** A fleet, ready to serve. */
+export interface OpenFleet {
+  fleet: Fleet;
+  containers: FleetContainers;
+  checker: HealthChecker;
+  /** The API routes to register on the controller's app. */
+  routes: FastifyPluginAsync[];
+  close(): Promise<void>;
+}
+
+/** Opens the fleet over `store` (making its CA on first use) and starts its health checks. */
+export async function openFleet(store: AsyncStateStore, tenants: Tenants, settings: FleetSettings): Promise<OpenFleet> {
+  const ca = await FleetCa.ensure(store);
+  const fleet = new Fleet(store, ca, {
+    lostAfterMs: settings.lostAfterMs,
+    ...(settings.serverCaPem ? { serverCaPem: settings.serverCaPem } : {}),
+    ...(settings.clock ? { clock: settings.clock } : {}),
+  });
+  const clients = new MachineClients(fleet);
+  const containers = await FleetContainers.open(store, tenants, clients);
+  const checker = new HealthChecker(fleet, {
+    intervalMs: settings.checkIntervalMs,
+    timeoutMs: settings.checkTimeoutMs,
+    log: (settings.log ?? silentLogger).child({ component: 'fleet' }),
+  });
+  if (settings.checkIntervalMs > 0) checker.start();
+  return {
+    fleet,
+    containers,
+    checker,
+    routes: [machineRoutes(fleet), containerRoutes(containers)],
+    close: async () => {
+      await checker.stop();
+      containers.close();
+    },
+  };
+}
+export { joinController, type JoinOptions, type Joined } from './join.ts';
