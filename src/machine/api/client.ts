@@ -30,7 +30,7 @@ export interface MachineTlsEndpoint {
   key: Buffer | string;
   /** The identity (subject CN) its certificate must carry instead of a name or address matching host (a machine id). */
   identity?: string;
-  /** Per-request timeout in ms (none by default). */
+  /** A bound on each whole request in ms, connecting included (none by default; not for streams that follow). */
   timeoutMs?: number;
 }
 
@@ -68,10 +68,11 @@ export class MachineClient {
                   : new Error(`the machine's certificate is not ${t.identity}'s (CN=${String(cert.subject?.CN)})`),
             }),
         agent: false,
+        // The whole exchange, connecting included (a socket timeout would start only once connected).
+        ...(t.timeoutMs ? { signal: AbortSignal.timeout(t.timeoutMs) } : {}),
       },
       onResponse,
     );
-    if (t.timeoutMs) req.setTimeout(t.timeoutMs, () => req.destroy(new Error(`no answer within ${t.timeoutMs} ms`)));
     return req;
   }
 
