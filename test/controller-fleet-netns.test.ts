@@ -235,24 +235,56 @@ test('spread puts one container on each machine, binpack two on one; each runs o
   await remove('p2');
 });
 
-test('a drained machine gets nothing new; a machine whose link goes down is LOST', async () => {
+test('a drained machine gets nothing new; a machine whose link goes down is LOST and its restart-policy container comes back on the other', async () => {
   const [m1, m2] = machines as [FleetMachine, FleetMachine];
   const drained = await runBoson(ctlHost, ['machine', 'drain', m1.id!, '--json']);
   assert.equal(drained.code, 0, drained.stderr);
   assert.equal((JSON.parse(drained.stdout.toString()) as MachineInfo[])[0]!.state, 'MAINTENANCE');
+  // With m1 drained, both go to m2: d1 (no restart policy, removed next) and r1 (restart always).
   const d = await place('d1', 'spread');
   assert.equal(d.machineId, m2.id);
   await remove('d1');
+  const r = await client.request<Placed>('POST', project, {
+    spec: {
+      image: 'busybox',
+      name: 'r1',
+      process: { args: ['sleep', '600'] },
+      resources: { memoryMiB: 128 },
+      restartPolicy: { name: 'always', maximumRetryCount: 0 },
+    },
+  });
+  assert.equal(r.machineId, m2.id);
   assert.equal((await runBoson(ctlHost, ['machine', 'undrain', m1.id!])).code, 0);
 
+  // Cut m2 off: LOST, and r1 is placed again on m1, where it runs.
   await ip('-n', m2.ns, 'link', 'set', 'eth0', 'down');
   await waitFor(async () => (await fleetList()).find((x) => x.id === m2.id)?.state === 'LOST', 20_000, `${m2.name} LOST`);
   assert.equal((await fleetList()).find((x) => x.id === m1.id)?.state, 'READY');
-  // Nothing goes to the lost machine.
+  await waitFor(
+    async () => (await client.request<Placed>('GET', `${project}/r1`).catch(() => undefined))?.machineId === m1.id,
+    60_000,
+    'r1 placed again on m1',
+  );
+  const ps1 = JSON.parse((await sh('ip', ['netns', 'exec', m1.ns, BOSON, 'ps', '--json'], { env: m1.host.env })).stdout) as Array<{
+    name: string;
+  }>;
+  assert.deepEqual(
+    ps1.map((c) => c.name),
+    [r.id],
+  );
+  // Nothing new goes to the lost machine.
   const e = await place('e1', 'spread');
   assert.equal(e.machineId, m1.id);
   await remove('e1');
-  // Back on the network: READY again.
+  // Back on the network: READY again, and its stale copy of r1 is removed there.
   await ip('-n', m2.ns, 'link', 'set', 'eth0', 'up');
   await waitFor(async () => (await fleetList()).find((x) => x.id === m2.id)?.state === 'READY', 20_000, `${m2.name} READY again`);
+  await waitFor(
+    async () =>
+      (JSON.parse((await sh('ip', ['netns', 'exec', m2.ns, BOSON, 'ps', '-a', '--json'], { env: m2.host.env })).stdout) as unknown[])
+        .length === 0,
+    20_000,
+    `the stale copy of r1 removed from ${m2.name}`,
+  );
+  await remove('r1');
 });

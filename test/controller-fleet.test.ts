@@ -268,6 +268,50 @@ test("another tenant's containers are not found, whatever the route", async () =
   assert.equal((await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/secret?force=true`)).status, 204);
 });
 
+test('a restart-policy container of a LOST machine is placed again on another; its old copy goes when the machine is back', async () => {
+  const spec = (name: string, restart: boolean) => ({
+    spec: {
+      image: 'busybox',
+      name,
+      process: { args: ['sleep', '600'] },
+      ...(restart ? { restartPolicy: { name: 'always', maximumRetryCount: 0 } } : {}),
+    },
+    policy: 'binpack',
+  });
+  const r1 = await call('acme', 'POST', '/v1/tenants/acme/projects/web/containers', spec('r1', true));
+  assert.equal(r1.status, 201, r1.body);
+  const n0 = await call('acme', 'POST', '/v1/tenants/acme/projects/web/containers', spec('n0', false));
+  assert.equal(n0.status, 201, n0.body);
+  const holder = machines.find((m) => m.id === r1.json().machineId)!;
+  const other = machines.find((m) => m !== holder)!;
+  assert.equal(n0.json().machineId, holder.id, 'binpack: together');
+
+  holder.tcp!.close();
+  holder.tcp = undefined;
+  clockMs += LOST_AFTER_MS + 1000;
+  await fleet.checker.checkAll();
+  assert.equal((await call('root', 'GET', `/v1/machines/${holder.id}`)).json().state, 'LOST');
+  // r1 (restart policy always) now runs on the other machine, under the same id and name; n0 (no policy) stays.
+  const moved = await call('acme', 'GET', '/v1/tenants/acme/projects/web/containers/r1');
+  assert.equal(moved.status, 200, moved.body);
+  assert.equal(moved.json().machineId, other.id);
+  assert.equal(moved.json().id, r1.json().id);
+  assert.equal(moved.json().state, 'running');
+  assert.ok((await other.runtime.list({}, { all: true })).some((c) => c.config.labels['boson.controller.id'] === r1.json().id));
+  assert.equal((await call('acme', 'GET', '/v1/tenants/acme/projects/web/containers/n0')).status, 503);
+  // The quota still counts it once.
+  assert.equal((await ctl.tenants.getProject('acme', 'web')).usage.find((u) => u.key === 'vm.count')?.value, 2);
+
+  // The machine comes back: READY, and its stale copy of r1 is removed (n0 stays).
+  await serveMachine(holder);
+  await fleet.checker.checkAll();
+  assert.equal((await call('root', 'GET', `/v1/machines/${holder.id}`)).json().state, 'READY');
+  const left = (await holder.runtime.list({}, { all: true })).map((c) => c.config.labels['boson.controller.id']);
+  assert.deepEqual(left, [n0.json().id]);
+  for (const n of ['r1', 'n0'])
+    assert.equal((await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/${n}?force=true`)).status, 204);
+});
+
 test('a drained machine gets nothing new and keeps what it has; a machine that stops answering goes LOST, then back', async () => {
   const [m1, m2] = machines as [TestMachine, TestMachine];
   const keep = await create('acme', 'keep', 'binpack');

@@ -14,7 +14,16 @@ import type { Container, ContainerSpec, LogLine, LogQuery, RequestContext } from
 import type { Tenants } from '../model/tenants.ts';
 import type { Limits } from '../model/schemas.ts';
 import { now } from '../model/records.ts';
-import { Placer, releasePlacement, SnapshotCache, type Constraint, type PlacementPolicy, type Resources } from '../scheduler/index.ts';
+import {
+  Placer,
+  PLACEMENT_KIND,
+  releasePlacement,
+  SnapshotCache,
+  type Constraint,
+  type PlacementPolicy,
+  type PlacementRecord,
+  type Resources,
+} from '../scheduler/index.ts';
 import type { MachineClients } from './machines.ts';
 
 /** The store kind of controller containers. */
@@ -252,6 +261,85 @@ export class FleetContainers {
   }
 
   /**
+   * Places again, on another machine, every container recorded on LOST machine `machineId` whose restart policy
+   * asks to be kept running (always, unless-stopped, on-failure): off the lost machine's allocation, a new plan on
+   * the READY machines, created and started there, and the record moved with a compare-and-swap (a second replica
+   * doing the same loses the swap and removes what it created). The quota reservation stays (same container).
+   * Level-triggered: called on every health round for every LOST machine, so a controller that restarts meanwhile
+   * still does it; a container that cannot be placed now is tried again next round.
+   */
+  async rescheduleFrom(machineId: string): Promise<Rescheduled[]> {
+    const all = await this.store.list<ContainerRecord>(CONTAINER_KIND);
+    const out: Rescheduled[] = [];
+    for (const stored of all) {
+      const rec = stored.value;
+      if (rec.machineId !== machineId || !restartsElsewhere(rec.spec)) continue;
+      try {
+        await releasePlacement(this.store, rec.id);
+        const p = await this.placer.place({
+          containerId: rec.id,
+          project: `${rec.tenant}/${rec.project}`,
+          resources: rec.resources,
+          labels: rec.spec.labels ?? {},
+          image: rec.spec.image,
+          policy: 'spread',
+        });
+        const remote = await this.machines.of(p.plan.machineId);
+        const ctx = this.ctx(rec);
+        let created: Container;
+        try {
+          created = await remote.create(ctx, {
+            ...rec.spec,
+            name: rec.id,
+            labels: { ...(rec.spec.labels ?? {}), [LABELS.id]: rec.id, [LABELS.tenant]: rec.tenant, [LABELS.project]: rec.project },
+          });
+        } catch (err) {
+          await releasePlacement(this.store, rec.id).catch(() => undefined);
+          throw err;
+        }
+        const moved: ContainerRecord = { ...rec, machineId: p.plan.machineId, machineContainerId: created.id };
+        try {
+          await this.store.put(CONTAINER_KIND, stored.key, moved, { expectRevision: stored.revision });
+        } catch (err) {
+          await remote.remove(ctx, created.id, { force: true }).catch(() => undefined);
+          throw err;
+        }
+        await remote.start(ctx, created.id);
+        out.push({ id: rec.id, from: machineId, to: p.plan.machineId });
+      } catch (err) {
+        out.push({ id: rec.id, from: machineId, error: (err as Error).message });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Removes from machine `machineId` the containers the controller placed there that are no longer recorded there
+   * (placed again elsewhere while the machine was LOST, or removed meanwhile): what a machine that comes back runs
+   * must not run twice. Returns their controller ids.
+   */
+  async removeOrphans(machineId: string): Promise<string[]> {
+    const remote = await this.machines.of(machineId);
+    const ctx: RequestContext = { principal: 'boson-controller' };
+    const here = await remote.list(ctx, { all: true });
+    const removed: string[] = [];
+    for (const c of here) {
+      const id = c.config.labels[LABELS.id];
+      const tenant = c.config.labels[LABELS.tenant];
+      const project = c.config.labels[LABELS.project];
+      if (!id || !tenant || !project) continue;
+      const rec = await this.store.get<ContainerRecord>(CONTAINER_KIND, this.key(tenant, project, id));
+      if (rec && rec.value.machineId === machineId && rec.value.machineContainerId === c.id) continue;
+      // Placed here and not recorded yet: a create in progress, not an orphan.
+      const placement = await this.store.get<PlacementRecord>(PLACEMENT_KIND, id);
+      if (!rec && placement?.value.machineId === machineId) continue;
+      await remote.remove(ctx, c.id, { force: true }).catch(() => undefined);
+      removed.push(id);
+    }
+    return removed;
+  }
+
+  /**
    * Removes a container: from its machine (force stops it), then its placement and record, and its quota back. A
    * machine that no longer has it (or is gone from the fleet) does not block the removal with `force`.
    */
@@ -267,6 +355,20 @@ export class FleetContainers {
     await this.store.delete(CONTAINER_KIND, this.key(tenant, project, rec.id)).catch(() => undefined);
     await this.tenants.release(tenant, project, rec.reservation);
   }
+}
+
+/** True for a container the controller should run again elsewhere when its machine is lost. */
+export function restartsElsewhere(spec: ContainerSpec): boolean {
+  const name = spec.restartPolicy?.name ?? 'no';
+  return name === 'always' || name === 'unless-stopped' || name === 'on-failure';
+}
+
+/** What one reschedule did. */
+export interface Rescheduled {
+  id: string;
+  from: string;
+  to?: string;
+  error?: string;
 }
 
 function machineDown(rec: ContainerRecord, cause: unknown): BosonError {

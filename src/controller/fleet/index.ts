@@ -73,10 +73,22 @@ export async function openFleet(store: AsyncStateStore, tenants: Tenants, settin
   });
   const clients = new MachineClients(fleet);
   const containers = await FleetContainers.open(store, tenants, clients);
+  const log = (settings.log ?? silentLogger).child({ component: 'fleet' });
   const checker = new HealthChecker(fleet, {
     intervalMs: settings.checkIntervalMs,
     timeoutMs: settings.checkTimeoutMs,
-    log: (settings.log ?? silentLogger).child({ component: 'fleet' }),
+    log,
+    whileLost: async (id) => {
+      for (const r of await containers.rescheduleFrom(id))
+        if (r.error)
+          log.warn({ container: r.id, from: r.from, err: r.error }, 'cannot place a container of a LOST machine again (next round)');
+        else log.info({ container: r.id, from: r.from, to: r.to }, 'placed a container of a LOST machine again');
+    },
+    onBack: async (id) => {
+      const removed = await containers.removeOrphans(id);
+      if (removed.length > 0)
+        log.info({ machine: id, containers: removed }, 'removed containers placed elsewhere while the machine was LOST');
+    },
   });
   if (settings.checkIntervalMs > 0) checker.start();
   return {

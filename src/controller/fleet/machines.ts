@@ -56,7 +56,15 @@ export class HealthChecker {
 
   constructor(
     private readonly fleet: Fleet,
-    private readonly opts: { intervalMs: number; timeoutMs: number; log?: Logger },
+    private readonly opts: {
+      intervalMs: number;
+      timeoutMs: number;
+      log?: Logger;
+      /** Called, every round, for each machine that is LOST after its check (level-triggered). */
+      whileLost?: (id: string) => Promise<void>;
+      /** Called once when a LOST machine answers again (before it takes new containers from this controller). */
+      onBack?: (id: string) => Promise<void>;
+    },
   ) {
     this.probes = new MachineClients(fleet, opts.timeoutMs);
   }
@@ -76,8 +84,10 @@ export class HealthChecker {
         try {
           const state = await this.fleet.recordCheck(m.id, error);
           if (state !== m.state) log.warn({ machine: m.id, from: m.state, to: state, error }, 'machine state changed');
+          if (m.state === 'LOST' && state !== 'LOST' && state !== undefined) await this.opts.onBack?.(m.id);
+          if (state === 'LOST') await this.opts.whileLost?.(m.id);
         } catch (err) {
-          log.error({ machine: m.id, err: (err as Error).message }, 'cannot record a health check');
+          log.error({ machine: m.id, err: (err as Error).message }, 'cannot record a health check, or act on it');
         }
       }),
     );
