@@ -3,11 +3,11 @@
  * with --fleet, the table of the fleet's routes (machines and project containers; checked by
  * test/controller-fleet.test.ts).
  */
-import { asyncStateStore, MemoryStateStore } from '../src/common/index.ts';
+import { asyncStore, MemoryStateStore } from '../src/common/index.ts';
 import { buildControllerApi, Controller, openFleet, policyTable } from '../src/controller/index.ts';
 import { fleetRouteEntries } from '../src/controller/fleet/routes.ts';
 
-const ctl = new Controller(asyncStateStore(new MemoryStateStore()));
+const ctl = new Controller(asyncStore(new MemoryStateStore()));
 if (process.argv.includes('--fleet')) {
   const fleet = await openFleet(ctl.store, ctl.tenants, { lostAfterMs: 1000, checkIntervalMs: 0, checkTimeoutMs: 1000 });
   const { app, routes } = await buildControllerApi(ctl, undefined, fleet.routes);

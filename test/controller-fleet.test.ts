@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { asyncStateStore, MemoryStateStore, PACKAGE_ROOT, serveTcpEndpoint } from '../src/common/index.ts';
+import { asyncStore, MemoryStateStore, PACKAGE_ROOT, serveTcpEndpoint } from '../src/common/index.ts';
 import {
   buildControllerApi,
   Controller,
@@ -116,7 +116,7 @@ async function startMachine(name: string, token: string, labels: Record<string, 
 
 before(async () => {
   await access(path.join(LAYOUT, 'index.json'));
-  ctl = new Controller(asyncStateStore(new MemoryStateStore()));
+  ctl = new Controller(asyncStore(new MemoryStateStore()));
   await ctl.bootstrap();
   // The controller's TCP endpoint: a server certificate from its own CA (as `boson tls init` would make).
   const bootstrapFleet = await openFleet(ctl.store, ctl.tenants, { lostAfterMs: LOST_AFTER_MS, checkIntervalMs: 0, checkTimeoutMs: 2000 });

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { asyncStateStore, BosonError } from '../src/common/index.ts';
+import { asyncStore, BosonError } from '../src/common/index.ts';
 import { Controller, parseQuotaItem } from '../src/controller/index.ts';
 import { openStateStore } from '../src/machine/index.ts';
 
@@ -23,8 +23,8 @@ async function twoReplicas(): Promise<{ a: Controller; b: Controller; close(): v
   dirs.push(dir);
   const sa = openStateStore(dir, { file: 'controller.db' });
   const sb = openStateStore(dir, { file: 'controller.db' });
-  const a = new Controller(asyncStateStore(sa));
-  const b = new Controller(asyncStateStore(sb));
+  const a = new Controller(asyncStore(sa));
+  const b = new Controller(asyncStore(sb));
   await a.bootstrap();
   await b.bootstrap();
   return {
@@ -45,9 +45,11 @@ test('SQLite: many concurrent reservations for the last units from two replicas;
     // 15 units are taken; 10 are left; 60 racers ask for one each (half through each replica).
     for (let i = 0; i < 15; i++) await a.tenants.reserve('acme', 'web', [parseQuotaItem('vm.count=1')]);
     const cost = [parseQuotaItem('vm.count=1'), parseQuotaItem('vm.memory=128MiB')];
+    const before = await a.store.revision();
     const results = await Promise.allSettled(Array.from({ length: 60 }, (_, i) => (i % 2 ? a : b).tenants.reserve('acme', 'web', cost)));
     const won = results.filter((r) => r.status === 'fulfilled').length;
     assert.equal(won, 10, 'exactly the units left were reserved');
+    assert.equal((await b.store.revision()) - before, 10, 'one write per reservation that won; the refused ones wrote nothing');
     for (const r of results) {
       if (r.status === 'fulfilled') continue;
       assert.ok(r.reason instanceof BosonError, String(r.reason));

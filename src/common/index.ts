@@ -1,4 +1,4 @@
-/** Public surface of src/common: errors (and their problem JSON), paths, private directories, upgrade request bodies, stream frames, the logger interface, TCP endpoints, the state store contract (and its promise form over a local store), a keyed mutex, backpressure toward slow readers. Imports nothing else of Boson's. */
+/** Public surface of src/common: errors, paths, private directories, upgrade request bodies, stream frames, the logger interface, TCP endpoints, the state store contract, a keyed mutex, backpressure toward slow readers. Imports nothing else of Boson's. */
 export * from './errors.ts';
 export * from './paths.ts';
 export * from './private-dir.ts';
@@ -9,7 +9,6 @@ export * from './stream-frame.ts';
 export * from './store.ts';
 export { MemoryStateStore } from './store-memory.ts';
 export { asyncStore } from './store-async.ts';
-export { asyncStateStore } from './store-async.ts';
 export { planCommit, WatchHub, compactedRevision, type PlannedWrite, type ChangeSource } from './store-core.ts';
 export * from './process.ts';
 export * from './keyed-mutex.ts';

@@ -97,11 +97,7 @@ export interface StateStore {
   close(): void;
 }
 
-/**
- * The same contract with promises, for a remote store (etcd), and what the controller programs against (a local
- * store serves it through asyncStateStore). Spelled out rather than mapped from StateStore so that the generic
- * reads (`get<T>`, `list<T>`, `watch<T>`) keep their type parameter.
- */
+/** The same contract with promises, for a remote store (etcd); spelled out so that the typed reads keep their type parameter. */
 export interface AsyncStateStore {
   revision(): Promise<number>;
   get<T = unknown>(kind: string, key: string): Promise<StoredRecord<T> | undefined>;

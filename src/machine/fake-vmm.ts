@@ -153,6 +153,15 @@ class FakeVm implements Vm {
     return this.end({ code: 0, signal: null });
   }
 
+  /**
+   * The guest resets the machine while booting, as QEMU then ends under -no-reboot: it closes its chardevs (the
+   * control channel ends) while it shuts down, and exits with code 0 a moment later (unless killed meanwhile).
+   */
+  crash(): void {
+    this.fromGuest.end();
+    setTimeout(() => void this.end({ code: 0, signal: null }), 30);
+  }
+
   kill(): Promise<VmExit> {
     return this.end({ code: null, signal: 'SIGKILL' });
   }
@@ -199,8 +208,8 @@ export class FakeVmm implements Vmm {
     if (this.launchDelayMs > 0) await new Promise((r) => setTimeout(r, this.launchDelayMs));
     const vm = new FakeVm(config, hang, (gone) => this.running.delete(gone));
     this.running.add(vm);
-    // The guest resets the machine at once: QEMU (under -no-reboot) exits with code 0.
-    if (crash) setImmediate(() => void vm.shutdown());
+    // The guest resets the machine at once: QEMU (under -no-reboot) closes the channel, then exits with code 0.
+    if (crash) setImmediate(() => vm.crash());
     return vm;
   }
 

@@ -10,7 +10,7 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import type net from 'node:net';
 import path from 'node:path';
 import {
-  asyncStateStore,
+  asyncStore,
   BosonError,
   ensurePrivateDir,
   resolveTcpEndpoint,
@@ -64,7 +64,7 @@ export async function startController(request: ControllerRequest): Promise<Runni
   }
   await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
   const sqlite = openStateStore(paths.stateDir, { file: CONTROLLER_DB });
-  const store = asyncStateStore(sqlite);
+  const store = asyncStore(sqlite);
   const controller = new Controller(store, log.child({ component: 'controller' }));
   let tcpServer: net.Server | undefined;
   const settings =

@@ -486,6 +486,11 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     if (outcome.kind === 'booted') return { vm, value: outcome.value, attempts: attempt };
     // A detached VM's console is read from QEMU, so before it is killed.
     const hungTail = outcome.kind === 'timeout' ? await vm.consoleTail() : '';
+    // QEMU closes its chardevs (the control channel) while it shuts down, before it exits: a channel that closed
+    // is given a moment to end in QEMU's own exit status (0 for a guest that crashed, which is retried), instead
+    // of one our kill would give it.
+    if (outcome.kind === 'failed' && isBosonError(outcome.error, 'GUEST_CRASHED'))
+      await Promise.race([vm.exited, new Promise((r) => setTimeout(r, CLOSED_CHANNEL_GRACE_MS))]);
     await vm.kill();
     // A closed control channel before boot means QEMU itself went away: report what QEMU said instead.
     if (outcome.kind === 'failed' && !isBosonError(outcome.error, 'GUEST_CRASHED')) throw outcome.error;
@@ -510,6 +515,9 @@ export async function bootWithWatchdog<T, V extends Vm = MicroVm>(
     { details: { attempts: options.attempts, timeoutMs: options.timeoutMs, console: lastTail } },
   );
 }
+
+/** How long a VM whose control channel closed during boot is given to exit by itself before it is killed. */
+const CLOSED_CHANNEL_GRACE_MS = 2000;
 
 /** The QEMU microvm driver as a Vmm, run with `options` (what the composition root hands the runtime). */
 export function qemuVmm(options: QemuOptions = {}): Vmm {

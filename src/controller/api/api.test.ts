@@ -11,8 +11,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import Fastify from 'fastify';
-import { asyncStateStore, MemoryStateStore, PACKAGE_ROOT } from '../../common/index.ts';
+import { asyncStore, MemoryStateStore, PACKAGE_ROOT } from '../../common/index.ts';
 import { Controller } from '../model/controller.ts';
+import { KINDS } from '../model/records.ts';
 import { parseQuotaItem } from '../model/quota.ts';
 import type { Grant } from '../model/schemas.ts';
 import { installPolicy } from './policy.ts';
@@ -44,7 +45,7 @@ async function issue(name: string, user: string, tenant: string | undefined, gra
 }
 
 before(async () => {
-  ctl = new Controller(asyncStateStore(new MemoryStateStore()));
+  ctl = new Controller(asyncStore(new MemoryStateStore()));
   await ctl.bootstrap();
   api = await buildControllerApi(ctl);
   await api.app.ready();
@@ -338,4 +339,28 @@ test('on the UNIX socket a request without a token is the local system admin; wi
     await local.app.close();
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("a token answer's secret is never stored, not even for an Idempotency-Key; a repeat is refused, not replayed", async () => {
+  const h = { 'idempotency-key': 'tok-1' };
+  const body = { user: 'acme-dev', grant: { role: 'viewer', tenant: 'acme', project: 'web' } };
+  const first = await call('acme-admin', 'POST', '/v1/tokens', body, h);
+  assert.equal(first.status, 201);
+  const secret = String(first.json().token).slice('boson_'.length + 13);
+  const again = await call('acme-admin', 'POST', '/v1/tokens', body, h);
+  assert.equal(again.status, 409);
+  assert.equal(again.json().code, 'IDEMPOTENCY_KEY_REUSED');
+  assert.match(String(again.json().detail), /shown only once/);
+  const everything = JSON.stringify(await Promise.all(Object.values(KINDS).map((k) => ctl.store.list(k))));
+  assert.ok(!everything.includes(secret), 'the secret is nowhere in the store');
+  assert.equal((await ctl.identity.listTokens()).filter((t) => t.user === 'acme-dev' && t.grant.role === 'viewer').length, 1, 'made once');
+});
+
+test("a tenant admin cannot issue tokens for another tenant's users (they do not exist for it)", async () => {
+  const r = await call('acme-admin', 'POST', '/v1/tokens', { user: 'bolt-dev', grant: { role: 'member', tenant: 'acme', project: 'web' } });
+  assert.equal(r.status, 404);
+  assert.equal(r.json().code, 'USER_NOT_FOUND');
+  assert.ok(!r.body.includes('tenant bolt'), r.body);
+  const sys = await call('acme-admin', 'POST', '/v1/tokens', { user: 'admin', grant: { role: 'tenant-admin', tenant: 'acme' } });
+  assert.equal(sys.status, 404);
 });

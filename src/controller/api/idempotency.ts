@@ -3,7 +3,8 @@
  * once per principal and key; sending it again with the same method, path and body replays the first answer (with
  * `Idempotent-Replayed: true`), with a different request it is IDEMPOTENCY_KEY_REUSED, and while the first is still
  * running too. The keys live in the state store (any replica replays them) for 24 hours; a first answer of 5xx is
- * not kept, so the request can be retried.
+ * not kept, so the request can be retried. An answer that carries a secret (a new token: `secretAnswer` in the
+ * route's policy) is never stored: a repeat of it is refused, saying the first one was done.
  */
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -59,6 +60,12 @@ export function installIdempotency(app: FastifyInstance, store: AsyncStateStore)
         throw new BosonError('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key ${header} was used for another request (${e.method} ${e.url})`);
       if (e.state === 'pending')
         throw new BosonError('IDEMPOTENCY_KEY_REUSED', `the first request with Idempotency-Key ${header} is still running`);
+      if (e.payload === undefined)
+        throw new BosonError(
+          'IDEMPOTENCY_KEY_REUSED',
+          `the request with Idempotency-Key ${header} was done (${e.status}); its answer held a secret shown only once, so it is not replayed`,
+          { details: { status: e.status } },
+        );
       req.idempotentReplay = true;
       await reply
         .code(e.status ?? 200)
@@ -85,12 +92,17 @@ export function installIdempotency(app: FastifyInstance, store: AsyncStateStore)
       await store.delete(KINDS.idempotency, claim.key, { expectRevision: claim.revision }).catch(() => undefined);
       return payload;
     }
+    const secret = req.routeOptions.config.policy?.secretAnswer === true;
     const done: IdempotencyRecord = {
       ...claim.base,
       state: 'done',
       status: reply.statusCode,
-      contentType: String(reply.getHeader('content-type') ?? 'application/json'),
-      payload: typeof payload === 'string' ? payload : payload === undefined || payload === null ? '' : String(payload),
+      ...(secret
+        ? {}
+        : {
+            contentType: String(reply.getHeader('content-type') ?? 'application/json'),
+            payload: typeof payload === 'string' ? payload : payload === undefined || payload === null ? '' : String(payload),
+          }),
     };
     await store.put(KINDS.idempotency, claim.key, done, { expectRevision: claim.revision }).catch(() => undefined);
     return payload;

@@ -155,7 +155,12 @@ export function identityRoutes(ctl: Controller): FastifyPluginAsync {
           response: { 201: TokenCreated, ...errors },
         },
         config: {
-          policy: { allow: 'tenant-admin', scope: 'object', note: "of the grant's tenant; system-admin for a system-admin grant" },
+          policy: {
+            allow: 'tenant-admin',
+            scope: 'object',
+            note: "of the grant's tenant, for a user it manages or itself; system-admin for a system-admin grant",
+            secretAnswer: true,
+          },
         },
       },
       async (req, reply) => {
@@ -170,6 +175,9 @@ export function identityRoutes(ctl: Controller): FastifyPluginAsync {
         if (target.kind === 'project' && !canSee(principalOf(req), target)) throw missing();
         authorize(req, role, scope, missing);
         const user = req.body.user ?? principalOf(req).user;
+        // Another tenant's user (or a system user a tenant admin does not manage) does not exist for the issuer.
+        const holder = await ctl.identity.getUser(user);
+        if (holder.name !== principalOf(req).user && !administers(req, userScope(holder.tenant))) throw userMissing(user)();
         return reply
           .code(201)
           .send(

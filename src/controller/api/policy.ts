@@ -28,6 +28,11 @@ export interface RoutePolicy {
   scope?: 'system' | 'params' | 'object';
   /** One line for the policy table of docs/controller.md: who may do it, beyond the role. */
   note?: string;
+  /**
+   * The answer carries a secret shown once (a new token): an Idempotency-Key is honoured (the write is done once)
+   * but the answer is not kept, so a repeat is refused instead of replayed.
+   */
+  secretAnswer?: boolean;
 }
 
 declare module 'fastify' {

@@ -67,8 +67,10 @@ export class Identity {
     return (await must<UserRecord>(this.store, KINDS.user, name, userMissing(name))).value;
   }
 
-  /** Removes a user and every token of theirs, in one commit. */
+  /** Removes a user and every token of theirs, in one commit (not `admin`, the local socket's user). */
   async deleteUser(name: string): Promise<void> {
+    if (name === ADMIN_USER)
+      throw new BosonError('INVALID_ARGUMENT', `the user ${ADMIN_USER} is the controller's own and cannot be removed`);
     const u = await must<UserRecord>(this.store, KINDS.user, name, userMissing(name));
     const tokens = (await this.store.list<TokenRecord>(KINDS.token)).filter((t) => t.value.user === name);
     await this.store.commit([

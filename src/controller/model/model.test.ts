@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { asyncStateStore, BosonError, MemoryStateStore, type AsyncStateStore } from '../../common/index.ts';
+import { asyncStore, BosonError, MemoryStateStore, type AsyncStateStore } from '../../common/index.ts';
 import { Controller } from './controller.ts';
 import { formatQuotaValue, parseQuotaItem } from './quota.ts';
 import { KINDS } from './records.ts';
@@ -14,7 +14,7 @@ const GiB = 1024 ** 3;
 
 async function fresh(): Promise<{ ctl: Controller; store: AsyncStateStore; mem: MemoryStateStore }> {
   const mem = new MemoryStateStore();
-  const store = asyncStateStore(mem);
+  const store = asyncStore(mem);
   const ctl = new Controller(store);
   await ctl.bootstrap();
   return { ctl, store, mem };
@@ -128,15 +128,17 @@ test('a key the tenant limits and the project does not is a limit of 0 for the p
 });
 
 test('concurrent reservations for the last units: exactly the limit succeeds; release gives back, idempotently', async () => {
-  const { ctl } = await fresh();
+  const { ctl, mem } = await fresh();
   await ctl.tenants.createTenant('acme', [parseQuotaItem('vm.count=20')]);
   await ctl.tenants.createProject('acme', 'web', [parseQuotaItem('vm.count=7')]);
   await ctl.tenants.reserve('acme', 'web', [parseQuotaItem('vm.count=2')], 'first');
+  const before = mem.revision();
   const results = await Promise.allSettled(
     Array.from({ length: 30 }, () => ctl.tenants.reserve('acme', 'web', [parseQuotaItem('vm.count=1')])),
   );
   const won = results.filter((r) => r.status === 'fulfilled');
   assert.equal(won.length, 5);
+  assert.equal(mem.revision() - before, 5, 'one write per reservation that won; the refused ones wrote nothing');
   for (const r of results) if (r.status === 'rejected') code('QUOTA_EXCEEDED', (e) => assert.equal(e.details.key, 'vm.count'))(r.reason);
   const p = await ctl.tenants.getProject('acme', 'web');
   assert.deepEqual(p.usage, [{ key: 'vm.count', value: 7, unit: 'count' }]);

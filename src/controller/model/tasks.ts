@@ -115,6 +115,7 @@ export class Tasks {
     const first = await must<TaskRecord>(this.store, KINDS.task, id, taskMissing(id));
     if (states.includes(first.value.state) || isFinal(first.value.state) || timeoutMs <= 0) return first.value;
     let watch: StoreWatch | undefined;
+    let ended = false;
     let timer: NodeJS.Timeout | undefined;
     try {
       return await new Promise<Task>((resolve, reject) => {
@@ -125,13 +126,13 @@ export class Tasks {
             if (c.type === 'delete') reject(taskMissing(id)());
             else if (states.includes(c.value.state) || isFinal(c.value.state)) resolve(c.value);
           })
-          .then((w) => (watch = w), reject);
+          // The watch may arrive after the wait ended (a timeout of 0): then it is cancelled at once.
+          .then((w) => (ended ? w.cancel() : (watch = w)), reject);
       });
     } finally {
+      ended = true;
       clearTimeout(timer);
-      // The watch may still be on its way when the wait ends: cancel it once it arrives.
-      if (watch) watch.cancel();
-      else setTimeout(() => watch?.cancel(), 0);
+      watch?.cancel();
     }
   }
 }
