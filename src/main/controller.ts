@@ -35,6 +35,8 @@ export interface ControllerRequest {
   socketPath?: string;
   tcp?: TcpEndpointRequest;
   log?: Logger;
+  /** The host's own machine, registered as the fleet's first (boson up --controller): its socket and capacity. */
+  localMachine?: { socketPath: string; capacity: { cpus: number; memoryBytes: number; diskBytes: number } };
   /** The fleet's health checks (default: the BOSON_FLEET_CHECK_INTERVAL_MS, BOSON_FLEET_CHECK_TIMEOUT_MS and BOSON_FLEET_LOST_AFTER_MS settings). */
   fleet?: { checkIntervalMs: number; checkTimeoutMs: number; lostAfterMs: number };
 }
@@ -84,6 +86,8 @@ export async function startController(request: ControllerRequest): Promise<Runni
   const { app } = await buildControllerApi(controller, log.child({ component: 'controller-api' }), fleet.routes);
   try {
     await controller.bootstrap();
+    if (request.localMachine)
+      await fleet.fleet.registerLocal(`unix://${request.localMachine.socketPath}`, request.localMachine.capacity, { local: 'true' });
     await rm(socketPath, { force: true });
     await app.listen({ path: socketPath });
     await chmod(socketPath, 0o660);

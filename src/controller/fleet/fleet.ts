@@ -211,6 +211,44 @@ export class Fleet {
     return { id, cert, ca: this.ca.cert };
   }
 
+  /**
+   * Registers the controller's own host as a machine (`boson up --controller`: that host is the fleet's first
+   * machine), reached over its local UNIX socket (`address` unix:///path: no certificate, the socket's permissions
+   * are the authentication). Idempotent: the machine already registered at that address keeps its id, and gets the
+   * capacity given now.
+   */
+  async registerLocal(address: string, capacity: Resources, labels: Record<string, string> = {}): Promise<string> {
+    if (!address.startsWith('unix:///'))
+      throw new BosonError('INVALID_ARGUMENT', `a local machine is reached at unix:///path, not ${address}`);
+    return casLoop(`local machine ${address}`, async () => {
+      const found = (await this.store.list<FleetMachineRecord>(MACHINE_KIND)).find((m) => m.value.address === address);
+      if (found) {
+        if (JSON.stringify(found.value.capacity) !== JSON.stringify(capacity))
+          await this.store.put(MACHINE_KIND, found.key, { ...found.value, capacity }, { expectRevision: found.revision });
+        return found.key;
+      }
+      const id = `m-${randomBytes(6).toString('hex')}`;
+      const at = now();
+      const machine: FleetMachineRecord = {
+        id,
+        state: 'READY',
+        capacity,
+        labels,
+        zone: '',
+        images: [],
+        address,
+        drained: false,
+        joinedAt: at,
+        certFingerprint: '',
+      };
+      await this.store.commit([
+        { op: 'put', kind: MACHINE_KIND, key: id, value: machine, expectRevision: 0 },
+        { op: 'put', kind: HEALTH_KIND, key: id, value: { lastSeen: at, failures: 0 } satisfies HealthRecord, expectRevision: 0 },
+      ]);
+      return id;
+    });
+  }
+
   /** One machine's record (MACHINE_NOT_FOUND otherwise). */
   async record(id: string): Promise<FleetMachineRecord> {
     const r = await this.store.get<FleetMachineRecord>(MACHINE_KIND, id);

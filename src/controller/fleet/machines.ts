@@ -22,6 +22,11 @@ export class MachineClients {
   forAddress(id: string, address: string): RemoteMachine {
     const key = `${id}@${address}`;
     let m = this.cache.get(key);
+    if (!m && address.startsWith('unix://')) {
+      // The controller's own host (boson up --controller): its local socket, no TLS.
+      m = new RemoteMachine(new MachineClient(address.slice('unix://'.length)));
+      this.cache.set(key, m);
+    }
     if (!m) {
       const { host, port } = splitAddress(address);
       const ca = this.fleet.ca.record;
