@@ -181,6 +181,14 @@ test('machines join with a join token (only a system admin makes one; a wrong on
   );
   await startMachine('a', token, { disk: 'ssd' });
   await startMachine('b', token, { disk: 'hdd' });
+  // Revoked, the token joins nothing more; the machines that joined with it stay.
+  const id = token.slice('bjoin_'.length, 'bjoin_'.length + 12);
+  assert.equal((await call('root', 'DELETE', `/v1/machine-tokens/${id}`)).status, 204);
+  assert.equal((await call('root', 'DELETE', `/v1/machine-tokens/${id}`)).status, 404);
+  await assert.rejects(
+    joinController({ url: ctlUrl, token, address: '127.0.0.1:1', capacity: { cpus: 1, memoryBytes: 1 << 30, diskBytes: 0 } }),
+    (err: any) => err.code === 'JOIN_TOKEN_INVALID',
+  );
   const ls = await call('root', 'GET', '/v1/machines');
   assert.equal(ls.status, 200);
   const list = ls.json() as Array<{ id: string; state: string; address: string }>;

@@ -163,6 +163,14 @@ export function registerFleetCommands(program: Command): void {
       if (flags.json) printJson(made);
       else process.stdout.write(`${made.token}\n`);
     });
+  withTarget(token.command('rm').description('Revoke join tokens (machines that joined with them stay)').argument('<id...>'))
+    .option('--json', 'print the revoked ids as JSON')
+    .action(async (ids: string[], flags: TargetFlags & { json?: boolean }) => {
+      const client = await controllerClient(flags);
+      for (const id of ids) await client.request('DELETE', `/v1/machine-tokens/${encodeURIComponent(id)}`);
+      if (flags.json) printJson(ids);
+      else for (const id of ids) process.stdout.write(`${id}\n`);
+    });
   withTarget(token.command('ls').description('List the join tokens (never their secrets)'))
     .option('--json', 'print JSON')
     .action(async (flags: TargetFlags & { json?: boolean }) => {

@@ -159,7 +159,7 @@ export class Fleet {
   /** Revokes a join token (machines that joined with it stay). */
   async revokeJoinToken(id: string): Promise<void> {
     const r = await this.store.get(JOIN_TOKEN_KIND, id);
-    if (!r) throw new BosonError('JOIN_TOKEN_INVALID', `no such join token: ${id}`);
+    if (!r) throw new BosonError('TOKEN_NOT_FOUND', `no such join token: ${id}`);
     await this.store.delete(JOIN_TOKEN_KIND, id);
   }
 

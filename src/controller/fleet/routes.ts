@@ -49,6 +49,7 @@ const TokenBody = Type.Object(
 );
 const TokenCreated = Type.Object({ id: Type.String(), token: Type.String(), expiresAt: Type.String() });
 const TokenInfo = Type.Object({ id: Type.String(), description: Type.String(), createdAt: Type.String(), expiresAt: Type.String() });
+const TokenParams = Type.Object({ id: Type.String({ pattern: '^[0-9a-f]{12}$' }) });
 const ForceQuery = Type.Object({ force: Type.Optional(Type.Boolean()) });
 
 const ProjectParams = Type.Object({ tenant: Name, project: Name });
@@ -155,6 +156,22 @@ export function machineRoutes(fleet: Fleet): FastifyPluginAsync {
         config: admin,
       },
       async (req, reply) => reply.code(201).send(await fleet.createJoinToken(req.body)),
+    );
+    app.delete<{ Params: Static<typeof TokenParams> }>(
+      '/v1/machine-tokens/:id',
+      {
+        schema: {
+          tags,
+          summary: 'Revoke a join token (machines that joined with it stay)',
+          params: TokenParams,
+          response: { 204: noContent, ...errors },
+        },
+        config: admin,
+      },
+      async (req, reply) => {
+        await fleet.revokeJoinToken(req.params.id);
+        return reply.code(204).send();
+      },
     );
     app.get(
       '/v1/machine-tokens',
