@@ -36,6 +36,7 @@ let client: ControllerClient;
 let tlsDir = '';
 let bridge = '';
 let ctlUrl = '';
+let dockerDir = '';
 const machines: FleetMachine[] = [];
 const output: string[] = [];
 
@@ -119,6 +120,8 @@ before(async () => {
       'controller',
       '--listen',
       ctlAddr,
+      '--docker-listen',
+      `${subnet}.1:2376`,
       '--tlsverify',
       '--tlscacert',
       `${tlsDir}/ca.pem`,
@@ -151,6 +154,7 @@ after(async () => {
   }
   await ctlHost?.cleanup();
   if (tlsDir) await rm(tlsDir, { recursive: true, force: true });
+  if (dockerDir) await rm(dockerDir, { recursive: true, force: true });
   if (process.env.BOSON_TEST_VERBOSE) for (const o of output) process.stderr.write(o + '\n');
   assert.deepEqual(left, [], 'every container was removed through the controller');
 });
@@ -265,13 +269,12 @@ test('a drained machine gets nothing new; a machine whose link goes down is LOST
     60_000,
     'r1 placed again on m1',
   );
-  const ps1 = JSON.parse((await sh('ip', ['netns', 'exec', m1.ns, BOSON, 'ps', '--json'], { env: m1.host.env })).stdout) as Array<{
-    name: string;
-  }>;
-  assert.deepEqual(
-    ps1.map((c) => c.name),
-    [r.id],
-  );
+  // Started there (the record moves first, then the machine starts it).
+  const runningOn = async (m: FleetMachine): Promise<string[]> =>
+    (
+      JSON.parse((await sh('ip', ['netns', 'exec', m.ns, BOSON, 'ps', '--json'], { env: m.host.env })).stdout) as Array<{ name: string }>
+    ).map((c) => c.name);
+  await waitFor(async () => (await runningOn(m1)).join() === r.id, 30_000, `r1 running on ${m1.name}`);
   // Nothing new goes to the lost machine.
   const e = await place('e1', 'spread');
   assert.equal(e.machineId, m1.id);
@@ -287,4 +290,41 @@ test('a drained machine gets nothing new; a machine whose link goes down is LOST
     `the stale copy of r1 removed from ${m2.name}`,
   );
   await remove('r1');
+});
+
+test("the stock docker CLI through a project's endpoint: runs, lists, logs and removes on both machines; over quota says so", async () => {
+  await client.request('POST', '/v1/tenants', { name: 'acme', limits: [{ key: 'vm.count', value: 4, unit: 'count' }] });
+  await client.request('POST', '/v1/tenants/acme/projects', { name: 'web', limits: [{ key: 'vm.count', value: 2, unit: 'count' }] });
+  dockerDir = await mkdtemp(path.join(os.tmpdir(), 'boson-fleet-docker-'));
+  const envOut = await runBoson(ctlHost, ['project', 'docker-env', 'acme/web', '--dir', dockerDir, '--json']);
+  assert.equal(envOut.code, 0, envOut.stderr);
+  const denv = JSON.parse(envOut.stdout.toString()) as Record<string, string>;
+  assert.equal(denv.DOCKER_TLS_VERIFY, '1');
+  assert.match(denv.DOCKER_HOST!, /^tcp:\/\/10\.\d+\.200\.1:2376$/);
+  const docker = (...args: string[]) =>
+    sh('docker', args, { env: { ...process.env, ...denv, DOCKER_CONFIG: dockerDir } }).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }),
+    );
+  for (const n of ['w1', 'w2']) {
+    const r = await docker('run', '-d', '--name', n, 'busybox', 'sh', '-c', `echo hello-from-${n}; sleep 600`);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const ps = await docker('ps', '--format', '{{.Names}}');
+  assert.equal(ps.code, 0, ps.stderr);
+  assert.deepEqual(ps.stdout.trim().split('\n').sort(), ['w1', 'w2']);
+  // Spread: one on each machine.
+  const placed = await client.request<Placed[]>('GET', '/v1/tenants/acme/projects/web/containers');
+  assert.equal(new Set(placed.map((c) => c.machineId)).size, 2);
+  await waitFor(async () => (await docker('logs', 'w1')).stdout.includes('hello-from-w1'), 30_000, 'the log of w1');
+  // The default project sees none of them.
+  assert.equal((await client.request<unknown[]>('GET', project)).length, 0);
+  // vm.count=2 is used up: the CLI says "quota" and names the key.
+  const over = await docker('run', '-d', '--name', 'w3', 'busybox', 'true');
+  assert.notEqual(over.code, 0);
+  assert.match(over.stderr, /quota/);
+  assert.match(over.stderr, /vm\.count/);
+  const rmd = await docker('rm', '-f', 'w1', 'w2');
+  assert.equal(rmd.code, 0, rmd.stderr);
+  assert.equal((await docker('ps', '-a', '-q')).stdout.trim(), '');
 });

@@ -10,9 +10,9 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { BosonError } from '../../common/index.ts';
-import { formatQuotaValue, joinController, parseByteSize, type MachineInfo } from '../../controller/index.ts';
+import { formatQuotaValue, joinController, makeKeyPair, parseByteSize, type MachineInfo } from '../../controller/index.ts';
 import { loadConfig } from '../../main/index.ts';
-import { collect, controllerClient, withTarget, type TargetFlags } from '../controller-target.ts';
+import { collect, controllerClient, splitProject, withTarget, type TargetFlags } from '../controller-target.ts';
 import { printJson, printTable } from '../output.ts';
 
 const bytes = (n: number): string => formatQuotaValue({ value: n, unit: 'bytes' });
@@ -56,8 +56,49 @@ interface JoinFlags {
   json?: boolean;
 }
 
-/** Adds `machine` to the program. */
+/** Adds `machine` (and `project docker-env`) to the program. */
 export function registerFleetCommands(program: Command): void {
+  const project = program.commands.find((c) => c.name() === 'project') ?? program.command('project').description('Projects');
+  withTarget(
+    project
+      .command('docker-env')
+      .description(
+        "Write a client certificate for the project's Docker endpoint and print DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH",
+      )
+      .argument('<tenant/project>'),
+  )
+    .option('--dir <dir>', 'where to write ca.pem, cert.pem, key.pem (default <config dir>/docker/<tenant>-<project>)')
+    .option('--json', 'print the values as JSON')
+    .action(async (ref: string, flags: TargetFlags & { dir?: string; json?: boolean }) => {
+      const { tenant, project: name } = splitProject(ref);
+      const dir = path.resolve(flags.dir ?? path.join(loadConfig().configDir, 'docker', `${tenant}-${name}`));
+      const { key, publicKey } = await makeKeyPair();
+      const issued = await (
+        await controllerClient(flags)
+      ).request<{ cert: string; ca: string; dockerHost?: string }>(
+        'POST',
+        `/v1/tenants/${encodeURIComponent(tenant)}/projects/${encodeURIComponent(name)}/docker-certs`,
+        { publicKey },
+      );
+      if (!issued.dockerHost)
+        throw new BosonError(
+          'INVALID_ARGUMENT',
+          'the controller serves no Docker endpoint (start it with --docker-listen host:port --tlsverify)',
+        );
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFile(path.join(dir, 'key.pem'), key, { mode: 0o600 });
+      await writeFile(path.join(dir, 'cert.pem'), issued.cert);
+      await writeFile(path.join(dir, 'ca.pem'), issued.ca);
+      const env = { DOCKER_HOST: issued.dockerHost, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: dir };
+      if (flags.json) printJson(env);
+      else
+        process.stdout.write(
+          Object.entries(env)
+            .map(([k, v]) => `export ${k}=${v}`)
+            .join('\n') + `\n# Run this command to configure your shell:\n# eval "$(boson project docker-env ${ref})"\n`,
+        );
+    });
+
   const machine = program.command('machine').description("The machines of a controller's fleet");
   machine
     .command('join')

@@ -18,7 +18,6 @@ const run = promisify(execFile);
 
 /** The store kind and key of the fleet CA. */
 export const CA_KIND = 'ctl.fleet-ca';
-const CA_KEY = 'ca';
 
 /** The CN of the controller's client certificate (machines can check it). */
 export const CONTROLLER_IDENTITY = 'boson-controller';
@@ -72,8 +71,21 @@ export function fingerprint(certPem: string | Buffer): string {
   return createHash('sha256').update(new X509Certificate(certPem).raw).digest('hex');
 }
 
+/** INVALID_ARGUMENT unless `publicKey` is one PEM public key. */
+function checkPublicKey(publicKey: string): void {
+  if (!/^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n?$/.test(publicKey))
+    throw new BosonError('INVALID_ARGUMENT', 'publicKey must be one PEM public key (-----BEGIN PUBLIC KEY-----)');
+}
+
 /** Signs a certificate for `publicKey` with the CA in `dir` (ca.pem, ca-key.pem). */
-async function signIn(dir: string, publicKey: string, cn: string, extensions: string, days: number): Promise<string> {
+async function signIn(
+  dir: string,
+  publicKey: string,
+  cn: string,
+  extensions: string,
+  days: number,
+  subject = `/CN=${cn}`,
+): Promise<string> {
   await writeFile(path.join(dir, 'pub.pem'), publicKey);
   await writeFile(path.join(dir, 'ext'), extensions);
   await openssl(
@@ -83,7 +95,7 @@ async function signIn(dir: string, publicKey: string, cn: string, extensions: st
       '-force_pubkey',
       'pub.pem',
       '-subj',
-      `/CN=${cn}`,
+      subject,
       '-CA',
       'ca.pem',
       '-CAkey',
@@ -102,13 +114,27 @@ export class FleetCa {
   private constructor(readonly record: FleetCaRecord) {}
 
   /** The stored CA, or a new one stored now (two replicas racing: the first one's wins, the other reads it). */
-  static async ensure(store: AsyncStateStore): Promise<FleetCa> {
+  static async ensure(store: AsyncStateStore, which: 'fleet' | 'docker' = 'fleet'): Promise<FleetCa> {
+    const CA_KEY = which === 'fleet' ? 'ca' : 'docker-ca';
     const found = await store.get<FleetCaRecord>(CA_KIND, CA_KEY);
     if (found) return new FleetCa(found.value);
     const made = await inTempDir(async (dir) => {
       await genKey(dir, 'ca-key.pem');
       await openssl(
-        ['req', '-new', '-x509', '-days', '3650', '-key', 'ca-key.pem', '-sha256', '-subj', '/CN=Boson fleet CA', '-out', 'ca.pem'],
+        [
+          'req',
+          '-new',
+          '-x509',
+          '-days',
+          '3650',
+          '-key',
+          'ca-key.pem',
+          '-sha256',
+          '-subj',
+          which === 'fleet' ? '/CN=Boson fleet CA' : '/CN=Boson project Docker CA',
+          '-out',
+          'ca.pem',
+        ],
         dir,
       );
       await genKey(dir, 'controller-key.pem');
@@ -140,12 +166,34 @@ export class FleetCa {
   }
 
   /**
+   * Issues a user's client certificate for a project's Docker endpoint: subject O=<tenant>, OU=<project>,
+   * CN=<user> (the endpoint serves the project the subject names), for clientAuth, valid `days`.
+   */
+  async issueProjectClientCert(publicKey: string, who: { tenant: string; project: string; user: string }, days = 30): Promise<string> {
+    checkPublicKey(publicKey);
+    for (const v of Object.values(who))
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]*$/.test(v))
+        throw new BosonError('INVALID_ARGUMENT', `cannot put ${JSON.stringify(v)} in a certificate subject`);
+    return inTempDir(async (dir) => {
+      await writeFile(path.join(dir, 'ca.pem'), this.record.cert);
+      await writeFile(path.join(dir, 'ca-key.pem'), this.record.key, { mode: 0o600 });
+      return signIn(
+        dir,
+        publicKey,
+        who.user,
+        'extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n',
+        days,
+        `/O=${who.tenant}/OU=${who.project}/CN=${who.user}`,
+      );
+    });
+  }
+
+  /**
    * Issues a machine's certificate: subject CN = `machineId`, `host` (its address, an IP or a name) as its subject
    * alternative name, for serverAuth. INVALID_ARGUMENT when `publicKey` is not a public key.
    */
   async issueMachineCert(publicKey: string, machineId: string, host: string, days = 825): Promise<string> {
-    if (!/^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n?$/.test(publicKey))
-      throw new BosonError('INVALID_ARGUMENT', 'publicKey must be one PEM public key (-----BEGIN PUBLIC KEY-----)');
+    checkPublicKey(publicKey);
     const san = /^[\d.]+$/.test(host) || host.includes(':') ? `IP:${host}` : `DNS:${host}`;
     return inTempDir(async (dir) => {
       await writeFile(path.join(dir, 'ca.pem'), this.record.cert);

@@ -25,6 +25,7 @@ import {
   type Resources,
 } from '../scheduler/index.ts';
 import type { MachineClients } from './machines.ts';
+import type { RemoteMachine } from '../../machine/client/index.ts';
 
 /** The store kind of controller containers. */
 export const CONTAINER_KIND = 'ctl.container';
@@ -105,8 +106,26 @@ export class FleetContainers {
     if (direct) return direct.value;
     const all = await this.store.list<ContainerRecord>(CONTAINER_KIND, { prefix: `${tenant}/${project}/` });
     const byName = all.find((r) => r.value.name === ref);
-    if (!byName) throw new BosonError('CONTAINER_NOT_FOUND', `no such container: ${ref}`);
-    return byName.value;
+    if (byName) return byName.value;
+    // A unique prefix of an id (as `docker ps` shows them), at least 4 characters.
+    const byPrefix = ref.length >= 4 ? all.filter((r) => r.value.id.startsWith(ref)) : [];
+    if (byPrefix.length === 1) return byPrefix[0]!.value;
+    throw new BosonError('CONTAINER_NOT_FOUND', `no such container: ${ref}`);
+  }
+
+  /** A project's container with the client of the machine that holds it and the context to call it with. */
+  async resolve(
+    tenant: string,
+    project: string,
+    ref: string,
+  ): Promise<{ rec: ContainerRecord; remote: RemoteMachine; ctx: RequestContext }> {
+    const rec = await this.record(tenant, project, ref);
+    return { rec, remote: await this.machines.of(rec.machineId), ctx: this.ctx(rec) };
+  }
+
+  /** The machine's view of a container as the project sees it (the controller's id and name). */
+  viewOf(rec: ContainerRecord, c: Container): FleetContainer {
+    return this.view(rec, c);
   }
 
   /**

@@ -10,7 +10,8 @@ import { FleetCa } from './ca.ts';
 import { FleetContainers } from './containers.ts';
 import { Fleet } from './fleet.ts';
 import { HealthChecker, MachineClients } from './machines.ts';
-import { containerRoutes, machineRoutes } from './routes.ts';
+import { containerRoutes, dockerCertRoutes, machineRoutes } from './routes.ts';
+import { ProjectMachine } from './project-machine.ts';
 
 export { FleetCa, makeKeyPair, fingerprint, CONTROLLER_IDENTITY, type FleetCaRecord } from './ca.ts';
 export {
@@ -37,7 +38,8 @@ export {
   type FleetContainer,
 } from './containers.ts';
 export { HealthChecker, MachineClients } from './machines.ts';
-export { machineRoutes, containerRoutes } from './routes.ts';
+export { machineRoutes, containerRoutes, dockerCertRoutes, fleetRouteEntries } from './routes.ts';
+export { ProjectMachine, EXEC_KIND } from './project-machine.ts';
 
 /** How a fleet is run. */
 export interface FleetSettings {
@@ -49,6 +51,8 @@ export interface FleetSettings {
   checkTimeoutMs: number;
   /** The CA of the controller's TCP endpoint (PEM), pinned in join tokens. */
   serverCaPem?: string;
+  /** tcp://host:port of the projects' Docker endpoint, when the controller serves one (told to docker-env). */
+  dockerHost?: string;
   clock?: () => number;
   log?: Logger;
 }
@@ -58,6 +62,10 @@ export interface OpenFleet {
   fleet: Fleet;
   containers: FleetContainers;
   checker: HealthChecker;
+  /** The CA of the client certificates of projects' Docker endpoints. */
+  dockerCa: FleetCa;
+  /** A project of the fleet as a port Machine (what its Docker endpoint serves). */
+  projectMachine(tenant: string, project: string): ProjectMachine;
   /** The API routes to register on the controller's app. */
   routes: FastifyPluginAsync[];
   close(): Promise<void>;
@@ -72,6 +80,7 @@ export async function openFleet(store: AsyncStateStore, tenants: Tenants, settin
     ...(settings.clock ? { clock: settings.clock } : {}),
   });
   const clients = new MachineClients(fleet);
+  const dockerCa = await FleetCa.ensure(store, 'docker');
   const containers = await FleetContainers.open(store, tenants, clients);
   const log = (settings.log ?? silentLogger).child({ component: 'fleet' });
   const checker = new HealthChecker(fleet, {
@@ -95,7 +104,9 @@ export async function openFleet(store: AsyncStateStore, tenants: Tenants, settin
     fleet,
     containers,
     checker,
-    routes: [machineRoutes(fleet), containerRoutes(containers)],
+    dockerCa,
+    projectMachine: (tenant, project) => new ProjectMachine(store, fleet, containers, clients, tenant, project),
+    routes: [machineRoutes(fleet), containerRoutes(containers), dockerCertRoutes(dockerCa, settings.serverCaPem, settings.dockerHost)],
     close: async () => {
       await checker.stop();
       containers.close();

@@ -4,7 +4,7 @@
  * name the machine's id), and the health checks that tell READY from LOST: every interval, each machine's
  * `/healthz` is asked over that same path, and the outcome is recorded in the store (Fleet.recordCheck).
  */
-import { silentLogger, type Logger } from '../../common/index.ts';
+import { BosonError, silentLogger, type Logger } from '../../common/index.ts';
 import { MachineClient, RemoteMachine } from '../../machine/client/index.ts';
 import type { Fleet } from './fleet.ts';
 import { splitAddress } from './fleet.ts';
@@ -16,6 +16,7 @@ export class MachineClients {
   constructor(
     private readonly fleet: Fleet,
     private readonly timeoutMs = 0,
+    private readonly connectTimeoutMs = 5000,
   ) {}
 
   /** The RemoteMachine of machine `id` at `address`. */
@@ -39,6 +40,7 @@ export class MachineClients {
           key: ca.controllerKey,
           identity: id,
           ...(this.timeoutMs > 0 ? { timeoutMs: this.timeoutMs } : {}),
+          ...(this.connectTimeoutMs > 0 ? { connectTimeoutMs: this.connectTimeoutMs } : {}),
         }),
       );
       this.cache.set(key, m);
@@ -46,9 +48,16 @@ export class MachineClients {
     return m;
   }
 
-  /** The RemoteMachine of machine `id` (MACHINE_NOT_FOUND when it is not in the fleet). */
+  /**
+   * The RemoteMachine of machine `id` (MACHINE_NOT_FOUND when it is not in the fleet; MACHINE_UNREACHABLE at once
+   * when it is LOST, rather than a call that waits for a connection that will not come).
+   */
   async of(id: string): Promise<RemoteMachine> {
     const rec = await this.fleet.record(id);
+    if (rec.state === 'LOST')
+      throw new BosonError('MACHINE_UNREACHABLE', `machine ${id} is LOST (not reached since the controller last saw it)`, {
+        details: { machine: id },
+      });
     return this.forAddress(id, rec.address);
   }
 }

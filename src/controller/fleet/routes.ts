@@ -10,6 +10,8 @@ import { Name } from '../model/schemas.ts';
 import { errors, IdempotencyHeaders, noContent } from '../api/common.ts';
 import type { Fleet } from './fleet.ts';
 import type { FleetContainers } from './containers.ts';
+import type { FleetCa } from './ca.ts';
+import { principalOf } from '../api/policy.ts';
 
 const Resources = Type.Object({ cpus: Type.Number(), memoryBytes: Type.Number(), diskBytes: Type.Number() });
 const MachineInfo = Type.Object({
@@ -295,5 +297,40 @@ export function containerRoutes(containers: FleetContainers): FastifyPluginAsync
 
 /** The fleet's routes among all of an API's (for the fleet's policy table in docs/controller.md). */
 export function fleetRouteEntries<T extends { url: string }>(routes: T[]): T[] {
-  return routes.filter((r) => r.url.startsWith('/v1/machine') || r.url.includes('/containers'));
+  return routes.filter((r) => r.url.startsWith('/v1/machine') || r.url.includes('/containers') || r.url.includes('/docker-certs'));
+}
+
+const DockerCertBody = Type.Object({ publicKey: Type.String({ maxLength: 4096 }) }, { additionalProperties: false });
+const DockerCert = Type.Object({
+  cert: Type.String(),
+  ca: Type.String({ description: "the CA of the Docker endpoint's server certificate (DOCKER_CERT_PATH/ca.pem)" }),
+  dockerHost: Type.Optional(Type.String({ description: 'tcp://host:port of the Docker endpoint, when the controller serves one' })),
+});
+
+/** The route that gives a user a client certificate for a project's Docker endpoint (boson project docker-env). */
+export function dockerCertRoutes(dockerCa: FleetCa, serverCaPem: string | undefined, dockerHost: string | undefined): FastifyPluginAsync {
+  return async (app: FastifyInstance) => {
+    app.post<{ Params: Static<typeof ProjectParams>; Body: Static<typeof DockerCertBody> }>(
+      '/v1/tenants/:tenant/projects/:project/docker-certs',
+      {
+        schema: {
+          tags: ['containers'],
+          summary: "Issue the caller a client certificate for the project's Docker endpoint (30 days)",
+          params: ProjectParams,
+          body: DockerCertBody,
+          response: { 201: DockerCert, ...errors },
+        },
+        config: { policy: { allow: 'member', scope: 'params' } },
+      },
+      async (req, reply) => {
+        const user = principalOf(req).user;
+        const cert = await dockerCa.issueProjectClientCert(req.body.publicKey, {
+          tenant: req.params.tenant,
+          project: req.params.project,
+          user,
+        });
+        return reply.code(201).send({ cert, ca: serverCaPem ?? dockerCa.cert, ...(dockerHost ? { dockerHost } : {}) });
+      },
+    );
+  };
 }

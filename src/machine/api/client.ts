@@ -32,6 +32,8 @@ export interface MachineTlsEndpoint {
   identity?: string;
   /** A bound on each whole request in ms, connecting included (none by default; not for streams that follow). */
   timeoutMs?: number;
+  /** A bound on connecting (TCP and TLS) in ms, for every request, streams included (none by default). */
+  connectTimeoutMs?: number;
 }
 
 /** Talks to one daemon. */
@@ -73,6 +75,13 @@ export class MachineClient {
       },
       onResponse,
     );
+    const connectMs = t.connectTimeoutMs;
+    if (connectMs)
+      req.on('socket', (socket) => {
+        const timer = setTimeout(() => req.destroy(new Error(`could not connect within ${connectMs} ms`)), connectMs);
+        socket.once('secureConnect', () => clearTimeout(timer));
+        socket.once('close', () => clearTimeout(timer));
+      });
     return req;
   }
 
