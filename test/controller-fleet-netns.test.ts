@@ -88,6 +88,10 @@ before(async () => {
   // The fleet's link network: in the controller host's pool (no daemon of that host uses it).
   const subnet = `10.${octet}.200`;
   bridge = `bt${octet}f`;
+  // Left by a run that was killed with this octet claimed (the claim is exclusive while its owner lives).
+  await ip('link', 'del', bridge).catch(() => undefined);
+  for (const n of ['m1', 'm2']) await ip('netns', 'del', `bt${octet}${n}`).catch(() => undefined);
+  for (const v of ['v1', 'v2']) await ip('link', 'del', `bt${octet}${v}`).catch(() => undefined);
   await ip('link', 'add', bridge, 'type', 'bridge');
   await ip('addr', 'add', `${subnet}.1/24`, 'dev', bridge);
   await ip('link', 'set', bridge, 'up');
@@ -317,6 +321,10 @@ test("the stock docker CLI through a project's endpoint: runs, lists, logs and r
   const placed = await client.request<Placed[]>('GET', '/v1/tenants/acme/projects/web/containers');
   assert.equal(new Set(placed.map((c) => c.machineId)).size, 2);
   await waitFor(async () => (await docker('logs', 'w1')).stdout.includes('hello-from-w1'), 30_000, 'the log of w1');
+  // exec goes to the machine that holds the container.
+  const ex = await docker('exec', 'w2', 'sh', '-c', 'echo exec-in-$HOSTNAME');
+  assert.equal(ex.code, 0, ex.stderr);
+  assert.match(ex.stdout, /^exec-in-/);
   // The default project sees none of them.
   assert.equal((await client.request<unknown[]>('GET', project)).length, 0);
   // vm.count=2 is used up: the CLI says "quota" and names the key.
