@@ -253,6 +253,25 @@ test('spread puts one container on each machine; binpack puts the next two toget
     assert.equal((await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/${n}?force=true`)).status, 204);
 });
 
+test('two creates racing for one name: one container, the other NAME_IN_USE, and its quota back', async () => {
+  const [a, b] = await Promise.all([create('acme', 'dup', 'spread'), create('acme', 'dup', 'spread')]);
+  assert.deepEqual([a.status, b.status].sort(), [201, 409], `${a.body} ${b.body}`);
+  const listed = (await call('acme', 'GET', '/v1/tenants/acme/projects/web/containers')).json() as Array<{ name: string }>;
+  assert.deepEqual(
+    listed.map((c) => c.name),
+    ['dup'],
+  );
+  assert.equal((await ctl.tenants.getProject('acme', 'web')).usage.find((u) => u.key === 'vm.count')?.value, 1);
+  // Nothing is left on the machines but the one container.
+  const everywhere = (await Promise.all(machines.map((m) => m.runtime.list({}, { all: true })))).flat();
+  assert.equal(everywhere.length, 1);
+  assert.equal((await call('acme', 'DELETE', '/v1/tenants/acme/projects/web/containers/dup?force=true')).status, 204);
+  // The name is free again.
+  const again = await create('acme', 'dup', 'spread');
+  assert.equal(again.status, 201, again.body);
+  assert.equal((await call('acme', 'DELETE', '/v1/tenants/acme/projects/web/containers/dup?force=true')).status, 204);
+});
+
 test("another tenant's containers are not found, whatever the route", async () => {
   const mine = await create('acme', 'secret', 'spread');
   assert.equal(mine.status, 201, mine.body);

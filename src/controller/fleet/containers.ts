@@ -29,6 +29,8 @@ import type { RemoteMachine } from '../../machine/client/index.ts';
 
 /** The store kind of controller containers. */
 export const CONTAINER_KIND = 'ctl.container';
+/** The store kind of container names: `<tenant>/<project>/<name>` → the container's id (a name is taken once). */
+export const CONTAINER_NAME_KIND = 'ctl.container-name';
 
 /** Labels the controller puts on a container on its machine. */
 export const LABELS = { id: 'boson.controller.id', tenant: 'boson.tenant', project: 'boson.project' } as const;
@@ -104,9 +106,10 @@ export class FleetContainers {
   async record(tenant: string, project: string, ref: string): Promise<ContainerRecord> {
     const direct = await this.store.get<ContainerRecord>(CONTAINER_KIND, this.key(tenant, project, ref));
     if (direct) return direct.value;
-    const all = await this.store.list<ContainerRecord>(CONTAINER_KIND, { prefix: `${tenant}/${project}/` });
-    const byName = all.find((r) => r.value.name === ref);
+    const named = await this.store.get<{ id: string }>(CONTAINER_NAME_KIND, this.key(tenant, project, ref));
+    const byName = named && (await this.store.get<ContainerRecord>(CONTAINER_KIND, this.key(tenant, project, named.value.id)));
     if (byName) return byName.value;
+    const all = await this.store.list<ContainerRecord>(CONTAINER_KIND, { prefix: `${tenant}/${project}/` });
     // A unique prefix of an id (as `docker ps` shows them), at least 4 characters.
     const byPrefix = ref.length >= 4 ? all.filter((r) => r.value.id.startsWith(ref)) : [];
     if (byPrefix.length === 1) return byPrefix[0]!.value;
@@ -141,9 +144,8 @@ export class FleetContainers {
     const id = `c-${randomBytes(8).toString('hex')}`;
     const name = spec.name ?? id;
     if (!NAME.test(name)) throw new BosonError('INVALID_ARGUMENT', `invalid container name ${JSON.stringify(name)}`);
-    const existing = await this.store.list<ContainerRecord>(CONTAINER_KIND, { prefix: `${tenant}/${project}/` });
-    if (existing.some((r) => r.value.name === name))
-      throw new BosonError('NAME_IN_USE', `a container named ${name} already exists in ${tenant}/${project}`);
+    const nameTaken = (): BosonError => new BosonError('NAME_IN_USE', `a container named ${name} already exists in ${tenant}/${project}`);
+    if (await this.store.get(CONTAINER_NAME_KIND, this.key(tenant, project, name))) throw nameTaken();
     const resources = specResources(spec);
     const reservation = await this.tenants.reserve(tenant, project, containerCost(resources), id);
     let placed: { machineId: string } | undefined;
@@ -179,9 +181,14 @@ export class FleetContainers {
         createdAt: now(),
       };
       try {
-        await this.store.put(CONTAINER_KIND, this.key(tenant, project, id), rec, { expectRevision: 0 });
+        // The record and the name together: of two creates racing for one name, one commits.
+        await this.store.commit([
+          { op: 'put', kind: CONTAINER_KIND, key: this.key(tenant, project, id), value: rec, expectRevision: 0 },
+          { op: 'put', kind: CONTAINER_NAME_KIND, key: this.key(tenant, project, name), value: { id }, expectRevision: 0 },
+        ]);
       } catch (err) {
         await remote.remove(ctx, created.id, { force: true }).catch(() => undefined);
+        if (isStoreConflict(err) && err.storeKind === CONTAINER_NAME_KIND) throw nameTaken();
         throw err;
       }
       if (opts.start !== false) await remote.start(ctx, created.id);
@@ -372,6 +379,7 @@ export class FleetContainers {
     }
     await releasePlacement(this.store, rec.id);
     await this.store.delete(CONTAINER_KIND, this.key(tenant, project, rec.id)).catch(() => undefined);
+    await this.store.delete(CONTAINER_NAME_KIND, this.key(tenant, project, rec.name)).catch(() => undefined);
     await this.tenants.release(tenant, project, rec.reservation);
   }
 }
