@@ -291,6 +291,31 @@ test("another tenant's containers are not found, whatever the route", async () =
     }
   }
   assert.equal((await call('bolt', 'GET', '/v1/tenants/bolt/projects/web/containers')).json().length, 0);
+  // Every fleet route of a project, walked by another tenant's member: 404, whatever the method.
+  const projectRoutes = fleetRouteEntries(routes).filter((r) => r.url.includes('/tenants/:tenant/projects/:project'));
+  assert.ok(projectRoutes.length >= 8);
+  for (const r of projectRoutes) {
+    const url = r.url.replace(':tenant', 'acme').replace(':project', 'web').replace(':ref', 'secret');
+    const body = url.endsWith('/containers')
+      ? { spec: { image: 'busybox' } }
+      : url.endsWith('/docker-certs')
+        ? { publicKey: 'x' }
+        : undefined;
+    const res = await call('bolt', r.method, url, body);
+    assert.equal(res.status, 404, `${r.method} ${r.url}: ${res.body}`);
+  }
+  // And every machine route but join and the CA is the system admin's: 403 for a tenant's member.
+  for (const r of fleetRouteEntries(routes).filter(
+    (x) => x.url.startsWith('/v1/machine') && (x.policy as { allow: string }).allow !== 'public',
+  )) {
+    const res = await call(
+      'bolt',
+      r.method,
+      r.url.replace(':id', r.url.startsWith('/v1/machine-tokens') ? 'aaaaaaaaaaaa' : machines[0]!.id),
+      r.method === 'POST' ? {} : undefined,
+    );
+    assert.equal(res.status, 403, `${r.method} ${r.url}: ${res.body}`);
+  }
   assert.equal((await call('acme', 'GET', `/v1/tenants/acme/projects/web/containers/secret`)).status, 200);
   assert.equal((await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/secret?force=true`)).status, 204);
 });
