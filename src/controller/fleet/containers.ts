@@ -9,7 +9,7 @@
  * quota reservation) and the scheduler's `placement/<id>` and `machine-alloc/<machine>`.
  */
 import { randomBytes } from 'node:crypto';
-import { BosonError, isStoreConflict, type AsyncStateStore } from '../../common/index.ts';
+import { BosonError, isStoreConflict, type AsyncStateStore, type StoreOp } from '../../common/index.ts';
 import type { Container, ContainerSpec, LogLine, LogQuery, RequestContext } from '../../machine/port/index.ts';
 import type { Tenants } from '../model/tenants.ts';
 import type { Limits } from '../model/schemas.ts';
@@ -23,6 +23,8 @@ import {
   type PlacementPolicy,
   type PlacementRecord,
   type Resources,
+  ALLOC_KIND,
+  type AllocRecord,
 } from '../scheduler/index.ts';
 import type { MachineClients } from './machines.ts';
 import type { RemoteMachine } from '../../machine/client/index.ts';
@@ -301,7 +303,7 @@ export class FleetContainers {
       const rec = stored.value;
       if (rec.machineId !== machineId || !restartsElsewhere(rec.spec)) continue;
       try {
-        await releasePlacement(this.store, rec.id);
+        if (!(await this.releaseFrom(rec.id, stored.key, machineId, stored.revision))) continue;
         const p = await this.placer.place({
           containerId: rec.id,
           project: `${rec.tenant}/${rec.project}`,
@@ -337,6 +339,37 @@ export class FleetContainers {
       }
     }
     return out;
+  }
+
+  /**
+   * Takes container `id` (its record at `key`) off lost machine `machineId`'s allocation, only if it is still placed there and its record
+   * is still at `recordRevision` (one commit, compare-and-swapped): false when another replica got there first (it
+   * placed the container again already), so that two replicas never release each other's new placement.
+   */
+  private async releaseFrom(id: string, key: string, machineId: string, recordRevision: number): Promise<boolean> {
+    const placement = await this.store.get<PlacementRecord>(PLACEMENT_KIND, id);
+    if (placement && placement.value.machineId !== machineId) return false;
+    if (!placement) return true; // released before (a placement that failed last round): place it now
+    const alloc = await this.store.get<AllocRecord>(ALLOC_KIND, machineId);
+    const ops: StoreOp[] = [
+      { op: 'check', kind: CONTAINER_KIND, key, expectRevision: recordRevision },
+      { op: 'delete', kind: PLACEMENT_KIND, key: id, expectRevision: placement.revision },
+    ];
+    if (alloc)
+      ops.push({
+        op: 'put',
+        kind: ALLOC_KIND,
+        key: machineId,
+        value: { containers: alloc.value.containers.filter((c) => c.id !== id) } satisfies AllocRecord,
+        expectRevision: alloc.revision,
+      });
+    try {
+      await this.store.commit(ops);
+      return true;
+    } catch (err) {
+      if (isStoreConflict(err)) return false; // moved meanwhile: the next round sees it as it is now
+      throw err;
+    }
   }
 
   /**
