@@ -18,7 +18,7 @@ const LIGHT: Record<string, () => Promise<(program: Command) => void>> = {
 };
 
 async function registerAll(program: Command): Promise<void> {
-  const [run, info, images, up, containers, pull, tls, controller, tenancy, identity, catalog, context] = await Promise.all([
+  const [run, info, images, up, containers, pull, tls, controller, tenancy, identity, catalog, context, fleet] = await Promise.all([
     import('./commands/run.ts'),
     import('./commands/info.ts'),
     import('./commands/images.ts'),
@@ -31,6 +31,7 @@ async function registerAll(program: Command): Promise<void> {
     import('./commands/identity.ts'),
     import('./commands/catalog.ts'),
     import('./commands/context.ts'),
+    import('./commands/fleet.ts'),
   ]);
   run.registerRun(program);
   info.registerInfo(program);
@@ -46,6 +47,7 @@ async function registerAll(program: Command): Promise<void> {
   identity.registerIdentityCommands(program);
   catalog.registerCatalogCommands(program);
   context.registerContextCommands(program);
+  fleet.registerFleetCommands(program);
 }
 
 await runProgram(async (program) => {

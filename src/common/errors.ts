@@ -189,8 +189,24 @@ export const ERROR_CATALOGUE = {
   POD_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no pod sandbox has that id' },
   POD_NOT_READY: {
     kind: 'FailedPrecondition',
-    exit: 114,
+    exit: 117,
     summary: "the pod sandbox's micro-VM is not running (stopped, or it failed): it takes no containers",
+  },
+  MACHINE_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no machine of the fleet has that id' },
+  MACHINE_IN_USE: {
+    kind: 'FailedPrecondition',
+    exit: 114,
+    summary: 'the machine still has containers placed on it (remove them, or remove the machine with --force)',
+  },
+  JOIN_TOKEN_INVALID: {
+    kind: 'Unauthenticated',
+    exit: 115,
+    summary: 'the join token is unknown, revoked or expired (boson machine token create makes one)',
+  },
+  MACHINE_UNREACHABLE: {
+    kind: 'Unavailable',
+    exit: 116,
+    summary: 'the machine that holds the container did not answer the controller (it may be LOST)',
   },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;

@@ -134,6 +134,9 @@ export async function serveTcpEndpoint(
   target: http.Server,
   log: Logger = silentLogger,
   extraHosts: string[] = [],
+  /** 'optional': TLS, a client certificate is asked for but not required (the API behind authenticates otherwise, as
+   * the controller does with bearer tokens and join tokens); the principal header is set only for a verified one. */
+  clientCert: 'required' | 'optional' = 'required',
 ): Promise<net.Server> {
   const allowed = allowedHosts(endpoint.host, extraHosts);
   const server = endpoint.tls
@@ -142,7 +145,7 @@ export async function serveTcpEndpoint(
         cert: endpoint.tls.cert,
         key: endpoint.tls.key,
         requestCert: true,
-        rejectUnauthorized: true,
+        rejectUnauthorized: clientCert === 'required',
         minVersion: 'TLSv1.2',
         allowHalfOpen: true,
       })

@@ -26,3 +26,4 @@ export async function buildControllerApi(
 export type { RoutePolicy } from './api/policy.ts';
 export { policyTable } from './api/policy-doc.ts';
 export { ControllerClient, type ControllerTarget } from './client.ts';
+export * from './fleet/index.ts';

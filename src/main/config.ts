@@ -65,6 +65,10 @@ export const HostConfig = Type.Object({
     perShape: Type.Integer({ minimum: 0, maximum: 64 }),
     memoryBudgetMiB: Type.Integer({ minimum: 0 }),
   }),
+  /** BOSON_FLEET_CHECK_INTERVAL_MS, BOSON_FLEET_CHECK_TIMEOUT_MS, BOSON_FLEET_LOST_AFTER_MS: a controller's health checks of its machines (interval, timeout) and when one is LOST. */
+  fleetCheckIntervalMs: Type.Integer({ minimum: 100 }),
+  fleetCheckTimeoutMs: Type.Integer({ minimum: 100 }),
+  fleetLostAfterMs: Type.Integer({ minimum: 100 }),
 });
 export type HostConfig = Static<typeof HostConfig> & { paths: BosonPaths };
 
@@ -226,6 +230,20 @@ export const SETTINGS: Setting[] = [
     readBy: 'root',
   },
   {
+    env: 'BOSON_FLEET_CHECK_INTERVAL_MS',
+    default: '5000',
+    meaning: 'how often a controller checks each machine of its fleet (GET /healthz over mutual TLS)',
+    readBy: 'root',
+  },
+  { env: 'BOSON_FLEET_CHECK_TIMEOUT_MS', default: '3000', meaning: 'how long one health check waits for a machine', readBy: 'root' },
+  {
+    env: 'BOSON_FLEET_LOST_AFTER_MS',
+    default: '30000',
+    meaning:
+      'a machine the controller has not reached for this long is LOST (no new placements; its restart-policy containers are placed again)',
+    readBy: 'root',
+  },
+  {
     env: 'BOSON_NO_BUNDLE',
     default: 'off',
     meaning: 'bin/boson runs the sources through tsx instead of the esbuild bundle',
@@ -345,6 +363,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
       perShape: intSetting(env.BOSON_WARM_PER_SHAPE, 2),
       memoryBudgetMiB: intSetting(env.BOSON_WARM_MEMORY_MIB, 1024),
     },
+    fleetCheckIntervalMs: intSetting(env.BOSON_FLEET_CHECK_INTERVAL_MS, 5000),
+    fleetCheckTimeoutMs: intSetting(env.BOSON_FLEET_CHECK_TIMEOUT_MS, 3000),
+    fleetLostAfterMs: intSetting(env.BOSON_FLEET_LOST_AFTER_MS, 30_000),
   };
   const fault = Value.Errors(HostConfig, config).First();
   if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid setting ${fault.path.slice(1)}: ${fault.message} (see docs/config.md)`);

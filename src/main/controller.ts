@@ -20,7 +20,8 @@ import {
   type Logger,
   type TcpEndpointRequest,
 } from '../common/index.ts';
-import { buildControllerApi, Controller, ControllerClient } from '../controller/index.ts';
+import { buildControllerApi, Controller, ControllerClient, openFleet } from '../controller/index.ts';
+import { loadConfig } from './config.ts';
 import { openStateStore } from '../machine/index.ts';
 import { controllerSocketPath } from './root.ts';
 
@@ -34,6 +35,12 @@ export interface ControllerRequest {
   socketPath?: string;
   tcp?: TcpEndpointRequest;
   log?: Logger;
+  /** The host's own machine, registered as the fleet's first (boson up --controller): its socket and capacity. */
+  localMachine?: { socketPath: string; capacity: { cpus: number; memoryBytes: number; diskBytes: number } };
+  /** The projects' Docker endpoint (TLS required; client certificates from boson project docker-env). */
+  dockerTcp?: TcpEndpointRequest;
+  /** The fleet's health checks (default: the BOSON_FLEET_CHECK_INTERVAL_MS, BOSON_FLEET_CHECK_TIMEOUT_MS and BOSON_FLEET_LOST_AFTER_MS settings). */
+  fleet?: { checkIntervalMs: number; checkTimeoutMs: number; lostAfterMs: number };
 }
 
 /** A running controller. */
@@ -51,6 +58,9 @@ export async function startController(request: ControllerRequest): Promise<Runni
   const socketPath = request.socketPath ?? controllerSocketPath(paths);
   // Unsafe or unreadable TCP endpoints are refused before anything is opened.
   const tcp = request.tcp ? await resolveTcpEndpoint(request.tcp, '--listen') : undefined;
+  const dockerTcp = request.dockerTcp ? await resolveTcpEndpoint(request.dockerTcp, '--docker-listen') : undefined;
+  if (dockerTcp && !dockerTcp.tls)
+    throw new BosonError('INVALID_ARGUMENT', '--docker-listen needs --tlsverify: the project is chosen by the client certificate');
   if (paths.rootless) await ensurePrivateDir(path.dirname(socketPath));
   else await mkdir(path.dirname(socketPath), { recursive: true });
   try {
@@ -64,14 +74,40 @@ export async function startController(request: ControllerRequest): Promise<Runni
   const store = asyncStore(sqlite);
   const controller = new Controller(store, log.child({ component: 'controller' }));
   let tcpServer: net.Server | undefined;
-  const { app } = await buildControllerApi(controller, log.child({ component: 'controller-api' }));
+  let docker: { close(): void } | undefined;
+  const settings =
+    request.fleet ??
+    ((c) => ({ checkIntervalMs: c.fleetCheckIntervalMs, checkTimeoutMs: c.fleetCheckTimeoutMs, lostAfterMs: c.fleetLostAfterMs }))(
+      loadConfig(),
+    );
+  // The fleet: machines join over TCP (a join token, no client certificate yet), and are checked over mutual TLS.
+  const fleet = await openFleet(store, controller.tenants, {
+    ...settings,
+    ...(tcp?.tls ? { serverCaPem: tcp.tls.ca.toString('utf8') } : {}),
+    ...(dockerTcp ? { dockerHost: `tcp://${dockerTcp.host}:${dockerTcp.port}` } : {}),
+    log,
+  }).catch((err: unknown) => {
+    sqlite.close();
+    throw err;
+  });
+  const { app } = await buildControllerApi(controller, log.child({ component: 'controller-api' }), fleet.routes);
   try {
     await controller.bootstrap();
+    if (request.localMachine)
+      await fleet.fleet.registerLocal(`unix://${request.localMachine.socketPath}`, request.localMachine.capacity, { local: 'true' });
     await rm(socketPath, { force: true });
     await app.listen({ path: socketPath });
     await chmod(socketPath, 0o660);
-    if (tcp) tcpServer = await serveTcpEndpoint(tcp, app.server, log);
+    // A client certificate is optional on the controller's TCP endpoint: bearer tokens (and, to join, join tokens)
+    // authenticate there; a joining machine has no certificate yet.
+    if (tcp) tcpServer = await serveTcpEndpoint(tcp, app.server, log, [], 'optional');
+    if (dockerTcp) {
+      const { serveProjectDocker } = await import('./project-docker.ts');
+      docker = await serveProjectDocker(fleet, dockerTcp, paths, log.child({ component: 'project-docker' }));
+    }
   } catch (err) {
+    tcpServer?.close();
+    await fleet.close().catch(() => undefined);
     await app.close().catch(() => undefined);
     sqlite.close();
     throw err;
@@ -83,6 +119,8 @@ export async function startController(request: ControllerRequest): Promise<Runni
     controller,
     close: async () => {
       tcpServer?.close();
+      docker?.close();
+      await fleet.close();
       await app.close();
       await rm(socketPath, { force: true });
       sqlite.close();

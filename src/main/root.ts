@@ -4,6 +4,8 @@
  * it needs as arguments; nothing below constructs its own collaborators.
  */
 import { readFileSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { StateStore } from '../common/index.ts';
 import { ImageStore, type ImageStoreOptions } from '../image/index.ts';
@@ -230,12 +232,21 @@ export async function startHostDaemon(
   if (!request.controller) return { socketPath, dockerSocket, criSocket, close: () => daemon.close() };
   // Loaded only with --controller: a plain `boson up` does not pay for it.
   const { startController } = await import('./controller.ts');
-  const controller = await startController({ paths, tcp: request.controller.tcp, log: log.child({ component: 'controller' }) }).catch(
-    async (err: unknown) => {
-      await daemon.close();
-      throw err;
-    },
-  );
+  // This host is the fleet's first machine, reached over the daemon's own socket.
+  const disk = await statfs(paths.stateDir);
+  const localMachine = {
+    socketPath,
+    capacity: { cpus: os.cpus().length, memoryBytes: os.totalmem(), diskBytes: disk.bavail * disk.bsize },
+  };
+  const controller = await startController({
+    paths,
+    tcp: request.controller.tcp,
+    log: log.child({ component: 'controller' }),
+    localMachine,
+  }).catch(async (err: unknown) => {
+    await daemon.close();
+    throw err;
+  });
   return {
     socketPath,
     dockerSocket,

@@ -11,6 +11,7 @@ import { loadConfig } from '../../main/index.ts';
 
 interface ControllerFlags {
   listen?: string;
+  dockerListen?: string;
   socket?: string;
   tlsverify?: boolean;
   tlscacert?: string;
@@ -43,6 +44,7 @@ export function registerController(program: Command): void {
     .command('controller')
     .description('Run the Boson controller alone (multi-tenant control plane; machines join it)')
     .option('--listen <host:port>', 'also serve its REST API on TCP (with --tlsverify; or on loopback with --insecure-tcp)')
+    .option('--docker-listen <host:port>', "serve the projects' Docker endpoint on TCP (needs --tlsverify; boson project docker-env)")
     .option('--socket <path>', 'its UNIX socket (default <run dir>/controller.sock)')
     .option('--tlsverify', 'TCP uses TLS and requires a client certificate signed by the CA (boson tls init makes them)')
     .option('--tlscacert <file>', 'CA that client certificates must be signed by (default <config dir>/tls/ca.pem)')
@@ -56,6 +58,7 @@ export function registerController(program: Command): void {
         paths: config.paths,
         socketPath: flags.socket,
         tcp: tcpRequest(flags.listen, flags, config.configDir),
+        dockerTcp: tcpRequest(flags.dockerListen, flags, config.configDir),
         log: hostLogger(config),
       });
       process.stdout.write(

@@ -4,7 +4,7 @@
  * kind-to-status table (problemOf, src/common), bearer-token authentication and a declared policy on every route
  * (policy.ts), and idempotency keys on writes (idempotency.ts).
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import swagger from '@fastify/swagger';
 import { BosonError, problemOf, silentLogger, type Logger } from '../../common/index.ts';
 import type { Controller } from '../model/controller.ts';
@@ -28,7 +28,11 @@ export interface ControllerApi {
 }
 
 /** Builds the controller's fastify app over `ctl`. */
-export async function buildControllerApi(ctl: Controller, log: Logger = silentLogger): Promise<ControllerApi> {
+export async function buildControllerApi(
+  ctl: Controller,
+  log: Logger = silentLogger,
+  more: FastifyPluginAsync[] = [],
+): Promise<ControllerApi> {
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, ajv: { customOptions: { removeAdditional: false } } });
   const routes: RouteEntry[] = [];
   installPolicy(app, ctl.identity, routes);
@@ -39,7 +43,15 @@ export async function buildControllerApi(ctl: Controller, log: Logger = silentLo
       info: { title: 'Boson controller API', version: '1' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
-      tags: [{ name: 'tenants' }, { name: 'identity' }, { name: 'flavors' }, { name: 'tasks' }, { name: 'system' }],
+      tags: [
+        { name: 'tenants' },
+        { name: 'identity' },
+        { name: 'flavors' },
+        { name: 'tasks' },
+        { name: 'machines' },
+        { name: 'containers' },
+        { name: 'system' },
+      ],
     },
   });
 
@@ -73,5 +85,6 @@ export async function buildControllerApi(ctl: Controller, log: Logger = silentLo
   await app.register(identityRoutes(ctl));
   await app.register(flavorRoutes(ctl));
   await app.register(taskRoutes(ctl));
+  for (const plugin of more) await app.register(plugin);
   return { app, routes };
 }

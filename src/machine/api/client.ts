@@ -1,8 +1,10 @@
 /**
- * Client of the machine daemon's REST API over its UNIX socket (node:http). Problem JSON answers become the same
- * typed BosonErrors the daemon raised; a socket nobody answers on is DAEMON_UNAVAILABLE.
+ * Client of the machine daemon's REST API over its UNIX socket (node:http), or over its TCP endpoint with TLS and a
+ * client certificate (node:https; the controller reaches the machines of its fleet so). Problem JSON answers become
+ * the same typed BosonErrors the daemon raised; a socket nobody answers on is DAEMON_UNAVAILABLE.
  */
 import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { BosonError, ERROR_CATALOGUE, errorFromProblem, type BosonPaths, type ErrorCode } from '../../common/index.ts';
@@ -19,9 +21,69 @@ export function errorFrom(status: number, text: string): BosonError {
   return errorFromProblem(status, text);
 }
 
+/** A machine's TCP endpoint with mutual TLS: where it listens, the CA its certificate is checked against, our certificate. */
+export interface MachineTlsEndpoint {
+  host: string;
+  port: number;
+  ca: Buffer | string;
+  cert: Buffer | string;
+  key: Buffer | string;
+  /** The identity (subject CN) its certificate must carry instead of a name or address matching host (a machine id). */
+  identity?: string;
+  /** A bound on each whole request in ms, connecting included (none by default; not for streams that follow). */
+  timeoutMs?: number;
+  /** A bound on connecting (TCP and TLS) in ms, for every request, streams included (none by default). */
+  connectTimeoutMs?: number;
+}
+
 /** Talks to one daemon. */
 export class MachineClient {
-  constructor(readonly socketPath: string) {}
+  /** `socketPath` names the daemon in errors; with `tcp`, requests go there over TLS instead of to the socket. */
+  constructor(
+    readonly socketPath: string,
+    readonly tcp?: MachineTlsEndpoint,
+  ) {}
+
+  /** A client of a daemon's TCP endpoint over mutual TLS. */
+  static overTls(endpoint: MachineTlsEndpoint): MachineClient {
+    return new MachineClient(`https://${endpoint.host}:${endpoint.port}`, endpoint);
+  }
+
+  /** http(s).request with the transport options of this client. */
+  private send(options: http.RequestOptions, onResponse?: (res: IncomingMessage) => void): http.ClientRequest {
+    const t = this.tcp;
+    if (!t) return http.request({ ...options, socketPath: this.socketPath }, onResponse);
+    const req = https.request(
+      {
+        ...options,
+        host: t.host,
+        port: t.port,
+        ca: t.ca,
+        cert: t.cert,
+        key: t.key,
+        ...(t.identity === undefined
+          ? {}
+          : {
+              checkServerIdentity: (_host: string, cert: { subject?: { CN?: string | string[] } }) =>
+                cert.subject?.CN === t.identity
+                  ? undefined
+                  : new Error(`the machine's certificate is not ${t.identity}'s (CN=${String(cert.subject?.CN)})`),
+            }),
+        agent: false,
+        // The whole exchange, connecting included (a socket timeout would start only once connected).
+        ...(t.timeoutMs ? { signal: AbortSignal.timeout(t.timeoutMs) } : {}),
+      },
+      onResponse,
+    );
+    const connectMs = t.connectTimeoutMs;
+    if (connectMs)
+      req.on('socket', (socket) => {
+        const timer = setTimeout(() => req.destroy(new Error(`could not connect within ${connectMs} ms`)), connectMs);
+        socket.once('secureConnect', () => clearTimeout(timer));
+        socket.once('close', () => clearTimeout(timer));
+      });
+    return req;
+  }
 
   private unavailable(cause: unknown): BosonError {
     return new BosonError('DAEMON_UNAVAILABLE', `cannot reach the Boson daemon at ${this.socketPath} (is \`boson up\` running?)`, {
@@ -42,7 +104,7 @@ export class MachineClient {
         : payload
           ? { 'Content-Type': 'application/json', 'Content-Length': payload.length }
           : {};
-      const req = http.request({ socketPath: this.socketPath, method, path: urlPath, headers }, resolve);
+      const req = this.send({ method, path: urlPath, headers }, resolve);
       req.on('error', (err) => reject(this.unavailable(err)));
       if (!streamed) {
         req.end(payload);
@@ -107,7 +169,7 @@ export class MachineClient {
       const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
       const headers: http.OutgoingHttpHeaders = { Connection: 'Upgrade', Upgrade: 'tcp' };
       if (payload) Object.assign(headers, { 'Content-Type': 'application/json', 'Content-Length': payload.length });
-      const req = http.request({ socketPath: this.socketPath, method: 'POST', path: urlPath, headers });
+      const req = this.send({ method: 'POST', path: urlPath, headers });
       req.on('upgrade', (_res, socket, head) => {
         if (head.length > 0) socket.unshift(head);
         resolve(socket);

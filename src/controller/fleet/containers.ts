@@ -1,0 +1,448 @@
+/**
+ * Containers through the controller, scoped to one project: create = reserve the project's quota (exact under
+ * concurrency) → plan on the fleet's snapshot → commit the plan optimistically with the container's record → create
+ * (and start) it on the chosen machine over its RemoteMachine; every other call goes to the machine that holds the
+ * container. A container is found only through its project's records, so another tenant's (or project's) container
+ * is CONTAINER_NOT_FOUND, never a hint that it exists.
+ *
+ * Records: `ctl.container/<tenant>/<project>/<id>` (the request, the machine and the machine's container id, the
+ * quota reservation) and the scheduler's `placement/<id>` and `machine-alloc/<machine>`.
+ */
+import { randomBytes } from 'node:crypto';
+import { BosonError, isStoreConflict, type AsyncStateStore, type StoreOp } from '../../common/index.ts';
+import type { Container, ContainerSpec, LogLine, LogQuery, RequestContext } from '../../machine/port/index.ts';
+import type { Tenants } from '../model/tenants.ts';
+import type { Limits } from '../model/schemas.ts';
+import { now } from '../model/records.ts';
+import {
+  Placer,
+  PLACEMENT_KIND,
+  releasePlacement,
+  SnapshotCache,
+  type Constraint,
+  type PlacementPolicy,
+  type PlacementRecord,
+  type Resources,
+  ALLOC_KIND,
+  type AllocRecord,
+} from '../scheduler/index.ts';
+import type { MachineClients } from './machines.ts';
+import type { RemoteMachine } from '../../machine/client/index.ts';
+
+/** The store kind of controller containers. */
+export const CONTAINER_KIND = 'ctl.container';
+/** The store kind of container names: `<tenant>/<project>/<name>` → the container's id (a name is taken once). */
+export const CONTAINER_NAME_KIND = 'ctl.container-name';
+
+/** Labels the controller puts on a container on its machine. */
+export const LABELS = { id: 'boson.controller.id', tenant: 'boson.tenant', project: 'boson.project' } as const;
+
+/** A container as the controller records it. */
+export interface ContainerRecord {
+  id: string;
+  tenant: string;
+  project: string;
+  /** The name the project gave it (unique in the project), or its id. */
+  name: string;
+  spec: ContainerSpec;
+  resources: Resources;
+  machineId: string;
+  /** The container's id on its machine. */
+  machineContainerId: string;
+  reservation: string;
+  createdAt: string;
+}
+
+/** A container as the controller's API shows it: the machine's view, with the controller's id and name. */
+export type FleetContainer = Container & { machineId: string };
+
+const DEFAULT_MEMORY_MIB = 256;
+const DEFAULT_DISK_BYTES = 8 * 1024 ** 3;
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+/** What a container costs in quota keys. */
+export function containerCost(r: Resources): Limits {
+  return [
+    { key: 'vm.count', value: 1, unit: 'count' },
+    { key: 'vm.cpu', value: r.cpus, unit: 'count' },
+    { key: 'vm.memory', value: r.memoryBytes, unit: 'bytes' },
+    { key: 'disk.capacity', value: r.diskBytes, unit: 'bytes' },
+  ];
+}
+
+/** The resources a spec asks for (with the machine's defaults where it is silent). */
+export function specResources(spec: ContainerSpec): Resources {
+  return {
+    cpus: spec.resources?.cpus ?? 1,
+    memoryBytes: (spec.resources?.memoryMiB ?? DEFAULT_MEMORY_MIB) * 1024 * 1024,
+    diskBytes: spec.resources?.diskBytes ?? DEFAULT_DISK_BYTES,
+  };
+}
+
+/** Containers of projects, over the fleet (see the module comment). */
+export class FleetContainers {
+  private constructor(
+    private readonly store: AsyncStateStore,
+    private readonly tenants: Tenants,
+    private readonly machines: MachineClients,
+    private readonly cache: SnapshotCache,
+    private readonly placer: Placer,
+  ) {}
+
+  /** Opens the scheduler's snapshot cache and a placer over it. */
+  static async open(store: AsyncStateStore, tenants: Tenants, machines: MachineClients): Promise<FleetContainers> {
+    const cache = await SnapshotCache.open(store);
+    return new FleetContainers(store, tenants, machines, cache, new Placer(store, cache));
+  }
+
+  /** Stops following the store. */
+  close(): void {
+    this.cache.close();
+  }
+
+  private key(tenant: string, project: string, id: string): string {
+    return `${tenant}/${project}/${id}`;
+  }
+
+  /** The record of a project's container by id or name; CONTAINER_NOT_FOUND otherwise (whoever else has it). */
+  async record(tenant: string, project: string, ref: string): Promise<ContainerRecord> {
+    const direct = await this.store.get<ContainerRecord>(CONTAINER_KIND, this.key(tenant, project, ref));
+    if (direct) return direct.value;
+    const named = await this.store.get<{ id: string }>(CONTAINER_NAME_KIND, this.key(tenant, project, ref));
+    const byName = named && (await this.store.get<ContainerRecord>(CONTAINER_KIND, this.key(tenant, project, named.value.id)));
+    if (byName) return byName.value;
+    const all = await this.store.list<ContainerRecord>(CONTAINER_KIND, { prefix: `${tenant}/${project}/` });
+    // A unique prefix of an id (as `docker ps` shows them), at least 4 characters.
+    const byPrefix = ref.length >= 4 ? all.filter((r) => r.value.id.startsWith(ref)) : [];
+    if (byPrefix.length === 1) return byPrefix[0]!.value;
+    throw new BosonError('CONTAINER_NOT_FOUND', `no such container: ${ref}`);
+  }
+
+  /** A project's container with the client of the machine that holds it and the context to call it with. */
+  async resolve(
+    tenant: string,
+    project: string,
+    ref: string,
+  ): Promise<{ rec: ContainerRecord; remote: RemoteMachine; ctx: RequestContext }> {
+    const rec = await this.record(tenant, project, ref);
+    return { rec, remote: await this.machines.of(rec.machineId), ctx: this.ctx(rec) };
+  }
+
+  /** The machine's view of a container as the project sees it (the controller's id and name). */
+  viewOf(rec: ContainerRecord, c: Container): FleetContainer {
+    return this.view(rec, c);
+  }
+
+  /**
+   * Creates a container in the project and starts it unless `start` is false: quota, placement (the project's
+   * `policy`), then the machine. Whatever fails, what was reserved and placed is given back.
+   */
+  async create(
+    tenant: string,
+    project: string,
+    spec: ContainerSpec,
+    opts: { policy?: PlacementPolicy; start?: boolean; constraints?: Constraint[] } = {},
+  ): Promise<FleetContainer> {
+    const id = `c-${randomBytes(8).toString('hex')}`;
+    const name = spec.name ?? id;
+    if (!NAME.test(name)) throw new BosonError('INVALID_ARGUMENT', `invalid container name ${JSON.stringify(name)}`);
+    const nameTaken = (): BosonError => new BosonError('NAME_IN_USE', `a container named ${name} already exists in ${tenant}/${project}`);
+    if (await this.store.get(CONTAINER_NAME_KIND, this.key(tenant, project, name))) throw nameTaken();
+    const resources = specResources(spec);
+    const reservation = await this.tenants.reserve(tenant, project, containerCost(resources), id);
+    let placed: { machineId: string } | undefined;
+    try {
+      const p = await this.placer.place({
+        containerId: id,
+        project: `${tenant}/${project}`,
+        resources,
+        labels: spec.labels ?? {},
+        image: spec.image,
+        policy: opts.policy ?? 'spread',
+        ...(opts.constraints ? { constraints: opts.constraints } : {}),
+      });
+      placed = { machineId: p.plan.machineId };
+      const remote = await this.machines.of(p.plan.machineId);
+      const ctx: RequestContext = { principal: 'boson-controller', tenant, project };
+      const machineSpec: ContainerSpec = {
+        ...spec,
+        name: id,
+        labels: { ...(spec.labels ?? {}), [LABELS.id]: id, [LABELS.tenant]: tenant, [LABELS.project]: project },
+      };
+      const created = await remote.create(ctx, machineSpec);
+      const rec: ContainerRecord = {
+        id,
+        tenant,
+        project,
+        name,
+        spec,
+        resources,
+        machineId: p.plan.machineId,
+        machineContainerId: created.id,
+        reservation,
+        createdAt: now(),
+      };
+      try {
+        // The record and the name together: of two creates racing for one name, one commits.
+        await this.store.commit([
+          { op: 'put', kind: CONTAINER_KIND, key: this.key(tenant, project, id), value: rec, expectRevision: 0 },
+          { op: 'put', kind: CONTAINER_NAME_KIND, key: this.key(tenant, project, name), value: { id }, expectRevision: 0 },
+        ]);
+      } catch (err) {
+        await remote.remove(ctx, created.id, { force: true }).catch(() => undefined);
+        if (isStoreConflict(err) && err.storeKind === CONTAINER_NAME_KIND) throw nameTaken();
+        throw err;
+      }
+      if (opts.start !== false) await remote.start(ctx, created.id);
+      return this.view(rec, await remote.inspect(ctx, created.id));
+    } catch (err) {
+      // Recorded: the container exists on its machine (only starting it failed) and stays, as `docker create` would.
+      const hasRecord = await this.store.get(CONTAINER_KIND, this.key(tenant, project, id));
+      if (!hasRecord) {
+        if (placed) await releasePlacement(this.store, id).catch(() => undefined);
+        await this.tenants.release(tenant, project, reservation).catch(() => undefined);
+      }
+      throw isStoreConflict(err)
+        ? new BosonError('STORE_CONFLICT', `placing ${name}: the fleet kept changing; try again`, { cause: err })
+        : err;
+    }
+  }
+
+  private view(rec: ContainerRecord, c: Container): FleetContainer {
+    return { ...c, id: rec.id, name: rec.name, machineId: rec.machineId };
+  }
+
+  private ctx(rec: ContainerRecord): RequestContext {
+    return { principal: 'boson-controller', tenant: rec.tenant, project: rec.project };
+  }
+
+  /** One container of the project, as its machine sees it now. */
+  async inspect(tenant: string, project: string, ref: string): Promise<FleetContainer> {
+    const rec = await this.record(tenant, project, ref);
+    const remote = await this.machines.of(rec.machineId);
+    return this.view(rec, await unreachable(rec, remote.inspect(this.ctx(rec), rec.machineContainerId)));
+  }
+
+  /**
+   * The project's containers, each as its machine sees it; a container whose machine does not answer is listed from
+   * the controller's record with state 'unknown' in its error.
+   */
+  async list(tenant: string, project: string): Promise<FleetContainer[]> {
+    const recs = await this.store.list<ContainerRecord>(CONTAINER_KIND, { prefix: `${tenant}/${project}/` });
+    return Promise.all(
+      recs.map(async ({ value: rec }) => {
+        try {
+          return this.view(rec, await (await this.machines.of(rec.machineId)).inspect(this.ctx(rec), rec.machineContainerId));
+        } catch (err) {
+          return { ...this.placeholder(rec), error: `machine ${rec.machineId}: ${(err as Error).message}` };
+        }
+      }),
+    );
+  }
+
+  private placeholder(rec: ContainerRecord): FleetContainer {
+    return {
+      id: rec.id,
+      name: rec.name,
+      image: rec.spec.image,
+      imageId: '',
+      created: rec.createdAt,
+      config: { argv: [], env: [], cwd: '', user: '', hostname: '', tty: false, openStdin: false, labels: rec.spec.labels ?? {} },
+      resources: { memoryMiB: rec.resources.memoryBytes / 1024 / 1024, cpus: rec.resources.cpus },
+      autoRemove: false,
+      restartPolicy: rec.spec.restartPolicy ?? { name: 'no', maximumRetryCount: 0 },
+      restartCount: 0,
+      state: 'dead',
+      vmPid: null,
+      exitCode: null,
+      startedAt: null,
+      finishedAt: null,
+      error: null,
+      mounts: [],
+      network: '',
+      machineId: rec.machineId,
+    } as unknown as FleetContainer;
+  }
+
+  /** Stops a container on its machine. */
+  async stop(tenant: string, project: string, ref: string, timeoutSec?: number): Promise<void> {
+    const rec = await this.record(tenant, project, ref);
+    await unreachable(rec, (await this.machines.of(rec.machineId)).stop(this.ctx(rec), rec.machineContainerId, timeoutSec));
+  }
+
+  /** Starts a container on its machine. */
+  async start(tenant: string, project: string, ref: string): Promise<void> {
+    const rec = await this.record(tenant, project, ref);
+    await unreachable(rec, (await this.machines.of(rec.machineId)).start(this.ctx(rec), rec.machineContainerId));
+  }
+
+  /** Reads a container's log (not followed) from its machine. */
+  async logs(tenant: string, project: string, ref: string, query: LogQuery): Promise<LogLine[]> {
+    const rec = await this.record(tenant, project, ref);
+    const lines: LogLine[] = [];
+    const remote = await this.machines.of(rec.machineId);
+    await unreachable(
+      rec,
+      remote.logs(this.ctx(rec), rec.machineContainerId, query, false, (l) => lines.push(l), new AbortController().signal),
+    );
+    return lines;
+  }
+
+  /**
+   * Places again, on another machine, every container recorded on LOST machine `machineId` whose restart policy
+   * asks to be kept running (always, unless-stopped, on-failure): off the lost machine's allocation, a new plan on
+   * the READY machines, created and started there, and the record moved with a compare-and-swap (a second replica
+   * doing the same loses the swap and removes what it created). The quota reservation stays (same container).
+   * Level-triggered: called on every health round for every LOST machine, so a controller that restarts meanwhile
+   * still does it; a container that cannot be placed now is tried again next round.
+   */
+  async rescheduleFrom(machineId: string): Promise<Rescheduled[]> {
+    const all = await this.store.list<ContainerRecord>(CONTAINER_KIND);
+    const out: Rescheduled[] = [];
+    for (const stored of all) {
+      const rec = stored.value;
+      if (rec.machineId !== machineId || !restartsElsewhere(rec.spec)) continue;
+      try {
+        if (!(await this.releaseFrom(rec.id, stored.key, machineId, stored.revision))) continue;
+        const p = await this.placer.place({
+          containerId: rec.id,
+          project: `${rec.tenant}/${rec.project}`,
+          resources: rec.resources,
+          labels: rec.spec.labels ?? {},
+          image: rec.spec.image,
+          policy: 'spread',
+        });
+        const remote = await this.machines.of(p.plan.machineId);
+        const ctx = this.ctx(rec);
+        let created: Container;
+        try {
+          created = await remote.create(ctx, {
+            ...rec.spec,
+            name: rec.id,
+            labels: { ...(rec.spec.labels ?? {}), [LABELS.id]: rec.id, [LABELS.tenant]: rec.tenant, [LABELS.project]: rec.project },
+          });
+        } catch (err) {
+          await releasePlacement(this.store, rec.id).catch(() => undefined);
+          throw err;
+        }
+        const moved: ContainerRecord = { ...rec, machineId: p.plan.machineId, machineContainerId: created.id };
+        try {
+          await this.store.put(CONTAINER_KIND, stored.key, moved, { expectRevision: stored.revision });
+        } catch (err) {
+          await remote.remove(ctx, created.id, { force: true }).catch(() => undefined);
+          throw err;
+        }
+        await remote.start(ctx, created.id);
+        out.push({ id: rec.id, from: machineId, to: p.plan.machineId });
+      } catch (err) {
+        out.push({ id: rec.id, from: machineId, error: (err as Error).message });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Takes container `id` (its record at `key`) off lost machine `machineId`'s allocation, only if it is still placed there and its record
+   * is still at `recordRevision` (one commit, compare-and-swapped): false when another replica got there first (it
+   * placed the container again already), so that two replicas never release each other's new placement.
+   */
+  private async releaseFrom(id: string, key: string, machineId: string, recordRevision: number): Promise<boolean> {
+    const placement = await this.store.get<PlacementRecord>(PLACEMENT_KIND, id);
+    if (placement && placement.value.machineId !== machineId) return false;
+    if (!placement) return true; // released before (a placement that failed last round): place it now
+    const alloc = await this.store.get<AllocRecord>(ALLOC_KIND, machineId);
+    const ops: StoreOp[] = [
+      { op: 'check', kind: CONTAINER_KIND, key, expectRevision: recordRevision },
+      { op: 'delete', kind: PLACEMENT_KIND, key: id, expectRevision: placement.revision },
+    ];
+    if (alloc)
+      ops.push({
+        op: 'put',
+        kind: ALLOC_KIND,
+        key: machineId,
+        value: { containers: alloc.value.containers.filter((c) => c.id !== id) } satisfies AllocRecord,
+        expectRevision: alloc.revision,
+      });
+    try {
+      await this.store.commit(ops);
+      return true;
+    } catch (err) {
+      if (isStoreConflict(err)) return false; // moved meanwhile: the next round sees it as it is now
+      throw err;
+    }
+  }
+
+  /**
+   * Removes from machine `machineId` the containers the controller placed there that are no longer recorded there
+   * (placed again elsewhere while the machine was LOST, or removed meanwhile): what a machine that comes back runs
+   * must not run twice. Returns their controller ids.
+   */
+  async removeOrphans(machineId: string): Promise<string[]> {
+    const remote = await this.machines.of(machineId);
+    const ctx: RequestContext = { principal: 'boson-controller' };
+    const here = await remote.list(ctx, { all: true });
+    const removed: string[] = [];
+    for (const c of here) {
+      const id = c.config.labels[LABELS.id];
+      const tenant = c.config.labels[LABELS.tenant];
+      const project = c.config.labels[LABELS.project];
+      if (!id || !tenant || !project) continue;
+      const rec = await this.store.get<ContainerRecord>(CONTAINER_KIND, this.key(tenant, project, id));
+      if (rec && rec.value.machineId === machineId && rec.value.machineContainerId === c.id) continue;
+      // Placed here and not recorded yet: a create in progress, not an orphan.
+      const placement = await this.store.get<PlacementRecord>(PLACEMENT_KIND, id);
+      if (!rec && placement?.value.machineId === machineId) continue;
+      await remote.remove(ctx, c.id, { force: true }).catch(() => undefined);
+      removed.push(id);
+    }
+    return removed;
+  }
+
+  /**
+   * Removes a container: from its machine (force stops it), then its placement and record, and its quota back. A
+   * machine that no longer has it (or is gone from the fleet) does not block the removal with `force`.
+   */
+  async remove(tenant: string, project: string, ref: string, force = false): Promise<void> {
+    const rec = await this.record(tenant, project, ref);
+    try {
+      await (await this.machines.of(rec.machineId)).remove(this.ctx(rec), rec.machineContainerId, { force });
+    } catch (err) {
+      const gone = err instanceof BosonError && (err.code === 'CONTAINER_NOT_FOUND' || err.code === 'MACHINE_NOT_FOUND');
+      if (!gone && !force) throw err instanceof BosonError && err.code === 'DAEMON_UNAVAILABLE' ? machineDown(rec, err) : err;
+    }
+    await releasePlacement(this.store, rec.id);
+    await this.store.delete(CONTAINER_KIND, this.key(tenant, project, rec.id)).catch(() => undefined);
+    await this.store.delete(CONTAINER_NAME_KIND, this.key(tenant, project, rec.name)).catch(() => undefined);
+    await this.tenants.release(tenant, project, rec.reservation);
+  }
+}
+
+/** True for a container the controller should run again elsewhere when its machine is lost. */
+export function restartsElsewhere(spec: ContainerSpec): boolean {
+  const name = spec.restartPolicy?.name ?? 'no';
+  return name === 'always' || name === 'unless-stopped' || name === 'on-failure';
+}
+
+/** What one reschedule did. */
+export interface Rescheduled {
+  id: string;
+  from: string;
+  to?: string;
+  error?: string;
+}
+
+function machineDown(rec: ContainerRecord, cause: unknown): BosonError {
+  return new BosonError('MACHINE_UNREACHABLE', `machine ${rec.machineId}, which holds ${rec.name}, does not answer`, {
+    cause,
+    details: { machine: rec.machineId, container: rec.id },
+  });
+}
+
+async function unreachable<T>(rec: ContainerRecord, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    if (err instanceof BosonError && err.code === 'DAEMON_UNAVAILABLE') throw machineDown(rec, err);
+    throw err;
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * Public surface of the fleet: machines that join a controller (join tokens, the fleet CA, READY / MAINTENANCE /
+ * LOST by health checks), and containers of projects placed on them. `openFleet` puts the pieces together over one
+ * store; everything it holds in memory is a cache or a timer that another replica would rebuild from the store.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { silentLogger, type AsyncStateStore, type Logger } from '../../common/index.ts';
+import type { Tenants } from '../model/tenants.ts';
+import { FleetCa } from './ca.ts';
+import { FleetContainers } from './containers.ts';
+import { Fleet } from './fleet.ts';
+import { HealthChecker, MachineClients } from './machines.ts';
+import { containerRoutes, dockerCertRoutes, machineRoutes } from './routes.ts';
+import { ProjectMachine } from './project-machine.ts';
+
+export { FleetCa, makeKeyPair, fingerprint, CONTROLLER_IDENTITY, type FleetCaRecord } from './ca.ts';
+export {
+  Fleet,
+  parseJoinToken,
+  splitAddress,
+  HEALTH_KIND,
+  JOIN_TOKEN_KIND,
+  type FleetMachineRecord,
+  type HealthRecord,
+  type MachineInfo,
+  type JoinRequest,
+  type JoinResponse,
+  type JoinTokenCreated,
+  type FleetOptions,
+} from './fleet.ts';
+export {
+  FleetContainers,
+  containerCost,
+  specResources,
+  CONTAINER_KIND,
+  LABELS,
+  type ContainerRecord,
+  type FleetContainer,
+} from './containers.ts';
+export { HealthChecker, MachineClients } from './machines.ts';
+export { machineRoutes, containerRoutes, dockerCertRoutes, fleetRouteEntries } from './routes.ts';
+export { ProjectMachine, EXEC_KIND } from './project-machine.ts';
+
+/** How a fleet is run. */
+export interface FleetSettings {
+  /** A machine not reached for this long is LOST. */
+  lostAfterMs: number;
+  /** How often every machine is checked (0: not in the background; call checker.checkAll()). */
+  checkIntervalMs: number;
+  /** How long one check waits for an answer. */
+  checkTimeoutMs: number;
+  /** The CA of the controller's TCP endpoint (PEM), pinned in join tokens. */
+  serverCaPem?: string;
+  /** tcp://host:port of the projects' Docker endpoint, when the controller serves one (told to docker-env). */
+  dockerHost?: string;
+  clock?: () => number;
+  log?: Logger;
+}
+
+/** A fleet, ready to serve. */
+export interface OpenFleet {
+  fleet: Fleet;
+  containers: FleetContainers;
+  checker: HealthChecker;
+  /** The CA of the client certificates of projects' Docker endpoints. */
+  dockerCa: FleetCa;
+  /** A project of the fleet as a port Machine (what its Docker endpoint serves). */
+  projectMachine(tenant: string, project: string): ProjectMachine;
+  /** The API routes to register on the controller's app. */
+  routes: FastifyPluginAsync[];
+  close(): Promise<void>;
+}
+
+/** Opens the fleet over `store` (making its CA on first use) and starts its health checks. */
+export async function openFleet(store: AsyncStateStore, tenants: Tenants, settings: FleetSettings): Promise<OpenFleet> {
+  const ca = await FleetCa.ensure(store);
+  const fleet = new Fleet(store, ca, {
+    lostAfterMs: settings.lostAfterMs,
+    ...(settings.serverCaPem ? { serverCaPem: settings.serverCaPem } : {}),
+    ...(settings.clock ? { clock: settings.clock } : {}),
+  });
+  const clients = new MachineClients(fleet);
+  const dockerCa = await FleetCa.ensure(store, 'docker');
+  const containers = await FleetContainers.open(store, tenants, clients);
+  const log = (settings.log ?? silentLogger).child({ component: 'fleet' });
+  const checker = new HealthChecker(fleet, {
+    intervalMs: settings.checkIntervalMs,
+    timeoutMs: settings.checkTimeoutMs,
+    log,
+    whileLost: async (id) => {
+      for (const r of await containers.rescheduleFrom(id))
+        if (r.error)
+          log.warn({ container: r.id, from: r.from, err: r.error }, 'cannot place a container of a LOST machine again (next round)');
+        else log.info({ container: r.id, from: r.from, to: r.to }, 'placed a container of a LOST machine again');
+    },
+    onBack: async (id) => {
+      const removed = await containers.removeOrphans(id);
+      if (removed.length > 0)
+        log.info({ machine: id, containers: removed }, 'removed containers placed elsewhere while the machine was LOST');
+    },
+  });
+  if (settings.checkIntervalMs > 0) checker.start();
+  return {
+    fleet,
+    containers,
+    checker,
+    dockerCa,
+    projectMachine: (tenant, project) => new ProjectMachine(store, fleet, containers, clients, tenant, project),
+    routes: [machineRoutes(fleet), containerRoutes(containers), dockerCertRoutes(dockerCa, settings.serverCaPem, settings.dockerHost)],
+    close: async () => {
+      await checker.stop();
+      containers.close();
+    },
+  };
+}
+export { joinController, type JoinOptions, type Joined } from './join.ts';

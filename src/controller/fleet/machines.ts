@@ -1,0 +1,128 @@
+/**
+ * How the controller reaches the machines of its fleet: a RemoteMachine per machine over TCP with mutual TLS (the
+ * controller presents its fleet client certificate; the machine's certificate must be signed by the fleet CA and
+ * name the machine's id), and the health checks that tell READY from LOST: every interval, each machine's
+ * `/healthz` is asked over that same path, and the outcome is recorded in the store (Fleet.recordCheck).
+ */
+import { BosonError, silentLogger, type Logger } from '../../common/index.ts';
+import { MachineClient, RemoteMachine } from '../../machine/client/index.ts';
+import type { Fleet } from './fleet.ts';
+import { splitAddress } from './fleet.ts';
+
+/** Builds (and caches, by address and id) the client of each machine. A cache only: nothing a replica must share. */
+export class MachineClients {
+  private readonly cache = new Map<string, RemoteMachine>();
+
+  constructor(
+    private readonly fleet: Fleet,
+    private readonly timeoutMs = 0,
+    private readonly connectTimeoutMs = 5000,
+  ) {}
+
+  /** The RemoteMachine of machine `id` at `address`. */
+  forAddress(id: string, address: string): RemoteMachine {
+    const key = `${id}@${address}`;
+    let m = this.cache.get(key);
+    if (!m && address.startsWith('unix://')) {
+      // The controller's own host (boson up --controller): its local socket, no TLS.
+      m = new RemoteMachine(new MachineClient(address.slice('unix://'.length)));
+      this.cache.set(key, m);
+    }
+    if (!m) {
+      const { host, port } = splitAddress(address);
+      const ca = this.fleet.ca.record;
+      m = new RemoteMachine(
+        MachineClient.overTls({
+          host,
+          port,
+          ca: ca.cert,
+          cert: ca.controllerCert,
+          key: ca.controllerKey,
+          identity: id,
+          ...(this.timeoutMs > 0 ? { timeoutMs: this.timeoutMs } : {}),
+          ...(this.connectTimeoutMs > 0 ? { connectTimeoutMs: this.connectTimeoutMs } : {}),
+        }),
+      );
+      this.cache.set(key, m);
+    }
+    return m;
+  }
+
+  /**
+   * The RemoteMachine of machine `id` (MACHINE_NOT_FOUND when it is not in the fleet; MACHINE_UNREACHABLE at once
+   * when it is LOST, rather than a call that waits for a connection that will not come).
+   */
+  async of(id: string): Promise<RemoteMachine> {
+    const rec = await this.fleet.record(id);
+    if (rec.state === 'LOST')
+      throw new BosonError('MACHINE_UNREACHABLE', `machine ${id} is LOST (not reached since the controller last saw it)`, {
+        details: { machine: id },
+      });
+    return this.forAddress(id, rec.address);
+  }
+}
+
+/** Health checks of every machine, every `intervalMs` (see the module comment). */
+export class HealthChecker {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private readonly probes: MachineClients;
+
+  constructor(
+    private readonly fleet: Fleet,
+    private readonly opts: {
+      intervalMs: number;
+      timeoutMs: number;
+      log?: Logger;
+      /** Called, every round, for each machine that is LOST after its check (level-triggered). */
+      whileLost?: (id: string) => Promise<void>;
+      /** Called once when a LOST machine answers again (before it takes new containers from this controller). */
+      onBack?: (id: string) => Promise<void>;
+    },
+  ) {
+    this.probes = new MachineClients(fleet, opts.timeoutMs);
+  }
+
+  /** Checks every machine once, in parallel; resolves when all outcomes are recorded. */
+  async checkAll(): Promise<void> {
+    const log = this.opts.log ?? silentLogger;
+    const machines = await this.fleet.list();
+    await Promise.all(
+      machines.map(async (m) => {
+        let error: string | undefined;
+        try {
+          await this.probes.forAddress(m.id, m.address).client.request('GET', '/healthz');
+        } catch (err) {
+          error = (err as Error).message;
+        }
+        try {
+          const state = await this.fleet.recordCheck(m.id, error);
+          if (state !== m.state) log.warn({ machine: m.id, from: m.state, to: state, error }, 'machine state changed');
+          if (m.state === 'LOST' && state !== 'LOST' && state !== undefined) await this.opts.onBack?.(m.id);
+          if (state === 'LOST') await this.opts.whileLost?.(m.id);
+        } catch (err) {
+          log.error({ machine: m.id, err: (err as Error).message }, 'cannot record a health check, or act on it');
+        }
+      }),
+    );
+  }
+
+  /** Starts checking in the background (one round at a time). */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      if (this.running) return;
+      this.running = this.checkAll()
+        .catch((err: unknown) => (this.opts.log ?? silentLogger).error({ err: (err as Error).message }, 'health check round failed'))
+        .finally(() => (this.running = undefined));
+    }, this.opts.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops, after the round in progress. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+}

@@ -1,0 +1,421 @@
+/**
+ * The fleet end to end with real parts except QEMU: a controller (its REST API on TCP with TLS, as a fleet's
+ * controller serves it) and two machine daemons' REST APIs (over the fake VMM, each on its own TCP port with mutual
+ * TLS from the certificates issued at join). Machines join with a join token (the controller's CA pinned by it);
+ * the controller then reaches them only over mTLS. Spread places one container on each machine, binpack both on one;
+ * a drained machine gets nothing new; a machine that stops answering goes LOST and comes back READY; another
+ * tenant's containers are 404; an over-quota create names "quota" and the key.
+ */
+import assert from 'node:assert/strict';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { Server } from 'node:net';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { asyncStore, MemoryStateStore, PACKAGE_ROOT, serveTcpEndpoint } from '../src/common/index.ts';
+import {
+  buildControllerApi,
+  Controller,
+  joinController,
+  makeKeyPair,
+  policyTable,
+  openFleet,
+  parseQuotaItem,
+  type OpenFleet,
+} from '../src/controller/index.ts';
+import { fleetRouteEntries } from '../src/controller/fleet/routes.ts';
+import { ImageStore } from '../src/image/index.ts';
+import { buildApi } from '../src/machine/api/server.ts';
+import { FakeVmm } from '../src/machine/fake-vmm.ts';
+import { fakeRuntime } from '../src/machine/fake-runtime.ts';
+import { openStateStore } from '../src/machine/store/sqlite.ts';
+
+const LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
+const LOST_AFTER_MS = 60_000;
+
+let clockMs = Date.now();
+let ctl: Controller;
+let fleet: OpenFleet;
+let api: FastifyInstance;
+let ctlTcp: Server;
+let ctlUrl = '';
+let routes: Array<{ method: string; url: string; policy?: unknown }> = [];
+const tok: Record<string, string> = {};
+
+interface TestMachine {
+  id: string;
+  dir: string;
+  port: number;
+  app: FastifyInstance;
+  runtime: ReturnType<typeof fakeRuntime>;
+  tcp?: Server;
+  tls: { ca: Buffer; cert: Buffer; key: Buffer };
+}
+const machines: TestMachine[] = [];
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function call(
+  who: string | null,
+  method: string,
+  url: string,
+  body?: unknown,
+): Promise<{ status: number; json: () => any; body: string }> {
+  const res = await api.inject({
+    method: method as 'GET',
+    url,
+    headers: who ? { authorization: `Bearer ${tok[who]}` } : {},
+    ...(body === undefined ? {} : { payload: body as object }),
+  });
+  return { status: res.statusCode, body: res.body, json: () => res.json() };
+}
+
+async function serveMachine(m: TestMachine): Promise<void> {
+  m.tcp = await serveTcpEndpoint({ host: '127.0.0.1', port: m.port, tls: m.tls }, m.app.server);
+}
+
+async function startMachine(name: string, token: string, labels: Record<string, string>): Promise<TestMachine> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `boson-fleet-${name}-`));
+  const store = openStateStore(dir);
+  await new ImageStore(store, dir).importPath(LAYOUT);
+  store.close();
+  const runtime = fakeRuntime({ stateDir: dir, vmm: new FakeVmm(), detached: true });
+  await runtime.init();
+  const app = await buildApi(runtime);
+  await app.listen({ path: path.join(dir, 'api.sock') });
+  const port = await freePort();
+  const joined = await joinController({
+    url: ctlUrl,
+    token,
+    address: `127.0.0.1:${port}`,
+    capacity: { cpus: 4, memoryBytes: 4 * 1024 ** 3, diskBytes: 100 * 1024 ** 3 },
+    labels,
+    zone: 'z1',
+  });
+  assert.match(joined.id, /^m-[0-9a-f]{12}$/);
+  const m: TestMachine = {
+    id: joined.id,
+    dir,
+    port,
+    app,
+    runtime,
+    tls: { ca: Buffer.from(joined.ca), cert: Buffer.from(joined.cert), key: Buffer.from(joined.key) },
+  };
+  machines.push(m);
+  await serveMachine(m);
+  return m;
+}
+
+before(async () => {
+  await access(path.join(LAYOUT, 'index.json'));
+  ctl = new Controller(asyncStore(new MemoryStateStore()));
+  await ctl.bootstrap();
+  // The controller's TCP endpoint: a server certificate from its own CA (as `boson tls init` would make).
+  const bootstrapFleet = await openFleet(ctl.store, ctl.tenants, { lostAfterMs: LOST_AFTER_MS, checkIntervalMs: 0, checkTimeoutMs: 2000 });
+  await bootstrapFleet.close();
+  const serverKeys = await makeKeyPair();
+  const serverCert = await bootstrapFleet.fleet.ca.issueMachineCert(serverKeys.publicKey, 'controller', '127.0.0.1');
+  const serverCa = bootstrapFleet.fleet.ca.cert;
+  fleet = await openFleet(ctl.store, ctl.tenants, {
+    lostAfterMs: LOST_AFTER_MS,
+    checkIntervalMs: 0,
+    checkTimeoutMs: 2000,
+    serverCaPem: serverCa,
+    clock: () => clockMs,
+  });
+  ({ app: api, routes } = await buildControllerApi(ctl, undefined, fleet.routes));
+  await api.ready();
+  const port = await freePort();
+  ctlTcp = await serveTcpEndpoint(
+    { host: '127.0.0.1', port, tls: { ca: Buffer.from(serverCa), cert: Buffer.from(serverCert), key: Buffer.from(serverKeys.key) } },
+    api.server,
+    undefined,
+    [],
+    'optional',
+  );
+  ctlUrl = `https://127.0.0.1:${port}`;
+
+  await ctl.identity.createUser('root');
+  tok.root = (await ctl.identity.createToken('root', { role: 'system-admin' })).token;
+  for (const t of ['acme', 'bolt']) {
+    await ctl.tenants.createTenant(t, [parseQuotaItem('vm.count=10')]);
+    await ctl.tenants.createProject(t, 'web', [parseQuotaItem('vm.count=3')]);
+    await ctl.identity.createUser(`${t}-dev`, t);
+    tok[t] = (await ctl.identity.createToken(`${t}-dev`, { role: 'member', tenant: t, project: 'web' })).token;
+  }
+});
+
+after(async () => {
+  for (const m of machines) {
+    m.tcp?.close();
+    await m.app.close().catch(() => undefined);
+    await m.runtime.close().catch(() => undefined);
+    await rm(m.dir, { recursive: true, force: true });
+  }
+  await fleet?.close();
+  ctlTcp?.close();
+  await api?.close();
+});
+
+test('machines join with a join token (only a system admin makes one; a wrong one is refused) and are READY', async () => {
+  assert.equal((await call('acme', 'POST', '/v1/machine-tokens', {})).status, 403);
+  const made = await call('root', 'POST', '/v1/machine-tokens', { ttlSeconds: 600 });
+  assert.equal(made.status, 201, made.body);
+  const token = made.json().token as string;
+  assert.match(token, /^bjoin_[0-9a-f]{12}\.[0-9a-f]{48}\.[0-9a-f]{64}$/);
+  // The token's secret is not stored; listing shows no secret.
+  const listed = await call('root', 'GET', '/v1/machine-tokens');
+  assert.ok(!listed.body.includes(token.split('.')[1]!));
+  const forged = token.replace(/\.([0-9a-f])/, (_m, c: string) => `.${c === 'a' ? 'b' : 'a'}`);
+  await assert.rejects(
+    joinController({ url: ctlUrl, token: forged, address: '127.0.0.1:1', capacity: { cpus: 1, memoryBytes: 1 << 30, diskBytes: 0 } }),
+    (err: any) => err.code === 'JOIN_TOKEN_INVALID',
+  );
+  await startMachine('a', token, { disk: 'ssd' });
+  await startMachine('b', token, { disk: 'hdd' });
+  // Revoked, the token joins nothing more; the machines that joined with it stay.
+  const id = token.slice('bjoin_'.length, 'bjoin_'.length + 12);
+  assert.equal((await call('root', 'DELETE', `/v1/machine-tokens/${id}`)).status, 204);
+  assert.equal((await call('root', 'DELETE', `/v1/machine-tokens/${id}`)).status, 404);
+  await assert.rejects(
+    joinController({ url: ctlUrl, token, address: '127.0.0.1:1', capacity: { cpus: 1, memoryBytes: 1 << 30, diskBytes: 0 } }),
+    (err: any) => err.code === 'JOIN_TOKEN_INVALID',
+  );
+  const ls = await call('root', 'GET', '/v1/machines');
+  assert.equal(ls.status, 200);
+  const list = ls.json() as Array<{ id: string; state: string; address: string }>;
+  assert.deepEqual(list.map((m) => m.state).sort(), ['READY', 'READY']);
+  assert.deepEqual(new Set(list.map((m) => m.id)), new Set(machines.map((m) => m.id)));
+  // Tenants do not see machines.
+  assert.equal((await call('acme', 'GET', '/v1/machines')).status, 403);
+  // Health checks over mTLS reach both.
+  await fleet.checker.checkAll();
+  for (const m of (await call('root', 'GET', '/v1/machines')).json() as Array<{ state: string; lastError?: string }>) {
+    assert.equal(m.state, 'READY');
+    assert.equal(m.lastError, undefined);
+  }
+});
+
+const create = (who: string, name: string, policy: 'spread' | 'binpack') =>
+  call(who, 'POST', `/v1/tenants/${who}/projects/web/containers`, {
+    spec: { image: 'busybox', name, process: { args: ['echo', `hello from ${name}`] } },
+    policy,
+  });
+
+test('spread puts one container on each machine; binpack puts the next two together; the quota is exact', async () => {
+  const a = await create('acme', 's1', 'spread');
+  assert.equal(a.status, 201, a.body);
+  const b = await create('acme', 's2', 'spread');
+  assert.equal(b.status, 201, b.body);
+  assert.notEqual(a.json().machineId, b.json().machineId, 'spread: two machines');
+  assert.equal(a.json().name, 's1');
+
+  // The container exists on the machine that was chosen, and only there.
+  const onMachine = machines.find((m) => m.id === a.json().machineId)!;
+  const local = await onMachine.runtime.list({}, { all: true });
+  assert.ok(local.some((c) => c.config.labels['boson.controller.id'] === a.json().id));
+
+  const c = await create('acme', 's3', 'spread');
+  assert.equal(c.status, 201, c.body);
+  // vm.count=3 is used up: a fourth names "quota" and the key, and nothing is created.
+  const d = await create('acme', 's4', 'spread');
+  assert.equal(d.status, 507, d.body);
+  assert.match(d.json().detail, /quota/);
+  assert.match(d.json().detail, /vm\.count/);
+  const listed = await call('acme', 'GET', '/v1/tenants/acme/projects/web/containers');
+  assert.deepEqual((listed.json() as Array<{ name: string }>).map((x) => x.name).sort(), ['s1', 's2', 's3']);
+
+  // Logs come from the machine that holds it.
+  const logs = await call('acme', 'GET', `/v1/tenants/acme/projects/web/containers/s1/logs`);
+  assert.equal(logs.status, 200, logs.body);
+
+  for (const n of ['s1', 's2', 's3']) {
+    const del = await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/${n}?force=true`);
+    assert.equal(del.status, 204, del.body);
+  }
+  assert.equal((await call('acme', 'GET', '/v1/tenants/acme/projects/web/containers')).json().length, 0);
+  assert.equal((await ctl.tenants.getProject('acme', 'web')).usage.find((u) => u.key === 'vm.count')?.value ?? 0, 0);
+
+  const p = await create('acme', 'p1', 'binpack');
+  const q = await create('acme', 'p2', 'binpack');
+  assert.equal(p.status, 201, p.body);
+  assert.equal(q.status, 201, q.body);
+  assert.equal(p.json().machineId, q.json().machineId, 'binpack: one machine');
+  for (const n of ['p1', 'p2'])
+    assert.equal((await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/${n}?force=true`)).status, 204);
+});
+
+test('two creates racing for one name: one container, the other NAME_IN_USE, and its quota back', async () => {
+  const [a, b] = await Promise.all([create('acme', 'dup', 'spread'), create('acme', 'dup', 'spread')]);
+  assert.deepEqual([a.status, b.status].sort(), [201, 409], `${a.body} ${b.body}`);
+  const listed = (await call('acme', 'GET', '/v1/tenants/acme/projects/web/containers')).json() as Array<{ name: string }>;
+  assert.deepEqual(
+    listed.map((c) => c.name),
+    ['dup'],
+  );
+  assert.equal((await ctl.tenants.getProject('acme', 'web')).usage.find((u) => u.key === 'vm.count')?.value, 1);
+  // Nothing is left on the machines but the one container.
+  const everywhere = (await Promise.all(machines.map((m) => m.runtime.list({}, { all: true })))).flat();
+  assert.equal(everywhere.length, 1);
+  assert.equal((await call('acme', 'DELETE', '/v1/tenants/acme/projects/web/containers/dup?force=true')).status, 204);
+  // The name is free again.
+  const again = await create('acme', 'dup', 'spread');
+  assert.equal(again.status, 201, again.body);
+  assert.equal((await call('acme', 'DELETE', '/v1/tenants/acme/projects/web/containers/dup?force=true')).status, 204);
+});
+
+test("another tenant's containers are not found, whatever the route", async () => {
+  const mine = await create('acme', 'secret', 'spread');
+  assert.equal(mine.status, 201, mine.body);
+  const id = mine.json().id as string;
+  for (const ref of ['secret', id]) {
+    // bolt's member asking in acme's project: 404 (no standing there).
+    assert.equal((await call('bolt', 'GET', `/v1/tenants/acme/projects/web/containers/${ref}`)).status, 404);
+    // bolt's member asking in its own project for acme's container: 404 too.
+    for (const [method, suffix] of [
+      ['GET', ''],
+      ['GET', '/logs'],
+      ['POST', '/stop'],
+      ['DELETE', '?force=true'],
+    ] as const) {
+      const r = await call('bolt', method, `/v1/tenants/bolt/projects/web/containers/${ref}${suffix}`);
+      assert.equal(r.status, 404, `${method} ${suffix}: ${r.body}`);
+    }
+  }
+  assert.equal((await call('bolt', 'GET', '/v1/tenants/bolt/projects/web/containers')).json().length, 0);
+  // Every fleet route of a project, walked by another tenant's member: 404, whatever the method.
+  const projectRoutes = fleetRouteEntries(routes).filter((r) => r.url.includes('/tenants/:tenant/projects/:project'));
+  assert.ok(projectRoutes.length >= 8);
+  for (const r of projectRoutes) {
+    const url = r.url.replace(':tenant', 'acme').replace(':project', 'web').replace(':ref', 'secret');
+    const body = url.endsWith('/containers')
+      ? { spec: { image: 'busybox' } }
+      : url.endsWith('/docker-certs')
+        ? { publicKey: 'x' }
+        : undefined;
+    const res = await call('bolt', r.method, url, body);
+    assert.equal(res.status, 404, `${r.method} ${r.url}: ${res.body}`);
+  }
+  // And every machine route but join and the CA is the system admin's: 403 for a tenant's member.
+  for (const r of fleetRouteEntries(routes).filter(
+    (x) => x.url.startsWith('/v1/machine') && (x.policy as { allow: string }).allow !== 'public',
+  )) {
+    const res = await call(
+      'bolt',
+      r.method,
+      r.url.replace(':id', r.url.startsWith('/v1/machine-tokens') ? 'aaaaaaaaaaaa' : machines[0]!.id),
+      r.method === 'POST' ? {} : undefined,
+    );
+    assert.equal(res.status, 403, `${r.method} ${r.url}: ${res.body}`);
+  }
+  assert.equal((await call('acme', 'GET', `/v1/tenants/acme/projects/web/containers/secret`)).status, 200);
+  assert.equal((await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/secret?force=true`)).status, 204);
+});
+
+test('a restart-policy container of a LOST machine is placed again on another; its old copy goes when the machine is back', async () => {
+  const spec = (name: string, restart: boolean) => ({
+    spec: {
+      image: 'busybox',
+      name,
+      process: { args: ['sleep', '600'] },
+      ...(restart ? { restartPolicy: { name: 'always', maximumRetryCount: 0 } } : {}),
+    },
+    policy: 'binpack',
+  });
+  const r1 = await call('acme', 'POST', '/v1/tenants/acme/projects/web/containers', spec('r1', true));
+  assert.equal(r1.status, 201, r1.body);
+  const n0 = await call('acme', 'POST', '/v1/tenants/acme/projects/web/containers', spec('n0', false));
+  assert.equal(n0.status, 201, n0.body);
+  const holder = machines.find((m) => m.id === r1.json().machineId)!;
+  const other = machines.find((m) => m !== holder)!;
+  assert.equal(n0.json().machineId, holder.id, 'binpack: together');
+
+  holder.tcp!.close();
+  holder.tcp = undefined;
+  clockMs += LOST_AFTER_MS + 1000;
+  await fleet.checker.checkAll();
+  assert.equal((await call('root', 'GET', `/v1/machines/${holder.id}`)).json().state, 'LOST');
+  // r1 (restart policy always) now runs on the other machine, under the same id and name; n0 (no policy) stays.
+  const moved = await call('acme', 'GET', '/v1/tenants/acme/projects/web/containers/r1');
+  assert.equal(moved.status, 200, moved.body);
+  assert.equal(moved.json().machineId, other.id);
+  assert.equal(moved.json().id, r1.json().id);
+  assert.equal(moved.json().state, 'running');
+  assert.ok((await other.runtime.list({}, { all: true })).some((c) => c.config.labels['boson.controller.id'] === r1.json().id));
+  assert.equal((await call('acme', 'GET', '/v1/tenants/acme/projects/web/containers/n0')).status, 503);
+  // The quota still counts it once.
+  assert.equal((await ctl.tenants.getProject('acme', 'web')).usage.find((u) => u.key === 'vm.count')?.value, 2);
+
+  // The machine comes back: READY, and its stale copy of r1 is removed (n0 stays).
+  await serveMachine(holder);
+  await fleet.checker.checkAll();
+  assert.equal((await call('root', 'GET', `/v1/machines/${holder.id}`)).json().state, 'READY');
+  const left = (await holder.runtime.list({}, { all: true })).map((c) => c.config.labels['boson.controller.id']);
+  assert.deepEqual(left, [n0.json().id]);
+  for (const n of ['r1', 'n0'])
+    assert.equal((await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/${n}?force=true`)).status, 204);
+});
+
+test('a drained machine gets nothing new and keeps what it has; a machine that stops answering goes LOST, then back', async () => {
+  const [m1, m2] = machines as [TestMachine, TestMachine];
+  const keep = await create('acme', 'keep', 'binpack');
+  assert.equal(keep.status, 201, keep.body);
+  const holder = keep.json().machineId === m1.id ? m1 : m2;
+  const other = holder === m1 ? m2 : m1;
+  const drained = await call('root', 'POST', `/v1/machines/${holder.id}/drain`);
+  assert.equal(drained.status, 200, drained.body);
+  assert.equal(drained.json().state, 'MAINTENANCE');
+  // binpack would choose the holder (the fuller one); drained, it gets nothing.
+  for (const n of ['n1', 'n2']) {
+    const r = await create('acme', n, 'binpack');
+    assert.equal(r.status, 201, r.body);
+    assert.equal(r.json().machineId, other.id);
+  }
+  // Its container stays, and answers.
+  assert.equal((await call('acme', 'GET', '/v1/tenants/acme/projects/web/containers/keep')).json().machineId, holder.id);
+  // A machine with containers is not removed without --force.
+  assert.equal((await call('root', 'DELETE', `/v1/machines/${holder.id}`)).status, 409);
+  assert.equal((await call('root', 'POST', `/v1/machines/${holder.id}/undrain`)).json().state, 'READY');
+
+  // Cut the other machine off: its checks fail; LOST once lostAfter has passed since it was last seen.
+  other.tcp!.close();
+  other.tcp = undefined;
+  await fleet.checker.checkAll();
+  assert.equal((await call('root', 'GET', `/v1/machines/${other.id}`)).json().state, 'READY', 'one failed check is not LOST');
+  clockMs += LOST_AFTER_MS + 1000;
+  await fleet.checker.checkAll();
+  const lost = (await call('root', 'GET', `/v1/machines/${other.id}`)).json();
+  assert.equal(lost.state, 'LOST');
+  assert.ok(lost.lastError);
+  // Nothing new goes to a LOST machine; a container on it answers as unreachable.
+  const r = await create('acme', 'n3', 'binpack');
+  assert.equal(r.status, 507, r.body);
+  assert.match(r.json().detail, /quota/, 'vm.count=3: keep, n1, n2');
+  const down = await call('acme', 'GET', '/v1/tenants/acme/projects/web/containers/n1');
+  assert.equal(down.status, 503, down.body);
+  assert.equal(down.json().code, 'MACHINE_UNREACHABLE');
+  // It answers again: READY.
+  await serveMachine(other);
+  await fleet.checker.checkAll();
+  assert.equal((await call('root', 'GET', `/v1/machines/${other.id}`)).json().state, 'READY');
+  for (const n of ['keep', 'n1', 'n2'])
+    assert.equal((await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/${n}?force=true`)).status, 204);
+  // Empty now: removable.
+  assert.equal((await call('root', 'DELETE', `/v1/machines/${holder.id}`)).status, 204);
+  assert.equal((await call('root', 'GET', `/v1/machines/${holder.id}`)).status, 404);
+});
+
+test("docs/controller.md has the fleet routes' policy table as the routes declare it", async () => {
+  const doc = await readFile(path.join(PACKAGE_ROOT, 'docs', 'controller.md'), 'utf8');
+  const m = /<!-- fleet-policy-table:start -->\n([\s\S]*?)\n<!-- fleet-policy-table:end -->/.exec(doc);
+  assert.ok(m, 'docs/controller.md has the fleet-policy-table markers');
+  assert.equal(m[1], policyTable(fleetRouteEntries(routes) as never), 'regenerate with: npx tsx scripts/controller-doc.ts --fleet');
+});
