@@ -90,7 +90,10 @@ export function buildQemuArgv(
   // ("IO-APIC + timer doesn't work!") when none came, which is what a vCPU starved by a loaded host (TCG above all)
   // sees; a micro-VM's timer is QEMU's and always works, so the test only ever fails for the wrong reason.
   const cmdline = ['console=ttyS0', 'panic=-1', 'rdinit=/init', config.debug ? 'loglevel=7' : 'quiet', 'pci=off', 'no_timer_check'];
-  if (accel === 'tcg' && tscKhz) cmdline.push(`tsc_early_khz=${tscKhz}`);
+  // tsc=reliable: under TCG the guest's TSC is QEMU's, which follows the host's time; without it the kernel's
+  // clocksource watchdog, comparing it with a timer a starved vCPU services late, marks it unstable and falls back to
+  // ticks, and the guest's wall clock (which stamps every log line) drifts seconds behind the host on a loaded host.
+  if (accel === 'tcg' && tscKhz) cmdline.push(`tsc_early_khz=${tscKhz}`, 'tsc=reliable');
   // Linux checks that the 8254 timer ticks through the IO-APIC within a few jiffies of busy-waiting; a vCPU starved
   // by a loaded host (TCG above all) fails it ("MP-BIOS bug: 8254 timer not connected to IO-APIC"), and the kernel
   // then hangs or panics ("IO-APIC + timer doesn't work!"), which panic=-1 and -no-reboot turn into QEMU exiting 0
