@@ -927,36 +927,38 @@ export class MachineRuntime implements MachineContainers {
         throw err;
       }
     };
-    const spec = encodeSpec({
-      argv: record.config.argv,
-      env: record.config.env,
-      cwd: record.config.cwd,
-      user: record.config.user,
-      hostname: record.config.hostname,
-      tty: record.config.tty,
-      stdin: record.config.openStdin,
-      winsize,
-      rootDisk: 'boson-root',
-      rootFstype: rootDisk.fstype,
-      scratchDisk: 'boson-scratch',
-      logPort: true,
-      clockNs: BigInt(Date.now()) * 1_000_000n,
-      entropy: randomBytes(32),
-      mounts,
-      ...(endpoint
-        ? {
-            interfaces: [
-              { mac: endpoint.mac, address: endpoint.address, prefixLen: endpoint.prefixLen, gateway: endpoint.gateway, mtu: 1500 },
-            ],
-            dns: endpoint.dns,
-            dnsSearch: endpoint.dnsSearch,
-            hosts: endpoint.hosts,
-          }
-        : {}),
-      // DNS asked for by the container (a pod's DNSConfig) replaces the network's.
-      ...(record.dns && record.dns.servers.length > 0 ? { dns: record.dns.servers } : {}),
-      ...(record.dns && record.dns.searches.length > 0 ? { dnsSearch: record.dns.searches } : {}),
-    });
+    // Encoded when sent, not before the boot: the guest sets its clock from clockNs (it stamps every log line).
+    const spec = (): Buffer =>
+      encodeSpec({
+        argv: record.config.argv,
+        env: record.config.env,
+        cwd: record.config.cwd,
+        user: record.config.user,
+        hostname: record.config.hostname,
+        tty: record.config.tty,
+        stdin: record.config.openStdin,
+        winsize,
+        rootDisk: 'boson-root',
+        rootFstype: rootDisk.fstype,
+        scratchDisk: 'boson-scratch',
+        logPort: true,
+        clockNs: BigInt(Date.now()) * 1_000_000n,
+        entropy: randomBytes(32),
+        mounts,
+        ...(endpoint
+          ? {
+              interfaces: [
+                { mac: endpoint.mac, address: endpoint.address, prefixLen: endpoint.prefixLen, gateway: endpoint.gateway, mtu: 1500 },
+              ],
+              dns: endpoint.dns,
+              dnsSearch: endpoint.dnsSearch,
+              hosts: endpoint.hosts,
+            }
+          : {}),
+        // DNS asked for by the container (a pod's DNSConfig) replaces the network's.
+        ...(record.dns && record.dns.servers.length > 0 ? { dns: record.dns.servers } : {}),
+        ...(record.dns && record.dns.searches.length > 0 ? { dnsSearch: record.dns.searches } : {}),
+      });
     const tNet = performance.now();
     let claimed: ClaimedVm | null =
       warm && runtimeDir ? await this.warm!.claim(warm, { runtimeDir, scratch, logFile, cgroupName: id.slice(0, 16) }) : null;
@@ -965,7 +967,7 @@ export class MachineRuntime implements MachineContainers {
     try {
       try {
         // A warm VM that does not take its SPEC in a boot's time is a bad one: it is replaced by a cold boot.
-        await this.startContainer(ctl, spec, claimed ? this.bootTimeout(accel) : undefined);
+        await this.startContainer(ctl, spec(), claimed ? this.bootTimeout(accel) : undefined);
       } catch (err) {
         if (!claimed || !(isBosonError(err, 'GUEST_CRASHED') || isBosonError(err, 'GUEST_BOOT_TIMEOUT'))) throw err;
         this.log.warn({ container: id, error: toBosonError(err).message }, 'a warm micro-VM did not take its container; booting cold');
@@ -973,7 +975,7 @@ export class MachineRuntime implements MachineContainers {
         claimed = null;
         await bad.undo();
         ({ vm, ctl } = await coldBoot());
-        await this.startContainer(ctl, spec);
+        await this.startContainer(ctl, spec());
       }
     } catch (err) {
       await vm.shutdown(1000);

@@ -94,12 +94,6 @@ export function buildQemuArgv(
   // clocksource watchdog, comparing it with a timer a starved vCPU services late, marks it unstable and falls back to
   // ticks, and the guest's wall clock (which stamps every log line) drifts seconds behind the host on a loaded host.
   if (accel === 'tcg' && tscKhz) cmdline.push(`tsc_early_khz=${tscKhz}`, 'tsc=reliable');
-  // Linux checks that the 8254 timer ticks through the IO-APIC within a few jiffies of busy-waiting; a vCPU starved
-  // by a loaded host (TCG above all) fails it ("MP-BIOS bug: 8254 timer not connected to IO-APIC"), and the kernel
-  // then hangs or panics ("IO-APIC + timer doesn't work!"), which panic=-1 and -no-reboot turn into QEMU exiting 0
-  // with nothing on the console. Seen repeatedly with a load average of 20 on 2 cores. The timer is known to work
-  // in QEMU's machines, so the check is skipped, as virtualized guests commonly do.
-  cmdline.push('no_timer_check');
   // Without ACPI there is no power off: boson-init resets the machine, and a triple fault is the reset that needs
   // no device (QEMU's -no-reboot then exits).
   if (!config.acpi) cmdline.push('reboot=t');
