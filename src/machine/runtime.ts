@@ -1495,22 +1495,8 @@ export class MachineRuntime implements MachineContainers {
     signal.addEventListener('abort', relay, { once: true });
     if (!this.live.has(record.id) && record.state !== 'restarting') return;
     const ended = new AbortController();
-    // Stdin held until the process runs (see Attachment): the VM is live right after its 'start' event.
-    const held: Array<Buffer | null> = [];
-    let running = this.live.has(record.id);
-    const deliver = (item: Buffer | null): void => {
-      const c = this.live.get(record.id)?.ctl;
-      if (item === null) c?.send(FrameType.STDIN_EOF);
-      else c?.sendStdin(item);
-    };
     const onEvent = (e: MachineEvent): void => {
-      if (e.actorId !== record.id) return;
-      if (e.action === 'die' || e.action === 'destroy') ended.abort();
-      else if (e.action === 'start' && !running)
-        setImmediate(() => {
-          running = true;
-          for (const item of held.splice(0)) deliver(item);
-        });
+      if (e.actorId === record.id && (e.action === 'die' || e.action === 'destroy')) ended.abort();
     };
     this.events.on('event', onEvent);
     try {
