@@ -3,9 +3,10 @@
  * what the setup command installs, so it is always tested. A newer CLI (Docker's own builds, e.g. 28.x in
  * /usr/local/bin) is tested too where one is installed; where none is, its suite is skipped with a message.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
+import { collect, type BosonResult } from './helpers.ts';
 
 /** One docker CLI binary. */
 export interface DockerCli {
@@ -57,4 +58,21 @@ export function newerDocker(): DockerCli | { missing: string } {
   return {
     missing: "no docker CLI newer than Debian's 20.10 is installed (e.g. Docker's own build in /usr/local/bin/docker): its run is skipped",
   };
+}
+
+/**
+ * A runner of `cli` against the Docker socket in a test daemon's run directory, with its own client config
+ * directory (both read when it runs: the daemon and the directory may come later, in before()).
+ */
+export function dockerOn(cli: DockerCli, runDir: () => string, configDir: () => string): (args: string[]) => Promise<BosonResult> {
+  return (args) =>
+    collect(
+      spawn(cli.path, args, {
+        env: { ...process.env, DOCKER_HOST: `unix://${runDir()}/docker.sock`, DOCKER_CONFIG: configDir(), DOCKER_CLI_HINTS: 'false' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      }),
+      undefined,
+      90_000,
+      [cli.path, ...args],
+    );
 }

@@ -7,12 +7,11 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { collect, runBoson, useDaemonHost, type BosonResult } from './helpers.ts';
-import { debianDocker } from './docker-clis.ts';
+import { runBoson, useDaemonHost, type BosonResult } from './helpers.ts';
+import { debianDocker, dockerOn } from './docker-clis.ts';
 
 const out = (r: BosonResult): string => r.stdout.toString();
 const ok = (r: BosonResult, what: string): void => assert.equal(r.code, 0, `${what}: ${r.stderr}`);
@@ -21,21 +20,11 @@ describe('docker network features inside the guest (Debian docker CLI)', () => {
   const cli = debianDocker();
   const { host } = useDaemonHost();
   let work: string;
-  const docker = (args: string[]): Promise<BosonResult> =>
-    collect(
-      spawn(cli.path, args, {
-        env: {
-          ...process.env,
-          DOCKER_HOST: `unix://${host().env.BOSON_RUN_DIR}/docker.sock`,
-          DOCKER_CONFIG: path.join(work, 'docker-config'),
-          DOCKER_CLI_HINTS: 'false',
-        },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      }),
-      undefined,
-      90_000,
-      [cli.path, ...args],
-    );
+  const docker = dockerOn(
+    cli,
+    () => host().env.BOSON_RUN_DIR!,
+    () => path.join(work, 'docker-config'),
+  );
   /** A /24 of this test host's own pool (10.<octet>.128.0/17), free of the networks the daemon picks first. */
   const subnet = (third: number): string => `${host().env.BOSON_NET_POOL!.split('.').slice(0, 2).join('.')}.${third}`;
   /** The IPv4 addresses (with prefix length) of eth0 as the guest itself reports them. */

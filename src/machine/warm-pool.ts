@@ -32,6 +32,7 @@ import type { BootBundle } from '../guest/index.ts';
 import { bootWithWatchdog, type MicroVmConfig, type Vm, type VmJail, type Vmm } from '../vmm/index.ts';
 import { ControlChannel } from './control-channel.ts';
 import { createScratchDisk, DEFAULT_SCRATCH_BYTES } from './scratch.ts';
+import type { WarmPoolView } from './port/schemas.ts';
 
 /** What a warm VM is booted for; a start can take only a VM of its own shape. */
 export interface WarmShape {
@@ -112,23 +113,8 @@ export interface ClaimedVm {
   undo(): Promise<void>;
 }
 
-/** What `boson info` and /metrics show of the pool. */
-export interface WarmPoolStats {
-  enabled: boolean;
-  images: string[];
-  perShape: number;
-  memoryBudgetMiB: number;
-  /** Guest memory of the warm VMs now (ready and booting), MiB. */
-  memoryUsedMiB: number;
-  shapes: Array<{ image: string; memoryMiB: number; cpus: number; journal: boolean; nic: boolean; ready: number; booting: number }>;
-  /** Starts that took a warm VM / found none of their shape (of images the pool keeps) / fell back to cold on a bad one. */
-  hits: number;
-  misses: number;
-  fallbacks: number;
-  /** Warm VMs that failed to boot, and ready ones that died or were discarded. */
-  bootFailures: number;
-  discarded: number;
-}
+/** What `boson info` and /metrics show of the pool: the port's WarmPoolView. */
+export type WarmPoolStats = WarmPoolView;
 
 /** The key of a shape (and of a bundle): equal keys, interchangeable VMs. */
 function shapeKey(s: WarmShape): string {

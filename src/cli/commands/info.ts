@@ -7,6 +7,7 @@ import { checkUserNamespaceSetup } from '../../image/index.ts';
 import { cgroupMode, describeCgroups, findQemu, probeAccelerator, qemuVersion, hostTscKhz } from '../../vmm/index.ts';
 import { bootBundle, guestKernelOptions, hostSocketPath, jailPolicy, loadConfig, type HostConfig } from '../../main/index.ts';
 import { MachineClient } from '../../machine/client/index.ts';
+import type { WarmPoolView } from '../../machine/port/index.ts';
 import { printJson } from '../output.ts';
 
 /** Adds `info` to the program. */
@@ -42,23 +43,8 @@ interface Info {
   confinement: { daemon: string[]; embedded: string[] };
   paths: ReturnType<typeof bosonPaths>;
   /** The daemon's pool of pre-booted micro-VMs (GET /v1/warm); null when no daemon answers. */
-  warm: WarmView | null;
+  warm: WarmPoolView | null;
   problems: string[];
-}
-
-/** What GET /v1/warm answers (the daemon's WarmPoolView). */
-interface WarmView {
-  enabled: boolean;
-  images: string[];
-  perShape: number;
-  memoryBudgetMiB: number;
-  memoryUsedMiB: number;
-  shapes: Array<{ image: string; memoryMiB: number; cpus: number; journal: boolean; nic: boolean; ready: number; booting: number }>;
-  hits: number;
-  misses: number;
-  fallbacks: number;
-  bootFailures: number;
-  discarded: number;
 }
 
 async function gatherInfo(): Promise<Info> {
@@ -78,7 +64,7 @@ async function gatherInfo(): Promise<Info> {
     problems,
   };
   // Asked of a running daemon only: the pool lives there.
-  info.warm = await new MachineClient(hostSocketPath(config)).request<WarmView>('GET', '/v1/warm').catch(() => null);
+  info.warm = await new MachineClient(hostSocketPath(config)).request<WarmPoolView>('GET', '/v1/warm').catch(() => null);
   try {
     info.qemu.binary = await findQemu(config.qemu);
     info.qemu.version = await qemuVersion(info.qemu.binary);
@@ -136,7 +122,7 @@ function printInfo(info: Info): void {
 }
 
 /** One line about the daemon's warm pool. */
-function warmText(w: WarmView | null): string {
+function warmText(w: WarmPoolView | null): string {
   if (!w) return 'no daemon running';
   if (!w.enabled) return 'off (set BOSON_WARM_IMAGES for `boson up`)';
   return `${w.images.join(', ')}: ${w.perShape} per shape, ${w.memoryUsedMiB} of ${w.memoryBudgetMiB} MiB; ${w.hits} warm starts, ${w.misses} cold (no match), ${w.fallbacks} fell back, ${w.bootFailures} failed boots`;

@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import client from 'prom-client';
 import type { MachineEvents } from '../port/machine.ts';
-import { Event } from '../port/schemas.ts';
+import { Event, WarmPoolView } from '../port/schemas.ts';
 import { errors, nsFromTime, type ContextOf } from './routing.ts';
 
 /** What /metrics reads of the runtime. */
@@ -16,33 +16,8 @@ export interface MetricsSource {
   metrics: { boots: number[]; stops: number[]; failures: number };
   liveIds(): Set<string>;
   /** The warm pool (null: this runtime has none). */
-  warmStats(): Static<typeof WarmPoolView> | null;
+  warmStats(): WarmPoolView | null;
 }
-
-/** The daemon's pool of pre-booted micro-VMs (warm start), as GET /v1/warm answers (WarmPoolStats). */
-export const WarmPoolView = Type.Object({
-  enabled: Type.Boolean(),
-  images: Type.Array(Type.String()),
-  perShape: Type.Integer(),
-  memoryBudgetMiB: Type.Integer(),
-  memoryUsedMiB: Type.Integer(),
-  shapes: Type.Array(
-    Type.Object({
-      image: Type.String(),
-      memoryMiB: Type.Integer(),
-      cpus: Type.Number(),
-      journal: Type.Boolean({ description: 'the writable layer has a journal (containers kept after they exit)' }),
-      nic: Type.Boolean({ description: 'the VM has a network card' }),
-      ready: Type.Integer(),
-      booting: Type.Integer(),
-    }),
-  ),
-  hits: Type.Integer({ description: 'starts that took a warm micro-VM' }),
-  misses: Type.Integer({ description: 'starts of a kept image that found none of their shape (booted cold)' }),
-  fallbacks: Type.Integer({ description: 'starts whose warm micro-VM turned out bad, booted cold instead' }),
-  bootFailures: Type.Integer(),
-  discarded: Type.Integer(),
-});
 
 const EventsQuery = Type.Object({
   since: Type.Optional(Type.String({ description: 'RFC 3339 or unix seconds: logged events from then first' })),
@@ -81,7 +56,7 @@ export function systemRoutes(source: MetricsSource, events: MachineEvents, conte
       },
     });
 
-    const warmGauge = (name: string, help: string, value: (w: Static<typeof WarmPoolView>) => number): void => {
+    const warmGauge = (name: string, help: string, value: (w: WarmPoolView) => number): void => {
       new client.Gauge({
         name,
         help,

@@ -640,3 +640,29 @@ export const PodContainer = Type.Object({
   pid: Type.Union([Type.Integer(), Type.Null()]),
 });
 export type PodContainer = Static<typeof PodContainer>;
+
+/** The daemon's pool of pre-booted micro-VMs (warm start), as GET /v1/warm, `boson info` and /metrics show it. */
+export const WarmPoolView = Type.Object({
+  enabled: Type.Boolean(),
+  images: Type.Array(Type.String()),
+  perShape: Type.Integer(),
+  memoryBudgetMiB: Type.Integer(),
+  memoryUsedMiB: Type.Integer(),
+  shapes: Type.Array(
+    Type.Object({
+      image: Type.String(),
+      memoryMiB: Type.Integer(),
+      cpus: Type.Number(),
+      journal: Type.Boolean({ description: 'the writable layer has a journal (containers kept after they exit)' }),
+      nic: Type.Boolean({ description: 'the VM has a network card' }),
+      ready: Type.Integer(),
+      booting: Type.Integer(),
+    }),
+  ),
+  hits: Type.Integer({ description: 'starts that took a warm micro-VM' }),
+  misses: Type.Integer({ description: 'starts of a kept image that found none of their shape (booted cold)' }),
+  fallbacks: Type.Integer({ description: 'starts whose warm micro-VM turned out bad, booted cold instead' }),
+  bootFailures: Type.Integer(),
+  discarded: Type.Integer(),
+});
+export type WarmPoolView = Static<typeof WarmPoolView>;
