@@ -43,6 +43,10 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
     BOSON_RUN_DIR: path.join(stateDir, 'run'),
     BOSON_QUIET: '1',
     ...net,
+    // CNI pod networks of its own: a private configuration directory (Boson writes its default list there), a
+    // bridge <prefix>-cni0 and a subnet of this host's octet.
+    BOSON_CNI_CONF_DIR: path.join(stateDir, 'cni', 'net.d'),
+    BOSON_CNI_SUBNET: `10.${octet}.64.0/24`,
   };
   delete env.BOSON_DEBUG;
   delete env.BOSON_TIMINGS;
@@ -66,6 +70,8 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
       })
         .teardown()
         .catch(() => undefined);
+      // Pod network namespaces and the CNI bridge a failed suite may have left (a passing one leaves none).
+      await removeCniLeftovers(net.BOSON_NET_PREFIX);
       await rm(stateDir, { recursive: true, force: true });
       await rm(path.join(OCTET_CLAIMS, String(octet)), { force: true });
     },
@@ -74,6 +80,28 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
 
 /** Where test hosts claim their second octet (one file each, holding the claiming pid). */
 const OCTET_CLAIMS = '/run/boson-test-octets';
+
+/** The pod network namespaces (`<prefix>-pod-*`) and CNI bridge (`<prefix>-cni0`) of a test host's prefix. */
+export async function cniLeftovers(prefix: string): Promise<{ netns: string[]; bridge: boolean }> {
+  const netns = (await readdir('/run/netns').catch(() => [] as string[])).filter((n) => n.startsWith(`${prefix}-pod-`));
+  const bridge = await access(`/sys/class/net/${prefix}-cni0`).then(
+    () => true,
+    () => false,
+  );
+  return { netns, bridge };
+}
+
+async function removeCniLeftovers(prefix: string): Promise<void> {
+  const { netns, bridge } = await cniLeftovers(prefix);
+  const ip = (args: string[]): Promise<void> =>
+    new Promise((resolve) =>
+      spawn('ip', args, { stdio: 'ignore' })
+        .on('close', () => resolve())
+        .on('error', () => resolve()),
+    );
+  for (const n of netns) await ip(['netns', 'delete', n]);
+  if (bridge) await ip(['link', 'delete', `${prefix}-cni0`]);
+}
 
 /**
  * Claims a second octet in 10.130-239 for one test host, exclusively across every test process on this machine

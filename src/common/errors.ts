@@ -192,6 +192,11 @@ export const ERROR_CATALOGUE = {
     exit: 117,
     summary: "the pod sandbox's micro-VM is not running (stopped, or it failed): it takes no containers",
   },
+  CNI_FAILED: {
+    kind: 'Unavailable',
+    exit: 140,
+    summary: "a CNI plugin failed to set up or tear down a pod's network, or the CNI configuration is missing or invalid",
+  },
   MACHINE_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no machine of the fleet has that id' },
   MACHINE_IN_USE: {
     kind: 'FailedPrecondition',

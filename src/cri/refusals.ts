@@ -17,7 +17,7 @@ const streamList = (list: string): Refusal => ({
 
 const noStreaming: Refusal = {
   status: grpc.status.UNIMPLEMENTED,
-  why: "Boson's CRI streaming server serves Exec only so far (attach needs containers with stdin or a tty, which are refused; port-forward is not implemented): use Exec or ExecSync",
+  why: "Boson's CRI streaming server serves Exec and PortForward so far (attach needs containers with stdin or a tty, which are refused): use Exec or ExecSync",
 };
 
 /** RPC name -> its refusal. */
@@ -29,7 +29,6 @@ export const REFUSED_RPCS: Readonly<Record<string, Refusal>> = {
   StreamPodSandboxMetrics: streamList('ListPodSandboxMetrics'),
   StreamImages: streamList('ListImages'),
   Attach: noStreaming,
-  PortForward: noStreaming,
   UpdateContainerResources: {
     status: grpc.status.UNIMPLEMENTED,
     why: "a container of a pod shares its pod's micro-VM, whose memory and vCPUs are fixed when it boots; per-container limits inside the VM are not implemented",

@@ -13,6 +13,7 @@ import { CriRefusal, grpcErrorOf } from './errors.ts';
 import type { CriHandler } from './handler.ts';
 import { imageHandlers } from './images.ts';
 import { podHandlers } from './pods.ts';
+import { portForwardHandlers } from './portforward.ts';
 import { criServices } from './proto.ts';
 import { REFUSED_RPCS } from './refusals.ts';
 import { runtimeInfoHandlers } from './runtime-info.ts';
@@ -46,6 +47,7 @@ export function criHandlers(
     ...runtimeInfoHandlers(machine, options.version),
     ...imageHandlers(machine, options.imageFsDir),
     ...podHandlers(machine, streaming),
+    ...portForwardHandlers(machine, streaming),
   };
 }
 

@@ -4,7 +4,7 @@
  * channel.k8s.io): each binary message starts with its channel, 0 stdin, 1 stdout, 2 stderr, 3 the final status
  * (v4 and later: a metav1.Status as JSON, with the exit code for a failure), 4 resize ({"Width","Height"}), and in
  * v5, 255 closing a channel ([255, 0] ends stdin). SPDY is not served: clients since Kubernetes 1.29 speak
- * WebSocket first. Attach and PortForward are not served yet.
+ * WebSocket first. PortForward's URLs are served by portforward.ts (kubelet's port-forward channel protocol).
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -12,6 +12,7 @@ import type { Duplex } from 'node:stream';
 import { silentLogger, toBosonError, type Logger } from '../common/index.ts';
 import type { ExecSession, PodMachine } from '../machine/port/index.ts';
 import { FrameReader, Opcode, acceptKey, encodeFrame } from './websocket.ts';
+import { PORT_FORWARD_PROTOCOLS, queryPorts, servePortForward } from './portforward.ts';
 
 /** The channel protocols served, best first. */
 export const CHANNEL_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'channel.k8s.io'];
@@ -32,6 +33,8 @@ interface PendingExec {
 /** A running streaming server. */
 export class StreamingServer {
   private readonly pending = new Map<string, PendingExec>();
+  /** PortForward's one-time URLs: token -> the pod and the ports of the request. */
+  private readonly forwards = new Map<string, { podSandboxId: string; ports: number[]; expires: number }>();
   private readonly sockets = new Set<Duplex>();
 
   private constructor(
@@ -69,10 +72,21 @@ export class StreamingServer {
     return `${this.base}/exec/${token}`;
   }
 
+  /** A one-time URL for a port-forward (CRI's PortForward) to `ports` of the pod (or those of the URL's query). */
+  portForwardUrl(podSandboxId: string, ports: number[]): string {
+    const now = Date.now();
+    for (const [token, p] of this.forwards) if (p.expires < now) this.forwards.delete(token);
+    const token = randomBytes(16).toString('hex');
+    this.forwards.set(token, { podSandboxId, ports, expires: now + TOKEN_TTL_MS });
+    return `${this.base}/portforward/${token}`;
+  }
+
   private upgrade(req: http.IncomingMessage, socket: Duplex): void {
     const refuse = (status: number, text: string): void => {
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${text}\n`);
     };
+    const pf = /^\/portforward\/([0-9a-f]{32})$/.exec((req.url ?? '').split('?')[0]!);
+    if (pf) return void this.upgradePortForward(req, socket, pf[1]!, refuse);
     const m = /^\/exec\/([0-9a-f]{32})$/.exec((req.url ?? '').split('?')[0]!);
     const exec = m ? this.pending.get(m[1]!) : undefined;
     if (!m || !exec || exec.expires < Date.now()) return refuse(404, 'no such exec session (its URL is used once, within a minute)');
@@ -174,6 +188,46 @@ export class StreamingServer {
       this.log.debug({ container: exec.containerId, error: e.message }, 'a streamed exec failed');
       finish({ metadata: {}, status: 'Failure', message: e.message, reason: 'InternalError' });
     }
+  }
+
+  /** Answers a port-forward URL: the handshake (kubelet's subprotocols, or none), then portforward.ts. */
+  private async upgradePortForward(
+    req: http.IncomingMessage,
+    socket: Duplex,
+    token: string,
+    refuse: (status: number, text: string) => void,
+  ): Promise<void> {
+    const forward = this.forwards.get(token);
+    if (!forward || forward.expires < Date.now())
+      return refuse(404, 'no such port-forward session (its URL is used once, within a minute)');
+    const key = req.headers['sec-websocket-key'];
+    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || typeof key !== 'string')
+      return refuse(400, `only WebSocket upgrades are served (${PORT_FORWARD_PROTOCOLS.join(', ')}); SPDY is not supported`);
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean);
+    const protocol = offered.find((p) => PORT_FORWARD_PROTOCOLS.includes(p));
+    if (offered.length > 0 && !protocol)
+      return refuse(400, `no supported subprotocol offered: Boson's port-forward speaks ${PORT_FORWARD_PROTOCOLS.join(', ')}`);
+    const asked = queryPorts(req.url ?? '');
+    if (asked === 'invalid') return refuse(400, 'a port of the query is not a number from 1 to 65535');
+    const ports = asked.length > 0 ? asked : forward.ports;
+    if (ports.length === 0) return refuse(400, 'at least one port must be specified (?port=N)');
+    this.forwards.delete(token);
+    let address: string | null;
+    try {
+      address = (await this.machine.pods.inspect({ principal: 'cri-streaming' }, forward.podSandboxId)).address;
+    } catch (err) {
+      return refuse(404, toBosonError(err).message);
+    }
+    if (!address) return refuse(409, `pod ${forward.podSandboxId.slice(0, 12)} is not ready: it has no address`);
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n${protocol ? `Sec-WebSocket-Protocol: ${protocol}\r\n` : ''}\r\n`,
+    );
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    servePortForward(socket, address, ports, forward.podSandboxId, this.log);
   }
 
   /** Stops serving and ends every open stream. */

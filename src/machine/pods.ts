@@ -31,6 +31,7 @@ import type {
   StreamSink,
 } from './port/index.ts';
 import type { ExecRoot, MachineRuntime } from './runtime.ts';
+import type { PodNetworks, PodNetworkState, PodNic } from './pod-network.ts';
 
 /** Where a pod's directory appears inside its micro-VM's root. */
 export const POD_SHARE_TARGET = '/.boson/pod';
@@ -73,7 +74,12 @@ export interface PodServiceOptions {
   log?: Logger;
   /** The image pod VMs boot (DEFAULT_POD_IMAGE). */
   podImage?: string;
+  /** Pod networks through CNI (records of kind pod-network); absent: pods join the machine's default network. */
+  networks?: PodNetworks;
 }
+
+/** Store kind of a pod's network state (PodNetworkState), written before its namespace exists. */
+const POD_NETWORK = 'pod-network';
 
 /** MachinePods on this host (see the module comment). */
 export class PodService implements MachinePods {
@@ -136,7 +142,9 @@ export class PodService implements MachinePods {
       vmPid: ready ? vm.vmPid : null,
       accelerator: await this.runtime.accelerator(),
       address: ready ? (vm.endpoint?.address ?? null) : null,
-      network: vm?.network ?? 'none',
+      network: this.store.get<PodNetworkState>(POD_NETWORK, record.id)
+        ? `cni:${this.store.get<PodNetworkState>(POD_NETWORK, record.id)!.value.list.name}`
+        : (vm?.network ?? 'none'),
       resources: vm?.resources ?? { memoryMiB: 0, cpus: 0 },
     };
   }
@@ -160,7 +168,15 @@ export class PodService implements MachinePods {
     const share = this.shareDir(id);
     await mkdir(share, { recursive: true, mode: 0o755 });
     let vmId: string | undefined;
+    let nic: PodNic | undefined;
     try {
+      const networks = this.options.networks;
+      if (networks) {
+        // Kept before anything is made, so that a daemon killed in between undoes it at its next start.
+        const state = await networks.plan(id, spec);
+        this.store.put(POD_NETWORK, id, state);
+        nic = await networks.setUp(state, (s) => this.store.put(POD_NETWORK, id, s));
+      }
       // Created first: it refuses what this host cannot do (a rootless daemon) before anything is mounted.
       const vm = await this.runtime.createPodVm(
         {
@@ -179,9 +195,11 @@ export class PodService implements MachinePods {
             'io.kubernetes.pod.uid': spec.uid,
           },
           ...(spec.dns ? { dns: spec.dns } : {}),
-          ...(spec.ports && spec.ports.length > 0 ? { ports: spec.ports } : {}),
+          // With CNI the hostPorts are the portmap plugin's (capability portMappings), not Boson's DNAT.
+          ...(!nic && spec.ports && spec.ports.length > 0 ? { ports: spec.ports } : {}),
         },
         share,
+        nic,
       );
       vmId = vm.id;
       // Before the VM's virtiofsd starts: the containers' volumes are bound under it later, and must reach it.
@@ -189,9 +207,13 @@ export class PodService implements MachinePods {
       const record: PodRecord = { id, spec, createdNs: String(nowNs()), vmContainerId: vm.id, stopped: false };
       this.save('pod', record);
       await this.runtime.start(ctx, vm.id);
+      if (nic && nic.routes.length > 0) await this.addRoutes(ctx, vm.id, nic);
       return await this.podView(ctx, record);
     } catch (err) {
       if (vmId !== undefined) await this.runtime.remove(ctx, vmId, { force: true }).catch(() => undefined);
+      await this.releaseNetwork(id).catch((e: unknown) =>
+        this.log.warn({ pod: id, error: (e as Error).message }, "a failed pod's network could not be torn down; retried at the next start"),
+      );
       this.store.delete('pod', id);
       await removeUnmounted(this.podDir(id));
       throw err;
@@ -214,7 +236,69 @@ export class PodService implements MachinePods {
       await this.runtime.stop(ctx, record.vmContainerId, 2).catch((err: unknown) => {
         if (!isBosonError(err, 'CONTAINER_NOT_FOUND')) throw err;
       });
+      // As kubelet expects: a stopped pod holds no network (CNI DEL); a failure is an error it retries.
+      await this.releaseNetwork(record.id);
     });
+  }
+
+  /**
+   * The CNI routes other than the default one, added in the pod VM (its boot configures the address and the
+   * default route only).
+   */
+  private async addRoutes(ctx: RequestContext, vmId: string, nic: PodNic): Promise<void> {
+    const script = nic.routes.map((r) => `ip route add ${r.dst}${r.gw ? ` via ${r.gw}` : ''} dev eth0`).join(' && ');
+    const exec = this.runtime.newExec(vmId, { argv: ['sh', '-c', script] });
+    let err = '';
+    try {
+      const session = await this.runtime.startExec(ctx, exec.id, { stdout: () => undefined, stderr: (d) => (err += d.toString()) });
+      const code = await session.exit;
+      if (code !== 0) throw new BosonError('CNI_FAILED', `the pod VM could not take the CNI routes (${script}): ${err.trim()}`);
+    } finally {
+      this.runtime.forgetExec(exec.id);
+    }
+  }
+
+  /** Tears down pod `id`'s CNI network, if it has one (idempotent). */
+  private async releaseNetwork(id: string): Promise<void> {
+    const state = this.store.get<PodNetworkState>(POD_NETWORK, id)?.value;
+    if (!state || !this.options.networks) return;
+    await this.options.networks.tearDown(state);
+    this.store.delete(POD_NETWORK, id);
+  }
+
+  /**
+   * At a daemon's start: tears down the CNI networks of pods that are gone or stopped (a daemon killed while it
+   * made or undid them). `running(vmId)` tells whether a pod's VM runs. Failures are logged and left for later.
+   */
+  async reconcileNetworks(running: (vmId: string) => Promise<boolean>): Promise<void> {
+    if (!this.options.networks) return;
+    for (const { key, value } of this.store.list<PodNetworkState>(POD_NETWORK)) {
+      const pod = this.store.get<PodRecord>('pod', key)?.value;
+      if (pod && !pod.stopped) continue;
+      if (pod && (await running(pod.vmContainerId))) continue;
+      try {
+        await this.options.networks.tearDown(value);
+        this.store.delete(POD_NETWORK, key);
+        this.log.info({ pod: key, netns: value.netns }, 'tore down the network of a pod that is gone');
+      } catch (err) {
+        this.log.warn({ pod: key, error: (err as Error).message }, 'cannot tear down the network of a pod that is gone');
+      }
+    }
+  }
+
+  async networkStatus(ctx: RequestContext): Promise<{ ready: boolean; reason: string; message: string }> {
+    if (this.options.networks) {
+      const s = await this.options.networks.status();
+      return { ready: s.ready, reason: s.ready ? '' : 'NoCNIConfig', message: s.message };
+    }
+    try {
+      const networks = await this.runtime.networkService.list(ctx);
+      return networks.some((n) => n.builtin)
+        ? { ready: true, reason: '', message: 'pods join the machine default network (CNI is off)' }
+        : { ready: false, reason: 'NoDefaultNetwork', message: 'the machine has no default network for pods to join' };
+    } catch (err) {
+      return { ready: false, reason: 'NetworkUnavailable', message: (err as Error).message };
+    }
   }
 
   async remove(ctx: RequestContext, id: string): Promise<void> {

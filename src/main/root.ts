@@ -17,6 +17,7 @@ import {
   MachineRuntime,
   NetworkManager,
   NetworkService,
+  PodNetworks,
   VolumeManager,
   VolumeService,
   bootBundle,
@@ -99,6 +100,21 @@ function imageService(config: HostConfig, images: ImageStore, registry: Containe
   });
 }
 
+/** Pod networks through CNI, with the settings of `config` (the BOSON_CNI settings). */
+function podNetworks(config: HostConfig, log: Logger): PodNetworks {
+  const prefix = config.netPrefix ?? 'boson';
+  return new PodNetworks({
+    cni: {
+      confDir: config.cni.confDir,
+      binDirs: config.cni.binDirs,
+      defaults: { bridge: `${prefix}-cni0`, subnet: config.cni.subnet, dataDir: path.join(config.paths.stateDir, 'cni', 'networks') },
+    },
+    prefix,
+    tapOwner: vmmTapOwner(config),
+    log: log.child({ component: 'cni' }),
+  });
+}
+
 /** Builds the runtime of this host for `hosting`, from `config` (default: read from the environment). */
 export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadConfig(), log: Logger = plainLogger()): MachineRuntime {
   const { paths } = config;
@@ -131,6 +147,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
       jail: jailPolicy(config),
       logDefaults: config.logDefaults,
       warm: config.warm,
+      ...(hosting === 'daemon' && config.cni.enabled && !paths.rootless ? { podNetworks: podNetworks(config, log) } : {}),
     },
     {
       registry,

@@ -415,6 +415,9 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       ...argv,
     ];
   }
+  // A NIC whose tap lives in another network namespace (a pod's): QEMU runs in that namespace to open it.
+  const netns = (config.nics ?? []).find((n) => n.kind === 'tap' && n.netns !== undefined);
+  if (netns?.kind === 'tap') command = ['nsenter', `--net=${netns.netns}`, '--', ...command];
   const rt = config.runtimeDir;
   if (rt === undefined) {
     const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...command], {

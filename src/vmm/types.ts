@@ -9,9 +9,12 @@ export interface DiskSpec {
   readOnly: boolean;
 }
 
-/** A network interface: a tap device on the host, or QEMU user-mode networking (rootless) with port forwards. */
+/**
+ * A network interface: a tap device on the host (or in the network namespace at path `netns`, where QEMU then
+ * runs: a pod's), or QEMU user-mode networking (rootless) with port forwards.
+ */
 export type NicSpec =
-  | { kind: 'tap'; ifname: string; mac: string }
+  | { kind: 'tap'; ifname: string; mac: string; netns?: string }
   | { kind: 'user'; mac: string; forwards: Array<{ protocol: 'tcp' | 'udp'; hostIp: string; hostPort: number; guestPort: number }> };
 
 /**

@@ -311,6 +311,8 @@ export interface MachinePods {
   containerStats(ctx: RequestContext, podId?: string): Promise<PodContainerStats[]>;
   /** What the pod's micro-VM uses now (zeros when it is not running). */
   stats(ctx: RequestContext, id: string): Promise<PodStats>;
+  /** Whether new pods can get a network now (CNI configured and its plugins installed), and if not why. */
+  networkStatus(ctx: RequestContext): Promise<{ ready: boolean; reason: string; message: string }>;
 }
 
 /** A machine that runs pods as well (this host's runtime; the REST client does not serve pods yet). */
