@@ -242,13 +242,33 @@ describe('pod networks through CNI', () => {
     assert.match(got.data.get(0) ?? '', /^HTTP\/1\.[01] 200 OK/);
     assert.match(got.data.get(0) ?? '', /hello-from-pod-a/);
     assert.equal(got.data.get(1) ?? '', '');
+    // Several ports in one stream, one of them a server that listens on the pod's localhost only.
+    await startContainer(podA, 'local', [
+      'sh',
+      '-c',
+      'mkdir -p /w && echo local-only > /w/index.html && exec httpd -f -p 127.0.0.1:8081 -h /w',
+    ]);
+    let both: Forwarded | undefined;
+    const forwardBoth = async (): Promise<Forwarded> => {
+      const { url: two } = await c().runtime.PortForward!({ podSandboxId: podA, port: [] });
+      return portForward(`${two}?port=80&port=8081`, 'GET / HTTP/1.0\r\n\r\n');
+    };
+    await waitFor(
+      async () => /local-only/.test((both = await forwardBoth()).data.get(2) ?? ''),
+      30_000,
+      'the localhost-only server to answer',
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify([...(both?.data ?? [])])}`);
+    });
+    assert.deepEqual([...(both!.prefixes.get(2) ?? [])], [0x91, 0x1f], 'port 8081 (0x1f91), little-endian');
+    assert.match(both!.data.get(0) ?? '', /hello-from-pod-a/);
     // A URL is used once.
     await assert.rejects(portForward(`${url}?port=80`, ''), /no upgrade: 404/);
     // The ports of the request when the URL names none; a closed port says so on the error channel.
     const { url: closed } = await c().runtime.PortForward!({ podSandboxId: podA, port: [81] });
     const refused = await portForward(closed, 'x', []);
     assert.equal(refused.protocol, undefined);
-    assert.match(refused.data.get(1) ?? '', /error forwarding port 81 to pod .*ECONNREFUSED/);
+    assert.match(refused.data.get(1) ?? '', /error forwarding port 81 to pod .*Connection refused/);
     await expectStatus(c().runtime.PortForward!({ podSandboxId: podA, port: [70000] }), grpc.status.INVALID_ARGUMENT);
   });
 

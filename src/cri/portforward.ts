@@ -3,15 +3,14 @@
  * websocket.go): the ports come from the URL's `port` query parameters (else those of the PortForward request);
  * each port i has two channels, data 2i and error 2i+1, and the server first sends the port number (2 bytes,
  * little-endian, as kubelet writes it) on both. Each binary message starts with its channel byte. Bytes the client
- * sends on a data channel go to one TCP connection to that port of the pod (its CNI address, from the host:
- * through the pod's namespace and tap into its VM); what the pod answers comes back on the same channel. A
- * connection that fails says why on the error channel. The WebSocket closes once every port's connection ended.
+ * sends on a data channel go to one TCP connection to that port on the pod's localhost, made inside its VM (the
+ * port's MachinePods.portForward); what the pod answers comes back on the same channel. A connection that fails
+ * says why on the error channel. The WebSocket closes once every port's connection ended.
  */
-import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../common/index.ts';
-import type { PodMachine } from '../machine/port/index.ts';
+import type { ExecSession, PodMachine } from '../machine/port/index.ts';
 import { CriRefusal } from './errors.ts';
 import type { CriHandler } from './handler.ts';
 import type { StreamingServer } from './streaming.ts';
@@ -32,12 +31,14 @@ export function queryPorts(url: string): number[] | 'invalid' {
   return ports;
 }
 
-/** Serves one upgraded port-forward WebSocket: `ports` of the pod at `address`. */
-export function servePortForward(socket: Duplex, address: string, ports: number[], podId: string, log: Logger): void {
+/** Serves one upgraded port-forward WebSocket: `ports` of pod `podId`, each relayed on the pod's own localhost. */
+export function servePortForward(socket: Duplex, machine: PodMachine, podId: string, ports: number[], log: Logger): void {
   const send = (channel: number, data: Buffer): void => {
     if (!socket.destroyed) socket.write(encodeFrame(Opcode.binary, Buffer.concat([Buffer.from([channel]), data])));
   };
-  const conns: Array<net.Socket | null> = [];
+  const sessions: Array<ExecSession | null> = ports.map(() => null);
+  const early: Buffer[][] = ports.map(() => []);
+  let closed = false;
   let open = ports.length;
   const ended = (): void => {
     if (--open === 0 && !socket.destroyed) socket.end(encodeFrame(Opcode.close, Buffer.from([0x03, 0xe8])));
@@ -47,21 +48,31 @@ export function servePortForward(socket: Duplex, address: string, ports: number[
     prefix.writeUInt16LE(port);
     send(2 * i, prefix);
     send(2 * i + 1, prefix);
-    const conn = net.connect({ host: address, port });
-    conns[i] = conn;
-    let done = false;
-    const finish = (): void => {
-      if (done) return;
-      done = true;
-      ended();
+    let errors = '';
+    const failed = (why: string): void => {
+      log.debug({ pod: podId, port, error: why }, 'a port-forward connection failed');
+      send(2 * i + 1, Buffer.from(`error forwarding port ${port} to pod ${podId}: ${why}`));
     };
-    conn.on('data', (d: Buffer) => send(2 * i, d));
-    conn.on('error', (err) => {
-      log.debug({ pod: podId, port, error: err.message }, 'a port-forward connection failed');
-      send(2 * i + 1, Buffer.from(`error forwarding port ${port} to pod ${podId}: ${err.message}`));
-      finish();
-    });
-    conn.on('close', finish);
+    machine.pods
+      .portForward({ principal: 'cri-streaming' }, podId, port, {
+        stdout: (d) => send(2 * i, d),
+        stderr: (d) => (errors += d.toString()),
+      })
+      .then(
+        async (session) => {
+          sessions[i] = session;
+          if (closed) session.signal(9);
+          for (const d of early[i]!) session.stdin(d);
+          early[i] = [];
+          const code = await session.exit;
+          if (code !== 0) failed(errors.trim() || `the connection ended with status ${code}`);
+          ended();
+        },
+        (err: unknown) => {
+          failed((err as Error).message);
+          ended();
+        },
+      );
   });
   const reader = new FrameReader();
   socket.on('data', (chunk: Buffer) => {
@@ -74,7 +85,6 @@ export function servePortForward(socket: Duplex, address: string, ports: number[
     }
     for (const msg of messages) {
       if (msg.opcode === Opcode.close) {
-        for (const c of conns) c?.destroy();
         if (!socket.destroyed) socket.end(encodeFrame(Opcode.close, Buffer.alloc(0)));
         continue;
       }
@@ -85,11 +95,16 @@ export function servePortForward(socket: Duplex, address: string, ports: number[
       if (msg.opcode !== Opcode.binary || msg.data.length === 0) continue;
       const channel = msg.data[0]!;
       // Data channels only; the error channels carry nothing from the client.
-      if (channel % 2 === 0) conns[channel / 2]?.write(msg.data.subarray(1));
+      const i = channel / 2;
+      if (channel % 2 !== 0 || i >= ports.length) continue;
+      const data = Buffer.from(msg.data.subarray(1));
+      if (sessions[i]) sessions[i]!.stdin(data);
+      else early[i]!.push(data);
     }
   });
   socket.once('close', () => {
-    for (const c of conns) c?.destroy();
+    closed = true;
+    for (const s of sessions) s?.signal(9);
   });
 }
 
@@ -103,7 +118,7 @@ export function portForwardHandlers(machine: PodMachine, streaming?: StreamingSe
       if (ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535))
         throw new CriRefusal(grpc.status.INVALID_ARGUMENT, `PortForward: ports must be from 1 to 65535, not ${JSON.stringify(req.port)}`);
       const pod = await machine.pods.inspect(ctx, req.podSandboxId);
-      if (pod.state !== 'ready' || !pod.address)
+      if (pod.state !== 'ready')
         throw new CriRefusal(grpc.status.FAILED_PRECONDITION, `pod ${pod.spec.name} is not ready: nothing to forward to`);
       return { url: streaming.portForwardUrl(pod.id, ports) };
     },

@@ -215,19 +215,18 @@ export class StreamingServer {
     const ports = asked.length > 0 ? asked : forward.ports;
     if (ports.length === 0) return refuse(400, 'at least one port must be specified (?port=N)');
     this.forwards.delete(token);
-    let address: string | null;
     try {
-      address = (await this.machine.pods.inspect({ principal: 'cri-streaming' }, forward.podSandboxId)).address;
+      const pod = await this.machine.pods.inspect({ principal: 'cri-streaming' }, forward.podSandboxId);
+      if (pod.state !== 'ready') return refuse(409, `pod ${pod.spec.name} is not ready: nothing to forward to`);
     } catch (err) {
       return refuse(404, toBosonError(err).message);
     }
-    if (!address) return refuse(409, `pod ${forward.podSandboxId.slice(0, 12)} is not ready: it has no address`);
     socket.write(
       `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n${protocol ? `Sec-WebSocket-Protocol: ${protocol}\r\n` : ''}\r\n`,
     );
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
-    servePortForward(socket, address, ports, forward.podSandboxId, this.log);
+    servePortForward(socket, this.machine, forward.podSandboxId, ports, this.log);
   }
 
   /** Stops serving and ends every open stream. */

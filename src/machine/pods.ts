@@ -286,6 +286,21 @@ export class PodService implements MachinePods {
     }
   }
 
+  async portForward(ctx: RequestContext, id: string, port: number, sink: StreamSink): Promise<ExecSession> {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new BosonError('INVALID_ARGUMENT', `invalid port ${port}`);
+    const pod = await this.readyPod(ctx, id);
+    // A relay in the pod VM's own root (the pod image's busybox): the pod's localhost is the VM's, not the host's.
+    const exec = this.runtime.newExec(pod.vmContainerId, { argv: ['nc', '127.0.0.1', String(port)], stdin: true });
+    try {
+      const session = await this.runtime.startExec(ctx, exec.id, sink);
+      void session.exit.finally(() => this.runtime.forgetExec(exec.id));
+      return session;
+    } catch (err) {
+      this.runtime.forgetExec(exec.id);
+      throw err;
+    }
+  }
+
   async networkStatus(ctx: RequestContext): Promise<{ ready: boolean; reason: string; message: string }> {
     if (this.options.networks) {
       const s = await this.options.networks.status();

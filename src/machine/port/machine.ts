@@ -311,6 +311,12 @@ export interface MachinePods {
   containerStats(ctx: RequestContext, podId?: string): Promise<PodContainerStats[]>;
   /** What the pod's micro-VM uses now (zeros when it is not running). */
   stats(ctx: RequestContext, id: string): Promise<PodStats>;
+  /**
+   * Connects to TCP `port` on the pod's own localhost, inside its micro-VM (what kubelet's port-forward dials): the
+   * session's stdin goes to the connection and what the pod answers to `sink.stdout`; `sink.stderr` says why a
+   * connection failed; `exit` resolves when the connection has ended (0) or could not be made.
+   */
+  portForward(ctx: RequestContext, id: string, port: number, sink: StreamSink): Promise<ExecSession>;
   /** Whether new pods can get a network now (CNI configured and its plugins installed), and if not why. */
   networkStatus(ctx: RequestContext): Promise<{ ready: boolean; reason: string; message: string }>;
 }
