@@ -49,6 +49,8 @@ interface PodRecord {
   vmContainerId: string;
   /** Stopped by StopPodSandbox: never ready again. */
   stopped: boolean;
+  /** `cni:<network name>` for a pod networked by CNI; absent: the pod VM's Boson network. */
+  network?: string;
 }
 
 interface PodContainerRecord extends Omit<PodContainer, 'pid'> {
@@ -142,9 +144,7 @@ export class PodService implements MachinePods {
       vmPid: ready ? vm.vmPid : null,
       accelerator: await this.runtime.accelerator(),
       address: ready ? (vm.endpoint?.address ?? null) : null,
-      network: this.store.get<PodNetworkState>(POD_NETWORK, record.id)
-        ? `cni:${this.store.get<PodNetworkState>(POD_NETWORK, record.id)!.value.list.name}`
-        : (vm?.network ?? 'none'),
+      network: record.network ?? vm?.network ?? 'none',
       resources: vm?.resources ?? { memoryMiB: 0, cpus: 0 },
     };
   }
@@ -204,7 +204,14 @@ export class PodService implements MachinePods {
       vmId = vm.id;
       // Before the VM's virtiofsd starts: the containers' volumes are bound under it later, and must reach it.
       await makeSharedMount(share);
-      const record: PodRecord = { id, spec, createdNs: String(nowNs()), vmContainerId: vm.id, stopped: false };
+      const record: PodRecord = {
+        id,
+        spec,
+        createdNs: String(nowNs()),
+        vmContainerId: vm.id,
+        stopped: false,
+        ...(nic ? { network: `cni:${nic.network}` } : {}),
+      };
       this.save('pod', record);
       await this.runtime.start(ctx, vm.id);
       if (nic && nic.routes.length > 0) await this.addRoutes(ctx, vm.id, nic);
