@@ -169,6 +169,8 @@ export class PodService implements MachinePods {
     await mkdir(share, { recursive: true, mode: 0o755 });
     let vmId: string | undefined;
     let nic: PodNic | undefined;
+    const t0 = performance.now();
+    let tNet = t0;
     try {
       const networks = this.options.networks;
       if (networks) {
@@ -176,6 +178,7 @@ export class PodService implements MachinePods {
         const state = await networks.plan(id, spec);
         this.store.put(POD_NETWORK, id, state);
         nic = await networks.setUp(state, (s) => this.store.put(POD_NETWORK, id, s));
+        tNet = performance.now();
       }
       // Created first: it refuses what this host cannot do (a rootless daemon) before anything is mounted.
       const vm = await this.runtime.createPodVm(
@@ -213,8 +216,14 @@ export class PodService implements MachinePods {
         ...(nic ? { network: `cni:${nic.network}` } : {}),
       };
       this.save('pod', record);
+      const tCreated = performance.now();
       await this.runtime.start(ctx, vm.id);
       if (nic && nic.routes.length > 0) await this.addRoutes(ctx, vm.id, nic);
+      const ms = (a: number, b: number): number => Math.round(b - a);
+      this.log.debug(
+        { pod: id, networkMs: ms(t0, tNet), createMs: ms(tNet, tCreated), startMs: ms(tCreated, performance.now()) },
+        'pod sandbox running',
+      );
       return await this.podView(ctx, record);
     } catch (err) {
       if (vmId !== undefined) await this.runtime.remove(ctx, vmId, { force: true }).catch(() => undefined);
