@@ -167,12 +167,15 @@ describe('pod networks through CNI', () => {
 
   test('RunPodSandbox: the pod VM runs in a namespace CNI set up, with the CNI address', async () => {
     hostPort = await freePort();
-    podA = (
-      await c().runtime.RunPodSandbox!({
+    // Both at once: CNI runs concurrently (host-local's lock, the bridge made once).
+    const [runA, runB] = await Promise.all([
+      c().runtime.RunPodSandbox!({
         config: podConfig('net-a', { portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort }] }),
-      })
-    ).podSandboxId;
-    podB = (await c().runtime.RunPodSandbox!({ config: podConfig('net-b') })).podSandboxId;
+      }),
+      c().runtime.RunPodSandbox!({ config: podConfig('net-b') }),
+    ]);
+    podA = runA.podSandboxId;
+    podB = runB.podSandboxId;
     const a = await c().runtime.PodSandboxStatus!({ podSandboxId: podA, verbose: true });
     const b = await c().runtime.PodSandboxStatus!({ podSandboxId: podB, verbose: true });
     ipA = a.status.network.ip;

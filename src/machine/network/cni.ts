@@ -7,6 +7,7 @@
  * capability arguments (`runtimeConfig`) given only to the plugins that declare the capability.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { access, constants, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BosonError } from '../../common/index.ts';
@@ -125,7 +126,8 @@ export async function loadNetworkList(settings: CniSettings): Promise<CniNetwork
   const list = defaultNetworkList(settings.defaults);
   const file = path.join(settings.confDir, DEFAULT_LIST_FILE);
   await mkdir(settings.confDir, { recursive: true, mode: 0o755 });
-  const tmp = `${file}.${process.pid}.tmp`;
+  // Two pods run at once may both write it: each its own temporary file, the same content renamed over the name.
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   await writeFile(tmp, JSON.stringify(list, null, 2) + '\n', { mode: 0o644 });
   await rename(tmp, file);
   return { ...list, file };
