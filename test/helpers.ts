@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { MemoryStateStore, PACKAGE_ROOT } from '../src/common/index.ts';
-import { NetworkManager } from '../src/machine/index.ts';
+import { NetworkManager, PodNetworks, openStateStore } from '../src/machine/index.ts';
 import { openImageStore } from '../src/main/index.ts';
 
 /** The demo image's OCI layout, built by the setup command. */
@@ -70,8 +70,9 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
       })
         .teardown()
         .catch(() => undefined);
-      // Pod network namespaces and the CNI bridge a failed suite may have left (a passing one leaves none).
-      await removeCniLeftovers(net.BOSON_NET_PREFIX);
+      // Pod networks a failed suite may have left (a passing one leaves none): CNI DEL of each, then any namespace
+      // and the CNI bridge of this host's prefix.
+      await removeCniLeftovers(stateDir, net.BOSON_NET_PREFIX);
       await rm(stateDir, { recursive: true, force: true });
       await rm(path.join(OCTET_CLAIMS, String(octet)), { force: true });
     },
@@ -91,7 +92,20 @@ export async function cniLeftovers(prefix: string): Promise<{ netns: string[]; b
   return { netns, bridge };
 }
 
-async function removeCniLeftovers(prefix: string): Promise<void> {
+async function removeCniLeftovers(stateDir: string, prefix: string): Promise<void> {
+  const store = await access(path.join(stateDir, 'machine.db')).then(
+    () => openStateStore(stateDir),
+    () => null,
+  );
+  if (store) {
+    const pods = new PodNetworks({
+      cni: { confDir: '/nonexistent', binDirs: ['/usr/lib/cni', '/opt/cni/bin'], defaults: { bridge: '', subnet: '', dataDir: '' } },
+      prefix,
+    });
+    for (const { value } of store.list<Parameters<PodNetworks['tearDown']>[0]>('pod-network'))
+      await pods.tearDown(value).catch(() => undefined);
+    store.close();
+  }
   const { netns, bridge } = await cniLeftovers(prefix);
   const ip = (args: string[]): Promise<void> =>
     new Promise((resolve) =>
