@@ -73,6 +73,14 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
       // Pod networks a failed suite may have left (a passing one leaves none): CNI DEL of each, then any namespace
       // and the CNI bridge of this host's prefix.
       await removeCniLeftovers(stateDir, net.BOSON_NET_PREFIX);
+      // Mounts a killed daemon left under the host (a pod's shared directory), deepest first.
+      const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
+        .split('\n')
+        .map((l) => l.split(' ')[4] ?? '')
+        .filter((m) => m.startsWith(`${stateDir}/`))
+        .sort((a, b) => b.length - a.length);
+      for (const m of mounts)
+        await new Promise((resolve) => spawn('umount', ['-l', m], { stdio: 'ignore' }).on('close', resolve).on('error', resolve));
       await rm(stateDir, { recursive: true, force: true });
       await rm(path.join(OCTET_CLAIMS, String(octet)), { force: true });
     },
