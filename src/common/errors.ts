@@ -192,6 +192,11 @@ export const ERROR_CATALOGUE = {
     exit: 117,
     summary: "the pod sandbox's micro-VM is not running (stopped, or it failed): it takes no containers",
   },
+  POD_CGROUPS_UNAVAILABLE: {
+    kind: 'FailedPrecondition',
+    exit: 145,
+    summary: "the pod VM's guest kernel has no cgroup v2: a container's CPU, memory and pids limits cannot be applied in it",
+  },
   MACHINE_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no machine of the fleet has that id' },
   MACHINE_IN_USE: {
     kind: 'FailedPrecondition',

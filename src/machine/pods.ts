@@ -16,6 +16,8 @@ import { BosonError, KeyedMutex, MemoryStateStore, isBosonError, silentLogger, t
 import { resolveProcessConfig } from './container-config.ts';
 import { newContainerId } from './containers.ts';
 import { CriLogWriter, nowNs } from './cri-log.ts';
+import { capabilityMask } from './pod-capabilities.ts';
+import { CGROUPS_MISSING_EXIT, cgroupScript, containerCgroup, removeCgroupScript } from './pod-cgroups.ts';
 import { bindInto, makeSharedMount, removeUnmounted } from './host-mounts.ts';
 import type {
   ExecSession,
@@ -24,7 +26,9 @@ import type {
   Pod,
   PodStats,
   PodContainerStats,
+  PodAttachment,
   PodContainer,
+  PodContainerResources,
   PodContainerSpec,
   PodSpec,
   RequestContext,
@@ -63,6 +67,10 @@ interface Running {
   pid: number | null;
   /** Resolves once its exit is recorded. */
   done: Promise<void>;
+  /** Where its output goes besides its log: the attaches open now. */
+  attached: Set<StreamSink>;
+  /** Its stdin was closed (stdinOnce, by the end of an attach): nothing more reaches it. */
+  stdinClosed: boolean;
 }
 
 /** What the pod service is built from. */
@@ -269,6 +277,7 @@ export class PodService implements MachinePods {
         'CONTAINER_NAME_IN_USE',
         `pod ${pod.spec.name} has a container ${spec.name} (attempt ${spec.attempt}) already: ${same.value.id.slice(0, 12)}`,
       );
+    capabilityMask(spec.capAdd, spec.capDrop); // an unknown capability is refused here, before anything is made
     const image = await this.runtime.images.resolve(spec.image);
     const config = resolveProcessConfig(
       image.config,
@@ -317,17 +326,30 @@ export class PodService implements MachinePods {
         );
       const pod = await this.readyPod(ctx, record.podId);
       const log = record.spec.logPath ? new CriLogWriter(record.spec.logPath) : null;
+      await this.applyResources(ctx, pod.vmContainerId, record);
       const exec = this.runtime.newExec(
         pod.vmContainerId,
-        { argv: record.argv, env: record.env, cwd: record.cwd, user: record.user },
+        {
+          argv: record.argv,
+          env: record.env,
+          cwd: record.cwd,
+          user: record.user,
+          tty: record.spec.tty ?? false,
+          stdin: record.spec.stdin ?? false,
+        },
         this.execRoot(record),
       );
       let startError = '';
+      const attached = new Set<StreamSink>();
       const sink = {
-        stdout: (d: Buffer) => log?.write('stdout', d),
+        stdout: (d: Buffer) => {
+          log?.write('stdout', d);
+          for (const a of attached) a.stdout(d);
+        },
         stderr: (d: Buffer) => {
           if (!this.running.has(cid)) startError += d.toString();
           log?.write('stderr', d);
+          for (const a of attached) a.stderr(d);
         },
       };
       let session: ExecSession;
@@ -361,20 +383,100 @@ export class PodService implements MachinePods {
           // removed meanwhile
         }
       });
-      this.running.set(cid, { session, log, pid: started.pid, done });
+      this.running.set(cid, { session, log, pid: started.pid, done, attached, stdinClosed: false });
       record.state = 'running';
       record.startedNs = String(nowNs());
       this.save('pod-container', record);
     });
   }
 
-  /** Where a container's processes run in the pod VM: its root, read-only or not, with its volumes bound in. */
+  /**
+   * Where a container's processes run in the pod VM: its root, read-only or not, with its volumes bound in, in its
+   * cgroup of the guest, with its supplementary groups, capabilities and no_new_privs.
+   */
   private execRoot(record: PodContainerRecord): ExecRoot {
     const base = `${POD_SHARE_TARGET}/${record.id}`;
     return {
       path: `${base}/rootfs`,
       readOnly: record.spec.readOnlyRoot ?? false,
       mounts: (record.spec.mounts ?? []).map((m, i) => ({ source: `${base}/mounts/${i}`, target: m.containerPath, readOnly: m.readOnly })),
+      cgroup: containerCgroup(record.id),
+      ...(record.spec.groups && record.spec.groups.length > 0 ? { groups: record.spec.groups } : {}),
+      capabilities: capabilityMask(record.spec.capAdd, record.spec.capDrop),
+      ...(record.spec.noNewPrivileges ? { noNewPrivileges: true } : {}),
+    };
+  }
+
+  /** Writes the container's limits into its cgroup in the pod VM (made if missing), by a script run in the VM. */
+  private async applyResources(ctx: RequestContext, vmContainerId: string, record: PodContainerRecord): Promise<void> {
+    if (!record.spec.resources) return;
+    const exec = this.runtime.newExec(vmContainerId, { argv: ['sh', '-c', cgroupScript(record.id, record.spec.resources)] });
+    let stderr = '';
+    try {
+      const session = await this.runtime.startExec(ctx, exec.id, { stdout: () => undefined, stderr: (d) => (stderr += d.toString()) });
+      const code = await session.exit;
+      if (code === CGROUPS_MISSING_EXIT)
+        throw new BosonError(
+          'POD_CGROUPS_UNAVAILABLE',
+          `container ${record.spec.name}: the pod VM's kernel has no cgroup v2, so its CPU, memory and pids limits cannot be applied`,
+        );
+      if (code !== 0)
+        throw new BosonError('INVALID_ARGUMENT', `container ${record.spec.name}: its limits were refused in the pod VM: ${stderr.trim()}`);
+    } finally {
+      this.runtime.forgetExec(exec.id);
+    }
+  }
+
+  async updateContainerResources(ctx: RequestContext, id: string, resources: PodContainerResources): Promise<void> {
+    const { id: cid } = this.containerRecord(id);
+    await this.lock.run(cid, async () => {
+      const record = this.containerRecord(cid);
+      if (record.state === 'exited') throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.spec.name} has exited`);
+      const updated: PodContainerRecord = { ...record, spec: { ...record.spec, resources } };
+      // A running container's cgroup changes now; a created one gets its limits when it starts.
+      if (this.running.has(cid)) await this.applyResources(ctx, this.podRecord(record.podId).vmContainerId, updated);
+      this.save('pod-container', updated);
+    });
+  }
+
+  async attach(_ctx: RequestContext, id: string, options: { stdin: boolean }, sink: StreamSink): Promise<PodAttachment> {
+    const record = this.containerRecord(id);
+    const live = this.running.get(record.id);
+    if (!live) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.spec.name} is not running`);
+    if (options.stdin && !record.spec.stdin)
+      throw new BosonError('INVALID_ARGUMENT', `container ${record.spec.name} was created without stdin: there is nothing to attach it to`);
+    const tty = record.spec.tty ?? false;
+    const once = record.spec.stdinOnce ?? false;
+    live.attached.add(sink);
+    let ended = false;
+    let resolveDone!: () => void;
+    const done = new Promise<void>((resolve) => (resolveDone = resolve));
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      live.attached.delete(sink);
+      resolveDone();
+    };
+    void live.done.then(end);
+    const closeStdin = (): void => {
+      // As containerd: the process's stdin closes with the first attach's only for stdin_once.
+      if (!options.stdin || !once || live.stdinClosed) return;
+      live.stdinClosed = true;
+      live.session.closeStdin();
+    };
+    return {
+      stdin: (d) => {
+        if (!ended && options.stdin && !live.stdinClosed) live.session.stdin(d);
+      },
+      closeStdin,
+      resize: (rows, cols) => {
+        if (!ended && tty) live.session.resize(rows, cols);
+      },
+      detach: () => {
+        closeStdin();
+        end();
+      },
+      done,
     };
   }
 
@@ -409,8 +511,24 @@ export class PodService implements MachinePods {
       throw err;
     }
     await this.stopContainer(ctx, record.id, 0);
+    await this.removeCgroup(ctx, record);
     await removeUnmounted(path.join(this.shareDir(record.podId), record.id));
     this.store.delete('pod-container', record.id);
+  }
+
+  /** Removes the container's cgroup in its pod VM, when the VM runs (the cgroup goes with the VM otherwise). */
+  private async removeCgroup(ctx: RequestContext, record: PodContainerRecord): Promise<void> {
+    const pod = await this.inspect(ctx, record.podId).catch(() => null);
+    if (pod?.state !== 'ready') return;
+    const exec = this.runtime.newExec(pod.vmContainerId, { argv: ['sh', '-c', removeCgroupScript(record.id)] });
+    try {
+      const session = await this.runtime.startExec(ctx, exec.id, { stdout: () => undefined, stderr: () => undefined });
+      await session.exit;
+    } catch (err) {
+      this.log.debug({ container: record.id, error: String(err) }, "the container's cgroup was not removed");
+    } finally {
+      this.runtime.forgetExec(exec.id);
+    }
   }
 
   async inspectContainer(_ctx: RequestContext, id: string): Promise<PodContainer> {
