@@ -203,6 +203,15 @@ describe('resources inside the pod VM', () => {
   });
 });
 
+test('ContainerStats count every process of the container (its cgroup), its children too', async () => {
+  const id = await started('hog', ['sh', '-c', `awk 'BEGIN { s = sprintf("%24000000s", ""); system("sleep 1000") }'`]);
+  const workingSet = async (): Promise<number> =>
+    Number((await c().runtime.ContainerStats!({ containerId: id })).stats.memory.workingSetBytes.value);
+  await waitFor(async () => (await workingSet()) > 20 * MiB, 30_000, "awk's 24 MB in the container's stats");
+  assert.ok((await workingSet()) < 128 * MiB);
+  await c().runtime.RemoveContainer!({ containerId: id });
+});
+
 test("the pod's DNS config (servers, searches, options) is in every container's /etc/resolv.conf", async () => {
   const a = await started('dns-a', ['sleep', '1000']);
   const b = await started('dns-b', ['sleep', '1000'], { linux: { securityContext: { readonlyRootfs: true } } });

@@ -17,7 +17,7 @@ import { resolveProcessConfig } from './container-config.ts';
 import { newContainerId } from './containers.ts';
 import { CriLogWriter, nowNs } from './cri-log.ts';
 import { capabilityMask } from './pod-capabilities.ts';
-import { CGROUPS_MISSING_EXIT, cgroupScript, containerCgroup, removeCgroupScript } from './pod-cgroups.ts';
+import { CGROUPS_MISSING_EXIT, cgroupScript, containerCgroup, parseStats, removeCgroupScript, statsScript } from './pod-cgroups.ts';
 import { bindInto, makeSharedMount, removeUnmounted } from './host-mounts.ts';
 import type {
   ExecSession,
@@ -587,9 +587,8 @@ export class PodService implements MachinePods {
     }
     const out: PodContainerStats[] = [];
     for (const [pod, containers] of byPod) {
-      // One exec per pod VM, in its own root: each process's stat and statm, by pid (the guest ticks at 100 Hz).
-      const script = containers.map((c) => `echo "${c.id} $(cat /proc/${c.pid}/stat) | $(cat /proc/${c.pid}/statm)"`).join('; ');
-      const exec = this.runtime.newExec(this.podRecord(pod).vmContainerId, { argv: ['sh', '-c', script] });
+      // One exec per pod VM, in its own root: each container's cgroup (its /proc without one).
+      const exec = this.runtime.newExec(this.podRecord(pod).vmContainerId, { argv: ['sh', '-c', statsScript(containers)] });
       let text = '';
       try {
         const session = await this.runtime.startExec(ctx, exec.id, { stdout: (d) => (text += d.toString()), stderr: () => undefined });
@@ -597,14 +596,7 @@ export class PodService implements MachinePods {
       } finally {
         this.runtime.forgetExec(exec.id);
       }
-      const timestampNs = String(nowNs());
-      for (const line of text.split('\n')) {
-        const m = /^([0-9a-f]{64}) .*\) (.*) \| \d+ (\d+)/.exec(line);
-        if (!m) continue;
-        const fields = m[2]!.split(' ');
-        const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
-        out.push({ id: m[1]!, timestampNs, cpuNs: ticks * 10_000_000, memoryBytes: Number(m[3]) * 4096 });
-      }
+      out.push(...parseStats(text, String(nowNs())));
     }
     return out;
   }
