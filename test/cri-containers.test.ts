@@ -184,6 +184,9 @@ describe('resources inside the pod VM', () => {
       linux: { cpuPeriod: '100000', cpuQuota: '150000', memoryLimitInBytes: String(96 * MiB) },
     });
     const dir = `/sys/fs/cgroup/boson/${id}`;
+    const { status } = await c().runtime.ContainerStatus!({ containerId: id });
+    assert.equal(status.resources.linux.memoryLimitInBytes, String(96 * MiB));
+    assert.equal(status.resources.linux.cpuQuota, '150000');
     assert.equal((await execSync(id, ['cat', `${dir}/memory.max`])).stdout.trim(), String(96 * MiB));
     assert.equal((await execSync(id, ['cat', `${dir}/cpu.max`])).stdout.trim(), '150000 100000');
     assert.equal((await execSync(id, ['cat', `${dir}/pids.max`])).stdout.trim(), 'max');
@@ -210,6 +213,17 @@ test('ContainerStats count every process of the container (its cgroup), its chil
   await waitFor(async () => (await workingSet()) > 20 * MiB, 30_000, "awk's 24 MB in the container's stats");
   assert.ok((await workingSet()) < 128 * MiB);
   await c().runtime.RemoveContainer!({ containerId: id });
+});
+
+test('a stopped container leaves nothing running: what its main process started is killed with it', async () => {
+  const id = await started('parent', ['sh', '-c', 'sleep 990 & exec sleep 1000']);
+  const watcher = await started('watcher', ['sleep', '1000']);
+  const running = async (): Promise<boolean> => /sleep 990/.test((await execSync(watcher, ['ps'])).stdout);
+  await waitFor(running, 30_000, 'the background sleep');
+  await c().runtime.StopContainer!({ containerId: id, timeout: 2 });
+  assert.equal(await running(), false, 'the background sleep was killed');
+  await c().runtime.RemoveContainer!({ containerId: id });
+  await c().runtime.RemoveContainer!({ containerId: watcher });
 });
 
 test("the pod's DNS config (servers, searches, options) is in every container's /etc/resolv.conf", async () => {

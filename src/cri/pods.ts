@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { PodContainer, PodContainerStats, Pod, PodMachine, PodSpec, PodContainerSpec, PortBinding } from '../machine/port/index.ts';
 import { CriRefusal } from './errors.ts';
 import type { CriHandler } from './handler.ts';
-import { containerResourcesOf } from './resources.ts';
+import { containerResourcesOf, criResourcesOf } from './resources.ts';
 import { securityOf } from './security.ts';
 import type { StreamingServer } from './streaming.ts';
 
@@ -282,6 +282,7 @@ export function podHandlers(machine: PodMachine, streaming?: StreamingServer): R
           message: c.message,
           mounts: [],
           logPath: c.spec.logPath ?? '',
+          resources: criResourcesOf(c.spec.resources),
         },
         info,
       };

@@ -70,3 +70,17 @@ export function resourceHandlers(machine: PodMachine): Record<string, CriHandler
     },
   };
 }
+
+/** CRI's ContainerResources of a container's limits, as ContainerStatus reports them (null without limits). */
+export function criResourcesOf(r: PodContainerResources | undefined): Record<string, unknown> | null {
+  if (!r) return null;
+  return {
+    linux: {
+      cpuPeriod: String(r.cpuPeriodUs ?? 0),
+      cpuQuota: String(r.cpuQuotaUs ?? 0),
+      cpuShares: String(r.cpuShares ?? 0),
+      memoryLimitInBytes: String(r.memoryBytes ?? 0),
+      ...(r.pids ? { unified: { 'pids.max': String(r.pids) } } : {}),
+    },
+  };
+}

@@ -48,6 +48,12 @@ export function cgroupScript(containerId: string, r: PodContainerResources): str
   ].join('\n');
 }
 
+/** A script that kills every process left in the container's cgroup (nothing when it does not exist). */
+export function killCgroupScript(containerId: string): string {
+  const dir = `/sys/fs/cgroup/${containerCgroup(containerId)}`;
+  return `[ -f ${dir}/cgroup.kill ] && echo 1 > ${dir}/cgroup.kill; true`;
+}
+
 /** A script that kills what is left in the container's cgroup and removes it (nothing when it does not exist). */
 export function removeCgroupScript(containerId: string): string {
   const dir = `/sys/fs/cgroup/${containerCgroup(containerId)}`;

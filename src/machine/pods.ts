@@ -17,7 +17,15 @@ import { resolveProcessConfig } from './container-config.ts';
 import { newContainerId } from './containers.ts';
 import { CriLogWriter, nowNs } from './cri-log.ts';
 import { capabilityMask } from './pod-capabilities.ts';
-import { CGROUPS_MISSING_EXIT, cgroupScript, containerCgroup, parseStats, removeCgroupScript, statsScript } from './pod-cgroups.ts';
+import {
+  CGROUPS_MISSING_EXIT,
+  cgroupScript,
+  containerCgroup,
+  killCgroupScript,
+  parseStats,
+  removeCgroupScript,
+  statsScript,
+} from './pod-cgroups.ts';
 import { bindInto, makeSharedMount, removeUnmounted } from './host-mounts.ts';
 import type {
   ExecSession,
@@ -372,7 +380,7 @@ export class PodService implements MachinePods {
           `container ${record.spec.name}: ${startError.trim() || `exited with ${code} before it started`}`,
         );
       }
-      const done = session.exit.then((code) => {
+      const done = session.exit.then(async (code) => {
         this.runtime.forgetExec(exec.id);
         log?.close();
         this.running.delete(cid);
@@ -382,6 +390,8 @@ export class PodService implements MachinePods {
         } catch {
           // removed meanwhile
         }
+        // As when a container's PID namespace ends with its init: what its main process left running is killed.
+        await this.runInVm({ principal: 'pods' }, pod.vmContainerId, killCgroupScript(cid)).catch(() => undefined);
       });
       this.running.set(cid, { session, log, pid: started.pid, done, attached, stdinClosed: false });
       record.state = 'running';
@@ -407,24 +417,37 @@ export class PodService implements MachinePods {
     };
   }
 
-  /** Writes the container's limits into its cgroup in the pod VM (made if missing), by a script run in the VM. */
-  private async applyResources(ctx: RequestContext, vmContainerId: string, record: PodContainerRecord): Promise<void> {
-    if (!record.spec.resources) return;
-    const exec = this.runtime.newExec(vmContainerId, { argv: ['sh', '-c', cgroupScript(record.id, record.spec.resources)] });
+  /** Runs a shell script in the pod VM's own root (not a container's); its exit code and output. */
+  private async runInVm(
+    ctx: RequestContext,
+    vmContainerId: string,
+    script: string,
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    const exec = this.runtime.newExec(vmContainerId, { argv: ['sh', '-c', script] });
+    let stdout = '';
     let stderr = '';
     try {
-      const session = await this.runtime.startExec(ctx, exec.id, { stdout: () => undefined, stderr: (d) => (stderr += d.toString()) });
-      const code = await session.exit;
-      if (code === CGROUPS_MISSING_EXIT)
-        throw new BosonError(
-          'POD_CGROUPS_UNAVAILABLE',
-          `container ${record.spec.name}: the pod VM's kernel has no cgroup v2, so its CPU, memory and pids limits cannot be applied`,
-        );
-      if (code !== 0)
-        throw new BosonError('INVALID_ARGUMENT', `container ${record.spec.name}: its limits were refused in the pod VM: ${stderr.trim()}`);
+      const session = await this.runtime.startExec(ctx, exec.id, {
+        stdout: (d) => (stdout += d.toString()),
+        stderr: (d) => (stderr += d.toString()),
+      });
+      return { code: await session.exit, stdout, stderr };
     } finally {
       this.runtime.forgetExec(exec.id);
     }
+  }
+
+  /** Writes the container's limits into its cgroup in the pod VM (made if missing), by a script run in the VM. */
+  private async applyResources(ctx: RequestContext, vmContainerId: string, record: PodContainerRecord): Promise<void> {
+    if (!record.spec.resources) return;
+    const { code, stderr } = await this.runInVm(ctx, vmContainerId, cgroupScript(record.id, record.spec.resources));
+    if (code === CGROUPS_MISSING_EXIT)
+      throw new BosonError(
+        'POD_CGROUPS_UNAVAILABLE',
+        `container ${record.spec.name}: the pod VM's kernel has no cgroup v2, so its CPU, memory and pids limits cannot be applied`,
+      );
+    if (code !== 0)
+      throw new BosonError('INVALID_ARGUMENT', `container ${record.spec.name}: its limits were refused in the pod VM: ${stderr.trim()}`);
   }
 
   async updateContainerResources(ctx: RequestContext, id: string, resources: PodContainerResources): Promise<void> {
@@ -520,15 +543,9 @@ export class PodService implements MachinePods {
   private async removeCgroup(ctx: RequestContext, record: PodContainerRecord): Promise<void> {
     const pod = await this.inspect(ctx, record.podId).catch(() => null);
     if (pod?.state !== 'ready') return;
-    const exec = this.runtime.newExec(pod.vmContainerId, { argv: ['sh', '-c', removeCgroupScript(record.id)] });
-    try {
-      const session = await this.runtime.startExec(ctx, exec.id, { stdout: () => undefined, stderr: () => undefined });
-      await session.exit;
-    } catch (err) {
-      this.log.debug({ container: record.id, error: String(err) }, "the container's cgroup was not removed");
-    } finally {
-      this.runtime.forgetExec(exec.id);
-    }
+    await this.runInVm(ctx, pod.vmContainerId, removeCgroupScript(record.id)).catch((err: unknown) =>
+      this.log.debug({ container: record.id, error: String(err) }, "the container's cgroup was not removed"),
+    );
   }
 
   async inspectContainer(_ctx: RequestContext, id: string): Promise<PodContainer> {
@@ -588,15 +605,8 @@ export class PodService implements MachinePods {
     const out: PodContainerStats[] = [];
     for (const [pod, containers] of byPod) {
       // One exec per pod VM, in its own root: each container's cgroup (its /proc without one).
-      const exec = this.runtime.newExec(this.podRecord(pod).vmContainerId, { argv: ['sh', '-c', statsScript(containers)] });
-      let text = '';
-      try {
-        const session = await this.runtime.startExec(ctx, exec.id, { stdout: (d) => (text += d.toString()), stderr: () => undefined });
-        await session.exit;
-      } finally {
-        this.runtime.forgetExec(exec.id);
-      }
-      out.push(...parseStats(text, String(nowNs())));
+      const { stdout } = await this.runInVm(ctx, this.podRecord(pod).vmContainerId, statsScript(containers));
+      out.push(...parseStats(stdout, String(nowNs())));
     }
     return out;
   }
