@@ -163,6 +163,8 @@ test('malformed interfaces and mounts are refused before they reach the guest', 
     { ...base, mounts: [{ ...mount, kind: 'nfs' as 'disk' }] },
     { ...base, dns: ['a\0b'] },
     { ...base, dnsOptions: ['ndots: 5'] },
+    { ...base, dnsSearch: ['a.b\nnameserver 6.6.6.6'] },
+    { ...base, dns: [''] },
     { ...base, dnsOptions: [''] },
   ];
   for (const spec of bad)

@@ -323,8 +323,15 @@ export function encodeSpec(spec: RunSpec): Buffer {
     w.add(SpecTag.CLOCK, b);
   }
   for (const i of spec.interfaces ?? []) w.addString(SpecTag.NET_IF, netIfText(i));
-  for (const d of spec.dns ?? []) w.addString(SpecTag.DNS, d);
-  for (const d of spec.dnsSearch ?? []) w.addString(SpecTag.DNS_SEARCH, d);
+  for (const [tag, list] of [
+    [SpecTag.DNS, spec.dns],
+    [SpecTag.DNS_SEARCH, spec.dnsSearch],
+  ] as const)
+    for (const d of list ?? []) {
+      // One word each: resolv.conf is a list of words per line.
+      if (d === '' || /\s/.test(d)) throw new BosonError('INVALID_ARGUMENT', `DNS server or search domain ${JSON.stringify(d)} is empty or holds a space`);
+      w.addString(tag, d);
+    }
   for (const d of spec.dnsOptions ?? []) {
     if (d === '' || /\s/.test(d)) throw new BosonError('INVALID_ARGUMENT', `DNS option ${JSON.stringify(d)} is empty or holds a space`);
     w.addString(SpecTag.DNS_OPTION, d);
