@@ -85,6 +85,9 @@ describe('bind mounts under a policy', () => {
       await chmod(path.join(src, 'sg'), 0o2755);
       execFileSync('tar', ['--numeric-owner', '--owner=0', '--group=0', '-cf', path.join(dir, 'suid.tar'), '-C', src, 'su', 'sg']);
       await rm(src, { recursive: true, force: true });
+      // A setuid-root file the host already had in the share: a write from the guest clears the bit (no CAP_FSETID).
+      await writeFile(path.join(dir, 'hostsu'), '#!/bin/sh\n');
+      await chmod(path.join(dir, 'hostsu'), 0o4755);
       const r = await boson(
         'run',
         '--rm',
@@ -108,6 +111,7 @@ describe('bind mounts under a policy', () => {
           'mkdir /x/d',
           'try chmod g+s /x/d',
           'try mkfifo /x/fifo',
+          'echo appended >> /x/hostsu',
         ].join('\n'),
       );
       assert.equal(r.code, 0, r.stderr);
@@ -130,6 +134,7 @@ describe('bind mounts under a policy', () => {
         }
       };
       await walk(dir);
+      assert.equal(await readFile(path.join(dir, 'hostsu'), 'utf8'), '#!/bin/sh\nappended\n', 'the write went through');
       assert.deepEqual(found, [], 'no set-user-ID/set-group-ID file and no device node on the host');
       const b = await stat(path.join(dir, 'b'));
       assert.deepEqual([b.uid, b.gid, b.mode & 0o7777], [0, 0, 0o700], "the guest root's file is root's on the host");
