@@ -79,15 +79,20 @@ export async function createThrowawayUser(prefix: string): Promise<ThrowawayUser
     created = true;
     uid = Number((await run('id', ['-u', user])).stdout.trim());
     const gid = Number((await run('id', ['-g', user])).stdout.trim());
-    // System users get no subordinate ids from useradd: a range of our own, above every range there is.
+    // System users get no subordinate ids from useradd: a range of our own, picked by pid (so that two suites
+    // creating users at once do not pick the same), or above every range there is when that one is taken.
+    let start = 2_000_000_000 + (process.pid % 4096) * 65536;
     let end = 0;
+    let taken = false;
     for (const file of ['/etc/subuid', '/etc/subgid']) {
       for (const line of (await fs.readFile(file, 'utf8').catch(() => '')).split('\n')) {
         const [, s, c] = line.split(':');
-        if (s !== undefined && c !== undefined) end = Math.max(end, Number(s) + Number(c));
+        if (s === undefined || c === undefined) continue;
+        end = Math.max(end, Number(s) + Number(c));
+        if (Number(s) < start + 65536 && start < Number(s) + Number(c)) taken = true;
       }
     }
-    const start = Math.max(end, 2_000_000_000 + (process.pid % 4096) * 65536);
+    if (taken) start = Math.max(end, start);
     for (const file of ['/etc/subuid', '/etc/subgid']) await fs.appendFile(file, `${user}:${start}:65536\n`);
     return { user, uid, gid, base, home, pids, cleanup };
   } catch (err) {
