@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { lstat, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { DEFAULT_VIRTIOFSD_GUARD, virtiofsdGuard, virtiofsdOptions } from './virtiofsd.ts';
+import { DEFAULT_VIRTIOFSD_GUARD, describeVirtiofsd, virtiofsdGuard, virtiofsdOptions } from './virtiofsd.ts';
 
 /** Runs `argv` under the guard; its exit code and stderr. */
 function guarded(...argv: string[]): { code: number | null; stderr: string } {
@@ -52,4 +52,12 @@ test('virtiofsd is asked for its namespace sandbox, no xattrs, and no CAP_MKNOD/
   assert.match(o, /-o sandbox=namespace/);
   assert.match(o, /-o no_xattr/);
   assert.match(o, /-o modcaps=-mknod:-fsetid/);
+});
+
+test('boson info is told when the guard is missing', () => {
+  assert.equal(describeVirtiofsd().problem, null, 'setup.sh built the guard');
+  assert.match(
+    describeVirtiofsd(undefined, '/nonexistent/guard').problem ?? '',
+    /\/nonexistent\/guard is missing \(run scripts\/setup.sh\)/,
+  );
 });

@@ -33,3 +33,35 @@ export function virtiofsdGuard(guard: string = DEFAULT_VIRTIOFSD_GUARD): string 
     );
   return guard;
 }
+
+/** How bind mounts are served on this host (for `boson info`). */
+export interface VirtiofsdView {
+  virtiofsd: string;
+  guard: string;
+  /** What confines each virtiofsd, one item each. */
+  confinement: string[];
+  /** Why bind mounts cannot be served here, or null. */
+  problem: string | null;
+}
+
+/**
+ * Describes the virtiofsd of bind mounts and its confinement. `problem` names a missing guard (a share would be
+ * refused); a missing virtiofsd is a configuration of its own (9p, if the guest kernel has it), said in `confinement`.
+ */
+export function describeVirtiofsd(virtiofsd = '/usr/lib/qemu/virtiofsd', guard = DEFAULT_VIRTIOFSD_GUARD): VirtiofsdView {
+  const confinement = existsSync(virtiofsd)
+    ? [
+        'seccomp guard (EPERM for set-user-ID/set-group-ID modes and device nodes)',
+        'no CAP_MKNOD/CAP_FSETID',
+        'namespace sandbox',
+        'own seccomp allow-list',
+        'no xattrs',
+      ]
+    : ['virtiofsd missing: 9p served by QEMU, if the guest kernel has it (no guard)'];
+  return {
+    virtiofsd,
+    guard,
+    confinement,
+    problem: existsSync(guard) ? null : `bind mounts cannot be served over virtiofs: ${guard} is missing (run scripts/setup.sh)`,
+  };
+}
