@@ -8,7 +8,7 @@
  * files with the guest's uid, so without this a guest could leave a setuid-root binary on the host. Dropping
  * CAP_FSETID does not stop an owner's chmod(04755), hence a filter on the mode arguments themselves.
  *
- *   virtiofsd-guard PROGRAM [ARG...]      exec PROGRAM with the filter installed (no_new_privs set)
+ *   virtiofsd-guard PROGRAM [ARG...]      exec PROGRAM (searched on PATH without a slash) with the filter installed (no_new_privs set)
  *
  * Exit 126 when the filter cannot be installed or PROGRAM cannot be executed (nothing runs unfiltered).
  */
@@ -91,7 +91,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "virtiofsd-guard: cannot install the seccomp filter: %s\n", strerror(errno));
     return 126;
   }
-  execv(argv[1], argv + 1);
+  execvp(argv[1], argv + 1);
   fprintf(stderr, "virtiofsd-guard: cannot execute %s: %s\n", argv[1], strerror(errno));
   return 126;
 }
