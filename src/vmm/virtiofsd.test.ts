@@ -1,3 +1,4 @@
+/** virtiofsd-guard's filter, run around the host's own tools (as root), and the options virtiofsd is given. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

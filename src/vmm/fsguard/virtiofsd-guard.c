@@ -8,7 +8,9 @@
  * files with the guest's uid, so without this a guest could leave a setuid-root binary on the host. Dropping
  * CAP_FSETID does not stop an owner's chmod(04755), hence a filter on the mode arguments themselves.
  *
- *   virtiofsd-guard PROGRAM [ARG...]      exec PROGRAM (searched on PATH without a slash) with the filter installed (no_new_privs set)
+ *   virtiofsd-guard PROGRAM [ARG...]
+ *
+ * execs PROGRAM (searched on PATH when it has no slash) with the filter installed and no_new_privs set.
  *
  * Exit 126 when the filter cannot be installed or PROGRAM cannot be executed (nothing runs unfiltered).
  */
