@@ -6,11 +6,12 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { runBoson, useDaemonHost } from './helpers.ts';
+import { collect, runBoson, useDaemonHost } from './helpers.ts';
+import { DEBIAN_DOCKER_PATH } from './docker-clis.ts';
 
 const { host } = useDaemonHost();
 const boson = (...args: string[]): ReturnType<typeof runBoson> => runBoson(host(), args, { timeoutMs: 90_000 });
@@ -173,6 +174,32 @@ describe('bind mounts under a policy', () => {
     } finally {
       await boson('rm', '-f', 'fsd');
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+  test("the stock docker CLI's `docker run -v` gets the same: no setuid-root file, no device node on the host", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-binddocker-'));
+    const config = await mkdtemp(path.join(os.tmpdir(), 'boson-binddocker-config-'));
+    try {
+      const env = { ...process.env, DOCKER_HOST: `unix://${host().env.BOSON_RUN_DIR}/docker.sock`, DOCKER_CONFIG: config };
+      const script = 'cp /bin/busybox /x/b; chmod 4755 /x/b; echo chmod=$?; mknod /x/null c 1 3; echo mknod=$?';
+      const r = await collect(
+        spawn(DEBIAN_DOCKER_PATH, ['run', '--rm', '-v', `${dir}:/x`, 'busybox', 'sh', '-c', script], {
+          env,
+          stdio: ['pipe', 'pipe', 'pipe'],
+        }),
+        undefined,
+        90_000,
+        ['docker', 'run'],
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.toString(), 'chmod=1\nmknod=1\n', 'both refused in the guest');
+      assert.match(r.stderr, /chmod: \/x\/b: Operation not permitted/);
+      const b = await lstat(path.join(dir, 'b'));
+      assert.deepEqual([b.uid, b.mode & 0o7777], [0, 0o755], 'a root-owned file without the setuid bit');
+      assert.deepEqual((await readdir(dir)).sort(), ['b'], 'no device node');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await rm(config, { recursive: true, force: true });
     }
   });
 });
