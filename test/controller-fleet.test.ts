@@ -348,9 +348,26 @@ test('leases: while one holds a container, its changes need the nonce (409 CONTA
   // A viewer may see a lease, not take one.
   assert.equal((await call('acme-viewer', 'POST', `${base}/leased/lease`, { ttlSeconds: 60 })).status, 403);
   assert.equal((await call('acme-viewer', 'GET', `${base}/leased/lease`)).json().code, 'LEASE_NOT_FOUND');
-  const got = await call('acme', 'POST', `${base}/leased/lease`, { ttlSeconds: 60, description: 'deploy 42' });
+  const got = await call(
+    'acme',
+    'POST',
+    `${base}/leased/lease`,
+    { ttlSeconds: 60, description: 'deploy 42' },
+    { 'idempotency-key': 'lease-1' },
+  );
   assert.equal(got.status, 201, got.body);
   const { nonce, owner, expiresAt } = got.json() as { nonce: string; owner: string; expiresAt: string };
+  // The nonce is a secret shown once: not in the store, not kept with the idempotency key (a repeat is refused).
+  assert.ok(!JSON.stringify(await ctl.store.list('ctl.container-lease')).includes(nonce));
+  assert.ok(!JSON.stringify(await ctl.store.list('ctl.idempotency')).includes(nonce));
+  const repeat = await call(
+    'acme',
+    'POST',
+    `${base}/leased/lease`,
+    { ttlSeconds: 60, description: 'deploy 42' },
+    { 'idempotency-key': 'lease-1' },
+  );
+  assert.equal(repeat.json().code, 'IDEMPOTENCY_KEY_REUSED');
   assert.equal(owner, 'acme-dev');
   assert.ok(Date.parse(expiresAt) > Date.now() + 50_000);
   // GET shows the lease (never the nonce), and so does inspect.

@@ -30,12 +30,13 @@ after(async () => {
 });
 
 for (const mode of ['resume', 'fail'] as const) {
-  test(`sqlite: replica B takes over a task of killed replica A (${mode})`, async () => {
+  test(`sqlite: replica B takes over a task of killed replica A (${mode})`, async (t) => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-task-lease-'));
     const a = openStateStore(dir, { pollMs: 20 });
     const b = openStateStore(dir, { pollMs: 20 });
     try {
       const out = await replicaTakeover(asyncStore(a), asyncStore(b), mode, LEASE);
+      t.diagnostic(`taken over ${out.takeoverMs} ms after A died (lease ${LEASE.leaseMs} ms, sweep ${LEASE.sweepMs} ms)`);
       assert.ok(out.takeoverMs <= BOUND_MS, `taken over ${out.takeoverMs} ms after A died (bound ${BOUND_MS})`);
     } finally {
       a.close();
@@ -44,12 +45,13 @@ for (const mode of ['resume', 'fail'] as const) {
     }
   });
 
-  test(`etcd: replica B takes over a task of killed replica A (${mode})`, async () => {
+  test(`etcd: replica B takes over a task of killed replica A (${mode})`, async (t) => {
     const prefix = `tasks-${randomUUID()}/`;
     const a = openEtcdStore({ endpoints: [etcd!.endpoint], prefix });
     const b = openEtcdStore({ endpoints: [etcd!.endpoint], prefix });
     try {
       const out = await replicaTakeover(a, b, mode, LEASE);
+      t.diagnostic(`taken over ${out.takeoverMs} ms after A died (lease ${LEASE.leaseMs} ms, sweep ${LEASE.sweepMs} ms)`);
       assert.ok(out.takeoverMs <= BOUND_MS, `taken over ${out.takeoverMs} ms after A died (bound ${BOUND_MS})`);
     } finally {
       await a.close();

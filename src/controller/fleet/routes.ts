@@ -366,7 +366,8 @@ export function containerRoutes(containers: FleetContainers): FastifyPluginAsync
           headers: LeaseHeaders,
           response: { 201: LeaseGranted, ...errors },
         },
-        config: member,
+        // The answer holds the nonce: an Idempotency-Key is honoured but the answer is not kept in the store.
+        config: { policy: { ...member.policy, secretAnswer: true } },
       },
       async (req, reply) => {
         const { tenant, project, ref } = req.params;
