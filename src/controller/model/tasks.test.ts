@@ -92,3 +92,29 @@ test('a project removal whose runner died is finished by another replica (its st
   await assert.rejects(b.identity.authenticate(tok.token), (e: Error & { code?: string }) => e.code === 'UNAUTHENTICATED');
   await b.close();
 });
+
+test('a replica never takes over a task it runs itself, even when its own lease looks expired (its clock jumped)', async () => {
+  const store = asyncStore(new MemoryStateStore());
+  let clock = Date.parse('2026-01-01T00:00:00Z');
+  const tasks = new Tasks(store, undefined, { replicaId: 'A', leaseMs: 60_000, clock: () => clock });
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let runs = 0;
+  tasks.define('k', {
+    onRunnerDied: 'resume',
+    run: async (_t, step) => {
+      await step('slow', async () => {
+        runs++;
+        await gate;
+      });
+    },
+  });
+  const t = await tasks.start({ kind: 'k', target: 'x', steps: ['slow'] });
+  while (runs === 0) await new Promise((r) => setTimeout(r, 5));
+  clock += 120_000; // two lease times, no heartbeat yet (the interval is 20 s)
+  assert.deepEqual((await tasks.sweep()).takenOver, []);
+  release();
+  assert.equal((await tasks.wait(t.id, 5000)).state, 'succeeded');
+  assert.equal(runs, 1);
+  await tasks.close();
+});

@@ -291,6 +291,8 @@ export class Tasks {
     for (const r of await this.store.list<TaskRecord>(KINDS.task)) {
       if (this.closed) break;
       const t = r.value;
+      // A task this replica runs is its own runner's to renew, never taken over from itself (that would be two runners).
+      if (this.heartbeats.has(t.id)) continue;
       try {
         if (t.state === 'running' && this.expired(t)) {
           if (await this.takeOver(t.id)) out.takenOver.push(t.id);
