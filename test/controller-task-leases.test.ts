@@ -3,7 +3,8 @@
  * processes on one host) and etcd (two clients of a real etcd, as two replicas on two hosts). Replica A is killed in
  * the middle of a task (its heartbeat stops); replica B takes the task over within the lease time and resumes it
  * (or fails it with TASK_RUNNER_DIED, by its kind); nothing but the step in flight runs twice, and A, woken up,
- * writes nothing more.
+ * writes nothing more. And a project removal (a real task kind) whose replica died before running it is finished by
+ * the other replica.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +16,7 @@ import { asyncStore } from '../src/common/index.ts';
 import { openStateStore } from '../src/machine/store/sqlite.ts';
 import { openEtcdStore } from '../src/machine/store/etcd.ts';
 import { startTestEtcd, type TestEtcd } from '../src/machine/store/etcd-test-support.ts';
-import { replicaTakeover } from '../src/controller/model/tasks-test-support.ts';
+import { removalFinishedByOther, replicaTakeover } from '../src/controller/model/tasks-test-support.ts';
 
 const LEASE = { leaseMs: 1500, sweepMs: 200 };
 /** Taken over within the lease time after the last renewal, plus a sweep, plus slack for a loaded machine. */
@@ -59,3 +60,25 @@ for (const mode of ['resume', 'fail'] as const) {
     }
   });
 }
+
+test('sqlite and etcd: a project removal whose replica died before running it is finished by the other replica', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-task-lease-'));
+  const a = openStateStore(dir, { pollMs: 20 });
+  const b = openStateStore(dir, { pollMs: 20 });
+  try {
+    await removalFinishedByOther(asyncStore(a), asyncStore(b), LEASE);
+  } finally {
+    a.close();
+    b.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+  const prefix = `tasks-${randomUUID()}/`;
+  const ea = openEtcdStore({ endpoints: [etcd!.endpoint], prefix });
+  const eb = openEtcdStore({ endpoints: [etcd!.endpoint], prefix });
+  try {
+    await removalFinishedByOther(ea, eb, LEASE);
+  } finally {
+    await ea.close();
+    await eb.close();
+  }
+});

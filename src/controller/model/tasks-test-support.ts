@@ -8,7 +8,8 @@
 import assert from 'node:assert/strict';
 import type { AsyncStateStore } from '../../common/index.ts';
 import { KINDS } from './records.ts';
-import { Tasks } from './tasks.ts';
+import { Controller } from './controller.ts';
+import type { Tasks } from './tasks.ts';
 import type { Task } from './schemas.ts';
 
 /** What the scenario measured. */
@@ -48,7 +49,8 @@ export async function replicaTakeover(
   const aBlocked = new Promise<void>((r) => (wakeA = r));
   const kind = `test.${mode}`;
   const replicas = (['A', 'B'] as const).map((name) => {
-    const tasks = new Tasks(name === 'A' ? a : b, undefined, { replicaId: name, leaseMs: opts.leaseMs, sweepMs: opts.sweepMs });
+    // Two controller models (two replicas), each with its own handle of the store.
+    const tasks = new Controller(name === 'A' ? a : b, undefined, { replicaId: name, leaseMs: opts.leaseMs, sweepMs: opts.sweepMs }).tasks;
     tasks.define(kind, {
       onRunnerDied: mode,
       run: async (_task, step) => {
@@ -111,6 +113,36 @@ export async function replicaTakeover(
     return { takeoverMs, runs, task };
   } finally {
     wakeA();
+    await A.close();
+    await B.close();
+  }
+}
+
+/**
+ * A project removal started by replica A, which dies before running it: replica B claims it after a lease time and
+ * removes the project and its tokens.
+ */
+export async function removalFinishedByOther(
+  a: AsyncStateStore,
+  b: AsyncStateStore,
+  opts: { leaseMs: number; sweepMs: number },
+): Promise<void> {
+  const A = new Controller(a, undefined, { replicaId: 'A', ...opts });
+  const B = new Controller(b, undefined, { replicaId: 'B', ...opts });
+  try {
+    await A.bootstrap();
+    await A.tenants.createTenant('acme');
+    await A.tenants.createProject('acme', 'web');
+    await A.identity.createUser('dev', 'acme');
+    const tok = await A.identity.createToken('dev', { role: 'member', tenant: 'acme', project: 'web' });
+    const task = await A.deleteProject('acme', 'web');
+    await A.close();
+    B.start();
+    const done = await B.tasks.wait(task.id, opts.leaseMs * 4 + 20_000);
+    assert.equal(done.state, 'succeeded', JSON.stringify(done));
+    await assert.rejects(B.tenants.getProject('acme', 'web'), (e: Error & { code?: string }) => e.code === 'PROJECT_NOT_FOUND');
+    await assert.rejects(B.identity.authenticate(tok.token), (e: Error & { code?: string }) => e.code === 'UNAUTHENTICATED');
+  } finally {
     await A.close();
     await B.close();
   }
