@@ -51,11 +51,14 @@ export function registerFleetContainerCommands(program: Command): void {
     ['start', 'Start a container'],
     ['stop', 'Stop a container'],
     ['rm', 'Remove a container (its quota comes back)'],
-  ] as const)
-    withTarget(container.command(verb).description(text).argument('<tenant/project>').argument('<container>'))
-      .option('--nonce <nonce>', "the nonce of the container's lease, when one holds it")
-      .option('-f, --force', 'rm: stop it first / remove it even if its machine is gone')
-      .option('--json', 'print the container id as JSON')
+  ] as const) {
+    const cmd = withTarget(container.command(verb).description(text).argument('<tenant/project>').argument('<container>')).option(
+      '--nonce <nonce>',
+      "the nonce of the container's lease, when one holds it",
+    );
+    if (verb === 'rm') cmd.option('-f, --force', 'stop it first; remove it even if its machine is gone');
+    cmd
+      .option('--json', 'print the container as JSON')
       .action(async (ref: string, name: string, flags: TargetFlags & { nonce?: string; force?: boolean; json?: boolean }) => {
         const { tenant, project } = splitProject(ref);
         const client = await controllerClient(flags);
@@ -66,6 +69,7 @@ export function registerFleetContainerCommands(program: Command): void {
         if (flags.json) printJson({ container: name });
         else process.stdout.write(`${name}\n`);
       });
+  }
 
   withTarget(
     container
