@@ -329,7 +329,8 @@ export function encodeSpec(spec: RunSpec): Buffer {
   ] as const)
     for (const d of list ?? []) {
       // One word each: resolv.conf is a list of words per line.
-      if (d === '' || /\s/.test(d)) throw new BosonError('INVALID_ARGUMENT', `DNS server or search domain ${JSON.stringify(d)} is empty or holds a space`);
+      if (d === '' || /\s/.test(d))
+        throw new BosonError('INVALID_ARGUMENT', `DNS server or search domain ${JSON.stringify(d)} is empty or holds a space`);
       w.addString(tag, d);
     }
   for (const d of spec.dnsOptions ?? []) {
