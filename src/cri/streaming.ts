@@ -207,7 +207,9 @@ export class StreamingServer {
       });
       for (const act of early) act(joined.controls);
       const j = joined;
-      socket.once('close', () => j.abandon());
+      // A client gone while the process was being joined is abandoned at once.
+      if (socket.destroyed) j.abandon();
+      else socket.once('close', () => j.abandon());
       finish(await joined.outcome);
     } catch (err) {
       const e = toBosonError(err);
