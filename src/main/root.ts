@@ -31,7 +31,7 @@ import {
 import { loadConfig, type HostConfig } from './config.ts';
 import { imageStoreOptions, registryOptions } from './images.ts';
 import { makeLogger, plainLogger } from './logging.ts';
-import { resolveTcpEndpoint, type BosonPaths, type Logger, type TcpEndpointRequest } from '../common/index.ts';
+import { PACKAGE_ROOT, resolveTcpEndpoint, type BosonPaths, type Logger, type TcpEndpointRequest } from '../common/index.ts';
 
 export { loadConfig, type HostConfig };
 
@@ -63,9 +63,17 @@ function userExists(name: string): boolean {
   }
 }
 
-/** How this host runs QEMU (BOSON_QEMU, BOSON_ACCEL, BOSON_TCG_TB_MIB, BOSON_VIRTIOFSD). */
+/** How this host runs QEMU (BOSON_QEMU, BOSON_ACCEL, BOSON_TCG_TB_MIB, BOSON_VIRTIOFSD, BOSON_PASST). */
 export function qemuOptions(config: HostConfig): QemuOptions {
-  return { qemu: config.qemu, accel: config.accel, tcgTbMiB: config.tcgTbMiB, virtiofsd: config.virtiofsd };
+  return {
+    qemu: config.qemu,
+    accel: config.accel,
+    tcgTbMiB: config.tcgTbMiB,
+    virtiofsd: config.virtiofsd,
+    passt: config.passt,
+    // Built by scripts/setup.sh from src/vmm/passt-guard.c.
+    passtGuard: path.join(PACKAGE_ROOT, 'build', 'host', 'passt-guard.so'),
+  };
 }
 
 /** The guest kernel and modules this host boots when configured (BOSON_GUEST_KERNEL, BOSON_GUEST_MODULES). */
