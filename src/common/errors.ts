@@ -118,7 +118,7 @@ export const ERROR_CATALOGUE = {
   ROOTLESS_UNSUPPORTED: {
     kind: 'FailedPrecondition',
     exit: 95,
-    summary: 'the operation needs a root daemon (rootless mode uses QEMU user-mode networking)',
+    summary: 'the operation needs a root daemon (rootless mode uses user-mode networking)',
   },
   PASST_MISSING: {
     kind: 'Unavailable',

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { StateStore } from '../common/index.ts';
 import { ImageStore, type ImageStoreOptions } from '../image/index.ts';
-import { qemuVmm, userIds, type QemuOptions } from '../vmm/index.ts';
+import { DEFAULT_PASST_GUARD, qemuVmm, userIds, type QemuOptions } from '../vmm/index.ts';
 import {
   ContainerRegistry,
   EventService,
@@ -31,7 +31,7 @@ import {
 import { loadConfig, type HostConfig } from './config.ts';
 import { imageStoreOptions, registryOptions } from './images.ts';
 import { makeLogger, plainLogger } from './logging.ts';
-import { PACKAGE_ROOT, resolveTcpEndpoint, type BosonPaths, type Logger, type TcpEndpointRequest } from '../common/index.ts';
+import { resolveTcpEndpoint, type BosonPaths, type Logger, type TcpEndpointRequest } from '../common/index.ts';
 
 export { loadConfig, type HostConfig };
 
@@ -72,7 +72,7 @@ export function qemuOptions(config: HostConfig): QemuOptions {
     virtiofsd: config.virtiofsd,
     passt: config.passt,
     // Built by scripts/setup.sh from src/vmm/passt-guard.c.
-    passtGuard: path.join(PACKAGE_ROOT, 'build', 'host', 'passt-guard.so'),
+    passtGuard: DEFAULT_PASST_GUARD,
   };
 }
 

@@ -13,5 +13,5 @@ export { probeAccelerator, chooseAccelerator, hostTscKhz, type AcceleratorChoice
 export { findQemu, qemuVersion } from './qemu-binary.ts';
 export { cgroupMode, describeCgroups, type CgroupMode } from './cgroup.ts';
 export { userIds } from './prejail.ts';
-export { isPasstCommand, findPasst, DEFAULT_PASST } from './passt.ts';
+export { isPasstCommand, findPasst, checkPasst, DEFAULT_PASST, DEFAULT_PASST_GUARD } from './passt.ts';
 export type { MicroVmConfig, DiskSpec, NicSpec, ShareSpec, VmExit, Vm, Vmm, VmJail } from './types.ts';

@@ -35,6 +35,7 @@ import { PREJAIL_SCRIPT, groupName, prepareJail, userIds } from './prejail.ts';
 import {
   checkGuard,
   DEFAULT_PASST,
+  DEFAULT_PASST_GUARD,
   findPasst,
   guardLoaded,
   outboundInterface,
@@ -445,10 +446,8 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
   const tsc = accel.accel === 'tcg' ? await hostTscKhz() : undefined;
   // User-mode NICs get a passt each (never slirp): a missing passt is an error, not a fall-back.
   const userNics = (config.nics ?? []).flatMap((nic, i) => (nic.kind === 'user' ? [{ i, nic }] : []));
-  if (userNics.length > 0 && config.runtimeDir === undefined)
-    throw new BosonError('INTERNAL', 'user-mode networking needs a detached micro-VM (a runtime directory)');
   const passtBin = userNics.length > 0 ? findPasst(options.passt ?? DEFAULT_PASST) : '';
-  const guard = userNics.length > 0 ? checkGuard(options.passtGuard ?? '') : '';
+  const guard = userNics.length > 0 ? checkGuard(options.passtGuard ?? DEFAULT_PASST_GUARD) : '';
   const outboundIf = userNics.length > 0 ? outboundInterface() : '';
   const diskFds = new Map<number, number>();
   const extraFds: number[] = [];
@@ -488,7 +487,7 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
   const nicFds = new Map(userNics.map(({ i }, k) => [i, firstNicFd + k]));
   const argv = buildQemuArgv(config, accel.accel, tsc, diskFds, options.tcgTbMiB, pre?.layout, nicFds);
   // Started right before QEMU, in the same tick as its spawn (see startPasst); their ends are QEMU's from then on.
-  const startPassts = (rt: string, logFd: number): StartedPasst[] => {
+  const startPassts = (rt: string | undefined, logFd: number | undefined): StartedPasst[] => {
     const started: StartedPasst[] = [];
     try {
       for (const { nic } of userNics) started.push(startPasst(passtBin, guard, nic as UserNic, outboundIf, rt, logFd));
@@ -530,13 +529,28 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
   }
   const rt = config.runtimeDir;
   if (rt === undefined) {
+    // An attached VM's passt dies with it too (their socket closes when QEMU dies with this process).
+    const passts = startPassts(undefined, undefined);
     const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...command], {
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...extraFds],
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...extraFds, ...passts.map((p) => p.tap)],
     });
+    handOver(passts);
     // Read from now on: Node discards a child's unread output when it exits, and QEMU can exit at once.
     const piped = new PipedOutput(proc, config.debug ?? false);
-    await spawned(proc);
+    await spawned(proc).catch((err: unknown) => {
+      for (const p of passts) p.proc.kill('SIGKILL');
+      throw err;
+    });
+    for (const p of passts) p.proc.unref();
     const cgroup = await confineOrKill(config, proc);
+    if (passts.length > 0 && !(await passtsGuarded(passts, async () => passts.map((p) => p.printed()).join('')))) {
+      proc.kill('SIGKILL');
+      for (const p of passts) p.proc.kill('SIGKILL');
+      throw new BosonError(
+        'PASST_FAILED',
+        `passt, the micro-VM's network, did not start with its loopback guard: ${passtWords(passts.map((p) => p.printed()).join('')) || '(it printed nothing)'}`,
+      );
+    }
     return new MicroVm({
       pid: proc.pid!,
       channel: proc.stdio[3] as Duplex,
@@ -545,6 +559,7 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       piped,
       debug: config.debug ?? false,
       cgroup,
+      companions: passts.map((p) => ({ pid: p.proc.pid!, name: 'passt', proc: p.proc })),
     });
   }
   if (extraFds.length > 0) throw new BosonError('INTERNAL', 'a detached micro-VM cannot take disks as file descriptors');
@@ -622,15 +637,7 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       `passt, the micro-VM's network, ${why}: ${passtWords(await readLog()) || '(it printed nothing)'}`,
     );
   };
-  // A passt without its loopback guard (it could not be loaded) is never used.
-  const guarded = async (): Promise<boolean> => {
-    const end = Date.now() + GUARD_WAIT_MS;
-    while (guardLoaded(await readLog()) < passts.length) {
-      if (Date.now() > end || passtEnded()) return false;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return true;
-  };
+  const guarded = (): Promise<boolean> => passtsGuarded(passts, readLog);
   for (const [k, p] of passts.entries()) {
     p.proc.unref();
     await writeFile(passtPidFile(rt, userNics[k]!.i), `${p.proc.pid}\n`);
@@ -658,6 +665,20 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
     const why = (await readFile(path.join(rt, RUNTIME_FILES.qemuLog), 'utf8').catch(() => '')).trim();
     throw new BosonError('GUEST_CRASHED', `QEMU did not open its control socket: ${why || (cause as Error).message}`, { cause });
   }
+}
+
+/**
+ * True once every started passt has shown that its loopback guard is loaded (in `printed`: the log or its stderr);
+ * false if one ended or GUARD_WAIT_MS passed. A passt without its guard is never used.
+ */
+async function passtsGuarded(passts: StartedPasst[], printed: () => Promise<string>): Promise<boolean> {
+  const ended = (): boolean => passts.some((p) => p.proc.exitCode !== null || p.proc.signalCode !== null);
+  const end = Date.now() + GUARD_WAIT_MS;
+  while (guardLoaded(await printed()) < passts.length) {
+    if (Date.now() > end || ended()) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
 }
 
 /** The passts of a detached VM that its pid files name (each is checked to be that VM's before it is trusted). */

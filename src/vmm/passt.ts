@@ -20,7 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import path from 'node:path';
-import { BosonError } from '../common/index.ts';
+import { BosonError, PACKAGE_ROOT } from '../common/index.ts';
 import type { NicSpec } from './types.ts';
 
 /** A user-mode NIC (what passt serves). */
@@ -28,6 +28,9 @@ export type UserNic = Extract<NicSpec, { kind: 'user' }>;
 
 /** The passt binary used when none is configured (Debian's package). */
 export const DEFAULT_PASST = '/usr/bin/passt';
+
+/** The loopback guard as scripts/setup.sh builds it (from passt-guard.c). */
+export const DEFAULT_PASST_GUARD = path.join(PACKAGE_ROOT, 'build', 'host', 'passt-guard.so');
 
 /** The fd at which passt finds its end of the socketpair to QEMU. */
 const PASST_TAP_FD = 3;
@@ -42,8 +45,8 @@ export function passtPidFile(runtimeDir: string, i: number): string {
  * that name), so that the orphan sweep and re-attachment recognise a VM's passt by its directory, as they do its
  * QEMU (whose command line names the directory).
  */
-export function passtArgv0(runtimeDir: string): string {
-  return path.join(runtimeDir, 'passt');
+export function passtArgv0(runtimeDir: string | undefined): string {
+  return runtimeDir === undefined ? 'passt' : path.join(runtimeDir, 'passt');
 }
 
 /** True if a command line (NUL-split) is one of passt's as Boson starts it. */
@@ -149,22 +152,38 @@ export function checkGuard(guard: string): string {
   }
 }
 
+/** PASST_MISSING unless the configured passt and its loopback guard are there (what `boson info` checks). */
+export function checkPasst(options: { passt?: string; passtGuard?: string }): void {
+  findPasst(options.passt ?? DEFAULT_PASST);
+  checkGuard(options.passtGuard ?? DEFAULT_PASST_GUARD);
+}
+
 /** A started passt: its process and the parent's end of its socketpair, to hand to QEMU and then close. */
 export interface StartedPasst {
   proc: ChildProcess;
   /** The other end of passt's socket: pass it to QEMU's spawn, then destroy it in the same tick (unread). */
   tap: Socket;
+  /** What it printed, when it has no log file (an attached VM's passt): read from its stderr. */
+  printed: () => string;
 }
 
 /**
  * Starts passt for `nic` in its own session (it outlives its starter, as a detached QEMU does), with the loopback
- * guard preloaded, printing to `logFd` (the VM's log). Synchronous: call it right before QEMU's spawn, in the same tick, so that nothing in this
+ * guard preloaded, printing to `logFd` (the VM's log), or, without one (an attached VM, which dies with this
+ * process), to a pipe read here. Synchronous: call it right before QEMU's spawn, in the same tick, so that nothing in this
  * process ever reads from the socketpair (Node starts reading a child's pipe on the next turn of the event loop).
  */
-export function startPasst(bin: string, guard: string, nic: UserNic, outboundIf: string, runtimeDir: string, logFd: number): StartedPasst {
+export function startPasst(
+  bin: string,
+  guard: string,
+  nic: UserNic,
+  outboundIf: string,
+  runtimeDir: string | undefined,
+  logFd: number | undefined,
+): StartedPasst {
   const proc = spawn(bin, passtArgs(nic, outboundIf), {
     argv0: passtArgv0(runtimeDir),
-    stdio: ['ignore', logFd, logFd, 'pipe'],
+    stdio: ['ignore', logFd ?? 'ignore', logFd ?? 'pipe', 'pipe'],
     // Nothing of the daemon's environment: only the guard.
     env: { LD_PRELOAD: guard },
     detached: true,
@@ -174,7 +193,10 @@ export function startPasst(bin: string, guard: string, nic: UserNic, outboundIf:
     proc.kill('SIGKILL');
     throw new BosonError('PASST_FAILED', `cannot start passt (${bin})`);
   }
-  return { proc, tap };
+  let printed = '';
+  proc.stderr?.on('data', (d: Buffer) => (printed = (printed + d.toString()).slice(-16_384)));
+  proc.stderr?.on('error', () => undefined);
+  return { proc, tap, printed: () => printed };
 }
 
 /** What passt printed (its log, without the lines about a missing system logger), for an error message. */
