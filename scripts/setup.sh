@@ -140,6 +140,7 @@ if [ ! -f build/host/passt-guard.so ] || [ src/vmm/passt-guard.c -nt build/host/
   step "Building passt's loopback guard"
   mkdir -p build/host
   gcc -shared -fPIC -O2 -Wall -Wextra -o build/host/passt-guard.so src/vmm/passt-guard.c
+  chmod 0755 build/host build/host/passt-guard.so  # rootless users' passts load it
 fi
 
 step "Building the guest kernel"
