@@ -121,7 +121,17 @@ export const ERROR_CATALOGUE = {
   ROOTLESS_UNSUPPORTED: {
     kind: 'FailedPrecondition',
     exit: 95,
-    summary: 'the operation needs a root daemon (rootless mode uses QEMU user-mode networking)',
+    summary: 'the operation needs a root daemon (rootless mode uses user-mode networking)',
+  },
+  PASST_MISSING: {
+    kind: 'Unavailable',
+    exit: 120,
+    summary: 'passt, the user-mode network of rootless micro-VMs, is not installed or not runnable',
+  },
+  PASST_FAILED: {
+    kind: 'Unavailable',
+    exit: 121,
+    summary: 'passt, the user-mode network of a rootless micro-VM, failed to start or ended while its VM ran',
   },
   ROOTLESS_SETUP_MISSING: {
     kind: 'FailedPrecondition',

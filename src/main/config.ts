@@ -17,6 +17,8 @@ import { parseLogOptions } from '../machine/index.ts';
 export const HostConfig = Type.Object({
   bootTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
   virtiofsd: Type.String(),
+  /** BOSON_PASST: the passt that gives rootless micro-VMs their network. */
+  passt: Type.String(),
   debug: Type.Boolean(),
   netPrefix: Type.Optional(Type.String()),
   netSubnet: Type.Optional(Type.String()),
@@ -113,6 +115,12 @@ export const SETTINGS: Setting[] = [
     env: 'BOSON_VIRTIOFSD',
     default: '/usr/lib/qemu/virtiofsd',
     meaning: 'the virtiofsd that serves bind mounts',
+    readBy: 'root',
+  },
+  {
+    env: 'BOSON_PASST',
+    default: '/usr/bin/passt',
+    meaning: "the passt that gives rootless micro-VMs their network (it keeps them from the host's loopback)",
     readBy: 'root',
   },
   {
@@ -360,6 +368,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
   const config = {
     bootTimeoutMs: timeout,
     virtiofsd: env.BOSON_VIRTIOFSD || '/usr/lib/qemu/virtiofsd',
+    passt: env.BOSON_PASST || '/usr/bin/passt',
     debug: terminalSettings(env).debug,
     netPrefix: env.BOSON_NET_PREFIX || undefined,
     netSubnet: env.BOSON_NET_SUBNET || undefined,

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { StateStore } from '../common/index.ts';
 import { ImageStore, type ImageStoreOptions } from '../image/index.ts';
-import { qemuVmm, userIds, type QemuOptions } from '../vmm/index.ts';
+import { DEFAULT_PASST_GUARD, qemuVmm, userIds, type QemuOptions } from '../vmm/index.ts';
 import {
   ContainerRegistry,
   EventService,
@@ -64,9 +64,17 @@ function userExists(name: string): boolean {
   }
 }
 
-/** How this host runs QEMU (BOSON_QEMU, BOSON_ACCEL, BOSON_TCG_TB_MIB, BOSON_VIRTIOFSD). */
+/** How this host runs QEMU (BOSON_QEMU, BOSON_ACCEL, BOSON_TCG_TB_MIB, BOSON_VIRTIOFSD, BOSON_PASST). */
 export function qemuOptions(config: HostConfig): QemuOptions {
-  return { qemu: config.qemu, accel: config.accel, tcgTbMiB: config.tcgTbMiB, virtiofsd: config.virtiofsd };
+  return {
+    qemu: config.qemu,
+    accel: config.accel,
+    tcgTbMiB: config.tcgTbMiB,
+    virtiofsd: config.virtiofsd,
+    passt: config.passt,
+    // Built by scripts/setup.sh from src/vmm/passt-guard.c.
+    passtGuard: DEFAULT_PASST_GUARD,
+  };
 }
 
 /** The guest kernel and modules this host boots when configured (BOSON_GUEST_KERNEL, BOSON_GUEST_MODULES). */

@@ -6,6 +6,7 @@ import { defaultKernelPath, kernelReleaseOf } from '../../guest/index.ts';
 import { checkUserNamespaceSetup } from '../../image/index.ts';
 import {
   cgroupMode,
+  checkPasst,
   describeCgroups,
   describeVirtiofsd,
   findQemu,
@@ -14,7 +15,7 @@ import {
   hostTscKhz,
   type VirtiofsdView,
 } from '../../vmm/index.ts';
-import { bootBundle, guestKernelOptions, hostSocketPath, jailPolicy, loadConfig, type HostConfig } from '../../main/index.ts';
+import { bootBundle, guestKernelOptions, hostSocketPath, jailPolicy, loadConfig, qemuOptions, type HostConfig } from '../../main/index.ts';
 import { MachineClient } from '../../machine/client/index.ts';
 import type { WarmPoolView } from '../../machine/port/index.ts';
 import { printJson } from '../output.ts';
@@ -35,7 +36,7 @@ export function registerInfo(program: Command): void {
 
 interface Info {
   version: string;
-  /** "root", or "rootless" (not root: QEMU user-mode networking, root disks built in a user namespace). */
+  /** "root", or "rootless" (not root: user-mode networking by passt, root disks built in a user namespace). */
   mode: 'root' | 'rootless';
   accelerator: { name: string; reason: string; tscKhz: number | null };
   guest: {
@@ -102,6 +103,12 @@ async function gatherInfo(): Promise<Info> {
     } catch (err) {
       problems.push(toBosonError(err).message);
     }
+    // A rootless container's network is a passt with its loopback guard.
+    try {
+      checkPasst(qemuOptions(config));
+    } catch (err) {
+      problems.push(toBosonError(err).message);
+    }
   }
   return info;
 }
@@ -109,7 +116,7 @@ async function gatherInfo(): Promise<Info> {
 function printInfo(info: Info): void {
   const lines = [
     `Boson:          ${info.version}`,
-    `Mode:           ${info.mode === 'rootless' ? `rootless (uid ${process.geteuid?.()}: QEMU user-mode networking, root disks built in a user namespace)` : 'root'}`,
+    `Mode:           ${info.mode === 'rootless' ? `rootless (uid ${process.geteuid?.()}: user-mode networking by passt, root disks built in a user namespace)` : 'root'}`,
     `Accelerator:    ${info.accelerator.name} (${info.accelerator.reason})`,
     `Host TSC:       ${info.accelerator.tscKhz ? `${info.accelerator.tscKhz} kHz` : 'unknown'}`,
     `QEMU:           ${info.qemu.binary ?? 'missing'}${info.qemu.version ? ` (${info.qemu.version})` : ''}`,
