@@ -7,10 +7,17 @@
  * machines (throughput, and how many plans the applier rejected). Prints placements per second and p50/p99 latency,
  * with their ratios to the goals: p99 < 50 ms at 1,000 machines; >= 500 placements/s on SQLite.
  *
- * The machines here are store records, not fake machine daemons behind the API (that part of the benchmark comes
- * with the machines' join and heartbeat); what is measured is plan + commit + re-plan, the placement path itself.
+ * The placement part's machines are store records; what is measured there is plan + commit + re-plan.
  *
- *   npx tsx bench/controller.ts [--machines N] [--placements N] [--planners N] [--store sqlite|etcd|both] [--json]
+ * The API part: the controller's real REST API on its real listener (fastify on 127.0.0.1 TCP, bearer tokens looked
+ * up on every request), with N machines registered as join registers them and reached over the machine's real REST
+ * API (bench/fake-machine.ts: one in-memory machine app behind N unix sockets), health-checked every 5 s as a fleet
+ * is. Requests/s and p50/p99 for container create (quota, placement, the machine's create and start), get (the
+ * record, the machine's inspect) and list (a project's ~20 containers, each inspected on its machine), with the
+ * ratio of each rate to a baseline measured in the same run on the same listener: GET /healthz (no token, no store).
+ *
+ *   npx tsx bench/controller.ts [--part placement|api|both] [--machines N] [--placements N] [--planners N]
+ *                               [--store sqlite|etcd|both] [--requests N] [--concurrency N] [--json]
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -30,6 +37,16 @@ import {
   type Rng,
 } from '../src/controller/scheduler/index.ts';
 import { GiB, registerMachines } from '../src/controller/scheduler/test-support.ts';
+import {
+  buildControllerApi,
+  Controller,
+  HEALTH_KIND,
+  openFleet,
+  type FleetMachineRecord,
+  type HealthRecord,
+} from '../src/controller/index.ts';
+import { MACHINE_KIND } from '../src/controller/scheduler/index.ts';
+import { fakeMachineApp } from './fake-machine.ts';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number): number => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt);
@@ -38,6 +55,9 @@ const PLACEMENTS = opt('--placements', 10_000);
 const PLANNERS = opt('--planners', 4);
 const which = args.includes('--store') ? args[args.indexOf('--store') + 1]! : 'both';
 const asJson = args.includes('--json');
+const part = args.includes('--part') ? args[args.indexOf('--part') + 1]! : 'both';
+const REQUESTS = opt('--requests', 2000);
+const CONCURRENCY = opt('--concurrency', 16);
 const GOAL_P99_MS = 50;
 const GOAL_SQLITE_PER_S = 500;
 const IMAGES = ['img-a', 'img-b', 'img-c', 'img-d', 'img-e'];
@@ -157,23 +177,188 @@ async function onEtcd(endpoint: string, planners: number): Promise<Series> {
   }
 }
 
+// ---- the API part ----
+
+interface ApiSeries {
+  store: string;
+  op: string;
+  requests: number;
+  errors: number;
+  perSecond: number;
+  p50ms: number;
+  p99ms: number;
+  /** perSecond / the baseline's (GET /healthz on the same listener, same run). */
+  ratio: number;
+}
+
+/** Runs `count` requests made by `make(i)`, `CONCURRENCY` at a time; rate and latencies. */
+async function drive(
+  count: number,
+  make: (i: number) => Promise<Response>,
+): Promise<{ perSecond: number; p50ms: number; p99ms: number; errors: number; firstError?: string }> {
+  const latencies: number[] = [];
+  let next = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      for (let i = next++; i < count; i = next++) {
+        const t0 = performance.now();
+        const res = await make(i);
+        const body = await res.text();
+        latencies.push(performance.now() - t0);
+        if (res.status >= 300) {
+          errors++;
+          firstError ??= `${res.status} ${body.slice(0, 300)}`;
+        }
+      }
+    }),
+  );
+  const seconds = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { perSecond: count / seconds, p50ms: quantile(latencies, 0.5), p99ms: quantile(latencies, 0.99), errors, firstError };
+}
+
+async function apiSeries(name: string, store: AsyncStateStore): Promise<ApiSeries[]> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-bench-api-'));
+  const fake = await fakeMachineApp();
+  const listeners: Array<{ close(): unknown }> = [];
+  const ctl = new Controller(store);
+  await ctl.bootstrap();
+  let fleetOpen: Awaited<ReturnType<typeof openFleet>> | undefined;
+  let api: Awaited<ReturnType<typeof buildControllerApi>>['app'] | undefined;
+  try {
+    // N machines, registered as join registers them (the machine and its health record), each at its own socket.
+    const at = new Date().toISOString();
+    const records = fleet(seededRng(1)).map((m, i): FleetMachineRecord => ({
+      ...m,
+      state: 'READY',
+      images: [],
+      address: `unix://${dir}/m${i}.sock`,
+      drained: false,
+      joinedAt: at,
+      certFingerprint: '',
+    }));
+    for (const [i] of records.entries()) listeners.push(await fake.listenAs(`${dir}/m${i}.sock`));
+    for (let i = 0; i < records.length; i += 40)
+      await store.commit(
+        records.slice(i, i + 40).flatMap((r) => [
+          { op: 'put' as const, kind: MACHINE_KIND, key: r.id, value: r },
+          { op: 'put' as const, kind: HEALTH_KIND, key: r.id, value: { lastSeen: at, failures: 0 } satisfies HealthRecord },
+        ]),
+      );
+    fleetOpen = await openFleet(ctl.store, ctl.tenants, { lostAfterMs: 30_000, checkIntervalMs: 5000, checkTimeoutMs: 3000 });
+    ({ app: api } = await buildControllerApi(ctl, undefined, fleetOpen.routes));
+    await api.listen({ host: '127.0.0.1', port: 0 });
+    const base = `http://127.0.0.1:${(api.server.address() as { port: number }).port}`;
+    await ctl.identity.createUser('bench');
+    const token = (await ctl.identity.createToken('bench', { role: 'system-admin' })).token;
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const projects: string[] = [];
+    for (let t = 0; t < 5; t++) {
+      await ctl.tenants.createTenant(`t${t}`, []);
+      for (let p = 0; p < 20; p++) {
+        await ctl.tenants.createProject(`t${t}`, `p${p}`, []);
+        projects.push(`/v1/tenants/t${t}/projects/p${p}/containers`);
+      }
+    }
+    const out: ApiSeries[] = [];
+    const record = (op: string, requests: number, r: Awaited<ReturnType<typeof drive>>, baseline: number): void => {
+      if (r.errors > 0) console.error(`${name} ${op}: ${r.errors} errors, first: ${r.firstError}`);
+      out.push({
+        store: name,
+        op,
+        requests,
+        errors: r.errors,
+        perSecond: r.perSecond,
+        p50ms: r.p50ms,
+        p99ms: r.p99ms,
+        ratio: r.perSecond / baseline,
+      });
+    };
+    await drive(200, () => fetch(`${base}/healthz`)); // warm the connections
+    const baseline = await drive(REQUESTS, () => fetch(`${base}/healthz`));
+    record('GET /healthz (baseline)', REQUESTS, baseline, baseline.perSecond);
+    const ids: string[] = [];
+    const created = await drive(REQUESTS, async (i) => {
+      const res = await fetch(projects[i % projects.length]!.replace(/^/, base), {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ spec: { image: 'busybox', name: `c${i}`, resources: { cpus: 1, memoryMiB: 256, diskBytes: 1024 ** 3 } } }),
+      });
+      if (res.status === 201) {
+        const clone = res.clone();
+        ids[i] = ((await clone.json()) as { id: string }).id;
+      }
+      return res;
+    });
+    record('POST containers (create)', REQUESTS, created, baseline.perSecond);
+    const got = await drive(REQUESTS, (i) => {
+      const n = (i * 7919) % REQUESTS;
+      return fetch(`${base}${projects[n % projects.length]}/${ids[n] ?? `c${n}`}`, { headers });
+    });
+    record('GET containers/:id (get)', REQUESTS, got, baseline.perSecond);
+    const lists = Math.max(100, Math.floor(REQUESTS / 10));
+    const listed = await drive(lists, (i) => fetch(`${base}${projects[i % projects.length]}`, { headers }));
+    record(`GET containers (list, ~${Math.round(REQUESTS / projects.length)} each)`, lists, listed, baseline.perSecond);
+    if (fake.count() !== REQUESTS - created.errors) console.error(`${name}: the machines hold ${fake.count()} containers`);
+    return out;
+  } finally {
+    await api?.close();
+    await fleetOpen?.close();
+    for (const l of listeners) l.close();
+    await fake.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function apiOnSqlite(): Promise<ApiSeries[]> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-bench-ctl-'));
+  const a = openStateStore(dir, { pollMs: 20 });
+  try {
+    return await apiSeries('sqlite', asyncStore(a));
+  } finally {
+    a.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function apiOnEtcd(endpoint: string): Promise<ApiSeries[]> {
+  const a = openEtcdStore({ endpoints: [endpoint], prefix: `bench-api-${randomUUID()}/` });
+  try {
+    return await apiSeries('etcd', a);
+  } finally {
+    await a.close();
+  }
+}
+
 const results: Series[] = [];
+const apiResults: ApiSeries[] = [];
+const placement = part === 'placement' || part === 'both';
+const apiPart = part === 'api' || part === 'both';
 if (which === 'sqlite' || which === 'both') {
-  results.push(await onSqlite(1));
-  results.push(await onSqlite(PLANNERS));
+  if (placement) {
+    results.push(await onSqlite(1));
+    results.push(await onSqlite(PLANNERS));
+  }
+  if (apiPart) apiResults.push(...(await apiOnSqlite()));
 }
 if (which === 'etcd' || which === 'both') {
   const etcd = await startTestEtcd();
   try {
-    results.push(await onEtcd(etcd.endpoint, 1));
-    results.push(await onEtcd(etcd.endpoint, PLANNERS));
+    if (placement) {
+      results.push(await onEtcd(etcd.endpoint, 1));
+      results.push(await onEtcd(etcd.endpoint, PLANNERS));
+    }
+    if (apiPart) apiResults.push(...(await apiOnEtcd(etcd.endpoint)));
   } finally {
     await etcd.stop();
   }
 }
 
-if (asJson) console.log(JSON.stringify({ machines: MACHINES, placements: PLACEMENTS, results }, null, 2));
-else {
+if (asJson) console.log(JSON.stringify({ machines: MACHINES, placements: PLACEMENTS, results, api: apiResults }, null, 2));
+else if (results.length > 0) {
   console.log(`placement: ${MACHINES} machines, ${PLACEMENTS} placements per series (plan + optimistic commit + re-plan)`);
   console.log(
     'store   planners  placed  no-room  rejected  seconds  placements/s  p50 ms  p99 ms  p99/goal(50ms)  rate/goal(500/s, sqlite)',
@@ -196,4 +381,24 @@ else {
       ].join(' '),
     );
   }
+}
+
+if (!asJson && apiResults.length > 0) {
+  console.log(
+    `\nAPI: ${MACHINES} machines behind the machine API, ${REQUESTS} requests per op, ${CONCURRENCY} at a time; ratio = rate / GET /healthz's`,
+  );
+  console.log('store   op                                   requests  errors    req/s  p50 ms  p99 ms  ratio');
+  for (const r of apiResults)
+    console.log(
+      [
+        r.store.padEnd(7),
+        r.op.padEnd(36),
+        String(r.requests).padStart(8),
+        String(r.errors).padStart(7),
+        r.perSecond.toFixed(0).padStart(8),
+        r.p50ms.toFixed(2).padStart(7),
+        r.p99ms.toFixed(2).padStart(7),
+        r.ratio.toFixed(3).padStart(6),
+      ].join(' '),
+    );
 }
