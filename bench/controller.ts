@@ -5,7 +5,9 @@
  * series per store: one planner placing one container after another (the latency of one placement), and several
  * planners at once, each with its own cache (two store handles, as two controller replicas), racing for the same
  * machines (throughput, and how many plans the applier rejected). Prints placements per second and p50/p99 latency,
- * with their ratios to the goals: p99 < 50 ms at 1,000 machines; >= 500 placements/s on SQLite.
+ * with their ratios to the goals: p99 < 50 ms at 1,000 machines; >= 500 placements/s on SQLite. On etcd it also
+ * prints Txns per placement, races for meta/rev lost, and missed speculations (see src/machine/store/etcd.ts).
+ * `--handles 1` puts every planner on one store object (one replica) instead of two.
  *
  * The placement part's machines are store records; what is measured there is plan + commit + re-plan.
  *
@@ -53,6 +55,7 @@ const opt = (name: string, dflt: number): number => (args.includes(name) ? Numbe
 const MACHINES = opt('--machines', 1000);
 const PLACEMENTS = opt('--placements', 10_000);
 const PLANNERS = opt('--planners', 4);
+const HANDLES = opt('--handles', 2);
 const which = args.includes('--store') ? args[args.indexOf('--store') + 1]! : 'both';
 const asJson = args.includes('--json');
 const part = args.includes('--part') ? args[args.indexOf('--part') + 1]! : 'both';
@@ -105,13 +108,22 @@ interface Series {
   perSecond: number;
   p50ms: number;
   p99ms: number;
+  /** etcd only: Txns per placement (a commit is a read and a write), and races for meta/rev lost. */
+  txnsPerPlacement?: number;
+  lostRaces?: number;
+  /** etcd only: first attempts written against what the store object knew that etcd refused (or that needed a read). */
+  speculationMisses?: number;
 }
+
+type EtcdStats = { commits: number; groups: number; txns: number; lostRaces: number; speculationMisses: number };
+const statsOf = (s: AsyncStateStore): EtcdStats | undefined => (s as { stats?: EtcdStats }).stats;
 
 const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 
 async function series(name: string, stores: [AsyncStateStore, AsyncStateStore], planners: number): Promise<Series> {
   await registerMachines(stores[0], fleet(seededRng(1)));
-  const caches = await Promise.all(Array.from({ length: planners }, (_, i) => SnapshotCache.open(stores[i % 2]!)));
+  const caches = await Promise.all(Array.from({ length: planners }, (_, i) => SnapshotCache.open(stores[i % HANDLES]!)));
+  const before = stores.map((s) => ({ ...(statsOf(s) ?? { commits: 0, groups: 0, txns: 0, lostRaces: 0, speculationMisses: 0 }) }));
   const latencies: number[] = [];
   let capacityErrors = 0;
   let rejectedPlans = 0;
@@ -119,7 +131,7 @@ async function series(name: string, stores: [AsyncStateStore, AsyncStateStore], 
   try {
     await Promise.all(
       caches.map(async (cache, i) => {
-        const placer = new Placer(stores[i % 2]!, cache, { rng: seededRng(100 + i), maxAttempts: 100 });
+        const placer = new Placer(stores[i % HANDLES]!, cache, { rng: seededRng(100 + i), maxAttempts: 100 });
         const rng = seededRng(1000 + i);
         for (let n = i; n < PLACEMENTS; n += planners) {
           const t0 = performance.now();
@@ -139,7 +151,12 @@ async function series(name: string, stores: [AsyncStateStore, AsyncStateStore], 
   }
   const seconds = (performance.now() - start) / 1000;
   latencies.sort((a, b) => a - b);
+  const after = stores.map((s) => statsOf(s));
+  const delta = (k: keyof EtcdStats): number => after.reduce((sum, a, i) => sum + (a ? a[k] - before[i]![k] : 0), 0);
   return {
+    ...(after[0]
+      ? { txnsPerPlacement: delta('txns') / PLACEMENTS, lostRaces: delta('lostRaces'), speculationMisses: delta('speculationMisses') }
+      : {}),
     store: name,
     planners,
     placed: PLACEMENTS - capacityErrors,
@@ -378,6 +395,9 @@ else if (results.length > 0) {
         r.p99ms.toFixed(2).padStart(7),
         (r.p99ms / GOAL_P99_MS).toFixed(3).padStart(15),
         rate.padStart(25),
+        r.txnsPerPlacement === undefined
+          ? ''
+          : `  etcd Txns/placement ${r.txnsPerPlacement.toFixed(2)}, lost races ${r.lostRaces}, speculation misses ${r.speculationMisses}`,
       ].join(' '),
     );
   }
