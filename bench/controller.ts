@@ -61,6 +61,7 @@ const asJson = args.includes('--json');
 const part = args.includes('--part') ? args[args.indexOf('--part') + 1]! : 'both';
 const REQUESTS = opt('--requests', 2000);
 const CONCURRENCY = opt('--concurrency', 16);
+const CHECK_MS = opt('--check-interval-ms', 5000);
 const GOAL_P99_MS = 50;
 const GOAL_SQLITE_PER_S = 500;
 const IMAGES = ['img-a', 'img-b', 'img-c', 'img-d', 'img-e'];
@@ -265,7 +266,7 @@ async function apiSeries(name: string, store: AsyncStateStore): Promise<ApiSerie
           { op: 'put' as const, kind: HEALTH_KIND, key: r.id, value: { lastSeen: at, failures: 0 } satisfies HealthRecord },
         ]),
       );
-    fleetOpen = await openFleet(ctl.store, ctl.tenants, { lostAfterMs: 30_000, checkIntervalMs: 5000, checkTimeoutMs: 3000 });
+    fleetOpen = await openFleet(ctl.store, ctl.tenants, { lostAfterMs: 30_000, checkIntervalMs: CHECK_MS, checkTimeoutMs: 3000 });
     ({ app: api } = await buildControllerApi(ctl, undefined, fleetOpen.routes));
     await api.listen({ host: '127.0.0.1', port: 0 });
     const base = `http://127.0.0.1:${(api.server.address() as { port: number }).port}`;

@@ -451,7 +451,7 @@ test('a restart-policy container of a LOST machine is placed again on another; i
 
   holder.tcp!.close();
   holder.tcp = undefined;
-  clockMs += LOST_AFTER_MS + 1000;
+  clockMs += LOST_AFTER_MS * 2; // past lostAfter and the lag of lastSeen (Fleet.recordCheck)
   await fleet.checker.checkAll();
   assert.equal((await call('root', 'GET', `/v1/machines/${holder.id}`)).json().state, 'LOST');
   // r1 (restart policy always) now runs on the other machine, under the same id and name; n0 (no policy) stays.
@@ -501,7 +501,7 @@ test('a drained machine gets nothing new and keeps what it has; a machine that s
   other.tcp = undefined;
   await fleet.checker.checkAll();
   assert.equal((await call('root', 'GET', `/v1/machines/${other.id}`)).json().state, 'READY', 'one failed check is not LOST');
-  clockMs += LOST_AFTER_MS + 1000;
+  clockMs += LOST_AFTER_MS * 2; // past lostAfter and the lag of lastSeen (Fleet.recordCheck)
   await fleet.checker.checkAll();
   const lost = (await call('root', 'GET', `/v1/machines/${other.id}`)).json();
   assert.equal(lost.state, 'LOST');

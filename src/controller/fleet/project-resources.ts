@@ -406,16 +406,47 @@ export class ProjectResources {
     }));
   }
 
-  /** Makes each of `uses` on machine `machineId` unless it is there already. */
+  /**
+   * Makes each of `uses` on machine `machineId` unless it is there already. Two containers placed at once with one
+   * new volume both get here: the makings of one resource on one machine are serialised in this process (a machine
+   * is not asked to make one disk twice at once), and a making that fails is forgiven when the resource is there.
+   */
   async materialise(uses: Use[], machineId: string): Promise<void> {
     for (const u of uses) {
+      const key = `${machineId}/${u.kind}/${u.rec.machineName}`;
+      const before = this.making.get(key) ?? Promise.resolve();
+      const mine = before.then(() => this.makeOn(u, machineId));
+      const settled = mine.catch(() => undefined);
+      this.making.set(key, settled);
+      void settled.then(() => {
+        if (this.making.get(key) === settled) this.making.delete(key);
+      });
+      await mine;
+    }
+  }
+
+  private readonly making = new Map<string, Promise<void>>();
+
+  private async makeOn(u: Use, machineId: string): Promise<void> {
+    {
       const rec = u.rec;
       const ctx = ctxOf(rec.tenant, rec.project);
       const labels = { ...rec.labels, 'boson.tenant': rec.tenant, 'boson.project': rec.project, 'boson.controller.name': rec.name };
       await this.onMachine(machineId, async (m) => {
         if (u.kind === VOLUME_KIND) {
           const v = rec as VolumeRecord;
-          await m.volumes.create(ctx, { name: v.machineName, labels, ...(v.sizeBytes ? { sizeBytes: v.sizeBytes } : {}) });
+          try {
+            await m.volumes.create(ctx, { name: v.machineName, labels, ...(v.sizeBytes ? { sizeBytes: v.sizeBytes } : {}) });
+          } catch (err) {
+            // Made meanwhile (by another replica): as good as made here.
+            if (
+              !(await m.volumes.inspect(ctx, v.machineName).then(
+                () => true,
+                () => false,
+              ))
+            )
+              throw err;
+          }
           return;
         }
         const n = rec as NetworkRecord;
