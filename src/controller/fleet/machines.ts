@@ -94,26 +94,30 @@ export class HealthChecker {
     const log = this.opts.log ?? silentLogger;
     const machines = await this.fleet.list();
     const step = machines.length > 1 && opts.spreadMs ? opts.spreadMs / machines.length : 0;
-    await Promise.all(
-      machines.map(async (m, i) => {
-        if (step > 0 && i > 0) await sleep(i * step, opts.signal);
-        if (opts.signal?.aborted) return;
-        let error: string | undefined;
-        try {
-          await this.probes.forAddress(m.id, m.address).client.request('GET', '/healthz');
-        } catch (err) {
-          error = (err as Error).message;
-        }
-        try {
-          const state = await this.fleet.recordCheck(m.id, error);
-          if (state !== m.state) log.warn({ machine: m.id, from: m.state, to: state, error }, 'machine state changed');
-          if (m.state === 'LOST' && state !== 'LOST' && state !== undefined) await this.opts.onBack?.(m.id);
-          if (state === 'LOST') await this.opts.whileLost?.(m.id);
-        } catch (err) {
-          log.error({ machine: m.id, err: (err as Error).message }, 'cannot record a health check, or act on it');
-        }
-      }),
-    );
+    const checks: Array<Promise<void>> = [];
+    for (const [i, m] of machines.entries()) {
+      if (step > 0 && i > 0) await sleep(step, opts.signal);
+      if (opts.signal?.aborted) break;
+      checks.push(this.checkOne(m, log));
+    }
+    await Promise.all(checks);
+  }
+
+  private async checkOne(m: { id: string; address: string; state: string }, log: Logger): Promise<void> {
+    let error: string | undefined;
+    try {
+      await this.probes.forAddress(m.id, m.address).client.request('GET', '/healthz');
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    try {
+      const state = await this.fleet.recordCheck(m.id, error);
+      if (state !== m.state) log.warn({ machine: m.id, from: m.state, to: state, error }, 'machine state changed');
+      if (m.state === 'LOST' && state !== 'LOST' && state !== undefined) await this.opts.onBack?.(m.id);
+      if (state === 'LOST') await this.opts.whileLost?.(m.id);
+    } catch (err) {
+      log.error({ machine: m.id, err: (err as Error).message }, 'cannot record a health check, or act on it');
+    }
   }
 
   /** Starts checking in the background (one round at a time, its checks spread over most of the interval). */
