@@ -448,7 +448,8 @@ export class FleetContainers {
     }
     await releasePlacement(this.store, rec.id);
     await this.store.delete(CONTAINER_KIND, this.key(tenant, project, rec.id)).catch(() => undefined);
-    await this.resources.dropUserEverywhere(tenant, project, rec.id);
+    // A user left behind is harmless (a user counts only while its placement or record exists): never fatal here.
+    await this.resources.dropUserEverywhere(tenant, project, rec.id).catch(() => undefined);
     await this.store.delete(CONTAINER_NAME_KIND, this.key(tenant, project, rec.name)).catch(() => undefined);
     await this.tenants.release(tenant, project, rec.reservation);
   }
