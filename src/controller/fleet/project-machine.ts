@@ -82,24 +82,28 @@ class ProjectContainers implements MachineContainers {
   private at(ref: string): ReturnType<FleetContainers['resolve']> {
     return this.fc.resolve(this.tenant, this.project, ref);
   }
+  /** For a change: refused (CONTAINER_LEASED) while a lease holds the container, whose nonce Docker cannot carry. */
+  private changing(ref: string): ReturnType<FleetContainers['resolve']> {
+    return this.fc.resolveForChange(this.tenant, this.project, ref);
+  }
 
   async create(_ctx: RequestContext, spec: ContainerSpec): Promise<Container> {
     return this.fc.create(this.tenant, this.project, spec, { start: false });
   }
   async start(_ctx: RequestContext, ref: string): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.start(ctx, rec.machineContainerId);
   }
   async stop(_ctx: RequestContext, ref: string, timeoutSec?: number): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.stop(ctx, rec.machineContainerId, timeoutSec);
   }
   async restart(_ctx: RequestContext, ref: string, timeoutSec?: number): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.restart(ctx, rec.machineContainerId, timeoutSec);
   }
   async kill(_ctx: RequestContext, ref: string, signal?: string): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.kill(ctx, rec.machineContainerId, signal);
   }
   async remove(_ctx: RequestContext, ref: string, options?: { force?: boolean; volumes?: boolean }): Promise<void> {
@@ -109,7 +113,7 @@ class ProjectContainers implements MachineContainers {
     throw notThroughController('rename');
   }
   async update(_ctx: RequestContext, ref: string, change: ContainerUpdate): Promise<Container> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     return this.fc.viewOf(rec, await remote.update(ctx, rec.machineContainerId, change));
   }
   async wait(_ctx: RequestContext, ref: string, condition?: WaitCondition): Promise<WaitResult> {
@@ -266,11 +270,11 @@ class ProjectNetworks implements MachineNetworks {
     return this.res.removeNetwork(this.tenant, this.project, ref);
   }
   async connect(_ctx: RequestContext, ref: string, container: string, options?: NetworkConnectOptions): Promise<void> {
-    const { rec, remote } = await this.fc.resolve(this.tenant, this.project, container);
+    const { rec, remote } = await this.fc.resolveForChange(this.tenant, this.project, container);
     await this.res.connect(this.tenant, this.project, ref, rec, remote, options);
   }
   async disconnect(_ctx: RequestContext, ref: string, container: string): Promise<void> {
-    const { rec, remote } = await this.fc.resolve(this.tenant, this.project, container);
+    const { rec, remote } = await this.fc.resolveForChange(this.tenant, this.project, container);
     await this.res.disconnect(this.tenant, this.project, ref, rec, remote);
   }
   async prune(): Promise<NetworkPruneResult> {
