@@ -426,7 +426,8 @@ test("volumes and networks through a project's endpoint: made on the machine of 
       'mkdir -p /www && cp /data/f /www/index.html && exec httpd -f -p 8080 -h /www',
     ),
   );
-  await ok(
+  // Attached (no -d): the output reaches the CLI through the controller.
+  const fetched = await ok(
     docker(
       'run',
       '--name',
@@ -439,6 +440,7 @@ test("volumes and networks through a project's endpoint: made on the machine of 
       'for i in $(seq 1 30); do printf "GET / HTTP/1.0\r\n\r\n" | nc -w 3 srv 8080 | grep persisted && exit 0; sleep 1; done; exit 1',
     ),
   );
+  assert.match(fetched, /persisted-42/);
   assert.match(await ok(docker('logs', 'cli')), /persisted-42/);
   // All on the machine the volume and network were first used on, and made there only.
   const placed = await client.request<Placed[]>('GET', '/v1/tenants/acme/projects/app/containers');

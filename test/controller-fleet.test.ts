@@ -450,6 +450,22 @@ test("a project's volumes: named in the project, made on a machine at first use,
   );
 });
 
+test("a project's container attached before it starts (docker run's order) gets its output through the machine's API", async () => {
+  const acme = fleet.projectMachine('acme', 'web');
+  const ctx = { principal: 'test' };
+  const c = await acme.containers.create(ctx, { image: 'busybox', name: 'att', process: { args: ['echo', 'hello-attach'] } });
+  const got: string[] = [];
+  const sink = { stdout: (d: Buffer) => void got.push(d.toString()), stderr: (d: Buffer) => void got.push(d.toString()) };
+  const ac = new AbortController();
+  const session = await acme.containers.attach(ctx, c.id, sink, ac.signal);
+  await acme.containers.start(ctx, c.id);
+  const timer = setTimeout(() => ac.abort(), 30_000);
+  await session.done;
+  clearTimeout(timer);
+  assert.match(got.join(''), /hello-attach/);
+  await acme.containers.remove(ctx, c.id, { force: true });
+});
+
 test('leases: while one holds a container, its changes need the nonce (409 CONTAINER_LEASED otherwise, on the Docker endpoint too); released or expired, it counts for nothing', async () => {
   await ctl.identity.createUser('acme-viewer', 'acme').catch(() => undefined);
   tok['acme-viewer'] = (await ctl.identity.createToken('acme-viewer', { role: 'viewer', tenant: 'acme', project: 'web' })).token;
