@@ -33,6 +33,7 @@ import { fakeRuntime } from '../src/machine/fake-runtime.ts';
 import { openStateStore } from '../src/machine/store/sqlite.ts';
 
 const LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
+type FleetC = { machineId: string };
 const LOST_AFTER_MS = 60_000;
 
 let clockMs = Date.now();
@@ -339,6 +340,132 @@ test("another tenant's containers are not found, whatever the route", async () =
   assert.equal((await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/secret?force=true`)).status, 204);
 });
 
+test("a project's volumes: named in the project, made on a machine at first use, containers follow them there; in use is 409; quota counts them", async () => {
+  const acme = fleet.projectMachine('acme', 'web');
+  const bolt = fleet.projectMachine('bolt', 'web');
+  const ctx = { principal: 'test' };
+  const vol = (name: string) => ({ type: 'volume' as const, name, destination: '/data', readOnly: false });
+  const onMachines = async (): Promise<string[]> =>
+    (
+      await Promise.all(
+        machines.map(async (m) => (await m.runtime.volumes.list()).map((v) => `${m.id} ${v.labels['boson.controller.name']}`)),
+      )
+    )
+      .flat()
+      .sort();
+  // Both projects have a "data"; each sees only its own, and neither lives on a machine yet.
+  await acme.volumes.create(ctx, { name: 'data', labels: { team: 'a' } });
+  await bolt.volumes.create(ctx, { name: 'data', labels: { team: 'b' } });
+  assert.deepEqual(
+    (await acme.volumes.list(ctx)).map((v) => [v.name, v.labels.team]),
+    [['data', 'a']],
+  );
+  assert.deepEqual(
+    (await bolt.volumes.list(ctx)).map((v) => [v.name, v.labels.team]),
+    [['data', 'b']],
+  );
+  assert.deepEqual(await onMachines(), []);
+  // Creating an existing name returns it (Docker's rule), not a second one.
+  await acme.volumes.create(ctx, { name: 'data' });
+  assert.equal((await acme.volumes.list(ctx)).length, 1);
+
+  // The first container made it on its machine; the second (spread would pick the other machine) follows it there.
+  const a1 = await acme.containers.create(ctx, { image: 'busybox', name: 'a1', mounts: [vol('data')] });
+  const a2 = await acme.containers.create(ctx, { image: 'busybox', name: 'a2', mounts: [vol('data')] });
+  const [m1, m2] = [(a1 as unknown as FleetC).machineId, (a2 as unknown as FleetC).machineId];
+  assert.equal(m1, m2, 'a container follows its volume');
+  assert.deepEqual(await onMachines(), [`${m1} data`]);
+  // The project sees its own volume's name in the container's mounts.
+  assert.deepEqual(
+    (await acme.containers.inspect(ctx, 'a1')).mounts.map((m) => (m.type === 'volume' ? m.name : '')),
+    ['data'],
+  );
+  // bolt's "data" is another volume: bolt's container does not see acme's, and acme's volume knows only acme's users.
+  const b1 = await bolt.containers.create(ctx, { image: 'busybox', name: 'b1', mounts: [vol('data')] });
+  assert.equal((await onMachines()).length, 2);
+  assert.deepEqual((await acme.volumes.inspect(ctx, 'data')).usedBy.sort(), [a1.id, a2.id].sort());
+  assert.deepEqual((await bolt.volumes.inspect(ctx, 'data')).usedBy, [b1.id]);
+  await assert.rejects(bolt.volumes.inspect(ctx, 'nothing'), { code: 'VOLUME_NOT_FOUND' });
+
+  // A volume on the other machine and "data" together cannot be: a container runs on one machine.
+  await acme.containers.remove(ctx, 'a2', { force: true });
+  const other = machines.find((m) => m.id !== m1)!.id;
+  await fleet.containers.create(
+    'acme',
+    'web',
+    { image: 'busybox', name: 'o1', mounts: [vol('elsewhere')] },
+    {
+      start: false,
+      constraints: [{ type: 'machine', ids: [other] }],
+    },
+  );
+  await assert.rejects(
+    acme.containers.create(ctx, { image: 'busybox', name: 'split', mounts: [vol('data'), { ...vol('elsewhere'), destination: '/e' }] }),
+    (err: Error & { code?: string; kind?: string }) =>
+      err.code === 'PROJECT_RESOURCES_SPLIT' && err.kind === 'FailedPrecondition' && /data on/.test(err.message),
+  );
+  assert.equal((await acme.containers.list(ctx, { all: true })).length, 2, 'the refused container is not created');
+
+  // In use: 409 (FailedPrecondition), and nothing changes.
+  await assert.rejects(acme.volumes.remove(ctx, 'data'), { code: 'VOLUME_IN_USE' });
+  for (const n of ['a1', 'o1']) await acme.containers.remove(ctx, n, { force: true });
+  await bolt.containers.remove(ctx, 'b1', { force: true });
+  // Unused: removed with the machine's copy; bolt's is untouched until bolt removes it.
+  await acme.volumes.remove(ctx, 'data');
+  await acme.volumes.remove(ctx, 'elsewhere');
+  assert.deepEqual(await acme.volumes.list(ctx), []);
+  assert.equal((await onMachines()).length, 1);
+  await bolt.volumes.remove(ctx, 'data');
+  assert.deepEqual(await onMachines(), []);
+
+  // Two containers racing to use a volume that lives nowhere yet: one binds it, the other follows (never two copies).
+  const [r1, r2] = await Promise.all(
+    ['r1', 'r2'].map((n) => acme.containers.create(ctx, { image: 'busybox', name: n, mounts: [vol('raced')] })),
+  );
+  assert.equal((r1 as unknown as FleetC).machineId, (r2 as unknown as FleetC).machineId, 'both on the machine the volume was bound to');
+  assert.equal((await onMachines()).length, 1);
+  for (const n of ['r1', 'r2']) await acme.containers.remove(ctx, n, { force: true });
+  await acme.volumes.remove(ctx, 'raced');
+  assert.deepEqual(await onMachines(), []);
+
+  // volume.count is a quota key: a project limited to one volume gets a typed quota error for a second.
+  await ctl.tenants.createTenant('vq', [parseQuotaItem('vm.count=2'), parseQuotaItem('volume.count=1')]);
+  await ctl.tenants.createProject('vq', 'p', [parseQuotaItem('vm.count=2'), parseQuotaItem('volume.count=1')]);
+  const vq = fleet.projectMachine('vq', 'p');
+  await vq.volumes.create(ctx, { name: 'one' });
+  await assert.rejects(
+    vq.volumes.create(ctx, { name: 'two' }),
+    (err: Error & { code?: string }) => err.code === 'QUOTA_EXCEEDED' && /volume\.count/.test(err.message),
+  );
+  // Nor by a container that would make one implicitly (nothing is created).
+  await assert.rejects(vq.containers.create(ctx, { image: 'busybox', name: 'x', mounts: [vol('three')] }), { code: 'QUOTA_EXCEEDED' });
+  assert.deepEqual((await vq.containers.list(ctx, { all: true })).length, 0);
+  await vq.volumes.remove(ctx, 'one');
+  await vq.volumes.create(ctx, { name: 'two' });
+  await vq.volumes.remove(ctx, 'two');
+  // Bind mounts of a machine's directories are not offered through a project.
+  await assert.rejects(
+    acme.containers.create(ctx, { image: 'busybox', mounts: [{ type: 'bind', source: '/etc', destination: '/x', readOnly: true }] }),
+    { code: 'INVALID_ARGUMENT' },
+  );
+});
+
+test("a project's container attached before it starts (docker run's order) gets its output through the machine's API", async () => {
+  const acme = fleet.projectMachine('acme', 'web');
+  const ctx = { principal: 'test' };
+  const c = await acme.containers.create(ctx, { image: 'busybox', name: 'att', process: { args: ['echo', 'hello-attach'] } });
+  const got: string[] = [];
+  const sink = { stdout: (d: Buffer) => void got.push(d.toString()), stderr: (d: Buffer) => void got.push(d.toString()) };
+  const ac = new AbortController();
+  const session = await acme.containers.attach(ctx, c.id, sink, ac.signal);
+  await acme.containers.start(ctx, c.id);
+  const timer = setTimeout(() => ac.abort(), 30_000);
+  await session.done;
+  clearTimeout(timer);
+  assert.match(got.join(''), /hello-attach/);
+  await acme.containers.remove(ctx, c.id, { force: true });
+});
+
 test('leases: while one holds a container, its changes need the nonce (409 CONTAINER_LEASED otherwise, on the Docker endpoint too); released or expired, it counts for nothing', async () => {
   await ctl.identity.createUser('acme-viewer', 'acme').catch(() => undefined);
   tok['acme-viewer'] = (await ctl.identity.createToken('acme-viewer', { role: 'viewer', tenant: 'acme', project: 'web' })).token;
@@ -495,7 +622,7 @@ test('a restart-policy container of a LOST machine is placed again on another; i
 
   holder.tcp!.close();
   holder.tcp = undefined;
-  clockMs += LOST_AFTER_MS + 1000;
+  clockMs += LOST_AFTER_MS * 2; // past lostAfter and the lag of lastSeen (Fleet.recordCheck)
   await fleet.checker.checkAll();
   assert.equal((await call('root', 'GET', `/v1/machines/${holder.id}`)).json().state, 'LOST');
   // r1 (restart policy always) now runs on the other machine, under the same id and name; n0 (no policy) stays.
@@ -545,7 +672,7 @@ test('a drained machine gets nothing new and keeps what it has; a machine that s
   other.tcp = undefined;
   await fleet.checker.checkAll();
   assert.equal((await call('root', 'GET', `/v1/machines/${other.id}`)).json().state, 'READY', 'one failed check is not LOST');
-  clockMs += LOST_AFTER_MS + 1000;
+  clockMs += LOST_AFTER_MS * 2; // past lostAfter and the lag of lastSeen (Fleet.recordCheck)
   await fleet.checker.checkAll();
   const lost = (await call('root', 'GET', `/v1/machines/${other.id}`)).json();
   assert.equal(lost.state, 'LOST');

@@ -247,6 +247,11 @@ export const ERROR_CATALOGUE = {
     exit: 132,
     summary: 'the container did not reach the state waited for within the timeout (the details say its state)',
   },
+  PROJECT_RESOURCES_SPLIT: {
+    kind: 'FailedPrecondition',
+    exit: 135,
+    summary: "a container asks for a project's volumes or networks that live on different machines (a container runs on one)",
+  },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
 

@@ -28,10 +28,10 @@ import {
 } from '../scheduler/index.ts';
 import type { MachineClients } from './machines.ts';
 import type { RemoteMachine } from '../../machine/client/index.ts';
+import { CONTAINER_KIND, isResourceKind, ProjectResources, usesProjectResources, type Use } from './project-resources.ts';
 import { ContainerLeases, type LeaseGranted, type LeaseInfo } from './leases.ts';
 
-/** The store kind of controller containers. */
-export const CONTAINER_KIND = 'ctl.container';
+export { CONTAINER_KIND };
 /** The store kind of container names: `<tenant>/<project>/<name>` → the container's id (a name is taken once). */
 export const CONTAINER_NAME_KIND = 'ctl.container-name';
 
@@ -106,6 +106,9 @@ export function specResources(spec: ContainerSpec): Resources {
 
 /** Containers of projects, over the fleet (see the module comment). */
 export class FleetContainers {
+  /** The projects' volumes and networks (what containers use of them binds them to machines). */
+  readonly resources: ProjectResources;
+
   private constructor(
     private readonly store: AsyncStateStore,
     private readonly tenants: Tenants,
@@ -114,7 +117,9 @@ export class FleetContainers {
     private readonly placer: Placer,
     /** The containers' leases. */
     readonly leases: ContainerLeases,
-  ) {}
+  ) {
+    this.resources = new ProjectResources(store, tenants, machines);
+  }
 
   /** Opens the scheduler's snapshot cache and a placer over it. */
   static async open(store: AsyncStateStore, tenants: Tenants, machines: MachineClients): Promise<FleetContainers> {
@@ -200,8 +205,8 @@ export class FleetContainers {
     await this.leases.release(this.key(tenant, project, rec.id), rec.name, nonce);
   }
 
-  /** The machine's view of a container as the project sees it (the controller's id and name). */
-  viewOf(rec: ContainerRecord, c: Container): FleetContainer {
+  /** The machine's view of a container as the project sees it (the controller's id and name, the project's volumes and networks). */
+  async viewOf(rec: ContainerRecord, c: Container): Promise<FleetContainer> {
     return this.view(rec, c);
   }
 
@@ -218,26 +223,50 @@ export class FleetContainers {
     const id = `c-${randomBytes(8).toString('hex')}`;
     const name = spec.name ?? id;
     if (!NAME.test(name)) throw new BosonError('INVALID_ARGUMENT', `invalid container name ${JSON.stringify(name)}`);
+    // A machine's host directories are its operator's, not a project's (and which machine is the scheduler's choice).
+    if (spec.mounts?.some((m) => m.type === 'bind'))
+      throw new BosonError(
+        'INVALID_ARGUMENT',
+        "bind mounts are not offered through a project (a machine's directories are not the project's): use a volume",
+      );
     const nameTaken = (): BosonError => new BosonError('NAME_IN_USE', `a container named ${name} already exists in ${tenant}/${project}`);
     if (await this.store.get(CONTAINER_NAME_KIND, this.key(tenant, project, name))) throw nameTaken();
     const resources = specResources(spec);
     const reservation = await this.tenants.reserve(tenant, project, containerCost(resources), id);
     let placed: { machineId: string } | undefined;
+    let uses: Use[] = [];
     try {
-      const p = await this.placer.place({
-        containerId: id,
-        project: `${tenant}/${project}`,
-        resources,
-        labels: spec.labels ?? {},
-        image: spec.image,
-        policy: opts.policy ?? 'spread',
-        ...(opts.constraints ? { constraints: opts.constraints } : {}),
-      });
+      let p: Awaited<ReturnType<Placer['place']>>;
+      // The project's volumes and networks it uses: read, pinned to where they live, bound in the placement's commit.
+      for (let attempt = 1; ; attempt++) {
+        uses = await this.resources.usesOf(tenant, project, spec);
+        const pinned = this.resources.constraintOf(uses, name);
+        try {
+          p = await this.placer.place(
+            {
+              containerId: id,
+              project: `${tenant}/${project}`,
+              resources,
+              labels: spec.labels ?? {},
+              image: spec.image,
+              policy: opts.policy ?? 'spread',
+              ...(opts.constraints || pinned.length > 0 ? { constraints: [...(opts.constraints ?? []), ...pinned] } : {}),
+            },
+            (plan) => this.resources.bindOps(uses, id, plan.machineId),
+          );
+          break;
+        } catch (err) {
+          // A volume or network changed since it was read (another container bound it): read it again.
+          if (attempt < 8 && isStoreConflict(err) && isResourceKind(err.storeKind)) continue;
+          throw err;
+        }
+      }
       placed = { machineId: p.plan.machineId };
+      await this.resources.materialise(uses, p.plan.machineId);
       const remote = await this.machines.of(p.plan.machineId);
       const ctx: RequestContext = { principal: 'boson-controller', tenant, project };
       const machineSpec: ContainerSpec = {
-        ...spec,
+        ...this.resources.machineSpec(spec, uses),
         name: id,
         labels: { ...(spec.labels ?? {}), [LABELS.id]: id, [LABELS.tenant]: tenant, [LABELS.project]: project },
       };
@@ -272,6 +301,7 @@ export class FleetContainers {
       const hasRecord = await this.store.get(CONTAINER_KIND, this.key(tenant, project, id));
       if (!hasRecord) {
         if (placed) await releasePlacement(this.store, id).catch(() => undefined);
+        if (uses.length > 0) await this.resources.dropUserEverywhere(tenant, project, id).catch(() => undefined);
         await this.tenants.release(tenant, project, reservation).catch(() => undefined);
       }
       throw isStoreConflict(err)
@@ -280,8 +310,9 @@ export class FleetContainers {
     }
   }
 
-  private view(rec: ContainerRecord, c: Container): FleetContainer {
-    return { ...c, id: rec.id, name: rec.name, machineId: rec.machineId };
+  private async view(rec: ContainerRecord, c: Container): Promise<FleetContainer> {
+    const [t] = await this.resources.translate(rec.tenant, rec.project, [c]);
+    return { ...t!, id: rec.id, name: rec.name, machineId: rec.machineId };
   }
 
   private ctx(rec: ContainerRecord): RequestContext {
@@ -292,7 +323,7 @@ export class FleetContainers {
   async inspect(tenant: string, project: string, ref: string): Promise<FleetContainer> {
     const rec = await this.record(tenant, project, ref);
     const remote = await this.machines.of(rec.machineId);
-    const seen = this.view(rec, await unreachable(rec, remote.inspect(this.ctx(rec), rec.machineContainerId)));
+    const seen = await this.view(rec, await unreachable(rec, remote.inspect(this.ctx(rec), rec.machineContainerId)));
     const lease = await this.leases.get(this.key(tenant, project, rec.id));
     return lease ? { ...seen, lease } : seen;
   }
@@ -313,7 +344,7 @@ export class FleetContainers {
       recs.map(async ({ value: rec }) => {
         let seen: FleetContainer;
         try {
-          seen = this.view(rec, await (await this.machines.of(rec.machineId)).inspect(this.ctx(rec), rec.machineContainerId));
+          seen = await this.view(rec, await (await this.machines.of(rec.machineId)).inspect(this.ctx(rec), rec.machineContainerId));
         } catch (err) {
           seen = { ...this.placeholder(rec), error: `machine ${rec.machineId}: ${(err as Error).message}` };
         }
@@ -405,7 +436,7 @@ export class FleetContainers {
         if (cur) {
           follow(cur.value);
           try {
-            container = this.view(
+            container = await this.view(
               cur.value,
               await (await this.machines.of(cur.value.machineId)).inspect(this.ctx(cur.value), cur.value.machineContainerId),
             );
@@ -470,6 +501,11 @@ export class FleetContainers {
     for (const stored of all) {
       const rec = stored.value;
       if (rec.machineId !== machineId || !restartsElsewhere(rec.spec)) continue;
+      if (usesProjectResources(rec.spec)) {
+        // Its volumes' data and its network are on the lost machine: it comes back with that machine.
+        out.push({ id: rec.id, from: machineId, error: "its project's volumes or network live on the lost machine" });
+        continue;
+      }
       try {
         if (!(await this.releaseFrom(rec.id, stored.key, machineId, stored.revision))) continue;
         const p = await this.placer.place({
@@ -581,6 +617,8 @@ export class FleetContainers {
     }
     await releasePlacement(this.store, rec.id);
     await this.store.delete(CONTAINER_KIND, this.key(tenant, project, rec.id)).catch(() => undefined);
+    // A user left behind is harmless (a user counts only while its placement or record exists): never fatal here.
+    await this.resources.dropUserEverywhere(tenant, project, rec.id).catch(() => undefined);
     await this.store.delete(CONTAINER_NAME_KIND, this.key(tenant, project, rec.name)).catch(() => undefined);
     await this.leases.drop(this.key(tenant, project, rec.id)).catch(() => undefined);
     await this.tenants.release(tenant, project, rec.reservation);
