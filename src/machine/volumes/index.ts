@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { BosonError, isStoreConflict, type StateStore } from '../../common/index.ts';
+import { BosonError, isStoreConflict, KeyedMutex, type StateStore } from '../../common/index.ts';
 import { DEFAULT_VOLUME_BYTES, type MountSpec } from '../port/index.ts';
 import { createScratchDisk } from '../scratch.ts';
 
@@ -64,6 +64,8 @@ const VOLUME = 'volume';
 /** Volumes on this host. */
 export class VolumeManager {
   private readonly dir: string;
+  /** Creates of one name run one at a time (two at once would both make the disk file, one under the other). */
+  private readonly creating = new KeyedMutex();
 
   /** `store`: the host's state store (the composition root's; not closed here). */
   constructor(
@@ -101,6 +103,13 @@ export class VolumeManager {
   ): Promise<VolumeRecord> {
     const volumeName = name || randomBytes(32).toString('hex');
     if (!VOLUME_NAME.test(volumeName)) throw new BosonError('INVALID_ARGUMENT', `invalid volume name ${JSON.stringify(volumeName)}`);
+    return this.creating.run(volumeName, () => this.createOnce(volumeName, opts));
+  }
+
+  private async createOnce(
+    volumeName: string,
+    opts: { labels?: Record<string, string>; sizeBytes?: number; anonymous?: boolean },
+  ): Promise<VolumeRecord> {
     const existing = this.store.get<StoredVolume>(VOLUME, volumeName);
     if (existing) return this.toRecord(existing.value);
     const sizeBytes = opts.sizeBytes ?? DEFAULT_VOLUME_BYTES;
