@@ -29,6 +29,7 @@ import {
 import { probeAccelerator, hostTscKhz } from './accel.ts';
 import { findQemu } from './qemu-binary.ts';
 import { QmpClient } from './qmp.ts';
+import { loadState, saveState, type MigrationResult } from './migration.ts';
 import type { MicroVmConfig, Vm, Vmm, VmExit } from './types.ts';
 import { cgroupMode, confine, release, releaseIfEmpty, type VmCgroup } from './cgroup.ts';
 import { PREJAIL_SCRIPT, groupName, prepareJail, userIds } from './prejail.ts';
@@ -239,6 +240,24 @@ export class MicroVm implements Vm {
   async suspend(): Promise<void> {
     await this.qmp.ready;
     await this.qmp.execute('stop');
+  }
+
+  /**
+   * Stops the VM and streams its whole state into `file` (migration.ts); QEMU flushes the disks when the migration
+   * completes. The VM stays stopped (the caller ends it, or resume()s it when the save failed).
+   */
+  async saveState(file: string): Promise<MigrationResult> {
+    if (this.runtimeDir === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM can be saved');
+    await this.qmp.ready;
+    await this.qmp.execute('stop');
+    return saveState(this.qmp, this.pid, this.runtimeDir, file);
+  }
+
+  /** Loads a state saveState() wrote into this VM, launched with `incoming`; it stays paused until resume(). */
+  async loadState(file: string): Promise<MigrationResult> {
+    if (this.runtimeDir === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM can be restored');
+    await this.qmp.ready;
+    return loadState(this.qmp, this.pid, this.runtimeDir, file);
   }
 
   /** QEMU's view of the VM's run state (e.g. "running", "shutdown"). */
