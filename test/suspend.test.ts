@@ -3,6 +3,8 @@
  * disk writes survive; no QEMU runs while suspended; a daemon killed -9 and started again finds the container still
  * suspended and resumes it; stop and rm -f of a suspended container, and the typed errors of the wrong states.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
@@ -13,6 +15,10 @@ import { useDaemonHost, runBoson, qemuPidsUsing, waitFor } from './helpers.ts';
 const { host, daemon } = useDaemonHost();
 const boson = (...args: string[]): ReturnType<typeof runBoson> => runBoson(host(), args, { timeoutMs: 120_000 });
 const out = (r: { stdout: Buffer }): string => r.stdout.toString();
+/** The stock docker CLI against the daemon's Docker API. */
+const docker = async (...args: string[]): Promise<string> =>
+  (await promisify(execFile)('docker', args, { env: { ...process.env, DOCKER_HOST: `unix://${host().env.BOSON_RUN_DIR}/docker.sock` } }))
+    .stdout;
 
 interface Inspected {
   id: string;
@@ -60,6 +66,7 @@ const COUNTER = 'echo written-before > /before; i=0; while :; do i=$((i+1)); ech
 
 describe('suspend and resume', () => {
   test('a counting process keeps its memory and its disk writes; no QEMU runs while suspended; wrong states are refused', async () => {
+    const t0 = Math.floor(Date.now() / 1000) - 1;
     assert.equal((await boson('run', '-d', '--name', 'counter', 'busybox', 'sh', '-c', COUNTER)).code, 0);
     const c = await inspect('counter');
     await waitFor(async () => (await count('counter').catch(() => 0)) >= 5, 60_000, 'the counter to reach 5');
@@ -78,6 +85,12 @@ describe('suspend and resume', () => {
     assert.equal((await stat(stateFile(c.id))).mode & 0o777, 0o600, 'the state file is 0600');
     assert.equal((await stat(stateFile(c.id))).size, saved.stateBytes);
     assert.match(out(await boson('ps')), /Suspended .* ago +counter/, 'ps lists it as suspended');
+    // Docker has no suspended state: it shows a paused container, which docker ps lists.
+    assert.match(await docker('ps', '--format', '{{.Names}} {{.State}}'), /^counter paused$/m);
+    assert.equal(
+      (await docker('inspect', '-f', '{{.State.Status}} {{.State.Running}} {{.State.Paused}}', 'counter')).trim(),
+      'paused true true',
+    );
 
     // The wrong states, each with its typed error (docs/api.md exit statuses).
     assert.equal((await boson('suspend', 'counter')).code, 150, 'suspend of a suspended container: CONTAINER_SUSPENDED');
@@ -105,6 +118,17 @@ describe('suspend and resume', () => {
       `the guest clock was set after the resume (${guestNow} vs ${Date.now() / 1000})`,
     );
     assert.equal((await boson('resume', 'counter')).code, 151, 'resume of a running container: CONTAINER_NOT_SUSPENDED');
+    const events = out(await boson('events', '--since', String(t0), '--until', String(Math.ceil(Date.now() / 1000) + 1), '--json'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { action: string; actorId: string })
+      .filter((e) => e.actorId === c.id)
+      .map((e) => e.action);
+    assert.deepEqual(
+      events.filter((a) => a === 'suspend' || a === 'resume'),
+      ['suspend', 'resume'],
+      `events: ${events.join(' ')}`,
+    );
     const r = await inspect('counter');
     assert.equal(r.state, 'running');
     assert.equal(r.endpoint?.address, c.endpoint?.address, 'the same address as before');

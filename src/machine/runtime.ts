@@ -364,8 +364,10 @@ export class MachineRuntime implements MachineContainers {
     await mkdir(path.join(this.paths.runDir, 'vms'), { recursive: true });
     await this.nets?.init();
     for (const record of await this.registry.list()) {
+      await this.settleSuspendFiles(record);
       if (!record.managed || (record.state !== 'running' && record.state !== 'restarting')) continue;
       const vm = await this.vmm.attach(this.runtimeDir(record.id));
+      if (vm && (await this.settleInterrupted(record, vm))) continue;
       if (vm) {
         const ctl = new ControlChannel(vm.channel);
         // Paused by a daemon killed while it rotated the log (a disk-full pause is io-error, not paused).
@@ -373,6 +375,8 @@ export class MachineRuntime implements MachineContainers {
         this.watch(record.id, { vm, ctl, logFile: this.logFile(record.id), execs: new Map(), nextSession: 1, finished: false });
         // Paused on a full disk while no daemon ran: no event will say so.
         if (await vm.pausedOnDiskError().catch(() => false)) this.diskFull.mark(record.id, vm);
+      } else if (await this.settleInterrupted(record, null)) {
+        continue;
       } else {
         await this.vmm.cleanup(this.runtimeDir(record.id));
         const exit = await lastExit(this.logFile(record.id));
@@ -387,6 +391,48 @@ export class MachineRuntime implements MachineContainers {
     const suspended = (await this.registry.list()).filter((r) => r.state === 'suspended').map((r) => r.id);
     await this.nets?.reconcile(new Set([...this.liveIds(), ...suspended]));
     await this.warm?.init();
+  }
+
+  /**
+   * What a daemon killed during a suspend or a resume left in a container's directory: a partial state file always
+   * goes; a complete one too when the container is neither suspended nor running (running: settleInterrupted).
+   */
+  private async settleSuspendFiles(record: ContainerRecord): Promise<void> {
+    const dir = this.registry.containerDir(record.id);
+    await rm(path.join(dir, `${SUSPEND_STATE_FILE}.partial`), { force: true });
+    if (record.state === 'suspended' || record.state === 'running' || record.state === 'restarting') return;
+    await rm(this.stateFile(record.id), { force: true });
+    await rm(path.join(dir, SUSPEND_INFO_FILE), { force: true });
+  }
+
+  /**
+   * A running container whose directory holds a whole saved state: a daemon was killed in a suspend (after the
+   * save; its QEMU is gone, or stopped in `postmigrate`) or in a resume (its new QEMU already runs). The first is
+   * suspended now, its QEMU ended; for the second the state file goes. True when it is now suspended.
+   */
+  private async settleInterrupted(record: ContainerRecord, vm: Vm | null): Promise<boolean> {
+    if (!(await this.savedComplete(record.id))) return false;
+    if (vm && (await vm.status().catch(() => '')) === 'running') {
+      await rm(this.stateFile(record.id), { force: true });
+      await rm(path.join(this.registry.containerDir(record.id), SUSPEND_INFO_FILE), { force: true });
+      return false;
+    }
+    await vm?.kill();
+    await this.vmm.cleanup(this.runtimeDir(record.id));
+    record.state = 'suspended';
+    record.vmPid = null;
+    record.suspendedAt = new Date().toISOString();
+    await this.registry.save(record);
+    return true;
+  }
+
+  /** True when a container's directory holds a whole saved state (the state, then its shape, are written last). */
+  private async savedComplete(id: string): Promise<boolean> {
+    const dir = this.registry.containerDir(id);
+    return (
+      (await stat(path.join(dir, SUSPEND_INFO_FILE)).catch(() => null)) !== null &&
+      (await stat(this.stateFile(id)).catch(() => null)) !== null
+    );
   }
 
   /** Starts filling the warm pool, if one is configured (the daemon, once it has swept orphaned VMs). */
@@ -1613,9 +1659,8 @@ export class MachineRuntime implements MachineContainers {
           },
         );
       }
-      await vm.resume();
-      ctl.sendClock();
-      const live: Live = { vm, ctl, logFile: this.logFile(id), execs: new Map(), nextSession: 1, finished: false };
+      // Recorded before the guest runs: a daemon killed from here on finds a paused VM with a whole state file,
+      // which it ends and counts as suspended (settleInterrupted), or a running one, which it keeps.
       record.state = 'running';
       record.vmPid = vm.pid;
       delete record.suspendedAt;
@@ -1628,9 +1673,17 @@ export class MachineRuntime implements MachineContainers {
           ports: endpoint.ports,
         };
       await this.registry.save(record);
-      this.watch(id, live);
+      await vm.resume();
+      ctl.sendClock();
+      this.watch(id, { vm, ctl, logFile: this.logFile(id), execs: new Map(), nextSession: 1, finished: false });
     } catch (err) {
       await vm?.kill();
+      if (record.state === 'running') {
+        record.state = 'suspended';
+        record.vmPid = null;
+        record.suspendedAt = new Date().toISOString();
+        await this.registry.save(record);
+      }
       // It stays suspended (its endpoint and volumes too): the caller may try again, or stop or remove it.
       if (vm) await this.vmm.cleanup(runtimeDir).catch(() => undefined);
       throw err;
