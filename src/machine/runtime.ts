@@ -370,8 +370,9 @@ export class MachineRuntime implements MachineContainers {
       if (vm && (await this.settleInterrupted(record, vm))) continue;
       if (vm) {
         const ctl = new ControlChannel(vm.channel);
-        // Paused by a daemon killed while it rotated the log (a disk-full pause is io-error, not paused).
-        if ((await vm.status().catch(() => '')) === 'paused') await vm.resume().catch(() => undefined);
+        // Paused by a daemon killed while it rotated the log or suspended the container (before its state was
+        // whole: postmigrate once QEMU sent it all); a disk-full pause is io-error, not paused.
+        if (['paused', 'postmigrate'].includes(await vm.status().catch(() => ''))) await vm.resume().catch(() => undefined);
         this.watch(record.id, { vm, ctl, logFile: this.logFile(record.id), execs: new Map(), nextSession: 1, finished: false });
         // Paused on a full disk while no daemon ran: no event will say so.
         if (await vm.pausedOnDiskError().catch(() => false)) this.diskFull.mark(record.id, vm);
