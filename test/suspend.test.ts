@@ -7,10 +7,13 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { useDaemonHost, runBoson, qemuPidsUsing, waitFor } from './helpers.ts';
+import { QmpClient } from '../src/vmm/qmp.ts';
+import { saveState } from '../src/vmm/migration.ts';
 
 const { host, daemon } = useDaemonHost();
 const boson = (...args: string[]): ReturnType<typeof runBoson> => runBoson(host(), args, { timeoutMs: 120_000 });
@@ -182,5 +185,48 @@ describe('suspend and resume', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  test('a daemon killed in the middle of a suspend: its next start settles the container', async () => {
+    assert.equal((await boson('run', '-d', '--name', 'crash', 'busybox', 'sh', '-c', COUNTER)).code, 0);
+    const c = await inspect('crash');
+    await waitFor(async () => (await count('crash').catch(() => 0)) >= 3, 60_000, 'the counter to reach 3');
+    const rt = path.join(host().stateDir, 'run', 'vms', c.id.slice(0, 16));
+    /** What the daemon's suspend does up to a point, done here over QMP while no daemon runs. */
+    const saveBehindTheDaemon = async (file: string): Promise<void> => {
+      const pid = Number((await readFile(path.join(rt, 'qemu.pid'), 'utf8')).trim());
+      const qmp = new QmpClient(net.connect(path.join(rt, 'qmp.sock')));
+      await qmp.ready;
+      await qmp.execute('stop');
+      await saveState(qmp, pid, rt, file);
+      qmp.close();
+    };
+
+    // 1. Killed after the state was whole, before the record said suspended (its QEMU is left in postmigrate).
+    const before = await count('crash');
+    await daemon.stop();
+    await saveBehindTheDaemon(stateFile(c.id));
+    await writeFile(path.join(path.dirname(stateFile(c.id)), 'suspend.json'), JSON.stringify({ memoryMiB: 256, cpus: 1 }));
+    await daemon.start();
+    assert.equal((await inspect('crash')).state, 'suspended', 'a whole state and a stopped VM: the suspend had finished');
+    assert.deepEqual(await qemuPidsUsing(host().stateDir), [], 'its stopped QEMU was ended');
+    await resume('crash');
+    const after = await count('crash');
+    assert.ok(after >= before && after < before + 40, `the counter continued from ${before} (now ${after})`);
+
+    // 2. Killed after QEMU had sent the whole state, before the daemon had it in its file: QEMU 7.2 can neither
+    // continue such a VM (its disks' locks are gone) nor save it again, so the next daemon ends it (137); the partial
+    // state goes, and the container starts again from its disks.
+    await daemon.stop();
+    await saveBehindTheDaemon(`${stateFile(c.id)}.partial`);
+    await daemon.start();
+    const lost = await inspect('crash');
+    assert.equal(lost.state, 'exited');
+    assert.equal(lost.exitCode, 137);
+    assert.deepEqual(await qemuPidsUsing(host().stateDir), [], 'its QEMU was ended');
+    assert.equal(await exists(`${stateFile(c.id)}.partial`), false, 'the partial state is deleted');
+    assert.equal((await boson('start', 'crash')).code, 0);
+    await waitFor(async () => (await count('crash').catch(() => 0)) >= 2, 60_000, 'the counter after a new start');
+    assert.equal((await boson('rm', '-f', 'crash')).code, 0);
   });
 });

@@ -370,9 +370,18 @@ export class MachineRuntime implements MachineContainers {
       if (vm && (await this.settleInterrupted(record, vm))) continue;
       if (vm) {
         const ctl = new ControlChannel(vm.channel);
-        // Paused by a daemon killed while it rotated the log or suspended the container (before its state was
-        // whole: postmigrate once QEMU sent it all); a disk-full pause is io-error, not paused.
-        if (['paused', 'postmigrate'].includes(await vm.status().catch(() => ''))) await vm.resume().catch(() => undefined);
+        const status = await vm.status().catch(() => '');
+        if (status === 'postmigrate') {
+          // Saved whole by a daemon killed before it had the state file: QEMU 7.2 can neither continue such a VM (its
+          // disks' locks are gone) nor save it again, so it ends here; the guest had synced its disks first.
+          await vm.kill();
+          await this.vmm.cleanup(this.runtimeDir(record.id));
+          await this.exited(record.id, 137, 'the daemon was killed while it suspended the container, before its state was saved');
+          continue;
+        }
+        // Paused by a daemon killed while it rotated the log or suspended the container (before QEMU had sent its
+        // state); a disk-full pause is io-error, not paused.
+        if (status === 'paused') await vm.resume().catch(() => undefined);
         this.watch(record.id, { vm, ctl, logFile: this.logFile(record.id), execs: new Map(), nextSession: 1, finished: false });
         // Paused on a full disk while no daemon ran: no event will say so.
         if (await vm.pausedOnDiskError().catch(() => false)) this.diskFull.mark(record.id, vm);
@@ -1539,11 +1548,23 @@ export class MachineRuntime implements MachineContainers {
     try {
       saved = await live.vm.saveState(file);
     } catch (err) {
-      live.finished = false;
-      if (!live.vm.hasExited) {
-        await live.vm.resume().catch(() => undefined);
+      // A VM whose save failed before QEMU sent it all is paused and goes on. One QEMU has sent whole
+      // (postmigrate) can neither continue (QEMU 7.2 cannot take its disks' locks back) nor be saved again: it is
+      // ended, as is a VM that ended meanwhile, and the container has exited.
+      if (
+        !live.vm.hasExited &&
+        (await live.vm.status().catch(() => '')) === 'paused' &&
+        (await live.vm.resume().then(
+          () => true,
+          () => false,
+        ))
+      ) {
+        live.finished = false;
         this.startRotation(id, live);
-      } else void this.exited(id, 137, `the micro-VM ended while it was being suspended: ${toBosonError(err).message}`);
+      } else {
+        await live.vm.kill();
+        void this.exited(id, 137, `the micro-VM was lost while it was being suspended: ${toBosonError(err).message}`);
+      }
       throw err;
     }
     await writeFile(
