@@ -167,7 +167,14 @@ export class MicroVm implements Vm {
   /** Kills QEMU at once (SIGKILL) and waits for it to be gone. */
   async kill(): Promise<VmExit> {
     if (!this.hasExited) this.killProcess();
-    return this.exited;
+    // A re-attached VM's end is seen by a polling timer that does not hold the event loop (unref): held here, or a
+    // process with nothing else to wait for (a daemon settling VMs at start-up) would end with the await unsettled.
+    const hold = setInterval(() => undefined, 1000);
+    try {
+      return await this.exited;
+    } finally {
+      clearInterval(hold);
+    }
   }
 
   /** Closes this process's connections to the VM without stopping it (a detached VM keeps running). */
