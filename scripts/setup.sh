@@ -135,6 +135,9 @@ fi
 step "Building boson-init"
 make -s -C guest/init
 
+step "Building virtiofsd-guard"
+make -s -C src/vmm/fsguard  # the seccomp wrapper of every bind mount's virtiofsd (no set-ID files, no devices)
+
 step "Building the guest kernel"
 scripts/build-kernel.sh >/dev/null  # cached: a copy when nothing changed
 

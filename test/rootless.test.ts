@@ -26,12 +26,14 @@ function capV2(bits: number): Buffer {
 }
 import { BOSON, BUSYBOX_LAYOUT, collect, freePort, qemuPidsUsing, waitFor, type BosonResult } from './helpers.ts';
 import { busyboxLayerTar, pushLayout, startRegistry, testConfig, type TestRegistry } from './registry-fixture.ts';
+import { createThrowawayUser, type ThrowawayUser } from './throwaway-user.ts';
 
 const run = promisify(execFile);
 const IS_ROOT = process.geteuid?.() === 0;
 const SKIP = IS_ROOT ? false : 'needs root: it creates a throwaway system user to run the rootless daemon as';
 
-const user = `boson-rl-${process.pid}`;
+let tu: ThrowawayUser | null = null;
+let user = '';
 let uid = -1;
 let gid = -1;
 let base = '';
@@ -41,30 +43,6 @@ let runDir = '';
 let daemon: ChildProcess | null = null;
 let daemonLog = '';
 let registry: TestRegistry | null = null;
-let userCreated = false;
-
-/** Removes the lines of our user from /etc/subuid or /etc/subgid. */
-async function dropSubIds(file: string): Promise<void> {
-  const text = await fs.readFile(file, 'utf8').catch(() => null);
-  if (text === null) return;
-  const kept = text
-    .split('\n')
-    .filter((l) => !l.startsWith(`${user}:`))
-    .join('\n');
-  if (kept !== text) await fs.writeFile(file, kept);
-}
-
-/** PIDs of every process running as our user. */
-async function userPids(): Promise<number[]> {
-  const pids: number[] = [];
-  for (const name of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const status = await fs.readFile(`/proc/${name}/status`, 'utf8').catch(() => '');
-    const m = /^Uid:\s+(\d+)/m.exec(status);
-    if (m && Number(m[1]) === uid) pids.push(Number(name));
-  }
-  return pids;
-}
 
 /** The environment of the user's commands: nothing of root's but PATH. */
 function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -123,26 +101,8 @@ async function stopDaemon(): Promise<void> {
 async function cleanUp(): Promise<void> {
   await stopDaemon();
   await registry?.stop().catch(() => undefined);
-  if (uid >= 0) {
-    // Everything the user still runs (QEMU, a builder in a user namespace), by pid; twice, for late children.
-    for (let round = 0; round < 2; round++) {
-      for (const pid of await userPids()) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-  if (userCreated) await run('userdel', [user]).catch(() => undefined);
-  await dropSubIds('/etc/subuid');
-  await dropSubIds('/etc/subgid');
-  if (base) await fs.rm(base, { recursive: true, force: true });
-  if (uid >= 0) {
-    for (const p of [`/dev/shm/boson-${uid}`, `/tmp/boson-${uid}`, `/tmp/tsx-${uid}`]) await fs.rm(p, { recursive: true, force: true });
-  }
+  // Everything the user still runs (QEMU, a builder in a user namespace), the user and its files.
+  await tu?.cleanup();
 }
 
 describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }, () => {
@@ -153,23 +113,8 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
     });
     // The user cannot write build/: bring the bundle (and its user-namespace child) up to date as root first.
     await run(BOSON, ['--version'], { cwd: PACKAGE_ROOT });
-    base = await fs.mkdtemp('/var/tmp/boson-rl-');
-    await fs.chmod(base, 0o755);
-    home = path.join(base, 'home');
-    await run('useradd', ['--system', '--user-group', '--create-home', '--home-dir', home, '--shell', '/usr/sbin/nologin', user]);
-    userCreated = true;
-    uid = Number((await run('id', ['-u', user])).stdout.trim());
-    gid = Number((await run('id', ['-g', user])).stdout.trim());
-    // System users get no subordinate ids from useradd: a range of our own, above every range there is.
-    let end = 0;
-    for (const file of ['/etc/subuid', '/etc/subgid']) {
-      for (const line of (await fs.readFile(file, 'utf8').catch(() => '')).split('\n')) {
-        const [, s, c] = line.split(':');
-        if (s !== undefined && c !== undefined) end = Math.max(end, Number(s) + Number(c));
-      }
-    }
-    const start = Math.max(end, 2_000_000_000 + (process.pid % 4096) * 65536);
-    for (const file of ['/etc/subuid', '/etc/subgid']) await fs.appendFile(file, `${user}:${start}:65536\n`);
+    tu = await createThrowawayUser('boson-rl');
+    ({ user, uid, gid, base, home } = tu);
     stateDir = path.join(home, 'state');
     runDir = path.join(home, 'run');
 

@@ -16,6 +16,16 @@ import { BosonError, KeyedMutex, MemoryStateStore, isBosonError, silentLogger, t
 import { resolveProcessConfig } from './container-config.ts';
 import { newContainerId } from './containers.ts';
 import { CriLogWriter, nowNs } from './cri-log.ts';
+import { capabilityMask } from './pod-capabilities.ts';
+import {
+  CGROUPS_MISSING_EXIT,
+  cgroupScript,
+  containerCgroup,
+  killCgroupScript,
+  parseStats,
+  removeCgroupScript,
+  statsScript,
+} from './pod-cgroups.ts';
 import { bindInto, makeSharedMount, removeUnmounted } from './host-mounts.ts';
 import type {
   ExecSession,
@@ -24,7 +34,9 @@ import type {
   Pod,
   PodStats,
   PodContainerStats,
+  PodAttachment,
   PodContainer,
+  PodContainerResources,
   PodContainerSpec,
   PodSpec,
   RequestContext,
@@ -63,6 +75,10 @@ interface Running {
   pid: number | null;
   /** Resolves once its exit is recorded. */
   done: Promise<void>;
+  /** Where its output goes besides its log: the attaches open now. */
+  attached: Set<StreamSink>;
+  /** Its stdin was closed (stdinOnce, by the end of an attach): nothing more reaches it. */
+  stdinClosed: boolean;
 }
 
 /** What the pod service is built from. */
@@ -269,6 +285,7 @@ export class PodService implements MachinePods {
         'CONTAINER_NAME_IN_USE',
         `pod ${pod.spec.name} has a container ${spec.name} (attempt ${spec.attempt}) already: ${same.value.id.slice(0, 12)}`,
       );
+    capabilityMask(spec.capAdd, spec.capDrop); // an unknown capability is refused here, before anything is made
     const image = await this.runtime.images.resolve(spec.image);
     const config = resolveProcessConfig(
       image.config,
@@ -317,17 +334,30 @@ export class PodService implements MachinePods {
         );
       const pod = await this.readyPod(ctx, record.podId);
       const log = record.spec.logPath ? new CriLogWriter(record.spec.logPath) : null;
+      await this.applyResources(ctx, pod.vmContainerId, record);
       const exec = this.runtime.newExec(
         pod.vmContainerId,
-        { argv: record.argv, env: record.env, cwd: record.cwd, user: record.user },
+        {
+          argv: record.argv,
+          env: record.env,
+          cwd: record.cwd,
+          user: record.user,
+          tty: record.spec.tty ?? false,
+          stdin: record.spec.stdin ?? false,
+        },
         this.execRoot(record),
       );
       let startError = '';
+      const attached = new Set<StreamSink>();
       const sink = {
-        stdout: (d: Buffer) => log?.write('stdout', d),
+        stdout: (d: Buffer) => {
+          log?.write('stdout', d);
+          for (const a of attached) a.stdout(d);
+        },
         stderr: (d: Buffer) => {
           if (!this.running.has(cid)) startError += d.toString();
           log?.write('stderr', d);
+          for (const a of attached) a.stderr(d);
         },
       };
       let session: ExecSession;
@@ -350,7 +380,7 @@ export class PodService implements MachinePods {
           `container ${record.spec.name}: ${startError.trim() || `exited with ${code} before it started`}`,
         );
       }
-      const done = session.exit.then((code) => {
+      const done = session.exit.then(async (code) => {
         this.runtime.forgetExec(exec.id);
         log?.close();
         this.running.delete(cid);
@@ -360,21 +390,116 @@ export class PodService implements MachinePods {
         } catch {
           // removed meanwhile
         }
+        // As when a container's PID namespace ends with its init: what its main process left running is killed.
+        await this.runInVm({ principal: 'pods' }, pod.vmContainerId, killCgroupScript(cid)).catch(() => undefined);
       });
-      this.running.set(cid, { session, log, pid: started.pid, done });
+      this.running.set(cid, { session, log, pid: started.pid, done, attached, stdinClosed: false });
       record.state = 'running';
       record.startedNs = String(nowNs());
       this.save('pod-container', record);
     });
   }
 
-  /** Where a container's processes run in the pod VM: its root, read-only or not, with its volumes bound in. */
+  /**
+   * Where a container's processes run in the pod VM: its root, read-only or not, with its volumes bound in, in its
+   * cgroup of the guest, with its supplementary groups, capabilities and no_new_privs.
+   */
   private execRoot(record: PodContainerRecord): ExecRoot {
     const base = `${POD_SHARE_TARGET}/${record.id}`;
     return {
       path: `${base}/rootfs`,
       readOnly: record.spec.readOnlyRoot ?? false,
       mounts: (record.spec.mounts ?? []).map((m, i) => ({ source: `${base}/mounts/${i}`, target: m.containerPath, readOnly: m.readOnly })),
+      cgroup: containerCgroup(record.id),
+      ...(record.spec.groups && record.spec.groups.length > 0 ? { groups: record.spec.groups } : {}),
+      capabilities: capabilityMask(record.spec.capAdd, record.spec.capDrop),
+      ...(record.spec.noNewPrivileges ? { noNewPrivileges: true } : {}),
+    };
+  }
+
+  /** Runs a shell script in the pod VM's own root (not a container's); its exit code and output. */
+  private async runInVm(
+    ctx: RequestContext,
+    vmContainerId: string,
+    script: string,
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    const exec = this.runtime.newExec(vmContainerId, { argv: ['sh', '-c', script] });
+    let stdout = '';
+    let stderr = '';
+    try {
+      const session = await this.runtime.startExec(ctx, exec.id, {
+        stdout: (d) => (stdout += d.toString()),
+        stderr: (d) => (stderr += d.toString()),
+      });
+      return { code: await session.exit, stdout, stderr };
+    } finally {
+      this.runtime.forgetExec(exec.id);
+    }
+  }
+
+  /** Writes the container's limits into its cgroup in the pod VM (made if missing), by a script run in the VM. */
+  private async applyResources(ctx: RequestContext, vmContainerId: string, record: PodContainerRecord): Promise<void> {
+    if (!record.spec.resources) return;
+    const { code, stderr } = await this.runInVm(ctx, vmContainerId, cgroupScript(record.id, record.spec.resources));
+    if (code === CGROUPS_MISSING_EXIT)
+      throw new BosonError(
+        'POD_CGROUPS_UNAVAILABLE',
+        `container ${record.spec.name}: the pod VM's kernel has no cgroup v2, so its CPU, memory and pids limits cannot be applied`,
+      );
+    if (code !== 0)
+      throw new BosonError('INVALID_ARGUMENT', `container ${record.spec.name}: its limits were refused in the pod VM: ${stderr.trim()}`);
+  }
+
+  async updateContainerResources(ctx: RequestContext, id: string, resources: PodContainerResources): Promise<void> {
+    const { id: cid } = this.containerRecord(id);
+    await this.lock.run(cid, async () => {
+      const record = this.containerRecord(cid);
+      if (record.state === 'exited') throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.spec.name} has exited`);
+      const updated: PodContainerRecord = { ...record, spec: { ...record.spec, resources } };
+      // A running container's cgroup changes now; a created one gets its limits when it starts.
+      if (this.running.has(cid)) await this.applyResources(ctx, this.podRecord(record.podId).vmContainerId, updated);
+      this.save('pod-container', updated);
+    });
+  }
+
+  async attach(_ctx: RequestContext, id: string, options: { stdin: boolean }, sink: StreamSink): Promise<PodAttachment> {
+    const record = this.containerRecord(id);
+    const live = this.running.get(record.id);
+    if (!live) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.spec.name} is not running`);
+    if (options.stdin && !record.spec.stdin)
+      throw new BosonError('INVALID_ARGUMENT', `container ${record.spec.name} was created without stdin: there is nothing to attach it to`);
+    const tty = record.spec.tty ?? false;
+    const once = record.spec.stdinOnce ?? false;
+    live.attached.add(sink);
+    let ended = false;
+    let resolveDone!: () => void;
+    const done = new Promise<void>((resolve) => (resolveDone = resolve));
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      live.attached.delete(sink);
+      resolveDone();
+    };
+    void live.done.then(end);
+    const closeStdin = (): void => {
+      // As containerd: the process's stdin closes with the first attach's only for stdin_once.
+      if (!options.stdin || !once || live.stdinClosed) return;
+      live.stdinClosed = true;
+      live.session.closeStdin();
+    };
+    return {
+      stdin: (d) => {
+        if (!ended && options.stdin && !live.stdinClosed) live.session.stdin(d);
+      },
+      closeStdin,
+      resize: (rows, cols) => {
+        if (!ended && tty) live.session.resize(rows, cols);
+      },
+      detach: () => {
+        closeStdin();
+        end();
+      },
+      done,
     };
   }
 
@@ -409,8 +534,18 @@ export class PodService implements MachinePods {
       throw err;
     }
     await this.stopContainer(ctx, record.id, 0);
+    await this.removeCgroup(ctx, record);
     await removeUnmounted(path.join(this.shareDir(record.podId), record.id));
     this.store.delete('pod-container', record.id);
+  }
+
+  /** Removes the container's cgroup in its pod VM, when the VM runs (the cgroup goes with the VM otherwise). */
+  private async removeCgroup(ctx: RequestContext, record: PodContainerRecord): Promise<void> {
+    const pod = await this.inspect(ctx, record.podId).catch(() => null);
+    if (pod?.state !== 'ready') return;
+    await this.runInVm(ctx, pod.vmContainerId, removeCgroupScript(record.id)).catch((err: unknown) =>
+      this.log.debug({ container: record.id, error: String(err) }, "the container's cgroup was not removed"),
+    );
   }
 
   async inspectContainer(_ctx: RequestContext, id: string): Promise<PodContainer> {
@@ -469,24 +604,9 @@ export class PodService implements MachinePods {
     }
     const out: PodContainerStats[] = [];
     for (const [pod, containers] of byPod) {
-      // One exec per pod VM, in its own root: each process's stat and statm, by pid (the guest ticks at 100 Hz).
-      const script = containers.map((c) => `echo "${c.id} $(cat /proc/${c.pid}/stat) | $(cat /proc/${c.pid}/statm)"`).join('; ');
-      const exec = this.runtime.newExec(this.podRecord(pod).vmContainerId, { argv: ['sh', '-c', script] });
-      let text = '';
-      try {
-        const session = await this.runtime.startExec(ctx, exec.id, { stdout: (d) => (text += d.toString()), stderr: () => undefined });
-        await session.exit;
-      } finally {
-        this.runtime.forgetExec(exec.id);
-      }
-      const timestampNs = String(nowNs());
-      for (const line of text.split('\n')) {
-        const m = /^([0-9a-f]{64}) .*\) (.*) \| \d+ (\d+)/.exec(line);
-        if (!m) continue;
-        const fields = m[2]!.split(' ');
-        const ticks = Number(fields[11] ?? 0) + Number(fields[12] ?? 0);
-        out.push({ id: m[1]!, timestampNs, cpuNs: ticks * 10_000_000, memoryBytes: Number(m[3]) * 4096 });
-      }
+      // One exec per pod VM, in its own root: each container's cgroup (its /proc without one).
+      const { stdout } = await this.runInVm(ctx, this.podRecord(pod).vmContainerId, statsScript(containers));
+      out.push(...parseStats(stdout, String(nowNs())));
     }
     return out;
   }

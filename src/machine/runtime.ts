@@ -113,6 +113,14 @@ export interface ExecRoot {
   path: string;
   readOnly?: boolean;
   mounts?: Array<{ source: string; target: string; readOnly: boolean }>;
+  /** The guest cgroup (relative to its cgroup root) the process joins before it runs. */
+  cgroup?: string;
+  /** Supplementary group ids added to the user's. */
+  groups?: number[];
+  /** The capability bounding set (bit N: capability N); all when absent. */
+  capabilities?: bigint;
+  /** Sets no_new_privs before the exec. */
+  noNewPrivileges?: boolean;
 }
 
 /** One process's live connection to a running VM. */
@@ -1025,6 +1033,7 @@ export class MachineRuntime implements MachineContainers {
         // DNS asked for by the container (a pod's DNSConfig) replaces the network's.
         ...(record.dns && record.dns.servers.length > 0 ? { dns: record.dns.servers } : {}),
         ...(record.dns && record.dns.searches.length > 0 ? { dnsSearch: record.dns.searches } : {}),
+        ...(record.dns && record.dns.options.length > 0 ? { dnsOptions: record.dns.options } : {}),
       });
     const tNet = performance.now();
     let claimed: ClaimedVm | null =
@@ -2244,6 +2253,10 @@ export class MachineRuntime implements MachineContainers {
           root: exec.root?.path,
           readOnlyRoot: exec.root?.readOnly,
           mounts: exec.root?.mounts,
+          cgroup: exec.root?.cgroup,
+          groups: exec.root?.groups,
+          capabilities: exec.root?.capabilities,
+          noNewPrivileges: exec.root?.noNewPrivileges,
         }),
         session,
       );

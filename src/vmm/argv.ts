@@ -216,9 +216,12 @@ export function buildQemuArgv(
       );
       return;
     }
+    // 9p is served by QEMU itself, outside virtiofsd's guard (virtiofsd.ts). A writable share keeps the guest's modes,
+    // owners and device nodes in user.virtfs.* attributes (mapped-xattr): on the host its files are plain files of
+    // QEMU's user, mode 0600 at creation, so no set-ID file or device node reaches the host.
     argv.push(
       '-fsdev',
-      `local,id=fs${i},path=${escapeOpt(share.path)},security_model=passthrough${share.readOnly ? ',readonly=on' : ''}`,
+      `local,id=fs${i},path=${escapeOpt(share.path)},security_model=${share.readOnly ? 'passthrough,readonly=on' : 'mapped-xattr'}`,
       '-device',
       `virtio-9p-device,fsdev=fs${i},mount_tag=${share.tag}`,
     );

@@ -33,6 +33,7 @@ import { loadState, saveState, type MigrationResult } from './migration.ts';
 import type { MicroVmConfig, Vm, Vmm, VmExit } from './types.ts';
 import { cgroupMode, confine, release, releaseIfEmpty, type VmCgroup } from './cgroup.ts';
 import { PREJAIL_SCRIPT, groupName, prepareJail, userIds } from './prejail.ts';
+import { virtiofsdGuard, virtiofsdOptions } from './virtiofsd.ts';
 
 const CONSOLE_KEEP = 64 * 1024;
 
@@ -373,6 +374,8 @@ export interface QemuOptions {
   tcgTbMiB?: number;
   /** The virtiofsd that serves bind mounts (BOSON_VIRTIOFSD); default /usr/lib/qemu/virtiofsd. */
   virtiofsd?: string;
+  /** The seccomp wrapper every virtiofsd runs under (virtiofsd.ts); default build/host/virtiofsd-guard. */
+  virtiofsdGuard?: string;
 }
 
 /** Starts QEMU for `config`. The VM runs until the guest powers off or shutdown()/kill() is called. */
@@ -473,6 +476,8 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       if (share.transport !== 'virtiofs') continue;
       const sock = virtiofsSocket(rt, i);
       const virtiofsd = options.virtiofsd ?? '/usr/lib/qemu/virtiofsd';
+      // Every virtiofsd runs under the guard (virtiofsd.ts): no set-ID file, no device node on the host.
+      const guard = virtiofsdGuard(options.virtiofsdGuard);
       let d: ChildProcess;
       if (share.readOnly) {
         // Read-only for real, not only by the guest's mount flag: virtiofsd runs in a private mount namespace over
@@ -480,26 +485,35 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
         const view = path.join(rt, `vfs${i}.ro`);
         await mkdir(view, { recursive: true });
         const script =
-          's=$1 v=$2 b=$3 k=$4; shift 4; mount --bind "$s" "$v" && mount -o remount,bind,ro "$v" && exec "$b" --socket-path="$k" -o source="$v" -o cache=auto -o modcaps=-mknod:-fsetid "$@"';
+          's=$1 v=$2 g=$3 b=$4 k=$5; shift 5; mount --bind "$s" "$v" && mount -o remount,bind,ro "$v" && exec "$g" "$b" --socket-path="$k" "$@"';
         d = spawn(
           'unshare',
-          ['--mount', '--propagation', 'slave', 'sh', '-c', script, 'sh', share.path, view, virtiofsd, sock, ...socketGroup],
+          [
+            '--mount',
+            '--propagation',
+            'slave',
+            'sh',
+            '-c',
+            script,
+            'sh',
+            share.path,
+            view,
+            guard,
+            virtiofsd,
+            sock,
+            ...socketGroup,
+            ...virtiofsdOptions(view),
+          ],
           {
             stdio: ['ignore', logFd, logFd],
             detached: true,
           },
         );
       } else {
-        // Without CAP_MKNOD no device node can be made on the host through the share; without CAP_FSETID a write
-        // clears set-user-ID and set-group-ID bits as it would for an unprivileged writer.
-        d = spawn(
-          virtiofsd,
-          [...socketGroup, `--socket-path=${sock}`, '-o', `source=${share.path}`, '-o', 'cache=auto', '-o', 'modcaps=-mknod:-fsetid'],
-          {
-            stdio: ['ignore', logFd, logFd],
-            detached: true,
-          },
-        );
+        d = spawn(guard, [virtiofsd, ...socketGroup, `--socket-path=${sock}`, ...virtiofsdOptions(share.path)], {
+          stdio: ['ignore', logFd, logFd],
+          detached: true,
+        });
       }
       await spawned(d).catch((cause: unknown) => {
         throw new BosonError('TOOL_FAILED', `cannot start virtiofsd for ${share.path}: ${(cause as Error).message}`, { cause });

@@ -78,24 +78,28 @@ class ProjectContainers implements MachineContainers {
   private at(ref: string): ReturnType<FleetContainers['resolve']> {
     return this.fc.resolve(this.tenant, this.project, ref);
   }
+  /** For a change: refused (CONTAINER_LEASED) while a lease holds the container, whose nonce Docker cannot carry. */
+  private changing(ref: string): ReturnType<FleetContainers['resolve']> {
+    return this.fc.resolveForChange(this.tenant, this.project, ref);
+  }
 
   async create(_ctx: RequestContext, spec: ContainerSpec): Promise<Container> {
     return this.fc.create(this.tenant, this.project, spec, { start: false });
   }
   async start(_ctx: RequestContext, ref: string): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.start(ctx, rec.machineContainerId);
   }
   async stop(_ctx: RequestContext, ref: string, timeoutSec?: number): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.stop(ctx, rec.machineContainerId, timeoutSec);
   }
   async restart(_ctx: RequestContext, ref: string, timeoutSec?: number): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.restart(ctx, rec.machineContainerId, timeoutSec);
   }
   async kill(_ctx: RequestContext, ref: string, signal?: string): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.kill(ctx, rec.machineContainerId, signal);
   }
   async remove(_ctx: RequestContext, ref: string, options?: { force?: boolean; volumes?: boolean }): Promise<void> {
@@ -113,7 +117,7 @@ class ProjectContainers implements MachineContainers {
     throw notThroughController('rename');
   }
   async update(_ctx: RequestContext, ref: string, change: ContainerUpdate): Promise<Container> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     return this.fc.viewOf(rec, await remote.update(ctx, rec.machineContainerId, change));
   }
   async wait(_ctx: RequestContext, ref: string, condition?: WaitCondition): Promise<WaitResult> {

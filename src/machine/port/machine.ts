@@ -26,6 +26,7 @@ import type {
   NetworkPruneResult,
   Pod,
   PodContainer,
+  PodContainerResources,
   PodContainerSpec,
   PodSpec,
   RequestContext,
@@ -64,6 +65,11 @@ export interface ProcessControls {
 export interface Attachment extends ProcessControls {
   /** Resolves when the output has ended (the container exited, was removed, or the attach was aborted). */
   done: Promise<void>;
+}
+
+/** An attach to a container of a pod: `done` when the container exited or `detach` was called. */
+export interface PodAttachment extends Attachment {
+  detach(): void;
 }
 
 /** A started exec. */
@@ -316,6 +322,14 @@ export interface MachinePods {
    * takes stdin (with `stdin`), resizes (with `tty`) and signals, and `exit` resolves with its status.
    */
   exec(ctx: RequestContext, id: string, options: { argv: string[]; tty: boolean; stdin: boolean }, sink: StreamSink): Promise<ExecSession>;
+  /**
+   * Attaches to a running container's main process: its output from now on goes to `sink` (stdout only with a
+   * tty) until it exits or `detach` is called; stdin reaches it when it was created with stdin (else
+   * INVALID_ARGUMENT when `stdin` is asked). Closing stdin closes the process's stdin only with stdinOnce.
+   */
+  attach(ctx: RequestContext, id: string, options: { stdin: boolean }, sink: StreamSink): Promise<PodAttachment>;
+  /** Changes the limits of a container (created or running) inside its pod VM; absent fields become unlimited. */
+  updateContainerResources(ctx: RequestContext, id: string, resources: PodContainerResources): Promise<void>;
   /** What each running container (of pod `podId`, when given) uses now; containers not running are left out. */
   containerStats(ctx: RequestContext, podId?: string): Promise<PodContainerStats[]>;
   /** What the pod's micro-VM uses now (zeros when it is not running). */
