@@ -1704,7 +1704,21 @@ export class MachineRuntime implements MachineContainers {
           ports: endpoint.ports,
         };
       await this.registry.save(record);
-      await vm.resume();
+      // QEMU takes its disks' locks back when the loaded VM continues; its first try at the end of the load has
+      // been seen to fail now and then (qemu.log: 'Failed to get shared "write" lock'), a later one not.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await vm.resume();
+          break;
+        } catch (err) {
+          if (attempt >= 5) throw err;
+          this.log.info(
+            { container: id, attempt, error: toBosonError(err).message },
+            'the resumed micro-VM did not continue; trying again',
+          );
+          await new Promise((r) => setTimeout(r, 200 * attempt));
+        }
+      }
       ctl.sendClock();
       this.watch(id, { vm, ctl, logFile: this.logFile(id), execs: new Map(), nextSession: 1, finished: false });
     } catch (err) {

@@ -37,10 +37,16 @@ export function qemuPath(pid: number, runtimeDir: string, file: string): string 
   return root === '/' ? path.join(runtimeDir, file) : `/${file}`;
 }
 
-/** Resolves when QEMU reports the migration `completed`; rejects on `failed`/`cancelled` or after `timeoutMs`. */
-async function migrationDone(qmp: QmpClient, timeoutMs: number, what: string): Promise<void> {
+/**
+ * Resolves when QEMU reports the migration `completed`; rejects on `failed`/`cancelled`, when `failed` returns an
+ * error (this end's side of the stream broke), or after `timeoutMs`. A QEMU whose incoming migration fails exits
+ * (7.2): QMP closes, which rejects too.
+ */
+async function migrationDone(qmp: QmpClient, timeoutMs: number, what: string, failed?: () => Error | undefined): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
+    const err = failed?.();
+    if (err) throw new BosonError('TOOL_FAILED', `${what} failed: ${err.message}`, { cause: err });
     const info = (await qmp.execute('query-migrate')) as { status?: string; 'error-desc'?: string };
     if (info.status === 'completed') return;
     if (info.status === 'failed' || info.status === 'cancelled')
@@ -132,8 +138,15 @@ export async function loadState(
   await qmp.execute('migrate-incoming', { uri: `unix:${qemuPath(pid, runtimeDir, MIGRATE_IN_SOCKET)}` });
   const conn = await connectRetry(sock, 10_000);
   try {
-    await pipeline(createReadStream(file), conn);
-    await migrationDone(qmp, options.timeoutMs ?? 120_000, 'restoring the micro-VM');
+    // QEMU's verdict is the one that counts: it may close the socket as soon as it has read the last byte, before
+    // this end has seen its write finish ("Premature close", ECONNRESET), which is not a failure. A file that
+    // cannot be read is one: QEMU would wait for the rest.
+    let readError: Error | undefined;
+    const source = createReadStream(file);
+    source.once('error', (err) => (readError = err));
+    const sent = pipeline(source, conn).catch(() => undefined);
+    await migrationDone(qmp, options.timeoutMs ?? 120_000, 'restoring the micro-VM', () => readError);
+    await sent;
   } finally {
     conn.destroy();
     await rm(sock, { force: true });
