@@ -372,6 +372,17 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
       'refused containers were not created',
     );
 
+    // Suspend and resume work rootless too: QEMU's user networking is saved with the VM, and the new QEMU forwards
+    // the published port again.
+    const suspended = await boson(['suspend', 'web']);
+    assert.equal(suspended.code, 0, suspended.stderr);
+    assert.deepEqual(await qemuPidsUsing(stateDir), [], 'no QEMU runs while the container is suspended');
+    assert.equal(await get(port, '/'), '', 'nothing answers on the port while suspended');
+    const resumed = await boson(['resume', 'web']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    await waitFor(async () => (await get(port, '/')) === 'hello from rlhost\n', 30_000, 'the published port after the resume');
+    assert.equal(out(await boson(['exec', 'web', 'cat', '/data/f'])), 'kept\n', 'the volume after the resume');
+
     assert.equal((await boson(['stop', '-t', '2', 'web'])).code, 0);
     assert.equal(await get(port, '/'), '', 'the port is released with the VM');
     assert.deepEqual(await qemuPidsUsing(stateDir), []);

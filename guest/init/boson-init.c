@@ -749,11 +749,29 @@ static void flush_stdin(struct proc *p)
 		close_stdin(p);
 }
 
+/* Sets CLOCK_REALTIME to `ns` since the epoch (the host's clock: SPEC's CLOCK, or a CLOCK frame after a resume). */
+static void set_clock(uint64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+		log_msg("clock_settime: %s", strerror(errno));
+}
+
 /* Handles one frame from the host. */
 static void handle_frame(const struct frame_hdr *h, const uint8_t *payload)
 {
 	if (h->type == T_EXEC) {
 		start_exec(h->session, payload, h->len);
+		return;
+	}
+	if (h->type == T_CLOCK) { /* the host resumed a suspended VM: its clock stood still meanwhile */
+		if (h->len == 8)
+			set_clock(get_u64(payload));
+		return;
+	}
+	if (h->type == T_SYNC) { /* before the host saves the VM: the disks hold what the container wrote */
+		sync();
+		ctl_send(T_SYNCED, h->session, NULL, 0);
 		return;
 	}
 	struct proc *p = h->session == 0 ? &main_proc : find_exec(h->session);
@@ -1048,12 +1066,8 @@ int main(void)
 
 	struct spec spec;
 	read_spec(&spec);
-	if (spec.has_clock) {
-		struct timespec ts = {.tv_sec = (time_t)(spec.clock_ns / 1000000000ull),
-				      .tv_nsec = (long)(spec.clock_ns % 1000000000ull)};
-		if (clock_settime(CLOCK_REALTIME, &ts) < 0)
-			log_msg("clock_settime: %s", strerror(errno));
-	}
+	if (spec.has_clock)
+		set_clock(spec.clock_ns);
 	reseed(&spec);
 	if (spec.log_port) {
 		set_reconnectable();

@@ -19,12 +19,15 @@ enum frame_type {
 	T_EXIT = 0x05,
 	T_ERROR = 0x06,
 	T_LOG = 0x07,
+	T_SYNCED = 0x08,
 	T_SPEC = 0x81,
 	T_STDIN = 0x82,
 	T_STDIN_EOF = 0x83,
 	T_SIGNAL = 0x84,
 	T_RESIZE = 0x85,
 	T_EXEC = 0x86,
+	T_CLOCK = 0x87,
+	T_SYNC = 0x88,
 };
 
 /* ERROR reasons. */

@@ -252,6 +252,23 @@ export const ERROR_CATALOGUE = {
     exit: 135,
     summary: "a container asks for a project's volumes or networks that live on different machines (a container runs on one)",
   },
+  CONTAINER_SUSPENDED: {
+    kind: 'FailedPrecondition',
+    exit: 150,
+    summary: 'the container is suspended to a file (boson resume NAME first; stop and rm work as they are)',
+  },
+  CONTAINER_NOT_SUSPENDED: { kind: 'FailedPrecondition', exit: 151, summary: 'boson resume needs a suspended container' },
+  SUSPEND_UNSUPPORTED: {
+    kind: 'FailedPrecondition',
+    exit: 152,
+    summary:
+      'this container cannot be suspended: it has bind mounts (QEMU cannot migrate virtiofs or 9p), an exec running, a paused VM, or no daemon',
+  },
+  SUSPEND_STATE_LOST: {
+    kind: 'DataLoss',
+    exit: 153,
+    summary: "a suspended container's saved state is missing or does not load: it cannot resume (stop or rm it)",
+  },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;
 

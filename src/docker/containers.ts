@@ -450,12 +450,22 @@ export function containerSummary(
     Created: unixSeconds(r.created),
     Ports: portList(r),
     Labels: r.config.labels ?? {},
-    State: r.state,
+    // Docker knows no suspended state: a suspended container is shown as paused (it still counts as up; docker ps lists it).
+    State: dockerState(r),
     Status: statusText(r, now),
     HostConfig: { NetworkMode: r.network ?? 'none' },
     NetworkSettings: networkSettings(r, true, nets, version),
     Mounts: mountPoints(r, volumePath),
   };
+}
+
+/**
+ * Docker's State.Status of a container: a VM paused on a full disk, and a suspended container (saved to a file,
+ * which Docker has no word for: like a paused one it is neither running code nor exited), are "paused".
+ */
+function dockerState(r: Container): string {
+  if (r.state === 'suspended' || (r.state === 'running' && r.pausedReason !== undefined)) return 'paused';
+  return r.state;
 }
 
 /**
@@ -472,7 +482,7 @@ export function containerInspect(
   const ep = imageEntrypoint ?? [];
   const argv = r.config.argv;
   const split = ep.length > 0 && ep.length <= argv.length && ep.every((s, i) => argv[i] === s);
-  const running = r.state === 'running';
+  const running = r.state === 'running' || r.state === 'suspended';
   const volumes: Obj = {};
   for (const m of r.mounts ?? []) volumes[m.destination] = {};
   return {
@@ -481,13 +491,13 @@ export function containerInspect(
     Path: argv[0] ?? '',
     Args: argv.slice(1),
     State: {
-      Status: running && r.pausedReason !== undefined ? 'paused' : r.state,
+      Status: dockerState(r),
       Running: running,
-      Paused: r.pausedReason !== undefined,
+      Paused: r.pausedReason !== undefined || r.state === 'suspended',
       Restarting: r.state === 'restarting',
       OOMKilled: false,
       Dead: r.state === 'dead',
-      Pid: running ? (r.vmPid ?? 0) : 0,
+      Pid: r.state === 'running' ? (r.vmPid ?? 0) : 0,
       ExitCode: r.exitCode ?? 0,
       Error: r.error ?? '',
       StartedAt: r.startedAt ?? ZERO_TIME,
@@ -591,7 +601,7 @@ export function matchesFilters(
         case 'status':
           if (!['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'].includes(v))
             throw badRequest(`invalid filter 'status=${v}'`);
-          return r.state === v;
+          return dockerState(r) === v;
         case 'name': {
           try {
             return new RegExp(v.replace(/^\//, '')).test(r.name);

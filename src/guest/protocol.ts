@@ -21,12 +21,15 @@ export const FrameType = {
   EXIT: 0x05,
   ERROR: 0x06,
   LOG: 0x07,
+  SYNCED: 0x08,
   SPEC: 0x81,
   STDIN: 0x82,
   STDIN_EOF: 0x83,
   SIGNAL: 0x84,
   RESIZE: 0x85,
   EXEC: 0x86,
+  CLOCK: 0x87,
+  SYNC: 0x88,
 } as const;
 
 /** Reasons in an ERROR frame. */

@@ -63,6 +63,8 @@ export interface ContainerRecord {
   dns?: { servers: string[]; searches: string[]; options: string[] };
   /** Only in the daemon's answers, never stored: why the running VM is paused (the host's disk is full). */
   pausedReason?: string;
+  /** While suspended (state `suspended`): when; its saved state is `suspend.state` in its directory. */
+  suspendedAt?: string;
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;

@@ -29,6 +29,7 @@ export class ControlChannel {
   private hello: Hello | undefined;
   private helloWaiters: Array<{ resolve: (h: Hello) => void; reject: (e: Error) => void }> = [];
   private closedFlag = false;
+  private syncWaiters: Array<(ok: boolean) => void> = [];
   private closeReason: Error | undefined;
   private readonly closeHandlers: Array<(reason: Error) => void> = [];
 
@@ -108,6 +109,32 @@ export class ControlChannel {
     this.send(FrameType.RESIZE, encodeWinsize(rows, cols), session);
   }
 
+  /**
+   * Asks init to sync() the guest's filesystems and resolves true when it says it has; false after `timeoutMs`
+   * (an init from before SYNC ignores it) or when the channel closes. Uses session SYNC_SESSION.
+   */
+  syncGuest(timeoutMs: number): Promise<boolean> {
+    if (this.closedFlag) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.syncWaiters = this.syncWaiters.filter((w) => w !== done);
+        resolve(ok);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.syncWaiters.push(done);
+      this.onClose(() => done(false));
+      this.send(FrameType.SYNC, Buffer.alloc(0), SYNC_SESSION);
+    });
+  }
+
+  /** Sets the guest's clock to the host's now (a VM resumed from a saved state: its clock stood still). */
+  sendClock(): void {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64BE(BigInt(Date.now()) * 1_000_000n);
+    this.send(FrameType.CLOCK, b);
+  }
+
   /** The stream, for waiting on 'drain'. */
   get raw(): Duplex {
     return this.stream;
@@ -134,6 +161,10 @@ export class ControlChannel {
       }
       return;
     }
+    if (frame.type === FrameType.SYNCED) {
+      for (const w of [...this.syncWaiters]) w(true);
+      return;
+    }
     this.handlers.get(frame.session)?.(frame);
   }
 
@@ -145,6 +176,9 @@ export class ControlChannel {
     for (const h of this.closeHandlers.splice(0)) h(err);
   }
 }
+
+/** The session a SYNC is sent on: one no exec takes (the runtime numbers exec sessions from 1 up). */
+export const SYNC_SESSION = 0;
 
 const REASON_CODES: Record<number, ErrorCode> = {
   [GuestErrorReason.SPEC_INVALID]: 'GUEST_PROTOCOL',

@@ -62,6 +62,7 @@ import type {
   RunOptions,
   RunSession,
   StreamSink,
+  SuspendResult,
   WaitCondition,
   WaitResult,
 } from './port/index.ts';
@@ -78,6 +79,12 @@ function pidRunning(pid: number): boolean {
     return false;
   }
 }
+
+/** A suspended container's saved VM, and its shape (memory, vCPUs) noted beside it, in the container's directory. */
+export const SUSPEND_STATE_FILE = 'suspend.state';
+const SUSPEND_INFO_FILE = 'suspend.json';
+/** How long a suspend waits for the guest's sync. */
+const SYNC_TIMEOUT_MS = 5000;
 
 /** Default memory of a micro-VM, in MiB. */
 export const DEFAULT_MEMORY_MIB = 256;
@@ -390,15 +397,29 @@ export class MachineRuntime implements MachineContainers {
     await mkdir(path.join(this.paths.runDir, 'vms'), { recursive: true });
     await this.nets?.init();
     for (const record of await this.registry.list()) {
+      await this.settleSuspendFiles(record);
       if (!record.managed || (record.state !== 'running' && record.state !== 'restarting')) continue;
       const vm = await this.vmm.attach(this.runtimeDir(record.id));
+      if (vm && (await this.settleInterrupted(record, vm))) continue;
       if (vm) {
         const ctl = new ControlChannel(vm.channel);
-        // Paused by a daemon killed while it rotated the log (a disk-full pause is io-error, not paused).
-        if ((await vm.status().catch(() => '')) === 'paused') await vm.resume().catch(() => undefined);
+        const status = await vm.status().catch(() => '');
+        if (status === 'postmigrate') {
+          // Saved whole by a daemon killed before it had the state file: QEMU 7.2 can neither continue such a VM (its
+          // disks' locks are gone) nor save it again, so it ends here; the guest had synced its disks first.
+          await vm.kill();
+          await this.vmm.cleanup(this.runtimeDir(record.id));
+          await this.exited(record.id, 137, 'the daemon was killed while it suspended the container, before its state was saved');
+          continue;
+        }
+        // Paused by a daemon killed while it rotated the log or suspended the container (before QEMU had sent its
+        // state); a disk-full pause is io-error, not paused.
+        if (status === 'paused') await vm.resume().catch(() => undefined);
         this.watch(record.id, { vm, ctl, logFile: this.logFile(record.id), execs: new Map(), nextSession: 1, finished: false });
         // Paused on a full disk while no daemon ran: no event will say so.
         if (await vm.pausedOnDiskError().catch(() => false)) this.diskFull.mark(record.id, vm);
+      } else if (await this.settleInterrupted(record, null)) {
+        continue;
       } else {
         await this.vmm.cleanup(this.runtimeDir(record.id));
         const exit = await lastExit(this.logFile(record.id));
@@ -409,10 +430,54 @@ export class MachineRuntime implements MachineContainers {
         );
       }
     }
-    await this.nets?.reconcile(this.liveIds());
+    // A suspended container keeps its endpoint: its saved guest has that address and MAC.
+    const suspended = (await this.registry.list()).filter((r) => r.state === 'suspended').map((r) => r.id);
+    await this.nets?.reconcile(new Set([...this.liveIds(), ...suspended]));
     // Pod networks a killed daemon left half made or half undone.
     await this.pods().reconcileNetworks(async (id) => this.live.has(id));
     await this.warm?.init();
+  }
+
+  /**
+   * What a daemon killed during a suspend or a resume left in a container's directory: a partial state file always
+   * goes; a complete one too when the container is neither suspended nor running (running: settleInterrupted).
+   */
+  private async settleSuspendFiles(record: ContainerRecord): Promise<void> {
+    const dir = this.registry.containerDir(record.id);
+    await rm(path.join(dir, `${SUSPEND_STATE_FILE}.partial`), { force: true });
+    if (record.state === 'suspended' || record.state === 'running' || record.state === 'restarting') return;
+    await rm(this.stateFile(record.id), { force: true });
+    await rm(path.join(dir, SUSPEND_INFO_FILE), { force: true });
+  }
+
+  /**
+   * A running container whose directory holds a whole saved state: a daemon was killed in a suspend (after the
+   * save; its QEMU is gone, or stopped in `postmigrate`) or in a resume (its new QEMU already runs). The first is
+   * suspended now, its QEMU ended; for the second the state file goes. True when it is now suspended.
+   */
+  private async settleInterrupted(record: ContainerRecord, vm: Vm | null): Promise<boolean> {
+    if (!(await this.savedComplete(record.id))) return false;
+    if (vm && (await vm.status().catch(() => '')) === 'running') {
+      await rm(this.stateFile(record.id), { force: true });
+      await rm(path.join(this.registry.containerDir(record.id), SUSPEND_INFO_FILE), { force: true });
+      return false;
+    }
+    await vm?.kill();
+    await this.vmm.cleanup(this.runtimeDir(record.id));
+    record.state = 'suspended';
+    record.vmPid = null;
+    record.suspendedAt = new Date().toISOString();
+    await this.registry.save(record);
+    return true;
+  }
+
+  /** True when a container's directory holds a whole saved state (the state, then its shape, are written last). */
+  private async savedComplete(id: string): Promise<boolean> {
+    const dir = this.registry.containerDir(id);
+    return (
+      (await stat(path.join(dir, SUSPEND_INFO_FILE)).catch(() => null)) !== null &&
+      (await stat(this.stateFile(id)).catch(() => null)) !== null
+    );
   }
 
   /** Starts filling the warm pool, if one is configured (the daemon, once it has swept orphaned VMs). */
@@ -813,7 +878,7 @@ export class MachineRuntime implements MachineContainers {
   /** Every container record (running only unless `all`), newest first. */
   async records(all: boolean): Promise<ContainerRecord[]> {
     const records = (await this.registry.list()).map((r) => this.withPause(r));
-    return all ? records : records.filter((r) => r.state === 'running' || r.state === 'restarting');
+    return all ? records : records.filter((r) => r.state === 'running' || r.state === 'restarting' || r.state === 'suspended');
   }
 
   /** One container's record. */
@@ -849,6 +914,8 @@ export class MachineRuntime implements MachineContainers {
   ): Promise<void> {
     const record = this.registry.get(id);
     if (record.state === 'running' && this.live.has(id)) return;
+    if (record.state === 'suspended')
+      throw new BosonError('CONTAINER_SUSPENDED', `container ${record.name} is suspended: resume it (boson resume), or stop it first`);
     this.checkOwned(record);
     // A helper VM serving a copy from its disks goes first: two VMs must never write one disk.
     await this.helperVms.end(id);
@@ -1136,7 +1203,8 @@ export class MachineRuntime implements MachineContainers {
     const disks: DiskSpec[] = [];
     const shares: ShareSpec[] = [];
     const mounts: Array<{ kind: 'disk' | '9p' | 'virtiofs'; source: string; target: string; fstype: string; readOnly: boolean }> = [];
-    const running = (await this.registry.list()).filter((r) => r.id !== record.id && this.live.has(r.id));
+    // A suspended container holds its volumes too: its saved guest has them mounted.
+    const running = (await this.registry.list()).filter((r) => r.id !== record.id && (this.live.has(r.id) || r.state === 'suspended'));
     // Checked and claimed with no await in between, so that two starts at once cannot both pass (released in
     // exited() or when the start fails).
     for (const m of record.mounts ?? []) {
@@ -1391,6 +1459,12 @@ export class MachineRuntime implements MachineContainers {
     record.stoppedByUser = true;
     await this.registry.save(record);
     const live = this.live.get(id);
+    if (!live && record.state === 'suspended') {
+      await this.discardSuspended(record);
+      this.emit(record, 'stop');
+      if (record.autoRemove) await this.removeLocked(id, true);
+      return;
+    }
     if (!live) {
       if (record.state === 'restarting') {
         this.settle(record, record.exitCode ?? 0, record.error);
@@ -1423,6 +1497,8 @@ export class MachineRuntime implements MachineContainers {
     const signo = parseSignal(signal);
     const record = this.registry.get(ref);
     const live = this.live.get(record.id);
+    if (!live && record.state === 'suspended')
+      throw new BosonError('CONTAINER_SUSPENDED', `container ${record.name} is suspended: resume it first, or stop it`);
     if (!live) this.checkOwned(record);
     if (!live) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
     if (signo === 9) {
@@ -1450,6 +1526,12 @@ export class MachineRuntime implements MachineContainers {
     }
     await this.helperVms.end(id, undefined, 0);
     const live = this.live.get(id);
+    if (!live && record.state === 'suspended') {
+      if (!force) throw new BosonError('CONTAINER_SUSPENDED', `container ${record.name} is suspended: stop it first or use --force`);
+      record.stoppedByUser = true;
+      await this.registry.save(record);
+      await this.discardSuspended(record);
+    }
     if (live) {
       if (!force) throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running: stop it first or use --force`);
       record.stoppedByUser = true;
@@ -1473,6 +1555,249 @@ export class MachineRuntime implements MachineContainers {
     for (const [execId, exec] of this.execs) if (exec.containerId === id) this.execs.delete(execId);
     for (const w of this.waiters.get(id) ?? []) w.resolve({ statusCode: record.exitCode ?? 0, error: null });
     this.waiters.delete(id);
+  }
+
+  /** A container's saved state while it is suspended (mode 0600, in its own directory). */
+  private stateFile(id: string): string {
+    return path.join(this.registry.containerDir(id), SUSPEND_STATE_FILE);
+  }
+
+  /**
+   * Saves a running container's micro-VM to its state file and ends its QEMU (see Machine.suspend). The guest syncs
+   * its disks first (SYNC), so that a suspended container stopped without resuming keeps what it wrote; QEMU flushes
+   * its own caches when the migration completes. Its network endpoint (address, tap, published ports) and its
+   * volumes stay its own while it is suspended, since the saved guest still uses them.
+   */
+  async suspend(_ctx: RequestContext, ref: string): Promise<SuspendResult> {
+    const { id } = this.registry.get(ref);
+    return this.lock.run(id, () => this.suspendLocked(id));
+  }
+
+  private async suspendLocked(id: string): Promise<SuspendResult> {
+    const t0 = performance.now();
+    const record = this.registry.get(id);
+    if (record.state === 'suspended') throw new BosonError('CONTAINER_SUSPENDED', `container ${record.name} is already suspended`);
+    const live = this.live.get(id);
+    if (!live || live.finished || record.state !== 'running')
+      throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
+    const refuse = (why: string): BosonError =>
+      new BosonError('SUSPEND_UNSUPPORTED', `container ${record.name} cannot be suspended: ${why}`);
+    if (!this.options.detached || !live.vm.saveState || this.runtimeDirOf(live) === undefined)
+      throw refuse('only a daemon (boson up) suspends containers');
+    if ((record.mounts ?? []).some((m) => m.type !== 'volume'))
+      throw refuse('it has bind mounts, and QEMU cannot save a VM with a virtiofs or 9p share');
+    if ([...live.execs.values()].some((e) => e.exec.running)) throw refuse('an exec is running in it');
+    if (this.diskFull.reason(id) !== undefined) throw refuse("its VM is paused on the host's full disk");
+    const synced = await live.ctl.syncGuest(SYNC_TIMEOUT_MS);
+    if (!synced) this.log.info({ container: id }, 'the guest did not confirm its sync before the suspend (an older boson-init?)');
+    if (live.finished) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} exited while it was being suspended`);
+    // From here its QEMU's end is not the container's exit.
+    live.finished = true;
+    live.stopRotation?.();
+    const file = this.stateFile(id);
+    let saved: { bytes: number; ms: number };
+    try {
+      saved = await live.vm.saveState(file);
+    } catch (err) {
+      // A VM whose save failed before QEMU sent it all is paused and goes on. One QEMU has sent whole
+      // (postmigrate) can neither continue (QEMU 7.2 cannot take its disks' locks back) nor be saved again: it is
+      // ended, as is a VM that ended meanwhile, and the container has exited.
+      if (
+        !live.vm.hasExited &&
+        (await live.vm.status().catch(() => '')) === 'paused' &&
+        (await live.vm.resume().then(
+          () => true,
+          () => false,
+        ))
+      ) {
+        live.finished = false;
+        this.startRotation(id, live);
+      } else {
+        await live.vm.kill();
+        void this.exited(id, 137, `the micro-VM was lost while it was being suspended: ${toBosonError(err).message}`);
+      }
+      throw err;
+    }
+    await writeFile(
+      path.join(this.registry.containerDir(id), SUSPEND_INFO_FILE),
+      JSON.stringify({ memoryMiB: record.resources.memoryMiB, cpus: record.resources.cpus, bytes: saved.bytes }),
+      { mode: 0o600 },
+    );
+    live.ctl.close();
+    await live.vm.shutdown(2000);
+    this.live.delete(id);
+    this.diskFull.forget(id);
+    const runtimeDir = this.runtimeDirOf(live);
+    if (runtimeDir) await rm(runtimeDir, { recursive: true, force: true }).catch(() => undefined);
+    record.state = 'suspended';
+    record.vmPid = null;
+    record.suspendedAt = new Date().toISOString();
+    await this.registry.save(record);
+    this.emit(record, 'suspend');
+    const ms = Math.round(performance.now() - t0);
+    this.log.info({ container: id, stateBytes: saved.bytes, saveMs: Math.round(saved.ms), ms, synced }, 'container suspended');
+    return { id, state: 'suspended', stateBytes: saved.bytes, ms };
+  }
+
+  /** The runtime directory of a live VM (where it is, even after a relocation). */
+  private runtimeDirOf(live: Live): string | undefined {
+    return (live.vm as { runtimeDir?: string }).runtimeDir;
+  }
+
+  /**
+   * Starts a suspended container's micro-VM again from its saved state (see Machine.resume): the same devices (its
+   * disks, volumes, tap and MAC), QEMU waiting for the state, then the guest's clock set to now, since it stood
+   * still while the VM was saved. The state file goes once the VM runs.
+   */
+  async resume(_ctx: RequestContext, ref: string): Promise<SuspendResult> {
+    const { id } = this.registry.get(ref);
+    return this.lock.run(id, () => this.resumeLocked(id));
+  }
+
+  private async resumeLocked(id: string): Promise<SuspendResult> {
+    const t0 = performance.now();
+    const record = this.registry.get(id);
+    if (record.state !== 'suspended')
+      throw new BosonError('CONTAINER_NOT_SUSPENDED', `container ${record.name} is not suspended (it is ${record.state})`);
+    this.checkOwned(record);
+    const file = this.stateFile(id);
+    const info = JSON.parse(await readFile(path.join(this.registry.containerDir(id), SUSPEND_INFO_FILE), 'utf8').catch(() => '{}')) as {
+      memoryMiB?: number;
+      cpus?: number;
+    };
+    const size = await stat(file).then(
+      (s) => s.size,
+      () => -1,
+    );
+    if (size < 0) throw new BosonError('SUSPEND_STATE_LOST', `the saved state of container ${record.name} is missing (${file})`);
+    const runtimeDir = this.runtimeDir(id);
+    const [rootDisk, bundle] = await Promise.all([
+      this.images.resolve(record.imageId).then((image) => this.images.rootDisk(image)),
+      this.bootBundle(),
+      rm(runtimeDir, { recursive: true, force: true }).then(() => mkdir(runtimeDir, { recursive: true })),
+    ]);
+    const memoryMiB = info.memoryMiB ?? record.resources.memoryMiB;
+    await checkHostCapacity(memoryMiB, this.paths.stateDir);
+    const { disks: extraDisks, shares } = await this.mountPlan(record);
+    let vm: Vm | undefined;
+    try {
+      // Its endpoint was kept while it was suspended; one lost (a network removed meanwhile) is made again with the
+      // address and MAC the saved guest has configured.
+      let endpoint: Endpoint | null = null;
+      if ((record.network ?? 'none') !== 'none') {
+        endpoint = (await this.networks.endpoints(id))[0] ?? null;
+        if (!endpoint) {
+          const links = await this.linkNames(record, record.network);
+          endpoint = await this.networks.connect({
+            links,
+            containerId: record.id,
+            containerName: record.name,
+            aliases: record.aliases ?? [],
+            network: record.network,
+            ports: record.ports ?? [],
+            hostname: record.config.hostname,
+            ...(record.endpoint ? { address: record.endpoint.address, mac: record.endpoint.mac } : {}),
+          });
+        }
+      }
+      vm = await this.vmm.launch({
+        kernel: bundle.kernelPath,
+        initramfs: bundle.initramfsPath,
+        acpi: bundle.acpi,
+        memoryMiB,
+        cpus: info.cpus ?? record.resources.cpus,
+        disks: [
+          { serial: 'boson-root', path: rootDisk.path, readOnly: true },
+          { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },
+          ...extraDisks,
+        ],
+        shares,
+        runtimeDir,
+        logFile: this.logFile(id),
+        nics: endpoint ? [endpoint.nic] : [],
+        debug: this.options.debug,
+        jail: this.jailFor(record, runtimeDir),
+        incoming: true,
+      });
+      if (!vm.loadState) throw new BosonError('SUSPEND_UNSUPPORTED', 'this VMM cannot restore a saved micro-VM');
+      const ctl = new ControlChannel(vm.channel);
+      try {
+        await vm.loadState(file);
+      } catch (cause) {
+        throw new BosonError(
+          'SUSPEND_STATE_LOST',
+          `the saved state of container ${record.name} did not load: ${toBosonError(cause).message}`,
+          {
+            cause,
+          },
+        );
+      }
+      // Recorded before the guest runs: a daemon killed from here on finds a paused VM with a whole state file,
+      // which it ends and counts as suspended (settleInterrupted), or a running one, which it keeps.
+      record.state = 'running';
+      record.vmPid = vm.pid;
+      delete record.suspendedAt;
+      if (endpoint)
+        record.endpoint = {
+          network: endpoint.network,
+          address: endpoint.address,
+          gateway: endpoint.gateway,
+          mac: endpoint.mac,
+          ports: endpoint.ports,
+        };
+      await this.registry.save(record);
+      // QEMU takes its disks' locks back when the loaded VM continues; its first try at the end of the load has
+      // been seen to fail now and then (qemu.log: 'Failed to get shared "write" lock'), a later one not.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await vm.resume();
+          break;
+        } catch (err) {
+          if (attempt >= 5) throw err;
+          this.log.info(
+            { container: id, attempt, error: toBosonError(err).message },
+            'the resumed micro-VM did not continue; trying again',
+          );
+          await new Promise((r) => setTimeout(r, 200 * attempt));
+        }
+      }
+      ctl.sendClock();
+      this.watch(id, { vm, ctl, logFile: this.logFile(id), execs: new Map(), nextSession: 1, finished: false });
+    } catch (err) {
+      await vm?.kill();
+      if (record.state === 'running') {
+        record.state = 'suspended';
+        record.vmPid = null;
+        record.suspendedAt = new Date().toISOString();
+        await this.registry.save(record);
+      }
+      // It stays suspended (its endpoint and volumes too): the caller may try again, or stop or remove it.
+      if (vm) await this.vmm.cleanup(runtimeDir).catch(() => undefined);
+      throw err;
+    }
+    await rm(file, { force: true });
+    await rm(path.join(this.registry.containerDir(id), SUSPEND_INFO_FILE), { force: true });
+    this.emit(record, 'resume');
+    const ms = Math.round(performance.now() - t0);
+    this.log.info({ container: id, stateBytes: size, ms }, 'container resumed');
+    return { id, state: 'running', stateBytes: size, ms };
+  }
+
+  /**
+   * Ends a suspended container without resuming it (stop, restart, rm -f): its saved state is deleted, its
+   * endpoint and volumes freed, and it has exited with 137 (as if its VM had been killed; the disks hold what the
+   * guest had synced when it was suspended).
+   */
+  private async discardSuspended(record: ContainerRecord): Promise<void> {
+    await rm(this.stateFile(record.id), { force: true });
+    await rm(path.join(this.registry.containerDir(record.id), SUSPEND_INFO_FILE), { force: true });
+    delete record.suspendedAt;
+    this.releaseVolumes(record.id);
+    await this.nets?.disconnect(record.id).catch(() => undefined);
+    this.settle(record, 137, null);
+    await this.registry.save(record);
+    this.emit(record, 'die', { exitCode: '137' });
+    this.wake(record.id, 'exit', { statusCode: 137, error: null });
   }
 
   /** Renames a container. */
@@ -1842,6 +2167,8 @@ export class MachineRuntime implements MachineContainers {
   /** Creates an exec record (see createExec). */
   newExec(ref: string, spec: ExecSpec, root?: ExecRoot): ExecRecord {
     const record = this.registry.get(ref);
+    if (record.state === 'suspended')
+      throw new BosonError('CONTAINER_SUSPENDED', `container ${record.name} is suspended: resume it first (boson resume)`);
     const offline = spec.offline === true && !this.live.has(record.id) && record.state !== 'running' && record.state !== 'restarting';
     if (!this.live.has(record.id) && !offline) throw new BosonError('CONTAINER_NOT_RUNNING', `container ${record.name} is not running`);
     const paused = this.diskFull.reason(record.id);

@@ -21,7 +21,7 @@ export function humanDuration(ms: number): string {
 
 /** The STATUS column of `ps` ("Up 5 seconds", "Exited (0) 2 minutes ago", "Restarting (1) …", "Created"). */
 export function statusText(
-  r: Pick<Container, 'state' | 'startedAt' | 'finishedAt' | 'exitCode' | 'pausedReason'>,
+  r: Pick<Container, 'state' | 'startedAt' | 'finishedAt' | 'exitCode' | 'pausedReason' | 'suspendedAt'>,
   now = Date.now(),
 ): string {
   const since = (iso: string | null): string => humanDuration(now - Date.parse(iso ?? new Date(now).toISOString()));
@@ -34,6 +34,8 @@ export function statusText(
       return `Exited (${r.exitCode ?? 0}) ${since(r.finishedAt)} ago`;
     case 'created':
       return 'Created';
+    case 'suspended':
+      return `Suspended ${since(r.suspendedAt ?? null)} ago`;
     default:
       return r.state;
   }

@@ -40,5 +40,6 @@ export function containerView(r: ContainerRecord): Container {
   if (r.ipv4Address !== undefined) view.ipv4Address = r.ipv4Address;
   if (r.links !== undefined && r.links.length > 0) view.links = r.links.map((l) => ({ ...l }));
   if (r.pausedReason !== undefined) view.pausedReason = r.pausedReason;
+  if (r.state === 'suspended' && r.suspendedAt !== undefined) view.suspendedAt = r.suspendedAt;
   return view;
 }

@@ -160,6 +160,8 @@ export function buildQemuArgv(
     if (jail?.chroot) argv.push('-chroot', jail.chroot);
     if (jail?.user) argv.push('-runas', jail.user);
   }
+  // A VM that will be filled from a saved state (migration.ts): QEMU waits for migrate-incoming.
+  if (config.incoming) argv.push('-incoming', 'defer');
   argv.push('-device', BALLOON_DEVICE);
   argv.push('-mon', 'chardev=qmp,mode=control', '-device', 'virtio-serial-device', '-device', 'virtserialport,chardev=ctl,name=boson.ctl');
   if (config.logFile !== undefined) {

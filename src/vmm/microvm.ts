@@ -29,6 +29,7 @@ import {
 import { probeAccelerator, hostTscKhz } from './accel.ts';
 import { findQemu } from './qemu-binary.ts';
 import { QmpClient } from './qmp.ts';
+import { loadState, saveState, type MigrationResult } from './migration.ts';
 import type { MicroVmConfig, Vm, Vmm, VmExit } from './types.ts';
 import { cgroupMode, confine, release, releaseIfEmpty, type VmCgroup } from './cgroup.ts';
 import { PREJAIL_SCRIPT, groupName, prepareJail, userIds } from './prejail.ts';
@@ -239,7 +240,14 @@ export class MicroVm implements Vm {
   /** Kills QEMU at once (SIGKILL) and waits for it to be gone. */
   async kill(): Promise<VmExit> {
     if (!this.hasExited) this.killProcess();
-    return this.exited;
+    // A re-attached VM's end is seen by a polling timer that does not hold the event loop (unref): held here, or a
+    // process with nothing else to wait for (a daemon settling VMs at start-up) would end with the await unsettled.
+    const hold = setInterval(() => undefined, 1000);
+    try {
+      return await this.exited;
+    } finally {
+      clearInterval(hold);
+    }
   }
 
   /** Closes this process's connections to the VM without stopping it (a detached VM keeps running). */
@@ -312,6 +320,24 @@ export class MicroVm implements Vm {
   async suspend(): Promise<void> {
     await this.qmp.ready;
     await this.qmp.execute('stop');
+  }
+
+  /**
+   * Stops the VM and streams its whole state into `file` (migration.ts); QEMU flushes the disks when the migration
+   * completes. The VM stays stopped (the caller ends it, or resume()s it when the save failed).
+   */
+  async saveState(file: string): Promise<MigrationResult> {
+    if (this.runtimeDir === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM can be saved');
+    await this.qmp.ready;
+    await this.qmp.execute('stop');
+    return saveState(this.qmp, this.pid, this.runtimeDir, file);
+  }
+
+  /** Loads a state saveState() wrote into this VM, launched with `incoming`; it stays paused until resume(). */
+  async loadState(file: string): Promise<MigrationResult> {
+    if (this.runtimeDir === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM can be restored');
+    await this.qmp.ready;
+    return loadState(this.qmp, this.pid, this.runtimeDir, file);
   }
 
   /** QEMU's view of the VM's run state (e.g. "running", "shutdown"). */

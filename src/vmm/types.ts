@@ -75,6 +75,11 @@ export interface MicroVmConfig {
   debug?: boolean;
   /** How QEMU is confined (see VmJail); none when absent. */
   jail?: VmJail;
+  /**
+   * Start with no guest running, waiting for a saved state (`-incoming defer`): the VM is then Vm.loadState()'s to
+   * fill. Its devices must be those of the VM that was saved.
+   */
+  incoming?: boolean;
 }
 
 /**
@@ -133,6 +138,13 @@ export interface Vm {
    * that a VM booted ahead of its container lives where the container's would; absent where the VMM cannot.
    */
   relocate?(dir: string, cgroupName?: string): Promise<void>;
+  /**
+   * Saves the whole VM (RAM and device state, disks flushed) into `file` (0600) and leaves it stopped; the caller
+   * then ends it. Detached VMs only; absent where the VMM cannot.
+   */
+  saveState?(file: string): Promise<{ bytes: number; ms: number }>;
+  /** Loads a state saved by saveState() into a VM launched with `incoming` (it stays paused: resume() runs it). */
+  loadState?(file: string): Promise<{ bytes: number; ms: number }>;
 }
 
 /** The VMM driver's one narrow input: launch a micro-VM, re-attach to a detached one, say which accelerator. */

@@ -1,4 +1,4 @@
-/** `boson create|start|stop|restart|kill|rm|wait|rename`: a daemon container's lifecycle, through the typed client. */
+/** `boson create|start|stop|restart|kill|rm|wait|rename|suspend|resume`: a daemon container's lifecycle, through the typed client. */
 import type { Command } from 'commander';
 import { BosonError } from '../../common/index.ts';
 import { parseSignal } from '../../machine/client/index.ts';
@@ -49,6 +49,23 @@ export function registerLifecycleCommands(program: Command): void {
         process.stdout.write(`${ref}\n`);
       });
     });
+
+  for (const [name, description] of [
+    ['suspend', 'Save running containers to a file and end their micro-VMs (boson resume continues them)'],
+    ['resume', 'Continue suspended containers from their saved state'],
+  ] as const) {
+    program
+      .command(name)
+      .description(description)
+      .argument('<containers...>')
+      .option('--json', 'print what was done as JSON (state size, time)')
+      .action(async (refs: string[], flags: { json?: boolean }) => {
+        await forEach(refs, async (ref) => {
+          const done = name === 'suspend' ? await machine().suspend(ctx, ref) : await machine().resume(ctx, ref);
+          process.stdout.write(flags.json ? `${JSON.stringify(done)}\n` : `${ref}\n`);
+        });
+      });
+  }
 
   for (const [name, description] of [
     ['stop', 'Stop containers (SIGTERM, then kill after the timeout)'],

@@ -13,6 +13,7 @@ import type {
   Attachment,
   Container,
   ContainerSpec,
+  SuspendResult,
   ContainerStats,
   ContainerUpdate,
   Event,
@@ -108,6 +109,14 @@ class ProjectContainers implements MachineContainers {
   }
   async remove(_ctx: RequestContext, ref: string, options?: { force?: boolean; volumes?: boolean }): Promise<void> {
     await this.fc.remove(this.tenant, this.project, ref, options?.force ?? false);
+  }
+  async suspend(_ctx: RequestContext, ref: string): Promise<SuspendResult> {
+    const { rec, remote, ctx } = await this.at(ref);
+    return remote.suspend(ctx, rec.machineContainerId);
+  }
+  async resume(_ctx: RequestContext, ref: string): Promise<SuspendResult> {
+    const { rec, remote, ctx } = await this.at(ref);
+    return remote.resume(ctx, rec.machineContainerId);
   }
   async rename(): Promise<void> {
     throw notThroughController('rename');

@@ -49,7 +49,7 @@ export function registerContainerRoutes(router: Router, deps: RouteDeps): void {
   router.on('POST', `/containers/${ID}/start`, (ctx) => startContainer(deps, ctx));
   router.on('POST', `/containers/${ID}/stop`, async ({ res, params, query }) => {
     const c = await m.inspect(LOCAL, params[0]!);
-    if (c.state !== 'running' && c.state !== 'restarting') return sendEmpty(res, 304);
+    if (c.state !== 'running' && c.state !== 'restarting' && c.state !== 'suspended') return sendEmpty(res, 304);
     await m.stop(LOCAL, c.id, stopTimeout(query));
     sendEmpty(res, 204);
   });

@@ -14,6 +14,7 @@ import {
   ContainerStats,
   ContainerUpdate,
   LogEntry,
+  SuspendResult,
   WaitCondition,
   WaitResult,
   type RequestContext,
@@ -120,6 +121,17 @@ export function containerRoutes(containers: MachineContainers, context: ContextO
       if (!q.name) throw new BosonError('INVALID_ARGUMENT', 'rename needs a name');
       await containers.rename(c, ref, q.name);
     });
+    for (const [name, summary] of [
+      ['suspend', 'Suspend a running container to a file (its micro-VM ends; resume continues it)'],
+      ['resume', 'Resume a suspended container from its saved state'],
+    ] as const) {
+      app.post<Ref>(
+        `/v1/containers/:ref/${name}`,
+        { schema: { tags, summary, params: RefParams, response: { 200: SuspendResult, ...errors } } },
+        async (req) =>
+          name === 'suspend' ? containers.suspend(context(req), req.params.ref) : containers.resume(context(req), req.params.ref),
+      );
+    }
     action<Static<typeof ResizeQuery>>('resize', "Resize a container's pty", ResizeQuery, (c, ref, q) =>
       containers.resize(c, ref, Number(q.h ?? 24), Number(q.w ?? 80)),
     );

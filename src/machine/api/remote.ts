@@ -32,6 +32,7 @@ import type {
   ContainerSpec,
   ContainerStats,
   ContainerUpdate,
+  SuspendResult,
   Event,
   ExecInstance,
   ExecSpec,
@@ -263,6 +264,14 @@ export class RemoteMachine implements MachineContainers, Machine {
       'DELETE',
       `/v1/containers/${seg(ref)}${qs({ force: options.force ? '1' : undefined, v: options.volumes ? '1' : undefined })}`,
     );
+  }
+
+  suspend(_ctx: RequestContext, ref: string): Promise<SuspendResult> {
+    return this.client.request<SuspendResult>('POST', `/v1/containers/${seg(ref)}/suspend`);
+  }
+
+  resume(_ctx: RequestContext, ref: string): Promise<SuspendResult> {
+    return this.client.request<SuspendResult>('POST', `/v1/containers/${seg(ref)}/resume`);
   }
 
   async rename(_ctx: RequestContext, ref: string, newName: string): Promise<void> {

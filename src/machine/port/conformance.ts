@@ -68,6 +68,9 @@ export function machineConformance(name: string, factory: MachineFactory): void 
     await c.rename(ctx, 'conf-one', 'conf-two');
     assert.equal((await c.inspect(ctx, 'conf-two')).id, created.id);
     await assert.rejects(c.inspect(ctx, 'conf-one'), code('CONTAINER_NOT_FOUND'));
+    await assert.rejects(c.suspend(ctx, 'conf-two'), code('CONTAINER_NOT_RUNNING'));
+    await assert.rejects(c.resume(ctx, 'conf-two'), code('CONTAINER_NOT_SUSPENDED'));
+    await assert.rejects(c.suspend(ctx, 'no-such-container'), code('CONTAINER_NOT_FOUND'));
     await c.remove(ctx, 'conf-two');
     await assert.rejects(c.inspect(ctx, created.id), code('CONTAINER_NOT_FOUND'));
     await assert.rejects(c.remove(ctx, created.id), code('CONTAINER_NOT_FOUND'));

@@ -30,6 +30,7 @@ import type {
   PodContainerSpec,
   PodSpec,
   RequestContext,
+  SuspendResult,
   Volume,
   VolumeCreateRequest,
   VolumeInspect,
@@ -131,6 +132,14 @@ export interface MachineContainers {
   /** Removes a container; a running one only with `force`; its anonymous volumes with `volumes`. */
   remove(ctx: RequestContext, ref: string, options?: { force?: boolean; volumes?: boolean }): Promise<void>;
   rename(ctx: RequestContext, ref: string, newName: string): Promise<void>;
+  /**
+   * Saves a running container's whole micro-VM (memory, devices; disks flushed) to a file and ends its QEMU: the
+   * container is `suspended` until resume(), also across daemon restarts. CONTAINER_NOT_RUNNING, CONTAINER_SUSPENDED,
+   * SUSPEND_UNSUPPORTED (bind mounts, a running exec, no daemon).
+   */
+  suspend(ctx: RequestContext, ref: string): Promise<SuspendResult>;
+  /** Starts a suspended container's micro-VM again from its saved state: its processes continue. CONTAINER_NOT_SUSPENDED, SUSPEND_STATE_LOST. */
+  resume(ctx: RequestContext, ref: string): Promise<SuspendResult>;
   /** Changes a container's settings after create (its restart policy, read at its next exit), in any state. */
   update(ctx: RequestContext, ref: string, change: ContainerUpdate): Promise<Container>;
   wait(ctx: RequestContext, ref: string, condition?: WaitCondition): Promise<WaitResult>;

@@ -186,6 +186,8 @@ export const ContainerState = Type.Union([
   Type.Literal('restarting'),
   Type.Literal('exited'),
   Type.Literal('dead'),
+  /** Saved to a file with no VM running (boson suspend); `resume` continues it where it was. */
+  Type.Literal('suspended'),
 ]);
 export type ContainerState = Static<typeof ContainerState>;
 
@@ -240,8 +242,21 @@ export const Container = Type.Object({
   endpoint: Type.Union([Endpoint, Type.Null()]),
   /** Why the running VM is paused (the host's disk is full), while it is. */
   pausedReason: Type.Optional(Type.String()),
+  /** When it was suspended, while it is. */
+  suspendedAt: Type.Optional(Type.String()),
 });
 export type Container = Static<typeof Container>;
+
+/** What a suspend or resume did: the size of the saved state and how long the step took. */
+export const SuspendResult = Type.Object({
+  id: Type.String(),
+  state: ContainerState,
+  /** Bytes of the saved state (the file a suspend wrote, or a resume read). */
+  stateBytes: Type.Integer(),
+  /** Milliseconds the whole call took in the daemon. */
+  ms: Type.Integer(),
+});
+export type SuspendResult = Static<typeof SuspendResult>;
 
 /** Docker's wait conditions. */
 export const WaitCondition = Type.Union([Type.Literal('not-running'), Type.Literal('next-exit'), Type.Literal('removed')]);
