@@ -9,12 +9,20 @@ import { describe, test } from 'node:test';
 import { PACKAGE_ROOT } from '../src/common/index.ts';
 import { prepareBootBundle } from '../src/guest/index.ts';
 import { launchMicroVm } from '../src/vmm/index.ts';
-import { runBoson, useDaemonHost, waitFor } from './helpers.ts';
+import { readFile } from 'node:fs/promises';
+import { MachineClient, StreamDemuxer, type ExecStatus } from '../src/machine/index.ts';
+import { runBoson, startBoson, useDaemonHost, waitFor } from './helpers.ts';
 
 const MiB = 1024 * 1024;
 
+/** The resident memory of process `pid`, in bytes. */
+async function rssOf(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
 describe('output bounds', () => {
-  const { host } = useDaemonHost();
+  const { host, daemon } = useDaemonHost();
   const boson = (...args: string[]) => runBoson(host(), args, { timeoutMs: 120_000 });
 
   test('a guest writing 16 MiB to /dev/console leaves no more than 1 MiB of it on the host', async () => {
@@ -39,6 +47,75 @@ describe('output bounds', () => {
       for (const name of await readdir(vmDir)) total += (await lstat(path.join(vmDir, name))).size;
       assert.ok(total <= MiB, `the VM's runtime directory holds ${total} bytes`);
     } finally {
+      await boson('rm', '-f', id);
+    }
+  });
+
+  test("exec output for a client that does not read waits in the guest, not in the daemon's memory", async () => {
+    const run = await boson('run', '-d', 'busybox', 'sleep', '600');
+    assert.equal(run.code, 0, run.stderr);
+    const id = run.stdout.toString().trim();
+    const pid = daemon.pid()!;
+    const size = 96 * MiB;
+    // A one-request exec over the REST API whose client does not read: once the socket buffers are full, only the
+    // daemon (or the guest) can hold the rest.
+    const client = new MachineClient(path.join(host().stateDir, 'run', 'boson.sock'));
+    const stream = await client.upgrade(`/v1/containers/${id}/exec`, { argv: ['head', '-c', String(size), '/dev/zero'] });
+    try {
+      const before = await rssOf(pid);
+      let peak = before;
+      // Long enough for the guest to have written it all, had nothing held it back (it ran at ~50 MiB/s here).
+      const end = Date.now() + 20_000;
+      while (Date.now() < end) {
+        peak = Math.max(peak, await rssOf(pid));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      console.log(
+        `# daemon RSS ${(before / MiB).toFixed(0)} MiB before, ${(peak / MiB).toFixed(0)} MiB at most while the client did not read`,
+      );
+      assert.ok(peak - before < 32 * MiB, `the daemon grew by ${((peak - before) / MiB).toFixed(0)} MiB`);
+      // Then the client reads: every byte arrives, and the exec ends with status 0.
+      let got = 0;
+      let status: ExecStatus | undefined;
+      const demux = new StreamDemuxer(
+        (d) => (got += d.length),
+        () => undefined,
+        (st) => (status = st),
+      );
+      stream.on('data', (d: Buffer) => demux.push(d));
+      await new Promise((r) => stream.on('close', r));
+      assert.equal(got, size);
+      assert.equal(status?.exitCode, 0);
+    } finally {
+      stream.destroy();
+      await boson('rm', '-f', id);
+    }
+  });
+
+  test('boson exec whose stdout is not read holds the stream back instead of queuing it in the CLI', async () => {
+    const run = await boson('run', '-d', 'busybox', 'sleep', '600');
+    assert.equal(run.code, 0, run.stderr);
+    const id = run.stdout.toString().trim();
+    const size = 96 * MiB;
+    // The CLI's stdout is a pipe this test does not read until later.
+    const cli = startBoson(host(), ['exec', id, 'head', '-c', String(size), '/dev/zero']);
+    cli.stdin!.end();
+    try {
+      let peak = 0;
+      const end = Date.now() + 15_000;
+      while (Date.now() < end) {
+        peak = Math.max(peak, await rssOf(cli.pid!).catch(() => 0));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      console.log(`# the CLI's RSS at most ${(peak / MiB).toFixed(0)} MiB while its stdout was not read`);
+      assert.ok(peak < 96 * MiB, `the CLI held ${(peak / MiB).toFixed(0)} MiB`);
+      let got = 0;
+      cli.stdout!.on('data', (d: Buffer) => (got += d.length));
+      const code = await new Promise<number | null>((resolve) => cli.on('exit', resolve));
+      assert.equal(code, 0);
+      assert.equal(got, size);
+    } finally {
+      cli.kill('SIGKILL');
       await boson('rm', '-f', id);
     }
   });

@@ -60,12 +60,19 @@ export async function pump(
   framed = false,
   onStatus?: (s: ExecStatus) => void,
 ): Promise<void> {
+  // A terminal or pipe that does not keep up holds the stream back (and so the daemon, and the guest), instead of
+  // this process queuing what it cannot write.
+  const hold = (out: NodeJS.WriteStream, d: Buffer): void => {
+    if (out.write(d) || stream.isPaused()) return;
+    stream.pause();
+    out.once('drain', () => stream.resume());
+  };
   const demux = new StreamDemuxer(
-    (d) => process.stdout.write(d),
-    (d) => process.stderr.write(d),
+    (d) => hold(process.stdout, d),
+    (d) => hold(process.stderr, d),
     onStatus,
   );
-  stream.on('data', (d: Buffer) => (tty && !framed ? process.stdout.write(d) : demux.push(d)));
+  stream.on('data', (d: Buffer) => (tty && !framed ? hold(process.stdout, d) : demux.push(d)));
   const raw = tty && stdin && process.stdin.isTTY;
   if (raw) process.stdin.setRawMode(true);
   if (stdin) {

@@ -4,7 +4,7 @@
  * come here: with LOG_PORT it goes to the log file (logs.ts).
  */
 import type { Duplex } from 'node:stream';
-import { BosonError, type ErrorCode } from '../common/index.ts';
+import { BosonError, READY, type ErrorCode } from '../common/index.ts';
 import {
   FrameDecoder,
   FrameType,
@@ -29,6 +29,7 @@ export class ControlChannel {
   private hello: Hello | undefined;
   private helloWaiters: Array<{ resolve: (h: Hello) => void; reject: (e: Error) => void }> = [];
   private closedFlag = false;
+  private holds = 0;
   private syncWaiters: Array<(ok: boolean) => void> = [];
   private closeReason: Error | undefined;
   private readonly closeHandlers: Array<(reason: Error) => void> = [];
@@ -81,6 +82,20 @@ export class ControlChannel {
   /** True once the channel has closed. */
   get closed(): boolean {
     return this.closedFlag;
+  }
+
+  /**
+   * Stops reading the guest until `until` settles (several holds: until all have), so that output for a client that
+   * does not read waits in the guest (its virtio-serial queue, then its writer) instead of this process's memory.
+   * `READY` (a client that keeps up) holds nothing.
+   */
+  holdUntil(until: Promise<void>): void {
+    if (until === READY || this.closedFlag) return;
+    if (this.holds++ === 0) this.stream.pause();
+    const release = (): void => {
+      if (--this.holds === 0 && !this.closedFlag) this.stream.resume();
+    };
+    until.then(release, release);
   }
 
   /** Sends one frame; false when the caller should wait for 'drain'. */

@@ -2282,9 +2282,12 @@ export class MachineRuntime implements MachineContainers {
             return;
           case FrameType.STDOUT:
             sink.stdout(frame.payload);
+            // A client that does not read holds the guest back (exec output comes over the control channel).
+            if (sink.ready) live.ctl.holdUntil(sink.ready());
             return;
           case FrameType.STDERR:
             sink.stderr(frame.payload);
+            if (sink.ready) live.ctl.holdUntil(sink.ready());
             return;
           case FrameType.ERROR:
             startError = guestErrorOf(frame);

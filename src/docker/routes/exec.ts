@@ -6,6 +6,7 @@ import { jsonBody, parseJsonObject, readUpgradeBody, sendEmpty, sendJson, type C
 import { ID, type RouteDeps, type Router, type UpgradeCtx } from '../router.ts';
 import { frameSink } from '../streams.ts';
 import { terminalSize } from './containers.ts';
+import { writableReady } from '../../common/index.ts';
 
 const LOCAL = localContext('docker');
 
@@ -81,11 +82,7 @@ async function startExec({ machine: { containers: m }, execs }: RouteDeps, ctx: 
   const { res } = ctx;
   res.writeHead(200, { 'Content-Type': exec.tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream' });
   res.flushHeaders();
-  const ctl = await m.startExec(
-    LOCAL,
-    exec.id,
-    frameSink((d) => void res.write(d), exec.tty),
-  );
+  const ctl = await m.startExec(LOCAL, exec.id, { ...frameSink((d) => void res.write(d), exec.tty), ready: writableReady(res) });
   execs.track(exec.id, ctl.resize, ctl.exit);
   if (exec.stdin) ctl.closeStdin();
   await ctl.exit;
@@ -105,11 +102,10 @@ async function upgradedExec(
   if ((await m.inspect(LOCAL, exec.containerId)).state !== 'running')
     throw new DockerError(409, `container ${exec.containerId} is not running`);
   accept(exec.tty || b.Tty === true);
-  const ctl = await m.startExec(
-    LOCAL,
-    exec.id,
-    frameSink((d) => void (socket.writable && socket.write(d)), exec.tty),
-  );
+  const ctl = await m.startExec(LOCAL, exec.id, {
+    ...frameSink((d) => void (socket.writable && socket.write(d)), exec.tty),
+    ready: writableReady(socket),
+  });
   execs.track(exec.id, ctl.resize, ctl.exit);
   pipeClientStdin(socket, ctl, exec.stdin, rest);
   await ctl.exit;
