@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
@@ -32,6 +32,7 @@ import { QmpClient } from './qmp.ts';
 import type { MicroVmConfig, Vm, Vmm, VmExit } from './types.ts';
 import { cgroupMode, confine, release, releaseIfEmpty, type VmCgroup } from './cgroup.ts';
 import { PREJAIL_SCRIPT, groupName, prepareJail, userIds } from './prejail.ts';
+import { loadState, saveState } from './migration.ts';
 
 const CONSOLE_KEEP = 64 * 1024;
 
@@ -241,6 +242,29 @@ export class MicroVm implements Vm {
     await this.qmp.execute('stop');
   }
 
+  /**
+   * Saves a paused template VM's device state to `file`; its RAM stays in its shared RAM file (x-ignore-shared). The
+   * stream goes over a socket in the runtime directory (migration.ts). The VM stays paused.
+   */
+  async saveTemplate(file: string): Promise<void> {
+    if (this.runtimeDir === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM can be a template');
+    await this.qmp.ready;
+    await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+    await saveState(this.qmp, this.pid, this.runtimeDir, file, { timeoutMs: 30_000 });
+  }
+
+  /**
+   * Loads a template's device state from `file` into this VM (launched `incoming`, its RAM the template's file mapped
+   * privately) and continues it.
+   */
+  async restoreClone(file: string): Promise<void> {
+    if (this.runtimeDir === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM can be a clone');
+    await this.qmp.ready;
+    await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+    await loadState(this.qmp, this.pid, this.runtimeDir, file, { timeoutMs: 30_000 });
+    await this.qmp.execute('cont');
+  }
+
   /** QEMU's view of the VM's run state (e.g. "running", "shutdown"). */
   async status(): Promise<string> {
     await this.qmp.ready;
@@ -387,13 +411,18 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       throw new BosonError('TOOL_FAILED', `cannot open the micro-VM's files: ${(err as Error).message}`, { cause: err });
     }
   }
+  // A template's RAM file is made here, for the user QEMU runs as (it opens the file read-write, clones too).
+  if (config.ram?.shared) {
+    await writeFile(config.ram.path, '', { mode: 0o600 });
+    if (pre) await chown(config.ram.path, pre.ids.uid, pre.ids.gid);
+  }
   const argv = buildQemuArgv(config, accel.accel, tsc, diskFds, options.tcgTbMiB, pre?.layout);
   // A jailed QEMU gets a mount namespace of its own (unshare execs it: same pid). Slave, not private: the host's
   // unmounts reach it, so it never keeps a host filesystem busy (a private copy made rmdir of a mount point EBUSY).
   let command = config.jail && isRoot() ? ['unshare', '--mount', '--propagation', 'slave', '--', qemu, ...argv] : [qemu, ...argv];
   if (pre) {
     const tap = (config.nics ?? []).some((n) => n.kind === 'tap');
-    const binds = await prepareJail(config.runtimeDir!, pre.ids, tap);
+    const binds = await prepareJail(config.runtimeDir!, pre.ids, tap, config.ram !== undefined);
     command = [
       'unshare',
       '--mount',
@@ -409,6 +438,7 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       config.initramfs,
       String(pre.ids.uid),
       String(pre.ids.gid),
+      config.ram?.path ?? '',
       ...binds,
       '--',
       qemu,

@@ -25,6 +25,16 @@ export interface ShareSpec {
   transport: 'virtiofs' | '9p';
 }
 
+/**
+ * Guest RAM in a file on a tmpfs instead of a memfd: a template VM's, `shared` (its pages are the file's), or a clone's,
+ * mapped privately (copy-on-write: what the clone writes is its own, the rest is the file's pages, shared by every
+ * clone). See Vm.saveTemplate / Vm.restoreClone.
+ */
+export interface RamFile {
+  path: string;
+  shared: boolean;
+}
+
 /** Everything needed to boot one micro-VM. */
 export interface MicroVmConfig {
   kernel: string;
@@ -52,6 +62,13 @@ export interface MicroVmConfig {
   debug?: boolean;
   /** How QEMU is confined (see VmJail); none when absent. */
   jail?: VmJail;
+  /** Guest RAM in a file (templates and their clones); a memfd when absent. */
+  ram?: RamFile;
+  /**
+   * Do not boot: wait for the device state of a template (Vm.restoreClone). The devices must be the template's
+   * (same disks, cards, ports and memory, in the same order); the files behind them may be others.
+   */
+  incoming?: boolean;
 }
 
 /**
@@ -110,6 +127,16 @@ export interface Vm {
    * that a VM booted ahead of its container lives where the container's would; absent where the VMM cannot.
    */
   relocate?(dir: string, cgroupName?: string): Promise<void>;
+  /**
+   * Saves a paused template VM's device state to `file` (its RAM stays in its shared RAM file: QEMU's x-ignore-shared);
+   * the VM stays paused. Detached VMs with a shared RamFile only; absent where the VMM cannot.
+   */
+  saveTemplate?(file: string): Promise<void>;
+  /**
+   * Loads a template's device state from `file` into a VM launched `incoming` with the template's RAM file mapped
+   * privately, and runs it: the guest continues where the template was paused. Absent where the VMM cannot.
+   */
+  restoreClone?(file: string): Promise<void>;
 }
 
 /** The VMM driver's one narrow input: launch a micro-VM, re-attach to a detached one, say which accelerator. */
