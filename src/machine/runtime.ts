@@ -1005,7 +1005,7 @@ export class MachineRuntime implements MachineContainers {
     const tNet = performance.now();
     let claimed: ClaimedVm | null =
       warm && runtimeDir ? await this.warm!.claim(warm, { runtimeDir, scratch, logFile, cgroupName: id.slice(0, 16) }) : null;
-    let clone: { vm: Vm; ctl: ControlChannel } | null = null;
+    let clone: { vm: Vm; ctl: ControlChannel; launchMs: number; restoreMs: number } | null = null;
     if (!claimed && template) {
       // A template that cannot be cloned is discarded (and built again) by clone(); the start boots cold.
       clone = await this.templates!.clone(template, vmConfig()).catch(async (err: unknown) => {
@@ -1050,7 +1050,7 @@ export class MachineRuntime implements MachineContainers {
       {
         container: id,
         warm: claimed !== null,
-        clone: clone !== null,
+        clone: clone ? { launchMs: Math.round(clone.launchMs), restoreMs: Math.round(clone.restoreMs) } : null,
         prepareMs: tNet - t0,
         bootMs: tBoot - tNet,
         startMs: performance.now() - tBoot,

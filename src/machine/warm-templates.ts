@@ -150,8 +150,9 @@ export class WarmTemplates {
    * template's state and continues it: the VM and a control channel on which the SPEC can be sent. A clone that fails
    * is killed, its template discarded (built again), and the error thrown: the caller boots cold.
    */
-  async clone(t: Template, base: MicroVmConfig): Promise<{ vm: Vm; ctl: ControlChannel }> {
+  async clone(t: Template, base: MicroVmConfig): Promise<{ vm: Vm; ctl: ControlChannel; launchMs: number; restoreMs: number }> {
     let vm: Vm | undefined;
+    const t0 = performance.now();
     try {
       const config: MicroVmConfig = {
         ...base,
@@ -161,9 +162,10 @@ export class WarmTemplates {
       };
       vm = await this.parts.vmm.launch(config);
       const launched = vm;
+      const t1 = performance.now();
       if (!launched.restoreClone) throw new Error('this VMM cannot clone a template');
       await withTimeout(launched.restoreClone(t.stateFile), CLONE_TIMEOUT_MS, 'the clone did not restore in time');
-      return { vm: launched, ctl: new ControlChannel(launched.channel) };
+      return { vm: launched, ctl: new ControlChannel(launched.channel), launchMs: t1 - t0, restoreMs: performance.now() - t1 };
     } catch (err) {
       await vm?.kill();
       this.failed(t, (err as Error).message);
