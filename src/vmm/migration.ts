@@ -132,8 +132,12 @@ export async function loadState(
   await qmp.execute('migrate-incoming', { uri: `unix:${qemuPath(pid, runtimeDir, MIGRATE_IN_SOCKET)}` });
   const conn = await connectRetry(sock, 10_000);
   try {
-    await pipeline(createReadStream(file), conn);
+    // QEMU closes the socket as soon as it has read the stream's end marker, which can be before this side has
+    // finished (a "Premature close" of the pipeline): whether the state loaded is QEMU's to say, so a feed that
+    // broke off only matters through the migration's status (a stream cut short fails there).
+    const fed = pipeline(createReadStream(file), conn).catch(() => conn.destroy());
     await migrationDone(qmp, options.timeoutMs ?? 120_000, 'restoring the micro-VM');
+    await fed;
   } finally {
     conn.destroy();
     await rm(sock, { force: true });
