@@ -1296,7 +1296,7 @@ export class MachineRuntime implements MachineContainers {
       this.background(
         flushed
           .then(() => (mark('logFlushedMs'), live.vm.shutdown(1000)))
-          .then(() => (mark('vmGoneMs'), this.exited(id, status, error)))
+          .then(() => (mark('vmGoneMs'), this.exited(id, status, error, mark)))
           .then(() => (mark('recordedMs'), this.log.debug({ container: id, ...marks }, 'container exit handled'))),
         `recording the exit of container ${id.slice(0, 12)}`,
       );
@@ -1322,24 +1322,31 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /** Records an exit (from whatever source), wakes waiters, and applies the restart policy. */
-  private async exited(id: string, status: number, error: string | null): Promise<void> {
+  private async exited(id: string, status: number, error: string | null, mark?: (step: string) => void): Promise<void> {
     this.live.delete(id);
     this.releaseVolumes(id);
     this.diskFull.forget(id);
     if (this.closing) return;
-    await this.nets?.disconnect(id).catch(() => undefined);
+    // A container removed now (--rm) is disconnected while its record goes; any other before its exit is told.
+    const disconnected = this.nets?.disconnect(id).catch(() => undefined);
     let record: ContainerRecord;
     try {
       record = this.registry.get(id);
     } catch {
+      await disconnected;
       return;
     }
+    if (!record.autoRemove) await disconnected;
+    mark?.('disconnectedMs');
     this.settle(record, status, error);
     await this.registry.save(record);
+    mark?.('savedMs');
     this.emit(record, 'die', { exitCode: String(status) });
     this.wake(id, 'exit', { statusCode: status, error });
     if (record.autoRemove) {
       await this.lock.run(id, () => this.removeLocked(id, true)).catch(() => undefined);
+      await disconnected;
+      mark?.('removedMs');
       return;
     }
     if (this.shouldRestart(record, status)) {
@@ -1473,11 +1480,18 @@ export class MachineRuntime implements MachineContainers {
       await live.vm.kill();
       await exited;
     }
-    await this.registry.remove(record);
+    // The record and its files, the network and the VM's runtime directory do not depend on each other.
+    const runtimeDir = this.runtimeDir(id);
+    const [removed] = await Promise.allSettled([
+      this.registry.remove(record),
+      this.nets?.disconnect(id).catch(() => undefined),
+      (async () => {
+        if (this.options.detached) await this.vmm.cleanup(runtimeDir);
+        await rm(runtimeDir, { recursive: true, force: true });
+      })(),
+    ]);
+    if (removed.status === 'rejected') throw removed.reason;
     this.logFeeds.delete(id);
-    await this.nets?.disconnect(id).catch(() => undefined);
-    if (this.options.detached) await this.vmm.cleanup(this.runtimeDir(id));
-    await rm(this.runtimeDir(id), { recursive: true, force: true });
     if (volumes || record.autoRemove) {
       for (const m of record.mounts ?? []) {
         if (m.type === 'volume' && m.anonymous) await this.volumes.remove(m.name, await this.volumeUsers(m.name)).catch(() => undefined);
