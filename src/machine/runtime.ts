@@ -176,7 +176,7 @@ export interface RuntimeOptions {
    * Warm start (a daemon's): keep pre-booted micro-VMs (mode pool, WarmPool) or template snapshots (mode template,
    * WarmTemplates) of these images within this budget.
    */
-  warm?: { images: string[]; perShape: number; memoryBudgetMiB: number; mode?: 'pool' | 'template' };
+  warm?: { images: string[]; perShape: number; memoryBudgetMiB: number; mode?: 'pool' | 'template'; cloneTbMiB?: number };
 }
 
 /**
@@ -313,6 +313,7 @@ export class MachineRuntime implements MachineContainers {
               stateDir: this.paths.stateDir,
               runDir: this.paths.runDir,
               debug: options.debug,
+              cloneTbMiB: options.warm?.cloneTbMiB,
             },
             warmParts,
           )

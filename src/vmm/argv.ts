@@ -115,7 +115,7 @@ export function buildQemuArgv(
     '-M',
     `microvm,acpi=${config.acpi ? 'on' : 'off'},rtc=on,memory-backend=mem`,
     '-accel',
-    accel === 'tcg' ? `tcg,tb-size=${tcgTbMiB}` : accel,
+    accel === 'tcg' ? `tcg,tb-size=${config.tcgTbMiB ?? tcgTbMiB}` : accel,
     '-cpu',
     accel === 'kvm' ? 'host' : 'max',
     '-m',

@@ -65,6 +65,12 @@ export interface MicroVmConfig {
   /** Guest RAM in a file (templates and their clones); a memfd when absent. */
   ram?: RamFile;
   /**
+   * TCG's translation cache of this VM, MiB, instead of the host's (QemuOptions.tcgTbMiB): a clone of a template never
+   * boots, so the cache sized for a boot would only hold memory (QEMU backs it with transparent huge pages, so it is
+   * all resident once touched).
+   */
+  tcgTbMiB?: number;
+  /**
    * Do not boot: wait for the device state of a template (Vm.restoreClone). The devices must be the template's
    * (same disks, cards, ports and memory, in the same order); the files behind them may be others.
    */
