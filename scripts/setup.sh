@@ -16,11 +16,15 @@ if [ "$(id -u)" != 0 ]; then echo "setup: run as root (it installs Debian packag
 # built from Debian's packages), redis-tools (redis-cli, the apps suite's client), clang with its libFuzzer/ASan
 # runtime (libclang-rt-14-dev: guest/init's protocol fuzzer, `make -C guest/init fuzz`), and
 # linux-source-6.1 with what building it takes (Boson's own guest kernel; Debian's cloud kernel stays the fallback),
-# and fio and iperf3 (bench/tax.ts: iperf3 is its host-side client; both are also in its bench image).
-packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static e2fsprogs erofs-utils musl-tools gcc make cpio
+# and fio and iperf3 (bench/tax.ts: iperf3 is its host-side client; both are also in its bench image), passt
+# (the user-mode network of rootless micro-VMs: unlike QEMU's slirp it can be kept from the host's loopback), and
+# containernetworking-plugins (bridge, host-local, portmap, loopback in /usr/lib/cni: CRI pod networks) with iptables
+# (the bridge plugin's masquerade and portmap's hostPort rules).
+packages=(qemu-system-x86 linux-image-cloud-amd64 busybox-static e2fsprogs erofs-utils musl-tools gcc make cpio passt
   linux-source-6.1 bc bison flex libelf-dev lz4 xz-utils
   util-linux kmod runc skopeo umoci procps docker-registry apache2-utils openssl zstd
-  iproute2 nftables uidmap attr mmdebstrap redis-tools clang libclang-rt-14-dev fio iperf3)
+  iproute2 nftables uidmap attr mmdebstrap redis-tools clang libclang-rt-14-dev fio iperf3
+  containernetworking-plugins iptables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -134,6 +138,16 @@ fi
 
 step "Building boson-init"
 make -s -C guest/init
+# The loopback guard preloaded into every passt of a rootless daemon (see src/vmm/passt-guard.c).
+if [ ! -f build/host/passt-guard.so ] || [ src/vmm/passt-guard.c -nt build/host/passt-guard.so ]; then
+  step "Building passt's loopback guard"
+  mkdir -p build/host
+  gcc -shared -fPIC -O2 -Wall -Wextra -o build/host/passt-guard.so src/vmm/passt-guard.c
+  chmod 0755 build/host build/host/passt-guard.so  # rootless users' passts load it
+fi
+
+step "Building virtiofsd-guard"
+make -s -C src/vmm/fsguard  # the seccomp wrapper of every bind mount's virtiofsd (no set-ID files, no devices)
 
 step "Building the guest kernel"
 scripts/build-kernel.sh >/dev/null  # cached: a copy when nothing changed

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -37,6 +37,7 @@ let tlsDir = '';
 let bridge = '';
 let ctlUrl = '';
 let dockerDir = '';
+const extraDirs: string[] = [];
 const machines: FleetMachine[] = [];
 const output: string[] = [];
 
@@ -79,6 +80,55 @@ async function place(name: string, policy: 'spread' | 'binpack'): Promise<Placed
     policy,
   });
 }
+function withoutCaBundles(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { REQUESTS_CA_BUNDLE: _r, CURL_CA_BUNDLE: _c, ...rest } = env;
+  return rest;
+}
+
+/** Runs a command with the environment of a project's `docker-env` (never throws: its code and output). */
+function runWith(
+  cmd: string,
+  denv: Record<string, string>,
+  configDir: string,
+  cwd?: string,
+): (...args: string[]) => Promise<{ code: number; stdout: string; stderr: string }> {
+  return (...args) =>
+    sh(cmd, args, {
+      // requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the CA docker-py gives it (psf/requests#3829).
+      env: { ...withoutCaBundles(process.env), ...denv, DOCKER_CONFIG: configDir, DOCKER_CLI_HINTS: 'false' },
+      maxBuffer: 16 * 1024 * 1024,
+      ...(cwd ? { cwd } : {}),
+    }).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }),
+    );
+}
+const dockerWith = (denv: Record<string, string>, configDir: string) => runWith('docker', denv, configDir);
+
+/** A project's docker-env (certificates in a new directory, removed after the tests). */
+async function dockerEnv(ref: string): Promise<{ denv: Record<string, string>; dir: string }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-fleet-docker-'));
+  extraDirs.push(dir);
+  const out = await runBoson(ctlHost, ['project', 'docker-env', ref, '--dir', dir, '--json']);
+  assert.equal(out.code, 0, out.stderr);
+  return { denv: JSON.parse(out.stdout.toString()) as Record<string, string>, dir };
+}
+
+/** The names of the volumes and networks the controller made on a machine (its own names, from its own CLI). */
+async function madeOn(m: FleetMachine): Promise<string[]> {
+  const list = async (what: string): Promise<Array<{ name: string; labels: Record<string, string> }>> =>
+    JSON.parse((await sh('ip', ['netns', 'exec', m.ns, BOSON, what, 'ls', '--json'], { env: m.host.env })).stdout) as Array<{
+      name: string;
+      labels: Record<string, string>;
+    }>;
+  const vols = (await list('volume')).filter((v) => v.labels['boson.controller.name']);
+  const nets = (await list('network')).filter((n) => n.labels['boson.controller.name']);
+  return [
+    ...vols.map((v) => `volume ${v.labels['boson.tenant']}/${v.labels['boson.project']}/${v.labels['boson.controller.name']}`),
+    ...nets.map((n) => `network ${n.labels['boson.tenant']}/${n.labels['boson.project']}/${n.labels['boson.controller.name']}`),
+  ].sort();
+}
+
 const remove = (name: string): Promise<unknown> => client.request('DELETE', `${project}/${name}?force=true`);
 const fleetList = async (): Promise<MachineInfo[]> => client.request<MachineInfo[]>('GET', '/v1/machines');
 
@@ -159,6 +209,7 @@ after(async () => {
   await ctlHost?.cleanup();
   if (tlsDir) await rm(tlsDir, { recursive: true, force: true });
   if (dockerDir) await rm(dockerDir, { recursive: true, force: true });
+  for (const d of extraDirs) await rm(d, { recursive: true, force: true });
   if (process.env.BOSON_TEST_VERBOSE) for (const o of output) process.stderr.write(o + '\n');
   assert.deepEqual(left, [], 'every container was removed through the controller');
 });
@@ -305,11 +356,7 @@ test("the stock docker CLI through a project's endpoint: runs, lists, logs and r
   const denv = JSON.parse(envOut.stdout.toString()) as Record<string, string>;
   assert.equal(denv.DOCKER_TLS_VERIFY, '1');
   assert.match(denv.DOCKER_HOST!, /^tcp:\/\/10\.\d+\.200\.1:2376$/);
-  const docker = (...args: string[]) =>
-    sh('docker', args, { env: { ...process.env, ...denv, DOCKER_CONFIG: dockerDir } }).then(
-      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }),
-    );
+  const docker = dockerWith(denv, dockerDir);
   for (const n of ['w1', 'w2']) {
     const r = await docker('run', '-d', '--name', n, 'busybox', 'sh', '-c', `echo hello-from-${n}; sleep 600`);
     assert.equal(r.code, 0, r.stderr);
@@ -335,4 +382,147 @@ test("the stock docker CLI through a project's endpoint: runs, lists, logs and r
   const rmd = await docker('rm', '-f', 'w1', 'w2');
   assert.equal(rmd.code, 0, rmd.stderr);
   assert.equal((await docker('ps', '-a', '-q')).stdout.trim(), '');
+});
+
+test("volumes and networks through a project's endpoint: made on the machine of their first container, followed there, by name; in use is refused; another tenant sees none of them", async () => {
+  await client.request('POST', '/v1/tenants/acme/projects', { name: 'app', limits: [{ key: 'vm.count', value: 2, unit: 'count' }] });
+  await client.request('POST', '/v1/tenants', { name: 'bolt', limits: [{ key: 'vm.count', value: 1, unit: 'count' }] });
+  await client.request('POST', '/v1/tenants/bolt/projects', { name: 'app', limits: [{ key: 'vm.count', value: 1, unit: 'count' }] });
+  const a = await dockerEnv('acme/app');
+  const b = await dockerEnv('bolt/app');
+  const docker = dockerWith(a.denv, a.dir);
+  const other = dockerWith(b.denv, b.dir);
+  const ok = async (r: Promise<{ code: number; stdout: string; stderr: string }>): Promise<string> => {
+    const x = await r;
+    assert.equal(x.code, 0, x.stderr);
+    return x.stdout;
+  };
+  await ok(docker('volume', 'create', 'data'));
+  await ok(docker('network', 'create', 'net'));
+  // bolt has its own "data": the same name, another volume.
+  await ok(other('volume', 'create', 'data'));
+  assert.deepEqual((await ok(docker('volume', 'ls', '--format', '{{.Name}}'))).trim().split('\n'), ['data']);
+  assert.deepEqual((await ok(docker('network', 'ls', '--format', '{{.Name}}'))).trim().split('\n'), ['net']);
+  assert.equal((await ok(other('network', 'ls', '--format', '{{.Name}}'))).trim(), '');
+  const onMachines = async (): Promise<string[]> => (await Promise.all(machines.map(madeOn))).flat().sort();
+  assert.deepEqual(await onMachines(), [], 'made on no machine before a container uses them');
+
+  // A container writes to the volume and exits; a server reads it from there; a third fetches from the server by name.
+  await ok(docker('run', '--name', 'w', '-v', 'data:/data', 'busybox', 'sh', '-c', 'echo persisted-$((6*7)) > /data/f'));
+  await ok(docker('rm', 'w'));
+  await ok(
+    docker(
+      'run',
+      '-d',
+      '--name',
+      'srv',
+      '--network',
+      'net',
+      '-v',
+      'data:/data',
+      'busybox',
+      'sh',
+      '-c',
+      'mkdir -p /www && cp /data/f /www/index.html && exec httpd -f -p 8080 -h /www',
+    ),
+  );
+  // Attached (no -d): the output reaches the CLI through the controller.
+  const fetched = await ok(
+    docker(
+      'run',
+      '--name',
+      'cli',
+      '--network',
+      'net',
+      'busybox',
+      'sh',
+      '-c',
+      'for i in $(seq 1 30); do printf "GET / HTTP/1.0\r\n\r\n" | nc -w 3 srv 8080 | grep persisted && exit 0; sleep 1; done; exit 1',
+    ),
+  );
+  assert.match(fetched, /persisted-42/);
+  assert.match(await ok(docker('logs', 'cli')), /persisted-42/);
+  // All on the machine the volume and network were first used on, and made there only.
+  const placed = await client.request<Placed[]>('GET', '/v1/tenants/acme/projects/app/containers');
+  assert.equal(new Set(placed.map((c) => c.machineId)).size, 1);
+  const home = machines.find((m) => m.id === placed[0]!.machineId)!;
+  assert.deepEqual(await madeOn(home), ['network acme/app/net', 'volume acme/app/data']);
+  assert.deepEqual(await madeOn(machines.find((m) => m !== home)!), []);
+  // The project's names, not the machine's, in what the CLI shows.
+  assert.equal(
+    (
+      await ok(
+        docker('inspect', '-f', '{{range .Mounts}}{{.Name}}{{end}} {{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}', 'srv'),
+      )
+    ).trim(),
+    'data net',
+  );
+  assert.match(await ok(docker('volume', 'inspect', 'data')), /"Name": "data"/);
+  // In use: refused with the reason, and nothing changes.
+  const busyVol = await docker('volume', 'rm', 'data');
+  assert.notEqual(busyVol.code, 0);
+  assert.match(busyVol.stderr, /in use/);
+  const busyNet = await docker('network', 'rm', 'net');
+  assert.notEqual(busyNet.code, 0);
+  assert.match(busyNet.stderr, /in use/);
+  // bolt cannot see, use or remove acme's.
+  assert.equal((await ok(other('volume', 'ls', '--format', '{{.Name}}'))).trim(), 'data');
+  assert.notEqual((await other('network', 'inspect', 'net')).code, 0);
+  assert.notEqual((await other('run', '-d', '--network', 'net', 'busybox', 'true')).code, 0);
+  await ok(other('volume', 'rm', 'data'));
+  assert.deepEqual((await ok(docker('volume', 'ls', '--format', '{{.Name}}'))).trim(), 'data');
+
+  // Unused: removed, and the machine's copies with them.
+  await ok(docker('rm', '-f', 'srv', 'cli'));
+  await ok(docker('volume', 'rm', 'data'));
+  await ok(docker('network', 'rm', 'net'));
+  assert.equal((await ok(docker('volume', 'ls', '-q'))).trim(), '');
+  assert.deepEqual(await onMachines(), []);
+});
+
+test("docker-compose through a project's endpoint: two services on one network talking by name, one named volume; down removes them all", async () => {
+  const a = await dockerEnv('acme/app');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-fleet-compose-'));
+  extraDirs.push(dir);
+  await writeFile(
+    path.join(dir, 'docker-compose.yml'),
+    [
+      "version: '3.8'",
+      'services:',
+      '  web:',
+      '    image: busybox',
+      "    command: ['sh', '-c', 'mkdir -p /www && echo hello-compose > /www/index.html && exec httpd -f -p 8080 -h /www']",
+      '  client:',
+      '    image: busybox',
+      '    depends_on: [web]',
+      '    command:',
+      '      - sh',
+      '      - -c',
+      '      - \'for i in $$(seq 1 60); do printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 3 web 8080 > /tmp/a && grep -q hello /tmp/a && { tail -n 1 /tmp/a | tee -a /data/fetched; exit 0; }; sleep 1; done; exit 1\'',
+      '    volumes:',
+      '      - data:/data',
+      'volumes:',
+      '  data:',
+      '',
+    ].join('\n'),
+  );
+  const compose = runWith('docker-compose', a.denv, a.dir, dir);
+  const docker = dockerWith(a.denv, a.dir);
+  const up = await compose('-p', 'shop', 'up', '-d');
+  assert.equal(up.code, 0, up.stderr);
+  const exit = await docker('wait', 'shop_client_1');
+  assert.equal(exit.code, 0, exit.stderr);
+  assert.equal(exit.stdout.trim(), '0', (await docker('logs', 'shop_client_1')).stderr);
+  assert.match((await docker('logs', 'shop_client_1')).stdout, /hello-compose/);
+  assert.deepEqual((await docker('volume', 'ls', '--format', '{{.Name}}')).stdout.trim(), 'shop_data');
+  assert.deepEqual((await docker('network', 'ls', '--format', '{{.Name}}')).stdout.trim(), 'shop_default');
+  const placed = await client.request<Placed[]>('GET', '/v1/tenants/acme/projects/app/containers');
+  assert.equal(placed.length, 2);
+  assert.equal(new Set(placed.map((c) => c.machineId)).size, 1, 'both services follow the network to one machine');
+  const down = await compose('-p', 'shop', 'down', '-v');
+  assert.equal(down.code, 0, down.stderr);
+  assert.equal((await docker('ps', '-a', '-q')).stdout.trim(), '');
+  assert.equal((await docker('volume', 'ls', '-q')).stdout.trim(), '');
+  assert.equal((await docker('network', 'ls', '-q')).stdout.trim(), '');
+  assert.deepEqual((await Promise.all(machines.map(madeOn))).flat(), []);
 });

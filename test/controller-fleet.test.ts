@@ -33,6 +33,7 @@ import { fakeRuntime } from '../src/machine/fake-runtime.ts';
 import { openStateStore } from '../src/machine/store/sqlite.ts';
 
 const LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
+type FleetC = { machineId: string };
 const LOST_AFTER_MS = 60_000;
 
 let clockMs = Date.now();
@@ -68,11 +69,12 @@ async function call(
   method: string,
   url: string,
   body?: unknown,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; json: () => any; body: string }> {
   const res = await api.inject({
     method: method as 'GET',
     url,
-    headers: who ? { authorization: `Bearer ${tok[who]}` } : {},
+    headers: { ...(who ? { authorization: `Bearer ${tok[who]}` } : {}), ...headers },
     ...(body === undefined ? {} : { payload: body as object }),
   });
   return { status: res.statusCode, body: res.body, json: () => res.json() };
@@ -295,14 +297,32 @@ test("another tenant's containers are not found, whatever the route", async () =
   const projectRoutes = fleetRouteEntries(routes).filter((r) => r.url.includes('/tenants/:tenant/projects/:project'));
   assert.ok(projectRoutes.length >= 8);
   for (const r of projectRoutes) {
-    const url = r.url.replace(':tenant', 'acme').replace(':project', 'web').replace(':ref', 'secret');
+    let url = r.url.replace(':tenant', 'acme').replace(':project', 'web').replace(':ref', 'secret');
     const body = url.endsWith('/containers')
-      ? { spec: { image: 'busybox' } }
+      ? r.method === 'POST'
+        ? { spec: { image: 'busybox' } }
+        : undefined
       : url.endsWith('/docker-certs')
         ? { publicKey: 'x' }
-        : undefined;
+        : url.endsWith('/lease') && r.method === 'POST'
+          ? { ttlSeconds: 60 }
+          : undefined;
+    // Requests that would be valid in bolt's own project: only the scope refuses them.
+    if (url.endsWith('/wait')) url += '?state=running&timeout=0';
+    if (url.endsWith('/containers') && r.method === 'GET') url += '?label=tier=web';
     const res = await call('bolt', r.method, url, body);
     assert.equal(res.status, 404, `${r.method} ${r.url}: ${res.body}`);
+  }
+  // The same routes on acme's container asked for in bolt's own project: 404 (lease, wait, filters included).
+  for (const [method, suffix, body] of [
+    ['POST', '/lease', { ttlSeconds: 60 }],
+    ['GET', '/lease', undefined],
+    ['DELETE', '/lease', undefined],
+    ['GET', '/wait?state=running&timeout=0', undefined],
+    ['POST', '/start', undefined],
+  ] as const) {
+    const r = await call('bolt', method, `/v1/tenants/bolt/projects/web/containers/${id}${suffix}`, body);
+    assert.equal(r.status, 404, `${method} ${suffix}: ${r.body}`);
   }
   // And every machine route but join and the CA is the system admin's: 403 for a tenant's member.
   for (const r of fleetRouteEntries(routes).filter(
@@ -318,6 +338,268 @@ test("another tenant's containers are not found, whatever the route", async () =
   }
   assert.equal((await call('acme', 'GET', `/v1/tenants/acme/projects/web/containers/secret`)).status, 200);
   assert.equal((await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/secret?force=true`)).status, 204);
+});
+
+test("a project's volumes: named in the project, made on a machine at first use, containers follow them there; in use is 409; quota counts them", async () => {
+  const acme = fleet.projectMachine('acme', 'web');
+  const bolt = fleet.projectMachine('bolt', 'web');
+  const ctx = { principal: 'test' };
+  const vol = (name: string) => ({ type: 'volume' as const, name, destination: '/data', readOnly: false });
+  const onMachines = async (): Promise<string[]> =>
+    (
+      await Promise.all(
+        machines.map(async (m) => (await m.runtime.volumes.list()).map((v) => `${m.id} ${v.labels['boson.controller.name']}`)),
+      )
+    )
+      .flat()
+      .sort();
+  // Both projects have a "data"; each sees only its own, and neither lives on a machine yet.
+  await acme.volumes.create(ctx, { name: 'data', labels: { team: 'a' } });
+  await bolt.volumes.create(ctx, { name: 'data', labels: { team: 'b' } });
+  assert.deepEqual(
+    (await acme.volumes.list(ctx)).map((v) => [v.name, v.labels.team]),
+    [['data', 'a']],
+  );
+  assert.deepEqual(
+    (await bolt.volumes.list(ctx)).map((v) => [v.name, v.labels.team]),
+    [['data', 'b']],
+  );
+  assert.deepEqual(await onMachines(), []);
+  // Creating an existing name returns it (Docker's rule), not a second one.
+  await acme.volumes.create(ctx, { name: 'data' });
+  assert.equal((await acme.volumes.list(ctx)).length, 1);
+
+  // The first container made it on its machine; the second (spread would pick the other machine) follows it there.
+  const a1 = await acme.containers.create(ctx, { image: 'busybox', name: 'a1', mounts: [vol('data')] });
+  const a2 = await acme.containers.create(ctx, { image: 'busybox', name: 'a2', mounts: [vol('data')] });
+  const [m1, m2] = [(a1 as unknown as FleetC).machineId, (a2 as unknown as FleetC).machineId];
+  assert.equal(m1, m2, 'a container follows its volume');
+  assert.deepEqual(await onMachines(), [`${m1} data`]);
+  // The project sees its own volume's name in the container's mounts.
+  assert.deepEqual(
+    (await acme.containers.inspect(ctx, 'a1')).mounts.map((m) => (m.type === 'volume' ? m.name : '')),
+    ['data'],
+  );
+  // bolt's "data" is another volume: bolt's container does not see acme's, and acme's volume knows only acme's users.
+  const b1 = await bolt.containers.create(ctx, { image: 'busybox', name: 'b1', mounts: [vol('data')] });
+  assert.equal((await onMachines()).length, 2);
+  assert.deepEqual((await acme.volumes.inspect(ctx, 'data')).usedBy.sort(), [a1.id, a2.id].sort());
+  assert.deepEqual((await bolt.volumes.inspect(ctx, 'data')).usedBy, [b1.id]);
+  await assert.rejects(bolt.volumes.inspect(ctx, 'nothing'), { code: 'VOLUME_NOT_FOUND' });
+
+  // A volume on the other machine and "data" together cannot be: a container runs on one machine.
+  await acme.containers.remove(ctx, 'a2', { force: true });
+  const other = machines.find((m) => m.id !== m1)!.id;
+  await fleet.containers.create(
+    'acme',
+    'web',
+    { image: 'busybox', name: 'o1', mounts: [vol('elsewhere')] },
+    {
+      start: false,
+      constraints: [{ type: 'machine', ids: [other] }],
+    },
+  );
+  await assert.rejects(
+    acme.containers.create(ctx, { image: 'busybox', name: 'split', mounts: [vol('data'), { ...vol('elsewhere'), destination: '/e' }] }),
+    (err: Error & { code?: string; kind?: string }) =>
+      err.code === 'PROJECT_RESOURCES_SPLIT' && err.kind === 'FailedPrecondition' && /data on/.test(err.message),
+  );
+  assert.equal((await acme.containers.list(ctx, { all: true })).length, 2, 'the refused container is not created');
+
+  // In use: 409 (FailedPrecondition), and nothing changes.
+  await assert.rejects(acme.volumes.remove(ctx, 'data'), { code: 'VOLUME_IN_USE' });
+  for (const n of ['a1', 'o1']) await acme.containers.remove(ctx, n, { force: true });
+  await bolt.containers.remove(ctx, 'b1', { force: true });
+  // Unused: removed with the machine's copy; bolt's is untouched until bolt removes it.
+  await acme.volumes.remove(ctx, 'data');
+  await acme.volumes.remove(ctx, 'elsewhere');
+  assert.deepEqual(await acme.volumes.list(ctx), []);
+  assert.equal((await onMachines()).length, 1);
+  await bolt.volumes.remove(ctx, 'data');
+  assert.deepEqual(await onMachines(), []);
+
+  // Two containers racing to use a volume that lives nowhere yet: one binds it, the other follows (never two copies).
+  const [r1, r2] = await Promise.all(
+    ['r1', 'r2'].map((n) => acme.containers.create(ctx, { image: 'busybox', name: n, mounts: [vol('raced')] })),
+  );
+  assert.equal((r1 as unknown as FleetC).machineId, (r2 as unknown as FleetC).machineId, 'both on the machine the volume was bound to');
+  assert.equal((await onMachines()).length, 1);
+  for (const n of ['r1', 'r2']) await acme.containers.remove(ctx, n, { force: true });
+  await acme.volumes.remove(ctx, 'raced');
+  assert.deepEqual(await onMachines(), []);
+
+  // volume.count is a quota key: a project limited to one volume gets a typed quota error for a second.
+  await ctl.tenants.createTenant('vq', [parseQuotaItem('vm.count=2'), parseQuotaItem('volume.count=1')]);
+  await ctl.tenants.createProject('vq', 'p', [parseQuotaItem('vm.count=2'), parseQuotaItem('volume.count=1')]);
+  const vq = fleet.projectMachine('vq', 'p');
+  await vq.volumes.create(ctx, { name: 'one' });
+  await assert.rejects(
+    vq.volumes.create(ctx, { name: 'two' }),
+    (err: Error & { code?: string }) => err.code === 'QUOTA_EXCEEDED' && /volume\.count/.test(err.message),
+  );
+  // Nor by a container that would make one implicitly (nothing is created).
+  await assert.rejects(vq.containers.create(ctx, { image: 'busybox', name: 'x', mounts: [vol('three')] }), { code: 'QUOTA_EXCEEDED' });
+  assert.deepEqual((await vq.containers.list(ctx, { all: true })).length, 0);
+  await vq.volumes.remove(ctx, 'one');
+  await vq.volumes.create(ctx, { name: 'two' });
+  await vq.volumes.remove(ctx, 'two');
+  // Bind mounts of a machine's directories are not offered through a project.
+  await assert.rejects(
+    acme.containers.create(ctx, { image: 'busybox', mounts: [{ type: 'bind', source: '/etc', destination: '/x', readOnly: true }] }),
+    { code: 'INVALID_ARGUMENT' },
+  );
+});
+
+test("a project's container attached before it starts (docker run's order) gets its output through the machine's API", async () => {
+  const acme = fleet.projectMachine('acme', 'web');
+  const ctx = { principal: 'test' };
+  const c = await acme.containers.create(ctx, { image: 'busybox', name: 'att', process: { args: ['echo', 'hello-attach'] } });
+  const got: string[] = [];
+  const sink = { stdout: (d: Buffer) => void got.push(d.toString()), stderr: (d: Buffer) => void got.push(d.toString()) };
+  const ac = new AbortController();
+  const session = await acme.containers.attach(ctx, c.id, sink, ac.signal);
+  await acme.containers.start(ctx, c.id);
+  const timer = setTimeout(() => ac.abort(), 30_000);
+  await session.done;
+  clearTimeout(timer);
+  assert.match(got.join(''), /hello-attach/);
+  await acme.containers.remove(ctx, c.id, { force: true });
+});
+
+test('leases: while one holds a container, its changes need the nonce (409 CONTAINER_LEASED otherwise, on the Docker endpoint too); released or expired, it counts for nothing', async () => {
+  await ctl.identity.createUser('acme-viewer', 'acme').catch(() => undefined);
+  tok['acme-viewer'] = (await ctl.identity.createToken('acme-viewer', { role: 'viewer', tenant: 'acme', project: 'web' })).token;
+  const base = '/v1/tenants/acme/projects/web/containers';
+  const made = await call('acme', 'POST', base, { spec: { image: 'busybox', name: 'leased', process: { args: ['sleep', '600'] } } });
+  assert.equal(made.status, 201, made.body);
+  // A viewer may see a lease, not take one.
+  assert.equal((await call('acme-viewer', 'POST', `${base}/leased/lease`, { ttlSeconds: 60 })).status, 403);
+  assert.equal((await call('acme-viewer', 'GET', `${base}/leased/lease`)).json().code, 'LEASE_NOT_FOUND');
+  const got = await call(
+    'acme',
+    'POST',
+    `${base}/leased/lease`,
+    { ttlSeconds: 60, description: 'deploy 42' },
+    { 'idempotency-key': 'lease-1' },
+  );
+  assert.equal(got.status, 201, got.body);
+  const { nonce, owner, expiresAt } = got.json() as { nonce: string; owner: string; expiresAt: string };
+  // The nonce is a secret shown once: not in the store, not kept with the idempotency key (a repeat is refused).
+  assert.ok(!JSON.stringify(await ctl.store.list('ctl.container-lease')).includes(nonce));
+  assert.ok(!JSON.stringify(await ctl.store.list('ctl.idempotency')).includes(nonce));
+  const repeat = await call(
+    'acme',
+    'POST',
+    `${base}/leased/lease`,
+    { ttlSeconds: 60, description: 'deploy 42' },
+    { 'idempotency-key': 'lease-1' },
+  );
+  assert.equal(repeat.json().code, 'IDEMPOTENCY_KEY_REUSED');
+  assert.equal(owner, 'acme-dev');
+  assert.ok(Date.parse(expiresAt) > Date.now() + 50_000);
+  // GET shows the lease (never the nonce), and so does inspect.
+  const shown = await call('acme-viewer', 'GET', `${base}/leased/lease`);
+  assert.equal(shown.status, 200, shown.body);
+  assert.deepEqual(shown.json().description, 'deploy 42');
+  assert.ok(!shown.body.includes(nonce));
+  const inspected = await call('acme', 'GET', `${base}/leased`);
+  assert.equal(inspected.json().lease.owner, 'acme-dev');
+  assert.ok(!inspected.body.includes(nonce));
+  // A second lease, a change without the nonce or with another: 409 CONTAINER_LEASED, the container unchanged.
+  const second = await call('acme', 'POST', `${base}/leased/lease`, { ttlSeconds: 60 });
+  assert.equal(second.status, 409, second.body);
+  assert.equal(second.json().code, 'CONTAINER_LEASED');
+  for (const [method, suffix, headers] of [
+    ['POST', '/stop?t=0', {}],
+    ['POST', '/start', {}],
+    ['DELETE', '?force=true', {}],
+    ['POST', '/stop?t=0', { 'boson-lease-nonce': 'f'.repeat(32) }],
+    ['DELETE', '/lease', { 'boson-lease-nonce': 'f'.repeat(32) }],
+  ] as const) {
+    const r = await call('acme', method, `${base}/leased${suffix}`, undefined, headers);
+    assert.equal(r.status, 409, `${method} ${suffix}: ${r.body}`);
+    assert.equal(r.json().code, 'CONTAINER_LEASED');
+    assert.equal(r.json().details.owner, 'acme-dev');
+  }
+  assert.equal((await call('acme', 'GET', `${base}/leased`)).json().state, 'running');
+  // The project's Docker endpoint cannot carry a nonce: its changes are refused while the lease holds.
+  const docker = fleet.projectMachine('acme', 'web');
+  await assert.rejects(docker.containers.stop({ principal: 'acme-dev' }, 'leased', 0), (e: any) => e.code === 'CONTAINER_LEASED');
+  await assert.rejects(docker.containers.kill({ principal: 'acme-dev' }, 'leased'), (e: any) => e.code === 'CONTAINER_LEASED');
+  await assert.rejects(
+    docker.containers.remove({ principal: 'acme-dev' }, 'leased', { force: true }),
+    (e: any) => e.code === 'CONTAINER_LEASED',
+  );
+  // With the nonce: stop, wait for stopped, start, wait for running.
+  const withNonce = { 'boson-lease-nonce': nonce };
+  assert.equal((await call('acme', 'POST', `${base}/leased/stop?t=0`, undefined, withNonce)).status, 204);
+  const stopped = await call('acme', 'GET', `${base}/leased/wait?state=stopped&timeout=20`);
+  assert.equal(stopped.status, 200, stopped.body);
+  assert.notEqual(stopped.json().state, 'running');
+  // Waiting for running while it is stopped: 408 with its state, after the timeout.
+  const t0 = Date.now();
+  const late = await call('acme', 'GET', `${base}/leased/wait?state=running&timeout=1`);
+  assert.equal(late.status, 408, late.body);
+  assert.equal(late.json().code, 'CONTAINER_WAIT_TIMEOUT');
+  assert.equal(late.json().details.state, stopped.json().state);
+  assert.ok(Date.now() - t0 >= 900, 'the wait lasted its timeout');
+  // A wait that is running when the start comes answers then (the machine's events, not the timeout).
+  const waiting = call('acme', 'GET', `${base}/leased/wait?state=running&timeout=60`);
+  await new Promise((r) => setTimeout(r, 200));
+  const t1 = Date.now();
+  assert.equal((await call('acme', 'POST', `${base}/leased/start`, undefined, withNonce)).status, 204);
+  const running = await waiting;
+  assert.equal(running.status, 200, running.body);
+  assert.equal(running.json().state, 'running');
+  assert.equal(running.json().container.name, 'leased');
+  assert.ok(Date.now() - t1 < 4000, `answered ${Date.now() - t1} ms after the start, before the 5 s re-check`);
+  // The holder extends it with its nonce; then releases it; then anyone may change the container again.
+  const ext = await call('acme', 'POST', `${base}/leased/lease`, { ttlSeconds: 120 }, withNonce);
+  assert.equal(ext.status, 201, ext.body);
+  assert.equal(ext.json().nonce, nonce);
+  assert.equal((await call('acme', 'DELETE', `${base}/leased/lease`, undefined, withNonce)).status, 204);
+  assert.equal((await call('acme', 'GET', `${base}/leased/lease`)).status, 404);
+  assert.equal((await call('acme', 'DELETE', `${base}/leased/lease`, undefined, withNonce)).json().code, 'LEASE_NOT_FOUND');
+  // A lease of 1 s expires by itself: no stale lease blocks the container.
+  assert.equal((await call('acme', 'POST', `${base}/leased/lease`, { ttlSeconds: 1 })).status, 201);
+  assert.equal((await call('acme', 'POST', `${base}/leased/stop?t=0`)).status, 409);
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.equal((await call('acme', 'GET', `${base}/leased/lease`)).status, 404);
+  assert.equal((await call('acme', 'GET', `${base}/leased`)).json().lease, undefined);
+  // Waiting for removal answers when it is removed; the lease record goes with the container.
+  const gone = call('acme', 'GET', `${base}/leased/wait?state=removed&timeout=60`);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal((await call('acme', 'DELETE', `${base}/leased?force=true`)).status, 204);
+  assert.deepEqual((await gone).json(), { state: 'removed' });
+  assert.deepEqual(await ctl.store.list('ctl.container-lease'), []);
+});
+
+test('label filters: ?label=k=v (repeatable, all must match) and ?label=k, from the records', async () => {
+  const base = '/v1/tenants/acme/projects/web/containers';
+  const mk = (name: string, labels: Record<string, string>) =>
+    call('acme', 'POST', base, { spec: { image: 'busybox', name, labels, process: { args: ['sleep', '600'] } }, start: false });
+  assert.equal((await mk('f1', { tier: 'web', env: 'prod' })).status, 201);
+  assert.equal((await mk('f2', { tier: 'web', env: 'dev' })).status, 201);
+  assert.equal((await mk('f3', { tier: 'db', canary: '1' })).status, 201);
+  const names = async (q: string): Promise<string[]> => {
+    const r = await call('acme', 'GET', `${base}${q}`);
+    assert.equal(r.status, 200, r.body);
+    return (r.json() as Array<{ name: string }>).map((c) => c.name).sort();
+  };
+  assert.deepEqual(await names(''), ['f1', 'f2', 'f3']);
+  assert.deepEqual(await names('?label=tier=web'), ['f1', 'f2']);
+  assert.deepEqual(await names('?label=tier=web&label=env=prod'), ['f1']);
+  assert.deepEqual(await names('?label=canary'), ['f3']);
+  assert.deepEqual(await names('?label=tier=nope'), []);
+  assert.deepEqual(
+    await names(`?label=${encodeURIComponent('boson.tenant=acme')}`),
+    [],
+    "the controller's own labels are not the project's",
+  );
+  assert.equal((await call('acme', 'GET', `${base}?label==x`)).status, 400);
+  // A created container is `stopped` for a wait (not running).
+  assert.equal((await call('acme', 'GET', `${base}/f1/wait?state=stopped&timeout=0`)).json().state, 'created');
+  for (const n of ['f1', 'f2', 'f3']) assert.equal((await call('acme', 'DELETE', `${base}/${n}?force=true`)).status, 204);
 });
 
 test('a restart-policy container of a LOST machine is placed again on another; its old copy goes when the machine is back', async () => {
@@ -340,7 +622,7 @@ test('a restart-policy container of a LOST machine is placed again on another; i
 
   holder.tcp!.close();
   holder.tcp = undefined;
-  clockMs += LOST_AFTER_MS + 1000;
+  clockMs += LOST_AFTER_MS * 2; // past lostAfter and the lag of lastSeen (Fleet.recordCheck)
   await fleet.checker.checkAll();
   assert.equal((await call('root', 'GET', `/v1/machines/${holder.id}`)).json().state, 'LOST');
   // r1 (restart policy always) now runs on the other machine, under the same id and name; n0 (no policy) stays.
@@ -390,7 +672,7 @@ test('a drained machine gets nothing new and keeps what it has; a machine that s
   other.tcp = undefined;
   await fleet.checker.checkAll();
   assert.equal((await call('root', 'GET', `/v1/machines/${other.id}`)).json().state, 'READY', 'one failed check is not LOST');
-  clockMs += LOST_AFTER_MS + 1000;
+  clockMs += LOST_AFTER_MS * 2; // past lostAfter and the lag of lastSeen (Fleet.recordCheck)
   await fleet.checker.checkAll();
   const lost = (await call('root', 'GET', `/v1/machines/${other.id}`)).json();
   assert.equal(lost.state, 'LOST');

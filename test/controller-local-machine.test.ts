@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { ERROR_CATALOGUE } from '../src/common/index.ts';
 import { ControllerClient, type MachineInfo } from '../src/controller/index.ts';
 import { makeTestHost, qemuPidsUsing, runBoson, startUntil, type BosonResult, type TestHost } from './helpers.ts';
 import type { ChildProcess } from 'node:child_process';
@@ -46,7 +47,7 @@ test('the host is the first machine; a project container created through the con
 
   const base = '/v1/tenants/default/projects/default/containers';
   const c = await client.request<{ id: string; name: string; state: string; machineId: string }>('POST', base, {
-    spec: { image: 'busybox', name: 'web', process: { args: ['sleep', '600'] }, resources: { memoryMiB: 128 } },
+    spec: { image: 'busybox', name: 'web', labels: { tier: 'front' }, process: { args: ['sleep', '600'] }, resources: { memoryMiB: 128 } },
   });
   assert.equal(c.state, 'running');
   assert.equal(c.machineId, machines[0]!.id);
@@ -57,7 +58,37 @@ test('the host is the first machine; a project container created through the con
   );
   const usage = await client.request<{ usage: Array<{ key: string; value: number }> }>('GET', '/v1/tenants/default/projects/default');
   assert.equal(usage.usage.find((u) => u.key === 'vm.count')?.value, 1);
-  await client.request('DELETE', `${base}/web?force=true`);
+
+  // boson container: label filters, a lease whose nonce every change needs, a wait for an explicit state.
+  const cli = async (args: string[], want = 0): Promise<string> => {
+    const r = await runBoson(host, ['container', ...args]);
+    assert.equal(r.code, want, `boson container ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout.toString()}`);
+    return r.stdout.toString();
+  };
+  const listed = (labels: string[]) =>
+    cli(['ls', 'default/default', ...labels.flatMap((l) => ['--label', l]), '--json']).then((o) =>
+      (JSON.parse(o) as Array<{ name: string }>).map((x) => x.name),
+    );
+  assert.deepEqual(await listed(['tier=front']), ['web']);
+  assert.deepEqual(await listed(['tier=back']), []);
+  const lease = JSON.parse(await cli(['lease', 'default/default', 'web', '--ttl', '120', '--description', 'ci', '--json'])) as {
+    nonce: string;
+    owner: string;
+  };
+  assert.equal(lease.owner, 'admin');
+  const refused = await runBoson(host, ['container', 'stop', 'default/default', 'web', '--json']);
+  assert.equal(refused.code, ERROR_CATALOGUE.CONTAINER_LEASED.exit, refused.stderr);
+  assert.match(refused.stderr, /CONTAINER_LEASED/);
+  assert.equal(JSON.parse(await cli(['lease-info', 'default/default', 'web', '--json'])).description, 'ci');
+  await cli(['stop', 'default/default', 'web', '--nonce', lease.nonce]);
+  assert.equal(
+    JSON.parse(await cli(['wait', 'default/default', 'web', '--state', 'stopped', '--timeout', '60', '--json'])).state,
+    'exited',
+  );
+  const timedOut = await runBoson(host, ['container', 'wait', 'default/default', 'web', '--state', 'running', '--timeout', '1']);
+  assert.equal(timedOut.code, ERROR_CATALOGUE.CONTAINER_WAIT_TIMEOUT.exit, timedOut.stderr);
+  await cli(['release', 'default/default', 'web', '--nonce', lease.nonce, '--json']);
+  await cli(['rm', 'default/default', 'web', '--force']);
   assert.equal((await client.request<unknown[]>('GET', base)).length, 0);
   const after = await client.request<{ usage: Array<{ key: string; value: number }> }>('GET', '/v1/tenants/default/projects/default');
   assert.equal(after.usage.find((u) => u.key === 'vm.count')?.value ?? 0, 0);

@@ -126,3 +126,93 @@ export async function streamExec(
   await done;
   return out;
 }
+
+/** An open channel-protocol stream, driven step by step (an attach with a tty, a conversation over stdin). */
+export interface OpenStream {
+  protocol: string;
+  /** Output so far, per channel (1 stdout, 2 stderr). */
+  stdout: string;
+  stderr: string;
+  /** The final status (channel 3) once it came. */
+  status: StreamedExec['status'];
+  /** Sends `data` on `channel` (0 stdin, 4 resize). */
+  send(channel: number, data: string | Buffer): void;
+  /** v5's close of stdin ([255, 0]). */
+  closeStdin(): void;
+  /** Resolves once `predicate` holds for the stream (checked on each message), or rejects after `ms`. */
+  until(predicate: (s: OpenStream) => boolean, ms: number, what: string): Promise<void>;
+  /** Closes the WebSocket from this side. */
+  close(): void;
+  /** Resolves when the server closed the connection. */
+  closed: Promise<void>;
+}
+
+/** Opens an Exec or Attach URL as kubectl does (WebSocket, channel protocol `protocols`) and keeps it open. */
+export async function openStream(url: string, protocols = ['v5.channel.k8s.io', 'v4.channel.k8s.io']): Promise<OpenStream> {
+  const { default: http } = await import('node:http');
+  const { randomBytes } = await import('node:crypto');
+  const { FrameReader, Opcode, encodeFrame } = await import('../src/cri/websocket.ts');
+  const req = http.request(url, {
+    headers: {
+      Connection: 'Upgrade',
+      Upgrade: 'websocket',
+      'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
+      'Sec-WebSocket-Version': '13',
+      'Sec-WebSocket-Protocol': protocols.join(', '),
+    },
+  });
+  const { res, socket } = await new Promise<{ res: import('node:http').IncomingMessage; socket: import('node:net').Socket }>(
+    (resolve, reject) => {
+      req.on('upgrade', (res, socket) => resolve({ res, socket }));
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => reject(new Error(`no upgrade: ${res.statusCode} ${body}`)));
+      });
+      req.on('error', reject);
+      req.end();
+    },
+  );
+  const waiters = new Set<() => void>();
+  const reader = new FrameReader();
+  const s: OpenStream = {
+    protocol: String(res.headers['sec-websocket-protocol']),
+    stdout: '',
+    stderr: '',
+    status: null,
+    send: (channel, data) => socket.write(encodeFrame(Opcode.binary, Buffer.concat([Buffer.from([channel]), Buffer.from(data)]), true)),
+    closeStdin: () => socket.write(encodeFrame(Opcode.binary, Buffer.from([255, 0]), true)),
+    until: (predicate, ms, what) =>
+      new Promise<void>((resolve, reject) => {
+        const check = (): void => {
+          if (!predicate(s)) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`timed out waiting for ${what}: stdout ${JSON.stringify(s.stdout)}, stderr ${JSON.stringify(s.stderr)}`));
+        }, ms);
+        waiters.add(check);
+        check();
+      }),
+    close: () => socket.end(encodeFrame(Opcode.close, Buffer.from([0x03, 0xe8]), true)),
+    closed: new Promise<void>((resolve) => socket.on('close', () => resolve())),
+  };
+  socket.on('data', (chunk: Buffer) => {
+    for (const m of reader.push(chunk)) {
+      if (m.opcode === Opcode.close) socket.end();
+      if (m.opcode !== Opcode.binary || m.data.length === 0) continue;
+      const text = m.data.subarray(1).toString();
+      if (m.data[0] === 1) s.stdout += text;
+      else if (m.data[0] === 2) s.stderr += text;
+      else if (m.data[0] === 3) s.status = JSON.parse(text);
+    }
+    for (const w of [...waiters]) w();
+  });
+  socket.on('close', () => {
+    for (const w of [...waiters]) w();
+  });
+  return s;
+}

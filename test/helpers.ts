@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { MemoryStateStore, PACKAGE_ROOT } from '../src/common/index.ts';
-import { NetworkManager } from '../src/machine/index.ts';
+import { NetworkManager, PodNetworks, openStateStore } from '../src/machine/index.ts';
 import { openImageStore } from '../src/main/index.ts';
 
 /** The demo image's OCI layout, built by the setup command. */
@@ -43,6 +43,10 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
     BOSON_RUN_DIR: path.join(stateDir, 'run'),
     BOSON_QUIET: '1',
     ...net,
+    // CNI pod networks of its own: a private configuration directory (Boson writes its default list there), a
+    // bridge <prefix>-cni0 and a subnet of this host's octet.
+    BOSON_CNI_CONF_DIR: path.join(stateDir, 'cni', 'net.d'),
+    BOSON_CNI_SUBNET: `10.${octet}.64.0/24`,
   };
   delete env.BOSON_DEBUG;
   delete env.BOSON_TIMINGS;
@@ -66,6 +70,17 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
       })
         .teardown()
         .catch(() => undefined);
+      // Pod networks a failed suite may have left (a passing one leaves none): CNI DEL of each, then any namespace
+      // and the CNI bridge of this host's prefix.
+      await removeCniLeftovers(stateDir, net.BOSON_NET_PREFIX);
+      // Mounts a killed daemon left under the host (a pod's shared directory), deepest first.
+      const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
+        .split('\n')
+        .map((l) => l.split(' ')[4] ?? '')
+        .filter((m) => m.startsWith(`${stateDir}/`))
+        .sort((a, b) => b.length - a.length);
+      for (const m of mounts)
+        await new Promise((resolve) => spawn('umount', ['-l', m], { stdio: 'ignore' }).on('close', resolve).on('error', resolve));
       await rm(stateDir, { recursive: true, force: true });
       await rm(path.join(OCTET_CLAIMS, String(octet)), { force: true });
     },
@@ -74,6 +89,41 @@ export async function makeTestHost(parent = '/var/tmp'): Promise<TestHost> {
 
 /** Where test hosts claim their second octet (one file each, holding the claiming pid). */
 const OCTET_CLAIMS = '/run/boson-test-octets';
+
+/** The pod network namespaces (`<prefix>-pod-*`) and CNI bridge (`<prefix>-cni0`) of a test host's prefix. */
+export async function cniLeftovers(prefix: string): Promise<{ netns: string[]; bridge: boolean }> {
+  const netns = (await readdir('/run/netns').catch(() => [] as string[])).filter((n) => n.startsWith(`${prefix}-pod-`));
+  const bridge = await access(`/sys/class/net/${prefix}-cni0`).then(
+    () => true,
+    () => false,
+  );
+  return { netns, bridge };
+}
+
+async function removeCniLeftovers(stateDir: string, prefix: string): Promise<void> {
+  const store = await access(path.join(stateDir, 'machine.db')).then(
+    () => openStateStore(stateDir),
+    () => null,
+  );
+  if (store) {
+    const pods = new PodNetworks({
+      cni: { confDir: '/nonexistent', binDirs: ['/usr/lib/cni', '/opt/cni/bin'], defaults: { bridge: '', subnet: '', dataDir: '' } },
+      prefix,
+    });
+    for (const { value } of store.list<Parameters<PodNetworks['tearDown']>[0]>('pod-network'))
+      await pods.tearDown(value).catch(() => undefined);
+    store.close();
+  }
+  const { netns, bridge } = await cniLeftovers(prefix);
+  const ip = (args: string[]): Promise<void> =>
+    new Promise((resolve) =>
+      spawn('ip', args, { stdio: 'ignore' })
+        .on('close', () => resolve())
+        .on('error', () => resolve()),
+    );
+  for (const n of netns) await ip(['netns', 'delete', n]);
+  if (bridge) await ip(['link', 'delete', `${prefix}-cni0`]);
+}
 
 /**
  * Claims a second octet in 10.130-239 for one test host, exclusively across every test process on this machine

@@ -24,9 +24,16 @@ test('boson info --json shows the accelerator with its reason, the guest bundle,
   assert.equal(info.paths.stateDir, host.stateDir);
   assert.deepEqual(info.problems, []);
   assert.equal(info.mode, process.geteuid?.() === 0 ? 'root' : 'rootless');
+  if (info.mode === 'root') {
+    await access(info.binds.guard);
+    assert.match(info.binds.confinement.join(', '), /seccomp guard.*set-user-ID.*namespace sandbox/);
+  }
 
   const human = await runBoson(host, ['info']);
   assert.match(human.stdout.toString(), new RegExp(`Accelerator: +${expected.accel} \\(`));
+  assert.match(human.stdout.toString(), /^Bind mounts: +\S+virtiofsd under \S+virtiofsd-guard: seccomp guard/m);
+  const noVirtiofsd = await runBoson(host, ['info', '--json'], { env: { BOSON_VIRTIOFSD: '/nonexistent/virtiofsd' } });
+  assert.match(JSON.parse(noVirtiofsd.stdout.toString()).binds.confinement.join(), /virtiofsd missing: 9p/);
   const forced = await runBoson(host, ['info', '--json'], { env: { BOSON_ACCEL: 'kvm' } });
   assert.equal(JSON.parse(forced.stdout.toString()).accelerator.name, 'kvm');
 });

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -268,6 +269,11 @@ static int enter_exec_root(const struct spec *spec)
 	for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++)
 		if (path_join(p, r, fs[i].dir) < 0 || mount(fs[i].src, p, fs[i].type, fs[i].flags, NULL) < 0)
 			return -1;
+	/* The VM's cgroup v2, read-only: the container sees its limits (and cannot change them). */
+	if (access(NEWROOT "/sys/fs/cgroup/cgroup.controllers", F_OK) == 0 &&
+	    (path_join(p, r, "/sys/fs/cgroup") < 0 ||
+	     mount("cgroup2", p, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0))
+		return -1;
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
 		if (!have[i])
 			continue;
@@ -278,6 +284,55 @@ static int enter_exec_root(const struct spec *spec)
 	if (exec_mounts(spec, r, 0) < 0)
 		return -1;
 	return chroot(r) < 0 || chdir("/") < 0 ? -1 : 0;
+}
+
+/* Writes text to the file at path; 0, or -1 with errno. */
+static int write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = write(fd, text, strlen(text));
+	int e = errno;
+	close(fd);
+	errno = e;
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* In the child of a pod container's process: joins the VM's cgroup `rel` (EXEC_CGROUP, made if missing, each
+ * parent delegating the cpu, memory and pids controllers), when the guest has cgroup v2 (without it the host
+ * refuses limits before it asks). Returns 0, or -1 with errno. */
+static int join_cgroup(const char *rel)
+{
+	char p[PATH_MAX];
+	size_t len = (size_t)snprintf(p, sizeof p, "%s", NEWROOT "/sys/fs/cgroup");
+	if (access(NEWROOT "/sys/fs/cgroup/cgroup.controllers", F_OK) < 0)
+		return 0;
+	for (const char *c = rel; *c;) {
+		char sub[PATH_MAX + sizeof "/cgroup.subtree_control"];
+		snprintf(sub, sizeof sub, "%s/cgroup.subtree_control", p);
+		write_text(sub, "+cpu +memory +pids"); /* best effort: a controller the kernel lacks stays off */
+		size_t n = strcspn(c, "/");
+		if (len + 1 + n >= sizeof p) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		p[len++] = '/';
+		memcpy(p + len, c, n);
+		len += n;
+		p[len] = 0;
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			return -1;
+		c += n;
+		if (*c == '/')
+			c++;
+	}
+	if (len + sizeof "/cgroup.procs" > sizeof p) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(p + len, "/cgroup.procs", sizeof "/cgroup.procs");
+	return write_text(p, "0");
 }
 
 /* In the child: sets up the session, stdio, root, cwd, and credentials, then executes the command. */
@@ -295,6 +350,8 @@ static _Noreturn void child_exec(const struct spec *spec, const struct user_ids 
 	for (int i = 0; i < 3; i++)
 		if (dup2(fds[i], i) < 0)
 			child_fail(errpipe, R_INTERNAL, errno);
+	if (spec->exec_cgroup && join_cgroup(spec->exec_cgroup) < 0)
+		child_fail(errpipe, R_INTERNAL, errno);
 	if (spec->exec_root) {
 		if (enter_exec_root(spec) < 0)
 			child_fail(errpipe, R_MOUNT_FAILED, errno);
@@ -302,10 +359,21 @@ static _Noreturn void child_exec(const struct spec *spec, const struct user_ids 
 		child_fail(errpipe, R_INTERNAL, errno);
 	if (mkdir_p(spec->cwd, 0755) < 0 || chdir(spec->cwd) < 0)
 		child_fail(errpipe, R_CWD_FAILED, errno);
-	gid_t groups[USER_MAX_GROUPS];
+	gid_t groups[USER_MAX_GROUPS + sizeof spec->exec_groups / sizeof spec->exec_groups[0]];
+	size_t ngroups = 0;
 	for (size_t i = 0; i < ids->ngroups; i++)
-		groups[i] = ids->groups[i];
-	if (setgroups(ids->ngroups, groups) < 0 || setgid(ids->gid) < 0 || setuid(ids->uid) < 0)
+		groups[ngroups++] = ids->groups[i];
+	for (size_t i = 0; i < spec->nexec_groups; i++)
+		groups[ngroups++] = spec->exec_groups[i];
+	/* The capability bounding set (needs CAP_SETPCAP, so before the user changes): root keeps just these after the
+	 * exec; other users have none either way (no ambient capabilities). */
+	if (spec->has_exec_caps)
+		for (int cap = 0; cap < 64 && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+			if (!(spec->exec_caps & (UINT64_C(1) << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+				child_fail(errpipe, R_INTERNAL, errno);
+	if (spec->exec_no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		child_fail(errpipe, R_INTERNAL, errno);
+	if (setgroups(ngroups, groups) < 0 || setgid(ids->gid) < 0 || setuid(ids->uid) < 0)
 		child_fail(errpipe, R_INTERNAL, errno);
 	umask(022);
 	exec_path(spec->argv, spec->envp);

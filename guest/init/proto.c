@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,6 +64,26 @@ int frame_hdr_decode(const uint8_t *in, struct frame_hdr *h)
 }
 
 /* Copies a record value into a new C string; NULL if it holds a NUL byte or memory runs out. */
+/* True when p is a relative path of plain names ([A-Za-z0-9_.-], not "." or ".."), such as "boson/abc". */
+static int cgroup_path_ok(const char *p)
+{
+	if (!*p || strlen(p) > 255)
+		return 0;
+	for (const char *c = p; *c;) {
+		const char *end = strchr(c, '/');
+		size_t n = end ? (size_t)(end - c) : strlen(c);
+		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return 0;
+		for (size_t i = 0; i < n; i++)
+			if (!isalnum((unsigned char)c[i]) && c[i] != '_' && c[i] != '.' && c[i] != '-')
+				return 0;
+		c += n;
+		if (*c == '/')
+			c++;
+	}
+	return p[strlen(p) - 1] != '/';
+}
+
 static char *dup_value(const uint8_t *v, uint32_t len)
 {
 	if (memchr(v, 0, len))
@@ -283,14 +304,16 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		off += len;
 
 		char **slot = NULL;
-		if (is_exec ? tag > S_WINSIZE && tag != S_EXEC_ROOT && tag != S_EXEC_READONLY && tag != S_EXEC_MOUNT
-			    : tag == S_EXEC_ROOT || tag == S_EXEC_READONLY || tag == S_EXEC_MOUNT)
+		int exec_only = tag == S_EXEC_ROOT || tag == S_EXEC_READONLY || tag == S_EXEC_MOUNT || tag == S_EXEC_CGROUP ||
+				tag == S_EXEC_GROUPS || tag == S_EXEC_CAPS || tag == S_EXEC_NO_NEW_PRIVS;
+		if (is_exec ? tag > S_WINSIZE && !exec_only : exec_only)
 			continue; /* an EXEC takes only the process's records, and EXEC_ROOT is an EXEC's only */
 		switch (tag) {
 		case S_ARG:
 		case S_ENV:
 		case S_DNS:
 		case S_DNS_SEARCH:
+		case S_DNS_OPTION:
 		case S_HOSTS: {
 			char *str = dup_value(v, len);
 			if (!str)
@@ -299,6 +322,7 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 				 : tag == S_ENV	       ? vec_push(&s->envp, &s->envc, str)
 				 : tag == S_DNS	       ? vec_push(&s->dns, &s->ndns, str)
 				 : tag == S_DNS_SEARCH ? vec_push(&s->dns_search, &s->ndns_search, str)
+				 : tag == S_DNS_OPTION ? vec_push(&s->dns_options, &s->ndns_options, str)
 						       : vec_push(&s->hosts, &s->nhosts, str);
 			if (rc < 0) {
 				free(str);
@@ -313,6 +337,27 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		case S_ROOT_FSTYPE: slot = &s->root_fstype; break;
 		case S_SCRATCH_DISK: slot = &s->scratch_disk; break;
 		case S_EXEC_ROOT: slot = &s->exec_root; break;
+		case S_EXEC_CGROUP: slot = &s->exec_cgroup; break;
+		case S_EXEC_GROUPS: {
+			char text[32 * 11 + 1];
+			if (len == 0 || len >= sizeof text)
+				return spec_error(s, err, errlen, "EXEC_GROUPS must be 1 to %zu bytes, not %u", sizeof text - 1, len);
+			memcpy(text, v, len);
+			text[len] = 0;
+			s->nexec_groups = 0;
+			for (char *tok = text, *next; tok; tok = next) {
+				next = strchr(tok, ',');
+				if (next)
+					*next++ = 0;
+				char *end;
+				errno = 0;
+				unsigned long g = strtoul(tok, &end, 10);
+				if (!*tok || *end || errno || g > 4294967294UL || s->nexec_groups == sizeof s->exec_groups / sizeof s->exec_groups[0])
+					return spec_error(s, err, errlen, "EXEC_GROUPS: \"%s\" is not a list of at most 32 group ids", tok);
+				s->exec_groups[s->nexec_groups++] = (uint32_t)g;
+			}
+			continue;
+		}
 		case S_CLOCK:
 			if (len != 8)
 				return spec_error(s, err, errlen, "CLOCK must be 8 bytes, not %u", len);
@@ -360,9 +405,20 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		case S_STDIN:
 		case S_LOG_PORT:
 		case S_EXEC_READONLY:
+		case S_EXEC_NO_NEW_PRIVS:
 			if (len != 1)
 				return spec_error(s, err, errlen, "record with tag %u must be 1 byte, not %u", tag, len);
-			*(tag == S_TTY ? &s->tty : tag == S_STDIN ? &s->stdin_open : tag == S_LOG_PORT ? &s->log_port : &s->exec_readonly) = v[0] != 0;
+			*(tag == S_TTY		? &s->tty
+			  : tag == S_STDIN	? &s->stdin_open
+			  : tag == S_LOG_PORT	? &s->log_port
+			  : tag == S_EXEC_READONLY ? &s->exec_readonly
+						: &s->exec_no_new_privs) = v[0] != 0;
+			continue;
+		case S_EXEC_CAPS:
+			if (len != 8)
+				return spec_error(s, err, errlen, "EXEC_CAPS must be 8 bytes, not %u", len);
+			s->has_exec_caps = 1;
+			s->exec_caps = get_u64(v);
 			continue;
 		case S_ENTROPY:
 			if (len < 16 || len > sizeof s->entropy)
@@ -391,6 +447,8 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		return spec_error(s, err, errlen, "missing ROOT_DISK");
 	if (s->exec_root && (s->exec_root[0] != '/' || strstr(s->exec_root, "..")))
 		return spec_error(s, err, errlen, "EXEC_ROOT \"%s\" is not absolute or contains ..", s->exec_root);
+	if (s->exec_cgroup && !cgroup_path_ok(s->exec_cgroup))
+		return spec_error(s, err, errlen, "EXEC_CGROUP \"%s\" is not a relative path of plain names", s->exec_cgroup);
 	if (s->cwd && s->cwd[0] != '/')
 		return spec_error(s, err, errlen, "CWD \"%s\" is not absolute", s->cwd);
 	if (!s->envp && !(s->envp = calloc(1, sizeof *s->envp)))
@@ -423,6 +481,8 @@ void spec_free(struct spec *s)
 	free(s->root_fstype);
 	free(s->scratch_disk);
 	free(s->exec_root);
+	free(s->exec_cgroup);
+	vec_free(s->dns_options, s->ndns_options);
 	vec_free(s->exec_mounts, s->nexec_mounts);
 	free(s->ifs);
 	vec_free(s->dns, s->ndns);

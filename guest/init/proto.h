@@ -63,6 +63,11 @@ enum spec_tag {
 	S_EXEC_READONLY = 20, /* EXEC only, u8: with EXEC_ROOT, that root is mounted read-only for the process */
 	S_EXEC_MOUNT = 21,    /* EXEC only, repeatable: "SOURCE\tTARGET\tro|rw", a bind into the EXEC_ROOT */
 	S_ENTROPY = 22, /* 16..64 random bytes from the host: mixed into the guest's pool, which is reseeded */
+	S_DNS_OPTION = 41, /* repeatable: a resolver option for /etc/resolv.conf's options line ("ndots:5") */
+	S_EXEC_CGROUP = 42, /* EXEC only, with EXEC_ROOT: a cgroup path under /sys/fs/cgroup the process joins (made if missing) */
+	S_EXEC_GROUPS = 43, /* EXEC only, with EXEC_ROOT: "GID,GID,..." supplementary groups added to the user's */
+	S_EXEC_CAPS = 44,   /* EXEC only, with EXEC_ROOT, u64: the capability bounding set (bit N: capability N) */
+	S_EXEC_NO_NEW_PRIVS = 45, /* EXEC only, with EXEC_ROOT, u8: no_new_privs is set before the exec */
 };
 
 struct frame_hdr {
@@ -116,6 +121,8 @@ struct spec {
 	size_t ndns;
 	char **dns_search;
 	size_t ndns_search;
+	char **dns_options;
+	size_t ndns_options;
 	char **hosts;
 	size_t nhosts;
 	struct mount_spec *mounts;
@@ -125,6 +132,12 @@ struct spec {
 	int exec_readonly; /* EXEC_READONLY: exec_root is read-only for it */
 	char **exec_mounts; /* EXEC_MOUNT texts, checked by exec_mount_parse (NULL-terminated, or NULL) */
 	size_t nexec_mounts;
+	char *exec_cgroup; /* EXEC_CGROUP, or NULL: checked to be a relative path of plain names */
+	uint32_t exec_groups[32]; /* EXEC_GROUPS */
+	size_t nexec_groups;
+	int has_exec_caps;
+	uint64_t exec_caps; /* EXEC_CAPS */
+	int exec_no_new_privs;
 	uint8_t entropy[64];
 	size_t entropy_len;
 };

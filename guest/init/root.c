@@ -212,13 +212,19 @@ static void write_etc_files(const struct spec *spec)
 {
 	static char buf[65536];
 	size_t len = 0;
-	if (spec->ndns || spec->ndns_search) {
+	if (spec->ndns || spec->ndns_search || spec->ndns_options) {
 		for (size_t i = 0; i < spec->ndns; i++)
 			append(buf, sizeof buf, &len, "nameserver ", spec->dns[i], "\n");
 		if (spec->ndns_search) {
 			append(buf, sizeof buf, &len, "search", "", "");
 			for (size_t i = 0; i < spec->ndns_search; i++)
 				append(buf, sizeof buf, &len, " ", spec->dns_search[i], "");
+			append(buf, sizeof buf, &len, "\n", "", "");
+		}
+		if (spec->ndns_options) {
+			append(buf, sizeof buf, &len, "options", "", "");
+			for (size_t i = 0; i < spec->ndns_options; i++)
+				append(buf, sizeof buf, &len, " ", spec->dns_options[i], "");
 			append(buf, sizeof buf, &len, "\n", "", "");
 		}
 		write_etc_file("etc/resolv.conf", buf);
@@ -314,6 +320,9 @@ static void mount_root(const char *root_disk, const char *root_fstype, const cha
 	unsigned long safe = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 	must_mount("proc", NEWROOT "/proc", "proc", safe, NULL);
 	must_mount("sysfs", NEWROOT "/sys", "sysfs", safe | MS_RDONLY, NULL);
+	/* cgroup v2 when the kernel has it (a pod VM limits each of its containers there); none is no error. */
+	if (mount("cgroup2", NEWROOT "/sys/fs/cgroup", "cgroup2", safe, NULL) < 0 && errno != ENOENT && errno != ENODEV)
+		log_msg("mount cgroup2: %s", strerror(errno));
 	must_mount("tmpfs", NEWROOT "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=0755,size=65536k");
 	must_mount("devpts", NEWROOT "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
 		   "newinstance,ptmxmode=0666,mode=0620,gid=5");

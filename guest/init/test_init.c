@@ -350,6 +350,52 @@ static void test_exec_spec(void)
 	rec_str(&b, S_ARG, "sh");
 	rec_str(&b, S_EXEC_ROOT, "relative");
 	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "EXEC_ROOT"));
+	/* A pod container's cgroup and supplementary groups: EXEC only. */
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_EXEC_CGROUP, "boson/c1");
+	rec_str(&b, S_EXEC_GROUPS, "10,4294967294,0");
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == 0);
+	CHECK(s.exec_cgroup && strcmp(s.exec_cgroup, "boson/c1") == 0 && s.nexec_groups == 3 && s.exec_groups[0] == 10 &&
+	      s.exec_groups[1] == 4294967294u && s.exec_groups[2] == 0);
+	spec_free(&s);
+	rec_str(&b, S_ROOT_DISK, "boson-root");
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0 && s.exec_cgroup == NULL && s.nexec_groups == 0);
+	spec_free(&s);
+	const char *bad_cgroups[] = {"/abs", "a/../b", "..", "a//b", "a/", "a b", ""};
+	for (size_t i = 0; i < sizeof bad_cgroups / sizeof bad_cgroups[0]; i++) {
+		b.len = 0;
+		rec_str(&b, S_ARG, "sh");
+		rec_str(&b, S_EXEC_CGROUP, bad_cgroups[i]);
+		CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "EXEC_CGROUP"));
+	}
+	const char *bad_groups[] = {"", "1,,2", "x", "1,-2", "4294967295", "1 2"};
+	for (size_t i = 0; i < sizeof bad_groups / sizeof bad_groups[0]; i++) {
+		b.len = 0;
+		rec_str(&b, S_ARG, "sh");
+		rec_str(&b, S_EXEC_GROUPS, bad_groups[i]);
+		CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "EXEC_GROUPS"));
+	}
+	/* Capabilities and no_new_privs: EXEC only. */
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec(&b, S_EXEC_CAPS, "\0\0\0\0\xa8\x04\x25\xfb", 8);
+	rec(&b, S_EXEC_NO_NEW_PRIVS, "\1", 1);
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == 0 && s.has_exec_caps && s.exec_caps == 0xa80425fbu &&
+	      s.exec_no_new_privs);
+	spec_free(&s);
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec(&b, S_EXEC_CAPS, "\1\2\3", 3);
+	CHECK(exec_spec_parse(b.data, b.len, &s, err, sizeof err) == -1 && strstr(err, "EXEC_CAPS"));
+	/* DNS options: a SPEC's, repeatable. */
+	b.len = 0;
+	rec_str(&b, S_ARG, "sh");
+	rec_str(&b, S_ROOT_DISK, "boson-root");
+	rec_str(&b, S_DNS_OPTION, "ndots:5");
+	rec_str(&b, S_DNS_OPTION, "edns0");
+	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0 && s.ndns_options == 2 && strcmp(s.dns_options[1], "edns0") == 0);
+	spec_free(&s);
 }
 
 /* Writes text to a new temporary file and returns its path (static storage per slot). */

@@ -17,6 +17,7 @@ export type ErrorKind =
   | 'Unauthenticated'
   | 'ResourceExhausted'
   | 'Unavailable'
+  | 'DeadlineExceeded'
   | 'DataLoss'
   | 'Internal';
 
@@ -25,7 +26,8 @@ export type ErrorKind =
  * code (CRI and the controller's machine link). The one table; an edge may refine a code's wording, never its class.
  * ResourceExhausted is 507 on REST (RFC 4918's Insufficient Storage, as a full host is) and 500 on Docker, whose
  * clients know no other; gRPC codes are the numbers of google.rpc.Code. Unauthenticated (no credentials, or a token
- * that is unknown, revoked or expired) is 401, PermissionDenied (known, but not allowed) 403.
+ * that is unknown, revoked or expired) is 401, PermissionDenied (known, but not allowed) 403. DeadlineExceeded (a
+ * wait whose timeout passed before the state it waited for came: Fly's 408) is 408 Request Timeout.
  */
 export const KIND_TRANSLATION = {
   NotFound: { rest: 404, docker: 404, grpc: 5 },
@@ -36,6 +38,7 @@ export const KIND_TRANSLATION = {
   Unauthenticated: { rest: 401, docker: 401, grpc: 16 },
   ResourceExhausted: { rest: 507, docker: 500, grpc: 8 },
   Unavailable: { rest: 503, docker: 503, grpc: 14 },
+  DeadlineExceeded: { rest: 408, docker: 408, grpc: 4 },
   DataLoss: { rest: 500, docker: 500, grpc: 15 },
   Internal: { rest: 500, docker: 500, grpc: 13 },
 } as const satisfies Record<ErrorKind, { rest: number; docker: number; grpc: number }>;
@@ -118,7 +121,17 @@ export const ERROR_CATALOGUE = {
   ROOTLESS_UNSUPPORTED: {
     kind: 'FailedPrecondition',
     exit: 95,
-    summary: 'the operation needs a root daemon (rootless mode uses QEMU user-mode networking)',
+    summary: 'the operation needs a root daemon (rootless mode uses user-mode networking)',
+  },
+  PASST_MISSING: {
+    kind: 'Unavailable',
+    exit: 120,
+    summary: 'passt, the user-mode network of rootless micro-VMs, is not installed or not runnable',
+  },
+  PASST_FAILED: {
+    kind: 'Unavailable',
+    exit: 121,
+    summary: 'passt, the user-mode network of a rootless micro-VM, failed to start or ended while its VM ran',
   },
   ROOTLESS_SETUP_MISSING: {
     kind: 'FailedPrecondition',
@@ -192,6 +205,16 @@ export const ERROR_CATALOGUE = {
     exit: 117,
     summary: "the pod sandbox's micro-VM is not running (stopped, or it failed): it takes no containers",
   },
+  CNI_FAILED: {
+    kind: 'Unavailable',
+    exit: 140,
+    summary: "a CNI plugin failed to set up or tear down a pod's network, or the CNI configuration is missing or invalid",
+  },
+  POD_CGROUPS_UNAVAILABLE: {
+    kind: 'FailedPrecondition',
+    exit: 145,
+    summary: "the pod VM's guest kernel has no cgroup v2: a container's CPU, memory and pids limits cannot be applied in it",
+  },
   MACHINE_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'no machine of the fleet has that id' },
   MACHINE_IN_USE: {
     kind: 'FailedPrecondition',
@@ -207,6 +230,27 @@ export const ERROR_CATALOGUE = {
     kind: 'Unavailable',
     exit: 116,
     summary: 'the machine that holds the container did not answer the controller (it may be LOST)',
+  },
+  CONTAINER_LEASED: {
+    kind: 'FailedPrecondition',
+    exit: 130,
+    summary: "the container is leased: a change must carry the lease's nonce (Boson-Lease-Nonce), or wait until it is released or expires",
+  },
+  LEASE_NOT_FOUND: { kind: 'NotFound', exit: 66, summary: 'the container holds no lease (never taken, released, or expired)' },
+  TASK_RUNNER_DIED: {
+    kind: 'Unavailable',
+    exit: 131,
+    summary: 'the replica running the task stopped renewing its lease, and the task is of a kind that is not resumed elsewhere',
+  },
+  CONTAINER_WAIT_TIMEOUT: {
+    kind: 'DeadlineExceeded',
+    exit: 132,
+    summary: 'the container did not reach the state waited for within the timeout (the details say its state)',
+  },
+  PROJECT_RESOURCES_SPLIT: {
+    kind: 'FailedPrecondition',
+    exit: 135,
+    summary: "a container asks for a project's volumes or networks that live on different machines (a container runs on one)",
   },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;

@@ -3,7 +3,7 @@
  * in private trees and never touch a user's real state.
  *
  * A daemon run by root uses the system directories (/var/lib/boson, /run/boson). Any other user runs Boson in
- * **rootless mode** (QEMU user-mode networking, root disks built in a user namespace) with per-user directories
+ * **rootless mode** (user-mode networking by passt, root disks built in a user namespace) with per-user directories
  * that follow XDG, as rootless Docker and Podman do: $XDG_DATA_HOME/boson (~/.local/share/boson) and
  * $XDG_RUNTIME_DIR/boson (or /tmp/boson-<uid> when there is no runtime directory).
  */

@@ -9,6 +9,8 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { BosonError, errorFromProblem } from '../common/index.ts';
 import type { Flavor, Grant, Limits, Principal, Project, Task, Tenant, TokenCreated, TokenInfo, User } from './model/schemas.ts';
+import type { FleetContainer, WaitState } from './fleet/containers.ts';
+import { LEASE_NONCE_HEADER, type LeaseGranted, type LeaseInfo } from './fleet/leases.ts';
 
 /** Where a controller is and how to reach it. */
 export interface ControllerTarget {
@@ -78,8 +80,16 @@ export class ControllerClient {
   }
 
   /** Sends a request and returns its JSON answer (undefined for 204); the typed error for 4xx/5xx. */
-  async request<T>(method: string, urlPath: string, body?: unknown, opts: { idempotencyKey?: string } = {}): Promise<T> {
-    const res = await this.raw(method, urlPath, body, opts.idempotencyKey ? { 'Idempotency-Key': opts.idempotencyKey } : {});
+  async request<T>(
+    method: string,
+    urlPath: string,
+    body?: unknown,
+    opts: { idempotencyKey?: string; headers?: Record<string, string> } = {},
+  ): Promise<T> {
+    const res = await this.raw(method, urlPath, body, {
+      ...(opts.headers ?? {}),
+      ...(opts.idempotencyKey ? { 'Idempotency-Key': opts.idempotencyKey } : {}),
+    });
     const chunks: Buffer[] = [];
     for await (const c of res) chunks.push(c as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
@@ -167,6 +177,43 @@ export class ControllerClient {
   waitTask(id: string, timeoutSeconds: number): Promise<Task> {
     return this.request('GET', `/v1/tasks/${enc(id)}/wait?timeout=${Math.max(0, Math.min(300, Math.floor(timeoutSeconds)))}`);
   }
+  /** A project's containers; `labels` (`k=v` or `k`) must all match. */
+  listContainers(tenant: string, project: string, labels: string[] = []): Promise<FleetContainer[]> {
+    const q = labels.map((l) => `label=${enc(l)}`).join('&');
+    return this.request('GET', `${containersPath(tenant, project)}${q ? `?${q}` : ''}`);
+  }
+  /** Takes a container's lease (or extends the one `nonce` holds). */
+  leaseContainer(
+    tenant: string,
+    project: string,
+    ref: string,
+    req: { ttlSeconds?: number; description?: string; nonce?: string } = {},
+  ): Promise<LeaseGranted> {
+    const { nonce, ...body } = req;
+    return this.request('POST', `${containersPath(tenant, project)}/${enc(ref)}/lease`, body, {
+      ...(nonce ? { headers: { [LEASE_NONCE_HEADER]: nonce } } : {}),
+    });
+  }
+  getContainerLease(tenant: string, project: string, ref: string): Promise<LeaseInfo> {
+    return this.request('GET', `${containersPath(tenant, project)}/${enc(ref)}/lease`);
+  }
+  releaseContainerLease(tenant: string, project: string, ref: string, nonce: string): Promise<void> {
+    return this.request('DELETE', `${containersPath(tenant, project)}/${enc(ref)}/lease`, undefined, {
+      headers: { [LEASE_NONCE_HEADER]: nonce },
+    });
+  }
+  /** One wait request (at most 300 s); CONTAINER_WAIT_TIMEOUT when the state did not come. */
+  waitContainer(
+    tenant: string,
+    project: string,
+    ref: string,
+    state: WaitState,
+    timeoutSeconds: number,
+  ): Promise<{ state: string; container?: FleetContainer }> {
+    const t = Math.max(0, Math.min(300, Math.floor(timeoutSeconds)));
+    return this.request('GET', `${containersPath(tenant, project)}/${enc(ref)}/wait?state=${state}&timeout=${t}`);
+  }
 }
 
 const enc = encodeURIComponent;
+const containersPath = (tenant: string, project: string): string => `/v1/tenants/${enc(tenant)}/projects/${enc(project)}/containers`;

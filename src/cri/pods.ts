@@ -9,6 +9,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { PodContainer, PodContainerStats, Pod, PodMachine, PodSpec, PodContainerSpec, PortBinding } from '../machine/port/index.ts';
 import { CriRefusal } from './errors.ts';
 import type { CriHandler } from './handler.ts';
+import { containerResourcesOf, criResourcesOf } from './resources.ts';
+import { securityOf } from './security.ts';
 import type { StreamingServer } from './streaming.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- the proto's messages have no static types here */
@@ -83,13 +85,8 @@ export function containerSpecOf(config: any, logDirectory: string | undefined): 
   });
   if ((config.devices ?? []).length > 0 || (config.CDIDevices ?? config.cDIDevices ?? []).length > 0)
     unimplemented('devices in a container of a pod are not supported: a micro-VM has no host devices');
-  if (config.tty || config.stdin) unimplemented('tty and stdin need attach, which Boson does not serve over CRI yet');
-  const sc = config.linux?.securityContext ?? {};
-  if (sc.privileged) unimplemented('privileged containers are not supported: the pod VM has no host to give access to');
-  let user: string | undefined;
-  if (sc.runAsUsername) user = sc.runAsUsername;
-  else if (sc.runAsUser) user = String(num(sc.runAsUser.value));
-  if (user !== undefined && sc.runAsGroup) user += `:${num(sc.runAsGroup.value)}`;
+  const security = securityOf(config.linux?.securityContext);
+  const resources = containerResourcesOf(config.linux?.resources);
   const env = (config.envs ?? []).map((kv: any) => `${kv.key}=${Buffer.isBuffer(kv.value) ? kv.value.toString('utf8') : (kv.value ?? '')}`);
   let logPath: string | undefined;
   if (config.logPath) {
@@ -105,12 +102,14 @@ export function containerSpecOf(config: any, logDirectory: string | undefined): 
     ...((config.args ?? []).length > 0 ? { args: config.args } : {}),
     ...(env.length > 0 ? { env } : {}),
     ...(config.workingDir ? { cwd: config.workingDir } : {}),
-    ...(user !== undefined ? { user } : {}),
+    ...security,
     labels: config.labels ?? {},
     annotations: config.annotations ?? {},
     ...(logPath !== undefined ? { logPath } : {}),
-    ...(sc.readonlyRootfs ? { readOnlyRoot: true } : {}),
     ...(mounts.length > 0 ? { mounts } : {}),
+    ...(config.stdin ? { stdin: true, ...(config.stdinOnce ? { stdinOnce: true } : {}) } : {}),
+    ...(config.tty ? { tty: true } : {}),
+    ...(resources ? { resources } : {}),
   };
 }
 
@@ -283,6 +282,7 @@ export function podHandlers(machine: PodMachine, streaming?: StreamingServer): R
           message: c.message,
           mounts: [],
           logPath: c.spec.logPath ?? '',
+          resources: criResourcesOf(c.spec.resources),
         },
         info,
       };

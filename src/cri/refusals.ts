@@ -15,11 +15,6 @@ const streamList = (list: string): Refusal => ({
   why: `Boson does not stream this list yet: call ${list}, which answers the same`,
 });
 
-const noStreaming: Refusal = {
-  status: grpc.status.UNIMPLEMENTED,
-  why: "Boson's CRI streaming server serves Exec only so far (attach needs containers with stdin or a tty, which are refused; port-forward is not implemented): use Exec or ExecSync",
-};
-
 /** RPC name -> its refusal. */
 export const REFUSED_RPCS: Readonly<Record<string, Refusal>> = {
   StreamPodSandboxes: streamList('ListPodSandbox'),
@@ -28,12 +23,6 @@ export const REFUSED_RPCS: Readonly<Record<string, Refusal>> = {
   StreamPodSandboxStats: streamList('ListPodSandboxStats'),
   StreamPodSandboxMetrics: streamList('ListPodSandboxMetrics'),
   StreamImages: streamList('ListImages'),
-  Attach: noStreaming,
-  PortForward: noStreaming,
-  UpdateContainerResources: {
-    status: grpc.status.UNIMPLEMENTED,
-    why: "a container of a pod shares its pod's micro-VM, whose memory and vCPUs are fixed when it boots; per-container limits inside the VM are not implemented",
-  },
   UpdatePodSandboxResources: {
     status: grpc.status.FAILED_PRECONDITION,
     why: "a pod's micro-VM gets its memory and vCPUs when it boots (QEMU microvm has no memory or CPU hot-plug): run the pod again with the new resources",

@@ -1,9 +1,9 @@
 /**
  * CRI's Version, Status, RuntimeConfig and UpdateRuntimeConfig: what the runtime is and whether it is ready. The
- * runtime is ready when the machine answers; the network is ready when the machine has its default network (pods
- * join it: CNI is not used, see docs/design.md).
+ * runtime is ready when the machine answers; the network is ready when the machine says new pods can get one (a
+ * CNI configuration and its plugins; or, with CNI off, the machine's default network: see docs/design.md).
  */
-import type { Machine } from '../machine/port/index.ts';
+import type { PodMachine } from '../machine/port/index.ts';
 import type { CriHandler } from './handler.ts';
 
 /** The runtime's name and the CRI version it speaks. */
@@ -14,7 +14,7 @@ export const CRI_API_VERSION = 'v1';
 export const RUNTIME_HANDLERS = ['', 'boson'];
 
 /** The handlers of the runtime-wide RPCs; `version` is Boson's own (semver). */
-export function runtimeInfoHandlers(machine: Machine, version: string): Record<string, CriHandler> {
+export function runtimeInfoHandlers(machine: PodMachine, version: string): Record<string, CriHandler> {
   return {
     Version: async () => ({ version: '0.1.0', runtimeName: RUNTIME_NAME, runtimeVersion: version, runtimeApiVersion: CRI_API_VERSION }),
     Status: async (ctx, req) => {
@@ -26,14 +26,19 @@ export function runtimeInfoHandlers(machine: Machine, version: string): Record<s
         runtimeReady = { status: false, reason: 'MachineUnavailable', message: (err as Error).message };
       }
       try {
-        const networks = await machine.networks.list(ctx);
-        if (!networks.some((n) => n.builtin))
-          networkReady = { status: false, reason: 'NoDefaultNetwork', message: 'the machine has no default network for pods to join' };
+        const net = await machine.pods.networkStatus(ctx);
+        if (!net.ready) networkReady = { status: false, reason: net.reason, message: net.message };
       } catch (err) {
         networkReady = { status: false, reason: 'NetworkUnavailable', message: (err as Error).message };
       }
       const info: Record<string, string> = {};
-      if (req.verbose) info.config = JSON.stringify({ runtime: RUNTIME_NAME, version, podSandbox: 'one QEMU microvm per pod', cni: false });
+      if (req.verbose)
+        info.config = JSON.stringify({
+          runtime: RUNTIME_NAME,
+          version,
+          podSandbox: 'one QEMU microvm per pod',
+          network: await machine.pods.networkStatus(ctx).catch(() => null),
+        });
       return {
         status: {
           conditions: [
@@ -48,7 +53,7 @@ export function runtimeInfoHandlers(machine: Machine, version: string): Record<s
     },
     // Boson uses cgroupfs directly (no systemd slices) for its QEMU processes.
     RuntimeConfig: async () => ({ linux: { cgroupDriver: 'CGROUPFS' } }),
-    // The pod CIDR kubelet sends is for CNI, which Boson does not use yet: pods join the machine's default network.
+    // The pod CIDR kubelet sends is accepted and unused: the CNI configuration list (or Boson's default one) has the pod subnet.
     UpdateRuntimeConfig: async () => ({}),
   };
 }

@@ -9,12 +9,15 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { BosonError, silentLogger, type Logger } from '../common/index.ts';
 import type { PodMachine, RequestContext } from '../machine/port/index.ts';
+import { attachHandlers } from './attach.ts';
 import { CriRefusal, grpcErrorOf } from './errors.ts';
 import type { CriHandler } from './handler.ts';
 import { imageHandlers } from './images.ts';
 import { podHandlers } from './pods.ts';
+import { portForwardHandlers } from './portforward.ts';
 import { criServices } from './proto.ts';
 import { REFUSED_RPCS } from './refusals.ts';
+import { resourceHandlers } from './resources.ts';
 import { runtimeInfoHandlers } from './runtime-info.ts';
 import { StreamingServer } from './streaming.ts';
 
@@ -46,6 +49,9 @@ export function criHandlers(
     ...runtimeInfoHandlers(machine, options.version),
     ...imageHandlers(machine, options.imageFsDir),
     ...podHandlers(machine, streaming),
+    ...portForwardHandlers(machine, streaming),
+    ...attachHandlers(machine, streaming),
+    ...resourceHandlers(machine),
   };
 }
 

@@ -127,6 +127,18 @@ test('version 2 spec records: clock, interfaces, DNS, hosts, mounts, log port', 
   assert.equal(text(9), 'disk\tvol-data\t/data\text4\trw');
   assert.equal(text(10), '9p\tshare0\t/srv\t9p\tro');
   assert.deepEqual([...recs[11]![1]], [1]);
+  // Resolver options (a pod's DnsConfig) after the search domains.
+  const withOptions = records(encodeSpec({ argv: ['sh'], env: [], rootDisk: 'r', dnsSearch: ['a.b'], dnsOptions: ['ndots:5', 'edns0'] }));
+  assert.deepEqual(
+    withOptions.map((r) => [r[0], r[1].toString()]),
+    [
+      [1, 'sh'],
+      [9, 'r'],
+      [15, 'a.b'],
+      [41, 'ndots:5'],
+      [41, 'edns0'],
+    ],
+  );
   // Without them, a version 1 spec comes out unchanged.
   assert.deepEqual(
     records(encodeSpec({ argv: ['sh'], env: [], rootDisk: 'r', logPort: false })).map((r) => r[0]),
@@ -150,6 +162,10 @@ test('malformed interfaces and mounts are refused before they reach the guest', 
     { ...base, mounts: [{ ...mount, fstype: '' }] },
     { ...base, mounts: [{ ...mount, kind: 'nfs' as 'disk' }] },
     { ...base, dns: ['a\0b'] },
+    { ...base, dnsOptions: ['ndots: 5'] },
+    { ...base, dnsSearch: ['a.b\nnameserver 6.6.6.6'] },
+    { ...base, dns: [''] },
+    { ...base, dnsOptions: [''] },
   ];
   for (const spec of bad)
     assert.throws(
@@ -200,6 +216,43 @@ test('EXEC payloads carry only the process records', () => {
       () => encodeExec({ argv: ['sh'], env: [], root }),
       (e) => isBosonError(e, 'INVALID_ARGUMENT'),
     );
+  // A pod container's cgroup, supplementary groups, capability bounding set and no_new_privs: with a root only.
+  const confined = records(
+    encodeExec({
+      argv: ['sh'],
+      env: [],
+      root: '/r',
+      cgroup: 'boson/c1',
+      groups: [10, 20],
+      capabilities: 0xa80425fbn,
+      noNewPrivileges: true,
+    }),
+  );
+  assert.deepEqual(
+    confined.map((r) => r[0]),
+    [1, 19, 42, 43, 44, 45],
+  );
+  assert.equal(confined[2]![1].toString(), 'boson/c1');
+  assert.equal(confined[3]![1].toString(), '10,20');
+  assert.equal(confined[4]![1].readBigUInt64BE(0), 0xa80425fbn);
+  assert.deepEqual([...confined[5]![1]], [1]);
+  for (const bad of [
+    { cgroup: '/abs' },
+    { cgroup: 'a/../b' },
+    { cgroup: 'a b' },
+    { groups: [-1] },
+    { groups: [1.5] },
+    { capabilities: 1n << 64n },
+  ])
+    assert.throws(
+      () => encodeExec({ argv: ['sh'], env: [], root: '/r', ...bad }),
+      (e) => isBosonError(e, 'INVALID_ARGUMENT'),
+      JSON.stringify(bad, (_k, v) => (typeof v === 'bigint' ? String(v) : v)),
+    );
+  assert.throws(
+    () => encodeExec({ argv: ['sh'], env: [], cgroup: 'boson/c1' }),
+    (e) => isBosonError(e, 'INVALID_ARGUMENT'),
+  );
   const frame = encodeFrame(FrameType.EXEC, exec, 7);
   const [decoded] = new FrameDecoder().push(frame);
   assert.equal(decoded!.type, 0x86);

@@ -159,6 +159,8 @@ export interface RunSpec {
   dns?: string[];
   /** Search domains for /etc/resolv.conf. */
   dnsSearch?: string[];
+  /** Resolver options for /etc/resolv.conf's options line (e.g. "ndots:5"). */
+  dnsOptions?: string[];
   /** Extra /etc/hosts lines, e.g. "10.88.0.5\tweb". */
   hosts?: string[];
   mounts?: GuestMount[];
@@ -191,6 +193,14 @@ export interface ExecSpec {
   readOnlyRoot?: boolean;
   /** With `root`: paths of the VM bound into that root (after /proc, /sys, /dev, hosts and resolv.conf), in order. */
   mounts?: Array<{ source: string; target: string; readOnly: boolean }>;
+  /** With `root`: a cgroup of the guest (relative to /sys/fs/cgroup, made if missing) the process joins first. */
+  cgroup?: string;
+  /** With `root`: supplementary group ids of the process, added to its user's. */
+  groups?: number[];
+  /** With `root`: the capability bounding set of the process (bit N: capability N); every one when absent. */
+  capabilities?: bigint;
+  /** With `root`: no_new_privs is set for the process. */
+  noNewPrivileges?: boolean;
 }
 
 /** Tags of SPEC and EXEC records. */
@@ -217,6 +227,11 @@ export const SpecTag = {
   EXEC_READONLY: 20,
   EXEC_MOUNT: 21,
   ENTROPY: 22,
+  DNS_OPTION: 41,
+  EXEC_CGROUP: 42,
+  EXEC_GROUPS: 43,
+  EXEC_CAPS: 44,
+  EXEC_NO_NEW_PRIVS: 45,
 } as const;
 
 /** Builds a sequence of SPEC records. */
@@ -308,8 +323,20 @@ export function encodeSpec(spec: RunSpec): Buffer {
     w.add(SpecTag.CLOCK, b);
   }
   for (const i of spec.interfaces ?? []) w.addString(SpecTag.NET_IF, netIfText(i));
-  for (const d of spec.dns ?? []) w.addString(SpecTag.DNS, d);
-  for (const d of spec.dnsSearch ?? []) w.addString(SpecTag.DNS_SEARCH, d);
+  for (const [tag, list] of [
+    [SpecTag.DNS, spec.dns],
+    [SpecTag.DNS_SEARCH, spec.dnsSearch],
+  ] as const)
+    for (const d of list ?? []) {
+      // One word each: resolv.conf is a list of words per line.
+      if (d === '' || /\s/.test(d))
+        throw new BosonError('INVALID_ARGUMENT', `DNS server or search domain ${JSON.stringify(d)} is empty or holds a space`);
+      w.addString(tag, d);
+    }
+  for (const d of spec.dnsOptions ?? []) {
+    if (d === '' || /\s/.test(d)) throw new BosonError('INVALID_ARGUMENT', `DNS option ${JSON.stringify(d)} is empty or holds a space`);
+    w.addString(SpecTag.DNS_OPTION, d);
+  }
   for (const h of spec.hosts ?? []) w.addString(SpecTag.HOSTS, h);
   for (const m of spec.mounts ?? []) w.addString(SpecTag.MOUNT, mountText(m));
   if (spec.logPort) w.add(SpecTag.LOG_PORT, Buffer.from([1]));
@@ -338,8 +365,32 @@ export function encodeExec(spec: ExecSpec): Buffer {
           throw new BosonError('INVALID_ARGUMENT', `exec mount path ${JSON.stringify(p)} is not absolute, or contains .. or a tab`);
       w.addString(SpecTag.EXEC_MOUNT, `${m.source}\t${m.target}\t${m.readOnly ? 'ro' : 'rw'}`);
     }
-  } else if (spec.mounts?.length) {
-    throw new BosonError('INVALID_ARGUMENT', 'exec mounts need an exec root');
+    if (spec.cgroup !== undefined) {
+      if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(spec.cgroup) || spec.cgroup.split('/').some((p) => p === '.' || p === '..'))
+        throw new BosonError('INVALID_ARGUMENT', `exec cgroup ${JSON.stringify(spec.cgroup)} is not a relative path of plain names`);
+      w.addString(SpecTag.EXEC_CGROUP, spec.cgroup);
+    }
+    if (spec.groups !== undefined && spec.groups.length > 0) {
+      if (spec.groups.length > 32 || spec.groups.some((g) => !Number.isInteger(g) || g < 0 || g > 4294967294))
+        throw new BosonError('INVALID_ARGUMENT', `exec groups ${JSON.stringify(spec.groups)}: at most 32 ids of 0 to 4294967294`);
+      w.addString(SpecTag.EXEC_GROUPS, spec.groups.join(','));
+    }
+    if (spec.capabilities !== undefined) {
+      if (spec.capabilities < 0n || spec.capabilities >= 1n << 64n)
+        throw new BosonError('INVALID_ARGUMENT', `exec capabilities ${spec.capabilities} are not a 64-bit mask`);
+      const b = Buffer.allocUnsafe(8);
+      b.writeBigUInt64BE(spec.capabilities);
+      w.add(SpecTag.EXEC_CAPS, b);
+    }
+    if (spec.noNewPrivileges) w.add(SpecTag.EXEC_NO_NEW_PRIVS, Buffer.from([1]));
+  } else if (
+    spec.mounts?.length ||
+    spec.cgroup !== undefined ||
+    spec.groups?.length ||
+    spec.capabilities !== undefined ||
+    spec.noNewPrivileges
+  ) {
+    throw new BosonError('INVALID_ARGUMENT', 'exec mounts, cgroup, groups, capabilities and no_new_privs need an exec root');
   }
   return w.done();
 }

@@ -12,6 +12,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pidAlive, BosonError, isBosonError, isStoreConflict, type StateStore, type StoreOp } from '../common/index.ts';
 import type { ProcessConfig } from './container-config.ts';
+import type { PodNic } from './pod-network.ts';
 import type { ContainerState, LogOptions, MountSpec, PortBinding, RestartPolicy } from './port/index.ts';
 
 export type { ContainerState, RestartPolicy };
@@ -56,6 +57,8 @@ export interface ContainerRecord {
   links?: Array<{ container: string; name: string; alias: string }>;
   /** While running: its address and the host ports actually published. */
   endpoint: { network: string; address: string; gateway: string; mac: string; ports: PortBinding[] } | null;
+  /** A pod VM's NIC, made by CNI in the pod's network namespace (pod-network.ts), instead of a Boson network. */
+  podNic?: PodNic;
   /** DNS settings that replace the network's (a pod's DNSConfig). */
   dns?: { servers: string[]; searches: string[]; options: string[] };
   /** Only in the daemon's answers, never stored: why the running VM is paused (the host's disk is full). */

@@ -51,6 +51,7 @@ export async function startDaemon(options: import('./daemon.ts').DaemonOptions):
   return daemon.startDaemon(options);
 }
 export { NetworkManager, parsePortSpec, type NetworkManagerOptions } from './network/index.ts';
+export { PodNetworks, type PodNetworkOptions } from './pod-network.ts';
 export { parseVolumeSpec, DEFAULT_VOLUME_BYTES } from './volumes/index.ts';
 export { humanDuration, statusText } from './status.ts';
 export { bootBundle, type GuestKernelOptions } from './boot-bundle.ts';

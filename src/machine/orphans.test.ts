@@ -44,6 +44,27 @@ test('killOrphanedVms kills the QEMUs of unknown VM directories of its run dir, 
   assert.deepEqual(await killOrphanedVms(runDir, [known]), [], 'a second pass finds nothing');
 });
 
+test('killOrphanedVms kills the passt of an unknown VM directory (argv[0] names it), not a known one or a foreign passt', async (t) => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'boson-orphans-'));
+  const runDir = path.join(root, 'run');
+  const known = 'c'.repeat(64);
+  const procs = {
+    orphan: fake(`${runDir}/vms/0123456789abcdef/passt`, ['--foreground', '--no-map-gw', '--fd', '3']),
+    knownVm: fake(`${runDir}/vms/${known.slice(0, 16)}/passt`, ['--foreground', '--fd', '3']),
+    foreign: fake('/usr/bin/passt', ['--socket', `${runDir}/vms/0123456789abcdef/x.sock`]),
+  };
+  t.after(async () => {
+    for (const p of Object.values(procs)) p.kill('SIGKILL');
+    await rm(root, { recursive: true, force: true });
+  });
+  await Promise.all(Object.values(procs).map((p) => new Promise((r) => p.once('spawn', r))));
+  const orphanGone = new Promise((r) => procs.orphan.once('exit', (_code, signal) => r(signal)));
+  assert.deepEqual(await killOrphanedVms(runDir, [known]), [{ pid: procs.orphan.pid, dir: '0123456789abcdef' }]);
+  assert.equal(await orphanGone, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(alive(procs.knownVm) && alive(procs.foreign));
+});
+
 test('killOrphanedVms keeps a relocated VM of a known container (its command line names the directory it started in)', async (t) => {
   const root = await mkdtemp(path.join(os.tmpdir(), 'boson-orphans-'));
   const runDir = path.join(root, 'run');

@@ -5,15 +5,16 @@
  * two steps, a `rm` whose kill failed). Nothing would ever stop them, and they hold memory, a tap and a volume's
  * disk. The daemon kills them at start, once it has re-attached to the VMs it knows.
  *
- * Only processes whose argv[0] is a `qemu-system-*` binary are considered, so that a user's `tail -f` of a
- * console log in the same directory is never touched. The check reads /proc/<pid>/cmdline and then signals the
+ * Only processes whose argv[0] is a `qemu-system-*` binary, or the passt of a rootless VM (argv[0] names its
+ * directory: passtArgv0), are considered, so that a user's `tail -f` of a console log in the same directory is never
+ * touched. A passt quits by itself once its QEMU is gone; killing it here too is the net under that. The check reads /proc/<pid>/cmdline and then signals the
  * pid; a pid reused in between by another QEMU of the same directory is the only (harmless) race left.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ORIGIN_FILE } from '../vmm/index.ts';
+import { isPasstCommand, ORIGIN_FILE } from '../vmm/index.ts';
 
-/** A QEMU process that was killed, and the VM directory it used. */
+/** A QEMU (or passt) process that was killed, and the VM directory it used. */
 export interface KilledOrphan {
   pid: number;
   /** The `<dir>` of `<runDir>/vms/<dir>` (16 hex digits of the container id, as the daemon names it). */
@@ -68,7 +69,7 @@ export async function killOrphanedVms(runDir: string, knownDirs: Iterable<string
     } catch {
       continue; // exited meanwhile, or not ours to read
     }
-    if (!path.basename(argv[0] ?? '').startsWith('qemu-system')) continue;
+    if (!path.basename(argv[0] ?? '').startsWith('qemu-system') && !isPasstCommand(argv)) continue;
     const dirs = vmDirsIn(argv, vmsDir);
     if (dirs.length === 0 || dirs.some(isKnown)) continue;
     try {

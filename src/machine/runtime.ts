@@ -68,6 +68,7 @@ import type {
 } from './port/index.ts';
 import { containerView } from './view.ts';
 import { HelperVms } from './helper-vms.ts';
+import type { PodNic, PodNetworks } from './pod-network.ts';
 import { PodService, POD_SHARE_TARGET } from './pods.ts';
 
 /** True while `pid` exists and is not a zombie. */
@@ -107,6 +108,14 @@ export interface ExecRoot {
   path: string;
   readOnly?: boolean;
   mounts?: Array<{ source: string; target: string; readOnly: boolean }>;
+  /** The guest cgroup (relative to its cgroup root) the process joins before it runs. */
+  cgroup?: string;
+  /** Supplementary group ids added to the user's. */
+  groups?: number[];
+  /** The capability bounding set (bit N: capability N); all when absent. */
+  capabilities?: bigint;
+  /** Sets no_new_privs before the exec. */
+  noNewPrivileges?: boolean;
 }
 
 /** One process's live connection to a running VM. */
@@ -177,6 +186,8 @@ export interface RuntimeOptions {
    * WarmTemplates) of these images within this budget.
    */
   warm?: { images: string[]; perShape: number; memoryBudgetMiB: number; mode?: 'pool' | 'template'; cloneTbMiB?: number };
+  /** How pods get their network (CNI, pod-network.ts); absent: pods join the machine's default network. */
+  podNetworks?: PodNetworks;
 }
 
 /**
@@ -226,6 +237,23 @@ export interface RuntimeMetrics {
   boots: number[];
   stops: number[];
   failures: number;
+}
+
+/** The endpoint of a pod VM whose NIC CNI made (no Boson network: nothing to connect or disconnect). */
+function podEndpoint(containerId: string, nic: PodNic, hostname: string): Endpoint {
+  return {
+    containerId,
+    network: `cni:${nic.network}`,
+    nic: { kind: 'tap', ifname: nic.tap, mac: nic.mac, netns: nic.netnsPath },
+    mac: nic.mac,
+    address: nic.address,
+    prefixLen: nic.prefixLen,
+    gateway: nic.gateway,
+    dns: nic.dns,
+    dnsSearch: nic.dnsSearch,
+    hosts: [`${nic.address}\t${hostname}`],
+    ports: [],
+  };
 }
 
 /** The container runtime of this host (see the module comment). */
@@ -356,12 +384,17 @@ export class MachineRuntime implements MachineContainers {
 
   /** This machine with its pods (what the CRI personality serves): the machine, and pod sandboxes as micro-VMs. */
   get podMachine(): PodMachine {
+    return { ...this.machine, pods: this.pods() };
+  }
+
+  private pods(): PodService {
     this.podService ??= new PodService(this, {
       stateDir: this.paths.stateDir,
       store: this.store,
       log: this.log.child({ component: 'pods' }),
+      ...(this.options.podNetworks && !this.paths.rootless ? { networks: this.options.podNetworks } : {}),
     });
-    return { ...this.machine, pods: this.podService };
+    return this.podService;
   }
 
   /** The host's networks; ROOTLESS_UNSUPPORTED-style refusal where this runtime has none. */
@@ -403,6 +436,8 @@ export class MachineRuntime implements MachineContainers {
       }
     }
     await this.nets?.reconcile(this.liveIds());
+    // Pod networks a killed daemon left half made or half undone.
+    await this.pods().reconcileNetworks(async (id) => this.live.has(id));
     await this.warm?.init();
     await this.templates?.init();
   }
@@ -574,8 +609,14 @@ export class MachineRuntime implements MachineContainers {
    * Creates the micro-VM of a pod (src/machine/pods.ts) as a container of this runtime, with the pod's directory
    * `share` shared into it at `/.boson/pod` (a Boson path, which the bind policy refuses to users' binds).
    */
-  async createPodVm(spec: ContainerSpec, share: string): Promise<Container> {
-    return containerView(await this.createRecord(spec, [{ type: 'bind', source: share, destination: POD_SHARE_TARGET, readOnly: false }]));
+  async createPodVm(spec: ContainerSpec, share: string, nic?: PodNic): Promise<Container> {
+    return containerView(
+      await this.createRecord(
+        nic ? { ...spec, network: 'none' } : spec,
+        [{ type: 'bind', source: share, destination: POD_SHARE_TARGET, readOnly: false }],
+        nic,
+      ),
+    );
   }
 
   /** The accelerator this host's micro-VMs run with (kvm or tcg). */
@@ -583,7 +624,7 @@ export class MachineRuntime implements MachineContainers {
     return this.vmm.accelerator();
   }
 
-  private async createRecord(spec: ContainerSpec, internalMounts: MountSpec[] = []): Promise<ContainerRecord> {
+  private async createRecord(spec: ContainerSpec, internalMounts: MountSpec[] = [], podNic?: PodNic): Promise<ContainerRecord> {
     const image = await this.images.resolve(spec.image);
     const id = newContainerId();
     const proc = spec.process ?? {};
@@ -668,6 +709,7 @@ export class MachineRuntime implements MachineContainers {
       ...(spec.ipv4Address !== undefined ? { ipv4Address: spec.ipv4Address } : {}),
       ...(links.length > 0 ? { links } : {}),
       ...(spec.dns !== undefined ? { dns: spec.dns } : {}),
+      ...(podNic ? { podNic } : {}),
     };
     for (let attempt = 0; ; attempt++) {
       try {
@@ -903,7 +945,9 @@ export class MachineRuntime implements MachineContainers {
         : undefined;
     let endpoint: Endpoint | null;
     try {
-      endpoint = await this.connectNetwork(record, warm?.tap);
+      endpoint = record.podNic
+        ? podEndpoint(record.id, record.podNic, record.config.hostname)
+        : await this.connectNetwork(record, warm?.tap);
     } catch (err) {
       if (warm) await this.warm!.release(warm, true);
       throw err;
@@ -992,7 +1036,13 @@ export class MachineRuntime implements MachineContainers {
         ...(endpoint
           ? {
               interfaces: [
-                { mac: endpoint.mac, address: endpoint.address, prefixLen: endpoint.prefixLen, gateway: endpoint.gateway, mtu: 1500 },
+                {
+                  mac: endpoint.mac,
+                  address: endpoint.address,
+                  prefixLen: endpoint.prefixLen,
+                  ...(endpoint.gateway !== '' ? { gateway: endpoint.gateway } : {}),
+                  mtu: record.podNic?.mtu ?? 1500,
+                },
               ],
               dns: endpoint.dns,
               dnsSearch: endpoint.dnsSearch,
@@ -1002,6 +1052,7 @@ export class MachineRuntime implements MachineContainers {
         // DNS asked for by the container (a pod's DNSConfig) replaces the network's.
         ...(record.dns && record.dns.servers.length > 0 ? { dns: record.dns.servers } : {}),
         ...(record.dns && record.dns.searches.length > 0 ? { dnsSearch: record.dns.searches } : {}),
+        ...(record.dns && record.dns.options.length > 0 ? { dnsOptions: record.dns.options } : {}),
       });
     const tNet = performance.now();
     let claimed: ClaimedVm | null =
@@ -2012,6 +2063,10 @@ export class MachineRuntime implements MachineContainers {
           root: exec.root?.path,
           readOnlyRoot: exec.root?.readOnly,
           mounts: exec.root?.mounts,
+          cgroup: exec.root?.cgroup,
+          groups: exec.root?.groups,
+          capabilities: exec.root?.capabilities,
+          noNewPrivileges: exec.root?.noNewPrivileges,
         }),
         session,
       );

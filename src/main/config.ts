@@ -17,6 +17,8 @@ import { parseLogOptions } from '../machine/index.ts';
 export const HostConfig = Type.Object({
   bootTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
   virtiofsd: Type.String(),
+  /** BOSON_PASST: the passt that gives rootless micro-VMs their network. */
+  passt: Type.String(),
   debug: Type.Boolean(),
   netPrefix: Type.Optional(Type.String()),
   netSubnet: Type.Optional(Type.String()),
@@ -55,6 +57,13 @@ export const HostConfig = Type.Object({
   dockerTrace: Type.Boolean(),
   /** BOSON_CRI: the daemon serves Kubernetes' CRI on <run dir>/cri.sock ('off' turns it off; so does up --no-cri). */
   cri: Type.Boolean(),
+  /** BOSON_CNI, BOSON_CNI_CONF_DIR, BOSON_CNI_BIN_DIRS, BOSON_CNI_SUBNET: pod networks through CNI plugins. */
+  cni: Type.Object({
+    enabled: Type.Boolean(),
+    confDir: Type.String({ minLength: 1 }),
+    binDirs: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+    subnet: Type.String({ pattern: '^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$' }),
+  }),
   /** BOSON_LOG_OPTS: the log rotation of containers created without --log-opt (Docker's daemon log-opts). */
   logDefaults: Type.Optional(
     Type.Object({ maxSizeBytes: Type.Optional(Type.Integer({ minimum: 1 })), maxFiles: Type.Optional(Type.Integer({ minimum: 1 })) }),
@@ -111,6 +120,12 @@ export const SETTINGS: Setting[] = [
     env: 'BOSON_VIRTIOFSD',
     default: '/usr/lib/qemu/virtiofsd',
     meaning: 'the virtiofsd that serves bind mounts',
+    readBy: 'root',
+  },
+  {
+    env: 'BOSON_PASST',
+    default: '/usr/bin/passt',
+    meaning: "the passt that gives rootless micro-VMs their network (it keeps them from the host's loopback)",
     readBy: 'root',
   },
   {
@@ -218,6 +233,32 @@ export const SETTINGS: Setting[] = [
     default: 'on',
     meaning:
       "the daemon serves Kubernetes' CRI (runtime.v1, pod = micro-VM) on <run dir>/cri.sock; 'off' (or boson up --no-cri) turns it off",
+    readBy: 'root',
+  },
+  {
+    env: 'BOSON_CNI',
+    default: 'on',
+    meaning:
+      "CRI pods get their network from CNI plugins (a network namespace per pod wired to its VM's NIC); 'off': pods join the machine's default network",
+    readBy: 'root',
+  },
+  {
+    env: 'BOSON_CNI_CONF_DIR',
+    default: '/etc/cni/net.d',
+    meaning:
+      'where the CNI network configuration list is read (the first *.conflist, *.conf or *.json by name); Boson writes 10-boson.conflist there when there is none',
+    readBy: 'root',
+  },
+  {
+    env: 'BOSON_CNI_BIN_DIRS',
+    default: '/usr/lib/cni:/opt/cni/bin',
+    meaning: 'where CNI plugins are looked for (CNI_PATH)',
+    readBy: 'root',
+  },
+  {
+    env: 'BOSON_CNI_SUBNET',
+    default: '10.85.0.0/16',
+    meaning: 'the pod subnet of the default list Boson writes (bridge <BOSON_NET_PREFIX>-cni0, host-local IPAM under <state>/cni)',
     readBy: 'root',
   },
   {
@@ -347,6 +388,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
   const config = {
     bootTimeoutMs: timeout,
     virtiofsd: env.BOSON_VIRTIOFSD || '/usr/lib/qemu/virtiofsd',
+    passt: env.BOSON_PASST || '/usr/bin/passt',
     debug: terminalSettings(env).debug,
     netPrefix: env.BOSON_NET_PREFIX || undefined,
     netSubnet: env.BOSON_NET_SUBNET || undefined,
@@ -374,6 +416,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     quiet: terminalSettings(env).quiet,
     dockerTrace: Boolean(env.BOSON_DOCKER_TRACE),
     cri: env.BOSON_CRI !== 'off',
+    cni: {
+      enabled: env.BOSON_CNI !== 'off',
+      confDir: env.BOSON_CNI_CONF_DIR || '/etc/cni/net.d',
+      binDirs: (env.BOSON_CNI_BIN_DIRS || '/usr/lib/cni:/opt/cni/bin').split(':').filter(Boolean),
+      subnet: env.BOSON_CNI_SUBNET || '10.85.0.0/16',
+    },
     logDefaults: env.BOSON_LOG_OPTS ? logOptsSetting(env.BOSON_LOG_OPTS) : undefined,
     warm: {
       images: (env.BOSON_WARM_IMAGES ?? '')

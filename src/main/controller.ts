@@ -93,6 +93,7 @@ export async function startController(request: ControllerRequest): Promise<Runni
   const { app } = await buildControllerApi(controller, log.child({ component: 'controller-api' }), fleet.routes);
   try {
     await controller.bootstrap();
+    controller.start();
     if (request.localMachine)
       await fleet.fleet.registerLocal(`unix://${request.localMachine.socketPath}`, request.localMachine.capacity, { local: 'true' });
     await rm(socketPath, { force: true });
@@ -107,6 +108,7 @@ export async function startController(request: ControllerRequest): Promise<Runni
     }
   } catch (err) {
     tcpServer?.close();
+    await controller.close().catch(() => undefined);
     await fleet.close().catch(() => undefined);
     await app.close().catch(() => undefined);
     sqlite.close();
@@ -120,6 +122,7 @@ export async function startController(request: ControllerRequest): Promise<Runni
     close: async () => {
       tcpServer?.close();
       docker?.close();
+      await controller.close();
       await fleet.close();
       await app.close();
       await rm(socketPath, { force: true });

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { StateStore } from '../common/index.ts';
 import { ImageStore, type ImageStoreOptions } from '../image/index.ts';
-import { qemuVmm, userIds, type QemuOptions } from '../vmm/index.ts';
+import { DEFAULT_PASST_GUARD, qemuVmm, userIds, type QemuOptions } from '../vmm/index.ts';
 import {
   ContainerRegistry,
   EventService,
@@ -17,6 +17,7 @@ import {
   MachineRuntime,
   NetworkManager,
   NetworkService,
+  PodNetworks,
   VolumeManager,
   VolumeService,
   bootBundle,
@@ -63,9 +64,17 @@ function userExists(name: string): boolean {
   }
 }
 
-/** How this host runs QEMU (BOSON_QEMU, BOSON_ACCEL, BOSON_TCG_TB_MIB, BOSON_VIRTIOFSD). */
+/** How this host runs QEMU (BOSON_QEMU, BOSON_ACCEL, BOSON_TCG_TB_MIB, BOSON_VIRTIOFSD, BOSON_PASST). */
 export function qemuOptions(config: HostConfig): QemuOptions {
-  return { qemu: config.qemu, accel: config.accel, tcgTbMiB: config.tcgTbMiB, virtiofsd: config.virtiofsd };
+  return {
+    qemu: config.qemu,
+    accel: config.accel,
+    tcgTbMiB: config.tcgTbMiB,
+    virtiofsd: config.virtiofsd,
+    passt: config.passt,
+    // Built by scripts/setup.sh from src/vmm/passt-guard.c.
+    passtGuard: DEFAULT_PASST_GUARD,
+  };
 }
 
 /** The guest kernel and modules this host boots when configured (BOSON_GUEST_KERNEL, BOSON_GUEST_MODULES). */
@@ -96,6 +105,21 @@ function imageService(config: HostConfig, images: ImageStore, registry: Containe
   return new ImageService(images, {
     spoolDir: path.join(config.paths.stateDir, 'tmp'),
     imagesInUse: async () => new Set((await registry.list().catch(() => [])).map((r) => r.imageId)),
+  });
+}
+
+/** Pod networks through CNI, with the settings of `config` (the BOSON_CNI settings). */
+function podNetworks(config: HostConfig, log: Logger): PodNetworks {
+  const prefix = config.netPrefix ?? 'boson';
+  return new PodNetworks({
+    cni: {
+      confDir: config.cni.confDir,
+      binDirs: config.cni.binDirs,
+      defaults: { bridge: `${prefix}-cni0`, subnet: config.cni.subnet, dataDir: path.join(config.paths.stateDir, 'cni', 'networks') },
+    },
+    prefix,
+    tapOwner: vmmTapOwner(config),
+    log: log.child({ component: 'cni' }),
   });
 }
 
@@ -131,6 +155,7 @@ export function buildRuntime(hosting: RuntimeHosting, config: HostConfig = loadC
       jail: jailPolicy(config),
       logDefaults: config.logDefaults,
       warm: config.warm,
+      ...(hosting === 'daemon' && config.cni.enabled && !paths.rootless ? { podNetworks: podNetworks(config, log) } : {}),
     },
     {
       registry,

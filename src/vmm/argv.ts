@@ -87,7 +87,10 @@ export interface PreJailLayout {
   logFd?: number;
 }
 
-/** Builds QEMU's argv (without the binary). `diskFds` maps the index of each fd-backed disk to its child fd. */
+/**
+ * Builds QEMU's argv (without the binary). `diskFds` maps the index of each fd-backed disk to its child fd; `nicFds`
+ * the index of each user-mode NIC to the child fd of its socket to passt (passt.ts).
+ */
 export function buildQemuArgv(
   config: MicroVmConfig,
   accel: 'kvm' | 'tcg',
@@ -95,6 +98,7 @@ export function buildQemuArgv(
   diskFds: Map<number, number>,
   tcgTbMiB = DEFAULT_TCG_TB_MIB,
   prejail?: PreJailLayout,
+  nicFds: Map<number, number> = new Map(),
 ): string[] {
   // no_timer_check: the kernel's boot test of the IO-APIC timer busy-waits a few ms for timer interrupts and panics
   // ("IO-APIC + timer doesn't work!") when none came, which is what a vCPU starved by a loaded host (TCG above all)
@@ -212,8 +216,11 @@ export function buildQemuArgv(
     if (nic.kind === 'tap') {
       argv.push('-netdev', `tap,id=net${i},ifname=${nic.ifname},script=no,downscript=no`);
     } else {
-      const fwd = nic.forwards.map((f) => `,hostfwd=${f.protocol}:${f.hostIp}:${f.hostPort}-:${f.guestPort}`).join('');
-      argv.push('-netdev', `user,id=net${i}${fwd}`);
+      // User-mode networking is passt's (never QEMU's slirp, which hands the guest the host's loopback): QEMU
+      // speaks its stream protocol over an inherited socket whose other end passt holds.
+      const fd = nicFds.get(i);
+      if (fd === undefined) throw new Error(`user-mode NIC ${i} has no socket to passt`);
+      argv.push('-netdev', `stream,id=net${i},server=off,addr.type=fd,addr.str=${fd}`);
     }
     argv.push('-device', `virtio-net-device,netdev=net${i},mac=${nic.mac}`);
   });
@@ -228,9 +235,12 @@ export function buildQemuArgv(
       );
       return;
     }
+    // 9p is served by QEMU itself, outside virtiofsd's guard (virtiofsd.ts). A writable share keeps the guest's modes,
+    // owners and device nodes in user.virtfs.* attributes (mapped-xattr): on the host its files are plain files of
+    // QEMU's user, mode 0600 at creation, so no set-ID file or device node reaches the host.
     argv.push(
       '-fsdev',
-      `local,id=fs${i},path=${escapeOpt(share.path)},security_model=passthrough${share.readOnly ? ',readonly=on' : ''}`,
+      `local,id=fs${i},path=${escapeOpt(share.path)},security_model=${share.readOnly ? 'passthrough,readonly=on' : 'mapped-xattr'}`,
       '-device',
       `virtio-9p-device,fsdev=fs${i},mount_tag=${share.tag}`,
     );

@@ -13,4 +13,6 @@ export { probeAccelerator, chooseAccelerator, hostTscKhz, type AcceleratorChoice
 export { findQemu, qemuVersion } from './qemu-binary.ts';
 export { cgroupMode, describeCgroups, type CgroupMode } from './cgroup.ts';
 export { userIds } from './prejail.ts';
+export { describeVirtiofsd, type VirtiofsdView } from './virtiofsd.ts';
+export { isPasstCommand, findPasst, checkPasst, DEFAULT_PASST, DEFAULT_PASST_GUARD } from './passt.ts';
 export type { MicroVmConfig, DiskSpec, NicSpec, ShareSpec, VmExit, Vm, Vmm, VmJail } from './types.ts';

@@ -11,8 +11,8 @@
  * daemon re-attaches to it with attachMicroVm().
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { chown, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { chown, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
@@ -33,6 +33,20 @@ import type { MicroVmConfig, Vm, Vmm, VmExit } from './types.ts';
 import { cgroupMode, confine, release, releaseIfEmpty, type VmCgroup } from './cgroup.ts';
 import { PREJAIL_SCRIPT, groupName, prepareJail, userIds } from './prejail.ts';
 import { loadState, saveState } from './migration.ts';
+import { virtiofsdGuard, virtiofsdOptions } from './virtiofsd.ts';
+import {
+  checkGuard,
+  DEFAULT_PASST,
+  DEFAULT_PASST_GUARD,
+  findPasst,
+  guardLoaded,
+  outboundInterface,
+  passtPidFile,
+  passtWords,
+  startPasst,
+  type StartedPasst,
+  type UserNic,
+} from './passt.ts';
 
 const CONSOLE_KEEP = 64 * 1024;
 
@@ -56,6 +70,8 @@ export class MicroVm implements Vm {
   private readonly killProcess: () => void;
   /** Its cgroup directories (released when it ends). */
   private cgroup: VmCgroup | null;
+  /** Host processes that live exactly as long as QEMU (its passt): one ending stops the VM; the VM ending stops them. */
+  private readonly companions: Companion[];
 
   /** @internal use launchMicroVm or attachMicroVm */
   constructor(parts: {
@@ -67,10 +83,12 @@ export class MicroVm implements Vm {
     runtimeDir?: string;
     debug: boolean;
     cgroup?: VmCgroup | null;
+    companions?: Companion[];
   }) {
     this.pid = parts.pid;
     this.runtimeDir = parts.runtimeDir;
     this.cgroup = parts.cgroup ?? null;
+    this.companions = parts.companions ?? [];
     this.channel = parts.channel;
     this.qmp = new QmpClient(parts.qmp);
     // A closed peer must never crash Boson; the exit promise reports what happened.
@@ -92,6 +110,8 @@ export class MicroVm implements Vm {
         if (this.exitInfo) return;
         this.exitInfo = exit;
         parts.qmp.destroy();
+        // Its passt quits by itself once QEMU's end of their socket closes; one that has not is stopped here.
+        this.stopCompanions();
         // Its cgroup goes with it (a daemon that re-attached found it in the runtime directory; relocate() may
         // have renamed it).
         if (this.cgroup)
@@ -120,6 +140,59 @@ export class MicroVm implements Vm {
         timer.unref();
       }
     });
+    this.watchCompanions();
+  }
+
+  /** Stops the VM when one of its companions ends first (a VM whose passt is gone has lost its network). */
+  private watchCompanions(): void {
+    if (this.companions.length === 0) return;
+    const ended = (c: Companion): void => {
+      if (this.hasExited || c.ended) return;
+      c.ended = true;
+      // A passt ends by itself when QEMU closes their socket, i.e. also when the VM is ending anyway: QEMU is given
+      // a moment to go by itself before it is stopped.
+      setTimeout(() => {
+        if (this.hasExited) return;
+        const note = `boson: ${c.name} (pid ${c.pid}) ended while its micro-VM ran; stopping the micro-VM\n`;
+        if (this.runtimeDir !== undefined) {
+          try {
+            appendFileSync(path.join(this.runtimeDir, RUNTIME_FILES.qemuLog), note);
+          } catch {
+            // the directory is gone: the VM is being removed anyway
+          }
+        }
+        this.killProcess();
+      }, COMPANION_GRACE_MS).unref();
+    };
+    for (const c of this.companions) {
+      if (!c.proc) continue;
+      if (c.proc.exitCode !== null || c.proc.signalCode !== null) ended(c);
+      else c.proc.once('exit', () => ended(c));
+    }
+    const polled = this.companions.filter((c) => !c.proc);
+    if (polled.length === 0) return;
+    const timer = setInterval(() => {
+      if (this.hasExited) return clearInterval(timer);
+      for (const c of polled) if (!processAlive(c.pid, this.runtimeDir)) ended(c);
+    }, EXIT_POLL_MS);
+    timer.unref();
+  }
+
+  /** Kills the companions that are still running (after QEMU ended). */
+  private stopCompanions(): void {
+    for (const c of this.companions) {
+      if (c.ended) continue;
+      c.ended = true;
+      if (c.proc) {
+        if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+      } else if (processAlive(c.pid, this.runtimeDir)) {
+        try {
+          process.kill(c.pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+    }
   }
 
   /** True once QEMU has exited. */
@@ -273,6 +346,17 @@ export class MicroVm implements Vm {
   }
 }
 
+/** How long QEMU may outlive its passt before it is stopped (it is usually ending already). */
+const COMPANION_GRACE_MS = 1000;
+
+/** A host process bound to one VM's life (its passt): ours (`proc`) or found again by its pid file. */
+interface Companion {
+  pid: number;
+  name: string;
+  proc?: ChildProcess;
+  ended?: boolean;
+}
+
 /** The last CONSOLE_KEEP characters of `text`. */
 function keepTail(text: string): string {
   return text.length > CONSOLE_KEEP ? text.slice(-CONSOLE_KEEP) : text;
@@ -371,13 +455,27 @@ export interface QemuOptions {
   tcgTbMiB?: number;
   /** The virtiofsd that serves bind mounts (BOSON_VIRTIOFSD); default /usr/lib/qemu/virtiofsd. */
   virtiofsd?: string;
+  /** The seccomp wrapper every virtiofsd runs under (virtiofsd.ts); default build/host/virtiofsd-guard. */
+  virtiofsdGuard?: string;
+  /** The passt that gives rootless VMs their network (BOSON_PASST); default /usr/bin/passt. */
+  passt?: string;
+  /** The loopback guard preloaded into passt (passt-guard.c, built by setup into build/host/passt-guard.so). */
+  passtGuard?: string;
 }
+
+/** How long a started passt has to show that its loopback guard is loaded. */
+const GUARD_WAIT_MS = 5000;
 
 /** Starts QEMU for `config`. The VM runs until the guest powers off or shutdown()/kill() is called. */
 export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions = {}): Promise<MicroVm> {
   const qemu = await findQemu(options.qemu);
   const accel = await probeAccelerator(options.accel);
   const tsc = accel.accel === 'tcg' ? await hostTscKhz() : undefined;
+  // User-mode NICs get a passt each (never slirp): a missing passt is an error, not a fall-back.
+  const userNics = (config.nics ?? []).flatMap((nic, i) => (nic.kind === 'user' ? [{ i, nic }] : []));
+  const passtBin = userNics.length > 0 ? findPasst(options.passt ?? DEFAULT_PASST) : '';
+  const guard = userNics.length > 0 ? checkGuard(options.passtGuard ?? DEFAULT_PASST_GUARD) : '';
+  const outboundIf = userNics.length > 0 ? outboundInterface() : '';
   const diskFds = new Map<number, number>();
   const extraFds: number[] = [];
   config.disks.forEach((disk, i) => {
@@ -416,7 +514,24 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
     await writeFile(config.ram.path, '', { mode: 0o600 });
     if (pre) await chown(config.ram.path, pre.ids.uid, pre.ids.gid);
   }
-  const argv = buildQemuArgv(config, accel.accel, tsc, diskFds, options.tcgTbMiB, pre?.layout);
+  // QEMU's sockets to its passts follow its other inherited descriptors.
+  const firstNicFd = config.runtimeDir === undefined ? FIRST_DISK_FD + extraFds.length : 3 + (pre?.fds.length ?? 0);
+  const nicFds = new Map(userNics.map(({ i }, k) => [i, firstNicFd + k]));
+  const argv = buildQemuArgv(config, accel.accel, tsc, diskFds, options.tcgTbMiB, pre?.layout, nicFds);
+  // Started right before QEMU, in the same tick as its spawn (see startPasst); their ends are QEMU's from then on.
+  const startPassts = (rt: string | undefined, logFd: number | undefined): StartedPasst[] => {
+    const started: StartedPasst[] = [];
+    try {
+      for (const { nic } of userNics) started.push(startPasst(passtBin, guard, nic as UserNic, outboundIf, rt, logFd));
+    } catch (err) {
+      for (const p of started) p.proc.kill('SIGKILL');
+      throw err;
+    }
+    return started;
+  };
+  const handOver = (passts: StartedPasst[]): void => {
+    for (const p of passts) p.tap.destroy();
+  };
   // A jailed QEMU gets a mount namespace of its own (unshare execs it: same pid). Slave, not private: the host's
   // unmounts reach it, so it never keeps a host filesystem busy (a private copy made rmdir of a mount point EBUSY).
   let command = config.jail && isRoot() ? ['unshare', '--mount', '--propagation', 'slave', '--', qemu, ...argv] : [qemu, ...argv];
@@ -445,15 +560,33 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       ...argv,
     ];
   }
+  // A NIC whose tap lives in another network namespace (a pod's): QEMU runs in that namespace to open it.
+  const netns = (config.nics ?? []).find((n) => n.kind === 'tap' && n.netns !== undefined);
+  if (netns?.kind === 'tap') command = ['nsenter', `--net=${netns.netns}`, '--', ...command];
   const rt = config.runtimeDir;
   if (rt === undefined) {
+    // An attached VM's passt dies with it too (their socket closes when QEMU dies with this process).
+    const passts = startPassts(undefined, undefined);
     const proc = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...command], {
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...extraFds],
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...extraFds, ...passts.map((p) => p.tap)],
     });
+    handOver(passts);
     // Read from now on: Node discards a child's unread output when it exits, and QEMU can exit at once.
     const piped = new PipedOutput(proc, config.debug ?? false);
-    await spawned(proc);
+    await spawned(proc).catch((err: unknown) => {
+      for (const p of passts) p.proc.kill('SIGKILL');
+      throw err;
+    });
+    for (const p of passts) p.proc.unref();
     const cgroup = await confineOrKill(config, proc);
+    if (passts.length > 0 && !(await passtsGuarded(passts, async () => passts.map((p) => p.printed()).join('')))) {
+      proc.kill('SIGKILL');
+      for (const p of passts) p.proc.kill('SIGKILL');
+      throw new BosonError(
+        'PASST_FAILED',
+        `passt, the micro-VM's network, did not start with its loopback guard: ${passtWords(passts.map((p) => p.printed()).join('')) || '(it printed nothing)'}`,
+      );
+    }
     return new MicroVm({
       pid: proc.pid!,
       channel: proc.stdio[3] as Duplex,
@@ -462,6 +595,7 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       piped,
       debug: config.debug ?? false,
       cgroup,
+      companions: passts.map((p) => ({ pid: p.proc.pid!, name: 'passt', proc: p.proc })),
     });
   }
   if (extraFds.length > 0) throw new BosonError('INTERNAL', 'a detached micro-VM cannot take disks as file descriptors');
@@ -471,12 +605,15 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
   const socketGroup = vmmGroup ? [`--socket-group=${vmmGroup}`] : [];
   let proc: ChildProcess;
   const daemons: ChildProcess[] = [];
+  let passts: StartedPasst[] = [];
   try {
     // One virtiofsd per virtiofs share; each serves one QEMU and exits when that QEMU goes.
     for (const [i, share] of (config.shares ?? []).entries()) {
       if (share.transport !== 'virtiofs') continue;
       const sock = virtiofsSocket(rt, i);
       const virtiofsd = options.virtiofsd ?? '/usr/lib/qemu/virtiofsd';
+      // Every virtiofsd runs under the guard (virtiofsd.ts): no set-ID file, no device node on the host.
+      const guard = virtiofsdGuard(options.virtiofsdGuard);
       let d: ChildProcess;
       if (share.readOnly) {
         // Read-only for real, not only by the guest's mount flag: virtiofsd runs in a private mount namespace over
@@ -484,26 +621,35 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
         const view = path.join(rt, `vfs${i}.ro`);
         await mkdir(view, { recursive: true });
         const script =
-          's=$1 v=$2 b=$3 k=$4; shift 4; mount --bind "$s" "$v" && mount -o remount,bind,ro "$v" && exec "$b" --socket-path="$k" -o source="$v" -o cache=auto -o modcaps=-mknod:-fsetid "$@"';
+          's=$1 v=$2 g=$3 b=$4 k=$5; shift 5; mount --bind "$s" "$v" && mount -o remount,bind,ro "$v" && exec "$g" "$b" --socket-path="$k" "$@"';
         d = spawn(
           'unshare',
-          ['--mount', '--propagation', 'slave', 'sh', '-c', script, 'sh', share.path, view, virtiofsd, sock, ...socketGroup],
+          [
+            '--mount',
+            '--propagation',
+            'slave',
+            'sh',
+            '-c',
+            script,
+            'sh',
+            share.path,
+            view,
+            guard,
+            virtiofsd,
+            sock,
+            ...socketGroup,
+            ...virtiofsdOptions(view),
+          ],
           {
             stdio: ['ignore', logFd, logFd],
             detached: true,
           },
         );
       } else {
-        // Without CAP_MKNOD no device node can be made on the host through the share; without CAP_FSETID a write
-        // clears set-user-ID and set-group-ID bits as it would for an unprivileged writer.
-        d = spawn(
-          virtiofsd,
-          [...socketGroup, `--socket-path=${sock}`, '-o', `source=${share.path}`, '-o', 'cache=auto', '-o', 'modcaps=-mknod:-fsetid'],
-          {
-            stdio: ['ignore', logFd, logFd],
-            detached: true,
-          },
-        );
+        d = spawn(guard, [virtiofsd, ...socketGroup, `--socket-path=${sock}`, ...virtiofsdOptions(share.path)], {
+          stdio: ['ignore', logFd, logFd],
+          detached: true,
+        });
       }
       await spawned(d).catch((cause: unknown) => {
         throw new BosonError('TOOL_FAILED', `cannot start virtiofsd for ${share.path}: ${(cause as Error).message}`, { cause });
@@ -512,16 +658,38 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       daemons.push(d);
       await waitForFile(sock, 5000, `virtiofsd for ${share.path}`);
     }
-    proc = spawn(command[0]!, command.slice(1), { stdio: ['ignore', logFd, logFd, ...(pre?.fds ?? [])], detached: true });
+    passts = startPassts(rt, logFd);
+    proc = spawn(command[0]!, command.slice(1), {
+      stdio: ['ignore', logFd, logFd, ...(pre?.fds ?? []), ...passts.map((p) => p.tap)],
+      detached: true,
+    });
+    handOver(passts);
     await spawned(proc);
   } catch (err) {
     for (const d of daemons) d.kill('SIGKILL');
+    for (const p of passts) p.proc.kill('SIGKILL');
     throw err;
   } finally {
     closeSync(logFd);
     for (const fd of pre?.fds ?? []) closeSync(fd);
   }
   proc.unref();
+  // A passt that could not start (a port taken since it was checked, a bad option) says so within milliseconds.
+  const passtEnded = (): boolean => passts.some((p) => p.proc.exitCode !== null || p.proc.signalCode !== null);
+  const readLog = (): Promise<string> => readFile(path.join(rt, RUNTIME_FILES.qemuLog), 'utf8').catch(() => '');
+  const passtFailure = async (why = 'did not start'): Promise<BosonError> => {
+    for (const p of passts) p.proc.kill('SIGKILL');
+    return new BosonError(
+      'PASST_FAILED',
+      `passt, the micro-VM's network, ${why}: ${passtWords(await readLog()) || '(it printed nothing)'}`,
+    );
+  };
+  const guarded = (): Promise<boolean> => passtsGuarded(passts, readLog);
+  for (const [k, p] of passts.entries()) {
+    p.proc.unref();
+    await writeFile(passtPidFile(rt, userNics[k]!.i), `${p.proc.pid}\n`);
+  }
+  const companions = passts.map((p) => ({ pid: p.proc.pid!, name: 'passt', proc: p.proc }));
   const cgroup = await confineOrKill(config, proc);
   if (cgroup) await writeFile(path.join(rt, CGROUP_FILE), JSON.stringify(cgroup));
   try {
@@ -529,12 +697,46 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       connectUnix(path.join(rt, RUNTIME_FILES.control), 10_000),
       connectUnix(path.join(rt, RUNTIME_FILES.qmp), 10_000),
     ]);
-    return new MicroVm({ pid: proc.pid!, channel, qmp, proc, runtimeDir: rt, debug: config.debug ?? false, cgroup });
+    if (passtEnded() || !(await guarded())) {
+      proc.kill('SIGKILL');
+      channel.destroy();
+      qmp.destroy();
+      throw await passtFailure(passtEnded() ? 'did not start' : 'runs without its loopback guard (it was not loaded)');
+    }
+    return new MicroVm({ pid: proc.pid!, channel, qmp, proc, runtimeDir: rt, debug: config.debug ?? false, cgroup, companions });
   } catch (cause) {
+    if (isBosonError(cause, 'PASST_FAILED')) throw cause;
     proc.kill('SIGKILL');
+    if (passtEnded()) throw await passtFailure();
+    for (const p of passts) p.proc.kill('SIGKILL');
     const why = (await readFile(path.join(rt, RUNTIME_FILES.qemuLog), 'utf8').catch(() => '')).trim();
     throw new BosonError('GUEST_CRASHED', `QEMU did not open its control socket: ${why || (cause as Error).message}`, { cause });
   }
+}
+
+/**
+ * True once every started passt has shown that its loopback guard is loaded (in `printed`: the log or its stderr);
+ * false if one ended or GUARD_WAIT_MS passed. A passt without its guard is never used.
+ */
+async function passtsGuarded(passts: StartedPasst[], printed: () => Promise<string>): Promise<boolean> {
+  const ended = (): boolean => passts.some((p) => p.proc.exitCode !== null || p.proc.signalCode !== null);
+  const end = Date.now() + GUARD_WAIT_MS;
+  while (guardLoaded(await printed()) < passts.length) {
+    if (Date.now() > end || ended()) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
+}
+
+/** The passts of a detached VM that its pid files name (each is checked to be that VM's before it is trusted). */
+async function passtsOf(runtimeDir: string): Promise<Companion[]> {
+  const found: Companion[] = [];
+  for (const name of await readdir(runtimeDir).catch(() => [] as string[])) {
+    if (!/^passt\d+\.pid$/.test(name)) continue;
+    const pid = Number((await readFile(path.join(runtimeDir, name), 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(pid) && pid > 0) found.push({ pid, name: 'passt' });
+  }
+  return found;
 }
 
 /**
@@ -555,7 +757,7 @@ export async function attachMicroVm(runtimeDir: string): Promise<MicroVm | null>
       connectUnix(path.join(runtimeDir, RUNTIME_FILES.qmp), 2000),
     ]);
     const cgroup = JSON.parse(await readFile(path.join(runtimeDir, CGROUP_FILE), 'utf8').catch(() => 'null')) as VmCgroup | null;
-    return new MicroVm({ pid, channel, qmp, runtimeDir, debug: false, cgroup });
+    return new MicroVm({ pid, channel, qmp, runtimeDir, debug: false, cgroup, companions: await passtsOf(runtimeDir) });
   } catch {
     // Alive but not answering on its sockets: the caller treats it as lost and may kill it by pid.
     return null;
@@ -694,6 +896,15 @@ export function qemuVmm(options: QemuOptions = {}): Vmm {
     cleanup: async (runtimeDir) => {
       const cgroup = JSON.parse(await readFile(path.join(runtimeDir, CGROUP_FILE), 'utf8').catch(() => 'null')) as VmCgroup | null;
       if (cgroup) await release(cgroup).catch(() => undefined);
+      // A passt still running for a VM that is gone (it quits with its QEMU; this is the net under that).
+      for (const c of await passtsOf(runtimeDir)) {
+        if (!processAlive(c.pid, runtimeDir)) continue;
+        try {
+          process.kill(c.pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
     },
     releaseCgroup: async (parent, name) => {
       await releaseIfEmpty(cgroupMode(parent), name);

@@ -9,10 +9,33 @@ export interface DiskSpec {
   readOnly: boolean;
 }
 
-/** A network interface: a tap device on the host, or QEMU user-mode networking (rootless) with port forwards. */
+/** A port of the host forwarded to the guest by user-mode networking. */
+export interface PortForward {
+  protocol: 'tcp' | 'udp';
+  /** The host address to bind ('0.0.0.0': every IPv4 address). */
+  hostIp: string;
+  hostPort: number;
+  guestPort: number;
+}
+
+/**
+ * A network interface: a tap device on the host (or in the network namespace at path `netns`, where QEMU then
+ * runs: a pod's), or user-mode networking (rootless: a passt process per VM, see
+ * passt.ts). A user-mode interface states the guest's view of its network (the guest configures exactly this, from
+ * its SPEC, and passt is told the same) and the port forwards. Its DNS servers are the host's own resolvers, which the
+ * guest reaches as any other address (passt's DNS forwarding does not answer in the version Debian 12 ships).
+ */
 export type NicSpec =
-  | { kind: 'tap'; ifname: string; mac: string }
-  | { kind: 'user'; mac: string; forwards: Array<{ protocol: 'tcp' | 'udp'; hostIp: string; hostPort: number; guestPort: number }> };
+  | { kind: 'tap'; ifname: string; mac: string; netns?: string }
+  | {
+      kind: 'user';
+      mac: string;
+      /** The guest's IPv4 address, prefix length and gateway. */
+      address: string;
+      prefixLen: number;
+      gateway: string;
+      forwards: PortForward[];
+    };
 
 /**
  * A host directory shared into the guest, found there by its mount tag: over virtiofs (a virtiofsd per share;

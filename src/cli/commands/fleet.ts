@@ -14,6 +14,7 @@ import { formatQuotaValue, joinController, makeKeyPair, parseByteSize, type Mach
 import { loadConfig } from '../../main/index.ts';
 import { collect, controllerClient, splitProject, withTarget, type TargetFlags } from '../controller-target.ts';
 import { printJson, printTable } from '../output.ts';
+import { registerFleetContainerCommands } from './fleet-containers.ts';
 
 const bytes = (n: number): string => formatQuotaValue({ value: n, unit: 'bytes' });
 
@@ -56,8 +57,9 @@ interface JoinFlags {
   json?: boolean;
 }
 
-/** Adds `machine` (and `project docker-env`) to the program. */
+/** Adds `machine`, `container` (a project's containers on the fleet) and `project docker-env` to the program. */
 export function registerFleetCommands(program: Command): void {
+  registerFleetContainerCommands(program);
   const project = program.commands.find((c) => c.name() === 'project') ?? program.command('project').description('Projects');
   withTarget(
     project

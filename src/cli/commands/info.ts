@@ -4,8 +4,18 @@ import type { Command } from 'commander';
 import { bosonPaths, toBosonError } from '../../common/index.ts';
 import { defaultKernelPath, kernelReleaseOf } from '../../guest/index.ts';
 import { checkUserNamespaceSetup } from '../../image/index.ts';
-import { cgroupMode, describeCgroups, findQemu, probeAccelerator, qemuVersion, hostTscKhz } from '../../vmm/index.ts';
-import { bootBundle, guestKernelOptions, hostSocketPath, jailPolicy, loadConfig, type HostConfig } from '../../main/index.ts';
+import {
+  cgroupMode,
+  checkPasst,
+  describeCgroups,
+  describeVirtiofsd,
+  findQemu,
+  probeAccelerator,
+  qemuVersion,
+  hostTscKhz,
+  type VirtiofsdView,
+} from '../../vmm/index.ts';
+import { bootBundle, guestKernelOptions, hostSocketPath, jailPolicy, loadConfig, qemuOptions, type HostConfig } from '../../main/index.ts';
 import { MachineClient } from '../../machine/client/index.ts';
 import type { WarmPoolView } from '../../machine/port/index.ts';
 import { printJson } from '../output.ts';
@@ -26,7 +36,7 @@ export function registerInfo(program: Command): void {
 
 interface Info {
   version: string;
-  /** "root", or "rootless" (not root: QEMU user-mode networking, root disks built in a user namespace). */
+  /** "root", or "rootless" (not root: user-mode networking by passt, root disks built in a user namespace). */
   mode: 'root' | 'rootless';
   accelerator: { name: string; reason: string; tscKhz: number | null };
   guest: {
@@ -41,6 +51,8 @@ interface Info {
   qemu: { binary: string | null; version: string | null };
   /** How each QEMU is confined: by a daemon (all of it) and in a `boson run` without one. */
   confinement: { daemon: string[]; embedded: string[] };
+  /** How bind mounts are served (root mode; null when rootless: no bind mounts). */
+  binds: VirtiofsdView | null;
   paths: ReturnType<typeof bosonPaths>;
   /** The daemon's pool of pre-booted micro-VMs (GET /v1/warm); null when no daemon answers. */
   warm: WarmPoolView | null;
@@ -59,10 +71,12 @@ async function gatherInfo(): Promise<Info> {
     guest: { kernel: null, kernelRelease: null, initramfs: null, init: null, modules: [], drivers: [], acpi: null },
     qemu: { binary: null, version: null },
     confinement: confinementOf(config),
+    binds: paths.rootless ? null : describeVirtiofsd(config.virtiofsd),
     paths,
     warm: null,
     problems,
   };
+  if (info.binds?.problem) problems.push(info.binds.problem);
   // Asked of a running daemon only: the pool lives there.
   info.warm = await new MachineClient(hostSocketPath(config)).request<WarmPoolView>('GET', '/v1/warm').catch(() => null);
   try {
@@ -89,6 +103,12 @@ async function gatherInfo(): Promise<Info> {
     } catch (err) {
       problems.push(toBosonError(err).message);
     }
+    // A rootless container's network is a passt with its loopback guard.
+    try {
+      checkPasst(qemuOptions(config));
+    } catch (err) {
+      problems.push(toBosonError(err).message);
+    }
   }
   return info;
 }
@@ -96,7 +116,7 @@ async function gatherInfo(): Promise<Info> {
 function printInfo(info: Info): void {
   const lines = [
     `Boson:          ${info.version}`,
-    `Mode:           ${info.mode === 'rootless' ? `rootless (uid ${process.geteuid?.()}: QEMU user-mode networking, root disks built in a user namespace)` : 'root'}`,
+    `Mode:           ${info.mode === 'rootless' ? `rootless (uid ${process.geteuid?.()}: user-mode networking by passt, root disks built in a user namespace)` : 'root'}`,
     `Accelerator:    ${info.accelerator.name} (${info.accelerator.reason})`,
     `Host TSC:       ${info.accelerator.tscKhz ? `${info.accelerator.tscKhz} kHz` : 'unknown'}`,
     `QEMU:           ${info.qemu.binary ?? 'missing'}${info.qemu.version ? ` (${info.qemu.version})` : ''}`,
@@ -108,6 +128,7 @@ function printInfo(info: Info): void {
     `Guest devices:  ${info.guest.acpi === null ? '-' : info.guest.acpi ? 'found through ACPI' : 'on the kernel command line (no ACPI)'}`,
     `VMM jail:       ${info.confinement.daemon.join(', ') || 'none (BOSON_VMM_JAIL=off)'}`,
     `  without daemon: ${info.confinement.embedded.join(', ') || 'none'}`,
+    `Bind mounts:    ${info.binds ? `${info.binds.virtiofsd} under ${info.binds.guard}: ${info.binds.confinement.join(', ')}` : 'none (rootless)'}`,
     `State dir:      ${info.paths.stateDir}`,
     `Run dir:        ${info.paths.runDir}`,
     `Guest dir:      ${info.paths.guestDir}`,

@@ -28,9 +28,10 @@ import {
 } from '../scheduler/index.ts';
 import type { MachineClients } from './machines.ts';
 import type { RemoteMachine } from '../../machine/client/index.ts';
+import { CONTAINER_KIND, isResourceKind, ProjectResources, usesProjectResources, type Use } from './project-resources.ts';
+import { ContainerLeases, type LeaseGranted, type LeaseInfo } from './leases.ts';
 
-/** The store kind of controller containers. */
-export const CONTAINER_KIND = 'ctl.container';
+export { CONTAINER_KIND };
 /** The store kind of container names: `<tenant>/<project>/<name>` → the container's id (a name is taken once). */
 export const CONTAINER_NAME_KIND = 'ctl.container-name';
 
@@ -53,8 +54,32 @@ export interface ContainerRecord {
   createdAt: string;
 }
 
-/** A container as the controller's API shows it: the machine's view, with the controller's id and name. */
-export type FleetContainer = Container & { machineId: string };
+/** A container as the controller's API shows it: the machine's view, with the controller's id and name, and its live lease. */
+export type FleetContainer = Container & { machineId: string; lease?: LeaseInfo };
+
+/** The states a client can wait for (Fly's explicit states): `stopped` is any state but running (created, exited, dead...). */
+export type WaitState = 'running' | 'stopped' | 'removed';
+
+/** A label filter: `key=value` (equal) or `key` (present); every filter must match (AND). */
+export interface LabelFilter {
+  key: string;
+  value?: string;
+}
+
+/** Parses `k=v` / `k` label filters; INVALID_ARGUMENT for an empty key. */
+export function parseLabelFilters(items: string[]): LabelFilter[] {
+  return items.map((item) => {
+    const eq = item.indexOf('=');
+    const key = eq < 0 ? item : item.slice(0, eq);
+    if (!key) throw new BosonError('INVALID_ARGUMENT', `invalid label filter ${JSON.stringify(item)} (use key=value or key)`);
+    return eq < 0 ? { key } : { key, value: item.slice(eq + 1) };
+  });
+}
+
+/** True when `labels` match every filter. */
+export function matchesLabels(labels: Record<string, string>, filters: LabelFilter[]): boolean {
+  return filters.every((f) => (f.value === undefined ? f.key in labels : labels[f.key] === f.value));
+}
 
 const DEFAULT_MEMORY_MIB = 256;
 const DEFAULT_DISK_BYTES = 8 * 1024 ** 3;
@@ -81,18 +106,25 @@ export function specResources(spec: ContainerSpec): Resources {
 
 /** Containers of projects, over the fleet (see the module comment). */
 export class FleetContainers {
+  /** The projects' volumes and networks (what containers use of them binds them to machines). */
+  readonly resources: ProjectResources;
+
   private constructor(
     private readonly store: AsyncStateStore,
     private readonly tenants: Tenants,
     private readonly machines: MachineClients,
     private readonly cache: SnapshotCache,
     private readonly placer: Placer,
-  ) {}
+    /** The containers' leases. */
+    readonly leases: ContainerLeases,
+  ) {
+    this.resources = new ProjectResources(store, tenants, machines);
+  }
 
   /** Opens the scheduler's snapshot cache and a placer over it. */
   static async open(store: AsyncStateStore, tenants: Tenants, machines: MachineClients): Promise<FleetContainers> {
     const cache = await SnapshotCache.open(store);
-    return new FleetContainers(store, tenants, machines, cache, new Placer(store, cache));
+    return new FleetContainers(store, tenants, machines, cache, new Placer(store, cache), new ContainerLeases(store));
   }
 
   /** Stops following the store. */
@@ -128,8 +160,53 @@ export class FleetContainers {
     return { rec, remote: await this.machines.of(rec.machineId), ctx: this.ctx(rec) };
   }
 
-  /** The machine's view of a container as the project sees it (the controller's id and name). */
-  viewOf(rec: ContainerRecord, c: Container): FleetContainer {
+  /**
+   * A project's container about to be changed, with its machine: CONTAINER_LEASED when a live lease holds it and
+   * `nonce` is not that lease's (the project's Docker endpoint, which cannot carry a nonce, is refused while it holds).
+   */
+  async resolveForChange(
+    tenant: string,
+    project: string,
+    ref: string,
+    nonce?: string,
+  ): Promise<{ rec: ContainerRecord; remote: RemoteMachine; ctx: RequestContext }> {
+    const rec = await this.changeable(tenant, project, ref, nonce);
+    return { rec, remote: await this.machines.of(rec.machineId), ctx: this.ctx(rec) };
+  }
+
+  private async changeable(tenant: string, project: string, ref: string, nonce: string | undefined): Promise<ContainerRecord> {
+    const rec = await this.record(tenant, project, ref);
+    await this.leases.check(this.key(tenant, project, rec.id), rec.name, nonce);
+    return rec;
+  }
+
+  /** Takes (or, with the nonce of the lease it holds, extends) a container's lease. */
+  async lease(
+    tenant: string,
+    project: string,
+    ref: string,
+    req: { owner: string; ttlSeconds?: number; description?: string; nonce?: string },
+  ): Promise<LeaseGranted> {
+    const rec = await this.record(tenant, project, ref);
+    return this.leases.acquire(this.key(tenant, project, rec.id), rec.name, req);
+  }
+
+  /** A container's live lease; LEASE_NOT_FOUND when none holds. */
+  async getLease(tenant: string, project: string, ref: string): Promise<LeaseInfo> {
+    const rec = await this.record(tenant, project, ref);
+    const l = await this.leases.get(this.key(tenant, project, rec.id));
+    if (!l) throw new BosonError('LEASE_NOT_FOUND', `container ${rec.name} holds no lease`, { details: { container: rec.name } });
+    return l;
+  }
+
+  /** Releases a container's lease with its nonce. */
+  async releaseLease(tenant: string, project: string, ref: string, nonce: string | undefined): Promise<void> {
+    const rec = await this.record(tenant, project, ref);
+    await this.leases.release(this.key(tenant, project, rec.id), rec.name, nonce);
+  }
+
+  /** The machine's view of a container as the project sees it (the controller's id and name, the project's volumes and networks). */
+  async viewOf(rec: ContainerRecord, c: Container): Promise<FleetContainer> {
     return this.view(rec, c);
   }
 
@@ -146,26 +223,50 @@ export class FleetContainers {
     const id = `c-${randomBytes(8).toString('hex')}`;
     const name = spec.name ?? id;
     if (!NAME.test(name)) throw new BosonError('INVALID_ARGUMENT', `invalid container name ${JSON.stringify(name)}`);
+    // A machine's host directories are its operator's, not a project's (and which machine is the scheduler's choice).
+    if (spec.mounts?.some((m) => m.type === 'bind'))
+      throw new BosonError(
+        'INVALID_ARGUMENT',
+        "bind mounts are not offered through a project (a machine's directories are not the project's): use a volume",
+      );
     const nameTaken = (): BosonError => new BosonError('NAME_IN_USE', `a container named ${name} already exists in ${tenant}/${project}`);
     if (await this.store.get(CONTAINER_NAME_KIND, this.key(tenant, project, name))) throw nameTaken();
     const resources = specResources(spec);
     const reservation = await this.tenants.reserve(tenant, project, containerCost(resources), id);
     let placed: { machineId: string } | undefined;
+    let uses: Use[] = [];
     try {
-      const p = await this.placer.place({
-        containerId: id,
-        project: `${tenant}/${project}`,
-        resources,
-        labels: spec.labels ?? {},
-        image: spec.image,
-        policy: opts.policy ?? 'spread',
-        ...(opts.constraints ? { constraints: opts.constraints } : {}),
-      });
+      let p: Awaited<ReturnType<Placer['place']>>;
+      // The project's volumes and networks it uses: read, pinned to where they live, bound in the placement's commit.
+      for (let attempt = 1; ; attempt++) {
+        uses = await this.resources.usesOf(tenant, project, spec);
+        const pinned = this.resources.constraintOf(uses, name);
+        try {
+          p = await this.placer.place(
+            {
+              containerId: id,
+              project: `${tenant}/${project}`,
+              resources,
+              labels: spec.labels ?? {},
+              image: spec.image,
+              policy: opts.policy ?? 'spread',
+              ...(opts.constraints || pinned.length > 0 ? { constraints: [...(opts.constraints ?? []), ...pinned] } : {}),
+            },
+            (plan) => this.resources.bindOps(uses, id, plan.machineId),
+          );
+          break;
+        } catch (err) {
+          // A volume or network changed since it was read (another container bound it): read it again.
+          if (attempt < 8 && isStoreConflict(err) && isResourceKind(err.storeKind)) continue;
+          throw err;
+        }
+      }
       placed = { machineId: p.plan.machineId };
+      await this.resources.materialise(uses, p.plan.machineId);
       const remote = await this.machines.of(p.plan.machineId);
       const ctx: RequestContext = { principal: 'boson-controller', tenant, project };
       const machineSpec: ContainerSpec = {
-        ...spec,
+        ...this.resources.machineSpec(spec, uses),
         name: id,
         labels: { ...(spec.labels ?? {}), [LABELS.id]: id, [LABELS.tenant]: tenant, [LABELS.project]: project },
       };
@@ -200,6 +301,7 @@ export class FleetContainers {
       const hasRecord = await this.store.get(CONTAINER_KIND, this.key(tenant, project, id));
       if (!hasRecord) {
         if (placed) await releasePlacement(this.store, id).catch(() => undefined);
+        if (uses.length > 0) await this.resources.dropUserEverywhere(tenant, project, id).catch(() => undefined);
         await this.tenants.release(tenant, project, reservation).catch(() => undefined);
       }
       throw isStoreConflict(err)
@@ -208,34 +310,46 @@ export class FleetContainers {
     }
   }
 
-  private view(rec: ContainerRecord, c: Container): FleetContainer {
-    return { ...c, id: rec.id, name: rec.name, machineId: rec.machineId };
+  private async view(rec: ContainerRecord, c: Container): Promise<FleetContainer> {
+    const [t] = await this.resources.translate(rec.tenant, rec.project, [c]);
+    return { ...t!, id: rec.id, name: rec.name, machineId: rec.machineId };
   }
 
   private ctx(rec: ContainerRecord): RequestContext {
     return { principal: 'boson-controller', tenant: rec.tenant, project: rec.project };
   }
 
-  /** One container of the project, as its machine sees it now. */
+  /** One container of the project, as its machine sees it now (with its live lease, if one holds). */
   async inspect(tenant: string, project: string, ref: string): Promise<FleetContainer> {
     const rec = await this.record(tenant, project, ref);
     const remote = await this.machines.of(rec.machineId);
-    return this.view(rec, await unreachable(rec, remote.inspect(this.ctx(rec), rec.machineContainerId)));
+    const seen = await this.view(rec, await unreachable(rec, remote.inspect(this.ctx(rec), rec.machineContainerId)));
+    const lease = await this.leases.get(this.key(tenant, project, rec.id));
+    return lease ? { ...seen, lease } : seen;
   }
 
   /**
-   * The project's containers, each as its machine sees it; a container whose machine does not answer is listed from
-   * the controller's record with state 'unknown' in its error.
+   * The project's containers, each as its machine sees it (with its live lease); a container whose machine does not
+   * answer is listed from the controller's record with state 'unknown' in its error. `labels` filters by the labels
+   * the project gave (every filter must match), from the controller's records: machines are asked only about the
+   * containers that match.
    */
-  async list(tenant: string, project: string): Promise<FleetContainer[]> {
-    const recs = await this.store.list<ContainerRecord>(CONTAINER_KIND, { prefix: `${tenant}/${project}/` });
+  async list(tenant: string, project: string, opts: { labels?: LabelFilter[] } = {}): Promise<FleetContainer[]> {
+    const filters = opts.labels ?? [];
+    const recs = (await this.store.list<ContainerRecord>(CONTAINER_KIND, { prefix: `${tenant}/${project}/` })).filter((r) =>
+      matchesLabels(r.value.spec.labels ?? {}, filters),
+    );
+    const leases = await this.leases.ofProject(tenant, project);
     return Promise.all(
       recs.map(async ({ value: rec }) => {
+        let seen: FleetContainer;
         try {
-          return this.view(rec, await (await this.machines.of(rec.machineId)).inspect(this.ctx(rec), rec.machineContainerId));
+          seen = await this.view(rec, await (await this.machines.of(rec.machineId)).inspect(this.ctx(rec), rec.machineContainerId));
         } catch (err) {
-          return { ...this.placeholder(rec), error: `machine ${rec.machineId}: ${(err as Error).message}` };
+          seen = { ...this.placeholder(rec), error: `machine ${rec.machineId}: ${(err as Error).message}` };
         }
+        const lease = leases.get(rec.id);
+        return lease ? { ...seen, lease } : seen;
       }),
     );
   }
@@ -264,15 +378,100 @@ export class FleetContainers {
     } as unknown as FleetContainer;
   }
 
-  /** Stops a container on its machine. */
-  async stop(tenant: string, project: string, ref: string, timeoutSec?: number): Promise<void> {
-    const rec = await this.record(tenant, project, ref);
+  /**
+   * Waits until a project's container is in `target` state, at most `timeoutMs`: `running`, `stopped` (any state but
+   * running: created, exited, dead…) or `removed` (its record is gone). Resolves with the state and the container as
+   * its machine then shows it; CONTAINER_WAIT_TIMEOUT (408) with the state it is in when the time passes. It reacts to
+   * changes instead of polling: the store's watch of the container's record (removal, a move to another machine),
+   * and the event stream of the machine that holds it (start, die, stop…), with a re-check every
+   * WAIT_RECHECK_MS as a safety net for an event stream that broke.
+   */
+  async wait(
+    tenant: string,
+    project: string,
+    ref: string,
+    target: WaitState,
+    timeoutMs: number,
+  ): Promise<{ state: string; container?: FleetContainer }> {
+    const first = await this.record(tenant, project, ref);
+    const key = this.key(tenant, project, first.id);
+    const deadline = Date.now() + timeoutMs;
+    let poke: () => void = () => undefined;
+    let changed = new Promise<void>((r) => (poke = r));
+    const rearm = (): void => {
+      changed = new Promise<void>((r) => (poke = r));
+    };
+    const watch = await this.store.watch<ContainerRecord>(CONTAINER_KIND, await this.store.revision(), (c) => {
+      if (c.key === key) poke();
+    });
+    let following: { machineId: string; stop: AbortController } | undefined;
+    const follow = (rec: ContainerRecord): void => {
+      if (following?.machineId === rec.machineId) return;
+      following?.stop.abort();
+      const stop = new AbortController();
+      following = { machineId: rec.machineId, stop };
+      // From a second ago: what happened while the stream was being opened is replayed, not missed.
+      const sinceNs = BigInt(Date.now() - 1000) * 1_000_000n;
+      void this.machines
+        .of(rec.machineId)
+        .then(async (remote) => {
+          if (stop.signal.aborted) return;
+          await remote.events.follow(
+            this.ctx(rec),
+            { sinceNs },
+            (e) => {
+              if (e.type === 'container' && e.actorId === rec.machineContainerId) poke();
+            },
+            stop.signal,
+          );
+        })
+        .catch(() => undefined);
+    };
+    try {
+      for (;;) {
+        rearm();
+        const cur = await this.store.get<ContainerRecord>(CONTAINER_KIND, key);
+        let state = 'removed';
+        let container: FleetContainer | undefined;
+        if (cur) {
+          follow(cur.value);
+          try {
+            container = await this.view(
+              cur.value,
+              await (await this.machines.of(cur.value.machineId)).inspect(this.ctx(cur.value), cur.value.machineContainerId),
+            );
+            state = container.state;
+          } catch {
+            state = 'unknown';
+          }
+        }
+        if (reached(state, target)) return container ? { state, container } : { state };
+        const left = deadline - Date.now();
+        if (left <= 0)
+          throw new BosonError(
+            'CONTAINER_WAIT_TIMEOUT',
+            `container ${first.name} is ${state}, not ${target}, after ${Math.round(timeoutMs / 1000)}s`,
+            { details: { container: first.id, name: first.name, state, waitedFor: target } },
+          );
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([changed, new Promise<void>((r) => (timer = setTimeout(r, Math.min(left, WAIT_RECHECK_MS))))]);
+        clearTimeout(timer);
+      }
+    } finally {
+      watch.cancel();
+      following?.stop.abort();
+    }
+  }
+
+  /** Stops a container on its machine (CONTAINER_LEASED without the nonce of a lease that holds it). */
+  async stop(tenant: string, project: string, ref: string, timeoutSec?: number, nonce?: string): Promise<void> {
+    const rec = await this.changeable(tenant, project, ref, nonce);
     await unreachable(rec, (await this.machines.of(rec.machineId)).stop(this.ctx(rec), rec.machineContainerId, timeoutSec));
   }
 
-  /** Starts a container on its machine. */
-  async start(tenant: string, project: string, ref: string): Promise<void> {
-    const rec = await this.record(tenant, project, ref);
+  /** Starts a container on its machine (CONTAINER_LEASED without the nonce of a lease that holds it). */
+  async start(tenant: string, project: string, ref: string, nonce?: string): Promise<void> {
+    const rec = await this.changeable(tenant, project, ref, nonce);
     await unreachable(rec, (await this.machines.of(rec.machineId)).start(this.ctx(rec), rec.machineContainerId));
   }
 
@@ -302,6 +501,11 @@ export class FleetContainers {
     for (const stored of all) {
       const rec = stored.value;
       if (rec.machineId !== machineId || !restartsElsewhere(rec.spec)) continue;
+      if (usesProjectResources(rec.spec)) {
+        // Its volumes' data and its network are on the lost machine: it comes back with that machine.
+        out.push({ id: rec.id, from: machineId, error: "its project's volumes or network live on the lost machine" });
+        continue;
+      }
       try {
         if (!(await this.releaseFrom(rec.id, stored.key, machineId, stored.revision))) continue;
         const p = await this.placer.place({
@@ -399,11 +603,12 @@ export class FleetContainers {
   }
 
   /**
-   * Removes a container: from its machine (force stops it), then its placement and record, and its quota back. A
-   * machine that no longer has it (or is gone from the fleet) does not block the removal with `force`.
+   * Removes a container: from its machine (force stops it), then its placement, record and lease, and its quota
+   * back. A machine that no longer has it (or is gone from the fleet) does not block the removal with `force`.
+   * CONTAINER_LEASED without the nonce of a lease that holds it.
    */
-  async remove(tenant: string, project: string, ref: string, force = false): Promise<void> {
-    const rec = await this.record(tenant, project, ref);
+  async remove(tenant: string, project: string, ref: string, force = false, nonce?: string): Promise<void> {
+    const rec = await this.changeable(tenant, project, ref, nonce);
     try {
       await (await this.machines.of(rec.machineId)).remove(this.ctx(rec), rec.machineContainerId, { force });
     } catch (err) {
@@ -412,9 +617,22 @@ export class FleetContainers {
     }
     await releasePlacement(this.store, rec.id);
     await this.store.delete(CONTAINER_KIND, this.key(tenant, project, rec.id)).catch(() => undefined);
+    // A user left behind is harmless (a user counts only while its placement or record exists): never fatal here.
+    await this.resources.dropUserEverywhere(tenant, project, rec.id).catch(() => undefined);
     await this.store.delete(CONTAINER_NAME_KIND, this.key(tenant, project, rec.name)).catch(() => undefined);
+    await this.leases.drop(this.key(tenant, project, rec.id)).catch(() => undefined);
     await this.tenants.release(tenant, project, rec.reservation);
   }
+}
+
+/** How often a wait checks again without a change seen (a safety net for a broken event stream). */
+export const WAIT_RECHECK_MS = 5000;
+
+/** True when a container's `state` is the `target` a wait asks for (`unknown`: its machine did not answer). */
+function reached(state: string, target: WaitState): boolean {
+  if (target === 'removed') return state === 'removed';
+  if (target === 'running') return state === 'running';
+  return state !== 'running' && state !== 'restarting' && state !== 'unknown' && state !== 'removed';
 }
 
 /** True for a container the controller should run again elsewhere when its machine is lost. */

@@ -34,9 +34,15 @@ export {
   specResources,
   CONTAINER_KIND,
   LABELS,
+  parseLabelFilters,
+  matchesLabels,
+  WAIT_RECHECK_MS,
   type ContainerRecord,
   type FleetContainer,
+  type LabelFilter,
+  type WaitState,
 } from './containers.ts';
+export { ContainerLeases, LEASE_KIND, LEASE_NONCE_HEADER, LEASE_TTL, type LeaseInfo, type LeaseGranted } from './leases.ts';
 export { HealthChecker, MachineClients } from './machines.ts';
 export { machineRoutes, containerRoutes, dockerCertRoutes, fleetRouteEntries } from './routes.ts';
 export { ProjectMachine, EXEC_KIND } from './project-machine.ts';

@@ -3,9 +3,10 @@
  * project's Docker endpoint unchanged, as VIC's virtual container host did: containers are created through the
  * controller (quota, placement, the chosen machine) and every other container call goes to the machine that holds
  * the container; another project's containers do not exist here. Images are the union of the READY machines'
- * (a pull goes to every READY machine, so that placement may choose any). Volumes and networks are per machine and
- * not offered through a project yet: they list empty and refuse changes. Exec ids are recorded in the store
- * (`ctl.exec/<id>`: machine, tenant, project), not in memory, so another replica can answer for them.
+ * (a pull goes to every READY machine, so that placement may choose any). Volumes and networks are the project's
+ * own, kept by the controller and made on a machine when a container first uses them (project-resources.ts). Exec
+ * ids are recorded in the store (`ctl.exec/<id>`: machine, tenant, project), not in memory, so another replica can
+ * answer for them.
  */
 import { BosonError, type AsyncStateStore } from '../../common/index.ts';
 import type {
@@ -36,12 +37,15 @@ import type {
   MachineNetworks,
   MachineVolumes,
   Network,
+  NetworkConnectOptions,
+  NetworkCreateRequest,
   NetworkInspect,
   NetworkPruneResult,
   RequestContext,
   RunSession,
   StreamSink,
   Volume,
+  VolumeCreateRequest,
   VolumeInspect,
   VolumePruneResult,
   WaitCondition,
@@ -50,6 +54,7 @@ import type {
 import type { FleetContainers } from './containers.ts';
 import type { Fleet } from './fleet.ts';
 import type { MachineClients } from './machines.ts';
+import type { ProjectResources } from './project-resources.ts';
 
 /** The store kind of execs started through the controller. */
 export const EXEC_KIND = 'ctl.exec';
@@ -77,24 +82,28 @@ class ProjectContainers implements MachineContainers {
   private at(ref: string): ReturnType<FleetContainers['resolve']> {
     return this.fc.resolve(this.tenant, this.project, ref);
   }
+  /** For a change: refused (CONTAINER_LEASED) while a lease holds the container, whose nonce Docker cannot carry. */
+  private changing(ref: string): ReturnType<FleetContainers['resolve']> {
+    return this.fc.resolveForChange(this.tenant, this.project, ref);
+  }
 
   async create(_ctx: RequestContext, spec: ContainerSpec): Promise<Container> {
     return this.fc.create(this.tenant, this.project, spec, { start: false });
   }
   async start(_ctx: RequestContext, ref: string): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.start(ctx, rec.machineContainerId);
   }
   async stop(_ctx: RequestContext, ref: string, timeoutSec?: number): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.stop(ctx, rec.machineContainerId, timeoutSec);
   }
   async restart(_ctx: RequestContext, ref: string, timeoutSec?: number): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.restart(ctx, rec.machineContainerId, timeoutSec);
   }
   async kill(_ctx: RequestContext, ref: string, signal?: string): Promise<void> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     await remote.kill(ctx, rec.machineContainerId, signal);
   }
   async remove(_ctx: RequestContext, ref: string, options?: { force?: boolean; volumes?: boolean }): Promise<void> {
@@ -104,7 +113,7 @@ class ProjectContainers implements MachineContainers {
     throw notThroughController('rename');
   }
   async update(_ctx: RequestContext, ref: string, change: ContainerUpdate): Promise<Container> {
-    const { rec, remote, ctx } = await this.at(ref);
+    const { rec, remote, ctx } = await this.changing(ref);
     return this.fc.viewOf(rec, await remote.update(ctx, rec.machineContainerId, change));
   }
   async wait(_ctx: RequestContext, ref: string, condition?: WaitCondition): Promise<WaitResult> {
@@ -216,39 +225,62 @@ class FleetImages implements MachineImages {
   }
 }
 
-const noVolumes: MachineVolumes = {
-  create: async (): Promise<Volume> => {
-    throw notThroughController('volumes');
-  },
-  list: async () => [],
-  inspect: async (_ctx, name): Promise<VolumeInspect> => {
-    throw new BosonError('VOLUME_NOT_FOUND', `no such volume: ${name}`);
-  },
-  remove: async (_ctx, name) => {
-    throw new BosonError('VOLUME_NOT_FOUND', `no such volume: ${name}`);
-  },
-  prune: async (): Promise<VolumePruneResult> => ({ removed: [] }),
-};
+/** The project's volumes (kept by the controller; see project-resources.ts). */
+class ProjectVolumes implements MachineVolumes {
+  constructor(
+    private readonly res: ProjectResources,
+    private readonly tenant: string,
+    private readonly project: string,
+  ) {}
+  create(_ctx: RequestContext, request: VolumeCreateRequest): Promise<Volume> {
+    return this.res.createVolume(this.tenant, this.project, request);
+  }
+  list(): Promise<Volume[]> {
+    return this.res.listVolumes(this.tenant, this.project);
+  }
+  inspect(_ctx: RequestContext, name: string): Promise<VolumeInspect> {
+    return this.res.inspectVolume(this.tenant, this.project, name);
+  }
+  remove(_ctx: RequestContext, name: string): Promise<void> {
+    return this.res.removeVolume(this.tenant, this.project, name);
+  }
+  async prune(_ctx: RequestContext, options?: { all?: boolean }): Promise<VolumePruneResult> {
+    return { removed: await this.res.pruneVolumes(this.tenant, this.project, options?.all ?? false) };
+  }
+}
 
-const noNetworks: MachineNetworks = {
-  create: async (): Promise<Network> => {
-    throw notThroughController('networks');
-  },
-  list: async () => [],
-  inspect: async (_ctx, ref): Promise<NetworkInspect> => {
-    throw new BosonError('NETWORK_NOT_FOUND', `no such network: ${ref}`);
-  },
-  remove: async (_ctx, ref) => {
-    throw new BosonError('NETWORK_NOT_FOUND', `no such network: ${ref}`);
-  },
-  connect: async () => {
-    throw notThroughController('networks');
-  },
-  disconnect: async () => {
-    throw notThroughController('networks');
-  },
-  prune: async (): Promise<NetworkPruneResult> => ({ removed: [] }),
-};
+/** The project's networks (kept by the controller; see project-resources.ts). */
+class ProjectNetworks implements MachineNetworks {
+  constructor(
+    private readonly res: ProjectResources,
+    private readonly fc: FleetContainers,
+    private readonly tenant: string,
+    private readonly project: string,
+  ) {}
+  create(_ctx: RequestContext, request: NetworkCreateRequest): Promise<Network> {
+    return this.res.createNetwork(this.tenant, this.project, request);
+  }
+  list(): Promise<Network[]> {
+    return this.res.listNetworks(this.tenant, this.project);
+  }
+  inspect(_ctx: RequestContext, ref: string): Promise<NetworkInspect> {
+    return this.res.inspectNetwork(this.tenant, this.project, ref);
+  }
+  remove(_ctx: RequestContext, ref: string): Promise<void> {
+    return this.res.removeNetwork(this.tenant, this.project, ref);
+  }
+  async connect(_ctx: RequestContext, ref: string, container: string, options?: NetworkConnectOptions): Promise<void> {
+    const { rec, remote } = await this.fc.resolveForChange(this.tenant, this.project, container);
+    await this.res.connect(this.tenant, this.project, ref, rec, remote, options);
+  }
+  async disconnect(_ctx: RequestContext, ref: string, container: string): Promise<void> {
+    const { rec, remote } = await this.fc.resolveForChange(this.tenant, this.project, container);
+    await this.res.disconnect(this.tenant, this.project, ref, rec, remote);
+  }
+  async prune(): Promise<NetworkPruneResult> {
+    return { removed: await this.res.pruneNetworks(this.tenant, this.project) };
+  }
+}
 
 const noEvents: MachineEvents = {
   past: async (): Promise<Event[]> => [],
@@ -260,8 +292,8 @@ const noEvents: MachineEvents = {
 export class ProjectMachine implements Machine {
   readonly containers: MachineContainers;
   readonly images: MachineImages;
-  readonly volumes = noVolumes;
-  readonly networks = noNetworks;
+  readonly volumes: MachineVolumes;
+  readonly networks: MachineNetworks;
   readonly events = noEvents;
 
   constructor(
@@ -274,5 +306,7 @@ export class ProjectMachine implements Machine {
   ) {
     this.containers = new ProjectContainers(store, containers, clients, tenant, project);
     this.images = new FleetImages(fleet, clients);
+    this.volumes = new ProjectVolumes(containers.resources, tenant, project);
+    this.networks = new ProjectNetworks(containers.resources, containers, tenant, project);
   }
 }

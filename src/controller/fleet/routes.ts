@@ -9,7 +9,8 @@ import { ContainerSpec } from '../../machine/port/index.ts';
 import { Name } from '../model/schemas.ts';
 import { errors, IdempotencyHeaders, noContent } from '../api/common.ts';
 import type { Fleet } from './fleet.ts';
-import type { FleetContainers } from './containers.ts';
+import { parseLabelFilters, type FleetContainers } from './containers.ts';
+import { LEASE_NONCE_HEADER, LEASE_TTL } from './leases.ts';
 import type { FleetCa } from './ca.ts';
 import { principalOf } from '../api/policy.ts';
 
@@ -66,6 +67,38 @@ const ContainerCreate = Type.Object(
 );
 /** A container as the controller shows it: the machine's Container, with the controller's id and name, and machineId. */
 const FleetContainer = Type.Object({ id: Type.String(), name: Type.String(), machineId: Type.String() }, { additionalProperties: true });
+const LeaseHeaders = Type.Object({
+  [LEASE_NONCE_HEADER]: Type.Optional(
+    Type.String({ maxLength: 128, description: "the nonce of the container's lease, when one holds it" }),
+  ),
+});
+const LeaseInfo = Type.Object({ owner: Type.String(), description: Type.String(), createdAt: Type.String(), expiresAt: Type.String() });
+const LeaseGranted = Type.Object({
+  nonce: Type.String({
+    description: 'shown once: every change of the container carries it (header Boson-Lease-Nonce) while the lease holds',
+  }),
+  owner: Type.String(),
+  description: Type.String(),
+  createdAt: Type.String(),
+  expiresAt: Type.String(),
+});
+const LeaseBody = Type.Object(
+  {
+    ttlSeconds: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: LEASE_TTL.maxSeconds, description: `default ${LEASE_TTL.defaultSeconds}` }),
+    ),
+    description: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+const ListQuery = Type.Object({
+  label: Type.Optional(Type.Array(Type.String({ maxLength: 512 }), { description: 'key=value or key; repeatable, all must match' })),
+});
+const WaitQuery = Type.Object({
+  state: Type.Union([Type.Literal('running'), Type.Literal('stopped'), Type.Literal('removed')]),
+  timeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 300, description: 'seconds (default 60)' })),
+});
+const WaitAnswer = Type.Object({ state: Type.String(), container: Type.Optional(FleetContainer) });
 const LogLineOut = Type.Object({ stream: Type.String(), time: Type.String(), data: Type.String({ description: 'base64' }) });
 const StopQuery = Type.Object({ t: Type.Optional(Type.Integer({ minimum: 0 })) });
 
@@ -193,18 +226,19 @@ export function containerRoutes(containers: FleetContainers): FastifyPluginAsync
     const base = '/v1/tenants/:tenant/projects/:project/containers';
     const viewer = { policy: { allow: 'viewer' as const, scope: 'params' as const } };
     const member = { policy: { allow: 'member' as const, scope: 'params' as const } };
-    app.get<{ Params: Static<typeof ProjectParams> }>(
+    app.get<{ Params: Static<typeof ProjectParams>; Querystring: Static<typeof ListQuery> }>(
       base,
       {
         schema: {
           tags,
-          summary: "List a project's containers, wherever they run",
+          summary: "List a project's containers, wherever they run (?label=k=v filters, repeatable: all must match)",
           params: ProjectParams,
+          querystring: ListQuery,
           response: { 200: Type.Array(FleetContainer), ...errors },
         },
         config: viewer,
       },
-      async (req) => containers.list(req.params.tenant, req.params.project),
+      async (req) => containers.list(req.params.tenant, req.params.project, { labels: parseLabelFilters(req.query.label ?? []) }),
     );
     app.post<{ Params: Static<typeof ProjectParams>; Body: Static<typeof ContainerCreate> }>(
       base,
@@ -250,45 +284,130 @@ export function containerRoutes(containers: FleetContainers): FastifyPluginAsync
           data: l.data.toString('base64'),
         })),
     );
-    app.post<{ Params: Static<typeof ContainerParams> }>(
+    app.post<{ Params: Static<typeof ContainerParams>; Headers: Static<typeof LeaseHeaders> }>(
       `${base}/:ref/start`,
-      { schema: { tags, summary: 'Start a container', params: ContainerParams, response: { 204: noContent, ...errors } }, config: member },
+      {
+        schema: {
+          tags,
+          summary: 'Start a container (with the nonce of its lease, when one holds it)',
+          params: ContainerParams,
+          headers: LeaseHeaders,
+          response: { 204: noContent, ...errors },
+        },
+        config: member,
+      },
       async (req, reply) => {
-        await containers.start(req.params.tenant, req.params.project, req.params.ref);
+        await containers.start(req.params.tenant, req.params.project, req.params.ref, req.headers[LEASE_NONCE_HEADER]);
         return reply.code(204).send();
       },
     );
-    app.post<{ Params: Static<typeof ContainerParams>; Querystring: Static<typeof StopQuery> }>(
+    app.post<{ Params: Static<typeof ContainerParams>; Querystring: Static<typeof StopQuery>; Headers: Static<typeof LeaseHeaders> }>(
       `${base}/:ref/stop`,
       {
         schema: {
           tags,
-          summary: 'Stop a container',
+          summary: 'Stop a container (with the nonce of its lease, when one holds it)',
           params: ContainerParams,
           querystring: StopQuery,
+          headers: LeaseHeaders,
           response: { 204: noContent, ...errors },
         },
         config: member,
       },
       async (req, reply) => {
-        await containers.stop(req.params.tenant, req.params.project, req.params.ref, req.query.t);
+        await containers.stop(req.params.tenant, req.params.project, req.params.ref, req.query.t, req.headers[LEASE_NONCE_HEADER]);
         return reply.code(204).send();
       },
     );
-    app.delete<{ Params: Static<typeof ContainerParams>; Querystring: Static<typeof ForceQuery> }>(
+    app.delete<{ Params: Static<typeof ContainerParams>; Querystring: Static<typeof ForceQuery>; Headers: Static<typeof LeaseHeaders> }>(
       `${base}/:ref`,
       {
         schema: {
           tags,
-          summary: 'Remove a container (its quota comes back)',
+          summary: 'Remove a container (its quota comes back; with the nonce of its lease, when one holds it)',
           params: ContainerParams,
           querystring: ForceQuery,
+          headers: LeaseHeaders,
           response: { 204: noContent, ...errors },
         },
         config: member,
       },
       async (req, reply) => {
-        await containers.remove(req.params.tenant, req.params.project, req.params.ref, req.query.force ?? false);
+        const { tenant, project, ref } = req.params;
+        await containers.remove(tenant, project, ref, req.query.force ?? false, req.headers[LEASE_NONCE_HEADER]);
+        return reply.code(204).send();
+      },
+    );
+    app.get<{ Params: Static<typeof ContainerParams>; Querystring: Static<typeof WaitQuery> }>(
+      `${base}/:ref/wait`,
+      {
+        schema: {
+          tags,
+          summary:
+            'Wait until a container is running, stopped or removed (at most `timeout` seconds; 408 CONTAINER_WAIT_TIMEOUT with its state after that)',
+          params: ContainerParams,
+          querystring: WaitQuery,
+          response: { 200: WaitAnswer, ...errors },
+        },
+        config: viewer,
+      },
+      async (req) =>
+        containers.wait(req.params.tenant, req.params.project, req.params.ref, req.query.state, (req.query.timeout ?? 60) * 1000),
+    );
+    app.post<{ Params: Static<typeof ContainerParams>; Body: Static<typeof LeaseBody>; Headers: Static<typeof LeaseHeaders> }>(
+      `${base}/:ref/lease`,
+      {
+        schema: {
+          tags,
+          summary:
+            "Lease a container: while the lease holds, its changes need the lease's nonce (Boson-Lease-Nonce); with the nonce, extends the lease",
+          params: ContainerParams,
+          body: LeaseBody,
+          headers: LeaseHeaders,
+          response: { 201: LeaseGranted, ...errors },
+        },
+        // The answer holds the nonce: an Idempotency-Key is honoured but the answer is not kept in the store.
+        config: { policy: { ...member.policy, secretAnswer: true } },
+      },
+      async (req, reply) => {
+        const { tenant, project, ref } = req.params;
+        const nonce = req.headers[LEASE_NONCE_HEADER];
+        const granted = await containers.lease(tenant, project, ref, {
+          owner: principalOf(req).user,
+          ...(req.body?.ttlSeconds !== undefined ? { ttlSeconds: req.body.ttlSeconds } : {}),
+          ...(req.body?.description !== undefined ? { description: req.body.description } : {}),
+          ...(nonce !== undefined ? { nonce } : {}),
+        });
+        return reply.code(201).send(granted);
+      },
+    );
+    app.get<{ Params: Static<typeof ContainerParams> }>(
+      `${base}/:ref/lease`,
+      {
+        schema: {
+          tags,
+          summary: "A container's lease (never its nonce); LEASE_NOT_FOUND when none holds",
+          params: ContainerParams,
+          response: { 200: LeaseInfo, ...errors },
+        },
+        config: viewer,
+      },
+      async (req) => containers.getLease(req.params.tenant, req.params.project, req.params.ref),
+    );
+    app.delete<{ Params: Static<typeof ContainerParams>; Headers: Static<typeof LeaseHeaders> }>(
+      `${base}/:ref/lease`,
+      {
+        schema: {
+          tags,
+          summary: "Release a container's lease (with its nonce, header Boson-Lease-Nonce)",
+          params: ContainerParams,
+          headers: LeaseHeaders,
+          response: { 204: noContent, ...errors },
+        },
+        config: member,
+      },
+      async (req, reply) => {
+        await containers.releaseLease(req.params.tenant, req.params.project, req.params.ref, req.headers[LEASE_NONCE_HEADER]);
         return reply.code(204).send();
       },
     );

@@ -2,12 +2,12 @@
  * The controller's model in one object: tenants and projects with their quota, flavors, users and tokens, and
  * tasks, all over one AsyncStateStore (SQLite or memory today, etcd next), holding nothing in process memory that
  * another replica would need. Operations that outlive a request (removing a project or a tenant, later creating
- * containers and draining machines) are Tasks.
+ * containers and draining machines) are Tasks, leased by the replica that runs them (see tasks.ts).
  */
-import { BosonError, silentLogger, type AsyncStateStore, type Logger } from '../../common/index.ts';
+import { BosonError, isBosonError, silentLogger, type AsyncStateStore, type ErrorCode, type Logger } from '../../common/index.ts';
 import { Flavors } from './flavors.ts';
 import { ADMIN_USER, Identity } from './identity.ts';
-import { Tasks } from './tasks.ts';
+import { Tasks, type TaskOptions } from './tasks.ts';
 import { Tenants } from './tenants.ts';
 import type { Task } from './schemas.ts';
 
@@ -25,11 +25,40 @@ export class Controller {
   constructor(
     readonly store: AsyncStateStore,
     readonly log: Logger = silentLogger,
+    taskOptions: TaskOptions = {},
   ) {
     this.tenants = new Tenants(store);
     this.identity = new Identity(store);
     this.flavors = new Flavors(store);
-    this.tasks = new Tasks(store, log.child({ component: 'tasks' }));
+    this.tasks = new Tasks(store, log.child({ component: 'tasks' }), taskOptions);
+    // Removals are resumed by another replica when their runner dies: each step is idempotent (what is gone
+    // already counts as removed).
+    this.tasks.define('project.delete', {
+      onRunnerDied: 'resume',
+      run: async (task, step) => {
+        const { tenant, project } = task.params as { tenant: string; project: string };
+        await step('remove project', () => gone(this.tenants.deleteProject(tenant, project), 'PROJECT_NOT_FOUND', 'TENANT_NOT_FOUND'));
+        await step('revoke project tokens', () => this.identity.deleteProjectTokens(tenant, project));
+      },
+    });
+    this.tasks.define('tenant.delete', {
+      onRunnerDied: 'resume',
+      run: async (task, step) => {
+        const { tenant } = task.params as { tenant: string };
+        await step('remove tenant', () => gone(this.tenants.deleteTenant(tenant), 'TENANT_NOT_FOUND'));
+        await step('remove users and tokens', () => this.identity.deleteTenantIdentities(tenant));
+      },
+    });
+  }
+
+  /** Starts this replica's background work: the task sweep (taking over tasks of dead replicas, pruning old ones). */
+  start(): void {
+    this.tasks.startSweeper();
+  }
+
+  /** Stops this replica's background work (its running tasks are taken over by another replica's sweep). */
+  async close(): Promise<void> {
+    await this.tasks.close();
   }
 
   /**
@@ -53,13 +82,14 @@ export class Controller {
     const p = await this.tenants.getProject(tenant, project);
     if (p.usage.some((u) => u.value > 0))
       throw new BosonError('PROJECT_IN_USE', `project ${tenant}/${project} still uses quota`, { details: { tenant, project } });
-    return this.tasks.start(
-      { kind: 'project.delete', target: `${tenant}/${project}`, tenant, project, steps: ['remove project', 'revoke project tokens'] },
-      async (step) => {
-        await step('remove project', () => this.tenants.deleteProject(tenant, project));
-        await step('revoke project tokens', () => this.identity.deleteProjectTokens(tenant, project));
-      },
-    );
+    return this.tasks.start({
+      kind: 'project.delete',
+      target: `${tenant}/${project}`,
+      tenant,
+      project,
+      steps: ['remove project', 'revoke project tokens'],
+      params: { tenant, project },
+    });
   }
 
   /** Removes a tenant without projects as a task (TENANT_IN_USE at once when it has some), with its users and tokens. */
@@ -73,12 +103,21 @@ export class Controller {
           details: { tenant, projects: projects.map((p) => p.name) },
         },
       );
-    return this.tasks.start(
-      { kind: 'tenant.delete', target: tenant, tenant, steps: ['remove tenant', 'remove users and tokens'] },
-      async (step) => {
-        await step('remove tenant', () => this.tenants.deleteTenant(tenant));
-        await step('remove users and tokens', () => this.identity.deleteTenantIdentities(tenant));
-      },
-    );
+    return this.tasks.start({
+      kind: 'tenant.delete',
+      target: tenant,
+      tenant,
+      steps: ['remove tenant', 'remove users and tokens'],
+      params: { tenant },
+    });
+  }
+}
+
+/** Resolves when `p` does, or when it fails with one of `codes` (what it removes is gone already). */
+async function gone(p: Promise<void>, ...codes: ErrorCode[]): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (!isBosonError(err, ...codes)) throw err;
   }
 }

@@ -235,12 +235,16 @@ test('a task that fails records the step and the typed error; waiting times out 
   const { ctl } = await fresh();
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
-  const task = await ctl.tasks.start({ kind: 'demo', target: 'x', steps: ['one', 'two'] }, async (step) => {
-    await step('one', () => gate);
-    await step('two', async () => {
-      throw new BosonError('QUOTA_EXCEEDED', 'quota exceeded: vm.count', { details: { key: 'vm.count' } });
-    });
+  ctl.tasks.define('demo', {
+    onRunnerDied: 'fail',
+    run: async (_task, step) => {
+      await step('one', () => gate);
+      await step('two', async () => {
+        throw new BosonError('QUOTA_EXCEEDED', 'quota exceeded: vm.count', { details: { key: 'vm.count' } });
+      });
+    },
   });
+  const task = await ctl.tasks.start({ kind: 'demo', target: 'x', steps: ['one', 'two'] });
   const early = await ctl.tasks.wait(task.id, 100);
   assert.ok(early.state === 'running' || early.state === 'queued', early.state);
   release();

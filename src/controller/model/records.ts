@@ -55,7 +55,8 @@ export interface TokenRecord {
 
 export type FlavorRecord = Flavor;
 export type UserRecord = User;
-export type TaskRecord = Task;
+/** A task as stored: what the API shows, and the parameters its kind's runner needs to run (or resume) it anywhere. */
+export type TaskRecord = Task & { params?: Record<string, unknown> };
 
 /** The store key of a project. */
 export const projectKey = (tenant: string, project: string): string => `${tenant}/${project}`;

@@ -136,6 +136,13 @@ export const TaskStep = Type.Object({
 });
 export type TaskStep = Static<typeof TaskStep>;
 
+/** Who runs a task and until when: a replica that finds it expired takes the task over. */
+export const TaskLease = Type.Object({
+  owner: Type.String({ description: 'the id of the controller replica that runs the task' }),
+  expiresAt: Type.String(),
+});
+export type TaskLease = Static<typeof TaskLease>;
+
 /** A long operation (Photon's Task): its kind, what it works on, its steps, and how it ended. */
 export const Task = Type.Object({
   id: Type.String(),
@@ -147,6 +154,8 @@ export const Task = Type.Object({
   project: Type.Optional(Name),
   steps: Type.Array(TaskStep),
   error: Type.Optional(TaskError),
+  /** While running: the replica that runs it and until when its lease holds (renewed by its heartbeat). */
+  lease: Type.Optional(TaskLease),
   createdAt: Type.String(),
   startedAt: Type.Optional(Type.String()),
   endedAt: Type.Optional(Type.String()),

@@ -95,14 +95,18 @@ export class Placer {
     private readonly opts: PlacerOptions = {},
   ) {}
 
-  /** Places `req`; throws the CapacityError when no machine can take it, STORE_CONFLICT when retries ran out. */
-  async place(req: PlacementRequest, extra: StoreOp[] = []): Promise<Placed> {
+  /**
+   * Places `req`; throws the CapacityError when no machine can take it, STORE_CONFLICT when retries ran out (or an
+   * `extra` operation's expectation failed: that is the caller's to handle). `extra` may depend on the plan (the
+   * chosen machine).
+   */
+  async place(req: PlacementRequest, extra: StoreOp[] | ((p: Plan) => StoreOp[]) = []): Promise<Placed> {
     const max = this.opts.maxAttempts ?? 16;
     for (let attempt = 1; ; attempt++) {
       const p: Plan | CapacityError = plan(this.cache.snapshot(), req, this.opts);
       if (!('machineId' in p)) throw p;
       try {
-        return { plan: p, revision: await applyPlan(this.store, p, extra), attempts: attempt };
+        return { plan: p, revision: await applyPlan(this.store, p, typeof extra === 'function' ? extra(p) : extra), attempts: attempt };
       } catch (err) {
         if (!isStalePlan(err, p) || attempt >= max) throw err;
         await this.cache.refresh([p.machineId]);

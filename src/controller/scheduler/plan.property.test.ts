@@ -71,6 +71,10 @@ const constraintArb: fc.Arbitrary<Constraint> = fc.oneof(
     values: fc.array(labelValue, { minLength: 1, maxLength: 2 }),
   }),
   fc.record({ type: fc.constant('zone' as const), zones: fc.array(fc.constantFrom('a', 'b', 'c'), { minLength: 1, maxLength: 2 }) }),
+  fc.record({
+    type: fc.constant('machine' as const),
+    ids: fc.array(fc.constantFrom('m0', 'm1', 'm2', 'm5'), { minLength: 1, maxLength: 2 }),
+  }),
 );
 
 const requestArb: fc.Arbitrary<PlacementRequest> = fc.record({
@@ -92,6 +96,7 @@ function feasible(m: MachineSnapshot, r: PlacementRequest): boolean {
   if (m.state !== 'READY') return false;
   for (const c of r.constraints ?? []) {
     if (c.type === 'zone' && !c.zones.includes(m.zone)) return false;
+    if (c.type === 'machine' && !c.ids.includes(m.id)) return false;
     if (c.type === 'label') {
       const has = m.labels[c.key] !== undefined && c.values.includes(m.labels[c.key]!);
       if (c.op === 'not' ? has : !has) return false;

@@ -31,7 +31,7 @@ test('spread takes the emptiest machine, and a project away from its own contain
   assert.equal(ok(plan(s3, request('x', { policy: 'binpack' }), all)).machineId, 'empty');
 });
 
-test('constraints: label equals, in, not (absent counts as not), zone', () => {
+test('constraints: label equals, in, not (absent counts as not), zone, machine', () => {
   const s = snap(
     machine('ssd-a', { labels: { disk: 'ssd', gpu: 'no' }, zone: 'a' }),
     machine('hdd-b', { labels: { disk: 'hdd' }, zone: 'b' }),
@@ -43,6 +43,7 @@ test('constraints: label equals, in, not (absent counts as not), zone', () => {
   assert.deepEqual(new Set(pick([{ type: 'label', key: 'disk', op: 'in', values: ['ssd', 'nvme'] }])), new Set(['nvme-c', 'ssd-a']));
   assert.deepEqual(new Set(pick([{ type: 'label', key: 'gpu', op: 'not', values: ['yes'] }])), new Set(['hdd-b', 'ssd-a']));
   assert.deepEqual(new Set(pick([{ type: 'zone', zones: ['b', 'c'] }])), new Set(['hdd-b', 'nvme-c']));
+  assert.deepEqual(new Set(pick([{ type: 'machine', ids: ['hdd-b'] }])), new Set(['hdd-b']));
   const none = plan(s, request('x', { constraints: [{ type: 'zone', zones: ['z'] }] }));
   assert.ok(isCapacityError(none));
   assert.equal(none.facts.excluded.constraint, 3);

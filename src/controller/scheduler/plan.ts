@@ -79,12 +79,15 @@ export function validateRequest(req: PlacementRequest): void {
       if (c.op === 'equals' && c.values.length !== 1) bad(`'equals' on ${c.key} takes one value`);
     } else if (c.type === 'zone') {
       if (c.zones.length === 0) bad('a zone constraint needs a zone');
+    } else if (c.type === 'machine') {
+      if (c.ids.length === 0) bad('a machine constraint needs a machine id');
     } else bad(`unknown constraint ${JSON.stringify(c)}`);
   }
 }
 
 function meets(m: MachineSnapshot, c: Constraint): boolean {
   if (c.type === 'zone') return c.zones.includes(m.zone);
+  if (c.type === 'machine') return c.ids.includes(m.id);
   const v = m.labels[c.key];
   const hit = v !== undefined && c.values.includes(v);
   return c.op === 'not' ? !hit : hit;

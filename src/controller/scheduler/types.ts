@@ -58,7 +58,9 @@ export type Constraint =
   /** The machine's label `key` is one of `values` ('equals' takes one value), or none of them ('not'; absent counts as none). */
   | { type: 'label'; key: string; op: 'equals' | 'in' | 'not'; values: string[] }
   /** The machine is in one of `zones`. */
-  | { type: 'zone'; zones: string[] };
+  | { type: 'zone'; zones: string[] }
+  /** The machine is one of `ids` (a project's volume or network lives there: see fleet/project-resources.ts). */
+  | { type: 'machine'; ids: string[] };
 
 /** Containers of the requesting project whose labels include all of `labels`. */
 export interface ContainerSelector {

@@ -142,6 +142,11 @@ export class MachineClient {
       for await (const c of res) chunks.push(c as Buffer);
       throw errorFrom(res.statusCode ?? 500, Buffer.concat(chunks).toString('utf8'));
     }
+    // Aborted while the answer was on its way: an abort listener added now would never fire, and the stream stay open.
+    if (signal?.aborted) {
+      res.destroy();
+      return;
+    }
     signal?.addEventListener('abort', () => res.destroy(), { once: true });
     let buffered = '';
     try {

@@ -136,7 +136,10 @@ export async function handleUpgrade(
       await runUpgrade(containers, ctx, req, socket, head);
     } else if (attachMatch) {
       const container = await containers.inspect(ctx, decodeURIComponent(attachMatch[1]!));
-      if (container.state !== 'running') throw new BosonError('CONTAINER_NOT_RUNNING', `container ${container.name} is not running`);
+      // A created container may be attached to (docker run attaches, then starts: the port's attach delivers its
+      // output from the start); a stopped one may not, as with Docker.
+      if (container.state === 'exited' || container.state === 'dead')
+        throw new BosonError('CONTAINER_NOT_RUNNING', `container ${container.name} is not running`);
       upgraded(socket);
       const abort = new AbortController();
       socket.on('close', () => abort.abort());

@@ -1,6 +1,6 @@
 /**
  * Host side of container networking (used by the machine daemon): networks on Linux bridges with IPAM, taps for
- * micro-VMs, NAT, published ports, isolation, embedded DNS; or QEMU user-mode networking when rootless.
+ * micro-VMs, NAT, published ports, isolation, embedded DNS; or user-mode networking (passt) when rootless.
  */
 export { NetworkManager, DEFAULT_NETWORK, type EndpointRequest, type NetworkManagerOptions, type CreateNetworkOptions } from './manager.ts';
 export type { NetworkRecord, Endpoint } from './state.ts';

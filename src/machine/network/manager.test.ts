@@ -255,11 +255,18 @@ test('rootless: user-mode NIC with forwards, QEMU addresses, no host changes', a
   assert.equal(e.nic.kind, 'user');
   assert.equal(e.address, '10.0.2.15');
   assert.equal(e.gateway, '10.0.2.2');
-  assert.deepEqual(e.dns, ['10.0.2.3']);
   assert.ok(e.ports[0]!.hostPort > 0);
   assert.deepEqual(e.nic.kind === 'user' ? e.nic.forwards : [], [
     { protocol: 'tcp', hostIp: '127.0.0.1', hostPort: e.ports[0]!.hostPort, guestPort: 80 },
   ]);
+  // passt is told exactly what the guest is told (one source: the endpoint); the guest's DNS servers are the host's
+  // resolvers, never loopback ones (the guest cannot reach the host's loopback).
+  assert.ok(e.nic.kind === 'user');
+  assert.deepEqual(
+    { address: e.nic.address, prefixLen: e.nic.prefixLen, gateway: e.nic.gateway },
+    { address: e.address, prefixLen: e.prefixLen, gateway: e.gateway },
+  );
+  assert.ok(e.dns.length > 0 && e.dns.every((r) => !r.startsWith('127.')), e.dns.join(' '));
   await assert.rejects(m.create('x'), (err: unknown) => isBosonError(err, 'ROOTLESS_UNSUPPORTED'));
   await m.disconnect(id(20));
   await m.teardown();

@@ -4,8 +4,9 @@
  * name), the firewall table, and one DNS server per network. The daemon calls it when a container starts and
  * stops; the returned Endpoint says what to give the VMM (`nic`) and the guest (address, route, DNS, hosts).
  *
- * In rootless mode there are no bridges, taps or rules: each micro-VM gets QEMU user-mode networking with host
- * port forwards, and the guest uses QEMU's fixed addresses (10.0.2.15/24, gateway 10.0.2.2, DNS 10.0.2.3).
+ * In rootless mode there are no bridges, taps or rules: each micro-VM gets user-mode networking (a passt process,
+ * see src/vmm/passt.ts) with host port forwards, and the guest uses fixed addresses (10.0.2.15/24, gateway 10.0.2.2)
+ * and the host's non-loopback resolvers; nothing leads to the host's loopback.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -95,8 +96,14 @@ export interface CreateNetworkOptions {
 }
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-/** QEMU's user-mode network as the guest sees it. */
-const USER_NET = { address: '10.0.2.15', prefixLen: 24, gateway: '10.0.2.2', dns: '10.0.2.3', subnet: '10.0.2.0/24' };
+/**
+ * The rootless user-mode network as the guest sees it: the addresses QEMU's slirp used, kept (guests and users know
+ * them), now served by passt, which is told exactly these (NicSpec) while boson-init sets them from the SPEC. Its DNS
+ * servers are the host's own (non-loopback) resolvers, as Docker gives containers when the host has such.
+ */
+const USER_NET = { address: '10.0.2.15', prefixLen: 24, gateway: '10.0.2.2', subnet: '10.0.2.0/24' };
+/** systemd-resolved's list of the upstream servers it uses, when /etc/resolv.conf names only its 127.0.0.53. */
+const RESOLVED_UPSTREAMS = '/run/systemd/resolve/resolv.conf';
 /** Docker's fallback when the host has no usable resolver. */
 const FALLBACK_RESOLVERS = ['8.8.8.8', '8.8.4.4'];
 
@@ -127,6 +134,8 @@ export class NetworkManager {
   private readonly dns = new Map<string, DnsServer>();
   private readonly held = new Map<string, HeldPort[]>();
   private upstreams: Upstream[] = [];
+  /** Rootless: the guest's DNS servers, the host's resolvers (never loopback ones: the guest cannot reach those). */
+  private userResolvers: string[] = [];
   private search: string[] = [];
   private lock: Promise<unknown> = Promise.resolve();
 
@@ -187,6 +196,10 @@ export class NetworkManager {
       this.search = resolv.search;
       this.upstreams = (resolv.nameservers.length > 0 ? resolv.nameservers : FALLBACK_RESOLVERS).map((host) => ({ host, port: 53 }));
       if (this.rootless) {
+        const notLoopback = (ns: string[]): string[] => ns.filter((a) => !a.startsWith('127.'));
+        const own = notLoopback(resolv.nameservers);
+        const resolved = own.length > 0 ? [] : notLoopback((await readResolvConf(RESOLVED_UPSTREAMS)).nameservers);
+        this.userResolvers = own.length > 0 ? own : resolved.length > 0 ? resolved : FALLBACK_RESOLVERS;
         if (!this.s.networks.some((n) => n.builtin)) {
           this.s.networks.push(this.newRecord(DEFAULT_NETWORK, '', USER_NET.subnet, USER_NET.gateway, false, {}, true));
           await this.store.save(this.s);
@@ -504,13 +517,16 @@ export class NetworkManager {
       nic: {
         kind: 'user',
         mac,
+        address: USER_NET.address,
+        prefixLen: USER_NET.prefixLen,
+        gateway: USER_NET.gateway,
         forwards: ports.map((p) => ({ protocol: p.protocol, hostIp: p.hostIp, hostPort: p.hostPort, guestPort: p.containerPort })),
       },
       mac,
       address: USER_NET.address,
       prefixLen: USER_NET.prefixLen,
       gateway: USER_NET.gateway,
-      dns: [USER_NET.dns],
+      dns: [...this.userResolvers],
       dnsSearch: [...this.search],
       hosts: [`${USER_NET.address}\t${hostname}`],
       ports,

@@ -33,7 +33,14 @@ function oldState(): NetworkState {
         endpoint: {
           containerId: CID,
           network: NET_ID,
-          nic: { kind: 'user', mac: '52:54:00:12:34:56', forwards: [] },
+          nic: {
+            kind: 'user',
+            mac: '52:54:00:12:34:56',
+            address: '10.0.2.15',
+            prefixLen: 24,
+            gateway: '10.0.2.2',
+            forwards: [],
+          },
           mac: '52:54:00:12:34:56',
           address: '10.0.2.15',
           prefixLen: 24,

@@ -26,6 +26,7 @@ import type {
   NetworkPruneResult,
   Pod,
   PodContainer,
+  PodContainerResources,
   PodContainerSpec,
   PodSpec,
   RequestContext,
@@ -63,6 +64,11 @@ export interface ProcessControls {
 export interface Attachment extends ProcessControls {
   /** Resolves when the output has ended (the container exited, was removed, or the attach was aborted). */
   done: Promise<void>;
+}
+
+/** An attach to a container of a pod: `done` when the container exited or `detach` was called. */
+export interface PodAttachment extends Attachment {
+  detach(): void;
 }
 
 /** A started exec. */
@@ -307,10 +313,26 @@ export interface MachinePods {
    * takes stdin (with `stdin`), resizes (with `tty`) and signals, and `exit` resolves with its status.
    */
   exec(ctx: RequestContext, id: string, options: { argv: string[]; tty: boolean; stdin: boolean }, sink: StreamSink): Promise<ExecSession>;
+  /**
+   * Attaches to a running container's main process: its output from now on goes to `sink` (stdout only with a
+   * tty) until it exits or `detach` is called; stdin reaches it when it was created with stdin (else
+   * INVALID_ARGUMENT when `stdin` is asked). Closing stdin closes the process's stdin only with stdinOnce.
+   */
+  attach(ctx: RequestContext, id: string, options: { stdin: boolean }, sink: StreamSink): Promise<PodAttachment>;
+  /** Changes the limits of a container (created or running) inside its pod VM; absent fields become unlimited. */
+  updateContainerResources(ctx: RequestContext, id: string, resources: PodContainerResources): Promise<void>;
   /** What each running container (of pod `podId`, when given) uses now; containers not running are left out. */
   containerStats(ctx: RequestContext, podId?: string): Promise<PodContainerStats[]>;
   /** What the pod's micro-VM uses now (zeros when it is not running). */
   stats(ctx: RequestContext, id: string): Promise<PodStats>;
+  /**
+   * Connects to TCP `port` on the pod's own localhost, inside its micro-VM (what kubelet's port-forward dials): the
+   * session's stdin goes to the connection and what the pod answers to `sink.stdout`; `sink.stderr` says why a
+   * connection failed; `exit` resolves when the connection has ended (0) or could not be made.
+   */
+  portForward(ctx: RequestContext, id: string, port: number, sink: StreamSink): Promise<ExecSession>;
+  /** Whether new pods can get a network now (CNI configured and its plugins installed), and if not why. */
+  networkStatus(ctx: RequestContext): Promise<{ ready: boolean; reason: string; message: string }>;
 }
 
 /** A machine that runs pods as well (this host's runtime; the REST client does not serve pods yet). */

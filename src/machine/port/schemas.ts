@@ -583,6 +583,22 @@ export const Pod = Type.Object({
 export type Pod = Static<typeof Pod>;
 
 /** A container to create in a pod: its own image (its own root filesystem), process and log file. */
+/**
+ * Limits of one container of a pod, inside its pod VM (cgroup v2 of the guest): CPU time as quota per period (CFS
+ * bandwidth), CPU shares (a relative weight), memory in bytes, a number of processes; 0 or absent is no limit.
+ */
+export const PodContainerResources = Type.Object(
+  {
+    cpuPeriodUs: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
+    cpuQuotaUs: Type.Optional(Type.Integer({ minimum: 0 })),
+    cpuShares: Type.Optional(Type.Integer({ minimum: 0, maximum: 262_144 })),
+    memoryBytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    pids: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+export type PodContainerResources = Static<typeof PodContainerResources>;
+
 export const PodContainerSpec = Type.Object(
   {
     name: Type.String({ minLength: 1 }),
@@ -602,6 +618,21 @@ export const PodContainerSpec = Type.Object(
     logPath: Type.Optional(Type.String()),
     /** Its root filesystem is read-only for its processes (Kubernetes' readOnlyRootFilesystem). */
     readOnlyRoot: Type.Optional(Type.Boolean()),
+    /** Its main process has a stdin that attach writes to (else /dev/null). */
+    stdin: Type.Optional(Type.Boolean()),
+    /** With stdin: the main process's stdin closes when the first attach that wrote to it ends. */
+    stdinOnce: Type.Optional(Type.Boolean()),
+    /** Its main process runs on a terminal (stdout and stderr are one stream). */
+    tty: Type.Optional(Type.Boolean()),
+    /** Capabilities added to and dropped from the default set (names with or without CAP_, or ALL), as containerd does. */
+    capAdd: Type.Optional(Type.Array(Type.String())),
+    capDrop: Type.Optional(Type.Array(Type.String())),
+    /** Its processes cannot gain privileges by exec (setuid files, file capabilities): no_new_privs. */
+    noNewPrivileges: Type.Optional(Type.Boolean()),
+    /** Supplementary group ids of its processes, on top of its user's groups. */
+    groups: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 4294967294 }))),
+    /** What its processes may use inside the pod VM (a cgroup of the guest per container); unlimited when absent. */
+    resources: Type.Optional(PodContainerResources),
     /** Host files and directories bound into it (kubelet's volumes, /etc/hosts, the termination log), in order. */
     mounts: Type.Optional(
       Type.Array(

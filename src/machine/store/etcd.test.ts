@@ -102,3 +102,38 @@ test('etcd: concurrent commits of one store object are grouped, yet each succeed
     await s.close();
   }
 });
+
+test('etcd: a commit written against what one store object last saw is refused when another object moved it, and decided again', async () => {
+  const prefix = `t-${randomUUID()}/`;
+  const a = open(prefix);
+  const b = open(prefix);
+  try {
+    const r1 = await a.put('k', 'x', 1);
+    const r2 = await b.put('k', 'x', 2, { expectRevision: r1 });
+    // a last saw x at r1: an expectation of r1 must fail, one of r2 must succeed, whatever a remembers.
+    await assert.rejects(a.put('k', 'x', 3, { expectRevision: r1 }), (e: unknown) => isStoreConflict(e));
+    const r3 = await a.put('k', 'x', 4, { expectRevision: r2 });
+    assert.deepEqual(await a.get('k', 'x'), { kind: 'k', key: 'x', value: 4, revision: r3, createRevision: r1 });
+    // A record a never saw, made by b: a must not create it again, and a plain put keeps its createRevision.
+    const ry = await b.put('k', 'y', 'b');
+    await assert.rejects(a.put('k', 'y', 'a', { expectRevision: 0 }), (e: unknown) => isStoreConflict(e));
+    await a.put('k', 'y', 'a2');
+    assert.equal((await b.get('k', 'y'))?.createRevision, ry);
+    // A delete of a record a never saw deletes it; a delete of one b removed meanwhile says it deleted nothing.
+    const rz = await b.put('k', 'z', 1);
+    assert.equal(await a.delete('k', 'z'), true);
+    await a.put('k', 'w', 1);
+    await b.delete('k', 'w');
+    assert.equal(await a.delete('k', 'w'), false);
+    assert.equal(await b.get('k', 'z'), undefined);
+    // Revisions stayed gap-free through all of it, and a wrote without a read when nothing else had moved.
+    const before = a.stats.txns;
+    const r = await a.put('k', 'v', 1);
+    assert.equal(r, await b.revision());
+    assert.equal(a.stats.txns - before, 1, 'one round trip when a was the last writer');
+    assert.ok(rz > ry);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
