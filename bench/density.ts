@@ -9,8 +9,12 @@
  *     the Docker API makes it (create, then start), beside the boot-free floor: a byte written to a running `cat`
  *     exec's stdin and read back from its stdout, over the same virtio-serial channel;
  *   - time to stop them all.
+ * `--mode template` runs the same against a daemon with BOSON_WARM_MODE=template: every container is a clone of one
+ * template (its RAM file mapped copy-on-write), so the pages the clones did not write are shared and PSS splits them;
+ * the template's files on /dev/shm are reported beside (their pages no clone maps count for no process). `--mode both`
+ * measures cold, then template, in one run and prints the ratio of PSS per container. `--memory MiB` (default 128).
  *
- *   npx tsx bench/density.ts [--vms N] [--json]
+ *   npx tsx bench/density.ts [--vms N] [--mode cold|template|both] [--memory MiB] [--json]
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -22,6 +26,9 @@ import { MachineClient, NetworkManager, StreamDemuxer } from '../src/machine/ind
 const args = process.argv.slice(2);
 const vms = Number(args[args.indexOf('--vms') + 1] ?? 50) || 50;
 const asJson = args.includes('--json');
+const modeArg = args.includes('--mode') ? args[args.indexOf('--mode') + 1]! : 'cold';
+const modes = (modeArg === 'both' ? ['cold', 'template'] : [modeArg]) as Array<'cold' | 'template'>;
+const memoryMiB = Number(args.includes('--memory') ? args[args.indexOf('--memory') + 1] : 128) || 128;
 const BOSON = path.join(PACKAGE_ROOT, 'bin', 'boson');
 
 const pct = (v: number[], p: number): number => [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.ceil((p / 100) * v.length) - 1)]!;
@@ -86,11 +93,49 @@ async function channelFloor(c: MachineClient, id: string, n: number): Promise<nu
   return times;
 }
 
+/** The template's RAM and state files of a template-mode daemon, MiB allocated (what they hold of the host's memory). */
+async function templateFilesMiB(runDir: string): Promise<number> {
+  const { readdir, stat } = await import('node:fs/promises');
+  const { templateDirOf } = await import('../src/machine/warm-templates.ts');
+  let bytes = 0;
+  const root = templateDirOf(runDir);
+  for (const t of await readdir(root).catch(() => [] as string[]))
+    for (const f of await readdir(path.join(root, t)).catch(() => [] as string[]))
+      bytes += ((await stat(path.join(root, t, f)).catch(() => null))?.blocks ?? 0) * 512;
+  return bytes / 1024 / 1024;
+}
+
 async function main(): Promise<void> {
+  const results: Array<Record<string, unknown>> = [];
+  for (const mode of modes) results.push(await measure(mode));
+  if (results.length === 2) {
+    const [cold, tmpl] = results as [{ qemuPssMiBPerVm: number }, { qemuPssMiBPerVm: number; templateFilesMiB: number }];
+    const withFiles = tmpl.qemuPssMiBPerVm + tmpl.templateFilesMiB / vms;
+    const ratio = {
+      pssTemplateOverCold: +(tmpl.qemuPssMiBPerVm / cold.qemuPssMiBPerVm).toFixed(2),
+      withTemplateFilesOverCold: +(withFiles / cold.qemuPssMiBPerVm).toFixed(2),
+      goal: "a templated clone's PSS <= 0.5x a cold-booted VM's, at 50 idle containers",
+    };
+    if (asJson) process.stdout.write(JSON.stringify(ratio, null, 2) + '\n');
+    else
+      console.log(
+        `template clone / cold PSS per container: ${ratio.pssTemplateOverCold}x (${ratio.withTemplateFilesOverCold}x counting the template's files, shared by all, per container)`,
+      );
+  }
+}
+
+async function measure(mode: 'cold' | 'template'): Promise<Record<string, unknown>> {
   const dir = await mkdtemp('/var/tmp/boson-density-');
   // Its own network names and subnets, so that it never touches a real daemon's, and removes them at the end.
   const net = { BOSON_NET_PREFIX: 'bbench', BOSON_NET_SUBNET: '10.252.0.0/24', BOSON_NET_POOL: '10.252.128.0/17' };
-  const env = { ...process.env, BOSON_STATE_DIR: path.join(dir, 'state'), BOSON_RUN_DIR: path.join(dir, 'run'), BOSON_QUIET: '1', ...net };
+  const env = {
+    ...process.env,
+    BOSON_STATE_DIR: path.join(dir, 'state'),
+    BOSON_RUN_DIR: path.join(dir, 'run'),
+    BOSON_QUIET: '1',
+    ...net,
+    ...(mode === 'template' ? { BOSON_WARM_IMAGES: 'busybox', BOSON_WARM_MODE: 'template', BOSON_WARM_MEMORY_MIB: '1024' } : {}),
+  };
   await openImageStore(env.BOSON_STATE_DIR).importPath(path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci'));
   const daemon = spawn(BOSON, ['up'], { env, stdio: 'ignore' });
   const c = new MachineClient(path.join(env.BOSON_RUN_DIR, 'boson.sock'));
@@ -103,13 +148,30 @@ async function main(): Promise<void> {
     }
   }
   try {
+    if (mode === 'template') {
+      // A start of this size makes the daemon keep a template of it; the measured starts clone it once it is ready.
+      const { id } = await c.request<{ id: string }>('POST', '/v1/containers', {
+        image: 'busybox',
+        process: { args: ['true'] },
+        resources: { memoryMiB },
+      });
+      await c.request('POST', `/v1/containers/${id}/start`);
+      await c.request('DELETE', `/v1/containers/${id}?force=1`);
+      for (let i = 0; ; i++) {
+        const w = await c.request<{ shapes: Array<{ memoryMiB: number; ready: number }> }>('GET', '/v1/warm');
+        if (w.shapes.some((s) => s.memoryMiB === memoryMiB && s.ready > 0)) break;
+        if (i > 600) throw new Error('no template was built');
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    const hitsBefore = (await c.request<{ hits: number }>('GET', '/v1/warm')).hits;
     const ids: string[] = [];
     const t0 = performance.now();
     for (let i = 0; i < vms; i++) {
       const { id } = await c.request<{ id: string }>('POST', '/v1/containers', {
         image: 'busybox',
         process: { args: ['sleep', '100000'] },
-        resources: { memoryMiB: 128 },
+        resources: { memoryMiB },
       });
       ids.push(id);
     }
@@ -121,6 +183,8 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 5000));
     const records = await Promise.all(ids.map((id) => c.request<{ vmPid: number }>('GET', `/v1/containers/${id}`)));
     const pss = await Promise.all(records.map((r) => pssKb(r.vmPid)));
+    const clones = (await c.request<{ hits: number }>('GET', '/v1/warm')).hits - hitsBefore;
+    const filesMiB = mode === 'template' ? await templateFilesMiB(env.BOSON_RUN_DIR) : 0;
     const sample = ids.slice(0, Math.min(5, ids.length));
     const guestUsedKb: number[] = [];
     for (const id of sample) {
@@ -149,7 +213,11 @@ async function main(): Promise<void> {
     const guestRamMiB = mean(pss.map((p) => p.guestRam)) / 1024;
     const guestUsedMiB = mean(guestUsedKb) / 1024;
     const result = {
+      mode,
       vms,
+      clones,
+      templateFilesMiB: +filesMiB.toFixed(1),
+      loadAverage: (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' '),
       startAllMs: Math.round(startAllMs),
       stopAllMs: Math.round(stopAllMs),
       qemuPssMiBPerVm: +pssMiB.toFixed(1),
@@ -165,10 +233,12 @@ async function main(): Promise<void> {
     };
     if (asJson) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     else {
-      console.log(`${vms} idle busybox micro-VMs (128 MiB each)`);
+      console.log(
+        `${mode}: ${vms} idle busybox micro-VMs (${memoryMiB} MiB each)${mode === 'template' ? `, ${clones} of them clones of a template whose files hold ${result.templateFilesMiB} MiB` : ''}; load average ${result.loadAverage}`,
+      );
       console.log(`start all: ${result.startAllMs} ms; stop all: ${result.stopAllMs} ms`);
       console.log(
-        `QEMU PSS per VM: ${result.qemuPssMiBPerVm} MiB = guest RAM resident ${result.guestRamResidentMiBPerVm} MiB + VMM overhead ${result.vmmOverheadMiBPerVm} MiB`,
+        `QEMU PSS per VM: ${result.qemuPssMiBPerVm} MiB = guest RAM resident ${result.guestRamResidentMiBPerVm} MiB + VMM overhead ${result.vmmOverheadMiBPerVm} MiB${mode === 'template' ? " (a clone's guest pages it wrote count as anonymous memory, so the split is approximate)" : ''}`,
       );
       console.log(
         `the guest's own use (MemTotal - MemAvailable): ${result.guestUsedMiBPerVm} MiB; host memory beyond it: ${result.beyondGuestUseMiBPerVm} MiB`,
@@ -180,6 +250,7 @@ async function main(): Promise<void> {
         `exec as the Docker API makes it (create + start): p50 ${result.execTwoRequests.p50} ms, p95 ${result.execTwoRequests.p95} ms`,
       );
     }
+    return result;
   } finally {
     daemon.kill('SIGTERM');
     await new Promise((r) => daemon.once('exit', r));

@@ -1,12 +1,16 @@
 /**
  * Warm start against cold start and runc, in one run, interleaved so that machine noise hits all alike:
- *   - runc:  `runc run` of `true` on the same busybox root filesystem;
- *   - cold:  `boson run --rm busybox true` through a daemon without a warm pool;
- *   - warm:  the same through a daemon with BOSON_WARM_IMAGES=busybox, once its pool has a VM ready.
- * Each series is timed to the first byte of output (`echo hi`) and to the end of the command (`true`). Then
- * `--streak N` warm starts in a row (no waiting for the pool between them) count failures and how many were warm.
+ *   - runc:      `runc run` of `true` on the same busybox root filesystem;
+ *   - cold:      `boson run --rm busybox true` through a daemon without warm start;
+ *   - pool:      the same through a daemon with BOSON_WARM_IMAGES=busybox (BOSON_WARM_MODE=pool), its pool full;
+ *   - template:  the same through a daemon with BOSON_WARM_MODE=template, its template ready.
+ * `--mode pool|template|both` picks the warm daemons (default both). Each series is timed to the first byte of output
+ * (`echo hi`) and to the end of the command (`true`); before every sample the warm daemons are ready and idle (no
+ * VM or template being booted). Then a streak of `--streak N` starts in a row per warm daemon counts failures and how
+ * many starts were warm: back to back (no waiting: a pool runs dry, a template does not), or with `--streak-wait`
+ * waiting for the daemon to be ready before each start (and saying so).
  *
- *   npx tsx bench/warm-start.ts [--runs N] [--streak N] [--json]
+ *   npx tsx bench/warm-start.ts [--runs N] [--streak N] [--streak-wait] [--mode pool|template|both] [--json]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -18,13 +22,16 @@ import { loadConfig } from '../src/main/index.ts';
 import { BUSYBOX_LAYOUT, makeTestHost, testDaemon, waitFor, type TestHost } from '../test/helpers.ts';
 
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: number): number => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) || dflt : dflt);
-const runs = opt('--runs', 10);
-const streak = opt('--streak', 50);
+const runs = args.includes('--runs') ? Number(args[args.indexOf('--runs') + 1]) : 10;
+const streak = args.includes('--streak') ? Number(args[args.indexOf('--streak') + 1]) : 50;
+const streakWait = args.includes('--streak-wait');
+const modeArg = args.includes('--mode') ? args[args.indexOf('--mode') + 1]! : 'both';
+const modes = (modeArg === 'both' ? ['pool', 'template'] : [modeArg]) as Array<'pool' | 'template'>;
 const asJson = args.includes('--json');
 const BOSON = path.join(PACKAGE_ROOT, 'bin', 'boson');
 
 interface WarmView {
+  mode?: string;
   hits: number;
   misses: number;
   fallbacks: number;
@@ -32,6 +39,7 @@ interface WarmView {
 }
 
 function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
@@ -90,127 +98,160 @@ async function warmView(host: TestHost): Promise<WarmView> {
 }
 
 /**
- * Waits until the warm daemon's pool is full and idle (no VM booting), so that its refills never run beside a
- * measured start of any series.
+ * Waits until a warm daemon is ready and idle: its pool full (2 per shape) or its template built, nothing booting, so
+ * that its refills never run beside a measured start of any series.
  */
-async function poolReady(host: TestHost): Promise<void> {
+async function warmReady(host: TestHost, mode: 'pool' | 'template'): Promise<void> {
+  const need = mode === 'pool' ? 2 : 1;
   await waitFor(
     async () => {
       const w = await warmView(host);
-      return w.shapes.length > 0 && w.shapes.every((s) => s.ready >= 2 && s.booting === 0);
+      return w.shapes.length > 0 && w.shapes.every((s) => s.ready >= need && s.booting === 0);
     },
     180_000,
-    'a full warm pool',
+    `a ready warm ${mode}`,
   );
 }
 
+type Series = { first: number[]; total: number[] };
+
 async function main(): Promise<void> {
   const coldHost = await makeTestHost();
-  const warmHost = await makeTestHost();
-  warmHost.env = { ...warmHost.env, BOSON_WARM_IMAGES: 'busybox', BOSON_WARM_PER_SHAPE: '2', BOSON_WARM_MEMORY_MIB: '1024' };
-  const coldDaemon = testDaemon(() => coldHost);
-  const warmDaemon = testDaemon(() => warmHost);
+  const warmHosts = new Map<'pool' | 'template', TestHost>();
+  for (const mode of modes) {
+    const h = await makeTestHost();
+    h.env = { ...h.env, BOSON_WARM_IMAGES: 'busybox', BOSON_WARM_PER_SHAPE: '2', BOSON_WARM_MEMORY_MIB: '1024', BOSON_WARM_MODE: mode };
+    warmHosts.set(mode, h);
+  }
+  const daemons = [coldHost, ...warmHosts.values()].map((h) => testDaemon(() => h));
   try {
     const accel = await probeAccelerator(loadConfig().accel);
     const bundle = await makeRuncBundle(coldHost.stateDir);
-    await coldDaemon.start();
-    await warmDaemon.start();
-    await bosonOnce(coldHost, ['true']); // builds the root disk
-    await bosonOnce(warmHost, ['true']);
-    const series = {
-      runc: { first: [] as number[], total: [] as number[] },
-      cold: { first: [] as number[], total: [] as number[] },
-      warm: { first: [] as number[], total: [] as number[] },
+    for (const d of daemons) await d.start();
+    for (const h of [coldHost, ...warmHosts.values()]) await bosonOnce(h, ['true']); // builds the root disk
+    const allReady = async (): Promise<void> => {
+      for (const [mode, h] of warmHosts) await warmReady(h, mode);
     };
-    let warmMisses = 0;
-    const failed = { cold: 0, warm: 0 };
+    const series: Record<string, Series> = { runc: { first: [], total: [] }, cold: { first: [], total: [] } };
+    for (const mode of modes) series[mode] = { first: [], total: [] };
+    const notWarm: Record<string, number> = {};
+    const failed: Record<string, number> = { cold: 0 };
+    for (const mode of modes) ((notWarm[mode] = 0), (failed[mode] = 0));
     for (let i = 0; i < runs; i++) {
       for (const [cmd, key] of [
         [['echo', 'hi'], 'first'],
         [['true'], 'total'],
       ] as const) {
-        await poolReady(warmHost);
+        await allReady();
         const r = await runcOnce(bundle, i, [...cmd]);
-        series.runc[key].push(key === 'first' ? r.first! : r.total);
-        await poolReady(warmHost);
+        series.runc![key].push(key === 'first' ? r.first! : r.total);
+        await allReady();
         try {
           const c = await bosonOnce(coldHost, [...cmd]);
-          series.cold[key].push(key === 'first' ? c.first! : c.total);
+          series.cold![key].push(key === 'first' ? c.first! : c.total);
         } catch (err) {
-          failed.cold++;
+          failed.cold!++;
           console.error(`cold: ${String(err)}`);
         }
-        await poolReady(warmHost);
-        const before = (await warmView(warmHost)).hits;
-        try {
-          const w = await bosonOnce(warmHost, [...cmd]);
-          series.warm[key].push(key === 'first' ? w.first! : w.total);
-        } catch (err) {
-          failed.warm++;
-          console.error(`warm: ${String(err)}`);
+        for (const [mode, h] of warmHosts) {
+          await allReady();
+          const before = (await warmView(h)).hits;
+          try {
+            const w = await bosonOnce(h, [...cmd]);
+            series[mode]![key].push(key === 'first' ? w.first! : w.total);
+          } catch (err) {
+            failed[mode]!++;
+            console.error(`${mode}: ${String(err)}`);
+          }
+          if ((await warmView(h)).hits === before) notWarm[mode]!++;
         }
-        if ((await warmView(warmHost)).hits === before) warmMisses++;
       }
     }
-    // A streak of warm starts back to back: the pool refills in the background meanwhile.
-    let failures = 0;
-    const streakStart = await warmView(warmHost);
-    const streakTimes: number[] = [];
-    for (let i = 0; i < streak; i++) {
-      try {
-        streakTimes.push((await bosonOnce(warmHost, ['true'])).total);
-      } catch (err) {
-        failures++;
-        console.error(String(err));
+    // Streaks: `streak` starts in a row per warm daemon, back to back unless --streak-wait.
+    const streaks: Record<string, { starts: number; failures: number; warm: number; fallbacks: number; waited: boolean; p50: number }> = {};
+    for (const [mode, h] of warmHosts) {
+      if (streak <= 0) break;
+      await allReady();
+      let failures = 0;
+      const start = await warmView(h);
+      const times: number[] = [];
+      for (let i = 0; i < streak; i++) {
+        if (streakWait) await warmReady(h, mode);
+        try {
+          times.push((await bosonOnce(h, ['true'])).total);
+        } catch (err) {
+          failures++;
+          console.error(`${mode} streak start ${i}: ${String(err)}`);
+        }
       }
+      const end = await warmView(h);
+      streaks[mode] = {
+        starts: streak,
+        failures,
+        warm: end.hits - start.hits,
+        fallbacks: end.fallbacks - start.fallbacks,
+        waited: streakWait,
+        p50: Math.round(percentile(times, 50)),
+      };
     }
-    const streakEnd = await warmView(warmHost);
     const stat = (v: number[]): { p50: number; p95: number } => ({
       p50: Math.round(percentile(v, 50)),
       p95: Math.round(percentile(v, 95)),
     });
+    const p50 = (name: string, key: 'first' | 'total'): number => percentile(series[name]![key], 50);
+    const ratio = (a: number, b: number): number => +(a / b).toFixed(2);
     const result = {
       accelerator: accel.accel,
       runs,
-      runc: { first: stat(series.runc.first), total: stat(series.runc.total) },
-      cold: { first: stat(series.cold.first), total: stat(series.cold.total) },
-      warm: { first: stat(series.warm.first), total: stat(series.warm.total), notWarm: warmMisses },
+      series: Object.fromEntries(
+        Object.entries(series).map(([name, s]) => [name, { first: stat(s.first), total: stat(s.total), notWarm: notWarm[name] }]),
+      ),
       failed,
-      ratios: {
-        warmOverRuncTotal: +(percentile(series.warm.total, 50) / percentile(series.runc.total, 50)).toFixed(2),
-        warmOverColdTotal: +(percentile(series.warm.total, 50) / percentile(series.cold.total, 50)).toFixed(2),
-        warmOverColdFirst: +(percentile(series.warm.first, 50) / percentile(series.cold.first, 50)).toFixed(2),
-      },
-      streak: {
-        starts: streak,
-        failures,
-        warm: streakEnd.hits - streakStart.hits,
-        fallbacks: streakEnd.fallbacks - streakStart.fallbacks,
-        p50: Math.round(percentile(streakTimes, 50)),
-      },
+      ratios: Object.fromEntries(
+        modes.map((m) => [
+          m,
+          {
+            overRuncTotal: ratio(p50(m, 'total'), p50('runc', 'total')),
+            overColdTotal: ratio(p50(m, 'total'), p50('cold', 'total')),
+            overColdFirst: ratio(p50(m, 'first'), p50('cold', 'first')),
+          },
+        ]),
+      ),
+      streaks,
       loadAverage: (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' '),
     };
     if (asJson) console.log(JSON.stringify(result, null, 2));
     else {
-      const row = (name: string, s: { first: { p50: number; p95: number }; total: { p50: number; p95: number } }): string =>
-        `${name.padEnd(34)} first output p50 ${String(s.first.p50).padStart(5)} ms (p95 ${s.first.p95})   end p50 ${String(s.total.p50).padStart(5)} ms (p95 ${s.total.p95})`;
-      console.log(`accelerator: ${result.accelerator}, ${runs} interleaved rounds, load average ${result.loadAverage}`);
-      console.log(row('runc run (same rootfs)', result.runc));
-      console.log(row('boson run --rm, cold (daemon)', result.cold));
-      console.log(row('boson run --rm, warm (pool ready)', result.warm));
-      console.log(`warm runs that were not warm: ${warmMisses}; failed runs: cold ${failed.cold}, warm ${failed.warm}`);
+      console.log(`accelerator: ${result.accelerator}, ${runs} interleaved rounds, load average at the end ${result.loadAverage}`);
+      const label: Record<string, string> = {
+        runc: 'runc run (same rootfs)',
+        cold: 'boson run --rm, cold (daemon)',
+        pool: 'boson run --rm, warm pool (full)',
+        template: 'boson run --rm, template clone',
+      };
+      for (const [name, s] of Object.entries(result.series))
+        if (runs > 0)
+          console.log(
+            `${label[name]!.padEnd(34)} first output p50 ${String(s.first.p50).padStart(5)} ms (p95 ${s.first.p95})   end p50 ${String(s.total.p50).padStart(5)} ms (p95 ${s.total.p95})${s.notWarm !== undefined ? `   not warm: ${s.notWarm}` : ''}`,
+          );
       console.log(
-        `warm / runc (end): ${result.ratios.warmOverRuncTotal}x (goal <= 10x)   warm / cold (end): ${result.ratios.warmOverColdTotal}x (goal <= 0.25x)   warm / cold (first output): ${result.ratios.warmOverColdFirst}x`,
+        `failed runs: ${Object.entries(failed)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}`,
       );
-      console.log(
-        `streak: ${streak} warm starts in a row, ${failures} failures, ${result.streak.warm} took a warm VM, ${result.streak.fallbacks} fell back to cold, p50 ${result.streak.p50} ms`,
-      );
+      if (runs > 0)
+        for (const [m, r] of Object.entries(result.ratios))
+          console.log(
+            `${m}: / runc (end) ${r.overRuncTotal}x (goal <= 10x)   / cold (end) ${r.overColdTotal}x (goal <= 0.25x)   / cold (first output) ${r.overColdFirst}x`,
+          );
+      for (const [m, st] of Object.entries(streaks))
+        console.log(
+          `${m} streak: ${st.starts} starts in a row${st.waited ? ' (waiting for the daemon to be ready before each)' : ' (back to back)'}, ${st.failures} failures, ${st.warm} warm, ${st.fallbacks} fell back to cold, p50 ${st.p50} ms`,
+        );
     }
   } finally {
-    await warmDaemon.stop();
-    await coldDaemon.stop();
-    await warmHost.cleanup();
-    await coldHost.cleanup();
+    for (const d of daemons) await d.stop();
+    for (const h of [coldHost, ...warmHosts.values()]) await h.cleanup();
   }
 }
 

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -20,6 +21,7 @@
 #define LOWER_DIR "/boson/lower"
 #define SCRATCH_DIR "/boson/scratch"
 #define DEVICE_WAIT_MS 5000 /* how long to wait for the port and the disks */
+#define BOSON_BLKFLSBUF _IO(0x12, 97) /* <linux/fs.h>, whose macros clash with <sys/mount.h> */
 
 /* Mounts what init itself needs, ignoring "already mounted". */
 void mount_early(void)
@@ -285,13 +287,24 @@ void unmount_volumes(const struct spec *spec)
  * dev/shm and run inside, with the device nodes. Reports MOUNT_FAILED on failure. `before_api` runs between the
  * overlay and the API filesystems (where the SPEC's /etc files and volumes go). */
 static void mount_root(const char *root_disk, const char *root_fstype, const char *scratch_disk,
-		       void (*before_api)(const struct spec *), const struct spec *spec)
+		       void (*before_api)(const struct spec *), const struct spec *spec, int lower_mounted)
 {
 	char dev[300];
-	find_disk(root_disk, dev, sizeof dev);
-	must_mount(dev, LOWER_DIR, root_fstype, MS_RDONLY, NULL);
+	if (!lower_mounted) {
+		find_disk(root_disk, dev, sizeof dev);
+		must_mount(dev, LOWER_DIR, root_fstype, MS_RDONLY, NULL);
+	}
 	if (scratch_disk) {
 		find_disk(scratch_disk, dev, sizeof dev);
+		if (lower_mounted) {
+			/* A clone of a template: the kernel read this disk's first blocks (partition scan) while the template
+			 * booted, when the disk was the template's file; this one is the container's own. */
+			int fd = open(dev, O_RDONLY | O_CLOEXEC);
+			if (fd < 0 || ioctl(fd, BOSON_BLKFLSBUF, 0) < 0)
+				log_msg("flush %s: %s", dev, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+		}
 		must_mount(dev, SCRATCH_DIR, "ext4", 0, NULL);
 	} else {
 		must_mount("tmpfs", SCRATCH_DIR, "tmpfs", 0, "mode=0755");
@@ -341,6 +354,8 @@ static void spec_files_and_volumes(const struct spec *spec)
 
 /* The root fstype warm_up() mounted the container's root with ("" when it did not). */
 static char prepared_fstype[32];
+/* warm_up() mounted only the root disk (a template VM: boson.template), not the writable layer nor the overlay. */
+static int prepared_lower_only;
 
 /* Builds the container's root at NEWROOT: image disk read-only + scratch (or tmpfs) in an overlay, with
  * proc, sys, dev, dev/pts, dev/shm and run mounted inside. Reports MOUNT_FAILED on failure. In a VM booted ahead
@@ -354,10 +369,13 @@ void prepare_root(const struct spec *spec)
 		    spec->nmounts != 0)
 			fail(R_MOUNT_FAILED, 125, "this micro-VM was prepared for another root (%s on boson-root, boson-scratch, no volumes)",
 			     prepared_fstype);
-		write_etc_files(spec);
+		if (prepared_lower_only)
+			mount_root(spec->root_disk, spec->root_fstype, spec->scratch_disk, spec_files_and_volumes, spec, 1);
+		else
+			write_etc_files(spec);
 		return;
 	}
-	mount_root(spec->root_disk, spec->root_fstype, spec->scratch_disk, spec_files_and_volumes, spec);
+	mount_root(spec->root_disk, spec->root_fstype, spec->scratch_disk, spec_files_and_volumes, spec, 0);
 }
 
 /* Unmounts the container root and the disks (lazily where busy). */
@@ -371,10 +389,12 @@ void unmount_all(void)
 }
 
 
-/* Reads the value of boson.warmup= from the kernel command line into out ("" when absent). */
-static void warmup_fstype(char *out, size_t len)
+/* Reads the value of boson.warmup= from the kernel command line into out ("" when absent), and whether the
+ * command line has boson.template into *template. */
+static void warmup_fstype(char *out, size_t len, int *template)
 {
 	out[0] = 0;
+	*template = 0;
 	char line[4096];
 	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -385,34 +405,45 @@ static void warmup_fstype(char *out, size_t len)
 		return;
 	line[n] = 0;
 	for (char *tok = strtok(line, " \n"); tok; tok = strtok(NULL, " \n")) {
-		if (strncmp(tok, "boson.warmup=", 13) == 0) {
+		if (strncmp(tok, "boson.warmup=", 13) == 0)
 			snprintf(out, len, "%s", tok + 13);
-			return;
-		}
+		else if (strcmp(tok, "boson.template") == 0)
+			*template = 1;
 	}
 }
 
 void warm_up(void)
 {
 	char fstype[32];
-	warmup_fstype(fstype, sizeof fstype);
+	int template;
+	warmup_fstype(fstype, sizeof fstype, &template);
 	if (strcmp(fstype, "erofs") != 0 && strcmp(fstype, "ext4") != 0)
 		return;
-	/* The container's root, as prepare_root builds it for the disks this VM was booted with (boson-root and its
-	 * own writable layer boson-scratch, which becomes the container's). */
-	mount_root("boson-root", fstype, "boson-scratch", NULL, NULL);
+	if (template) {
+		/* A template's clones each get their own writable layer (another file behind boson-scratch), so only the
+		 * image's disk is mounted here: a mounted ext4 would be in every clone's memory. */
+		char dev[300];
+		find_disk("boson-root", dev, sizeof dev);
+		must_mount(dev, LOWER_DIR, fstype, MS_RDONLY, NULL);
+		prepared_lower_only = 1;
+	} else {
+		/* The container's root, as prepare_root builds it for the disks this VM was booted with (boson-root and
+		 * its own writable layer boson-scratch, which becomes the container's). */
+		mount_root("boson-root", fstype, "boson-scratch", NULL, NULL, 0);
+	}
 	snprintf(prepared_fstype, sizeof prepared_fstype, "%s", fstype);
 	/* A shell of the image, started the way a container's process is: its pages are then in the page cache, and
 	 * under TCG the kernel's fork, exec and exit paths are translated already. */
 	pid_t pid = fork();
 	if (pid == 0) {
-		int fdn = open(NEWROOT "/dev/null", O_RDWR | O_CLOEXEC);
+		const char *root = prepared_lower_only ? LOWER_DIR : NEWROOT;
+		int fdn = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (fdn >= 0) {
 			dup2(fdn, 0);
 			dup2(fdn, 1);
 			dup2(fdn, 2);
 		}
-		if (chroot(NEWROOT) == 0 && chdir("/") == 0) {
+		if (chroot(root) == 0 && chdir("/") == 0) {
 			char *argv[] = {"sh", "-c", "true", NULL};
 			char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
 			execve("/bin/sh", argv, envp);

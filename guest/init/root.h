@@ -15,7 +15,9 @@ void mount_early(void);
 /* A VM booted ahead of its container (kernel argument boson.warmup=<root fstype>: the warm pool) builds the
  * container's root before HELLO, as prepare_root would for its disks (boson-root, boson-scratch), and runs the
  * image's /bin/sh once: the start after SPEC then only writes the SPEC's /etc files, and under TCG the kernel paths
- * of a start are translated already. Does nothing without the argument. */
+ * of a start are translated already. Does nothing without the argument. With boson.template as well (a template VM,
+ * cloned for many containers) only the root disk is mounted: each clone's writable layer is another file, mounted
+ * with the overlay and the API filesystems when its SPEC comes. */
 void warm_up(void);
 
 /* Makes sure fds 0, 1 and 2 are open (the console, else /dev/null), so no later fd lands on them. */

@@ -18,7 +18,7 @@ import { mkdir, readdir, rm, stat, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path';
 import { BosonError, isBosonError, silentLogger, toBosonError, type BosonPaths, type Logger, type StateStore } from '../common/index.ts';
 import { encodeSpec, encodeExec, FrameType, GuestErrorReason, decodeExit, decodeError, decodeStarted, type Frame } from '../guest/index.ts';
-import { bootWithWatchdog, type Vm, type VmJail, type Vmm } from '../vmm/index.ts';
+import { bootWithWatchdog, type MicroVmConfig, type Vm, type VmJail, type Vmm } from '../vmm/index.ts';
 import type { BootBundle } from '../guest/index.ts';
 import type { ImageStore } from '../image/index.ts';
 import { mergeEnv, resolveProcessConfig } from './container-config.ts';
@@ -38,6 +38,7 @@ import { checkHostCapacity } from './capacity.ts';
 import { checkBindSource, defaultBindPolicy, type BindPolicy } from './bind-policy.ts';
 import { DiskFullGuard } from './disk-full.ts';
 import { WarmPool, type ClaimedVm, type WarmPoolStats, type WarmShape } from './warm-pool.ts';
+import { WarmTemplates, type Template } from './warm-templates.ts';
 import { DEFAULT_NETWORK, publishAllPorts, type Endpoint, type NetworkManager, type NetworkRecord } from './network/index.ts';
 import type { DiskSpec, ShareSpec } from '../vmm/index.ts';
 import type {
@@ -187,8 +188,11 @@ export interface RuntimeOptions {
   jail?: JailPolicy;
   /** The log rotation of containers created without their own (`--log-opt`); none when absent. */
   logDefaults?: LogOptions;
-  /** Warm start (a daemon's): keep pre-booted micro-VMs of these images within this budget (see WarmPool). */
-  warm?: { images: string[]; perShape: number; memoryBudgetMiB: number };
+  /**
+   * Warm start (a daemon's): keep pre-booted micro-VMs (mode pool, WarmPool) or template snapshots (mode template,
+   * WarmTemplates) of these images within this budget.
+   */
+  warm?: { images: string[]; perShape: number; memoryBudgetMiB: number; mode?: 'pool' | 'template'; cloneTbMiB?: number };
   /** How pods get their network (CNI, pod-network.ts); absent: pods join the machine's default network. */
   podNetworks?: PodNetworks;
 }
@@ -289,8 +293,10 @@ export class MachineRuntime implements MachineContainers {
   private closing = false;
   private podService: PodService | undefined;
   private readonly diskFull: DiskFullGuard;
-  /** Pre-booted micro-VMs (a daemon with warm start configured); null otherwise. */
+  /** Pre-booted micro-VMs (a daemon's; keeps nothing unless warm start is configured in pool mode); null otherwise. */
   private readonly warm: WarmPool | null;
+  /** Template snapshots (a daemon with warm start in template mode); null otherwise. */
+  private readonly templates: WarmTemplates | null;
   private readonly paths: BosonPaths;
   private readonly log: Logger;
   private readonly vmm: Vmm;
@@ -316,11 +322,42 @@ export class MachineRuntime implements MachineContainers {
     this.vmm = parts.vmm;
     this.bootBundle = parts.bootBundle;
     this.store = parts.store;
+    // Root only: a rootless VM's network (QEMU user networking with its port forwards) is fixed at boot.
+    const warmImages = this.paths.rootless ? [] : (options.warm?.images ?? []);
+    const templateMode = options.warm?.mode === 'template';
+    const warmParts = {
+      vmm: this.vmm,
+      bootBundle: this.bootBundle,
+      image: async (ref: string) => {
+        const image = await this.images.resolve(ref).catch(() => null);
+        return image ? { imageId: image.id, rootDisk: await this.images.rootDisk(image) } : null;
+      },
+      taps:
+        this.nets && !this.paths.rootless ? { spare: () => this.networks.spareTap(), drop: (t: string) => this.networks.dropTap(t) } : null,
+      jail: (name: string, memoryMiB: number, cpus: number, dir: string) => this.jailOf(name, memoryMiB, cpus, dir),
+      log: this.log,
+    };
+    this.templates =
+      options.detached && templateMode
+        ? new WarmTemplates(
+            {
+              images: warmImages,
+              memoryBudgetMiB: options.warm?.memoryBudgetMiB ?? 0,
+              defaultMemoryMiB: DEFAULT_MEMORY_MIB,
+              bootTimeoutMs: options.bootTimeoutMs ?? 15000,
+              stateDir: this.paths.stateDir,
+              runDir: this.paths.runDir,
+              debug: options.debug,
+              cloneTbMiB: options.warm?.cloneTbMiB,
+            },
+            warmParts,
+          )
+        : null;
+    // The pool exists in every daemon (its init() removes what an earlier daemon's pool or template build left).
     this.warm = options.detached
       ? new WarmPool(
           {
-            // Root only: a rootless VM's network (QEMU user networking with its port forwards) is fixed at boot.
-            images: this.paths.rootless ? [] : (options.warm?.images ?? []),
+            images: templateMode ? [] : warmImages,
             perShape: options.warm?.perShape ?? 0,
             memoryBudgetMiB: options.warm?.memoryBudgetMiB ?? 0,
             defaultMemoryMiB: DEFAULT_MEMORY_MIB,
@@ -329,18 +366,7 @@ export class MachineRuntime implements MachineContainers {
             runDir: this.paths.runDir,
             debug: options.debug,
           },
-          {
-            vmm: this.vmm,
-            bootBundle: this.bootBundle,
-            image: async (ref) => {
-              const image = await this.images.resolve(ref).catch(() => null);
-              return image ? { imageId: image.id, rootDisk: await this.images.rootDisk(image) } : null;
-            },
-            taps:
-              this.nets && !this.paths.rootless ? { spare: () => this.networks.spareTap(), drop: (t) => this.networks.dropTap(t) } : null,
-            jail: (name, memoryMiB, cpus, dir) => this.jailOf(name, memoryMiB, cpus, dir),
-            log: this.log,
-          },
+          warmParts,
         )
       : null;
     this.diskFull = new DiskFullGuard(this.paths.stateDir, (id, paused) => {
@@ -436,6 +462,7 @@ export class MachineRuntime implements MachineContainers {
     // Pod networks a killed daemon left half made or half undone.
     await this.pods().reconcileNetworks(async (id) => this.live.has(id));
     await this.warm?.init();
+    await this.templates?.init();
   }
 
   /**
@@ -483,11 +510,12 @@ export class MachineRuntime implements MachineContainers {
   /** Starts filling the warm pool, if one is configured (the daemon, once it has swept orphaned VMs). */
   startWarmPool(): void {
     this.warm?.start();
+    this.templates?.start();
   }
 
   /** The warm pool's counts and shapes (`boson info`, /metrics); null where there is no pool (no daemon). */
   warmStats(): WarmPoolStats | null {
-    return this.warm?.stats() ?? null;
+    return this.templates?.stats() ?? this.warm?.stats() ?? null;
   }
 
   /**
@@ -550,6 +578,7 @@ export class MachineRuntime implements MachineContainers {
     this.closing = true;
     this.diskFull.close();
     await this.warm?.close();
+    await this.templates?.close();
     await this.helperVms.endAll();
     for (const live of this.live.values()) {
       live.finished = true;
@@ -976,6 +1005,11 @@ export class MachineRuntime implements MachineContainers {
       (await this.warm.fits({ runtimeDir, scratch, logFile }))
         ? this.warm.take(this.warmShape(record, rootDisk), bundle)
         : undefined;
+    // Or a template to clone (template mode): the clone gets the container's own files, like a cold boot.
+    const template: Template | undefined =
+      this.templates && runtimeDir !== undefined && extraDisks.length === 0 && shares.length === 0 && (await this.templates.fits(scratch))
+        ? this.templates.take(this.warmShape(record, rootDisk), bundle)
+        : undefined;
     let endpoint: Endpoint | null;
     try {
       endpoint = record.podNic
@@ -986,28 +1020,38 @@ export class MachineRuntime implements MachineContainers {
       throw err;
     }
     const accel = await this.vmm.accelerator();
+    // The micro-VM a cold boot launches (a template's clone is launched with the same, plus the template's RAM).
+    const vmConfig = (): MicroVmConfig => ({
+      kernel: bundle.kernelPath,
+      initramfs: bundle.initramfsPath,
+      acpi: bundle.acpi,
+      memoryMiB: record.resources.memoryMiB,
+      cpus: record.resources.cpus,
+      disks: [
+        { serial: 'boson-root', path: rootDisk.path, readOnly: true },
+        { serial: 'boson-scratch', path: scratch, readOnly: false },
+        ...extraDisks,
+      ],
+      shares,
+      runtimeDir,
+      logFile,
+      nics: endpoint ? [endpoint.nic] : [],
+      debug: this.options.debug,
+      jail: this.jailFor(record, runtimeDir),
+    });
+    // What a clone that failed left: its runtime directory; and, for a first start, a writable layer it may have used.
+    const afterBadClone = async (): Promise<void> => {
+      if (runtimeDir) await rm(runtimeDir, { recursive: true, force: true }).then(() => mkdir(runtimeDir, { recursive: true }));
+      if (record.startedAt === null) {
+        await rm(scratch, { force: true });
+        await createScratchDisk(scratch, undefined, !record.autoRemove);
+      }
+    };
     const coldBoot = async (): Promise<{ vm: Vm; ctl: ControlChannel }> => {
       let ctl!: ControlChannel;
       try {
         const boot = await bootWithWatchdog(
-          {
-            kernel: bundle.kernelPath,
-            initramfs: bundle.initramfsPath,
-            acpi: bundle.acpi,
-            memoryMiB: record.resources.memoryMiB,
-            cpus: record.resources.cpus,
-            disks: [
-              { serial: 'boson-root', path: rootDisk.path, readOnly: true },
-              { serial: 'boson-scratch', path: scratch, readOnly: false },
-              ...extraDisks,
-            ],
-            shares,
-            runtimeDir,
-            logFile,
-            nics: endpoint ? [endpoint.nic] : [],
-            debug: this.options.debug,
-            jail: this.jailFor(record, runtimeDir),
-          },
+          vmConfig(),
           (booting: Vm) => {
             ctl = new ControlChannel(booting.channel);
             return ctl.waitForHello();
@@ -1080,18 +1124,34 @@ export class MachineRuntime implements MachineContainers {
     const tNet = performance.now();
     let claimed: ClaimedVm | null =
       warm && runtimeDir ? await this.warm!.claim(warm, { runtimeDir, scratch, logFile, cgroupName: id.slice(0, 16) }) : null;
-    let { vm, ctl } = claimed ?? (await coldBoot());
+    let clone: { vm: Vm; ctl: ControlChannel; launchMs: number; restoreMs: number } | null = null;
+    if (!claimed && template) {
+      // A template that cannot be cloned is discarded (and built again) by clone(); the start boots cold.
+      clone = await this.templates!.clone(template, vmConfig()).catch(async (err: unknown) => {
+        this.log.warn({ container: id, error: toBosonError(err).message }, 'a template could not be cloned; booting cold');
+        await afterBadClone();
+        return null;
+      });
+    }
+    let { vm, ctl } = claimed ?? clone ?? (await coldBoot());
     const tBoot = performance.now();
     try {
       try {
         // A warm VM that does not take its SPEC in a boot's time is a bad one: it is replaced by a cold boot.
-        await this.startContainer(ctl, spec(), claimed ? this.bootTimeout(accel) : undefined);
+        await this.startContainer(ctl, spec(), claimed || clone ? this.bootTimeout(accel) : undefined);
       } catch (err) {
-        if (!claimed || !(isBosonError(err, 'GUEST_CRASHED') || isBosonError(err, 'GUEST_BOOT_TIMEOUT'))) throw err;
+        if ((!claimed && !clone) || !(isBosonError(err, 'GUEST_CRASHED') || isBosonError(err, 'GUEST_BOOT_TIMEOUT'))) throw err;
         this.log.warn({ container: id, error: toBosonError(err).message }, 'a warm micro-VM did not take its container; booting cold');
-        const bad = claimed;
-        claimed = null;
-        await bad.undo();
+        if (claimed) {
+          const bad = claimed;
+          claimed = null;
+          await bad.undo();
+        } else {
+          clone = null;
+          this.templates!.failed(template!, toBosonError(err).message);
+          await vm.kill();
+          await afterBadClone();
+        }
         ({ vm, ctl } = await coldBoot());
         await this.startContainer(ctl, spec());
       }
@@ -1106,7 +1166,14 @@ export class MachineRuntime implements MachineContainers {
     }
     await claimed?.commit();
     this.log.debug(
-      { container: id, warm: claimed !== null, prepareMs: tNet - t0, bootMs: tBoot - tNet, startMs: performance.now() - tBoot },
+      {
+        container: id,
+        warm: claimed !== null,
+        clone: clone ? { launchMs: Math.round(clone.launchMs), restoreMs: Math.round(clone.restoreMs) } : null,
+        prepareMs: tNet - t0,
+        bootMs: tBoot - tNet,
+        startMs: performance.now() - tBoot,
+      },
       'container started',
     );
     const live: Live = { vm, ctl, logFile, execs: new Map(), nextSession: 1, finished: false };
@@ -1349,7 +1416,7 @@ export class MachineRuntime implements MachineContainers {
       this.background(
         flushed
           .then(() => (mark('logFlushedMs'), live.vm.shutdown(1000)))
-          .then(() => (mark('vmGoneMs'), this.exited(id, status, error)))
+          .then(() => (mark('vmGoneMs'), this.exited(id, status, error, mark)))
           .then(() => (mark('recordedMs'), this.log.debug({ container: id, ...marks }, 'container exit handled'))),
         `recording the exit of container ${id.slice(0, 12)}`,
       );
@@ -1375,24 +1442,31 @@ export class MachineRuntime implements MachineContainers {
   }
 
   /** Records an exit (from whatever source), wakes waiters, and applies the restart policy. */
-  private async exited(id: string, status: number, error: string | null): Promise<void> {
+  private async exited(id: string, status: number, error: string | null, mark?: (step: string) => void): Promise<void> {
     this.live.delete(id);
     this.releaseVolumes(id);
     this.diskFull.forget(id);
     if (this.closing) return;
-    await this.nets?.disconnect(id).catch(() => undefined);
+    // A container removed now (--rm) is disconnected while its record goes; any other before its exit is told.
+    const disconnected = this.nets?.disconnect(id).catch(() => undefined);
     let record: ContainerRecord;
     try {
       record = this.registry.get(id);
     } catch {
+      await disconnected;
       return;
     }
+    if (!record.autoRemove) await disconnected;
+    mark?.('disconnectedMs');
     this.settle(record, status, error);
     await this.registry.save(record);
+    mark?.('savedMs');
     this.emit(record, 'die', { exitCode: String(status) });
     this.wake(id, 'exit', { statusCode: status, error });
     if (record.autoRemove) {
       await this.lock.run(id, () => this.removeLocked(id, true)).catch(() => undefined);
+      await disconnected;
+      mark?.('removedMs');
       return;
     }
     if (this.shouldRestart(record, status)) {
@@ -1540,11 +1614,18 @@ export class MachineRuntime implements MachineContainers {
       await live.vm.kill();
       await exited;
     }
-    await this.registry.remove(record);
+    // The record and its files, the network and the VM's runtime directory do not depend on each other.
+    const runtimeDir = this.runtimeDir(id);
+    const [removed] = await Promise.allSettled([
+      this.registry.remove(record),
+      this.nets?.disconnect(id).catch(() => undefined),
+      (async () => {
+        if (this.options.detached) await this.vmm.cleanup(runtimeDir);
+        await rm(runtimeDir, { recursive: true, force: true });
+      })(),
+    ]);
+    if (removed.status === 'rejected') throw removed.reason;
     this.logFeeds.delete(id);
-    await this.nets?.disconnect(id).catch(() => undefined);
-    if (this.options.detached) await this.vmm.cleanup(this.runtimeDir(id));
-    await rm(this.runtimeDir(id), { recursive: true, force: true });
     if (volumes || record.autoRemove) {
       for (const m of record.mounts ?? []) {
         if (m.type === 'volume' && m.anonymous) await this.volumes.remove(m.name, await this.volumeUsers(m.name)).catch(() => undefined);

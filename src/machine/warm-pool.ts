@@ -117,7 +117,7 @@ export interface ClaimedVm {
 export type WarmPoolStats = WarmPoolView;
 
 /** The key of a shape (and of a bundle): equal keys, interchangeable VMs. */
-function shapeKey(s: WarmShape): string {
+export function shapeKey(s: WarmShape): string {
   return [
     s.imageId,
     s.rootDisk.path,
@@ -297,6 +297,7 @@ export class WarmPool {
     }));
     return {
       enabled: this.enabled,
+      mode: 'pool',
       images: [...this.options.images],
       perShape: this.options.perShape,
       memoryBudgetMiB: this.options.memoryBudgetMiB,
@@ -520,18 +521,19 @@ export class WarmPool {
 }
 
 /** A random locally administered unicast MAC. */
-function poolMac(): string {
+export function poolMac(): string {
   const b = randomBytes(6);
   b[0] = (b[0]! & 0xfc) | 0x02;
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-function bundleKeyOf(bundle: BootBundle): string {
+/** The key of a boot bundle: a warm VM or template booted with another kernel or initramfs is not used. */
+export function bundleKeyOf(bundle: BootBundle): string {
   return `${bundle.kernelPath}|${bundle.initramfsPath}`;
 }
 
 /** The pid of the QEMU of runtime directory `dir` (its pid file, checked against its command line), or null. */
-async function qemuOf(dir: string): Promise<number | null> {
+export async function qemuOf(dir: string): Promise<number | null> {
   const pid = Number((await readFile(path.join(dir, 'qemu.pid'), 'utf8').catch(() => '')).trim());
   if (!Number.isInteger(pid) || pid <= 0) return null;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
@@ -539,7 +541,7 @@ async function qemuOf(dir: string): Promise<number | null> {
 }
 
 /** `work`, or an Error with `message` after `ms`. */
-async function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+export async function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([work, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);

@@ -68,11 +68,16 @@ export const HostConfig = Type.Object({
   logDefaults: Type.Optional(
     Type.Object({ maxSizeBytes: Type.Optional(Type.Integer({ minimum: 1 })), maxFiles: Type.Optional(Type.Integer({ minimum: 1 })) }),
   ),
-  /** BOSON_WARM_IMAGES, BOSON_WARM_PER_SHAPE, BOSON_WARM_MEMORY_MIB: the daemon's pool of pre-booted micro-VMs. */
+  /**
+   * BOSON_WARM_IMAGES, BOSON_WARM_PER_SHAPE, BOSON_WARM_MEMORY_MIB, BOSON_WARM_MODE: the daemon's warm start (a pool of
+   * pre-booted micro-VMs, or template snapshots that starts clone).
+   */
   warm: Type.Object({
     images: Type.Array(Type.String({ minLength: 1 })),
     perShape: Type.Integer({ minimum: 0, maximum: 64 }),
     memoryBudgetMiB: Type.Integer({ minimum: 0 }),
+    mode: Type.Union([Type.Literal('pool'), Type.Literal('template')]),
+    cloneTbMiB: Type.Integer({ minimum: 1, maximum: 1024 }),
   }),
   /** BOSON_FLEET_CHECK_INTERVAL_MS, BOSON_FLEET_CHECK_TIMEOUT_MS, BOSON_FLEET_LOST_AFTER_MS: a controller's health checks of its machines (interval, timeout) and when one is LOST. */
   fleetCheckIntervalMs: Type.Integer({ minimum: 100 }),
@@ -267,7 +272,22 @@ export const SETTINGS: Setting[] = [
   {
     env: 'BOSON_WARM_MEMORY_MIB',
     default: '1024',
-    meaning: 'warm start: the guest memory all pre-booted micro-VMs together may have, MiB (0: none)',
+    meaning:
+      'warm start: the guest memory all pre-booted micro-VMs together may have, or the host memory all templates together may hold (their RAM files; one being built counts its guest memory), MiB (0: none)',
+    readBy: 'root',
+  },
+  {
+    env: 'BOSON_WARM_CLONE_TB_MIB',
+    default: '8',
+    meaning:
+      "warm start from templates: TCG's translation cache of a clone, MiB (a clone never boots; QEMU backs the cache with huge pages, so all of it is resident: 16, the boot's size, starts clones a little faster and costs 8 MiB more each)",
+    readBy: 'root',
+  },
+  {
+    env: 'BOSON_WARM_MODE',
+    default: 'pool',
+    meaning:
+      'warm start: `pool` keeps pre-booted paused micro-VMs (BOSON_WARM_PER_SHAPE per shape, each taken by one start); `template` keeps one template snapshot per shape (guest RAM in a file on /dev/shm) that every start of the shape clones copy-on-write (docs/design.md "Warm start")',
     readBy: 'root',
   },
   {
@@ -410,6 +430,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
         .filter(Boolean),
       perShape: intSetting(env.BOSON_WARM_PER_SHAPE, 2),
       memoryBudgetMiB: intSetting(env.BOSON_WARM_MEMORY_MIB, 1024),
+      mode: (env.BOSON_WARM_MODE || 'pool') as 'pool' | 'template',
+      cloneTbMiB: intSetting(env.BOSON_WARM_CLONE_TB_MIB, 8),
     },
     fleetCheckIntervalMs: intSetting(env.BOSON_FLEET_CHECK_INTERVAL_MS, 5000),
     fleetCheckTimeoutMs: intSetting(env.BOSON_FLEET_CHECK_TIMEOUT_MS, 3000),

@@ -57,3 +57,35 @@ test('argv: the TCG path pins the TSC frequency, the KVM path uses the host CPU;
   assert.equal(kvm[kvm.indexOf('-cpu') + 1], 'host');
   assert.doesNotMatch(kvm[kvm.indexOf('-append') + 1]!, /tsc_early_khz/);
 });
+
+test('file-backed guest RAM: a template shares its file, a clone maps it privately and waits for its state; no free page reporting', () => {
+  const config = {
+    kernel: '/k',
+    initramfs: '/i',
+    memoryMiB: 256,
+    cpus: 1,
+    acpi: false,
+    disks: [],
+    runtimeDir: '/run/vm',
+  };
+  const mem = (argv: string[]): string => argv[argv.indexOf('-object') + 1]!;
+  const memfd = buildQemuArgv(config, 'tcg', undefined, new Map());
+  assert.match(mem(memfd), /^memory-backend-memfd,id=mem,size=256M,share=on$/);
+  assert.ok(memfd.includes('virtio-balloon-device,free-page-reporting=on'));
+  assert.ok(!memfd.includes('-incoming'));
+  const template = buildQemuArgv({ ...config, ram: { path: '/dev/shm/t,x/ram', shared: true } }, 'tcg', undefined, new Map());
+  assert.equal(mem(template), 'memory-backend-file,id=mem,size=256M,mem-path=/dev/shm/t,,x/ram,share=on');
+  assert.ok(template.includes('virtio-balloon-device') && !template.some((a) => a.includes('free-page-reporting')));
+  const clone = buildQemuArgv(
+    { ...config, ram: { path: '/dev/shm/t/ram', shared: false }, incoming: true },
+    'tcg',
+    undefined,
+    new Map(),
+    16,
+    {
+      diskFds: new Map(),
+    },
+  );
+  assert.equal(mem(clone), 'memory-backend-file,id=mem,size=256M,mem-path=/ram,share=off', 'the jail binds the file at /ram');
+  assert.deepEqual(clone.slice(clone.indexOf('-incoming'), clone.indexOf('-incoming') + 2), ['-incoming', 'defer']);
+});

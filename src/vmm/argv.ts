@@ -62,6 +62,16 @@ export const GUEST_RAM_BACKEND = 'memory-backend-memfd';
  */
 export const BALLOON_DEVICE = 'virtio-balloon-device,free-page-reporting=on';
 
+/**
+ * The balloon of a VM whose RAM is a file (templates and clones): without free page reporting, because QEMU 7.2 gives
+ * reported pages back by punching holes in the file, which for a clone's private mapping is the template's shared
+ * file (other clones would read zeros where their memory was). A template and its clones must agree on it.
+ */
+export const TEMPLATE_BALLOON_DEVICE = 'virtio-balloon-device';
+
+/** Where a QEMU in its pre-exec jail finds its RAM file (bound there by PREJAIL_SCRIPT). */
+export const JAIL_RAM_FILE = '/ram';
+
 function escapeOpt(value: string): string {
   return value.replace(/,/g, ',,');
 }
@@ -109,7 +119,7 @@ export function buildQemuArgv(
     '-M',
     `microvm,acpi=${config.acpi ? 'on' : 'off'},rtc=on,memory-backend=mem`,
     '-accel',
-    accel === 'tcg' ? `tcg,tb-size=${tcgTbMiB}` : accel,
+    accel === 'tcg' ? `tcg,tb-size=${config.tcgTbMiB ?? tcgTbMiB}` : accel,
     '-cpu',
     accel === 'kvm' ? 'host' : 'max',
     '-m',
@@ -121,7 +131,9 @@ export function buildQemuArgv(
     '-nographic',
     '-no-reboot',
     '-object',
-    `${GUEST_RAM_BACKEND},id=mem,size=${config.memoryMiB}M,share=on`,
+    config.ram
+      ? `memory-backend-file,id=mem,size=${config.memoryMiB}M,mem-path=${prejail ? JAIL_RAM_FILE : escapeOpt(config.ram.path)},share=${config.ram.shared ? 'on' : 'off'}`
+      : `${GUEST_RAM_BACKEND},id=mem,size=${config.memoryMiB}M,share=on`,
     ...(virtiofs ? ['-global', 'virtio-mmio.force-legacy=false'] : []),
     '-kernel',
     prejail ? '/kernel' : config.kernel,
@@ -160,9 +172,9 @@ export function buildQemuArgv(
     if (jail?.chroot) argv.push('-chroot', jail.chroot);
     if (jail?.user) argv.push('-runas', jail.user);
   }
-  // A VM that will be filled from a saved state (migration.ts): QEMU waits for migrate-incoming.
+  argv.push('-device', config.ram ? TEMPLATE_BALLOON_DEVICE : BALLOON_DEVICE);
+  // A VM filled from a saved state (suspend's resume, or a template's clone): QEMU waits for migrate-incoming.
   if (config.incoming) argv.push('-incoming', 'defer');
-  argv.push('-device', BALLOON_DEVICE);
   argv.push('-mon', 'chardev=qmp,mode=control', '-device', 'virtio-serial-device', '-device', 'virtserialport,chardev=ctl,name=boson.ctl');
   if (config.logFile !== undefined) {
     // opaque= names the file the descriptor is (shown by query-fdsets, and on QEMU's command line, where tools and

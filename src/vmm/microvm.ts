@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Duplex, Readable } from 'node:stream';
@@ -340,6 +340,29 @@ export class MicroVm implements Vm {
     return loadState(this.qmp, this.pid, this.runtimeDir, file);
   }
 
+  /**
+   * Saves a paused template VM's device state to `file`; its RAM stays in its shared RAM file (x-ignore-shared). The
+   * stream goes over a socket in the runtime directory (migration.ts). The VM stays paused.
+   */
+  async saveTemplate(file: string): Promise<void> {
+    if (this.runtimeDir === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM can be a template');
+    await this.qmp.ready;
+    await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+    await saveState(this.qmp, this.pid, this.runtimeDir, file, { timeoutMs: 30_000 });
+  }
+
+  /**
+   * Loads a template's device state from `file` into this VM (launched `incoming`, its RAM the template's file mapped
+   * privately) and continues it.
+   */
+  async restoreClone(file: string): Promise<void> {
+    if (this.runtimeDir === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM can be a clone');
+    await this.qmp.ready;
+    await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+    await loadState(this.qmp, this.pid, this.runtimeDir, file, { timeoutMs: 30_000 });
+    await this.qmp.execute('cont');
+  }
+
   /** QEMU's view of the VM's run state (e.g. "running", "shutdown"). */
   async status(): Promise<string> {
     await this.qmp.ready;
@@ -511,6 +534,11 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       throw new BosonError('TOOL_FAILED', `cannot open the micro-VM's files: ${(err as Error).message}`, { cause: err });
     }
   }
+  // A template's RAM file is made here, for the user QEMU runs as (it opens the file read-write, clones too).
+  if (config.ram?.shared) {
+    await writeFile(config.ram.path, '', { mode: 0o600 });
+    if (pre) await chown(config.ram.path, pre.ids.uid, pre.ids.gid);
+  }
   // QEMU's sockets to its passts follow its other inherited descriptors.
   const firstNicFd = config.runtimeDir === undefined ? FIRST_DISK_FD + extraFds.length : 3 + (pre?.fds.length ?? 0);
   const nicFds = new Map(userNics.map(({ i }, k) => [i, firstNicFd + k]));
@@ -534,7 +562,7 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
   let command = config.jail && isRoot() ? ['unshare', '--mount', '--propagation', 'slave', '--', qemu, ...argv] : [qemu, ...argv];
   if (pre) {
     const tap = (config.nics ?? []).some((n) => n.kind === 'tap');
-    const binds = await prepareJail(config.runtimeDir!, pre.ids, tap);
+    const binds = await prepareJail(config.runtimeDir!, pre.ids, tap, config.ram !== undefined);
     command = [
       'unshare',
       '--mount',
@@ -550,6 +578,7 @@ export async function launchMicroVm(config: MicroVmConfig, options: QemuOptions 
       config.initramfs,
       String(pre.ids.uid),
       String(pre.ids.gid),
+      config.ram?.path ?? '',
       ...binds,
       '--',
       qemu,

@@ -46,14 +46,17 @@ const SYSTEM_DIRS = ['usr', 'lib', 'lib64', 'bin'];
 
 /**
  * The shell run as root in QEMU's mount namespace: binds, chroot, then setpriv to the VMM user and QEMU.
- * Arguments: jail, kernel, initrd, uid, gid, then the dirs to bind (as "name" words until "--"), then QEMU's argv.
+ * Arguments: jail, kernel, initrd, uid, gid, a RAM file ("" for none), then the dirs to bind (as "name" words until
+ * "--"), then QEMU's argv. The RAM file (a template's, on a tmpfs) is bound read-write at /ram: QEMU 7.2 opens a
+ * memory-backend-file's path read-write even to map it privately.
  */
 export const PREJAIL_SCRIPT = [
   'set -e',
-  'J=$1; K=$2; I=$3; U=$4; G=$5; shift 5',
+  'J=$1; K=$2; I=$3; U=$4; G=$5; R=$6; shift 6',
   'ro() { mount --bind "$1" "$2"; mount -o remount,bind,ro,nosuid,nodev "$2"; }',
   'while [ "$1" != -- ]; do ro "/$1" "$J/$1"; shift; done; shift',
   'ro "$K" "$J/kernel"; ro "$I" "$J/initrd"',
+  'if [ -n "$R" ]; then mount --bind "$R" "$J/ram"; mount -o remount,bind,nosuid,nodev,noexec "$J/ram"; fi',
   'mount --bind /dev/null "$J/dev/null"',
   'if [ -e "$J/dev/net/tun" ]; then mount --bind /dev/net/tun "$J/dev/net/tun"; fi',
   'exec chroot "$J" /usr/bin/setpriv --reuid="$U" --regid="$G" --clear-groups --no-new-privs -- "$@"',
@@ -62,9 +65,9 @@ export const PREJAIL_SCRIPT = [
 /**
  * Prepares `jail` (the VM's runtime directory) as the root QEMU will see: mount points for the binds, the
  * merged-/usr symlinks, and ownership by the VMM user (QEMU makes its sockets and pid file there). Returns the
- * system directories the script must bind.
+ * system directories the script must bind. `ram`: a mount point for a RAM file too.
  */
-export async function prepareJail(jail: string, ids: { uid: number; gid: number }, tap: boolean): Promise<string[]> {
+export async function prepareJail(jail: string, ids: { uid: number; gid: number }, tap: boolean, ram = false): Promise<string[]> {
   const binds: string[] = [];
   for (const name of SYSTEM_DIRS) {
     let st;
@@ -85,6 +88,7 @@ export async function prepareJail(jail: string, ids: { uid: number; gid: number 
   }
   await writeFile(path.join(jail, 'kernel'), '');
   await writeFile(path.join(jail, 'initrd'), '');
+  if (ram) await writeFile(path.join(jail, 'ram'), '');
   // Traversable by the VMM user whatever the daemon's umask (the device nodes are bound over the files).
   await mkdir(path.join(jail, 'dev', 'net'), { recursive: true });
   await chmod(path.join(jail, 'dev'), 0o755);

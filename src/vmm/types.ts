@@ -48,6 +48,16 @@ export interface ShareSpec {
   transport: 'virtiofs' | '9p';
 }
 
+/**
+ * Guest RAM in a file on a tmpfs instead of a memfd: a template VM's, `shared` (its pages are the file's), or a clone's,
+ * mapped privately (copy-on-write: what the clone writes is its own, the rest is the file's pages, shared by every
+ * clone). See Vm.saveTemplate / Vm.restoreClone.
+ */
+export interface RamFile {
+  path: string;
+  shared: boolean;
+}
+
 /** Everything needed to boot one micro-VM. */
 export interface MicroVmConfig {
   kernel: string;
@@ -75,9 +85,18 @@ export interface MicroVmConfig {
   debug?: boolean;
   /** How QEMU is confined (see VmJail); none when absent. */
   jail?: VmJail;
+  /** Guest RAM in a file (templates and their clones); a memfd when absent. */
+  ram?: RamFile;
+  /**
+   * TCG's translation cache of this VM, MiB, instead of the host's (QemuOptions.tcgTbMiB): a clone of a template never
+   * boots, so the cache sized for a boot would only hold memory (QEMU backs it with transparent huge pages, so it is
+   * all resident once touched).
+   */
+  tcgTbMiB?: number;
   /**
    * Start with no guest running, waiting for a saved state (`-incoming defer`): the VM is then Vm.loadState()'s to
-   * fill. Its devices must be those of the VM that was saved.
+   * fill (a suspended container), or Vm.restoreClone()'s (a template's clone). Its devices must be those of the VM
+   * that was saved (same disks, cards, ports and memory, in the same order); the files behind them may be others.
    */
   incoming?: boolean;
 }
@@ -145,6 +164,16 @@ export interface Vm {
   saveState?(file: string): Promise<{ bytes: number; ms: number }>;
   /** Loads a state saved by saveState() into a VM launched with `incoming` (it stays paused: resume() runs it). */
   loadState?(file: string): Promise<{ bytes: number; ms: number }>;
+  /**
+   * Saves a paused template VM's device state to `file` (its RAM stays in its shared RAM file: QEMU's x-ignore-shared);
+   * the VM stays paused. Detached VMs with a shared RamFile only; absent where the VMM cannot.
+   */
+  saveTemplate?(file: string): Promise<void>;
+  /**
+   * Loads a template's device state from `file` into a VM launched `incoming` with the template's RAM file mapped
+   * privately, and runs it: the guest continues where the template was paused. Absent where the VMM cannot.
+   */
+  restoreClone?(file: string): Promise<void>;
 }
 
 /** The VMM driver's one narrow input: launch a micro-VM, re-attach to a detached one, say which accelerator. */

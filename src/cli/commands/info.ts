@@ -136,7 +136,9 @@ function printInfo(info: Info): void {
   lines.push(`Warm start:     ${warmText(info.warm)}`);
   for (const s of info.warm?.enabled ? info.warm.shapes : [])
     lines.push(
-      `  ${s.image} ${s.memoryMiB} MiB ${s.cpus} vCPU${s.nic ? '' : ', no network'}${s.journal ? ', kept containers' : ', --rm'}: ${s.ready} ready, ${s.booting} booting`,
+      info.warm?.mode === 'template'
+        ? `  ${s.image} ${s.memoryMiB} MiB ${s.cpus} vCPU${s.nic ? '' : ', no network'}: ${s.ready ? `template ready (${s.ramMiB ?? 0} MiB, ${s.clones ?? 0} clones)` : s.booting ? 'template building' : 'no template'}`
+        : `  ${s.image} ${s.memoryMiB} MiB ${s.cpus} vCPU${s.nic ? '' : ', no network'}${s.journal ? ', kept containers' : ', --rm'}: ${s.ready} ready, ${s.booting} booting`,
     );
   for (const p of info.problems) lines.push(`Problem:        ${p}`);
   process.stdout.write(lines.join('\n') + '\n');
@@ -146,6 +148,8 @@ function printInfo(info: Info): void {
 function warmText(w: WarmPoolView | null): string {
   if (!w) return 'no daemon running';
   if (!w.enabled) return 'off (set BOSON_WARM_IMAGES for `boson up`)';
+  if (w.mode === 'template')
+    return `${w.images.join(', ')}: template snapshots, ${w.memoryUsedMiB} of ${w.memoryBudgetMiB} MiB; ${w.hits} warm starts (clones), ${w.misses} cold (no match), ${w.fallbacks} fell back, ${w.bootFailures} failed template builds`;
   return `${w.images.join(', ')}: ${w.perShape} per shape, ${w.memoryUsedMiB} of ${w.memoryBudgetMiB} MiB; ${w.hits} warm starts, ${w.misses} cold (no match), ${w.fallbacks} fell back, ${w.bootFailures} failed boots`;
 }
 

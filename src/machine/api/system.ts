@@ -76,7 +76,10 @@ export function systemRoutes(source: MetricsSource, events: MachineEvents, conte
     warmGauge('boson_warm_hits', 'Starts that took a warm micro-VM (since the daemon started)', (w) => w.hits);
     warmGauge('boson_warm_misses', 'Starts of a kept image that booted cold: no warm micro-VM of their shape', (w) => w.misses);
     warmGauge('boson_warm_fallbacks', 'Starts whose warm micro-VM was bad and that booted cold instead', (w) => w.fallbacks);
-    warmGauge('boson_warm_boot_failures', 'Warm micro-VMs that failed to boot', (w) => w.bootFailures);
+    warmGauge('boson_warm_boot_failures', 'Warm micro-VMs (or templates) that failed to boot', (w) => w.bootFailures);
+    warmGauge('boson_warm_template_ram_mib', 'Host memory the templates hold (RAM and state files on /dev/shm), MiB', (w) =>
+      w.shapes.reduce((n, s) => n + (s.ramMiB ?? 0), 0),
+    );
 
     app.get(
       '/v1/warm',

@@ -393,15 +393,19 @@ export class NetworkManager {
         ...(req.links && req.links.length > 0 ? { links: structuredClone(req.links) } : {}),
       };
       try {
-        await ipBatch([
-          ...(req.tap === undefined ? [`tuntap add dev ${tap} mode tap${this.tapUser()}`] : []),
-          `link set dev ${tap} master ${n.bridge}`,
-          `link set dev ${tap} up`,
-        ]);
         this.s.endpoints.push(stored);
         this.s.lastAddress[n.id] = address;
-        await this.store.save(this.s);
-        await this.applyFirewall();
+        // The tap and the firewall at once (two processes, on a start's critical path): the rules name the tap
+        // (iifname), so they hold whether or not it exists yet, and the VM is launched only once both are done.
+        const results = await Promise.allSettled([
+          ipBatch([
+            ...(req.tap === undefined ? [`tuntap add dev ${tap} mode tap${this.tapUser()}`] : []),
+            `link set dev ${tap} master ${n.bridge}`,
+            `link set dev ${tap} up`,
+          ]),
+          this.store.save(this.s).then(() => this.applyFirewall()),
+        ]);
+        for (const r of results) if (r.status === 'rejected') throw r.reason;
       } catch (err) {
         this.s.endpoints = this.s.endpoints.filter((se) => se !== stored);
         await Promise.all(held.map((h) => h.release()));
@@ -797,11 +801,14 @@ export class NetworkManager {
     }
     await this.store.save(this.s);
     if (this.rootless) return;
-    await this.applyFirewall();
-    await ipBatch(
-      gone.map((se) => `link del dev ${this.tapOf(se.endpoint)}`),
-      true,
-    ).catch(() => undefined);
+    // The rules name taps (iifname): they and the taps go at once (two processes, on a `run --rm`'s exit path).
+    await Promise.all([
+      this.applyFirewall(),
+      ipBatch(
+        gone.map((se) => `link del dev ${this.tapOf(se.endpoint)}`),
+        true,
+      ).catch(() => undefined),
+    ]);
     for (const id of new Set(gone.map((se) => se.endpoint.network))) {
       const n = this.networkById(id);
       if (n) this.refreshNames(n);

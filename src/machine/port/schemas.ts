@@ -690,6 +690,11 @@ export type PodContainer = Static<typeof PodContainer>;
 /** The daemon's pool of pre-booted micro-VMs (warm start), as GET /v1/warm, `boson info` and /metrics show it. */
 export const WarmPoolView = Type.Object({
   enabled: Type.Boolean(),
+  mode: Type.Optional(
+    Type.Union([Type.Literal('pool'), Type.Literal('template')], {
+      description: 'pool: pre-booted paused micro-VMs, each taken by one start; template: snapshots every start of the shape clones',
+    }),
+  ),
   images: Type.Array(Type.String()),
   perShape: Type.Integer(),
   memoryBudgetMiB: Type.Integer(),
@@ -703,6 +708,8 @@ export const WarmPoolView = Type.Object({
       nic: Type.Boolean({ description: 'the VM has a network card' }),
       ready: Type.Integer(),
       booting: Type.Integer(),
+      ramMiB: Type.Optional(Type.Integer({ description: "a template's host memory (its RAM and state files), MiB" })),
+      clones: Type.Optional(Type.Integer({ description: 'starts that cloned this template' })),
     }),
   ),
   hits: Type.Integer({ description: 'starts that took a warm micro-VM' }),
