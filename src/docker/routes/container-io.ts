@@ -3,6 +3,7 @@
  * connection upgrade.
  */
 import { writableReady } from '../../common/index.ts';
+import { settleTimeFor, settledWriter } from '../upgrade-settle.ts';
 import { type Container, type ContainerStats, localContext } from '../../machine/port/index.ts';
 import { hostCpuCount } from '../../machine/client/index.ts';
 import { archiveGet, archivePut, archiveStat } from '../archive.ts';
@@ -60,9 +61,6 @@ export function registerContainerIoRoutes(router: Router, deps: RouteDeps): void
   router.upgrade('POST', `/containers/${ID}/attach`, (ctx) => upgradedAttach(deps, ctx));
 }
 
-/** How long an upgraded attach waits after the 101 before it replays the log (see upgradedAttach). */
-const UPGRADE_SETTLE_MS = 25;
-
 /** `POST /containers/{id}/attach` with a connection upgrade (docker run, docker attach). */
 async function upgradedAttach(deps: RouteDeps, { req, socket, head, params, query, accept }: UpgradeCtx): Promise<void> {
   const c = await deps.machine.containers.inspect(LOCAL, params[0]!);
@@ -70,13 +68,12 @@ async function upgradedAttach(deps: RouteDeps, { req, socket, head, params, quer
   const { rest } = await readUpgradeBody(req, socket, head);
   accept(c.config.tty);
   if (rest.length > 0) socket.unshift(rest);
-  // docker-py reads an upgraded stream from the raw socket, past http.client's buffer: bytes that reach it in the
-  // same read as the 101 headers are lost (an exited container's logs=1 replay came back empty, once in a CI run).
-  // dockerd's replay takes a moment to begin; so does this one.
-  if (opts.logs) await new Promise((r) => setTimeout(r, UPGRADE_SETTLE_MS));
+  // docker-py's first bytes wait a moment after the 101 (its reader would lose them: see upgrade-settle.ts).
+  const out = settledWriter(socket, settleTimeFor(req));
   const abort = new AbortController();
   socket.on('close', () => abort.abort());
-  await runAttach(deps.machine, c, opts, (b) => void (socket.writable && socket.write(b)), socket, abort.signal, writableReady(socket));
+  await runAttach(deps.machine, c, opts, out.write, socket, abort.signal, writableReady(socket));
+  await out.flushed();
 }
 
 /** `GET /containers/{id}/logs`. */

@@ -7,6 +7,7 @@ import { ID, type RouteDeps, type Router, type UpgradeCtx } from '../router.ts';
 import { frameSink } from '../streams.ts';
 import { terminalSize } from './containers.ts';
 import { writableReady } from '../../common/index.ts';
+import { settleTimeFor, settledWriter } from '../upgrade-settle.ts';
 
 const LOCAL = localContext('docker');
 
@@ -102,11 +103,10 @@ async function upgradedExec(
   if ((await m.inspect(LOCAL, exec.containerId)).state !== 'running')
     throw new DockerError(409, `container ${exec.containerId} is not running`);
   accept(exec.tty || b.Tty === true);
-  const ctl = await m.startExec(LOCAL, exec.id, {
-    ...frameSink((d) => void (socket.writable && socket.write(d)), exec.tty),
-    ready: writableReady(socket),
-  });
+  const out = settledWriter(socket, settleTimeFor(req));
+  const ctl = await m.startExec(LOCAL, exec.id, { ...frameSink(out.write, exec.tty), ready: writableReady(socket) });
   execs.track(exec.id, ctl.resize, ctl.exit);
   pipeClientStdin(socket, ctl, exec.stdin, rest);
   await ctl.exit;
+  await out.flushed();
 }
