@@ -116,8 +116,23 @@ static int iface_up(int sock, const char *name)
 	return ioctl(sock, SIOCSIFFLAGS, &ifr);
 }
 
+/*
+ * Has the kernel announce an interface's addresses (a gratuitous ARP) whenever it comes up: a user-mode network
+ * (passt, rootless) learns where the guest is only from a frame the guest sent, and until then holds an inbound
+ * connection to a published port unanswered.
+ */
+static void announce_on_up(void)
+{
+	int fd = open("/proc/sys/net/ipv4/conf/all/arp_notify", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "1", 1) != 1)
+		log_msg("network: arp_notify: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 void setup_network(const struct spec *spec)
 {
+	announce_on_up();
 	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (sock < 0)
 		fail(R_INTERNAL, 125, "network: socket: %s", strerror(errno));
