@@ -28,6 +28,14 @@ banner="--banner:js=import { createRequire as __bosonRequire } from 'node:module
   --external:better-sqlite3 --external:fastify --external:@fastify/swagger --external:prom-client "$banner"
 "$root/node_modules/.bin/esbuild" "$root/src/cli/light.ts" --bundle --platform=node --format=esm --target=node20 \
   --outfile="$tmp/light.mjs" --log-level=error --external:better-sqlite3 "$banner"
+# A command already running the old bundle may still import one of its chunks (the daemon's, when it loads): chunk
+# names carry their content's hash, so the old ones are kept beside the new ones (for a day; cp -p keeps their time).
+if [ -d "$out" ]; then
+  for f in "$out"/*-*.mjs; do
+    [ -f "$f" ] && [ "${f##*/}" != userns-child.mjs ] && [ ! -e "$tmp/${f##*/}" ] && cp -p "$f" "$tmp/"
+  done
+  find "$tmp" -name '*-*.mjs' ! -name userns-child.mjs -mtime +0 -delete
+fi
 # Swap in the new bundle whole: a command starting meanwhile sees the old one or the new one, never a mix.
 rm -rf "$out.old-$$"
 [ -d "$out" ] && mv "$out" "$out.old-$$"
