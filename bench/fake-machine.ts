@@ -2,22 +2,27 @@
  * A simulated machine for the controller's benchmark: the machine's real REST API (buildApi, the routes, schemas and
  * serialisation a real machine serves) over an in-memory container table instead of micro-VMs, so that what is
  * measured is the controller and the wire, not QEMU. It answers what the controller calls on the create/list/get
- * path (create, start, inspect, list, remove, /healthz); anything else is INTERNAL. One app serves any number of
+ * path (create, start, inspect, list, remove, /healthz), the image list its health checks ask for (`images`, empty
+ * unless a test fills it) and pulls (which add an empty image of that name at once); anything else is INTERNAL. One app serves any number of
  * machines: `listenAs` hands each listener's connections to it, so 1,000 machines need 1,000 unix sockets and one
  * process.
  */
 import net from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { createHash } from 'node:crypto';
 import { BosonError } from '../src/common/index.ts';
+import { remoteReference } from '../src/image/index.ts';
 import { buildApi, type ApiMachine } from '../src/machine/api/server.ts';
-import type { Container, ContainerSpec } from '../src/machine/port/index.ts';
+import type { Container, ContainerSpec, Image, MachineImages } from '../src/machine/port/index.ts';
 
 /** The fake and its app. */
 export interface FakeMachineApp {
   app: FastifyInstance;
   /** Containers held (all machines together). */
   count(): number;
-  /** Serves the app on a unix socket at `path` too; returns the listener to close. */
+  /** The images GET /v1/images answers with (all machines together; a test may change it). */
+  images: Image[];
+  /** Serves the app on a unix socket at `path` too; returns the listener to close (which drops its connections too). */
   listenAs(path: string): Promise<net.Server>;
   close(): Promise<void>;
 }
@@ -56,9 +61,26 @@ function container(id: string, spec: ContainerSpec): Container {
   };
 }
 
+/** An image as a machine lists it, named `references` (normalised names), with no layers; its id from its names. */
+export function fakeImage(references: string[]): Image {
+  const id = `sha256:${createHash('sha256').update(references.join(',')).digest('hex')}`;
+  return {
+    id,
+    manifestDigest: id,
+    references,
+    config: { entrypoint: null, cmd: ['sh'], env: [], workingDir: '/', user: '', volumes: [], labels: {} },
+    layers: [],
+    size: 0,
+    created: null,
+    architecture: 'amd64',
+    os: 'linux',
+  };
+}
+
 /** Builds the fake machine's app (not listening yet). */
 export async function fakeMachineApp(): Promise<FakeMachineApp> {
   const table = new Map<string, Container>();
+  const images: Image[] = [];
   let seq = 0;
   const get = (ref: string): Container => {
     const c = table.get(ref);
@@ -83,6 +105,16 @@ export async function fakeMachineApp(): Promise<FakeMachineApp> {
       table.delete(ref);
     },
     liveIds: () => new Set(table.keys()),
+    imageService: {
+      list: async () => images,
+      pull: async (_ctx, req) => {
+        const reference = remoteReference(req.reference).canonical;
+        let image = images.find((i) => i.references.includes(reference));
+        const upToDate = image !== undefined;
+        if (!image) images.push((image = fakeImage([reference])));
+        return { image, reference, digest: image.manifestDigest, upToDate };
+      },
+    } as Partial<MachineImages> as MachineImages,
     warmStats: () => null,
   };
   const machine = new Proxy(impl, {
@@ -99,9 +131,21 @@ export async function fakeMachineApp(): Promise<FakeMachineApp> {
   return {
     app,
     count: () => table.size,
+    images,
     listenAs: async (path) => {
-      const server = net.createServer((socket) => app.server.emit('connection', socket));
+      const sockets = new Set<net.Socket>();
+      const server = net.createServer((socket) => {
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+        app.server.emit('connection', socket);
+      });
       await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
+      // A machine that goes away takes its connections with it (and close() need not wait for idle keep-alives).
+      const close = server.close.bind(server);
+      server.close = (cb) => {
+        for (const socket of sockets) socket.destroy();
+        return close(cb);
+      };
       return server;
     },
     close: () => app.close(),

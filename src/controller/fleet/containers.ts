@@ -30,6 +30,7 @@ import type { MachineClients } from './machines.ts';
 import type { RemoteMachine } from '../../machine/client/index.ts';
 import { CONTAINER_KIND, isResourceKind, ProjectResources, usesProjectResources, type Use } from './project-resources.ts';
 import { ContainerLeases, type LeaseGranted, type LeaseInfo } from './leases.ts';
+import { imageLocalityKey } from './image-locality.ts';
 
 export { CONTAINER_KIND };
 /** The store kind of container names: `<tenant>/<project>/<name>` → the container's id (a name is taken once). */
@@ -248,7 +249,7 @@ export class FleetContainers {
               project: `${tenant}/${project}`,
               resources,
               labels: spec.labels ?? {},
-              image: spec.image,
+              image: imageLocalityKey(spec.image),
               policy: opts.policy ?? 'spread',
               ...(opts.constraints || pinned.length > 0 ? { constraints: [...(opts.constraints ?? []), ...pinned] } : {}),
             },
@@ -513,7 +514,7 @@ export class FleetContainers {
           project: `${rec.tenant}/${rec.project}`,
           resources: rec.resources,
           labels: rec.spec.labels ?? {},
-          image: rec.spec.image,
+          image: imageLocalityKey(rec.spec.image),
           policy: 'spread',
         });
         const remote = await this.machines.of(p.plan.machineId);

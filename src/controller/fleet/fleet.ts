@@ -3,8 +3,9 @@
  * would need):
  *
  * - `machine/<id>`         the machine as placement sees it (MachineRecord) plus its address, its drained flag and
- *                          when it joined. Written only on real changes (join, drain, LOST, back), because every
- *                          write rejects the plans made against the old revision.
+ *                          when it joined, and the images it has (for placement's image locality). Written only
+ *                          on real changes (join, drain, LOST, back, a change in its images), because every write
+ *                          rejects the plans made against the old revision.
  * - `machine-health/<id>`  when the controller last reached it, and the last failure: the health checks write here.
  * - `ctl.join-token/<id>`  join tokens, as a SHA-256 of their secret (the secret is shown once, at creation).
  *
@@ -317,6 +318,23 @@ export class Fleet {
       if (h) ops.push({ op: 'delete', kind: HEALTH_KIND, key: id, expectRevision: h.revision });
       for (const c of placed) ops.push({ op: 'delete', kind: PLACEMENT_KIND, key: c.id });
       await this.store.commit(ops);
+    });
+  }
+
+  /**
+   * Records the images a machine has (their locality keys: image-locality.ts), which placement prefers it for.
+   * Writes the machine record only when the list changed (every write rejects the plans made against the old
+   * revision); nothing for a machine no longer in the fleet. Returns whether it wrote.
+   */
+  async recordImages(id: string, images: string[]): Promise<boolean> {
+    const sorted = [...new Set(images)].sort();
+    return casLoop(`images of ${id}`, async () => {
+      const m = await this.store.get<FleetMachineRecord>(MACHINE_KIND, id);
+      if (!m) return false;
+      const had = m.value.images ?? [];
+      if (had.length === sorted.length && had.every((x, i) => x === sorted[i])) return false;
+      await this.store.put(MACHINE_KIND, id, { ...m.value, images: sorted }, { expectRevision: m.revision });
+      return true;
     });
   }
 

@@ -2,12 +2,19 @@
  * How the controller reaches the machines of its fleet: a RemoteMachine per machine over TCP with mutual TLS (the
  * controller presents its fleet client certificate; the machine's certificate must be signed by the fleet CA and
  * name the machine's id), and the health checks that tell READY from LOST: every interval, each machine's
- * `/healthz` is asked over that same path, and the outcome is recorded in the store (Fleet.recordCheck).
+ * `/healthz` is asked over that same path, and the outcome is recorded in the store (Fleet.recordCheck). The same
+ * checks keep each machine's image list for placement's image locality: at a machine's first check answered, the
+ * first answered after a failure, and then every `imagesEvery` checks, its `GET /v1/images` is asked too, and the
+ * list is recorded when it changed (Fleet.recordImages).
  */
 import { BosonError, silentLogger, type Logger } from '../../common/index.ts';
 import { MachineClient, RemoteMachine } from '../../machine/client/index.ts';
 import type { Fleet } from './fleet.ts';
 import { splitAddress } from './fleet.ts';
+import { machineImageKeys } from './image-locality.ts';
+
+/** By default, a machine's image list is asked for every this many health checks (30 s at the 5 s default interval). */
+export const IMAGES_EVERY = 6;
 
 /** Builds (and caches, by address and id) the client of each machine. A cache only: nothing a replica must share. */
 export class MachineClients {
@@ -68,6 +75,8 @@ export class HealthChecker {
   private running: Promise<void> | undefined;
   private stopping: AbortController | undefined;
   private readonly probes: MachineClients;
+  /** Checks answered in a row per machine (a cache: it only decides when to ask for image lists again). */
+  private readonly answered = new Map<string, number>();
 
   constructor(
     private readonly fleet: Fleet,
@@ -79,6 +88,8 @@ export class HealthChecker {
       whileLost?: (id: string) => Promise<void>;
       /** Called once when a LOST machine answers again (before it takes new containers from this controller). */
       onBack?: (id: string) => Promise<void>;
+      /** Ask for a machine's image list every this many answered checks (default IMAGES_EVERY; 0: never). */
+      imagesEvery?: number;
     },
   ) {
     this.probes = new MachineClients(fleet, opts.timeoutMs);
@@ -93,6 +104,8 @@ export class HealthChecker {
   async checkAll(opts: { spreadMs?: number; signal?: AbortSignal } = {}): Promise<void> {
     const log = this.opts.log ?? silentLogger;
     const machines = await this.fleet.list();
+    const ids = new Set(machines.map((m) => m.id));
+    for (const id of this.answered.keys()) if (!ids.has(id)) this.answered.delete(id);
     const step = machines.length > 1 && opts.spreadMs ? opts.spreadMs / machines.length : 0;
     const checks: Array<Promise<void>> = [];
     for (const [i, m] of machines.entries()) {
@@ -105,13 +118,30 @@ export class HealthChecker {
 
   private async checkOne(m: { id: string; address: string; state: string }, log: Logger): Promise<void> {
     let error: string | undefined;
+    let images: string[] | undefined;
+    const remote = this.probes.forAddress(m.id, m.address);
     try {
-      await this.probes.forAddress(m.id, m.address).client.request('GET', '/healthz');
+      await remote.client.request('GET', '/healthz');
     } catch (err) {
       error = (err as Error).message;
     }
+    const every = this.opts.imagesEvery ?? IMAGES_EVERY;
+    if (error !== undefined) this.answered.delete(m.id);
+    else {
+      const n = this.answered.get(m.id) ?? 0;
+      this.answered.set(m.id, n + 1);
+      if (every > 0 && n % every === 0) {
+        try {
+          images = machineImageKeys(await remote.images.list({ principal: 'boson-controller' }));
+        } catch (err) {
+          // Not a health failure: the recorded list stays as it was until the next time it is asked for.
+          log.warn({ machine: m.id, err: (err as Error).message }, 'cannot list the images of a machine');
+        }
+      }
+    }
     try {
       const state = await this.fleet.recordCheck(m.id, error);
+      if (images !== undefined && state !== undefined) await this.fleet.recordImages(m.id, images);
       if (state !== m.state) log.warn({ machine: m.id, from: m.state, to: state, error }, 'machine state changed');
       if (m.state === 'LOST' && state !== 'LOST' && state !== undefined) await this.opts.onBack?.(m.id);
       if (state === 'LOST') await this.opts.whileLost?.(m.id);

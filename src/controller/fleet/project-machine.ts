@@ -54,6 +54,7 @@ import type {
 } from '../../machine/port/index.ts';
 import type { FleetContainers } from './containers.ts';
 import type { Fleet } from './fleet.ts';
+import { machineImageKeys } from './image-locality.ts';
 import type { MachineClients } from './machines.ts';
 import type { ProjectResources } from './project-resources.ts';
 
@@ -195,12 +196,28 @@ class FleetImages implements MachineImages {
   ) {}
 
   private async ready(): Promise<Array<ReturnType<MachineClients['forAddress']>>> {
-    return (await this.fleet.list()).filter((m) => m.state === 'READY').map((m) => this.clients.forAddress(m.id, m.address));
+    return (await this.readyIds()).map((m) => m.remote);
   }
+  private async readyIds(): Promise<Array<{ id: string; remote: ReturnType<MachineClients['forAddress']> }>> {
+    return (await this.fleet.list())
+      .filter((m) => m.state === 'READY')
+      .map((m) => ({ id: m.id, remote: this.clients.forAddress(m.id, m.address) }));
+  }
+  /** Pulls on every READY machine, and records each one's image list right after (placement's image locality). */
   async pull(ctx: RequestContext, request: ImagePullRequest, onProgress?: ImageProgressListener): Promise<ImagePullResult> {
-    const machines = await this.ready();
+    const machines = await this.readyIds();
     if (machines.length === 0) throw new BosonError('PLACEMENT_NO_CAPACITY', 'no READY machine to pull the image on');
-    const results = await Promise.all(machines.map((m, i) => m.images.pull(ctx, request, i === 0 ? onProgress : undefined)));
+    const results = await Promise.all(
+      machines.map(async ({ id, remote }, i) => {
+        const result = await remote.images.pull(ctx, request, i === 0 ? onProgress : undefined);
+        // Best effort: the health checks record the list again within IMAGES_EVERY checks anyway.
+        await remote.images
+          .list(ctx)
+          .then((images) => this.fleet.recordImages(id, machineImageKeys(images)))
+          .catch(() => undefined);
+        return result;
+      }),
+    );
     return results[0]!;
   }
   async import(_ctx: RequestContext, _source: ImageImportSource): Promise<Image[]> {

@@ -2,7 +2,8 @@
  * What an edge (the CLI, the Docker personality, later CRI and the controller) may use of src/machine besides the
  * port (src/machine/port/index.ts): the typed client of a machine behind a socket (RemoteMachine and its halves,
  * MachineClient's requests, upgrades and NDJSON streams), the wire helpers of those streams, and the pure helpers
- * that turn user syntax into the port's types (-v, -p, --restart, signals, sizes) and the port's types into text.
+ * that turn user syntax into the port's types (-v, -p, --restart, signals, sizes, image references) and the port's
+ * types into text.
  * Nothing here holds or builds an implementation: those come from the composition root (src/main). The layer test
  * (test/layers.test.ts) lets the edges import these two surfaces of src/machine and nothing else.
  */
@@ -17,3 +18,4 @@ export { validateContainerName } from '../containers.ts';
 export { humanDuration, statusText } from '../status.ts';
 export { hostCpuCount } from '../capacity.ts';
 export { nsFromTime } from '../api/routing.ts';
+export { remoteReference } from '../../image/index.ts';
