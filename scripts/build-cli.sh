@@ -5,7 +5,8 @@
 #   boson.mjs (+ chunks)   the CLI; the daemon's modules are a separate chunk, loaded only by `boson up`
 #   light.mjs              one file with just pull, login and logout (the tightest start-up budget)
 #   userns-child.mjs       the root disk builder a rootless daemon runs in a user namespace (src/image/userns.ts)
-# The packages with native code or heavy plugins (better-sqlite3, fastify, ...) stay outside, in node_modules.
+# The packages with native code, heavy plugins or files read beside their code (better-sqlite3, fastify, etcd3 with its
+# .proto files, ...) stay outside, in node_modules.
 set -eu
 root=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 out="$root/build/cli"
@@ -25,7 +26,7 @@ banner="--banner:js=import { createRequire as __bosonRequire } from 'node:module
 "$root/node_modules/.bin/esbuild" "boson=$root/src/cli/main.ts" "userns-child=$root/src/image/userns-child.ts" \
   --bundle --splitting --platform=node --format=esm --target=node20 \
   --outdir="$tmp" --entry-names='[name]' --out-extension:.js=.mjs --log-level=error \
-  --external:better-sqlite3 --external:fastify --external:@fastify/swagger --external:prom-client "$banner"
+  --external:better-sqlite3 --external:fastify --external:@fastify/swagger --external:prom-client --external:etcd3 "$banner"
 "$root/node_modules/.bin/esbuild" "$root/src/cli/light.ts" --bundle --platform=node --format=esm --target=node20 \
   --outfile="$tmp/light.mjs" --log-level=error --external:better-sqlite3 "$banner"
 # A command already running the old bundle may still import one of its chunks (the daemon's, when it loads): chunk

@@ -10,6 +10,52 @@ import { Value } from '@sinclair/typebox/value';
 import { BosonError, bosonPaths, type BosonPaths } from '../common/index.ts';
 import { parseLogOptions } from '../machine/index.ts';
 
+/** Where a controller keeps its state in etcd (BOSON_CONTROLLER_ETCD…, or `boson controller --etcd`). */
+export const ControllerEtcd = Type.Object({
+  endpoints: Type.Array(Type.String({ pattern: '^https?://' }), { minItems: 1 }),
+  prefix: Type.String({ minLength: 1 }),
+  /** PEM files: the CA that signed etcd's certificate, and this client's certificate and key (for etcd's client-cert auth). */
+  caFile: Type.Optional(Type.String({ minLength: 1 })),
+  certFile: Type.Optional(Type.String({ minLength: 1 })),
+  keyFile: Type.Optional(Type.String({ minLength: 1 })),
+});
+export type ControllerEtcd = Static<typeof ControllerEtcd>;
+
+/**
+ * The etcd client URLs in `text` (comma-separated, e.g. `http://10.0.0.1:2379,http://10.0.0.2:2379`); INVALID_ARGUMENT
+ * naming `what` for an empty list or anything that is not an http(s) URL with a host.
+ */
+export function parseEtcdEndpoints(text: string, what: string): string[] {
+  const endpoints = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (endpoints.length === 0) throw new BosonError('INVALID_ARGUMENT', `${what} names no etcd endpoint`);
+  for (const e of endpoints) {
+    let url: URL | undefined;
+    try {
+      url = new URL(e);
+    } catch {
+      /* reported below */
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname || (url.pathname !== '/' && url.pathname !== ''))
+      throw new BosonError('INVALID_ARGUMENT', `${what}: "${e}" is not an etcd client URL (http://host:port or https://host:port)`);
+  }
+  return endpoints;
+}
+
+/** The controller's etcd settings from `env` (undefined: BOSON_CONTROLLER_ETCD is unset, the controller uses SQLite). */
+export function controllerEtcdSetting(env: NodeJS.ProcessEnv, endpoints = env.BOSON_CONTROLLER_ETCD): ControllerEtcd | undefined {
+  if (endpoints === undefined || endpoints === '') return undefined;
+  return {
+    endpoints: parseEtcdEndpoints(endpoints, 'BOSON_CONTROLLER_ETCD'),
+    prefix: env.BOSON_CONTROLLER_ETCD_PREFIX || 'boson/',
+    caFile: env.BOSON_CONTROLLER_ETCD_CA || undefined,
+    certFile: env.BOSON_CONTROLLER_ETCD_CERT || undefined,
+    keyFile: env.BOSON_CONTROLLER_ETCD_KEY || undefined,
+  };
+}
+
 /**
  * The settings the composition root reads (paths come from bosonPaths, which reads its own variables). The layers
  * below take what they need of it as options; none of them reads the environment.
@@ -83,6 +129,12 @@ export const HostConfig = Type.Object({
   fleetCheckIntervalMs: Type.Integer({ minimum: 100 }),
   fleetCheckTimeoutMs: Type.Integer({ minimum: 100 }),
   fleetLostAfterMs: Type.Integer({ minimum: 100 }),
+  /**
+   * BOSON_CONTROLLER_ETCD, BOSON_CONTROLLER_ETCD_PREFIX, BOSON_CONTROLLER_ETCD_CA, BOSON_CONTROLLER_ETCD_CERT,
+   * BOSON_CONTROLLER_ETCD_KEY: the controller keeps its state in etcd (these client URLs, under this key prefix, with
+   * these PEM files for TLS) instead of <state dir>/controller.db.
+   */
+  controllerEtcd: Type.Optional(ControllerEtcd),
 });
 export type HostConfig = Static<typeof HostConfig> & { paths: BosonPaths };
 
@@ -305,6 +357,32 @@ export const SETTINGS: Setting[] = [
     readBy: 'root',
   },
   {
+    env: 'BOSON_CONTROLLER_ETCD',
+    default: '(unset: SQLite)',
+    meaning:
+      'the controller keeps its state in etcd at these comma-separated client URLs (e.g. `http://10.0.0.1:2379,http://10.0.0.2:2379`) instead of `<state dir>/controller.db`; `boson controller --etcd` sets it for one run; several controllers on one etcd share one state (docs/controller.md "Growing from one host to many")',
+    readBy: 'root',
+  },
+  {
+    env: 'BOSON_CONTROLLER_ETCD_PREFIX',
+    default: 'boson/',
+    meaning: "the key prefix of the controller's state in etcd (several Boson controllers, or other users, can share one etcd)",
+    readBy: 'root',
+  },
+  {
+    env: 'BOSON_CONTROLLER_ETCD_CA',
+    default: '(unset)',
+    meaning: "with `https://` etcd URLs: a PEM file of the CA that signed etcd's server certificate",
+    readBy: 'root',
+  },
+  {
+    env: 'BOSON_CONTROLLER_ETCD_CERT',
+    default: '(unset)',
+    meaning: "the controller's client certificate (PEM) for etcd's client-certificate authentication, with BOSON_CONTROLLER_ETCD_KEY",
+    readBy: 'root',
+  },
+  { env: 'BOSON_CONTROLLER_ETCD_KEY', default: '(unset)', meaning: 'the key of BOSON_CONTROLLER_ETCD_CERT (PEM)', readBy: 'root' },
+  {
     env: 'BOSON_NO_BUNDLE',
     default: 'off',
     meaning: 'bin/boson runs the sources through tsx instead of the esbuild bundle',
@@ -436,6 +514,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     fleetCheckIntervalMs: intSetting(env.BOSON_FLEET_CHECK_INTERVAL_MS, 5000),
     fleetCheckTimeoutMs: intSetting(env.BOSON_FLEET_CHECK_TIMEOUT_MS, 3000),
     fleetLostAfterMs: intSetting(env.BOSON_FLEET_LOST_AFTER_MS, 30_000),
+    controllerEtcd: controllerEtcdSetting(env),
   };
   const fault = Value.Errors(HostConfig, config).First();
   if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid setting ${fault.path.slice(1)}: ${fault.message} (see docs/config.md)`);

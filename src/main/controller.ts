@@ -1,12 +1,13 @@
 /**
  * The controller's composition: its state store (SQLite, `<stateDir>/controller.db`, a file of its own beside the
- * machine's machine.db; through the promise form of the store contract, as etcd will serve it), the model, the
+ * machine's machine.db, through the promise form of the store contract; or etcd, with BOSON_CONTROLLER_ETCD or
+ * `boson controller --etcd`, where several controllers can share one state), the model, the
  * bootstrap (the default tenant and project, the admin user), and its REST API on a UNIX socket (0660, where the
  * socket's permissions are the authentication: no token means the local system admin) and optionally on TCP (the
  * rules of every Boson TCP endpoint: TLS with client certificates, or plain on loopback with --insecure-tcp; a
  * bearer token on top). Used by `boson controller` (alone) and `boson up --controller` (in the daemon's process).
  */
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm } from 'node:fs/promises';
 import type net from 'node:net';
 import path from 'node:path';
 import {
@@ -16,13 +17,14 @@ import {
   resolveTcpEndpoint,
   serveTcpEndpoint,
   silentLogger,
+  type AsyncStateStore,
   type BosonPaths,
   type Logger,
   type TcpEndpointRequest,
 } from '../common/index.ts';
 import { buildControllerApi, Controller, ControllerClient, openFleet } from '../controller/index.ts';
-import { loadConfig } from './config.ts';
-import { openStateStore } from '../machine/index.ts';
+import { loadConfig, type ControllerEtcd, type HostConfig } from './config.ts';
+import { openEtcdStateStore, openStateStore } from '../machine/index.ts';
 import { controllerSocketPath } from './root.ts';
 
 /** The controller's database file in the state directory. */
@@ -41,6 +43,62 @@ export interface ControllerRequest {
   dockerTcp?: TcpEndpointRequest;
   /** The fleet's health checks (default: the BOSON_FLEET_CHECK_INTERVAL_MS, BOSON_FLEET_CHECK_TIMEOUT_MS and BOSON_FLEET_LOST_AFTER_MS settings). */
   fleet?: { checkIntervalMs: number; checkTimeoutMs: number; lostAfterMs: number };
+  /** Keep the state in etcd instead of <stateDir>/controller.db (default: the BOSON_CONTROLLER_ETCD settings; unset: SQLite). */
+  etcd?: ControllerEtcd;
+}
+
+/** The controller's store as opened: the store, where it is (for the log), and how to close it. */
+interface OpenedStore {
+  store: AsyncStateStore;
+  where: string;
+  close(): Promise<void>;
+}
+
+/** Reads one PEM file named by a setting; INVALID_ARGUMENT naming the setting when it cannot be read. */
+async function pemFile(file: string | undefined, setting: string): Promise<Buffer | undefined> {
+  if (file === undefined) return undefined;
+  try {
+    return await readFile(file);
+  } catch (err) {
+    throw new BosonError('INVALID_ARGUMENT', `${setting}: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Opens the controller's store: etcd when `etcd` is given (checked by one read, so that a wrong or unreachable etcd
+ * is STORE_UNAVAILABLE at start, naming the endpoints), else SQLite in the state directory.
+ */
+async function openControllerStore(paths: BosonPaths, etcd: ControllerEtcd | undefined): Promise<OpenedStore> {
+  if (!etcd) {
+    await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
+    const sqlite = openStateStore(paths.stateDir, { file: CONTROLLER_DB });
+    return { store: asyncStore(sqlite), where: path.join(paths.stateDir, CONTROLLER_DB), close: async () => sqlite.close() };
+  }
+  const [ca, cert, key] = [
+    await pemFile(etcd.caFile, 'BOSON_CONTROLLER_ETCD_CA'),
+    await pemFile(etcd.certFile, 'BOSON_CONTROLLER_ETCD_CERT'),
+    await pemFile(etcd.keyFile, 'BOSON_CONTROLLER_ETCD_KEY'),
+  ];
+  if (Boolean(cert) !== Boolean(key))
+    throw new BosonError('INVALID_ARGUMENT', 'BOSON_CONTROLLER_ETCD_CERT and BOSON_CONTROLLER_ETCD_KEY go together');
+  const tls = etcd.endpoints.some((e) => e.startsWith('https:'));
+  if (!tls && (ca || cert)) throw new BosonError('INVALID_ARGUMENT', 'etcd TLS files are given but the etcd URLs are not https://');
+  const store = await openEtcdStateStore({
+    endpoints: etcd.endpoints,
+    prefix: etcd.prefix,
+    // https:// with no files: the system's CAs (etcd3's default); a client certificate without a CA file: the same.
+    ...(ca || cert ? { credentials: { rootCertificate: ca as Buffer, ...(cert && key ? { certChain: cert, privateKey: key } : {}) } } : {}),
+  });
+  const where = `etcd ${etcd.endpoints.join(',')} (prefix ${etcd.prefix})`;
+  try {
+    await store.revision();
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    throw new BosonError('STORE_UNAVAILABLE', `the controller cannot use its state store, ${where}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  return { store, where, close: () => store.close() };
 }
 
 /** A running controller. */
@@ -69,25 +127,26 @@ export async function startController(request: ControllerRequest): Promise<Runni
   } catch (err) {
     if (!(err instanceof BosonError && err.code === 'CONTROLLER_UNAVAILABLE')) throw err;
   }
-  await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
-  const sqlite = openStateStore(paths.stateDir, { file: CONTROLLER_DB });
-  const store = asyncStore(sqlite);
+  let config: HostConfig | undefined;
+  const settings = (): HostConfig => (config ??= loadConfig());
+  const opened = await openControllerStore(paths, request.etcd ?? settings().controllerEtcd);
+  const { store } = opened;
   const controller = new Controller(store, log.child({ component: 'controller' }));
   let tcpServer: net.Server | undefined;
   let docker: { close(): void } | undefined;
-  const settings =
+  const fleetSettings =
     request.fleet ??
     ((c) => ({ checkIntervalMs: c.fleetCheckIntervalMs, checkTimeoutMs: c.fleetCheckTimeoutMs, lostAfterMs: c.fleetLostAfterMs }))(
-      loadConfig(),
+      settings(),
     );
   // The fleet: machines join over TCP (a join token, no client certificate yet), and are checked over mutual TLS.
   const fleet = await openFleet(store, controller.tenants, {
-    ...settings,
+    ...fleetSettings,
     ...(tcp?.tls ? { serverCaPem: tcp.tls.ca.toString('utf8') } : {}),
     ...(dockerTcp ? { dockerHost: `tcp://${dockerTcp.host}:${dockerTcp.port}` } : {}),
     log,
-  }).catch((err: unknown) => {
-    sqlite.close();
+  }).catch(async (err: unknown) => {
+    await opened.close();
     throw err;
   });
   const { app } = await buildControllerApi(controller, log.child({ component: 'controller-api' }), fleet.routes);
@@ -111,10 +170,13 @@ export async function startController(request: ControllerRequest): Promise<Runni
     await controller.close().catch(() => undefined);
     await fleet.close().catch(() => undefined);
     await app.close().catch(() => undefined);
-    sqlite.close();
+    await opened.close();
     throw err;
   }
-  log.info({ socket: socketPath, tcp: tcp ? `${tcp.host}:${tcp.port}` : null, tls: Boolean(tcp?.tls) }, 'controller ready');
+  log.info(
+    { socket: socketPath, store: opened.where, tcp: tcp ? `${tcp.host}:${tcp.port}` : null, tls: Boolean(tcp?.tls) },
+    'controller ready',
+  );
   return {
     socketPath,
     tcp: tcp ? { host: tcp.host, port: tcp.port, tls: Boolean(tcp.tls) } : undefined,
@@ -126,7 +188,7 @@ export async function startController(request: ControllerRequest): Promise<Runni
       await fleet.close();
       await app.close();
       await rm(socketPath, { force: true });
-      sqlite.close();
+      await opened.close();
     },
   };
 }

@@ -13,7 +13,7 @@ export {
   type RuntimeHosting,
   type DaemonRequest,
 } from './root.ts';
-export { SETTINGS, terminalSettings, type Setting } from './config.ts';
+export { SETTINGS, terminalSettings, parseEtcdEndpoints, type Setting, type ControllerEtcd } from './config.ts';
 export { buildImages, credentialStore, registryOptions, imageStoreOptions } from './images.ts';
 /** The guest kernel and initramfs this host boots (for `boson info`). */
 export { bootBundle } from '../machine/index.ts';

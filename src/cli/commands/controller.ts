@@ -2,12 +2,13 @@
  * `boson controller`: runs the controller alone (tenants, projects, quotas, flavors, users, tokens, tasks), for a
  * fleet whose machines join it next. It listens on <run dir>/controller.sock (the local system admin's way in) and,
  * with --listen, on TCP under the rules of every Boson TCP endpoint (--tlsverify with `boson tls init`'s
- * certificates, or loopback with --insecure-tcp); its state is <state dir>/controller.db.
+ * certificates, or loopback with --insecure-tcp); its state is <state dir>/controller.db, or in etcd with --etcd (or
+ * BOSON_CONTROLLER_ETCD), where several controllers share one state.
  */
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { TcpEndpointRequest } from '../../common/index.ts';
-import { loadConfig } from '../../main/index.ts';
+import { BosonError, type TcpEndpointRequest } from '../../common/index.ts';
+import { loadConfig, parseEtcdEndpoints, type ControllerEtcd } from '../../main/index.ts';
 
 interface ControllerFlags {
   listen?: string;
@@ -18,6 +19,24 @@ interface ControllerFlags {
   tlscert?: string;
   tlskey?: string;
   insecureTcp?: boolean;
+  etcd?: string;
+  etcdPrefix?: string;
+}
+
+/** Where the flags (over the BOSON_CONTROLLER_ETCD settings) put the state in etcd; undefined: SQLite. */
+export function etcdRequest(
+  flags: Pick<ControllerFlags, 'etcd' | 'etcdPrefix'>,
+  setting: ControllerEtcd | undefined,
+): ControllerEtcd | undefined {
+  if (flags.etcd === undefined) {
+    if (flags.etcdPrefix !== undefined && !setting) throw new BosonError('USAGE', '--etcd-prefix needs --etcd (or BOSON_CONTROLLER_ETCD)');
+    return setting && flags.etcdPrefix !== undefined ? { ...setting, prefix: flags.etcdPrefix } : setting;
+  }
+  return {
+    ...setting,
+    endpoints: parseEtcdEndpoints(flags.etcd, '--etcd'),
+    prefix: flags.etcdPrefix ?? setting?.prefix ?? 'boson/',
+  };
 }
 
 /** The TCP endpoint the flags ask for (TLS files default to `boson tls init`'s), or undefined. */
@@ -51,6 +70,11 @@ export function registerController(program: Command): void {
     .option('--tlscert <file>', "the controller's certificate (default <config dir>/tls/server-cert.pem)")
     .option('--tlskey <file>', "the controller's key (default <config dir>/tls/server-key.pem)")
     .option('--insecure-tcp', 'allow TCP without TLS, on loopback only')
+    .option(
+      '--etcd <urls>',
+      'keep the state in etcd at these comma-separated client URLs, not in <state dir>/controller.db (BOSON_CONTROLLER_ETCD)',
+    )
+    .option('--etcd-prefix <prefix>', "the state's key prefix in etcd (default boson/; BOSON_CONTROLLER_ETCD_PREFIX)")
     .action(async (flags: ControllerFlags) => {
       const config = loadConfig();
       const { startController, hostLogger } = await import('../../main/index.ts');
@@ -59,6 +83,7 @@ export function registerController(program: Command): void {
         socketPath: flags.socket,
         tcp: tcpRequest(flags.listen, flags, config.configDir),
         dockerTcp: tcpRequest(flags.dockerListen, flags, config.configDir),
+        etcd: etcdRequest(flags, config.controllerEtcd),
         log: hostLogger(config),
       });
       process.stdout.write(

@@ -37,7 +37,10 @@ export function registerUp(program: Command): void {
     .option('--tlscert <file>', "the daemon's certificate (default <config dir>/tls/server-cert.pem)")
     .option('--tlskey <file>', "the daemon's key (default <config dir>/tls/server-key.pem)")
     .option('--insecure-tcp', 'allow TCP endpoints without TLS, on loopback only (every local user can then use the daemon)')
-    .option('--controller', 'also run the controller in this process (SQLite; the CLI on this host is its system admin)')
+    .option(
+      '--controller',
+      'also run the controller in this process (SQLite, or etcd with BOSON_CONTROLLER_ETCD; the CLI on this host is its system admin)',
+    )
     .option('--controller-listen <host:port>', "with --controller: serve the controller's API on TCP too (same TLS rules as --tcp)")
     .option('--pid-file <path>', 'write the daemon pid here (default <run dir>/boson.pid)')
     .option('--no-cri', "do not serve Kubernetes' CRI on <run dir>/cri.sock (also: BOSON_CRI=off)")
