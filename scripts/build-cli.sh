@@ -1,7 +1,7 @@
 #!/bin/sh
-# Builds the bundle of the boson CLI in build/cli with esbuild, if it is missing or older than a file of src/ or
-# package-lock.json; otherwise does nothing (one find). scripts/setup.sh runs it; bin/boson runs it on first use, or
-# when the sources changed since. Exits non-zero if esbuild failed, leaving the previous bundle in place.
+# Builds the bundle of the boson CLI in build/cli with esbuild, if it is missing or older than a file of src/,
+# package-lock.json or this script; otherwise does nothing (one find). scripts/setup.sh runs it; bin/boson runs it
+# on first use, or when the sources changed since. Exits non-zero if esbuild failed, leaving the previous bundle in place.
 #   boson.mjs (+ chunks)   the CLI; the daemon's modules are a separate chunk, loaded only by `boson up`
 #   light.mjs              one file with just pull, login and logout (the tightest start-up budget)
 #   userns-child.mjs       the root disk builder a rootless daemon runs in a user namespace (src/image/userns.ts)
@@ -12,7 +12,7 @@ root=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 out="$root/build/cli"
 bundle="$out/boson.mjs"
 if [ -f "$bundle" ] && [ -f "$out/userns-child.mjs" ] && [ -f "$out/light.mjs" ] &&
-  [ -z "$(find "$root/src" "$root/package-lock.json" -newer "$bundle" -print -quit 2>/dev/null)" ]; then
+  [ -z "$(find "$root/src" "$root/package-lock.json" "$root/scripts/build-cli.sh" -newer "$bundle" -print -quit 2>/dev/null)" ]; then
   exit 0
 fi
 if [ ! -x "$root/node_modules/.bin/esbuild" ]; then
