@@ -360,7 +360,17 @@ export class MicroVm implements Vm {
     await this.qmp.ready;
     await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
     await loadState(this.qmp, this.pid, this.runtimeDir, file, { timeoutMs: 30_000 });
-    await this.qmp.execute('cont');
+    // QEMU takes the disks' locks when a loaded VM continues; a first `cont` has been seen to fail with 'Failed to
+    // get shared "write" lock' now and then and a later one to work (suspend's resume retries likewise).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.qmp.execute('cont');
+        return;
+      } catch (err) {
+        if (attempt >= 5) throw err;
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
+    }
   }
 
   /** QEMU's view of the VM's run state (e.g. "running", "shutdown"). */
