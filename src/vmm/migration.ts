@@ -143,7 +143,10 @@ export async function loadState(
     // cannot be read is one: QEMU would wait for the rest.
     let readError: Error | undefined;
     const source = createReadStream(file);
-    source.once('error', (err) => (readError = err));
+    // pipeline() destroys the file's stream with ERR_STREAM_PREMATURE_CLOSE when QEMU closes early: not a read error.
+    source.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ERR_STREAM_PREMATURE_CLOSE') readError = err;
+    });
     const sent = pipeline(source, conn).catch(() => undefined);
     await migrationDone(qmp, options.timeoutMs ?? 120_000, 'restoring the micro-VM', () => readError);
     await sent;
