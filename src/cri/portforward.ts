@@ -14,7 +14,7 @@ import type { ExecSession, PodMachine } from '../machine/port/index.ts';
 import { CriRefusal } from './errors.ts';
 import type { CriHandler } from './handler.ts';
 import type { StreamingServer } from './streaming.ts';
-import { FrameReader, Opcode, encodeFrame } from './websocket.ts';
+import { Opcode, encodeFrame, onChannelMessages } from './websocket.ts';
 
 /** The subprotocols served (kubelet's binary ones; none offered means binary too). */
 export const PORT_FORWARD_PROTOCOLS = ['v4.channel.k8s.io'];
@@ -74,33 +74,12 @@ export function servePortForward(socket: Duplex, machine: PodMachine, podId: str
         },
       );
   });
-  const reader = new FrameReader();
-  socket.on('data', (chunk: Buffer) => {
-    let messages;
-    try {
-      messages = reader.push(chunk);
-    } catch {
-      socket.destroy();
-      return;
-    }
-    for (const msg of messages) {
-      if (msg.opcode === Opcode.close) {
-        if (!socket.destroyed) socket.end(encodeFrame(Opcode.close, Buffer.alloc(0)));
-        continue;
-      }
-      if (msg.opcode === Opcode.ping) {
-        socket.write(encodeFrame(Opcode.pong, msg.data));
-        continue;
-      }
-      if (msg.opcode !== Opcode.binary || msg.data.length === 0) continue;
-      const channel = msg.data[0]!;
-      // Data channels only; the error channels carry nothing from the client.
-      const i = channel / 2;
-      if (channel % 2 !== 0 || i >= ports.length) continue;
-      const data = Buffer.from(msg.data.subarray(1));
-      if (sessions[i]) sessions[i]!.stdin(data);
-      else early[i]!.push(data);
-    }
+  onChannelMessages(socket, (channel, data) => {
+    // Data channels only; the error channels carry nothing from the client.
+    const i = channel / 2;
+    if (channel % 2 !== 0 || i >= ports.length) return;
+    if (sessions[i]) sessions[i]!.stdin(data);
+    else early[i]!.push(data);
   });
   socket.once('close', () => {
     closed = true;

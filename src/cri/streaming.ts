@@ -13,7 +13,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { silentLogger, toBosonError, type Logger } from '../common/index.ts';
 import type { ExecSession, PodMachine, ProcessControls, StreamSink } from '../machine/port/index.ts';
-import { FrameReader, Opcode, acceptKey, encodeFrame } from './websocket.ts';
+import { Opcode, acceptKey, encodeFrame, onChannelMessages } from './websocket.ts';
 import { PORT_FORWARD_PROTOCOLS, queryPorts, servePortForward } from './portforward.ts';
 
 /** The channel protocols served, best first. */
@@ -182,37 +182,16 @@ export class StreamingServer {
       if (joined) act(joined.controls);
       else early.push(act);
     };
-    const reader = new FrameReader();
-    socket.on('data', (chunk: Buffer) => {
-      let messages;
-      try {
-        messages = reader.push(chunk);
-      } catch {
-        socket.destroy();
-        return;
-      }
-      for (const msg of messages) {
-        if (msg.opcode === Opcode.close) {
-          socket.end(encodeFrame(Opcode.close, Buffer.alloc(0)));
-          continue;
+    onChannelMessages(socket, (channel, data) => {
+      if (channel === 0 && streams.stdin) toProcess((c) => c.stdin(data));
+      else if (channel === 4 && streams.tty) {
+        try {
+          const size = JSON.parse(data.toString()) as { Width?: number; Height?: number };
+          toProcess((c) => c.resize(size.Height ?? 24, size.Width ?? 80));
+        } catch {
+          // a malformed resize is ignored
         }
-        if (msg.opcode === Opcode.ping) {
-          socket.write(encodeFrame(Opcode.pong, msg.data));
-          continue;
-        }
-        if (msg.opcode !== Opcode.binary || msg.data.length === 0) continue;
-        const channel = msg.data[0]!;
-        const data = Buffer.from(msg.data.subarray(1));
-        if (channel === 0 && streams.stdin) toProcess((c) => c.stdin(data));
-        else if (channel === 4 && streams.tty) {
-          try {
-            const size = JSON.parse(data.toString()) as { Width?: number; Height?: number };
-            toProcess((c) => c.resize(size.Height ?? 24, size.Width ?? 80));
-          } catch {
-            // a malformed resize is ignored
-          }
-        } else if (channel === 255 && data[0] === 0 && streams.stdin) toProcess((c) => c.closeStdin());
-      }
+      } else if (channel === 255 && data[0] === 0 && streams.stdin) toProcess((c) => c.closeStdin());
     });
     try {
       joined = await join({

@@ -2,6 +2,7 @@
  * The little of WebSocket (RFC 6455) that the CRI streaming server needs: the opening handshake's accept key, and
  * frames written unmasked (server to client) and read masked or not, with fragmented messages put back together.
  */
+import type { Duplex } from 'node:stream';
 import { createHash } from 'node:crypto';
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -92,4 +93,31 @@ export class FrameReader {
     }
     return out;
   }
+}
+
+/**
+ * Reads the channel protocol's messages from `socket`: answers close and ping itself, ends a socket that sends a
+ * malformed or oversized frame, and hands each binary message with a payload to `onMessage` as its channel (the
+ * first byte) and its data (the rest).
+ */
+export function onChannelMessages(socket: Duplex, onMessage: (channel: number, data: Buffer) => void): void {
+  const reader = new FrameReader();
+  socket.on('data', (chunk: Buffer) => {
+    let messages;
+    try {
+      messages = reader.push(chunk);
+    } catch {
+      socket.destroy();
+      return;
+    }
+    for (const msg of messages) {
+      if (msg.opcode === Opcode.close) {
+        if (!socket.destroyed) socket.end(encodeFrame(Opcode.close, Buffer.alloc(0)));
+      } else if (msg.opcode === Opcode.ping) {
+        socket.write(encodeFrame(Opcode.pong, msg.data));
+      } else if (msg.opcode === Opcode.binary && msg.data.length > 0) {
+        onMessage(msg.data[0]!, Buffer.from(msg.data.subarray(1)));
+      }
+    }
+  });
 }
