@@ -33,6 +33,7 @@ import { bootWithWatchdog, type MicroVmConfig, type Vm, type VmJail, type Vmm } 
 import { ControlChannel } from './control-channel.ts';
 import { createScratchDisk, DEFAULT_SCRATCH_BYTES } from './scratch.ts';
 import type { WarmPoolView } from './port/schemas.ts';
+import { WakeableSleep } from './wakeable-sleep.ts';
 
 /** What a warm VM is booted for; a start can take only a VM of its own shape. */
 export interface WarmShape {
@@ -148,7 +149,7 @@ export class WarmPool {
   /** Shapes to keep, by key. */
   private readonly wanted = new Map<string, WarmShape>();
   private closed = false;
-  private wake: (() => void) | undefined;
+  private readonly nap = new WakeableSleep();
   private loop: Promise<void> | undefined;
   private readonly counters = { hits: 0, misses: 0, fallbacks: 0, bootFailures: 0, discarded: 0 };
   private readonly imageIds = new Set<string>();
@@ -222,7 +223,7 @@ export class WarmPool {
       if (!this.wanted.has(key) && learned < 2 + MAX_LEARNED_SHAPES)
         this.wanted.set(key, { ...shape, image: this.imageName(shape.imageId) });
     }
-    this.wake?.();
+    this.nap.wake();
     return vm;
   }
 
@@ -313,7 +314,7 @@ export class WarmPool {
     // A closing daemon may have no other handle open: this keeps it alive until its VMs are gone.
     const keepAlive = setInterval(() => undefined, 1000);
     try {
-      this.wake?.();
+      this.nap.wake();
       // A boot in progress is not waited for: killed, it fails and removes what it made.
       await this.inflight?.kill();
       await this.loop;
@@ -377,7 +378,7 @@ export class WarmPool {
       // A start that just took a VM runs its container now: the replacement boots once that has had the CPUs.
       const quiet = this.lastTake + REFILL_DELAY_MS - Date.now();
       if (quiet > 0) {
-        await this.sleep(quiet);
+        await this.nap.sleep(quiet);
         continue;
       }
       await this.refreshShapes().catch(() => undefined);
@@ -405,26 +406,11 @@ export class WarmPool {
           this.booting.set(key, (this.booting.get(key) ?? 1) - 1);
         }
         // A pool that cannot boot does not spin: back off after failures.
-        if (failuresInRow > 0) await this.sleep(Math.min(1000 * 2 ** failuresInRow, 30_000));
+        if (failuresInRow > 0) await this.nap.sleep(Math.min(1000 * 2 ** failuresInRow, 30_000));
         continue;
       }
-      await this.sleep(5000);
+      await this.nap.sleep(5000);
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      timer.unref();
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
-        this.wake = undefined;
-        done();
-      };
-    });
   }
 
   /** Boots one warm VM of `shape` to HELLO and pauses it. */
@@ -498,7 +484,7 @@ export class WarmPool {
     this.counters.discarded++;
     this.parts.log.info({ warmVm: warm.id, why }, 'discarded a warm micro-VM');
     void this.remove(warm, true);
-    this.wake?.();
+    this.nap.wake();
   }
 
   /**

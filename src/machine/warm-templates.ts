@@ -31,6 +31,7 @@ import { ControlChannel } from './control-channel.ts';
 import { DEFAULT_SCRATCH_BYTES } from './scratch.ts';
 import { bundleKeyOf, poolMac, shapeKey, withTimeout, WARM_DIR_PREFIX, type WarmPoolParts, type WarmShape } from './warm-pool.ts';
 import type { WarmPoolView } from './port/schemas.ts';
+import { WakeableSleep } from './wakeable-sleep.ts';
 
 /** The templates' settings (from the composition root). */
 export interface WarmTemplatesOptions {
@@ -96,7 +97,7 @@ export class WarmTemplates {
   private readonly imageIds = new Set<string>();
   private readonly counters = { hits: 0, misses: 0, fallbacks: 0, bootFailures: 0, discarded: 0 };
   private closed = false;
-  private wake: (() => void) | undefined;
+  private readonly nap = new WakeableSleep();
   private loop: Promise<void> | undefined;
   private inflight: Vm | undefined;
   readonly dir: string;
@@ -144,7 +145,7 @@ export class WarmTemplates {
     const learned = [...this.wanted.values()].filter((w) => w.imageId === shape.imageId).length;
     if (!this.wanted.has(key) && learned < 1 + MAX_LEARNED_SHAPES)
       this.wanted.set(key, { ...shape, journal: false, image: this.imageName(shape.imageId) });
-    this.wake?.();
+    this.nap.wake();
     return undefined;
   }
 
@@ -221,7 +222,7 @@ export class WarmTemplates {
     this.closed = true;
     const keepAlive = setInterval(() => undefined, 1000);
     try {
-      this.wake?.();
+      this.nap.wake();
       await this.inflight?.kill();
       await this.loop;
       this.ready.clear();
@@ -250,7 +251,7 @@ export class WarmTemplates {
     this.parts.log.info({ template: t.id, why }, 'discarded a template');
     // Clones that run keep their mapping of the RAM file; the next clone gets a new template.
     void rm(path.dirname(t.ramFile), { recursive: true, force: true });
-    this.wake?.();
+    this.nap.wake();
   }
 
   /** The default shape of each configured image that is stored now. */
@@ -285,7 +286,7 @@ export class WarmTemplates {
       await this.refreshShapes().catch(() => undefined);
       const next = this.closed ? undefined : this.nextShape();
       if (!next) {
-        await this.sleep(5000);
+        await this.nap.sleep(5000);
         continue;
       }
       const [key, shape] = next;
@@ -304,23 +305,8 @@ export class WarmTemplates {
         this.inflight = undefined;
         this.building.delete(key);
       }
-      if (failuresInRow > 0) await this.sleep(Math.min(1000 * 2 ** failuresInRow, 30_000));
+      if (failuresInRow > 0) await this.nap.sleep(Math.min(1000 * 2 ** failuresInRow, 30_000));
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      timer.unref();
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
-        this.wake = undefined;
-        done();
-      };
-    });
   }
 
   /** Boots a template VM of `shape` to HELLO, pauses it, saves its device state and ends it; its files stay. */
