@@ -6,10 +6,19 @@
 import { asyncStore, MemoryStateStore } from '../src/common/index.ts';
 import { buildControllerApi, Controller, openFleet, policyTable } from '../src/controller/index.ts';
 import { fleetRouteEntries } from '../src/controller/fleet/routes.ts';
+import { buildPortApi } from '../src/machine/index.ts';
 
 const ctl = new Controller(asyncStore(new MemoryStateStore()));
 if (process.argv.includes('--fleet')) {
-  const fleet = await openFleet(ctl.store, ctl.tenants, { lostAfterMs: 1000, checkIntervalMs: 0, checkTimeoutMs: 1000 });
+  const fleet = await openFleet(ctl.store, ctl.tenants, {
+    lostAfterMs: 1000,
+    checkIntervalMs: 0,
+    checkTimeoutMs: 1000,
+    machineApi: async (machine) => {
+      const api = await buildPortApi(machine);
+      return { server: api.server, close: () => api.close() };
+    },
+  });
   const { app, routes } = await buildControllerApi(ctl, undefined, fleet.routes);
   await app.ready();
   process.stdout.write(policyTable(fleetRouteEntries(routes)) + '\n');

@@ -27,7 +27,7 @@ import {
 } from '../src/controller/index.ts';
 import { fleetRouteEntries } from '../src/controller/fleet/routes.ts';
 import { ImageStore } from '../src/image/index.ts';
-import { buildApi } from '../src/machine/api/server.ts';
+import { buildApi, buildPortApi } from '../src/machine/api/server.ts';
 import { FakeVmm } from '../src/machine/fake-vmm.ts';
 import { fakeRuntime } from '../src/machine/fake-runtime.ts';
 import { openStateStore } from '../src/machine/store/sqlite.ts';
@@ -132,6 +132,10 @@ before(async () => {
     checkTimeoutMs: 2000,
     serverCaPem: serverCa,
     clock: () => clockMs,
+    machineApi: async (machine) => {
+      const app = await buildPortApi(machine);
+      return { server: app.server, close: () => app.close() };
+    },
   });
   ({ app: api, routes } = await buildControllerApi(ctl, undefined, fleet.routes));
   await api.ready();
@@ -297,7 +301,7 @@ test("another tenant's containers are not found, whatever the route", async () =
   const projectRoutes = fleetRouteEntries(routes).filter((r) => r.url.includes('/tenants/:tenant/projects/:project'));
   assert.ok(projectRoutes.length >= 8);
   for (const r of projectRoutes) {
-    let url = r.url.replace(':tenant', 'acme').replace(':project', 'web').replace(':ref', 'secret');
+    let url = r.url.replace(':tenant', 'acme').replace(':project', 'web').replace(':ref', 'secret').replace('*', 'v1/containers/secret');
     const body = url.endsWith('/containers')
       ? r.method === 'POST'
         ? { spec: { image: 'busybox' } }

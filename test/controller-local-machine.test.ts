@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ERROR_CATALOGUE } from '../src/common/index.ts';
-import { ControllerClient, type MachineInfo } from '../src/controller/index.ts';
+import { ControllerClient, parseQuotaItem, type MachineInfo } from '../src/controller/index.ts';
 import { makeTestHost, qemuPidsUsing, runBoson, startUntil, type BosonResult, type TestHost } from './helpers.ts';
 import type { ChildProcess } from 'node:child_process';
 
@@ -101,4 +101,73 @@ test('the host is the first machine; a project container created through the con
     again.map((m) => m.id),
     [machines[0]!.id],
   );
+});
+
+test("boson --project runs, execs into, logs and lists a project's containers through the controller; another tenant finds none of it", async () => {
+  const p = ['--project', 'default/default'];
+  const usage = async (): Promise<number> =>
+    (await client.request<{ usage: Array<{ key: string; value: number }> }>('GET', '/v1/tenants/default/projects/default')).usage.find(
+      (u) => u.key === 'vm.count',
+    )?.value ?? 0;
+
+  // A foreground run: output, stderr and exit status come back through the controller, from the guest's kernel.
+  const run = await runBoson(host, [...p, 'run', '--rm', 'busybox', 'sh', '-c', 'echo out-$(uname -r); echo err-line >&2; exit 3'], {
+    timeoutMs: 120_000,
+  });
+  assert.equal(run.code, 3, run.stderr);
+  assert.match(run.stdout.toString(), /^out-\S*boson/m, run.stdout.toString());
+  assert.match(run.stderr, /err-line/);
+  // --rm went through the controller: the record and its quota are gone.
+  assert.equal((await client.request<unknown[]>('GET', '/v1/tenants/default/projects/default/containers')).length, 0);
+  assert.equal(await usage(), 0);
+
+  const d = await runBoson(host, [...p, 'run', '-d', '--name', 'svc', 'busybox', 'sh', '-c', 'echo logged-line; sleep 600']);
+  assert.equal(d.code, 0, d.stderr);
+  assert.equal(await usage(), 1);
+  const ex = await runBoson(host, [...p, 'exec', 'svc', 'sh', '-c', 'cat /proc/version; exit 5']);
+  assert.equal(ex.code, 5, ex.stderr);
+  assert.match(ex.stdout.toString(), /boson/);
+  let logs = '';
+  for (let i = 0; i < 50 && !logs.includes('logged-line'); i++) {
+    const l = await runBoson(host, [...p, 'logs', 'svc']);
+    assert.equal(l.code, 0, l.stderr);
+    logs = l.stdout.toString();
+    if (!logs.includes('logged-line')) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.match(logs, /logged-line/);
+  const ps = await runBoson(host, [...p, 'ps', '--json']);
+  assert.equal(ps.code, 0, ps.stderr);
+  assert.deepEqual(
+    (JSON.parse(ps.stdout.toString()) as Array<{ name: string }>).map((x) => x.name),
+    ['svc'],
+  );
+
+  // Another tenant's member: the project does not exist for it (404), for reads, writes and upgraded streams alike.
+  await client.createTenant('other', [parseQuotaItem('vm.count=2')]);
+  await client.createProject('other', 'p', [parseQuotaItem('vm.count=1')]);
+  await client.createUser('other-dev', 'other');
+  await client.createUser('default-viewer', 'default');
+  const socket = `unix://${path.join(host.env.BOSON_RUN_DIR!, 'controller.sock')}`;
+  const as = async (user: string, grant: Parameters<ControllerClient['createToken']>[0]['grant']) =>
+    new ControllerClient({ url: socket, token: (await client.createToken({ user, grant })).token }).projectMachine('default', 'default');
+  const other = await as('other-dev', { role: 'member', tenant: 'other', project: 'p' });
+  const viewer = await as('default-viewer', { role: 'viewer', tenant: 'default', project: 'default' });
+  const code = (p: Promise<unknown>): Promise<string> =>
+    p.then(
+      () => 'ok',
+      (err: { code?: string }) => String(err.code),
+    );
+  assert.equal(await code(other.request('GET', '/v1/containers/svc/logs?stdout=1')), 'PROJECT_NOT_FOUND');
+  assert.equal(await code(other.request('GET', '/v1/containers?all=1')), 'PROJECT_NOT_FOUND');
+  assert.equal(await code(other.request('POST', '/v1/containers/svc/stop')), 'PROJECT_NOT_FOUND');
+  assert.equal(await code(other.upgrade('/v1/containers/svc/exec', { argv: ['true'] })), 'PROJECT_NOT_FOUND');
+  // A viewer reads, and may not change or exec.
+  assert.equal(await code(viewer.request('GET', '/v1/containers/svc/logs?stdout=1')), 'ok');
+  assert.equal(await code(viewer.request('POST', '/v1/containers/svc/stop')), 'PERMISSION_DENIED');
+  assert.equal(await code(viewer.upgrade('/v1/containers/svc/exec', { argv: ['true'] })), 'PERMISSION_DENIED');
+
+  const rm = await runBoson(host, [...p, 'rm', '-f', 'svc']);
+  assert.equal(rm.code, 0, rm.stderr);
+  assert.equal(await usage(), 0);
+  assert.deepEqual(await qemuPidsUsing(host.stateDir), []);
 });

@@ -4,8 +4,8 @@
  * terminal.
  */
 import type { Duplex } from 'node:stream';
-import { MachineClient, RemoteMachine, StreamDemuxer, type ExecStatus } from '../machine/client/index.ts';
-import { hostSocketPath } from '../main/index.ts';
+import { RemoteMachine, StreamDemuxer, type ExecStatus } from '../machine/client/index.ts';
+import { machineClient } from './target-machine.ts';
 import { localContext, type RequestContext } from '../machine/port/index.ts';
 import { printJson, reportError } from './output.ts';
 
@@ -14,7 +14,7 @@ export const ctx: RequestContext = localContext();
 
 /** The daemon of this host, through its typed client. */
 export function machine(): RemoteMachine {
-  return new RemoteMachine(new MachineClient(hostSocketPath()));
+  return new RemoteMachine(machineClient());
 }
 
 /**

@@ -4,7 +4,8 @@
  * only then). Either way the commands see the port's MachineImages and nothing of the store behind it.
  */
 import { remoteReference } from '../image/index.ts';
-import { MachineClient, RemoteImages } from '../machine/client/index.ts';
+import { RemoteImages, type MachineClient } from '../machine/client/index.ts';
+import { machineClient } from './target-machine.ts';
 import {
   localContext,
   type ImageProgressListener,
@@ -12,7 +13,7 @@ import {
   type MachineImages,
   type RequestContext,
 } from '../machine/port/index.ts';
-import { buildImages, credentialStore, hostSocketPath } from '../main/index.ts';
+import { buildImages, credentialStore } from '../main/index.ts';
 
 /** Where the images are: through a daemon (`remote`), or embedded in this process. */
 export interface ImageMachine {
@@ -23,6 +24,8 @@ export interface ImageMachine {
 
 /** True when a daemon answers on `client`'s socket. */
 export async function daemonAnswers(client: MachineClient): Promise<boolean> {
+  // A project on a controller is never replaced by an embedded machine: its errors are the controller's.
+  if (client.via) return true;
   return client.request('GET', '/healthz').then(
     () => true,
     () => false,
@@ -31,7 +34,7 @@ export async function daemonAnswers(client: MachineClient): Promise<boolean> {
 
 /** The images of this host's machine (see the module comment). */
 export async function imageMachine(): Promise<ImageMachine> {
-  const client = new MachineClient(hostSocketPath());
+  const client = machineClient();
   if (await daemonAnswers(client)) return { images: new RemoteImages(client), remote: true, ctx: localContext() };
   return { images: buildImages(), remote: false, ctx: localContext() };
 }

@@ -17,7 +17,26 @@ const LIGHT: Record<string, () => Promise<(program: Command) => void>> = {
   logout: async () => (await import('./commands/pull.ts')).registerPullCommands,
 };
 
+/**
+ * `boson --project TENANT/PROJECT <command>`: the machine commands (run, exec, logs, ps, images…) go to that
+ * project's machine API on the current context's controller instead of this host's daemon.
+ */
+function addProjectOption(program: Command): void {
+  program.option('--project <tenant/project>', "send the machine commands to this project on the current context's controller");
+  program.hook('preAction', async () => {
+    const ref = program.opts<{ project?: string }>().project;
+    if (ref === undefined) return;
+    const [{ controllerClient, splitProject }, { selectMachine }] = await Promise.all([
+      import('./controller-target.ts'),
+      import('./target-machine.ts'),
+    ]);
+    const { tenant, project } = splitProject(ref);
+    selectMachine((await controllerClient({})).projectMachine(tenant, project));
+  });
+}
+
 async function registerAll(program: Command): Promise<void> {
+  addProjectOption(program);
   const [run, info, images, up, containers, pull, tls, controller, tenancy, identity, catalog, context, fleet] = await Promise.all([
     import('./commands/run.ts'),
     import('./commands/info.ts'),

@@ -8,9 +8,15 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { BosonError, errorFromProblem } from '../common/index.ts';
+import { MachineClient } from '../machine/client/index.ts';
 import type { Flavor, Grant, Limits, Principal, Project, Task, Tenant, TokenCreated, TokenInfo, User } from './model/schemas.ts';
 import type { FleetContainer, WaitState } from './fleet/containers.ts';
 import { LEASE_NONCE_HEADER, type LeaseGranted, type LeaseInfo } from './fleet/leases.ts';
+
+/** The path under which a controller serves a project's machine API. */
+export function projectMachinePath(tenant: string, project: string): string {
+  return `/v1/tenants/${encodeURIComponent(tenant)}/projects/${encodeURIComponent(project)}/machine`;
+}
 
 /** Where a controller is and how to reach it. */
 export interface ControllerTarget {
@@ -95,6 +101,21 @@ export class ControllerClient {
     const text = Buffer.concat(chunks).toString('utf8');
     if ((res.statusCode ?? 500) >= 400) throw errorFromProblem(res.statusCode ?? 500, text, 'the controller');
     return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /**
+   * A client of a project's machine API on this controller (the project as one machine: containers created there are
+   * placed on the fleet, every other call goes to the machine that holds the container), so that the machine's CLI
+   * and RemoteMachine work through the controller unchanged.
+   */
+  projectMachine(tenant: string, project: string): MachineClient {
+    return MachineClient.through({
+      name: this.target.url,
+      ...(this.base.socketPath ? { socketPath: this.base.socketPath } : { host: this.base.host, port: this.base.port }),
+      ...(this.base.secure ? { tls: this.target.tls ?? {} } : {}),
+      prefix: projectMachinePath(tenant, project),
+      headers: this.target.token ? { Authorization: `Bearer ${this.target.token}` } : {},
+    });
   }
 
   whoami(): Promise<Principal> {

@@ -45,6 +45,13 @@ export async function openEtcdStateStore(
 }
 export type { DaemonOptions, RunningDaemon, DaemonPersonality } from './daemon.ts';
 
+/** The machine API's server over any port Machine (loaded on demand): what a controller serves for a project. */
+export async function buildPortApi(
+  ...args: Parameters<typeof import('./api/server.ts').buildPortApi>
+): ReturnType<typeof import('./api/server.ts').buildPortApi> {
+  return (await import('./api/server.ts')).buildPortApi(...args);
+}
+
 /** Starts the machine daemon (loaded on demand, so that other commands do not pay for the server's modules). */
 export async function startDaemon(options: import('./daemon.ts').DaemonOptions): Promise<import('./daemon.ts').RunningDaemon> {
   const daemon = await import('./daemon.ts');

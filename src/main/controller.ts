@@ -22,9 +22,9 @@ import {
   type Logger,
   type TcpEndpointRequest,
 } from '../common/index.ts';
-import { buildControllerApi, Controller, ControllerClient, openFleet } from '../controller/index.ts';
+import { buildControllerApi, Controller, ControllerClient, openFleet, projectMachineUpgrades } from '../controller/index.ts';
 import { loadConfig, type ControllerEtcd, type HostConfig } from './config.ts';
-import { openEtcdStateStore, openStateStore } from '../machine/index.ts';
+import { buildPortApi, openEtcdStateStore, openStateStore } from '../machine/index.ts';
 import { controllerSocketPath } from './root.ts';
 
 /** The controller's database file in the state directory. */
@@ -144,12 +144,18 @@ export async function startController(request: ControllerRequest): Promise<Runni
     ...fleetSettings,
     ...(tcp?.tls ? { serverCaPem: tcp.tls.ca.toString('utf8') } : {}),
     ...(dockerTcp ? { dockerHost: `tcp://${dockerTcp.host}:${dockerTcp.port}` } : {}),
+    machineApi: async (machine) => {
+      const api = await buildPortApi(machine, log.child({ component: 'project-machine-api' }));
+      return { server: api.server, close: () => api.close() };
+    },
     log,
   }).catch(async (err: unknown) => {
     await opened.close();
     throw err;
   });
   const { app } = await buildControllerApi(controller, log.child({ component: 'controller-api' }), fleet.routes);
+  // Upgraded streams of the projects' machine APIs (run, exec, attach), checked as their routes are.
+  if (fleet.projectMachineServers) app.server.on('upgrade', projectMachineUpgrades(controller.identity, fleet.projectMachineServers));
   try {
     await controller.bootstrap();
     controller.start();

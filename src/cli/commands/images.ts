@@ -5,8 +5,8 @@
 import { statSync, createReadStream } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { MachineClient, RemoteImages } from '../../machine/client/index.ts';
-import { hostSocketPath } from '../../main/index.ts';
+import { RemoteImages } from '../../machine/client/index.ts';
+import { machineClient } from '../target-machine.ts';
 import { localContext, type Image } from '../../machine/port/index.ts';
 import { daemonAnswers, imageMachine, type ImageMachine } from '../machine.ts';
 import { formatBytes, printJson, printTable, StatusLine } from '../output.ts';
@@ -16,7 +16,7 @@ import { formatBytes, printJson, printTable, StatusLine } from '../output.ts';
  * of a runtime embedded in this process (which only reads the container records).
  */
 async function imagesWithContainers(): Promise<ImageMachine & { close(): Promise<void> }> {
-  const client = new MachineClient(hostSocketPath());
+  const client = machineClient();
   if (await daemonAnswers(client))
     return { images: new RemoteImages(client), remote: true, ctx: localContext(), close: async () => undefined };
   const { buildRuntime } = await import('../../main/index.ts');

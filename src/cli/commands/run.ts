@@ -11,8 +11,9 @@ import type { Duplex } from 'node:stream';
 import { BosonError } from '../../common/index.ts';
 import { MachineClient, RemoteImages, StreamDemuxer, execStatusError, type ExecStatus } from '../../machine/client/index.ts';
 import { localContext, type ContainerSpec, type MachineImages } from '../../machine/port/index.ts';
-import { buildImages, hostSocketPath } from '../../main/index.ts';
-import { pullRequest, pullSteps } from '../machine.ts';
+import { buildImages } from '../../main/index.ts';
+import { daemonAnswers, pullRequest, pullSteps } from '../machine.ts';
+import { machineClient } from '../target-machine.ts';
 import { addContainerFlags, containerSpecOf, type ContainerFlags } from '../container-flags.ts';
 import { StatusLine, flushOutput } from '../output.ts';
 
@@ -73,7 +74,7 @@ async function pullIfMissing(image: string, client: MachineClient | null): Promi
 
 /** `run -d`: create and start under the daemon, and print the id. */
 async function runDetached(spec: ContainerSpec): Promise<void> {
-  const client = new MachineClient(hostSocketPath());
+  const client = machineClient();
   await pullIfMissing(spec.image, client);
   const created = await client.request<{ id: string }>('POST', '/v1/containers', spec);
   try {
@@ -105,11 +106,8 @@ async function runForeground(spec: ContainerSpec): Promise<number> {
     throw new BosonError('INVALID_ARGUMENT', 'the input device is not a TTY (drop -t, or run from a terminal)');
   const winsize = tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined;
   // The container is removed by whoever runs it only once it has ended; it is never left half-made.
-  const client = new MachineClient(hostSocketPath());
-  const viaDaemon = await client.request('GET', '/healthz').then(
-    () => true,
-    () => false,
-  );
+  const client = machineClient();
+  const viaDaemon = await daemonAnswers(client);
   let run: ForegroundRun | undefined;
   let interrupts = 0;
   // Signals arriving while the VM boots: remember them and act once the process exists.

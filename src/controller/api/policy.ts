@@ -77,6 +77,22 @@ export function authorize(
   req.authorized = true;
 }
 
+/**
+ * The principal a request's credentials name: its bearer token's; without one, the host's system admin on the local
+ * UNIX socket and nobody (undefined) elsewhere. UNAUTHENTICATED for a malformed header or a token that is not valid.
+ * The one authentication of the controller's API, its routes and its upgraded streams alike.
+ */
+export async function principalOfCredentials(
+  identity: Identity,
+  authorization: string | undefined,
+  localSocket: boolean,
+): Promise<Principal | undefined> {
+  if (authorization === undefined) return localSocket ? LOCAL_ADMIN : undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+  if (!m) throw new BosonError('UNAUTHENTICATED', 'the Authorization header must be "Bearer <token>"');
+  return identity.authenticate(m[1]!);
+}
+
 /** True when the request came over a UNIX socket (no remote address), where the socket's permissions authenticate. */
 function onLocalSocket(req: FastifyRequest): boolean {
   return req.raw.socket.remoteAddress === undefined;
@@ -107,21 +123,14 @@ export function installPolicy(
   });
 
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    const auth = req.headers.authorization;
-    if (auth !== undefined) {
-      const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
-      if (!m) {
-        void reply.header('WWW-Authenticate', 'Bearer');
-        throw new BosonError('UNAUTHENTICATED', 'the Authorization header must be "Bearer <token>"');
-      }
-      try {
-        req.principal = await identity.authenticate(m[1]!);
-      } catch (err) {
-        void reply.header('WWW-Authenticate', 'Bearer error="invalid_token"');
-        throw err;
-      }
-    } else if (onLocalSocket(req)) {
-      req.principal = LOCAL_ADMIN;
+    try {
+      req.principal = await principalOfCredentials(identity, req.headers.authorization, onLocalSocket(req));
+    } catch (err) {
+      void reply.header(
+        'WWW-Authenticate',
+        /^Bearer\s+\S+\s*$/i.test(req.headers.authorization ?? '') ? 'Bearer error="invalid_token"' : 'Bearer',
+      );
+      throw err;
     }
   });
 

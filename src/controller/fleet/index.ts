@@ -4,6 +4,8 @@
  * store; everything it holds in memory is a cache or a timer that another replica would rebuild from the store.
  */
 import type { FastifyPluginAsync } from 'fastify';
+import type { Server } from 'node:http';
+import type { Machine } from '../../machine/port/index.ts';
 import { silentLogger, type AsyncStateStore, type Logger } from '../../common/index.ts';
 import type { Tenants } from '../model/tenants.ts';
 import { FleetCa } from './ca.ts';
@@ -12,6 +14,7 @@ import { Fleet } from './fleet.ts';
 import { HealthChecker, MachineClients } from './machines.ts';
 import { containerRoutes, dockerCertRoutes, machineRoutes } from './routes.ts';
 import { ProjectMachine } from './project-machine.ts';
+import { projectMachineRoutes, type ProjectMachineServers } from './project-machine-routes.ts';
 
 export { FleetCa, makeKeyPair, fingerprint, CONTROLLER_IDENTITY, type FleetCaRecord } from './ca.ts';
 export {
@@ -46,6 +49,12 @@ export { ContainerLeases, LEASE_KIND, LEASE_NONCE_HEADER, LEASE_TTL, type LeaseI
 export { HealthChecker, MachineClients } from './machines.ts';
 export { machineRoutes, containerRoutes, dockerCertRoutes, fleetRouteEntries } from './routes.ts';
 export { ProjectMachine, EXEC_KIND } from './project-machine.ts';
+export {
+  projectMachineRoutes,
+  projectMachineUpgrades,
+  PROJECT_MACHINE_ROUTE,
+  type ProjectMachineServers,
+} from './project-machine-routes.ts';
 
 /** How a fleet is run. */
 export interface FleetSettings {
@@ -59,6 +68,11 @@ export interface FleetSettings {
   serverCaPem?: string;
   /** tcp://host:port of the projects' Docker endpoint, when the controller serves one (told to docker-env). */
   dockerHost?: string;
+  /**
+   * Builds the machine API's HTTP server over a port Machine (the composition root's buildApi): with it, the fleet
+   * serves each project's machine API (project-machine-routes.ts); without it, those routes are not there.
+   */
+  machineApi?: (machine: Machine) => Promise<{ server: Server; close(): Promise<void> }>;
   clock?: () => number;
   log?: Logger;
 }
@@ -74,6 +88,8 @@ export interface OpenFleet {
   projectMachine(tenant: string, project: string): ProjectMachine;
   /** The API routes to register on the controller's app. */
   routes: FastifyPluginAsync[];
+  /** The HTTP server of a project's machine API (made on first use); null when the fleet has no machineApi. */
+  projectMachineServers: ProjectMachineServers | null;
   close(): Promise<void>;
 }
 
@@ -106,16 +122,39 @@ export async function openFleet(store: AsyncStateStore, tenants: Tenants, settin
     },
   });
   if (settings.checkIntervalMs > 0) checker.start();
+  const projectMachine = (tenant: string, project: string): ProjectMachine =>
+    new ProjectMachine(store, fleet, containers, clients, tenant, project);
+  const apis = new Map<string, Promise<{ server: Server; close(): Promise<void> }>>();
+  const machineApi = settings.machineApi;
+  const projectMachineServers: ProjectMachineServers | null = machineApi
+    ? async (tenant, project) => {
+        const key = JSON.stringify([tenant, project]);
+        let api = apis.get(key);
+        if (!api) {
+          api = machineApi(projectMachine(tenant, project));
+          api.catch(() => apis.delete(key));
+          apis.set(key, api);
+        }
+        return (await api).server;
+      }
+    : null;
   return {
     fleet,
     containers,
     checker,
     dockerCa,
-    projectMachine: (tenant, project) => new ProjectMachine(store, fleet, containers, clients, tenant, project),
-    routes: [machineRoutes(fleet), containerRoutes(containers), dockerCertRoutes(dockerCa, settings.serverCaPem, settings.dockerHost)],
+    projectMachine,
+    routes: [
+      machineRoutes(fleet),
+      containerRoutes(containers),
+      dockerCertRoutes(dockerCa, settings.serverCaPem, settings.dockerHost),
+      ...(projectMachineServers ? [projectMachineRoutes(projectMachineServers)] : []),
+    ],
+    projectMachineServers,
     close: async () => {
       await checker.stop();
       containers.close();
+      for (const api of apis.values()) await (await api.catch(() => null))?.close();
     },
   };
 }

@@ -43,6 +43,7 @@ import type {
   NetworkInspect,
   NetworkPruneResult,
   RequestContext,
+  RunOptions,
   RunSession,
   StreamSink,
   Volume,
@@ -161,8 +162,43 @@ class ProjectContainers implements MachineContainers {
     const { rec, remote, ctx } = await this.at(ref);
     await remote.logs(ctx, rec.machineContainerId, query, follow, onLine, signal);
   }
-  async run(): Promise<RunSession> {
-    throw notThroughController('run in one call');
+  /**
+   * A run in one call, in Docker's order through the fleet: created through the controller (quota, placement) but
+   * not started, attached on its machine before it starts (no byte of its output is missed), started, waited for;
+   * with autoRemove, removed through the controller once its output has ended, so that its quota comes back. A
+   * failure before it runs removes it.
+   */
+  async run(_ctx: RequestContext, spec: ContainerSpec, sink: StreamSink, options: RunOptions = {}): Promise<RunSession> {
+    const container = await this.fc.create(this.tenant, this.project, { ...spec, autoRemove: false }, { start: false });
+    const remove = (): Promise<void> => this.fc.remove(this.tenant, this.project, container.id, true).catch(() => undefined);
+    try {
+      options.onCreated?.(container);
+      const { rec, remote, ctx } = await this.at(container.id);
+      const id = rec.machineContainerId;
+      const detach = new AbortController();
+      const attachment = await remote.attach(ctx, id, sink, detach.signal);
+      await remote.start(ctx, id);
+      const resize = (rows: number, cols: number): void => void remote.resize(ctx, id, rows, cols).catch(() => undefined);
+      if (options.winsize && spec.process?.tty) resize(options.winsize.rows, options.winsize.cols);
+      const exit = (async (): Promise<WaitResult> => {
+        const result = await remote.wait(ctx, id);
+        await attachment.done;
+        if (spec.autoRemove) await remove();
+        return result;
+      })();
+      exit.catch(() => undefined);
+      return {
+        container,
+        stdin: attachment.stdin,
+        closeStdin: attachment.closeStdin,
+        resize,
+        signal: (signo) => void remote.kill(ctx, id, String(signo)).catch(() => undefined),
+        exit,
+      };
+    } catch (err) {
+      await remove();
+      throw err;
+    }
   }
   async createExec(_ctx: RequestContext, ref: string, spec: ExecSpec): Promise<ExecInstance> {
     const { rec, remote, ctx } = await this.at(ref);

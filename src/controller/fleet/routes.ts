@@ -416,7 +416,13 @@ export function containerRoutes(containers: FleetContainers): FastifyPluginAsync
 
 /** The fleet's routes among all of an API's (for the fleet's policy table in docs/controller.md). */
 export function fleetRouteEntries<T extends { url: string }>(routes: T[]): T[] {
-  return routes.filter((r) => r.url.startsWith('/v1/machine') || r.url.includes('/containers') || r.url.includes('/docker-certs'));
+  return routes.filter(
+    (r) =>
+      r.url.startsWith('/v1/machine') ||
+      r.url.includes('/containers') ||
+      r.url.includes('/docker-certs') ||
+      r.url.includes('/projects/:project/machine/'),
+  );
 }
 
 const DockerCertBody = Type.Object({ publicKey: Type.String({ maxLength: 4096 }) }, { additionalProperties: false });

@@ -36,12 +36,30 @@ export interface MachineTlsEndpoint {
   connectTimeoutMs?: number;
 }
 
+/**
+ * A machine API served under another server's path (a controller serves each project's as one machine): where that
+ * server is (a UNIX socket, or host and port: https with `tls`, else http), the path the machine's routes hang
+ * under, and the headers every request carries (its bearer token).
+ */
+export interface MachineVia {
+  /** The server as errors name it (its URL). */
+  name: string;
+  socketPath?: string;
+  host?: string;
+  port?: number;
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  /** The path the machine API's own paths are appended to (no trailing slash). */
+  prefix: string;
+  headers: Record<string, string>;
+}
+
 /** Talks to one daemon. */
 export class MachineClient {
   /** `socketPath` names the daemon in errors; with `tcp`, requests go there over TLS instead of to the socket. */
   constructor(
     readonly socketPath: string,
     readonly tcp?: MachineTlsEndpoint,
+    readonly via?: MachineVia,
   ) {}
 
   /** A client of a daemon's TCP endpoint over mutual TLS. */
@@ -49,8 +67,25 @@ export class MachineClient {
     return new MachineClient(`https://${endpoint.host}:${endpoint.port}`, endpoint);
   }
 
+  /** A client of a machine API served under another server's path (a controller's project). */
+  static through(via: MachineVia): MachineClient {
+    return new MachineClient(via.name, undefined, via);
+  }
+
   /** http(s).request with the transport options of this client. */
   private send(options: http.RequestOptions, onResponse?: (res: IncomingMessage) => void): http.ClientRequest {
+    const v = this.via;
+    if (v) {
+      const opts: https.RequestOptions = {
+        ...options,
+        path: `${v.prefix}${options.path ?? ''}`,
+        headers: { ...(options.headers as Record<string, string> | undefined), ...v.headers },
+        ...(v.socketPath ? { socketPath: v.socketPath } : { host: v.host, port: v.port }),
+        ...(v.tls ? { ca: v.tls.ca, cert: v.tls.cert, key: v.tls.key, minVersion: 'TLSv1.2' as const } : {}),
+        agent: false,
+      };
+      return v.tls ? https.request(opts, onResponse) : http.request(opts, onResponse);
+    }
     const t = this.tcp;
     if (!t) return http.request({ ...options, socketPath: this.socketPath }, onResponse);
     const req = https.request(
@@ -86,6 +121,14 @@ export class MachineClient {
   }
 
   private unavailable(cause: unknown): BosonError {
+    if (this.via)
+      return new BosonError(
+        'CONTROLLER_UNAVAILABLE',
+        `cannot reach the Boson controller at ${this.via.name}: ${(cause as Error).message}`,
+        {
+          cause,
+        },
+      );
     return new BosonError('DAEMON_UNAVAILABLE', `cannot reach the Boson daemon at ${this.socketPath} (is \`boson up\` running?)`, {
       cause,
     });

@@ -10,7 +10,7 @@ import swagger from '@fastify/swagger';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BosonError, streamFrame, silentLogger, type Logger } from '../../common/index.ts';
-import type { MachineContainers, MachineEvents, MachineImages, MachineNetworks, MachineVolumes } from '../port/machine.ts';
+import type { Machine, MachineContainers, MachineEvents, MachineImages, MachineNetworks, MachineVolumes } from '../port/machine.ts';
 import { containerRoutes } from './containers.ts';
 import { execRoutes } from './execs.ts';
 import { imageRoutes } from './images.ts';
@@ -81,5 +81,27 @@ export async function buildApi(machine: ApiMachine, log: Logger = silentLogger):
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     void handleUpgrade(machine, contextOf, req, socket, head);
   });
+  return app;
+}
+
+/**
+ * The API over any port Machine (a controller's project, whose containers the fleet places): the same routes and
+ * upgrades as a daemon's, with no runtime metrics of its own (/metrics shows no VMs). Ready to take requests
+ * emitted on its `server` (it listens nowhere itself).
+ */
+export async function buildPortApi(machine: Machine, log: Logger = silentLogger): Promise<FastifyInstance> {
+  const extra = {
+    imageService: machine.images,
+    volumeService: machine.volumes,
+    networkService: machine.networks,
+    eventService: machine.events,
+    metrics: { boots: [], stops: [], failures: 0 },
+    liveIds: () => new Set<string>(),
+    warmStats: () => null,
+  };
+  // The containers' own methods, with `this` still the containers (the prototype), and the rest beside them.
+  const api = Object.assign(Object.create(machine.containers) as MachineContainers, extra) as ApiMachine;
+  const app = await buildApi(api, log);
+  await app.ready();
   return app;
 }
