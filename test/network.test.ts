@@ -133,6 +133,11 @@ function ifup(e: Endpoint): string {
     'ip link set lo up',
     `ip addr add ${e.address}/${e.prefixLen} dev eth0`,
     'ip link set eth0 up',
+    // Announce the address once the link is operationally up, as boson-init does for containers: a user-mode network
+    // (passt) learns where the guest is only from a frame the guest sent; the kernel's own announcement at link-up
+    // is lost when the carrier comes up a moment later.
+    'i=0; while [ "$(cat /sys/class/net/eth0/operstate)" != up ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done',
+    `arping -U -c 1 -w 1 -I eth0 ${e.address} >/dev/null 2>&1`,
     `ip route add default via ${e.gateway}`,
     `echo nameserver ${e.dns[0]} > /etc/resolv.conf`,
   ].join('; ');

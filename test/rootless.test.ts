@@ -76,8 +76,11 @@ function boson(args: string[], env?: NodeJS.ProcessEnv): Promise<BosonResult> {
 
 const out = (r: BosonResult): string => r.stdout.toString();
 
-/** GET http://127.0.0.1:port/path from the host (node's client; a refused connection resolves to ''). */
-function get(port: number, p: string): Promise<string> {
+/**
+ * GET http://127.0.0.1:port/path from the host (node's client; a refused connection resolves to ''); `onHang` is
+ * called when the request got no answer within 3 s (it then resolves to '' too).
+ */
+function get(port: number, p: string, onHang: () => void = () => undefined): Promise<string> {
   return new Promise((resolve) => {
     const req = http.get({ host: '127.0.0.1', port, path: p, timeout: 3000 }, (res) => {
       let body = '';
@@ -85,7 +88,10 @@ function get(port: number, p: string): Promise<string> {
       res.on('end', () => resolve(body));
       res.on('error', () => resolve(''));
     });
-    req.on('timeout', () => req.destroy());
+    req.on('timeout', () => {
+      onHang();
+      req.destroy();
+    });
     req.on('error', () => resolve(''));
   });
 }
@@ -335,9 +341,14 @@ describe('rootless mode: the daemon and CLI as an ordinary user', { skip: SKIP }
       httpd,
     ]);
     assert.equal(started.code, 0, started.stderr);
+    // Once the container runs, no connection to its published port may hang: the guest announced itself before the
+    // process started (passt learns where the guest is only from a frame the guest sent, and never resends its SYN).
+    await waitFor(async () => (await boson(['logs', 'web'])).stdout.toString().includes('serving'), 30_000, 'the server to start');
     let body = '';
-    await waitFor(async () => (body = await get(port, '/')) !== '', 30_000, 'the published port');
+    let hung = 0;
+    await waitFor(async () => (body = await get(port, '/', () => hung++)) !== '', 30_000, 'the published port');
     assert.equal(body, 'hello from rlhost\n');
+    assert.equal(hung, 0, 'a connection to the published port of a running container hung');
 
     const qemu = await qemuPidsUsing(stateDir);
     assert.equal(qemu.length, 1);

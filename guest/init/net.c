@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <netinet/if_ether.h>
+#include <netpacket/packet.h>
 #include <net/route.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -116,10 +118,70 @@ static int iface_up(int sock, const char *name)
 	return ioctl(sock, SIOCSIFFLAGS, &ifr);
 }
 
+/* True when the kernel reports `name` operationally up (carrier on, its transmit queue attached). */
+static int iface_oper_up(const char *name)
+{
+	char path[64], state[16] = "";
+	snprintf(path, sizeof path, "/sys/class/net/%s/operstate", name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, state, sizeof state - 1);
+	close(fd);
+	return n >= 2 && strncmp(state, "up", 2) == 0;
+}
+
+/* Sends one gratuitous ARP request for `addr` (network order) out of `name`, from its own MAC to broadcast. */
+static void send_gratuitous_arp(const char *name, uint32_t addr)
+{
+	int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
+	if (fd < 0)
+		return;
+	struct ifreq ifr = {0};
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	if (ioctl(fd, SIOCGIFHWADDR, &ifr) == 0) {
+		struct __attribute__((packed)) {
+			uint16_t htype, ptype;
+			uint8_t hlen, plen;
+			uint16_t op;
+			uint8_t sha[6], spa[4], tha[6], tpa[4];
+		} arp = {htons(1), htons(ETH_P_IP), 6, 4, htons(1), {0}, {0}, {0}, {0}};
+		memcpy(arp.sha, ifr.ifr_hwaddr.sa_data, 6);
+		memcpy(arp.spa, &addr, 4);
+		memcpy(arp.tpa, &addr, 4);
+		struct sockaddr_ll to = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ARP), .sll_ifindex = (int)if_nametoindex(name), .sll_halen = 6};
+		memset(to.sll_addr, 0xff, 6);
+		if (sendto(fd, &arp, sizeof arp, 0, (struct sockaddr *)&to, sizeof to) < 0)
+			log_msg("network: announce %s: %s", name, strerror(errno));
+	}
+	close(fd);
+}
+
+/* How long the start waits for an interface to be operationally up before it announces it anyway. */
+#define ANNOUNCE_WAIT_MS 1000
+
 /*
- * Has the kernel announce an interface's addresses (a gratuitous ARP) whenever it comes up: a user-mode network
- * (passt, rootless) learns where the guest is only from a frame the guest sent, and until then holds an inbound
- * connection to a published port unanswered.
+ * Announces each configured interface's address (a gratuitous ARP) once the interface is operationally up, before
+ * the container's process starts: a user-mode network (passt, rootless) learns where the guest is only from a frame
+ * the guest sent, and until then an inbound connection to a published port goes nowhere (passt does not resend its
+ * SYN), so a server that never speaks first would be unreachable. The kernel's own announcement (arp_notify, below)
+ * is sent when the interface is set up, and is lost when the carrier comes up a moment later (its queue is not
+ * attached yet): this one waits for the carrier (at once, usually; at most ANNOUNCE_WAIT_MS).
+ */
+static void announce_when_up(const char names[][IFNAMSIZ], const uint32_t *addrs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		long long deadline = now_ms() + ANNOUNCE_WAIT_MS;
+		while (!iface_oper_up(names[i]) && now_ms() < deadline)
+			usleep(2000);
+		if (!iface_oper_up(names[i]))
+			log_msg("network: %s is not up after %d ms; announcing it anyway", names[i], ANNOUNCE_WAIT_MS);
+		send_gratuitous_arp(names[i], addrs[i]);
+	}
+}
+
+/*
+ * Has the kernel announce an interface's addresses (a gratuitous ARP) whenever it comes up (see announce_when_up).
  */
 static void announce_on_up(void)
 {
@@ -140,6 +202,9 @@ void setup_network(const struct spec *spec)
 		log_msg("network: bring lo up: %s", strerror(errno));
 	const struct net_if *gw_if = NULL;
 	char gw_name[IFNAMSIZ] = "";
+	char names[spec->nifs + 1][IFNAMSIZ];
+	uint32_t addrs[spec->nifs + 1];
+	size_t configured = 0;
 	for (size_t i = 0; i < spec->nifs; i++) {
 		const struct net_if *nif = &spec->ifs[i];
 		char name[IFNAMSIZ];
@@ -163,6 +228,8 @@ void setup_network(const struct spec *spec)
 			fail(R_INTERNAL, 125, "network: set the MTU of %s to %d: %s", name, nif->mtu, strerror(errno));
 		if (iface_up(sock, name) < 0)
 			fail(R_INTERNAL, 125, "network: bring %s up: %s", name, strerror(errno));
+		memcpy(names[configured], name, IFNAMSIZ);
+		addrs[configured++] = nif->addr;
 		if (nif->has_gateway && !gw_if) {
 			gw_if = nif;
 			memcpy(gw_name, name, IFNAMSIZ);
@@ -183,4 +250,5 @@ void setup_network(const struct spec *spec)
 		}
 	}
 	close(sock);
+	announce_when_up((const char(*)[IFNAMSIZ])names, addrs, configured);
 }
