@@ -118,25 +118,32 @@ static int iface_up(int sock, const char *name)
 	return ioctl(sock, SIOCSIFFLAGS, &ifr);
 }
 
-/* True when the kernel reports `name` operationally up (carrier on, its transmit queue attached). */
-static int iface_oper_up(const char *name)
+/* True when `name` has its carrier (a virtio NIC gets it a few ms after it is first set up). */
+static int iface_carrier(const char *name)
 {
 	char path[64], state[16] = "";
-	snprintf(path, sizeof path, "/sys/class/net/%s/operstate", name);
+	snprintf(path, sizeof path, "/sys/class/net/%s/carrier", name);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
 	ssize_t n = read(fd, state, sizeof state - 1);
 	close(fd);
-	return n >= 2 && strncmp(state, "up", 2) == 0;
+	return n >= 1 && state[0] == '1';
 }
 
-/* Sends one gratuitous ARP request for `addr` (network order) out of `name`, from its own MAC to broadcast. */
+/*
+ * Sends one gratuitous ARP request for `addr` (network order) out of `name`, from its own MAC to broadcast, straight
+ * to the driver: the interface's queue is attached only when the kernel's link watch gets to it, up to a second
+ * after the carrier came (the kernel's own announcement at link-up is dropped there).
+ */
 static void send_gratuitous_arp(const char *name, uint32_t addr)
 {
 	int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
 	if (fd < 0)
 		return;
+	int one = 1;
+	if (setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one) < 0)
+		log_msg("network: announce %s: PACKET_QDISC_BYPASS: %s", name, strerror(errno));
 	struct ifreq ifr = {0};
 	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
 	if (ioctl(fd, SIOCGIFHWADDR, &ifr) == 0) {
@@ -157,44 +164,31 @@ static void send_gratuitous_arp(const char *name, uint32_t addr)
 	close(fd);
 }
 
-/* How long the start waits for an interface to be operationally up before it announces it anyway. */
+/* How long the start waits for an interface's carrier before it announces it anyway. */
 #define ANNOUNCE_WAIT_MS 1000
 
 /*
- * Announces each configured interface's address (a gratuitous ARP) once the interface is operationally up, before
- * the container's process starts: a user-mode network (passt, rootless) learns where the guest is only from a frame
- * the guest sent, and until then an inbound connection to a published port goes nowhere (passt does not resend its
- * SYN), so a server that never speaks first would be unreachable. The kernel's own announcement (arp_notify, below)
- * is sent when the interface is set up, and is lost when the carrier comes up a moment later (its queue is not
- * attached yet): this one waits for the carrier (at once, usually; at most ANNOUNCE_WAIT_MS).
+ * Announces each configured interface's address (a gratuitous ARP) before the container's process starts: a
+ * user-mode network (passt, rootless) learns where the guest is only from a frame the guest sent, and until then an
+ * inbound connection to a published port goes nowhere (passt does not resend its SYN), so a server that never speaks
+ * first would be unreachable. The kernel's own announcement (arp_notify) is sent when the interface is set up, often
+ * before its carrier came, and then dropped: this one waits for the carrier (~10 ms after a cold boot's first
+ * set-up; at most ANNOUNCE_WAIT_MS) and bypasses the queue the kernel attaches later.
  */
 static void announce_when_up(const char names[][IFNAMSIZ], const uint32_t *addrs, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		long long deadline = now_ms() + ANNOUNCE_WAIT_MS;
-		while (!iface_oper_up(names[i]) && now_ms() < deadline)
-			usleep(2000);
-		if (!iface_oper_up(names[i]))
-			log_msg("network: %s is not up after %d ms; announcing it anyway", names[i], ANNOUNCE_WAIT_MS);
+		while (!iface_carrier(names[i]) && now_ms() < deadline)
+			usleep(1000);
+		if (!iface_carrier(names[i]))
+			log_msg("network: %s has no carrier after %d ms; announcing it anyway", names[i], ANNOUNCE_WAIT_MS);
 		send_gratuitous_arp(names[i], addrs[i]);
 	}
 }
 
-/*
- * Has the kernel announce an interface's addresses (a gratuitous ARP) whenever it comes up (see announce_when_up).
- */
-static void announce_on_up(void)
-{
-	int fd = open("/proc/sys/net/ipv4/conf/all/arp_notify", O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, "1", 1) != 1)
-		log_msg("network: arp_notify: %s", strerror(errno));
-	if (fd >= 0)
-		close(fd);
-}
-
 void setup_network(const struct spec *spec)
 {
-	announce_on_up();
 	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (sock < 0)
 		fail(R_INTERNAL, 125, "network: socket: %s", strerror(errno));
