@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { MemoryStateStore, PACKAGE_ROOT } from '../src/common/index.ts';
-import { NetworkManager, PodNetworks, openStateStore } from '../src/machine/index.ts';
+import { MachineClient, NetworkManager, PodNetworks, openStateStore } from '../src/machine/index.ts';
 import { openImageStore } from '../src/main/index.ts';
 
 /** The demo image's OCI layout, built by the setup command. */
@@ -174,13 +174,29 @@ export function startBoson(host: TestHost, args: string[], extraEnv: NodeJS.Proc
 }
 
 /** Runs `bin/boson args` to completion, feeding `input` on stdin (then EOF). Fails the test after `timeoutMs`. */
-export function runBoson(
+export async function runBoson(
   host: TestHost,
   args: string[],
   options: { input?: Buffer | string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<BosonResult> {
+  await warmBeforeRun(host, args);
   const child = startBoson(host, args, options.env);
   return collect(child, options.input, options.timeoutMs ?? 60_000, args);
+}
+
+/**
+ * In a warm suite, a `boson run` waits until the daemon has a warm VM ready for its kind of start (`--rm` or kept),
+ * so that the suite's starts are warm ones rather than whatever the pool had refilled by then (a start of another
+ * shape, e.g. `-m 384m`, still boots cold).
+ */
+async function warmBeforeRun(host: TestHost, args: string[]): Promise<void> {
+  if (!process.env[WARM_SUITE_ENV] || args[0] !== 'run') return;
+  const kept = !args.includes('--rm');
+  await waitFor(
+    async () => (await warmView(host)).shapes.some((s) => s.nic && s.journal === kept && s.ready >= 1),
+    120_000,
+    `a warm VM for boson ${args.join(' ')}`,
+  ).catch(() => undefined);
 }
 
 /** Collects a started process's output until it exits. */
@@ -225,6 +241,19 @@ export async function qemuPidsUsing(dir: string): Promise<number[]> {
 }
 
 /**
+ * The QEMUs of `dir` that a daemon's warm pool did not boot (their command lines name the pool's `vms/w-*`
+ * directories, even once a start has taken them): in a warm suite, the containers booted cold.
+ */
+export async function coldQemuPidsUsing(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const pid of await qemuPidsUsing(dir)) {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline && !cmdline.includes(`${path.sep}vms${path.sep}w-`)) pids.push(pid);
+  }
+  return pids;
+}
+
+/**
  * Asserts that `release` (a container's `uname -r`) is Boson's guest kernel, not the host's: its release names
  * boson and differs from the host's.
  */
@@ -264,17 +293,60 @@ export async function containerDirs(stateDir: string): Promise<string[]> {
  */
 export function useTestHost(): () => TestHost {
   let host: TestHost | undefined;
+  const warmMode = process.env[WARM_SUITE_ENV];
+  let daemon: TestDaemon | undefined;
   before(async () => {
     host = await makeTestHost();
+    if (warmMode) {
+      // The suite again in a warm mode: every `boson run` is a client of a daemon whose starts take warm VMs.
+      host.env = { ...host.env, BOSON_WARM_IMAGES: 'busybox', BOSON_WARM_MODE: warmMode, BOSON_WARM_PER_SHAPE: '2' };
+      daemon = testDaemon(() => host!);
+      await daemon.start();
+      await waitFor(async () => (await warmView(host!)).shapes.some((s) => s.nic && s.ready >= 1), 180_000, `warm ${warmMode} VMs`);
+    }
   });
   after(async () => {
     if (!host) return;
+    const warm = daemon ? await warmView(host).catch((err: Error) => err.message) : undefined;
+    await daemon?.stop();
     // Counted first, asserted after the clean-up: a failing check must not leave the QEMUs and the directory behind.
     const left = await qemuPidsUsing(host.stateDir);
     await host.cleanup();
     assert.deepEqual(left, [], 'no QEMU left running');
+    if (warm !== undefined) {
+      // Not a cold suite in disguise: the daemon's starts took warm VMs.
+      assert.ok(typeof warm !== 'string' && warm.hits > 0, `the suite ran warm (${warmMode}): ${JSON.stringify(warm)}`);
+      console.log(`warm ${warmMode}: ${warm.hits} warm starts, ${warm.misses} cold (no warm VM of the shape), ${warm.fallbacks} fallbacks`);
+    }
   });
   return () => host!;
+}
+
+/**
+ * Set (to `pool` or `template`) by a suite's warm wrapper (test/*-warm-*.test.ts) before it imports the suite: the
+ * suite's useTestHost then runs a daemon with that warm mode for busybox, so every `boson run` of the suite is a
+ * daemon start that takes a warm VM where the shape matches (the issue's "the run suites pass in both modes").
+ */
+export const WARM_SUITE_ENV = 'BOSON_TEST_WARM_MODE';
+
+/** What a daemon's /v1/warm shows (the fields the tests read). */
+export interface WarmView {
+  enabled: boolean;
+  hits: number;
+  misses: number;
+  fallbacks: number;
+  discarded: number;
+  shapes: Array<{ journal: boolean; nic: boolean; ready: number; booting: number }>;
+}
+
+/** The warm view of `host`'s daemon. */
+export function warmView(host: TestHost): Promise<WarmView> {
+  return new MachineClient(path.join(host.stateDir, 'run', 'boson.sock')).request<WarmView>('GET', '/v1/warm');
+}
+
+/** True when this suite runs in a warm mode (its `boson run`s go through a warm daemon, not embedded). */
+export function warmSuite(): string | undefined {
+  return process.env[WARM_SUITE_ENV];
 }
 
 /** Starts `boson args` and resolves once its stdout contains `marker`; the result promise is returned with it. */
@@ -284,6 +356,7 @@ export async function startUntil(
   marker: string,
   timeoutMs = 30_000,
 ): Promise<{ child: ChildProcess; result: Promise<BosonResult> }> {
+  await warmBeforeRun(host, args);
   const child = startBoson(host, args);
   const result = collect(child, undefined, 120_000, args);
   let seen = '';

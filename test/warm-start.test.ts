@@ -179,8 +179,10 @@ describe('warm start', () => {
         }
       }
     }
-    // A warm VM that dies is dropped and replaced.
+    // A warm VM that dies is dropped and replaced. The victim must be a ready one: a VM that dies while it boots is a
+    // failed boot, not a discarded entry, and the pool may still be booting one (of either shape) right now.
     await ready(2);
+    await waitFor(async () => (await warm()).shapes.every((s) => s.booting === 0), 180_000, 'the pool to finish booting');
     const victim = (await poolVms())[0]!;
     const dropped = (await warm()).discarded;
     process.kill(victim.pid, 'SIGKILL');

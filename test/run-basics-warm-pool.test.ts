@@ -1,0 +1,10 @@
+/**
+ * run-basics.test.ts again with warm starts from a pool: a daemon keeps pre-booted busybox micro-VMs
+ * (BOSON_WARM_MODE=pool), every `boson run` of the suite is its client, and the suite's results must be the cold
+ * suite's (issue: warm starts give what cold starts do; the run suites pass in both modes). The suite's host checks
+ * at the end that starts did take warm VMs.
+ */
+import { WARM_SUITE_ENV } from './helpers.ts';
+
+process.env[WARM_SUITE_ENV] = 'pool';
+await import('./run-basics.test.ts');
