@@ -207,6 +207,7 @@ export async function startController(request: ControllerRequest): Promise<Runni
     ...fleetSettings,
     ...(tcp?.tls ? { serverCaPem: tcp.tls.ca.toString('utf8') } : {}),
     ...(dockerTcp ? { dockerHost: `tcp://${dockerTcp.host}:${dockerTcp.port}` } : {}),
+    replicaId: controller.tasks.replicaId,
     machineApi: async (machine) => {
       const api = await buildPortApi(machine, log.child({ component: 'project-machine-api' }));
       return { server: api.server, close: () => api.close() };
