@@ -352,6 +352,17 @@ test('a copy that fails part way removes what it wrote; an unreachable etcd or a
     migrateControllerToEtcd({ from: path.join(made.dir, 'nothing.db'), to }),
     (err) => isBosonError(err, 'INVALID_ARGUMENT') && /no controller database at/.test((err as Error).message),
   );
+  // A machine's database is not a controller's: refused, nothing written.
+  const machineDb = openStateStore(made.dir);
+  machineDb.put('container', 'c-1', { id: 'c-1' });
+  machineDb.close();
+  await assert.rejects(
+    migrateControllerToEtcd({ from: path.join(made.dir, 'machine.db'), to: { endpoints: [etcd.endpoint], prefix: 'machine/' } }),
+    (err) => isBosonError(err, 'INVALID_ARGUMENT') && /is not a Boson controller's database/.test((err as Error).message),
+  );
+  const untouched = openEtcdStore({ endpoints: [etcd.endpoint], prefix: 'machine/' });
+  cleanups.push(() => untouched.close());
+  assert.deepEqual(await untouched.occupancy(), { records: 0, events: 0 });
 });
 
 /** A host of directories only, for the CLI (no BOSON_CONTROLLER_ETCD settings from outside). */

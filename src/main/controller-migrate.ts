@@ -30,6 +30,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BosonError, type StoredEvent, type StoredRecord, type StoreOp } from '../common/index.ts';
+import { ADMIN_USER, KINDS } from '../controller/index.ts';
 import { SqliteStateStore, openStateStore, type EtcdStateStore } from '../machine/index.ts';
 import type { ControllerEtcd } from './config.ts';
 import { lockControllerDb, MIGRATION_MARKER, openControllerEtcd } from './controller.ts';
@@ -83,12 +84,18 @@ function countKinds(records: StoredRecord[]): Record<string, number> {
   return kinds;
 }
 
-/** Reads the SQLite file at `file` (which must exist): its records in creation order and its events. */
+/**
+ * Reads the SQLite file at `file` (which must exist): its records in creation order and its events. INVALID_ARGUMENT
+ * when it is not a controller's database (every controller's holds its admin user from its first start; a
+ * machine's machine.db does not).
+ */
 function readSource(file: string): { records: StoredRecord[]; events: StoredEvent[] } {
   let sqlite: SqliteStateStore | undefined;
   try {
     sqlite = openStateStore(path.dirname(file), { file: path.basename(file) });
     const snap = sqlite.snapshot();
+    if (!snap.records.some((r) => r.kind === KINDS.user && r.key === ADMIN_USER))
+      throw new BosonError('INVALID_ARGUMENT', `${file} is not a Boson controller's database (it has no controller user ${ADMIN_USER})`);
     return { records: snap.records, events: snap.events };
   } finally {
     sqlite?.close();
