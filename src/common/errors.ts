@@ -147,7 +147,8 @@ export const ERROR_CATALOGUE = {
   DAEMON_ALREADY_RUNNING: {
     kind: 'AlreadyExists',
     exit: 98,
-    summary: 'another Boson daemon already runs on this run directory (it holds <run dir>/boson.pid)',
+    summary:
+      'another Boson daemon already runs on this run directory (it holds <run dir>/boson.pid), or a controller or migration uses that controller.db (it holds controller.db.lock)',
   },
   STORE_CONFLICT: {
     kind: 'FailedPrecondition',
@@ -268,6 +269,16 @@ export const ERROR_CATALOGUE = {
     kind: 'DataLoss',
     exit: 153,
     summary: "a suspended container's saved state is missing or does not load: it cannot resume (stop or rm it)",
+  },
+  STORE_NOT_EMPTY: {
+    kind: 'FailedPrecondition',
+    exit: 161,
+    summary: 'boson controller migrate: the etcd prefix already holds controller records (nothing is overwritten; nothing was written)',
+  },
+  STORE_MIGRATION_INCOMPLETE: {
+    kind: 'FailedPrecondition',
+    exit: 162,
+    summary: 'the etcd prefix holds a migration that has not completed: a controller does not start on a partial copy',
   },
   INTERNAL: { kind: 'Internal', exit: 70, summary: 'a bug in Boson' },
 } as const satisfies Record<string, { kind: ErrorKind; exit: number; summary: string }>;

@@ -72,7 +72,18 @@ function readPid(file: string): number | null {
  * Takes the daemon lock of `runDir` (which must exist), or throws DAEMON_ALREADY_RUNNING naming the holder's pid.
  */
 export async function acquireDaemonLock(runDir: string): Promise<DaemonLock> {
-  const file = path.join(runDir, 'boson.pid');
+  return acquireFileLock(
+    path.join(runDir, 'boson.pid'),
+    (pid, file) => `another Boson daemon${pid ? ` (pid ${pid})` : ''} already runs on ${runDir} (it holds ${file})`,
+  );
+}
+
+/**
+ * The same lock on any pid file (whose directory must exist): the controller holds `<controller.db>.lock` while it
+ * uses its SQLite file, and `boson controller migrate` takes it to copy the file. DAEMON_ALREADY_RUNNING, with the
+ * message `busy` makes from the holder's pid, when another process holds it.
+ */
+export async function acquireFileLock(file: string, busy: (pid: number | null, file: string) => string): Promise<DaemonLock> {
   for (let attempt = 0; attempt < 10; attempt++) {
     const fd = openSync(file, constants.O_RDWR | constants.O_CREAT, 0o644); // libuv adds O_CLOEXEC itself
     let locked = false;
@@ -90,11 +101,7 @@ export async function acquireDaemonLock(runDir: string): Promise<DaemonLock> {
         await new Promise((r) => setTimeout(r, 50));
         pid = readPid(file);
       }
-      throw new BosonError(
-        'DAEMON_ALREADY_RUNNING',
-        `another Boson daemon${pid ? ` (pid ${pid})` : ''} already runs on ${runDir} (it holds ${file})`,
-        { details: { pid, pidFile: file } },
-      );
+      throw new BosonError('DAEMON_ALREADY_RUNNING', busy(pid, file), { details: { pid, pidFile: file } });
     }
     const current = (() => {
       try {

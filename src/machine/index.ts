@@ -31,6 +31,7 @@ export type { MachineEvent } from './containers.ts';
 export { readLog } from './logs.ts';
 export { VolumeManager, type VolumeRecord } from './volumes/index.ts';
 export { SqliteStateStore, openStateStore } from './store/sqlite.ts';
+export { acquireFileLock, type DaemonLock } from './daemon-lock.ts';
 export type { EtcdStateStore, EtcdStoreOptions } from './store/etcd.ts';
 
 /**

@@ -22,6 +22,13 @@ export const ControllerEtcd = Type.Object({
 export type ControllerEtcd = Static<typeof ControllerEtcd>;
 
 /**
+ * ControllerEtcd without the URLs (BOSON_CONTROLLER_ETCD_PREFIX, _CA, _CERT, _KEY), read also when BOSON_CONTROLLER_ETCD
+ * is unset: for URLs given by a flag.
+ */
+export const ControllerEtcdOptions = Type.Omit(ControllerEtcd, ['endpoints']);
+export type ControllerEtcdOptions = Static<typeof ControllerEtcdOptions>;
+
+/**
  * The etcd client URLs in `text` (comma-separated, e.g. `http://10.0.0.1:2379,http://10.0.0.2:2379`); INVALID_ARGUMENT
  * naming `what` for an empty list or anything that is not an http(s) URL with a host.
  */
@@ -47,8 +54,12 @@ export function parseEtcdEndpoints(text: string, what: string): string[] {
 /** The controller's etcd settings from `env` (undefined: BOSON_CONTROLLER_ETCD is unset, the controller uses SQLite). */
 export function controllerEtcdSetting(env: NodeJS.ProcessEnv, endpoints = env.BOSON_CONTROLLER_ETCD): ControllerEtcd | undefined {
   if (endpoints === undefined || endpoints === '') return undefined;
+  return { endpoints: parseEtcdEndpoints(endpoints, 'BOSON_CONTROLLER_ETCD'), ...controllerEtcdOptionsSetting(env) };
+}
+
+/** The controller's etcd settings other than the URLs, from `env` (the prefix defaults to boson/, each file to none). */
+function controllerEtcdOptionsSetting(env: NodeJS.ProcessEnv): ControllerEtcdOptions {
   return {
-    endpoints: parseEtcdEndpoints(endpoints, 'BOSON_CONTROLLER_ETCD'),
     prefix: env.BOSON_CONTROLLER_ETCD_PREFIX || 'boson/',
     caFile: env.BOSON_CONTROLLER_ETCD_CA || undefined,
     certFile: env.BOSON_CONTROLLER_ETCD_CERT || undefined,
@@ -135,6 +146,8 @@ export const HostConfig = Type.Object({
    * these PEM files for TLS) instead of <state dir>/controller.db.
    */
   controllerEtcd: Type.Optional(ControllerEtcd),
+  /** BOSON_CONTROLLER_ETCD_PREFIX, _CA, _CERT, _KEY alone: for etcd URLs given by a flag (`--etcd`, `migrate --to-etcd`) without BOSON_CONTROLLER_ETCD. */
+  controllerEtcdOptions: ControllerEtcdOptions,
 });
 export type HostConfig = Static<typeof HostConfig> & { paths: BosonPaths };
 
@@ -515,6 +528,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     fleetCheckTimeoutMs: intSetting(env.BOSON_FLEET_CHECK_TIMEOUT_MS, 3000),
     fleetLostAfterMs: intSetting(env.BOSON_FLEET_LOST_AFTER_MS, 30_000),
     controllerEtcd: controllerEtcdSetting(env),
+    controllerEtcdOptions: controllerEtcdOptionsSetting(env),
   };
   const fault = Value.Errors(HostConfig, config).First();
   if (fault) throw new BosonError('INVALID_ARGUMENT', `invalid setting ${fault.path.slice(1)}: ${fault.message} (see docs/config.md)`);

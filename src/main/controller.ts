@@ -24,11 +24,15 @@ import {
 } from '../common/index.ts';
 import { buildControllerApi, Controller, ControllerClient, openFleet, projectMachineUpgrades } from '../controller/index.ts';
 import { loadConfig, type ControllerEtcd, type HostConfig } from './config.ts';
-import { buildPortApi, openEtcdStateStore, openStateStore } from '../machine/index.ts';
-import { controllerSocketPath } from './root.ts';
-
-/** The controller's database file in the state directory. */
-export const CONTROLLER_DB = 'controller.db';
+import {
+  acquireFileLock,
+  buildPortApi,
+  openEtcdStateStore,
+  openStateStore,
+  type DaemonLock,
+  type EtcdStateStore,
+} from '../machine/index.ts';
+import { CONTROLLER_DB, controllerSocketPath } from './root.ts';
 
 /** What a controller is started with. */
 export interface ControllerRequest {
@@ -65,15 +69,31 @@ async function pemFile(file: string | undefined, setting: string): Promise<Buffe
 }
 
 /**
- * Opens the controller's store: etcd when `etcd` is given (checked by one read, so that a wrong or unreachable etcd
- * is STORE_UNAVAILABLE at start, naming the endpoints), else SQLite in the state directory.
+ * The record a migration into etcd keeps while it copies (`boson controller migrate`, controller-migrate.ts): a
+ * controller refuses to start on a store that holds it, since the copy is not complete there.
  */
-async function openControllerStore(paths: BosonPaths, etcd: ControllerEtcd | undefined): Promise<OpenedStore> {
-  if (!etcd) {
-    await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
-    const sqlite = openStateStore(paths.stateDir, { file: CONTROLLER_DB });
-    return { store: asyncStore(sqlite), where: path.join(paths.stateDir, CONTROLLER_DB), close: async () => sqlite.close() };
-  }
+export const MIGRATION_MARKER = { kind: 'ctl.migration', key: 'in-progress' } as const;
+
+/** The lock file a controller holds while it uses the SQLite file `db` (one process per file: a controller, or a migration copying it). */
+export const sqliteLockFile = (db: string): string => `${db}.lock`;
+
+/**
+ * Holds the lock of the SQLite file `db` for this process's use of it; DAEMON_ALREADY_RUNNING naming the holder
+ * (a controller, or a migration copying it) otherwise.
+ */
+export async function lockControllerDb(db: string): Promise<DaemonLock> {
+  return acquireFileLock(
+    sqliteLockFile(db),
+    (pid) => `a Boson controller or migration${pid ? ` (pid ${pid})` : ''} is using ${db} (it holds ${sqliteLockFile(db)})`,
+  );
+}
+
+/**
+ * Opens the controller's etcd store as `etcd` says (TLS files read here, so that a missing one is INVALID_ARGUMENT
+ * naming its setting), checked by one read: a wrong or unreachable etcd is STORE_UNAVAILABLE, naming the endpoints.
+ * Used by the controller and by `boson controller migrate`, so that both reach etcd the same way.
+ */
+export async function openControllerEtcd(etcd: ControllerEtcd): Promise<{ store: EtcdStateStore; where: string }> {
   const [ca, cert, key] = [
     await pemFile(etcd.caFile, 'BOSON_CONTROLLER_ETCD_CA'),
     await pemFile(etcd.certFile, 'BOSON_CONTROLLER_ETCD_CERT'),
@@ -97,6 +117,49 @@ async function openControllerStore(paths: BosonPaths, etcd: ControllerEtcd | und
     throw new BosonError('STORE_UNAVAILABLE', `the controller cannot use its state store, ${where}: ${(err as Error).message}`, {
       cause: err,
     });
+  }
+  return { store, where };
+}
+
+/**
+ * Opens the controller's store: etcd when `etcd` is given (refused while a migration into it has not completed),
+ * else SQLite in the state directory, whose lock this controller holds until close.
+ */
+async function openControllerStore(paths: BosonPaths, etcd: ControllerEtcd | undefined): Promise<OpenedStore> {
+  if (!etcd) {
+    await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
+    const db = path.join(paths.stateDir, CONTROLLER_DB);
+    const lock = await lockControllerDb(db);
+    try {
+      const sqlite = openStateStore(paths.stateDir, { file: CONTROLLER_DB });
+      return {
+        store: asyncStore(sqlite),
+        where: db,
+        close: async () => {
+          sqlite.close();
+          lock.release();
+        },
+      };
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
+  }
+  const { store, where } = await openControllerEtcd(etcd);
+  const marker = await store
+    .get<{ from?: string; startedAt?: string }>(MIGRATION_MARKER.kind, MIGRATION_MARKER.key)
+    .catch(async (err: unknown) => {
+      await store.close().catch(() => undefined);
+      throw err;
+    });
+  if (marker) {
+    await store.close().catch(() => undefined);
+    throw new BosonError(
+      'STORE_MIGRATION_INCOMPLETE',
+      `${where} holds a migration that has not completed (from ${marker.value.from ?? '?'}, started ${marker.value.startedAt ?? '?'}): ` +
+        `wait for it, or if it failed, remove the prefix (etcdctl del --prefix ${etcd.prefix}) and run boson controller migrate again`,
+      { details: { ...marker.value } },
+    );
   }
   return { store, where, close: () => store.close() };
 }
@@ -144,6 +207,7 @@ export async function startController(request: ControllerRequest): Promise<Runni
     ...fleetSettings,
     ...(tcp?.tls ? { serverCaPem: tcp.tls.ca.toString('utf8') } : {}),
     ...(dockerTcp ? { dockerHost: `tcp://${dockerTcp.host}:${dockerTcp.port}` } : {}),
+    replicaId: controller.tasks.replicaId,
     machineApi: async (machine) => {
       const api = await buildPortApi(machine, log.child({ component: 'project-machine-api' }));
       return { server: api.server, close: () => api.close() };

@@ -92,6 +92,9 @@ export function hostLogger(config: HostConfig = loadConfig()): Logger {
   return makeLogger({ level: config.logLevel, file: config.logFile });
 }
 
+/** The controller's database file in the state directory (SQLite, unless it keeps its state in etcd). */
+export const CONTROLLER_DB = 'controller.db';
+
 /** The controller's UNIX socket on this host (<run dir>/controller.sock). */
 export function controllerSocketPath(paths: BosonPaths): string {
   return path.join(paths.runDir, 'controller.sock');

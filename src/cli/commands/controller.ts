@@ -8,7 +8,16 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { BosonError, type TcpEndpointRequest } from '../../common/index.ts';
-import { loadConfig, parseEtcdEndpoints, type ControllerEtcd } from '../../main/index.ts';
+import {
+  CONTROLLER_DB,
+  loadConfig,
+  migrateControllerToEtcd,
+  parseEtcdEndpoints,
+  type ControllerEtcd,
+  type ControllerEtcdOptions,
+  type MigrationSummary,
+} from '../../main/index.ts';
+import { printJson, StatusLine } from '../output.ts';
 
 interface ControllerFlags {
   listen?: string;
@@ -23,19 +32,26 @@ interface ControllerFlags {
   etcdPrefix?: string;
 }
 
-/** Where the flags (over the BOSON_CONTROLLER_ETCD settings) put the state in etcd; undefined: SQLite. */
+/**
+ * Where the flags (over the BOSON_CONTROLLER_ETCD settings) put the state in etcd; undefined: SQLite. URLs from the
+ * flag take the prefix and TLS files of the settings (`options`: BOSON_CONTROLLER_ETCD_PREFIX, _CA, _CERT, _KEY)
+ * also when BOSON_CONTROLLER_ETCD is unset. `flag` names the URLs' flag in errors.
+ */
 export function etcdRequest(
   flags: Pick<ControllerFlags, 'etcd' | 'etcdPrefix'>,
   setting: ControllerEtcd | undefined,
+  options: ControllerEtcdOptions = { prefix: 'boson/' },
+  flag = '--etcd',
 ): ControllerEtcd | undefined {
   if (flags.etcd === undefined) {
-    if (flags.etcdPrefix !== undefined && !setting) throw new BosonError('USAGE', '--etcd-prefix needs --etcd (or BOSON_CONTROLLER_ETCD)');
+    if (flags.etcdPrefix !== undefined && !setting) throw new BosonError('USAGE', `--etcd-prefix needs ${flag} (or BOSON_CONTROLLER_ETCD)`);
     return setting && flags.etcdPrefix !== undefined ? { ...setting, prefix: flags.etcdPrefix } : setting;
   }
   return {
+    ...options,
     ...setting,
-    endpoints: parseEtcdEndpoints(flags.etcd, '--etcd'),
-    prefix: flags.etcdPrefix ?? setting?.prefix ?? 'boson/',
+    endpoints: parseEtcdEndpoints(flags.etcd, flag),
+    prefix: flags.etcdPrefix ?? setting?.prefix ?? options.prefix,
   };
 }
 
@@ -57,9 +73,58 @@ export function tcpRequest(
   };
 }
 
+interface MigrateFlags {
+  toEtcd: string;
+  etcdPrefix?: string;
+  from?: string;
+  json?: boolean;
+}
+
+/** Prints what a migration copied: plain lines (records per kind, and how to start on etcd), or JSON. */
+function printMigration(summary: MigrationSummary, flags: MigrateFlags): void {
+  if (flags.json) return printJson(summary);
+  const width = Math.max(0, ...Object.keys(summary.kinds).map((k) => k.length));
+  const lines = [
+    `Copied ${summary.records} record(s) and ${summary.events} event(s) from ${summary.from} to etcd ${summary.to.endpoints.join(',')} (prefix ${summary.to.prefix}):`,
+    ...Object.entries(summary.kinds).map(([kind, n]) => `  ${kind.padEnd(width)}  ${n}`),
+    `Start the controller on it: boson controller --etcd ${summary.to.endpoints.join(',')}${summary.to.prefix === 'boson/' ? '' : ` --etcd-prefix ${summary.to.prefix}`}`,
+    `(${summary.from} is left as it was; a controller started without --etcd would still use it.)`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** Adds `controller migrate` to the `controller` command. */
+function registerMigrate(controller: Command): void {
+  controller
+    .command('migrate')
+    .description("Copy the controller's state from SQLite (<state dir>/controller.db) into an empty etcd prefix")
+    .requiredOption('--to-etcd <urls>', 'the etcd client URLs (comma-separated; TLS files from BOSON_CONTROLLER_ETCD_CA, _CERT, _KEY)')
+    .option('--etcd-prefix <prefix>', 'the key prefix in etcd (default boson/; BOSON_CONTROLLER_ETCD_PREFIX)')
+    .option('--from <file>', 'the SQLite file (default <state dir>/controller.db)')
+    .option('--json', 'print the summary as JSON')
+    .action(async (flags: MigrateFlags) => {
+      const config = loadConfig();
+      // Not BOSON_CONTROLLER_ETCD's URLs (the target is named here), its prefix and TLS files.
+      const to = etcdRequest({ etcd: flags.toEtcd, etcdPrefix: flags.etcdPrefix }, undefined, config.controllerEtcdOptions, '--to-etcd')!;
+
+      const status = new StatusLine();
+      try {
+        const summary = await migrateControllerToEtcd({
+          from: flags.from ?? path.join(config.paths.stateDir, CONTROLLER_DB),
+          to,
+          onProgress: (done, total) => status.update(`Copying to etcd: ${done}/${total}`),
+        });
+        status.clear();
+        printMigration(summary, flags);
+      } finally {
+        status.clear();
+      }
+    });
+}
+
 /** Adds `controller` to the program. */
 export function registerController(program: Command): void {
-  program
+  const controller = program
     .command('controller')
     .description('Run the Boson controller alone (multi-tenant control plane; machines join it)')
     .option('--listen <host:port>', 'also serve its REST API on TCP (with --tlsverify; or on loopback with --insecure-tcp)')
@@ -83,7 +148,7 @@ export function registerController(program: Command): void {
         socketPath: flags.socket,
         tcp: tcpRequest(flags.listen, flags, config.configDir),
         dockerTcp: tcpRequest(flags.dockerListen, flags, config.configDir),
-        etcd: etcdRequest(flags, config.controllerEtcd),
+        etcd: etcdRequest(flags, config.controllerEtcd, config.controllerEtcdOptions),
         log: hostLogger(config),
       });
       process.stdout.write(
@@ -95,4 +160,5 @@ export function registerController(program: Command): void {
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
+  registerMigrate(controller);
 }

@@ -4,6 +4,7 @@
  * store; everything it holds in memory is a cache or a timer that another replica would rebuild from the store.
  */
 import type { FastifyPluginAsync } from 'fastify';
+import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { Machine } from '../../machine/port/index.ts';
 import { silentLogger, type AsyncStateStore, type Logger } from '../../common/index.ts';
@@ -12,6 +13,8 @@ import { FleetCa } from './ca.ts';
 import { FleetContainers } from './containers.ts';
 import { Fleet } from './fleet.ts';
 import { HealthChecker, MachineClients } from './machines.ts';
+import { CheckReplicas } from './replicas.ts';
+import { Leaser } from '../model/lease.ts';
 import { containerRoutes, dockerCertRoutes, machineRoutes } from './routes.ts';
 import { ProjectMachine } from './project-machine.ts';
 import { projectMachineRoutes, type ProjectMachineServers } from './project-machine-routes.ts';
@@ -47,6 +50,7 @@ export {
 } from './containers.ts';
 export { ContainerLeases, LEASE_KIND, LEASE_NONCE_HEADER, LEASE_TTL, type LeaseInfo, type LeaseGranted } from './leases.ts';
 export { HealthChecker, MachineClients } from './machines.ts';
+export { CheckReplicas, CHECK_REPLICA_KIND } from './replicas.ts';
 export { machineRoutes, containerRoutes, dockerCertRoutes, fleetRouteEntries } from './routes.ts';
 export { ProjectMachine, EXEC_KIND } from './project-machine.ts';
 export {
@@ -75,6 +79,8 @@ export interface FleetSettings {
   machineApi?: (machine: Machine) => Promise<{ server: Server; close(): Promise<void> }>;
   clock?: () => number;
   log?: Logger;
+  /** This replica's id in the split of the health checks (default: random; the controller passes its tasks' id). */
+  replicaId?: string;
 }
 
 /** A fleet, ready to serve. */
@@ -105,7 +111,16 @@ export async function openFleet(store: AsyncStateStore, tenants: Tenants, settin
   const dockerCa = await FleetCa.ensure(store, 'docker');
   const containers = await FleetContainers.open(store, tenants, clients);
   const log = (settings.log ?? silentLogger).child({ component: 'fleet' });
+  // Replicas split the checks; a replica's presence lasts three rounds (at most half of lostAfterMs, at least two
+  // rounds), so that a dead replica's machines are checked again well before they could go LOST.
+  const interval = settings.checkIntervalMs;
+  const presenceMs = Math.max(2 * interval, Math.min(3 * interval, Math.floor(settings.lostAfterMs / 2)));
+  const replicas = new CheckReplicas(
+    store,
+    new Leaser(settings.replicaId ?? `r-${randomBytes(6).toString('hex')}`, presenceMs, settings.clock),
+  );
   const checker = new HealthChecker(fleet, {
+    replicas,
     intervalMs: settings.checkIntervalMs,
     timeoutMs: settings.checkTimeoutMs,
     log,

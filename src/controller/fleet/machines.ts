@@ -12,6 +12,7 @@ import { MachineClient, RemoteMachine } from '../../machine/client/index.ts';
 import type { Fleet } from './fleet.ts';
 import { splitAddress } from './fleet.ts';
 import { machineImageKeys } from './image-locality.ts';
+import { CheckReplicas } from './replicas.ts';
 
 /** By default, a machine's image list is asked for every this many health checks (30 s at the 5 s default interval). */
 export const IMAGES_EVERY = 6;
@@ -90,6 +91,8 @@ export class HealthChecker {
       onBack?: (id: string) => Promise<void>;
       /** Ask for a machine's image list every this many answered checks (default IMAGES_EVERY; 0: never). */
       imagesEvery?: number;
+      /** With several controller replicas: this replica checks only its share of the machines (replicas.ts). */
+      replicas?: CheckReplicas;
     },
   ) {
     this.probes = new MachineClients(fleet, opts.timeoutMs);
@@ -99,21 +102,27 @@ export class HealthChecker {
    * Checks every machine once; resolves when all outcomes are recorded. With `spreadMs`, the checks start evenly
    * spread over that time instead of all at once: at 1,000 machines a round at once is 1,000 requests and 1,000 store
    * commits in one burst, which every API request arriving meanwhile waits behind (bench/controller.ts measured
-   * create's p99 at over a second with bursts). `signal` skips the checks not started yet.
+   * create's p99 at over a second with bursts). `signal` skips the checks not started yet. With `replicas`, the
+   * machines are those of this replica's share, after renewing its presence. Resolves with the ids checked.
    */
-  async checkAll(opts: { spreadMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+  async checkAll(opts: { spreadMs?: number; signal?: AbortSignal } = {}): Promise<string[]> {
     const log = this.opts.log ?? silentLogger;
-    const machines = await this.fleet.list();
+    let machines = await this.fleet.list();
+    const replicas = this.opts.replicas;
+    if (replicas) {
+      const live = await replicas.heartbeat();
+      machines = machines.filter((m) => CheckReplicas.owner(m.id, live) === replicas.id);
+    }
     const ids = new Set(machines.map((m) => m.id));
     for (const id of this.answered.keys()) if (!ids.has(id)) this.answered.delete(id);
     const step = machines.length > 1 && opts.spreadMs ? opts.spreadMs / machines.length : 0;
-    const checks: Array<Promise<void>> = [];
+    const checks: Array<Promise<string>> = [];
     for (const [i, m] of machines.entries()) {
       if (step > 0 && i > 0) await sleep(step, opts.signal);
       if (opts.signal?.aborted) break;
-      checks.push(this.checkOne(m, log));
+      checks.push(this.checkOne(m, log).then(() => m.id));
     }
-    await Promise.all(checks);
+    return Promise.all(checks);
   }
 
   private async checkOne(m: { id: string; address: string; state: string }, log: Logger): Promise<void> {
@@ -158,18 +167,27 @@ export class HealthChecker {
     this.timer = setInterval(() => {
       if (this.running) return;
       this.running = this.checkAll({ spreadMs: this.opts.intervalMs * 0.8, signal })
+        .then(() => undefined)
         .catch((err: unknown) => (this.opts.log ?? silentLogger).error({ err: (err as Error).message }, 'health check round failed'))
         .finally(() => (this.running = undefined));
     }, this.opts.intervalMs);
     this.timer.unref();
   }
 
-  /** Stops: the checks of the round in progress that have not started are skipped; resolves after the others. */
+  /**
+   * Stops: the checks of the round in progress that have not started are skipped; resolves after the others. With
+   * `replicas`, this replica leaves, so that the others check its machines from their next round.
+   */
   async stop(): Promise<void> {
     this.stopping?.abort();
     clearInterval(this.timer);
     this.timer = undefined;
     await this.running;
+    await this.opts.replicas
+      ?.leave()
+      .catch((err: unknown) =>
+        (this.opts.log ?? silentLogger).warn({ err: (err as Error).message }, 'cannot remove this replica from the checks'),
+      );
   }
 }
 

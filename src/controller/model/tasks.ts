@@ -18,6 +18,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { BosonError, silentLogger, toBosonError, type AsyncStateStore, type Logger, type StoreWatch } from '../../common/index.ts';
+import { Leaser, type Lease } from './lease.ts';
 import { casLoop, KINDS, must, type TaskRecord } from './records.ts';
 import type { Task, TaskError, TaskState } from './schemas.ts';
 
@@ -92,6 +93,7 @@ export class Tasks {
   private readonly sweepMs: number;
   private readonly retentionMs: number;
   private readonly clock: () => number;
+  private readonly leaser: Leaser;
   private readonly kinds = new Map<string, TaskKind>();
   /** Timers of this replica (heartbeats, the sweeper): a cache of work in flight, rebuilt by any replica's sweep. */
   private readonly heartbeats = new Map<string, NodeJS.Timeout>();
@@ -109,6 +111,7 @@ export class Tasks {
     this.sweepMs = opts.sweepMs ?? TASK_DEFAULTS.sweepMs;
     this.retentionMs = opts.retentionMs ?? TASK_DEFAULTS.retentionMs;
     this.clock = opts.clock ?? Date.now;
+    this.leaser = new Leaser(this.replicaId, this.leaseMs, this.clock);
   }
 
   private now(): string {
@@ -140,12 +143,12 @@ export class Tasks {
     return publicTask(task);
   }
 
-  private lease(): { owner: string; expiresAt: string } {
-    return { owner: this.replicaId, expiresAt: new Date(this.clock() + this.leaseMs).toISOString() };
+  private lease(): Lease {
+    return this.leaser.grant();
   }
 
   private expired(t: TaskRecord): boolean {
-    return !t.lease || Date.parse(t.lease.expiresAt) <= this.clock();
+    return this.leaser.expired(t.lease);
   }
 
   /** Claims a queued task (queued → running, with this replica's lease) and runs it; a task claimed first is left. */
@@ -162,16 +165,14 @@ export class Tasks {
   /** Renews this replica's lease on a running task; false when the task is no longer this replica's to run. */
   private async renew(id: string): Promise<boolean> {
     if (this.closed) return false;
-    const next = await this.update(id, (t) =>
-      t.state === 'running' && t.lease?.owner === this.replicaId ? { ...t, lease: this.lease() } : null,
-    );
+    const next = await this.update(id, (t) => (t.state === 'running' && this.leaser.held(t.lease) ? { ...t, lease: this.lease() } : null));
     return next !== null;
   }
 
   /** Applies `change` to a task this replica runs (it holds the lease); LeaseLost otherwise. */
   private async own(id: string, change: (t: TaskRecord) => TaskRecord): Promise<TaskRecord> {
     if (this.closed) throw new LeaseLost();
-    const next = await this.update(id, (t) => (t.state === 'running' && t.lease?.owner === this.replicaId ? change(t) : null));
+    const next = await this.update(id, (t) => (t.state === 'running' && this.leaser.held(t.lease) ? change(t) : null));
     if (!next) throw new LeaseLost();
     return next;
   }

@@ -194,6 +194,19 @@ export class EtcdStateStore implements AsyncStateStore {
     return { kind, key, value: r.v as T, revision: r.r, createRevision: r.c };
   }
 
+  /**
+   * How many records and events the store holds (0 and 0: nothing was ever kept under its prefix, or everything was
+   * deleted), counted by etcd without reading them.
+   */
+  async occupancy(): Promise<{ records: number; events: number }> {
+    const count = async (p: Buffer, what: string): Promise<number> =>
+      Number((await this.range({ key: p, range_end: prefixEnd(p), count_only: true }, what)).count);
+    return {
+      records: await count(buf(`${this.prefix}r/`), 'count of records'),
+      events: await count(this.eventPrefix, 'count of events'),
+    };
+  }
+
   async revision(): Promise<number> {
     const res = await this.range({ key: this.revKey }, 'read of the revision');
     return res.kvs[0] ? Number(res.kvs[0].value.toString()) : 0;

@@ -202,6 +202,19 @@ export class SqliteStateStore implements StateStore {
     }));
   }
 
+  /**
+   * Every record of every kind, in the order they were created (createRevision), and every event, read in one
+   * transaction: one consistent state, however other processes write meanwhile (the copy of `boson controller
+   * migrate`). Not in the contract: only a local store can list its kinds cheaply.
+   */
+  snapshot(): { revision: number; records: StoredRecord[]; events: StoredEvent[] } {
+    return this.db.transaction(() => ({
+      revision: this.revision(),
+      records: (this.db.prepare('SELECT * FROM records ORDER BY create_revision, kind, key').all() as RecordRow[]).map((r) => toRecord(r)),
+      events: this.events(),
+    }))();
+  }
+
   close(): void {
     clearInterval(this.poll);
     this.poll = undefined;
