@@ -18,6 +18,7 @@ import { asyncStore, MemoryStateStore, PACKAGE_ROOT, serveTcpEndpoint } from '..
 import {
   buildControllerApi,
   Controller,
+  ControllerClient,
   joinController,
   makeKeyPair,
   policyTable,
@@ -42,6 +43,7 @@ let fleet: OpenFleet;
 let api: FastifyInstance;
 let ctlTcp: Server;
 let ctlUrl = '';
+let ctlCa = '';
 let routes: Array<{ method: string; url: string; policy?: unknown }> = [];
 const tok: Record<string, string> = {};
 
@@ -126,6 +128,7 @@ before(async () => {
   const serverKeys = await makeKeyPair();
   const serverCert = await bootstrapFleet.fleet.ca.issueMachineCert(serverKeys.publicKey, 'controller', '127.0.0.1');
   const serverCa = bootstrapFleet.fleet.ca.cert;
+  ctlCa = serverCa;
   fleet = await openFleet(ctl.store, ctl.tenants, {
     lostAfterMs: LOST_AFTER_MS,
     checkIntervalMs: 0,
@@ -340,6 +343,20 @@ test("another tenant's containers are not found, whatever the route", async () =
     );
     assert.equal(res.status, 403, `${r.method} ${r.url}: ${res.body}`);
   }
+  // The project's machine API over the controller's TCP endpoint (TLS, a bearer token), as `boson --project` uses it
+  // from another host: acme's member sees its container; bolt's member finds no such project.
+  const viaTcp = (who: string) =>
+    new ControllerClient({ url: ctlUrl, token: tok[who], tls: { ca: Buffer.from(ctlCa) } }).projectMachine('acme', 'web');
+  const listed = await viaTcp('acme').request<Array<{ name: string }>>('GET', '/v1/containers?all=1');
+  assert.deepEqual(
+    listed.map((c) => c.name),
+    ['secret'],
+  );
+  await assert.rejects(viaTcp('bolt').request('GET', '/v1/containers?all=1'), (e: { code?: string }) => e.code === 'PROJECT_NOT_FOUND');
+  await assert.rejects(
+    viaTcp('bolt').request('POST', `/v1/containers/${id}/stop`),
+    (e: { code?: string }) => e.code === 'PROJECT_NOT_FOUND',
+  );
   assert.equal((await call('acme', 'GET', `/v1/tenants/acme/projects/web/containers/secret`)).status, 200);
   assert.equal((await call('acme', 'DELETE', `/v1/tenants/acme/projects/web/containers/secret?force=true`)).status, 204);
 });
