@@ -15,6 +15,8 @@ const LIGHT: Record<string, () => Promise<(program: Command) => void>> = {
   pull: async () => (await import('./commands/pull.ts')).registerPullCommands,
   login: async () => (await import('./commands/pull.ts')).registerPullCommands,
   logout: async () => (await import('./commands/pull.ts')).registerPullCommands,
+  // `boson run` is the start of every container: it loads its own module only.
+  run: async () => (await import('./commands/run.ts')).registerRun,
 };
 
 /**
