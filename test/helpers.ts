@@ -10,6 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { MemoryStateStore, PACKAGE_ROOT } from '../src/common/index.ts';
+import type { WarmPoolView } from '../src/machine/port/index.ts';
 import { MachineClient, NetworkManager, PodNetworks, openStateStore } from '../src/machine/index.ts';
 import { openImageStore } from '../src/main/index.ts';
 
@@ -329,19 +330,9 @@ export function useTestHost(): () => TestHost {
  */
 export const WARM_SUITE_ENV = 'BOSON_TEST_WARM_MODE';
 
-/** What a daemon's /v1/warm shows (the fields the tests read). */
-export interface WarmView {
-  enabled: boolean;
-  hits: number;
-  misses: number;
-  fallbacks: number;
-  discarded: number;
-  shapes: Array<{ journal: boolean; nic: boolean; ready: number; booting: number }>;
-}
-
-/** The warm view of `host`'s daemon. */
-export function warmView(host: TestHost): Promise<WarmView> {
-  return new MachineClient(path.join(host.stateDir, 'run', 'boson.sock')).request<WarmView>('GET', '/v1/warm');
+/** The warm view of `host`'s daemon (GET /v1/warm). */
+export function warmView(host: TestHost): Promise<WarmPoolView> {
+  return new MachineClient(path.join(host.stateDir, 'run', 'boson.sock')).request<WarmPoolView>('GET', '/v1/warm');
 }
 
 /** True when this suite runs in a warm mode (its `boson run`s go through a warm daemon, not embedded). */

@@ -5,9 +5,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { MachineClient } from '../src/machine/client/index.ts';
-import { makeTestHost, qemuPidsUsing, runBoson, testDaemon, waitFor, type TestHost } from './helpers.ts';
+import { warmView, makeTestHost, qemuPidsUsing, runBoson, testDaemon, waitFor, type TestHost } from './helpers.ts';
 
 let host: TestHost;
 const daemon = testDaemon(() => host);
@@ -25,12 +23,7 @@ after(async () => {
   assert.deepEqual(left, [], 'the daemon killed its warm VMs at shutdown, and the suite removed its containers');
 });
 
-interface WarmView {
-  hits: number;
-  shapes: Array<{ journal: boolean; nic: boolean; ready: number }>;
-}
-
-const warm = (): Promise<WarmView> => new MachineClient(path.join(host.stateDir, 'run', 'boson.sock')).request<WarmView>('GET', '/v1/warm');
+const warm = (): ReturnType<typeof warmView> => warmView(host);
 
 async function boson(...args: string[]): Promise<string> {
   const r = await runBoson(host, args, { timeoutMs: 120_000 });

@@ -11,16 +11,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { MachineClient } from '../src/machine/client/index.ts';
-import { makeTestHost, qemuPidsUsing, runBoson, testDaemon, waitFor, type TestHost } from './helpers.ts';
-
-interface WarmView {
-  enabled: boolean;
-  hits: number;
-  misses: number;
-  fallbacks: number;
-  discarded: number;
-  shapes: Array<{ journal: boolean; nic: boolean; ready: number; booting: number }>;
-}
+import type { WarmPoolView } from '../src/machine/port/index.ts';
+import { warmView, makeTestHost, qemuPidsUsing, runBoson, testDaemon, waitFor, type TestHost } from './helpers.ts';
 
 let host: TestHost;
 const daemon = testDaemon(() => host);
@@ -40,8 +32,8 @@ after(async () => {
 
 const runDir = (): string => path.join(host.stateDir, 'run');
 
-function warm(): Promise<WarmView> {
-  return new MachineClient(path.join(runDir(), 'boson.sock')).request<WarmView>('GET', '/v1/warm');
+function warm(): ReturnType<typeof warmView> {
+  return warmView(host);
 }
 
 /** Waits until the pool has `n` ready VMs of the `--rm` (or, `kept`, the kept-container) shape with a network card. */
@@ -119,7 +111,7 @@ describe('warm start', () => {
     assert.equal(missing.code, 127, missing.stderr);
     assert.equal((await warm()).hits, afterRun.hits + 2);
     // boson info shows the pool, as /metrics does.
-    const info = JSON.parse(await boson(['info', '--json'])) as { warm: WarmView | null };
+    const info = JSON.parse(await boson(['info', '--json'])) as { warm: WarmPoolView | null };
     assert.ok(info.warm?.enabled);
     assert.ok(info.warm.hits >= afterRun.hits + 2);
     assert.match(await boson(['info']), /^Warm start: +busybox: 2 per shape/m);

@@ -12,18 +12,9 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { MachineClient } from '../src/machine/client/index.ts';
+import type { WarmPoolView } from '../src/machine/port/index.ts';
 import { templateDirOf } from '../src/machine/warm-templates.ts';
-import { makeTestHost, qemuPidsUsing, runBoson, startBoson, testDaemon, waitFor, type TestHost } from './helpers.ts';
-
-interface WarmView {
-  enabled: boolean;
-  mode?: string;
-  hits: number;
-  misses: number;
-  fallbacks: number;
-  discarded: number;
-  shapes: Array<{ nic: boolean; ready: number; booting: number; ramMiB?: number; clones?: number }>;
-}
+import { warmView, makeTestHost, qemuPidsUsing, runBoson, startBoson, testDaemon, waitFor, type TestHost } from './helpers.ts';
 
 let host: TestHost;
 const daemon = testDaemon(() => host);
@@ -45,8 +36,8 @@ after(async () => {
 
 const runDir = (): string => path.join(host.stateDir, 'run');
 
-function warm(): Promise<WarmView> {
-  return new MachineClient(path.join(runDir(), 'boson.sock')).request<WarmView>('GET', '/v1/warm');
+function warm(): ReturnType<typeof warmView> {
+  return warmView(host);
 }
 
 /** Waits until the template of the default shape (with a network card) is ready. */
@@ -152,7 +143,7 @@ describe('warm start from templates', () => {
     assert.equal(ex.stdout.toString(), 'exec works\n');
     await boson(['rm', '-f', id, again]);
     // boson info shows the template, as /metrics does.
-    const info = JSON.parse(await boson(['info', '--json'])) as { warm: WarmView | null };
+    const info = JSON.parse(await boson(['info', '--json'])) as { warm: WarmPoolView | null };
     assert.equal(info.warm?.mode, 'template');
     assert.match(await boson(['info']), /^Warm start: +busybox: template snapshots/m);
     assert.match(await boson(['info']), /template ready \(\d+ MiB, \d+ clones\)/);
