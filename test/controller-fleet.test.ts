@@ -353,6 +353,9 @@ test("another tenant's containers are not found, whatever the route", async () =
     ['secret'],
   );
   await assert.rejects(viaTcp('bolt').request('GET', '/v1/containers?all=1'), (e: { code?: string }) => e.code === 'PROJECT_NOT_FOUND');
+  // bolt's own project is a machine API of its own (a second one in this controller), without acme's container.
+  const boltOwn = new ControllerClient({ url: ctlUrl, token: tok.bolt, tls: { ca: Buffer.from(ctlCa) } }).projectMachine('bolt', 'web');
+  assert.deepEqual(await boltOwn.request('GET', '/v1/containers?all=1'), []);
   await assert.rejects(
     viaTcp('bolt').request('POST', `/v1/containers/${id}/stop`),
     (e: { code?: string }) => e.code === 'PROJECT_NOT_FOUND',
