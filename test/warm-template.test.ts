@@ -209,6 +209,40 @@ describe('warm start from templates', () => {
     assert.equal((await warm()).hits, hits + 1);
   });
 
+  test('a clone whose template was replaced meanwhile is suspended and resumed with its memory', async () => {
+    await ready();
+    const [id] = await templates();
+    assert.ok(id, 'a template on /dev/shm');
+    const hits = (await warm()).hits;
+    await boson([
+      'run',
+      '-d',
+      '--rm',
+      '--name',
+      'sc',
+      'busybox',
+      'sh',
+      '-c',
+      'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.2; done',
+    ]);
+    assert.equal((await warm()).hits, hits + 1, 'the container is a clone');
+    const count = async (): Promise<number> => Number((await boson(['exec', 'sc', 'cat', '/tmp/n'])).trim());
+    await waitFor(async () => (await count().catch(() => 0)) >= 3, 60_000, 'the counter');
+    // Its template goes (its state is garbage: the next start discards it, files and all) and a new one is built;
+    // the clone keeps its private mapping of the old RAM file, which no longer has a name.
+    await writeFile(path.join(templateDirOf(runDir()), id, 'state'), 'not a migration stream');
+    assert.equal((await boson(['run', '--rm', 'busybox', 'echo', 'fell back'])).trim(), 'fell back');
+    assert.ok(!(await templates()).includes(id), "the old template's files are gone");
+    await ready();
+    const before = await count();
+    await boson(['suspend', 'sc']);
+    await boson(['resume', 'sc']);
+    const after = await count();
+    assert.ok(after >= before && after < before + 40, `the counter continued from ${before} (now ${after})`);
+    await waitFor(async () => (await count()) > after, 30_000, 'the counter to go on');
+    await boson(['rm', '-f', 'sc']);
+  });
+
   test('a daemon killed -9 during a clone start leaves nothing behind after the next boson up and its shutdown', async () => {
     await ready();
     const oldTemplates = await templates();

@@ -330,6 +330,10 @@ export class MicroVm implements Vm {
     if (this.runtimeDir === undefined) throw new BosonError('INTERNAL', 'only a detached micro-VM can be saved');
     await this.qmp.ready;
     await this.qmp.execute('stop');
+    // All of it: a template's clone was filled with x-ignore-shared on, which its QEMU keeps; the stream would carry
+    // it, and a plain VM refuses a stream that says so ("Capability x-ignore-shared is off, but received capability
+    // is on"). A clone's RAM is private, so it was never skipped.
+    await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: false }] });
     return saveState(this.qmp, this.pid, this.runtimeDir, file);
   }
 
