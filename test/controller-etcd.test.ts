@@ -8,31 +8,20 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { access, mkdtemp, rm } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { ERROR_CATALOGUE } from '../src/common/index.ts';
 import { startTestEtcd } from '../src/machine/store/etcd-test-support.ts';
-import { freePort, makeTestHost, runBoson, startUntil, type TestHost } from './helpers.ts';
+import { freePort, makeBareHost, makeTestHost, runBoson, startUntil, type TestHost } from './helpers.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
 
-/** A host of directories only (the controller needs nothing else). */
+/** A host of directories only (the controller needs nothing else), removed after the suite. */
 async function bareHost(extra: NodeJS.ProcessEnv = {}): Promise<TestHost> {
-  const root = await mkdtemp('/var/tmp/boson-ctletcd-');
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    BOSON_STATE_DIR: path.join(root, 'state'),
-    BOSON_RUN_DIR: path.join(root, 'run'),
-    BOSON_CONFIG_DIR: path.join(root, 'config'),
-    BOSON_QUIET: '1',
-    ...extra,
-  };
-  delete env.BOSON_DEBUG;
-  for (const k of Object.keys(env)) if (k.startsWith('BOSON_CONTROLLER_ETCD') && !(k in extra)) delete env[k];
-  const host = { stateDir: path.join(root, 'state'), env, cleanup: () => rm(root, { recursive: true, force: true }) };
+  const host = await makeBareHost('boson-ctletcd-', extra);
   cleanups.push(host.cleanup);
   return host;
 }

@@ -27,7 +27,7 @@ import { startTestEtcd } from '../src/machine/store/etcd-test-support.ts';
 import { openStateStore } from '../src/machine/store/sqlite.ts';
 import { migrateControllerToEtcd } from '../src/main/controller-migrate.ts';
 import { MIGRATION_MARKER } from '../src/main/controller.ts';
-import { freePort, runBoson, startUntil, type TestHost } from './helpers.ts';
+import { freePort, makeBareHost, runBoson, startUntil, type TestHost } from './helpers.ts';
 
 const LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
 const cleanups: Array<() => Promise<void>> = [];
@@ -365,19 +365,9 @@ test('a copy that fails part way removes what it wrote; an unreachable etcd or a
   assert.deepEqual(await untouched.occupancy(), { records: 0, events: 0 });
 });
 
-/** A host of directories only, for the CLI (no BOSON_CONTROLLER_ETCD settings from outside). */
+/** A host of directories only, for the CLI (no BOSON_CONTROLLER_ETCD settings from outside), removed after the suite. */
 async function bareHost(): Promise<TestHost> {
-  const root = await mkdtemp('/var/tmp/boson-ctlmig-');
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    BOSON_STATE_DIR: path.join(root, 'state'),
-    BOSON_RUN_DIR: path.join(root, 'run'),
-    BOSON_CONFIG_DIR: path.join(root, 'config'),
-    BOSON_QUIET: '1',
-  };
-  delete env.BOSON_DEBUG;
-  for (const k of Object.keys(env)) if (k.startsWith('BOSON_CONTROLLER_ETCD')) delete env[k];
-  const host = { stateDir: path.join(root, 'state'), env, cleanup: () => rm(root, { recursive: true, force: true }) };
+  const host = await makeBareHost('boson-ctlmig-');
   cleanups.push(host.cleanup);
   return host;
 }

@@ -7,29 +7,18 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat, access } from 'node:fs/promises';
+import { stat, access } from 'node:fs/promises';
 import path from 'node:path';
 import { ERROR_CATALOGUE } from '../src/common/index.ts';
-import { makeTestHost, runBoson, startUntil, freePort, type TestHost, type BosonResult } from './helpers.ts';
+import { makeBareHost, makeTestHost, runBoson, startUntil, freePort, type TestHost, type BosonResult } from './helpers.ts';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
 
-/** A host of directories only (no image, no network): the controller needs nothing else. */
-async function bareHost(): Promise<TestHost> {
-  const root = await mkdtemp('/var/tmp/boson-ctl-');
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    BOSON_STATE_DIR: path.join(root, 'state'),
-    BOSON_RUN_DIR: path.join(root, 'run'),
-    BOSON_CONFIG_DIR: path.join(root, 'config'),
-    BOSON_QUIET: '1',
-  };
-  delete env.BOSON_DEBUG;
-  return { stateDir: path.join(root, 'state'), env, cleanup: () => rm(root, { recursive: true, force: true }) };
-}
+/** A host of directories only: the controller needs nothing else. */
+const bareHost = (): Promise<TestHost> => makeBareHost('boson-ctl-');
 
 /** Runs boson and returns its stdout; fails with everything it printed when its status is not `want`. */
 async function ok(host: TestHost, args: string[], want = 0): Promise<string> {

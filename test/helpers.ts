@@ -169,6 +169,25 @@ export interface BosonResult {
   stderr: string;
 }
 
+/**
+ * A host of directories only (state, run and config; no image, no network): what a controller needs. `extra` is
+ * added to its environment; BOSON_CONTROLLER_ETCD* settings from outside are dropped unless `extra` names them.
+ */
+export async function makeBareHost(prefix: string, extra: NodeJS.ProcessEnv = {}): Promise<TestHost> {
+  const root = await mkdtemp(path.join('/var/tmp', prefix));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    BOSON_STATE_DIR: path.join(root, 'state'),
+    BOSON_RUN_DIR: path.join(root, 'run'),
+    BOSON_CONFIG_DIR: path.join(root, 'config'),
+    BOSON_QUIET: '1',
+    ...extra,
+  };
+  delete env.BOSON_DEBUG;
+  for (const k of Object.keys(env)) if (k.startsWith('BOSON_CONTROLLER_ETCD') && !(k in extra)) delete env[k];
+  return { stateDir: path.join(root, 'state'), env, cleanup: () => rm(root, { recursive: true, force: true }) };
+}
+
 /** Starts `bin/boson args` with the host's environment (plus `extraEnv`); the caller collects the output. */
 export function startBoson(host: TestHost, args: string[], extraEnv: NodeJS.ProcessEnv = {}): ChildProcess {
   return spawn(BOSON, args, { env: { ...host.env, ...extraEnv }, stdio: ['pipe', 'pipe', 'pipe'] });
