@@ -1,18 +1,14 @@
 #!/bin/sh
-# Builds the bundle of the boson CLI in build/cli with esbuild, if it is missing or older than a file of src/,
-# package-lock.json or this script; otherwise does nothing (one find). scripts/setup.sh runs it; bin/boson runs it
-# on first use, or when the sources changed since. Exits non-zero if esbuild failed, leaving the previous bundle in place.
-#   boson.mjs (+ chunks)   the CLI; the daemon's modules are a separate chunk, loaded only by `boson up`
-#   light.mjs              one file with just pull, login and logout (the tightest start-up budget)
-#   userns-child.mjs       the root disk builder a rootless daemon runs in a user namespace (src/image/userns.ts)
-# The packages with native code, heavy plugins or files read beside their code (better-sqlite3, fastify, etcd3 with its
-# .proto files, ...) stay outside, in node_modules.
+# Builds the bundle of the boson CLI in build/cli (scripts/bundle-cli.mjs: esbuild), if it is missing or older than a
+# file of src/, package-lock.json or the build scripts; otherwise does nothing (one find). scripts/setup.sh runs it;
+# bin/boson runs it on first use, or when the sources changed since. Exits non-zero if esbuild failed, leaving the
+# previous bundle in place. What is built: see scripts/bundle-cli.mjs.
 set -eu
 root=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 out="$root/build/cli"
 bundle="$out/boson.mjs"
 if [ -f "$bundle" ] && [ -f "$out/userns-child.mjs" ] && [ -f "$out/light.mjs" ] &&
-  [ -z "$(find "$root/src" "$root/package-lock.json" "$root/scripts/build-cli.sh" -newer "$bundle" -print -quit 2>/dev/null)" ]; then
+  [ -z "$(find "$root/src" "$root/package-lock.json" "$root/scripts/build-cli.sh" "$root/scripts/bundle-cli.mjs" -newer "$bundle" -print -quit 2>/dev/null)" ]; then
   exit 0
 fi
 if [ ! -x "$root/node_modules/.bin/esbuild" ]; then
@@ -22,13 +18,7 @@ fi
 mkdir -p "$root/build"
 tmp="$root/build/cli.tmp-$$"
 trap 'rm -rf "$tmp"' EXIT
-banner="--banner:js=import { createRequire as __bosonRequire } from 'node:module'; const require = __bosonRequire(import.meta.url);"
-"$root/node_modules/.bin/esbuild" "boson=$root/src/cli/main.ts" "userns-child=$root/src/image/userns-child.ts" \
-  --bundle --splitting --platform=node --format=esm --target=node20 \
-  --outdir="$tmp" --entry-names='[name]' --out-extension:.js=.mjs --log-level=error \
-  --external:better-sqlite3 --external:fastify --external:@fastify/swagger --external:prom-client --external:etcd3 "$banner"
-"$root/node_modules/.bin/esbuild" "$root/src/cli/light.ts" --bundle --platform=node --format=esm --target=node20 \
-  --outfile="$tmp/light.mjs" --log-level=error --external:better-sqlite3 "$banner"
+node "$root/scripts/bundle-cli.mjs" "$tmp"
 # A command already running the old bundle may still import one of its chunks (the daemon's, when it loads): chunk
 # names carry their content's hash, so the old ones are kept beside the new ones (for a day; cp -p keeps their time).
 if [ -d "$out" ]; then

@@ -13,7 +13,8 @@ import {
   type MachineImages,
   type RequestContext,
 } from '../machine/port/index.ts';
-import { buildImages, credentialStore } from '../main/index.ts';
+import { clientCredentialStore } from '../main/index.ts';
+import { loadEmbedded } from './embedded.ts';
 
 /** Where the images are: through a daemon (`remote`), or embedded in this process. */
 export interface ImageMachine {
@@ -36,6 +37,7 @@ export async function daemonAnswers(client: MachineClient): Promise<boolean> {
 export async function imageMachine(): Promise<ImageMachine> {
   const client = machineClient();
   if (await daemonAnswers(client)) return { images: new RemoteImages(client), remote: true, ctx: localContext() };
+  const { buildImages } = await loadEmbedded();
   return { images: buildImages(), remote: false, ctx: localContext() };
 }
 
@@ -50,7 +52,7 @@ export async function userAuth(reference: string): Promise<ImagePullRequest['aut
   } catch {
     return undefined;
   }
-  return (await credentialStore().get(registry)) ?? undefined;
+  return (await clientCredentialStore().get(registry)) ?? undefined;
 }
 
 /** A pull request for `machine`: through a daemon it carries this user's credentials for the registry. */

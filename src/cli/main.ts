@@ -4,8 +4,8 @@
  *
  * Start-up: only the modules of the command asked for are loaded (dynamic imports, which the esbuild bundle of
  * bin/boson turns into chunks): `boson pull` does not load the machine, the VMM or the table printer. Help,
- * version and anything unrecognised register every command. bin/boson sends pull, login and logout to light.ts,
- * a one-file bundle of just those; this file handles them too (through tsx, BOSON_NO_BUNDLE=1).
+ * version and anything unrecognised register every command. bin/boson sends run and pull to light.ts, a one-file
+ * bundle of just those; this file handles them too (through tsx, BOSON_NO_BUNDLE=1).
  */
 import type { Command } from 'commander';
 import { runProgram } from './program.ts';
@@ -13,8 +13,8 @@ import { runProgram } from './program.ts';
 /** Commands whose module registers exactly the top-level names listed (and nothing that another module needs). */
 const LIGHT: Record<string, () => Promise<(program: Command) => void>> = {
   pull: async () => (await import('./commands/pull.ts')).registerPullCommands,
-  login: async () => (await import('./commands/pull.ts')).registerPullCommands,
-  logout: async () => (await import('./commands/pull.ts')).registerPullCommands,
+  login: async () => (await import('./commands/login.ts')).registerLoginCommands,
+  logout: async () => (await import('./commands/login.ts')).registerLoginCommands,
   // `boson run` is the start of every container: it loads its own module only.
   run: async () => (await import('./commands/run.ts')).registerRun,
 };
@@ -39,13 +39,14 @@ function addProjectOption(program: Command): void {
 
 async function registerAll(program: Command): Promise<void> {
   addProjectOption(program);
-  const [run, info, images, up, containers, pull, tls, controller, tenancy, identity, catalog, context, fleet] = await Promise.all([
+  const [run, info, images, up, containers, pull, login, tls, controller, tenancy, identity, catalog, context, fleet] = await Promise.all([
     import('./commands/run.ts'),
     import('./commands/info.ts'),
     import('./commands/images.ts'),
     import('./commands/up.ts'),
     import('./commands/containers.ts'),
     import('./commands/pull.ts'),
+    import('./commands/login.ts'),
     import('./commands/tls.ts'),
     import('./commands/controller.ts'),
     import('./commands/tenancy.ts'),
@@ -62,6 +63,7 @@ async function registerAll(program: Command): Promise<void> {
   containers.registerVolumeCommands(program);
   containers.registerNetworkCommands(program);
   pull.registerPullCommands(program);
+  login.registerLoginCommands(program);
   tls.registerTls(program);
   controller.registerController(program);
   tenancy.registerTenancyCommands(program);
@@ -75,4 +77,4 @@ await runProgram(async (program) => {
   const light = LIGHT[process.argv[2] ?? ''];
   if (light) (await light())(program);
   else await registerAll(program);
-});
+}, async (err, json) => (await import('./output.ts')).reportError(err, json));

@@ -2,9 +2,15 @@
  * Terminal output shared by every command: JSON for --json, tables for people, progress lines only on a terminal,
  * and the one place where errors become a message and an exit status.
  */
-import Table from 'cli-table3';
+import { createRequire } from 'node:module';
+import type TableModule from 'cli-table3';
 import { ERROR_CATALOGUE, toBosonError } from '../common/index.ts';
 import { terminalSettings } from '../main/index.ts';
+
+/** cli-table3, loaded by the first table printed: commands that print none (run, pull) do not load it. */
+function tableModule(): typeof TableModule {
+  return createRequire(import.meta.url)('cli-table3') as typeof TableModule;
+}
 
 /** Prints `value` as pretty JSON on stdout. */
 export function printJson(value: unknown): void {
@@ -13,6 +19,7 @@ export function printJson(value: unknown): void {
 
 /** Prints rows as a borderless table with a header, like docker's listings. */
 export function printTable(head: string[], rows: string[][]): void {
+  const Table = tableModule();
   const table = new Table({
     head,
     chars: {

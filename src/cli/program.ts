@@ -18,8 +18,14 @@ export function createProgram(): Command {
   return program;
 }
 
+/**
+ * How a failure becomes a message and an exit status: output.ts's reportError, which each entry point passes as it
+ * loads modules (main.ts loads output.ts on the first failure; light.ts, one file, has it already).
+ */
+export type ErrorReporter = (err: unknown, json: boolean) => number | Promise<number>;
+
 /** Registers commands with `register`, parses argv and runs; every failure ends the process with its exit status. */
-export async function runProgram(register: (program: Command) => Promise<void> | void): Promise<void> {
+export async function runProgram(register: (program: Command) => Promise<void> | void, report: ErrorReporter): Promise<void> {
   // Boson's state is private (containers' environment often holds secrets; logs, blobs and disks are the user's
   // data): everything this process creates is for its own user only. Sockets meant for a group are opened up
   // explicitly where they are made.
@@ -34,6 +40,6 @@ export async function runProgram(register: (program: Command) => Promise<void> |
       const helpOrVersion = ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(err.code);
       process.exit(helpOrVersion ? 0 : ERROR_CATALOGUE.USAGE.exit);
     }
-    process.exit((await import('./output.ts')).reportError(err, process.argv.includes('--json')));
+    process.exit(await report(err, process.argv.includes('--json')));
   }
 }

@@ -4,7 +4,7 @@
  * (the project as one machine: its containers wherever the fleet placed them).
  */
 import { MachineClient } from '../machine/client/index.ts';
-import { hostSocketPath } from '../main/index.ts';
+import { clientSocketPath } from '../main/index.ts';
 
 let selected: MachineClient | undefined;
 
@@ -15,5 +15,5 @@ export function selectMachine(client: MachineClient): void {
 
 /** The client of the machine the commands talk to. */
 export function machineClient(): MachineClient {
-  return selected ?? new MachineClient(hostSocketPath());
+  return selected ?? new MachineClient(clientSocketPath());
 }

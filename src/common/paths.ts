@@ -53,3 +53,9 @@ export function bosonPaths(env: NodeJS.ProcessEnv, rootless = rootlessMode()): B
     rootless,
   };
 }
+
+/** The daemon socket for `paths`; `host` (the BOSON_HOST setting: unix:///path or a path) overrides. */
+export function daemonSocketPath(paths: BosonPaths, host?: string): string {
+  if (host) return host.replace(/^unix:\/\//, '');
+  return path.join(paths.runDir, 'boson.sock');
+}

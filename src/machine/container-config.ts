@@ -5,7 +5,7 @@
  */
 import { BosonError } from '../common/index.ts';
 import type { ImageConfig } from '../image/index.ts';
-import type { LogOptions, ProcessSpec } from './port/index.ts';
+import type { LogOptions, ProcessSpec, RestartPolicy } from './port/index.ts';
 
 /** The parts of an image config that shape a container's process. */
 export type ImageDefaults = Pick<ImageConfig, 'entrypoint' | 'cmd' | 'env' | 'workingDir' | 'user'>;
@@ -147,4 +147,39 @@ export function parseCpus(value: string, hostCpus: number): number {
   const vcpus = Math.ceil(n);
   if (vcpus > hostCpus) throw new BosonError('INVALID_ARGUMENT', `--cpus ${value} is more than the ${hostCpus} CPUs of this host`);
   return vcpus;
+}
+
+/** Default memory of a micro-VM, in MiB. */
+export const DEFAULT_MEMORY_MIB = 256;
+
+const SIGNALS: Record<string, number> = {
+  HUP: 1,
+  INT: 2,
+  QUIT: 3,
+  KILL: 9,
+  USR1: 10,
+  USR2: 12,
+  TERM: 15,
+  CONT: 18,
+  STOP: 19,
+  WINCH: 28,
+};
+
+/** Parses a signal name or number ("TERM", "SIGTERM", "15"); INVALID_ARGUMENT otherwise. */
+export function parseSignal(value: string): number {
+  if (/^\d+$/.test(value)) {
+    const n = Number(value);
+    if (n >= 1 && n <= 64) return n;
+  }
+  const n = SIGNALS[value.toUpperCase().replace(/^SIG/, '')];
+  if (n === undefined) throw new BosonError('INVALID_ARGUMENT', `invalid signal: ${value}`);
+  return n;
+}
+
+/** Parses a restart policy ("no", "always", "unless-stopped", "on-failure[:N]"). */
+export function parseRestartPolicy(value: string): RestartPolicy {
+  const m = /^(no|always|unless-stopped|on-failure)(?::(\d+))?$/.exec(value);
+  if (!m || (m[2] !== undefined && m[1] !== 'on-failure'))
+    throw new BosonError('INVALID_ARGUMENT', `invalid restart policy: ${value} (no, always, unless-stopped, on-failure[:N])`);
+  return { name: m[1] as RestartPolicy['name'], maximumRetryCount: m[2] === undefined ? 0 : Number(m[2]) };
 }

@@ -2,14 +2,12 @@
 export * from './port/index.ts';
 export {
   MachineRuntime,
-  DEFAULT_MEMORY_MIB,
-  parseSignal,
-  parseRestartPolicy,
   type RuntimeOptions,
   type RuntimeParts,
   type ExecRecord,
   type JailPolicy,
 } from './runtime.ts';
+export { DEFAULT_MEMORY_MIB, parseSignal, parseRestartPolicy } from './container-config.ts';
 export { ImageService, type ImageServiceOptions } from './images.ts';
 export { VolumeService, volumeUsersAmong } from './volume-service.ts';
 export { NetworkService, type NetworkServiceContainers } from './network-service.ts';
@@ -24,7 +22,7 @@ export {
   parseLogOptions,
   type ProcessConfig,
 } from './container-config.ts';
-export { MachineClient, StreamDemuxer, daemonSocketPath, execStatusError } from './api/client.ts';
+export { MachineClient, StreamDemuxer, execStatusError } from './api/client.ts';
 export { RemoteMachine, RemoteImages, RemoteVolumes, RemoteNetworks, RemoteEvents } from './api/remote.ts';
 export { pipeClientStdin, type ExecStatus } from './api/exec-stream.ts';
 export type { MachineEvent } from './containers.ts';

@@ -21,7 +21,7 @@ import { encodeSpec, encodeExec, FrameType, GuestErrorReason, decodeExit, decode
 import { bootWithWatchdog, type MicroVmConfig, type Vm, type VmJail, type Vmm } from '../vmm/index.ts';
 import type { BootBundle } from '../guest/index.ts';
 import type { ImageStore } from '../image/index.ts';
-import { mergeEnv, resolveProcessConfig } from './container-config.ts';
+import { DEFAULT_MEMORY_MIB, mergeEnv, parseSignal, resolveProcessConfig } from './container-config.ts';
 import { ContainerRegistry, isAlive, newContainerId, type ContainerRecord, type MachineEvent } from './containers.ts';
 import { ControlChannel, guestError as guestErrorOf } from './control-channel.ts';
 import { FOLLOW_BATCH_BYTES, filterLines, followLog, lastExit, readLog, waitForLogExit } from './logs.ts';
@@ -59,7 +59,6 @@ import type {
   MountSpec,
   PodMachine,
   RequestContext,
-  RestartPolicy,
   RunOptions,
   RunSession,
   StreamSink,
@@ -86,9 +85,6 @@ export const SUSPEND_STATE_FILE = 'suspend.state';
 const SUSPEND_INFO_FILE = 'suspend.json';
 /** How long a suspend waits for the guest's sync. */
 const SYNC_TIMEOUT_MS = 5000;
-
-/** Default memory of a micro-VM, in MiB. */
-export const DEFAULT_MEMORY_MIB = 256;
 
 /** An exec instance: a further process in a running container. */
 export interface ExecRecord {
@@ -135,38 +131,6 @@ interface Live {
   finished: boolean;
   /** Stops the checks that rotate its log (when it has max-size). */
   stopRotation?: () => void;
-}
-
-const SIGNALS: Record<string, number> = {
-  HUP: 1,
-  INT: 2,
-  QUIT: 3,
-  KILL: 9,
-  USR1: 10,
-  USR2: 12,
-  TERM: 15,
-  CONT: 18,
-  STOP: 19,
-  WINCH: 28,
-};
-
-/** Parses a signal name or number ("TERM", "SIGTERM", "15"); INVALID_ARGUMENT otherwise. */
-export function parseSignal(value: string): number {
-  if (/^\d+$/.test(value)) {
-    const n = Number(value);
-    if (n >= 1 && n <= 64) return n;
-  }
-  const n = SIGNALS[value.toUpperCase().replace(/^SIG/, '')];
-  if (n === undefined) throw new BosonError('INVALID_ARGUMENT', `invalid signal: ${value}`);
-  return n;
-}
-
-/** Parses a restart policy ("no", "always", "unless-stopped", "on-failure[:N]"). */
-export function parseRestartPolicy(value: string): RestartPolicy {
-  const m = /^(no|always|unless-stopped|on-failure)(?::(\d+))?$/.exec(value);
-  if (!m || (m[2] !== undefined && m[1] !== 'on-failure'))
-    throw new BosonError('INVALID_ARGUMENT', `invalid restart policy: ${value} (no, always, unless-stopped, on-failure[:N])`);
-  return { name: m[1] as RestartPolicy['name'], maximumRetryCount: m[2] === undefined ? 0 : Number(m[2]) };
 }
 
 /** How a host runs its runtime (filled by the composition root from the configuration). */

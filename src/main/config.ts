@@ -3,11 +3,11 @@
  * one table (SETTINGS) that names each setting's variable, default and meaning. docs/config.md is generated from
  * the same table and a test keeps the two equal.
  */
-import os from 'node:os';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { BosonError, bosonPaths, type BosonPaths } from '../common/index.ts';
+import { bosonConfigDir, dockerConfigPath, hostSetting, terminalSettings } from './client-settings.ts';
 import { parseLogOptions } from '../machine/index.ts';
 
 /** Where a controller keeps its state in etcd (BOSON_CONTROLLER_ETCD…, or `boson controller --etcd`). */
@@ -424,27 +424,6 @@ export function configDoc(): string {
   ].join('\n');
 }
 
-/** Boson's configuration directory: BOSON_CONFIG_DIR, else $XDG_CONFIG_HOME/boson, else ~/.config/boson. */
-export function bosonConfigDir(env: NodeJS.ProcessEnv): string {
-  if (env.BOSON_CONFIG_DIR) return path.resolve(env.BOSON_CONFIG_DIR);
-  const xdg = env.XDG_CONFIG_HOME;
-  return path.join(xdg ? path.resolve(xdg) : path.join(env.HOME ?? os.homedir(), '.config'), 'boson');
-}
-
-/** Docker's config.json: $DOCKER_CONFIG/config.json, else ~/.docker/config.json. */
-export function dockerConfigPath(env: NodeJS.ProcessEnv): string {
-  const dir = env.DOCKER_CONFIG ? path.resolve(env.DOCKER_CONFIG) : path.join(env.HOME ?? os.homedir(), '.docker');
-  return path.join(dir, 'config.json');
-}
-
-/**
- * The CLI's terminal settings (BOSON_QUIET, BOSON_DEBUG), read on their own and never refused, so that showing
- * progress or reporting an error (a malformed setting included) cannot fail; loadConfig reads them the same way.
- */
-export function terminalSettings(env: NodeJS.ProcessEnv = process.env): { quiet: boolean; debug: boolean } {
-  return { quiet: Boolean(env.BOSON_QUIET), debug: Boolean(env.BOSON_DEBUG) };
-}
-
 /** BOSON_LOG_OPTS ("max-size=10m,max-file=3") as LogOptions; INVALID_ARGUMENT naming the setting. */
 function logOptsSetting(value: string): { maxSizeBytes?: number; maxFiles?: number } {
   const opts: Record<string, string> = {};
@@ -489,7 +468,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     bindAllow: env.BOSON_BIND_ALLOW ? env.BOSON_BIND_ALLOW.split(':').filter(Boolean) : undefined,
     jail: env.BOSON_VMM_JAIL !== 'off',
     vmmUser: env.BOSON_VMM_USER ?? 'boson-vmm',
-    host: env.BOSON_HOST || undefined,
+    host: hostSetting(env),
     guestKernel: env.BOSON_GUEST_KERNEL ? path.resolve(env.BOSON_GUEST_KERNEL) : undefined,
     guestModules: env.BOSON_GUEST_MODULES || undefined,
     accel: env.BOSON_ACCEL,

@@ -13,7 +13,8 @@ export {
   type RuntimeHosting,
   type DaemonRequest,
 } from './root.ts';
-export { SETTINGS, terminalSettings, parseEtcdEndpoints, type Setting, type ControllerEtcd, type ControllerEtcdOptions } from './config.ts';
+export { SETTINGS, parseEtcdEndpoints, type Setting, type ControllerEtcd, type ControllerEtcdOptions } from './config.ts';
+export { terminalSettings, clientSocketPath, clientCredentialStore } from './client-settings.ts';
 export { buildImages, credentialStore, registryOptions, imageStoreOptions } from './images.ts';
 /** The guest kernel and initramfs this host boots (for `boson info`). */
 export { bootBundle } from '../machine/index.ts';

@@ -21,7 +21,6 @@ import {
   VolumeManager,
   VolumeService,
   bootBundle,
-  daemonSocketPath,
   defaultBindPolicy,
   openStateStore,
   startDaemon,
@@ -29,6 +28,8 @@ import {
   type GuestKernelOptions,
   type JailPolicy,
 } from '../machine/index.ts';
+import { clientSocketPath } from './client-settings.ts';
+import { daemonSocketPath } from '../common/index.ts';
 import { loadConfig, type HostConfig } from './config.ts';
 import { imageStoreOptions, registryOptions } from './images.ts';
 import { makeLogger, plainLogger } from './logging.ts';
@@ -83,8 +84,8 @@ export function guestKernelOptions(config: HostConfig): GuestKernelOptions {
 }
 
 /** The daemon socket of this host (BOSON_HOST overrides <run dir>/boson.sock). */
-export function hostSocketPath(config: HostConfig = loadConfig()): string {
-  return daemonSocketPath(config.paths, config.host);
+export function hostSocketPath(config?: HostConfig): string {
+  return config ? daemonSocketPath(config.paths, config.host) : clientSocketPath();
 }
 
 /** The structured log of a long-running Boson process (BOSON_LOG_LEVEL, BOSON_LOG_FILE). */

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { RemoteImages } from '../../machine/client/index.ts';
 import { machineClient } from '../target-machine.ts';
+import { loadEmbedded } from '../embedded.ts';
 import { localContext, type Image } from '../../machine/port/index.ts';
 import { daemonAnswers, imageMachine, type ImageMachine } from '../machine.ts';
 import { formatBytes, printJson, printTable, StatusLine } from '../output.ts';
@@ -19,7 +20,7 @@ async function imagesWithContainers(): Promise<ImageMachine & { close(): Promise
   const client = machineClient();
   if (await daemonAnswers(client))
     return { images: new RemoteImages(client), remote: true, ctx: localContext(), close: async () => undefined };
-  const { buildRuntime } = await import('../../main/index.ts');
+  const { buildRuntime } = await loadEmbedded();
   const runtime = buildRuntime('embedded');
   return { images: runtime.imageService, remote: false, ctx: localContext(), close: () => runtime.close() };
 }

@@ -11,9 +11,9 @@ import type { Duplex } from 'node:stream';
 import { BosonError } from '../../common/index.ts';
 import { MachineClient, RemoteImages, StreamDemuxer, execStatusError, type ExecStatus } from '../../machine/client/index.ts';
 import { localContext, type ContainerSpec, type MachineImages } from '../../machine/port/index.ts';
-import { buildImages } from '../../main/index.ts';
 import { daemonAnswers, pullRequest, pullSteps } from '../machine.ts';
 import { machineClient } from '../target-machine.ts';
+import { loadEmbedded } from '../embedded.ts';
 import { addContainerFlags, containerSpecOf, type ContainerFlags } from '../container-flags.ts';
 import { StatusLine, flushOutput } from '../output.ts';
 
@@ -53,9 +53,10 @@ export function registerRun(program: Command): void {
  * daemon when the run goes through it, else with this host's images in this process.
  */
 async function pullIfMissing(image: string, client: MachineClient | null): Promise<void> {
+  // This host's images are built (and their modules loaded) only when there is no daemon to ask.
   const machine = client
     ? { images: new RemoteImages(client) as MachineImages, remote: true, ctx: localContext() }
-    : { images: buildImages() as MachineImages, remote: false, ctx: localContext() };
+    : { images: (await loadEmbedded()).buildImages() as MachineImages, remote: false, ctx: localContext() };
   const status = new StatusLine();
   try {
     const request = await pullRequest(machine, { reference: image, ifMissing: true });
@@ -188,7 +189,7 @@ async function runThroughDaemon(
 
 /** No daemon: the same runtime, embedded in this process (its micro-VM dies with this process). */
 async function runEmbedded(spec: ContainerSpec, winsize: { rows: number; cols: number } | undefined): Promise<ForegroundRun> {
-  const { buildRuntime } = await import('../../main/index.ts');
+  const { buildRuntime } = await loadEmbedded();
   const runtime = buildRuntime('embedded');
   await runtime.init();
   const ctx = localContext();

@@ -5,16 +5,9 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { BosonError, ERROR_CATALOGUE, errorFromProblem, type BosonPaths, type ErrorCode } from '../../common/index.ts';
+import { BosonError, ERROR_CATALOGUE, errorFromProblem, type ErrorCode } from '../../common/index.ts';
 import { EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, type ExecStatus } from './exec-stream.ts';
-
-/** The daemon socket for `paths`; `host` (the BOSON_HOST setting: unix:///path or a path) overrides. */
-export function daemonSocketPath(paths: BosonPaths, host?: string): string {
-  if (host) return host.replace(/^unix:\/\//, '');
-  return path.join(paths.runDir, 'boson.sock');
-}
 
 /** The typed error of a problem JSON answer (`text`, with HTTP `status`): errorFromProblem of src/common. */
 export function errorFrom(status: number, text: string): BosonError {

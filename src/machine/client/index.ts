@@ -10,7 +10,6 @@
 export {
   MachineClient,
   StreamDemuxer,
-  daemonSocketPath,
   errorFrom,
   execStatusError,
   type MachineTlsEndpoint,
@@ -18,7 +17,7 @@ export {
 } from '../api/client.ts';
 export { RemoteMachine, RemoteImages, RemoteVolumes, RemoteNetworks, RemoteEvents } from '../api/remote.ts';
 export { pipeClientStdin, EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, type ExecStatus } from '../api/exec-stream.ts';
-export { parseSignal, parseRestartPolicy, DEFAULT_MEMORY_MIB } from '../runtime.ts';
+export { parseSignal, parseRestartPolicy, DEFAULT_MEMORY_MIB } from '../container-config.ts';
 export { parseMemory, parseSizeMiB, parseCpus, parseEnvFile, expandEnvArgs, parseLogOptions } from '../container-config.ts';
 export { parsePortSpec } from '../network/index.ts';
 export { parseVolumeSpec } from '../volumes/index.ts';

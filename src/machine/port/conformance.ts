@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isBosonError } from '../../common/index.ts';
 import type { Machine, StreamSink } from './machine.ts';
-import { localContext, type ContainerSpec } from './schemas.ts';
+import { localContext } from './values.ts';
+import type { ContainerSpec } from './schemas.ts';
 
 /** What the suite gets from an implementation: a fresh machine and how to end it. */
 export interface MachineFactory {

@@ -19,11 +19,6 @@ export const RequestContext = Type.Object({
 });
 export type RequestContext = Static<typeof RequestContext>;
 
-/** A context for calls made by the host itself (the CLI on this host, the daemon's own restarts). */
-export function localContext(requestId?: string): RequestContext {
-  return requestId === undefined ? { principal: 'local' } : { principal: 'local', requestId };
-}
-
 /** A mount of a container: a named or anonymous volume (name '' = anonymous), or a host directory. */
 export const MountSpec = Type.Union([
   Type.Object(
@@ -423,9 +418,6 @@ export const Volume = Type.Object({
   mountpoint: Type.String({ description: "the disk file on the machine's host" }),
 });
 export type Volume = Static<typeof Volume>;
-
-/** The size of a volume's disk when its create request names none (sparse: it takes only what is written). */
-export const DEFAULT_VOLUME_BYTES = 16 * 1024 ** 3;
 
 /** What a machine is asked to create a volume from. */
 export const VolumeCreateRequest = Type.Object(

@@ -1,0 +1,14 @@
+import { spawn } from 'node:child_process';
+import { writeFileSync, openSync } from 'node:fs';
+import { makeTestHost, waitFor, BOSON } from './test/helpers.ts';
+const mode = process.argv[2] ?? 'pool';
+const h = await makeTestHost();
+h.env = { ...h.env, BOSON_WARM_IMAGES: 'busybox', BOSON_WARM_PER_SHAPE: '2', BOSON_WARM_MEMORY_MIB: '1024', BOSON_WARM_MODE: mode, BOSON_LOG_LEVEL: 'debug' };
+delete h.env.BOSON_QUIET;
+const log = openSync(`/work/scratch/dbg-${mode}.log`, 'w');
+const d = spawn(BOSON, ['up'], { env: h.env, stdio: ['ignore', log, log] });
+writeFileSync(`/work/scratch/dbg-${mode}.env`, Object.entries(h.env).filter(([k]) => k.startsWith('BOSON_')).map(([k, v]) => `export ${k}='${v}'`).join('\n') + '\n');
+console.log('daemon pid', d.pid, h.stateDir);
+const stop = async () => { d.kill('SIGTERM'); await new Promise((r) => setTimeout(r, 1500)); await h.cleanup(); process.exit(0); };
+process.on('SIGTERM', stop); process.on('SIGINT', stop);
+setInterval(() => {}, 1 << 30);
