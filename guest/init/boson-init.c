@@ -1016,7 +1016,10 @@ static _Noreturn void finish(int sfd, const struct spec *spec)
 		end_exec(p);
 	}
 	unmount_volumes(spec);
-	sync();
+	/* What the container wrote must be on its disks before the host hears of the end (and may stop the VM at once),
+	 * unless its writable layer goes with it (--rm): volumes were synced as they were unmounted above. */
+	if (!spec->ephemeral)
+		sync();
 	send_exit(m);
 	ctl_drain();
 	proc_release(m);
@@ -1061,7 +1064,8 @@ int main(void)
 	int sfd = setup_signals();
 	load_modules();
 	apply_settings(SETTINGS_FILE, "");
-	warm_up();
+	if (warm_up())
+		warm_network();
 	open_port();
 
 	struct spec spec;

@@ -404,6 +404,7 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 		case S_TTY:
 		case S_STDIN:
 		case S_LOG_PORT:
+		case S_EPHEMERAL:
 		case S_EXEC_READONLY:
 		case S_EXEC_NO_NEW_PRIVS:
 			if (len != 1)
@@ -411,6 +412,7 @@ static int parse_records(const uint8_t *p, size_t n, struct spec *s, char *err, 
 			*(tag == S_TTY		? &s->tty
 			  : tag == S_STDIN	? &s->stdin_open
 			  : tag == S_LOG_PORT	? &s->log_port
+			  : tag == S_EPHEMERAL	? &s->ephemeral
 			  : tag == S_EXEC_READONLY ? &s->exec_readonly
 						: &s->exec_no_new_privs) = v[0] != 0;
 			continue;

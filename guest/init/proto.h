@@ -71,6 +71,7 @@ enum spec_tag {
 	S_EXEC_GROUPS = 43, /* EXEC only, with EXEC_ROOT: "GID,GID,..." supplementary groups added to the user's */
 	S_EXEC_CAPS = 44,   /* EXEC only, with EXEC_ROOT, u64: the capability bounding set (bit N: capability N) */
 	S_EXEC_NO_NEW_PRIVS = 45, /* EXEC only, with EXEC_ROOT, u8: no_new_privs is set before the exec */
+	S_EPHEMERAL = 46, /* u8: the writable layer goes with the container (--rm): not synced when it ends */
 };
 
 struct frame_hdr {
@@ -131,6 +132,7 @@ struct spec {
 	struct mount_spec *mounts;
 	size_t nmounts;
 	int log_port;
+	int ephemeral; /* EPHEMERAL */
 	char *exec_root; /* EXEC_ROOT, or NULL: the process runs in its own mount namespace, chrooted there */
 	int exec_readonly; /* EXEC_READONLY: exec_root is read-only for it */
 	char **exec_mounts; /* EXEC_MOUNT texts, checked by exec_mount_parse (NULL-terminated, or NULL) */

@@ -412,13 +412,13 @@ static void warmup_fstype(char *out, size_t len, int *template)
 	}
 }
 
-void warm_up(void)
+int warm_up(void)
 {
 	char fstype[32];
 	int template;
 	warmup_fstype(fstype, sizeof fstype, &template);
 	if (strcmp(fstype, "erofs") != 0 && strcmp(fstype, "ext4") != 0)
-		return;
+		return 0;
 	if (template) {
 		/* A template's clones each get their own writable layer (another file behind boson-scratch), so only the
 		 * image's disk is mounted here: a mounted ext4 would be in every clone's memory. */
@@ -452,4 +452,5 @@ void warm_up(void)
 	}
 	if (pid > 0)
 		waitpid(pid, NULL, 0);
+	return !template;
 }

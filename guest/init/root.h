@@ -17,8 +17,9 @@ void mount_early(void);
  * image's /bin/sh once: the start after SPEC then only writes the SPEC's /etc files, and under TCG the kernel paths
  * of a start are translated already. Does nothing without the argument. With boson.template as well (a template VM,
  * cloned for many containers) only the root disk is mounted: each clone's writable layer is another file, mounted
- * with the overlay and the API filesystems when its SPEC comes. */
-void warm_up(void);
+ * with the overlay and the API filesystems when its SPEC comes. Returns 1 for a warm pool's VM (its own clones
+ * share nothing of it), else 0. */
+int warm_up(void);
 
 /* Makes sure fds 0, 1 and 2 are open (the console, else /dev/null), so no later fd lands on them. */
 void ensure_stdio(void);

@@ -73,8 +73,11 @@ async function registerAll(program: Command): Promise<void> {
   fleet.registerFleetCommands(program);
 }
 
-await runProgram(async (program) => {
-  const light = LIGHT[process.argv[2] ?? ''];
-  if (light) (await light())(program);
-  else await registerAll(program);
-}, async (err, json) => (await import('./output.ts')).reportError(err, json));
+await runProgram(
+  async (program) => {
+    const light = LIGHT[process.argv[2] ?? ''];
+    if (light) (await light())(program);
+    else await registerAll(program);
+  },
+  async (err, json) => (await import('./output.ts')).reportError(err, json),
+);

@@ -169,6 +169,8 @@ export interface RunSpec {
   mounts?: GuestMount[];
   /** Write the main process's output to the boson.log port (timestamped records) instead of boson.ctl. */
   logPort?: boolean;
+  /** The writable layer goes with the container (--rm): the guest does not sync it when the container ends. */
+  ephemeral?: boolean;
   /**
    * 16 to 64 random bytes from the host, mixed into the guest's entropy pool (credited) before the generator is
    * reseeded: a VM booted ahead of its container, or cloned from a snapshot, gets random state of its own.
@@ -235,6 +237,7 @@ export const SpecTag = {
   EXEC_GROUPS: 43,
   EXEC_CAPS: 44,
   EXEC_NO_NEW_PRIVS: 45,
+  EPHEMERAL: 46,
 } as const;
 
 /** Builds a sequence of SPEC records. */
@@ -343,6 +346,7 @@ export function encodeSpec(spec: RunSpec): Buffer {
   for (const h of spec.hosts ?? []) w.addString(SpecTag.HOSTS, h);
   for (const m of spec.mounts ?? []) w.addString(SpecTag.MOUNT, mountText(m));
   if (spec.logPort) w.add(SpecTag.LOG_PORT, Buffer.from([1]));
+  if (spec.ephemeral) w.add(SpecTag.EPHEMERAL, Buffer.from([1]));
   if (spec.entropy !== undefined) {
     if (spec.entropy.length < 16 || spec.entropy.length > 64)
       throw new BosonError('INVALID_ARGUMENT', `ENTROPY must be 16 to 64 bytes, not ${spec.entropy.length}`);

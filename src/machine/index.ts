@@ -1,12 +1,6 @@
 /** Public surface of src/machine: the port, the runtime of this host, its daemon and the daemon's client. */
 export * from './port/index.ts';
-export {
-  MachineRuntime,
-  type RuntimeOptions,
-  type RuntimeParts,
-  type ExecRecord,
-  type JailPolicy,
-} from './runtime.ts';
+export { MachineRuntime, type RuntimeOptions, type RuntimeParts, type ExecRecord, type JailPolicy } from './runtime.ts';
 export { DEFAULT_MEMORY_MIB, parseSignal, parseRestartPolicy } from './container-config.ts';
 export { ImageService, type ImageServiceOptions } from './images.ts';
 export { VolumeService, volumeUsersAmong } from './volume-service.ts';

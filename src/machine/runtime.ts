@@ -27,7 +27,7 @@ import { ControlChannel, guestError as guestErrorOf } from './control-channel.ts
 import { FOLLOW_BATCH_BYTES, filterLines, followLog, lastExit, readLog, waitForLogExit } from './logs.ts';
 import { LogRotator, RotationFeed, logFileSet } from './log-rotation.ts';
 import { randomContainerName } from './names.ts';
-import { createScratchDisk } from './scratch.ts';
+import { createScratchDisk, DEFAULT_SCRATCH_BYTES } from './scratch.ts';
 import { KeyedMutex } from './keyed-mutex.ts';
 import type { VolumeManager } from './volumes/index.ts';
 import type { ImageService } from './images.ts';
@@ -246,6 +246,11 @@ export class MachineRuntime implements MachineContainers {
   private readonly logFeeds = new Map<string, RotationFeed>();
   /** Volume name -> the container whose start or run holds it (checked and claimed in one step in mountPlan). */
   private readonly volumeClaims = new Map<string, string>();
+  /**
+   * Writable layers still being made for containers that `run` created (made while the start's other steps run): the
+   * size asked for, and the mkfs. scratchReady() waits for it.
+   */
+  private readonly scratchWork = new Map<string, { bytes: number; made: Promise<void> }>();
   private readonly lock = new KeyedMutex();
   private readonly waiters = new Map<string, Array<{ condition: WaitCondition; resolve: (r: WaitResult) => void }>>();
   private readonly execs = new Map<string, ExecRecord>();
@@ -653,7 +658,16 @@ export class MachineRuntime implements MachineContainers {
     return this.vmm.accelerator();
   }
 
-  private async createRecord(spec: ContainerSpec, internalMounts: MountSpec[] = [], podNic?: PodNic): Promise<ContainerRecord> {
+  /**
+   * Creates a container's record, its volumes and its writable layer. `deferScratch` (run, which starts it at once):
+   * the writable layer is made while the start does its other steps, and the start waits for it (scratchReady).
+   */
+  private async createRecord(
+    spec: ContainerSpec,
+    internalMounts: MountSpec[] = [],
+    podNic?: PodNic,
+    deferScratch = false,
+  ): Promise<ContainerRecord> {
     const image = await this.images.resolve(spec.image);
     const id = newContainerId();
     const proc = spec.process ?? {};
@@ -754,7 +768,12 @@ export class MachineRuntime implements MachineContainers {
         if (m.type === 'volume') m.name = (await this.volumes.create(m.name, { anonymous: m.anonymous ?? false })).name;
       }
       // A writable layer thrown away with its container needs no journal (it mounts faster, nothing must survive).
-      await createScratchDisk(path.join(this.registry.containerDir(id), 'scratch.ext4'), spec.resources?.diskBytes, !autoRemove);
+      const bytes = spec.resources?.diskBytes ?? DEFAULT_SCRATCH_BYTES;
+      const made = createScratchDisk(this.scratchOf(id), bytes, !autoRemove);
+      if (deferScratch) {
+        made.catch(() => undefined);
+        this.scratchWork.set(id, { bytes, made });
+      } else await made;
       await this.registry.save(record);
     } catch (err) {
       await this.registry.remove(record).catch(() => undefined);
@@ -762,6 +781,23 @@ export class MachineRuntime implements MachineContainers {
     }
     this.emit(record, 'create');
     return record;
+  }
+
+  /** A container's writable layer (the overlay's upper disk), in its directory. */
+  private scratchOf(id: string): string {
+    return path.join(this.registry.containerDir(id), 'scratch.ext4');
+  }
+
+  /**
+   * Waits for the writable layer that createRecord is still making for container `id`, if any; makes it if it is
+   * missing (its making failed, and this is a later start). TOOL_FAILED if mkfs fails.
+   */
+  private async scratchReady(record: ContainerRecord): Promise<void> {
+    const work = this.scratchWork.get(record.id);
+    this.scratchWork.delete(record.id);
+    if (work) await work.made.catch(() => undefined);
+    if (!(await stat(this.scratchOf(record.id)).catch(() => null)))
+      await createScratchDisk(this.scratchOf(record.id), work?.bytes ?? DEFAULT_SCRATCH_BYTES, !record.autoRemove);
   }
 
   /** The mounts asked for, checked, plus anonymous volumes for the image's VOLUMEs not covered. */
@@ -959,19 +995,21 @@ export class MachineRuntime implements MachineContainers {
     onNotice?: (text: string) => void,
   ): Promise<void> {
     const { runtimeDir, rootDisk, bundle, logFile, extraDisks, shares, mounts } = plan;
-    const scratch = path.join(this.registry.containerDir(id), 'scratch.ext4');
+    const scratch = this.scratchOf(id);
+    // The size of the writable layer: being made (run), or made.
+    const scratchBytes = this.scratchWork.get(id)?.bytes ?? (await stat(scratch).catch(() => null))?.size;
     // A warm VM fits a container without further disks or shares (their devices exist from boot).
     const warm =
       this.warm &&
       runtimeDir !== undefined &&
       extraDisks.length === 0 &&
       shares.length === 0 &&
-      (await this.warm.fits({ runtimeDir, scratch, logFile }))
+      (await this.warm.fits({ logFile, scratchBytes }))
         ? this.warm.take(this.warmShape(record, rootDisk), bundle)
         : undefined;
     // Or a template to clone (template mode): the clone gets the container's own files, like a cold boot.
     const template: Template | undefined =
-      this.templates && runtimeDir !== undefined && extraDisks.length === 0 && shares.length === 0 && (await this.templates.fits(scratch))
+      this.templates && runtimeDir !== undefined && extraDisks.length === 0 && shares.length === 0 && this.templates.fits(scratchBytes)
         ? this.templates.take(this.warmShape(record, rootDisk), bundle)
         : undefined;
     let endpoint: Endpoint | null;
@@ -1061,6 +1099,7 @@ export class MachineRuntime implements MachineContainers {
         rootFstype: rootDisk.fstype,
         scratchDisk: 'boson-scratch',
         logPort: true,
+        ephemeral: record.autoRemove,
         clockNs: BigInt(Date.now()) * 1_000_000n,
         entropy: randomBytes(32),
         mounts,
@@ -1086,6 +1125,14 @@ export class MachineRuntime implements MachineContainers {
         ...(record.dns && record.dns.options.length > 0 ? { dnsOptions: record.dns.options } : {}),
       });
     const tNet = performance.now();
+    try {
+      await this.scratchReady(record);
+    } catch (err) {
+      // The warm VM's tap is the endpoint's now: disconnect deletes it.
+      if (warm) await this.warm!.release(warm, false);
+      if (endpoint) await this.networks.disconnect(id).catch(() => undefined);
+      throw err;
+    }
     let claimed: ClaimedVm | null =
       warm && runtimeDir ? await this.warm!.claim(warm, { runtimeDir, scratch, logFile, cgroupName: id.slice(0, 16) }) : null;
     let clone: { vm: Vm; ctl: ControlChannel; launchMs: number; restoreMs: number } | null = null;
@@ -1362,6 +1409,15 @@ export class MachineRuntime implements MachineContainers {
     });
   }
 
+  /** True for a --rm container (false for one that is gone already). */
+  private autoRemoved(id: string): boolean {
+    try {
+      return this.registry.get(id).autoRemove;
+    } catch {
+      return false;
+    }
+  }
+
   /** Follows a live VM until its container exits. */
   private watch(id: string, live: Live): void {
     this.live.set(id, live);
@@ -1379,7 +1435,8 @@ export class MachineRuntime implements MachineContainers {
       const mark = (name: string): void => void (marks[name] = Math.round(performance.now() - t0));
       this.background(
         flushed
-          .then(() => (mark('logFlushedMs'), live.vm.shutdown(1000)))
+          // A --rm container's VM has nothing left to keep (its writable layer goes): it is killed, not asked to quit.
+          .then(() => (mark('logFlushedMs'), this.autoRemoved(id) ? live.vm.kill() : live.vm.shutdown(1000)))
           .then(() => (mark('vmGoneMs'), this.exited(id, status, error, mark)))
           .then(() => (mark('recordedMs'), this.log.debug({ container: id, ...marks }, 'container exit handled'))),
         `recording the exit of container ${id.slice(0, 12)}`,
@@ -1578,6 +1635,9 @@ export class MachineRuntime implements MachineContainers {
       await live.vm.kill();
       await exited;
     }
+    // A writable layer still being made is finished first: mkfs must not write into a directory being removed.
+    await this.scratchWork.get(id)?.made.catch(() => undefined);
+    this.scratchWork.delete(id);
     // The record and its files, the network and the VM's runtime directory do not depend on each other.
     const runtimeDir = this.runtimeDir(id);
     const [removed] = await Promise.allSettled([
@@ -1753,7 +1813,7 @@ export class MachineRuntime implements MachineContainers {
         cpus: info.cpus ?? record.resources.cpus,
         disks: [
           { serial: 'boson-root', path: rootDisk.path, readOnly: true },
-          { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },
+          { serial: 'boson-scratch', path: this.scratchOf(id), readOnly: false },
           ...extraDisks,
         ],
         shares,
@@ -1988,7 +2048,7 @@ export class MachineRuntime implements MachineContainers {
    * container that cannot start is settled as start does it (and removed with autoRemove) before this rejects.
    */
   async run(ctx: RequestContext, spec: ContainerSpec, sink: StreamSink, options: RunOptions = {}): Promise<RunSession> {
-    const record = await this.createRecord(spec);
+    const record = await this.createRecord(spec, [], undefined, true);
     options.onCreated?.(containerView(record));
     const id = record.id;
     const detach = new AbortController();
@@ -2108,6 +2168,7 @@ export class MachineRuntime implements MachineContainers {
     this.checkOwned(record);
     if (record.state === 'running' || record.state === 'restarting')
       throw new BosonError('CONTAINER_RUNNING', `container ${record.name} is running in another Boson process`);
+    await this.scratchReady(record);
     const runtimeDir = this.options.detached ? this.runtimeDir(id) : undefined;
     const [rootDisk, bundle] = await Promise.all([
       this.images.resolve(record.imageId).then((image) => this.images.rootDisk(image)),
@@ -2134,7 +2195,7 @@ export class MachineRuntime implements MachineContainers {
           cpus: record.resources.cpus,
           disks: [
             { serial: 'boson-root', path: rootDisk.path, readOnly: true },
-            { serial: 'boson-scratch', path: path.join(this.registry.containerDir(id), 'scratch.ext4'), readOnly: false },
+            { serial: 'boson-scratch', path: this.scratchOf(id), readOnly: false },
             ...disks,
           ],
           shares,

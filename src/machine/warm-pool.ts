@@ -231,9 +231,9 @@ export class WarmPool {
    * Whether a container's files can take a warm VM: a first start (no log yet: QEMU appends to the pool's file, which
    * replaces it) with a writable layer of the default size.
    */
-  async fits(target: WarmTarget): Promise<boolean> {
+  async fits(target: { logFile: string; scratchBytes: number | undefined }): Promise<boolean> {
     if (!this.enabled || (await exists(target.logFile))) return false;
-    return (await stat(target.scratch).catch(() => null))?.size === DEFAULT_SCRATCH_BYTES;
+    return target.scratchBytes === DEFAULT_SCRATCH_BYTES;
   }
 
   /**

@@ -150,9 +150,8 @@ export class WarmTemplates {
   }
 
   /** Whether a container's writable layer fits a clone: the template's devices have the default size. */
-  async fits(scratch: string): Promise<boolean> {
-    if (!this.enabled) return false;
-    return (await stat(scratch).catch(() => null))?.size === DEFAULT_SCRATCH_BYTES;
+  fits(scratchBytes: number | undefined): boolean {
+    return this.enabled && scratchBytes === DEFAULT_SCRATCH_BYTES;
   }
 
   /**

@@ -7,14 +7,7 @@
  * Nothing here holds or builds an implementation: those come from the composition root (src/main). The layer test
  * (test/layers.test.ts) lets the edges import these two surfaces of src/machine and nothing else.
  */
-export {
-  MachineClient,
-  StreamDemuxer,
-  errorFrom,
-  execStatusError,
-  type MachineTlsEndpoint,
-  type MachineVia,
-} from '../api/client.ts';
+export { MachineClient, StreamDemuxer, errorFrom, execStatusError, type MachineTlsEndpoint, type MachineVia } from '../api/client.ts';
 export { RemoteMachine, RemoteImages, RemoteVolumes, RemoteNetworks, RemoteEvents } from '../api/remote.ts';
 export { pipeClientStdin, EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, type ExecStatus } from '../api/exec-stream.ts';
 export { parseSignal, parseRestartPolicy, DEFAULT_MEMORY_MIB } from '../container-config.ts';
