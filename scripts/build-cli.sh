@@ -7,7 +7,7 @@ set -eu
 root=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 out="$root/build/cli"
 bundle="$out/boson.mjs"
-if [ -f "$bundle" ] && [ -f "$out/userns-child.mjs" ] && [ -f "$out/light.mjs" ] &&
+if [ -f "$bundle" ] && [ -f "$out/userns-child.mjs" ] && [ -f "$out/light.mjs" ] && [ -f "$out/run.mjs" ] &&
   [ -z "$(find "$root/src" "$root/package-lock.json" "$root/scripts/build-cli.sh" "$root/scripts/bundle-cli.mjs" -newer "$bundle" -print -quit 2>/dev/null)" ]; then
   exit 0
 fi

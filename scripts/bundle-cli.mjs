@@ -3,9 +3,10 @@
  * in): `node scripts/bundle-cli.mjs <outdir>`.
  *   boson.mjs (+ chunks)   the CLI (src/cli/main.ts), split: each command's modules are a chunk loaded on first use
  *   userns-child.mjs       the root disk builder a rootless daemon runs in a user namespace (src/image/userns.ts)
- *   light.mjs              one file with just `run` and `pull` (src/cli/light.ts), tree-shaken to what they need
- *                          when a daemon answers: src/cli/embedded.ts is swapped for embedded-light.ts, which hands
- *                          a command that finds no daemon to boson.mjs instead of loading the composition root.
+ *   light.mjs              one file with `pull`, `login` and `logout` (src/cli/light.ts), this host's images included
+ *   run.mjs                one file with `run` (src/cli/run-light.ts), tree-shaken to what a run through the daemon
+ *                          needs: src/cli/embedded.ts is swapped for embedded-light.ts, which hands a run that finds no
+ *                          daemon to boson.mjs instead of loading the composition root.
  * The packages with native code, heavy plugins or files read beside their code (better-sqlite3, fastify, etcd3 with
  * its .proto files, ...) stay outside, in node_modules. Exits non-zero if a build fails.
  */
@@ -38,32 +39,31 @@ await build({
 });
 
 /**
- * The light bundle's two substitutions. embedded.ts becomes embedded-light.ts (see above). And a dynamic import of
- * one of Boson's modules (the controller, loaded by a function of src/main that run and pull never call) is not
+ * The one-file bundles' substitutions. embedded.ts becomes embedded-light.ts (see above). And a dynamic import of
+ * one of Boson's modules (the controller, loaded by a function of src/main that these commands never call) is not
  * followed: it becomes a module that fails when loaded. Followed, it would bring its modules in, and make esbuild
  * wrap every module they share with the bundle so that the unused parts of those could no longer be left out.
  */
-const lightOnly = {
-  name: 'light-only',
+const oneFile = {
+  name: 'one-file',
   setup(b) {
     const src = path.join(root, 'src') + path.sep;
     b.onResolve({ filter: /./ }, (args) => {
       if (!args.path.startsWith('.')) return undefined;
       const target = path.resolve(args.resolveDir, args.path);
       if (target === path.join(root, 'src/cli/embedded.ts')) return { path: path.join(root, 'src/cli/embedded-light.ts') };
-      if (args.kind === 'dynamic-import' && target.startsWith(src)) return { path: target, namespace: 'not-in-light' };
+      if (args.kind === 'dynamic-import' && target.startsWith(src)) return { path: target, namespace: 'not-in-one-file' };
       return undefined;
     });
-    b.onLoad({ filter: /./, namespace: 'not-in-light' }, (args) => ({
-      contents: `throw new Error(${JSON.stringify(`${path.relative(root, args.path)} is not in the light bundle of the CLI`)});`,
+    b.onLoad({ filter: /./, namespace: 'not-in-one-file' }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`${path.relative(root, args.path)} is not in this one-file bundle of the CLI`)});`,
       loader: 'js',
     }));
   },
 };
 
-await build({
-  ...common,
-  entryPoints: [path.join(root, 'src/cli/light.ts')],
-  outfile: path.join(outdir, 'light.mjs'),
-  plugins: [lightOnly],
-});
+for (const [entry, out] of [
+  ['src/cli/light.ts', 'light.mjs'],
+  ['src/cli/run-light.ts', 'run.mjs'],
+])
+  await build({ ...common, entryPoints: [path.join(root, entry)], outfile: path.join(outdir, out), plugins: [oneFile] });

@@ -180,6 +180,7 @@ static void test_spec_v2(void)
 	rec_str(&b, S_MOUNT, "9p\tshare0\t/srv/share\t9p\tro");
 	rec_str(&b, S_MOUNT, "virtiofs\tboson-bind2\t/host\tvirtiofs\trw");
 	rec(&b, S_LOG_PORT, "\1", 1);
+	rec(&b, S_EPHEMERAL, "\1", 1);
 	struct spec s;
 	char err[256] = "";
 	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0);
@@ -196,7 +197,7 @@ static void test_spec_v2(void)
 	CHECK(s.mounts[0].kind == MOUNT_DISK && strcmp(s.mounts[0].source, "vol-data") == 0);
 	CHECK(strcmp(s.mounts[0].target, "/data") == 0 && strcmp(s.mounts[0].fstype, "ext4") == 0 && !s.mounts[0].read_only);
 	CHECK(s.mounts[1].kind == MOUNT_9P && strcmp(s.mounts[1].source, "share0") == 0 && s.mounts[1].read_only);
-	CHECK(s.log_port == 1);
+	CHECK(s.log_port == 1 && s.ephemeral == 1);
 	spec_free(&s);
 
 	/* without the version 2 records: nothing set */
@@ -204,7 +205,7 @@ static void test_spec_v2(void)
 	rec_str(&b, S_ARG, "sh");
 	rec_str(&b, S_ROOT_DISK, "r");
 	CHECK(spec_parse(b.data, b.len, &s, err, sizeof err) == 0);
-	CHECK(!s.has_clock && s.nifs == 0 && s.ndns == 0 && s.dns == NULL && s.nmounts == 0 && !s.log_port);
+	CHECK(!s.has_clock && s.nifs == 0 && s.ndns == 0 && s.dns == NULL && s.nmounts == 0 && !s.log_port && !s.ephemeral);
 	spec_free(&s);
 
 	/* a bad NET_IF or MOUNT record makes the whole SPEC invalid, with the reason */

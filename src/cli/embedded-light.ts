@@ -1,6 +1,6 @@
 /**
- * embedded.ts as the one-file bundle of src/cli/light.ts has it (scripts/build-cli.mjs swaps it in). That bundle
- * carries no machine: a command of it that finds no daemon is handed whole to the full CLI beside it
+ * embedded.ts as the one-file bundle of `run` has it (src/cli/run-light.ts; scripts/bundle-cli.mjs swaps it in). That
+ * bundle carries no machine: a run that finds no daemon is handed whole to the full CLI beside it
  * (build/cli/boson.mjs), which parses the same arguments again and embeds the machine. Its callers ask for the
  * embedded machine before they print anything, so the hand-over is not seen.
  */

@@ -1,18 +1,16 @@
 /**
- * The entry point of the commands that must start fastest: `run` (the start of every container) and `pull` (a cached
- * pull has a 100 ms budget, half of which is Node's own start). bin/boson runs its bundle for those commands.
- *
- * It is bundled as one file (build/cli/light.mjs), tree-shaken to what these commands need when a daemon answers:
- * Node's ESM loader costs about a millisecond per module, and a module's source is compiled whether or not its code
- * runs. Without a daemon the command goes whole to the full CLI (see embedded-light.ts), which the bundle does not
- * carry. Everything else (and help for the whole CLI) goes through main.ts.
+ * The entry point of `pull`, `login` and `logout` (a cached pull has a 100 ms budget, half of which is Node's own
+ * start). bin/boson runs its bundle, build/cli/light.mjs, for those commands. One file: Node's ESM loader costs
+ * about a millisecond per module, and the split bundle of main.ts would load several. It carries this host's images
+ * (a pull without a daemon is done in this process), not the containers or the VMM. `run` has its own one-file
+ * entry, run-light.ts; everything else (and help for the whole CLI) goes through main.ts.
  */
+import { registerLoginCommands } from './commands/login.ts';
 import { registerPullCommands } from './commands/pull.ts';
-import { registerRun } from './commands/run.ts';
 import { reportError } from './output.ts';
 import { runProgram } from './program.ts';
 
 await runProgram((program) => {
-  registerRun(program);
   registerPullCommands(program);
+  registerLoginCommands(program);
 }, reportError);

@@ -1,20 +1,12 @@
 /**
- * The machine the CLI's image commands talk to: the daemon's, through its typed client, when one answers
- * `GET /healthz` on its socket; otherwise this host's images built by the composition root in this process (loaded
- * only then). Either way the commands see the port's MachineImages and nothing of the store behind it.
+ * What the CLI's commands share about the machine they talk to: whether a daemon answers `GET /healthz` on its
+ * socket, and how a pull request carries this user's credentials to it. The image commands' machine (the daemon's,
+ * or this host's images in this process) is image-machine.ts.
  */
 import { remoteReference } from '../image/index.ts';
-import { RemoteImages, type MachineClient } from '../machine/client/index.ts';
-import { machineClient } from './target-machine.ts';
-import {
-  localContext,
-  type ImageProgressListener,
-  type ImagePullRequest,
-  type MachineImages,
-  type RequestContext,
-} from '../machine/port/index.ts';
+import type { MachineClient } from '../machine/client/index.ts';
+import type { ImageProgressListener, ImagePullRequest, MachineImages, RequestContext } from '../machine/port/index.ts';
 import { clientCredentialStore } from '../main/index.ts';
-import { loadEmbedded } from './embedded.ts';
 
 /** Where the images are: through a daemon (`remote`), or embedded in this process. */
 export interface ImageMachine {
@@ -31,14 +23,6 @@ export async function daemonAnswers(client: MachineClient): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-/** The images of this host's machine (see the module comment). */
-export async function imageMachine(): Promise<ImageMachine> {
-  const client = machineClient();
-  if (await daemonAnswers(client)) return { images: new RemoteImages(client), remote: true, ctx: localContext() };
-  const { buildImages } = await loadEmbedded();
-  return { images: buildImages(), remote: false, ctx: localContext() };
 }
 
 /**

@@ -139,6 +139,20 @@ test('version 2 spec records: clock, interfaces, DNS, hosts, mounts, log port', 
       [41, 'edns0'],
     ],
   );
+  // EPHEMERAL (--rm: no sync at the end): one byte, after LOG_PORT; absent when false.
+  assert.deepEqual(
+    records(encodeSpec({ argv: ['sh'], env: [], rootDisk: 'r', logPort: true, ephemeral: true })).map((r) => [r[0], [...r[1]]]),
+    [
+      [1, [...Buffer.from('sh')]],
+      [9, [...Buffer.from('r')]],
+      [18, [1]],
+      [46, [1]],
+    ],
+  );
+  assert.deepEqual(
+    records(encodeSpec({ argv: ['sh'], env: [], rootDisk: 'r', ephemeral: false })).map((r) => r[0]),
+    [1, 9],
+  );
   // Without them, a version 1 spec comes out unchanged.
   assert.deepEqual(
     records(encodeSpec({ argv: ['sh'], env: [], rootDisk: 'r', logPort: false })).map((r) => r[0]),

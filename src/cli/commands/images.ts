@@ -9,7 +9,8 @@ import { RemoteImages } from '../../machine/client/index.ts';
 import { machineClient } from '../target-machine.ts';
 import { loadEmbedded } from '../embedded.ts';
 import { localContext, type Image } from '../../machine/port/index.ts';
-import { daemonAnswers, imageMachine, type ImageMachine } from '../machine.ts';
+import { imageMachine } from '../image-machine.ts';
+import { daemonAnswers, type ImageMachine } from '../machine.ts';
 import { formatBytes, printJson, printTable, StatusLine } from '../output.ts';
 
 /**

@@ -7,7 +7,8 @@
 import type cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import type { ImageProgressListener } from '../../machine/port/index.ts';
-import { imageMachine, pullRequest } from '../machine.ts';
+import { imageMachine } from '../image-machine.ts';
+import { pullRequest } from '../machine.ts';
 import { formatBytes } from '../output.ts';
 
 type ImageProgress = ImageProgressListener;
