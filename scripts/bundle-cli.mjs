@@ -39,10 +39,12 @@ await build({
 });
 
 /**
- * The one-file bundles' substitutions. embedded.ts becomes embedded-light.ts (see above). And a dynamic import of
- * one of Boson's modules (the controller, loaded by a function of src/main that these commands never call) is not
- * followed: it becomes a module that fails when loaded. Followed, it would bring its modules in, and make esbuild
- * wrap every module they share with the bundle so that the unused parts of those could no longer be left out.
+ * The one-file bundles' substitutions. embedded.ts becomes embedded-light.ts (see above). And a dynamic import of a
+ * module of the daemon's side (src/main, src/machine, src/vmm, src/controller, src/docker, src/cri: the controller,
+ * the API server, the etcd store, loaded by functions these commands never call) is not followed: it becomes a
+ * module that fails when loaded. Followed, it would bring its modules in, and make esbuild wrap every module they
+ * share with the bundle so that the unused parts of those could no longer be left out. The image layer's lazy
+ * modules (layer flattening, for a pull without a daemon) are followed.
  */
 const oneFile = {
   name: 'one-file',
@@ -52,7 +54,9 @@ const oneFile = {
       if (!args.path.startsWith('.')) return undefined;
       const target = path.resolve(args.resolveDir, args.path);
       if (target === path.join(root, 'src/cli/embedded.ts')) return { path: path.join(root, 'src/cli/embedded-light.ts') };
-      if (args.kind === 'dynamic-import' && target.startsWith(src)) return { path: target, namespace: 'not-in-one-file' };
+      const layer = path.relative(src, target).split(path.sep)[0];
+      if (args.kind === 'dynamic-import' && target.startsWith(src) && !['cli', 'common', 'guest', 'image'].includes(layer))
+        return { path: target, namespace: 'not-in-one-file' };
       return undefined;
     });
     b.onLoad({ filter: /./, namespace: 'not-in-one-file' }, (args) => ({
