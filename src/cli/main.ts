@@ -4,8 +4,8 @@
  *
  * Start-up: only the modules of the command asked for are loaded (dynamic imports, which the esbuild bundle of
  * bin/boson turns into chunks): `boson pull` does not load the machine, the VMM or the table printer. Help,
- * version and anything unrecognised register every command. bin/boson sends run and pull to light.ts, a one-file
- * bundle of just those; this file handles them too (through tsx, BOSON_NO_BUNDLE=1).
+ * version and anything unrecognised register every command. bin/boson sends run to run-light.ts and pull, login and
+ * logout to light.ts, one-file bundles of just those; this file handles them too (through tsx, BOSON_NO_BUNDLE=1).
  */
 import type { Command } from 'commander';
 import { runProgram } from './program.ts';

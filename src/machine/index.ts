@@ -1,13 +1,15 @@
 /** Public surface of src/machine: the port, the runtime of this host, its daemon and the daemon's client. */
 export * from './port/index.ts';
 export { MachineRuntime, type RuntimeOptions, type RuntimeParts, type ExecRecord, type JailPolicy } from './runtime.ts';
-export { DEFAULT_MEMORY_MIB, parseSignal, parseRestartPolicy } from './container-config.ts';
 export { ImageService, type ImageServiceOptions } from './images.ts';
 export { VolumeService, volumeUsersAmong } from './volume-service.ts';
 export { NetworkService, type NetworkServiceContainers } from './network-service.ts';
 export { EventService, eventView, type EventLog } from './event-service.ts';
 export { ContainerRegistry, validateContainerName, type ContainerRecord } from './containers.ts';
 export {
+  DEFAULT_MEMORY_MIB,
+  parseSignal,
+  parseRestartPolicy,
   parseMemory,
   parseSizeMiB,
   parseCpus,

@@ -10,8 +10,17 @@
 export { MachineClient, StreamDemuxer, errorFrom, execStatusError, type MachineTlsEndpoint, type MachineVia } from '../api/client.ts';
 export { RemoteMachine, RemoteImages, RemoteVolumes, RemoteNetworks, RemoteEvents } from '../api/remote.ts';
 export { pipeClientStdin, EXEC_STATUS_STREAM, RUN_CREATED_STREAM, RUN_NOTICE_STREAM, type ExecStatus } from '../api/exec-stream.ts';
-export { parseSignal, parseRestartPolicy, DEFAULT_MEMORY_MIB } from '../container-config.ts';
-export { parseMemory, parseSizeMiB, parseCpus, parseEnvFile, expandEnvArgs, parseLogOptions } from '../container-config.ts';
+export {
+  parseSignal,
+  parseRestartPolicy,
+  DEFAULT_MEMORY_MIB,
+  parseMemory,
+  parseSizeMiB,
+  parseCpus,
+  parseEnvFile,
+  expandEnvArgs,
+  parseLogOptions,
+} from '../container-config.ts';
 export { parsePortSpec } from '../network/index.ts';
 export { parseVolumeSpec } from '../volumes/index.ts';
 export { validateContainerName } from '../containers.ts';
