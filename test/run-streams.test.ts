@@ -1,14 +1,26 @@
 /**
  * Streams and signals of `boson run` with real micro-VMs: stdin, large separated output, terminals, Ctrl-C, and
- * clean-up when `boson run` itself is killed.
+ * clean-up when `boson run` itself is killed. Embedded (no daemon), and again through a daemon with a warm pool
+ * (run-streams-warm-pool.test.ts), where every run is a warm start.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { useTestHost, runBoson, startUntil, qemuPidsUsing, containerDirs, waitFor, BOSON } from './helpers.ts';
+import { useTestHost, runBoson, startUntil, qemuPidsUsing, containerDirs, waitFor, warmSuite, warmView, BOSON } from './helpers.ts';
 
 const testHost = useTestHost();
+
+/**
+ * The QEMUs of the host that are not a warm pool's VM waiting for a start: none may be left after runs. A warm
+ * suite's daemon keeps (and refills) its pool; once the refills are done, every other QEMU is a leftover.
+ */
+async function qemusLeft(): Promise<number> {
+  if (warmSuite() !== 'pool') return (await qemuPidsUsing(testHost().stateDir)).length;
+  await waitFor(async () => (await warmView(testHost())).shapes.every((s) => s.booting === 0), 180_000, 'the pool refilled');
+  const waiting = (await warmView(testHost())).shapes.reduce((n, s) => n + s.ready, 0);
+  return (await qemuPidsUsing(testHost().stateDir)).length - waiting;
+}
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -91,16 +103,24 @@ describe('boson run streams', () => {
     assert.equal(r2.code, 137);
   });
 
-  test('kill -9 of boson run takes its micro-VM down and leaves nothing behind', async () => {
-    const { child } = await startUntil(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'echo ready; sleep 600'], 'ready');
-    assert.equal((await qemuPidsUsing(testHost().stateDir)).length, 1, 'one QEMU runs the container');
-    child.kill('SIGKILL');
-    await waitFor(async () => (await qemuPidsUsing(testHost().stateDir)).length === 0, 5000, 'QEMU to die with its parent');
-    // The next command repairs the record the killed process could not remove.
-    const next = await runBoson(testHost(), ['run', '--rm', 'busybox', 'true']);
-    assert.equal(next.code, 0);
-    assert.deepEqual(await containerDirs(testHost().stateDir), []);
-  });
+  test(
+    'kill -9 of boson run takes its micro-VM down and leaves nothing behind',
+    {
+      skip: warmSuite()
+        ? 'the embedded runtime alone: through a daemon a killed client leaves its container running, as with Docker'
+        : false,
+    },
+    async () => {
+      const { child } = await startUntil(testHost(), ['run', '--rm', 'busybox', 'sh', '-c', 'echo ready; sleep 600'], 'ready');
+      assert.equal((await qemuPidsUsing(testHost().stateDir)).length, 1, 'one QEMU runs the container');
+      child.kill('SIGKILL');
+      await waitFor(async () => (await qemuPidsUsing(testHost().stateDir)).length === 0, 5000, 'QEMU to die with its parent');
+      // The next command repairs the record the killed process could not remove.
+      const next = await runBoson(testHost(), ['run', '--rm', 'busybox', 'true']);
+      assert.equal(next.code, 0);
+      assert.deepEqual(await containerDirs(testHost().stateDir), []);
+    },
+  );
 
   test('20 runs in a row: no hang, no leaked QEMU, file or container record', async () => {
     for (let i = 0; i < 20; i++) {
@@ -108,7 +128,7 @@ describe('boson run streams', () => {
       assert.equal(r.stdout.toString(), `run-${i}\n`, r.stderr);
       assert.equal(r.code, 0);
     }
-    assert.deepEqual(await qemuPidsUsing(testHost().stateDir), []);
+    assert.equal(await qemusLeft(), 0, 'no QEMU left but a warm pool waiting for its starts');
     assert.deepEqual(await containerDirs(testHost().stateDir), []);
   });
 });

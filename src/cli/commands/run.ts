@@ -105,7 +105,7 @@ async function runForeground(spec: ContainerSpec): Promise<number> {
   const interactive = Boolean(spec.process?.stdin);
   if (tty && interactive && !process.stdin.isTTY)
     throw new BosonError('INVALID_ARGUMENT', 'the input device is not a TTY (drop -t, or run from a terminal)');
-  const winsize = tty && process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : undefined;
+  const winsize = tty ? terminalSize() : undefined;
   // The container is removed by whoever runs it only once it has ended; it is never left half-made.
   const client = machineClient();
   const viaDaemon = await daemonAnswers(client);
@@ -211,11 +211,25 @@ async function runEmbedded(spec: ContainerSpec, winsize: { rows: number; cols: n
   };
 }
 
+/**
+ * The size of this process's terminal, or undefined when stdout is not one or it has no size (a pty that nobody
+ * sized, as script(1) or a CI runner makes, says 0×0): the guest's terminal then keeps its default, as docker run's
+ * does.
+ */
+function terminalSize(): { rows: number; cols: number } | undefined {
+  if (!process.stdout.isTTY) return undefined;
+  const { rows, columns } = process.stdout;
+  return rows > 0 && columns > 0 ? { rows, cols: columns } : undefined;
+}
+
 /** Wires this process's stdin and terminal to the container; returns a function that undoes it. */
 function attachTerminal(run: ForegroundRun, tty: boolean, interactive: boolean): () => void {
   const raw = tty && interactive && process.stdin.isTTY;
   if (raw) process.stdin.setRawMode(true);
-  const onResize = (): void => run.resize(process.stdout.rows, process.stdout.columns);
+  const onResize = (): void => {
+    const size = terminalSize();
+    if (size) run.resize(size.rows, size.cols);
+  };
   if (tty && process.stdout.isTTY) process.stdout.on('resize', onResize);
   if (interactive) {
     process.stdin.on('data', (chunk: Buffer) => run.stdin(chunk));
