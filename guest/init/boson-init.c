@@ -1016,9 +1016,10 @@ static _Noreturn void finish(int sfd, const struct spec *spec)
 		end_exec(p);
 	}
 	unmount_volumes(spec);
-	/* What the container wrote must be on its disks before the host hears of the end (and may stop the VM at once),
-	 * unless its writable layer goes with it (--rm): volumes were synced as they were unmounted above. */
-	if (!spec->ephemeral)
+	/* What the container wrote must be on its disks before the host hears of the end (and may stop the VM at once).
+	 * A --rm container's writable layer goes with it: without volumes (one still busy above is only detached, and
+	 * flushed by this sync) there is nothing to keep. */
+	if (!spec->ephemeral || spec->nmounts > 0)
 		sync();
 	send_exit(m);
 	ctl_drain();

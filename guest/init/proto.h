@@ -71,7 +71,7 @@ enum spec_tag {
 	S_EXEC_GROUPS = 43, /* EXEC only, with EXEC_ROOT: "GID,GID,..." supplementary groups added to the user's */
 	S_EXEC_CAPS = 44,   /* EXEC only, with EXEC_ROOT, u64: the capability bounding set (bit N: capability N) */
 	S_EXEC_NO_NEW_PRIVS = 45, /* EXEC only, with EXEC_ROOT, u8: no_new_privs is set before the exec */
-	S_EPHEMERAL = 46, /* u8: the writable layer goes with the container (--rm): not synced when it ends */
+	S_EPHEMERAL = 46, /* u8: the writable layer goes with the container (--rm): no final sync when it has no volumes */
 };
 
 struct frame_hdr {

@@ -169,7 +169,7 @@ export interface RunSpec {
   mounts?: GuestMount[];
   /** Write the main process's output to the boson.log port (timestamped records) instead of boson.ctl. */
   logPort?: boolean;
-  /** The writable layer goes with the container (--rm): the guest does not sync it when the container ends. */
+  /** The writable layer goes with the container (--rm): without volumes, the guest does not sync when it ends. */
   ephemeral?: boolean;
   /**
    * 16 to 64 random bytes from the host, mixed into the guest's entropy pool (credited) before the generator is
