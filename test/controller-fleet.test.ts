@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { Server } from 'node:net';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -27,13 +26,10 @@ import {
   type OpenFleet,
 } from '../src/controller/index.ts';
 import { fleetRouteEntries } from '../src/controller/fleet/routes.ts';
-import { ImageStore } from '../src/image/index.ts';
-import { buildApi, buildPortApi } from '../src/machine/api/server.ts';
-import { FakeVmm } from '../src/machine/fake-vmm.ts';
-import { fakeRuntime } from '../src/machine/fake-runtime.ts';
-import { openStateStore } from '../src/machine/store/sqlite.ts';
+import { buildPortApi } from '../src/machine/api/server.ts';
+import { fakeMachineApi, type FakeMachineApi } from './fake-machine-api.ts';
+import { BUSYBOX_LAYOUT as LAYOUT, freePort } from './helpers.ts';
 
-const LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
 type FleetC = { machineId: string };
 const LOST_AFTER_MS = 60_000;
 
@@ -52,19 +48,11 @@ interface TestMachine {
   dir: string;
   port: number;
   app: FastifyInstance;
-  runtime: ReturnType<typeof fakeRuntime>;
+  runtime: FakeMachineApi['runtime'];
   tcp?: Server;
   tls: { ca: Buffer; cert: Buffer; key: Buffer };
 }
 const machines: TestMachine[] = [];
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function call(
   who: string | null,
@@ -88,12 +76,7 @@ async function serveMachine(m: TestMachine): Promise<void> {
 
 async function startMachine(name: string, token: string, labels: Record<string, string>): Promise<TestMachine> {
   const dir = await mkdtemp(path.join(os.tmpdir(), `boson-fleet-${name}-`));
-  const store = openStateStore(dir);
-  await new ImageStore(store, dir).importPath(LAYOUT);
-  store.close();
-  const runtime = fakeRuntime({ stateDir: dir, vmm: new FakeVmm(), detached: true });
-  await runtime.init();
-  const app = await buildApi(runtime);
+  const { runtime, app } = await fakeMachineApi(dir);
   await app.listen({ path: path.join(dir, 'api.sock') });
   const port = await freePort();
   const joined = await joinController({

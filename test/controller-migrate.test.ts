@@ -16,20 +16,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { asyncStore, ERROR_CATALOGUE, isBosonError, PACKAGE_ROOT, type AsyncStateStore, type StoredRecord } from '../src/common/index.ts';
+import { asyncStore, ERROR_CATALOGUE, isBosonError, type AsyncStateStore, type StoredRecord } from '../src/common/index.ts';
 import { buildControllerApi, Controller, openFleet, parseQuotaItem, type OpenFleet } from '../src/controller/index.ts';
-import { ImageStore } from '../src/image/index.ts';
-import { buildApi } from '../src/machine/api/server.ts';
-import { FakeVmm } from '../src/machine/fake-vmm.ts';
-import { fakeRuntime } from '../src/machine/fake-runtime.ts';
 import { openEtcdStore, type EtcdStateStore } from '../src/machine/store/etcd.ts';
 import { startTestEtcd } from '../src/machine/store/etcd-test-support.ts';
 import { openStateStore } from '../src/machine/store/sqlite.ts';
 import { migrateControllerToEtcd } from '../src/main/controller-migrate.ts';
 import { MIGRATION_MARKER } from '../src/main/controller.ts';
-import { freePort, makeBareHost, runBoson, startUntil, type TestHost } from './helpers.ts';
+import { fakeMachineApi } from './fake-machine-api.ts';
+import { BUSYBOX_LAYOUT as LAYOUT, freePort, makeBareHost, runBoson, startUntil, type TestHost } from './helpers.ts';
 
-const LAYOUT = path.join(PACKAGE_ROOT, 'build', 'images', 'busybox-oci');
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
@@ -44,12 +40,7 @@ before(async () => {
   await access(path.join(LAYOUT, 'index.json'));
   const dir = await mkdtemp(path.join(os.tmpdir(), 'boson-migrate-machine-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const store = openStateStore(dir);
-  await new ImageStore(store, dir).importPath(LAYOUT);
-  store.close();
-  const runtime = fakeRuntime({ stateDir: dir, vmm: new FakeVmm(), detached: true });
-  await runtime.init();
-  const app = await buildApi(runtime);
+  const { runtime, app } = await fakeMachineApi(dir);
   machineSocket = path.join(dir, 'api.sock');
   await app.listen({ path: machineSocket });
   cleanups.push(async () => {

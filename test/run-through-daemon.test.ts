@@ -71,4 +71,27 @@ describe('boson run through the daemon', () => {
     // The daemon's containers: nothing left of either run.
     assert.equal(await docker('ps', '-a', '-q'), '');
   });
+
+  test("a --rm container's writes to a volume outlive it, up to the last byte", async () => {
+    // Its writable layer goes unsynced (EPHEMERAL) and its VM is killed at its end; its volume stays, so the data
+    // must be on the volume's disk by then.
+    const w = await runBoson(host(), [
+      'run',
+      '--rm',
+      '-v',
+      'kept:/data',
+      'busybox',
+      'sh',
+      '-c',
+      'head -c 1048576 /dev/urandom > /data/rand && md5sum /data/rand | cut -d" " -f1 && head -c 4194304 /dev/zero > /data/zeros; uname -r',
+    ]);
+    assert.equal(w.code, 0, w.stderr);
+    const [sum, release] = w.stdout.toString().trim().split('\n');
+    assert.match(sum!, /^[0-9a-f]{32}$/);
+    assert.match(release!, /boson/, 'written in the guest');
+    const r = await runBoson(host(), ['run', '--rm', '-v', 'kept:/data', 'busybox', 'sh', '-c', 'md5sum /data/rand; wc -c < /data/zeros']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.toString().replace(/ +/g, ' '), `${sum} /data/rand\n4194304\n`);
+    await docker('volume', 'rm', 'kept');
+  });
 });

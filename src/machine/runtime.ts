@@ -776,6 +776,7 @@ export class MachineRuntime implements MachineContainers {
       } else await made;
       await this.registry.save(record);
     } catch (err) {
+      await this.dropScratchWork(id);
       await this.registry.remove(record).catch(() => undefined);
       throw err;
     }
@@ -786,6 +787,15 @@ export class MachineRuntime implements MachineContainers {
   /** A container's writable layer (the overlay's upper disk), in its directory. */
   private scratchOf(id: string): string {
     return path.join(this.registry.containerDir(id), 'scratch.ext4');
+  }
+
+  /**
+   * Before a container's directory goes: a writable layer still being made is finished (mkfs must not write into a
+   * directory being removed), then forgotten.
+   */
+  private async dropScratchWork(id: string): Promise<void> {
+    await this.scratchWork.get(id)?.made.catch(() => undefined);
+    this.scratchWork.delete(id);
   }
 
   /**
@@ -1635,9 +1645,7 @@ export class MachineRuntime implements MachineContainers {
       await live.vm.kill();
       await exited;
     }
-    // A writable layer still being made is finished first: mkfs must not write into a directory being removed.
-    await this.scratchWork.get(id)?.made.catch(() => undefined);
-    this.scratchWork.delete(id);
+    await this.dropScratchWork(id);
     // The record and its files, the network and the VM's runtime directory do not depend on each other.
     const runtimeDir = this.runtimeDir(id);
     const [removed] = await Promise.allSettled([
